@@ -1,0 +1,70 @@
+"""The ``pophealth`` command line.
+
+Each command group lives in its own module under :mod:`pophealth.commands` and is
+registered in :data:`SUBCOMMANDS`; top-level commands are defined here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+
+from pophealth import __version__
+
+app = typer.Typer(
+    name="pophealth",
+    help=(
+        "Open population-health-management engine for the English NHS: links patient "
+        "records with small-area data (deprivation, air pollution, fuel poverty), finds "
+        "who needs proactive care first, and shows where care is unequal."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: (command name, module exposing a ``typer.Typer`` called ``app``).
+SUBCOMMANDS: list[tuple[str, str]] = []
+
+#: Top-level command modules: each defines ``register(app)``.
+COMMANDS: list[str] = [
+    "pophealth.commands.core",
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pophealth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """pophealth: population health management for the English NHS."""
+
+
+def _register() -> None:
+    for module in COMMANDS:
+        importlib.import_module(module).register(app)
+    for name, module in SUBCOMMANDS:
+        app.add_typer(importlib.import_module(module).app, name=name)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``pophealth`` script."""
+    try:
+        app(args=argv, prog_name="pophealth")
+    except KeyboardInterrupt:
+        typer.secho("interrupted; nothing was committed to the store", err=True)
+        sys.exit(130)

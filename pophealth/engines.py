@@ -1,0 +1,73 @@
+"""Query engines: an Ibis backend over a store, on DuckDB (default) or Spark.
+
+Programme code never names an engine: it builds Ibis expressions against the
+tables of the backend returned here, and ``--engine duckdb|spark`` picks where
+they run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import ibis
+
+if TYPE_CHECKING:
+    from pophealth.store import Store
+
+ENGINES = ("duckdb", "spark")
+
+_spark_session = None
+
+
+def spark_session(*, shuffle_partitions: int | None = None):
+    """The process's local Spark session (created once, small and quiet).
+
+    ``POPHEALTH_SPARK_MASTER`` overrides the master (default ``local[2]``); shuffle
+    partitions default to 4 (tests and laptops), ``POPHEALTH_SPARK_SHUFFLE_PARTITIONS``
+    or the argument to raise it for region-scale data.
+    """
+    global _spark_session
+    if _spark_session is not None:
+        return _spark_session
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "the Spark engine needs the `spark` extra: uv sync --extra spark "
+            "(or pip install 'pophealth[spark]')"
+        ) from exc
+    partitions = shuffle_partitions or int(os.environ.get("POPHEALTH_SPARK_SHUFFLE_PARTITIONS", 4))
+    builder = (
+        SparkSession.builder.master(os.environ.get("POPHEALTH_SPARK_MASTER", "local[2]"))
+        .appName("pophealth")
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.default.parallelism", str(partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", os.environ.get("POPHEALTH_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.sql.ansi.enabled", "false")
+    )
+    _spark_session = builder.getOrCreate()
+    _spark_session.sparkContext.setLogLevel("ERROR")
+    return _spark_session
+
+
+def backend(engine: str = "duckdb", **options: Any):
+    """A bare Ibis backend for ``engine`` (no tables registered)."""
+    if engine == "duckdb":
+        con = ibis.duckdb.connect(**options)
+        return con
+    if engine == "spark":
+        return ibis.pyspark.connect(spark_session())
+    raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+
+
+def connect(store: Store, engine: str = "duckdb", **options: Any):
+    """An Ibis backend with every canonical table of ``store`` registered by name."""
+    from pophealth.schema import TABLES
+
+    con = backend(engine, **options)
+    for name in TABLES:
+        con.read_parquet(str(store.table_path(name)), table_name=name)
+    return con

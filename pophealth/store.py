@@ -1,0 +1,273 @@
+"""The store: the canonical tables as Parquet files, written atomically.
+
+Layout of a store directory::
+
+    STORE/
+      CURRENT                      name of the live snapshot (replaced atomically)
+      snapshots/<id>/<table>.parquet   one file per canonical table (every table present,
+                                       possibly empty)
+      snapshots/<id>/metadata.json     schema version, provenance, row counts
+
+A write builds a complete new snapshot beside the live one (unchanged tables are
+hard-linked, not copied), flushes it to disk, and only then swaps ``CURRENT`` with
+``os.replace`` — an atomic rename. A write killed at any moment (even ``kill -9``)
+leaves ``CURRENT`` naming the previous, complete snapshot; leftovers of the
+interrupted write are removed by the next successful one.
+
+Queries run through Ibis: :meth:`Store.connect` returns a DuckDB (default) or Spark
+backend with every table registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pophealth import __version__
+from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema
+
+CURRENT = "CURRENT"
+SNAPSHOTS = "snapshots"
+METADATA = "metadata.json"
+ENGINES = ("duckdb", "spark")
+
+
+class StoreError(RuntimeError):
+    """A store cannot be opened or written; the message says what to do."""
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def conform(name: str, data: pa.Table) -> pa.Table:
+    """Cast ``data`` to the canonical Arrow schema of ``name`` (column order and types)."""
+    schema = arrow_schema(name)
+    missing = [f.name for f in schema if f.name not in data.column_names]
+    if missing:
+        raise StoreError(f"table {name!r} is missing column(s): {', '.join(missing)}")
+    data = data.select(schema.names)
+    try:
+        return data.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise StoreError(f"table {name!r} does not fit the canonical schema: {exc}") from exc
+
+
+def _write_parquet(name: str, data, target: Path) -> int:
+    """Write one table (whole or in chunks) to ``target``; return its row count."""
+    schema = arrow_schema(name)
+    chunks = [data] if isinstance(data, pa.Table | pa.RecordBatch) else data
+    rows = 0
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for chunk in chunks:
+            if isinstance(chunk, pa.RecordBatch):
+                chunk = pa.Table.from_batches([chunk])
+            chunk = conform(name, chunk)
+            writer.write_table(chunk, row_group_size=1_000_000)
+            rows += chunk.num_rows
+    _fsync_file(target)
+    return rows
+
+
+class Store:
+    """A pophealth store directory. Open with :meth:`open`, write with :meth:`write`."""
+
+    def __init__(self, path: Path, snapshot: str | None, metadata: dict[str, Any]):
+        self.path = path
+        self.snapshot = snapshot
+        self.metadata = metadata
+
+    # -- opening ---------------------------------------------------------------------
+    @staticmethod
+    def is_store(path: str | os.PathLike) -> bool:
+        return (Path(path) / CURRENT).is_file()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        """Open an existing store; a clear error if it is not one or has another schema."""
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(
+                f"no store at {path}: make one with `pophealth synth --out {path}` or "
+                f"`pophealth ingest ... --out {path}`"
+            )
+        if not cls.is_store(path):
+            raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file)")
+        snapshot = (path / CURRENT).read_text().strip()
+        meta_path = path / SNAPSHOTS / snapshot / METADATA
+        try:
+            metadata = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{path}: the live snapshot's metadata is unreadable: {exc}") from exc
+        version = metadata.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written with schema version {version}; this pophealth "
+                f"({__version__}) reads version {SCHEMA_VERSION}. Rebuild it (e.g. "
+                f"`pophealth synth --out NEW_DIR`) or use the pophealth version that wrote it."
+            )
+        return cls(path, snapshot, metadata)
+
+    @classmethod
+    def open_or_new(cls, path: str | os.PathLike) -> Store:
+        """Open the store at ``path``, or a new empty one if nothing is there yet."""
+        path = Path(path)
+        if cls.is_store(path):
+            return cls.open(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise StoreError(
+                f"{path} exists and is not a pophealth store; choose an empty or new directory"
+            )
+        return cls(path, None, {"schema_version": SCHEMA_VERSION, "tables": {}, "provenance": []})
+
+    # -- reading ---------------------------------------------------------------------
+    @property
+    def snapshot_dir(self) -> Path:
+        if self.snapshot is None:
+            raise StoreError(f"{self.path} holds no data yet")
+        return self.path / SNAPSHOTS / self.snapshot
+
+    def table_path(self, name: str) -> Path:
+        if name not in TABLES:
+            raise StoreError(f"no canonical table {name!r}")
+        return self.snapshot_dir / f"{name}.parquet"
+
+    def row_counts(self) -> dict[str, int]:
+        return {k: v["rows"] for k, v in self.metadata.get("tables", {}).items()}
+
+    def read(self, name: str) -> pa.Table:
+        """A whole table as Arrow (for small tables and tests; query through :meth:`connect`)."""
+        return pq.read_table(self.table_path(name))
+
+    def connect(self, engine: str = "duckdb", **options: Any):
+        """An Ibis backend with every canonical table registered under its name."""
+        from pophealth.engines import connect
+
+        return connect(self, engine, **options)
+
+    # -- writing ---------------------------------------------------------------------
+    def write(
+        self,
+        tables: Mapping[str, pa.Table | Iterable[pa.Table | pa.RecordBatch]],
+        *,
+        provenance: Mapping[str, Any],
+        replace_all: bool = False,
+        extra_metadata: Mapping[str, Any] | None = None,
+    ) -> Store:
+        """Atomically write a new snapshot holding ``tables``.
+
+        A table is given whole (``pa.Table``) or as an iterable of chunks (tables or
+        record batches), which are streamed to disk one at a time so that data larger
+        than memory can be written.
+
+        Tables not named are carried over from the live snapshot (hard-linked), unless
+        ``replace_all``, in which case they are written empty. Returns the reopened store.
+        """
+        for name in tables:
+            if name not in TABLES:
+                raise StoreError(f"no canonical table {name!r}")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / SNAPSHOTS).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot write to {self.path}: {exc.strerror or exc}") from exc
+        if not os.access(self.path, os.W_OK):
+            raise StoreError(f"cannot write to {self.path}: permission denied")
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        snap_id = f"{stamp}-{uuid.uuid4().hex[:8]}"
+        tmp = self.path / SNAPSHOTS / f".tmp-{snap_id}"
+        tmp.mkdir()
+        old_tables = {} if (replace_all or self.snapshot is None) else self.metadata["tables"]
+        meta_tables: dict[str, Any] = {}
+        try:
+            for name in TABLES:
+                target = tmp / f"{name}.parquet"
+                if name in tables:
+                    rows = _write_parquet(name, tables[name], target)
+                    meta_tables[name] = {"rows": rows}
+                elif name in old_tables:
+                    os.link(self.table_path(name), target)
+                    meta_tables[name] = dict(old_tables[name])
+                else:
+                    pq.write_table(arrow_schema(name).empty_table(), target)
+                    _fsync_file(target)
+                    meta_tables[name] = {"rows": 0}
+            history = [] if replace_all else list(self.metadata.get("provenance", []))
+            history.append(
+                {
+                    "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "pophealth_version": __version__,
+                    "tables": sorted(tables),
+                    **dict(provenance),
+                }
+            )
+            extra = (
+                {}
+                if replace_all
+                else {
+                    k: v
+                    for k, v in self.metadata.items()
+                    if k not in ("schema_version", "tables", "provenance", "snapshot")
+                }
+            )
+            extra.update(extra_metadata or {})
+            metadata = {
+                "schema_version": SCHEMA_VERSION,
+                "snapshot": snap_id,
+                "tables": meta_tables,
+                "provenance": history,
+                **extra,
+            }
+            (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
+            _fsync_file(tmp / METADATA)
+            final = self.path / SNAPSHOTS / snap_id
+            os.rename(tmp, final)
+            _fsync_dir(self.path / SNAPSHOTS)
+            pointer = self.path / f".{CURRENT}.{snap_id}"
+            pointer.write_text(snap_id + "\n")
+            _fsync_file(pointer)
+            os.replace(pointer, self.path / CURRENT)  # the atomic commit point
+            _fsync_dir(self.path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        store = Store(self.path, snap_id, metadata)
+        store._collect_garbage()
+        return store
+
+    def _collect_garbage(self) -> None:
+        """Remove every snapshot and pointer file but the live one (leftovers of old or
+        interrupted writes). Never touches the live snapshot."""
+        for entry in (self.path / SNAPSHOTS).iterdir():
+            if entry.name != self.snapshot:
+                shutil.rmtree(entry, ignore_errors=True)
+        for entry in self.path.glob(f".{CURRENT}.*"):
+            entry.unlink(missing_ok=True)
+
+    def summary(self) -> str:
+        counts = self.row_counts()
+        width = max(map(len, counts), default=0)
+        lines = [f"store {self.path} (snapshot {self.snapshot}, schema v{SCHEMA_VERSION})"]
+        lines += [f"  {k.ljust(width)}  {v:>12,}" for k, v in counts.items()]
+        return "\n".join(lines)
