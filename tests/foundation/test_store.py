@@ -1,0 +1,145 @@
+"""The store: Parquet snapshots, metadata, and the atomic-write guarantee."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow as pa
+import pytest
+
+from pophealth.schema import SCHEMA_VERSION, TABLES
+from pophealth.store import Store, StoreError
+
+
+def patients_table(n: int, prefix: str = "p") -> pa.Table:
+    return pa.table(
+        {
+            "patient_id": [f"{prefix}{i}" for i in range(n)],
+            "date_of_birth": pa.array([18262] * n, pa.date32()),
+            "sex": ["female"] * n,
+            "ethnicity_5": ["white"] * n,
+            "ethnicity_16": ["A"] * n,
+            "date_of_death": pa.nulls(n, pa.date32()),
+        }
+    )
+
+
+def test_write_then_open_has_every_table_and_metadata(tmp_path):
+    store = Store.open_or_new(tmp_path / "s").write(
+        {"patients": patients_table(3)}, provenance={"source": "test"}
+    )
+    again = Store.open(tmp_path / "s")
+    assert again.snapshot == store.snapshot
+    assert again.row_counts()["patients"] == 3
+    assert set(again.row_counts()) == set(TABLES)
+    assert again.metadata["schema_version"] == SCHEMA_VERSION
+    assert again.metadata["provenance"][-1]["source"] == "test"
+    con = again.connect()
+    assert con.table("patients").count().execute() == 3
+    assert con.table("events").count().execute() == 0
+
+
+def test_second_write_carries_other_tables_over_and_cleans_old_snapshots(tmp_path):
+    s1 = Store.open_or_new(tmp_path).write({"patients": patients_table(3)}, provenance={})
+    events = pa.table(
+        {
+            "patient_id": ["p0"],
+            "date": pa.array([19000], pa.date32()),
+            "datetime": pa.nulls(1, pa.timestamp("us")),
+            "system": ["snomedct"],
+            "code": ["195967001"],
+            "value": pa.nulls(1, pa.float64()),
+            "unit": pa.nulls(1, pa.string()),
+        }
+    )
+    s2 = s1.write({"events": events}, provenance={"step": 2})
+    assert s2.row_counts()["patients"] == 3 and s2.row_counts()["events"] == 1
+    assert [p.name for p in (tmp_path / "snapshots").iterdir()] == [s2.snapshot]
+    assert len(s2.metadata["provenance"]) == 2
+
+
+def test_chunked_write_streams_all_rows(tmp_path):
+    chunks = (patients_table(1000, prefix=f"c{i}-") for i in range(5))
+    store = Store.open_or_new(tmp_path).write({"patients": chunks}, provenance={})
+    assert store.row_counts()["patients"] == 5000
+    assert store.read("patients").num_rows == 5000
+
+
+def test_other_schema_version_is_refused_with_advice(tmp_path):
+    store = Store.open_or_new(tmp_path).write({"patients": patients_table(1)}, provenance={})
+    meta = store.snapshot_dir / "metadata.json"
+    data = json.loads(meta.read_text())
+    data["schema_version"] = SCHEMA_VERSION + 1
+    meta.write_text(json.dumps(data))
+    with pytest.raises(StoreError, match="schema version .*Rebuild it"):
+        Store.open(tmp_path)
+
+
+def test_non_store_directory_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a pophealth store"):
+        Store.open(tmp_path)
+    with pytest.raises(StoreError, match="exists and is not a pophealth store"):
+        Store.open_or_new(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_table_that_does_not_fit_is_refused_and_store_unchanged(tmp_path):
+    store = Store.open_or_new(tmp_path).write({"patients": patients_table(2)}, provenance={})
+    with pytest.raises(StoreError, match="missing column"):
+        store.write({"patients": pa.table({"patient_id": ["x"]})}, provenance={})
+    assert Store.open(tmp_path).read("patients").num_rows == 2
+    assert [p.name for p in (tmp_path / "snapshots").iterdir()] == [store.snapshot]
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import pyarrow as pa
+    sys.path.insert(0, {tests!r})
+    from foundation.test_store import patients_table
+    from pophealth.store import Store
+
+    def slow_chunks():
+        for i in range(10_000):
+            yield patients_table(2_000, prefix=f"new{{i}}-")
+            time.sleep(0.01)
+
+    Store.open({store!r}).write({{"patients": slow_chunks()}}, provenance={{"run": "killed"}})
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.0])
+def test_kill_9_during_write_leaves_previous_store_intact(tmp_path, delay):
+    """A writer killed with SIGKILL part-way leaves the old snapshot live and readable."""
+    store = Store.open_or_new(tmp_path / "s").write(
+        {"patients": patients_table(7)}, provenance={"run": "good"}
+    )
+    before = {p: p.read_bytes() for p in store.snapshot_dir.iterdir()}
+    tests_dir = os.path.dirname(os.path.dirname(__file__))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(tests=tests_dir, store=str(tmp_path / "s"))]
+    )
+    try:
+        deadline = time.time() + 60
+        while not list((tmp_path / "s" / "snapshots").glob(".tmp-*/patients.parquet")):
+            assert proc.poll() is None, "writer ended before it started writing"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    reopened = Store.open(tmp_path / "s")
+    assert reopened.snapshot == store.snapshot
+    assert reopened.read("patients").num_rows == 7
+    assert {p: p.read_bytes() for p in reopened.snapshot_dir.iterdir()} == before
+    assert reopened.connect().table("patients").count().execute() == 7
+    # The next successful write clears what the killed one left behind.
+    after = reopened.write({"patients": patients_table(1)}, provenance={})
+    assert [p.name for p in (tmp_path / "s" / "snapshots").iterdir()] == [after.snapshot]

@@ -1,0 +1,86 @@
+"""Schema-driven validation: bad rows quarantined with file, row, field, reason."""
+
+import pandas as pd
+import pytest
+
+from pophealth.validate import SchemaError, format_problems, validate
+
+
+def patients(**overrides):
+    base = {
+        "patient_id": ["p1", "p2", "p3"],
+        "date_of_birth": ["1950-01-31", "1980-06-15", "2001-12-01"],
+        "sex": ["female", "male", "unknown"],
+        "ethnicity_5": ["white", "asian", "unknown"],
+        "ethnicity_16": ["A", "H", "Z"],
+        "date_of_death": [None, "2020-02-02", ""],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_clean_rows_all_load_with_canonical_types():
+    r = validate("patients", patients(), source="p.csv")
+    assert r.rows_loaded == 3 and r.rows_quarantined == 0
+    assert str(r.valid.schema.field("date_of_birth").type) == "date32[day]"
+    assert r.valid.column("date_of_death").null_count == 2
+
+
+@pytest.mark.parametrize(
+    ("column", "bad", "reason"),
+    [
+        ("sex", "F", "not one of"),
+        ("date_of_birth", "31/01/1950", "not a date"),
+        ("date_of_birth", "", "missing required value"),
+        ("ethnicity_16", "Q", "not one of"),
+    ],
+)
+def test_bad_value_is_quarantined_with_row_and_field(column, bad, reason):
+    df = patients()
+    df.loc[1, column] = bad
+    r = validate("patients", df, source="patients.csv", row_numbers=[2, 3, 4])
+    assert r.rows_loaded == 2 and r.rows_quarantined == 1
+    q = r.quarantine.iloc[0]
+    assert (q.source, q.row, q.field) == ("patients.csv", 3, column)
+    assert reason in q.reason
+    assert "patients.csv, row 3, field " + column in format_problems(r.quarantine)
+
+
+def test_duplicate_key_keeps_first_and_quarantines_the_rest():
+    r = validate("patients", patients(patient_id=["p1", "p1", "p2"]))
+    assert r.rows_loaded == 2 and r.rows_quarantined == 1
+    assert "duplicate key" in r.quarantine.reason.iloc[0]
+
+
+def test_ranges_patterns_and_numbers():
+    events = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b"],
+            "date": ["2024-01-01", "2024-01-02", "2024-01-03"],
+            "system": ["snomedct", "snomed", "snomedct"],
+            "code": ["271649006", "271649006", "271649006"],
+            "value": ["120", "130", "high"],
+        }
+    )
+    r = validate("events", events, source="e.csv")
+    assert r.rows_loaded == 1
+    assert set(r.quarantine.field) == {"system", "value"}
+    assert r.rows_in == r.rows_loaded + r.rows_quarantined
+
+
+def test_missing_required_column_names_the_file_and_column():
+    with pytest.raises(SchemaError, match=r"p\.csv: table 'patients' needs column\(s\) sex"):
+        validate("patients", patients().drop(columns=["sex"]), source="p.csv")
+
+
+def test_lists_from_pipe_separated_text():
+    adm = pd.DataFrame(
+        {
+            "patient_id": ["a"],
+            "admission_date": ["2024-01-01"],
+            "admission_method": ["emergency"],
+            "all_diagnoses": ["J459|J450"],
+        }
+    )
+    r = validate("admissions", adm)
+    assert r.valid.column("all_diagnoses").to_pylist() == [["J459", "J450"]]
