@@ -32,6 +32,7 @@ SUBCOMMANDS: list[tuple[str, str]] = []
 #: Top-level command modules: each defines ``register(app)``.
 COMMANDS: list[str] = [
     "pophealth.commands.core",
+    "pophealth.commands.run",
 ]
 
 

@@ -1,0 +1,128 @@
+"""``pophealth run PROGRAMME`` and ``pophealth demo``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pophealth import programmes
+from pophealth.commands._common import EngineOption, console, fail, progress
+
+#: The canonical dataset (STYLE.md): `pophealth synth --seed 42 --patients 10000`.
+DEMO_PATIENTS = 10_000
+DEMO_SEED = 42
+DEMO_OUT = Path("pophealth-demo")
+PROGRAMME_HELP = "Programme to run: " + ", ".join(programmes.names())
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def default_index_date(store) -> dt.date:
+    """The store's extract date when it records one (synthetic data does), else today."""
+    recorded = store.metadata.get("extract_date")
+    return dt.date.fromisoformat(recorded) if recorded else dt.date.today()
+
+
+def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str, bar=None):
+    """Run the named programmes on one backend; returns their results in order."""
+    backend = store.connect(engine)
+    results = []
+    task = bar.add_task("running programmes", total=len(names)) if bar else None
+    for name in names:
+        if bar:
+            bar.update(task, description=f"programme: {name}")
+        results.append(programmes.get(name).run(backend, index_date=index_date, engine=engine))
+        if bar:
+            bar.advance(task)
+    return results
+
+
+def run_command(
+    programme: Annotated[
+        str, typer.Argument(help="Programme to run: " + ", ".join(programmes.names()))
+    ],
+    store: Annotated[Path, typer.Option("--store", help="Store directory to read.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the report and CSV outputs.")],
+    index_date: Annotated[
+        str | None,
+        typer.Option("--index-date", help="YYYY-MM-DD; default: the store's extract date."),
+    ] = None,
+    engine: EngineOption = "duckdb",
+) -> None:
+    """Run one programme on a store: aggregate CSVs, care-team worklists and an HTML report."""
+    from pophealth.report import write_report
+    from pophealth.store import Store, StoreError
+
+    if programme not in programmes.names():
+        raise fail(f"no programme {programme!r}; choose one of: {', '.join(programmes.names())}")
+    try:
+        opened = Store.open(store)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    date = parse_date(index_date) or default_index_date(opened)
+    with progress() as bar:
+        results = run_programmes(opened, [programme], index_date=date, engine=engine, bar=bar)
+    report, files = write_report(
+        results, out, title=f"pophealth — {results[0].title}", subtitle=f"store {store}"
+    )
+    _print_outputs(report, files)
+
+
+def demo_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for everything the demo writes.")
+    ] = Path("pophealth-demo"),
+    patients: Annotated[
+        int, typer.Option("--patients", help="Synthetic patients.")
+    ] = DEMO_PATIENTS,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = DEMO_SEED,
+    engine: EngineOption = "duckdb",
+) -> None:
+    """Make the synthetic population, run every programme, write the report and CSVs.
+
+    Everything lands in --out: the store (store/), aggregate CSVs (aggregate/),
+    care-team worklists (patient-level/) and report.html, which opens offline.
+    """
+    from pophealth.commands.core import synth_command
+    from pophealth.report import write_report
+    from pophealth.store import Store
+
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out} exists and is not a folder")
+    store_dir = out / "store"
+    synth_command(out=store_dir, patients=patients, seed=seed)
+    store = Store.open(store_dir)
+    date = default_index_date(store)
+    with progress() as bar:
+        results = run_programmes(store, programmes.names(), index_date=date, engine=engine, bar=bar)
+    report, files = write_report(
+        results,
+        out,
+        title="pophealth demo — fictional region",
+        subtitle=(
+            f"Synthetic population of {patients:,} patients (seed {seed}) in a fictional "
+            "region: no real person or place. Index date " + date.isoformat() + "."
+        ),
+    )
+    _print_outputs(report, files)
+
+
+def _print_outputs(report: Path, files: dict[str, list[Path]]) -> None:
+    console.print(f"aggregate CSVs: {len(files['aggregate'])}, worklists: {len(files['patient'])}")
+    console.print(f"report: [bold]{report.resolve()}[/bold]")
+    typer.echo(str(report.resolve()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("demo")(demo_command)

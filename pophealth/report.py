@@ -1,0 +1,189 @@
+"""Outputs of a run: CSV files by audience and a self-contained HTML report.
+
+The HTML report carries plotly.js inline, so it opens offline (no network, no
+CDN). It shows aggregate outputs only — every one of which has passed the
+disclosure-control rule; patient-level worklists go to a separate folder for the
+care team and are only counted in the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from pophealth import __version__
+from pophealth.programmes import Output, ProgrammeResult
+
+AGGREGATE_DIR = "aggregate"
+PATIENT_DIR = "patient-level"
+
+PATIENT_README = """\
+PATIENT-LEVEL OUTPUTS — FOR THE DIRECT CARE TEAM ONLY
+
+These files list pseudonymous patients for proactive review. They are not
+disclosure-controlled and must not be shared outside the care team, published,
+or attached to the aggregate report. Re-identification is done only inside the
+practice's clinical system.
+"""
+
+
+def write_outputs(result: ProgrammeResult, out: Path) -> dict[str, list[Path]]:
+    """Write a programme's tables as CSV: aggregates and patient lists in separate folders."""
+    written: dict[str, list[Path]] = {"aggregate": [], "patient": []}
+    for output in result.outputs:
+        folder = out / (AGGREGATE_DIR if output.kind == "aggregate" else PATIENT_DIR)
+        folder = folder / result.programme
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{output.name}.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        output.frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+        written[output.kind].append(path)
+    if written["patient"]:
+        (out / PATIENT_DIR / "README.txt").write_text(PATIENT_README)
+    return written
+
+
+def _table_html(output: Output, max_rows: int = 60) -> str:
+    frame = output.frame
+    shown = frame.head(max_rows)
+    body = shown.to_html(
+        index=False,
+        na_rep="[c]",
+        float_format=lambda v: f"{v:,.3g}",
+        border=0,
+        classes="data",
+    )
+    more = (
+        f"<p class='more'>First {max_rows} of {len(frame):,} rows; all rows in the CSV.</p>"
+        if len(frame) > max_rows
+        else ""
+    )
+    note = (
+        f"<p class='disclosure'>Disclosure control: {html.escape(output.disclosure)}. "
+        "<code>[c]</code> = suppressed.</p>"
+        if output.disclosure
+        else ""
+    )
+    return (
+        f"<h4>{html.escape(output.name)}</h4><p>{html.escape(output.description)}</p>"
+        f"{note}<div class='scroll'>{body}</div>{more}"
+    )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Arial,sans-serif;margin:0;color:#212b32;
+background:#f0f4f5}
+header{background:#005eb8;color:#fff;padding:1.2rem 2rem}
+header h1{margin:0;font-size:1.6rem} header p{margin:.3rem 0 0}
+main{max-width:1200px;margin:0 auto;padding:1rem 2rem}
+section{background:#fff;margin:1rem 0;padding:1rem 1.5rem;border-radius:4px}
+h2{color:#005eb8;border-bottom:2px solid #e8edee;padding-bottom:.3rem}
+table.data{border-collapse:collapse;font-size:.85rem}
+table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e8edee;text-align:right}
+table.data th{background:#e8edee}
+.scroll{overflow-x:auto}.more,.disclosure,.caption{color:#4c6272;font-size:.85rem}
+.kpis{display:flex;gap:1rem;flex-wrap:wrap}.kpi{background:#e8edee;padding:.6rem 1rem;
+border-radius:4px}.kpi b{display:block;font-size:1.4rem}
+.notes li{color:#4c6272;font-size:.9rem} footer{color:#4c6272;font-size:.8rem;padding:1rem 2rem}
+nav a{margin-right:1rem}
+"""
+
+
+def render_html(
+    results: Sequence[ProgrammeResult],
+    *,
+    title: str,
+    subtitle: str = "",
+    files: dict[str, list[Path]] | None = None,
+    out: Path | None = None,
+) -> str:
+    """A self-contained HTML report of programme results (plotly.js inlined)."""
+    from plotly.offline import get_plotlyjs
+
+    parts: list[str] = []
+    nav = []
+    for result in results:
+        anchor = f"prog-{result.programme}"
+        nav.append(f"<a href='#{anchor}'>{html.escape(result.title)}</a>")
+        block = [f"<h2 id='{anchor}'>{html.escape(result.title)}</h2>"]
+        block.append(
+            f"<p class='caption'>Index date {result.index_date.isoformat()} · engine "
+            f"{html.escape(result.engine)}</p>"
+        )
+        if result.headline:
+            kpis = "".join(
+                f"<div class='kpi'>{html.escape(str(k))}<b>{html.escape(str(v))}</b></div>"
+                for k, v in result.headline.items()
+            )
+            block.append(f"<div class='kpis'>{kpis}</div>")
+        for section in result.sections:
+            block.append(f"<h3>{html.escape(section.title)}</h3>")
+            if section.text:
+                block.append(f"<p>{html.escape(section.text)}</p>")
+            for fig in section.figures:
+                block.append(f"<h4>{html.escape(fig.title)}</h4>")
+                block.append(fig.figure.to_html(full_html=False, include_plotlyjs=False))
+                if fig.caption:
+                    block.append(f"<p class='caption'>{html.escape(fig.caption)}</p>")
+            for table in section.tables:
+                if table.kind != "aggregate":
+                    raise ValueError(
+                        f"{result.programme}: patient-level output {table.name!r} cannot "
+                        "go into the report"
+                    )
+                block.append(_table_html(table))
+            if section.notes:
+                items = "".join(f"<li>{html.escape(n)}</li>" for n in section.notes)
+                block.append(f"<ul class='notes'>{items}</ul>")
+        patient = [o for o in result.outputs if o.kind == "patient"]
+        if patient:
+            items = "".join(
+                f"<li>{html.escape(o.name)}: {len(o.frame):,} rows — {html.escape(o.description)}"
+                "</li>"
+                for o in patient
+            )
+            block.append(
+                "<h3>Patient-level worklists (care team only)</h3><p>Written to the "
+                f"<code>{PATIENT_DIR}/{html.escape(result.programme)}</code> folder, not "
+                f"shown here.</p><ul>{items}</ul>"
+            )
+        parts.append("<section>" + "\n".join(block) + "</section>")
+    listing = ""
+    if files and out is not None:
+        rel = sorted(str(p.relative_to(out)) for paths in files.values() for p in paths)
+        listing = (
+            "<section><h2>Files</h2><ul>"
+            + "".join(f"<li><code>{html.escape(r)}</code></li>" for r in rel)
+            + "</ul></section>"
+        )
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
+        f"<main><nav>{''.join(nav)}</nav>{''.join(parts)}{listing}</main>"
+        f"<footer>pophealth {__version__} · generated {generated} · every count is "
+        "disclosure-controlled (≤ 7 suppressed, others rounded to 5) unless stated.</footer>"
+        "</body></html>"
+    )
+
+
+def write_report(
+    results: Sequence[ProgrammeResult], out: Path, *, title: str, subtitle: str = ""
+) -> tuple[Path, dict[str, list[Path]]]:
+    """Write every result's CSVs and one ``report.html`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[Path]] = {"aggregate": [], "patient": []}
+    for result in results:
+        for kind, paths in write_outputs(result, out).items():
+            files[kind].extend(paths)
+    page = render_html(results, title=title, subtitle=subtitle, files=files, out=out)
+    path = out / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path, files
