@@ -29,9 +29,6 @@ def synth_command(
 
     The same --seed and --patients give byte-identical tables.
     """
-    from pophealth.store import Store, StoreError
-    from pophealth.synth import write_synthetic_store
-
     if patients <= 0:
         raise fail(f"--patients must be a positive number of patients, not {patients}")
     if patients > MAX_SYNTH_PATIENTS:
@@ -41,6 +38,9 @@ def synth_command(
         )
     if seed < 0:
         raise fail(f"--seed must be zero or positive, not {seed}")
+    from pophealth.store import Store, StoreError
+    from pophealth.synth import write_synthetic_store
+
     try:
         Store.open_or_new(out)  # refuses non-stores and other schema versions up front
         with progress() as bar:

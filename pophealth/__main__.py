@@ -1,0 +1,5 @@
+"""``python -m pophealth`` runs the CLI."""
+
+from pophealth.cli import main
+
+main()

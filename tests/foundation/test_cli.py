@@ -1,0 +1,89 @@
+"""The CLI as a user meets it: version, schema, synth errors, demo end to end."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from pophealth import __version__
+from pophealth.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_schema_prints_markdown():
+    result = invoke("schema")
+    assert result.exit_code == 0
+    assert "## `events`" in result.output
+
+
+@pytest.mark.parametrize(
+    ("patients", "message"),
+    [("-5", "must be a positive number"), ("0", "must be a positive number"),
+     ("999999999999", "more than England's population")],
+)
+def test_synth_refuses_absurd_sizes(tmp_path, patients, message):
+    result = invoke("synth", "--patients", patients, "--out", str(tmp_path / "s"))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_synth_unwritable_directory(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = invoke("synth", "--patients", "10", "--out", str(locked / "s"))
+    assert result.exit_code != 0 and "cannot write" in result.output
+
+
+def test_synth_refuses_a_folder_that_is_not_a_store(tmp_path):
+    (tmp_path / "thesis.docx").write_text("precious")
+    result = invoke("synth", "--patients", "10", "--out", str(tmp_path))
+    assert result.exit_code != 0 and "not a pophealth store" in result.output
+    assert (tmp_path / "thesis.docx").read_text() == "precious"
+
+
+def test_synth_refuses_a_store_of_another_schema_version(tmp_path):
+    out = tmp_path / "s"
+    assert invoke("synth", "--patients", "50", "--out", str(out)).exit_code == 0
+    snapshot = (out / "CURRENT").read_text().strip()
+    meta_path = out / "snapshots" / snapshot / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["schema_version"] = 999
+    meta_path.write_text(json.dumps(meta))
+    before = sorted(p.name for p in (out / "snapshots" / snapshot).iterdir())
+    result = invoke("synth", "--patients", "50", "--out", str(out))
+    assert result.exit_code != 0
+    assert "schema version 999" in result.output
+    assert sorted(p.name for p in (out / "snapshots" / snapshot).iterdir()) == before
+
+
+def test_demo_writes_an_offline_report_and_csvs(tmp_path):
+    """`pophealth demo` as a user runs it: a subprocess, as installed."""
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pophealth", "demo", "--out", str(out), "--patients", "3000"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = out / "report.html"
+    assert str(report.resolve()) in proc.stdout
+    page = report.read_text()
+    # Opens offline: no script, stylesheet or image fetched from anywhere.
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']https?:", page)
+    assert "Plotly" in page
+    assert list((out / "aggregate").rglob("*.csv"))
