@@ -1,0 +1,336 @@
+"""Statistical disclosure control: the one small-number policy for every aggregate output.
+
+Every table that leaves the engine goes through :func:`apply` (counts) or
+:func:`release_proportions` (numerator/denominator indicators). One policy object decides:
+
+``DisclosurePolicy(suppress_at_or_below=7, rounding="nearest5")`` — :data:`DEFAULT_POLICY`
+
+1. **Primary suppression**: counts 1-7 (``suppress_at_or_below``) are withheld (NA).
+   Zero is released as 0 unless ``suppress_zeros=True``.
+2. **Secondary suppression**: for each *margin* (a column along which cells add up to a
+   total that is, or could be, published — e.g. the groups of one breakdown), a total minus
+   the released cells must never give back a single withheld cell. Wherever a set of cells
+   that add up to a total has exactly one withheld cell, the smallest other non-zero cell
+   (or, failing that, the total row) is withheld too, repeated until no set has a lone
+   withheld cell. With two margins (rows and columns), the same rule runs on both until stable.
+3. **Rounding** of everything released: ``"nearest5"`` (OpenSAFELY's redact-then-round,
+   https://docs.opensafely.org/sdc/), ``"midpoint6"`` (OpenSAFELY midpoint-6: r = 6⌈x/6⌉ − 3
+   for x > 0, 0 stays 0; unbiased, true value within r − 2 … r + 3) or ``"none"``.
+4. **Derived values** (ratios, percentages, CIs) are recomputed from the released counts
+   (:func:`release_proportions` does this for a proportion with a Wilson CI), or withheld
+   with them (``dependent_cols`` in :func:`apply`).
+
+No released count can lie in 1-7 under either rounding (≥ 8 rounds to ≥ 9 or ≥ 10).
+
+Usage (query layer)::
+
+    from pophealth import disclosure
+    safe = disclosure.release_proportions(table, "numerator", "denominator",
+                                          by=["breakdown", "group"], margins=["group"])
+    safe = disclosure.apply(counts, ["n_patients"], by=["sex", "age_band"],
+                            margins=["sex", "age_band"])
+
+Sources: OpenSAFELY output-checking guidance (https://docs.opensafely.org/sdc/ ;
+https://www.opensafely.org/updated-output-checking-processes/); ONS *Disclosure control
+guidance for tables produced from administrative sources* (secondary suppression principle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from pophealth.stats._core import DEFAULT_CONFIDENCE, add_limits, normalise_confidence, wilson
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DisclosurePolicy",
+    "apply",
+    "release_proportions",
+    "round_counts",
+    "secondary_suppression",
+]
+
+Rounding = Literal["nearest5", "midpoint6", "none"]
+PRIMARY = "primary"
+SECONDARY = "secondary"
+COMPLEMENT = "complement"
+
+
+@dataclass(frozen=True)
+class DisclosurePolicy:
+    """The small-number rule applied to every aggregate output.
+
+    ``suppress_at_or_below``: counts 1..this are withheld (default 7, OpenSAFELY).
+    ``rounding``: "nearest5" (default), "midpoint6" or "none".
+    ``suppress_zeros``: also withhold zero counts (default False: 0 is released).
+    ``secondary``: apply secondary suppression along the margins given (default True).
+    ``suppress_complements``: for proportions, also withhold x when n − x is 1..threshold,
+    since the complement would otherwise be derivable (default True).
+    """
+
+    suppress_at_or_below: int = 7
+    rounding: Rounding = "nearest5"
+    suppress_zeros: bool = False
+    secondary: bool = True
+    suppress_complements: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rounding not in ("nearest5", "midpoint6", "none"):
+            raise ValueError("rounding must be 'nearest5', 'midpoint6' or 'none'")
+        if self.suppress_at_or_below < 0:
+            raise ValueError("suppress_at_or_below must be zero or more")
+
+    def describe(self) -> str:
+        """A footnote for reports, e.g. 'Counts of 1-7 suppressed; others rounded to the
+        nearest 5; derived values recomputed from rounded counts.'"""
+        rnd = {
+            "nearest5": "rounded to the nearest 5",
+            "midpoint6": "rounded with midpoint-6 rounding",
+            "none": "not rounded",
+        }[self.rounding]
+        zero = "0-" if self.suppress_zeros else "1-"
+        return (
+            f"Counts of {zero}{self.suppress_at_or_below} suppressed (with further cells where "
+            f"needed so they cannot be recovered from totals); other counts {rnd}; "
+            "percentages and confidence intervals recomputed from released counts."
+        )
+
+    def primary_mask(self, counts: np.ndarray) -> np.ndarray:
+        """True where a count must be withheld on its own value."""
+        lo = 0 if self.suppress_zeros else 1
+        return (counts >= lo) & (counts <= self.suppress_at_or_below)
+
+
+DEFAULT_POLICY = DisclosurePolicy()
+
+
+def _as_counts(values: object, name: str) -> np.ndarray:
+    arr = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    finite = arr[~np.isnan(arr)]
+    if np.any(finite < 0):
+        raise ValueError(f"{name}: counts must be zero or more")
+    if np.any(finite != np.round(finite)):
+        raise ValueError(f"{name}: counts must be whole numbers before disclosure control")
+    return arr
+
+
+def round_counts(values: object, policy: DisclosurePolicy = DEFAULT_POLICY) -> np.ndarray:
+    """Round counts by the policy's rounding rule (NA stays NA). Does not suppress."""
+    x = np.asarray(values, dtype=float)
+    if policy.rounding == "nearest5":
+        return np.floor(x / 5 + 0.5) * 5
+    if policy.rounding == "midpoint6":
+        return np.where(x == 0, 0.0, np.ceil(x / 6) * 6 - 3)
+    return x.copy()
+
+
+def secondary_suppression(
+    frame: pd.DataFrame,
+    col: str,
+    suppressed: np.ndarray,
+    *,
+    by: Sequence[str],
+    margins: Sequence[str],
+    total_label: object = None,
+) -> np.ndarray:
+    """Extend a suppression mask so no withheld cell can be recovered from a total.
+
+    For every margin column m, the cells sharing all other ``by`` values form one additive
+    set (with the row whose m equals ``total_label``, if any, as its total). Any set holding
+    exactly one withheld cell gets a second one: the smallest non-zero released cell, else the
+    smallest released cell, else its total row. Repeats over all margins until stable.
+    Returns the new mask (a copy).
+    """
+    mask = np.asarray(suppressed, dtype=bool).copy()
+    values = frame[col].to_numpy(dtype=float)
+    by = list(by)
+    for m in margins:
+        if m not in by:
+            raise ValueError(f"margin '{m}' must be one of the by columns {by}")
+    # precompute the additive sets: (cell positions, total position or None)
+    sets: list[tuple[np.ndarray, int | None]] = []
+    for m in margins:
+        others = [k for k in by if k != m]
+        labels = frame[m].to_numpy()
+        is_total = (
+            np.array([v == total_label for v in labels], dtype=bool)
+            if total_label is not None
+            else np.zeros(len(frame), dtype=bool)
+        )
+        if others:
+            groups = frame.groupby(others, sort=False, dropna=False).indices.values()
+        else:
+            groups = [np.arange(len(frame))]
+        for idx in groups:
+            idx = np.asarray(idx)
+            cells = idx[~is_total[idx]]
+            totals = idx[is_total[idx]]
+            sets.append((cells, int(totals[0]) if totals.size else None))
+    for _ in range(10 * len(frame) + 10):
+        changed = False
+        for cells, total in sets:
+            hidden = cells[mask[cells]]
+            if hidden.size != 1:
+                continue
+            if total is not None and mask[total]:
+                continue  # total withheld too: nothing to subtract from
+            candidates = cells[~mask[cells] & ~np.isnan(values[cells])]
+            if candidates.size:
+                nonzero = candidates[values[candidates] > 0]
+                pool = nonzero if nonzero.size else candidates
+                pick = pool[np.argmin(values[pool])]
+            elif total is not None:
+                pick = total
+            else:
+                continue  # a single-cell set with no published total: nothing to recover
+            mask[pick] = True
+            changed = True
+        if not changed:
+            break
+    return mask
+
+
+def apply(
+    df: pd.DataFrame,
+    count_cols: Sequence[str],
+    *,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
+    by: Sequence[str] | None = None,
+    margins: Sequence[str] | None = None,
+    total_label: object = None,
+    dependent_cols: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
+
+    ``count_cols``: the count columns (each treated on its own). ``by``: the key columns that
+    identify a cell. ``margins``: the ``by`` columns along which cells add up to a total (see
+    :func:`secondary_suppression`); ``total_label`` marks total rows (e.g. "Total") already in
+    the table. ``dependent_cols`` (ratios, rates, CIs computed from the counts) are set to NA on
+    any row where a count was withheld; recompute them from released counts where you can (see
+    :func:`release_proportions`).
+
+    Returns a copy with released counts (float, NA when withheld) and a ``disclosure_note``
+    column naming withheld counts and why (primary ≤ threshold, or secondary).
+    """
+    out = df.copy()
+    by = list(by or [])
+    notes = [[] for _ in range(len(out))]
+    any_hidden = np.zeros(len(out), dtype=bool)
+    for col in count_cols:
+        if col not in out.columns:
+            raise ValueError(f"count column '{col}' not found (columns: {list(out.columns)})")
+        values = _as_counts(out[col], col)
+        primary = policy.primary_mask(values)
+        mask = primary.copy()
+        if policy.secondary and margins:
+            work = out[by].copy()
+            work[col] = values
+            mask = secondary_suppression(
+                work, col, mask, by=by, margins=margins, total_label=total_label
+            )
+        released = round_counts(values, policy)
+        released[mask] = np.nan
+        out[col] = released
+        for i in np.flatnonzero(mask):
+            notes[i].append(f"{col} {PRIMARY if primary[i] else SECONDARY}")
+        any_hidden |= mask
+    for col in dependent_cols or []:
+        out.loc[any_hidden, col] = np.nan
+    out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
+    return out
+
+
+def release_proportions(
+    df: pd.DataFrame,
+    numerator: str,
+    denominator: str,
+    *,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
+    by: Sequence[str] | None = None,
+    margins: Sequence[str] | None = None,
+    total_label: object = None,
+    multiplier: float = 100,
+    confidence: float | Sequence[float] = DEFAULT_CONFIDENCE,
+) -> pd.DataFrame:
+    """Release a numerator/denominator table with value and Wilson CI from released counts.
+
+    Withholds a row's numerator when it is 1-threshold, when its complement n − x is
+    1-threshold (``policy.suppress_complements``) or when the denominator is withheld;
+    withholds a denominator when it is ≤ threshold; then secondary suppression on both along
+    ``margins``; then rounds. ``value`` (× ``multiplier``; 100 = percentage) and the Wilson
+    limits are recomputed from the *released* counts, and are NA wherever either is withheld.
+
+    Returns the input's ``by`` columns and other columns, with ``numerator``/``denominator``
+    replaced by released counts, plus ``value``, the limit columns, ``confidence``,
+    ``statistic``, ``method`` and ``disclosure_note``.
+    """
+    levels = normalise_confidence(confidence)
+    out = df.copy()
+    by = list(by or [])
+    x = _as_counts(out[numerator], numerator)
+    n = _as_counts(out[denominator], denominator)
+    if np.any(x > n):
+        raise ValueError("numerator must be less than or equal to denominator for a proportion")
+    t = policy.suppress_at_or_below
+    n_mask = policy.primary_mask(n)
+    x_primary = policy.primary_mask(x)
+    comp = n - x
+    x_comp = (comp >= 1) & (comp <= t) & policy.suppress_complements & ~x_primary
+    x_mask = x_primary | x_comp | n_mask
+    if policy.secondary and margins:
+        work = out[by].copy()
+        work["__x"], work["__n"] = x, n
+        for _ in range(5):
+            new_x = secondary_suppression(
+                work, "__x", x_mask, by=by, margins=margins, total_label=total_label
+            )
+            new_n = secondary_suppression(
+                work, "__n", n_mask, by=by, margins=margins, total_label=total_label
+            )
+            # a withheld denominator withholds its numerator (it would give it back via p)
+            new_x |= new_n
+            if (new_x == x_mask).all() and (new_n == n_mask).all():
+                break
+            x_mask, n_mask = new_x, new_n
+    xr = round_counts(x, policy)
+    nr = round_counts(n, policy)
+    xr[x_mask] = np.nan
+    nr[n_mask] = np.nan
+    out[numerator] = xr
+    out[denominator] = nr
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["value"] = np.where(nr > 0, xr / nr, np.nan) * multiplier
+        limits = []
+        for c in levels:
+            lo, hi = wilson(xr, nr, c)
+            limits.append((lo * multiplier, hi * multiplier))
+    add_limits(out, levels, limits)
+    out["confidence"] = ", ".join(f"{c * 100:g}%" for c in levels)
+    out["statistic"] = "percentage" if multiplier == 100 else f"proportion of {multiplier:g}"
+    out["method"] = np.where(np.isnan(out["value"]), None, "Wilson (from released counts)")
+    notes = []
+    for i in range(len(out)):
+        parts = []
+        if x_mask[i]:
+            why = (
+                PRIMARY
+                if x_primary[i]
+                else COMPLEMENT
+                if x_comp[i]
+                else "with denominator"
+                if n_mask[i]
+                else SECONDARY
+            )
+            parts.append(f"{numerator} {why}")
+        if n_mask[i]:
+            parts.append(
+                f"{denominator} {PRIMARY if policy.primary_mask(n[i : i + 1])[0] else SECONDARY}"
+            )
+        notes.append("; ".join(parts) or None)
+    out["disclosure_note"] = notes
+    return out
