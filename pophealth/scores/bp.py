@@ -100,8 +100,11 @@ def _arr(x: ArrayLike) -> np.ndarray:
 
 
 def _flag(x: ArrayLike) -> np.ndarray:
-    s = pd.Series(np.asarray(x).ravel())
-    return s.fillna(False).astype(bool).to_numpy()
+    values = np.asarray(x, dtype=object).ravel()
+    present = ~pd.isna(values)
+    out = np.zeros(values.size, dtype=bool)
+    out[present] = values[present].astype(bool)
+    return out
 
 
 def htn_risk_group(
