@@ -284,3 +284,21 @@ def test_coefficient_table_shape():
         assert set(m.main) <= known
         for left, partners in m.interactions.items():
             assert left in known and set(partners) <= known
+
+
+# The 151 numbers in data/qrisk3_2017.json were compared one by one with ClinRisk's
+# QRISK3-2017 source as mirrored in CRAN QRISK3 (inst/extdata/QRISK3_2017_src.txt) when
+# the table was written (all equal as IEEE doubles). The one-decimal vectors above cannot
+# pin every coefficient (e.g. the male age x Townsend terms barely move them), so this
+# digest guards the verified table against accidental edits, the failure ClinRisk's
+# disclaimer warns about. Re-verify against the source before changing the digest.
+VERIFIED_TABLE_SHA256 = "ad1a1a32806f6ecc01f015394a28f564ddff4457ba1a8635ed5892f9fd780ef1"
+
+
+def test_coefficient_table_is_the_verified_one():
+    import hashlib
+    import json
+
+    sexes = q3._read_table()["sexes"]
+    digest = hashlib.sha256(json.dumps(sexes, sort_keys=True).encode()).hexdigest()
+    assert digest == VERIFIED_TABLE_SHA256
