@@ -13,6 +13,8 @@ under test too.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -296,9 +298,6 @@ VERIFIED_TABLE_SHA256 = "ad1a1a32806f6ecc01f015394a28f564ddff4457ba1a8635ed5892f
 
 
 def test_coefficient_table_is_the_verified_one():
-    import hashlib
-    import json
-
     sexes = q3._read_table()["sexes"]
     digest = hashlib.sha256(json.dumps(sexes, sort_keys=True).encode()).hexdigest()
     assert digest == VERIFIED_TABLE_SHA256
