@@ -317,10 +317,10 @@ def qrisk3(
             bad.append((np.isnan(v), f"{name} missing"))
             bad.append((~np.isnan(v) & ~is_code, f"{name} not a code {low}-{high}"))
         for name, rule, ok in (
-            ("bmi", "> 0", lambda v: v > 0),
-            ("chol_hdl_ratio", "> 0", lambda v: v > 0),
-            ("sbp", "> 0", lambda v: v > 0),
-            ("sbp_sd", ">= 0", lambda v: v >= 0),
+            ("bmi", "finite and > 0", lambda v: np.isfinite(v) & (v > 0)),
+            ("chol_hdl_ratio", "finite and > 0", lambda v: np.isfinite(v) & (v > 0)),
+            ("sbp", "finite and > 0", lambda v: np.isfinite(v) & (v > 0)),
+            ("sbp_sd", "finite and >= 0", lambda v: np.isfinite(v) & (v >= 0)),
             ("townsend", "finite", np.isfinite),
         ):
             v = cols[name]

@@ -203,9 +203,11 @@ def test_whole_years_truncates_fractional_age():
         ({"ethnicity": 0}, "ethnicity not a code 1-9"),
         ({"ethnicity": 2.5}, "ethnicity not a code 1-9"),
         ({"smoking": 5}, "smoking not a code 0-4"),
-        ({"bmi": 0.0}, "bmi must be > 0"),
+        ({"bmi": 0.0}, "bmi must be finite and > 0"),
         ({"bmi": np.nan}, "bmi missing"),
-        ({"sbp_sd": -1.0}, "sbp_sd must be >= 0"),
+        ({"sbp_sd": -1.0}, "sbp_sd must be finite and >= 0"),
+        ({"bmi": np.inf}, "bmi must be finite and > 0"),
+        ({"chol_hdl_ratio": -np.inf}, "chol_hdl_ratio must be finite and > 0"),
         ({"townsend": np.inf}, "townsend must be finite"),
         ({"migraine": 2}, "migraine must be 0 or 1"),
         ({"sle": np.nan}, "sle missing"),
@@ -228,7 +230,7 @@ def test_boundary_ages_are_scored():
 
 def test_several_reasons_are_joined():
     got = qrisk3(pd.DataFrame([_base("female", age=90, bmi=-1)]))
-    assert got["qrisk3_reason"].iloc[0] == "age outside 25-84; bmi must be > 0"
+    assert got["qrisk3_reason"].iloc[0] == "age outside 25-84; bmi must be finite and > 0"
 
 
 def test_female_erectile_dysfunction_missing_is_fine_and_set_is_warned():
