@@ -1,0 +1,215 @@
+"""Code-system URIs and value sets of the sources, mapped to the schema's names.
+
+FHIR names a coding system by URI (``http://snomed.info/sct``), OMOP by
+``vocabulary_id`` (``SNOMED``). The schema names them once (:data:`CODE_SYSTEMS`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pophealth.schema import ETHNICITY_16
+
+#: FHIR coding-system URI (lower case, no trailing slash) -> schema system.
+FHIR_SYSTEMS: dict[str, str] = {
+    "http://snomed.info/sct": "snomedct",
+    "https://snomed.info/sct": "snomedct",
+    "urn:oid:2.16.840.1.113883.6.96": "snomedct",
+    "http://loinc.org": "loinc",
+    "https://loinc.org": "loinc",
+    "urn:oid:2.16.840.1.113883.6.1": "loinc",
+    "http://hl7.org/fhir/sid/icd-10": "icd10",
+    "http://hl7.org/fhir/sid/icd-10-uk": "icd10",
+    "http://hl7.org/fhir/sid/icd-10-cm": "icd10",
+    "https://fhir.hl7.org.uk/id/icd-10-uk": "icd10",
+    "urn:oid:2.16.840.1.113883.6.3": "icd10",
+    "urn:oid:2.16.840.1.113883.6.90": "icd10",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
+    "urn:oid:2.16.840.1.113883.6.88": "rxnorm",
+    "https://dmd.nhs.uk": "dmd",
+    "http://dmd.nhs.uk": "dmd",
+    "https://fhir.nhs.uk/id/dmd": "dmd",
+    "http://read.info/ctv3": "ctv3",
+    "http://read.info/readv2": "ctv3",
+}
+
+#: Substrings that identify a family of URIs (checked when the exact URI is unknown).
+_FHIR_SYSTEM_HINTS: tuple[tuple[str, str], ...] = (
+    ("opcs", "opcs4"),
+    ("icd-10", "icd10"),
+    ("icd10", "icd10"),
+    ("snomed", "snomedct"),
+    ("/bnf", "bnf"),
+    ("rxnorm", "rxnorm"),
+)
+
+#: OMOP vocabulary_id -> schema system.
+OMOP_VOCABULARIES: dict[str, str] = {
+    "snomed": "snomedct",
+    "rxnorm": "rxnorm",
+    "rxnorm extension": "rxnorm",
+    "loinc": "loinc",
+    "icd10": "icd10",
+    "icd10cm": "icd10",
+    "icd10gm": "icd10",
+    "opcs4": "opcs4",
+    "read": "ctv3",
+    "ctv3": "ctv3",
+    "dm+d": "dmd",
+    "dmd": "dmd",
+    "bnf": "bnf",
+}
+
+#: Order in which codings of one concept are preferred when only one row is kept.
+PREFERENCE = ("dmd", "snomedct", "icd10", "opcs4", "loinc", "rxnorm", "ctv3", "bnf")
+
+
+def fhir_system(uri: str | None) -> str | None:
+    """Schema system for a FHIR coding-system URI; None when pophealth does not use it."""
+    if not uri:
+        return None
+    key = str(uri).strip().lower().rstrip("/")
+    hit = FHIR_SYSTEMS.get(key)
+    if hit is not None:
+        return hit
+    if key.startswith("http://snomed.info/sct/") or key.startswith("http://snomed.info/xsct"):
+        return "snomedct"
+    for needle, system in _FHIR_SYSTEM_HINTS:
+        if needle in key:
+            return system
+    return None
+
+
+def is_dmd_code(code: str) -> bool:
+    """True for a SNOMED identifier in the dm+d namespace (1000001), i.e. a dm+d product.
+
+    SNOMED extension identifiers end with namespace (7 digits), partition (2) and check
+    digit (1); dm+d VMPs/AMPs/VMPPs/AMPPs carry namespace 1000001. VTMs and some VMPs are
+    core SNOMED concepts and stay ``snomedct``.
+    """
+    return len(code) >= 11 and code.isdigit() and code[-10:-3] == "1000001"
+
+
+def normalise_code(system: str, code: str) -> str:
+    """ICD-10 and OPCS-4 without the dot (``J45.9`` -> ``J459``); others stripped."""
+    code = str(code).strip()
+    if system in ("icd10", "opcs4"):
+        code = code.replace(".", "").replace(" ", "").upper()
+    return code
+
+
+# -- ethnicity --------------------------------------------------------------------------
+
+_LETTERS = set(ETHNICITY_16)
+
+#: US Core / CDC race (OMB categories) -> nearest 2001 census category. The US
+#: categories do not split White or Asian the way the NHS ones do, so each maps to the
+#: "any other ... background" category of its group; more than one race maps to
+#: "Mixed - any other mixed background" (G).
+US_RACE: dict[str, str] = {
+    "2106-3": "C",  # White
+    "2054-5": "P",  # Black or African American
+    "2028-9": "L",  # Asian
+    "1002-5": "S",  # American Indian or Alaska Native
+    "2076-8": "S",  # Native Hawaiian or Other Pacific Islander
+    "2131-1": "S",  # Other race
+    "asku": "Z",
+    "unk": "Z",
+}
+
+#: OMOP race concepts (Race vocabulary) -> 2001 census category.
+OMOP_RACE: dict[int, str] = {
+    8527: "C",  # White
+    8516: "P",  # Black or African American
+    8515: "L",  # Asian
+    8657: "S",  # American Indian or Alaska Native
+    8557: "S",  # Native Hawaiian or Other Pacific Islander
+    38003613: "H",  # Asian Indian
+    38003614: "K",  # Bangladeshi
+    38003615: "L",  # Burmese
+    38003579: "R",  # Chinese
+    38003584: "L",  # Filipino
+    38003589: "J",  # Pakistani
+    38003598: "N",  # African
+    38003599: "P",  # African American
+}
+
+#: Text of race/ethnicity source values (OMOP *_source_value, FHIR text) -> category.
+_TEXT_HINTS: tuple[tuple[str, str], ...] = (
+    ("white british", "A"),
+    ("british", "A"),
+    ("irish", "B"),
+    ("white", "C"),
+    ("caribbean", "M"),
+    ("african", "N"),
+    ("black", "P"),
+    ("indian", "H"),
+    ("pakistani", "J"),
+    ("bangladeshi", "K"),
+    ("chinese", "R"),
+    ("asian", "L"),
+    ("mixed", "G"),
+    ("native", "S"),
+    ("hawaiian", "S"),
+    ("other", "S"),
+)
+
+#: SNOMED CT ethnicity codes (England 2001 categories, commonly recorded) -> category.
+SNOMED_ETHNICITY: dict[str, str] = {
+    "494131000000105": "A",
+    "494141000000101": "B",
+    "494151000000103": "C",
+    "494161000000100": "D",
+    "494171000000107": "E",
+    "494181000000109": "F",
+    "494191000000106": "G",
+    "494201000000108": "H",
+    "494211000000105": "J",
+    "494221000000104": "K",
+    "494231000000102": "L",
+    "494241000000106": "M",
+    "494251000000109": "N",
+    "494261000000107": "P",
+    "494271000000100": "R",
+    "494281000000103": "S",
+    "494291000000101": "Z",
+}
+
+
+def ethnicity_letter(code: str | None) -> str | None:
+    """An NHS ETHNIC CATEGORY code (A..Z, case-insensitive) or None when it is not one.
+
+    The 2021 England categories (e.g. ``A``, ``B``, ``C3``...) are reduced to their letter
+    where the letter means the same group in 2001 coding.
+    """
+    if not code:
+        return None
+    text = str(code).strip().upper()
+    if text in _LETTERS:
+        return text
+    if text == "99":
+        return "Z"
+    if len(text) >= 1 and text[0] in _LETTERS and re.fullmatch(r"[A-Z]\d?", text):
+        return text[0]
+    return None
+
+
+def ethnicity_from_text(text: str | None) -> str | None:
+    if not text:
+        return None
+    low = str(text).strip().lower()
+    if low in ("", "unknown", "not stated", "not known", "declined", "asked but unknown"):
+        return "Z" if low else None
+    if "hispanic" in low and "not" in low:
+        return None
+    for needle, letter in _TEXT_HINTS:
+        if needle in low:
+            return letter
+    return None
+
+
+def ethnicity_groups(letter: str | None) -> tuple[str, str]:
+    """``(ethnicity_5, ethnicity_16)`` for a category letter; unknown when None."""
+    if letter is None or letter not in ETHNICITY_16:
+        return "unknown", "Z"
+    return ETHNICITY_16[letter][1], letter

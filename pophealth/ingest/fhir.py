@@ -1,0 +1,1149 @@
+"""FHIR R4 -> canonical tables.
+
+:func:`ingest_fhir` reads Bundles (collection, transaction, message, searchset,
+batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
+``.gz``, and maps:
+
+* Patient -> ``patients`` (+ ``addresses``, ``registrations``); ``patient_id`` is an
+  HMAC-SHA256 of the NHS number (or, failing that, of the source's patient id) under
+  the controller's key — the raw identifier is never written;
+* Condition, Observation (with components and coded values), Procedure,
+  Immunization -> ``events``;
+* MedicationRequest / MedicationStatement / MedicationDispense (coded, contained or
+  referenced Medication) -> ``medications``;
+* Encounter -> ``admissions`` (inpatient classes) and ``emergency_attendances``;
+* Organization (GP practices with an ODS code) and ``Patient.generalPractitioner`` ->
+  ``practices`` and ``registrations``;
+* QuestionnaireResponse -> ``questionnaire_responses`` (one row per answer).
+
+References resolve inside a Bundle (``urn:uuid:`` fullUrls, relative ``Type/id``),
+to contained resources (``#id``), across files (``Type/id`` index) and by
+identifier (conditional ``Patient?identifier=system|value`` or logical references).
+Every other resource type is counted as skipped by design; a resourceType FHIR R4
+does not define is quarantined.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pophealth.ingest.codes import (
+    PREFERENCE,
+    US_RACE,
+    ethnicity_from_text,
+    ethnicity_groups,
+    ethnicity_letter,
+    fhir_system,
+    is_dmd_code,
+    normalise_code,
+)
+from pophealth.ingest.fhir_read import Entry, Unit, Unreadable, find_files, iter_units
+from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
+from pophealth.ingest.pseudonym import Pseudonymiser, normalise_nhs_number
+from pophealth.ingest.sink import IngestSummary, Run
+from pophealth.schema import LSOA_PATTERN
+
+NHS_NUMBER_SYSTEMS = (
+    "https://fhir.nhs.uk/id/nhs-number",
+    "http://fhir.nhs.net/id/nhs-number",
+    "https://fhir.nhs.uk/id/nhsnumber",
+)
+ODS_SYSTEMS = (
+    "https://fhir.nhs.uk/id/ods-organization-code",
+    "https://fhir.nhs.uk/id/ods-site-code",
+    "http://fhir.nhs.net/id/ods-organization-code",
+    "https://fhir.nhs.uk/id/ods-organisation-code",
+)
+INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "INPATIENT", "OBSENC"}
+EMERGENCY_CLASSES = {"EMER", "EMERGENCY"}
+SKIP_STATUSES = {"entered-in-error", "cancelled", "draft", "not-done", "revoked"}
+_LSOA_RE = re.compile(LSOA_PATTERN)
+_GP_TYPE_RE = re.compile(
+    r"gp practice|general practi|surgery|medical cent|health cent|practice", re.I
+)
+#: Resource types kept only to resolve references (not loaded as rows themselves).
+REFERENCE_TYPES = {
+    "Medication",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "HealthcareService",
+    "Organization",
+}
+MAPPED_TYPES = {
+    "Patient",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "Immunization",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationDispense",
+    "Encounter",
+    "QuestionnaireResponse",
+    "Organization",
+}
+
+
+# -- small helpers -----------------------------------------------------------------------
+
+
+def _list(v: Any) -> list:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if isinstance(d, list):
+            d = d[0] if d else None
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def _codings(cc: Any) -> list[dict]:
+    out = []
+    for c in _list(cc):
+        if isinstance(c, dict):
+            out += [x for x in _list(c.get("coding")) if isinstance(x, dict)]
+    return out
+
+
+def _known(cc: Any, *, medication: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+    """Known (system, code) pairs of a CodeableConcept, and the unknown system URIs."""
+    known: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    for c in _codings(cc):
+        code = c.get("code")
+        if code is None or str(code).strip() == "":
+            continue
+        system = fhir_system(c.get("system"))
+        if system is None:
+            unknown.append(str(c.get("system") or "(no system)"))
+            continue
+        code = normalise_code(system, code)
+        if medication and system == "snomedct" and is_dmd_code(code):
+            system = "dmd"
+        if (system, code) not in known:
+            known.append((system, code))
+    return known, unknown
+
+
+def _preferred(pairs: list[tuple[str, str]], allowed: Iterable[str]) -> tuple[str, str] | None:
+    allowed = set(allowed)
+    ok = [p for p in pairs if p[0] in allowed]
+    if not ok:
+        return None
+    return sorted(ok, key=lambda p: PREFERENCE.index(p[0]) if p[0] in PREFERENCE else 99)[0]
+
+
+def _date(value: Any) -> str | None:
+    """The calendar date of a FHIR date/dateTime as written (YYYY, YYYY-MM -> first day)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d{4}", text):
+        return text + "-01-01"
+    if re.fullmatch(r"\d{4}-\d{2}", text):
+        return text + "-01"
+    return text[:10] if len(text) >= 10 and text[4:5] == "-" else text
+
+
+def _datetime(value: Any) -> str | None:
+    """A FHIR dateTime with a time, as written (validation converts offsets to UTC)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text if "T" in text else None
+
+
+def _num(v: Any) -> Any:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)  # validation quarantines it with the field named
+
+
+def _when(res: dict, *prefixes: str) -> Any:
+    """First of ``<prefix>DateTime``, ``<prefix>Period.start``, ``<prefix>Instant`` …"""
+    for p in prefixes:
+        for suffix in ("DateTime", "Instant", "Date", ""):
+            v = res.get(p + suffix)
+            if isinstance(v, str):
+                return v
+        period = res.get(p + "Period")
+        if isinstance(period, dict) and (period.get("start") or period.get("end")):
+            return period.get("start") or period.get("end")
+    return None
+
+
+def _system_uri_is(value: Any, options: tuple[str, ...]) -> bool:
+    return isinstance(value, str) and value.strip().lower().rstrip("/") in options
+
+
+def _identifier_value(res: dict, systems: tuple[str, ...]) -> str | None:
+    for ident in _list(res.get("identifier")):
+        if isinstance(ident, dict) and _system_uri_is(ident.get("system"), systems):
+            v = ident.get("value")
+            if v:
+                return str(v).strip()
+    return None
+
+
+def _ref_key(ref: str) -> str:
+    """Canonical form of a literal reference: ``Type/id`` for relative or absolute URLs."""
+    ref = ref.strip()
+    if ref.startswith(("urn:uuid:", "urn:oid:")):
+        return ref.lower()
+    ref = re.sub(r"/_history/[^/]+$", "", ref)
+    m = re.search(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$", ref)
+    return f"{m.group(1)}/{m.group(2)}" if m else ref
+
+
+def _ref_type(ref: dict) -> str | None:
+    r = ref.get("reference")
+    if isinstance(r, str):
+        r = r.strip()
+        m = re.search(r"(?:^|/)([A-Z][A-Za-z]+)(?:/[^/?]+|\?)", r)
+        if m:
+            return m.group(1)
+    t = ref.get("type")
+    return str(t) if t else None
+
+
+# -- the mapper --------------------------------------------------------------------------
+
+
+class _UnitScope:
+    """Resolution scope of one Bundle (or one lone resource)."""
+
+    def __init__(self, unit: Unit):
+        self.by_ref: dict[str, dict] = {}
+        for e in unit.entries:
+            r = e.resource
+            if e.full_url:
+                self.by_ref[e.full_url.strip()] = r
+                self.by_ref[_ref_key(e.full_url)] = r
+            rid, rt = r.get("id"), r.get("resourceType")
+            if rid and rt:
+                self.by_ref.setdefault(f"{rt}/{rid}", r)
+        self.pids: dict[int, str] = {}
+
+    def get(self, ref: str) -> dict | None:
+        return self.by_ref.get(ref.strip()) or self.by_ref.get(_ref_key(ref))
+
+
+class FhirMapper:
+    """Maps resources to canonical rows on a :class:`Run`."""
+
+    def __init__(self, run: Run, pseudo: Pseudonymiser):
+        self.run = run
+        self.pseudo = pseudo
+        self.handlers: dict[str, Callable] = {
+            "Patient": self.patient,
+            "Condition": self.condition,
+            "Observation": self.observation,
+            "Procedure": self.procedure,
+            "Immunization": self.immunization,
+            "MedicationRequest": self.medication,
+            "MedicationStatement": self.medication,
+            "MedicationDispense": self.medication,
+            "Encounter": self.encounter,
+            "QuestionnaireResponse": self.questionnaire_response,
+            "Organization": self.organization,
+            "Medication": self.medication_resource,
+        }
+
+    # -- entry points ----------------------------------------------------------------
+    def unit(self, unit: Unit) -> None:
+        run = self.run
+        if unit.bundle is not None:
+            ctx = run.begin(
+                unit.source, unit.bundle_location or "file", "Bundle", unit.bundle.get("id")
+            )
+            run.skip(
+                ctx,
+                f"container ({unit.bundle.get('type') or 'no type'}); its entries are "
+                "counted separately",
+            )
+            for loc, note in unit.notes:
+                c = run.begin(unit.source, loc, "Bundle.entry", None)
+                run.skip(c, note)
+        scope = _UnitScope(unit)
+        for entry in unit.entries:
+            self.resource(entry, unit.source, scope)
+
+    def resource(self, entry: Entry, source: str, scope: _UnitScope) -> None:
+        res = entry.resource
+        rtype = res.get("resourceType")
+        rid = res.get("id")
+        run = self.run
+        if not isinstance(rtype, str) or not rtype:
+            ctx = run.begin(source, entry.location, "(no resourceType)", rid, entry.raw or res)
+            run.reject(ctx, "resourceType", None, "no resourceType: not a FHIR resource")
+            return
+        if rtype not in R4_RESOURCE_TYPES:
+            ctx = run.begin(source, entry.location, rtype, rid, entry.raw or res)
+            run.reject(ctx, "resourceType", rtype, f"unknown resourceType {rtype!r} (not FHIR R4)")
+            return
+        ctx = run.begin(source, entry.location, rtype, rid, entry.raw or res)
+        handler = self.handlers.get(rtype)
+        if handler is None:
+            reason = (
+                "reference data (used to resolve references)"
+                if rtype in REFERENCE_TYPES
+                else "resource type not used by pophealth"
+            )
+            run.skip(ctx, reason)
+            return
+        status = res.get("status")
+        if isinstance(status, str) and status in SKIP_STATUSES:
+            run.skip(ctx, f"status {status}")
+            return
+        try:
+            handler(res, ctx, scope, entry)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            run.reject(ctx, "", None, f"malformed {rtype}: {type(exc).__name__}: {exc}")
+            return
+        run.end(ctx)
+
+    # -- patients --------------------------------------------------------------------
+    def pid_of(self, patient: dict, *, contained_in: str | None = None) -> str:
+        nhs = _identifier_value(patient, NHS_NUMBER_SYSTEMS)
+        if nhs:
+            return self.pseudo.nhs(nhs)
+        if patient.get("id") and contained_in is None:
+            return self.pseudo("fhir", f"Patient/{patient['id']}")
+        for ident in _list(patient.get("identifier")):
+            if isinstance(ident, dict) and ident.get("value"):
+                return self.pseudo("ident", f"{ident.get('system') or ''}|{ident['value']}")
+        return self.pseudo("fhir-contained", f"{contained_in}#{patient.get('id')}")
+
+    def _patient_ref(
+        self, res: dict, ctx, scope: _UnitScope, *fields: str, required: bool = True
+    ) -> tuple[str | None, str | None, bool]:
+        """(patient_id, reference key, ok). Quarantines the resource when not ok."""
+        ref = None
+        used = fields[0]
+        for f in fields:
+            if isinstance(res.get(f), dict):
+                ref, used = res[f], f
+                break
+        if ref is None:
+            if required:
+                self.run.reject(
+                    ctx,
+                    f"{ctx.record_type}.{fields[0]}",
+                    None,
+                    f"no {fields[0]}: the record names no patient",
+                )
+            return None, None, False
+        field_name = f"{ctx.record_type}.{used}"
+        rtype = _ref_type(ref)
+        if rtype not in (None, "Patient"):
+            self.run.reject(
+                ctx, field_name, ref.get("reference"), f"{used} is a {rtype}, not a Patient"
+            )
+            return None, None, False
+        r = ref.get("reference")
+        if isinstance(r, str) and r.strip():
+            r = r.strip()
+            if r.startswith("#"):
+                for c in _list(res.get("contained")):
+                    if isinstance(c, dict) and c.get("id") == r[1:]:
+                        if c.get("resourceType") != "Patient":
+                            self.run.reject(
+                                ctx,
+                                field_name,
+                                r,
+                                f"contained {c.get('resourceType')} is not a Patient",
+                            )
+                            return None, None, False
+                        container = f"{ctx.record_type}/{ctx.record_id or ctx.rkey}"
+                        pid = self.pid_of(c, contained_in=container)
+                        self._emit_patient(c, pid, ctx, scope)
+                        return pid, None, True
+                self.run.reject(
+                    ctx, field_name, r, "dangling reference: no such contained resource"
+                )
+                return None, None, False
+            local = scope.get(r)
+            if local is not None:
+                if local.get("resourceType") != "Patient":
+                    self.run.reject(
+                        ctx,
+                        field_name,
+                        r,
+                        f"{used} is a {local.get('resourceType')}, not a Patient",
+                    )
+                    return None, None, False
+                key = id(local)
+                if key not in scope.pids:
+                    scope.pids[key] = self.pid_of(local)
+                return scope.pids[key], None, True
+            if "?" in r:
+                m = re.search(r"identifier=([^&]*)", r)
+                if m:
+                    from urllib.parse import unquote
+
+                    system, _, value = unquote(m.group(1)).rpartition("|")
+                    return self._by_identifier(system, value)
+            return None, self.pseudo.key_of(_ref_key(r)), True
+        ident = ref.get("identifier")
+        if isinstance(ident, dict) and ident.get("value"):
+            return self._by_identifier(ident.get("system") or "", str(ident["value"]))
+        if required:
+            self.run.reject(ctx, field_name, None, f"{used} has neither reference nor identifier")
+        return None, None, False
+
+    def _by_identifier(self, system: str, value: str) -> tuple[str | None, str | None, bool]:
+        if _system_uri_is(system, NHS_NUMBER_SYSTEMS):
+            return self.pseudo.nhs(value), None, True
+        return (
+            None,
+            self.pseudo.key_of(f"identifier:{system.strip().lower()}|{value.strip()}"),
+            True,
+        )
+
+    def patient(self, res: dict, ctx, scope: _UnitScope, entry: Entry) -> None:
+        key = id(res)
+        pid = scope.pids.get(key) or self.pid_of(res)
+        scope.pids[key] = pid
+        self._emit_patient(res, pid, ctx, scope)
+        keys = set()
+        if res.get("id"):
+            keys.add(f"Patient/{res['id']}")
+            keys.add(f"urn:uuid:{str(res['id']).lower()}")
+        if entry.full_url:
+            keys.add(_ref_key(entry.full_url))
+        for ident in _list(res.get("identifier")):
+            if isinstance(ident, dict) and ident.get("value"):
+                keys.add(
+                    f"identifier:{str(ident.get('system') or '').strip().lower()}|"
+                    f"{str(ident['value']).strip()}"
+                )
+        for k in keys:
+            self.run.index("patient", self.pseudo.key_of(k), pid)
+
+    def _emit_patient(self, res: dict, pid: str, ctx, scope: _UnitScope) -> None:
+        birth = _date(res.get("birthDate"))
+        gender = str(res.get("gender") or "").lower()
+        sex = gender if gender in ("female", "male") else "unknown"
+        eth5, eth16 = ethnicity_groups(self._ethnicity(res))
+        death = _date(res.get("deceasedDateTime"))
+        self.run.emit(
+            "patients",
+            {
+                "patient_id": pid,
+                "date_of_birth": birth,
+                "sex": sex,
+                "ethnicity_5": eth5,
+                "ethnicity_16": eth16,
+                "date_of_death": death,
+            },
+            ctx,
+        )
+        for addr in _list(res.get("address")):
+            if not isinstance(addr, dict):
+                continue
+            period = addr.get("period") if isinstance(addr.get("period"), dict) else {}
+            if addr.get("use") == "old" and not period.get("start"):
+                continue  # an old address without dates cannot be placed in time
+            self.run.emit(
+                "addresses",
+                {
+                    "patient_id": pid,
+                    "start_date": _date(period.get("start")) or birth,
+                    "end_date": _date(period.get("end")),
+                    "lsoa_code": self._lsoa(addr),
+                    "care_home": _is_care_home(addr),
+                },
+                ctx,
+            )
+        start = _registration_start(res) or birth
+        for gp in _list(res.get("generalPractitioner")):
+            ods, name = self._gp_practice(gp, res, scope)
+            if ods:
+                self.run.emit(
+                    "registrations",
+                    {"patient_id": pid, "practice_id": ods, "start_date": start, "end_date": None},
+                    ctx,
+                )
+                self.run.emit("practices", {"practice_id": ods, "name": name}, ctx)
+
+    @staticmethod
+    def _ethnicity(res: dict) -> str | None:
+        races: list[str] = []
+        text_hint = None
+        for ext in _list(res.get("extension")):
+            if not isinstance(ext, dict):
+                continue
+            url = str(ext.get("url") or "").lower()
+            if "ethniccategory" in url or "ethnic-category" in url:
+                for c in _codings(ext.get("valueCodeableConcept")):
+                    letter = ethnicity_letter(c.get("code"))
+                    if letter:
+                        return letter
+                    if str(c.get("code")) in _SNOMED_ETH:
+                        return _SNOMED_ETH[str(c.get("code"))]
+                letter = ethnicity_from_text(_get(ext, "valueCodeableConcept", "text"))
+                if letter:
+                    return letter
+            elif url.endswith("us-core-race"):
+                for sub in _list(ext.get("extension")):
+                    if not isinstance(sub, dict):
+                        continue
+                    if sub.get("url") == "ombCategory":
+                        code = str(_get(sub, "valueCoding", "code") or "").lower()
+                        letter = US_RACE.get(code)
+                        if letter and letter not in races:
+                            races.append(letter)
+                    elif sub.get("url") == "text":
+                        text_hint = sub.get("valueString")
+        known = [r for r in races if r != "Z"]
+        if len(known) > 1:
+            return "G"
+        if known:
+            return known[0]
+        if races:
+            return "Z"
+        return ethnicity_from_text(text_hint) if text_hint else None
+
+    @staticmethod
+    def _lsoa(addr: dict) -> str | None:
+        for ext in _list(addr.get("extension")):
+            if not isinstance(ext, dict):
+                continue
+            for sub in [ext, *_list(ext.get("extension"))]:
+                if not isinstance(sub, dict):
+                    continue
+                for k, v in sub.items():
+                    if k.startswith("value"):
+                        code = v.get("code") if isinstance(v, dict) else v
+                        if isinstance(v, dict) and "coding" in v:
+                            code = _get(v, "coding", "code")
+                        if isinstance(code, str) and _LSOA_RE.fullmatch(code.strip()):
+                            return code.strip()
+        for k in ("district", "text"):
+            v = addr.get(k)
+            if isinstance(v, str) and _LSOA_RE.fullmatch(v.strip()):
+                return v.strip()
+        return None
+
+    def _gp_practice(self, gp: Any, res: dict, scope: _UnitScope) -> tuple[str | None, str | None]:
+        if not isinstance(gp, dict):
+            return None, None
+        ident = gp.get("identifier")
+        if isinstance(ident, dict) and _system_uri_is(ident.get("system"), ODS_SYSTEMS):
+            return str(ident.get("value") or "").strip() or None, gp.get("display")
+        target = None
+        r = gp.get("reference")
+        if isinstance(r, str):
+            if r.startswith("#"):
+                target = next(
+                    (
+                        c
+                        for c in _list(res.get("contained"))
+                        if isinstance(c, dict) and c.get("id") == r[1:]
+                    ),
+                    None,
+                )
+            else:
+                target = scope.get(r)
+        if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
+            org = target.get("organization")
+            if isinstance(org, dict):
+                return self._gp_practice(org, target, scope)
+        if isinstance(target, dict) and target.get("resourceType") == "Organization":
+            ods = _identifier_value(target, ODS_SYSTEMS)
+            if ods:
+                return ods, target.get("name")
+        return None, None
+
+    def organization(self, res: dict, ctx, scope, entry) -> None:
+        ods = _identifier_value(res, ODS_SYSTEMS)
+        if not ods:
+            self.run.skip(ctx, "organisation without an ODS code")
+            return
+        types = (
+            " ".join(
+                str(c.get("display") or "") + " " + str(c.get("code") or "")
+                for c in _codings(res.get("type"))
+            )
+            + " "
+            + " ".join(str(_get(t, "text") or "") for t in _list(res.get("type")))
+        )
+        role_codes = {str(c.get("code")) for c in _codings(res.get("type"))}
+        if not (
+            _GP_TYPE_RE.search(types)
+            or "76" in role_codes
+            or "RO76" in role_codes
+            or _GP_TYPE_RE.search(str(res.get("name") or ""))
+        ):
+            self.run.skip(ctx, "organisation that is not a GP practice")
+            return
+        lsoa = None
+        for addr in _list(res.get("address")):
+            if isinstance(addr, dict):
+                lsoa = lsoa or self._lsoa(addr)
+        self.run.emit(
+            "practices", {"practice_id": ods, "name": res.get("name"), "lsoa_code": lsoa}, ctx
+        )
+
+    # -- events ----------------------------------------------------------------------
+    def _events(
+        self,
+        res,
+        ctx,
+        scope,
+        codes_cc,
+        when,
+        *,
+        patient_fields=("subject", "patient"),
+        value=None,
+        unit=None,
+        extra=(),
+        code_field="code",
+        date_field="effective[x]",
+    ) -> None:
+        pid, pref, ok = self._patient_ref(res, ctx, scope, *patient_fields)
+        if not ok:
+            return
+        known, unknown = _known(codes_cc)
+        rows = [(s, c, value, unit) for s, c in known] + list(extra)
+        if not rows:
+            if unknown:
+                self.run.reject(
+                    ctx,
+                    f"{ctx.record_type}.{code_field}.coding.system",
+                    ", ".join(unknown),
+                    "code system not used by pophealth (none of: snomedct, dmd, "
+                    "icd10, opcs4, ctv3, loinc, rxnorm, bnf)",
+                )
+            else:
+                self.run.reject(ctx, f"{ctx.record_type}.{code_field}", None, "no code")
+            return
+        if when is None:
+            self.run.reject(
+                ctx,
+                f"{ctx.record_type}.{date_field}",
+                None,
+                "no date: the record does not say when it happened",
+            )
+            return
+        date, stamp = _date(when), _datetime(when)
+        for system, code, v, u in rows:
+            self.run.emit(
+                "events",
+                {
+                    "patient_id": pid,
+                    "date": date,
+                    "datetime": stamp,
+                    "system": system,
+                    "code": code,
+                    "value": v,
+                    "unit": u,
+                },
+                ctx,
+                pref=pref,
+            )
+
+    def condition(self, res, ctx, scope, entry) -> None:
+        ver = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
+        if ver & {"refuted", "entered-in-error"}:
+            self.run.skip(ctx, "verificationStatus " + "/".join(sorted(ver)))
+            return
+        self._events(
+            res,
+            ctx,
+            scope,
+            res.get("code"),
+            _when(res, "onset") or res.get("recordedDate") or _when(res, "abatement"),
+            date_field="onset[x]",
+        )
+
+    def procedure(self, res, ctx, scope, entry) -> None:
+        self._events(
+            res, ctx, scope, res.get("code"), _when(res, "performed"), date_field="performed[x]"
+        )
+
+    def immunization(self, res, ctx, scope, entry) -> None:
+        self._events(
+            res,
+            ctx,
+            scope,
+            res.get("vaccineCode"),
+            _when(res, "occurrence") or res.get("recorded"),
+            patient_fields=("patient",),
+            code_field="vaccineCode",
+            date_field="occurrence[x]",
+        )
+
+    def observation(self, res, ctx, scope, entry) -> None:
+        value, unit = _obs_value(res)
+        extra = []
+        for comp in _list(res.get("component")):
+            if not isinstance(comp, dict):
+                continue
+            cv, cu = _obs_value(comp)
+            for s, c in _known(comp.get("code"))[0]:
+                extra.append((s, c, cv, cu))
+            for s, c in _known(comp.get("valueCodeableConcept"))[0]:
+                extra.append((s, c, None, None))
+        for s, c in _known(res.get("valueCodeableConcept"))[0]:
+            extra.append((s, c, None, None))
+        self._events(
+            res,
+            ctx,
+            scope,
+            res.get("code"),
+            _when(res, "effective") or res.get("issued"),
+            value=value,
+            unit=unit,
+            extra=extra,
+        )
+
+    # -- medications -----------------------------------------------------------------
+    def medication_resource(self, res, ctx, scope, entry) -> None:
+        known, _ = _known(res.get("code"), medication=True)
+        best = _preferred(known, ("dmd", "snomedct", "rxnorm", "bnf"))
+        if best and res.get("id"):
+            keys = {f"Medication/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
+            if entry.full_url:
+                keys.add(_ref_key(entry.full_url))
+            for k in keys:
+                self.run.index("medication", self.pseudo.key_of(k), *best)
+        self.run.skip(ctx, "reference data (used to resolve medicationReference)")
+
+    def medication(self, res, ctx, scope, entry) -> None:
+        rtype = ctx.record_type
+        pid, pref, ok = self._patient_ref(res, ctx, scope, "subject", "patient")
+        if not ok:
+            return
+        best, mref = None, None
+        cc = res.get("medicationCodeableConcept")
+        mr = res.get("medicationReference")
+        allowed = ("dmd", "snomedct", "rxnorm", "bnf")
+        unknown: list[str] = []
+        if cc is not None:
+            known, unknown = _known(cc, medication=True)
+            best = _preferred(known, allowed)
+        elif isinstance(mr, dict) and isinstance(mr.get("reference"), str):
+            r = mr["reference"].strip()
+            target = None
+            if r.startswith("#"):
+                target = next(
+                    (
+                        c
+                        for c in _list(res.get("contained"))
+                        if isinstance(c, dict) and c.get("id") == r[1:]
+                    ),
+                    None,
+                )
+            else:
+                target = scope.get(r)
+            if target is not None:
+                known, unknown = _known(target.get("code"), medication=True)
+                best = _preferred(known, allowed)
+            elif not r.startswith("#"):
+                mref = self.pseudo.key_of(_ref_key(r))
+        if best is None and mref is None:
+            if unknown:
+                self.run.reject(
+                    ctx,
+                    f"{rtype}.medication[x]",
+                    ", ".join(unknown),
+                    "medicine code system not used by pophealth (dm+d, SNOMED CT, RxNorm, BNF)",
+                )
+            else:
+                self.run.reject(ctx, f"{rtype}.medication[x]", None, "no medicine code")
+            return
+        if rtype == "MedicationRequest":
+            # EPS prescription messages carry no authoredOn; the prescription is
+            # valid from the day it was issued.
+            when = res.get("authoredOn") or _get(res, "dispenseRequest", "validityPeriod", "start")
+            qty = _get(res, "dispenseRequest", "quantity")
+        elif rtype == "MedicationDispense":
+            when = res.get("whenHandedOver") or res.get("whenPrepared")
+            qty = res.get("quantity")
+        else:
+            when = _when(res, "effective") or res.get("dateAsserted")
+            qty = None
+        if when is None:
+            self.run.reject(ctx, f"{rtype}.date", None, "no date of issue")
+            return
+        dosages = [
+            d
+            for d in _list(res.get("dosageInstruction") or res.get("dosage"))
+            if isinstance(d, dict)
+        ]
+        dose_text = "; ".join(str(d["text"]) for d in dosages if d.get("text")) or None
+        qty = qty if isinstance(qty, dict) else {}
+        self.run.emit(
+            "medications",
+            {
+                "patient_id": pid,
+                "date": _date(when),
+                "system": best[0] if best else None,
+                "code": best[1] if best else None,
+                "quantity": _num(qty.get("value")),
+                "quantity_unit": qty.get("unit") or qty.get("code"),
+                "dose": dose_text,
+                "daily_dose_mg": _daily_dose_mg(dosages),
+            },
+            ctx,
+            pref=pref,
+            mref=mref,
+        )
+
+    # -- encounters ------------------------------------------------------------------
+    def encounter(self, res, ctx, scope, entry) -> None:
+        classes = {
+            str(c.get("code") or "").upper() for c in _list(res.get("class")) if isinstance(c, dict)
+        }
+        classes |= {str(c.get("code") or "").upper() for c in _codings(res.get("class"))}
+        if classes & INPATIENT_CLASSES:
+            kind = "admissions"
+        elif classes & EMERGENCY_CLASSES:
+            kind = "emergency_attendances"
+        else:
+            self.run.skip(ctx, "encounter that is neither inpatient nor emergency")
+            return
+        pid, pref, ok = self._patient_ref(res, ctx, scope, "subject", "patient")
+        if not ok:
+            return
+        period = res.get("period") if isinstance(res.get("period"), dict) else {}
+        diag_pairs = self._encounter_diagnoses(res, scope)
+        provider = None
+        sp = res.get("serviceProvider")
+        if isinstance(sp, dict):
+            if _system_uri_is(_get(sp, "identifier", "system"), ODS_SYSTEMS):
+                provider = _get(sp, "identifier", "value")
+            elif isinstance(sp.get("reference"), str):
+                org = scope.get(sp["reference"])
+                if org is not None:
+                    provider = _identifier_value(org, ODS_SYSTEMS)
+        if kind == "admissions":
+            icd = [c for s, c in diag_pairs if s == "icd10"]
+            opcs = [c for s, c in self._encounter_procedures(res, scope) if s == "opcs4"]
+            self.run.emit(
+                "admissions",
+                {
+                    "patient_id": pid,
+                    "spell_id": _get(res, "identifier", "value") or res.get("id"),
+                    "admission_date": _date(period.get("start")),
+                    "discharge_date": _date(period.get("end")),
+                    "admission_method": _admission_method(res),
+                    "primary_diagnosis": icd[0] if icd else None,
+                    "all_diagnoses": icd or None,
+                    "procedures": opcs or None,
+                    "critical_care": None,
+                    "provider": provider,
+                },
+                ctx,
+                pref=pref,
+            )
+        else:
+            first = diag_pairs[0] if diag_pairs else (None, None)
+            self.run.emit(
+                "emergency_attendances",
+                {
+                    "patient_id": pid,
+                    "arrival_datetime": period.get("start"),
+                    "departure_datetime": period.get("end"),
+                    "diagnosis_system": first[0],
+                    "diagnosis": first[1],
+                    "discharge_destination": _discharge_destination(res),
+                    "first_analgesia_datetime": None,
+                    "provider": provider,
+                },
+                ctx,
+                pref=pref,
+            )
+
+    def _encounter_procedures(self, res: dict, scope: _UnitScope) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for ext in _list(res.get("extension")):
+            if isinstance(ext, dict) and "procedure" in str(ext.get("url") or "").lower():
+                out += _known(ext.get("valueCodeableConcept"))[0]
+        return out
+
+    def _encounter_diagnoses(self, res: dict, scope: _UnitScope) -> list[tuple[str, str]]:
+        ranked = []
+        for i, d in enumerate(_list(res.get("diagnosis"))):
+            if not isinstance(d, dict):
+                continue
+            rank = d.get("rank")
+            try:
+                rank = int(rank)
+            except (TypeError, ValueError):
+                rank = 1000 + i
+            cond = d.get("condition") if isinstance(d.get("condition"), dict) else {}
+            target = None
+            r = cond.get("reference")
+            if isinstance(r, str):
+                if r.startswith("#"):
+                    target = next(
+                        (
+                            c
+                            for c in _list(res.get("contained"))
+                            if isinstance(c, dict) and c.get("id") == r[1:]
+                        ),
+                        None,
+                    )
+                else:
+                    target = scope.get(r)
+            pairs = _known(target.get("code"))[0] if isinstance(target, dict) else []
+            ranked.append((rank, pairs))
+        out: list[tuple[str, str]] = []
+        for _, pairs in sorted(ranked, key=lambda x: x[0]):
+            out += [p for p in sorted(pairs, key=lambda p: p[0] != "icd10") if p not in out]
+        for cc in _list(res.get("reasonCode")):
+            out += [p for p in _known(cc)[0] if p not in out]
+        return out
+
+    # -- questionnaires --------------------------------------------------------------
+    def questionnaire_response(self, res, ctx, scope, entry) -> None:
+        pid, pref, ok = self._patient_ref(res, ctx, scope, "subject", "source")
+        if not ok:
+            return
+        questionnaire = res.get("questionnaire")
+        if not questionnaire:
+            questionnaire = _get(res, "identifier", "system")
+        response_id = res.get("id") or _get(res, "identifier", "value")
+        rows = list(_answers(_list(res.get("item"))))
+        if not rows:
+            self.run.skip(ctx, "questionnaire response without answers")
+            return
+        for link_id, text, number, code in rows:
+            self.run.emit(
+                "questionnaire_responses",
+                {
+                    "patient_id": pid,
+                    "response_id": response_id,
+                    "questionnaire": questionnaire,
+                    "authored": res.get("authored"),
+                    "link_id": link_id,
+                    "answer_text": text,
+                    "answer_number": number,
+                    "answer_code": code,
+                },
+                ctx,
+                pref=pref,
+            )
+
+
+_SNOMED_ETH: dict[str, str] = {}
+
+
+def _init_snomed_eth() -> None:
+    from pophealth.ingest.codes import SNOMED_ETHNICITY
+
+    _SNOMED_ETH.update(SNOMED_ETHNICITY)
+
+
+_init_snomed_eth()
+
+
+def _obs_value(res: dict) -> tuple[Any, str | None]:
+    q = res.get("valueQuantity")
+    if isinstance(q, dict) and q.get("value") is not None:
+        return _num(q.get("value")), q.get("unit") or q.get("code")
+    for k in ("valueInteger", "valueDecimal"):
+        if res.get(k) is not None:
+            return _num(res[k]), None
+    return None, None
+
+
+def _answers(items: list, parent: str | None = None):
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        link = item.get("linkId") or parent
+        for ans in _list(item.get("answer")):
+            if not isinstance(ans, dict):
+                continue
+            text = number = code = None
+            for k, v in ans.items():
+                if not k.startswith("value"):
+                    continue
+                if k in ("valueCoding",) and isinstance(v, dict):
+                    code, text = v.get("code"), v.get("display") or v.get("code")
+                elif k in ("valueDecimal", "valueInteger"):
+                    number, text = _num(v), str(v)
+                elif k == "valueQuantity" and isinstance(v, dict):
+                    number = _num(v.get("value"))
+                    text = f"{v.get('value')} {v.get('unit') or v.get('code') or ''}".strip()
+                elif k == "valueBoolean":
+                    text = str(v).lower()
+                elif k == "valueReference" and isinstance(v, dict):
+                    text = v.get("display") or v.get("reference")
+                elif k == "valueAttachment" and isinstance(v, dict):
+                    text = v.get("title") or v.get("url")
+                elif not isinstance(v, (dict, list)):
+                    text = str(v)
+            yield link, text, number, code
+            yield from _answers(_list(ans.get("item")), link)
+        yield from _answers(_list(item.get("item")), link)
+
+
+def _is_care_home(addr: dict) -> bool:
+    text = " ".join(str(x) for x in _list(addr.get("line")) + [addr.get("text") or ""]).lower()
+    return "care home" in text or "nursing home" in text
+
+
+def _registration_start(res: dict) -> str | None:
+    for ext in _list(res.get("extension")):
+        if not isinstance(ext, dict) or "registration" not in str(ext.get("url") or "").lower():
+            continue
+        for sub in [ext, *_list(ext.get("extension"))]:
+            if isinstance(sub, dict) and isinstance(sub.get("valuePeriod"), dict):
+                start = sub["valuePeriod"].get("start")
+                if start:
+                    return _date(start)
+    return None
+
+
+_ADMISSION_METHODS = {"1": "elective", "2": "emergency", "3": "maternity"}
+
+
+def _admission_method(res: dict) -> str:
+    for ext in _list(res.get("extension")):
+        if isinstance(ext, dict) and "admissionmethod" in str(ext.get("url") or "").lower():
+            for c in _codings(ext.get("valueCodeableConcept")):
+                code = str(c.get("code") or "")
+                if code[:1] in _ADMISSION_METHODS:
+                    return _ADMISSION_METHODS[code[:1]]
+                if code.startswith("8"):
+                    return "transfer"
+    for c in _codings(_get(res, "hospitalization", "admitSource")):
+        code = str(c.get("code") or "").lower()
+        if code in ("hosp-trans", "nursing", "psych", "rehab"):
+            return "transfer"
+        if code in ("emd",):
+            return "emergency"
+        if code in ("born",):
+            return "maternity"
+    for c in _codings(res.get("priority")):
+        code = str(c.get("code") or "").upper()
+        if code in ("EM", "UR", "S", "A", "CR"):
+            return "emergency"
+        if code in ("EL", "R", "P"):
+            return "elective"
+    types = " ".join(str(c.get("display") or "") for c in _codings(res.get("type"))).lower()
+    if "emergency" in types:
+        return "emergency"
+    if "elective" in types:
+        return "elective"
+    return "other"
+
+
+def _discharge_destination(res: dict) -> str | None:
+    for c in _codings(_get(res, "hospitalization", "dischargeDisposition")):
+        code = str(c.get("code") or "").lower()
+        if code in ("home", "alt-home", "01", "1", "306689006"):
+            return "home"
+        if code in ("exp", "died", "dead"):
+            return "died"
+        if code in ("hosp", "other-hcf", "long", "snf", "rehab", "psy"):
+            return "transfer"
+        if code in ("admitted", "inp"):
+            return "admitted"
+        if code:
+            return "other"
+    return None
+
+
+_PER_DAY = {"d": 1.0, "h": 24.0, "wk": 1 / 7, "mo": 1 / 30, "min": 1440.0}
+
+
+def _daily_dose_mg(dosages: list[dict]) -> float | None:
+    total = 0.0
+    for d in dosages:
+        rate = _list(d.get("doseAndRate"))
+        dose = _get(rate, "doseQuantity") if rate else None
+        repeat = _get(d, "timing", "repeat")
+        if not isinstance(dose, dict) or not isinstance(repeat, dict):
+            return None
+        unit = str(dose.get("unit") or dose.get("code") or "").lower()
+        try:
+            value = float(dose.get("value"))
+            freq = float(repeat.get("frequency") or 1)
+            period = float(repeat.get("period") or 1)
+        except (TypeError, ValueError):
+            return None
+        factor = _PER_DAY.get(str(repeat.get("periodUnit") or ""))
+        scale = {"mg": 1.0, "g": 1000.0, "microgram": 0.001, "ug": 0.001, "mcg": 0.001}.get(unit)
+        if factor is None or scale is None or period <= 0:
+            return None
+        total += value * scale * freq / period * factor
+    return round(total, 6) if dosages and total > 0 else None
+
+
+# -- driver ------------------------------------------------------------------------------
+
+
+def ingest_fhir(
+    paths: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    key: bytes,
+    append: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+    batch_rows: int = 50_000,
+) -> IngestSummary:
+    """Import FHIR R4 files/directories into the store at ``out`` (see module docs).
+
+    ``progress(description, fraction_done)`` is called now and then. Returns the
+    reconciled :class:`IngestSummary`; the store is written once, atomically, at the end.
+    """
+    files, ignored = find_files(paths)
+    run = Run(out, kind="fhir", append=append, batch_rows=batch_rows)
+    try:
+        mapper = FhirMapper(run, Pseudonymiser(key))
+        for f in ignored:
+            run.notes.append(f"ignored (not .json/.ndjson/.jsonl/.xml[.gz]): {f}")
+        total = sum(f.stat().st_size for f in files) or 1
+        done = 0
+        for f in files:
+            run.files.append(str(f))
+            if progress:
+                progress(f"reading {f.name}", done / total)
+            for item in iter_units(f):
+                if isinstance(item, Unreadable):
+                    run.reject_unparsed(
+                        item.source, item.location, "(unreadable)", item.reason, item.raw
+                    )
+                else:
+                    mapper.unit(item)
+            done += f.stat().st_size
+        if progress:
+            progress("resolving references and validating", 1.0)
+        summary = run.finish(
+            provenance={
+                "source": "fhir",
+                "inputs": [str(p) for p in paths],
+                "files": len(files),
+                "append": append,
+            },
+            progress=(lambda d: progress(d, 1.0)) if progress else None,
+        )
+    except BaseException:
+        run.quarantine.close()
+        run.cleanup()
+        raise
+    return summary
+
+
+__all__ = ["FhirMapper", "ingest_fhir", "normalise_nhs_number", "Path"]

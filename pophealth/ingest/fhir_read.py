@@ -1,0 +1,272 @@
+"""Reading FHIR R4 files: Bundle JSON, bulk NDJSON, single resources, XML; ``.gz`` too.
+
+:func:`iter_units` yields :class:`Unit` objects: the resources of one Bundle (so
+that references between its entries resolve locally) or one NDJSON line. Problems
+that stop a record being read at all (malformed JSON line, truncated gzip,
+unparseable XML) are yielded as :class:`Unreadable` with file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FHIR_NS = "http://hl7.org/fhir"
+JSON_SUFFIXES = (".json", ".ndjson", ".jsonl", ".xml")
+
+
+@dataclass
+class Entry:
+    resource: dict[str, Any]
+    location: str
+    full_url: str | None = None
+    raw: Any = None
+
+
+@dataclass
+class Unit:
+    """Resources read together: one Bundle's entries, or one NDJSON line/file resource."""
+
+    source: str
+    entries: list[Entry]
+    bundle: dict[str, Any] | None = None
+    bundle_location: str | None = None
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Unreadable:
+    source: str
+    location: str
+    reason: str
+    raw: Any = None
+
+
+def find_files(paths: list[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(FHIR files under ``paths``, other files that were ignored)."""
+    found: list[Path] = []
+    ignored: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    (found if _is_fhir_name(f) else ignored).append(f)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or directory: {p}")
+    return found, ignored
+
+
+def _is_fhir_name(path: Path) -> bool:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return name.endswith(JSON_SUFFIXES)
+
+
+def _open_text(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")  # noqa: SIM115
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".xml"):
+        return "xml"
+    if name.endswith((".ndjson", ".jsonl")):
+        return "ndjson"
+    return "json"
+
+
+def iter_units(path: Path, *, progress=None) -> Iterator[Unit | Unreadable]:
+    """Read one file; never raises for bad content (yields :class:`Unreadable`)."""
+    src = str(path)
+    kind = _kind(path)
+    try:
+        if kind == "xml":
+            yield from _xml_units(path, src)
+        elif kind == "ndjson":
+            yield from _ndjson_units(path, src, progress)
+        else:
+            yield from _json_units(path, src, progress)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+        yield Unreadable(src, "file", f"file could not be read to the end: {exc}")
+
+
+def _ndjson_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:
+    lineno = 0
+    with _open_text(path) as fh:
+        while True:
+            try:
+                line = fh.readline()
+            except (EOFError, OSError, zlib.error) as exc:
+                yield Unreadable(
+                    src,
+                    f"line {lineno + 1}",
+                    f"file truncated or corrupt after line {lineno}: {exc}",
+                )
+                return
+            if not line:
+                return
+            lineno += 1
+            if progress is not None and lineno % 2000 == 0:
+                progress(len(line) * 2000)
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield Unreadable(
+                    src, f"line {lineno}", f"malformed JSON: {exc.msg} (column {exc.colno})", text
+                )
+                continue
+            yield from _object_units(obj, src, f"line {lineno}", text)
+
+
+def _json_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:
+    with _open_text(path) as fh:
+        text = fh.read()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # NDJSON saved as .json
+            yield from _ndjson_units(path, src, progress)
+            return
+        yield Unreadable(
+            src,
+            f"line {exc.lineno}",
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            text[:2000],
+        )
+        return
+    yield from _object_units(obj, src, "file", None)
+
+
+def _object_units(obj: Any, src: str, location: str, raw: Any) -> Iterator[Unit | Unreadable]:
+    if isinstance(obj, list):  # a JSON array of resources
+        for i, item in enumerate(obj, 1):
+            yield from _object_units(item, src, f"{location} item {i}", None)
+        return
+    if not isinstance(obj, dict):
+        yield Unreadable(src, location, "not a FHIR resource (a JSON object was expected)", raw)
+        return
+    if obj.get("resourceType") == "Bundle":
+        yield from _bundle_units(obj, src, location)
+        return
+    yield Unit(src, [Entry(obj, location, None, raw)])
+
+
+def _bundle_units(bundle: dict, src: str, location: str) -> Iterator[Unit | Unreadable]:
+    entries: list[Entry] = []
+    unit = Unit(src, entries, bundle=bundle, bundle_location=location)
+    raw_entries = bundle.get("entry") or []
+    if isinstance(raw_entries, dict):
+        raw_entries = [raw_entries]
+    prefix = "" if location == "file" else f"{location} "
+    nested: list[Unit | Unreadable] = []
+    for i, e in enumerate(raw_entries, 1):
+        loc = f"{prefix}entry {i}"
+        if not isinstance(e, dict):
+            nested.append(Unreadable(src, loc, "Bundle entry is not an object", e))
+            continue
+        res = e.get("resource")
+        method = ((e.get("request") or {}).get("method") or "").upper()
+        if res is None:
+            unit.notes.append((loc, f"entry without a resource ({method or 'no request'})"))
+            continue
+        if not isinstance(res, dict):
+            nested.append(Unreadable(src, loc, "Bundle entry resource is not an object", e))
+            continue
+        if method == "DELETE":
+            unit.notes.append((loc, "DELETE entry"))
+            continue
+        if res.get("resourceType") == "Bundle":
+            nested.extend(_bundle_units(res, src, loc))
+            continue
+        entries.append(Entry(res, loc, e.get("fullUrl")))
+    yield unit
+    yield from nested
+
+
+# -- XML ----------------------------------------------------------------------------------
+
+
+def _xml_units(path: Path, src: str) -> Iterator[Unit | Unreadable]:
+    from defusedxml import ElementTree as ET  # noqa: N817
+    from defusedxml.common import DefusedXmlException
+
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                root = ET.parse(fh).getroot()
+        else:
+            root = ET.parse(path).getroot()
+    except (ET.ParseError, DefusedXmlException) as exc:
+        yield Unreadable(src, "file", f"malformed or unsafe XML: {exc}")
+        return
+    obj = xml_to_resource(root)
+    yield from _object_units(obj, src, "file", None)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1] if "}" in tag else tag
+
+
+def xml_to_resource(elem) -> dict[str, Any]:
+    """FHIR XML resource element -> the same shape as its JSON (arrays where repeated)."""
+    out: dict[str, Any] = {"resourceType": _local(elem.tag)}
+    out.update(_xml_children(elem))
+    return out
+
+
+def _xml_children(elem) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in elem.attrib.items():
+        k = _local(k)
+        if k in ("url", "id") and k not in out:
+            out[k] = v
+    for child in elem:
+        if not isinstance(child.tag, str):
+            continue  # comments, processing instructions
+        name = _local(child.tag)
+        if name == "div":  # narrative XHTML
+            continue
+        value = _xml_value(child)
+        if value is None:
+            continue
+        if name in out:
+            prev = out[name]
+            if isinstance(prev, list) and name in out.get("__lists__", ()):
+                prev.append(value)
+            else:
+                out[name] = [prev, value]
+                out.setdefault("__lists__", set()).add(name)
+        else:
+            out[name] = value
+    out.pop("__lists__", None)
+    return out
+
+
+def _xml_value(child) -> Any:
+    kids = [c for c in child if isinstance(c.tag, str)]
+    # A resource wrapper (Bundle.entry.resource, contained, ...): one child named like a type.
+    if len(kids) == 1 and _local(kids[0].tag)[:1].isupper() and "value" not in child.attrib:
+        return xml_to_resource(kids[0])
+    if "value" in child.attrib and not kids:
+        return child.attrib["value"]
+    body = _xml_children(child)
+    if "value" in child.attrib:  # primitive with extensions
+        return child.attrib["value"]
+    return body or None

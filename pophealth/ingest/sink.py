@@ -1,0 +1,652 @@
+"""The part every importer shares: spill rows, resolve references, validate, write.
+
+An importer (FHIR, OMOP, flat CSV) maps each source record to rows of the
+canonical tables and hands them to a :class:`Run`. The run
+
+1. buffers rows per table and spills them to temporary Parquet in batches (bounded
+   memory, whatever the input size);
+2. keeps a reference index (hashed reference key -> patient_id, or -> medication
+   code) so that references into other files resolve at the end;
+3. at the end, per table, resolves references with DuckDB (which spills to disk),
+   drops exact duplicates (idempotent re-runs and ``--append``), validates every
+   row with :func:`pophealth.validate.validate`, and streams the valid chunks into
+   one atomic :meth:`pophealth.store.Store.write`;
+4. writes every quarantined record — with file, line/entry, resource id, field and
+   reason — to ``STORE/quarantine/<run>.csv`` and proves, per table and per source
+   record type, that ``in = loaded + quarantined + skipped``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+import tempfile
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pophealth.schema import TABLES, table
+from pophealth.store import Store, StoreError
+from pophealth.validate import validate
+
+#: Tables an ingest writes (everything patient-level, and practices). ``areas`` comes
+#: from the reference loaders and is always carried over.
+INGEST_TABLES: tuple[str, ...] = tuple(n for n in TABLES if n != "areas")
+
+META = ("_pref", "_mref", "_src", "_loc", "_rid", "_rtype", "_rkey")
+QUARANTINE_FIELDS = [
+    "run",
+    "table",
+    "record_type",
+    "file",
+    "location",
+    "record_id",
+    "field",
+    "value",
+    "reason",
+    "record",
+]
+MAX_RECORD_CHARS = 20_000
+
+
+class NothingLoaded(RuntimeError):
+    """Raised inside the store write when no row at all loaded: the store is left as it was."""
+
+
+def _spill_schema(name: str) -> pa.Schema:
+    fields = []
+    for col in table(name).columns:
+        kind = pa.list_(pa.string()) if col.type == "list<string>" else pa.string()
+        fields.append(pa.field(col.name, kind))
+    fields += [pa.field(m, pa.int64() if m == "_rkey" else pa.string()) for m in META]
+    return pa.schema(fields)
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return None
+        return repr(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+@dataclass
+class Context:
+    """Where one source record came from (for quarantine lines and counts)."""
+
+    source: str
+    location: str
+    record_type: str
+    record_id: str | None
+    rkey: int
+    raw: Any = None
+    emitted: int = 0
+    outcome: str | None = None  # "quarantined" / "skipped" decided while mapping
+
+
+@dataclass
+class TableCounts:
+    rows_in: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    kept_from_store: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.loaded + self.quarantined + self.duplicates
+
+
+@dataclass
+class RecordCounts:
+    records_in: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    skip_reasons: Counter = field(default_factory=Counter)
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_in == self.loaded + self.quarantined + self.skipped
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did, with the counts that must add up."""
+
+    kind: str
+    store: Path
+    run_id: str
+    tables: dict[str, TableCounts]
+    records: dict[str, RecordCounts]
+    files: list[str]
+    quarantine_file: Path | None
+    committed: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> int:
+        return sum(t.loaded for t in self.tables.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(r.quarantined for r in self.records.values())
+
+    @property
+    def balanced(self) -> bool:
+        return all(t.balanced for t in self.tables.values()) and all(
+            r.balanced for r in self.records.values()
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "run": self.run_id,
+            "committed": self.committed,
+            "files": len(self.files),
+            "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
+            "tables": {k: vars(v) for k, v in self.tables.items()},
+            "records": {
+                k: {
+                    **{
+                        f: getattr(v, f) for f in ("records_in", "loaded", "quarantined", "skipped")
+                    },
+                    "skip_reasons": dict(v.skip_reasons),
+                }
+                for k, v in self.records.items()
+            },
+            "notes": self.notes,
+        }
+
+
+class QuarantineWriter:
+    def __init__(self, path: Path, run_id: str):
+        self.path = path
+        self.run_id = run_id
+        self._fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._w = csv.writer(self._fh)
+        self._w.writerow(QUARANTINE_FIELDS)
+        self.lines = 0
+
+    def write(self, **kw: Any) -> None:
+        record = kw.get("record")
+        if record is not None and not isinstance(record, str):
+            try:
+                record = json.dumps(record, separators=(",", ":"), default=str)
+            except (TypeError, ValueError):
+                record = repr(record)
+        if record is not None and len(record) > MAX_RECORD_CHARS:
+            record = record[:MAX_RECORD_CHARS] + "…[truncated]"
+        kw["record"] = record
+        kw["run"] = self.run_id
+        self._w.writerow([_text(kw.get(k)) or "" for k in QUARANTINE_FIELDS])
+        self.lines += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class Run:
+    """One ingest run: collects rows, resolves, validates and commits them."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        kind: str,
+        append: bool = False,
+        batch_rows: int = 50_000,
+        tmp_dir: str | Path | None = None,
+    ):
+        self.out = Path(out)
+        self.kind = kind
+        self.append = append
+        self.batch_rows = batch_rows
+        self.run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        # Refuse non-stores / other schema versions before any work is done.
+        self.store = Store.open_or_new(self.out)
+        self.tmp = Path(tempfile.mkdtemp(prefix="pophealth-ingest-", dir=tmp_dir))
+        self.quarantine = QuarantineWriter(self.tmp / "quarantine.csv", self.run_id)
+        self._buffers: dict[str, list[dict]] = defaultdict(list)
+        self._spills: dict[str, list[Path]] = defaultdict(list)
+        self._index: dict[str, list[tuple]] = defaultdict(list)
+        self._index_spills: dict[str, list[Path]] = defaultdict(list)
+        self._outcome_spills: list[Path] = []
+        self.records: dict[str, RecordCounts] = defaultdict(RecordCounts)
+        self.tables: dict[str, TableCounts] = {n: TableCounts() for n in INGEST_TABLES}
+        self.files: list[str] = []
+        self.notes: list[str] = []
+        self._rkey = 0
+        self._nspill = 0
+
+    # -- records -----------------------------------------------------------------------
+    def begin(
+        self, source: str, location: str, record_type: str, record_id: str | None, raw: Any = None
+    ) -> Context:
+        self._rkey += 1
+        self.records[record_type].records_in += 1
+        return Context(source, location, record_type, record_id, self._rkey, raw)
+
+    def skip(self, ctx: Context, reason: str) -> None:
+        if ctx.outcome is None and ctx.emitted == 0:
+            ctx.outcome = "skipped"
+            rc = self.records[ctx.record_type]
+            rc.skipped += 1
+            rc.skip_reasons[reason] += 1
+
+    def reject(self, ctx: Context, field_: str, value: Any, reason: str, table_: str = "") -> None:
+        """Quarantine a whole source record (nothing of it loads)."""
+        self.quarantine.write(
+            table=table_,
+            record_type=ctx.record_type,
+            file=ctx.source,
+            location=ctx.location,
+            record_id=ctx.record_id,
+            field=field_,
+            value=value,
+            reason=reason,
+            record=ctx.raw,
+        )
+        if ctx.outcome is None:
+            ctx.outcome = "quarantined"
+            self.records[ctx.record_type].quarantined += 1
+
+    def end(self, ctx: Context) -> None:
+        if ctx.outcome is None and ctx.emitted == 0:
+            self.skip(ctx, "nothing pophealth uses in it")
+
+    def reject_unparsed(
+        self, source: str, location: str, record_type: str, reason: str, raw: Any, field_: str = ""
+    ) -> None:
+        """Quarantine something that could not even be read as a record."""
+        ctx = self.begin(source, location, record_type, None, raw)
+        self.reject(ctx, field_, None, reason)
+
+    def emit(
+        self,
+        name: str,
+        row: dict[str, Any],
+        ctx: Context,
+        *,
+        pref: str | None = None,
+        mref: str | None = None,
+    ) -> None:
+        row["_pref"] = pref
+        row["_mref"] = mref
+        row["_src"] = ctx.source
+        row["_loc"] = ctx.location
+        row["_rid"] = ctx.record_id
+        row["_rtype"] = ctx.record_type
+        row["_rkey"] = ctx.rkey
+        ctx.emitted += 1
+        self.tables[name].rows_in += 1
+        buf = self._buffers[name]
+        buf.append(row)
+        if len(buf) >= self.batch_rows:
+            self._flush(name)
+
+    def index(self, kind: str, *values: str | None) -> None:
+        """Add a reference-index entry: kind ``patient`` (key, patient_id) or
+        ``medication`` (key, system, code)."""
+        buf = self._index[kind]
+        buf.append(values)
+        if len(buf) >= self.batch_rows * 4:
+            self._flush_index(kind)
+
+    # -- spilling ----------------------------------------------------------------------
+    def _path(self, stem: str) -> Path:
+        self._nspill += 1
+        return self.tmp / f"{stem}-{self._nspill:06d}.parquet"
+
+    def _flush(self, name: str) -> None:
+        rows = self._buffers.pop(name, None)
+        if not rows:
+            return
+        schema = _spill_schema(name)
+        arrays = []
+        for f in schema:
+            if f.name == "_rkey":
+                arrays.append(pa.array([r["_rkey"] for r in rows], pa.int64()))
+            elif pa.types.is_list(f.type):
+                arrays.append(
+                    pa.array(
+                        [
+                            None if r.get(f.name) is None else [str(x) for x in r[f.name]]
+                            for r in rows
+                        ],
+                        f.type,
+                    )
+                )
+            else:
+                arrays.append(pa.array([_text(r.get(f.name)) for r in rows], pa.string()))
+        path = self._path(name)
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
+        self._spills[name].append(path)
+
+    def _flush_index(self, kind: str) -> None:
+        rows = self._index.pop(kind, None)
+        if not rows:
+            return
+        names = ["key", "pid"] if kind == "patient" else ["key", "system", "code"]
+        cols = list(zip(*rows, strict=True))
+        data = pa.table(
+            {n: pa.array(list(c), pa.string()) for n, c in zip(names, cols, strict=True)}
+        )
+        path = self._path(f"index-{kind}")
+        pq.write_table(data, path)
+        self._index_spills[kind].append(path)
+
+    # -- finishing ---------------------------------------------------------------------
+    def finish(
+        self,
+        *,
+        provenance: dict[str, Any],
+        progress: Callable[[str], None] | None = None,
+    ) -> IngestSummary:
+        """Resolve, validate and commit; returns the reconciled summary."""
+        import duckdb
+
+        for name in list(self._buffers):
+            self._flush(name)
+        for kind in list(self._index):
+            self._flush_index(kind)
+        con = duckdb.connect()
+        con.execute(f"SET temp_directory='{self.tmp / 'duckdb'}'")
+        con.execute("SET preserve_insertion_order=false")
+        self._register_index(con)
+        committed = False
+        try:
+            tables = {name: self._resolve(con, name, progress) for name in INGEST_TABLES}
+            tables = {k: v for k, v in tables.items()}
+            try:
+                self.store = self.store.write(
+                    _Checked(tables, self),
+                    provenance=provenance,
+                    extra_metadata={"last_ingest": self.run_id},
+                )
+                committed = True
+            except NothingLoaded:
+                self.notes.append(
+                    "nothing loaded: the store was left unchanged (see the quarantine report)"
+                )
+            self._count_outcomes(con)
+        finally:
+            con.close()
+            self.quarantine.close()
+        qfile = self._keep_quarantine()
+        summary = IngestSummary(
+            kind=self.kind,
+            store=self.out,
+            run_id=self.run_id,
+            tables=self.tables,
+            records=dict(sorted(self.records.items())),
+            files=self.files,
+            quarantine_file=qfile,
+            committed=committed,
+            notes=self.notes,
+        )
+        self.cleanup()
+        return summary
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _keep_quarantine(self) -> Path | None:
+        if self.quarantine.lines == 0:
+            return None
+        if Store.is_store(self.out):
+            target_dir = self.out / "quarantine"
+        else:
+            target_dir = self.out.parent / f"{self.out.name}-quarantine"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{self.run_id}.csv"
+        shutil.move(str(self.quarantine.path), target)
+        return target
+
+    def _register_index(self, con) -> None:
+        for kind, cols in (
+            ("patient", "key VARCHAR, pid VARCHAR"),
+            ("medication", "key VARCHAR, system VARCHAR, code VARCHAR"),
+        ):
+            files = self._index_spills.get(kind)
+            src = (
+                f"read_parquet({[str(p) for p in files]!r})"
+                if files
+                else f"(SELECT * FROM (VALUES ({', '.join('NULL' for _ in cols.split(','))}))"
+                f" t({', '.join(c.split()[0] for c in cols.split(','))}) WHERE false)"
+            )
+            if kind == "patient":
+                con.execute(
+                    f"CREATE TABLE idx_patient AS SELECT key, min(pid) AS pid, "
+                    f"count(DISTINCT pid) AS n FROM {src} GROUP BY key"
+                )
+            else:
+                con.execute(
+                    f"CREATE TABLE idx_medication AS SELECT key, min(system) AS system, "
+                    f"min(code) AS code FROM {src} GROUP BY key"
+                )
+
+    def _resolve(self, con, name: str, progress) -> Iterator[pa.Table]:
+        """Generator of validated Arrow chunks for table ``name`` (run inside Store.write)."""
+        spec = table(name)
+        cols = spec.column_names
+        files = self._spills.get(name, [])
+        parts = []
+        q = lambda c: f'"{c}"'  # noqa: E731
+        if files:
+            sel = ", ".join(q(c) for c in cols)
+            parts.append(
+                f"SELECT {sel}, _pref, _mref, _src, _loc, _rid, _rtype, _rkey, 0 AS _old "
+                f"FROM read_parquet({[str(p) for p in files]!r})"
+            )
+        old_path = None
+        if self.append and self.store.snapshot is not None:
+            old_path = self.store.table_path(name)
+            if self.store.row_counts().get(name, 0) > 0:
+                sel = ", ".join(
+                    q(c) if c_.type == "list<string>" else f"CAST({q(c)} AS VARCHAR) AS {q(c)}"
+                    for c, c_ in zip(cols, spec.columns, strict=True)
+                )
+                parts.append(
+                    f"SELECT {sel}, NULL AS _pref, NULL AS _mref, 'existing store' AS _src, "
+                    f"NULL AS _loc, NULL AS _rid, NULL AS _rtype, CAST(-1 AS BIGINT) AS _rkey, "
+                    f"1 AS _old FROM read_parquet('{old_path}')"
+                )
+        if not parts:
+            return
+        union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+        pid = "coalesce(s.patient_id, p.pid)" if "patient_id" in cols else None
+        extra_join = ""
+        replace = []
+        if pid:
+            replace.append(f"{pid} AS patient_id")
+        if name == "medications":
+            extra_join = " LEFT JOIN idx_medication m ON s._mref = m.key"
+            replace += [
+                "coalesce(s.system, m.system) AS system",
+                "coalesce(s.code, m.code) AS code",
+            ]
+        rep = f" REPLACE ({', '.join(replace)})" if replace else ""
+        if name == "patients":
+            order = (
+                "_old ASC, (ethnicity_16 IS NOT NULL AND ethnicity_16 <> 'Z') DESC, "
+                "(date_of_death IS NOT NULL) DESC, _rkey ASC"
+            )
+            part = "patient_id"
+        elif name == "practices":
+            order = "_old ASC, (name IS NOT NULL)::INT + (lsoa_code IS NOT NULL)::INT DESC, _rkey"
+            part = "practice_id"
+        else:
+            order = "_old DESC, _rkey ASC"
+            part = ", ".join(q(c) for c in cols)
+        ok_expr = "(_pn IS NULL OR _pn = 1) AND patient_id IS NOT NULL" if pid else "true"
+        sql = f"""
+            WITH s AS ({union}),
+            r AS (
+                SELECT s.*{rep},
+                       {"p.n" if pid else "NULL"} AS _pn
+                FROM s {"LEFT JOIN idx_patient p ON s._pref = p.key" if pid else ""}{extra_join}
+            )
+            SELECT *, CASE WHEN patient_ok THEN row_number() OVER (
+                        PARTITION BY patient_ok, {part} ORDER BY {order}) ELSE 1 END AS _dup
+            FROM (SELECT *, {ok_expr} AS patient_ok FROM r)
+        """
+        if progress:
+            progress(f"resolving and validating {name}")
+        reader = con.execute(sql).fetch_record_batch(self.batch_rows)
+        counts = self.tables[name]
+        for batch in reader:
+            df = batch.to_pandas()
+            if df.empty:
+                continue
+            outcome = np.full(len(df), "loaded", dtype=object)
+            old = df["_old"].to_numpy() == 1
+            dup = df["_dup"].to_numpy() > 1
+            outcome[dup] = "duplicate"
+            bad_ref = ~df["patient_ok"].to_numpy(bool)
+            if pid:
+                for i in np.flatnonzero(bad_ref & ~dup):
+                    r = df.iloc[i]
+                    if pd.notna(r["_pn"]) and r["_pn"] > 1:
+                        reason = f"ambiguous reference: {int(r['_pn'])} different patients"
+                    elif pd.isna(r["_pref"]):
+                        reason = "no patient reference (subject/patient missing)"
+                    else:
+                        reason = "dangling reference: the patient is not in any input file"
+                    self._q_row(name, r, "patient_id", None, reason)
+                outcome[bad_ref & ~dup] = "quarantined"
+            if name == "medications":
+                nocode = df["code"].isna().to_numpy() & (outcome == "loaded")
+                for i in np.flatnonzero(nocode):
+                    r = df.iloc[i]
+                    self._q_row(
+                        name,
+                        r,
+                        "code",
+                        r["_mref"] and "Medication reference",
+                        "dangling reference: the Medication is not in any input file",
+                    )
+                outcome[nocode] = "quarantined"
+            cand = np.flatnonzero(outcome == "loaded")
+            if len(cand):
+                sub = df.iloc[cand].reset_index(drop=True)
+                res = validate(name, sub[cols], source=name, row_numbers=np.arange(len(sub)))
+                if not res.quarantine.empty:
+                    for rec in res.quarantine.itertuples(index=False):
+                        r = sub.iloc[int(rec.row)]
+                        self._q_row(name, r, rec.field, rec.value, rec.reason)
+                    bad = np.unique(res.quarantine["row"].to_numpy(np.int64))
+                    outcome[cand[bad]] = "quarantined"
+                if res.valid.num_rows:
+                    yield res.valid
+            new = ~old
+            counts.loaded += int(((outcome == "loaded") & new).sum())
+            counts.quarantined += int(((outcome == "quarantined") & new).sum())
+            counts.duplicates += int(((outcome == "duplicate") & new).sum())
+            counts.kept_from_store += int(((outcome == "loaded") & old).sum())
+            if new.any():
+                out = pa.table(
+                    {
+                        "rkey": pa.array(df["_rkey"].to_numpy(np.int64)[new]),
+                        "rtype": pa.array(df["_rtype"].to_numpy(object)[new], pa.string()),
+                        "outcome": pa.array(outcome[new], pa.string()),
+                    }
+                )
+                path = self._path("outcome")
+                pq.write_table(out, path)
+                self._outcome_spills.append(path)
+
+    def _q_row(self, name: str, r: pd.Series, field_: str, value: Any, reason: str) -> None:
+        record = {
+            c: (None if _isna(r[c]) else r[c]) for c in table(name).column_names if c in r.index
+        }
+        if isinstance(record.get("all_diagnoses"), np.ndarray):
+            record["all_diagnoses"] = list(record["all_diagnoses"])
+        if isinstance(record.get("procedures"), np.ndarray):
+            record["procedures"] = list(record["procedures"])
+        self.quarantine.write(
+            table=name,
+            record_type=None if _isna(r["_rtype"]) else r["_rtype"],
+            file=r["_src"],
+            location=None if _isna(r["_loc"]) else r["_loc"],
+            record_id=None if _isna(r["_rid"]) else r["_rid"],
+            field=field_,
+            value=None if _isna(value) else value,
+            reason=reason,
+            record=record,
+        )
+
+    def _count_outcomes(self, con) -> None:
+        if not self._outcome_spills:
+            return
+        files = [str(p) for p in self._outcome_spills]
+        rows = con.execute(
+            f"""
+            SELECT rtype,
+                   count(*) FILTER (WHERE st = 'loaded') AS loaded,
+                   count(*) FILTER (WHERE st = 'quarantined') AS quarantined,
+                   count(*) FILTER (WHERE st = 'duplicate') AS duplicate
+            FROM (
+                SELECT rkey, any_value(rtype) AS rtype,
+                       CASE WHEN bool_or(outcome = 'loaded') THEN 'loaded'
+                            WHEN bool_or(outcome = 'quarantined') THEN 'quarantined'
+                            ELSE 'duplicate' END AS st
+                FROM read_parquet({files!r}) GROUP BY rkey
+            ) GROUP BY rtype
+            """
+        ).fetchall()
+        for rtype, loaded, quarantined, duplicate in rows:
+            rc = self.records[rtype]
+            rc.loaded += loaded
+            rc.quarantined += quarantined
+            if duplicate:
+                rc.skipped += duplicate
+                rc.skip_reasons["duplicate of a record already loaded"] += duplicate
+
+
+def _isna(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (list, np.ndarray)):
+        return False
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+class _Checked(dict):
+    """The table generators handed to Store.write; raises :class:`NothingLoaded` after the
+    last table when nothing at all was loaded, so the previous store is kept."""
+
+    def __init__(self, tables: dict[str, Iterator[pa.Table]], run: Run):
+        super().__init__()
+        names = list(tables)
+        for i, (name, gen) in enumerate(tables.items()):
+            self[name] = self._wrap(gen, run, last=(i == len(names) - 1))
+
+    @staticmethod
+    def _wrap(gen, run: Run, last: bool):
+        yield from gen
+        if last and not any(t.loaded for t in run.tables.values()):
+            raise NothingLoaded()
+
+
+def open_error(exc: Exception) -> str:
+    if isinstance(exc, StoreError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
