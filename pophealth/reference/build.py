@@ -1,0 +1,504 @@
+"""Build the canonical ``areas`` and ``practices`` tables from a reference folder.
+
+``build_areas(root, imd="2019")`` gives one row per English LSOA 2011 (32,844, IoD2019)
+and ``imd="2025"`` one row per English LSOA 2021 (33,755, IoD2025), with every column of
+:data:`pophealth.schema.AREAS`. Sources of the other LSOA vintage go through the
+official ONS lookup with the rule of :mod:`pophealth.reference.crosswalk`.
+``build_practices(root)`` gives one row per GP practice in ODS epraccur.
+
+Only the IMD file of the chosen release is required; any other missing file leaves its
+columns null and adds a warning (counted per column in the report). Nothing is
+dropped: the rows are exactly the LSOAs of the IMD file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pophealth.reference import crosswalk, loaders
+from pophealth.reference._read import ReferenceDataError
+from pophealth.reference.sources import source
+from pophealth.schema import AREAS
+
+RELEASES = {"2019": "IoD2019", "2025": "IoD2025"}
+
+Step = Callable[[str], None]
+
+
+class ReferenceWarning(UserWarning):
+    """An optional reference file is missing or incomplete; the build goes on."""
+
+
+@dataclass
+class BuildReport:
+    """What a build used, what it derived and what is missing."""
+
+    imd_release: str
+    lsoa_vintage: str
+    rows: int = 0
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    missing_values: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    practices: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "imd_release": self.imd_release,
+            "lsoa_vintage": self.lsoa_vintage,
+            "rows": self.rows,
+            "files": self.files,
+            "warnings": self.warnings,
+            "missing_values": self.missing_values,
+            "notes": self.notes,
+            "practices": self.practices,
+        }
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Folder:
+    """Finds and loads the files of a reference folder, recording what it used."""
+
+    def __init__(self, root: str | Path, report: BuildReport, step: Step | None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ReferenceDataError(f"{self.root}: no such reference folder", file=self.root)
+        self.report = report
+        self.step = step or (lambda _msg: None)
+
+    def load(self, key: str, loader: Callable[..., Any], *, required: bool = False, why: str = ""):
+        src = source(key)
+        path = src.find(self.root)
+        if path is None:
+            msg = f"{key}: none of {', '.join(src.candidates())} under {self.root}" + (
+                f"; {why}" if why else ""
+            )
+            if required:
+                raise ReferenceDataError(f"required reference file missing: {msg}", file=self.root)
+            self.report.warnings.append(msg)
+            warnings.warn(msg, ReferenceWarning, stacklevel=3)
+            return None
+        self.step(f"reading {path.name}")
+        frame = loader(path)
+        self.report.files[key] = {
+            "path": str(path.relative_to(self.root)),
+            "sha256": _sha256(path),
+            "rows": len(frame) if hasattr(frame, "__len__") else None,
+        }
+        return frame
+
+    def warn(self, msg: str) -> None:
+        self.report.warnings.append(msg)
+        warnings.warn(msg, ReferenceWarning, stacklevel=3)
+
+
+def pollution_quintile(values: pd.Series) -> pd.Series:
+    """Quintile of exposure, 5 = most polluted 20 % of LSOAs (unweighted, like IMD).
+
+    ``q = floor(5 × (r − ½) / n) + 1`` with ``r`` the average rank (ascending) among the
+    ``n`` non-missing values: tied values share a quintile. Missing stays missing.
+    """
+    v = values.astype("float64")
+    n = int(v.notna().sum())
+    r = v.rank(method="average", ascending=True)
+    q = np.floor(5 * (r - 0.5) / max(n, 1)) + 1
+    return q.clip(1, 5).astype("Int64")
+
+
+def _empty_areas(codes: pd.Series) -> pd.DataFrame:
+    frame = pd.DataFrame({"lsoa_code": codes.astype("string").to_numpy()})
+    for c in AREAS.columns:
+        if c.name not in frame:
+            frame[c.name] = pd.Series(
+                pd.NA,
+                index=frame.index,
+                dtype={"string": "string", "int": "Int64", "float": "Float64", "bool": "boolean"}[
+                    c.type
+                ],
+            )
+    return frame
+
+
+def _attach(frame: pd.DataFrame, other: pd.DataFrame | None, key: str, cols: dict[str, str]):
+    """Fill ``frame`` columns (values of ``cols``) from ``other`` columns (keys) by LSOA."""
+    if other is None:
+        return
+    o = other.drop_duplicates(key).set_index(key)
+    for src_col, dst_col in cols.items():
+        frame[dst_col] = frame["lsoa_code"].map(o[src_col]).astype(frame[dst_col].dtype)
+
+
+def _crosswalk_pairs(folder: _Folder) -> pd.DataFrame | None:
+    lookup = folder.load(
+        "lsoa11_lsoa21",
+        loaders.load_lsoa11_lsoa21_lookup,
+        why="values of the other LSOA vintage are left out",
+    )
+    if lookup is None:
+        return None
+    pop = folder.load(
+        "population_lsoa11",
+        loaders.load_population_lsoa11,
+        why="split weights fall back to equal shares",
+    )
+    census = folder.load(
+        "census_ts021",
+        loaders.load_census_ethnicity,
+        why="split weights fall back to equal shares",
+    )
+    pop11 = pop.set_index("lsoa_code")["total_population"] if pop is not None else None
+    pop21 = census.set_index("lsoa_code")["total"] if census is not None else None
+    folder.report.notes.append(
+        "LSOA 2011 <-> 2021: official ONS lookup; pair weight = estimated population in both "
+        "(mid-2020 LSOA 2011 population shared among its 2021 pieces by their Census 2021 "
+        "populations); counts apportioned, values population-weighted "
+        "(pophealth.reference.crosswalk)"
+    )
+    return crosswalk.pair_weights(lookup, pop11, pop21)
+
+
+def _imd_2019(folder: _Folder) -> pd.DataFrame:
+    f2 = folder.load("imd2019_file2", loaders.load_imd2019_file2, required=False)
+    if f2 is None:
+        f1 = folder.load("imd2019_file1", loaders.load_imd2019_file1, required=True)
+        folder.warn("IoD2019 File 2 missing: domain deciles are null (IMD from File 1)")
+        base = f1
+    else:
+        base = f2
+        f1 = folder.load("imd2019_file1", loaders.load_imd2019_file1)
+        if f1 is not None:
+            _cross_check(f1, f2, ("imd_rank", "imd_decile"), "File 1", "File 2")
+    areas = _empty_areas(base["lsoa_code"])
+    areas["lsoa_name"] = base["lsoa_name"].to_numpy()
+    areas["imd_release"] = "IoD2019"
+    areas["imd_rank"] = base["imd_rank"].to_numpy()
+    areas["imd_decile"] = base["imd_decile"].to_numpy()
+    for d in loaders.DOMAINS:
+        if f"{d}_decile" in base:
+            areas[f"{d}_decile"] = base[f"{d}_decile"].to_numpy()
+    f9 = folder.load(
+        "imd2019_file9", loaders.load_imd2019_file9, why="imd_score (derived) will be null"
+    )
+    if f9 is not None:
+        score = pd.Series(
+            loaders.derived_imd2019_score(f9).to_numpy(), index=f9["lsoa_code"].to_numpy()
+        )
+        areas["imd_score"] = areas["lsoa_code"].map(score).astype("Float64")
+        folder.report.notes.append(
+            "imd_score is DERIVED (IoD2019 weights applied to File 9 transformed scores, 3 dp); "
+            "the official IoD2019 scores (Files 5/7) are not used. Classify with imd_rank/decile."
+        )
+    return areas
+
+
+def _cross_check(a: pd.DataFrame, b: pd.DataFrame, cols, name_a: str, name_b: str) -> None:
+    m = a.merge(b, on="lsoa_code", suffixes=("_a", "_b"), how="outer", indicator=True)
+    if (m["_merge"] != "both").any():
+        code = m.loc[m["_merge"] != "both", "lsoa_code"].iloc[0]
+        raise ReferenceDataError(
+            f"IoD2019 {name_a} and {name_b} list different LSOAs (e.g. {code})",
+            file=b.attrs.get("source"),
+            column="lsoa_code",
+        )
+    for c in cols:
+        bad = m[f"{c}_a"] != m[f"{c}_b"]
+        if bad.any():
+            code = m.loc[bad, "lsoa_code"].iloc[0]
+            raise ReferenceDataError(
+                f"{b.attrs.get('source')}: column {c!r} disagrees with {name_a} "
+                f"({a.attrs.get('source')}) for {int(bad.sum())} LSOA(s), e.g. {code}",
+                file=b.attrs.get("source"),
+                column=c,
+            )
+
+
+def _imd_2025(folder: _Folder) -> pd.DataFrame:
+    imd = folder.load("imd2025", loaders.load_imd2025, required=True)
+    areas = _empty_areas(imd["lsoa_code"])
+    areas["imd_release"] = "IoD2025"
+    for c in ("imd_rank", "imd_decile", "imd_score"):
+        areas[c] = imd[c].to_numpy()
+    for d in loaders.DOMAINS:
+        areas[f"{d}_decile"] = imd[f"{d}_decile"].to_numpy()
+    return areas
+
+
+def build_areas(
+    root: str | Path, imd: str = "2019", *, step: Step | None = None
+) -> tuple[pd.DataFrame, BuildReport]:
+    """The canonical ``areas`` rows from the reference folder ``root``; see the module doc."""
+    if imd not in RELEASES:
+        raise ValueError(f"imd must be one of {', '.join(RELEASES)}, not {imd!r}")
+    vintage = "2011" if imd == "2019" else "2021"
+    report = BuildReport(RELEASES[imd], vintage)
+    folder = _Folder(root, report, step)
+    areas = _imd_2019(folder) if imd == "2019" else _imd_2025(folder)
+    pairs = _crosswalk_pairs(folder)
+
+    # -- air quality: IoD2019 (LSOA 2011) -----------------------------------------------
+    aq = folder.load("air_quality", loaders.load_air_quality)
+    if aq is None:
+        aq = folder.load(
+            "imd2019_file8", loaders.load_imd2019_file8, why="air-quality columns are null"
+        )
+    aq_cols = list(loaders.AIR_QUALITY)
+    if aq is not None:
+        if vintage == "2021":
+            if pairs is None:
+                folder.warn("air quality is LSOA 2011 and the lookup is missing: left null")
+                aq = None
+            else:
+                aq = crosswalk.weighted_means(aq, "lsoa_code", aq_cols, pairs, to="2021")
+                aq = aq.rename(columns={"lsoa21_code": "lsoa_code"})
+                report.notes.append(
+                    "air quality: IoD2019 components (LSOA 2011, modelled ~2016) carried to "
+                    "LSOA 2021 as population-weighted means; IoD2025 air quality is not in "
+                    "the reference set"
+                )
+        _attach(areas, aq, "lsoa_code", {c: c for c in aq_cols})
+    areas["no2_quintile"] = pollution_quintile(areas["no2_component"])
+    areas["pm_quintile"] = pollution_quintile(areas["pm_component"])
+    report.notes.append(
+        "air-quality values are IoD ratios to the limit value (not µg/m³); quintiles are "
+        "unweighted LSOA quintiles within England, 5 = most polluted"
+    )
+
+    # -- fuel poverty: DESNZ 2023 (LSOA 2021) -------------------------------------------
+    fp = folder.load("fuel_poverty", loaders.load_fuel_poverty, why="fuel_poverty_pct is null")
+    if fp is not None:
+        counts = fp[["lsoa21_code", "households", "households_fuel_poor"]]
+        if vintage == "2011":
+            if pairs is None:
+                folder.warn("fuel poverty is LSOA 2021 and the lookup is missing: left null")
+                counts = None
+            else:
+                counts = crosswalk.apportion_counts(
+                    counts,
+                    "lsoa21_code",
+                    ["households", "households_fuel_poor"],
+                    pairs,
+                    to="2011",
+                ).rename(columns={"lsoa11_code": "lsoa_code"})
+                report.notes.append(
+                    "fuel poverty: DESNZ 2023 household counts (LSOA 2021) apportioned to "
+                    "LSOA 2011 by the pair weights, then % recomputed"
+                )
+        else:
+            counts = counts.rename(columns={"lsoa21_code": "lsoa_code"})
+        if counts is not None:
+            pct = 100.0 * counts["households_fuel_poor"] / counts["households"]
+            pct = pd.Series(pct.to_numpy(), index=counts["lsoa_code"].to_numpy())
+            if vintage == "2021":  # native: the published %, not a recomputation
+                pct = pd.Series(fp["pct_fuel_poor"].to_numpy(), index=fp["lsoa21_code"].to_numpy())
+            areas["fuel_poverty_pct"] = areas["lsoa_code"].map(pct).astype("Float64").round(2)
+
+    # -- population: ONS mid-2020 (LSOA 2011) -------------------------------------------
+    pop = folder.load("population_lsoa11", loaders.load_population_lsoa11)
+    if pop is not None:
+        pop = pop[["lsoa_code", "total_population"]]
+        if vintage == "2021":
+            if pairs is None:
+                folder.warn("population is LSOA 2011 and the lookup is missing: left null")
+                pop = None
+            else:
+                pop = crosswalk.apportion_counts(
+                    pop, "lsoa_code", ["total_population"], pairs, to="2021"
+                ).rename(columns={"lsoa21_code": "lsoa_code"})
+                pop["total_population"] = pop["total_population"].round()
+                report.notes.append(
+                    "population: ONS mid-2020 (LSOA 2011) apportioned to LSOA 2021 by the "
+                    "pair weights, rounded to whole people"
+                )
+        if pop is not None:
+            _attach(areas, pop, "lsoa_code", {"total_population": "population"})
+    elif vintage == "2011":
+        f6 = folder.load("imd2019_file6", loaders.load_imd2019_file6, why="population is null")
+        if f6 is not None:
+            _attach(areas, f6, "lsoa_code", {"pop_total": "population"})
+            folder.warn("population from IoD2019 File 6 (mid-2015, excluding prisoners)")
+
+    # -- geography ------------------------------------------------------------------------
+    if vintage == "2011":
+        msoa = folder.load("lsoa11_msoa11", loaders.load_lsoa11_msoa11)
+        _attach(areas, msoa, "lsoa11_code", {"msoa11_code": "msoa_code"})
+        nhs = folder.load("lsoa11_subicb", loaders.load_lsoa11_subicb)
+        if nhs is not None:
+            _attach(
+                areas,
+                nhs,
+                "lsoa11_code",
+                {"sub_icb": "sub_icb", "icb": "icb", "lad_code": "lad_code"},
+            )
+        ruc = folder.load("ruc11", loaders.load_ruc11)
+        if ruc is not None:
+            _attach(areas, ruc, "lsoa11_code", {"ruc_name": "rural_urban"})
+    else:
+        nhs = folder.load("lsoa21_subicb", loaders.load_lsoa21_subicb)
+        if nhs is not None:
+            _attach(areas, nhs, "lsoa21_code", {"sub_icb": "sub_icb", "icb": "icb"})
+            _attach(areas, nhs, "lsoa21_code", {"lsoa21_name": "lsoa_name"})
+        lad = folder.load("lsoa21_lad", loaders.load_lsoa21_lad)
+        if lad is not None:
+            _attach(areas, lad, "lsoa21_code", {"lad_code": "lad_code"})
+            if areas["lsoa_name"].isna().all():
+                _attach(areas, lad, "lsoa21_code", {"lsoa21_name": "lsoa_name"})
+        ruc = folder.load("ruc21", loaders.load_ruc21)
+        if ruc is not None:
+            _attach(areas, ruc, "lsoa21_code", {"ruc_name": "rural_urban"})
+        msoa = folder.load("msoa11_msoa21", loaders.load_msoa11_msoa21)
+        if msoa is not None:
+            # An LSOA 2021 name is its MSOA 2021 name plus one letter (ONS naming rule).
+            by_name = msoa.drop_duplicates("msoa21_name").set_index("msoa21_name")["msoa21_code"]
+            stem = areas["lsoa_name"].str.slice(0, -1)
+            areas["msoa_code"] = stem.map(by_name).astype("string")
+            report.notes.append(
+                "msoa_code (2021) from the LSOA 2021 name (MSOA name + letter) and the MSOA "
+                "2021 names of the MSOA 2011->2021 lookup"
+            )
+    _check_complete(areas, folder)
+    report.rows = len(areas)
+    areas["imd_quintile"] = ((areas["imd_decile"] + 1) // 2).astype("Int64")
+    areas["core20"] = (areas["imd_decile"] <= 2).fillna(False).astype(bool)
+    report.missing_values = {
+        c.name: int(areas[c.name].isna().sum()) for c in AREAS.columns if areas[c.name].isna().any()
+    }
+    return areas[AREAS.column_names], report
+
+
+def _check_complete(areas: pd.DataFrame, folder: _Folder) -> None:
+    for col in ("population", "fuel_poverty_pct", "no2_component", "msoa_code", "lad_code",
+                "sub_icb", "icb", "rural_urban"):  # fmt: skip
+        n = int(areas[col].isna().sum())
+        if 0 < n < len(areas):
+            folder.warn(f"{col}: {n:,} of {len(areas):,} LSOAs have no value in the reference")
+
+
+def areas_arrow(areas: pd.DataFrame) -> pa.Table:
+    """Validate built ``areas`` rows against the canonical schema; Arrow for the store.
+
+    A row the schema rejects is a bug in the build (the inputs were validated): raise.
+    """
+    from pophealth.validate import format_problems, validate
+
+    result = validate("areas", areas, source="reference build (areas)")
+    if result.rows_quarantined:
+        raise ReferenceDataError(
+            "the built areas table breaks the canonical schema:\n"
+            + format_problems(result.quarantine)
+        )
+    return result.valid
+
+
+# -- practices --------------------------------------------------------------------------
+
+
+def build_practices(
+    root: str | Path, *, step: Step | None = None, report: BuildReport | None = None
+) -> tuple[pd.DataFrame, BuildReport]:
+    """One row per GP practice (ODS prescribing setting 4, open or closed) with its current
+    PCN (ePCN relationship without an end date; the latest start wins) and ICB (from the
+    sub-ICB location in epraccur). ``lsoa_code`` is null: no postcode lookup is bundled."""
+    report = report or BuildReport("", "")
+    folder = _Folder(root, report, step)
+    ep = folder.load("epraccur", loaders.load_epraccur, why="the practices table is empty")
+    cols = ["practice_id", "name", "pcn_id", "pcn_name", "sub_icb", "icb", "lsoa_code"]
+    if ep is None:
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), report
+    gp = ep[ep["prescribing_setting"] == loaders.GP_PRACTICE_SETTING].copy()
+    out = pd.DataFrame(
+        {
+            "practice_id": gp["practice_id"].to_numpy(),
+            "name": gp["name"].to_numpy(),
+            "sub_icb": gp["commissioner"].to_numpy(),
+        }
+    )
+    out["pcn_id"] = pd.NA
+    out["pcn_name"] = pd.NA
+    out["icb"] = pd.NA
+    out["lsoa_code"] = pd.NA
+    members = folder.load("epcn", loaders.load_epcn_members, why="pcn_id is null")
+    if members is not None:
+        current = members[members["end_date"].isna()].sort_values(
+            ["practice_id", "start_date"], ascending=[True, False], kind="stable"
+        )
+        current = current.drop_duplicates("practice_id").set_index("practice_id")
+        out["pcn_id"] = out["practice_id"].map(current["pcn_id"])
+        out["pcn_name"] = out["practice_id"].map(current["pcn_name"])
+    icb = folder.load("subicb_icb", loaders.load_subicb_icb, why="icb is null")
+    if icb is not None:
+        out["icb"] = out["sub_icb"].map(icb.set_index("sub_icb")["icb"])
+    active = gp["status_code"].to_numpy() == "A"
+    report.practices = {
+        "gp_practices": len(out),
+        "active": int(active.sum()),
+        "active_with_pcn": int((out["pcn_id"].notna().to_numpy() & active).sum()),
+        "with_icb": int(out["icb"].notna().sum()),
+        "other_organisations_in_epraccur": int(len(ep) - len(gp)),
+    }
+    for c in cols:
+        out[c] = out[c].astype("string")
+    return out[cols], report
+
+
+def practices_arrow(practices: pd.DataFrame) -> pa.Table:
+    from pophealth.validate import format_problems, validate
+
+    result = validate("practices", practices, source="reference build (practices)")
+    if result.rows_quarantined:
+        raise ReferenceDataError(
+            "the built practices table breaks the canonical schema:\n"
+            + format_problems(result.quarantine)
+        )
+    return result.valid
+
+
+def build_reference_store(
+    root: str | Path,
+    out: str | Path,
+    imd: str = "2019",
+    *,
+    step: Step | None = None,
+):
+    """Build ``areas`` and ``practices`` from ``root`` and write them into the store at
+    ``out`` (other tables carried over). The IMD release, LSOA vintage, files used (with
+    SHA-256), warnings and derivation notes are recorded in the store metadata."""
+    from pophealth.store import Store
+
+    store = Store.open_or_new(out)  # refuses a non-store before any work
+    areas, report = build_areas(root, imd, step=step)
+    practices, report = build_practices(root, step=step, report=report)
+    if step:
+        step("validating against the canonical schema")
+    tables = {"areas": areas_arrow(areas), "practices": practices_arrow(practices)}
+    if step:
+        step("writing the store")
+    return store.write(
+        tables,
+        provenance={
+            "source": "pophealth reference build",
+            "from": str(Path(root).resolve()),
+            "imd_release": report.imd_release,
+            "files": report.files,
+        },
+        extra_metadata={
+            "imd_release": report.imd_release,
+            "lsoa_vintage": report.lsoa_vintage,
+            "reference": report.as_dict(),
+        },
+    ), report
