@@ -299,6 +299,100 @@ class Run:
         if len(buf) >= self.batch_rows:
             self._flush(name)
 
+    def begin_frame(self, record_type: str, n: int) -> np.ndarray:
+        """Record keys for ``n`` source records read as one chunk (tabular sources)."""
+        keys = np.arange(self._rkey + 1, self._rkey + 1 + n, dtype=np.int64)
+        self._rkey += n
+        self.records[record_type].records_in += n
+        return keys
+
+    def skip_frame(self, record_type: str, n: int, reason: str) -> None:
+        if n:
+            rc = self.records[record_type]
+            rc.skipped += n
+            rc.skip_reasons[reason] += n
+
+    def reject_frame(
+        self,
+        record_type: str,
+        source: str,
+        locations: pd.Series,
+        ids: pd.Series | None,
+        field_: str,
+        values: pd.Series | None,
+        reason: str,
+        records: pd.DataFrame | None = None,
+    ) -> None:
+        """Quarantine whole source rows of a tabular source (one line each in the report)."""
+        n = len(locations)
+        if not n:
+            return
+        self.records[record_type].quarantined += n
+        recs = records.to_dict("records") if records is not None else [None] * n
+        vals = values.tolist() if values is not None else [None] * n
+        rids = ids.tolist() if ids is not None else [None] * n
+        for loc, rid, val, rec in zip(locations.tolist(), rids, vals, recs, strict=True):
+            self.quarantine.write(
+                table="",
+                record_type=record_type,
+                file=source,
+                location=loc,
+                record_id=rid,
+                field=field_,
+                value=val,
+                reason=reason,
+                record=rec,
+            )
+
+    def emit_frame(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        *,
+        source: str,
+        record_type: str,
+        locations: pd.Series,
+        rkeys: np.ndarray,
+        ids: pd.Series | None = None,
+        pref: pd.Series | None = None,
+    ) -> None:
+        """Spill a whole chunk of rows for table ``name`` (columns named as the schema)."""
+        n = len(frame)
+        if not n:
+            return
+        schema = _spill_schema(name)
+        arrays = []
+        for f in schema:
+            if f.name == "_rkey":
+                arrays.append(pa.array(np.asarray(rkeys, dtype=np.int64)))
+                continue
+            if f.name == "_pref":
+                col = pref
+            elif f.name == "_src":
+                col = pd.Series([source] * n)
+            elif f.name == "_loc":
+                col = locations
+            elif f.name == "_rid":
+                col = ids
+            elif f.name == "_rtype":
+                col = pd.Series([record_type] * n)
+            else:
+                col = frame[f.name] if f.name in frame.columns else None
+            if col is None:
+                arrays.append(pa.nulls(n, f.type))
+            elif pa.types.is_list(f.type):
+                arrays.append(pa.array(list(col), f.type))
+            else:
+                values = pd.Series(col).reset_index(drop=True)
+                text = values.astype("string")
+                arrays.append(
+                    pa.array(text.astype(object).where(text.notna(), None).tolist(), pa.string())
+                )
+        path = self._path(name)
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
+        self._spills[name].append(path)
+        self.tables[name].rows_in += n
+
     def index(self, kind: str, *values: str | None) -> None:
         """Add a reference-index entry: kind ``patient`` (key, patient_id) or
         ``medication`` (key, system, code)."""
@@ -418,27 +512,20 @@ class Run:
         return target
 
     def _register_index(self, con) -> None:
-        for kind, cols in (
-            ("patient", "key VARCHAR, pid VARCHAR"),
-            ("medication", "key VARCHAR, system VARCHAR, code VARCHAR"),
-        ):
-            files = self._index_spills.get(kind)
-            src = (
-                f"read_parquet({[str(p) for p in files]!r})"
-                if files
-                else f"(SELECT * FROM (VALUES ({', '.join('NULL' for _ in cols.split(','))}))"
-                f" t({', '.join(c.split()[0] for c in cols.split(','))}) WHERE false)"
+        con.execute("CREATE TABLE idx_patient (key VARCHAR, pid VARCHAR, n BIGINT)")
+        con.execute("CREATE TABLE idx_medication (key VARCHAR, system VARCHAR, code VARCHAR)")
+        files = [str(p) for p in self._index_spills.get("patient", [])]
+        if files:
+            con.execute(
+                "INSERT INTO idx_patient SELECT key, min(pid), count(DISTINCT pid) "
+                f"FROM read_parquet({files!r}) GROUP BY key"
             )
-            if kind == "patient":
-                con.execute(
-                    f"CREATE TABLE idx_patient AS SELECT key, min(pid) AS pid, "
-                    f"count(DISTINCT pid) AS n FROM {src} GROUP BY key"
-                )
-            else:
-                con.execute(
-                    f"CREATE TABLE idx_medication AS SELECT key, min(system) AS system, "
-                    f"min(code) AS code FROM {src} GROUP BY key"
-                )
+        files = [str(p) for p in self._index_spills.get("medication", [])]
+        if files:
+            con.execute(
+                "INSERT INTO idx_medication SELECT key, min(system), min(code) "
+                f"FROM read_parquet({files!r}) GROUP BY key"
+            )
 
     def _resolve(self, con, name: str, progress) -> Iterator[pa.Table]:
         """Generator of validated Arrow chunks for table ``name`` (run inside Store.write)."""

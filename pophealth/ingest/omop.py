@@ -1,0 +1,740 @@
+"""OMOP CDM 5.3 / 5.4 (CSV or TSV, any case of file names, ``.gz``) -> canonical tables.
+
+=====================  ==========================================================
+OMOP table             canonical rows
+=====================  ==========================================================
+person (+ location,    ``patients`` (sex, birth, race/ethnicity -> 5/16 groups),
+death, care_site)      ``addresses`` (LSOA where a location carries one)
+observation_period     ``registrations`` when the person has a care site (the
+                       practice); the period is the registration period
+visit_occurrence       ``admissions`` (inpatient visits) and
+                       ``emergency_attendances`` (ER visits)
+condition_occurrence,  ``events`` — one row per mapped code: the standard concept and,
+measurement,           when different, the source concept (e.g. ICD-10), through the
+observation,           ``concept`` table; value and unit kept
+procedure_occurrence
+drug_exposure          ``medications`` (dm+d preferred, else SNOMED, RxNorm)
+care_site              ``practices`` (the care sites persons are registered with)
+provider, concept      reference data
+=====================  ==========================================================
+
+``patient_id`` is a keyed hash (HMAC-SHA256) of the NHS number when
+``person_source_value`` is one (10 digits, valid check digit), else of
+``person_id`` — so OMOP and FHIR extracts of the same people link under one key.
+CDM 5.3 and 5.4 differ in a few column names (e.g. ``admitting_source_concept_id``
+-> ``admitted_from_concept_id``); either is accepted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pophealth.ingest.codes import (
+    OMOP_RACE,
+    OMOP_VOCABULARIES,
+    PREFERENCE,
+    ethnicity_from_text,
+    ethnicity_groups,
+    ethnicity_letter,
+    is_dmd_code,
+)
+from pophealth.ingest.pseudonym import Pseudonymiser
+from pophealth.ingest.sink import IngestSummary, Run
+from pophealth.schema import LSOA_PATTERN
+
+TABLES = (
+    "concept",
+    "location",
+    "care_site",
+    "provider",
+    "death",
+    "person",
+    "observation_period",
+    "visit_occurrence",
+    "condition_occurrence",
+    "procedure_occurrence",
+    "measurement",
+    "observation",
+    "drug_exposure",
+)
+INPATIENT_VISITS = {9201, 262, 8717, 32037}
+EMERGENCY_VISITS = {9203}
+ER_AND_INPATIENT = 262
+MALE, FEMALE = 8507, 8532
+
+#: event tables: (date column, datetime column, concept, source concept, value, unit, source value)
+EVENT_TABLES = {
+    "condition_occurrence": (
+        "condition_start_date",
+        "condition_start_datetime",
+        "condition_concept_id",
+        "condition_source_concept_id",
+        None,
+        None,
+        "condition_source_value",
+    ),
+    "procedure_occurrence": (
+        "procedure_date",
+        "procedure_datetime",
+        "procedure_concept_id",
+        "procedure_source_concept_id",
+        None,
+        None,
+        "procedure_source_value",
+    ),
+    "measurement": (
+        "measurement_date",
+        "measurement_datetime",
+        "measurement_concept_id",
+        "measurement_source_concept_id",
+        "value_as_number",
+        "unit_source_value",
+        "measurement_source_value",
+    ),
+    "observation": (
+        "observation_date",
+        "observation_datetime",
+        "observation_concept_id",
+        "observation_source_concept_id",
+        "value_as_number",
+        "unit_source_value",
+        "observation_source_value",
+    ),
+}
+_NHS_RE = re.compile(r"^\d{10}$")
+_LSOA_RE = re.compile(LSOA_PATTERN)
+
+
+def _valid_nhs(v: str) -> bool:
+    if not _NHS_RE.match(v):
+        return False
+    total = sum(int(d) * w for d, w in zip(v[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(v[9])
+
+
+def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
+    """OMOP tables in ``directory`` by lower-case name, and the files not used."""
+    found: dict[str, Path] = {}
+    other: list[Path] = []
+    for f in sorted(directory.iterdir()):
+        if not f.is_file():
+            continue
+        name = f.name.lower()
+        if name.endswith(".gz"):
+            name = name[:-3]
+        stem, _, ext = name.rpartition(".")
+        if ext in ("csv", "tsv", "txt") and stem in TABLES:
+            if stem in found:
+                raise ValueError(
+                    f"{directory}: two files for OMOP table {stem}: {found[stem].name} and {f.name}"
+                )
+            found[stem] = f
+        else:
+            other.append(f)
+    return found, other
+
+
+def _open(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+
+
+def _delimiter(path: Path) -> str:
+    with _open(path) as fh:
+        head = fh.readline()
+    if head.count("\t") > head.count(","):
+        return "\t"
+    if head.count("|") > head.count(","):
+        return "|"
+    return ","
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    """Chunks of an OMOP file as text (lower-case columns) with their file line numbers."""
+    sep = _delimiter(path)
+    start = 2
+    with _open(path) as fh:
+        reader = pd.read_csv(
+            fh,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            chunksize=chunk_rows,
+            quoting=0 if sep == "," else 3,
+            on_bad_lines="error",
+        )
+        for chunk in reader:
+            chunk.columns = [str(c).strip().lower() for c in chunk.columns]
+            lines = pd.Series(np.arange(start, start + len(chunk)))
+            start += len(chunk)
+            yield chunk.reset_index(drop=True), lines
+
+
+def _col(df: pd.DataFrame, *names: str) -> pd.Series:
+    for n in names:
+        if n in df.columns:
+            return df[n]
+    return pd.Series(pd.NA, index=df.index, dtype="string")
+
+
+def _ints(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("Int64")
+
+
+def _dates(s: pd.Series) -> pd.Series:
+    """OMOP dates as ISO text (``YYYYMMDD`` and ``YYYY-MM-DD[ HH:MM:SS]`` accepted)."""
+    text = s.astype("string").str.strip()
+    compact = text.str.fullmatch(r"\d{8}").fillna(False)
+    text = text.mask(compact, text.str[:4] + "-" + text.str[4:6] + "-" + text.str[6:8])
+    return text.str[:10].where(text.str.len() >= 10, text)
+
+
+def _datetimes(s: pd.Series) -> pd.Series:
+    """Datetimes kept only when they carry a time (OMOP ETLs write midnight for 'no time')."""
+    text = s.astype("string").str.strip()
+    midnight = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}([ T]00:00(:00(\.0+)?)?)?").fillna(True)
+    return text.mask(midnight)
+
+
+class Concepts:
+    """concept_id -> (schema system, code) for the vocabularies pophealth uses."""
+
+    def __init__(self) -> None:
+        self.system = pd.Series(dtype="string")
+        self.code = pd.Series(dtype="string")
+
+    def load(self, run: Run, path: Path, chunk_rows: int) -> None:
+        systems, codes = [], []
+        for chunk, _ in read_chunks(path, chunk_rows):
+            keys = run.begin_frame("omop.concept", len(chunk))
+            vocab = _col(chunk, "vocabulary_id").astype("string").str.strip().str.lower()
+            system = vocab.map(OMOP_VOCABULARIES)
+            ids = _ints(_col(chunk, "concept_id"))
+            keep = system.notna() & ids.notna()
+            s = pd.Series(system[keep].to_numpy(), index=ids[keep].to_numpy())
+            c = pd.Series(
+                _col(chunk, "concept_code")[keep].astype("string").str.strip().to_numpy(),
+                index=ids[keep].to_numpy(),
+            )
+            systems.append(s)
+            codes.append(c)
+            run.skip_frame("omop.concept", len(keys), "vocabulary (used to map concept ids)")
+        if systems:
+            self.system = pd.concat(systems)
+            self.code = pd.concat(codes)
+            dup = self.system.index.duplicated(keep="first")
+            self.system, self.code = self.system[~dup], self.code[~dup]
+        icd = self.system.isin(["icd10", "opcs4"])
+        self.code[icd] = self.code[icd].str.replace(".", "", regex=False).str.upper()
+
+    def lookup(self, ids: pd.Series) -> tuple[pd.Series, pd.Series]:
+        ids = _ints(ids)
+        system = ids.map(self.system).astype("string")
+        code = ids.map(self.code).astype("string")
+        return system, code
+
+
+def ingest_omop(
+    directory: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    key: bytes,
+    append: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+    chunk_rows: int = 100_000,
+) -> IngestSummary:
+    """Import an OMOP CDM 5.3/5.4 CSV directory into the store at ``out``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory of OMOP CSV files")
+    files, other = find_tables(directory)
+    if "person" not in files:
+        raise FileNotFoundError(
+            f"{directory}: no person table (person.csv / PERSON.csv / person.tsv) — is this an "
+            "OMOP CDM export?"
+        )
+    run = Run(out, kind="omop", append=append, batch_rows=chunk_rows)
+    try:
+        _OmopImport(run, Pseudonymiser(key), files, chunk_rows, progress).run_all()
+        for f in other:
+            run.notes.append(f"not used: {f.name}")
+        version = _cdm_version(directory, files)
+        summary = run.finish(
+            provenance={
+                "source": "omop",
+                "input": str(directory),
+                "cdm_version": version,
+                "append": append,
+            },
+            progress=(lambda d: progress(d, 1.0)) if progress else None,
+        )
+        summary.notes.append(f"OMOP CDM version: {version}")
+    except BaseException:
+        run.quarantine.close()
+        run.cleanup()
+        raise
+    return summary
+
+
+def _cdm_version(directory: Path, files: dict[str, Path]) -> str:
+    for f in directory.iterdir():
+        if f.name.lower().startswith("cdm_source."):
+            try:
+                df = next(read_chunks(f, 10))[0]
+                v = _col(df, "cdm_version").dropna()
+                if len(v):
+                    return str(v.iloc[0])
+            except (StopIteration, ValueError, OSError):
+                pass
+    if "visit_occurrence" in files:
+        head = next(read_chunks(files["visit_occurrence"], 1), (pd.DataFrame(), None))[0]
+        if "admitted_from_concept_id" in head.columns:
+            return "5.4 (from column names)"
+        if "admitting_source_concept_id" in head.columns:
+            return "5.3 (from column names)"
+    return "unknown"
+
+
+class _OmopImport:
+    def __init__(
+        self, run: Run, pseudo: Pseudonymiser, files: dict[str, Path], chunk_rows: int, progress
+    ):
+        self.run = run
+        self.pseudo = pseudo
+        self.files = files
+        self.chunk_rows = chunk_rows
+        self.progress = progress
+        self.concepts = Concepts()
+        self.locations: dict[str, str | None] = {}
+        self.care_sites: dict[str, str] = {}
+        self.deaths: dict[str, str] = {}
+        self.person_site: dict[str, str] = {}
+        self.person_birth: dict[str, str] = {}
+        self.used_sites: set[str] = set()
+
+    def run_all(self) -> None:
+        total = sum(p.stat().st_size for p in self.files.values()) or 1
+        done = 0
+        for name in TABLES:
+            path = self.files.get(name)
+            if path is None:
+                continue
+            self.run.files.append(str(path))
+            if self.progress:
+                self.progress(f"reading {path.name}", done / total)
+            try:
+                getattr(self, f"_{name}")(path)
+            except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
+                self.run.reject_unparsed(
+                    str(path), "file", f"omop.{name}", f"file could not be read: {exc}", None
+                )
+            done += path.stat().st_size
+        self._practices()
+
+    def _chunks(self, path: Path):
+        yield from read_chunks(path, self.chunk_rows)
+
+    # -- reference tables --------------------------------------------------------------
+    def _concept(self, path: Path) -> None:
+        self.concepts.load(self.run, path, self.chunk_rows)
+
+    def _location(self, path: Path) -> None:
+        for df, _ in self._chunks(path):
+            self.run.begin_frame("omop.location", len(df))
+            lsoa = pd.Series(pd.NA, index=df.index, dtype="string")
+            for c in df.columns:
+                v = df[c].astype("string").str.strip()
+                hit = v.str.fullmatch(LSOA_PATTERN).fillna(False)
+                lsoa = lsoa.mask(lsoa.isna() & hit, v)
+            for lid, code in zip(_col(df, "location_id"), lsoa, strict=True):
+                self.locations[str(lid)] = None if pd.isna(code) else str(code)
+            self.run.skip_frame("omop.location", len(df), "reference data (person addresses)")
+
+    def _care_site(self, path: Path) -> None:
+        for df, _ in self._chunks(path):
+            self.run.begin_frame("omop.care_site", len(df))
+            src = _col(df, "care_site_source_value").astype("string").str.strip()
+            ids = _col(df, "care_site_id").astype("string").str.strip()
+            names = _col(df, "care_site_name").astype("string")
+            for i, s, nm in zip(ids, src, names, strict=True):
+                self.care_sites[str(i)] = (
+                    s if isinstance(s, str) and s else str(i),
+                    None if pd.isna(nm) else str(nm),
+                )
+            self.run.skip_frame(
+                "omop.care_site", len(df), "reference data (practices of registered persons)"
+            )
+
+    def _provider(self, path: Path) -> None:
+        for df, _ in self._chunks(path):
+            self.run.begin_frame("omop.provider", len(df))
+            self.run.skip_frame("omop.provider", len(df), "reference data (not used)")
+
+    def _death(self, path: Path) -> None:
+        for df, _ in self._chunks(path):
+            self.run.begin_frame("omop.death", len(df))
+            dates = _dates(_col(df, "death_date"))
+            for pid, d in zip(_col(df, "person_id"), dates, strict=True):
+                if isinstance(pid, str) and isinstance(d, str):
+                    self.deaths[pid.strip()] = d
+            self.run.skip_frame("omop.death", len(df), "merged into patients.date_of_death")
+
+    # -- persons -----------------------------------------------------------------------
+    def _pid_keys(self, person_ids: pd.Series) -> pd.Series:
+        ids = person_ids.astype("string").str.strip()
+        uniq = ids.dropna().unique()
+        mapping = {u: self.pseudo.key_of(f"omop-person:{u}") for u in uniq}
+        return ids.map(mapping)
+
+    def _person(self, path: Path) -> None:
+        rt = "omop.person"
+        for df, lines in self._chunks(path):
+            keys = self.run.begin_frame(rt, len(df))
+            person_id = _col(df, "person_id").astype("string").str.strip()
+            src = _col(df, "person_source_value").astype("string").str.strip()
+            pids = []
+            for p, s in zip(person_id, src, strict=True):
+                if isinstance(s, str) and _valid_nhs(s.replace(" ", "")):
+                    pids.append(self.pseudo.nhs(s))
+                else:
+                    pids.append(self.pseudo("omop", str(p)))
+            pid = pd.Series(pids, dtype="string")
+            for p, k in zip(person_id, pid, strict=True):
+                if isinstance(p, str):
+                    self.run.index("patient", self.pseudo.key_of(f"omop-person:{p}"), k)
+            birth = _dates(_col(df, "birth_datetime"))
+            year = _ints(_col(df, "year_of_birth"))
+            month = _ints(_col(df, "month_of_birth")).fillna(1)
+            day = _ints(_col(df, "day_of_birth")).fillna(1)
+            built = (
+                year.astype("string")
+                + "-"
+                + month.astype("string").str.zfill(2)
+                + "-"
+                + day.astype("string").str.zfill(2)
+            )
+            birth = birth.fillna(built)
+            gender = _ints(_col(df, "gender_concept_id"))
+            gsrc = _col(df, "gender_source_value").astype("string").str.strip().str.upper()
+            sex = pd.Series("unknown", index=df.index, dtype="string")
+            sex = sex.mask((gender == MALE).fillna(False) | gsrc.isin(["M", "MALE"]), "male")
+            sex = sex.mask((gender == FEMALE).fillna(False) | gsrc.isin(["F", "FEMALE"]), "female")
+            letters = _col(df, "race_source_value").map(
+                lambda v: None if pd.isna(v) else (ethnicity_letter(v) or ethnicity_from_text(v))
+            )
+            race = _ints(_col(df, "race_concept_id")).map(OMOP_RACE)
+            letters = letters.where(letters.notna(), race)
+            eth = [ethnicity_groups(None if pd.isna(x) else x) for x in letters]
+            death = person_id.map(self.deaths)
+            frame = pd.DataFrame(
+                {
+                    "patient_id": pid,
+                    "date_of_birth": birth,
+                    "sex": sex,
+                    "ethnicity_5": [e[0] for e in eth],
+                    "ethnicity_16": [e[1] for e in eth],
+                    "date_of_death": death,
+                }
+            )
+            locs = "line " + lines.astype(str)
+            self.run.emit_frame(
+                "patients",
+                frame,
+                source=str(path),
+                record_type=rt,
+                locations=locs,
+                rkeys=keys,
+                ids=person_id,
+            )
+            loc_id = _col(df, "location_id").astype("string").str.strip()
+            has_loc = loc_id.notna().to_numpy()
+            if has_loc.any():
+                addr = pd.DataFrame(
+                    {
+                        "patient_id": pid[has_loc].to_numpy(),
+                        "start_date": birth[has_loc].to_numpy(),
+                        "end_date": None,
+                        "lsoa_code": loc_id[has_loc].map(self.locations).to_numpy(),
+                        "care_home": "false",
+                    }
+                )
+                self.run.emit_frame(
+                    "addresses",
+                    addr,
+                    source=str(path),
+                    record_type=rt,
+                    locations=locs[has_loc].reset_index(drop=True),
+                    rkeys=keys[has_loc],
+                    ids=person_id[has_loc].reset_index(drop=True),
+                )
+            site = _col(df, "care_site_id").astype("string").str.strip()
+            for p, s, b in zip(person_id, site, birth, strict=True):
+                if isinstance(p, str) and isinstance(s, str) and s:
+                    self.person_site[p] = s
+                if isinstance(p, str) and isinstance(b, str):
+                    self.person_birth[p] = b
+
+    def _observation_period(self, path: Path) -> None:
+        rt = "omop.observation_period"
+        for df, lines in self._chunks(path):
+            keys = self.run.begin_frame(rt, len(df))
+            person_id = _col(df, "person_id").astype("string").str.strip()
+            site = person_id.map(self.person_site)
+            ok = site.notna().to_numpy()
+            self.run.skip_frame(
+                rt, int((~ok).sum()), "person has no care site (practice) to register with"
+            )
+            if not ok.any():
+                continue
+            practice = site[ok].map(lambda s: self.care_sites.get(s, (s, None))[0])
+            self.used_sites.update(site[ok].dropna().unique().tolist())
+            frame = pd.DataFrame(
+                {
+                    "practice_id": practice.to_numpy(),
+                    "start_date": _dates(_col(df, "observation_period_start_date"))[ok].to_numpy(),
+                    "end_date": _dates(_col(df, "observation_period_end_date"))[ok].to_numpy(),
+                }
+            )
+            self.run.emit_frame(
+                "registrations",
+                frame,
+                source=str(path),
+                record_type=rt,
+                locations=("line " + lines.astype(str))[ok].reset_index(drop=True),
+                rkeys=keys[ok],
+                ids=_col(df, "observation_period_id")[ok].reset_index(drop=True),
+                pref=self._pid_keys(person_id[ok]).reset_index(drop=True),
+            )
+
+    def _practices(self) -> None:
+        rows = [self.care_sites.get(s, (s, None)) for s in sorted(self.used_sites)]
+        if not rows:
+            return
+        rt = "omop.care_site(registered)"
+        keys = self.run.begin_frame(rt, len(rows))
+        frame = pd.DataFrame({"practice_id": [r[0] for r in rows], "name": [r[1] for r in rows]})
+        self.run.emit_frame(
+            "practices",
+            frame,
+            source="care_site",
+            record_type=rt,
+            locations=pd.Series([f"care_site_id {s}" for s in sorted(self.used_sites)]),
+            rkeys=keys,
+        )
+
+    # -- visits ------------------------------------------------------------------------
+    def _visit_occurrence(self, path: Path) -> None:
+        rt = "omop.visit_occurrence"
+        for df, lines in self._chunks(path):
+            keys = self.run.begin_frame(rt, len(df))
+            concept = _ints(_col(df, "visit_concept_id"))
+            inpatient = concept.isin(INPATIENT_VISITS).fillna(False).to_numpy()
+            emergency = concept.isin(EMERGENCY_VISITS).fillna(False).to_numpy()
+            self.run.skip_frame(
+                rt,
+                int((~inpatient & ~emergency).sum()),
+                "visit that is neither inpatient nor emergency",
+            )
+            person_id = _col(df, "person_id").astype("string").str.strip()
+            pref = self._pid_keys(person_id)
+            locs = "line " + lines.astype(str)
+            vid = _col(df, "visit_occurrence_id")
+            site = (
+                _col(df, "care_site_id")
+                .astype("string")
+                .map(lambda s: None if pd.isna(s) else self.care_sites.get(s, (None, None))[0])
+            )
+            if inpatient.any():
+                m = inpatient
+                method = np.where(concept[m].to_numpy() == ER_AND_INPATIENT, "emergency", "other")
+                frame = pd.DataFrame(
+                    {
+                        "spell_id": vid[m].to_numpy(),
+                        "admission_date": _dates(_col(df, "visit_start_date"))[m].to_numpy(),
+                        "discharge_date": _dates(_col(df, "visit_end_date"))[m].to_numpy(),
+                        "admission_method": method,
+                        "provider": site[m].to_numpy(),
+                    }
+                )
+                self.run.emit_frame(
+                    "admissions",
+                    frame,
+                    source=str(path),
+                    record_type=rt,
+                    locations=locs[m].reset_index(drop=True),
+                    rkeys=keys[m],
+                    ids=vid[m].reset_index(drop=True),
+                    pref=pref[m].reset_index(drop=True),
+                )
+            if emergency.any():
+                m = emergency
+                start = _col(df, "visit_start_datetime").fillna(_col(df, "visit_start_date"))
+                end = _col(df, "visit_end_datetime").fillna(_col(df, "visit_end_date"))
+                dest = _ints(_col(df, "discharged_to_concept_id", "discharge_to_concept_id")).map(
+                    {
+                        8536: "home",
+                        8717: "admitted",
+                        9201: "admitted",
+                        8863: "transfer",
+                        8676: "transfer",
+                        4216643: "died",
+                        0: None,
+                    }
+                )
+                frame = pd.DataFrame(
+                    {
+                        "arrival_datetime": start[m].to_numpy(),
+                        "departure_datetime": end[m].to_numpy(),
+                        "discharge_destination": dest[m].astype("string").to_numpy(),
+                        "provider": site[m].to_numpy(),
+                    }
+                )
+                self.run.emit_frame(
+                    "emergency_attendances",
+                    frame,
+                    source=str(path),
+                    record_type=rt,
+                    locations=locs[m].reset_index(drop=True),
+                    rkeys=keys[m],
+                    ids=vid[m].reset_index(drop=True),
+                    pref=pref[m].reset_index(drop=True),
+                )
+
+    # -- events ------------------------------------------------------------------------
+    def _events(self, name: str, path: Path) -> None:
+        date_c, dt_c, concept_c, source_c, value_c, unit_c, srcval_c = EVENT_TABLES[name]
+        rt = f"omop.{name}"
+        id_col = f"{name}_id"
+        for df, lines in self._chunks(path):
+            keys = self.run.begin_frame(rt, len(df))
+            person_id = _col(df, "person_id").astype("string").str.strip()
+            pref = self._pid_keys(person_id)
+            s1, c1 = self.concepts.lookup(_col(df, concept_c))
+            s2, c2 = self.concepts.lookup(_col(df, source_c))
+            same = (s1 == s2).fillna(False) & (c1 == c2).fillna(False)
+            s2, c2 = s2.mask(same), c2.mask(same)
+            base = pd.DataFrame(
+                {
+                    "date": _dates(_col(df, date_c)),
+                    "datetime": _datetimes(_col(df, dt_c)),
+                    "value": _col(df, value_c) if value_c else None,
+                    "unit": _col(df, unit_c) if unit_c else None,
+                }
+            )
+            locs = "line " + lines.astype(str)
+            ids = _col(df, id_col)
+            mapped = (s1.notna() | s2.notna()).to_numpy()
+            if (~mapped).any():
+                m = ~mapped
+                self.run.reject_frame(
+                    rt,
+                    str(path),
+                    locs[m],
+                    ids[m],
+                    concept_c,
+                    _col(df, concept_c)[m].astype("string")
+                    + " / source "
+                    + _col(df, srcval_c)[m].astype("string").fillna(""),
+                    "concept not in the concept table, or in a vocabulary pophealth does not "
+                    "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
+                    df[m],
+                )
+            for system, code in ((s1, c1), (s2, c2)):
+                m = (system.notna() & code.notna()).to_numpy()
+                if not m.any():
+                    continue
+                frame = base[m].reset_index(drop=True)
+                frame["system"] = system[m].to_numpy()
+                frame["code"] = code[m].to_numpy()
+                self.run.emit_frame(
+                    "events",
+                    frame,
+                    source=str(path),
+                    record_type=rt,
+                    locations=locs[m].reset_index(drop=True),
+                    rkeys=keys[m],
+                    ids=ids[m].reset_index(drop=True),
+                    pref=pref[m].reset_index(drop=True),
+                )
+
+    def _condition_occurrence(self, path: Path) -> None:
+        self._events("condition_occurrence", path)
+
+    def _procedure_occurrence(self, path: Path) -> None:
+        self._events("procedure_occurrence", path)
+
+    def _measurement(self, path: Path) -> None:
+        self._events("measurement", path)
+
+    def _observation(self, path: Path) -> None:
+        self._events("observation", path)
+
+    def _drug_exposure(self, path: Path) -> None:
+        rt = "omop.drug_exposure"
+        for df, lines in self._chunks(path):
+            keys = self.run.begin_frame(rt, len(df))
+            person_id = _col(df, "person_id").astype("string").str.strip()
+            s1, c1 = self.concepts.lookup(_col(df, "drug_concept_id"))
+            s2, c2 = self.concepts.lookup(_col(df, "drug_source_concept_id"))
+            for s in (s1, s2):
+                dmd = (s == "snomedct").fillna(False) & (c1 if s is s1 else c2).map(
+                    lambda c: isinstance(c, str) and is_dmd_code(c)
+                ).astype(bool)
+                s[dmd] = "dmd"
+            rank = {k: i for i, k in enumerate(PREFERENCE)}
+            r1 = s1.map(rank).astype("float").fillna(99)
+            r2 = s2.map(rank).astype("float").fillna(99)
+            use2 = (r2 < r1).to_numpy()
+            system = s1.where(~use2, s2)
+            code = c1.where(~use2, c2)
+            ok = system.isin(["dmd", "snomedct", "rxnorm", "bnf"]).fillna(False).to_numpy()
+            locs = "line " + lines.astype(str)
+            ids = _col(df, "drug_exposure_id")
+            if (~ok).any():
+                m = ~ok
+                self.run.reject_frame(
+                    rt,
+                    str(path),
+                    locs[m],
+                    ids[m],
+                    "drug_concept_id",
+                    _col(df, "drug_concept_id")[m].astype("string")
+                    + " / source "
+                    + _col(df, "drug_source_value")[m].astype("string").fillna(""),
+                    "drug concept not in the concept table, or not dm+d / SNOMED / RxNorm / BNF",
+                    df[m],
+                )
+            if not ok.any():
+                continue
+            frame = pd.DataFrame(
+                {
+                    "date": _dates(_col(df, "drug_exposure_start_date"))[ok].to_numpy(),
+                    "system": system[ok].to_numpy(),
+                    "code": code[ok].to_numpy(),
+                    "quantity": _col(df, "quantity")[ok].to_numpy(),
+                    "quantity_unit": _col(df, "dose_unit_source_value")[ok].to_numpy(),
+                    "dose": _col(df, "sig")[ok].to_numpy(),
+                }
+            )
+            self.run.emit_frame(
+                "medications",
+                frame,
+                source=str(path),
+                record_type=rt,
+                locations=locs[ok].reset_index(drop=True),
+                rkeys=keys[ok],
+                ids=ids[ok].reset_index(drop=True),
+                pref=self._pid_keys(person_id[ok]).reset_index(drop=True),
+            )
