@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 #: (command name, module exposing a ``typer.Typer`` called ``app``).
-SUBCOMMANDS: list[tuple[str, str]] = []
+SUBCOMMANDS: list[tuple[str, str]] = [("ingest", "pophealth.commands.ingest")]
 
 #: Top-level command modules: each defines ``register(app)``.
 COMMANDS: list[str] = [
