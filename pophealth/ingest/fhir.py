@@ -1100,6 +1100,7 @@ def ingest_fhir(
     *,
     key: bytes,
     append: bool = False,
+    strict: bool = False,
     progress: Callable[[str, float], None] | None = None,
     batch_rows: int = 50_000,
 ) -> IngestSummary:
@@ -1109,7 +1110,7 @@ def ingest_fhir(
     reconciled :class:`IngestSummary`; the store is written once, atomically, at the end.
     """
     files, ignored = find_files(paths)
-    run = Run(out, kind="fhir", append=append, batch_rows=batch_rows)
+    run = Run(out, kind="fhir", append=append, strict=strict, batch_rows=batch_rows)
     try:
         mapper = FhirMapper(run, Pseudonymiser(key))
         for f in ignored:

@@ -252,6 +252,7 @@ def ingest_omop(
     *,
     key: bytes,
     append: bool = False,
+    strict: bool = False,
     progress: Callable[[str, float], None] | None = None,
     chunk_rows: int = 100_000,
 ) -> IngestSummary:
@@ -265,7 +266,7 @@ def ingest_omop(
             f"{directory}: no person table (person.csv / PERSON.csv / person.tsv) — is this an "
             "OMOP CDM export?"
         )
-    run = Run(out, kind="omop", append=append, batch_rows=chunk_rows)
+    run = Run(out, kind="omop", append=append, strict=strict, batch_rows=chunk_rows)
     try:
         _OmopImport(run, Pseudonymiser(key), files, chunk_rows, progress).run_all()
         for f in other:

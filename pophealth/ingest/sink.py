@@ -63,6 +63,10 @@ class NothingLoaded(RuntimeError):
     """Raised inside the store write when no row at all loaded: the store is left as it was."""
 
 
+class StrictRefusal(NothingLoaded):
+    """Raised inside the store write under ``strict`` when anything was quarantined."""
+
+
 def _spill_schema(name: str) -> pa.Schema:
     fields = []
     for col in table(name).columns:
@@ -209,9 +213,11 @@ class Run:
         *,
         kind: str,
         append: bool = False,
+        strict: bool = False,
         batch_rows: int = 50_000,
         tmp_dir: str | Path | None = None,
     ):
+        self.strict = strict
         self.out = Path(out)
         self.kind = kind
         self.append = append
@@ -473,6 +479,11 @@ class Run:
                     extra_metadata={"last_ingest": self.run_id},
                 )
                 committed = True
+            except StrictRefusal:
+                self.notes.append(
+                    "--strict: records were quarantined, so nothing was committed; the store "
+                    "is unchanged (see the quarantine report)"
+                )
             except NothingLoaded:
                 self.notes.append(
                     "nothing loaded: the store was left unchanged (see the quarantine report)"
@@ -729,6 +740,8 @@ class _Checked(dict):
     @staticmethod
     def _wrap(gen, run: Run, last: bool):
         yield from gen
+        if last and run.strict and run.quarantine.lines:
+            raise StrictRefusal()
         if last and not any(t.loaded for t in run.tables.values()):
             raise NothingLoaded()
 

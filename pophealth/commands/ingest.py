@@ -1,0 +1,175 @@
+"""``pophealth ingest``: FHIR R4, OMOP CDM and flat canonical files into a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pophealth.commands._common import console, fail, progress
+
+app = typer.Typer(
+    help=(
+        "Import real records into a store: FHIR R4 (Bundles, bulk NDJSON, XML, .gz), OMOP CDM "
+        "5.3/5.4 CSV, or flat canonical CSV/Parquet. Streams in batches, validates every row, "
+        "quarantines bad records with file, line and field (STORE/quarantine/<run>.csv) and "
+        "commits atomically at the end. By default the ingest REPLACES the patient-level "
+        "tables of the store (areas are kept); --append adds to them (exact duplicates are "
+        "dropped, so re-running an ingest is idempotent)."
+    ),
+    no_args_is_help=True,
+)
+
+OutOption = Annotated[
+    Path, typer.Option("--out", help="Store directory to write (new or existing).")
+]
+AppendOption = Annotated[
+    bool,
+    typer.Option(
+        "--append",
+        help="Add to the store's tables instead of replacing them (duplicates dropped; a "
+        "patient seen again takes the newer record).",
+    ),
+]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Commit nothing and exit 3 if any record was quarantined.",
+    ),
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="File holding the pseudonymisation key (HMAC-SHA256; at least 16 bytes). "
+        "Default: $POPHEALTH_PSEUDONYM_KEY. Required: the NHS number never reaches the store.",
+    ),
+]
+
+
+def _key(key_file: Path | None) -> bytes:
+    from pophealth.ingest.pseudonym import PseudonymKeyError, load_key
+
+    try:
+        return load_key(key_file)
+    except PseudonymKeyError as exc:
+        raise fail(str(exc)) from None
+
+
+def _run(call) -> None:
+    from pophealth.store import StoreError
+    from pophealth.validate import SchemaError
+
+    try:
+        with progress() as bar:
+            task = bar.add_task("starting", total=1.0)
+
+            def step(description: str, fraction: float) -> None:
+                bar.update(task, description=description, completed=min(max(fraction, 0), 1))
+
+            summary = call(step)
+            bar.update(task, description="done", completed=1.0)
+    except (StoreError, SchemaError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _report(summary)
+    if not summary.committed:
+        raise typer.Exit(3 if summary.quarantined else 1)
+    if summary.loaded == 0:
+        raise typer.Exit(1)
+
+
+def _report(summary) -> None:
+    t = Table(title=f"ingest {summary.kind} → {summary.store} (run {summary.run_id})")
+    for c in ("table", "rows in", "loaded", "quarantined", "duplicates", "kept from store", "ok"):
+        t.add_column(c, justify="left" if c == "table" else "right")
+    for name, c in summary.tables.items():
+        if c.rows_in or c.kept_from_store:
+            t.add_row(
+                name,
+                f"{c.rows_in:,}",
+                f"{c.loaded:,}",
+                f"{c.quarantined:,}",
+                f"{c.duplicates:,}",
+                f"{c.kept_from_store:,}",
+                "✓" if c.balanced else "✗",
+            )
+    console.print(t)
+    r = Table(title="source records: in = loaded + quarantined + skipped")
+    for c in ("record type", "in", "loaded", "quarantined", "skipped", "ok", "skipped because"):
+        r.add_column(c, justify="left" if c in ("record type", "skipped because") else "right")
+    for name, c in summary.records.items():
+        reasons = "; ".join(f"{k} ({v:,})" for k, v in c.skip_reasons.most_common(3))
+        r.add_row(
+            name,
+            f"{c.records_in:,}",
+            f"{c.loaded:,}",
+            f"{c.quarantined:,}",
+            f"{c.skipped:,}",
+            "✓" if c.balanced else "✗",
+            reasons,
+        )
+    console.print(r)
+    for note in summary.notes[:20]:
+        console.print(f"note: {note}", highlight=False)
+    if len(summary.notes) > 20:
+        console.print(f"note: … and {len(summary.notes) - 20} more", highlight=False)
+    if summary.quarantine_file:
+        console.print(f"quarantined records: {summary.quarantine_file}", highlight=False)
+    state = "committed" if summary.committed else "NOT committed (store unchanged)"
+    console.print(
+        f"{state}: {summary.loaded:,} rows loaded, {summary.quarantined:,} source records "
+        f"quarantined; balanced: {'yes' if summary.balanced else 'NO'}",
+        highlight=False,
+    )
+
+
+@app.command("fhir")
+def fhir_command(
+    paths: Annotated[list[Path], typer.Argument(help="FHIR files or directories.")],
+    out: OutOption,
+    key_file: KeyFileOption = None,
+    append: AppendOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz."""
+    from pophealth.ingest.fhir import ingest_fhir
+
+    key = _key(key_file)
+    _run(lambda step: ingest_fhir(paths, out, key=key, append=append, strict=strict, progress=step))
+
+
+@app.command("omop")
+def omop_command(
+    directory: Annotated[Path, typer.Argument(help="Directory of OMOP CDM CSV/TSV files.")],
+    out: OutOption,
+    key_file: KeyFileOption = None,
+    append: AppendOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """OMOP CDM 5.3 / 5.4 CSV or TSV (any case of file names), mapped through `concept`."""
+    from pophealth.ingest.omop import ingest_omop
+
+    key = _key(key_file)
+    _run(
+        lambda step: ingest_omop(
+            directory, out, key=key, append=append, strict=strict, progress=step
+        )
+    )
+
+
+@app.command("csv")
+def csv_command(
+    directory: Annotated[
+        Path, typer.Argument(help="Directory of canonical tables (patients.csv, events.parquet…).")
+    ],
+    out: OutOption,
+    append: AppendOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """Flat canonical tables as CSV/TSV/Parquet named after the schema (already pseudonymous)."""
+    from pophealth.ingest.flat import ingest_csv
+
+    _run(lambda step: ingest_csv(directory, out, append=append, strict=strict, progress=step))

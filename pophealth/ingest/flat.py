@@ -1,0 +1,140 @@
+"""Flat canonical tables (CSV, TSV or Parquet named after the schema) -> the store.
+
+For users whose extracts are already in pophealth's shape: ``patients.csv``,
+``events.parquet``, ``medications.tsv.gz`` … (any case). Columns are matched by
+name; list columns (``all_diagnoses``, ``procedures``) are ``|``-separated text in
+CSV. ``patient_id`` must already be pseudonymous — this importer does not hash it.
+Every row is validated; bad rows are quarantined with file, line and field.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from pophealth.ingest.omop import read_chunks
+from pophealth.ingest.sink import INGEST_TABLES, IngestSummary, Run
+from pophealth.schema import table
+
+
+def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
+    found: dict[str, Path] = {}
+    other: list[Path] = []
+    for f in sorted(directory.iterdir()):
+        if not f.is_file():
+            continue
+        name = f.name.lower()
+        if name.endswith(".gz"):
+            name = name[:-3]
+        stem, _, ext = name.rpartition(".")
+        if ext in ("csv", "tsv", "txt", "parquet") and stem in INGEST_TABLES:
+            if stem in found:
+                raise ValueError(
+                    f"{directory}: two files for table {stem}: {found[stem].name} and {f.name}"
+                )
+            found[stem] = f
+        else:
+            other.append(f)
+    return found, other
+
+
+def _chunks(path: Path, rows: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    if path.name.lower().endswith(".parquet"):
+        pf = pq.ParquetFile(path)
+        start = 1
+        for batch in pf.iter_batches(batch_size=rows):
+            df = batch.to_pandas()
+            df.columns = [str(c).strip().lower() for c in df.columns]
+            yield df, pd.Series(np.arange(start, start + len(df)))
+            start += len(df)
+    else:
+        yield from read_chunks(path, rows)
+
+
+def _split_list(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [str(x) for x in v]
+    parts = [p.strip() for p in str(v).split("|") if p.strip()]
+    return parts or None
+
+
+def ingest_csv(
+    directory: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    append: bool = False,
+    strict: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+    chunk_rows: int = 100_000,
+) -> IngestSummary:
+    """Import canonical tables from CSV/TSV/Parquet files in ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory")
+    files, other = find_tables(directory)
+    if not files:
+        raise FileNotFoundError(
+            f"{directory}: no file named after a canonical table "
+            f"({', '.join(f'{t}.csv' for t in INGEST_TABLES[:3])} …)"
+        )
+    run = Run(out, kind="csv", append=append, strict=strict, batch_rows=chunk_rows)
+    try:
+        total = sum(p.stat().st_size for p in files.values()) or 1
+        done = 0
+        for name, path in files.items():
+            run.files.append(str(path))
+            if progress:
+                progress(f"reading {path.name}", done / total)
+            _load(run, name, path, chunk_rows)
+            done += path.stat().st_size
+        for f in other:
+            run.notes.append(f"not used (not named after a canonical table): {f.name}")
+        summary = run.finish(
+            provenance={"source": "csv", "input": str(directory), "append": append},
+            progress=(lambda d: progress(d, 1.0)) if progress else None,
+        )
+    except BaseException:
+        run.quarantine.close()
+        run.cleanup()
+        raise
+    return summary
+
+
+def _load(run: Run, name: str, path: Path, chunk_rows: int) -> None:
+    spec = table(name)
+    rt = f"csv.{name}"
+    is_parquet = path.name.lower().endswith(".parquet")
+    try:
+        for df, lines in _chunks(path, chunk_rows):
+            missing = [c.name for c in spec.columns if not c.nullable and c.name not in df.columns]
+            if missing:
+                run.reject_unparsed(
+                    str(path),
+                    "header",
+                    rt,
+                    f"table {name!r} needs column(s) {', '.join(missing)}; found "
+                    f"{', '.join(map(str, df.columns)) or 'no columns'}",
+                    None,
+                    field_=", ".join(missing),
+                )
+                return
+            extra = [c for c in df.columns if c not in spec.column_names]
+            if extra and lines.iloc[0] <= 2:
+                run.notes.append(
+                    f"{path.name}: column(s) not in the schema, ignored: {', '.join(extra)}"
+                )
+            for col in spec.columns:
+                if col.type == "list<string>" and col.name in df.columns:
+                    df[col.name] = df[col.name].map(_split_list)
+            keys = run.begin_frame(rt, len(df))
+            locs = ("row " if is_parquet else "line ") + lines.astype(str)
+            run.emit_frame(name, df, source=str(path), record_type=rt, locations=locs, rkeys=keys)
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ValueError) as exc:
+        run.reject_unparsed(str(path), "file", rt, f"file could not be read: {exc}", None)
