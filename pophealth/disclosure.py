@@ -37,12 +37,14 @@ guidance for tables produced from administrative sources* (secondary suppression
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linprog
 
 from pophealth.stats._core import DEFAULT_CONFIDENCE, add_limits, normalise_confidence, wilson
 
@@ -137,6 +139,8 @@ def secondary_suppression(
     by: Sequence[str],
     margins: Sequence[str],
     total_label: object = None,
+    audit: bool = True,
+    primary_bounds: tuple[float, float] = (1, 7),
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -144,7 +148,13 @@ def secondary_suppression(
     set (with the row whose m equals ``total_label``, if any, as its total). Any set holding
     exactly one withheld cell gets a second one: the smallest non-zero released cell, else the
     smallest released cell, else its total row. Repeats over all margins until stable.
-    Returns the new mask (a copy).
+
+    With ``audit`` (default) it then proves the result: for each primarily withheld cell, a
+    linear programme finds the range of values consistent with every released cell and total
+    (known to lie in ``primary_bounds``); while any cell is pinned to a single value, one more
+    cell is withheld (smallest non-zero cell sharing a total, else the smallest non-zero cell,
+    else a total row) and the check repeats. Totals need to be rows of the table
+    (``total_label``) for the audit to account for them. Returns the new mask (a copy).
     """
     mask = np.asarray(suppressed, dtype=bool).copy()
     values = frame[col].to_numpy(dtype=float)
@@ -171,7 +181,33 @@ def secondary_suppression(
             cells = idx[~is_total[idx]]
             totals = idx[is_total[idx]]
             sets.append((cells, int(totals[0]) if totals.size else None))
-    for _ in range(10 * len(frame) + 10):
+    primary = np.asarray(suppressed, dtype=bool)
+    for _ in range(len(frame) + 1):
+        mask = _lone_cell_pass(sets, mask, values)
+        if not audit:
+            break
+        leak = _first_leak(sets, mask, primary, values, primary_bounds)
+        if leak is None:
+            break
+        pick = _cover_for(leak, sets, mask, values)
+        if pick is None:
+            warnings.warn(
+                f"disclosure: withheld cell at row {leak} could still be derived from totals "
+                "and no cell is left to withhold; do not publish the totals around it",
+                UserWarning,
+                stacklevel=3,
+            )
+            break
+        mask[pick] = True
+    return mask
+
+
+def _lone_cell_pass(
+    sets: list[tuple[np.ndarray, int | None]], mask: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """Give every additive set with exactly one withheld cell a second one, until stable."""
+    mask = mask.copy()
+    for _ in range(10 * len(mask) + 10):
         changed = False
         for cells, total in sets:
             hidden = cells[mask[cells]]
@@ -193,6 +229,82 @@ def secondary_suppression(
         if not changed:
             break
     return mask
+
+
+def _cell_range(
+    k: int,
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    primary: np.ndarray,
+    values: np.ndarray,
+    primary_bounds: tuple[float, float],
+) -> float:
+    """Width of the interval a withheld cell could lie in, given every released cell and total
+    (linear programme over the additive sets; Cox LH 1980, *Suppression methodology and
+    statistical disclosure control*, JASA 75:377-85)."""
+    hidden = np.flatnonzero(mask)
+    col = {int(h): i for i, h in enumerate(hidden)}
+    a_eq, b_eq = [], []
+    for cells, total in sets:
+        if total is None:
+            continue
+        row = np.zeros(len(hidden))
+        rhs = 0.0
+        for c in cells:
+            if mask[c]:
+                row[col[int(c)]] += 1
+            else:
+                rhs -= values[c]
+        if mask[total]:
+            row[col[int(total)]] -= 1
+        else:
+            rhs += values[total]
+        if row.any():
+            a_eq.append(row)
+            b_eq.append(rhs)
+    if not a_eq:
+        return np.inf
+    bounds = [primary_bounds if primary[h] else (0, None) for h in hidden]
+    obj = np.zeros(len(hidden))
+    obj[col[k]] = 1
+    lo = linprog(obj, A_eq=np.array(a_eq), b_eq=b_eq, bounds=bounds, method="highs")
+    hi = linprog(-obj, A_eq=np.array(a_eq), b_eq=b_eq, bounds=bounds, method="highs")
+    if lo.status != 0 or hi.status != 0:
+        return np.inf
+    return -hi.fun - lo.fun
+
+
+def _first_leak(
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    primary: np.ndarray,
+    values: np.ndarray,
+    primary_bounds: tuple[float, float],
+) -> int | None:
+    for k in np.flatnonzero(primary & mask):
+        if _cell_range(int(k), sets, mask, primary, values, primary_bounds) < 1e-9:
+            return int(k)
+    return None
+
+
+def _cover_for(
+    k: int, sets: list[tuple[np.ndarray, int | None]], mask: np.ndarray, values: np.ndarray
+) -> int | None:
+    """Another cell to withhold so cell k can no longer be pinned down."""
+    near: list[int] = []
+    for cells, total in sets:
+        members = list(cells) + ([total] if total is not None else [])
+        if k in members:
+            near += [int(m) for m in members if not mask[m]]
+    totals = {t for _, t in sets if t is not None}
+    for pool in (
+        [m for m in near if values[m] > 0],
+        [int(m) for m in np.flatnonzero(~mask) if values[m] > 0 and m not in totals],
+        [int(m) for m in np.flatnonzero(~mask) if m in totals],
+    ):
+        if pool:
+            return min(pool, key=lambda m: values[m])
+    return None
 
 
 def apply(
@@ -231,7 +343,13 @@ def apply(
             work = out[by].copy()
             work[col] = values
             mask = secondary_suppression(
-                work, col, mask, by=by, margins=margins, total_label=total_label
+                work,
+                col,
+                mask,
+                by=by,
+                margins=margins,
+                total_label=total_label,
+                primary_bounds=(0 if policy.suppress_zeros else 1, policy.suppress_at_or_below),
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
@@ -286,11 +404,25 @@ def release_proportions(
         work = out[by].copy()
         work["__x"], work["__n"] = x, n
         for _ in range(5):
+            # withheld numerators include complements (not 1-7 themselves): audit with
+            # no value bounds, which is conservative for the attacker's knowledge
             new_x = secondary_suppression(
-                work, "__x", x_mask, by=by, margins=margins, total_label=total_label
+                work,
+                "__x",
+                x_mask,
+                by=by,
+                margins=margins,
+                total_label=total_label,
+                primary_bounds=(0, np.inf),
             )
             new_n = secondary_suppression(
-                work, "__n", n_mask, by=by, margins=margins, total_label=total_label
+                work,
+                "__n",
+                n_mask,
+                by=by,
+                margins=margins,
+                total_label=total_label,
+                primary_bounds=(0 if policy.suppress_zeros else 1, policy.suppress_at_or_below),
             )
             # a withheld denominator withholds its numerator (it would give it back via p)
             new_x |= new_n
