@@ -81,8 +81,11 @@ class _Folder:
             raise ReferenceDataError(f"{self.root}: no such reference folder", file=self.root)
         self.report = report
         self.step = step or (lambda _msg: None)
+        self._cache: dict[str, Any] = {}
 
     def load(self, key: str, loader: Callable[..., Any], *, required: bool = False, why: str = ""):
+        if key in self._cache:
+            return self._cache[key]
         src = source(key)
         path = src.find(self.root)
         if path is None:
@@ -101,6 +104,7 @@ class _Folder:
             "sha256": _sha256(path),
             "rows": len(frame) if hasattr(frame, "__len__") else None,
         }
+        self._cache[key] = frame
         return frame
 
     def warn(self, msg: str) -> None:
@@ -240,14 +244,15 @@ def _imd_2025(folder: _Folder) -> pd.DataFrame:
 
 
 def build_areas(
-    root: str | Path, imd: str = "2019", *, step: Step | None = None
+    root: str | Path, imd: str = "2019", *, step: Step | None = None, _folder=None
 ) -> tuple[pd.DataFrame, BuildReport]:
     """The canonical ``areas`` rows from the reference folder ``root``; see the module doc."""
     if imd not in RELEASES:
         raise ValueError(f"imd must be one of {', '.join(RELEASES)}, not {imd!r}")
     vintage = "2011" if imd == "2019" else "2021"
     report = BuildReport(RELEASES[imd], vintage)
-    folder = _Folder(root, report, step)
+    folder = _folder or _Folder(root, report, step)
+    folder.report = report
     areas = _imd_2019(folder) if imd == "2019" else _imd_2025(folder)
     pairs = _crosswalk_pairs(folder)
 
@@ -343,7 +348,7 @@ def build_areas(
                 areas,
                 nhs,
                 "lsoa11_code",
-                {"sub_icb": "sub_icb", "icb": "icb", "lad_code": "lad_code"},
+                {"sub_icb_ons": "sub_icb", "icb_ons": "icb", "lad_code": "lad_code"},
             )
         ruc = folder.load("ruc11", loaders.load_ruc11)
         if ruc is not None:
@@ -351,7 +356,7 @@ def build_areas(
     else:
         nhs = folder.load("lsoa21_subicb", loaders.load_lsoa21_subicb)
         if nhs is not None:
-            _attach(areas, nhs, "lsoa21_code", {"sub_icb": "sub_icb", "icb": "icb"})
+            _attach(areas, nhs, "lsoa21_code", {"sub_icb_ons": "sub_icb", "icb_ons": "icb"})
             _attach(areas, nhs, "lsoa21_code", {"lsoa21_name": "lsoa_name"})
         lad = folder.load("lsoa21_lad", loaders.load_lsoa21_lad)
         if lad is not None:
@@ -408,51 +413,85 @@ def areas_arrow(areas: pd.DataFrame) -> pa.Table:
 # -- practices --------------------------------------------------------------------------
 
 
+def _subicb_codes(folder: _Folder) -> pd.DataFrame | None:
+    """ODS sub-ICB code -> (ONS sub-ICB code, ONS ICB code) from the LSOA lookups
+    (2022 first, then 2024 for codes new since)."""
+    parts = []
+    for key, load in (
+        ("lsoa11_subicb", loaders.load_lsoa11_subicb),
+        ("lsoa21_subicb", loaders.load_lsoa21_subicb),
+    ):
+        frame = folder.load(key, load, why="practice sub-ICB/ICB codes may be null")
+        if frame is not None:
+            parts.append(frame[["sub_icb", "sub_icb_ons", "icb_ons"]])
+    if not parts:
+        return None
+    return pd.concat(parts).drop_duplicates("sub_icb").set_index("sub_icb")
+
+
 def build_practices(
-    root: str | Path, *, step: Step | None = None, report: BuildReport | None = None
+    root: str | Path,
+    *,
+    step: Step | None = None,
+    report: BuildReport | None = None,
+    _folder=None,
 ) -> tuple[pd.DataFrame, BuildReport]:
-    """One row per GP practice (ODS prescribing setting 4, open or closed) with its current
-    PCN (ePCN relationship without an end date; the latest start wins) and ICB (from the
-    sub-ICB location in epraccur). ``lsoa_code`` is null: no postcode lookup is bundled."""
+    """One row per GP practice in ODS epraccur (prescribing setting 4, open or closed:
+    registrations may name closed practices) with its current PCN (the ePCN relationship
+    without an end date; the latest start wins), and its sub-ICB location and ICB as ONS
+    codes (E38…/E54…, the codes of the areas table), mapped from the epraccur
+    commissioner (ODS code). ``lsoa_code`` is null: no postcode lookup is bundled."""
     report = report or BuildReport("", "")
-    folder = _Folder(root, report, step)
+    folder = _folder or _Folder(root, report, step)
+    folder.report = report
     ep = folder.load("epraccur", loaders.load_epraccur, why="the practices table is empty")
     cols = ["practice_id", "name", "pcn_id", "pcn_name", "sub_icb", "icb", "lsoa_code"]
     if ep is None:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), report
-    gp = ep[ep["prescribing_setting"] == loaders.GP_PRACTICE_SETTING].copy()
-    out = pd.DataFrame(
-        {
-            "practice_id": gp["practice_id"].to_numpy(),
-            "name": gp["name"].to_numpy(),
-            "sub_icb": gp["commissioner"].to_numpy(),
-        }
-    )
-    out["pcn_id"] = pd.NA
-    out["pcn_name"] = pd.NA
-    out["icb"] = pd.NA
-    out["lsoa_code"] = pd.NA
+    gp = ep[ep["prescribing_setting"] == loaders.GP_PRACTICE_SETTING].reset_index(drop=True)
+    out = pd.DataFrame({"practice_id": gp["practice_id"].to_numpy(), "name": gp["name"].to_numpy()})
+    for c in ("pcn_id", "pcn_name", "sub_icb", "icb", "lsoa_code"):
+        out[c] = pd.Series(pd.NA, index=out.index, dtype="string")
     members = folder.load("epcn", loaders.load_epcn_members, why="pcn_id is null")
     if members is not None:
         current = members[members["end_date"].isna()].sort_values(
             ["practice_id", "start_date"], ascending=[True, False], kind="stable"
         )
         current = current.drop_duplicates("practice_id").set_index("practice_id")
-        out["pcn_id"] = out["practice_id"].map(current["pcn_id"])
-        out["pcn_name"] = out["practice_id"].map(current["pcn_name"])
-    icb = folder.load("subicb_icb", loaders.load_subicb_icb, why="icb is null")
-    if icb is not None:
-        out["icb"] = out["sub_icb"].map(icb.set_index("sub_icb")["icb"])
-    active = gp["status_code"].to_numpy() == "A"
+        out["pcn_id"] = out["practice_id"].map(current["pcn_id"]).astype("string")
+        out["pcn_name"] = out["practice_id"].map(current["pcn_name"]).astype("string")
+    codes = _subicb_codes(folder)
+    commissioner = gp["commissioner"]
+    if codes is not None:
+        out["sub_icb"] = commissioner.map(codes["sub_icb_ons"]).astype("string")
+        out["icb"] = commissioner.map(codes["icb_ons"]).astype("string")
+    icb = folder.load("subicb_icb", loaders.load_subicb_icb)
+    if icb is not None and codes is not None:
+        # ICB of sub-ICB codes the LSOA lookups lack: ODS ICB code -> ONS ICB code.
+        lsoa_icbs = folder._cache.get("lsoa11_subicb")
+        if lsoa_icbs is not None:
+            icb_ons = lsoa_icbs.drop_duplicates("icb").set_index("icb")["icb_ons"]
+            fill = commissioner.map(icb.set_index("sub_icb")["icb"]).map(icb_ons)
+            out["icb"] = out["icb"].fillna(fill.astype("string"))
+    active = (gp["status_code"] == "A").to_numpy()
     report.practices = {
         "gp_practices": len(out),
         "active": int(active.sum()),
         "active_with_pcn": int((out["pcn_id"].notna().to_numpy() & active).sum()),
-        "with_icb": int(out["icb"].notna().sum()),
+        "active_with_sub_icb": int((out["sub_icb"].notna().to_numpy() & active).sum()),
+        "with_sub_icb": int(out["sub_icb"].notna().sum()),
         "other_organisations_in_epraccur": int(len(ep) - len(gp)),
     }
-    for c in cols:
-        out[c] = out[c].astype("string")
+    unmapped = out["sub_icb"].isna().to_numpy()
+    if unmapped.any():
+        welsh = commissioner.str.startswith("7A").fillna(False).to_numpy()
+        report.notes.append(
+            f"practices: {int(unmapped.sum()):,} have no sub-ICB/ICB code — "
+            f"{int((unmapped & active).sum()):,} active "
+            f"({int((unmapped & active & welsh).sum()):,} commissioned by a Welsh health "
+            f"board) and {int((unmapped & ~active).sum()):,} closed or dormant (commissioner "
+            "abolished before 2022)"
+        )
     return out[cols], report
 
 
@@ -481,8 +520,9 @@ def build_reference_store(
     from pophealth.store import Store
 
     store = Store.open_or_new(out)  # refuses a non-store before any work
-    areas, report = build_areas(root, imd, step=step)
-    practices, report = build_practices(root, step=step, report=report)
+    folder = _Folder(root, BuildReport("", ""), step)
+    areas, report = build_areas(root, imd, step=step, _folder=folder)
+    practices, report = build_practices(root, step=step, report=report, _folder=folder)
     if step:
         step("validating against the canonical schema")
     tables = {"areas": areas_arrow(areas), "practices": practices_arrow(practices)}
