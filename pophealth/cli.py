@@ -27,7 +27,10 @@ app = typer.Typer(
 )
 
 #: (command name, module exposing a ``typer.Typer`` called ``app``).
-SUBCOMMANDS: list[tuple[str, str]] = [("ingest", "pophealth.commands.ingest")]
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("ingest", "pophealth.commands.ingest"),
+    ("reference", "pophealth.commands.reference"),
+]
 
 #: Top-level command modules: each defines ``register(app)``.
 COMMANDS: list[str] = [
