@@ -1,0 +1,285 @@
+"""The equity view of an indicator: who is doing worse, by how much, and the gradient.
+
+One call — :func:`equity_view` — takes a table of numerator/denominator counts by group
+columns (``imd_decile``, ``imd_quintile``, ``core20``, ``ethnicity``, ``sex``, ``age_band`` and
+any PLUS-group column) and returns an :class:`EquityView`:
+
+* ``breakdowns`` — for every breakdown and group, plus a ``Total`` row per breakdown: released
+  numerator and denominator, the value (× ``multiplier``, default percentage) with Wilson 95%
+  and 99.8% limits, the value for the *rest of the population*, the difference with Newcombe's
+  hybrid-score 95% interval (Newcombe RG, Stat Med 1998;17:873-90, method 10), and
+  ``flag`` = "significantly worse" / "significantly better" / "not significant" with ``test``
+  naming the test used;
+* ``gap`` — most vs least deprived IMD quintile (1 vs 5): absolute gap (Newcombe interval) and
+  relative gap (ratio, Katz log interval: Katz D et al., Biometrics 1978;34:469-74);
+* ``sii`` — slope and relative index of inequality across IMD deciles
+  (:func:`pophealth.stats.sii`, logit-transformed simulation for proportions);
+* ``policy`` and ``notes`` — the disclosure policy applied and anything the reader should know.
+
+Disclosure control runs on everything returned: counts go through
+:func:`pophealth.disclosure.release_proportions` (suppression with secondary suppression inside
+each breakdown, rounding), and every value, interval, comparison, gap and SII is computed from
+the *released* counts, so a reader can reproduce each figure from the table and nothing
+withheld can be recovered. Rows whose counts are withheld have NA values and no flag.
+
+Core20 = IMD deciles 1-2 (most deprived 20%, NHS England Core20PLUS5); IMD quintile 1 = deciles
+1-2. Decile 1 is the most deprived (national IMD convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pophealth.disclosure import DEFAULT_POLICY, DisclosurePolicy, release_proportions
+from pophealth.stats import sii as sii_stat
+from pophealth.stats._core import wilson, z_value
+
+__all__ = ["EquityView", "equity_view", "DEFAULT_BREAKDOWNS", "newcombe_difference"]
+
+DEFAULT_BREAKDOWNS: tuple[str, ...] = (
+    "imd_quintile",
+    "core20",
+    "ethnicity",
+    "sex",
+    "age_band",
+)
+TOTAL = "Total"
+UNKNOWN = "Unknown"
+CORE20 = "Core20"
+REST = "Rest"
+NEWCOMBE_TEST = (
+    "95% Newcombe hybrid score interval for the difference from the rest of the population "
+    "excludes 0 (Newcombe 1998, method 10)"
+)
+
+
+@dataclass
+class EquityView:
+    """Everything a programme report shows about inequality in one indicator."""
+
+    breakdowns: pd.DataFrame
+    gap: pd.DataFrame
+    sii: pd.DataFrame
+    policy: DisclosurePolicy
+    multiplier: float
+    higher_is_better: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def newcombe_difference(
+    x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Difference of two proportions p1 − p2 with Newcombe's hybrid score interval.
+
+    L = d − √((p1 − l1)² + (u2 − p2)²), U = d + √((u1 − p1)² + (p2 − l2)²), where (lᵢ, uᵢ)
+    are Wilson limits (Newcombe RG, Stat Med 1998;17:873-90, method 10).
+    """
+    x1, n1, x2, n2 = (np.asarray(a, dtype=float) for a in (x1, n1, x2, n2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1, p2 = x1 / n1, x2 / n2
+        l1, u1 = wilson(x1, n1, confidence)
+        l2, u2 = wilson(x2, n2, confidence)
+        d = p1 - p2
+        lo = d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+        hi = d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return d, lo, hi
+
+
+def _ratio_ci(
+    x1: float, n1: float, x2: float, n2: float, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Ratio of proportions with the Katz log interval; NA when a count is zero or missing."""
+    if not all(np.isfinite([x1, n1, x2, n2])) or min(x1, x2) <= 0:
+        return np.nan, np.nan, np.nan
+    rr = (x1 / n1) / (x2 / n2)
+    se = np.sqrt(1 / x1 - 1 / n1 + 1 / x2 - 1 / n2)
+    z = z_value(confidence)
+    return rr, rr * np.exp(-z * se), rr * np.exp(z * se)
+
+
+def _prepare(
+    data: pd.DataFrame, numerator: str, denominator: str, breakdowns: Sequence[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    df = data.copy()
+    notes: list[str] = []
+    for col in (numerator, denominator):
+        if col not in df.columns:
+            raise ValueError(f"equity_view: column '{col}' not found (columns: {list(df.columns)})")
+    if "imd_decile" in df.columns:
+        dec = pd.to_numeric(df["imd_decile"], errors="coerce")
+        bad = dec.notna() & ~dec.isin(range(1, 11))
+        if bad.any():
+            raise ValueError(
+                f"imd_decile must be 1-10 (row {int(np.flatnonzero(bad.to_numpy())[0])}: "
+                f"{df['imd_decile'][bad].iloc[0]!r})"
+            )
+        if "imd_quintile" not in df.columns:
+            df["imd_quintile"] = np.ceil(dec / 2)
+        if "core20" not in df.columns:
+            df["core20"] = np.where(dec.isna(), None, np.where(dec <= 2, CORE20, REST))
+    elif "imd_quintile" in breakdowns or "core20" in breakdowns:
+        notes.append("no imd_decile column: SII and derived IMD breakdowns not available")
+    if "core20" in df.columns and df["core20"].dtype == bool:
+        df["core20"] = np.where(df["core20"], CORE20, REST)
+    return df, notes
+
+
+def _label(v: object) -> object:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return UNKNOWN
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def equity_view(
+    data: pd.DataFrame,
+    numerator: str = "numerator",
+    denominator: str = "denominator",
+    *,
+    breakdowns: Sequence[str] = DEFAULT_BREAKDOWNS,
+    extra: Sequence[str] = (),
+    higher_is_better: bool = True,
+    multiplier: float = 100,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
+    sii_repetitions: int = 100_000,
+    seed: int = 2024,
+) -> EquityView:
+    """Build the whole equity view of one indicator (see the module docstring).
+
+    ``data`` holds counts at any level of detail (e.g. one row per IMD decile × ethnicity × sex
+    × age band); each breakdown column present is summed over the others. Missing group values
+    become "Unknown" so every breakdown adds up to the same total. ``extra`` adds PLUS-group
+    columns. ``higher_is_better`` sets the indicator's polarity for the worse/better flag.
+    """
+    df, notes = _prepare(data, numerator, denominator, breakdowns)
+    cols = [c for c in list(breakdowns) + list(extra) if c in df.columns]
+    missing = [c for c in list(breakdowns) + list(extra) if c not in df.columns]
+    if missing:
+        notes.append(f"breakdowns not available (no column): {', '.join(missing)}")
+    cols_all = cols + (["imd_decile"] if "imd_decile" in df.columns else [])
+
+    x = pd.to_numeric(df[numerator], errors="coerce")
+    n = pd.to_numeric(df[denominator], errors="coerce")
+    if (x > n).any():
+        raise ValueError("numerator must be less than or equal to denominator in every row")
+    pieces = []
+    for col in cols_all:
+        g = (
+            pd.DataFrame({"group": df[col].map(_label), "x": x, "n": n})
+            .groupby("group", sort=True, dropna=False)[["x", "n"]]
+            .sum()
+            .reset_index()
+        )
+        g.insert(0, "breakdown", col)
+        total = pd.DataFrame({"breakdown": [col], "group": [TOTAL], "x": [x.sum()], "n": [n.sum()]})
+        pieces.append(pd.concat([g, total], ignore_index=True))
+    table = (
+        pd.concat(pieces, ignore_index=True)
+        if pieces
+        else pd.DataFrame(columns=["breakdown", "group", "x", "n"])
+    )
+    table["group"] = table["group"].astype(object)
+    released = release_proportions(
+        table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
+        total_label=TOTAL, multiplier=multiplier,
+    )  # fmt: skip
+    released = released.rename(columns={"x": "numerator", "n": "denominator"})
+
+    # comparison with the rest of the population, from released counts
+    xs = released["numerator"].to_numpy(dtype=float)
+    ns = released["denominator"].to_numpy(dtype=float)
+    tot = released[released["group"] == TOTAL].set_index("breakdown")
+    tx = released["breakdown"].map(tot["numerator"]).to_numpy(dtype=float)
+    tn = released["breakdown"].map(tot["denominator"]).to_numpy(dtype=float)
+    rx, rn = tx - xs, tn - ns
+    valid = (released["group"] != TOTAL).to_numpy() & (rn > 0) & (rx >= 0) & (rx <= rn)
+    d, lo, hi = newcombe_difference(xs, ns, rx, rn)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        released["rest_value"] = np.where(valid, rx / rn * multiplier, np.nan)
+    released["difference"] = np.where(valid, d * multiplier, np.nan)
+    released["difference_lower95_0cl"] = np.where(valid, lo * multiplier, np.nan)
+    released["difference_upper95_0cl"] = np.where(valid, hi * multiplier, np.nan)
+    below, above = valid & (hi < 0), valid & (lo > 0)
+    worse, better = (below, above) if higher_is_better else (above, below)
+    flag = np.where(
+        worse, "significantly worse", np.where(better, "significantly better", "not significant")
+    )
+    flag = np.where(valid & np.isfinite(d), flag, None)
+    released["flag"] = flag
+    released["test"] = np.where(pd.notna(flag), NEWCOMBE_TEST, None)
+
+    gap = _gap(released, multiplier)
+    sii_table = _sii(released, multiplier, sii_repetitions, seed, notes)
+    if not higher_is_better:
+        notes.append("lower values are better for this indicator")
+    notes.append(policy.describe())
+    return EquityView(
+        breakdowns=released.reset_index(drop=True),
+        gap=gap,
+        sii=sii_table,
+        policy=policy,
+        multiplier=multiplier,
+        higher_is_better=higher_is_better,
+        notes=notes,
+    )
+
+
+def _gap(released: pd.DataFrame, multiplier: float) -> pd.DataFrame:
+    q = released[released["breakdown"] == "imd_quintile"].set_index("group")
+    cols = [
+        "most_deprived_value", "least_deprived_value", "absolute_gap",
+        "absolute_gap_lower95_0cl", "absolute_gap_upper95_0cl", "relative_gap",
+        "relative_gap_lower95_0cl", "relative_gap_upper95_0cl",
+    ]  # fmt: skip
+    if 1 not in q.index or 5 not in q.index:
+        return pd.DataFrame([dict.fromkeys(cols, np.nan)])
+    x1, n1 = q.loc[1, "numerator"], q.loc[1, "denominator"]
+    x5, n5 = q.loc[5, "numerator"], q.loc[5, "denominator"]
+    d, lo, hi = newcombe_difference(np.array([x1]), np.array([n1]), np.array([x5]), np.array([n5]))
+    rr, rlo, rhi = _ratio_ci(x1, n1, x5, n5)
+    row = {
+        "comparison": "IMD quintile 1 (most deprived) vs 5 (least deprived)",
+        "most_deprived_value": q.loc[1, "value"],
+        "least_deprived_value": q.loc[5, "value"],
+        "absolute_gap": d[0] * multiplier,
+        "absolute_gap_lower95_0cl": lo[0] * multiplier,
+        "absolute_gap_upper95_0cl": hi[0] * multiplier,
+        "relative_gap": rr,
+        "relative_gap_lower95_0cl": rlo,
+        "relative_gap_upper95_0cl": rhi,
+        "method": "Newcombe hybrid score (difference); Katz log (ratio); from released counts",
+    }
+    return pd.DataFrame([row])
+
+
+def _sii(
+    released: pd.DataFrame, multiplier: float, reps: int, seed: int, notes: list[str]
+) -> pd.DataFrame:
+    dec = released[(released["breakdown"] == "imd_decile") & (released["group"] != TOTAL)]
+    dec = dec[dec["group"] != UNKNOWN]
+    if len(dec) != 10 or dec[["numerator", "denominator", "value"]].isna().any().any():
+        if len(dec):
+            notes.append("SII not shown: every IMD decile needs released counts")
+        return pd.DataFrame()
+    p = dec["numerator"].to_numpy(dtype=float) / dec["denominator"].to_numpy(dtype=float)
+    extreme = np.any((p <= 0) | (p >= 1))
+    out = sii_stat(
+        dec["group"].astype(int).to_numpy(),
+        dec["denominator"].to_numpy(dtype=float),
+        p,
+        value_type=0 if extreme else "proportion",
+        lower_cl=dec["lower95_0cl"].to_numpy(dtype=float) / multiplier,
+        upper_cl=dec["upper95_0cl"].to_numpy(dtype=float) / multiplier,
+        multiplier=multiplier,
+        repetitions=reps,
+        confidence=(0.95, 0.998),
+        seed=seed,
+    )
+    if extreme:
+        notes.append("SII simulated without logit transform (a decile at 0% or 100%)")
+    return out

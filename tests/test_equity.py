@@ -1,0 +1,100 @@
+"""equity_view: breakdowns, comparisons, gaps, SII — all from disclosure-controlled counts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pophealth.disclosure import DisclosurePolicy
+from pophealth.equity import TOTAL, equity_view, newcombe_difference
+from pophealth.stats import proportion
+
+
+def _data(seed=0, gradient=0.02, small_group=False):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(1, 11):
+        for e in ["White", "Asian", "Black", None]:
+            for s in ["F", "M"]:
+                n = int(rng.integers(100, 400))
+                rows.append((d, e, s, "18-39", int(rng.binomial(n, 0.5 + gradient * d)), n))
+    if small_group:
+        rows.append((5, "Roma", "F", "18-39", 3, 5))
+    return pd.DataFrame(
+        rows, columns=["imd_decile", "ethnicity", "sex", "age_band", "numerator", "denominator"]
+    )
+
+
+def test_newcombe_matches_published_example():
+    # Newcombe (1998) Stat Med 17:873-90, table II example (a): 56/70 vs 48/80,
+    # method 10 (hybrid score): difference 0.2000, 95% CI 0.0524 to 0.3339.
+    d, lo, hi = newcombe_difference(np.array([56]), np.array([70]), np.array([48]), np.array([80]))
+    assert d[0] == pytest.approx(0.2, rel=1e-12)
+    assert lo[0] == pytest.approx(0.0524, abs=5e-5)
+    assert hi[0] == pytest.approx(0.3339, abs=5e-5)
+
+
+def test_breakdowns_recomputed_from_released_counts():
+    view = equity_view(_data())
+    b = view.breakdowns
+    assert set(b["breakdown"]) == {
+        "imd_quintile",
+        "core20",
+        "ethnicity",
+        "sex",
+        "age_band",
+        "imd_decile",
+    }
+    assert (b["numerator"].dropna() % 5 == 0).all()  # rounded to nearest 5
+    ref = proportion(b["numerator"], b["denominator"], multiplier=100)
+    np.testing.assert_allclose(b["value"], ref["value"], rtol=1e-12)
+    np.testing.assert_allclose(b["lower99_8cl"], ref["lower99_8cl"], rtol=1e-12)
+    eth = b[b["breakdown"] == "ethnicity"]
+    assert "Unknown" in set(eth["group"])  # missing ethnicity kept so totals reconcile
+    totals = b[b["group"] == TOTAL]["denominator"]
+    assert totals.nunique() == 1
+
+
+def test_gradient_flags_gap_and_sii():
+    view = equity_view(_data(gradient=0.03))
+    q = view.breakdowns[view.breakdowns["breakdown"] == "imd_quintile"].set_index("group")
+    assert q.loc[1, "flag"] == "significantly worse"
+    assert q.loc[5, "flag"] == "significantly better"
+    assert "Newcombe" in q.loc[1, "test"]
+    core = view.breakdowns[view.breakdowns["breakdown"] == "core20"].set_index("group")
+    assert core.loc["Core20", "numerator"] == q.loc[1, "numerator"]  # deciles 1-2 both ways
+    g = view.gap.iloc[0]
+    assert g["absolute_gap"] == pytest.approx(g["most_deprived_value"] - g["least_deprived_value"])
+    assert g["absolute_gap_upper95_0cl"] < 0
+    x1, n1 = q.loc[1, "numerator"], q.loc[1, "denominator"]
+    x5, n5 = q.loc[5, "numerator"], q.loc[5, "denominator"]
+    se = np.sqrt(1 / x1 - 1 / n1 + 1 / x5 - 1 / n5)  # Katz et al. 1978
+    assert g["relative_gap_lower95_0cl"] == pytest.approx(
+        (x1 / n1) / (x5 / n5) * np.exp(-1.959963984540054 * se), rel=1e-9
+    )
+    s = view.sii.iloc[0]
+    assert s["value"] > 0 and s["lower95_0cl"] > 0  # rises from most to least deprived
+    assert s["rii"] > 1
+    flipped = equity_view(_data(gradient=0.03), higher_is_better=False)
+    fq = flipped.breakdowns[flipped.breakdowns["breakdown"] == "imd_quintile"].set_index("group")
+    assert fq.loc[1, "flag"] == "significantly better"
+
+
+def test_small_group_withheld_with_cover_and_no_flag():
+    view = equity_view(_data(small_group=True))
+    eth = view.breakdowns[view.breakdowns["breakdown"] == "ethnicity"].set_index("group")
+    assert np.isnan(eth.loc["Roma", "numerator"]) and np.isnan(eth.loc["Roma", "value"])
+    assert eth.loc["Roma", "flag"] is None
+    hidden = eth.drop(index=TOTAL)["numerator"].isna().sum()
+    assert hidden >= 2  # secondary suppression inside the breakdown
+    released = view.breakdowns["numerator"].dropna()
+    assert not ((released >= 1) & (released <= 7)).any()
+
+
+def test_no_deprivation_column_and_policy_choice():
+    df = _data().drop(columns=["imd_decile"])
+    view = equity_view(df, policy=DisclosurePolicy(rounding="midpoint6"))
+    assert view.sii.empty
+    assert any("imd_decile" in n for n in view.notes)
+    assert (view.breakdowns["numerator"].dropna() % 6 == 3).all()
+    with pytest.raises(ValueError, match="imd_decile must be 1-10"):
+        equity_view(_data().assign(imd_decile=11))
