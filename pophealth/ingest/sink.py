@@ -43,6 +43,8 @@ from pophealth.validate import validate
 #: from the reference loaders and is always carried over.
 INGEST_TABLES: tuple[str, ...] = tuple(n for n in TABLES if n != "areas")
 
+#: Folder beside the snapshots holding the hashed reference index of earlier runs.
+INDEX_DIR = "reference-index"
 META = ("_pref", "_mref", "_src", "_loc", "_rid", "_rtype", "_rkey")
 QUARANTINE_FIELDS = [
     "run",
@@ -467,6 +469,7 @@ class Run:
         con = duckdb.connect()
         con.execute(f"SET temp_directory='{self.tmp / 'duckdb'}'")
         con.execute("SET preserve_insertion_order=false")
+        con.execute("SET TimeZone='UTC'")
         self._register_index(con)
         committed = False
         try:
@@ -479,6 +482,7 @@ class Run:
                     extra_metadata={"last_ingest": self.run_id},
                 )
                 committed = True
+                self._keep_index()
             except StrictRefusal:
                 self.notes.append(
                     "--strict: records were quarantined, so nothing was committed; the store "
@@ -510,6 +514,27 @@ class Run:
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    @property
+    def _index_dir(self) -> Path:
+        return self.out / INDEX_DIR
+
+    def _previous_index(self, kind: str) -> list[str]:
+        """Reference-index files kept by earlier runs (used with ``--append``)."""
+        if not self.append or not self._index_dir.is_dir():
+            return []
+        return sorted(str(p) for p in self._index_dir.glob(f"*/index-{kind}-*.parquet"))
+
+    def _keep_index(self) -> None:
+        """Keep this run's reference index beside the store (hashed keys only, no raw
+        identifiers) so that a later ``--append`` batch can refer to these patients."""
+        if not self.append:
+            shutil.rmtree(self._index_dir, ignore_errors=True)
+        target = self._index_dir / self.run_id
+        target.mkdir(parents=True, exist_ok=True)
+        for files in self._index_spills.values():
+            for f in files:
+                shutil.copy(f, target / f.name)
+
     def _keep_quarantine(self) -> Path | None:
         if self.quarantine.lines == 0:
             return None
@@ -526,12 +551,14 @@ class Run:
         con.execute("CREATE TABLE idx_patient (key VARCHAR, pid VARCHAR, n BIGINT)")
         con.execute("CREATE TABLE idx_medication (key VARCHAR, system VARCHAR, code VARCHAR)")
         files = [str(p) for p in self._index_spills.get("patient", [])]
+        files += self._previous_index("patient")
         if files:
             con.execute(
                 "INSERT INTO idx_patient SELECT key, min(pid), count(DISTINCT pid) "
                 f"FROM read_parquet({files!r}) GROUP BY key"
             )
         files = [str(p) for p in self._index_spills.get("medication", [])]
+        files += self._previous_index("medication")
         if files:
             con.execute(
                 "INSERT INTO idx_medication SELECT key, min(system), min(code) "
@@ -590,7 +617,7 @@ class Run:
             part = "practice_id"
         else:
             order = "_old DESC, _rkey ASC"
-            part = ", ".join(q(c) for c in cols)
+            part = ", ".join(_norm_expr(c.name, c.type) for c in spec.columns)
         ok_expr = "(_pn IS NULL OR _pn = 1) AND patient_id IS NOT NULL" if pid else "true"
         sql = f"""
             WITH s AS ({union}),
@@ -605,7 +632,7 @@ class Run:
         """
         if progress:
             progress(f"resolving and validating {name}")
-        reader = con.execute(sql).fetch_record_batch(self.batch_rows)
+        reader = con.execute(sql).to_arrow_reader(self.batch_rows)
         counts = self.tables[name]
         for batch in reader:
             df = batch.to_pandas()
@@ -639,6 +666,19 @@ class Run:
                         "dangling reference: the Medication is not in any input file",
                     )
                 outcome[nocode] = "quarantined"
+            # Numbers are parsed here with Python's correctly rounded float() (pandas'
+            # text-to-number parser can be one unit in the last place out); a value that
+            # is not a number is quarantined with its field.
+            for col in spec.columns:
+                if col.type != "float":
+                    continue
+                parsed = df[col.name].map(_parse_float)
+                text = parsed.map(lambda v: isinstance(v, str)).to_numpy(bool)
+                bad = text & (outcome == "loaded")
+                for i in np.flatnonzero(bad):
+                    self._q_row(name, df.iloc[i], col.name, df.iloc[i][col.name], "not a number")
+                outcome[bad] = "quarantined"
+                df[col.name] = parsed.mask(text).astype("float64")
             cand = np.flatnonzero(outcome == "loaded")
             if len(cand):
                 sub = df.iloc[cand].reset_index(drop=True)
@@ -714,6 +754,34 @@ class Run:
             if duplicate:
                 rc.skipped += duplicate
                 rc.skip_reasons["duplicate of a record already loaded"] += duplicate
+
+
+def _norm_expr(name: str, kind: str) -> str:
+    """SQL for a comparable form of a text column (so that '2020-01-01T10:00:00+00:00'
+    from a file and '2020-01-01 10:00:00' from the store count as the same value)."""
+    c = f'"{name}"'
+    if kind == "date":
+        return f"coalesce(CAST(TRY_CAST(left({c}, 10) AS DATE) AS VARCHAR), {c})"
+    if kind == "timestamp":
+        return f"coalesce(CAST(TRY_CAST({c} AS TIMESTAMPTZ) AS VARCHAR), {c})"
+    if kind in ("float", "int"):
+        return f"coalesce(CAST(TRY_CAST({c} AS DOUBLE) AS VARCHAR), {c})"
+    if kind == "bool":
+        return f"lower({c})"
+    return c
+
+
+def _parse_float(v: Any) -> Any:
+    """float for a number (or None for blank); the text itself when it is not a number."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    text = str(v).strip().replace(",", "")
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return str(v)
 
 
 def _isna(v: Any) -> bool:
