@@ -174,10 +174,13 @@ def column_or_array(data: pd.DataFrame | None, value: Any, name: str) -> np.ndar
         series = data[value]
     else:
         series = value
-    arr = pd.to_numeric(pd.Series(np.atleast_1d(np.asarray(series, dtype=object))), errors="coerce")
     if data is None and isinstance(value, str):
         raise StatsInputError(f"{name}: got the string '{value}' but no data= DataFrame")
-    return arr.to_numpy(dtype=float)
+    arr = np.atleast_1d(np.asarray(series))
+    if arr.dtype.kind in "iufb":
+        return arr.astype(float, copy=False)
+    coerced = pd.to_numeric(pd.Series(arr.astype(object)), errors="coerce")
+    return coerced.to_numpy(dtype=float)
 
 
 def frame_of(
