@@ -14,8 +14,9 @@ Method, as in the PHE/OHID Life Expectancy Calculator (Fingertips PH methods):
 * limits eₓ ± z·√var(eₓ).
 
 Not calculated (NA, with ``reason``) when a band has zero population, the 90+ band has no
-deaths, deaths exceed population, or the total population is under 5,000 (Toson & Baker,
-ONS Methodology Series 33, 2003). A value whose 95% interval is wider than 20 years is
+deaths, deaths exceed population, or the total population is 5,000 or less (Toson & Baker,
+ONS Methodology Series 33, 2003). Where nᵢMᵢ is so large that qᵢ would exceed 1 (Dᵢ > Pᵢ/(nᵢaᵢ)),
+qᵢ = 1. A value whose 95% interval is wider than 20 years is
 suppressed but its limits are still shown (Eayres & Williams, JECH 2004;58:243-9).
 """
 
@@ -105,19 +106,21 @@ def life_expectancy(
 
     start_num = np.array([float(str(a).split("-")[0].split("+")[0].strip()) for a in contents])
     width = np.diff(start_num)  # last band open
-    a = np.where((start_num[:-1] == 0) & (width == 1), 0.1, 0.5)
+    a = np.where(start_num[:-1] == 0, 0.1, 0.5)
 
     reason = np.full(n_groups, None, dtype=object)
     reason[np.isnan(D).any(1) | np.isnan(P).any(1)] = "missing deaths or population"
     reason[(P <= 0).any(1)] = "an age band has zero population"
     reason[D[:, -1] <= 0] = "no deaths in the final age band"
     reason[(D > P).any(1)] = "deaths exceed population in an age band"
-    reason[np.nansum(P, 1) < MIN_TOTAL_POPULATION] = "total population is under 5,000"
+    reason[np.nansum(P, 1) <= MIN_TOTAL_POPULATION] = "total population is 5,000 or less"
     bad = reason != None  # noqa: E711
 
     with np.errstate(invalid="ignore", divide="ignore"):
         M = D / P
         q = width * M[:, :-1] / (1 + width * (1 - a) * M[:, :-1])
+        # mortality so high that the formula would exceed 1: everyone dies in the band
+        q = np.where(D[:, :-1] > P[:, :-1] / width / a, 1.0, q)
         q = np.column_stack([q, np.ones(n_groups)])
         lx = np.ones((n_groups, k)) * 100000.0
         for i in range(1, k):
@@ -127,7 +130,7 @@ def life_expectancy(
         Lx[:, :-1] = width * (lx[:, 1:] + a * dx[:, :-1])
         Lx[:, -1] = lx[:, -1] / M[:, -1]
         Tx = np.cumsum(Lx[:, ::-1], axis=1)[:, ::-1]
-        ex = Tx / lx
+        ex = np.where(lx == 0, 0.0, Tx / lx)
         var_q = np.where(D[:, :-1] > 0, q[:, :-1] ** 2 * (1 - q[:, :-1]) / D[:, :-1], 0.0)
         terms = np.empty((n_groups, k))
         terms[:, :-1] = lx[:, :-1] ** 2 * ((1 - a) * width + ex[:, 1:]) ** 2 * var_q

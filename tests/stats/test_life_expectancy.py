@@ -82,7 +82,7 @@ def test_suppression_rules():
         "deaths", "pops", "age", data=_df(pops=small, deaths=[d // 200 + 1 for d in DEATHS])
     )
     assert out["value"].isna().all()
-    assert (out["reason"] == "total population is under 5,000").all()
+    assert (out["reason"] == "total population is 5,000 or less").all()
     no_old_deaths = DEATHS[:-1] + [0]
     out = life_expectancy("deaths", "pops", "age", data=_df(deaths=no_old_deaths))
     assert out["value"].isna().all()
