@@ -81,6 +81,10 @@ def sii(
     or derived from the 95% limits as (upper − lower)/(2·1.96) on the transformed scale. The
     simulation is vectorised and seeded (``seed``), so results are reproducible.
 
+    Output: ``value`` (= ``sii``) with ``lower95_0cl``/``upper95_0cl`` (also named
+    ``sii_lower95_0cl``/``sii_upper95_0cl`` as in the national reference), ``rii`` with
+    ``rii_lower95_0cl``/``rii_upper95_0cl``, and the 99.8% columns when asked for.
+
     Groups lacking any quantile are dropped with a warning. ``r_squared`` of the weighted fit
     and a ``warning`` column (small quantile population, poor linear fit) help judge whether
     a linear gradient describes the data.
@@ -219,6 +223,8 @@ def _one_sii(
         lab = level_label(c)
         row[f"lower{lab}cl"] = sims_sii[lo_i]
         row[f"upper{lab}cl"] = sims_sii[hi_i]
+        row[f"sii_lower{lab}cl"] = sims_sii[lo_i]
+        row[f"sii_upper{lab}cl"] = sims_sii[hi_i]
         if want_rii:
             row[f"rii_lower{lab}cl"] = sims_rii[lo_i]
             row[f"rii_upper{lab}cl"] = sims_rii[hi_i]
