@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 Rounding = Literal["nearest5", "midpoint6", "none"]
+MAX_AUDITED_CELLS = 400
 PRIMARY = "primary"
 SECONDARY = "secondary"
 COMPLEMENT = "complement"
@@ -182,23 +183,37 @@ def secondary_suppression(
             totals = idx[is_total[idx]]
             sets.append((cells, int(totals[0]) if totals.size else None))
     primary = np.asarray(suppressed, dtype=bool)
+    has_totals = any(t is not None for _, t in sets)
     for _ in range(len(frame) + 1):
         mask = _lone_cell_pass(sets, mask, values)
-        if not audit:
+        if not audit or not has_totals:
             break
-        leak = _first_leak(sets, mask, primary, values, primary_bounds)
-        if leak is None:
-            break
-        pick = _cover_for(leak, sets, mask, values)
-        if pick is None:
+        if mask.sum() > MAX_AUDITED_CELLS:
             warnings.warn(
-                f"disclosure: withheld cell at row {leak} could still be derived from totals "
-                "and no cell is left to withhold; do not publish the totals around it",
+                f"disclosure: {int(mask.sum())} withheld cells is more than the "
+                f"{MAX_AUDITED_CELLS} the linear-programming audit checks; only the "
+                "one-withheld-cell-per-total rule was applied",
                 UserWarning,
                 stacklevel=3,
             )
             break
-        mask[pick] = True
+        leaks = _pinned_cells(sets, mask, primary, values, primary_bounds)
+        if not leaks:
+            break
+        stuck = True
+        for leak in leaks:
+            pick = _cover_for(leak, sets, mask, values)
+            if pick is not None:
+                mask[pick] = True
+                stuck = False
+        if stuck:
+            warnings.warn(
+                f"disclosure: withheld cell(s) at rows {leaks} could still be derived from "
+                "totals and no cell is left to withhold; do not publish the totals around them",
+                UserWarning,
+                stacklevel=3,
+            )
+            break
     return mask
 
 
@@ -231,17 +246,19 @@ def _lone_cell_pass(
     return mask
 
 
-def _cell_range(
-    k: int,
+def _pinned_cells(
     sets: list[tuple[np.ndarray, int | None]],
     mask: np.ndarray,
     primary: np.ndarray,
     values: np.ndarray,
     primary_bounds: tuple[float, float],
-) -> float:
-    """Width of the interval a withheld cell could lie in, given every released cell and total
-    (linear programme over the additive sets; Cox LH 1980, *Suppression methodology and
-    statistical disclosure control*, JASA 75:377-85)."""
+) -> list[int]:
+    """Primarily withheld cells whose value is fixed by the released cells and totals.
+
+    For each such cell, a linear programme gives the least and greatest value consistent
+    with every released cell and total row (Cox LH 1980, *Suppression methodology and
+    statistical disclosure control*, JASA 75:377-85); equal bounds mean the cell is disclosed.
+    """
     hidden = np.flatnonzero(mask)
     col = {int(h): i for i, h in enumerate(hidden)}
     a_eq, b_eq = [], []
@@ -263,28 +280,22 @@ def _cell_range(
             a_eq.append(row)
             b_eq.append(rhs)
     if not a_eq:
-        return np.inf
+        return []
+    a_mat = np.array(a_eq)
+    involved = a_mat.any(axis=0)
     bounds = [primary_bounds if primary[h] else (0, None) for h in hidden]
-    obj = np.zeros(len(hidden))
-    obj[col[k]] = 1
-    lo = linprog(obj, A_eq=np.array(a_eq), b_eq=b_eq, bounds=bounds, method="highs")
-    hi = linprog(-obj, A_eq=np.array(a_eq), b_eq=b_eq, bounds=bounds, method="highs")
-    if lo.status != 0 or hi.status != 0:
-        return np.inf
-    return -hi.fun - lo.fun
-
-
-def _first_leak(
-    sets: list[tuple[np.ndarray, int | None]],
-    mask: np.ndarray,
-    primary: np.ndarray,
-    values: np.ndarray,
-    primary_bounds: tuple[float, float],
-) -> int | None:
+    pinned = []
     for k in np.flatnonzero(primary & mask):
-        if _cell_range(int(k), sets, mask, primary, values, primary_bounds) < 1e-9:
-            return int(k)
-    return None
+        j = col[int(k)]
+        if not involved[j]:
+            continue
+        obj = np.zeros(len(hidden))
+        obj[j] = 1
+        lo = linprog(obj, A_eq=a_mat, b_eq=b_eq, bounds=bounds, method="highs")
+        hi = linprog(-obj, A_eq=a_mat, b_eq=b_eq, bounds=bounds, method="highs")
+        if lo.status == 0 and hi.status == 0 and (-hi.fun - lo.fun) < 1e-9:
+            pinned.append(int(k))
+    return pinned
 
 
 def _cover_for(
