@@ -1,0 +1,146 @@
+"""The code lists the CVD programme reads, by role.
+
+Each role is one clinical concept the rules use (e.g. ``statins``, ``sbp``). The
+default set comes from pophealth's curated lists (:func:`pophealth.codelists.codelist`);
+tests and other deployments pass their own :class:`CvdCodelists`. A role whose list is
+not available is ``None``: the variable it feeds is then "not recorded" for everyone,
+and the run says so in the report's data-quality notes rather than failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from pophealth.codelists import Codelist, CodelistError, codelist
+
+#: role → curated list name(s) tried in order. Roles are grouped by what they feed.
+CURATED_NAMES: dict[str, tuple[str, ...]] = {
+    # registers and conditions (coded events, ever before the index date)
+    "hypertension": ("hypertension", "hyp_cod"),
+    "hypertension_resolved": ("hypertension_resolved", "hypres_cod"),
+    "ihd": ("ihd", "chd"),
+    "pad": ("pad",),
+    "stroke": ("stroke",),
+    "tia": ("tia",),
+    "atrial_fibrillation": ("atrial_fibrillation", "af"),
+    "atrial_fibrillation_resolved": ("atrial_fibrillation_resolved", "afres_cod"),
+    "heart_failure": ("heart_failure",),
+    "thromboembolism": ("thromboembolism", "vte"),
+    "type1_diabetes": ("diabetes_type1", "type1_diabetes"),
+    "type2_diabetes": ("diabetes_type2", "type2_diabetes"),
+    "ckd_3_5": ("ckd_3_5", "ckd35", "ckd"),
+    "severe_mental_illness": ("smi", "severe_mental_illness"),
+    "rheumatoid_arthritis": ("rheumatoid_arthritis", "ra"),
+    "migraine": ("migraine",),
+    "sle": ("sle",),
+    "erectile_dysfunction": ("erectile_dysfunction", "ed"),
+    "family_history_chd": ("family_history_chd",),
+    "familial_hypercholesterolaemia": ("familial_hypercholesterolaemia", "fh"),
+    "anaemia": ("anaemia",),
+    "bleeding": ("bleeding", "bleeding_history"),
+    "statin_declined": ("statin_declined", "statin_intolerance"),
+    # measurements (events with a value)
+    "sbp": ("bp_systolic", "systolic_bp", "sbp"),
+    "dbp": ("bp_diastolic", "diastolic_bp", "dbp"),
+    "bmi": ("bmi",),
+    "height": ("height",),
+    "weight": ("weight",),
+    "total_cholesterol": ("cholesterol_total", "total_cholesterol", "cholesterol"),
+    "hdl": ("cholesterol_hdl", "hdl_cholesterol", "hdl"),
+    "ldl": ("cholesterol_ldl", "ldl_cholesterol", "ldl"),
+    "non_hdl": ("cholesterol_non_hdl", "non_hdl_cholesterol", "non_hdl"),
+    "chol_hdl_ratio": ("cholesterol_hdl_ratio", "chol_hdl_ratio"),
+    "smoking": ("smoking", "smoking_status"),
+    "cigarettes_per_day": ("cigarettes_per_day",),
+    "haemoglobin": ("haemoglobin",),
+    "egfr": ("egfr",),
+    # medicines (issues in a look-back)
+    "statins": ("statins",),
+    "other_lipid_lowering": ("ezetimibe", "lipid_lowering_other"),
+    "doacs": ("doacs", "doac"),
+    "warfarin": ("warfarin",),
+    "aspirin": ("aspirin",),
+    "antiplatelets": ("antiplatelets", "clopidogrel"),
+    "antihypertensives": ("antihypertensives",),
+    "atypical_antipsychotics": ("atypical_antipsychotics", "antipsychotics_atypical"),
+    "corticosteroids": ("corticosteroids", "oral_corticosteroids"),
+}
+
+
+@dataclass(frozen=True)
+class CvdCodelists:
+    """One :class:`~pophealth.codelists.Codelist` (or None) per role of :data:`CURATED_NAMES`.
+
+    Category and attribute columns the rules read: ``smoking`` category
+    (never/ex/current/light/moderate/heavy); ``statins`` category ``ingredient`` (or
+    ``chemical``) and attribute ``strength_mg``.
+    """
+
+    hypertension: Codelist | None = None
+    hypertension_resolved: Codelist | None = None
+    ihd: Codelist | None = None
+    pad: Codelist | None = None
+    stroke: Codelist | None = None
+    tia: Codelist | None = None
+    atrial_fibrillation: Codelist | None = None
+    atrial_fibrillation_resolved: Codelist | None = None
+    heart_failure: Codelist | None = None
+    thromboembolism: Codelist | None = None
+    type1_diabetes: Codelist | None = None
+    type2_diabetes: Codelist | None = None
+    ckd_3_5: Codelist | None = None
+    severe_mental_illness: Codelist | None = None
+    rheumatoid_arthritis: Codelist | None = None
+    migraine: Codelist | None = None
+    sle: Codelist | None = None
+    erectile_dysfunction: Codelist | None = None
+    family_history_chd: Codelist | None = None
+    familial_hypercholesterolaemia: Codelist | None = None
+    anaemia: Codelist | None = None
+    bleeding: Codelist | None = None
+    statin_declined: Codelist | None = None
+    sbp: Codelist | None = None
+    dbp: Codelist | None = None
+    bmi: Codelist | None = None
+    height: Codelist | None = None
+    weight: Codelist | None = None
+    total_cholesterol: Codelist | None = None
+    hdl: Codelist | None = None
+    ldl: Codelist | None = None
+    non_hdl: Codelist | None = None
+    chol_hdl_ratio: Codelist | None = None
+    smoking: Codelist | None = None
+    cigarettes_per_day: Codelist | None = None
+    haemoglobin: Codelist | None = None
+    egfr: Codelist | None = None
+    statins: Codelist | None = None
+    other_lipid_lowering: Codelist | None = None
+    doacs: Codelist | None = None
+    warfarin: Codelist | None = None
+    aspirin: Codelist | None = None
+    antiplatelets: Codelist | None = None
+    antihypertensives: Codelist | None = None
+    atypical_antipsychotics: Codelist | None = None
+    corticosteroids: Codelist | None = None
+
+    def missing(self) -> list[str]:
+        """Roles with no code list."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is None]
+
+
+def roles() -> list[str]:
+    return [f.name for f in fields(CvdCodelists)]
+
+
+def curated_codelists() -> CvdCodelists:
+    """The default set: the first curated list found for each role (None if none)."""
+    found: dict[str, Codelist | None] = {}
+    for role in roles():
+        found[role] = None
+        for name in CURATED_NAMES[role]:
+            try:
+                found[role] = codelist(name)
+                break
+            except CodelistError:
+                continue
+    return CvdCodelists(**found)

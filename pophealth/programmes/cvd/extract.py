@@ -1,0 +1,435 @@
+"""Per-patient variables for the CVD programme, built as Ibis expressions.
+
+Every variable reads like the rule it implements (``latest value of X in the 60
+months before the index date``) and runs unchanged on DuckDB and Spark: no SQL
+strings, no engine names. :func:`cvd_records` left-joins them all onto the population
+and returns one pandas row per patient, which the pure rule modules then read.
+
+Dates: a look-back of *m* months covers ``index_date - m calendar months`` to
+``index_date``, both ends inclusive (as CVDPREVENT's 12-month BP window).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from pophealth.codelists import Codelist
+from pophealth.programmes.cvd.codelists import CvdCodelists
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.inputs import SMOKING_CATEGORY_TO_QRISK
+
+
+def months_before(index_date: dt.date, months: int) -> dt.date:
+    """The first day of an ``months``-month look-back ending on ``index_date``."""
+    return (pd.Timestamp(index_date) - pd.DateOffset(months=months)).date()
+
+
+def _lit(d: dt.date) -> ir.Value:
+    return ibis.literal(d, type="date")
+
+
+#: Condition roles read as "coded on or before the index date" (0/1 and first date).
+CONDITION_ROLES: tuple[str, ...] = (
+    "ihd",
+    "pad",
+    "stroke",
+    "tia",
+    "heart_failure",
+    "thromboembolism",
+    "type1_diabetes",
+    "type2_diabetes",
+    "ckd_3_5",
+    "severe_mental_illness",
+    "rheumatoid_arthritis",
+    "migraine",
+    "sle",
+    "erectile_dysfunction",
+    "family_history_chd",
+    "familial_hypercholesterolaemia",
+    "anaemia",
+    "bleeding",
+    "statin_declined",
+)
+
+#: Registers (diagnosis later than any resolved code) → (diagnosis role, resolved role).
+REGISTERS: dict[str, tuple[str, str]] = {
+    "hypertension": ("hypertension", "hypertension_resolved"),
+    "atrial_fibrillation": ("atrial_fibrillation", "atrial_fibrillation_resolved"),
+}
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A "latest recorded value" variable: the role's code list, look-back (months; None
+    = any time), plausible range, and how several values on the latest day combine."""
+
+    role: str
+    months: int | None
+    low: float | None = None
+    high: float | None = None
+    same_day: str = "mean"  # mean | min | max
+
+
+def value_rules(config: CvdConfig) -> dict[str, ValueRule]:
+    """Output column → rule, for every latest-value variable of the programme."""
+    m = config.measurement_lookback_months
+    return {
+        "sbp_qrisk": ValueRule("sbp", config.sbp_sd_lookback_months, config.bp.min_valid_sbp),
+        "bmi_recorded": ValueRule("bmi", m),
+        "height_raw": ValueRule("height", config.height_lookback_years * 12),
+        "weight_kg": ValueRule("weight", m),
+        "total_cholesterol": ValueRule("total_cholesterol", m),
+        "hdl": ValueRule("hdl", m),
+        "ldl": ValueRule("ldl", m),
+        "non_hdl_recorded": ValueRule("non_hdl", m),
+        "chol_hdl_ratio_recorded": ValueRule("chol_hdl_ratio", m),
+        "cigarettes_per_day": ValueRule("cigarettes_per_day", m, low=0),
+        "haemoglobin": ValueRule("haemoglobin", 12),
+        "egfr": ValueRule("egfr", 12),
+    }
+
+
+#: Medicine issue counts → (role, look-back attribute of CvdConfig).
+ISSUE_RULES: dict[str, tuple[str, str]] = {
+    "other_llt": ("other_lipid_lowering", "medication_lookback_months"),
+    "doac": ("doacs", "anticoagulant_lookback_months"),
+    "warfarin": ("warfarin", "anticoagulant_lookback_months"),
+    "aspirin": ("aspirin", "anticoagulant_lookback_months"),
+    "antiplatelet": ("antiplatelets", "anticoagulant_lookback_months"),
+    "antihypertensive": ("antihypertensives", "medication_lookback_months"),
+    "antipsychotic": ("atypical_antipsychotics", "antipsychotic_lookback_months"),
+    "corticosteroid": ("corticosteroids", "corticosteroid_lookback_months"),
+    "statin": ("statins", "medication_lookback_months"),
+}
+
+_NO_LOW, _NO_HIGH = -1e300, 1e300
+
+
+def smoking_levels(cl: Codelist | None) -> dict[str, int]:
+    """{code: rank} of a smoking code list; rank = 2 x QRISK level, +1 unless the code is
+    a plain "current smoker" (amount unknown), so a same-day specific code wins."""
+    if cl is None or not cl.categories:
+        return {}
+    cats = {c: v.strip().lower() for c, v in cl.category_map().items()}
+    amount = {}
+    for col in ("intensity", "amount", "band"):
+        if col in cl.categories:
+            amount = {c: v.strip().lower() for c, v in cl.categories[col].items() if v}
+            break
+    out = {}
+    for code, cat in cats.items():
+        label = amount.get(code, cat) if cat == "current" else cat
+        level = SMOKING_CATEGORY_TO_QRISK.get(label)
+        if level is not None:
+            out[code] = 2 * level + (0 if label == "current" else 1)
+    return out
+
+
+def _role_table(rows: list[dict]) -> ir.Table:
+    """The code → role tagging table (a small in-memory table joined to the events)."""
+    frame = pd.DataFrame(
+        rows
+        or [
+            dict(
+                system="-",
+                code="-",
+                role="-",
+                start=dt.date(1900, 1, 1),
+                low=0.0,
+                high=0.0,
+                level=0.0,
+            )
+        ],
+        columns=["system", "code", "role", "start", "low", "high", "level"],
+    )
+    frame["start"] = pd.to_datetime(frame["start"]).dt.date
+    return ibis.memtable(
+        frame,
+        schema={
+            "system": "string",
+            "code": "string",
+            "role": "string",
+            "start": "date",
+            "low": "float64",
+            "high": "float64",
+            "level": "float64",
+        },
+    )
+
+
+def _rows_for(
+    cl: Codelist | None,
+    role: str,
+    start: dt.date,
+    low=None,
+    high=None,
+    levels: dict[str, int] | None = None,
+) -> list[dict]:
+    if cl is None:
+        return []
+    rows = []
+    for system in cl.systems:
+        for code in sorted(cl.codes_in(system)):
+            level = None if levels is None else levels.get(code)
+            if levels is not None and level is None:
+                continue
+            rows.append(
+                dict(
+                    system=system,
+                    code=code,
+                    role=role,
+                    start=start,
+                    low=_NO_LOW if low is None else float(low),
+                    high=_NO_HIGH if high is None else float(high),
+                    level=None if level is None else float(level),
+                )
+            )
+    return rows
+
+
+def _tagged(table: ir.Table, roles: ir.Table, index_date: dt.date) -> ir.Table:
+    """Rows of ``table`` whose code has a role, one row per (row, role), within each
+    role's look-back (``start``..index date) and value range."""
+    j = table.join(roles, [table.system == roles.system, table.code == roles.code])
+    cond = (j.date >= j.start) & (j.date <= _lit(index_date))
+    if "value" in table.columns:
+        cond &= j.value.isnull() | ((j.value >= j.low) & (j.value <= j.high))
+    return j.filter(cond)
+
+
+def _pivot(t: ir.Table, keys: list[str], cols: dict[str, ir.Value]) -> ir.Table:
+    return t.group_by(keys).aggregate(**cols)
+
+
+def event_variables(
+    backend, index_date: dt.date, codelists: CvdCodelists, config: CvdConfig
+) -> list[ir.Table]:
+    """Every event-based variable in a few passes over ``events`` (tag rows by role once,
+    then one aggregate for conditions, one for latest values, one for the BP day, one for
+    the SBP spread). Returns per-patient tables to left-join onto the population."""
+    ever = dt.date(1900, 1, 1)
+    c = codelists
+    rows: list[dict] = []
+    for role in (*CONDITION_ROLES, *(r for pair in REGISTERS.values() for r in pair)):
+        rows += _rows_for(getattr(c, role), role, ever)
+    rules = value_rules(config)
+    for name, rule in rules.items():
+        start = months_before(index_date, rule.months) if rule.months is not None else ever
+        rows += _rows_for(getattr(c, rule.role), f"v:{name}", start, rule.low, rule.high)
+    bp_start = months_before(index_date, config.bp_lookback_months)
+    rows += _rows_for(c.sbp, "bp:sbp", bp_start, config.bp.min_valid_sbp)
+    rows += _rows_for(c.dbp, "bp:dbp", bp_start, config.bp.min_valid_dbp)
+    rows += _rows_for(
+        c.sbp,
+        "sd:sbp",
+        months_before(index_date, config.sbp_sd_lookback_months),
+        config.bp.min_valid_sbp,
+    )
+    rows += _rows_for(c.smoking, "smoking", ever, levels=smoking_levels(c.smoking))
+
+    events = backend.table("events")
+    t = _tagged(events, _role_table(rows), index_date)
+    out: list[ir.Table] = []
+
+    # conditions and registers: latest date per role
+    cond_roles = [*CONDITION_ROLES, *(r for pair in REGISTERS.values() for r in pair)]
+    out.append(
+        _pivot(t, ["patient_id"], {f"_last_{r}": t.date.max(where=t.role == r) for r in cond_roles})
+    )
+
+    # latest values: per role and day combine, then the latest day per role
+    vt = t.filter(t.role.startswith("v:") | (t.role == "smoking"))
+    vt = vt.mutate(_v=ibis.cases((vt.role == "smoking", vt.level), else_=vt.value))
+    vt = vt.filter(vt._v.notnull())
+    daily = vt.group_by(["patient_id", "role", "date"]).aggregate(
+        _mean=vt._v.mean(), _min=vt._v.min(), _max=vt._v.max()
+    )
+    w = ibis.window(group_by=[daily.patient_id, daily.role], order_by=ibis.desc(daily.date))
+    daily = daily.mutate(_rn=ibis.row_number().over(w))
+    latest = daily.filter(daily._rn == 0)
+    cols: dict[str, ir.Value] = {}
+    for name, rule in rules.items():
+        col = {"mean": latest._mean, "min": latest._min, "max": latest._max}[rule.same_day]
+        cols[name] = col.max(where=latest.role == f"v:{name}")
+        cols[f"{name}_date"] = latest.date.max(where=latest.role == f"v:{name}")
+    cols["smoking_rank"] = latest._max.max(where=latest.role == "smoking")
+    out.append(_pivot(latest, ["patient_id"], cols))
+
+    # CVDPREVENT BP: latest day with both a valid SBP and DBP; the day's lowest of each
+    bt = t.filter(t.role.startswith("bp:") & t.value.notnull())
+    day = bt.group_by(["patient_id", "date"]).aggregate(
+        _s=bt.value.min(where=bt.role == "bp:sbp"), _d=bt.value.min(where=bt.role == "bp:dbp")
+    )
+    day = day.filter(day._s.notnull() & day._d.notnull())
+    wb = ibis.window(group_by=day.patient_id, order_by=ibis.desc(day.date))
+    day = day.mutate(_rn=ibis.row_number().over(wb))
+    day = day.filter(day._rn == 0)
+    out.append(day.select("patient_id", bp_sbp=day._s, bp_dbp=day._d, bp_date=day.date))
+
+    # SBP variability (QRISK3): sample SD and number of readings in 5 years
+    st = t.filter((t.role == "sd:sbp") & t.value.notnull())
+    out.append(
+        st.group_by("patient_id").aggregate(
+            sbp_sd=st.value.std(how="sample"), sbp_n=st.value.count()
+        )
+    )
+    return out
+
+
+def medication_variables(
+    backend, index_date: dt.date, codelists: CvdCodelists, config: CvdConfig
+) -> list[ir.Table]:
+    """Issue counts and latest issue dates per medicine role in one pass over
+    ``medications``; and the latest statin issue (code, date, structured daily dose)."""
+    rows: list[dict] = []
+    for name, (role, attr) in ISSUE_RULES.items():
+        start = months_before(index_date, getattr(config, attr))
+        rows += _rows_for(getattr(codelists, role), name, start)
+    meds = backend.table("medications")
+    t = _tagged(meds, _role_table(rows), index_date)
+    cols: dict[str, ir.Value] = {}
+    for name in ISSUE_RULES:
+        cols[f"{name}_n"] = t.count(where=t.role == name)
+        cols[f"{name}_last"] = t.date.max(where=t.role == name)
+    out = [_pivot(t, ["patient_id"], cols)]
+    s = t.filter(t.role == "statin")
+    daily = s.group_by(["patient_id", "date"]).aggregate(
+        _mg=s.daily_dose_mg.max(), _code=s.code.max()
+    )
+    w = ibis.window(group_by=daily.patient_id, order_by=ibis.desc(daily.date))
+    daily = daily.mutate(_rn=ibis.row_number().over(w))
+    daily = daily.filter(daily._rn == 0)
+    out.append(
+        daily.select(
+            "patient_id", statin_code=daily._code, statin_date=daily.date, statin_daily_mg=daily._mg
+        )
+    )
+    return out
+
+
+def population(backend, index_date: dt.date, min_age: int = 18) -> ir.Table:
+    """The programme population, written in the query layer: alive and registered with a
+    practice on the index date, aged ``min_age`` or more; with demographics, practice,
+    PCN and the deprivation of the address on that date (as an unexecuted Ibis table)."""
+    from pophealth.query import Dataset, addresses, patients, registrations, run_dataset
+
+    ds = Dataset()
+    age = patients.age_on(index_date)
+    ds.define_population(
+        registrations.registered_on(index_date)
+        & patients.is_alive_on(index_date)
+        & (age >= min_age)
+    )
+    ds.sex = patients.sex
+    ds.date_of_birth = patients.date_of_birth
+    ds.age = age
+    ds.ethnicity_5 = patients.ethnicity_5
+    ds.ethnicity_16 = patients.ethnicity_16
+    practice = registrations.practice_on(index_date)
+    ds.practice_id = practice.practice_id
+    ds.pcn_id = practice.pcn_id
+    ds.pcn_name = practice.pcn_name
+    area = addresses.area_on(index_date)
+    ds.lsoa_code = area.lsoa_code
+    ds.imd_decile = area.imd_decile
+    ds.imd_quintile = area.imd_quintile
+    ds.core20 = area.core20
+    return run_dataset(backend, ds, index_date=index_date, output="ibis")
+
+
+def cvd_records(
+    backend,
+    index_date: dt.date,
+    codelists: CvdCodelists,
+    config: CvdConfig = DEFAULT_CONFIG,
+) -> pd.DataFrame:
+    """One row per adult in the population with every variable the CVD rules read
+    (executed once on the backend; pandas out)."""
+    out = population(backend, index_date)
+    parts = event_variables(backend, index_date, codelists, config) + medication_variables(
+        backend, index_date, codelists, config
+    )
+    for part in parts:
+        keep = [col for col in part.columns if col != "patient_id"]
+        out = out.left_join(part, "patient_id").select(*out.columns, *keep)
+    frame = out.to_pandas()
+    return tidy_records(frame, index_date, codelists, config)
+
+
+def age_on(date_of_birth: pd.Series, index_date: dt.date) -> pd.Series:
+    """Age in completed years on ``index_date`` (vectorised)."""
+    dob = pd.to_datetime(date_of_birth)
+    idx = pd.Timestamp(index_date)
+    had_birthday = (dob.dt.month < idx.month) | (
+        (dob.dt.month == idx.month) & (dob.dt.day <= idx.day)
+    )
+    return (idx.year - dob.dt.year - (~had_birthday).astype(int)).astype("Int64")
+
+
+def tidy_records(
+    frame: pd.DataFrame,
+    index_date: dt.date,
+    codelists: CvdCodelists,
+    config: CvdConfig = DEFAULT_CONFIG,
+) -> pd.DataFrame:
+    """Types and derived record columns: 0/1 condition flags and registers, height in
+    metres, smoking category, statin ingredient and daily dose, medicine flags."""
+    out = frame.sort_values("patient_id", kind="stable").reset_index(drop=True)
+    for col in [c for c in out.columns if c.endswith(("_date", "_last")) or c.startswith("_last_")]:
+        out[col] = pd.to_datetime(out[col])
+    out["date_of_birth"] = pd.to_datetime(out["date_of_birth"])
+    out["age"] = pd.to_numeric(out["age"]).astype("Int64")
+    for role in CONDITION_ROLES:
+        out[role] = out.pop(f"_last_{role}").notna().astype(int)
+    for name, (diag, resolved) in REGISTERS.items():
+        d, r = out.pop(f"_last_{diag}"), out.pop(f"_last_{resolved}")
+        on = d.notna() & (r.isna() | (d > r))
+        out[name] = on.astype(int)
+        out[f"{name}_date"] = d.where(on)
+    for col in [c for c in out.columns if c.endswith("_n")]:
+        out[col] = pd.to_numeric(out[col], errors="coerce").fillna(0).astype(int)
+    # Height: recorded in metres or centimetres; values above 3 are taken as cm.
+    h = pd.to_numeric(out.pop("height_raw"), errors="coerce")
+    out["height_m"] = h.where(h <= 3, h / 100)
+    out.pop("height_raw_date")
+    # Smoking: back from the rank to the category.
+    rank_to_cat = {
+        2 * v + (0 if k == "current" else 1): k for k, v in SMOKING_CATEGORY_TO_QRISK.items()
+    }
+    out["smoking_category"] = pd.to_numeric(out.pop("smoking_rank")).map(rank_to_cat)
+    # Statin: ingredient and tablet strength from the code list; daily dose from the
+    # structured dose when recorded, else the strength (statins are taken once daily).
+    statins = codelists.statins
+    ingredient_map: dict[str, str] = {}
+    strength_map: dict[str, float] = {}
+    if statins is not None:
+        for col in ("drug", "ingredient", "chemical"):
+            if col in statins.categories:
+                ingredient_map = {k: v.strip().lower() for k, v in statins.categories[col].items()}
+                break
+        if "strength_mg" in statins.attributes:
+            strength_map = dict(statins.attributes["strength_mg"])
+    out["statin_ingredient"] = out["statin_code"].map(ingredient_map)
+    strength = out["statin_code"].map(strength_map).astype(float)
+    mg = pd.to_numeric(out["statin_daily_mg"], errors="coerce")
+    out["statin_daily_mg"] = mg.where(mg.notna(), strength)
+    out["on_statin"] = (out["statin_n"] > 0).astype(int)
+    out["on_other_llt"] = (out["other_llt_n"] > 0).astype(int)
+    out["on_llt"] = ((out["on_statin"] == 1) | (out["on_other_llt"] == 1)).astype(int)
+    out["anticoagulated"] = ((out["doac_n"] > 0) | (out["warfarin_n"] > 0)).astype(int)
+    out["on_aspirin"] = (out["aspirin_n"] > 0).astype(int)
+    out["on_antiplatelet"] = ((out["antiplatelet_n"] > 0) | (out["aspirin_n"] > 0)).astype(int)
+    out["on_antihypertensive"] = (out["antihypertensive_n"] > 0).astype(int)
+    out["atypical_antipsychotics"] = (
+        out["antipsychotic_n"] >= config.corticosteroid_min_issues
+    ).astype(int)
+    out["corticosteroids"] = (out["corticosteroid_n"] >= config.corticosteroid_min_issues).astype(
+        int
+    )
+    out["cvd"] = (out[["ihd", "pad", "stroke", "tia"]].max(axis=1) > 0).astype(int)
+    return out

@@ -1,0 +1,236 @@
+"""The CVD programme's clinical rules over per-patient records (pure, vectorised).
+
+Input: the frame from :func:`pophealth.programmes.cvd.extract.cvd_records` (one row per
+adult). Each function adds the columns of one rule and reads like it:
+
+* :func:`hypertension` — CVDPREVENT risk group of people on the hypertension register
+  (``pophealth.scores.bp``), with the derived RAG colour.
+* :func:`qrisk` — QRISK3 inputs with data-quality flags, the score, and whether it
+  applies (NICE: not for people with CVD, FH, type 1 diabetes, CKD 3-5, or outside 25-84).
+* :func:`lipids` — the four lipid worklists (PROGRAMMES.md section 3.6 item 2).
+* :func:`atrial_fibrillation` — CHA2DS2-VASc, ORBIT, anticoagulation gap, aspirin only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.extract import months_before
+from pophealth.programmes.cvd.inputs import DQ_INPUTS, imputed_summary, qrisk3_inputs
+from pophealth.scores.af import anticoagulation_indication, cha2ds2_vasc, orbit, orbit_risk_group
+from pophealth.scores.bp import htn_rag, htn_risk_group
+from pophealth.scores.qrisk3 import QRISK3_COLUMNS, qrisk3
+
+
+def _recent(dates: pd.Series, index_date, months: int) -> pd.Series:
+    start = pd.Timestamp(months_before(index_date, months))
+    d = pd.to_datetime(dates)
+    return d.notna() & (d >= start) & (d <= pd.Timestamp(index_date))
+
+
+def hypertension(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+    """``htn_group`` (CVDPREVENT 0.1/0.2/1a/1b/1c/1d/1e, or -1 off the register) and
+    ``htn_rag`` (red/amber/green/grey). The reading is the extract's ``bp_sbp``/``bp_dbp``:
+    the latest day in 12 months with a valid reading, that day's lowest of each. Age is
+    on the index date (CVDPREVENT uses age at the extract date)."""
+    out = records.copy()
+    has = out["bp_sbp"].notna() & out["bp_dbp"].notna()
+    out["htn_group"] = htn_risk_group(
+        out["age"].astype(float),
+        out["bp_sbp"],
+        out["bp_dbp"],
+        has,
+        out["hypertension"] == 1,
+        nice_strict=config.nice_strict,
+        targets=config.bp,
+    )
+    out["htn_rag"] = htn_rag(out["htn_group"])
+    out["htn_at_target"] = out["htn_group"].isin(["0.1", "0.2"]).astype(int)
+    return out
+
+
+def qrisk(records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+    """QRISK3 for everyone it can be computed for, and ``qrisk_applies`` for whom NICE uses
+    it in statin decisions (primary prevention, aged 25-84, no FH, no type 1 diabetes, no
+    CKD 3-5). Adds the QRISK3 inputs, ``<input>_dq`` flags, ``qrisk3``,
+    ``qrisk3_reason``, ``qrisk_imputed`` (plain words) and ``treated_hypertension``."""
+    out = records.copy()
+    # QRISK3 "treated hypertension": on the register and on an antihypertensive; when no
+    # antihypertensive list is available, the register alone [flagged in the notes].
+    out["treated_hypertension"] = (
+        (out["hypertension"] == 1) & (out["on_antihypertensive"] == 1)
+    ).astype(int)
+    inputs = qrisk3_inputs(out, config=config)
+    scores = qrisk3(inputs[list(QRISK3_COLUMNS)])
+    for col in QRISK3_COLUMNS:
+        if col not in ("sex", "age"):
+            out[f"q_{col}"] = inputs[col]
+    for name in DQ_INPUTS:
+        out[f"{name}_dq"] = inputs[f"{name}_dq"]
+    out["qrisk3"] = scores["qrisk3"]
+    out["qrisk3_reason"] = scores["qrisk3_reason"]
+    out["qrisk_imputed"] = imputed_summary(inputs)
+    age = out["age"].astype(float)
+    excluded = pd.Series(
+        np.select(
+            [
+                out["cvd"] == 1,
+                out["familial_hypercholesterolaemia"] == 1,
+                out["type1_diabetes"] == 1,
+                out["ckd_3_5"] == 1,
+                (age < config.qrisk_age_min) | (age > config.qrisk_age_max),
+                out["qrisk3"].isna(),
+            ],
+            [
+                "has CVD (secondary prevention)",
+                "familial hypercholesterolaemia",
+                "type 1 diabetes (separate NICE statin criteria)",
+                "CKD 3-5 (separate NICE statin criteria)",
+                f"age outside {config.qrisk_age_min}-{config.qrisk_age_max}",
+                "QRISK3 not computable",
+            ],
+            default="",
+        ),
+        index=out.index,
+    )
+    out["qrisk_applies"] = (excluded == "").astype(int)
+    out["qrisk_not_applied_because"] = excluded.where(excluded != "", None)
+    return out
+
+
+def statin_intensity(
+    ingredient: pd.Series, daily_mg: pd.Series, *, config: CvdConfig = DEFAULT_CONFIG
+) -> pd.Series:
+    """NICE intensity (low/medium/high) of each patient's current statin dose; "unknown"
+    where the ingredient or dose is not known or not in the table; None if no statin."""
+    table = pd.DataFrame(
+        [(s.ingredient, float(s.daily_dose_mg), s.intensity) for s in config.statin_intensity],
+        columns=["ingredient", "mg", "intensity"],
+    )
+    key = pd.DataFrame({"ingredient": ingredient.values, "mg": pd.to_numeric(daily_mg).values})
+    merged = key.merge(table, on=["ingredient", "mg"], how="left")
+    out = merged["intensity"].fillna("unknown")
+    out[ingredient.isna().values & pd.isna(daily_mg).values] = "unknown"
+    return pd.Series(out.values, index=ingredient.index, dtype=object)
+
+
+def lipids(
+    records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONFIG
+) -> pd.DataFrame:
+    """The four lipid worklists as 0/1 columns (PROGRAMMES.md section 3.6):
+
+    ``lipid_a``  CVD (IHD/PAD/stroke/TIA), no statin issued in the medication look-back.
+    ``lipid_b``  CVD on a statin with non-HDL > target (2.5, or 2.6) or LDL > 2.0, from
+                 the latest result in the lipid look-back.
+    ``lipid_c``  QRISK3 >= 10% where QRISK applies (primary prevention), no lipid-lowering
+                 therapy.
+    ``lipid_d_assess`` total cholesterol > 7.5 (FH assessment); ``lipid_d_refer`` > 9
+                 (refer). Not for people already coded with FH.
+
+    Also ``non_hdl`` (recorded, else total - HDL of the same latest results),
+    ``statin_intensity`` and ``on_maximal_statin``. Requires :func:`qrisk` first.
+    """
+    out = records.copy()
+    recent_tc = _recent(out["total_cholesterol_date"], index_date, config.lipid_lookback_months)
+    recent_hdl = _recent(out["hdl_date"], index_date, config.lipid_lookback_months)
+    recent_nonhdl = _recent(out["non_hdl_recorded_date"], index_date, config.lipid_lookback_months)
+    recent_ldl = _recent(out["ldl_date"], index_date, config.lipid_lookback_months)
+    tc = out["total_cholesterol"].where(recent_tc)
+    derived = (out["total_cholesterol"] - out["hdl"]).where(recent_tc & recent_hdl)
+    out["non_hdl"] = out["non_hdl_recorded"].where(recent_nonhdl, derived)
+    ldl = out["ldl"].where(recent_ldl)
+    out["ldl_recent"] = ldl
+    out["tc_recent"] = tc
+
+    out["statin_intensity"] = statin_intensity(
+        out["statin_ingredient"], out["statin_daily_mg"], config=config
+    ).where(out["on_statin"] == 1, None)
+    max_mg = out["statin_ingredient"].map(dict(config.maximal_statin_mg)).astype(float)
+    out["on_maximal_statin"] = (
+        (out["on_statin"] == 1) & max_mg.notna() & (out["statin_daily_mg"] >= max_mg)
+    ).astype(int)
+
+    cvd = out["cvd"] == 1
+    statin = out["on_statin"] == 1
+    above = (out["non_hdl"] > config.non_hdl_target.value) | (ldl > config.ldl_target.value)
+    out["lipid_a"] = (cvd & ~statin).astype(int)
+    out["lipid_b"] = (cvd & statin & above.fillna(False)).astype(int)
+    out["lipid_c"] = (
+        (out["qrisk_applies"] == 1)
+        & (out["qrisk3"] >= config.qrisk_statin.value)
+        & (out["on_llt"] == 0)
+    ).astype(int)
+    not_fh = out["familial_hypercholesterolaemia"] == 0
+    out["lipid_d_refer"] = (not_fh & (tc > config.tc_fh_refer.value)).astype(int)
+    out["lipid_d_assess"] = (
+        not_fh & (tc > config.tc_fh_assess.value) & (out["lipid_d_refer"] == 0)
+    ).astype(int)
+    return out
+
+
+def _haemoglobin_g_per_l(hb: pd.Series) -> pd.Series:
+    """Haemoglobin in g/L; values under 25 are taken as g/dL (×10)."""
+    v = pd.to_numeric(hb, errors="coerce")
+    return v.where(v >= 25, v * 10)
+
+
+def atrial_fibrillation(
+    records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG
+) -> pd.DataFrame:
+    """For people on the AF register: ``chadsvasc``, ``orbit``/``orbit_band``,
+    ``anticoag_indication`` (offer/consider/not indicated, NICE NG196), and the worklist
+    flags ``af_gap`` (indicated, no anticoagulant issued in 12 months) and
+    ``af_aspirin_only`` (aspirin in 12 months, no anticoagulant). NA off the register."""
+    out = records.copy()
+    af = out["atrial_fibrillation"] == 1
+    diabetes = ((out["type1_diabetes"] == 1) | (out["type2_diabetes"] == 1)).astype(int)
+    stroke = ((out["stroke"] == 1) | (out["tia"] == 1) | (out["thromboembolism"] == 1)).astype(int)
+    vascular = ((out["ihd"] == 1) | (out["pad"] == 1)).astype(int)
+    score = cha2ds2_vasc(
+        out["age"].astype(float),
+        out["sex"],
+        out["heart_failure"],
+        out["hypertension"],
+        diabetes,
+        stroke,
+        vascular,
+        points=config.chadsvasc_points,
+    )
+    bleed = orbit(
+        out["age"].astype(float),
+        out["sex"],
+        _haemoglobin_g_per_l(out["haemoglobin"]),
+        np.full(len(out), np.nan),  # haematocrit not extracted: counts as not reduced
+        out["anaemia"],
+        out["bleeding"],
+        out["egfr"],
+        out["on_antiplatelet"],
+        points=config.orbit_points,
+    )
+    out["chadsvasc"] = pd.array(score, dtype="Int64")
+    out["orbit"] = pd.array(bleed, dtype="Int64")
+    out.loc[~af, ["chadsvasc", "orbit"]] = pd.NA
+    out["orbit_band"] = pd.Series(orbit_risk_group(out["orbit"]), index=out.index)
+    indication = pd.Series(
+        anticoagulation_indication(out["chadsvasc"], out["sex"], thresholds=config.anticoagulation),
+        index=out.index,
+        dtype=object,
+    )
+    out["anticoag_indication"] = indication.where(af, None)
+    indicated = out["anticoag_indication"].isin(["offer", "consider"])
+    no_anticoag = out["anticoagulated"] == 0
+    out["af_gap"] = (af & indicated & no_anticoag).astype(int)
+    out["af_aspirin_only"] = (af & no_anticoag & (out["on_aspirin"] == 1)).astype(int)
+    return out
+
+
+def apply_all(
+    records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONFIG
+) -> pd.DataFrame:
+    """Every rule, in order: hypertension, QRISK3, lipids, AF."""
+    out = hypertension(records, config=config)
+    out = qrisk(out, index_date, config=config)
+    out = lipids(out, index_date, config=config)
+    return atrial_fibrillation(out, config=config)
