@@ -186,10 +186,14 @@ class AsthmaConfig:
         5, ">=", "mg prednisolone a day (maintenance)",
         "on maintenance oral steroids at 5 mg a day or more: refer", DELPHI, "confirmed",
     )  # fmt: skip
-    #: Maintenance OCS = prednisolone issued in at least this many distinct months of the
-    #: look-back ("systemic steroids ≥ 50% of the year", ERS/ATS). [UNCONFIRMED] as a
-    #: records-based proxy.
+    #: Maintenance OCS = a maintenance issue in the look-back (structured daily dose at most
+    #: ``maintenance_max_daily_mg`` lasting at least ``maintenance_min_days_supply`` days),
+    #: or prednisolone issued in at least ``maintenance_ocs_min_months`` distinct months
+    #: ("systemic steroids ≥ 50% of the year", ERS/ATS) when doses are not structured.
+    #: [UNCONFIRMED] records-based proxies; pophealth defaults.
     maintenance_ocs_min_months: int = 6
+    maintenance_max_daily_mg: float = 10.0
+    maintenance_min_days_supply: int = 28
     maintenance_ocs_source: str = (
         f"{ERS_ATS} (≥50% of the year); the months-issued proxy is pophealth's"
     )
@@ -216,6 +220,10 @@ class AsthmaConfig:
         "pophealth LADS-style tier (pophealth's own scheme, not LADS's): high if any "
         "'high' reason, else moderate if any 'moderate' reason, else low"
     )
+
+    #: Monthly SABA-overuse SPC: number of month ends shown (Making Data Count needs ≥ 12;
+    #: 20+ gives stable limits).
+    spc_months: int = 24
 
     #: Age bands used for equity views.
     age_bands: tuple[int, ...] = field(default=(0, 5, 12, 17, 40, 65, 200))

@@ -124,39 +124,58 @@ def ics_issues(con, codes, window):
 
 
 def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig):
-    """Prednisolone in the window: courses, cumulative mg, months issued, daily mg.
+    """Prednisolone in the window: courses, cumulative mg, months issued, maintenance dose.
 
-    A course is an issue date; issues less than ``ocs_same_course_days`` after the previous
-    one belong to the same course. mg = quantity × the product's strength (code list)."""
+    mg = quantity × the product's strength (code list). An issue is **maintenance** when
+    its structured daily dose is at most ``maintenance_max_daily_mg`` and it covers at least
+    ``maintenance_min_days_supply`` days (mg ÷ daily dose); every other issue is part of a
+    **course** (an attack treated with a short burst). Course issues less than
+    ``ocs_same_course_days`` apart are one course. ``ocs_daily_mg`` is the lowest structured
+    daily dose of the maintenance issues, or — when the source has no structured doses —
+    the cumulative mg ÷ days from the first issue in the window to the index date."""
     issues = medication_issues(con, codes, "prednisolone_mg", window)
     branches = [
         ((issues.system == system) & (issues.code == code), float(mg))
         for (system, code), mg in sorted(codes.prednisolone_mg.items())
     ]
-    strength = (
-        ibis.cases(*branches, else_=ibis.null("float64")) if branches else ibis.null("float64")
-    )
+    unknown = ibis.null("float64")
+    strength = ibis.cases(*branches, else_=unknown) if branches else unknown
     issues = issues.mutate(mg=issues.quantity.cast("float64") * strength)
-    per_day = issues.group_by([PID, "date"]).aggregate(mg=_.mg.sum())
-    w = ibis.window(group_by=PID, order_by="date")
-    per_day = per_day.mutate(prev=per_day.date.lag().over(w))
-    per_day = per_day.mutate(
-        new_course=per_day.prev.isnull()
-        | ((per_day.date.epoch_days() - per_day.prev.epoch_days()) >= config.ocs_same_course_days),
-        month=per_day.date.year() * 12 + per_day.date.month(),
+    daily = issues.daily_dose_mg
+    maintenance = (
+        daily.notnull()
+        & (daily > 0)
+        & (daily <= config.maintenance_max_daily_mg)
+        & ((issues.mg / daily) >= config.maintenance_min_days_supply)
+    ).fill_null(False)
+    issues = issues.mutate(
+        maintenance=maintenance,
+        month=issues.date.year() * 12 + issues.date.month(),
+        maint_dose=ibis.ifelse(maintenance, daily, unknown),
     )
     end = window.end.toordinal() - dt.date(1970, 1, 1).toordinal()
-    agg = per_day.group_by(PID).aggregate(
-        ocs_courses_12m=per_day.new_course.cast("int64").sum(),
-        prednisolone_mg_12m=per_day.mg.sum(),
-        ocs_months_12m=per_day.month.nunique(),
-        _first=per_day.date.min().epoch_days(),
+    totals = issues.group_by(PID).aggregate(
+        prednisolone_mg_12m=_.mg.sum(),
+        ocs_months_12m=_.month.nunique(),
+        maintenance_issues=_.maintenance.cast("int64").sum(),
+        maintenance_dose=_.maint_dose.min(),
+        _first=_.date.min().epoch_days(),
     )
-    days = ibis.greatest(ibis.literal(end + 1) - agg._first, 28)
+    bursts = issues.filter(~issues.maintenance).group_by([PID, "date"]).aggregate()
+    w = ibis.window(group_by=PID, order_by="date")
+    bursts = bursts.mutate(prev=bursts.date.lag().over(w))
+    gap = bursts.date.epoch_days() - bursts.prev.epoch_days()
+    bursts = bursts.mutate(new=bursts.prev.isnull() | (gap >= config.ocs_same_course_days))
+    courses = bursts.group_by(PID).aggregate(ocs_courses_12m=_.new.cast("int64").sum())
+    agg = totals.left_join(courses, PID).drop(f"{PID}_right")
+    days = ibis.greatest(ibis.literal(end + 1) - agg._first, 28).cast("float64")
+    mg = agg.prednisolone_mg_12m.fill_null(0.0)
     return agg.mutate(
-        prednisolone_mg_12m=agg.prednisolone_mg_12m.fill_null(0.0),
-        ocs_daily_mg=agg.prednisolone_mg_12m / days.cast("float64"),
-    ).drop("_first")
+        prednisolone_mg_12m=mg,
+        ocs_courses_12m=agg.ocs_courses_12m.fill_null(0),
+        on_maintenance_ocs=agg.maintenance_issues > 0,
+        ocs_daily_mg=agg.maintenance_dose.fill_null(mg / days),
+    ).drop("_first", "maintenance_issues", "maintenance_dose")
 
 
 def _attack_diagnosis(column, codes: AsthmaCodes):
@@ -316,14 +335,15 @@ def markers(
         part = part.rename({f"{c}{suffix}": c for c in cols})
         expr = expr.left_join(part, PID).drop(f"{PID}_right")
     fills = {c: 0 for c in COUNT_COLUMNS}
-    fills.update({f"{c}{suffix}": 0 for c in
-                  ("saba_count_12m", "ocs_courses_12m", "ed_attendances_12m", "admissions_12m")})  # fmt: skip
+    earlier_counts = ("saba_count_12m", "ocs_courses_12m", "ed_attendances_12m", "admissions_12m")
+    fills.update({f"{c}{suffix}": 0 for c in earlier_counts})
     fills.update(
         review_12m=False,
         action_plan_12m=False,
         inhaler_technique_12m=False,
         smoker=False,
         high_dose_ics=False,
+        on_maintenance_ocs=False,
         prednisolone_mg_12m=0.0,
     )
     expr = expr.mutate(**{c: expr[c].fill_null(v) for c, v in fills.items()})
@@ -340,7 +360,7 @@ def _tidy(frame: pd.DataFrame, config: AsthmaConfig) -> pd.DataFrame:
     for col in ("imd_decile", "imd_quintile", "no2_quintile", "pm_quintile"):
         frame[col] = frame[col].astype("Int64")
     for col in ("review_12m", "action_plan_12m", "inhaler_technique_12m", "smoker",
-                "high_dose_ics"):  # fmt: skip
+                "high_dose_ics", "on_maintenance_ocs"):  # fmt: skip
         frame[col] = frame[col].astype(bool)
     frame["core20"] = frame["core20"].astype("boolean")
     for col in ("referral_date", "secondary_care_seen_date", "sac_referral_date", "sac_seen_date"):
@@ -365,3 +385,31 @@ def age_bands(age: pd.Series, edges: tuple[int, ...]) -> pd.Series:
         f"{lo}-{hi - 1}" if hi < 200 else f"{lo}+" for lo, hi in zip(edges, edges[1:], strict=False)
     ]
     return pd.cut(age, bins=list(edges), right=False, labels=labels).astype(str)
+
+
+def saba_monthly(con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT):
+    """SABA issues per patient per calendar month, for the monthly SABA-overuse SPC.
+
+    The months evaluated are the ``spc_months`` last complete months up to the index date;
+    each is judged on the 12 calendar months ending with it, so issues are read from
+    ``lookback_months − 1`` months before the first. Returns ``patient_id, month, n`` with
+    ``month = year·12 + month − 1`` and ``attrs["months"]`` the months evaluated."""
+    last = index_date.year * 12 + index_date.month - 1
+    if (index_date + dt.timedelta(days=1)).month == index_date.month:
+        last -= 1  # the index month is not complete
+    months = list(range(last - config.spc_months + 1, last + 1))
+    first = months[0] - (config.lookback_months - 1)
+    start = dt.date(first // 12, first % 12 + 1, 1)
+    end_next = last + 1
+    end = dt.date(end_next // 12, end_next % 12 + 1, 1) - dt.timedelta(days=1)
+    meds = con.table("medications").filter(
+        (_.date >= ibis.date(start)) & (_.date <= ibis.date(end))
+    )
+    saba = _in_list(meds, codes.by_system("saba"))
+    saba = saba.mutate(month=saba.date.year() * 12 + saba.date.month() - 1)
+    out = saba.group_by([PID, "month"]).aggregate(n=_.count()).order_by([PID, "month"])
+    frame = out.to_pandas()
+    frame["month"] = frame["month"].astype("int64")
+    frame["n"] = frame["n"].astype("int64")
+    frame.attrs["months"] = months
+    return frame

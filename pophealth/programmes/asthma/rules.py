@@ -29,7 +29,8 @@ MARKER_COLUMNS: dict[str, str] = {
     "ocs_courses_12m": "oral prednisolone courses in the look-back",
     "prednisolone_mg_12m": "cumulative prednisolone mg issued in the look-back",
     "ocs_months_12m": "distinct calendar months with a prednisolone issue in the look-back",
-    "ocs_daily_mg": "estimated maintenance prednisolone mg/day (null when none)",
+    "ocs_daily_mg": "maintenance prednisolone mg/day (structured dose, else estimated)",
+    "on_maintenance_ocs": "a maintenance prednisolone issue in the look-back",
     "ed_attendances_12m": "A&E attendances for asthma in the look-back",
     "admissions_12m": "emergency admissions for asthma in the look-back",
     "critical_care_attacks_12m": "asthma admissions with ITU/HDU care in the look-back",
@@ -286,7 +287,9 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
         out["uc_questionnaire"] |= pd.to_numeric(m["acq_score"]).ge(1.5).fillna(False)
     out["uncontrolled"] = out[["uc_ocs", "uc_attack", "uc_saba", "uc_questionnaire"]].any(axis=1)
     months = pd.to_numeric(m["ocs_months_12m"])
-    out["maintenance_ocs"] = months.ge(config.maintenance_ocs_min_months).fillna(False)
+    out["maintenance_ocs"] = months.ge(config.maintenance_ocs_min_months).fillna(False) | m[
+        "on_maintenance_ocs"
+    ].fillna(False).astype(bool)
     out["high_dose_ics"] = m["high_dose_ics"].fillna(False).astype(bool)
     out["possible_severe"] = out["uncontrolled"] & (out["high_dose_ics"] | out["maintenance_ocs"])
     out["trigger_ocs_3plus"] = passes(m["ocs_courses_12m"], config.hard_trigger_ocs)

@@ -31,9 +31,9 @@ def ev(pid, date, code, system="snomedct"):
     return {"patient_id": pid, "date": d(date), "system": system, "code": code}
 
 
-def med(pid, date, code, quantity=1.0):
+def med(pid, date, code, quantity=1.0, daily=None):
     return {"patient_id": pid, "date": d(date), "system": "dmd", "code": code,
-            "quantity": quantity}  # fmt: skip
+            "quantity": quantity, "daily_dose_mg": daily}  # fmt: skip
 
 
 def addr(pid, lsoa, start="2000-01-01", end=None):
@@ -87,8 +87,17 @@ def spec_store(tmp_path_factory):
     asthmatic("died", date_of_death=d("2026-09-01"))
     # OCS: two issues 3 days apart are one course; 3rd course later; mg = qty × strength
     asthmatic("ocs")
-    M += [med("ocs", "2026-01-10", "PRED5", 40), med("ocs", "2026-01-13", "PRED5", 10),
-          med("ocs", "2026-04-01", "PRED25", 10), med("ocs", "2026-08-01", "PRED5", 30)]  # fmt: skip
+    M += [
+        med("ocs", "2026-01-10", "PRED5", 40),
+        med("ocs", "2026-01-13", "PRED5", 10),
+        med("ocs", "2026-04-01", "PRED25", 10),
+        med("ocs", "2026-08-01", "PRED5", 30),
+    ]
+    # maintenance prednisolone 5 mg/day (28 x 5 mg every 4 weeks) is not a course; a
+    # 40 mg burst is; an unstructured issue counts as a course
+    asthmatic("maint")
+    M += [med("maint", f"2026-{m:02d}-02", "PRED5", 28, 5.0) for m in range(1, 11)]
+    M += [med("maint", "2026-03-20", "PRED5", 40, 40.0), med("maint", "2026-06-20", "PRED5", 40)]
     # ICS: high dose and counts; AMR inputs
     asthmatic("ics", saba_dates=())
     M += [med("ics", f"2026-0{m}-01", "ICS_HIGH") for m in range(1, 6)]
@@ -142,7 +151,7 @@ def markers_for(spec_store, engine, results):
 def test_register_membership(spec_store, engine, results):
     m = markers_for(spec_store, engine, results)
     expected = {"edge", "saba3", "relapsed", "moved", "homeless", "ocs", "ics", "hosp", "care",
-                "smoker", "longflag"}  # fmt: skip
+                "smoker", "longflag", "maint"}  # fmt: skip
     assert set(m.index) == expected
 
 
@@ -173,6 +182,11 @@ def test_oral_steroid_courses_and_mg(spec_store, engine, results):
     assert m.loc["ocs", "prednisolone_mg_12m"] == 40 * 5 + 10 * 5 + 10 * 25 + 30 * 5
     assert m.loc["ocs", "ocs_months_12m"] == 3
     assert m.loc["saba3", "ocs_courses_12m"] == 0
+    assert not m.loc["ocs", "on_maintenance_ocs"]
+    assert m.loc["maint", "ocs_courses_12m"] == 2
+    assert m.loc["maint", "on_maintenance_ocs"]
+    assert m.loc["maint", "ocs_daily_mg"] == 5.0
+    assert m.loc["maint", "prednisolone_mg_12m"] == 10 * 140 + 2 * 200
     assert m.loc["saba3", "prednisolone_mg_12m"] == 0
 
 

@@ -19,6 +19,7 @@ BASE = {
     "prednisolone_mg_12m": 0.0,
     "ocs_months_12m": 0,
     "ocs_daily_mg": None,
+    "on_maintenance_ocs": False,
     "ed_attendances_12m": 0,
     "admissions_12m": 0,
     "critical_care_attacks_12m": 0,
@@ -152,14 +153,15 @@ def test_isac_uncontrolled_and_severe():
         {"ocs_courses_12m": 3},  # hard trigger
         {"admissions_12m": 1, "critical_care_attacks_12m": 1},  # ITU
         {"ocs_courses_12m": 2, "ocs_months_12m": 6, "ocs_daily_mg": 4.9},
+        {"saba_count_12m": 6, "on_maintenance_ocs": True, "ocs_daily_mg": 10.0},
     )
     i = rules.isac(m)
-    assert list(i["uncontrolled"]) == [False, True, True, True, True, True, True]
-    assert list(i["possible_severe"]) == [False, False, True, True, False, False, True]
-    assert list(i["trigger_maintenance_ocs_5mg"]) == [False] * 3 + [True] + [False] * 3
-    assert list(i["trigger_ocs_3plus"]) == [False] * 4 + [True] + [False] * 2
-    assert list(i["trigger_critical_care"]) == [False] * 5 + [True, False]
-    assert list(i["refer"]) == [False, False, True, True, True, True, True]
+    assert list(i["uncontrolled"]) == [False, True, True, True, True, True, True, True]
+    assert list(i["possible_severe"]) == [False, False, True, True, False, False, True, True]
+    assert list(i["trigger_maintenance_ocs_5mg"]) == [False] * 3 + [True] + [False] * 3 + [True]
+    assert list(i["trigger_ocs_3plus"]) == [False] * 4 + [True] + [False] * 3
+    assert list(i["trigger_critical_care"]) == [False] * 5 + [True, False, False]
+    assert list(i["refer"]) == [False, False, True, True, True, True, True, True]
     assert i.loc[1, "uncontrolled_because"] == "6 reliever inhalers"
     assert i.loc[5, "refer_because"] == "ITU/HDU care for an asthma attack"
 

@@ -1,0 +1,408 @@
+"""What the asthma programme hands out: care-team worklists and disclosure-controlled aggregates.
+
+Patient-level (care team only): the LADS-style review worklist per practice and per PCN, the
+ISAC referral worklist and the pollution-episode list. Aggregates: every indicator by
+practice, PCN, IMD quintile/decile, Core20, ethnicity, sex, age band and pollution quintile
+(through :func:`pophealth.equity.equity_view`, which applies the one disclosure rule), the
+detailed PCN × IMD quintile × ethnicity × age band table, the pollution × deprivation
+cross-tab and the monthly SABA-overuse SPC per PCN (through :mod:`pophealth.disclosure`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pophealth import disclosure
+from pophealth.equity import EquityView, equity_view
+from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
+
+UNKNOWN = "Unknown"
+
+
+# -- indicators -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Indicator:
+    name: str
+    column: str  # bool column of the evaluated frame
+    title: str
+    higher_is_better: bool = False
+
+
+INDICATORS: tuple[Indicator, ...] = (
+    Indicator("tier_high", "is_tier_high", "% in the high tier (pophealth LADS-style)"),
+    Indicator("tier_moderate", "is_tier_moderate", "% in the moderate tier"),
+    Indicator("saba_3plus", "flag_saba_review", "% with 3 or more SABA inhalers in 12 months"),
+    Indicator("saba_6plus", "flag_saba_priority",
+              "% with 6 or more SABA inhalers in 12 months (national IIF measure)"),
+    Indicator("saba_over12", "flag_saba_urgent", "% with more than 12 SABA inhalers (NRAD)"),
+    Indicator("amr_low", "flag_amr_low", "% with asthma medication ratio below 0.5"),
+    Indicator("ics_none", "flag_ics_none", "% with no ICS issued in 12 months"),
+    Indicator("ics_under_collected", "flag_ics_under_collected",
+              "% with ICS under-collected (1-3 inhalers in 12 months)"),
+    Indicator("ocs_2plus", "flag_ocs_2plus", "% with 2 or more oral steroid courses"),
+    Indicator("prednisolone_high", "flag_prednisolone_high", "% with more than 3 g prednisolone"),
+    Indicator("hospital_attack", "hospital_attack",
+              "% with an A&E attendance or emergency admission for asthma"),
+    Indicator("no_review", "flag_no_review", "% with no asthma review in 12 months"),
+    Indicator("no_action_plan", "flag_no_action_plan", "% with no written action plan"),
+    Indicator("no_inhaler_technique", "flag_no_inhaler_technique",
+              "% with no inhaler-technique check"),
+    Indicator("smoker", "flag_smoker", "% current smokers"),
+    Indicator("uncontrolled", "uncontrolled", "% with uncontrolled asthma (ISAC/AAC criteria)"),
+    Indicator("possible_severe", "possible_severe", "% with possible severe asthma (ISAC)"),
+    Indicator("refer", "refer", "% meeting a severe-asthma referral criterion"),
+)  # fmt: skip
+
+#: Breakdowns of every indicator (equity_view adds IMD decile, quintile and Core20).
+BREAKDOWNS = ("imd_quintile", "core20", "ethnicity", "sex", "age_band")
+EXTRA = ("pcn", "practice", "no2_quintile", "pm_quintile")
+
+
+def group_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The grouping columns in the shape the equity layer expects (unknown kept as NA)."""
+    return pd.DataFrame(
+        {
+            "imd_decile": frame["imd_decile"].astype("Float64"),
+            "ethnicity": frame["ethnicity_5"].astype(object),
+            "sex": frame["sex"].astype(object),
+            "age_band": frame["age_band"].astype(object),
+            "pcn": frame["pcn_name"].fillna(frame["pcn_id"]).astype(object),
+            "practice": frame["practice_id"].astype(object),
+            "no2_quintile": frame["no2_quintile"].astype("Float64"),
+            "pm_quintile": frame["pm_quintile"].astype("Float64"),
+        },
+        index=frame.index,
+    )
+
+
+def _counts(frame: pd.DataFrame, column: str, keys: list[str]) -> pd.DataFrame:
+    groups = group_columns(frame)[keys].astype(object)
+    groups = groups.where(groups.notna(), None).fillna(UNKNOWN)
+    data = groups.assign(numerator=frame[column].astype(bool).astype(int).to_numpy(), denominator=1)
+    out = data.groupby(keys, dropna=False, sort=True)[["numerator", "denominator"]].sum()
+    out = out.reset_index()
+    if "imd_decile" in keys:
+        dec = out["imd_decile"]
+        out["imd_decile"] = pd.to_numeric(dec.where(dec != UNKNOWN, np.nan).astype(float))
+    for col in ("no2_quintile", "pm_quintile"):
+        if col in keys:
+            out[col] = out[col].map(lambda v: UNKNOWN if v == UNKNOWN else int(v))
+    return out
+
+
+def indicator_views(
+    frame: pd.DataFrame,
+    indicators: Iterable[Indicator] = INDICATORS,
+    *,
+    sii_repetitions: int = 20_000,
+) -> dict[str, EquityView]:
+    """One disclosure-controlled equity view per indicator (with SII across IMD deciles)."""
+    keys = ["imd_decile", "ethnicity", "sex", "age_band", "pcn", "practice", "no2_quintile",
+            "pm_quintile"]  # fmt: skip
+    views = {}
+    for ind in indicators:
+        counts = _counts(frame, ind.column, keys)
+        views[ind.name] = equity_view(
+            counts,
+            breakdowns=BREAKDOWNS,
+            extra=EXTRA,
+            higher_is_better=ind.higher_is_better,
+            sii_repetitions=sii_repetitions,
+        )
+    return views
+
+
+def indicator_table(views: dict[str, EquityView]) -> pd.DataFrame:
+    """All indicators × breakdowns × groups in one long table (released counts only)."""
+    titles = {i.name: i.title for i in INDICATORS}
+    parts = []
+    for name, view in views.items():
+        b = view.breakdowns.copy()
+        b.insert(0, "indicator", name)
+        b.insert(1, "indicator_title", titles.get(name, name))
+        parts.append(b)
+    out = pd.concat(parts, ignore_index=True)
+    out["group"] = out["group"].astype(str)
+    return out
+
+
+def quintile_sii(view: EquityView, repetitions: int = 20_000) -> pd.DataFrame:
+    """SII/RII across IMD quintiles from the view's released counts (used when a small
+    population leaves some IMD deciles withheld, so the decile SII cannot be computed)."""
+    from pophealth.stats import sii
+
+    b = view.breakdowns
+    q = b[(b["breakdown"] == "imd_quintile") & b["group"].isin([1, 2, 3, 4, 5])]
+    q = q.sort_values("group")
+    if len(q) != 5 or q[["numerator", "denominator", "value"]].isna().any().any():
+        return pd.DataFrame()
+    p = q["numerator"].to_numpy(dtype=float) / q["denominator"].to_numpy(dtype=float)
+    extreme = bool(np.any((p <= 0) | (p >= 1)))
+    m = view.multiplier
+    out = sii(
+        q["group"].astype(int).to_numpy(), q["denominator"].to_numpy(dtype=float), p,
+        value_type=0 if extreme else "proportion",
+        lower_cl=q["lower95_0cl"].to_numpy(dtype=float) / m,
+        upper_cl=q["upper95_0cl"].to_numpy(dtype=float) / m,
+        multiplier=m, repetitions=repetitions, confidence=(0.95, 0.998),
+    )  # fmt: skip
+    out.insert(0, "quantiles", "IMD quintiles (deciles withheld)")
+    return out
+
+
+def sii_table(views: dict[str, EquityView]) -> pd.DataFrame:
+    parts = []
+    for name, view in views.items():
+        if view.sii is not None and not view.sii.empty:
+            s = view.sii.copy()
+            s.insert(0, "quantiles", "IMD deciles")
+        else:
+            s = quintile_sii(view)
+            if s.empty:
+                continue
+        s.insert(0, "indicator", name)
+        gap = view.gap.iloc[0].to_dict() if not view.gap.empty else {}
+        s["quintile_gap_1_vs_5"] = gap.get("absolute_gap", np.nan)
+        parts.append(s)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.DataFrame:
+    """Asthma attacks per 1,000 patients on the register by breakdown.
+
+    Attacks = oral steroid courses + A&E attendances + emergency admissions for asthma in 12
+    months (one attack can appear twice, e.g. A&E then a steroid course). Counts released
+    under the disclosure policy; the rate and Poisson CI come from the released counts.
+    """
+    from pophealth.stats import rate
+
+    g = group_columns(frame)
+    g["imd_quintile"] = np.ceil(g["imd_decile"] / 2)
+    attacks = frame["ocs_courses_12m"] + frame["ed_attendances_12m"] + frame["admissions_12m"]
+    parts = []
+    for col in ("imd_quintile", "ethnicity", "age_band", "pcn", "no2_quintile"):
+        labels = g[col].astype(object).where(g[col].notna(), UNKNOWN)
+        labels = labels.map(lambda v: int(v) if isinstance(v, float) else v)
+        t = pd.DataFrame({"group": labels, "attacks": attacks.to_numpy(), "patients": 1})
+        t = t.groupby("group", sort=True)[["attacks", "patients"]].sum().reset_index()
+        total = pd.DataFrame(
+            {"group": ["Total"], "attacks": [t.attacks.sum()], "patients": [t.patients.sum()]}
+        )
+        t = pd.concat([t, total], ignore_index=True)
+        t.insert(0, "breakdown", col)
+        t["group"] = t["group"].astype(str)
+        parts.append(t)
+    counts = pd.concat(parts, ignore_index=True)
+    released = disclosure.apply(
+        counts, ["attacks", "patients"], policy=policy, by=["breakdown", "group"],
+        margins=["group"], total_label="Total",
+    )  # fmt: skip
+    ok = released["attacks"].notna() & released["patients"].gt(0)
+    stats = rate(
+        released.loc[ok, "attacks"].to_numpy(), released.loc[ok, "patients"].to_numpy(), 1000
+    )
+    for col in ("value", "lower95_0cl", "upper95_0cl", "method"):
+        released.loc[ok, col] = stats[col].to_numpy()
+    released["statistic"] = "attacks per 1,000 patients on the register"
+    return released
+
+
+def detail_table(
+    frame: pd.DataFrame, flags: Iterable[str], policy=disclosure.DEFAULT_POLICY
+) -> pd.DataFrame:
+    """Flags by PCN × IMD quintile × ethnicity × age band, Wilson CIs from released counts."""
+    g = group_columns(frame)
+    g["imd_quintile"] = np.ceil(g["imd_decile"] / 2)
+    keys = ["pcn", "imd_quintile", "ethnicity", "age_band"]
+    groups = g[keys].astype(object)
+    groups = groups.where(groups.notna(), UNKNOWN)
+    groups["imd_quintile"] = groups["imd_quintile"].map(
+        lambda v: str(int(v)) if isinstance(v, float) else v
+    )
+    parts = []
+    for col in flags:
+        data = groups.assign(x=frame[col].astype(bool).astype(int).to_numpy(), n=1)
+        t = data.groupby(keys, sort=True)[["x", "n"]].sum().reset_index()
+        t.insert(0, "flag", col)
+        released = disclosure.release_proportions(
+            t, "x", "n", policy=policy, by=["flag", *keys], margins=["age_band"]
+        )
+        parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _q_label(v) -> str:
+    return UNKNOWN if pd.isna(v) else str(int(v))
+
+
+def pollution_by_deprivation(
+    frame: pd.DataFrame, column: str, pollutant: str = "no2_quintile",
+    policy=disclosure.DEFAULT_POLICY,
+) -> pd.DataFrame:  # fmt: skip
+    """Cross-tab of ``column`` (a flag) by pollution quintile × IMD quintile, with margins."""
+    g = group_columns(frame)
+    imd = np.ceil(g["imd_decile"] / 2)
+    t = pd.DataFrame(
+        {
+            "pollution_quintile": g[pollutant].map(
+                lambda v: UNKNOWN if pd.isna(v) else str(int(v))
+            ),
+            "imd_quintile": imd.map(lambda v: UNKNOWN if pd.isna(v) else str(int(v))),
+            "x": frame[column].astype(bool).astype(int).to_numpy(),
+            "n": 1,
+        }
+    )
+    cells = t.groupby(["pollution_quintile", "imd_quintile"])[["x", "n"]].sum().reset_index()
+    by_p = t.groupby("pollution_quintile")[["x", "n"]].sum().reset_index()
+    by_p["imd_quintile"] = "Total"
+    by_i = t.groupby("imd_quintile")[["x", "n"]].sum().reset_index()
+    by_i["pollution_quintile"] = "Total"
+    grand = pd.DataFrame(
+        {"pollution_quintile": ["Total"], "imd_quintile": ["Total"], "x": [t.x.sum()],
+         "n": [t.n.sum()]}
+    )  # fmt: skip
+    table = pd.concat([cells, by_p, by_i, grand], ignore_index=True)
+    released = disclosure.release_proportions(
+        table, "x", "n", policy=policy, by=["pollution_quintile", "imd_quintile"],
+        margins=["pollution_quintile", "imd_quintile"], total_label="Total",
+    )  # fmt: skip
+    released.insert(0, "pollutant", pollutant.replace("_quintile", ""))
+    released.insert(1, "flag", column)
+    return released.rename(columns={"x": "numerator", "n": "denominator"})
+
+
+def monthly_saba_overuse(
+    monthly: pd.DataFrame, frame: pd.DataFrame, config: AsthmaConfig = DEFAULT,
+    policy=disclosure.DEFAULT_POLICY,
+) -> pd.DataFrame:  # fmt: skip
+    """% of the register with ≥ 6 SABA in the 12 months to each month end, per PCN.
+
+    ``monthly`` holds SABA issues per patient per month (``patient_id``, ``month`` as
+    year·12 + month − 1, ``n``) and the attribute ``attrs["months"]`` lists the month ends to
+    evaluate. The denominator is the register at the index date (a fixed cohort looking back).
+    Counts are released under the disclosure policy per PCN and month.
+    """
+    months: list[int] = monthly.attrs["months"]
+    pcn = frame.set_index("patient_id")["pcn_name"].fillna(frame.set_index("patient_id")["pcn_id"])
+    pids = pd.Index(frame["patient_id"])
+    first = months[0] - (config.lookback_months - 1)
+    span = months[-1] - first + 1
+    grid = np.zeros((len(pids), span), dtype=np.int32)
+    m = monthly[monthly["patient_id"].isin(pids)]
+    rows = pids.get_indexer(m["patient_id"])
+    cols = m["month"].to_numpy() - first
+    keep = (cols >= 0) & (cols < span)
+    np.add.at(grid, (rows[keep], cols[keep]), m["n"].to_numpy()[keep])
+    csum = np.concatenate([np.zeros((len(pids), 1), np.int64), grid.cumsum(axis=1)], axis=1)
+    out = []
+    threshold = config.saba_priority
+    from pophealth.programmes.asthma.rules import passes
+
+    for mo in months:
+        hi = mo - first + 1
+        lo = hi - config.lookback_months
+        rolling = pd.Series(csum[:, hi] - csum[:, lo])
+        flag = passes(rolling, threshold).to_numpy()
+        t = pd.DataFrame({"pcn": pcn.reindex(pids).to_numpy(), "x": flag.astype(int), "n": 1})
+        t["pcn"] = t["pcn"].fillna(UNKNOWN)
+        t = t.groupby("pcn")[["x", "n"]].sum().reset_index()
+        t = pd.concat(
+            [t, pd.DataFrame({"pcn": ["Total"], "x": [t.x.sum()], "n": [t.n.sum()]})],
+            ignore_index=True,
+        )
+        t["month"] = f"{mo // 12:04d}-{mo % 12 + 1:02d}"
+        out.append(t)
+    counts = pd.concat(out, ignore_index=True)
+    released = disclosure.release_proportions(
+        counts, "x", "n", policy=policy, by=["month", "pcn"], margins=["pcn"], total_label="Total"
+    )
+    return released.rename(columns={"x": "numerator", "n": "denominator"})
+
+
+# -- patient-level worklists (care team only) ----------------------------------------------
+
+WORKLIST_COLUMNS = (
+    "practice_id", "practice_name", "pcn_name", "patient_id", "age", "sex", "tier",
+    "reasons", "saba_count_12m", "ics_count_12m", "amr", "high_dose_ics", "ocs_courses_12m",
+    "prednisolone_mg_12m", "ed_attendances_12m", "admissions_12m", "review_12m",
+    "action_plan_12m", "inhaler_technique_12m", "smoker", "uncontrolled", "refer",
+    "imd_decile", "core20", "no2_quintile", "pm_quintile", "lsoa_code",
+)  # fmt: skip
+
+
+def worklist(frame: pd.DataFrame, by: str = "practice_id", tiers=("high", "moderate")):
+    """Patients to review first, per practice (or PCN): tier, then priority, then SABA.
+
+    ``rank`` numbers patients within each practice/PCN in that order."""
+    wl = frame[frame["tier"].isin(tiers)].copy()
+    tier_order = wl["tier"].cat.codes if hasattr(wl["tier"], "cat") else wl["tier"]
+    wl = wl.assign(_t=tier_order)
+    wl = wl.sort_values(
+        [by, "_t", "priority", "saba_count_12m", "patient_id"],
+        ascending=[True, True, False, False, True],
+        kind="stable",
+    )
+    wl["rank"] = wl.groupby(by, sort=False).cumcount() + 1
+    cols = [by, "rank"] + [c for c in WORKLIST_COLUMNS if c != by]
+    if by != "pcn_name":
+        cols = [c for c in cols if c in wl.columns]
+    return wl[[c for c in cols if c in wl.columns]].reset_index(drop=True)
+
+
+ISAC_COLUMNS = (
+    "practice_id", "practice_name", "pcn_name", "patient_id", "age", "sex", "refer",
+    "refer_because", "uncontrolled_because", "possible_severe", "hard_trigger",
+    "flagged_no_referral", "referral_date", "secondary_care_wait_days",
+    "secondary_care_breach", "sac_referral_date", "sac_wait_days", "sac_breach",
+    "ocs_courses_12m", "prednisolone_mg_12m", "ocs_months_12m", "ocs_daily_mg",
+    "high_dose_ics", "saba_count_12m", "ics_count_12m", "ed_attendances_12m",
+    "admissions_12m", "critical_care_attacks_12m", "imd_decile", "ethnicity_5",
+)  # fmt: skip
+
+
+def isac_worklist(frame: pd.DataFrame) -> pd.DataFrame:
+    """Uncontrolled asthma for the ISAC pharmacist: hard triggers first, then possible severe,
+    then flagged > 6 months without referral, then other uncontrolled patients."""
+    wl = frame[frame["uncontrolled"] | frame["hard_trigger"]].copy()
+    wl["_order"] = np.select(
+        [wl["hard_trigger"], wl["possible_severe"], wl["flagged_no_referral"]], [0, 1, 2], 3
+    )
+    wl = wl.sort_values(
+        ["practice_id", "_order", "ocs_courses_12m", "saba_count_12m", "patient_id"],
+        ascending=[True, True, False, False, True],
+        kind="stable",
+    )
+    wl["rank"] = wl.groupby("practice_id", sort=False).cumcount() + 1
+    cols = ["practice_id", "rank"] + [c for c in ISAC_COLUMNS if c != "practice_id"]
+    return wl[cols].reset_index(drop=True)
+
+
+def pollution_episode_list(
+    frame: pd.DataFrame, areas: pd.DataFrame, tiers=("high", "moderate")
+) -> pd.DataFrame:
+    """High-risk patients living in areas forecast to have high pollution, per practice.
+
+    ``areas`` has a ``code`` column of LSOA codes or local-authority (LAD) codes (e.g. read
+    from the forecast CSV) and optionally ``date``. Patients with an unknown home area cannot
+    be matched and are not listed (they are counted in the returned frame's
+    ``attrs["unknown_area"]``)."""
+    if "code" not in areas.columns:
+        raise ValueError(
+            f"pollution episode areas: expected a 'code' column, got {list(areas.columns)}"
+        )
+    wanted = set(areas["code"].astype(str).str.strip())
+    hit = frame["lsoa_code"].isin(wanted) | frame["lad_code"].isin(wanted)
+    risk = frame["tier"].isin(tiers)
+    out = frame[hit & risk].copy()
+    out = out.sort_values(["practice_id", "tier", "priority"], ascending=[True, True, False])
+    cols = ["practice_id", "practice_name", "patient_id", "age", "tier", "reasons", "lsoa_code",
+            "lad_code"]  # fmt: skip
+    result = out[cols].reset_index(drop=True)
+    result.attrs["unknown_area"] = int((risk & frame["lsoa_code"].isna()).sum())
+    return result

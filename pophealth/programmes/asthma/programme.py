@@ -1,0 +1,298 @@
+"""``pophealth run asthma``: the asthma programme end to end.
+
+records + deprivation + pollution → per-patient markers (:mod:`.dataset`) → flags, the
+LADS-style tier with reasons and ISAC case finding (:mod:`.rules`) → care-team worklists
+and disclosure-controlled indicators, equity views, cross-tab and SPC (:mod:`.outputs`) →
+report sections with charts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from pophealth.programmes import Figure, Output, ProgrammeResult, Section
+from pophealth.programmes.asthma import dataset, outputs, rules
+from pophealth.programmes.asthma.codes import AsthmaCodes, curated
+from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
+
+TITLE = "Asthma: LADS-style decision support and severe-asthma case finding (ISAC)"
+SCHEME_NOTE = (
+    "The risk tier is pophealth's own LADS-style scheme, built from national evidence "
+    "(NRAD, BTS/SIGN, NHS Scotland, NHSBSA, AAC); the London Asthma Decision Support "
+    "tool's own rules are unpublished and are not reproduced here."
+)
+
+
+def evaluate(
+    con, index_date: dt.date, codes: AsthmaCodes, config: AsthmaConfig = DEFAULT
+) -> pd.DataFrame:
+    """The evaluated per-patient frame: markers, flags, tier and reasons, ISAC, timers."""
+    m = dataset.markers(con, codes, index_date, config)
+    out = rules.evaluate(m, index_date, config)
+    out["is_tier_high"] = out["tier"].eq("high")
+    out["is_tier_moderate"] = out["tier"].eq("moderate")
+    out["hospital_attack"] = out["flag_ed"] | out["flag_admitted"]
+    return out
+
+
+@dataclass
+class AsthmaProgramme:
+    name: str = "asthma"
+    title: str = TITLE
+    config: AsthmaConfig = DEFAULT
+    codes: AsthmaCodes | None = None
+    sii_repetitions: int = 20_000
+    detail_flags: tuple[str, ...] = field(
+        default=("is_tier_high", "flag_saba_priority", "flag_amr_low", "hospital_attack")
+    )
+
+    def run(self, backend: Any, *, index_date: dt.date, engine: str) -> ProgrammeResult:
+        codes = self.codes or curated()
+        cfg = self.config
+        frame = evaluate(backend, index_date, codes, cfg)
+        monthly = dataset.saba_monthly(backend, codes, index_date, cfg)
+        result = ProgrammeResult(self.name, self.title, index_date, engine)
+        policy_text = None
+
+        # -- aggregates ---------------------------------------------------------------------
+        if len(frame):
+            views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions)
+            policy_text = next(iter(views.values())).policy.describe()
+            indicators = outputs.indicator_table(views)
+            sii = outputs.sii_table(views)
+            attacks = outputs.attacks_rate(frame)
+            detail = outputs.detail_table(frame, self.detail_flags)
+            cross = pd.concat(
+                [
+                    outputs.pollution_by_deprivation(frame, col, pol)
+                    for col in ("is_tier_high", "flag_saba_priority")
+                    for pol in ("no2_quintile", "pm_quintile")
+                ],
+                ignore_index=True,
+            )
+            spc = outputs.monthly_saba_overuse(monthly, frame, cfg)
+        else:
+            views = {}
+            indicators = sii = attacks = detail = cross = spc = pd.DataFrame()
+        agg = [
+            ("indicators", indicators,
+             "Every indicator by practice, PCN, IMD quintile/decile, Core20, ethnicity, sex, age "
+             "band and NO2/particulate quintile, with Wilson 95%/99.8% CIs and the difference "
+             "from the rest of the register"),
+            ("sii", sii, "Slope and relative index of inequality across IMD deciles"),
+            ("attacks_per_1000", attacks,
+             "Asthma attacks (OCS courses + A&E + emergency admissions) per 1,000 on the register"),
+            ("detail_pcn_imd_ethnicity_age", detail,
+             "Flags by PCN × IMD quintile × ethnicity × age band (many cells withheld by design)"),
+            ("pollution_by_deprivation", cross,
+             "High tier and SABA ≥ 6 by pollution quintile × IMD quintile"),
+            ("saba_overuse_monthly", spc,
+             "Monthly % with ≥ 6 SABA in the previous 12 months, per PCN (SPC input)"),
+        ]  # fmt: skip
+        by_name = {}
+        for name, table, text in agg:
+            out = Output(name, "aggregate", table, text, disclosure=policy_text or "no data")
+            out.show_in_report = False
+            by_name[name] = out
+            result.outputs.append(out)
+
+        # -- care-team outputs --------------------------------------------------------------
+        patient = [
+            ("worklist_by_practice", outputs.worklist(frame, "practice_id"),
+             "High and moderate tier patients per practice, ordered by tier and reasons"),
+            ("worklist_by_pcn", outputs.worklist(frame, "pcn_name"),
+             "The same worklist per PCN (for the PCN clinical pharmacist)"),
+            ("isac_referral_worklist", outputs.isac_worklist(frame),
+             "Uncontrolled asthma: hard referral triggers, possible severe asthma, flagged "
+             "over 6 months without referral, waits"),
+        ]  # fmt: skip
+        for name, table, text in patient:
+            result.outputs.append(Output(name, "patient", table, text))
+
+        result.headline = self._headline(views, frame)
+        result.sections = self._sections(views, by_name, frame, codes, spc, cross)
+        return result
+
+    # -- report -------------------------------------------------------------------------------
+    def _headline(self, views, frame) -> dict[str, str]:
+        if not views:
+            return {"On the asthma register": "0"}
+
+        def total(name: str):
+            b = views[name].breakdowns
+            row = b[(b["breakdown"] == "imd_quintile") & (b["group"] == "Total")].iloc[0]
+            return row
+
+        reg = total("tier_high")
+        pct = {n: total(n)["value"] for n in ("tier_high", "saba_6plus", "refer")}
+
+        def fmt(v):
+            return "[c]" if pd.isna(v) else f"{v:.1f}%"
+
+        return {
+            "On the asthma register": f"{reg['denominator']:,.0f}",
+            "High tier (LADS-style)": fmt(pct["tier_high"]),
+            "SABA ≥ 6 a year (IIF)": fmt(pct["saba_6plus"]),
+            "Meet a severe-asthma referral criterion": fmt(pct["refer"]),
+        }
+
+    def _sections(self, views, by_name, frame, codes, spc, cross) -> list[Section]:
+        from pophealth import charts
+
+        cfg = self.config
+        sections = []
+        intro = Section(
+            "What this shows",
+            text=(
+                "Everyone on the asthma register at the index date, with risk markers from "
+                "prescribing and hospital records linked to the deprivation and air pollution "
+                "of their home area. " + SCHEME_NOTE + " Patient worklists go to the care "
+                "team only; every figure below has passed disclosure control."
+            ),
+            notes=[
+                f"Config {cfg.version}; look-back (index date − {cfg.lookback_months} months, "
+                "index date].",
+                *(f"Code list not available, marker not computed: {m}" for m in codes.missing),
+                "Patients with no known home area stay in every count as 'Unknown'.",
+            ],
+        )
+        sections.append(intro)
+        if not views:
+            return sections
+
+        tiers = Section("Risk tier mix", text="Share of the register in each tier, by PCN.")
+        tiers.figures.append(Figure("Tier mix by PCN", _tier_chart(views), _SUPPRESSED))
+        sections.append(tiers)
+
+        equity = Section(
+            "Equity: deprivation and pollution",
+            text=(
+                "Indicators by IMD decile with the slope index of inequality (SII), and the "
+                "pollution × deprivation cross-tab (tile view of the fictional region; "
+                "maps need area boundaries)."
+            ),
+        )
+        for name, title in (("tier_high", "High tier"), ("saba_6plus", "SABA ≥ 6 a year")):
+            fig = charts.equity_chart(views[name], title=title, y_title="% of register")
+            equity.figures.append(Figure(f"{title} by IMD decile", fig, _sii_caption(views[name])))
+        equity.figures.append(
+            Figure(
+                "High tier by NO2 quintile × IMD quintile",
+                _cross_chart(cross, "is_tier_high", "no2"),
+                "Each tile: % of the register in the high tier; [c] tiles are withheld.",
+            )
+        )
+        equity.tables.append(by_name["sii"])
+        sections.append(equity)
+
+        spc_section = Section(
+            "SABA over-use month by month (Making Data Count)",
+            text="% of the register with ≥ 6 SABA inhalers in the 12 months to each month end.",
+        )
+        for fig_title, fig in _spc_figures(spc):
+            spc_section.figures.append(Figure(fig_title, fig))
+        sections.append(spc_section)
+
+        rules_section = Section(
+            "The rules, in plain words",
+            text=(
+                "Each threshold, what it means and where it comes from. Tier: high if any "
+                "high-level reason, else moderate if any moderate reason, else low; where "
+                "someone lives and smoking are listed and order patients within a tier but "
+                "never change it."
+            ),
+            notes=[
+                f"{r['threshold']}: {r['rule']} — {r['meaning']} [{r['status']}; {r['source']}]"
+                for r in cfg.table()
+            ]
+            + [f"reason '{r.code}' ({r.level}): {r.words}" for r in rules.REASONS],
+        )
+        sections.append(rules_section)
+        return sections
+
+
+_SUPPRESSED = "Withheld (small-number) values are left out."
+
+
+def _sii_caption(view) -> str:
+    s = view.sii
+    if s is None or s.empty:
+        return "SII not shown: not every IMD decile has released counts."
+    row = s.iloc[0]
+    return (
+        f"SII {row['sii']:.1f} percentage points (95% CI {row['sii_lower95_0cl']:.1f} to "
+        f"{row['sii_upper95_0cl']:.1f}) from most to least deprived."
+        if "sii" in s.columns and "sii_lower95_0cl" in s.columns
+        else "SII: see the sii table."
+    )
+
+
+def _tier_chart(views) -> go.Figure:
+    fig = go.Figure()
+    for name, label, colour in (
+        ("tier_high", "high", "#d5281b"),
+        ("tier_moderate", "moderate", "#ffb81c"),
+    ):
+        b = views[name].breakdowns
+        b = b[(b["breakdown"] == "pcn")]
+        fig.add_trace(go.Bar(x=b["group"].astype(str), y=b["value"], name=label,
+                             marker_color=colour))  # fmt: skip
+    fig.update_layout(barmode="stack", yaxis_title="% of register", height=380)
+    return fig
+
+
+def _cross_chart(cross: pd.DataFrame, flag: str, pollutant: str) -> go.Figure:
+    c = cross[(cross["flag"] == flag) & (cross["pollutant"] == pollutant)]
+    c = c[(c["pollution_quintile"] != "Total") & (c["imd_quintile"] != "Total")]
+    pivot = c.pivot(index="pollution_quintile", columns="imd_quintile", values="value")
+    text = pivot.map(lambda v: "[c]" if pd.isna(v) else f"{v:.1f}%")
+    fig = go.Figure(
+        go.Heatmap(
+            z=pivot.to_numpy(dtype=float),
+            x=[f"IMD Q{q}" for q in pivot.columns],
+            y=[f"{pollutant.upper()} Q{q}" for q in pivot.index],
+            text=text.to_numpy(),
+            texttemplate="%{text}",
+            colorscale="OrRd",
+            colorbar={"title": "%"},
+        )
+    )
+    fig.update_layout(height=380, xaxis_title="IMD quintile (1 = most deprived)",
+                      yaxis_title="pollution quintile (5 = most polluted)")  # fmt: skip
+    return fig
+
+
+def _spc_figures(spc: pd.DataFrame, limit: int = 6):
+    from pophealth import charts
+    from pophealth.spc import p_chart
+
+    figs = []
+    if spc.empty:
+        return figs
+    series = [("Whole region", spc[spc["pcn"] == "Total"])]
+    for pcn, g in list(spc[spc["pcn"] != "Total"].groupby("pcn"))[:limit]:
+        series.append((str(pcn), g))
+    for label, g in series:
+        g = g.dropna(subset=["numerator", "denominator"])
+        g = g[g["denominator"] > 0]
+        if len(g) < 2:
+            continue
+        res = p_chart(
+            g["numerator"].to_numpy(), g["denominator"].to_numpy(),
+            pd.to_datetime(g["month"] + "-01"), improvement="down", multiplier=100,
+        )  # fmt: skip
+        figs.append(
+            (f"SABA ≥ 6: {label}", charts.spc_chart(res, title=label, y_title="% of register"))
+        )
+    return figs
+
+
+PROGRAMME = AsthmaProgramme()
+
+__all__ = ["PROGRAMME", "AsthmaProgramme", "evaluate", "np"]
