@@ -22,6 +22,7 @@ import pandas as pd
 #: name → module; each module has a ``PROGRAMME`` attribute.
 REGISTRY: dict[str, str] = {
     "population": "pophealth.programmes.population",
+    "asthma": "pophealth.programmes.asthma",
 }
 
 
