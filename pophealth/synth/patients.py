@@ -42,6 +42,9 @@ ETH5_NAMES = ("white", "mixed", "asian", "black", "other", "unknown")
 SEX_NAMES = ("female", "male", "unknown")
 NULL = -1
 
+#: Registers whose people die sooner (cal.DEATH_HR_MORBIDITY each, up to two).
+_HAZARD_REGISTERS = frozenset({"copd", "heart_failure", "ckd", "af"})
+
 # Hour-of-day weights of ED arrivals (busier late morning to evening).
 _ED_HOURS = np.array(
     [2, 1.5, 1.2, 1, 1, 1, 1.5, 2.5, 4, 5.5, 6, 6, 6, 6, 6, 6, 6, 6, 5.5, 5, 4.5, 4, 3.5, 2.5]
@@ -156,15 +159,47 @@ class Codes:
         self.cs_icd_elective = p("caesarean_icd10", {"O820": 1})
         self.cs_icd_emergency = p("caesarean_icd10", {"O821": 1})
         self.statin_primary = p(
-            "statins", {"39733011000001106": 75, "42297211000001100": 15, "319996000": 10}
+            "statins", {"39733011000001106": 80, "42297211000001100": 12, "320029006": 8}
         )
-        self.statin_secondary = p("statins", {"408037007": 80, "320006003": 20})
+        self.statin_secondary = p(
+            "statins", {"39733211000001101": 70, "39733111000001107": 15, "408037007": 15}
+        )
+        self.doac = p(
+            "doacs",
+            {"42206511000001102": 50, "703907006": 10, "19842211000001107": 25,
+             "19842111000001101": 7, "19469811000001101": 5, "13532811000001109": 3},
+        )  # fmt: skip
+        self.warfarin = p(
+            "warfarin", {"42217511000001103": 40, "42217611000001104": 35, "42217911000001105": 25}
+        )
+        self.aspirin = p("aspirin", {"319773006": 70, "319781007": 30})
+        self.antihypertensive = p("antihypertensives", {"319283006": 55, "408051007": 45})
+        self.antipsychotic = p(
+            "atypical_antipsychotics", {"42275511000001103": 80, "42275711000001108": 20}
+        )
+        self.ed_dx = p("erectile_dysfunction", {"860914002": 70, "397803000": 30})
+        self.fh_chd = p("family_history_chd", {"266894000": 1})
+        self.asthma_resolved = p("asthma_resolved", {"162660004": 1})
+        self.tc = p("total_cholesterol", {"1005671000000105": 85, "853681000000104": 15})
+        self.hdl = p("hdl_cholesterol", {"1005681000000107": 1})
+        self.ldl = p("ldl_cholesterol", {"1022191000000100": 60, "1014501000000104": 40})
+        self.nonhdl = p("non_hdl_cholesterol", {"1030411000000101": 1})
+        self.ratio = p("cholesterol_hdl_ratio", {"313989009": 1})
+        self.hba1c = p("hba1c", {"999791000000106": 1})
+        self.egfr = p("egfr", {"1011481000000105": 1})
 
         self.u_mmhg = v.id("mm[Hg]")
         self.u_kgm2 = v.id("kg/m2")
         self.u_cm = v.id("cm")
         self.u_kg = v.id("kg")
         self.u_mmol = v.id("mmol/L")
+        self.u_mmolmol = v.id("mmol/mol")
+        self.u_egfr = v.id("mL/min/{1.73_m2}")
+        self.u_capsule = v.id("capsule")
+        self.as_directed = v.id("as directed by the anticoagulant clinic")
+        self.per_day = {
+            k: v.id(f"{k} a day") for k in ("1 tablet", "2 tablets", "1 capsule", "2 capsules")
+        }
         self.u_inhaler = v.id("inhaler")
         self.u_tablet = v.id("tablet")
         self.saba_dose = v.id("2 puffs when required")
@@ -258,6 +293,8 @@ def _age_sex(rng, n):
     widths = np.diff(lower, append=lower[-1] + cal.AGE_LAST_BAND_WIDTH)
     mid = lower + widths / 2 - cal.EXIT_YEARS / 2
     hazard = np.exp(cal.DEATH_GOMPERTZ_A + cal.DEATH_GOMPERTZ_B * np.maximum(mid, 0))
+    # People aged 65+ carry on average about one hazard-raising condition in three.
+    hazard = hazard * np.where(mid >= 65, 1 + (cal.DEATH_HR_MORBIDITY - 1) * 0.35, 1.0)
     p_die = 1 - np.exp(-hazard * cal.EXIT_YEARS)
     p_leave = np.where(
         mid < 20, cal.LEAVE_SHARE[0], np.where(mid < 40, cal.LEAVE_SHARE[1], cal.LEAVE_SHARE[2])
@@ -389,13 +426,25 @@ def make_chunk(
     )
     bmi = np.clip(bmi, 14, 75)
 
-    # Provisional "current" (for calibrating registers) — refined after exits below,
-    # which depend on the registers; the difference is a few percent of the old.
+    # Registers are calibrated on the patients expected to be alive and registered at
+    # the extract date: each patient weighs by their chance of staying, which falls with
+    # age and with the long-term conditions that raise the death hazard.
     band8 = np.clip(np.searchsorted(cal.SHAPE_AGE_LOWER, age, side="right") - 1, 0, 7)
+    base_hazard = np.exp(
+        cal.DEATH_GOMPERTZ_A + cal.DEATH_GOMPERTZ_B * np.maximum(age - cal.EXIT_YEARS / 2, 0)
+    )
+    leave_p = np.where(
+        age < 20, cal.LEAVE_SHARE[0], np.where(age < 40, cal.LEAVE_SHARE[1], cal.LEAVE_SHARE[2])
+    )
+    hr_count = np.zeros(n, dtype=np.int64)
+
+    def stay(count: np.ndarray) -> np.ndarray:
+        hr = cal.DEATH_HR_MORBIDITY ** np.minimum(count, 2)
+        return np.exp(-base_hazard * hr * cal.EXIT_YEARS) * (1 - leave_p)
 
     has: dict[str, np.ndarray] = {"smoker_ever": ever}
 
-    def register(name: str, extra_rr: np.ndarray | None = None) -> np.ndarray:
+    def register(name: str) -> np.ndarray:
         spec = cal.REGISTERS[name]
         f = np.array(spec["female"])[band8]
         m = np.array(spec["male"])[band8]
@@ -404,14 +453,17 @@ def make_chunk(
         for (target, factor), k in cal.COMORBIDITY_RR.items():
             if target == name and factor in has:
                 rr = rr * np.where(has[factor], k, 1.0)
-        if extra_rr is not None:
-            rr = rr * extra_rr
         elig = age >= spec["min_age"]
         rr = np.where(elig, rr, 0.0)
-        scale = spec["target"] * elig.sum() / max(rr.sum(), 1e-12)
+        raises_hazard = name in _HAZARD_REGISTERS
+        w_all = stay(hr_count)[elig]
+        w_case = stay(hr_count + raises_hazard)
+        scale = spec["target"] * w_all.sum() / max((rr * w_case).sum(), 1e-12)
         p = np.minimum(rr * scale, 0.95)
         got = rng.random(n) < p
         has[name] = got
+        if raises_hazard:
+            hr_count[:] += got
         return got
 
     htn = register("hypertension")
@@ -427,8 +479,8 @@ def make_chunk(
     copd = register("copd")
     chd = register("chd")
     stroke = register("stroke_tia")
-    ckd = register("ckd")
-    hf = register("heart_failure")
+    register("ckd")
+    register("heart_failure")
     pad = register("pad")
     smi = register("smi")
     cvd = chd | stroke | pad
@@ -438,13 +490,8 @@ def make_chunk(
     scd = rng.random(n) < scd_p
 
     # -- deaths, departures, observation window ----------------------------------------
-    hr = cal.DEATH_HR_MORBIDITY ** (
-        copd.astype(int) + hf.astype(int) + ckd.astype(int) + af.astype(int)
-    ).clip(0, 2)
-    hazard = np.exp(cal.DEATH_GOMPERTZ_A + cal.DEATH_GOMPERTZ_B * np.maximum(age - 2.5, 0)) * hr
-    dead = rng.random(n) < 1 - np.exp(-hazard * cal.EXIT_YEARS)
-    leave_p = np.where(
-        age < 20, cal.LEAVE_SHARE[0], np.where(age < 40, cal.LEAVE_SHARE[1], cal.LEAVE_SHARE[2])
+    dead = rng.random(n) < 1 - np.exp(
+        -base_hazard * cal.DEATH_HR_MORBIDITY ** np.minimum(hr_count, 2) * cal.EXIT_YEARS
     )
     left = ~dead & (rng.random(n) < leave_p)
     exit_day = E - np.floor(rng.random(n) * cal.EXIT_YEARS * YEAR).astype(np.int64)
@@ -518,15 +565,32 @@ def make_chunk(
     wy = np.maximum(end - w0, 0) / YEAR
 
     # -- the records each condition leaves -----------------------------------------------
-    _diagnoses(rng, c, codes, out, has, t1, scd, htn, dm, af, copd, chd, stroke, pad, hf, smi)
+    dx = _diagnoses(rng, c, codes, out, has, t1, scd)
+    _other_qrisk_conditions(rng, c, codes, out, dm, smi, inwin)
     _smoking_bmi(rng, c, codes, out, adult & inwin, smoker, ex_smoker, intensity, bmi)
     on_statin = _statins_lipids(rng, c, codes, out, cvd, dm, inwin)
+    _lipid_tests(rng, c, codes, out, on_statin, cvd, dm, smoker, inwin & adult, wy)
+    _af_treatment(rng, c, codes, out, af & inwin, dx["af"])
+    _repeat(
+        rng,
+        c,
+        out,
+        codes.antihypertensive,
+        htn & inwin,
+        dx["hypertension"],
+        cal.ANTIHYPERTENSIVE_SHARE,
+        56,
+        codes.u_tablet,
+        codes.once_daily,
+        n_drugs=2,
+    )
+    _diabetes_kidney_tests(rng, c, codes, out, dm & inwin, dx["ckd_stage"], htn & inwin, wy)
     _blood_pressure(rng, c, codes, out, htn, adult & inwin, wy)
     _asthma(rng, c, codes, out, asthma & inwin, smoker, bmi, wy)
     _copd(rng, c, codes, out, copd & inwin, wy)
     _sickle_cell(rng, c, codes, out, scd & inwin, wy)
     _caesareans(rng, c, codes, out, female & inwin, bmi, wy)
-    del on_statin
+    _asthma_resolved(rng, c, codes, out, ~asthma & (age >= 8), inwin)
 
     # -- assemble Arrow tables -------------------------------------------------------------
     pids = _ids("P", np.arange(first + 1, first + n + 1), 9)
@@ -685,18 +749,29 @@ def _dx_events(rng, c, out, picker: CodePicker, who, mean_years, min_age=0.0):
     return who, d
 
 
-def _diagnoses(rng, c, codes, out, has, t1, scd, htn, dm, af, copd, chd, stroke, pad, hf, smi):
-    _dx_events(rng, c, out, codes.htn_dx, htn, 9.0, 18)
-    _dx_events(rng, c, out, codes.t1_dx, dm & t1, 12.0, 1)
-    _dx_events(rng, c, out, codes.t2_dx, dm & ~t1, 8.0, 18)
-    _dx_events(rng, c, out, codes.af_dx, af, 5.0, 30)
-    _dx_events(rng, c, out, codes.copd_dx, copd, 6.0, 35)
-    _dx_events(rng, c, out, codes.chd_dx, chd, 8.0, 30)
-    _dx_events(rng, c, out, codes.stroke_dx, stroke, 5.0, 20)
-    _dx_events(rng, c, out, codes.pad_dx, pad, 5.0, 40)
-    _dx_events(rng, c, out, codes.hf_dx, hf, 4.0, 30)
-    _dx_events(rng, c, out, codes.smi_dx, smi, 12.0, 16)
-    _dx_events(rng, c, out, codes.scd_dx, scd, 80.0, 0)
+def _diagnoses(rng, c, codes, out, has, t1, scd) -> dict[str, np.ndarray]:
+    """Diagnosis events of every register; returns each register's diagnosis day per
+    patient (-1 when not on it) and the CKD stage index."""
+    days: dict[str, np.ndarray] = {}
+
+    def record(name, picker, who, mean_years, min_age):
+        day_ = np.full(c.n, NULL, dtype=np.int64)
+        w, d = _dx_events(rng, c, out, picker, who, mean_years, min_age)
+        day_[w] = d
+        days[name] = day_
+
+    dm = has["diabetes"]
+    record("hypertension", codes.htn_dx, has["hypertension"], 9.0, 18)
+    record("diabetes_type1", codes.t1_dx, dm & t1, 12.0, 1)
+    record("diabetes_type2", codes.t2_dx, dm & ~t1, 8.0, 18)
+    record("af", codes.af_dx, has["af"], 5.0, 30)
+    record("copd", codes.copd_dx, has["copd"], 6.0, 35)
+    record("chd", codes.chd_dx, has["chd"], 8.0, 30)
+    record("stroke_tia", codes.stroke_dx, has["stroke_tia"], 5.0, 20)
+    record("pad", codes.pad_dx, has["pad"], 5.0, 40)
+    record("heart_failure", codes.hf_dx, has["heart_failure"], 4.0, 30)
+    record("smi", codes.smi_dx, has["smi"], 12.0, 16)
+    record("sickle_cell", codes.scd_dx, scd, 80.0, 0)
     # CKD: one staged code (some practices use the unstaged "stage 3" code).
     who = np.flatnonzero(has["ckd"])
     stage = _choice(rng, cal.CKD_STAGE_SHARE, len(who))
@@ -704,19 +779,167 @@ def _diagnoses(rng, c, codes, out, has, t1, scd, htn, dm, af, copd, chd, stroke,
     code = codes.ckd_by_stage.ids[stage]
     generic = (stage < 2) & (rng.random(len(who)) < 0.2)
     out.event(who, d, np.where(generic, codes.ckd_generic.ids[0], code))
-    # eGFR is recorded in the detail window (see _statins_lipids for the other bloods).
-    # Other QRISK3 conditions.
+    ckd_stage = np.full(c.n, NULL, dtype=np.int64)
+    ckd_stage[who] = stage
+    days["ckd_stage"] = ckd_stage
+    return days
+
+
+def _other_qrisk_conditions(rng, c, codes, out, dm, smi, inwin):
+    """RA, migraine, SLE, erectile dysfunction, family history, atypical antipsychotics
+    and regular oral steroids: the other QRISK3 inputs."""
     adult = c.age >= 18
     for name, picker, mean in (
         ("rheumatoid_arthritis", codes.ra_dx, 8.0),
         ("migraine", codes.migraine_dx, 12.0),
         ("sle", codes.sle_dx, 8.0),
+        ("family_history_chd", codes.fh_chd, 6.0),
     ):
         prev, f_rr, min_age = cal.OTHER_CONDITIONS[name]
         rr = np.where(c.female, f_rr, 1.0)
         p = prev * rr / np.mean(np.where(adult, rr, 0) + 1e-12) * (c.age >= min_age)
         who = np.flatnonzero(rng.random(c.n) < p)
         _dx_events(rng, c, out, picker, who, mean, min_age)
+    men = c.male & (c.age >= 40)
+    p = cal.ERECTILE_DYSFUNCTION_MEN_40 * np.where(dm, 2.0, 1.0)
+    _dx_events(rng, c, out, codes.ed_dx, men & (rng.random(c.n) < p), 5.0, 40)
+    # Atypical antipsychotics: most people with SMI, a few others (dementia, off-label).
+    p = np.where(smi, cal.ATYPICAL_ANTIPSYCHOTIC_SMI, cal.ATYPICAL_ANTIPSYCHOTIC_OTHER)
+    on = inwin & adult & (rng.random(c.n) < p)
+    who = np.flatnonzero(on)
+    pid, d, rep = _regular(rng, who, c.w0[who], c.end[who], 28)
+    pick = codes.antipsychotic.pick(rng, len(who))[rep]
+    mg = codes.antipsychotic.extra("strength_mg")[pick]
+    out.med(pid, d, codes.antipsychotic.ids[pick], 28.0, codes.u_tablet, codes.once_daily, mg)
+    # Regular oral corticosteroids (prednisolone 5 mg daily) in older adults.
+    who = np.flatnonzero(inwin & (c.age >= 60) & (rng.random(c.n) < cal.REGULAR_STEROIDS_60))
+    pid, d, _ = _regular(rng, who, c.w0[who], c.end[who], 28)
+    out.med(pid, d, codes.pred5.ids[0], 28.0, codes.u_tablet, codes.once_daily, 5.0)
+
+
+def _repeat(rng, c, out, picker, eligible, since, share, interval, unit, dose, n_drugs=1):
+    """Repeat prescriptions every ``interval`` days from the later of the detail window
+    and the diagnosis day, for ``share`` of the eligible; up to ``n_drugs`` products."""
+    who = np.flatnonzero(eligible & (rng.random(c.n) < share))
+    for k in range(n_drugs):
+        if k:
+            who = who[rng.random(len(who)) < 0.45]
+        start = np.maximum(c.w0[who], since[who])
+        pid, d, rep = _regular(rng, who, start, c.end[who], interval)
+        pick = picker.pick(rng, len(who))
+        if k:  # a second drug differs from the first
+            pick = (pick + 1) % len(picker.codes)
+        mg = picker.extra("strength_mg")[pick][rep]
+        out.med(pid, d, picker.ids[pick][rep], float(interval), unit, dose, mg)
+
+
+def _af_treatment(rng, c, codes, out, af_in, since):
+    """Anticoagulation for AF: a DOAC or warfarin for most, aspirin alone for a few."""
+    rr = np.array(cal.AF_ANTICOAG_IMD_RR)[c.imdq - 1]
+    u = rng.random(c.n)
+    anticoag = af_in & (u < cal.AF_ANTICOAGULATED * rr)
+    aspirin_only = af_in & ~anticoag & (u < cal.AF_ANTICOAGULATED * rr + cal.AF_ASPIRIN_ONLY)
+    doac = anticoag & (rng.random(c.n) < cal.AF_DOAC_SHARE)
+    warf = anticoag & ~doac
+    who = np.flatnonzero(doac)
+    start = np.maximum(c.w0[who], since[who])
+    pid, d, rep = _regular(rng, who, start, c.end[who], 56)
+    pick = codes.doac.pick(rng, len(who))[rep]
+    per_day = codes.doac.extra("units_per_day")[pick]
+    mg = codes.doac.extra("strength_mg")[pick]
+    capsule = np.array([r["drug"] == "dabigatran" for r in codes.doac.rows])[pick]
+    out.med(pid, d, codes.doac.ids[pick], 56.0 * per_day,
+            np.where(capsule, codes.u_capsule, codes.u_tablet),
+            np.where(per_day == 2, np.where(capsule, codes.per_day["2 capsules"],
+                                            codes.per_day["2 tablets"]),
+                     codes.per_day["1 tablet"]), mg * per_day)  # fmt: skip
+    who = np.flatnonzero(warf)
+    start = np.maximum(c.w0[who], since[who])
+    pid, d, rep = _regular(rng, who, start, c.end[who], 28)
+    out.med(pid, d, codes.warfarin.draw(rng, len(pid)), 28.0, codes.u_tablet, codes.as_directed)
+    who = np.flatnonzero(aspirin_only)
+    start = np.maximum(c.w0[who], since[who])
+    pid, d, _ = _regular(rng, who, start, c.end[who], 56)
+    out.med(pid, d, codes.aspirin.draw(rng, len(pid)), 56.0, codes.u_tablet, codes.once_daily,
+            75.0)  # fmt: skip
+
+
+def _lipid_tests(rng, c, codes, out, on_statin, cvd, dm, smoker, eligible, wy):
+    """Lipid profiles: total, HDL, LDL, non-HDL cholesterol and the TC/HDL ratio."""
+    high_risk = cvd | dm | on_statin
+    tested = eligible & (
+        (high_risk & (rng.random(c.n) < cal.LIPIDS_RECORDED_HIGH_RISK))
+        | ((c.age >= 40) & (rng.random(c.n) < cal.LIPIDS_RECORDED_40_PLUS))
+    )
+    who = np.flatnonzero(tested)
+    counts = 1 + rng.poisson(np.where(high_risk[who], 0.5, 0.1) * wy[who])
+    pid, d, _ = _spread(rng, who, counts, c.w0[who], c.end[who])
+    k = len(pid)
+    fh = rng.random(c.n) < cal.FH_SHARE
+    # Statins work less well where collection is patchier (more deprived areas).
+    effect = cal.STATIN_TC_REDUCTION * np.array(cal.STATIN_IMD_RR)[c.imdq - 1]
+    base = (
+        cal.TC_MEAN
+        + 0.012 * np.clip(c.age - 50, -25, 25)
+        + cal.TC_SD * rng.standard_normal(c.n)
+        + 3.0 * fh
+        - effect * on_statin
+    )
+    tc = np.round(np.clip(base[pid] + 0.35 * rng.standard_normal(k), 2.0, 14.0), 1)
+    hdl_mean = np.where(c.female, cal.HDL_MEAN["female"], cal.HDL_MEAN["male"]) - 0.1 * smoker
+    hdl_p = np.clip(hdl_mean + cal.HDL_SD * rng.standard_normal(c.n), 0.5, 3.2)
+    hdl = np.round(np.clip(hdl_p[pid] + 0.1 * rng.standard_normal(k), 0.4, 3.5), 1)
+    tg = np.exp(np.log(cal.TG_MEAN) - 0.1 + 0.45 * rng.standard_normal(k))
+    ldl = np.round(np.clip(tc - hdl - tg / 2.2, 0.3, None), 1)
+    nonhdl = np.round(tc - hdl, 1)
+    ratio = np.round(tc / hdl, 1)
+    out.event(pid, d, codes.tc.draw(rng, k), tc, codes.u_mmol)
+    sel = rng.random(k) < 0.95
+    out.event(pid[sel], d[sel], codes.hdl.ids[0], hdl[sel], codes.u_mmol)
+    sel = rng.random(k) < 0.85
+    out.event(pid[sel], d[sel], codes.ldl.draw(rng, int(sel.sum())), ldl[sel], codes.u_mmol)
+    sel = rng.random(k) < 0.7
+    out.event(pid[sel], d[sel], codes.nonhdl.ids[0], nonhdl[sel], codes.u_mmol)
+    sel = rng.random(k) < 0.6
+    out.event(pid[sel], d[sel], codes.ratio.ids[0], ratio[sel])
+    who = np.flatnonzero(fh & eligible & (rng.random(c.n) < 0.4))
+    _dx_events(rng, c, out, codes.fh_dx, who, 10.0, 18)
+
+
+def _diabetes_kidney_tests(rng, c, codes, out, dm_in, ckd_stage, htn_in, wy):
+    """HbA1c for people with diabetes; eGFR for CKD (by stage), diabetes and hypertension."""
+    who = np.flatnonzero(dm_in)
+    pid, d, _ = _spread(rng, who, rng.poisson(2.0 * wy[who]), c.w0[who], c.end[who])
+    usual = (
+        cal.HBA1C_MEAN
+        + np.array(cal.HBA1C_IMD_SHIFT)[c.imdq - 1]
+        + cal.HBA1C_SD * rng.standard_normal(c.n)
+    )
+    value = np.round(np.clip(usual[pid] + 5 * rng.standard_normal(len(pid)), 30, 160))
+    out.event(pid, d, codes.hba1c.ids[0], value, codes.u_mmolmol)
+    ckd = ckd_stage >= 0
+    who = np.flatnonzero((ckd | dm_in | htn_in) & (c.end > c.w0))
+    rate = np.where(ckd[who], 2.0, 1.0)
+    pid, d, _ = _spread(rng, who, rng.poisson(rate * wy[who]), c.w0[who], c.end[who])
+    stage = ckd_stage[pid]
+    lo = np.array([r[0] for r in cal.EGFR_RANGE] + [62])[np.where(stage >= 0, stage, 4)]
+    hi = np.array([r[1] for r in cal.EGFR_RANGE] + [105])[np.where(stage >= 0, stage, 4)]
+    value = np.round(lo + rng.random(len(pid)) * (hi - lo))
+    out.event(pid, d, codes.egfr.ids[0], value, codes.u_egfr)
+
+
+def _asthma_resolved(rng, c, codes, out, eligible, inwin):
+    """People whose childhood asthma was coded as resolved (not on the register)."""
+    who = np.flatnonzero(eligible & (rng.random(c.n) < cal.ASTHMA_RESOLVED_EXTRA))
+    age_end = c.age[who] - (E - c.end[who]) / YEAR
+    onset = c.dob[who] + np.floor((2 + rng.random(len(who)) * 4) * YEAR).astype(np.int64)
+    onset = np.minimum(onset, c.end[who] - 400)
+    resolved_age = np.minimum(6 + rng.exponential(8, len(who)), age_end)
+    resolved = np.clip(c.dob[who] + np.floor(resolved_age * YEAR).astype(np.int64),
+                       onset + 365, c.end[who])  # fmt: skip
+    ok = resolved > onset
+    out.event(who[ok], onset[ok], codes.asthma_dx.ids[np.zeros(int(ok.sum()), int)])
+    out.event(who[ok], resolved[ok], codes.asthma_resolved.ids[0])
 
 
 def _smoking_bmi(rng, c, codes, out, eligible, smoker, ex_smoker, intensity, bmi):
