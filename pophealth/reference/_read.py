@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 #: How many problems an error message lists before "... and N more".
 MAX_LISTED = 10
@@ -166,7 +168,7 @@ def _read_xlsx(path: Path, spec: FileSpec) -> tuple[pd.DataFrame, np.ndarray]:
                         data.append([_cell_text(v) for v in r])
                     width = len(header)
                     data = [(r + [""] * width)[:width] for r in data]
-                    frame = pd.DataFrame(data, columns=header, dtype="string")
+                    frame = pd.DataFrame(data, columns=header, dtype="string[pyarrow]")
                     numbers = np.arange(header_row + 1, header_row + 1 + len(frame))
                     return frame, numbers
     finally:
@@ -192,7 +194,7 @@ def read_raw(path: str | Path, spec: FileSpec) -> tuple[pd.DataFrame, np.ndarray
         with _open_text(path) as fh:
             frame = pd.read_csv(
                 fh,
-                dtype="string",
+                dtype="string[pyarrow]",
                 keep_default_na=False,
                 na_filter=False,
                 header=None if spec.headerless_names else 0,
@@ -252,16 +254,25 @@ def _raise(path: Path, spec: FileSpec, problems: list[pd.DataFrame]) -> None:
 
 
 def _coerce_number(text: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """(values, bad mask) for a text column; blanks are NA, not bad."""
-    cleaned = text.str.strip().str.replace(",", "", regex=False).str.replace("\u00a0", "")
-    blank = cleaned.isna() | (cleaned == "")
-    values = pd.to_numeric(cleaned.mask(blank), errors="coerce").astype("Float64")
-    bad = ~blank & values.isna()
+    """(values, bad mask) for a stripped text column; blanks are NA, not bad.
+
+    Thousands separators (``"29,199"``) are removed; integers may be written ``123.00``.
+    """
+    cleaned = text.str.replace(",", "", regex=False)
+    blank = (cleaned.isna() | (cleaned == "")).to_numpy(bool)
+    arrow = pa.array(cleaned.mask(blank).to_numpy(dtype=object, na_value=None), pa.string())
+    try:  # fast path: every present cell parses
+        numbers = pc.cast(arrow, pa.float64()).to_numpy(zero_copy_only=False)
+        values = pd.Series(numbers, index=text.index).astype("Float64")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = pd.to_numeric(cleaned.mask(blank).astype(object), errors="coerce")
+        values = pd.Series(values, index=text.index).astype("Float64")
+    bad = pd.Series(~blank, index=text.index) & values.isna()
     if kind == "int":
-        frac = values.notna() & ((values % 1) != 0)
-        bad = bad | frac.fillna(False)
-        values = values.mask(frac.fillna(False)).round().astype("Int64")
-    return values, bad.fillna(False)
+        frac = (values.notna() & ((values % 1) != 0)).fillna(False)
+        bad = bad | frac
+        values = values.mask(frac).round().astype("Int64")
+    return values, bad.fillna(False).astype(bool)
 
 
 def validate_frame(
@@ -304,7 +315,7 @@ def validate_frame(
                 dtype={"str": "string", "int": "Int64", "float": "Float64"}[col.kind],
             )
             continue
-        text = raw[header].astype("string").str.strip()
+        text = raw[header].str.strip()
         blank = text.isna() | (text == "")
         if col.kind == "str":
             values = text.mask(blank)
