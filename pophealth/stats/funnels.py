@@ -121,9 +121,9 @@ def funnel_limits(
 
     ``statistic``: "proportion" (``numerator``/``denominator``; default multiplier 100),
     "ratio" (``numerator`` observed, ``denominator`` expected; ``ratio_type`` "count" gives
-    O/E, "isr" gives O/E × 100) or "rate" (``numerator`` events, ``rate`` the rate per
-    ``multiplier``, optional ``denominator`` population, ``rate_type`` "crude" or "dsr",
-    ``years_of_data`` to express populations per year).
+    O/E − 1 (relative excess, baseline 0), "isr" gives O/E × 100 (baseline 100)) or "rate"
+    (``numerator`` events, ``rate`` the rate per ``multiplier``, optional ``denominator``
+    population, ``rate_type`` "crude" or "dsr", ``years_of_data`` to express populations per year).
 
     Returns columns: the x-axis (``population`` for proportions, ``observed_events`` for
     ratios, ``events`` for rates; plus ``expected_events``/``population_1_year`` columns for
@@ -156,7 +156,10 @@ def funnel_limits(
             )
         if ratio_type not in ("count", "isr"):
             raise StatsInputError("ratio_type must be 'count' or 'isr'")
+        # "isr": O/E x 100 around 100; "count": O/E - 1 (relative excess) around 0, as the
+        # Fingertips funnel tool reports them
         scale = 100 if ratio_type == "isr" else 1
+        shift = 0.0 if ratio_type == "isr" else -1.0
         lo_n, hi_n = np.nanmin(n), np.nanmax(n)
         start = 0 if hi_n > 2 * lo_n else _floor_neat(lo_n)
         grid = _grid(start, _ceiling_neat(hi_n), points, offset=1)
@@ -165,10 +168,10 @@ def funnel_limits(
             e_hi = exact_upper(grid, c)
             e_lo = exact_lower(grid, c)
             out[f"lower_{lab}_expected_events"] = e_hi
-            out[f"lower_{lab}_limit"] = grid / e_hi * scale
+            out[f"lower_{lab}_limit"] = grid / e_hi * scale + shift
             out[f"upper_{lab}_expected_events"] = e_lo
-            out[f"upper_{lab}_limit"] = grid / e_lo * scale
-        out["baseline"] = float(scale)
+            out[f"upper_{lab}_limit"] = grid / e_lo * scale + shift
+        out["baseline"] = 100.0 if ratio_type == "isr" else 0.0
         out["statistic"] = f"ratio ({ratio_type})"
         return out
     if statistic == "rate":

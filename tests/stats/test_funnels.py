@@ -112,3 +112,12 @@ def test_rate_funnel_and_dsr_small_counts():
     assert sig[0] == "Not applicable for events less than 10 for dsrs"
     with pytest.raises(StatsInputError):
         funnel_limits([1], [2], statistic="rate")
+
+
+def test_count_ratio_limits_are_relative_excess():
+    isr_grid = funnel_limits([20, 35, 50], [25, 30, 60], statistic="ratio", ratio_type="isr")
+    cnt = funnel_limits([20, 35, 50], [25, 30, 60], statistic="ratio", ratio_type="count")
+    np.testing.assert_allclose(
+        cnt["upper_3s_limit"], isr_grid["upper_3s_limit"] / 100 - 1, rtol=1e-12
+    )
+    assert (cnt["baseline"] == 0).all()
