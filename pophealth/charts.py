@@ -230,7 +230,7 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
     if len(sii) and dec["value"].notna().all() and len(dec) == 10:
         row = sii.iloc[0]
         slope = row["value"]
-        intercept = slope / (row["rii"] - 1) if row["rii"] != 1 else np.nan
+        intercept = row["intercept"]
         pop = dec["denominator"].to_numpy(dtype=float)
         a = pop / pop.sum()
         rank = np.cumsum(a) - a / 2

@@ -63,6 +63,7 @@ def sii(
     repetitions: int = 100_000,
     confidence: float | Sequence[float] = 0.95,
     rii: bool = True,
+    transform: bool = False,
     seed: int | np.random.Generator | None = 2024,
 ) -> pd.DataFrame:
     """Slope index of inequality (SII) and relative index of inequality (RII), one row per group.
@@ -81,6 +82,12 @@ def sii(
     or derived from the 95% limits as (upper − lower)/(2·1.96) on the transformed scale. The
     simulation is vectorised and seeded (``seed``), so results are reproducible.
 
+    ``transform=True`` (rates or proportions only) fits the regression to the log (rates) or
+    logit (proportions) values instead, for gradients that are multiplicative: then
+    SII = g⁻¹(β₀ + β₁) − g⁻¹(β₀) and RII = g⁻¹(β₀ + β₁)/g⁻¹(β₀), with the simulation done on the
+    same scale. ``intercept`` (the fitted value at rank 0, on the value scale) is always
+    returned.
+
     Output: ``value`` (= ``sii``) with ``lower95_0cl``/``upper95_0cl`` (also named
     ``sii_lower95_0cl``/``sii_upper95_0cl`` as in the national reference), ``rii`` with
     ``rii_lower95_0cl``/``rii_upper95_0cl``, and the 99.8% columns when asked for.
@@ -92,6 +99,10 @@ def sii(
     vt = _VALUE_TYPES.get(value_type)
     if vt is None:
         raise StatsInputError("value_type must be 0/'normal', 1/'rate' or 2/'proportion'")
+    if transform and vt == 0:
+        raise StatsInputError(
+            "transform=True needs value_type 'rate' (log) or 'proportion' (logit)"
+        )
     if repetitions < 1000:
         raise StatsInputError("repetitions must be 1000 or more (default 100,000)")
     levels = normalise_confidence(confidence)
@@ -157,7 +168,9 @@ def sii(
         if g["quantile"].nunique() != n_quantiles or not ok.all() or len(g) != n_quantiles:
             dropped += 1
             continue
-        rows.append(_one_sii(g, key, keys, vt, levels, multiplier, repetitions, rii, rng))
+        rows.append(
+            _one_sii(g, key, keys, vt, levels, multiplier, repetitions, rii, rng, transform)
+        )
     if dropped:
         warnings.warn(
             f"SII not calculated for {dropped} group(s) with missing quantiles or invalid data",
@@ -169,9 +182,18 @@ def sii(
         return out
     out["confidence"] = confidence_text(levels)
     out["statistic"] = f"sii x {multiplier:g}" if multiplier != 1 else "sii"
-    out["method"] = f"weighted regression; simulation {repetitions} reps"
+    scale = {1: "log ", 2: "logit "}.get(vt, "") if transform else ""
+    out["method"] = f"weighted regression on {scale}values; simulation {repetitions} reps"
     out["indicator_type"] = {0: "normal", 1: "rate", 2: "proportion"}[vt]
     return out
+
+
+def _back(v: np.ndarray, vt: int) -> np.ndarray:
+    if vt == 1:
+        return np.exp(v)
+    if vt == 2:
+        return 1 / (1 + np.exp(-v))
+    return v
 
 
 def _one_sii(
@@ -184,9 +206,10 @@ def _one_sii(
     repetitions: int,
     want_rii: bool,
     rng: np.random.Generator,
+    transform: bool = False,
 ) -> dict[str, Any]:
     pop = g["pop"].to_numpy(dtype=float)
-    y = g["value"].to_numpy(dtype=float)
+    y = g["tv"].to_numpy(dtype=float) if transform else g["value"].to_numpy(dtype=float)
     sqrt_a, b, proj = _design(pop)
     beta0, beta1 = proj @ (y * sqrt_a)
     fitted = beta0 + beta1 * b
@@ -196,14 +219,19 @@ def _one_sii(
     r2 = 1 - np.sum(weights * (y - fitted) ** 2) / ss_tot if ss_tot > 0 else np.nan
 
     draws = rng.standard_normal((repetitions, len(y))) * g["tse"].to_numpy() + g["tv"].to_numpy()
-    if vt == 1:
-        draws = np.exp(draws)
-    elif vt == 2:
-        draws = 1 / (1 + np.exp(-draws))
+    if not transform:
+        draws = _back(draws, vt)
     params = (draws * sqrt_a) @ proj.T  # (repetitions, 2): intercept, slope
-    sims_sii = np.sort(multiplier * params[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sims_rii = (params[:, 0] + params[:, 1]) / params[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if transform:
+            lo_end, hi_end = _back(params[:, 0], vt), _back(params[:, 0] + params[:, 1], vt)
+            sims_sii = np.sort(multiplier * (hi_end - lo_end))
+            sims_rii = hi_end / lo_end
+            v0, v1 = _back(np.array([beta0, beta0 + beta1]), vt)
+        else:
+            sims_sii = np.sort(multiplier * params[:, 1])
+            sims_rii = (params[:, 0] + params[:, 1]) / params[:, 0]
+            v0, v1 = beta0, beta0 + beta1
     if multiplier < 0:
         sims_rii = 1 / sims_rii
     sims_rii = np.sort(sims_rii)
@@ -212,10 +240,10 @@ def _one_sii(
     key_t = key if isinstance(key, tuple) else (key,)
     for k, v in zip(keys, key_t, strict=False):
         row[k] = v
-    rii_value = (beta0 + beta1) / beta0 if beta0 != 0 else np.nan
+    rii_value = v1 / v0 if v0 != 0 else np.nan
     if multiplier < 0:
         rii_value = 1 / rii_value
-    row["value"] = multiplier * beta1
+    row["value"] = multiplier * (v1 - v0)
     for c in levels:
         cv = c + (1 - c) / 2
         lo_i = max(int(np.round(repetitions * (1 - cv))) - 1, 0)
@@ -231,6 +259,7 @@ def _one_sii(
     row["sii"] = row["value"]
     if want_rii:
         row["rii"] = rii_value
+    row["intercept"] = multiplier * v0
     row["r_squared"] = r2
     notes = []
     if np.min(pop) < 100:

@@ -155,3 +155,30 @@ def test_quantiles_refuses_too_few_areas():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quantiles(np.arange(10.0), nquantiles=10)
+
+
+def test_sii_transform_recovers_exact_multiplicative_gradient():
+    pop = np.array([120.0, 80, 100, 150, 90, 110, 95, 105, 130, 70]) * 100
+    a = pop / pop.sum()
+    r = np.cumsum(a) - a / 2
+    rates = np.exp(np.log(0.02) - 0.9 * r)  # exactly log-linear in relative rank
+    lo, hi = rates * 0.9, rates / 0.9
+    out = sii(
+        np.arange(1, 11),
+        pop,
+        rates,
+        value_type="rate",
+        lower_cl=lo,
+        upper_cl=hi,
+        transform=True,
+        multiplier=1000,
+        repetitions=20000,
+        seed=3,
+    )
+    assert out.loc[0, "value"] == pytest.approx(1000 * (0.02 * np.exp(-0.9) - 0.02), rel=1e-9)
+    assert out.loc[0, "rii"] == pytest.approx(np.exp(-0.9), rel=1e-9)
+    assert out.loc[0, "intercept"] == pytest.approx(1000 * 0.02, rel=1e-9)
+    assert out.loc[0, "lower95_0cl"] < out.loc[0, "value"] < out.loc[0, "upper95_0cl"]
+    assert out.loc[0, "rii_lower95_0cl"] < out.loc[0, "rii"] < out.loc[0, "rii_upper95_0cl"]
+    with pytest.raises(StatsInputError, match="transform"):
+        sii(np.arange(1, 11), pop, rates, se=rates / 10, transform=True)
