@@ -6,6 +6,7 @@ FHIR names a coding system by URI (``http://snomed.info/sct``), OMOP by
 
 from __future__ import annotations
 
+import functools
 import re
 
 from pophealth.schema import ETHNICITY_16
@@ -68,6 +69,13 @@ def fhir_system(uri: str | None) -> str | None:
     """Schema system for a FHIR coding-system URI; None when pophealth does not use it."""
     if not uri:
         return None
+    if not isinstance(uri, str):
+        return _fhir_system(str(uri))
+    return _fhir_system(uri)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fhir_system(uri: str) -> str | None:
     key = str(uri).strip().lower().rstrip("/")
     hit = FHIR_SYSTEMS.get(key)
     if hit is not None:

@@ -41,7 +41,14 @@ from pophealth.ingest.codes import (
     is_dmd_code,
     normalise_code,
 )
-from pophealth.ingest.fhir_read import Entry, Unit, Unreadable, find_files, iter_units
+from pophealth.ingest.fhir_read import (
+    Entry,
+    Unit,
+    Unreadable,
+    find_files,
+    iter_units,
+    split_ranges,
+)
 from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
 from pophealth.ingest.pseudonym import Pseudonymiser, normalise_nhs_number
 from pophealth.ingest.sink import IngestSummary, Run
@@ -151,9 +158,10 @@ def _date(value: Any) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    if re.fullmatch(r"\d{4}", text):
+    n = len(text)
+    if n == 4 and text.isdigit():
         return text + "-01-01"
-    if re.fullmatch(r"\d{4}-\d{2}", text):
+    if n == 7 and _YEAR_MONTH.fullmatch(text):
         return text + "-01"
     return text[:10] if len(text) >= 10 and text[4:5] == "-" else text
 
@@ -201,13 +209,22 @@ def _identifier_value(res: dict, systems: tuple[str, ...]) -> str | None:
     return None
 
 
+_YEAR_MONTH = re.compile(r"\d{4}-\d{2}")
+_HISTORY = re.compile(r"/_history/[^/]+$")
+_TYPE_ID = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")
+_REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)(?:/[^/?]+|\?)")
+_SIMPLE_REF = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-\.]{1,64}")
+
+
 def _ref_key(ref: str) -> str:
     """Canonical form of a literal reference: ``Type/id`` for relative or absolute URLs."""
     ref = ref.strip()
+    if _SIMPLE_REF.fullmatch(ref):
+        return ref
     if ref.startswith(("urn:uuid:", "urn:oid:")):
         return ref.lower()
-    ref = re.sub(r"/_history/[^/]+$", "", ref)
-    m = re.search(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$", ref)
+    ref = _HISTORY.sub("", ref)
+    m = _TYPE_ID.search(ref)
     return f"{m.group(1)}/{m.group(2)}" if m else ref
 
 
@@ -215,7 +232,7 @@ def _ref_type(ref: dict) -> str | None:
     r = ref.get("reference")
     if isinstance(r, str):
         r = r.strip()
-        m = re.search(r"(?:^|/)([A-Z][A-Za-z]+)(?:/[^/?]+|\?)", r)
+        m = _REF_TYPE.search(r)
         if m:
             return m.group(1)
     t = ref.get("type")
@@ -241,6 +258,8 @@ class _UnitScope:
         self.pids: dict[int, str] = {}
 
     def get(self, ref: str) -> dict | None:
+        if not self.by_ref:
+            return None
         return self.by_ref.get(ref.strip()) or self.by_ref.get(_ref_key(ref))
 
 
@@ -1094,6 +1113,55 @@ def _daily_dose_mg(dosages: list[dict]) -> float | None:
 # -- driver ------------------------------------------------------------------------------
 
 
+#: Inputs smaller than this are read in-process (a worker pool costs more than it saves).
+PARALLEL_MIN_BYTES = 16 * 2**20
+#: Plain NDJSON files larger than this are split between workers by byte range.
+SPLIT_MIN_BYTES = 64 * 2**20
+
+
+def _jobs(files: list[Path], workers: int) -> list[tuple[Path, tuple[int, int] | None]]:
+    jobs: list[tuple[Path, tuple[int, int] | None]] = []
+    for f in files:
+        name = f.name.lower()
+        if (
+            workers > 1
+            and name.endswith((".ndjson", ".jsonl"))
+            and f.stat().st_size > (SPLIT_MIN_BYTES)
+        ):
+            jobs += [(f, r) for r in split_ranges(f, workers * 2)]
+        else:
+            jobs.append((f, None))
+    return jobs
+
+
+def _map_job(job: tuple[Path, tuple[int, int] | None], mapper: FhirMapper) -> None:
+    path, byte_range = job
+    run = mapper.run
+    for item in iter_units(path, byte_range=byte_range):
+        if isinstance(item, Unreadable):
+            run.reject_unparsed(item.source, item.location, "(unreadable)", item.reason, item.raw)
+        else:
+            mapper.unit(item)
+
+
+def _worker(args) -> dict:
+    """Map a list of jobs in a worker process; returns the worker run's state."""
+    jobs, key, run_id, slot, batch_rows, tmp_dir = args
+    run = Run(
+        ".",
+        kind="fhir",
+        worker=True,
+        run_id=run_id,
+        rkey_start=slot << 40,
+        batch_rows=batch_rows,
+        tmp_dir=tmp_dir,
+    )
+    mapper = FhirMapper(run, Pseudonymiser(key))
+    for job in jobs:
+        _map_job(job, mapper)
+    return run.export()
+
+
 def ingest_fhir(
     paths: list[str | os.PathLike],
     out: str | os.PathLike,
@@ -1103,32 +1171,36 @@ def ingest_fhir(
     strict: bool = False,
     progress: Callable[[str, float], None] | None = None,
     batch_rows: int = 50_000,
+    workers: int | None = None,
 ) -> IngestSummary:
     """Import FHIR R4 files/directories into the store at ``out`` (see module docs).
 
-    ``progress(description, fraction_done)`` is called now and then. Returns the
-    reconciled :class:`IngestSummary`; the store is written once, atomically, at the end.
+    ``progress(description, fraction_done)`` is called now and then. ``workers``
+    processes read and map in parallel (default: one per CPU for inputs over 16 MiB;
+    large plain NDJSON files are split by byte range). Returns the reconciled
+    :class:`IngestSummary`; the store is written once, atomically, at the end.
     """
     files, ignored = find_files(paths)
     run = Run(out, kind="fhir", append=append, strict=strict, batch_rows=batch_rows)
     try:
-        mapper = FhirMapper(run, Pseudonymiser(key))
         for f in ignored:
             run.notes.append(f"ignored (not .json/.ndjson/.jsonl/.xml[.gz]): {f}")
-        total = sum(f.stat().st_size for f in files) or 1
-        done = 0
-        for f in files:
-            run.files.append(str(f))
-            if progress:
-                progress(f"reading {f.name}", done / total)
-            for item in iter_units(f):
-                if isinstance(item, Unreadable):
-                    run.reject_unparsed(
-                        item.source, item.location, "(unreadable)", item.reason, item.raw
-                    )
-                else:
-                    mapper.unit(item)
-            done += f.stat().st_size
+        sizes = {f: f.stat().st_size for f in files}
+        total = sum(sizes.values()) or 1
+        if workers is None:
+            workers = (os.cpu_count() or 1) if total >= PARALLEL_MIN_BYTES else 1
+        run.files += [str(f) for f in files]
+        jobs = _jobs(files, workers)
+        if workers <= 1:
+            mapper = FhirMapper(run, Pseudonymiser(key))
+            done = 0
+            for job in jobs:
+                if progress:
+                    progress(f"reading {job[0].name}", done / total)
+                _map_job(job, mapper)
+                done += sizes[job[0]] if job[1] is None else job[1][1] - job[1][0]
+        else:
+            _map_parallel(run, jobs, sizes, total, key, workers, batch_rows, progress)
         if progress:
             progress("resolving references and validating", 1.0)
         summary = run.finish(
@@ -1145,6 +1217,29 @@ def ingest_fhir(
         run.cleanup()
         raise
     return summary
+
+
+def _map_parallel(run, jobs, sizes, total, key, workers, batch_rows, progress) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    def weight(job):
+        return sizes[job[0]] if job[1] is None else job[1][1] - job[1][0]
+
+    # One task per job, biggest first; each task is its own worker run (own spill files).
+    ordered = sorted(jobs, key=weight, reverse=True)
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    done = 0
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {
+            pool.submit(_worker, ([job], key, run.run_id, slot + 1, batch_rows, run.tmp)): job
+            for slot, job in enumerate(ordered)
+        }
+        for fut in as_completed(futures):
+            run.absorb(fut.result())
+            done += weight(futures[fut])
+            if progress:
+                progress(f"read {futures[fut][0].name}", done / total)
 
 
 __all__ = ["FhirMapper", "ingest_fhir", "normalise_nhs_number", "Path"]

@@ -89,22 +89,88 @@ def _kind(path: Path) -> str:
     return "json"
 
 
-def iter_units(path: Path, *, progress=None) -> Iterator[Unit | Unreadable]:
-    """Read one file; never raises for bad content (yields :class:`Unreadable`)."""
+def iter_units(
+    path: Path, *, progress=None, byte_range: tuple[int, int] | None = None
+) -> Iterator[Unit | Unreadable]:
+    """Read one file (or, for plain NDJSON, the lines starting in ``byte_range``);
+    never raises for bad content (yields :class:`Unreadable`)."""
     src = str(path)
     kind = _kind(path)
     try:
         if kind == "xml":
             yield from _xml_units(path, src)
         elif kind == "ndjson":
-            yield from _ndjson_units(path, src, progress)
+            start, end = byte_range or (0, None)
+            yield from _ndjson_units(path, src, progress, start, end)
         else:
             yield from _json_units(path, src, progress)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
         yield Unreadable(src, "file", f"file could not be read to the end: {exc}")
 
 
-def _ndjson_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:
+def _ndjson_units(
+    path: Path, src: str, progress, start: int = 0, end: int | None = None
+) -> Iterator[Unit | Unreadable]:
+    if path.name.lower().endswith(".gz"):
+        yield from _ndjson_text_units(path, src)
+        return
+    # Plain files are read as bytes, optionally only the lines that *start* in
+    # [start, end) (so that one large file can be split between worker processes).
+    with open(path, "rb") as fh:
+        if start > 0:
+            fh.seek(start - 1)
+            fh.readline()
+            pos = fh.tell()
+            lineno = _count_newlines(path, pos)
+        else:
+            pos, lineno = 0, 0
+        while end is None or pos < end:
+            line = fh.readline()
+            if not line:
+                return
+            pos += len(line)
+            lineno += 1
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                obj = json.loads(text)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                col = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+                yield Unreadable(
+                    src,
+                    f"line {lineno}",
+                    f"malformed JSON: {msg}{col}",
+                    text.decode("utf-8", "replace"),
+                )
+                continue
+            yield from _object_units(obj, src, f"line {lineno}", None)
+
+
+def _count_newlines(path: Path, upto: int) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        remaining = upto
+        while remaining > 0:
+            block = fh.read(min(remaining, 1 << 24))
+            if not block:
+                break
+            n += block.count(b"\n")
+            remaining -= len(block)
+    return n
+
+
+def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
+    """Byte ranges splitting a plain NDJSON file into ``parts`` (line-aligned on read)."""
+    size = path.stat().st_size
+    step = max(1, -(-size // parts))
+    return [(a, min(a + step, size)) for a in range(0, size, step)] or [(0, 0)]
+
+
+def _ndjson_text_units(path: Path, src: str) -> Iterator[Unit | Unreadable]:
     lineno = 0
     with _open_text(path) as fh:
         while True:
@@ -120,8 +186,6 @@ def _ndjson_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]
             if not line:
                 return
             lineno += 1
-            if progress is not None and lineno % 2000 == 0:
-                progress(len(line) * 2000)
             text = line.strip()
             if not text:
                 continue
@@ -132,7 +196,7 @@ def _ndjson_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]
                     src, f"line {lineno}", f"malformed JSON: {exc.msg} (column {exc.colno})", text
                 )
                 continue
-            yield from _object_units(obj, src, f"line {lineno}", text)
+            yield from _object_units(obj, src, f"line {lineno}", None)
 
 
 def _json_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:

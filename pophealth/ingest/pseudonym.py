@@ -63,6 +63,7 @@ class Pseudonymiser:
             raise PseudonymKeyError("empty pseudonymisation key")
         self._key = key
         self._cache: dict[str, str] = {}
+        self._refs: dict[str, str] = {}
 
     def __call__(self, namespace: str, value: str) -> str:
         """``patient_id`` for ``value`` in ``namespace`` (e.g. ``nhs``, ``fhir``, ``omop``)."""
@@ -79,9 +80,14 @@ class Pseudonymiser:
 
     def key_of(self, reference_key: str) -> str:
         """Hash of a reference key, so that temporary index files hold no raw identifiers."""
-        return hmac.new(self._key, b"ref:" + reference_key.encode(), hashlib.sha256).hexdigest()[
-            :32
-        ]
+        hit = self._refs.get(reference_key)
+        if hit is None:
+            hit = hmac.new(self._key, b"ref:" + reference_key.encode(), hashlib.sha256)
+            hit = hit.hexdigest()[:32]
+            if len(self._refs) >= 1_000_000:
+                self._refs.clear()
+            self._refs[reference_key] = hit
+        return hit
 
 
 def normalise_nhs_number(value: str) -> str:

@@ -218,15 +218,21 @@ class Run:
         strict: bool = False,
         batch_rows: int = 50_000,
         tmp_dir: str | Path | None = None,
+        worker: bool = False,
+        run_id: str | None = None,
+        rkey_start: int = 0,
     ):
         self.strict = strict
         self.out = Path(out)
         self.kind = kind
         self.append = append
         self.batch_rows = batch_rows
-        self.run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        # Refuse non-stores / other schema versions before any work is done.
-        self.store = Store.open_or_new(self.out)
+        self.run_id = run_id or (
+            dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        )
+        # Refuse non-stores / other schema versions before any work is done. A worker
+        # (``worker=True``) only maps records; its parent run owns the store.
+        self.store = None if worker else Store.open_or_new(self.out)
         self.tmp = Path(tempfile.mkdtemp(prefix="pophealth-ingest-", dir=tmp_dir))
         self.quarantine = QuarantineWriter(self.tmp / "quarantine.csv", self.run_id)
         self._buffers: dict[str, list[dict]] = defaultdict(list)
@@ -238,7 +244,8 @@ class Run:
         self.tables: dict[str, TableCounts] = {n: TableCounts() for n in INGEST_TABLES}
         self.files: list[str] = []
         self.notes: list[str] = []
-        self._rkey = 0
+        self._worker_dirs: list[str] = []
+        self._rkey = rkey_start
         self._nspill = 0
 
     # -- records -----------------------------------------------------------------------
@@ -434,7 +441,7 @@ class Run:
                     )
                 )
             else:
-                arrays.append(pa.array([_text(r.get(f.name)) for r in rows], pa.string()))
+                arrays.append(_text_array([r.get(f.name) for r in rows]))
         path = self._path(name)
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
         self._spills[name].append(path)
@@ -451,6 +458,53 @@ class Run:
         path = self._path(f"index-{kind}")
         pq.write_table(data, path)
         self._index_spills[kind].append(path)
+
+    # -- parallel workers ----------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """Flush everything and hand this (worker) run's state to the parent."""
+        for name in list(self._buffers):
+            self._flush(name)
+        for kind in list(self._index):
+            self._flush_index(kind)
+        self.quarantine.close()
+        return {
+            "spills": {k: [str(p) for p in v] for k, v in self._spills.items()},
+            "index": {k: [str(p) for p in v] for k, v in self._index_spills.items()},
+            "records": {
+                k: (v.records_in, v.loaded, v.quarantined, v.skipped, dict(v.skip_reasons))
+                for k, v in self.records.items()
+            },
+            "rows_in": {k: v.rows_in for k, v in self.tables.items()},
+            "notes": self.notes,
+            "quarantine": str(self.quarantine.path),
+            "quarantine_lines": self.quarantine.lines,
+            "tmp": str(self.tmp),
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Take over a worker's spilled rows, index, counts and quarantine lines."""
+        for k, v in state["spills"].items():
+            self._spills[k] += [Path(p) for p in v]
+        for k, v in state["index"].items():
+            self._index_spills[k] += [Path(p) for p in v]
+        for k, (n_in, loaded, quarantined, skipped, reasons) in state["records"].items():
+            rc = self.records[k]
+            rc.records_in += n_in
+            rc.loaded += loaded
+            rc.quarantined += quarantined
+            rc.skipped += skipped
+            rc.skip_reasons.update(reasons)
+        for k, v in state["rows_in"].items():
+            self.tables[k].rows_in += v
+        self.notes += state["notes"]
+        if state["quarantine_lines"]:
+            with open(state["quarantine"], newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                next(reader, None)
+                for row in reader:
+                    self.quarantine._w.writerow(row)
+                    self.quarantine.lines += 1
+        self._worker_dirs.append(state["tmp"])
 
     # -- finishing ---------------------------------------------------------------------
     def finish(
@@ -513,6 +567,8 @@ class Run:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for d in self._worker_dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
     @property
     def _index_dir(self) -> Path:
@@ -769,6 +825,24 @@ def _norm_expr(name: str, kind: str) -> str:
     if kind == "bool":
         return f"lower({c})"
     return c
+
+
+def _text_array(values: list) -> pa.Array:
+    """A string Arrow array of ``values`` (str, numbers, bools or None), fast when uniform."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array([_text(v) for v in values], pa.string())
+    if pa.types.is_string(arr.type):
+        return arr
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(values), pa.string())
+    if pa.types.is_boolean(arr.type):
+        return pa.array([_text(v) for v in values], pa.string())
+    try:
+        return arr.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([_text(v) for v in values], pa.string())
 
 
 def _parse_float(v: Any) -> Any:
