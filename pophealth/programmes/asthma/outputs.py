@@ -57,6 +57,8 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator("uncontrolled", "uncontrolled", "% with uncontrolled asthma (ISAC/AAC criteria)"),
     Indicator("possible_severe", "possible_severe", "% with possible severe asthma (ISAC)"),
     Indicator("refer", "refer", "% meeting a severe-asthma referral criterion"),
+    Indicator("flagged_no_referral", "flagged_no_referral",
+              "% uncontrolled for 6+ months with no referral recorded (ISAC timer)"),
 )  # fmt: skip
 
 #: Breakdowns of every indicator (equity_view adds IMD decile, quintile and Core20).

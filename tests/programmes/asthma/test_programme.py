@@ -1,0 +1,112 @@
+"""The asthma programme end to end on the canonical synthetic population."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pophealth.programmes import get
+from pophealth.programmes.asthma import AsthmaProgramme, evaluate, outputs
+from pophealth.programmes.asthma.codes import curated
+from pophealth.report import write_report
+from pophealth.synth import write_synthetic_store
+
+INDEX = dt.date(2026, 3, 31)  # the synthetic extract date
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    path = tmp_path_factory.mktemp("asthma_e2e") / "store"
+    return write_synthetic_store(path, patients=10_000, seed=42)
+
+
+@pytest.fixture(scope="module")
+def run(synthetic):
+    programme = AsthmaProgramme(sii_repetitions=2_000)
+    con = synthetic.connect("duckdb")
+    result = programme.run(con, index_date=INDEX, engine="duckdb")
+    frame = evaluate(con, INDEX, curated())
+    return result, frame
+
+
+def test_registered():
+    assert get("asthma").name == "asthma"
+
+
+def test_finds_the_gradients_the_synthetic_data_carries(run):
+    _, frame = run
+    assert len(frame) > 300
+    needs_review = frame["tier"].isin(["high", "moderate"])
+    deprived = frame["imd_quintile"].isin([1, 2]).to_numpy(dtype=bool)
+    affluent = frame["imd_quintile"].isin([4, 5]).to_numpy(dtype=bool)
+    polluted = frame["no2_quintile"].isin([4, 5]).to_numpy(dtype=bool)
+    clean = frame["no2_quintile"].isin([1, 2]).to_numpy(dtype=bool)
+    for flag in (needs_review, frame["flag_saba_priority"]):
+        flag = flag.to_numpy(dtype=bool)
+        assert flag[deprived].mean() > flag[affluent].mean()
+        assert flag[polluted].mean() > flag[clean].mean()
+
+
+def test_unknown_area_patients_are_counted_not_dropped(run):
+    result, frame = run
+    unknown = int(frame["imd_quintile"].isna().sum())
+    ind = next(o for o in result.outputs if o.name == "indicators").frame
+    rows = ind[(ind["indicator"] == "tier_high") & (ind["breakdown"] == "imd_quintile")]
+    assert "Unknown" in set(rows["group"]) or unknown == 0
+    total = rows[rows["group"] == "Total"]["denominator"].iloc[0]
+    assert abs(total - len(frame)) <= 2.5  # rounded to the nearest 5
+
+
+def test_no_aggregate_count_in_1_to_7(run):
+    result, _ = run
+    count_cols = {"numerator", "denominator", "attacks", "patients"}
+    aggregates = [o for o in result.outputs if o.kind == "aggregate"]
+    assert {o.name for o in aggregates} >= {"indicators", "pollution_by_deprivation"}
+    for out in aggregates:
+        assert out.disclosure
+        for col in count_cols & set(out.frame.columns):
+            values = pd.to_numeric(out.frame[col], errors="coerce").dropna().to_numpy()
+            assert not np.any((values >= 1) & (values <= 7)), (out.name, col)
+
+
+def test_worklists_are_ordered_and_explained(run):
+    result, frame = run
+    wl = next(o for o in result.outputs if o.name == "worklist_by_practice")
+    assert wl.kind == "patient"
+    w = wl.frame
+    assert set(w["tier"]) <= {"high", "moderate"}
+    assert len(w) == int(frame["tier"].isin(["high", "moderate"]).sum())
+    assert w["reasons"].str.len().gt(0).all()
+    for _, g in w.groupby("practice_id"):
+        codes = g["tier"].map({"high": 0, "moderate": 1}).to_numpy()
+        assert np.all(np.diff(codes) >= 0)
+        assert list(g["rank"]) == list(range(1, len(g) + 1))
+    isac = next(o for o in result.outputs if o.name == "isac_referral_worklist").frame
+    assert isac["refer_because"].where(isac["refer"], "x").str.len().gt(0).all()
+    assert len(isac) == int((frame["uncontrolled"] | frame["hard_trigger"]).sum())
+
+
+def test_report_has_the_section_and_no_patient_ids(run, tmp_path):
+    result, frame = run
+    report, files = write_report([result], tmp_path, title="asthma test")
+    text = report.read_text()
+    assert "LADS-style" in text
+    assert "The rules, in plain words" in text
+    assert not any(pid in text for pid in frame["patient_id"].head(50))
+    assert len(files["patient"]) == 3
+
+
+def test_pollution_episode_list(run):
+    _, frame = run
+    known = frame.dropna(subset=["lsoa_code"])
+    lsoa = known["lsoa_code"].iloc[0]
+    lad = known["lad_code"].dropna().iloc[-1]
+    out = outputs.pollution_episode_list(frame, pd.DataFrame({"code": [lsoa, lad]}))
+    risky = frame["tier"].isin(["high", "moderate"])
+    expected = frame[risky & ((frame["lsoa_code"] == lsoa) | (frame["lad_code"] == lad))]
+    assert set(out["patient_id"]) == set(expected["patient_id"])
+    with pytest.raises(ValueError, match="'code' column"):
+        outputs.pollution_episode_list(frame, pd.DataFrame({"lsoa": [lsoa]}))
