@@ -180,6 +180,7 @@ class Codes:
         self.ed_dx = p("erectile_dysfunction", {"860914002": 70, "397803000": 30})
         self.fh_chd = p("family_history_chd", {"266894000": 1})
         self.asthma_resolved = p("asthma_resolved", {"162660004": 1})
+        self.htn_resolved = p("hypertension_resolved", {"162659009": 1})
         self.tc = p("total_cholesterol", {"1005671000000105": 85, "853681000000104": 15})
         self.hdl = p("hdl_cholesterol", {"1005681000000107": 1})
         self.ldl = p("ldl_cholesterol", {"1022191000000100": 60, "1014501000000104": 40})
@@ -590,7 +591,10 @@ def make_chunk(
     _copd(rng, c, codes, out, copd & inwin, wy)
     _sickle_cell(rng, c, codes, out, scd & inwin, wy)
     _caesareans(rng, c, codes, out, female & inwin, bmi, wy)
-    _asthma_resolved(rng, c, codes, out, ~asthma & (age >= 8), inwin)
+    _resolved(rng, c, out, codes.asthma_dx, codes.asthma_resolved, ~asthma & (age >= 8),
+              cal.ASTHMA_RESOLVED_EXTRA, 2.0, 6.0)  # fmt: skip
+    _resolved(rng, c, out, codes.htn_dx, codes.htn_resolved, ~htn & (age >= 30),
+              cal.HYPERTENSION_RESOLVED_EXTRA, 25.0, 40.0)  # fmt: skip
 
     # -- assemble Arrow tables -------------------------------------------------------------
     pids = _ids("P", np.arange(first + 1, first + n + 1), 9)
@@ -928,18 +932,18 @@ def _diabetes_kidney_tests(rng, c, codes, out, dm_in, ckd_stage, htn_in, wy):
     out.event(pid, d, codes.egfr.ids[0], value, codes.u_egfr)
 
 
-def _asthma_resolved(rng, c, codes, out, eligible, inwin):
-    """People whose childhood asthma was coded as resolved (not on the register)."""
-    who = np.flatnonzero(eligible & (rng.random(c.n) < cal.ASTHMA_RESOLVED_EXTRA))
+def _resolved(rng, c, out, dx_picker, resolved_picker, eligible, share, age_lo, age_hi):
+    """People given a diagnosis later coded as resolved (so not on the register): e.g.
+    childhood asthma, or hypertension diagnosed in pregnancy or on one high reading."""
+    who = np.flatnonzero(eligible & (rng.random(c.n) < share))
     age_end = c.age[who] - (E - c.end[who]) / YEAR
-    onset = c.dob[who] + np.floor((2 + rng.random(len(who)) * 4) * YEAR).astype(np.int64)
-    onset = np.minimum(onset, c.end[who] - 400)
-    resolved_age = np.minimum(6 + rng.exponential(8, len(who)), age_end)
-    resolved = np.clip(c.dob[who] + np.floor(resolved_age * YEAR).astype(np.int64),
-                       onset + 365, c.end[who])  # fmt: skip
-    ok = resolved > onset
-    out.event(who[ok], onset[ok], codes.asthma_dx.ids[np.zeros(int(ok.sum()), int)])
-    out.event(who[ok], resolved[ok], codes.asthma_resolved.ids[0])
+    onset_age = np.minimum(age_lo + rng.random(len(who)) * (age_hi - age_lo), age_end - 1.2)
+    onset = c.dob[who] + np.floor(onset_age * YEAR).astype(np.int64)
+    resolved = np.minimum(onset + 365 + np.floor(rng.exponential(5, len(who)) * YEAR).astype(int),
+                          c.end[who])  # fmt: skip
+    ok = (onset >= c.dob[who]) & (resolved > onset)
+    out.event(who[ok], onset[ok], dx_picker.ids[np.zeros(int(ok.sum()), int)])
+    out.event(who[ok], resolved[ok], resolved_picker.ids[0])
 
 
 def _smoking_bmi(rng, c, codes, out, eligible, smoker, ex_smoker, intensity, bmi):

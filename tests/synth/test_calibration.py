@@ -94,7 +94,7 @@ def test_targets_are_the_published_qof_figures():
 # (register, diagnosis lists, resolved list, denominator minimum age, relative tolerance)
 PREVALENCE_CASES = [
     ("asthma", ["asthma_diagnosis"], "asthma_resolved", 0, 0.15),
-    ("hypertension", ["hypertension_diagnosis"], None, 0, 0.12),
+    ("hypertension", ["hypertension_diagnosis"], "hypertension_resolved", 0, 0.12),
     ("copd", ["copd_diagnosis"], None, 0, 0.25),
     ("af", ["af_diagnosis"], None, 0, 0.25),
     ("diabetes", ["diabetes_type1", "diabetes_type2"], None, 17, 0.15),
@@ -214,7 +214,7 @@ def test_several_asthma_outcomes_are_present(asthma_12m):
 
 
 def test_blood_pressure_control_is_worse_in_deprived_areas(db):
-    reg = _register(db, "hypertension_diagnosis")
+    reg = _register(db, "hypertension_diagnosis", "hypertension_resolved")
     rows = _by_quintile(
         db,
         f"""
