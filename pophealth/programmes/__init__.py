@@ -23,6 +23,7 @@ import pandas as pd
 REGISTRY: dict[str, str] = {
     "population": "pophealth.programmes.population",
     "asthma": "pophealth.programmes.asthma",
+    "cvd": "pophealth.programmes.cvd",
 }
 
 
