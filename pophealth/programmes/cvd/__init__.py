@@ -1,0 +1,380 @@
+"""CVD prevention: UCLPartners-style pharmacist-led risk-factor management.
+
+Finds and stratifies people with hypertension, high cholesterol and atrial fibrillation
+and gives PCN pharmacists one prioritised list (PROGRAMMES.md section 3):
+
+* blood pressure — CVDPREVENT risk groups (:mod:`pophealth.scores.bp`) on the
+  hypertension register, NICE-strict switch in :class:`~.config.CvdConfig`;
+* lipids — CVD without a statin, CVD above the non-HDL/LDL target on a statin, QRISK3
+  >= 10% without lipid-lowering therapy, total cholesterol > 7.5 (FH assessment) / > 9
+  (refer);
+* atrial fibrillation — CHA2DS2-VASc and ORBIT, no anticoagulant in 12 months,
+  aspirin only;
+* indicators with equity views (IMD quintile, Core20, ethnicity, sex, age band, PCN;
+  gap and SII) and a practice table, all disclosure-controlled.
+
+Pipeline: :func:`.extract.cvd_records` (engine) → :func:`.rules.apply_all` (pure) →
+:func:`.worklist.worklist` and :mod:`.indicators`. Public entry point for other code:
+:func:`analyse`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from pophealth import disclosure
+from pophealth.programmes import Figure, Output, ProgrammeResult, Section
+from pophealth.programmes.cvd.codelists import CvdCodelists, curated_codelists
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.extract import cvd_records
+from pophealth.programmes.cvd.indicators import (
+    INDICATORS,
+    counts_by_group,
+    equity_views,
+    practice_table,
+)
+from pophealth.programmes.cvd.rules import apply_all
+from pophealth.programmes.cvd.worklist import worklist
+from pophealth.scores.bp import HTN_RISK_GROUPS
+from pophealth.scores.qrisk3 import QRISK3_DISCLAIMER
+
+__all__ = ["PROGRAMME", "CvdAnalysis", "CvdProgramme", "analyse"]
+
+GROUP_ORDER = ["1d", "1c", "1a", "1b", "1e", "0.1", "0.2"]
+GROUP_COLOURS = {
+    "1d": "#8A1538",
+    "1c": "#DA291C",
+    "1a": "#ED8B00",
+    "1b": "#FFB81C",
+    "1e": "#768692",
+    "0.1": "#009639",
+    "0.2": "#78BE20",
+}
+
+
+@dataclass
+class CvdAnalysis:
+    """Everything one run computes (patient-level frames stay in memory for the caller)."""
+
+    index_date: dt.date
+    config: CvdConfig
+    patients: pd.DataFrame  # one row per adult, every rule applied
+    worklist: pd.DataFrame  # patient-level, care team only
+    counts: pd.DataFrame  # NOT disclosure-controlled; internal
+    views: dict[str, Any] = field(default_factory=dict)  # indicator -> EquityView
+    practices: pd.DataFrame | None = None  # disclosure-controlled
+    missing_codelists: list[str] = field(default_factory=list)
+
+
+def analyse(
+    backend,
+    index_date: dt.date,
+    *,
+    codelists: CvdCodelists | None = None,
+    config: CvdConfig = DEFAULT_CONFIG,
+    policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY,
+) -> CvdAnalysis:
+    """Run the CVD programme on an Ibis backend holding the canonical tables."""
+    codelists = codelists or curated_codelists()
+    records = cvd_records(backend, index_date, codelists, config)
+    patients = apply_all(records, index_date, config=config)
+    counts = counts_by_group(patients)
+    return CvdAnalysis(
+        index_date=index_date,
+        config=config,
+        patients=patients,
+        worklist=worklist(patients, config=config),
+        counts=counts,
+        views=equity_views(counts, policy=policy),
+        practices=practice_table(patients, policy=policy),
+        missing_codelists=codelists.missing(),
+    )
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _released_group_counts(
+    patients: pd.DataFrame, policy: disclosure.DisclosurePolicy
+) -> pd.DataFrame:
+    on_register = patients[patients["hypertension"] == 1]
+    counts = (
+        on_register["htn_group"]
+        .value_counts()
+        .reindex(GROUP_ORDER, fill_value=0)
+        .rename_axis("group")
+        .reset_index(name="patients")
+    )
+    counts["description"] = counts["group"].map(dict(HTN_RISK_GROUPS))
+    return disclosure.apply(counts, ["patients"], policy=policy, by=["group"], margins=["group"])
+
+
+def _bp_chart(released: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(
+        go.Bar(
+            x=released["group"],
+            y=released["patients"],
+            marker_color=[GROUP_COLOURS[g] for g in released["group"]],
+            text=released["description"],
+            hovertemplate="%{x}: %{y} patients<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template="simple_white",
+        xaxis_title="CVDPREVENT risk group",
+        yaxis_title="Patients (rounded)",
+    )
+    return fig
+
+
+def _breakdown_table(view, ind) -> pd.DataFrame:
+    b = view.breakdowns
+    cols = [
+        "breakdown",
+        "group",
+        "numerator",
+        "denominator",
+        "value",
+        "lower95_0cl",
+        "upper95_0cl",
+        "difference",
+        "flag",
+        "disclosure_note",
+    ]
+    out = b[[c for c in cols if c in b.columns]].copy()
+    out.insert(0, "indicator", ind.name)
+    return out[out["breakdown"] != "imd_decile"].reset_index(drop=True)
+
+
+def _practice_funnel(practices: pd.DataFrame, name: str):
+    from pophealth.charts import funnel_chart
+    from pophealth.stats import funnel_limits, funnel_significance
+
+    pts = practices[
+        (practices["indicator"] == name)
+        & practices["numerator"].notna()
+        & (practices["denominator"] > 0)
+    ].copy()
+    if len(pts) < 3:
+        return None
+    limits = funnel_limits("numerator", "denominator", data=pts, statistic="proportion")
+    pts["significance"] = funnel_significance(
+        "numerator", "denominator", data=pts, statistic="proportion"
+    ).to_numpy()
+    return funnel_chart(
+        pts,
+        limits,
+        x="denominator",
+        y="value",
+        label="practice_id",
+        title="",
+        x_title="Patients in the denominator (rounded)",
+        y_title="%",
+    )
+
+
+def _headline(views: dict, worklist_frame: pd.DataFrame, policy) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for ind in INDICATORS:
+        view = views.get(ind.name)
+        if view is None:
+            continue
+        b = view.breakdowns
+        tot = b[(b["breakdown"] == "sex") & (b["group"] == "Total")]
+        if tot.empty or pd.isna(tot["value"].iloc[0]):
+            continue
+        r = tot.iloc[0]
+        out[ind.title] = f"{r['value']:.1f}% of {int(r['denominator']):,}"
+    rag = worklist_frame["rag"].value_counts()
+    released = disclosure.round_counts(
+        np.array([rag.get(k, 0) for k in ("red", "amber", "grey")]), policy
+    )
+    hidden = policy.primary_mask(np.array([rag.get(k, 0) for k in ("red", "amber", "grey")]))
+    for k, v, h in zip(("red", "amber", "grey"), released, hidden, strict=True):
+        out[f"Worklist {k}"] = "[c]" if h else f"{int(v):,}"
+    return out
+
+
+def build_result(
+    analysis: CvdAnalysis,
+    *,
+    engine: str,
+    policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY,
+) -> ProgrammeResult:
+    """The programme's outputs and report sections from one analysis."""
+    a = analysis
+    disclosure_text = policy.describe()
+    outputs: list[Output] = []
+    sections: list[Section] = []
+
+    # patient-level worklist (care team only)
+    outputs.append(
+        Output(
+            "cvd_pharmacist_worklist",
+            "patient",
+            a.worklist,
+            "Ranked pharmacist worklist across hypertension, lipids and AF, per PCN and "
+            "practice, with reasons and next action. QRISK3 scores carry the ClinRisk "
+            "disclaimer.",
+        )
+    )
+
+    # BP groups
+    groups = _released_group_counts(a.patients, policy)
+    bp_out = Output(
+        "cvd_bp_risk_groups",
+        "aggregate",
+        groups,
+        "People on the hypertension register by CVDPREVENT risk group (latest valid BP in "
+        "12 months; lowest systolic and diastolic of the day)"
+        + (" — NICE-strict targets." if a.config.nice_strict else "."),
+        disclosure=disclosure_text,
+    )
+    outputs.append(bp_out)
+    sections.append(
+        Section(
+            "Blood pressure: CVDPREVENT risk groups",
+            "Red = 1c/1d (above 160/100; above 180/120 needs same-day review), amber = 1a/1b "
+            "(above target), grey = 1e (no BP in 12 months), green = 0.1/0.2 (at target). "
+            "The RAG colouring is derived by pophealth and needs clinical sign-off.",
+            figures=[Figure("Hypertension register by risk group", _bp_chart(groups))],
+            tables=[bp_out],
+        )
+    )
+
+    # indicators and equity
+    from pophealth.charts import equity_chart
+
+    eq_tables, eq_figs, notes = [], [], []
+    for ind in INDICATORS:
+        view = a.views.get(ind.name)
+        if view is None:
+            notes.append(f"{ind.title}: no one in the denominator.")
+            continue
+        out = Output(
+            f"cvd_{ind.name}_equity",
+            "aggregate",
+            _breakdown_table(view, ind),
+            f"{ind.title}. Denominator: {ind.denominator}. Numerator: {ind.numerator}. "
+            f"Source: {ind.source}. Values are % with Wilson 95% CI; difference from the "
+            "rest of the population with Newcombe 95% CI.",
+            disclosure=disclosure_text,
+        )
+        outputs.append(out)
+        eq_tables.append(out)
+        if not view.sii.empty:
+            sii_out = Output(
+                f"cvd_{ind.name}_sii",
+                "aggregate",
+                view.sii.assign(indicator=ind.name),
+                f"{ind.title}: slope and relative index of inequality across IMD deciles.",
+                disclosure=disclosure_text,
+                show_in_report=False,
+            )
+            outputs.append(sii_out)
+        try:
+            eq_figs.append(
+                Figure(
+                    f"{ind.title} by IMD decile (1 = most deprived)",
+                    equity_chart(view, title="", y_title="%"),
+                    "Points: value with 95% CI; line: slope index of inequality.",
+                )
+            )
+        except (KeyError, ValueError) as exc:  # too few released deciles to draw
+            notes.append(f"{ind.title}: equity chart not drawn ({exc}).")
+        notes.extend(f"{ind.title}: {n}" for n in view.notes[:-1])
+    notes.append(disclosure_text)
+    sections.append(
+        Section(
+            "Indicators and equity",
+            "Each indicator by IMD quintile, Core20, ethnicity, sex, age band and PCN, with "
+            "95% confidence intervals and a flag where a group differs significantly from "
+            "the rest of the population.",
+            figures=eq_figs,
+            tables=eq_tables,
+            notes=notes,
+        )
+    )
+
+    # practices
+    if a.practices is not None and not a.practices.empty:
+        prac = Output(
+            "cvd_indicators_by_practice",
+            "aggregate",
+            a.practices,
+            "Every indicator by practice and PCN (Wilson 95% CI from released counts).",
+            disclosure=disclosure_text,
+        )
+        outputs.append(prac)
+        figs = []
+        funnel = _practice_funnel(a.practices, "htn_target_under80")
+        if funnel is not None:
+            figs.append(
+                Figure(
+                    "Hypertension treated to target (<80) by practice — funnel plot",
+                    funnel,
+                    "Practices outside the 99.8% limits differ from the average by more than "
+                    "chance.",
+                )
+            )
+        sections.append(Section("Practices", figures=figs, tables=[prac]))
+
+    # worklist summary, QRISK3 disclaimer and data quality
+    wl = a.worklist
+    dq_notes = [
+        "Townsend deprivation is not published for England's LSOAs: QRISK3 uses "
+        + (
+            "Townsend 0 (the national average) for everyone"
+            if a.config.townsend.mode == "zero"
+            else "a Townsend value mapped from the IMD quintile [UNCONFIRMED mapping]"
+        )
+        + ", which understates risk slightly in deprived areas.",
+        "QRISK3 inputs not recorded are set to the QRISK3 average for the sex (so they "
+        "neither raise nor lower the score); the worklist names them.",
+    ]
+    if a.missing_codelists:
+        dq_notes.append(
+            "Code lists not available (these variables count as not recorded): "
+            + ", ".join(a.missing_codelists)
+            + "."
+        )
+    sections.append(
+        Section(
+            "Pharmacist worklists",
+            f"{'Listed patients are' if len(wl) else 'No patient is'} ranked per practice and "
+            "PCN: red first (BP above 180/120, AF without anticoagulation, CVD without a "
+            "statin, cholesterol above 9, BP above 160/100), then amber, then grey (no recent "
+            "BP). The lists are patient-level and go to the care team only.",
+            notes=[f"QRISK3: {QRISK3_DISCLAIMER}", *dq_notes],
+        )
+    )
+    return ProgrammeResult(
+        programme="cvd",
+        title="CVD prevention: hypertension, lipids and AF",
+        index_date=a.index_date,
+        engine=engine,
+        outputs=outputs,
+        sections=sections,
+        headline=_headline(a.views, wl, policy),
+    )
+
+
+class CvdProgramme:
+    name = "cvd"
+    title = "CVD prevention: hypertension, lipids and AF"
+
+    def __init__(self, config: CvdConfig = DEFAULT_CONFIG) -> None:
+        self.config = config
+
+    def run(self, backend: Any, *, index_date: dt.date, engine: str) -> ProgrammeResult:
+        analysis = analyse(backend, index_date, config=self.config)
+        return build_result(analysis, engine=engine)
+
+
+PROGRAMME = CvdProgramme()

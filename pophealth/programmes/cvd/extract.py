@@ -115,7 +115,8 @@ def smoking_levels(cl: Codelist | None) -> dict[str, int]:
     a plain "current smoker" (amount unknown), so a same-day specific code wins."""
     if cl is None or not cl.categories:
         return {}
-    cats = {c: v.strip().lower() for c, v in cl.category_map().items()}
+    column = next((c for c in ("category", "Category") if c in cl.categories), None)
+    cats = {c: v.strip().lower() for c, v in cl.category_map(column).items()}
     amount = {}
     for col in ("intensity", "amount", "band"):
         if col in cl.categories:

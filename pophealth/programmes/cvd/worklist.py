@@ -1,0 +1,304 @@
+"""The pharmacist worklist: one ranked list across hypertension, lipids and AF.
+
+Each patient on any list gets one row with every reason in plain words, the next
+action (that of the most urgent reason), a RAG colour and a rank within their practice
+and PCN. Priorities (derived by pophealth, PROGRAMMES.md section 3; UCLPartners' own
+stratification tables could not be read — [UNCONFIRMED], needs clinical sign-off):
+
+=====  ====================================================================  ======
+RAG    reason                                                                weight
+=====  ====================================================================  ======
+red    BP above 180/120 (CVDPREVENT 1d): same-day clinical review             100
+red    AF, stroke risk high enough to offer anticoagulation, none in 12 mo     90
+red    CVD (IHD/PAD/stroke/TIA), no statin                                     80
+red    total cholesterol above 9: refer to lipid clinic                         70
+red    BP above 160/100 (1c)                                                    60
+amber  CVD on statin, non-HDL/LDL above target                                 40
+amber  QRISK3 >= 10%, no lipid-lowering therapy                                35
+amber  AF, man with CHA2DS2-VASc 1 (consider anticoagulation)                   30
+amber  BP above target (1a/1b)                                                  25
+amber  total cholesterol above 7.5: assess for FH                               20
+grey   hypertension, no BP in 12 months (1e)                                    10
+=====  ====================================================================  ======
+
+Patients are ranked by total weight (several problems add up), then the highest single
+weight, then systolic BP, then patient id (so the order is reproducible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.scores.qrisk3 import QRISK3_DISCLAIMER
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    rag: str
+    weight: int
+    domain: str
+
+
+ITEMS: tuple[Item, ...] = (
+    Item("bp_1d", "red", 100, "hypertension"),
+    Item("af_offer", "red", 90, "AF"),
+    Item("lipid_a", "red", 80, "lipids"),
+    Item("lipid_d_refer", "red", 70, "lipids"),
+    Item("bp_1c", "red", 60, "hypertension"),
+    Item("lipid_b", "amber", 40, "lipids"),
+    Item("lipid_c", "amber", 35, "lipids"),
+    Item("af_consider", "amber", 30, "AF"),
+    Item("bp_above_target", "amber", 25, "hypertension"),
+    Item("lipid_d_assess", "amber", 20, "lipids"),
+    Item("bp_1e", "grey", 10, "hypertension"),
+)
+RAG_ORDER = {"red": 0, "amber": 1, "grey": 2}
+
+
+def _fmt(x: pd.Series, digits: int = 1) -> pd.Series:
+    return x.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+
+
+def _date(x: pd.Series) -> pd.Series:
+    return pd.to_datetime(x).dt.strftime("%d %b %Y").fillna("")
+
+
+def item_flags(p: pd.DataFrame) -> dict[str, pd.Series]:
+    """0/1 per worklist item for each patient (``p`` = records after every rule)."""
+    g = p["htn_group"]
+    ind = p["anticoag_indication"]
+    return {
+        "bp_1d": g == "1d",
+        "bp_1c": g == "1c",
+        "bp_above_target": g.isin(["1a", "1b"]),
+        "bp_1e": g == "1e",
+        "af_offer": (p["af_gap"] == 1) & (ind == "offer"),
+        "af_consider": (p["af_gap"] == 1) & (ind == "consider"),
+        "lipid_a": p["lipid_a"] == 1,
+        "lipid_b": p["lipid_b"] == 1,
+        "lipid_c": p["lipid_c"] == 1,
+        "lipid_d_refer": p["lipid_d_refer"] == 1,
+        "lipid_d_assess": p["lipid_d_assess"] == 1,
+    }
+
+
+def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """(reason, next action) in plain words for each item, vectorised over patients."""
+    bp = _fmt(p["bp_sbp"], 0) + "/" + _fmt(p["bp_dbp"], 0) + " on " + _date(p["bp_date"])
+    nonhdl = _fmt(p["non_hdl"])
+    ldl = _fmt(p["ldl_recent"])
+    statin = (
+        p["statin_ingredient"].fillna("statin").astype(str)
+        + " "
+        + p["statin_daily_mg"].map(lambda v: "" if pd.isna(v) else f"{v:g} mg")
+    ).str.strip()
+    cvd_names = (
+        np.where(p["ihd"] == 1, "coronary heart disease, ", "")
+        + np.where(p["pad"] == 1, "peripheral arterial disease, ", "")
+        + np.where(p["stroke"] == 1, "stroke, ", "")
+        + np.where(p["tia"] == 1, "TIA, ", "")
+    )
+    cvd_names = pd.Series(cvd_names, index=p.index).str.rstrip(", ")
+    chads = p["chadsvasc"].astype("Float64").map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+    orbit_txt = (
+        " Bleeding risk (ORBIT) "
+        + p["orbit"].astype("Float64").map(lambda v: "?" if pd.isna(v) else f"{int(v)}")
+        + " ("
+        + p["orbit_band"].fillna("unknown").astype(str)
+        + ")."
+    )
+    aspirin = pd.Series(
+        np.where(
+            p["af_aspirin_only"] == 1,
+            " Takes aspirin only: aspirin does not prevent stroke in AF.",
+            "",
+        ),
+        index=p.index,
+    )
+    maximal = p["on_maximal_statin"] == 1
+    q = _fmt(p["qrisk3"])
+    imputed = p["qrisk_imputed"].fillna("")
+    q_note = pd.Series(
+        np.where(imputed != "", " (estimated without: " + imputed + ")", ""), index=p.index
+    )
+    q_action = pd.Series(
+        np.where(
+            p["chol_hdl_ratio_dq"] == "imputed",
+            "Check lipids, then recalculate QRISK3 and discuss a statin (atorvastatin 20 mg).",
+            "Discuss starting a statin (atorvastatin 20 mg) for primary prevention.",
+        ),
+        index=p.index,
+    )
+    tc = _fmt(p["tc_recent"])
+    target_nonhdl = f"{config.non_hdl_target.value:g}"
+    target_ldl = f"{config.ldl_target.value:g}"
+    s = lambda text: pd.Series(text, index=p.index)  # noqa: E731
+    return {
+        "bp_1d": (
+            "BP " + bp + " is very high (systolic above 180 or diastolic above 120).",
+            s("Same-day clinical review."),
+        ),
+        "bp_1c": (
+            "BP " + bp + " is high (systolic above 160 or diastolic above 100).",
+            s("Review and step up BP treatment; recheck within 4 weeks."),
+        ),
+        "bp_above_target": (
+            "BP "
+            + bp
+            + " is above target ("
+            + np.where(p["age"] >= config.bp.older_age, "150/90 at 80+", "140/90")
+            + ").",
+            s("Review BP treatment and adherence; recheck BP."),
+        ),
+        "bp_1e": (
+            s("Hypertension with no BP reading in the last 12 months."),
+            s("Invite for a BP check (or ask for a home reading)."),
+        ),
+        "af_offer": (
+            "AF with stroke risk CHA2DS2-VASc "
+            + chads
+            + ", no anticoagulant in 12 months."
+            + orbit_txt
+            + aspirin,
+            s("Offer anticoagulation (a DOAC) after bleeding-risk review."),
+        ),
+        "af_consider": (
+            "AF, man with CHA2DS2-VASc 1, no anticoagulant in 12 months." + orbit_txt + aspirin,
+            s("Consider anticoagulation; discuss risks and benefits."),
+        ),
+        "lipid_a": (
+            "Has "
+            + cvd_names
+            + " but no statin in the last "
+            + f"{config.medication_lookback_months} months."
+            + pd.Series(
+                np.where(p["statin_declined"] == 1, " Statin declined/intolerance coded.", ""),
+                index=p.index,
+            ),
+            s("Offer a high-intensity statin (atorvastatin 80 mg) unless contraindicated."),
+        ),
+        "lipid_b": (
+            "Has "
+            + cvd_names
+            + ", on "
+            + statin
+            + ", non-HDL "
+            + nonhdl
+            + " (target "
+            + target_nonhdl
+            + ") / LDL "
+            + ldl
+            + " (target "
+            + target_ldl
+            + ") mmol/L.",
+            pd.Series(
+                np.where(
+                    maximal,
+                    "On maximal statin: consider adding ezetimibe (then inclisiran per pathway).",
+                    "Increase to a high-intensity statin (atorvastatin 80 mg) and recheck lipids.",
+                ),
+                index=p.index,
+            ),
+        ),
+        "lipid_c": (
+            "QRISK3 " + q + "% (10-year CVD risk)" + q_note + ", no lipid-lowering therapy.",
+            q_action,
+        ),
+        "lipid_d_refer": (
+            "Total cholesterol " + tc + " mmol/L is above 9.",
+            s("Refer to lipid clinic (possible familial hypercholesterolaemia)."),
+        ),
+        "lipid_d_assess": (
+            "Total cholesterol " + tc + " mmol/L is above 7.5.",
+            s("Assess for familial hypercholesterolaemia (Simon Broome / DLCN)."),
+        ),
+    }
+
+
+#: Worklist columns, in order.
+WORKLIST_COLUMNS = (
+    "pcn_name",
+    "practice_id",
+    "rank_in_practice",
+    "rank_in_pcn",
+    "patient_id",
+    "rag",
+    "priority_score",
+    "reasons",
+    "next_action",
+    "domains",
+    "age",
+    "sex",
+    "htn_group",
+    "bp_sbp",
+    "bp_dbp",
+    "bp_date",
+    "qrisk3",
+    "qrisk_imputed",
+    "non_hdl",
+    "ldl_recent",
+    "tc_recent",
+    "statin_ingredient",
+    "statin_daily_mg",
+    "statin_intensity",
+    "chadsvasc",
+    "orbit",
+    "af_aspirin_only",
+    "qrisk3_disclaimer",
+)
+
+
+def worklist(p: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+    """The ranked pharmacist worklist (one row per patient on any list)."""
+    flags = item_flags(p)
+    any_hit = np.zeros(len(p), dtype=bool)
+    for f in flags.values():
+        any_hit |= f.fillna(False).to_numpy(dtype=bool)
+    out = p.loc[any_hit].copy()  # text is built for listed patients only
+    flags = {k: v[any_hit] for k, v in flags.items()}
+    texts = item_texts(out, config)
+    n = len(out)
+    reasons = np.full(n, "", dtype=object)
+    actions = np.full(n, "", dtype=object)
+    domains = np.full(n, "", dtype=object)
+    score = np.zeros(n, dtype=int)
+    top = np.zeros(n, dtype=int)
+    rag = np.full(n, "", dtype=object)
+    # Items are in descending weight: the first hit sets the RAG and next action.
+    for item in ITEMS:
+        hit = flags[item.key].fillna(False).to_numpy(dtype=bool)
+        reason, action = texts[item.key]
+        reason = pd.Series(reason, index=out.index).astype(str).to_numpy(dtype=object)
+        action = pd.Series(action, index=out.index).astype(str).to_numpy(dtype=object)
+        first = hit & (top == 0)
+        actions = np.where(first, action, actions)
+        rag = np.where(first, item.rag, rag)
+        top = np.where(first, item.weight, top)
+        reasons = np.where(hit, np.where(reasons == "", reason, reasons + " " + reason), reasons)
+        new_domain = hit & ~pd.Series(domains).str.contains(item.domain, regex=False).to_numpy()
+        joined = np.where(domains == "", item.domain, domains + ", " + item.domain)
+        domains = np.where(new_domain, joined, domains)
+        score = score + np.where(hit, item.weight, 0)
+    out["reasons"] = reasons
+    out["next_action"] = actions
+    out["domains"] = domains
+    out["priority_score"] = score
+    out["_top"] = top
+    out["rag"] = rag
+    out["_sbp"] = pd.to_numeric(out["bp_sbp"]).fillna(0)
+    out = out.sort_values(
+        ["priority_score", "_top", "_sbp", "patient_id"],
+        ascending=[False, False, False, True],
+        kind="stable",
+    )
+    out["rank_in_practice"] = out.groupby("practice_id", dropna=False).cumcount() + 1
+    out["rank_in_pcn"] = out.groupby("pcn_id", dropna=False).cumcount() + 1
+    out["qrisk3"] = out["qrisk3"].round(1)
+    out["qrisk3_disclaimer"] = np.where(out["qrisk3"].notna(), QRISK3_DISCLAIMER, None)
+    out = out.sort_values(["pcn_name", "practice_id", "rank_in_practice"], kind="stable")
+    return out[list(WORKLIST_COLUMNS)].reset_index(drop=True)
