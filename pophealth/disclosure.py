@@ -282,17 +282,38 @@ def _pinned_cells(
     if not a_eq:
         return []
     a_mat = np.array(a_eq)
-    involved = a_mat.any(axis=0)
+    b_vec = np.array(b_eq)
+    # split into independent blocks (variables linked through shared totals) so each
+    # linear programme stays small
+    parent = list(range(len(hidden)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for row in a_mat:
+        nz = np.flatnonzero(row)
+        for j in nz[1:]:
+            ri, rj = find(int(nz[0])), find(int(j))
+            if ri != rj:
+                parent[rj] = ri
+    roots = np.array([find(i) for i in range(len(hidden))])
     bounds = [primary_bounds if primary[h] else (0, None) for h in hidden]
     pinned = []
     for k in np.flatnonzero(primary & mask):
         j = col[int(k)]
-        if not involved[j]:
+        block = np.flatnonzero(roots == roots[j])
+        rows = np.flatnonzero(a_mat[:, block].any(axis=1))
+        if rows.size == 0:
             continue
-        obj = np.zeros(len(hidden))
-        obj[j] = 1
-        lo = linprog(obj, A_eq=a_mat, b_eq=b_eq, bounds=bounds, method="highs")
-        hi = linprog(-obj, A_eq=a_mat, b_eq=b_eq, bounds=bounds, method="highs")
+        sub_a = a_mat[np.ix_(rows, block)]
+        sub_b = b_vec[rows]
+        sub_bounds = [bounds[i] for i in block]
+        obj = (block == j).astype(float)
+        lo = linprog(obj, A_eq=sub_a, b_eq=sub_b, bounds=sub_bounds, method="highs")
+        hi = linprog(-obj, A_eq=sub_a, b_eq=sub_b, bounds=sub_bounds, method="highs")
         if lo.status == 0 and hi.status == 0 and (-hi.fun - lo.fun) < 1e-9:
             pinned.append(int(k))
     return pinned
