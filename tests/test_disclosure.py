@@ -190,3 +190,19 @@ def test_property_withheld_cells_not_derivable_from_totals(shape, data):
     for k in np.flatnonzero(primary & hidden):
         lo, hi = _published_range(sets, hidden, primary, k, policy.suppress_at_or_below)
         assert hi - lo > 1e-9, f"cell {divmod(k, c + 1)} of\n{full}\nis derivable"
+
+
+def test_audit_is_capped_with_a_warning_on_very_large_tables():
+    k = 250
+    df = pd.DataFrame(
+        {
+            "area": np.repeat(np.arange(k), 3),
+            "group": np.tile(["a", "b", "Total"], k),
+            "n": np.tile([3, 50, 53], k),
+        }
+    )
+    with pytest.warns(UserWarning, match="linear-programming audit"):
+        out = disclosure.apply(
+            df, ["n"], by=["area", "group"], margins=["group"], total_label="Total"
+        )
+    assert out.loc[out["group"] != "Total", "n"].isna().all()  # lone-cell rule still applied
