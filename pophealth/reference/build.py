@@ -50,6 +50,8 @@ class BuildReport:
     missing_values: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     practices: dict[str, int] = field(default_factory=dict)
+    #: Coverage of the store's address LSOAs by the new areas table (None: no addresses).
+    address_coverage: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class BuildReport:
             "missing_values": self.missing_values,
             "notes": self.notes,
             "practices": self.practices,
+            "address_coverage": self.address_coverage,
         }
 
 
@@ -444,7 +447,7 @@ def build_practices(
     report = report or BuildReport("", "")
     folder = _folder or _Folder(root, report, step)
     folder.report = report
-    ep = folder.load("epraccur", loaders.load_epraccur, why="the practices table is empty")
+    ep = folder.load("epraccur", loaders.load_epraccur, why="no practices (a store keeps its own)")
     cols = ["practice_id", "name", "pcn_id", "pcn_name", "sub_icb", "icb", "lsoa_code"]
     if ep is None:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in cols}), report
@@ -507,6 +510,27 @@ def practices_arrow(practices: pd.DataFrame) -> pa.Table:
     return result.valid
 
 
+def address_coverage(store, areas: pa.Table) -> dict[str, int] | None:
+    """How many distinct LSOA codes of the store's ``addresses`` are in ``areas`` and how
+    many are not (they would link to the "unknown" area group); ``None`` when the store
+    has no addresses. Reads only the ``lsoa_code`` column."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if store.snapshot is None or not store.row_counts().get("addresses"):
+        return None
+    codes = pq.read_table(store.table_path("addresses"), columns=["lsoa_code"])["lsoa_code"]
+    distinct = pc.unique(codes.drop_null())
+    known = pc.is_in(distinct, value_set=areas["lsoa_code"].combine_chunks())
+    n_known = int(pc.sum(known).as_py() or 0)
+    return {
+        "address_lsoas": len(distinct),
+        "address_lsoas_in_areas": n_known,
+        "address_lsoas_not_in_areas": len(distinct) - n_known,
+        "addresses_without_lsoa": int(codes.null_count),
+    }
+
+
 def build_reference_store(
     root: str | Path,
     out: str | Path,
@@ -515,8 +539,10 @@ def build_reference_store(
     step: Step | None = None,
 ):
     """Build ``areas`` and ``practices`` from ``root`` and write them into the store at
-    ``out`` (other tables carried over). The IMD release, LSOA vintage, files used (with
-    SHA-256), warnings and derivation notes are recorded in the store metadata."""
+    ``out``; other tables are carried over, and so is ``practices`` when the folder has
+    no epraccur. The IMD release, LSOA vintage, files used (with SHA-256), warnings,
+    derivation notes and the coverage of the store's address LSOAs are recorded in the
+    store metadata. Returns (store, report)."""
     from pophealth.store import Store
 
     store = Store.open_or_new(out)  # refuses a non-store before any work
@@ -525,7 +551,20 @@ def build_reference_store(
     practices, report = build_practices(root, step=step, report=report, _folder=folder)
     if step:
         step("validating against the canonical schema")
-    tables = {"areas": areas_arrow(areas), "practices": practices_arrow(practices)}
+    tables = {"areas": areas_arrow(areas)}
+    if "epraccur" in report.files:
+        tables["practices"] = practices_arrow(practices)
+    else:
+        report.notes.append("practices: no epraccur in the folder; the store's table is kept")
+    coverage = address_coverage(store, tables["areas"])
+    if coverage is not None:
+        report.address_coverage = coverage
+        if coverage["address_lsoas_not_in_areas"]:
+            folder.warn(
+                f"{coverage['address_lsoas_not_in_areas']:,} of {coverage['address_lsoas']:,} "
+                f"distinct LSOA codes in the store's addresses are not in the new areas table "
+                f"(LSOA {report.lsoa_vintage}); their patients fall in the unknown area group"
+            )
     if step:
         step("writing the store")
     return store.write(

@@ -192,9 +192,43 @@ def test_build_2025_subset_into_existing_store(shared_data, tmp_path, built):
         store, report = build_reference_store(root, store_dir, "2025")
     assert store.metadata["imd_release"] == "IoD2025"
     assert store.row_counts()["areas"] == 33_755
-    assert store.row_counts()["practices"] == 0  # no epraccur in the folder: empty, warned
+    assert store.row_counts()["practices"] == 8_640  # no epraccur in the folder: kept
     assert len(store.metadata["provenance"]) == 2  # history kept
     assert set(report.files) == {"imd2025", "fuel_poverty", "lsoa21_subicb"}
+
+
+@pytest.mark.shared_data
+def test_build_reports_address_lsoas_missing_from_areas(shared_data, tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from pophealth.schema import arrow_schema
+    from pophealth.store import Store
+
+    addresses = pa.table(
+        {
+            "patient_id": ["p1", "p2", "p3", "p4"],
+            "start_date": [dt.date(2020, 1, 1)] * 4,
+            "end_date": [None] * 4,
+            "lsoa_code": ["E01000001", "E01000001", "X01000001", None],
+            "care_home": [False] * 4,
+        },
+        schema=arrow_schema("addresses"),
+    )
+    store_dir = tmp_path / "store"
+    Store.open_or_new(store_dir).write({"addresses": addresses}, provenance={"source": "test"})
+    root = _subset(shared_data, tmp_path, ["imd2019_file1"])
+    with pytest.warns(ReferenceWarning, match="1 of 2 distinct LSOA codes"):
+        store, report = build_reference_store(root, store_dir, "2019")
+    assert report.address_coverage == {
+        "address_lsoas": 2,
+        "address_lsoas_in_areas": 1,
+        "address_lsoas_not_in_areas": 1,
+        "addresses_without_lsoa": 1,
+    }
+    assert store.metadata["reference"]["address_coverage"]["address_lsoas_not_in_areas"] == 1
+    assert store.row_counts()["addresses"] == 4  # carried over
 
 
 def test_build_needs_the_imd_file(tmp_path):
