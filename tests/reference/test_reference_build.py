@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -249,3 +250,5 @@ def test_sources_layout_names_are_unique():
     assert len({s.key for s in SOURCES}) == len(SOURCES)
     assert source("imd2019_file1").url.startswith("https://")
     assert "imd2019_file2" in markdown_table()
+    doc = Path(__file__).resolve().parents[2] / "docs" / "reference-data.md"
+    assert markdown_table() in doc.read_text()  # the documented table is the code's
