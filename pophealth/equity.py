@@ -104,6 +104,12 @@ def _ratio_ci(
 def _prepare(
     data: pd.DataFrame, numerator: str, denominator: str, breakdowns: Sequence[str]
 ) -> tuple[pd.DataFrame, list[str]]:
+    if not isinstance(data, pd.DataFrame):
+        # a query-layer result (Ibis table expression, Arrow table): materialise it
+        to_pandas = getattr(data, "to_pandas", None) or getattr(data, "execute", None)
+        if to_pandas is None:
+            raise TypeError("equity_view needs a pandas DataFrame, Arrow table or Ibis table")
+        data = to_pandas()
     df = data.copy()
     notes: list[str] = []
     for col in (numerator, denominator):
@@ -151,10 +157,11 @@ def equity_view(
 ) -> EquityView:
     """Build the whole equity view of one indicator (see the module docstring).
 
-    ``data`` holds counts at any level of detail (e.g. one row per IMD decile × ethnicity × sex
-    × age band); each breakdown column present is summed over the others. Missing group values
-    become "Unknown" so every breakdown adds up to the same total. ``extra`` adds PLUS-group
-    columns. ``higher_is_better`` sets the indicator's polarity for the worse/better flag.
+    ``data`` (a DataFrame, Arrow table or Ibis table expression) holds counts at any level of
+    detail (e.g. one row per IMD decile × ethnicity × sex × age band); each breakdown column
+    present is summed over the others. Missing group values become "Unknown" so every
+    breakdown adds up to the same total. ``extra`` adds PLUS-group columns.
+    ``higher_is_better`` sets the indicator's polarity for the worse/better flag.
     """
     df, notes = _prepare(data, numerator, denominator, breakdowns)
     cols = [c for c in list(breakdowns) + list(extra) if c in df.columns]

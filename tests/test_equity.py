@@ -98,3 +98,12 @@ def test_no_deprivation_column_and_policy_choice():
     assert (view.breakdowns["numerator"].dropna() % 6 == 3).all()
     with pytest.raises(ValueError, match="imd_decile must be 1-10"):
         equity_view(_data().assign(imd_decile=11))
+
+
+def test_accepts_arrow_tables():
+    import pyarrow as pa
+
+    df = _data()
+    a = equity_view(pa.Table.from_pandas(df), sii_repetitions=2000)
+    b = equity_view(df, sii_repetitions=2000)
+    pd.testing.assert_frame_equal(a.breakdowns, b.breakdowns)
