@@ -101,7 +101,7 @@ WRITER = textwrap.dedent(
     import sys, time
     import pyarrow as pa
     sys.path.insert(0, {tests!r})
-    from foundation.test_store import patients_table
+    from foundation.test_store_snapshots import patients_table
     from pophealth.store import Store
 
     def slow_chunks():
