@@ -1,0 +1,468 @@
+"""Code lists: OpenCodelists-format CSVs and pophealth's own curated lists, typed by system.
+
+A :class:`Codelist` is a set of codes in one coding system (or, for "multi-system" lists such
+as dm+d medicines that also carry their BNF codes, several systems), with optional category
+columns (smoking ``Category``, ethnicity ``Grouping_6``/``Grouping_16``) and optional numeric
+attributes (e.g. ``strength_mg`` in a curated list).
+
+Two entry points:
+
+* :func:`load_codelist` reads any OpenCodelists CSV, whatever its column layout
+  (``code,term``; dm+d ``code,term,id,type,bnf_code``; ``id,name,active,notes``;
+  ``CTV3ID``/``CTV3Code``; ``dmd_id,dmd_type``; category columns). The coding system comes
+  from the layout, from the ``system=`` argument, or is inferred from the code formats — an
+  ambiguous list (e.g. three-character codes that could be ICD-10 or OPCS-4) is refused with
+  a request to name the system, never guessed.
+* :func:`codelist` reads a curated list by name: ``pophealth/codelists/curated/<name>.csv``
+  (columns ``code,term`` and optional extra columns), whose system is declared in
+  ``pophealth/codelists/curated/MANIFEST.csv`` (``name,system,description,source``).
+
+Every code is checked against its system's format (:func:`code_problem`): SNOMED CT and
+dm+d identifiers are 6-18 digits with a valid Verhoeff check digit; CTV3 is five
+characters of letters, digits and dots; ICD-10, OPCS-4 and BNF have their own patterns. A
+bad code is an error naming the file, row, field and code.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from pophealth.schema import CODE_SYSTEMS
+
+__all__ = [
+    "CURATED_DIR",
+    "Codelist",
+    "CodelistError",
+    "code_problem",
+    "codelist",
+    "curated_manifest",
+    "load_codelist",
+    "verhoeff_ok",
+]
+
+CURATED_DIR = Path(__file__).resolve().parent / "curated"
+
+
+class CodelistError(ValueError):
+    """A code list cannot be read or holds a code that is not valid in its system."""
+
+
+# -- code formats ------------------------------------------------------------------------
+
+_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
+    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
+    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)
+
+
+def _permutations() -> tuple[tuple[int, ...], ...]:
+    # Verhoeff's position permutation: row i is the base permutation applied i times.
+    base = (1, 5, 7, 6, 2, 8, 3, 0, 9, 4)
+    rows = [tuple(range(10))]
+    for _ in range(7):
+        rows.append(tuple(base[x] for x in rows[-1]))
+    return tuple(rows)
+
+
+_P = _permutations()
+
+
+def verhoeff_ok(digits: str) -> bool:
+    """True when ``digits`` ends in a valid Verhoeff check digit (SNOMED CT SCTIDs use it:
+    SNOMED CT Technical Implementation Guide, "Check-digit computation")."""
+    c = 0
+    for i, ch in enumerate(reversed(digits)):
+        c = _D[c][_P[i % 8][ord(ch) - 48]]
+    return c == 0
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {
+    "snomedct": re.compile(r"^[1-9]\d{5,17}$"),
+    "dmd": re.compile(r"^[1-9]\d{5,17}$"),
+    "ctv3": re.compile(r"^[0-9A-Za-z.]{5}$"),
+    # ICD-10 without the dot: letter, two digits, optional 4th character, optional 5th
+    # character (UK 5th-character extensions and the "X" filler, e.g. S720, M8000, F1X).
+    "icd10": re.compile(r"^[A-Z]\d[0-9A-Z](?:[0-9X][0-9A-Z]?)?$"),
+    # OPCS-4 without the dot: chapter letter, two digits, optional 4th digit.
+    "opcs4": re.compile(r"^[A-Z]\d{2}\d?$"),
+    # BNF: chapter+section (4 digits) then paragraph/chemical/product/presentation; up to 15.
+    "bnf": re.compile(r"^\d{4}[0-9A-Z]{0,11}$"),
+    "loinc": re.compile(r"^\d{1,7}-\d$"),
+    "rxnorm": re.compile(r"^\d{1,9}$"),
+}
+
+_DESCRIPTIONS = {
+    "snomedct": "6-18 digits ending in a valid Verhoeff check digit",
+    "dmd": "6-18 digits ending in a valid Verhoeff check digit (dm+d uses SNOMED CT identifiers)",
+    "ctv3": "5 characters of letters, digits and dots (e.g. 'H33..')",
+    "icd10": "an ICD-10 code without the dot (e.g. 'J45', 'J459')",
+    "opcs4": "an OPCS-4 code without the dot (e.g. 'R17', 'R171')",
+    "bnf": "a BNF code of 4-15 characters starting with 4 digits (e.g. '0212000AAAAAAAA')",
+    "loinc": "a LOINC code like '8480-6'",
+    "rxnorm": "an RxNorm CUI (digits)",
+}
+
+
+def code_problem(system: str, code: str) -> str | None:
+    """Why ``code`` is not a valid ``system`` code, or None when it is well formed."""
+    if system not in _PATTERNS:
+        return f"unknown coding system {system!r} (known: {', '.join(CODE_SYSTEMS)})"
+    if not _PATTERNS[system].match(code):
+        return f"not {_DESCRIPTIONS[system]}"
+    if system in ("snomedct", "dmd") and not verhoeff_ok(code):
+        return "fails the SNOMED CT Verhoeff check digit (a mistyped or spreadsheet-mangled code?)"
+    return None
+
+
+def _fits(system: str, code: str) -> bool:
+    return code_problem(system, code) is None
+
+
+# -- the Codelist type -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Codelist:
+    """Codes in one or more coding systems, with optional categories and attributes.
+
+    ``codes`` maps system → frozenset of codes. ``system`` is the list's main system.
+    ``categories`` maps a category column name (e.g. ``"Grouping_6"``) to {code: category};
+    ``default_category`` names the one :meth:`category_of` uses by default. ``attributes``
+    maps an extra column (e.g. ``"strength_mg"``) to {code: float}.
+    """
+
+    name: str
+    system: str
+    codes: Mapping[str, frozenset[str]]
+    terms: Mapping[str, str] = field(default_factory=dict)
+    categories: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    default_category: str | None = None
+    attributes: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.system not in self.codes:
+            raise CodelistError(f"code list {self.name!r}: no codes in its system {self.system!r}")
+        for system in self.codes:
+            if system not in CODE_SYSTEMS:
+                raise CodelistError(f"code list {self.name!r}: unknown coding system {system!r}")
+
+    @classmethod
+    def of(cls, system: str, codes: Iterable[str], name: str = "inline", **kw) -> Codelist:
+        """A code list made in code (tests, one-off rules); codes are format-checked."""
+        codes = [str(c).strip() for c in codes]
+        for c in codes:
+            problem = code_problem(system, c)
+            if problem:
+                raise CodelistError(f"code list {name!r}: code {c!r} is {problem}")
+        return cls(name=name, system=system, codes={system: frozenset(codes)}, **kw)
+
+    @property
+    def systems(self) -> tuple[str, ...]:
+        return tuple(self.codes)
+
+    def codes_in(self, system: str) -> frozenset[str]:
+        return self.codes.get(system, frozenset())
+
+    def __contains__(self, code: object) -> bool:
+        return any(code in cs for cs in self.codes.values())
+
+    def __len__(self) -> int:
+        return len(self.codes[self.system])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.codes[self.system]))
+
+    def __repr__(self) -> str:
+        extra = [s for s in self.codes if s != self.system]
+        more = f" (+{', '.join(extra)})" if extra else ""
+        return f"<Codelist {self.name!r}: {len(self)} {self.system} codes{more}>"
+
+    def in_system(self, system: str) -> Codelist:
+        """The same list restricted to one of its systems (e.g. the BNF codes of a dm+d list)."""
+        if system not in self.codes:
+            raise CodelistError(
+                f"code list {self.name!r} has no {system} codes (it has: {', '.join(self.codes)})"
+            )
+        return Codelist(
+            name=f"{self.name}[{system}]",
+            system=system,
+            codes={system: self.codes[system]},
+            terms=self.terms,
+            categories=self.categories,
+            default_category=self.default_category,
+            attributes=self.attributes,
+            source=self.source,
+        )
+
+    def category_map(self, column: str | None = None) -> Mapping[str, str]:
+        """{code: category} for ``column`` (default: the list's default category column)."""
+        column = column or self.default_category
+        if column is None or column not in self.categories:
+            have = ", ".join(self.categories) or "none"
+            raise CodelistError(
+                f"code list {self.name!r} has no category column {column!r} (it has: {have})"
+            )
+        return self.categories[column]
+
+    def attribute_map(self, column: str) -> Mapping[str, float]:
+        """{code: number} for an extra numeric column such as ``strength_mg``."""
+        if column not in self.attributes:
+            have = ", ".join(self.attributes) or "none"
+            raise CodelistError(
+                f"code list {self.name!r} has no numeric column {column!r} (it has: {have})"
+            )
+        return self.attributes[column]
+
+
+# -- reading OpenCodelists CSVs -------------------------------------------------------------
+
+#: Columns that hold the main code, in order of preference, with the system they imply (None:
+#: decide from the other columns or the code formats).
+_CODE_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("dmd_id", "dmd"),
+    ("CTV3ID", "ctv3"),
+    ("CTV3Code", "ctv3"),
+    ("code", None),
+    ("Code", None),
+    ("id", None),
+)
+_TERM_COLUMNS = ("term", "name", "dmd_name", "CTV3PreferredTermDesc", "Description", "Ethnicity")
+#: Columns naming the dm+d concept type: their presence means the main codes are dm+d.
+_DMD_TYPE_COLUMNS = ("type", "dmd_type", "obj_type")
+#: Secondary code columns of multi-system lists, with their system.
+_ALT_CODE_COLUMNS = {"bnf_code": "bnf"}
+_CATEGORY_COLUMNS = ("Category", "Grouping_6", "Grouping_16", "Label_6", "Label_16", "chemical")
+_NOT_ATTRIBUTES = {
+    "active",
+    "notes",
+    "CTV3Source",
+    "CodeSource",
+    "form_route",
+    "bnf_name",
+    "snomed_id",
+    "id",
+    "vpid",
+}
+
+
+def _infer_system(codes: list[str], where: str) -> str:
+    """The one system every code fits, or a :class:`CodelistError` asking for ``system=``."""
+    fits = [
+        s for s in ("snomedct", "ctv3", "icd10", "opcs4", "bnf") if all(_fits(s, c) for c in codes)
+    ]
+    if "snomedct" in fits:
+        return "snomedct"
+    if "ctv3" in fits and any(("." in c or any(ch.islower() for ch in c)) for c in codes):
+        return "ctv3"
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        raise CodelistError(
+            f"{where}: the codes fit no single coding system (mixed or malformed codes); "
+            "pass system=... to see which codes are wrong"
+        )
+    raise CodelistError(
+        f"{where}: the codes could be {' or '.join(fits)}; pass system=... to say which"
+    )
+
+
+def _as_float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def load_codelist(
+    path: str | Path,
+    *,
+    system: str | None = None,
+    name: str | None = None,
+    category: str | None = None,
+) -> Codelist:
+    """Read an OpenCodelists CSV in any of its column layouts into a :class:`Codelist`.
+
+    ``system``: the coding system, when the layout or the codes do not make it certain (a
+    list named ``*icd10*``/``*opcs*`` is taken as such). ``category``: the default category
+    column (defaults to ``Category`` or ``Grouping_6`` when present). Raises
+    :class:`CodelistError` naming file, row, field and code for a code that is not valid in
+    its system, and for duplicate rows with conflicting categories.
+    """
+    path = Path(path)
+    name = name or path.stem
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    except OSError as exc:
+        raise CodelistError(f"{path}: cannot read code list: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CodelistError(f"{path}: not a readable CSV: {exc}") from exc
+    code_col, implied = next(((c, s) for c, s in _CODE_COLUMNS if c in header), (None, None))
+    if code_col is None:
+        raise CodelistError(
+            f"{path}: no code column (expected one of "
+            f"{', '.join(c for c, _ in _CODE_COLUMNS)}; found {', '.join(header)})"
+        )
+    if implied is None and any(c in header for c in _DMD_TYPE_COLUMNS):
+        implied = "dmd"
+    codes = [r[code_col] for r in rows if r.get(code_col)]
+    if not codes:
+        raise CodelistError(f"{path}: the code list is empty")
+    if system is None:
+        system = implied
+    if system is None:
+        lowered = path.name.lower()
+        if "icd10" in lowered or "icd-10" in lowered:
+            system = "icd10"
+        elif "opcs" in lowered:
+            system = "opcs4"
+        else:
+            system = _infer_system(codes, str(path))
+    elif (
+        implied is not None
+        and implied != system
+        and not (implied == "dmd" and system == "snomedct")
+    ):
+        raise CodelistError(
+            f"{path}: its layout says {implied} codes but system={system!r} was given"
+        )
+
+    by_system: dict[str, set[str]] = {system: set()}
+    terms: dict[str, str] = {}
+    term_col = next((c for c in _TERM_COLUMNS if c in header), None)
+    cat_cols = [c for c in _CATEGORY_COLUMNS if c in header]
+    known = {
+        code_col,
+        term_col,
+        *cat_cols,
+        *_DMD_TYPE_COLUMNS,
+        *_ALT_CODE_COLUMNS,
+        *_NOT_ATTRIBUTES,
+    }
+    attributes: dict[str, dict[str, float]] = {}
+    for c in (c for c in header if c not in known):
+        # any other column: numeric -> attribute (e.g. strength_mg), text -> category
+        values = [r.get(c, "") for r in rows if r.get(c, "")]
+        if values and all(_as_float(v) is not None for v in values):
+            attributes[c] = {}
+        elif values:
+            cat_cols.append(c)
+    categories: dict[str, dict[str, str]] = {c: {} for c in cat_cols}
+    for i, row in enumerate(rows, start=2):  # row 1 is the header
+        code = row.get(code_col, "")
+        if not code:
+            raise CodelistError(f"{path}: row {i}, field {code_col!r}: empty code")
+        problem = code_problem(system, code)
+        if problem:
+            raise CodelistError(f"{path}: row {i}, field {code_col!r}: code {code!r} is {problem}")
+        by_system[system].add(code)
+        if term_col and row.get(term_col):
+            terms.setdefault(code, row[term_col])
+        for col, alt_system in _ALT_CODE_COLUMNS.items():
+            alt = row.get(col, "")
+            if not alt:
+                continue
+            alt_problem = code_problem(alt_system, alt)
+            if alt_problem:
+                raise CodelistError(
+                    f"{path}: row {i}, field {col!r}: code {alt!r} is {alt_problem}"
+                )
+            by_system.setdefault(alt_system, set()).add(alt)
+        for col in cat_cols:
+            value = row.get(col, "")
+            seen = categories[col].get(code)
+            if seen is not None and value and seen != value:
+                raise CodelistError(
+                    f"{path}: row {i}, field {col!r}: code {code!r} has category {value!r} "
+                    f"here but {seen!r} on an earlier row"
+                )
+            if value:
+                categories[col][code] = value
+        for col in attributes:
+            value = row.get(col, "")
+            if value:
+                attributes[col][code] = float(value)
+    if category is not None and category not in categories:
+        raise CodelistError(
+            f"{path}: no category column {category!r} (have: {', '.join(cat_cols)})"
+        )
+    default_category = category or next(
+        (c for c in ("Category", "category", "Grouping_6", "Grouping_16") if c in categories), None
+    )
+    return Codelist(
+        name=name,
+        system=system,
+        codes={s: frozenset(cs) for s, cs in by_system.items()},
+        terms=terms,
+        categories=categories,
+        default_category=default_category,
+        attributes=attributes,
+        source=str(path),
+    )
+
+
+# -- curated lists ---------------------------------------------------------------------------
+
+
+@cache
+def curated_manifest() -> dict[str, dict[str, str]]:
+    """The curated lists' MANIFEST (``name,system,description,source``) keyed by name."""
+    manifest = CURATED_DIR / "MANIFEST.csv"
+    if not manifest.is_file():
+        raise CodelistError(f"no curated code-list manifest at {manifest}")
+    out: dict[str, dict[str, str]] = {}
+    with manifest.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"name", "system"} - set(reader.fieldnames or [])
+        if missing:
+            raise CodelistError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}")
+        for i, row in enumerate(reader, start=2):
+            name, system = (row.get("name") or "").strip(), (row.get("system") or "").strip()
+            if system not in CODE_SYSTEMS:
+                raise CodelistError(
+                    f"{manifest}: row {i}, field 'system': {system!r} is not one of "
+                    f"{', '.join(CODE_SYSTEMS)}"
+                )
+            out[name] = {k: (v or "").strip() for k, v in row.items()}
+    return out
+
+
+@cache
+def codelist(name: str) -> Codelist:
+    """A curated code list by name, e.g. ``codelist("saba_inhalers")``."""
+    manifest = curated_manifest()
+    if name not in manifest:
+        raise CodelistError(
+            f"no curated code list {name!r}; the curated lists are: {', '.join(sorted(manifest))}"
+        )
+    entry = manifest[name]
+    path = CURATED_DIR / f"{name}.csv"
+    if not path.is_file():
+        raise CodelistError(f"curated code list {name!r} is in the MANIFEST but {path} is missing")
+    cl = load_codelist(path, system=entry["system"], name=name)
+    return Codelist(
+        name=cl.name,
+        system=cl.system,
+        codes=cl.codes,
+        terms=cl.terms,
+        categories=cl.categories,
+        default_category=cl.default_category,
+        attributes=cl.attributes,
+        source=entry.get("source") or cl.source,
+    )

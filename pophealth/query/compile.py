@@ -1,0 +1,522 @@
+"""Compile query-model nodes to Ibis expressions over a backend's canonical tables.
+
+One compiler serves one run. It knows the index date (a dataset) or the intervals (a
+measure: every interval in one query — each row of a frame whose filters depend on the
+index date is paired with every interval, and frames that do not depend on it are read once
+and keyed by patient only).
+
+Per-patient values are computed as *sources*, each one pass over a table:
+
+* all aggregates of one frame (exists, count, min, ...) — one ``GROUP BY``;
+* first/last rows of one frame in one order — one window (``row_number``), with every
+  remaining column as a tie-breaker, so the same row wins on every engine;
+* first/last day of one frame with a same-day rule — a ``GROUP BY`` day then a window;
+* lookups of a per-patient key in a one-row-per-key table (practices, areas) — one join;
+
+and left-joined to the patient base, so patients without rows are kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series
+from pophealth.schema import table as schema_table
+
+LEAF_OPS = ("pcol", "agg", "pick", "day", "lookup")
+_IBIS_TYPES = {
+    "bool": "boolean",
+    "int": "int64",
+    "float": "float64",
+    "date": "date",
+    "string": "string",
+}
+_FILL = {"exists": False, "count": 0, "count_days": 0, "count_distinct": 0}
+
+
+def _children(node: Any) -> Iterable[Any]:
+    if isinstance(node, Series):
+        yield from node.args
+    elif isinstance(node, Frame):
+        yield from node._filters
+        yield from node._order
+
+
+def _flatten(args: Iterable[Any]) -> Iterable[Series | Frame]:
+    for a in args:
+        if isinstance(a, Series | Frame):
+            yield a
+        elif isinstance(a, list | tuple):
+            yield from _flatten(a)
+
+
+class Compiler:
+    """Builds Ibis expressions for one run (an index date, or a list of intervals)."""
+
+    def __init__(
+        self,
+        con: Any,
+        *,
+        index_date: dt.date | None = None,
+        intervals: Sequence[tuple[dt.date, dt.date]] | None = None,
+    ):
+        if (index_date is None) == (intervals is None):
+            raise ValueError("give an index date or intervals")
+        self.con = con
+        self.index_date = index_date
+        self.intervals = list(intervals) if intervals is not None else None
+        self._tables: dict[str, ir.Table] = {}
+        self._sources: dict[tuple, tuple[ir.Table, list[str]]] = {}
+        self._names: dict[tuple, str] = {}
+        self._counter = itertools.count()
+        self._deps: dict[tuple, bool] = {}
+        self._interval_table: ir.Table | None = None
+
+    # -- basics ---------------------------------------------------------------------------
+    @property
+    def interval_mode(self) -> bool:
+        return self.intervals is not None
+
+    def table(self, name: str) -> ir.Table:
+        if name not in self._tables:
+            try:
+                self._tables[name] = self.con.table(name)
+            except Exception as exc:  # noqa: BLE001 - backends raise different types
+                raise QueryError(
+                    f"the backend has no table {name!r}: connect through Store.connect() or "
+                    "register every canonical table"
+                ) from exc
+        return self._tables[name]
+
+    def interval_table(self) -> ir.Table:
+        if self._interval_table is None:
+            assert self.intervals is not None
+            self._interval_table = ibis.memtable(
+                {
+                    "interval_id": list(range(len(self.intervals))),
+                    "interval_start": [s for s, _ in self.intervals],
+                    "interval_end": [e for _, e in self.intervals],
+                },
+                schema={"interval_id": "int64", "interval_start": "date", "interval_end": "date"},
+            )
+        return self._interval_table
+
+    def depends_on_interval(self, node: Any) -> bool:
+        """True when ``node`` refers to the index date / interval (only in interval mode)."""
+        if not self.interval_mode:
+            return False
+        key = node.key
+        if key not in self._deps:
+            if isinstance(node, Series) and node.op in ("index_date", "interval_start"):
+                self._deps[key] = True
+            else:
+                self._deps[key] = any(
+                    self.depends_on_interval(c) for c in _flatten(_children(node))
+                )
+        return self._deps[key]
+
+    def keys(self, with_interval: bool) -> list[str]:
+        return ["patient_id", "interval_id"] if with_interval else ["patient_id"]
+
+    def base(self, with_interval: bool | None = None) -> ir.Table:
+        if with_interval is None:
+            with_interval = self.interval_mode
+        t = self.table("patients").select("patient_id")
+        if with_interval:
+            t = t.cross_join(self.interval_table())
+        return t
+
+    # -- frames ---------------------------------------------------------------------------
+    def rows(self, frame: Frame) -> tuple[ir.Table, list[str]]:
+        """The rows of ``frame`` (with interval columns when it depends on the interval)."""
+        if frame.error:
+            raise QueryError(frame.error)
+        dep = self.depends_on_interval(frame)
+        t = self.table(frame._table)
+        if dep:
+            t = t.cross_join(self.interval_table())
+        keys = self.keys(dep)
+        leaves = self._leaves(frame._filters + frame._order)
+        if leaves:
+            pt, _ = self.leaf_table(leaves, with_interval=dep)
+            t = t.inner_join(pt, keys)
+        if frame._filters:
+            t = t.filter([self.expr(f, t) for f in frame._filters])
+        return t, keys
+
+    # -- leaves and sources -------------------------------------------------------------------
+    def _leaves(self, nodes: Iterable[Series]) -> list[Series]:
+        found: dict[tuple, Series] = {}
+
+        def walk(node: Any) -> None:
+            if isinstance(node, Series):
+                if node.error:
+                    raise QueryError(node.error)
+                if node.op in LEAF_OPS:
+                    found.setdefault(node.key, node)
+                    return
+                for child in _flatten(node.args):
+                    walk(child)
+
+        for n in nodes:
+            walk(n)
+        return list(found.values())
+
+    def _name(self, leaf: Series) -> str:
+        if leaf.key not in self._names:
+            self._names[leaf.key] = f"_v{next(self._counter)}"
+        return self._names[leaf.key]
+
+    def _source_key(self, leaf: Series) -> tuple:
+        op, args = leaf.op, leaf.args
+        if op == "pcol":
+            return ("patients",)
+        if op == "agg":
+            # every aggregate over one table (and interval dependence) shares one pass
+            frame = args[0]
+            return ("agg", frame._table, self.depends_on_interval(frame))
+        if op == "pick":
+            frame = args[0]
+            return ("pick", frame.key, args[1], tuple(o.key for o in frame._order))
+        if op == "day":
+            frame, direction, column, rule, _ = args
+            return ("day", frame.key, direction, column.key, rule)
+        if op == "lookup":
+            key, table, key_col, _ = args
+            return ("lookup", key.key, table, key_col)
+        raise AssertionError(op)
+
+    def leaf_table(
+        self, leaves: Sequence[Series], with_interval: bool
+    ) -> tuple[ir.Table, list[str]]:
+        """Patient base (× intervals) with one column per leaf, named by :meth:`_name`."""
+        groups: dict[tuple, list[Series]] = {}
+        for leaf in leaves:
+            groups.setdefault(self._source_key(leaf), []).append(leaf)
+        t = self.base(with_interval)
+        keys = self.keys(with_interval)
+        for skey, group in groups.items():
+            src, src_keys = self._source(skey, group)
+            wanted = [self._name(leaf) for leaf in group]
+            missing = [n for n in wanted if n not in src.columns]
+            if missing:  # a source first built for fewer leaves: rebuild with all of them
+                self._sources.pop(skey, None)
+                src, src_keys = self._source(skey, group)
+            present = [n for n in wanted if n not in t.columns]
+            if not present:
+                continue
+            t = t.left_join(src.select(*src_keys, *present), src_keys)
+            t = t.select(*[c for c in t.columns if not c.endswith("_right")])
+        return t, keys
+
+    def _source(self, skey: tuple, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        if skey in self._sources:
+            return self._sources[skey]
+        kind = skey[0]
+        if kind == "patients":
+            p = self.table("patients")
+            out = p.select("patient_id", **{self._name(lf): p[lf.args[1]] for lf in leaves})
+            result = (out, ["patient_id"])
+        elif kind == "agg":
+            result = self._agg_source(leaves)
+        elif kind == "pick":
+            result = self._pick_source(leaves)
+        elif kind == "day":
+            result = self._day_source(leaves)
+        else:
+            result = self._lookup_source(leaves)
+        self._sources[skey] = result
+        return result
+
+    def _agg_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        """All aggregates over one table in one ``GROUP BY``: each frame's filters become a
+        condition column and each aggregate counts only the rows meeting its frame's
+        condition (``FILTER (WHERE ...)``); rows meeting no condition are dropped first."""
+        frames: dict[tuple, Frame] = {}
+        for leaf in leaves:
+            frame = leaf.args[0]
+            if frame.error:
+                raise QueryError(frame.error)
+            frames.setdefault(frame.key, frame)
+        first = next(iter(frames.values()))
+        dep = self.depends_on_interval(first)
+        t = self.table(first._table)
+        if dep:
+            t = t.cross_join(self.interval_table())
+        keys = self.keys(dep)
+        filter_leaves = self._leaves([f for fr in frames.values() for f in fr._filters])
+        if filter_leaves:
+            pt, _ = self.leaf_table(filter_leaves, with_interval=dep)
+            t = t.inner_join(pt, keys)
+        conds: dict[tuple, str] = {}
+        cond_exprs = {}
+        for i, (fkey, frame) in enumerate(frames.items()):
+            if not frame._filters:
+                continue
+            expr = self.expr(frame._filters[0], t)
+            for f in frame._filters[1:]:
+                expr = expr & self.expr(f, t)
+            conds[fkey] = f"_f{i}"
+            cond_exprs[f"_f{i}"] = expr.fill_null(False)
+        if cond_exprs:
+            t = t.mutate(**cond_exprs)
+            if len(conds) == len(frames):  # every frame filters: keep rows some frame wants
+                keep = None
+                for name in cond_exprs:
+                    keep = t[name] if keep is None else keep | t[name]
+                t = t.filter(keep)
+        aggs = {}
+        for leaf in leaves:
+            frame, fn, arg = leaf.args
+            name = self._name(leaf)
+            where = t[conds[frame.key]] if frame.key in conds else None
+            if fn == "exists":
+                aggs[name] = t.count(where=where) > 0
+            elif fn == "count":
+                aggs[name] = t.count(where=where)
+            else:
+                x = self.expr(arg, t)
+                aggs[name] = {
+                    "count_days": lambda x, w: x.nunique(where=w),
+                    "count_distinct": lambda x, w: x.nunique(where=w),
+                    "min": lambda x, w: x.min(where=w),
+                    "max": lambda x, w: x.max(where=w),
+                    "mean": lambda x, w: x.mean(where=w),
+                    "sum": lambda x, w: x.sum(where=w),
+                }[fn](x, where)
+        return t.group_by(keys).aggregate(**aggs), keys
+
+    def _order_by(self, frame: Frame, t: ir.Table, direction: str) -> list:
+        order = [self.expr(o, t) for o in frame._order]
+        if not frame._order:
+            order = [self.expr(getattr(frame, DATE_COLUMNS[frame._table]), t)]
+        ties = [
+            t[c.name]
+            for c in schema_table(frame._table).columns
+            if c.type != "list<string>" and c.name != "patient_id"
+        ]
+        wrap = (
+            (lambda x: ibis.desc(x, nulls_first=False))
+            if direction == "last"
+            else (lambda x: ibis.asc(x, nulls_first=False))
+        )
+        return [wrap(x) for x in order + ties]
+
+    def _pick_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        frame, direction, _ = leaves[0].args
+        t, keys = self.rows(frame)
+        rn = ibis.row_number().over(
+            group_by=[t[k] for k in keys], order_by=self._order_by(frame, t, direction)
+        )
+        values = {self._name(leaf): self.expr(leaf.args[2], t) for leaf in leaves}
+        ranked = t.select(*keys, _rn=rn, **values)
+        return ranked.filter(ranked._rn == 0).drop("_rn"), keys
+
+    def _day_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        frame, direction, column, rule, _ = leaves[0].args
+        t, keys = self.rows(frame)
+        day = self.expr(getattr(frame, DATE_COLUMNS[frame._table]), t)
+        value = self.expr(column, t)
+        per_day = (
+            t.select(*keys, _day=day, _val=value)
+            .group_by([*keys, "_day"])
+            .aggregate(
+                _val={
+                    "min": lambda r: r._val.min(),
+                    "max": lambda r: r._val.max(),
+                    "mean": lambda r: r._val.mean(),
+                }[rule]
+            )
+        )
+        order = ibis.desc(per_day._day) if direction == "last" else ibis.asc(per_day._day)
+        rn = ibis.row_number().over(group_by=[per_day[k] for k in keys], order_by=[order])
+        ranked = per_day.mutate(_rn=rn)
+        ranked = ranked.filter(ranked._rn == 0)
+        cols = {}
+        for leaf in leaves:
+            what = leaf.args[4]
+            cols[self._name(leaf)] = ranked._day if what == "date" else ranked._val
+        return ranked.select(*keys, **cols), keys
+
+    def _lookup_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        key, table, key_col, _ = leaves[0].args
+        dep = self.depends_on_interval(key)
+        pt, keys = self.leaf_table(self._leaves([key]), with_interval=dep)
+        pk = pt.select(*keys, _key=self.expr(key, pt))
+        ref = self.table(table)
+        ref = ref.select(
+            _ref_key=ref[key_col], **{self._name(lf): ref[lf.args[3]] for lf in leaves}
+        )
+        joined = pk.left_join(ref, pk._key == ref._ref_key)
+        return joined.select(*keys, *[self._name(lf) for lf in leaves]), keys
+
+    # -- expressions ----------------------------------------------------------------------------
+    def expr(self, s: Series, t: ir.Table) -> ir.Value:
+        """The Ibis expression of ``s`` over ``t`` (a frame's rows or the leaf table)."""
+        if s.error:
+            raise QueryError(s.error)
+        op, a = s.op, s.args
+        if op in LEAF_OPS:
+            col = t[self._name(s)]
+            if op == "agg" and a[1] in _FILL:
+                col = col.fill_null(_FILL[a[1]])
+            return col
+        if op == "lit":
+            return ibis.literal(a[0], type=_IBIS_TYPES[s.dtype])
+        if op == "null":
+            return ibis.null()
+        if op in ("index_date", "interval_start"):
+            if self.interval_mode:
+                return t["interval_end" if op == "index_date" else "interval_start"]
+            return ibis.literal(self.index_date, type="date")
+        if op == "col":
+            col = t[a[1]]
+            if schema_table(a[0])[a[1]].type == "timestamp":
+                col = col.date()
+            return col
+        if op == "match":
+            return self._match(t, *a)
+        x = [self.expr(arg, t) if isinstance(arg, Series) else arg for arg in a]
+        if op == "add":
+            return x[0] + x[1]
+        if op == "sub":
+            return x[0] - x[1]
+        if op == "mul":
+            return x[0] * x[1]
+        if op == "div":
+            return x[0].cast("float64") / x[1].cast("float64").nullif(0)
+        if op == "days_between":
+            return x[1].delta(x[0], unit="day")
+        if op == "shift":
+            d = a[1]
+            # Month and day steps are written in different shapes on purpose: DuckDB (1.5)
+            # treats INTERVAL '1' MONTH and INTERVAL '30' DAY as equal when it removes common
+            # subexpressions, so `d + 1 month` and `d + 30 days` in one query would return
+            # the same value. Distinct shapes keep them apart.
+            if d.unit == "months":
+                return x[0] + ibis.interval(months=d.n)
+            return (x[0].cast("timestamp") + ibis.interval(days=d.n)).date()
+        if op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            lhs, rhs = x
+            return {
+                "eq": lambda: lhs == rhs,
+                "ne": lambda: lhs != rhs,
+                "lt": lambda: lhs < rhs,
+                "le": lambda: lhs <= rhs,
+                "gt": lambda: lhs > rhs,
+                "ge": lambda: lhs >= rhs,
+            }[op]()
+        if op == "and":
+            return x[0] & x[1]
+        if op == "or":
+            return x[0] | x[1]
+        if op == "not":
+            return ~x[0]
+        if op == "isnull":
+            return x[0].isnull()
+        if op == "notnull":
+            return x[0].notnull()
+        if op == "isin":
+            return x[0].isin(list(a[1]))
+        if op == "coalesce":
+            return ibis.coalesce(x[0], x[1])
+        if op == "fill_unknown":
+            return ibis.coalesce(self._text(a[0], x[0]), ibis.literal(a[1]))
+        if op == "as_text":
+            return self._text(a[0], x[0])
+        if op == "round":
+            return x[0].round(a[1]).cast("float64")
+        if op == "date_part":
+            return x[0].year() if a[1] == "year" else x[0].month()
+        if op == "map":
+            mapping, dtype = a[1], a[2]
+            if not mapping:
+                return ibis.null().cast(_IBIS_TYPES[dtype])
+            return x[0].substitute(mapping, else_=ibis.null()).cast(_IBIS_TYPES[dtype])
+        if op == "case":
+            pairs, default = a
+            branches = [(self.expr(c, t), self._cast(v, s.dtype, t)) for c, v in pairs]
+            return ibis.cases(*branches, else_=self._cast(default, s.dtype, t))
+        if op in ("greatest", "least"):
+            vals = [self._cast(v, s.dtype, t) for v in a]
+            return ibis.greatest(*vals) if op == "greatest" else ibis.least(*vals)
+        if op == "age":
+            dob, on = x
+            years = on.year() - dob.year()
+            before_birthday = (on.month() * 100 + on.day()) < (dob.month() * 100 + dob.day())
+            return (years - before_birthday.cast("int64")).cast("int64")
+        raise AssertionError(f"unknown op {op}")
+
+    def _cast(self, s: Series, dtype: str, t: ir.Table) -> ir.Value:
+        if s.op == "null":
+            return ibis.null().cast(_IBIS_TYPES.get(dtype, "string"))
+        e = self.expr(s, t)
+        if dtype == "float" and s.dtype == "int":
+            e = e.cast("float64")
+        return e
+
+    def _text(self, s: Series, e: ir.Value) -> ir.Value:
+        if s.dtype == "string":
+            return e
+        if s.dtype == "bool":
+            return ibis.cases((e, "true"), (~e, "false"), else_=ibis.null().cast("string"))
+        if s.dtype == "float":
+            # integral floats print without ".0" on every engine
+            return ibis.cases(
+                (e == e.round(0), e.round(0).cast("int64").cast("string")),
+                else_=e.cast("string"),
+            )
+        return e.cast("string")
+
+    def _match(
+        self,
+        t: ir.Table,
+        table: str,
+        column: str,
+        system_col: str | None,
+        is_list: bool,
+        by_system: tuple,
+    ) -> ir.Value:
+        conds = []
+        for system, codes in by_system:
+            codes = sorted(codes)
+            if is_list:
+                cond = (
+                    t[column]
+                    .intersect(ibis.literal(codes, type="array<string>"))
+                    .length()
+                    .fill_null(0)
+                    > 0
+                )
+            else:
+                cond = t[column].isin(codes)
+            if system_col is not None:
+                cond = (t[system_col] == system) & cond
+            conds.append(cond)
+        out = conds[0]
+        for c in conds[1:]:
+            out = out | c
+        return out.fill_null(False)
+
+
+def compile_patient_table(
+    compiler: Compiler,
+    variables: dict[str, Series],
+    population: Series | None,
+) -> ir.Table:
+    """One row per patient (per interval in interval mode) with the named variables, for the
+    patients where ``population`` is true."""
+    nodes = list(variables.values()) + ([population] if population is not None else [])
+    with_interval = compiler.interval_mode
+    t, keys = compiler.leaf_table(compiler._leaves(nodes), with_interval=with_interval)
+    cols = {name: compiler.expr(s, t) for name, s in variables.items()}
+    if population is not None:
+        t = t.filter(compiler.expr(population, t).fill_null(False))
+    extra = ["interval_start", "interval_end"] if with_interval else []
+    return t.select(*keys, *extra, **cols)

@@ -1,0 +1,229 @@
+"""Datasets: a population rule plus named per-patient variables → one row per patient;
+and event-level extracts (worklists) — and the one entry point that runs them on an engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pophealth.query.compile import Compiler, compile_patient_table
+from pophealth.query.model import Frame, QueryError, Series, wrap
+
+__all__ = ["Dataset", "connect", "run_dataset", "run_events"]
+
+_RESERVED = {"patient_id", "interval_id", "interval_start", "interval_end"}
+
+
+def check_variable(name: str, value: Any, *, what: str = "variable") -> Series:
+    """``value`` as a valid per-patient series, or a :class:`QueryError` naming ``name``."""
+    if isinstance(value, Frame):
+        raise QueryError(
+            f"{what} {name!r}: {value!r} is many rows per patient; aggregate it to one value "
+            "per patient (.exists_for_patient(), .count_for_patient(), .last_for_patient().date...)"
+        )
+    try:
+        series = wrap(value)
+    except QueryError as exc:
+        raise QueryError(f"{what} {name!r}: {exc}") from None
+    if series.error:
+        raise QueryError(f"{what} {name!r}: {series.error}")
+    if series.domain is not None:
+        raise QueryError(
+            f"{what} {name!r}: {series.desc} has one value per row of {series.domain}, not one "
+            "per patient; aggregate it first (e.g. .maximum_for_patient(), .last_for_patient())"
+        )
+    return series
+
+
+class Dataset:
+    """A population and named per-patient variables.
+
+    ::
+
+        ds = Dataset()
+        ds.define_population(registrations.registered_on(index_date) & has_asthma)
+        ds.age = patients.age_on(index_date)
+        ds.saba_12m = medications.matching(saba).in_last(months=12).count_for_patient()
+
+    Event-level extracts for worklists: ``ds.add_event_table("bp", frame, columns=[...])``.
+    """
+
+    def __init__(self, index_date: dt.date | None = None):
+        object.__setattr__(self, "_variables", {})
+        object.__setattr__(self, "_population", None)
+        object.__setattr__(self, "_event_tables", {})
+        object.__setattr__(self, "index_date", index_date)
+
+    def define_population(self, condition: Any) -> None:
+        series = check_variable("population", condition, what="population rule")
+        if series.dtype != "bool":
+            raise QueryError(f"population rule: {series.desc} is a {series.dtype}, not True/False")
+        object.__setattr__(self, "_population", series)
+
+    @property
+    def population(self) -> Series | None:
+        return self._population
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "index_date":
+            object.__setattr__(self, name, value)
+            return
+        self.add(name, value)
+
+    def add(self, name: str, value: Any) -> None:
+        """Add a variable (same as ``ds.name = value``)."""
+        if not name.isidentifier() or name.startswith("_") or name in _RESERVED:
+            raise QueryError(f"variable {name!r}: not a usable column name")
+        self._variables[name] = check_variable(name, value)
+
+    def __getattr__(self, name: str) -> Series:
+        variables = self.__dict__.get("_variables", {})
+        if name in variables:
+            return variables[name]
+        raise AttributeError(f"the dataset has no variable {name!r}")
+
+    @property
+    def variables(self) -> dict[str, Series]:
+        return dict(self._variables)
+
+    def add_event_table(
+        self, name: str, frame: Frame, columns: Sequence[str] | None = None
+    ) -> None:
+        """An event-level extract: the rows of ``frame`` (for patients in the population)
+        with ``columns`` (default: every column of the table)."""
+        if not isinstance(frame, Frame):
+            raise QueryError(f"event table {name!r}: needs rows of a table, not {frame!r}")
+        if frame.error:
+            raise QueryError(f"event table {name!r}: {frame.error}")
+        from pophealth.schema import table as schema_table
+
+        known = schema_table(frame._table).column_names
+        cols = list(columns) if columns is not None else [c for c in known if c != "patient_id"]
+        bad = [c for c in cols if c not in known]
+        if bad:
+            raise QueryError(
+                f"event table {name!r}: {frame._table} has no column(s) {', '.join(bad)}"
+            )
+        self._event_tables[name] = (frame, [c for c in cols if c != "patient_id"])
+
+    @property
+    def event_tables(self) -> dict[str, tuple[Frame, list[str]]]:
+        return dict(self._event_tables)
+
+
+class StoreBackend:
+    """An Ibis backend over a store that registers each canonical table on first use (a
+    query touching three tables does not pay for reading eleven; it matters on Spark)."""
+
+    def __init__(self, store: Any, engine: str):
+        from pophealth.engines import backend
+
+        self.store, self.engine = store, engine
+        self.con = backend(engine)
+        self._registered: set[str] = set()
+
+    def table(self, name: str) -> Any:
+        if name not in self._registered:
+            self.con.read_parquet(str(self.store.table_path(name)), table_name=name)
+            self._registered.add(name)
+        return self.con.table(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def connect(source: Any, engine: str = "duckdb") -> Any:
+    """An Ibis backend for ``source``: a store path, a :class:`~pophealth.store.Store` (tables
+    registered on first use), or a backend already holding the canonical tables (as is)."""
+    from pophealth.engines import ENGINES
+    from pophealth.store import Store
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if isinstance(source, str | os.PathLike | Path):
+        return StoreBackend(Store.open(source), engine)
+    if isinstance(source, Store):
+        return StoreBackend(source, engine)
+    if hasattr(source, "table"):
+        return source
+    raise TypeError(f"cannot query {source!r}: give a store path, a Store or an Ibis backend")
+
+
+def _index_date(dataset: Dataset, index_date: dt.date | str | None) -> dt.date:
+    value = index_date if index_date is not None else dataset.index_date
+    if value is None:
+        raise QueryError("no index date: pass index_date=... (or Dataset(index_date=...))")
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    return value
+
+
+def _output(expr: Any, output: str, sort: Sequence[str]) -> Any:
+    if output == "ibis":
+        return expr
+    expr = expr.order_by(*sort)
+    if output == "arrow":
+        return expr.to_pyarrow()
+    if output == "pandas":
+        return expr.to_pandas()
+    raise ValueError("output must be 'pandas', 'arrow' or 'ibis'")
+
+
+def run_dataset(
+    source: Any,
+    dataset: Dataset,
+    *,
+    engine: str = "duckdb",
+    index_date: dt.date | str | None = None,
+    output: str = "pandas",
+) -> pd.DataFrame | Any:
+    """Run ``dataset`` on ``source`` (store path, Store or Ibis backend) with ``engine``
+    (``duckdb`` or ``spark``): one row per patient in the population, ``patient_id`` then the
+    variables in definition order, sorted by ``patient_id``. ``output``: ``pandas``
+    (default), ``arrow`` or ``ibis`` (the unexecuted expression)."""
+    con = connect(source, engine)
+    compiler = Compiler(con, index_date=_index_date(dataset, index_date))
+    expr = compile_patient_table(compiler, dataset.variables, dataset.population)
+    return _output(expr, output, ["patient_id"])
+
+
+def run_events(
+    source: Any,
+    dataset: Dataset,
+    name: str,
+    *,
+    engine: str = "duckdb",
+    index_date: dt.date | str | None = None,
+    output: str = "pandas",
+) -> pd.DataFrame | Any:
+    """Run the event table ``name`` of ``dataset``: its rows for patients in the population,
+    sorted by patient and date."""
+    if name not in dataset.event_tables:
+        raise QueryError(
+            f"no event table {name!r}; the dataset has: {', '.join(dataset.event_tables) or 'none'}"
+        )
+    frame, cols = dataset.event_tables[name]
+    con = connect(source, engine)
+    compiler = Compiler(con, index_date=_index_date(dataset, index_date))
+    rows, _ = compiler.rows(frame)
+    if dataset.population is not None:
+        pop = compile_patient_table(compiler, {}, dataset.population).select("patient_id")
+        rows = rows.inner_join(pop, "patient_id")
+    from pophealth.query.model import DATE_COLUMNS
+
+    out = rows.select("patient_id", *cols)
+    date_col = DATE_COLUMNS[frame._table]
+    sort = (
+        ["patient_id"]
+        + ([date_col] if date_col in cols else [])
+        + [c for c in cols if c != date_col and c in ("code", "value")]
+    )
+    return _output(out, output, sort)

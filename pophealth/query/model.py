@@ -1,0 +1,849 @@
+"""The query model: small immutable nodes that programme code builds and the compiler
+turns into Ibis expressions on whichever engine runs them.
+
+Two kinds of value:
+
+* a :class:`Series` — either **patient-level** (one value per patient: ``domain is None``)
+  or **row-level** (one value per row of a many-rows-per-patient table: ``domain`` names the
+  table, e.g. ``events.value``);
+* a :class:`Frame` — the rows of one many-rows table that pass some filters
+  (``events.matching(asthma).in_last(months=12)``), which aggregates to patient-level series
+  (``.exists_for_patient()``, ``.count_for_patient()``, ...).
+
+Each series knows its type (``bool``, ``int``, ``float``, ``date``, ``string``). A mistake —
+comparing a date with a number, mixing rows of two tables, a code list of the wrong system —
+does not fail at once: it yields a series carrying the problem, and the dataset or measure
+that receives it raises :class:`QueryError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pophealth.codelists import Codelist
+
+NUMERIC = ("int", "float")
+DTYPES = ("bool", "int", "float", "date", "string")
+
+
+class QueryError(ValueError):
+    """A definition is wrong (types, tables, code systems); the message names the variable."""
+
+
+# -- durations -----------------------------------------------------------------------------
+
+
+class Duration:
+    """A calendar duration to add to or subtract from a date: :func:`days`, :func:`weeks`,
+    :func:`months`, :func:`years`. Month and year steps clamp to the month's end (31 Jan +
+    1 month = 28/29 Feb), on every engine."""
+
+    __slots__ = ("n", "unit")
+
+    def __init__(self, n: int, unit: str):
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise QueryError(f"a duration needs a whole number of {unit}, not {n!r}")
+        self.n, self.unit = n, unit
+
+    def __neg__(self) -> Duration:
+        return Duration(-self.n, self.unit)
+
+    def __repr__(self) -> str:
+        return f"{self.unit}({self.n})"
+
+    @property
+    def key(self) -> tuple:
+        return ("duration", self.n, self.unit)
+
+
+def days(n: int) -> Duration:
+    return Duration(n, "days")
+
+
+def weeks(n: int) -> Duration:
+    return Duration(7 * n, "days")
+
+
+def months(n: int) -> Duration:
+    return Duration(n, "months")
+
+
+def years(n: int) -> Duration:
+    return Duration(12 * n, "months")
+
+
+# -- series ---------------------------------------------------------------------------------
+
+
+def _literal_dtype(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dt.datetime):
+        raise QueryError(f"use a date, not a datetime: {value!r}")
+    if isinstance(value, dt.date):
+        return "date"
+    raise QueryError(f"cannot use {value!r} ({type(value).__name__}) in a definition")
+
+
+def _key_of(arg: Any) -> Any:
+    if isinstance(arg, Series | Frame | Duration):
+        return arg.key
+    if isinstance(arg, Codelist):
+        return ("codelist", id(arg))
+    if isinstance(arg, list | tuple):
+        return tuple(_key_of(a) for a in arg)
+    if isinstance(arg, dict):
+        return tuple(sorted((k, _key_of(v)) for k, v in arg.items()))
+    if isinstance(arg, frozenset):
+        return tuple(sorted(arg))
+    return (type(arg).__name__, arg)
+
+
+def wrap(value: Any) -> Series:
+    """A series for ``value`` (series pass through; Python values become literals)."""
+    if isinstance(value, Series):
+        return value
+    if isinstance(value, Frame):
+        return _invalid(
+            "a table of events is not a value: aggregate it first "
+            "(.exists_for_patient(), .count_for_patient(), .last_for_patient()...)"
+        )
+    if value is None:
+        return Series("null", (), "null", None, "None")
+    return Series("lit", (value,), _literal_dtype(value), None, repr(value))
+
+
+def _invalid(problem: str) -> Series:
+    return Series("invalid", (), "bool", None, "<invalid>", error=problem)
+
+
+def _first_error(*items: Any) -> str | None:
+    for item in items:
+        if isinstance(item, Series | Frame) and item.error:
+            return item.error
+        if isinstance(item, list | tuple):
+            err = _first_error(*item)
+            if err:
+                return err
+    return None
+
+
+def _domain(items: Iterable[Series]) -> tuple[str | None, str | None]:
+    """The shared row-level table of ``items`` (None: all patient-level) or a problem."""
+    domains = {s.domain for s in items if s.domain is not None}
+    if len(domains) > 1:
+        names = " and ".join(sorted(domains))
+        return None, (
+            f"combines rows of {names}: many-rows-per-patient series from different tables "
+            "cannot be combined row by row; aggregate each to one value per patient first"
+        )
+    return (domains.pop() if domains else None), None
+
+
+class Series:
+    """A typed value per patient (``domain is None``) or per row of table ``domain``."""
+
+    __slots__ = ("op", "args", "dtype", "domain", "desc", "error", "_key")
+
+    def __init__(
+        self,
+        op: str,
+        args: tuple,
+        dtype: str,
+        domain: str | None,
+        desc: str,
+        error: str | None = None,
+    ):
+        self.op, self.args, self.dtype, self.domain, self.desc = op, args, dtype, domain, desc
+        self.error = error
+        self._key = None
+
+    @property
+    def key(self) -> tuple:
+        if self._key is None:
+            self._key = (self.op, _key_of(self.args), self.dtype)
+        return self._key
+
+    def __repr__(self) -> str:
+        level = f"rows of {self.domain}" if self.domain else "per patient"
+        err = f" INVALID: {self.error}" if self.error else ""
+        return f"<{self.dtype} {level}: {self.desc}{err}>"
+
+    def __bool__(self) -> bool:
+        raise QueryError(
+            f"{self.desc} is a query, not a Python True/False: combine conditions with "
+            "& (and), | (or), ~ (not) and use when(...) instead of if"
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # == builds a query
+
+    # -- construction helpers ---------------------------------------------------------
+    @staticmethod
+    def _make(op: str, args: tuple, dtype: str, desc: str, operands: Sequence[Series]) -> Series:
+        err = _first_error(*operands)
+        domain, derr = _domain(operands)
+        return Series(op, args, dtype, domain, desc, error=err or (derr and f"{desc} {derr}"))
+
+    def _binary_numeric(self, other: Any, op: str, sym: str, reverse: bool = False) -> Series:
+        other = wrap(other)
+        a, b = (other, self) if reverse else (self, other)
+        desc = f"({a.desc} {sym} {b.desc})"
+        if a.dtype == "date" or b.dtype == "date":
+            if op == "sub" and a.dtype == "date" and b.dtype == "date":
+                return Series._make("days_between", (b, a), "int", desc, (a, b))
+            hint = " (add or subtract days(n), months(n) or years(n) to move a date)"
+            return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
+                f"{desc}: cannot {op} a {a.dtype} and a {b.dtype}{hint}"
+            )
+        if (
+            a.dtype not in NUMERIC
+            and a.dtype != "null"
+            or b.dtype not in NUMERIC
+            and b.dtype != "null"
+        ):
+            return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
+                f"{desc}: arithmetic needs numbers, not a {a.dtype} and a {b.dtype}"
+            )
+        dtype = "float" if "float" in (a.dtype, b.dtype) or op == "div" else "int"
+        return Series._make(op, (a, b), dtype, desc, (a, b))
+
+    def _with_error(self, problem: str) -> Series:
+        if self.error is None:
+            self.error = problem
+        return self
+
+    def _compare(self, other: Any, op: str, sym: str) -> Series:
+        other = wrap(other)
+        desc = f"({self.desc} {sym} {other.desc})"
+        out = Series._make(op, (self, other), "bool", desc, (self, other))
+        kinds = {
+            ("number" if d in NUMERIC else d) for d in (self.dtype, other.dtype) if d != "null"
+        }
+        if len(kinds) > 1:
+            a, b = ("a number" if d in NUMERIC else f"a {d}" for d in (self.dtype, other.dtype))
+            out._with_error(f"{desc}: cannot compare {a} with {b}")
+        return out
+
+    # -- operators -----------------------------------------------------------------------
+    def __add__(self, other: Any) -> Series:
+        if isinstance(other, Duration):
+            return self._shift(other)
+        return self._binary_numeric(other, "add", "+")
+
+    def __radd__(self, other: Any) -> Series:
+        return self._binary_numeric(other, "add", "+", reverse=True)
+
+    def __sub__(self, other: Any) -> Series:
+        if isinstance(other, Duration):
+            return self._shift(-other)
+        return self._binary_numeric(other, "sub", "-")
+
+    def __rsub__(self, other: Any) -> Series:
+        return self._binary_numeric(other, "sub", "-", reverse=True)
+
+    def __mul__(self, other: Any) -> Series:
+        return self._binary_numeric(other, "mul", "*")
+
+    def __rmul__(self, other: Any) -> Series:
+        return self._binary_numeric(other, "mul", "*", reverse=True)
+
+    def __truediv__(self, other: Any) -> Series:
+        return self._binary_numeric(other, "div", "/")
+
+    def __rtruediv__(self, other: Any) -> Series:
+        return self._binary_numeric(other, "div", "/", reverse=True)
+
+    def __neg__(self) -> Series:
+        return self._binary_numeric(0, "sub", "-", reverse=True)
+
+    def _shift(self, d: Duration) -> Series:
+        desc = f"({self.desc} + {d!r})"
+        out = Series._make("shift", (self, d), "date", desc, (self,))
+        if self.dtype != "date":
+            out._with_error(f"{desc}: {d!r} can only be added to a date, not a {self.dtype}")
+        return out
+
+    def __eq__(self, other: Any) -> Series:  # type: ignore[override]
+        return self._compare(other, "eq", "==")
+
+    def __ne__(self, other: Any) -> Series:  # type: ignore[override]
+        return self._compare(other, "ne", "!=")
+
+    def __lt__(self, other: Any) -> Series:
+        return self._compare(other, "lt", "<")
+
+    def __le__(self, other: Any) -> Series:
+        return self._compare(other, "le", "<=")
+
+    def __gt__(self, other: Any) -> Series:
+        return self._compare(other, "gt", ">")
+
+    def __ge__(self, other: Any) -> Series:
+        return self._compare(other, "ge", ">=")
+
+    def _logical(self, other: Any, op: str, sym: str, reverse: bool = False) -> Series:
+        other = wrap(other)
+        a, b = (other, self) if reverse else (self, other)
+        desc = f"({a.desc} {sym} {b.desc})"
+        out = Series._make(op, (a, b), "bool", desc, (a, b))
+        for s in (a, b):
+            if s.dtype not in ("bool", "null"):
+                out._with_error(
+                    f"{desc}: {sym} needs True/False conditions, but {s.desc} is a {s.dtype}"
+                )
+        return out
+
+    def __and__(self, other: Any) -> Series:
+        return self._logical(other, "and", "&")
+
+    def __rand__(self, other: Any) -> Series:
+        return self._logical(other, "and", "&", reverse=True)
+
+    def __or__(self, other: Any) -> Series:
+        return self._logical(other, "or", "|")
+
+    def __ror__(self, other: Any) -> Series:
+        return self._logical(other, "or", "|", reverse=True)
+
+    def __invert__(self) -> Series:
+        out = Series._make("not", (self,), "bool", f"~{self.desc}", (self,))
+        if self.dtype != "bool":
+            out._with_error(
+                f"~{self.desc}: ~ (not) needs a True/False condition, not a {self.dtype}"
+            )
+        return out
+
+    # -- methods ---------------------------------------------------------------------------
+    def is_null(self) -> Series:
+        return Series._make("isnull", (self,), "bool", f"{self.desc}.is_null()", (self,))
+
+    def is_not_null(self) -> Series:
+        return Series._make("notnull", (self,), "bool", f"{self.desc}.is_not_null()", (self,))
+
+    def is_in(self, values: Iterable[Any] | Codelist) -> Series:
+        """True where the value is one of ``values`` (a code column with a code list: use
+        ``frame.matching(codelist)``, which also checks the system)."""
+        if isinstance(values, Codelist):
+            values = sorted(values.codes_in(values.system))
+        values = tuple(values)
+        desc = f"{self.desc}.is_in({len(values)} values)"
+        out = Series._make("isin", (self, values), "bool", desc, (self,))
+        for v in values:
+            vd = _literal_dtype(v)
+            if ("number" if vd in NUMERIC else vd) != (
+                "number" if self.dtype in NUMERIC else self.dtype
+            ):
+                out._with_error(f"{desc}: {v!r} is a {vd} but {self.desc} is a {self.dtype}")
+                break
+        return out
+
+    def if_null_then(self, other: Any) -> Series:
+        """The value, or ``other`` where it is missing."""
+        other = wrap(other)
+        desc = f"{self.desc}.if_null_then({other.desc})"
+        out = Series._make("coalesce", (self, other), self.dtype, desc, (self, other))
+        if other.dtype != "null" and _kind(other.dtype) != _kind(self.dtype):
+            out._with_error(f"{desc}: {other.desc} is a {other.dtype}, not a {self.dtype}")
+        return out
+
+    def fill_unknown(self, label: str = "unknown") -> Series:
+        """As text, with missing values as the explicit group ``label`` (for breakdowns)."""
+        return Series._make(
+            "fill_unknown", (self, label), "string", f"{self.desc}.fill_unknown()", (self,)
+        )
+
+    def as_text(self) -> Series:
+        return Series._make("as_text", (self,), "string", f"{self.desc}.as_text()", (self,))
+
+    def round(self, digits: int = 0) -> Series:
+        out = Series._make("round", (self, digits), "float", f"round({self.desc})", (self,))
+        if self.dtype not in NUMERIC:
+            out._with_error(f"round({self.desc}): needs a number, not a {self.dtype}")
+        return out
+
+    def _date_part(self, part: str) -> Series:
+        out = Series._make("date_part", (self, part), "int", f"{self.desc}.{part}", (self,))
+        if self.dtype != "date":
+            out._with_error(f"{self.desc}.{part}: only a date has a {part}, not a {self.dtype}")
+        return out
+
+    @property
+    def year(self) -> Series:
+        return self._date_part("year")
+
+    @property
+    def month(self) -> Series:
+        return self._date_part("month")
+
+    def days_until(self, other: Any) -> Series:
+        """Whole days from this date to ``other`` (negative when ``other`` is earlier)."""
+        return wrap(other) - self
+
+    def to_category(self, codelist: Codelist, column: str | None = None) -> Series:
+        """Map codes to the code list's category (e.g. ethnicity ``Grouping_6``); codes not
+        in the list map to missing."""
+        mapping = dict(codelist.category_map(column))
+        desc = f"{self.desc}.to_category({codelist.name})"
+        out = Series._make("map", (self, mapping, "string"), "string", desc, (self,))
+        if self.dtype != "string":
+            out._with_error(f"{desc}: only codes map to categories, not a {self.dtype}")
+        return out
+
+    def to_number(self, codelist: Codelist, column: str) -> Series:
+        """Map codes to a numeric column of the code list (e.g. ``strength_mg``)."""
+        mapping = dict(codelist.attribute_map(column))
+        desc = f"{self.desc}.to_number({codelist.name}.{column})"
+        out = Series._make("map", (self, mapping, "float"), "float", desc, (self,))
+        if self.dtype != "string":
+            out._with_error(f"{desc}: only codes map to numbers, not a {self.dtype}")
+        return out
+
+
+def _kind(dtype: str) -> str:
+    return "number" if dtype in NUMERIC else dtype
+
+
+# -- case / when ------------------------------------------------------------------------
+
+
+class _When:
+    def __init__(self, condition: Any):
+        self.condition = wrap(condition)
+
+    def then(self, value: Any) -> _Case:
+        return _Case(((self.condition, wrap(value)),))
+
+
+class _Case:
+    def __init__(self, branches: tuple[tuple[Series, Series], ...]):
+        self.branches = branches
+
+    def when(self, condition: Any) -> _CaseWhen:
+        return _CaseWhen(self, wrap(condition))
+
+    def otherwise(self, value: Any) -> Series:
+        return case(*self.branches, otherwise=value)
+
+
+class _CaseWhen:
+    def __init__(self, case_: _Case, condition: Series):
+        self.case_, self.condition = case_, condition
+
+    def then(self, value: Any) -> _Case:
+        return _Case((*self.case_.branches, (self.condition, wrap(value))))
+
+
+def when(condition: Any) -> _When:
+    """``when(c1).then(v1).when(c2).then(v2).otherwise(v)`` — the first true branch wins."""
+    return _When(condition)
+
+
+def case(*branches: tuple[Any, Any], otherwise: Any = None) -> Series:
+    """``case((cond1, value1), (cond2, value2), otherwise=default)``: the first true wins;
+    no true branch and no ``otherwise`` gives missing."""
+    pairs = tuple((wrap(c), wrap(v)) for c, v in branches)
+    default = wrap(otherwise)
+    values = [v for _, v in pairs] + [default]
+    kinds = {_kind(v.dtype) for v in values if v.dtype != "null"}
+    dtypes = [v.dtype for v in values if v.dtype != "null"]
+    dtype = "float" if "float" in dtypes else (dtypes[0] if dtypes else "null")
+    desc = (
+        "case(" + ", ".join(f"{c.desc} -> {v.desc}" for c, v in pairs) + f", else {default.desc})"
+    )
+    operands = [s for pair in pairs for s in pair] + [default]
+    out = Series._make("case", (pairs, default), dtype, desc, operands)
+    for c, _ in pairs:
+        if c.dtype != "bool":
+            out._with_error(f"{desc}: the condition {c.desc} is a {c.dtype}, not True/False")
+    if len(kinds) > 1:
+        out._with_error(f"{desc}: the branches mix types ({', '.join(sorted(kinds))})")
+    return out
+
+
+def maximum_of(*values: Any) -> Series:
+    return _greatest_least("greatest", values)
+
+
+def minimum_of(*values: Any) -> Series:
+    return _greatest_least("least", values)
+
+
+def _greatest_least(op: str, values: Sequence[Any]) -> Series:
+    items = tuple(wrap(v) for v in values)
+    dtypes = {v.dtype for v in items if v.dtype != "null"}
+    dtype = "float" if "float" in dtypes else (next(iter(dtypes)) if dtypes else "null")
+    desc = f"{op}({', '.join(v.desc for v in items)})"
+    out = Series._make(op, items, dtype, desc, items)
+    if len({_kind(d) for d in dtypes}) > 1:
+        out._with_error(f"{desc}: mixes types {', '.join(sorted(dtypes))}")
+    return out
+
+
+# -- frames -----------------------------------------------------------------------------------
+
+#: The date each many-rows table is windowed by.
+DATE_COLUMNS = {
+    "events": "date",
+    "medications": "date",
+    "admissions": "admission_date",
+    "emergency_attendances": "arrival_datetime",
+    "operations": "start_datetime",
+    "questionnaire_responses": "authored",
+    "registrations": "start_date",
+    "addresses": "start_date",
+}
+
+_CLINICAL_SYSTEMS = ("snomedct", "ctv3", "icd10", "opcs4", "loinc")
+#: Code columns a code list may be matched against: column -> (system column or None, the
+#: systems that can appear there, whether the column is a list of codes).
+CODE_COLUMNS: dict[str, dict[str, tuple[str | None, tuple[str, ...], bool]]] = {
+    "events": {"code": ("system", _CLINICAL_SYSTEMS, False)},
+    "medications": {"code": ("system", ("dmd", "snomedct", "rxnorm", "bnf"), False)},
+    "admissions": {
+        "primary_diagnosis": (None, ("icd10",), False),
+        "all_diagnoses": (None, ("icd10",), True),
+        "procedures": (None, ("opcs4",), True),
+    },
+    "emergency_attendances": {"diagnosis": ("diagnosis_system", ("snomedct", "icd10"), False)},
+    "operations": {"code": ("system", ("opcs4", "snomedct"), False)},
+}
+
+
+class Frame:
+    """Rows of one many-rows-per-patient table that pass the filters so far."""
+
+    def __init__(
+        self,
+        table: str,
+        filters: tuple[Series, ...] = (),
+        order: tuple[Series, ...] = (),
+        error: str | None = None,
+        desc: str | None = None,
+    ):
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_filters", filters)
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "error", error)
+        object.__setattr__(self, "_desc", desc or table)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("frames are immutable; use .where(...) to filter")
+
+    @property
+    def key(self) -> tuple:
+        return (
+            "frame",
+            self._table,
+            tuple(f.key for f in self._filters),
+            tuple(o.key for o in self._order),
+        )
+
+    def __repr__(self) -> str:
+        return f"<rows of {self._desc}>"
+
+    def __getattr__(self, name: str) -> Series:
+        from pophealth.schema import table as schema_table
+
+        if name.startswith("_"):
+            raise AttributeError(name)
+        t = schema_table(self._table)
+        try:
+            col = t[name]
+        except KeyError:
+            raise AttributeError(
+                f"{self._table} has no column {name!r}; columns: {', '.join(t.column_names)}"
+            ) from None
+        dtype = {"timestamp": "date", "list<string>": "list"}.get(col.type, col.type)
+        return Series("col", (self._table, name), dtype, self._table, f"{self._table}.{name}")
+
+    # -- filtering -------------------------------------------------------------------------
+    def _derive(self, condition: Series, desc: str, error: str | None = None) -> Frame:
+        err = self.error or error or condition.error
+        if err is None and condition.dtype != "bool":
+            err = f"{desc}: a filter needs a True/False condition, not a {condition.dtype}"
+        if err is None and condition.domain not in (None, self._table):
+            err = (
+                f"{desc}: filters rows of {self._table} with a condition on rows of "
+                f"{condition.domain}; many-rows-per-patient series from different tables "
+                "cannot be combined row by row"
+            )
+        return Frame(self._table, (*self._filters, condition), self._order, err, desc)
+
+    def where(self, condition: Any) -> Frame:
+        """Keep rows where ``condition`` (on this table's columns and/or per-patient values)."""
+        condition = wrap(condition)
+        return self._derive(condition, f"{self._desc}.where({condition.desc})")
+
+    def except_where(self, condition: Any) -> Frame:
+        """Drop rows where ``condition`` is true (rows where it is missing are kept)."""
+        condition = wrap(condition)
+        keep = ~(condition.if_null_then(False)) if condition.dtype == "bool" else condition
+        return self._derive(keep, f"{self._desc}.except_where({condition.desc})")
+
+    def matching(self, codelist: Codelist, column: str | None = None) -> Frame:
+        """Rows whose code is in ``codelist`` (and in its coding system). A list whose
+        systems cannot appear in this table/column is an error, not a silent zero."""
+        columns = CODE_COLUMNS.get(self._table)
+        if not columns:
+            return Frame(
+                self._table,
+                self._filters,
+                self._order,
+                self.error or f"{self._table} has no coded column to match a code list to",
+                f"{self._desc}.matching({codelist.name})",
+            )
+        column = column or next(iter(columns))
+        desc = f"{self._desc}.matching({codelist.name})"
+        if column not in columns:
+            return Frame(
+                self._table,
+                self._filters,
+                self._order,
+                self.error
+                or f"{desc}: {self._table}.{column} is not a coded column "
+                f"(coded columns: {', '.join(columns)})",
+                desc,
+            )
+        system_col, allowed, is_list = columns[column]
+        usable = [s for s in codelist.systems if s in allowed]
+        if not usable:
+            return Frame(
+                self._table,
+                self._filters,
+                self._order,
+                self.error
+                or (
+                    f"{desc}: code list {codelist.name!r} holds {'/'.join(codelist.systems)} "
+                    f"codes but {self._table}.{column} holds {'/'.join(allowed)} codes — "
+                    "a code list of the wrong system would match nothing"
+                ),
+                desc,
+            )
+        cond = Series(
+            "match",
+            (
+                self._table,
+                column,
+                system_col,
+                is_list,
+                tuple((s, codelist.codes_in(s)) for s in usable),
+            ),
+            "bool",
+            self._table,
+            f"{self._table}.{column} in {codelist.name}",
+        )
+        return self._derive(cond, desc)
+
+    # -- windows ------------------------------------------------------------------------------
+    @property
+    def _date(self) -> Series:
+        return getattr(self, DATE_COLUMNS[self._table])
+
+    def on_or_before(self, date: Any) -> Frame:
+        return self.where(self._date <= date)
+
+    def before(self, date: Any) -> Frame:
+        return self.where(self._date < date)
+
+    def on_or_after(self, date: Any) -> Frame:
+        return self.where(self._date >= date)
+
+    def after(self, date: Any) -> Frame:
+        return self.where(self._date > date)
+
+    def on(self, date: Any) -> Frame:
+        return self.where(self._date == date)
+
+    def between(self, start: Any, end: Any) -> Frame:
+        """Rows dated from ``start`` to ``end``, both inclusive."""
+        return self.where((self._date >= start) & (self._date <= end))
+
+    def in_last(self, *, days: int = 0, months: int = 0, years: int = 0, of: Any = None) -> Frame:
+        """Rows in the period ending on ``of`` (default: the index date) and starting the day
+        after ``of`` minus the duration: "in the 12 months before the index date" is
+        ``in_last(months=12)`` = (index − 12 months, index], so exactly one year of days."""
+        from pophealth.query.model import days as _d
+        from pophealth.query.model import months as _m
+
+        end = index_date if of is None else wrap(of)
+        start = end
+        if months or years:
+            start = start - _m(months + 12 * years)
+        if days:
+            start = start - _d(days)
+        return self.where((self._date > start) & (self._date <= end))
+
+    def in_next(self, *, days: int = 0, months: int = 0, years: int = 0, of: Any = None) -> Frame:
+        """Rows from ``of`` (default the index date, exclusive) up to ``of`` + the duration
+        (inclusive)."""
+        from pophealth.query.model import days as _d
+        from pophealth.query.model import months as _m
+
+        start = index_date if of is None else wrap(of)
+        end = start
+        if months or years:
+            end = end + _m(months + 12 * years)
+        if days:
+            end = end + _d(days)
+        return self.where((self._date > start) & (self._date <= end))
+
+    def in_interval(self) -> Frame:
+        """Rows dated within the measure interval (start and end inclusive); in a dataset the
+        interval is the single day of the index date."""
+        return self.between(interval_start, index_date)
+
+    def sort_by(self, *columns: Any) -> Frame:
+        """Order rows for :meth:`first_for_patient`/:meth:`last_for_patient` (default: by
+        date). Remaining ties are broken by every other column, so results are the same on
+        every engine."""
+        cols = tuple(wrap(c) for c in columns)
+        err = self.error or _first_error(*cols)
+        for c in cols:
+            if c.domain not in (None, self._table):
+                err = err or f"sort_by: {c.desc} is not a column of {self._table}"
+        return Frame(self._table, self._filters, cols, err, self._desc)
+
+    # -- aggregates -----------------------------------------------------------------------
+    def _agg(self, fn: str, arg: Series | None, dtype: str, desc: str) -> Series:
+        err = self.error or (arg.error if arg is not None else None)
+        if arg is not None and err is None:
+            if arg.domain not in (None, self._table):
+                err = f"{desc}: {arg.desc} is not a column of {self._table}"
+            elif fn in ("min", "max", "mean", "sum") and arg.dtype not in (*NUMERIC, "date"):
+                err = f"{desc}: needs numbers, not {arg.desc} ({arg.dtype})"
+            elif fn in ("mean", "sum") and arg.dtype == "date":
+                err = f"{desc}: cannot {fn} dates"
+        return Series("agg", (self, fn, arg), dtype, None, desc, error=err)
+
+    def exists_for_patient(self) -> Series:
+        """True when the patient has at least one row (False, never missing, otherwise)."""
+        return self._agg("exists", None, "bool", f"{self._desc}.exists_for_patient()")
+
+    def count_for_patient(self) -> Series:
+        """Number of rows (0 when none)."""
+        return self._agg("count", None, "int", f"{self._desc}.count_for_patient()")
+
+    def count_days_for_patient(self) -> Series:
+        """Number of distinct dates with a row (0 when none) — several issues on one day
+        count once."""
+        return self._agg("count_days", self._date, "int", f"{self._desc}.count_days_for_patient()")
+
+    def count_distinct_for_patient(self, column: Any) -> Series:
+        column = wrap(column)
+        return self._agg(
+            "count_distinct", column, "int", f"{self._desc}.count_distinct({column.desc})"
+        )
+
+    def _value_arg(self, column: Any) -> Series:
+        return self.value if column is None else wrap(column)
+
+    def minimum_for_patient(self, column: Any = None) -> Series:
+        col = self._value_arg(column)
+        return self._agg("min", col, col.dtype, f"{self._desc}.minimum_for_patient({col.desc})")
+
+    def maximum_for_patient(self, column: Any = None) -> Series:
+        col = self._value_arg(column)
+        return self._agg("max", col, col.dtype, f"{self._desc}.maximum_for_patient({col.desc})")
+
+    def mean_for_patient(self, column: Any = None) -> Series:
+        col = self._value_arg(column)
+        return self._agg("mean", col, "float", f"{self._desc}.mean_for_patient({col.desc})")
+
+    def sum_for_patient(self, column: Any = None) -> Series:
+        """Sum of ``column`` over the rows; missing (not 0) when there are no rows."""
+        col = self._value_arg(column)
+        return self._agg("sum", col, col.dtype, f"{self._desc}.sum_for_patient({col.desc})")
+
+    def first_for_patient(self) -> Row:
+        """The earliest row (by :meth:`sort_by`, default the date): ``.date``, ``.value``,
+        ``.code``... each missing when the patient has no row."""
+        return Row(self, "first")
+
+    def last_for_patient(self) -> Row:
+        """The latest row (by :meth:`sort_by`, default the date)."""
+        return Row(self, "last")
+
+    def first_day_for_patient(self, column: Any = None, rule: str = "min") -> DayRow:
+        """The earliest day with a row, and ``column`` on that day combined by ``rule``
+        (``min``, ``max`` or ``mean``) when there are several rows that day."""
+        return DayRow(self, "first", self._value_arg(column), rule)
+
+    def last_day_for_patient(self, column: Any = None, rule: str = "min") -> DayRow:
+        """The latest day with a row, and ``column`` on that day combined by ``rule``: e.g.
+        the lowest systolic of the most recent day (CVDPREVENT)."""
+        return DayRow(self, "last", self._value_arg(column), rule)
+
+
+class Row:
+    """The first or last row of a frame per patient; its columns are per-patient series."""
+
+    def __init__(self, frame: Frame, direction: str):
+        self._frame, self._direction = frame, direction
+
+    def __getattr__(self, name: str) -> Series:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        col = getattr(self._frame, name)
+        desc = f"{self._frame._desc}.{self._direction}_for_patient().{name}"
+        return Series(
+            "pick",
+            (self._frame, self._direction, col),
+            col.dtype,
+            None,
+            desc,
+            error=self._frame.error or col.error,
+        )
+
+    @property
+    def exists(self) -> Series:
+        return self._frame.exists_for_patient()
+
+
+class DayRow:
+    """The first or last day with rows per patient: ``.date`` and ``.value`` (combined)."""
+
+    RULES = ("min", "max", "mean")
+
+    def __init__(self, frame: Frame, direction: str, column: Series, rule: str):
+        self._frame, self._direction, self._column, self._rule = frame, direction, column, rule
+        err = frame.error or column.error
+        if rule not in self.RULES:
+            err = err or f"rule must be one of {', '.join(self.RULES)}, not {rule!r}"
+        if column.dtype not in NUMERIC:
+            err = err or f"{column.desc}: the value of a day must be a number, not a {column.dtype}"
+        self._error = err
+
+    def _series(self, what: str, dtype: str) -> Series:
+        desc = f"{self._frame._desc}.{self._direction}_day_for_patient({self._rule}).{what}"
+        return Series(
+            "day",
+            (self._frame, self._direction, self._column, self._rule, what),
+            dtype,
+            None,
+            desc,
+            error=self._error,
+        )
+
+    @property
+    def date(self) -> Series:
+        return self._series("date", "date")
+
+    @property
+    def value(self) -> Series:
+        return self._series("value", "float" if self._rule == "mean" else self._column.dtype)
+
+
+# -- placeholders -------------------------------------------------------------------------------
+
+#: The index date of a dataset (given when it runs) or the end of each measure interval.
+index_date = Series("index_date", (), "date", None, "index_date")
+#: The start of each measure interval; in a dataset, the index date.
+interval_start = Series("interval_start", (), "date", None, "interval_start")

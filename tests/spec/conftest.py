@@ -1,0 +1,117 @@
+"""Spec-test helpers: tiny input tables in the test, a rule, the expected per-patient
+output — every test runs on DuckDB and on Spark (one shared local Spark session).
+
+``run(engine, tmp_path, tables, variables, population=..., index_date=...)`` writes the
+tables to a fresh store (unnamed tables empty; required columns not given get the
+defaults below) and returns ``{patient_id: {variable: value}}`` with missing values as
+``None``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import math
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pophealth.query import Dataset, run_dataset
+from pophealth.schema import arrow_schema
+from pophealth.store import Store
+
+INDEX = dt.date(2025, 3, 31)
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "patients": {
+        "date_of_birth": dt.date(1980, 1, 1),
+        "sex": "unknown",
+        "ethnicity_5": "unknown",
+        "ethnicity_16": "Z",
+    },
+    "events": {"system": "snomedct"},
+    "medications": {"system": "dmd"},
+    "addresses": {"care_home": False},
+    "areas": {"imd_release": "synthetic", "core20": False},
+    "admissions": {"admission_method": "emergency"},
+    "operations": {"operation_id": "op1", "system": "opcs4"},
+}
+
+HAVE_SPARK = importlib.util.find_spec("pyspark") is not None
+ENGINES = [
+    pytest.param("duckdb"),
+    pytest.param(
+        "spark",
+        marks=[
+            pytest.mark.spark,
+            pytest.mark.skipif(not HAVE_SPARK, reason="pyspark not installed"),
+        ],
+    ),
+]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
+def arrow_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    schema = arrow_schema(name)
+    defaults = DEFAULTS.get(name, {})
+    for row in rows:
+        unknown = set(row) - set(schema.names)
+        if unknown:
+            raise KeyError(f"{name} has no column(s) {sorted(unknown)}")
+    cols = {f.name: [row.get(f.name, defaults.get(f.name)) for row in rows] for f in schema}
+    return pa.table(cols, schema=schema)
+
+
+def make_store(tmp_path, tables: dict[str, list[dict[str, Any]]]) -> Store:
+    tables = dict(tables)
+    if "patients" not in tables:  # every patient mentioned anywhere exists
+        ids = sorted(
+            {r["patient_id"] for rows in tables.values() for r in rows if "patient_id" in r}
+        )
+        tables["patients"] = [{"patient_id": p} for p in ids]
+    arrow = {name: arrow_table(name, rows) for name, rows in tables.items()}
+    return Store.open_or_new(tmp_path / "store").write(arrow, provenance={"source": "spec test"})
+
+
+def _clean(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, dt.date):
+        value = value.item()
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if value is not None and type(value).__name__ == "NaTType":
+        return None
+    return value
+
+
+def run(
+    engine: str,
+    tmp_path,
+    tables: dict[str, list[dict[str, Any]]],
+    variables: dict[str, Any],
+    *,
+    population: Any = None,
+    index_date: dt.date = INDEX,
+) -> dict[str, dict[str, Any]]:
+    store = make_store(tmp_path, tables)
+    ds = Dataset()
+    if population is not None:
+        ds.define_population(population)
+    for name, value in variables.items():
+        ds.add(name, value)
+    table = run_dataset(store, ds, engine=engine, index_date=index_date, output="arrow")
+    out: dict[str, dict[str, Any]] = {}
+    for row in table.to_pylist():
+        pid = row.pop("patient_id")
+        out[pid] = {k: _clean(v) for k, v in row.items()}
+    return out
