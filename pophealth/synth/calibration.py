@@ -122,7 +122,7 @@ CARE_HOME_SHARE = (0.0004, 0.006, 0.03, 0.14)
 #: Patients per fictional LSOA when sizing the region from the number of patients, and
 #: the smallest and largest region. An English LSOA holds about 1,500-1,700 people.
 PATIENTS_PER_LSOA = 1600
-MIN_LSOAS = 40
+MIN_LSOAS = 100
 MAX_LSOAS = 8000
 LSOAS_PER_MSOA = 5
 #: Mean resident population of an LSOA (ONS mid-2020 SAPE: England mean ≈ 1,720).
@@ -143,7 +143,7 @@ DISTRICTS = (
     ("Kettlewold", 0.15, 0.20),
 )
 #: Correlation of area deprivation with urbanity. Modelling choice.
-DEPRIVATION_URBAN_CORR = 0.35
+DEPRIVATION_URBAN_CORR = 0.15
 
 #: IoD2019 IMD score at the 0%, 5%, …, 100% points of its national distribution (low
 #: score = least deprived), so that a fictional LSOA's score matches its national rank.
@@ -162,9 +162,9 @@ PM_QUINTILE_CUTS = (0.34, 0.38, 0.41, 0.45)
 #: Median and spread of the components (IoD2019 File 8: NO2 median 0.41, max 1.19;
 #: particulates 0.25-0.61; benzene median ≈ 0.09; SO2 ≈ 0.03).
 NO2_MEDIAN = 0.41
-NO2_LOG_SD_URBAN = 0.45  # log-NO2 per unit of urbanity (0..1) — modelling choice
-NO2_LOG_SD_NOISE = 0.18
-NO2_LOG_PER_DEPRIVATION = 0.08  # IoD2019: corr(NO2, deprivation) ≈ 0.25
+NO2_LOG_SD_URBAN = 0.35  # log-NO2 per unit of urbanity (0..1) — modelling choice
+NO2_LOG_SD_NOISE = 0.25
+NO2_LOG_PER_DEPRIVATION = 0.12  # IoD2019: corr(NO2, deprivation) ≈ 0.25
 PM_MEDIAN = 0.40
 BENZENE_MEDIAN = 0.09
 SO2_MEDIAN = 0.03
@@ -381,7 +381,7 @@ HYPERLIPIDAEMIA_CODED = 0.35  # share of primary-prevention statin users with a 
 # ~75% aged 80+ treated to target; worse in the most deprived quintile (≈ 4 points lower).
 #: Mean usual SBP for diagnosed hypertension by IMD quintile 1..5 (chosen so that ~66% of
 #: latest readings are ≤140/90). Modelling choice.
-HTN_SBP_MEAN_BY_IMD = (139.5, 138.0, 136.5, 135.5, 135.0)
+HTN_SBP_MEAN_BY_IMD = (137.0, 135.5, 134.0, 133.0, 132.5)
 HTN_SBP_SD = 13.5
 HTN_SBP_BLACK_SHIFT = 3.0
 #: Usual SBP for people without diagnosed hypertension: a + b·age (HSE 2019), SD.
@@ -397,7 +397,11 @@ DBP_PER_SBP = 0.40
 DBP_AGE_FALL = 0.18
 DBP_SD = 6.5
 #: Readings per year: diagnosed hypertension; others aged 40+; adults under 40.
-BP_READINGS_PER_YEAR = (2.0, 0.45, 0.15)
+BP_READINGS_PER_YEAR = (1.5, 0.45, 0.15)
+#: Share of people with diagnosed hypertension with a reading in the last 12 months by
+#: IMD quintile 1..5 (before the random readings above; CVDPREVENT: most are measured
+#: yearly, fewer in deprived areas). Modelling choice.
+BP_YEARLY_CHECK_BY_IMD = (0.72, 0.76, 0.8, 0.83, 0.85)
 #: Share of reading days with a second (and a third) reading the same day.
 BP_SAME_DAY_SECOND = 0.12
 BP_SAME_DAY_THIRD = 0.03
@@ -427,7 +431,7 @@ ASTHMA_CONTROL_PER_IMD = (0.45, 0.3, 0.15, 0.05, 0.0)  # shift of s by IMD quint
 ASTHMA_CONTROL_PER_NO2_QUINTILE = 0.12  # shift of s per NO2 quintile above 1
 ASTHMA_CONTROL_SMOKER = 0.35
 ASTHMA_CONTROL_OBESE = 0.2
-ASTHMA_SABA_LOG_RATE = (0.85, 0.55)  # log SABA inhalers/yr = a + b·s
+ASTHMA_SABA_LOG_RATE = (0.35, 0.6)  # log SABA inhalers/yr = a + b·s
 ASTHMA_OCS_LOG_RATE = (-2.3, 0.75)  # log OCS courses/yr
 ASTHMA_ED_LOG_RATE = (-3.4, 0.85)  # log asthma ED attendances/yr
 ASTHMA_ED_ADMITTED = 0.35  # share of asthma ED attendances admitted
@@ -525,3 +529,15 @@ HBA1C_IMD_SHIFT = (4.0, 2.5, 1.5, 0.5, 0.0)
 #: eGFR (ml/min/1.73m²) by CKD stage 3a, 3b, 4, 5: uniform ranges (KDIGO).
 CKD_STAGE_SHARE = (0.62, 0.27, 0.08, 0.03)
 EGFR_RANGE = ((45, 59), (30, 44), (15, 29), (6, 14))
+
+# Inputs of the AF stroke and bleeding scores (CHA2DS2-VASc, ORBIT). Approximate UK
+# primary-care figures: VTE history about 1.5% of adults (higher with age); anaemia about
+# 3% of adults (women, older people, CKD); a coded bleeding history in about 2% of people
+# aged 60+. Haemoglobin g/L by sex (NICE CKS anaemia: normal ≥ 120 women, ≥ 130 men).
+VTE_ADULTS = 0.015
+ANAEMIA_ADULTS = 0.03
+BLEEDING_60_PLUS = 0.02
+HAEMOGLOBIN_G_L = {"female": (133.0, 11.0), "male": (148.0, 12.0)}
+ANAEMIA_HB_SHIFT = -25.0
+#: People with AF later coded as resolved (off the register). Modelling choice.
+AF_RESOLVED_EXTRA = 0.002

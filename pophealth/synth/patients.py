@@ -181,6 +181,12 @@ class Codes:
         self.fh_chd = p("family_history_chd", {"266894000": 1})
         self.asthma_resolved = p("asthma_resolved", {"162660004": 1})
         self.htn_resolved = p("hypertension_resolved", {"162659009": 1})
+        self.af_resolved = p("af_resolved", {"196371000000102": 1})
+        self.vte = p("vte_diagnosis", {"128053003": 65, "59282003": 35})
+        self.anaemia = p("anaemia", {"271737000": 1})
+        self.bleeding = p("bleeding_history", {"131148009": 60, "74474003": 40})
+        self.hb = p("haemoglobin", {"1022431000000105": 1})
+        self.cigs = p("cigarettes_per_day", {"230056004": 1})
         self.tc = p("total_cholesterol", {"1005671000000105": 85, "853681000000104": 15})
         self.hdl = p("hdl_cholesterol", {"1005681000000107": 1})
         self.ldl = p("ldl_cholesterol", {"1022191000000100": 60, "1014501000000104": 40})
@@ -195,6 +201,8 @@ class Codes:
         self.u_kg = v.id("kg")
         self.u_mmol = v.id("mmol/L")
         self.u_mmolmol = v.id("mmol/mol")
+        self.u_gl = v.id("g/L")
+        self.u_per_day = v.id("/d")
         self.u_egfr = v.id("mL/min/{1.73_m2}")
         self.u_capsule = v.id("capsule")
         self.as_directed = v.id("as directed by the anticoagulant clinic")
@@ -595,6 +603,9 @@ def make_chunk(
               cal.ASTHMA_RESOLVED_EXTRA, 2.0, 6.0)  # fmt: skip
     _resolved(rng, c, out, codes.htn_dx, codes.htn_resolved, ~htn & (age >= 30),
               cal.HYPERTENSION_RESOLVED_EXTRA, 25.0, 40.0)  # fmt: skip
+    _resolved(rng, c, out, codes.af_dx, codes.af_resolved, ~af & (age >= 50),
+              cal.AF_RESOLVED_EXTRA, 45.0, 70.0)  # fmt: skip
+    _stroke_and_bleeding_inputs(rng, c, codes, out, af, dx["ckd_stage"] >= 0, inwin)
 
     # -- assemble Arrow tables -------------------------------------------------------------
     pids = _ids("P", np.arange(first + 1, first + n + 1), 9)
@@ -821,6 +832,29 @@ def _other_qrisk_conditions(rng, c, codes, out, dm, smi, inwin):
     out.med(pid, d, codes.pred5.ids[0], 28.0, codes.u_tablet, codes.once_daily, 5.0)
 
 
+def _stroke_and_bleeding_inputs(rng, c, codes, out, af, ckd, inwin):
+    """VTE, anaemia, bleeding history and haemoglobin (CHA2DS2-VASc and ORBIT inputs)."""
+    adult = c.age >= 18
+    older = np.clip((c.age - 18) / 50, 0, 2)
+    p_vte = cal.VTE_ADULTS * older / max(np.mean(older[adult]), 1e-9)
+    _dx_events(rng, c, out, codes.vte, adult & (rng.random(c.n) < p_vte), 6.0, 18)
+    p_an = cal.ANAEMIA_ADULTS * np.where(c.female, 1.4, 0.7) * np.where(ckd, 3.0, 1.0)
+    anaemic = adult & (rng.random(c.n) < p_an)
+    _dx_events(rng, c, out, codes.anaemia, anaemic, 3.0, 18)
+    p_bl = cal.BLEEDING_60_PLUS * (c.age >= 60) * np.where(af, 2.0, 1.0)
+    _dx_events(rng, c, out, codes.bleeding, rng.random(c.n) < p_bl, 4.0, 30)
+    # A full blood count yearly for people with AF, CKD or anaemia; sometimes for others.
+    tested = inwin & adult & (af | ckd | anaemic | (rng.random(c.n) < 0.15))
+    who = np.flatnonzero(tested)
+    yrs = np.maximum(c.end[who] - c.w0[who], 0) / YEAR
+    pid, d, _ = _spread(rng, who, 1 + rng.poisson(0.6 * yrs), c.w0[who], c.end[who])
+    mean = np.where(c.female, cal.HAEMOGLOBIN_G_L["female"][0], cal.HAEMOGLOBIN_G_L["male"][0])
+    sd = np.where(c.female, cal.HAEMOGLOBIN_G_L["female"][1], cal.HAEMOGLOBIN_G_L["male"][1])
+    usual = mean + sd * rng.standard_normal(c.n) + cal.ANAEMIA_HB_SHIFT * anaemic
+    hb = np.round(np.clip(usual[pid] + 5 * rng.standard_normal(len(pid)), 60, 200))
+    out.event(pid, d, codes.hb.ids[0], hb, codes.u_gl)
+
+
 def _repeat(rng, c, out, picker, eligible, since, share, interval, unit, dose, n_drugs=1):
     """Repeat prescriptions every ``interval`` days from the later of the detail window
     and the diagnosis day, for ``share`` of the eligible; up to ``n_drugs`` products."""
@@ -959,6 +993,12 @@ def _smoking_bmi(rng, c, codes, out, eligible, smoker, ex_smoker, intensity, bmi
         np.where(ex_smoker[pid], codes.smoke_ex.ids[0], codes.smoke_never.ids[0]),
     )
     out.event(pid, d, code)
+    # Half of current smokers' records also carry cigarettes per day (QRISK3 categories).
+    cur = smoker[pid] & (rng.random(len(pid)) < 0.5)
+    band = intensity[pid[cur]]
+    lo, hi = np.array([1, 10, 20])[band], np.array([9, 19, 40])[band]
+    cigs = lo + np.floor(rng.random(len(band)) * (hi - lo + 1))
+    out.event(pid[cur], d[cur], codes.cigs.ids[0], cigs, codes.u_per_day)
     rec = np.flatnonzero(eligible & (rng.random(c.n) < cal.BMI_RECORDED))
     pid, d, _ = _spread(rng, rec, np.ones(len(rec), int), c.w0[rec], c.end[rec])
     mean_h = np.where(c.female[pid], cal.HEIGHT_CM["female"][0], cal.HEIGHT_CM["male"][0])
@@ -1025,7 +1065,8 @@ def _blood_pressure(rng, c, codes, out, htn, adult_in, wy):
     counts = rng.poisson(rate[who] * wy[who])
     # Diagnosed hypertension: at least one reading in the last 12 months for most.
     pid, d, _ = _spread(rng, who, counts, c.w0[who], c.end[who])
-    extra = np.flatnonzero(htn & adult_in & (rng.random(n) < 0.9))
+    check = np.array(cal.BP_YEARLY_CHECK_BY_IMD)[c.imdq - 1]
+    extra = np.flatnonzero(htn & adult_in & (rng.random(n) < check))
     pid2, d2, _ = _spread(
         rng,
         extra,
