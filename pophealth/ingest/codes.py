@@ -162,27 +162,6 @@ _TEXT_HINTS: tuple[tuple[str, str], ...] = (
     ("other", "S"),
 )
 
-#: SNOMED CT ethnicity codes (England 2001 categories, commonly recorded) -> category.
-SNOMED_ETHNICITY: dict[str, str] = {
-    "494131000000105": "A",
-    "494141000000101": "B",
-    "494151000000103": "C",
-    "494161000000100": "D",
-    "494171000000107": "E",
-    "494181000000109": "F",
-    "494191000000106": "G",
-    "494201000000108": "H",
-    "494211000000105": "J",
-    "494221000000104": "K",
-    "494231000000102": "L",
-    "494241000000106": "M",
-    "494251000000109": "N",
-    "494261000000107": "P",
-    "494271000000100": "R",
-    "494281000000103": "S",
-    "494291000000101": "Z",
-}
-
 
 def ethnicity_letter(code: str | None) -> str | None:
     """An NHS ETHNIC CATEGORY code (A..Z, case-insensitive) or None when it is not one.

@@ -514,8 +514,6 @@ class FhirMapper:
                     letter = ethnicity_letter(c.get("code"))
                     if letter:
                         return letter
-                    if str(c.get("code")) in _SNOMED_ETH:
-                        return _SNOMED_ETH[str(c.get("code"))]
                 letter = ethnicity_from_text(_get(ext, "valueCodeableConcept", "text"))
                 if letter:
                     return letter
@@ -961,18 +959,6 @@ class FhirMapper:
                 ctx,
                 pref=pref,
             )
-
-
-_SNOMED_ETH: dict[str, str] = {}
-
-
-def _init_snomed_eth() -> None:
-    from pophealth.ingest.codes import SNOMED_ETHNICITY
-
-    _SNOMED_ETH.update(SNOMED_ETHNICITY)
-
-
-_init_snomed_eth()
 
 
 def _obs_value(res: dict) -> tuple[Any, str | None]:

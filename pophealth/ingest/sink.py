@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pophealth.schema import TABLES, table
@@ -223,6 +225,7 @@ class Run:
         rkey_start: int = 0,
     ):
         self.strict = strict
+        self.memory_limit = os.environ.get("POPHEALTH_INGEST_MEMORY", "1GB")
         self.out = Path(out)
         self.kind = kind
         self.append = append
@@ -245,6 +248,7 @@ class Run:
         self.files: list[str] = []
         self.notes: list[str] = []
         self._worker_dirs: list[str] = []
+        self._extra: dict[str, Any] = {}
         self._rkey = rkey_start
         self._nspill = 0
 
@@ -524,16 +528,22 @@ class Run:
         con.execute(f"SET temp_directory='{self.tmp / 'duckdb'}'")
         con.execute("SET preserve_insertion_order=false")
         con.execute("SET TimeZone='UTC'")
+        # Bounded memory whatever the input size: DuckDB spills to the temp directory.
+        con.execute(f"SET memory_limit='{self.memory_limit}'")
         self._register_index(con)
         committed = False
         try:
             tables = {name: self._resolve(con, name, progress) for name in INGEST_TABLES}
             tables = {k: v for k, v in tables.items()}
             try:
+                # Filled while the tables stream (the store reads it after the last
+                # table): extract_date = the latest activity date loaded, so that
+                # `pophealth run` defaults to the data's own "today".
+                self._extra = {"last_ingest": self.run_id}
                 self.store = self.store.write(
                     _Checked(tables, self),
                     provenance=provenance,
-                    extra_metadata={"last_ingest": self.run_id},
+                    extra_metadata=self._extra,
                 )
                 committed = True
                 self._keep_index()
@@ -746,6 +756,7 @@ class Run:
                     bad = np.unique(res.quarantine["row"].to_numpy(np.int64))
                     outcome[cand[bad]] = "quarantined"
                 if res.valid.num_rows:
+                    self._note_dates(name, res.valid)
                     yield res.valid
             new = ~old
             counts.loaded += int(((outcome == "loaded") & new).sum())
@@ -763,6 +774,20 @@ class Run:
                 path = self._path("outcome")
                 pq.write_table(out, path)
                 self._outcome_spills.append(path)
+
+    def _note_dates(self, name: str, valid: pa.Table) -> None:
+        col = {"events": "date", "medications": "date", "admissions": "admission_date"}.get(name)
+        if col is None:
+            return
+        latest = pc.max(valid[col]).as_py()
+        if latest is None:
+            return
+        latest = min(latest, dt.date.today())
+        previous = self._extra.get("extract_date")
+        if previous is None and self.append and self.store.snapshot is not None:
+            previous = self.store.metadata.get("extract_date")
+        if previous is None or latest.isoformat() > str(previous):
+            self._extra["extract_date"] = latest.isoformat()
 
     def _q_row(self, name: str, r: pd.Series, field_: str, value: Any, reason: str) -> None:
         record = {
