@@ -565,8 +565,22 @@ def build_reference_store(
                 f"distinct LSOA codes in the store's addresses are not in the new areas table "
                 f"(LSOA {report.lsoa_vintage}); their patients fall in the unknown area group"
             )
+    boundaries = source("boundaries_lsoa11").find(root)
+    if boundaries is not None:
+        report.files["boundaries_lsoa11"] = {
+            "path": str(boundaries.relative_to(Path(root))),
+            "sha256": _sha256(boundaries),
+            "rows": None,
+        }
     if step:
         step("writing the store")
+    extra = {
+        "imd_release": report.imd_release,
+        "lsoa_vintage": report.lsoa_vintage,
+        "reference": report.as_dict(),
+    }
+    if boundaries is not None:  # for maps: the store holds no geometry, only where it is
+        extra["boundaries"] = {"path": str(boundaries.resolve()), "lsoa_vintage": "2011"}
     return store.write(
         tables,
         provenance={
@@ -575,9 +589,5 @@ def build_reference_store(
             "imd_release": report.imd_release,
             "files": report.files,
         },
-        extra_metadata={
-            "imd_release": report.imd_release,
-            "lsoa_vintage": report.lsoa_vintage,
-            "reference": report.as_dict(),
-        },
+        extra_metadata=extra,
     ), report

@@ -44,6 +44,25 @@ def areas_release(store) -> dict[str, str | None]:
     return {"imd_release": meta.get("imd_release"), "lsoa_vintage": meta.get("lsoa_vintage")}
 
 
+def area_boundaries(store, codes=None) -> dict | None:
+    """LSOA boundaries (GeoJSON FeatureCollection, ``feature.id`` = LSOA code) for a map of
+    the store's areas, from the boundary file recorded by ``reference build``; ``None``
+    when the store has none (e.g. the synthetic region). ``codes`` limits the features
+    (default: the LSOAs of the store's areas table). The boundaries are LSOA 2011: with an
+    IoD2025 (LSOA 2021) build only the unchanged LSOAs have a shape."""
+    from pophealth.reference.loaders import load_boundaries
+    from pophealth.store import Store
+
+    if isinstance(store, str | os.PathLike | Path):
+        store = Store.open(store)
+    info = store.metadata.get("boundaries")
+    if not info or not Path(info["path"]).is_file():
+        return None
+    if codes is None:
+        codes = areas_table(store).column("lsoa_code").to_pylist()
+    return load_boundaries(info["path"], codes=set(codes), complete=False)
+
+
 @dataclass
 class LinkageReport:
     """How many rows found their area, and why the others did not."""

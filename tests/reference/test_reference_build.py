@@ -66,6 +66,16 @@ def test_iod2019_build_matches_official_files(built, file2, shared_data, populat
 
 
 @pytest.mark.shared_data
+def test_boundaries_recorded_for_maps(built):
+    from pophealth.reference.linkage import area_boundaries
+
+    store, _, _ = built["2019"]
+    assert store.metadata["boundaries"]["lsoa_vintage"] == "2011"
+    geo = area_boundaries(store, codes=["E01000001", "E01000002", "X01000001"])
+    assert sorted(f["id"] for f in geo["features"]) == ["E01000001", "E01000002"]
+
+
+@pytest.mark.shared_data
 def test_iod2019_fuel_poverty_through_the_lookup(built, fuel, lookup):
     _, _, areas = built["2019"]
     a = areas.set_index("lsoa_code")["fuel_poverty_pct"].astype(float)
