@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pophealth.schema import TABLES, arrow_schema
+from pophealth.schema import arrow_schema
 from pophealth.store import conform
 from pophealth.synth import calibration
 from pophealth.synth.patients import Codes, make_chunk
@@ -88,7 +88,7 @@ def write_synthetic_store(out: Path, *, patients: int, seed: int, progress=None)
                 w.close()
                 sinks[name].close()
         if progress is not None:
-            write_task = progress.add_task("writing the store", total=len(TABLES))
+            write_task = progress.add_task("writing the store", total=len(writers))
 
         def read(name: str):
             with pa.OSFile(str(spool / f"{name}.arrow"), "rb") as src:

@@ -69,10 +69,31 @@ class Rows:
 
 
 def sort_order(*keys: np.ndarray) -> np.ndarray:
-    """Stable order by the given keys (first key most significant)."""
+    """Stable order by the given non-negative-able integer keys (first most significant).
+
+    The keys are packed into one int64 (each shifted to start at zero) when they fit in
+    63 bits, which sorts several times faster than ``np.lexsort``; otherwise lexsort.
+    """
     if not len(keys[0]):
         return np.zeros(0, dtype=np.int64)
-    return np.lexsort(tuple(reversed(keys)))
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    bits = 0
+    for key in keys:
+        key = np.asarray(key, dtype=np.int64)
+        lo, hi = int(key.min()), int(key.max())
+        width = max(int(hi - lo).bit_length(), 1)
+        bits += width
+        if bits > 62:
+            return np.lexsort(tuple(reversed(keys)))
+        packed = (packed << width) | (key - lo)
+    return np.argsort(packed, kind="stable")
+
+
+def repeat_string(value: str, n: int) -> pa.Array:
+    """A string column holding ``value`` ``n`` times, built without a per-row take."""
+    data = np.frombuffer(value.encode(), dtype=np.uint8)
+    offsets = np.arange(n + 1, dtype=np.int32) * len(data)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(data, n)))
 
 
 def conform(name: str, columns: dict[str, pa.Array]) -> pa.Table:
