@@ -153,8 +153,8 @@ def _preferred(pairs: list[tuple[str, str]], allowed: Iterable[str]) -> tuple[st
 
 def _date(value: Any) -> str | None:
     """The calendar date of a FHIR date/dateTime as written (YYYY, YYYY-MM -> first day)."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None  # e.g. a date carried only as a data-absent-reason extension
     text = str(value).strip()
     if not text:
         return None
@@ -168,9 +168,9 @@ def _date(value: Any) -> str | None:
 
 def _datetime(value: Any) -> str | None:
     """A FHIR dateTime with a time, as written (validation converts offsets to UTC)."""
-    if value is None:
+    if not isinstance(value, str):
         return None
-    text = str(value).strip()
+    text = value.strip()
     return text if "T" in text else None
 
 

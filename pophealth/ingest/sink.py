@@ -236,6 +236,9 @@ class Run:
         # Refuse non-stores / other schema versions before any work is done. A worker
         # (``worker=True``) only maps records; its parent run owns the store.
         self.store = None if worker else Store.open_or_new(self.out)
+        # Spill files are about as large as the loaded tables: put them where there is
+        # room with POPHEALTH_INGEST_TMP (default: the system temporary directory).
+        tmp_dir = tmp_dir or os.environ.get("POPHEALTH_INGEST_TMP") or None
         self.tmp = Path(tempfile.mkdtemp(prefix="pophealth-ingest-", dir=tmp_dir))
         self.quarantine = QuarantineWriter(self.tmp / "quarantine.csv", self.run_id)
         self._buffers: dict[str, list[dict]] = defaultdict(list)
