@@ -48,10 +48,6 @@ def _in_list(table, codelist: dict[str, list[str]], system: str = "system", code
     return table.filter(cond)
 
 
-def _count_per_patient(table, name: str):
-    return table.group_by(PID).aggregate(**{name: _.count()})
-
-
 # -- who is on the register -----------------------------------------------------------------
 
 
@@ -86,41 +82,94 @@ def address_on(con, index_date: dt.date):
     return ranked.filter(ranked._rank == 0).select(PID, "lsoa_code")
 
 
-def latest_diagnosis(con, codes: AsthmaCodes, index_date: dt.date):
-    """Latest asthma and latest asthma-resolved date on or before the index date."""
+def _matches(table, codelist: dict[str, list[str]], system: str = "system", code: str = "code"):
+    """Boolean expression: the row's (system, code) is in the code list."""
+    cond = ibis.literal(False)
+    for sys_name, values in codelist.items():
+        cond = cond | ((table[system] == sys_name) & table[code].isin(values))
+    return cond
+
+
+def _merge(*lists: dict[str, list[str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for lst in lists:
+        for system, values in lst.items():
+            out.setdefault(system, []).extend(values)
+    return out
+
+
+#: Event code lists read by :func:`record_summary`, and the column each becomes.
+_EVENT_LISTS = (
+    "asthma", "asthma_resolved", "review", "action_plan", "inhaler_technique",
+    "smoking_current", "smoking_not_current", "referral_secondary", "seen_secondary",
+    "referral_sac", "seen_sac",
+)  # fmt: skip
+
+
+def record_summary(con, codes: AsthmaCodes, index_date: dt.date, window: Window, basics: Window):
+    """One pass over the GP record up to the index date, one row per patient:
+
+    latest asthma and asthma-resolved dates; review / action plan / inhaler technique in
+    their windows; the latest current-smoker and not-current-smoker dates; the latest
+    referral and clinic dates for the ISAC timers."""
+    lists = {name: codes.by_system(name) for name in _EVENT_LISTS}
     ev = con.table("events").filter(_.date <= ibis.date(index_date))
-    dx = _in_list(ev, codes.by_system("asthma")).group_by(PID).aggregate(asthma_date=_.date.max())
-    res = (
-        _in_list(ev, codes.by_system("asthma_resolved"))
-        .group_by(PID)
-        .aggregate(resolved_date=_.date.max())
+    ev = ev.filter(_matches(ev, _merge(*lists.values())))
+    ev = ev.mutate(**{f"is_{name}": _matches(ev, lists[name]) for name in _EVENT_LISTS})
+    in_window = window.contains(ev.date)
+    in_basics = basics.contains(ev.date)
+
+    def latest(name):
+        return ev.date.max(where=ev[f"is_{name}"])
+
+    def any_in(name, win):
+        return (ev[f"is_{name}"] & win).cast("int64").max() == 1
+
+    return ev.group_by(PID).aggregate(
+        asthma_date=latest("asthma"),
+        resolved_date=latest("asthma_resolved"),
+        review_12m=any_in("review", in_window),
+        action_plan_12m=any_in("action_plan", in_basics),
+        inhaler_technique_12m=any_in("inhaler_technique", in_basics),
+        _smoke_yes=latest("smoking_current"),
+        _smoke_no=latest("smoking_not_current"),
+        referral_date=latest("referral_secondary"),
+        secondary_care_seen_date=latest("seen_secondary"),
+        sac_referral_date=latest("referral_sac"),
+        sac_seen_date=latest("seen_sac"),
     )
-    joined = dx.left_join(res, PID).select(dx[PID], "asthma_date", "resolved_date")
-    return joined.filter(
-        joined.resolved_date.isnull() | (joined.resolved_date < joined.asthma_date)
-    ).select(PID, "asthma_date")
+
+
+def inhaler_summary(con, codes: AsthmaCodes, window: Window, earlier: Window):
+    """One pass over inhaler issues: SABA and ICS issues in the look-back, any high-dose ICS,
+    and SABA issues in the look-back ending ``optimisation_months`` earlier."""
+    saba, ics = codes.by_system("saba"), codes.by_system("ics")
+    meds = con.table("medications")
+    start = min(window.start, earlier.start)
+    meds = meds.filter((meds.date >= ibis.date(start)) & (meds.date <= ibis.date(window.end)))
+    meds = meds.filter(_matches(meds, _merge(saba, ics)))
+    meds = meds.mutate(
+        is_saba=_matches(meds, saba),
+        is_ics=_matches(meds, ics),
+        is_high=_matches(meds, codes.by_system("ics_high_dose")),
+        now=window.contains(meds.date),
+        before=earlier.contains(meds.date),
+    )
+
+    def n(cond):
+        return cond.cast("int64").sum()
+
+    return meds.group_by(PID).aggregate(
+        saba_count_12m=n(meds.is_saba & meds.now),
+        ics_count_12m=n(meds.is_ics & meds.now),
+        high_dose_ics=n(meds.is_high & meds.now) > 0,
+        saba_count_12m_earlier=n(meds.is_saba & meds.before),
+    )
 
 
 def medication_issues(con, codes: AsthmaCodes, name: str, window: Window):
     meds = con.table("medications").filter(window.contains(_.date))
     return _in_list(meds, codes.by_system(name))
-
-
-# -- markers --------------------------------------------------------------------------------
-
-
-def saba_issues(con, codes, window):
-    return _count_per_patient(medication_issues(con, codes, "saba", window), "saba_count_12m")
-
-
-def ics_issues(con, codes, window):
-    ics = medication_issues(con, codes, "ics", window)
-    high = codes.by_system("ics_high_dose")
-    is_high = ibis.literal(False)
-    for system, values in high.items():
-        is_high = is_high | ((ics.system == system) & ics.code.isin(values))
-    ics = ics.mutate(_high=is_high.cast("int64"))
-    return ics.group_by(PID).aggregate(ics_count_12m=_.count(), high_dose_ics=_._high.max() == 1)
 
 
 def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig):
@@ -156,6 +205,7 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     end = window.end.toordinal() - dt.date(1970, 1, 1).toordinal()
     totals = issues.group_by(PID).aggregate(
         prednisolone_mg_12m=_.mg.sum(),
+        prednisolone_issues=_.count(),
         ocs_months_12m=_.month.nunique(),
         maintenance_issues=_.maintenance.cast("int64").sum(),
         maintenance_dose=_.maint_dose.min(),
@@ -185,54 +235,35 @@ def _attack_diagnosis(column, codes: AsthmaCodes):
     return cond
 
 
-def ed_attendances(con, codes: AsthmaCodes, window: Window):
-    """A&E attendances with an asthma chief diagnosis (SNOMED list, or ICD-10 J45/J46)."""
+def ed_attendances(con, codes: AsthmaCodes, window: Window, earlier: Window):
+    """A&E attendances with an asthma chief diagnosis (SNOMED list, or ICD-10 J45/J46), in
+    the look-back and in the earlier look-back."""
     ed = con.table("emergency_attendances")
     ed = ed.mutate(date=ed.arrival_datetime.date())
-    ed = ed.filter(window.contains(ed.date))
+    ed = ed.filter(window.contains(ed.date) | earlier.contains(ed.date))
     cond = (ed.diagnosis_system == "icd10") & _attack_diagnosis(ed.diagnosis, codes)
-    for system, values in codes.by_system("ed_asthma").items():
-        cond = cond | ((ed.diagnosis_system == system) & ed.diagnosis.isin(values))
-    return _count_per_patient(ed.filter(cond), "ed_attendances_12m")
+    cond = cond | _matches(ed, codes.by_system("ed_asthma"), "diagnosis_system", "diagnosis")
+    ed = ed.filter(cond)
+    return ed.group_by(PID).aggregate(
+        ed_attendances_12m=window.contains(ed.date).cast("int64").sum(),
+        ed_attendances_12m_earlier=earlier.contains(ed.date).cast("int64").sum(),
+    )
 
 
-def admissions(con, codes: AsthmaCodes, window: Window):
+def admissions(con, codes: AsthmaCodes, window: Window, earlier: Window):
     """Emergency admissions with asthma (J45/J46) as primary diagnosis; ITU/HDU ones."""
     adm = con.table("admissions")
     adm = adm.filter(
-        window.contains(adm.admission_date)
+        (window.contains(adm.admission_date) | earlier.contains(adm.admission_date))
         & (adm.admission_method == "emergency")
         & _attack_diagnosis(adm.primary_diagnosis, codes)
     )
+    now = window.contains(adm.admission_date)
     return adm.group_by(PID).aggregate(
-        admissions_12m=_.count(),
-        critical_care_attacks_12m=_.critical_care.fill_null(False).cast("int64").sum(),
+        admissions_12m=now.cast("int64").sum(),
+        critical_care_attacks_12m=(now & adm.critical_care.fill_null(False)).cast("int64").sum(),
+        admissions_12m_earlier=earlier.contains(adm.admission_date).cast("int64").sum(),
     )
-
-
-def recorded_in(con, codes: AsthmaCodes, name: str, window: Window, out: str):
-    ev = con.table("events").filter(window.contains(_.date))
-    return _in_list(ev, codes.by_system(name)).select(PID).distinct().mutate(**{out: True})
-
-
-def smoking_status(con, codes: AsthmaCodes, index_date: dt.date):
-    """Current smoker when the latest smoking-status code on or before the index date is
-    a current-smoker code."""
-    ev = con.table("events").filter(_.date <= ibis.date(index_date))
-    cur = _in_list(ev, codes.by_system("smoking_current")).mutate(current=True)
-    other = _in_list(ev, codes.by_system("smoking_not_current")).mutate(current=False)
-    both = cur.union(other)
-    ranked = both.mutate(
-        _rank=ibis.row_number().over(
-            ibis.window(group_by=PID, order_by=[ibis.desc("date"), ibis.desc("current")])
-        )
-    )
-    return ranked.filter(ranked._rank == 0).select(PID, smoker=ranked.current)
-
-
-def latest_event(con, codes: AsthmaCodes, name: str, index_date: dt.date, out: str):
-    ev = con.table("events").filter(_.date <= ibis.date(index_date))
-    return _in_list(ev, codes.by_system(name)).group_by(PID).aggregate(**{out: _.date.max()})
 
 
 def age_on(dob, index_date: dt.date):
@@ -251,50 +282,76 @@ COUNT_COLUMNS = (
     "admissions_12m",
     "critical_care_attacks_12m",
 )
+_EARLIER_COUNTS = ("saba_count_12m", "ocs_courses_12m", "ed_attendances_12m", "admissions_12m")
 
 
-def uncontrolled_counts(con, codes, index_date, config):
-    """The three ISAC counts at another date (for "flagged for 6 months")."""
+def markers_expr(con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT):
+    """The register with every marker, as one Ibis expression (one row per patient).
+
+    Register: latest asthma code not followed by a resolved code; registered and alive on
+    the index date; an asthma medicine (SABA, ICS or prednisolone) in the look-back."""
     window = Window.lookback(index_date, config.lookback_months)
-    parts = [
-        saba_issues(con, codes, window),
-        oral_steroids(con, codes, window, config).select(PID, "ocs_courses_12m"),
-        ed_attendances(con, codes, window),
-        admissions(con, codes, window).select(PID, "admissions_12m"),
-    ]
-    return parts
-
-
-def register(con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT):
-    """Patients on the asthma register at the index date, with practice, PCN and area."""
-    window = Window.lookback(index_date, config.lookback_months)
-    patients = con.table("patients")
+    basics = Window.lookback(index_date, config.basics_lookback_months)
+    earlier_end = window_start(index_date, config.optimisation_months) - dt.timedelta(days=1)
+    earlier = Window.lookback(earlier_end, config.lookback_months)
     idx = ibis.date(index_date)
+
+    patients = con.table("patients")
     alive = patients.filter(
         (patients.date_of_death.isnull() | (patients.date_of_death > idx))
         & (patients.date_of_birth <= idx)
+    ).select(PID, "date_of_birth", "sex", "ethnicity_5")
+    records = record_summary(con, codes, index_date, window, basics)
+    diagnosed = records.filter(
+        records.asthma_date.notnull()
+        & (records.resolved_date.isnull() | (records.resolved_date < records.asthma_date))
     )
-    dx = latest_diagnosis(con, codes, index_date)
-    reg = registered_on(con, index_date)
-    meds = con.table("medications").filter(window.contains(_.date))
-    any_lists = {}
-    for name in ("saba", "ics", "prednisolone_mg"):
-        for system, values in codes.by_system(name).items():
-            any_lists.setdefault(system, []).extend(values)
-    treated = _in_list(meds, any_lists).select(PID).distinct()
-    base = alive.join(dx, PID).join(reg, PID).join(treated, PID)
-    base = base.select(PID, "date_of_birth", "sex", "ethnicity_5", "practice_id", "asthma_date")
-    practices = con.table("practices").select("practice_id", "pcn_id", "pcn_name", "name")
+    base = alive.join(diagnosed, PID).join(registered_on(con, index_date), PID)
+    practices = con.table("practices").select(
+        "practice_id", "pcn_id", "pcn_name", practice_name="name"
+    )
     base = base.left_join(practices, "practice_id").drop("practice_id_right")
-    base = base.rename(practice_name="name")
-    addr = address_on(con, index_date)
-    base = base.left_join(addr, PID).drop(f"{PID}_right")
+    base = base.left_join(address_on(con, index_date), PID).drop(f"{PID}_right")
     areas = con.table("areas").select(
         "lsoa_code", "msoa_code", "lad_code", "imd_decile", "imd_quintile", "core20",
         "no2_quintile", "pm_quintile", "no2_component", "pm_component",
     )  # fmt: skip
     base = base.left_join(areas, "lsoa_code").drop("lsoa_code_right")
-    return base.mutate(age=age_on(base.date_of_birth, index_date))
+
+    ocs_earlier = oral_steroids(con, codes, earlier, config).select(
+        PID, ocs_courses_12m_earlier="ocs_courses_12m"
+    )
+    parts = [
+        inhaler_summary(con, codes, window, earlier),
+        oral_steroids(con, codes, window, config),
+        ocs_earlier,
+        ed_attendances(con, codes, window, earlier),
+        admissions(con, codes, window, earlier),
+    ]
+    expr = base
+    for part in parts:
+        expr = expr.left_join(part, PID).drop(f"{PID}_right")
+    fills = {c: 0 for c in COUNT_COLUMNS}
+    fills.update({f"{c}_earlier": 0 for c in _EARLIER_COUNTS})
+    fills.update(
+        review_12m=False,
+        action_plan_12m=False,
+        inhaler_technique_12m=False,
+        high_dose_ics=False,
+        on_maintenance_ocs=False,
+        prednisolone_mg_12m=0.0,
+        prednisolone_issues=0,
+    )
+    expr = expr.mutate(**{c: expr[c].fill_null(v) for c, v in fills.items()})
+    expr = expr.filter(
+        (expr.saba_count_12m > 0) | (expr.ics_count_12m > 0) | (expr.prednisolone_issues > 0)
+    )
+    smoker = expr._smoke_yes.notnull() & (
+        expr._smoke_no.isnull() | (expr._smoke_yes >= expr._smoke_no)
+    )
+    return expr.mutate(smoker=smoker, age=age_on(expr.date_of_birth, index_date)).drop(
+        "_smoke_yes", "_smoke_no", "resolved_date", "prednisolone_issues"
+    )
 
 
 def markers(
@@ -302,51 +359,7 @@ def markers(
 ) -> pd.DataFrame:
     """The per-patient marker table (see :data:`rules.MARKER_COLUMNS`) plus demographics,
     area and the dates the ISAC timers need, as a pandas DataFrame sorted by patient."""
-    window = Window.lookback(index_date, config.lookback_months)
-    basics = Window.lookback(index_date, config.basics_lookback_months)
-    base = register(con, codes, index_date, config)
-    ics = ics_issues(con, codes, window)
-    ocs = oral_steroids(con, codes, window, config)
-    adm = admissions(con, codes, window)
-    parts = [
-        saba_issues(con, codes, window),
-        ics,
-        ocs,
-        ed_attendances(con, codes, window),
-        adm,
-        recorded_in(con, codes, "review", window, "review_12m"),
-        recorded_in(con, codes, "action_plan", basics, "action_plan_12m"),
-        recorded_in(con, codes, "inhaler_technique", basics, "inhaler_technique_12m"),
-        smoking_status(con, codes, index_date),
-        latest_event(con, codes, "referral_secondary", index_date, "referral_date"),
-        latest_event(con, codes, "seen_secondary", index_date, "secondary_care_seen_date"),
-        latest_event(con, codes, "referral_sac", index_date, "sac_referral_date"),
-        latest_event(con, codes, "seen_sac", index_date, "sac_seen_date"),
-    ]
-    expr = base
-    for part in parts:
-        expr = expr.left_join(part, PID).drop(f"{PID}_right")
-    # uncontrolled 6 months earlier (ISAC "flagged for 6 months without referral")
-    earlier_date = window_start(index_date, config.optimisation_months) - dt.timedelta(days=1)
-    earlier = uncontrolled_counts(con, codes, earlier_date, config)
-    suffix = "_earlier"
-    for part in earlier:
-        cols = [c for c in part.columns if c != PID]
-        part = part.rename({f"{c}{suffix}": c for c in cols})
-        expr = expr.left_join(part, PID).drop(f"{PID}_right")
-    fills = {c: 0 for c in COUNT_COLUMNS}
-    earlier_counts = ("saba_count_12m", "ocs_courses_12m", "ed_attendances_12m", "admissions_12m")
-    fills.update({f"{c}{suffix}": 0 for c in earlier_counts})
-    fills.update(
-        review_12m=False,
-        action_plan_12m=False,
-        inhaler_technique_12m=False,
-        smoker=False,
-        high_dose_ics=False,
-        on_maintenance_ocs=False,
-        prednisolone_mg_12m=0.0,
-    )
-    expr = expr.mutate(**{c: expr[c].fill_null(v) for c, v in fills.items()})
+    expr = markers_expr(con, codes, index_date, config)
     frame = expr.order_by(PID).to_pandas()
     return _tidy(frame, config)
 

@@ -83,18 +83,20 @@ def group_columns(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _counts(frame: pd.DataFrame, column: str, keys: list[str]) -> pd.DataFrame:
-    groups = group_columns(frame)[keys].astype(object)
-    groups = groups.where(groups.notna(), None).fillna(UNKNOWN)
-    data = groups.assign(numerator=frame[column].astype(bool).astype(int).to_numpy(), denominator=1)
-    out = data.groupby(keys, dropna=False, sort=True)[["numerator", "denominator"]].sum()
-    out = out.reset_index()
-    if "imd_decile" in keys:
-        dec = out["imd_decile"]
-        out["imd_decile"] = pd.to_numeric(dec.where(dec != UNKNOWN, np.nan).astype(float))
-    for col in ("no2_quintile", "pm_quintile"):
-        if col in keys:
-            out[col] = out[col].map(lambda v: UNKNOWN if v == UNKNOWN else int(v))
+def count_table(
+    frame: pd.DataFrame, keys: list[str], indicators: Iterable[Indicator]
+) -> pd.DataFrame:
+    """Numerators of every indicator and the denominator, summed by ``keys`` (unknown kept)."""
+    groups = group_columns(frame)[keys]
+    numerators = {
+        f"x_{ind.name}": frame[ind.column].astype(bool).astype("int64").to_numpy()
+        for ind in indicators
+    }
+    data = groups.assign(**numerators, denominator=1)
+    out = data.groupby(keys, dropna=False, sort=True).sum().reset_index()
+    for col in keys:
+        if str(out[col].dtype) == "Float64":
+            out[col] = out[col].astype(float)
     return out
 
 
@@ -104,19 +106,30 @@ def indicator_views(
     *,
     sii_repetitions: int = 20_000,
 ) -> dict[str, EquityView]:
-    """One disclosure-controlled equity view per indicator (with SII across IMD deciles)."""
-    keys = ["imd_decile", "ethnicity", "sex", "age_band", "pcn", "practice", "no2_quintile",
-            "pm_quintile"]  # fmt: skip
+    """One disclosure-controlled equity view per indicator (with SII across IMD deciles).
+
+    The standard breakdowns (IMD decile/quintile, Core20, ethnicity, sex, age band) come
+    from one equity view; PCN, practice and the pollution quintiles are each released on
+    their own (one table per breakdown, so each adds up to the register) and appended."""
+    indicators = list(indicators)
+    main = count_table(frame, ["imd_decile", "ethnicity", "sex", "age_band"], indicators)
+    extra = {col: count_table(frame, [col], indicators) for col in EXTRA}
     views = {}
     for ind in indicators:
-        counts = _counts(frame, ind.column, keys)
-        views[ind.name] = equity_view(
-            counts,
-            breakdowns=BREAKDOWNS,
-            extra=EXTRA,
-            higher_is_better=ind.higher_is_better,
-            sii_repetitions=sii_repetitions,
-        )
+        x = f"x_{ind.name}"
+        view = equity_view(
+            main, x, "denominator", breakdowns=BREAKDOWNS,
+            higher_is_better=ind.higher_is_better, sii_repetitions=sii_repetitions,
+        )  # fmt: skip
+        pieces = [view.breakdowns]
+        for col, table in extra.items():
+            more = equity_view(
+                table, x, "denominator", breakdowns=(), extra=(col,),
+                higher_is_better=ind.higher_is_better, sii_repetitions=0,
+            )  # fmt: skip
+            pieces.append(more.breakdowns)
+        view.breakdowns = pd.concat(pieces, ignore_index=True)
+        views[ind.name] = view
     return views
 
 

@@ -110,3 +110,22 @@ def test_pollution_episode_list(run):
     assert set(out["patient_id"]) == set(expected["patient_id"])
     with pytest.raises(ValueError, match="'code' column"):
         outputs.pollution_episode_list(frame, pd.DataFrame({"lsoa": [lsoa]}))
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_duckdb_and_spark_give_identical_worklists_and_indicators(tmp_path):
+    store = write_synthetic_store(tmp_path / "store", patients=3_000, seed=7)
+    programme = AsthmaProgramme(sii_repetitions=500)
+    results = {
+        engine: programme.run(store.connect(engine), index_date=INDEX, engine=engine)
+        for engine in ("duckdb", "spark")
+    }
+    duck = {o.name: o.frame for o in results["duckdb"].outputs}
+    spark = {o.name: o.frame for o in results["spark"].outputs}
+    assert duck.keys() == spark.keys()
+    for name in duck:
+        pd.testing.assert_frame_equal(
+            duck[name].reset_index(drop=True), spark[name].reset_index(drop=True),
+            check_dtype=False, obj=name,
+        )  # fmt: skip
