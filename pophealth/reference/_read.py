@@ -170,6 +170,7 @@ def _read_xlsx(path: Path, spec: FileSpec) -> tuple[pd.DataFrame, np.ndarray]:
                     data = [(r + [""] * width)[:width] for r in data]
                     frame = pd.DataFrame(data, columns=header, dtype="string[pyarrow]")
                     numbers = np.arange(header_row + 1, header_row + 1 + len(frame))
+                    frame.attrs["header_row"] = header_row
                     return frame, numbers
     finally:
         wb.close()
@@ -294,13 +295,14 @@ def validate_frame(
         names = ", ".join(repr(c.headers[0]) for c in missing)
         found = ", ".join(repr(str(h)) for h in raw.columns[:12])
         more = "..." if len(raw.columns) > 12 else ""
+        header_row = int(raw.attrs.get("header_row", 1))
         raise ReferenceDataError(
-            f"{path}, row 1 (header), column {missing[0].headers[0]!r}: {spec.label} needs "
-            f"column(s) {names}; the header has {found}{more}",
+            f"{path}, row {header_row} (header), column {missing[0].headers[0]!r}: "
+            f"{spec.label} needs column(s) {names}; the header has {found}{more}",
             file=path,
-            row=1,
+            row=header_row,
             column=missing[0].headers[0],
-            problems=[(1, c.headers[0], None, "column not found") for c in missing],
+            problems=[(header_row, c.headers[0], None, "column not found") for c in missing],
         )
 
     rows = np.asarray(rows)

@@ -353,6 +353,11 @@ def test_xlsx_header_search_and_errors(tmp_path):
     with pytest.raises(ReferenceDataError) as err:
         loaders.load_fuel_poverty(path, complete=False)
     _assert_names(err.value, path, 6, "Proportion of households fuel poor (%)")
+    ws.cell(row=3, column=6, value="Homes")  # wrong header in worksheet row 3
+    wb.save(path)
+    with pytest.raises(ReferenceDataError, match="row 3 \\(header\\)") as err:
+        loaders.load_fuel_poverty(path, complete=False)
+    assert err.value.row == 3 and err.value.column == "households"
     bad = tmp_path / "not.xlsx"
     bad.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(ReferenceDataError, match="not a readable Excel workbook"):
