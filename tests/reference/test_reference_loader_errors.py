@@ -399,3 +399,36 @@ def test_boundaries_errors(tmp_path):
     cut.write_bytes(ok.read_bytes()[:-10])
     with pytest.raises(ReferenceDataError, match="not readable GeoJSON"):
         loaders.load_boundaries(cut, complete=False)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("corruption", ["truncated", "duplicated", "decile_11", "wrong_header"])
+def test_corrupted_copies_of_the_real_file2(shared_data, tmp_path, corruption):
+    from tests.reference.conftest import real
+
+    lines = real(shared_data, "imd2019_file2").read_text(encoding="utf-8-sig").splitlines()
+    path = tmp_path / "File_2_-_IoD2019_Domains_of_Deprivation.csv"
+    if corruption == "truncated":  # cut mid-way through line 20,001
+        text = "\n".join(lines[:20_000]) + "\n" + lines[20_000][:25]
+        row, column, why = 20_001, "Local Authority District code (2019)", "missing value"
+    elif corruption == "duplicated":  # line 101 repeats line 100's LSOA code
+        code = lines[99].split(",")[0]
+        lines[100] = code + lines[100][9:]
+        text = "\n".join(lines)
+        row, column, why = 101, "LSOA code (2011)", "duplicate (first at row 100)"
+    elif corruption == "decile_11":
+        cells = lines[500].split(",")
+        assert cells[-1] in {str(d) for d in range(1, 11)}
+        lines[500] = ",".join([*cells[:-1], "11"])
+        text = "\n".join(lines)
+        row, column, why = 501, "Living Environment Decile", "above the maximum 10"
+    else:
+        lines[0] = lines[0].replace("Crime Rank", "Crime Rnak")
+        text = "\n".join(lines)
+        row, column, why = 1, "Crime Rank", "needs column"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ReferenceDataError) as err:
+        loaders.load_imd2019_file2(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"row {row}" in msg and why in msg, msg
+    assert err.value.row == row and column in err.value.column
