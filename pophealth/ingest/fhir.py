@@ -500,6 +500,14 @@ class FhirMapper:
                     ctx,
                 )
                 self.run.emit("practices", {"practice_id": ods, "name": name}, ctx)
+            elif (oref := self._deferred_gp(gp, scope)) is not None:
+                # an Organization in another file: its ODS code is looked up at the end
+                self.run.emit(
+                    "registrations",
+                    {"patient_id": pid, "practice_id": None, "start_date": start, "end_date": None},
+                    ctx,
+                    mref=oref,
+                )
 
     @staticmethod
     def _ethnicity(res: dict) -> str | None:
@@ -588,8 +596,25 @@ class FhirMapper:
                 return ods, target.get("name")
         return None, None
 
+    def _deferred_gp(self, gp: Any, scope: _UnitScope) -> str | None:
+        """Hashed key of a generalPractitioner reference to an Organization in another file."""
+        if not isinstance(gp, dict):
+            return None
+        r = gp.get("reference")
+        if not isinstance(r, str) or r.startswith("#") or scope.get(r) is not None:
+            return None
+        if _ref_type(gp) not in ("Organization", None) or "?" in r:
+            return None
+        return self.pseudo.key_of(_ref_key(r))
+
     def organization(self, res: dict, ctx, scope, entry) -> None:
         ods = _identifier_value(res, ODS_SYSTEMS)
+        if ods and res.get("id"):
+            keys = {f"Organization/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
+            if entry.full_url:
+                keys.add(_ref_key(entry.full_url))
+            for k in keys:
+                self.run.index("organization", self.pseudo.key_of(k), ods, None)
         if not ods:
             self.run.skip(ctx, "organisation without an ODS code")
             return

@@ -619,6 +619,14 @@ class Run:
     def _register_index(self, con) -> None:
         con.execute("CREATE TABLE idx_patient (key VARCHAR, pid VARCHAR, n BIGINT)")
         con.execute("CREATE TABLE idx_medication (key VARCHAR, system VARCHAR, code VARCHAR)")
+        con.execute("CREATE TABLE idx_organization (key VARCHAR, system VARCHAR, code VARCHAR)")
+        files = [str(p) for p in self._index_spills.get("organization", [])]
+        files += self._previous_index("organization")
+        if files:
+            con.execute(
+                "INSERT INTO idx_organization SELECT key, min(system), min(code) "
+                f"FROM read_parquet({files!r}) GROUP BY key"
+            )
         files = [str(p) for p in self._index_spills.get("patient", [])]
         files += self._previous_index("patient")
         if files:
@@ -668,6 +676,9 @@ class Run:
         replace = []
         if pid:
             replace.append(f"{pid} AS patient_id")
+        if name == "registrations":
+            extra_join = " LEFT JOIN idx_organization m ON s._mref = m.key"
+            replace += ["coalesce(s.practice_id, m.system) AS practice_id"]
         if name == "medications":
             extra_join = " LEFT JOIN idx_medication m ON s._mref = m.key"
             replace += [
@@ -723,6 +734,19 @@ class Run:
                         reason = "dangling reference: the patient is not in any input file"
                     self._q_row(name, r, "patient_id", None, reason)
                 outcome[bad_ref & ~dup] = "quarantined"
+            if name == "registrations":
+                noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()
+                noprac &= outcome == "loaded"
+                for i in np.flatnonzero(noprac):
+                    self._q_row(
+                        name,
+                        df.iloc[i],
+                        "practice_id",
+                        "generalPractitioner",
+                        "dangling reference: the GP practice Organization is not in "
+                        "any input file, or has no ODS code",
+                    )
+                outcome[noprac] = "quarantined"
             if name == "medications":
                 nocode = df["code"].isna().to_numpy() & (outcome == "loaded")
                 for i in np.flatnonzero(nocode):

@@ -330,3 +330,40 @@ def test_cli_ingest_with_key_file(tmp_path):
     assert "balanced: yes" in r.output
     r = CliRunner().invoke(app, [*args, "--strict"])
     assert r.exit_code == 3
+
+
+def test_general_practitioner_in_another_file_becomes_a_registration(tmp_path):
+    gp = {
+        "resourceType": "Organization",
+        "id": "org1",
+        "name": "Hillside Surgery",
+        "identifier": [
+            {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "B82005"}
+        ],
+        "type": [{"coding": [{"code": "76", "display": "GP PRACTICE"}]}],
+    }
+    p1 = _patient(
+        "p1",
+        generalPractitioner=[{"reference": "Organization/org1"}],
+        extension=[
+            {
+                "url": "https://fhir.nhs.uk/StructureDefinition/"
+                "Extension-UKCore-RegistrationDetails",
+                "valuePeriod": {"start": "2015-06-01"},
+            }
+        ],
+    )
+    p2 = _patient("p2", generalPractitioner=[{"reference": "Organization/elsewhere"}])
+    _ndjson(tmp_path / "Patient.ndjson", [p1, p2])
+    _ndjson(tmp_path / "Organization.ndjson", [gp])
+    s = ingest_fhir([tmp_path], tmp_path / "st", key=KEY)
+    _balanced(s)
+    store = Store.open(tmp_path / "st")
+    regs = store.read("registrations").to_pylist()
+    assert [(r["practice_id"], r["start_date"].isoformat()) for r in regs] == [
+        ("B82005", "2015-06-01")
+    ]
+    assert store.read("practices").to_pylist()[0]["name"] == "Hillside Surgery"
+    q = _quarantine(s)
+    assert (q["table"] == "registrations").sum() == 1
+    assert "GP practice" in q[q["table"] == "registrations"]["reason"].iloc[0]
