@@ -25,6 +25,7 @@ See docs/query.md for the guide.
 
 from pophealth.codelists import Codelist, CodelistError, codelist, load_codelist
 from pophealth.query.dataset import Dataset, connect, run_dataset, run_events
+from pophealth.query.measures import Measure, Measures, monthly, quarterly, run_measures, yearly
 from pophealth.query.model import (
     Duration,
     Frame,
@@ -63,6 +64,8 @@ __all__ = [
     "Dataset",
     "Duration",
     "Frame",
+    "Measure",
+    "Measures",
     "QueryError",
     "Series",
     "addresses",
@@ -79,14 +82,18 @@ __all__ = [
     "maximum_of",
     "medications",
     "minimum_of",
+    "monthly",
     "months",
     "operations",
     "patients",
+    "quarterly",
     "questionnaire_responses",
     "registrations",
     "run_dataset",
     "run_events",
+    "run_measures",
     "weeks",
     "when",
+    "yearly",
     "years",
 ]

@@ -95,16 +95,29 @@ class Compiler:
         return self._tables[name]
 
     def interval_table(self) -> ir.Table:
+        """The intervals as a table registered in the backend (not an Ibis memtable: Spark
+        cannot see memtables inside cached expressions)."""
         if self._interval_table is None:
+            import uuid
+
+            import pyarrow as pa
+
             assert self.intervals is not None
-            self._interval_table = ibis.memtable(
+            data = pa.table(
                 {
-                    "interval_id": list(range(len(self.intervals))),
-                    "interval_start": [s for s, _ in self.intervals],
-                    "interval_end": [e for _, e in self.intervals],
-                },
-                schema={"interval_id": "int64", "interval_start": "date", "interval_end": "date"},
+                    "interval_id": pa.array(range(len(self.intervals)), pa.int64()),
+                    "interval_start": pa.array([s for s, _ in self.intervals], pa.date32()),
+                    "interval_end": pa.array([e for _, e in self.intervals], pa.date32()),
+                }
             )
+            name = f"_pophealth_intervals_{uuid.uuid4().hex[:12]}"
+            con = getattr(self.con, "con", self.con)  # unwrap a StoreBackend
+            if con.name == "pyspark":
+                session = con._session
+                session.createDataFrame(data.to_pandas()).createOrReplaceTempView(name)
+            else:
+                con.create_table(name, data, temp=True, overwrite=True)
+            self._interval_table = con.table(name)
         return self._interval_table
 
     def depends_on_interval(self, node: Any) -> bool:

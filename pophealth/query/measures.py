@@ -1,0 +1,340 @@
+"""Measures: numerator / denominator / breakdown over intervals, every interval in one pass.
+
+::
+
+    m = Measures(intervals=monthly(date(2023, 4, 1), 24))
+    m.define_measure(
+        "bp_recorded",
+        numerator=events.matching(sbp).in_interval().exists_for_patient(),
+        denominator=registrations.registered_on(index_date) & hypertensive,
+        group_by={"imd_quintile": area.group("imd_quintile"), "ethnicity": patients.ethnicity_group},
+    )
+    table = run_measures("store/", m, engine="duckdb")
+
+Inside a measure ``index_date`` is the **end** of each interval and ``interval_start`` its
+start, so "in the 12 months before" rolls with the interval. All intervals are computed in
+one query: the patient base is paired with every interval, event rows whose filters depend
+on the interval are paired with the intervals too, and everything that does not depend on
+the interval is read once.
+
+Every output row carries ``numerator``, ``denominator``, ``value`` and confidence limits
+(Wilson score for proportions) and goes through :mod:`pophealth.disclosure` — on by
+default (counts 1–7 withheld with secondary suppression, the rest rounded to 5, values and
+limits recomputed from the released counts); ``disclosure=False`` switches it off, for
+analysis that never leaves the secure environment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pophealth.query.compile import Compiler, compile_patient_table
+from pophealth.query.dataset import check_variable, connect
+from pophealth.query.model import QueryError, Series
+
+__all__ = ["Measure", "Measures", "monthly", "quarterly", "run_measures", "yearly"]
+
+Interval = tuple[dt.date, dt.date]
+
+
+def _add_months(d: dt.date, n: int) -> dt.date:
+    y, m = divmod(d.month - 1 + n, 12)
+    return dt.date(d.year + y, m + 1, 1)
+
+
+def _stepped(start: dt.date, count: int, step_months: int) -> list[Interval]:
+    if count < 1:
+        raise ValueError("need at least one interval")
+    out = []
+    for i in range(count):
+        s = _add_months(start, i * step_months) if i else start
+        if start.day != 1 and i:
+            raise ValueError("intervals of whole months must start on the 1st of a month")
+        e = _add_months(s, step_months) - dt.timedelta(days=1)
+        out.append((s, e))
+    return out
+
+
+def monthly(start: dt.date | str, count: int) -> list[Interval]:
+    """``count`` calendar months from ``start`` (the 1st of a month): [(1 Apr, 30 Apr), ...]."""
+    return _stepped(_as_date(start), count, 1)
+
+
+def quarterly(start: dt.date | str, count: int) -> list[Interval]:
+    return _stepped(_as_date(start), count, 3)
+
+
+def yearly(start: dt.date | str, count: int) -> list[Interval]:
+    """``count`` years of 12 months from ``start`` (e.g. 1 April for financial years)."""
+    start = _as_date(start)
+    out = []
+    for i in range(count):
+        s = dt.date(start.year + i, start.month, start.day)
+        e = dt.date(start.year + i + 1, start.month, start.day) - dt.timedelta(days=1)
+        out.append((s, e))
+    return out
+
+
+def _as_date(value: dt.date | str) -> dt.date:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
+class Measure:
+    """One measure: a name, numerator, denominator, breakdown and intervals."""
+
+    def __init__(
+        self,
+        name: str,
+        numerator: Series,
+        denominator: Series,
+        group_by: Mapping[str, Series],
+        intervals: Sequence[Interval],
+    ):
+        self.name = name
+        self.numerator = numerator
+        self.denominator = denominator
+        self.group_by = dict(group_by)
+        self.intervals = [(_as_date(s), _as_date(e)) for s, e in intervals]
+        self.kind = (
+            "proportion" if numerator.dtype == "bool" and denominator.dtype == "bool" else "ratio"
+        )
+
+
+class Measures:
+    """A set of measures sharing defaults (denominator, breakdown, intervals)."""
+
+    def __init__(self, intervals: Sequence[Interval] | None = None):
+        self._defaults: dict[str, Any] = {"intervals": intervals, "group_by": {}}
+        self._measures: dict[str, Measure] = {}
+
+    def define_defaults(
+        self,
+        *,
+        numerator: Any = None,
+        denominator: Any = None,
+        group_by: Mapping[str, Any] | None = None,
+        intervals: Sequence[Interval] | None = None,
+    ) -> None:
+        for key, value in (
+            ("numerator", numerator),
+            ("denominator", denominator),
+            ("group_by", group_by),
+            ("intervals", intervals),
+        ):
+            if value is not None:
+                self._defaults[key] = value
+
+    def define_measure(
+        self,
+        name: str,
+        *,
+        numerator: Any = None,
+        denominator: Any = None,
+        group_by: Mapping[str, Any] | None = None,
+        intervals: Sequence[Interval] | None = None,
+    ) -> Measure:
+        if name in self._measures:
+            raise QueryError(f"measure {name!r} is defined twice")
+        numerator = numerator if numerator is not None else self._defaults.get("numerator")
+        denominator = denominator if denominator is not None else self._defaults.get("denominator")
+        group_by = group_by if group_by is not None else self._defaults["group_by"]
+        intervals = intervals if intervals is not None else self._defaults["intervals"]
+        if numerator is None or denominator is None:
+            raise QueryError(f"measure {name!r}: needs a numerator and a denominator")
+        if not intervals:
+            raise QueryError(f"measure {name!r}: needs intervals (e.g. monthly(start, 12))")
+        num = check_variable(f"{name}.numerator", numerator, what="measure")
+        den = check_variable(f"{name}.denominator", denominator, what="measure")
+        for label, s in (("numerator", num), ("denominator", den)):
+            if s.dtype not in ("bool", "int"):
+                raise QueryError(
+                    f"measure {name!r}: the {label} must be True/False (count patients) or a "
+                    f"whole number (sum), not a {s.dtype}"
+                )
+        groups = {}
+        for gname, g in group_by.items():
+            if gname in ("measure", "interval_start", "interval_end", "numerator", "denominator"):
+                raise QueryError(f"measure {name!r}: {gname!r} cannot name a breakdown")
+            groups[gname] = check_variable(f"{name}.group_by[{gname}]", g, what="measure")
+        measure = Measure(name, num, den, groups, intervals)
+        self._measures[name] = measure
+        return measure
+
+    @property
+    def measures(self) -> dict[str, Measure]:
+        return dict(self._measures)
+
+    def __iter__(self):
+        return iter(self._measures.values())
+
+    def __len__(self) -> int:
+        return len(self._measures)
+
+
+def _group_label(s: Series) -> Series:
+    return s if s.dtype == "string" and s.op == "fill_unknown" else s.fill_unknown()
+
+
+def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
+    """Raw numerator/denominator per measure × interval × group: one compiled query per
+    set of intervals (usually one), materialised once and aggregated per measure."""
+    con = connect(source, engine)
+    by_intervals: dict[tuple, list[Measure]] = {}
+    for m in measures:
+        by_intervals.setdefault(tuple(m.intervals), []).append(m)
+    frames = []
+    for intervals, group in by_intervals.items():
+        compiler = Compiler(con, intervals=list(intervals))
+        variables: dict[str, Series] = {}
+        names: dict[str, dict[str, str]] = {}
+        for i, m in enumerate(group):
+            cols = {"num": f"m{i}_num", "den": f"m{i}_den"}
+            variables[cols["num"]] = m.numerator
+            variables[cols["den"]] = m.denominator
+            for j, (gname, g) in enumerate(m.group_by.items()):
+                cols[gname] = f"m{i}_g{j}"
+                variables[cols[gname]] = _group_label(g)
+            names[m.name] = cols
+        # rows that are in at least one denominator
+        keep = None
+        for m in group:
+            den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
+            keep = den if keep is None else keep | den
+        wide = compile_patient_table(compiler, variables, keep)
+        wide = wide.cache()
+        try:
+            for i, m in enumerate(group):
+                cols = names[m.name]
+                num, den = wide[cols["num"]], wide[cols["den"]]
+                if m.denominator.dtype == "bool":
+                    inside = den.fill_null(False)
+                    den_value = inside.cast("int64")
+                else:
+                    inside = den.notnull()
+                    den_value = den.fill_null(0)
+                if m.numerator.dtype == "bool":
+                    num_value = (num.fill_null(False) & inside).cast("int64")
+                else:
+                    num_value = ibis_where(inside, num.fill_null(0))
+                gcols = [cols[g] for g in m.group_by]
+                agg = (
+                    wide.filter(inside)
+                    .group_by(["interval_start", "interval_end", *gcols])
+                    .aggregate(numerator=num_value.sum(), denominator=den_value.sum())
+                )
+                df = agg.to_pandas()
+                df = df.rename(columns={cols[g]: g for g in m.group_by})
+                df.insert(0, "measure", m.name)
+                frames.append(df)
+        finally:
+            release = getattr(wide, "release", None)
+            if release is not None:
+                release()
+    if not frames:
+        return pd.DataFrame(columns=["measure", "interval_start", "interval_end"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def ibis_where(cond: Any, value: Any) -> Any:
+    import ibis
+
+    return ibis.cases((cond, value), else_=0)
+
+
+def run_measures(
+    source: Any,
+    measures: Measures,
+    *,
+    engine: str = "duckdb",
+    disclosure: bool = True,
+    policy: Any = None,
+    multiplier: float = 100,
+) -> pd.DataFrame:
+    """Run every measure over every interval; one row per measure × interval × group.
+
+    Columns: ``measure``, ``interval_start``, ``interval_end``, the breakdown columns (each
+    measure's own; ``None`` where a measure does not break down by it), ``numerator``,
+    ``denominator``, ``value`` (× ``multiplier``: 100 = percentage), the confidence limits
+    (``lower95_0cl`` ... Wilson for proportions; missing for ratios), ``statistic``,
+    ``method`` and ``disclosure_note``.
+
+    ``disclosure=True`` (the default) releases the counts through
+    :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
+    for ratios) with ``policy`` (default :data:`pophealth.disclosure.DEFAULT_POLICY`), the
+    breakdown columns as margins for secondary suppression. ``disclosure=False`` gives the
+    exact counts — for analysis inside the secure environment only.
+    """
+    if not isinstance(measures, Measures):
+        raise TypeError("run_measures needs a Measures object")
+    raw = _counts(source, measures, engine)
+    out = []
+    for m in measures:
+        df = raw[raw["measure"] == m.name].copy()
+        groups = list(m.group_by)
+        df = df[["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]]
+        df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
+        df["interval_start"] = pd.to_datetime(df["interval_start"]).dt.date
+        df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
+        out.append(_release(df, m, groups, disclosure, policy, multiplier))
+    if not out:
+        return pd.DataFrame()
+    result = pd.concat(out, ignore_index=True)
+    group_cols = [c for m in measures for c in m.group_by]
+    group_cols = list(dict.fromkeys(group_cols))
+    lead = ["measure", "interval_start", "interval_end", *group_cols]
+    rest = [c for c in result.columns if c not in lead]
+    result = result[lead + rest]
+    for g in group_cols:  # breakdown labels: text, None where a measure has no such breakdown
+        result[g] = result[g].astype(object).where(result[g].notna(), None)
+    return result
+
+
+def _release(
+    df: pd.DataFrame,
+    m: Measure,
+    groups: list[str],
+    disclosure: bool,
+    policy: Any,
+    multiplier: float,
+) -> pd.DataFrame:
+    from pophealth import disclosure as sdc
+    from pophealth.stats import proportion
+
+    by = ["interval_start", *groups]
+    kw = {} if policy is None else {"policy": policy}
+    if m.kind == "proportion":
+        if disclosure:
+            return sdc.release_proportions(
+                df, "numerator", "denominator", by=by, margins=groups, multiplier=multiplier, **kw
+            )
+        if len(df) == 0:
+            return df
+        stats = proportion(
+            df["numerator"].to_numpy(dtype=float),
+            df["denominator"].to_numpy(dtype=float),
+            multiplier=multiplier,
+        )
+        out = df.reset_index(drop=True).copy()
+        for c in stats.columns:
+            if c not in ("numerator", "denominator"):
+                out[c] = stats[c].to_numpy()
+        out["disclosure_note"] = "not disclosure-controlled"
+        return out
+    # ratio of sums: counts released by the same rule, value recomputed, no Wilson interval
+    if disclosure:
+        df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
+    else:
+        df = df.copy()
+        df["disclosure_note"] = "not disclosure-controlled"
+    num = df["numerator"].to_numpy(dtype=float)
+    den = df["denominator"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["value"] = np.where(den > 0, num / den, np.nan) * multiplier
+    df["statistic"] = f"ratio × {multiplier:g}"
+    df["method"] = "ratio of sums (no interval)"
+    return df

@@ -1,0 +1,129 @@
+"""Spec: measures — numerator/denominator/breakdown over intervals in one pass, Wilson CI,
+disclosure control on by default."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from pophealth.codelists import Codelist
+from pophealth.query import (
+    Measures,
+    QueryError,
+    addresses,
+    events,
+    index_date,
+    monthly,
+    patients,
+    registrations,
+    run_measures,
+)
+from tests.spec.conftest import make_store
+
+D = dt.date
+SBP = Codelist.of("snomedct", ["271649006"], name="sbp")
+
+
+def _tables():
+    # 3 patients registered throughout; patient 3 registers in February only.
+    regs = [{"patient_id": p, "practice_id": "A1", "start_date": D(2020, 1, 1)} for p in "12"]
+    regs.append({"patient_id": "3", "practice_id": "A1", "start_date": D(2025, 2, 10)})
+    bp = [
+        ("1", D(2025, 1, 15)),  # January
+        ("1", D(2025, 2, 3)),  # February
+        ("2", D(2024, 12, 31)),  # December: in the 12-month look-back, not in an interval
+        ("3", D(2025, 2, 20)),
+    ]
+    return {
+        "patients": [
+            {"patient_id": "1", "sex": "female"},
+            {"patient_id": "2", "sex": "male"},
+            {"patient_id": "3", "sex": "female"},
+        ],
+        "registrations": regs,
+        "events": [
+            {"patient_id": p, "date": d, "code": "271649006", "value": 120.0} for p, d in bp
+        ],
+        "addresses": [{"patient_id": "1", "start_date": D(2020, 1, 1), "lsoa_code": "X01000001"}],
+        "areas": [{"lsoa_code": "X01000001", "imd_quintile": 2, "core20": False}],
+    }
+
+
+def test_measures_every_interval_exact_counts(engine, tmp_path):
+    store = make_store(tmp_path, _tables())
+    bp = events.matching(SBP)
+    m = Measures(intervals=monthly("2025-01-01", 2))
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    m.define_measure("bp_in_month", numerator=bp.in_interval().exists_for_patient())
+    m.define_measure(
+        "bp_in_12m",
+        numerator=bp.in_last(months=12).exists_for_patient(),
+        group_by={"sex": patients.sex},
+    )
+    m.define_measure(
+        "readings",
+        numerator=bp.in_interval().count_for_patient(),
+        denominator=registrations.registered_on(index_date),
+        group_by={"imd": addresses.area_on(index_date).group("imd_quintile")},
+    )
+    out = run_measures(store, m, engine=engine, disclosure=False)
+    got = {
+        (r.measure, r.interval_start.month, r.sex, r.imd): (r.numerator, r.denominator)
+        for r in out.itertuples()
+    }
+    assert got == {
+        ("bp_in_month", 1, None, None): (1, 2),
+        ("bp_in_month", 2, None, None): (2, 3),
+        ("bp_in_12m", 1, "female", None): (1, 1),
+        ("bp_in_12m", 1, "male", None): (1, 1),
+        ("bp_in_12m", 2, "female", None): (2, 2),
+        ("bp_in_12m", 2, "male", None): (1, 1),
+        ("readings", 1, None, "2"): (1, 1),
+        ("readings", 1, None, "unknown"): (0, 1),
+        ("readings", 2, None, "2"): (1, 1),
+        ("readings", 2, None, "unknown"): (1, 2),
+    }
+    row = out[(out.measure == "bp_in_month") & (out.interval_start == D(2025, 2, 1))].iloc[0]
+    assert row.interval_end == D(2025, 2, 28)
+    assert row.value == pytest.approx(200 / 3)
+    # Wilson 95% for 2/3 (Newcombe & Altman): 0.2077 .. 0.9385
+    assert row.lower95_0cl == pytest.approx(20.77, abs=0.01)
+    assert row.upper95_0cl == pytest.approx(93.85, abs=0.01)
+
+
+def test_disclosure_control_is_on_by_default(engine, tmp_path):
+    store = make_store(tmp_path, _tables())
+    m = Measures(intervals=monthly("2025-01-01", 1))
+    m.define_measure(
+        "bp",
+        numerator=events.matching(SBP).in_last(months=12).exists_for_patient(),
+        denominator=registrations.registered_on(index_date),
+    )
+    safe = run_measures(store, m, engine=engine)
+    row = safe.iloc[0]
+    # 2 of 2: both counts are 1-7, so withheld, and so are the value and limits
+    assert pd.isna(row.numerator) and pd.isna(row.denominator)
+    assert pd.isna(row.value) and pd.isna(row.lower95_0cl)
+    assert "primary" in row.disclosure_note
+
+
+def test_measure_definition_errors_name_the_measure():
+    m = Measures(intervals=monthly("2025-01-01", 1))
+    with pytest.raises(QueryError, match=r"measure 'x.numerator'.*cannot compare a date"):
+        m.define_measure("x", numerator=patients.date_of_birth > 1, denominator=patients.sex == "f")
+    with pytest.raises(QueryError, match="measure 'y': the numerator must be True/False"):
+        m.define_measure("y", numerator=patients.sex, denominator=patients.sex == "female")
+    with pytest.raises(QueryError, match="needs intervals"):
+        Measures().define_measure(
+            "z", numerator=patients.sex == "a", denominator=patients.sex == "b"
+        )
+
+
+def test_monthly_intervals():
+    assert monthly("2024-11-01", 3) == [
+        (D(2024, 11, 1), D(2024, 11, 30)),
+        (D(2024, 12, 1), D(2024, 12, 31)),
+        (D(2025, 1, 1), D(2025, 1, 31)),
+    ]
