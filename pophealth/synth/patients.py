@@ -464,6 +464,7 @@ def make_chunk(
         return np.exp(-base_hazard * hr * cal.EXIT_YEARS) * (1 - leave_p)
 
     has: dict[str, np.ndarray] = {"smoker_ever": ever}
+    draws: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def register(name: str) -> np.ndarray:
         spec = cal.REGISTERS[name]
@@ -481,29 +482,48 @@ def make_chunk(
         w_case = stay(hr_count + raises_hazard)
         scale = spec["target"] * w_all.sum() / max((rr * w_case).sum(), 1e-12)
         p = np.minimum(rr * scale, 0.95)
-        got = rng.random(n) < p
+        u = rng.random(n)
+        got = u < p
         has[name] = got
+        draws[name] = (u, rr * scale, elig)
         if raises_hazard:
             hr_count[:] += got
         return got
 
-    htn = register("hypertension")
-    dm = register("diabetes")
-    child_t1 = (age < 17) & (rng.random(n) < cal.TYPE1_CHILD_PREVALENCE)
-    t1 = (
-        dm & (rng.random(n) < np.where(age < 40, cal.TYPE1_SHARE_UNDER_40, cal.TYPE1_SHARE_40_PLUS))
-    ) | child_t1
-    dm = dm | child_t1
-    has["diabetes"] = dm
+    register("hypertension")
+    register("diabetes")
+    u_child_t1 = rng.random(n)
+    u_t1 = rng.random(n)
     af = register("af")
     asthma = register("asthma")
     copd = register("copd")
-    chd = register("chd")
-    stroke = register("stroke_tia")
+    register("chd")
+    register("stroke_tia")
     register("ckd")
     register("heart_failure")
-    pad = register("pad")
+    register("pad")
     smi = register("smi")
+    # Second pass for the registers that do not themselves raise the death hazard: the
+    # conditions drawn after them (CKD, heart failure...) do, so their people survive less
+    # than the first pass assumed. Rescale with the final survival weights and redraw
+    # with the same uniforms (so the change is a small top-up, deterministic).
+    final_stay = stay(hr_count)
+    for name in ("hypertension", "diabetes", "asthma", "chd", "stroke_tia", "pad", "smi"):
+        u, p, elig = draws[name]
+        p = np.minimum(p, 0.95)
+        expected = (final_stay * p)[elig].sum() / max(final_stay[elig].sum(), 1e-12)
+        p = np.minimum(p * cal.REGISTERS[name]["target"] / max(expected, 1e-12), 0.95)
+        has[name] = u < np.where(elig, p, 0.0)
+    htn, dm, chd, stroke, pad = (
+        has[k] for k in ("hypertension", "diabetes", "chd", "stroke_tia", "pad")
+    )
+    asthma, smi = has["asthma"], has["smi"]
+    child_t1 = (age < 17) & (u_child_t1 < cal.TYPE1_CHILD_PREVALENCE)
+    t1 = (
+        dm & (u_t1 < np.where(age < 40, cal.TYPE1_SHARE_UNDER_40, cal.TYPE1_SHARE_40_PLUS))
+    ) | child_t1
+    dm = dm | child_t1
+    has["diabetes"] = dm
     cvd = chd | stroke | pad
     scd_p = np.full(n, cal.SICKLE_CELL_OTHER)
     for cat, prev in cal.SICKLE_CELL_PREVALENCE.items():
