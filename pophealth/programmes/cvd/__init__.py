@@ -268,16 +268,21 @@ def build_result(
         )
         outputs.append(out)
         eq_tables.append(out)
-        if not view.sii.empty:
-            sii_out = Output(
-                f"cvd_{ind.name}_sii",
-                "aggregate",
-                view.sii.assign(indicator=ind.name),
-                f"{ind.title}: slope and relative index of inequality across IMD deciles.",
-                disclosure=disclosure_text,
-                show_in_report=False,
-            )
-            outputs.append(sii_out)
+        for kind, frame, what in (
+            ("gap", view.gap, "gap between the most and least deprived IMD quintiles"),
+            ("sii", view.sii, "slope and relative index of inequality across IMD deciles"),
+        ):
+            if not frame.empty:
+                outputs.append(
+                    Output(
+                        f"cvd_{ind.name}_{kind}",
+                        "aggregate",
+                        frame.assign(indicator=ind.name),
+                        f"{ind.title}: {what} (from released counts).",
+                        disclosure=disclosure_text,
+                        show_in_report=False,
+                    )
+                )
         try:
             eq_figs.append(
                 Figure(

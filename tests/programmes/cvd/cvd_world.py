@@ -1,4 +1,5 @@
-"""Tiny worlds for the CVD programme's spec tests: a handful of patients written to a
+"""Tiny worlds for the CVD programme's spec tests (a helper module, not a conftest, so
+its name cannot clash with other test folders' conftest modules): a handful of patients written to a
 real store (Parquet) and queried on DuckDB and on local Spark."""
 
 from __future__ import annotations
@@ -287,18 +288,3 @@ class World:
             "medications": _frame("medications", self.medications),
         }
         return Store.open_or_new(path).write(tables, provenance={"source": "cvd spec test"})
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="session")
-def codelists() -> CvdCodelists:
-    return make_codelists()
