@@ -86,6 +86,24 @@ def _decile(name: str, headers: tuple[str, ...]) -> Col:
     return Col(name, headers, "int", minimum=1, maximum=10)
 
 
+def _decile_of_rank(pairs: tuple[str, ...], n: int) -> tuple:
+    """Checks that each decile is the official decile of its rank: ceil(10 × rank / n)
+    (true of every rank/decile pair in IoD2019 and IoD2025)."""
+
+    def make(name: str):
+        def check(f: pd.DataFrame) -> tuple[pd.Series, str, str]:
+            expected = np.ceil(f[f"{name}_rank"].astype("float64") * 10 / n)
+            return (
+                f[f"{name}_decile"].astype("float64") != expected,
+                f"{name}_decile",
+                f"is not the decile of the rank (ceil(10 × rank / {n:,}))",
+            )
+
+        return check
+
+    return tuple(make(p) for p in pairs)
+
+
 _IMD_RANK = (
     "Index of Multiple Deprivation (IMD) Rank (where 1 is most deprived)",
     "Index of Multiple Deprivation (IMD) Rank",
@@ -107,6 +125,7 @@ FILE1 = FileSpec(
     key=("lsoa_code",),
     expected_rows=N_LSOA11_ENGLAND,
     sheet="IMD2019",
+    checks=_decile_of_rank(("imd",), N_LSOA11_ENGLAND),
 )
 
 
@@ -148,6 +167,7 @@ FILE2 = FileSpec(
     key=("lsoa_code",),
     expected_rows=N_LSOA11_ENGLAND,
     sheet="IoD2019 Domains",
+    checks=_decile_of_rank(("imd", *DOMAINS), N_LSOA11_ENGLAND),
 )
 
 
@@ -193,6 +213,7 @@ FILE3 = FileSpec(
     key=("lsoa_code",),
     expected_rows=N_LSOA11_ENGLAND,
     sheet="IoD2019 IDACI & IDAOPI",
+    checks=_decile_of_rank(("imd", "idaci", "idaopi"), N_LSOA11_ENGLAND),
 )
 
 
@@ -406,6 +427,7 @@ IOD2025 = FileSpec(
     _iod2025_cols(),
     key=("lsoa_code",),
     expected_rows=N_LSOA21_ENGLAND,
+    checks=_decile_of_rank(("imd", *DOMAINS), N_LSOA21_ENGLAND),
 )
 
 

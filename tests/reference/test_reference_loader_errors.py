@@ -402,7 +402,9 @@ def test_boundaries_errors(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("corruption", ["truncated", "duplicated", "decile_11", "wrong_header"])
+@pytest.mark.parametrize(
+    "corruption", ["truncated", "duplicated", "decile_11", "decile_off_by_one", "wrong_header"]
+)
 def test_corrupted_copies_of_the_real_file2(shared_data, tmp_path, corruption):
     from tests.reference.conftest import real
 
@@ -422,6 +424,12 @@ def test_corrupted_copies_of_the_real_file2(shared_data, tmp_path, corruption):
         lines[500] = ",".join([*cells[:-1], "11"])
         text = "\n".join(lines)
         row, column, why = 501, "Living Environment Decile", "above the maximum 10"
+    elif corruption == "decile_off_by_one":  # a valid decile that is not its rank's
+        cells = lines[700].split(",")
+        cells[-1] = str(int(cells[-1]) % 10 + 1)
+        lines[700] = ",".join(cells)
+        text = "\n".join(lines)
+        row, column, why = 701, "Living Environment Decile", "is not the decile of the rank"
     else:
         lines[0] = lines[0].replace("Crime Rank", "Crime Rnak")
         text = "\n".join(lines)
