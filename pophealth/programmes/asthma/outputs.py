@@ -10,6 +10,7 @@ cross-tab and the monthly SABA-overuse SPC per PCN (through :mod:`pophealth.disc
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -100,6 +101,22 @@ def count_table(
     return out
 
 
+def _withhold_leaky(view: EquityView) -> None:
+    """The disclosure audit found a withheld numerator recoverable across breakdowns (e.g.
+    deciles vs quintiles): withhold every numerator-derived value of each breakdown that
+    has a withheld numerator, and drop the SII."""
+    b = view.breakdowns
+    leaky = b.groupby("breakdown")["numerator"].transform(lambda v: v.isna().any())
+    derived = [c for c in b.columns if c not in ("breakdown", "group", "denominator")]
+    derived = [c for c in derived if pd.api.types.is_numeric_dtype(b[c]) or c == "flag"]
+    b.loc[leaky.astype(bool), derived] = np.nan
+    view.sii = pd.DataFrame()
+    view.notes.append(
+        "breakdowns with a withheld count are withheld whole: a withheld count could "
+        "otherwise be derived from other breakdowns"
+    )
+
+
 def indicator_views(
     frame: pd.DataFrame,
     indicators: Iterable[Indicator] = INDICATORS,
@@ -117,10 +134,14 @@ def indicator_views(
     views = {}
     for ind in indicators:
         x = f"x_{ind.name}"
-        view = equity_view(
-            main, x, "denominator", breakdowns=BREAKDOWNS,
-            higher_is_better=ind.higher_is_better, sii_repetitions=sii_repetitions,
-        )  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            view = equity_view(
+                main, x, "denominator", breakdowns=BREAKDOWNS,
+                higher_is_better=ind.higher_is_better, sii_repetitions=sii_repetitions,
+            )  # fmt: skip
+        if any("could still be derived" in str(w.message) for w in caught):
+            _withhold_leaky(view)
         pieces = [view.breakdowns]
         for col, table in extra.items():
             more = equity_view(
@@ -283,10 +304,17 @@ def pollution_by_deprivation(
          "n": [t.n.sum()]}
     )  # fmt: skip
     table = pd.concat([cells, by_p, by_i, grand], ignore_index=True)
-    released = disclosure.release_proportions(
-        table, "x", "n", policy=policy, by=["pollution_quintile", "imd_quintile"],
-        margins=["pollution_quintile", "imd_quintile"], total_label="Total",
-    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        released = disclosure.release_proportions(
+            table, "x", "n", policy=policy, by=["pollution_quintile", "imd_quintile"],
+            margins=["pollution_quintile", "imd_quintile"], total_label="Total",
+        )  # fmt: skip
+    if any("could still be derived" in str(w.message) for w in caught):
+        # the disclosure audit found a withheld cell recoverable from the margins: publish
+        # the inner cells only
+        totals = (released["pollution_quintile"] == "Total") | (released["imd_quintile"] == "Total")
+        released = released[~totals].reset_index(drop=True)
     released.insert(0, "pollutant", pollutant.replace("_quintile", ""))
     released.insert(1, "flag", column)
     return released.rename(columns={"x": "numerator", "n": "denominator"})
