@@ -710,6 +710,14 @@ class Run:
                         PARTITION BY patient_ok, {part} ORDER BY {order}) ELSE 1 END AS _dup
             FROM (SELECT *, {ok_expr} AS patient_ok FROM r)
         """
+        if name not in ("patients", "practices"):
+            # The same resource id read twice with different content: the first is kept,
+            # later ones are quarantined (exact copies were already counted as duplicates).
+            sql = f"""
+                SELECT *, min(CASE WHEN _dup = 1 THEN _rkey END) OVER (
+                    PARTITION BY _rtype, _rid) AS _first
+                FROM ({sql})
+            """
         if progress:
             progress(f"resolving and validating {name}")
         reader = con.execute(sql).to_arrow_reader(self.batch_rows)
@@ -722,6 +730,25 @@ class Run:
             old = df["_old"].to_numpy() == 1
             dup = df["_dup"].to_numpy() > 1
             outcome[dup] = "duplicate"
+            if "_first" in df.columns:
+                again = (
+                    df["_rid"].notna().to_numpy()
+                    & ~old
+                    & ~dup
+                    & df["_first"].notna().to_numpy()
+                    & (df["_rkey"].to_numpy() != df["_first"].fillna(-2).to_numpy())
+                )
+                for i in np.flatnonzero(again):
+                    r = df.iloc[i]
+                    self._q_row(
+                        name,
+                        r,
+                        "id",
+                        f"{r['_rtype']}/{r['_rid']}",
+                        "duplicate resource id with different content: the first "
+                        "record read with this id was kept",
+                    )
+                outcome[again] = "quarantined"
             bad_ref = ~df["patient_ok"].to_numpy(bool)
             if pid:
                 for i in np.flatnonzero(bad_ref & ~dup):

@@ -367,3 +367,23 @@ def test_general_practitioner_in_another_file_becomes_a_registration(tmp_path):
     q = _quarantine(s)
     assert (q["table"] == "registrations").sum() == 1
     assert "GP practice" in q[q["table"] == "registrations"]["reason"].iloc[0]
+
+
+def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
+    f = _ndjson(
+        tmp_path / "dups.ndjson",
+        [
+            _patient("p1"),
+            _obs("o1", "Patient/p1", value=70),
+            _obs("o1", "Patient/p1", value=70),  # exact copy: a duplicate, skipped
+            _obs("o1", "Patient/p1", value=99),  # same id, different value: quarantined
+        ],
+    )
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    _balanced(s)
+    obs = s.records["Observation"]
+    assert (obs.loaded, obs.skipped, obs.quarantined) == (1, 1, 1)
+    q = _quarantine(s)
+    row = q[q["location"] == "line 4"].iloc[0]
+    assert row.field == "id" and "duplicate resource id" in row.reason
+    assert Store.open(tmp_path / "st").read("events")["value"].to_pylist() == [70.0]
