@@ -196,14 +196,13 @@ def test_decile_11_in_file2_is_named(tmp_path):
 
 def test_thousands_separators_and_decimal_integers(tmp_path):
     header, rows = _good(loaders.FILE1)
-    rows[0][4] = "29,199"
-    rows[1][4] = "1234.00"
-    rows[1][5] = "3.00"
+    rows[0][4], rows[0][5] = "29,199", "9"
+    rows[1][4], rows[1][5] = "9852.00", "3.00"
     frame = loaders.load_imd2019_file1(
         _write(tmp_path / "f1.csv", loaders.FILE1, rows, header), complete=False
     )
-    assert frame["imd_rank"].tolist()[:2] == [29_199, 1_234]
-    assert frame["imd_decile"].tolist()[1] == 3
+    assert frame["imd_rank"].tolist()[:2] == [29_199, 9_852]
+    assert frame["imd_decile"].tolist()[:2] == [9, 3]
 
 
 def test_fractional_rank_is_rejected(tmp_path):
