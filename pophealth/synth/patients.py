@@ -275,7 +275,7 @@ def _regular(rng, who, start, end, interval: int):
 
 def _time_of_day_us(rng, n: int) -> np.ndarray:
     hour = np.searchsorted(_ED_HOURS_CUM, rng.random(n), side="right")
-    return (np.minimum(hour, 23) * 3600 + rng.integers(0, 3600, n)) * 1_000_000
+    return (np.minimum(hour, 23) * 3600 + rng.integers(0, 60, n) * 60) * 1_000_000
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
@@ -1168,7 +1168,7 @@ def _district(c, pid):
 def _ed(rng, out, codes, c, pid, day_, dx, admitted_p, analgesia=None):
     k = len(pid)
     arrive = day_ * US_PER_DAY + _time_of_day_us(rng, k)
-    stay_min = np.clip(rng.lognormal(np.log(210), 0.5, k), 30, 24 * 60)
+    stay_min = np.round(np.clip(rng.lognormal(np.log(210), 0.5, k), 30, 24 * 60))
     admitted = rng.random(k) < admitted_p
     other = rng.random(k)
     dest = np.where(
@@ -1386,7 +1386,7 @@ def _sickle_cell(rng, c, codes, out, scd_in, wy):
             np.log(cal.SICKLE_ANALGESIA_MEDIAN_MIN), cal.SICKLE_ANALGESIA_LOG_SD, m
         )
         minutes *= np.where(night, cal.SICKLE_ANALGESIA_NIGHT_RR, 1.0)
-        given = arrive + (np.clip(minutes, 2, 600) * 60e6).astype(np.int64)
+        given = arrive + (np.round(np.clip(minutes, 2, 600)) * 60e6).astype(np.int64)
         return np.where(rng.random(m) < cal.SICKLE_ANALGESIA_NOT_RECORDED, NULL, given)
 
     admitted = _ed(
@@ -1435,8 +1435,8 @@ def _caesareans(rng, c, codes, out, women_in, bmi, wy):
     dur = np.round(
         np.clip(np.where(emergency, rng.normal(55, 18, k), rng.normal(45, 12, k)), 18, 240)
     )
-    before = np.clip(rng.normal(*cal.ANTIBIOTIC_MIN_BEFORE, k), 1, 120)
-    after = rng.uniform(5, 25, k)
+    before = np.round(np.clip(rng.normal(*cal.ANTIBIOTIC_MIN_BEFORE, k), 1, 120))
+    after = np.round(rng.uniform(5, 25, k))
     u = rng.random(k)
     abx = np.where(
         u < cal.ANTIBIOTIC_NOT_RECORDED,
