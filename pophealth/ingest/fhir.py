@@ -256,6 +256,23 @@ class _UnitScope:
             if rid and rt:
                 self.by_ref.setdefault(f"{rt}/{rid}", r)
         self.pids: dict[int, str] = {}
+        # When a message records its date only once (Bundle.timestamp, meta.lastUpdated
+        # or a Provenance.recorded, as NHS EPS messages do), that date stands in for a
+        # prescription's missing authoredOn.
+        self.message_date: str | None = None
+        if unit.bundle is not None:
+            b = unit.bundle
+            recorded = [
+                e.resource.get("recorded")
+                for e in unit.entries
+                if e.resource.get("resourceType") == "Provenance"
+                and isinstance(e.resource.get("recorded"), str)
+            ]
+            self.message_date = (
+                b.get("timestamp") or _get(b, "meta", "lastUpdated") or min(recorded, default=None)
+            )
+            if not isinstance(self.message_date, str):
+                self.message_date = None
 
     def get(self, ref: str) -> dict | None:
         if not self.by_ref:
@@ -814,7 +831,11 @@ class FhirMapper:
         if rtype == "MedicationRequest":
             # EPS prescription messages carry no authoredOn; the prescription is
             # valid from the day it was issued.
-            when = res.get("authoredOn") or _get(res, "dispenseRequest", "validityPeriod", "start")
+            when = (
+                res.get("authoredOn")
+                or _get(res, "dispenseRequest", "validityPeriod", "start")
+                or scope.message_date
+            )
             qty = _get(res, "dispenseRequest", "quantity")
         elif rtype == "MedicationDispense":
             when = res.get("whenHandedOver") or res.get("whenPrepared")
