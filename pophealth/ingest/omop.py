@@ -652,11 +652,20 @@ class _OmopImport:
                     "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
                     df[m],
                 )
-            for system, code in ((s1, c1), (s2, c2)):
+            pairs = [(s1, c1, False), (s2, c2, False)]
+            if "value_as_concept_id" in df.columns:
+                # a coded result (e.g. smoking status "never smoked") is an event of its own,
+                # as FHIR Observation.valueCodeableConcept is; only for mapped rows
+                s3, c3 = self.concepts.lookup(_col(df, "value_as_concept_id"))
+                pairs.append((s3.where(mapped), c3.where(mapped), True))
+            for system, code, coded_value in pairs:
                 m = (system.notna() & code.notna()).to_numpy()
                 if not m.any():
                     continue
                 frame = base[m].reset_index(drop=True)
+                if coded_value:
+                    frame["value"] = None
+                    frame["unit"] = None
                 frame["system"] = system[m].to_numpy()
                 frame["code"] = code[m].to_numpy()
                 self.run.emit_frame(

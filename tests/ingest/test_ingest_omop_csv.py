@@ -130,6 +130,15 @@ def test_omop_bad_rows_are_quarantined(tmp_path):
         "201826,Type 2 diabetes,Condition,SNOMED,Clinical Finding,S,44054006,1970-01-01,"
         "2099-12-31,\n"
         "45576876,Type 2 diabetes,Condition,ICD10CM,4-char,,E11.9,1970-01-01,2099-12-31,\n"
+        "4275495,Tobacco smoking status,Observation,SNOMED,Observable Entity,S,229819007,"
+        "1970-01-01,2099-12-31,\n"
+        "45765920,Never smoked,Observation,SNOMED,Clinical Finding,S,266919005,1970-01-01,"
+        "2099-12-31,\n"
+    )
+    (d / "OBSERVATION.txt").write_text(
+        "observation_id\tperson_id\tobservation_concept_id\tobservation_date\t"
+        "value_as_number\tvalue_as_concept_id\n"
+        "1\t1\t4275495\t2019-03-04\t\t45765920\n"
     )
     (d / "condition_occurrence.csv").write_text(
         "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,"
@@ -151,6 +160,8 @@ def test_omop_bad_rows_are_quarantined(tmp_path):
     ev = store.read("events").to_pandas()
     assert sorted(zip(ev.system, ev.code, strict=True)) == [
         ("icd10", "E119"),
+        ("snomedct", "229819007"),
+        ("snomedct", "266919005"),
         ("snomedct", "44054006"),
     ]
     pat = store.read("patients").to_pandas()
