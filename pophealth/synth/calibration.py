@@ -541,3 +541,18 @@ HAEMOGLOBIN_G_L = {"female": (133.0, 11.0), "male": (148.0, 12.0)}
 ANAEMIA_HB_SHIFT = -25.0
 #: People with AF later coded as resolved (off the register). Modelling choice.
 AF_RESOLVED_EXTRA = 0.002
+
+# Other emergency care, for everyone (denominators of ED and admission indicators).
+# NHS England A&E attendances 2023-24: about 26 million type 1-4 attendances for ~57 million
+# people (≈ 0.45 per person-year), U-shaped by age; emergency admissions ≈ 6.4 million
+# (≈ 0.11 per person-year), rising steeply with age. Both about 1.6× higher in the most
+# than the least deprived quintile (Nuffield Trust / NHS Digital HES by IMD).
+#: ED attendances per person-year by age band (<5, 5-15, 16-64, 65-79, 80+).
+ED_RATE_AGE_LOWER = (0, 5, 16, 65, 80)
+ED_RATE_BY_AGE = (0.55, 0.3, 0.38, 0.45, 0.85)
+ED_IMD_RR = (1.35, 1.15, 1.0, 0.9, 0.82)
+#: Share of those attendances admitted, by the same age bands.
+ED_ADMITTED_BY_AGE = (0.1, 0.08, 0.2, 0.4, 0.55)
+#: Diagnosis mix of other attendances (chest pain, abdominal pain, LRTI, UTI, head injury,
+#: fracture) and the matching admission diagnoses. Modelling choice.
+ED_DIAGNOSIS_MIX = (0.2, 0.25, 0.18, 0.12, 0.13, 0.12)

@@ -198,6 +198,15 @@ class Codes:
         self.anaemia = p("anaemia", {"271737000": 1})
         self.bleeding = p("bleeding_history", {"131148009": 60, "74474003": 40})
         self.hb = p("haemoglobin", {"1022431000000105": 1})
+        self.ed_general = p(
+            "ed_diagnosis_general",
+            {"29857009": 1, "21522001": 1, "50417007": 1, "68566005": 1, "82271004": 1,
+             "125605004": 1},
+        )  # fmt: skip
+        self.adm_general = p(
+            "emergency_admission_icd10",
+            {"R074": 1, "R104": 1, "J189": 1, "N390": 1, "S060": 1, "S720": 1},
+        )
         self.cigs = p("cigarettes_per_day", {"230056004": 1})
         self.tc = p("total_cholesterol", {"1005671000000105": 85, "853681000000104": 15})
         self.hdl = p("hdl_cholesterol", {"1005681000000107": 1})
@@ -631,6 +640,7 @@ def make_chunk(
     _copd(rng, c, codes, out, copd & inwin, wy)
     _sickle_cell(rng, c, codes, out, scd & inwin, wy)
     _caesareans(rng, c, codes, out, female & inwin, bmi, wy)
+    _other_emergency_care(rng, c, codes, out, inwin, wy)
     _resolved(rng, c, out, codes.asthma_dx, codes.asthma_resolved, ~asthma & (age >= 8),
               cal.ASTHMA_RESOLVED_EXTRA, 2.0, 6.0)  # fmt: skip
     _resolved(rng, c, out, codes.htn_dx, codes.htn_resolved, ~htn & (age >= 30),
@@ -1413,6 +1423,23 @@ def _sickle_cell(rng, c, codes, out, scd_in, wy):
         3.0,
         0.03,
     )
+
+
+def _other_emergency_care(rng, c, codes, out, inwin, wy):
+    """ED attendances and emergency admissions for everything else (chest pain, falls,
+    infections...): the denominators of ED and admission indicators, with their age
+    shape and deprivation gradient."""
+    rate, band = _by_band(cal.ED_RATE_BY_AGE, cal.ED_RATE_AGE_LOWER, c.age)
+    rate = rate * np.array(cal.ED_IMD_RR)[c.imdq - 1]
+    who = np.flatnonzero(inwin)
+    pid, d, _ = _spread(rng, who, rng.poisson(rate[who] * wy[who]), c.w0[who], c.end[who])
+    kind = _choice(rng, cal.ED_DIAGNOSIS_MIX, len(pid))
+    admitted_p = np.array(cal.ED_ADMITTED_BY_AGE)[band[pid]]
+    admitted = _ed(rng, out, codes, c, pid, d, codes.ed_general.ids[kind], admitted_p)
+    ap = pid[admitted]
+    los = np.where(c.age[ap] >= 80, 5.0, 2.0)
+    _admit(rng, out, codes, c, ap, d[admitted], codes.methods["emergency"],
+           codes.adm_general.ids[kind[admitted]], los, 0.01)  # fmt: skip
 
 
 def _caesareans(rng, c, codes, out, women_in, bmi, wy):
