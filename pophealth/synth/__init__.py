@@ -23,7 +23,18 @@ from pophealth.synth import calibration
 from pophealth.synth.patients import Codes, make_chunk
 from pophealth.synth.region import Region, make_region, rng_for
 
-__all__ = ["CHUNK_SIZE", "calibration", "generate", "make_region", "write_synthetic_store"]
+__all__ = [
+    "CHUNK_SIZE",
+    "EXTRACT_DATE",
+    "calibration",
+    "generate",
+    "make_region",
+    "write_synthetic_store",
+]
+
+#: The date the synthetic extract is taken (use it as the index date of programmes run on
+#: synthetic data; also in the store metadata under ``synthetic.extract_date``).
+EXTRACT_DATE = calibration.EXTRACT_DATE
 
 #: Patients per chunk. Fixed (not derived from the machine) so output never depends on it.
 CHUNK_SIZE = 100_000
@@ -104,11 +115,13 @@ def write_synthetic_store(out: Path, *, patients: int, seed: int, progress=None)
             provenance={"source": "pophealth synth", "patients": patients, "seed": seed},
             replace_all=True,
             extra_metadata={
+                # `pophealth run` uses this as the default index date.
+                "extract_date": calibration.EXTRACT_DATE.isoformat(),
                 "synthetic": {
                     "patients": patients,
                     "seed": seed,
                     "extract_date": calibration.EXTRACT_DATE.isoformat(),
                     "region": "fictional (X-prefixed codes)",
-                }
+                },
             },
         )

@@ -53,3 +53,11 @@ def test_another_seed_gives_other_data(tmp_path):
     da, db = _digests(a), _digests(b)
     assert da["patients"] != db["patients"]
     assert da["events"] != db["events"]
+
+
+def test_store_records_the_extract_date_and_the_seed(small_store):
+    from pophealth.synth import EXTRACT_DATE
+
+    assert small_store.metadata["extract_date"] == EXTRACT_DATE.isoformat()
+    assert small_store.metadata["synthetic"]["seed"] == 7
+    assert small_store.metadata["synthetic"]["patients"] == 3_000
