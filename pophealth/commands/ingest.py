@@ -118,6 +118,8 @@ def _report(summary) -> None:
         console.print(f"note: … and {len(summary.notes) - 20} more", highlight=False)
     if summary.quarantine_file:
         console.print(f"quarantined records: {summary.quarantine_file}", highlight=False)
+    if summary.summary_file:
+        console.print(f"summary (JSON): {summary.summary_file}", highlight=False)
     state = "committed" if summary.committed else "NOT committed (store unchanged)"
     console.print(
         f"{state}: {summary.loaded:,} rows loaded, {summary.quarantined:,} source records "

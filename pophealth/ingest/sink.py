@@ -145,6 +145,7 @@ class IngestSummary:
     quarantine_file: Path | None
     committed: bool
     notes: list[str] = field(default_factory=list)
+    summary_file: Path | None = None
 
     @property
     def loaded(self) -> int:
@@ -165,6 +166,7 @@ class IngestSummary:
             "kind": self.kind,
             "run": self.run_id,
             "committed": self.committed,
+            "balanced": self.balanced,
             "files": len(self.files),
             "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
             "tables": {k: vars(v) for k, v in self.tables.items()},
@@ -575,8 +577,25 @@ class Run:
             committed=committed,
             notes=self.notes,
         )
+        summary.summary_file = self._keep_summary(summary)
         self.cleanup()
         return summary
+
+    def _report_dir(self) -> Path:
+        if Store.is_store(self.out):
+            return self.out / "quarantine"
+        return self.out.parent / f"{self.out.name}-quarantine"
+
+    def _keep_summary(self, summary: IngestSummary) -> Path | None:
+        """The reconciled counts as JSON beside the quarantine report (for audit)."""
+        target_dir = self._report_dir()
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / f"{self.run_id}.summary.json"
+            target.write_text(json.dumps(summary.as_dict(), indent=2, default=str))
+        except OSError:
+            return None
+        return target
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -607,10 +626,7 @@ class Run:
     def _keep_quarantine(self) -> Path | None:
         if self.quarantine.lines == 0:
             return None
-        if Store.is_store(self.out):
-            target_dir = self.out / "quarantine"
-        else:
-            target_dir = self.out.parent / f"{self.out.name}-quarantine"
+        target_dir = self._report_dir()
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{self.run_id}.csv"
         shutil.move(str(self.quarantine.path), target)

@@ -104,6 +104,8 @@ def test_malformed_line_missing_subject_bad_date_are_quarantined(tmp_path):
     assert s.records["(unreadable)"].quarantined == 1
     assert s.records["Observaton"].quarantined == 1
     assert Store.open(tmp_path / "st").row_counts()["events"] == 1
+    audit = json.loads(s.summary_file.read_text())
+    assert audit["balanced"] is True and audit["records"]["Observation"]["quarantined"] == 6
     # verbatim record kept for a line that could not be parsed
     assert by_line["line 3"].record.startswith('{"resourceType": "Observation"')
 
