@@ -389,3 +389,30 @@ def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
     row = q[q["location"] == "line 4"].iloc[0]
     assert row.field == "id" and "duplicate resource id" in row.reason
     assert Store.open(tmp_path / "st").read("events")["value"].to_pylist() == [70.0]
+
+
+def test_an_ingest_interrupted_mid_write_leaves_the_previous_store(tmp_path, monkeypatch):
+    import tempfile
+
+    import pophealth.ingest.sink as sink
+
+    out = tmp_path / "st"
+    ingest_fhir(
+        [_ndjson(tmp_path / "a.ndjson", [_patient("p1"), _obs("o1", "Patient/p1")])], out, key=KEY
+    )
+    before = (Store.open(out).snapshot, Store.open(out).row_counts())
+    real = sink.validate
+
+    def boom(name, *args, **kwargs):
+        if name == "events":  # the crash happens while the new snapshot is half written
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(sink, "validate", boom)
+    leftovers = set(Path(tempfile.gettempdir()).glob("pophealth-ingest-*"))
+    f = _ndjson(tmp_path / "b.ndjson", [_patient("p2"), _obs("o2", "Patient/p2")])
+    with pytest.raises(KeyboardInterrupt):
+        ingest_fhir([f], out, key=KEY, append=True)
+    store = Store.open(out)
+    assert (store.snapshot, store.row_counts()) == before
+    assert set(Path(tempfile.gettempdir()).glob("pophealth-ingest-*")) <= leftovers
