@@ -35,7 +35,9 @@ def default_index_date(store) -> dt.date:
 
 def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str, bar=None):
     """Run the named programmes on one backend; returns their results in order."""
-    backend = store.connect(engine)
+    from pophealth.query import connect
+
+    backend = connect(store, engine)  # tables registered on first use
     results = []
     task = bar.add_task("running programmes", total=len(names)) if bar else None
     for name in names:

@@ -1,0 +1,288 @@
+"""Population overview: who is registered, their age and sex, and how common the
+main long-term conditions are in each deprivation quintile.
+
+The registered population on the index date (alive, registered with a practice).
+Condition registers follow the QOF idea: a diagnosis code on or before the index
+date, with no "resolved" code recorded after the latest diagnosis where a resolved
+list exists. They are recorded-diagnosis registers — the QOF extra criteria (e.g.
+an asthma medicine in the last 12 months for AST001) are applied by the programmes
+that need them, not here.
+
+Reference prevalences for England (QOF 2023/24 registers, all ages; NHS England
+"Quality and Outcomes Framework, 2023-24"): asthma ≈ 6.5%, hypertension ≈ 14%,
+COPD ≈ 1.9%, AF ≈ 2.1%, diabetes (17+) ≈ 7.5%.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from pophealth import disclosure
+from pophealth.codelists import codelist
+from pophealth.programmes import Figure, Output, ProgrammeResult, Section
+from pophealth.query import (
+    Dataset,
+    Measures,
+    addresses,
+    events,
+    index_date,
+    patients,
+    registrations,
+    run_dataset,
+    run_measures,
+)
+
+#: 5-year bands for the population pyramid (ONS convention, 90+ open).
+PYRAMID_BANDS = tuple(range(0, 95, 5))
+
+
+@dataclass(frozen=True)
+class Register:
+    """A condition register: diagnosis list, optional resolved list, the QOF reference."""
+
+    name: str
+    label: str
+    diagnosis: tuple[str, ...]
+    resolved: str | None
+    england_pct: float
+
+
+#: QOF 2023/24 England register prevalence (% of all registered patients), for context.
+REGISTERS: tuple[Register, ...] = (
+    Register("asthma", "Asthma", ("asthma_diagnosis",), "asthma_resolved", 6.5),
+    Register(
+        "hypertension", "Hypertension", ("hypertension_diagnosis",), "hypertension_resolved", 14.0
+    ),
+    Register("copd", "COPD", ("copd_diagnosis",), None, 1.9),
+    Register("af", "Atrial fibrillation", ("af_diagnosis",), "af_resolved", 2.1),
+    Register("diabetes", "Diabetes (type 1 or 2)", ("diabetes_type1", "diabetes_type2"), None, 7.5),
+)
+
+
+def on_register(register: Register):
+    """Diagnosed (any of the register's lists) on or before the index date and, where the
+    register has a resolved list, not resolved since the latest diagnosis."""
+    flags = [
+        events.matching(codelist(name)).on_or_before(index_date).exists_for_patient()
+        for name in register.diagnosis
+    ]
+    on = flags[0]
+    for flag in flags[1:]:
+        on = on | flag
+    if register.resolved is None:
+        return on
+    if len(register.diagnosis) != 1:
+        raise ValueError(f"register {register.name!r}: a resolved list needs one diagnosis list")
+    diagnosed = events.matching(codelist(register.diagnosis[0])).on_or_before(index_date)
+    last_diagnosis = diagnosed.maximum_for_patient(events.date)
+    resolved_since = (
+        events.matching(codelist(register.resolved))
+        .on_or_before(index_date)
+        .where(events.date > last_diagnosis)
+        .exists_for_patient()
+    )
+    return on & ~resolved_since
+
+
+def registered_population():
+    return registrations.registered_on(index_date) & patients.is_alive_on(index_date)
+
+
+def register_flags() -> dict[str, object]:
+    return {r.name: on_register(r) for r in REGISTERS}
+
+
+def pyramid_dataset() -> Dataset:
+    ds = Dataset()
+    ds.define_population(registered_population())
+    ds.age_band = patients.age_band_on(index_date, bands=PYRAMID_BANDS)
+    ds.sex = patients.sex
+    return ds
+
+
+def prevalence_measures(date: dt.date) -> Measures:
+    """One measure per register, by IMD quintile (unknown area kept as its own group)."""
+    m = Measures(intervals=[(date, date)])
+    m.define_defaults(
+        denominator=registered_population(),
+        group_by={"imd_quintile": addresses.area_on(index_date).group("imd_quintile")},
+    )
+    for name, flag in register_flags().items():
+        m.define_measure(name, numerator=flag & registered_population())
+    return m
+
+
+def _pyramid(people: pd.DataFrame) -> pd.DataFrame:
+    counts = (
+        people.groupby(["age_band", "sex"], observed=True).size().rename("patients").reset_index()
+    )
+    order = {f"{lo}-{lo + 4}": i for i, lo in enumerate(PYRAMID_BANDS[:-1])}
+    order[f"{PYRAMID_BANDS[-1]}+"] = len(order)
+    counts = counts.sort_values(["age_band", "sex"], key=lambda s: s.map(order).fillna(s))
+    return disclosure.apply(counts, ["patients"], by=["age_band", "sex"], margins=["age_band"])
+
+
+def _pyramid_figure(released: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for sex, sign, colour in (("male", -1, "#005eb8"), ("female", 1, "#ae2573")):
+        part = released[released["sex"] == sex]
+        fig.add_bar(
+            y=part["age_band"],
+            x=sign * part["patients"].astype(float),
+            name=sex,
+            orientation="h",
+            marker_color=colour,
+            customdata=part["patients"],
+            hovertemplate="%{y}: %{customdata}<extra>" + sex + "</extra>",
+        )
+    fig.update_layout(
+        barmode="relative",
+        bargap=0.05,
+        height=480,
+        xaxis_title="patients (men left, women right)",
+        yaxis_title="age band",
+        margin=dict(l=60, r=20, t=20, b=50),
+    )
+    return fig
+
+
+def _prevalence_figure(released: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for name, part in released.groupby("measure", sort=False):
+        part = part[part["imd_quintile"].notna()]
+        fig.add_scatter(
+            x=part["imd_quintile"].astype(str),
+            y=part["value"],
+            name=name,
+            mode="markers+lines",
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=(part["upper95_0cl"] - part["value"]),
+                arrayminus=(part["value"] - part["lower95_0cl"]),
+            ),
+        )
+    fig.update_layout(
+        height=420,
+        xaxis_title="IMD quintile (1 = most deprived)",
+        yaxis_title="register prevalence, % (95% CI)",
+        margin=dict(l=60, r=20, t=20, b=50),
+    )
+    return fig
+
+
+class PopulationProgramme:
+    name = "population"
+    title = "Population overview"
+
+    def run(self, backend, *, index_date: dt.date, engine: str) -> ProgrammeResult:
+        people = run_dataset(backend, pyramid_dataset(), engine=engine, index_date=index_date)
+        pyramid = _pyramid(people)
+        prevalence = run_measures(backend, prevalence_measures(index_date), engine=engine)
+        prevalence = prevalence.drop(columns=["interval_start", "interval_end"])
+        totals = disclosure.apply(
+            pd.DataFrame({"population": ["registered"], "patients": [len(people)]}), ["patients"]
+        )
+        reference = pd.DataFrame(
+            {
+                "measure": [r.name for r in REGISTERS],
+                "england_qof_2023_24_pct": [r.england_pct for r in REGISTERS],
+            }
+        )
+        overall = _overall_prevalence(backend, engine, index_date)
+        overall = overall.merge(reference, on="measure", how="left")
+        policy = disclosure.DEFAULT_POLICY.describe()
+        outputs = [
+            Output(
+                "registered_population",
+                "aggregate",
+                totals,
+                "Patients registered and alive on the index date.",
+                policy,
+            ),
+            Output(
+                "age_sex_pyramid",
+                "aggregate",
+                pyramid,
+                "Registered patients by 5-year age band and sex.",
+                policy,
+            ),
+            Output(
+                "prevalence_overall",
+                "aggregate",
+                overall,
+                "Register prevalence, all patients, with Wilson 95%/99.8% CIs and the "
+                "England QOF figure for comparison.",
+                policy,
+            ),
+            Output(
+                "prevalence_by_imd_quintile",
+                "aggregate",
+                prevalence,
+                "Register prevalence by IMD quintile of the home LSOA on the index date "
+                "(unknown = no geocoded address or LSOA not in the areas table).",
+                policy,
+            ),
+        ]
+        released_total = totals["patients"].iloc[0]
+        sections = [
+            Section(
+                "Who is registered",
+                f"{released_total:,.0f} patients registered and alive on "
+                f"{index_date.isoformat()} (rounded).",
+                figures=[
+                    Figure(
+                        "Age and sex",
+                        _pyramid_figure(pyramid),
+                        "Counts disclosure-controlled: ≤ 7 suppressed, others rounded.",
+                    )
+                ],
+                tables=[outputs[0], outputs[2]],
+            ),
+            Section(
+                "Long-term conditions by deprivation",
+                "Recorded-diagnosis registers by IMD quintile of the home area. Quintile 1 is "
+                "the most deprived fifth of areas.",
+                figures=[
+                    Figure("Register prevalence by IMD quintile", _prevalence_figure(prevalence))
+                ],
+                tables=[outputs[3]],
+                notes=[
+                    "Registers: diagnosis on or before the index date, not resolved since; "
+                    "QOF-specific criteria are applied within each programme.",
+                    "England comparison: QOF 2023/24 register prevalence (all ages).",
+                ],
+            ),
+        ]
+        return ProgrammeResult(
+            self.name,
+            self.title,
+            index_date,
+            engine,
+            outputs,
+            sections,
+            headline={"registered patients (rounded)": f"{released_total:,.0f}"},
+        )
+
+
+def _overall_prevalence(backend, engine, date) -> pd.DataFrame:
+    ds = Dataset()
+    ds.define_population(registered_population())
+    for name, flag in register_flags().items():
+        setattr(ds, name, flag)
+    flags = run_dataset(backend, ds, engine=engine, index_date=date)
+    counts = pd.DataFrame(
+        {
+            "measure": [r.name for r in REGISTERS],
+            "numerator": [int(flags[r.name].sum()) for r in REGISTERS],
+            "denominator": len(flags),
+        }
+    )
+    return disclosure.release_proportions(counts, "numerator", "denominator", by=["measure"])
+
+
+PROGRAMME = PopulationProgramme()
