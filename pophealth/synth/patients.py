@@ -212,7 +212,7 @@ class Codes:
         self.hdl = p("hdl_cholesterol", {"1005681000000107": 1})
         self.ldl = p("ldl_cholesterol", {"1022191000000100": 60, "1014501000000104": 40})
         self.nonhdl = p("non_hdl_cholesterol", {"1030411000000101": 1})
-        self.ratio = p("cholesterol_hdl_ratio", {"313989009": 1})
+        self.ratio = p("cholesterol_hdl_ratio", {"1015681000000109": 1})
         self.hba1c = p("hba1c", {"999791000000106": 1})
         self.egfr = p("egfr", {"1011481000000105": 1})
 
