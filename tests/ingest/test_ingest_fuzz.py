@@ -88,7 +88,7 @@ def _mutate(obj, rnd: random.Random, junk):
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     seed=st.integers(0, 2**32 - 1), junk=st.lists(JUNK, min_size=1, max_size=8), cut=st.booleans()
