@@ -556,3 +556,38 @@ ED_ADMITTED_BY_AGE = (0.1, 0.08, 0.2, 0.4, 0.55)
 #: Diagnosis mix of other attendances (chest pain, abdominal pain, LRTI, UTI, head injury,
 #: fracture) and the matching admission diagnoses. Modelling choice.
 ED_DIAGNOSIS_MIX = (0.2, 0.25, 0.18, 0.12, 0.13, 0.12)
+
+# Caesarean surgical-site infection and the 30-day wound questionnaire (PreCiSSIon-style
+# e-PROM). England SSISS caesarean study (Wloch et al., BJOG 2012; n = 4,107): 9.6% SSI
+# within 30 days; adjusted ORs vs BMI 18.5-25: 25-30 1.6, 30-35 2.4, > 35 3.7; age < 20 vs
+# 25-30 1.9; staff-grade vs consultant surgeon 1.6. Bundle effects (antibiotics within
+# 60 min before incision, chlorhexidine-alcohol, normothermia) and the emergency effect
+# are modelling choices. The questionnaire is pophealth's own synthetic one, modelled on
+# the themes of the UKHSA post-discharge questionnaire — not its wording or scoring.
+SSI_BASE_PROBABILITY = 0.055
+SSI_LOG_OR = {
+    "bmi_25_30": 0.47,  # ln 1.6
+    "bmi_30_35": 0.875,  # ln 2.4
+    "bmi_35_plus": 1.31,  # ln 3.7
+    "age_under_20": 0.64,  # ln 1.9
+    "staff_grade": 0.47,  # ln 1.6
+    "emergency": 0.26,  # modelling choice
+    "antibiotic_not_timely": 0.4,  # modelling choice
+    "skin_prep_not_chlorhexidine": 0.26,  # modelling choice
+    "hypothermia": 0.26,  # modelling choice
+}
+#: Share of women answering the 30-day questionnaire, by IMD quintile 1..5 (digital
+#: exclusion: fewer responses in deprived areas). Modelling choice.
+SSI_RESPONSE_BY_IMD = (0.5, 0.56, 0.62, 0.68, 0.72)
+#: (link_id, question, P(yes | SSI), P(yes | no SSI)).
+SSI_QUESTIONNAIRE = "urn:pophealth:synthetic:caesarean-wound-30d"
+SSI_ITEMS = (
+    ("wound_pain", "More pain from the wound than expected?", 0.8, 0.25),
+    ("wound_redness", "Redness or inflammation spreading from the wound?", 0.75, 0.1),
+    ("wound_swelling", "Swelling around the wound?", 0.6, 0.12),
+    ("wound_discharge", "Fluid or pus coming from the wound?", 0.6, 0.06),
+    ("wound_opened", "Has the wound opened, or been opened by a clinician?", 0.3, 0.03),
+    ("fever", "A temperature or feeling feverish?", 0.35, 0.05),
+    ("seen_for_wound", "Seen by a doctor, nurse or midwife about the wound?", 0.85, 0.15),
+    ("antibiotics_for_wound", "Given antibiotics for the wound?", 0.8, 0.03),
+)

@@ -247,6 +247,10 @@ class Codes:
         self.urgency = v.ids(("elective", "emergency"))
         self.skin = v.ids([s for s, _ in cal.SKIN_PREP])
         self.dressings = v.ids(("standard", "film", "dacc", "npwt", "other", "not_recorded"))
+        self.qr_items = v.ids([i[0] for i in cal.SSI_ITEMS])
+        self.qr_name = cal.SSI_QUESTIONNAIRE
+        self.yes_no_text = v.ids(("No", "Yes"))
+        self.yes_no_code = v.ids(("N", "Y"))
         self.pred_doses = {n: v.id(f"{n:g} tablets once a day") for n in (1, 2, 6, 8)}
 
 
@@ -404,6 +408,8 @@ class _Out:
                 "prov",
             )
         )
+
+        self.qr = Rows(("pid", "response", "authored", "item", "yes"))
 
     def event(self, pid, date, code, value=np.nan, unit=NULL):
         self.events.add(pid=pid, date=date, code=code, value=value, unit=unit)
@@ -789,6 +795,27 @@ def _assemble(out: _Out, codes: Codes, pids: pa.Array, first: int) -> dict[str, 
             "dressing": v.array(p.get("dress", np.int32)[o]),
             "bmi": float_array(p.get("bmi", np.float64)[o]),
             "provider": v.array(p.get("prov", np.int32)[o]),
+        },
+    )
+    q = out.qr
+    pid, resp = q.get("pid", np.int64), q.get("response", np.int64)
+    item = q.get("item", np.int64)
+    o = sort_order(pid, resp, item)
+    resp = resp[o]
+    # Number responses 1..R within the chunk (in output order), unique across chunks.
+    starts = np.concatenate([[True], resp[1:] != resp[:-1]]) if len(resp) else resp.astype(bool)
+    number = np.cumsum(starts)
+    yes = q.get("yes", np.int8)[o]
+    t["questionnaire_responses"] = conform(
+        "questionnaire_responses",
+        {
+            "patient_id": pids.take(pa.array(pid[o])),
+            "response_id": _ids("XQR", first * 2 + number, 10),
+            "questionnaire": repeat_string(codes.qr_name, len(o)),
+            "authored": ts_array(q.get("authored", np.int64)[o]),
+            "link_id": v.array(codes.qr_items[item[o]]),
+            "answer_text": v.array(codes.yes_no_text[yes]),
+            "answer_code": v.array(codes.yes_no_code[yes]),
         },
     )
     return t
@@ -1442,6 +1469,49 @@ def _other_emergency_care(rng, c, codes, out, inwin, wy):
            codes.adm_general.ids[kind[admitted]], los, 0.01)  # fmt: skip
 
 
+def _wound_questionnaire(rng, c, out, pid, d, emergency, grade, abx, start, skin, codes,
+                         normo, bmi):  # fmt: skip
+    """A surgical-site infection (SSI) by 30 days, from the published risk factors and the
+    care bundle, and the 30-day wound questionnaire for the women who answer it."""
+    lor = cal.SSI_LOG_OR
+    b = np.nan_to_num(bmi, nan=27.0)
+    timely = (abx != NULL) & (abx <= start) & (abx >= start - 60 * 60_000_000)
+    logit = (
+        np.log(cal.SSI_BASE_PROBABILITY / (1 - cal.SSI_BASE_PROBABILITY))
+        + lor["bmi_25_30"] * ((b >= 25) & (b < 30))
+        + lor["bmi_30_35"] * ((b >= 30) & (b < 35))
+        + lor["bmi_35_plus"] * (b >= 35)
+        + lor["age_under_20"] * (c.age[pid] - (E - d) / YEAR < 20)
+        + lor["staff_grade"] * (grade == 2)
+        + lor["emergency"] * emergency
+        + lor["antibiotic_not_timely"] * ~timely
+        + lor["skin_prep_not_chlorhexidine"] * (skin != codes.skin[0])
+        + lor["hypothermia"] * (normo == 0)
+    )
+    ssi = rng.random(len(pid)) < 1 / (1 + np.exp(-logit))
+    authored_day = d + 30 + rng.integers(0, 6, len(pid))
+    answered = (rng.random(len(pid)) < np.array(cal.SSI_RESPONSE_BY_IMD)[c.imdq[pid] - 1]) & (
+        authored_day <= c.end[pid]
+    )
+    r = np.flatnonzero(answered)
+    n_items = len(cal.SSI_ITEMS)
+    rep = np.repeat(r, n_items)
+    item = np.tile(np.arange(n_items), len(r))
+    p_yes = np.where(
+        ssi[rep],
+        np.array([i[2] for i in cal.SSI_ITEMS])[item],
+        np.array([i[3] for i in cal.SSI_ITEMS])[item],
+    )
+    authored = authored_day[r] * US_PER_DAY + rng.integers(9 * 60, 21 * 60, len(r)) * 60_000_000
+    out.qr.add(
+        pid=pid[rep],
+        response=rep,  # renumbered per chunk when assembled
+        authored=np.repeat(authored, n_items),
+        item=item,
+        yes=(rng.random(len(rep)) < p_yes).astype(np.int8),
+    )
+
+
 def _caesareans(rng, c, codes, out, women_in, bmi, wy):
     who = np.flatnonzero(women_in & (c.age >= 16) & (c.age < 50))
     rate, _ = _by_band(
@@ -1510,6 +1580,7 @@ def _caesareans(rng, c, codes, out, women_in, bmi, wy):
         bmi=b,
         prov=prov,
     )
+    _wound_questionnaire(rng, c, out, pid, d, emergency, grade, abx, start, skin, codes, normo, b)
     dx = np.where(emergency, codes.cs_icd_emergency.ids[0], codes.cs_icd_elective.ids[0])
     los = rng.integers(1, 4, k)
     out.adm.add(

@@ -30,6 +30,7 @@ def test_every_clinical_table_has_rows(small_store):
         "admissions",
         "emergency_attendances",
         "operations",
+        "questionnaire_responses",
         "areas",
     ):
         assert counts[name] > 0, name

@@ -187,3 +187,20 @@ def test_chunked_generation_is_repeatable_across_chunks():
     a = digest(generate(patients=2_200, seed=9, chunk_size=1_000))
     b = digest(generate(patients=2_200, seed=9, chunk_size=1_000))
     assert a == b
+
+
+def test_wound_questionnaires_follow_a_caesarean_by_30_days(db):
+    items, responses = db.execute(
+        "select count(*), count(distinct response_id) from questionnaire_responses"
+    ).fetchone()
+    assert responses > 20 and items == 8 * responses
+    unmatched = _one(
+        db,
+        """select count(*) from (select distinct patient_id, response_id, authored
+           from questionnaire_responses) q
+           where not exists (select 1 from operations o where o.patient_id = q.patient_id
+             and date_diff('day', o.start_datetime::date, q.authored::date) between 30 and 35)""",
+    )
+    assert unmatched == 0
+    ops = _one(db, "select count(*) from operations")
+    assert 0.4 * ops < responses < 0.8 * ops
