@@ -40,6 +40,7 @@ from pophealth.programmes.cvd.indicators import (
     practice_table,
 )
 from pophealth.programmes.cvd.rules import apply_all
+from pophealth.programmes.cvd.trend import bp_control_by_month, released_monthly
 from pophealth.programmes.cvd.worklist import worklist
 from pophealth.scores.bp import HTN_RISK_GROUPS
 from pophealth.scores.qrisk3 import QRISK3_DISCLAIMER
@@ -69,6 +70,7 @@ class CvdAnalysis:
     counts: pd.DataFrame  # NOT disclosure-controlled; internal
     views: dict[str, Any] = field(default_factory=dict)  # indicator -> EquityView
     practices: pd.DataFrame | None = None  # disclosure-controlled
+    monthly: pd.DataFrame | None = None  # BP control per PCN and month; disclosure-controlled
     missing_codelists: list[str] = field(default_factory=list)
 
 
@@ -79,8 +81,11 @@ def analyse(
     codelists: CvdCodelists | None = None,
     config: CvdConfig = DEFAULT_CONFIG,
     policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY,
+    monthly_months: int = 24,
 ) -> CvdAnalysis:
-    """Run the CVD programme on an Ibis backend holding the canonical tables."""
+    """Run the CVD programme on an Ibis backend holding the canonical tables.
+
+    ``monthly_months``: months of BP control per PCN for the SPC charts (0 = none)."""
     codelists = codelists or curated_codelists()
     records = cvd_records(backend, index_date, codelists, config)
     patients = apply_all(records, index_date, config=config)
@@ -93,6 +98,16 @@ def analyse(
         counts=counts,
         views=equity_views(counts, policy=policy),
         practices=practice_table(patients, policy=policy),
+        monthly=(
+            released_monthly(
+                bp_control_by_month(
+                    backend, index_date, codelists, months=monthly_months, config=config
+                ),
+                policy,
+            )
+            if monthly_months
+            else None
+        ),
         missing_codelists=codelists.missing(),
     )
 
@@ -176,6 +191,39 @@ def _practice_funnel(practices: pd.DataFrame, name: str):
         title="",
         x_title="Patients in the denominator (rounded)",
         y_title="%",
+    )
+
+
+def _spc_section(monthly: pd.DataFrame) -> Section:
+    from pophealth.charts import spc_chart
+    from pophealth.spc import p_chart
+
+    figs, notes = [], []
+    for pcn, g in monthly.groupby("pcn_name", sort=True):
+        g = g[g["numerator"].notna() & g["denominator"].notna() & (g["denominator"] > 0)]
+        if len(g) < 12:
+            notes.append(f"{pcn}: fewer than 12 released months; no SPC chart.")
+            continue
+        res = p_chart(
+            g["numerator"].to_numpy(),
+            g["denominator"].to_numpy(),
+            pd.to_datetime(g["month_end"]).to_numpy(),
+            improvement="up",
+            multiplier=100,
+        )
+        figs.append(
+            Figure(
+                f"{pcn}: hypertension treated to target, by month",
+                spc_chart(res, y_title="% at target"),
+                f"Making Data Count p-chart; variation: {res.variation}.",
+            )
+        )
+    return Section(
+        "Blood pressure control over time (SPC per PCN)",
+        "Share of people on the hypertension register treated to target at each month end "
+        "(CVDPREVENT rule), from disclosure-controlled counts.",
+        figures=figs,
+        notes=notes,
     )
 
 
@@ -329,6 +377,20 @@ def build_result(
                 )
             )
         sections.append(Section("Practices", figures=figs, tables=[prac]))
+
+    # monthly BP control per PCN (SPC)
+    if a.monthly is not None and not a.monthly.empty:
+        monthly_out = Output(
+            "cvd_bp_control_monthly_by_pcn",
+            "aggregate",
+            a.monthly,
+            "Hypertension treated to target (CVDPREVENT 0.1/0.2) per PCN at each month end, "
+            "current caseload followed back; Wilson 95% CI from released counts.",
+            disclosure=disclosure_text,
+            show_in_report=False,
+        )
+        outputs.append(monthly_out)
+        sections.append(_spc_section(a.monthly))
 
     # worklist summary, QRISK3 disclaimer and data quality
     wl = a.worklist

@@ -379,3 +379,33 @@ def test_engines_agree(store):
         a.reset_index(drop=True), b[a.columns].reset_index(drop=True), check_dtype=False,
         check_exact=False, rtol=1e-12,
     )  # fmt: skip
+
+
+# -- monthly BP control (SPC input) -------------------------------------------------------------
+
+
+def test_month_ends():
+    from pophealth.programmes.cvd.trend import month_ends
+
+    ends = month_ends(INDEX, 3)
+    assert [str(e) for e in ends] == ["2025-01-31", "2025-02-28", "2025-03-31"]
+
+
+def test_monthly_bp_control_matches_the_index_date_rule(store, ruled):
+    """At the index date the monthly series gives exactly the main pipeline's numbers;
+    a month earlier, 'latest_day_wins' still had 200/130 as its latest reading."""
+    from pophealth.programmes.cvd.trend import bp_control_by_month
+
+    monthly = bp_control_by_month(store.connect("duckdb"), INDEX, make_codelists(), months=2)
+    last = monthly[monthly["month_end"] == pd.Timestamp(INDEX)].set_index("pcn_name")
+    htn = ruled[ruled["hypertension"] == 1]
+    expected = htn.groupby("pcn_name").agg(
+        numerator=("htn_group", lambda g: int(g.isin(["0.1", "0.2"]).sum())),
+        denominator=("htn_group", "size"),
+    )
+    pd.testing.assert_frame_equal(
+        last[["numerator", "denominator"]].sort_index(), expected.sort_index(), check_dtype=False
+    )
+    feb = monthly[monthly["month_end"] == pd.Timestamp("2025-02-28")].set_index("pcn_name")
+    # North PCN (XP001/XP002): latest_day_wins was not at target in February
+    assert feb.loc["North PCN", "numerator"] < last.loc["North PCN", "numerator"]

@@ -1,0 +1,145 @@
+"""Monthly BP control per PCN: the CVDPREVENT rule at each month end, for SPC.
+
+For each of the last ``months`` month ends (the last one = the index date's month end
+or the index date itself), among people on the hypertension register on that date: the
+share whose CVDPREVENT group is 0.1/0.2 (treated to target), using the latest valid BP
+day in the 12 months before that date. One query for all month ends (the tagged BP
+readings are paired with every month end and filtered to its window).
+
+Population: the programme's population on the index date (currently registered adults),
+followed back in time — a "current caseload" view, as practices see their list. People
+who left or died earlier are not counted in earlier months [documented simplification].
+Counts go through :func:`pophealth.disclosure.release_proportions` before the p-chart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from pophealth import disclosure
+from pophealth.programmes.cvd.codelists import CvdCodelists
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.extract import (
+    _role_table,
+    _rows_for,
+    age_on,
+    months_before,
+    population,
+)
+from pophealth.scores.bp import htn_risk_group
+
+
+def month_ends(index_date: dt.date, months: int) -> list[dt.date]:
+    """The ``months`` month ends up to the index date (the last is the index date)."""
+    last = pd.Timestamp(index_date)
+    ends = [last]
+    m = last.to_period("M")
+    for k in range(1, months):
+        ends.append((m - k).to_timestamp(how="end").normalize())
+    return sorted(e.date() for e in ends)
+
+
+def bp_control_by_month(
+    backend,
+    index_date: dt.date,
+    codelists: CvdCodelists,
+    *,
+    months: int = 24,
+    config: CvdConfig = DEFAULT_CONFIG,
+) -> pd.DataFrame:
+    """Per PCN and month end: ``numerator`` (treated to target) and ``denominator`` (on
+    the register). Patient-level in, counts out — not yet disclosure-controlled."""
+    ends = month_ends(index_date, months)
+    earliest = months_before(ends[0], config.bp_lookback_months)
+    far = dt.date(1900, 1, 1)
+    c = codelists
+    rows = (
+        _rows_for(c.sbp, "bp:sbp", earliest, config.bp.min_valid_sbp)
+        + _rows_for(c.dbp, "bp:dbp", earliest, config.bp.min_valid_dbp)
+        + _rows_for(c.hypertension, "dx", far)
+        + _rows_for(c.hypertension_resolved, "res", far)
+    )
+    roles = _role_table(rows)
+    ev = backend.table("events")
+    t = ev.join(roles, [ev.system == roles.system, ev.code == roles.code])
+    t = t.filter(
+        (t.date >= t.start)
+        & (t.date <= ibis.literal(index_date, type="date"))
+        & (t.value.isnull() | ((t.value >= t.low) & (t.value <= t.high)))
+    )
+    periods = ibis.memtable(
+        pd.DataFrame(
+            {
+                "month_end": pd.to_datetime(ends).date,
+                "window_start": [months_before(e, config.bp_lookback_months) for e in ends],
+            }
+        ),
+        schema={"month_end": "date", "window_start": "date"},
+    )
+    tp = t.cross_join(periods)
+    tp = tp.filter(tp.date <= tp.month_end)
+
+    reg = tp.filter(tp.role.isin(["dx", "res"]))
+    reg = reg.group_by(["patient_id", "month_end"]).aggregate(
+        _dx=reg.date.max(where=reg.role == "dx"), _res=reg.date.max(where=reg.role == "res")
+    )
+    reg = reg.filter(reg._dx.notnull() & (reg._res.isnull() | (reg._dx > reg._res)))
+
+    bp = tp.filter(tp.role.startswith("bp:") & (tp.date >= tp.window_start) & tp.value.notnull())
+    day = bp.group_by(["patient_id", "month_end", "date"]).aggregate(
+        _s=bp.value.min(where=bp.role == "bp:sbp"), _d=bp.value.min(where=bp.role == "bp:dbp")
+    )
+    day = day.filter(day._s.notnull() & day._d.notnull())
+    w = ibis.window(group_by=[day.patient_id, day.month_end], order_by=ibis.desc(day.date))
+    day = day.mutate(_rn=ibis.row_number().over(w))
+    day = day.filter(day._rn == 0).select("patient_id", "month_end", sbp=day._s, dbp=day._d)
+
+    pop = population(backend, index_date).select("patient_id", "date_of_birth", "pcn_name")
+    j = reg.select("patient_id", "month_end").join(pop, "patient_id")
+    j = j.left_join(day, ["patient_id", "month_end"]).select(
+        "patient_id", "month_end", "date_of_birth", "pcn_name", "sbp", "dbp"
+    )
+    frame = j.to_pandas()
+    if frame.empty:
+        return pd.DataFrame(columns=["pcn_name", "month_end", "numerator", "denominator"])
+    frame["month_end"] = pd.to_datetime(frame["month_end"])
+    # age at each month end (vectorised per distinct month end)
+    age = pd.Series(np.nan, index=frame.index)
+    for end, idx in frame.groupby("month_end").groups.items():
+        age.loc[idx] = age_on(frame.loc[idx, "date_of_birth"], end.date()).astype(float)
+    group = htn_risk_group(
+        age,
+        frame["sbp"],
+        frame["dbp"],
+        frame["sbp"].notna() & frame["dbp"].notna(),
+        np.ones(len(frame), dtype=bool),
+        nice_strict=config.nice_strict,
+        targets=config.bp,
+    )
+    frame["numerator"] = pd.Series(group, index=frame.index).isin(["0.1", "0.2"]).astype(int)
+    frame["denominator"] = 1
+    frame["pcn_name"] = frame["pcn_name"].fillna("Unknown")
+    return (
+        frame.groupby(["pcn_name", "month_end"])[["numerator", "denominator"]]
+        .sum()
+        .reset_index()
+        .sort_values(["pcn_name", "month_end"])
+        .reset_index(drop=True)
+    )
+
+
+def released_monthly(
+    counts: pd.DataFrame, policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY
+) -> pd.DataFrame:
+    """The monthly PCN counts released under the disclosure policy (each month's PCNs
+    add up to the month's total)."""
+    if counts.empty:
+        return counts
+    return disclosure.release_proportions(
+        counts, "numerator", "denominator", policy=policy, by=["month_end", "pcn_name"],
+        margins=["pcn_name"],
+    )  # fmt: skip
