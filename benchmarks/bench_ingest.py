@@ -181,6 +181,11 @@ def main() -> None:
             f"input: {n:,} FHIR resources in bulk NDJSON ({size / 2**20:.1f} MiB), "
             f"{'real Synthea templates' if BULK.is_dir() else 'built-in templates'}"
         )
+        load = os.getloadavg()
+        print(
+            f"load average (1/5/15 min): {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+            "(other work on the machine slows the figures)"
+        )
         print(f"loaded: {rows:,} canonical rows; balanced: {summary.balanced}")
         read = phases.get("read", total)
         print(f"read + map:          {read:7.2f} s  {n / read:10,.0f} resources/s")

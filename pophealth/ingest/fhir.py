@@ -1149,6 +1149,8 @@ def _daily_dose_mg(dosages: list[dict]) -> float | None:
 PARALLEL_MIN_BYTES = 16 * 2**20
 #: Plain NDJSON files larger than this are split between workers by byte range.
 SPLIT_MIN_BYTES = 64 * 2**20
+#: Smallest amount of input handed to a worker at once.
+TASK_MIN_BYTES = 8 * 2**20
 
 
 def _jobs(files: list[Path], workers: int) -> list[tuple[Path, tuple[int, int] | None]]:
@@ -1258,20 +1260,29 @@ def _map_parallel(run, jobs, sizes, total, key, workers, batch_rows, progress) -
     def weight(job):
         return sizes[job[0]] if job[1] is None else job[1][1] - job[1][0]
 
-    # One task per job, biggest first; each task is its own worker run (own spill files).
-    ordered = sorted(jobs, key=weight, reverse=True)
+    # Tasks of about total / (4 x workers) bytes (at least 8 MiB), biggest jobs first, so
+    # that thousands of small Bundle files do not become thousands of worker runs.
+    target = max(total // (4 * workers), TASK_MIN_BYTES)
+    tasks: list[list] = []
+    size = 0
+    for job in sorted(jobs, key=weight, reverse=True):
+        if not tasks or size + weight(job) > target:
+            tasks.append([])
+            size = 0
+        tasks[-1].append(job)
+        size += weight(job)
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     done = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {
-            pool.submit(_worker, ([job], key, run.run_id, slot + 1, batch_rows, run.tmp)): job
-            for slot, job in enumerate(ordered)
+            pool.submit(_worker, (task, key, run.run_id, slot + 1, batch_rows, run.tmp)): task
+            for slot, task in enumerate(tasks)
         }
         for fut in as_completed(futures):
             run.absorb(fut.result())
-            done += weight(futures[fut])
+            done += sum(weight(j) for j in futures[fut])
             if progress:
-                progress(f"read {futures[fut][0].name}", done / total)
+                progress(f"read {futures[fut][0][0].name}", done / total)
 
 
 __all__ = ["FhirMapper", "ingest_fhir", "normalise_nhs_number", "Path"]

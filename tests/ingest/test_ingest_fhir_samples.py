@@ -226,6 +226,7 @@ def test_parallel_workers_and_split_files_give_the_same_store(samples, key, tmp_
     src = samples / "fhir" / "synthea_bulk_pathling_9pt"
     one = ingest_fhir([src], tmp_path / "one", key=key, workers=1)
     monkeypatch.setattr(fhir_mod, "SPLIT_MIN_BYTES", 10_000)  # split the bigger NDJSON files
+    monkeypatch.setattr(fhir_mod, "TASK_MIN_BYTES", 1)  # and hand out many small tasks
     two = ingest_fhir([src], tmp_path / "two", key=key, workers=2)
     assert two.balanced
     assert {k: vars(v) for k, v in one.tables.items()} == {
