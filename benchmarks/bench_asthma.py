@@ -44,7 +44,7 @@ def main() -> None:
     codes = curated()
 
     t = time.perf_counter()
-    markers = dataset.markers(con, codes, INDEX)
+    markers = dataset.markers(con, codes, INDEX, engine=engine)
     t_markers = time.perf_counter() - t
     t = time.perf_counter()
     rules.evaluate(markers, INDEX)
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"  markers in {engine}: {t_markers:.2f} s; rules (tier, reasons, ISAC): {t_rules:.2f} s")
 
     t = time.perf_counter()
-    frame = evaluate(con, INDEX, codes)
+    frame = evaluate(con, INDEX, codes, engine=engine)
     print(f"  evaluate (markers + rules): {time.perf_counter() - t:.2f} s ({len(frame):,} rows)")
 
     t = time.perf_counter()

@@ -1,12 +1,16 @@
 """The asthma dataset: one row per patient on the asthma register at the index date.
 
-Built as Ibis expressions over the canonical tables, so the same definition runs on DuckDB
-and Spark. Each function below reads like the rule it implements; the look-back window is
-(index date − 12 months, index date] (see :func:`rules.window_start`).
+The register and the per-patient variables are written in pophealth's query language
+(:mod:`pophealth.query`), so they read like the clinical rule and run unchanged on DuckDB and
+Spark. The look-back is ``in_last(months=12)`` = (index date − 12 months, index date].
 
 Register (QOF AST-style): an asthma diagnosis code on or before the index date not followed
 by a later "asthma resolved" code; registered with a practice and alive on the index date;
 and (QOF AST001) an asthma medicine (SABA, ICS or prednisolone) issued in the look-back.
+
+Oral-steroid courses need "issues less than 7 days apart are one course", which compares
+each issue with the previous one; the query language has no such step yet, so
+:func:`oral_steroids` is written directly in (portable) Ibis and joined on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ibis
 import pandas as pd
 from ibis import _
 
+from pophealth import query as q
 from pophealth.programmes.asthma.codes import AsthmaCodes
 from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
 from pophealth.programmes.asthma.rules import window_start
@@ -48,123 +53,123 @@ def _in_list(table, codelist: dict[str, list[str]], system: str = "system", code
     return table.filter(cond)
 
 
-# -- who is on the register -----------------------------------------------------------------
+# -- the register and its variables, in the query language ---------------------------------
 
 
-def registered_on(con, index_date: dt.date):
-    """Practice of each patient on the index date (the registration started latest wins)."""
-    reg = con.table("registrations")
-    idx = ibis.date(index_date)
-    current = reg.filter((reg.start_date <= idx) & (reg.end_date.isnull() | (reg.end_date >= idx)))
-    ranked = current.mutate(
-        _rank=ibis.row_number().over(
-            ibis.window(group_by=PID, order_by=[ibis.desc("start_date"), ibis.asc("practice_id")])
+def register_dataset(codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT):
+    """The asthma register and every marker as a :class:`pophealth.query.Dataset`."""
+    ev, meds = q.events, q.medications
+    lookback = config.lookback_months
+    earlier_end = window_start(index_date, config.optimisation_months) - dt.timedelta(days=1)
+    ds = q.Dataset(index_date=index_date)
+
+    # -- who is on the register
+    asthma_date = ev.matching(codes.asthma).on_or_before(q.index_date).maximum_for_patient(ev.date)
+    not_resolved = asthma_date.is_not_null()
+    if codes.asthma_resolved is not None:
+        resolved = (
+            ev.matching(codes.asthma_resolved)
+            .on_or_before(q.index_date)
+            .maximum_for_patient(ev.date)
         )
+        not_resolved = not_resolved & (resolved.is_null() | (resolved < asthma_date))
+    treated = None
+    for cl in (codes.saba, codes.ics, codes.prednisolone):
+        if cl is not None:
+            got = meds.matching(cl).in_last(months=lookback).exists_for_patient()
+            treated = got if treated is None else (treated | got)
+    ds.define_population(
+        q.registrations.registered_on(q.index_date)
+        & q.patients.is_alive_on(q.index_date)
+        & not_resolved
+        & treated
     )
-    return ranked.filter(ranked._rank == 0).select(PID, "practice_id")
 
+    # -- who they are, where they are registered and where they live
+    ds.date_of_birth = q.patients.date_of_birth
+    ds.age = q.patients.age_on(q.index_date)
+    ds.sex = q.patients.sex
+    ds.ethnicity_5 = q.patients.ethnicity_5
+    ds.asthma_date = asthma_date
+    practice = q.registrations.practice_on(q.index_date)
+    ds.practice_id = practice.practice_id
+    ds.practice_name = practice.name
+    ds.pcn_id = practice.pcn_id
+    ds.pcn_name = practice.pcn_name
+    ds.lsoa_code = q.addresses.address_on(q.index_date).lsoa_code
+    area = q.addresses.area_on(q.index_date)
+    for col in ("msoa_code", "lad_code", "imd_decile", "imd_quintile", "core20",
+                "no2_quintile", "pm_quintile", "no2_component", "pm_component"):  # fmt: skip
+        ds.add(col, getattr(area, col))
 
-def address_on(con, index_date: dt.date):
-    """Home LSOA on the index date: the address started latest wins, ties by LSOA code.
+    # -- inhalers
+    def issues(cl, of=None):
+        if cl is None:
+            return 0
+        return meds.matching(cl).in_last(months=lookback, of=of).count_for_patient()
 
-    Patients without an address on the date are simply absent here (a left join keeps them
-    as the ``unknown`` area group)."""
-    addr = con.table("addresses")
-    idx = ibis.date(index_date)
-    current = addr.filter(
-        (addr.start_date <= idx) & (addr.end_date.isnull() | (addr.end_date >= idx))
+    ds.saba_count_12m = issues(codes.saba)
+    ds.ics_count_12m = issues(codes.ics)
+    ds.high_dose_ics = (
+        meds.matching(codes.ics_high_dose).in_last(months=lookback).exists_for_patient()
+        if codes.ics_high_dose is not None
+        else False
     )
-    ranked = current.mutate(
-        _rank=ibis.row_number().over(
-            ibis.window(group_by=PID, order_by=[ibis.desc("start_date"), ibis.asc("lsoa_code")])
+    ds.saba_count_12m_earlier = issues(codes.saba, earlier_end)
+
+    # -- attacks seen in hospital
+    def ed(of=None):
+        # an attendance has one diagnosis in one system, so the SNOMED and ICD-10 counts add
+        total = 0
+        for cl in (codes.ed_asthma, codes.attack_icd10):
+            if cl is not None:
+                att = q.emergency_attendances.matching(cl, column="diagnosis")
+                total = total + att.in_last(months=lookback, of=of).count_for_patient()
+        return total
+
+    def admitted(of=None, critical=False):
+        if codes.attack_icd10 is None:
+            return 0
+        adm = q.admissions
+        rows = adm.matching(codes.attack_icd10, column="primary_diagnosis").where(
+            adm.admission_method == "emergency"
         )
-    )
-    return ranked.filter(ranked._rank == 0).select(PID, "lsoa_code")
+        if critical:
+            rows = rows.where(adm.critical_care.if_null_then(False))
+        return rows.in_last(months=lookback, of=of).count_for_patient()
 
+    ds.ed_attendances_12m = ed()
+    ds.admissions_12m = admitted()
+    ds.critical_care_attacks_12m = admitted(critical=True)
+    ds.ed_attendances_12m_earlier = ed(earlier_end)
+    ds.admissions_12m_earlier = admitted(earlier_end)
 
-def _matches(table, codelist: dict[str, list[str]], system: str = "system", code: str = "code"):
-    """Boolean expression: the row's (system, code) is in the code list."""
-    cond = ibis.literal(False)
-    for sys_name, values in codelist.items():
-        cond = cond | ((table[system] == sys_name) & table[code].isin(values))
-    return cond
+    # -- the London basics and smoking
+    def recorded(cl, months):
+        if cl is None:
+            return False
+        return ev.matching(cl).in_last(months=months).exists_for_patient()
 
+    ds.review_12m = recorded(codes.review, lookback)
+    ds.action_plan_12m = recorded(codes.action_plan, config.basics_lookback_months)
+    ds.inhaler_technique_12m = recorded(codes.inhaler_technique, config.basics_lookback_months)
+    if codes.smoking is not None:
+        latest = ev.matching(codes.smoking).on_or_before(q.index_date).last_for_patient()
+        ds.smoker = (latest.code.to_category(codes.smoking, "category") == "current").if_null_then(
+            False
+        )
+    else:
+        ds.smoker = False
 
-def _merge(*lists: dict[str, list[str]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for lst in lists:
-        for system, values in lst.items():
-            out.setdefault(system, []).extend(values)
-    return out
-
-
-#: Event code lists read by :func:`record_summary`, and the column each becomes.
-_EVENT_LISTS = (
-    "asthma", "asthma_resolved", "review", "action_plan", "inhaler_technique",
-    "smoking_current", "smoking_not_current", "referral_secondary", "seen_secondary",
-    "referral_sac", "seen_sac",
-)  # fmt: skip
-
-
-def record_summary(con, codes: AsthmaCodes, index_date: dt.date, window: Window, basics: Window):
-    """One pass over the GP record up to the index date, one row per patient:
-
-    latest asthma and asthma-resolved dates; review / action plan / inhaler technique in
-    their windows; the latest current-smoker and not-current-smoker dates; the latest
-    referral and clinic dates for the ISAC timers."""
-    lists = {name: codes.by_system(name) for name in _EVENT_LISTS}
-    ev = con.table("events").filter(_.date <= ibis.date(index_date))
-    ev = ev.filter(_matches(ev, _merge(*lists.values())))
-    ev = ev.mutate(**{f"is_{name}": _matches(ev, lists[name]) for name in _EVENT_LISTS})
-    in_window = window.contains(ev.date)
-    in_basics = basics.contains(ev.date)
-
-    def latest(name):
-        return ev.date.max(where=ev[f"is_{name}"])
-
-    def any_in(name, win):
-        return (ev[f"is_{name}"] & win).cast("int64").max() == 1
-
-    return ev.group_by(PID).aggregate(
-        asthma_date=latest("asthma"),
-        resolved_date=latest("asthma_resolved"),
-        review_12m=any_in("review", in_window),
-        action_plan_12m=any_in("action_plan", in_basics),
-        inhaler_technique_12m=any_in("inhaler_technique", in_basics),
-        _smoke_yes=latest("smoking_current"),
-        _smoke_no=latest("smoking_not_current"),
-        referral_date=latest("referral_secondary"),
-        secondary_care_seen_date=latest("seen_secondary"),
-        sac_referral_date=latest("referral_sac"),
-        sac_seen_date=latest("seen_sac"),
-    )
-
-
-def inhaler_summary(con, codes: AsthmaCodes, window: Window, earlier: Window):
-    """One pass over inhaler issues: SABA and ICS issues in the look-back, any high-dose ICS,
-    and SABA issues in the look-back ending ``optimisation_months`` earlier."""
-    saba, ics = codes.by_system("saba"), codes.by_system("ics")
-    meds = con.table("medications")
-    start = min(window.start, earlier.start)
-    meds = meds.filter((meds.date >= ibis.date(start)) & (meds.date <= ibis.date(window.end)))
-    meds = meds.filter(_matches(meds, _merge(saba, ics)))
-    meds = meds.mutate(
-        is_saba=_matches(meds, saba),
-        is_ics=_matches(meds, ics),
-        is_high=_matches(meds, codes.by_system("ics_high_dose")),
-        now=window.contains(meds.date),
-        before=earlier.contains(meds.date),
-    )
-
-    def n(cond):
-        return cond.cast("int64").sum()
-
-    return meds.group_by(PID).aggregate(
-        saba_count_12m=n(meds.is_saba & meds.now),
-        ics_count_12m=n(meds.is_ics & meds.now),
-        high_dose_ics=n(meds.is_high & meds.now) > 0,
-        saba_count_12m_earlier=n(meds.is_saba & meds.before),
-    )
+    # -- ISAC pathway dates (latest on or before the index date)
+    for name, col in (("referral_secondary", "referral_date"),
+                      ("seen_secondary", "secondary_care_seen_date"),
+                      ("referral_sac", "sac_referral_date"),
+                      ("seen_sac", "sac_seen_date")):  # fmt: skip
+        cl = getattr(codes, name)
+        if cl is not None:
+            ds.add(col, ev.matching(cl).on_or_before(q.index_date).maximum_for_patient(ev.date))
+    return ds
 
 
 def medication_issues(con, codes: AsthmaCodes, name: str, window: Window):
@@ -182,10 +187,10 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     ``ocs_same_course_days`` apart are one course. ``ocs_daily_mg`` is the lowest structured
     daily dose of the maintenance issues, or — when the source has no structured doses —
     the cumulative mg ÷ days from the first issue in the window to the index date."""
-    issues = medication_issues(con, codes, "prednisolone_mg", window)
+    issues = medication_issues(con, codes, "prednisolone", window)
     branches = [
         ((issues.system == system) & (issues.code == code), float(mg))
-        for (system, code), mg in sorted(codes.prednisolone_mg.items())
+        for (system, code), mg in sorted(codes.strengths().items())
     ]
     unknown = ibis.null("float64")
     strength = ibis.cases(*branches, else_=unknown) if branches else unknown
@@ -228,51 +233,6 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     ).drop("_first", "maintenance_issues", "maintenance_dose")
 
 
-def _attack_diagnosis(column, codes: AsthmaCodes):
-    cond = ibis.literal(False)
-    for prefix in codes.attack_icd10_prefixes:
-        cond = cond | column.startswith(prefix)
-    return cond
-
-
-def ed_attendances(con, codes: AsthmaCodes, window: Window, earlier: Window):
-    """A&E attendances with an asthma chief diagnosis (SNOMED list, or ICD-10 J45/J46), in
-    the look-back and in the earlier look-back."""
-    ed = con.table("emergency_attendances")
-    ed = ed.mutate(date=ed.arrival_datetime.date())
-    ed = ed.filter(window.contains(ed.date) | earlier.contains(ed.date))
-    cond = (ed.diagnosis_system == "icd10") & _attack_diagnosis(ed.diagnosis, codes)
-    cond = cond | _matches(ed, codes.by_system("ed_asthma"), "diagnosis_system", "diagnosis")
-    ed = ed.filter(cond)
-    return ed.group_by(PID).aggregate(
-        ed_attendances_12m=window.contains(ed.date).cast("int64").sum(),
-        ed_attendances_12m_earlier=earlier.contains(ed.date).cast("int64").sum(),
-    )
-
-
-def admissions(con, codes: AsthmaCodes, window: Window, earlier: Window):
-    """Emergency admissions with asthma (J45/J46) as primary diagnosis; ITU/HDU ones."""
-    adm = con.table("admissions")
-    adm = adm.filter(
-        (window.contains(adm.admission_date) | earlier.contains(adm.admission_date))
-        & (adm.admission_method == "emergency")
-        & _attack_diagnosis(adm.primary_diagnosis, codes)
-    )
-    now = window.contains(adm.admission_date)
-    return adm.group_by(PID).aggregate(
-        admissions_12m=now.cast("int64").sum(),
-        critical_care_attacks_12m=(now & adm.critical_care.fill_null(False)).cast("int64").sum(),
-        admissions_12m_earlier=earlier.contains(adm.admission_date).cast("int64").sum(),
-    )
-
-
-def age_on(dob, index_date: dt.date):
-    """Whole years of age on the index date (portable integer arithmetic)."""
-    idx = index_date.year * 10000 + index_date.month * 100 + index_date.day
-    born = dob.year() * 10000 + dob.month() * 100 + dob.day()
-    return ((idx - born) / 10000).floor().cast("int64")
-
-
 COUNT_COLUMNS = (
     "saba_count_12m",
     "ics_count_12m",
@@ -283,83 +243,40 @@ COUNT_COLUMNS = (
     "critical_care_attacks_12m",
 )
 _EARLIER_COUNTS = ("saba_count_12m", "ocs_courses_12m", "ed_attendances_12m", "admissions_12m")
+_DATES = ("referral_date", "secondary_care_seen_date", "sac_referral_date", "sac_seen_date")
 
 
-def markers_expr(con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT):
-    """The register with every marker, as one Ibis expression (one row per patient).
-
-    Register: latest asthma code not followed by a resolved code; registered and alive on
-    the index date; an asthma medicine (SABA, ICS or prednisolone) in the look-back."""
+def markers_expr(
+    con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT,
+    engine: str = "duckdb",
+):  # fmt: skip
+    """The register with every marker, as one Ibis expression (one row per patient)."""
+    ds = register_dataset(codes, index_date, config)
+    expr = q.run_dataset(con, ds, engine=engine, index_date=index_date, output="ibis")
     window = Window.lookback(index_date, config.lookback_months)
-    basics = Window.lookback(index_date, config.basics_lookback_months)
     earlier_end = window_start(index_date, config.optimisation_months) - dt.timedelta(days=1)
     earlier = Window.lookback(earlier_end, config.lookback_months)
-    idx = ibis.date(index_date)
-
-    patients = con.table("patients")
-    alive = patients.filter(
-        (patients.date_of_death.isnull() | (patients.date_of_death > idx))
-        & (patients.date_of_birth <= idx)
-    ).select(PID, "date_of_birth", "sex", "ethnicity_5")
-    records = record_summary(con, codes, index_date, window, basics)
-    diagnosed = records.filter(
-        records.asthma_date.notnull()
-        & (records.resolved_date.isnull() | (records.resolved_date < records.asthma_date))
-    )
-    base = alive.join(diagnosed, PID).join(registered_on(con, index_date), PID)
-    practices = con.table("practices").select(
-        "practice_id", "pcn_id", "pcn_name", practice_name="name"
-    )
-    base = base.left_join(practices, "practice_id").drop("practice_id_right")
-    base = base.left_join(address_on(con, index_date), PID).drop(f"{PID}_right")
-    areas = con.table("areas").select(
-        "lsoa_code", "msoa_code", "lad_code", "imd_decile", "imd_quintile", "core20",
-        "no2_quintile", "pm_quintile", "no2_component", "pm_component",
-    )  # fmt: skip
-    base = base.left_join(areas, "lsoa_code").drop("lsoa_code_right")
-
+    ocs = oral_steroids(con, codes, window, config)
     ocs_earlier = oral_steroids(con, codes, earlier, config).select(
         PID, ocs_courses_12m_earlier="ocs_courses_12m"
     )
-    parts = [
-        inhaler_summary(con, codes, window, earlier),
-        oral_steroids(con, codes, window, config),
-        ocs_earlier,
-        ed_attendances(con, codes, window, earlier),
-        admissions(con, codes, window, earlier),
-    ]
-    expr = base
-    for part in parts:
+    for part in (ocs, ocs_earlier):
         expr = expr.left_join(part, PID).drop(f"{PID}_right")
     fills = {c: 0 for c in COUNT_COLUMNS}
     fills.update({f"{c}_earlier": 0 for c in _EARLIER_COUNTS})
-    fills.update(
-        review_12m=False,
-        action_plan_12m=False,
-        inhaler_technique_12m=False,
-        high_dose_ics=False,
-        on_maintenance_ocs=False,
-        prednisolone_mg_12m=0.0,
-        prednisolone_issues=0,
-    )
+    fills.update(on_maintenance_ocs=False, prednisolone_mg_12m=0.0)
     expr = expr.mutate(**{c: expr[c].fill_null(v) for c, v in fills.items()})
-    expr = expr.filter(
-        (expr.saba_count_12m > 0) | (expr.ics_count_12m > 0) | (expr.prednisolone_issues > 0)
-    )
-    smoker = expr._smoke_yes.notnull() & (
-        expr._smoke_no.isnull() | (expr._smoke_yes >= expr._smoke_no)
-    )
-    return expr.mutate(smoker=smoker, age=age_on(expr.date_of_birth, index_date)).drop(
-        "_smoke_yes", "_smoke_no", "resolved_date", "prednisolone_issues"
-    )
+    missing_dates = {c: ibis.null("date") for c in _DATES if c not in expr.columns}
+    return expr.mutate(**missing_dates).drop("prednisolone_issues")
 
 
 def markers(
-    con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT
-) -> pd.DataFrame:
+    con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaConfig = DEFAULT,
+    engine: str = "duckdb",
+) -> pd.DataFrame:  # fmt: skip
     """The per-patient marker table (see :data:`rules.MARKER_COLUMNS`) plus demographics,
     area and the dates the ISAC timers need, as a pandas DataFrame sorted by patient."""
-    expr = markers_expr(con, codes, index_date, config)
+    expr = markers_expr(con, codes, index_date, config, engine)
     frame = expr.order_by(PID).to_pandas()
     return _tidy(frame, config)
 

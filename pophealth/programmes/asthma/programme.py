@@ -30,10 +30,14 @@ SCHEME_NOTE = (
 
 
 def evaluate(
-    con, index_date: dt.date, codes: AsthmaCodes, config: AsthmaConfig = DEFAULT
+    con,
+    index_date: dt.date,
+    codes: AsthmaCodes,
+    config: AsthmaConfig = DEFAULT,
+    engine: str = "duckdb",
 ) -> pd.DataFrame:
     """The evaluated per-patient frame: markers, flags, tier and reasons, ISAC, timers."""
-    m = dataset.markers(con, codes, index_date, config)
+    m = dataset.markers(con, codes, index_date, config, engine)
     out = rules.evaluate(m, index_date, config)
     out["is_tier_high"] = out["tier"].eq("high")
     out["is_tier_moderate"] = out["tier"].eq("moderate")
@@ -55,7 +59,7 @@ class AsthmaProgramme:
     def run(self, backend: Any, *, index_date: dt.date, engine: str) -> ProgrammeResult:
         codes = self.codes or curated()
         cfg = self.config
-        frame = evaluate(backend, index_date, codes, cfg)
+        frame = evaluate(backend, index_date, codes, cfg, engine)
         monthly = dataset.saba_monthly(backend, codes, index_date, cfg)
         result = ProgrammeResult(self.name, self.title, index_date, engine)
         policy_text = None

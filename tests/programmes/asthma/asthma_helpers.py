@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pyarrow as pa
 
-from pophealth.programmes.asthma.codes import AsthmaCodes, codes
+from pophealth.codelists import Codelist
+from pophealth.programmes.asthma.codes import curated
 from pophealth.schema import TABLES, arrow_schema
 from pophealth.store import Store
 
 INDEX = dt.date(2026, 11, 23)
 
-CODES = AsthmaCodes(
-    asthma=codes("snomedct", ["195967001"]),
-    asthma_resolved=codes("snomedct", ["162660004"]),
-    saba=codes("dmd", ["SABA1", "SABA2"]),
-    ics=codes("dmd", ["ICS_LOW", "ICS_HIGH"]),
-    ics_high_dose=codes("dmd", ["ICS_HIGH"]),
-    prednisolone_mg={("dmd", "PRED5"): 5.0, ("dmd", "PRED25"): 25.0},
-    review=codes("snomedct", ["394700004"]),
-    action_plan=codes("snomedct", ["406162001"]),
-    inhaler_technique=codes("snomedct", ["170614009"]),
-    smoking_current=codes("snomedct", ["77176002"]),
-    smoking_not_current=codes("snomedct", ["8517006"]),
-    ed_asthma=codes("snomedct", ["281239006"]),
-    referral_secondary=codes("snomedct", ["REF2"]),
-    seen_secondary=codes("snomedct", ["SEEN2"]),
+#: Test code values: real codes from the curated lists, and two valid-format SNOMED CT codes
+#: standing in for the referral / clinic lists pophealth does not curate yet.
+SABA = "39113611000001102"
+ICS_HIGH = "2831211000001109"
+PRED5 = "325427002"
+PRED25 = "325450008"
+REFERRAL = "406547006"
+SEEN = "183477006"
+
+CODES = dataclasses.replace(
+    curated(),
+    referral_secondary=Codelist.of("snomedct", [REFERRAL], name="test referral"),
+    seen_secondary=Codelist.of("snomedct", [SEEN], name="test clinic"),
 )
 
 

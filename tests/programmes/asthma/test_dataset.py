@@ -6,7 +6,18 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from asthma_helpers import CODES, INDEX, d, patient, write_store
+from asthma_helpers import (
+    CODES,
+    ICS_HIGH,
+    INDEX,
+    PRED5,
+    PRED25,
+    REFERRAL,
+    SABA,
+    d,
+    patient,
+    write_store,
+)
 
 from pophealth.programmes.asthma import dataset
 
@@ -59,7 +70,7 @@ def spec_store(tmp_path_factory):
         if lsoa is not None:
             A.append(addr(pid, lsoa))
         for date in saba_dates:
-            M.append(med(pid, date, "SABA1"))
+            M.append(med(pid, date, SABA))
 
     # window edges for SABA: 12 months before the index (2025-11-23) is outside
     asthmatic("edge", saba_dates=("2025-11-23", "2025-11-24", "2026-11-23", "2026-11-24"))
@@ -88,19 +99,19 @@ def spec_store(tmp_path_factory):
     # OCS: two issues 3 days apart are one course; 3rd course later; mg = qty × strength
     asthmatic("ocs")
     M += [
-        med("ocs", "2026-01-10", "PRED5", 40),
-        med("ocs", "2026-01-13", "PRED5", 10),
-        med("ocs", "2026-04-01", "PRED25", 10),
-        med("ocs", "2026-08-01", "PRED5", 30),
+        med("ocs", "2026-01-10", PRED5, 40),
+        med("ocs", "2026-01-13", PRED5, 10),
+        med("ocs", "2026-04-01", PRED25, 10),
+        med("ocs", "2026-08-01", PRED5, 30),
     ]
     # maintenance prednisolone 5 mg/day (28 x 5 mg every 4 weeks) is not a course; a
     # 40 mg burst is; an unstructured issue counts as a course
     asthmatic("maint")
-    M += [med("maint", f"2026-{m:02d}-02", "PRED5", 28, 5.0) for m in range(1, 11)]
-    M += [med("maint", "2026-03-20", "PRED5", 40, 40.0), med("maint", "2026-06-20", "PRED5", 40)]
+    M += [med("maint", f"2026-{m:02d}-02", PRED5, 28, 5.0) for m in range(1, 11)]
+    M += [med("maint", "2026-03-20", PRED5, 40, 40.0), med("maint", "2026-06-20", PRED5, 40)]
     # ICS: high dose and counts; AMR inputs
     asthmatic("ics", saba_dates=())
-    M += [med("ics", f"2026-0{m}-01", "ICS_HIGH") for m in range(1, 6)]
+    M += [med("ics", f"2026-0{m}-01", ICS_HIGH) for m in range(1, 6)]
     # hospital: ED (ICD-10 and SNOMED), emergency admission with ITU; elective ignored
     asthmatic("hosp")
     ED += [
@@ -127,7 +138,7 @@ def spec_store(tmp_path_factory):
     # referral and uncontrolled 6 months ago (6 SABA in the year to 2026-05-23)
     asthmatic("longflag", saba_dates=tuple(f"2025-{m:02d}-15" for m in range(7, 13))
               + tuple(f"2026-{m:02d}-15" for m in range(1, 7)))  # fmt: skip
-    E.append(ev("longflag", "2026-06-01", "REF2"))
+    E.append(ev("longflag", "2026-06-01", REFERRAL))
     store = write_store(
         tmp_path_factory.mktemp("asthma_spec"),
         patients=P, registrations=R, events=E, medications=M, addresses=A,
@@ -144,7 +155,7 @@ def results(spec_store):
 def markers_for(spec_store, engine, results):
     if engine not in results:
         con = spec_store.connect(engine)
-        results[engine] = dataset.markers(con, CODES, INDEX).set_index("patient_id")
+        results[engine] = dataset.markers(con, CODES, INDEX, engine=engine).set_index("patient_id")
     return results[engine]
 
 
@@ -232,11 +243,3 @@ def test_engines_agree(spec_store, results):
     duck = markers_for(spec_store, "duckdb", results)
     spark = markers_for(spec_store, "spark", results)
     pd.testing.assert_frame_equal(duck, spark, check_dtype=False)
-
-
-def test_age_on_birthday_boundary(tmp_path):
-    store = write_store(tmp_path, patients=[patient("a", "2000-11-23"), patient("b", "2000-11-24")])
-    con = store.connect("duckdb")
-    t = con.table("patients")
-    out = t.select("patient_id", age=dataset.age_on(t.date_of_birth, INDEX)).to_pandas()
-    assert dict(zip(out.patient_id, out.age, strict=True)) == {"a": 26, "b": 25}
