@@ -565,6 +565,15 @@ def build_reference_store(
                 f"distinct LSOA codes in the store's addresses are not in the new areas table "
                 f"(LSOA {report.lsoa_vintage}); their patients fall in the unknown area group"
             )
+    esp = folder.load("esp2013", loaders.load_esp2013, why="ESP2013 not cross-checked")
+    if esp is not None:
+        if loaders.esp2013_matches_builtin(esp):
+            report.notes.append("ESP2013 file equals the built-in pophealth.stats.ESP2013")
+        else:
+            folder.warn(
+                "the ESP2013 file's weights differ from pophealth.stats.ESP2013 (the "
+                "built-in 19 Eurostat 2013 weights are what the statistics use)"
+            )
     boundaries = source("boundaries_lsoa11").find(root)
     if boundaries is not None:
         report.files["boundaries_lsoa11"] = {

@@ -63,6 +63,7 @@ def test_iod2019_build_matches_official_files(built, file2, shared_data, populat
     assert areas["sub_icb"].str.fullmatch(r"E38\d{6}").all()
     assert areas["icb"].nunique() == 42
     assert "DERIVED" in " ".join(report.notes)
+    assert "ESP2013 file equals the built-in pophealth.stats.ESP2013" in report.notes
 
 
 @pytest.mark.shared_data
