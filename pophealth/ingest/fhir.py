@@ -247,7 +247,9 @@ class _UnitScope:
 
     def __init__(self, unit: Unit):
         self.by_ref: dict[str, dict] = {}
-        for e in unit.entries:
+        # a lone resource (an NDJSON line, a single-resource file) has nothing to resolve
+        # locally except its own contained resources, which are looked up separately
+        for e in unit.entries if unit.bundle is not None else ():
             r = e.resource
             if e.full_url:
                 self.by_ref[e.full_url.strip()] = r

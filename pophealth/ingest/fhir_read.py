@@ -136,7 +136,7 @@ def _ndjson_units(
             if not text:
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text.decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 col = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
