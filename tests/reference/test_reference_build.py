@@ -263,3 +263,28 @@ def test_sources_layout_names_are_unique():
     assert "imd2019_file2" in markdown_table()
     doc = Path(__file__).resolve().parents[2] / "docs" / "reference-data.md"
     assert markdown_table() in doc.read_text()  # the documented table is the code's
+
+
+def test_choropleth_offline():
+    from pophealth.reference.maps import choropleth
+
+    def square(code, x):
+        ring = [[x, 51.0], [x + 0.01, 51.0], [x + 0.01, 51.01], [x, 51.01], [x, 51.0]]
+        return {
+            "type": "Feature",
+            "id": code,
+            "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+        }
+
+    geo = {"type": "FeatureCollection", "features": [square("A", 0.0), square("B", 0.02)]}
+    values = pd.DataFrame({"lsoa_code": ["A", "Z"], "pct": [12.5, 3.0]})
+    fig = choropleth(values, geo, value="pct", title="t")
+    assert fig.layout.map.style == "white-bg"  # no tile server
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["pct"].locations) == ["A"] and list(traces["pct"].z) == [12.5]
+    assert list(traces["no value"].locations) == ["B"]  # drawn grey, not left out
+    assert 0.0 < fig.layout.map.center.lon < 0.03
+    assert not fig.layout.map.layers  # no raster/vector tile sources
+    with pytest.raises(KeyError):
+        choropleth(values, geo, value="nope")
