@@ -67,7 +67,18 @@ ODS_SYSTEMS = (
 )
 INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "INPATIENT", "OBSENC"}
 EMERGENCY_CLASSES = {"EMER", "EMERGENCY"}
-SKIP_STATUSES = {"entered-in-error", "cancelled", "draft", "not-done", "revoked"}
+SKIP_STATUSES = {
+    "entered-in-error",
+    "cancelled",
+    "draft",
+    "not-done",
+    "revoked",
+    "not-taken",
+}
+#: Statuses meaning "has not happened yet", by resource type.
+NOT_YET = {"Encounter": {"planned"}, "Procedure": {"preparation"}}
+#: MedicationRequest intents that are not an issued prescription.
+NOT_ISSUED_INTENTS = {"proposal", "plan", "option", "directive"}
 _LSOA_RE = re.compile(LSOA_PATTERN)
 _GP_TYPE_RE = re.compile(
     r"gp practice|general practi|surgery|medical cent|health cent|practice", re.I
@@ -346,8 +357,14 @@ class FhirMapper:
             run.skip(ctx, reason)
             return
         status = res.get("status")
-        if isinstance(status, str) and status in SKIP_STATUSES:
+        if isinstance(status, str) and (
+            status in SKIP_STATUSES or status in NOT_YET.get(rtype, ())
+        ):
             run.skip(ctx, f"status {status}")
+            return
+        intent = res.get("intent")
+        if rtype == "MedicationRequest" and intent in NOT_ISSUED_INTENTS:
+            run.skip(ctx, f"intent {intent} (not an issued prescription)")
             return
         try:
             handler(res, ctx, scope, entry)
@@ -498,6 +515,8 @@ class FhirMapper:
             period = addr.get("period") if isinstance(addr.get("period"), dict) else {}
             if addr.get("use") == "old" and not period.get("start"):
                 continue  # an old address without dates cannot be placed in time
+            if addr.get("use") in ("work", "billing"):
+                continue  # not where the patient lives
             self.run.emit(
                 "addresses",
                 {
