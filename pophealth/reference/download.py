@@ -73,6 +73,22 @@ def _url_for(src: Source, base_url: str | None) -> tuple[str | None, str, str | 
     return src.url, target, (src.sha256 if same_file else None)
 
 
+def _sniff(name: str, head: bytes) -> str | None:
+    """Why ``head`` (the first bytes) cannot be the file ``name`` claims; None if plausible.
+
+    Publishers answer a moved file with an HTML page and status 200: refuse it here
+    rather than leave a "workbook" that is a web page."""
+    lower = name.lower()
+    text = head.lstrip().lower()
+    if lower.endswith((".xlsx", ".zip")) and not head.startswith(b"PK"):
+        return "not a zip/Excel file"
+    if lower.endswith(".gz") and not head.startswith(b"\x1f\x8b"):
+        return "not gzip data"
+    if lower.endswith((".csv", ".geojson")) and text.startswith((b"<!doctype", b"<html", b"<?xml")):
+        return "an HTML/XML page, not data"
+    return None
+
+
 def fetch(
     url: str,
     target: Path,
@@ -123,6 +139,12 @@ def fetch(
             out.flush()
             os.fsync(out.fileno())
         digest = h.hexdigest()
+        with open(tmp, "rb") as fh:
+            head = fh.read(512)
+        served_as = "x.zip" if member is not None else target.name
+        why = _sniff(served_as, head)
+        if why:
+            raise DownloadError(f"{url}: the response is {why}; {target.name} left unchanged")
         if member is not None:
             extracted = tmp.with_name(tmp.name + ".member")
             try:

@@ -121,6 +121,17 @@ def test_http_error_and_missing_file(mirror, tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_html_page_instead_of_a_workbook_is_refused(mirror, tmp_path):
+    root, base = mirror
+    (root / "File_1.xlsx").write_text("<!DOCTYPE html><html>moved</html>")
+    (root / "page.csv").write_text("<html><body>Not found</body></html>")
+    for name in ("File_1.xlsx", "page.csv"):
+        with pytest.raises(dl.DownloadError, match="the response is"):
+            dl.fetch(f"{base}/{name}", tmp_path / name, timeout=10)
+        assert not (tmp_path / name).exists()
+    assert _leftovers(tmp_path) == []
+
+
 def test_zip_member_is_extracted(mirror, tmp_path):
     root, base = mirror
     buf = io.BytesIO()
