@@ -126,8 +126,9 @@ def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
     """OMOP tables in ``directory`` by lower-case name, and the files not used."""
     found: dict[str, Path] = {}
     other: list[Path] = []
-    for f in sorted(directory.iterdir()):
-        if not f.is_file():
+    # Searched recursively: the vocabulary often sits in its own folder (vocab/CONCEPT.csv).
+    for f in sorted(directory.rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
             continue
         name = f.name.lower()
         if name.endswith(".gz"):
@@ -136,7 +137,7 @@ def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
         if ext in ("csv", "tsv", "txt") and stem in TABLES:
             if stem in found:
                 raise ValueError(
-                    f"{directory}: two files for OMOP table {stem}: {found[stem].name} and {f.name}"
+                    f"{directory}: two files for OMOP table {stem}: {found[stem]} and {f}"
                 )
             found[stem] = f
         else:
@@ -290,7 +291,7 @@ def ingest_omop(
 
 
 def _cdm_version(directory: Path, files: dict[str, Path]) -> str:
-    for f in directory.iterdir():
+    for f in directory.rglob("*"):
         if f.name.lower().startswith("cdm_source."):
             try:
                 df = next(read_chunks(f, 10))[0]

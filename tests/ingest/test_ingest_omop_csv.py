@@ -107,7 +107,9 @@ def test_omop53_shape_tab_separated_lower_case(omop54, samples, tmp_path):
     ):
         df = pd.read_csv(src / f"{name}.csv", dtype=str, keep_default_na=False)
         df = df.rename(columns=renames).drop(columns=[c for c in df.columns if c in drop])
-        df.to_csv(d / f"{name.lower()}.tsv", sep="\t", index=False)
+        target = d / "vocab" if name == "CONCEPT" else d  # vocabulary in its own folder
+        target.mkdir(exist_ok=True)
+        df.to_csv(target / f"{name.lower()}.tsv", sep="\t", index=False)
     s = ingest_omop(d, tmp_path / "st", key=KEY)
     assert s.balanced
     assert "5.3" in " ".join(s.notes)
