@@ -51,7 +51,7 @@ from pophealth.ingest.fhir_read import (
 )
 from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
 from pophealth.ingest.pseudonym import Pseudonymiser, normalise_nhs_number
-from pophealth.ingest.sink import IngestSummary, Run
+from pophealth.ingest.sink import IngestSummary, Run, files_note
 from pophealth.schema import LSOA_PATTERN
 
 NHS_NUMBER_SYSTEMS = (
@@ -1238,8 +1238,9 @@ def ingest_fhir(
     files, ignored = find_files(paths)
     run = Run(out, kind="fhir", append=append, strict=strict, batch_rows=batch_rows)
     try:
-        for f in ignored:
-            run.notes.append(f"ignored (not .json/.ndjson/.jsonl/.xml[.gz]): {f}")
+        note = files_note("files ignored (not .json/.ndjson/.jsonl/.xml[.gz])", ignored)
+        if note:
+            run.notes.append(note)
         sizes = {f: f.stat().st_size for f in files}
         total = sum(sizes.values()) or 1
         if workers is None:

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pophealth.ingest.omop import read_chunks
-from pophealth.ingest.sink import INGEST_TABLES, IngestSummary, Run
+from pophealth.ingest.sink import INGEST_TABLES, IngestSummary, Run, files_note
 from pophealth.schema import table
 
 
@@ -94,8 +94,9 @@ def ingest_csv(
                 progress(f"reading {path.name}", done / total)
             _load(run, name, path, chunk_rows)
             done += path.stat().st_size
-        for f in other:
-            run.notes.append(f"not used (not named after a canonical table): {f.name}")
+        note = files_note("files not used (not named after a canonical table)", other)
+        if note:
+            run.notes.append(note)
         summary = run.finish(
             provenance={"source": "csv", "input": str(directory), "append": append},
             progress=(lambda d: progress(d, 1.0)) if progress else None,

@@ -47,7 +47,7 @@ from pophealth.ingest.codes import (
     is_dmd_code,
 )
 from pophealth.ingest.pseudonym import Pseudonymiser
-from pophealth.ingest.sink import IngestSummary, Run
+from pophealth.ingest.sink import IngestSummary, Run, files_note
 from pophealth.schema import LSOA_PATTERN
 
 TABLES = (
@@ -270,9 +270,11 @@ def ingest_omop(
     run = Run(out, kind="omop", append=append, strict=strict, batch_rows=chunk_rows)
     try:
         _OmopImport(run, Pseudonymiser(key), files, chunk_rows, progress).run_all()
-        for f in other:
-            run.notes.append(f"not used: {f.name}")
         version = _cdm_version(directory, files)
+        run.notes.append(f"OMOP CDM version: {version}")
+        note = files_note("files not used", other)
+        if note:
+            run.notes.append(note)
         summary = run.finish(
             provenance={
                 "source": "omop",
@@ -282,7 +284,6 @@ def ingest_omop(
             },
             progress=(lambda d: progress(d, 1.0)) if progress else None,
         )
-        summary.notes.append(f"OMOP CDM version: {version}")
     except BaseException:
         run.quarantine.close()
         run.cleanup()

@@ -953,6 +953,15 @@ def _parse_float(v: Any) -> Any:
         return str(v)
 
 
+def files_note(prefix: str, files: list) -> str | None:
+    """One note naming (up to 12 of) the files a run did not use."""
+    if not files:
+        return None
+    names = [getattr(f, "name", str(f)) for f in files]
+    more = f" … and {len(names) - 12} more" if len(names) > 12 else ""
+    return f"{prefix} ({len(names)}): {', '.join(names[:12])}{more}"
+
+
 def _isna(v: Any) -> bool:
     if v is None:
         return True
