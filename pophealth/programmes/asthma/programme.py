@@ -182,9 +182,17 @@ class AsthmaProgramme:
                 "maps need area boundaries)."
             ),
         )
+        sii = by_name["sii"].frame
         for name, title in (("tier_high", "High tier"), ("saba_6plus", "SABA ≥ 6 a year")):
-            fig = charts.equity_chart(views[name], title=title, y_title="% of register")
-            equity.figures.append(Figure(f"{title} by IMD decile", fig, _sii_caption(views[name])))
+            for breakdown, label in _QUINTILE_BARS:
+                fig = _breakdown_chart(views[name], breakdown, label)
+                caption = _sii_caption(sii, name) if breakdown == "imd_quintile" else _BARS
+                equity.figures.append(Figure(f"{title} by {label}", fig, caption))
+            if views[name].sii is not None and not views[name].sii.empty:
+                fig = charts.equity_chart(views[name], title=title, y_title="% of register")
+                equity.figures.append(
+                    Figure(f"{title} by IMD decile", fig, _sii_caption(sii, name))
+                )
         equity.figures.append(
             Figure(
                 "High tier by NO2 quintile × IMD quintile",
@@ -197,7 +205,11 @@ class AsthmaProgramme:
 
         spc_section = Section(
             "SABA over-use month by month (Making Data Count)",
-            text="% of the register with ≥ 6 SABA inhalers in the 12 months to each month end.",
+            text=(
+                "% of the register with ≥ 6 SABA inhalers in the 12 months to each month end "
+                "(p-chart, Making Data Count rules). The whole region and the first six PCNs "
+                "are drawn; every PCN is in saba_overuse_monthly.csv."
+            ),
         )
         for fig_title, fig in _spc_figures(spc):
             spc_section.figures.append(Figure(fig_title, fig))
@@ -224,17 +236,45 @@ class AsthmaProgramme:
 _SUPPRESSED = "Withheld (small-number) values are left out."
 
 
-def _sii_caption(view) -> str:
-    s = view.sii
-    if s is None or s.empty:
-        return "SII not shown: not every IMD decile has released counts."
-    row = s.iloc[0]
+_QUINTILE_BARS = (
+    ("imd_quintile", "IMD quintile (1 = most deprived)"),
+    ("no2_quintile", "NO2 quintile (5 = most polluted)"),
+)
+_BARS = "Bars: % of the register with 95% Wilson intervals; withheld groups are left out."
+
+
+def _sii_caption(sii: pd.DataFrame, indicator: str) -> str:
+    rows = sii[sii["indicator"] == indicator] if len(sii) else sii
+    if rows.empty or "sii" not in rows.columns:
+        return _BARS + " SII not shown: not every IMD group has released counts."
+    row = rows.iloc[0]
+    lo = row.get("sii_lower95_0cl", np.nan)
+    hi = row.get("sii_upper95_0cl", np.nan)
     return (
-        f"SII {row['sii']:.1f} percentage points (95% CI {row['sii_lower95_0cl']:.1f} to "
-        f"{row['sii_upper95_0cl']:.1f}) from most to least deprived."
-        if "sii" in s.columns and "sii_lower95_0cl" in s.columns
-        else "SII: see the sii table."
+        f"{_BARS} Slope index of inequality across {row.get('quantiles', 'IMD deciles')}: "
+        f"{row['sii']:.1f} percentage points (95% CI {lo:.1f} to {hi:.1f}); a negative SII "
+        "means higher values in more deprived areas."
     )
+
+
+def _breakdown_chart(view, breakdown: str, label: str) -> go.Figure:
+    b = view.breakdowns
+    b = b[(b["breakdown"] == breakdown) & b["group"].isin([1, 2, 3, 4, 5])].sort_values("group")
+    fig = go.Figure(
+        go.Bar(
+            x=[f"Q{int(g)}" for g in b["group"]],
+            y=b["value"],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (b["upper95_0cl"] - b["value"]).to_numpy(),
+                "arrayminus": (b["value"] - b["lower95_0cl"]).to_numpy(),
+            },
+            marker_color="#005eb8",
+        )
+    )
+    fig.update_layout(height=320, xaxis_title=label, yaxis_title="% of register")
+    return fig
 
 
 def _tier_chart(views) -> go.Figure:
