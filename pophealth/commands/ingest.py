@@ -135,12 +135,25 @@ def fhir_command(
     key_file: KeyFileOption = None,
     append: AppendOption = False,
     strict: StrictOption = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Processes reading and mapping in parallel (default: one per CPU for "
+            "inputs over 16 MiB, else 1).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz."""
     from pophealth.ingest.fhir import ingest_fhir
 
     key = _key(key_file)
-    _run(lambda step: ingest_fhir(paths, out, key=key, append=append, strict=strict, progress=step))
+    _run(
+        lambda step: ingest_fhir(
+            paths, out, key=key, append=append, strict=strict, progress=step, workers=workers
+        )
+    )
 
 
 @app.command("omop")
