@@ -50,7 +50,7 @@ from pophealth.ingest.fhir_read import (
     split_ranges,
 )
 from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
-from pophealth.ingest.pseudonym import Pseudonymiser, normalise_nhs_number
+from pophealth.ingest.pseudonym import Pseudonymiser
 from pophealth.ingest.sink import IngestSummary, Run, files_note
 from pophealth.schema import LSOA_PATTERN
 
@@ -1307,4 +1307,4 @@ def _map_parallel(run, jobs, sizes, total, key, workers, batch_rows, progress) -
                 progress(f"read {futures[fut][0][0].name}", done / total)
 
 
-__all__ = ["FhirMapper", "ingest_fhir", "normalise_nhs_number", "Path"]
+__all__ = ["FhirMapper", "ingest_fhir"]
