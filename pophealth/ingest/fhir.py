@@ -92,19 +92,6 @@ REFERENCE_TYPES = {
     "HealthcareService",
     "Organization",
 }
-MAPPED_TYPES = {
-    "Patient",
-    "Condition",
-    "Observation",
-    "Procedure",
-    "Immunization",
-    "MedicationRequest",
-    "MedicationStatement",
-    "MedicationDispense",
-    "Encounter",
-    "QuestionnaireResponse",
-    "Organization",
-}
 
 
 # -- small helpers -----------------------------------------------------------------------
@@ -305,6 +292,7 @@ class FhirMapper:
             "Observation": self.observation,
             "Procedure": self.procedure,
             "Immunization": self.immunization,
+            "AllergyIntolerance": self.allergy,
             "MedicationRequest": self.medication,
             "MedicationStatement": self.medication,
             "MedicationDispense": self.medication,
@@ -768,6 +756,21 @@ class FhirMapper:
             patient_fields=("patient",),
             code_field="vaccineCode",
             date_field="occurrence[x]",
+        )
+
+    def allergy(self, res, ctx, scope, entry) -> None:
+        ver = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
+        if ver & {"refuted", "entered-in-error"}:
+            self.run.skip(ctx, "verificationStatus " + "/".join(sorted(ver)))
+            return
+        self._events(
+            res,
+            ctx,
+            scope,
+            res.get("code"),
+            _when(res, "onset") or res.get("recordedDate") or res.get("lastOccurrence"),
+            patient_fields=("patient",),
+            date_field="onset[x]",
         )
 
     def observation(self, res, ctx, scope, entry) -> None:
