@@ -136,7 +136,8 @@ def _ndjson_units(
             if not text:
                 continue
             try:
-                obj = json.loads(text.decode("utf-8"))
+                line_text = text.decode("utf-8")
+                obj = json.loads(line_text)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 col = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
@@ -147,7 +148,8 @@ def _ndjson_units(
                     text.decode("utf-8", "replace"),
                 )
                 continue
-            yield from _object_units(obj, src, f"line {lineno}", None)
+            # the line itself travels with the resource, so a quarantined record is verbatim
+            yield from _object_units(obj, src, f"line {lineno}", line_text)
 
 
 def _count_newlines(path: Path, upto: int) -> int:
@@ -196,7 +198,7 @@ def _ndjson_text_units(path: Path, src: str) -> Iterator[Unit | Unreadable]:
                     src, f"line {lineno}", f"malformed JSON: {exc.msg} (column {exc.colno})", text
                 )
                 continue
-            yield from _object_units(obj, src, f"line {lineno}", None)
+            yield from _object_units(obj, src, f"line {lineno}", text)
 
 
 def _json_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:

@@ -89,6 +89,7 @@ def test_malformed_line_missing_subject_bad_date_are_quarantined(tmp_path):
     assert "malformed JSON" in by_line["line 3"].reason
     assert by_line["line 3"].file == str(f)
     assert by_line["line 4"].field == "Observation.subject"
+    assert by_line["line 4"].record == f.read_text().splitlines()[3]  # verbatim
     assert by_line["line 5"].field == "date" and "not a date" in by_line["line 5"].reason
     assert by_line["line 5"].value == "2021-02-30"
     assert "dangling reference" in by_line["line 6"].reason
