@@ -20,7 +20,7 @@ import pyarrow as pa
 from pophealth.schema import arrow_schema
 from pophealth.store import conform
 from pophealth.synth import calibration
-from pophealth.synth.patients import Codes, make_chunk
+from pophealth.synth.patients import Codes, make_chunk, reference_calibration
 from pophealth.synth.region import Region, make_region, rng_for
 
 __all__ = [
@@ -60,9 +60,13 @@ def generate(
         "practices": conform("practices", region.practices),
     }
     codes = Codes()
+    reference = None
     for k, first in enumerate(range(0, patients, chunk_size)):
         n = min(chunk_size, patients - first)
-        yield make_chunk(region, codes, rng_for(seed, 1, k), first, n)
+        if n < calibration.CALIBRATION_PATIENTS and reference is None:
+            reference = reference_calibration(region, seed)
+        calib = reference if n < calibration.CALIBRATION_PATIENTS else None
+        yield make_chunk(region, codes, rng_for(seed, 1, k), first, n, calib)
 
 
 def write_synthetic_store(out: Path, *, patients: int, seed: int, progress=None):

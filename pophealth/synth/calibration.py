@@ -190,6 +190,11 @@ FUEL_POVERTY_LOG_SD = 0.22
 
 SHAPE_AGE_LOWER = (0, 6, 18, 40, 50, 60, 70, 80)
 
+#: Chunks of fewer patients than this use register scales solved on a reference
+#: population of this size (drawn from its own random stream), so that small runs are
+#: calibrated like big ones. Modelling choice.
+CALIBRATION_PATIENTS = 20_000
+
 #: (target prevalence, minimum age of the denominator, shape female, shape male,
 #: RR by IMD quintile 1 (most deprived) .. 5, RR by 5-group ethnicity
 #: white/mixed/asian/black/other). Shapes approximate QOF/HSE age patterns; RRs are

@@ -12,6 +12,8 @@ Targets and sources are in :mod:`pophealth.synth.calibration`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -38,7 +40,7 @@ from pophealth.synth._model import (
     choice,
     make_ids,
 )
-from pophealth.synth.region import PROVIDERS, Region
+from pophealth.synth.region import PROVIDERS, Region, rng_for
 
 ETH16 = tuple(cal.ETHNICITY_16_SHARE)  # A..S
 ETH5_OF_16 = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4])
@@ -311,14 +313,31 @@ def _ethnicity(rng, region: Region, lsoa, age):
     return np.minimum((u > cum).sum(axis=1), 15)
 
 
-def make_chunk(
-    region: Region, codes: Codes, rng: np.random.Generator, first: int, n: int
-) -> dict[str, pa.Table]:
-    """Generate ``n`` patients numbered from ``first`` (0-based) and all their records."""
-    v = codes.vocab
-    out = Out()
+@dataclass
+class People:
+    """Demography, smoking and BMI of a set of patients (before any condition)."""
 
-    # -- demography ---------------------------------------------------------------
+    n: int
+    age: np.ndarray
+    sex: np.ndarray
+    female: np.ndarray
+    male: np.ndarray
+    dob: np.ndarray
+    lsoa: np.ndarray
+    eth16: np.ndarray
+    eth5: np.ndarray
+    imdq: np.ndarray
+    no2q: np.ndarray
+    qi: np.ndarray
+    adult: np.ndarray
+    smoker: np.ndarray
+    ex_smoker: np.ndarray
+    ever: np.ndarray
+    intensity: np.ndarray
+    bmi: np.ndarray
+
+
+def _people(rng: np.random.Generator, region: Region, n: int) -> People:
     age, sex = _age_sex(rng, n)
     female, male = sex == 0, sex == 1
     dob = E - np.floor(age * YEAR).astype(np.int64)
@@ -346,6 +365,39 @@ def make_chunk(
     )
     bmi = np.clip(bmi, 14, 75)
 
+    return People(
+        n, age, sex, female, male, dob, lsoa, eth16, eth5, imdq, no2q, qi, adult, smoker,
+        ex_smoker, ever, intensity, bmi,
+    )  # fmt: skip
+
+
+@dataclass
+class Calibration:
+    """Register scales and second-pass factors, solved on a reference population (so
+    that small runs and small last chunks are calibrated like big ones)."""
+
+    scales: dict[str, float]
+    factors: dict[str, float]
+
+
+@dataclass
+class Registers:
+    has: dict[str, np.ndarray]
+    hr_count: np.ndarray
+    base_hazard: np.ndarray
+    leave_p: np.ndarray
+    t1: np.ndarray
+    calibration: Calibration
+
+
+def _draw_registers(
+    rng: np.random.Generator, p: People, calibration: Calibration | None
+) -> Registers:
+    """Draw every disease register. With ``calibration`` None the scales are solved on
+    these patients; otherwise the given scales are used (same random draws either way)."""
+    n, age, female, male, qi, eth5, ever = p.n, p.age, p.female, p.male, p.qi, p.eth5, p.ever
+    scales: dict[str, float] = {}
+    factors: dict[str, float] = {}
     # Registers are calibrated on the patients expected to be alive and registered at
     # the extract date: each patient weighs by their chance of staying, which falls with
     # age and with the long-term conditions that raise the death hazard.
@@ -379,7 +431,11 @@ def make_chunk(
         raises_hazard = name in _HAZARD_REGISTERS
         w_all = stay(hr_count)[elig]
         w_case = stay(hr_count + raises_hazard)
-        scale = spec["target"] * w_all.sum() / max((rr * w_case).sum(), 1e-12)
+        if calibration is None:
+            scale = spec["target"] * w_all.sum() / max((rr * w_case).sum(), 1e-12)
+        else:
+            scale = calibration.scales[name]
+        scales[name] = scale
         p = np.minimum(rr * scale, 0.95)
         u = rng.random(n)
         got = u < p
@@ -393,15 +449,15 @@ def make_chunk(
     register("diabetes")
     u_child_t1 = rng.random(n)
     u_t1 = rng.random(n)
-    af = register("af")
-    asthma = register("asthma")
-    copd = register("copd")
+    register("af")
+    register("asthma")
+    register("copd")
     register("chd")
     register("stroke_tia")
     register("ckd")
     register("heart_failure")
     register("pad")
-    smi = register("smi")
+    register("smi")
     # Second pass for the registers that do not themselves raise the death hazard: the
     # conditions drawn after them (CKD, heart failure...) do, so their people survive less
     # than the first pass assumed. Rescale with the final survival weights and redraw
@@ -410,19 +466,57 @@ def make_chunk(
     for name in ("hypertension", "diabetes", "asthma", "chd", "stroke_tia", "pad", "smi"):
         u, p, elig = draws[name]
         p = np.minimum(p, 0.95)
-        expected = (final_stay * p)[elig].sum() / max(final_stay[elig].sum(), 1e-12)
-        p = np.minimum(p * cal.REGISTERS[name]["target"] / max(expected, 1e-12), 0.95)
+        if calibration is None:
+            expected = (final_stay * p)[elig].sum() / max(final_stay[elig].sum(), 1e-12)
+            factor = cal.REGISTERS[name]["target"] / max(expected, 1e-12)
+        else:
+            factor = calibration.factors[name]
+        factors[name] = factor
+        p = np.minimum(p * factor, 0.95)
         has[name] = u < np.where(elig, p, 0.0)
-    htn, dm, chd, stroke, pad = (
-        has[k] for k in ("hypertension", "diabetes", "chd", "stroke_tia", "pad")
-    )
-    asthma, smi = has["asthma"], has["smi"]
+    dm = has["diabetes"]
     child_t1 = (age < 17) & (u_child_t1 < cal.TYPE1_CHILD_PREVALENCE)
     t1 = (
         dm & (u_t1 < np.where(age < 40, cal.TYPE1_SHARE_UNDER_40, cal.TYPE1_SHARE_40_PLUS))
     ) | child_t1
-    dm = dm | child_t1
-    has["diabetes"] = dm
+    has["diabetes"] = dm | child_t1
+    return Registers(has, hr_count, base_hazard, leave_p, t1, Calibration(scales, factors))
+
+
+def reference_calibration(region: Region, seed: int) -> Calibration:
+    """Register scales solved on a reference population of the region (its own random
+    stream), used for runs or chunks smaller than ``cal.CALIBRATION_PATIENTS``."""
+    rng = rng_for(seed, 2)
+    people = _people(rng, region, cal.CALIBRATION_PATIENTS)
+    return _draw_registers(rng, people, None).calibration
+
+
+def make_chunk(
+    region: Region,
+    codes: Codes,
+    rng: np.random.Generator,
+    first: int,
+    n: int,
+    calibration: Calibration | None = None,
+) -> dict[str, pa.Table]:
+    """Generate ``n`` patients numbered from ``first`` (0-based) and all their records.
+
+    Registers are calibrated on the chunk itself, or with ``calibration`` (see
+    :func:`reference_calibration`) when given."""
+    v = codes.vocab
+    out = Out()
+
+    p = _people(rng, region, n)
+    age, sex, female, male, dob = p.age, p.sex, p.female, p.male, p.dob
+    lsoa, eth16, eth5, imdq, no2q, adult = p.lsoa, p.eth16, p.eth5, p.imdq, p.no2q, p.adult
+    smoker, ex_smoker, intensity, bmi = p.smoker, p.ex_smoker, p.intensity, p.bmi
+    r = _draw_registers(rng, p, calibration)
+    has, hr_count, base_hazard, leave_p = r.has, r.hr_count, r.base_hazard, r.leave_p
+    af, copd = has["af"], has["copd"]
+    htn, dm, chd, stroke, pad = (
+        has[k] for k in ("hypertension", "diabetes", "chd", "stroke_tia", "pad")
+    )
+    asthma, smi, t1 = has["asthma"], has["smi"], r.t1
     cvd = chd | stroke | pad
     scd_p = np.full(n, cal.SICKLE_CELL_OTHER)
     for cat, prev in cal.SICKLE_CELL_PREVALENCE.items():
