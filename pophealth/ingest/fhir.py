@@ -351,7 +351,11 @@ class FhirMapper:
             run.skip(ctx, f"status {status}")
             return
         intent = res.get("intent")
-        if rtype == "MedicationRequest" and intent in NOT_ISSUED_INTENTS:
+        if (
+            rtype == "MedicationRequest"
+            and isinstance(intent, str)
+            and intent in NOT_ISSUED_INTENTS
+        ):
             run.skip(ctx, f"intent {intent} (not an issued prescription)")
             return
         try:
