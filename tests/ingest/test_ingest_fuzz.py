@@ -113,3 +113,57 @@ def test_mutated_real_records_never_crash_or_vanish(real_records, seed, junk, cu
     non_empty = sum(1 for x in lines if x.strip())
     top_level = sum(r.records_in for k, r in s.records.items() if k != "Bundle.entry")
     assert top_level >= non_empty
+
+
+@pytest.fixture(scope="module")
+def omop_tables(samples) -> dict[str, list[list[str]]]:
+    import csv
+
+    src = samples / "omop" / "synthea27nj_eunomia"
+    out = {}
+    for name in (
+        "PERSON",
+        "CONDITION_OCCURRENCE",
+        "MEASUREMENT",
+        "DRUG_EXPOSURE",
+        "VISIT_OCCURRENCE",
+        "CONCEPT",
+    ):
+        with open(src / f"{name}.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        out[name] = rows[:1] + rows[1:60] if name != "CONCEPT" else rows
+    return out
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    junk=st.lists(
+        st.text(max_size=10).filter(lambda t: "\n" not in t and "\r" not in t),
+        min_size=1,
+        max_size=15,
+    ),
+)
+def test_mutated_omop_rows_never_crash_or_vanish(omop_tables, seed, junk):
+    import csv
+
+    from pophealth.ingest.omop import ingest_omop
+
+    rnd = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "omop"
+        d.mkdir()
+        for name, rows in omop_tables.items():
+            rows = [list(r) for r in rows]
+            if name != "CONCEPT":
+                for j in junk:
+                    r = rnd.randrange(1, len(rows))
+                    rows[r][rnd.randrange(len(rows[r]))] = j
+            with open(d / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(rows)
+        s = ingest_omop(d, Path(tmp) / "st", key=KEY)
+    assert s.balanced
+    for name in ("PERSON", "CONDITION_OCCURRENCE", "MEASUREMENT", "DRUG_EXPOSURE"):
+        assert s.records[f"omop.{name.lower()}"].records_in == len(omop_tables[name]) - 1
