@@ -146,22 +146,43 @@ class Compiler:
         return t
 
     # -- frames ---------------------------------------------------------------------------
+    def _staged(
+        self, table: str, static: list[Series], dynamic: list[Series], extra: Sequence[Series] = ()
+    ) -> ir.Table:
+        """Rows of ``table``: filters that do not depend on the interval are applied first
+        (so code-list filters reach the scan), then the rows are paired with the intervals
+        (only if something depends on them) and the interval-dependent filters applied."""
+        t = self.table(table)
+        static_leaves = self._leaves(static)
+        if static_leaves:
+            pt, _ = self.leaf_table(static_leaves, with_interval=False)
+            t = t.inner_join(pt, "patient_id")
+        if static:
+            t = t.filter([self.expr(f, t) for f in static])
+        dep = bool(dynamic) or any(self.depends_on_interval(x) for x in extra)
+        if dep:
+            t = t.cross_join(self.interval_table())
+        dynamic_leaves = self._leaves([*dynamic, *extra])
+        if dynamic_leaves:
+            pt, keys = self.leaf_table(dynamic_leaves, with_interval=dep)
+            t = t.inner_join(pt, keys)
+        if dynamic:
+            t = t.filter([self.expr(f, t) for f in dynamic])
+        return t
+
+    def _split(self, filters: Sequence[Series]) -> tuple[list[Series], list[Series]]:
+        static = [f for f in filters if not self.depends_on_interval(f)]
+        dynamic = [f for f in filters if self.depends_on_interval(f)]
+        return static, dynamic
+
     def rows(self, frame: Frame) -> tuple[ir.Table, list[str]]:
         """The rows of ``frame`` (with interval columns when it depends on the interval)."""
         if frame.error:
             raise QueryError(frame.error)
         dep = self.depends_on_interval(frame)
-        t = self.table(frame._table)
-        if dep:
-            t = t.cross_join(self.interval_table())
-        keys = self.keys(dep)
-        leaves = self._leaves(frame._filters + frame._order)
-        if leaves:
-            pt, _ = self.leaf_table(leaves, with_interval=dep)
-            t = t.inner_join(pt, keys)
-        if frame._filters:
-            t = t.filter([self.expr(f, t) for f in frame._filters])
-        return t, keys
+        static, dynamic = self._split(frame._filters)
+        t = self._staged(frame._table, static, dynamic, extra=frame._order)
+        return t, self.keys(dep)
 
     # -- leaves and sources -------------------------------------------------------------------
     def _leaves(self, nodes: Iterable[Series]) -> list[Series]:
@@ -250,7 +271,8 @@ class Compiler:
     def _agg_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
         """All aggregates over one table in one ``GROUP BY``: each frame's filters become a
         condition column and each aggregate counts only the rows meeting its frame's
-        condition (``FILTER (WHERE ...)``); rows meeting no condition are dropped first."""
+        condition (``FILTER (WHERE ...)``); rows meeting no frame's filters are dropped
+        first (interval-independent conditions before pairing rows with intervals)."""
         frames: dict[tuple, Frame] = {}
         for leaf in leaves:
             frame = leaf.args[0]
@@ -259,36 +281,58 @@ class Compiler:
             frames.setdefault(frame.key, frame)
         first = next(iter(frames.values()))
         dep = self.depends_on_interval(first)
-        t = self.table(first._table)
-        if dep:
-            t = t.cross_join(self.interval_table())
         keys = self.keys(dep)
-        filter_leaves = self._leaves([f for fr in frames.values() for f in fr._filters])
-        if filter_leaves:
-            pt, _ = self.leaf_table(filter_leaves, with_interval=dep)
-            t = t.inner_join(pt, keys)
-        conds: dict[tuple, str] = {}
-        cond_exprs = {}
-        for i, (fkey, frame) in enumerate(frames.items()):
-            if not frame._filters:
-                continue
-            expr = self.expr(frame._filters[0], t)
-            for f in frame._filters[1:]:
-                expr = expr & self.expr(f, t)
-            conds[fkey] = f"_f{i}"
-            cond_exprs[f"_f{i}"] = expr.fill_null(False)
-        if cond_exprs:
-            t = t.mutate(**cond_exprs)
-            if len(conds) == len(frames):  # every frame filters: keep rows some frame wants
-                keep = None
-                for name in cond_exprs:
-                    keep = t[name] if keep is None else keep | t[name]
-                t = t.filter(keep)
+        if len(frames) == 1:
+            t, _ = self.rows(first)
+            conds: dict[tuple, ir.Value | None] = {first.key: None}
+        else:
+            splits = {k: self._split(f._filters) for k, f in frames.items()}
+            t = self.table(first._table)
+            static_leaves = self._leaves([x for st, _ in splits.values() for x in st])
+            if static_leaves:
+                pt, _ = self.leaf_table(static_leaves, with_interval=False)
+                t = t.inner_join(pt, "patient_id")
+            static_cols = {}
+            for i, (k, (st, _)) in enumerate(splits.items()):
+                if st:
+                    expr = self.expr(st[0], t)
+                    for f in st[1:]:
+                        expr = expr & self.expr(f, t)
+                    static_cols[k] = (f"_s{i}", expr)
+            if static_cols:
+                t = t.mutate(**dict(static_cols.values()))
+                if len(static_cols) == len(frames):
+                    keep = None
+                    for name, _ in static_cols.values():
+                        keep = t[name] if keep is None else keep | t[name]
+                    t = t.filter(keep)
+            if dep:
+                t = t.cross_join(self.interval_table())
+            dynamic_leaves = self._leaves([x for _, dy in splits.values() for x in dy])
+            if dynamic_leaves:
+                pt, _ = self.leaf_table(dynamic_leaves, with_interval=dep)
+                t = t.inner_join(pt, keys)
+            cond_cols = {}
+            for i, (k, (_, dy)) in enumerate(splits.items()):
+                expr = t[static_cols[k][0]] if k in static_cols else None
+                for f in dy:
+                    e = self.expr(f, t)
+                    expr = e if expr is None else expr & e
+                if expr is not None:
+                    cond_cols[k] = (f"_f{i}", expr)
+            if cond_cols:
+                t = t.mutate(**dict(cond_cols.values()))
+                if len(cond_cols) == len(frames):
+                    keep = None
+                    for name, _ in cond_cols.values():
+                        keep = t[name] if keep is None else keep | t[name]
+                    t = t.filter(keep)
+            conds = {k: (t[cond_cols[k][0]] if k in cond_cols else None) for k in frames}
         aggs = {}
         for leaf in leaves:
             frame, fn, arg = leaf.args
             name = self._name(leaf)
-            where = t[conds[frame.key]] if frame.key in conds else None
+            where = conds[frame.key]
             if fn == "exists":
                 aggs[name] = t.count(where=where) > 0
             elif fn == "count":
@@ -412,8 +456,9 @@ class Compiler:
             # treats INTERVAL '1' MONTH and INTERVAL '30' DAY as equal when it removes common
             # subexpressions, so `d + 1 month` and `d + 30 days` in one query would return
             # the same value. Distinct shapes keep them apart.
+            # Both return a DATE, so comparisons with date columns need no cast.
             if d.unit == "months":
-                return x[0] + ibis.interval(months=d.n)
+                return (x[0].cast("timestamp") - ibis.interval(months=-d.n)).date()
             return (x[0].cast("timestamp") + ibis.interval(days=d.n)).date()
         if op in ("eq", "ne", "lt", "le", "gt", "ge"):
             lhs, rhs = x
@@ -515,7 +560,7 @@ class Compiler:
         out = conds[0]
         for c in conds[1:]:
             out = out | c
-        return out.fill_null(False)
+        return out
 
 
 def compile_patient_table(

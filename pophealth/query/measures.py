@@ -7,7 +7,7 @@
         "bp_recorded",
         numerator=events.matching(sbp).in_interval().exists_for_patient(),
         denominator=registrations.registered_on(index_date) & hypertensive,
-        group_by={"imd_quintile": area.group("imd_quintile"), "ethnicity": patients.ethnicity_group},
+        group_by={"imd": area.group("imd_quintile"), "ethnicity": patients.ethnicity_group},
     )
     table = run_measures("store/", m, engine="duckdb")
 
@@ -208,7 +208,7 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
         wide = compile_patient_table(compiler, variables, keep)
         wide = wide.cache()
         try:
-            for i, m in enumerate(group):
+            for m in group:
                 cols = names[m.name]
                 num, den = wide[cols["num"]], wide[cols["den"]]
                 if m.denominator.dtype == "bool":

@@ -115,3 +115,14 @@ def run(
         pid = row.pop("patient_id")
         out[pid] = {k: _clean(v) for k, v in row.items()}
     return out
+
+
+@pytest.fixture(autouse=True)
+def _small_spark(request):
+    """Tiny tables: one shuffle partition per stage keeps each Spark query quick."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("engine") == "spark":
+        from pophealth.engines import spark_session
+
+        spark_session().conf.set("spark.sql.shuffle.partitions", "1")
+    yield
