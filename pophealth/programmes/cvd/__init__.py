@@ -273,6 +273,25 @@ def build_result(
         )
     )
 
+    # one list per PCN as well, for the PCN pharmacist's clinic planning
+    for pcn_id, frame in a.worklist.groupby(
+        a.patients.set_index("patient_id")
+        .loc[a.worklist["patient_id"], "pcn_id"]
+        .fillna("unknown")
+        .to_numpy(),
+        sort=True,
+    ):
+        safe = "".join(ch if ch.isalnum() else "_" for ch in str(pcn_id))
+        outputs.append(
+            Output(
+                f"cvd_pharmacist_worklist_pcn_{safe}",
+                "patient",
+                frame.sort_values("rank_in_pcn").reset_index(drop=True),
+                f"Pharmacist worklist for PCN {frame['pcn_name'].iloc[0]} "
+                "(ranked; care team only).",
+            )
+        )
+
     # BP groups
     groups = _released_group_counts(a.patients, policy)
     bp_out = Output(

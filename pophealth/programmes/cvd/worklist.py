@@ -100,7 +100,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
     cvd_names = (
         np.where(p["ihd"] == 1, "coronary heart disease, ", "")
         + np.where(p["pad"] == 1, "peripheral arterial disease, ", "")
-        + np.where(p["stroke"] == 1, "stroke, ", "")
+        + np.where(p["stroke"] == 1, "stroke or TIA, ", "")
         + np.where(p["tia"] == 1, "TIA, ", "")
     )
     cvd_names = pd.Series(cvd_names, index=p.index).str.rstrip(", ")
@@ -298,7 +298,9 @@ def worklist(p: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataF
     )
     out["rank_in_practice"] = out.groupby("practice_id", dropna=False).cumcount() + 1
     out["rank_in_pcn"] = out.groupby("pcn_id", dropna=False).cumcount() + 1
-    out["qrisk3"] = out["qrisk3"].round(1)
+    # QRISK3 is shown only where it applies (not for CVD, FH, T1DM, CKD 3-5, <25, 85+)
+    out["qrisk3"] = out["qrisk3"].where(out["qrisk_applies"] == 1).round(1)
+    out["qrisk_imputed"] = out["qrisk_imputed"].where(out["qrisk3"].notna(), None)
     out["qrisk3_disclaimer"] = np.where(out["qrisk3"].notna(), QRISK3_DISCLAIMER, None)
     out = out.sort_values(["pcn_name", "practice_id", "rank_in_practice"], kind="stable")
     return out[list(WORKLIST_COLUMNS)].reset_index(drop=True)
