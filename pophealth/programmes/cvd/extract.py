@@ -239,8 +239,14 @@ def event_variables(
 
     # conditions and registers: latest date per role
     cond_roles = [*CONDITION_ROLES, *(r for pair in REGISTERS.values() for r in pair)]
+    ct = t.filter(t.role.isin(cond_roles))
+    last = ct.group_by(["patient_id", "role"]).aggregate(_d=ct.date.max())
     out.append(
-        _pivot(t, ["patient_id"], {f"_last_{r}": t.date.max(where=t.role == r) for r in cond_roles})
+        _pivot(
+            last,
+            ["patient_id"],
+            {f"_last_{r}": last._d.max(where=last.role == r) for r in cond_roles},
+        )
     )
 
     # latest values: per role and day combine, then the latest day per role
