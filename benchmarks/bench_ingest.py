@@ -147,6 +147,12 @@ def make_bulk(folder: Path, n_resources: int) -> int:
     return written
 
 
+def _cpu_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     from pophealth.ingest.fhir import ingest_fhir
 
@@ -160,6 +166,7 @@ def main() -> None:
         src.mkdir()
         n = make_bulk(src, args.resources)
         size = sum(f.stat().st_size for f in src.iterdir())
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         phases: dict[str, float] = {}
 
@@ -169,6 +176,7 @@ def main() -> None:
 
         summary = ingest_fhir([src], tmp / "store", key=KEY, progress=progress)
         total = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peak_worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         rows = sum(t.loaded for t in summary.tables.values())
@@ -190,6 +198,10 @@ def main() -> None:
         read = phases.get("read", total)
         print(f"read + map:          {read:7.2f} s  {n / read:10,.0f} resources/s")
         print(f"resolve + validate + write: {total - read:7.2f} s")
+        print(
+            f"CPU time (all processes): {cpu:7.2f} s = {n / cpu:,.0f} resources per CPU-second "
+            "(independent of other load; x2 cores is the ceiling on this machine)"
+        )
         print(f"end to end:          {total:7.2f} s  {n / total:10,.0f} resources/s")
         print(f"peak RSS: main process {peak:,.0f} MiB, largest worker {peak_worker:,.0f} MiB")
     finally:
