@@ -672,7 +672,9 @@ class Run:
                 f"FROM read_parquet({[str(p) for p in files]!r})"
             )
         old_path = None
-        if self.append and self.store.snapshot is not None:
+        # practices are reference data (pophealth reference builds them too): always merged
+        keep_old = self.append or name == "practices"
+        if keep_old and self.store.snapshot is not None:
             old_path = self.store.table_path(name)
             if self.store.row_counts().get(name, 0) > 0:
                 sel = ", ".join(
@@ -709,7 +711,11 @@ class Run:
             )
             part = "patient_id"
         elif name == "practices":
-            order = "_old ASC, (name IS NOT NULL)::INT + (lsoa_code IS NOT NULL)::INT DESC, _rkey"
+            filled = " + ".join(
+                f"({c} IS NOT NULL)::INT"
+                for c in ("name", "pcn_id", "pcn_name", "sub_icb", "icb", "lsoa_code")
+            )
+            order = f"{filled} DESC, _old ASC, _rkey"
             part = "practice_id"
         else:
             order = "_old DESC, _rkey ASC"

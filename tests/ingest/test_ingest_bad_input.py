@@ -417,3 +417,42 @@ def test_an_ingest_interrupted_mid_write_leaves_the_previous_store(tmp_path, mon
     store = Store.open(out)
     assert (store.snapshot, store.row_counts()) == before
     assert set(Path(tempfile.gettempdir()).glob("pophealth-ingest-*")) <= leftovers
+
+
+def test_practices_already_in_the_store_are_kept_and_merged(tmp_path):
+    import pyarrow as pa
+
+    out = tmp_path / "st"
+    Store.open_or_new(out).write(
+        {
+            "practices": pa.table(
+                {
+                    "practice_id": ["A83008", "Y00001"],
+                    "name": ["HALLGARTH", "X"],
+                    "pcn_id": ["U1", "U2"],
+                    "pcn_name": [None, None],
+                    "sub_icb": [None, None],
+                    "icb": ["QHM", "QHM"],
+                    "lsoa_code": [None, None],
+                }
+            )
+        },
+        provenance={"source": "test"},
+    )
+    p = _patient(
+        "p1",
+        generalPractitioner=[
+            {
+                "identifier": {
+                    "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                    "value": "A83008",
+                }
+            }
+        ],
+    )
+    s = ingest_fhir([_ndjson(tmp_path / "p.ndjson", [p])], out, key=KEY)
+    _balanced(s)
+    practices = Store.open(out).read("practices").to_pandas().set_index("practice_id")
+    assert sorted(practices.index) == ["A83008", "Y00001"]
+    assert practices.loc["A83008", "icb"] == "QHM"  # the richer reference row won
+    assert Store.open(out).row_counts()["registrations"] == 1
