@@ -227,6 +227,29 @@ def _spc_section(monthly: pd.DataFrame) -> Section:
     )
 
 
+def _qrisk_data_quality(
+    patients: pd.DataFrame, policy: disclosure.DisclosurePolicy
+) -> pd.DataFrame:
+    from pophealth.programmes.cvd.inputs import DQ_INPUTS, DQ_VALUES
+
+    scored = patients[patients["qrisk_applies"] == 1]
+    rows = []
+    for name in DQ_INPUTS:
+        counts = scored[f"{name}_dq"].value_counts()
+        rows.append({"input": name, **{v: int(counts.get(v, 0)) for v in DQ_VALUES}})
+    table = pd.DataFrame(rows, columns=["input", *DQ_VALUES])
+    # each row adds up to the same published total (people QRISK3 applies to)
+    long = table.melt(id_vars="input", var_name="source", value_name="patients")
+    released = disclosure.apply(
+        long, ["patients"], policy=policy, by=["input", "source"], margins=["source"]
+    )
+    return (
+        released.pivot(index="input", columns="source", values="patients")
+        .reindex(index=list(DQ_INPUTS), columns=list(DQ_VALUES))
+        .reset_index()
+    )
+
+
 def _headline(views: dict, worklist_frame: pd.DataFrame, policy) -> dict[str, str]:
     out: dict[str, str] = {}
     for ind in INDICATORS:
@@ -430,6 +453,17 @@ def build_result(
             + ", ".join(a.missing_codelists)
             + "."
         )
+    dq = _qrisk_data_quality(a.patients, policy)
+    dq_out = Output(
+        "cvd_qrisk3_input_quality",
+        "aggregate",
+        dq,
+        "Where each QRISK3 input came from, among people QRISK3 applies to: present "
+        "(recorded), derived (from other records), imputed (QRISK3 average for the sex, "
+        "or the documented default), missing.",
+        disclosure=disclosure_text,
+    )
+    outputs.append(dq_out)
     sections.append(
         Section(
             "Pharmacist worklists",
@@ -437,6 +471,7 @@ def build_result(
             "PCN: red first (BP above 180/120, AF without anticoagulation, CVD without a "
             "statin, cholesterol above 9, BP above 160/100), then amber, then grey (no recent "
             "BP). The lists are patient-level and go to the care team only.",
+            tables=[dq_out],
             notes=[f"QRISK3: {QRISK3_DISCLAIMER}", *dq_notes],
         )
     )
