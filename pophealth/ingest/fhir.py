@@ -247,7 +247,8 @@ class _UnitScope:
         self.by_ref: dict[str, dict] = {}
         # a lone resource (an NDJSON line, a single-resource file) has nothing to resolve
         # locally except its own contained resources, which are looked up separately
-        for e in unit.entries if unit.bundle is not None else ():
+        in_bundle = unit.bundle is not None or unit.window_of is not None
+        for e in unit.entries if in_bundle else ():
             r = e.resource
             if e.full_url:
                 self.by_ref[e.full_url.strip()] = r
@@ -260,8 +261,8 @@ class _UnitScope:
         # or a Provenance.recorded, as NHS EPS messages do), that date stands in for a
         # prescription's missing authoredOn.
         self.message_date: str | None = None
-        if unit.bundle is not None:
-            b = unit.bundle
+        if in_bundle:
+            b = unit.bundle or unit.window_of or {}
             recorded = [
                 e.resource.get("recorded")
                 for e in unit.entries
@@ -314,9 +315,9 @@ class FhirMapper:
                 f"container ({unit.bundle.get('type') or 'no type'}); its entries are "
                 "counted separately",
             )
-            for loc, note in unit.notes:
-                c = run.begin(unit.source, loc, "Bundle.entry", None)
-                run.skip(c, note)
+        for loc, note in unit.notes:
+            c = run.begin(unit.source, loc, "Bundle.entry", None)
+            run.skip(c, note)
         scope = _UnitScope(unit)
         for entry in unit.entries:
             self.resource(entry, unit.source, scope)

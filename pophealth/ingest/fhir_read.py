@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ class Unit:
     bundle: dict[str, Any] | None = None
     bundle_location: str | None = None
     notes: list[tuple[str, str]] = field(default_factory=list)
+    #: for a later window of a streamed Bundle: the Bundle (counted with the first window)
+    window_of: dict[str, Any] | None = None
 
 
 @dataclass
@@ -201,7 +204,22 @@ def _ndjson_text_units(path: Path, src: str) -> Iterator[Unit | Unreadable]:
             yield from _object_units(obj, src, f"line {lineno}", text)
 
 
+#: JSON files larger than this are read as a stream of Bundle entries, never whole.
+STREAM_BUNDLE_BYTES = 64 * 2**20
+#: Entries of a streamed Bundle resolved together (references beyond a window resolve
+#: through the run's global index, as references between files do).
+STREAM_WINDOW = 5_000
+_ENTRY_KEY = re.compile(r'"entry"\s*:\s*\[')
+_BUNDLE_HEAD = re.compile(r'^\s*\{\s*"resourceType"\s*:\s*"Bundle"')
+
+
 def _json_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:
+    if path.stat().st_size > STREAM_BUNDLE_BYTES:
+        with _open_text(path) as fh:
+            head = fh.read(4096)
+        if _BUNDLE_HEAD.match(head):
+            yield from _stream_bundle(path, src)
+            return
     with _open_text(path) as fh:
         text = fh.read()
     try:
@@ -220,6 +238,90 @@ def _json_units(path: Path, src: str, progress) -> Iterator[Unit | Unreadable]:
     yield from _object_units(obj, src, "file", None)
 
 
+#: Characters read at a time from a streamed Bundle.
+STREAM_CHUNK = 1 << 22
+
+
+def _stream_bundle(path: Path, src: str) -> Iterator[Unit | Unreadable]:
+    """The entries of a large Bundle file, decoded one at a time from a sliding buffer
+    (bounded memory); yielded in windows of :data:`STREAM_WINDOW` entries."""
+    decoder = json.JSONDecoder()
+    chunk = STREAM_CHUNK
+    with _open_text(path) as fh:
+        buf = fh.read(chunk)
+        eof = False
+        m = _ENTRY_KEY.search(buf)
+        while m is None and not eof:
+            more = fh.read(chunk)
+            eof = not more
+            buf += more
+            m = _ENTRY_KEY.search(buf)
+        if m is None:
+            yield from _object_units(json.loads(buf), src, "file", None)
+            return
+        header = buf[: m.start()]
+        btype = re.search(r'"type"\s*:\s*"([^"]*)"', header)
+        bid = re.search(r'"id"\s*:\s*"([^"]*)"', header)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": btype.group(1) if btype else None,
+            "id": bid.group(1) if bid else None,
+        }
+        pos = m.end()
+        window: list[dict] = []
+        n = 0
+        first = True
+        while True:
+            # skip whitespace and the comma between entries
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n,":
+                    pos += 1
+                if pos < len(buf) or eof:
+                    break
+                more = fh.read(chunk)
+                eof = not more
+                buf = buf[pos:] + more
+                pos = 0
+            if pos >= len(buf) or buf[pos] == "]":
+                break
+            try:
+                obj, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if not eof:
+                    more = fh.read(chunk)
+                    eof = not more
+                    buf = buf[pos:] + more
+                    pos = 0
+                    continue
+                yield Unreadable(
+                    src, f"entry {n + 1}", f"malformed JSON: {exc.msg}", buf[pos : pos + 2000]
+                )
+                break
+            n += 1
+            window.append(obj)
+            pos = end
+            if len(window) >= STREAM_WINDOW:
+                yield from _window_units(bundle, window, src, n - len(window), first)
+                first = False
+                window = []
+            if pos > chunk:  # drop what has been decoded
+                buf = buf[pos:]
+                pos = 0
+        if window or first:
+            yield from _window_units(bundle, window, src, n - len(window), first)
+
+
+def _window_units(
+    bundle: dict, entries: list, src: str, offset: int, first: bool
+) -> Iterator[Unit | Unreadable]:
+    part = dict(bundle, entry=entries)
+    units = list(_bundle_units(part, src, "file", offset=offset))
+    if not first and units and isinstance(units[0], Unit):
+        units[0].bundle = None  # the Bundle itself is counted once, with its first window
+        units[0].window_of = bundle
+    yield from units
+
+
 def _object_units(obj: Any, src: str, location: str, raw: Any) -> Iterator[Unit | Unreadable]:
     if isinstance(obj, list):  # a JSON array of resources
         for i, item in enumerate(obj, 1):
@@ -234,7 +336,9 @@ def _object_units(obj: Any, src: str, location: str, raw: Any) -> Iterator[Unit 
     yield Unit(src, [Entry(obj, location, None, raw)])
 
 
-def _bundle_units(bundle: dict, src: str, location: str) -> Iterator[Unit | Unreadable]:
+def _bundle_units(
+    bundle: dict, src: str, location: str, offset: int = 0
+) -> Iterator[Unit | Unreadable]:
     entries: list[Entry] = []
     unit = Unit(src, entries, bundle=bundle, bundle_location=location)
     raw_entries = bundle.get("entry") or []
@@ -242,7 +346,7 @@ def _bundle_units(bundle: dict, src: str, location: str) -> Iterator[Unit | Unre
         raw_entries = [raw_entries]
     prefix = "" if location == "file" else f"{location} "
     nested: list[Unit | Unreadable] = []
-    for i, e in enumerate(raw_entries, 1):
+    for i, e in enumerate(raw_entries, 1 + offset):
         loc = f"{prefix}entry {i}"
         if not isinstance(e, dict):
             nested.append(Unreadable(src, loc, "Bundle entry is not an object", e))

@@ -268,3 +268,30 @@ def test_programmes_run_unchanged_on_an_ingested_store(fhir_all, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_large_bundles_are_streamed_with_the_same_result(samples, key, tmp_path, monkeypatch):
+    import pophealth.ingest.fhir_read as reader
+
+    src = samples / "fhir" / "synthea_bundles_pathling_10pt"
+    files = sorted(src.glob("*.json"))[:3]
+    whole = ingest_fhir(files, tmp_path / "whole", key=key)
+    monkeypatch.setattr(reader, "STREAM_BUNDLE_BYTES", 1000)  # stream every bundle
+    monkeypatch.setattr(reader, "STREAM_WINDOW", 37)  # in small windows
+    monkeypatch.setattr(reader, "STREAM_CHUNK", 997)  # reading a little at a time
+    streamed = ingest_fhir(files, tmp_path / "streamed", key=key)
+    assert streamed.balanced
+    assert {k: vars(v) for k, v in whole.tables.items()} == {
+        k: vars(v) for k, v in streamed.tables.items()
+    }
+    assert {k: v.records_in for k, v in whole.records.items()} == {
+        k: v.records_in for k, v in streamed.records.items()
+    }
+    a = Store.open(tmp_path / "whole").read("events").to_pandas()
+    b = Store.open(tmp_path / "streamed").read("events").to_pandas()
+    cols = list(a.columns)
+    assert (
+        a.sort_values(cols)
+        .reset_index(drop=True)
+        .equals(b.sort_values(cols).reset_index(drop=True))
+    )
