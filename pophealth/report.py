@@ -13,6 +13,8 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from pophealth import __version__
 from pophealth.programmes import Output, ProgrammeResult
 
@@ -73,6 +75,29 @@ def _table_html(output: Output, max_rows: int = 60) -> str:
     )
 
 
+def _format_number(value: float, whole: bool) -> str:
+    if pd.isna(value):
+        return "[c]"
+    return f"{value:,.0f}" if whole else f"{value:,.2f}"
+
+
+def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as a reader expects them: whole counts with thousands separators, other
+    values to 2 decimals; missing numbers shown as [c] (suppressed), missing text blank."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            finite = values.dropna()
+            whole = bool(len(finite)) and bool((finite == finite.round()).all())
+            out[col] = [_format_number(v, whole) for v in values]
+        else:
+            out[col] = values.astype(object).where(values.notna(), "")
+    return out
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Arial,sans-serif;margin:0;color:#212b32;
 background:#f0f4f5}
@@ -82,7 +107,8 @@ main{max-width:1200px;margin:0 auto;padding:1rem 2rem}
 section{background:#fff;margin:1rem 0;padding:1rem 1.5rem;border-radius:4px}
 h2{color:#005eb8;border-bottom:2px solid #e8edee;padding-bottom:.3rem}
 table.data{border-collapse:collapse;font-size:.85rem}
-table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e8edee;text-align:right}
+table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e8edee;text-align:right;
+white-space:nowrap}
 table.data th{background:#e8edee}
 .scroll{overflow-x:auto}.more,.disclosure,.caption{color:#4c6272;font-size:.85rem}
 .kpis{display:flex;gap:1rem;flex-wrap:wrap}.kpi{background:#e8edee;padding:.6rem 1rem;
