@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pophealth.schema import TABLES, table
-from pophealth.store import Store, StoreError
+from pophealth.store import Store
 from pophealth.validate import validate
 
 #: Tables an ingest writes (everything patient-level, and practices). ``areas`` comes
@@ -996,9 +996,3 @@ class _Checked(dict):
             raise StrictRefusal()
         if last and not any(t.loaded for t in run.tables.values()):
             raise NothingLoaded()
-
-
-def open_error(exc: Exception) -> str:
-    if isinstance(exc, StoreError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
