@@ -393,8 +393,6 @@ def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
 
 
 def test_an_ingest_interrupted_mid_write_leaves_the_previous_store(tmp_path, monkeypatch):
-    import tempfile
-
     import pophealth.ingest.sink as sink
 
     out = tmp_path / "st"
@@ -410,13 +408,15 @@ def test_an_ingest_interrupted_mid_write_leaves_the_previous_store(tmp_path, mon
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(sink, "validate", boom)
-    leftovers = set(Path(tempfile.gettempdir()).glob("pophealth-ingest-*"))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setenv("POPHEALTH_INGEST_TMP", str(spill))
     f = _ndjson(tmp_path / "b.ndjson", [_patient("p2"), _obs("o2", "Patient/p2")])
     with pytest.raises(KeyboardInterrupt):
         ingest_fhir([f], out, key=KEY, append=True)
     store = Store.open(out)
     assert (store.snapshot, store.row_counts()) == before
-    assert set(Path(tempfile.gettempdir()).glob("pophealth-ingest-*")) <= leftovers
+    assert list(spill.iterdir()) == []  # temporary files removed
 
 
 def test_practices_already_in_the_store_are_kept_and_merged(tmp_path):
