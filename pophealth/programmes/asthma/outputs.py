@@ -449,3 +449,33 @@ def pollution_episode_list(
     result = out[cols].reset_index(drop=True)
     result.attrs["unknown_area"] = int((risk & frame["lsoa_code"].isna()).sum())
     return result
+
+
+#: Area codes a pollution forecast may name: LSOAs (E01/W01, fictional X01) and local
+#: authority districts (E06-E09, W06, fictional X08).
+AREA_CODE_PATTERN = r"^(?:[EWX]01\d{6}|E0[6-9]\d{6}|W06\d{6}|X08\d{6})$"
+
+
+def read_episode_areas(path) -> pd.DataFrame:
+    """Read a pollution-forecast CSV: a ``code`` column of LSOA or LAD codes (other columns,
+    such as ``date``, are kept). A bad code is an error naming the file, row and field."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        areas = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: cannot read the pollution-episode areas: {exc}") from exc
+    if "code" not in areas.columns:
+        raise ValueError(
+            f"{path}: expected a 'code' column of LSOA or LAD codes, got {list(areas.columns)}"
+        )
+    codes = areas["code"].str.strip()
+    bad = ~codes.str.match(AREA_CODE_PATTERN)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(
+            f"{path}, row {row + 2}, field 'code': {areas['code'].iloc[row]!r} is not an LSOA "
+            "(E01/W01/X01 + 6 digits) or local-authority (E06-E09/W06/X08 + 6 digits) code"
+        )
+    return areas.assign(code=codes)

@@ -129,3 +129,21 @@ def test_duckdb_and_spark_give_identical_worklists_and_indicators(tmp_path):
             duck[name].reset_index(drop=True), spark[name].reset_index(drop=True),
             check_dtype=False, obj=name,
         )  # fmt: skip
+
+
+def test_read_episode_areas(tmp_path):
+    good = tmp_path / "forecast.csv"
+    good.write_text("code,date\nX01000003 ,2026-04-01\nE08000003,2026-04-01\n")
+    areas = outputs.read_episode_areas(good)
+    assert list(areas["code"]) == ["X01000003", "E08000003"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("code\nX01000003\nSW1A 1AA\n")
+    with pytest.raises(ValueError, match=r"bad.csv, row 3, field 'code': 'SW1A 1AA'"):
+        outputs.read_episode_areas(bad)
+    with pytest.raises(ValueError, match="'code' column"):
+        outputs.read_episode_areas(_write(tmp_path / "nocode.csv", "lsoa\nX01000003\n"))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
