@@ -190,7 +190,8 @@ def run_sql(store: Store):
     """
     con = duckdb.connect()
     con.execute(f"CREATE TEMP TABLE cohort AS {sql}")
-    data = con.sql("SELECT * EXCLUDE (reviewed) FROM cohort ORDER BY patient_id").arrow()
+    rel = con.sql("SELECT * EXCLUDE (reviewed) FROM cohort ORDER BY patient_id")
+    data = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     counts = con.sql(
         """
         SELECT 'bp_recorded' AS measure, imd_quintile, ethnicity,

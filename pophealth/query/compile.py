@@ -77,6 +77,8 @@ class Compiler:
         self._counter = itertools.count()
         self._deps: dict[tuple, bool] = {}
         self._interval_table: ir.Table | None = None
+        #: When set (keys of the population), sources read only rows of those patients.
+        self.restrict: ir.Table | None = None
 
     # -- basics ---------------------------------------------------------------------------
     @property
@@ -140,6 +142,10 @@ class Compiler:
     def base(self, with_interval: bool | None = None) -> ir.Table:
         if with_interval is None:
             with_interval = self.interval_mode
+        if self.restrict is not None:
+            if with_interval == self.interval_mode:
+                return self.restrict
+            return self.restrict.select("patient_id").distinct()
         t = self.table("patients").select("patient_id")
         if with_interval:
             t = t.cross_join(self.interval_table())
@@ -162,6 +168,8 @@ class Compiler:
         dep = bool(dynamic) or any(self.depends_on_interval(x) for x in extra)
         if dep:
             t = t.cross_join(self.interval_table())
+        if self.restrict is not None:
+            t = t.semi_join(self.base(dep), self.keys(dep))
         dynamic_leaves = self._leaves([*dynamic, *extra])
         if dynamic_leaves:
             pt, keys = self.leaf_table(dynamic_leaves, with_interval=dep)
@@ -185,6 +193,31 @@ class Compiler:
         return t, self.keys(dep)
 
     # -- leaves and sources -------------------------------------------------------------------
+    def _rewrite(self, leaf: Series) -> Series | None:
+        """A cheaper equivalent for an interval-dependent leaf, or None.
+
+        "Has a row on or before the index date" over many intervals is "the first row's
+        date is on or before each interval's end": one aggregate per patient instead of one
+        per patient and interval (diagnosis registers are mostly this shape)."""
+        if not self.interval_mode or leaf.op != "agg" or leaf.args[1] != "exists":
+            return None
+        frame = leaf.args[0]
+        static, dynamic = self._split(frame._filters)
+        if len(dynamic) != 1 or frame._order:
+            return None
+        f = dynamic[0]
+        date_col = DATE_COLUMNS[frame._table]
+        if (
+            f.op in ("le", "lt")
+            and f.args[0].op == "col"
+            and f.args[0].args[1] == date_col
+            and f.args[1].op == "index_date"
+        ):
+            base = Frame(frame._table, tuple(static))
+            first = base.minimum_for_patient(getattr(base, date_col))
+            return first <= f.args[1] if f.op == "le" else first < f.args[1]
+        return None
+
     def _leaves(self, nodes: Iterable[Series]) -> list[Series]:
         found: dict[tuple, Series] = {}
 
@@ -192,6 +225,10 @@ class Compiler:
             if isinstance(node, Series):
                 if node.error:
                     raise QueryError(node.error)
+                rewritten = self._rewrite(node)
+                if rewritten is not None:
+                    walk(rewritten)
+                    return
                 if node.op in LEAF_OPS:
                     found.setdefault(node.key, node)
                     return
@@ -227,13 +264,13 @@ class Compiler:
         raise AssertionError(op)
 
     def leaf_table(
-        self, leaves: Sequence[Series], with_interval: bool
+        self, leaves: Sequence[Series], with_interval: bool, base: ir.Table | None = None
     ) -> tuple[ir.Table, list[str]]:
         """Patient base (× intervals) with one column per leaf, named by :meth:`_name`."""
         groups: dict[tuple, list[Series]] = {}
         for leaf in leaves:
             groups.setdefault(self._source_key(leaf), []).append(leaf)
-        t = self.base(with_interval)
+        t = self.base(with_interval) if base is None else base
         keys = self.keys(with_interval)
         for skey, group in groups.items():
             src, src_keys = self._source(skey, group)
@@ -308,6 +345,8 @@ class Compiler:
                     t = t.filter(keep)
             if dep:
                 t = t.cross_join(self.interval_table())
+            if self.restrict is not None:
+                t = t.semi_join(self.base(dep), keys)
             dynamic_leaves = self._leaves([x for _, dy in splits.values() for x in dy])
             if dynamic_leaves:
                 pt, _ = self.leaf_table(dynamic_leaves, with_interval=dep)
@@ -419,6 +458,9 @@ class Compiler:
         if s.error:
             raise QueryError(s.error)
         op, a = s.op, s.args
+        rewritten = self._rewrite(s)
+        if rewritten is not None:
+            return self.expr(rewritten, t).fill_null(False)
         if op in LEAF_OPS:
             col = t[self._name(s)]
             if op == "agg" and a[1] in _FILL:
@@ -567,14 +609,33 @@ def compile_patient_table(
     compiler: Compiler,
     variables: dict[str, Series],
     population: Series | None,
+    *,
+    cache_population: bool = False,
 ) -> ir.Table:
     """One row per patient (per interval in interval mode) with the named variables, for the
-    patients where ``population`` is true."""
-    nodes = list(variables.values()) + ([population] if population is not None else [])
+    patients where ``population`` is true.
+
+    The population is computed first; every other variable is then computed only for
+    patients in it (their rows are semi-joined to the population before any window or
+    aggregate), so a narrow cohort costs little however many variables it has."""
+    nodes = list(variables.values())
     with_interval = compiler.interval_mode
-    t, keys = compiler.leaf_table(compiler._leaves(nodes), with_interval=with_interval)
-    cols = {name: compiler.expr(s, t) for name, s in variables.items()}
-    if population is not None:
-        t = t.filter(compiler.expr(population, t).fill_null(False))
+    keys = compiler.keys(with_interval)
     extra = ["interval_start", "interval_end"] if with_interval else []
+    if population is None:
+        t, _ = compiler.leaf_table(compiler._leaves(nodes), with_interval=with_interval)
+    else:
+        pop_leaves = compiler._leaves([population])
+        pt, _ = compiler.leaf_table(pop_leaves, with_interval=with_interval)
+        pop = pt.filter(compiler.expr(population, pt).fill_null(False))
+        if cache_population:
+            pop = pop.cache()
+        done = {leaf.key for leaf in pop_leaves}
+        rest = [leaf for leaf in compiler._leaves(nodes) if leaf.key not in done]
+        compiler.restrict = pop.select(*keys, *extra)
+        try:
+            t, _ = compiler.leaf_table(rest, with_interval=with_interval, base=pop)
+        finally:
+            compiler.restrict = None
+    cols = {name: compiler.expr(s, t) for name, s in variables.items()}
     return t.select(*keys, *extra, **cols)

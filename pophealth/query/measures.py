@@ -205,7 +205,7 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
         for m in group:
             den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
             keep = den if keep is None else keep | den
-        wide = compile_patient_table(compiler, variables, keep)
+        wide = compile_patient_table(compiler, variables, keep, cache_population=True)
         wide = wide.cache()
         try:
             for m in group:

@@ -127,3 +127,32 @@ def test_monthly_intervals():
         (D(2024, 12, 1), D(2024, 12, 31)),
         (D(2025, 1, 1), D(2025, 1, 31)),
     ]
+
+
+def test_on_or_before_index_date_rolls_with_each_interval(engine, tmp_path):
+    # patient 1's first reading is in February: not counted in January's interval
+    store = make_store(tmp_path, _tables())
+    m = Measures(intervals=monthly("2025-01-01", 2))
+    bp = events.matching(SBP)
+    m.define_measure(
+        "ever_bp",
+        numerator=bp.where(events.date >= D(2025, 1, 31))
+        .on_or_before(index_date)
+        .exists_for_patient(),
+        denominator=registrations.registered_on(index_date),
+    )
+    m.define_measure(
+        "before_end",
+        numerator=bp.before(index_date).exists_for_patient(),
+        denominator=registrations.registered_on(index_date),
+    )
+    out = run_measures(store, m, engine=engine, disclosure=False)
+    got = {
+        (r.measure, r.interval_start.month): (r.numerator, r.denominator) for r in out.itertuples()
+    }
+    assert got == {
+        ("ever_bp", 1): (0, 2),
+        ("ever_bp", 2): (2, 3),
+        ("before_end", 1): (2, 2),
+        ("before_end", 2): (3, 3),
+    }
