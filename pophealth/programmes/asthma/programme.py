@@ -168,6 +168,13 @@ class AsthmaProgramme:
         )
         sections.append(intro)
         if not views:
+            intro.notes.append(
+                "Nobody is on the asthma register at this index date. The register needs a "
+                "practice registration covering the index date, an asthma code, and an asthma "
+                "medicine in the look-back coded in the curated lists' systems "
+                f"({', '.join(sorted({*(codes.saba.systems if codes.saba else ())}))}): check "
+                "the index date, the registrations table and the medicines' coding system."
+            )
             return sections
 
         tiers = Section("Risk tier mix", text="Share of the register in each tier, by PCN.")

@@ -147,3 +147,14 @@ def test_read_episode_areas(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_empty_register_runs_and_says_why(tmp_path):
+    from asthma_helpers import patient, write_store
+
+    store = write_store(tmp_path / "store", patients=[patient("a")])
+    result = AsthmaProgramme().run(store.connect("duckdb"), index_date=INDEX, engine="duckdb")
+    assert result.headline == {"On the asthma register": "0"}
+    assert any("Nobody is on the asthma register" in n for n in result.sections[0].notes)
+    assert all(len(o.frame) == 0 for o in result.outputs if o.kind == "patient")
+    write_report([result], tmp_path / "out", title="empty")
