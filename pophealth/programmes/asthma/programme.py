@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from pophealth.disclosure import DEFAULT_POLICY
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.programmes.asthma import dataset, outputs, rules
 from pophealth.programmes.asthma.codes import AsthmaCodes, curated
@@ -62,7 +63,7 @@ class AsthmaProgramme:
         frame = evaluate(backend, index_date, codes, cfg, engine)
         monthly = dataset.saba_monthly(backend, codes, index_date, cfg)
         result = ProgrammeResult(self.name, self.title, index_date, engine)
-        policy_text = None
+        policy_text = DEFAULT_POLICY.describe()
 
         # -- aggregates ---------------------------------------------------------------------
         if len(frame):
@@ -89,6 +90,9 @@ class AsthmaProgramme:
              "Every indicator by practice, PCN, IMD quintile/decile, Core20, ethnicity, sex, age "
              "band and NO2/particulate quintile, with Wilson 95%/99.8% CIs and the difference "
              "from the rest of the register"),
+            ("key_indicators", _key_indicators(indicators),
+             "Key indicators by IMD quintile, Core20 and NO2 quintile (from the indicators "
+             "table): value, 95% CI and whether the group differs from the rest"),
             ("sii", sii, "Slope and relative index of inequality across IMD deciles"),
             ("attacks_per_1000", attacks,
              "Asthma attacks (OCS courses + A&E + emergency admissions) per 1,000 on the register"),
@@ -101,7 +105,7 @@ class AsthmaProgramme:
         ]  # fmt: skip
         by_name = {}
         for name, table, text in agg:
-            out = Output(name, "aggregate", table, text, disclosure=policy_text or "no data")
+            out = Output(name, "aggregate", table, text, disclosure=policy_text)
             out.show_in_report = False
             by_name[name] = out
             result.outputs.append(out)
@@ -207,6 +211,7 @@ class AsthmaProgramme:
                 "Each tile: % of the register in the high tier; [c] tiles are withheld.",
             )
         )
+        equity.tables.append(by_name["key_indicators"])
         equity.tables.append(by_name["sii"])
         sections.append(equity)
 
@@ -238,6 +243,22 @@ class AsthmaProgramme:
         )
         sections.append(rules_section)
         return sections
+
+
+KEY_INDICATORS = ("tier_high", "saba_6plus", "amr_low", "hospital_attack", "refer")
+KEY_BREAKDOWNS = ("imd_quintile", "core20", "no2_quintile")
+
+
+def _key_indicators(indicators: pd.DataFrame) -> pd.DataFrame:
+    """A compact slice of the released indicators table for the report."""
+    if indicators.empty:
+        return indicators
+    rows = indicators[
+        indicators["indicator"].isin(KEY_INDICATORS) & indicators["breakdown"].isin(KEY_BREAKDOWNS)
+    ]
+    cols = ["indicator", "breakdown", "group", "numerator", "denominator", "value",
+            "lower95_0cl", "upper95_0cl", "flag"]  # fmt: skip
+    return rows[cols].reset_index(drop=True)
 
 
 _SUPPRESSED = "Withheld (small-number) values are left out."
@@ -346,4 +367,4 @@ def _spc_figures(spc: pd.DataFrame, limit: int = 6):
 
 PROGRAMME = AsthmaProgramme()
 
-__all__ = ["PROGRAMME", "AsthmaProgramme", "evaluate", "np"]
+__all__ = ["PROGRAMME", "AsthmaProgramme", "evaluate"]
