@@ -29,6 +29,7 @@ CODE_SYSTEMS: tuple[str, ...] = (
     "loinc",
     "rxnorm",
     "bnf",
+    "cvx",
 )
 
 #: Sex as recorded (NHS Data Dictionary "person stated gender" collapsed).

@@ -102,6 +102,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "bnf": re.compile(r"^\d{4}[0-9A-Z]{0,11}$"),
     "loinc": re.compile(r"^\d{1,7}-\d$"),
     "rxnorm": re.compile(r"^\d{1,9}$"),
+    "cvx": re.compile(r"^\d{1,3}$"),
 }
 
 _DESCRIPTIONS = {
@@ -113,6 +114,7 @@ _DESCRIPTIONS = {
     "bnf": "a BNF code of 4-15 characters starting with 4 digits (e.g. '0212000AAAAAAAA')",
     "loinc": "a LOINC code like '8480-6'",
     "rxnorm": "an RxNorm CUI (digits)",
+    "cvx": "a CDC CVX vaccine code (1-3 digits)",
 }
 
 

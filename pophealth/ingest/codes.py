@@ -31,6 +31,8 @@ FHIR_SYSTEMS: dict[str, str] = {
     "http://dmd.nhs.uk": "dmd",
     "https://fhir.nhs.uk/id/dmd": "dmd",
     "http://read.info/ctv3": "ctv3",
+    "http://hl7.org/fhir/sid/cvx": "cvx",
+    "urn:oid:2.16.840.1.113883.12.292": "cvx",
     "http://read.info/readv2": "ctv3",
 }
 
@@ -59,10 +61,11 @@ OMOP_VOCABULARIES: dict[str, str] = {
     "dm+d": "dmd",
     "dmd": "dmd",
     "bnf": "bnf",
+    "cvx": "cvx",
 }
 
 #: Order in which codings of one concept are preferred when only one row is kept.
-PREFERENCE = ("dmd", "snomedct", "icd10", "opcs4", "loinc", "rxnorm", "ctv3", "bnf")
+PREFERENCE = ("dmd", "snomedct", "icd10", "opcs4", "loinc", "rxnorm", "ctv3", "bnf", "cvx")
 
 
 def fhir_system(uri: str | None) -> str | None:
