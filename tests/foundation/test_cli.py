@@ -32,8 +32,11 @@ def test_schema_prints_markdown():
 
 @pytest.mark.parametrize(
     ("patients", "message"),
-    [("-5", "must be a positive number"), ("0", "must be a positive number"),
-     ("999999999999", "more than England's population")],
+    [
+        ("-5", "must be a positive number"),
+        ("0", "must be a positive number"),
+        ("999999999999", "more than England's population"),
+    ],
 )
 def test_synth_refuses_absurd_sizes(tmp_path, patients, message):
     result = invoke("synth", "--patients", patients, "--out", str(tmp_path / "s"))
@@ -77,7 +80,9 @@ def test_demo_writes_an_offline_report_and_csvs(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "pophealth", "demo", "--out", str(out), "--patients", "3000"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = out / "report.html"

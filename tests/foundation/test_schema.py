@@ -21,7 +21,9 @@ def test_duckdb_ddl_creates_the_declared_table(name):
     assert [row[0] for row in described] == schema.table(name).column_names
     nullable = {row[0]: row[2] for row in described}
     for c in schema.table(name).columns:
-        assert (nullable[c.name] == "YES") == (c.nullable and c.name not in schema.table(name).primary_key)
+        assert (nullable[c.name] == "YES") == (
+            c.nullable and c.name not in schema.table(name).primary_key
+        )
 
 
 def test_arrow_schema_matches_declaration():
