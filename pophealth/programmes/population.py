@@ -49,6 +49,8 @@ class Register:
     diagnosis: tuple[str, ...]
     resolved: str | None
     england_pct: float
+    #: QOF counts some registers over an age range only (diabetes: 17+).
+    min_age: int = 0
 
 
 #: QOF 2023/24 England register prevalence (% of all registered patients), for context.
@@ -59,7 +61,14 @@ REGISTERS: tuple[Register, ...] = (
     ),
     Register("copd", "COPD", ("copd_diagnosis",), None, 1.9),
     Register("af", "Atrial fibrillation", ("af_diagnosis",), "af_resolved", 2.1),
-    Register("diabetes", "Diabetes (type 1 or 2)", ("diabetes_type1", "diabetes_type2"), None, 7.5),
+    Register(
+        "diabetes",
+        "Diabetes (type 1 or 2), 17+",
+        ("diabetes_type1", "diabetes_type2"),
+        None,
+        7.5,
+        min_age=17,
+    ),
 )
 
 
@@ -96,6 +105,14 @@ def register_flags() -> dict[str, object]:
     return {r.name: on_register(r) for r in REGISTERS}
 
 
+def register_denominator(register: Register):
+    """Registered population, limited to the register's QOF age range."""
+    population = registered_population()
+    if register.min_age:
+        population = population & (patients.age_on(index_date) >= register.min_age)
+    return population
+
+
 def pyramid_dataset() -> Dataset:
     ds = Dataset()
     ds.define_population(registered_population())
@@ -108,11 +125,12 @@ def prevalence_measures(date: dt.date) -> Measures:
     """One measure per register, by IMD quintile (unknown area kept as its own group)."""
     m = Measures(intervals=[(date, date)])
     m.define_defaults(
-        denominator=registered_population(),
         group_by={"imd_quintile": addresses.area_on(index_date).group("imd_quintile")},
     )
-    for name, flag in register_flags().items():
-        m.define_measure(name, numerator=flag & registered_population())
+    flags = register_flags()
+    for r in REGISTERS:
+        denominator = register_denominator(r)
+        m.define_measure(r.name, numerator=flags[r.name] & denominator, denominator=denominator)
     return m
 
 
@@ -254,7 +272,7 @@ class PopulationProgramme:
                 notes=[
                     "Registers: diagnosis on or before the index date, not resolved since; "
                     "QOF-specific criteria are applied within each programme.",
-                    "England comparison: QOF 2023/24 register prevalence (all ages).",
+                    "England comparison: QOF 2023/24 register prevalence (all ages; diabetes 17+).",
                 ],
             ),
         ]
@@ -274,12 +292,14 @@ def _overall_prevalence(backend, engine, date) -> pd.DataFrame:
     ds.define_population(registered_population())
     for name, flag in register_flags().items():
         setattr(ds, name, flag)
+    ds.age = patients.age_on(index_date)
     flags = run_dataset(backend, ds, engine=engine, index_date=date)
+    in_range = {r.name: flags["age"] >= r.min_age for r in REGISTERS}
     counts = pd.DataFrame(
         {
             "measure": [r.name for r in REGISTERS],
-            "numerator": [int(flags[r.name].sum()) for r in REGISTERS],
-            "denominator": len(flags),
+            "numerator": [int((flags[r.name] & in_range[r.name]).sum()) for r in REGISTERS],
+            "denominator": [int(in_range[r.name].sum()) for r in REGISTERS],
         }
     )
     return disclosure.release_proportions(counts, "numerator", "denominator", by=["measure"])
