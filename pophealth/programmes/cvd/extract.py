@@ -193,6 +193,14 @@ def _rows_for(
     return rows
 
 
+def _registered(backend, table: ir.Table) -> ir.Table:
+    """``table`` (an in-memory table) as a view on ``backend``, so expressions built on it
+    can be cached (materialised) on that engine."""
+    import uuid
+
+    return backend.create_view(f"_cvd_roles_{uuid.uuid4().hex[:12]}", table, overwrite=True)
+
+
 def _tagged(table: ir.Table, roles: ir.Table, index_date: dt.date) -> ir.Table:
     """Rows of ``table`` whose code has a role, one row per (row, role), within each
     role's look-back (``start``..index date) and value range."""
@@ -208,7 +216,11 @@ def _pivot(t: ir.Table, keys: list[str], cols: dict[str, ir.Value]) -> ir.Table:
 
 
 def event_variables(
-    backend, index_date: dt.date, codelists: CvdCodelists, config: CvdConfig
+    backend,
+    index_date: dt.date,
+    codelists: CvdCodelists,
+    config: CvdConfig,
+    cached: list | None = None,
 ) -> list[ir.Table]:
     """Every event-based variable in a few passes over ``events`` (tag rows by role once,
     then one aggregate for conditions, one for latest values, one for the BP day, one for
@@ -234,7 +246,10 @@ def event_variables(
     rows += _rows_for(c.smoking, "smoking", ever, levels=smoking_levels(c.smoking))
 
     events = backend.table("events")
-    t = _tagged(events, _role_table(rows), index_date)
+    # Materialised once: every branch below reads the (much smaller) tagged rows.
+    t = _tagged(events, _registered(backend, _role_table(rows)), index_date).cache()
+    if cached is not None:
+        cached.append(t)
     out: list[ir.Table] = []
 
     # conditions and registers: latest date per role
@@ -289,7 +304,11 @@ def event_variables(
 
 
 def medication_variables(
-    backend, index_date: dt.date, codelists: CvdCodelists, config: CvdConfig
+    backend,
+    index_date: dt.date,
+    codelists: CvdCodelists,
+    config: CvdConfig,
+    cached: list | None = None,
 ) -> list[ir.Table]:
     """Issue counts and latest issue dates per medicine role in one pass over
     ``medications``; and the latest statin issue (code, date, structured daily dose)."""
@@ -298,7 +317,9 @@ def medication_variables(
         start = months_before(index_date, getattr(config, attr))
         rows += _rows_for(getattr(codelists, role), name, start)
     meds = backend.table("medications")
-    t = _tagged(meds, _role_table(rows), index_date)
+    t = _tagged(meds, _registered(backend, _role_table(rows)), index_date).cache()
+    if cached is not None:
+        cached.append(t)
     cols: dict[str, ir.Value] = {}
     for name in ISSUE_RULES:
         cols[f"{name}_n"] = t.count(where=t.role == name)
@@ -358,13 +379,17 @@ def cvd_records(
     """One row per adult in the population with every variable the CVD rules read
     (executed once on the backend; pandas out)."""
     out = population(backend, index_date)
-    parts = event_variables(backend, index_date, codelists, config) + medication_variables(
-        backend, index_date, codelists, config
-    )
-    for part in parts:
-        keep = [col for col in part.columns if col != "patient_id"]
-        out = out.left_join(part, "patient_id").select(*out.columns, *keep)
-    frame = out.to_pandas()
+    cached: list[ir.Table] = []  # tagged rows materialised on the engine; released below
+    parts = event_variables(backend, index_date, codelists, config, cached)
+    parts += medication_variables(backend, index_date, codelists, config, cached)
+    try:
+        for part in parts:
+            keep = [col for col in part.columns if col != "patient_id"]
+            out = out.left_join(part, "patient_id").select(*out.columns, *keep)
+        frame = out.to_pandas()
+    finally:
+        for table in cached:
+            table.release()
     return tidy_records(frame, index_date, codelists, config)
 
 

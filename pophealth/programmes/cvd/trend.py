@@ -24,6 +24,7 @@ from pophealth import disclosure
 from pophealth.programmes.cvd.codelists import CvdCodelists
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
 from pophealth.programmes.cvd.extract import (
+    _registered,
     _role_table,
     _rows_for,
     age_on,
@@ -63,7 +64,7 @@ def bp_control_by_month(
         + _rows_for(c.hypertension, "dx", far)
         + _rows_for(c.hypertension_resolved, "res", far)
     )
-    roles = _role_table(rows)
+    roles = _registered(backend, _role_table(rows))
     ev = backend.table("events")
     t = ev.join(roles, [ev.system == roles.system, ev.code == roles.code])
     t = t.filter(
@@ -80,7 +81,8 @@ def bp_control_by_month(
         ),
         schema={"month_end": "date", "window_start": "date"},
     )
-    tp = t.cross_join(periods)
+    t = t.cache()  # the few tagged rows, read by both branches below
+    tp = t.cross_join(_registered(backend, periods))
     tp = tp.filter(tp.date <= tp.month_end)
 
     reg = tp.filter(tp.role.isin(["dx", "res"]))
@@ -103,7 +105,10 @@ def bp_control_by_month(
     j = j.left_join(day, ["patient_id", "month_end"]).select(
         "patient_id", "month_end", "date_of_birth", "pcn_name", "sbp", "dbp"
     )
-    frame = j.to_pandas()
+    try:
+        frame = j.to_pandas()
+    finally:
+        t.release()
     if frame.empty:
         return pd.DataFrame(columns=["pcn_name", "month_end", "numerator", "denominator"])
     frame["month_end"] = pd.to_datetime(frame["month_end"])
