@@ -30,6 +30,7 @@ app = typer.Typer(
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("ingest", "pophealth.commands.ingest"),
     ("reference", "pophealth.commands.reference"),
+    ("asthma", "pophealth.commands.asthma"),
 ]
 
 #: Top-level command modules: each defines ``register(app)``.

@@ -1,0 +1,60 @@
+"""``pophealth asthma``: asthma commands beyond the programme run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pophealth.commands._common import EngineOption, console, fail
+
+app = typer.Typer(help="Asthma programme tools (the programme itself: `pophealth run asthma`).")
+
+
+@app.command("pollution-episode")
+def pollution_episode(
+    store: Annotated[Path, typer.Option("--store", help="Store directory to read.")],
+    areas: Annotated[
+        Path,
+        typer.Option(
+            "--areas",
+            help="CSV of areas forecast to have high pollution: a 'code' column of LSOA or "
+            "local-authority codes (other columns, e.g. date, are kept).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write (care team only).")],
+    index_date: Annotated[
+        str | None,
+        typer.Option("--index-date", help="YYYY-MM-DD; default: the store's extract date."),
+    ] = None,
+    engine: EngineOption = "duckdb",
+) -> None:
+    """High- and moderate-risk asthma patients living where high pollution is forecast,
+    per practice, ready for a warning message. Patient-level: for the care team only."""
+    from pophealth.commands.run import default_index_date, parse_date
+    from pophealth.programmes.asthma.codes import curated
+    from pophealth.programmes.asthma.outputs import pollution_episode_list, read_episode_areas
+    from pophealth.programmes.asthma.programme import evaluate
+    from pophealth.query import connect
+    from pophealth.store import Store, StoreError
+
+    try:
+        opened = Store.open(store)
+        wanted = read_episode_areas(areas)
+    except (StoreError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    date = parse_date(index_date) or default_index_date(opened)
+    frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
+    listing = pollution_episode_list(frame, wanted)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    listing.to_csv(tmp, index=False)
+    tmp.replace(out)
+    practices = listing["practice_id"].nunique()
+    console.print(
+        f"{len(listing):,} patients at {practices:,} practices in {len(wanted):,} forecast "
+        f"areas; {listing.attrs.get('unknown_area', 0):,} at-risk patients have no known home "
+        "area and could not be matched."
+    )
+    typer.echo(str(out.resolve()))
