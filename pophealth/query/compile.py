@@ -65,12 +65,15 @@ class Compiler:
         *,
         index_date: dt.date | None = None,
         intervals: Sequence[tuple[dt.date, dt.date]] | None = None,
+        interval_start: dt.date | None = None,
     ):
         if (index_date is None) == (intervals is None):
             raise ValueError("give an index date or intervals")
         self.con = con
         self.index_date = index_date
         self.intervals = list(intervals) if intervals is not None else None
+        #: With an index date: the start of the one interval it ends (default: itself).
+        self.interval_start = interval_start if interval_start is not None else index_date
         self._tables: dict[str, ir.Table] = {}
         self._sources: dict[tuple, tuple[ir.Table, list[str]]] = {}
         self._names: dict[tuple, str] = {}
@@ -473,7 +476,8 @@ class Compiler:
         if op in ("index_date", "interval_start"):
             if self.interval_mode:
                 return t["interval_end" if op == "index_date" else "interval_start"]
-            return ibis.literal(self.index_date, type="date")
+            value = self.index_date if op == "index_date" else self.interval_start
+            return ibis.literal(value, type="date")
         if op == "col":
             col = t[a[1]]
             if schema_table(a[0])[a[1]].type == "timestamp":

@@ -30,6 +30,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
 
@@ -189,7 +190,11 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
         by_intervals.setdefault(tuple(m.intervals), []).append(m)
     frames = []
     for intervals, group in by_intervals.items():
-        compiler = Compiler(con, intervals=list(intervals))
+        if len(intervals) == 1:  # one interval: its end is simply the index date
+            ((start, end),) = intervals
+            compiler = Compiler(con, index_date=end, interval_start=start)
+        else:
+            compiler = Compiler(con, intervals=list(intervals))
         variables: dict[str, Series] = {}
         names: dict[str, dict[str, str]] = {}
         for i, m in enumerate(group):
@@ -206,6 +211,11 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
             den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
             keep = den if keep is None else keep | den
         wide = compile_patient_table(compiler, variables, keep, cache_population=True)
+        if not compiler.interval_mode:
+            wide = wide.mutate(
+                interval_start=ibis.literal(start, type="date"),
+                interval_end=ibis.literal(end, type="date"),
+            )
         wide = wide.cache()
         try:
             for m in group:

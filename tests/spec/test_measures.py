@@ -156,3 +156,25 @@ def test_on_or_before_index_date_rolls_with_each_interval(engine, tmp_path):
         ("before_end", 1): (2, 2),
         ("before_end", 2): (3, 3),
     }
+
+
+def test_a_single_interval_gives_the_same_as_that_interval_among_many(engine, tmp_path):
+    store = make_store(tmp_path, _tables())
+    bp = events.matching(SBP)
+
+    def measures(intervals):
+        m = Measures(intervals=intervals)
+        m.define_measure(
+            "bp_in_interval",
+            numerator=bp.in_interval().exists_for_patient(),
+            denominator=registrations.registered_on(index_date),
+            group_by={"sex": patients.sex},
+        )
+        return m
+
+    one = run_measures(store, measures(monthly("2025-02-01", 1)), engine=engine, disclosure=False)
+    many = run_measures(store, measures(monthly("2025-01-01", 2)), engine=engine, disclosure=False)
+    feb = many[many.interval_start == D(2025, 2, 1)].reset_index(drop=True)
+    cols = ["interval_start", "interval_end", "sex", "numerator", "denominator"]
+    assert one[cols].equals(feb[cols])
+    assert one["numerator"].tolist() == [2, 0]  # female: patients 1 and 3; male: 2 (Dec only)
