@@ -118,6 +118,7 @@ def pyramid_dataset() -> Dataset:
     ds.define_population(registered_population())
     ds.age_band = patients.age_band_on(index_date, bands=PYRAMID_BANDS)
     ds.sex = patients.sex
+    ds.lsoa_code = addresses.address_on(index_date).lsoa_code
     return ds
 
 
@@ -193,6 +194,31 @@ def _prevalence_figure(released: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def area_map(backend, people: pd.DataFrame) -> Figure | None:
+    """A choropleth of registered patients per LSOA (disclosure-controlled) when the store
+    has area boundaries (a real reference build); ``None`` for the fictional region."""
+    from pophealth.reference.linkage import area_boundaries
+    from pophealth.reference.maps import choropleth
+
+    store = getattr(backend, "store", None)
+    known = people["lsoa_code"].dropna()
+    if store is None or known.empty or not store.metadata.get("boundaries"):
+        return None
+    counts = known.value_counts().rename_axis("lsoa_code").rename("patients").reset_index()
+    released = disclosure.apply(counts, ["patients"], by=["lsoa_code"])
+    geojson = area_boundaries(store, codes=set(counts["lsoa_code"]))
+    if not geojson or not geojson.get("features"):
+        return None
+    fig = choropleth(released, geojson, value="patients", colorbar_title="patients")
+    return Figure(
+        "Registered patients by home LSOA",
+        fig,
+        f"{len(geojson['features']):,} LSOAs with registered patients. Counts "
+        "disclosure-controlled; blank areas have suppressed counts. Boundaries: ONS LSOA "
+        "2011 (super-generalised), contains OS data © Crown copyright and database right.",
+    )
+
+
 class PopulationProgramme:
     name = "population"
     title = "Population overview"
@@ -200,6 +226,7 @@ class PopulationProgramme:
     def run(self, backend, *, index_date: dt.date, engine: str) -> ProgrammeResult:
         people = run_dataset(backend, pyramid_dataset(), engine=engine, index_date=index_date)
         pyramid = _pyramid(people)
+        mapped = area_map(backend, people)
         prevalence = run_measures(backend, prevalence_measures(index_date), engine=engine)
         prevalence = prevalence.drop(columns=["interval_start", "interval_end"])
         totals = disclosure.apply(
@@ -257,7 +284,8 @@ class PopulationProgramme:
                         "Age and sex",
                         _pyramid_figure(pyramid),
                         "Counts disclosure-controlled: ≤ 7 suppressed, others rounded.",
-                    )
+                    ),
+                    *([mapped] if mapped else []),
                 ],
                 tables=[outputs[0], outputs[2]],
             ),
