@@ -36,10 +36,14 @@ def _by_hand(store: Store, date: dt.date) -> pd.DataFrame:
     r = store.read("registrations").to_pandas()
     e = store.read("events").to_pandas()
     ts = pd.Timestamp(date)
-    reg = r[(pd.to_datetime(r.start_date) <= ts)
-            & (r.end_date.isna() | (pd.to_datetime(r.end_date) >= ts))]
-    alive = p[(pd.to_datetime(p.date_of_birth) <= ts)
-              & (p.date_of_death.isna() | (pd.to_datetime(p.date_of_death) > ts))]
+    reg = r[
+        (pd.to_datetime(r.start_date) <= ts)
+        & (r.end_date.isna() | (pd.to_datetime(r.end_date) >= ts))
+    ]
+    alive = p[
+        (pd.to_datetime(p.date_of_birth) <= ts)
+        & (p.date_of_death.isna() | (pd.to_datetime(p.date_of_death) > ts))
+    ]
     pop = alive[alive.patient_id.isin(reg.patient_id)].copy()
     e = e[pd.to_datetime(e.date) <= ts]
     dx = e[e.code.isin(codelist("asthma_diagnosis").codes_in("snomedct"))]
