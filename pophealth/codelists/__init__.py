@@ -15,7 +15,10 @@ Two entry points:
   a request to name the system, never guessed.
 * :func:`codelist` reads a curated list by name: ``pophealth/codelists/curated/<name>.csv``
   (columns ``code,term`` and optional extra columns), whose system is declared in
-  ``pophealth/codelists/curated/MANIFEST.csv`` (``name,system,description,source``).
+  ``pophealth/codelists/curated/MANIFEST.csv`` (``name,system,description,source``). An
+  optional ``system`` column overrides that system per row, so one list can hold the dm+d
+  codes of English records and the RxNorm codes of US (e.g. Synthea) records; an empty cell
+  means the MANIFEST system.
 
 Every code is checked against its system's format (:func:`code_problem`): SNOMED CT and
 dm+d identifiers are 6-18 digits with a valid Verhoeff check digit; CTV3 is five
@@ -335,7 +338,9 @@ def load_codelist(
         elif "opcs" in lowered:
             system = "opcs4"
         else:
-            system = _infer_system(codes, str(path))
+            # rows naming their own system (a ``system`` column) do not decide the list's
+            untyped = [r[code_col] for r in rows if r.get(code_col) and not r.get("system")]
+            system = _infer_system(untyped or codes, str(path))
     elif (
         implied is not None
         and implied != system
@@ -346,12 +351,17 @@ def load_codelist(
         )
 
     by_system: dict[str, set[str]] = {system: set()}
+    # An optional ``system`` column names a row's own coding system (a multi-system list such
+    # as a dm+d medicine list that also carries the RxNorm codes US records use); empty means
+    # the list's system.
+    row_system_col = "system" if "system" in header else None
     terms: dict[str, str] = {}
     term_col = next((c for c in _TERM_COLUMNS if c in header), None)
     cat_cols = [c for c in _CATEGORY_COLUMNS if c in header]
     known = {
         code_col,
         term_col,
+        row_system_col,
         *cat_cols,
         *_DMD_TYPE_COLUMNS,
         *_ALT_CODE_COLUMNS,
@@ -370,10 +380,19 @@ def load_codelist(
         code = row.get(code_col, "")
         if not code:
             raise CodelistError(f"{path}: row {i}, field {code_col!r}: empty code")
-        problem = code_problem(system, code)
+        code_system = (row_system_col and row.get(row_system_col)) or system
+        if code_system not in CODE_SYSTEMS:
+            raise CodelistError(
+                f"{path}: row {i}, field 'system': {code_system!r} is not one of "
+                f"{', '.join(CODE_SYSTEMS)}"
+            )
+        problem = code_problem(code_system, code)
         if problem:
-            raise CodelistError(f"{path}: row {i}, field {code_col!r}: code {code!r} is {problem}")
-        by_system[system].add(code)
+            own = f" ({code_system})" if code_system != system else ""
+            raise CodelistError(
+                f"{path}: row {i}, field {code_col!r}: code {code!r}{own} is {problem}"
+            )
+        by_system.setdefault(code_system, set()).add(code)
         if term_col and row.get(term_col):
             terms.setdefault(code, row[term_col])
         for col, alt_system in _ALT_CODE_COLUMNS.items():

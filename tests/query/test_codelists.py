@@ -133,3 +133,80 @@ def test_inline_codelists_are_checked():
         Codelist.of("snomedct", ["38341004"])
     cl = Codelist.of("icd10", ["J45", "J459"])
     assert "J459" in cl and len(cl) == 2
+
+
+# -- multi-system lists: a per-row ``system`` column --------------------------------------
+
+
+def test_a_system_column_puts_each_row_in_its_own_system(tmp_path):
+    path = tmp_path / "saba.csv"
+    path.write_text(
+        "code,term,strength_mg,system\n"
+        "39113611000001102,Salbutamol 100micrograms/dose inhaler,0.1,\n"
+        "745679,200 ACTUAT albuterol 0.09 MG/ACTUAT Metered Dose Inhaler,0.09,rxnorm\n"
+    )
+    cl = load_codelist(path, system="dmd")
+    assert cl.system == "dmd" and set(cl.systems) == {"dmd", "rxnorm"}
+    assert cl.codes_in("dmd") == {"39113611000001102"}
+    assert cl.codes_in("rxnorm") == {"745679"}
+    assert len(cl) == 1 and "745679" in cl  # len/iter: the main system; `in`: any system
+    assert "system" not in cl.categories  # the column names systems, it is not a category
+    assert cl.attribute_map("strength_mg") == {"39113611000001102": 0.1, "745679": 0.09}
+    assert cl.in_system("rxnorm").codes == {"rxnorm": frozenset({"745679"})}
+
+
+def test_a_row_is_checked_against_its_own_system(tmp_path):
+    path = tmp_path / "mixed.csv"
+    # 745679 is a valid RxNorm CUI but not a SNOMED CT id (Verhoeff check fails): only the
+    # row's own system may judge it
+    path.write_text("code,term,system\n195967001,Asthma,\n745679,albuterol,rxnorm\n")
+    assert load_codelist(path, system="snomedct").codes_in("rxnorm") == {"745679"}
+    path.write_text("code,term,system\n195967001,Asthma,\n74567X,albuterol,rxnorm\n")
+    with pytest.raises(
+        CodelistError, match=r"mixed.csv: row 3, field 'code': code '74567X' \(rxnorm\) is not"
+    ):
+        load_codelist(path, system="snomedct")
+    path.write_text("code,term,system\n195967001,Asthma,\n745679,albuterol,RxNorm-US\n")
+    with pytest.raises(CodelistError, match=r"mixed.csv: row 3, field 'system': 'RxNorm-US'"):
+        load_codelist(path, system="snomedct")
+
+
+def test_untyped_rows_decide_an_inferred_system(tmp_path):
+    path = tmp_path / "dx.csv"
+    path.write_text("code,term,system\n195967001,Asthma,\nJ45,Asthma,icd10\n")
+    cl = load_codelist(path)
+    assert cl.system == "snomedct" and cl.codes_in("icd10") == {"J45"}
+
+
+@pytest.mark.parametrize(
+    ("name", "rxnorm"),
+    [
+        ("saba_inhalers", "745679"),  # 200 ACTUAT albuterol 0.09 MG/ACTUAT MDI
+        ("ics_inhalers", "895994"),  # 120 ACTUAT fluticasone propionate 0.044 MG/ACTUAT MDI
+        ("ocs_prednisolone", "312617"),  # predniSONE 5 MG Oral Tablet
+        ("statins", "259255"),  # atorvastatin 80 MG Oral Tablet
+        ("doacs", "1364445"),  # apixaban 5 MG Oral Tablet
+        ("warfarin", "855332"),  # warfarin sodium 5 MG Oral Tablet
+        ("antihypertensives", "314076"),  # lisinopril 10 MG Oral Tablet
+    ],
+)
+def test_curated_medicine_lists_bridge_dmd_and_rxnorm(name, rxnorm):
+    cl = codelist(name)
+    assert cl.system == "dmd" and len(cl.codes_in("dmd")) >= 2
+    assert rxnorm in cl.codes_in("rxnorm") and rxnorm not in cl.codes_in("dmd")
+    for column, values in cl.attributes.items():  # RxNorm rows carry the same attributes
+        if column == "strength_mg" and name != "antihypertensives":
+            assert values.get(rxnorm, 0) > 0, (name, column)
+
+
+def test_rxnorm_ics_rows_keep_their_dose_category_and_high_dose_subset_splits_by_system():
+    from pophealth.programmes.asthma.codes import high_dose_subset
+
+    ics = codelist("ics_inhalers")
+    cats = ics.category_map("dose_category")
+    assert cats["895994"] == "low" and cats["896006"] == "high"  # Flovent 44 / 220 mcg
+    high = high_dose_subset(ics)
+    assert high.system == "dmd"
+    assert "896006" in high.codes_in("rxnorm") and "896006" not in high.codes_in("dmd")
+    assert "2831211000001109" in high.codes_in("dmd")  # Flixotide 250 Evohaler
+    assert "895994" not in high

@@ -86,10 +86,19 @@ def high_dose_subset(ics: Codelist, column: str = "dose_category", value: str = 
     categories = ics.categories.get(column)
     if not categories:
         return None
-    chosen = sorted(code for code, cat in categories.items() if cat == value)
-    if not chosen:
+    chosen = {code for code, cat in categories.items() if cat == value}
+    # keep each code in its own system (a multi-system list: dm+d and RxNorm inhalers)
+    by_system = {s: ics.codes_in(s) & chosen for s in ics.systems}
+    by_system = {s: frozenset(cs) for s, cs in by_system.items() if cs}
+    if not by_system:
         return None
-    return Codelist.of(ics.system, chosen, name=f"{ics.name}[{column}={value}]")
+    return Codelist(
+        name=f"{ics.name}[{column}={value}]",
+        system=ics.system if ics.system in by_system else next(iter(by_system)),
+        codes=by_system,
+        terms={c: t for c, t in ics.terms.items() if c in chosen},
+        source=ics.source,
+    )
 
 
 def curated() -> AsthmaCodes:
