@@ -169,16 +169,26 @@ class Compiler:
         if static:
             t = t.filter([self.expr(f, t) for f in static])
         dep = bool(dynamic) or any(self.depends_on_interval(x) for x in extra)
-        if dep:
-            t = t.cross_join(self.interval_table())
-        if self.restrict is not None:
-            t = t.semi_join(self.base(dep), self.keys(dep))
+        t = self._pair(t, dep)
         dynamic_leaves = self._leaves([*dynamic, *extra])
         if dynamic_leaves:
             pt, keys = self.leaf_table(dynamic_leaves, with_interval=dep)
             t = t.inner_join(pt, keys)
         if dynamic:
             t = t.filter([self.expr(f, t) for f in dynamic])
+        return t
+
+    def _pair(self, t: ir.Table, dep: bool) -> ir.Table:
+        """Rows paired with the intervals (when ``dep``), keeping only rows of the patients
+        being computed (when restricted), before the pairing multiplies the rows.
+
+        Paired rows of a kept patient in an interval outside the restriction are not
+        removed here (a semi-join on patient and interval costs more than the few rows it
+        saves): every source is left-joined to the restricted base, which drops them."""
+        if self.restrict is not None:
+            t = t.semi_join(self.base(False), "patient_id")
+        if dep:
+            t = t.cross_join(self.interval_table())
         return t
 
     def _split(self, filters: Sequence[Series]) -> tuple[list[Series], list[Series]]:
@@ -194,6 +204,31 @@ class Compiler:
         static, dynamic = self._split(frame._filters)
         t = self._staged(frame._table, static, dynamic, extra=frame._order)
         return t, self.keys(dep)
+
+    def necessary(self, s: Series) -> Series | None:
+        """An interval-independent condition true for a patient whenever ``s`` is true for
+        that patient in some interval (None when none is known), so rows of patients who
+        can never meet ``s`` need not be paired with the intervals at all.
+
+        ``a & b`` needs both, ``a | b`` either; "has a row (with interval-dependent
+        filters)" needs a row with the other filters; a condition that does not depend on
+        the interval is its own. Only used in interval mode."""
+        if not self.interval_mode or s.dtype != "bool" or s.error:
+            return None
+        if not self.depends_on_interval(s):
+            return s
+        if s.op in ("and", "or"):
+            a, b = (self.necessary(x) for x in s.args)
+            if s.op == "and":
+                return a if b is None else b if a is None else a & b
+            return None if a is None or b is None else a | b
+        if s.op == "agg" and s.args[1] == "exists":
+            frame = s.args[0]
+            if frame.error:
+                return None
+            static, _ = self._split(frame._filters)
+            return Frame(frame._table, tuple(static)).exists_for_patient()
+        return None
 
     # -- leaves and sources -------------------------------------------------------------------
     def _rewrite(self, leaf: Series) -> Series | None:
@@ -346,10 +381,7 @@ class Compiler:
                     for name, _ in static_cols.values():
                         keep = t[name] if keep is None else keep | t[name]
                     t = t.filter(keep)
-            if dep:
-                t = t.cross_join(self.interval_table())
-            if self.restrict is not None:
-                t = t.semi_join(self.base(dep), keys)
+            t = self._pair(t, dep)
             dynamic_leaves = self._leaves([x for _, dy in splits.values() for x in dy])
             if dynamic_leaves:
                 pt, _ = self.leaf_table(dynamic_leaves, with_interval=dep)
@@ -418,30 +450,68 @@ class Compiler:
         return ranked.filter(ranked._rn == 0).drop("_rn"), keys
 
     def _day_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        """First/last day with rows, and the value of that day combined by the rule.
+
+        When the interval-dependent filters look only at the date (``in_last``,
+        ``in_interval``...), the rows are combined per patient and day once and the days
+        (not the rows) are paired with the intervals. The chosen day is found with a
+        ``GROUP BY`` (min/max day) joined back, not a window: days are unique per key."""
         frame, direction, column, rule, _ = leaves[0].args
-        t, keys = self.rows(frame)
-        day = self.expr(getattr(frame, DATE_COLUMNS[frame._table]), t)
-        value = self.expr(column, t)
-        per_day = (
-            t.select(*keys, _day=day, _val=value)
-            .group_by([*keys, "_day"])
-            .aggregate(
-                _val={
-                    "min": lambda r: r._val.min(),
-                    "max": lambda r: r._val.max(),
-                    "mean": lambda r: r._val.mean(),
-                }[rule]
-            )
+        if frame.error:
+            raise QueryError(frame.error)
+        date_col = DATE_COLUMNS[frame._table]
+        date = getattr(frame, date_col)
+        combine = {
+            "min": lambda r: r._val.min(),
+            "max": lambda r: r._val.max(),
+            "mean": lambda r: r._val.mean(),
+        }[rule]
+        static, dynamic = self._split(frame._filters)
+        by_day_first = (
+            bool(dynamic)
+            and not self.depends_on_interval(column)
+            and schema_table(frame._table)[date_col].type == "date"
+            and all(self._only_column(f, frame._table, date_col) for f in dynamic)
         )
-        order = ibis.desc(per_day._day) if direction == "last" else ibis.asc(per_day._day)
-        rn = ibis.row_number().over(group_by=[per_day[k] for k in keys], order_by=[order])
-        ranked = per_day.mutate(_rn=rn)
-        ranked = ranked.filter(ranked._rn == 0)
+        if by_day_first:
+            t = self._staged(frame._table, static, [])
+            per_day = (
+                t.select("patient_id", _day=self.expr(date, t), _val=self.expr(column, t))
+                .group_by(["patient_id", "_day"])
+                .aggregate(_val=combine)
+            )
+            per_day = self._pair(per_day.mutate(**{date_col: per_day._day}), True)
+            per_day = per_day.filter([self.expr(f, per_day) for f in dynamic])
+            keys = self.keys(True)
+            per_day = per_day.select(*keys, "_day", "_val")
+        else:
+            t, keys = self.rows(frame)
+            per_day = (
+                t.select(*keys, _day=self.expr(date, t), _val=self.expr(column, t))
+                .group_by([*keys, "_day"])
+                .aggregate(_val=combine)
+            )
+        pick = per_day._day.max() if direction == "last" else per_day._day.min()
+        chosen = per_day.group_by(keys).aggregate(_pick=pick)
+        ranked = per_day.inner_join(chosen, [*keys, per_day._day == chosen._pick])
         cols = {}
         for leaf in leaves:
             what = leaf.args[4]
             cols[self._name(leaf)] = ranked._day if what == "date" else ranked._val
         return ranked.select(*keys, **cols), keys
+
+    def _only_column(self, node: Any, table: str, column: str) -> bool:
+        """True when ``node`` reads no column of ``table`` but ``column`` and no
+        per-patient value (only it, literals, the index date / interval)."""
+        if isinstance(node, Frame):
+            return False
+        if not isinstance(node, Series):
+            return all(self._only_column(x, table, column) for x in _flatten([node]))
+        if node.op in LEAF_OPS or node.op == "match":
+            return False
+        if node.op == "col":
+            return node.args[0] == table and node.args[1] == column
+        return all(self._only_column(x, table, column) for x in _flatten(node.args))
 
     def _lookup_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
         key, table, key_col, _ = leaves[0].args
@@ -630,7 +700,19 @@ def compile_patient_table(
         t, _ = compiler.leaf_table(compiler._leaves(nodes), with_interval=with_interval)
     else:
         pop_leaves = compiler._leaves([population])
-        pt, _ = compiler.leaf_table(pop_leaves, with_interval=with_interval)
+        need = compiler.necessary(population)
+        if need is None:
+            pt, _ = compiler.leaf_table(pop_leaves, with_interval=with_interval)
+        else:
+            # pair with the intervals only the patients who can be in the population
+            nt, _ = compiler.leaf_table(compiler._leaves([need]), with_interval=False)
+            candidates = nt.filter(compiler.expr(need, nt).fill_null(False)).select("patient_id")
+            base = candidates.cross_join(compiler.interval_table())
+            compiler.restrict = base
+            try:
+                pt, _ = compiler.leaf_table(pop_leaves, with_interval=True, base=base)
+            finally:
+                compiler.restrict = None
         pop = pt.filter(compiler.expr(population, pt).fill_null(False))
         if cache_population:
             pop = pop.cache()
