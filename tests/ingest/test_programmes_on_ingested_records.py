@@ -62,7 +62,7 @@ LATEST: dict[str, dt.date] = {}
 @pytest.fixture(scope="module")
 def expected(samples: Path, key: bytes) -> dict[str, set[str]]:
     """Patients per group, read straight from the sample files."""
-    out: dict[str, set[str]] = {g: set() for g in (*GROUPS, "asthma")}
+    out: dict[str, set[str]] = {g: set() for g in (*GROUPS, "asthma", "sbp")}
     LATEST.clear()
     for path in _synthea_files(samples):
         for res in resources_in(path):
@@ -77,6 +77,11 @@ def expected(samples: Path, key: bytes) -> dict[str, set[str]]:
                                 out[group].add(who)
                                 when = dt.date.fromisoformat(res["authoredOn"][:10])
                                 LATEST[group] = max(LATEST.get(group, when), when)
+            elif res["resourceType"] == "Observation":
+                parts = [res, *res.get("component", [])]
+                codings = [c for p in parts for c in p.get("code", {}).get("coding", [])]
+                if any(c.get("code") == "8480-6" for c in codings):  # LOINC systolic BP
+                    out["sbp"].add(who)
             elif res["resourceType"] == "Condition":
                 for c in res.get("code", {}).get("coding", []):
                     if c.get("system") == SNOMED and "asthma" in c.get("display", "").lower():
@@ -97,6 +102,7 @@ def store(samples: Path, key: bytes, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def asthma_vars(store: Path):
     """The asthma programme's curated code lists, applied through the query layer."""
+    from pophealth.codelists import codelist
     from pophealth.programmes.asthma.codes import curated
     from pophealth.query import Dataset, events, index_date, medications, patients, run_dataset
 
@@ -106,6 +112,8 @@ def asthma_vars(store: Path):
     ds.asthma = events.matching(codes.asthma).on_or_before(index_date).exists_for_patient()
     ds.saba_n = medications.matching(codes.saba).on_or_before(index_date).count_for_patient()
     ds.ics_n = medications.matching(codes.ics).on_or_before(index_date).count_for_patient()
+    sbp = codelist("systolic_bp")  # the CVD programme's blood-pressure role
+    ds.sbp = events.matching(sbp).on_or_before(index_date).exists_for_patient()
     return run_dataset(store, ds, engine="duckdb", index_date=INDEX).set_index("patient_id")
 
 
@@ -130,6 +138,10 @@ def test_asthma_register_matches_asthma_conditions_in_the_samples(asthma_vars, e
     # Conditions, so this is an empty set today; a Condition coded 195967001/233678006
     # (asthma / childhood asthma) would have to appear on the register.
     assert _found(asthma_vars, "asthma") == expected["asthma"]
+
+
+def test_blood_pressure_list_finds_the_loinc_systolic_readings(asthma_vars, expected):
+    assert expected["sbp"] and _found(asthma_vars, "sbp") == expected["sbp"]
 
 
 def test_cvd_statin_variables_find_the_rxnorm_statin_patients(store, expected):

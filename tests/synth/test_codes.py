@@ -21,6 +21,7 @@ CODE_SHAPES = {
     "icd10": r"[A-Z]\d{2}[0-9X]",
     "opcs4": r"[A-Z]\d{3}",
     "rxnorm": r"\d{1,9}",  # rows of multi-system lists (``system`` column)
+    "loinc": r"\d{1,7}-\d",
 }
 
 
