@@ -82,6 +82,8 @@ class Compiler:
         self._interval_table: ir.Table | None = None
         #: When set (keys of the population), sources read only rows of those patients.
         self.restrict: ir.Table | None = None
+        #: The patients of ``restrict`` (one row each), when known without a DISTINCT.
+        self.restrict_patients: ir.Table | None = None
 
     # -- basics ---------------------------------------------------------------------------
     @property
@@ -148,6 +150,8 @@ class Compiler:
         if self.restrict is not None:
             if with_interval == self.interval_mode:
                 return self.restrict
+            if self.restrict_patients is not None:
+                return self.restrict_patients
             return self.restrict.select("patient_id").distinct()
         t = self.table("patients").select("patient_id")
         if with_interval:
@@ -491,6 +495,7 @@ class Compiler:
                 .group_by([*keys, "_day"])
                 .aggregate(_val=combine)
             )
+        # not arg_max: engines differ on a missing value on the chosen day
         pick = per_day._day.max() if direction == "last" else per_day._day.min()
         chosen = per_day.group_by(keys).aggregate(_pick=pick)
         ranked = per_day.inner_join(chosen, [*keys, per_day._day == chosen._pick])
@@ -708,11 +713,11 @@ def compile_patient_table(
             nt, _ = compiler.leaf_table(compiler._leaves([need]), with_interval=False)
             candidates = nt.filter(compiler.expr(need, nt).fill_null(False)).select("patient_id")
             base = candidates.cross_join(compiler.interval_table())
-            compiler.restrict = base
+            compiler.restrict, compiler.restrict_patients = base, candidates
             try:
                 pt, _ = compiler.leaf_table(pop_leaves, with_interval=True, base=base)
             finally:
-                compiler.restrict = None
+                compiler.restrict = compiler.restrict_patients = None
         pop = pt.filter(compiler.expr(population, pt).fill_null(False))
         if cache_population:
             pop = pop.cache()
