@@ -521,8 +521,17 @@ class Compiler:
     def _lookup_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
         key, table, key_col, _ = leaves[0].args
         dep = self.depends_on_interval(key)
-        pt, keys = self.leaf_table(self._leaves([key]), with_interval=dep)
-        pk = pt.select(*keys, _key=self.expr(key, pt))
+        if key.op in ("pick", "day", "lookup") and not key.error:
+            # the key is itself a source column, missing where the source has no row:
+            # look up from the source's rows, not from the whole patient base
+            src, keys = self._source(self._source_key(key), [key])
+            if self._name(key) not in src.columns:
+                self._sources.pop(self._source_key(key), None)
+                src, keys = self._source(self._source_key(key), [key])
+            pk = src.select(*keys, _key=src[self._name(key)])
+        else:
+            pt, keys = self.leaf_table(self._leaves([key]), with_interval=dep)
+            pk = pt.select(*keys, _key=self.expr(key, pt))
         ref = self.table(table)
         ref = ref.select(
             _ref_key=ref[key_col], **{self._name(lf): ref[lf.args[3]] for lf in leaves}
