@@ -103,6 +103,20 @@ def _list(v: Any) -> list:
     return v if isinstance(v, list) else [v]
 
 
+def _contained(res: dict, ref: str) -> dict | None:
+    """The resource contained in ``res`` that a local reference ``#id`` names, if any."""
+    return next(
+        (c for c in _list(res.get("contained")) if isinstance(c, dict) and c.get("id") == ref[1:]),
+        None,
+    )
+
+
+def _resolve(ref: str, res: dict, scope: Any) -> dict | None:
+    """The target of ``ref`` made in ``res``: a contained resource (``#id``) or one already
+    seen in ``scope`` (urn:uuid, relative, conditional); None when not (yet) known."""
+    return _contained(res, ref) if ref.startswith("#") else scope.get(ref)
+
+
 def _get(d: Any, *path: str) -> Any:
     for p in path:
         if isinstance(d, list):
@@ -603,20 +617,8 @@ class FhirMapper:
         ident = gp.get("identifier")
         if isinstance(ident, dict) and _system_uri_is(ident.get("system"), ODS_SYSTEMS):
             return str(ident.get("value") or "").strip() or None, gp.get("display")
-        target = None
         r = gp.get("reference")
-        if isinstance(r, str):
-            if r.startswith("#"):
-                target = next(
-                    (
-                        c
-                        for c in _list(res.get("contained"))
-                        if isinstance(c, dict) and c.get("id") == r[1:]
-                    ),
-                    None,
-                )
-            else:
-                target = scope.get(r)
+        target = _resolve(r, res, scope) if isinstance(r, str) else None
         if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
             org = target.get("organization")
             if isinstance(org, dict):
@@ -829,18 +831,7 @@ class FhirMapper:
             best = _preferred(known, allowed)
         elif isinstance(mr, dict) and isinstance(mr.get("reference"), str):
             r = mr["reference"].strip()
-            target = None
-            if r.startswith("#"):
-                target = next(
-                    (
-                        c
-                        for c in _list(res.get("contained"))
-                        if isinstance(c, dict) and c.get("id") == r[1:]
-                    ),
-                    None,
-                )
-            else:
-                target = scope.get(r)
+            target = _resolve(r, res, scope)
             if target is not None:
                 known, unknown = _known(target.get("code"), medication=True)
                 best = _preferred(known, allowed)
@@ -982,20 +973,8 @@ class FhirMapper:
             except (TypeError, ValueError):
                 rank = 1000 + i
             cond = d.get("condition") if isinstance(d.get("condition"), dict) else {}
-            target = None
             r = cond.get("reference")
-            if isinstance(r, str):
-                if r.startswith("#"):
-                    target = next(
-                        (
-                            c
-                            for c in _list(res.get("contained"))
-                            if isinstance(c, dict) and c.get("id") == r[1:]
-                        ),
-                        None,
-                    )
-                else:
-                    target = scope.get(r)
+            target = _resolve(r, res, scope) if isinstance(r, str) else None
             pairs = _known(target.get("code"))[0] if isinstance(target, dict) else []
             ranked.append((rank, pairs))
         out: list[tuple[str, str]] = []
