@@ -138,16 +138,21 @@ class AsthmaProgramme:
             return row
 
         reg = total("tier_high")
-        pct = {n: total(n)["value"] for n in ("tier_high", "saba_6plus", "refer")}
 
-        def fmt(v):
-            return "[c]" if pd.isna(v) else f"{v:.1f}%"
+        def fmt(name: str) -> str:
+            row = total(name)
+            if pd.isna(row["value"]):
+                return "[c]"
+            return (
+                f"{row['value']:.1f}% ({row['lower95_0cl']:.1f}–{row['upper95_0cl']:.1f}) "
+                f"of {row['denominator']:,.0f}"
+            )
 
         return {
             "On the asthma register": f"{reg['denominator']:,.0f}",
-            "High tier (LADS-style)": fmt(pct["tier_high"]),
-            "SABA ≥ 6 a year (IIF)": fmt(pct["saba_6plus"]),
-            "Meet a severe-asthma referral criterion": fmt(pct["refer"]),
+            "High tier (LADS-style), % (95% CI)": fmt("tier_high"),
+            "SABA ≥ 6 a year (IIF), % (95% CI)": fmt("saba_6plus"),
+            "Meet a severe-asthma referral criterion, % (95% CI)": fmt("refer"),
         }
 
     def _sections(self, views, by_name, frame, codes, spc, cross) -> list[Section]:

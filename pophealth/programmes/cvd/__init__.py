@@ -261,7 +261,10 @@ def _headline(views: dict, worklist_frame: pd.DataFrame, policy) -> dict[str, st
         if tot.empty or pd.isna(tot["value"].iloc[0]):
             continue
         r = tot.iloc[0]
-        out[ind.title] = f"{r['value']:.1f}% of {int(r['denominator']):,}"
+        out[f"{ind.title}, % (95% CI)"] = (
+            f"{r['value']:.1f}% ({r['lower95_0cl']:.1f}–{r['upper95_0cl']:.1f}) "
+            f"of {int(r['denominator']):,}"
+        )
     rag = worklist_frame["rag"].value_counts()
     released = disclosure.round_counts(
         np.array([rag.get(k, 0) for k in ("red", "amber", "grey")]), policy
