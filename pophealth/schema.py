@@ -259,6 +259,16 @@ REGISTRATIONS = Table(
         Column("practice_id", "string", "ODS code of the practice.", nullable=False),
         Column("start_date", "date", "First day of registration.", nullable=False),
         Column("end_date", "date", "Last day of registration; null while registered."),
+        Column(
+            "source",
+            "string",
+            "How the registration is known: `recorded` (the source names the practice and "
+            "period) or `inferred` (the source has no registration at all for the patient and "
+            "`pophealth ingest` inferred one: FHIR from primary-care encounters, OMOP from the "
+            "observation period and the care site of the visits; see docs/ingest.md). Null in "
+            "stores written before this column existed: read it as `recorded`.",
+            allowed=("recorded", "inferred"),
+        ),
     ),
 )
 

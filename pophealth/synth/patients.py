@@ -97,6 +97,11 @@ class Codes:
             "asthma_action_plan", {"406162001": 40, "811921000000103": 35, "527171000000103": 25}
         )
         self.technique = p("inhaler_technique_check", {"170614009": 1})
+        self.referral = p(
+            "asthma_referral_secondary", {"306275005": 60, "306273003": 36, "183907003": 4}
+        )
+        self.referral_child = p("asthma_referral_secondary", {"425971006": 1})
+        self.clinic_seen = p("asthma_seen_secondary", {"428489000": 60, "185240002": 40})
         self.asthma_icd = p(
             "asthma_attack_icd10", {"J459": 60, "J450": 10, "J451": 5, "J458": 5, "J46X": 20}
         )
@@ -498,11 +503,13 @@ def make_chunk(
     first: int,
     n: int,
     calibration: Calibration | None = None,
+    pathway_rng: np.random.Generator | None = None,
 ) -> dict[str, pa.Table]:
     """Generate ``n`` patients numbered from ``first`` (0-based) and all their records.
 
     Registers are calibrated on the chunk itself, or with ``calibration`` (see
-    :func:`reference_calibration`) when given."""
+    :func:`reference_calibration`) when given. ``pathway_rng`` draws the asthma referral
+    pathway (default: a stream spawned from ``rng``'s seed)."""
     v = codes.vocab
     out = Out()
 
@@ -620,7 +627,7 @@ def make_chunk(
     )
     records.diabetes_kidney_tests(rng, c, codes, out, dm & inwin, dx["ckd_stage"], htn & inwin, wy)
     records.blood_pressure(rng, c, codes, out, htn, adult & inwin, wy)
-    records.asthma(rng, c, codes, out, asthma & inwin, smoker, bmi, wy)
+    control = records.asthma(rng, c, codes, out, asthma & inwin, smoker, bmi, wy)
     records.copd(rng, c, codes, out, copd & inwin, wy)
     records.sickle_cell(rng, c, codes, out, scd & inwin, wy)
     records.caesareans(rng, c, codes, out, female & inwin, bmi, wy)
@@ -636,6 +643,11 @@ def make_chunk(
     # -- assemble Arrow tables -------------------------------------------------------------
     pids = make_ids("P", np.arange(first + 1, first + n + 1), 9)
     unrecorded = rng.random(n) < cal.ETHNICITY_NOT_RECORDED
+    # Referral pathway rows come from their own stream, so adding them left every other
+    # row of a seed unchanged.
+    if pathway_rng is None:
+        pathway_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    records.asthma_referrals(pathway_rng, c, codes, out, control)
     tables = {
         "patients": conform(
             "patients",
@@ -670,6 +682,7 @@ def make_chunk(
             "practice_id": region.practice_ids.take(pa.array(reg_prac[o])),
             "start_date": date_array(reg_start[o]),
             "end_date": date_array(reg_end[o], mask=reg_end[o] == NULL),
+            "source": repeat_string("recorded", len(o)),
         },
     )
     tables.update(_assemble(out, codes, pids, first))
