@@ -18,6 +18,7 @@ and left-joined to the patient base, so patients without rows are kept.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Sequence
@@ -84,6 +85,8 @@ class Compiler:
         self.restrict: ir.Table | None = None
         #: The patients of ``restrict`` (one row each), when known without a DISTINCT.
         self.restrict_patients: ir.Table | None = None
+        #: Per-patient values earlier runs on this connection computed (see PatientTables).
+        self.reuse: PatientTables | None = getattr(con, "patient_tables", None)
 
     # -- basics ---------------------------------------------------------------------------
     @property
@@ -309,10 +312,11 @@ class Compiler:
         self, leaves: Sequence[Series], with_interval: bool, base: ir.Table | None = None
     ) -> tuple[ir.Table, list[str]]:
         """Patient base (× intervals) with one column per leaf, named by :meth:`_name`."""
+        t = self.base(with_interval) if base is None else base
         groups: dict[tuple, list[Series]] = {}
         for leaf in leaves:
-            groups.setdefault(self._source_key(leaf), []).append(leaf)
-        t = self.base(with_interval) if base is None else base
+            if self._name(leaf) not in t.columns:  # e.g. read from a remembered run
+                groups.setdefault(self._source_key(leaf), []).append(leaf)
         keys = self.keys(with_interval)
         for skey, group in groups.items():
             src, src_keys = self._source(skey, group)
@@ -693,19 +697,162 @@ class Compiler:
         return out
 
 
+def _conjuncts(s: Series) -> set[tuple]:
+    if s.op == "and":
+        return _conjuncts(s.args[0]) | _conjuncts(s.args[1])
+    return {s.key}
+
+
+def implies(a: Series, b: Series) -> bool:
+    """True when condition ``a`` can only be true where ``b`` is (judged on the shape of
+    the definitions: ``b``'s conditions joined by ``&`` all appear among ``a``'s, in each
+    branch of an ``|``). False when that cannot be shown."""
+    if a.key == b.key:
+        return True
+    if a.op == "or":
+        return all(implies(x, b) for x in a.args)
+    return _conjuncts(b) <= _conjuncts(a)
+
+
+def _uses_start(node: Any, memo: dict[tuple, bool]) -> bool:
+    key = node.key
+    if key not in memo:
+        if isinstance(node, Series) and node.op == "interval_start":
+            memo[key] = True
+        else:
+            memo[key] = any(_uses_start(c, memo) for c in _flatten(_children(node)))
+    return memo[key]
+
+
+class PatientTable:
+    """One remembered run: a materialised table (one row per patient of ``population`` on
+    ``index_date``) with a column per computed per-patient value (``columns``: node key ->
+    column name)."""
+
+    def __init__(
+        self,
+        table: ir.Table,
+        population: Series,
+        index_date: dt.date,
+        interval_start: dt.date,
+        columns: dict[tuple, str],
+        start_keys: set[tuple],
+        population_uses_start: bool,
+    ):
+        self.table, self.population = table, population
+        self.index_date, self.interval_start = index_date, interval_start
+        self.columns, self.start_keys = columns, start_keys
+        self.population_uses_start = population_uses_start
+
+    def usable(self, compiler: Compiler) -> dict[tuple, str]:
+        """The columns valid for ``compiler``'s dates (values that read ``interval_start``
+        only when it is the same)."""
+        if self.interval_start == compiler.interval_start:
+            return dict(self.columns)
+        return {k: c for k, c in self.columns.items() if k not in self.start_keys}
+
+
+class PatientTables:
+    """Per-patient values already computed on one connection, reused by later runs.
+
+    A dataset run on a connection made by :func:`pophealth.query.connect` keeps its
+    population's per-patient values (every variable's underlying aggregates, picks and
+    lookups) as a cached table on that connection. A later dataset or measure on the same
+    connection, with the same index date, whose population can only hold patients of that
+    population (its rule is the remembered population ``&`` more conditions, or an ``|``
+    of such rules — a measure's denominators), starts from that table: remembered values
+    are read, not recomputed, and only new values are computed, for its own patients.
+    Patients are never added, so the answer is the same as without reuse.
+
+    At most ``limit`` runs are kept (the oldest is released first); :meth:`clear`
+    releases them all."""
+
+    def __init__(self, limit: int = 4):
+        self.limit = limit
+        self._entries: list[PatientTable] = []
+        self._counter = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, compiler: Compiler, population: Series) -> PatientTable | None:
+        if compiler.interval_mode:
+            return None
+        for entry in reversed(self._entries):
+            if entry.index_date != compiler.index_date:
+                continue
+            if entry.interval_start != compiler.interval_start and entry.population_uses_start:
+                continue
+            if implies(population, entry.population):
+                return entry
+        return None
+
+    def remember(
+        self, compiler: Compiler, population: Series, t: ir.Table, leaves: list[Series]
+    ) -> ir.Table:
+        """Materialise ``t`` (the patient table with a column per leaf) and keep it; the
+        compiler's names for those leaves now refer to the materialised columns."""
+        memo: dict[tuple, bool] = {}
+        columns: dict[tuple, str] = {}
+        cols = {}
+        for leaf in leaves:
+            old = compiler._name(leaf)
+            if old in t.columns and leaf.key not in columns:
+                new = f"_r{next(self._counter)}"
+                columns[leaf.key] = new
+                cols[new] = t[old]
+        table = t.select("patient_id", **cols).cache()
+        for key, new in columns.items():
+            compiler._names[key] = new
+        start_keys = {leaf.key for leaf in leaves if _uses_start(leaf, memo)}
+        assert compiler.index_date is not None and compiler.interval_start is not None
+        self._entries.append(
+            PatientTable(
+                table,
+                population,
+                compiler.index_date,
+                compiler.interval_start,
+                columns,
+                start_keys,
+                _uses_start(population, memo),
+            )
+        )
+        while len(self._entries) > self.limit:
+            _release(self._entries.pop(0).table)
+        return table
+
+    def clear(self) -> None:
+        """Release every remembered table."""
+        while self._entries:
+            _release(self._entries.pop().table)
+
+
+def _release(table: ir.Table) -> None:
+    release = getattr(table, "release", None)
+    if release is not None:
+        with contextlib.suppress(Exception):  # already gone (e.g. the session stopped)
+            release()
+
+
 def compile_patient_table(
     compiler: Compiler,
     variables: dict[str, Series],
     population: Series | None,
     *,
     cache_population: bool = False,
+    remember: bool = False,
 ) -> ir.Table:
     """One row per patient (per interval in interval mode) with the named variables, for the
     patients where ``population`` is true.
 
     The population is computed first; every other variable is then computed only for
     patients in it (their rows are semi-joined to the population before any window or
-    aggregate), so a narrow cohort costs little however many variables it has."""
+    aggregate), so a narrow cohort costs little however many variables it has.
+
+    With one index date, on a connection that remembers (:class:`PatientTables`), a
+    population implied by a remembered one starts from that run's table; ``remember=True``
+    materialises this run's per-patient values and remembers them (the caller is about to
+    execute the result)."""
     nodes = list(variables.values())
     with_interval = compiler.interval_mode
     keys = compiler.keys(with_interval)
@@ -715,7 +862,18 @@ def compile_patient_table(
     else:
         pop_leaves = compiler._leaves([population])
         need = compiler.necessary(population)
-        if need is None:
+        hit = None
+        if compiler.reuse is not None and not with_interval:
+            hit = compiler.reuse.find(compiler, population)
+        if hit is not None:
+            # start from a remembered run whose population holds every patient of this one
+            compiler._names.update(hit.usable(compiler))
+            compiler.restrict = hit.table.select("patient_id")
+            try:
+                pt, _ = compiler.leaf_table(pop_leaves, with_interval=False, base=hit.table)
+            finally:
+                compiler.restrict = None
+        elif need is None:
             pt, _ = compiler.leaf_table(pop_leaves, with_interval=with_interval)
         else:
             # pair with the intervals only the patients who can be in the population
@@ -728,7 +886,7 @@ def compile_patient_table(
             finally:
                 compiler.restrict = compiler.restrict_patients = None
         pop = pt.filter(compiler.expr(population, pt).fill_null(False))
-        if cache_population:
+        if cache_population and hit is None:
             pop = pop.cache()
         done = {leaf.key for leaf in pop_leaves}
         rest = [leaf for leaf in compiler._leaves(nodes) if leaf.key not in done]
@@ -737,5 +895,10 @@ def compile_patient_table(
             t, _ = compiler.leaf_table(rest, with_interval=with_interval, base=pop)
         finally:
             compiler.restrict = None
+        computed = [*pop_leaves, *rest]
+        if hit is not None:  # nothing new to remember when every value was remembered
+            computed = [lf for lf in computed if compiler._name(lf) not in hit.table.columns]
+        if remember and compiler.reuse is not None and not with_interval and computed:
+            t = compiler.reuse.remember(compiler, population, t, [*pop_leaves, *rest])
     cols = {name: compiler.expr(s, t) for name, s in variables.items()}
     return t.select(*keys, *extra, **cols)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from pophealth.query.compile import Compiler, compile_patient_table
+from pophealth.query.compile import Compiler, PatientTables, compile_patient_table
 from pophealth.query.model import Frame, QueryError, Series, wrap
 
 __all__ = ["Dataset", "connect", "run_dataset", "run_events"]
@@ -119,14 +119,25 @@ class Dataset:
 
 class StoreBackend:
     """An Ibis backend over a store that registers each canonical table on first use (a
-    query touching three tables does not pay for reading eleven; it matters on Spark)."""
+    query touching three tables does not pay for reading eleven; it matters on Spark).
 
-    def __init__(self, store: Any, engine: str):
+    With ``reuse`` (the default), ``patient_tables`` remembers the per-patient values of
+    datasets run on this connection, so a later dataset or measure on it with the same
+    index date and a population within the dataset's does not compute them again (see
+    :class:`~pophealth.query.compile.PatientTables`); :meth:`forget` releases them."""
+
+    def __init__(self, store: Any, engine: str, *, reuse: bool = True):
         from pophealth.engines import backend
 
         self.store, self.engine = store, engine
         self.con = backend(engine)
         self._registered: set[str] = set()
+        self.patient_tables = PatientTables() if reuse else None
+
+    def forget(self) -> None:
+        """Release the remembered per-patient tables."""
+        if self.patient_tables is not None:
+            self.patient_tables.clear()
 
     def table(self, name: str) -> Any:
         if name not in self._registered:
@@ -138,18 +149,23 @@ class StoreBackend:
         return getattr(self.con, name)
 
 
-def connect(source: Any, engine: str = "duckdb") -> Any:
+def connect(source: Any, engine: str = "duckdb", *, reuse: bool = True) -> Any:
     """An Ibis backend for ``source``: a store path, a :class:`~pophealth.store.Store` (tables
-    registered on first use), or a backend already holding the canonical tables (as is)."""
+    registered on first use), or a backend already holding the canonical tables (as is).
+
+    Several runs on one connection made here share work: ``con = connect(store)``, then
+    ``run_dataset(con, ...)`` followed by ``run_measures(con, ...)`` (same index date,
+    every denominator within the dataset's population) reads the dataset's per-patient
+    values instead of computing them again. ``reuse=False`` turns that off."""
     from pophealth.engines import ENGINES
     from pophealth.store import Store
 
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     if isinstance(source, str | os.PathLike | Path):
-        return StoreBackend(Store.open(source), engine)
+        return StoreBackend(Store.open(source), engine, reuse=reuse)
     if isinstance(source, Store):
-        return StoreBackend(source, engine)
+        return StoreBackend(source, engine, reuse=reuse)
     if hasattr(source, "table"):
         return source
     raise TypeError(f"cannot query {source!r}: give a store path, a Store or an Ibis backend")
@@ -188,10 +204,17 @@ def run_dataset(
     """Run ``dataset`` on ``source`` (store path, Store or Ibis backend) with ``engine``
     (``duckdb`` or ``spark``): one row per patient in the population, ``patient_id`` then the
     variables in definition order, sorted by ``patient_id``. ``output``: ``pandas``
-    (default), ``arrow`` or ``ibis`` (the unexecuted expression)."""
+    (default), ``arrow`` or ``ibis`` (the unexecuted expression).
+
+    On a connection from :func:`connect` (passed in, so it outlives this call) the
+    population's per-patient values are remembered for later runs on it (not with
+    ``output="ibis"``)."""
     con = connect(source, engine)
     compiler = Compiler(con, index_date=_index_date(dataset, index_date))
-    expr = compile_patient_table(compiler, dataset.variables, dataset.population)
+    remember = con is source and output != "ibis"
+    expr = compile_patient_table(
+        compiler, dataset.variables, dataset.population, remember=remember
+    )
     return _output(expr, output, ["patient_id"])
 
 
