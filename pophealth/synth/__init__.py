@@ -66,7 +66,9 @@ def generate(
         if n < calibration.CALIBRATION_PATIENTS and reference is None:
             reference = reference_calibration(region, seed)
         calib = reference if n < calibration.CALIBRATION_PATIENTS else None
-        yield make_chunk(region, codes, rng_for(seed, 1, k), first, n, calib)
+        yield make_chunk(
+            region, codes, rng_for(seed, 1, k), first, n, calib, pathway_rng=rng_for(seed, 3, k)
+        )
 
 
 def write_synthetic_store(out: Path, *, patients: int, seed: int, progress=None):

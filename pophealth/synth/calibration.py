@@ -463,6 +463,23 @@ ASTHMA_EXACERBATION_CODED = 0.5
 #: People with a past, resolved asthma diagnosis (on top of the register). Modelling choice.
 ASTHMA_RESOLVED_EXTRA = 0.012
 
+# Severe-asthma pathway (ISAC): referral of uncontrolled asthma to a respiratory specialist
+# and the first chest/respiratory clinic visit. All modelling choices, set so that the
+# programme's timers have something to show: about a third of uncontrolled patients
+# referred (fewer in deprived areas, more with severe disease), referrals spread over the
+# 18 months before the extract, waits with a median of ~14 weeks so that roughly 30% exceed
+# the 18-week standard, and a tenth of clinic letters never coded in the GP record.
+#: "Uncontrolled" in the year to the extract, as the AAC/ISAC criteria read the records.
+ASTHMA_REFERRAL_UNCONTROLLED_SABA = 6
+ASTHMA_REFERRAL_UNCONTROLLED_OCS = 2
+ASTHMA_REFERRAL_P = 0.35
+ASTHMA_REFERRAL_IMD_RR = (0.7, 0.8, 0.9, 1.0, 1.0)
+ASTHMA_REFERRAL_SEVERE_RR = 1.6  # on high-dose ICS or very poor control
+ASTHMA_REFERRAL_WINDOW_DAYS = 540
+#: Referral → first clinic visit, days: log-normal (median, sigma); P(> 126 days) ≈ 0.3.
+ASTHMA_SECONDARY_WAIT_LOGNORMAL = (100.0, 0.45)
+ASTHMA_CLINIC_SEEN_CODED = 0.9
+
 #: Prednisolone course sizes (tablets of 5 mg): adults 40 mg × 5 days = 40 tablets;
 #: children 1-2 mg/kg, ~30 mg × 3 days. Some courses on 25 mg tablets. BNF dosing.
 PRED_COURSE_ADULT_TABLETS = (40, 30, 56)

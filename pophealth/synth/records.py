@@ -9,6 +9,8 @@ their sources are in :mod:`pophealth.synth.calibration`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from pophealth.synth import calibration as cal
@@ -457,6 +459,7 @@ def asthma(rng, c, codes, out, asthma_in, smoker, bmi, wy):
     a, b = cal.ASTHMA_SABA_LOG_RATE
     n_saba = rng.poisson(np.exp(a + b * s) * yrs)
     pid, d, _ = spread(rng, who, n_saba, w0, w1)
+    saba_12m = _last_year(who, pid, d)
     saba_code = codes.saba.draw(rng, k)  # each patient keeps their usual product
     idx = np.searchsorted(who, pid)
     qty = np.where(rng.random(len(pid)) < 0.1, 2.0, 1.0)
@@ -486,11 +489,13 @@ def asthma(rng, c, codes, out, asthma_in, smoker, bmi, wy):
     pid, d, _ = spread(rng, who[cur], np.ones(cur.sum(), int), last[cur], w1[cur])
     idx = np.searchsorted(who, pid)
     out.med(pid, d, saba_code[idx], 1.0, codes.u_inhaler, codes.saba_dose)
+    saba_12m += _last_year(who, pid, d)
 
     # Oral steroid courses (attacks treated in primary care).
     a, b = cal.ASTHMA_OCS_LOG_RATE
     n_ocs = rng.poisson(np.exp(a + b * s) * yrs)
     pid, d, _ = spread(rng, who, n_ocs, w0, w1)
+    ocs_12m = _last_year(who, pid, d)
     _ocs_course(rng, c, codes, out, pid, d)
     coded = rng.random(len(pid)) < cal.ASTHMA_EXACERBATION_CODED
     out.event(pid[coded], d[coded], codes.asthma_exac.draw(rng, int(coded.sum())))
@@ -521,6 +526,7 @@ def asthma(rng, c, codes, out, asthma_in, smoker, bmi, wy):
     pid2, d2, rep2 = spread(rng, who, n_dir, w0, w1)
     apid = np.concatenate([pid[admitted], pid2])
     aday = np.concatenate([d[admitted], d2])
+    attacks_12m = _last_year(who, pid, d) + _last_year(who, pid2, d2)
     srep = np.concatenate([rep[admitted], rep2])
     cc_p = np.clip(cal.ASTHMA_CRITICAL_CARE * np.exp(0.5 * (s[srep] - 1)), 0, 0.5)
     _admit(
@@ -558,6 +564,72 @@ def asthma(rng, c, codes, out, asthma_in, smoker, bmi, wy):
             sel = np.flatnonzero(got)
             pid, d, _ = spread(rng, who[sel], np.ones(len(sel), int), lo[sel], hi[sel])
             out.event(pid, d, picker.draw(rng, len(pid)))
+
+    # What the referral pathway needs: who is uncontrolled in the year to the extract date
+    # by the ISAC/AAC record criteria (≥6 SABA, ≥2 OCS courses, ≥1 ED/admission).
+    uncontrolled = (
+        (saba_12m >= cal.ASTHMA_REFERRAL_UNCONTROLLED_SABA)
+        | (ocs_12m >= cal.ASTHMA_REFERRAL_UNCONTROLLED_OCS)
+        | (attacks_12m >= 1)
+    )
+    return AsthmaControl(who, uncontrolled, high | (s > 2))
+
+
+@dataclass(frozen=True)
+class AsthmaControl:
+    """The asthma register of a chunk (``who``, sorted) with, per person, whether their
+    records in the year to the extract date meet the uncontrolled-asthma criteria, and a
+    marker of severe disease (high-dose ICS or very poor latent control)."""
+
+    who: np.ndarray
+    uncontrolled: np.ndarray
+    severe: np.ndarray
+
+
+def _last_year(who: np.ndarray, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Per person of ``who`` (sorted), how many of the rows (pid, d) fall in the year to the
+    extract date: (E − 365, E]."""
+    inside = d > E - 365
+    return np.bincount(np.searchsorted(who, pid[inside]), minlength=len(who))
+
+
+def asthma_referrals(rng, c, codes, out, control: AsthmaControl) -> None:
+    """Referrals of uncontrolled asthma to a respiratory specialist, and the clinic visits.
+
+    Of the people still registered whose records make them uncontrolled in the last year, a
+    share (lower in deprived areas; higher with severe disease) has a referral dated in the
+    ``ASTHMA_REFERRAL_WINDOW_DAYS`` before the extract; the rest are never referred. The wait
+    to the first chest/respiratory clinic is log-normal, so some wait beyond 18 weeks; a
+    visit after the extract date (or after the person left) is not written (still waiting),
+    and some visits are never coded in the GP record. Children are referred to a paediatric
+    pulmonologist. Severe-asthma-centre referrals are not generated: pophealth has no
+    curated code list for them (the generator never invents a code)."""
+    who, unc = control.who, control.uncontrolled
+    cand = np.flatnonzero(unc & c.current[who])
+    k = len(cand)
+    if not k:
+        return
+    pid = who[cand]
+    qi = c.imdq[pid] - 1
+    p = (
+        cal.ASTHMA_REFERRAL_P
+        * np.array(cal.ASTHMA_REFERRAL_IMD_RR)[qi]
+        * np.where(control.severe[cand], cal.ASTHMA_REFERRAL_SEVERE_RR, 1.0)
+    )
+    ref = rng.random(k) < np.minimum(p, 1.0)
+    pid = pid[ref]
+    m = len(pid)
+    start = np.maximum(c.w0[pid], E - cal.ASTHMA_REFERRAL_WINDOW_DAYS)
+    ref_day = start + np.floor(rng.random(m) * (E - start + 1)).astype(np.int64)
+    child = c.age[pid] < 16
+    code = np.where(child, codes.referral_child.ids[0], codes.referral.draw(rng, m))
+    out.event(pid, ref_day, code)
+    median, sigma = cal.ASTHMA_SECONDARY_WAIT_LOGNORMAL
+    wait = np.round(rng.lognormal(np.log(median), sigma, m)).astype(np.int64)
+    seen_day = ref_day + np.maximum(wait, 1)
+    coded = rng.random(m) < cal.ASTHMA_CLINIC_SEEN_CODED
+    ok = coded & (seen_day <= c.end[pid])
+    out.event(pid[ok], seen_day[ok], codes.clinic_seen.draw(rng, int(ok.sum())))
 
 
 def copd(rng, c, codes, out, copd_in, wy):
