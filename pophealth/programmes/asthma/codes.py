@@ -48,6 +48,13 @@ class AsthmaCodes:
             return {}
         return {system: sorted(codes) for system, codes in cl.codes.items()}
 
+    def seen_recorded(self) -> tuple[str, ...]:
+        """The ISAC pathway steps (``secondary``, ``sac``) whose referral *and* clinic-visit
+        lists both exist, so that a wait can be timed from the records."""
+        steps = (("secondary", self.referral_secondary, self.seen_secondary),
+                 ("sac", self.referral_sac, self.seen_sac))  # fmt: skip
+        return tuple(name for name, ref, seen in steps if ref is not None and seen is not None)
+
     def strengths(self) -> dict[tuple[str, str], float]:
         """(system, code) → mg per unit for the prednisolone list."""
         if self.prednisolone is None:

@@ -161,14 +161,24 @@ def register_dataset(codes: AsthmaCodes, index_date: dt.date, config: AsthmaConf
     else:
         ds.smoker = False
 
-    # -- ISAC pathway dates (latest on or before the index date)
-    for name, col in (("referral_secondary", "referral_date"),
-                      ("seen_secondary", "secondary_care_seen_date"),
-                      ("referral_sac", "sac_referral_date"),
-                      ("seen_sac", "sac_seen_date")):  # fmt: skip
-        cl = getattr(codes, name)
-        if cl is not None:
-            ds.add(col, ev.matching(cl).on_or_before(q.index_date).maximum_for_patient(ev.date))
+    # -- ISAC pathway dates: the latest referral on or before the index date, and the first
+    # clinic visit on or after that referral (a visit before it belongs to an older episode;
+    # anything after the index date is not known yet)
+    for referral, seen, ref_col, seen_col in (
+        ("referral_secondary", "seen_secondary", "referral_date", "secondary_care_seen_date"),
+        ("referral_sac", "seen_sac", "sac_referral_date", "sac_seen_date"),
+    ):
+        if getattr(codes, referral) is None:
+            continue
+        referred = (
+            ev.matching(getattr(codes, referral))
+            .on_or_before(q.index_date)
+            .maximum_for_patient(ev.date)
+        )
+        ds.add(ref_col, referred)
+        if getattr(codes, seen) is not None:
+            visits = ev.matching(getattr(codes, seen)).between(referred, q.index_date)
+            ds.add(seen_col, visits.minimum_for_patient(ev.date))
     return ds
 
 

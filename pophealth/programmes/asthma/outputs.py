@@ -409,6 +409,72 @@ ISAC_COLUMNS = (
 )  # fmt: skip
 
 
+#: The ISAC pathway measures: (name, numerator column, denominator column, meaning).
+PATHWAY_MEASURES: tuple[tuple[str, str, str, str], ...] = (
+    ("flagged_no_referral", "flagged_no_referral", "uncontrolled",
+     "% of uncontrolled patients uncontrolled 6 months ago too and not referred since"),
+    ("referred_12m", "referred_12m", "uncontrolled",
+     "% of uncontrolled patients referred to a respiratory specialist in the last 12 months"),
+    ("secondary_care_breach", "secondary_care_breach_12m", "referred_12m",
+     "% of those referred in the last 12 months waiting, or seen, more than 18 weeks"),
+    ("secondary_care_waiting", "secondary_care_waiting_12m", "referred_12m",
+     "% of those referred in the last 12 months not seen yet"),
+    ("sac_breach", "sac_breach_12m", "sac_referred_12m",
+     "% of those referred to a severe asthma centre in the last 12 months waiting, or seen, "
+     "more than 8 weeks"),
+)  # fmt: skip
+
+
+def pathway_flags(frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
+    """The bool columns the pathway summary counts: referrals in the look-back window and
+    their waits (an older referral still open is in the worklist, not in these rates)."""
+    from pophealth.programmes.asthma.rules import window_start
+
+    start = pd.Timestamp(window_start(index_date, config.lookback_months))
+    out = pd.DataFrame(index=frame.index)
+    out["uncontrolled"] = frame["uncontrolled"].astype(bool)
+    out["flagged_no_referral"] = frame["flagged_no_referral"].astype(bool) & out["uncontrolled"]
+    for step, col in (("", "referral_date"), ("sac_", "sac_referral_date")):
+        recent = pd.to_datetime(frame[col]).ge(start).fillna(False).astype(bool)
+        out[f"{step}referred_12m"] = recent
+        name = "secondary_care" if not step else "sac"
+        out[f"{name}_breach_12m"] = recent & frame[f"{name}_breach"].astype(bool)
+        out[f"{name}_waiting_12m"] = recent & frame[f"{name}_waiting"].astype(bool)
+    return out
+
+
+def pathway_summary(
+    frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAULT,
+    policy=disclosure.DEFAULT_POLICY,
+) -> pd.DataFrame:  # fmt: skip
+    """The ISAC pathway (timers) for the whole register and by IMD quintile and ethnicity
+    (PROGRAMMES.md §2.4), each measure a proportion with Wilson CIs from released counts."""
+    flags = pathway_flags(frame, index_date, config)
+    g = group_columns(frame)
+    groups = {
+        "imd_quintile": np.ceil(g["imd_decile"] / 2).map(_q_label),
+        "ethnicity": g["ethnicity"].where(g["ethnicity"].notna(), UNKNOWN).astype(str),
+    }
+    parts = []
+    for name, x_col, n_col, meaning in PATHWAY_MEASURES:
+        x = flags[x_col] & flags[n_col]
+        for breakdown, labels in groups.items():
+            t = pd.DataFrame({"group": labels.to_numpy(), "x": x.astype(int).to_numpy(),
+                              "n": flags[n_col].astype(int).to_numpy()})  # fmt: skip
+            t = t.groupby("group", sort=True)[["x", "n"]].sum().reset_index()
+            total = pd.DataFrame({"group": ["Total"], "x": [t.x.sum()], "n": [t.n.sum()]})
+            t = pd.concat([t, total], ignore_index=True)
+            t.insert(0, "breakdown", breakdown)
+            t.insert(0, "measure", name)
+            released = disclosure.release_proportions(
+                t, "x", "n", policy=policy, by=["measure", "breakdown", "group"],
+                margins=["group"], total_label="Total",
+            )  # fmt: skip
+            released["meaning"] = meaning
+            parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def isac_worklist(frame: pd.DataFrame) -> pd.DataFrame:
     """Uncontrolled asthma for the ISAC pharmacist: hard triggers first, then possible severe,
     then flagged > 6 months without referral, then other uncontrolled patients."""

@@ -39,7 +39,7 @@ def evaluate(
 ) -> pd.DataFrame:
     """The evaluated per-patient frame: markers, flags, tier and reasons, ISAC, timers."""
     m = dataset.markers(con, codes, index_date, config, engine)
-    out = rules.evaluate(m, index_date, config)
+    out = rules.evaluate(m, index_date, config, seen_recorded=codes.seen_recorded())
     out["is_tier_high"] = out["tier"].eq("high")
     out["is_tier_moderate"] = out["tier"].eq("moderate")
     out["hospital_attack"] = out["flag_ed"] | out["flag_admitted"]
@@ -82,9 +82,10 @@ class AsthmaProgramme:
                 ignore_index=True,
             )
             spc = outputs.monthly_saba_overuse(monthly, frame, cfg)
+            pathway = outputs.pathway_summary(frame, index_date, cfg)
         else:
             views = {}
-            indicators = sii = attacks = detail = cross = spc = pd.DataFrame()
+            indicators = sii = attacks = detail = cross = spc = pathway = pd.DataFrame()
         agg = [
             ("indicators", indicators,
              "Every indicator by practice, PCN, IMD quintile/decile, Core20, ethnicity, sex, age "
@@ -102,6 +103,10 @@ class AsthmaProgramme:
              "High tier and SABA ≥ 6 by pollution quintile × IMD quintile"),
             ("saba_overuse_monthly", spc,
              "Monthly % with ≥ 6 SABA in the previous 12 months, per PCN (SPC input)"),
+            ("isac_pathway", pathway,
+             "ISAC pathway timers: uncontrolled for 6+ months without referral, referrals in "
+             "the last 12 months and waits over 18 weeks (secondary care) / 8 weeks (severe "
+             "asthma centre), for the region and by IMD quintile and ethnicity"),
         ]  # fmt: skip
         by_name = {}
         for name, table, text in agg:
@@ -125,6 +130,8 @@ class AsthmaProgramme:
 
         result.headline = self._headline(views, frame)
         result.sections = self._sections(views, by_name, frame, codes, spc, cross)
+        if views:
+            result.sections.insert(-1, self._pathway_section(by_name["isac_pathway"], codes))
         return result
 
     # -- report -------------------------------------------------------------------------------
@@ -248,6 +255,52 @@ class AsthmaProgramme:
         )
         sections.append(rules_section)
         return sections
+
+    def _pathway_section(self, pathway: Output, codes: AsthmaCodes) -> Section:
+        cfg = self.config
+        p = pathway.frame
+        section = Section(
+            "Severe asthma pathway (ISAC timers)",
+            text=(
+                "For patients with uncontrolled asthma: who has stayed uncontrolled for "
+                f"{cfg.optimisation_months} months without a referral to a respiratory "
+                "specialist, who was referred in the last 12 months, and how long they waited "
+                f"for the first clinic visit ({cfg.secondary_care_weeks} weeks for secondary "
+                f"care, {cfg.sac_weeks} weeks for a severe asthma centre). A referral is the "
+                "latest one on or before the index date; the visit is the first one on or after "
+                "it. Patients are named in isac_referral_worklist (care team only)."
+            ),
+            notes=[cfg.optimisation_source, cfg.secondary_care_source, cfg.sac_source],
+        )
+        shown = p[p["breakdown"].eq("imd_quintile")].copy() if len(p) else p
+        if len(shown):
+            cols = ["measure", "group", "numerator", "denominator", "value", "lower95_0cl",
+                    "upper95_0cl"]  # fmt: skip
+            table = Output(
+                "isac_pathway_by_imd", "aggregate", shown[cols].reset_index(drop=True),
+                "ISAC pathway measures by IMD quintile (1 = most deprived), % (95% CI)",
+                disclosure=pathway.disclosure,
+            )  # fmt: skip
+            table.show_in_report = True
+            section.tables.append(table)
+        recorded = codes.seen_recorded()
+        if codes.referral_secondary is None:
+            section.notes.append(
+                "No referral code list: every uncontrolled patient flagged 6 months ago counts "
+                "as not referred, and no secondary-care wait is timed."
+            )
+        elif "secondary" not in recorded:
+            section.notes.append(
+                "No secondary-care 'seen' code list: referrals are counted but their waits "
+                "cannot be timed (shown as unknown, never as a breach)."
+            )
+        if "sac" not in recorded:
+            section.notes.append(
+                "No severe-asthma-centre referral/visit code lists (pophealth found no public "
+                "source confirming such SNOMED CT concepts): the 8-week timer is not computed; "
+                "supply lists through AsthmaCodes(referral_sac=..., seen_sac=...)."
+            )
+        return section
 
 
 KEY_INDICATORS = ("tier_high", "saba_6plus", "amr_low", "hospital_attack", "refer")

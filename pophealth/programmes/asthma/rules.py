@@ -323,21 +323,34 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     return out
 
 
+PATHWAY_STEPS = ("secondary", "sac")
+
+
 def pathway_timers(
-    frame: pd.DataFrame, index_date: dt.date, config: AsthmaConfig = DEFAULT
+    frame: pd.DataFrame,
+    index_date: dt.date,
+    config: AsthmaConfig = DEFAULT,
+    *,
+    seen_recorded: tuple[str, ...] = PATHWAY_STEPS,
 ) -> pd.DataFrame:
     """ISAC pathway timers for patients found uncontrolled.
 
     Needs ``uncontrolled`` (now), ``uncontrolled_earlier`` (uncontrolled when the rules are
     run at index date − ``optimisation_months``) and the dates ``referral_date`` (latest
-    referral to secondary care for asthma), ``secondary_care_seen_date``,
+    referral to secondary care for asthma on or before the index date),
+    ``secondary_care_seen_date`` (first visit on or after that referral),
     ``sac_referral_date`` and ``sac_seen_date`` (null when none).
 
     * ``flagged_no_referral`` — uncontrolled now and ``optimisation_months`` ago, with no
       referral since then: the AAC "at most 6 months of optimisation, then refer".
     * ``secondary_care_wait_days`` — referral → first secondary-care review (to the index
-      date while still waiting); ``secondary_care_breach`` when over 18 weeks.
+      date while still waiting); ``secondary_care_breach`` when over 18 weeks (126 days is
+      not a breach, 127 is).
     * ``sac_wait_days`` / ``sac_breach`` — the same for the severe asthma centre, 8 weeks.
+
+    ``seen_recorded`` names the steps (``secondary``, ``sac``) whose "seen" visits can be
+    found in the records (their code list exists). For a step without one a referral's wait
+    cannot be known: its wait is null and it is neither waiting nor in breach.
     """
     idx = pd.Timestamp(index_date)
     earlier = pd.Timestamp(window_start(index_date, config.optimisation_months)) - pd.Timedelta(
@@ -360,28 +373,31 @@ def pathway_timers(
         & frame["uncontrolled_earlier"].fillna(False).astype(bool)
         & ~referred_since
     )
-    seen_after = seen.where(seen >= referral)
-    wait = (seen_after.fillna(idx) - referral).dt.days
-    out["secondary_care_wait_days"] = wait.where(referral.notna()).astype("Int64")
-    out["secondary_care_waiting"] = referral.notna() & seen_after.isna()
-    out["secondary_care_breach"] = (
-        out["secondary_care_wait_days"].gt(config.secondary_care_weeks * 7).fillna(False)
-    ).astype(bool)
-    sac_after = sac_seen.where(sac_seen >= sac_ref)
-    sac_wait = (sac_after.fillna(idx) - sac_ref).dt.days
-    out["sac_wait_days"] = sac_wait.where(sac_ref.notna()).astype("Int64")
-    out["sac_waiting"] = sac_ref.notna() & sac_after.isna()
-    out["sac_breach"] = out["sac_wait_days"].gt(config.sac_weeks * 7).fillna(False).astype(bool)
+    for key, step, ref, visit, weeks in (
+        ("secondary", "secondary_care", referral, seen, config.secondary_care_weeks),
+        ("sac", "sac", sac_ref, sac_seen, config.sac_weeks),
+    ):
+        known = ref.notna() & (key in seen_recorded)
+        after = visit.where(visit >= ref)
+        wait = (after.fillna(idx) - ref).dt.days
+        out[f"{step}_wait_days"] = wait.where(known).astype("Int64")
+        out[f"{step}_waiting"] = known & after.isna()
+        out[f"{step}_breach"] = out[f"{step}_wait_days"].gt(weeks * 7).fillna(False).astype(bool)
     return out
 
 
 def evaluate(
-    markers: pd.DataFrame, index_date: dt.date, config: AsthmaConfig = DEFAULT
+    markers: pd.DataFrame,
+    index_date: dt.date,
+    config: AsthmaConfig = DEFAULT,
+    *,
+    seen_recorded: tuple[str, ...] = PATHWAY_STEPS,
 ) -> pd.DataFrame:
     """Markers + flags + tier + ISAC (+ pathway timers when the dates are present)."""
     t = tier(markers, config)
     i = isac(markers, config)
     out = pd.concat([markers, t, i.drop(columns=["high_dose_ics"])], axis=1)
     if "uncontrolled_earlier" in markers.columns:
-        out = pd.concat([out, pathway_timers(out, index_date, config)], axis=1)
+        timers = pathway_timers(out, index_date, config, seen_recorded=seen_recorded)
+        out = pd.concat([out, timers], axis=1)
     return out

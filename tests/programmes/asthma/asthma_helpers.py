@@ -14,19 +14,24 @@ from pophealth.store import Store
 
 INDEX = dt.date(2026, 11, 23)
 
-#: Test code values: real codes from the curated lists, and two valid-format SNOMED CT codes
-#: standing in for the referral / clinic lists pophealth does not curate yet.
+#: Test code values: real codes from the curated lists (the referral pathway too:
+#: asthma_referral_secondary / asthma_seen_secondary), and two valid-format SNOMED CT codes
+#: standing in for the severe-asthma-centre lists pophealth does not curate (no public
+#: source confirmed such concepts).
 SABA = "39113611000001102"
 ICS_HIGH = "2831211000001109"
 PRED5 = "325427002"
 PRED25 = "325450008"
-REFERRAL = "406547006"
-SEEN = "183477006"
+REFERRAL = "306275005"  # Referral to respiratory physician (procedure)
+SEEN = "428489000"  # Seen in respiratory clinic
+SEEN_CHEST = "185240002"  # Seen in chest clinic
+SAC_REFERRAL = "406547006"
+SAC_SEEN = "183477006"
 
 CODES = dataclasses.replace(
     curated(),
-    referral_secondary=Codelist.of("snomedct", [REFERRAL], name="test referral"),
-    seen_secondary=Codelist.of("snomedct", [SEEN], name="test clinic"),
+    referral_sac=Codelist.of("snomedct", [SAC_REFERRAL], name="test SAC referral"),
+    seen_sac=Codelist.of("snomedct", [SAC_SEEN], name="test SAC clinic"),
 )
 
 

@@ -14,12 +14,16 @@ from asthma_helpers import (
     PRED25,
     REFERRAL,
     SABA,
+    SAC_REFERRAL,
+    SAC_SEEN,
+    SEEN,
+    SEEN_CHEST,
     d,
     patient,
     write_store,
 )
 
-from pophealth.programmes.asthma import dataset
+from pophealth.programmes.asthma import dataset, rules
 
 PRACTICES = [
     {"practice_id": "X1", "name": "One", "pcn_id": "PCN1", "pcn_name": "North"},
@@ -139,6 +143,33 @@ def spec_store(tmp_path_factory):
     asthmatic("longflag", saba_dates=tuple(f"2025-{m:02d}-15" for m in range(7, 13))
               + tuple(f"2026-{m:02d}-15" for m in range(1, 7)))  # fmt: skip
     E.append(ev("longflag", "2026-06-01", REFERRAL))
+
+    # ISAC pathway timers with the curated referral / clinic lists. Everyone below is
+    # uncontrolled now and 6 months ago (index − 6 months = 2026-05-23): 6+ SABA in both years.
+    def uncontrolled(pid, *events):
+        asthmatic(pid, saba_dates=tuple(f"2025-{m:02d}-15" for m in range(7, 13))
+                  + tuple(f"2026-{m:02d}-15" for m in range(1, 7)))  # fmt: skip
+        E.extend(ev(pid, date, code) for date, code in events)
+
+    # referred 6 months − 1 day before the index (inside the 6 months): not flagged;
+    # 6 months + 1 day before: flagged
+    uncontrolled("ref_inside", ("2026-05-24", REFERRAL))
+    uncontrolled("ref_outside", ("2026-05-22", REFERRAL))
+    # referral → first clinic visit: 126 days (18 weeks exactly) vs 127
+    uncontrolled("wait126", ("2026-05-01", REFERRAL), ("2026-09-04", SEEN))
+    uncontrolled("wait127", ("2026-05-01", REFERRAL), ("2026-09-05", SEEN_CHEST))
+    # a visit before the referral is an older episode: still waiting
+    uncontrolled("seen_before", ("2026-03-01", SEEN), ("2026-06-01", REFERRAL))
+    # a referral after the index date is not known yet: the earlier one counts
+    uncontrolled("ref_after", ("2026-01-01", REFERRAL), ("2026-11-24", REFERRAL))
+    # a visit after the index date is not known yet; the first of two visits counts
+    uncontrolled("seen_after", ("2026-10-01", REFERRAL), ("2026-11-24", SEEN))
+    uncontrolled("two_visits", ("2026-02-01", REFERRAL), ("2026-04-01", SEEN),
+                 ("2026-10-01", SEEN))  # fmt: skip
+    # severe asthma centre: 8 weeks = 56 days vs 57 (stand-in codes; see asthma_helpers)
+    uncontrolled("sac56", ("2026-06-01", REFERRAL), ("2026-06-20", SEEN),
+                 ("2026-08-01", SAC_REFERRAL), ("2026-09-26", SAC_SEEN))  # fmt: skip
+    uncontrolled("sac57", ("2026-08-01", SAC_REFERRAL), ("2026-09-27", SAC_SEEN))
     store = write_store(
         tmp_path_factory.mktemp("asthma_spec"),
         patients=P, registrations=R, events=E, medications=M, addresses=A,
@@ -162,7 +193,7 @@ def markers_for(spec_store, engine, results):
 def test_register_membership(spec_store, engine, results):
     m = markers_for(spec_store, engine, results)
     expected = {"edge", "saba3", "relapsed", "moved", "homeless", "ocs", "ics", "hosp", "care",
-                "smoker", "longflag", "maint"}  # fmt: skip
+                "smoker", "longflag", "maint", *PATHWAY}  # fmt: skip
     assert set(m.index) == expected
 
 
@@ -230,6 +261,54 @@ def test_isac_earlier_flag_and_referral(spec_store, engine, results):
     assert not m.loc["saba3", "uncontrolled_earlier"]
     assert m.loc["longflag", "referral_date"] == pd.Timestamp("2026-06-01")
     assert pd.isna(m.loc["saba3", "referral_date"])
+
+
+PATHWAY = ("ref_inside", "ref_outside", "wait126", "wait127", "seen_before", "ref_after",
+           "seen_after", "two_visits", "sac56", "sac57")  # fmt: skip
+
+
+def timers_for(spec_store, engine, results):
+    m = markers_for(spec_store, engine, results).loc[list(PATHWAY)].reset_index()
+    out = rules.evaluate(m, INDEX, seen_recorded=CODES.seen_recorded())
+    return out.set_index("patient_id")
+
+
+def test_pathway_dates_take_the_latest_referral_and_the_first_visit_after_it(
+    spec_store, engine, results
+):
+    m = markers_for(spec_store, engine, results)
+    assert m.loc["ref_after", "referral_date"] == pd.Timestamp("2026-01-01")
+    assert pd.isna(m.loc["seen_before", "secondary_care_seen_date"])
+    assert pd.isna(m.loc["seen_after", "secondary_care_seen_date"])
+    assert m.loc["two_visits", "secondary_care_seen_date"] == pd.Timestamp("2026-04-01")
+    assert m.loc["sac56", "sac_referral_date"] == pd.Timestamp("2026-08-01")
+    assert pd.isna(m.loc["ref_inside", "sac_referral_date"])
+
+
+def test_pathway_timers_at_their_boundaries(spec_store, engine, results):
+    t = timers_for(spec_store, engine, results)
+    assert t["uncontrolled"].all() and t["uncontrolled_earlier"].all()
+    # 6 months: referred 6 months − 1 day ago is in time, 6 months + 1 day ago is not
+    assert not t.loc["ref_inside", "flagged_no_referral"]
+    assert t.loc["ref_outside", "flagged_no_referral"]
+    assert t.loc["ref_after", "flagged_no_referral"]  # the 2026-11-24 referral is ignored
+    # 18 weeks = 126 days: no breach; 127: breach
+    assert t.loc["wait126", "secondary_care_wait_days"] == 126
+    assert not t.loc["wait126", "secondary_care_breach"]
+    assert t.loc["wait127", "secondary_care_wait_days"] == 127
+    assert t.loc["wait127", "secondary_care_breach"]
+    assert not t.loc["wait127", "secondary_care_waiting"]
+    # seen before the referral: still waiting, timed to the index date (175 days)
+    assert t.loc["seen_before", "secondary_care_waiting"]
+    assert t.loc["seen_before", "secondary_care_wait_days"] == 175
+    assert t.loc["seen_before", "secondary_care_breach"]
+    assert t.loc["seen_after", "secondary_care_wait_days"] == 53
+    assert t.loc["seen_after", "secondary_care_waiting"]
+    assert t.loc["two_visits", "secondary_care_wait_days"] == 59
+    # 8 weeks = 56 days: no breach; 57: breach
+    assert t.loc["sac56", "sac_wait_days"] == 56 and not t.loc["sac56", "sac_breach"]
+    assert t.loc["sac57", "sac_wait_days"] == 57 and t.loc["sac57", "sac_breach"]
+    assert pd.isna(t.loc["wait126", "sac_wait_days"])
 
 
 def test_age(spec_store, engine, results):

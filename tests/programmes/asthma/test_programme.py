@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -89,12 +90,53 @@ def test_worklists_are_ordered_and_explained(run):
     assert len(isac) == int((frame["uncontrolled"] | frame["hard_trigger"]).sum())
 
 
+def test_synthetic_referrals_fill_the_pathway_timers_and_worklist(run):
+    result, frame = run
+    uncontrolled = frame[frame["uncontrolled"]]
+    referred = uncontrolled["referral_date"].notna()
+    # some uncontrolled patients were referred, most were not
+    assert 0.05 < referred.mean() < 0.6
+    assert uncontrolled["flagged_no_referral"].any()
+    assert (referred & ~uncontrolled["flagged_no_referral"]).any()
+    waits = frame["secondary_care_wait_days"].dropna()
+    assert (waits <= 126).any() and (waits > 126).any()
+    assert frame["secondary_care_breach"].any() and frame["secondary_care_waiting"].any()
+    assert frame["sac_wait_days"].isna().all()  # no curated severe-asthma-centre lists
+    isac = next(o for o in result.outputs if o.name == "isac_referral_worklist").frame
+    assert isac["referral_date"].notna().any() and isac["secondary_care_breach"].any()
+    pathway = next(o for o in result.outputs if o.name == "isac_pathway")
+    assert pathway.kind == "aggregate" and pathway.disclosure
+    total = pathway.frame[pathway.frame["group"].eq("Total")].set_index(["measure", "breakdown"])
+    assert total.loc[("referred_12m", "imd_quintile"), "numerator"] > 0
+    assert total.loc[("secondary_care_breach", "imd_quintile"), "denominator"] > 0
+    section = next(s for s in result.sections if s.title.startswith("Severe asthma pathway"))
+    assert section.tables and any("severe-asthma-centre" in n for n in section.notes)
+    assert not any("No referral code list" in n for n in section.notes)
+    assert not any("referral_secondary" in n for n in result.sections[0].notes)
+
+
+def test_pathway_section_says_which_lists_are_missing():
+    from pophealth.programmes import Output
+
+    empty = Output("isac_pathway", "aggregate", pd.DataFrame(), "", disclosure="policy")
+    codes = curated()
+    none = dataclasses.replace(codes, referral_secondary=None, seen_secondary=None)
+    notes = AsthmaProgramme()._pathway_section(empty, none).notes
+    assert any("No referral code list" in n for n in notes)
+    no_seen = dataclasses.replace(codes, seen_secondary=None)
+    notes = AsthmaProgramme()._pathway_section(empty, no_seen).notes
+    assert any("'seen' code list" in n for n in notes)
+    assert not any("'seen' code list" in n for n in AsthmaProgramme()._pathway_section(
+        empty, codes).notes)  # fmt: skip
+
+
 def test_report_has_the_section_and_no_patient_ids(run, tmp_path):
     result, frame = run
     report, files = write_report([result], tmp_path, title="asthma test")
     text = report.read_text()
     assert "LADS-style" in text
     assert "The rules, in plain words" in text
+    assert "Severe asthma pathway (ISAC timers)" in text
     assert not any(pid in text for pid in frame["patient_id"].head(50))
     assert len(files["patient"]) == 3
 

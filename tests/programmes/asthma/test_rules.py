@@ -196,6 +196,31 @@ def test_pathway_timers():
     assert pd.isna(t.loc[0, "sac_wait_days"])
 
 
+def test_a_wait_without_a_visit_list_is_unknown_not_a_breach():
+    idx = dt.date(2026, 11, 23)
+    frame = pd.DataFrame(
+        {
+            "uncontrolled": [True, True],
+            "uncontrolled_earlier": [True, True],
+            "referral_date": ["2026-01-01", None],
+            "secondary_care_seen_date": [None, None],
+            "sac_referral_date": ["2026-01-01", None],
+            "sac_seen_date": [None, None],
+        }
+    )
+    timed = rules.pathway_timers(frame, idx)
+    assert timed.loc[0, "secondary_care_breach"] and timed.loc[0, "sac_breach"]
+    t = rules.pathway_timers(frame, idx, seen_recorded=("secondary",))
+    assert t.loc[0, "secondary_care_breach"]
+    assert pd.isna(t.loc[0, "sac_wait_days"])
+    assert not t.loc[0, "sac_waiting"] and not t.loc[0, "sac_breach"]
+    none = rules.pathway_timers(frame, idx, seen_recorded=())
+    assert none["secondary_care_wait_days"].isna().all()
+    assert not none["secondary_care_breach"].any() and not none["secondary_care_waiting"].any()
+    # the referral still stops the 6-months-without-referral timer
+    assert list(none["flagged_no_referral"]) == [True, True]
+
+
 def test_config_is_versioned_and_sourced():
     for name, threshold in DEFAULT.thresholds().items():
         assert isinstance(threshold, Threshold)
