@@ -69,5 +69,37 @@ def connect(store: Store, engine: str = "duckdb", **options: Any):
 
     con = backend(engine, **options)
     for name in TABLES:
-        con.read_parquet(str(store.table_path(name)), table_name=name)
+        register_table(con, store, name)
     return con
+
+
+def register_table(con, store: Store, name: str):
+    """Register the canonical table ``name`` of ``store`` on ``con`` under its name.
+
+    A store written before a nullable column was added to the schema (e.g.
+    ``registrations.source``) has no such column in its Parquet file: it is added as
+    nulls, so that definitions naming every column still compile on older stores."""
+    import pyarrow.parquet as pq
+
+    from pophealth.schema import TABLES
+
+    path = str(store.table_path(name))
+    present = set(pq.read_schema(path).names)
+    missing = [c for c in TABLES[name].columns if c.name not in present]
+    if not missing:
+        return con.read_parquet(path, table_name=name)
+    t = con.read_parquet(path, table_name=f"_{name}_as_written")
+    fill = {c.name: ibis.null().cast(_IBIS_TYPES[c.type]) for c in missing}
+    return con.create_view(name, t.mutate(**fill), overwrite=True)
+
+
+#: Ibis types of the schema's logical column types.
+_IBIS_TYPES = {
+    "string": "string",
+    "date": "date",
+    "timestamp": "timestamp",
+    "int": "int64",
+    "float": "float64",
+    "bool": "boolean",
+    "list<string>": "array<string>",
+}
