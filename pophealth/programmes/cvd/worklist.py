@@ -260,6 +260,8 @@ def worklist(p: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataF
     for f in flags.values():
         any_hit |= f.fillna(False).to_numpy(dtype=bool)
     out = p.loc[any_hit].copy()  # text is built for listed patients only
+    if out.empty:  # nobody to list (e.g. a small ingested store): the text cannot be built
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in WORKLIST_COLUMNS})
     flags = {k: v[any_hit] for k, v in flags.items()}
     texts = item_texts(out, config)
     n = len(out)
