@@ -37,6 +37,7 @@ import pandas as pd
 from pophealth.query.compile import Compiler, compile_patient_table
 from pophealth.query.dataset import check_variable, connect
 from pophealth.query.model import QueryError, Series
+from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 
 __all__ = ["Measure", "Measures", "monthly", "quarterly", "run_measures", "yearly"]
 
@@ -181,20 +182,17 @@ def _group_label(s: Series) -> Series:
     return s if s.dtype == "string" and s.op == "fill_unknown" else s.fill_unknown()
 
 
-def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
-    """Raw numerator/denominator per measure × interval × group: one compiled query per
-    set of intervals (usually one), materialised once and aggregated per measure."""
+def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Raw numerator/denominator per measure × interval × group, and how each measure was
+    evaluated (``"single"``, ``"change_points"`` or ``"paired"``): one compiled query per set
+    of intervals (usually one), materialised once and aggregated per measure."""
     con = connect(source, engine)
     by_intervals: dict[tuple, list[Measure]] = {}
     for m in measures:
         by_intervals.setdefault(tuple(m.intervals), []).append(m)
     frames = []
+    paths: dict[str, str] = {}
     for intervals, group in by_intervals.items():
-        if len(intervals) == 1:  # one interval: its end is simply the index date
-            ((start, end),) = intervals
-            compiler = Compiler(con, index_date=end, interval_start=start)
-        else:
-            compiler = Compiler(con, intervals=list(intervals))
         variables: dict[str, Series] = {}
         names: dict[str, dict[str, str]] = {}
         for i, m in enumerate(group):
@@ -210,6 +208,18 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
         for m in group:
             den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
             keep = den if keep is None else keep | den
+        if len(intervals) > 1:
+            done = _by_change_points(con, list(intervals), group, names, variables, keep)
+            if done is not None:
+                frames.extend(done)
+                paths.update({m.name: "change_points" for m in group})
+                continue
+        if len(intervals) == 1:  # one interval: its end is simply the index date
+            ((start, end),) = intervals
+            compiler = Compiler(con, index_date=end, interval_start=start)
+        else:
+            compiler = Compiler(con, intervals=list(intervals))
+        paths.update({m.name: "single" if len(intervals) == 1 else "paired" for m in group})
         wide = compile_patient_table(compiler, variables, keep, cache_population=True)
         if not compiler.interval_mode:
             wide = wide.mutate(
@@ -220,17 +230,7 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
         try:
             for m in group:
                 cols = names[m.name]
-                num, den = wide[cols["num"]], wide[cols["den"]]
-                if m.denominator.dtype == "bool":
-                    inside = den.fill_null(False)
-                    den_value = inside.cast("int64")
-                else:
-                    inside = den.notnull()
-                    den_value = den.fill_null(0)
-                if m.numerator.dtype == "bool":
-                    num_value = (num.fill_null(False) & inside).cast("int64")
-                else:
-                    num_value = ibis_where(inside, num.fill_null(0))
+                inside, num_value, den_value = _values(m, wide, cols)
                 gcols = [cols[g] for g in m.group_by]
                 agg = (
                     wide.filter(inside)
@@ -246,8 +246,81 @@ def _counts(source: Any, measures: Measures, engine: str) -> pd.DataFrame:
             if release is not None:
                 release()
     if not frames:
-        return pd.DataFrame(columns=["measure", "interval_start", "interval_end"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(columns=["measure", "interval_start", "interval_end"]), paths
+    return pd.concat(frames, ignore_index=True), paths
+
+
+def _values(m: Measure, wide: Any, cols: dict[str, str]) -> tuple[Any, Any, Any]:
+    """``(inside the denominator, numerator value, denominator value)`` per row of ``wide``."""
+    num, den = wide[cols["num"]], wide[cols["den"]]
+    if m.denominator.dtype == "bool":
+        inside = den.fill_null(False)
+        den_value = inside.cast("int64")
+    else:
+        inside = den.notnull()
+        den_value = den.fill_null(0)
+    if m.numerator.dtype == "bool":
+        num_value = (num.fill_null(False) & inside).cast("int64")
+    else:
+        num_value = ibis_where(inside, num.fill_null(0))
+    return inside, num_value, den_value
+
+
+def _by_change_points(
+    con: Any,
+    intervals: list[Interval],
+    group: list[Measure],
+    names: dict[str, dict[str, str]],
+    variables: dict[str, Series],
+    keep: Series,
+) -> list[pd.DataFrame] | None:
+    """Counts of ``group`` by change-point evaluation (:mod:`pophealth.query.timeline`), or
+    None when it does not apply (the caller pairs patients with intervals instead)."""
+    order = sorted_intervals(intervals)
+    if order is None:
+        return None
+    timeline = Timeline(con, order)
+    try:
+        timeline.analyse([*variables.values(), keep])
+    except Unsupported:
+        return None
+    frames = []
+    try:
+        wide = timeline.counts(variables, keep)
+        last = timeline.n
+        width = max(len(m.group_by) for m in group)
+        parts = []
+        for i, m in enumerate(group):
+            # differences per change point: + where an evaluation starts counting, - where it
+            # stops (the patient's next change point); one query for every measure
+            cols = names[m.name]
+            inside, num_value, den_value = _values(m, wide, cols)
+            gcols = [wide[cols[g]] for g in m.group_by]
+            gcols += [ibis.null().cast("string")] * (width - len(gcols))
+            sums = {
+                "numerator": num_value.sum().cast("int64"),
+                "denominator": den_value.sum().cast("int64"),
+                "_n": den_value.count().cast("int64"),
+            }
+            for sign, k, cond in ((1, wide._k, inside), (-1, wide._kn, inside & (wide._kn < last))):
+                keys = {"_m": ibis.literal(i, type="int64"), "_s": ibis.literal(sign, type="int64")}
+                keys["_k"] = k.cast("int64")
+                keys.update({f"_g{j}": g for j, g in enumerate(gcols)})
+                parts.append(wide.filter(cond).group_by(**keys).aggregate(**sums))
+        diffs = ibis.union(*parts, distinct=False).to_pandas() if len(parts) > 1 else None
+        if diffs is None:
+            diffs = parts[0].to_pandas()
+        for i, m in enumerate(group):
+            mine = diffs[diffs["_m"] == i]
+            rename = {f"_g{j}": g for j, g in enumerate(m.group_by)}
+            plus = mine[mine["_s"] == 1].rename(columns=rename)
+            minus = mine[mine["_s"] == -1].rename(columns=rename)
+            df = timeline.totals(plus, minus, list(m.group_by))
+            df.insert(0, "measure", m.name)
+            frames.append(df)
+    finally:
+        timeline.release()
+    return frames
 
 
 def ibis_where(cond: Any, value: Any) -> Any:
@@ -281,7 +354,7 @@ def run_measures(
     """
     if not isinstance(measures, Measures):
         raise TypeError("run_measures needs a Measures object")
-    raw = _counts(source, measures, engine)
+    raw, paths = _counts(source, measures, engine)
     out = []
     for m in measures:
         df = raw[raw["measure"] == m.name].copy()
@@ -301,6 +374,7 @@ def run_measures(
     result = result[lead + rest]
     for g in group_cols:  # breakdown labels: text, None where a measure has no such breakdown
         result[g] = result[g].astype(object).where(result[g].notna(), None)
+    result.attrs["evaluation"] = paths
     return result
 
 

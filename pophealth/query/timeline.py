@@ -1,0 +1,669 @@
+"""Run-length ("change-point") evaluation of measures over many intervals.
+
+A patient's values change at only a few of a measure's intervals: "registered", "alive",
+"adult" flip at most once in two years; "a statin issued in the last 12 months" stays true
+for a monthly issuer; "the latest blood pressure" changes only when a new reading arrives
+or the last one leaves the window. So, instead of pairing every patient with every
+interval, each interval-dependent value is computed as **runs** — ``(patient, k_from, k_to,
+value)``: the value holds for intervals ``k_from <= k < k_to`` — the measure is evaluated
+once per patient at each interval where some run starts or ends (its *change points*), and
+each evaluation counts for every interval up to the patient's next change point. The counts
+per interval are then running sums of those differences.
+
+How each interval-dependent piece becomes runs (intervals ``k = 0..n-1`` sorted by date):
+
+* **Window filters** ``row_value OP G`` where ``G`` is built from ``index_date`` /
+  ``interval_start`` and month/day shifts (``in_last``, ``on_or_before``, ``between``,
+  ``in_interval``, ``active_on``...): ``G`` is computed in Python for every interval (a
+  non-decreasing list ``g_0 <= g_1 <= ...``), so each row is inside the window for one
+  contiguous range of intervals ``[lo, hi)``, found by a binary search written as nested
+  ``CASE`` expressions. ``static OR row_value OP G`` (an open-ended registration) and
+  conjunctions of these are ranges too.
+* **exists / count**: +1 at ``lo``, −1 at ``hi``, a running sum per patient; only the
+  points where the value changes are kept.
+* **first / last day with a same-day rule** (filters on the date only): the days' ranges
+  move forward with the day, so "the last day in the window at k" is the latest day with
+  ``lo <= k``, valid while ``k < hi`` — one ``GROUP BY`` per patient and ``lo``.
+* **any other aggregate, and first / last row** (``address_on``, ``practice_on``...): the
+  rows are joined to their patient's change points inside ``[lo, hi)`` and aggregated or
+  ranked there.
+* **lookups** (the area of the address on the date): the key's runs joined to the table.
+* **patient-level comparisons with G** (``is_alive_on``, "first diagnosis on or before
+  the index date") flip once; **age** ``>= c`` flips on the c-th birthday, any other use of
+  age on every birthday (29 February birthdays count from 1 March in other years, as
+  :meth:`~pophealth.query.compile.Compiler.expr` does).
+
+Whatever this cannot prove constant between change points (``index_date`` used as a value,
+an ``or`` of two interval-dependent conditions, overlapping intervals...) raises
+:class:`Unsupported`, and the caller falls back to pairing patients with intervals.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from pophealth.query.compile import LEAF_OPS, Compiler
+from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series, wrap
+from pophealth.schema import table as schema_table
+
+Interval = tuple[dt.date, dt.date]
+_CMP = ("le", "lt", "ge", "gt", "eq")
+_MIRROR = {"le": "ge", "lt": "gt", "ge": "le", "gt": "lt", "eq": "eq"}
+_SWEEP = ("exists", "count")
+
+
+class Unsupported(Exception):
+    """The measures use something change-point evaluation cannot prove correct."""
+
+
+def sorted_intervals(intervals: Sequence[Interval]) -> list[Interval] | None:
+    """The intervals sorted by date, or None when their starts and ends do not both
+    increase (duplicates, one interval inside another)."""
+    out = sorted(intervals, key=lambda iv: (iv[1], iv[0]))
+    for (s0, e0), (s1, e1) in zip(out, out[1:], strict=False):
+        if not (e0 < e1 and s0 <= s1):
+            return None
+    if any(s > e for s, e in out):
+        return None
+    return out
+
+
+def _shift(d: dt.date, n: int, unit: str) -> dt.date:
+    if unit == "days":
+        return d + dt.timedelta(days=n)
+    y, m = divmod(d.month - 1 + n, 12)
+    y += d.year
+    return dt.date(y, m + 1, min(d.day, calendar.monthrange(y, m + 1)[1]))
+
+
+def _date_key(d: dt.date) -> int:
+    return d.year * 10000 + d.month * 100 + d.day
+
+
+def _key_expr(e: ir.Value) -> ir.Value:
+    return e.year().cast("int64") * 10000 + e.month().cast("int64") * 100 + e.day().cast("int64")
+
+
+def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.Value:
+    """The first k with ``thresholds[k] >= x`` (``> x`` when ``strict``), ``n`` when none;
+    ``thresholds`` non-decreasing. A binary search as nested CASE expressions."""
+
+    def search(a: int, b: int) -> ir.Value:
+        if a == b:
+            return ibis.literal(a, type="int64")
+        mid = (a + b) // 2
+        g = thresholds[mid]
+        hit = (x < g) if strict else (x <= g)
+        return ibis.cases((hit, search(a, mid)), else_=search(mid + 1, b))
+
+    return search(0, len(thresholds))
+
+
+class _Range:
+    """A filter as a range of intervals: a comparison, a conjunction, or a static
+    condition that, when true, keeps the row in every interval."""
+
+    def __init__(self, kind: str, parts: tuple):
+        self.kind, self.parts = kind, parts
+
+    def series(self) -> list[Series]:
+        if self.kind == "cmp":
+            return [self.parts[0]]
+        if self.kind == "and":
+            return [s for p in self.parts for s in p.series()]
+        return [self.parts[0], *self.parts[1].series()]
+
+
+class Timeline:
+    """Change-point evaluation of one set of measures over sorted intervals."""
+
+    def __init__(self, con: Any, intervals: Sequence[Interval]):
+        self.intervals = list(intervals)
+        self.n = len(self.intervals)
+        self.c = Compiler(con, intervals=self.intervals)
+        self.starts = [s for s, _ in self.intervals]
+        self.ends = [e for _, e in self.intervals]
+        self._dyn: dict[tuple, Series] = {}  # interval-dependent leaves
+        self._static: dict[tuple, Series] = {}
+        self._flips: list[tuple] = []  # ("cmp", Series, op, g) | ("age", dob, G, thresholds)
+        self._runs: dict[tuple, ir.Table] = {}
+        self._cached: list[Any] = []
+        #: Materialise each runs table (else one query, shared parts left to the engine).
+        self.cache_runs = True
+
+    # -- analysis (no query is built) ---------------------------------------------------
+    def dep(self, node: Any) -> bool:
+        return self.c.depends_on_interval(node)
+
+    def pure(self, s: Series) -> list[dt.date] | None:
+        """The values per interval of ``s`` when it is built only from the index date /
+        interval start and shifts (None otherwise)."""
+        if s.op == "index_date":
+            return list(self.ends)
+        if s.op == "interval_start":
+            return list(self.starts)
+        if s.op == "shift":
+            base = self.pure(s.args[0])
+            if base is None:
+                return None
+            d = s.args[1]
+            out = [_shift(v, d.n, d.unit) for v in base]
+            if any(b < a for a, b in zip(out, out[1:], strict=False)):
+                raise Unsupported(f"{s.desc} does not move forward with the intervals")
+            return out
+        return None
+
+    def _comparison(self, s: Series) -> tuple[Series, str, list[dt.date]] | None:
+        """``(x, op, g)`` with ``x OP g_k`` when ``s`` compares a value that does not
+        depend on the interval with one built from the index date alone."""
+        if s.op not in _CMP:
+            return None
+        a, b = s.args
+        if not self.dep(a):
+            g = self.pure(b)
+            if g is not None:
+                return a, s.op, g
+        if not self.dep(b):
+            g = self.pure(a)
+            if g is not None:
+                return b, _MIRROR[s.op], g
+        return None
+
+    def _age_threshold(self, s: Series) -> tuple[Series, list[dt.date], list[int]] | None:
+        """``(dob, g, ages)`` when ``s`` compares age on an index-date function with a whole
+        number: it can flip only when the age reaches one of ``ages``."""
+        if s.op not in (*_CMP, "ne"):
+            return None
+        a, b = s.args
+        op = s.op
+        if b.op == "age" and a.op == "lit":
+            a, b, op = b, a, _MIRROR.get(op, op)
+        if a.op != "age" or b.op != "lit" or isinstance(b.args[0], bool):
+            return None
+        if not isinstance(b.args[0], int):
+            return None
+        dob, on = a.args
+        g = self.pure(on)
+        if g is None or self.dep(dob):
+            return None
+        c = b.args[0]
+        ages = {"ge": [c], "lt": [c], "gt": [c + 1], "le": [c + 1]}.get(op, [c, c + 1])
+        return dob, g, ages
+
+    def analyse(self, nodes: Sequence[Series]) -> None:
+        """Record the leaves and flips of ``nodes``; :class:`Unsupported` when a value
+        might change between change points."""
+        for node in nodes:
+            self._walk(node)
+
+    def _walk(self, s: Series) -> None:
+        if s.error:
+            raise QueryError(s.error)
+        if not self.dep(s):
+            for leaf in self.c._leaves([s]):
+                self._static.setdefault(leaf.key, leaf)
+            return
+        rewritten = self.c._rewrite(s)
+        if rewritten is not None:
+            self._walk(rewritten)
+            return
+        if s.op in LEAF_OPS:
+            self._leaf(s)
+            return
+        cmp = self._comparison(s)
+        if cmp is not None:
+            self._static_parts(cmp[0])
+            self._flips.append(("cmp", *cmp))
+            return
+        age = self._age_threshold(s)
+        if age is not None:
+            self._static_parts(age[0])
+            self._flips.append(("age", *age, None))
+            return
+        if s.op == "age":
+            dob, on = s.args
+            g = self.pure(on)
+            if g is None or self.dep(dob):
+                raise Unsupported(f"{s.desc}: age on a date that is not a shifted index date")
+            self._static_parts(dob)
+            years = list(range(g[0].year, g[-1].year + 1))
+            self._flips.append(("age", dob, g, None, years))
+            return
+        if s.op in ("index_date", "interval_start", "shift") and self.pure(s) is not None:
+            raise Unsupported(f"{s.desc} is used as a value: it changes in every interval")
+        for child in s.args:
+            for x in _series_in(child):
+                self._walk(x)
+
+    def _static_parts(self, s: Series) -> None:
+        for leaf in self.c._leaves([s]):
+            self._static.setdefault(leaf.key, leaf)
+
+    def _leaf(self, leaf: Series) -> None:
+        if leaf.key in self._dyn:
+            return
+        op = leaf.op
+        if op == "lookup":
+            key = leaf.args[0]
+            if key.op not in ("pick", "day", "lookup") or not self.dep(key):
+                raise Unsupported(f"{leaf.desc}: looked up by a computed key")
+            self._leaf(key)
+        elif op in ("agg", "pick", "day"):
+            frame = leaf.args[0]
+            if frame.error:
+                raise QueryError(frame.error)
+            if any(self.dep(o) for o in frame._order):
+                raise Unsupported(f"{leaf.desc}: sorted by an interval-dependent value")
+            if op == "agg" and leaf.args[2] is not None and self.dep(leaf.args[2]):
+                raise Unsupported(f"{leaf.desc}: aggregates an interval-dependent value")
+            if op == "pick" and self.dep(leaf.args[2]):
+                raise Unsupported(f"{leaf.desc}: an interval-dependent column")
+            _, dynamic = self.c._split(frame._filters)
+            ranges = [self._range(f) for f in dynamic]
+            for r in ranges:
+                for x in r.series():
+                    self._static_parts(x)
+            if op == "day":
+                _, _, column, _, _ = leaf.args
+                if self.dep(column) or not all(
+                    _monotone_in_date(x, frame) for r in ranges for x in _cmp_values(r)
+                ):
+                    raise Unsupported(f"{leaf.desc}: a day window not on the date alone")
+        else:  # pcol is never interval-dependent
+            raise Unsupported(f"{leaf.desc}: {op}")
+        self._dyn[leaf.key] = leaf
+
+    def _range(self, f: Series) -> _Range:
+        if not self.dep(f):
+            return _Range("static", (f,))
+        if f.op == "and":
+            return _Range("and", tuple(self._range(x) for x in f.args))
+        if f.op == "or":
+            a, b = f.args
+            if self.dep(a) and not self.dep(b):
+                a, b = b, a
+            if not self.dep(a):
+                return _Range("or", (a, self._range(b)))
+            raise Unsupported(f"{f.desc}: an or of two interval-dependent conditions")
+        cmp = self._comparison(f)
+        if cmp is None:
+            raise Unsupported(f"{f.desc}: not a comparison with the index date")
+        return _Range("cmp", cmp)
+
+    # -- building --------------------------------------------------------------------------
+    def bounds(self, r: _Range, t: ir.Table) -> tuple[ir.Value, ir.Value]:
+        """``(lo, hi)``: the row is inside the filter for intervals ``lo <= k < hi``
+        (``lo >= hi``: never)."""
+        n = ibis.literal(self.n, type="int64")
+        zero = ibis.literal(0, type="int64")
+        if r.kind == "static":
+            keep = self.c.expr(r.parts[0], t).fill_null(False)
+            return ibis.cases((keep, zero), else_=n), ibis.cases((keep, n), else_=zero)
+        if r.kind == "and":
+            los, his = zip(*(self.bounds(p, t) for p in r.parts), strict=True)
+            if len(los) == 1:
+                return los[0], his[0]
+            return ibis.greatest(*los), ibis.least(*his)
+        if r.kind == "or":
+            keep = self.c.expr(r.parts[0], t).fill_null(False)
+            lo, hi = self.bounds(r.parts[1], t)
+            return ibis.cases((keep, zero), else_=lo), ibis.cases((keep, n), else_=hi)
+        x_s, op, g = r.parts
+        x = self.c.expr(x_s, t)
+        lo, hi = zero, n
+        if op in ("le", "eq"):
+            lo = _first_at_least(x, g, strict=False)
+        if op == "lt":
+            lo = _first_at_least(x, g, strict=True)
+        if op in ("ge", "eq"):
+            hi = _first_at_least(x, g, strict=True)
+        if op == "gt":
+            hi = _first_at_least(x, g, strict=False)
+        missing = x.isnull()
+        return ibis.cases((missing, n), else_=lo), ibis.cases((missing, zero), else_=hi)
+
+    def _cache(self, t: ir.Table) -> ir.Table:
+        t = t.cache()
+        self._cached.append(t)
+        return t
+
+    def release(self) -> None:
+        for t in self._cached:
+            release = getattr(t, "release", None)
+            if release is not None:
+                release()
+        self._cached.clear()
+
+    def _window(self, order: str) -> Any:
+        return ibis.window(group_by="patient_id", order_by=order)
+
+    def _rows(self, frame: Frame) -> tuple[ir.Table, list[_Range]]:
+        """Rows of ``frame`` after its interval-independent filters, with ``_lo``/``_hi``,
+        only rows inside the window in some interval."""
+        static, dynamic = self.c._split(frame._filters)
+        t = self.c._staged(frame._table, static, [])
+        ranges = [self._range(f) for f in dynamic]
+        need = [leaf for leaf in self.c._leaves([x for r in ranges for x in r.series()])]
+        need = [leaf for leaf in need if self.c._name(leaf) not in t.columns]
+        if need:
+            pt, _ = self.c.leaf_table(need, with_interval=False)
+            t = t.inner_join(pt, "patient_id")
+        if not ranges:
+            raise Unsupported(f"{frame!r}: no window on the index date")
+        lo, hi = self.bounds(_Range("and", tuple(ranges)), t)
+        t = t.mutate(_lo=lo, _hi=hi)
+        return t.filter(t._lo < t._hi), ranges
+
+    def _points(self, rows: ir.Table) -> ir.Table:
+        """Each patient's change points of ``rows`` (``_k``) and the next one (``_kt``)."""
+        n = self.n
+        pts = ibis.union(
+            rows.select("patient_id", _k=rows._lo),
+            rows.filter(rows._hi < n).select("patient_id", _k=rows._hi),
+            distinct=True,
+        )
+        return pts.mutate(_kt=pts._k.lead().over(self._window("_k")).fill_null(n))
+
+    def _at_points(self, rows: ir.Table) -> ir.Table:
+        pts = self._points(rows)
+        pts = pts.select(_pid=pts.patient_id, _k=pts._k, _kt=pts._kt)
+        j = rows.inner_join(
+            pts, [rows.patient_id == pts._pid, rows._lo <= pts._k, rows._hi > pts._k]
+        )
+        return j.drop("_pid")
+
+    def runs(self, leaf: Series) -> tuple[tuple, ir.Table]:
+        """The runs of an interval-dependent leaf: ``patient_id, _kf, _kt`` and a column
+        named by the compiler for each leaf sharing its source."""
+        skey = self._run_key(leaf)
+        if skey not in self._runs:
+            group = [x for x in self._dyn.values() if self._run_key(x) == skey]
+            kind = skey[0]
+            if kind == "sweep":
+                t = self._sweep_runs(group)
+            elif kind == "agg":
+                t = self._agg_runs(group)
+            elif kind == "pick":
+                t = self._pick_runs(group)
+            elif kind == "day":
+                t = self._day_runs(group)
+            else:
+                t = self._lookup_runs(group)
+            self._runs[skey] = self._cache(t) if self.cache_runs else t
+        return skey, self._runs[skey]
+
+    def _run_key(self, leaf: Series) -> tuple:
+        if leaf.op == "agg":
+            frame = leaf.args[0]
+            fns = {
+                x.args[1]
+                for x in self._dyn.values()
+                if x.op == "agg" and x.args[0].key == frame.key
+            }
+            return ("sweep" if fns <= set(_SWEEP) else "agg", frame.key)
+        return self.c._source_key(leaf)
+
+    def _sweep_runs(self, leaves: list[Series]) -> ir.Table:
+        """exists/count: +1 at each row's ``lo``, −1 at its ``hi``, summed per patient."""
+        n = self.n
+        rows, _ = self._rows(leaves[0].args[0])
+        deltas = ibis.union(
+            rows.select("patient_id", _k=rows._lo, _d=ibis.literal(1, type="int64")),
+            rows.filter(rows._hi < n).select(
+                "patient_id", _k=rows._hi, _d=ibis.literal(-1, type="int64")
+            ),
+            distinct=False,
+        )
+        d = deltas.group_by(["patient_id", "_k"]).aggregate(_d=deltas._d.sum())
+        d = d.filter(d._d != 0)
+        cum = ibis.cumulative_window(group_by="patient_id", order_by="_k")
+        d = d.mutate(_c=d._d.sum().over(cum))
+        if any(x.args[1] == "count" for x in leaves):
+            d = d.mutate(_kt=d._k.lead().over(self._window("_k")).fill_null(n))
+        else:  # exists only: keep the points where "has a row" changes
+            d = d.mutate(_b=d._c > 0)
+            d = d.mutate(_prev=d._b.lag().over(self._window("_k")).fill_null(False))
+            d = d.filter(d._b != d._prev)
+            d = d.mutate(_kt=d._k.lead().over(self._window("_k")).fill_null(n))
+        d = d.filter(d._c > 0)
+        cols = {}
+        for leaf in leaves:
+            cols[self.c._name(leaf)] = d._c if leaf.args[1] == "count" else d._c > 0
+        return d.select("patient_id", _kf=d._k, _kt=d._kt, **cols)
+
+    def _agg_runs(self, leaves: list[Series]) -> ir.Table:
+        """Any aggregate: the rows inside the window at each of the patient's change
+        points, aggregated there."""
+        rows, _ = self._rows(leaves[0].args[0])
+        j = self._at_points(rows)
+        aggs = {}
+        for leaf in leaves:
+            _, fn, arg = leaf.args
+            name = self.c._name(leaf)
+            if fn == "exists":
+                aggs[name] = j.count() > 0
+            elif fn == "count":
+                aggs[name] = j.count()
+            else:
+                x = self.c.expr(arg, j)
+                aggs[name] = {
+                    "count_days": lambda x: x.nunique(),
+                    "count_distinct": lambda x: x.nunique(),
+                    "min": lambda x: x.min(),
+                    "max": lambda x: x.max(),
+                    "mean": lambda x: x.mean(),
+                    "sum": lambda x: x.sum(),
+                }[fn](x)
+        out = j.group_by(["patient_id", "_k", "_kt"]).aggregate(**aggs)
+        return out.rename(_kf="_k")
+
+    def _pick_runs(self, leaves: list[Series]) -> ir.Table:
+        """First/last row by an order: ranked among the rows inside the window at each of
+        the patient's change points."""
+        frame, direction, _ = leaves[0].args
+        rows, _ = self._rows(frame)
+        j = self._at_points(rows)
+        rn = ibis.row_number().over(
+            group_by=[j.patient_id, j._k], order_by=self.c._order_by(frame, j, direction)
+        )
+        values = {self.c._name(leaf): self.c.expr(leaf.args[2], j) for leaf in leaves}
+        ranked = j.select("patient_id", "_k", "_kt", _rn=rn, **values)
+        ranked = ranked.filter(ranked._rn == 0).drop("_rn")
+        return ranked.rename(_kf="_k")
+
+    def _day_runs(self, leaves: list[Series]) -> ir.Table:
+        """First/last day with a same-day rule, the window on the date alone: a day's
+        range ``[lo, hi)`` moves forward with the day, so the last day inside the window at
+        k is the latest day with ``lo <= k`` (while ``k < hi``), the first the earliest
+        with ``hi > k`` (from ``lo``)."""
+        frame, direction, column, rule, _ = leaves[0].args
+        n = self.n
+        rows, _ = self._rows(frame)
+        date = getattr(frame, DATE_COLUMNS[frame._table])
+        per_row = rows.select(
+            "patient_id", "_lo", "_hi", _day=self.c.expr(date, rows), _val=self.c.expr(column, rows)
+        )
+        combine = {"min": lambda x: x.min(), "max": lambda x: x.max(), "mean": lambda x: x.mean()}
+        days = per_row.group_by(["patient_id", "_day"]).aggregate(
+            _lo=per_row._lo.min(), _hi=per_row._hi.min(), _val=combine[rule](per_row._val)
+        )
+        if direction == "last":
+            chosen = days.group_by(["patient_id", "_lo"]).aggregate(_pick=days._day.max())
+        else:
+            chosen = days.group_by(["patient_id", "_hi"]).aggregate(_pick=days._day.min())
+        chosen = chosen.select(_pid=chosen.patient_id, _pick=chosen._pick)
+        d = days.inner_join(
+            chosen, [days.patient_id == chosen._pid, days._day == chosen._pick]
+        ).drop("_pid", "_pick")
+        if direction == "last":
+            nxt = d._lo.lead().over(self._window("_lo")).fill_null(n)
+            d = d.mutate(_kf=d._lo, _kt=ibis.least(nxt, d._hi))
+        else:
+            prev = d._hi.lag().over(self._window("_hi")).fill_null(0)
+            d = d.mutate(_kf=ibis.greatest(prev, d._lo), _kt=d._hi)
+        d = d.filter(d._kf < d._kt)
+        cols = {}
+        for leaf in leaves:
+            cols[self.c._name(leaf)] = d._day if leaf.args[4] == "date" else d._val
+        return d.select("patient_id", "_kf", "_kt", **cols)
+
+    def _lookup_runs(self, leaves: list[Series]) -> ir.Table:
+        key, table, key_col, _ = leaves[0].args
+        _, kr = self.runs(key)
+        pk = kr.select("patient_id", "_kf", "_kt", _key=kr[self.c._name(key)])
+        ref = self.c.table(table)
+        ref = ref.select(
+            _ref_key=ref[key_col], **{self.c._name(lf): ref[lf.args[3]] for lf in leaves}
+        )
+        j = pk.left_join(ref, pk._key == ref._ref_key)
+        return j.select("patient_id", "_kf", "_kt", *[self.c._name(lf) for lf in leaves])
+
+    def _flip_points(self, pt: ir.Table) -> list[ir.Table]:
+        """``patient_id, _k`` where a patient-level comparison with the index date flips
+        (``pt``: the patients with their interval-independent values)."""
+        out = []
+        for flip in self._flips:
+            if flip[0] == "cmp":
+                _, x, op, g = flip
+                lo, hi = self.bounds(_Range("cmp", (x, op, g)), pt)
+                out += [lo] if op in ("le", "lt") else [hi] if op in ("ge", "gt") else [lo, hi]
+                continue
+            _, dob, g, ages, years = flip
+            born = self.c.expr(dob, pt)
+            keys = [_date_key(v) for v in g]
+            if ages is not None:  # age >= a from the first k with key(g_k) - a*10^4 >= key(dob)
+                for a in ages:
+                    out.append(_first_at_least(_key_expr(born) + a * 10000, keys, strict=False))
+            else:  # every birthday in the years spanned
+                mmdd = born.month().cast("int64") * 100 + born.day().cast("int64")
+                for y in years:
+                    out.append(_first_at_least(mmdd + y * 10000, keys, strict=False))
+        return [pt.select("patient_id", _k=k.cast("int64")) for k in out]
+
+    def counts(self, variables: dict[str, Series], keep: Series) -> ir.Table:
+        """Evaluate ``variables`` at every patient's change points: a (cached) table with
+        ``patient_id, _k, _kn`` (the next change point) and one column per variable, for the
+        rows where ``keep`` holds."""
+        n = self.n
+        c = self.c
+        need = c.necessary(keep)
+        if need is None:
+            candidates = c.table("patients").select("patient_id")
+        else:
+            nt, _ = c.leaf_table(c._leaves([need]), with_interval=False)
+            candidates = nt.filter(c.expr(need, nt).fill_null(False)).select("patient_id")
+        candidates = self._cache(candidates)
+        c.restrict = c.restrict_patients = candidates
+        try:
+            static = list(self._static.values())
+            pt = candidates
+            if static:
+                pt, _ = c.leaf_table(static, with_interval=False, base=candidates)
+                pt = self._cache(pt) if self.cache_runs else pt
+            runs = {}
+            for leaf in list(self._dyn.values()):
+                skey, t = self.runs(leaf)
+                runs[skey] = t
+            # runs read only as lookup keys are not joined: their lookups carry their runs
+            used = {leaf.key for leaf in c._leaves([*variables.values(), keep])}
+            joined = [
+                t
+                for skey, t in runs.items()
+                if any(x.key in used for x in self._dyn.values() if self._run_key(x) == skey)
+            ]
+            points = [candidates.select("patient_id", _k=ibis.literal(0, type="int64"))]
+            for t in joined:
+                points.append(t.filter(t._kf > 0).select("patient_id", _k=t._kf.cast("int64")))
+                points.append(t.filter(t._kt < n).select("patient_id", _k=t._kt.cast("int64")))
+            for t in self._flip_points(pt):
+                points.append(t.filter((t._k > 0) & (t._k < n)))
+            e = ibis.union(*points, distinct=False).distinct()
+            e = e.mutate(_kn=e._k.lead().over(self._window("_k")).fill_null(n))
+            iv = c.interval_table()
+            e = e.inner_join(iv, e._k == iv.interval_id).drop("interval_id")
+            t = e.inner_join(pt, "patient_id") if static else e
+            for r in joined:
+                names = [x for x in r.columns if x not in ("patient_id", "_kf", "_kt")]
+                r = r.select(*names, _rp=r.patient_id, _rkf=r._kf, _rkt=r._kt)
+                t = t.left_join(r, [t.patient_id == r._rp, t._k >= r._rkf, t._k < r._rkt])
+                t = t.drop("_rp", "_rkf", "_rkt")
+            cols = {name: c.expr(s, t) for name, s in variables.items()}
+            wide = t.filter(c.expr(keep, t).fill_null(False))
+            wide = wide.select("patient_id", "_k", "_kn", **cols)
+            return self._cache(wide)
+        finally:
+            c.restrict = c.restrict_patients = None
+
+    def totals(self, plus: pd.DataFrame, minus: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+        """Counts per interval from the differences at change points: ``plus`` starts at
+        ``_k``, ``minus`` stops at ``_k``; cumulative sums over the intervals per group."""
+        vals = ["numerator", "denominator", "_n"]
+        minus = minus.copy()
+        minus[vals] = -minus[vals]
+        df = pd.concat([plus, minus], ignore_index=True)
+        cols = [*groups, "_k"]
+        if len(df) == 0:
+            return pd.DataFrame(columns=["interval_start", "interval_end", *groups, *vals[:2]])
+        df = df.groupby(cols, dropna=False)[vals].sum()
+        if groups:
+            labels = df.index.droplevel("_k").unique()
+            tuples = [g if isinstance(g, tuple) else (g,) for g in labels]
+            full = pd.MultiIndex.from_tuples(
+                [(*g, k) for g in tuples for k in range(self.n)], names=cols
+            )
+            df = df.reindex(full, fill_value=0)
+            df = df.groupby(level=groups, dropna=False).cumsum()
+        else:
+            df = df.reindex(pd.Index(range(self.n), name="_k"), fill_value=0).cumsum()
+        df = df.reset_index()
+        df = df[df["_n"] > 0]
+        ks = df["_k"].to_numpy()
+        out = pd.DataFrame(
+            {
+                "interval_start": [self.starts[k] for k in ks],
+                "interval_end": [self.ends[k] for k in ks],
+            }
+        )
+        for g in groups:
+            out[g] = df[g].to_numpy()
+        out["numerator"] = df["numerator"].to_numpy().astype("int64")
+        out["denominator"] = df["denominator"].to_numpy().astype("int64")
+        return out
+
+
+def _series_in(arg: Any):
+    if isinstance(arg, Series):
+        yield arg
+    elif isinstance(arg, list | tuple):
+        for a in arg:
+            yield from _series_in(a)
+
+
+def _cmp_values(r: _Range) -> list[Series]:
+    """The row-side values compared with the index date in ``r`` (static parts excluded)."""
+    if r.kind == "cmp":
+        return [r.parts[0]]
+    if r.kind == "and":
+        return [x for p in r.parts for x in _cmp_values(p)]
+    return [wrap(False)]  # a static condition: not a window on the date alone
+
+
+def _monotone_in_date(x: Series, frame: Frame) -> bool:
+    """True when ``x`` is the frame's date column, possibly shifted (so it never decreases
+    as the date increases)."""
+    while x.op == "shift":
+        x = x.args[0]
+    date_col = DATE_COLUMNS[frame._table]
+    return (
+        x.op == "col"
+        and x.args[0] == frame._table
+        and x.args[1] == date_col
+        and (schema_table(frame._table)[date_col].type in ("date", "timestamp"))
+    )
