@@ -17,7 +17,10 @@ app = typer.Typer(
         "quarantines bad records with file, line and field (STORE/quarantine/<run>.csv) and "
         "commits atomically at the end. By default the ingest REPLACES the patient-level "
         "tables of the store (areas are kept); --append adds to them (exact duplicates are "
-        "dropped, so re-running an ingest is idempotent)."
+        "dropped, so re-running an ingest is idempotent). Patients whose FHIR/OMOP source "
+        "records no GP registration get one inferred (FHIR: primary-care encounters; OMOP: "
+        "observation periods), flagged registrations.source = 'inferred'; "
+        "--registrations recorded switches that off."
     ),
     no_args_is_help=True,
 )
@@ -40,6 +43,20 @@ StrictOption = Annotated[
         help="Commit nothing and exit 3 if any record was quarantined.",
     ),
 ]
+RegistrationsOption = Annotated[
+    str,
+    typer.Option(
+        "--registrations",
+        help="infer-missing (default): a patient whose source records no registration "
+        "gets one inferred (FHIR: the serviceProvider of their most recent primary-care "
+        "encounter, from their first encounter there to death or open; OMOP: each "
+        "observation period, at the care site of most of their visits, else the placeholder "
+        "practice UNKNOWN), flagged registrations.source = 'inferred' and counted in the "
+        "summary. recorded: load only the registrations the source records (programmes then "
+        "find nobody registered when it records none). See docs/ingest.md.",
+        case_sensitive=False,
+    ),
+]
 KeyFileOption = Annotated[
     Path | None,
     typer.Option(
@@ -57,6 +74,17 @@ def _key(key_file: Path | None) -> bytes:
         return load_key(key_file)
     except PseudonymKeyError as exc:
         raise fail(str(exc)) from None
+
+
+def _mode(registrations: str) -> str:
+    from pophealth.ingest.sink import REGISTRATION_MODES
+
+    mode = registrations.strip().lower()
+    if mode not in REGISTRATION_MODES:
+        raise fail(
+            f"--registrations must be one of {', '.join(REGISTRATION_MODES)}, not {registrations!r}"
+        )
+    return mode
 
 
 def _run(call) -> None:
@@ -83,19 +111,23 @@ def _run(call) -> None:
 
 def _report(summary) -> None:
     t = Table(title=f"ingest {summary.kind} → {summary.store} (run {summary.run_id})")
-    for c in ("table", "rows in", "loaded", "quarantined", "duplicates", "kept from store", "ok"):
+    inferred = any(c.inferred for c in summary.tables.values())
+    heads = ["table", "rows in", "loaded", "quarantined", "duplicates", "kept from store"]
+    heads += ["inferred"] if inferred else []
+    for c in [*heads, "ok"]:
         t.add_column(c, justify="left" if c == "table" else "right")
     for name, c in summary.tables.items():
-        if c.rows_in or c.kept_from_store:
-            t.add_row(
+        if c.rows_in or c.kept_from_store or c.inferred:
+            cells = [
                 name,
                 f"{c.rows_in:,}",
                 f"{c.loaded:,}",
                 f"{c.quarantined:,}",
                 f"{c.duplicates:,}",
                 f"{c.kept_from_store:,}",
-                "✓" if c.balanced else "✗",
-            )
+            ]
+            cells += [f"{c.inferred:,}"] if inferred else []
+            t.add_row(*cells, "✓" if c.balanced else "✗")
     console.print(t)
     r = Table(title="source records: in = loaded + quarantined + skipped")
     for c in ("record type", "in", "loaded", "quarantined", "skipped", "ok", "skipped because"):
@@ -135,6 +167,7 @@ def fhir_command(
     key_file: KeyFileOption = None,
     append: AppendOption = False,
     strict: StrictOption = False,
+    registrations: RegistrationsOption = "infer-missing",
     workers: Annotated[
         int | None,
         typer.Option(
@@ -149,9 +182,17 @@ def fhir_command(
     from pophealth.ingest.fhir import ingest_fhir
 
     key = _key(key_file)
+    mode = _mode(registrations)
     _run(
         lambda step: ingest_fhir(
-            paths, out, key=key, append=append, strict=strict, progress=step, workers=workers
+            paths,
+            out,
+            key=key,
+            append=append,
+            strict=strict,
+            progress=step,
+            workers=workers,
+            registrations=mode,
         )
     )
 
@@ -163,14 +204,22 @@ def omop_command(
     key_file: KeyFileOption = None,
     append: AppendOption = False,
     strict: StrictOption = False,
+    registrations: RegistrationsOption = "infer-missing",
 ) -> None:
     """OMOP CDM 5.3 / 5.4 CSV or TSV (any case of file names), mapped through `concept`."""
     from pophealth.ingest.omop import ingest_omop
 
     key = _key(key_file)
+    mode = _mode(registrations)
     _run(
         lambda step: ingest_omop(
-            directory, out, key=key, append=append, strict=strict, progress=step
+            directory,
+            out,
+            key=key,
+            append=append,
+            strict=strict,
+            progress=step,
+            registrations=mode,
         )
     )
 

@@ -67,6 +67,17 @@ ODS_SYSTEMS = (
 )
 INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "INPATIENT", "OBSENC"}
 EMERGENCY_CLASSES = {"EMER", "EMERGENCY"}
+#: Encounter classes that may be primary care (ambulatory, virtual): not loaded as rows,
+#: but evidence for an inferred registration (:mod:`pophealth.ingest.infer`).
+PRIMARY_CARE_CLASSES = {"AMB", "AMBULATORY", "VR", "VIRTUAL", "WELLNESS"}
+#: Encounter types that are general-practice style (SNOMED CT 162673000 general
+#: examination of patient, 410620009 well child visit), or say so in their text.
+GP_ENCOUNTER_CODES = {"162673000", "410620009"}
+_GP_ENCOUNTER_RE = re.compile(
+    r"general practi|\bgp\b|wellness|well[- ]child|general examination|primary care", re.I
+)
+#: Organization types meaning a GP practice (ODS role RO76, or the words).
+_GP_ORG_TYPE_RE = re.compile(r"gp practice|general practi|\bRO76\b", re.I)
 SKIP_STATUSES = {
     "entered-in-error",
     "cancelled",
@@ -535,7 +546,11 @@ class FhirMapper:
                 },
                 ctx,
             )
-        start = _registration_start(res) or birth
+        declared = _registration_start(res)
+        if declared:
+            # used only if the patient has no recorded registration (see infer.py)
+            self.run.evidence({"kind": "start", "patient_id": pid, "date": declared})
+        start = declared or birth
         for gp in _list(res.get("generalPractitioner")):
             ods, name = self._gp_practice(gp, res, scope)
             if ods:
@@ -642,6 +657,25 @@ class FhirMapper:
 
     def organization(self, res: dict, ctx, scope, entry) -> None:
         ods = _identifier_value(res, ODS_SYSTEMS)
+        # every organisation: what an Encounter.serviceProvider in another file resolves
+        # to when a registration is inferred from encounters
+        keys = set()
+        if res.get("id"):
+            keys |= {f"Organization/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
+        if entry.full_url:
+            keys.add(_ref_key(entry.full_url))
+        for ident in _list(res.get("identifier")):
+            if isinstance(ident, dict) and ident.get("value"):
+                keys.add(
+                    f"identifier:{str(ident.get('system') or '').strip().lower()}|"
+                    f"{str(ident['value']).strip()}"
+                )
+        if keys:
+            practice, name, is_gp = self._provider_of(res)
+            for k in keys:
+                self.run.index(
+                    "provider", self.pseudo.key_of(k), practice, name, "1" if is_gp else None
+                )
         if ods and res.get("id"):
             keys = {f"Organization/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
             if entry.full_url:
@@ -900,6 +934,12 @@ class FhirMapper:
             kind = "admissions"
         elif classes & EMERGENCY_CLASSES:
             kind = "emergency_attendances"
+        elif classes & PRIMARY_CARE_CLASSES:
+            self._primary_care_evidence(res, scope)
+            self.run.skip(
+                ctx, "ambulatory encounter (not loaded; evidence for an inferred registration)"
+            )
+            return
         else:
             self.run.skip(ctx, "encounter that is neither inpatient nor emergency")
             return
@@ -954,6 +994,118 @@ class FhirMapper:
                 ctx,
                 pref=pref,
             )
+
+    def _primary_care_evidence(self, res: dict, scope: _UnitScope) -> None:
+        """Spill (patient, serviceProvider, date, general-practice style?) of an ambulatory
+        encounter; :mod:`pophealth.ingest.infer` turns these into registrations for patients
+        whose source records none. Never quarantines: the encounter is not a loaded row."""
+        when = _date(_get(res, "period", "start") or _get(res, "period", "end"))
+        sp = res.get("serviceProvider")
+        if when is None or not isinstance(sp, dict):
+            return
+        pid, pref = self._evidence_patient(res, scope)
+        if pid is None and pref is None:
+            return
+        practice = name = mref = None
+        is_gp = False
+        ident = sp.get("identifier")
+        r = sp.get("reference")
+        if isinstance(ident, dict) and ident.get("value"):
+            system, value = str(ident.get("system") or ""), str(ident["value"]).strip()
+            practice = value if _system_uri_is(system, ODS_SYSTEMS) else self._org_id(system, value)
+            name = sp.get("display")
+        elif isinstance(r, str) and r.strip():
+            org = _resolve(r.strip(), res, scope)
+            if isinstance(org, dict) and org.get("resourceType") == "Organization":
+                practice, name, is_gp = self._provider_of(org)
+            elif org is None and not r.startswith("#"):
+                mref = self._org_ref_key(r.strip())
+        if practice is None and mref is None:
+            return
+        types = " ".join(str(c.get("display") or "") for c in _codings(res.get("type"))) + " ".join(
+            str(_get(t, "text") or "") for t in _list(res.get("type"))
+        )
+        codes = {str(c.get("code") or "") for c in _codings(res.get("type"))}
+        is_gp = is_gp or bool(codes & GP_ENCOUNTER_CODES) or bool(_GP_ENCOUNTER_RE.search(types))
+        self.run.evidence(
+            {
+                "kind": "encounter",
+                "patient_id": pid,
+                "_pref": pref,
+                "practice_id": practice,
+                "_mref": mref,
+                "name": name,
+                "is_gp": "1" if is_gp else None,
+                "date": when,
+            }
+        )
+
+    def _evidence_patient(self, res: dict, scope: _UnitScope) -> tuple[str | None, str | None]:
+        """(patient_id, hashed reference) of ``subject`` — like :meth:`_patient_ref` but
+        quiet: an unusable reference just means no evidence."""
+        ref = res.get("subject") if isinstance(res.get("subject"), dict) else res.get("patient")
+        if not isinstance(ref, dict) or _ref_type(ref) not in (None, "Patient"):
+            return None, None
+        r = ref.get("reference")
+        if isinstance(r, str) and r.strip() and not r.strip().startswith("#"):
+            r = r.strip()
+            local = scope.get(r)
+            if local is not None:
+                if local.get("resourceType") != "Patient":
+                    return None, None
+                key = id(local)
+                if key not in scope.pids:
+                    scope.pids[key] = self.pid_of(local)
+                return scope.pids[key], None
+            if "?" in r:
+                m = re.search(r"identifier=([^&]*)", r)
+                if not m:
+                    return None, None
+                from urllib.parse import unquote
+
+                system, _, value = unquote(m.group(1)).rpartition("|")
+                return self._by_identifier(system, value)[:2]
+            return None, self.pseudo.key_of(_ref_key(r))
+        ident = ref.get("identifier")
+        if isinstance(ident, dict) and ident.get("value"):
+            return self._by_identifier(ident.get("system") or "", str(ident["value"]))[:2]
+        return None, None
+
+    def _org_ref_key(self, ref: str) -> str | None:
+        """Hashed index key of a reference to an Organization in another file."""
+        if "?" in ref:
+            m = re.search(r"identifier=([^&]*)", ref)
+            if not m:
+                return None
+            from urllib.parse import unquote
+
+            system, _, value = unquote(m.group(1)).rpartition("|")
+            return self.pseudo.key_of(f"identifier:{system.strip().lower()}|{value.strip()}")
+        return self.pseudo.key_of(_ref_key(ref))
+
+    def _org_id(self, system: str, value: str) -> str:
+        """Practice id of an organisation without an ODS code: ``org-`` and 16 hex digits of
+        a keyed hash of its identifier (or ``Organization/id``) — stable across files."""
+        return "org-" + self.pseudo("org", f"{system.strip().lower()}|{value.strip()}")[:16]
+
+    def _provider_of(self, org: dict) -> tuple[str | None, str | None, bool]:
+        """(practice id, name, is a GP practice) of an Organization resource."""
+        ods = _identifier_value(org, ODS_SYSTEMS)
+        practice = ods
+        if practice is None:
+            for ident in _list(org.get("identifier")):
+                if isinstance(ident, dict) and ident.get("value"):
+                    practice = self._org_id(str(ident.get("system") or ""), str(ident["value"]))
+                    break
+        if practice is None and org.get("id"):
+            practice = self._org_id("Organization", str(org["id"]))
+        types = " ".join(
+            f"{c.get('code') or ''} {c.get('display') or ''}" for c in _codings(org.get("type"))
+        ) + " ".join(str(_get(t, "text") or "") for t in _list(org.get("type")))
+        role_codes = {str(c.get("code")) for c in _codings(org.get("type"))}
+        is_gp = bool(role_codes & {"76", "RO76"}) or bool(_GP_ORG_TYPE_RE.search(types))
+        name = org.get("name")
+        return practice, name if isinstance(name, str) else None, is_gp
 
     def _encounter_procedures(self, res: dict, scope: _UnitScope) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -1214,16 +1366,27 @@ def ingest_fhir(
     progress: Callable[[str, float], None] | None = None,
     batch_rows: int = 50_000,
     workers: int | None = None,
+    registrations: str = "infer-missing",
 ) -> IngestSummary:
     """Import FHIR R4 files/directories into the store at ``out`` (see module docs).
 
     ``progress(description, fraction_done)`` is called now and then. ``workers``
     processes read and map in parallel (default: one per CPU for inputs over 16 MiB;
-    large plain NDJSON files are split by byte range). Returns the reconciled
+    large plain NDJSON files are split by byte range). ``registrations="infer-missing"``
+    (default) infers a registration from primary-care encounters for patients whose
+    source records none (:mod:`pophealth.ingest.infer`); ``"recorded"`` does not. Returns
+    the reconciled
     :class:`IngestSummary`; the store is written once, atomically, at the end.
     """
     files, ignored = find_files(paths)
-    run = Run(out, kind="fhir", append=append, strict=strict, batch_rows=batch_rows)
+    run = Run(
+        out,
+        kind="fhir",
+        append=append,
+        strict=strict,
+        batch_rows=batch_rows,
+        registrations=registrations,
+    )
     try:
         note = files_note("files ignored (not .json/.ndjson/.jsonl/.xml[.gz])", ignored)
         if note:

@@ -256,8 +256,14 @@ def ingest_omop(
     strict: bool = False,
     progress: Callable[[str, float], None] | None = None,
     chunk_rows: int = 100_000,
+    registrations: str = "infer-missing",
 ) -> IngestSummary:
-    """Import an OMOP CDM 5.3/5.4 CSV directory into the store at ``out``."""
+    """Import an OMOP CDM 5.3/5.4 CSV directory into the store at ``out``.
+
+    ``registrations="infer-missing"`` (default): a person without a care site is registered
+    for each observation period at the care site of most of their visits, else at the
+    placeholder practice ``UNKNOWN`` (:mod:`pophealth.ingest.infer`); ``"recorded"``: only
+    persons with a care site are registered."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory of OMOP CSV files")
@@ -267,7 +273,14 @@ def ingest_omop(
             f"{directory}: no person table (person.csv / PERSON.csv / person.tsv) — is this an "
             "OMOP CDM export?"
         )
-    run = Run(out, kind="omop", append=append, strict=strict, batch_rows=chunk_rows)
+    run = Run(
+        out,
+        kind="omop",
+        append=append,
+        strict=strict,
+        batch_rows=chunk_rows,
+        registrations=registrations,
+    )
     try:
         _OmopImport(run, Pseudonymiser(key), files, chunk_rows, progress).run_all()
         version = _cdm_version(directory, files)
@@ -497,8 +510,25 @@ class _OmopImport:
             site = person_id.map(self.person_site)
             ok = site.notna().to_numpy()
             self.run.skip_frame(
-                rt, int((~ok).sum()), "person has no care site (practice) to register with"
+                rt,
+                int((~ok).sum()),
+                "person has no care site (practice): evidence for an inferred registration",
             )
+            if (~ok).any():
+                self.run.evidence_frame(
+                    pd.DataFrame(
+                        {
+                            "kind": "period",
+                            "_pref": self._pid_keys(person_id[~ok]).to_numpy(),
+                            "date": _dates(_col(df, "observation_period_start_date"))[
+                                ~ok
+                            ].to_numpy(),
+                            "end_date": _dates(_col(df, "observation_period_end_date"))[
+                                ~ok
+                            ].to_numpy(),
+                        }
+                    )
+                )
             if not ok.any():
                 continue
             practice = site[ok].map(lambda s: self.care_sites.get(s, (s, None))[0])
@@ -559,6 +589,24 @@ class _OmopImport:
                 .astype("string")
                 .map(lambda s: None if pd.isna(s) else self.care_sites.get(s, (None, None))[0])
             )
+            # the care site of every visit: evidence of the practice of a person without one
+            site_id = _col(df, "care_site_id").astype("string").str.strip()
+            has_site = site_id.notna() & (site_id != "")
+            if has_site.any():
+                sid = site_id[has_site]
+                codes = {k: v[0] for k, v in self.care_sites.items()}
+                names = {k: v[1] for k, v in self.care_sites.items()}
+                self.run.evidence_frame(
+                    pd.DataFrame(
+                        {
+                            "kind": "visit",
+                            "_pref": pref[has_site].to_numpy(),
+                            "practice_id": sid.map(codes).fillna(sid).to_numpy(),
+                            "name": sid.map(names).to_numpy(),
+                            "date": _dates(_col(df, "visit_start_date"))[has_site].to_numpy(),
+                        }
+                    )
+                )
             if inpatient.any():
                 m = inpatient
                 method = np.where(concept[m].to_numpy() == ER_AND_INPATIENT, "emergency", "other")

@@ -45,9 +45,41 @@ from pophealth.validate import validate
 #: from the reference loaders and is always carried over.
 INGEST_TABLES: tuple[str, ...] = tuple(n for n in TABLES if n != "areas")
 
+#: ``--registrations``: ``infer-missing`` (default) infers a registration for patients whose
+#: source records none (see :mod:`pophealth.ingest.infer`); ``recorded`` loads only what
+#: the source records.
+REGISTRATION_MODES: tuple[str, ...] = ("infer-missing", "recorded")
+
 #: Folder beside the snapshots holding the hashed reference index of earlier runs.
 INDEX_DIR = "reference-index"
 META = ("_pref", "_mref", "_src", "_loc", "_rid", "_rtype", "_rkey")
+#: Spilled evidence of registration (see :meth:`Run.evidence`): ``kind`` is ``encounter``
+#: (FHIR primary-care encounter), ``start`` (FHIR registration-start extension),
+#: ``period`` (OMOP observation period) or ``visit`` (OMOP visit at a care site).
+#: ``is_gp`` is "1" for a general-practice style encounter; ``_mref`` is the hashed
+#: reference of a serviceProvider Organization read from another file.
+EVIDENCE = "_evidence"
+EVIDENCE_COLUMNS = (
+    "kind",
+    "patient_id",
+    "_pref",
+    "practice_id",
+    "_mref",
+    "name",
+    "is_gp",
+    "date",
+    "end_date",
+)
+#: Columns of the spilled reference-index files, by kind (default: key, system, code).
+INDEX_COLUMNS = {
+    "patient": ["key", "pid"],
+    "provider": ["key", "practice_id", "name", "is_gp"],
+}
+#: Columns the inference rule fills (the others are null).
+INFERRED_COLUMNS = {
+    "registrations": {"patient_id", "practice_id", "start_date", "end_date", "source"},
+    "practices": {"practice_id", "name"},
+}
 QUARANTINE_FIELDS = [
     "run",
     "table",
@@ -113,6 +145,10 @@ class TableCounts:
     quarantined: int = 0
     duplicates: int = 0
     kept_from_store: int = 0
+    #: rows made by a documented inference rule (registrations the source does not
+    #: record, and the practices they name), loaded beside the source's rows; like
+    #: ``kept_from_store`` they are not source rows, so not part of the balance
+    inferred: int = 0
 
     @property
     def balanced(self) -> bool:
@@ -225,7 +261,14 @@ class Run:
         worker: bool = False,
         run_id: str | None = None,
         rkey_start: int = 0,
+        registrations: str = "infer-missing",
     ):
+        if registrations not in REGISTRATION_MODES:
+            raise ValueError(
+                f"registrations must be one of {', '.join(REGISTRATION_MODES)}, "
+                f"not {registrations!r}"
+            )
+        self.registrations = registrations
         self.strict = strict
         self.memory_limit = os.environ.get("POPHEALTH_INGEST_MEMORY", "1GB")
         self.out = Path(out)
@@ -254,6 +297,8 @@ class Run:
         self.notes: list[str] = []
         self._worker_dirs: list[str] = []
         self._extra: dict[str, Any] = {}
+        self._evidence: list[dict] = []
+        self._inferred_rejected = 0
         self._rkey = rkey_start
         self._nspill = 0
 
@@ -425,6 +470,40 @@ class Run:
         if len(buf) >= self.batch_rows * 4:
             self._flush_index(kind)
 
+    def evidence(self, row: dict[str, Any]) -> None:
+        """Record evidence of registration (not a canonical row): a primary-care encounter,
+        a registration start, an observation period or a visit's care site. Used at the
+        end to infer registrations for patients whose source records none
+        (:mod:`pophealth.ingest.infer`); columns :data:`EVIDENCE_COLUMNS`."""
+        self._evidence.append(row)
+        if len(self._evidence) >= self.batch_rows:
+            self._flush_evidence()
+
+    def evidence_frame(self, frame: pd.DataFrame) -> None:
+        """Evidence rows of a tabular source, a whole chunk at once."""
+        if len(frame):
+            self._write_evidence(frame)
+
+    def _flush_evidence(self) -> None:
+        rows, self._evidence = self._evidence, []
+        if rows:
+            self._write_evidence(pd.DataFrame.from_records(rows))
+
+    def _write_evidence(self, frame: pd.DataFrame) -> None:
+        n = len(frame)
+        arrays = []
+        for c in EVIDENCE_COLUMNS:
+            if c not in frame.columns:
+                arrays.append(pa.nulls(n, pa.string()))
+                continue
+            text = pd.Series(frame[c]).reset_index(drop=True).astype("string")
+            arrays.append(
+                pa.array(text.astype(object).where(text.notna(), None).tolist(), pa.string())
+            )
+        path = self._path("evidence")
+        pq.write_table(pa.Table.from_arrays(arrays, names=list(EVIDENCE_COLUMNS)), path)
+        self._spills[EVIDENCE].append(path)
+
     # -- spilling ----------------------------------------------------------------------
     def _path(self, stem: str) -> Path:
         self._nspill += 1
@@ -459,7 +538,7 @@ class Run:
         rows = self._index.pop(kind, None)
         if not rows:
             return
-        names = ["key", "pid"] if kind == "patient" else ["key", "system", "code"]
+        names = INDEX_COLUMNS.get(kind, ["key", "system", "code"])
         cols = list(zip(*rows, strict=True))
         data = pa.table(
             {n: pa.array(list(c), pa.string()) for n, c in zip(names, cols, strict=True)}
@@ -475,6 +554,7 @@ class Run:
             self._flush(name)
         for kind in list(self._index):
             self._flush_index(kind)
+        self._flush_evidence()
         self.quarantine.close()
         return {
             "spills": {k: [str(p) for p in v] for k, v in self._spills.items()},
@@ -529,6 +609,7 @@ class Run:
             self._flush(name)
         for kind in list(self._index):
             self._flush_index(kind)
+        self._flush_evidence()
         con = duckdb.connect()
         con.execute(f"SET temp_directory='{self.tmp / 'duckdb'}'")
         con.execute("SET preserve_insertion_order=false")
@@ -538,6 +619,11 @@ class Run:
         self._register_index(con)
         committed = False
         try:
+            from pophealth.ingest.infer import infer_registrations
+
+            inference = infer_registrations(con, self)
+            if inference is not None:
+                provenance = {**provenance, "registrations": inference}
             tables = {name: self._resolve(con, name, progress) for name in INGEST_TABLES}
             tables = {k: v for k, v in tables.items()}
             try:
@@ -657,6 +743,19 @@ class Run:
                 "INSERT INTO idx_medication SELECT key, min(system), min(code) "
                 f"FROM read_parquet({files!r}) GROUP BY key"
             )
+        # every Organization read (with or without an ODS code): what an encounter's
+        # serviceProvider in another file resolves to, for inferred registrations
+        con.execute(
+            "CREATE TABLE idx_provider (key VARCHAR, practice_id VARCHAR, name VARCHAR, "
+            "is_gp VARCHAR)"
+        )
+        files = [str(p) for p in self._index_spills.get("provider", [])]
+        files += self._previous_index("provider")
+        if files:
+            con.execute(
+                "INSERT INTO idx_provider SELECT key, min(practice_id), min(name), max(is_gp) "
+                f"FROM read_parquet({files!r}) GROUP BY key"
+            )
 
     def _resolve(self, con, name: str, progress) -> Iterator[pa.Table]:
         """Generator of validated Arrow chunks for table ``name`` (run inside Store.write)."""
@@ -677,14 +776,39 @@ class Run:
         if keep_old and self.store.snapshot is not None:
             old_path = self.store.table_path(name)
             if self.store.row_counts().get(name, 0) > 0:
+                # a store written before a nullable column was added has no such column
+                present = set(pq.read_schema(old_path).names)
                 sel = ", ".join(
-                    q(c) if c_.type == "list<string>" else f"CAST({q(c)} AS VARCHAR) AS {q(c)}"
+                    f"CAST(NULL AS VARCHAR) AS {q(c)}"
+                    if c not in present
+                    else q(c)
+                    if c_.type == "list<string>"
+                    else f"CAST({q(c)} AS VARCHAR) AS {q(c)}"
                     for c, c_ in zip(cols, spec.columns, strict=True)
                 )
+                where = ""
+                if name == "registrations" and "source" in present:
+                    # recorded registrations supersede ones inferred by an earlier run
+                    where = (
+                        " WHERE NOT (source = 'inferred' AND patient_id IN "
+                        "(SELECT patient_id FROM reg_recorded_new))"
+                    )
                 parts.append(
                     f"SELECT {sel}, NULL AS _pref, NULL AS _mref, 'existing store' AS _src, "
                     f"NULL AS _loc, NULL AS _rid, NULL AS _rtype, CAST(-1 AS BIGINT) AS _rkey, "
-                    f"1 AS _old FROM read_parquet('{old_path}')"
+                    f"1 AS _old FROM read_parquet('{old_path}'){where}"
+                )
+        if name in ("registrations", "practices"):
+            inferred = "inferred_registrations" if name == "registrations" else "inferred_practices"
+            if con.execute(f"SELECT count(*) FROM {inferred}").fetchone()[0]:
+                sel = ", ".join(
+                    q(c) if c in INFERRED_COLUMNS[name] else f"CAST(NULL AS VARCHAR) AS {q(c)}"
+                    for c in cols
+                )
+                parts.append(
+                    f"SELECT {sel}, NULL AS _pref, NULL AS _mref, 'inferred' AS _src, "
+                    f"NULL AS _loc, NULL AS _rid, NULL AS _rtype, CAST(-2 AS BIGINT) AS _rkey, "
+                    f"2 AS _old FROM {inferred}"
                 )
         if not parts:
             return
@@ -696,7 +820,10 @@ class Run:
             replace.append(f"{pid} AS patient_id")
         if name == "registrations":
             extra_join = " LEFT JOIN idx_organization m ON s._mref = m.key"
-            replace += ["coalesce(s.practice_id, m.system) AS practice_id"]
+            replace += [
+                "coalesce(s.practice_id, m.system) AS practice_id",
+                "coalesce(s.source, 'recorded') AS source",
+            ]
         if name == "medications":
             extra_join = " LEFT JOIN idx_medication m ON s._mref = m.key"
             replace += [
@@ -750,6 +877,7 @@ class Run:
                 continue
             outcome = np.full(len(df), "loaded", dtype=object)
             old = df["_old"].to_numpy() == 1
+            made = df["_old"].to_numpy() == 2  # rows of an inference rule, not of the source
             dup = df["_dup"].to_numpy() > 1
             outcome[dup] = "duplicate"
             if "_first" in df.columns:
@@ -834,7 +962,9 @@ class Run:
                 if res.valid.num_rows:
                     self._note_dates(name, res.valid)
                     yield res.valid
-            new = ~old
+            new = ~old & ~made
+            counts.inferred += int(((outcome == "loaded") & made).sum())
+            self._inferred_rejected += int(((outcome == "quarantined") & made).sum())
             counts.loaded += int(((outcome == "loaded") & new).sum())
             counts.quarantined += int(((outcome == "quarantined") & new).sum())
             counts.duplicates += int(((outcome == "duplicate") & new).sum())
