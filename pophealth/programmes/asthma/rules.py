@@ -219,10 +219,9 @@ def _fill(words: str, frame: pd.DataFrame) -> pd.Series:
     return out
 
 
-def _join(acc: pd.Series, add: pd.Series, mask: pd.Series, sep: str) -> pd.Series:
-    add = add.where(mask, "")
-    both = (acc != "") & (add != "")
-    return (acc + np.where(both, sep, "") + add).astype(object)
+def _append(acc: np.ndarray, add: np.ndarray, sep: str) -> np.ndarray:
+    """``acc + sep + add`` element-wise (no separator where ``acc`` is still empty)."""
+    return np.where(acc != "", acc + sep, acc) + add
 
 
 def tier(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
@@ -242,21 +241,23 @@ def tier(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     values = pd.concat([markers, f[["amr"]]], axis=1)
     level = np.zeros(len(f), dtype=np.int8)
     priority = np.zeros(len(f), dtype=np.int64)
-    reasons = pd.Series("", index=f.index, dtype=object)
-    codes = pd.Series("", index=f.index, dtype=object)
+    reasons = np.full(len(f), "", dtype=object)
+    codes = np.full(len(f), "", dtype=object)
     for reason in REASONS:
         mask = f[reason.flag].to_numpy(dtype=bool)
         if reason.level != "context":
             level = np.maximum(level, np.where(mask, _LEVEL_RANK[reason.level], 0))
         priority += np.where(mask, _LEVEL_POINTS[reason.level], 0)
-        if mask.any():
-            words = _fill(reason.words, values)
-            reasons = _join(reasons, words, pd.Series(mask, f.index), "; ")
-            codes = _join(codes, pd.Series(reason.code, f.index), pd.Series(mask, f.index), "|")
+        rows = np.flatnonzero(mask)
+        if len(rows):
+            # words are filled (and appended) for the patients with the reason only
+            words = _fill(reason.words, values.iloc[rows]).to_numpy(dtype=object)
+            reasons[rows] = _append(reasons[rows], words, "; ")
+            codes[rows] = _append(codes[rows], np.full(len(rows), reason.code, object), "|")
     names = np.array(["low", "low", "moderate", "high"], dtype=object)
     f["tier"] = pd.Categorical(names[level], categories=list(TIERS), ordered=True)
-    f["reasons"] = reasons.where(reasons != "", "no risk markers")
-    f["reason_codes"] = codes
+    f["reasons"] = pd.Series(np.where(reasons != "", reasons, "no risk markers"), f.index)
+    f["reason_codes"] = pd.Series(codes, f.index)
     f["priority"] = priority
     return f.drop(columns=["flag_saba_priority_only", "flag_saba_review_only", "flag_ocs_1"])
 
@@ -306,20 +307,23 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
         "uc_saba": "{saba_count_12m} reliever inhalers",
         "uc_questionnaire": "poor control on ACT/ACQ",
     }
-    why = pd.Series("", index=m.index, dtype=object)
+    why = np.full(len(m), "", dtype=object)
     for col, text in words.items():
-        why = _join(why, _fill(text, m), out[col], "; ")
-    out["uncontrolled_because"] = why
+        rows = np.flatnonzero(out[col].to_numpy(dtype=bool))
+        if len(rows):
+            why[rows] = _append(why[rows], _fill(text, m.iloc[rows]).to_numpy(dtype=object), "; ")
+    out["uncontrolled_because"] = pd.Series(why, m.index)
     trig_words = {
         "trigger_ocs_3plus": "3 or more oral steroid courses in 12 months",
         "trigger_maintenance_ocs_5mg": "maintenance oral steroids ≥5 mg a day",
         "trigger_critical_care": "ITU/HDU care for an asthma attack",
         "possible_severe": "uncontrolled on high-dose ICS or maintenance oral steroids",
     }
-    refer_why = pd.Series("", index=m.index, dtype=object)
+    refer_why = np.full(len(m), "", dtype=object)
     for col, text in trig_words.items():
-        refer_why = _join(refer_why, pd.Series(text, m.index), out[col], "; ")
-    out["refer_because"] = refer_why
+        rows = np.flatnonzero(out[col].to_numpy(dtype=bool))
+        refer_why[rows] = _append(refer_why[rows], np.full(len(rows), text, object), "; ")
+    out["refer_because"] = pd.Series(refer_why, m.index)
     return out
 
 
