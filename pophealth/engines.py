@@ -54,13 +54,40 @@ def spark_session(*, shuffle_partitions: int | None = None):
 
 
 def backend(engine: str = "duckdb", **options: Any):
-    """A bare Ibis backend for ``engine`` (no tables registered)."""
+    """A bare Ibis backend for ``engine`` (no tables registered).
+
+    Its ``read_parquet(path, table_name=T)`` for a canonical table ``T`` whose file lacks
+    a nullable column of the schema (a store written before the column was added, e.g.
+    ``registrations.source``) registers the table with that column as nulls, so that
+    definitions naming every column compile on older stores too."""
     if engine == "duckdb":
         con = ibis.duckdb.connect(**options)
-        return con
-    if engine == "spark":
-        return ibis.pyspark.connect(spark_session())
-    raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    elif engine == "spark":
+        con = ibis.pyspark.connect(spark_session())
+    else:
+        raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    _fill_missing_columns(con)
+    return con
+
+
+def _fill_missing_columns(con) -> None:
+    import pyarrow.parquet as pq
+
+    from pophealth.schema import TABLES
+
+    read = con.read_parquet
+
+    def read_parquet(path, table_name: str | None = None, **kwargs: Any):
+        if table_name in TABLES and isinstance(path, str | os.PathLike) and os.path.isfile(path):
+            present = set(pq.read_schema(path).names)
+            missing = [c for c in TABLES[table_name].columns if c.name not in present]
+            if missing:
+                t = read(path, table_name=f"_{table_name}_as_written", **kwargs)
+                fill = {c.name: ibis.null().cast(_IBIS_TYPES[c.type]) for c in missing}
+                return con.create_view(table_name, t.mutate(**fill), overwrite=True)
+        return read(path, table_name=table_name, **kwargs)
+
+    con.read_parquet = read_parquet
 
 
 def connect(store: Store, engine: str = "duckdb", **options: Any):
@@ -69,28 +96,8 @@ def connect(store: Store, engine: str = "duckdb", **options: Any):
 
     con = backend(engine, **options)
     for name in TABLES:
-        register_table(con, store, name)
+        con.read_parquet(str(store.table_path(name)), table_name=name)
     return con
-
-
-def register_table(con, store: Store, name: str):
-    """Register the canonical table ``name`` of ``store`` on ``con`` under its name.
-
-    A store written before a nullable column was added to the schema (e.g.
-    ``registrations.source``) has no such column in its Parquet file: it is added as
-    nulls, so that definitions naming every column still compile on older stores."""
-    import pyarrow.parquet as pq
-
-    from pophealth.schema import TABLES
-
-    path = str(store.table_path(name))
-    present = set(pq.read_schema(path).names)
-    missing = [c for c in TABLES[name].columns if c.name not in present]
-    if not missing:
-        return con.read_parquet(path, table_name=name)
-    t = con.read_parquet(path, table_name=f"_{name}_as_written")
-    fill = {c.name: ibis.null().cast(_IBIS_TYPES[c.type]) for c in missing}
-    return con.create_view(name, t.mutate(**fill), overwrite=True)
 
 
 #: Ibis types of the schema's logical column types.

@@ -326,6 +326,9 @@ def test_a_store_written_before_the_source_column_still_opens_and_appends(tmp_pa
     assert con.table("registrations").source.isnull().all().execute()
     frame = run_dataset(con, ds, index_date=dt.date(2020, 1, 1))
     assert list(frame["practice"]) == ["B82005"]
+    # and through the query layer's own store connection (what `pophealth run` uses)
+    frame = run_dataset(tmp_path / "st", ds, index_date=dt.date(2020, 1, 1))
+    assert list(frame["practice"]) == ["B82005"]
     more = tmp_path / "more"
     more.mkdir()
     _write(more / "Organization.ndjson", [_org("g", "Surgery", ods="B82001", gp=True)])
