@@ -6,6 +6,11 @@ used when the samples are absent), ingests it, and prints resources/s, peak memo
 sizes and the machine. Memory should stay flat as --resources grows (streaming).
 
     uv run python benchmarks/bench_ingest.py --resources 200000
+    uv run python benchmarks/bench_ingest.py --resources 200000 --registrations recorded
+
+The Synthea Organizations (the encounters' serviceProviders) are copied in beside the
+clones, so that registrations are inferred from the ambulatory encounters as they are for
+real Synthea data (``--registrations recorded`` to time the ingest without the inference).
 """
 
 from __future__ import annotations
@@ -123,6 +128,9 @@ def make_bulk(folder: Path, n_resources: int) -> int:
     n_patients = max(1, n_resources // PER_PATIENT)
     pids = [str(uuid.UUID(int=i + 1)) for i in range(n_patients)]
     written = 0
+    if BULK.is_dir():  # the serviceProviders of the cloned encounters (reference data)
+        for name in ("Organization.ndjson", "hospitalInformation1567659638775.json"):
+            shutil.copy(BULK / name, folder / name)
     with open(folder / "Patient.ndjson", "w") as fh:
         for i, pid in enumerate(pids):
             p = copy.deepcopy(tpl["Patient"][i % len(tpl["Patient"])])
@@ -159,6 +167,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resources", type=int, default=100_000)
     ap.add_argument("--keep", action="store_true", help="keep the generated files and store")
+    ap.add_argument(
+        "--registrations",
+        choices=("infer-missing", "recorded"),
+        default="infer-missing",
+        help="infer registrations from the encounters (default) or not",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
@@ -174,7 +188,9 @@ def main() -> None:
             if desc.startswith("resolving") and "read" not in phases:
                 phases["read"] = time.perf_counter() - t0
 
-        summary = ingest_fhir([src], tmp / "store", key=KEY, progress=progress)
+        summary = ingest_fhir(
+            [src], tmp / "store", key=KEY, progress=progress, registrations=args.registrations
+        )
         total = time.perf_counter() - t0
         cpu = _cpu_seconds() - cpu0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -195,6 +211,8 @@ def main() -> None:
             "(other work on the machine slows the figures)"
         )
         print(f"loaded: {rows:,} canonical rows; balanced: {summary.balanced}")
+        inferred = summary.tables["registrations"].inferred
+        print(f"registrations ({args.registrations}): {inferred:,} inferred")
         read = phases.get("read", total)
         print(f"read + map:          {read:7.2f} s  {n / read:10,.0f} resources/s")
         print(f"resolve + validate + write: {total - read:7.2f} s")
