@@ -161,25 +161,49 @@ def register_dataset(codes: AsthmaCodes, index_date: dt.date, config: AsthmaConf
     else:
         ds.smoker = False
 
-    # -- ISAC pathway dates: the latest referral on or before the index date, and the first
-    # clinic visit on or after that referral (a visit before it belongs to an older episode;
-    # anything after the index date is not known yet)
-    for referral, seen, ref_col, seen_col in (
-        ("referral_secondary", "seen_secondary", "referral_date", "secondary_care_seen_date"),
-        ("referral_sac", "seen_sac", "sac_referral_date", "sac_seen_date"),
-    ):
-        if getattr(codes, referral) is None:
-            continue
-        referred = (
-            ev.matching(getattr(codes, referral))
-            .on_or_before(q.index_date)
-            .maximum_for_patient(ev.date)
-        )
-        ds.add(ref_col, referred)
-        if getattr(codes, seen) is not None:
-            visits = ev.matching(getattr(codes, seen)).between(referred, q.index_date)
-            ds.add(seen_col, visits.minimum_for_patient(ev.date))
+    # -- ISAC pathway: the latest referral on or before the index date (the first clinic
+    # visit after it is found by :func:`pathway_visits`)
+    for name, col in PATHWAY:
+        if getattr(codes, name[0]) is not None:
+            referred = ev.matching(getattr(codes, name[0])).on_or_before(q.index_date)
+            ds.add(col[0], referred.maximum_for_patient(ev.date))
     return ds
+
+
+#: ISAC pathway steps: (referral list, visit list) → (referral date, first-visit date).
+PATHWAY = (
+    (("referral_secondary", "seen_secondary"), ("referral_date", "secondary_care_seen_date")),
+    (("referral_sac", "seen_sac"), ("sac_referral_date", "sac_seen_date")),
+)
+
+
+def pathway_visits(con, codes: AsthmaCodes, index_date: dt.date):
+    """Per patient, the first clinic visit on or after their latest referral (both on or
+    before the index date), one column per pathway step whose two lists exist; ``None`` when
+    there is none. A visit before the referral belongs to an older episode; anything after
+    the index date is not known yet.
+
+    The same rule reads ``events.matching(seen).between(referral_date, index_date)
+    .minimum_for_patient(date)`` in the query language, which today joins every event row
+    with its patient's referral date before matching codes; here only the rows of the two
+    (small) lists are joined."""
+    events = con.table("events").filter(_.date <= ibis.date(index_date))
+    parts = []
+    for (ref_name, seen_name), (_ref_col, seen_col) in PATHWAY:
+        if getattr(codes, ref_name) is None or getattr(codes, seen_name) is None:
+            continue
+        refs = _in_list(events, codes.by_system(ref_name))
+        refs = refs.group_by(PID).aggregate(_ref=_.date.max())
+        visits = _in_list(events, codes.by_system(seen_name)).select(PID, "date")
+        visits = visits.inner_join(refs, PID).filter(_.date >= _._ref)
+        parts.append(visits.group_by(PID).aggregate(**{seen_col: _.date.min()}))
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.outer_join(part, PID)
+        out = out.mutate(**{PID: ibis.coalesce(out[PID], out[f"{PID}_right"])}).drop(f"{PID}_right")
+    return out
 
 
 def medication_issues(con, codes: AsthmaCodes, name: str, window: Window):
@@ -270,7 +294,11 @@ def markers_expr(
     ocs_earlier = oral_steroids(con, codes, earlier, config).select(
         PID, ocs_courses_12m_earlier="ocs_courses_12m"
     )
-    for part in (ocs, ocs_earlier):
+    parts = [ocs, ocs_earlier]
+    visits = pathway_visits(con, codes, index_date)
+    if visits is not None:
+        parts.append(visits)
+    for part in parts:
         expr = expr.left_join(part, PID).drop(f"{PID}_right")
     fills = {c: 0 for c in COUNT_COLUMNS}
     fills.update({f"{c}_earlier": 0 for c in _EARLIER_COUNTS})
