@@ -39,6 +39,8 @@ _IBIS_TYPES = {
     "string": "string",
 }
 _FILL = {"exists": False, "count": 0, "count_days": 0, "count_distinct": 0}
+#: Tables with rows for (nearly) every patient: a population that needs only them is broad.
+BROAD_TABLES = frozenset({"patients", "registrations", "addresses"})
 
 
 def _children(node: Any) -> Iterable[Any]:
@@ -55,6 +57,21 @@ def _flatten(args: Iterable[Any]) -> Iterable[Series | Frame]:
             yield a
         elif isinstance(a, list | tuple):
             yield from _flatten(a)
+
+
+def _common_filters(
+    splits: dict[tuple, tuple[list[Series], list[Series]]],
+) -> tuple[list[Series], dict[tuple, tuple[list[Series], list[Series]]]]:
+    """The interval-independent filters every frame has, and each frame's (static,
+    dynamic) filters without them."""
+    parts = list(splits.values())
+    keys = set.intersection(*({f.key for f in st} for st, _ in parts)) if parts else set()
+    if not keys:
+        return [], splits
+    common = [f for f in parts[0][0] if f.key in keys]
+    common = list({f.key: f for f in common}.values())
+    rest = {k: ([f for f in st if f.key not in keys], dy) for k, (st, dy) in splits.items()}
+    return common, rest
 
 
 class Compiler:
@@ -302,6 +319,9 @@ class Compiler:
             return ("pick", frame.key, args[1], tuple(o.key for o in frame._order))
         if op == "day":
             frame, direction, column, rule, _ = args
+            if not self.interval_mode and not frame.error and self._row_only(frame, column):
+                # one index date: every first/last day of one table shares one pass
+                return ("days", frame._table)
             return ("day", frame.key, direction, column.key, rule)
         if op == "lookup":
             key, table, key_col, _ = args
@@ -318,6 +338,11 @@ class Compiler:
             if self._name(leaf) not in t.columns:  # e.g. read from a remembered run
                 groups.setdefault(self._source_key(leaf), []).append(leaf)
         keys = self.keys(with_interval)
+        if base is None and self.restrict is None and not with_interval and ("patients",) in groups:
+            # the base is the patients table: read its columns there, not through a self-join
+            p = self.table("patients")
+            pcols = {self._name(lf): p[lf.args[1]] for lf in groups.pop(("patients",))}
+            t = p.select("patient_id", **pcols)
         for skey, group in groups.items():
             src, src_keys = self._source(skey, group)
             wanted = [self._name(leaf) for leaf in group]
@@ -346,6 +371,8 @@ class Compiler:
             result = self._pick_source(leaves)
         elif kind == "day":
             result = self._day_source(leaves)
+        elif kind == "days":
+            result = self._days_source(leaves)
         else:
             result = self._lookup_source(leaves)
         self._sources[skey] = result
@@ -370,11 +397,14 @@ class Compiler:
             conds: dict[tuple, ir.Value | None] = {first.key: None}
         else:
             splits = {k: self._split(f._filters) for k, f in frames.items()}
+            common, splits = _common_filters(splits)
             t = self.table(first._table)
-            static_leaves = self._leaves([x for st, _ in splits.values() for x in st])
+            static_leaves = self._leaves([*common, *(x for st, _ in splits.values() for x in st)])
             if static_leaves:
                 pt, _ = self.leaf_table(static_leaves, with_interval=False)
                 t = t.inner_join(pt, "patient_id")
+            if common:  # filters every frame has: a plain filter the scan can use
+                t = t.filter([self.expr(f, t) for f in common])
             static_cols = {}
             for i, (k, (st, _)) in enumerate(splits.items()):
                 if st:
@@ -508,6 +538,104 @@ class Compiler:
             what = leaf.args[4]
             cols[self._name(leaf)] = ranked._day if what == "date" else ranked._val
         return ranked.select(*keys, **cols), keys
+
+    def selective(self, population: Series) -> bool:
+        """Whether restricting sources to ``population``'s patients (a semi-join before
+        every aggregate and window) is likely to pay, with one index date.
+
+        A population that needs nothing but rows of :data:`BROAD_TABLES` (registered,
+        alive, aged 18+, living in an area...) holds most patients: at 1 M patients,
+        "registered, alive, adult" is 70% of them and the semi-joins cost more than the
+        rows they drop, so sources read every patient and are joined to the population.
+        One that needs rows of a clinical table (a register: "has a hypertension code")
+        is usually a small part of the population and is restricted."""
+        if self.interval_mode:
+            return True
+
+        def broad(leaf: Series) -> bool:
+            if leaf.op == "pcol":
+                return True
+            if leaf.op == "lookup":
+                return all(broad(k) for k in self._leaves([leaf.args[0]]))
+            frame = leaf.args[0]
+            return frame._table in BROAD_TABLES and all(
+                broad(k) for k in self._leaves([*frame._filters, *frame._order])
+            )
+
+        return not all(broad(leaf) for leaf in self._leaves([population]))
+
+    def _row_only(self, frame: Frame, column: Series) -> bool:
+        """True when ``frame``'s filters and ``column`` read only the frame's own rows (no
+        per-patient value), so frames of one table can be filtered in one scan."""
+        return not self._leaves([*frame._filters, column])
+
+    def _days_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
+        """First/last days of several frames of one table, with one index date, in one
+        pass: rows meeting any frame's filters are combined per patient and day (each
+        frame's value by its rule over its own rows: ``FILTER (WHERE ...)``), each frame's
+        chosen day is found per patient, and the values of that day read back."""
+        table = leaves[0].args[0]._table
+        frames = {lf.args[0].key: lf.args[0] for lf in leaves}
+        common, splits = _common_filters({k: (list(f._filters), []) for k, f in frames.items()})
+        t = self.table(table)
+        if common:  # filters every frame has: a plain filter the scan can use
+            t = t.filter([self.expr(f, t) for f in common])
+        flags: dict[tuple, str | None] = {}
+        cols: dict[str, ir.Value] = {}
+        for i, (k, (rest, _)) in enumerate(splits.items()):
+            flags[k] = None
+            if rest:
+                cond = self.expr(rest[0], t)
+                for f in rest[1:]:
+                    cond = cond & self.expr(f, t)
+                flags[k] = f"_f{i}"
+                cols[f"_f{i}"] = cond
+        if cols:
+            t = t.mutate(**cols)
+            if all(flags.values()):
+                keep = None
+                for name in cols:
+                    keep = t[name] if keep is None else keep | t[name]
+                t = t.filter(keep)
+        t = self._pair(t, False)
+        where = {k: (t[c] if c else None) for k, c in flags.items()}
+        aggs: dict[str, ir.Value] = {}
+        counts: dict[tuple, str] = {}  # frame -> its rows that day
+        for i, k in enumerate(frames):
+            counts[k] = f"_n{i}"
+            aggs[f"_n{i}"] = t.count(where=where[k])
+        values: dict[tuple, str] = {}  # (frame, column, rule) -> its value that day
+        for lf in leaves:
+            frame, _, column, rule, what = lf.args
+            vkey = (frame.key, column.key, rule)
+            if what != "date" and vkey not in values:
+                values[vkey] = f"_x{len(values)}"
+                x = self.expr(column, t)
+                aggs[values[vkey]] = getattr(x, rule)(where=where[frame.key])
+        date = self.expr(getattr(leaves[0].args[0], DATE_COLUMNS[table]), t)
+        per_day = t.group_by(["patient_id", date.name("_day")]).aggregate(**aggs)
+        picks: dict[tuple, str] = {}  # (frame, direction) -> the chosen day
+        pick_aggs = {}
+        for lf in leaves:
+            frame, direction = lf.args[0], lf.args[1]
+            if (frame.key, direction) not in picks:
+                name = picks[(frame.key, direction)] = f"_p{len(picks)}"
+                has = per_day[counts[frame.key]] > 0
+                day = per_day._day
+                pick_aggs[name] = day.max(where=has) if direction == "last" else day.min(where=has)
+        chosen = per_day.group_by("patient_id").aggregate(**pick_aggs)
+        # not arg_max: engines differ on a missing value on the chosen day
+        joined = per_day.inner_join(chosen, "patient_id")
+        out = {}
+        for lf in leaves:
+            frame, direction, column, rule, what = lf.args
+            pick = joined[picks[(frame.key, direction)]]
+            if what == "date":
+                out[self._name(lf)] = pick.max()
+            else:
+                value = joined[values[(frame.key, column.key, rule)]]
+                out[self._name(lf)] = value.max(where=joined._day == pick)
+        return joined.group_by("patient_id").aggregate(**out), ["patient_id"]
 
     def _only_column(self, node: Any, table: str, column: str) -> bool:
         """True when ``node`` reads no column of ``table`` but ``column`` and no
@@ -868,12 +996,16 @@ def compile_patient_table(
         if hit is not None:
             # start from a remembered run whose population holds every patient of this one
             compiler._names.update(hit.usable(compiler))
-            compiler.restrict = hit.table.select("patient_id")
+            if compiler.selective(hit.population):
+                compiler.restrict = hit.table.select("patient_id")
             try:
                 pt, _ = compiler.leaf_table(pop_leaves, with_interval=False, base=hit.table)
             finally:
                 compiler.restrict = None
         elif need is None:
+            if not with_interval:  # per-patient columns cost nothing beside the population's
+                pcols = [lf for lf in compiler._leaves(nodes) if lf.op == "pcol"]
+                pop_leaves = list({lf.key: lf for lf in [*pop_leaves, *pcols]}.values())
             pt, _ = compiler.leaf_table(pop_leaves, with_interval=with_interval)
         else:
             # pair with the intervals only the patients who can be in the population
@@ -890,7 +1022,8 @@ def compile_patient_table(
             pop = pop.cache()
         done = {leaf.key for leaf in pop_leaves}
         rest = [leaf for leaf in compiler._leaves(nodes) if leaf.key not in done]
-        compiler.restrict = pop.select(*keys, *extra)
+        if with_interval or compiler.selective(population):
+            compiler.restrict = pop.select(*keys, *extra)
         try:
             t, _ = compiler.leaf_table(rest, with_interval=with_interval, base=pop)
         finally:
