@@ -284,9 +284,17 @@ def _by_change_points(
         timeline.analyse([*variables.values(), keep])
     except Unsupported:
         return None
+    # one column per distinct definition (measures often share denominators and breakdowns)
+    first: dict[tuple, str] = {}
+    for name, s in variables.items():
+        first.setdefault(s.key, name)
+    unique = {name: variables[name] for name in first.values()}
+    names = {
+        m: {k: first[variables[v].key] for k, v in cols.items()} for m, cols in names.items()
+    }
     frames = []
     try:
-        wide = timeline.counts(variables, keep)
+        wide = timeline.counts(unique, keep)
         last = timeline.n
         width = max(len(m.group_by) for m in group)
         parts = []

@@ -597,7 +597,7 @@ class Timeline:
             cols = {name: c.expr(s, t) for name, s in variables.items()}
             wide = t.filter(c.expr(keep, t).fill_null(False))
             wide = wide.select("patient_id", "_k", "_kn", **cols)
-            return self._cache(wide)
+            return self._cache(wide) if self.cache_runs else wide
         finally:
             c.restrict = c.restrict_patients = None
 

@@ -1,0 +1,260 @@
+"""Spec: measures over many intervals are evaluated at each patient's change points (the
+intervals where one of their values can change) and give the counts of one run per
+interval — at window edges, month ends, 29 February birthdays, registrations and addresses
+that change mid-series, values that flip on and off and counts that cross a threshold."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pophealth.codelists import Codelist
+from pophealth.query import (
+    Measures,
+    addresses,
+    events,
+    index_date,
+    interval_start,
+    medications,
+    monthly,
+    months,
+    patients,
+    registrations,
+    run_measures,
+)
+from tests.spec.conftest import make_store
+from tests.spec.test_intervals_differential import check
+
+D = dt.date
+SBP = Codelist.of("snomedct", ["271649006"], name="sbp")
+SABA = Codelist.of("dmd", ["39113611000001102"], name="saba")
+JAN_APR_2024 = monthly("2024-01-01", 4)  # ends 31 Jan, 29 Feb (leap year), 31 Mar, 30 Apr
+
+
+def _run(engine, store, m):
+    out = run_measures(store, m, engine=engine, disclosure=False)
+    got = {}
+    for r in out.to_dict("records"):
+        groups = tuple(r[c] for c in out.columns if c.startswith("g_") and r[c] is not None)
+        got[(r["measure"], r["interval_end"], *groups)] = (r["numerator"], r["denominator"])
+    return out.attrs["evaluation"], got
+
+
+def _registered(pids):
+    return [{"patient_id": p, "practice_id": "A1", "start_date": D(2000, 1, 1)} for p in pids]
+
+
+def _bp(pid, day, value=130.0):
+    return {"patient_id": pid, "date": day, "code": "271649006", "value": value}
+
+
+def test_window_edges_and_month_ends(engine, tmp_path):
+    store = make_store(
+        tmp_path,
+        {
+            "registrations": _registered(["a", "b", "c"]),
+            "events": [_bp("a", D(2023, 3, 1)), _bp("b", D(2023, 2, 28)), _bp("c", D(2023, 4, 1))],
+        },
+    )
+    bp = events.matching(SBP)
+    m = Measures(intervals=JAN_APR_2024)
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    # 29 Feb 2024 - 12 months = 28 Feb 2023: the window (28 Feb 2023, 29 Feb 2024] holds
+    # 1 March 2023 and not 28 February
+    m.define_measure("in_12m", numerator=bp.in_last(months=12).exists_for_patient())
+    # 365 days before 29 Feb 2024 is 1 Mar 2023 (a leap day between): 1 March is outside
+    m.define_measure("in_365d", numerator=bp.in_last(days=365).exists_for_patient())
+    # from the start of the month 13 months back to the interval's end
+    m.define_measure(
+        "from_13m",
+        numerator=bp.between(interval_start - months(13), index_date).exists_for_patient(),
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {"change_points"}
+    ends = [e for _, e in JAN_APR_2024]
+    assert [got[("in_12m", e)][0] for e in ends] == [3, 2, 1, 0]
+    assert [got[("in_365d", e)][0] for e in ends] == [3, 1, 0, 0]
+    # interval start - 13 months: 1 Dec 2022, 1 Jan 2023, 1 Feb 2023, 1 Mar 2023
+    assert [got[("from_13m", e)][0] for e in ends] == [3, 3, 3, 2]
+    assert all(got[("in_12m", e)][1] == 3 for e in ends)
+    if engine == "duckdb":
+        check(store, JAN_APR_2024, _spec_of(m), "duckdb")
+
+
+def _spec_of(m):
+    return [(x.numerator, x.denominator, list(x.group_by.values()), False) for x in m]
+
+
+def test_birthday_on_29_february(engine, tmp_path):
+    born = {"x29": D(2008, 2, 29), "x28": D(2008, 2, 28), "x01": D(2008, 3, 1)}
+    store = make_store(
+        tmp_path,
+        {
+            "patients": [{"patient_id": p, "date_of_birth": d} for p, d in born.items()],
+            "registrations": _registered(born),
+        },
+    )
+    days = [D(2026, 2, 26) + dt.timedelta(days=i) for i in range(5)]  # 26 Feb .. 2 Mar 2026
+    ivs = [(d, d) for d in days]
+    m = Measures(intervals=ivs)
+    m.define_measure(
+        "adults",
+        numerator=registrations.registered_on(index_date),
+        denominator=patients.age_on(index_date) >= 18,
+    )
+    m.define_measure(
+        "by_band",
+        numerator=registrations.registered_on(index_date),
+        denominator=patients.is_alive_on(index_date),
+        group_by={"g_band": patients.age_band_on(index_date, bands=(0, 18))},
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {"change_points"}
+    # 18 on 28 Feb (x28), on 1 March for the 29 February birthday (x29) and for x01
+    assert [got.get(("adults", d), (0, 0))[1] for d in days] == [0, 0, 1, 3, 3]
+    assert [got.get(("by_band", d, "18+"), (0, 0))[1] for d in days] == [0, 0, 1, 3, 3]
+    assert [got.get(("by_band", d, "0-17"), (0, 0))[1] for d in days] == [3, 3, 2, 0, 0]
+    if engine == "duckdb":
+        check(store, ivs, _spec_of(m), "duckdb")
+
+
+def test_registration_and_address_change_mid_series(engine, tmp_path):
+    store = make_store(
+        tmp_path,
+        {
+            "registrations": [
+                # ends mid-February, back in March with another practice
+                {
+                    "patient_id": "r",
+                    "practice_id": "A1",
+                    "start_date": D(2020, 1, 1),
+                    "end_date": D(2024, 2, 15),
+                },
+                {"patient_id": "r", "practice_id": "B2", "start_date": D(2024, 3, 10)},
+                {"patient_id": "s", "practice_id": "A1", "start_date": D(2020, 1, 1)},
+            ],
+            "addresses": [
+                # s moves on 10 February from an IMD quintile 1 area to a quintile 4 one
+                {"patient_id": "s", "start_date": D(2019, 1, 1), "lsoa_code": "X01000001"},
+                {"patient_id": "s", "start_date": D(2024, 2, 10), "lsoa_code": "X01000002"},
+                {"patient_id": "r", "start_date": D(2019, 1, 1), "lsoa_code": "X01000003"},
+            ],
+            "areas": [
+                {"lsoa_code": "X01000001", "imd_quintile": 1},
+                {"lsoa_code": "X01000002", "imd_quintile": 4},
+            ],
+        },
+    )
+    m = Measures(intervals=JAN_APR_2024)
+    area = addresses.area_on(index_date)
+    m.define_measure(
+        "by_practice",
+        numerator=area.in_areas_table,
+        denominator=registrations.registered_on(index_date),
+        group_by={"g_practice": registrations.practice_on(index_date).practice_id},
+    )
+    m.define_measure(
+        "by_imd",
+        numerator=registrations.registered_on(index_date),
+        denominator=patients.is_alive_on(index_date),
+        group_by={"g_imd": area.group("imd_quintile")},
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {"change_points"}
+    jan, feb, mar, apr = (e for _, e in JAN_APR_2024)
+    assert got[("by_practice", jan, "A1")] == (1, 2)
+    assert got[("by_practice", feb, "A1")] == (1, 1)  # r left on 15 February
+    assert ("by_practice", feb, "B2") not in got
+    assert got[("by_practice", mar, "B2")] == (0, 1)  # r back, with B2 (area not listed)
+    assert got[("by_imd", jan, "1")] == (1, 1)
+    assert got[("by_imd", feb, "4")] == (1, 1)  # s moved on 10 February
+    assert ("by_imd", feb, "1") not in got
+    assert got[("by_imd", feb, "unknown")] == (0, 1)  # r: not registered in February
+    assert got[("by_imd", apr, "unknown")] == (1, 1)
+    if engine == "duckdb":
+        check(store, JAN_APR_2024, _spec_of(m), "duckdb")
+
+
+def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
+    issues = [D(2024, 1, 10), D(2024, 2, 10), D(2024, 3, 10), D(2024, 5, 20)]
+    store = make_store(
+        tmp_path,
+        {
+            "registrations": _registered(["p"]),
+            "events": [_bp("p", D(2024, 1, 15), 150.0), _bp("p", D(2024, 4, 20), 120.0)],
+            "medications": [
+                {"patient_id": "p", "date": d, "code": "39113611000001102"} for d in issues
+            ],
+        },
+    )
+    ivs = monthly("2024-01-01", 6)
+    bp = events.matching(SBP)
+    saba_3m = medications.matching(SABA).in_last(months=3).count_for_patient()
+    m = Measures(intervals=ivs)
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    m.define_measure("bp_2m", numerator=bp.in_last(months=2).exists_for_patient())
+    m.define_measure("saba_ge2", numerator=saba_3m >= 2)
+    m.define_measure("saba_count", numerator=saba_3m)
+    m.define_measure(
+        "bp_high",
+        numerator=bp.in_last(months=12).last_day_for_patient().value >= 140,
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {"change_points"}
+    ends = [e for _, e in ivs]
+    # on in January and February, off in March, on again in April and May, off in June
+    assert [got[("bp_2m", e)][0] for e in ends] == [1, 1, 0, 1, 1, 0]
+    # issues in the 3 months to each month end: 1, 2, 3, 2, 2, 1
+    assert [got[("saba_count", e)][0] for e in ends] == [1, 2, 3, 2, 2, 1]
+    assert [got[("saba_ge2", e)][0] for e in ends] == [0, 1, 1, 1, 1, 0]
+    assert [got[("bp_high", e)][0] for e in ends] == [1, 1, 1, 0, 0, 0]
+    if engine == "duckdb":
+        check(store, ivs, _spec_of(m), "duckdb")
+
+
+def test_what_cannot_be_proved_falls_back_to_pairing(tmp_path):
+    store = make_store(
+        tmp_path,
+        {"registrations": _registered(["p"]), "events": [_bp("p", D(2024, 1, 15))]},
+    )
+    last_bp = events.matching(SBP).last_for_patient().date
+    cases = {
+        # the index date used as a value changes in every interval
+        "days_since": (last_bp.days_until(index_date) < 40, JAN_APR_2024, "paired"),
+        # one interval holds the others
+        "overlap": (
+            last_bp.is_not_null(),
+            [*JAN_APR_2024, (D(2024, 1, 1), D(2024, 4, 30))],
+            "paired",
+        ),
+        # unsorted intervals are sorted first
+        "unsorted": (last_bp.is_not_null(), list(reversed(JAN_APR_2024)), "change_points"),
+    }
+    for name, (num, ivs, path) in cases.items():
+        m = Measures(intervals=ivs)
+        m.define_measure(name, numerator=num, denominator=registrations.registered_on(index_date))
+        assert check(store, ivs, _spec_of(m), "duckdb") == path, name
+
+
+@pytest.mark.parametrize("n", [4, 24])
+def test_one_row_per_interval_and_group_with_a_denominator(tmp_path, n):
+    store = make_store(
+        tmp_path,
+        {
+            "registrations": [
+                {"patient_id": "p", "practice_id": "A1", "start_date": D(2024, 3, 5)},
+            ],
+        },
+    )
+    m = Measures(intervals=monthly("2024-01-01", n))
+    m.define_measure(
+        "reg",
+        numerator=patients.sex == "female",
+        denominator=registrations.registered_on(index_date),
+    )
+    out = run_measures(store, m, disclosure=False)
+    assert out.attrs["evaluation"] == {"reg": "change_points"}
+    assert len(out) == n - 2  # none for January and February
+    assert out["interval_end"].iloc[0] == D(2024, 3, 31)
+    assert (out["denominator"] == 1).all()
