@@ -19,13 +19,16 @@ import pyarrow as pa
 #: another version is refused with a message saying how to rebuild it.
 SCHEMA_VERSION = 1
 
-#: Coding systems a (system, code) pair may name.
+#: Coding systems a (system, code) pair may name. ``ctv3`` is Clinical Terms Version 3
+#: (Read v3, TPP SystmOne); ``readv2`` is Read Codes Version 2 (5-byte; EMIS and Vision
+#: records before SNOMED CT): different terminologies whose codes can look alike.
 CODE_SYSTEMS: tuple[str, ...] = (
     "snomedct",
     "dmd",
     "icd10",
     "opcs4",
     "ctv3",
+    "readv2",
     "loinc",
     "rxnorm",
     "bnf",
