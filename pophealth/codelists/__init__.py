@@ -96,6 +96,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "snomedct": re.compile(r"^[1-9]\d{5,17}$"),
     "dmd": re.compile(r"^[1-9]\d{5,17}$"),
     "ctv3": re.compile(r"^[0-9A-Za-z.]{5}$"),
+    "readv2": re.compile(r"^[0-9A-Za-z.]{5}$"),
     # ICD-10 without the dot: letter, two digits, optional 4th character, optional 5th
     # character (UK 5th-character extensions and the "X" filler, e.g. S720, M8000, F1X).
     "icd10": re.compile(r"^[A-Z]\d[0-9A-Z](?:[0-9X][0-9A-Z]?)?$"),
@@ -112,6 +113,7 @@ _DESCRIPTIONS = {
     "snomedct": "6-18 digits ending in a valid Verhoeff check digit",
     "dmd": "6-18 digits ending in a valid Verhoeff check digit (dm+d uses SNOMED CT identifiers)",
     "ctv3": "5 characters of letters, digits and dots (e.g. 'H33..')",
+    "readv2": "5 characters of letters, digits and dots (e.g. 'H33..')",
     "icd10": "an ICD-10 code without the dot (e.g. 'J45', 'J459')",
     "opcs4": "an OPCS-4 code without the dot (e.g. 'R17', 'R171')",
     "bnf": "a BNF code of 4-15 characters starting with 4 digits (e.g. '0212000AAAAAAAA')",
