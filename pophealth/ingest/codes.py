@@ -33,7 +33,8 @@ FHIR_SYSTEMS: dict[str, str] = {
     "http://read.info/ctv3": "ctv3",
     "http://hl7.org/fhir/sid/cvx": "cvx",
     "urn:oid:2.16.840.1.113883.12.292": "cvx",
-    "http://read.info/readv2": "ctv3",
+    # Read v2 is not CTV3 (Read v3): its own system, never mixed with CTV3 codes
+    "http://read.info/readv2": "readv2",
 }
 
 #: Substrings that identify a family of URIs (checked when the exact URI is unknown).
@@ -56,7 +57,7 @@ OMOP_VOCABULARIES: dict[str, str] = {
     "icd10cm": "icd10",
     "icd10gm": "icd10",
     "opcs4": "opcs4",
-    "read": "ctv3",
+    "read": "readv2",  # OHDSI's "Read" vocabulary is NHS UK Read Codes Version 2
     "ctv3": "ctv3",
     "dm+d": "dmd",
     "dmd": "dmd",
@@ -65,7 +66,18 @@ OMOP_VOCABULARIES: dict[str, str] = {
 }
 
 #: Order in which codings of one concept are preferred when only one row is kept.
-PREFERENCE = ("dmd", "snomedct", "icd10", "opcs4", "loinc", "rxnorm", "ctv3", "bnf", "cvx")
+PREFERENCE = (
+    "dmd",
+    "snomedct",
+    "icd10",
+    "opcs4",
+    "loinc",
+    "rxnorm",
+    "ctv3",
+    "readv2",
+    "bnf",
+    "cvx",
+)
 
 
 def fhir_system(uri: str | None) -> str | None:
@@ -102,10 +114,13 @@ def is_dmd_code(code: str) -> bool:
 
 
 def normalise_code(system: str, code: str) -> str:
-    """ICD-10 and OPCS-4 without the dot (``J45.9`` -> ``J459``); others stripped."""
+    """ICD-10 and OPCS-4 without the dot (``J45.9`` -> ``J459``); Read v2 without the
+    2-digit term code some extracts append (``H33..00`` -> ``H33..``); others stripped."""
     code = str(code).strip()
     if system in ("icd10", "opcs4"):
         code = code.replace(".", "").replace(" ", "").upper()
+    elif system == "readv2" and len(code) == 7 and code[5:].isdigit():
+        code = code[:5]
     return code
 
 

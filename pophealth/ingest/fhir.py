@@ -52,7 +52,7 @@ from pophealth.ingest.fhir_read import (
 from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
 from pophealth.ingest.pseudonym import Pseudonymiser
 from pophealth.ingest.sink import IngestSummary, Run, files_note
-from pophealth.schema import LSOA_PATTERN
+from pophealth.schema import CODE_SYSTEMS, LSOA_PATTERN
 
 NHS_NUMBER_SYSTEMS = (
     "https://fhir.nhs.uk/id/nhs-number",
@@ -737,8 +737,7 @@ class FhirMapper:
                     ctx,
                     f"{ctx.record_type}.{code_field}.coding.system",
                     ", ".join(unknown),
-                    "code system not used by pophealth (none of: snomedct, dmd, "
-                    "icd10, opcs4, ctv3, loinc, rxnorm, bnf)",
+                    "code system not used by pophealth (none of: " + ", ".join(CODE_SYSTEMS) + ")",
                 )
             else:
                 self.run.reject(ctx, f"{ctx.record_type}.{code_field}", None, "no code")

@@ -239,6 +239,10 @@ class Concepts:
             self.system, self.code = self.system[~dup], self.code[~dup]
         icd = self.system.isin(["icd10", "opcs4"])
         self.code[icd] = self.code[icd].str.replace(".", "", regex=False).str.upper()
+        # Read v2 concept codes may carry the 2-digit term code (``H33..00``): the concept
+        # is the first 5 characters (as codes.normalise_code does for FHIR)
+        read = (self.system == "readv2") & self.code.str.fullmatch(r".{5}\d{2}").fillna(False)
+        self.code[read] = self.code[read].str[:5]
 
     def lookup(self, ids: pd.Series) -> tuple[pd.Series, pd.Series]:
         ids = _ints(ids)
