@@ -146,8 +146,11 @@ def infer_registrations(con, run: Run) -> dict[str, Any] | None:
         """
         CREATE TABLE eligible AS
         SELECT DISTINCT pid FROM ev
-        WHERE pid IS NOT NULL AND pid NOT IN (SELECT patient_id FROM reg_any WHERE patient_id
-                                              IS NOT NULL)
+        WHERE pid IS NOT NULL
+          -- a patient loaded (this run, or the store with --append) ...
+          AND pid IN (SELECT patient_id FROM death WHERE patient_id IS NOT NULL)
+          -- ... with no registration yet
+          AND pid NOT IN (SELECT patient_id FROM reg_any WHERE patient_id IS NOT NULL)
         """
     )
 

@@ -482,3 +482,18 @@ def test_cli_registrations_option(tmp_path, monkeypatch):
     assert off.exit_code == 0, off.output
     assert Store.open(tmp_path / "on").row_counts()["registrations"] == 1
     assert Store.open(tmp_path / "off").row_counts()["registrations"] == 0
+
+
+def test_no_registration_is_inferred_for_a_patient_who_was_not_loaded(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "Organization.ndjson", [_org("g", "Surgery", ods="B82001", gp=True)])
+    _write(src / "Patient.ndjson", [_patient("p")])
+    orphan = _enc("e2", "p", "g", "2016-01-01T09:00:00Z")
+    orphan["subject"] = {
+        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}
+    }
+    _write(src / "Encounter.ndjson", [_enc("e1", "p", "g", "2015-01-01T09:00:00Z"), orphan])
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert [r["patient_id"] for r in _regs(tmp_path / "st")] == [_pid("fhir", "Patient/p")]
