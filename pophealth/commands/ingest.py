@@ -50,7 +50,8 @@ RegistrationsOption = Annotated[
         help="infer-missing (default): a patient whose source records no registration "
         "gets one inferred (FHIR: the serviceProvider of their most recent primary-care "
         "encounter, from their first encounter there to death or open; OMOP: each "
-        "observation period, at the care site of most of their visits, else the placeholder "
+        "observation period (the last one left open, or ended at death), at the care site of "
+        "most of their visits, else the placeholder "
         "practice UNKNOWN), flagged registrations.source = 'inferred' and counted in the "
         "summary. recorded: load only the registrations the source records (programmes then "
         "find nobody registered when it records none). See docs/ingest.md.",
