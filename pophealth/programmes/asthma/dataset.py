@@ -10,7 +10,8 @@ and (QOF AST001) an asthma medicine (SABA, ICS or prednisolone) issued in the lo
 
 Oral-steroid courses need "issues less than 7 days apart are one course", which compares
 each issue with the previous one; the query language has no such step yet, so
-:func:`oral_steroids` is written directly in (portable) Ibis and joined on.
+:func:`oral_steroids` is written directly in (portable) Ibis and joined on. So is
+:func:`pathway_visits` (the first clinic visit after the latest referral), for speed.
 """
 
 from __future__ import annotations
