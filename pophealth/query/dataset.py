@@ -131,7 +131,7 @@ class StoreBackend:
 
         self.store, self.engine = store, engine
         self.con = backend(engine)
-        self._registered: set[str] = set()
+        self._tables: dict[str, Any] = {}
         self.patient_tables = PatientTables() if reuse else None
 
     def forget(self) -> None:
@@ -140,10 +140,10 @@ class StoreBackend:
             self.patient_tables.clear()
 
     def table(self, name: str) -> Any:
-        if name not in self._registered:
+        if name not in self._tables:  # registered, and its schema read, once per connection
             self.con.read_parquet(str(self.store.table_path(name)), table_name=name)
-            self._registered.add(name)
-        return self.con.table(name)
+            self._tables[name] = self.con.table(name)
+        return self._tables[name]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.con, name)
@@ -212,9 +212,7 @@ def run_dataset(
     con = connect(source, engine)
     compiler = Compiler(con, index_date=_index_date(dataset, index_date))
     remember = con is source and output != "ibis"
-    expr = compile_patient_table(
-        compiler, dataset.variables, dataset.population, remember=remember
-    )
+    expr = compile_patient_table(compiler, dataset.variables, dataset.population, remember=remember)
     return _output(expr, output, ["patient_id"])
 
 
