@@ -186,17 +186,24 @@ def pathway_visits(con, codes: AsthmaCodes, index_date: dt.date):
 
     The same rule reads ``events.matching(seen).between(referral_date, index_date)
     .minimum_for_patient(date)`` in the query language, which today joins every event row
-    with its patient's referral date before matching codes; here only the rows of the two
-    (small) lists are joined."""
+    with its patient's referral date before matching codes. Here the rows of the two (small)
+    lists are read in one pass and each visit is compared with the latest referral of its
+    patient (a window over those rows only)."""
     events = con.table("events").filter(_.date <= ibis.date(index_date))
     parts = []
     for (ref_name, seen_name), (_ref_col, seen_col) in PATHWAY:
         if getattr(codes, ref_name) is None or getattr(codes, seen_name) is None:
             continue
-        refs = _in_list(events, codes.by_system(ref_name))
-        refs = refs.group_by(PID).aggregate(_ref=_.date.max())
-        visits = _in_list(events, codes.by_system(seen_name)).select(PID, "date")
-        visits = visits.inner_join(refs, PID).filter(_.date >= _._ref)
+        refs, seen = codes.by_system(ref_name), codes.by_system(seen_name)
+        both = {s: sorted({*refs.get(s, ()), *seen.get(s, ())}) for s in {*refs, *seen}}
+        rows = _in_list(events, both).select(PID, "date", "system", "code")
+        is_ref = ibis.literal(False)
+        for system, values in refs.items():
+            is_ref = is_ref | ((rows.system == system) & rows.code.isin(values))
+        rows = rows.mutate(_is_ref=is_ref)
+        latest = ibis.ifelse(rows._is_ref, rows.date, ibis.null("date")).max()
+        rows = rows.mutate(_ref=latest.over(ibis.window(group_by=PID)))
+        visits = rows.filter(~rows._is_ref & (rows.date >= rows._ref))
         parts.append(visits.group_by(PID).aggregate(**{seen_col: _.date.min()}))
     if not parts:
         return None
