@@ -12,10 +12,15 @@
     table = run_measures("store/", m, engine="duckdb")
 
 Inside a measure ``index_date`` is the **end** of each interval and ``interval_start`` its
-start, so "in the 12 months before" rolls with the interval. All intervals are computed in
-one query: the patient base is paired with every interval, event rows whose filters depend
-on the interval are paired with the intervals too, and everything that does not depend on
-the interval is read once.
+start, so "in the 12 months before" rolls with the interval. All intervals are computed
+together. Usually each patient's values are computed only at the intervals where one of
+them can change, and the counts per interval are running sums of the changes
+(:mod:`pophealth.query.timeline`); what that analysis cannot prove correct — the index date
+used as a value (``date.days_until(index_date)``), an ``or`` of two interval-dependent
+conditions inside a filter, intervals inside one another — pairs every candidate patient
+with every interval instead. Either way, everything that does not depend on the interval
+is read once. ``result.attrs["evaluation"]`` says which way each measure ran
+(``"change_points"``, ``"paired"`` or ``"single"``).
 
 Every output row carries ``numerator``, ``denominator``, ``value`` and confidence limits
 (Wilson score for proportions) and goes through :mod:`pophealth.disclosure` — on by
@@ -289,9 +294,7 @@ def _by_change_points(
     for name, s in variables.items():
         first.setdefault(s.key, name)
     unique = {name: variables[name] for name in first.values()}
-    names = {
-        m: {k: first[variables[v].key] for k, v in cols.items()} for m, cols in names.items()
-    }
+    names = {m: {k: first[variables[v].key] for k, v in cols.items()} for m, cols in names.items()}
     frames = []
     try:
         wide = timeline.counts(unique, keep)
@@ -352,7 +355,9 @@ def run_measures(
     measure's own; ``None`` where a measure does not break down by it), ``numerator``,
     ``denominator``, ``value`` (× ``multiplier``: 100 = percentage), the confidence limits
     (``lower95_0cl`` ... Wilson for proportions; missing for ratios), ``statistic``,
-    ``method`` and ``disclosure_note``.
+    ``method`` and ``disclosure_note``. ``result.attrs["evaluation"]`` maps each measure to
+    how it was computed: ``"change_points"``, ``"paired"`` (fallback) or ``"single"`` (one
+    interval).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`

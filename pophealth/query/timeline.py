@@ -93,7 +93,20 @@ def _key_expr(e: ir.Value) -> ir.Value:
 
 def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.Value:
     """The first k with ``thresholds[k] >= x`` (``> x`` when ``strict``), ``n`` when none;
-    ``thresholds`` non-decreasing. A binary search as nested CASE expressions."""
+    ``thresholds`` non-decreasing. Month ends or month starts one step of months apart
+    (monthly, quarterly, yearly intervals and their month shifts) by arithmetic on the
+    month number; anything else by a binary search written as nested CASE expressions."""
+    regular = _regular_months(thresholds)
+    if regular is not None:
+        kind, m0, step = regular
+        mx = x.year().cast("int64") * 12 + x.month().cast("int64") - 1
+        if kind == "end":  # g >= x: g's month >= x's; g > x: also past x when x is a month end
+            target = mx + _is_month_end(x).cast("int64") if strict else mx
+        else:  # g >= x: g's month > x's unless x is a 1st; g > x: g's month > x's
+            target = mx + 1 if strict else mx + (x.day() != 1).cast("int64")
+        ahead = ibis.greatest(target - m0, ibis.literal(0, type="int64"))
+        k = ahead if step == 1 else (ahead + (step - 1)) // step
+        return ibis.least(k.cast("int64"), ibis.literal(len(thresholds), type="int64"))
 
     def search(a: int, b: int) -> ir.Value:
         if a == b:
@@ -104,6 +117,38 @@ def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.
         return ibis.cases((hit, search(a, mid)), else_=search(mid + 1, b))
 
     return search(0, len(thresholds))
+
+
+def _month_no(d: dt.date) -> int:
+    return d.year * 12 + d.month - 1
+
+
+def _regular_months(thresholds: Sequence[Any]) -> tuple[str, int, int] | None:
+    """``(kind, first month number, step)`` when the thresholds are all the last days
+    (``"end"``) or all the 1sts (``"start"``) of months ``m0 + step * k``."""
+    if len(thresholds) < 2 or not all(type(g) is dt.date for g in thresholds):
+        return None
+    months_ = [_month_no(g) for g in thresholds]
+    step = months_[1] - months_[0]
+    if step < 1 or any(m != months_[0] + step * k for k, m in enumerate(months_)):
+        return None
+    if all(g.day == 1 for g in thresholds):
+        return "start", months_[0], step
+    if all(g.day == calendar.monthrange(g.year, g.month)[1] for g in thresholds):
+        return "end", months_[0], step
+    return None
+
+
+def _is_month_end(x: ir.Value) -> ir.Value:
+    """True on the last day of a month (leap years counted), by integer arithmetic."""
+    y, m = x.year().cast("int64"), x.month().cast("int64")
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    last = ibis.cases(
+        (m.isin([4, 6, 9, 11]), 30),
+        (m == 2, ibis.cases((leap, 29), else_=28)),
+        else_=31,
+    )
+    return x.day().cast("int64") == last
 
 
 class _Range:
@@ -135,8 +180,6 @@ class Timeline:
         self._flips: list[tuple] = []  # ("cmp", Series, op, g) | ("age", dob, G, thresholds)
         self._runs: dict[tuple, ir.Table] = {}
         self._cached: list[Any] = []
-        #: Materialise each runs table (else one query, shared parts left to the engine).
-        self.cache_runs = True
 
     # -- analysis (no query is built) ---------------------------------------------------
     def dep(self, node: Any) -> bool:
@@ -396,7 +439,7 @@ class Timeline:
                 t = self._day_runs(group)
             else:
                 t = self._lookup_runs(group)
-            self._runs[skey] = self._cache(t) if self.cache_runs else t
+            self._runs[skey] = self._cache(t)
         return skey, self._runs[skey]
 
     def _run_key(self, leaf: Series) -> tuple:
@@ -566,7 +609,7 @@ class Timeline:
             pt = candidates
             if static:
                 pt, _ = c.leaf_table(static, with_interval=False, base=candidates)
-                pt = self._cache(pt) if self.cache_runs else pt
+                pt = self._cache(pt)
             runs = {}
             for leaf in list(self._dyn.values()):
                 skey, t = self.runs(leaf)
@@ -597,7 +640,7 @@ class Timeline:
             cols = {name: c.expr(s, t) for name, s in variables.items()}
             wide = t.filter(c.expr(keep, t).fill_null(False))
             wide = wide.select("patient_id", "_k", "_kn", **cols)
-            return self._cache(wide) if self.cache_runs else wide
+            return self._cache(wide)
         finally:
             c.restrict = c.restrict_patients = None
 
