@@ -501,7 +501,7 @@ DATE_COLUMNS = {
     "addresses": "start_date",
 }
 
-_CLINICAL_SYSTEMS = ("snomedct", "ctv3", "icd10", "opcs4", "loinc", "cvx")
+_CLINICAL_SYSTEMS = ("snomedct", "ctv3", "readv2", "icd10", "opcs4", "loinc", "cvx")
 #: Code columns a code list may be matched against: column -> (system column or None, the
 #: systems that can appear there, whether the column is a list of codes).
 CODE_COLUMNS: dict[str, dict[str, tuple[str | None, tuple[str, ...], bool]]] = {

@@ -26,6 +26,20 @@ def test_matching_needs_code_and_system(engine, tmp_path):
     assert out == {"1": {"asthma": True}, "2": {"asthma": False}, "3": {"asthma": False}}
 
 
+def test_read_v2_is_not_ctv3(engine, tmp_path):
+    # Read v2 and CTV3 share the 5-character shape (H33.. is asthma in both), but they are
+    # different terminologies: a Read v2 list matches Read v2 events only
+    read2 = Codelist.of("readv2", ["H33.."], name="asthma_read2")
+    tables = {
+        "events": [
+            {"patient_id": "1", "date": D(2020, 1, 1), "code": "H33..", "system": "readv2"},
+            {"patient_id": "2", "date": D(2020, 1, 1), "code": "H33..", "system": "ctv3"},
+        ],
+    }
+    out = run(engine, tmp_path, tables, {"asthma": events.matching(read2).exists_for_patient()})
+    assert out == {"1": {"asthma": True}, "2": {"asthma": False}}
+
+
 def test_in_last_12_months_edges(engine, tmp_path):
     # index 2025-03-31: the window is 2024-04-01 .. 2025-03-31 inclusive
     dates = {
