@@ -596,20 +596,23 @@ class Timeline:
         rows where ``keep`` holds."""
         n = self.n
         c = self.c
+        # the candidates (patients who can be in a denominator in some interval) with their
+        # interval-independent values: one pass per table for both
         need = c.necessary(keep)
-        if need is None:
-            candidates = c.table("patients").select("patient_id")
+        static = list(self._static.values())
+        known = {leaf.key for leaf in static}
+        if need is not None:
+            static += [leaf for leaf in c._leaves([need]) if leaf.key not in known]
+        if static:
+            pt, _ = c.leaf_table(static, with_interval=False)
         else:
-            nt, _ = c.leaf_table(c._leaves([need]), with_interval=False)
-            candidates = nt.filter(c.expr(need, nt).fill_null(False)).select("patient_id")
-        candidates = self._cache(candidates)
+            pt = c.table("patients").select("patient_id")
+        if need is not None:
+            pt = pt.filter(c.expr(need, pt).fill_null(False))
+        pt = self._cache(pt)
+        candidates = pt.select("patient_id")
         c.restrict = c.restrict_patients = candidates
         try:
-            static = list(self._static.values())
-            pt = candidates
-            if static:
-                pt, _ = c.leaf_table(static, with_interval=False, base=candidates)
-                pt = self._cache(pt)
             runs = {}
             for leaf in list(self._dyn.values()):
                 skey, t = self.runs(leaf)
@@ -631,7 +634,7 @@ class Timeline:
             e = e.mutate(_kn=e._k.lead().over(self._window("_k")).fill_null(n))
             iv = c.interval_table()
             e = e.inner_join(iv, e._k == iv.interval_id).drop("interval_id")
-            t = e.inner_join(pt, "patient_id") if static else e
+            t = e.inner_join(pt, "patient_id")
             for r in joined:
                 names = [x for x in r.columns if x not in ("patient_id", "_kf", "_kt")]
                 r = r.select(*names, _rp=r.patient_id, _rkf=r._kf, _rkt=r._kt)
