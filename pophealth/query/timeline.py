@@ -470,10 +470,8 @@ class Timeline:
         d = d.mutate(_c=d._d.sum().over(cum))
         if any(x.args[1] == "count" for x in leaves):
             d = d.mutate(_kt=d._k.lead().over(self._window("_k")).fill_null(n))
-        else:  # exists only: keep the points where "has a row" changes
-            d = d.mutate(_b=d._c > 0)
-            d = d.mutate(_prev=d._b.lag().over(self._window("_k")).fill_null(False))
-            d = d.filter(d._b != d._prev)
+        else:  # exists only: keep the points where "has a row" changes (before: c - d)
+            d = d.filter((d._c > 0) != (d._c - d._d > 0))
             d = d.mutate(_kt=d._k.lead().over(self._window("_k")).fill_null(n))
         d = d.filter(d._c > 0)
         cols = {}
