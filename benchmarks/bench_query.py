@@ -418,6 +418,9 @@ def main() -> None:
     _check("separate connections", sep_data, sep_table, data, table)
 
     t_sql, (sql_data, sql_table) = timed(run_sql, store)
+    t_sql2, _ = timed(run_sql, store)  # best of two, as for pophealth
+    print(f"hand-written SQL (1st)  {t_sql:8.2f} s")
+    t_sql = min(t_sql, t_sql2)
     ratio = t_dd / t_sql
     print(
         f"hand-written DuckDB SQL {t_sql:8.2f} s  pophealth/SQL = {ratio:.2f}x  "

@@ -539,6 +539,18 @@ class Compiler:
             cols[self._name(leaf)] = ranked._day if what == "date" else ranked._val
         return ranked.select(*keys, **cols), keys
 
+    def conditions(self, s: Series, t: ir.Table) -> list[ir.Value]:
+        """``s`` as filter predicates over ``t``: one per condition joined by ``&`` (so the
+        engine can push each down), a missing result counting as false, as in SQL's
+        ``WHERE``. "Has rows" reads its column as is: missing (no rows) drops the row as
+        false would, and a plain column lets the engine turn the outer join into an inner
+        one."""
+        if s.op == "and":
+            return [*self.conditions(s.args[0], t), *self.conditions(s.args[1], t)]
+        if s.op == "agg" and s.args[1] == "exists" and self._rewrite(s) is None:
+            return [t[self._name(s)]]
+        return [self.expr(s, t)]
+
     def selective(self, population: Series) -> bool:
         """Whether restricting sources to ``population``'s patients (a semi-join before
         every aggregate and window) is likely to pay, with one index date.
@@ -1017,7 +1029,7 @@ def compile_patient_table(
                 pt, _ = compiler.leaf_table(pop_leaves, with_interval=True, base=base)
             finally:
                 compiler.restrict = compiler.restrict_patients = None
-        pop = pt.filter(compiler.expr(population, pt).fill_null(False))
+        pop = pt.filter(compiler.conditions(population, pt))
         if cache_population and hit is None:
             pop = pop.cache()
         done = {leaf.key for leaf in pop_leaves}
