@@ -159,7 +159,8 @@ class _Range:
         self.kind, self.parts = kind, parts
 
     def series(self) -> list[Series]:
-        if self.kind == "cmp":
+        """The values the range is computed from (none depends on the interval)."""
+        if self.kind in ("cmp", "static"):
             return [self.parts[0]]
         if self.kind == "and":
             return [s for p in self.parts for s in p.series()]

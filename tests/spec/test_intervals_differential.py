@@ -54,6 +54,8 @@ def _frame(draw):
                 bp.in_last(days=45),
                 bp.where(events.value >= 140).in_last(months=6),
                 bp.where(events.date <= index_date - months(1)),
+                bp.between(D(2024, 3, 15), index_date),
+                bp.where((events.date <= index_date) & (events.value >= 140)),
             ]
         )
     )
