@@ -16,7 +16,9 @@ How each interval-dependent piece becomes runs (intervals ``k = 0..n-1`` sorted 
   ``interval_start`` and month/day shifts (``in_last``, ``on_or_before``, ``between``,
   ``in_interval``, ``active_on``...): ``G`` is computed in Python for every interval (a
   non-decreasing list ``g_0 <= g_1 <= ...``), so each row is inside the window for one
-  contiguous range of intervals ``[lo, hi)``, found by a binary search written as nested
+  contiguous range of intervals ``[lo, hi)``: by arithmetic on the month number when the
+  thresholds are month ends or 1sts a fixed number of months apart (monthly, quarterly,
+  yearly intervals and their month shifts), else by a binary search written as nested
   ``CASE`` expressions. ``static OR row_value OP G`` (an open-ended registration) and
   conjunctions of these are ranges too.
 * **exists / count**: +1 at ``lo``, −1 at ``hi``, a running sum per patient; only the
@@ -32,6 +34,10 @@ How each interval-dependent piece becomes runs (intervals ``k = 0..n-1`` sorted 
   the index date") flip once; **age** ``>= c`` flips on the c-th birthday, any other use of
   age on every birthday (29 February birthdays count from 1 March in other years, as
   :meth:`~pophealth.query.compile.Compiler.expr` does).
+* **evaluation**: the candidate patients (a condition on the patient alone that the
+  denominators imply, :meth:`~pophealth.query.compile.Compiler.necessary`) at interval 0
+  and at every start or end of a run and every flip; each evaluation holds until the
+  patient's next change point (``_kn``).
 
 Whatever this cannot prove constant between change points (``index_date`` used as a value,
 an ``or`` of two interval-dependent conditions, overlapping intervals...) raises
@@ -427,6 +433,8 @@ class Timeline:
         """The runs of an interval-dependent leaf: ``patient_id, _kf, _kt`` and a column
         named by the compiler for each leaf sharing its source."""
         skey = self._run_key(leaf)
+        if skey not in self._runs and leaf.op == "day" and self._day_family(leaf) is not None:
+            self._shared_day_runs(leaf)
         if skey not in self._runs:
             group = [x for x in self._dyn.values() if self._run_key(x) == skey]
             kind = skey[0]
@@ -525,36 +533,104 @@ class Timeline:
         range ``[lo, hi)`` moves forward with the day, so the last day inside the window at
         k is the latest day with ``lo <= k`` (while ``k < hi``), the first the earliest
         with ``hi > k`` (from ``lo``)."""
-        frame, direction, column, rule, _ = leaves[0].args
-        n = self.n
-        rows, _ = self._rows(frame)
-        date = getattr(frame, DATE_COLUMNS[frame._table])
-        per_row = rows.select(
-            "patient_id", "_lo", "_hi", _day=self.c.expr(date, rows), _val=self.c.expr(column, rows)
-        )
-        combine = {"min": lambda x: x.min(), "max": lambda x: x.max(), "mean": lambda x: x.mean()}
-        days = per_row.group_by(["patient_id", "_day"]).aggregate(
-            _lo=per_row._lo.min(), _hi=per_row._hi.min(), _val=combine[rule](per_row._val)
-        )
-        if direction == "last":
-            chosen = days.group_by(["patient_id", "_lo"]).aggregate(_pick=days._day.max())
-        else:
-            chosen = days.group_by(["patient_id", "_hi"]).aggregate(_pick=days._day.min())
-        chosen = chosen.select(_pid=chosen.patient_id, _pick=chosen._pick)
-        d = days.inner_join(
-            chosen, [days.patient_id == chosen._pid, days._day == chosen._pick]
-        ).drop("_pid", "_pick")
-        if direction == "last":
-            nxt = d._lo.lead().over(self._window("_lo")).fill_null(n)
-            d = d.mutate(_kf=d._lo, _kt=ibis.least(nxt, d._hi))
-        else:
-            prev = d._hi.lag().over(self._window("_hi")).fill_null(0)
-            d = d.mutate(_kf=ibis.greatest(prev, d._lo), _kt=d._hi)
-        d = d.filter(d._kf < d._kt)
+        rows, _ = self._rows(leaves[0].args[0])
+        d = self._days(rows.mutate(_tag=ibis.literal(0, type="int64")), leaves[0])
         cols = {}
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._day if leaf.args[4] == "date" else d._val
         return d.select("patient_id", "_kf", "_kt", **cols)
+
+    def _day_family(self, leaf: Series) -> tuple | None:
+        """Day leaves of one table that differ only in filters on the row alone (SBP and
+        DBP: two code lists, one window) are computed in one pass: their shared key."""
+        frame, direction, column, rule, _ = leaf.args
+        static, dynamic = self.c._split(frame._filters)
+        if self.c._leaves([*static, column]):
+            return None
+        return (frame._table, tuple(f.key for f in dynamic), direction, column.key, rule)
+
+    def _shared_day_runs(self, leaf: Series) -> None:
+        """The runs of every day leaf in ``leaf``'s family from one scan: rows tagged with
+        the frame they belong to (a row may belong to several), days per patient and tag."""
+        family = self._day_family(leaf)
+        members = [x for x in self._dyn.values() if x.op == "day" and self._day_family(x) == family]
+        frames: dict[tuple, Frame] = {}
+        for x in members:
+            frames.setdefault(x.args[0].key, x.args[0])
+        if len(frames) < 2:
+            return
+        table = leaf.args[0]._table
+        statics = [self.c._split(f._filters)[0] for f in frames.values()]
+        t = self.c.table(table)
+
+        def holds(filters: list[Series], t: ir.Table) -> ir.Value:
+            out = ibis.literal(True)
+            for f in filters:
+                out = out & self.c.expr(f, t).fill_null(False)
+            return out
+
+        keep = None
+        for st in statics:
+            keep = holds(st, t) if keep is None else keep | holds(st, t)
+        t = self.c._pair(t.filter(keep), False)
+        tagged = ibis.union(
+            *[
+                t.filter(holds(st, t)).mutate(_tag=ibis.literal(i, type="int64"))
+                for i, st in enumerate(statics)
+            ],
+            distinct=False,
+        )
+        _, dynamic = self.c._split(leaf.args[0]._filters)
+        ranges = [self._range(f) for f in dynamic]
+        lo, hi = self.bounds(_Range("and", tuple(ranges)), tagged)
+        tagged = tagged.mutate(_lo=lo, _hi=hi)
+        d = self._cache(self._days(tagged.filter(tagged._lo < tagged._hi), leaf))
+        for i, (fkey, _) in enumerate(frames.items()):
+            mine = [x for x in members if x.args[0].key == fkey]
+            part = d.filter(d._tag == i)
+            cols = {}
+            for x in mine:
+                cols[self.c._name(x)] = part._day if x.args[4] == "date" else part._val
+            self._runs[self._run_key(mine[0])] = part.select("patient_id", "_kf", "_kt", **cols)
+
+    def _days(self, rows: ir.Table, leaf: Series) -> ir.Table:
+        """``patient_id, _tag, _kf, _kt, _day, _val``: the chosen day's runs per tag."""
+        frame, direction, column, rule, _ = leaf.args
+        n = self.n
+        date = getattr(frame, DATE_COLUMNS[frame._table])
+        per_row = rows.select(
+            "patient_id",
+            "_tag",
+            "_lo",
+            "_hi",
+            _day=self.c.expr(date, rows),
+            _val=self.c.expr(column, rows),
+        )
+        combine = {"min": lambda x: x.min(), "max": lambda x: x.max(), "mean": lambda x: x.mean()}
+        days = per_row.group_by(["patient_id", "_tag", "_day"]).aggregate(
+            _lo=per_row._lo.min(), _hi=per_row._hi.min(), _val=combine[rule](per_row._val)
+        )
+        if direction == "last":
+            chosen = days.group_by(["patient_id", "_tag", "_lo"]).aggregate(_pick=days._day.max())
+        else:
+            chosen = days.group_by(["patient_id", "_tag", "_hi"]).aggregate(_pick=days._day.min())
+        chosen = chosen.select(_pid=chosen.patient_id, _ptag=chosen._tag, _pick=chosen._pick)
+        d = days.inner_join(
+            chosen,
+            [
+                days.patient_id == chosen._pid,
+                days._tag == chosen._ptag,
+                days._day == chosen._pick,
+            ],
+        ).drop("_pid", "_ptag", "_pick")
+        w = {"group_by": ["patient_id", "_tag"]}
+        if direction == "last":
+            nxt = d._lo.lead().over(ibis.window(order_by="_lo", **w)).fill_null(n)
+            d = d.mutate(_kf=d._lo, _kt=ibis.least(nxt, d._hi))
+        else:
+            prev = d._hi.lag().over(ibis.window(order_by="_hi", **w)).fill_null(0)
+            d = d.mutate(_kf=ibis.greatest(prev, d._lo), _kt=d._hi)
+        return d.filter(d._kf < d._kt)
 
     def _lookup_runs(self, leaves: list[Series]) -> ir.Table:
         key, table, key_col, _ = leaves[0].args

@@ -186,7 +186,11 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
         tmp_path,
         {
             "registrations": _registered(["p"]),
-            "events": [_bp("p", D(2024, 1, 15), 150.0), _bp("p", D(2024, 4, 20), 120.0)],
+            "events": [
+                _bp("p", D(2024, 1, 15), 150.0),
+                _bp("p", D(2024, 4, 20), 120.0),
+                {"patient_id": "p", "date": D(2024, 3, 1), "code": "72313002", "value": 130.0},
+            ],
             "medications": [
                 {"patient_id": "p", "date": d, "code": "39113611000001102"} for d in issues
             ],
@@ -204,6 +208,9 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
         "bp_high",
         numerator=bp.in_last(months=12).last_day_for_patient().value >= 140,
     )
+    # the same window on another code (one pass with bp_high's days): 130 on 1 March
+    other = events.where(events.code == "72313002").in_last(months=12)
+    m.define_measure("other_low", numerator=other.last_day_for_patient().value < 140)
     paths, got = _run(engine, store, m)
     assert set(paths.values()) == {"change_points"}
     ends = [e for _, e in ivs]
@@ -213,6 +220,7 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
     assert [got[("saba_count", e)][0] for e in ends] == [1, 2, 3, 2, 2, 1]
     assert [got[("saba_ge2", e)][0] for e in ends] == [0, 1, 1, 1, 1, 0]
     assert [got[("bp_high", e)][0] for e in ends] == [1, 1, 1, 0, 0, 0]
+    assert [got[("other_low", e)][0] for e in ends] == [0, 0, 1, 1, 1, 1]
     if engine == "duckdb":
         check(store, ivs, _spec_of(m), "duckdb")
 

@@ -35,7 +35,7 @@ from pophealth.query import (
     run_measures,
 )
 from tests.spec.conftest import HAVE_SPARK, make_store
-from tests.spec.test_differential import SABA, SBP, _frames, tables
+from tests.spec.test_differential import OTHER, SABA, SBP, _frames, tables
 
 EXAMPLES = int(os.environ.get("POPHEALTH_INTERVAL_EXAMPLES", "12"))
 D = dt.date
@@ -55,6 +55,8 @@ def _frame(draw):
                 bp.where(events.value >= 140).in_last(months=6),
                 bp.where(events.date <= index_date - months(1)),
                 bp.between(D(2024, 3, 15), index_date),
+                # the same window as bp.in_last(months=12) on other rows: one shared pass
+                events.where(events.code == OTHER).in_last(months=12),
                 bp.where((events.date <= index_date) & (events.value >= 140)),
             ]
         )
