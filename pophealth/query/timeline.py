@@ -768,12 +768,16 @@ def _series_in(arg: Any):
 
 
 def _cmp_values(r: _Range) -> list[Series]:
-    """The row-side values compared with the index date in ``r`` (static parts excluded)."""
+    """The row-side values compared with the index date in ``r``. A static conjunct only
+    drops rows (an empty range), so it does not count; a static alternative (``or``) puts
+    a row in every interval whatever its date, so it does (as a value that is no date)."""
     if r.kind == "cmp":
         return [r.parts[0]]
     if r.kind == "and":
         return [x for p in r.parts for x in _cmp_values(p)]
-    return [wrap(False)]  # a static condition: not a window on the date alone
+    if r.kind == "static":
+        return []
+    return [wrap(False)]
 
 
 def _monotone_in_date(x: Series, frame: Frame) -> bool:
