@@ -433,8 +433,8 @@ class Timeline:
         """The runs of an interval-dependent leaf: ``patient_id, _kf, _kt`` and a column
         named by the compiler for each leaf sharing its source."""
         skey = self._run_key(leaf)
-        if skey not in self._runs and leaf.op == "day" and self._day_family(leaf) is not None:
-            self._shared_day_runs(leaf)
+        if skey not in self._runs and self._family(leaf) is not None:
+            self._shared_runs(leaf)
         if skey not in self._runs:
             group = [x for x in self._dyn.values() if self._run_key(x) == skey]
             kind = skey[0]
@@ -464,29 +464,114 @@ class Timeline:
 
     def _sweep_runs(self, leaves: list[Series]) -> ir.Table:
         """exists/count: +1 at each row's ``lo``, −1 at its ``hi``, summed per patient."""
-        n = self.n
         rows, _ = self._rows(leaves[0].args[0])
-        deltas = ibis.union(
-            rows.select("patient_id", _k=rows._lo, _d=ibis.literal(1, type="int64")),
-            rows.filter(rows._hi < n).select(
-                "patient_id", _k=rows._hi, _d=ibis.literal(-1, type="int64")
-            ),
-            distinct=False,
-        )
-        d = deltas.group_by(["patient_id", "_k"]).aggregate(_d=deltas._d.sum())
-        d = d.filter(d._d != 0)
-        cum = ibis.cumulative_window(group_by="patient_id", order_by="_k")
-        d = d.mutate(_c=d._d.sum().over(cum))
-        if any(x.args[1] == "count" for x in leaves):
-            d = d.mutate(_kt=d._k.lead().over(self._window("_k")).fill_null(n))
-        else:  # exists only: keep the points where "has a row" changes (before: c - d)
-            d = d.filter((d._c > 0) != (d._c - d._d > 0))
-            d = d.mutate(_kt=d._k.lead().over(self._window("_k")).fill_null(n))
-        d = d.filter(d._c > 0)
+        rows = rows.mutate(_tag=ibis.literal(0, type="int64"))
+        counted = any(x.args[1] == "count" for x in leaves)
+        d = self._sweep(rows, [0] if counted else [])
         cols = {}
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._c if leaf.args[1] == "count" else d._c > 0
-        return d.select("patient_id", _kf=d._k, _kt=d._kt, **cols)
+        return d.select("patient_id", "_kf", "_kt", **cols)
+
+    def _sweep(self, rows: ir.Table, counted: list[int]) -> ir.Table:
+        """``patient_id, _tag, _kf, _kt, _c``: the number of rows inside the window per
+        patient and tag, where it is not 0; for tags not in ``counted`` only the points
+        where "has a row" changes."""
+        n = self.n
+        deltas = ibis.union(
+            rows.select("patient_id", "_tag", _k=rows._lo, _d=ibis.literal(1, type="int64")),
+            rows.filter(rows._hi < n).select(
+                "patient_id", "_tag", _k=rows._hi, _d=ibis.literal(-1, type="int64")
+            ),
+            distinct=False,
+        )
+        d = deltas.group_by(["patient_id", "_tag", "_k"]).aggregate(_d=deltas._d.sum())
+        d = d.filter(d._d != 0)
+        cum = ibis.cumulative_window(group_by=["patient_id", "_tag"], order_by="_k")
+        d = d.mutate(_c=d._d.sum().over(cum))
+        # exists: keep the points where "has a row" changes (the count before is c - d)
+        changes = (d._c > 0) != (d._c - d._d > 0)
+        d = d.filter(d._tag.isin(counted) | changes) if counted else d.filter(changes)
+        nxt = d._k.lead().over(ibis.window(group_by=["patient_id", "_tag"], order_by="_k"))
+        d = d.mutate(_kf=d._k, _kt=nxt.fill_null(n))
+        return d.filter(d._c > 0)
+
+    def _family(self, leaf: Series) -> tuple | None:
+        """exists/count leaves (or first/last days with one rule) over frames of one table
+        that differ only in filters on the row alone — SABA and statins in the last 12
+        months, SBP and DBP — are computed in one pass: their shared key."""
+        if leaf.op not in ("day", "agg"):
+            return None
+        frame = leaf.args[0]
+        static, dynamic = self.c._split(frame._filters)
+        if self.c._leaves(static):
+            return None
+        if leaf.op == "day":
+            _, direction, column, rule, _ = leaf.args
+            if self.c._leaves([column]):
+                return None
+            return ("day", frame._table, tuple(f.key for f in dynamic), direction, column.key, rule)
+        if leaf.op == "agg" and self._run_key(leaf)[0] == "sweep":
+            return ("sweep", frame._table, tuple(f.key for f in dynamic))
+        return None
+
+    def _tagged(self, frames: list[Frame]) -> ir.Table:
+        """The rows of ``frames`` (one table, the same interval-dependent filters) from one
+        scan, each tagged with the index of a frame it belongs to (a row may be in several),
+        with ``_lo``/``_hi``."""
+        statics = [self.c._split(f._filters)[0] for f in frames]
+        t = self.c.table(frames[0]._table)
+
+        def holds(filters: list[Series], t: ir.Table) -> ir.Value:
+            out = ibis.literal(True)
+            for f in filters:
+                out = out & self.c.expr(f, t).fill_null(False)
+            return out
+
+        keep = None
+        for st in statics:
+            keep = holds(st, t) if keep is None else keep | holds(st, t)
+        t = self.c._pair(t.filter(keep), False)
+        tagged = ibis.union(
+            *[
+                t.filter(holds(st, t)).mutate(_tag=ibis.literal(i, type="int64"))
+                for i, st in enumerate(statics)
+            ],
+            distinct=False,
+        )
+        _, dynamic = self.c._split(frames[0]._filters)
+        lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), tagged)
+        tagged = tagged.mutate(_lo=lo, _hi=hi)
+        return tagged.filter(tagged._lo < tagged._hi)
+
+    def _shared_runs(self, leaf: Series) -> None:
+        """The runs of every leaf in ``leaf``'s family from one pass (see :meth:`_family`);
+        nothing when the family has one frame."""
+        family = self._family(leaf)
+        members = [x for x in self._dyn.values() if x.op == leaf.op and self._family(x) == family]
+        frames: dict[tuple, Frame] = {}
+        for x in members:
+            frames.setdefault(x.args[0].key, x.args[0])
+        if len(frames) < 2:
+            return
+        keys = list(frames)
+        tagged = self._tagged(list(frames.values()))
+        if leaf.op == "day":
+            d = self._days(tagged, leaf)
+        else:
+            counted = sorted({keys.index(x.args[0].key) for x in members if x.args[1] == "count"})
+            d = self._sweep(tagged, counted)
+        d = self._cache(d)
+        for i, fkey in enumerate(keys):
+            mine = [x for x in members if x.args[0].key == fkey]
+            part = d.filter(d._tag == i)
+            cols = {}
+            for x in mine:
+                if x.op == "day":
+                    cols[self.c._name(x)] = part._day if x.args[4] == "date" else part._val
+                else:
+                    cols[self.c._name(x)] = part._c if x.args[1] == "count" else part._c > 0
+            self._runs[self._run_key(mine[0])] = part.select("patient_id", "_kf", "_kt", **cols)
 
     def _agg_runs(self, leaves: list[Series]) -> ir.Table:
         """Any aggregate: the rows inside the window at each of the patient's change
@@ -539,59 +624,6 @@ class Timeline:
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._day if leaf.args[4] == "date" else d._val
         return d.select("patient_id", "_kf", "_kt", **cols)
-
-    def _day_family(self, leaf: Series) -> tuple | None:
-        """Day leaves of one table that differ only in filters on the row alone (SBP and
-        DBP: two code lists, one window) are computed in one pass: their shared key."""
-        frame, direction, column, rule, _ = leaf.args
-        static, dynamic = self.c._split(frame._filters)
-        if self.c._leaves([*static, column]):
-            return None
-        return (frame._table, tuple(f.key for f in dynamic), direction, column.key, rule)
-
-    def _shared_day_runs(self, leaf: Series) -> None:
-        """The runs of every day leaf in ``leaf``'s family from one scan: rows tagged with
-        the frame they belong to (a row may belong to several), days per patient and tag."""
-        family = self._day_family(leaf)
-        members = [x for x in self._dyn.values() if x.op == "day" and self._day_family(x) == family]
-        frames: dict[tuple, Frame] = {}
-        for x in members:
-            frames.setdefault(x.args[0].key, x.args[0])
-        if len(frames) < 2:
-            return
-        table = leaf.args[0]._table
-        statics = [self.c._split(f._filters)[0] for f in frames.values()]
-        t = self.c.table(table)
-
-        def holds(filters: list[Series], t: ir.Table) -> ir.Value:
-            out = ibis.literal(True)
-            for f in filters:
-                out = out & self.c.expr(f, t).fill_null(False)
-            return out
-
-        keep = None
-        for st in statics:
-            keep = holds(st, t) if keep is None else keep | holds(st, t)
-        t = self.c._pair(t.filter(keep), False)
-        tagged = ibis.union(
-            *[
-                t.filter(holds(st, t)).mutate(_tag=ibis.literal(i, type="int64"))
-                for i, st in enumerate(statics)
-            ],
-            distinct=False,
-        )
-        _, dynamic = self.c._split(leaf.args[0]._filters)
-        ranges = [self._range(f) for f in dynamic]
-        lo, hi = self.bounds(_Range("and", tuple(ranges)), tagged)
-        tagged = tagged.mutate(_lo=lo, _hi=hi)
-        d = self._cache(self._days(tagged.filter(tagged._lo < tagged._hi), leaf))
-        for i, (fkey, _) in enumerate(frames.items()):
-            mine = [x for x in members if x.args[0].key == fkey]
-            part = d.filter(d._tag == i)
-            cols = {}
-            for x in mine:
-                cols[self.c._name(x)] = part._day if x.args[4] == "date" else part._val
-            self._runs[self._run_key(mine[0])] = part.select("patient_id", "_kf", "_kt", **cols)
 
     def _days(self, rows: ir.Table, leaf: Series) -> ir.Table:
         """``patient_id, _tag, _kf, _kt, _day, _val``: the chosen day's runs per tag."""

@@ -211,6 +211,9 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
     # the same window on another code (one pass with bp_high's days): 130 on 1 March
     other = events.where(events.code == "72313002").in_last(months=12)
     m.define_measure("other_low", numerator=other.last_day_for_patient().value < 140)
+    # counted in the same pass as bp_2m's "has a reading" (the same window, other rows)
+    other_2m = events.where(events.code == "72313002").in_last(months=2)
+    m.define_measure("other_2m", numerator=other_2m.count_for_patient())
     paths, got = _run(engine, store, m)
     assert set(paths.values()) == {"change_points"}
     ends = [e for _, e in ivs]
@@ -221,6 +224,7 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
     assert [got[("saba_ge2", e)][0] for e in ends] == [0, 1, 1, 1, 1, 0]
     assert [got[("bp_high", e)][0] for e in ends] == [1, 1, 1, 0, 0, 0]
     assert [got[("other_low", e)][0] for e in ends] == [0, 0, 1, 1, 1, 1]
+    assert [got[("other_2m", e)][0] for e in ends] == [0, 0, 1, 1, 0, 0]
     if engine == "duckdb":
         check(store, ivs, _spec_of(m), "duckdb")
 
