@@ -10,10 +10,14 @@ Per-patient values are computed as *sources*, each one pass over a table:
 * all aggregates of one frame (exists, count, min, ...) — one ``GROUP BY``;
 * first/last rows of one frame in one order — one window (``row_number``), with every
   remaining column as a tie-breaker, so the same row wins on every engine;
-* first/last day of one frame with a same-day rule — a ``GROUP BY`` day then a window;
+* first/last day of one frame with a same-day rule — a ``GROUP BY`` day, then the chosen
+  day per patient (with one index date, every such frame of one table shares one pass);
 * lookups of a per-patient key in a one-row-per-key table (practices, areas) — one join;
 
-and left-joined to the patient base, so patients without rows are kept.
+and left-joined to the patient base, so patients without rows are kept. A population is
+computed first; other sources read only its patients' rows when it is selective (see
+:meth:`Compiler.selective`). On a connection that remembers (:class:`PatientTables`), a
+run within an earlier dataset's population starts from that dataset's values.
 """
 
 from __future__ import annotations
