@@ -30,7 +30,7 @@ D = dt.date
 SBP = Codelist.of("snomedct", ["271649006"], name="sbp")
 SABA = Codelist.of("dmd", ["39113611000001102"], name="saba")
 JAN_APR_2024 = monthly("2024-01-01", 4)  # ends 31 Jan, 29 Feb (leap year), 31 Mar, 30 Apr
-#: Spark runs the two tests that cover every kind of runs (a Spark query is slow to start)
+#: Spark runs the test that covers every kind of runs (a Spark query is slow to start)
 DUCKDB_ONLY = pytest.mark.parametrize("engine", ENGINES[:1])
 
 
@@ -123,6 +123,7 @@ def test_birthday_on_29_february(engine, tmp_path):
         check(store, ivs, _spec_of(m), "duckdb")
 
 
+@DUCKDB_ONLY
 def test_registration_and_address_change_mid_series(engine, tmp_path):
     store = make_store(
         tmp_path,
@@ -214,6 +215,15 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
     # counted in the same pass as bp_2m's "has a reading" (the same window, other rows)
     other_2m = events.where(events.code == "72313002").in_last(months=2)
     m.define_measure("other_2m", numerator=other_2m.count_for_patient())
+    # first/last rows and lookups: the practice, the area (no address: "unknown")
+    m.define_measure(
+        "by_place",
+        numerator=bp.in_last(months=2).exists_for_patient(),
+        group_by={
+            "g_practice": registrations.practice_on(index_date).practice_id,
+            "g_imd": addresses.area_on(index_date).group("imd_quintile"),
+        },
+    )
     paths, got = _run(engine, store, m)
     assert set(paths.values()) == {"change_points"}
     ends = [e for _, e in ivs]
@@ -225,6 +235,7 @@ def test_values_flip_on_and_off_and_counts_cross_a_threshold(engine, tmp_path):
     assert [got[("bp_high", e)][0] for e in ends] == [1, 1, 1, 0, 0, 0]
     assert [got[("other_low", e)][0] for e in ends] == [0, 0, 1, 1, 1, 1]
     assert [got[("other_2m", e)][0] for e in ends] == [0, 0, 1, 1, 0, 0]
+    assert [got[("by_place", e, "A1", "unknown")][0] for e in ends] == [1, 1, 0, 1, 1, 0]
     if engine == "duckdb":
         check(store, ivs, _spec_of(m), "duckdb")
 
