@@ -251,6 +251,23 @@ def _ref_key(ref: str) -> str:
     return f"{m.group(1)}/{m.group(2)}" if m else ref
 
 
+def _resource_keys(rtype: str, res: dict, full_url: str | None) -> set[str]:
+    """Every form in which another resource may refer to ``res``: ``Type/id``, its
+    ``urn:uuid``, the entry's fullUrl, and each ``identifier:system|value``."""
+    keys = set()
+    if res.get("id"):
+        keys |= {f"{rtype}/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
+    if full_url:
+        keys.add(_ref_key(full_url))
+    for ident in _list(res.get("identifier")):
+        if isinstance(ident, dict) and ident.get("value"):
+            keys.add(
+                f"identifier:{str(ident.get('system') or '').strip().lower()}|"
+                f"{str(ident['value']).strip()}"
+            )
+    return keys
+
+
 def _ref_type(ref: dict) -> str | None:
     r = ref.get("reference")
     if isinstance(r, str):
@@ -494,19 +511,7 @@ class FhirMapper:
         pid = scope.pids.get(key) or self.pid_of(res)
         scope.pids[key] = pid
         self._emit_patient(res, pid, ctx, scope)
-        keys = set()
-        if res.get("id"):
-            keys.add(f"Patient/{res['id']}")
-            keys.add(f"urn:uuid:{str(res['id']).lower()}")
-        if entry.full_url:
-            keys.add(_ref_key(entry.full_url))
-        for ident in _list(res.get("identifier")):
-            if isinstance(ident, dict) and ident.get("value"):
-                keys.add(
-                    f"identifier:{str(ident.get('system') or '').strip().lower()}|"
-                    f"{str(ident['value']).strip()}"
-                )
-        for k in keys:
+        for k in _resource_keys("Patient", res, entry.full_url):
             self.run.index("patient", self.pseudo.key_of(k), pid)
 
     def _emit_patient(self, res: dict, pid: str, ctx, scope: _UnitScope) -> None:
@@ -659,17 +664,7 @@ class FhirMapper:
         ods = _identifier_value(res, ODS_SYSTEMS)
         # every organisation: what an Encounter.serviceProvider in another file resolves
         # to when a registration is inferred from encounters
-        keys = set()
-        if res.get("id"):
-            keys |= {f"Organization/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
-        if entry.full_url:
-            keys.add(_ref_key(entry.full_url))
-        for ident in _list(res.get("identifier")):
-            if isinstance(ident, dict) and ident.get("value"):
-                keys.add(
-                    f"identifier:{str(ident.get('system') or '').strip().lower()}|"
-                    f"{str(ident['value']).strip()}"
-                )
+        keys = _resource_keys("Organization", res, entry.full_url)
         if keys:
             practice, name, is_gp = self._provider_of(res)
             for k in keys:
