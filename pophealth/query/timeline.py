@@ -176,6 +176,10 @@ class _Range:
 class Timeline:
     """Change-point evaluation of one set of measures over sorted intervals."""
 
+    #: merge adjacent runs with the same predicate outcomes (:meth:`_merged`); switched off
+    #: only to compare against, in tests and benchmarks
+    merge_runs = True
+
     def __init__(self, con: Any, intervals: Sequence[Interval]):
         self.intervals = list(intervals)
         self.n = len(self.intervals)
@@ -731,6 +735,9 @@ class Timeline:
                 for skey, t in runs.items()
                 if any(x.key in used for x in self._dyn.values() if self._run_key(x) == skey)
             ]
+            if self.merge_runs:
+                uses = self._uses([*variables.values(), keep])
+                joined = [self._merged(t, uses) for t in joined]
             points = [candidates.select("patient_id", _k=ibis.literal(0, type="int64"))]
             for t in joined:
                 points.append(t.filter(t._kf > 0).select("patient_id", _k=t._kf.cast("int64")))
@@ -753,6 +760,82 @@ class Timeline:
             return self._cache(wide)
         finally:
             c.restrict = c.restrict_patients = None
+
+    def _uses(self, nodes: Sequence[Series]) -> dict[tuple, dict[tuple, Series] | None]:
+        """How the evaluated expressions read each leaf: ``{leaf key: {predicate key:
+        predicate}}`` when every use is a comparison with a literal, ``is_null`` /
+        ``is_not_null`` or ``isin`` a list, ``None`` when some use reads the value itself
+        (walked as :meth:`~pophealth.query.compile.Compiler.expr` compiles, rewrites
+        included)."""
+        out: dict[tuple, dict[tuple, Series] | None] = {}
+
+        def use(leaf: Series, pred: Series | None) -> None:
+            if pred is None:
+                out[leaf.key] = None
+            elif out.get(leaf.key, {}) is not None:
+                out.setdefault(leaf.key, {})[pred.key] = pred
+
+        def walk(s: Series) -> None:
+            rewritten = self.c._rewrite(s)
+            if rewritten is not None:
+                walk(rewritten)
+                return
+            if s.op in LEAF_OPS:
+                use(s, None)
+                return
+            leaf = _predicate_leaf(s)
+            if leaf is not None and self.c._rewrite(leaf) is None:
+                use(leaf, s)
+                return
+            for child in s.args:
+                for x in _series_in(child):
+                    walk(x)
+
+        for node in nodes:
+            walk(node)
+        return out
+
+    def _merged(self, t: ir.Table, uses: dict[tuple, dict[tuple, Series] | None]) -> ir.Table:
+        """Predicate abstraction of a runs table: adjacent runs of a patient (one ends where
+        the next starts) whose leaves give the same outcome for every predicate the
+        expressions apply to them (the value itself when some use reads it) become one run
+        with the first run's values. Every expression then evaluates the same at the merged
+        run's points, with fewer change points ("SABA issues in 12 months >= 6" changes only
+        when the count crosses 6; "latest SBP < 140" when a reading crosses 140, appears or
+        leaves the window). Leaves not read at all do not count; ``t`` unchanged when every
+        leaf is read as a value."""
+        names = [x for x in t.columns if x not in ("patient_id", "_kf", "_kt")]
+        leaves = {self.c._name(x): x for x in self._dyn.values()}
+        sig: dict[str, ir.Value] = {}
+        raw: list[str] = []
+        for name in names:
+            leaf = leaves.get(name)
+            if leaf is None or leaf.key not in uses:
+                continue  # not read by the expressions (a lookup key, another measure set)
+            preds = uses[leaf.key]
+            if preds is None:
+                raw.append(name)
+                continue
+            for p in preds.values():
+                v = self.c.expr(p, t)
+                sig[f"_p{len(sig)}"] = ibis.cases((v.isnull(), 2), (v, 1), else_=0)
+        if not sig and len(raw) == len(names):
+            return t
+        w = self._window("_kf")
+        x = t.mutate(**sig)
+        same = x._kt.lag().over(w) == x._kf
+        for col in sig:
+            same = same & (x[col].lag().over(w) == x[col])
+        for col in raw:  # null-safe: a null before a null is the same value
+            prev = x[col].lag().over(w)
+            same = same & ((prev == x[col]) | (prev.isnull() & x[col].isnull()))
+        x = x.mutate(_new=ibis.cases((same.fill_null(False), 0), else_=1))
+        x = x.mutate(
+            _isl=x._new.sum().over(ibis.cumulative_window(group_by="patient_id", order_by="_kf"))
+        )
+        x = x.mutate(_end=x._kt.max().over(ibis.window(group_by=["patient_id", "_isl"])))
+        x = x.filter(x._new == 1)
+        return self._cache(x.select("patient_id", "_kf", *names, _kt=x._end))
 
     def totals(self, plus: pd.DataFrame, minus: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
         """Counts per interval from the differences at change points: ``plus`` starts at
@@ -797,6 +880,19 @@ def _series_in(arg: Any):
     elif isinstance(arg, list | tuple):
         for a in arg:
             yield from _series_in(a)
+
+
+def _predicate_leaf(s: Series) -> Series | None:
+    """The leaf ``s`` tests when it is ``leaf OP literal`` / ``literal OP leaf``,
+    ``leaf.is_null()``, ``leaf.is_not_null()`` or ``leaf.isin(values)``; else None."""
+    if s.op in (*_CMP, "ne"):
+        a, b = s.args
+        if a.op == "lit" and b.op in LEAF_OPS:
+            a, b = b, a
+        return a if a.op in LEAF_OPS and b.op == "lit" else None
+    if s.op in ("isnull", "notnull", "isin"):
+        return s.args[0] if s.args[0].op in LEAF_OPS else None
+    return None
 
 
 def _cmp_values(r: _Range) -> list[Series]:
