@@ -821,20 +821,26 @@ class Timeline:
                 sig[f"_p{len(sig)}"] = ibis.cases((v.isnull(), 2), (v, 1), else_=0)
         if not sig and len(raw) == len(names):
             return t
+        # one sort: a run starts an island unless the one before ends where it starts with
+        # the same outcomes, and ends it unless the one after continues it the same way;
+        # after dropping the runs inside islands, an island's end is its last run's
         w = self._window("_kf")
         x = t.mutate(**sig)
-        same = x._kt.lag().over(w) == x._kf
-        for col in sig:
-            same = same & (x[col].lag().over(w) == x[col])
-        for col in raw:  # null-safe: a null before a null is the same value
-            prev = x[col].lag().over(w)
-            same = same & ((prev == x[col]) | (prev.isnull() & x[col].isnull()))
-        x = x.mutate(_new=ibis.cases((same.fill_null(False), 0), else_=1))
-        x = x.mutate(
-            _isl=x._new.sum().over(ibis.cumulative_window(group_by="patient_id", order_by="_kf"))
-        )
-        x = x.mutate(_end=x._kt.max().over(ibis.window(group_by=["patient_id", "_isl"])))
-        x = x.filter(x._new == 1)
+
+        def same(step: str) -> ir.Value:
+            other = getattr(x._kt if step == "lag" else x._kf, step)().over(w)
+            out = other == (x._kf if step == "lag" else x._kt)
+            for col in sig:
+                out = out & (getattr(x[col], step)().over(w) == x[col])
+            for col in raw:  # null-safe: a null next to a null is the same value
+                y = getattr(x[col], step)().over(w)
+                out = out & ((y == x[col]) | (y.isnull() & x[col].isnull()))
+            return out.fill_null(False)
+
+        x = x.mutate(_new=~same("lag"), _stop=~same("lead"))
+        x = x.filter(x._new | x._stop)
+        x = x.mutate(_end=ibis.cases((x._stop, x._kt), else_=x._kt.lead().over(w)))
+        x = x.filter(x._new)
         return self._cache(x.select("patient_id", "_kf", *names, _kt=x._end))
 
     def totals(self, plus: pd.DataFrame, minus: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
