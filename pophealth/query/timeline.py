@@ -34,6 +34,10 @@ How each interval-dependent piece becomes runs (intervals ``k = 0..n-1`` sorted 
   the index date") flip once; **age** ``>= c`` flips on the c-th birthday, any other use of
   age on every birthday (29 February birthdays count from 1 March in other years, as
   :meth:`~pophealth.query.compile.Compiler.expr` does).
+* **merging** (predicate abstraction, :meth:`Timeline._merged`): when the expressions use
+  a runs table's values only through comparisons with literals, ``is_null`` /
+  ``is_not_null`` or ``isin``, adjacent runs with the same outcomes become one run, so a
+  count makes a change point only when it crosses its threshold.
 * **evaluation**: the candidate patients (a condition on the patient alone that the
   denominators imply, :meth:`~pophealth.query.compile.Compiler.necessary`) at interval 0
   and at every start or end of a run and every flip; each evaluation holds until the
