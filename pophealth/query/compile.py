@@ -108,6 +108,9 @@ class Compiler:
         self.restrict_patients: ir.Table | None = None
         #: Per-patient values earlier runs on this connection computed (see PatientTables).
         self.reuse: PatientTables | None = getattr(con, "patient_tables", None)
+        #: Conditions (node keys) known to be true on every row being computed (set while
+        #: building over a remembered population's table): read as true, not recomputed.
+        self.known: frozenset[tuple] = frozenset()
 
     # -- basics ---------------------------------------------------------------------------
     @property
@@ -549,6 +552,8 @@ class Compiler:
         ``WHERE``. "Has rows" reads its column as is: missing (no rows) drops the row as
         false would, and a plain column lets the engine turn the outer join into an inner
         one."""
+        if s.key in self.known:
+            return []
         if s.op == "and":
             return [*self.conditions(s.args[0], t), *self.conditions(s.args[1], t)]
         if s.op == "agg" and s.args[1] == "exists" and self._rewrite(s) is None:
@@ -717,6 +722,15 @@ class Compiler:
             return col
         if op == "match":
             return self._match(t, *a)
+        if op in ("and", "or") and self.known:
+            # a condition known to hold on every row: `known & b` is b, `known | b` is true
+            rest = [arg for arg in a if arg.key not in self.known]
+            if op == "or" and len(rest) < len(a):
+                return ibis.literal(True)
+            if op == "and" and len(rest) == 1:
+                return self.expr(rest[0], t)
+            if op == "and" and not rest:
+                return ibis.literal(True)
         x = [self.expr(arg, t) if isinstance(arg, Series) else arg for arg in a]
         if op == "add":
             return x[0] + x[1]
@@ -858,6 +872,13 @@ def implies(a: Series, b: Series) -> bool:
     return _conjuncts(b) <= _conjuncts(a)
 
 
+def _facts(s: Series) -> frozenset[tuple]:
+    """Keys of the conditions true wherever ``s`` is: ``s`` and, through ``&``, its parts."""
+    if s.op == "and":
+        return frozenset({s.key}) | _facts(s.args[0]) | _facts(s.args[1])
+    return frozenset({s.key})
+
+
 def _uses_start(node: Any, memo: dict[tuple, bool]) -> bool:
     key = node.key
     if key not in memo:
@@ -994,19 +1015,20 @@ def compile_patient_table(
     aggregate), so a narrow cohort costs little however many variables it has.
 
     With one index date, on a connection that remembers (:class:`PatientTables`), a
-    population implied by a remembered one starts from that run's table; ``remember=True``
-    materialises this run's per-patient values and remembers them (the caller is about to
-    execute the result)."""
+    population implied by a remembered one starts from that run's table (where the
+    remembered population's rule, and each of its ``&``-parts, is read as true rather than
+    computed again); ``remember=True`` materialises this run's per-patient values and
+    remembers them (the caller is about to execute the result)."""
     nodes = list(variables.values())
     with_interval = compiler.interval_mode
     keys = compiler.keys(with_interval)
     extra = ["interval_start", "interval_end"] if with_interval else []
+    hit = None
     if population is None:
         t, _ = compiler.leaf_table(compiler._leaves(nodes), with_interval=with_interval)
     else:
         pop_leaves = compiler._leaves([population])
         need = compiler.necessary(population)
-        hit = None
         if compiler.reuse is not None and not with_interval:
             hit = compiler.reuse.find(compiler, population)
         if hit is not None:
@@ -1033,7 +1055,12 @@ def compile_patient_table(
                 pt, _ = compiler.leaf_table(pop_leaves, with_interval=True, base=base)
             finally:
                 compiler.restrict = compiler.restrict_patients = None
-        pop = pt.filter(compiler.conditions(population, pt))
+        if hit is not None:  # every row is a patient of the remembered population
+            compiler.known = _facts(hit.population)
+        try:
+            pop = pt.filter(compiler.conditions(population, pt) or [ibis.literal(True)])
+        finally:
+            compiler.known = frozenset()
         if cache_population and hit is None:
             pop = pop.cache()
         done = {leaf.key for leaf in pop_leaves}
@@ -1049,5 +1076,15 @@ def compile_patient_table(
             computed = [lf for lf in computed if compiler._name(lf) not in hit.table.columns]
         if remember and compiler.reuse is not None and not with_interval and computed:
             t = compiler.reuse.remember(compiler, population, t, [*pop_leaves, *rest])
-    cols = {name: compiler.expr(s, t) for name, s in variables.items()}
+    facts = _facts(hit.population) if hit is not None else frozenset()
+    cols = {}
+    for name, s in variables.items():
+        # on a remembered population's rows, the parts of its rule inside a variable are
+        # read as true (a variable that is one of them keeps its column as computed)
+        if s.key not in facts:
+            compiler.known = facts
+        try:
+            cols[name] = compiler.expr(s, t)
+        finally:
+            compiler.known = frozenset()
     return t.select(*keys, *extra, **cols)
