@@ -39,7 +39,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from pophealth.query.compile import Compiler, compile_patient_table
+from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
 from pophealth.query.model import QueryError, Series
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
@@ -189,8 +189,8 @@ def _group_label(s: Series) -> Series:
 
 def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Raw numerator/denominator per measure × interval × group, and how each measure was
-    evaluated (``"single"``, ``"change_points"`` or ``"paired"``): one compiled query per set
-    of intervals (usually one), materialised once and aggregated per measure."""
+    evaluated (``"single"``, ``"change_points"`` or ``"paired"``): per set of intervals
+    (usually one), one compiled query with every measure's counts (see :func:`_aggregate`)."""
     con = connect(source, engine)
     by_intervals: dict[tuple, list[Measure]] = {}
     for m in measures:
@@ -209,10 +209,12 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
                 variables[cols[gname]] = _group_label(g)
             names[m.name] = cols
         # rows that are in at least one denominator
-        keep = None
-        for m in group:
-            den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
-            keep = den if keep is None else keep | den
+        keep = _any_of(
+            [
+                m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
+                for m in group
+            ]
+        )
         if len(intervals) > 1:
             done = _by_change_points(con, list(intervals), group, names, variables, keep)
             if done is not None:
@@ -225,34 +227,97 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
         else:
             compiler = Compiler(con, intervals=list(intervals))
         paths.update({m.name: "single" if len(intervals) == 1 else "paired" for m in group})
-        wide = compile_patient_table(compiler, variables, keep, cache_population=True)
+        # one column per distinct definition (measures often share denominators and breakdowns)
+        first: dict[tuple, str] = {}
+        for name, s in variables.items():
+            first.setdefault(s.key, name)
+        unique = {name: variables[name] for name in first.values()}
+        shared = {m: {k: first[variables[v].key] for k, v in c.items()} for m, c in names.items()}
+        wide = compile_patient_table(compiler, unique, keep, cache_population=True)
         if not compiler.interval_mode:
             wide = wide.mutate(
                 interval_start=ibis.literal(start, type="date"),
                 interval_end=ibis.literal(end, type="date"),
             )
-        wide = wide.cache()
-        try:
-            for m in group:
-                cols = names[m.name]
-                inside, num_value, den_value = _values(m, wide, cols)
-                gcols = [cols[g] for g in m.group_by]
-                agg = (
-                    wide.filter(inside)
-                    .group_by(["interval_start", "interval_end", *gcols])
-                    .aggregate(numerator=num_value.sum(), denominator=den_value.sum())
-                )
-                df = agg.to_pandas()
-                df = df.rename(columns={cols[g]: g for g in m.group_by})
-                df.insert(0, "measure", m.name)
-                frames.append(df)
-        finally:
-            release = getattr(wide, "release", None)
-            if release is not None:
-                release()
+        frames.extend(_aggregate(wide, group, shared))
     if not frames:
         return pd.DataFrame(columns=["measure", "interval_start", "interval_end"]), paths
     return pd.concat(frames, ignore_index=True), paths
+
+
+def _any_of(conditions: list[Series]) -> Series:
+    """``a | b | ...`` of the conditions, without repeats and without a condition that can
+    only hold where another does (``a | (a & b)`` is ``a``): measures often share their
+    denominators or narrow one another's."""
+    distinct = list({c.key: c for c in conditions}.values())
+
+    def covered(i: int, c: Series) -> bool:  # of two equivalent conditions, keep the first
+        return any(
+            j != i and implies(c, d) and (j < i or not implies(d, c))
+            for j, d in enumerate(distinct)
+        )
+
+    kept = [c for i, c in enumerate(distinct) if not covered(i, c)]
+    out = kept[0]
+    for c in kept[1:]:
+        out = out | c
+    return out
+
+
+def _aggregate(
+    wide: Any,
+    group: list[Measure],
+    names: dict[str, dict[str, str]],
+) -> list[pd.DataFrame]:
+    """Counts of every measure of ``group`` from ``wide`` (one row per patient, or patient ×
+    interval, with each measure's columns): one aggregate query per distinct breakdown
+    (usually one for all the measures), each measure's sums in their own columns with a
+    count of its rows, so a group appears for a measure only where the measure has rows.
+    ``names`` maps each measure to its columns (one column per distinct definition, so
+    measures with the same breakdown name the same columns). ``wide`` is materialised
+    first only when more than one query reads it."""
+    by_breakdown: dict[tuple, list[Measure]] = {}
+    for m in group:
+        sig = tuple((g, names[m.name][g]) for g in m.group_by)
+        by_breakdown.setdefault(sig, []).append(m)
+    cached = len(by_breakdown) > 1
+    if cached:
+        wide = wide.cache()
+    frames = []
+    try:
+        for sig, measures in by_breakdown.items():
+            sums: dict[str, Any] = {}
+            insides: dict[str, Any] = {}  # denominator column -> rows inside it
+            count = {}  # measure -> the sum counting its rows
+            for i, m in enumerate(measures):
+                inside, num_value, den_value = _values(m, wide, names[m.name])
+                den = names[m.name]["den"]
+                sums[f"_n{i}"] = num_value.sum().cast("int64")
+                sums[f"_d{i}"] = den_value.sum().cast("int64")
+                count[m.name] = f"_d{i}"  # a True/False denominator counts its rows
+                if m.denominator.dtype != "bool":
+                    sums[f"_c{i}"] = inside.cast("int64").sum().cast("int64")
+                    count[m.name] = f"_c{i}"
+                insides.setdefault(den, inside)
+            keep = None
+            for inside in insides.values():
+                keep = inside if keep is None else keep | inside
+            keys = {c: wide[c] for c in ("interval_start", "interval_end")}
+            keys.update({g: wide[col] for g, col in sig})
+            agg = wide.filter(keep).group_by(**keys).aggregate(**sums)
+            df = agg.to_pandas()
+            lead = list(keys)
+            for i, m in enumerate(measures):
+                part = df.loc[df[count[m.name]] > 0, [*lead, f"_n{i}", f"_d{i}"]]
+                part = part.rename(columns={f"_n{i}": "numerator", f"_d{i}": "denominator"})
+                part = part.reset_index(drop=True)
+                part.insert(0, "measure", m.name)
+                frames.append(part)
+    finally:
+        release = getattr(wide, "release", None) if cached else None
+        if release is not None:
+            release()
+    return frames
 
 
 def _values(m: Measure, wide: Any, cols: dict[str, str]) -> tuple[Any, Any, Any]:
