@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_query import MONTHS_24, ONE_YEAR, definitions, machine  # noqa: E402
@@ -100,7 +98,6 @@ def main() -> None:
             f"{label}: 24/1 wall {min(w for w, _ in xs) / min(w for w, _ in one):.2f}x "
             f"(best of {len(xs)}), CPU {min(c for _, c in xs) / min(c for _, c in one):.2f}x"
         )
-    pd.set_option("display.width", 120)
 
 
 if __name__ == "__main__":
