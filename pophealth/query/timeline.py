@@ -25,7 +25,8 @@ How each interval-dependent piece becomes runs (intervals ``k = 0..n-1`` sorted 
   points where the value changes are kept.
 * **first / last day with a same-day rule** (filters on the date only): the days' ranges
   move forward with the day, so "the last day in the window at k" is the latest day with
-  ``lo <= k``, valid while ``k < hi`` — one ``GROUP BY`` per patient and ``lo``.
+  ``lo <= k``, valid while ``k < hi`` — in day order, the day before the next day's ``lo``
+  grows (one window function over the patient's days).
 * **any other aggregate, and first / last row** (``address_on``, ``practice_on``...): the
   rows are joined to their patient's change points inside ``[lo, hi)`` and aggregated or
   ranked there.
@@ -650,26 +651,21 @@ class Timeline:
         days = per_row.group_by(["patient_id", "_tag", "_day"]).aggregate(
             _lo=per_row._lo.min(), _hi=per_row._hi.min(), _val=combine[rule](per_row._val)
         )
+        # _lo and _hi never decrease as the day increases (a window on the date alone), so
+        # in day order the days sharing a _lo (_hi) are consecutive: the last day with a
+        # given _lo is the one the next day's _lo exceeds, and that next _lo is the next
+        # run's start (the first day with a given _hi: the one after a smaller _hi, which
+        # ends the run before) — one window, no GROUP BY and join back
+        w = ibis.window(group_by=["patient_id", "_tag"], order_by="_day")
         if direction == "last":
-            chosen = days.group_by(["patient_id", "_tag", "_lo"]).aggregate(_pick=days._day.max())
+            nxt = days._lo.lead().over(w)
+            d = days.mutate(_kf=days._lo, _kt=ibis.least(nxt.fill_null(n), days._hi), _nx=nxt)
+            d = d.filter(d._nx.isnull() | (d._nx != d._lo))
         else:
-            chosen = days.group_by(["patient_id", "_tag", "_hi"]).aggregate(_pick=days._day.min())
-        chosen = chosen.select(_pid=chosen.patient_id, _ptag=chosen._tag, _pick=chosen._pick)
-        d = days.inner_join(
-            chosen,
-            [
-                days.patient_id == chosen._pid,
-                days._tag == chosen._ptag,
-                days._day == chosen._pick,
-            ],
-        ).drop("_pid", "_ptag", "_pick")
-        w = {"group_by": ["patient_id", "_tag"]}
-        if direction == "last":
-            nxt = d._lo.lead().over(ibis.window(order_by="_lo", **w)).fill_null(n)
-            d = d.mutate(_kf=d._lo, _kt=ibis.least(nxt, d._hi))
-        else:
-            prev = d._hi.lag().over(ibis.window(order_by="_hi", **w)).fill_null(0)
-            d = d.mutate(_kf=ibis.greatest(prev, d._lo), _kt=d._hi)
+            prev = days._hi.lag().over(w)
+            d = days.mutate(_kf=ibis.greatest(prev.fill_null(0), days._lo), _kt=days._hi, _nx=prev)
+            d = d.filter(d._nx.isnull() | (d._nx != d._hi))
+        d = d.drop("_nx")
         return d.filter(d._kf < d._kt)
 
     def _lookup_runs(self, leaves: list[Series]) -> ir.Table:

@@ -285,3 +285,34 @@ def test_one_row_per_interval_and_group_with_a_denominator(tmp_path, n):
     assert len(out) == n - 2  # none for January and February
     assert out["interval_end"].iloc[0] == D(2024, 3, 31)
     assert (out["denominator"] == 1).all()
+
+
+@DUCKDB_ONLY
+def test_last_and_first_day_among_days_sharing_a_run(engine, tmp_path):
+    # days of one month enter (and leave) a 12-month window at the same interval: the last
+    # day is the latest of them (25 Feb, lowest value that day 150, not 10 Feb's 130), the
+    # first the earliest (5 Mar 2023's 150 until both March days leave at the end of March)
+    store = make_store(
+        tmp_path,
+        {
+            "registrations": _registered(["a", "b"]),
+            "events": [
+                _bp("a", D(2024, 2, 25), 160.0),
+                _bp("a", D(2023, 3, 20), 135.0),
+                _bp("a", D(2024, 2, 10), 130.0),
+                _bp("a", D(2024, 2, 25), 150.0),
+                _bp("a", D(2023, 3, 5), 150.0),
+            ],
+        },
+    )
+    bp = events.matching(SBP).in_last(months=12)
+    m = Measures(intervals=JAN_APR_2024)
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    m.define_measure("last_high", numerator=bp.last_day_for_patient(rule="min").value >= 140)
+    m.define_measure("first_high", numerator=bp.first_day_for_patient().value >= 140)
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {"change_points"}
+    ends = [e for _, e in JAN_APR_2024]
+    assert [got[("last_high", e)] for e in ends] == [(0, 2), (1, 2), (1, 2), (1, 2)]
+    assert [got[("first_high", e)] for e in ends] == [(1, 2), (1, 2), (0, 2), (0, 2)]
+    check(store, JAN_APR_2024, _spec_of(m), "duckdb")
