@@ -352,7 +352,9 @@ def _bundle_units(
             nested.append(Unreadable(src, loc, "Bundle entry is not an object", e))
             continue
         res = e.get("resource")
-        method = ((e.get("request") or {}).get("method") or "").upper()
+        request = e.get("request")
+        method = request.get("method") if isinstance(request, dict) else None
+        method = method.upper() if isinstance(method, str) else ""
         if res is None:
             unit.notes.append((loc, f"entry without a resource ({method or 'no request'})"))
             continue
@@ -365,7 +367,10 @@ def _bundle_units(
         if res.get("resourceType") == "Bundle":
             nested.extend(_bundle_units(res, src, loc))
             continue
-        entries.append(Entry(res, loc, e.get("fullUrl")))
+        # a fullUrl that is not a string is malformed: the entry loads without it (a reference
+        # that needed it then fails to resolve and is quarantined with that reason)
+        full_url = e.get("fullUrl")
+        entries.append(Entry(res, loc, full_url if isinstance(full_url, str) else None))
     yield unit
     yield from nested
 

@@ -247,6 +247,25 @@ def test_contained_medication_and_bundle_types(tmp_path):
     assert meds.daily_dose_mg.tolist() == [1500.0, 1500.0]
 
 
+def test_bundle_entry_with_malformed_full_url_and_request_still_loads(tmp_path):
+    # found by the fuzz test: fullUrl `true` and a request that is not an object used to
+    # crash the whole ingest; the entry's resource loads without them
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": True, "resource": _patient("p1"), "request": "POST"},
+            {"fullUrl": 12, "resource": _obs("o1", "Patient/p1"), "request": {"method": 3}},
+        ],
+    }
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    s = ingest_fhir([tmp_path / "b.json"], tmp_path / "st", key=KEY)
+    _balanced(s)
+    store = Store.open(tmp_path / "st")
+    assert store.read("patients").num_rows == 1
+    assert store.read("events").num_rows == 1
+
+
 def test_xml_with_namespace_and_bundle(tmp_path):
     xml = """<?xml version="1.0"?>
 <Bundle xmlns="http://hl7.org/fhir"><type value="collection"/>

@@ -1,9 +1,14 @@
 """Fuzz: real records, mutated at random (fields removed, values replaced by junk of any
-type, lines cut short), never crash the FHIR ingest and never lose a record."""
+type, lines cut short), never crash the FHIR ingest and never lose a record.
+
+The default run is a fixed sample of 10 cases (``derandomize``: CI gives the same answer
+every time). ``POPHEALTH_FUZZ_EXAMPLES=500 uv run pytest tests/ingest/test_ingest_fuzz.py``
+searches that many random cases instead."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -17,6 +22,7 @@ from pophealth.ingest.fhir import ingest_fhir
 pytestmark = pytest.mark.shared_data
 
 KEY = b"fuzz-key-0123456789abcdef"
+WIDE = int(os.environ.get("POPHEALTH_FUZZ_EXAMPLES", "0"))
 JUNK = st.one_of(
     st.none(),
     st.booleans(),
@@ -88,7 +94,10 @@ def _mutate(obj, rnd: random.Random, junk):
 
 
 @settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=WIDE or 10,
+    derandomize=not WIDE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     seed=st.integers(0, 2**32 - 1), junk=st.lists(JUNK, min_size=1, max_size=8), cut=st.booleans()
