@@ -762,10 +762,17 @@ class FhirMapper:
                 pref=pref,
             )
 
-    def condition(self, res, ctx, scope, entry) -> None:
+    def _refuted(self, res, ctx) -> bool:
+        """True (and the record counted as skipped) when its verificationStatus is refuted
+        or entered-in-error."""
         ver = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
         if ver & {"refuted", "entered-in-error"}:
             self.run.skip(ctx, "verificationStatus " + "/".join(sorted(ver)))
+            return True
+        return False
+
+    def condition(self, res, ctx, scope, entry) -> None:
+        if self._refuted(res, ctx):
             return
         self._events(
             res,
@@ -794,9 +801,7 @@ class FhirMapper:
         )
 
     def allergy(self, res, ctx, scope, entry) -> None:
-        ver = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
-        if ver & {"refuted", "entered-in-error"}:
-            self.run.skip(ctx, "verificationStatus " + "/".join(sorted(ver)))
+        if self._refuted(res, ctx):
             return
         self._events(
             res,
