@@ -191,7 +191,11 @@ def _col(df: pd.DataFrame, *names: str) -> pd.Series:
 
 
 def _ints(s: pd.Series) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce").astype("Int64")
+    """Whole numbers; anything else (text, "inf", 1.5, beyond int64) becomes missing, like
+    unparseable text, and is handled by the caller's missing-value rule."""
+    x = pd.to_numeric(s, errors="coerce").astype("float64")
+    whole = np.isfinite(x) & (x == np.floor(x)) & (x.abs() < 2**63)
+    return x.where(whole).astype("Int64")
 
 
 def _dates(s: pd.Series) -> pd.Series:

@@ -145,7 +145,10 @@ def omop_tables(samples) -> dict[str, list[list[str]]]:
 
 
 @settings(
-    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=WIDE or 4,
+    derandomize=not WIDE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     seed=st.integers(0, 2**32 - 1),

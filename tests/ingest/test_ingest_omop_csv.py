@@ -223,3 +223,28 @@ def test_flat_csv_missing_required_column_names_the_file(tmp_path):
     q = pd.read_csv(s.quarantine_file, dtype=str)
     assert q.file.iloc[0].endswith("events.csv") and q.field.iloc[0] == "system"
     assert s.tables["patients"].loaded == 1
+
+
+def test_omop_non_integer_numbers_are_quarantined_not_a_crash(tmp_path):
+    # found by the fuzz test: "inf" (or 1.5, or a number beyond int64) in an integer column
+    # crashed the whole ingest; such a value reads as missing (as unparseable text does):
+    # a year of birth that is missing quarantines the person, a missing concept id is unknown
+    d = tmp_path / "omop"
+    d.mkdir()
+    (d / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n"
+        "1,8507,1960,5,1\n"
+        "2,8532,inf,1,1\n"
+        "3,8532,1.5,1,1\n"
+        "4,8507,99999999999999999999,1,1\n"
+        "5,-Infinity,1980,1,1\n"
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced
+    q = pd.read_csv(s.quarantine_file, dtype=str)
+    person = q[q.record_type == "omop.person"]
+    assert set(person.location) == {"line 3", "line 4", "line 5"}
+    assert set(person.field) == {"date_of_birth"}
+    pat = Store.open(tmp_path / "st").read("patients").to_pandas()
+    assert len(pat) == 2
+    assert sorted(pat.sex) == ["male", "unknown"]
