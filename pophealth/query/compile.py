@@ -111,6 +111,9 @@ class Compiler:
         #: Conditions (node keys) known to be true on every row being computed (set while
         #: building over a remembered population's table): read as true, not recomputed.
         self.known: frozenset[tuple] = frozenset()
+        #: Nodes computed another way on the rows being evaluated (node key -> a function
+        #: of the table): the change-point evaluation's flipping comparisons.
+        self.substitutes: dict[tuple, Any] = {}
 
     # -- basics ---------------------------------------------------------------------------
     @property
@@ -129,30 +132,36 @@ class Compiler:
         return self._tables[name]
 
     def interval_table(self) -> ir.Table:
-        """The intervals as a table registered in the backend (not an Ibis memtable: Spark
-        cannot see memtables inside cached expressions)."""
+        """The intervals as a table in the backend (see :meth:`literal_table`)."""
         if self._interval_table is None:
-            import uuid
-
             import pyarrow as pa
 
             assert self.intervals is not None
-            data = pa.table(
+            self._interval_table = self.literal_table(
                 {
                     "interval_id": pa.array(range(len(self.intervals)), pa.int64()),
                     "interval_start": pa.array([s for s, _ in self.intervals], pa.date32()),
                     "interval_end": pa.array([e for _, e in self.intervals], pa.date32()),
                 }
             )
-            name = f"_pophealth_intervals_{uuid.uuid4().hex[:12]}"
-            con = getattr(self.con, "con", self.con)  # unwrap a StoreBackend
-            if con.name == "pyspark":
-                session = con._session
-                session.createDataFrame(data.to_pandas()).createOrReplaceTempView(name)
-            else:
-                con.create_table(name, data, temp=True, overwrite=True)
-            self._interval_table = con.table(name)
         return self._interval_table
+
+    def literal_table(self, columns: dict[str, Any]) -> ir.Table:
+        """A small table of the given Arrow arrays registered in the backend (not an Ibis
+        memtable: Spark cannot see memtables inside cached expressions)."""
+        import uuid
+
+        import pyarrow as pa
+
+        data = pa.table(columns)
+        name = f"_pophealth_lit_{uuid.uuid4().hex[:12]}"
+        con = getattr(self.con, "con", self.con)  # unwrap a StoreBackend
+        if con.name == "pyspark":
+            session = con._session
+            session.createDataFrame(data.to_pandas()).createOrReplaceTempView(name)
+        else:
+            con.create_table(name, data, temp=True, overwrite=True)
+        return con.table(name)
 
     def depends_on_interval(self, node: Any) -> bool:
         """True when ``node`` refers to the index date / interval (only in interval mode)."""
@@ -698,6 +707,8 @@ class Compiler:
         if s.error:
             raise QueryError(s.error)
         op, a = s.op, s.args
+        if self.substitutes and s.key in self.substitutes:
+            return self.substitutes[s.key](t)
         rewritten = self._rewrite(s)
         if rewritten is not None:
             return self.expr(rewritten, t).fill_null(False)

@@ -38,6 +38,7 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
@@ -363,39 +364,53 @@ def _by_change_points(
     frames = []
     try:
         wide = timeline.counts(unique, keep)
-        last = timeline.n
-        width = max(len(m.group_by) for m in group)
-        parts = []
-        for i, m in enumerate(group):
-            # differences per change point: + where an evaluation starts counting, - where it
-            # stops (the patient's next change point); one query for every measure
-            cols = names[m.name]
-            inside, num_value, den_value = _values(m, wide, cols)
-            gcols = [wide[cols[g]] for g in m.group_by]
-            gcols += [ibis.null().cast("string")] * (width - len(gcols))
-            sums = {
-                "numerator": num_value.sum().cast("int64"),
-                "denominator": den_value.sum().cast("int64"),
-                "_n": den_value.count().cast("int64"),
-            }
-            for sign, k, cond in ((1, wide._k, inside), (-1, wide._kn, inside & (wide._kn < last))):
-                keys = {"_m": ibis.literal(i, type="int64"), "_s": ibis.literal(sign, type="int64")}
-                keys["_k"] = k.cast("int64")
-                keys.update({f"_g{j}": g for j, g in enumerate(gcols)})
-                parts.append(wide.filter(cond).group_by(**keys).aggregate(**sums))
-        diffs = ibis.union(*parts, distinct=False).to_pandas() if len(parts) > 1 else None
-        if diffs is None:
-            diffs = parts[0].to_pandas()
-        for i, m in enumerate(group):
-            mine = diffs[diffs["_m"] == i]
-            rename = {f"_g{j}": g for j, g in enumerate(m.group_by)}
-            plus = mine[mine["_s"] == 1].rename(columns=rename)
-            minus = mine[mine["_s"] == -1].rename(columns=rename)
-            df = timeline.totals(plus, minus, list(m.group_by))
-            df.insert(0, "measure", m.name)
-            frames.append(df)
+        frames = _change_point_totals(timeline, wide, group, names)
     finally:
         timeline.release()
+    return frames
+
+
+def _change_point_totals(
+    timeline: Timeline, wide: Any, group: list[Measure], names: dict[str, dict[str, str]]
+) -> list[pd.DataFrame]:
+    """Counts per interval from the evaluations at change points (``wide``): each row adds
+    its values from its ``_k`` and takes them away again at ``_kn`` (the patient's next
+    change point), so one aggregate over the rows paired with a sign, ``+`` at ``_k`` and
+    ``-`` at ``_kn``, gives the differences, and the counts are their running sums per
+    group. One query per distinct breakdown (usually one), ``wide`` materialised first only
+    when more than one query reads it."""
+    last = timeline.n
+    by_breakdown: dict[tuple, list[Measure]] = {}
+    for m in group:
+        sig = tuple((g, names[m.name][g]) for g in m.group_by)
+        by_breakdown.setdefault(sig, []).append(m)
+    cached = len(by_breakdown) > 1
+    if cached:
+        wide = timeline._cache(wide)
+    signs = timeline.c.literal_table({"_s": pa.array([1, -1], pa.int64())})
+    x = wide.cross_join(signs)
+    x = x.mutate(_at=ibis.cases((x._s == 1, x._k), else_=x._kn).cast("int64"))
+    x = x.filter(x._at < last)
+    frames = []
+    for sig, measures in by_breakdown.items():
+        sums: dict[str, Any] = {}
+        keep = None
+        for i, m in enumerate(measures):
+            inside, num_value, den_value = _values(m, x, names[m.name])
+            sums[f"_n{i}"] = (num_value * x._s).sum().cast("int64")
+            sums[f"_d{i}"] = (den_value * x._s).sum().cast("int64")
+            sums[f"_c{i}"] = (inside.cast("int64") * x._s).sum().cast("int64")
+            keep = inside if keep is None else keep | inside
+        keys = {"_k": x._at, **{g: x[col] for g, col in sig}}
+        df = x.filter(keep).group_by(**keys).aggregate(**sums).to_pandas()
+        groups = [g for g, _ in sig]
+        for i, m in enumerate(measures):
+            part = df[[*groups, "_k", f"_n{i}", f"_d{i}", f"_c{i}"]].rename(
+                columns={f"_n{i}": "numerator", f"_d{i}": "denominator", f"_c{i}": "_n"}
+            )
+            out = timeline.totals(part, groups)
+            out.insert(0, "measure", m.name)
+            frames.append(out)
     return frames
 
 

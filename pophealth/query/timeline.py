@@ -194,6 +194,8 @@ class Timeline:
         self._dyn: dict[tuple, Series] = {}  # interval-dependent leaves
         self._static: dict[tuple, Series] = {}
         self._flips: list[tuple] = []  # ("cmp", Series, op, g) | ("age", dob, G, thresholds)
+        self._flip_keys: dict[tuple, int] = {}
+        self._flip_nodes: dict[tuple, tuple[int, Series]] = {}
         self._runs: dict[tuple, ir.Table] = {}
         self._cached: list[Any] = []
 
@@ -279,12 +281,12 @@ class Timeline:
         cmp = self._comparison(s)
         if cmp is not None:
             self._static_parts(cmp[0])
-            self._flips.append(("cmp", *cmp))
+            self._flip(s, "cmp", *cmp)
             return
         age = self._age_threshold(s)
         if age is not None:
             self._static_parts(age[0])
-            self._flips.append(("age", *age, None))
+            self._flip(s, "age", *age, None)
             return
         if s.op == "age":
             dob, on = s.args
@@ -293,13 +295,25 @@ class Timeline:
                 raise Unsupported(f"{s.desc}: age on a date that is not a shifted index date")
             self._static_parts(dob)
             years = list(range(g[0].year, g[-1].year + 1))
-            self._flips.append(("age", dob, g, None, years))
+            self._flip(None, "age", dob, g, None, years)
             return
         if s.op in ("index_date", "interval_start", "shift") and self.pure(s) is not None:
             raise Unsupported(f"{s.desc} is used as a value: it changes in every interval")
         for child in s.args:
             for x in _series_in(child):
                 self._walk(x)
+
+    def _flip(self, node: Series | None, *flip: Any) -> None:
+        """Record a patient-level flip once (measures repeat their cohort's conditions),
+        and ``node`` (the comparison) as evaluated by it (:meth:`_flip_columns`)."""
+        key = tuple(
+            x.key if isinstance(x, Series) else tuple(x) if isinstance(x, list) else x for x in flip
+        )
+        if key not in self._flip_keys:
+            self._flip_keys[key] = len(self._flips)
+            self._flips.append(flip)
+        if node is not None:
+            self._flip_nodes[node.key] = (self._flip_keys[key], node)
 
     def _static_parts(self, s: Series) -> None:
         for leaf in self.c._leaves([s]):
@@ -679,30 +693,76 @@ class Timeline:
         j = pk.left_join(ref, pk._key == ref._ref_key)
         return j.select("patient_id", "_kf", "_kt", *[self.c._name(lf) for lf in leaves])
 
-    def _flip_points(self, pt: ir.Table) -> list[ir.Table]:
-        """``patient_id, _k`` where a patient-level comparison with the index date flips
-        (``pt``: the patients with their interval-independent values)."""
-        out = []
-        for flip in self._flips:
+    def _flip_columns(self, pt: ir.Table) -> ir.Table:
+        """``pt`` with the interval numbers where each patient-level comparison with the
+        index date flips: ``_f{i}_{j}`` (null where the compared value is missing)."""
+        cols = {}
+        for i, flip in enumerate(self._flips):
             if flip[0] == "cmp":
                 _, x, op, g = flip
+                value = self.c.expr(x, pt)
                 lo, hi = self.bounds(_Range("cmp", (x, op, g)), pt)
-                out += [lo] if op in ("le", "lt") else [hi] if op in ("ge", "gt") else [lo, hi]
+                for j, k in enumerate((lo, hi)):
+                    cols[f"_f{i}_{j}"] = ibis.cases((value.isnull(), ibis.null()), else_=k)
                 continue
             _, dob, g, ages, years = flip
             born = self.c.expr(dob, pt)
             keys = [_date_key(v) for v in g]
             if ages is not None:  # age >= a from the first k with key(g_k) - a*10^4 >= key(dob)
-                for a in ages:
-                    out.append(_first_at_least(_key_expr(born) + a * 10000, keys, strict=False))
+                points = [
+                    _first_at_least(_key_expr(born) + a * 10000, keys, strict=False) for a in ages
+                ]
             else:  # every birthday in the years spanned
                 mmdd = born.month().cast("int64") * 100 + born.day().cast("int64")
-                for y in years:
-                    out.append(_first_at_least(mmdd + y * 10000, keys, strict=False))
-        return [pt.select("patient_id", _k=k.cast("int64")) for k in out]
+                points = [_first_at_least(mmdd + y * 10000, keys, strict=False) for y in years]
+            for j, k in enumerate(points):
+                cols[f"_f{i}_{j}"] = k.cast("int64")
+        return pt.mutate(**cols) if cols else pt
+
+    def _flip_points(self, pt: ir.Table) -> list[ir.Table]:
+        """``patient_id, _k`` where a patient-level comparison with the index date flips
+        (``pt``: the patients with their :meth:`_flip_columns`)."""
+        out = []
+        for i, flip in enumerate(self._flips):
+            if flip[0] == "cmp":
+                op = flip[2]
+                which = [0] if op in ("le", "lt") else [1] if op in ("ge", "gt") else [0, 1]
+            else:
+                which = range(len(flip[3] if flip[3] is not None else flip[4]))
+            out += [pt.select("patient_id", _k=pt[f"_f{i}_{j}"]) for j in which]
+        return [t.filter(t._k.notnull()) for t in out]
+
+    def _substitutes(self) -> dict[tuple, Any]:
+        """The flipping comparisons as tests of the change point ``_k`` against the
+        patient's flip columns: integer comparisons in place of date arithmetic (age on
+        the interval's end) at every evaluation. Null where the compared value is missing,
+        as the comparison itself."""
+        out = {}
+        for key, (i, node) in self._flip_nodes.items():
+            flip = self._flips[i]
+            if flip[0] == "cmp":
+
+                def sub(t, i=i):
+                    return (t._k >= t[f"_f{i}_0"]) & (t._k < t[f"_f{i}_1"])
+
+            else:
+                a, b = node.args
+                op = node.op if a.op == "age" else _MIRROR.get(node.op, node.op)
+
+                def sub(t, i=i, op=op):
+                    first = t[f"_f{i}_0"]  # age reaches ages[0] at this k
+                    if op in ("ge", "gt"):
+                        return t._k >= first
+                    if op in ("lt", "le"):
+                        return t._k < first
+                    inside = (t._k >= first) & (t._k < t[f"_f{i}_1"])
+                    return inside if op == "eq" else ~inside
+
+            out[key] = sub
+        return out
 
     def counts(self, variables: dict[str, Series], keep: Series) -> ir.Table:
-        """Evaluate ``variables`` at every patient's change points: a (cached) table with
+        """Evaluate ``variables`` at every patient's change points: a table with
         ``patient_id, _k, _kn`` (the next change point) and one column per variable, for the
         rows where ``keep`` holds."""
         n = self.n
@@ -720,7 +780,7 @@ class Timeline:
             pt = c.table("patients").select("patient_id")
         if need is not None:
             pt = pt.filter(c.expr(need, pt).fill_null(False))
-        pt = self._cache(pt)
+        pt = self._cache(self._flip_columns(pt))
         candidates = pt.select("patient_id")
         c.restrict = c.restrict_patients = candidates
         try:
@@ -754,12 +814,13 @@ class Timeline:
                 r = r.select(*names, _rp=r.patient_id, _rkf=r._kf, _rkt=r._kt)
                 t = t.left_join(r, [t.patient_id == r._rp, t._k >= r._rkf, t._k < r._rkt])
                 t = t.drop("_rp", "_rkf", "_rkt")
+            c.substitutes = self._substitutes()
             cols = {name: c.expr(s, t) for name, s in variables.items()}
             wide = t.filter(c.expr(keep, t).fill_null(False))
-            wide = wide.select("patient_id", "_k", "_kn", **cols)
-            return self._cache(wide)
+            return wide.select("patient_id", "_k", "_kn", **cols)
         finally:
             c.restrict = c.restrict_patients = None
+            c.substitutes = {}
 
     def _uses(self, nodes: Sequence[Series]) -> dict[tuple, dict[tuple, Series] | None]:
         """How the evaluated expressions read each leaf: ``{leaf key: {predicate key:
@@ -843,13 +904,12 @@ class Timeline:
         x = x.filter(x._new)
         return self._cache(x.select("patient_id", "_kf", *names, _kt=x._end))
 
-    def totals(self, plus: pd.DataFrame, minus: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-        """Counts per interval from the differences at change points: ``plus`` starts at
-        ``_k``, ``minus`` stops at ``_k``; cumulative sums over the intervals per group."""
+    def totals(self, diffs: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+        """Counts per interval from the differences at change points (``diffs``: signed
+        ``numerator``, ``denominator`` and ``_n``, the rows counted, per group and ``_k``):
+        cumulative sums over the intervals per group."""
         vals = ["numerator", "denominator", "_n"]
-        minus = minus.copy()
-        minus[vals] = -minus[vals]
-        df = pd.concat([plus, minus], ignore_index=True)
+        df = diffs
         cols = [*groups, "_k"]
         if len(df) == 0:
             return pd.DataFrame(columns=["interval_start", "interval_end", *groups, *vals[:2]])
