@@ -59,6 +59,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
 
 from pophealth.query.compile import LEAF_OPS, Compiler
 from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series, wrap
@@ -421,7 +422,8 @@ class Timeline:
         """Rows of ``frame`` after its interval-independent filters, with ``_lo``/``_hi``,
         only rows inside the window in some interval."""
         static, dynamic = self.c._split(frame._filters)
-        t = self.c._staged(frame._table, static, [])
+        t = self._tagged_by_codes(self.c.table(frame._table), [static])
+        t = t.drop("_tag") if t is not None else self.c._staged(frame._table, static, [])
         ranges = [self._range(f) for f in dynamic]
         need = [leaf for leaf in self.c._leaves([x for r in ranges for x in r.series()])]
         need = [leaf for leaf in need if self.c._name(leaf) not in t.columns]
@@ -544,6 +546,12 @@ class Timeline:
         with ``_lo``/``_hi``."""
         statics = [self.c._split(f._filters)[0] for f in frames]
         t = self.c.table(frames[0]._table)
+        by_codes = self._tagged_by_codes(t, statics)
+        if by_codes is not None:
+            _, dynamic = self.c._split(frames[0]._filters)
+            lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), by_codes)
+            tagged = by_codes.mutate(_lo=lo, _hi=hi)
+            return tagged.filter(tagged._lo < tagged._hi)
 
         def holds(filters: list[Series], t: ir.Table) -> ir.Value:
             out = ibis.literal(True)
@@ -566,6 +574,35 @@ class Timeline:
         lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), tagged)
         tagged = tagged.mutate(_lo=lo, _hi=hi)
         return tagged.filter(tagged._lo < tagged._hi)
+
+    def _tagged_by_codes(self, t: ir.Table, statics: list[list[Series]]) -> ir.Table | None:
+        """When every frame is only "code in a list" (SBP and DBP; SABA and statins): the
+        rows of ``t`` joined with a table of each frame's codes and its tag — one hash join
+        in place of each list's IN tests (a row in two lists joins twice, once per tag).
+        None otherwise."""
+        matches = [st[0] if len(st) == 1 and st[0].op == "match" else None for st in statics]
+        if any(m is None or m.args[2] is None or m.args[3] for m in matches):
+            return None
+        if len({m.args[1:3] for m in matches}) != 1:
+            return None
+        _, column, system_col, _, _ = matches[0].args
+        rows = sorted(
+            {
+                (system, code, i)
+                for i, m in enumerate(matches)
+                for system, codes in m.args[4]
+                for code in codes
+            }
+        )
+        codes = self.c.literal_table(
+            {
+                "_sys": pa.array([r[0] for r in rows], pa.string()),
+                "_code": pa.array([r[1] for r in rows], pa.string()),
+                "_tag": pa.array([r[2] for r in rows], pa.int64()),
+            }
+        )
+        j = t.inner_join(codes, [t[system_col] == codes._sys, t[column] == codes._code])
+        return self.c._pair(j.select(*t.columns, "_tag"), False)
 
     def _shared_runs(self, leaf: Series) -> None:
         """The runs of every leaf in ``leaf``'s family from one pass (see :meth:`_family`);

@@ -316,3 +316,39 @@ def test_last_and_first_day_among_days_sharing_a_run(engine, tmp_path):
     assert [got[("last_high", e)] for e in ends] == [(0, 2), (1, 2), (1, 2), (1, 2)]
     assert [got[("first_high", e)] for e in ends] == [(1, 2), (1, 2), (0, 2), (0, 2)]
     check(store, JAN_APR_2024, _spec_of(m), "duckdb")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_row_in_two_code_lists_counts_for_both(engine, tmp_path):
+    """Frames of one table read in one pass by joining the rows with each list's codes: a
+    code in two lists puts its row in both, a code of another system in neither."""
+    both = Codelist.of("snomedct", ["271649006"], name="both")
+    wider = Codelist(
+        name="wider",
+        system="snomedct",
+        codes={"snomedct": frozenset({"271649006", "72313002"}), "loinc": frozenset({"8480-6"})},
+    )
+    rows = [
+        _bp("p", D(2024, 1, 15), 150.0),  # in both lists
+        {"patient_id": "p", "date": D(2024, 2, 5), "code": "72313002", "value": 120.0},
+        {"patient_id": "p", "date": D(2024, 3, 5), "system": "loinc", "code": "8480-6"},
+        # the code of a list under another system: in neither list
+        {"patient_id": "p", "date": D(2024, 3, 6), "system": "loinc", "code": "271649006"},
+    ]
+    store = make_store(tmp_path, {"registrations": _registered(["p"]), "events": rows})
+    ivs = monthly("2024-01-01", 4)
+    m = Measures(intervals=ivs)
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    m.define_measure(
+        "n_both", numerator=events.matching(both).in_last(months=2).count_for_patient()
+    )
+    m.define_measure(
+        "n_wider", numerator=events.matching(wider).in_last(months=2).count_for_patient()
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {"change_points"}
+    ends = [e for _, e in ivs]
+    assert [got[("n_both", e)][0] for e in ends] == [1, 1, 0, 0]
+    assert [got[("n_wider", e)][0] for e in ends] == [1, 2, 2, 1]
+    if engine == "duckdb":
+        check(store, ivs, _spec_of(m), "duckdb")
