@@ -42,6 +42,7 @@ import pyarrow as pa
 
 from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
+from pophealth.query.masks import MaskPlan
 from pophealth.query.model import QueryError, Series
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 
@@ -219,8 +220,8 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
         if len(intervals) > 1:
             done = _by_change_points(con, list(intervals), group, names, variables, keep)
             if done is not None:
-                frames.extend(done)
-                paths.update({m.name: "change_points" for m in group})
+                frames.extend(done[0])
+                paths.update({m.name: done[1] for m in group})
                 continue
         if len(intervals) == 1:  # one interval: its end is simply the index date
             ((start, end),) = intervals
@@ -344,9 +345,10 @@ def _by_change_points(
     names: dict[str, dict[str, str]],
     variables: dict[str, Series],
     keep: Series,
-) -> list[pd.DataFrame] | None:
-    """Counts of ``group`` by change-point evaluation (:mod:`pophealth.query.timeline`), or
-    None when it does not apply (the caller pairs patients with intervals instead)."""
+) -> tuple[list[pd.DataFrame], str] | None:
+    """Counts of ``group`` by interval masks (:mod:`pophealth.query.masks`) or else by
+    change-point evaluation (:mod:`pophealth.query.timeline`), with the way used; None
+    when neither applies (the caller pairs patients with intervals instead)."""
     order = sorted_intervals(intervals)
     if order is None:
         return None
@@ -361,13 +363,17 @@ def _by_change_points(
         first.setdefault(s.key, name)
     unique = {name: variables[name] for name in first.values()}
     names = {m: {k: first[variables[v].key] for k, v in cols.items()} for m, cols in names.items()}
-    frames = []
     try:
+        plan = MaskPlan(timeline, unique, group, names) if Timeline.use_masks else None
+    except Unsupported:
+        plan = None
+    try:
+        if plan is not None:
+            return plan.run(keep), "masks"
         wide = timeline.counts(unique, keep)
-        frames = _change_point_totals(timeline, wide, group, names)
+        return _change_point_totals(timeline, wide, group, names), "change_points"
     finally:
         timeline.release()
-    return frames
 
 
 def _change_point_totals(

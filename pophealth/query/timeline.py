@@ -57,6 +57,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as idt
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
@@ -69,6 +70,26 @@ Interval = tuple[dt.date, dt.date]
 _CMP = ("le", "lt", "ge", "gt", "eq")
 _MIRROR = {"le": "ge", "lt": "gt", "ge": "le", "gt": "lt", "eq": "eq"}
 _SWEEP = ("exists", "count")
+
+
+@ibis.udf.agg.builtin(name="bit_or")
+def bit_or(x: idt.int64) -> idt.int64:  # DuckDB and Spark SQL both name it bit_or
+    """Bitwise OR of the values of a group."""
+
+
+def _one() -> ir.Value:
+    # a 64-bit 1 (a bare literal is a 32-bit int on Spark, and 1 << 40 would wrap)
+    return ibis.literal(1, type="int8").cast("int64")
+
+
+def _zero() -> ir.Value:
+    return ibis.literal(0, type="int8").cast("int64")
+
+
+def interval_bits(lo: ir.Value, hi: ir.Value) -> ir.Value:
+    """The mask of intervals ``lo .. hi - 1``: bit k for interval k (0 when ``lo >= hi``
+    or either is missing)."""
+    return ibis.cases((lo < hi, (_one() << hi) - (_one() << lo)), else_=_zero())
 
 
 class Unsupported(Exception):
@@ -185,6 +206,10 @@ class Timeline:
     #: merge adjacent runs with the same predicate outcomes (:meth:`_merged`); switched off
     #: only to compare against, in tests and benchmarks
     merge_runs = True
+    #: count True/False measures over at most 62 intervals by bit masks
+    #: (:mod:`pophealth.query.masks`) rather than at change points; switched off only to
+    #: compare against, in tests and benchmarks
+    use_masks = True
 
     def __init__(self, con: Any, intervals: Sequence[Interval]):
         self.intervals = list(intervals)
@@ -198,6 +223,11 @@ class Timeline:
         self._flip_keys: dict[tuple, int] = {}
         self._flip_nodes: dict[tuple, tuple[int, Series]] = {}
         self._runs: dict[tuple, ir.Table] = {}
+        self._pools: dict[tuple, Any] = {}
+        #: leaves computed without runs (see :mod:`pophealth.query.masks`): not in families
+        self.direct: set[tuple] = set()
+        #: first/last-row runs as interval masks (``_b``) in place of ``_kf``/``_kt``
+        self.bit_runs = False
         self._cached: list[Any] = []
 
     # -- analysis (no query is built) ---------------------------------------------------
@@ -433,7 +463,7 @@ class Timeline:
         if not ranges:
             raise Unsupported(f"{frame!r}: no window on the index date")
         lo, hi = self.bounds(_Range("and", tuple(ranges)), t)
-        t = t.mutate(_lo=lo, _hi=hi)
+        t = t.mutate(_lo=lo.cast("int64"), _hi=hi.cast("int64"))
         return t.filter(t._lo < t._hi), ranges
 
     def _points(self, rows: ir.Table) -> ir.Table:
@@ -489,10 +519,9 @@ class Timeline:
 
     def _sweep_runs(self, leaves: list[Series]) -> ir.Table:
         """exists/count: +1 at each row's ``lo``, −1 at its ``hi``, summed per patient."""
-        rows, _ = self._rows(leaves[0].args[0])
-        rows = rows.mutate(_tag=ibis.literal(0, type="int64"))
+        rows, (tag,) = self.frame_rows([leaves[0].args[0]])
         counted = any(x.args[1] == "count" for x in leaves)
-        d = self._sweep(rows, [0] if counted else [])
+        d = self._sweep(rows, [tag] if counted else [])
         cols = {}
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._c if leaf.args[1] == "count" else d._c > 0
@@ -525,7 +554,7 @@ class Timeline:
         """exists/count leaves (or first/last days with one rule) over frames of one table
         that differ only in filters on the row alone — SABA and statins in the last 12
         months, SBP and DBP — are computed in one pass: their shared key."""
-        if leaf.op not in ("day", "agg"):
+        if leaf.op not in ("day", "agg") or leaf.key in self.direct:
             return None
         frame = leaf.args[0]
         static, dynamic = self.c._split(frame._filters)
@@ -550,7 +579,7 @@ class Timeline:
         if by_codes is not None:
             _, dynamic = self.c._split(frames[0]._filters)
             lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), by_codes)
-            tagged = by_codes.mutate(_lo=lo, _hi=hi)
+            tagged = by_codes.mutate(_lo=lo.cast("int64"), _hi=hi.cast("int64"))
             return tagged.filter(tagged._lo < tagged._hi)
 
         def holds(filters: list[Series], t: ir.Table) -> ir.Value:
@@ -572,7 +601,7 @@ class Timeline:
         )
         _, dynamic = self.c._split(frames[0]._filters)
         lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), tagged)
-        tagged = tagged.mutate(_lo=lo, _hi=hi)
+        tagged = tagged.mutate(_lo=lo.cast("int64"), _hi=hi.cast("int64"))
         return tagged.filter(tagged._lo < tagged._hi)
 
     def _tagged_by_codes(self, t: ir.Table, statics: list[list[Series]]) -> ir.Table | None:
@@ -604,27 +633,91 @@ class Timeline:
         j = t.inner_join(codes, [t[system_col] == codes._sys, t[column] == codes._code])
         return self.c._pair(j.select(*t.columns, "_tag"), False)
 
+    def _pool(self, frame: Frame) -> tuple[ir.Table, dict[tuple, int]] | None:
+        """The rows of every frame with ``frame``'s table and window that the passes read
+        row by row (exists/count, first/last day, "has a row" masks) — SBP, DBP and
+        reviews in the last 12 months; SABA and statins — from one scan, tagged by frame
+        (the tags: ``{frame key: tag}``) and kept for the passes. None when ``frame`` has
+        no such company (or its filters read per-patient values)."""
+        static, dynamic = self.c._split(frame._filters)
+        if self.c._leaves(static):
+            return None
+        pkey = (frame._table, tuple(f.key for f in dynamic))
+        if pkey not in self._pools:
+            frames: dict[tuple, Frame] = {}
+            columns = {"patient_id", DATE_COLUMNS[frame._table]}
+            for x in self._dyn.values():
+                if x.op == "agg" and self._run_key(x)[0] != "sweep" or x.op not in ("agg", "day"):
+                    continue
+                f = x.args[0]
+                st, dy = self.c._split(f._filters)
+                if f._table != frame._table or tuple(d.key for d in dy) != pkey[1]:
+                    continue
+                if self.c._leaves(st) or (x.op == "day" and self.c._leaves([x.args[2]])):
+                    continue
+                frames.setdefault(f.key, f)
+                if x.op == "day":
+                    columns |= _columns_of(x.args[2], f._table)
+            for f in frames.values():  # the window's own columns
+                for d in self.c._split(f._filters)[1]:
+                    columns |= _columns_of(d, f._table)
+            if len(frames) < 2:
+                self._pools[pkey] = None
+            else:
+                rows = self._tagged(list(frames.values()))
+                keepcols = [x for x in rows.columns if x in columns or x in ("_tag", "_lo", "_hi")]
+                tags = {k: i for i, k in enumerate(frames)}
+                rows = self._cache(rows.select(*keepcols))
+                # (Spark may read a cached whole-number column back narrower)
+                rows = rows.mutate(
+                    _tag=rows._tag.cast("int64"),
+                    _lo=rows._lo.cast("int64"),
+                    _hi=rows._hi.cast("int64"),
+                )
+                self._pools[pkey] = (rows, tags)
+        return self._pools[pkey]
+
+    def frame_rows(self, frames: list[Frame]) -> tuple[ir.Table, list[int]]:
+        """Rows of ``frames`` (one table, one window) with ``_tag`` (a row in several
+        frames once per frame), ``_lo``, ``_hi``, and each frame's tag: from their pool when
+        they have one, else from one scan."""
+        pool = self._pool(frames[0])
+        if pool is not None and all(f.key in pool[1] for f in frames):
+            rows, tags = pool
+            mine = [tags[f.key] for f in frames]
+            return rows.filter(rows._tag.isin(mine)), mine
+        if len(frames) > 1:
+            return self._tagged(frames), list(range(len(frames)))
+        rows, _ = self._rows(frames[0])
+        return rows.mutate(_tag=ibis.literal(0, type="int64")), [0]
+
     def _shared_runs(self, leaf: Series) -> None:
         """The runs of every leaf in ``leaf``'s family from one pass (see :meth:`_family`);
         nothing when the family has one frame."""
         family = self._family(leaf)
-        members = [x for x in self._dyn.values() if x.op == leaf.op and self._family(x) == family]
+        members = [
+            x
+            for x in self._dyn.values()
+            if x.op == leaf.op and x.key not in self.direct and self._family(x) == family
+        ]
         frames: dict[tuple, Frame] = {}
         for x in members:
             frames.setdefault(x.args[0].key, x.args[0])
         if len(frames) < 2:
             return
         keys = list(frames)
-        tagged = self._tagged(list(frames.values()))
+        tagged, tags = self.frame_rows(list(frames.values()))
         if leaf.op == "day":
             d = self._days(tagged, leaf)
         else:
-            counted = sorted({keys.index(x.args[0].key) for x in members if x.args[1] == "count"})
+            counted = sorted(
+                {tags[keys.index(x.args[0].key)] for x in members if x.args[1] == "count"}
+            )
             d = self._sweep(tagged, counted)
         d = self._cache(d)
         for i, fkey in enumerate(keys):
             mine = [x for x in members if x.args[0].key == fkey]
-            part = d.filter(d._tag == i)
+            part = d.filter(d._tag == tags[i])
             cols = {}
             for x in mine:
                 if x.op == "day":
@@ -661,9 +754,20 @@ class Timeline:
 
     def _pick_runs(self, leaves: list[Series]) -> ir.Table:
         """First/last row by an order: ranked among the rows inside the window at each of
-        the patient's change points."""
+        the patient's change points (as masks when :attr:`bit_runs`: each row takes the
+        intervals of its window that no row before it in the order has taken — one window
+        over the rows, no change points)."""
         frame, direction, _ = leaves[0].args
         rows, _ = self._rows(frame)
+        if self.bit_runs:
+            order = self.c._order_by(frame, rows, direction)
+            bits = interval_bits(rows._lo, rows._hi)
+            upto = ibis.window(group_by="patient_id", order_by=order, preceding=None, following=0)
+            x = rows.mutate(_b0=bits, _cum=bit_or(bits).over(upto))
+            before = x._cum.lag().over(ibis.window(group_by="patient_id", order_by=order))
+            values = {self.c._name(leaf): self.c.expr(leaf.args[2], x) for leaf in leaves}
+            x = x.select("patient_id", _b=x._b0 & ~before.fill_null(0), **values)
+            return x.filter(x._b != 0)
         j = self._at_points(rows)
         rn = ibis.row_number().over(
             group_by=[j.patient_id, j._k], order_by=self.c._order_by(frame, j, direction)
@@ -678,8 +782,8 @@ class Timeline:
         range ``[lo, hi)`` moves forward with the day, so the last day inside the window at
         k is the latest day with ``lo <= k`` (while ``k < hi``), the first the earliest
         with ``hi > k`` (from ``lo``)."""
-        rows, _ = self._rows(leaves[0].args[0])
-        d = self._days(rows.mutate(_tag=ibis.literal(0, type="int64")), leaves[0])
+        rows, _ = self.frame_rows([leaves[0].args[0]])
+        d = self._days(rows, leaves[0])
         cols = {}
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._day if leaf.args[4] == "date" else d._val
@@ -722,13 +826,14 @@ class Timeline:
     def _lookup_runs(self, leaves: list[Series]) -> ir.Table:
         key, table, key_col, _ = leaves[0].args
         _, kr = self.runs(key)
-        pk = kr.select("patient_id", "_kf", "_kt", _key=kr[self.c._name(key)])
+        spans = [x for x in ("_kf", "_kt", "_b") if x in kr.columns]
+        pk = kr.select("patient_id", *spans, _key=kr[self.c._name(key)])
         ref = self.c.table(table)
         ref = ref.select(
             _ref_key=ref[key_col], **{self.c._name(lf): ref[lf.args[3]] for lf in leaves}
         )
         j = pk.left_join(ref, pk._key == ref._ref_key)
-        return j.select("patient_id", "_kf", "_kt", *[self.c._name(lf) for lf in leaves])
+        return j.select("patient_id", *spans, *[self.c._name(lf) for lf in leaves])
 
     def _flip_columns(self, pt: ir.Table) -> ir.Table:
         """``pt`` with the interval numbers where each patient-level comparison with the
@@ -798,14 +903,12 @@ class Timeline:
             out[key] = sub
         return out
 
-    def counts(self, variables: dict[str, Series], keep: Series) -> ir.Table:
-        """Evaluate ``variables`` at every patient's change points: a table with
-        ``patient_id, _k, _kn`` (the next change point) and one column per variable, for the
-        rows where ``keep`` holds."""
-        n = self.n
+    def prepare(self, keep: Series) -> ir.Table:
+        """The candidates (patients who can be in a denominator in some interval: a
+        condition :meth:`~pophealth.query.compile.Compiler.necessary` for ``keep``) with
+        their interval-independent values and flip columns, cached — one pass per table for
+        both; from here until :meth:`finish` every source reads only candidates' rows."""
         c = self.c
-        # the candidates (patients who can be in a denominator in some interval) with their
-        # interval-independent values: one pass per table for both
         need = c.necessary(keep)
         static = list(self._static.values())
         known = {leaf.key for leaf in static}
@@ -818,8 +921,21 @@ class Timeline:
         if need is not None:
             pt = pt.filter(c.expr(need, pt).fill_null(False))
         pt = self._cache(self._flip_columns(pt))
+        c.restrict = c.restrict_patients = pt.select("patient_id")
+        return pt
+
+    def finish(self) -> None:
+        self.c.restrict = self.c.restrict_patients = None
+        self.c.substitutes = {}
+
+    def counts(self, variables: dict[str, Series], keep: Series) -> ir.Table:
+        """Evaluate ``variables`` at every patient's change points: a table with
+        ``patient_id, _k, _kn`` (the next change point) and one column per variable, for the
+        rows where ``keep`` holds."""
+        n = self.n
+        c = self.c
+        pt = self.prepare(keep)
         candidates = pt.select("patient_id")
-        c.restrict = c.restrict_patients = candidates
         try:
             runs = {}
             for leaf in list(self._dyn.values()):
@@ -856,8 +972,7 @@ class Timeline:
             wide = t.filter(c.expr(keep, t).fill_null(False))
             return wide.select("patient_id", "_k", "_kn", **cols)
         finally:
-            c.restrict = c.restrict_patients = None
-            c.substitutes = {}
+            self.finish()
 
     def _uses(self, nodes: Sequence[Series]) -> dict[tuple, dict[tuple, Series] | None]:
         """How the evaluated expressions read each leaf: ``{leaf key: {predicate key:
@@ -983,6 +1098,18 @@ def _series_in(arg: Any):
     elif isinstance(arg, list | tuple):
         for a in arg:
             yield from _series_in(a)
+
+
+def _columns_of(x: Any, table: str) -> set[str]:
+    """The columns of ``table`` that ``x`` reads."""
+    out: set[str] = set()
+    for s in _series_in(x):
+        if s.op == "col" and s.args[0] == table:
+            out.add(s.args[1])
+        elif s.op not in LEAF_OPS:
+            for a in s.args:
+                out |= _columns_of(a, table)
+    return out
 
 
 def _predicate_leaf(s: Series) -> Series | None:

@@ -1,6 +1,7 @@
-"""Differential test: a measure over n intervals (change-point evaluation, or the paired
-fallback when it does not apply) gives exactly the counts of n separate single-interval
-runs — for random small stores and random compositions of the vocabulary.
+"""Differential test: a measure over n intervals (interval masks, change-point evaluation,
+or the paired fallback when neither applies) gives exactly the counts of n separate
+single-interval runs — for random small stores and random compositions of the vocabulary.
+Where masks apply, change points are checked too.
 
 DuckDB runs a deterministic sample by default (``POPHEALTH_INTERVAL_EXAMPLES`` for a longer
 hunt); a smaller sample runs on Spark too.
@@ -34,6 +35,7 @@ from pophealth.query import (
     registrations,
     run_measures,
 )
+from pophealth.query.timeline import Timeline
 from tests.spec.conftest import HAVE_SPARK, make_store
 from tests.spec.test_differential import OTHER, SABA, SBP, _frames, tables
 
@@ -147,12 +149,18 @@ def _key(df: pd.DataFrame) -> pd.DataFrame:
 def check(store, ivs, spec, engine: str) -> str:
     """Run over all intervals, then each interval alone; assert equal; the path used."""
     together = run_measures(store, _measures(ivs, spec), engine=engine, disclosure=False)
+    Timeline.use_masks = False  # and at change points, where masks apply
+    try:
+        points = run_measures(store, _measures(ivs, spec), engine=engine, disclosure=False)
+    finally:
+        Timeline.use_masks = True
     alone = [
         run_measures(store, _measures([iv], spec), engine=engine, disclosure=False) for iv in ivs
     ]
     expected = _key(pd.concat(alone, ignore_index=True))
     got = _key(together)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(_key(points), expected, check_dtype=False)
     return next(iter(together.attrs["evaluation"].values()), "none")
 
 
