@@ -418,14 +418,16 @@ class MaskPlan:
                 masks[f"_D{i}"] = t_den if part is None else t_den & part
                 masks[f"_N{i}"] = t_num & masks[f"_D{i}"]
             x = x.select(*labels, **masks)
-            # bit k of every mask, counted per group: the rows paired with the interval
-            # numbers (a small SQL query, where one sum per bit and measure would not be)
+            # patients with the same masks counted once, then bit k of every mask counted
+            # per group: the rows paired with the interval numbers (a small SQL query,
+            # where one sum per bit and measure would not be)
+            x = x.group_by([*labels, *masks]).aggregate(_w=x.count())
             iv = self.c.interval_table().select(_k="interval_id")
             x = x.cross_join(iv)
             aggs = {}
             for i in range(len(measures)):
-                aggs[f"_d{i}"] = ((x[f"_D{i}"] >> x._k) & 1).sum().cast("int64")
-                aggs[f"_n{i}"] = ((x[f"_N{i}"] >> x._k) & 1).sum().cast("int64")
+                aggs[f"_d{i}"] = (((x[f"_D{i}"] >> x._k) & 1) * x._w).sum().cast("int64")
+                aggs[f"_n{i}"] = (((x[f"_N{i}"] >> x._k) & 1) * x._w).sum().cast("int64")
             df = x.group_by([*labels, "_k"]).aggregate(**aggs).to_pandas()
             df = df.rename(columns={f"_l{j}": g for j, (g, _) in enumerate(sig)})
             groups = [g for g, _ in sig]

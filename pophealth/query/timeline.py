@@ -128,10 +128,12 @@ def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.
     """The first k with ``thresholds[k] >= x`` (``> x`` when ``strict``), ``n`` when none;
     ``thresholds`` non-decreasing. Month ends or month starts one step of months apart
     (monthly, quarterly, yearly intervals and their month shifts) by arithmetic on the
-    month number; anything else by a binary search written as nested CASE expressions."""
+    month number — with a few exceptions (a month end shifted back a year onto 28 February
+    of a leap year) tested on their own; anything else by a binary search written as
+    nested CASE expressions."""
     regular = _regular_months(thresholds)
     if regular is not None:
-        kind, m0, step = regular
+        kind, m0, step, odd = regular
         mx = x.year().cast("int64") * 12 + x.month().cast("int64") - 1
         if kind == "end":  # g >= x: g's month >= x's; g > x: also past x when x is a month end
             target = mx + _is_month_end(x).cast("int64") if strict else mx
@@ -139,7 +141,18 @@ def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.
             target = mx + 1 if strict else mx + (x.day() != 1).cast("int64")
         ahead = ibis.greatest(target - m0, ibis.literal(0, type="int64"))
         k = ahead if step == 1 else (ahead + (step - 1)) // step
-        return ibis.least(k.cast("int64"), ibis.literal(len(thresholds), type="int64"))
+        k = ibis.least(k.cast("int64"), ibis.literal(len(thresholds), type="int64"))
+        if not odd:
+            return k
+        # x in the month of an exception: that threshold decides (the months before and
+        # after hold thresholds below and above x)
+        cases = []
+        for e in odd:
+            g = thresholds[e]
+            hit = (x < g) if strict else (x <= g)
+            month = ibis.literal(m0 + step * e, type="int64")
+            cases.append((mx == month, ibis.cases((hit, e), else_=e + 1).cast("int64")))
+        return ibis.cases(*cases, else_=k)
 
     def search(a: int, b: int) -> ir.Value:
         if a == b:
@@ -156,20 +169,24 @@ def _month_no(d: dt.date) -> int:
     return d.year * 12 + d.month - 1
 
 
-def _regular_months(thresholds: Sequence[Any]) -> tuple[str, int, int] | None:
-    """``(kind, first month number, step)`` when the thresholds are all the last days
-    (``"end"``) or all the 1sts (``"start"``) of months ``m0 + step * k``."""
+def _regular_months(thresholds: Sequence[Any]) -> tuple[str, int, int, list[int]] | None:
+    """``(kind, first month number, step, exceptions)`` when the thresholds fall one in
+    each of months ``m0 + step * k`` and are the last days (``"end"``) or the 1sts
+    (``"start"``) of their months but for at most two (``exceptions``: their k)."""
     if len(thresholds) < 2 or not all(type(g) is dt.date for g in thresholds):
         return None
     months_ = [_month_no(g) for g in thresholds]
     step = months_[1] - months_[0]
     if step < 1 or any(m != months_[0] + step * k for k, m in enumerate(months_)):
         return None
-    if all(g.day == 1 for g in thresholds):
-        return "start", months_[0], step
-    if all(g.day == calendar.monthrange(g.year, g.month)[1] for g in thresholds):
-        return "end", months_[0], step
-    return None
+    not_start = [k for k, g in enumerate(thresholds) if g.day != 1]
+    not_end = [
+        k for k, g in enumerate(thresholds) if g.day != calendar.monthrange(g.year, g.month)[1]
+    ]
+    kind, odd = ("start", not_start) if len(not_start) < len(not_end) else ("end", not_end)
+    if len(odd) > 2:
+        return None
+    return kind, months_[0], step, odd
 
 
 def _is_month_end(x: ir.Value) -> ir.Value:
@@ -645,7 +662,7 @@ class Timeline:
         pkey = (frame._table, tuple(f.key for f in dynamic))
         if pkey not in self._pools:
             frames: dict[tuple, Frame] = {}
-            columns = {"patient_id", DATE_COLUMNS[frame._table]}
+            columns = {"patient_id"}  # and what first/last days read (the date, a value)
             for x in self._dyn.values():
                 if x.op == "agg" and self._run_key(x)[0] != "sweep" or x.op not in ("agg", "day"):
                     continue
@@ -657,10 +674,7 @@ class Timeline:
                     continue
                 frames.setdefault(f.key, f)
                 if x.op == "day":
-                    columns |= _columns_of(x.args[2], f._table)
-            for f in frames.values():  # the window's own columns
-                for d in self.c._split(f._filters)[1]:
-                    columns |= _columns_of(d, f._table)
+                    columns |= {DATE_COLUMNS[f._table], *_columns_of(x.args[2], f._table)}
             if len(frames) < 2:
                 self._pools[pkey] = None
             else:
