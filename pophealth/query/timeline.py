@@ -116,12 +116,13 @@ def _shift(d: dt.date, n: int, unit: str) -> dt.date:
     return dt.date(y, m + 1, min(d.day, calendar.monthrange(y, m + 1)[1]))
 
 
-def _date_key(d: dt.date) -> int:
-    return d.year * 10000 + d.month * 100 + d.day
-
-
-def _key_expr(e: ir.Value) -> ir.Value:
-    return e.year().cast("int64") * 10000 + e.month().cast("int64") * 100 + e.day().cast("int64")
+def _birthday(born: ir.Value, year: ir.Value) -> ir.Value:
+    """The birthday of someone born on ``born`` in ``year``; 29 February falls on 1 March in
+    other years (as :meth:`~pophealth.query.compile.Compiler.expr` counts age)."""
+    m, d = born.month().cast("int64"), born.day().cast("int64")
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    moved = (m == 2) & (d == 29) & ~leap
+    return ibis.date(year, ibis.cases((moved, 3), else_=m), ibis.cases((moved, 1), else_=d))
 
 
 def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.Value:
@@ -863,14 +864,12 @@ class Timeline:
                 continue
             _, dob, g, ages, years = flip
             born = self.c.expr(dob, pt)
-            keys = [_date_key(v) for v in g]
-            if ages is not None:  # age >= a from the first k with key(g_k) - a*10^4 >= key(dob)
-                points = [
-                    _first_at_least(_key_expr(born) + a * 10000, keys, strict=False) for a in ages
-                ]
+            # age >= a from the a-th birthday (month arithmetic against the interval ends)
+            if ages is not None:
+                days = [_birthday(born, born.year().cast("int64") + a) for a in ages]
             else:  # every birthday in the years spanned
-                mmdd = born.month().cast("int64") * 100 + born.day().cast("int64")
-                points = [_first_at_least(mmdd + y * 10000, keys, strict=False) for y in years]
+                days = [_birthday(born, ibis.literal(y, type="int64")) for y in years]
+            points = [_first_at_least(d, g, strict=False) for d in days]
             for j, k in enumerate(points):
                 cols[f"_f{i}_{j}"] = k.cast("int64")
         return pt.mutate(**cols) if cols else pt
@@ -885,7 +884,7 @@ class Timeline:
                 which = [0] if op in ("le", "lt") else [1] if op in ("ge", "gt") else [0, 1]
             else:
                 which = range(len(flip[3] if flip[3] is not None else flip[4]))
-            out += [pt.select("patient_id", _k=pt[f"_f{i}_{j}"]) for j in which]
+            out += [pt.select("patient_id", _k=pt[f"_f{i}_{j}"].cast("int64")) for j in which]
         return [t.filter(t._k.notnull()) for t in out]
 
     def _substitutes(self) -> dict[tuple, Any]:

@@ -104,7 +104,6 @@ def _spec_of(m):
     return [(x.numerator, x.denominator, list(x.group_by.values()), False) for x in m]
 
 
-@DUCKDB_ONLY
 def test_birthday_on_29_february(engine, way, tmp_path):
     born = {"x29": D(2008, 2, 29), "x28": D(2008, 2, 28), "x01": D(2008, 3, 1)}
     store = make_store(
