@@ -13,14 +13,16 @@
 
 Inside a measure ``index_date`` is the **end** of each interval and ``interval_start`` its
 start, so "in the 12 months before" rolls with the interval. All intervals are computed
-together. Usually each patient's values are computed only at the intervals where one of
-them can change, and the counts per interval are running sums of the changes
-(:mod:`pophealth.query.timeline`); what that analysis cannot prove correct — the index date
-used as a value (``date.days_until(index_date)``), an ``or`` of two interval-dependent
-conditions inside a filter, intervals inside one another — pairs every candidate patient
-with every interval instead. Either way, everything that does not depend on the interval
-is read once. ``result.attrs["evaluation"]`` says which way each measure ran
-(``"change_points"``, ``"paired"`` or ``"single"``).
+together. True/False measures over up to 62 intervals are counted from per-patient bit
+masks of the intervals where each condition holds (:mod:`pophealth.query.masks`); others
+have each patient's values computed only at the intervals where one of them can change,
+the counts per interval being running sums of the changes (:mod:`pophealth.query.timeline`);
+what that analysis cannot prove correct — the index date used as a value
+(``date.days_until(index_date)``), an ``or`` of two interval-dependent conditions inside a
+filter, intervals inside one another — pairs every candidate patient with every interval
+instead. Either way, everything that does not depend on the interval is read once.
+``result.attrs["evaluation"]`` says which way each measure ran (``"masks"``,
+``"change_points"``, ``"paired"`` or ``"single"``).
 
 Every output row carries ``numerator``, ``denominator``, ``value`` and confidence limits
 (Wilson score for proportions) and goes through :mod:`pophealth.disclosure` — on by
@@ -442,8 +444,8 @@ def run_measures(
     ``denominator``, ``value`` (× ``multiplier``: 100 = percentage), the confidence limits
     (``lower95_0cl`` ... Wilson for proportions; missing for ratios), ``statistic``,
     ``method`` and ``disclosure_note``. ``result.attrs["evaluation"]`` maps each measure to
-    how it was computed: ``"change_points"``, ``"paired"`` (fallback) or ``"single"`` (one
-    interval).
+    how it was computed: ``"masks"``, ``"change_points"``, ``"paired"`` (fallback) or
+    ``"single"`` (one interval).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`

@@ -44,6 +44,10 @@ How each interval-dependent piece becomes runs (intervals ``k = 0..n-1`` sorted 
   and at every start or end of a run and every flip; each evaluation holds until the
   patient's next change point (``_kn``).
 
+True/False measures over at most 62 intervals are counted from the same runs and flips
+as bit masks instead (:mod:`pophealth.query.masks`; :attr:`Timeline.use_masks`), with no
+evaluation at change points.
+
 Whatever this cannot prove constant between change points (``index_date`` used as a value,
 an ``or`` of two interval-dependent conditions, overlapping intervals...) raises
 :class:`Unsupported`, and the caller falls back to pairing patients with intervals.
