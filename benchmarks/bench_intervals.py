@@ -1,12 +1,13 @@
-"""Measures over 24 monthly intervals against one interval: change points with and without
-predicate abstraction of runs (``Timeline.merge_runs``), wall and CPU time, back to back.
+"""Measures over 24 monthly intervals against one interval, each way back to back: interval
+masks (the default), change points with and without predicate abstraction of runs
+(``Timeline.use_masks``, ``Timeline.merge_runs``); wall and CPU time.
 
     uv run python benchmarks/bench_intervals.py --store /tmp/qbench1m --repeat 3
 
 The store is one written by ``bench_query.py`` (synthetic, seed 42); the measures are its
 5 measures by IMD quintile x ethnicity. CPU is ``time.process_time()`` of this process
 (Python and all of DuckDB's threads). Prints the number of evaluation points (patient x
-change point rows) each way and checks that both ways give the same counts.
+change point rows) of the change-point ways and checks that every way gives the same counts.
 """
 
 from __future__ import annotations
@@ -61,38 +62,43 @@ def main() -> None:
     print("rows: " + ", ".join(f"{k} {v:,}" for k, v in store.row_counts().items() if v))
     _, measures = definitions()
 
+    Timeline.use_masks = False
     for merge in (False, True):
         Timeline.merge_runs = merge
         print(f"evaluation points, merge_runs={merge}: {points(store, measures):,}")
-    Timeline.merge_runs = True
+    Timeline.merge_runs, Timeline.use_masks = True, True
 
-    results = {}
-    for r in range(args.repeat):
-        line = []
-        for label, merge, intervals in (
-            ("1 interval", True, ONE_YEAR),
-            ("24 months, runs as computed", False, MONTHS_24),
-            ("24 months, merged runs", True, MONTHS_24),
-        ):
-            Timeline.merge_runs = merge
-            wall, cpu, table = timed(run_measures, store, measures(intervals), engine="duckdb")
-            results.setdefault(label, []).append((wall, cpu))
-            if intervals is MONTHS_24:
-                results.setdefault(f"table {merge}", table)
-            line.append(f"{label}: {wall:.2f} s wall / {cpu:.2f} s CPU")
-        print(f"run {r + 1}: " + "; ".join(line), flush=True)
-    Timeline.merge_runs = True
-
-    a, b = results["table False"], results["table True"]
-    key = list(a.columns[:-2])
-    same = (
-        a.sort_values(key).reset_index(drop=True).equals(b.sort_values(key).reset_index(drop=True))
-        if len(a) == len(b)
-        else False
+    ways = (
+        ("1 interval", True, True, ONE_YEAR),
+        ("24 months, change points, runs as computed", False, False, MONTHS_24),
+        ("24 months, change points, merged runs", False, True, MONTHS_24),
+        ("24 months, masks", True, True, MONTHS_24),
     )
-    print(f"merged and unmerged runs give the same {len(b)} rows: {same}")
+    results = {}
+    try:
+        for r in range(args.repeat):
+            line = []
+            for label, masks, merge, intervals in ways:
+                Timeline.use_masks, Timeline.merge_runs = masks, merge
+                wall, cpu, table = timed(run_measures, store, measures(intervals), engine="duckdb")
+                results.setdefault(label, []).append((wall, cpu))
+                if intervals is MONTHS_24:
+                    results.setdefault(f"table {label}", table)
+                line.append(f"{label}: {wall:.2f} s wall / {cpu:.2f} s CPU")
+            print(f"run {r + 1}: " + "; ".join(line), flush=True)
+    finally:
+        Timeline.merge_runs, Timeline.use_masks = True, True
+
+    tables = [results[f"table {label}"] for label, *_ in ways[1:]]
+    key = list(tables[0].columns[:-2])
+
+    def rows(t):
+        return t.sort_values(key).reset_index(drop=True)
+
+    same = all(len(t) == len(tables[0]) and rows(t).equals(rows(tables[0])) for t in tables)
+    print(f"every way gives the same {len(tables[0])} rows: {same}")
     one = results["1 interval"]
-    for label in ("24 months, runs as computed", "24 months, merged runs"):
+    for label, *_ in ways[1:]:
         xs = results[label]
         print(
             f"{label}: 24/1 wall {min(w for w, _ in xs) / min(w for w, _ in one):.2f}x "

@@ -57,6 +57,21 @@ from pophealth.query.timeline import bit_or as _bit_or
 MAX_INTERVALS = 62
 
 
+class _Missing:
+    """A row of a runs table with every value missing, for
+    :meth:`~pophealth.query.compile.Compiler.expr`: each column a typed null."""
+
+    def __init__(self, r: ir.Table):
+        self._types = {x: r[x].type() for x in r.columns}
+
+    def __getitem__(self, name: str) -> ir.Value:
+        return ibis.null().cast(self._types[name])
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._types)
+
+
 def _spans(r: ir.Table) -> ir.Value:
     """The intervals of each run of ``r``: its mask, from ``_kf``/``_kt`` or ``_b``."""
     return r._b if "_b" in r.columns else interval_bits(r._kf, r._kt)
@@ -227,11 +242,15 @@ class MaskPlan:
             out.append((masks, {col: lambda t, col=col: t[col].fill_null(0) for col in aggs}))
         return out
 
-    def _null_row(self, r: ir.Table) -> dict[str, Any]:
-        """A one-row table with ``r``'s columns all missing (an interval no run covers)."""
-        cols = [x for x in r.columns if x not in ("patient_id", "_kf", "_kt", "_b")]
-        one = self.c.literal_table({"_x": pa.array([0], pa.int64())})
-        return one.select(**{x: ibis.null().cast(r[x].type()) for x in cols})
+    def _on_missing(self, r: ir.Table, exprs: dict[str, Series]) -> dict[str, Any]:
+        """The value of each of ``exprs`` on a row of ``r`` whose values are all missing
+        (an interval no run covers), from one query over a one-row table."""
+        if getattr(self, "_one", None) is None:
+            self._one = self.c.literal_table({"_x": pa.array([0], pa.int64())})
+        missing = _Missing(r)
+        row = self._one.select(**{k: self.c.expr(s, missing) for k, s in exprs.items()})
+        values = row.to_pandas().iloc[0].to_dict()
+        return {k: None if pd.isna(v) else v for k, v in values.items()}
 
     def _runs_masks(
         self, i: int, skey: tuple, conds: dict[tuple, Series]
@@ -242,15 +261,12 @@ class MaskPlan:
         r = self._runs(skey)
         bits = _spans(r)
         aggs = {f"_mc{i}": _bit_or(bits)}
-        nulls = self._null_row(r)
-        outcome = {}
         for j, (key, s) in enumerate(conds.items()):
             v = self.c.expr(s, r)
             aggs[f"_mt{i}_{j}"] = _bit_or(ibis.cases((v, bits), else_=_zero()))
             aggs[f"_mf{i}_{j}"] = _bit_or(ibis.cases((~v, bits), else_=_zero()))
-            outcome[f"_o{j}"] = self.c.expr(s, nulls)
             self.cols[key] = f"{i}_{j}"
-        missing = nulls.select(**outcome).to_pandas().iloc[0].to_dict()
+        missing = self._on_missing(r, {f"_o{j}": s for j, s in enumerate(conds.values())})
         masks = r.group_by("patient_id").aggregate(**aggs)
         full = ibis.literal(self.all, type="int64")
 
@@ -266,7 +282,7 @@ class MaskPlan:
         fills = {}
         for j in range(len(conds)):
             o = missing[f"_o{j}"]
-            o = None if pd.isna(o) else bool(o)
+            o = None if o is None else bool(o)
             fills[f"_mt{i}_{j}"] = fill(f"_mt{i}_{j}", True if o is True else None)
             fills[f"_mf{i}_{j}"] = fill(f"_mf{i}_{j}", True if o is False else None)
         return masks, fills
@@ -363,9 +379,7 @@ class MaskPlan:
         skey = self.group_keys[col]
         r = self._runs(skey)
         label = self.c.expr(s, r)
-        nulls = self._null_row(r)
-        missing = nulls.select(_o=self.c.expr(s, nulls)).to_pandas().iloc[0]["_o"]
-        missing = None if pd.isna(missing) else missing
+        missing = self._on_missing(r, {"_o": s})["_o"]
         runs = r.select("patient_id", _lab=label, _b=_spans(r))
         cover = runs.group_by("patient_id").aggregate(_cv=_bit_or(runs._b))
         cover = cover.rename(_cp="patient_id")

@@ -926,7 +926,7 @@ class Timeline:
         their interval-independent values and flip columns, cached — one pass per table for
         both; from here until :meth:`finish` every source reads only candidates' rows."""
         c = self.c
-        need = c.necessary(keep)
+        need, anywhere = self._split_need(c.necessary(keep))
         static = list(self._static.values())
         known = {leaf.key for leaf in static}
         if need is not None:
@@ -937,9 +937,47 @@ class Timeline:
             pt = c.table("patients").select("patient_id")
         if need is not None:
             pt = pt.filter(c.expr(need, pt).fill_null(False))
+        for table in anywhere:  # "has a row in the table": a semi-join, no count per patient
+            pt = pt.semi_join(c.table(table).select("patient_id"), "patient_id")
         pt = self._cache(self._flip_columns(pt))
         c.restrict = c.restrict_patients = pt.select("patient_id")
         return pt
+
+    def _split_need(self, need: Series | None) -> tuple[Series | None, list[str]]:
+        """``need`` without the conditions every one of its ``|``-branches requires that
+        are "has any row in table T" (registered at some time: the tables, returned, are
+        semi-joined rather than counted per patient)."""
+        if need is None:
+            return None, []
+
+        def flat(s: Series, op: str) -> list[Series]:
+            return [y for x in s.args for y in flat(x, op)] if s.op == op else [s]
+
+        branches = [flat(b, "and") for b in flat(need, "or")]
+        keys = [{x.key for x in b} for b in branches]
+        common = set.intersection(*keys)
+        anywhere = {}
+        for x in branches[0]:
+            if x.key not in common or x.op != "agg" or x.args[1] != "exists":
+                continue
+            frame = x.args[0]
+            if not frame._filters and not frame._order and not frame.error:
+                anywhere[x.key] = frame._table
+        if not anywhere:
+            return need, []
+        rest = []
+        for b in branches:
+            kept = [x for x in b if x.key not in anywhere]
+            if not kept:  # a branch that needed only those rows: the rest is no condition
+                return None, sorted(set(anywhere.values()))
+            part = kept[0]
+            for x in kept[1:]:
+                part = part & x
+            rest.append(part)
+        out = rest[0]
+        for x in rest[1:]:
+            out = out | x
+        return out, sorted(set(anywhere.values()))
 
     def finish(self) -> None:
         self.c.restrict = self.c.restrict_patients = None
