@@ -69,7 +69,7 @@ def _frame(draw):
 def condition(draw):
     """A True/False per patient and interval."""
     frame = _frame(draw)
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 11))
     if kind == 0:
         return frame.exists_for_patient()
     if kind == 1:
@@ -90,7 +90,17 @@ def condition(draw):
         return frame.first_day_for_patient().date <= D(2024, 6, 1)
     if kind == 8:
         return frame.maximum_for_patient() > 150
-    return (frame.count_days_for_patient() > 1) | (patients.sex == "female")
+    if kind == 9:
+        return (frame.count_days_for_patient() > 1) | (patients.sex == "female")
+    if kind == 10:  # the negation of a value that is missing in some intervals stays missing
+        return ~(frame.last_day_for_patient().value < 150)
+    # two interval-dependent conditions combined, one negated
+    other = registrations.registered_on(index_date)
+    return (
+        frame.exists_for_patient() & ~other
+        if draw(st.booleans())
+        else ~frame.exists_for_patient() | other
+    )
 
 
 @st.composite
