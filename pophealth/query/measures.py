@@ -268,6 +268,17 @@ def _any_of(conditions: list[Series]) -> Series:
     return out
 
 
+def _breakdowns(
+    group: list[Measure], names: dict[str, dict[str, str]]
+) -> dict[tuple, list[Measure]]:
+    """The measures by breakdown: ``((group name, column), ...)`` -> measures (measures with
+    the same breakdown name the same columns)."""
+    out: dict[tuple, list[Measure]] = {}
+    for m in group:
+        out.setdefault(tuple((g, names[m.name][g]) for g in m.group_by), []).append(m)
+    return out
+
+
 def _aggregate(
     wide: Any,
     group: list[Measure],
@@ -280,10 +291,7 @@ def _aggregate(
     ``names`` maps each measure to its columns (one column per distinct definition, so
     measures with the same breakdown name the same columns). ``wide`` is materialised
     first only when more than one query reads it."""
-    by_breakdown: dict[tuple, list[Measure]] = {}
-    for m in group:
-        sig = tuple((g, names[m.name][g]) for g in m.group_by)
-        by_breakdown.setdefault(sig, []).append(m)
+    by_breakdown = _breakdowns(group, names)
     cached = len(by_breakdown) > 1
     if cached:
         wide = wide.cache()
@@ -388,10 +396,7 @@ def _change_point_totals(
     group. One query per distinct breakdown (usually one), ``wide`` materialised first only
     when more than one query reads it."""
     last = timeline.n
-    by_breakdown: dict[tuple, list[Measure]] = {}
-    for m in group:
-        sig = tuple((g, names[m.name][g]) for g in m.group_by)
-        by_breakdown.setdefault(sig, []).append(m)
+    by_breakdown = _breakdowns(group, names)
     cached = len(by_breakdown) > 1
     if cached:
         wide = timeline._cache(wide)
