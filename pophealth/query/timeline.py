@@ -728,12 +728,14 @@ class Timeline:
         tagged, tags = self.frame_rows(list(frames.values()))
         if leaf.op == "day":
             d = self._days(tagged, leaf)
+            dates = any(x.args[4] == "date" for x in members)
+            d = d.select("patient_id", "_tag", "_kf", "_kt", "_val", *(["_day"] if dates else []))
         else:
             counted = sorted(
                 {tags[keys.index(x.args[0].key)] for x in members if x.args[1] == "count"}
             )
-            d = self._sweep(tagged, counted)
-        d = self._cache(d)
+            d = self._sweep(tagged, counted).select("patient_id", "_tag", "_kf", "_kt", "_c")
+        d = self._cache(d)  # only the columns the runs read
         for i, fkey in enumerate(keys):
             mine = [x for x in members if x.args[0].key == fkey]
             part = d.filter(d._tag == tags[i])
