@@ -104,6 +104,8 @@ class MaskPlan:
         self.bare: dict[tuple, Series] = {}  # exists leaves used as a condition
         self.inside: set[tuple] = set()  # leaves read inside a runs condition or a group
         self.group_keys: dict[str, tuple | None] = {}  # group column -> run key (None: static)
+        self.atoms: dict[tuple, str] = {}  # flips and patient-level conditions -> columns
+        self._one: ir.Table | None = None  # a one-row table, made when first needed
         for m in group:
             cols = names[m.name]
             self._plan_bool(variables[cols["num"]])
@@ -245,7 +247,7 @@ class MaskPlan:
     def _on_missing(self, r: ir.Table, exprs: dict[str, Series]) -> dict[str, Any]:
         """The value of each of ``exprs`` on a row of ``r`` whose values are all missing
         (an interval no run covers), from one query over a one-row table."""
-        if getattr(self, "_one", None) is None:
+        if self._one is None:
             self._one = self.c.literal_table({"_x": pa.array([0], pa.int64())})
         missing = _Missing(r)
         row = self._one.select(**{k: self.c.expr(s, missing) for k, s in exprs.items()})
@@ -291,7 +293,7 @@ class MaskPlan:
     def _atoms(self, nodes: list[Series], w: ir.Table) -> ir.Table:
         """``w`` with the masks of the flips and patient-level conditions ``nodes`` read,
         each once as columns (``tf`` then refers to them: a small query to compile)."""
-        self.atoms: dict[tuple, str] = {}
+        self.atoms = {}
         cols: dict[str, ir.Value] = {}
 
         def walk(s: Series) -> None:
@@ -318,7 +320,7 @@ class MaskPlan:
     def tf(self, s: Series, w: ir.Table) -> tuple[ir.Value, ir.Value]:
         """``(T, F)``: the masks of the intervals where ``s`` is true and where false."""
         full = ibis.literal(self.all, type="int64")
-        name = getattr(self, "atoms", {}).get(s.key)
+        name = self.atoms.get(s.key)
         if name is not None:
             return w[f"{name}t"], w[f"{name}f"]
         if not self._dep(s):
@@ -419,8 +421,7 @@ class MaskPlan:
             nodes = [
                 self.variables[self.names[m.name][c]] for m in measures for c in ("den", "num")
             ]
-            self.atoms = {}
-            x = self._atoms(nodes, x)
+            x = self._atoms(nodes, x)  # (resets the atoms: their columns are x's)
             part = None
             for j in dynamic:
                 part = x[f"_p{j}"] if part is None else part & x[f"_p{j}"]
