@@ -57,6 +57,12 @@ from pophealth.query.timeline import bit_or as _bit_or
 MAX_INTERVALS = 62
 
 
+def _without(a: ir.Value, b: ir.Value) -> ir.Value:
+    """The bits of ``a`` not in ``b`` (non-negative masks), as ``a - (a & b)``: Ibis writes
+    ``~(x & y)`` into SQL without the brackets, as ``~x & y``."""
+    return a - (a & b)
+
+
 class _Missing:
     """A row of a runs table with every value missing, for
     :meth:`~pophealth.query.compile.Compiler.expr`: each column a typed null."""
@@ -101,7 +107,10 @@ class MaskPlan:
         self.group = group
         self.names = names
         self.requests: dict[tuple, dict[tuple, Series]] = {}  # run key -> conditions
-        self.bare: dict[tuple, Series] = {}  # exists leaves used as a condition
+        self.bare: dict[tuple, Series] = {}  # exists/count leaves read only as "count >= c"
+        self.at_least: dict[tuple, set[int]] = {}  # such a leaf -> the c's read
+        self.tests: dict[tuple, tuple[Series, str, int]] = {}  # condition -> (leaf, op, c)
+        self.conditions: dict[tuple, list[Series]] = {}  # leaf -> the conditions reading it
         self.inside: set[tuple] = set()  # leaves read inside a runs condition or a group
         self.group_keys: dict[str, tuple | None] = {}  # group column -> run key (None: static)
         self.atoms: dict[tuple, str] = {}  # flips and patient-level conditions -> columns
@@ -120,7 +129,9 @@ class MaskPlan:
                 direct.add(key)
         for key, leaf in self.bare.items():
             if key not in direct:  # read from its runs like any other condition
-                self.requests.setdefault(self.tl._run_key(leaf), {})[key] = leaf
+                for cond in self.conditions[key]:
+                    self.requests.setdefault(self.tl._run_key(leaf), {})[cond.key] = cond
+                    del self.tests[cond.key]
         self.direct = direct
         self.tl.direct = direct
         self.tl.bit_runs = True
@@ -142,13 +153,45 @@ class MaskPlan:
             for a in s.args:
                 self._plan_bool(a)
             return
-        if s.op == "agg" and s.args[1] == "exists" and self.tl._run_key(s)[0] == "sweep":
-            self.bare[s.key] = s
+        test = self._at_least_test(s)
+        if test is not None:
+            leaf, op, c = test
+            self.bare[leaf.key] = leaf
+            self.at_least.setdefault(leaf.key, set()).update(
+                {c, c + 1} if op in ("eq", "ne") else {c}
+            )
+            self.tests[s.key] = test
+            self.conditions.setdefault(leaf.key, []).append(s)
             return
         skey = self._one_runs_table(s)
         if skey is None:
             raise Unsupported(f"{s.desc}: not a condition on one runs table")
         self.requests.setdefault(skey, {})[s.key] = s
+
+    def _at_least_test(self, s: Series) -> tuple[Series, str, int] | None:
+        """``(leaf, op, c)`` when ``s`` is "has a row in the window" (``>= 1``) or a count of
+        rows in a window on the date alone compared with a whole number ``c`` (``op``:
+        ``ge`` for ``count >= c`` ... ``eq``, ``ne``); else None."""
+        sweep = self.tl._run_key
+        if s.op == "agg" and s.args[1] == "exists" and sweep(s)[0] == "sweep":
+            return s, "ge", 1
+        if s.op not in ("ge", "gt", "le", "lt", "eq", "ne"):
+            return None
+        a, b = s.args
+        op = s.op
+        if a.op == "lit":
+            a, b, op = b, a, _MIRROR.get(op, op)
+        if a.op != "agg" or a.args[1] != "count" or b.op != "lit" or not self._dep(a):
+            return None
+        c = b.args[0]
+        if isinstance(c, bool) or not isinstance(c, int) or sweep(a)[0] != "sweep":
+            return None
+        if self.c._rewrite(a) is not None or not self.tl.on_the_date(a.args[0]):
+            return None
+        # count > c is count >= c + 1, count <= c is not count >= c + 1
+        if op in ("gt", "le"):
+            c += 1
+        return a, op, c
 
     def _plan_group(self, col: str) -> None:
         s = self.variables[col]
@@ -233,13 +276,24 @@ class MaskPlan:
                 frames.setdefault(leaf.args[0].key, leaf.args[0])
             keys = list(frames)
             rows, tags = self.tl.frame_rows(list(frames.values()))
-            bits = interval_bits(rows._lo, rows._hi)
+            # "at least c rows in the window": with the rows in window order (lo and hi
+            # both rising) the rows inside at k are consecutive, so c of them are inside
+            # exactly when some row and the (c-1)-th after it both are: bits from the
+            # later one's lo to the earlier one's hi (c = 1: "has a row")
+            order = ibis.window(group_by=["patient_id", "_tag"], order_by=["_lo", "_hi"])
+            needed = sorted({c for leaf in leaves for c in self.at_least[leaf.key] if c > 1})
+            rows = rows.mutate(**{f"_lo{c}": rows._lo.lead(c - 1).over(order) for c in needed})
             aggs = {}
             for leaf in leaves:
                 i = tags[keys.index(leaf.args[0].key)]
-                col = f"_md{j}_{i}"
-                aggs[col] = _bit_or(ibis.cases((rows._tag == i, bits), else_=_zero()))
-                self.cols[leaf.key] = col
+                for c in sorted(self.at_least[leaf.key]):
+                    if c <= 0:
+                        continue
+                    lo = rows._lo if c == 1 else rows[f"_lo{c}"]
+                    bits = interval_bits(lo, rows._hi)
+                    col = f"_md{j}_{i}_{c}"
+                    aggs[col] = _bit_or(ibis.cases((rows._tag == i, bits), else_=_zero()))
+                    self.cols[(leaf.key, c)] = col
             masks = rows.group_by("patient_id").aggregate(**aggs)
             out.append((masks, {col: lambda t, col=col: t[col].fill_null(0) for col in aggs}))
         return out
@@ -277,7 +331,7 @@ class MaskPlan:
                 value = t[col].fill_null(0)
                 if o is None:
                     return value
-                return value | (full & ~t[f"_mc{i}"].fill_null(0))
+                return value | _without(full, t[f"_mc{i}"].fill_null(0))
 
             return f
 
@@ -332,7 +386,7 @@ class MaskPlan:
         rewritten = self.c._rewrite(s)
         if rewritten is not None:  # the compiler reads a missing outcome as false
             t, _ = self.tf(rewritten, w)
-            return t, full & ~t
+            return t, _without(full, t)
         if s.key in self.tl._flip_nodes:
             return self._flip(s, w)
         if s.op == "and":
@@ -344,9 +398,20 @@ class MaskPlan:
         if s.op == "not":
             t, f = self.tf(s.args[0], w)
             return f, t
-        if s.key in self.direct:
-            t = w[self.cols[s.key]]
-            return t, full & ~t
+        if s.key in self.tests:
+            leaf, op, c = self.tests[s.key]
+
+            def at_least(c: int) -> ir.Value:
+                return full if c <= 0 else w[self.cols[(leaf.key, c)]]
+
+            if op in ("ge", "gt"):
+                t = at_least(c)
+            elif op in ("lt", "le"):
+                t = _without(full, at_least(c))
+            else:
+                t = _without(at_least(c), at_least(c + 1))
+                t = t if op == "eq" else _without(full, t)
+            return t, _without(full, t)  # a count is never missing (0 without rows)
         col = self.cols[s.key]
         return w[f"_mt{col}"], w[f"_mf{col}"]
 
@@ -369,9 +434,9 @@ class MaskPlan:
                 t = interval_bits(zero, first)
             else:
                 t = interval_bits(first, w[f"_f{i}_1"])
-                t = t if op == "eq" else full & ~t
+                t = t if op == "eq" else _without(full, t)
         t = ibis.cases((known, t), else_=_zero())
-        return t, ibis.cases((known, full & ~t), else_=_zero())
+        return t, ibis.cases((known, _without(full, t)), else_=_zero())
 
     def _partition(self, w: ir.Table, col: str, j: int) -> ir.Table:
         """``patient_id, _g{j}, _p{j}``: the patient's intervals split by the value of
@@ -390,7 +455,7 @@ class MaskPlan:
         rest = rest.select(
             "patient_id",
             _lab=ibis.literal(missing, type=label.type()),
-            _b=ibis.literal(self.all, type="int64") & ~rest._cv.fill_null(0),
+            _b=_without(ibis.literal(self.all, type="int64"), rest._cv.fill_null(0)),
         )
         parts = ibis.union(runs, rest, distinct=False)
         parts = parts.filter(parts._b != 0)

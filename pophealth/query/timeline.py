@@ -406,6 +406,14 @@ class Timeline:
             raise Unsupported(f"{leaf.desc}: {op}")
         self._dyn[leaf.key] = leaf
 
+    def on_the_date(self, frame: Frame) -> bool:
+        """True when ``frame``'s interval-dependent filters compare only its date (or the
+        date shifted) with the index date: its rows enter and leave the window in date
+        order."""
+        _, dynamic = self.c._split(frame._filters)
+        ranges = [self._range(f) for f in dynamic]
+        return all(_monotone_in_date(x, frame) for r in ranges for x in _cmp_values(r))
+
     def _range(self, f: Series) -> _Range:
         if not self.dep(f):
             return _Range("static", (f,))
@@ -660,13 +668,14 @@ class Timeline:
         row by row (exists/count, first/last day, "has a row" masks) — SBP, DBP and
         reviews in the last 12 months; SABA and statins — from one scan, tagged by frame
         (the tags: ``{frame key: tag}``) and kept for the passes. None when ``frame`` has
-        no such company (or its filters read per-patient values)."""
+        no such company, one pass reads them all, or its filters read per-patient values."""
         static, dynamic = self.c._split(frame._filters)
         if self.c._leaves(static):
             return None
         pkey = (frame._table, tuple(f.key for f in dynamic))
         if pkey not in self._pools:
             frames: dict[tuple, Frame] = {}
+            passes = set()  # the queries that will read them: kept only for two or more
             columns = {"patient_id"}  # and what first/last days read (the date, a value)
             for x in self._dyn.values():
                 if x.op == "agg" and self._run_key(x)[0] != "sweep" or x.op not in ("agg", "day"):
@@ -678,9 +687,10 @@ class Timeline:
                 if self.c._leaves(st) or (x.op == "day" and self.c._leaves([x.args[2]])):
                     continue
                 frames.setdefault(f.key, f)
+                passes.add(("direct",) if x.key in self.direct else self._family(x) or x.key)
                 if x.op == "day":
                     columns |= {DATE_COLUMNS[f._table], *_columns_of(x.args[2], f._table)}
-            if len(frames) < 2:
+            if len(frames) < 2 or len(passes) < 2:
                 self._pools[pkey] = None
             else:
                 rows = self._tagged(list(frames.values()))
@@ -787,7 +797,8 @@ class Timeline:
             x = rows.mutate(_b0=bits, _cum=bit_or(bits).over(upto))
             before = x._cum.lag().over(ibis.window(group_by="patient_id", order_by=order))
             values = {self.c._name(leaf): self.c.expr(leaf.args[2], x) for leaf in leaves}
-            x = x.select("patient_id", _b=x._b0 & ~before.fill_null(0), **values)
+            taken = x._b0 & before.fill_null(0)  # (no ~: see masks._without)
+            x = x.select("patient_id", _b=x._b0 - taken, **values)
             return x.filter(x._b != 0)
         j = self._at_points(rows)
         rn = ibis.row_number().over(

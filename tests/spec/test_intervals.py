@@ -367,3 +367,40 @@ def test_a_row_in_two_code_lists_counts_for_both(engine, way, tmp_path):
     assert [got[("n_wider", e)][0] for e in ends] == [1, 2, 2, 1]
     if engine == "duckdb":
         check(store, ivs, _spec_of(m), "duckdb")
+
+
+def test_counts_compared_with_whole_numbers(engine, way, tmp_path):
+    """A count of rows in a window on the date compared with a whole number by each
+    operator: masks read "at least c rows" straight from the rows in window order."""
+    issues = [D(2024, 1, 10), D(2024, 2, 10), D(2024, 3, 10), D(2024, 5, 20)]
+    store = make_store(
+        tmp_path,
+        {
+            "registrations": _registered(["p"]),
+            "medications": [
+                {"patient_id": "p", "date": d, "code": "39113611000001102"} for d in issues
+            ],
+        },
+    )
+    ivs = monthly("2024-01-01", 6)
+    n = medications.matching(SABA).in_last(months=3).count_for_patient()  # 1 2 3 2 2 1
+    m = Measures(intervals=ivs)
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    tests = {
+        "eq2": (n == 2, [0, 1, 0, 1, 1, 0]),
+        "lt2": (n < 2, [1, 0, 0, 0, 0, 1]),
+        "gt1": (n > 1, [0, 1, 1, 1, 1, 0]),
+        "le1": (n <= 1, [1, 0, 0, 0, 0, 1]),
+        "ge0": (n >= 0, [1, 1, 1, 1, 1, 1]),  # always true
+        "ne0": (n != 0, [1, 1, 1, 1, 1, 1]),
+        "ge3": (n >= 3, [0, 0, 1, 0, 0, 0]),
+    }
+    for name, (condition, _) in tests.items():
+        m.define_measure(name, numerator=condition)
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {_expected(way, m)}
+    ends = [e for _, e in ivs]
+    for name, (_, expected) in tests.items():
+        assert [got[(name, e)][0] for e in ends] == expected, name
+    if engine == "duckdb":
+        check(store, ivs, _spec_of(m), "duckdb")

@@ -72,8 +72,10 @@ def condition(draw):
     kind = draw(st.integers(0, 11))
     if kind == 0:
         return frame.exists_for_patient()
-    if kind == 1:
-        return frame.count_for_patient() >= draw(st.integers(1, 3))
+    if kind == 1:  # a count compared with a whole number by any operator
+        n, c = frame.count_for_patient(), draw(st.integers(0, 3))
+        op = draw(st.sampled_from(["ge", "gt", "le", "lt", "eq", "ne"]))
+        return {"ge": n >= c, "gt": n > c, "le": n <= c, "lt": n < c, "eq": n == c}.get(op, n != c)
     if kind == 2:
         return registrations.registered_on(index_date)
     if kind == 3:
