@@ -57,6 +57,15 @@ from pophealth.query.timeline import bit_or as _bit_or
 MAX_INTERVALS = 62
 
 
+def breakdowns(group: list[Any], names: dict[str, dict[str, str]]) -> dict[tuple, list[Any]]:
+    """The measures by breakdown: ``((group name, column), ...)`` -> measures (measures with
+    the same breakdown name the same columns, so one aggregate query serves them)."""
+    out: dict[tuple, list[Any]] = {}
+    for m in group:
+        out.setdefault(tuple((g, names[m.name][g]) for g in m.group_by), []).append(m)
+    return out
+
+
 def _without(a: ir.Value, b: ir.Value) -> ir.Value:
     """The bits of ``a`` not in ``b`` (non-negative masks), as ``a - (a & b)``: Ibis writes
     ``~(x & y)`` into SQL without the brackets, as ``~x & y``."""
@@ -463,10 +472,7 @@ class MaskPlan:
         return out.select(_gp=out.patient_id, **{f"_g{j}": out._lab, f"_p{j}": out._p})
 
     def _count(self, w: ir.Table) -> list[pd.DataFrame]:
-        by_breakdown: dict[tuple, list[Any]] = {}
-        for m in self.group:
-            sig = tuple((g, self.names[m.name][g]) for g in m.group_by)
-            by_breakdown.setdefault(sig, []).append(m)
+        by_breakdown = breakdowns(self.group, self.names)
         frames = []
         for sig, measures in by_breakdown.items():
             x = w

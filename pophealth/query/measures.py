@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
-from pophealth.query.masks import MaskPlan
+from pophealth.query.masks import MaskPlan, breakdowns
 from pophealth.query.model import QueryError, Series
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 
@@ -231,12 +231,7 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
         else:
             compiler = Compiler(con, intervals=list(intervals))
         paths.update({m.name: "single" if len(intervals) == 1 else "paired" for m in group})
-        # one column per distinct definition (measures often share denominators and breakdowns)
-        first: dict[tuple, str] = {}
-        for name, s in variables.items():
-            first.setdefault(s.key, name)
-        unique = {name: variables[name] for name in first.values()}
-        shared = {m: {k: first[variables[v].key] for k, v in c.items()} for m, c in names.items()}
+        unique, shared = _distinct(variables, names)
         wide = compile_patient_table(compiler, unique, keep, cache_population=True)
         if not compiler.interval_mode:
             wide = wide.mutate(
@@ -247,6 +242,19 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     if not frames:
         return pd.DataFrame(columns=["measure", "interval_start", "interval_end"]), paths
     return pd.concat(frames, ignore_index=True), paths
+
+
+def _distinct(
+    variables: dict[str, Series], names: dict[str, dict[str, str]]
+) -> tuple[dict[str, Series], dict[str, dict[str, str]]]:
+    """One column per distinct definition (measures often share denominators and
+    breakdowns): the variables kept, and each measure's columns renamed to them."""
+    first: dict[tuple, str] = {}
+    for name, s in variables.items():
+        first.setdefault(s.key, name)
+    unique = {name: variables[name] for name in first.values()}
+    shared = {m: {k: first[variables[v].key] for k, v in c.items()} for m, c in names.items()}
+    return unique, shared
 
 
 def _any_of(conditions: list[Series]) -> Series:
@@ -268,17 +276,6 @@ def _any_of(conditions: list[Series]) -> Series:
     return out
 
 
-def _breakdowns(
-    group: list[Measure], names: dict[str, dict[str, str]]
-) -> dict[tuple, list[Measure]]:
-    """The measures by breakdown: ``((group name, column), ...)`` -> measures (measures with
-    the same breakdown name the same columns)."""
-    out: dict[tuple, list[Measure]] = {}
-    for m in group:
-        out.setdefault(tuple((g, names[m.name][g]) for g in m.group_by), []).append(m)
-    return out
-
-
 def _aggregate(
     wide: Any,
     group: list[Measure],
@@ -291,7 +288,7 @@ def _aggregate(
     ``names`` maps each measure to its columns (one column per distinct definition, so
     measures with the same breakdown name the same columns). ``wide`` is materialised
     first only when more than one query reads it."""
-    by_breakdown = _breakdowns(group, names)
+    by_breakdown = breakdowns(group, names)
     cached = len(by_breakdown) > 1
     if cached:
         wide = wide.cache()
@@ -367,12 +364,7 @@ def _by_change_points(
         timeline.analyse([*variables.values(), keep])
     except Unsupported:
         return None
-    # one column per distinct definition (measures often share denominators and breakdowns)
-    first: dict[tuple, str] = {}
-    for name, s in variables.items():
-        first.setdefault(s.key, name)
-    unique = {name: variables[name] for name in first.values()}
-    names = {m: {k: first[variables[v].key] for k, v in cols.items()} for m, cols in names.items()}
+    unique, names = _distinct(variables, names)
     try:
         plan = MaskPlan(timeline, unique, group, names) if Timeline.use_masks else None
     except Unsupported:
@@ -396,7 +388,7 @@ def _change_point_totals(
     group. One query per distinct breakdown (usually one), ``wide`` materialised first only
     when more than one query reads it."""
     last = timeline.n
-    by_breakdown = _breakdowns(group, names)
+    by_breakdown = breakdowns(group, names)
     cached = len(by_breakdown) > 1
     if cached:
         wide = timeline._cache(wide)
