@@ -120,13 +120,16 @@ def definitions():
 
 def run_pophealth(store: Store, engine: str, intervals=ONE_YEAR, *, shared: bool = True):
     """The dataset, then the measures. ``shared``: on one connection, as the query guide
-    shows (the measures read the dataset's per-patient values); otherwise each run opens
-    its own."""
+    shows (the dataset told of the measures, which then read its per-patient values);
+    otherwise each run opens its own."""
     ds, measures = definitions()
-    source = connect(store, engine) if shared else store
-    data = run_dataset(source, ds, engine=engine, index_date=INDEX, output="arrow")
-    table = run_measures(source, measures(intervals), engine=engine)
-    return data, table
+    m = measures(intervals)
+    if shared:
+        con = connect(store, engine)
+        data = run_dataset(con, ds, engine=engine, index_date=INDEX, output="arrow", measures=m)
+        return data, run_measures(con, m, engine=engine)
+    data = run_dataset(store, ds, engine=engine, index_date=INDEX, output="arrow")
+    return data, run_measures(store, m, engine=engine)
 
 
 # -- hand-written DuckDB SQL --------------------------------------------------------------

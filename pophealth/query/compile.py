@@ -345,9 +345,14 @@ class Compiler:
         raise AssertionError(op)
 
     def leaf_table(
-        self, leaves: Sequence[Series], with_interval: bool, base: ir.Table | None = None
+        self,
+        leaves: Sequence[Series],
+        with_interval: bool,
+        base: ir.Table | None = None,
+        within: Sequence[ir.Table] = (),
     ) -> tuple[ir.Table, list[str]]:
-        """Patient base (× intervals) with one column per leaf, named by :meth:`_name`."""
+        """Patient base (× intervals) with one column per leaf, named by :meth:`_name`;
+        only the patients with a row in each table of ``within``, when given."""
         t = self.base(with_interval) if base is None else base
         groups: dict[tuple, list[Series]] = {}
         for leaf in leaves:
@@ -359,6 +364,8 @@ class Compiler:
             p = self.table("patients")
             pcols = {self._name(lf): p[lf.args[1]] for lf in groups.pop(("patients",))}
             t = p.select("patient_id", **pcols)
+        for rows in within:
+            t = t.semi_join(rows, "patient_id")
         for skey, group in groups.items():
             src, src_keys = self._source(skey, group)
             wanted = [self._name(leaf) for leaf in group]
@@ -866,6 +873,26 @@ class Compiler:
         return out
 
 
+def _semi_joined(population: Series, leaves: Sequence[Series]) -> dict[tuple, Series]:
+    """The "has a row" conditions that ``population`` requires (``&``-parts), to be
+    computed as semi-joins of the patients with the rows (cheaper than counting the rows
+    per patient and joining the counts back) — those over a table no other aggregate of
+    the population's ``leaves`` reads (they share one pass)."""
+    parts: list[Series] = []
+
+    def walk(s: Series) -> None:
+        if s.op == "and":
+            walk(s.args[0])
+            walk(s.args[1])
+        elif s.op == "agg" and s.args[1] == "exists" and not s.args[0].error:
+            parts.append(s)
+
+    walk(population)
+    aggs = {lf.key: lf.args[0]._table for lf in leaves if lf.op == "agg"}
+    tables = list(aggs.values())
+    return {s.key: s for s in parts if tables.count(s.args[0]._table) == 1}
+
+
 def _conjuncts(s: Series) -> set[tuple]:
     if s.op == "and":
         return _conjuncts(s.args[0]) | _conjuncts(s.args[1])
@@ -1017,6 +1044,7 @@ def compile_patient_table(
     *,
     cache_population: bool = False,
     remember: bool = False,
+    later: Sequence[Series] = (),
 ) -> ir.Table:
     """One row per patient (per interval in interval mode) with the named variables, for the
     patients where ``population`` is true.
@@ -1029,7 +1057,9 @@ def compile_patient_table(
     population implied by a remembered one starts from that run's table (where the
     remembered population's rule, and each of its ``&``-parts, is read as true rather than
     computed again); ``remember=True`` materialises this run's per-patient values and
-    remembers them (the caller is about to execute the result)."""
+    remembers them (the caller is about to execute the result), with those of ``later``
+    (values a later run on the connection will read: computed in the same passes, not
+    output; those reading ``interval_start`` are left to that run, whose start differs)."""
     nodes = list(variables.values())
     with_interval = compiler.interval_mode
     keys = compiler.keys(with_interval)
@@ -1052,10 +1082,18 @@ def compile_patient_table(
             finally:
                 compiler.restrict = None
         elif need is None:
+            within: list[ir.Table] = []
+            semi: dict[tuple, Series] = {}
             if not with_interval:  # per-patient columns cost nothing beside the population's
                 pcols = [lf for lf in compiler._leaves(nodes) if lf.op == "pcol"]
                 pop_leaves = list({lf.key: lf for lf in [*pop_leaves, *pcols]}.values())
-            pt, _ = compiler.leaf_table(pop_leaves, with_interval=with_interval)
+                semi = _semi_joined(population, pop_leaves)
+                within = [compiler.rows(x.args[0])[0] for x in semi.values()]
+            pt, _ = compiler.leaf_table(
+                [lf for lf in pop_leaves if lf.key not in semi], with_interval, within=within
+            )
+            if semi:  # true for every patient the semi-joins kept
+                pt = pt.mutate(**{compiler._name(x): ibis.literal(True) for x in semi.values()})
         else:
             # pair with the intervals only the patients who can be in the population
             nt, _ = compiler.leaf_table(compiler._leaves([need]), with_interval=False)
@@ -1076,6 +1114,13 @@ def compile_patient_table(
             pop = pop.cache()
         done = {leaf.key for leaf in pop_leaves}
         rest = [leaf for leaf in compiler._leaves(nodes) if leaf.key not in done]
+        if remember and compiler.reuse is not None and not with_interval and later:
+            seen, memo = done | {leaf.key for leaf in rest}, {}
+            rest += [
+                lf
+                for lf in compiler._leaves(later)
+                if lf.key not in seen and not _uses_start(lf, memo)
+            ]
         if with_interval or compiler.selective(population):
             compiler.restrict = pop.select(*keys, *extra)
         try:

@@ -200,6 +200,7 @@ def run_dataset(
     engine: str = "duckdb",
     index_date: dt.date | str | None = None,
     output: str = "pandas",
+    measures: Any = None,
 ) -> pd.DataFrame | Any:
     """Run ``dataset`` on ``source`` (store path, Store or Ibis backend) with ``engine``
     (``duckdb`` or ``spark``): one row per patient in the population, ``patient_id`` then the
@@ -208,11 +209,28 @@ def run_dataset(
 
     On a connection from :func:`connect` (passed in, so it outlives this call) the
     population's per-patient values are remembered for later runs on it (not with
-    ``output="ibis"``)."""
+    ``output="ibis"``). ``measures`` (a :class:`~pophealth.query.Measures` to be run next
+    on the same connection) has the values its measures need computed in this run's
+    passes and remembered too, so ``run_measures(con, measures)`` only counts — for the
+    measures over one interval ending on the index date whose denominators lie within the
+    population; the answer is the same either way."""
     con = connect(source, engine)
     compiler = Compiler(con, index_date=_index_date(dataset, index_date))
     remember = con is source and output != "ibis"
-    expr = compile_patient_table(compiler, dataset.variables, dataset.population, remember=remember)
+    later = []
+    if measures is not None:
+        if not remember:
+            raise QueryError(
+                "measures=...: values are kept for a later run on the same connection; pass "
+                "a connection from connect(store) (and an output other than 'ibis')"
+            )
+        if dataset.population is not None:
+            from pophealth.query.measures import shared_values
+
+            later = shared_values(measures, compiler.index_date, dataset.population)
+    expr = compile_patient_table(
+        compiler, dataset.variables, dataset.population, remember=remember, later=later
+    )
     return _output(expr, output, ["patient_id"])
 
 

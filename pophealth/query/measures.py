@@ -244,6 +244,23 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     return pd.concat(frames, ignore_index=True), paths
 
 
+def shared_values(measures: Measures, index_date: dt.date, population: Series) -> list[Series]:
+    """What the measures of ``measures`` that a dataset run with ``population`` on
+    ``index_date`` can serve need per patient (numerators, denominators, breakdowns), for
+    that run to compute in its own passes and remember: the measures over one interval
+    ending on ``index_date`` whose denominators lie within ``population`` (the others are
+    computed afresh by :func:`run_measures` whatever the dataset kept)."""
+    out: list[Series] = []
+    for m in measures:
+        if len(m.intervals) != 1 or m.intervals[0][1] != index_date:
+            continue
+        den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
+        if not implies(den, population):
+            continue
+        out.extend([m.numerator, m.denominator, *m.group_by.values()])
+    return out
+
+
 def _distinct(
     variables: dict[str, Series], names: dict[str, dict[str, str]]
 ) -> tuple[dict[str, Series], dict[str, dict[str, str]]]:

@@ -24,6 +24,7 @@ from pophealth.query import (
     run_measures,
 )
 from pophealth.query.compile import Compiler, compile_patient_table, implies
+from pophealth.query.model import QueryError
 from tests.spec.conftest import ENGINES, make_store
 
 D = dt.date
@@ -214,3 +215,67 @@ def test_implies_judges_the_shape_of_the_rules():
     assert not implies(a | b, a)
     assert not implies(a, a & b)
     assert not implies(~a, a)
+
+
+def test_a_dataset_told_of_the_measures_computes_their_values_in_its_passes(engine, tmp_path):
+    store = make_store(tmp_path, _tables())
+    ds, *parts = _definitions()
+    cohort, saba = parts[0], parts[3]
+    measures = _measures(*parts)
+    fresh_data = run_dataset(store, ds, engine=engine, index_date=INDEX)
+    fresh = run_measures(store, measures, engine=engine, disclosure=False)
+
+    con = connect(store, engine)
+    data = run_dataset(con, ds, engine=engine, index_date=INDEX, measures=measures)
+    pd.testing.assert_frame_equal(data, fresh_data)  # the extra values are not output
+    # saba (medications) is not a dataset variable: remembered for the measures
+    compiler = Compiler(con, index_date=INDEX, interval_start=D(2024, 4, 1))
+    keep = cohort & (saba >= 2)
+    sql = str(ibis.to_sql(compile_patient_table(compiler, {"s": saba}, keep)))
+    assert '"medications"' not in sql
+    assert '"events"' not in sql
+    counts = run_measures(con, measures, engine=engine, disclosure=False)
+    pd.testing.assert_frame_equal(_sorted(counts), _sorted(fresh))
+
+
+def test_only_measures_a_dataset_can_serve_are_computed_with_it(tmp_path):
+    from pophealth.query.measures import shared_values
+
+    store = make_store(tmp_path, _tables())
+    ds, cohort, htn, sbp, saba, bp_today, age = _definitions()
+    m = Measures(intervals=[(D(2024, 4, 1), INDEX)])
+    m.define_measure("within", numerator=saba >= 2, denominator=cohort & htn)
+    m.define_measure("wider", numerator=saba >= 1, denominator=htn)  # not within the cohort
+    m.define_measure(
+        "other_day",
+        numerator=saba >= 3,
+        denominator=cohort,
+        intervals=[(D(2024, 1, 1), D(2024, 12, 31))],
+    )
+    got = {s.key for s in shared_values(m, INDEX, ds.population)}
+    assert got == {(saba >= 2).key, (cohort & htn).key}
+    with pytest.raises(QueryError, match="connection"):
+        run_dataset(store, ds, index_date=INDEX, measures=m)  # nothing would be kept
+
+
+def test_a_has_a_row_part_of_the_population_is_a_semi_join(engine, tmp_path):
+    store = make_store(tmp_path, _tables())
+    ds, cohort, htn, *_ = _definitions()
+    registered = registrations.registered_on(index_date)
+    ds.registered = registered  # true for every patient of the population
+    ds.not_registered = ~registered
+    compiler = Compiler(connect(store, engine), index_date=INDEX)
+    sql = str(ibis.to_sql(compile_patient_table(compiler, ds.variables, ds.population)))
+    assert "SEMI JOIN" in sql.upper()
+    got = run_dataset(store, ds, engine=engine, index_date=INDEX)
+    assert list(got.patient_id) == ["1", "2", "3", "4", "6", "7"]
+    assert got.registered.all() and not got.not_registered.any()
+    # a register as the population, with another aggregate of its table
+    reg = Dataset()
+    reg.define_population(cohort & htn & (events.matching(SBP).count_for_patient() >= 1))
+    reg.htn_codes = events.matching(HTN).count_for_patient()
+    got = run_dataset(store, reg, engine=engine, index_date=INDEX)
+    assert dict(zip(got.patient_id, got.htn_codes, strict=True)) == {"1": 1, "2": 1}
+    reg.define_population(cohort & htn)
+    got = run_dataset(store, reg, engine=engine, index_date=INDEX)
+    assert dict(zip(got.patient_id, got.htn_codes, strict=True)) == {"1": 1, "2": 1}
