@@ -189,8 +189,33 @@ def _output(expr: Any, output: str, sort: Sequence[str]) -> Any:
     if output == "arrow":
         return expr.to_pyarrow()
     if output == "pandas":
-        return expr.to_pandas()
+        return to_pandas(expr)
     raise ValueError("output must be 'pandas', 'arrow' or 'ibis'")
+
+
+def to_pandas(expr: Any) -> pd.DataFrame:
+    """``expr.to_pandas()``, the same frame, faster on DuckDB: Ibis turns every column with
+    a missing value into a Python list before converting it (at 1 M patients, a second for
+    two columns of readings); decimals and text convert from Arrow directly, to the same
+    values and types. Other engines, and other column types, go Ibis's way."""
+    backend = expr._find_backend()
+    if backend.name != "duckdb":
+        return expr.to_pandas()
+    import pyarrow.types as pat
+    from ibis.backends.duckdb.converter import DuckDBPandasData
+
+    table = backend._to_duckdb_relation(expr).to_arrow_table()
+
+    def column(col: Any) -> Any:
+        kind = col.type
+        direct = pat.is_floating(kind) or pat.is_string(kind)
+        if pat.is_nested(kind) or pat.is_dictionary(kind) or (col.null_count and not direct):
+            return col.to_pylist()
+        return col.to_pandas()
+
+    df = pd.DataFrame({n: column(table[n]) for n in table.column_names})
+    df = DuckDBPandasData.convert_table(df, expr.as_table().schema())
+    return expr.__pandas_result__(df)
 
 
 def run_dataset(
