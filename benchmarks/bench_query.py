@@ -441,12 +441,15 @@ def main() -> None:
 
     if not args.skip_pandas:
         t_pd, c_pd, (pd_data, pd_table) = timed_cpu(run_pandas, store)
+        t_pd2, _, _ = timed_cpu(run_pandas, store)  # best of two, as for the others
+        print(f"pandas (1st)            {t_pd:8.2f} s  (2nd: {t_pd2:.2f} s, CPU {c_pd:.2f} s)")
+        t_pd = min(t_pd, t_pd2)
         ratio = t_pd / t_dd
         print(
             f"pandas                  {t_pd:8.2f} s  pandas/pophealth = {ratio:.1f}x  "
             f"target >= 10x: {'PASS' if ratio >= 10 else 'FAIL'}"
         )
-        print(f"  (CPU {c_pd:.2f} s; pandas/hand-written SQL = {t_pd / t_sql:.1f}x)")
+        print(f"  (pandas/hand-written SQL = {t_pd / t_sql:.1f}x)")
         _check("pandas", pd_data, pd_table, data, table)
 
     # 24 monthly intervals against one, each run on a fresh connection, alternating, three

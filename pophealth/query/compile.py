@@ -102,6 +102,7 @@ class Compiler:
         self._counter = itertools.count()
         self._deps: dict[tuple, bool] = {}
         self._interval_table: ir.Table | None = None
+        self._literals: list[str] = []
         #: When set (keys of the population), sources read only rows of those patients.
         self.restrict: ir.Table | None = None
         #: The patients of ``restrict`` (one row each), when known without a DISTINCT.
@@ -161,7 +162,20 @@ class Compiler:
             session.createDataFrame(data.to_pandas()).createOrReplaceTempView(name)
         else:
             con.create_table(name, data, temp=True, overwrite=True)
+        self._literals.append(name)
         return con.table(name)
+
+    def close(self) -> None:
+        """Drop the literal tables this run made (once its results are read: a connection
+        kept open, as a web app keeps one, would otherwise gather them)."""
+        con = getattr(self.con, "con", self.con)
+        while self._literals:
+            name = self._literals.pop()
+            with contextlib.suppress(Exception):  # already gone (e.g. the session stopped)
+                if con.name == "pyspark":
+                    con._session.catalog.dropTempView(name)
+                else:
+                    con.drop_table(name, force=True)
 
     def depends_on_interval(self, node: Any) -> bool:
         """True when ``node`` refers to the index date / interval (only in interval mode)."""

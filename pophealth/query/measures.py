@@ -232,13 +232,16 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
             compiler = Compiler(con, intervals=list(intervals))
         paths.update({m.name: "single" if len(intervals) == 1 else "paired" for m in group})
         unique, shared = _distinct(variables, names)
-        wide = compile_patient_table(compiler, unique, keep, cache_population=True)
-        if not compiler.interval_mode:
-            wide = wide.mutate(
-                interval_start=ibis.literal(start, type="date"),
-                interval_end=ibis.literal(end, type="date"),
-            )
-        frames.extend(_aggregate(wide, group, shared))
+        try:
+            wide = compile_patient_table(compiler, unique, keep, cache_population=True)
+            if not compiler.interval_mode:
+                wide = wide.mutate(
+                    interval_start=ibis.literal(start, type="date"),
+                    interval_end=ibis.literal(end, type="date"),
+                )
+            frames.extend(_aggregate(wide, group, shared))
+        finally:
+            compiler.close()
     if not frames:
         return pd.DataFrame(columns=["measure", "interval_start", "interval_end"]), paths
     return pd.concat(frames, ignore_index=True), paths

@@ -469,11 +469,13 @@ class Timeline:
         return t
 
     def release(self) -> None:
+        """Free what this evaluation materialised, and its literal tables."""
         for t in self._cached:
             release = getattr(t, "release", None)
             if release is not None:
                 release()
         self._cached.clear()
+        self.c.close()
 
     def _window(self, order: str) -> Any:
         return ibis.window(group_by="patient_id", order_by=order)
