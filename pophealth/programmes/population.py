@@ -224,10 +224,14 @@ class PopulationProgramme:
     title = "Population overview"
 
     def run(self, backend, *, index_date: dt.date, engine: str) -> ProgrammeResult:
-        people = run_dataset(backend, pyramid_dataset(), engine=engine, index_date=index_date)
+        registers = prevalence_measures(index_date)
+        # the registers' flags are computed in the dataset's passes; the measures only count
+        people = run_dataset(
+            backend, pyramid_dataset(), engine=engine, index_date=index_date, measures=registers
+        )
         pyramid = _pyramid(people)
         mapped = area_map(backend, people)
-        prevalence = run_measures(backend, prevalence_measures(index_date), engine=engine)
+        prevalence = run_measures(backend, registers, engine=engine)
         prevalence = prevalence.drop(columns=["interval_start", "interval_end"])
         totals = disclosure.apply(
             pd.DataFrame({"population": ["registered"], "patients": [len(people)]}), ["patients"]
