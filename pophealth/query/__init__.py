@@ -24,7 +24,7 @@ See docs/query.md for the guide.
 """
 
 from pophealth.codelists import Codelist, CodelistError, codelist, load_codelist
-from pophealth.query.dataset import Dataset, connect, run_dataset, run_events
+from pophealth.query.dataset import Dataset, connect, run_dataset, run_events, to_pandas
 from pophealth.query.measures import Measure, Measures, monthly, quarterly, run_measures, yearly
 from pophealth.query.model import (
     Duration,
@@ -92,6 +92,7 @@ __all__ = [
     "run_dataset",
     "run_events",
     "run_measures",
+    "to_pandas",
     "weeks",
     "when",
     "yearly",

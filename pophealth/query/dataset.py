@@ -196,8 +196,9 @@ def _output(expr: Any, output: str, sort: Sequence[str]) -> Any:
 def to_pandas(expr: Any) -> pd.DataFrame:
     """``expr.to_pandas()``, the same frame, faster on DuckDB: Ibis turns every column with
     a missing value into a Python list before converting it (at 1 M patients, a second for
-    two columns of readings); decimals and text convert from Arrow directly, to the same
-    values and types. Other engines, and other column types, go Ibis's way."""
+    two columns of readings); numbers, text, True/False and dates convert from Arrow
+    directly, to the same values and types. Other engines, and other column types
+    (timestamps, lists), go Ibis's way."""
     backend = expr._find_backend()
     if backend.name != "duckdb":
         return expr.to_pandas()
@@ -208,7 +209,11 @@ def to_pandas(expr: Any) -> pd.DataFrame:
 
     def column(col: Any) -> Any:
         kind = col.type
-        direct = pat.is_floating(kind) or pat.is_string(kind)
+        typed = pat.is_integer(kind) or pat.is_boolean(kind) or pat.is_date32(kind)
+        # (a column of nothing but gaps takes Ibis's type for it: object)
+        direct = (
+            pat.is_floating(kind) or pat.is_string(kind) or (typed and len(col) > col.null_count)
+        )
         if pat.is_nested(kind) or pat.is_dictionary(kind) or (col.null_count and not direct):
             return col.to_pylist()
         return col.to_pandas()

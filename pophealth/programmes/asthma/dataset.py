@@ -323,7 +323,7 @@ def markers(
     """The per-patient marker table (see :data:`rules.MARKER_COLUMNS`) plus demographics,
     area and the dates the ISAC timers need, as a pandas DataFrame sorted by patient."""
     expr = markers_expr(con, codes, index_date, config, engine)
-    frame = expr.order_by(PID).to_pandas()
+    frame = q.to_pandas(expr.order_by(PID))
     return _tidy(frame, config)
 
 
@@ -384,7 +384,7 @@ def saba_monthly(con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaCon
     saba = _in_list(meds, codes.by_system("saba"))
     saba = saba.mutate(month=saba.date.year() * 12 + saba.date.month() - 1)
     out = saba.group_by([PID, "month"]).aggregate(n=_.count()).order_by([PID, "month"])
-    frame = out.to_pandas()
+    frame = q.to_pandas(out)
     frame["month"] = frame["month"].astype("int64")
     frame["n"] = frame["n"].astype("int64")
     frame.attrs["months"] = months

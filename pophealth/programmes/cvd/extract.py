@@ -22,6 +22,7 @@ from pophealth.codelists import Codelist
 from pophealth.programmes.cvd.codelists import CvdCodelists
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
 from pophealth.programmes.cvd.inputs import SMOKING_CATEGORY_TO_QRISK
+from pophealth.query import to_pandas
 
 
 def months_before(index_date: dt.date, months: int) -> dt.date:
@@ -386,7 +387,7 @@ def cvd_records(
         for part in parts:
             keep = [col for col in part.columns if col != "patient_id"]
             out = out.left_join(part, "patient_id").select(*out.columns, *keep)
-        frame = out.to_pandas()
+        frame = to_pandas(out)
     finally:
         for table in cached:
             table.release()

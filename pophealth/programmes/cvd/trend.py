@@ -31,6 +31,7 @@ from pophealth.programmes.cvd.extract import (
     months_before,
     population,
 )
+from pophealth.query import to_pandas
 from pophealth.scores.bp import htn_risk_group
 
 
@@ -106,7 +107,7 @@ def bp_control_by_month(
         "patient_id", "month_end", "date_of_birth", "pcn_name", "sbp", "dbp"
     )
     try:
-        frame = j.to_pandas()
+        frame = to_pandas(j)
     finally:
         t.release()
     if frame.empty:
