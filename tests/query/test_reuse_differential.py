@@ -27,6 +27,7 @@ from pophealth.query import (
     events,
     index_date,
     medications,
+    months,
     patients,
     registrations,
     run_dataset,
@@ -45,6 +46,8 @@ HAS_ROWS = [
     events.matching(SBP).in_last(months=12).exists_for_patient(),
     medications.matching(SABA).on_or_before(index_date).exists_for_patient(),
     events.where(events.value >= 140).exists_for_patient(),
+    # a frame whose filter reads a per-patient value
+    events.where(events.date > patients.date_of_birth + months(600)).exists_for_patient(),
 ]
 OTHER_PARTS = [
     patients.is_alive_on(index_date),
