@@ -23,7 +23,10 @@ Where the masks come from (one aggregate per patient, no sort):
   asthma review): straight from the rows, each row setting the bits of the intervals
   whose window holds it — no runs at all;
 * a breakdown by an interval-dependent value (the IMD quintile of the address on the
-  date): the patient's intervals are split by the value, one row per value with its mask.
+  date): the patient's intervals are split by the value, one row per value with its mask;
+  a breakdown that picks a text label by conditions masks can evaluate (the age band on
+  the date: ``case`` over age thresholds) the same way, each label taking the intervals
+  where its condition holds and no earlier one did.
 
 Each measure's numerator and denominator per interval and group are then sums of bit
 ``k`` of ``num & den & group`` and ``den & group``: one aggregate query for every measure
@@ -87,6 +90,34 @@ class _Missing:
         return list(self._types)
 
 
+def _case_labels(s: Series) -> tuple[list[tuple[Series, str | None]], str | None] | None:
+    """``s`` as a case picking a text label by conditions — ``(condition, label)`` pairs
+    and the label where none holds (``fill_unknown``'s label when it wraps the case) — or
+    None when it is not one."""
+    unknown = None
+    if s.op == "fill_unknown":
+        s, unknown = s.args
+    if s.op != "case" or s.dtype != "string":
+        return None
+
+    def label(v: Any) -> tuple[bool, str | None]:
+        if v is None or (isinstance(v, Series) and v.op == "null"):
+            return True, unknown
+        if isinstance(v, Series) and v.op == "lit" and isinstance(v.args[0], str):
+            return True, v.args[0]
+        return False, None
+
+    pairs, default = s.args
+    out = []
+    for cond, value in pairs:
+        ok, text = label(value)
+        if not ok:
+            return None
+        out.append((cond, text))
+    ok, otherwise = label(default)
+    return (out, otherwise) if ok else None
+
+
 def _spans(r: ir.Table) -> ir.Value:
     """The intervals of each run of ``r``: its mask, from ``_kf``/``_kt`` or ``_b``."""
     return r._b if "_b" in r.columns else interval_bits(r._kf, r._kt)
@@ -122,6 +153,9 @@ class MaskPlan:
         self.conditions: dict[tuple, list[Series]] = {}  # leaf -> the conditions reading it
         self.inside: set[tuple] = set()  # leaves read inside a runs condition or a group
         self.group_keys: dict[str, tuple | None] = {}  # group column -> run key (None: static)
+        #: group columns that are a case over conditions: (condition, label) pairs, the
+        #: label where none holds
+        self.case_groups: dict[str, tuple[list[tuple[Series, str | None]], str | None]] = {}
         self.atoms: dict[tuple, str] = {}  # flips and patient-level conditions -> columns
         self._one: ir.Table | None = None  # a one-row table, made when first needed
         for m in group:
@@ -208,9 +242,16 @@ class MaskPlan:
             self.group_keys[col] = None
             return
         skey = self._one_runs_table(s)
-        if skey is None:
+        if skey is not None:
+            self.group_keys[col] = skey
+            return
+        labels = _case_labels(s)
+        if labels is None:
             raise Unsupported(f"{s.desc}: a breakdown not by one runs table's value")
-        self.group_keys[col] = skey
+        for cond, _ in labels[0]:
+            self._plan_bool(cond)  # Unsupported when masks cannot evaluate it
+        self.group_keys[col] = ("case",)
+        self.case_groups[col] = labels
 
     def _one_runs_table(self, s: Series) -> tuple | None:
         """The run key of the one runs table whose leaves ``s`` reads (and nothing else
@@ -471,6 +512,27 @@ class MaskPlan:
         out = parts.group_by(["patient_id", "_lab"]).aggregate(_p=_bit_or(parts._b))
         return out.select(_gp=out.patient_id, **{f"_g{j}": out._lab, f"_p{j}": out._p})
 
+    def _case_partition(self, w: ir.Table, col: str, j: int) -> ir.Table:
+        """``w`` with ``_g{j}, _p{j}``: one row per label of breakdown ``col`` (a case over
+        conditions) that the patient takes in some interval, with those intervals' mask —
+        each label where its condition is true and no earlier one's was (as ``case``
+        picks), the last label where none was."""
+        branches, otherwise = self.case_groups[col]
+        rest = ibis.literal(self.all, type="int64")
+        parts = []
+        for cond, label in branches:
+            t, _ = self.tf(cond, w)
+            parts.append((label, t & rest))
+            rest = _without(rest, t)
+        parts.append((otherwise, rest))
+        items = [
+            ibis.struct({"l": ibis.literal(label, type="string"), "p": mask})
+            for label, mask in parts
+        ]
+        x = w.mutate(_u=ibis.array(items)).unnest("_u")
+        x = x.mutate(**{f"_g{j}": x._u["l"], f"_p{j}": x._u["p"]}).drop("_u")
+        return x.filter(x[f"_p{j}"] != 0)
+
     def _count(self, w: ir.Table) -> list[pd.DataFrame]:
         by_breakdown = breakdowns(self.group, self.names)
         frames = []
@@ -478,10 +540,19 @@ class MaskPlan:
             x = w
             dynamic = []
             for j, (_, col) in enumerate(sig):
-                if self.group_keys[col] is not None:
+                if self.group_keys[col] is not None and col not in self.case_groups:
                     p = self._partition(self.pt, col, j)
                     x = x.inner_join(p, x.patient_id == p._gp).drop("_gp")
+                if self.group_keys[col] is not None:
                     dynamic.append(j)
+            nodes = [
+                self.variables[self.names[m.name][c]] for m in measures for c in ("den", "num")
+            ]
+            cases = [(j, col) for j, (_, col) in enumerate(sig) if col in self.case_groups]
+            nodes += [cond for _, col in cases for cond, _ in self.case_groups[col][0]]
+            x = self._atoms(nodes, x)  # (resets the atoms: their columns are x's)
+            for j, col in cases:
+                x = self._case_partition(x, col, j)
             labels = {
                 f"_l{j}": self.c.expr(self.variables[col], x)
                 if self.group_keys[col] is None
@@ -489,10 +560,6 @@ class MaskPlan:
                 for j, (_, col) in enumerate(sig)
             }
             x = x.mutate(**labels)
-            nodes = [
-                self.variables[self.names[m.name][c]] for m in measures for c in ("den", "num")
-            ]
-            x = self._atoms(nodes, x)  # (resets the atoms: their columns are x's)
             part = None
             for j in dynamic:
                 part = x[f"_p{j}"] if part is None else part & x[f"_p{j}"]

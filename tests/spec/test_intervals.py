@@ -13,6 +13,7 @@ from pophealth.codelists import Codelist
 from pophealth.query import (
     Measures,
     addresses,
+    case,
     events,
     index_date,
     interval_start,
@@ -128,8 +129,8 @@ def test_birthday_on_29_february(engine, way, tmp_path):
         group_by={"g_band": patients.age_band_on(index_date, bands=(0, 18))},
     )
     paths, got = _run(engine, store, m)
-    # a breakdown by age band reads the age as a value: change points either way
-    assert set(paths.values()) == {"change_points"}
+    # a breakdown by age band is a case over age thresholds, which flip on birthdays
+    assert set(paths.values()) == {_expected(way, m)}
     # 18 on 28 Feb (x28), on 1 March for the 29 February birthday (x29) and for x01
     assert [got.get(("adults", d), (0, 0))[1] for d in days] == [0, 0, 1, 3, 3]
     assert [got.get(("by_band", d, "18+"), (0, 0))[1] for d in days] == [0, 0, 1, 3, 3]
@@ -404,3 +405,38 @@ def test_counts_compared_with_whole_numbers(engine, way, tmp_path):
         assert [got[(name, e)][0] for e in ends] == expected, name
     if engine == "duckdb":
         check(store, ivs, _spec_of(m), "duckdb")
+
+
+def test_a_breakdown_picking_labels_by_conditions(engine, way, tmp_path):
+    # "adult woman" from the 18th birthday, "woman" before it (a condition that does not
+    # depend on the interval beside one that flips), no label otherwise
+    born = {"a": D(2006, 2, 15), "b": D(2006, 3, 20), "c": D(1990, 1, 1)}
+    store = make_store(
+        tmp_path,
+        {
+            "patients": [
+                {"patient_id": p, "date_of_birth": d, "sex": "male" if p == "c" else "female"}
+                for p, d in born.items()
+            ],
+            "registrations": _registered(born),
+        },
+    )
+    adult = patients.age_on(index_date) >= 18
+    female = patients.sex == "female"
+    label = case((female & adult, "adult woman"), (female, "woman"))
+    m = Measures(intervals=JAN_APR_2024)
+    m.define_measure(
+        "registered",
+        numerator=registrations.registered_on(index_date),
+        denominator=patients.is_alive_on(index_date),
+        group_by={"g_who": label},
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {_expected(way, m)}
+    ends = [e for _, e in JAN_APR_2024]
+    # a is 18 on 15 Feb 2024, b on 20 Mar 2024; c is a man: "unknown"
+    assert [got.get(("registered", e, "adult woman"), (0, 0))[1] for e in ends] == [0, 1, 2, 2]
+    assert [got.get(("registered", e, "woman"), (0, 0))[1] for e in ends] == [2, 1, 0, 0]
+    assert [got[("registered", e, "unknown")][1] for e in ends] == [1, 1, 1, 1]
+    if engine == "duckdb":
+        check(store, JAN_APR_2024, _spec_of(m), "duckdb")
