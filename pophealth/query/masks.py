@@ -24,9 +24,10 @@ Where the masks come from (one aggregate per patient, no sort):
   whose window holds it — no runs at all;
 * a breakdown by an interval-dependent value (the IMD quintile of the address on the
   date): the patient's intervals are split by the value, one row per value with its mask;
-  a breakdown that picks a text label by conditions masks can evaluate (the age band on
-  the date: ``case`` over age thresholds) the same way, each label taking the intervals
-  where its condition holds and no earlier one did.
+  a breakdown that picks a text label by conditions masks can evaluate (``case``) the
+  same way, each label taking the intervals where its condition holds and no earlier one
+  did; and one on an age alone (the age band on the date) by the birthdays the intervals
+  pass, the age being one number between them.
 
 Each measure's numerator and denominator per interval and group are then sums of bit
 ``k`` of ``num & den & group`` and ``den & group``: one aggregate query for every measure
@@ -88,6 +89,12 @@ class _Missing:
     @property
     def columns(self) -> list[str]:
         return list(self._types)
+
+
+def _differs(a: ir.Value, b: ir.Value) -> ir.Value:
+    """``a`` and ``b`` not the same, a missing value the same as another (never missing)."""
+    na, nb = a.isnull(), b.isnull()
+    return ibis.cases((na & nb, False), (na | nb, True), else_=a != b)
 
 
 def _case_labels(s: Series) -> tuple[list[tuple[Series, str | None]], str | None] | None:
@@ -156,6 +163,8 @@ class MaskPlan:
         #: group columns that are a case over conditions: (condition, label) pairs, the
         #: label where none holds
         self.case_groups: dict[str, tuple[list[tuple[Series, str | None]], str | None]] = {}
+        #: case breakdowns on one age alone: (the age, its birthdays' flip, the years)
+        self.age_groups: dict[str, tuple[Series, int, list[int]]] = {}
         self.atoms: dict[tuple, str] = {}  # flips and patient-level conditions -> columns
         self._one: ir.Table | None = None  # a one-row table, made when first needed
         for m in group:
@@ -178,6 +187,31 @@ class MaskPlan:
         self.direct = direct
         self.tl.direct = direct
         self.tl.bit_runs = True
+        if self.age_groups:  # the age bands' thresholds need no flips of their own
+            nodes = [variables[c[k]] for c in names.values() for k in ("num", "den")]
+            nodes += [cond for labels, _ in self.case_groups.values() for cond, _ in labels]
+            needed = {i for _, i, _ in self.age_groups.values()}
+            self.tl.needed_flips = needed | self._flips_read(nodes)
+
+    def _flips_read(self, nodes: list[Series]) -> set[int]:
+        """The flips the masks of ``nodes`` read."""
+        out: set[int] = set()
+
+        def walk(x: Series) -> None:
+            if not self._dep(x):
+                return
+            rewritten = self.c._rewrite(x)
+            if rewritten is not None:
+                walk(rewritten)
+            elif x.key in self.tl._flip_nodes:
+                out.add(self.tl._flip_nodes[x.key][0])
+            elif x.op in ("and", "or", "not"):
+                for a in x.args:
+                    walk(a)
+
+        for node in nodes:
+            walk(node)
+        return out
 
     # -- planning ------------------------------------------------------------------------
     def _dep(self, s: Series) -> bool:
@@ -248,10 +282,41 @@ class MaskPlan:
         labels = _case_labels(s)
         if labels is None:
             raise Unsupported(f"{s.desc}: a breakdown not by one runs table's value")
+        age = self._only_age(labels)
+        if age is not None:  # the age band: by the birthdays, not by each threshold
+            self.group_keys[col] = ("age",)
+            self.age_groups[col] = (age, *self.tl.age_flip(age))
+            return
         for cond, _ in labels[0]:
             self._plan_bool(cond)  # Unsupported when masks cannot evaluate it
         self.group_keys[col] = ("case",)
         self.case_groups[col] = labels
+
+    def _only_age(self, labels: tuple[list[tuple[Series, str | None]], str | None]) -> Any:
+        """The one age (on a shifted index date, of a date of birth that does not depend
+        on the interval) every condition of a case breakdown compares with whole numbers,
+        combined by ``&``, ``|`` and ``~``; else None."""
+        ages: dict[tuple, Series] = {}
+
+        def walk(x: Series) -> bool:
+            if x.op in ("and", "or", "not"):
+                return all(walk(a) for a in x.args)
+            if x.op not in ("ge", "gt", "le", "lt", "eq", "ne"):
+                return False
+            a, b = x.args
+            if b.op == "age":
+                a, b = b, a
+            if a.op != "age" or b.op != "lit" or type(b.args[0]) is not int:
+                return False
+            dob, on = a.args
+            if self.tl.pure(on) is None or self._dep(dob):
+                return False
+            ages[a.key] = a
+            return True
+
+        if not all(walk(cond) for cond, _ in labels[0]) or len(ages) != 1:
+            return None
+        return next(iter(ages.values()))
 
     def _one_runs_table(self, s: Series) -> tuple | None:
         """The run key of the one runs table whose leaves ``s`` reads (and nothing else
@@ -512,6 +577,38 @@ class MaskPlan:
         out = parts.group_by(["patient_id", "_lab"]).aggregate(_p=_bit_or(parts._b))
         return out.select(_gp=out.patient_id, **{f"_g{j}": out._lab, f"_p{j}": out._p})
 
+    def _age_partition(self, w: ir.Table, col: str, j: int) -> ir.Table:
+        """``w`` with ``_g{j}, _p{j}``: breakdown ``col`` (a case on one age) by the age's
+        stretches between the birthdays the intervals pass: from the birthday in
+        ``years[t - 1]`` to the one in ``years[t]`` the age is ``years[0] - 1 - born + t``,
+        and the label is the case's at that age."""
+        age, i, years = self.age_groups[col]
+        born = self.c.expr(age.args[0], w).year().cast("int64")
+        base = ibis.literal(years[0] - 1, type="int64") - born
+        n = ibis.literal(self.n, type="int64")
+        bounds = [ibis.literal(0, type="int64"), *(w[f"_f{i}_{t}"] for t in range(len(years)))]
+        saved = self.c.substitutes
+        labels = []
+        try:
+            for t in range(len(years) + 1):
+                self.c.substitutes = {**saved, age.key: lambda _, t=t: base + t}
+                labels.append(self.c.expr(self.variables[col], w))
+        finally:
+            self.c.substitutes = saved
+        # w first takes the labels as columns (each a small expression, read often below);
+        # a stretch whose label is the one before's is taken by that one, which runs on
+        # to the next stretch with another label (most patients keep one band throughout)
+        w = w.mutate(**{f"_aL{t}": label for t, label in enumerate(labels)})
+        lab = [w[f"_aL{t}"] for t in range(len(labels))]
+        masks = {}
+        for t in range(len(labels)):
+            hi = n
+            for u in reversed(range(t + 1, len(labels))):
+                hi = ibis.cases((_differs(lab[u], lab[t]), bounds[u]), else_=hi)
+            starts = ibis.literal(True) if t == 0 else _differs(lab[t], lab[t - 1])
+            masks[f"_am{t}"] = ibis.cases((starts, interval_bits(bounds[t], hi)), else_=_zero())
+        return self._split_rows(w.mutate(**masks), j, len(labels))
+
     def _case_partition(self, w: ir.Table, col: str, j: int) -> ir.Table:
         """``w`` with ``_g{j}, _p{j}``: one row per label of breakdown ``col`` (a case over
         conditions) that the patient takes in some interval, with those intervals' mask —
@@ -525,13 +622,24 @@ class MaskPlan:
             parts.append((label, t & rest))
             rest = _without(rest, t)
         parts.append((otherwise, rest))
-        items = [
-            ibis.struct({"l": ibis.literal(label, type="string"), "p": mask})
-            for label, mask in parts
-        ]
-        x = w.mutate(_u=ibis.array(items)).unnest("_u")
-        x = x.mutate(**{f"_g{j}": x._u["l"], f"_p{j}": x._u["p"]}).drop("_u")
-        return x.filter(x[f"_p{j}"] != 0)
+        labels = {f"_aL{t}": ibis.literal(lb, type="string") for t, (lb, _) in enumerate(parts)}
+        masks = {f"_am{t}": mask for t, (_, mask) in enumerate(parts)}
+        return self._split_rows(w.mutate(**labels, **masks), j, len(parts))
+
+    def _split_rows(self, w: ir.Table, j: int, n: int) -> ir.Table:
+        """``w`` (with ``n`` labels ``_aL{t}`` and their masks ``_am{t}``) as ``_g{j},
+        _p{j}``: a row per label whose mask has intervals (a cross join with the labels'
+        numbers: cheaper than an array to unnest)."""
+        ts = self.c.literal_table({"_at": pa.array(range(n), pa.int64())})
+        x = w.cross_join(ts)
+        x = x.mutate(
+            **{
+                f"_g{j}": ibis.cases(*[(x._at == t, x[f"_aL{t}"]) for t in range(n)]),
+                f"_p{j}": ibis.cases(*[(x._at == t, x[f"_am{t}"]) for t in range(n)]),
+            }
+        )
+        x = x.filter(x[f"_p{j}"] != 0)
+        return x.drop("_at", *[f"_aL{t}" for t in range(n)], *[f"_am{t}" for t in range(n)])
 
     def _count(self, w: ir.Table) -> list[pd.DataFrame]:
         by_breakdown = breakdowns(self.group, self.names)
@@ -540,7 +648,8 @@ class MaskPlan:
             x = w
             dynamic = []
             for j, (_, col) in enumerate(sig):
-                if self.group_keys[col] is not None and col not in self.case_groups:
+                later = col in self.case_groups or col in self.age_groups
+                if self.group_keys[col] is not None and not later:
                     p = self._partition(self.pt, col, j)
                     x = x.inner_join(p, x.patient_id == p._gp).drop("_gp")
                 if self.group_keys[col] is not None:
@@ -551,8 +660,11 @@ class MaskPlan:
             cases = [(j, col) for j, (_, col) in enumerate(sig) if col in self.case_groups]
             nodes += [cond for _, col in cases for cond, _ in self.case_groups[col][0]]
             x = self._atoms(nodes, x)  # (resets the atoms: their columns are x's)
-            for j, col in cases:
+            for j, col in cases:  # after the atoms: they are computed once per patient
                 x = self._case_partition(x, col, j)
+            for j, (_, col) in enumerate(sig):
+                if col in self.age_groups:
+                    x = self._age_partition(x, col, j)
             labels = {
                 f"_l{j}": self.c.expr(self.variables[col], x)
                 if self.group_keys[col] is None

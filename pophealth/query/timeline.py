@@ -244,6 +244,8 @@ class Timeline:
         self._flips: list[tuple] = []  # ("cmp", Series, op, g) | ("age", dob, G, thresholds)
         self._flip_keys: dict[tuple, int] = {}
         self._flip_nodes: dict[tuple, tuple[int, Series]] = {}
+        #: When set, the only flips whose columns are computed (the masks' own choice).
+        self.needed_flips: set[int] | None = None
         self._runs: dict[tuple, ir.Table] = {}
         self._pools: dict[tuple, Any] = {}
         #: leaves computed without runs (see :mod:`pophealth.query.masks`): not in families
@@ -869,11 +871,26 @@ class Timeline:
         j = pk.left_join(ref, pk._key == ref._ref_key)
         return j.select("patient_id", *spans, *[self.c._name(lf) for lf in leaves])
 
+    def age_flip(self, age: Series) -> tuple[int, list[int]]:
+        """Record the birthdays ``age`` (an age on a shifted index date) passes over the
+        intervals: the flip's number (its columns ``_f{i}_{j}`` are the first interval on
+        or after the birthday in ``years[j]``) and the years."""
+        self._walk(age)
+        dob, on = age.args
+        g = self.pure(on)
+        assert g is not None
+        years = list(range(g[0].year, g[-1].year + 1))
+        key = (dob.key, tuple(g), None, tuple(years))
+        return self._flip_keys[("age", *key)], years
+
     def _flip_columns(self, pt: ir.Table) -> ir.Table:
         """``pt`` with the interval numbers where each patient-level comparison with the
-        index date flips: ``_f{i}_{j}`` (null where the compared value is missing)."""
+        index date flips: ``_f{i}_{j}`` (null where the compared value is missing); only
+        the flips in :attr:`needed_flips` when that is set."""
         cols = {}
         for i, flip in enumerate(self._flips):
+            if self.needed_flips is not None and i not in self.needed_flips:
+                continue
             if flip[0] == "cmp":
                 _, x, op, g = flip
                 value = self.c.expr(x, pt)
