@@ -440,3 +440,43 @@ def test_a_breakdown_picking_labels_by_conditions(engine, way, tmp_path):
     assert [got[("registered", e, "unknown")][1] for e in ends] == [1, 1, 1, 1]
     if engine == "duckdb":
         check(store, JAN_APR_2024, _spec_of(m), "duckdb")
+
+
+def test_a_breakdown_by_age_alone_goes_by_the_birthdays(engine, way, tmp_path):
+    # "18" for one year, between two stretches labelled "not 18": a label can come back
+    born = {"a": D(2006, 6, 15), "b": D(1980, 2, 29)}
+    store = make_store(
+        tmp_path,
+        {
+            "patients": [{"patient_id": p, "date_of_birth": d} for p, d in born.items()],
+            "registrations": _registered(born),
+        },
+    )
+    age = patients.age_on(index_date)
+    ivs = monthly("2024-01-01", 24)
+    m = Measures(intervals=ivs)
+    m.define_measure(
+        "registered",
+        numerator=registrations.registered_on(index_date),
+        denominator=patients.is_alive_on(index_date),
+        group_by={
+            "g_18": case(((age < 18) | (age >= 19), "not 18"), otherwise="18"),
+            "g_band": patients.age_band_on(index_date, bands=(0, 18, 44, 45)),
+        },
+    )
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {_expected(way, m)}
+    ends = [e for _, e in ivs]
+    # a: 18 from 15 June 2024 to 14 June 2025; b: 44 on 29 February 2024, 45 on 1 March
+    # 2025 (no 29 February that year)
+    a_18 = [D(2024, 6, 15) <= e < D(2025, 6, 15) for e in ends]
+    b_44 = [D(2024, 2, 29) <= e < D(2025, 3, 1) for e in ends]
+    for e, is18, is44 in zip(ends, a_18, b_44, strict=True):
+        a_band = "0-17" if e < D(2024, 6, 15) else "18-43"
+        b_band = "44-44" if is44 else ("18-43" if e < D(2024, 2, 29) else "45+")
+        want = {("18", a_band) if is18 else ("not 18", a_band): 1}
+        want[("not 18", b_band)] = want.get(("not 18", b_band), 0) + 1
+        have = {k[2:]: v[1] for k, v in got.items() if k[1] == e}
+        assert have == want, e
+    if engine == "duckdb":
+        check(store, ivs, _spec_of(m), "duckdb")
