@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -902,9 +903,8 @@ def _semi_joined(population: Series, leaves: Sequence[Series]) -> dict[tuple, Se
             parts.append(s)
 
     walk(population)
-    aggs = {lf.key: lf.args[0]._table for lf in leaves if lf.op == "agg"}
-    tables = list(aggs.values())
-    return {s.key: s for s in parts if tables.count(s.args[0]._table) == 1}
+    readers = Counter(lf.args[0]._table for lf in leaves if lf.op == "agg")  # distinct leaves
+    return {s.key: s for s in parts if readers[s.args[0]._table] == 1}
 
 
 def _conjuncts(s: Series) -> set[tuple]:
@@ -1126,9 +1126,10 @@ def compile_patient_table(
             compiler.known = frozenset()
         if cache_population and hit is None:
             pop = pop.cache()
+        keeping = remember and compiler.reuse is not None and not with_interval
         done = {leaf.key for leaf in pop_leaves}
         rest = [leaf for leaf in compiler._leaves(nodes) if leaf.key not in done]
-        if remember and compiler.reuse is not None and not with_interval and later:
+        if keeping and later:
             seen, memo = done | {leaf.key for leaf in rest}, {}
             rest += [
                 lf
@@ -1144,7 +1145,7 @@ def compile_patient_table(
         computed = [*pop_leaves, *rest]
         if hit is not None:  # nothing new to remember when every value was remembered
             computed = [lf for lf in computed if compiler._name(lf) not in hit.table.columns]
-        if remember and compiler.reuse is not None and not with_interval and computed:
+        if keeping and computed:
             t = compiler.reuse.remember(compiler, population, t, [*pop_leaves, *rest])
     facts = _facts(hit.population) if hit is not None else frozenset()
     cols = {}

@@ -249,14 +249,16 @@ def run_dataset(
     remember = con is source and output != "ibis"
     later = []
     if measures is not None:
+        from pophealth.query.measures import Measures, shared_values
+
+        if not isinstance(measures, Measures):
+            raise TypeError(f"measures=...: needs a Measures object, not {type(measures).__name__}")
         if not remember:
             raise QueryError(
                 "measures=...: values are kept for a later run on the same connection; pass "
                 "a connection from connect(store) (and an output other than 'ibis')"
             )
         if dataset.population is not None:
-            from pophealth.query.measures import shared_values
-
             later = shared_values(measures, compiler.index_date, dataset.population)
     expr = compile_patient_table(
         compiler, dataset.variables, dataset.population, remember=remember, later=later

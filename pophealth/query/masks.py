@@ -586,7 +586,9 @@ class MaskPlan:
         born = self.c.expr(age.args[0], w).year().cast("int64")
         base = ibis.literal(years[0] - 1, type="int64") - born
         n = ibis.literal(self.n, type="int64")
-        bounds = [ibis.literal(0, type="int64"), *(w[f"_f{i}_{t}"] for t in range(len(years)))]
+        # (no birthday known: the first stretch, at a missing age, runs to the end)
+        firsts = [w[f"_f{i}_{t}"].fill_null(n) for t in range(len(years))]
+        bounds = [ibis.literal(0, type="int64"), *firsts]
         saved = self.c.substitutes
         labels = []
         try:

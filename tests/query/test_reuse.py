@@ -256,6 +256,8 @@ def test_only_measures_a_dataset_can_serve_are_computed_with_it(tmp_path):
     assert got == {(saba >= 2).key, (cohort & htn).key}
     with pytest.raises(QueryError, match="connection"):
         run_dataset(store, ds, index_date=INDEX, measures=m)  # nothing would be kept
+    with pytest.raises(TypeError, match="Measures"):
+        run_dataset(connect(store), ds, index_date=INDEX, measures=[m])
 
 
 def test_a_has_a_row_part_of_the_population_is_a_semi_join(engine, tmp_path):
