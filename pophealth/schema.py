@@ -139,13 +139,18 @@ class Table:
     #: row per patient (``patients``) or not patient-level at all (``areas``).
     many_rows_per_patient: bool = True
     patient_level: bool = True
+    #: Row order of the stored file (each table is one sort): a coded table is clustered
+    #: by its coding system, code and date, so that a query for a code list reads only
+    #: the Parquet row groups whose code range can hold one of its codes. Empty: the
+    #: order the rows were written in.
+    cluster_by: tuple[str, ...] = ()
     _by_name: dict[str, Column] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name!r} declares a column twice")
-        for key in self.primary_key:
+        for key in (*self.primary_key, *self.cluster_by):
             if key not in names:
                 raise ValueError(f"table {self.name!r}: key column {key!r} is not declared")
         self._by_name.update({c.name: c for c in self.columns})
@@ -325,6 +330,7 @@ EVENTS = Table(
         ),
         Column("unit", "string", "Unit of `value` as recorded (UCUM where the source uses it)."),
     ),
+    cluster_by=("system", "code", "date"),
 )
 
 MEDICATIONS = Table(
@@ -354,6 +360,7 @@ MEDICATIONS = Table(
             minimum=0,
         ),
     ),
+    cluster_by=("system", "code", "date"),
 )
 
 ADMISSIONS = Table(
@@ -420,6 +427,7 @@ EMERGENCY_ATTENDANCES = Table(
         ),
         _provider(),
     ),
+    cluster_by=("diagnosis_system", "diagnosis", "arrival_datetime"),
 )
 
 OPERATIONS = Table(
@@ -468,6 +476,7 @@ OPERATIONS = Table(
         ),
         _provider(),
     ),
+    cluster_by=("system", "code", "start_datetime"),
 )
 
 QUESTIONNAIRE_RESPONSES = Table(
@@ -643,6 +652,12 @@ def to_markdown() -> str:
         out += [f"## `{t.name}`", "", t.doc, ""]
         if t.primary_key:
             out += ["Key: " + ", ".join(f"`{k}`" for k in t.primary_key), ""]
+        if t.cluster_by:
+            out += [
+                "Stored sorted by " + ", ".join(f"`{k}`" for k in t.cluster_by) + " (so a "
+                "code list's rows lie in few Parquet row groups).",
+                "",
+            ]
         out += ["| column | type | constraints | description |", "|---|---|---|---|"]
         for c in t.columns:
             doc = c.doc.replace("|", "\\|")

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pophealth import __version__
-from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema
+from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema, table
 
 CURRENT = "CURRENT"
 SNAPSHOTS = "snapshots"
@@ -73,8 +73,20 @@ def conform(name: str, data: pa.Table) -> pa.Table:
         raise StoreError(f"table {name!r} does not fit the canonical schema: {exc}") from exc
 
 
+#: Rows per Parquet row group. A row group is what a reader skips by its statistics, so
+#: tables clustered by code (see ``cluster_by`` in :mod:`pophealth.schema`) are written in
+#: small groups: a code list's rows then lie in few of them.
+ROW_GROUP_ROWS = 1_000_000
+CLUSTERED_ROW_GROUP_ROWS = 122_880
+#: Memory the sort of a clustered table may use before it spills to disk.
+SORT_MEMORY = "2GB"
+
+
 def _write_parquet(name: str, data, target: Path) -> int:
     """Write one table (whole or in chunks) to ``target``; return its row count."""
+    keys = table(name).cluster_by
+    if keys:
+        return _write_clustered(name, data, target, keys)
     schema = arrow_schema(name)
     chunks = [data] if isinstance(data, pa.Table | pa.RecordBatch) else data
     rows = 0
@@ -83,10 +95,77 @@ def _write_parquet(name: str, data, target: Path) -> int:
             if isinstance(chunk, pa.RecordBatch):
                 chunk = pa.Table.from_batches([chunk])
             chunk = conform(name, chunk)
-            writer.write_table(chunk, row_group_size=1_000_000)
+            writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
             rows += chunk.num_rows
     _fsync_file(target)
     return rows
+
+
+def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> int:
+    """Write ``name`` sorted by its cluster keys (then every other column, so that the file
+    does not depend on the order rows arrived in), in small row groups.
+
+    Chunks are first streamed to a scratch file beside ``target``; DuckDB sorts (spilling
+    to a scratch directory there beyond :data:`SORT_MEMORY`) and the sorted rows
+    are streamed back out. Both scratch paths live in the snapshot being built, so an
+    interrupted write leaves nothing behind once that snapshot is removed."""
+    import duckdb
+
+    scratch = target.with_name(f".{target.stem}.unsorted.parquet")
+    spill = target.with_name(f".{target.stem}.sort-spill")
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = {_sql_text(spill)}")
+        con.execute("SET preserve_insertion_order = true")
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
+        if isinstance(data, pa.Table | pa.RecordBatch):
+            whole = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+            con.register("_rows", conform(name, whole))
+        else:
+            with pq.ParquetWriter(scratch, arrow_schema(name), compression="zstd") as writer:
+                for chunk in data:
+                    if isinstance(chunk, pa.RecordBatch):
+                        chunk = pa.Table.from_batches([chunk])
+                    writer.write_table(conform(name, chunk), row_group_size=ROW_GROUP_ROWS)
+            con.execute(f"CREATE VIEW _rows AS SELECT * FROM read_parquet({_sql_text(scratch)})")
+        names = arrow_schema(name).names
+        order = [*keys, *(c for c in names if c not in keys)]
+        sorted_rows = con.execute(
+            "SELECT * FROM _rows ORDER BY " + ", ".join(f'"{c}" ASC NULLS LAST' for c in order)
+        ).to_arrow_reader(CLUSTERED_ROW_GROUP_ROWS)
+        rows = 0
+        with pq.ParquetWriter(target, arrow_schema(name), compression="zstd") as writer:
+            for group in _regroup(sorted_rows, CLUSTERED_ROW_GROUP_ROWS):
+                writer.write_table(conform(name, group), row_group_size=CLUSTERED_ROW_GROUP_ROWS)
+                rows += group.num_rows
+    finally:
+        con.close()
+        scratch.unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
+    _fsync_file(target)
+    return rows
+
+
+def _sql_text(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _regroup(batches: Iterable[pa.RecordBatch], size: int) -> Iterable[pa.Table]:
+    """Tables of exactly ``size`` rows (the last may be shorter) from ``batches`` of any
+    size: each becomes one row group."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= size:
+            whole = pa.Table.from_batches(pending)
+            yield whole.slice(0, size)
+            rest = whole.slice(size)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
 
 
 class Store:
