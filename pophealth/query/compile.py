@@ -79,6 +79,34 @@ def _common_filters(
     return common, rest
 
 
+def _codes_kept(filters: Sequence[Series]) -> tuple[str, frozenset[str]] | None:
+    """``(column, codes)`` when rows meeting every one of ``filters`` all hold one of
+    ``codes`` in the (single-code) column ``column``: one filter is a code-list match, an
+    ``&`` with one, or an ``|`` of matches on that column. None when no filter says so."""
+    for f in filters:
+        found = _codes_of(f)
+        if found is not None:
+            return found
+    return None
+
+
+def _codes_of(s: Any) -> tuple[str, frozenset[str]] | None:
+    if not isinstance(s, Series):
+        return None
+    if s.op == "match":
+        _, column, _, is_list, by_system = s.args
+        if is_list:
+            return None
+        return column, frozenset(code for _, codes in by_system for code in codes)
+    if s.op == "and":
+        return _codes_of(s.args[0]) or _codes_of(s.args[1])
+    if s.op == "or":
+        a, b = _codes_of(s.args[0]), _codes_of(s.args[1])
+        if a is not None and b is not None and a[0] == b[0]:
+            return a[0], a[1] | b[1]
+    return None
+
+
 class Compiler:
     """Builds Ibis expressions for one run (an index date, or a list of intervals)."""
 
@@ -210,13 +238,30 @@ class Compiler:
         return t
 
     # -- frames ---------------------------------------------------------------------------
+    def scan(self, table: str, filter_sets: Sequence[Sequence[Series]]) -> ir.Table:
+        """``table`` as a pass over frames with these filters reads it: when each frame
+        keeps only the codes of some code lists, first a plain "code in any of them".
+
+        That test is redundant with the frames' own (which also check each code's
+        system), but engines push a plain ``IN`` down to the Parquet scan, which then skips
+        every row group whose code range holds none of the codes. The store clusters coded
+        tables by code (``cluster_by`` in :mod:`pophealth.schema`), so a code list's rows
+        lie in few row groups."""
+        t = self.table(table)
+        kept = [_codes_kept(filters) for filters in filter_sets]
+        if not kept or any(k is None for k in kept) or len({k[0] for k in kept}) != 1:
+            return t
+        column = kept[0][0]
+        codes = sorted(frozenset().union(*(k[1] for k in kept)))
+        return t.filter(t[column].isin(codes))
+
     def _staged(
         self, table: str, static: list[Series], dynamic: list[Series], extra: Sequence[Series] = ()
     ) -> ir.Table:
         """Rows of ``table``: filters that do not depend on the interval are applied first
         (so code-list filters reach the scan), then the rows are paired with the intervals
         (only if something depends on them) and the interval-dependent filters applied."""
-        t = self.table(table)
+        t = self.scan(table, [static])
         static_leaves = self._leaves(static)
         if static_leaves:
             pt, _ = self.leaf_table(static_leaves, with_interval=False)
@@ -436,7 +481,7 @@ class Compiler:
         else:
             splits = {k: self._split(f._filters) for k, f in frames.items()}
             common, splits = _common_filters(splits)
-            t = self.table(first._table)
+            t = self.scan(first._table, [f._filters for f in frames.values()])
             static_leaves = self._leaves([*common, *(x for st, _ in splits.values() for x in st)])
             if static_leaves:
                 pt, _ = self.leaf_table(static_leaves, with_interval=False)
@@ -629,7 +674,7 @@ class Compiler:
         table = leaves[0].args[0]._table
         frames = {lf.args[0].key: lf.args[0] for lf in leaves}
         common, splits = _common_filters({k: (list(f._filters), []) for k, f in frames.items()})
-        t = self.table(table)
+        t = self.scan(table, [f._filters for f in frames.values()])
         if common:  # filters every frame has: a plain filter the scan can use
             t = t.filter([self.expr(f, t) for f in common])
         flags: dict[tuple, str | None] = {}

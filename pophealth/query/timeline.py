@@ -486,7 +486,7 @@ class Timeline:
         """Rows of ``frame`` after its interval-independent filters, with ``_lo``/``_hi``,
         only rows inside the window in some interval."""
         static, dynamic = self.c._split(frame._filters)
-        t = self._tagged_by_codes(self.c.table(frame._table), [static])
+        t = self._tagged_by_codes(self.c.scan(frame._table, [static]), [static])
         t = t.drop("_tag") if t is not None else self.c._staged(frame._table, static, [])
         ranges = [self._range(f) for f in dynamic]
         need = [leaf for leaf in self.c._leaves([x for r in ranges for x in r.series()])]
@@ -608,7 +608,7 @@ class Timeline:
         scan, each tagged with the index of a frame it belongs to (a row may be in several),
         with ``_lo``/``_hi``."""
         statics = [self.c._split(f._filters)[0] for f in frames]
-        t = self.c.table(frames[0]._table)
+        t = self.c.scan(frames[0]._table, statics)
         by_codes = self._tagged_by_codes(t, statics)
         if by_codes is not None:
             _, dynamic = self.c._split(frames[0]._filters)
