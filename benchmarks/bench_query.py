@@ -150,6 +150,7 @@ def run_sql(store: Store):
         t: str(store.table_path(t))
         for t in ("patients", "registrations", "addresses", "areas", "events", "medications")
     }
+    registers = cl("hypertension_diagnosis") | cl("asthma_diagnosis") | cl("asthma_review")
     idx = f"DATE '{INDEX}'"
     start12 = f"({idx} - INTERVAL 12 MONTH)"
     sql = f"""
@@ -173,7 +174,9 @@ def run_sql(store: Store):
              bool_or(code IN ({_in(cl("asthma_diagnosis"))}) AND date <= {idx}) AS asthma,
              bool_or(code IN ({_in(cl("asthma_review"))}) AND date > {start12}
                      AND date <= {idx}) AS reviewed
-           FROM '{p["events"]}' WHERE system = 'snomedct' GROUP BY patient_id),
+           FROM '{p["events"]}'
+           WHERE system = 'snomedct' AND code IN ({_in(registers)})
+           GROUP BY patient_id),
     bpday AS (SELECT patient_id, code IN ({_in(cl("systolic_bp"))}) AS is_sbp, date,
                      min(value) AS v
               FROM '{p["events"]}'
@@ -288,8 +291,8 @@ def run_pandas(store: Store):
     out["age"] = pat["age"].to_numpy()
     out["sex"] = pat["sex"].to_numpy()
     out["ethnicity"] = pat["ethnicity_5"].to_numpy()
-    q = out["patient_id"].map(addr.set_index("patient_id")["imd_quintile"])
-    out["imd_quintile"] = q.map(lambda v: "unknown" if pd.isna(v) else str(int(v)))
+    q = out["patient_id"].map(addr.set_index("patient_id")["imd_quintile"]).astype("Int64")
+    out["imd_quintile"] = q.astype("string").fillna("unknown").astype(object)
     out["hypertension"] = out["patient_id"].isin(htn)
     out["asthma"] = out["patient_id"].isin(asthma)
     out["sbp"] = out["patient_id"].map(sbp)
