@@ -486,8 +486,12 @@ class Timeline:
         """Rows of ``frame`` after its interval-independent filters, with ``_lo``/``_hi``,
         only rows inside the window in some interval."""
         static, dynamic = self.c._split(frame._filters)
-        t = self._tagged_by_codes(self.c.scan(frame._table, [static]), [static])
-        t = t.drop("_tag") if t is not None else self.c._staged(frame._table, static, [])
+        envelope = self._envelope(dynamic)
+        t = self._tagged_by_codes(self._scan(frame._table, [static], envelope), [static])
+        if t is not None:
+            t = t.drop("_tag")
+        else:
+            t = self.c._staged(frame._table, [*static, *envelope], [])
         ranges = [self._range(f) for f in dynamic]
         need = [leaf for leaf in self.c._leaves([x for r in ranges for x in r.series()])]
         need = [leaf for leaf in need if self.c._name(leaf) not in t.columns]
@@ -603,12 +607,51 @@ class Timeline:
             return ("sweep", frame._table, tuple(f.key for f in dynamic))
         return None
 
+    def _envelope(self, dynamic: Sequence[Series]) -> list[Series]:
+        """Interval-independent conditions every row inside the window of ``dynamic`` in
+        some interval meets: "date <= index date" is "date <= the last interval's end" and
+        "date > index date - 12 months" is "date > the first interval's end - 12 months".
+        Plain comparisons of a row's own column with a date, so the engine skips the rows
+        (and Parquet row groups) no interval's window reaches."""
+        out: list[Series] = []
+
+        def walk(r: _Range) -> None:
+            if r.kind == "and":
+                for part in r.parts:
+                    walk(part)
+            elif r.kind == "cmp":
+                x, op, g = r.parts
+                if self.c._leaves([x]) or not g:
+                    return  # a per-patient value: not a plain filter on the rows
+                if op in ("le", "eq"):
+                    out.append(x <= g[-1])
+                elif op == "lt":
+                    out.append(x < g[-1])
+                if op in ("ge", "eq"):
+                    out.append(x >= g[0])
+                elif op == "gt":
+                    out.append(x > g[0])
+
+        for f in dynamic:
+            try:
+                walk(self._range(f))
+            except Unsupported:
+                return []
+        return out
+
+    def _scan(self, table: str, statics: list[list[Series]], envelope: list[Series]) -> ir.Table:
+        """``table`` as a pass over frames with ``statics`` reads it (see
+        :meth:`Compiler.scan`), within the ``envelope`` of their windows."""
+        t = self.c.scan(table, statics)
+        return t.filter([self.c.expr(e, t) for e in envelope]) if envelope else t
+
     def _tagged(self, frames: list[Frame]) -> ir.Table:
         """The rows of ``frames`` (one table, the same interval-dependent filters) from one
         scan, each tagged with the index of a frame it belongs to (a row may be in several),
         with ``_lo``/``_hi``."""
         statics = [self.c._split(f._filters)[0] for f in frames]
-        t = self.c.scan(frames[0]._table, statics)
+        envelope = self._envelope(self.c._split(frames[0]._filters)[1])
+        t = self._scan(frames[0]._table, statics, envelope)
         by_codes = self._tagged_by_codes(t, statics)
         if by_codes is not None:
             _, dynamic = self.c._split(frames[0]._filters)

@@ -117,3 +117,44 @@ def test_one_pass_over_two_lists_skips_row_groups(clustered, tmp_path, monkeypat
             "AND date <= DATE '2025-01-01'"
         ).fetchone()[0]
         assert int(got[name].sum()) == ref > 0
+
+
+# -- many intervals: the envelope of the windows ------------------------------------------
+
+
+D = "events.date"
+
+
+def _envelope(frame, intervals):
+    import ibis
+
+    from pophealth.query.timeline import Timeline
+
+    tl = Timeline(ibis.duckdb.connect(), intervals)
+    _, dynamic = tl.c._split(frame._filters)
+    return {(e.args[0].desc, e.op, e.args[1].args[0]) for e in tl._envelope(dynamic)}
+
+
+def test_the_windows_of_24_months_are_read_as_one_date_range():
+    """ "In the 12 months before" each month end from April 2024 to March 2026: no row
+    outside 1 May 2023 .. 31 March 2026 is in any interval's window."""
+    from pophealth.query.measures import monthly
+
+    months = monthly("2024-04-01", 24)
+    env = _envelope(events.matching(A).in_last(months=12), months)
+    assert env == {(D, "gt", dt.date(2023, 4, 30)), (D, "le", dt.date(2026, 3, 31))}
+    env = _envelope(events.matching(A).on_or_before(index_date), months)
+    assert env == {(D, "le", dt.date(2026, 3, 31))}
+    env = _envelope(events.matching(A).on_or_after(index_date), months)
+    assert env == {(D, "ge", dt.date(2024, 4, 30))}
+
+
+def test_a_window_on_a_patient_value_has_no_envelope():
+    """ "Born on or before the index date" compares a patient's value, not the row's own
+    column: it is not turned into a filter on the rows."""
+    from pophealth.query import patients
+    from pophealth.query.measures import monthly
+
+    frame = events.where(events.date <= index_date).where(patients.date_of_birth <= index_date)
+    env = _envelope(frame, monthly("2024-04-01", 3))
+    assert env == {(D, "le", dt.date(2024, 6, 30))}
