@@ -383,6 +383,9 @@ class MaskPlan:
             sig = (frame._table, tuple(f.key for f in dynamic))
             if self.c._leaves(static):
                 sig = (*sig, frame.key)  # filters reading patient values: a pass of its own
+            # "at least c > 1 rows" sorts its rows (a window); "has a row" needs no order:
+            # each in a pass of its own, so the sort sees only the rows that need it
+            sig = (*sig, any(c > 1 for c in self.at_least[key]))
             by.setdefault(sig, []).append(leaf)
         out = []
         for j, leaves in enumerate(by.values()):
