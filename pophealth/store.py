@@ -14,6 +14,12 @@ hard-linked, not copied), flushes it to disk, and only then swaps ``CURRENT`` wi
 leaves ``CURRENT`` naming the previous, complete snapshot; leftovers of the
 interrupted write are removed by the next successful one.
 
+A coded table (``cluster_by`` in :mod:`pophealth.schema`: events, medications,
+operations, emergency attendances) is written sorted by coding system, code and date in
+row groups of 122,880 rows, whatever order its rows arrive in: a query for a code list
+then reads only the row groups whose code range can hold one of its codes (the query
+layer adds the plain ``code IN (...)`` engines check against row-group statistics).
+
 Queries run through Ibis: :meth:`Store.connect` returns a DuckDB (default) or Spark
 backend with every table registered.
 """
