@@ -128,12 +128,15 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
         if isinstance(data, pa.Table | pa.RecordBatch):
             whole = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
             con.register("_rows", conform(name, whole))
+            given = whole.num_rows
         else:
+            given = 0
             with pq.ParquetWriter(scratch, arrow_schema(name), compression="zstd") as writer:
                 for chunk in data:
                     if isinstance(chunk, pa.RecordBatch):
                         chunk = pa.Table.from_batches([chunk])
                     writer.write_table(conform(name, chunk), row_group_size=ROW_GROUP_ROWS)
+                    given += chunk.num_rows
             con.execute(f"CREATE VIEW _rows AS SELECT * FROM read_parquet({_sql_text(scratch)})")
         names = arrow_schema(name).names
         order = [*keys, *(c for c in names if c not in keys)]
@@ -145,6 +148,8 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
             for group in _regroup(sorted_rows, CLUSTERED_ROW_GROUP_ROWS):
                 writer.write_table(conform(name, group), row_group_size=CLUSTERED_ROW_GROUP_ROWS)
                 rows += group.num_rows
+        if rows != given:  # never expected: a sort must not lose or invent a row
+            raise StoreError(f"table {name!r}: {given:,} rows given but {rows:,} sorted")
     finally:
         con.close()
         scratch.unlink(missing_ok=True)
