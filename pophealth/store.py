@@ -122,7 +122,6 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_sql_text(spill)}")
-        con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
         con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
         if isinstance(data, pa.Table | pa.RecordBatch):

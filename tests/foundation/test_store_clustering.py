@@ -15,6 +15,7 @@ import pytest
 from pophealth.codelists import verhoeff_ok
 from pophealth.schema import TABLES, arrow_schema
 from pophealth.store import CLUSTERED_ROW_GROUP_ROWS, Store, StoreError
+from tests.spec.conftest import arrow_table
 
 N = 300_000  # a few row groups
 #: 60 SNOMED-CT-shaped codes (valid check digits), all six digits: text order is number order
@@ -40,6 +41,12 @@ def _events(n: int = N, seed: int = 1, systems=("snomedct", "ctv3", "loinc")) ->
             "unit": pa.array(np.where(rng.random(n) < 0.5, "mm[Hg]", None).tolist(), pa.string()),
         }
     )
+
+
+def patients_of(events: pa.Table) -> pa.Table:
+    """A patients table (the spec suite's defaults) for every patient in ``events``."""
+    ids = sorted(set(events["patient_id"].to_pylist()))
+    return arrow_table("patients", [{"patient_id": p} for p in ids])
 
 
 def _write(path, data) -> Store:
@@ -163,16 +170,8 @@ def test_duckdb_skips_row_groups_for_a_code_list(tmp_path):
     from pophealth.query import Dataset, events, index_date, run_dataset
 
     data = _events(systems=("snomedct",))
-    ids = pa.array(sorted(set(data["patient_id"].to_pylist())))
-    people = pa.table({"patient_id": ids, "date_of_birth": pa.array([0] * len(ids), pa.date32())})
-    people = people.append_column("sex", pa.array(["female"] * len(ids)))
-    for c in ("ethnicity_5", "ethnicity_16"):
-        people = people.append_column(
-            c, pa.array(["unknown" if c == "ethnicity_5" else "Z"] * len(ids))
-        )
-    people = people.append_column("date_of_death", pa.nulls(len(ids), pa.date32()))
     store = Store.open_or_new(tmp_path / "s").write(
-        {"events": data, "patients": people}, provenance={"source": "test"}
+        {"events": data, "patients": patients_of(data)}, provenance={"source": "test"}
     )
     shutil.copytree(tmp_path / "s", tmp_path / "u")
     unsorted = Store.open(tmp_path / "u")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pyarrow as pa
 import pytest
 
 from pophealth.codelists import Codelist
 from pophealth.query import Dataset, admissions, events, index_date, run_dataset
 from pophealth.query.compile import Compiler, _codes_kept
 from pophealth.store import CLUSTERED_ROW_GROUP_ROWS, Store
-from tests.foundation.test_store_clustering import CODES, _events, _rows_scanned
+from tests.foundation.test_store_clustering import CODES, _events, _rows_scanned, patients_of
 
 A = Codelist.of("snomedct", CODES[:2], name="a")
 B = Codelist.of("snomedct", CODES[40:42], name="b")
@@ -68,20 +67,10 @@ def _compiled(store: Store, frames) -> str:
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory) -> Store:
     data = _events(systems=("snomedct",))
-    ids = pa.array(sorted(set(data["patient_id"].to_pylist())))
-    n = len(ids)
-    people = pa.table(
-        {
-            "patient_id": ids,
-            "date_of_birth": pa.array([0] * n, pa.date32()),
-            "sex": ["female"] * n,
-            "ethnicity_5": ["unknown"] * n,
-            "ethnicity_16": ["Z"] * n,
-            "date_of_death": pa.nulls(n, pa.date32()),
-        }
-    )
     path = tmp_path_factory.mktemp("clustered") / "s"
-    return Store.open_or_new(path).write({"events": data, "patients": people}, provenance={})
+    return Store.open_or_new(path).write(
+        {"events": data, "patients": patients_of(data)}, provenance={}
+    )
 
 
 def test_scan_filters_on_the_union_only_when_every_frame_has_a_list(clustered):
