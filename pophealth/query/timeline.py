@@ -840,11 +840,11 @@ class Timeline:
         if self.bit_runs:
             order = self.c._order_by(frame, rows, direction)
             bits = interval_bits(rows._lo, rows._hi)
-            upto = ibis.window(group_by="patient_id", order_by=order, preceding=None, following=0)
-            x = rows.mutate(_b0=bits, _cum=bit_or(bits).over(upto))
-            before = x._cum.lag().over(ibis.window(group_by="patient_id", order_by=order))
+            # the rows before in the order: one window frame ending on the row before
+            before = ibis.window(group_by="patient_id", order_by=order, preceding=(None, 1))
+            x = rows.mutate(_b0=bits, _before=bit_or(bits).over(before))
             values = {self.c._name(leaf): self.c.expr(leaf.args[2], x) for leaf in leaves}
-            taken = x._b0 & before.fill_null(0)  # (no ~: see masks._without)
+            taken = x._b0 & x._before.fill_null(0)  # (no ~: see masks._without)
             x = x.select("patient_id", _b=x._b0 - taken, **values)
             return x.filter(x._b != 0)
         j = self._at_points(rows)
