@@ -411,6 +411,11 @@ def timed(fn, *args, **kw):
     return time.perf_counter() - t, out
 
 
+def best_of(n: int, fn, *args, **kw) -> float:
+    """The shortest wall time of ``n`` runs of ``fn``."""
+    return min(timed(fn, *args, **kw)[0] for _ in range(n))
+
+
 def timed_cpu(fn, *args, **kw):
     """Wall and CPU time (this process and its threads: DuckDB runs in-process)."""
     w, c = time.perf_counter(), time.process_time()
@@ -497,10 +502,9 @@ def main() -> None:
             t_po = min(t_po, timed(run_pandas, other)[0])
         finally:
             other.remove()
-        best = min(t_pd, t_po)
         print(
             f"pandas, rows in patient order {t_po:.2f} s  (best layout for pandas: "
-            f"pandas/pophealth = {best / t_dd:.1f}x)"
+            f"pandas/pophealth = {min(t_pd, t_po) / t_dd:.1f}x)"
         )
         _check("pandas, patient order", po_data, po_table, data, table)
 
@@ -544,12 +548,10 @@ def main() -> None:
     # with 36-month windows reads the same rows, so this ratio is the cost of the
     # intervals themselves, apart from the extra data they read (context, not the target)
     _, measures36 = definitions(months=36)
-    span = []
-    for _ in range(3):
-        span.append(timed(run_measures, store, measures36(ONE_YEAR), engine="duckdb")[0])
+    span = best_of(3, run_measures, store, measures36(ONE_YEAR), engine="duckdb")
     print(
-        f"  1 interval, 36-month windows (the rows 24 months read): {min(span):.2f} s best; "
-        f"24 months / that = {best['24'] / min(span):.2f}x"
+        f"  1 interval, 36-month windows (the rows 24 months read): {span:.2f} s best; "
+        f"24 months / that = {best['24'] / span:.2f}x"
     )
 
     # the same measures broken down by 10-year age band: the band changes on birthdays
@@ -562,10 +564,7 @@ def main() -> None:
             times.append(wall)
         band[name] = min(times)
     how = sorted(set(out.attrs["evaluation"].values()))
-    band["36"] = min(
-        timed(run_measures, store, measures36(ONE_YEAR, by_band), engine="duckdb")[0]
-        for _ in range(2)
-    )
+    band["36"] = best_of(2, run_measures, store, measures36(ONE_YEAR, by_band), engine="duckdb")
     print(
         f"by 10-year age band      1 interval {band['1']:.2f} s, 24 months {band['24']:.2f} s "
         f"(best of 2; by {', '.join(how)}): 24/1 = {band['24'] / band['1']:.2f}x; "
