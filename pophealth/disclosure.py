@@ -17,8 +17,11 @@ Every table that leaves the engine goes through :func:`apply` (counts) or
    https://docs.opensafely.org/sdc/), ``"midpoint6"`` (OpenSAFELY midpoint-6: r = 6⌈x/6⌉ − 3
    for x > 0, 0 stays 0; unbiased, true value within r − 2 … r + 3) or ``"none"``.
 4. **Derived values** (ratios, percentages, CIs) are recomputed from the released counts
-   (:func:`release_proportions` does this for a proportion with a Wilson CI), or withheld
-   with them (``dependent_cols`` in :func:`apply`).
+   (:func:`release_proportions` does this for a proportion with a Wilson CI), never carried
+   over from the true ones: a rate of 23 per 1,000 beside a released 25 gives back 23.
+
+A single count shown on its own (a headline, a line the CLI prints) goes through
+:func:`release_count`: the same suppression and rounding, as a number or ``None``.
 
 No released count can lie in 1-7 under either rounding (≥ 8 rounds to ≥ 9 or ≥ 10).
 
@@ -52,6 +55,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "DisclosurePolicy",
     "apply",
+    "release_count",
     "release_proportions",
     "round_counts",
     "secondary_suppression",
@@ -347,16 +351,15 @@ def apply(
     by: Sequence[str] | None = None,
     margins: Sequence[str] | None = None,
     total_label: object = None,
-    dependent_cols: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
     ``count_cols``: the count columns (each treated on its own). ``by``: the key columns that
     identify a cell. ``margins``: the ``by`` columns along which cells add up to a total (see
     :func:`secondary_suppression`); ``total_label`` marks total rows (e.g. "Total") already in
-    the table. ``dependent_cols`` (ratios, rates, CIs computed from the counts) are set to NA on
-    any row where a count was withheld; recompute them from released counts where you can (see
-    :func:`release_proportions`).
+    the table. Other columns are copied as they are, so ``df`` must not carry values derived
+    from the true counts (ratios, rates, CIs): compute them afterwards from the released
+    counts (see :func:`release_proportions`).
 
     Returns a copy with released counts (float, NA when withheld) and a ``disclosure_note``
     column naming withheld counts and why (primary ≤ threshold, or secondary).
@@ -364,7 +367,6 @@ def apply(
     out = df.copy()
     by = list(by or [])
     notes = [[] for _ in range(len(out))]
-    any_hidden = np.zeros(len(out), dtype=bool)
     for col in count_cols:
         if col not in out.columns:
             raise ValueError(f"count column '{col}' not found (columns: {list(out.columns)})")
@@ -388,11 +390,18 @@ def apply(
         out[col] = released
         for i in np.flatnonzero(mask):
             notes[i].append(f"{col} {PRIMARY if primary[i] else SECONDARY}")
-        any_hidden |= mask
-    for col in dependent_cols or []:
-        out.loc[any_hidden, col] = np.nan
     out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
     return out
+
+
+def release_count(n: int, policy: DisclosurePolicy = DEFAULT_POLICY) -> int | None:
+    """One count released under ``policy``: ``None`` when withheld (1-7 by default), else
+    rounded. For a number shown on its own; a table of counts goes through :func:`apply`,
+    which also protects cells that add up to a total."""
+    value = _as_counts([n], "count")[0]
+    if np.isnan(value) or policy.primary_mask(np.array([value]))[0]:
+        return None
+    return int(round_counts(np.array([value]), policy)[0])
 
 
 def release_proportions(

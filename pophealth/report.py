@@ -166,10 +166,10 @@ def render_html(
                 block.append(f"<ul class='notes'>{items}</ul>")
         patient = [o for o in result.outputs if o.kind == "patient"]
         if patient:
+            # names only: a list's length is a count of patients, and the report is
+            # aggregate-only (the care team sees the rows in the files themselves)
             items = "".join(
-                f"<li>{html.escape(o.name)}: {len(o.frame):,} rows — {html.escape(o.description)}"
-                "</li>"
-                for o in patient
+                f"<li>{html.escape(o.name)} — {html.escape(o.description)}</li>" for o in patient
             )
             block.append(
                 "<h3>Patient-level worklists (care team only)</h3><p>Written to the "

@@ -43,16 +43,11 @@ def test_rounding_rules():
 
 
 def test_apply_primary_secondary_and_notes():
-    df = pd.DataFrame(
-        {"ethnicity": ["A", "B", "C", "D"], "n": [3, 40, 52, 0], "rate": [1.0, 2, 3, 4]}
-    )
-    out = disclosure.apply(
-        df, ["n"], by=["ethnicity"], margins=["ethnicity"], dependent_cols=["rate"]
-    )
+    df = pd.DataFrame({"ethnicity": ["A", "B", "C", "D"], "n": [3, 40, 52, 0]})
+    out = disclosure.apply(df, ["n"], by=["ethnicity"], margins=["ethnicity"])
     assert np.isnan(out.loc[0, "n"]) and out.loc[0, "disclosure_note"] == "n primary"
     assert np.isnan(out.loc[1, "n"]) and out.loc[1, "disclosure_note"] == "n secondary"
     assert out.loc[2, "n"] == 50 and out.loc[3, "n"] == 0  # zero released, not used as cover
-    assert np.isnan(out.loc[1, "rate"]) and out.loc[2, "rate"] == 3
     # without margins there is nothing to recover from, so only primary suppression
     out2 = disclosure.apply(df, ["n"], by=["ethnicity"])
     assert out2["n"].isna().sum() == 1
@@ -206,3 +201,21 @@ def test_audit_is_capped_with_a_warning_on_very_large_tables():
             df, ["n"], by=["area", "group"], margins=["group"], total_label="Total"
         )
     assert out.loc[out["group"] != "Total", "n"].isna().all()  # lone-cell rule still applied
+
+
+def test_release_count_one_number():
+    """A count shown on its own: withheld at 1-7, rounded otherwise, 0 released (the same
+    rule as a table's cells)."""
+    assert [disclosure.release_count(n) for n in (0, 1, 7, 8, 12, 13, 429)] == [
+        0,
+        None,
+        None,
+        10,
+        10,
+        15,
+        430,
+    ]
+    exact = disclosure.DisclosurePolicy(rounding="none")
+    assert disclosure.release_count(8, exact) == 8 and disclosure.release_count(3, exact) is None
+    with pytest.raises(ValueError, match="whole numbers"):
+        disclosure.release_count(2.5)
