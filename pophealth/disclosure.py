@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "DisclosurePolicy",
     "apply",
+    "count_text",
     "release_count",
     "release_proportions",
     "round_counts",
@@ -402,6 +403,17 @@ def release_count(n: int, policy: DisclosurePolicy = DEFAULT_POLICY) -> int | No
     if np.isnan(value) or policy.primary_mask(np.array([value]))[0]:
         return None
     return int(round_counts(np.array([value]), policy)[0])
+
+
+def count_text(n: int, policy: DisclosurePolicy = DEFAULT_POLICY) -> str:
+    """:func:`release_count` as words for a console line: "about 430", "1-7" (withheld),
+    "0"; the exact number only under ``rounding="none"``."""
+    released = release_count(n, policy)
+    if released is None:
+        return f"{0 if policy.suppress_zeros else 1}-{policy.suppress_at_or_below}"
+    if released == 0 or policy.rounding == "none":
+        return f"{released:,}"
+    return f"about {released:,}"
 
 
 def release_proportions(

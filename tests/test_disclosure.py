@@ -219,3 +219,10 @@ def test_release_count_one_number():
     assert disclosure.release_count(8, exact) == 8 and disclosure.release_count(3, exact) is None
     with pytest.raises(ValueError, match="whole numbers"):
         disclosure.release_count(2.5)
+
+
+def test_count_text_for_a_console_line():
+    assert [disclosure.count_text(n) for n in (0, 5, 8, 1234)] == ["0", "1-7", "about 10",
+                                                                   "about 1,235"]  # fmt: skip
+    exact = disclosure.DisclosurePolicy(rounding="none", suppress_zeros=True)
+    assert disclosure.count_text(0, exact) == "0-7" and disclosure.count_text(9, exact) == "9"

@@ -33,6 +33,7 @@ def pollution_episode(
     """High- and moderate-risk asthma patients living where high pollution is forecast,
     per practice, ready for a warning message. Patient-level: for the care team only."""
     from pophealth.commands.run import default_index_date, parse_date
+    from pophealth.disclosure import count_text
     from pophealth.programmes.asthma.codes import curated
     from pophealth.programmes.asthma.outputs import pollution_episode_list, read_episode_areas
     from pophealth.programmes.asthma.programme import evaluate
@@ -52,9 +53,11 @@ def pollution_episode(
     listing.to_csv(tmp, index=False)
     tmp.replace(out)
     practices = listing["practice_id"].nunique()
+    # counts of patients leave through the disclosure rule, like every aggregate
+    patients, unmatched = len(listing), listing.attrs.get("unknown_area", 0)
     console.print(
-        f"{len(listing):,} patients at {practices:,} practices in {len(wanted):,} forecast "
-        f"areas; {listing.attrs.get('unknown_area', 0):,} at-risk patients have no known home "
-        "area and could not be matched."
+        f"{count_text(patients)} patients at {practices:,} practices in {len(wanted):,} "
+        f"forecast areas; {count_text(unmatched)} at-risk patients have no known home area "
+        "and could not be matched."
     )
     typer.echo(str(out.resolve()))

@@ -24,7 +24,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -265,13 +264,14 @@ def _headline(views: dict, worklist_frame: pd.DataFrame, policy) -> dict[str, st
             f"{r['value']:.1f}% ({r['lower95_0cl']:.1f}–{r['upper95_0cl']:.1f}) "
             f"of {int(r['denominator']):,}"
         )
+    # the three add up to the worklist's length: released as one table, so a withheld
+    # colour cannot be recovered from the others and a total
     rag = worklist_frame["rag"].value_counts()
-    released = disclosure.round_counts(
-        np.array([rag.get(k, 0) for k in ("red", "amber", "grey")]), policy
-    )
-    hidden = policy.primary_mask(np.array([rag.get(k, 0) for k in ("red", "amber", "grey")]))
-    for k, v, h in zip(("red", "amber", "grey"), released, hidden, strict=True):
-        out[f"Worklist {k}"] = "[c]" if h else f"{int(v):,}"
+    colours = pd.DataFrame({"rag": ["red", "amber", "grey"]})
+    colours["n"] = [int(rag.get(k, 0)) for k in colours["rag"]]
+    released = disclosure.apply(colours, ["n"], policy=policy, by=["rag"], margins=["rag"])
+    for k, v in zip(released["rag"], released["n"], strict=True):
+        out[f"Worklist {k}"] = "[c]" if pd.isna(v) else f"{int(v):,}"
     return out
 
 

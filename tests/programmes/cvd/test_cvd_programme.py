@@ -110,3 +110,15 @@ def test_duckdb_and_spark_agree_end_to_end(synth_store, result):
             check_exact=False, rtol=1e-9,
         )  # fmt: skip
     assert np.isfinite(len(duck))
+
+
+def test_headline_worklist_colours_cannot_be_recovered_from_each_other():
+    """Red, amber and grey add up to the worklist: one withheld colour is not left alone
+    (it would be the others' total minus the list's length)."""
+    from pophealth import disclosure
+    from pophealth.programmes.cvd import _headline
+
+    frame = pd.DataFrame({"rag": ["red"] * 23 + ["amber"] * 101 + ["grey"] * 3})
+    head = _headline({}, frame, disclosure.DEFAULT_POLICY)
+    shown = {k: head[f"Worklist {k}"] for k in ("red", "amber", "grey")}
+    assert shown == {"red": "[c]", "amber": "100", "grey": "[c]"}

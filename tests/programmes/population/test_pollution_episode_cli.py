@@ -34,6 +34,10 @@ def test_pollution_episode_lists_at_risk_patients_in_forecast_areas(tmp_path):
     assert len(listing) > 0
     assert set(listing["lsoa_code"]) <= set(polluted)
     assert set(listing["tier"]) <= {"high", "moderate"}
+    # the console gives the counts of patients under the disclosure rule, not exactly
+    said = " ".join(result.output.split())
+    shown = "1-7" if len(listing) <= 7 else f"about {int(5 * round(len(listing) / 5)):,}"
+    assert said.startswith(f"{shown} patients at "), said
 
 
 def test_bad_area_code_names_file_row_and_field(tmp_path):
