@@ -25,9 +25,11 @@ instead. Either way, everything that does not depend on the interval is read onc
 ``"change_points"``, ``"paired"`` or ``"single"``).
 
 Every output row carries ``numerator``, ``denominator``, ``value`` and confidence limits
-(Wilson score for proportions) and goes through :mod:`pophealth.disclosure` — on by
-default (counts 1–7 withheld with secondary suppression, the rest rounded to 5, values and
-limits recomputed from the released counts); ``disclosure=False`` switches it off, for
+(Wilson score for proportions; Poisson for events per patient, a count of rows over a
+True/False denominator; none for other ratios, whose ``method`` says why) and goes through
+:mod:`pophealth.disclosure` — on by default (counts 1–7 withheld with secondary
+suppression, the rest rounded to 5, values and limits recomputed from the released
+counts); ``disclosure=False`` switches it off, for
 analysis that never leaves the secure environment.
 """
 
@@ -459,7 +461,8 @@ def run_measures(
     Columns: ``measure``, ``interval_start``, ``interval_end``, the breakdown columns (each
     measure's own; ``None`` where a measure does not break down by it), ``numerator``,
     ``denominator``, ``value`` (× ``multiplier``: 100 = percentage), the confidence limits
-    (``lower95_0cl`` ... Wilson for proportions; missing for ratios), ``statistic``,
+    (``lower95_0cl`` ...: Wilson for proportions; Poisson for events per patient, a count of
+    rows over a True/False denominator; missing for other ratios), ``statistic``,
     ``method`` and ``disclosure_note``. ``result.attrs["evaluation"]`` maps each measure to
     how it was computed: ``"masks"``, ``"change_points"``, ``"paired"`` (fallback) or
     ``"single"`` (one interval).
@@ -505,7 +508,8 @@ def _release(
     multiplier: float,
 ) -> pd.DataFrame:
     from pophealth import disclosure as sdc
-    from pophealth.stats import proportion
+    from pophealth.stats import proportion, rate
+    from pophealth.stats._core import multiplier_text
 
     by = ["interval_start", *groups]
     kw = {} if policy is None else {"policy": policy}
@@ -527,7 +531,7 @@ def _release(
                 out[c] = stats[c].to_numpy()
         out["disclosure_note"] = "not disclosure-controlled"
         return out
-    # ratio of sums: counts released by the same rule, value recomputed, no Wilson interval
+    # ratio of sums: counts released by the same rule, value recomputed from them
     if disclosure:
         df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
     else:
@@ -537,6 +541,30 @@ def _release(
     den = df["denominator"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         df["value"] = np.where(den > 0, num / den, np.nan) * multiplier
+    if _counts_events(m.numerator) and m.denominator.dtype == "bool":
+        # events per patient: a crude rate with Poisson limits on the released count (exact
+        # below 10, Byar's from 10), the patients as the population; none without patients
+        ok = den > 0
+        stats = rate(num[ok], den[ok], multiplier=multiplier)
+        for c in stats.columns:
+            if c not in ("numerator", "denominator", "value"):
+                df[c] = None if stats[c].dtype == object else np.nan
+                df.loc[ok, c] = stats[c].to_numpy()
+        df["statistic"] = f"rate per {multiplier_text(multiplier)} patients"
+        return df
     df["statistic"] = f"ratio × {multiplier:g}"
-    df["method"] = "ratio of sums (no interval)"
+    df["method"] = (
+        "ratio of sums (no interval: the numerator is not a count of events, or the "
+        "denominator not a number of patients)"
+    )
     return df
+
+
+def _counts_events(s: Series) -> bool:
+    """Whether ``s`` counts rows per patient (a count of rows, days or distinct values, or
+    a sum of such): a ratio of it to patients is a rate with Poisson limits."""
+    if s.op == "agg":
+        return s.args[1] in ("count", "count_days", "count_distinct")
+    if s.op == "add":
+        return all(isinstance(x, Series) and _counts_events(x) for x in s.args)
+    return False

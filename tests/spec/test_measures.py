@@ -91,6 +91,14 @@ def test_measures_every_interval_exact_counts(engine, tmp_path):
     # Wilson 95% for 2/3 (Newcombe & Altman): 0.2077 .. 0.9385
     assert row.lower95_0cl == pytest.approx(20.77, abs=0.01)
     assert row.upper95_0cl == pytest.approx(93.85, abs=0.01)
+    # events per patient: a rate with Poisson limits. 1 reading among 2 patients; exact 95%
+    # limits for a count of 1 are 0.0253 and 5.5716 (Garwood 1936: chi-squared on 2 and 4
+    # degrees of freedom, halved), so per 100 patients 1.27 .. 278.58
+    row = out[(out.measure == "readings") & (out.imd == "unknown")].iloc[-1]
+    assert (row.numerator, row.denominator, row.value) == (1, 2, 50)
+    assert row.lower95_0cl == pytest.approx(1.266, abs=0.001)
+    assert row.upper95_0cl == pytest.approx(278.58, abs=0.01)
+    assert (row.statistic, row.method) == ("rate per 100 patients", "Exact")
 
 
 def test_disclosure_control_is_on_by_default(engine, tmp_path):
