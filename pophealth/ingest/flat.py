@@ -10,15 +10,14 @@ Every row is validated; bad rows are quarantined with file, line and field.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from pophealth.ingest.omop import read_chunks
 from pophealth.ingest.sink import INGEST_TABLES, IngestSummary, Run, files_note
+from pophealth.ingest.tabular import BadRow, UnreadableFile, read_delimited, read_parquet
 from pophealth.schema import table
 
 
@@ -41,19 +40,6 @@ def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
         else:
             other.append(f)
     return found, other
-
-
-def _chunks(path: Path, rows: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
-    if path.name.lower().endswith(".parquet"):
-        pf = pq.ParquetFile(path)
-        start = 1
-        for batch in pf.iter_batches(batch_size=rows):
-            df = batch.to_pandas()
-            df.columns = [str(c).strip().lower() for c in df.columns]
-            yield df, pd.Series(np.arange(start, start + len(df)))
-            start += len(df)
-    else:
-        yield from read_chunks(path, rows)
 
 
 def _split_list(v):
@@ -111,31 +97,45 @@ def ingest_csv(
 def _load(run: Run, name: str, path: Path, chunk_rows: int) -> None:
     spec = table(name)
     rt = f"csv.{name}"
-    is_parquet = path.name.lower().endswith(".parquet")
-    try:
-        for df, lines in _chunks(path, chunk_rows):
+    source = str(path)
+    if path.name.lower().endswith(".parquet"):
+        chunks, where = read_parquet(path, chunk_rows), "row "
+    else:
+
+        def bad(row: BadRow) -> None:
+            run.reject_unparsed(
+                source,
+                f"line {row.line}",
+                rt,
+                row.reason,
+                row.raw,
+                field_=row.field,
+                value=row.value,
+            )
+
+        chunks, where = read_delimited(path, chunk_rows, on_bad=bad, quoting=None), "line "
+    first = True
+    for df, lines in chunks:
+        if first:
+            # A file without a column its table needs cannot load any of its rows: the
+            # run stops (nothing committed) rather than replace the table with nothing.
             missing = [c.name for c in spec.columns if not c.nullable and c.name not in df.columns]
             if missing:
-                run.reject_unparsed(
-                    str(path),
-                    "header",
-                    rt,
-                    f"table {name!r} needs column(s) {', '.join(missing)}; found "
-                    f"{', '.join(map(str, df.columns)) or 'no columns'}",
-                    None,
-                    field_=", ".join(missing),
+                raise UnreadableFile(
+                    f"{path}: table {name!r} needs column(s) {', '.join(missing)}; found "
+                    f"{', '.join(map(str, df.columns)) or 'no columns'}; nothing was committed"
                 )
-                return
             extra = [c for c in df.columns if c not in spec.column_names]
-            if extra and lines.iloc[0] <= 2:
+            if extra:
                 run.notes.append(
                     f"{path.name}: column(s) not in the schema, ignored: {', '.join(extra)}"
                 )
-            for col in spec.columns:
-                if col.type == "list<string>" and col.name in df.columns:
-                    df[col.name] = df[col.name].map(_split_list)
-            keys = run.begin_frame(rt, len(df))
-            locs = ("row " if is_parquet else "line ") + lines.astype(str)
-            run.emit_frame(name, df, source=str(path), record_type=rt, locations=locs, rkeys=keys)
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ValueError) as exc:
-        run.reject_unparsed(str(path), "file", rt, f"file could not be read: {exc}", None)
+            first = False
+        if df.empty:
+            continue
+        for col in spec.columns:
+            if col.type == "list<string>" and col.name in df.columns:
+                df[col.name] = df[col.name].map(_split_list)
+        keys = run.begin_frame(rt, len(df))
+        locs = where + lines.astype(str)
+        run.emit_frame(name, df, source=source, record_type=rt, locations=locs, rkeys=keys)

@@ -27,8 +27,6 @@ CDM 5.3 and 5.4 differ in a few column names (e.g. ``admitting_source_concept_id
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -48,6 +46,7 @@ from pophealth.ingest.codes import (
 )
 from pophealth.ingest.pseudonym import Pseudonymiser
 from pophealth.ingest.sink import IngestSummary, Run, files_note
+from pophealth.ingest.tabular import BadRow, read_delimited
 from pophealth.schema import LSOA_PATTERN
 
 TABLES = (
@@ -145,42 +144,15 @@ def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
     return found, other
 
 
-def _open(path: Path):
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+def read_chunks(
+    path: Path, chunk_rows: int, on_bad: Callable[[BadRow], None] | None = None
+) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    """Chunks of an OMOP file as text (lower-case columns) with their file line numbers.
 
-
-def _delimiter(path: Path) -> str:
-    with _open(path) as fh:
-        head = fh.readline()
-    if head.count("\t") > head.count(","):
-        return "\t"
-    if head.count("|") > head.count(","):
-        return "|"
-    return ","
-
-
-def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
-    """Chunks of an OMOP file as text (lower-case columns) with their file line numbers."""
-    sep = _delimiter(path)
-    start = 2
-    with _open(path) as fh:
-        reader = pd.read_csv(
-            fh,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            chunksize=chunk_rows,
-            quoting=0 if sep == "," else 3,
-            on_bad_lines="error",
-        )
-        for chunk in reader:
-            chunk.columns = [str(c).strip().lower() for c in chunk.columns]
-            lines = pd.Series(np.arange(start, start + len(chunk)))
-            start += len(chunk)
-            yield chunk.reset_index(drop=True), lines
+    Comma-separated files are read as CSV (quoted fields); tab- and pipe-separated ones
+    with no quoting, as OHDSI's Athena vocabulary files are written (bare ``"`` in names).
+    """
+    return read_delimited(path, chunk_rows, on_bad=on_bad, quoting=None)
 
 
 def _col(df: pd.DataFrame, *names: str) -> pd.Series:
@@ -220,9 +192,11 @@ class Concepts:
         self.system = pd.Series(dtype="string")
         self.code = pd.Series(dtype="string")
 
-    def load(self, run: Run, path: Path, chunk_rows: int) -> None:
+    def load(
+        self, run: Run, path: Path, chunk_rows: int, on_bad: Callable[[BadRow], None] | None = None
+    ) -> None:
         systems, codes = [], []
-        for chunk, _ in read_chunks(path, chunk_rows):
+        for chunk, _ in read_chunks(path, chunk_rows, on_bad):
             keys = run.begin_frame("omop.concept", len(chunk))
             vocab = _col(chunk, "vocabulary_id").astype("string").str.strip().str.lower()
             system = vocab.map(OMOP_VOCABULARIES)
@@ -358,21 +332,32 @@ class _OmopImport:
             self.run.files.append(str(path))
             if self.progress:
                 self.progress(f"reading {path.name}", done / total)
-            try:
-                getattr(self, f"_{name}")(path)
-            except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
-                self.run.reject_unparsed(
-                    str(path), "file", f"omop.{name}", f"file could not be read: {exc}", None
-                )
+            # a file that cannot be read to its end raises UnreadableFile: nothing commits
+            getattr(self, f"_{name}")(path)
             done += path.stat().st_size
         self._practices()
 
     def _chunks(self, path: Path):
-        yield from read_chunks(path, self.chunk_rows)
+        name = path.name.lower().removesuffix(".gz").rpartition(".")[0]
+        yield from read_chunks(path, self.chunk_rows, self._on_bad(path, f"omop.{name}"))
+
+    def _on_bad(self, path: Path, record_type: str) -> Callable[[BadRow], None]:
+        def bad(row: BadRow) -> None:
+            self.run.reject_unparsed(
+                str(path),
+                f"line {row.line}",
+                record_type,
+                row.reason,
+                row.raw,
+                field_=row.field,
+                value=row.value,
+            )
+
+        return bad
 
     # -- reference tables --------------------------------------------------------------
     def _concept(self, path: Path) -> None:
-        self.concepts.load(self.run, path, self.chunk_rows)
+        self.concepts.load(self.run, path, self.chunk_rows, self._on_bad(path, "omop.concept"))
 
     def _location(self, path: Path) -> None:
         for df, _ in self._chunks(path):

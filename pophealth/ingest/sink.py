@@ -339,11 +339,18 @@ class Run:
             self.skip(ctx, "nothing pophealth uses in it")
 
     def reject_unparsed(
-        self, source: str, location: str, record_type: str, reason: str, raw: Any, field_: str = ""
+        self,
+        source: str,
+        location: str,
+        record_type: str,
+        reason: str,
+        raw: Any,
+        field_: str = "",
+        value: Any = None,
     ) -> None:
         """Quarantine something that could not even be read as a record."""
         ctx = self.begin(source, location, record_type, None, raw)
-        self.reject(ctx, field_, None, reason)
+        self.reject(ctx, field_, value, reason)
 
     def emit(
         self,

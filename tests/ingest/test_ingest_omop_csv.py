@@ -15,6 +15,7 @@ import pytest
 
 from pophealth.ingest.flat import ingest_csv
 from pophealth.ingest.omop import ingest_omop
+from pophealth.ingest.tabular import UnreadableFile
 from pophealth.store import Store
 
 KEY = b"test-key-0123456789-abcdef"
@@ -219,10 +220,13 @@ def test_flat_csv_missing_required_column_names_the_file(tmp_path):
     (d / "patients.csv").write_text(
         "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\na,1950-01-01,female,white,A\n"
     )
-    s = ingest_csv(d, tmp_path / "st")
-    q = pd.read_csv(s.quarantine_file, dtype=str)
-    assert q.file.iloc[0].endswith("events.csv") and q.field.iloc[0] == "system"
-    assert s.tables["patients"].loaded == 1
+    # none of the file's rows could load: the run stops (nothing committed) rather than
+    # count the file as one record and replace the events table with nothing
+    with pytest.raises(
+        UnreadableFile, match=r"events\.csv: table 'events' needs column\(s\) system"
+    ):
+        ingest_csv(d, tmp_path / "st")
+    assert not Store.is_store(tmp_path / "st")
 
 
 def test_omop_non_integer_numbers_are_quarantined_not_a_crash(tmp_path):
