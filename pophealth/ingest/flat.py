@@ -113,7 +113,7 @@ def _load(run: Run, name: str, path: Path, chunk_rows: int) -> None:
                 value=row.value,
             )
 
-        chunks, where = read_delimited(path, chunk_rows, on_bad=bad, quoting=None), "line "
+        chunks, where = read_delimited(path, chunk_rows, on_bad=bad, quoting=True), "line "
     first = True
     for df, lines in chunks:
         if first:

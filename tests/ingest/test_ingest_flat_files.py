@@ -136,3 +136,24 @@ def test_omop_bad_byte_and_extra_field_are_quarantined_with_their_lines(tmp_path
     q = _quarantine(s)
     assert list(q.location) == ["line 3", "line 4"]
     assert q.field.iloc[1] == "year_of_birth"
+
+
+def test_tsv_fields_in_quotes_are_read_as_a_csv_dialect_with_tabs(tmp_path):
+    d = tmp_path / "flat"
+    d.mkdir()
+    (d / "patients.tsv").write_text(
+        'patient_id\tdate_of_birth\tsex\tethnicity_5\tethnicity_16\n"p1"\t1980-01-02\tfemale\twhite\tA\n'
+    )
+    (d / "events.tsv").write_text(
+        "patient_id\tdate\tsystem\tcode\tvalue\tunit\n"
+        '"p1"\t2020-01-01\tsnomedct\t"123"\t5\t"mmol\tper ""L"""\n'
+        'p1\t2020-01-02\tsnomedct\t124\t6\t5" tall\n'
+    )
+    s = ingest_csv(d, tmp_path / "st")
+    assert s.balanced and s.tables["events"].loaded == 2
+    store = Store.open(tmp_path / "st")
+    assert list(store.read("patients").to_pandas().patient_id) == ["p1"]
+    ev = store.read("events").to_pandas().sort_values("code")
+    assert list(ev.patient_id) == ["p1", "p1"]  # both rows link to the patient
+    assert list(ev.code) == ["123", "124"]
+    assert list(ev.unit) == ['mmol\tper "L"', '5" tall']  # a quote inside a value is kept
