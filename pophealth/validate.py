@@ -12,7 +12,10 @@ Everything is vectorised per column; there is no Python loop per row.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,41 @@ QUARANTINE_COLUMNS = ["table", "source", "row", "field", "value", "reason"]
 
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+#: a number as text: ASCII digits, an optional sign, decimal point and exponent; a comma only
+#: as a thousands separator between groups of three digits (``1,234``, ``12,345.6``), so
+#: that a decimal comma (``1,5``) or a list (``1,2,3``) is not read as a different number
+NUMBER_PATTERN = (
+    r"[+-]?(?:(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+)
+_NUMBER = re.compile(NUMBER_PATTERN)
+NOT_A_NUMBER = "not a number (expected digits with an optional decimal point; a comma only "
+NOT_A_NUMBER += "between thousands, as in 1,234.5)"
+NOT_FINITE = "not a finite number (infinity, NaN or beyond the range of a double)"
+
+
+def parse_number(value: Any) -> tuple[float | None, str | None]:
+    """``(number, None)`` for a finite number (``None`` for blank), else ``(None, reason)``.
+
+    Text must be a plain decimal number (see :data:`NUMBER_PATTERN`); infinities, NaN and
+    values beyond the range of a double are refused, whether given as text or as floats.
+    """
+    if value is None or value is pd.NA:
+        return None, None
+    if isinstance(value, bool):
+        return None, NOT_A_NUMBER
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+        return (number, None) if math.isfinite(number) else (None, NOT_FINITE)
+    text = str(value).strip()
+    if not text:
+        return None, None
+    if not _NUMBER.fullmatch(text):
+        bare = text.lstrip("+-").lower()
+        return None, (NOT_FINITE if bare in ("inf", "infinity", "nan") else NOT_A_NUMBER)
+    number = float(text.replace(",", ""))
+    return (number, None) if math.isfinite(number) else (None, NOT_FINITE)
 
 
 class SchemaError(ValueError):
@@ -103,14 +141,26 @@ def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str]:
             return values, bad, "not a date (expected YYYY-MM-DD)"
         return values, present & values.isna(), "not a date-time (expected ISO 8601)"
     if kind in ("int", "float"):
-        if s.dtype == "string":
-            s = s.str.replace(",", "", regex=False)
-        values = pd.to_numeric(s, errors="coerce")
-        bad = present & values.isna()
+        reason = pd.Series(NOT_A_NUMBER, index=raw.index, dtype=object)
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            values = s.astype("float64")
+            bad = present & ~np.isfinite(values.to_numpy("float64", na_value=np.nan))
+            reason[bad.to_numpy(bool)] = NOT_FINITE
+        else:
+            text = s.astype("string")
+            shaped = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(bool)
+            values = pd.to_numeric(text.where(shaped).str.replace(",", "", regex=False))
+            values = values.astype("float64")
+            finite = np.isfinite(values.to_numpy("float64", na_value=np.nan))
+            bad = present & ~pd.Series(finite, index=raw.index)
+            words = text.str.strip().str.lstrip("+-").str.lower().isin(["inf", "infinity", "nan"])
+            reason[((shaped & ~finite) | words.fillna(False).to_numpy(bool))] = NOT_FINITE
+            values = values.where(finite)
         if kind == "int":
-            frac = values.notna() & (values.astype("float64") % 1 != 0)
-            return values, bad | frac, "not a whole number"
-        return values.astype("float64"), bad, "not a number"
+            frac = values.notna() & (values % 1 != 0)
+            reason[frac.to_numpy(bool)] = "not a whole number"
+            return values, bad | frac, reason
+        return values, bad, reason
     if kind == "bool":
         if pd.api.types.is_bool_dtype(s):
             return s.astype("boolean"), pd.Series(False, index=raw.index), ""
@@ -197,7 +247,7 @@ def validate(
     for col in spec.columns:
         raw = df[col.name] if col.name in df.columns else pd.Series(pd.NA, index=df.index)
         values, bad_type, reason = _coerce(col, raw)
-        flag(bad_type, col.name, raw, f"{reason}")
+        flag(bad_type, col.name, raw, reason)
         values = values.mask(bad_type) if col.type != "list<string>" else values
         if not col.nullable:
             flag(values.isna() & ~bad_type, col.name, raw, "missing required value")

@@ -25,6 +25,7 @@ does not define is quarantined.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -198,12 +199,18 @@ def _datetime(value: Any) -> str | None:
 
 
 def _num(v: Any) -> Any:
+    """A JSON number as a float; anything else (text such as "1,5", or a JSON NaN or
+    Infinity) as text, which validation parses (pophealth.validate.parse_number) or
+    quarantines with the field named."""
     if v is None or isinstance(v, bool):
         return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)  # validation quarantines it with the field named
+    if isinstance(v, (int, float)):
+        try:
+            f = float(v)
+        except OverflowError:  # an integer beyond the range of a double
+            return str(v)
+        return f if math.isfinite(f) else repr(f)
+    return str(v)
 
 
 def _when(res: dict, *prefixes: str) -> Any:

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from pophealth.schema import TABLES, table
 from pophealth.store import Store
-from pophealth.validate import validate
+from pophealth.validate import parse_number, validate
 
 #: Tables an ingest writes (everything patient-level, and practices). ``areas`` comes
 #: from the reference loaders and is always carried over.
@@ -946,16 +946,21 @@ class Run:
             # Numbers are parsed here with Python's correctly rounded float() (pandas'
             # text-to-number parser can be one unit in the last place out); a value that
             # is not a number is quarantined with its field.
+            # (pophealth.validate.parse_number: a comma only between thousands; no
+            # infinities or NaN)
             for col in spec.columns:
                 if col.type != "float":
                     continue
-                parsed = df[col.name].map(_parse_float)
-                text = parsed.map(lambda v: isinstance(v, str)).to_numpy(bool)
-                bad = text & (outcome == "loaded")
+                parsed = [parse_number(None if _isna(v) else v) for v in df[col.name]]
+                reasons = np.array([r for _, r in parsed], dtype=object)
+                refused = np.array([r is not None for r in reasons], dtype=bool)
+                bad = refused & (outcome == "loaded")
                 for i in np.flatnonzero(bad):
-                    self._q_row(name, df.iloc[i], col.name, df.iloc[i][col.name], "not a number")
+                    self._q_row(name, df.iloc[i], col.name, df.iloc[i][col.name], reasons[i])
                 outcome[bad] = "quarantined"
-                df[col.name] = parsed.mask(text).astype("float64")
+                df[col.name] = pd.Series(
+                    [np.nan if v is None else v for v, _ in parsed], index=df.index, dtype="float64"
+                )
             cand = np.flatnonzero(outcome == "loaded")
             if len(cand):
                 sub = df.iloc[cand].reset_index(drop=True)
@@ -1081,19 +1086,6 @@ def _text_array(values: list) -> pa.Array:
         return arr.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return pa.array([_text(v) for v in values], pa.string())
-
-
-def _parse_float(v: Any) -> Any:
-    """float for a number (or None for blank); the text itself when it is not a number."""
-    if v is None or (isinstance(v, float) and v != v):
-        return None
-    text = str(v).strip().replace(",", "")
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return str(v)
 
 
 def files_note(prefix: str, files: list) -> str | None:
