@@ -866,6 +866,23 @@ class Run:
                         PARTITION BY patient_ok, {part} ORDER BY {order}) ELSE 1 END AS _dup
             FROM (SELECT *, {ok_expr} AS patient_ok FROM r)
         """
+        if name == "patients":
+            # Two source records of one patient that disagree (a different date of birth,
+            # sex, date of death or ethnicity; a blank, 'unknown' or 'Z' disagrees with
+            # nothing): the later is quarantined as a conflict, not counted as a duplicate.
+            w = f"OVER (PARTITION BY patient_ok, patient_id ORDER BY {order})"
+            diffs = []
+            for c, expr in PATIENT_CONFLICT_COLUMNS.items():
+                diffs.append(
+                    f"CASE WHEN {expr} IS NOT NULL AND first_value({expr}) {w} IS NOT NULL "
+                    f"AND {expr} <> first_value({expr}) {w} THEN '{c}' END"
+                )
+            sql = f"""
+                SELECT *, concat_ws(', ', {", ".join(diffs)}) AS _conflict,
+                       first_value(_src) {w} AS _k_src, first_value(_loc) {w} AS _k_loc,
+                       first_value(_old) {w} AS _k_old
+                FROM ({sql})
+            """
         if name not in ("patients", "practices"):
             # The same resource id read twice with different content: the first is kept,
             # later ones are quarantined (exact copies were already counted as duplicates).
@@ -887,6 +904,25 @@ class Run:
             made = df["_old"].to_numpy() == 2  # rows of an inference rule, not of the source
             dup = df["_dup"].to_numpy() > 1
             outcome[dup] = "duplicate"
+            if "_conflict" in df.columns:
+                clash = (
+                    dup
+                    & ~old
+                    & (df["_k_old"].to_numpy() == 0)
+                    & (df["_conflict"].fillna("").to_numpy(object) != "")
+                )
+                for i in np.flatnonzero(clash):
+                    r = df.iloc[i]
+                    kept = f"{r['_k_src']}" + (f", {r['_k_loc']}" if not _isna(r["_k_loc"]) else "")
+                    self._q_row(
+                        name,
+                        r,
+                        r["_conflict"],
+                        r["patient_id"],
+                        f"conflicting record for patient_id {r['patient_id']}: "
+                        f"{r['_conflict']} differ(s) from the record kept ({kept})",
+                    )
+                outcome[clash] = "quarantined"
             if "_first" in df.columns:
                 again = (
                     df["_rid"].notna().to_numpy()
@@ -1053,6 +1089,16 @@ class Run:
             if duplicate:
                 rc.skipped += duplicate
                 rc.skip_reasons["duplicate of a record already loaded"] += duplicate
+
+
+#: the patients columns compared between two records of one patient in a run (SQL giving
+#: NULL for "not known", which conflicts with nothing)
+PATIENT_CONFLICT_COLUMNS = {
+    "date_of_birth": "TRY_CAST(left(date_of_birth, 10) AS DATE)",
+    "sex": "nullif(lower(trim(sex)), 'unknown')",
+    "date_of_death": "TRY_CAST(left(date_of_death, 10) AS DATE)",
+    "ethnicity_16": "nullif(upper(trim(ethnicity_16)), 'Z')",
+}
 
 
 def _norm_expr(name: str, kind: str) -> str:
