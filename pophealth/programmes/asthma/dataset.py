@@ -226,9 +226,10 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     its structured daily dose is at most ``maintenance_max_daily_mg`` and it covers at least
     ``maintenance_min_days_supply`` days (mg ÷ daily dose); every other issue is part of a
     **course** (an attack treated with a short burst). Course issues less than
-    ``ocs_same_course_days`` apart are one course. ``ocs_daily_mg`` is the lowest structured
-    daily dose of the maintenance issues, or — when the source has no structured doses —
-    the cumulative mg ÷ days from the first issue in the window to the index date."""
+    ``ocs_same_course_days`` apart are one course. ``ocs_daily_mg`` is the dose the patient
+    is on: the structured daily dose of the latest maintenance issue (the highest, when
+    several are issued that day), or — when the source has no structured doses — the
+    cumulative mg ÷ days from the first issue in the window to the index date."""
     issues = medication_issues(con, codes, "prednisolone", window)
     branches = [
         ((issues.system == system) & (issues.code == code), float(mg))
@@ -255,8 +256,15 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
         prednisolone_issues=_.count(),
         ocs_months_12m=_.month.nunique(),
         maintenance_issues=_.maintenance.cast("int64").sum(),
-        maintenance_dose=_.maint_dose.min(),
         _first=_.date.min().epoch_days(),
+    )
+    # the dose now: the latest maintenance issue's (a taper ends low, a step-up high)
+    maint = issues.filter(issues.maintenance)
+    maint = maint.mutate(_last=maint.date.max().over(ibis.window(group_by=PID)))
+    current = (
+        maint.filter(maint.date == maint._last)
+        .group_by(PID)
+        .aggregate(maintenance_dose=_.maint_dose.max())
     )
     bursts = issues.filter(~issues.maintenance).group_by([PID, "date"]).aggregate()
     w = ibis.window(group_by=PID, order_by="date")
@@ -265,6 +273,7 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     bursts = bursts.mutate(new=bursts.prev.isnull() | (gap >= config.ocs_same_course_days))
     courses = bursts.group_by(PID).aggregate(ocs_courses_12m=_.new.cast("int64").sum())
     agg = totals.left_join(courses, PID).drop(f"{PID}_right")
+    agg = agg.left_join(current, PID).drop(f"{PID}_right")
     days = ibis.greatest(ibis.literal(end + 1) - agg._first, 28).cast("float64")
     mg = agg.prednisolone_mg_12m.fill_null(0.0)
     return agg.mutate(

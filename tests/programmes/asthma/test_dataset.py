@@ -113,6 +113,17 @@ def spec_store(tmp_path_factory):
     asthmatic("maint")
     M += [med("maint", f"2026-{m:02d}-02", PRED5, 28, 5.0) for m in range(1, 11)]
     M += [med("maint", "2026-03-20", PRED5, 40, 40.0), med("maint", "2026-06-20", PRED5, 40)]
+    # the maintenance dose is the one the patient is on: the latest maintenance issue's
+    # (stepped up from 2.5 to 7.5 mg/day: 7.5, over the 5 mg/day referral trigger; tapered
+    # from 7.5 to 2.5: 2.5; two maintenance issues on the latest day: the higher)
+    asthmatic("stepup")
+    M += [med("stepup", "2026-01-05", PRED5, 14, 2.5)]
+    M += [med("stepup", f"2026-{m:02d}-05", PRED5, 42, 7.5) for m in range(2, 10)]
+    asthmatic("taper")
+    M += [med("taper", f"2026-{m:02d}-05", PRED5, 42, 7.5) for m in range(1, 9)]
+    M += [med("taper", "2026-09-05", PRED5, 14, 2.5)]
+    asthmatic("sameday")
+    M += [med("sameday", "2026-09-05", PRED5, 28, 5.0), med("sameday", "2026-09-05", PRED5, 6, 1.0)]
     # ICS: high dose and counts; AMR inputs
     asthmatic("ics", saba_dates=())
     M += [med("ics", f"2026-0{m}-01", ICS_HIGH) for m in range(1, 6)]
@@ -193,7 +204,8 @@ def markers_for(spec_store, engine, results):
 def test_register_membership(spec_store, engine, results):
     m = markers_for(spec_store, engine, results)
     expected = {"edge", "saba3", "relapsed", "moved", "homeless", "ocs", "ics", "hosp", "care",
-                "smoker", "longflag", "maint", *PATHWAY}  # fmt: skip
+                "smoker", "longflag", "maint", "stepup", "taper", "sameday",
+                *PATHWAY}  # fmt: skip
     assert set(m.index) == expected
 
 
@@ -228,6 +240,9 @@ def test_oral_steroid_courses_and_mg(spec_store, engine, results):
     assert m.loc["maint", "ocs_courses_12m"] == 2
     assert m.loc["maint", "on_maintenance_ocs"]
     assert m.loc["maint", "ocs_daily_mg"] == 5.0
+    assert m.loc["stepup", "ocs_daily_mg"] == 7.5 and m.loc["stepup", "on_maintenance_ocs"]
+    assert m.loc["taper", "ocs_daily_mg"] == 2.5
+    assert m.loc["sameday", "ocs_daily_mg"] == 5.0
     assert m.loc["maint", "prednisolone_mg_12m"] == 10 * 140 + 2 * 200
     assert m.loc["saba3", "prednisolone_mg_12m"] == 0
 
