@@ -39,6 +39,11 @@ _NUMBER = re.compile(NUMBER_PATTERN)
 NOT_A_NUMBER = "not a number (expected digits with an optional decimal point; a comma only "
 NOT_A_NUMBER += "between thousands, as in 1,234.5)"
 NOT_FINITE = "not a finite number (infinity, NaN or beyond the range of a double)"
+COMPARATOR = (
+    "a value with a comparator (<, <=, >, >=) is not a number: the store has no comparator "
+    "column, and loading the bare number would make '<5' equal to 5"
+)
+_COMPARED = re.compile(r"(?:<=?|>=?)\s*" + NUMBER_PATTERN)
 
 
 def parse_number(value: Any) -> tuple[float | None, str | None]:
@@ -58,6 +63,8 @@ def parse_number(value: Any) -> tuple[float | None, str | None]:
     if not text:
         return None, None
     if not _NUMBER.fullmatch(text):
+        if _COMPARED.fullmatch(text):
+            return None, COMPARATOR
         bare = text.lstrip("+-").lower()
         return None, (NOT_FINITE if bare in ("inf", "infinity", "nan") else NOT_A_NUMBER)
     number = float(text.replace(",", ""))

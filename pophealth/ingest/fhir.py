@@ -1176,7 +1176,12 @@ class FhirMapper:
 def _obs_value(res: dict) -> tuple[Any, str | None]:
     q = res.get("valueQuantity")
     if isinstance(q, dict) and q.get("value") is not None:
-        return _num(q.get("value")), q.get("unit") or q.get("code")
+        unit = q.get("unit") or q.get("code")
+        if q.get("comparator"):
+            # "<5" is not 5: kept as text with its comparator, which validation
+            # quarantines (the store has no comparator column)
+            return f"{q['comparator']}{q['value']}", unit
+        return _num(q.get("value")), unit
     for k in ("valueInteger", "valueDecimal"):
         if res.get(k) is not None:
             return _num(res[k]), None

@@ -68,6 +68,8 @@ INPATIENT_VISITS = {9201, 262, 8717, 32037}
 EMERGENCY_VISITS = {9203}
 ER_AND_INPATIENT = 262
 MALE, FEMALE = 8507, 8532
+#: OMOP operator concepts (Meas Value Operator) other than "=" (4172703)
+OPERATORS = {4171756: "<", 4171754: "<=", 4172704: ">", 4171755: ">="}
 
 #: event tables: (date column, datetime column, concept, source concept, value, unit, source value)
 EVENT_TABLES = {
@@ -669,11 +671,18 @@ class _OmopImport:
             s2, c2 = self.concepts.lookup(_col(df, source_c))
             same = (s1 == s2).fillna(False) & (c1 == c2).fillna(False)
             s2, c2 = s2.mask(same), c2.mask(same)
+            value = _col(df, value_c) if value_c else None
+            if value is not None and "operator_concept_id" in df.columns:
+                # "<5" is not 5: a value with an operator other than "=" is kept as text
+                # with its operator, which validation quarantines (no comparator column)
+                op = _ints(df["operator_concept_id"]).map(OPERATORS).astype("string")
+                has = op.notna() & value.notna()
+                value = value.astype("string").mask(has, op + value.astype("string").str.strip())
             base = pd.DataFrame(
                 {
                     "date": _dates(_col(df, date_c)),
                     "datetime": _datetimes(_col(df, dt_c)),
-                    "value": _col(df, value_c) if value_c else None,
+                    "value": value,
                     "unit": _col(df, unit_c) if unit_c else None,
                 }
             )

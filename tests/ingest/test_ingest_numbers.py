@@ -29,7 +29,7 @@ def test_numbers_that_load(text, number):
 @pytest.mark.parametrize(
     ("text", "finite"),
     [("1,5", True), ("1,2,3", True), ("12,34", True), ("1,234,5", True), (",5", True),
-     ("1_000", True), ("0x10", True), ("<5", True), ("١٢", True), ("NA", True),
+     ("1_000", True), ("0x10", True), ("< 5 mmol", True), ("١٢", True), ("NA", True),
      ("inf", False), ("-Infinity", False), ("NaN", False), ("1e400", False),
      (float("inf"), False), (float("nan"), False)],
 )  # fmt: skip
@@ -138,3 +138,46 @@ def test_omop_value_as_number_with_a_decimal_comma_or_infinity_is_quarantined(tm
     q = _quarantined(s)
     assert q["line 3"].startswith("not a number")
     assert q["line 4"].startswith("not a finite number")
+
+
+def test_values_with_a_comparator_are_quarantined_not_stored_bare(tmp_path):
+    def obs(oid, quantity):
+        return {
+            "resourceType": "Observation",
+            "id": oid,
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2020-01-01",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1-1"}]},
+            "valueQuantity": quantity,
+        }
+
+    f = tmp_path / "in.ndjson"
+    lines = [{"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-02"}]
+    lines += [obs("a", {"value": 5, "comparator": "<", "unit": "mmol/L"})]
+    lines += [obs("b", {"value": 5, "unit": "mmol/L"})]
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced and s.tables["events"].duplicates == 0
+    assert _quarantined(s)["line 2"].startswith("a value with a comparator")
+    assert Store.open(tmp_path / "st").row_counts()["events"] == 1
+
+    d = tmp_path / "omop"
+    d.mkdir()
+    (d / "concept.csv").write_text(
+        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
+        "concept_code\n3025315,Body weight,Measurement,LOINC,x,S,29463-7\n"
+    )
+    (d / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8507,1960,5,1\n"
+    )
+    (d / "measurement.csv").write_text(
+        "measurement_id,person_id,measurement_concept_id,measurement_date,operator_concept_id,"
+        "value_as_number\n"
+        "1,1,3025315,2013-05-17,4171756,48.1\n"
+        "2,1,3025315,2013-05-17,4172703,48.1\n"
+    )
+    s = ingest_omop(d, tmp_path / "st2", key=KEY)
+    assert s.balanced
+    assert _quarantined(s)["line 2"].startswith("a value with a comparator")
+    assert list(Store.open(tmp_path / "st2").read("events").to_pandas().value) == [48.1]
