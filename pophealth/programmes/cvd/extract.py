@@ -404,6 +404,20 @@ def age_on(date_of_birth: pd.Series, index_date: dt.date) -> pd.Series:
     return (idx.year - dob.dt.year - (~had_birthday).astype(int)).astype("Int64")
 
 
+def age_at(date_of_birth: pd.Series, dates: pd.Series) -> pd.Series:
+    """Age in completed years on each row's own date (vectorised; NA where either date
+    is missing). A birthday on the date counts (aged 80 on the 80th birthday)."""
+    dob = pd.to_datetime(pd.Series(date_of_birth)).reset_index(drop=True)
+    on = pd.to_datetime(pd.Series(dates)).reset_index(drop=True)
+    had_birthday = (dob.dt.month < on.dt.month) | (
+        (dob.dt.month == on.dt.month) & (dob.dt.day <= on.dt.day)
+    )
+    years = on.dt.year - dob.dt.year - (~had_birthday).astype(int)
+    out = years.where(dob.notna() & on.notna()).astype("Int64")
+    out.index = pd.Series(dates).index
+    return out
+
+
 def tidy_records(
     frame: pd.DataFrame,
     index_date: dt.date,

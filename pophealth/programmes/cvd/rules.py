@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
-from pophealth.programmes.cvd.extract import months_before
+from pophealth.programmes.cvd.extract import age_at, months_before
 from pophealth.programmes.cvd.inputs import DQ_INPUTS, imputed_summary, qrisk3_inputs
 from pophealth.scores.af import anticoagulation_indication, cha2ds2_vasc, orbit, orbit_risk_group
 from pophealth.scores.bp import htn_rag, htn_risk_group
@@ -33,12 +33,17 @@ def _recent(dates: pd.Series, index_date, months: int) -> pd.Series:
 def hypertension(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataFrame:
     """``htn_group`` (CVDPREVENT 0.1/0.2/1a/1b/1c/1d/1e, or -1 off the register) and
     ``htn_rag`` (red/amber/green/grey). The reading is the extract's ``bp_sbp``/``bp_dbp``:
-    the latest day in 12 months with a valid reading, that day's lowest of each. Age is
-    on the index date (CVDPREVENT uses age at the extract date)."""
+    the latest day in 12 months with a valid reading, that day's lowest of each.
+
+    Age is ``bp_age``, the age on the day of that reading (``bp_date``), not on the index
+    date: CVDPREVENT's ``filter_bp_frames`` adds the age at the journal date and
+    ``classify_htn_risk_group`` splits under-80 / 80-and-over on it. So someone who
+    turned 80 after their latest reading is still judged against the under-80 target."""
     out = records.copy()
     has = out["bp_sbp"].notna() & out["bp_dbp"].notna()
+    out["bp_age"] = age_at(out["date_of_birth"], out["bp_date"])
     out["htn_group"] = htn_risk_group(
-        out["age"].astype(float),
+        out["bp_age"].astype(float),
         out["bp_sbp"],
         out["bp_dbp"],
         has,

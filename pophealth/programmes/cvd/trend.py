@@ -3,8 +3,9 @@
 For each of the last ``months`` month ends (the last one = the index date's month end
 or the index date itself), among people on the hypertension register on that date: the
 share whose CVDPREVENT group is 0.1/0.2 (treated to target), using the latest valid BP
-day in the 12 months before that date. One query for all month ends (the tagged BP
-readings are paired with every month end and filtered to its window).
+day in the 12 months before that date and the age on the day of that reading. One query
+for all month ends (the tagged BP readings are paired with every month end and filtered
+to its window).
 
 Population: the programme's population on the index date (currently registered adults),
 followed back in time — a "current caseload" view, as practices see their list. People
@@ -27,7 +28,7 @@ from pophealth.programmes.cvd.extract import (
     _registered,
     _role_table,
     _rows_for,
-    age_on,
+    age_at,
     months_before,
     population,
 )
@@ -99,12 +100,14 @@ def bp_control_by_month(
     day = day.filter(day._s.notnull() & day._d.notnull())
     w = ibis.window(group_by=[day.patient_id, day.month_end], order_by=ibis.desc(day.date))
     day = day.mutate(_rn=ibis.row_number().over(w))
-    day = day.filter(day._rn == 0).select("patient_id", "month_end", sbp=day._s, dbp=day._d)
+    day = day.filter(day._rn == 0).select(
+        "patient_id", "month_end", sbp=day._s, dbp=day._d, bp_date=day.date
+    )
 
     pop = population(backend, index_date).select("patient_id", "date_of_birth", "pcn_name")
     j = reg.select("patient_id", "month_end").join(pop, "patient_id")
     j = j.left_join(day, ["patient_id", "month_end"]).select(
-        "patient_id", "month_end", "date_of_birth", "pcn_name", "sbp", "dbp"
+        "patient_id", "month_end", "date_of_birth", "pcn_name", "sbp", "dbp", "bp_date"
     )
     try:
         frame = to_pandas(j)
@@ -113,10 +116,8 @@ def bp_control_by_month(
     if frame.empty:
         return pd.DataFrame(columns=["pcn_name", "month_end", "numerator", "denominator"])
     frame["month_end"] = pd.to_datetime(frame["month_end"])
-    # age at each month end (vectorised per distinct month end)
-    age = pd.Series(np.nan, index=frame.index)
-    for end, idx in frame.groupby("month_end").groups.items():
-        age.loc[idx] = age_on(frame.loc[idx, "date_of_birth"], end.date()).astype(float)
+    # age on the day of the reading used, as CVDPREVENT (and cvd.rules.hypertension)
+    age = age_at(frame["date_of_birth"], frame["bp_date"]).astype(float)
     group = htn_risk_group(
         age,
         frame["sbp"],

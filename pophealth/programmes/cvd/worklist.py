@@ -151,7 +151,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
             "BP "
             + bp
             + " is above target ("
-            + np.where(p["age"] >= config.bp.older_age, "150/90 at 80+", "140/90")
+            + np.where(p["bp_age"].astype(float) >= config.bp.older_age, "150/90 at 80+", "140/90")
             + ").",
             s("Review BP treatment and adherence; recheck BP."),
         ),

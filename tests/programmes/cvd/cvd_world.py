@@ -188,10 +188,14 @@ class World:
         ethnicity_16: str = "A",
         practice: str = "XP001",
         lsoa: str = "X01000001",
+        born: dt.date | str | None = None,
     ) -> str:
+        """A patient aged ``age`` on INDEX (born 1 January), or born on ``born``."""
         dob = dt.date(INDEX.year - age, 1, 1)
         if dob.replace(year=INDEX.year) > INDEX:  # pragma: no cover - INDEX is in March
             dob = dob.replace(year=dob.year - 1)
+        if born is not None:
+            dob = pd.Timestamp(born).date()
         eth5 = {"A": "white", "H": "asian", "M": "black", "Z": "unknown"}.get(ethnicity_16, "other")
         self.patients.append(
             dict(

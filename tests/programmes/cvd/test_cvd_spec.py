@@ -71,6 +71,21 @@ BP_EXTRA = {
     "sbp_only_latest": ("0.1", "0.1"),
 }
 
+# Age is taken on the day of the reading used, not on the index date: CVDPREVENT's
+# filter_bp_frames adds the age at the journal date and classify_htn_risk_group splits
+# under-80 / 80-and-over on it (NHSDigital/cvd-prevent-tool, src/cvdp/
+# preprocess_cvdp_htn.py; PROGRAMMES.md section 3.2).
+# (patient, date of birth, reading date, sbp, dbp, CVDPREVENT, NICE-strict)
+BP_AGE_CASES = [
+    # 79 on the reading day, 80 on the index date: under-80 target (145 > 140)
+    ("turned_80_after_reading", "1945-02-01", "2025-01-15", 145, 85, "1a", "1a"),
+    # reading on the 80th birthday: the 80-and-over target
+    ("reading_on_80th_birthday", "1945-01-15", "2025-01-15", 145, 85, "0.2", "0.2"),
+    # the day before the 80th birthday: still under 80
+    ("reading_day_before_80", "1945-01-16", "2025-01-15", 150, 90, "1a", "1a"),
+]
+BP_EXTRA |= {pid: (g, n) for pid, _, _, _, _, g, n in BP_AGE_CASES}
+
 
 def build_world() -> World:
     w = World()
@@ -79,6 +94,10 @@ def build_world() -> World:
         w.event(pid, "hypertension", "2015-01-01")
         for when, s, d in readings:
             w.bp(pid, _date(when), s, d)
+    for pid, born, when, s, d, _, _ in BP_AGE_CASES:
+        w.patient(pid, born=born)
+        w.event(pid, "hypertension", "2015-01-01")
+        w.bp(pid, _date(when), s, d)
     w.patient("not_hypertensive", age=60)
     w.bp("not_hypertensive", _date(10), 200, 130)
     w.patient("resolved", age=60)
@@ -227,6 +246,20 @@ def test_bp_reading_is_the_days_minima(records):
     assert (r.loc["invalid_then_valid", "bp_sbp"], r.loc["invalid_then_valid", "bp_dbp"]) == (
         170,
         95,
+    )
+
+
+def test_bp_target_uses_age_on_the_reading_day(ruled):
+    """CVDPREVENT: age at the journal date of the reading (BP_AGE_CASES above)."""
+    row = ruled.loc["turned_80_after_reading"]
+    assert (row["age"], row["bp_age"]) == (80, 79)
+    assert (row["htn_group"], row["htn_rag"]) == ("1a", "amber")
+    assert ruled.loc["reading_on_80th_birthday", "bp_age"] == 80
+    wl = worklist(ruled.reset_index()).set_index("patient_id")
+    assert "above target (140/90)" in wl.loc["turned_80_after_reading", "reasons"]
+    assert (
+        "reading_on_80th_birthday" not in wl.index
+        or "above target" not in (wl.loc["reading_on_80th_birthday", "reasons"])
     )
 
 
