@@ -224,8 +224,9 @@ def event_variables(
     cached: list | None = None,
 ) -> list[ir.Table]:
     """Every event-based variable in a few passes over ``events`` (tag rows by role once,
-    then one aggregate for conditions, one for latest values, one for the BP day, one for
-    the SBP spread). Returns per-patient tables to left-join onto the population."""
+    then one aggregate for conditions, one for latest values, one for the latest day with
+    both a total cholesterol and an HDL, one for the BP day, one for the SBP spread).
+    Returns per-patient tables to left-join onto the population."""
     ever = dt.date(1900, 1, 1)
     c = codelists
     rows: list[dict] = []
@@ -272,6 +273,7 @@ def event_variables(
     daily = vt.group_by(["patient_id", "role", "date"]).aggregate(
         _mean=vt._v.mean(), _min=vt._v.min(), _max=vt._v.max()
     )
+    out.append(_latest_tc_hdl_day(daily, rules))
     w = ibis.window(group_by=[daily.patient_id, daily.role], order_by=ibis.desc(daily.date))
     daily = daily.mutate(_rn=ibis.row_number().over(w))
     latest = daily.filter(daily._rn == 0)
@@ -302,6 +304,26 @@ def event_variables(
         )
     )
     return out
+
+
+def _latest_tc_hdl_day(daily: ir.Table, rules: dict[str, ValueRule]) -> ir.Table:
+    """The latest day with both a total cholesterol and an HDL result (each combined
+    over the day by its value rule), for a non-HDL derived from one sample:
+    ``paired_tc``, ``paired_hdl``, ``paired_lipid_date``."""
+    tc, hdl = rules["total_cholesterol"], rules["hdl"]
+    both = daily.filter(daily.role.isin(["v:total_cholesterol", "v:hdl"]))
+    pick = {"mean": both._mean, "min": both._min, "max": both._max}
+    day = both.group_by(["patient_id", "date"]).aggregate(
+        _tc=pick[tc.same_day].max(where=both.role == "v:total_cholesterol"),
+        _hdl=pick[hdl.same_day].max(where=both.role == "v:hdl"),
+    )
+    day = day.filter(day._tc.notnull() & day._hdl.notnull())
+    w = ibis.window(group_by=day.patient_id, order_by=ibis.desc(day.date))
+    day = day.mutate(_rn=ibis.row_number().over(w))
+    day = day.filter(day._rn == 0)
+    return day.select(
+        "patient_id", paired_tc=day._tc, paired_hdl=day._hdl, paired_lipid_date=day.date
+    )
 
 
 def medication_variables(

@@ -128,23 +128,42 @@ def lipids(
 
     ``lipid_a``  CVD (IHD/PAD/stroke/TIA), no statin issued in the medication look-back.
     ``lipid_b``  CVD on a statin with non-HDL > target (2.5, or 2.6) or LDL > 2.0, from
-                 the latest result in the lipid look-back.
+                 the latest result of each in the lipid look-back.
     ``lipid_c``  QRISK3 >= 10% where QRISK applies (primary prevention), no lipid-lowering
                  therapy.
     ``lipid_d_assess`` total cholesterol > 7.5 (FH assessment); ``lipid_d_refer`` > 9
                  (refer). Not for people already coded with FH.
 
-    Also ``non_hdl`` (recorded, else total - HDL of the same latest results),
+    Also ``non_hdl`` with ``non_hdl_date`` and ``non_hdl_source`` (see below),
     ``statin_intensity`` and ``on_maximal_statin``. Requires :func:`qrisk` first.
+
+    ``non_hdl`` is the latest result in the look-back (PROGRAMMES.md section 3.6: "the
+    latest result"), whichever is more recent of a recorded non-HDL value and total
+    cholesterol minus HDL measured on the same day (the latest day with both; a TC and
+    an HDL from different days are never paired). When both fall on the same day the
+    recorded value wins (it is the laboratory's own report of that sample).
     """
     out = records.copy()
-    recent_tc = _recent(out["total_cholesterol_date"], index_date, config.lipid_lookback_months)
-    recent_hdl = _recent(out["hdl_date"], index_date, config.lipid_lookback_months)
-    recent_nonhdl = _recent(out["non_hdl_recorded_date"], index_date, config.lipid_lookback_months)
-    recent_ldl = _recent(out["ldl_date"], index_date, config.lipid_lookback_months)
+    months = config.lipid_lookback_months
+    recent_tc = _recent(out["total_cholesterol_date"], index_date, months)
+    recent_nonhdl = _recent(out["non_hdl_recorded_date"], index_date, months)
+    recent_pair = _recent(out["paired_lipid_date"], index_date, months)
+    recent_ldl = _recent(out["ldl_date"], index_date, months)
     tc = out["total_cholesterol"].where(recent_tc)
-    derived = (out["total_cholesterol"] - out["hdl"]).where(recent_tc & recent_hdl)
-    out["non_hdl"] = out["non_hdl_recorded"].where(recent_nonhdl, derived)
+    recorded = out["non_hdl_recorded"].where(recent_nonhdl)
+    recorded_date = pd.to_datetime(out["non_hdl_recorded_date"]).where(recorded.notna())
+    derived = (out["paired_tc"] - out["paired_hdl"]).where(recent_pair)
+    derived_date = pd.to_datetime(out["paired_lipid_date"]).where(derived.notna())
+    use_recorded = recorded.notna() & (derived.isna() | (recorded_date >= derived_date))
+    use_derived = ~use_recorded & derived.notna()
+    out["non_hdl"] = recorded.where(use_recorded, derived.where(use_derived))
+    out["non_hdl_date"] = recorded_date.where(use_recorded, derived_date.where(use_derived))
+    source = pd.Series(
+        np.select([use_recorded, use_derived], ["recorded", "total - HDL"], default=""),
+        index=out.index,
+        dtype=object,
+    )
+    out["non_hdl_source"] = source.where(source != "", None)
     ldl = out["ldl"].where(recent_ldl)
     out["ldl_recent"] = ldl
     out["tc_recent"] = tc

@@ -167,6 +167,38 @@ def build_world() -> World:
     w.issue("cvd_at_target", "simvastatin_40", _date(30), daily_dose_mg=40)
     w.event("cvd_at_target", "non_hdl", _date(60), 2.5)
     w.event("cvd_at_target", "ldl", _date(60), 2.0)
+    # Non-HDL is the latest result (PROGRAMMES.md section 3.6 item 2; NICE NG238 target on
+    # the latest lipid profile): the more recent of a recorded non-HDL and TC - HDL from
+    # one day's sample; on the same day the recorded value wins.
+    # Recorded 3.0 600 days ago, TC 4.0 / HDL 2.0 20 days ago -> 2.0, at target.
+    w.patient("nonhdl_stale_recorded", age=70, practice="XP003")
+    w.event("nonhdl_stale_recorded", "ihd", "2015-01-01")
+    w.issue("nonhdl_stale_recorded", "atorvastatin_80", _date(30))
+    w.event("nonhdl_stale_recorded", "non_hdl", _date(600), 3.0)
+    w.event("nonhdl_stale_recorded", "total_cholesterol", _date(20), 4.0)
+    w.event("nonhdl_stale_recorded", "hdl", _date(20), 2.0)
+    # Recorded 3.0 20 days ago beats TC 4.0 / HDL 2.0 300 days ago -> 3.0, above target.
+    w.patient("nonhdl_recent_recorded", age=70, practice="XP003")
+    w.event("nonhdl_recent_recorded", "ihd", "2015-01-01")
+    w.issue("nonhdl_recent_recorded", "atorvastatin_80", _date(30))
+    w.event("nonhdl_recent_recorded", "non_hdl", _date(20), 3.0)
+    w.event("nonhdl_recent_recorded", "total_cholesterol", _date(300), 4.0)
+    w.event("nonhdl_recent_recorded", "hdl", _date(300), 2.0)
+    # TC and HDL on different days are not paired: TC 5.5 alone 20 days ago, the latest
+    # day with both is 300 days ago (4.0 - 2.0) -> 2.0 (pairing 5.5 - 2.0 gave 3.5).
+    w.patient("nonhdl_unpaired_tc", age=70, practice="XP003")
+    w.event("nonhdl_unpaired_tc", "ihd", "2015-01-01")
+    w.issue("nonhdl_unpaired_tc", "atorvastatin_80", _date(30))
+    w.event("nonhdl_unpaired_tc", "total_cholesterol", _date(20), 5.5)
+    w.event("nonhdl_unpaired_tc", "total_cholesterol", _date(300), 4.0)
+    w.event("nonhdl_unpaired_tc", "hdl", _date(300), 2.0)
+    # Same day: recorded 2.4 and TC 5.0 / HDL 2.0 (3.0) -> the recorded 2.4.
+    w.patient("nonhdl_same_day", age=70, practice="XP003")
+    w.event("nonhdl_same_day", "ihd", "2015-01-01")
+    w.issue("nonhdl_same_day", "atorvastatin_80", _date(30))
+    w.event("nonhdl_same_day", "non_hdl", _date(20), 2.4)
+    w.event("nonhdl_same_day", "total_cholesterol", _date(20), 5.0)
+    w.event("nonhdl_same_day", "hdl", _date(20), 2.0)
     for pid, tc, fh in (
         ("tc_7_5", 7.5, False),
         ("tc_7_6", 7.6, False),
@@ -330,6 +362,31 @@ def test_lipid_worklists(ruled):
     cols = ["lipid_a", "lipid_b", "lipid_c", "lipid_d_assess", "lipid_d_refer"]
     got = {pid: tuple(int(v) for v in ruled.loc[pid, cols]) for pid in LIPID_EXPECTED}
     assert got == LIPID_EXPECTED
+
+
+NON_HDL_EXPECTED = {
+    # patient: (non_hdl, source, days before index, lipid_b)
+    "nonhdl_stale_recorded": (2.0, "total - HDL", 20, 0),
+    "nonhdl_recent_recorded": (3.0, "recorded", 20, 1),
+    "nonhdl_unpaired_tc": (2.0, "total - HDL", 300, 0),
+    "nonhdl_same_day": (2.4, "recorded", 20, 0),
+    "cvd_nonhdl_2_6": (2.6, "recorded", 60, 1),
+}
+
+
+def test_non_hdl_is_the_latest_result(ruled):
+    got = {
+        pid: (
+            round(float(ruled.loc[pid, "non_hdl"]), 9),
+            ruled.loc[pid, "non_hdl_source"],
+            (pd.Timestamp(INDEX) - ruled.loc[pid, "non_hdl_date"]).days,
+            int(ruled.loc[pid, "lipid_b"]),
+        )
+        for pid in NON_HDL_EXPECTED
+    }
+    assert got == NON_HDL_EXPECTED
+    assert pd.isna(ruled.loc["cvd_no_statin", "non_hdl"])
+    assert ruled.loc["cvd_no_statin", "non_hdl_source"] is None
 
 
 def test_non_hdl_target_switch_and_statin_intensity(records, ruled):
