@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pophealth.ingest.tabular import UnreadableFile
+
 FHIR_NS = "http://hl7.org/fhir"
 JSON_SUFFIXES = (".json", ".ndjson", ".jsonl", ".xml")
 
@@ -96,7 +98,10 @@ def iter_units(
     path: Path, *, progress=None, byte_range: tuple[int, int] | None = None
 ) -> Iterator[Unit | Unreadable]:
     """Read one file (or, for plain NDJSON, the lines starting in ``byte_range``);
-    never raises for bad content (yields :class:`Unreadable`)."""
+    never raises for bad content (yields :class:`Unreadable`). A file that cannot be read
+    to its end (a ``.gz`` cut short, a read error) raises
+    :class:`~pophealth.ingest.tabular.UnreadableFile`: the run stops and commits nothing,
+    rather than load the part before the break and lose the rest uncounted."""
     src = str(path)
     kind = _kind(path)
     try:
@@ -108,7 +113,9 @@ def iter_units(
         else:
             yield from _json_units(path, src, progress)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
-        yield Unreadable(src, "file", f"file could not be read to the end: {exc}")
+        raise UnreadableFile(
+            f"{src}: could not be read to the end ({exc}); nothing was committed"
+        ) from None
 
 
 def _ndjson_units(
@@ -182,12 +189,10 @@ def _ndjson_text_units(path: Path, src: str) -> Iterator[Unit | Unreadable]:
             try:
                 line = fh.readline()
             except (EOFError, OSError, zlib.error) as exc:
-                yield Unreadable(
-                    src,
-                    f"line {lineno + 1}",
-                    f"file truncated or corrupt after line {lineno}: {exc}",
-                )
-                return
+                raise UnreadableFile(
+                    f"{src}: could not be read to the end (truncated or corrupt after line "
+                    f"{lineno}: {exc}); nothing was committed"
+                ) from None
             if not line:
                 return
             lineno += 1
@@ -293,10 +298,12 @@ def _stream_bundle(path: Path, src: str) -> Iterator[Unit | Unreadable]:
                     buf = buf[pos:] + more
                     pos = 0
                     continue
-                yield Unreadable(
-                    src, f"entry {n + 1}", f"malformed JSON: {exc.msg}", buf[pos : pos + 2000]
-                )
-                break
+                # the decoder cannot find the next entry: the rest of the Bundle (the file
+                # cut short, or broken here) would be lost uncounted
+                raise UnreadableFile(
+                    f"{src}: could not be read past Bundle entry {n} (malformed JSON at entry "
+                    f"{n + 1}: {exc.msg}); nothing was committed"
+                ) from None
             n += 1
             window.append(obj)
             pos = end

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pophealth.ingest.fhir import ingest_fhir
+from pophealth.ingest.tabular import UnreadableFile
 from pophealth.store import Store
 
 KEY = b"bad-input-key-0123456789"
@@ -112,16 +113,19 @@ def test_malformed_line_missing_subject_bad_date_are_quarantined(tmp_path):
     assert by_line["line 3"].record.startswith('{"resourceType": "Observation"')
 
 
-def test_truncated_gzip_keeps_what_was_read(tmp_path):
+def test_truncated_gzip_stops_the_run_and_keeps_the_store(tmp_path):
+    """A file cut short cannot be read to its end: loading the part before the break would
+    lose the rest uncounted, so the run stops, names the file and commits nothing."""
+    out = tmp_path / "st"
+    ingest_fhir([_ndjson(tmp_path / "good.ndjson", [_patient("p0")])], out, key=KEY)
+    before = Store.open(out).snapshot
     lines = [_patient("p1")] + [_obs(f"o{i}", "Patient/p1", value=60 + i) for i in range(200)]
     data = gzip.compress(("\n".join(json.dumps(x) for x in lines) + "\n").encode())
     f = tmp_path / "Observation.ndjson.gz"
     f.write_bytes(data[: len(data) // 2])
-    s = ingest_fhir([f], tmp_path / "st", key=KEY)
-    _balanced(s)
-    q = _quarantine(s)
-    assert q["reason"].str.contains("truncated|could not be read|malformed").any()
-    assert 0 < s.tables["events"].loaded < 200
+    with pytest.raises(UnreadableFile, match="Observation.ndjson.gz: could not be read to the end"):
+        ingest_fhir([f], out, key=KEY)
+    assert Store.open(out).snapshot == before
 
 
 def test_nothing_loaded_leaves_the_previous_store_intact(tmp_path):
@@ -476,3 +480,19 @@ def test_practices_already_in_the_store_are_kept_and_merged(tmp_path):
     assert sorted(practices.index) == ["A83008", "Y00001"]
     assert practices.loc["A83008", "icb"] == "QHM"  # the richer reference row won
     assert Store.open(out).row_counts()["registrations"] == 1
+
+
+def test_a_large_bundle_cut_short_stops_the_run(tmp_path, monkeypatch):
+    """A Bundle read as a stream (large files) that breaks off mid-entry: the entries after
+    the break cannot be found, so the run stops rather than load the first ones."""
+    from pophealth.ingest import fhir_read
+
+    monkeypatch.setattr(fhir_read, "STREAM_BUNDLE_BYTES", 100)
+    entries = [{"resource": _patient("p1")}]
+    entries += [{"resource": _obs(f"o{i}", "Patient/p1", value=60 + i)} for i in range(50)]
+    text = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    f = tmp_path / "big.json"
+    f.write_text(text[: len(text) // 2])
+    with pytest.raises(UnreadableFile, match="big.json: could not be read past Bundle entry"):
+        ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert not (tmp_path / "st").exists() or Store.open(tmp_path / "st").snapshot is None
