@@ -29,6 +29,12 @@ group   rule (evaluated top to bottom; the first match wins)
 A reading is invalid if SBP < 50 or DBP < 20. With ``nice_strict=True`` "at target"
 means *below* the target (SBP < 140 and DBP < 90; SBP < 150 for 80+), as NICE words
 it; a reading exactly at target then falls to 1a/1b. Only the target edge moves.
+
+Same-day review is a separate question from the risk group: NICE NG136's severe
+hypertension (stage 3) is SBP >= 180 **or** DBP >= 120 and calls for same-day clinical
+review (:func:`needs_same_day_review`), while CVDPREVENT's 1d starts *above* 180/120. So
+180/120 is group 1c and still needs same-day review; the groups stay as CVDPREVENT
+defines them.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ __all__ = [
     "htn_rag",
     "htn_risk_group",
     "latest_valid_bp",
+    "needs_same_day_review",
     "nice_stage",
 ]
 
@@ -200,9 +207,9 @@ HTN_RAG: MappingProxyType[str, str] = MappingProxyType(
 )
 HTN_RAG_SOURCE = (
     "Derived by pophealth from the CVDPREVENT risk groups (PROGRAMMES.md section 3.2): "
-    "red = 1c/1d (above 160/100; above 180/120 needs same-day clinical review), amber = 1a/1b "
-    "(above target), green = 0.1/0.2 (at target), grey = 1e (no BP in 12 months). "
-    "[UNCONFIRMED as UCLPartners' own wording; clinical sign-off needed]"
+    "red = 1c/1d (above 160/100; 180/120 or above, NICE NG136 severe, needs same-day "
+    "clinical review), amber = 1a/1b (above target), green = 0.1/0.2 (at target), grey = 1e "
+    "(no BP in 12 months). [UNCONFIRMED as UCLPartners' own wording; clinical sign-off needed]"
 )
 
 
@@ -289,6 +296,22 @@ NICE_NG136_STAGES: MappingProxyType[str, NiceStageThresholds] = MappingProxyType
         "abpm": NiceStageThresholds("abpm", 135, 85, 150, 95, None, None),  # ABPM or HBPM average
     }
 )
+
+
+def needs_same_day_review(sbp: ArrayLike, dbp: ArrayLike) -> np.ndarray:
+    """Whether a clinic reading is NICE NG136 severe hypertension (stage 3: SBP >= 180
+    **or** DBP >= 120), which needs same-day clinical review. Boolean array; False where
+    both values are missing (one value at or above its threshold is enough).
+
+    Independent of the CVDPREVENT group: 1d is SBP > 180 or DBP > 120, so a reading of
+    exactly 180 (or a diastolic of exactly 120) is 1c but still needs same-day review.
+    """
+    t = NICE_NG136_STAGES["clinic"]
+    s, d = _arr(sbp), _arr(dbp)
+    if s.size != d.size:
+        raise ValueError(f"needs_same_day_review: sbp has {s.size} values, dbp has {d.size}")
+    with np.errstate(invalid="ignore"):
+        return (s >= t.stage3_sbp) | (d >= t.stage3_dbp)
 
 
 def nice_stage(sbp: ArrayLike, dbp: ArrayLike, *, setting: str = "clinic") -> np.ndarray:

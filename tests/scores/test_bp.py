@@ -22,6 +22,7 @@ from pophealth.scores.bp import (
     htn_rag,
     htn_risk_group,
     latest_valid_bp,
+    needs_same_day_review,
     nice_stage,
 )
 
@@ -237,6 +238,33 @@ def test_latest_valid_bp_missing_column():
 def test_nice_ng136_stages(sbp, dbp, clinic, abpm):
     assert nice_stage([sbp], [dbp])[0] == clinic
     assert nice_stage([sbp], [dbp], setting="abpm")[0] == abpm
+
+
+@pytest.mark.parametrize(
+    ("sbp", "dbp", "same_day", "group"),
+    [
+        # NICE NG136 severe (stage 3): SBP >= 180 or DBP >= 120 -> same-day review;
+        # CVDPREVENT 1d is > 180 / > 120, so the edge readings are 1c but still same-day
+        (180, 120, True, "1c"),
+        (180, 80, True, "1c"),
+        (130, 120, True, "1c"),
+        (179, 119, False, "1c"),
+        (181, 121, True, "1d"),
+        (150, 80, False, "1a"),
+        (np.nan, 125, True, "1e"),
+        (np.nan, np.nan, False, "1e"),
+    ],
+)
+def test_same_day_review_is_nice_severe_not_group_1d(sbp, dbp, same_day, group):
+    assert bool(needs_same_day_review([sbp], [dbp])[0]) is same_day
+    if not (np.isnan(sbp) or np.isnan(dbp)):  # agrees with the NICE stage
+        assert (nice_stage([sbp], [dbp])[0] == "stage3") is same_day
+    assert _one(60, sbp, dbp) == group
+
+
+def test_same_day_review_length_checked():
+    with pytest.raises(ValueError, match="sbp has 2 values"):
+        needs_same_day_review([180, 170], [120])
 
 
 def test_nice_stage_rejects_unknown_setting():

@@ -333,7 +333,8 @@ def build_result(
     sections.append(
         Section(
             "Blood pressure: CVDPREVENT risk groups",
-            "Red = 1c/1d (above 160/100; above 180/120 needs same-day review), amber = 1a/1b "
+            "Red = 1c/1d (above 160/100; 180/120 or above, NICE severe, needs same-day "
+            "review), amber = 1a/1b "
             "(above target), grey = 1e (no BP in 12 months), green = 0.1/0.2 (at target). "
             "The RAG colouring is derived by pophealth and needs clinical sign-off.",
             figures=[Figure("Hypertension register by risk group", _bp_chart(groups))],
@@ -471,7 +472,7 @@ def build_result(
         Section(
             "Pharmacist worklists",
             f"{'Listed patients are' if len(wl) else 'No patient is'} ranked per practice and "
-            "PCN: red first (BP above 180/120, AF without anticoagulation, CVD without a "
+            "PCN: red first (BP 180/120 or above, AF without anticoagulation, CVD without a "
             "statin, cholesterol above 9, BP above 160/100), then amber, then grey (no recent "
             "BP). The lists are patient-level and go to the care team only.",
             tables=[dq_out],

@@ -4,7 +4,8 @@ Input: the frame from :func:`pophealth.programmes.cvd.extract.cvd_records` (one 
 adult). Each function adds the columns of one rule and reads like it:
 
 * :func:`hypertension` — CVDPREVENT risk group of people on the hypertension register
-  (``pophealth.scores.bp``), with the derived RAG colour.
+  (``pophealth.scores.bp``), with the derived RAG colour and the NICE severe (same-day
+  review) flag.
 * :func:`qrisk` — QRISK3 inputs with data-quality flags, the score, and whether it
   applies (NICE: not for people with CVD, FH, type 1 diabetes, CKD 3-5, or outside 25-84).
 * :func:`lipids` — the four lipid worklists (PROGRAMMES.md section 3.6 item 2).
@@ -20,7 +21,7 @@ from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
 from pophealth.programmes.cvd.extract import age_at, months_before
 from pophealth.programmes.cvd.inputs import DQ_INPUTS, imputed_summary, qrisk3_inputs
 from pophealth.scores.af import anticoagulation_indication, cha2ds2_vasc, orbit, orbit_risk_group
-from pophealth.scores.bp import htn_rag, htn_risk_group
+from pophealth.scores.bp import htn_rag, htn_risk_group, needs_same_day_review
 from pophealth.scores.qrisk3 import QRISK3_COLUMNS, qrisk3
 
 
@@ -32,8 +33,11 @@ def _recent(dates: pd.Series, index_date, months: int) -> pd.Series:
 
 def hypertension(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataFrame:
     """``htn_group`` (CVDPREVENT 0.1/0.2/1a/1b/1c/1d/1e, or -1 off the register) and
-    ``htn_rag`` (red/amber/green/grey). The reading is the extract's ``bp_sbp``/``bp_dbp``:
-    the latest day in 12 months with a valid reading, that day's lowest of each.
+    ``htn_rag`` (red/amber/green/grey), and ``bp_same_day_review`` (on the register with a
+    reading at or above NICE NG136's severe threshold, SBP >= 180 or DBP >= 120; this
+    follows NICE, not the CVDPREVENT group, whose 1d starts above 180/120). The reading
+    is the extract's ``bp_sbp``/``bp_dbp``: the latest day in 12 months with a valid
+    reading, that day's lowest of each.
 
     Age is ``bp_age``, the age on the day of that reading (``bp_date``), not on the index
     date: CVDPREVENT's ``filter_bp_frames`` adds the age at the journal date and
@@ -53,6 +57,10 @@ def hypertension(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -
     )
     out["htn_rag"] = htn_rag(out["htn_group"])
     out["htn_at_target"] = out["htn_group"].isin(["0.1", "0.2"]).astype(int)
+    # NICE NG136 severe (>= 180 or >= 120): same-day review, whatever the CVDPREVENT group
+    # (1d starts above 180/120, so 180/120 itself is 1c and still flagged here).
+    severe = needs_same_day_review(out["bp_sbp"], out["bp_dbp"])
+    out["bp_same_day_review"] = ((out["hypertension"] == 1) & has & severe).astype(int)
     return out
 
 

@@ -8,18 +8,22 @@ stratification tables could not be read — [UNCONFIRMED], needs clinical sign-o
 =====  ====================================================================  ======
 RAG    reason                                                                weight
 =====  ====================================================================  ======
-red    BP above 180/120 (CVDPREVENT 1d): same-day clinical review             100
-red    AF, stroke risk high enough to offer anticoagulation, none in 12 mo     90
-red    CVD (IHD/PAD/stroke/TIA), no statin                                     80
-red    total cholesterol above 9: refer to lipid clinic                         70
-red    BP above 160/100 (1c)                                                    60
-amber  CVD on statin, non-HDL/LDL above target                                 40
-amber  QRISK3 >= 10%, no lipid-lowering therapy                                35
-amber  AF, man with CHA2DS2-VASc 1 (consider anticoagulation)                   30
-amber  BP above target (1a/1b)                                                  25
-amber  total cholesterol above 7.5: assess for FH                               20
-grey   hypertension, no BP in 12 months (1e)                                    10
+red    BP 180/120 or above (NICE severe): same-day clinical review              100
+red    AF, stroke risk high enough to offer anticoagulation, none in 12 mo       90
+red    CVD (IHD/PAD/stroke/TIA), no statin                                       80
+red    total cholesterol above 9: refer to lipid clinic                          70
+red    BP above 160/100 (1c), below 180/120                                      60
+amber  CVD on statin, non-HDL/LDL above target                                   40
+amber  QRISK3 >= 10%, no lipid-lowering therapy                                  35
+amber  AF, man with CHA2DS2-VASc 1 (consider anticoagulation)                    30
+amber  BP above target (1a/1b)                                                   25
+amber  total cholesterol above 7.5: assess for FH                                20
+grey   hypertension, no BP in 12 months (1e)                                     10
 =====  ====================================================================  ======
+
+The same-day item follows NICE NG136's severe threshold (SBP >= 180 or DBP >= 120), not
+the CVDPREVENT group: 1d starts above 180/120, so a 180/120 reading is group 1c but gets
+the same-day item (and not the 1c item too: one reading counts once).
 
 Patients are ranked by total weight (several problems add up), then the highest single
 weight, then systolic BP, then patient id (so the order is reproducible).
@@ -45,7 +49,7 @@ class Item:
 
 
 ITEMS: tuple[Item, ...] = (
-    Item("bp_1d", "red", 100, "hypertension"),
+    Item("bp_severe", "red", 100, "hypertension"),
     Item("af_offer", "red", 90, "AF"),
     Item("lipid_a", "red", 80, "lipids"),
     Item("lipid_d_refer", "red", 70, "lipids"),
@@ -73,8 +77,8 @@ def item_flags(p: pd.DataFrame) -> dict[str, pd.Series]:
     g = p["htn_group"]
     ind = p["anticoag_indication"]
     return {
-        "bp_1d": g == "1d",
-        "bp_1c": g == "1c",
+        "bp_severe": p["bp_same_day_review"] == 1,
+        "bp_1c": (g == "1c") & (p["bp_same_day_review"] != 1),
         "bp_above_target": g.isin(["1a", "1b"]),
         "bp_1e": g == "1e",
         "af_offer": (p["af_gap"] == 1) & (ind == "offer"),
@@ -139,8 +143,10 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
     target_ldl = f"{config.ldl_target.value:g}"
     s = lambda text: pd.Series(text, index=p.index)  # noqa: E731
     return {
-        "bp_1d": (
-            "BP " + bp + " is very high (systolic above 180 or diastolic above 120).",
+        "bp_severe": (
+            "BP "
+            + bp
+            + " is severe hypertension (systolic 180 or more, or diastolic 120 or more).",
             s("Same-day clinical review."),
         ),
         "bp_1c": (

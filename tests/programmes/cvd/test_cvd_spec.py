@@ -46,6 +46,9 @@ BP_CASES = [
     ("at_161_101", 60, [(10, 161, 101)], "1c", "1c"),
     ("dbp_101", 60, [(10, 130, 101)], "1c", "1c"),
     ("at_180_120", 60, [(10, 180, 120)], "1c", "1c"),
+    ("at_179_119", 60, [(10, 179, 119)], "1c", "1c"),
+    ("sbp_180", 60, [(10, 180, 80)], "1c", "1c"),
+    ("dbp_120", 60, [(10, 130, 120)], "1c", "1c"),
     ("at_181_121", 60, [(10, 181, 121)], "1d", "1d"),
     ("sbp_181", 60, [(10, 181, 70)], "1d", "1d"),
     ("dbp_121", 60, [(10, 150, 121)], "1d", "1d"),
@@ -293,6 +296,29 @@ def test_bp_target_uses_age_on_the_reading_day(ruled):
         "reading_on_80th_birthday" not in wl.index
         or "above target" not in (wl.loc["reading_on_80th_birthday", "reasons"])
     )
+
+
+def test_same_day_review_follows_nice_severe_not_group_1d(ruled):
+    """PROGRAMMES.md section 3.2: ">= 180/120 needs same-day clinical review" — NICE NG136
+    severe hypertension is systolic >= 180 OR diastolic >= 120, while CVDPREVENT's 1d is
+    > 180 / > 120. The group stays CVDPREVENT's; the same-day action follows NICE."""
+    flagged = {
+        pid
+        for pid in ruled.index[ruled["bp_same_day_review"] == 1]
+        if pid in {c[0] for c in BP_CASES} | set(BP_EXTRA)
+    }
+    # same_day_min_above (190/85 and 165/125 on one day) is not flagged: the day's
+    # minima are 165/85, as for the group
+    assert flagged == {"at_180_120", "sbp_180", "dbp_120", "at_181_121", "sbp_181", "dbp_121"}
+    assert ruled.loc["at_180_120", "htn_group"] == "1c"  # CVDPREVENT unchanged
+    assert ruled.loc["not_hypertensive", "bp_same_day_review"] == 0  # off the register
+    wl = worklist(ruled.reset_index()).set_index("patient_id")
+    for pid in ("at_180_120", "sbp_180", "dbp_120", "at_181_121"):
+        assert wl.loc[pid, "next_action"] == "Same-day clinical review.", pid
+        assert wl.loc[pid, "rag"] == "red"
+        assert "is high (systolic above 160" not in wl.loc[pid, "reasons"]  # counted once
+    assert wl.loc["at_180_120", "priority_score"] == wl.loc["at_181_121", "priority_score"]
+    assert wl.loc["at_179_119", "next_action"].endswith("recheck within 4 weeks.")
 
 
 # -- QRISK3 inputs ----------------------------------------------------------------------------
