@@ -38,6 +38,9 @@ NUMBER_PATTERN = (
 _NUMBER = re.compile(NUMBER_PATTERN)
 NOT_A_NUMBER = "not a number (expected digits with an optional decimal point; a comma only "
 NOT_A_NUMBER += "between thousands, as in 1,234.5)"
+#: a date as text with its year, month and day (``2020-03-04``, ``20200304``), optionally a
+#: time after ``T`` or a space
+FULL_DATE_PATTERN = r"(?:[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{8})(?:[T ].*)?"
 NOT_FINITE = "not a finite number (infinity, NaN or beyond the range of a double)"
 COMPARATOR = (
     "a value with a comparator (<, <=, >, >=) is not a number: the store has no comparator "
@@ -138,9 +141,13 @@ def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str]:
             if getattr(values.dt, "tz", None) is not None:
                 values = values.dt.tz_convert("UTC").dt.tz_localize(None)
         else:
-            text = s.astype("string")
+            text = s.astype("string").str.strip()
             values = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            # ISO 8601 also reads "2020" and "2020-03" (as 1 January, 1 March): a date
+            # without its day is refused, not moved to the first of the month or year
+            whole = text.str.fullmatch(FULL_DATE_PATTERN).fillna(False).to_numpy(bool)
+            values = values.where(whole)
         if kind == "date":
             bad_time = values.notna() & (values != values.dt.normalize())
             values = values.dt.normalize()

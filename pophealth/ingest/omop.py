@@ -177,7 +177,9 @@ def _dates(s: pd.Series) -> pd.Series:
     text = s.astype("string").str.strip()
     compact = text.str.fullmatch(r"\d{8}").fillna(False)
     text = text.mask(compact, text.str[:4] + "-" + text.str[4:6] + "-" + text.str[6:8])
-    return text.str[:10].where(text.str.len() >= 10, text)
+    # a time after the date is dropped; anything else stays, for validation to refuse
+    timed = text.str.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ].*").fillna(False)
+    return text.str[:10].where(timed, text)
 
 
 def _datetimes(s: pd.Series) -> pd.Series:
