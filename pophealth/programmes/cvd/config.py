@@ -133,9 +133,13 @@ class CvdConfig:
     lipid_lookback_months: int = 24  # a lipid result older than this is "not recent"
     medication_lookback_months: int = 6  # "on a statin" = issued in the last 6 months
     anticoagulant_lookback_months: int = 12  # AF: no anticoagulant issued in 12 months
+    # QRISK3 treatment flags from issues: "regular" use = at least this many issues in the
+    # look-back, set separately for steroids and antipsychotics. [UNCONFIRMED: two or more
+    # prescriptions is the QRISK3 paper's regular-use rule from memory; window pophealth's]
     corticosteroid_lookback_months: int = 12  # QRISK3 "regular steroid tablets" proxy
     corticosteroid_min_issues: int = 2
-    antipsychotic_lookback_months: int = 12
+    antipsychotic_lookback_months: int = 12  # QRISK3 "atypical antipsychotic" proxy
+    antipsychotic_min_issues: int = 2
 
     # ---- lipids ----------------------------------------------------------------------
     non_hdl_target: Threshold = Threshold(

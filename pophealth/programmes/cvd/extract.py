@@ -495,7 +495,7 @@ def tidy_records(
     out["on_antiplatelet"] = ((out["antiplatelet_n"] > 0) | (out["aspirin_n"] > 0)).astype(int)
     out["on_antihypertensive"] = (out["antihypertensive_n"] > 0).astype(int)
     out["atypical_antipsychotics"] = (
-        out["antipsychotic_n"] >= config.corticosteroid_min_issues
+        out["antipsychotic_n"] >= config.antipsychotic_min_issues
     ).astype(int)
     out["corticosteroids"] = (out["corticosteroid_n"] >= config.corticosteroid_min_issues).astype(
         int

@@ -74,6 +74,8 @@ CODES = {
             "warfarin",
             "aspirin",
             "ramipril",
+            "quetiapine",
+            "prednisolone",
         ]
     )
 }
@@ -156,6 +158,8 @@ def make_codelists() -> CvdCodelists:
         warfarin=_dmd("warfarin"),
         aspirin=_dmd("aspirin"),
         antihypertensives=_dmd("antihypertensives", "ramipril"),
+        atypical_antipsychotics=_dmd("atypical_antipsychotics", "quetiapine"),
+        corticosteroids=_dmd("corticosteroids", "prednisolone"),
     )
 
 

@@ -214,6 +214,16 @@ def build_world() -> World:
         if fh:
             w.event(pid, "familial_hypercholesterolaemia", "2010-01-01")
 
+    # -- QRISK3 treatment flags: regular use = issues in 12 months ---------------------------
+    w.patient("antipsychotic_1_issue", age=50, practice="XP005")
+    w.issue("antipsychotic_1_issue", "quetiapine", _date(40))
+    w.patient("antipsychotic_2_issues", age=50, practice="XP005")
+    w.issue("antipsychotic_2_issues", "quetiapine", _date(40))
+    w.issue("antipsychotic_2_issues", "quetiapine", _date(70))
+    w.patient("steroid_2_issues", age=50, practice="XP005")
+    w.issue("steroid_2_issues", "prednisolone", _date(40))
+    w.issue("steroid_2_issues", "prednisolone", _date(70))
+
     # -- atrial fibrillation ------------------------------------------------------------------
     # 76-year-old woman with hypertension: CHA2DS2-VASc 2 + 1 + 1 = 4; aspirin only; ORBIT:
     # age 1 + Hb 110 g/L (female < 120) 2 + eGFR 50 1 + antiplatelet 1 = 5 (high).
@@ -363,6 +373,25 @@ def test_qrisk_inputs_derived_and_imputed(ruled):
     young = ruled.loc["q_young"]
     assert young["qrisk_applies"] == 0
     assert "age" in young["qrisk_not_applied_because"]
+
+
+def test_antipsychotic_and_steroid_issue_thresholds_are_separate(records, store):
+    """QRISK3 atypical antipsychotic and regular oral steroid flags (PROGRAMMES.md 3.5):
+    each has its own minimum number of issues in 12 months (CvdConfig)."""
+    r = records.set_index("patient_id")
+    flags = ["atypical_antipsychotics", "corticosteroids"]
+    assert r.loc["antipsychotic_1_issue", flags].tolist() == [0, 0]  # default: 2 issues
+    assert r.loc["antipsychotic_2_issues", flags].tolist() == [1, 0]
+    assert r.loc["steroid_2_issues", flags].tolist() == [0, 1]
+    # one issue is enough for antipsychotics; steroids need three: the two do not mix
+    config = dataclasses.replace(
+        DEFAULT_CONFIG, antipsychotic_min_issues=1, corticosteroid_min_issues=3
+    )
+    alt = cvd_records(store.connect("duckdb"), INDEX, make_codelists(), config)
+    alt = alt.set_index("patient_id")
+    assert alt.loc["antipsychotic_1_issue", flags].tolist() == [1, 0]
+    assert alt.loc["antipsychotic_2_issues", flags].tolist() == [1, 0]
+    assert alt.loc["steroid_2_issues", flags].tolist() == [0, 0]
 
 
 # -- lipids -----------------------------------------------------------------------------------
