@@ -70,8 +70,10 @@ def qrisk(records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONF
     CKD 3-5). Adds the QRISK3 inputs, ``<input>_dq`` flags, ``qrisk3``,
     ``qrisk3_reason``, ``qrisk_imputed`` (plain words) and ``treated_hypertension``."""
     out = records.copy()
-    # QRISK3 "treated hypertension": on the register and on an antihypertensive; when no
-    # antihypertensive list is available, the register alone [flagged in the notes].
+    # QRISK3 "treated hypertension": on the register and an antihypertensive issued in the
+    # medication look-back. Without an antihypertensive code list no issue is found, so
+    # nobody counts as treated (QRISK3 then understates risk for treated people); the
+    # missing list is named in the report's notes.
     out["treated_hypertension"] = (
         (out["hypertension"] == 1) & (out["on_antihypertensive"] == 1)
     ).astype(int)

@@ -18,7 +18,7 @@ from cvd_world import ENGINES, INDEX, World, make_codelists
 
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, with_nice_non_hdl
 from pophealth.programmes.cvd.extract import cvd_records
-from pophealth.programmes.cvd.rules import apply_all, hypertension, lipids
+from pophealth.programmes.cvd.rules import apply_all, hypertension, lipids, qrisk
 from pophealth.programmes.cvd.worklist import worklist
 from pophealth.scores.qrisk3 import QRISK3_COLUMNS, QRISK3_DISCLAIMER, qrisk3
 
@@ -215,6 +215,10 @@ def build_world() -> World:
             w.event(pid, "familial_hypercholesterolaemia", "2010-01-01")
 
     # -- QRISK3 treatment flags: regular use = issues in 12 months ---------------------------
+    w.patient("treated_htn", age=50, practice="XP005")
+    w.event("treated_htn", "hypertension", "2015-01-01")
+    w.bp("treated_htn", _date(10), 130, 80)
+    w.issue("treated_htn", "ramipril", _date(40))
     w.patient("antipsychotic_1_issue", age=50, practice="XP005")
     w.issue("antipsychotic_1_issue", "quetiapine", _date(40))
     w.patient("antipsychotic_2_issues", age=50, practice="XP005")
@@ -373,6 +377,20 @@ def test_qrisk_inputs_derived_and_imputed(ruled):
     young = ruled.loc["q_young"]
     assert young["qrisk_applies"] == 0
     assert "age" in young["qrisk_not_applied_because"]
+
+
+def test_treated_hypertension_needs_an_antihypertensive_issue(records, store):
+    """QRISK3 "treated hypertension" (PROGRAMMES.md 3.5; docs/programmes/cvd.md): on the
+    register and an antihypertensive issued in 6 months. Without an antihypertensive code
+    list nobody is treated (the register alone is not used)."""
+    ruled = qrisk(hypertension(records), INDEX).set_index("patient_id")
+    assert ruled.loc["treated_htn", "treated_hypertension"] == 1
+    assert ruled.loc["at_139_89", "treated_hypertension"] == 0  # register, no issue
+    no_list = dataclasses.replace(make_codelists(), antihypertensives=None)
+    alt = cvd_records(store.connect("duckdb"), INDEX, no_list)
+    alt = qrisk(hypertension(alt), INDEX).set_index("patient_id")
+    assert alt.loc["treated_htn", "hypertension"] == 1
+    assert alt.loc["treated_htn", "treated_hypertension"] == 0
 
 
 def test_antipsychotic_and_steroid_issue_thresholds_are_separate(records, store):
