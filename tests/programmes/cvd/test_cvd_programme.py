@@ -122,3 +122,16 @@ def test_headline_worklist_colours_cannot_be_recovered_from_each_other():
     head = _headline({}, frame, disclosure.DEFAULT_POLICY)
     shown = {k: head[f"Worklist {k}"] for k in ("red", "amber", "grey")}
     assert shown == {"red": "[c]", "amber": "100", "grey": "[c]"}
+
+
+def test_docs_name_exactly_the_missing_code_lists():
+    """docs/programmes/cvd.md's "Missing roles" line is what curated_codelists() lacks
+    (the docs had listed as missing several lists that exist)."""
+    import re
+    from pathlib import Path
+
+    from pophealth.programmes.cvd.codelists import curated_codelists
+
+    doc = Path(__file__).parents[3] / "docs" / "programmes" / "cvd.md"
+    line = next(x for x in doc.read_text().splitlines() if x.startswith("Missing roles"))
+    assert set(re.findall(r"`(\w+)`", line)) == set(curated_codelists().missing())
