@@ -168,16 +168,25 @@ def derive_chol_hdl_ratio(
     hdl: pd.Series,
     sex: pd.Series,
     *,
+    ratio_date: pd.Series | None = None,
+    pair_date: pd.Series | None = None,
     config: CvdConfig = DEFAULT_CONFIG,
 ) -> tuple[pd.Series, pd.Series]:
-    """Total cholesterol / HDL ratio: a recorded ratio (1-20) if present; else latest
-    total cholesterol / latest HDL (both in their plausible ranges); else imputed at the
-    QRISK3 centre."""
+    """Total cholesterol / HDL ratio: the latest result — a recorded ratio (1-20), or
+    total cholesterol / HDL measured on one day (``total_cholesterol`` and ``hdl`` are that
+    day's pair; both in their plausible ranges), whichever is more recent (given the dates;
+    a recorded ratio on the same day wins, being the laboratory's own report); else imputed
+    at the QRISK3 centre."""
     ratio, tc, hdl = _num(ratio), _num(total_cholesterol), _num(hdl)
     has = _in_range(ratio, 1.0, 20.0)
     ok = _in_range(tc, *config.cholesterol_range) & _in_range(hdl, *config.hdl_range)
-    value = ratio.where(has, (tc / hdl).where(ok, qrisk_centre(sex, "chol_hdl_ratio")))
-    return value, _flags(has, ~has & ok, IMPUTED)
+    newer = pd.Series(False, index=ratio.index)
+    if ratio_date is not None and pair_date is not None:
+        newer = (pd.to_datetime(pair_date) > pd.to_datetime(ratio_date)).fillna(False)
+    use_pair = ok & (~has | newer)
+    use_ratio = has & ~use_pair
+    value = ratio.where(use_ratio, (tc / hdl).where(use_pair, qrisk_centre(sex, "chol_hdl_ratio")))
+    return value, _flags(use_ratio, use_pair, IMPUTED)
 
 
 def derive_smoking(
@@ -241,8 +250,10 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "sbp_sd",
     "sbp_n",
     "chol_hdl_ratio_recorded",
-    "total_cholesterol",
-    "hdl",
+    "chol_hdl_ratio_recorded_date",
+    "paired_tc",
+    "paired_hdl",
+    "paired_lipid_date",
     "smoking_category",
     "cigarettes_per_day",
     *QRISK3_FLAGS,
@@ -275,9 +286,11 @@ def qrisk3_inputs(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) 
     )
     out["chol_hdl_ratio"], out["chol_hdl_ratio_dq"] = derive_chol_hdl_ratio(
         records["chol_hdl_ratio_recorded"],
-        records["total_cholesterol"],
-        records["hdl"],
+        records["paired_tc"],  # one day's sample: never a TC and an HDL from two days
+        records["paired_hdl"],
         sex,
+        ratio_date=records["chol_hdl_ratio_recorded_date"],
+        pair_date=records["paired_lipid_date"],
         config=config,
     )
     out["sbp"], out["sbp_dq"] = derive_sbp(records["sbp_qrisk"], sex)

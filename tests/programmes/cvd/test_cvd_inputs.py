@@ -73,6 +73,22 @@ def test_chol_hdl_ratio():
     assert list(ratio[:2]) == [3.5, 4.0]
 
 
+def test_chol_hdl_ratio_is_the_latest_result():
+    """A recorded ratio older than one day's TC and HDL gives way to them; on the same day,
+    or newer, the recorded ratio stays (QRISK3 takes the latest result)."""
+    day = pd.to_datetime
+    ratio, flag = derive_chol_hdl_ratio(
+        S([3.5, 3.5, 3.5]),
+        S([6.0, 6.0, 6.0]),
+        S([1.5, 1.5, 1.5]),
+        S(["female"] * 3),
+        ratio_date=S(day(["2024-01-10", "2025-01-10", "2025-01-10"])),
+        pair_date=S(day(["2025-01-10", "2025-01-10", "2024-01-10"])),
+    )
+    assert list(flag) == ["derived", "present", "present"]
+    assert list(ratio) == [4.0, 3.5, 3.5]
+
+
 @pytest.mark.parametrize(
     ("category", "cpd", "code", "flag"),
     [
