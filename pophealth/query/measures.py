@@ -63,11 +63,11 @@ def _add_months(d: dt.date, n: int) -> dt.date:
 def _stepped(start: dt.date, count: int, step_months: int) -> list[Interval]:
     if count < 1:
         raise ValueError("need at least one interval")
+    if start.day != 1:  # one interval too: from the 15th to the month end is no month
+        raise ValueError(f"intervals of whole months must start on the 1st of a month, not {start}")
     out = []
     for i in range(count):
-        s = _add_months(start, i * step_months) if i else start
-        if start.day != 1 and i:
-            raise ValueError("intervals of whole months must start on the 1st of a month")
+        s = _add_months(start, i * step_months)
         e = _add_months(s, step_months) - dt.timedelta(days=1)
         out.append((s, e))
     return out
@@ -85,6 +85,13 @@ def quarterly(start: dt.date | str, count: int) -> list[Interval]:
 def yearly(start: dt.date | str, count: int) -> list[Interval]:
     """``count`` years of 12 months from ``start`` (e.g. 1 April for financial years)."""
     start = _as_date(start)
+    if count < 1:
+        raise ValueError("need at least one interval")
+    if (start.month, start.day) == (2, 29):
+        raise ValueError(
+            f"yearly intervals cannot start on {start}: most years have no 29 February "
+            "(start on 1 March or 28 February)"
+        )
     out = []
     for i in range(count):
         s = dt.date(start.year + i, start.month, start.day)

@@ -17,8 +17,10 @@ from pophealth.query import (
     index_date,
     monthly,
     patients,
+    quarterly,
     registrations,
     run_measures,
+    yearly,
 )
 from tests.spec.conftest import make_store
 
@@ -135,6 +137,15 @@ def test_monthly_intervals():
         (D(2024, 12, 1), D(2024, 12, 31)),
         (D(2025, 1, 1), D(2025, 1, 31)),
     ]
+    # a month starts on the 1st, even when there is only one of them
+    for count in (1, 2):
+        with pytest.raises(ValueError, match="must start on the 1st of a month"):
+            monthly("2024-04-15", count)
+    with pytest.raises(ValueError, match="must start on the 1st"):
+        quarterly("2024-04-15", 1)
+    assert yearly("2024-04-06", 2)[1] == (D(2025, 4, 6), D(2026, 4, 5))  # tax years
+    with pytest.raises(ValueError, match="cannot start on 2024-02-29"):
+        yearly("2024-02-29", 2)
 
 
 def test_on_or_before_index_date_rolls_with_each_interval(engine, tmp_path):
