@@ -463,7 +463,10 @@ def run_measures(
     policy: Any = None,
     multiplier: float = 100,
 ) -> pd.DataFrame:
-    """Run every measure over every interval; one row per measure × interval × group.
+    """Run every measure over every interval; one row per measure × interval × group
+    with someone in the denominator. An interval (or a group within one) where nobody is
+    in the denominator has no row, not a row of 0 of 0: reindex a series on the intervals
+    before drawing it, so that a month with no row shows as a gap, not as a join.
 
     Columns: ``measure``, ``interval_start``, ``interval_end``, the breakdown columns (each
     measure's own; ``None`` where a measure does not break down by it), ``numerator``,
@@ -488,9 +491,9 @@ def run_measures(
         df = raw[raw["measure"] == m.name].copy()
         groups = list(m.group_by)
         df = df[["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]]
-        df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
         df["interval_start"] = pd.to_datetime(df["interval_start"]).dt.date
         df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
+        df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
         out.append(_release(df, m, groups, disclosure, policy, multiplier))
     if not out:
         return pd.DataFrame()
@@ -527,12 +530,11 @@ def _release(
             )
         if len(df) == 0:
             return df
-        stats = proportion(
-            df["numerator"].to_numpy(dtype=float),
-            df["denominator"].to_numpy(dtype=float),
-            multiplier=multiplier,
-        )
         out = df.reset_index(drop=True).copy()
+        num = out["numerator"].to_numpy(dtype=float)
+        den = out["denominator"].to_numpy(dtype=float)
+        # 0 of 0 (nobody in the denominator): no value and no interval
+        stats = proportion(num, np.where(den > 0, den, np.nan), multiplier=multiplier)
         for c in stats.columns:
             if c not in ("numerator", "denominator"):
                 out[c] = stats[c].to_numpy()
@@ -551,12 +553,10 @@ def _release(
     if _counts_events(m.numerator) and m.denominator.dtype == "bool":
         # events per patient: a crude rate with Poisson limits on the released count (exact
         # below 10, Byar's from 10), the patients as the population; none without patients
-        ok = den > 0
-        stats = rate(num[ok], den[ok], multiplier=multiplier)
+        stats = rate(num, np.where(den > 0, den, np.nan), multiplier=multiplier)
         for c in stats.columns:
             if c not in ("numerator", "denominator", "value"):
-                df[c] = None if stats[c].dtype == object else np.nan
-                df.loc[ok, c] = stats[c].to_numpy()
+                df[c] = stats[c].to_numpy()
         df["statistic"] = f"rate per {multiplier_text(multiplier)} patients"
         return df
     df["statistic"] = f"ratio × {multiplier:g}"
