@@ -703,7 +703,9 @@ class Frame:
     def sort_by(self, *columns: Any) -> Frame:
         """Order rows for :meth:`first_for_patient`/:meth:`last_for_patient` (default: by
         date). Remaining ties are broken by every other column, so results are the same on
-        every engine."""
+        every engine: ascending for the first row, descending for the last (of two readings
+        on one day, first takes the lower, last the higher), a missing value never taken
+        over a value."""
         cols = tuple(wrap(c) for c in columns)
         err = self.error or _first_error(*cols)
         for c in cols:

@@ -140,6 +140,30 @@ def test_first_and_last_row(engine, tmp_path):
     assert out["2"] == dict.fromkeys(out["1"])
 
 
+def test_ties_on_the_date_go_by_the_other_columns(engine, tmp_path):
+    """Two rows on one day: first takes the lower value, last the higher (the other columns
+    ascending for first, descending for last), and a missing value is never taken over a
+    value."""
+    day = D(2024, 3, 1)
+    tables = {
+        "events": [
+            {"patient_id": "1", "date": day, "code": "271649006", "value": 150.0},
+            {"patient_id": "1", "date": day, "code": "271649006", "value": 120.0},
+            {"patient_id": "2", "date": day, "code": "271649006", "value": None},
+            {"patient_id": "2", "date": day, "code": "271649006", "value": 130.0},
+        ],
+    }
+    bp = events.matching(SBP)
+    out = run(
+        engine,
+        tmp_path,
+        tables,
+        {"first": bp.first_for_patient().value, "last": bp.last_for_patient().value},
+    )
+    assert out["1"] == {"first": 120.0, "last": 150.0}
+    assert out["2"] == {"first": 130.0, "last": 130.0}
+
+
 def test_min_max_mean_sum(engine, tmp_path):
     tables = {
         "events": [
