@@ -59,7 +59,9 @@ class Patients:
 
     def age_on(self, date: Any = index_date) -> Series:
         """Age in whole years on ``date`` (birthday counted on the day; 29 Feb birthdays
-        turn over on 1 Mar in non-leap years)."""
+        turn over on 1 Mar in non-leap years). Before the date of birth it is negative (-1
+        in the year before): combine with ``is_alive_on`` or registration, which a patient
+        not yet born does not pass, rather than rely on ``age < n`` alone."""
         date = wrap(date)
         dob = self.date_of_birth
         desc = f"patients.age_on({date.desc})"
