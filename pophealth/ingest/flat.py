@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pophealth.ingest.sink import INGEST_TABLES, IngestSummary, Run, files_note
-from pophealth.ingest.tabular import BadRow, UnreadableFile, read_delimited, read_parquet
+from pophealth.ingest.tabular import UnreadableFile, read_delimited, read_parquet
 from pophealth.schema import table
 
 
@@ -101,18 +101,7 @@ def _load(run: Run, name: str, path: Path, chunk_rows: int) -> None:
     if path.name.lower().endswith(".parquet"):
         chunks, where = read_parquet(path, chunk_rows), "row "
     else:
-
-        def bad(row: BadRow) -> None:
-            run.reject_unparsed(
-                source,
-                f"line {row.line}",
-                rt,
-                row.reason,
-                row.raw,
-                field_=row.field,
-                value=row.value,
-            )
-
+        bad = run.on_bad_row(source, rt)
         chunks, where = read_delimited(path, chunk_rows, on_bad=bad, quoting=True), "line "
     first = True
     for df, lines in chunks:

@@ -343,25 +343,15 @@ class _OmopImport:
 
     def _chunks(self, path: Path):
         name = path.name.lower().removesuffix(".gz").rpartition(".")[0]
-        yield from read_chunks(path, self.chunk_rows, self._on_bad(path, f"omop.{name}"))
-
-    def _on_bad(self, path: Path, record_type: str) -> Callable[[BadRow], None]:
-        def bad(row: BadRow) -> None:
-            self.run.reject_unparsed(
-                str(path),
-                f"line {row.line}",
-                record_type,
-                row.reason,
-                row.raw,
-                field_=row.field,
-                value=row.value,
-            )
-
-        return bad
+        yield from read_chunks(
+            path, self.chunk_rows, self.run.on_bad_row(str(path), f"omop.{name}")
+        )
 
     # -- reference tables --------------------------------------------------------------
     def _concept(self, path: Path) -> None:
-        self.concepts.load(self.run, path, self.chunk_rows, self._on_bad(path, "omop.concept"))
+        self.concepts.load(
+            self.run, path, self.chunk_rows, self.run.on_bad_row(str(path), "omop.concept")
+        )
 
     def _location(self, path: Path) -> None:
         for df, _ in self._chunks(path):

@@ -352,6 +352,23 @@ class Run:
         ctx = self.begin(source, location, record_type, None, raw)
         self.reject(ctx, field_, value, reason)
 
+    def on_bad_row(self, source: str, record_type: str) -> Callable[[Any], None]:
+        """A reader's ``on_bad`` callback: quarantine a row it could not read (a
+        :class:`~pophealth.ingest.tabular.BadRow`) with its line, field and reason."""
+
+        def bad(row: Any) -> None:
+            self.reject_unparsed(
+                source,
+                f"line {row.line}",
+                record_type,
+                row.reason,
+                row.raw,
+                field_=row.field,
+                value=row.value,
+            )
+
+        return bad
+
     def emit(
         self,
         name: str,

@@ -52,3 +52,18 @@ def count_types(folder: Path) -> Counter:
         elif f.suffix == ".xml":
             c.update(xml_types(f))
     return c
+
+
+def omop_weights(folder: Path, measurement_csv: str) -> Path:
+    """A tiny OMOP folder: one LOINC concept (body weight, 3025315), person 1 and
+    ``measurement_csv`` (header and rows) as measurement.csv."""
+    folder.mkdir(parents=True)
+    (folder / "concept.csv").write_text(
+        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
+        "concept_code\n3025315,Body weight,Measurement,LOINC,x,S,29463-7\n"
+    )
+    (folder / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8507,1960,5,1\n"
+    )
+    (folder / "measurement.csv").write_text(measurement_csv)
+    return folder

@@ -8,6 +8,7 @@ import pandas as pd
 from pophealth.ingest.flat import ingest_csv
 from pophealth.ingest.omop import ingest_omop
 from pophealth.store import Store
+from tests.ingest.ingest_helpers import omop_weights
 
 KEY = b"dates-key-0123456789abcdef"
 
@@ -40,19 +41,11 @@ def test_flat_dates_without_their_day_are_quarantined(tmp_path):
 
 
 def test_omop_text_after_a_date_is_not_cut_off(tmp_path):
-    d = tmp_path / "omop"
-    d.mkdir()
-    (d / "concept.csv").write_text(
-        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
-        "concept_code\n3025315,Body weight,Measurement,LOINC,x,S,29463-7\n"
-    )
-    (d / "person.csv").write_text(
-        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8507,1960,5,1\n"
-    )
-    (d / "measurement.csv").write_text(
+    d = omop_weights(
+        tmp_path / "omop",
         "measurement_id,person_id,measurement_concept_id,measurement_date,value_as_number\n"
         "1,1,3025315,2013-05-17 00:00:00,48.1\n"
-        "2,1,3025315,2013-05-19xyz,50.0\n"
+        "2,1,3025315,2013-05-19xyz,50.0\n",
     )
     s = ingest_omop(d, tmp_path / "st", key=KEY)
     assert s.balanced

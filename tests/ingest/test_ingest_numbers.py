@@ -13,6 +13,7 @@ from pophealth.ingest.flat import ingest_csv
 from pophealth.ingest.omop import ingest_omop
 from pophealth.store import Store
 from pophealth.validate import parse_number, validate
+from tests.ingest.ingest_helpers import omop_weights
 
 KEY = b"numbers-key-0123456789abc"
 
@@ -116,20 +117,12 @@ def test_fhir_value_quantity_with_a_decimal_comma_or_infinity_is_quarantined(tmp
 
 
 def test_omop_value_as_number_with_a_decimal_comma_or_infinity_is_quarantined(tmp_path):
-    d = tmp_path / "omop"
-    d.mkdir()
-    (d / "concept.csv").write_text(
-        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
-        "concept_code\n3025315,Body weight,Measurement,LOINC,x,S,29463-7\n"
-    )
-    (d / "person.csv").write_text(
-        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8507,1960,5,1\n"
-    )
-    (d / "measurement.csv").write_text(
+    d = omop_weights(
+        tmp_path / "omop",
         "measurement_id,person_id,measurement_concept_id,measurement_date,value_as_number\n"
         "1,1,3025315,2013-05-17,48.1\n"
         '2,1,3025315,2013-05-18,"1,5"\n'
-        "3,1,3025315,2013-05-19,inf\n"
+        "3,1,3025315,2013-05-19,inf\n",
     )
     s = ingest_omop(d, tmp_path / "st", key=KEY)
     assert s.balanced
@@ -162,20 +155,12 @@ def test_values_with_a_comparator_are_quarantined_not_stored_bare(tmp_path):
     assert _quarantined(s)["line 2"].startswith("a value with a comparator")
     assert Store.open(tmp_path / "st").row_counts()["events"] == 1
 
-    d = tmp_path / "omop"
-    d.mkdir()
-    (d / "concept.csv").write_text(
-        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
-        "concept_code\n3025315,Body weight,Measurement,LOINC,x,S,29463-7\n"
-    )
-    (d / "person.csv").write_text(
-        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8507,1960,5,1\n"
-    )
-    (d / "measurement.csv").write_text(
+    d = omop_weights(
+        tmp_path / "omop",
         "measurement_id,person_id,measurement_concept_id,measurement_date,operator_concept_id,"
         "value_as_number\n"
         "1,1,3025315,2013-05-17,4171756,48.1\n"
-        "2,1,3025315,2013-05-17,4172703,48.1\n"
+        "2,1,3025315,2013-05-17,4172703,48.1\n",
     )
     s = ingest_omop(d, tmp_path / "st2", key=KEY)
     assert s.balanced
