@@ -68,3 +68,39 @@ def test_omop_repeated_person_id_with_different_details_is_a_conflict(tmp_path):
     assert s.balanced
     assert s.tables["patients"].quarantined == 1 and s.tables["patients"].duplicates == 0
     assert _q(s).query("table == 'patients'").location.tolist() == ["line 3"]
+
+
+def test_flat_rows_of_a_patient_in_no_patients_row_are_quarantined(tmp_path):
+    """A flat row naming a patient_id that no patients row has would load and then be
+    invisible to every query (they join on the patient): it is quarantined as a dangling
+    reference. Appending, the store's patients count."""
+    d = tmp_path / "flat"
+    d.mkdir()
+    (d / "patients.csv").write_text(
+        "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\np1,1980-01-02,female,white,A\n"
+    )
+    (d / "events.csv").write_text(
+        "patient_id,date,system,code\np1,2024-01-02,snomedct,271649006\n"
+        "pX,2024-01-03,snomedct,271649006\n"
+    )
+    (d / "registrations.csv").write_text(
+        "patient_id,practice_id,start_date\np1,A81001,2010-01-01\npZ,A81001,2010-01-01\n"
+    )
+    out = tmp_path / "st"
+    s = ingest_csv(d, out)
+    assert s.balanced
+    assert Store.open(out).row_counts()["events"] == 1
+    assert Store.open(out).row_counts()["registrations"] == 1
+    q = _q(s).set_index("table")
+    assert q.loc["events", "reason"].startswith("dangling reference: patient_id is in no")
+    assert q.loc["registrations", "field"] == "patient_id"
+
+    more = tmp_path / "more"
+    more.mkdir()  # appending: p1 is in the store, pY nowhere
+    (more / "events.csv").write_text(
+        "patient_id,date,system,code\np1,2024-02-02,snomedct,271649006\n"
+        "pY,2024-02-03,snomedct,271649006\n"
+    )
+    s = ingest_csv(more, out, append=True)
+    assert s.balanced and s.tables["events"].quarantined == 1
+    assert Store.open(out).row_counts()["events"] == 2
