@@ -157,6 +157,8 @@ def _breakdown_table(view, ind) -> pd.DataFrame:
         "value",
         "lower95_0cl",
         "upper95_0cl",
+        "lower99_8cl",  # PHE's default output: 95% and 99.8% limits (PROGRAMMES.md 12)
+        "upper99_8cl",
         "difference",
         "flag",
         "disclosure_note",

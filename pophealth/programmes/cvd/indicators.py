@@ -186,6 +186,8 @@ def practice_table(
         "value",
         "lower95_0cl",
         "upper95_0cl",
+        "lower99_8cl",  # PHE's default output: 95% and 99.8% limits (PROGRAMMES.md 12)
+        "upper99_8cl",
         "disclosure_note",
     ]
     return released[keep].reset_index(drop=True)

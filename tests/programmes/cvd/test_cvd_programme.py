@@ -79,6 +79,19 @@ def test_no_released_count_in_1_to_7(result):
                 assert (v % 5 == 0).all(), (out.name, col)  # rounded to 5
 
 
+def test_indicator_tables_give_95_and_99_8_limits(result):
+    """PHE's default output is a value with 95% and 99.8% limits (PROGRAMMES.md section 12,
+    PHEindicatormethods): every CVD table with a value and limits has both."""
+    with_limits = [o for o in result.outputs if "lower95_0cl" in o.frame.columns]
+    assert with_limits
+    for out in with_limits:
+        f = out.frame
+        assert {"lower99_8cl", "upper99_8cl"} <= set(f.columns), out.name
+        shown = f["value"].notna()
+        assert (f.loc[shown, "lower99_8cl"] <= f.loc[shown, "lower95_0cl"]).all(), out.name
+        assert (f.loc[shown, "upper99_8cl"] >= f.loc[shown, "upper95_0cl"]).all(), out.name
+
+
 def test_report_renders_with_disclaimer_and_no_patients(result):
     page = render_html([result], title="t")
     assert "CVDPREVENT" in page
