@@ -126,7 +126,11 @@ def _released_group_counts(
         .reset_index(name="patients")
     )
     counts["description"] = counts["group"].map(dict(HTN_RISK_GROUPS))
-    return disclosure.apply(counts, ["patients"], policy=policy, by=["group"], margins=["group"])
+    # each group as a share of the register, with its denominator and Wilson limits
+    counts["on_register"] = len(on_register)
+    return disclosure.release_proportions(
+        counts, "patients", "on_register", policy=policy, by=["group"], margins=["group"]
+    )
 
 
 def _bp_chart(released: pd.DataFrame) -> go.Figure:
@@ -326,9 +330,9 @@ def build_result(
         "cvd_bp_risk_groups",
         "aggregate",
         groups,
-        "People on the hypertension register by CVDPREVENT risk group (latest valid BP in "
-        "12 months; lowest systolic and diastolic of the day)"
-        + (" — NICE-strict targets." if a.config.nice_strict else "."),
+        "People on the hypertension register by CVDPREVENT risk group, and as a percentage "
+        "of the register (latest valid BP in 12 months; lowest systolic and diastolic of "
+        "the day)" + (" — NICE-strict targets." if a.config.nice_strict else "."),
         disclosure=disclosure_text,
     )
     outputs.append(bp_out)

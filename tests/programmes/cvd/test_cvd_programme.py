@@ -92,6 +92,16 @@ def test_indicator_tables_give_95_and_99_8_limits(result):
         assert (f.loc[shown, "upper99_8cl"] >= f.loc[shown, "upper95_0cl"]).all(), out.name
 
 
+def test_bp_risk_groups_come_with_their_denominator(result):
+    """Counts by risk group are shares of the register: each row carries the register as
+    denominator, the percentage from the released counts and its limits."""
+    groups = next(o for o in result.outputs if o.name == "cvd_bp_risk_groups").frame
+    shown = groups["patients"].notna() & groups["on_register"].notna()
+    assert shown.any()
+    expected = groups.loc[shown, "patients"] / groups.loc[shown, "on_register"] * 100
+    assert (groups.loc[shown, "value"] - expected).abs().max() < 1e-9
+
+
 def test_report_renders_with_disclaimer_and_no_patients(result):
     page = render_html([result], title="t")
     assert "CVDPREVENT" in page
