@@ -86,20 +86,24 @@ def test_flat_csv_decimal_comma_list_and_infinity_are_quarantined(tmp_path):
     assert all(q[f"line {n}"].startswith("not a finite number") for n in (5, 6, 7))
 
 
-def test_fhir_value_quantity_with_a_decimal_comma_or_infinity_is_quarantined(tmp_path):
-    def obs(oid, value):
-        return {
-            "resourceType": "Observation",
-            "id": oid,
-            "status": "final",
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2020-01-01",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "1-1"}]},
-            "valueQuantity": {"value": value, "unit": "g"},
-        }
+def _obs(oid: str, quantity: dict) -> dict:
+    """An Observation of patient p1 with ``quantity`` as its valueQuantity."""
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2020-01-01",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "1-1"}]},
+        "valueQuantity": quantity,
+    }
 
+
+def test_fhir_value_quantity_with_a_decimal_comma_or_infinity_is_quarantined(tmp_path):
     lines = [{"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-02"}]
-    lines += [obs("a", "1,5"), obs("b", 1e999), obs("c", 2.5)]
+    lines += [
+        _obs(o, {"value": v, "unit": "g"}) for o, v in (("a", "1,5"), ("b", 1e999), ("c", 2.5))
+    ]
     f = tmp_path / "in.ndjson"
     text = "\n".join(json.dumps(x) for x in lines) + '\n{"resourceType": "Observation"'
     text += ', "id": "d", "status": "final", "subject": {"reference": "Patient/p1"}, '
@@ -134,21 +138,10 @@ def test_omop_value_as_number_with_a_decimal_comma_or_infinity_is_quarantined(tm
 
 
 def test_values_with_a_comparator_are_quarantined_not_stored_bare(tmp_path):
-    def obs(oid, quantity):
-        return {
-            "resourceType": "Observation",
-            "id": oid,
-            "status": "final",
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2020-01-01",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "1-1"}]},
-            "valueQuantity": quantity,
-        }
-
     f = tmp_path / "in.ndjson"
     lines = [{"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-02"}]
-    lines += [obs("a", {"value": 5, "comparator": "<", "unit": "mmol/L"})]
-    lines += [obs("b", {"value": 5, "unit": "mmol/L"})]
+    lines += [_obs("a", {"value": 5, "comparator": "<", "unit": "mmol/L"})]
+    lines += [_obs("b", {"value": 5, "unit": "mmol/L"})]
     f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     s = ingest_fhir([f], tmp_path / "st", key=KEY)
     assert s.balanced and s.tables["events"].duplicates == 0
