@@ -37,6 +37,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
 COMMANDS: list[str] = [
     "pophealth.commands.core",
     "pophealth.commands.run",
+    "pophealth.commands.query",
 ]
 
 

@@ -171,12 +171,16 @@ def connect(source: Any, engine: str = "duckdb", *, reuse: bool = True) -> Any:
     raise TypeError(f"cannot query {source!r}: give a store path, a Store or an Ibis backend")
 
 
-def _index_date(dataset: Dataset, index_date: dt.date | str | None) -> dt.date:
+def resolve_index_date(dataset: Dataset, index_date: dt.date | str | None) -> dt.date:
+    """``index_date`` if given, else the dataset's own, as a date (a QueryError if neither)."""
     value = index_date if index_date is not None else dataset.index_date
     if value is None:
         raise QueryError("no index date: pass index_date=... (or Dataset(index_date=...))")
     if isinstance(value, str):
-        value = dt.date.fromisoformat(value)
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            raise QueryError(f"index date {value!r} is not a date (expected YYYY-MM-DD)") from None
     if isinstance(value, dt.datetime):
         value = value.date()
     return value
@@ -245,7 +249,7 @@ def run_dataset(
     measures over one interval ending on the index date whose denominators lie within the
     population; the answer is the same either way."""
     con = connect(source, engine)
-    compiler = Compiler(con, index_date=_index_date(dataset, index_date))
+    compiler = Compiler(con, index_date=resolve_index_date(dataset, index_date))
     remember = con is source and output != "ibis"
     later = []
     if measures is not None:
@@ -283,7 +287,7 @@ def run_events(
         )
     frame, cols = dataset.event_tables[name]
     con = connect(source, engine)
-    compiler = Compiler(con, index_date=_index_date(dataset, index_date))
+    compiler = Compiler(con, index_date=resolve_index_date(dataset, index_date))
     rows, _ = compiler.rows(frame)
     if dataset.population is not None:
         pop = compile_patient_table(compiler, {}, dataset.population).select("patient_id")

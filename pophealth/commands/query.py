@@ -1,0 +1,204 @@
+"""``pophealth dataset FILE`` and ``pophealth measures FILE``: run an analyst's own
+definition file (:mod:`pophealth.query.definitions`) on a store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pophealth.commands._common import EngineOption, console, fail
+
+#: Output formats, by how the output's name ends.
+FORMATS = (".csv", ".csv.gz", ".parquet")
+
+DATASET_HELP = (
+    "Run a dataset definition file on a store: one row per patient in its population, "
+    "patient_id then each variable, and each event-level table it adds.\n\n"
+    "The file is Python that builds a pophealth.query.Dataset, called `dataset` (or the only "
+    "one it makes); docs/query.md shows how to write one. The output is patient-level "
+    "(pseudonymous) data: keep it inside the secure environment. Aggregates for release come "
+    "from `pophealth measures`."
+)
+MEASURES_HELP = (
+    "Run a measures definition file on a store: one row per measure, interval and group, with "
+    "numerator, denominator, value, confidence limits and the disclosure note.\n\n"
+    "The file is Python that builds a pophealth.query.Measures, called `measures` (or the "
+    "only one it makes). Its intervals are part of the definition; inside a measure, "
+    "`index_date` is the end of each interval. Counts pass through the disclosure-control "
+    "rule unless --no-disclosure is given."
+)
+
+DefinitionArgument = Annotated[
+    Path, typer.Argument(help="Python file that builds the definitions (see docs/query.md).")
+]
+StoreOption = Annotated[Path, typer.Option("--store", help="Store directory to read.")]
+
+
+def _format(path: Path) -> str:
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return suffix
+    raise fail(f"--output {path}: name it .csv, .csv.gz or .parquet (the format to write)")
+
+
+def _sibling(output: Path, suffix: str, name: str) -> Path:
+    """``out/bp.csv`` and event table ``readings`` → ``out/bp.readings.csv``."""
+    return output.with_name(f"{output.name[: -len(suffix)]}.{name}{suffix}")
+
+
+def write_table(table: Any, path: Path, suffix: str) -> None:
+    """Write an Arrow table (or a pandas frame) as CSV or Parquet, atomically: to a
+    temporary file beside ``path``, renamed over it once complete, so an interrupted run
+    leaves the previous output or none, never half a file."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if suffix == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            options = pcsv.WriteOptions(quoting_style="needed")
+            stream = pa.CompressedOutputStream(str(tmp), "gzip") if suffix == ".csv.gz" else tmp
+            if isinstance(stream, Path):
+                pcsv.write_csv(table, str(stream), options)
+            else:
+                with stream:
+                    pcsv.write_csv(table, stream, options)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _open(store: Path):
+    from pophealth.store import Store, StoreError
+
+    try:
+        return Store.open(store)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+
+
+def _load(definition: Path, kind: type, name: str) -> Any:
+    from pophealth.query.definitions import DefinitionError, find_definition, load_definitions
+
+    try:
+        return find_definition(load_definitions(definition), kind, name, definition)
+    except DefinitionError as exc:
+        raise fail(str(exc)) from None
+
+
+def dataset_command(
+    definition: DefinitionArgument,
+    store: StoreOption,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            help="File to write, .csv, .csv.gz or .parquet; event tables go beside it as "
+            "NAME.TABLE.csv (and so on).",
+        ),
+    ],
+    index_date: Annotated[
+        str | None,
+        typer.Option(
+            "--index-date",
+            help="YYYY-MM-DD; default: the dataset's own (Dataset(index_date=...)), else the "
+            "store's extract date.",
+        ),
+    ] = None,
+    engine: EngineOption = "duckdb",
+) -> None:
+    """``pophealth dataset``: see :data:`DATASET_HELP`."""
+    from pophealth.commands.run import default_index_date, parse_date
+    from pophealth.disclosure import count_text
+    from pophealth.query import Dataset, QueryError, connect, run_dataset, run_events
+    from pophealth.query.dataset import resolve_index_date
+
+    suffix = _format(output)
+    date = parse_date(index_date)
+    ds = _load(definition, Dataset, "dataset")
+    opened = _open(store)
+    con = connect(opened, engine)
+    written = []
+    try:
+        if date is None and ds.index_date is None:
+            date = default_index_date(opened)
+        date = resolve_index_date(ds, date)
+        table = run_dataset(con, ds, engine=engine, index_date=date, output="arrow")
+        write_table(table, output, suffix)
+        written.append((output, f"{count_text(table.num_rows)} patients", table.num_columns))
+        for name in ds.event_tables:
+            rows = run_events(con, ds, name, engine=engine, index_date=date, output="arrow")
+            path = _sibling(output, suffix, name)
+            write_table(rows, path, suffix)
+            written.append((path, f"{count_text(rows.num_rows)} rows", rows.num_columns))
+    except QueryError as exc:
+        raise fail(f"{definition}: {exc}") from None
+    console.print(
+        f"index date {date.isoformat()}, engine {engine}", highlight=False, soft_wrap=True
+    )
+    for path, what, columns in written:
+        console.print(f"{what}, {columns} columns: {path}", highlight=False, soft_wrap=True)
+        typer.echo(str(path.resolve()))
+
+
+def measures_command(
+    definition: DefinitionArgument,
+    store: StoreOption,
+    output: Annotated[
+        Path, typer.Option("--output", help="File to write: .csv, .csv.gz or .parquet.")
+    ],
+    disclosure: Annotated[
+        bool,
+        typer.Option(
+            "--disclosure/--no-disclosure",
+            help="Release the counts through the disclosure-control rule (the default: 1-7 "
+            "withheld, others rounded to the nearest 5). --no-disclosure writes exact counts, "
+            "for analysis inside the secure environment only.",
+        ),
+    ] = True,
+    engine: EngineOption = "duckdb",
+) -> None:
+    """``pophealth measures``: see :data:`MEASURES_HELP`."""
+    from pophealth.query import Measures, QueryError, run_measures
+
+    suffix = _format(output)
+    m = _load(definition, Measures, "measures")
+    if not len(m):
+        raise fail(f"{definition}: the Measures defines no measure (measures.define_measure)")
+    intervals = {interval for measure in m for interval in measure.intervals}
+    opened = _open(store)
+    try:
+        result = run_measures(opened, m, engine=engine, disclosure=disclosure)
+    except QueryError as exc:
+        raise fail(f"{definition}: {exc}") from None
+    write_table(result, output, suffix)
+    how = sorted(set(result.attrs.get("evaluation", {}).values()))
+    console.print(
+        f"{len(result):,} rows: {len(m)} measure{'s' if len(m) != 1 else ''} over "
+        f"{len(intervals)} intervals "
+        f"(engine {engine}; by {', '.join(how) or '-'}): {output}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not disclosure:
+        console.print(
+            "[yellow]exact counts, not disclosure-controlled:[/yellow] for analysis inside "
+            "the secure environment only; do not publish or share them.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    typer.echo(str(output.resolve()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dataset", help=DATASET_HELP)(dataset_command)
+    app.command("measures", help=MEASURES_HELP)(measures_command)
