@@ -793,6 +793,11 @@ class Compiler:
                 return t["interval_end" if op == "index_date" else "interval_start"]
             value = self.index_date if op == "index_date" else self.interval_start
             return ibis.literal(value, type="date")
+        if op == "elapsed":  # clock times as recorded, each cut to whole seconds
+            start, end = (t[x.args[1]].truncate("s").epoch_seconds() for x in a[:2])
+            return (end - start).cast("float64") / a[2]
+        if op == "clock_hour":
+            return t[a[0].args[1]].hour().cast("int64")
         if op == "col":
             col = t[a[1]]
             if schema_table(a[0])[a[1]].type == "timestamp":

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from pophealth.query.compile import Compiler, PatientTables, compile_patient_table
-from pophealth.query.model import Frame, QueryError, Series, wrap
+from pophealth.query.model import Frame, QueryError, Series, a_dtype, wrap
 
 __all__ = ["Dataset", "connect", "run_dataset", "run_events"]
 
@@ -63,7 +63,9 @@ class Dataset:
     def define_population(self, condition: Any) -> None:
         series = check_variable("population", condition, what="population rule")
         if series.dtype != "bool":
-            raise QueryError(f"population rule: {series.desc} is a {series.dtype}, not True/False")
+            raise QueryError(
+                f"population rule: {series.desc} is {a_dtype(series.dtype)}, not True/False"
+            )
         object.__setattr__(self, "_population", series)
 
     @property

@@ -47,7 +47,7 @@ import pyarrow as pa
 from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
 from pophealth.query.masks import MaskPlan, breakdowns
-from pophealth.query.model import QueryError, Series
+from pophealth.query.model import QueryError, Series, a_dtype
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 
 __all__ = ["Measure", "Measures", "monthly", "quarterly", "run_measures", "yearly"]
@@ -174,7 +174,7 @@ class Measures:
             if s.dtype not in ("bool", "int"):
                 raise QueryError(
                     f"measure {name!r}: the {label} must be True/False (count patients) or a "
-                    f"whole number (sum), not a {s.dtype}"
+                    f"whole number (sum), not {a_dtype(s.dtype)}"
                 )
         groups = {}
         for gname, g in group_by.items():

@@ -93,6 +93,11 @@ def _literal_dtype(value: Any) -> str:
     raise QueryError(f"cannot use {value!r} ({type(value).__name__}) in a definition")
 
 
+def a_dtype(dtype: str) -> str:
+    """A type named with its article, for messages: "a date", "an int"."""
+    return f"an {dtype}" if dtype[:1] in ("a", "e", "i", "o", "u") else f"a {dtype}"
+
+
 def _key_of(arg: Any) -> Any:
     if isinstance(arg, Series | Frame | Duration):
         return arg.key
@@ -201,7 +206,7 @@ class Series:
                 return Series._make("days_between", (b, a), "int", desc, (a, b))
             hint = " (add or subtract days(n), months(n) or years(n) to move a date)"
             return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
-                f"{desc}: cannot {op} a {a.dtype} and a {b.dtype}{hint}"
+                f"{desc}: cannot {op} {a_dtype(a.dtype)} and {a_dtype(b.dtype)}{hint}"
             )
         if (
             a.dtype not in NUMERIC
@@ -210,7 +215,7 @@ class Series:
             and b.dtype != "null"
         ):
             return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
-                f"{desc}: arithmetic needs numbers, not a {a.dtype} and a {b.dtype}"
+                f"{desc}: arithmetic needs numbers, not {a_dtype(a.dtype)} and {a_dtype(b.dtype)}"
             )
         dtype = "float" if "float" in (a.dtype, b.dtype) or op == "div" else "int"
         return Series._make(op, (a, b), dtype, desc, (a, b))
@@ -228,7 +233,7 @@ class Series:
             ("number" if d in NUMERIC else d) for d in (self.dtype, other.dtype) if d != "null"
         }
         if len(kinds) > 1:
-            a, b = ("a number" if d in NUMERIC else f"a {d}" for d in (self.dtype, other.dtype))
+            a, b = ("a number" if d in NUMERIC else a_dtype(d) for d in (self.dtype, other.dtype))
             out._with_error(f"{desc}: cannot compare {a} with {b}")
         return out
 
@@ -268,7 +273,7 @@ class Series:
         desc = f"({self.desc} + {d!r})"
         out = Series._make("shift", (self, d), "date", desc, (self,))
         if self.dtype != "date":
-            out._with_error(f"{desc}: {d!r} can only be added to a date, not a {self.dtype}")
+            out._with_error(f"{desc}: {d!r} can only be added to a date, not {a_dtype(self.dtype)}")
         return out
 
     def __eq__(self, other: Any) -> Series:  # type: ignore[override]
@@ -297,7 +302,7 @@ class Series:
         for s in (a, b):
             if s.dtype not in ("bool", "null"):
                 out._with_error(
-                    f"{desc}: {sym} needs True/False conditions, but {s.desc} is a {s.dtype}"
+                    f"{desc}: {sym} needs True/False conditions, but {s.desc} is {a_dtype(s.dtype)}"
                 )
         return out
 
@@ -317,7 +322,7 @@ class Series:
         out = Series._make("not", (self,), "bool", f"~{self.desc}", (self,))
         if self.dtype != "bool":
             out._with_error(
-                f"~{self.desc}: ~ (not) needs a True/False condition, not a {self.dtype}"
+                f"~{self.desc}: ~ (not) needs a True/False condition, not {a_dtype(self.dtype)}"
             )
         return out
 
@@ -341,7 +346,9 @@ class Series:
             if ("number" if vd in NUMERIC else vd) != (
                 "number" if self.dtype in NUMERIC else self.dtype
             ):
-                out._with_error(f"{desc}: {v!r} is a {vd} but {self.desc} is a {self.dtype}")
+                out._with_error(
+                    f"{desc}: {v!r} is {a_dtype(vd)} but {self.desc} is {a_dtype(self.dtype)}"
+                )
                 break
         return out
 
@@ -351,7 +358,9 @@ class Series:
         desc = f"{self.desc}.if_null_then({other.desc})"
         out = Series._make("coalesce", (self, other), self.dtype, desc, (self, other))
         if other.dtype != "null" and _kind(other.dtype) != _kind(self.dtype):
-            out._with_error(f"{desc}: {other.desc} is a {other.dtype}, not a {self.dtype}")
+            out._with_error(
+                f"{desc}: {other.desc} is {a_dtype(other.dtype)}, not {a_dtype(self.dtype)}"
+            )
         return out
 
     def fill_unknown(self, label: str = "unknown") -> Series:
@@ -366,13 +375,15 @@ class Series:
     def round(self, digits: int = 0) -> Series:
         out = Series._make("round", (self, digits), "float", f"round({self.desc})", (self,))
         if self.dtype not in NUMERIC:
-            out._with_error(f"round({self.desc}): needs a number, not a {self.dtype}")
+            out._with_error(f"round({self.desc}): needs a number, not {a_dtype(self.dtype)}")
         return out
 
     def _date_part(self, part: str) -> Series:
         out = Series._make("date_part", (self, part), "int", f"{self.desc}.{part}", (self,))
         if self.dtype != "date":
-            out._with_error(f"{self.desc}.{part}: only a date has a {part}, not a {self.dtype}")
+            out._with_error(
+                f"{self.desc}.{part}: only a date has a {part}, not {a_dtype(self.dtype)}"
+            )
         return out
 
     @property
@@ -394,7 +405,7 @@ class Series:
         desc = f"{self.desc}.to_category({codelist.name})"
         out = Series._make("map", (self, mapping, "string"), "string", desc, (self,))
         if self.dtype != "string":
-            out._with_error(f"{desc}: only codes map to categories, not a {self.dtype}")
+            out._with_error(f"{desc}: only codes map to categories, not {a_dtype(self.dtype)}")
         return out
 
     def to_number(self, codelist: Codelist, column: str) -> Series:
@@ -403,7 +414,7 @@ class Series:
         desc = f"{self.desc}.to_number({codelist.name}.{column})"
         out = Series._make("map", (self, mapping, "float"), "float", desc, (self,))
         if self.dtype != "string":
-            out._with_error(f"{desc}: only codes map to numbers, not a {self.dtype}")
+            out._with_error(f"{desc}: only codes map to numbers, not {a_dtype(self.dtype)}")
         return out
 
 
@@ -462,7 +473,7 @@ def case(*branches: tuple[Any, Any], otherwise: Any = None) -> Series:
     out = Series._make("case", (pairs, default), dtype, desc, operands)
     for c, _ in pairs:
         if c.dtype != "bool":
-            out._with_error(f"{desc}: the condition {c.desc} is a {c.dtype}, not True/False")
+            out._with_error(f"{desc}: the condition {c.desc} is {a_dtype(c.dtype)}, not True/False")
     if len(kinds) > 1:
         out._with_error(f"{desc}: the branches mix types ({', '.join(sorted(kinds))})")
     return out
@@ -712,6 +723,46 @@ class Frame:
             if c.domain not in (None, self._table):
                 err = err or f"sort_by: {c.desc} is not a column of {self._table}"
         return Frame(self._table, self._filters, cols, err, self._desc)
+
+    # -- clock times ------------------------------------------------------------------------
+    def _clock(self, name: str, what: str) -> Series:
+        """The date-and-time column ``name`` read as recorded (not as its date), for
+        ``what``; an invalid series naming the problem otherwise."""
+        from pophealth.schema import table as schema_table
+
+        t = schema_table(self._table)
+        stamps = [c.name for c in t.columns if c.type == "timestamp"]
+        if name not in t.column_names or t[name].type != "timestamp":
+            have = f"its date-and-time columns: {', '.join(stamps)}" if stamps else "it has none"
+            return _invalid(f"{what}: {self._table}.{name} is not a date-and-time column; {have}")
+        return Series("col", (self._table, name), "date", self._table, f"{self._table}.{name}")
+
+    def _elapsed(self, start: str, end: str, seconds: int, unit: str) -> Series:
+        what = f"{self._desc}.{unit}_between({start!r}, {end!r})"
+        a, b = self._clock(start, what), self._clock(end, what)
+        out = Series._make("elapsed", (a, b, seconds), "float", what, (a, b))
+        return out._with_error(self.error) if self.error else out
+
+    def minutes_between(self, start: str, end: str) -> Series:
+        """On each row, the minutes from clock time ``start`` to clock time ``end`` (two
+        date-and-time columns of this table, e.g. an attendance's arrival and its first
+        analgesia): to the second (29.5 is 29 minutes 30 seconds), each time cut to whole
+        seconds; negative when ``end`` is earlier; missing when either is. Times are
+        clock times as recorded, so a span across a change of the clocks is off by an
+        hour. Use it in ``where(...)`` or aggregate it (``minimum_for_patient(...)``)."""
+        return self._elapsed(start, end, 60, "minutes")
+
+    def hours_between(self, start: str, end: str) -> Series:
+        """As :meth:`minutes_between`, in hours (1.5 is an hour and a half)."""
+        return self._elapsed(start, end, 3600, "hours")
+
+    def hour_of_day(self, column: str) -> Series:
+        """On each row, the hour (0-23) of the clock time in date-and-time ``column``:
+        for breaking a measure down by time of day."""
+        what = f"{self._desc}.hour_of_day({column!r})"
+        c = self._clock(column, what)
+        out = Series._make("clock_hour", (c,), "int", what, (c,))
+        return out._with_error(self.error) if self.error else out
 
     # -- aggregates -----------------------------------------------------------------------
     def _agg(self, fn: str, arg: Series | None, dtype: str, desc: str) -> Series:

@@ -23,6 +23,7 @@ from pophealth.query import (
     addresses,
     case,
     days,
+    emergency_attendances,
     events,
     index_date,
     medications,
@@ -110,6 +111,20 @@ def tables(draw):
         for p in ids
         if draw(st.booleans())
     ]
+    arrivals = st.datetimes(min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2025, 12, 31))
+    attendances = []
+    for _ in range(draw(st.integers(0, 5))):
+        arrival = draw(arrivals)
+        wait = draw(st.one_of(st.none(), st.integers(-600, 7200), st.floats(0, 3600)))
+        attendances.append(
+            {
+                "patient_id": draw(st.sampled_from(ids)),
+                "arrival_datetime": arrival,
+                "first_analgesia_datetime": (
+                    None if wait is None else arrival + dt.timedelta(seconds=wait)
+                ),
+            }
+        )
     areas = [
         {"lsoa_code": "X01000001", "imd_quintile": 1, "core20": True},
         {"lsoa_code": "X01000002", "imd_quintile": 4, "core20": False},
@@ -121,6 +136,7 @@ def tables(draw):
         "registrations": regs,
         "addresses": addr,
         "areas": areas,
+        "emergency_attendances": attendances,
     }
 
 
@@ -144,7 +160,12 @@ def _frames(draw):
 @st.composite
 def variable(draw):
     frame = _frames(draw)
-    kind = draw(st.integers(0, 13))
+    kind = draw(st.integers(0, 14))
+    if kind == 14:  # clock times, to the second (DuckDB keeps microseconds, Spark does not)
+        wait = emergency_attendances.minutes_between("arrival_datetime", "first_analgesia_datetime")
+        if draw(st.booleans()):
+            return emergency_attendances.where(wait <= draw(st.integers(0, 60))).count_for_patient()
+        return emergency_attendances.minimum_for_patient(wait)
     if kind == 0:
         return frame.exists_for_patient()
     if kind == 1:

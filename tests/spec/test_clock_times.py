@@ -1,0 +1,156 @@
+"""Spec: clock times on a row — minutes and hours between two date-and-time columns, and
+the hour of day — for standards timed in minutes: analgesia within 30 minutes of arrival
+for a sickle cell pain crisis (NICE CG143 / QS58; PROGRAMMES.md section 9) and
+prophylactic antibiotics within 60 minutes before skin incision (WHO SSI bundle; section 4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pophealth.query import (
+    Measures,
+    QueryError,
+    emergency_attendances,
+    monthly,
+    operations,
+    run_measures,
+)
+from tests.spec.conftest import make_store, run
+
+T = dt.datetime
+ea = emergency_attendances
+
+
+def _attendance(pid, arrival, analgesia=None, diagnosis="1"):
+    return {
+        "patient_id": pid,
+        "arrival_datetime": arrival,
+        "first_analgesia_datetime": analgesia,
+        "diagnosis_system": "snomedct",
+        "diagnosis": diagnosis,
+    }
+
+
+ATTENDANCES = [
+    # 1: 30 minutes exactly (within the standard), and a later one at 41 minutes
+    _attendance("1", T(2025, 3, 1, 10, 0), T(2025, 3, 1, 10, 30)),
+    _attendance("1", T(2025, 3, 20, 23, 50), T(2025, 3, 21, 0, 31)),
+    # 2: 30 minutes 1 second (outside); seconds below one are cut: 29 min 59.9 s is 29:59
+    _attendance("2", T(2025, 2, 1, 8, 0, 0), T(2025, 2, 1, 8, 30, 1)),
+    _attendance("2", T(2025, 2, 2, 8, 0, 0, 500_000), T(2025, 2, 2, 8, 30, 0, 400_000)),
+    # 3: no analgesia recorded
+    _attendance("3", T(2025, 1, 5, 0, 0)),
+    # 4: analgesia recorded before arrival (a data error shows as a negative time)
+    _attendance("4", T(2025, 1, 5, 12, 0), T(2025, 1, 5, 11, 45)),
+]
+
+
+def test_minutes_between_is_to_the_second(engine, tmp_path):
+    minutes = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    out = run(
+        engine,
+        tmp_path,
+        {"emergency_attendances": ATTENDANCES},
+        {
+            "fastest": ea.minimum_for_patient(minutes),
+            "slowest": ea.maximum_for_patient(minutes),
+            "within_30": ea.where(minutes <= 30).count_for_patient(),
+            "timed": ea.where(minutes.is_not_null()).count_for_patient(),
+        },
+    )
+    assert out["1"] == {"fastest": 30.0, "slowest": 41.0, "within_30": 1, "timed": 2}
+    # 8:00:00.5 -> 8:30:00.4 is 8:00:00 -> 8:30:00 once cut to whole seconds: 30 minutes
+    assert out["2"]["fastest"] == 30.0
+    assert out["2"]["slowest"] == pytest.approx(30 + 1 / 60)
+    assert out["2"]["within_30"] == 1
+    assert out["3"] == {"fastest": None, "slowest": None, "within_30": 0, "timed": 0}
+    assert out["4"]["fastest"] == -15.0
+
+
+def test_hours_between_and_antibiotics_before_incision(engine, tmp_path):
+    def op(pid, oid, start, antibiotic):
+        return {
+            "patient_id": pid,
+            "operation_id": oid,
+            "start_datetime": start,
+            "code": "R171",
+            "antibiotic_datetime": antibiotic,
+        }
+
+    rows = [
+        op("1", "a", T(2025, 3, 1, 9, 0), T(2025, 3, 1, 8, 0)),  # 60 min before: in time
+        op("2", "b", T(2025, 3, 1, 9, 0), T(2025, 3, 1, 7, 59)),  # 61 min before: too early
+        op("3", "c", T(2025, 3, 1, 9, 0), T(2025, 3, 1, 9, 5)),  # after incision
+        op("4", "d", T(2025, 3, 1, 9, 0), None),  # not given
+    ]
+    before = operations.minutes_between("antibiotic_datetime", "start_datetime")
+    in_time = operations.where((before >= 0) & (before <= 60)).exists_for_patient()
+    out = run(
+        engine,
+        tmp_path,
+        {"operations": rows},
+        {
+            "hours": operations.maximum_for_patient(
+                operations.hours_between("antibiotic_datetime", "start_datetime")
+            ),
+            "in_time": in_time,
+        },
+    )
+    assert out["1"] == {"hours": 1.0, "in_time": True}
+    assert out["2"]["hours"] == pytest.approx(61 / 60) and out["2"]["in_time"] is False
+    assert out["3"]["hours"] == pytest.approx(-5 / 60) and out["3"]["in_time"] is False
+    assert out["4"] == {"hours": None, "in_time": False}
+
+
+def test_hour_of_day(engine, tmp_path):
+    out = run(
+        engine,
+        tmp_path,
+        {"emergency_attendances": ATTENDANCES},
+        {
+            "first_hour": ea.minimum_for_patient(ea.hour_of_day("arrival_datetime")),
+            "last_hour": ea.maximum_for_patient(ea.hour_of_day("arrival_datetime")),
+        },
+    )
+    assert out["1"] == {"first_hour": 10, "last_hour": 23}
+    assert out["3"] == {"first_hour": 0, "last_hour": 0}
+
+
+def test_clock_times_in_a_measure_over_months(engine, tmp_path):
+    """The timing filter is a row condition: the many-interval paths carry it as any other."""
+    minutes = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    attended = ea.in_interval()
+    m = Measures(intervals=monthly("2025-01-01", 3))
+    m.define_measure(
+        "analgesia_30",
+        numerator=attended.where((minutes >= 0) & (minutes <= 30)).exists_for_patient(),
+        denominator=attended.exists_for_patient(),
+    )
+    store = make_store(tmp_path, {"emergency_attendances": ATTENDANCES})
+    result = run_measures(store, m, engine=engine, disclosure=False)
+    got = {r.interval_start.month: (r.numerator, r.denominator) for r in result.itertuples()}
+    # January: 3 (none recorded) and 4 (-15 minutes: a recording error, not in time);
+    # February: 2 (30:00 counts); March: 1 (10:00 -> 10:30 in time, 23:50 -> 0:31 not)
+    assert got == {1: (0, 2), 2: (1, 1), 3: (1, 1)}
+    assert result.attrs["evaluation"] == {"analgesia_30": "masks"}
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: ea.minutes_between("arrival_datetime", "diagnosis"), "diagnosis is not a"),
+        (lambda: ea.hours_between("arrival", "departure_datetime"), "arrival is not a"),
+        (lambda: ea.hour_of_day("diagnosis"), "first_analgesia_datetime"),
+    ],
+)
+def test_a_column_without_a_clock_time_is_named(make, words):
+    from pophealth.query import Dataset
+
+    ds = Dataset()
+    with pytest.raises(QueryError, match="variable 'x'") as err:
+        ds.x = ea.minimum_for_patient(make())
+    assert words in str(err.value)
+    assert "date-and-time columns: arrival_datetime" in str(err.value)
