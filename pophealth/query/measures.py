@@ -120,9 +120,12 @@ class Measure:
         self.denominator = denominator
         self.group_by = dict(group_by)
         self.intervals = [(_as_date(s), _as_date(e)) for s, e in intervals]
-        self.kind = (
-            "proportion" if numerator.dtype == "bool" and denominator.dtype == "bool" else "ratio"
-        )
+        if numerator.dtype == "bool" and denominator.dtype == "bool":
+            self.kind = "proportion"  # of patients
+        elif _counts_subset(numerator, denominator):
+            self.kind = "row proportion"  # of rows: episodes, attendances, operations
+        else:
+            self.kind = "ratio"
 
 
 class Measures:
@@ -471,11 +474,12 @@ def run_measures(
     Columns: ``measure``, ``interval_start``, ``interval_end``, the breakdown columns (each
     measure's own; ``None`` where a measure does not break down by it), ``numerator``,
     ``denominator``, ``value`` (× ``multiplier``: 100 = percentage), the confidence limits
-    (``lower95_0cl`` ...: Wilson for proportions; Poisson for events per patient, a count of
-    rows over a True/False denominator; missing for other ratios), ``statistic``,
-    ``method`` and ``disclosure_note``. ``result.attrs["evaluation"]`` maps each measure to
-    how it was computed: ``"masks"``, ``"change_points"``, ``"paired"`` (fallback) or
-    ``"single"`` (one interval).
+    (``lower95_0cl`` ...: Wilson for proportions of patients, and of rows when the
+    numerator counts some of the rows the denominator counts; Poisson for events per
+    patient, a count of rows over a True/False denominator; missing for other ratios),
+    ``statistic``, ``method`` and ``disclosure_note``. ``result.attrs["evaluation"]`` maps
+    each measure to how it was computed: ``"masks"``, ``"change_points"``, ``"paired"``
+    (fallback) or ``"single"`` (one interval).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
@@ -518,27 +522,16 @@ def _release(
     multiplier: float,
 ) -> pd.DataFrame:
     from pophealth import disclosure as sdc
-    from pophealth.stats import proportion, rate
+    from pophealth.stats import rate
     from pophealth.stats._core import multiplier_text
 
     by = ["interval_start", *groups]
     kw = {} if policy is None else {"policy": policy}
-    if m.kind == "proportion":
-        if disclosure:
-            return sdc.release_proportions(
-                df, "numerator", "denominator", by=by, margins=groups, multiplier=multiplier, **kw
-            )
-        if len(df) == 0:
-            return df
-        out = df.reset_index(drop=True).copy()
-        num = out["numerator"].to_numpy(dtype=float)
-        den = out["denominator"].to_numpy(dtype=float)
-        # 0 of 0 (nobody in the denominator): no value and no interval
-        stats = proportion(num, np.where(den > 0, den, np.nan), multiplier=multiplier)
-        for c in stats.columns:
-            if c not in ("numerator", "denominator"):
-                out[c] = stats[c].to_numpy()
-        out["disclosure_note"] = "not disclosure-controlled"
+    if m.kind in ("proportion", "row proportion"):
+        out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
+        if m.kind == "row proportion" and len(out):
+            # a patient may have several rows: the limits treat the rows as independent
+            out["method"] = out["method"].astype(str) + "; rows counted as independent"
         return out
     # ratio of sums: counts released by the same rule, value recomputed from them
     if disclosure:
@@ -565,6 +558,55 @@ def _release(
         "denominator not a number of patients)"
     )
     return df
+
+
+def _release_proportions(
+    df: pd.DataFrame,
+    groups: list[str],
+    by: list[str],
+    disclosure: bool,
+    kw: dict[str, Any],
+    multiplier: float,
+) -> pd.DataFrame:
+    """Numerator of denominator with Wilson limits: released through the rule, or exact."""
+    from pophealth import disclosure as sdc
+    from pophealth.stats import proportion
+
+    if disclosure:
+        return sdc.release_proportions(
+            df, "numerator", "denominator", by=by, margins=groups, multiplier=multiplier, **kw
+        )
+    if len(df) == 0:
+        return df
+    out = df.reset_index(drop=True).copy()
+    num = out["numerator"].to_numpy(dtype=float)
+    den = out["denominator"].to_numpy(dtype=float)
+    # 0 of 0 (nobody in the denominator): no value and no interval
+    stats = proportion(num, np.where(den > 0, den, np.nan), multiplier=multiplier)
+    for c in stats.columns:
+        if c not in ("numerator", "denominator"):
+            out[c] = stats[c].to_numpy()
+    out["disclosure_note"] = "not disclosure-controlled"
+    return out
+
+
+def _counts_subset(numerator: Series, denominator: Series) -> bool:
+    """Whether ``numerator`` counts some of the rows ``denominator`` counts, for every
+    patient: the same count over frames of one table, the numerator's filters including
+    every one of the denominator's (``attended.where(in_time).count_for_patient()`` over
+    ``attended.count_for_patient()``). Their ratio is then a proportion of rows."""
+    if numerator.op != "agg" or denominator.op != "agg":
+        return False
+    (num_rows, num_fn, num_arg), (den_rows, den_fn, den_arg) = numerator.args, denominator.args
+    if num_fn != den_fn or num_fn not in ("count", "count_days", "count_distinct"):
+        return False
+    if num_rows._table != den_rows._table or _key(num_arg) != _key(den_arg):
+        return False
+    return {f.key for f in den_rows._filters} <= {f.key for f in num_rows._filters}
+
+
+def _key(s: Series | None) -> tuple | None:
+    return None if s is None else s.key
 
 
 def _counts_events(s: Series) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 
 from pophealth.query import (
@@ -154,3 +155,41 @@ def test_a_column_without_a_clock_time_is_named(make, words):
         ds.x = ea.minimum_for_patient(make())
     assert words in str(err.value)
     assert "date-and-time columns: arrival_datetime" in str(err.value)
+
+
+def test_a_share_of_attendances_is_a_proportion_of_rows(engine, tmp_path):
+    """% of attendances given analgesia in time (the standard counts presentations, and a
+    patient may present several times): numerator rows among the denominator's rows, with
+    Wilson limits on the row counts, not a ratio without an interval."""
+    wait = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    attended = ea.in_interval()
+    m = Measures(intervals=monthly("2025-01-01", 3))
+    m.define_measure(
+        "in_time",
+        numerator=attended.where((wait >= 0) & (wait <= 30)).count_for_patient(),
+        denominator=attended.count_for_patient(),
+    )
+    m.define_measure(  # not a subset of the denominator's rows: a ratio, as before
+        "timed_per_attendance",
+        numerator=ea.where(wait.is_not_null()).count_for_patient(),
+        denominator=attended.count_for_patient(),
+    )
+    store = make_store(tmp_path, {"emergency_attendances": ATTENDANCES})
+    result = run_measures(store, m, engine=engine, disclosure=False)
+    share = result[result.measure == "in_time"]
+    share = share.set_index(share.interval_start.map(str))
+    # March: patient 1's two attendances, one in time: 1 of 2 rows (not 1 of 1 patient)
+    march = share.loc["2025-03-01"]
+    assert (march.numerator, march.denominator, march.value) == (1, 2, 50.0)
+    # Wilson 95% limits for 1 of 2: (x + z²/2 ± z·sqrt(x(n-x)/n + z²/4)) / (n + z²), z = 1.96
+    # = (2.92 ± 2.368) / 5.84: 9.45% to 90.55%
+    assert march.lower95_0cl == pytest.approx(9.4529, abs=1e-3)
+    assert march.upper95_0cl == pytest.approx(90.5471, abs=1e-3)
+    assert march.statistic == "percentage"
+    assert "rows counted as independent" in march.method
+    ratio = result[result.measure == "timed_per_attendance"]
+    assert ratio.lower95_0cl.isna().all() and "no interval" in ratio.method.iloc[0]
+    # released: the same rule as a proportion of patients (1 and 2 are withheld)
+    released = run_measures(store, m, engine=engine)
+    row = released[released.measure == "in_time"].iloc[-1]
+    assert pd.isna(row.numerator) and "rows counted as independent" in row.method
