@@ -144,16 +144,22 @@ class Table:
     #: the Parquet row groups whose code range can hold one of its codes. Empty: the
     #: order the rows were written in.
     cluster_by: tuple[str, ...] = ()
+    #: (start, end) column pairs of one type: the end may be missing (still open) or equal
+    #: to the start, never before it; a row whose end is before its start is quarantined.
+    periods: tuple[tuple[str, str], ...] = ()
     _by_name: dict[str, Column] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name!r} declares a column twice")
-        for key in (*self.primary_key, *self.cluster_by):
+        for key in (*self.primary_key, *self.cluster_by, *(c for p in self.periods for c in p)):
             if key not in names:
                 raise ValueError(f"table {self.name!r}: key column {key!r} is not declared")
         self._by_name.update({c.name: c for c in self.columns})
+        for start, end in self.periods:
+            if self[start].type != self[end].type or self[start].type not in ("date", "timestamp"):
+                raise ValueError(f"table {self.name!r}: period {start}..{end} needs two dates")
 
     def __getitem__(self, name: str) -> Column:
         try:
@@ -229,6 +235,7 @@ PATIENTS = Table(
     ),
     primary_key=("patient_id",),
     many_rows_per_patient=False,
+    periods=(("date_of_birth", "date_of_death"),),
 )
 
 PRACTICES = Table(
@@ -278,6 +285,7 @@ REGISTRATIONS = Table(
             allowed=("recorded", "inferred"),
         ),
     ),
+    periods=(("start_date", "end_date"),),
 )
 
 ADDRESSES = Table(
@@ -305,6 +313,7 @@ ADDRESSES = Table(
             nullable=False,
         ),
     ),
+    periods=(("start_date", "end_date"),),
 )
 
 EVENTS = Table(
@@ -397,6 +406,7 @@ ADMISSIONS = Table(
         ),
         _provider(),
     ),
+    periods=(("admission_date", "discharge_date"),),
 )
 
 EMERGENCY_ATTENDANCES = Table(
@@ -428,6 +438,7 @@ EMERGENCY_ATTENDANCES = Table(
         _provider(),
     ),
     cluster_by=("diagnosis_system", "diagnosis", "arrival_datetime"),
+    periods=(("arrival_datetime", "departure_datetime"),),
 )
 
 OPERATIONS = Table(
@@ -656,6 +667,12 @@ def to_markdown() -> str:
             out += [
                 "Stored sorted by " + ", ".join(f"`{k}`" for k in t.cluster_by) + " (so a "
                 "code list's rows lie in few Parquet row groups).",
+                "",
+            ]
+        for start, end in t.periods:
+            out += [
+                f"`{end}` is never before `{start}` (it may equal it, or be null while open); "
+                "a row where it is is quarantined.",
                 "",
             ]
         out += ["| column | type | constraints | description |", "|---|---|---|---|"]

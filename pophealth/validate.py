@@ -205,6 +205,52 @@ def _to_arrow(col: Column, values: pd.Series) -> pa.Array:
     return pa.array(values.astype(object).where(values.notna(), None).tolist(), type=pa.string())
 
 
+#: a date without a time (in a timestamp column it stands for some time on that day)
+_DAY_ONLY = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{8}"
+
+
+def _day_only(raw: pd.Series | None) -> np.ndarray:
+    if raw is None or pd.api.types.is_datetime64_any_dtype(raw):
+        return np.zeros(0 if raw is None else len(raw), dtype=bool)
+    text = raw.astype("string").str.strip()
+    return text.str.fullmatch(_DAY_ONLY).fillna(False).to_numpy(bool)
+
+
+def _end_before_start(
+    start: Column, end: Column, coerced: dict[str, pd.Series], frame: pd.DataFrame
+) -> tuple[pd.Series, pd.Series]:
+    """Rows whose ``end`` is before their ``start`` (a missing end is an open period; an
+    end equal to the start is valid), and the reason for each, naming both values.
+
+    Timestamps are compared as instants, except where either was given as a date without
+    a time (``2023-01-05``: some time that day), which is compared by day."""
+    began, ended = coerced[start.name], coerced[end.name]
+    both = (began.notna() & ended.notna()).to_numpy(bool)
+    reason = pd.Series("", index=began.index, dtype=object)
+    if not both.any():
+        return pd.Series(False, index=began.index), reason
+    if start.type == "date":
+        by_day = np.ones(len(began), dtype=bool)
+    else:
+        by_day = np.zeros(len(began), dtype=bool)
+        for col in (start, end):
+            if col.name in frame.columns:
+                by_day |= _day_only(frame[col.name].reset_index(drop=True))
+    day_before = (ended.dt.normalize() < began.dt.normalize()).to_numpy(bool)
+    before = both & np.where(by_day, day_before, (ended < began).to_numpy(bool))
+    if before.any():
+        day = by_day[before]
+
+        def shown(values: pd.Series) -> np.ndarray:
+            v = values[before]
+            return np.where(day, v.dt.strftime("%Y-%m-%d"), v.dt.strftime("%Y-%m-%d %H:%M:%S"))
+
+        reason[before] = (
+            end.name + " " + shown(ended) + " is before " + start.name + " " + shown(began)
+        )
+    return pd.Series(before, index=began.index), reason
+
+
 def validate(
     name: str,
     frame: pd.DataFrame | pa.Table,
@@ -286,6 +332,10 @@ def validate(
                 f"above the maximum {col.maximum:g}",
             )
         coerced[col.name] = values
+
+    for start, end in spec.periods:
+        before, reason = _end_before_start(spec[start], spec[end], coerced, df)
+        flag(before, end, df[end] if end in df.columns else coerced[end], reason)
 
     bad_rows = pd.concat(problems)["row"].unique() if problems else np.array([], dtype="int64")
     good = ~rows.isin(bad_rows)
