@@ -257,13 +257,16 @@ def validate(
     *,
     source: str = "<input>",
     row_numbers: np.ndarray | pd.Series | None = None,
+    primary_key: bool = True,
 ) -> ValidationResult:
     """Validate rows for canonical table ``name``.
 
     ``row_numbers`` are what error messages call the row (e.g. the line in the source
     file); by default the 1-based position in ``frame``. Columns of ``frame`` that the
     table does not declare are ignored and listed in the result; a missing required
-    column raises :class:`SchemaError` naming the source and the column.
+    column raises :class:`SchemaError` naming the source and the column. With
+    ``primary_key=False`` rows sharing a key are left to the caller (ingest checks every
+    record of a patient before it chooses the one to keep).
     """
     spec = table(name)
     if isinstance(frame, pa.Table):
@@ -339,7 +342,7 @@ def validate(
 
     bad_rows = pd.concat(problems)["row"].unique() if problems else np.array([], dtype="int64")
     good = ~rows.isin(bad_rows)
-    if spec.primary_key and n:
+    if primary_key and spec.primary_key and n:
         key = pd.DataFrame({k: coerced[k] for k in spec.primary_key})
         dup = key.duplicated(keep="first") & good
         if dup.any():

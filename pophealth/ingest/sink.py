@@ -299,6 +299,9 @@ class Run:
         self._extra: dict[str, Any] = {}
         self._evidence: list[dict] = []
         self._inferred_rejected = 0
+        #: (rkey, reason) of patients records quarantined as a conflict (see _resolve)
+        self._conflicts: list[tuple[int, str]] = []
+        self._patients_resolved = False
         self._rkey = rkey_start
         self._nspill = 0
 
@@ -648,6 +651,7 @@ class Run:
             inference = infer_registrations(con, self)
             if inference is not None:
                 provenance = {**provenance, "registrations": inference}
+            self._screen_patients(con)
             tables = {name: self._resolve(con, name, progress) for name in INGEST_TABLES}
             tables = {k: v for k, v in tables.items()}
             try:
@@ -795,8 +799,123 @@ class Run:
                 f"FROM read_parquet({files!r}) GROUP BY key"
             )
 
+    def _screen_patients(self, con) -> None:
+        """Validate every patients record of the run before one is chosen per patient.
+
+        An invalid record is quarantined here, so it is never the one kept (a valid record
+        of the same patient loads instead, and with ``--append`` the store's record stays).
+        A patient none of whose records is valid (and who is not in the store when
+        appending) is *lost*: ``lost_patients`` gives the reason their other rows are
+        quarantined with (rows naming a patient in no patients row would be invisible to
+        every query)."""
+        con.execute("CREATE TABLE refused_patients (rkey BIGINT, patient_id VARCHAR, why VARCHAR)")
+        # source records whose patients row was quarantined (invalid, or a conflict): the
+        # other rows of the same record (a FHIR Patient's address, registration, practice)
+        # are quarantined with them
+        con.execute("CREATE TABLE refused_records (rkey BIGINT, why VARCHAR)")
+        con.execute("CREATE TABLE lost_patients (patient_id VARCHAR, why VARCHAR)")
+        files = [str(p) for p in self._spills.get("patients", [])]
+        if not files:
+            return
+        cols = table("patients").column_names
+        sel = ", ".join(f'"{c}"' for c in (*cols, *META))
+        reader = con.execute(f"SELECT {sel} FROM read_parquet({files!r})").to_arrow_reader(
+            self.batch_rows
+        )
+        counts = self.tables["patients"]
+        for batch in reader:
+            df = batch.to_pandas()
+            res = validate(
+                "patients",
+                df[cols],
+                source="patients",
+                row_numbers=np.arange(len(df)),
+                primary_key=False,
+            )
+            if res.quarantine.empty:
+                continue
+            for rec in res.quarantine.itertuples(index=False):
+                self._q_row("patients", df.iloc[int(rec.row)], rec.field, rec.value, rec.reason)
+            # the first problem of each refused record says why, where it was read
+            first = res.quarantine.drop_duplicates("row")
+            bad = first["row"].to_numpy(np.int64)
+            problem = (first["field"] + " " + first["reason"]).to_numpy(object)
+            src = df["_src"].iloc[bad].astype(str).to_numpy(object)
+            loc = df["_loc"].iloc[bad].to_numpy(object)
+            where = np.where(pd.isna(loc), src, src + ", " + loc.astype(str))
+            rtype = df["_rtype"].iloc[bad].astype(str).to_numpy(object)
+            refused = pa.table(
+                {
+                    "rkey": pa.array(df["_rkey"].to_numpy(np.int64)[bad]),
+                    "patient_id": pa.array(df["patient_id"].iloc[bad].tolist(), pa.string()),
+                    "why": pa.array((where + ": " + problem).tolist(), pa.string()),
+                }
+            )
+            taken = "the " + rtype + " record this row came with was quarantined: " + problem
+            con.register("_refused", refused)
+            con.execute("INSERT INTO refused_patients SELECT * FROM _refused")
+            con.unregister("_refused")
+            self._refuse_records(con, refused["rkey"], taken.tolist())
+            counts.quarantined += len(bad)
+            path = self._path("outcome")
+            pq.write_table(
+                pa.table(
+                    {
+                        "rkey": refused["rkey"],
+                        "rtype": pa.array(rtype.tolist(), pa.string()),
+                        "outcome": pa.array(["quarantined"] * len(bad), pa.string()),
+                    }
+                ),
+                path,
+            )
+            self._outcome_spills.append(path)
+        stored = ""
+        if self.append and self.store.snapshot and self.store.row_counts().get("patients"):
+            path = str(self.store.table_path("patients")).replace("'", "''")
+            stored = (
+                "AND patient_id NOT IN (SELECT CAST(patient_id AS VARCHAR) "
+                f"FROM read_parquet('{path}'))"
+            )
+        con.execute(
+            f"""
+            INSERT INTO lost_patients
+            SELECT patient_id, 'patient_id ' || patient_id || ' is in no patients row: ' ||
+                   CASE WHEN count(*) = 1 THEN 'its patients record was quarantined ('
+                        ELSE 'its ' || count(*) || ' patients records were quarantined (first: '
+                   END || arg_min(why, rkey) || ')'
+            FROM refused_patients
+            WHERE patient_id IS NOT NULL
+              AND patient_id NOT IN (
+                  SELECT patient_id FROM read_parquet({files!r})
+                  WHERE patient_id IS NOT NULL
+                    AND _rkey NOT IN (SELECT rkey FROM refused_patients))
+              {stored}
+            GROUP BY patient_id
+            """
+        )
+
     def _resolve(self, con, name: str, progress) -> Iterator[pa.Table]:
-        """Generator of validated Arrow chunks for table ``name`` (run inside Store.write)."""
+        """Generator of validated Arrow chunks for table ``name`` (run inside Store.write).
+
+        ``patients`` must be resolved first: every other table's rows are checked against
+        the patients records quarantined (see :meth:`_screen_patients`; conflicts are
+        known once patients is resolved)."""
+        if name != "patients" and not self._patients_resolved:
+            raise RuntimeError(f"{name} resolved before patients")
+        yield from self._resolve_rows(con, name, progress)
+        if name == "patients":
+            if self._conflicts:
+                rkeys, why = zip(*self._conflicts, strict=True)
+                self._refuse_records(con, pa.array(rkeys, pa.int64()), list(why))
+            self._patients_resolved = True
+
+    @staticmethod
+    def _refuse_records(con, rkeys: pa.Array, why: list[str]) -> None:
+        con.register("_records", pa.table({"rkey": rkeys, "why": pa.array(why, pa.string())}))
+        con.execute("INSERT INTO refused_records SELECT * FROM _records")
+        con.unregister("_records")
+
+    def _resolve_rows(self, con, name: str, progress) -> Iterator[pa.Table]:
         spec = table(name)
         cols = spec.column_names
         files = self._spills.get(name, [])
@@ -804,9 +923,15 @@ class Run:
         q = lambda c: f'"{c}"'  # noqa: E731
         if files:
             sel = ", ".join(q(c) for c in cols)
+            # patients records found invalid by _screen_patients are never candidates
+            refused = (
+                " WHERE _rkey NOT IN (SELECT rkey FROM refused_patients)"
+                if name == "patients"
+                else ""
+            )
             parts.append(
                 f"SELECT {sel}, _pref, _mref, _src, _loc, _rid, _rtype, _rkey, 0 AS _old "
-                f"FROM read_parquet({[str(p) for p in files]!r})"
+                f"FROM read_parquet({[str(p) for p in files]!r}){refused}"
             )
         old_path = None
         # practices are reference data (pophealth reference builds them too): always merged
@@ -890,11 +1015,25 @@ class Run:
             # a row of a patient no patients row names would be invisible to every query:
             # quarantined as a dangling reference (rows already in the store are kept)
             ok_expr += " AND (_old <> 0 OR patient_id IN (SELECT patient_id FROM flat_patients))"
+        fate = "NULL"
+        if name != "patients":
+            # A row that came with a patients record that was quarantined (invalid, or a
+            # conflict; the same source record: a FHIR Patient's address, registration and
+            # practice, an OMOP person's address), or of a patient none of whose patients
+            # records loaded, is quarantined with the reason (rows already in the store
+            # are kept).
+            fate = "CASE WHEN s._old <> 1 THEN coalesce(c.why, {}) END".format(
+                "l.why" if pid else "NULL"
+            )
+            extra_join += " LEFT JOIN refused_records c ON s._rkey = c.rkey"
+            if pid:
+                extra_join += f" LEFT JOIN lost_patients l ON l.patient_id = {pid}"
+            ok_expr += " AND _fate IS NULL"
         sql = f"""
             WITH s AS ({union}),
             r AS (
                 SELECT s.*{rep},
-                       {"p.n" if pid else "NULL"} AS _pn
+                       {"p.n" if pid else "NULL"} AS _pn, {fate} AS _fate
                 FROM s {"LEFT JOIN idx_patient p ON s._pref = p.key" if pid else ""}{extra_join}
             )
             SELECT *, CASE WHEN patient_ok THEN row_number() OVER (
@@ -922,7 +1061,7 @@ class Run:
             # The same resource id read twice with different content: the first is kept,
             # later ones are quarantined (exact copies were already counted as duplicates).
             sql = f"""
-                SELECT *, min(CASE WHEN _dup = 1 THEN _rkey END) OVER (
+                SELECT *, min(CASE WHEN _dup = 1 AND patient_ok THEN _rkey END) OVER (
                     PARTITION BY _rtype, _rid) AS _first
                 FROM ({sql})
             """
@@ -949,20 +1088,26 @@ class Run:
                 for i in np.flatnonzero(clash):
                     r = df.iloc[i]
                     kept = f"{r['_k_src']}" + (f", {r['_k_loc']}" if not _isna(r["_k_loc"]) else "")
-                    self._q_row(
-                        name,
-                        r,
-                        r["_conflict"],
-                        r["patient_id"],
+                    reason = (
                         f"conflicting record for patient_id {r['patient_id']}: "
-                        f"{r['_conflict']} differ(s) from the record kept ({kept})",
+                        f"{r['_conflict']} differ(s) from the record kept ({kept})"
+                    )
+                    self._q_row(name, r, r["_conflict"], r["patient_id"], reason)
+                    self._conflicts.append(
+                        (
+                            int(r["_rkey"]),
+                            f"the {r['_rtype']} record this row came with was quarantined as "
+                            f"a conflict: {reason}",
+                        )
                     )
                 outcome[clash] = "quarantined"
+            bad_ref = ~df["patient_ok"].to_numpy(bool)
             if "_first" in df.columns:
                 again = (
                     df["_rid"].notna().to_numpy()
                     & ~old
                     & ~dup
+                    & ~bad_ref
                     & df["_first"].notna().to_numpy()
                     & (df["_rkey"].to_numpy() != df["_first"].fillna(-2).to_numpy())
                 )
@@ -977,22 +1122,22 @@ class Run:
                         "record read with this id was kept",
                     )
                 outcome[again] = "quarantined"
-            bad_ref = ~df["patient_ok"].to_numpy(bool)
-            if pid:
-                for i in np.flatnonzero(bad_ref & ~dup):
-                    r = df.iloc[i]
-                    if pd.notna(r["_pn"]) and r["_pn"] > 1:
-                        reason = f"ambiguous reference: {int(r['_pn'])} different patients"
-                    elif self.kind == "csv" and pd.notna(r["patient_id"]):
-                        reason = "dangling reference: patient_id is in no patients row" + (
-                            " (of this run or the store)" if self.append else " of this run"
-                        )
-                    elif pd.isna(r["_pref"]):
-                        reason = "no patient reference (subject/patient missing)"
-                    else:
-                        reason = "dangling reference: the patient is not in any input file"
-                    self._q_row(name, r, "patient_id", None, reason)
-                outcome[bad_ref & ~dup] = "quarantined"
+            for i in np.flatnonzero(bad_ref & ~dup):
+                r = df.iloc[i]
+                if not _isna(r["_fate"]):
+                    reason = r["_fate"]
+                elif pd.notna(r["_pn"]) and r["_pn"] > 1:
+                    reason = f"ambiguous reference: {int(r['_pn'])} different patients"
+                elif self.kind == "csv" and pd.notna(r["patient_id"]):
+                    reason = "dangling reference: patient_id is in no patients row" + (
+                        " (of this run or the store)" if self.append else " of this run"
+                    )
+                elif pd.isna(r["_pref"]):
+                    reason = "no patient reference (subject/patient missing)"
+                else:
+                    reason = "dangling reference: the patient is not in any input file"
+                self._q_row(name, r, "patient_id", None, reason)
+            outcome[bad_ref & ~dup] = "quarantined"
             if name == "registrations":
                 noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()
                 noprac &= outcome == "loaded"

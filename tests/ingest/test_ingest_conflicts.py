@@ -104,3 +104,158 @@ def test_flat_rows_of_a_patient_in_no_patients_row_are_quarantined(tmp_path):
     s = ingest_csv(more, out, append=True)
     assert s.balanced and s.tables["events"].quarantined == 1
     assert Store.open(out).row_counts()["events"] == 2
+
+
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+def _fhir_patient(id_: str, birth: str, lsoa: str, ods: str, **more) -> dict:
+    return {
+        "resourceType": "Patient",
+        "id": id_,
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}],
+        "birthDate": birth,
+        "gender": "female",
+        "address": [{"use": "home", "district": lsoa, "period": {"start": "2000-01-01"}}],
+        "generalPractitioner": [{"identifier": {"system": ODS, "value": ods}}],
+        **more,
+    }
+
+
+def test_fhir_conflicting_patient_record_takes_its_address_and_registration_with_it(tmp_path):
+    """The conflicting Patient is quarantined as a whole: its address, registration and
+    practice do not load onto the kept patient, and the record counts as quarantined."""
+    a = _fhir_patient("a", "1950-02-03", "E01000001", "A81001")
+    b = _fhir_patient("b", "1960-02-03", "E01000002", "B82002")
+    f = tmp_path / "p.ndjson"
+    f.write_text(json.dumps(a) + "\n" + json.dumps(b) + "\n")
+    out = tmp_path / "st"
+    s = ingest_fhir([f], out, key=KEY)
+    assert s.balanced
+    rc = s.records["Patient"]
+    assert (rc.records_in, rc.loaded, rc.quarantined) == (2, 1, 1)
+    for name in ("patients", "addresses", "registrations", "practices"):
+        assert (s.tables[name].loaded, s.tables[name].quarantined) == (1, 1), name
+    store = Store.open(out)
+    assert store.read("addresses").to_pandas().lsoa_code.tolist() == ["E01000001"]
+    assert store.read("registrations").to_pandas().practice_id.tolist() == ["A81001"]
+    q = _q(s).set_index("table")
+    for name in ("addresses", "registrations", "practices"):
+        assert q.loc[name, "location"] == "line 2", name
+        assert "quarantined as a conflict" in q.loc[name, "reason"], name
+        assert "date_of_birth" in q.loc[name, "reason"], name
+
+
+def test_omop_conflicting_person_row_takes_its_address_with_it(tmp_path):
+    d = tmp_path / "omop"
+    d.mkdir()
+    (d / "location.csv").write_text("location_id,county\n1,E01000001\n2,E01000002\n")
+    (d / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth,location_id\n"
+        "1,8507,1998,4,9,1\n"
+        "1,8532,1970,1,1,2\n"
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert (s.tables["addresses"].loaded, s.tables["addresses"].quarantined) == (1, 1)
+    assert s.records["omop.person"].quarantined == 1
+    q = _q(s).query("table == 'addresses'")
+    assert q.location.tolist() == ["line 3"]
+    assert "quarantined as a conflict" in q.reason.iloc[0]
+
+
+def test_flat_rows_of_a_patient_with_no_patients_row_loaded_are_quarantined(tmp_path):
+    """p1's only patients row is invalid; p2's first (most complete) row is invalid and its
+    second disagrees with it. Neither may leave rows that name nobody: p1's rows are
+    quarantined, saying why; p2's valid record loads (an invalid record is never the one
+    kept), and so do its rows."""
+    d = tmp_path / "flat"
+    d.mkdir()
+    (d / "patients.csv").write_text(
+        "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\n"
+        "p1,1980-01-02,female,purple,A\n"
+        "p2,1975-06-07,alien,white,A\n"
+        "p2,1980-01-02,male,white,A\n"
+        "p3,1990-01-01,male,white,A\n"
+    )
+    (d / "events.csv").write_text(
+        "patient_id,date,system,code\n"
+        "p1,2024-01-02,snomedct,271649006\n"
+        "p2,2024-01-03,snomedct,271649006\n"
+        "p3,2024-01-04,snomedct,271649006\n"
+    )
+    (d / "addresses.csv").write_text(
+        "patient_id,start_date,end_date,lsoa_code,care_home\np1,2000-01-01,,E01000001,false\n"
+    )
+    out = tmp_path / "st"
+    s = ingest_csv(d, out)
+    assert s.balanced
+    assert (s.tables["patients"].loaded, s.tables["patients"].quarantined) == (2, 2)
+    assert (s.tables["events"].loaded, s.tables["events"].quarantined) == (2, 1)
+    assert (s.tables["addresses"].loaded, s.tables["addresses"].quarantined) == (0, 1)
+    store = Store.open(out)
+    pat = store.read("patients").to_pandas().set_index("patient_id")
+    assert sorted(pat.index) == ["p2", "p3"]
+    assert pat.loc["p2", "sex"] == "male"
+    assert sorted(store.read("events").to_pandas().patient_id) == ["p2", "p3"]
+    q = _q(s)
+    assert sorted(q.query("table == 'patients'").location) == ["line 2", "line 3"]
+    rows = q[q.table.isin(["events", "addresses"])]
+    assert rows.location.tolist() == ["line 2", "line 2"]
+    assert set(rows.field) == {"patient_id"}
+    for reason in rows.reason:
+        assert reason.startswith("patient_id p1 is in no patients row: its patients record")
+        assert "patients.csv, line 2" in reason and "ethnicity_5" in reason
+
+
+def test_an_invalid_record_appended_for_a_stored_patient_keeps_the_stored_one(tmp_path):
+    d = tmp_path / "first"
+    d.mkdir()
+    (d / "patients.csv").write_text(
+        "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\np1,1980-01-02,female,white,A\n"
+    )
+    out = tmp_path / "st"
+    ingest_csv(d, out)
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "patients.csv").write_text(
+        "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\n"
+        "p1,1980-01-02,female,purple,A\n"
+        "p2,1990-01-01,male,white,A\n"
+    )
+    (more / "events.csv").write_text(
+        "patient_id,date,system,code\np1,2024-01-02,snomedct,271649006\n"
+    )
+    s = ingest_csv(more, out, append=True)
+    assert s.balanced and s.committed
+    t = s.tables["patients"]
+    assert (t.loaded, t.quarantined, t.kept_from_store) == (1, 1, 1)
+    store = Store.open(out)
+    assert sorted(store.read("patients").to_pandas().patient_id) == ["p1", "p2"]
+    assert store.row_counts()["events"] == 1  # p1 is still in the store: its event loads
+
+
+def test_fhir_rows_of_a_patient_whose_record_was_quarantined_are_quarantined(tmp_path):
+    patient = _fhir_patient("a", "1950-02-03", "E01000001", "A81001")
+    patient["deceasedDateTime"] = "1949-01-01"  # died before birth: the record is refused
+    cond = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/a"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "195967001"}]},
+        "onsetDateTime": "1949-01-01",
+    }
+    other = _fhir_patient("z", "1960-01-01", "E01000001", "A81001")
+    other["identifier"] = []
+    f = tmp_path / "p.ndjson"
+    f.write_text("\n".join(json.dumps(r) for r in (patient, cond, other)) + "\n")
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    assert s.records["Condition"].quarantined == 1
+    assert s.records["Patient"].quarantined == 1 and s.records["Patient"].loaded == 1
+    for name in ("events", "addresses", "registrations"):
+        assert s.tables[name].quarantined == 1, name
+    q = _q(s).query("table == 'events'")
+    assert q.location.tolist() == ["line 2"]
+    assert "is in no patients row" in q.reason.iloc[0]
+    assert "date_of_death" in q.reason.iloc[0]
