@@ -531,7 +531,9 @@ def _release(
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if m.kind == "row proportion" and len(out):
             # a patient may have several rows: the limits treat the rows as independent
-            out["method"] = out["method"].astype(str) + "; rows counted as independent"
+            # (a row without a value, withheld or 0 of 0, has no method, as for patients)
+            method = out["method"]
+            out["method"] = method.where(method.isna(), method + "; rows counted as independent")
         return out
     # ratio of sums: counts released by the same rule, value recomputed from them
     if disclosure:

@@ -192,4 +192,30 @@ def test_a_share_of_attendances_is_a_proportion_of_rows(engine, tmp_path):
     # released: the same rule as a proportion of patients (1 and 2 are withheld)
     released = run_measures(store, m, engine=engine)
     row = released[released.measure == "in_time"].iloc[-1]
-    assert pd.isna(row.numerator) and "rows counted as independent" in row.method
+    assert pd.isna(row.numerator) and pd.isna(row.value)
+
+
+def test_a_proportion_of_rows_without_a_value_has_no_method(engine, tmp_path):
+    """A withheld row, or a month with no rows (0 of 0), has no value and so no method, as
+    for a proportion of patients — not the text "None; rows counted as independent"."""
+    wait = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    attended = ea.in_interval()
+    m = Measures(intervals=monthly("2024-12-01", 4))  # December: nobody attended
+    m.define_measure(
+        "in_time",
+        numerator=attended.where((wait >= 0) & (wait <= 30)).count_for_patient(),
+        denominator=attended.count_for_patient(),
+    )
+    store = make_store(tmp_path, {"emergency_attendances": ATTENDANCES})
+    for disclosure in (False, True):
+        result = run_measures(store, m, engine=engine, disclosure=disclosure)
+        assert len(result) == 4
+        for row in result.itertuples():
+            if pd.isna(row.value):
+                assert row.method is None, (disclosure, row)
+            else:
+                assert row.method == "Wilson; rows counted as independent", (disclosure, row)
+        if disclosure:  # every count here is 1-7 or beside one: all withheld
+            assert result.value.isna().all()
+        else:
+            assert result.value.notna().sum() == 3
