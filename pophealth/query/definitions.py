@@ -61,8 +61,8 @@ def load_definitions(path: str | Path) -> dict[str, Any]:
     The file's folder is importable while it runs (so a definition can import helpers kept
     beside it). Raises :class:`DefinitionError`: for a missing file or one that is not
     Python; for a query or code-list mistake (with the file's line and pophealth's message,
-    which names the variable); for any other exception (with the traceback from the file's
-    first line on)."""
+    which names the variable); for a ``sys.exit()`` in the file (with its line); for any
+    other exception (with the traceback from the file's first line on)."""
     path = Path(path)
     if not path.is_file():
         raise DefinitionError(f"{path}: no such definition file")
@@ -80,6 +80,14 @@ def load_definitions(path: str | Path) -> dict[str, Any]:
         line = _user_line(path, exc.__traceback__)
         where = f", line {line}" if line else ""
         raise DefinitionError(f"{path}{where}: {exc}") from None
+    except SystemExit as exc:  # sys.exit() would end the command as if it had succeeded
+        line = _user_line(path, exc.__traceback__)
+        where = f", line {line}" if line else ""
+        code = "" if exc.code is None else repr(exc.code)
+        raise DefinitionError(
+            f"{path}{where}: the definition called sys.exit({code}); a definition builds a "
+            "Dataset or Measures and leaves running it to the command"
+        ) from None
     except Exception as exc:
         raise DefinitionError(
             f"{path}: the definition raised {type(exc).__name__}\n"

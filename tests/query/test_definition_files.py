@@ -192,6 +192,9 @@ BAD = {
         ["ModuleNotFoundError", "line 1", "import no_such_helper_module"],
     ),
     "none": ("x = 1\n", ["makes no Dataset", "dataset = Dataset(...)"]),
+    # sys.exit(0) ended the command with success and nothing written
+    "exit": ("import sys\n\nsys.exit(0)\n", ["line 3", "called sys.exit(0)"]),
+    "exit_message": ("import sys\nsys.exit('stop here')\n", ["line 2", "sys.exit('stop here')"]),
     "several": (
         "from pophealth.query import Dataset\na = Dataset()\nb = Dataset()\n",
         ["makes 2 Dataset objects (a, b)", "call the one to run `dataset`"],
