@@ -49,6 +49,26 @@ def _sibling(output: Path, suffix: str, name: str) -> Path:
     return output.with_name(f"{output.name[: -len(suffix)]}.{name}{suffix}")
 
 
+def _outputs(output: Path, suffix: str, tables: list[str]) -> dict[str | None, Path]:
+    """The files a run writes — ``None`` for the dataset or measures, then each event
+    table's — checked before any work: each a file name that can be written (not a folder,
+    not inside a file)."""
+    paths: dict[str | None, Path] = {None: output}
+    for name in tables:
+        try:
+            paths[name] = _sibling(output, suffix, name)
+        except ValueError:  # "a/b": no file name
+            raise fail(f"event table {name!r}: cannot name a file beside {output}") from None
+    for name, path in paths.items():
+        what = "--output" if name is None else f"event table {name!r}: its file"
+        if path.is_dir():
+            raise fail(f"{what} {path} is a folder; name the file to write")
+        folder = next((p for p in path.parents if p.exists()), None)
+        if folder is not None and not folder.is_dir():
+            raise fail(f"{what} {path} cannot be written: {folder} is a file, not a folder")
+    return paths
+
+
 def write_table(table: Any, path: Path, suffix: str) -> None:
     """Write an Arrow table (or a pandas frame) as CSV or Parquet, atomically: to a
     temporary file beside ``path``, renamed over it once complete, so an interrupted run
@@ -125,6 +145,7 @@ def dataset_command(
     suffix = _format(output)
     date = parse_date(index_date)
     ds = _load(definition, Dataset, "dataset")
+    paths = _outputs(output, suffix, list(ds.event_tables))
     opened = _open(store)
     con = connect(opened, engine)
     written = []
@@ -137,7 +158,7 @@ def dataset_command(
         written.append((output, f"{count_text(table.num_rows)} patients", table.num_columns))
         for name in ds.event_tables:
             rows = run_events(con, ds, name, engine=engine, index_date=date, output="arrow")
-            path = _sibling(output, suffix, name)
+            path = paths[name]
             write_table(rows, path, suffix)
             written.append((path, f"{count_text(rows.num_rows)} rows", rows.num_columns))
     except QueryError as exc:
@@ -174,6 +195,7 @@ def measures_command(
     m = _load(definition, Measures, "measures")
     if not len(m):
         raise fail(f"{definition}: the Measures defines no measure (measures.define_measure)")
+    _outputs(output, suffix, [])
     intervals = {interval for measure in m for interval in measure.intervals}
     opened = _open(store)
     try:

@@ -236,6 +236,37 @@ def test_usage_mistakes_stop_before_any_work(tmp_path, store, definition):
     assert not out.exists()
 
 
+def test_an_output_that_cannot_be_written_stops_before_any_work(tmp_path, store, definition):
+    """A folder in the output's place, or a file in its folder's, was a traceback from the
+    rename after the whole dataset had run; an event table's file is checked too."""
+    import pophealth.query as query
+
+    (tmp_path / "taken.csv").mkdir()
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "b.reviews.csv").mkdir()
+    slash = tmp_path / "slash.py"
+    slash.write_text(
+        DEFINITION.replace('add_event_table(\n    "reviews"', 'add_event_table(\n    "a/b"')
+    )
+    cases = [
+        ("dataset", definition, tmp_path / "taken.csv", "--output", "is a folder"),
+        ("measures", definition, tmp_path / "taken.csv", "--output", "is a folder"),
+        ("dataset", definition, tmp_path / "a_file" / "o.csv", "a_file is a file", "--output"),
+        ("dataset", definition, tmp_path / "b.csv", "event table 'reviews'", "is a folder"),
+        ("dataset", slash, tmp_path / "c.csv", "event table 'a/b'", "cannot name a file"),
+    ]
+    for command, path, out, *words in cases:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("run_dataset", "run_events", "run_measures"):
+                mp.setattr(query, name, lambda *a, **k: pytest.fail("ran before checking"))
+            result = invoke(command, path, "--store", store.path, "--output", out)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, said
+        for word in words:
+            assert word in said, (word, said)
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "c.csv").exists()
+
+
 def test_a_definition_can_import_helpers_kept_beside_it(tmp_path):
     (tmp_path / "shared_rules_for_test.py").write_text(
         "from pophealth.query import index_date, patients\n"
