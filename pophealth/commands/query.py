@@ -69,32 +69,61 @@ def _outputs(output: Path, suffix: str, tables: list[str]) -> dict[str | None, P
     return paths
 
 
+class Pending:
+    """Files written to temporary files beside their names and renamed into place together
+    by :meth:`commit`, once every one is complete: a run interrupted or failing part way
+    (an event table after the dataset) leaves the previous outputs, all of them, never a
+    new dataset beside an old event table. Leaving the ``with`` block removes whatever was
+    not committed."""
+
+    def __init__(self, suffix: str):
+        self.suffix = suffix
+        self._files: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> Pending:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for tmp, _ in self._files:
+            tmp.unlink(missing_ok=True)
+        self._files.clear()
+
+    def write(self, table: Any, path: Path) -> None:
+        """Write an Arrow table (or a pandas frame) as CSV or Parquet to a temporary file
+        beside ``path``."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._files.append((tmp, path))
+        if self.suffix == ".parquet":
+            pq.write_table(table, tmp)
+            return
+        options = pcsv.WriteOptions(quoting_style="needed")
+        if self.suffix == ".csv.gz":
+            with pa.CompressedOutputStream(str(tmp), "gzip") as stream:
+                pcsv.write_csv(table, stream, options)
+        else:
+            pcsv.write_csv(table, str(tmp), options)
+
+    def commit(self) -> None:
+        """Rename every file written into place."""
+        for tmp, path in self._files:
+            tmp.replace(path)
+        self._files.clear()
+
+
 def write_table(table: Any, path: Path, suffix: str) -> None:
     """Write an Arrow table (or a pandas frame) as CSV or Parquet, atomically: to a
     temporary file beside ``path``, renamed over it once complete, so an interrupted run
     leaves the previous output or none, never half a file."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    if not isinstance(table, pa.Table):
-        table = pa.Table.from_pandas(table, preserve_index=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if suffix == ".parquet":
-            pq.write_table(table, tmp)
-        else:
-            options = pcsv.WriteOptions(quoting_style="needed")
-            stream = pa.CompressedOutputStream(str(tmp), "gzip") if suffix == ".csv.gz" else tmp
-            if isinstance(stream, Path):
-                pcsv.write_csv(table, str(stream), options)
-            else:
-                with stream:
-                    pcsv.write_csv(table, stream, options)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with Pending(suffix) as pending:
+        pending.write(table, path)
+        pending.commit()
 
 
 def _open(store: Path):
@@ -149,20 +178,21 @@ def dataset_command(
     opened = _open(store)
     con = connect(opened, engine)
     written = []
-    try:
-        if date is None and ds.index_date is None:
-            date = default_index_date(opened)
-        date = resolve_index_date(ds, date)
-        table = run_dataset(con, ds, engine=engine, index_date=date, output="arrow")
-        write_table(table, output, suffix)
-        written.append((output, f"{count_text(table.num_rows)} patients", table.num_columns))
-        for name in ds.event_tables:
-            rows = run_events(con, ds, name, engine=engine, index_date=date, output="arrow")
-            path = paths[name]
-            write_table(rows, path, suffix)
-            written.append((path, f"{count_text(rows.num_rows)} rows", rows.num_columns))
-    except QueryError as exc:
-        raise fail(f"{definition}: {exc}") from None
+    with Pending(suffix) as pending:
+        try:
+            if date is None and ds.index_date is None:
+                date = default_index_date(opened)
+            date = resolve_index_date(ds, date)
+            table = run_dataset(con, ds, engine=engine, index_date=date, output="arrow")
+            pending.write(table, output)
+            written.append((output, f"{count_text(table.num_rows)} patients", table.num_columns))
+            for name in ds.event_tables:
+                rows = run_events(con, ds, name, engine=engine, index_date=date, output="arrow")
+                pending.write(rows, paths[name])
+                written.append((paths[name], f"{count_text(rows.num_rows)} rows", rows.num_columns))
+        except QueryError as exc:
+            raise fail(f"{definition}: {exc}") from None
+        pending.commit()
     console.print(
         f"index date {date.isoformat()}, engine {engine}", highlight=False, soft_wrap=True
     )

@@ -318,6 +318,30 @@ def test_an_interrupted_write_leaves_the_previous_output(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv"]
 
 
+def test_a_run_failing_part_way_leaves_every_previous_output(tmp_path, store, definition):
+    """The dataset was renamed into place before its event table ran: a failure there left a
+    new dataset beside the previous run's event table (another index date). Now every file
+    is renamed into place only once all are written."""
+    import pophealth.query as query
+
+    out = tmp_path / "out" / "asthma.csv"
+    args = ("dataset", definition, "--store", store.path, "--output", out)
+    assert invoke(*args, "--index-date", "2025-03-31").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert sorted(before) == ["asthma.csv", "asthma.reviews.csv"]
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("executor lost")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(query, "run_events", lost)
+        result = invoke(*args, "--index-date", "2026-03-31")
+    assert isinstance(result.exception, RuntimeError)
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # no temporary left
+    assert invoke(*args, "--index-date", "2026-03-31").exit_code == 0
+    assert out.read_bytes() != before["asthma.csv"]  # the two runs really differ
+
+
 @pytest.mark.spark
 @pytest.mark.skipif(importlib.util.find_spec("pyspark") is None, reason="pyspark not installed")
 def test_spark_writes_the_same_dataset_as_duckdb(tmp_path, store, definition):
