@@ -11,8 +11,9 @@ Layout of a store directory::
 A write builds a complete new snapshot beside the live one (unchanged tables are
 hard-linked, not copied), flushes it to disk, and only then swaps ``CURRENT`` with
 ``os.replace`` — an atomic rename. A write killed at any moment (even ``kill -9``)
-leaves ``CURRENT`` naming the previous, complete snapshot; leftovers of the
-interrupted write are removed by the next successful one.
+leaves ``CURRENT`` naming the previous, complete snapshot. The snapshot being built
+is a folder ``snapshots/.tmp-<host>-<pid>-<id>``: a killed write's folder is removed by the
+next open or write of the store (once that process is gone), never while its writer runs.
 
 A coded table (``cluster_by`` in :mod:`pophealth.schema`: events, medications,
 operations, emergency attendances) is written sorted by coding system, code and date in
@@ -41,10 +42,13 @@ import pyarrow.parquet as pq
 
 from pophealth import __version__
 from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema, table
+from pophealth.scratch import in_use, owner_tag, remove_stale
 
 CURRENT = "CURRENT"
 SNAPSHOTS = "snapshots"
 METADATA = "metadata.json"
+#: prefix of the folder a snapshot is built in: ``.tmp-<host>-<pid>-<snapshot id>``
+BUILDING = ".tmp-"
 ENGINES = ("duckdb", "spark")
 
 
@@ -157,6 +161,12 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
     return rows
 
 
+def _remove_stale_snapshots(path: Path) -> list[tuple[Path, int]]:
+    """Remove half-written snapshots of writers that were killed (see
+    :func:`pophealth.scratch.remove_stale`): they hold patient-level rows."""
+    return remove_stale(path / SNAPSHOTS, BUILDING)
+
+
 def _sql_text(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -185,6 +195,8 @@ class Store:
         self.path = path
         self.snapshot = snapshot
         self.metadata = metadata
+        #: (folder, pid) of half-written snapshots of killed writers removed on opening
+        self.removed: list[tuple[Path, int]] = []
 
     # -- opening ---------------------------------------------------------------------
     @staticmethod
@@ -202,6 +214,7 @@ class Store:
             )
         if not cls.is_store(path):
             raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file)")
+        removed = _remove_stale_snapshots(path)
         snapshot = (path / CURRENT).read_text().strip()
         meta_path = path / SNAPSHOTS / snapshot / METADATA
         try:
@@ -215,19 +228,28 @@ class Store:
                 f"({__version__}) reads version {SCHEMA_VERSION}. Rebuild it (e.g. "
                 f"`pophealth synth --out NEW_DIR`) or use the pophealth version that wrote it."
             )
-        return cls(path, snapshot, metadata)
+        store = cls(path, snapshot, metadata)
+        store.removed = removed
+        return store
 
     @classmethod
     def open_or_new(cls, path: str | os.PathLike) -> Store:
-        """Open the store at ``path``, or a new empty one if nothing is there yet."""
+        """Open the store at ``path``, or a new empty one if nothing is there yet (or only
+        the half-written first snapshot of a writer that was killed)."""
         path = Path(path)
         if cls.is_store(path):
             return cls.open(path)
+        removed = _remove_stale_snapshots(path) if path.is_dir() else []
+        if removed:
+            with contextlib.suppress(OSError):
+                (path / SNAPSHOTS).rmdir()  # only if nothing else is in it
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise StoreError(
                 f"{path} exists and is not a pophealth store; choose an empty or new directory"
             )
-        return cls(path, None, {"schema_version": SCHEMA_VERSION, "tables": {}, "provenance": []})
+        store = cls(path, None, {"schema_version": SCHEMA_VERSION, "tables": {}, "provenance": []})
+        store.removed = removed
+        return store
 
     # -- reading ---------------------------------------------------------------------
     @property
@@ -285,7 +307,10 @@ class Store:
 
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         snap_id = f"{stamp}-{uuid.uuid4().hex[:8]}"
-        tmp = self.path / SNAPSHOTS / f".tmp-{snap_id}"
+        _remove_stale_snapshots(self.path)
+        # named after this process, so that a killed write's folder can be told from a
+        # running one's (made with the usual permissions: it becomes the snapshot)
+        tmp = self.path / SNAPSHOTS / f"{BUILDING}{owner_tag()}-{snap_id}"
         tmp.mkdir()
         old_tables = {} if (replace_all or self.snapshot is None) else self.metadata["tables"]
         meta_tables: dict[str, Any] = {}
@@ -347,9 +372,10 @@ class Store:
 
     def _collect_garbage(self) -> None:
         """Remove every snapshot and pointer file but the live one (leftovers of old or
-        interrupted writes). Never touches the live snapshot."""
+        interrupted writes). Never touches the live snapshot, nor a snapshot another
+        process is building."""
         for entry in (self.path / SNAPSHOTS).iterdir():
-            if entry.name != self.snapshot:
+            if entry.name != self.snapshot and not in_use(entry.name, BUILDING):
                 shutil.rmtree(entry, ignore_errors=True)
         for entry in self.path.glob(f".{CURRENT}.*"):
             entry.unlink(missing_ok=True)

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pophealth.schema import TABLES, table
+from pophealth.scratch import make_dir, remove_stale
 from pophealth.store import Store
 from pophealth.validate import parse_number, validate
 
@@ -50,6 +51,9 @@ INGEST_TABLES: tuple[str, ...] = tuple(n for n in TABLES if n != "areas")
 #: the source records.
 REGISTRATION_MODES: tuple[str, ...] = ("infer-missing", "recorded")
 
+#: Prefix of a run's spill folder: ``pophealth-ingest-<host>-<pid>-<random>`` (see
+#: :mod:`pophealth.scratch`), in ``POPHEALTH_INGEST_TMP`` or the system temporary directory.
+SPILL_PREFIX = "pophealth-ingest-"
 #: Folder beside the snapshots holding the hashed reference index of earlier runs.
 INDEX_DIR = "reference-index"
 META = ("_pref", "_mref", "_src", "_loc", "_rid", "_rtype", "_rkey")
@@ -284,7 +288,10 @@ class Run:
         # Spill files are about as large as the loaded tables: put them where there is
         # room with POPHEALTH_INGEST_TMP (default: the system temporary directory).
         tmp_dir = tmp_dir or os.environ.get("POPHEALTH_INGEST_TMP") or None
-        self.tmp = Path(tempfile.mkdtemp(prefix="pophealth-ingest-", dir=tmp_dir))
+        self.notes: list[str] = []
+        if not worker:
+            self._remove_leftovers(tmp_dir)
+        self.tmp = make_dir(SPILL_PREFIX, tmp_dir)
         self.quarantine = QuarantineWriter(self.tmp / "quarantine.csv", self.run_id)
         self._buffers: dict[str, list[dict]] = defaultdict(list)
         self._spills: dict[str, list[Path]] = defaultdict(list)
@@ -294,7 +301,6 @@ class Run:
         self.records: dict[str, RecordCounts] = defaultdict(RecordCounts)
         self.tables: dict[str, TableCounts] = {n: TableCounts() for n in INGEST_TABLES}
         self.files: list[str] = []
-        self.notes: list[str] = []
         self._worker_dirs: list[str] = []
         self._extra: dict[str, Any] = {}
         self._evidence: list[dict] = []
@@ -304,6 +310,20 @@ class Run:
         self._patients_resolved = False
         self._rkey = rkey_start
         self._nspill = 0
+
+    def _remove_leftovers(self, tmp_dir: str | Path | None) -> None:
+        """Remove what ingests and store writes killed earlier (``kill -9``, out of memory)
+        left behind: spill folders (patient-level rows; the quarantined source records,
+        which may hold NHS numbers) and half-written snapshots of this store. Only folders
+        of processes no longer running on this host are touched."""
+        removed = remove_stale(tmp_dir or tempfile.gettempdir(), SPILL_PREFIX)
+        removed += self.store.removed
+        if removed:
+            self.notes.append(
+                f"removed {len(removed)} temporary folder(s) left by a process that is no "
+                "longer running (an ingest or store write that was killed): "
+                + "; ".join(f"{folder} (process {pid})" for folder, pid in removed)
+            )
 
     # -- records -----------------------------------------------------------------------
     def begin(
