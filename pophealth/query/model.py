@@ -757,8 +757,10 @@ class Frame:
         return self._elapsed(start, end, 3600, "hours")
 
     def hour_of_day(self, column: str) -> Series:
-        """On each row, the hour (0-23) of the clock time in date-and-time ``column``:
-        for breaking a measure down by time of day."""
+        """On each row, the hour (0-23) of the clock time in date-and-time ``column``: for
+        picking out the rows at a time of day (``where(frame.hour_of_day(c) < 8)``). A
+        value of each row, like the time: a measure's breakdown takes one value per patient,
+        so a measure by time of day is one measure per band of hours."""
         what = f"{self._desc}.hour_of_day({column!r})"
         c = self._clock(column, what)
         out = Series._make("clock_hour", (c,), "int", what, (c,))

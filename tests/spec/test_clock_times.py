@@ -219,3 +219,32 @@ def test_a_proportion_of_rows_without_a_value_has_no_method(engine, tmp_path):
             assert result.value.isna().all()
         else:
             assert result.value.notna().sum() == 3
+
+
+def test_a_measure_by_time_of_day_is_one_measure_per_band(engine, tmp_path):
+    """The hour is a value of each row, like the time: a breakdown takes one value per
+    patient, so attendances by time of day are one measure per band of hours (the guide
+    said hour_of_day broke a measure down; as a breakdown it is refused)."""
+    hour = ea.hour_of_day("arrival_datetime")
+    wait = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    attended = ea.in_interval()
+    m = Measures(intervals=monthly("2025-03-01", 1))
+    bands = {"evening": attended.where(hour >= 20), "day": attended.where(hour < 20)}
+    for band, rows in bands.items():
+        m.define_measure(
+            band,
+            numerator=rows.where((wait >= 0) & (wait <= 30)).count_for_patient(),
+            denominator=rows.count_for_patient(),
+        )
+    with pytest.raises(QueryError, match="one value per row of emergency_attendances"):
+        m.define_measure(
+            "by_hour",
+            numerator=attended.where(wait <= 30).count_for_patient(),
+            denominator=attended.count_for_patient(),
+            group_by={"hour": hour},
+        )
+    store = make_store(tmp_path, {"emergency_attendances": ATTENDANCES})
+    result = run_measures(store, m, engine=engine, disclosure=False)
+    got = {r.measure: (r.numerator, r.denominator) for r in result.itertuples()}
+    # March, patient 1: 10:00 seen in 30 minutes (day), 23:50 in 41 (evening)
+    assert got == {"evening": (0, 1), "day": (1, 1)}
