@@ -487,6 +487,11 @@ def minimum_of(*values: Any) -> Series:
     return _greatest_least("least", values)
 
 
+def _arg_text(value: Any) -> str:
+    """An argument as a description shows it: a series by its description."""
+    return value.desc if isinstance(value, Series) else repr(value)
+
+
 def _greatest_least(op: str, values: Sequence[Any]) -> Series:
     items = tuple(wrap(v) for v in values)
     dtypes = {v.dtype for v in items if v.dtype != "null"}
@@ -725,43 +730,56 @@ class Frame:
         return Frame(self._table, self._filters, cols, err, self._desc)
 
     # -- clock times ------------------------------------------------------------------------
-    def _clock(self, name: str, what: str) -> Series:
+    def _column_name(self, column: Any) -> Any:
+        """A column given by name, or as this table's column (``attendances.arrival_datetime``,
+        as other methods take columns), as its name; anything else as it is."""
+        if isinstance(column, Series) and column.op == "col" and column.args[0] == self._table:
+            return column.args[1]
+        return column
+
+    def _clock(self, name: Any, what: str) -> Series:
         """The date-and-time column ``name`` read as recorded (not as its date), for
         ``what``; an invalid series naming the problem otherwise."""
         from pophealth.schema import table as schema_table
 
         t = schema_table(self._table)
         stamps = [c.name for c in t.columns if c.type == "timestamp"]
+        have = f"its date-and-time columns: {', '.join(stamps)}" if stamps else "it has none"
+        if not isinstance(name, str):
+            given = name.desc if isinstance(name, Series) else repr(name)
+            return _invalid(f"{what}: {given} is not a column of {self._table}; {have}")
         if name not in t.column_names or t[name].type != "timestamp":
-            have = f"its date-and-time columns: {', '.join(stamps)}" if stamps else "it has none"
             return _invalid(f"{what}: {self._table}.{name} is not a date-and-time column; {have}")
         return Series("col", (self._table, name), "date", self._table, f"{self._table}.{name}")
 
-    def _elapsed(self, start: str, end: str, seconds: int, unit: str) -> Series:
-        what = f"{self._desc}.{unit}_between({start!r}, {end!r})"
+    def _elapsed(self, start: Any, end: Any, seconds: int, unit: str) -> Series:
+        start, end = self._column_name(start), self._column_name(end)
+        what = f"{self._desc}.{unit}_between({_arg_text(start)}, {_arg_text(end)})"
         a, b = self._clock(start, what), self._clock(end, what)
         out = Series._make("elapsed", (a, b, seconds), "float", what, (a, b))
         return out._with_error(self.error) if self.error else out
 
-    def minutes_between(self, start: str, end: str) -> Series:
+    def minutes_between(self, start: str | Series, end: str | Series) -> Series:
         """On each row, the minutes from clock time ``start`` to clock time ``end`` (two
-        date-and-time columns of this table, e.g. an attendance's arrival and its first
-        analgesia): to the second (29.5 is 29 minutes 30 seconds), each time cut to whole
-        seconds; negative when ``end`` is earlier; missing when either is. Times are
-        clock times as recorded, so a span across a change of the clocks is off by an
-        hour. Use it in ``where(...)`` or aggregate it (``minimum_for_patient(...)``)."""
+        date-and-time columns of this table, by name or as columns, e.g. an attendance's
+        ``"arrival_datetime"`` and ``"first_analgesia_datetime"``): to the second (29.5 is
+        29 minutes 30 seconds), each time cut to whole seconds; negative when ``end`` is
+        earlier; missing when either is. Times are clock times as recorded, so a span
+        across a change of the clocks is off by an hour. Use it in ``where(...)`` or
+        aggregate it (``minimum_for_patient(...)``)."""
         return self._elapsed(start, end, 60, "minutes")
 
-    def hours_between(self, start: str, end: str) -> Series:
+    def hours_between(self, start: str | Series, end: str | Series) -> Series:
         """As :meth:`minutes_between`, in hours (1.5 is an hour and a half)."""
         return self._elapsed(start, end, 3600, "hours")
 
-    def hour_of_day(self, column: str) -> Series:
+    def hour_of_day(self, column: str | Series) -> Series:
         """On each row, the hour (0-23) of the clock time in date-and-time ``column``: for
         picking out the rows at a time of day (``where(frame.hour_of_day(c) < 8)``). A
         value of each row, like the time: a measure's breakdown takes one value per patient,
         so a measure by time of day is one measure per band of hours."""
-        what = f"{self._desc}.hour_of_day({column!r})"
+        column = self._column_name(column)
+        what = f"{self._desc}.hour_of_day({_arg_text(column)})"
         c = self._clock(column, what)
         out = Series._make("clock_hour", (c,), "int", what, (c,))
         return out._with_error(self.error) if self.error else out

@@ -157,6 +157,41 @@ def test_a_column_without_a_clock_time_is_named(make, words):
     assert "date-and-time columns: arrival_datetime" in str(err.value)
 
 
+def test_a_column_may_be_given_as_the_column_itself(engine, tmp_path):
+    """Other methods take columns (``maximum_for_patient(events.value)``): given as columns,
+    the clock times raised at once "(arrival_datetime == 'patient_id') is a query, not a
+    Python True/False"."""
+    by_column = ea.minutes_between(ea.arrival_datetime, ea.first_analgesia_datetime)
+    by_name = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    hour = ea.hour_of_day(ea.where(ea.diagnosis == "1").arrival_datetime)  # the same column
+    assert by_column.key == by_name.key
+    assert hour.key == ea.hour_of_day("arrival_datetime").key
+    out = run(
+        engine,
+        tmp_path,
+        {"emergency_attendances": ATTENDANCES},
+        {"fastest": ea.minimum_for_patient(by_column), "first_hour": ea.minimum_for_patient(hour)},
+    )
+    assert out["1"] == {"fastest": 30.0, "first_hour": 10}
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: ea.minutes_between(operations.start_datetime, "arrival_datetime"), "operations"),
+        (lambda: ea.hours_between("arrival_datetime", ea.arrival_datetime.year), ".year"),
+        (lambda: ea.hour_of_day(3), "3 is not a column of emergency_attendances"),
+    ],
+)
+def test_something_else_than_a_column_is_named(make, words):
+    from pophealth.query import Dataset
+
+    with pytest.raises(QueryError, match="variable 'x'") as err:
+        Dataset().x = ea.maximum_for_patient(make())
+    assert words in str(err.value) and "is not a column of emergency_attendances" in str(err.value)
+    assert "date-and-time columns: arrival_datetime" in str(err.value)
+
+
 def test_a_share_of_attendances_is_a_proportion_of_rows(engine, tmp_path):
     """% of attendances given analgesia in time (the standard counts presentations, and a
     patient may present several times): numerator rows among the denominator's rows, with
