@@ -126,6 +126,11 @@ def write_table(table: Any, path: Path, suffix: str) -> None:
         pending.commit()
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 column``, ``6 columns``, ``1,200 rows``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _open(store: Path):
     from pophealth.store import Store, StoreError
 
@@ -197,7 +202,9 @@ def dataset_command(
         f"index date {date.isoformat()}, engine {engine}", highlight=False, soft_wrap=True
     )
     for path, what, columns in written:
-        console.print(f"{what}, {columns} columns: {path}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{what}, {_count(columns, 'column')}: {path}", highlight=False, soft_wrap=True
+        )
         typer.echo(str(path.resolve()))
 
 
@@ -235,8 +242,8 @@ def measures_command(
     write_table(result, output, suffix)
     how = sorted(set(result.attrs.get("evaluation", {}).values()))
     console.print(
-        f"{len(result):,} rows: {len(m)} measure{'s' if len(m) != 1 else ''} over "
-        f"{len(intervals)} intervals "
+        f"{_count(len(result), 'row')}: {_count(len(m), 'measure')} over "
+        f"{_count(len(intervals), 'interval')} "
         f"(engine {engine}; by {', '.join(how) or '-'}): {output}",
         highlight=False,
         soft_wrap=True,

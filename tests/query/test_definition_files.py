@@ -143,6 +143,25 @@ def test_index_date_flag_then_the_datasets_own_then_the_extract_date(tmp_path, s
     assert set(read_csv(out)["when"]) == {store.metadata["extract_date"]}
 
 
+def test_the_console_counts_one_as_one(tmp_path, store):
+    """It said "1 columns" and "over 1 intervals"."""
+    path = tmp_path / "ids.py"
+    path.write_text(
+        "from pophealth.query import Dataset, Measures, index_date, patients, yearly\n"
+        "dataset = Dataset()\n"
+        "dataset.define_population(patients.is_alive_on(index_date))\n"
+        "measures = Measures(intervals=yearly('2025-04-01', 1))\n"
+        "measures.define_measure('alive', numerator=patients.is_alive_on(index_date),\n"
+        "                        denominator=patients.sex.is_not_null())\n"
+    )
+    result = invoke("dataset", path, "--store", store.path, "--output", tmp_path / "ids.csv")
+    assert result.exit_code == 0, result.output
+    assert "patients, 1 column: " in " ".join(result.output.split())
+    result = invoke("measures", path, "--store", store.path, "--output", tmp_path / "m.csv")
+    assert result.exit_code == 0, result.output
+    assert "1 row: 1 measure over 1 interval (" in " ".join(result.output.split())
+
+
 def test_measures_file_is_disclosure_controlled_unless_told(tmp_path, store, definition):
     ns = load_definitions(definition)
     out = tmp_path / "m.csv"
