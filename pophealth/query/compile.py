@@ -107,6 +107,10 @@ def _codes_of(s: Any) -> tuple[str, frozenset[str]] | None:
     return None
 
 
+def _is_timestamp(col: Series) -> bool:
+    return schema_table(col.args[0])[col.args[1]].type == "timestamp"
+
+
 class Compiler:
     """Builds Ibis expressions for one run (an index date, or a list of intervals)."""
 
@@ -545,9 +549,12 @@ class Compiler:
         return t.group_by(keys).aggregate(**aggs), keys
 
     def _order_by(self, frame: Frame, t: ir.Table, direction: str) -> list:
-        order = [self.expr(o, t) for o in frame._order]
-        if not frame._order:
-            order = [self.expr(getattr(frame, DATE_COLUMNS[frame._table]), t)]
+        keys = frame._order or (getattr(frame, DATE_COLUMNS[frame._table]),)
+        # a date-and-time column orders by its clock time, not only its date (two
+        # operations on one day: the earlier start first, whatever their ids)
+        order = [
+            t[o.args[1]] if o.op == "col" and _is_timestamp(o) else self.expr(o, t) for o in keys
+        ]
         ties = [
             t[c.name]
             for c in schema_table(frame._table).columns

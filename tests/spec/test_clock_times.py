@@ -283,3 +283,35 @@ def test_a_measure_by_time_of_day_is_one_measure_per_band(engine, tmp_path):
     got = {r.measure: (r.numerator, r.denominator) for r in result.itertuples()}
     # March, patient 1: 10:00 seen in 30 minutes (day), 23:50 in 41 (evening)
     assert got == {"evening": (0, 1), "day": (1, 1)}
+
+
+def test_first_and_last_of_a_day_go_by_the_clock_time(engine, tmp_path):
+    """Two operations on one day (a return to theatre): the first is the one that started
+    first, not the one whose id sorts first; so for a sort by a date-and-time column."""
+
+    def op(oid, hour, code):
+        return {
+            "patient_id": "1",
+            "operation_id": oid,
+            "start_datetime": T(2025, 3, 1, hour, 0),
+            "code": code,
+        }
+
+    rows = [op("a-second", 17, "R182"), op("z-first", 9, "R171")]
+    out = run(
+        engine,
+        tmp_path,
+        {"operations": rows},
+        {
+            "first": operations.first_for_patient().code,
+            "last": operations.last_for_patient().code,
+            "first_sorted": operations.sort_by(operations.start_datetime).first_for_patient().code,
+            "last_sorted": operations.sort_by(operations.start_datetime).last_for_patient().code,
+        },
+    )
+    assert out["1"] == {
+        "first": "R171",
+        "last": "R182",
+        "first_sorted": "R171",
+        "last_sorted": "R182",
+    }
