@@ -165,7 +165,7 @@ def dataset_command(
         typer.Option(
             "--index-date",
             help="YYYY-MM-DD; default: the dataset's own (Dataset(index_date=...)), else the "
-            "store's extract date.",
+            "store's extract date (today if it records none).",
         ),
     ] = None,
     engine: EngineOption = "duckdb",
