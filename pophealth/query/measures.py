@@ -604,7 +604,21 @@ def _counts_subset(numerator: Series, denominator: Series) -> bool:
         return False
     if num_rows._table != den_rows._table or _key(num_arg) != _key(den_arg):
         return False
-    return {f.key for f in den_rows._filters} <= {f.key for f in num_rows._filters}
+    return _conjuncts(den_rows._filters) <= _conjuncts(num_rows._filters)
+
+
+def _conjuncts(filters: Sequence[Series]) -> set[tuple]:
+    """The conditions a row must meet, ``a & b`` as ``a`` and ``b`` (so ``where(a & b)``
+    picks out some of ``where(a)``'s rows, and ``between(s, e)`` some of ``on_or_after(s)``'s)."""
+    out: set[tuple] = set()
+    todo = list(filters)
+    while todo:
+        f = todo.pop()
+        if f.op == "and":
+            todo.extend(a for a in f.args if isinstance(a, Series))
+        else:
+            out.add(f.key)
+    return out
 
 
 def _key(s: Series | None) -> tuple | None:

@@ -315,3 +315,30 @@ def test_first_and_last_of_a_day_go_by_the_clock_time(engine, tmp_path):
         "first_sorted": "R171",
         "last_sorted": "R182",
     }
+
+
+def test_which_counts_are_a_proportion_of_rows():
+    """Filters only narrow the rows: a numerator with every one of the denominator's
+    conditions (``a & b`` read as ``a`` and ``b``) counts some of its rows."""
+    wait = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    timed = ea.where(wait >= 0)
+
+    def kind(numerator, denominator):
+        m = Measures(intervals=monthly("2025-01-01", 1))
+        return m.define_measure("x", numerator=numerator, denominator=denominator).kind
+
+    in_time = timed.where(wait <= 30).count_for_patient()
+    assert kind(in_time, timed.count_for_patient()) == "row proportion"
+    both = ea.where((wait >= 0) & (wait <= 30)).count_for_patient()
+    assert kind(both, timed.count_for_patient()) == "row proportion"
+    assert (
+        kind(
+            ea.between(dt.date(2025, 1, 1), dt.date(2025, 1, 31)).count_for_patient(),
+            ea.on_or_after(dt.date(2025, 1, 1)).count_for_patient(),
+        )
+        == "row proportion"
+    )
+    either = ea.where((wait >= 0) | (wait <= 30)).count_for_patient()
+    assert kind(either, timed.count_for_patient()) == "ratio"
+    assert kind(timed.count_for_patient(), both) == "ratio"  # the other way round
+    assert kind(both, timed.count_days_for_patient()) == "ratio"
