@@ -126,6 +126,19 @@ def wrap(value: Any) -> Series:
     return Series("lit", (value,), _literal_dtype(value), None, repr(value))
 
 
+def as_date(value: Any) -> Series:
+    """``value`` for a place that takes a date: text ``"YYYY-MM-DD"`` read as that date (as
+    intervals and index dates are given); anything else as :func:`wrap` makes it."""
+    if isinstance(value, str):
+        try:
+            if len(value) != 10:
+                raise ValueError
+            return wrap(dt.date.fromisoformat(value))
+        except ValueError:
+            return _invalid(f"{value!r} is not a date (expected YYYY-MM-DD)")
+    return wrap(value)
+
+
 def _invalid(problem: str) -> Series:
     return Series("invalid", (), "bool", None, "<invalid>", error=problem)
 
@@ -226,7 +239,7 @@ class Series:
         return self
 
     def _compare(self, other: Any, op: str, sym: str) -> Series:
-        other = wrap(other)
+        other = as_date(other) if self.dtype == "date" else wrap(other)
         desc = f"({self.desc} {sym} {other.desc})"
         out = Series._make(op, (self, other), "bool", desc, (self, other))
         kinds = {

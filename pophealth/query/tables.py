@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pophealth.query.model import Frame, Row, Series, case, index_date, wrap
+from pophealth.query.model import Frame, Row, Series, as_date, case, index_date
 from pophealth.schema import AREAS, PRACTICES
 
 __all__ = [
@@ -62,7 +62,7 @@ class Patients:
         turn over on 1 Mar in non-leap years). Before the date of birth it is negative (-1
         in the year before): combine with ``is_alive_on`` or registration, which a patient
         not yet born does not pass, rather than rely on ``age < n`` alone."""
-        date = wrap(date)
+        date = as_date(date)
         dob = self.date_of_birth
         desc = f"patients.age_on({date.desc})"
         out = Series._make("age", (dob, date), "int", desc, (dob, date))
@@ -84,7 +84,7 @@ class Patients:
 
     def is_alive_on(self, date: Any = index_date) -> Series:
         """Born on or before ``date`` and not recorded as dead on or before it."""
-        date = wrap(date)
+        date = as_date(date)
         return (self.date_of_birth <= date) & (
             self.date_of_death.is_null() | (self.date_of_death > date)
         )
@@ -98,7 +98,7 @@ class Registrations(Frame):
         super().__init__("registrations")
 
     def active_on(self, date: Any = index_date) -> Frame:
-        date = wrap(date)
+        date = as_date(date)
         return self.where(
             (self.start_date <= date) & (self.end_date.is_null() | (self.end_date >= date))
         )
@@ -154,7 +154,7 @@ class Addresses(Frame):
         super().__init__("addresses")
 
     def active_on(self, date: Any = index_date) -> Frame:
-        date = wrap(date)
+        date = as_date(date)
         return self.where(
             (self.start_date <= date) & (self.end_date.is_null() | (self.end_date >= date))
         )

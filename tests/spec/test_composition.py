@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from pophealth.codelists import Codelist
 from pophealth.query import (
+    Dataset,
+    QueryError,
     case,
     days,
     events,
@@ -16,6 +20,7 @@ from pophealth.query import (
     minimum_of,
     months,
     patients,
+    registrations,
     when,
     years,
 )
@@ -201,3 +206,49 @@ def test_population_rule_keeps_only_matching_patients(engine, tmp_path):
         population=patients.is_alive_on(index_date) & (age >= 18),
     )
     assert out == {"1": {"age": 75}}
+
+
+def test_a_date_may_be_written_as_text(engine, tmp_path):
+    """ "YYYY-MM-DD" where a date goes, as intervals and index dates are given: the same
+    answer as the date itself."""
+    tables = {
+        "patients": [{"patient_id": "1", "date_of_birth": D(1990, 6, 15)}],
+        "events": [
+            {"patient_id": "1", "date": D(2024, 12, 31), "code": "271649006", "value": 150.0},
+            {"patient_id": "1", "date": D(2025, 1, 1), "code": "271649006", "value": 130.0},
+        ],
+        "registrations": [
+            {"patient_id": "1", "practice_id": "A1", "start_date": D(2025, 1, 1)},
+        ],
+    }
+    bp = events.matching(SBP)
+    out = run(
+        engine,
+        tmp_path,
+        tables,
+        {
+            "from_2025": bp.on_or_after("2025-01-01").count_for_patient(),
+            "in_2024": bp.between("2024-01-01", "2024-12-31").count_for_patient(),
+            "first": bp.where(events.date == "2025-01-01").minimum_for_patient(),
+            "age": patients.age_on("2025-06-14"),
+            "alive": patients.is_alive_on("2025-06-14"),
+            "registered": registrations.registered_on("2024-12-31"),
+        },
+    )
+    assert out["1"] == {
+        "from_2025": 1,
+        "in_2024": 1,
+        "first": 130.0,
+        "age": 34,
+        "alive": True,
+        "registered": False,
+    }
+
+
+def test_text_that_is_not_a_date_is_named():
+    ds = Dataset()
+    for text in ("2025-13-01", "31/03/2025", "2025-3-1", "yesterday"):
+        with pytest.raises(QueryError, match=f"variable 'x': '{text}' is not a date"):
+            ds.x = events.on_or_after(text).exists_for_patient()
+    with pytest.raises(QueryError, match="'2025' is not a date"):
+        ds.y = patients.age_on("2025")
