@@ -97,6 +97,11 @@ class Pending:
 
         if not isinstance(table, pa.Table):
             table = pa.Table.from_pandas(table, preserve_index=False)
+        # a column with no value in this run (a breakdown no measure used, no disclosure
+        # note) is text, as when it has values: the schema does not change run to run
+        for i, field in enumerate(table.schema):
+            if pa.types.is_null(field.type):
+                table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._files.append((tmp, path))

@@ -384,3 +384,13 @@ def test_the_guides_example_mistake_is_reported_as_it_says(tmp_path, store):
     assert result.exit_code == 2
     expected = f"asthma_reviews.py, line {said_in_guide.group(1)}: variable 'saba_12m': "
     assert expected in " ".join(result.output.split()), result.output
+
+
+def test_a_column_without_values_keeps_a_text_type_in_parquet(tmp_path):
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"measure": ["m"], "imd_quintile": [None], "disclosure_note": [None]})
+    write_table(frame, tmp_path / "m.parquet", ".parquet")
+    schema = pq.read_schema(tmp_path / "m.parquet")
+    assert schema.field("imd_quintile").type == pa.string()
+    assert schema.field("disclosure_note").type == pa.string()
