@@ -3,7 +3,9 @@ definition file (:mod:`pophealth.query.definitions`) on a store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,7 +151,10 @@ def _load(definition: Path, kind: type, name: str) -> Any:
     from pophealth.query.definitions import DefinitionError, find_definition, load_definitions
 
     try:
-        return find_definition(load_definitions(definition), kind, name, definition)
+        # what the definition prints goes to stderr: stdout carries only the outputs' paths
+        with contextlib.redirect_stdout(sys.stderr):
+            namespace = load_definitions(definition)
+        return find_definition(namespace, kind, name, definition)
     except DefinitionError as exc:
         raise fail(str(exc)) from None
 

@@ -394,3 +394,18 @@ def test_a_column_without_values_keeps_a_text_type_in_parquet(tmp_path):
     schema = pq.read_schema(tmp_path / "m.parquet")
     assert schema.field("imd_quintile").type == pa.string()
     assert schema.field("disclosure_note").type == pa.string()
+
+
+def test_what_a_definition_prints_stays_off_stdout(tmp_path, store, definition):
+    """stdout carries only the paths written (for a script to read); a definition's own
+    print() goes to stderr."""
+    path = tmp_path / "chatty.py"
+    path.write_text('print("building the dataset")\n' + DEFINITION)
+    out = tmp_path / "o.csv"
+    result = invoke("dataset", path, "--store", store.path, "--output", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [
+        str(out.resolve()),
+        str((tmp_path / "o.reviews.csv").resolve()),
+    ]
+    assert "building the dataset" in result.stderr
