@@ -15,6 +15,11 @@ leaves ``CURRENT`` naming the previous, complete snapshot. The snapshot being bu
 is a folder ``snapshots/.tmp-<host>-<pid>-<id>``: a killed write's folder is removed by the
 next open or write of the store (once that process is gone), never while its writer runs.
 
+Writers take turns: a write holds an exclusive lock on ``STORE/.write-lock`` from building
+its snapshot to removing the old ones, and is refused (nothing written) when the store
+was written since it was opened — it would otherwise carry over tables that write
+replaced, and undo it.
+
 A coded table (``cluster_by`` in :mod:`pophealth.schema`: events, medications,
 operations, emergency attendances) is written sorted by coding system, code and date in
 row groups of 122,880 rows, whatever order its rows arrive in: a query for a code list
@@ -33,7 +38,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,8 @@ from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema, table
 from pophealth.scratch import in_use, owner_tag, remove_stale
 
 CURRENT = "CURRENT"
+#: held by a writer while it writes (see :func:`_write_lock`)
+WRITE_LOCK = ".write-lock"
 SNAPSHOTS = "snapshots"
 METADATA = "metadata.json"
 #: prefix of the folder a snapshot is built in: ``.tmp-<host>-<pid>-<snapshot id>``
@@ -159,6 +166,25 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
         shutil.rmtree(spill, ignore_errors=True)
     _fsync_file(target)
     return rows
+
+
+@contextlib.contextmanager
+def _write_lock(path: Path) -> Iterator[None]:
+    """One writer of the store at a time: an exclusive lock on ``STORE/.write-lock`` held
+    while a snapshot is built, committed and the old ones collected, so that one writer
+    never removes the snapshot or pointer another is about to commit. (Where the system
+    has no such locks — Windows — writes are not serialised.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path / WRITE_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _remove_stale_snapshots(path: Path) -> list[tuple[Path, int]]:
@@ -305,70 +331,79 @@ class Store:
         if not os.access(self.path, os.W_OK):
             raise StoreError(f"cannot write to {self.path}: permission denied")
 
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        snap_id = f"{stamp}-{uuid.uuid4().hex[:8]}"
-        _remove_stale_snapshots(self.path)
-        # named after this process, so that a killed write's folder can be told from a
-        # running one's (made with the usual permissions: it becomes the snapshot)
-        tmp = self.path / SNAPSHOTS / f"{BUILDING}{owner_tag()}-{snap_id}"
-        tmp.mkdir()
-        old_tables = {} if (replace_all or self.snapshot is None) else self.metadata["tables"]
-        meta_tables: dict[str, Any] = {}
-        try:
-            for name in TABLES:
-                target = tmp / f"{name}.parquet"
-                if name in tables:
-                    rows = _write_parquet(name, tables[name], target)
-                    meta_tables[name] = {"rows": rows}
-                elif name in old_tables:
-                    os.link(self.table_path(name), target)
-                    meta_tables[name] = dict(old_tables[name])
-                else:
-                    pq.write_table(arrow_schema(name).empty_table(), target)
-                    _fsync_file(target)
-                    meta_tables[name] = {"rows": 0}
-            history = [] if replace_all else list(self.metadata.get("provenance", []))
-            history.append(
-                {
-                    "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "pophealth_version": __version__,
-                    "tables": sorted(tables),
-                    **dict(provenance),
+        with _write_lock(self.path):
+            live = (self.path / CURRENT).read_text().strip() if self.is_store(self.path) else None
+            if live != self.snapshot:
+                raise StoreError(
+                    f"{self.path} was written since this Store was opened (by another "
+                    f"process, or another Store object: snapshot {self.snapshot or 'none'}, "
+                    f"now {live}); nothing was written, so as not to undo that write: open "
+                    "the store again and repeat"
+                )
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+            snap_id = f"{stamp}-{uuid.uuid4().hex[:8]}"
+            _remove_stale_snapshots(self.path)
+            # named after this process, so that a killed write's folder can be told from a
+            # running one's (made with the usual permissions: it becomes the snapshot)
+            tmp = self.path / SNAPSHOTS / f"{BUILDING}{owner_tag()}-{snap_id}"
+            tmp.mkdir()
+            old_tables = {} if (replace_all or self.snapshot is None) else self.metadata["tables"]
+            meta_tables: dict[str, Any] = {}
+            try:
+                for name in TABLES:
+                    target = tmp / f"{name}.parquet"
+                    if name in tables:
+                        rows = _write_parquet(name, tables[name], target)
+                        meta_tables[name] = {"rows": rows}
+                    elif name in old_tables:
+                        os.link(self.table_path(name), target)
+                        meta_tables[name] = dict(old_tables[name])
+                    else:
+                        pq.write_table(arrow_schema(name).empty_table(), target)
+                        _fsync_file(target)
+                        meta_tables[name] = {"rows": 0}
+                history = [] if replace_all else list(self.metadata.get("provenance", []))
+                history.append(
+                    {
+                        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                        "pophealth_version": __version__,
+                        "tables": sorted(tables),
+                        **dict(provenance),
+                    }
+                )
+                extra = (
+                    {}
+                    if replace_all
+                    else {
+                        k: v
+                        for k, v in self.metadata.items()
+                        if k not in ("schema_version", "tables", "provenance", "snapshot")
+                    }
+                )
+                extra.update(extra_metadata or {})
+                metadata = {
+                    "schema_version": SCHEMA_VERSION,
+                    "snapshot": snap_id,
+                    "tables": meta_tables,
+                    "provenance": history,
+                    **extra,
                 }
-            )
-            extra = (
-                {}
-                if replace_all
-                else {
-                    k: v
-                    for k, v in self.metadata.items()
-                    if k not in ("schema_version", "tables", "provenance", "snapshot")
-                }
-            )
-            extra.update(extra_metadata or {})
-            metadata = {
-                "schema_version": SCHEMA_VERSION,
-                "snapshot": snap_id,
-                "tables": meta_tables,
-                "provenance": history,
-                **extra,
-            }
-            (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
-            _fsync_file(tmp / METADATA)
-            final = self.path / SNAPSHOTS / snap_id
-            os.rename(tmp, final)
-            _fsync_dir(self.path / SNAPSHOTS)
-            pointer = self.path / f".{CURRENT}.{snap_id}"
-            pointer.write_text(snap_id + "\n")
-            _fsync_file(pointer)
-            os.replace(pointer, self.path / CURRENT)  # the atomic commit point
-            _fsync_dir(self.path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        store = Store(self.path, snap_id, metadata)
-        store._collect_garbage()
-        return store
+                (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
+                _fsync_file(tmp / METADATA)
+                final = self.path / SNAPSHOTS / snap_id
+                os.rename(tmp, final)
+                _fsync_dir(self.path / SNAPSHOTS)
+                pointer = self.path / f".{CURRENT}.{snap_id}"
+                pointer.write_text(snap_id + "\n")
+                _fsync_file(pointer)
+                os.replace(pointer, self.path / CURRENT)  # the atomic commit point
+                _fsync_dir(self.path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            store = Store(self.path, snap_id, metadata)
+            store._collect_garbage()
+            return store
 
     def _collect_garbage(self) -> None:
         """Remove every snapshot and pointer file but the live one (leftovers of old or

@@ -143,3 +143,71 @@ def test_kill_9_during_write_leaves_previous_store_intact(tmp_path, delay):
     # The next successful write clears what the killed one left behind.
     after = reopened.write({"patients": patients_table(1)}, provenance={})
     assert [p.name for p in (tmp_path / "s" / "snapshots").iterdir()] == [after.snapshot]
+
+
+def test_a_write_on_a_store_written_since_it_was_opened_is_refused(tmp_path):
+    """Two writers that opened the same snapshot (two ingests with --append): the second
+    would carry over tables the first replaced, undoing its write. It is refused, and
+    nothing changes."""
+    first = Store.open_or_new(tmp_path / "s").write(
+        {"patients": patients_table(3)}, provenance={"source": "test"}
+    )
+    a, b = Store.open(tmp_path / "s"), Store.open(tmp_path / "s")
+    after_a = a.write({"patients": patients_table(5, "a")}, provenance={"source": "a"})
+    with pytest.raises(StoreError, match="was written since this Store was opened"):
+        b.write({"patients": patients_table(7, "b")}, provenance={"source": "b"})
+    now = Store.open(tmp_path / "s")
+    assert now.snapshot == after_a.snapshot != first.snapshot
+    assert now.row_counts()["patients"] == 5
+    assert sorted(p.name for p in (tmp_path / "s" / "snapshots").iterdir()) == [now.snapshot]
+    # a new store opened twice: the second write is refused too
+    c, d = Store.open_or_new(tmp_path / "t"), Store.open_or_new(tmp_path / "t")
+    c.write({"patients": patients_table(1)}, provenance={"source": "c"})
+    with pytest.raises(StoreError, match="snapshot none, now"):
+        d.write({"patients": patients_table(2)}, provenance={"source": "d"})
+
+
+def test_writers_take_turns(tmp_path):
+    """A write waits while another process holds the store's write lock (building,
+    committing and collecting snapshots), so neither removes what the other commits."""
+    import threading
+
+    store = Store.open_or_new(tmp_path / "s").write(
+        {"patients": patients_table(3)}, provenance={"source": "test"}
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import fcntl, sys
+                fh = open({str(tmp_path / "s" / ".write-lock")!r}, "a")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                print("locked", flush=True)
+                sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = []
+        writer = threading.Thread(
+            target=lambda: done.append(
+                store.write({"patients": patients_table(4)}, provenance={"source": "w"})
+            )
+        )
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive() and not done  # waiting for the lock
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        writer.join(timeout=30)
+        assert done and Store.open(tmp_path / "s").row_counts()["patients"] == 4
+    finally:
+        holder.kill()
+        holder.wait()
