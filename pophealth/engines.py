@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import ibis
-
 if TYPE_CHECKING:
     from pophealth.store import Store
 
@@ -60,6 +58,8 @@ def backend(engine: str = "duckdb", **options: Any):
     a nullable column of the schema (a store written before the column was added, e.g.
     ``registrations.source``) registers the table with that column as nulls, so that
     definitions naming every column compile on older stores too."""
+    import ibis  # here, not at the top: `pophealth --help` need not load it
+
     if engine == "duckdb":
         con = ibis.duckdb.connect(**options)
     elif engine == "spark":
@@ -71,6 +71,7 @@ def backend(engine: str = "duckdb", **options: Any):
 
 
 def _fill_missing_columns(con) -> None:
+    import ibis
     import pyarrow.parquet as pq
 
     from pophealth.schema import TABLES

@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: name → module; each module has a ``PROGRAMME`` attribute.
 REGISTRY: dict[str, str] = {
