@@ -767,20 +767,20 @@ class Run:
         return target
 
     def _register_index(self, con) -> None:
-        # flat tables name patient_id directly: the patients they may refer to are those of
-        # this run's patients file and, when appending, the store's
-        con.execute("CREATE TABLE flat_patients (patient_id VARCHAR)")
-        if self.kind == "csv":
-            files = [str(p) for p in self._spills.get("patients", [])]
-            stored = self.store.snapshot is not None and self.store.row_counts().get("patients")
-            if self.append and stored:
-                files.append(str(self.store.table_path("patients")))
-            if files:
-                con.execute(
-                    "INSERT INTO flat_patients SELECT DISTINCT CAST(patient_id AS VARCHAR) "
-                    f"FROM read_parquet({files!r}, union_by_name = true) "
-                    "WHERE patient_id IS NOT NULL"
-                )
+        # the patients a row may refer to: those of this run's patients records and, when
+        # appending, the store's (flat tables name patient_id directly; a FHIR reference by
+        # NHS number names the patient without a Patient resource)
+        con.execute("CREATE TABLE known_patients (patient_id VARCHAR)")
+        files = [str(p) for p in self._spills.get("patients", [])]
+        stored = self.store.snapshot is not None and self.store.row_counts().get("patients")
+        if self.append and stored:
+            files.append(str(self.store.table_path("patients")))
+        if files:
+            con.execute(
+                "INSERT INTO known_patients SELECT DISTINCT CAST(patient_id AS VARCHAR) "
+                f"FROM read_parquet({files!r}, union_by_name = true) "
+                "WHERE patient_id IS NOT NULL"
+            )
         con.execute("CREATE TABLE idx_patient (key VARCHAR, pid VARCHAR, n BIGINT)")
         con.execute("CREATE TABLE idx_medication (key VARCHAR, system VARCHAR, code VARCHAR)")
         con.execute("CREATE TABLE idx_organization (key VARCHAR, system VARCHAR, code VARCHAR)")
@@ -1031,10 +1031,10 @@ class Run:
             order = "_old DESC, _rkey ASC"
             part = ", ".join(_norm_expr(c.name, c.type) for c in spec.columns)
         ok_expr = "(_pn IS NULL OR _pn = 1) AND patient_id IS NOT NULL" if pid else "true"
-        if pid and self.kind == "csv" and name != "patients":
+        if pid and name != "patients":
             # a row of a patient no patients row names would be invisible to every query:
             # quarantined as a dangling reference (rows already in the store are kept)
-            ok_expr += " AND (_old <> 0 OR patient_id IN (SELECT patient_id FROM flat_patients))"
+            ok_expr += " AND (_old <> 0 OR patient_id IN (SELECT patient_id FROM known_patients))"
         fate = "NULL"
         if name != "patients":
             # A row that came with a patients record that was quarantined (invalid, or a
@@ -1151,6 +1151,10 @@ class Run:
                 elif self.kind == "csv" and pd.notna(r["patient_id"]):
                     reason = "dangling reference: patient_id is in no patients row" + (
                         " (of this run or the store)" if self.append else " of this run"
+                    )
+                elif pd.notna(r["patient_id"]):  # named by NHS number, with no Patient
+                    reason = "dangling reference: the patient is in no patient record" + (
+                        " of this run or the store" if self.append else " of this run"
                     )
                 elif pd.isna(r["_pref"]):
                     reason = "no patient reference (subject/patient missing)"

@@ -259,3 +259,44 @@ def test_fhir_rows_of_a_patient_whose_record_was_quarantined_are_quarantined(tmp
     assert q.location.tolist() == ["line 2"]
     assert "is in no patients row" in q.reason.iloc[0]
     assert "date_of_death" in q.reason.iloc[0]
+
+
+def test_fhir_rows_naming_by_nhs_number_a_patient_in_no_patient_record_are_quarantined(tmp_path):
+    """A reference by NHS number names the patient without a Patient resource: with no
+    patient record for that number (in the run, or the store when appending) the row would
+    name nobody, so it is a dangling reference, as for flat rows."""
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+
+    def condition(id_, number):
+        return {
+            "resourceType": "Condition",
+            "id": id_,
+            "subject": {"identifier": {"system": nhs, "value": number}},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "195967001"}]},
+            "onsetDateTime": "2020-01-01",
+        }
+
+    patient = {
+        "resourceType": "Patient",
+        "id": "a",
+        "identifier": [{"system": nhs, "value": "9434765919"}],
+        "birthDate": "1950-02-03",
+    }
+    f = tmp_path / "p.ndjson"
+    rows = (patient, condition("known", "9434765919"), condition("stranger", "9434765870"))
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    assert (s.records["Condition"].loaded, s.records["Condition"].quarantined) == (1, 1)
+    q = _q(s).query("table == 'events'")
+    assert q.location.tolist() == ["line 3"] and q.field.tolist() == ["patient_id"]
+    assert "dangling reference: the patient is in no patient record of this run" in q.reason.iloc[0]
+    # appended later, once the stranger's Patient is in the store, the Condition loads
+    stranger = {**patient, "id": "b", "identifier": [{"system": nhs, "value": "9434765870"}]}
+    g = tmp_path / "q.ndjson"
+    g.write_text(json.dumps(stranger) + "\n")
+    assert ingest_fhir([g], tmp_path / "st", key=KEY, append=True).committed
+    h = tmp_path / "r.ndjson"
+    h.write_text(json.dumps(condition("stranger", "9434765870")) + "\n")
+    s = ingest_fhir([h], tmp_path / "st", key=KEY, append=True)
+    assert s.records["Condition"].loaded == 1 and s.records["Condition"].quarantined == 0
