@@ -20,6 +20,13 @@ its snapshot to removing the old ones, and is refused (nothing written) when the
 was written since it was opened — it would otherwise carry over tables that write
 replaced, and undo it.
 
+Readers hold a lease: while a :class:`Store` object lives, a file
+``STORE/readers/<snapshot>@<host>-<pid>`` says that process reads that snapshot, and
+another process's write keeps it (a long ``pophealth run``, or a web app, still finds its
+files after an ingest commits); the first write after the reader is gone removes it. A
+process's own leases do not hold back its own writes; a store that cannot be written (a
+read-only copy) takes no leases.
+
 A coded table (``cluster_by`` in :mod:`pophealth.schema`: events, medications,
 operations, emergency attendances) is written sorted by coding system, code and date in
 row groups of 122,880 rows, whatever order its rows arrive in: a query for a code list
@@ -38,6 +45,7 @@ import json
 import os
 import shutil
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +55,7 @@ import pyarrow.parquet as pq
 
 from pophealth import __version__
 from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema, table
-from pophealth.scratch import in_use, owner_tag, remove_stale
+from pophealth.scratch import in_use, owner_tag, remove_stale, stale_owner
 
 CURRENT = "CURRENT"
 #: held by a writer while it writes (see :func:`_write_lock`)
@@ -56,6 +64,8 @@ SNAPSHOTS = "snapshots"
 METADATA = "metadata.json"
 #: prefix of the folder a snapshot is built in: ``.tmp-<host>-<pid>-<snapshot id>``
 BUILDING = ".tmp-"
+#: folder of reader leases: ``<snapshot>@<host>-<pid>``, one per process reading a snapshot
+READERS = "readers"
 ENGINES = ("duckdb", "spark")
 
 
@@ -214,6 +224,56 @@ def _regroup(batches: Iterable[pa.RecordBatch], size: int) -> Iterable[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
+#: lease file -> number of Store objects of this process reading its snapshot
+_leases: dict[Path, int] = {}
+
+
+def _take_lease(path: Path, snapshot: str) -> Path | None:
+    """Record that this process reads ``snapshot`` (a file ``readers/<snapshot>@<host>-<pid>``)
+    so that another process's write does not remove it; None where the store cannot be
+    written (a read-only copy: no writer there either)."""
+    lease = path / READERS / f"{snapshot}@{owner_tag()}"
+    if lease not in _leases:
+        try:
+            lease.parent.mkdir(exist_ok=True)
+            lease.touch()
+        except OSError:
+            return None
+        _leases[lease] = 0
+    _leases[lease] += 1
+    return lease
+
+
+def _drop_lease(lease: Path | None) -> None:
+    if lease is None or lease not in _leases:
+        return
+    _leases[lease] -= 1
+    if _leases[lease] <= 0:
+        del _leases[lease]
+        lease.unlink(missing_ok=True)
+
+
+def _leased_by_others(path: Path) -> set[str]:
+    """Snapshots another live process reads (its lease names it); leases of processes that
+    are gone are removed. A lease from another host counts: it cannot be checked."""
+    leased: set[str] = set()
+    me = owner_tag()
+    try:
+        entries = list((path / READERS).iterdir())
+    except OSError:
+        return leased
+    for entry in entries:
+        snapshot, _, owner = entry.name.rpartition("@")
+        if not snapshot or owner == me:
+            continue
+        # the owner as a folder name scratch can read: "<prefix><host>-<pid>-<anything>"
+        if stale_owner(f"{READERS}{owner}-lease", READERS) is not None:
+            entry.unlink(missing_ok=True)  # its process is gone
+        else:
+            leased.add(snapshot)
+    return leased
+
+
 class Store:
     """A pophealth store directory. Open with :meth:`open`, write with :meth:`write`."""
 
@@ -223,6 +283,9 @@ class Store:
         self.metadata = metadata
         #: (folder, pid) of half-written snapshots of killed writers removed on opening
         self.removed: list[tuple[Path, int]] = []
+        # while this object lives, another process's write keeps its snapshot
+        lease = _take_lease(path, snapshot) if snapshot is not None else None
+        weakref.finalize(self, _drop_lease, lease)
 
     # -- opening ---------------------------------------------------------------------
     @staticmethod
@@ -241,22 +304,37 @@ class Store:
         if not cls.is_store(path):
             raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file)")
         removed = _remove_stale_snapshots(path)
-        snapshot = (path / CURRENT).read_text().strip()
-        meta_path = path / SNAPSHOTS / snapshot / METADATA
-        try:
-            metadata = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{path}: the live snapshot's metadata is unreadable: {exc}") from exc
-        version = metadata.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"{path} was written with schema version {version}; this pophealth "
-                f"({__version__}) reads version {SCHEMA_VERSION}. Rebuild it (e.g. "
-                f"`pophealth synth --out NEW_DIR`) or use the pophealth version that wrote it."
-            )
-        store = cls(path, snapshot, metadata)
-        store.removed = removed
-        return store
+        for attempt in range(3):
+            snapshot = (path / CURRENT).read_text().strip()
+            # the lease first, then CURRENT again: a write committed in between (whose
+            # clean-up may not have seen the lease) sends us on to the new snapshot
+            lease = _take_lease(path, snapshot)
+            try:
+                meta_path = path / SNAPSHOTS / snapshot / METADATA
+                try:
+                    metadata = json.loads(meta_path.read_text())
+                except (OSError, json.JSONDecodeError) as exc:
+                    if attempt < 2 and (path / CURRENT).read_text().strip() != snapshot:
+                        continue
+                    raise StoreError(
+                        f"{path}: the live snapshot's metadata is unreadable: {exc}"
+                    ) from exc
+                if attempt < 2 and (path / CURRENT).read_text().strip() != snapshot:
+                    continue
+                version = metadata.get("schema_version")
+                if version != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{path} was written with schema version {version}; this pophealth "
+                        f"({__version__}) reads version {SCHEMA_VERSION}. Rebuild it (e.g. "
+                        f"`pophealth synth --out NEW_DIR`) or use the pophealth version that "
+                        "wrote it."
+                    )
+                store = cls(path, snapshot, metadata)  # holds a lease of its own
+                store.removed = removed
+                return store
+            finally:
+                _drop_lease(lease)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @classmethod
     def open_or_new(cls, path: str | os.PathLike) -> Store:
@@ -409,8 +487,11 @@ class Store:
         """Remove every snapshot and pointer file but the live one (leftovers of old or
         interrupted writes). Never touches the live snapshot, nor a snapshot another
         process is building."""
+        leased = _leased_by_others(self.path)
         for entry in (self.path / SNAPSHOTS).iterdir():
-            if entry.name != self.snapshot and not in_use(entry.name, BUILDING):
+            if entry.name == self.snapshot or entry.name in leased:
+                continue  # live, or still read by another process
+            if not in_use(entry.name, BUILDING):
                 shutil.rmtree(entry, ignore_errors=True)
         for entry in self.path.glob(f".{CURRENT}.*"):
             entry.unlink(missing_ok=True)

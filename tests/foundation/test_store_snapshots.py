@@ -211,3 +211,72 @@ def test_writers_take_turns(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_snapshot_another_process_reads_is_kept_until_it_is_done(tmp_path):
+    """A reader (a long `pophealth run`, a web app) holds a lease on the snapshot it
+    opened: another process's write keeps that snapshot, so the reader's later queries
+    still find their files; the first write after the reader is gone removes it."""
+    path = tmp_path / "s"
+    first = Store.open_or_new(path).write(
+        {"patients": patients_table(3)}, provenance={"source": "test"}
+    )
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys
+                from pophealth.store import Store
+                store = Store.open({str(path)!r})
+                print(store.snapshot, flush=True)
+                sys.stdin.readline()
+                print(store.read("patients").num_rows, flush=True)
+                sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == first.snapshot
+        second = Store.open(path).write({"patients": patients_table(5)}, provenance={"s": 2})
+        snapshots = sorted(p.name for p in (path / "snapshots").iterdir())
+        assert snapshots == sorted([first.snapshot, second.snapshot])  # kept for the reader
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "3"  # its files are still there
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.wait(timeout=30) == 0
+    finally:
+        reader.kill()
+        reader.wait()
+    third = Store.open(path).write({"patients": patients_table(7)}, provenance={"s": 3})
+    assert [p.name for p in (path / "snapshots").iterdir()] == [third.snapshot]
+    assert not [p for p in (path / "readers").iterdir() if not p.name.endswith(str(os.getpid()))]
+
+
+def test_the_lease_of_a_process_that_is_gone_does_not_keep_its_snapshot(tmp_path):
+    from pophealth.scratch import owner_tag
+
+    path = tmp_path / "s"
+    first = Store.open_or_new(path).write(
+        {"patients": patients_table(3)}, provenance={"source": "test"}
+    )
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(gone.stdout)
+    lease = path / "readers" / f"{first.snapshot}@{owner_tag(dead)}"
+    lease.parent.mkdir(exist_ok=True)
+    lease.touch()
+    second = Store.open(path).write({"patients": patients_table(4)}, provenance={"s": 2})
+    assert [p.name for p in (path / "snapshots").iterdir()] == [second.snapshot]
+    assert not lease.exists()
