@@ -28,6 +28,16 @@ def patients_table(n: int, prefix: str = "p") -> pa.Table:
     )
 
 
+def _child(code: str) -> subprocess.Popen:
+    """Python ``code`` in another process, talking over its stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_write_then_open_has_every_table_and_metadata(tmp_path):
     store = Store.open_or_new(tmp_path / "s").write(
         {"patients": patients_table(3)}, provenance={"source": "test"}
@@ -175,23 +185,14 @@ def test_writers_take_turns(tmp_path):
     store = Store.open_or_new(tmp_path / "s").write(
         {"patients": patients_table(3)}, provenance={"source": "test"}
     )
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import fcntl, sys
-                fh = open({str(tmp_path / "s" / ".write-lock")!r}, "a")
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                print("locked", flush=True)
-                sys.stdin.readline()
-                """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    holder = _child(
+        f"""
+        import fcntl, sys
+        fh = open({str(tmp_path / "s" / ".write-lock")!r}, "a")
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        sys.stdin.readline()
+        """
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -221,25 +222,16 @@ def test_a_snapshot_another_process_reads_is_kept_until_it_is_done(tmp_path):
     first = Store.open_or_new(path).write(
         {"patients": patients_table(3)}, provenance={"source": "test"}
     )
-    reader = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys
-                from pophealth.store import Store
-                store = Store.open({str(path)!r})
-                print(store.snapshot, flush=True)
-                sys.stdin.readline()
-                print(store.read("patients").num_rows, flush=True)
-                sys.stdin.readline()
-                """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    reader = _child(
+        f"""
+        import sys
+        from pophealth.store import Store
+        store = Store.open({str(path)!r})
+        print(store.snapshot, flush=True)
+        sys.stdin.readline()
+        print(store.read("patients").num_rows, flush=True)
+        sys.stdin.readline()
+        """
     )
     try:
         assert reader.stdout.readline().strip() == first.snapshot
