@@ -696,6 +696,12 @@ class Run:
                     "nothing loaded: the store was left unchanged (see the quarantine report)"
                 )
             self._count_outcomes(con)
+            if self._inferred_rejected:
+                self.notes.append(
+                    f"{self._inferred_rejected:,} inferred registration row(s) were quarantined "
+                    "(reasons in the quarantine report); like the rows inferred and loaded, "
+                    "they are not source rows, so not in the balance"
+                )
         finally:
             con.close()
             self.quarantine.close()

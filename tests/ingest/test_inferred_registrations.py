@@ -497,3 +497,21 @@ def test_no_registration_is_inferred_for_a_patient_who_was_not_loaded(tmp_path):
     s = ingest_fhir([src], tmp_path / "st", key=KEY)
     assert s.balanced
     assert [r["patient_id"] for r in _regs(tmp_path / "st")] == [_pid("fhir", "Patient/p")]
+
+
+def test_an_inferred_registration_that_is_quarantined_is_said_in_the_summary(tmp_path):
+    """A GP encounter after the recorded death infers a registration that ends before it
+    starts: quarantined, like any row, and the summary says so (it was counted nowhere)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "Organization.ndjson", [_org("g", "Surgery", ods="B82001", gp=True)])
+    _write(src / "Patient.ndjson", [_patient("p", deceasedDateTime="2014-06-01")])
+    _write(src / "Encounter.ndjson", [_enc("e1", "p", "g", "2015-01-01T09:00:00Z")])
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert _regs(tmp_path / "st") == []
+    said = [n for n in s.notes if "inferred registration" in n]
+    assert said and said[0].startswith("1 inferred registration row(s) were quarantined")
+    assert (
+        "end_date 2014-06-01 is before start_date 2015-01-01" in Path(s.quarantine_file).read_text()
+    )
