@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -92,6 +93,11 @@ def _run(call) -> None:
     from pophealth.store import StoreError
     from pophealth.validate import SchemaError
 
+    # the ingest's summary notes each temporary folder of a killed run it removes: the log
+    # line saying the same (for other commands that open a store) would repeat it
+    scratch_log = logging.getLogger("pophealth.scratch")
+    level = scratch_log.level
+    scratch_log.setLevel(logging.ERROR)
     try:
         with progress() as bar:
             task = bar.add_task("starting", total=1.0)
@@ -103,6 +109,8 @@ def _run(call) -> None:
             bar.update(task, description="done", completed=1.0)
     except (StoreError, SchemaError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    finally:
+        scratch_log.setLevel(level)
     _report(summary)
     if not summary.committed:
         raise typer.Exit(3 if summary.quarantined else 1)

@@ -100,3 +100,32 @@ def test_a_killed_first_write_does_not_block_the_next_ingest_into_the_folder(tmp
     assert s.committed and not dead.exists()
     assert any(str(dead) in n for n in s.notes)
     assert Store.open(out).row_counts()["patients"] == 1
+
+
+def test_the_command_line_says_each_removal_once(tmp_path, dead_pid):
+    """The ingest's summary notes the removal; the log line saying the same (for other
+    commands) is not printed beside it. (A real process: pytest would catch the log.)"""
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    dead = _leftover(spill, f"pophealth-ingest-{owner_tag(dead_pid)}-abc")
+    src = _flat(tmp_path)
+    env = {**os.environ, "POPHEALTH_INGEST_TMP": str(spill), "COLUMNS": "400"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pophealth",
+            "ingest",
+            "csv",
+            str(src),
+            "--out",
+            str(tmp_path / "st"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not dead.exists()
+    said = "".join((result.stdout + result.stderr).split())
+    assert said.count("".join(str(dead).split())) == 1, result.stdout + result.stderr
