@@ -4,6 +4,7 @@ definition file (:mod:`pophealth.query.definitions`) on a store."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sys
 from pathlib import Path
@@ -216,6 +217,20 @@ def dataset_command(
             f"{what}, {_count(columns, 'column')}: {path}", highlight=False, soft_wrap=True
         )
         typer.echo(str(path.resolve()))
+    # files named like an event table of this dataset that this run did not write: an
+    # earlier run's table the definition no longer makes (left alone: it may be anything)
+    stem = output.name[: -len(suffix)]
+    ours = {p.resolve() for p in paths.values()}
+    others = sorted(
+        p for p in output.parent.glob(f"{glob.escape(stem)}.*{suffix}") if p.resolve() not in ours
+    )
+    for path in others:
+        console.print(
+            f"[yellow]note:[/yellow] {path} was not written by this run (an event table from "
+            "an earlier one?)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def measures_command(

@@ -409,3 +409,19 @@ def test_what_a_definition_prints_stays_off_stdout(tmp_path, store, definition):
         str((tmp_path / "o.reviews.csv").resolve()),
     ]
     assert "building the dataset" in result.stderr
+
+
+def test_an_earlier_runs_event_table_is_pointed_out(tmp_path, store, definition):
+    """Run with an event table, then without: the old table's file stays (it is not this
+    run's to remove) and the console says it was not written by this run."""
+    out = tmp_path / "a.csv"
+    assert invoke("dataset", definition, "--store", store.path, "--output", out).exit_code == 0
+    without = tmp_path / "without.py"
+    without.write_text(DEFINITION.split("dataset.add_event_table(")[0] + "\n")
+    result = invoke("dataset", without, "--store", store.path, "--output", out)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"{tmp_path / 'a.reviews.csv'} was not written by this run" in said
+    assert (tmp_path / "a.reviews.csv").exists()
+    again = invoke("dataset", definition, "--store", store.path, "--output", out)
+    assert "was not written by this run" not in again.output
