@@ -702,7 +702,7 @@ class Frame:
         from pophealth.query.model import days as _d
         from pophealth.query.model import months as _m
 
-        end = index_date if of is None else wrap(of)
+        end = index_date if of is None else as_date(of)
         start = end
         if months or years:
             start = start - _m(months + 12 * years)
@@ -716,7 +716,7 @@ class Frame:
         from pophealth.query.model import days as _d
         from pophealth.query.model import months as _m
 
-        start = index_date if of is None else wrap(of)
+        start = index_date if of is None else as_date(of)
         end = start
         if months or years:
             end = end + _m(months + 12 * years)

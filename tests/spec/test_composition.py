@@ -233,6 +233,8 @@ def test_a_date_may_be_written_as_text(engine, tmp_path):
             "age": patients.age_on("2025-06-14"),
             "alive": patients.is_alive_on("2025-06-14"),
             "registered": registrations.registered_on("2024-12-31"),
+            "last_year": bp.in_last(months=12, of="2024-12-31").count_for_patient(),
+            "next_week": bp.in_next(days=7, of="2024-12-31").count_for_patient(),
         },
     )
     assert out["1"] == {
@@ -242,6 +244,8 @@ def test_a_date_may_be_written_as_text(engine, tmp_path):
         "age": 34,
         "alive": True,
         "registered": False,
+        "last_year": 1,
+        "next_week": 1,
     }
 
 
