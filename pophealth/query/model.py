@@ -352,6 +352,12 @@ class Series:
         if isinstance(values, Codelist):
             values = sorted(values.codes_in(values.system))
         values = tuple(values)
+        if self.dtype == "date":  # "2025-03-31" for a date, as everywhere a date goes
+            read = [as_date(v) if isinstance(v, str) else None for v in values]
+            values = tuple(
+                r.args[0] if r is not None and r.op == "lit" else v
+                for v, r in zip(values, read, strict=True)
+            )
         desc = f"{self.desc}.is_in({len(values)} values)"
         out = Series._make("isin", (self, values), "bool", desc, (self,))
         for v in values:

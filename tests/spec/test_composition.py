@@ -235,6 +235,9 @@ def test_a_date_may_be_written_as_text(engine, tmp_path):
             "registered": registrations.registered_on("2024-12-31"),
             "last_year": bp.in_last(months=12, of="2024-12-31").count_for_patient(),
             "next_week": bp.in_next(days=7, of="2024-12-31").count_for_patient(),
+            "on_days": bp.where(
+                events.date.is_in(["2025-01-01", "2025-02-01"])
+            ).count_for_patient(),
         },
     )
     assert out["1"] == {
@@ -246,6 +249,7 @@ def test_a_date_may_be_written_as_text(engine, tmp_path):
         "registered": False,
         "last_year": 1,
         "next_week": 1,
+        "on_days": 1,
     }
 
 
