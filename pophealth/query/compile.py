@@ -807,9 +807,7 @@ class Compiler:
             return t[a[0].args[1]].hour().cast("int64")
         if op == "col":
             col = t[a[1]]
-            if schema_table(a[0])[a[1]].type == "timestamp":
-                col = col.date()
-            return col
+            return col.date() if _is_timestamp(s) else col
         if op == "match":
             return self._match(t, *a)
         if op in ("and", "or") and self.known:
