@@ -42,6 +42,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -688,17 +689,10 @@ class MaskPlan:
                 masks[f"_D{i}"] = t_den if part is None else t_den & part
                 masks[f"_N{i}"] = t_num & masks[f"_D{i}"]
             x = x.select(*labels, **masks)
-            # patients with the same masks counted once, then bit k of every mask counted
-            # per group: the rows paired with the interval numbers (a small SQL query,
-            # where one sum per bit and measure would not be)
+            # patients with the same masks counted once (far fewer rows than patients),
+            # then bit k of every mask counted per group here, vectorised
             x = x.group_by([*labels, *masks]).aggregate(_w=x.count())
-            iv = self.c.interval_table().select(_k="interval_id")
-            x = x.cross_join(iv)
-            aggs = {}
-            for i in range(len(measures)):
-                aggs[f"_d{i}"] = (((x[f"_D{i}"] >> x._k) & 1) * x._w).sum().cast("int64")
-                aggs[f"_n{i}"] = (((x[f"_N{i}"] >> x._k) & 1) * x._w).sum().cast("int64")
-            df = x.group_by([*labels, "_k"]).aggregate(**aggs).to_pandas()
+            df = _bit_counts(x.to_pandas(), list(labels), len(measures), self.n)
             df = df.rename(columns={f"_l{j}": g for j, (g, _) in enumerate(sig)})
             groups = [g for g, _ in sig]
             for i, m in enumerate(measures):
@@ -718,3 +712,35 @@ class MaskPlan:
                 res.insert(0, "measure", m.name)
                 frames.append(res)
         return frames
+
+
+def _bit_counts(combos: pd.DataFrame, labels: list[str], measures: int, n: int) -> pd.DataFrame:
+    """Per group (``labels``) and interval ``_k``: ``_d{i}``/``_n{i}``, the patients with
+    bit ``k`` set in ``_D{i}``/``_N{i}``, from ``combos`` (the distinct combinations of
+    group and masks, ``_w`` patients each; a missing mask has no bit set)."""
+    ks = np.arange(n, dtype=np.int64)
+    if combos.empty:
+        return pd.DataFrame(
+            {**{lb: [] for lb in labels}, "_k": np.array([], np.int64)}
+            | {f"_{c}{i}": np.array([], np.int64) for i in range(measures) for c in "dn"}
+        )
+    if labels:
+        codes = combos.groupby(labels, dropna=False, sort=False).ngroup().to_numpy()
+    else:  # no breakdown: one group
+        codes = np.zeros(len(combos), np.int64)
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)] - 1
+    w = combos["_w"].to_numpy(np.int64)[order]
+    keys = combos[labels].iloc[order[starts]].reset_index(drop=True)
+    out = keys.loc[keys.index.repeat(n)].reset_index(drop=True)
+    out["_k"] = np.tile(ks, len(keys))
+    for i in range(measures):
+        for c, col in (("d", f"_D{i}"), ("n", f"_N{i}")):
+            mask = combos[col].fillna(0).to_numpy(np.int64)[order]
+            # per group: differences of the running sums at the groups' last rows
+            sums = np.cumsum(((mask[:, None] >> ks) & 1) * w[:, None], axis=0)[ends]
+            sums[1:] -= sums[:-1].copy()
+            out[f"_{c}{i}"] = sums.reshape(-1)
+    return out
