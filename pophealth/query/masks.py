@@ -719,28 +719,32 @@ def _bit_counts(combos: pd.DataFrame, labels: list[str], measures: int, n: int) 
     bit ``k`` set in ``_D{i}``/``_N{i}``, from ``combos`` (the distinct combinations of
     group and masks, ``_w`` patients each; a missing mask has no bit set)."""
     ks = np.arange(n, dtype=np.int64)
-    if combos.empty:
-        return pd.DataFrame(
-            {**{lb: [] for lb in labels}, "_k": np.array([], np.int64)}
-            | {f"_{c}{i}": np.array([], np.int64) for i in range(measures) for c in "dn"}
-        )
-    if labels:
-        codes = combos.groupby(labels, dropna=False, sort=False).ngroup().to_numpy()
-    else:  # no breakdown: one group
-        codes = np.zeros(len(combos), np.int64)
-    order = np.argsort(codes, kind="stable")
-    codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    ends = np.r_[starts[1:], len(codes)] - 1
-    w = combos["_w"].to_numpy(np.int64)[order]
-    keys = combos[labels].iloc[order[starts]].reset_index(drop=True)
+    codes = np.zeros(len(combos), np.int64)
+    for col in labels:  # a number per combination of labels (missing labels included)
+        c, uniques = pd.factorize(combos[col], use_na_sentinel=False)
+        codes = codes * len(uniques) + c
+    codes, _ = pd.factorize(codes)
+    _, first = np.unique(codes, return_index=True)
+    groups = len(first) if len(combos) else 0
+    keys = combos[labels].iloc[first].reset_index(drop=True)
     out = keys.loc[keys.index.repeat(n)].reset_index(drop=True)
-    out["_k"] = np.tile(ks, len(keys))
+    out["_k"] = np.tile(ks, groups)
+    w = combos["_w"].to_numpy(np.int64)
     for i in range(measures):
-        for c, col in (("d", f"_D{i}"), ("n", f"_N{i}")):
-            mask = combos[col].fillna(0).to_numpy(np.int64)[order]
-            # per group: differences of the running sums at the groups' last rows
-            sums = np.cumsum(((mask[:, None] >> ks) & 1) * w[:, None], axis=0)[ends]
-            sums[1:] -= sums[:-1].copy()
-            out[f"_{c}{i}"] = sums.reshape(-1)
+        # each group's distinct pairs of masks first: far fewer than the combinations
+        by = pd.DataFrame(
+            {
+                "g": codes,
+                "d": combos[f"_D{i}"].fillna(0).to_numpy(np.int64),
+                "n": combos[f"_N{i}"].fillna(0).to_numpy(np.int64),
+                "w": w,
+            }
+        )
+        by = by.groupby(["g", "d", "n"], sort=False)["w"].sum().reset_index()
+        cell = (by["g"].to_numpy(np.int64)[:, None] * n + ks).reshape(-1)  # group, interval
+        weight = by["w"].to_numpy(np.float64)[:, None]  # (whole numbers, exact below 2**53)
+        for c in "dn":
+            bits = ((by[c].to_numpy(np.int64)[:, None] >> ks) & 1) * weight
+            sums = np.bincount(cell, weights=bits.reshape(-1), minlength=groups * n)
+            out[f"_{c}{i}"] = np.rint(sums).astype(np.int64)
     return out
