@@ -1,13 +1,14 @@
 """Temporary folders named after the process that owns them, and the removal of those
 whose process is gone.
 
-An ingest spills rows (and the raw records it quarantines) to a temporary folder, and a
-store write builds its snapshot in one; both remove it when they finish or fail, but a
-process killed with ``kill -9`` (or by the out-of-memory killer, or a power cut) cannot.
-So each such folder carries its owner, ``<host>-<pid>``, after a fixed prefix, and the
-next ingest or store open removes the ones whose process is no longer running on this
-host. A folder of a live process, of another host, or named some other way (by an older
-pophealth) is never touched.
+An ingest spills rows (and the raw records it quarantines) to a temporary folder, the
+synthetic generator spools its tables to one, and a store write builds its snapshot in
+one; each removes it when it finishes or fails, but a process killed with ``kill -9`` (or
+by the out-of-memory killer, or a power cut) cannot. So each such folder carries its owner,
+``<host>-<pid>``, after a fixed prefix, and the next ingest, ``pophealth synth`` or store
+open removes the ones whose process is no longer running on this host. A folder of a live
+process, of another host, or named some other way (by an older pophealth) is never
+touched.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: Prefix of the spool folder of ``pophealth synth`` (see
+#: :func:`pophealth.synth.write_synthetic_store`). Here, not in :mod:`pophealth.synth`, so
+#: that an ingest can remove a killed run's folders without importing the generator.
+SYNTH_PREFIX = "pophealth-synth-"
 
 
 def _host() -> str:

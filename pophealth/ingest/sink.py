@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pophealth.schema import TABLES, table
-from pophealth.scratch import make_dir, remove_stale
+from pophealth.scratch import SYNTH_PREFIX, make_dir, remove_stale
 from pophealth.store import Store
 from pophealth.validate import parse_number, validate
 
@@ -312,16 +312,19 @@ class Run:
         self._nspill = 0
 
     def _remove_leftovers(self, tmp_dir: str | Path | None) -> None:
-        """Remove what ingests and store writes killed earlier (``kill -9``, out of memory)
-        left behind: spill folders (patient-level rows; the quarantined source records,
-        which may hold NHS numbers) and half-written snapshots of this store. Only folders
-        of processes no longer running on this host are touched."""
+        """Remove what ingests, ``pophealth synth`` runs and store writes killed earlier
+        (``kill -9``, out of memory) left behind: spill folders (patient-level rows; the
+        quarantined source records, which may hold NHS numbers), the synthetic generator's
+        spool folders in the system temporary directory, and half-written snapshots of
+        this store. Only folders of processes no longer running on this host are
+        touched."""
         removed = remove_stale(tmp_dir or tempfile.gettempdir(), SPILL_PREFIX)
+        removed += remove_stale(tempfile.gettempdir(), SYNTH_PREFIX)
         removed += self.store.removed
         if removed:
             self.notes.append(
                 f"removed {len(removed)} temporary folder(s) left by a process that is no "
-                "longer running (an ingest or store write that was killed): "
+                "longer running (an ingest, synth or store write that was killed): "
                 + "; ".join(f"{folder} (process {pid})" for folder, pid in removed)
             )
 

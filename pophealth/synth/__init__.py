@@ -11,6 +11,8 @@ depend only on the seed and the region (which is sized from the total).
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pophealth.schema import arrow_schema
+from pophealth.scratch import SYNTH_PREFIX, make_dir, remove_stale
 from pophealth.store import conform
 from pophealth.synth import calibration
 from pophealth.synth.patients import Codes, make_chunk, reference_calibration
@@ -71,24 +74,38 @@ def generate(
         )
 
 
-def write_synthetic_store(out: Path, *, patients: int, seed: int, progress=None):
+def write_synthetic_store(
+    out: Path,
+    *,
+    patients: int,
+    seed: int,
+    progress=None,
+    tmp_dir: str | os.PathLike | None = None,
+):
     """Generate ``patients`` synthetic patients with ``seed`` into the store at ``out``.
 
-    The tables are spooled to uncompressed Arrow files in a temporary directory while
+    The tables are spooled to uncompressed Arrow files in a temporary folder while
     generating, then streamed into one atomic store snapshot (``Store.write``), so
     memory holds one chunk at a time. ``progress`` is an optional
     :class:`rich.progress.Progress`. Returns the reopened :class:`~pophealth.store.Store`.
+
+    The spool folder, ``pophealth-synth-<host>-<pid>-…`` in ``tmp_dir`` (default: the
+    system temporary directory), is removed at the end, or by a later run once this
+    process is gone if it was killed (see :mod:`pophealth.scratch`); this run removes
+    such folders of earlier, killed runs first.
     """
     from pophealth.store import Store
 
     out = Path(out)
     store = Store.open_or_new(out)
+    parent = Path(tmp_dir) if tmp_dir is not None else Path(tempfile.gettempdir())
+    remove_stale(parent, SYNTH_PREFIX)
     n_chunks = -(-patients // CHUNK_SIZE)
     gen_task = write_task = None
     if progress is not None:
         gen_task = progress.add_task(f"generating {patients:,} patients", total=n_chunks)
-    with tempfile.TemporaryDirectory(prefix="pophealth-synth-") as tmp:
-        spool = Path(tmp)
+    spool = make_dir(SYNTH_PREFIX, parent)
+    try:
         writers: dict[str, pa.ipc.RecordBatchFileWriter] = {}
         sinks = {}
         try:
@@ -131,3 +148,5 @@ def write_synthetic_store(out: Path, *, patients: int, seed: int, progress=None)
                 },
             },
         )
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)

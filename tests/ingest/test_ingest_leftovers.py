@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -129,3 +130,19 @@ def test_the_command_line_says_each_removal_once(tmp_path, dead_pid):
     assert not dead.exists()
     said = "".join((result.stdout + result.stderr).split())
     assert said.count("".join(str(dead).split())) == 1, result.stdout + result.stderr
+
+
+def test_an_ingest_removes_the_spool_folder_of_a_killed_synth(tmp_path, monkeypatch, dead_pid):
+    """``pophealth synth`` spools the generated tables to the system temporary directory;
+    an ingest removes the folder a killed one left there, as it does its own."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    (tmp_path / "spill").mkdir()  # the ingest's own spill folder goes elsewhere
+    monkeypatch.setenv("POPHEALTH_INGEST_TMP", str(tmp_path / "spill"))
+    dead = _leftover(system_tmp, f"pophealth-synth-{owner_tag(dead_pid)}-k1ll3d")
+    live = _leftover(system_tmp, f"pophealth-synth-{owner_tag(os.getpid())}-running")
+    s = ingest_csv(_flat(tmp_path), tmp_path / "st")
+    assert s.committed
+    assert not dead.exists() and live.exists()
+    assert any(str(dead) in n and f"process {dead_pid}" in n for n in s.notes)
