@@ -29,15 +29,17 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "htn_target_under80",
         "Hypertension treated to target, aged under 80",
-        "on the hypertension register, aged 18-79",
-        "latest BP in 12 months at or below 140/90 (CVDPREVENT group 0.1)",
+        "on the hypertension register, aged 18-79 on the index date",
+        "treated to target (CVDPREVENT group 0.1 or 0.2): latest BP in 12 months at or below "
+        "140/90, or 150/90 if 80 or over on the day of that reading",
         "CVDPREVENT CVDP007HYP-style (NHS England cvd-prevent-tool)",
     ),
     Indicator(
         "htn_target_80plus",
         "Hypertension treated to target, aged 80 and over",
-        "on the hypertension register, aged 80+",
-        "latest BP in 12 months at or below 150/90 (CVDPREVENT group 0.2)",
+        "on the hypertension register, aged 80+ on the index date",
+        "treated to target (CVDPREVENT group 0.1 or 0.2): latest BP in 12 months at or below "
+        "150/90, or 140/90 if under 80 on the day of that reading",
         "CVDPREVENT CVDP007HYP-style (NHS England cvd-prevent-tool)",
     ),
     Indicator(
@@ -75,15 +77,23 @@ def age_band(age: pd.Series) -> pd.Series:
 
 
 def indicator_flags(p: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
-    """(numerator, denominator) 0/1 per patient for each indicator."""
+    """(numerator, denominator) 0/1 per patient for each indicator.
+
+    The two hypertension indicators split the register by age on the index date, while
+    the CVDPREVENT group judges the reading against the target for the age on the day
+    it was taken (:func:`~.rules.hypertension`). Someone aged 79 at their latest reading
+    and 80 on the index date is in the 80+ denominator with group 0.1 or 1a, so both
+    numerators count "treated to target" as group 0.1 or 0.2: the patient the rules
+    call at target is never counted as not at target."""
     age = p["age"].astype(float)
     htn = p["hypertension"] == 1
+    at_target = p["htn_group"].isin(["0.1", "0.2"])
     q = (p["qrisk_applies"] == 1) & (p["qrisk3"] >= 10)
     af = (p["atrial_fibrillation"] == 1) & (p["chadsvasc"].astype("Float64") >= 2).fillna(False)
     cvd = p["cvd"] == 1
     flags = {
-        "htn_target_under80": (p["htn_group"] == "0.1", htn & (age < 80)),
-        "htn_target_80plus": (p["htn_group"] == "0.2", htn & (age >= 80)),
+        "htn_target_under80": (at_target, htn & (age < 80)),
+        "htn_target_80plus": (at_target, htn & (age >= 80)),
         "qrisk10_on_llt": (p["on_llt"] == 1, q),
         "cvd_on_statin": (p["on_statin"] == 1, cvd),
         "af_anticoagulated": (p["anticoagulated"] == 1, af),
