@@ -382,8 +382,14 @@ WORKLIST_COLUMNS = (
 def worklist(frame: pd.DataFrame, by: str = "practice_id", tiers=("high", "moderate")):
     """Patients to review first, per practice (or PCN): tier, then priority, then SABA.
 
-    ``rank`` numbers patients within each practice/PCN in that order."""
+    ``rank`` numbers patients within each practice/PCN in that order. A PCN without a name
+    is listed under its code, and a practice with no PCN under "Unknown", as in the
+    aggregates (:func:`group_columns`), so every patient has a group and a rank."""
     wl = frame[frame["tier"].isin(tiers)].copy()
+    key = wl[by]
+    if by == "pcn_name" and "pcn_id" in wl.columns:
+        key = key.fillna(wl["pcn_id"])
+    wl[by] = key.astype(object).where(key.notna(), UNKNOWN)
     tier_order = wl["tier"].cat.codes if hasattr(wl["tier"], "cat") else wl["tier"]
     wl = wl.assign(_t=tier_order)
     wl = wl.sort_values(
@@ -495,7 +501,8 @@ def isac_worklist(frame: pd.DataFrame) -> pd.DataFrame:
 def pollution_episode_list(
     frame: pd.DataFrame, areas: pd.DataFrame, tiers=("high", "moderate")
 ) -> pd.DataFrame:
-    """High-risk patients living in areas forecast to have high pollution, per practice.
+    """High-risk patients living in areas forecast to have high pollution, per practice,
+    ordered by tier, then priority, then patient id.
 
     ``areas`` has a ``code`` column of LSOA codes or local-authority (LAD) codes (e.g. read
     from the forecast CSV) and optionally ``date``. Patients with an unknown home area cannot
@@ -509,7 +516,11 @@ def pollution_episode_list(
     hit = frame["lsoa_code"].isin(wanted) | frame["lad_code"].isin(wanted)
     risk = frame["tier"].isin(tiers)
     out = frame[hit & risk].copy()
-    out = out.sort_values(["practice_id", "tier", "priority"], ascending=[True, True, False])
+    out = out.sort_values(
+        ["practice_id", "tier", "priority", "patient_id"],
+        ascending=[True, True, False, True],
+        kind="stable",
+    )
     cols = ["practice_id", "practice_name", "patient_id", "age", "tier", "reasons", "lsoa_code",
             "lad_code"]  # fmt: skip
     result = out[cols].reset_index(drop=True)

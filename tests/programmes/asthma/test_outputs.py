@@ -1,0 +1,52 @@
+"""The asthma outputs on hand-made evaluated frames: worklist grouping, order and ranks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from test_rules import markers
+
+from pophealth.programmes.asthma import outputs, rules
+
+INDEX = dt.date(2026, 11, 23)
+
+
+def evaluated(*rows: dict, practice: list[str], pcn_id: list, pcn_name: list) -> pd.DataFrame:
+    frame = rules.evaluate(markers(*rows), INDEX)
+    return frame.assign(
+        practice_id=practice, practice_name=practice, pcn_id=pcn_id, pcn_name=pcn_name, age=40
+    )
+
+
+def test_worklist_by_pcn_keeps_a_practice_without_a_pcn_name_in_its_own_ranked_group():
+    # p0 and p1: PCN "North" (p0 high: admitted; p1 moderate: 6 SABA); p2: a practice whose
+    # PCN has an id but no name (high); p3: a practice with no PCN at all (moderate). The
+    # aggregates label such a PCN by its id, else "Unknown" (outputs.group_columns and the
+    # equity layer); the worklist must do the same and give every patient a whole-number rank
+    # (DESIGN.md: worklists ordered and numbered per PCN).
+    frame = evaluated(
+        {"admissions_12m": 1},
+        {"saba_count_12m": 6, "ics_count_12m": 6},
+        {"admissions_12m": 1},
+        {"saba_count_12m": 6, "ics_count_12m": 6},
+        practice=["A", "A", "B", "C"],
+        pcn_id=["P1", "P1", "P2", None],
+        pcn_name=["North", "North", None, None],
+    )
+    wl = outputs.worklist(frame, "pcn_name")
+    got = list(zip(wl["pcn_name"], wl["rank"], wl["patient_id"], strict=True))
+    assert got == [("North", 1, "p0"), ("North", 2, "p1"), ("P2", 1, "p2"), ("Unknown", 1, "p3")]
+    assert wl["rank"].dtype.kind == "i"
+
+
+def test_pollution_episode_list_breaks_ties_by_patient_id():
+    # Two high-tier patients with the same priority in one practice: the list order must not
+    # depend on the row order of the input (DuckDB and Spark must give the same file).
+    rows = [{"admissions_12m": 1}] * 3
+    frame = evaluated(*rows, practice=["A"] * 3, pcn_id=["P1"] * 3, pcn_name=["N"] * 3)
+    frame = frame.assign(lsoa_code="E01000001", lad_code="E09000001")
+    areas = pd.DataFrame({"code": ["E01000001"]})
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        out = outputs.pollution_episode_list(frame.iloc[order], areas)
+        assert list(out["patient_id"]) == ["p0", "p1", "p2"]
