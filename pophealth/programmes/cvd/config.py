@@ -130,6 +130,7 @@ class CvdConfig:
     sbp_sd_min_readings: int = 2  # an SD needs at least two readings
     measurement_lookback_months: int = 60  # BMI, cholesterol, HDL for QRISK3 [UNCONFIRMED]
     height_lookback_years: int = 100  # adult height: any recorded (age >= 18) value
+    adult_height_min_age: int = 18  # heights measured younger are not used for BMI
     lipid_lookback_months: int = 24  # a lipid result older than this is "not recent"
     medication_lookback_months: int = 6  # "on a statin" = issued in the last 6 months
     anticoagulant_lookback_months: int = 12  # AF: no anticoagulant issued in 12 months

@@ -462,10 +462,13 @@ def tidy_records(
         out[f"{name}_date"] = d.where(on)
     for col in [c for c in out.columns if c.endswith("_n")]:
         out[col] = pd.to_numeric(out[col], errors="coerce").fillna(0).astype(int)
-    # Height: recorded in metres or centimetres; values above 3 are taken as cm.
+    # Height: recorded in metres or centimetres; values above 3 are taken as cm. Only an
+    # adult height (measured at 18 or over) is used: the latest height is the one kept, so
+    # when it was measured in childhood every earlier one was too, and BMI from a child's
+    # height and an adult's weight would be far too high.
     h = pd.to_numeric(out.pop("height_raw"), errors="coerce")
-    out["height_m"] = h.where(h <= 3, h / 100)
-    out.pop("height_raw_date")
+    adult = age_at(out["date_of_birth"], out.pop("height_raw_date")) >= config.adult_height_min_age
+    out["height_m"] = h.where(h <= 3, h / 100).where(adult.fillna(False).to_numpy(dtype=bool))
     # Smoking: back from the rank to the category.
     rank_to_cat = {
         2 * v + (0 if k == "current" else 1): k for k, v in SMOKING_CATEGORY_TO_QRISK.items()

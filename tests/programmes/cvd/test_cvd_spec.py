@@ -144,6 +144,12 @@ def build_world() -> World:
     w.event("q_derived", "smoking_ex", _date(800))
     w.event("q_derived", "smoking_heavy", _date(30))
     w.event("q_derived", "sbp", _date(40), 150)
+    # The only height was measured at 12 (1.50 m); weight 80 kg now, at 30. QRISK3 needs
+    # adult height (docs/programmes/cvd.md): a child's height is not used, BMI is imputed
+    # (80 / 1.50^2 = 35.6 would have overstated the BMI by ten points).
+    w.patient("q_child_height", age=30, sex="male", practice="XP003")
+    w.event("q_child_height", "height", "2007-06-01", 150)
+    w.event("q_child_height", "weight", _date(100), 80)
     # Nothing recorded at all.
     w.patient("q_none", age=50, sex="male", practice="XP003")
     # Too young for QRISK3.
@@ -368,6 +374,11 @@ def test_qrisk_inputs_derived_and_imputed(ruled):
     assert (row["q_ethnicity"], row["ethnicity_dq"]) == (1, "imputed")  # not stated
     assert row["sbp_sd_dq"] == "imputed"  # one reading only
     assert "BP variability" in row["qrisk_imputed"]
+    child = ruled.loc["q_child_height"]
+    assert pd.isna(child["height_m"])
+    assert child["bmi_dq"] == "imputed"
+    assert child["q_bmi"] == pytest.approx(none_bmi := ruled.loc["q_none", "q_bmi"])
+    assert none_bmi == pytest.approx(25.89, abs=0.01)  # the male QRISK3 centre
     none = ruled.loc["q_none"]
     assert {none[f"{k}_dq"] for k in ("bmi", "sbp", "sbp_sd", "chol_hdl_ratio", "smoking")} == {
         "imputed"
