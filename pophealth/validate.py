@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,39 +217,86 @@ def _day_only(raw: pd.Series | None) -> np.ndarray:
     return text.str.fullmatch(_DAY_ONLY).fillna(False).to_numpy(bool)
 
 
+#: a date-time with a time and a UTC offset (``2025-03-01T23:30:00-02:00``, ``…Z``)
+WITH_OFFSET_PATTERN = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _instants(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The ``raw`` date-times (text) that carry a time and an offset, as UTC instants (NaT
+    elsewhere), and their text (NA elsewhere)."""
+    text = raw.reset_index(drop=True).astype("string").str.strip()
+    text = text.where(text.str.fullmatch(WITH_OFFSET_PATTERN).fillna(False).to_numpy(bool))
+    at = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    return at.dt.tz_localize(None), text
+
+
 def _end_before_start(
-    start: Column, end: Column, coerced: dict[str, pd.Series], frame: pd.DataFrame
-) -> tuple[pd.Series, pd.Series]:
+    start: Column,
+    end: Column,
+    coerced: dict[str, pd.Series],
+    frame: pd.DataFrame,
+    instants: Mapping[str, pd.Series],
+) -> tuple[pd.Series, pd.Series, pd.Series | None]:
     """Rows whose ``end`` is before their ``start`` (a missing end is an open period; an
-    end equal to the start is valid), and the reason for each, naming both values.
+    end equal to the start is valid), the reason for each, naming both values, and the
+    end's date-time where a period of dates was compared as instants (NA elsewhere; None
+    if none was).
 
     Timestamps are compared as instants, except where either was given as a date without
-    a time (``2023-01-05``: some time that day), which is compared by day."""
+    a time (``2023-01-05``: some time that day), which is compared by day. Dates are
+    compared by day, except where ``instants`` gives, for both ends, the date-time the date
+    was read from with a time and an offset (a FHIR period): those are compared as
+    instants (``2025-03-02T00:10+00:00`` is before ``2025-03-01T23:30-02:00``), and shown
+    as written."""
     began, ended = coerced[start.name], coerced[end.name]
     both = (began.notna() & ended.notna()).to_numpy(bool)
     reason = pd.Series("", index=began.index, dtype=object)
     if not both.any():
-        return pd.Series(False, index=began.index), reason
+        return pd.Series(False, index=began.index), reason, None
+    n = len(began)
+    timed = np.zeros(n, dtype=bool)
+    began_text = ended_text = None
     if start.type == "date":
-        by_day = np.ones(len(began), dtype=bool)
+        by_day = np.ones(n, dtype=bool)
+        if start.name in instants and end.name in instants:
+            began_at, began_text = _instants(instants[start.name])
+            ended_at, ended_text = _instants(instants[end.name])
+            timed = (began_at.notna() & ended_at.notna()).to_numpy(bool)
+            by_day &= ~timed
+            began = began.where(~timed, began_at.to_numpy())
+            ended = ended.where(~timed, ended_at.to_numpy())
     else:
-        by_day = np.zeros(len(began), dtype=bool)
+        by_day = np.zeros(n, dtype=bool)
         for col in (start, end):
             if col.name in frame.columns:
                 by_day |= _day_only(frame[col.name].reset_index(drop=True))
     day_before = (ended.dt.normalize() < began.dt.normalize()).to_numpy(bool)
     before = both & np.where(by_day, day_before, (ended < began).to_numpy(bool))
-    if before.any():
-        day = by_day[before]
+    if not before.any():
+        return pd.Series(before, index=began.index), reason, None
+    day, written = by_day[before], timed[before]
 
-        def shown(values: pd.Series) -> np.ndarray:
-            v = values[before]
-            return np.where(day, v.dt.strftime("%Y-%m-%d"), v.dt.strftime("%Y-%m-%d %H:%M:%S"))
+    def shown(values: pd.Series, text: pd.Series | None) -> np.ndarray:
+        v = values[before]
+        out = np.where(day, v.dt.strftime("%Y-%m-%d"), v.dt.strftime("%Y-%m-%d %H:%M:%S"))
+        if written.any():
+            out = np.where(written, text[before].astype(object).to_numpy(), out)
+        return out
 
-        reason[before] = (
-            end.name + " " + shown(ended) + " is before " + start.name + " " + shown(began)
-        )
-    return pd.Series(before, index=began.index), reason
+    reason[before] = (
+        end.name
+        + " "
+        + shown(ended, ended_text)
+        + " is before "
+        + start.name
+        + " "
+        + shown(began, began_text)
+    )
+    timed_end = ended_text.where(timed) if written.any() else None
+    return pd.Series(before, index=began.index), reason, timed_end
 
 
 def validate(
@@ -258,6 +306,7 @@ def validate(
     source: str = "<input>",
     row_numbers: np.ndarray | pd.Series | None = None,
     primary_key: bool = True,
+    instants: Mapping[str, pd.Series] | None = None,
 ) -> ValidationResult:
     """Validate rows for canonical table ``name``.
 
@@ -266,7 +315,10 @@ def validate(
     table does not declare are ignored and listed in the result; a missing required
     column raises :class:`SchemaError` naming the source and the column. With
     ``primary_key=False`` rows sharing a key are left to the caller (ingest checks every
-    record of a patient before it chooses the one to keep).
+    record of a patient before it chooses the one to keep). ``instants`` gives, for a date
+    column of a period, the date-time (text, one per row of ``frame``) each date was read
+    from, where the source had one (FHIR): a period both of whose ends carry a time and an
+    offset there is checked as instants, not by day.
     """
     spec = table(name)
     if isinstance(frame, pa.Table):
@@ -337,8 +389,13 @@ def validate(
         coerced[col.name] = values
 
     for start, end in spec.periods:
-        before, reason = _end_before_start(spec[start], spec[end], coerced, df)
-        flag(before, end, df[end] if end in df.columns else coerced[end], reason)
+        before, reason, timed_end = _end_before_start(
+            spec[start], spec[end], coerced, df, instants or {}
+        )
+        value = df[end] if end in df.columns else coerced[end]
+        if timed_end is not None:
+            value = timed_end.where(timed_end.notna(), value.astype("string"))
+        flag(before, end, value, reason)
 
     bad_rows = pd.concat(problems)["row"].unique() if problems else np.array([], dtype="int64")
     good = ~rows.isin(bad_rows)

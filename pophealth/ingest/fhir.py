@@ -25,6 +25,7 @@ does not define is quarantined.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -52,8 +53,9 @@ from pophealth.ingest.fhir_read import (
 )
 from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
 from pophealth.ingest.pseudonym import Pseudonymiser
-from pophealth.ingest.sink import IngestSummary, Run, files_note
+from pophealth.ingest.sink import IngestSummary, Run, files_note, instant_column
 from pophealth.schema import CODE_SYSTEMS, LSOA_PATTERN
+from pophealth.validate import WITH_OFFSET_PATTERN
 
 NHS_NUMBER_SYSTEMS = (
     "https://fhir.nhs.uk/id/nhs-number",
@@ -188,6 +190,36 @@ def _date(value: Any) -> str | None:
     if n == 7 and _YEAR_MONTH.fullmatch(text):
         return text + "-01"
     return text[:10] if len(text) >= 10 and text[4:5] == "-" else text
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """A FHIR dateTime that carries a time and an offset, as an aware datetime; else None."""
+    if not isinstance(value, str) or not re.fullmatch(WITH_OFFSET_PATTERN, value.strip()):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.strip())
+    except ValueError:  # e.g. month 13: validation refuses the date
+        return None
+
+
+def _period_dates(period: dict, start: str, end: str) -> dict[str, str | None]:
+    """Columns ``start`` and ``end`` (dates) of a FHIR Period: each date as written (see
+    :func:`_date`), and, where both ends carry a time and an offset, the two dateTimes
+    beside them (:func:`pophealth.ingest.sink.instant_column`), which validation compares
+    as instants rather than by day. Such an end that is not before its start as an instant
+    but is written on an earlier date (``2025-06-01T00:30+01:00`` to
+    ``2025-05-31T23:45Z``: 15 minutes) has its date read at the start's offset, so that a
+    valid period is not stored ending before it starts."""
+    began, ended = period.get("start"), period.get("end")
+    dates = {start: _date(began), end: _date(ended)}
+    began_at, ended_at = _instant(began), _instant(ended)
+    if began_at is None or ended_at is None:
+        return dates
+    dates[instant_column(start)] = began.strip()
+    dates[instant_column(end)] = ended.strip()
+    if ended_at >= began_at and dates[end] < dates[start]:
+        dates[end] = ended_at.astimezone(began_at.tzinfo).date().isoformat()
+    return dates
 
 
 def _datetime(value: Any) -> str | None:
@@ -547,12 +579,13 @@ class FhirMapper:
                 continue  # an old address without dates cannot be placed in time
             if addr.get("use") in ("work", "billing"):
                 continue  # not where the patient lives
+            dates = _period_dates(period, "start_date", "end_date")
+            dates["start_date"] = dates["start_date"] or birth
             self.run.emit(
                 "addresses",
                 {
                     "patient_id": pid,
-                    "start_date": _date(period.get("start")) or birth,
-                    "end_date": _date(period.get("end")),
+                    **dates,
                     "lsoa_code": self._lsoa(addr),
                     "care_home": _is_care_home(addr),
                 },
@@ -971,8 +1004,7 @@ class FhirMapper:
                 {
                     "patient_id": pid,
                     "spell_id": _get(res, "identifier", "value") or res.get("id"),
-                    "admission_date": _date(period.get("start")),
-                    "discharge_date": _date(period.get("end")),
+                    **_period_dates(period, "admission_date", "discharge_date"),
                     "admission_method": _admission_method(res),
                     "primary_diagnosis": icd[0] if icd else None,
                     "all_diagnoses": icd or None,

@@ -107,11 +107,37 @@ class StrictRefusal(NothingLoaded):
     """Raised inside the store write under ``strict`` when anything was quarantined."""
 
 
+#: Prefix of the spill columns :func:`instant_column` names.
+INSTANT = "_instant_"
+
+
+def instant_column(column: str) -> str:
+    """The spill column beside date column ``column`` of a period that holds the date-time
+    its date was read from, where that had a time and an offset (a FHIR period; see
+    :func:`pophealth.validate.validate`, ``instants``). A mapper sets it in the row it
+    emits; it is never stored."""
+    return f"{INSTANT}{column}"
+
+
+def _instant_columns(name: str) -> list[str]:
+    spec = table(name)
+    return [c for p in spec.periods for c in p if spec[c].type == "date"]
+
+
+def _instants(name: str, df: pd.DataFrame) -> dict[str, pd.Series]:
+    return {
+        c: df[instant_column(c)].reset_index(drop=True)
+        for c in _instant_columns(name)
+        if instant_column(c) in df.columns
+    }
+
+
 def _spill_schema(name: str) -> pa.Schema:
     fields = []
     for col in table(name).columns:
         kind = pa.list_(pa.string()) if col.type == "list<string>" else pa.string()
         fields.append(pa.field(col.name, kind))
+    fields += [pa.field(instant_column(c), pa.string()) for c in _instant_columns(name)]
     fields += [pa.field(m, pa.int64() if m == "_rkey" else pa.string()) for m in META]
     return pa.schema(fields)
 
@@ -495,6 +521,8 @@ class Run:
                 col = ids
             elif f.name == "_rtype":
                 col = pd.Series([record_type] * n)
+            elif f.name.startswith(INSTANT):
+                col = None  # tabular sources give dates, or timestamps read as UTC
             else:
                 col = frame[f.name] if f.name in frame.columns else None
             if col is None:
@@ -847,7 +875,8 @@ class Run:
         if not files:
             return
         cols = table("patients").column_names
-        sel = ", ".join(f'"{c}"' for c in (*cols, *META))
+        hidden = [instant_column(c) for c in _instant_columns("patients")]
+        sel = ", ".join(f'"{c}"' for c in (*cols, *hidden, *META))
         reader = con.execute(f"SELECT {sel} FROM read_parquet({files!r})").to_arrow_reader(
             self.batch_rows
         )
@@ -860,6 +889,7 @@ class Run:
                 source="patients",
                 row_numbers=np.arange(len(df)),
                 primary_key=False,
+                instants=_instants("patients", df),
             )
             if res.quarantine.empty:
                 continue
@@ -951,7 +981,7 @@ class Run:
         parts = []
         q = lambda c: f'"{c}"'  # noqa: E731
         if files:
-            sel = ", ".join(q(c) for c in cols)
+            sel = ", ".join(q(c) for c in (*cols, *map(instant_column, _instant_columns(name))))
             # patients records found invalid by _screen_patients are never candidates
             refused = (
                 " WHERE _rkey NOT IN (SELECT rkey FROM refused_patients)"
@@ -1217,7 +1247,13 @@ class Run:
             cand = np.flatnonzero(outcome == "loaded")
             if len(cand):
                 sub = df.iloc[cand].reset_index(drop=True)
-                res = validate(name, sub[cols], source=name, row_numbers=np.arange(len(sub)))
+                res = validate(
+                    name,
+                    sub[cols],
+                    source=name,
+                    row_numbers=np.arange(len(sub)),
+                    instants=_instants(name, sub),
+                )
                 if not res.quarantine.empty:
                     for rec in res.quarantine.itertuples(index=False):
                         r = sub.iloc[int(rec.row)]

@@ -175,3 +175,86 @@ def test_omop_observation_period_and_visit_ending_before_they_start_are_quaranti
     assert q.loc["admissions", "reason"] == (
         "discharge_date 2020-02-01 is before admission_date 2020-02-10"
     )
+
+
+def _encounter(rid: str, klass: str, start: str, end: str) -> dict:
+    return {
+        "resourceType": "Encounter",
+        "id": rid,
+        "status": "finished",
+        "class": {"code": klass},
+        "subject": {"reference": "Patient/a"},
+        "period": {"start": start, "end": end},
+    }
+
+
+def test_fhir_periods_whose_ends_have_other_offsets_are_compared_as_instants(tmp_path):
+    """23:30 at -02:00 is 01:30 UTC the next day: an end at 00:10 UTC that day is 80
+    minutes before it, though its date is later; an end at 23:45 UTC the day before a start
+    at 00:30 +01:00 is 15 minutes after it, though its date is earlier (its date is then
+    taken at the start's offset, so that the stored period does not end before it starts).
+    Dates without a time, or a time without an offset, are compared by day as before."""
+    patient = {
+        "resourceType": "Patient",
+        "id": "a",
+        "birthDate": "1950-02-03",
+        "gender": "female",
+        "address": [
+            {
+                "use": "old",
+                "district": "E01000001",
+                "period": {"start": "2010-01-01T23:30:00-02:00", "end": "2010-01-02T00:10:00Z"},
+            },
+            {
+                "use": "home",
+                "district": "E01000002",
+                "period": {"start": "2010-01-02T00:30:00+01:00"},
+            },
+        ],
+    }
+    encounters = [
+        # line 2: ends 80 minutes before it starts
+        _encounter("e1", "IMP", "2025-03-01T23:30:00-02:00", "2025-03-02T00:10:00+00:00"),
+        # 15 minutes long: loads, both dates 1 June
+        _encounter("e2", "IMP", "2025-06-01T00:30:00+01:00", "2025-05-31T23:45:00Z"),
+        # ends after it starts: dates as written
+        _encounter("e3", "IMP", "2025-03-01T23:30:00-02:00", "2025-03-02T05:00:00+00:00"),
+        # an end without a time: compared by day
+        _encounter("e4", "IMP", "2025-04-01T10:00:00+01:00", "2025-04-01"),
+        # line 6: an end without an offset is compared by day, and that day is earlier
+        _encounter("e5", "IMP", "2025-04-02T00:30:00+01:00", "2025-04-01T23:45:00"),
+        # line 7: an emergency attendance (timestamps) is compared as instants too
+        _encounter("e6", "EMER", "2025-03-01T23:30:00-02:00", "2025-03-02T00:10:00+00:00"),
+        _encounter("e7", "EMER", "2025-06-01T00:30:00+01:00", "2025-05-31T23:45:00Z"),
+    ]
+    f = tmp_path / "p.ndjson"
+    f.write_text("\n".join(json.dumps(r) for r in (patient, *encounters)) + "\n")
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    counts = {n: (s.tables[n].loaded, s.tables[n].quarantined) for n in s.tables}
+    assert counts["addresses"] == (1, 1)
+    assert counts["admissions"] == (3, 2)
+    assert counts["emergency_attendances"] == (1, 1)
+    q = _q(s)
+    addr = q.query("table == 'addresses'").iloc[0]
+    assert (addr.location, addr.field, addr.value) == ("line 1", "end_date", "2010-01-02T00:10:00Z")
+    assert addr.reason == (
+        "end_date 2010-01-02T00:10:00Z is before start_date 2010-01-01T23:30:00-02:00"
+    )
+    adm = q.query("table == 'admissions'").sort_values("location")
+    assert adm.location.tolist() == ["line 2", "line 6"]
+    assert adm.field.tolist() == ["discharge_date", "discharge_date"]
+    assert adm.reason.tolist() == [
+        "discharge_date 2025-03-02T00:10:00+00:00 is before admission_date "
+        "2025-03-01T23:30:00-02:00",
+        "discharge_date 2025-04-01 is before admission_date 2025-04-02",
+    ]
+    assert q.query("table == 'emergency_attendances'").location.tolist() == ["line 7"]
+    store = Store.open(tmp_path / "st")
+    loaded = store.read("admissions").to_pandas().sort_values("admission_date")
+    periods = loaded[["admission_date", "discharge_date"]].astype(str).to_numpy().tolist()
+    assert periods == [
+        ["2025-03-01", "2025-03-02"],
+        ["2025-04-01", "2025-04-01"],
+        ["2025-06-01", "2025-06-01"],
+    ]
