@@ -232,3 +232,16 @@ def test_config_is_versioned_and_sourced():
     )
     assert isinstance(stricter, AsthmaConfig)
     assert rules.flags(markers({"saba_count_12m": 5}), stricter).loc[0, "flag_saba_priority"]
+
+
+def test_basics_reasons_say_the_window_they_were_looked_for_in():
+    # action_plan_12m / inhaler_technique_12m are "recorded in the look-back" (12 months,
+    # config.basics_lookback_months; London CYP standards: the basics are yearly). A patient
+    # whose last action plan is 2 years old has one recorded: the words must not say "no
+    # written action plan recorded" (PROGRAMMES.md §1.4: no_action_plan,
+    # no_inhaler_technique_check).
+    t = rules.tier(markers({"action_plan_12m": False, "inhaler_technique_12m": False}))
+    assert t.loc[0, "reasons"] == (
+        "no written action plan in the last 12 months; "
+        "no inhaler-technique check in the last 12 months"
+    )
