@@ -80,6 +80,7 @@ def spec_store(tmp_path_factory):
     asthmatic("edge", saba_dates=("2025-11-23", "2025-11-24", "2026-11-23", "2026-11-24"))
     # 3 SABA, one issue of 2 inhalers still counts once (issues, not inhalers)
     asthmatic("saba3", saba_dates=("2026-01-01", "2026-02-01", "2026-03-01"))
+    M[-1] = med("saba3", "2026-03-01", SABA, quantity=2.0)
     # resolved after diagnosis: off the register
     asthmatic("resolved")
     E.append(ev("resolved", "2020-01-01", "162660004"))
@@ -213,6 +214,7 @@ def test_lookback_window_edges(spec_store, engine, results):
     m = markers_for(spec_store, engine, results)
     # 2025-11-23 (exactly 12 months) out, 2025-11-24 in, index day in, day after out
     assert m.loc["edge", "saba_count_12m"] == 2
+    # 3 issues, the last of 2 inhalers: 3 (issues are counted, not inhalers)
     assert m.loc["saba3", "saba_count_12m"] == 3
 
 
