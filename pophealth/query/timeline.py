@@ -134,8 +134,9 @@ def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.
     ``thresholds`` non-decreasing. Month ends or month starts one step of months apart
     (monthly, quarterly, yearly intervals and their month shifts) by arithmetic on the
     month number — with a few exceptions (a month end shifted back a year onto 28 February
-    of a leap year) tested on their own; anything else by a binary search written as
-    nested CASE expressions."""
+    of a leap year) tested on their own; thresholds in a few runs evenly spaced in days
+    (weekly or daily intervals; a year back across 29 February) by arithmetic on the
+    days; anything else by a binary search written as nested CASE expressions."""
     regular = _regular_months(thresholds)
     if regular is not None:
         kind, m0, step, odd = regular
@@ -159,6 +160,25 @@ def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.
             cases.append((mx == month, ibis.cases((hit, e), else_=e + 1).cast("int64")))
         return ibis.cases(*cases, else_=k)
 
+    segments = _day_segments(thresholds)
+    if segments is not None:
+        # the k sought is the number of thresholds below x (at or below x when strict),
+        # counted in each run of thresholds evenly spaced in days by arithmetic
+        total = None
+        for first, step, size in segments:
+            days = x.delta(ibis.literal(first, type="date"), unit="day").cast("int64")
+            if step == 0:  # the same date ``size`` times
+                below = (days > 0) if not strict else (days >= 0)
+                count = ibis.cases((below, size), else_=0).cast("int64")
+            else:  # (whole numbers >= 0 divided: the same on every engine)
+                ahead = days + (step - 1 if not strict else step)
+                count = ibis.least(
+                    ibis.greatest(ahead, ibis.literal(0, type="int64")) // step,
+                    ibis.literal(size, type="int64"),
+                ).cast("int64")
+            total = count if total is None else total + count
+        return total
+
     def search(a: int, b: int) -> ir.Value:
         if a == b:
             return ibis.literal(a, type="int64")
@@ -168,6 +188,29 @@ def _first_at_least(x: ir.Value, thresholds: Sequence[Any], strict: bool) -> ir.
         return ibis.cases((hit, search(a, mid)), else_=search(mid + 1, b))
 
     return search(0, len(thresholds))
+
+
+#: Runs of evenly spaced thresholds counted by arithmetic at most; more: a binary search.
+MAX_DAY_SEGMENTS = 6
+
+
+def _day_segments(thresholds: Sequence[Any]) -> list[tuple[dt.date, int, int]] | None:
+    """The thresholds as runs evenly spaced in days, ``(first, step in days, size)``, each
+    as long as it can be, when there are at most :data:`MAX_DAY_SEGMENTS` of them."""
+    if not thresholds or not all(type(g) is dt.date for g in thresholds):
+        return None
+    out: list[tuple[dt.date, int, int]] = []
+    i, n = 0, len(thresholds)
+    while i < n:
+        step = (thresholds[i + 1] - thresholds[i]).days if i + 1 < n else 1
+        j = i + 1
+        while j < n and (thresholds[j] - thresholds[j - 1]).days == step:
+            j += 1
+        out.append((thresholds[i], step, j - i))
+        if len(out) > MAX_DAY_SEGMENTS:
+            return None
+        i = j
+    return out
 
 
 def _month_no(d: dt.date) -> int:

@@ -122,10 +122,14 @@ def group(draw):
 
 @st.composite
 def intervals(draw):
-    kind = draw(st.integers(0, 3))
+    kind = draw(st.integers(0, 4))
     start = D(2024, draw(st.integers(1, 12)), 1)
     if kind == 0:
         return monthly(start, draw(st.integers(2, 8)))
+    if kind == 4:  # weeks (thresholds evenly spaced in days; a year back across 29 Feb)
+        first = start + dt.timedelta(days=draw(st.integers(0, 6)))
+        weeks = [first + dt.timedelta(weeks=k) for k in range(draw(st.integers(2, 8)))]
+        return [(w, w + dt.timedelta(days=6)) for w in weeks]
     if kind == 1:
         return quarterly(start, draw(st.integers(2, 4)))
     ivs = monthly(start, draw(st.integers(2, 4)))
