@@ -4,9 +4,10 @@ The register and the per-patient variables are written in pophealth's query lang
 (:mod:`pophealth.query`), so they read like the clinical rule and run unchanged on DuckDB and
 Spark. The look-back is ``in_last(months=12)`` = (index date − 12 months, index date].
 
-Register (QOF AST-style): an asthma diagnosis code on or before the index date not followed
-by a later "asthma resolved" code; registered with a practice and alive on the index date;
-and (QOF AST001) an asthma medicine (SABA, ICS or prednisolone) issued in the look-back.
+Register (QOF AST-style): an asthma diagnosis code on or before the index date with no
+"asthma resolved" code on or after the latest one (QOF: resolved date < diagnosis date);
+registered with a practice and alive on the index date; and (QOF AST001) an asthma medicine
+(SABA, ICS or prednisolone) issued in the look-back.
 
 Oral-steroid courses need "issues less than 7 days apart are one course", which compares
 each issue with the previous one; the query language has no such step yet, so

@@ -84,6 +84,9 @@ def spec_store(tmp_path_factory):
     # resolved after diagnosis: off the register
     asthmatic("resolved")
     E.append(ev("resolved", "2020-01-01", "162660004"))
+    # resolved on the same day as the latest diagnosis: off (QOF: resolved < diagnosis date)
+    asthmatic("resolved_same_day")
+    E.append(ev("resolved_same_day", "2015-03-01", "162660004"))
     # diagnosed again after a resolved code: on the register
     asthmatic("relapsed")
     E.append(ev("relapsed", "2010-01-01", "162660004"))
