@@ -197,9 +197,14 @@ class AsthmaConfig:
     maintenance_ocs_source: str = (
         f"{ERS_ATS} (≥50% of the year); the months-issued proxy is pophealth's"
     )
-    #: High-dose ICS (age > 12, µg/day) — ERS/ATS table; used through the ICS code list's
-    #: ``high_dose`` column where it has one. [confirmed, ERS/ATS]
-    high_dose_ics_source: str = ERS_ATS
+    #: High-dose ICS = a product in the ``high`` BTS/SIGN 2019 *adult* dose category of the ICS
+    #: code list's ``dose_category`` column (at the licensed usual regimen), for every age.
+    #: PROGRAMMES.md §2 cites the ERS/ATS µg/day table (age > 12); the two agree for most
+    #: products but are not the same rule. [secondary: the list's categories]
+    high_dose_ics_source: str = (
+        "BTS/SIGN 2019 adult ICS dose categories (curated ics_inhalers dose_category); "
+        f"compare {ERS_ATS}"
+    )
 
     # -- ISAC pathway timers --------------------------------------------------------------
     optimisation_months: int = 6
