@@ -89,7 +89,9 @@ def indicator_flags(p: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
     htn = p["hypertension"] == 1
     at_target = p["htn_group"].isin(["0.1", "0.2"])
     q = (p["qrisk_applies"] == 1) & (p["qrisk3"] >= 10)
-    af = (p["atrial_fibrillation"] == 1) & (p["chadsvasc"].astype("Float64") >= 2).fillna(False)
+    # CHA2DS2-VASc >= 2 is NICE NG196's "offer" (also when sex is not recorded but the
+    # score reaches 2 without the sex point; see rules.atrial_fibrillation)
+    af = (p["atrial_fibrillation"] == 1) & (p["anticoag_indication"] == "offer")
     cvd = p["cvd"] == 1
     flags = {
         "htn_target_under80": (at_target, htn & (age < 80)),

@@ -216,22 +216,34 @@ def atrial_fibrillation(
     """For people on the AF register: ``chadsvasc``, ``orbit``/``orbit_band``,
     ``anticoag_indication`` (offer/consider/not indicated, NICE NG196), and the worklist
     flags ``af_gap`` (indicated, no anticoagulant issued in 12 months) and
-    ``af_aspirin_only`` (aspirin in 12 months, no anticoagulant). NA off the register."""
+    ``af_aspirin_only`` (aspirin in 12 months, no anticoagulant). NA off the register.
+
+    Sex not recorded: the score is the male score or one more (female sex scores 1), so
+    ``chadsvasc`` is NA and ``chadsvasc_at_least`` holds the male score (equal to
+    ``chadsvasc`` when sex is known). When that lowest score already reaches the "offer"
+    threshold (2) the indication is "offer" whatever the sex; otherwise it stays None
+    (the answer depends on the sex)."""
     out = records.copy()
     af = out["atrial_fibrillation"] == 1
     diabetes = ((out["type1_diabetes"] == 1) | (out["type2_diabetes"] == 1)).astype(int)
     stroke = ((out["stroke"] == 1) | (out["tia"] == 1) | (out["thromboembolism"] == 1)).astype(int)
     vascular = ((out["ihd"] == 1) | (out["pad"] == 1)).astype(int)
-    score = cha2ds2_vasc(
-        out["age"].astype(float),
-        out["sex"],
-        out["heart_failure"],
-        out["hypertension"],
-        diabetes,
-        stroke,
-        vascular,
-        points=config.chadsvasc_points,
-    )
+    known_sex = out["sex"].isin(["female", "male"])
+
+    def score_for(sex: pd.Series) -> pd.arrays.IntegerArray:
+        return cha2ds2_vasc(
+            out["age"].astype(float),
+            sex,
+            out["heart_failure"],
+            out["hypertension"],
+            diabetes,
+            stroke,
+            vascular,
+            points=config.chadsvasc_points,
+        )
+
+    score = score_for(out["sex"])
+    lowest = score_for(out["sex"].where(known_sex, "male"))
     bleed = orbit(
         out["age"].astype(float),
         out["sex"],
@@ -244,14 +256,19 @@ def atrial_fibrillation(
         points=config.orbit_points,
     )
     out["chadsvasc"] = pd.array(score, dtype="Int64")
+    out["chadsvasc_at_least"] = pd.array(lowest, dtype="Int64")
     out["orbit"] = pd.array(bleed, dtype="Int64")
-    out.loc[~af, ["chadsvasc", "orbit"]] = pd.NA
+    out.loc[~af, ["chadsvasc", "chadsvasc_at_least", "orbit"]] = pd.NA
     out["orbit_band"] = pd.Series(orbit_risk_group(out["orbit"]), index=out.index)
     indication = pd.Series(
         anticoagulation_indication(out["chadsvasc"], out["sex"], thresholds=config.anticoagulation),
         index=out.index,
         dtype=object,
     )
+    offer_any_sex = ~known_sex & (
+        out["chadsvasc_at_least"] >= config.anticoagulation.offer_at_or_above
+    ).fillna(False)
+    indication = indication.where(~offer_any_sex, "offer")
     out["anticoag_indication"] = indication.where(af, None)
     indicated = out["anticoag_indication"].isin(["offer", "consider"])
     no_anticoag = out["anticoagulated"] == 0

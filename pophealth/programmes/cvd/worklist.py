@@ -108,7 +108,12 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         + np.where(p["tia"] == 1, "TIA, ", "")
     )
     cvd_names = pd.Series(cvd_names, index=p.index).str.rstrip(", ")
+    lowest = p["chadsvasc_at_least"].astype("Float64")
     chads = p["chadsvasc"].astype("Float64").map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+    chads = chads.where(
+        p["chadsvasc"].notna() | lowest.isna(),
+        lowest.map(lambda v: "" if pd.isna(v) else f"{int(v)} or more (sex not recorded)"),
+    )
     orbit_txt = (
         " Bleeding risk (ORBIT) "
         + p["orbit"].astype("Float64").map(lambda v: "?" if pd.isna(v) else f"{int(v)}")

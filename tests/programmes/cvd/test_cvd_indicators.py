@@ -28,7 +28,7 @@ def _register(rows: list[tuple[str, str, int, str, float, float]]) -> pd.DataFra
     out["qrisk3"] = float("nan")
     out["on_llt"] = 0
     out["atrial_fibrillation"] = 0
-    out["chadsvasc"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    out["anticoag_indication"] = None
     out["cvd"] = 0
     out["on_statin"] = 0
     out["anticoagulated"] = 0

@@ -253,6 +253,10 @@ def build_world() -> World:
     w.patient("af_f80_doac", age=80, sex="female", practice="XP004")
     w.event("af_f80_doac", "atrial_fibrillation", "2020-01-01")
     w.issue("af_f80_doac", "apixaban", _date(60))
+    # sex not recorded, 80, hypertension: at least 2 + 1 = 3 -> offer whatever the sex
+    w.patient("af_unknown_sex_80", age=80, sex="unknown", practice="XP004")
+    w.event("af_unknown_sex_80", "atrial_fibrillation", "2020-01-01")
+    w.event("af_unknown_sex_80", "hypertension", "2012-01-01")
     w.patient("af_m70_old_warfarin", age=70, sex="male", practice="XP004")
     w.event("af_m70_old_warfarin", "atrial_fibrillation", "2020-01-01")
     w.event("af_m70_old_warfarin", "heart_failure", "2021-01-01")
@@ -529,6 +533,8 @@ def test_worklist_ranks_and_explains(ruled):
     assert by.loc["at_141_91", "rag"] == "amber"
     assert by.loc["no_bp", "rag"] == "grey"
     assert "aspirin does not prevent stroke" in by.loc["af_f76", "reasons"]
+    assert "CHA2DS2-VASc 3 or more (sex not recorded)" in by.loc["af_unknown_sex_80", "reasons"]
+    assert by.loc["af_unknown_sex_80", "next_action"].startswith("Offer anticoagulation")
     assert by.loc["af_f76", "rag"] == "red"
     assert by.loc["cvd_ldl_2_1_max", "next_action"].startswith("On maximal statin")
     assert by.loc["cvd_nonhdl_2_6", "next_action"].startswith("Increase to a high-intensity")
