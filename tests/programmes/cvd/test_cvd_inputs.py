@@ -28,7 +28,7 @@ from pophealth.programmes.cvd.inputs import (
 )
 from pophealth.programmes.cvd.rules import statin_intensity
 from pophealth.schema import ETHNICITY_16
-from pophealth.scores.qrisk3 import QRISK3_COLUMNS, QRISK3_FLAGS, qrisk3
+from pophealth.scores.qrisk3 import QRISK3_COLUMNS, qrisk3
 
 S = pd.Series
 
@@ -158,9 +158,3 @@ def test_statin_intensity_table():
         S([10.0, 20.0, 80.0, 5.0, 40.0, np.nan]),
     )
     assert list(got) == ["medium", "high", "high", "medium", "low", "unknown"]
-
-
-def test_every_qrisk_flag_is_derived():
-    from pophealth.programmes.cvd.inputs import RECORD_COLUMNS
-
-    assert set(QRISK3_FLAGS) <= set(RECORD_COLUMNS)

@@ -20,7 +20,7 @@ from pophealth.programmes.cvd.config import DEFAULT_CONFIG, with_nice_non_hdl
 from pophealth.programmes.cvd.extract import cvd_records
 from pophealth.programmes.cvd.rules import apply_all, hypertension, lipids, qrisk
 from pophealth.programmes.cvd.worklist import worklist
-from pophealth.scores.qrisk3 import QRISK3_COLUMNS, QRISK3_DISCLAIMER, qrisk3
+from pophealth.scores.qrisk3 import QRISK3_COLUMNS, QRISK3_DISCLAIMER, QRISK3_FLAGS, qrisk3
 
 
 def _date(when):
@@ -392,6 +392,15 @@ def test_qrisk_inputs_derived_and_imputed(ruled):
     young = ruled.loc["q_young"]
     assert young["qrisk_applies"] == 0
     assert "age" in young["qrisk_not_applied_because"]
+
+
+def test_every_qrisk_input_comes_from_the_extract_or_the_rules(records):
+    """Each QRISK3 input column is built from records: the extract gives every column
+    qrisk3_inputs reads except treated hypertension, which the qrisk rule derives."""
+    from pophealth.programmes.cvd.inputs import RECORD_COLUMNS
+
+    assert set(RECORD_COLUMNS) - set(records.columns) == {"treated_hypertension"}
+    assert set(QRISK3_FLAGS) <= set(qrisk(records, INDEX).columns)
 
 
 def test_treated_hypertension_needs_an_antihypertensive_issue(records, store):
