@@ -688,7 +688,8 @@ class MaskPlan:
                 t_num, _ = self.tf(self.variables[cols["num"]], x)
                 masks[f"_D{i}"] = t_den if part is None else t_den & part
                 masks[f"_N{i}"] = t_num & masks[f"_D{i}"]
-            x = x.select(*labels, **masks)
+            # (never missing: a whole number column with gaps could reach pandas as floats)
+            x = x.select(*labels, **{k: v.fill_null(0) for k, v in masks.items()})
             # patients with the same masks counted once (far fewer rows than patients),
             # then bit k of every mask counted per group here, vectorised
             x = x.group_by([*labels, *masks]).aggregate(_w=x.count())
@@ -717,7 +718,7 @@ class MaskPlan:
 def _bit_counts(combos: pd.DataFrame, labels: list[str], measures: int, n: int) -> pd.DataFrame:
     """Per group (``labels``) and interval ``_k``: ``_d{i}``/``_n{i}``, the patients with
     bit ``k`` set in ``_D{i}``/``_N{i}``, from ``combos`` (the distinct combinations of
-    group and masks, ``_w`` patients each; a missing mask has no bit set)."""
+    group and masks, ``_w`` patients each; masks never missing)."""
     ks = np.arange(n, dtype=np.int64)
     codes = np.zeros(len(combos), np.int64)
     for col in labels:  # a number per combination of labels (missing labels included)
@@ -735,8 +736,8 @@ def _bit_counts(combos: pd.DataFrame, labels: list[str], measures: int, n: int) 
         by = pd.DataFrame(
             {
                 "g": codes,
-                "d": combos[f"_D{i}"].fillna(0).to_numpy(np.int64),
-                "n": combos[f"_N{i}"].fillna(0).to_numpy(np.int64),
+                "d": combos[f"_D{i}"].to_numpy(np.int64),
+                "n": combos[f"_N{i}"].to_numpy(np.int64),
                 "w": w,
             }
         )
