@@ -18,7 +18,10 @@ Where the masks come from (one aggregate per patient, no sort):
 * a condition on the values of one runs table (``latest SBP < 140``, ``SABA issues >=
   6``): the runs where it holds, ``OR``-ed per patient — plus, for the intervals no run
   covers, the condition's outcome on a missing value (``count`` is then 0, "exists"
-  false), found once per table from a one-row query;
+  false), found once per table from a one-row query. A "last day" value read only so
+  needs no runs: the patient's days grouped by the first interval whose window holds
+  them, the condition on each group's last day holds from that interval on, up to the
+  next group's — carried forward by one addition (:func:`_latest`);
 * "has a row in the window" used as a condition (a statin in the last 12 months, an
   asthma review): straight from the rows, each row setting the bits of the intervals
   whose window holds it — no runs at all;
@@ -29,11 +32,13 @@ Where the masks come from (one aggregate per patient, no sort):
   did; and one on an age alone (the age band on the date) by the birthdays the intervals
   pass, the age being one number between them.
 
-Each measure's numerator and denominator per interval and group are then sums of bit
-``k`` of ``num & den & group`` and ``den & group``: one aggregate query for every measure
-sharing a breakdown. Anything else (a numeric numerator, an age used as a number, two
-runs tables compared with each other, more intervals) raises :class:`Unsupported`, and
-the caller uses change points.
+Each measure's numerator and denominator per interval and group are then the patients
+with bit ``k`` set in ``num & den & group`` and ``den & group``: one aggregate query for
+every measure sharing a breakdown gives each distinct combination of masks and its number
+of patients, and the bits are counted from those in numpy (:func:`_bit_counts`).
+Anything else (a numeric numerator, an age used as a number, two runs tables compared
+with each other, more intervals) raises :class:`Unsupported`, and the caller uses change
+points.
 """
 
 from __future__ import annotations
@@ -187,6 +192,14 @@ class MaskPlan:
                     del self.tests[cond.key]
         self.direct = direct
         self.tl.direct = direct
+        # "last day" runs read only through conditions: left as days, carried forward here
+        grouped = {k for k in self.group_keys.values() if k is not None}
+        keys = {self.tl._run_key(x.args[0]) for x in self.tl._dyn.values() if x.op == "lookup"}
+        self.tl.day_keys = {
+            skey
+            for skey in self.requests
+            if skey[0] == "day" and skey[2] == "last" and skey not in grouped | keys
+        }
         self.tl.bit_runs = True
         if self.age_groups:  # the age bands' thresholds need no flips of their own
             nodes = [variables[c[k]] for c in names.values() for k in ("num", "den")]
@@ -434,20 +447,28 @@ class MaskPlan:
         where it is true and where false; the intervals no run covers take the outcome on
         a missing value, found once (:meth:`_null_row`)."""
         r = self._runs(skey)
-        bits = _spans(r)
-        aggs = {f"_mc{i}": _bit_or(bits)}
-        for j, (key, s) in enumerate(conds.items()):
-            v = self.c.expr(s, r)
-            aggs[f"_mt{i}_{j}"] = _bit_or(ibis.cases((v, bits), else_=_zero()))
-            aggs[f"_mf{i}_{j}"] = _bit_or(ibis.cases((~v, bits), else_=_zero()))
+        for j, key in enumerate(conds):
             self.cols[key] = f"{i}_{j}"
         missing = self._on_missing(r, {f"_o{j}": s for j, s in enumerate(conds.values())})
-        masks = r.group_by("patient_id").aggregate(**aggs)
         full = ibis.literal(self.all, type="int64")
+        if "_lo" in r.columns:  # the days of a "last day" leaf
+            masks = self._latest_day_masks(i, r, list(conds.values()))
+            outcome = {
+                f"_m{c}{i}_{j}": _latest(c, i, j, full) for j in range(len(conds)) for c in "tf"
+            }
+        else:
+            bits = _spans(r)
+            aggs = {f"_mc{i}": _bit_or(bits)}
+            for j, s in enumerate(conds.values()):
+                v = self.c.expr(s, r)
+                aggs[f"_mt{i}_{j}"] = _bit_or(ibis.cases((v, bits), else_=_zero()))
+                aggs[f"_mf{i}_{j}"] = _bit_or(ibis.cases((~v, bits), else_=_zero()))
+            masks = r.group_by("patient_id").aggregate(**aggs)
+            outcome = {}
 
         def fill(col: str, o: bool | None):
             def f(t: ir.Table) -> ir.Value:
-                value = t[col].fill_null(0)
+                value = outcome[col](t) if col in outcome else t[col].fill_null(0)
                 if o is None:
                     return value
                 return value | _without(full, t[f"_mc{i}"].fill_null(0))
@@ -461,6 +482,39 @@ class MaskPlan:
             fills[f"_mt{i}_{j}"] = fill(f"_mt{i}_{j}", True if o is True else None)
             fills[f"_mf{i}_{j}"] = fill(f"_mf{i}_{j}", True if o is False else None)
         return masks, fills
+
+    def _latest_day_masks(self, i: int, r: ir.Table, conds: list[Series]) -> ir.Table:
+        """Per patient, for the days of a "last day" leaf (``_lo``, ``_hi``, ``_day``): the
+        intervals some day is inside the window (``_mc``); the intervals where a group of
+        days starts (``_ms``: the days grouped by their ``_lo``, the first interval whose
+        window holds them); and for each condition the starts where it is true (``_mt``)
+        and false (``_mf``) on the group's last day — no window function.
+
+        The latest day inside the window at ``k`` is the last day of the latest group
+        starting at or before ``k``, while ``k < _hi`` (``_lo`` and ``_hi`` never decrease
+        as the day increases), so a condition holds at ``k`` when the latest start at or
+        before ``k`` is one where it held and ``k`` is covered: :func:`_latest`."""
+        # the outcome on the group's last day: the greatest of the day as yyyymmdd * 4 +
+        # the outcome (2 true, 1 false, 0 missing)
+        day = r._day
+        stamp = (
+            day.year().cast("int64") * 10000 + day.month().cast("int64") * 100 + day.day()
+        ).cast("int64") * 4
+        last = {}
+        for j, s in enumerate(conds):
+            v = self.c.expr(s, r)
+            last[f"_q{j}"] = (stamp + ibis.cases((v, 2), (~v, 1), else_=0).cast("int64")).max()
+        groups = r.group_by(["patient_id", "_lo"]).aggregate(_hi=r._hi.max(), **last)
+        start = _one_at(groups._lo)
+        aggs = {
+            f"_mc{i}": _bit_or(interval_bits(groups._lo, groups._hi)),
+            f"_ms{i}": _bit_or(start),
+        }
+        for j in range(len(conds)):
+            outcome = groups[f"_q{j}"] % 4
+            aggs[f"_mt{i}_{j}"] = _bit_or(ibis.cases((outcome == 2, start), else_=_zero()))
+            aggs[f"_mf{i}_{j}"] = _bit_or(ibis.cases((outcome == 1, start), else_=_zero()))
+        return groups.group_by("patient_id").aggregate(**aggs)
 
     # -- evaluating --------------------------------------------------------------------
     def _atoms(self, nodes: list[Series], w: ir.Table) -> ir.Table:
@@ -713,6 +767,29 @@ class MaskPlan:
                 res.insert(0, "measure", m.name)
                 frames.append(res)
         return frames
+
+
+def _one_at(k: ir.Value) -> ir.Value:
+    """The mask of interval ``k`` alone."""
+    return ibis.literal(1, type="int8").cast("int64") << k
+
+
+def _latest(c: str, i: int, j: int, full: ir.Value) -> Any:
+    """The intervals where the latest start at or before each (``_ms{i}``) is one of
+    ``_m{c}{i}_{j}``, within the covered ones (``_mc{i}``): each such start's bits carried
+    up to the next start that is not one of them, by one addition — in ``U`` (the bits
+    that are no start, or such a start) the carry from each such start runs through the
+    bits up to the next other start, clearing them; the starts inside a run, added twice,
+    are set again by the ``| A``."""
+
+    def f(t: ir.Table) -> ir.Value:
+        a = t[f"_m{c}{i}_{j}"].fill_null(0)
+        starts = t[f"_ms{i}"].fill_null(0)
+        u = _without(full, starts) | a
+        carried = _without(u, u + a) | a
+        return carried & t[f"_mc{i}"].fill_null(0)
+
+    return f
 
 
 def _bit_counts(combos: pd.DataFrame, labels: list[str], measures: int, n: int) -> pd.DataFrame:

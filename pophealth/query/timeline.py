@@ -295,6 +295,10 @@ class Timeline:
         self.direct: set[tuple] = set()
         #: first/last-row runs as interval masks (``_b``) in place of ``_kf``/``_kt``
         self.bit_runs = False
+        #: run keys of "last day" leaves the masks read only through conditions: their
+        #: runs are left as the days, ``_lo``/``_hi``/``_day`` (no window), and the masks
+        #: carry each day's outcome forward (:meth:`pophealth.query.masks.MaskPlan._runs_masks`)
+        self.day_keys: set[tuple] = set()
         self._cached: list[Any] = []
 
     # -- analysis (no query is built) ---------------------------------------------------
@@ -826,10 +830,14 @@ class Timeline:
             return
         keys = list(frames)
         tagged, tags = self.frame_rows(list(frames.values()))
+        spans = ["_kf", "_kt"]
         if leaf.op == "day":
-            d = self._days(tagged, leaf)
-            dates = any(x.args[4] == "date" for x in members)
-            d = d.select("patient_id", "_tag", "_kf", "_kt", "_val", *(["_day"] if dates else []))
+            days = all(self._run_key(x) in self.day_keys for x in members)
+            d = self._days(tagged, leaf, days_only=days)
+            dates = days or any(x.args[4] == "date" for x in members)
+            spans = ["_lo", "_hi"] if days else spans
+            d = d.select("patient_id", "_tag", *spans, "_val", *(["_day"] if dates else []))
+            spans += ["_day"] if days else []
         else:
             counted = sorted(
                 {tags[keys.index(x.args[0].key)] for x in members if x.args[1] == "count"}
@@ -845,7 +853,7 @@ class Timeline:
                     cols[self.c._name(x)] = part._day if x.args[4] == "date" else part._val
                 else:
                     cols[self.c._name(x)] = part._c if x.args[1] == "count" else part._c > 0
-            self._runs[self._run_key(mine[0])] = part.select("patient_id", "_kf", "_kt", **cols)
+            self._runs[self._run_key(mine[0])] = part.select("patient_id", *spans, **cols)
 
     def _agg_runs(self, leaves: list[Series]) -> ir.Table:
         """Any aggregate: the rows inside the window at each of the patient's change
@@ -905,14 +913,18 @@ class Timeline:
         k is the latest day with ``lo <= k`` (while ``k < hi``), the first the earliest
         with ``hi > k`` (from ``lo``)."""
         rows, _ = self.frame_rows([leaves[0].args[0]])
-        d = self._days(rows, leaves[0])
+        days = self._run_key(leaves[0]) in self.day_keys
+        d = self._days(rows, leaves[0], days_only=days)
         cols = {}
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._day if leaf.args[4] == "date" else d._val
+        if days:
+            return d.select("patient_id", "_lo", "_hi", "_day", **cols)
         return d.select("patient_id", "_kf", "_kt", **cols)
 
-    def _days(self, rows: ir.Table, leaf: Series) -> ir.Table:
-        """``patient_id, _tag, _kf, _kt, _day, _val``: the chosen day's runs per tag."""
+    def _days(self, rows: ir.Table, leaf: Series, *, days_only: bool = False) -> ir.Table:
+        """``patient_id, _tag, _kf, _kt, _day, _val``: the chosen day's runs per tag
+        (``days_only``: every day, ``patient_id, _tag, _day, _lo, _hi, _val``)."""
         frame, direction, column, rule, _ = leaf.args
         n = self.n
         date = getattr(frame, DATE_COLUMNS[frame._table])
@@ -928,6 +940,8 @@ class Timeline:
         days = per_row.group_by(["patient_id", "_tag", "_day"]).aggregate(
             _lo=per_row._lo.min(), _hi=per_row._hi.min(), _val=combine[rule](per_row._val)
         )
+        if days_only:
+            return days
         # _lo and _hi never decrease as the day increases (a window on the date alone), so
         # in day order the days sharing a _lo (_hi) are consecutive: the last day with a
         # given _lo is the one the next day's _lo exceeds, and that next _lo is the next

@@ -480,3 +480,47 @@ def test_a_breakdown_by_age_alone_goes_by_the_birthdays(engine, way, tmp_path):
         assert have == want, e
     if engine == "duckdb":
         check(store, ivs, _spec_of(m), "duckdb")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_latest_day_carried_from_group_to_group(engine, way, tmp_path, monkeypatch):
+    """The latest reading in a 3-month window, month by month: true twice running (Jan,
+    Feb), a reading without a value (Mar: neither true nor false, and missing), false
+    (Apr; in May the last day decides, 130 that day, not 2 May's 160), nothing in the
+    window (Aug, Sep: missing), true again from a reading on the last day of October."""
+    from pophealth.query import masks
+
+    read = []
+    latest = masks.MaskPlan._latest_day_masks
+    monkeypatch.setattr(
+        masks.MaskPlan,
+        "_latest_day_masks",
+        lambda self, *a: read.append(1) or latest(self, *a),
+    )
+    rows = [
+        _bp("c", D(2024, 1, 10), 150.0),
+        _bp("c", D(2024, 2, 5), 145.0),
+        {"patient_id": "c", "date": D(2024, 3, 15), "code": "271649006", "value": None},
+        _bp("c", D(2024, 4, 20), 120.0),
+        _bp("c", D(2024, 5, 2), 160.0),
+        _bp("c", D(2024, 5, 28), 170.0),
+        _bp("c", D(2024, 5, 28), 130.0),
+        _bp("c", D(2024, 10, 31), 141.0),
+    ]
+    store = make_store(tmp_path, {"registrations": _registered(["c", "d"]), "events": rows})
+    ivs = monthly("2024-01-01", 12)
+    value = events.matching(SBP).in_last(months=3).last_day_for_patient(rule="min").value
+    m = Measures(intervals=ivs)
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    m.define_measure("high", numerator=value >= 140)
+    m.define_measure("not_high", numerator=~(value >= 140))
+    m.define_measure("none", numerator=value.is_null())
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {_expected(way, m)}
+    assert bool(read) == (way == "masks")
+    ends = [e for _, e in ivs]
+    assert [got[("high", e)][0] for e in ends] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+    assert [got[("not_high", e)][0] for e in ends] == [0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    # patient d has no reading at all
+    assert [got[("none", e)][0] for e in ends] == [1, 1, 2, 1, 1, 1, 1, 2, 2, 1, 1, 1]
+    assert {got[("high", e)][1] for e in ends} == {2}
