@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -132,7 +131,7 @@ def test_duckdb_and_spark_agree_end_to_end(synth_store, result):
             frame.reset_index(drop=True), other[name].reset_index(drop=True), check_dtype=False,
             check_exact=False, rtol=1e-9,
         )  # fmt: skip
-    assert np.isfinite(len(duck))
+    assert duck  # (outputs were compared, not none)
 
 
 def test_headline_worklist_colours_cannot_be_recovered_from_each_other():
