@@ -251,8 +251,9 @@ class MaskPlan:
             self.at_least.setdefault(leaf.key, set()).update(
                 {c, c + 1} if op in ("eq", "ne") else {c}
             )
+            if s.key not in self.tests:  # (a breakdown shared by measures is planned twice)
+                self.conditions.setdefault(leaf.key, []).append(s)
             self.tests[s.key] = test
-            self.conditions.setdefault(leaf.key, []).append(s)
             return
         skey = self._one_runs_table(s)
         if skey is None:

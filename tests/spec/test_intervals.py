@@ -524,3 +524,41 @@ def test_the_latest_day_carried_from_group_to_group(engine, way, tmp_path, monke
     # patient d has no reading at all
     assert [got[("none", e)][0] for e in ends] == [1, 1, 2, 1, 1, 1, 1, 2, 2, 1, 1, 1]
     assert {got[("high", e)][1] for e in ends} == {2}
+
+
+@DUCKDB_ONLY
+def test_measures_sharing_a_breakdown_by_the_address_status(engine, way, tmp_path):
+    """Two measures broken down by one interval-dependent label (no address until a move in
+    November): the label's conditions are planned once (they were counted twice, and the
+    plan failed)."""
+    store = make_store(
+        tmp_path,
+        {
+            "patients": [
+                {"patient_id": "f", "sex": "female", "date_of_birth": D(1988, 5, 31)},
+                {"patient_id": "m", "sex": "male", "date_of_birth": D(1989, 11, 7)},
+            ],
+            "registrations": _registered(["f", "m"]),
+            "addresses": [
+                {"patient_id": "f", "start_date": D(2024, 11, 13), "lsoa_code": "X01000001"}
+            ],
+            "areas": [{"lsoa_code": "X01000001", "imd_quintile": 1}],
+        },
+    )
+    ivs = monthly("2024-09-01", 3)
+    m = Measures(intervals=ivs)
+    m.define_defaults(
+        denominator=registrations.registered_on(index_date),
+        group_by={"g_status": addresses.area_on(index_date).status},
+    )
+    m.define_measure("female", numerator=patients.sex == "female")
+    m.define_measure("bp", numerator=events.matching(SBP).in_last(months=3).exists_for_patient())
+    paths, got = _run(engine, store, m)
+    assert set(paths.values()) == {_expected(way, m)}
+    sep, oct_, nov = (e for _, e in ivs)
+    assert got[("female", sep, "no_address")] == (1, 2)
+    assert got[("female", oct_, "no_address")] == (1, 2)
+    assert got[("female", nov, "no_address")] == (0, 1)
+    assert got[("female", nov, "known")] == (1, 1)
+    assert got[("bp", nov, "known")] == (0, 1)
+    check(store, ivs, _spec_of(m), "duckdb")
