@@ -105,7 +105,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         np.where(p["ihd"] == 1, "coronary heart disease, ", "")
         + np.where(p["pad"] == 1, "peripheral arterial disease, ", "")
         + np.where(p["stroke"] == 1, "stroke or TIA, ", "")
-        + np.where(p["tia"] == 1, "TIA, ", "")
+        + np.where((p["tia"] == 1) & (p["stroke"] != 1), "TIA, ", "")  # (not said twice)
     )
     cvd_names = pd.Series(cvd_names, index=p.index).str.rstrip(", ")
     lowest = p["chadsvasc_at_least"].astype("Float64")
@@ -161,7 +161,8 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         "bp_above_target": (
             "BP "
             + bp
-            + " is above target ("
+            # NICE-strict: at target only below it (140/90 itself is not, but is not above)
+            + (" is not below target (" if config.nice_strict else " is above target (")
             + np.where(p["bp_age"].astype(float) >= config.bp.older_age, "150/90 at 80+", "140/90")
             + ").",
             s("Review BP treatment and adherence; recheck BP."),

@@ -168,6 +168,7 @@ def build_world() -> World:
     w.event("cvd_nonhdl_2_6", "ldl", _date(60), 1.8)
     w.patient("cvd_ldl_2_1_max", age=70, practice="XP003")
     w.event("cvd_ldl_2_1_max", "stroke", "2019-01-01")
+    w.event("cvd_ldl_2_1_max", "tia", "2018-01-01")  # (the stroke list holds TIA too)
     w.issue("cvd_ldl_2_1_max", "atorvastatin_80", _date(30))
     w.event("cvd_ldl_2_1_max", "ldl", _date(60), 2.1)
     w.event("cvd_ldl_2_1_max", "non_hdl", _date(60), 2.0)
@@ -320,6 +321,18 @@ def test_bp_target_uses_age_on_the_reading_day(ruled):
         "reading_on_80th_birthday" not in wl.index
         or "above target" not in (wl.loc["reading_on_80th_birthday", "reasons"])
     )
+
+
+def test_nice_strict_reason_says_not_below_target(records):
+    """Under NICE-strict targets 140/90 is not at target, but it is not above it either."""
+    strict = dataclasses.replace(DEFAULT_CONFIG, nice_strict=True)
+    ruled = apply_all(records, INDEX, config=strict)
+    wl = worklist(ruled, config=strict).set_index("patient_id")
+    reasons = wl.loc["at_140_90", "reasons"]
+    assert "is not below target (140/90)" in reasons and "above target" not in reasons
+    default = worklist(apply_all(records, INDEX)).set_index("patient_id")
+    listed = default.loc["at_140_90", "reasons"] if "at_140_90" in default.index else ""
+    assert "target (140/90)" not in listed  # at target (CVDPREVENT: 140/90 or below)
 
 
 def test_same_day_review_follows_nice_severe_not_group_1d(ruled):
@@ -546,6 +559,8 @@ def test_worklist_ranks_and_explains(ruled):
     assert by.loc["af_unknown_sex_80", "next_action"].startswith("Offer anticoagulation")
     assert by.loc["af_f76", "rag"] == "red"
     assert by.loc["cvd_ldl_2_1_max", "next_action"].startswith("On maximal statin")
+    assert "stroke or TIA" in by.loc["cvd_ldl_2_1_max", "reasons"]
+    assert "TIA, TIA" not in by.loc["cvd_ldl_2_1_max", "reasons"]  # named once
     assert by.loc["cvd_nonhdl_2_6", "next_action"].startswith("Increase to a high-intensity")
     assert by.loc["q_full", "qrisk3_disclaimer"] == QRISK3_DISCLAIMER
     shown = wl["qrisk3"].notna()
