@@ -2,17 +2,20 @@
 masks (the default), change points with and without predicate abstraction of runs
 (``Timeline.use_masks``, ``Timeline.merge_runs``); wall and CPU time.
 
-    uv run python benchmarks/bench_intervals.py --store /tmp/qbench1m --repeat 3
+    uv run python benchmarks/bench_intervals.py --store /tmp/qbench1m --repeat 3 [--weeks 52]
 
 The store is one written by ``bench_query.py`` (synthetic, seed 42); the measures are its
 5 measures by IMD quintile x ethnicity. CPU is ``time.process_time()`` of this process
 (Python and all of DuckDB's threads). Prints the number of evaluation points (patient x
 change point rows) of the change-point ways and checks that every way gives the same counts.
+``--weeks N`` also times the measures over the N weeks to the same end (masks up to 62
+intervals, change points past that), against one interval.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -20,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_query import MONTHS_24, ONE_YEAR, definitions, machine  # noqa: E402
+from bench_query import INDEX, MONTHS_24, ONE_YEAR, definitions, machine  # noqa: E402
 
-from pophealth.query import run_measures  # noqa: E402
+from pophealth.query import run_measures, weekly  # noqa: E402
 from pophealth.query.timeline import Timeline  # noqa: E402
 from pophealth.store import Store  # noqa: E402
 
@@ -56,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, required=True)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--weeks", type=int, default=0, help="also time N weekly intervals")
     args = ap.parse_args()
     store = Store.open(args.store)
     print(f"machine: {machine()}  load average now: {os.getloadavg()[0]:.1f}")
@@ -103,6 +107,20 @@ def main() -> None:
         print(
             f"{label}: 24/1 wall {min(w for w, _ in xs) / min(w for w, _ in one):.2f}x "
             f"(best of {len(xs)}), CPU {min(c for _, c in xs) / min(c for _, c in one):.2f}x"
+        )
+
+    if args.weeks:
+        start = INDEX - dt.timedelta(days=7 * args.weeks - 1)
+        weeks = weekly(start, args.weeks)
+        times = []
+        for _ in range(args.repeat):
+            wall, cpu, table = timed(run_measures, store, measures(weeks), engine="duckdb")
+            times.append((wall, cpu))
+        how = ", ".join(sorted(set(table.attrs["evaluation"].values())))
+        wall, cpu = min(w for w, _ in times), min(c for _, c in times)
+        print(
+            f"{args.weeks} weeks to {INDEX} (by {how}): {wall:.2f} s wall / {cpu:.2f} s CPU "
+            f"(best of {len(times)}), {wall / min(w for w, _ in one):.2f}x one interval"
         )
 
 

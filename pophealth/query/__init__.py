@@ -25,7 +25,15 @@ See docs/query.md for the guide.
 
 from pophealth.codelists import Codelist, CodelistError, codelist, load_codelist
 from pophealth.query.dataset import Dataset, connect, run_dataset, run_events, to_pandas
-from pophealth.query.measures import Measure, Measures, monthly, quarterly, run_measures, yearly
+from pophealth.query.measures import (
+    Measure,
+    Measures,
+    monthly,
+    quarterly,
+    run_measures,
+    weekly,
+    yearly,
+)
 from pophealth.query.model import (
     Duration,
     Frame,
@@ -95,6 +103,7 @@ __all__ = [
     "to_pandas",
     "weeks",
     "when",
+    "weekly",
     "yearly",
     "years",
 ]

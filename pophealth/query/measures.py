@@ -78,6 +78,16 @@ def monthly(start: dt.date | str, count: int) -> list[Interval]:
     return _stepped(_as_date(start), count, 1)
 
 
+def weekly(start: dt.date | str, count: int) -> list[Interval]:
+    """``count`` weeks of 7 days from ``start`` (any day: a Monday for ISO weeks):
+    [(Mon 6 Jan, Sun 12 Jan), ...]."""
+    start = _as_date(start)
+    if count < 1:
+        raise ValueError("need at least one interval")
+    week = dt.timedelta(days=7)
+    return [(start + i * week, start + (i + 1) * week - dt.timedelta(days=1)) for i in range(count)]
+
+
 def quarterly(start: dt.date | str, count: int) -> list[Interval]:
     return _stepped(_as_date(start), count, 3)
 

@@ -34,6 +34,7 @@ from pophealth.query import (
     quarterly,
     registrations,
     run_measures,
+    weekly,
 )
 from pophealth.query.timeline import Timeline
 from tests.spec.conftest import HAVE_SPARK, make_store
@@ -127,9 +128,7 @@ def intervals(draw):
     if kind == 0:
         return monthly(start, draw(st.integers(2, 8)))
     if kind == 4:  # weeks (thresholds evenly spaced in days; a year back across 29 Feb)
-        first = start + dt.timedelta(days=draw(st.integers(0, 6)))
-        weeks = [first + dt.timedelta(weeks=k) for k in range(draw(st.integers(2, 8)))]
-        return [(w, w + dt.timedelta(days=6)) for w in weeks]
+        return weekly(start + dt.timedelta(days=draw(st.integers(0, 6))), draw(st.integers(2, 8)))
     if kind == 1:
         return quarterly(start, draw(st.integers(2, 4)))
     ivs = monthly(start, draw(st.integers(2, 4)))

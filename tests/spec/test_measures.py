@@ -20,6 +20,7 @@ from pophealth.query import (
     quarterly,
     registrations,
     run_measures,
+    weekly,
     yearly,
 )
 from tests.spec.conftest import make_store
@@ -146,6 +147,14 @@ def test_monthly_intervals():
     assert yearly("2024-04-06", 2)[1] == (D(2025, 4, 6), D(2026, 4, 5))  # tax years
     with pytest.raises(ValueError, match="cannot start on 2024-02-29"):
         yearly("2024-02-29", 2)
+    # weeks of 7 days from any day, across a year end and 29 February
+    assert weekly("2024-12-30", 2) == [
+        (D(2024, 12, 30), D(2025, 1, 5)),
+        (D(2025, 1, 6), D(2025, 1, 12)),
+    ]
+    assert weekly("2024-02-26", 1) == [(D(2024, 2, 26), D(2024, 3, 3))]
+    with pytest.raises(ValueError, match="at least one"):
+        weekly("2024-02-26", 0)
 
 
 def test_on_or_before_index_date_rolls_with_each_interval(engine, tmp_path):
