@@ -1218,7 +1218,8 @@ class Timeline:
                 continue
             for p in preds.values():
                 v = self.c.expr(p, t)
-                sig[f"_p{len(sig)}"] = ibis.cases((v.isnull(), 2), (v, 1), else_=0)
+                # (not "v IS NULL": for v itself "x IS NULL" that is SQL Spark cannot read)
+                sig[f"_p{len(sig)}"] = ibis.cases((v, 1), (~v, 0), else_=2)
         if not sig and len(raw) == len(names):
             return t
         # one sort: a run starts an island unless the one before ends where it starts with

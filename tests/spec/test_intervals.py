@@ -526,11 +526,12 @@ def test_the_latest_day_carried_from_group_to_group(engine, way, tmp_path, monke
     assert {got[("high", e)][1] for e in ends} == {2}
 
 
-@DUCKDB_ONLY
+@pytest.mark.parametrize("engine", ENGINES)
 def test_measures_sharing_a_breakdown_by_the_address_status(engine, way, tmp_path):
     """Two measures broken down by one interval-dependent label (no address until a move in
     November): the label's conditions are planned once (they were counted twice, and the
-    plan failed)."""
+    plan failed); at change points its "no LSOA" test is one Spark can read (Spark could
+    not parse the ``x IS NULL IS NULL`` it was written as)."""
     store = make_store(
         tmp_path,
         {
@@ -561,4 +562,5 @@ def test_measures_sharing_a_breakdown_by_the_address_status(engine, way, tmp_pat
     assert got[("female", nov, "no_address")] == (0, 1)
     assert got[("female", nov, "known")] == (1, 1)
     assert got[("bp", nov, "known")] == (0, 1)
-    check(store, ivs, _spec_of(m), "duckdb")
+    if engine == "duckdb":
+        check(store, ivs, _spec_of(m), "duckdb")
