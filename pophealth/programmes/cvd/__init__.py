@@ -255,6 +255,44 @@ def _qrisk_data_quality(
     )
 
 
+#: Lipid values in the extract (``<name>_outside_n`` / ``<name>_mg_dl_n``) → plain words
+#: and the CvdConfig field of the plausible range.
+LIPID_VALUES: tuple[tuple[str, str, str], ...] = (
+    ("total_cholesterol", "total cholesterol", "cholesterol_range"),
+    ("hdl", "HDL cholesterol", "hdl_range"),
+    ("ldl", "LDL cholesterol", "ldl_range"),
+    ("non_hdl_recorded", "non-HDL cholesterol (recorded)", "non_hdl_range"),
+    ("chol_hdl_ratio_recorded", "cholesterol/HDL ratio (recorded)", "chol_hdl_ratio_range"),
+)
+
+
+def _lipid_data_quality(
+    patients: pd.DataFrame, config: CvdConfig, policy: disclosure.DisclosurePolicy
+) -> pd.DataFrame:
+    """Per lipid value: its plausible range, the people with a result in the look-back set
+    aside as outside it, and the people with a result converted from mg/dL (each released
+    under ``policy``; a person can be in several rows, so the rows have no total)."""
+    rows = []
+    for name, words, setting in LIPID_VALUES:
+        low, high = getattr(config, setting)
+        unit = "" if name == "chol_hdl_ratio_recorded" else " mmol/L"
+        rows.append(
+            {
+                "lipid": words,
+                "plausible_range": f"{low:g}–{high:g}{unit}",
+                "patients_with_results_set_aside": int((patients[f"{name}_outside_n"] > 0).sum()),
+                "patients_with_results_converted_from_mg_dl": int(
+                    (patients[f"{name}_mg_dl_n"] > 0).sum()
+                ),
+            }
+        )
+    counts = [
+        "patients_with_results_set_aside",
+        "patients_with_results_converted_from_mg_dl",
+    ]
+    return disclosure.apply(pd.DataFrame(rows), counts, policy=policy, by=["lipid"])
+
+
 def _headline(views: dict, worklist_frame: pd.DataFrame, policy) -> dict[str, str]:
     out: dict[str, str] = {}
     for ind in INDICATORS:
@@ -474,6 +512,30 @@ def build_result(
         disclosure=disclosure_text,
     )
     outputs.append(dq_out)
+    lipid_out = Output(
+        "cvd_lipid_result_quality",
+        "aggregate",
+        _lipid_data_quality(a.patients, a.config, policy),
+        f"Lipid results (last {a.config.measurement_lookback_months} months) that the lists "
+        "and QRISK3 do not read because they are outside a plausible range (a typed 52, or a "
+        "cholesterol in mg/dL recorded without its unit), and results recorded in mg/dL and "
+        "converted to mmol/L (÷ 38.67); people with at least one such result.",
+        disclosure=disclosure_text,
+    )
+    outputs.append(lipid_out)
+    dq_notes.append(
+        "Lipid results outside a plausible range are set aside before the latest result is "
+        "chosen (an earlier plausible one is used instead) and counted; results with the unit "
+        "mg/dL are converted to mmol/L (÷ 38.67); a result with no unit, or another unit, is "
+        "read as mmol/L. Ranges [UNCONFIRMED]: "
+        + "; ".join(
+            f"{words} {r}"
+            for words, r in zip(
+                lipid_out.frame["lipid"], lipid_out.frame["plausible_range"], strict=True
+            )
+        )
+        + "."
+    )
     sections.append(
         Section(
             "Pharmacist worklists",
@@ -481,7 +543,7 @@ def build_result(
             "PCN: red first (BP 180/120 or above, AF without anticoagulation, CVD without a "
             "statin, cholesterol above 9, BP above 160/100), then amber, then grey (no recent "
             "BP). The lists are patient-level and go to the care team only.",
-            tables=[dq_out],
+            tables=[dq_out, lipid_out],
             notes=[f"QRISK3: {QRISK3_DISCLAIMER}", *dq_notes],
         )
     )

@@ -22,7 +22,36 @@ from pophealth.scores.af import (
 )
 from pophealth.scores.bp import BP_TARGETS_CVDPREVENT, BPTargets
 
-CONFIG_VERSION = "cvd-config 2026-11.1"
+CONFIG_VERSION = "cvd-config 2026-11.2"  # .2: plausible ranges for every lipid value
+
+#: Cholesterol (total, HDL, LDL, non-HDL) in mg/dL ÷ 38.67 = mmol/L: 10 dL per L over the
+#: molar mass of cholesterol, C27H46O, 386.65 g/mol (mmol/L = mg/dL × 10 / 386.65 =
+#: mg/dL × 0.02586). The same factor serves every cholesterol fraction, each being measured
+#: as cholesterol; triglycerides would need 88.57 and are not read here. [secondary: the
+#: derivation at sciencing.com/convert-mgdl-mmollitre-cholesterol-5595314.html and the
+#: table at fatfreekitchen.com/cholesterol/cholesterol_units.html; the arithmetic checks]
+CHOLESTEROL_MG_DL_PER_MMOL_L = 38.67
+
+#: Unit strings read as mg/dL (after lower-casing and removing spaces): UCUM "mg/dL" and
+#: its spelled-out forms. Any other unit, or none, is read as mmol/L (the UK unit).
+MG_DL_UNITS: tuple[str, ...] = (
+    "mg/dl",
+    "mg/100ml",
+    "mgperdl",
+    "milligramperdeciliter",
+    "milligramperdecilitre",
+)
+
+#: Lipid value → the CvdConfig field holding its plausible range.
+LIPID_RANGES: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "total_cholesterol": "cholesterol_range",
+        "hdl": "hdl_range",
+        "ldl": "ldl_range",
+        "non_hdl": "non_hdl_range",
+        "chol_hdl_ratio": "chol_hdl_ratio_range",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -186,18 +215,34 @@ class CvdConfig:
     chadsvasc_points: Cha2ds2VascPoints = CHA2DS2_VASC
     orbit_points: OrbitPoints = ORBIT  # low 0-2, medium 3, high >= 4
 
-    # ---- plausible measurement ranges (values outside are ignored, counted) ----------
+    # ---- plausible measurement ranges ------------------------------------------------
+    # BMI, height and weight: a latest value outside is treated as not recorded (QRISK3
+    # then derives or imputes). [UNCONFIRMED: pophealth's ranges]
     bmi_range: tuple[float, float] = (12.0, 80.0)
     height_m_range: tuple[float, float] = (1.2, 2.3)
     weight_kg_range: tuple[float, float] = (30.0, 300.0)
-    cholesterol_range: tuple[float, float] = (1.0, 20.0)
+    # Lipids (mmol/L, after converting results recorded in mg/dL; the ratio has no unit):
+    # a result outside its range is set aside before the latest is chosen (an earlier
+    # plausible result in the look-back is used instead) and counted per patient
+    # (``<lipid>_outside_n``; the report's lipid data-quality table). Wide enough for
+    # untreated homozygous FH, narrow enough to drop a typed 52 or a cholesterol in mg/dL
+    # recorded without its unit (a total cholesterol of 200 mg/dL is 5.2 mmol/L).
+    # [UNCONFIRMED: pophealth's ranges; need clinical sign-off]
+    cholesterol_range: tuple[float, float] = (1.0, 20.0)  # total cholesterol
     hdl_range: tuple[float, float] = (0.2, 5.0)
+    ldl_range: tuple[float, float] = (0.1, 15.0)
+    non_hdl_range: tuple[float, float] = (0.1, 20.0)
+    chol_hdl_ratio_range: tuple[float, float] = (1.0, 20.0)
 
     def __post_init__(self) -> None:
         if self.non_hdl_target.value <= 0 or self.ldl_target.value <= 0:
             raise ValueError("lipid targets must be positive")
         if self.tc_fh_refer.value < self.tc_fh_assess.value:
             raise ValueError("tc_fh_refer must be at or above tc_fh_assess")
+        for name in LIPID_RANGES.values():
+            low, high = getattr(self, name)
+            if not 0 <= low < high:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low < high")
         if self.bp_lookback_months != self.bp.lookback_months:
             raise ValueError(
                 "bp_lookback_months must equal bp.lookback_months (the BP selection and the "

@@ -20,7 +20,12 @@ import pandas as pd
 
 from pophealth.codelists import Codelist
 from pophealth.programmes.cvd.codelists import CvdCodelists
-from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.config import (
+    CHOLESTEROL_MG_DL_PER_MMOL_L,
+    DEFAULT_CONFIG,
+    MG_DL_UNITS,
+    CvdConfig,
+)
 from pophealth.programmes.cvd.inputs import SMOKING_CATEGORY_TO_QRISK
 from pophealth.query import to_pandas
 
@@ -67,28 +72,44 @@ REGISTERS: dict[str, tuple[str, str]] = {
 @dataclass(frozen=True)
 class ValueRule:
     """A "latest recorded value" variable: the role's code list, look-back (months; None
-    = any time), plausible range, and how several values on the latest day combine."""
+    = any time), plausible range, and how several values on the latest day combine.
+
+    A value outside the range is set aside before the latest is chosen. ``mg_dl_factor``:
+    a value whose unit is mg/dL (:data:`~.config.MG_DL_UNITS`) is divided by it first (so
+    the range and the rules see mmol/L); None = the unit is not read. ``counted``: the
+    extract also gives ``<name>_outside_n`` (values in the look-back set aside as outside
+    the range) and ``<name>_mg_dl_n`` (values converted from mg/dL)."""
 
     role: str
     months: int | None
     low: float | None = None
     high: float | None = None
     same_day: str = "mean"  # mean | min | max
+    mg_dl_factor: float | None = None
+    counted: bool = False
 
 
 def value_rules(config: CvdConfig) -> dict[str, ValueRule]:
     """Output column → rule, for every latest-value variable of the programme."""
     m = config.measurement_lookback_months
+
+    def lipid(role: str, plausible: tuple[float, float], mg_dl: bool = True) -> ValueRule:
+        factor = CHOLESTEROL_MG_DL_PER_MMOL_L if mg_dl else None
+        return ValueRule(role, m, *plausible, mg_dl_factor=factor, counted=True)
+
     return {
         "sbp_qrisk": ValueRule("sbp", config.sbp_sd_lookback_months, config.bp.min_valid_sbp),
         "bmi_recorded": ValueRule("bmi", m),
         "height_raw": ValueRule("height", config.height_lookback_years * 12),
         "weight_kg": ValueRule("weight", m),
-        "total_cholesterol": ValueRule("total_cholesterol", m),
-        "hdl": ValueRule("hdl", m),
-        "ldl": ValueRule("ldl", m),
-        "non_hdl_recorded": ValueRule("non_hdl", m),
-        "chol_hdl_ratio_recorded": ValueRule("chol_hdl_ratio", m),
+        "total_cholesterol": lipid("total_cholesterol", config.cholesterol_range),
+        "hdl": lipid("hdl", config.hdl_range),
+        "ldl": lipid("ldl", config.ldl_range),
+        "non_hdl_recorded": lipid("non_hdl", config.non_hdl_range),
+        # a ratio has no unit: a ratio "in mg/dL" is the same ratio
+        "chol_hdl_ratio_recorded": lipid(
+            "chol_hdl_ratio", config.chol_hdl_ratio_range, mg_dl=False
+        ),
         "cigarettes_per_day": ValueRule("cigarettes_per_day", m, low=0),
         "haemoglobin": ValueRule("haemoglobin", 12),
         "egfr": ValueRule("egfr", 12),
@@ -145,9 +166,10 @@ def _role_table(rows: list[dict]) -> ir.Table:
                 low=0.0,
                 high=0.0,
                 level=0.0,
+                mg_dl_factor=None,
             )
         ],
-        columns=["system", "code", "role", "start", "low", "high", "level"],
+        columns=["system", "code", "role", "start", "low", "high", "level", "mg_dl_factor"],
     )
     frame["start"] = pd.to_datetime(frame["start"]).dt.date
     return ibis.memtable(
@@ -160,6 +182,7 @@ def _role_table(rows: list[dict]) -> ir.Table:
             "low": "float64",
             "high": "float64",
             "level": "float64",
+            "mg_dl_factor": "float64",
         },
     )
 
@@ -171,6 +194,7 @@ def _rows_for(
     low=None,
     high=None,
     levels: dict[str, int] | None = None,
+    mg_dl_factor: float | None = None,
 ) -> list[dict]:
     if cl is None:
         return []
@@ -189,6 +213,7 @@ def _rows_for(
                     low=_NO_LOW if low is None else float(low),
                     high=_NO_HIGH if high is None else float(high),
                     level=None if level is None else float(level),
+                    mg_dl_factor=mg_dl_factor,
                 )
             )
     return rows
@@ -204,12 +229,22 @@ def _registered(backend, table: ir.Table) -> ir.Table:
 
 def _tagged(table: ir.Table, roles: ir.Table, index_date: dt.date) -> ir.Table:
     """Rows of ``table`` whose code has a role, one row per (row, role), within each
-    role's look-back (``start``..index date) and value range."""
+    role's look-back (``start``..index date).
+
+    For ``events`` (rows with a value): a value in mg/dL of a role with a
+    ``mg_dl_factor`` is divided by it (``_mg_dl`` marks those rows; any other unit, or
+    none, is taken as the unit the rules expect), and ``_ok`` says whether the value is
+    missing or within the role's plausible range. Rows outside are kept (to be counted);
+    readers filter on ``_ok``."""
     j = table.join(roles, [table.system == roles.system, table.code == roles.code])
-    cond = (j.date >= j.start) & (j.date <= _lit(index_date))
-    if "value" in table.columns:
-        cond &= j.value.isnull() | ((j.value >= j.low) & (j.value <= j.high))
-    return j.filter(cond)
+    j = j.filter((j.date >= j.start) & (j.date <= _lit(index_date)))
+    if "value" not in table.columns:
+        return j
+    unit = j.unit.lower().replace(" ", "")
+    mg_dl = (j.mg_dl_factor.notnull() & unit.isin(list(MG_DL_UNITS))).fill_null(False)
+    j = j.mutate(value=ibis.cases((mg_dl, j.value / j.mg_dl_factor), else_=j.value), _mg_dl=mg_dl)
+    ok = j.value.isnull() | ((j.value >= j.low) & (j.value <= j.high))
+    return j.mutate(_ok=ok.fill_null(False))
 
 
 def _pivot(t: ir.Table, keys: list[str], cols: dict[str, ir.Value]) -> ir.Table:
@@ -235,7 +270,14 @@ def event_variables(
     rules = value_rules(config)
     for name, rule in rules.items():
         start = months_before(index_date, rule.months) if rule.months is not None else ever
-        rows += _rows_for(getattr(c, rule.role), f"v:{name}", start, rule.low, rule.high)
+        rows += _rows_for(
+            getattr(c, rule.role),
+            f"v:{name}",
+            start,
+            rule.low,
+            rule.high,
+            mg_dl_factor=rule.mg_dl_factor,
+        )
     bp_start = months_before(index_date, config.bp_lookback_months)
     rows += _rows_for(c.sbp, "bp:sbp", bp_start, config.bp.min_valid_sbp)
     rows += _rows_for(c.dbp, "bp:dbp", bp_start, config.bp.min_valid_dbp)
@@ -249,10 +291,22 @@ def event_variables(
 
     events = backend.table("events")
     # Materialised once: every branch below reads the (much smaller) tagged rows.
-    t = _tagged(events, _registered(backend, _role_table(rows)), index_date).cache()
+    tagged = _tagged(events, _registered(backend, _role_table(rows)), index_date).cache()
     if cached is not None:
-        cached.append(t)
+        cached.append(tagged)
+    t = tagged.filter(tagged._ok)  # values outside their plausible range set aside
     out: list[ir.Table] = []
+
+    # values set aside (outside the plausible range) and converted from mg/dL, counted
+    counted = [name for name, rule in rules.items() if rule.counted]
+    if counted:
+        kt = tagged.filter(tagged.role.isin([f"v:{name}" for name in counted]))
+        kcols: dict[str, ir.Value] = {}
+        for name in counted:
+            mine = kt.role == f"v:{name}"
+            kcols[f"{name}_outside_n"] = kt.count(where=mine & ~kt._ok)
+            kcols[f"{name}_mg_dl_n"] = kt.count(where=mine & kt._mg_dl)
+        out.append(_pivot(kt, ["patient_id"], kcols))
 
     # conditions and registers: latest date per role
     cond_roles = [*CONDITION_ROLES, *(r for pair in REGISTERS.values() for r in pair)]

@@ -172,14 +172,16 @@ def derive_chol_hdl_ratio(
     pair_date: pd.Series | None = None,
     config: CvdConfig = DEFAULT_CONFIG,
 ) -> tuple[pd.Series, pd.Series]:
-    """Total cholesterol / HDL ratio: the latest result — a recorded ratio (1-20), or
-    total cholesterol / HDL measured on one day (``total_cholesterol`` and ``hdl`` are that
-    day's pair; both in their plausible ranges), whichever is more recent (given the dates;
-    a recorded ratio on the same day wins, being the laboratory's own report); else imputed
-    at the QRISK3 centre."""
+    """Total cholesterol / HDL ratio: the latest result — a recorded ratio (in
+    ``config.chol_hdl_ratio_range``), or total cholesterol / HDL measured on one day
+    (``total_cholesterol`` and ``hdl`` are that day's pair; both in their plausible ranges,
+    and their ratio in the ratio's), whichever is more recent (given the dates; a recorded
+    ratio on the same day wins, being the laboratory's own report); else imputed at the
+    QRISK3 centre."""
     ratio, tc, hdl = _num(ratio), _num(total_cholesterol), _num(hdl)
-    has = _in_range(ratio, 1.0, 20.0)
+    has = _in_range(ratio, *config.chol_hdl_ratio_range)
     ok = _in_range(tc, *config.cholesterol_range) & _in_range(hdl, *config.hdl_range)
+    ok &= _in_range(tc / hdl, *config.chol_hdl_ratio_range)
     newer = pd.Series(False, index=ratio.index)
     if ratio_date is not None and pair_date is not None:
         newer = (pd.to_datetime(pair_date) > pd.to_datetime(ratio_date)).fillna(False)

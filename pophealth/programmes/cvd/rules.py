@@ -25,6 +25,12 @@ from pophealth.scores.bp import htn_rag, htn_risk_group, needs_same_day_review
 from pophealth.scores.qrisk3 import QRISK3_COLUMNS, qrisk3
 
 
+def _plausible(values: pd.Series, limits: tuple[float, float]) -> pd.Series:
+    """``values`` with those outside ``limits`` (inclusive) set to NaN."""
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    return v.where((v >= limits[0]) & (v <= limits[1]))
+
+
 def _recent(dates: pd.Series, index_date, months: int) -> pd.Series:
     start = pd.Timestamp(months_before(index_date, months))
     d = pd.to_datetime(dates)
@@ -152,6 +158,10 @@ def lipids(
     cholesterol minus HDL measured on the same day (the latest day with both; a TC and
     an HDL from different days are never paired). When both fall on the same day the
     recorded value wins (it is the laboratory's own report of that sample).
+
+    Every value read (total cholesterol, LDL, recorded non-HDL, the day's TC and HDL and
+    their difference) is within its plausible range in ``config`` (mmol/L); values outside
+    are not read (see docs/programmes/cvd.md, "Lipid results: plausible ranges and units").
     """
     out = records.copy()
     months = config.lipid_lookback_months
@@ -159,10 +169,14 @@ def lipids(
     recent_nonhdl = _recent(out["non_hdl_recorded_date"], index_date, months)
     recent_pair = _recent(out["paired_lipid_date"], index_date, months)
     recent_ldl = _recent(out["ldl_date"], index_date, months)
-    tc = out["total_cholesterol"].where(recent_tc)
-    recorded = out["non_hdl_recorded"].where(recent_nonhdl)
+    # every value read is within its plausible range (the extract has already set aside
+    # values outside before choosing the latest; this guards records from elsewhere)
+    tc = _plausible(out["total_cholesterol"], config.cholesterol_range).where(recent_tc)
+    recorded = _plausible(out["non_hdl_recorded"], config.non_hdl_range).where(recent_nonhdl)
     recorded_date = pd.to_datetime(out["non_hdl_recorded_date"]).where(recorded.notna())
-    derived = (out["paired_tc"] - out["paired_hdl"]).where(recent_pair)
+    pair_tc = _plausible(out["paired_tc"], config.cholesterol_range)
+    pair_hdl = _plausible(out["paired_hdl"], config.hdl_range)
+    derived = _plausible(pair_tc - pair_hdl, config.non_hdl_range).where(recent_pair)
     derived_date = pd.to_datetime(out["paired_lipid_date"]).where(derived.notna())
     use_recorded = recorded.notna() & (derived.isna() | (recorded_date >= derived_date))
     use_derived = ~use_recorded & derived.notna()
@@ -174,7 +188,7 @@ def lipids(
         dtype=object,
     )
     out["non_hdl_source"] = source.where(source != "", None)
-    ldl = out["ldl"].where(recent_ldl)
+    ldl = _plausible(out["ldl"], config.ldl_range).where(recent_ldl)
     out["ldl_recent"] = ldl
     out["tc_recent"] = tc
 

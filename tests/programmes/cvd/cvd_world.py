@@ -76,6 +76,7 @@ CODES = {
             "ramipril",
             "quetiapine",
             "prednisolone",
+            "chol_hdl_ratio",  # (new roles go last: earlier codes keep their values)
         ]
     )
 }
@@ -118,6 +119,7 @@ def make_codelists() -> CvdCodelists:
                 "hdl",
                 "ldl",
                 "non_hdl",
+                "chol_hdl_ratio",
                 "egfr",
                 "haemoglobin",
             )
@@ -227,7 +229,9 @@ class World:
         )
         return pid
 
-    def event(self, pid: str, role: str, date, value: float | None = None) -> None:
+    def event(
+        self, pid: str, role: str, date, value: float | None = None, unit: str | None = None
+    ) -> None:
         self.events.append(
             dict(
                 patient_id=pid,
@@ -236,7 +240,7 @@ class World:
                 system="snomedct",
                 code=CODES[role],
                 value=value,
-                unit=None,
+                unit=unit,
             )
         )
 

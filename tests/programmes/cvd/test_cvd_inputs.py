@@ -73,6 +73,18 @@ def test_chol_hdl_ratio():
     assert list(ratio[:2]) == [3.5, 4.0]
 
 
+def test_chol_hdl_ratio_range_is_config_and_covers_the_derived_ratio():
+    """The ratio's plausible range is CvdConfig.chol_hdl_ratio_range, for a recorded ratio
+    and for one derived from a plausible TC and HDL alike (20 / 0.5 = 40 is not a ratio)."""
+    ratio, flag = derive_chol_hdl_ratio(
+        S([np.nan, 15.0]), S([20.0, np.nan]), S([0.5, np.nan]), S(["male"] * 2)
+    )
+    assert list(flag) == ["imputed", "present"]
+    narrow = dataclasses.replace(DEFAULT_CONFIG, chol_hdl_ratio_range=(1.0, 12.0))
+    _, flag = derive_chol_hdl_ratio(S([15.0]), S([np.nan]), S([np.nan]), S(["male"]), config=narrow)
+    assert list(flag) == ["imputed"]
+
+
 def test_chol_hdl_ratio_is_the_latest_result():
     """A recorded ratio older than one day's TC and HDL gives way to them; on the same day,
     or newer, the recorded ratio stays (QRISK3 takes the latest result)."""
@@ -150,6 +162,8 @@ def test_config_guards_and_switches():
     with pytest.raises(ValueError, match="look-back"):
         CvdConfig(bp_lookback_months=6)
     assert dataclasses.replace(DEFAULT_CONFIG, nice_strict=True).nice_strict
+    with pytest.raises(ValueError, match="ldl_range"):
+        CvdConfig(ldl_range=(5.0, 1.0))
 
 
 def test_statin_intensity_table():

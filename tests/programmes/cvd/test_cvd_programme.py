@@ -157,3 +157,35 @@ def test_docs_name_exactly_the_missing_code_lists():
     doc = Path(__file__).parents[3] / "docs" / "programmes" / "cvd.md"
     line = next(x for x in doc.read_text().splitlines() if x.startswith("Missing roles"))
     assert set(re.findall(r"`(\w+)`", line)) == set(curated_codelists().missing())
+
+
+def test_lipid_result_quality_counts_people_and_is_released():
+    """The report counts, per lipid, the people with a result set aside as implausible and
+    the people with a result converted from mg/dL, through disclosure control."""
+    from pophealth import disclosure
+    from pophealth.programmes.cvd import LIPID_VALUES, _lipid_data_quality
+    from pophealth.programmes.cvd.config import DEFAULT_CONFIG
+
+    n = 40
+    frame = pd.DataFrame(
+        {f"{name}_{k}_n": [0] * n for name, _, _ in LIPID_VALUES for k in ("outside", "mg_dl")}
+    )
+    frame.loc[:11, "total_cholesterol_outside_n"] = 1  # 12 people
+    frame.loc[:0, "total_cholesterol_outside_n"] = 3  # (one of them with three results)
+    frame.loc[:2, "ldl_mg_dl_n"] = 1  # 3 people: withheld
+    frame.loc[:20, "hdl_mg_dl_n"] = 2  # 21 people
+    got = _lipid_data_quality(frame, DEFAULT_CONFIG, disclosure.DEFAULT_POLICY).set_index("lipid")
+    assert got.loc["total cholesterol", "plausible_range"] == "1–20 mmol/L"
+    assert got.loc["cholesterol/HDL ratio (recorded)", "plausible_range"] == "1–20"
+    assert got.loc["total cholesterol", "patients_with_results_set_aside"] == 10
+    assert got.loc["HDL cholesterol", "patients_with_results_converted_from_mg_dl"] == 20
+    assert pd.isna(got.loc["LDL cholesterol", "patients_with_results_converted_from_mg_dl"])
+    assert got.loc["LDL cholesterol", "patients_with_results_set_aside"] == 0
+
+
+def test_report_has_the_lipid_result_quality_table(result):
+    out = next(o for o in result.outputs if o.name == "cvd_lipid_result_quality")
+    assert out.kind == "aggregate" and len(out.frame) == 5
+    section = next(s for s in result.sections if s.title == "Pharmacist worklists")
+    assert out in section.tables
+    assert any("set aside before the latest result is chosen" in n for n in section.notes)

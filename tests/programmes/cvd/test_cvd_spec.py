@@ -221,6 +221,48 @@ def build_world() -> World:
         if fh:
             w.event(pid, "familial_hypercholesterolaemia", "2010-01-01")
 
+    # -- lipid plausibility and units (CvdConfig lipid ranges; mg/dL ÷ 38.67) ----------------
+    # A typed 52 (for 5.2) is set aside before the latest is chosen: the earlier 5.2 counts.
+    w.patient("tc_52_typo", age=45, sex="female", practice="XP003")
+    w.event("tc_52_typo", "total_cholesterol", _date(10), 52.0)
+    w.event("tc_52_typo", "total_cholesterol", _date(200), 5.2)
+    # 390 mg/dL with its unit is 10.1 mmol/L (refer); the same number with no unit is not
+    # a plausible mmol/L and is set aside; 5.2 labelled mg/dL (0.13 mmol/L) likewise.
+    w.patient("tc_390_mg_dl", age=45, sex="female", practice="XP003")
+    w.event("tc_390_mg_dl", "total_cholesterol", _date(10), 390.0, unit="mg/dL")
+    w.patient("tc_390_no_unit", age=45, sex="female", practice="XP003")
+    w.event("tc_390_no_unit", "total_cholesterol", _date(10), 390.0)
+    w.patient("tc_5_2_labelled_mg_dl", age=45, sex="female", practice="XP003")
+    w.event("tc_5_2_labelled_mg_dl", "total_cholesterol", _date(10), 5.2, unit="mg/dL")
+    # CVD on a statin: LDL 116 "MG / DL" (any case and spacing) = 3.0 mmol/L, above 2.0;
+    # the same number with no unit is set aside (no LDL: not on list (b) for it).
+    for pid, unit in (("ldl_116_mg_dl", "MG / DL"), ("ldl_116_no_unit", None)):
+        w.patient(pid, age=70, practice="XP003")
+        w.event(pid, "ihd", "2015-01-01")
+        w.issue(pid, "atorvastatin_20", _date(30))
+        w.event(pid, "ldl", _date(20), 116.0, unit=unit)
+    # A recorded non-HDL of 35 is set aside: the earlier 2.0 is the latest, at target.
+    w.patient("nonhdl_35_typo", age=70, practice="XP003")
+    w.event("nonhdl_35_typo", "ihd", "2015-01-01")
+    w.issue("nonhdl_35_typo", "atorvastatin_20", _date(30))
+    w.event("nonhdl_35_typo", "non_hdl", _date(10), 35.0)
+    w.event("nonhdl_35_typo", "non_hdl", _date(300), 2.0)
+    # HDL above TC on one day (1.5 - 2.0 = -0.5) is no non-HDL: the recorded 3.0 stands.
+    w.patient("pair_hdl_above_tc", age=70, practice="XP003")
+    w.event("pair_hdl_above_tc", "ihd", "2015-01-01")
+    w.issue("pair_hdl_above_tc", "atorvastatin_20", _date(30))
+    w.event("pair_hdl_above_tc", "non_hdl", _date(300), 3.0)
+    w.event("pair_hdl_above_tc", "total_cholesterol", _date(20), 1.5)
+    w.event("pair_hdl_above_tc", "hdl", _date(20), 2.0)
+    # TC 232 and HDL 58 mg/dL on one day: 6.0 and 1.5 mmol/L, ratio 4 for QRISK3.
+    w.patient("pair_mg_dl", age=64, sex="female", ethnicity_16="H", practice="XP003")
+    w.event("pair_mg_dl", "total_cholesterol", _date(50), 232.0, unit="mg/dL")
+    w.event("pair_mg_dl", "hdl", _date(50), 58.0, unit="mg/dL")
+    # A recorded ratio of 45 is set aside: the earlier 4.0 is the latest (present).
+    w.patient("ratio_45_typo", age=64, sex="female", practice="XP003")
+    w.event("ratio_45_typo", "chol_hdl_ratio", _date(10), 45.0)
+    w.event("ratio_45_typo", "chol_hdl_ratio", _date(400), 4.0)
+
     # -- QRISK3 treatment flags: regular use = issues in 12 months ---------------------------
     w.patient("treated_htn", age=50, practice="XP005")
     w.event("treated_htn", "hypertension", "2015-01-01")
@@ -472,6 +514,101 @@ def test_lipid_worklists(ruled):
     cols = ["lipid_a", "lipid_b", "lipid_c", "lipid_d_assess", "lipid_d_refer"]
     got = {pid: tuple(int(v) for v in ruled.loc[pid, cols]) for pid in LIPID_EXPECTED}
     assert got == LIPID_EXPECTED
+
+
+LIPID_RANGE_EXPECTED = {
+    # patient: (tc_recent, lipid_b, lipid_d_assess, lipid_d_refer)
+    "tc_52_typo": (5.2, 0, 0, 0),
+    "tc_390_mg_dl": (390 / 38.67, 0, 0, 1),
+    "tc_390_no_unit": (None, 0, 0, 0),
+    "tc_5_2_labelled_mg_dl": (None, 0, 0, 0),
+    "ldl_116_mg_dl": (None, 1, 0, 0),
+    "ldl_116_no_unit": (None, 0, 0, 0),
+    "nonhdl_35_typo": (None, 0, 0, 0),
+    "pair_hdl_above_tc": (1.5, 1, 0, 0),
+}
+
+
+def test_lipid_values_outside_their_plausible_range_are_set_aside(ruled):
+    """Every lipid value the lists read is in CvdConfig's plausible range; a value outside
+    is set aside before the latest is chosen (a typed 52 for 5.2 never reaches 'refer to
+    lipid clinic'); a value with an explicit mg/dL unit is converted (÷ 38.67)."""
+    cols = ["tc_recent", "lipid_b", "lipid_d_assess", "lipid_d_refer"]
+    got = {}
+    for pid in LIPID_RANGE_EXPECTED:
+        tc, *flags = ruled.loc[pid, cols]
+        got[pid] = (None if pd.isna(tc) else round(float(tc), 9), *(int(f) for f in flags))
+    expected = {
+        pid: (None if tc is None else round(tc, 9), *rest)
+        for pid, (tc, *rest) in LIPID_RANGE_EXPECTED.items()
+    }
+    assert got == expected
+    assert ruled.loc["ldl_116_mg_dl", "ldl_recent"] == pytest.approx(116 / 38.67, abs=1e-12)
+    assert pd.isna(ruled.loc["ldl_116_no_unit", "ldl_recent"])
+    assert (
+        ruled.loc["nonhdl_35_typo", "non_hdl"],
+        ruled.loc["nonhdl_35_typo", "non_hdl_source"],
+    ) == (
+        2.0,
+        "recorded",
+    )
+    assert (
+        ruled.loc["pair_hdl_above_tc", "non_hdl"],
+        ruled.loc["pair_hdl_above_tc", "non_hdl_source"],
+    ) == (
+        3.0,
+        "recorded",
+    )
+    wl = worklist(ruled.reset_index()).set_index("patient_id")
+    assert not {"tc_52_typo", "tc_390_no_unit", "tc_5_2_labelled_mg_dl"} & set(wl.index)
+    assert "Total cholesterol 10.1 mmol/L is above 9." in wl.loc["tc_390_mg_dl", "reasons"]
+    assert "LDL 3.0 (target 2) mmol/L" in wl.loc["ldl_116_mg_dl", "reasons"]
+
+
+def test_qrisk_ratio_reads_plausible_and_converted_lipids(ruled):
+    pair = ruled.loc["pair_mg_dl"]
+    assert pair["paired_tc"] == pytest.approx(232 / 38.67, abs=1e-12)
+    assert pair["paired_hdl"] == pytest.approx(58 / 38.67, abs=1e-12)
+    assert (round(pair["q_chol_hdl_ratio"], 12), pair["chol_hdl_ratio_dq"]) == (4.0, "derived")
+    ratio = ruled.loc["ratio_45_typo"]
+    assert (ratio["q_chol_hdl_ratio"], ratio["chol_hdl_ratio_dq"]) == (4.0, "present")
+
+
+def test_lipid_values_set_aside_and_converted_are_counted(records):
+    """Per patient and lipid: results in the look-back set aside as implausible
+    (``<lipid>_outside_n``) and results converted from mg/dL (``<lipid>_mg_dl_n``)."""
+    r = records.set_index("patient_id")
+    names = ["total_cholesterol", "hdl", "ldl", "non_hdl_recorded", "chol_hdl_ratio_recorded"]
+    counts = {
+        pid: {
+            f"{n}_{k}": int(r.loc[pid, f"{n}_{k}_n"])
+            for n in names
+            for k in ("outside", "mg_dl")
+            if r.loc[pid, f"{n}_{k}_n"]
+        }
+        for pid in (
+            "tc_52_typo",
+            "tc_390_mg_dl",
+            "tc_390_no_unit",
+            "tc_5_2_labelled_mg_dl",
+            "ldl_116_mg_dl",
+            "nonhdl_35_typo",
+            "pair_mg_dl",
+            "ratio_45_typo",
+            "q_full",
+        )
+    }
+    assert counts == {
+        "tc_52_typo": {"total_cholesterol_outside": 1},
+        "tc_390_mg_dl": {"total_cholesterol_mg_dl": 1},
+        "tc_390_no_unit": {"total_cholesterol_outside": 1},
+        "tc_5_2_labelled_mg_dl": {"total_cholesterol_outside": 1, "total_cholesterol_mg_dl": 1},
+        "ldl_116_mg_dl": {"ldl_mg_dl": 1},
+        "nonhdl_35_typo": {"non_hdl_recorded_outside": 1},
+        "pair_mg_dl": {"total_cholesterol_mg_dl": 1, "hdl_mg_dl": 1},
+        "ratio_45_typo": {"chol_hdl_ratio_recorded_outside": 1},
+        "q_full": {},
+    }
 
 
 NON_HDL_EXPECTED = {
