@@ -27,6 +27,12 @@ the same-day item (and not the 1c item too: one reading counts once).
 
 Patients are ranked by total weight (several problems add up), then the highest single
 weight, then systolic BP, then patient id (so the order is reproducible).
+
+QRISK3 is shown to one decimal **rounded down** (:func:`qrisk_display`): the list compares
+the unrounded score with 10%, so a score of 9.96 is not on it and must not read "10.0"
+(rounding would show it so). Rounded down, a shown value is at or above 10.0 exactly when
+the score is: the shown value never contradicts the list. It can be up to 0.1 below what
+the QRISK3 calculator shows (which rounds).
 """
 
 from __future__ import annotations
@@ -62,6 +68,19 @@ ITEMS: tuple[Item, ...] = (
     Item("bp_1e", "grey", 10, "hypertension"),
 )
 RAG_ORDER = {"red": 0, "amber": 1, "grey": 2}
+
+
+def qrisk_display(
+    score: pd.Series, threshold: float = DEFAULT_CONFIG.qrisk_statin.value
+) -> pd.Series:
+    """QRISK3 % as shown: rounded down to one decimal, so that the shown value is at or
+    above ``threshold`` (a multiple of 0.1: the list's ">= 10%") exactly when the score
+    is. 9.96 and 9.999 show as 9.9; 10.0 as 10.0; NaN stays NaN."""
+    v = pd.to_numeric(score, errors="coerce").astype(float)
+    shown = np.floor(v * 10) / 10
+    # (a guard: floating point must never lift a score below the threshold onto it)
+    lifted = (v < threshold) & (shown >= threshold)
+    return shown.where(~lifted, (np.ceil(threshold * 10) - 1) / 10)
 
 
 def _fmt(x: pd.Series, digits: int = 1) -> pd.Series:
@@ -130,7 +149,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         index=p.index,
     )
     maximal = p["on_maximal_statin"] == 1
-    q = _fmt(p["qrisk3"])
+    q = _fmt(qrisk_display(p["qrisk3"], config.qrisk_statin.value))
     imputed = p["qrisk_imputed"].fillna("")
     q_note = pd.Series(
         np.where(imputed != "", " (estimated without: " + imputed + ")", ""), index=p.index
@@ -313,7 +332,8 @@ def worklist(p: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataF
     out["rank_in_practice"] = out.groupby("practice_id", dropna=False).cumcount() + 1
     out["rank_in_pcn"] = out.groupby("pcn_id", dropna=False).cumcount() + 1
     # QRISK3 is shown only where it applies (not for CVD, FH, T1DM, CKD 3-5, <25, 85+)
-    out["qrisk3"] = out["qrisk3"].where(out["qrisk_applies"] == 1).round(1)
+    shown = qrisk_display(out["qrisk3"], config.qrisk_statin.value)  # rounded down
+    out["qrisk3"] = shown.where(out["qrisk_applies"] == 1)
     out["qrisk_imputed"] = out["qrisk_imputed"].where(out["qrisk3"].notna(), None)
     out["qrisk3_disclaimer"] = np.where(out["qrisk3"].notna(), QRISK3_DISCLAIMER, None)
     out = out.sort_values(["pcn_name", "practice_id", "rank_in_practice"], kind="stable")

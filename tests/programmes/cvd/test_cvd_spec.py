@@ -711,6 +711,45 @@ def test_worklist_ranks_and_explains(ruled):
     assert p1["rank_in_practice"].idxmin() in {"at_181_121", "sbp_181", "dbp_121"}
 
 
+QRISK_SHOWN = {
+    # score: (shown, on the QRISK3 >= 10% list)
+    9.96: (9.9, 0),  # rounding would show 10.0 beside "not on the list"
+    9.999: (9.9, 0),
+    float(np.nextafter(10.0, 0.0)): (9.9, 0),  # the largest score below 10
+    10.0: (10.0, 1),
+    10.04: (10.0, 1),
+    17.25: (17.2, 1),
+}
+
+
+def test_qrisk_display_rounds_down():
+    from pophealth.programmes.cvd.worklist import qrisk_display
+
+    shown = qrisk_display(pd.Series([*QRISK_SHOWN, np.nan]))
+    assert list(shown[:-1]) == [v[0] for v in QRISK_SHOWN.values()]
+    assert pd.isna(shown.iloc[-1])
+    # a threshold of 20% (say) is held the same way
+    assert list(qrisk_display(pd.Series([19.99, 20.0]), 20.0)) == [19.9, 20.0]
+
+
+def test_qrisk3_shown_never_contradicts_the_list(ruled):
+    """The worklist shows QRISK3 rounded down to one decimal: shown >= 10.0 exactly when
+    the unrounded score is >= 10% (the list's test), in the column and in the reason."""
+    scores = list(QRISK_SHOWN)
+    # patients listed for BP (1a), QRISK3 applying, with these scores
+    base = ruled.loc[["at_141_91"] * len(scores)].reset_index()
+    base["patient_id"] = [f"q_{i}" for i in range(len(scores))]
+    base["qrisk3"] = scores
+    assert (base["qrisk_applies"] == 1).all() and (base["on_llt"] == 0).all()
+    wl = worklist(lipids(base, INDEX)).set_index("patient_id")
+    for i, (score, (shown, listed)) in enumerate(QRISK_SHOWN.items()):
+        row = wl.loc[f"q_{i}"]
+        assert row["qrisk3"] == shown, score
+        assert ("QRISK3" in row["reasons"]) == bool(listed), score
+        if listed:
+            assert f"QRISK3 {shown:.1f}% (10-year CVD risk)" in row["reasons"], score
+
+
 def test_engines_agree(store):
     """DuckDB and Spark give the same records (run when both engines ran)."""
     if len(_RECORDS) < 2:
