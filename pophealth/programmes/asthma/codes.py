@@ -2,9 +2,15 @@
 
 :func:`curated` loads them from pophealth's curated lists through
 :func:`pophealth.codelists.codelist` (format-checked per coding system); tests build small
-:class:`AsthmaCodes` with :meth:`Codelist.of`. A list the curated set does not have is
-``None`` and named in :attr:`AsthmaCodes.missing`, so the report can say which markers could
-not be computed instead of showing a silent zero.
+:class:`AsthmaCodes` with :meth:`Codelist.of`.
+
+Every list a marker is computed from is **required** (:data:`REQUIRED`): without it the
+marker would read "no" for everyone (no review list → everyone "no review"; no SABA list →
+nobody over-uses a reliever), so building :class:`AsthmaCodes` with one missing or empty is
+an error naming the list. Only the ISAC pathway lists are optional by design
+(:data:`OPTIONAL`): without them the referral timers are not computed and the report says so.
+An optional list the curated set does not have is ``None`` and named in
+:attr:`AsthmaCodes.missing`.
 """
 
 from __future__ import annotations
@@ -41,6 +47,22 @@ class AsthmaCodes:
     seen_sac: Codelist | None = None
     missing: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("asthma", *REQUIRED):
+            cl = getattr(self, name)
+            if cl is None:
+                problems.append(f"{name} (missing)")
+            elif not any(cl.codes.values()):
+                problems.append(f"{name} (empty: {cl.name!r})")
+        if problems:
+            raise MissingCodelistError(
+                "asthma programme: required code list(s) "
+                + ", ".join(f"{p} [curated: {_curated_hint(p)}]" for p in problems)
+                + "; without them the markers would read 'no' for everyone. Optional lists "
+                "(may be None): " + ", ".join(OPTIONAL)
+            )
+
     def by_system(self, name: str) -> dict[str, list[str]]:
         """The list ``name`` as {system: sorted codes}; {} when the list is missing."""
         cl = getattr(self, name)
@@ -66,6 +88,29 @@ class AsthmaCodes:
             for code in codes
             if code in mg
         }
+
+
+class MissingCodelistError(ValueError):
+    """A code list the asthma programme needs is missing or empty."""
+
+
+#: Lists every marker needs: missing or empty is an error (the ``asthma`` list too).
+#: ``ics_high_dose`` is derived from ``ics_inhalers``' ``dose_category`` column.
+REQUIRED: tuple[str, ...] = (
+    "asthma_resolved", "saba", "ics", "ics_high_dose", "prednisolone", "review",
+    "action_plan", "inhaler_technique", "smoking", "ed_asthma", "attack_icd10",
+)  # fmt: skip
+#: Lists that may be ``None``: the ISAC pathway referral and clinic-visit lists. Without
+#: them the timers are not computed (waits unknown, never a breach) and the report says so;
+#: the severe-asthma-centre lists are not curated (no public source confirmed such codes).
+OPTIONAL: tuple[str, ...] = ("referral_secondary", "seen_secondary", "referral_sac", "seen_sac")
+
+
+def _curated_hint(problem: str) -> str:
+    name = problem.split(" ", 1)[0]
+    if name == "ics_high_dose":
+        return "ics_inhalers with a 'high' dose_category"
+    return " or ".join(CURATED_NAMES.get(name, (name,)))
 
 
 #: attribute → curated list names tried in order (the first present wins).
@@ -109,7 +154,10 @@ def high_dose_subset(ics: Codelist, column: str = "dose_category", value: str = 
 
 
 def curated() -> AsthmaCodes:
-    """The programme's code lists from pophealth's curated set (missing ones named)."""
+    """The programme's code lists from pophealth's curated set.
+
+    A required list (:data:`REQUIRED`) the curated set lacks is an error naming it; a missing
+    optional list (:data:`OPTIONAL`) is ``None`` and named in :attr:`AsthmaCodes.missing`."""
     available = curated_manifest()
     found: dict[str, Codelist] = {}
     missing: list[str] = []
@@ -119,13 +167,18 @@ def curated() -> AsthmaCodes:
             missing.append(f"{attr} (tried: {', '.join(names)})")
             continue
         found[attr] = codelist(name)
-    if "asthma" not in found:
-        raise ValueError("the curated code lists have no asthma_diagnosis list")
     if "ics" in found:
         high = high_dose_subset(found["ics"])
         if high is None:
             missing.append("ics_high_dose (ics_inhalers has no 'high' dose_category)")
         else:
             found["ics_high_dose"] = high
+    required = [m for m in missing if m.split(" ", 1)[0] not in OPTIONAL]
+    if required:
+        raise MissingCodelistError(
+            "asthma programme: the curated code lists lack required list(s) "
+            + "; ".join(required)
+            + " — without them the markers would read 'no' for everyone"
+        )
     known = {f.name for f in fields(AsthmaCodes)}
     return AsthmaCodes(**{k: v for k, v in found.items() if k in known}, missing=tuple(missing))
