@@ -232,11 +232,16 @@ def atrial_fibrillation(
     flags ``af_gap`` (indicated, no anticoagulant issued in 12 months) and
     ``af_aspirin_only`` (aspirin in 12 months, no anticoagulant). NA off the register.
 
-    Sex not recorded: the score is the male score or one more (female sex scores 1), so
-    ``chadsvasc`` is NA and ``chadsvasc_at_least`` holds the male score (equal to
-    ``chadsvasc`` when sex is known). When that lowest score already reaches the "offer"
-    threshold (2) the indication is "offer" whatever the sex; otherwise it stays None
-    (the answer depends on the sex)."""
+    Sex not recorded (``unknown``: not stated, indeterminate or missing): the score is the
+    male score or one more (female sex scores 1), so ``chadsvasc`` is NA and
+    ``chadsvasc_at_least`` / ``chadsvasc_at_most`` hold the score for a man / for a woman
+    (both equal to ``chadsvasc`` when sex is known). The score is read both ways: where a
+    man and a woman would get the same answer, that is the indication ("offer" when the
+    male score already reaches 2; "not indicated" at 0, as a woman's 1 is her sex point
+    alone). Where they differ — a male score of 1: a man "consider", a woman (2) "offer" —
+    the indication says both ("consider if a man, offer if a woman"), ``af_record_sex`` is
+    1 and, without an anticoagulant, the person is on the gap list to have their sex
+    checked and recorded and the decision made (never silently left off)."""
     out = records.copy()
     af = out["atrial_fibrillation"] == 1
     diabetes = ((out["type1_diabetes"] == 1) | (out["type2_diabetes"] == 1)).astype(int)
@@ -258,6 +263,7 @@ def atrial_fibrillation(
 
     score = score_for(out["sex"])
     lowest = score_for(out["sex"].where(known_sex, "male"))
+    highest = score_for(out["sex"].where(known_sex, "female"))
     bleed = orbit(
         out["age"].astype(float),
         out["sex"],
@@ -271,20 +277,30 @@ def atrial_fibrillation(
     )
     out["chadsvasc"] = pd.array(score, dtype="Int64")
     out["chadsvasc_at_least"] = pd.array(lowest, dtype="Int64")
+    out["chadsvasc_at_most"] = pd.array(highest, dtype="Int64")
     out["orbit"] = pd.array(bleed, dtype="Int64")
-    out.loc[~af, ["chadsvasc", "chadsvasc_at_least", "orbit"]] = pd.NA
+    out.loc[~af, ["chadsvasc", "chadsvasc_at_least", "chadsvasc_at_most", "orbit"]] = pd.NA
     out["orbit_band"] = pd.Series(orbit_risk_group(out["orbit"]), index=out.index)
-    indication = pd.Series(
-        anticoagulation_indication(out["chadsvasc"], out["sex"], thresholds=config.anticoagulation),
-        index=out.index,
-        dtype=object,
-    )
-    offer_any_sex = ~known_sex & (
-        out["chadsvasc_at_least"] >= config.anticoagulation.offer_at_or_above
-    ).fillna(False)
-    indication = indication.where(~offer_any_sex, "offer")
+
+    def indication_for(scores, sex) -> pd.Series:
+        got = anticoagulation_indication(scores, sex, thresholds=config.anticoagulation)
+        return pd.Series(got, index=out.index, dtype=object)
+
+    indication = indication_for(out["chadsvasc"], out["sex"])
+    # sex not recorded: the answer for a man and for a woman
+    if_man = indication_for(out["chadsvasc_at_least"], pd.Series("male", index=out.index))
+    if_woman = indication_for(out["chadsvasc_at_most"], pd.Series("female", index=out.index))
+    unknown = ~known_sex & af & if_man.notna() & if_woman.notna()
+    agree = unknown & (if_man == if_woman)
+    record_sex = unknown & (if_man != if_woman)
+    indication = indication.where(~agree, if_man)
+    both = if_man.astype(str) + " if a man, " + if_woman.astype(str) + " if a woman"
+    indication = indication.where(~record_sex, both)
     out["anticoag_indication"] = indication.where(af, None)
-    indicated = out["anticoag_indication"].isin(["offer", "consider"])
+    out["af_record_sex"] = record_sex.astype(int)
+    indicated = out["anticoag_indication"].isin(["offer", "consider"]) | (
+        record_sex & (if_man.isin(["offer", "consider"]) | if_woman.isin(["offer", "consider"]))
+    )
     no_anticoag = out["anticoagulated"] == 0
     out["af_gap"] = (af & indicated & no_anticoag).astype(int)
     out["af_aspirin_only"] = (af & no_anticoag & (out["on_aspirin"] == 1)).astype(int)

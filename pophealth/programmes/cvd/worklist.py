@@ -10,6 +10,7 @@ RAG    reason                                                                wei
 =====  ====================================================================  ======
 red    BP 180/120 or above (NICE severe): same-day clinical review              100
 red    AF, stroke risk high enough to offer anticoagulation, none in 12 mo       90
+red    AF, sex not recorded, score 1 as a man / 2 as a woman: record sex         85
 red    CVD (IHD/PAD/stroke/TIA), no statin                                       80
 red    total cholesterol above 9: refer to lipid clinic                          70
 red    BP above 160/100 (1c), below 180/120                                      60
@@ -57,6 +58,7 @@ class Item:
 ITEMS: tuple[Item, ...] = (
     Item("bp_severe", "red", 100, "hypertension"),
     Item("af_offer", "red", 90, "AF"),
+    Item("af_record_sex", "red", 85, "AF"),
     Item("lipid_a", "red", 80, "lipids"),
     Item("lipid_d_refer", "red", 70, "lipids"),
     Item("bp_1c", "red", 60, "hypertension"),
@@ -102,6 +104,7 @@ def item_flags(p: pd.DataFrame) -> dict[str, pd.Series]:
         "bp_1e": g == "1e",
         "af_offer": (p["af_gap"] == 1) & (ind == "offer"),
         "af_consider": (p["af_gap"] == 1) & (ind == "consider"),
+        "af_record_sex": (p["af_gap"] == 1) & (p["af_record_sex"] == 1),
         "lipid_a": p["lipid_a"] == 1,
         "lipid_b": p["lipid_b"] == 1,
         "lipid_c": p["lipid_c"] == 1,
@@ -201,6 +204,20 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         "af_consider": (
             "AF, man with CHA2DS2-VASc 1, no anticoagulant in 12 months." + orbit_txt + aspirin,
             s("Consider anticoagulation; discuss risks and benefits."),
+        ),
+        "af_record_sex": (
+            "AF, sex not recorded: CHA2DS2-VASc "
+            + _fmt(p["chadsvasc_at_least"].astype("Float64"), 0)
+            + " for a man, "
+            + _fmt(p["chadsvasc_at_most"].astype("Float64"), 0)
+            + " for a woman (anticoagulation: "
+            + p["anticoag_indication"].fillna("").astype(str)
+            + "), no anticoagulant in 12 months."
+            + orbit_txt
+            + aspirin,
+            "Check and record the patient's sex, then decide on anticoagulation ("
+            + p["anticoag_indication"].fillna("").astype(str)
+            + ").",
         ),
         "lipid_a": (
             "Has "

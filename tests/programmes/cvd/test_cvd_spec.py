@@ -300,6 +300,9 @@ def build_world() -> World:
     w.patient("af_unknown_sex_80", age=80, sex="unknown", practice="XP004")
     w.event("af_unknown_sex_80", "atrial_fibrillation", "2020-01-01")
     w.event("af_unknown_sex_80", "hypertension", "2012-01-01")
+    # sex not recorded, 70, nothing else: 1 as a man (consider), 2 as a woman (offer)
+    w.patient("af_unknown_sex_70", age=70, sex="unknown", practice="XP004")
+    w.event("af_unknown_sex_70", "atrial_fibrillation", "2020-01-01")
     w.patient("af_m70_old_warfarin", age=70, sex="male", practice="XP004")
     w.event("af_m70_old_warfarin", "atrial_fibrillation", "2020-01-01")
     w.event("af_m70_old_warfarin", "heart_failure", "2021-01-01")
@@ -748,6 +751,30 @@ def test_qrisk3_shown_never_contradicts_the_list(ruled):
         assert ("QRISK3" in row["reasons"]) == bool(listed), score
         if listed:
             assert f"QRISK3 {shown:.1f}% (10-year CVD risk)" in row["reasons"], score
+
+
+def test_af_sex_not_recorded_with_one_point_is_listed_to_record_sex(ruled):
+    """NICE NG196: offer at 2, consider for men at 1. Sex not recorded, one point besides
+    sex: a man 1 (consider), a woman 2 (offer). Listed with its own reason and action
+    (check and record sex, then decide), not left off as undecided."""
+    row = ruled.loc["af_unknown_sex_70"]
+    assert row["anticoag_indication"] == "consider if a man, offer if a woman"
+    assert (row["af_gap"], row["af_record_sex"]) == (1, 1)
+    wl = worklist(ruled.reset_index()).set_index("patient_id")
+    got = wl.loc["af_unknown_sex_70"]
+    assert got["reasons"].startswith(
+        "AF, sex not recorded: CHA2DS2-VASc 1 for a man, 2 for a woman (anticoagulation: "
+        "consider if a man, offer if a woman), no anticoagulant in 12 months."
+    )
+    assert "man with CHA2DS2-VASc 1" not in got["reasons"]  # not the 'consider' item
+    assert got["next_action"] == (
+        "Check and record the patient's sex, then decide on anticoagulation "
+        "(consider if a man, offer if a woman)."
+    )
+    assert (got["rag"], got["domains"]) == ("red", "AF")
+    # known sex unchanged: a man of 66 'consider', sex-unknown 80 with hypertension 'offer'
+    assert "AF, man with CHA2DS2-VASc 1" in wl.loc["af_m66", "reasons"]
+    assert wl.loc["af_unknown_sex_80", "next_action"].startswith("Offer anticoagulation")
 
 
 def test_engines_agree(store):
