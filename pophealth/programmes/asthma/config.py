@@ -21,6 +21,7 @@ output so that results can be traced to the thresholds that made them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +56,10 @@ DELPHI = "UK Delphi consensus on severe-asthma referral, BMJ Open Respir Res (ta
 ERS_ATS = (
     "ERS/ATS severe asthma guideline, https://erj.ersjournals.com/highwire/markup/104234/expansion"
 )
+PAST_ATTACK = (
+    "Past attack as predictor of the next, https://pmc.ncbi.nlm.nih.gov/articles/PMC6056517/; "
+    "BTS/SIGN 2019 future-risk table"
+)
 LONDON_CYP = (
     "London CYP asthma standards (three basics), "
     "https://www.myhealth.london.nhs.uk/healthy-london/programmes/children-and-young-people/ask-about-asthma"
@@ -76,6 +81,30 @@ class Threshold:
     def describe(self) -> str:
         shown = f"{self.value:g}"
         return f"{self.comparison} {shown} {self.unit}".strip()
+
+    def amount(self) -> str:
+        """The value as words show it: ``6``, ``0.5``; mg of 1,000 or more in grams (``3 g``)."""
+        if self.unit.startswith("mg") and self.value >= 1000:
+            return f"{self.value / 1000:g} g"
+        return f"{self.value:g}"
+
+    def phrase(self) -> str:
+        """The cut-off in plain words, for reasons and titles: ``6 or more``, ``more than
+        12``, ``below 0.5``, ``more than 3 g``, ``no`` (``== 0``)."""
+        v = self.amount()
+        if self.comparison == "==":
+            return "no" if self.value == 0 else f"exactly {v}"
+        return {
+            ">=": f"{v} or more",
+            ">": f"more than {v}",
+            "<": f"below {v}",
+            "<=": f"{v} or fewer",
+        }[self.comparison]
+
+    def sign(self) -> str:
+        """The cut-off as a short sign for headings: ``≥ 6``, ``> 12``, ``< 0.5``."""
+        op = {">=": "≥", ">": ">", "<": "<", "<=": "≤", "==": "="}[self.comparison]
+        return f"{op} {self.amount()}"
 
 
 def _t(value, comparison, unit, meaning, source, status) -> Threshold:
@@ -139,6 +168,17 @@ class AsthmaConfig:
         3000, ">", "mg prednisolone in 12 months",
         "more than 3 g prednisolone in a year (NHSBSA high-dose)", NHSBSA, "confirmed",
     )  # fmt: skip
+    #: One course or more (below ``ocs_courses_flag``): a moderate reason. A past attack is
+    #: the single strongest predictor of the next (OR ~3.7 for one attack in children).
+    ocs_courses_any: Threshold = _t(
+        1, ">=", "oral steroid courses in 12 months",
+        "an oral steroid course in a year (fewer than the high-risk count): a past attack is "
+        "the strongest predictor of the next", PAST_ATTACK, "confirmed",
+    )  # fmt: skip
+    #: Cumulative prednisolone is the **known** total: issues whose quantity or tablet
+    #: strength is unknown add nothing to it and are counted apart
+    #: (``prednisolone_unknown_issues_12m``), so ``prednisolone_high_mg`` is met by the
+    #: known total only and the words say "at least N mg (k issues with unknown dose)".
     #: Issues of prednisolone less than this many days apart are one course (a course
     #: issued in two parts). [UNCONFIRMED] pophealth default.
     ocs_same_course_days: int = 7
@@ -177,6 +217,18 @@ class AsthmaConfig:
     uncontrolled_saba: Threshold = _t(
         6, ">=", "SABA inhalers in 12 months", "uncontrolled: ≥6 reliever inhalers", AAC,
         "confirmed",
+    )  # fmt: skip
+    #: Poor control on a validated questionnaire (AAC: "poor symptom control"; ERS/ATS:
+    #: ACT < 20 or ACQ ≥ 1.5). pophealth does not read ACT/ACQ scores from records yet (no
+    #: curated code list); they count only when a marker table carries ``act_score`` /
+    #: ``acq_score`` columns.
+    uncontrolled_act: Threshold = _t(
+        20, "<", "Asthma Control Test score (5-25)",
+        "uncontrolled: Asthma Control Test score below 20", ERS_ATS, "confirmed",
+    )  # fmt: skip
+    uncontrolled_acq: Threshold = _t(
+        1.5, ">=", "Asthma Control Questionnaire score (0-6)",
+        "uncontrolled: Asthma Control Questionnaire score 1.5 or more", ERS_ATS, "confirmed",
     )  # fmt: skip
     hard_trigger_ocs: Threshold = _t(
         3, ">=", "oral steroid courses in 12 months",
@@ -238,6 +290,37 @@ class AsthmaConfig:
         if version == self.version:
             raise ValueError("a changed asthma config needs a new version string")
         return dataclasses.replace(self, version=version, **changes)
+
+    def words(self, text: str) -> str:
+        """``text`` with each ``[name]`` filled from this config, so that words shown to
+        clinicians follow the configured values:
+
+        * a threshold by its phrase: ``[saba_priority]`` → "6 or more";
+        * ``[name:sign]`` by its sign: ``[saba_priority:sign]`` → "≥ 6";
+        * ``[name:fifths]`` a quintile cut-off as fifths: ≥ 5 → "top fifth", ≥ 4 → "top 2 fifths";
+        * a window: ``[lookback_months]`` → "12 months", ``[sac_weeks]`` → "8 weeks".
+
+        An unknown name is an error (a typo must not reach a worklist)."""
+
+        def fill(match: re.Match) -> str:
+            name, form = match.group(1), match.group(2)
+            value = getattr(self, name, None)
+            if isinstance(value, Threshold):
+                if form is None:
+                    return value.phrase()
+                if form == "sign":
+                    return value.sign()
+                if form == "fifths" and value.comparison == ">=":
+                    n = 6 - int(value.value)
+                    return "top fifth" if n == 1 else f"top {n} fifths"
+            elif form is None and isinstance(value, int) and not isinstance(value, bool):
+                for unit in ("months", "weeks", "days"):
+                    if name.endswith(f"_{unit}"):
+                        return f"{value} {unit}"
+            where = match.group(0)
+            raise ValueError(f"asthma config words: cannot fill {where} in {text!r}")
+
+        return re.sub(r"\[([a-z0-9_]+)(?::([a-z]+))?\]", fill, text)
 
     def thresholds(self) -> dict[str, Threshold]:
         """Every :class:`Threshold` by name (for documentation and the report)."""

@@ -223,14 +223,18 @@ def medication_issues(con, codes: AsthmaCodes, name: str, window: Window):
 def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig):
     """Prednisolone in the window: courses, cumulative mg, months issued, maintenance dose.
 
-    mg = quantity × the product's strength (code list). An issue is **maintenance** when
+    mg = quantity × the product's strength (code list). An issue with no quantity, or of a
+    product with no strength in the list, has an **unknown** dose: it adds nothing to
+    ``prednisolone_mg_12m`` (the known total, a lower bound) and is counted in
+    ``prednisolone_unknown_issues_12m`` — never read as 0 mg. An issue is **maintenance** when
     its structured daily dose is at most ``maintenance_max_daily_mg`` and it covers at least
     ``maintenance_min_days_supply`` days (mg ÷ daily dose); every other issue is part of a
     **course** (an attack treated with a short burst). Course issues less than
     ``ocs_same_course_days`` apart are one course. ``ocs_daily_mg`` is the dose the patient
     is on: the structured daily dose of the latest maintenance issue (the highest, when
     several are issued that day), or — when the source has no structured doses — the
-    cumulative mg ÷ days from the first issue in the window to the index date."""
+    cumulative mg ÷ days from the first issue in the window to the index date (the known mg,
+    so a lower bound when some doses are unknown)."""
     issues = medication_issues(con, codes, "prednisolone", window)
     branches = [
         ((issues.system == system) & (issues.code == code), float(mg))
@@ -255,6 +259,7 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     totals = issues.group_by(PID).aggregate(
         prednisolone_mg_12m=_.mg.sum(),
         prednisolone_issues=_.count(),
+        prednisolone_unknown_issues_12m=_.mg.isnull().cast("int64").sum(),
         ocs_months_12m=_.month.nunique(),
         maintenance_issues=_.maintenance.cast("int64").sum(),
         _first=_.date.min().epoch_days(),
@@ -276,6 +281,7 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     agg = totals.left_join(courses, PID).drop(f"{PID}_right")
     agg = agg.left_join(current, PID).drop(f"{PID}_right")
     days = ibis.greatest(ibis.literal(end + 1) - agg._first, 28).cast("float64")
+    # the known total (0 when no issue's dose is known; those issues are counted apart)
     mg = agg.prednisolone_mg_12m.fill_null(0.0)
     return agg.mutate(
         prednisolone_mg_12m=mg,
@@ -290,6 +296,7 @@ COUNT_COLUMNS = (
     "ics_count_12m",
     "ocs_courses_12m",
     "ocs_months_12m",
+    "prednisolone_unknown_issues_12m",
     "ed_attendances_12m",
     "admissions_12m",
     "critical_care_attacks_12m",

@@ -35,32 +35,42 @@ class Indicator:
     higher_is_better: bool = False
 
 
+#: The indicators. ``[name]`` in a title is filled from the config (:meth:`AsthmaConfig.words`)
+#: by :func:`indicator_table`, so a title always says the cut-off that was applied; the
+#: indicator names (``saba_6plus``...) are stable ids named after the default cut-offs.
 INDICATORS: tuple[Indicator, ...] = (
     Indicator("tier_high", "is_tier_high", "% in the high tier (pophealth LADS-style)"),
     Indicator("tier_moderate", "is_tier_moderate", "% in the moderate tier"),
-    Indicator("saba_3plus", "flag_saba_review", "% with 3 or more SABA inhalers in 12 months"),
+    Indicator("saba_3plus", "flag_saba_review",
+              "% with [saba_review] SABA inhalers in [lookback_months]"),
     Indicator("saba_6plus", "flag_saba_priority",
-              "% with 6 or more SABA inhalers in 12 months (national IIF measure)"),
-    Indicator("saba_over12", "flag_saba_urgent", "% with more than 12 SABA inhalers (NRAD)"),
-    Indicator("amr_low", "flag_amr_low", "% with asthma medication ratio below 0.5"),
-    Indicator("ics_none", "flag_ics_none", "% with no ICS issued in 12 months"),
+              "% with [saba_priority] SABA inhalers in [lookback_months] (national IIF measure)"),
+    Indicator("saba_over12", "flag_saba_urgent", "% with [saba_urgent] SABA inhalers (NRAD)"),
+    Indicator("amr_low", "flag_amr_low", "% with asthma medication ratio [amr_low]"),
+    Indicator("ics_none", "flag_ics_none", "% with [ics_none] ICS issued in [lookback_months]"),
     Indicator("ics_under_collected", "flag_ics_under_collected",
-              "% with ICS under-collected (1-3 inhalers in 12 months)"),
-    Indicator("ocs_2plus", "flag_ocs_2plus", "% with 2 or more oral steroid courses"),
-    Indicator("prednisolone_high", "flag_prednisolone_high", "% with more than 3 g prednisolone"),
+              "% with ICS under-collected (some, but [ics_under_collected] inhalers in "
+              "[lookback_months])"),
+    Indicator("ocs_2plus", "flag_ocs_2plus", "% with [ocs_courses_flag] oral steroid courses"),
+    Indicator("prednisolone_high", "flag_prednisolone_high",
+              "% with [prednisolone_high_mg] prednisolone (known doses)"),
     Indicator("hospital_attack", "hospital_attack",
               "% with an A&E attendance or emergency admission for asthma"),
-    Indicator("no_review", "flag_no_review", "% with no asthma review in 12 months"),
+    Indicator("ed_2plus", "flag_ed_2plus",
+              "% with [ed_secondary_followup] A&E attendances for asthma in [lookback_months] "
+              "(NRAD: secondary-care follow-up)"),
+    Indicator("no_review", "flag_no_review", "% with no asthma review in [lookback_months]"),
     Indicator("no_action_plan", "flag_no_action_plan",
-              "% with no written action plan in 12 months"),
+              "% with no written action plan in [basics_lookback_months]"),
     Indicator("no_inhaler_technique", "flag_no_inhaler_technique",
-              "% with no inhaler-technique check in 12 months"),
+              "% with no inhaler-technique check in [basics_lookback_months]"),
     Indicator("smoker", "flag_smoker", "% current smokers"),
     Indicator("uncontrolled", "uncontrolled", "% with uncontrolled asthma (ISAC/AAC criteria)"),
     Indicator("possible_severe", "possible_severe", "% with possible severe asthma (ISAC)"),
     Indicator("refer", "refer", "% meeting a severe-asthma referral criterion"),
     Indicator("flagged_no_referral", "flagged_no_referral",
-              "% uncontrolled for 6+ months with no referral recorded (ISAC timer)"),
+              "% uncontrolled for [optimisation_months] or more with no referral recorded "
+              "(ISAC timer)"),
 )  # fmt: skip
 
 #: Breakdowns of every indicator (equity_view adds IMD decile, quintile and Core20).
@@ -155,9 +165,10 @@ def indicator_views(
     return views
 
 
-def indicator_table(views: dict[str, EquityView]) -> pd.DataFrame:
-    """All indicators × breakdowns × groups in one long table (released counts only)."""
-    titles = {i.name: i.title for i in INDICATORS}
+def indicator_table(views: dict[str, EquityView], config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
+    """All indicators × breakdowns × groups in one long table (released counts only), each
+    titled with the config's cut-offs."""
+    titles = {i.name: config.words(i.title) for i in INDICATORS}
     parts = []
     for name, view in views.items():
         b = view.breakdowns.copy()
@@ -325,7 +336,8 @@ def monthly_saba_overuse(
     monthly: pd.DataFrame, frame: pd.DataFrame, config: AsthmaConfig = DEFAULT,
     policy=disclosure.DEFAULT_POLICY,
 ) -> pd.DataFrame:  # fmt: skip
-    """% of the register with ≥ 6 SABA in the 12 months to each month end, per PCN.
+    """% of the register with ≥ 6 SABA (``saba_priority``) in the 12 months
+    (``lookback_months``) to each month end, per PCN.
 
     ``monthly`` holds SABA issues per patient per month (``patient_id``, ``month`` as
     year·12 + month − 1, ``n``) and the attribute ``attrs["months"]`` lists the month ends to
@@ -374,7 +386,8 @@ def monthly_saba_overuse(
 WORKLIST_COLUMNS = (
     "practice_id", "practice_name", "pcn_name", "patient_id", "age", "sex", "tier",
     "reasons", "saba_count_12m", "ics_count_12m", "amr", "high_dose_ics", "ocs_courses_12m",
-    "prednisolone_mg_12m", "ed_attendances_12m", "admissions_12m", "review_12m",
+    "prednisolone_mg_12m", "prednisolone_unknown_issues_12m", "prednisolone_dose",
+    "ed_attendances_12m", "admissions_12m", "review_12m",
     "action_plan_12m", "inhaler_technique_12m", "smoker", "uncontrolled", "refer",
     "imd_decile", "core20", "no2_quintile", "pm_quintile", "lsoa_code",
 )  # fmt: skip
@@ -410,7 +423,8 @@ ISAC_COLUMNS = (
     "refer_because", "uncontrolled_because", "possible_severe", "hard_trigger",
     "flagged_no_referral", "referral_date", "secondary_care_wait_days",
     "secondary_care_breach", "sac_referral_date", "sac_wait_days", "sac_breach",
-    "ocs_courses_12m", "prednisolone_mg_12m", "ocs_months_12m", "ocs_daily_mg",
+    "ocs_courses_12m", "prednisolone_mg_12m", "prednisolone_unknown_issues_12m",
+    "prednisolone_dose", "ocs_months_12m", "ocs_daily_mg",
     "high_dose_ics", "saba_count_12m", "ics_count_12m", "ed_attendances_12m",
     "admissions_12m", "critical_care_attacks_12m", "imd_decile", "ethnicity_5",
 )  # fmt: skip
@@ -419,16 +433,19 @@ ISAC_COLUMNS = (
 #: The ISAC pathway measures: (name, numerator column, denominator column, meaning).
 PATHWAY_MEASURES: tuple[tuple[str, str, str, str], ...] = (
     ("flagged_no_referral", "flagged_no_referral", "uncontrolled",
-     "% of uncontrolled patients uncontrolled 6 months ago too and not referred since"),
+     "% of uncontrolled patients uncontrolled [optimisation_months] ago too and not referred "
+     "since"),
     ("referred_12m", "referred_12m", "uncontrolled",
-     "% of uncontrolled patients referred to a respiratory specialist in the last 12 months"),
+     "% of uncontrolled patients referred to a respiratory specialist in the last "
+     "[lookback_months]"),
     ("secondary_care_breach", "secondary_care_breach_12m", "referred_12m",
-     "% of those referred in the last 12 months waiting, or seen, more than 18 weeks"),
+     "% of those referred in the last [lookback_months] waiting, or seen, more than "
+     "[secondary_care_weeks]"),
     ("secondary_care_waiting", "secondary_care_waiting_12m", "referred_12m",
-     "% of those referred in the last 12 months not seen yet"),
+     "% of those referred in the last [lookback_months] not seen yet"),
     ("sac_breach", "sac_breach_12m", "sac_referred_12m",
-     "% of those referred to a severe asthma centre in the last 12 months waiting, or seen, "
-     "more than 8 weeks"),
+     "% of those referred to a severe asthma centre in the last [lookback_months] waiting, "
+     "or seen, more than [sac_weeks]"),
 )  # fmt: skip
 
 
@@ -477,7 +494,7 @@ def pathway_summary(
                 t, "x", "n", policy=policy, by=["measure", "breakdown", "group"],
                 margins=["group"], total_label="Total",
             )  # fmt: skip
-            released["meaning"] = meaning
+            released["meaning"] = config.words(meaning)
             parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
     return pd.concat(parts, ignore_index=True)
 

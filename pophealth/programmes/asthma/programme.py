@@ -69,7 +69,7 @@ class AsthmaProgramme:
         if len(frame):
             views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions)
             policy_text = next(iter(views.values())).policy.describe()
-            indicators = outputs.indicator_table(views)
+            indicators = outputs.indicator_table(views, cfg)
             sii = outputs.sii_table(views)
             attacks = outputs.attacks_rate(frame)
             detail = outputs.detail_table(frame, self.detail_flags)
@@ -100,14 +100,17 @@ class AsthmaProgramme:
             ("detail_pcn_imd_ethnicity_age", detail,
              "Flags by PCN × IMD quintile × ethnicity × age band (many cells withheld by design)"),
             ("pollution_by_deprivation", cross,
-             "High tier and SABA ≥ 6 by pollution quintile × IMD quintile"),
+             "High tier and SABA [saba_priority:sign] by pollution quintile × IMD quintile"),
             ("saba_overuse_monthly", spc,
-             "Monthly % with ≥ 6 SABA in the previous 12 months, per PCN (SPC input)"),
+             "Monthly % with SABA [saba_priority:sign] in the previous [lookback_months], per PCN "
+             "(SPC input)"),
             ("isac_pathway", pathway,
-             "ISAC pathway timers: uncontrolled for 6+ months without referral, referrals in "
-             "the last 12 months and waits over 18 weeks (secondary care) / 8 weeks (severe "
+             "ISAC pathway timers: uncontrolled for [optimisation_months] or more without "
+             "referral, referrals in the last [lookback_months] and waits over "
+             "[secondary_care_weeks] (secondary care) / [sac_weeks] (severe "
              "asthma centre), for the region and by IMD quintile and ethnicity"),
         ]  # fmt: skip
+        agg = [(name, table, cfg.words(text)) for name, table, text in agg]
         by_name = {}
         for name, table, text in agg:
             out = Output(name, "aggregate", table, text, disclosure=policy_text)
@@ -123,19 +126,19 @@ class AsthmaProgramme:
              "The same worklist per PCN (for the PCN clinical pharmacist)"),
             ("isac_referral_worklist", outputs.isac_worklist(frame),
              "Uncontrolled asthma: hard referral triggers, possible severe asthma, flagged "
-             "over 6 months without referral, waits"),
+             "over [optimisation_months] without referral, waits"),
         ]  # fmt: skip
         for name, table, text in patient:
-            result.outputs.append(Output(name, "patient", table, text))
+            result.outputs.append(Output(name, "patient", table, cfg.words(text)))
 
-        result.headline = self._headline(views, frame)
+        result.headline = self._headline(views, frame, cfg)
         result.sections = self._sections(views, by_name, frame, codes, spc, cross)
         if views:
             result.sections.insert(-1, self._pathway_section(by_name["isac_pathway"], codes))
         return result
 
     # -- report -------------------------------------------------------------------------------
-    def _headline(self, views, frame) -> dict[str, str]:
+    def _headline(self, views, frame, cfg: AsthmaConfig = DEFAULT) -> dict[str, str]:
         if not views:
             return {"On the asthma register": "0"}
 
@@ -158,7 +161,7 @@ class AsthmaProgramme:
         return {
             "On the asthma register": f"{reg['denominator']:,.0f}",
             "High tier (LADS-style), % (95% CI)": fmt("tier_high"),
-            "SABA ≥ 6 a year (IIF), % (95% CI)": fmt("saba_6plus"),
+            f"SABA {cfg.saba_priority.sign()} a year (IIF), % (95% CI)": fmt("saba_6plus"),
             "Meet a severe-asthma referral criterion, % (95% CI)": fmt("refer"),
         }
 
@@ -178,7 +181,10 @@ class AsthmaProgramme:
             notes=[
                 f"Config {cfg.version}; look-back (index date − {cfg.lookback_months} months, "
                 "index date].",
-                *(f"Code list not available, marker not computed: {m}" for m in codes.missing),
+                *(f"Optional code list not available, not computed: {m}" for m in codes.missing),
+                "Cumulative prednisolone counts the issues whose dose is known; an issue with "
+                "no quantity or no tablet strength is counted apart ('at least N mg (k issues "
+                "with unknown dose)') and the high-dose flag is met by the known total only.",
                 "Patients with no known home area stay in every count as 'Unknown'.",
             ],
         )
@@ -206,7 +212,8 @@ class AsthmaProgramme:
             ),
         )
         sii = by_name["sii"].frame
-        for name, title in (("tier_high", "High tier"), ("saba_6plus", "SABA ≥ 6 a year")):
+        saba = f"SABA {cfg.saba_priority.sign()} a year"
+        for name, title in (("tier_high", "High tier"), ("saba_6plus", saba)):
             for breakdown, label in _QUINTILE_BARS:
                 fig = _breakdown_chart(views[name], breakdown, label)
                 caption = _sii_caption(sii, name) if breakdown == "imd_quintile" else _BARS
@@ -230,12 +237,13 @@ class AsthmaProgramme:
         spc_section = Section(
             "SABA over-use month by month (Making Data Count)",
             text=(
-                "% of the register with ≥ 6 SABA inhalers in the 12 months to each month end "
+                f"% of the register with {cfg.saba_priority.phrase()} SABA inhalers in the "
+                f"{cfg.lookback_months} months to each month end "
                 "(p-chart, Making Data Count rules). The whole region and the first six PCNs "
                 "are drawn; every PCN is in saba_overuse_monthly.csv."
             ),
         )
-        for fig_title, fig in _spc_figures(spc):
+        for fig_title, fig in _spc_figures(spc, cfg.saba_priority.sign()):
             spc_section.figures.append(Figure(fig_title, fig))
         sections.append(spc_section)
 
@@ -251,7 +259,10 @@ class AsthmaProgramme:
                 f"{r['threshold']}: {r['rule']} — {r['meaning']} [{r['status']}; {r['source']}]"
                 for r in cfg.table()
             ]
-            + [f"reason '{r.code}' ({r.level}): {r.words}" for r in rules.REASONS],
+            + [
+                f"reason '{r.code}' ({r.level}): {rules.reason_words(r, cfg)}"
+                for r in rules.REASONS
+            ],
         )
         sections.append(rules_section)
         return sections
@@ -264,7 +275,8 @@ class AsthmaProgramme:
             text=(
                 "For patients with uncontrolled asthma: who has stayed uncontrolled for "
                 f"{cfg.optimisation_months} months without a referral to a respiratory "
-                "specialist, who was referred in the last 12 months, and how long they waited "
+                f"specialist, who was referred in the last {cfg.lookback_months} months, and how "
+                "long they waited "
                 f"for the first clinic visit ({cfg.secondary_care_weeks} weeks for secondary "
                 f"care, {cfg.sac_weeks} weeks for a severe asthma centre). A referral is the "
                 "latest one on or before the index date; the visit is the first one on or after "
@@ -286,8 +298,9 @@ class AsthmaProgramme:
         recorded = codes.seen_recorded()
         if codes.referral_secondary is None:
             section.notes.append(
-                "No referral code list: every uncontrolled patient flagged 6 months ago counts "
-                "as not referred, and no secondary-care wait is timed."
+                "No referral code list: every uncontrolled patient flagged "
+                f"{cfg.optimisation_months} months ago counts as not referred, and no "
+                "secondary-care wait is timed."
             )
         elif "secondary" not in recorded:
             section.notes.append(
@@ -398,7 +411,7 @@ def _cross_chart(cross: pd.DataFrame, flag: str, pollutant: str) -> go.Figure:
     return fig
 
 
-def _spc_figures(spc: pd.DataFrame, limit: int = 6):
+def _spc_figures(spc: pd.DataFrame, sign: str = "≥ 6", limit: int = 6):
     from pophealth import charts
     from pophealth.spc import p_chart
 
@@ -418,7 +431,7 @@ def _spc_figures(spc: pd.DataFrame, limit: int = 6):
             pd.to_datetime(g["month"] + "-01"), improvement="down", multiplier=100,
         )  # fmt: skip
         figs.append(
-            (f"SABA ≥ 6: {label}", charts.spc_chart(res, title=label, y_title="% of register"))
+            (f"SABA {sign}: {label}", charts.spc_chart(res, title=label, y_title="% of register"))
         )
     return figs
 

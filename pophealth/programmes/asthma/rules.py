@@ -27,7 +27,10 @@ MARKER_COLUMNS: dict[str, str] = {
     "saba_count_12m": "issues of SABA reliever inhalers in the look-back",
     "ics_count_12m": "issues of inhaled-corticosteroid (preventer) inhalers in the look-back",
     "ocs_courses_12m": "oral prednisolone courses in the look-back",
-    "prednisolone_mg_12m": "cumulative prednisolone mg issued in the look-back",
+    "prednisolone_mg_12m": "cumulative prednisolone mg issued in the look-back, from the issues "
+    "whose dose is known (a lower bound when prednisolone_unknown_issues_12m > 0)",
+    "prednisolone_unknown_issues_12m": "prednisolone issues in the look-back whose dose is "
+    "unknown (no quantity, or no tablet strength for the product)",
     "ocs_months_12m": "distinct calendar months with a prednisolone issue in the look-back",
     "ocs_daily_mg": "maintenance prednisolone mg/day (structured dose, else estimated)",
     "on_maintenance_ocs": "a maintenance prednisolone issue in the look-back",
@@ -160,38 +163,76 @@ class Reason:
 #: The reasons of pophealth's LADS-style tier, in the order they are listed for a patient.
 #: The tier is the highest level any reason reaches: high > moderate > low. "context"
 #: reasons (where someone lives, smoking) are listed and raise a patient's order within
-#: the tier, but never change the tier itself.
+#: the tier, but never change the tier itself. ``[name]`` in the words is filled from the
+#: config (:meth:`AsthmaConfig.words`), so the words always say the cut-off that raised the flag.
 REASONS: tuple[Reason, ...] = (
     Reason("admitted", "flag_admitted", "high",
-           "admitted to hospital for asthma in the last 12 months ({admissions_12m}x)"),
-    Reason("ed", "flag_ed", "high",
-           "A&E attendance for asthma in the last 12 months ({ed_attendances_12m}x)"),
+           "admitted to hospital for asthma in the last [lookback_months] ({admissions_12m}x)"),
+    Reason("ed_2plus", "flag_ed_2plus", "high",
+           "{ed_attendances_12m} A&E attendances for asthma in the last [lookback_months] "
+           "([ed_secondary_followup]: secondary-care follow-up)"),
+    Reason("ed", "flag_ed_only", "high",
+           "A&E attendance for asthma in the last [lookback_months] ({ed_attendances_12m}x)"),
     Reason("ocs_2plus", "flag_ocs_2plus", "high",
-           "{ocs_courses_12m} oral steroid courses in the last 12 months"),
+           "{ocs_courses_12m} oral steroid courses in the last [lookback_months] "
+           "([ocs_courses_flag])"),
     Reason("prednisolone_high", "flag_prednisolone_high", "high",
-           "more than 3 g prednisolone in 12 months ({prednisolone_mg_12m} mg)"),
+           "[prednisolone_high_mg] prednisolone in [lookback_months]: {prednisolone_dose}"),
     Reason("saba_urgent", "flag_saba_urgent", "high",
-           "{saba_count_12m} reliever inhalers in 12 months (over 12: urgent review)"),
+           "{saba_count_12m} reliever inhalers in [lookback_months] "
+           "([saba_urgent]: urgent review)"),
     Reason("saba_priority", "flag_saba_priority_only", "moderate",
-           "{saba_count_12m} reliever inhalers in 12 months (6 or more)"),
-    Reason("ocs_1", "flag_ocs_1", "moderate", "1 oral steroid course in the last 12 months"),
+           "{saba_count_12m} reliever inhalers in [lookback_months] ([saba_priority])"),
+    Reason("ocs_course", "flag_ocs_course", "moderate",
+           "oral steroid course in the last [lookback_months] ({ocs_courses_12m}x)"),
     Reason("amr_low", "flag_amr_low", "moderate",
-           "more reliever than preventer (medication ratio {amr})"),
+           "low share of preventer (medication ratio {amr}, [amr_low])"),
     Reason("ics_under_collected", "flag_ics_under_collected", "moderate",
-           "preventer under-collected ({ics_count_12m} inhalers in 12 months)"),
+           "preventer under-collected ({ics_count_12m} inhalers in [lookback_months], "
+           "[ics_under_collected])"),
     Reason("saba_review", "flag_saba_review_only", "low",
-           "{saba_count_12m} reliever inhalers in 12 months (3 or more: review)"),
-    Reason("ics_none", "flag_ics_none", "low", "no preventer inhaler issued in 12 months"),
-    Reason("no_review", "flag_no_review", "low", "no asthma review in 12 months"),
+           "{saba_count_12m} reliever inhalers in [lookback_months] ([saba_review]: review)"),
+    Reason("ics_none", "flag_ics_none", "low",
+           "[ics_none] preventer inhaler issued in [lookback_months]"),
+    Reason("no_review", "flag_no_review", "low", "no asthma review in [lookback_months]"),
     Reason("no_action_plan", "flag_no_action_plan", "low",
-           "no written action plan in the last 12 months"),
+           "no written action plan in the last [basics_lookback_months]"),
     Reason("no_inhaler_technique", "flag_no_inhaler_technique", "low",
-           "no inhaler-technique check in the last 12 months"),
+           "no inhaler-technique check in the last [basics_lookback_months]"),
     Reason("smoker", "flag_smoker", "context", "current smoker"),
     Reason("pollution_top", "flag_pollution_top", "context",
-           "lives in one of the most polluted areas (top fifth)"),
+           "lives in one of the most polluted areas ([pollution_top_quintile:fifths])"),
     Reason("core20", "flag_core20", "context", "lives in a Core20 (most deprived 20%) area"),
 )  # fmt: skip
+
+#: Flags that only order the reasons (each reason names one flag), dropped from the output.
+_REASON_ONLY_FLAGS = (
+    "flag_ed_only", "flag_saba_priority_only", "flag_saba_review_only", "flag_ocs_course",
+)  # fmt: skip
+
+
+def reason_words(reason: Reason, config: AsthmaConfig = DEFAULT) -> str:
+    """The words of ``reason`` with the config's cut-offs filled in (``{marker}`` left for
+    the patient's own value)."""
+    return config.words(reason.words)
+
+
+def prednisolone_dose(mg: pd.Series, unknown: pd.Series) -> pd.Series:
+    """The cumulative prednisolone dose in honest words: "350 mg" when every issue's dose is
+    known, "at least 200 mg (2 issues with unknown dose)" when some are not, and
+    "unknown (2 issues with unknown dose)" when none is. An issue's dose is unknown when
+    its quantity or its product's tablet strength is missing."""
+    known = pd.to_numeric(mg).fillna(0.0).round(0).astype("int64").to_numpy()
+    k = pd.to_numeric(unknown).fillna(0).astype("int64").to_numpy()
+
+    def words(n: int, u: int) -> str:
+        if u == 0:
+            return f"{n:,} mg"
+        issues = f"{u} issue{'' if u == 1 else 's'} with unknown dose"
+        return f"unknown ({issues})" if n == 0 else f"at least {n:,} mg ({issues})"
+
+    return pd.Series([words(n, u) for n, u in zip(known, k, strict=True)], mg.index, object)
+
 
 TIERS: tuple[str, ...] = ("high", "moderate", "low")
 _LEVEL_RANK = {"high": 3, "moderate": 2, "low": 1, "context": 0}
@@ -214,6 +255,8 @@ def _fill(words: str, frame: pd.DataFrame) -> pd.Series:
             col = frame[part]
             if part == "amr":
                 shown = col.round(2).map("{:.2f}".format)
+            elif col.dtype == object:
+                shown = col.astype(str)
             else:
                 shown = pd.to_numeric(col).round(0).astype("Int64").astype(str)
             out = out + shown.astype(object)
@@ -234,12 +277,18 @@ def tier(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     10 per moderate, 1 per low or context reason).
     """
     f = flags(markers, config)
+    f["flag_ed_only"] = f["flag_ed"] & ~f["flag_ed_2plus"]
     f["flag_saba_priority_only"] = f["flag_saba_priority"] & ~f["flag_saba_urgent"]
     f["flag_saba_review_only"] = f["flag_saba_review"] & ~f["flag_saba_priority"]
-    f["flag_ocs_1"] = pd.to_numeric(markers["ocs_courses_12m"]).eq(1) & ~f["flag_ocs_2plus"]
+    # a course or more, below the high-risk count: follows both configured cut-offs
+    courses = markers["ocs_courses_12m"]
+    f["flag_ocs_course"] = passes(courses, config.ocs_courses_any) & ~f["flag_ocs_2plus"]
     core20 = markers["core20"] if "core20" in markers.columns else pd.Series(False, markers.index)
     f["flag_core20"] = core20.fillna(False).astype(bool)
-    values = pd.concat([markers, f[["amr"]]], axis=1)
+    f["prednisolone_dose"] = prednisolone_dose(
+        markers["prednisolone_mg_12m"], markers["prednisolone_unknown_issues_12m"]
+    )
+    values = pd.concat([markers, f[["amr", "prednisolone_dose"]]], axis=1)
     level = np.zeros(len(f), dtype=np.int8)
     priority = np.zeros(len(f), dtype=np.int64)
     reasons = np.full(len(f), "", dtype=object)
@@ -252,7 +301,8 @@ def tier(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
         rows = np.flatnonzero(mask)
         if len(rows):
             # words are filled (and appended) for the patients with the reason only
-            words = _fill(reason.words, values.iloc[rows]).to_numpy(dtype=object)
+            text = reason_words(reason, config)
+            words = _fill(text, values.iloc[rows]).to_numpy(dtype=object)
             reasons[rows] = _append(reasons[rows], words, "; ")
             codes[rows] = _append(codes[rows], np.full(len(rows), reason.code, object), "|")
     names = np.array(["low", "low", "moderate", "high"], dtype=object)
@@ -260,7 +310,7 @@ def tier(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     f["reasons"] = pd.Series(np.where(reasons != "", reasons, "no risk markers"), f.index)
     f["reason_codes"] = pd.Series(codes, f.index)
     f["priority"] = priority
-    return f.drop(columns=["flag_saba_priority_only", "flag_saba_review_only", "flag_ocs_1"])
+    return f.drop(columns=list(_REASON_ONLY_FLAGS))
 
 
 # -- ISAC severe asthma ---------------------------------------------------------------------
@@ -271,7 +321,9 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
 
     * ``uncontrolled`` — any of ≥2 OCS courses, ≥1 A&E attendance or admission for asthma,
       ≥6 SABA inhalers in 12 months (AAC/Oxford criteria). When the markers carry
-      ``act_score`` / ``acq_score`` columns, ACT < 20 or ACQ ≥ 1.5 also counts.
+      ``act_score`` / ``acq_score`` columns, ACT < 20 or ACQ ≥ 1.5 also counts (ERS/ATS;
+      ``uncontrolled_act`` / ``uncontrolled_acq``; pophealth does not read the scores from
+      records yet). Every cut-off is the config's; the defaults are shown.
     * ``possible_severe`` — uncontrolled **and** (high-dose ICS or maintenance OCS).
     * hard triggers — ≥3 OCS courses, maintenance OCS ≥5 mg/day, an ITU/HDU attack.
     """
@@ -284,9 +336,9 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     out["uc_saba"] = passes(m["saba_count_12m"], config.uncontrolled_saba)
     out["uc_questionnaire"] = pd.Series(False, index=m.index)
     if "act_score" in m.columns:
-        out["uc_questionnaire"] |= pd.to_numeric(m["act_score"]).lt(20).fillna(False)
+        out["uc_questionnaire"] |= passes(m["act_score"], config.uncontrolled_act)
     if "acq_score" in m.columns:
-        out["uc_questionnaire"] |= pd.to_numeric(m["acq_score"]).ge(1.5).fillna(False)
+        out["uc_questionnaire"] |= passes(m["acq_score"], config.uncontrolled_acq)
     out["uncontrolled"] = out[["uc_ocs", "uc_attack", "uc_saba", "uc_questionnaire"]].any(axis=1)
     months = pd.to_numeric(m["ocs_months_12m"])
     out["maintenance_ocs"] = months.ge(config.maintenance_ocs_min_months).fillna(False) | m[
@@ -306,23 +358,28 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
         "uc_ocs": "{ocs_courses_12m} oral steroid courses",
         "uc_attack": "A&E/admission for asthma",
         "uc_saba": "{saba_count_12m} reliever inhalers",
-        "uc_questionnaire": "poor control on ACT/ACQ",
+        "uc_questionnaire": "poor control on ACT/ACQ (ACT [uncontrolled_act] or ACQ "
+        "[uncontrolled_acq])",
     }
     why = np.full(len(m), "", dtype=object)
     for col, text in words.items():
         rows = np.flatnonzero(out[col].to_numpy(dtype=bool))
         if len(rows):
-            why[rows] = _append(why[rows], _fill(text, m.iloc[rows]).to_numpy(dtype=object), "; ")
+            filled = _fill(config.words(text), m.iloc[rows]).to_numpy(dtype=object)
+            why[rows] = _append(why[rows], filled, "; ")
     out["uncontrolled_because"] = pd.Series(why, m.index)
     trig_words = {
-        "trigger_ocs_3plus": "3 or more oral steroid courses in 12 months",
-        "trigger_maintenance_ocs_5mg": "maintenance oral steroids ≥5 mg a day",
+        "trigger_ocs_3plus": "[hard_trigger_ocs] oral steroid courses in [lookback_months]",
+        "trigger_maintenance_ocs_5mg": (
+            "maintenance oral steroids, [hard_trigger_maintenance_ocs] mg a day"
+        ),
         "trigger_critical_care": "ITU/HDU care for an asthma attack",
         "possible_severe": "uncontrolled on high-dose ICS or maintenance oral steroids",
     }
     refer_why = np.full(len(m), "", dtype=object)
     for col, text in trig_words.items():
         rows = np.flatnonzero(out[col].to_numpy(dtype=bool))
+        text = config.words(text)
         refer_why[rows] = _append(refer_why[rows], np.full(len(rows), text, object), "; ")
     out["refer_because"] = pd.Series(refer_why, m.index)
     return out

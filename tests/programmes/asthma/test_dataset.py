@@ -128,6 +128,12 @@ def spec_store(tmp_path_factory):
     M += [med("taper", "2026-09-05", PRED5, 14, 2.5)]
     asthmatic("sameday")
     M += [med("sameday", "2026-09-05", PRED5, 28, 5.0), med("sameday", "2026-09-05", PRED5, 6, 1.0)]
+    # unknown doses: issues with no quantity add nothing to the known mg and are counted
+    # apart (never read as 0 mg); one known 40 x 5 mg issue plus one unknown
+    asthmatic("nodose")
+    M += [med("nodose", "2026-02-01", PRED5, None), med("nodose", "2026-06-01", PRED5, None)]
+    asthmatic("somedose")
+    M += [med("somedose", "2026-02-01", PRED5, 40), med("somedose", "2026-06-01", PRED25, None)]
     # ICS: high dose and counts; AMR inputs
     asthmatic("ics", saba_dates=())
     M += [med("ics", f"2026-0{m}-01", ICS_HIGH) for m in range(1, 6)]
@@ -208,7 +214,7 @@ def markers_for(spec_store, engine, results):
 def test_register_membership(spec_store, engine, results):
     m = markers_for(spec_store, engine, results)
     expected = {"edge", "saba3", "relapsed", "moved", "homeless", "ocs", "ics", "hosp", "care",
-                "smoker", "longflag", "maint", "stepup", "taper", "sameday",
+                "smoker", "longflag", "maint", "stepup", "taper", "sameday", "nodose", "somedose",
                 *PATHWAY}  # fmt: skip
     assert set(m.index) == expected
 
@@ -250,6 +256,21 @@ def test_oral_steroid_courses_and_mg(spec_store, engine, results):
     assert m.loc["sameday", "ocs_daily_mg"] == 5.0
     assert m.loc["maint", "prednisolone_mg_12m"] == 10 * 140 + 2 * 200
     assert m.loc["saba3", "prednisolone_mg_12m"] == 0
+
+
+def test_unknown_prednisolone_doses_are_counted_apart(spec_store, engine, results):
+    m = markers_for(spec_store, engine, results)
+    assert m.loc["nodose", "ocs_courses_12m"] == 2
+    assert m.loc["nodose", "prednisolone_mg_12m"] == 0
+    assert m.loc["nodose", "prednisolone_unknown_issues_12m"] == 2
+    assert m.loc["somedose", "prednisolone_mg_12m"] == 200
+    assert m.loc["somedose", "prednisolone_unknown_issues_12m"] == 1
+    assert m.loc["ocs", "prednisolone_unknown_issues_12m"] == 0
+    assert m.loc["saba3", "prednisolone_unknown_issues_12m"] == 0
+    words = rules.tier(m.reset_index())["prednisolone_dose"]
+    assert dict(zip(m.index, words, strict=True))["nodose"] == (
+        "unknown (2 issues with unknown dose)"
+    )
 
 
 def test_ics_and_high_dose(spec_store, engine, results):

@@ -8,6 +8,7 @@ import pandas as pd
 from test_rules import markers
 
 from pophealth.programmes.asthma import outputs, rules
+from pophealth.programmes.asthma.config import DEFAULT
 
 INDEX = dt.date(2026, 11, 23)
 
@@ -50,3 +51,26 @@ def test_pollution_episode_list_breaks_ties_by_patient_id():
     for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
         out = outputs.pollution_episode_list(frame.iloc[order], areas)
         assert list(out["patient_id"]) == ["p0", "p1", "p2"]
+
+
+def test_indicator_titles_say_the_configured_cut_offs_and_show_two_ae_attendances():
+    import dataclasses
+
+    titles = {i.name: DEFAULT.words(i.title) for i in outputs.INDICATORS}
+    assert titles["saba_6plus"].startswith("% with 6 or more SABA inhalers in 12 months")
+    assert titles["prednisolone_high"] == "% with more than 3 g prednisolone (known doses)"
+    assert titles["ed_2plus"].startswith("% with 2 or more A&E attendances for asthma")
+    cfg = DEFAULT.with_values(
+        version="test-5", saba_priority=dataclasses.replace(DEFAULT.saba_priority, value=5)
+    )
+    assert cfg.words(
+        next(i.title for i in outputs.INDICATORS if i.name == "saba_6plus")
+    ).startswith("% with 5 or more SABA")
+    # the A&E follow-up flag is an indicator the evaluated frame carries
+    frame = evaluated(
+        {"ed_attendances_12m": 2}, {}, practice=["A", "A"], pcn_id=["P"] * 2, pcn_name=["N"] * 2
+    )
+    ed2 = next(i for i in outputs.INDICATORS if i.name == "ed_2plus")
+    assert list(frame[ed2.column]) == [True, False]
+    # worklists carry the dose in words next to the known mg
+    assert {"prednisolone_unknown_issues_12m", "prednisolone_dose"} <= set(outputs.WORKLIST_COLUMNS)

@@ -51,6 +51,18 @@ def test_finds_the_gradients_the_synthetic_data_carries(run):
         assert flag[polluted].mean() > flag[clean].mean()
 
 
+def test_two_ae_attendances_and_the_configured_words_reach_the_outputs(run):
+    result, frame = run
+    ind = next(o for o in result.outputs if o.name == "indicators").frame
+    ed2 = ind[ind["indicator"] == "ed_2plus"]
+    assert len(ed2) and ed2["indicator_title"].iloc[0].startswith("% with 2 or more A&E")
+    rules_notes = next(s for s in result.sections if s.title == "The rules, in plain words").notes
+    assert not any("[" in n and "]" in n for n in rules_notes if n.startswith("reason "))
+    assert any("2 or more: secondary-care follow-up" in n for n in rules_notes)
+    wl = next(o for o in result.outputs if o.name == "worklist_by_practice").frame
+    assert "prednisolone_dose" in wl.columns
+
+
 def test_unknown_area_patients_are_counted_not_dropped(run):
     result, frame = run
     unknown = int(frame["imd_quintile"].isna().sum())

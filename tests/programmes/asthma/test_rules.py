@@ -17,6 +17,7 @@ BASE = {
     "ics_count_12m": 6,
     "ocs_courses_12m": 0,
     "prednisolone_mg_12m": 0.0,
+    "prednisolone_unknown_issues_12m": 0,
     "ocs_months_12m": 0,
     "ocs_daily_mg": None,
     "on_maintenance_ocs": False,
@@ -116,7 +117,9 @@ def test_tier_and_reasons_in_plain_words():
         "lives in one of the most polluted areas (top fifth)"
     )
     assert t.loc[3, "reasons"] == "no risk markers"
-    assert t.loc[4, "reasons"] == "14 reliever inhalers in 12 months (over 12: urgent review)"
+    assert t.loc[4, "reasons"] == (
+        "14 reliever inhalers in 12 months (more than 12: urgent review)"
+    )
     # context raises order within a tier, never the tier
     assert t.loc[2, "priority"] > t.loc[3, "priority"]
 
@@ -245,3 +248,126 @@ def test_basics_reasons_say_the_window_they_were_looked_for_in():
         "no written action plan in the last 12 months; "
         "no inhaler-technique check in the last 12 months"
     )
+
+
+def _with(config: AsthmaConfig = DEFAULT, **values) -> AsthmaConfig:
+    """A config with some threshold values changed (comparison, source... kept)."""
+    changes = {k: dataclasses.replace(getattr(config, k), value=v) for k, v in values.items()}
+    return config.with_values(version="test-changed", **changes)
+
+
+def test_changed_cut_offs_move_the_flags_and_the_words_together():
+    # Every cut-off in a rule or a reason comes from the config: raise the OCS count for the
+    # high tier to 3 and someone with 2 courses keeps a (moderate) steroid reason — it used
+    # to be "== 1 course", so they lost it — and the words say the configured cut-offs,
+    # not "6 or more", "over 12" or "3 g".
+    cfg = _with(
+        ocs_courses_flag=3, saba_review=2, saba_priority=5, saba_urgent=10,
+        prednisolone_high_mg=2500, pollution_top_quintile=4,
+    )  # fmt: skip
+    m = markers(
+        {"ocs_courses_12m": 2},
+        {"ocs_courses_12m": 3},
+        {"saba_count_12m": 5, "ics_count_12m": 20},
+        {"saba_count_12m": 11, "ics_count_12m": 40},
+        {"saba_count_12m": 2, "ics_count_12m": 20},
+        {"prednisolone_mg_12m": 2600.0},
+        {"no2_quintile": 4},
+    )
+    t = rules.tier(m, cfg)
+    assert not t.loc[0, "flag_ocs_2plus"]
+    assert t.loc[0, "tier"] == "moderate"
+    assert t.loc[0, "reason_codes"] == "ocs_course"
+    assert t.loc[0, "reasons"] == "oral steroid course in the last 12 months (2x)"
+    assert t.loc[1, "reasons"] == "3 oral steroid courses in the last 12 months (3 or more)"
+    assert t.loc[2, "flag_saba_priority"]
+    assert t.loc[2, "reasons"] == "5 reliever inhalers in 12 months (5 or more)"
+    assert t.loc[3, "reasons"] == "11 reliever inhalers in 12 months (more than 10: urgent review)"
+    assert t.loc[4, "reasons"] == "2 reliever inhalers in 12 months (2 or more: review)"
+    assert t.loc[5, "flag_prednisolone_high"]
+    assert t.loc[5, "reasons"] == "more than 2.5 g prednisolone in 12 months: 2,600 mg"
+    assert t.loc[6, "reasons"] == "lives in one of the most polluted areas (top 2 fifths)"
+    # and the defaults still read as before
+    d = rules.tier(m)
+    assert d.loc[0, "reasons"] == "2 oral steroid courses in the last 12 months (2 or more)"
+    assert d.loc[3, "reasons"].endswith("(6 or more)")
+    assert rules.tier(markers({"prednisolone_mg_12m": 3100.0})).loc[0, "reasons"] == (
+        "more than 3 g prednisolone in 12 months: 3,100 mg"
+    )
+
+
+def test_changed_isac_cut_offs_move_the_triggers_and_their_words():
+    cfg = _with(hard_trigger_ocs=4, hard_trigger_maintenance_ocs=7.5)
+    m = markers(
+        {"ocs_courses_12m": 3},
+        {"ocs_courses_12m": 4},
+        {"on_maintenance_ocs": True, "ocs_daily_mg": 7.5},
+    )
+    i = rules.isac(m, cfg)
+    assert list(i["trigger_ocs_3plus"]) == [False, True, False]
+    assert i.loc[1, "refer_because"] == "4 or more oral steroid courses in 12 months"
+    assert i.loc[2, "refer_because"].startswith("maintenance oral steroids, 7.5 or more mg a day")
+    assert rules.isac(m).loc[0, "refer_because"] == "3 or more oral steroid courses in 12 months"
+
+
+def test_questionnaire_cut_offs_are_config_with_a_source():
+    # ACT < 20 / ACQ ≥ 1.5 were literals in the code; they are config now (ERS/ATS), even
+    # though the scores are not read from records yet (no curated list for them).
+    for name in ("uncontrolled_act", "uncontrolled_acq"):
+        assert "ERS/ATS" in DEFAULT.thresholds()[name].source
+    m = markers({}, {}, {}).assign(act_score=[19, 17, None], acq_score=[None, None, 1.5])
+    stricter = _with(uncontrolled_act=18, uncontrolled_acq=2.0)
+    assert list(rules.isac(m, stricter)["uncontrolled"]) == [False, True, False]
+    assert rules.isac(m, stricter).loc[1, "uncontrolled_because"] == (
+        "poor control on ACT/ACQ (ACT below 18 or ACQ 2 or more)"
+    )
+
+
+def test_every_reason_and_config_word_fills():
+    for reason in rules.REASONS:
+        assert "[" not in rules.reason_words(reason)
+    with pytest.raises(ValueError, match=r"\[no_such_threshold\]"):
+        DEFAULT.words("[no_such_threshold]")
+
+
+def test_unknown_prednisolone_doses_are_not_read_as_zero_mg():
+    # Issues with no quantity or no tablet strength used to add 0 mg, so two courses could
+    # show "0 mg". The known total stays a number, the unknown issues are counted apart,
+    # and the words say so; the 3 g flag is met by the known total only.
+    m = markers(
+        {"ocs_courses_12m": 2, "prednisolone_mg_12m": 0.0, "prednisolone_unknown_issues_12m": 2},
+        {"prednisolone_mg_12m": 3200.0, "prednisolone_unknown_issues_12m": 1},
+        {"prednisolone_mg_12m": 2900.0, "prednisolone_unknown_issues_12m": 3},
+        {"prednisolone_mg_12m": 350.0},
+    )
+    t = rules.tier(m)
+    assert list(t["prednisolone_dose"]) == [
+        "unknown (2 issues with unknown dose)",
+        "at least 3,200 mg (1 issue with unknown dose)",
+        "at least 2,900 mg (3 issues with unknown dose)",
+        "350 mg",
+    ]
+    assert list(t["flag_prednisolone_high"]) == [False, True, False, False]
+    assert t.loc[1, "reasons"] == (
+        "more than 3 g prednisolone in 12 months: at least 3,200 mg (1 issue with unknown dose)"
+    )
+    out = rules.evaluate(m, dt.date(2026, 11, 23))
+    assert "prednisolone_dose" in out.columns
+    with pytest.raises(rules.MarkerError, match="prednisolone_unknown_issues_12m"):
+        rules.flags(m.drop(columns=["prednisolone_unknown_issues_12m"]))
+
+
+def test_two_or_more_ae_attendances_are_shown_as_a_reason():
+    # PROGRAMMES.md §1.3-1.4 (NRAD): ≥ 2 A&E attendances in 12 months → secondary-care
+    # follow-up. The flag was computed but never shown.
+    t = rules.tier(markers({"ed_attendances_12m": 1}, {"ed_attendances_12m": 2}))
+    assert t.loc[0, "reason_codes"] == "ed"
+    assert t.loc[0, "reasons"] == "A&E attendance for asthma in the last 12 months (1x)"
+    assert t.loc[1, "reason_codes"] == "ed_2plus"
+    assert t.loc[1, "reasons"] == (
+        "2 A&E attendances for asthma in the last 12 months (2 or more: secondary-care follow-up)"
+    )
+    assert list(t["tier"]) == ["high", "high"]
+    assert t.loc[0, "priority"] == t.loc[1, "priority"]
+    three = rules.tier(markers({"ed_attendances_12m": 2}), _with(ed_secondary_followup=3))
+    assert three.loc[0, "reason_codes"] == "ed"
