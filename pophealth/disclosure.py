@@ -16,7 +16,12 @@ Every table that leaves the engine goes through :func:`apply` (counts) or
 3. **Rounding** of everything released: ``"nearest5"`` (OpenSAFELY's redact-then-round,
    https://docs.opensafely.org/sdc/), ``"midpoint6"`` (OpenSAFELY midpoint-6: r = 6⌈x/6⌉ − 3
    for x > 0, 0 stays 0; unbiased, true value within r − 2 … r + 3) or ``"none"``.
-4. **Derived values** (ratios, percentages, CIs) are recomputed from the released counts
+4. **Counts of rows** (attendances, episodes, issues) can all come from a few patients:
+   ten attendances may be one person's. Where a table counts rows, pass the number of
+   distinct patients behind each count (``patients={"attendances": "patients_attending"}``)
+   and a count is also withheld when its patients number 1-7 (the patients column is used
+   for the decision and not released).
+5. **Derived values** (ratios, percentages, CIs) are recomputed from the released counts
    (:func:`release_proportions` does this for a proportion with a Wilson CI), never carried
    over from the true ones: a rate of 23 per 1,000 beside a released 25 gives back 23.
 
@@ -41,7 +46,7 @@ guidance for tables produced from administrative sources* (secondary suppression
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -352,6 +357,7 @@ def apply(
     by: Sequence[str] | None = None,
     margins: Sequence[str] | None = None,
     total_label: object = None,
+    patients: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
@@ -362,17 +368,22 @@ def apply(
     from the true counts (ratios, rates, CIs): compute them afterwards from the released
     counts (see :func:`release_proportions`).
 
+    ``patients`` maps a count of rows to the column of distinct patients behind it: the
+    count is withheld too when those patients number 1 to the threshold, and the patients
+    column is dropped from the result.
+
     Returns a copy with released counts (float, NA when withheld) and a ``disclosure_note``
     column naming withheld counts and why (primary ≤ threshold, or secondary).
     """
     out = df.copy()
     by = list(by or [])
+    few = _few_patients(out, patients or {}, policy)
     notes = [[] for _ in range(len(out))]
     for col in count_cols:
         if col not in out.columns:
             raise ValueError(f"count column '{col}' not found (columns: {list(out.columns)})")
         values = _as_counts(out[col], col)
-        primary = policy.primary_mask(values)
+        primary = policy.primary_mask(values) | few.get(col, False)
         mask = primary.copy()
         if policy.secondary and margins:
             work = out[by].copy()
@@ -384,15 +395,42 @@ def apply(
                 by=by,
                 margins=margins,
                 total_label=total_label,
-                primary_bounds=(0 if policy.suppress_zeros else 1, policy.suppress_at_or_below),
+                primary_bounds=_bounds(policy, few.get(col)),
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
         out[col] = released
         for i in np.flatnonzero(mask):
-            notes[i].append(f"{col} {PRIMARY if primary[i] else SECONDARY}")
+            notes[i].append(f"{col} {_why_primary(col, i, few) if primary[i] else SECONDARY}")
+    out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
     out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
     return out
+
+
+def _few_patients(
+    df: pd.DataFrame, patients: Mapping[str, str], policy: DisclosurePolicy
+) -> dict[str, np.ndarray]:
+    """Per count column of rows: True where the distinct patients behind the count number
+    1 to the threshold (the count is then withheld whatever its own size)."""
+    few = {}
+    for col, pcol in patients.items():
+        if pcol not in df.columns:
+            raise ValueError(f"patients column '{pcol}' for '{col}' not found")
+        n = _as_counts(df[pcol], pcol)
+        few[col] = (n >= 1) & (n <= policy.suppress_at_or_below)
+    return few
+
+
+def _bounds(policy: DisclosurePolicy, few: np.ndarray | None) -> tuple[float, float]:
+    """What an attacker knows of a primarily withheld count: 1 to the threshold — unless
+    some were withheld for their few patients, whose counts of rows can be any size."""
+    if few is not None and few.any():
+        return (0, np.inf)
+    return (0 if policy.suppress_zeros else 1, policy.suppress_at_or_below)
+
+
+def _why_primary(col: str, i: int, few: dict[str, np.ndarray]) -> str:
+    return f"{PRIMARY} (few patients)" if col in few and few[col][i] else PRIMARY
 
 
 def release_count(n: int, policy: DisclosurePolicy = DEFAULT_POLICY) -> int | None:
@@ -427,6 +465,7 @@ def release_proportions(
     total_label: object = None,
     multiplier: float = 100,
     confidence: float | Sequence[float] = DEFAULT_CONFIDENCE,
+    patients: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Release a numerator/denominator table with value and Wilson CI from released counts.
 
@@ -435,6 +474,9 @@ def release_proportions(
     withholds a denominator when it is ≤ threshold; then secondary suppression on both along
     ``margins``; then rounds. ``value`` (× ``multiplier``; 100 = percentage) and the Wilson
     limits are recomputed from the *released* counts, and are NA wherever either is withheld.
+    ``patients`` (for proportions of rows) maps ``numerator`` and/or ``denominator`` to the
+    column of distinct patients behind it: a count whose patients number 1 to the threshold
+    is withheld as a primary one, and the patients columns are dropped from the result.
 
     Returns the input's ``by`` columns and other columns, with ``numerator``/``denominator``
     replaced by released counts, plus ``value``, the limit columns, ``confidence``,
@@ -448,8 +490,11 @@ def release_proportions(
     if np.any(x > n):
         raise ValueError("numerator must be less than or equal to denominator for a proportion")
     t = policy.suppress_at_or_below
-    n_mask = policy.primary_mask(n)
-    x_primary = policy.primary_mask(x)
+    few = _few_patients(out, patients or {}, policy)
+    out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
+    n_primary = policy.primary_mask(n) | few.get(denominator, False)
+    n_mask = n_primary.copy()
+    x_primary = policy.primary_mask(x) | few.get(numerator, False)
     comp = n - x
     x_comp = (comp >= 1) & (comp <= t) & policy.suppress_complements & ~x_primary
     x_mask = x_primary | x_comp | n_mask
@@ -475,7 +520,7 @@ def release_proportions(
                 by=by,
                 margins=margins,
                 total_label=total_label,
-                primary_bounds=(0 if policy.suppress_zeros else 1, policy.suppress_at_or_below),
+                primary_bounds=_bounds(policy, few.get(denominator)),
             )
             # a withheld denominator withholds its numerator (it would give it back via p)
             new_x |= new_n
@@ -511,11 +556,12 @@ def release_proportions(
                 if n_mask[i]
                 else SECONDARY
             )
+            if x_primary[i]:
+                why = _why_primary(numerator, i, few)
             parts.append(f"{numerator} {why}")
         if n_mask[i]:
-            parts.append(
-                f"{denominator} {PRIMARY if policy.primary_mask(n[i : i + 1])[0] else SECONDARY}"
-            )
+            why = _why_primary(denominator, i, few) if n_primary[i] else SECONDARY
+            parts.append(f"{denominator} {why}")
         notes.append("; ".join(parts) or None)
     out["disclosure_note"] = notes
     return out

@@ -53,6 +53,40 @@ def test_apply_primary_secondary_and_notes():
     assert out2["n"].isna().sum() == 1
 
 
+def test_a_count_of_rows_from_few_patients_is_withheld_and_protected():
+    """Attendances: 40 by 3 patients is withheld like a count of 3 (its patients are few),
+    and, with a total row published, a second cell goes too — the audit may not assume the
+    withheld 40 lies in 1-7. The patients columns are not released."""
+    df = pd.DataFrame(
+        {
+            "site": ["A", "B", "C", "Total"],
+            "attendances": [40, 52, 61, 153],
+            "attending": [3, 30, 44, 77],
+        }
+    )
+    out = disclosure.apply(
+        df,
+        ["attendances"],
+        by=["site"],
+        margins=["site"],
+        total_label="Total",
+        patients={"attendances": "attending"},
+    )
+    assert "attending" not in out.columns
+    assert np.isnan(out.loc[0, "attendances"])
+    assert out.loc[0, "disclosure_note"] == "attendances primary (few patients)"
+    assert out["attendances"].isna().sum() == 2  # 153 − 52 − 61 would give 40 back
+    withheld = out.loc[out["attendances"].isna(), "site"].tolist()
+    assert withheld in (["A", "B"], ["A", "Total"])
+    # the same through release_proportions, for a proportion of rows
+    rows = pd.DataFrame({"x": [20, 30], "n": [40, 60], "px": [3, 25], "pn": [3, 25]})
+    got = release_proportions(rows, "x", "n", patients={"x": "px", "n": "pn"})
+    assert list(got.columns[:2]) == ["x", "n"] and "px" not in got and "pn" not in got
+    assert got.loc[0, ["x", "n", "value"]].isna().all()
+    assert got.loc[0, "disclosure_note"] == "x primary (few patients); n primary (few patients)"
+    assert (got.loc[1, "x"], got.loc[1, "n"], got.loc[1, "value"]) == (30, 60, 50)
+
+
 def test_total_row_is_withheld_when_no_other_cover():
     df = pd.DataFrame({"sex": ["F", "Total"], "n": [5, 5 + 0]})
     out = disclosure.apply(df, ["n"], by=["sex"], margins=["sex"], total_label="Total")

@@ -349,6 +349,8 @@ def _aggregate(
                 if m.denominator.dtype != "bool":
                     sums[f"_c{i}"] = inside.cast("int64").sum().cast("int64")
                     count[m.name] = f"_c{i}"
+                for k, v in _patients_behind(m, inside, num_value, den_value).items():
+                    sums[f"_{k}{i}"] = v.cast("int64").sum().cast("int64")
                 insides.setdefault(den, inside)
             keep = None
             for inside in insides.values():
@@ -359,8 +361,9 @@ def _aggregate(
             df = agg.to_pandas()
             lead = list(keys)
             for i, m in enumerate(measures):
-                part = df.loc[df[count[m.name]] > 0, [*lead, f"_n{i}", f"_d{i}"]]
-                part = part.rename(columns={f"_n{i}": "numerator", f"_d{i}": "denominator"})
+                behind = [f"_{k}{i}" for k in PATIENTS_BEHIND if f"_{k}{i}" in df.columns]
+                part = df.loc[df[count[m.name]] > 0, [*lead, f"_n{i}", f"_d{i}", *behind]]
+                part = part.rename(columns=_patient_columns(i))
                 part = part.reset_index(drop=True)
                 part.insert(0, "measure", m.name)
                 frames.append(part)
@@ -369,6 +372,31 @@ def _aggregate(
         if release is not None:
             release()
     return frames
+
+
+#: the columns of distinct patients behind a count of rows, by their short name in queries
+PATIENTS_BEHIND = {"pn": "numerator_patients", "pd": "denominator_patients"}
+
+
+def _patients_behind(m: Measure, inside: Any, num_value: Any, den_value: Any) -> dict[str, Any]:
+    """Per row of the patient table, whether the patient adds to a numerator or denominator
+    that is a sum (of rows, usually), keyed by the short names of :data:`PATIENTS_BEHIND`:
+    summed, the distinct patients behind the count, which the disclosure rule also checks
+    (ten attendances may be one patient's). None for a True/False one: it counts patients."""
+    out = {}
+    if m.numerator.dtype != "bool":
+        out["pn"] = num_value != 0
+    if m.denominator.dtype != "bool":
+        out["pd"] = inside & (den_value != 0)
+    return out
+
+
+def _patient_columns(i: int) -> dict[str, str]:
+    return {
+        f"_n{i}": "numerator",
+        f"_d{i}": "denominator",
+        **{f"_{k}{i}": v for k, v in PATIENTS_BEHIND.items()},
+    }
 
 
 def _values(m: Measure, wide: Any, cols: dict[str, str]) -> tuple[Any, Any, Any]:
@@ -447,13 +475,16 @@ def _change_point_totals(
             sums[f"_n{i}"] = (num_value * x._s).sum().cast("int64")
             sums[f"_d{i}"] = (den_value * x._s).sum().cast("int64")
             sums[f"_c{i}"] = (inside.cast("int64") * x._s).sum().cast("int64")
+            for k, v in _patients_behind(m, inside, num_value, den_value).items():
+                sums[f"_{k}{i}"] = (v.cast("int64") * x._s).sum().cast("int64")
             keep = inside if keep is None else keep | inside
         keys = {"_k": x._at, **{g: x[col] for g, col in sig}}
         df = x.filter(keep).group_by(**keys).aggregate(**sums).to_pandas()
         groups = [g for g, _ in sig]
         for i, m in enumerate(measures):
-            part = df[[*groups, "_k", f"_n{i}", f"_d{i}", f"_c{i}"]].rename(
-                columns={f"_n{i}": "numerator", f"_d{i}": "denominator", f"_c{i}": "_n"}
+            behind = [f"_{k}{i}" for k in PATIENTS_BEHIND if f"_{k}{i}" in df.columns]
+            part = df[[*groups, "_k", f"_n{i}", f"_d{i}", f"_c{i}", *behind]].rename(
+                columns={**_patient_columns(i), f"_c{i}": "_n"}
             )
             out = timeline.totals(part, groups)
             out.insert(0, "measure", m.name)
@@ -504,7 +535,11 @@ def run_measures(
     for m in measures:
         df = raw[raw["measure"] == m.name].copy()
         groups = list(m.group_by)
-        df = df[["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]]
+        behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
+        df = df[
+            ["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]
+            + behind
+        ]
         df["interval_start"] = pd.to_datetime(df["interval_start"]).dt.date
         df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
         df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
@@ -537,6 +572,16 @@ def _release(
 
     by = ["interval_start", *groups]
     kw = {} if policy is None else {"policy": policy}
+    # counts of rows are also withheld when few patients are behind them
+    behind = {
+        side: f"{side}_patients"
+        for side in ("numerator", "denominator")
+        if f"{side}_patients" in df.columns
+    }
+    if not disclosure:
+        df = df.drop(columns=list(behind.values()))
+    elif behind:
+        kw["patients"] = behind
     if m.kind in ("proportion", "row proportion"):
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if m.kind == "row proportion" and len(out):

@@ -1246,13 +1246,17 @@ class Timeline:
 
     def totals(self, diffs: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
         """Counts per interval from the differences at change points (``diffs``: signed
-        ``numerator``, ``denominator`` and ``_n``, the rows counted, per group and ``_k``):
-        cumulative sums over the intervals per group."""
-        vals = ["numerator", "denominator", "_n"]
+        ``numerator``, ``denominator`` and ``_n``, the rows counted, per group and ``_k``,
+        and any ``..._patients`` columns, the patients behind a sum): cumulative sums over
+        the intervals per group."""
+        extra = [c for c in diffs.columns if c.endswith("_patients")]
+        vals = ["numerator", "denominator", "_n", *extra]
         df = diffs
         cols = [*groups, "_k"]
         if len(df) == 0:
-            return pd.DataFrame(columns=["interval_start", "interval_end", *groups, *vals[:2]])
+            return pd.DataFrame(
+                columns=["interval_start", "interval_end", *groups, *vals[:2], *extra]
+            )
         df = df.groupby(cols, dropna=False)[vals].sum()
         if groups:
             labels = df.index.droplevel("_k").unique()
@@ -1277,6 +1281,8 @@ class Timeline:
             out[g] = df[g].to_numpy()
         out["numerator"] = df["numerator"].to_numpy().astype("int64")
         out["denominator"] = df["denominator"].to_numpy().astype("int64")
+        for c in extra:
+            out[c] = df[c].to_numpy().astype("int64")
         return out
 
 

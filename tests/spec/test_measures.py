@@ -13,6 +13,7 @@ from pophealth.query import (
     Measures,
     QueryError,
     addresses,
+    emergency_attendances,
     events,
     index_date,
     monthly,
@@ -206,3 +207,93 @@ def test_a_single_interval_gives_the_same_as_that_interval_among_many(engine, tm
     cols = ["interval_start", "interval_end", "sex", "numerator", "denominator"]
     assert one[cols].equals(feb[cols])
     assert one["numerator"].tolist() == [2, 0]  # female: patients 1 and 3; male: 2 (Dec only)
+
+
+def _readings_world(tmp_path, readings_per_patient: dict[str, int]):
+    """20 patients registered throughout; ``readings_per_patient`` SBP readings in January
+    2025 for some of them."""
+    ids = [str(p) for p in range(1, 21)]
+    return make_store(
+        tmp_path,
+        {
+            "patients": [{"patient_id": p, "sex": "female"} for p in ids],
+            "registrations": [
+                {"patient_id": p, "practice_id": "A1", "start_date": D(2020, 1, 1)} for p in ids
+            ],
+            "events": [
+                {"patient_id": p, "date": D(2025, 1, 1 + k), "code": "271649006", "value": 120.0}
+                for p, n in readings_per_patient.items()
+                for k in range(n)
+            ],
+        },
+    )
+
+
+@pytest.mark.parametrize("months", [1, 2])  # one interval; two (at change points)
+def test_a_count_of_rows_from_few_patients_is_withheld(engine, tmp_path, months):
+    """Twelve readings released as "10" would tell that someone among 20 patients had
+    readings, though all twelve are one patient's: a count of rows is withheld when the
+    patients behind it number 1-7, as a count of 1-7 patients is (OpenSAFELY's output
+    checking: counts of events need more than 7 patients behind them)."""
+    m = Measures(intervals=monthly("2025-01-01", months))
+    m.define_measure(
+        "readings",
+        numerator=events.matching(SBP).in_interval().count_for_patient(),
+        denominator=registrations.registered_on(index_date),
+    )
+    one_patient = _readings_world(tmp_path / "a", {"1": 12})
+    exact = run_measures(one_patient, m, engine=engine, disclosure=False)
+    assert exact.iloc[0][["numerator", "denominator"]].tolist() == [12, 20]
+    assert "numerator_patients" not in exact.columns
+    row = run_measures(one_patient, m, engine=engine).iloc[0]
+    assert pd.isna(row.numerator) and pd.isna(row.value) and pd.isna(row.lower95_0cl)
+    assert row.denominator == 20
+    assert row.disclosure_note == "numerator primary (few patients)"
+    # the same twelve readings from eight patients are released, rounded
+    eight = _readings_world(tmp_path / "b", {"1": 5, **{str(p): 1 for p in range(2, 9)}})
+    row = run_measures(eight, m, engine=engine).iloc[0]
+    assert (row.numerator, row.denominator, row.value) == (10, 20, 50)
+    assert row.disclosure_note is None
+    assert "numerator_patients" not in row.index
+
+
+def test_a_proportion_of_rows_from_few_patients_is_withheld(engine, tmp_path):
+    """Of 20 attendances, 10 given analgesia in time: 10 and 20 are above 7, but all 20 are
+    patient 1's and 2's, so both counts are withheld."""
+    ea = emergency_attendances
+    wait = ea.minutes_between("arrival_datetime", "first_analgesia_datetime")
+    m = Measures(intervals=monthly("2025-01-01", 1))
+    attended = ea.in_interval()
+    m.define_measure(
+        "in_time",
+        numerator=attended.where((wait >= 0) & (wait <= 30)).count_for_patient(),
+        denominator=attended.count_for_patient(),
+    )
+
+    def attendance(pid, day, minutes):
+        arrival = dt.datetime(2025, 1, day, 10, 0)
+        return {
+            "patient_id": pid,
+            "arrival_datetime": arrival,
+            "first_analgesia_datetime": arrival + dt.timedelta(minutes=minutes),
+            "diagnosis_system": "snomedct",
+            "diagnosis": "1",
+        }
+
+    def world(path, patients):
+        rows = [attendance(p, 1 + k, 10 if k % 2 else 50) for k, p in enumerate(patients)]
+        return make_store(path, {"emergency_attendances": rows})
+
+    few = world(tmp_path / "a", ["1", "2"] * 10)
+    assert run_measures(few, m, engine=engine, disclosure=False).iloc[0][
+        ["numerator", "denominator"]
+    ].tolist() == [10, 20]
+    row = run_measures(few, m, engine=engine).iloc[0]
+    assert pd.isna(row.numerator) and pd.isna(row.denominator) and pd.isna(row.value)
+    assert row.disclosure_note == (
+        "numerator primary (few patients); denominator primary (few patients)"
+    )
+    # twenty patients with one attendance each: released as they are
+    many = world(tmp_path / "b", [str(p) for p in range(1, 21)])
+    row = run_measures(many, m, engine=engine).iloc[0]
+    assert (row.numerator, row.denominator, row.value) == (10, 20, 50)
