@@ -34,7 +34,9 @@ def default_index_date(store) -> dt.date:
 
 
 def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str, bar=None):
-    """Run the named programmes on one backend; returns their results in order."""
+    """Run the named programmes on one backend; returns their results in order. A code
+    list a programme needs that cannot be read stops the command with its message."""
+    from pophealth.codelists import CodelistError
     from pophealth.query import connect
 
     backend = connect(store, engine)  # tables registered on first use
@@ -43,7 +45,12 @@ def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str,
     for name in names:
         if bar:
             bar.update(task, description=f"programme: {name}")
-        results.append(programmes.get(name).run(backend, index_date=index_date, engine=engine))
+        try:
+            result = programmes.get(name).run(backend, index_date=index_date, engine=engine)
+        except CodelistError as exc:
+            message = str(exc) if name in str(exc) else f"programme {name!r}: {exc}"
+            raise fail(message) from None
+        results.append(result)
         if bar:
             bar.advance(task)
     return results

@@ -103,3 +103,21 @@ def test_help_and_version_load_no_query_engine():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_run_stops_with_the_name_of_a_missing_code_list(tmp_path, monkeypatch):
+    """A curated list the programme needs that is not there stops `pophealth run` with a
+    message naming it (and no traceback), before anything is written."""
+    from pophealth.programmes.asthma import codes
+
+    store = tmp_path / "s"
+    assert invoke("synth", "--patients", "50", "--out", str(store)).exit_code == 0
+    real = codes.curated_manifest()
+    without = {k: v for k, v in real.items() if k != "asthma_review"}
+    monkeypatch.setattr(codes, "curated_manifest", lambda: without)
+    out = tmp_path / "out"
+    result = invoke("run", "asthma", "--store", str(store), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert "asthma programme" in result.output and "asthma_review" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())

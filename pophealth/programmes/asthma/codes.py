@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from pophealth.codelists import Codelist, codelist, curated_manifest
+from pophealth.codelists import Codelist, CodelistError, codelist, curated_manifest
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class AsthmaCodes:
         }
 
 
-class MissingCodelistError(ValueError):
+class MissingCodelistError(CodelistError):
     """A code list the asthma programme needs is missing or empty."""
 
 
