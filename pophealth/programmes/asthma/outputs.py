@@ -226,7 +226,9 @@ def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.Da
 
     Attacks = oral steroid courses + A&E attendances + emergency admissions for asthma in 12
     months (one attack can appear twice, e.g. A&E then a steroid course). Counts released
-    under the disclosure policy; the rate and Poisson CI come from the released counts.
+    under the disclosure policy — attacks withheld too when 1-7 patients had them, as a
+    count of attacks can be a few patients' — and the rate and Poisson CI come from the
+    released counts.
     """
     from pophealth.stats import rate
 
@@ -237,11 +239,17 @@ def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.Da
     for col in ("imd_quintile", "ethnicity", "age_band", "pcn", "no2_quintile"):
         labels = g[col].astype(object).where(g[col].notna(), UNKNOWN)
         labels = labels.map(lambda v: int(v) if isinstance(v, float) else v)
-        t = pd.DataFrame({"group": labels, "attacks": attacks.to_numpy(), "patients": 1})
-        t = t.groupby("group", sort=True)[["attacks", "patients"]].sum().reset_index()
-        total = pd.DataFrame(
-            {"group": ["Total"], "attacks": [t.attacks.sum()], "patients": [t.patients.sum()]}
+        t = pd.DataFrame(
+            {
+                "group": labels,
+                "attacks": attacks.to_numpy(),
+                "patients": 1,
+                "attacking": (attacks > 0).to_numpy().astype(int),
+            }
         )
+        sums = ["attacks", "patients", "attacking"]
+        t = t.groupby("group", sort=True)[sums].sum().reset_index()
+        total = pd.DataFrame({"group": ["Total"], **{c: [t[c].sum()] for c in sums}})
         t = pd.concat([t, total], ignore_index=True)
         t.insert(0, "breakdown", col)
         t["group"] = t["group"].astype(str)
@@ -249,7 +257,7 @@ def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.Da
     counts = pd.concat(parts, ignore_index=True)
     released = disclosure.apply(
         counts, ["attacks", "patients"], policy=policy, by=["breakdown", "group"],
-        margins=["group"], total_label="Total",
+        margins=["group"], total_label="Total", patients={"attacks": "attacking"},
     )  # fmt: skip
     ok = released["attacks"].notna() & released["patients"].gt(0)
     stats = rate(

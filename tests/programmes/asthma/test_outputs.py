@@ -74,3 +74,34 @@ def test_indicator_titles_say_the_configured_cut_offs_and_show_two_ae_attendance
     assert list(frame[ed2.column]) == [True, False]
     # worklists carry the dose in words next to the known mg
     assert {"prednisolone_unknown_issues_12m", "prednisolone_dose"} <= set(outputs.WORKLIST_COLUMNS)
+
+
+def test_attacks_by_few_patients_are_withheld():
+    # 40 patients on the register, 12 attacks: released as "10" when 12 patients had them,
+    # withheld (like a count of 3 patients) when 3 patients had 4 each.
+    def frame(attacks: list[int]) -> pd.DataFrame:
+        n = len(attacks)
+        return pd.DataFrame(
+            {
+                "ocs_courses_12m": attacks,
+                "ed_attendances_12m": 0,
+                "admissions_12m": 0,
+                "imd_decile": [3.0] * n,
+                "ethnicity_5": "White",
+                "sex": "female",
+                "age_band": "18-39",
+                "pcn_name": "North",
+                "pcn_id": "P1",
+                "practice_id": "A",
+                "no2_quintile": [2.0] * n,
+                "pm_quintile": [2.0] * n,
+            }
+        )
+
+    spread = outputs.attacks_rate(frame([1] * 12 + [0] * 28))
+    total = spread[(spread.breakdown == "pcn") & (spread.group == "Total")].iloc[0]
+    assert (total.attacks, total.patients, total.value) == (10, 40, 250)
+    assert "attacking" not in spread.columns
+    few = outputs.attacks_rate(frame([4] * 3 + [0] * 37))
+    assert few["attacks"].isna().all() and few["value"].isna().all()
+    assert set(few["disclosure_note"]) == {"attacks primary (few patients)"}
