@@ -168,6 +168,58 @@ def test_cvd_statin_variables_find_the_rxnorm_statin_patients(store, expected):
     assert set(latest["statin_code"]) <= statins.codes_in("rxnorm")
 
 
+def _lipid_observations(
+    samples: Path, key: bytes, loinc: str
+) -> list[tuple[str, dt.date, float, str]]:
+    """(patient, date, value, unit) of every Observation coded ``loinc``, read with ``json``."""
+    out = []
+    for path in _synthea_files(samples):
+        for res in resources_in(path):
+            if not isinstance(res, dict) or res.get("resourceType") != "Observation":
+                continue
+            if not any(c.get("code") == loinc for c in res.get("code", {}).get("coding", [])):
+                continue
+            q = res["valueQuantity"]
+            when = dt.date.fromisoformat(res["effectiveDateTime"][:10])
+            who = _pid(key, res["subject"]["reference"])
+            out.append((who, when, float(q["value"]), q.get("unit") or q.get("code")))
+    return out
+
+
+@pytest.mark.parametrize(
+    "loinc, name", [("2093-3", "total_cholesterol"), ("2085-9", "hdl"), ("18262-6", "ldl")]
+)
+def test_cvd_reads_the_loinc_lipids_in_mg_dl_as_mmol_l(samples, key, store, loinc, name):
+    """Synthea records cholesterol in mg/dL under LOINC codes: the curated lipid lists carry
+    those codes, and the CVD extract converts each latest value to mmol/L (÷ 38.67)."""
+    from pophealth.programmes.cvd.codelists import curated_codelists
+    from pophealth.programmes.cvd.config import DEFAULT_CONFIG
+    from pophealth.programmes.cvd.extract import event_variables, months_before
+    from pophealth.query import connect
+
+    seen = _lipid_observations(samples, key, loinc)
+    assert seen and {unit for *_, unit in seen} == {"mg/dL"}
+    index = max(when for _, when, _, _ in seen) + dt.timedelta(days=1)
+    start = months_before(index, DEFAULT_CONFIG.measurement_lookback_months)
+    latest: dict[str, tuple[dt.date, list[float]]] = {}
+    for who, when, value, _ in seen:
+        if start < when < index:
+            day, values = latest.get(who, (when, []))
+            if when > day:
+                latest[who] = (when, [value])
+            elif when == day:
+                latest[who] = (day, [*values, value])
+    expected = {who: sum(v) / len(v) / 38.67 for who, (_, v) in latest.items()}
+
+    parts = event_variables(connect(store, "duckdb"), index, curated_codelists(), DEFAULT_CONFIG)
+    part = next(p for p in parts if name in p.columns)
+    got = part.filter(part[name].notnull()).select("patient_id", name).to_pandas()
+    got = dict(zip(got["patient_id"], got[name], strict=True))
+    assert got.keys() == expected.keys()
+    for who, value in expected.items():
+        assert got[who] == pytest.approx(value, rel=1e-9), who
+
+
 # -- the Synthea-derived OMOP CDM 5.4 sample -------------------------------------------------
 
 
