@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def write_outputs(result: ProgrammeResult, out: Path) -> dict[str, list[Path]]:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{output.name}.csv"
         tmp = path.with_suffix(".csv.tmp")
-        output.frame.to_csv(tmp, index=False)
+        _whole_as_integers(output.frame).to_csv(tmp, index=False)
         tmp.replace(path)
         written[output.kind].append(path)
     if written["patient"]:
@@ -48,16 +49,27 @@ def write_outputs(result: ProgrammeResult, out: Path) -> dict[str, list[Path]]:
     return written
 
 
+def _whole_as_integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns holding only whole numbers (released counts are floats, as a withheld
+    count is missing) written as integers: "85", not "85.0"; missing stays empty."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if pd.api.types.is_float_dtype(values):
+            finite = values.dropna()
+            if (
+                len(finite)
+                and bool((finite == finite.round()).all())
+                and finite.abs().max() < 2**53
+            ):
+                out[col] = values.astype("Int64")
+    return out
+
+
 def _table_html(output: Output, max_rows: int = 60) -> str:
     frame = output.frame
-    shown = frame.head(max_rows)
-    body = shown.to_html(
-        index=False,
-        na_rep="[c]",
-        float_format=lambda v: f"{v:,.3g}",
-        border=0,
-        classes="data",
-    )
+    shown = _formatted(frame.head(max_rows))
+    body = shown.to_html(index=False, border=0, classes="data")
     more = (
         f"<p class='more'>First {max_rows} of {len(frame):,} rows; all rows in the CSV.</p>"
         if len(frame) > max_rows
@@ -75,15 +87,22 @@ def _table_html(output: Output, max_rows: int = 60) -> str:
     )
 
 
-def _format_number(value: float, whole: bool) -> str:
+def _format_number(value: float, whole: bool, separators: bool = True) -> str:
     if pd.isna(value):
         return "[c]"
-    return f"{value:,.0f}" if whole else f"{value:,.2f}"
+    sep = "," if separators else ""
+    if whole:
+        return f"{value:{sep}.0f}"
+    if value != 0 and abs(value) < 0.01:  # a small p-value or rate: 2 significant figures
+        decimals = 1 - math.floor(math.log10(abs(value)))
+        return f"{value:.{decimals}f}"
+    return f"{value:{sep}.2f}"
 
 
 def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numbers as a reader expects them: whole counts with thousands separators, other
-    values to 2 decimals; missing numbers shown as [c] (suppressed), missing text blank."""
+    """Numbers as a reader expects them: whole counts with thousands separators (none in a
+    year), other values to 2 decimals (below 0.01, 2 significant figures), never in
+    exponent form; missing numbers shown as [c] (suppressed), missing text blank."""
     out = frame.copy()
     for col in out.columns:
         values = out[col]
@@ -92,7 +111,8 @@ def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(values):
             finite = values.dropna()
             whole = bool(len(finite)) and bool((finite == finite.round()).all())
-            out[col] = [_format_number(v, whole) for v in values]
+            separators = "year" not in str(col).lower()
+            out[col] = [_format_number(v, whole, separators) for v in values]
         else:
             out[col] = values.astype(object).where(values.notna(), "")
     return out

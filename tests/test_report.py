@@ -4,7 +4,7 @@ import datetime as dt
 
 import pandas as pd
 
-from pophealth.programmes import Output, ProgrammeResult
+from pophealth.programmes import Output, ProgrammeResult, Section
 from pophealth.report import render_html
 
 
@@ -20,3 +20,36 @@ def test_worklists_are_listed_without_their_number_of_patients():
     assert "cvd_pharmacist_worklist_pcn_X" in page and "Patients to review" in page
     assert "3 rows" not in page and ": 3" not in page
     assert "pid-7f3a" not in page
+
+
+def test_tables_show_counts_in_full_and_csvs_write_them_as_integers(tmp_path):
+    """A released count of 8,875 reads "8,875" in the report (not "8.88e+03") and "8875" in
+    the CSV (not "8875.0"); a withheld one "[c]" and empty; other values to 2 decimals."""
+    from pophealth.report import write_outputs
+
+    table = pd.DataFrame(
+        {
+            "group": ["1", "2", "3"],
+            "numerator": [8875.0, None, 10.0],
+            "value": [62.9631, None, 0.5],
+            "p_value": [0.00123, 0.5, 1e-7],
+            "year": [2025, 2026, 2026],
+        }
+    )
+    out = Output("t", "aggregate", table, "counts", disclosure="rule")
+    result = ProgrammeResult(
+        "x",
+        "X",
+        dt.date(2026, 3, 31),
+        "duckdb",
+        outputs=[out],
+        sections=[Section("s", tables=[out])],
+    )
+    page = render_html([result], title="t")
+    cells = page[page.index("<table") : page.index("</table>")]
+    assert "<td>8,875</td>" in cells and "e+0" not in cells and "e-0" not in cells
+    assert "<td>[c]</td>" in cells and "<td>62.96</td>" in cells and "<td>0.50</td>" in cells
+    assert "<td>0.0012</td>" in cells and "<td>0.00000010</td>" in cells
+    assert "<td>2025</td>" in cells
+    lines = write_outputs(result, tmp_path)["aggregate"][0].read_text().splitlines()
+    assert lines[1].startswith("1,8875,62.9631,") and lines[2].startswith("2,,,")
