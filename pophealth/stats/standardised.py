@@ -14,6 +14,7 @@ package PHEindicatormethods is an oracle only).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,26 @@ ESP2013.setflags(write=False)
 ESP2013_BANDS: tuple[str, ...] = tuple(f"{a}-{a + 4}" for a in range(0, 90, 5)) + ("90+",)
 
 _MIN_DSR_COUNT = 10
+_LEADING_NUMBER = re.compile(r"\d+")
+
+
+def _band_order(labels: Any) -> np.ndarray:
+    """Start age of each age-band label, for ordering: 0 for '0-4', 5 for '5-9', 90 for '90+'.
+
+    Labels may be numbers (start ages or band codes) or text beginning with the start age, as
+    the ESP2013 labels do. Sorting the labels as text would put '10-14' before '5-9'.
+    """
+    values = np.asarray(labels, dtype=object)
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        m = None if v is None else _LEADING_NUMBER.search(str(v))
+        if m is None:
+            raise StatsInputError(
+                f"ageband (row {i}: {v!r}) must be a start age or a band label beginning with "
+                "one, e.g. '0-4', '5-9', ..., '90+'"
+            )
+        out[i] = float(m.group())
+    return out
 
 
 def _group_codes(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -111,7 +132,8 @@ def dsr(
     Rows are standardisation categories (age bands) within groups (``by``). ``stdpop`` is the
     standard population per row (a column name, or an array); when omitted, the European
     Standard Population 2013 is assigned in order, so each group must hold the 19 ESP2013 bands
-    (0-4 … 90+) in ascending order (sorted by ``ageband`` when given).
+    (0-4 … 90+) in ascending order — sorted by the start age that begins each ``ageband``
+    label when given ('5-9' before '10-14'). A negative standard population is refused.
 
     DSR = Σ(xᵢ·wᵢ/nᵢ) / Σwᵢ × multiplier; var(DSR) = Σ(xᵢ·(wᵢ/nᵢ)²) / (Σwᵢ)²;
     limits = DSR + √(var/O)·(Byar(O) − O) × multiplier with O the total count (Dobson et al.
@@ -121,7 +143,8 @@ def dsr(
     Non-independent events (``independent_events=False``): each row gives the number of unique
     individuals (``x``) who had ``eventfreq`` events in that ``ageband``. The DSR uses the
     events (x·f); the variance uses Σ x·f²·(w/n)² (Fingertips technical guidance, DSR chapter),
-    so limits widen when people have repeated events.
+    so limits widen when people have repeated events. A missing count or frequency in any row
+    makes the group NA (not a count of 0).
     """
     levels = normalise_confidence(confidence)
     frame, keys = frame_of(data, by, x=x, n=n)
@@ -151,14 +174,18 @@ def dsr(
         check_positive(fs, "event frequencies")
         frame["events"] = xs * fs
         frame["f2x"] = xs * fs * fs
+        # a missing count or frequency makes its band missing (a plain sum would read it as 0)
+        frame["missing"] = np.isnan(xs * fs * ns)
         agg: dict[str, tuple[str, str]] = {
             "x": ("events", "sum"),
             "v": ("f2x", "sum"),
             "n": ("n", "first"),
+            "missing": ("missing", "max"),
         }
         if "w" in frame:
             agg["w"] = ("w", "first")
         frame = frame.groupby(keys + ["ageband"], sort=True, dropna=False).agg(**agg).reset_index()
+        frame.loc[frame["missing"].astype(bool), ["x", "v"]] = np.nan
         xs = frame["x"].to_numpy(dtype=float)
         ns = frame["n"].to_numpy(dtype=float)
         var_weight = frame["v"].to_numpy(dtype=float)
@@ -172,8 +199,9 @@ def dsr(
     else:
         order_key = None
         if "ageband" in frame:
-            order_key = pd.factorize(frame["ageband"], sort=True)[0]
+            order_key = _band_order(frame["ageband"].to_numpy())
         ws = _default_stdpop(codes, order_key)
+    check_non_negative(ws, "standard populations")
 
     missing = _any_nan_by(codes, xs + ns + ws, size)
     total_x = _sum_by(codes, np.nan_to_num(xs), size)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from pophealth.stats import ESP2013, StatsInputError, dsr, isr, isratio
+from pophealth.stats import ESP2013, ESP2013_BANDS, StatsInputError, dsr, isr, isratio
 
 BIG_X = [127, 25, 18, 21, 12, 27, 48, 27, 29, 32, 32, 34, 45, 65, 38, 68, 74, 82, 91]
 BIG_N = [
@@ -204,3 +204,42 @@ def test_isr_field_reference_and_observed_totals():
         "x", "n", "xr", "nr", data=df, by="area", refpoptype="field", observed_totals=totals
     )
     assert out2.loc[0, "value"] == pytest.approx(20 / E_A, rel=1e-12)
+
+
+def test_dsr_orders_text_age_band_labels_by_start_age():
+    # The ESP2013 labels sort as text '0-4', '10-14', ..., '5-9': weights must follow the start
+    # age, so labelled (and shuffled) bands give PROGRAMMES §12.3's 1043.025 (971.771-1117.894).
+    df = pd.DataFrame({"band": list(ESP2013_BANDS), "x": BIG_X, "n": BIG_N})
+    shuffled = df.sample(frac=1, random_state=4)
+    for frame in (df, shuffled):
+        out = dsr("x", "n", data=frame, ageband="band", multiplier=10000)
+        assert out.loc[0, "value"] == pytest.approx(1043.025, abs=5e-4)
+        assert out.loc[0, "lower95_0cl"] == pytest.approx(971.771, abs=5e-4)
+        assert out.loc[0, "upper95_0cl"] == pytest.approx(1117.894, abs=5e-4)
+    people = df.rename(columns={"x": "people"}).assign(f=1)
+    c = dsr(
+        "people", "n", data=people, independent_events=False, eventfreq="f", ageband="band",
+        multiplier=10000,
+    )  # fmt: skip
+    assert c.loc[0, "value"] == pytest.approx(1043.025, abs=5e-4)
+    with pytest.raises(StatsInputError, match="start age"):
+        dsr("x", "n", data=df.assign(band="adults"), ageband="band")
+
+
+def test_dsr_refuses_negative_standard_population():
+    w = ESP2013.copy()
+    w[2] = -5500
+    with pytest.raises(StatsInputError, match="standard populations"):
+        dsr(BIG_X, BIG_N, w)
+
+
+def test_dsr_non_independent_missing_count_gives_na_not_zero():
+    df = pd.DataFrame({"age": range(19), "people": BIG_X, "n": BIG_N, "f": 1.0})
+    df.loc[3, "people"] = np.nan
+    out = dsr("people", "n", data=df, independent_events=False, eventfreq="f", ageband="age")
+    assert np.isnan(out.loc[0, "value"]) and np.isnan(out.loc[0, "upper95_0cl"])
+    assert "missing" in out.loc[0, "reason"]
+    df.loc[3, "people"] = BIG_X[3]
+    df.loc[5, "f"] = np.nan
+    out = dsr("people", "n", data=df, independent_events=False, eventfreq="f", ageband="age")
+    assert np.isnan(out.loc[0, "value"])
