@@ -260,6 +260,7 @@ def _expected(
             ref_rate = _sum_by(codes, np.nan_to_num(xr), size) / _sum_by(
                 codes, np.nan_to_num(nr), size
             )
+        ref_rate[_any_nan_by(codes, xr + nr, size)] = np.nan
     elif refpoptype == "vector":
         xr_v = np.asarray(x_ref, dtype=float)
         nr_v = np.asarray(n_ref, dtype=float)
@@ -279,14 +280,17 @@ def _expected(
         nr = np.empty(len(codes))
         xr[order] = xr_v[pos]
         nr[order] = nr_v[pos]
-        ref_rate = np.full(size, xr_v.sum() / nr_v.sum())
+        ref_rate = np.full(size, xr_v.sum() / nr_v.sum())  # NaN if any reference value is missing
     else:
         raise StatsInputError("refpoptype must be 'vector' or 'field'")
     check_non_negative(xr, "reference numerators")
     check_positive(nr, "reference denominators")
     ns = frame["n"].to_numpy(dtype=float)
-    expected = _sum_by(codes, np.nan_to_num(ns * xr / nr), size)
-    expected[_any_nan_by(codes, ns, size)] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contribution = ns * xr / nr
+    expected = _sum_by(codes, np.nan_to_num(contribution), size)
+    # a missing population or reference value leaves E unknown (not a band contributing 0)
+    expected[_any_nan_by(codes, contribution, size)] = np.nan
     return codes, out, expected, ref_rate
 
 
@@ -323,6 +327,8 @@ def _indirect(
     check_non_negative(observed, "observed counts")
     out["observed"] = observed
     out["expected"] = expected
+    # no expected events (a group with no population): O/E is undefined, not infinite
+    expected = np.where(expected > 0, expected, np.nan)
     limits = []
     method = None
     for c in levels:
@@ -353,6 +359,8 @@ def isratio(
 
     Limits: exact Poisson on O (χ² form) when O < 10, Byar's otherwise, divided by E
     (Breslow & Day 1987; Fingertips PH methods).
+
+    A group whose population or reference values are missing, or whose E is 0, gets an NA row.
     """
     out, obs, exp, _, levels, (limits, method) = _indirect(
         x, n, x_ref, n_ref, data=data, by=by, refpoptype=refpoptype,

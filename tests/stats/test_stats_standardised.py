@@ -243,3 +243,30 @@ def test_dsr_non_independent_missing_count_gives_na_not_zero():
     df.loc[5, "f"] = np.nan
     out = dsr("people", "n", data=df, independent_events=False, eventfreq="f", ageband="age")
     assert np.isnan(out.loc[0, "value"])
+
+
+def test_isratio_missing_reference_value_gives_na_not_a_smaller_expected():
+    df = pd.DataFrame(
+        {
+            "area": ["A"] * 3 + ["B"] * 3,
+            "x": [1, 2, 30, 1, 2, 30],
+            "n": [100, 200, 300] * 2,
+            "xr": [10, np.nan, 30, 10, 20, 30],
+            "nr": [1000] * 6,
+        }
+    )
+    out = isratio("x", "n", "xr", "nr", data=df, by="area", refpoptype="field")
+    assert np.isnan(out.loc[0, "expected"]) and np.isnan(out.loc[0, "value"])
+    assert np.isnan(out.loc[0, "upper95_0cl"]) and out.loc[0, "method"] is None
+    assert out.loc[1, "value"] == pytest.approx(33 / (1 + 4 + 9), rel=1e-12)
+    rate_out = isr("x", "n", "xr", "nr", data=df, by="area", refpoptype="field")
+    assert np.isnan(rate_out.loc[0, "value"])
+    vec = isratio([1, 2, 3], [10, 10, 10], [1, np.nan, 1], [10, 10, 10])
+    assert np.isnan(vec.loc[0, "value"])
+
+
+def test_isratio_no_expected_events_is_na_not_infinite():
+    out = isratio([1, 2, 3], [0, 0, 0], [1, 1, 1], [10, 10, 10], refvalue=100)
+    assert out.loc[0, "expected"] == 0
+    assert np.isnan(out.loc[0, "value"]) and np.isnan(out.loc[0, "upper95_0cl"])
+    assert out.loc[0, "method"] is None
