@@ -416,17 +416,32 @@ def areas_arrow(areas: pd.DataFrame) -> pa.Table:
 # -- practices --------------------------------------------------------------------------
 
 
-def _subicb_codes(folder: _Folder) -> pd.DataFrame | None:
-    """ODS sub-ICB code -> (ONS sub-ICB code, ONS ICB code) from the LSOA lookups
-    (2022 first, then 2024 for codes new since)."""
-    parts = []
-    for key, load in (
+def _subicb_lookups(folder: _Folder) -> list[pd.DataFrame]:
+    """The LSOA -> sub-ICB lookups, the one the ``areas`` table uses first.
+
+    ONS recoded sub-ICBs and ICBs whose boundaries changed (Surrey Heartlands and Sussex:
+    E38000246/E54000052 in 2022, E38000264/E54000063 in 2024), so the practices must take
+    their ONS codes from the same lookup as the areas of the same build, or they do not
+    join: 2022 (LSOA 2011) for an IoD2019 build, 2024 (LSOA 2021) for IoD2025.
+    """
+    order = [
         ("lsoa11_subicb", loaders.load_lsoa11_subicb),
         ("lsoa21_subicb", loaders.load_lsoa21_subicb),
-    ):
+    ]
+    if folder.report.lsoa_vintage == "2021":
+        order.reverse()
+    parts = []
+    for key, load in order:
         frame = folder.load(key, load, why="practice sub-ICB/ICB codes may be null")
         if frame is not None:
-            parts.append(frame[["sub_icb", "sub_icb_ons", "icb_ons"]])
+            parts.append(frame)
+    return parts
+
+
+def _subicb_codes(folder: _Folder) -> pd.DataFrame | None:
+    """ODS sub-ICB code -> (ONS sub-ICB code, ONS ICB code) from the LSOA lookups: the
+    areas' lookup first, then the other for codes it lacks."""
+    parts = [f[["sub_icb", "sub_icb_ons", "icb_ons"]] for f in _subicb_lookups(folder)]
     if not parts:
         return None
     return pd.concat(parts).drop_duplicates("sub_icb").set_index("sub_icb")
@@ -471,9 +486,10 @@ def build_practices(
     icb = folder.load("subicb_icb", loaders.load_subicb_icb)
     if icb is not None and codes is not None:
         # ICB of sub-ICB codes the LSOA lookups lack: ODS ICB code -> ONS ICB code.
-        lsoa_icbs = folder._cache.get("lsoa11_subicb")
-        if lsoa_icbs is not None:
-            icb_ons = lsoa_icbs.drop_duplicates("icb").set_index("icb")["icb_ons"]
+        lookups = _subicb_lookups(folder)
+        if lookups:
+            both = pd.concat([f[["icb", "icb_ons"]] for f in lookups])
+            icb_ons = both.drop_duplicates("icb").set_index("icb")["icb_ons"]
             fill = commissioner.map(icb.set_index("sub_icb")["icb"]).map(icb_ons)
             out["icb"] = out["icb"].fillna(fill.astype("string"))
     active = (gp["status_code"] == "A").to_numpy()

@@ -130,6 +130,22 @@ def test_practices_table(built):
     # practices and areas use the same sub-ICB/ICB codes
     areas = store.read("areas").to_pandas()
     assert set(prac["icb"].dropna()) <= set(areas["icb"])
+    assert set(prac["sub_icb"].dropna()) <= set(areas["sub_icb"])
+
+
+@pytest.mark.shared_data
+def test_practices_join_the_areas_of_an_iod2025_build(built):
+    # ONS recoded Surrey Heartlands and Sussex in 2024 (ICB E54000052 -> E54000063,
+    # E54000053 -> E54000064): an IoD2025 store's practices must carry the 2024 codes of
+    # its areas, or 300 practices (262 active) fall out of every ICB join.
+    store, _, areas = built["2025"]
+    prac = store.read("practices").to_pandas().set_index("practice_id")
+    assert set(prac["icb"].dropna()) <= set(areas["icb"])
+    assert set(prac["sub_icb"].dropna()) <= set(areas["sub_icb"])
+    in_2019 = built["2019"][0].read("practices").to_pandas()
+    assert prac["icb"].notna().sum() == in_2019["icb"].notna().sum()  # none lost
+    row = prac.loc["H81002"]  # Knowle Green Medical, Staines: commissioner 92A
+    assert (row["sub_icb"], row["icb"]) == ("E38000264", "E54000063")
 
 
 @pytest.mark.shared_data
