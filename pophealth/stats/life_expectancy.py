@@ -22,6 +22,7 @@ suppressed but its limits are still shown (Eayres & Williams, JECH 2004;58:243-9
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,31 @@ MIN_TOTAL_POPULATION = 5000
 MAX_CI_WIDTH_YEARS = 20
 
 
+def _start_ages(contents: Sequence[Any]) -> np.ndarray:
+    """Start age of each band in ``age_contents`` (the first number in its label): 0, 1, 5, ….
+
+    The bands must start at 0 and rise strictly: the widths nᵢ are the gaps between them.
+    """
+    starts = []
+    for a in contents:
+        m = re.search(r"\d+", str(a))
+        if m is None:
+            raise StatsInputError(f"age_contents: '{a}' does not begin with a start age")
+        starts.append(float(m.group()))
+    out = np.array(starts)
+    if len(out) < 2 or out[0] != 0:
+        raise StatsInputError(
+            f"age_contents must start with the band at age 0 and list every band (got {contents})"
+        )
+    if np.any(np.diff(out) <= 0):
+        i = int(np.flatnonzero(np.diff(out) <= 0)[0]) + 1
+        raise StatsInputError(
+            "age_contents must list the bands in ascending order of start age "
+            f"('{contents[i]}' follows '{contents[i - 1]}')"
+        )
+    return out
+
+
 def life_expectancy(
     deaths: Any,
     population: Any,
@@ -69,6 +95,7 @@ def life_expectancy(
     """
     levels = normalise_confidence(confidence)
     keys = as_list(by)
+    _start_ages(list(age_contents))  # validate before reading the data
     d = column_or_array(data, deaths, "deaths")
     p = column_or_array(data, population, "population")
     ages = data[startage].to_numpy() if isinstance(startage, str) and data is not None else startage
@@ -104,7 +131,7 @@ def life_expectancy(
     D[codes, frame["pos"].to_numpy()] = frame["d"].to_numpy()
     P[codes, frame["pos"].to_numpy()] = frame["p"].to_numpy()
 
-    start_num = np.array([float(str(a).split("-")[0].split("+")[0].strip()) for a in contents])
+    start_num = _start_ages(contents)
     width = np.diff(start_num)  # last band open
     a = np.where(start_num[:-1] == 0, 0.1, 0.5)
 

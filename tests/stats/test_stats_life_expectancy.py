@@ -100,3 +100,55 @@ def test_grouped_and_validation():
     assert out["value"].iloc[0] == out["value"].iloc[1]
     with pytest.raises(StatsInputError, match="exactly one row"):
         life_expectancy("deaths", "pops", "age", data=_df().iloc[:-1])
+
+
+# PHEindicatormethods tests/testthat/testLifeExpectancy.R, "answer1" for this population (its
+# documented example; compared there to 4 decimal places): LE at each start age with 95% limits.
+PHE_ANSWER = [
+    (80.16960813, 79.88268548, 80.45653078),
+    (79.36245674, 79.0898816, 79.63503188),
+    (75.44193645, 75.17407307, 75.70979983),
+    (70.47299936, 70.20675732, 70.7392414),
+    (65.52909542, 65.26548673, 65.79270412),
+    (60.67510088, 60.41876577, 60.931436),
+    (55.78835987, 55.53801579, 56.03870395),
+    (50.92752727, 50.68279939, 51.17225516),
+    (46.06740425, 45.82666794, 46.30814055),
+    (41.24505636, 41.00842831, 41.48168441),
+    (36.49322717, 36.26223216, 36.72422219),
+    (31.83343842, 31.60996318, 32.05691365),
+    (27.26027992, 27.04337271, 27.47718713),
+    (22.9719144, 22.76653134, 23.17729746),
+    (18.76856852, 18.57570352, 18.96143352),
+    (14.95858336, 14.77985004, 15.13731667),
+    (11.51684445, 11.34831778, 11.68537112),
+    (8.618849241, 8.451134045, 8.786564437),
+    (6.163942934, 5.978358351, 6.349527517),
+    (6.16210635, 5.887683386, 6.436529314),
+]
+
+
+def test_matches_pheindicatormethods_reference_values():
+    expected = np.array(PHE_ANSWER)
+    out = life_expectancy("deaths", "pops", "age", data=_df().sample(frac=1, random_state=9))
+    assert out["startage"].tolist() == list(LE_AGE_BANDS)
+    np.testing.assert_allclose(out["value"], expected[:, 0], atol=5e-5)
+    np.testing.assert_allclose(out["lower95_0cl"], expected[:, 1], atol=5e-5)
+    np.testing.assert_allclose(out["upper95_0cl"], expected[:, 2], atol=5e-5)
+    # the same with text labels (en dashes and spaces, as in the reference's own test)
+    labels = ["0", "1-4", "5-9"] + [f"{a} \u2013 {a + 4}" for a in range(10, 90, 5)] + ["90 +"]
+    text = _df().assign(age=labels)
+    out = life_expectancy("deaths", "pops", "age", data=text, age_contents=labels, le_age="0")
+    assert out.loc[0, "value"] == pytest.approx(expected[0, 0], abs=5e-5)
+
+
+def test_age_contents_must_start_at_zero_and_ascend():
+    swapped = list(LE_AGE_BANDS)
+    swapped[2], swapped[3] = swapped[3], swapped[2]  # 0, 1, 10, 5, 15, ...: gave LE 0.0 before
+    with pytest.raises(StatsInputError, match="ascending"):
+        life_expectancy("deaths", "pops", "age", data=_df(), age_contents=swapped)
+    with pytest.raises(StatsInputError, match="age 0"):
+        life_expectancy(
+            "deaths", "pops", "age", data=_df().assign(age=[a + 1 for a in LE_AGE_BANDS]),
+            age_contents=[a + 1 for a in LE_AGE_BANDS],
+        )  # fmt: skip
