@@ -107,16 +107,22 @@ def weighted_means(
     to: str,
 ) -> pd.DataFrame:
     """Values in ``frame`` moved to vintage ``to`` as population-weighted means over the
-    pairs (missing values are left out of both numerator and denominator)."""
+    pairs (missing values are left out of both numerator and denominator).
+
+    Where every value behind a target is the same (a piece of a split, an unchanged LSOA,
+    a merge of equal values) the target gets that value exactly: ``0.46 × w / w`` is not
+    always 0.46 in floating point, and the difference breaks ties (e.g. in quintiles)."""
     src, dst = _direction(to)
     values = frame.set_index(code)[list(columns)].astype("float64")
     merged = pairs[[src, dst, "w"]].join(values, on=src, how="inner")
     out = pd.DataFrame({dst: np.sort(merged[dst].unique())}).set_index(dst)
     for c in columns:
         ok = merged[c].notna()
+        by = merged[c].groupby(merged[dst])
         num = (merged[c] * merged["w"]).where(ok).groupby(merged[dst]).sum(min_count=1)
         den = merged["w"].where(ok).groupby(merged[dst]).sum(min_count=1)
-        out[c] = num / den
+        low, high = by.min(), by.max()
+        out[c] = (num / den).where(low != high, low)
     return out.reset_index()
 
 

@@ -100,6 +100,22 @@ def test_iod2019_fuel_poverty_through_the_lookup(built, fuel, lookup):
 
 
 @pytest.mark.shared_data
+def test_iod2025_air_quality_of_one_parent_is_the_parent_value(built, lookup, shared_data):
+    # U and S LSOAs 2021 have one LSOA 2011 parent: they carry its published component
+    # exactly (float noise from the weighted mean moved 602 LSOAs across a PM quintile)
+    _, _, areas = built["2025"]
+    a = areas.set_index("lsoa_code")
+    england = lookup[lookup["lsoa21_code"].str.startswith("E")]
+    one = england.groupby("lsoa21_code")["lsoa11_code"].agg(["nunique", "first"])
+    one = one[one["nunique"] == 1]["first"]
+    aq = loaders.load_air_quality(real(shared_data, "air_quality")).set_index("lsoa_code")
+    for c in loaders.AIR_QUALITY:
+        got = a.loc[one.index, c].to_numpy(float)
+        assert (got == aq.loc[one.to_numpy(), c].to_numpy(float)).all(), c
+    assert len(one) > 33_000
+
+
+@pytest.mark.shared_data
 def test_iod2025_build_matches_official_file(built, imd2025, fuel):
     store, report, areas = built["2025"]
     assert len(areas) == 33_755 and areas["lsoa_code"].is_unique

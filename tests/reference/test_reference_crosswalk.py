@@ -86,6 +86,21 @@ def test_values_to_2021(pairs):
     assert out["b6"] == pytest.approx((0.2 * w5 + 0.6 * w6) / (w5 + w6))
 
 
+def test_values_behind_one_value_keep_it_exactly():
+    # 0.46 × w / w is 0.4600000000000001 for w = 1000/3: split pieces and merges of equal
+    # values must keep the published value exactly, or ties (quintiles) break
+    lookup = LOOKUP[LOOKUP["chgind"].isin(["S", "M"])]
+    pop11 = pd.Series({"a2": 1000, "a3": 1200, "a4": 800})
+    p = crosswalk.pair_weights(lookup, pop11, POP21)
+    for x in np.round(np.arange(0.0, 2.0, 0.01), 2):
+        vals = pd.DataFrame({"code": ["a2", "a3", "a4"], "v": [x, x, x]})
+        out = crosswalk.weighted_means(vals, "code", ["v"], p, to="2021")
+        assert (out["v"] == x).all(), (x, out["v"].tolist())
+    vals = pd.DataFrame({"code": ["a3", "a4"], "v": [0.46, np.nan]})
+    out = crosswalk.weighted_means(vals, "code", ["v"], p, to="2021")
+    assert out.set_index("lsoa21_code").loc["b4", "v"] == 0.46
+
+
 def test_values_skip_missing(pairs):
     vals = pd.DataFrame({"code": ["a3", "a4"], "v": [np.nan, 0.8]})
     out = crosswalk.weighted_means(vals, "code", ["v"], pairs.reset_index(), to="2021")
