@@ -69,8 +69,9 @@ def sii(
     """Slope index of inequality (SII) and relative index of inequality (RII), one row per group.
 
     Each group needs one row per quantile (e.g. IMD decile 1 = most deprived … 10 = least),
-    ordered by the quantile label. For quantile i with population share aᵢ and relative rank
-    bᵢ (cumulative share at the band midpoint), fit Yᵢ√aᵢ = β₀√aᵢ + β₁bᵢ√aᵢ by least squares:
+    ordered by the quantile label (numerically when the labels are numbers, even as text). For
+    quantile i with population share aᵢ and relative rank bᵢ (cumulative share at the band
+    midpoint), fit Yᵢ√aᵢ = β₀√aᵢ + β₁bᵢ√aᵢ by least squares:
     **SII = β₁** (fitted value at rank 1 minus rank 0) and **RII = (β₀ + β₁)/β₀**, both on the
     scale of the values given. ``multiplier`` scales the SII; a negative multiplier flips
     polarity and inverts the RII (Low & Low 2004; Fingertips PH methods).
@@ -114,6 +115,12 @@ def sii(
     frame = pd.DataFrame({"pop": column_or_array(data, population, "population")})
     q = data[quantile].to_numpy() if isinstance(quantile, str) and data is not None else quantile
     frame["quantile"] = np.asarray(q)
+    # order quantiles by number when the labels are numbers, even written as text: as text,
+    # "10" would sort between "1" and "2" and the relative ranks would be wrong
+    as_number = pd.to_numeric(
+        pd.Series(frame["quantile"].to_numpy(), dtype=object), errors="coerce"
+    )
+    frame["order"] = as_number.to_numpy() if as_number.notna().all() else frame["quantile"]
     if value is not None:
         frame["value"] = column_or_array(data, value, "value")
     else:
@@ -163,7 +170,7 @@ def sii(
     rows = []
     dropped = 0
     for key, g in groups:
-        g = g.sort_values("quantile")
+        g = g.sort_values("order", kind="stable")
         ok = np.isfinite(g["tse"].to_numpy()) & np.isfinite(g["value"].to_numpy())
         if g["quantile"].nunique() != n_quantiles or not ok.all() or len(g) != n_quantiles:
             dropped += 1

@@ -182,3 +182,14 @@ def test_sii_transform_recovers_exact_multiplicative_gradient():
     assert out.loc[0, "rii_lower95_0cl"] < out.loc[0, "rii"] < out.loc[0, "rii_upper95_0cl"]
     with pytest.raises(StatsInputError, match="transform"):
         sii(np.arange(1, 11), pop, rates, se=rates / 10, transform=True)
+
+
+def test_sii_orders_quantile_labels_written_as_text_by_number():
+    # "1", "10", "2", ... sorted as text would put decile 10 second and give a wrong slope
+    labels = np.array([str(i) for i in range(1, 11)])
+    a = sii(np.arange(1, 11), POP, VAL, se=SE, seed=5)
+    b = sii(labels, POP, VAL, se=SE, seed=5)
+    (b0, b1), _, _ = _wls(POP, VAL)
+    assert b.loc[0, "value"] == pytest.approx(b1, rel=1e-9)
+    assert b.loc[0, "rii"] == pytest.approx((b0 + b1) / b0, rel=1e-9)
+    np.testing.assert_allclose(a["upper95_0cl"], b["upper95_0cl"], rtol=1e-12)
