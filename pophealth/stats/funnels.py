@@ -57,6 +57,27 @@ def proportion_funnel_limits(
     return lo, hi
 
 
+def _pooled(x: np.ndarray, den: np.ndarray) -> float:
+    """Pooled average Σx/Σn over the units that have both values (a unit missing its
+    numerator must not leave its denominator in the average)."""
+    both = ~(np.isnan(x) | np.isnan(den))
+    return float(x[both].sum() / den[both].sum())
+
+
+def _check_proportions(x: np.ndarray, n: np.ndarray) -> None:
+    bad = np.flatnonzero(n <= 0)
+    if bad.size:
+        raise StatsInputError(
+            f"denominators must be greater than zero (row {int(bad[0])}: {n[bad[0]]:g})"
+        )
+    bad = np.flatnonzero(x > n)
+    if bad.size:
+        raise StatsInputError(
+            "numerators must be less than or equal to denominator for a proportion statistic "
+            f"(row {int(bad[0])}: {x[bad[0]]:g} > {n[bad[0]]:g})"
+        )
+
+
 def _digits(v: float) -> int:
     return len(str(int(v)))
 
@@ -136,8 +157,9 @@ def funnel_limits(
     if statistic == "proportion":
         if n is None:
             raise StatsInputError("proportion funnels need numerator and denominator")
+        _check_proportions(x, n)
         mult = 100 if multiplier is None else multiplier
-        av = np.nansum(x) / np.nansum(n)
+        av = _pooled(x, n)
         lo_n, hi_n = np.nanmin(n), np.nanmax(n)
         start = 0 if hi_n > 2 * lo_n else _floor_neat(lo_n)
         grid = _grid(start, _ceiling_neat(hi_n), points, offset=0)
@@ -180,7 +202,7 @@ def funnel_limits(
         r = column_or_array(data, rate, "rate")
         rtype = rate_type or "crude"
         den = _derived_denominator(x, n, r, rtype, multiplier)
-        av = np.nansum(x) / np.nansum(den)
+        av = _pooled(x, den)
         lo_n, hi_n = np.nanmin(den), np.nanmax(den)
         per_year = lo_n / years_of_data
         start = 0.0 if hi_n > 2 * lo_n else _floor_neat(per_year) * years_of_data
@@ -216,6 +238,8 @@ def funnel_significance(
     exact (O < 10) or Byar's (O ≥ 10) 95%/99.8% limits of O divided by E compared with 1.
     Rates: the same Poisson limits of the events divided by the (derived) population compared
     with the pooled average rate; DSRs with fewer than 10 events are "Not applicable ...".
+    Units with a missing numerator or denominator get no label (None) and are left out of the
+    pooled average.
     """
     x = column_or_array(data, numerator, "numerator")
     n = column_or_array(data, denominator, "denominator") if denominator is not None else None
@@ -226,11 +250,8 @@ def funnel_significance(
     if statistic == "proportion":
         if n is None:
             raise StatsInputError("proportion funnels need numerator and denominator")
-        if np.any(x > n):
-            raise StatsInputError(
-                "numerators must be less than or equal to denominator for a proportion statistic"
-            )
-        av = np.nansum(x) / np.nansum(n)
+        _check_proportions(x, n)
+        av = _pooled(x, n)
         p = x / n
         lo2, hi2 = proportion_funnel_limits(n, av, TAIL_95, 1)
         lo3, hi3 = proportion_funnel_limits(n, av, TAIL_998, 1)
@@ -240,6 +261,7 @@ def funnel_significance(
             ["Low (0.001)", "Low (0.025)", "High (0.001)", "High (0.025)"],
             "Not significant",
         ).astype(object)
+        labels[np.isnan(p)] = None  # a unit missing a count is not assessed
     elif statistic in ("ratio", "rate"):
         if statistic == "ratio":
             if n is None:
@@ -254,7 +276,7 @@ def funnel_significance(
             den = _derived_denominator(x, n, r, rtype, multiplier)
             if rtype == "crude" and n is not None:
                 den = np.where(x == 0, n, multiplier * x / np.where(r == 0, np.nan, r))
-            target = np.full(len(x), np.nansum(x) / np.nansum(den))
+            target = np.full(len(x), _pooled(x, den))
         lo3, hi3, _ = poisson_limits(x, 0.998)
         lo2, hi2, _ = poisson_limits(x, 0.95)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -263,6 +285,8 @@ def funnel_significance(
                 ["High (0.001)", "High (0.025)", "Low (0.001)", "Low (0.025)"],
                 "Not significant",
             ).astype(object)
+        # a unit missing its count, denominator or rate is not assessed (not "Not significant")
+        labels[np.isnan(x) | np.isnan(den)] = None
         if statistic == "rate" and (rate_type or "crude") == "dsr":
             labels[x < 10] = NOT_APPLICABLE_DSR
     else:

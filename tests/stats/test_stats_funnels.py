@@ -121,3 +121,31 @@ def test_count_ratio_limits_are_relative_excess():
         cnt["upper_3s_limit"], isr_grid["upper_3s_limit"] / 100 - 1, rtol=1e-12
     )
     assert (cnt["baseline"] == 0).all()
+
+
+def test_missing_unit_is_left_out_of_the_pooled_average_and_not_labelled():
+    # a unit whose numerator is missing must not keep its denominator in the average (which
+    # would pull it from 10% to 6.7% here) nor be called "Not significant"
+    x = np.array([10, np.nan, 30])
+    n = np.array([100, 200, 300])
+    limits = funnel_limits(x, n)
+    assert limits["baseline"].iloc[0] == pytest.approx(100 * 40 / 400, rel=1e-12)
+    sig = funnel_significance(x, n)
+    assert sig[1] is None
+    assert sig[[0, 2]].tolist() == funnel_significance(x[[0, 2]], n[[0, 2]]).tolist()
+    ratio = funnel_significance([30, np.nan, 2], [10, 10, np.nan], statistic="ratio")
+    assert ratio.tolist() == ["High (0.001)", None, None]
+    df = pd.DataFrame({"events": [40.0, 120, np.nan], "pop": [20000, 50000, 100000]})
+    df["rate"] = df["events"] / df["pop"] * 100000
+    rates = funnel_limits(
+        "events", "pop", data=df, statistic="rate", rate="rate", rate_type="crude",
+        multiplier=100000, years_of_data=1,
+    )  # fmt: skip
+    assert rates["baseline"].iloc[0] == pytest.approx(160 / 70000 * 100000, rel=1e-12)
+
+
+def test_proportion_funnel_limits_validate_inputs():
+    with pytest.raises(StatsInputError, match=r"row 1: 300 > 200"):
+        funnel_limits([10, 300], [100, 200])
+    with pytest.raises(StatsInputError, match="greater than zero"):
+        funnel_limits([0, 20], [0, 200])
