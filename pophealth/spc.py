@@ -157,16 +157,39 @@ def _assurance(last: pd.Series, target: float | None, direction: int) -> str | N
 
 def _prepare(values: Any, x: Any) -> pd.DataFrame:
     y = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce")
-    if y.isna().any():
+    bad = ~np.isfinite(y.to_numpy(dtype=float))
+    if bad.any():
         raise ValueError(
-            f"SPC values must all be numbers; missing or non-numeric at position "
-            f"{int(np.flatnonzero(y.isna().to_numpy())[0])}"
+            f"SPC values must all be finite numbers; missing, infinite or non-numeric at "
+            f"position {int(np.flatnonzero(bad)[0])}"
         )
     xs = pd.Series(range(len(y))) if x is None else pd.Series(np.asarray(x))
     if len(xs) != len(y):
         raise ValueError("x and values must have the same length")
     frame = pd.DataFrame({"x": xs, "y": y.to_numpy(dtype=float)})
     return frame.sort_values("x", kind="stable").reset_index(drop=True)
+
+
+def _check_options(
+    fix_after_n_points: int | None,
+    trend_length: int,
+    shift_length: int,
+    two_in_three: tuple[int, int],
+) -> None:
+    """Refuse settings that would silently give no limits or flag every point."""
+    if fix_after_n_points is not None and not (
+        int(fix_after_n_points) == fix_after_n_points and fix_after_n_points >= 2
+    ):
+        raise ValueError(
+            "fix_after_n_points must be a whole number of 2 or more (limits need at least one "
+            f"moving range; got {fix_after_n_points!r})"
+        )
+    for name, v in (("trend_length", trend_length), ("shift_length", shift_length)):
+        if int(v) != v or v < 2:
+            raise ValueError(f"{name} must be a whole number of 2 or more (got {v!r})")
+    k, m = two_in_three
+    if not (int(k) == k and int(m) == m and 1 <= k <= m):
+        raise ValueError(f"two_in_three must be (k, m) with 1 <= k <= m (got {two_in_three!r})")
 
 
 def _finish(
@@ -234,6 +257,7 @@ def xmr(
     moving ranges from the first n points of each period only. ``screen_outliers`` drops moving
     ranges above 3.267·mean(mR) before the limits (NHSRplotthedots default; MDC Excel: off).
     """
+    _check_options(fix_after_n_points, trend_length, shift_length, two_in_three)
     frame = _prepare(values, x)
     frame["period"] = _periods(frame["x"], rebase)
     for col in ("mean", "amr", "lpl", "upl", "nlpl", "nupl"):
@@ -280,6 +304,7 @@ def p_chart(
     √(p̄(1 − p̄)/nᵢ); limits p̄ ± 3σᵢ and near limits p̄ ± 2σᵢ, clipped to [0, 1]; values and
     limits are scaled by ``multiplier`` (100 for percentages). The same MDC rules apply.
     """
+    _check_options(fix_after_n_points, trend_length, shift_length, two_in_three)
     num = np.asarray(numerator, dtype=float)
     den = np.asarray(denominator, dtype=float)
     if num.shape != den.shape:

@@ -132,3 +132,24 @@ def test_bad_values_rejected():
         xmr([1, None, 3])
     with pytest.raises(ValueError, match="improvement"):
         xmr([1, 2, 3], improvement="sideways")
+
+
+def test_settings_that_would_silently_change_the_chart_are_refused():
+    y = [10.0, 11, 9] * 6
+    # 0 read as "not fixed" (limits from all points); 1 left no moving range (NaN limits)
+    for n in (0, 1):
+        with pytest.raises(ValueError, match="fix_after_n_points"):
+            xmr(y, fix_after_n_points=n)
+    with pytest.raises(ValueError, match="trend_length"):
+        xmr(y, trend_length=1)  # every point was a "trend"
+    with pytest.raises(ValueError, match="shift_length"):
+        xmr(y, shift_length=0)
+    with pytest.raises(ValueError, match="two_in_three"):
+        xmr(y, two_in_three=(3, 2))
+    with pytest.raises(ValueError, match="fix_after_n_points"):
+        p_chart([1, 2, 3], [10, 10, 10], fix_after_n_points=1)
+
+
+def test_infinite_values_rejected():
+    with pytest.raises(ValueError, match="position 2"):
+        xmr([1.0, 2.0, np.inf, 3.0])
