@@ -254,12 +254,19 @@ def _raise(path: Path, spec: FileSpec, problems: list[pd.DataFrame]) -> None:
     )
 
 
+#: A number with thousands separators: 1-3 digits, then groups of exactly three.
+_THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
+
+
 def _coerce_number(text: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     """(values, bad mask) for a stripped text column; blanks are NA, not bad.
 
     Thousands separators (``"29,199"``) are removed; integers may be written ``123.00``.
+    A comma anywhere else (``"1,12"``, a decimal comma) is not a number, not 112.
     """
-    cleaned = text.str.replace(",", "", regex=False)
+    has_comma = text.str.contains(",", regex=False).fillna(False)
+    misplaced = has_comma & ~text.str.fullmatch(_THOUSANDS).fillna(False)
+    cleaned = text.str.replace(",", "", regex=False).mask(misplaced, "not a number")
     blank = (cleaned.isna() | (cleaned == "")).to_numpy(bool)
     arrow = pa.array(cleaned.mask(blank).to_numpy(dtype=object, na_value=None), pa.string())
     try:  # fast path: every present cell parses

@@ -198,11 +198,26 @@ def test_thousands_separators_and_decimal_integers(tmp_path):
     header, rows = _good(loaders.FILE1)
     rows[0][4], rows[0][5] = "29,199", "9"
     rows[1][4], rows[1][5] = "9852.00", "3.00"
+    rows[2][4], rows[2][5], rows[3][4] = "32,844.00", "10", "1,234"
     frame = loaders.load_imd2019_file1(
         _write(tmp_path / "f1.csv", loaders.FILE1, rows, header), complete=False
     )
-    assert frame["imd_rank"].tolist()[:2] == [29_199, 9_852]
+    assert frame["imd_rank"].tolist() == [29_199, 9_852, 32_844, 1_234]
     assert frame["imd_decile"].tolist()[:2] == [9, 3]
+
+
+@pytest.mark.parametrize("cell", ["1,12", "0,5", "12,34,567", "1,2345", ",123"])
+def test_a_comma_that_is_not_a_thousands_separator_is_rejected(tmp_path, cell):
+    # "1,12" (a decimal comma) was read as 112: an NO2 component 100 times the limit ratio
+    spec = loaders.AIR_QUALITY_FILE
+    header, rows = _good(spec)
+    j = [c.name for c in spec.columns].index("no2_component")
+    rows[1][j] = cell
+    path = _write(tmp_path / "aq.csv", spec, rows, header)
+    with pytest.raises(ReferenceDataError, match="not a number") as err:
+        loaders.load_air_quality(path, complete=False)
+    _assert_names(err.value, path, 3, header[j])
+    assert repr(cell) in str(err.value)
 
 
 def test_fractional_rank_is_rejected(tmp_path):
