@@ -134,6 +134,22 @@ def _prepare(
     return df, notes
 
 
+def _counts(df: pd.DataFrame, col: str) -> pd.Series:
+    """A count column as numbers; a missing, non-numeric or negative count is an error (summed,
+    it would silently count as 0 while the other column kept its value)."""
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        v = df[col].iloc[row]
+        shown = repr(v) if isinstance(v, str) else str(v)
+        raise ValueError(
+            f"equity_view: column '{col}' needs a count of 0 or more in every row "
+            f"(row {row}: {shown})"
+        )
+    return values
+
+
 def _label(v: object) -> object:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return UNKNOWN
@@ -170,10 +186,14 @@ def equity_view(
         notes.append(f"breakdowns not available (no column): {', '.join(missing)}")
     cols_all = cols + (["imd_decile"] if "imd_decile" in df.columns else [])
 
-    x = pd.to_numeric(df[numerator], errors="coerce")
-    n = pd.to_numeric(df[denominator], errors="coerce")
+    x = _counts(df, numerator)
+    n = _counts(df, denominator)
     if (x > n).any():
-        raise ValueError("numerator must be less than or equal to denominator in every row")
+        row = int(np.flatnonzero((x > n).to_numpy())[0])
+        raise ValueError(
+            "numerator must be less than or equal to denominator in every row "
+            f"(row {row}: {x.iloc[row]:g} > {n.iloc[row]:g})"
+        )
     pieces = []
     for col in cols_all:
         g = (

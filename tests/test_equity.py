@@ -107,3 +107,24 @@ def test_accepts_arrow_tables():
     a = equity_view(pa.Table.from_pandas(df), sii_repetitions=2000)
     b = equity_view(df, sii_repetitions=2000)
     pd.testing.assert_frame_equal(a.breakdowns, b.breakdowns)
+
+
+def test_missing_non_numeric_or_negative_counts_are_errors_not_zeros():
+    # summed, a non-numeric numerator counted as 0 while its denominator stayed in the total
+    df = _data()
+    bad = df.assign(numerator=df["numerator"].astype(object))
+    bad.loc[3, "numerator"] = "n/a"
+    with pytest.raises(ValueError, match=r"'numerator'.*row 3: 'n/a'"):
+        equity_view(bad, sii_repetitions=2000)
+    missing = df.assign(denominator=df["denominator"].astype(float))
+    missing.loc[5, "denominator"] = np.nan
+    with pytest.raises(ValueError, match=r"'denominator'.*row 5"):
+        equity_view(missing, sii_repetitions=2000)
+    negative = df.copy()
+    negative.loc[0, "numerator"] = -50
+    with pytest.raises(ValueError, match=r"row 0: -50"):
+        equity_view(negative, sii_repetitions=2000)
+    over = df.copy()
+    over.loc[2, "numerator"] = over.loc[2, "denominator"] + 1
+    with pytest.raises(ValueError, match=r"row 2"):
+        equity_view(over, sii_repetitions=2000)
