@@ -17,12 +17,13 @@ oracle); ``screen_outliers=False`` gives the MDC Excel tool's unscreened limits.
 
 Each point is then classified, using the improvement direction ("up", "down", "neutral"),
 as ``common_cause``, ``special_cause_improvement``, ``special_cause_concern`` or
-``special_cause_neutral_high``/``_low`` — by the side of the mean the flagged point lies on,
-as NHSRplotthedots does. The **variation** icon is the type of the last point; the
-**assurance** icon compares a target with the last period's limits: consistently passing
-(target outside the limits on the failing side), consistently failing, or "inconsistent"
-(hit and miss). Limits can be frozen after ``fix_after_n_points`` and recalculated from each
-declared ``rebase`` point; periods of fewer than 12 points carry a trial-limits warning.
+``special_cause_neutral_high``/``_low`` — by the side of the mean the flagged point lies on
+(NHSRplotthedots' rule, except that it calls neutral points below the mean "high"). The
+**variation** icon is the type of the last point; the **assurance** icon compares a target
+with the last period's limits: consistently passing (target outside the limits on the failing
+side), consistently failing, or "inconsistent" (hit and miss). Limits can be frozen after
+``fix_after_n_points`` and recalculated from each declared ``rebase`` point; periods of fewer
+than 12 points carry a trial-limits warning.
 """
 
 from __future__ import annotations
