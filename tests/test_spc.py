@@ -83,6 +83,8 @@ def test_rule_precedence_and_neutral():
     assert r.data.loc[12, "point_type"] == "special_cause_neutral_high"
     assert r.variation == "special_cause_neutral_high"
     assert r.assurance is None
+    low = xmr(y[:-1] + [-20], improvement="neutral")  # NHSRplotthedots would say "high" here
+    assert low.data.loc[12, "point_type"] == "special_cause_neutral_low"
 
 
 def test_assurance_icons():
