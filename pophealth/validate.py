@@ -47,6 +47,11 @@ COMPARATOR = (
     "a value with a comparator (<, <=, >, >=) is not a number: the store has no comparator "
     "column, and loading the bare number would make '<5' equal to 5"
 )
+#: the years a date may fall in (pandas holds dates from 1677-09-21 to 2262-04-11)
+FIRST_YEAR, LAST_YEAR = 1678, 2261
+#: the largest whole number a double (what numbers are read as) holds exactly: 2**53 - 1
+MAX_EXACT_INT = 2**53 - 1
+TOO_LARGE = f"a whole number too large to hold exactly (beyond ±{MAX_EXACT_INT:,})"
 _COMPARED = re.compile(r"(?:<=?|>=?)\s*" + NUMBER_PATTERN)
 
 
@@ -116,7 +121,7 @@ def _blank_to_na(s: pd.Series) -> pd.Series:
     return s
 
 
-def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str | pd.Series]:
     """Coerce ``raw`` to the column's type: (values, bad-type mask, reason)."""
     kind = col.type
     if kind == "list<string>":
@@ -137,6 +142,7 @@ def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str]:
         values = s.astype("string")
         return values, pd.Series(False, index=raw.index), ""
     if kind in ("date", "timestamp"):
+        outside = np.zeros(len(s), dtype=bool)
         if pd.api.types.is_datetime64_any_dtype(s):
             values = s
             if getattr(values.dt, "tz", None) is not None:
@@ -149,12 +155,26 @@ def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str]:
             # without its day is refused, not moved to the first of the month or year
             whole = text.str.fullmatch(FULL_DATE_PATTERN).fillna(False).to_numpy(bool)
             values = values.where(whole)
+            # a well-formed date in a year pandas cannot hold (1066-10-14, 2999-01-01) is
+            # refused saying so, not as "not a date"
+            year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
+            outside = whole & values.isna().to_numpy(bool)
+            outside &= ((year < FIRST_YEAR) | (year > LAST_YEAR)).fillna(False).to_numpy(bool)
+        what = "a date" if kind == "date" else "a date-time"
+        reason = pd.Series(
+            "not a date (expected YYYY-MM-DD)"
+            if kind == "date"
+            else "not a date-time (expected ISO 8601)",
+            index=raw.index,
+            dtype=object,
+        )
+        reason[outside] = f"{what} outside the years {FIRST_YEAR}-{LAST_YEAR} pophealth can read"
         if kind == "date":
             bad_time = values.notna() & (values != values.dt.normalize())
             values = values.dt.normalize()
             bad = (present & values.isna()) | bad_time
-            return values, bad, "not a date (expected YYYY-MM-DD)"
-        return values, present & values.isna(), "not a date-time (expected ISO 8601)"
+            return values, bad, reason
+        return values, present & values.isna(), reason
     if kind in ("int", "float"):
         reason = pd.Series(NOT_A_NUMBER, index=raw.index, dtype=object)
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
@@ -174,7 +194,12 @@ def _coerce(col: Column, raw: pd.Series) -> tuple[pd.Series, pd.Series, str]:
         if kind == "int":
             frac = values.notna() & (values % 1 != 0)
             reason[frac.to_numpy(bool)] = "not a whole number"
-            return values, bad | frac, reason
+            # beyond 2**53 a double no longer holds every whole number (text
+            # 9007199254740993 reads as ...992), and beyond 2**63 the int64 column cannot
+            # hold it at all: refused, not altered or left to fail the whole input
+            huge = values.notna() & ~frac & (values.abs() > MAX_EXACT_INT)
+            reason[huge.to_numpy(bool)] = TOO_LARGE
+            return values, bad | frac | huge, reason
         return values, bad, reason
     if kind == "bool":
         if pd.api.types.is_bool_dtype(s):
@@ -330,6 +355,13 @@ def validate(
         if row_numbers is None
         else pd.Series(np.asarray(row_numbers), dtype="int64")
     )
+    if len(rows) != n or rows.duplicated().any():
+        # problems are told (and rows counted) by row number: two rows sharing one would
+        # be quarantined together and counted once
+        raise ValueError(
+            f"{source}: row_numbers must name each of the {n:,} rows once "
+            f"({len(rows):,} given, {int(rows.duplicated().sum()):,} repeated)"
+        )
     missing = [c.name for c in spec.columns if c.name not in df.columns and not c.nullable]
     if missing:
         raise SchemaError(

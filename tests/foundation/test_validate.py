@@ -84,3 +84,50 @@ def test_lists_from_pipe_separated_text():
     )
     r = validate("admissions", adm)
     assert r.valid.column("all_diagnoses").to_pylist() == [["J459", "J450"]]
+
+
+def areas(**overrides):
+    base = {"lsoa_code": ["E01000001"], "imd_release": ["IoD2019"], "core20": ["true"]}
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+@pytest.mark.parametrize(
+    "value", ["1e20", "9223372036854775807", "9007199254740993", "-1e19", 1e20, -(2.0**63)]
+)
+def test_a_whole_number_too_large_to_hold_exactly_is_quarantined(value):
+    """Beyond 2**63 the int64 column cannot hold it (the whole validation used to fail
+    with 'cannot safely cast'); between 2**53 and 2**63 it read as a different number
+    (9007199254740993 loaded as ...992)."""
+    r = validate("areas", areas(population=[value]), source="areas.csv")
+    assert r.rows_loaded == 0 and r.rows_quarantined == 1
+    q = r.quarantine.iloc[0]
+    assert (q.source, q.row, q.field) == ("areas.csv", 1, "population")
+    assert "too large to hold exactly" in q.reason
+
+
+def test_the_largest_exact_whole_number_loads():
+    r = validate("areas", areas(population=["9007199254740991"]))
+    assert r.valid.column("population").to_pylist() == [9_007_199_254_740_991]
+
+
+@pytest.mark.parametrize("bad", ["1066-10-14", "2999-01-01", "16000101"])
+def test_a_date_in_a_year_that_cannot_be_read_says_so(bad):
+    r = validate("patients", patients(date_of_birth=["1950-01-31", bad, "2001-12-01"]))
+    assert r.rows_loaded == 2 and r.rows_quarantined == 1
+    assert r.quarantine.field.tolist() == ["date_of_birth"]
+    assert r.quarantine.reason.iloc[0] == "a date outside the years 1678-2261 pophealth can read"
+
+
+def test_an_impossible_calendar_date_is_not_a_date():
+    r = validate("patients", patients(date_of_birth=["1950-02-30", "1980-13-01", "2001-12-01"]))
+    assert r.rows_quarantined == 2
+    assert set(r.quarantine.reason) == {"not a date (expected YYYY-MM-DD)"}
+
+
+@pytest.mark.parametrize("numbers", [[5, 5, 6], [1, 2], [1, 2, 3, 4]])
+def test_row_numbers_must_name_each_row_once(numbers):
+    """Problems are told and rows counted by row number: a repeated one used to make two
+    rows one (both quarantined for one's problem, counted once: a failed balance)."""
+    with pytest.raises(ValueError, match=r"p\.csv: row_numbers must name each of the 3 rows"):
+        validate("patients", patients(), source="p.csv", row_numbers=numbers)
