@@ -159,13 +159,33 @@ def _read_xlsx(path: Path, spec: FileSpec) -> tuple[pd.DataFrame, np.ndarray]:
                 if any(_norm(v) in wanted for v in values):
                     header = [_cell_text(v) for v in values]
                     key_at = next(i for i, v in enumerate(values) if _norm(v) in wanted)
+
                     # The table ends at the first row without a key: workbooks put notes,
-                    # totals and "Back to contents" links below their tables.
+                    # totals and "Back to contents" links below their tables. A key-shaped
+                    # cell further down means the table goes on past a gap: an error, or
+                    # every row below the gap would be lost without a word.
+                    def key_of(r, k=key_at):
+                        return "" if k >= len(r) else _cell_text(r[k]).strip()
+
                     data = []
                     for r in rows:
-                        if key_at >= len(r) or r[key_at] is None or str(r[key_at]).strip() == "":
+                        if key_of(r) == "":
                             break
                         data.append([_cell_text(v) for v in r])
+                    gap = header_row + 1 + len(data)
+                    pattern = spec.columns[0].pattern
+                    if pattern is not None:
+                        for n, r in enumerate(rows, start=gap + 1):
+                            if re.fullmatch(pattern, key_of(r)):
+                                raise ReferenceDataError(
+                                    f"{path}, row {gap}, column {header[key_at]!r}: '' missing "
+                                    f"value in the table ({spec.label}), which goes on below "
+                                    f"(row {n}: {key_of(r)!r})",
+                                    file=path,
+                                    row=gap,
+                                    column=header[key_at],
+                                    problems=[(gap, header[key_at], "", "missing value")],
+                                )
                     width = len(header)
                     data = [(r + [""] * width)[:width] for r in data]
                     frame = pd.DataFrame(data, columns=header, dtype="string[pyarrow]")
@@ -200,7 +220,7 @@ def read_raw(path: str | Path, spec: FileSpec) -> tuple[pd.DataFrame, np.ndarray
                 na_filter=False,
                 header=None if spec.headerless_names else 0,
                 names=list(spec.headerless_names) if spec.headerless_names else None,
-                skip_blank_lines=True,
+                skip_blank_lines=False,  # kept to number the rows after them; dropped below
                 on_bad_lines="error",
                 engine="c",
             )
@@ -219,7 +239,13 @@ def read_raw(path: str | Path, spec: FileSpec) -> tuple[pd.DataFrame, np.ndarray
     except pd.errors.EmptyDataError as exc:
         raise ReferenceDataError(f"{path}: the file is empty", file=path) from exc
     first = 1 if spec.headerless_names else 2
-    return frame, np.arange(first, first + len(frame))
+    numbers = np.arange(first, first + len(frame))
+    # Blank lines hold no row; they are left out after numbering, so that row N is still
+    # line N below them.
+    empty = (frame == "").all(axis=1).to_numpy(bool) if len(frame.columns) else None
+    if empty is not None and empty.any():
+        frame, numbers = frame[~empty].reset_index(drop=True), numbers[~empty]
+    return frame, numbers
 
 
 def _problem_frame(rows: np.ndarray, column: str, values, reason: str) -> pd.DataFrame:

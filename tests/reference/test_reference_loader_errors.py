@@ -229,6 +229,20 @@ def test_fractional_rank_is_rejected(tmp_path):
     _assert_names(err.value, path, 4, header[4])
 
 
+def test_rows_after_a_blank_line_keep_their_line_numbers(tmp_path):
+    header, rows = _good(loaders.FILE1, n=5)
+    rows[3][5] = "11"  # data row 4: line 5, or line 6 once a blank line is above it
+    path = _write(tmp_path / "f1.csv", loaders.FILE1, rows, header)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3] + ["\n"] + lines[3:] + ["\n"]))
+    with pytest.raises(ReferenceDataError, match="above the maximum 10") as err:
+        loaders.load_imd2019_file1(path, complete=False)
+    _assert_names(err.value, path, 6, header[5])
+    rows[3][5] = "1"
+    path.write_text("".join(_write(path, loaders.FILE1, rows, header).read_text() + "\n\n"))
+    assert len(loaders.load_imd2019_file1(path, complete=False)) == 5  # blank lines: no rows
+
+
 def test_truncated_at_a_line_boundary(tmp_path):
     header, rows = _good(loaders.FILE2, n=6)
     path = _write(tmp_path / "File_2.csv", loaders.FILE2, rows, header)
@@ -372,6 +386,13 @@ def test_xlsx_header_search_and_errors(tmp_path):
     with pytest.raises(ReferenceDataError, match="row 3 \\(header\\)") as err:
         loaders.load_fuel_poverty(path, complete=False)
     assert err.value.row == 3 and err.value.column == "households"
+    ws.cell(row=3, column=6, value="Number of households")
+    ws.cell(row=6, column=8, value=0)
+    ws.cell(row=5, column=1).value = None  # a blank key inside the table: rows 6-7 follow
+    wb.save(path)
+    with pytest.raises(ReferenceDataError, match="goes on below") as err:
+        loaders.load_fuel_poverty(path, complete=False)
+    _assert_names(err.value, path, 5, "LSOA Code")
     bad = tmp_path / "not.xlsx"
     bad.write_bytes(b"PK\x03\x04 not really a workbook")
     with pytest.raises(ReferenceDataError, match="not a readable Excel workbook"):
