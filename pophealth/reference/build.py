@@ -312,8 +312,23 @@ def build_areas(
         if counts is not None:
             pct = 100.0 * counts["households_fuel_poor"] / counts["households"]
             pct = pd.Series(pct.to_numpy(), index=counts["lsoa_code"].to_numpy())
+            published = pd.Series(
+                fp["pct_fuel_poor"].to_numpy(), index=fp["lsoa21_code"].to_numpy()
+            )
             if vintage == "2021":  # native: the published %, not a recomputation
-                pct = pd.Series(fp["pct_fuel_poor"].to_numpy(), index=fp["lsoa21_code"].to_numpy())
+                pct = published
+            else:
+                # A 2011 LSOA inside one 2021 LSOA (unchanged, or a part of a merge) takes
+                # the published % of that LSOA: recomputing it from the rounded household
+                # counts moves 31 published values by 0.01.
+                n21 = pairs.groupby("lsoa11_code")["lsoa21_code"].transform("nunique")
+                inside = pairs[n21 == 1].drop_duplicates("lsoa11_code")
+                inside = pd.Series(
+                    inside["lsoa21_code"].map(published).to_numpy(),
+                    index=inside["lsoa11_code"].to_numpy(),
+                ).dropna()
+                pct = pct.round(2)
+                pct.loc[inside.index.intersection(pct.index)] = inside
             areas["fuel_poverty_pct"] = areas["lsoa_code"].map(pct).astype("Float64").round(2)
 
     # -- population: ONS mid-2020 (LSOA 2011) -------------------------------------------
