@@ -341,12 +341,12 @@ def build_areas(
                 pop = None
             else:
                 pop = crosswalk.apportion_counts(
-                    pop, "lsoa_code", ["total_population"], pairs, to="2021"
+                    pop, "lsoa_code", ["total_population"], pairs, to="2021", whole=True
                 ).rename(columns={"lsoa21_code": "lsoa_code"})
-                pop["total_population"] = pop["total_population"].round()
                 report.notes.append(
                     "population: ONS mid-2020 (LSOA 2011) apportioned to LSOA 2021 by the "
-                    "pair weights, rounded to whole people"
+                    "pair weights in whole people (largest remainder: every LSOA 2011 total "
+                    "kept)"
                 )
         if pop is not None:
             _attach(areas, pop, "lsoa_code", {"total_population": "population"})

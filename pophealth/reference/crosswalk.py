@@ -82,20 +82,39 @@ def apportion_counts(
     pairs: pd.DataFrame,
     *,
     to: str,
+    whole: bool = False,
 ) -> pd.DataFrame:
     """Counts in ``frame`` (one row per LSOA of the other vintage, key column ``code``)
     apportioned to the LSOAs of vintage ``to`` ('2011' or '2021'); totals are preserved
-    for every source LSOA present in the lookup. Returns one row per target LSOA reached."""
+    for every source LSOA present in the lookup. Returns one row per target LSOA reached.
+
+    ``whole=True`` (whole-number counts, e.g. people) gives whole numbers that still add
+    up to each source LSOA's count: every pair gets the floor of its share and the
+    remainder goes one by one to the largest fractions (ties: smallest target code)."""
     src, dst = _direction(to)
     p = pairs[[src, dst, "w"]].copy()
     p["frac"] = p["w"] / p.groupby(src)["w"].transform("sum")
     values = frame.set_index(code)[list(columns)].astype("float64")
     merged = p.join(values, on=src, how="inner")
     for c in columns:
-        merged[c] = merged[c] * merged["frac"]
+        total = merged[c]
+        merged[c] = total * merged["frac"]
+        if whole:
+            merged[c] = _largest_remainder(merged, src, dst, merged[c], total)
     out = merged.groupby(dst, sort=True)[list(columns)].sum(min_count=1)
     out.index.name = dst
     return out.reset_index()
+
+
+def _largest_remainder(
+    merged: pd.DataFrame, src: str, dst: str, share: pd.Series, total: pd.Series
+) -> pd.Series:
+    floor = np.floor(share + 1e-9)
+    short = (total.round() - floor.groupby(merged[src]).transform("sum")).fillna(0)
+    order = pd.DataFrame({"s": merged[src], "r": -(share - floor), "d": merged[dst]})
+    order = order.sort_values(["s", "r", "d"], kind="stable")
+    place = order.groupby("s").cumcount().reindex(merged.index)
+    return floor + (place < short).astype("float64")
 
 
 def weighted_means(

@@ -55,6 +55,20 @@ def test_counts_to_2021_preserve_totals_and_split(pairs):
     assert out["b5"] == pytest.approx(20 / 6) and out["b6"] == pytest.approx(20 * 5 / 6 + 10)
 
 
+def test_whole_counts_keep_every_source_total(pairs):
+    # a2 = 7 people split 1:2 -> 2.33 and 4.67 -> 2 and 5; a5 = 5 split 1:5 -> 0.83 / 4.17
+    # -> 1 and 4; every 2011 LSOA's people are all placed, in whole numbers
+    counts = pd.DataFrame({"code": POP11.index, "n": [10, 7, 12, 8, 5, 10]})
+    out = crosswalk.apportion_counts(
+        counts, "code", ["n"], pairs.reset_index(), to="2021", whole=True
+    ).set_index("lsoa21_code")["n"]
+    assert out.to_dict() == {"b1": 10, "b2": 2, "b3": 5, "b4": 20, "b5": 1, "b6": 14}
+    tie = crosswalk.pair_weights(LOOKUP, None, None)  # equal shares: 7 -> 3.5, 3.5
+    out = crosswalk.apportion_counts(counts, "code", ["n"], tie, to="2021", whole=True)
+    out = out.set_index("lsoa21_code")["n"]
+    assert (out["b2"], out["b3"]) == (4, 3)  # the tie goes to the smaller code
+
+
 def test_counts_to_2011(pairs):
     # households by 2021 LSOA back to 2011: a split's parent gets the sum of its pieces,
     # a merge is shared by the parts' populations (1200 : 800)
