@@ -47,7 +47,8 @@ from pophealth.ingest.codes import (
 from pophealth.ingest.pseudonym import Pseudonymiser
 from pophealth.ingest.sink import IngestSummary, Run, files_note
 from pophealth.ingest.tabular import BadRow, read_delimited
-from pophealth.schema import LSOA_PATTERN
+from pophealth.schema import LSOA_PATTERN, table
+from pophealth.validate import validate
 
 TABLES = (
     "concept",
@@ -170,6 +171,49 @@ def _ints(s: pd.Series) -> pd.Series:
     x = pd.to_numeric(s, errors="coerce").astype("float64")
     whole = np.isfinite(x) & (x == np.floor(x)) & (x.abs() < 2**63)
     return x.where(whole).astype("Int64")
+
+
+def _ids(s: pd.Series) -> pd.Series:
+    """Identifiers as stripped text; blank is missing."""
+    text = s.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def _date_problems(dates: pd.Series, table_: str, column: str) -> pd.Series:
+    """Why each present value of ``dates`` (as :func:`_dates` gives them) will not load as
+    ``table_.column`` (validation's own rule), else NA."""
+    spec = table(table_)
+    frame = pd.DataFrame(
+        {c.name: dates.to_numpy() if c.name == column else None for c in spec.columns}
+    )
+    res = validate(table_, frame, row_numbers=np.arange(len(frame)), primary_key=False)
+    q = res.quarantine
+    q = q[(q.field == column) & (q.reason != "missing required value")]
+    out = pd.Series(pd.NA, index=dates.index, dtype="object")
+    out.iloc[q.row.to_numpy(np.int64)] = q.reason.to_numpy()
+    return out
+
+
+def _period_problems(start: pd.Series, end: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The first field (``start_date`` / ``end_date``) and reason why each period would not
+    load as a registration (validation's own rule: a start that is missing or not a date,
+    an end that is not a date or before the start), else NA."""
+    frame = pd.DataFrame(
+        {
+            "patient_id": "x",
+            "practice_id": "x",
+            "start_date": start.to_numpy(),
+            "end_date": end.to_numpy(),
+            "source": "inferred",
+        }
+    )
+    res = validate("registrations", frame, row_numbers=np.arange(len(frame)), primary_key=False)
+    q = res.quarantine.drop_duplicates("row")
+    field = pd.Series(pd.NA, index=start.index, dtype="object")
+    reason = pd.Series(pd.NA, index=start.index, dtype="object")
+    field.iloc[q.row.to_numpy(np.int64)] = q.field.to_numpy()
+    reason.iloc[q.row.to_numpy(np.int64)] = q.reason.to_numpy()
+    return field, reason
 
 
 def _dates(s: pd.Series) -> pd.Series:
@@ -322,8 +366,13 @@ class _OmopImport:
         self.locations: dict[str, str | None] = {}
         self.care_sites: dict[str, str] = {}
         self.deaths: dict[str, str] = {}
+        #: person_id -> (line, day, row) of the death row kept for the person
+        self._death_rows: dict[str, tuple[int, object, pd.DataFrame]] = {}
+        self._death_path: Path | None = None
         self.person_site: dict[str, str] = {}
         self.person_birth: dict[str, str] = {}
+        #: every person_id of the person table (loaded or not): what other rows may name
+        self.person_ids: set[str] = set()
         self.used_sites: set[str] = set()
 
     def run_all(self) -> None:
@@ -338,6 +387,8 @@ class _OmopImport:
                 self.progress(f"reading {path.name}", done / total)
             # a file that cannot be read to its end raises UnreadableFile: nothing commits
             getattr(self, f"_{name}")(path)
+            if name == "person":
+                self._deaths_of_unknown_persons()
             done += path.stat().st_size
         self._practices()
 
@@ -385,14 +436,110 @@ class _OmopImport:
             self.run.begin_frame("omop.provider", len(df))
             self.run.skip_frame("omop.provider", len(df), "reference data (not used)")
 
+    def _reject(
+        self,
+        rt: str,
+        path: Path,
+        df: pd.DataFrame,
+        lines: pd.Series,
+        mask: np.ndarray,
+        field: str,
+        values: pd.Series | None,
+        reasons: str | pd.Series,
+        ids: pd.Series | None = None,
+    ) -> None:
+        """Quarantine the rows of ``df`` under ``mask`` naming ``field`` (one reason, or
+        one per row)."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        locs = ("line " + lines.astype(str)).reset_index(drop=True)
+        per_row = pd.Series(reasons, index=df.index) if isinstance(reasons, str) else reasons
+        per_row = per_row.astype("string")
+        for reason in pd.unique(per_row[mask].dropna()):
+            m = mask & per_row.eq(reason).fillna(False).to_numpy(bool)
+            self.run.reject_frame(
+                rt,
+                str(path),
+                locs[m],
+                None if ids is None else ids[m],
+                field,
+                None if values is None else values[m].astype("string").fillna(""),
+                str(reason),
+                df[m],
+            )
+
     def _death(self, path: Path) -> None:
-        for df, _ in self._chunks(path):
-            self.run.begin_frame("omop.death", len(df))
-            dates = _dates(_col(df, "death_date"))
-            for pid, d in zip(_col(df, "person_id"), dates, strict=True):
-                if isinstance(pid, str) and isinstance(d, str):
-                    self.deaths[pid.strip()] = d
-            self.run.skip_frame("omop.death", len(df), "merged into patients.date_of_death")
+        """Death rows, checked here so that a bad one is quarantined with its own file and
+        line (not as the person's ``date_of_death``); which persons they name is checked
+        once the person table is read (:meth:`_deaths_of_unknown_persons`)."""
+        rt = "omop.death"
+        for df, lines in self._chunks(path):
+            self.run.begin_frame(rt, len(df))
+            df = df.reset_index(drop=True)
+            lines = lines.reset_index(drop=True)
+            pid = _ids(_col(df, "person_id"))
+            raw = _col(df, "death_date")
+            dates = _dates(raw)
+            problem = _date_problems(dates, "patients", "date_of_death")
+            no_pid = pid.isna().to_numpy()
+            no_date = ~no_pid & dates.isna().to_numpy()
+            bad = ~no_pid & ~no_date & problem.notna().to_numpy()
+            self._reject(rt, path, df, lines, no_pid, "person_id", pid, "person_id is missing")
+            self._reject(
+                rt, path, df, lines, no_date, "death_date", raw, "death_date is missing", pid
+            )
+            self._reject(rt, path, df, lines, bad, "death_date", raw, problem, pid)
+            good = np.flatnonzero(~no_pid & ~no_date & ~bad)
+            day = pd.to_datetime(dates, errors="coerce", format="ISO8601", utc=True).dt.date
+            for i in good.tolist():
+                p, line = pid.iloc[i], int(lines.iloc[i])
+                kept = self._death_rows.get(p)
+                if kept is None:
+                    self.deaths[p] = dates.iloc[i]
+                    self._death_rows[p] = (line, day.iloc[i], df.iloc[[i]])
+                elif kept[1] == day.iloc[i]:
+                    self.run.skip_frame(
+                        rt,
+                        1,
+                        "duplicate death row (same person and date of death as an earlier row)",
+                    )
+                else:
+                    self._reject(
+                        rt,
+                        path,
+                        df,
+                        lines,
+                        np.arange(len(df)) == i,
+                        "death_date",
+                        raw,
+                        f"person_id {p} already has a death row with another date of death "
+                        f"(line {kept[0]}: {self.deaths[p]}), which is kept",
+                        pid,
+                    )
+        self._death_path = path
+
+    def _deaths_of_unknown_persons(self) -> None:
+        """After the person table: a death row naming no person is quarantined; the others
+        are merged into ``patients.date_of_death``."""
+        rt = "omop.death"
+        lost = [p for p in self._death_rows if p not in self.person_ids]
+        for p in lost:
+            line, _, record = self._death_rows.pop(p)
+            del self.deaths[p]
+            self._reject(
+                rt,
+                self._death_path,
+                record.reset_index(drop=True),
+                pd.Series([line]),
+                np.array([True]),
+                "person_id",
+                pd.Series([p]),
+                f"dangling reference: person_id {p} is in no person row",
+                pd.Series([p]),
+            )
+        self.run.skip_frame(rt, len(self._death_rows), "merged into patients.date_of_death")
+        self._death_rows.clear()
 
     # -- persons -----------------------------------------------------------------------
     def _pid_keys(self, person_ids: pd.Series) -> pd.Series:
@@ -405,7 +552,28 @@ class _OmopImport:
         rt = "omop.person"
         for df, lines in self._chunks(path):
             keys = self.run.begin_frame(rt, len(df))
-            person_id = _col(df, "person_id").astype("string").str.strip()
+            person_id = _ids(_col(df, "person_id"))
+            no_id = person_id.isna().to_numpy()
+            if no_id.any():
+                # every other table names the person by this id: without it the row is
+                # no one (hashed, all such rows would become one made-up patient)
+                self.run.reject_frame(
+                    rt,
+                    str(path),
+                    ("line " + lines.astype(str))[no_id],
+                    None,
+                    "person_id",
+                    None,
+                    "person_id is missing (the other tables name a person by it)",
+                    df[no_id],
+                )
+                df = df[~no_id].reset_index(drop=True)
+                lines = lines[~no_id].reset_index(drop=True)
+                keys = keys[~no_id]
+                person_id = person_id[~no_id].reset_index(drop=True)
+                if df.empty:
+                    continue
+            self.person_ids.update(person_id.tolist())
             src = _col(df, "person_source_value").astype("string").str.strip()
             pids = []
             for p, s in zip(person_id, src, strict=True):
@@ -431,9 +599,14 @@ class _OmopImport:
             birth = birth.fillna(built)
             gender = _ints(_col(df, "gender_concept_id"))
             gsrc = _col(df, "gender_source_value").astype("string").str.strip().str.upper()
+            # the standard concept first; the source value only where the concept is not
+            # male or female (0, 8551 unknown, 8570 ambiguous, missing)
+            by_source = ~gender.isin([MALE, FEMALE]).fillna(False)
             sex = pd.Series("unknown", index=df.index, dtype="string")
-            sex = sex.mask((gender == MALE).fillna(False) | gsrc.isin(["M", "MALE"]), "male")
-            sex = sex.mask((gender == FEMALE).fillna(False) | gsrc.isin(["F", "FEMALE"]), "female")
+            sex = sex.mask((gender == MALE).fillna(False), "male")
+            sex = sex.mask((gender == FEMALE).fillna(False), "female")
+            sex = sex.mask(by_source & gsrc.isin(["M", "MALE"]).fillna(False), "male")
+            sex = sex.mask(by_source & gsrc.isin(["F", "FEMALE"]).fillna(False), "female")
             letters = _col(df, "race_source_value").map(
                 lambda v: None if pd.isna(v) else (ethnicity_letter(v) or ethnicity_from_text(v))
             )
@@ -491,28 +664,61 @@ class _OmopImport:
 
     def _observation_period(self, path: Path) -> None:
         rt = "omop.observation_period"
+        start_c, end_c = "observation_period_start_date", "observation_period_end_date"
         for df, lines in self._chunks(path):
             keys = self.run.begin_frame(rt, len(df))
-            person_id = _col(df, "person_id").astype("string").str.strip()
+            df = df.reset_index(drop=True)
+            lines = lines.reset_index(drop=True)
+            person_id = _ids(_col(df, "person_id"))
+            start, end = _dates(_col(df, start_c)), _dates(_col(df, end_c))
+            no_pid = person_id.isna().to_numpy()
+            unknown = ~no_pid & ~person_id.isin(self.person_ids).fillna(False).to_numpy(bool)
+            self._reject(rt, path, df, lines, no_pid, "person_id", None, "person_id is missing")
+            self._reject(
+                rt,
+                path,
+                df,
+                lines,
+                unknown,
+                "person_id",
+                person_id,
+                "dangling reference: person_id " + person_id + " is in no person row",
+            )
             site = person_id.map(self.person_site)
-            ok = site.notna().to_numpy()
+            ok = site.notna().to_numpy() & ~no_pid & ~unknown
+            # a person without a care site: the period is evidence for an inferred
+            # registration, checked here as a registration would be (else it would vanish
+            # from the inference unseen)
+            ev = ~ok & ~no_pid & ~unknown
+            field, problem = _period_problems(start, end)
+            bad = ev & problem.notna().to_numpy()
+            for col, name in (("start_date", start_c), ("end_date", end_c)):
+                m = bad & (field == col).to_numpy()
+                self._reject(
+                    rt,
+                    path,
+                    df,
+                    lines,
+                    m,
+                    name,
+                    _col(df, name),
+                    problem,
+                    df.get("observation_period_id"),
+                )
+            ev &= ~bad
             self.run.skip_frame(
                 rt,
-                int((~ok).sum()),
+                int(ev.sum()),
                 "person has no care site (practice): evidence for an inferred registration",
             )
-            if (~ok).any():
+            if ev.any():
                 self.run.evidence_frame(
                     pd.DataFrame(
                         {
                             "kind": "period",
-                            "_pref": self._pid_keys(person_id[~ok]).to_numpy(),
-                            "date": _dates(_col(df, "observation_period_start_date"))[
-                                ~ok
-                            ].to_numpy(),
-                            "end_date": _dates(_col(df, "observation_period_end_date"))[
-                                ~ok
-                            ].to_numpy(),
+                            "_pref": self._pid_keys(person_id[ev]).to_numpy(),
+                            "date": start[ev].to_numpy(),
+                            "end_date": end[ev].to_numpy(),
                         }
                     )
                 )
@@ -523,8 +729,8 @@ class _OmopImport:
             frame = pd.DataFrame(
                 {
                     "practice_id": practice.to_numpy(),
-                    "start_date": _dates(_col(df, "observation_period_start_date"))[ok].to_numpy(),
-                    "end_date": _dates(_col(df, "observation_period_end_date"))[ok].to_numpy(),
+                    "start_date": start[ok].to_numpy(),
+                    "end_date": end[ok].to_numpy(),
                 }
             )
             self.run.emit_frame(
@@ -681,21 +887,20 @@ class _OmopImport:
             locs = "line " + lines.astype(str)
             ids = _col(df, id_col)
             mapped = (s1.notna() | s2.notna()).to_numpy()
-            if (~mapped).any():
-                m = ~mapped
-                self.run.reject_frame(
-                    rt,
-                    str(path),
-                    locs[m],
-                    ids[m],
-                    concept_c,
-                    _col(df, concept_c)[m].astype("string")
-                    + " / source "
-                    + _col(df, srcval_c)[m].astype("string").fillna(""),
-                    "concept not in the concept table, or in a vocabulary pophealth does not "
-                    "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
-                    df[m],
-                )
+            self._reject(
+                rt,
+                path,
+                df,
+                lines,
+                ~mapped,
+                concept_c,
+                _col(df, concept_c).astype("string").fillna("")
+                + " / source "
+                + _col(df, srcval_c).astype("string").fillna(""),
+                "concept not in the concept table, or in a vocabulary pophealth does not "
+                "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
+                ids,
+            )
             pairs = [(s1, c1, False), (s2, c2, False)]
             if "value_as_concept_id" in df.columns:
                 # a coded result (e.g. smoking status "never smoked") is an event of its own,
@@ -756,20 +961,19 @@ class _OmopImport:
             ok = system.isin(["dmd", "snomedct", "rxnorm", "bnf"]).fillna(False).to_numpy()
             locs = "line " + lines.astype(str)
             ids = _col(df, "drug_exposure_id")
-            if (~ok).any():
-                m = ~ok
-                self.run.reject_frame(
-                    rt,
-                    str(path),
-                    locs[m],
-                    ids[m],
-                    "drug_concept_id",
-                    _col(df, "drug_concept_id")[m].astype("string")
-                    + " / source "
-                    + _col(df, "drug_source_value")[m].astype("string").fillna(""),
-                    "drug concept not in the concept table, or not dm+d / SNOMED / RxNorm / BNF",
-                    df[m],
-                )
+            self._reject(
+                rt,
+                path,
+                df,
+                lines,
+                ~ok,
+                "drug_concept_id",
+                _col(df, "drug_concept_id").astype("string").fillna("")
+                + " / source "
+                + _col(df, "drug_source_value").astype("string").fillna(""),
+                "drug concept not in the concept table, or not dm+d / SNOMED / RxNorm / BNF",
+                ids,
+            )
             if not ok.any():
                 continue
             frame = pd.DataFrame(
