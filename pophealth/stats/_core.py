@@ -46,6 +46,14 @@ def normalise_confidence(confidence: float | Sequence[float]) -> tuple[float, ..
                 f"confidence level must be between 90 and 100 or between 0.9 and 1 (got {c})"
             )
         out.append(c)
+    labels: dict[str, float] = {}
+    for c in out:
+        seen = labels.setdefault(level_label(c), c)
+        if seen != c:
+            raise StatsInputError(
+                f"confidence levels {seen:g} and {c:g} would share the limit columns "
+                f"'*{level_label(c)}cl' (levels are named to 0.1%): give distinct levels"
+            )
     return tuple(out)
 
 

@@ -77,6 +77,13 @@ def test_confidence_accepts_percentages():
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_two_levels_with_the_same_column_names_are_refused():
+    # 99.91% and 99.94% are both named '99_9': one set of limits silently overwrote the other
+    with pytest.raises(StatsInputError, match="share the limit columns"):
+        proportion(20, 100, confidence=(0.9991, 0.9994))
+    assert "lower99_9cl" in proportion(20, 100, confidence=(0.95, 0.999)).columns
+
+
 # --- PROGRAMMES.md §12.2 ------------------------------------------------------------------------
 
 
