@@ -216,6 +216,19 @@ def _period_problems(start: pd.Series, end: pd.Series) -> tuple[pd.Series, pd.Se
     return field, reason
 
 
+def _unmapped(concept: pd.Series, source: pd.Series, otherwise: str) -> pd.Series:
+    """Why a row maps to no code: both concept ids 0 or blank (OMOP's "no matching
+    concept": the ETL did not map the source code), else ``otherwise``."""
+    none = pd.Series(True, index=concept.index)
+    for ids in (concept, source):
+        none &= (_ints(ids).eq(0) | ids.isna()).fillna(False)
+    return pd.Series(otherwise, index=concept.index, dtype="object").mask(
+        none,
+        "concept_id 0 (no matching concept) and no source concept: the ETL mapped the source "
+        "code to no concept, so there is no code to load",
+    )
+
+
 def _dates(s: pd.Series) -> pd.Series:
     """OMOP dates as ISO text (``YYYYMMDD`` and ``YYYY-MM-DD[ HH:MM:SS]`` accepted)."""
     text = s.astype("string").str.strip()
@@ -239,16 +252,25 @@ class Concepts:
     def __init__(self) -> None:
         self.system = pd.Series(dtype="string")
         self.code = pd.Series(dtype="string")
+        #: unit concept_id -> UCUM code (``unit_concept_id``, when no unit source value)
+        self.units = pd.Series(dtype="string")
 
     def load(
         self, run: Run, path: Path, chunk_rows: int, on_bad: Callable[[BadRow], None] | None = None
     ) -> None:
-        systems, codes = [], []
+        systems, codes, units = [], [], []
         for chunk, _ in read_chunks(path, chunk_rows, on_bad):
             keys = run.begin_frame("omop.concept", len(chunk))
             vocab = _col(chunk, "vocabulary_id").astype("string").str.strip().str.lower()
             system = vocab.map(OMOP_VOCABULARIES)
             ids = _ints(_col(chunk, "concept_id"))
+            ucum = (vocab == "ucum").fillna(False) & ids.notna()
+            units.append(
+                pd.Series(
+                    _col(chunk, "concept_code")[ucum].astype("string").str.strip().to_numpy(),
+                    index=ids[ucum].to_numpy(),
+                )
+            )
             keep = system.notna() & ids.notna()
             s = pd.Series(system[keep].to_numpy(), index=ids[keep].to_numpy())
             c = pd.Series(
@@ -263,12 +285,18 @@ class Concepts:
             self.code = pd.concat(codes)
             dup = self.system.index.duplicated(keep="first")
             self.system, self.code = self.system[~dup], self.code[~dup]
+            self.units = pd.concat(units)
+            self.units = self.units[~self.units.index.duplicated(keep="first")]
         icd = self.system.isin(["icd10", "opcs4"])
         self.code[icd] = self.code[icd].str.replace(".", "", regex=False).str.upper()
         # Read v2 concept codes may carry the 2-digit term code (``H33..00``): the concept
         # is the first 5 characters (as codes.normalise_code does for FHIR)
         read = (self.system == "readv2") & self.code.str.fullmatch(r".{5}\d{2}").fillna(False)
         self.code[read] = self.code[read].str[:5]
+
+    def unit(self, ids: pd.Series) -> pd.Series:
+        """The UCUM code of each unit concept id (NA when unknown or 0)."""
+        return _ints(ids).map(self.units).astype("string")
 
     def lookup(self, ids: pd.Series) -> tuple[pd.Series, pd.Series]:
         ids = _ints(ids)
@@ -390,6 +418,13 @@ class _OmopImport:
             if name == "person":
                 self._deaths_of_unknown_persons()
             done += path.stat().st_size
+        coded = [n for n in (*EVENT_TABLES, "drug_exposure") if n in self.files]
+        if coded and "concept" not in self.files:
+            self.run.notes.append(
+                "no concept table (CONCEPT.csv): concept ids cannot be turned into codes, so "
+                f"every row of {', '.join(coded)} is quarantined; put the vocabulary's "
+                "CONCEPT file beside the CDM tables (or in a folder below them)"
+            )
         self._practices()
 
     def _chunks(self, path: Path):
@@ -881,7 +916,7 @@ class _OmopImport:
                     "date": _dates(_col(df, date_c)),
                     "datetime": _datetimes(_col(df, dt_c)),
                     "value": value,
-                    "unit": _col(df, unit_c) if unit_c else None,
+                    "unit": self._units(df, unit_c) if unit_c else None,
                 }
             )
             locs = "line " + lines.astype(str)
@@ -897,8 +932,12 @@ class _OmopImport:
                 _col(df, concept_c).astype("string").fillna("")
                 + " / source "
                 + _col(df, srcval_c).astype("string").fillna(""),
-                "concept not in the concept table, or in a vocabulary pophealth does not "
-                "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
+                _unmapped(
+                    _col(df, concept_c),
+                    _col(df, source_c),
+                    "concept not in the concept table, or in a vocabulary pophealth does not "
+                    "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
+                ),
                 ids,
             )
             pairs = [(s1, c1, False), (s2, c2, False)]
@@ -927,6 +966,13 @@ class _OmopImport:
                     ids=ids[m].reset_index(drop=True),
                     pref=pref[m].reset_index(drop=True),
                 )
+
+    def _units(self, df: pd.DataFrame, unit_c: str) -> pd.Series:
+        """The unit as recorded (``unit_source_value``), else the UCUM code of
+        ``unit_concept_id`` (ETLs that map units do not always keep the source text)."""
+        unit = _col(df, unit_c).astype("string")
+        unit = unit.mask(unit.str.strip() == "")
+        return unit.fillna(self.concepts.unit(_col(df, "unit_concept_id")))
 
     def _condition_occurrence(self, path: Path) -> None:
         self._events("condition_occurrence", path)
@@ -971,7 +1017,11 @@ class _OmopImport:
                 _col(df, "drug_concept_id").astype("string").fillna("")
                 + " / source "
                 + _col(df, "drug_source_value").astype("string").fillna(""),
-                "drug concept not in the concept table, or not dm+d / SNOMED / RxNorm / BNF",
+                _unmapped(
+                    _col(df, "drug_concept_id"),
+                    _col(df, "drug_source_concept_id"),
+                    "drug concept not in the concept table, or not dm+d / SNOMED / RxNorm / BNF",
+                ),
                 ids,
             )
             if not ok.any():

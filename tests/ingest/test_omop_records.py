@@ -166,3 +166,58 @@ def test_observation_periods_of_unknown_persons_and_bad_dates_are_quarantined(tm
         (_pid("2"), "2010-01-01")
     ]
     assert reg.end_date.isna().all()
+
+
+def test_unit_comes_from_unit_concept_when_there_is_no_unit_source_value(tmp_path):
+    d = _omop(
+        tmp_path / "o",
+        person=PERSON + "1,8507,1960,5,1\n",
+        concept=CONCEPT,
+        measurement=(
+            "measurement_id,person_id,measurement_concept_id,measurement_date,value_as_number,"
+            "unit_concept_id,unit_source_value\n"
+            "1,1,3025315,2020-01-01,80,9529,\n"  # the unit only as a concept: kg
+            "2,1,3025315,2020-01-02,81,9529,kilos\n"  # as recorded
+            "3,1,3025315,2020-01-03,82,0,\n"  # no unit
+            "4,1,3025315,2020-01-04,83,123,\n"  # not a unit concept we know
+        ),
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced
+    ev = Store.open(tmp_path / "st").read("events").to_pandas().sort_values("date")
+    assert ev.unit.tolist() == ["kg", "kilos", None, None]
+
+
+def test_unmapped_concept_reasons_tell_zero_from_unknown(tmp_path):
+    d = _omop(
+        tmp_path / "o",
+        person=PERSON + "1,8507,1960,5,1\n",
+        concept=CONCEPT,
+        condition_occurrence=(
+            "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,"
+            "condition_source_concept_id,condition_source_value\n"
+            "1,1,0,2010-01-02,0,XYZ\n"
+            "2,1,0,2010-01-02,44819,250.00\n"
+            "3,1,123,2010-01-02,,\n"
+        ),
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced
+    q = _quarantine(s).set_index("location")
+    assert "concept_id 0 (no matching concept)" in q.loc["line 2", "reason"]
+    assert "not in the concept table, or in a vocabulary" in q.loc["line 3", "reason"]
+    assert "not in the concept table, or in a vocabulary" in q.loc["line 4", "reason"]
+
+
+def test_no_concept_table_is_said_in_the_notes(tmp_path):
+    d = _omop(
+        tmp_path / "o",
+        person=PERSON + "1,8507,1960,5,1\n",
+        measurement=(
+            "measurement_id,person_id,measurement_concept_id,measurement_date\n"
+            "1,1,3025315,2020-01-01\n"
+        ),
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced and s.records["omop.measurement"].quarantined == 1
+    assert any("no concept table" in n for n in s.notes)
