@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pophealth.validate import SchemaError
@@ -554,6 +555,19 @@ def _read_delimited_careful(
             yielded = True
 
 
+def _mark_nan(batch: pa.RecordBatch, df: pd.DataFrame) -> None:
+    """A NaN in a float column as the text ``NaN`` (refused as not a finite number, as in a
+    CSV); pandas reads both a null and a NaN as NaN, and a null is missing."""
+    for i, field in enumerate(batch.schema):
+        if not pa.types.is_floating(field.type):
+            continue
+        nan = pc.fill_null(pc.is_nan(batch.column(i)), False).to_numpy(zero_copy_only=False)
+        if nan.any():
+            col = df.iloc[:, i].astype(object)
+            col[nan] = "NaN"
+            df.isetitem(i, col)
+
+
 def read_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
     """Chunks of a Parquet file (lower-case columns) with 1-based row numbers."""
     try:
@@ -573,6 +587,7 @@ def read_parquet(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd
             ) from None
         df = batch.to_pandas()
         df.columns = _unique([str(c) for c in df.columns])
+        _mark_nan(batch, df)
         yield df, pd.Series(np.arange(start, start + len(df)), dtype="int64")
         start += len(df)
     if start == 1:
