@@ -25,6 +25,20 @@ def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
     found: dict[str, Path] = {}
     other: list[Path] = []
     for f in sorted(directory.iterdir()):
+        if f.is_dir():
+            # a Parquet dataset folder (Spark writes ``events.parquet/part-*.parquet``)
+            stem = f.name.lower().removesuffix(".parquet")
+            parts = _parts(f)
+            if stem in INGEST_TABLES and parts:
+                if stem in found:
+                    raise ValueError(
+                        f"{directory}: two files for table {stem}: {found[stem].name} and {f.name}"
+                    )
+                found[stem] = f
+                other += [x for x in sorted(f.rglob("*")) if x.is_file() and x not in parts]
+            else:
+                other.append(f)
+            continue
         if not f.is_file():
             continue
         name = f.name.lower()
@@ -40,6 +54,15 @@ def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
         else:
             other.append(f)
     return found, other
+
+
+def _parts(folder: Path) -> list[Path]:
+    """The Parquet files of a dataset folder, in order (hidden ``.crc`` files left out)."""
+    return [
+        f
+        for f in sorted(folder.rglob("*.parquet"))
+        if f.is_file() and not f.name.startswith((".", "_"))
+    ]
 
 
 def _split_list(v):
@@ -97,34 +120,40 @@ def ingest_csv(
 def _load(run: Run, name: str, path: Path, chunk_rows: int) -> None:
     spec = table(name)
     rt = f"csv.{name}"
-    source = str(path)
-    if path.name.lower().endswith(".parquet"):
-        chunks, where = read_parquet(path, chunk_rows), "row "
-    else:
-        bad = run.on_bad_row(source, rt)
-        chunks, where = read_delimited(path, chunk_rows, on_bad=bad, quoting=True), "line "
-    first = True
-    for df, lines in chunks:
-        if first:
-            # A file without a column its table needs cannot load any of its rows: the
-            # run stops (nothing committed) rather than replace the table with nothing.
-            missing = [c.name for c in spec.columns if not c.nullable and c.name not in df.columns]
-            if missing:
-                raise UnreadableFile(
-                    f"{path}: table {name!r} needs column(s) {', '.join(missing)}; found "
-                    f"{', '.join(map(str, df.columns)) or 'no columns'}; nothing was committed"
-                )
-            extra = [c for c in df.columns if c not in spec.column_names]
-            if extra:
-                run.notes.append(
-                    f"{path.name}: column(s) not in the schema, ignored: {', '.join(extra)}"
-                )
-            first = False
-        if df.empty:
-            continue
-        for col in spec.columns:
-            if col.type == "list<string>" and col.name in df.columns:
-                df[col.name] = df[col.name].map(_split_list)
-        keys = run.begin_frame(rt, len(df))
-        locs = where + lines.astype(str)
-        run.emit_frame(name, df, source=source, record_type=rt, locations=locs, rkeys=keys)
+    noted: set[str] = set()
+    for part in _parts(path) if path.is_dir() else [path]:
+        source = str(part)
+        if part.name.lower().endswith(".parquet"):
+            chunks, where = read_parquet(part, chunk_rows), "row "
+        else:
+            bad = run.on_bad_row(source, rt)
+            chunks, where = read_delimited(part, chunk_rows, on_bad=bad, quoting=True), "line "
+        first = True
+        for df, lines in chunks:
+            if first:
+                # A file without a column its table needs cannot load any of its rows: the
+                # run stops (nothing committed) rather than replace the table with nothing.
+                missing = [
+                    c.name for c in spec.columns if not c.nullable and c.name not in df.columns
+                ]
+                if missing:
+                    raise UnreadableFile(
+                        f"{part}: table {name!r} needs column(s) {', '.join(missing)}; found "
+                        f"{', '.join(map(str, df.columns)) or 'no columns'}; nothing was "
+                        "committed"
+                    )
+                extra = [c for c in df.columns if c not in spec.column_names and c not in noted]
+                if extra:
+                    noted.update(extra)
+                    run.notes.append(
+                        f"{path.name}: column(s) not in the schema, ignored: {', '.join(extra)}"
+                    )
+                first = False
+            if df.empty:
+                continue
+            for col in spec.columns:
+                if col.type == "list<string>" and col.name in df.columns:
+                    df[col.name] = df[col.name].map(_split_list)
+            keys = run.begin_frame(rt, len(df))
+            locs = where + lines.astype(str)
+            run.emit_frame(name, df, source=source, record_type=rt, locations=locs, rkeys=keys)

@@ -1,4 +1,5 @@
-"""Flat Parquet input: a NaN is not a missing value."""
+"""Flat Parquet input: a NaN is not a missing value, and a Parquet dataset folder (as Spark
+writes ``events.parquet/part-*.parquet``) is not passed over in silence."""
 
 from __future__ import annotations
 
@@ -64,3 +65,33 @@ def test_floats_in_parquet_keep_every_digit(tmp_path):
     assert s.balanced and s.tables["events"].loaded == 5
     ev = Store.open(tmp_path / "st").read("events").to_pandas().sort_values("code")
     assert ev.value.tolist() == values
+
+
+def test_a_parquet_dataset_folder_is_read_part_by_part(tmp_path):
+    # Spark writes a table as a folder of part files: it was passed over in silence (not
+    # even listed as unused), and the run replaced the store's events with nothing
+    d = _folder(tmp_path)
+    folder = d / "events.parquet"
+    folder.mkdir()
+    for i, system in enumerate(["snomedct", "made_up", "snomedct"]):
+        pq.write_table(
+            pa.table(
+                {
+                    "patient_id": ["p1", "p1"],
+                    "date": ["2020-01-01", f"2020-01-0{i + 2}"],
+                    "system": [system, "snomedct"],
+                    "code": [f"{i}", f"1{i}"],
+                }
+            ),
+            folder / f"part-0000{i}.parquet",
+        )
+    (folder / "_SUCCESS").write_text("")
+    s = ingest_csv(d, tmp_path / "st")
+    assert s.balanced
+    assert s.records["csv.events"].records_in == 6
+    assert s.tables["events"].loaded == 5
+    q = pd.read_csv(s.quarantine_file, dtype=str, keep_default_na=False)
+    assert list(zip(q.file, q.location, q.field, strict=True)) == [
+        (str(folder / "part-00001.parquet"), "row 1", "system")
+    ]
+    assert any("_SUCCESS" in n for n in s.notes)
