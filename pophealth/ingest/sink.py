@@ -1127,160 +1127,217 @@ class Run:
         if progress:
             progress(f"resolving and validating {name}")
         reader = con.execute(sql).to_arrow_reader(self.batch_rows)
-        counts = self.tables[name]
+        # A resource id read again with different content is quarantined when the first
+        # record read with that id loaded; when the first did not (it failed validation),
+        # the next one read is tried in its place, round by round (rare: held aside here).
+        deferred: list[pd.DataFrame] = []
+        kept: set[tuple[Any, Any]] = set()
         for batch in reader:
             df = batch.to_pandas()
-            if df.empty:
-                continue
-            outcome = np.full(len(df), "loaded", dtype=object)
-            old = df["_old"].to_numpy() == 1
-            made = df["_old"].to_numpy() == 2  # rows of an inference rule, not of the source
-            dup = df["_dup"].to_numpy() > 1
-            outcome[dup] = "duplicate"
-            if "_conflict" in df.columns:
-                clash = (
-                    dup
-                    & ~old
-                    & (df["_k_old"].to_numpy() == 0)
-                    & (df["_conflict"].fillna("").to_numpy(object) != "")
-                )
-                for i in np.flatnonzero(clash):
-                    r = df.iloc[i]
-                    kept = f"{r['_k_src']}" + (f", {r['_k_loc']}" if not _isna(r["_k_loc"]) else "")
-                    reason = (
-                        f"conflicting record for patient_id {r['patient_id']}: "
-                        f"{r['_conflict']} differ(s) from the record kept ({kept})"
-                    )
-                    self._q_row(name, r, r["_conflict"], r["patient_id"], reason)
-                    self._conflicts.append(
-                        (
-                            int(r["_rkey"]),
-                            f"the {r['_rtype']} record this row came with was quarantined as "
-                            f"a conflict: {reason}",
-                        )
-                    )
-                outcome[clash] = "quarantined"
-            bad_ref = ~df["patient_ok"].to_numpy(bool)
-            if "_first" in df.columns:
-                again = (
-                    df["_rid"].notna().to_numpy()
-                    & ~old
-                    & ~dup
-                    & ~bad_ref
-                    & df["_first"].notna().to_numpy()
-                    & (df["_rkey"].to_numpy() != df["_first"].fillna(-2).to_numpy())
-                )
-                for i in np.flatnonzero(again):
-                    r = df.iloc[i]
-                    self._q_row(
-                        name,
-                        r,
-                        "id",
-                        f"{r['_rtype']}/{r['_rid']}",
-                        "duplicate resource id with different content: the first "
-                        "record read with this id was kept",
-                    )
-                outcome[again] = "quarantined"
-            for i in np.flatnonzero(bad_ref & ~dup):
+            if not df.empty:
+                yield from self._settle(name, df, spec, cols, deferred, kept)
+        while deferred:
+            held = pd.concat(deferred, ignore_index=True)
+            deferred = []
+            ids = zip(held["_rtype"], held["_rid"], strict=True)
+            taken = np.array([k in kept for k in ids], dtype=bool)
+            if taken.any():
+                self._repeated_ids(name, held[taken].reset_index(drop=True))
+            retry = held[~taken].reset_index(drop=True)
+            if retry.empty:
+                break
+            retry["_first"] = retry.groupby(["_rtype", "_rid"])["_rkey"].transform("min")
+            yield from self._settle(name, retry, spec, cols, deferred, kept)
+
+    def _repeated_ids(self, name: str, df: pd.DataFrame) -> None:
+        """Quarantine rows whose resource id was read before with different content, the
+        first record with that id having loaded."""
+        for i in range(len(df)):
+            r = df.iloc[i]
+            self._q_row(
+                name,
+                r,
+                "id",
+                f"{r['_rtype']}/{r['_rid']}",
+                "duplicate resource id with different content: the first record read "
+                "with this id that loaded was kept",
+            )
+        self._account(name, df, np.full(len(df), "quarantined", dtype=object))
+
+    def _settle(
+        self,
+        name: str,
+        df: pd.DataFrame,
+        spec: Any,
+        cols: list[str],
+        deferred: list[pd.DataFrame],
+        kept: set[tuple[Any, Any]],
+    ) -> Iterator[pa.Table]:
+        """Decide every row of one batch of ``name``: loaded, duplicate, quarantined, or
+        held aside in ``deferred`` when its resource id was read before with different
+        content. Yields the valid rows; adds to ``kept`` the ids whose first record
+        loaded."""
+        outcome = np.full(len(df), "loaded", dtype=object)
+        old = df["_old"].to_numpy() == 1
+        dup = df["_dup"].to_numpy() > 1
+        outcome[dup] = "duplicate"
+        if "_conflict" in df.columns:
+            clash = (
+                dup
+                & ~old
+                & (df["_k_old"].to_numpy() == 0)
+                & (df["_conflict"].fillna("").to_numpy(object) != "")
+            )
+            for i in np.flatnonzero(clash):
                 r = df.iloc[i]
-                if not _isna(r["_fate"]):
-                    reason = r["_fate"]
-                elif pd.notna(r["_pn"]) and r["_pn"] > 1:
-                    reason = f"ambiguous reference: {int(r['_pn'])} different patients"
-                elif self.kind == "csv" and pd.notna(r["patient_id"]):
-                    reason = "dangling reference: patient_id is in no patients row" + (
-                        " (of this run or the store)" if self.append else " of this run"
-                    )
-                elif pd.notna(r["patient_id"]):  # named by NHS number, with no Patient
-                    reason = "dangling reference: the patient is in no patient record" + (
-                        " of this run or the store" if self.append else " of this run"
-                    )
-                elif pd.isna(r["_pref"]):
-                    reason = "no patient reference (subject/patient missing)"
-                else:
-                    reason = "dangling reference: the patient is not in any input file"
-                self._q_row(name, r, "patient_id", None, reason)
-            outcome[bad_ref & ~dup] = "quarantined"
-            if name == "registrations":
-                noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()
-                noprac &= outcome == "loaded"
-                for i in np.flatnonzero(noprac):
-                    self._q_row(
-                        name,
-                        df.iloc[i],
-                        "practice_id",
-                        "generalPractitioner",
-                        "dangling reference: the GP practice Organization is not in "
-                        "any input file, or has no ODS code",
-                    )
-                outcome[noprac] = "quarantined"
-            if name == "medications":
-                nocode = df["code"].isna().to_numpy() & (outcome == "loaded")
-                for i in np.flatnonzero(nocode):
-                    r = df.iloc[i]
-                    self._q_row(
-                        name,
-                        r,
-                        "code",
-                        r["_mref"] and "Medication reference",
-                        "dangling reference: the Medication is not in any input file",
-                    )
-                outcome[nocode] = "quarantined"
-            # Numbers are parsed here with Python's correctly rounded float() (pandas'
-            # text-to-number parser can be one unit in the last place out); a value that
-            # is not a number is quarantined with its field.
-            # (pophealth.validate.parse_number: a comma only between thousands; no
-            # infinities or NaN)
-            for col in spec.columns:
-                if col.type != "float":
-                    continue
-                parsed = [parse_number(None if _isna(v) else v) for v in df[col.name]]
-                reasons = np.array([r for _, r in parsed], dtype=object)
-                refused = np.array([r is not None for r in reasons], dtype=bool)
-                bad = refused & (outcome == "loaded")
-                for i in np.flatnonzero(bad):
-                    self._q_row(name, df.iloc[i], col.name, df.iloc[i][col.name], reasons[i])
-                outcome[bad] = "quarantined"
-                df[col.name] = pd.Series(
-                    [np.nan if v is None else v for v, _ in parsed], index=df.index, dtype="float64"
+                kept = f"{r['_k_src']}" + (f", {r['_k_loc']}" if not _isna(r["_k_loc"]) else "")
+                reason = (
+                    f"conflicting record for patient_id {r['patient_id']}: "
+                    f"{r['_conflict']} differ(s) from the record kept ({kept})"
                 )
-            cand = np.flatnonzero(outcome == "loaded")
-            if len(cand):
-                sub = df.iloc[cand].reset_index(drop=True)
-                res = validate(
+                self._q_row(name, r, r["_conflict"], r["patient_id"], reason)
+                self._conflicts.append(
+                    (
+                        int(r["_rkey"]),
+                        f"the {r['_rtype']} record this row came with was quarantined as "
+                        f"a conflict: {reason}",
+                    )
+                )
+            outcome[clash] = "quarantined"
+        bad_ref = ~df["patient_ok"].to_numpy(bool)
+        if "_first" in df.columns:
+            again = (
+                df["_rid"].notna().to_numpy()
+                & ~old
+                & ~dup
+                & ~bad_ref
+                & df["_first"].notna().to_numpy()
+                & (df["_rkey"].to_numpy() != df["_first"].fillna(-2).to_numpy())
+            )
+            if again.any():
+                deferred.append(df[again].copy())
+            outcome[again] = "deferred"
+        for i in np.flatnonzero(bad_ref & ~dup):
+            r = df.iloc[i]
+            if not _isna(r["_fate"]):
+                reason = r["_fate"]
+            elif pd.notna(r["_pn"]) and r["_pn"] > 1:
+                reason = f"ambiguous reference: {int(r['_pn'])} different patients"
+            elif self.kind == "csv" and pd.notna(r["patient_id"]):
+                reason = "dangling reference: patient_id is in no patients row" + (
+                    " (of this run or the store)" if self.append else " of this run"
+                )
+            elif pd.notna(r["patient_id"]):  # named by NHS number, with no Patient
+                reason = "dangling reference: the patient is in no patient record" + (
+                    " of this run or the store" if self.append else " of this run"
+                )
+            elif pd.isna(r["_pref"]):
+                reason = "no patient reference (subject/patient missing)"
+            else:
+                reason = "dangling reference: the patient is not in any input file"
+            self._q_row(name, r, "patient_id", None, reason)
+        outcome[bad_ref & ~dup] = "quarantined"
+        if name == "registrations":
+            noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()
+            noprac &= outcome == "loaded"
+            for i in np.flatnonzero(noprac):
+                self._q_row(
                     name,
-                    sub[cols],
-                    source=name,
-                    row_numbers=np.arange(len(sub)),
-                    instants=_instants(name, sub),
+                    df.iloc[i],
+                    "practice_id",
+                    "generalPractitioner",
+                    "dangling reference: the GP practice Organization is not in "
+                    "any input file, or has no ODS code",
                 )
-                if not res.quarantine.empty:
-                    for rec in res.quarantine.itertuples(index=False):
-                        r = sub.iloc[int(rec.row)]
-                        self._q_row(name, r, rec.field, rec.value, rec.reason)
-                    bad = np.unique(res.quarantine["row"].to_numpy(np.int64))
-                    outcome[cand[bad]] = "quarantined"
-                if res.valid.num_rows:
-                    self._note_dates(name, res.valid)
-                    yield res.valid
-            new = ~old & ~made
-            counts.inferred += int(((outcome == "loaded") & made).sum())
-            self._inferred_rejected += int(((outcome == "quarantined") & made).sum())
-            counts.loaded += int(((outcome == "loaded") & new).sum())
-            counts.quarantined += int(((outcome == "quarantined") & new).sum())
-            counts.duplicates += int(((outcome == "duplicate") & new).sum())
-            counts.kept_from_store += int(((outcome == "loaded") & old).sum())
-            if new.any():
-                out = pa.table(
-                    {
-                        "rkey": pa.array(df["_rkey"].to_numpy(np.int64)[new]),
-                        "rtype": pa.array(df["_rtype"].to_numpy(object)[new], pa.string()),
-                        "outcome": pa.array(outcome[new], pa.string()),
-                    }
+            outcome[noprac] = "quarantined"
+        if name == "medications":
+            nocode = df["code"].isna().to_numpy() & (outcome == "loaded")
+            for i in np.flatnonzero(nocode):
+                r = df.iloc[i]
+                self._q_row(
+                    name,
+                    r,
+                    "code",
+                    r["_mref"] and "Medication reference",
+                    "dangling reference: the Medication is not in any input file",
                 )
-                path = self._path("outcome")
-                pq.write_table(out, path)
-                self._outcome_spills.append(path)
+            outcome[nocode] = "quarantined"
+        # Numbers are parsed here with Python's correctly rounded float() (pandas'
+        # text-to-number parser can be one unit in the last place out); a value that
+        # is not a number is quarantined with its field.
+        # (pophealth.validate.parse_number: a comma only between thousands; no
+        # infinities or NaN)
+        for col in spec.columns:
+            if col.type != "float":
+                continue
+            parsed = [parse_number(None if _isna(v) else v) for v in df[col.name]]
+            reasons = np.array([r for _, r in parsed], dtype=object)
+            refused = np.array([r is not None for r in reasons], dtype=bool)
+            bad = refused & (outcome == "loaded")
+            for i in np.flatnonzero(bad):
+                self._q_row(name, df.iloc[i], col.name, df.iloc[i][col.name], reasons[i])
+            outcome[bad] = "quarantined"
+            df[col.name] = pd.Series(
+                [np.nan if v is None else v for v, _ in parsed], index=df.index, dtype="float64"
+            )
+        cand = np.flatnonzero(outcome == "loaded")
+        if len(cand):
+            sub = df.iloc[cand].reset_index(drop=True)
+            res = validate(
+                name,
+                sub[cols],
+                source=name,
+                row_numbers=np.arange(len(sub)),
+                instants=_instants(name, sub),
+            )
+            if not res.quarantine.empty:
+                for rec in res.quarantine.itertuples(index=False):
+                    r = sub.iloc[int(rec.row)]
+                    self._q_row(name, r, rec.field, rec.value, rec.reason)
+                bad = np.unique(res.quarantine["row"].to_numpy(np.int64))
+                outcome[cand[bad]] = "quarantined"
+            if res.valid.num_rows:
+                self._note_dates(name, res.valid)
+                yield res.valid
+        if "_first" in df.columns:
+            first = (
+                (outcome == "loaded")
+                & df["_first"].notna().to_numpy()
+                & (df["_rkey"].to_numpy() == df["_first"].fillna(-2).to_numpy())
+            )
+            kept.update(
+                zip(
+                    df["_rtype"].to_numpy(object)[first],
+                    df["_rid"].to_numpy(object)[first],
+                    strict=True,
+                )
+            )
+        self._account(name, df, outcome)
+
+    def _account(self, name: str, df: pd.DataFrame, outcome: np.ndarray) -> None:
+        """Count the rows of ``df`` by their ``outcome`` and spill each source record's
+        outcome (rows held aside are counted when they are decided)."""
+        counts = self.tables[name]
+        old = df["_old"].to_numpy() == 1
+        made = df["_old"].to_numpy() == 2  # rows of an inference rule, not of the source
+        new = ~old & ~made & (outcome != "deferred")
+        counts.inferred += int(((outcome == "loaded") & made).sum())
+        self._inferred_rejected += int(((outcome == "quarantined") & made).sum())
+        counts.loaded += int(((outcome == "loaded") & new).sum())
+        counts.quarantined += int(((outcome == "quarantined") & new).sum())
+        counts.duplicates += int(((outcome == "duplicate") & new).sum())
+        counts.kept_from_store += int(((outcome == "loaded") & old).sum())
+        if new.any():
+            out = pa.table(
+                {
+                    "rkey": pa.array(df["_rkey"].to_numpy(np.int64)[new]),
+                    "rtype": pa.array(df["_rtype"].to_numpy(object)[new], pa.string()),
+                    "outcome": pa.array(outcome[new], pa.string()),
+                }
+            )
+            path = self._path("outcome")
+            pq.write_table(out, path)
+            self._outcome_spills.append(path)
 
     def _note_dates(self, name: str, valid: pa.Table) -> None:
         col = {"events": "date", "medications": "date", "admissions": "admission_date"}.get(name)

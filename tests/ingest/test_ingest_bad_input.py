@@ -416,6 +416,31 @@ def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
     assert Store.open(tmp_path / "st").read("events")["value"].to_pylist() == [70.0]
 
 
+def test_a_repeated_id_loads_when_the_first_record_with_it_did_not(tmp_path):
+    """The first Observation o1 cannot load (a date pophealth cannot read): the next one
+    read with that id is kept in its place, not quarantined as the copy of a record that
+    "was kept"; a third, different again, is quarantined against the one kept."""
+    f = _ndjson(
+        tmp_path / "dups.ndjson",
+        [
+            _patient("p1"),
+            _obs("o1", "Patient/p1", when="1500-03-04T10:00:00Z", value=70),
+            _obs("o1", "Patient/p1", value=99),
+            _obs("o1", "Patient/p1", value=55),
+        ],
+    )
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    _balanced(s)
+    obs = s.records["Observation"]
+    assert (obs.loaded, obs.quarantined) == (1, 2)
+    q = _quarantine(s)
+    assert "date" in set(q.loc[q["location"] == "line 2", "field"])
+    (again,) = q.loc[q["location"] == "line 4"].itertuples()
+    assert again.field == "id" and "that loaded was kept" in again.reason
+    assert "line 3" not in set(q["location"])
+    assert Store.open(tmp_path / "st").read("events")["value"].to_pylist() == [99.0]
+
+
 def test_an_ingest_interrupted_mid_write_leaves_the_previous_store(tmp_path, monkeypatch):
     import pophealth.ingest.sink as sink
 
