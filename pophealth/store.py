@@ -20,7 +20,11 @@ its snapshot to removing the old ones, and is refused (nothing written) when the
 was written since it was opened — it would otherwise carry over tables that write
 replaced, and undo it.
 
-Readers hold a lease: while a :class:`Store` object lives, a file
+A write the disk or the folder refuses (full, over quota, read-only, not permitted) is a
+:class:`StoreError` naming the store and what was being written; nothing is committed.
+
+Readers hold a lease: while a :class:`Store` object (or a backend from its
+:meth:`Store.connect`) lives, a file
 ``STORE/readers/<snapshot>@<host>-<pid>`` says that process reads that snapshot, and
 another process's write keeps it (a long ``pophealth run``, or a web app, still finds its
 files after an ingest commits); the first write after the reader is gone removes it. A
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -178,6 +183,29 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
     return rows
 
 
+#: errors of the disk the store is on (full, over quota, a file too large, read-only)
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def _cannot_store(exc: OSError, path: Path) -> bool:
+    """Whether ``exc``, raised during a write, says the store's disk or folder refused the
+    data (not, say, an input file an ingest reads while it writes)."""
+    if exc.errno in _DISK_ERRORS:
+        return True
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None:
+        with contextlib.suppress(ValueError):
+            Path(os.path.abspath(exc.filename)).relative_to(os.path.abspath(path))
+            return True
+    return False
+
+
+def _why(exc: OSError) -> str:
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why += " (free some space, or write the store elsewhere)"
+    return why
+
+
 @contextlib.contextmanager
 def _write_lock(path: Path) -> Iterator[None]:
     """One writer of the store at a time: an exclusive lock on ``STORE/.write-lock`` held
@@ -189,7 +217,13 @@ def _write_lock(path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(path / WRITE_LOCK, "a") as fh:
+    try:
+        fh = open(path / WRITE_LOCK, "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write to {path}: cannot open its write lock {WRITE_LOCK}: {_why(exc)}"
+        ) from exc
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -246,6 +280,10 @@ def _take_lease(path: Path, snapshot: str) -> Path | None:
 
 def _drop_lease(lease: Path | None) -> None:
     if lease is None or lease not in _leases:
+        return
+    if not lease.name.endswith(f"@{owner_tag()}"):
+        # a process forked from the reader (an ingest's worker) inherits its Store objects:
+        # when its copy goes, the lease file stays, for the reader still holds it
         return
     _leases[lease] -= 1
     if _leases[lease] <= 0:
@@ -378,7 +416,12 @@ class Store:
         """An Ibis backend with every canonical table registered under its name."""
         from pophealth.engines import connect
 
-        return connect(self, engine, **options)
+        con = connect(self, engine, **options)
+        # the backend reads the snapshot's files when a query runs, not now: it keeps this
+        # Store, and so its lease, so that another process's write does not remove them
+        # from under it (``Store.open(path).connect()`` kept nothing)
+        con._pophealth_store = self
+        return con
 
     # -- writing ---------------------------------------------------------------------
     def write(
@@ -424,11 +467,14 @@ class Store:
             # named after this process, so that a killed write's folder can be told from a
             # running one's (made with the usual permissions: it becomes the snapshot)
             tmp = self.path / SNAPSHOTS / f"{BUILDING}{owner_tag()}-{snap_id}"
-            tmp.mkdir()
             old_tables = {} if (replace_all or self.snapshot is None) else self.metadata["tables"]
             meta_tables: dict[str, Any] = {}
+            final = self.path / SNAPSHOTS / snap_id
+            step = "its new snapshot folder"
             try:
+                tmp.mkdir()
                 for name in TABLES:
+                    step = f"table {name}"
                     target = tmp / f"{name}.parquet"
                     if name in tables:
                         rows = _write_parquet(name, tables[name], target)
@@ -466,9 +512,13 @@ class Store:
                     "provenance": history,
                     **extra,
                 }
+                step = "its metadata"
                 (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
                 _fsync_file(tmp / METADATA)
-                final = self.path / SNAPSHOTS / snap_id
+                # the folder's entries too: after a power cut the renamed snapshot must hold
+                # its files, not only the folder
+                _fsync_dir(tmp)
+                step = f"the pointer to it ({CURRENT})"
                 os.rename(tmp, final)
                 _fsync_dir(self.path / SNAPSHOTS)
                 pointer = self.path / f".{CURRENT}.{snap_id}"
@@ -476,8 +526,25 @@ class Store:
                 _fsync_file(pointer)
                 os.replace(pointer, self.path / CURRENT)  # the atomic commit point
                 _fsync_dir(self.path)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                # built and renamed, but never named in CURRENT (asked of CURRENT itself: an
+                # interrupt may land just after the commit, and the live snapshot stays)
+                try:
+                    live = (self.path / CURRENT).read_text().strip()
+                except FileNotFoundError:  # a new store
+                    live = None
+                except OSError:  # cannot tell: keep it
+                    live = snap_id
+                if live != snap_id:
+                    shutil.rmtree(final, ignore_errors=True)
+                    (self.path / f".{CURRENT}.{snap_id}").unlink(missing_ok=True)
+                if isinstance(exc, OSError) and _cannot_store(exc, self.path):
+                    kept = f"snapshot {self.snapshot}" if self.snapshot else "no data yet"
+                    raise StoreError(
+                        f"cannot write to {self.path}: {_why(exc)} (writing {step}); nothing "
+                        f"was committed: the store keeps its previous state ({kept})"
+                    ) from exc
                 raise
             store = Store(self.path, snap_id, metadata)
             store._collect_garbage()
