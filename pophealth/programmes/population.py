@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -135,18 +136,36 @@ def prevalence_measures(date: dt.date) -> Measures:
     return m
 
 
+def _band_labels() -> list[str]:
+    return [f"{lo}-{lo + 4}" for lo in PYRAMID_BANDS[:-1]] + [f"{PYRAMID_BANDS[-1]}+"]
+
+
 def _pyramid(people: pd.DataFrame) -> pd.DataFrame:
-    counts = (
-        people.groupby(["age_band", "sex"], observed=True).size().rename("patients").reset_index()
-    )
-    order = {f"{lo}-{lo + 4}": i for i, lo in enumerate(PYRAMID_BANDS[:-1])}
-    order[f"{PYRAMID_BANDS[-1]}+"] = len(order)
-    counts = counts.sort_values(["age_band", "sex"], key=lambda s: s.map(order).fillna(s))
+    """Patients by age band and sex: every band of every sex recorded (an empty band is a
+    row of 0, not a missing row), bands youngest first, male and female before the rest."""
+    sexes = list(dict.fromkeys(["male", "female", *sorted(people["sex"].dropna().unique())]))
+    grid = pd.MultiIndex.from_product([_band_labels(), sexes], names=["age_band", "sex"])
+    counts = people.groupby(["age_band", "sex"]).size()
+    unplaced = len(people) - int(counts.reindex(grid).fillna(0).sum())
+    if unplaced:  # an age or sex the grid has no place for would vanish from the table
+        raise ValueError(f"population pyramid: {unplaced} patients without an age band or sex")
+    counts = counts.reindex(grid, fill_value=0).rename("patients").reset_index()
+    # each sex's bands add up to its total, part of the published registered total
     return disclosure.apply(counts, ["patients"], by=["age_band", "sex"], margins=["age_band"])
 
 
+#: Okabe & Ito (2008) colour-blind-safe palette, "Color Universal Design".
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+SUPPRESSED = "[c]"
+
+
 def _pyramid_figure(released: pd.DataFrame) -> go.Figure:
+    """Men to the left, women to the right, in band order. A withheld count is marked
+    "[c]" beside the axis (a missing bar alone would read as 0); both sides' ticks read as
+    positive numbers of patients."""
     fig = go.Figure()
+    bands = _band_labels()
+    widest = float(released["patients"].max(skipna=True) or 0) or 10.0
     for sex, sign, colour in (("male", -1, "#005eb8"), ("female", 1, "#ae2573")):
         part = released[released["sex"] == sex]
         fig.add_bar(
@@ -158,40 +177,105 @@ def _pyramid_figure(released: pd.DataFrame) -> go.Figure:
             customdata=part["patients"],
             hovertemplate="%{y}: %{customdata}<extra>" + sex + "</extra>",
         )
+        hidden = part[part["patients"].isna()]
+        if len(hidden):
+            fig.add_scatter(
+                y=hidden["age_band"],
+                x=[sign * widest * 0.04] * len(hidden),
+                mode="text",
+                text=[SUPPRESSED] * len(hidden),
+                textfont=dict(color=colour),
+                name=f"{sex}: suppressed",
+                hovertemplate="%{y}: suppressed<extra>" + sex + "</extra>",
+                showlegend=False,
+            )
+    ticks = _symmetric_ticks(widest)
     fig.update_layout(
         barmode="relative",
         bargap=0.05,
         height=480,
-        xaxis_title="patients (men left, women right)",
-        yaxis_title="age band",
+        xaxis=dict(
+            title="registered patients (men left, women right)",
+            tickvals=[-t for t in ticks[:0:-1]] + ticks,
+            ticktext=[f"{t:,.0f}" for t in ticks[:0:-1]] + [f"{t:,.0f}" for t in ticks],
+        ),
+        yaxis=dict(title="age band (years)", categoryorder="array", categoryarray=bands),
         margin=dict(l=60, r=20, t=20, b=50),
     )
     return fig
+
+
+def _symmetric_ticks(widest: float) -> list[float]:
+    """0 and 3-5 round steps up to ``widest``, for ticks mirrored on both sides."""
+    raw = widest / 4
+    magnitude = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    return [float(v) for v in np.arange(0, widest + step / 2, step)]
+
+
+QUINTILES = ("1", "2", "3", "4", "5")
+UNKNOWN_AREA = "unknown"
 
 
 def _prevalence_figure(released: pd.DataFrame) -> go.Figure:
+    """One line per register across IMD quintiles 1-5, with the released 95% CIs. The
+    "unknown" group (no known area) is a point of its own, not joined to the gradient.
+    Withheld values are left out (a gap, never 0) and listed by :func:`_withheld_points`."""
+    labels = {r.name: r.label for r in REGISTERS}
+    symbols = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross")
     fig = go.Figure()
-    for name, part in released.groupby("measure", sort=False):
-        part = part[part["imd_quintile"].notna()]
-        fig.add_scatter(
-            x=part["imd_quintile"].astype(str),
-            y=part["value"],
-            name=name,
-            mode="markers+lines",
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=(part["upper95_0cl"] - part["value"]),
-                arrayminus=(part["value"] - part["lower95_0cl"]),
-            ),
-        )
+    for i, (name, part) in enumerate(released.groupby("measure", sort=False)):
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        part = part.assign(imd_quintile=part["imd_quintile"].astype(str))
+        for groups, line in ((QUINTILES, True), ((UNKNOWN_AREA,), False)):
+            rows = part.set_index("imd_quintile").reindex(list(groups))
+            if line is False and rows["value"].isna().all():
+                continue
+            fig.add_scatter(
+                x=list(groups),
+                y=rows["value"],
+                name=labels.get(name, name),
+                legendgroup=name,
+                showlegend=line,
+                mode="markers+lines" if line else "markers",
+                line=dict(color=colour),
+                marker=dict(color=colour, symbol=symbols[i % len(symbols)], size=8),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=rows["upper95_0cl"] - rows["value"],
+                    arrayminus=rows["value"] - rows["lower95_0cl"],
+                ),
+                customdata=rows[["numerator", "denominator"]].to_numpy(),
+                hovertemplate="IMD quintile %{x}: %{y:.1f}% (%{customdata[0]:,.0f} of "
+                "%{customdata[1]:,.0f})<extra>" + labels.get(name, name) + "</extra>",
+            )
     fig.update_layout(
         height=420,
-        xaxis_title="IMD quintile (1 = most deprived)",
-        yaxis_title="register prevalence, % (95% CI)",
+        xaxis=dict(
+            title="IMD quintile of home area (1 = most deprived; unknown = no known area)",
+            categoryorder="array",
+            categoryarray=[*QUINTILES, UNKNOWN_AREA],
+        ),
+        yaxis=dict(
+            title="register prevalence, % of registered patients (95% CI)", rangemode="tozero"
+        ),
         margin=dict(l=60, r=20, t=20, b=50),
     )
     return fig
+
+
+def _withheld_points(released: pd.DataFrame) -> str:
+    """A sentence naming the points not drawn because their counts were withheld."""
+    labels = {r.name: r.label for r in REGISTERS}
+    hidden = released[released["value"].isna()]
+    if hidden.empty:
+        return ""
+    parts = [
+        f"{labels.get(name, name)} (quintile {', '.join(part['imd_quintile'].astype(str))})"
+        for name, part in hidden.groupby("measure", sort=False)
+    ]
+    return "Not drawn, counts suppressed: " + "; ".join(parts) + "."
 
 
 def area_map(backend, people: pd.DataFrame) -> Figure | None:
@@ -205,7 +289,9 @@ def area_map(backend, people: pd.DataFrame) -> Figure | None:
     if store is None or known.empty or not store.metadata.get("boundaries"):
         return None
     counts = known.value_counts().rename_axis("lsoa_code").rename("patients").reset_index()
-    released = disclosure.apply(counts, ["patients"], by=["lsoa_code"])
+    # the LSOAs add up to a published total (registered patients less the unknown-area
+    # group), so a lone withheld LSOA would be that total minus the rest
+    released = disclosure.apply(counts, ["patients"], by=["lsoa_code"], margins=["lsoa_code"])
     geojson = area_boundaries(store, codes=set(counts["lsoa_code"]))
     if not geojson or not geojson.get("features"):
         return None
@@ -278,27 +364,43 @@ class PopulationProgramme:
             ),
         ]
         released_total = totals["patients"].iloc[0]
+        total_text = "1-7 (suppressed)" if pd.isna(released_total) else f"{released_total:,.0f}"
         sections = [
             Section(
                 "Who is registered",
-                f"{released_total:,.0f} patients registered and alive on "
+                f"{total_text} patients registered and alive on "
                 f"{index_date.isoformat()} (rounded).",
                 figures=[
                     Figure(
                         "Age and sex",
                         _pyramid_figure(pyramid),
-                        "Counts disclosure-controlled: ≤ 7 suppressed, others rounded.",
+                        "Counts disclosure-controlled: ≤ 7 suppressed, others rounded; "
+                        f"{SUPPRESSED} marks a suppressed count (no bar is drawn for it)."
+                        + _other_sexes(pyramid),
                     ),
                     *([mapped] if mapped else []),
                 ],
-                tables=[outputs[0], outputs[2]],
+                tables=[outputs[0], outputs[1], outputs[2]],
             ),
             Section(
                 "Long-term conditions by deprivation",
                 "Recorded-diagnosis registers by IMD quintile of the home area. Quintile 1 is "
                 "the most deprived fifth of areas.",
                 figures=[
-                    Figure("Register prevalence by IMD quintile", _prevalence_figure(prevalence))
+                    Figure(
+                        "Register prevalence by IMD quintile",
+                        _prevalence_figure(prevalence),
+                        " ".join(
+                            t
+                            for t in (
+                                "Percentage of registered patients on each register, with "
+                                "95% confidence intervals, from the released counts in the "
+                                "table below.",
+                                _withheld_points(prevalence),
+                            )
+                            if t
+                        ),
+                    )
                 ],
                 tables=[outputs[3]],
                 notes=[
@@ -315,8 +417,18 @@ class PopulationProgramme:
             engine,
             outputs,
             sections,
-            headline={"registered patients (rounded)": f"{released_total:,.0f}"},
+            headline={"registered patients (rounded)": total_text},
         )
+
+
+def _other_sexes(pyramid: pd.DataFrame) -> str:
+    others = [s for s in pyramid["sex"].unique() if s not in ("male", "female")]
+    if not others:
+        return ""
+    return (
+        f" Patients whose sex is recorded as {' or '.join(map(str, others))} are in the "
+        "table below, not drawn."
+    )
 
 
 def _overall_prevalence(backend, engine, date) -> pd.DataFrame:
