@@ -368,6 +368,8 @@ class FhirMapper:
     def __init__(self, run: Run, pseudo: Pseudonymiser):
         self.run = run
         self.pseudo = pseudo
+        #: contained Patients met while mapping a record, by its record key
+        self._contained_patients: dict[int, tuple[dict, str, _UnitScope]] = {}
         self.handlers: dict[str, Callable] = {
             "Patient": self.patient,
             "Condition": self.condition,
@@ -443,8 +445,15 @@ class FhirMapper:
         try:
             handler(res, ctx, scope, entry)
         except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            self._contained_patients.pop(ctx.rkey, None)
             run.reject(ctx, "", None, f"malformed {rtype}: {type(exc).__name__}: {exc}")
             return
+        # A contained Patient is a patients row of the record that holds it: only when the
+        # record itself was neither quarantined (no date, no code …) nor skipped; else it
+        # would load a patient for a record that did not (and count the record twice).
+        pending = self._contained_patients.pop(ctx.rkey, None)
+        if pending is not None and ctx.outcome is None:
+            self._emit_patient(pending[0], pending[1], ctx, pending[2])
         run.end(ctx)
 
     # -- patients --------------------------------------------------------------------
@@ -501,7 +510,8 @@ class FhirMapper:
                             return None, None, False
                         container = f"{ctx.record_type}/{ctx.record_id or ctx.rkey}"
                         pid = self.pid_of(c, contained_in=container)
-                        self._emit_patient(c, pid, ctx, scope)
+                        # emitted once the record itself is known to load (see resource())
+                        self._contained_patients[ctx.rkey] = (c, pid, scope)
                         return pid, None, True
                 self.run.reject(
                     ctx, field_name, r, "dangling reference: no such contained resource"
@@ -1176,12 +1186,19 @@ class FhirMapper:
 
     # -- questionnaires --------------------------------------------------------------
     def questionnaire_response(self, res, ctx, scope, entry) -> None:
+        questionnaire = res.get("questionnaire")
+        if not isinstance(questionnaire, str) or not questionnaire.strip():
+            # (the response's own identifier names the response, not the questionnaire)
+            self.run.reject(
+                ctx,
+                "QuestionnaireResponse.questionnaire",
+                None,
+                "no questionnaire: the response does not say which questionnaire it answers",
+            )
+            return
         pid, pref, ok = self._patient_ref(res, ctx, scope, "subject", "source")
         if not ok:
             return
-        questionnaire = res.get("questionnaire")
-        if not questionnaire:
-            questionnaire = _get(res, "identifier", "system")
         response_id = res.get("id") or _get(res, "identifier", "value")
         rows = list(_answers(_list(res.get("item"))))
         if not rows:
@@ -1205,10 +1222,23 @@ class FhirMapper:
             )
 
 
+UCUM = "http://unitsofmeasure.org"
+
+
+def _quantity_unit(q: dict) -> Any:
+    """The unit of a Quantity: its UCUM code when the Quantity is coded in UCUM (the same
+    unit then reads the same whichever display text the source chose: ``mm[Hg]``, not
+    "millimeter of mercury"), else its unit text, else its code."""
+    code = q.get("code")
+    if isinstance(code, str) and code.strip() and _system_uri_is(q.get("system"), (UCUM,)):
+        return code.strip()
+    return q.get("unit") or code
+
+
 def _obs_value(res: dict) -> tuple[Any, str | None]:
     q = res.get("valueQuantity")
     if isinstance(q, dict) and q.get("value") is not None:
-        unit = q.get("unit") or q.get("code")
+        unit = _quantity_unit(q)
         if q.get("comparator"):
             # "<5" is not 5: kept as text with its comparator, which validation
             # quarantines (the store has no comparator column)
@@ -1320,9 +1350,29 @@ def _discharge_destination(res: dict) -> str | None:
 
 
 _PER_DAY = {"d": 1.0, "h": 24.0, "wk": 1 / 7, "mo": 1 / 30, "min": 1440.0}
+#: Dose units (UCUM codes, and the words sources write) -> mg.
+_MG_PER_UNIT = {
+    "mg": 1.0,
+    "milligram": 1.0,
+    "milligrams": 1.0,
+    "g": 1000.0,
+    "gram": 1000.0,
+    "grams": 1000.0,
+    "ug": 0.001,
+    "mcg": 0.001,
+    "µg": 0.001,
+    "microgram": 0.001,
+    "micrograms": 0.001,
+}
 
 
 def _daily_dose_mg(dosages: list[dict]) -> float | None:
+    """mg a day from structured dosage instructions taken together (one ``sequence``, or
+    none given: their doses add up); None when any is not structured in mg, g or micrograms,
+    or when they follow one another (different ``sequence`` numbers, e.g. a reducing course
+    of prednisolone 40 mg for 2 days, then 35 mg …: no one daily dose)."""
+    if len({str(d.get("sequence")) for d in dosages}) > 1:
+        return None
     total = 0.0
     for d in dosages:
         rate = _list(d.get("doseAndRate"))
@@ -1330,7 +1380,7 @@ def _daily_dose_mg(dosages: list[dict]) -> float | None:
         repeat = _get(d, "timing", "repeat")
         if not isinstance(dose, dict) or not isinstance(repeat, dict):
             return None
-        unit = str(dose.get("unit") or dose.get("code") or "").lower()
+        unit = str(_quantity_unit(dose) or "").strip().lower()
         try:
             value = float(dose.get("value"))
             freq = float(repeat.get("frequency") or 1)
@@ -1338,7 +1388,7 @@ def _daily_dose_mg(dosages: list[dict]) -> float | None:
         except (TypeError, ValueError):
             return None
         factor = _PER_DAY.get(str(repeat.get("periodUnit") or ""))
-        scale = {"mg": 1.0, "g": 1000.0, "microgram": 0.001, "ug": 0.001, "mcg": 0.001}.get(unit)
+        scale = _MG_PER_UNIT.get(unit)
         if factor is None or scale is None or period <= 0:
             return None
         total += value * scale * freq / period * factor
