@@ -44,6 +44,8 @@ SIGNIFICANCE_COLOURS: dict[str, str] = {
     "Low (0.001)": "#1F618D",
 }
 
+_SIGNIFICANCE_SYMBOLS = {"High": "triangle-up", "Low": "triangle-down"}
+
 _VARIATION_ICON = {
     "common_cause": ("Common cause", "~"),
     "special_cause_improvement": ("Special cause: improvement", "↑"),
@@ -103,23 +105,45 @@ def funnel_chart(
         )
     )
     sig = points[significance] if significance and significance in points else None
-    colours = (
-        [SIGNIFICANCE_COLOURS.get(str(s), "#7B7D7D") for s in sig] if sig is not None else "#212F3D"
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=points[x],
-            y=points[y],
-            mode="markers",
-            marker={"color": colours, "size": 9, "line": {"color": "white", "width": 1}},
-            text=points[label] if label else None,
-            customdata=sig,
-            hovertemplate="%{text}<br>%{x}: %{y:.2f}<br>%{customdata}<extra></extra>"
-            if label
-            else None,
-            name="Units",
+    if sig is None:
+        groups = [("Units", np.ones(len(points), dtype=bool), "#212F3D", "circle")]
+    else:
+        # one trace per significance label, so the legend says what each colour means; the
+        # direction is also in the marker shape (▲ high, ▼ low), not in colour alone
+        labels = sig.astype(object).where(sig.notna(), "No label").astype(str)
+        present = list(dict.fromkeys(labels))
+        order = [k for k in SIGNIFICANCE_COLOURS if k in present]
+        order += [k for k in present if k not in SIGNIFICANCE_COLOURS]
+        groups = [
+            (
+                k,
+                (labels == k).to_numpy(),
+                SIGNIFICANCE_COLOURS.get(k, "#7B7D7D"),
+                _SIGNIFICANCE_SYMBOLS.get(k.split(" ")[0], "circle"),
+            )
+            for k in order
+        ]
+    for name, rows, colour, symbol in groups:
+        part = points[rows]
+        fig.add_trace(
+            go.Scatter(
+                x=part[x],
+                y=part[y],
+                mode="markers",
+                marker={
+                    "color": colour,
+                    "symbol": symbol,
+                    "size": 9,
+                    "line": {"color": "white", "width": 1},
+                },
+                text=part[label] if label else None,
+                hovertemplate=(
+                    ("%{text}<br>" if label else "")
+                    + f"{x_title}: %{{x:,}}<br>{y_title}: %{{y:.2f}}<extra>{name}</extra>"
+                ),
+                name=name,
+            )
         )
-    )
     fig.update_layout(
         title=title, xaxis_title=x_title, yaxis_title=y_title, template="simple_white"
     )
@@ -202,12 +226,16 @@ def _badge(fig: go.Figure, x: float, letter: str, colour: str, hover: str) -> No
 def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -> go.Figure:
     """Values by IMD decile (1 = most deprived) with 95% intervals and the fitted SII line.
 
-    ``view`` is an :class:`pophealth.equity.EquityView`; withheld deciles are left out. The
+    ``view`` is an :class:`pophealth.equity.EquityView`; a decile whose value is withheld
+    has no point and is marked "[c]" on the axis (a gap alone could be read as no one). The
     SII line is the population-weighted regression fitted at each decile's relative rank.
     """
     b = view.breakdowns  # type: ignore[attr-defined]
-    dec = b[(b["breakdown"] == "imd_decile") & b["group"].isin(range(1, 11))].copy()
-    dec["group"] = dec["group"].astype(int)
+    b = b[b["breakdown"] == "imd_decile"]
+    # deciles may be numbers or their text ("1" ... "10"); "Unknown" and "Total" are not
+    number = pd.to_numeric(b["group"].astype(object), errors="coerce")
+    dec = b[number.isin(range(1, 11))].copy()
+    dec["group"] = number[number.isin(range(1, 11))].astype(int)
     dec = dec.sort_values("group")
     fig = go.Figure()
     fig.add_trace(
@@ -226,6 +254,11 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
             name="Value (95% CI)",
         )
     )
+    for decile in dec.loc[dec["value"].isna(), "group"]:
+        fig.add_annotation(
+            x=decile, y=0, yref="paper", yanchor="bottom", text="[c]", showarrow=False,
+            hovertext=f"IMD decile {decile}: suppressed", font={"color": "#7B7D7D"},
+        )  # fmt: skip
     sii = view.sii  # type: ignore[attr-defined]
     if len(sii) and dec["value"].notna().all() and len(dec) == 10:
         row = sii.iloc[0]

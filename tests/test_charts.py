@@ -44,10 +44,40 @@ def test_funnel_chart_colours_by_significance():
     df["significance"] = funnel_significance("x", "n", data=df)
     limits = funnel_limits("x", "n", data=df, multiplier=100)
     fig = funnel_chart(df, limits, x="n", label="area")
-    units = fig.data[-1]
-    assert list(units.marker.color) == [SIGNIFICANCE_COLOURS[s] for s in df["significance"]]
+    units = [t for t in fig.data if t.mode == "markers"]
+    # one legend entry per significance label present, in its colour
+    assert [t.name for t in units] == [k for k in SIGNIFICANCE_COLOURS if k in set(df.significance)]
+    for t in units:
+        assert t.marker.color == SIGNIFICANCE_COLOURS[t.name]
+        assert t.showlegend is not False
+        rows = df[df["significance"] == t.name]
+        assert list(t.text) == list(rows["area"])
+        assert list(t.x) == list(rows["n"]) and np.allclose(t.y, rows["value"])
+    assert sum(len(t.x) for t in units) == len(df)  # every unit drawn once
     assert sum(t.name == "99.8% limits" for t in fig.data) == 2
     assert np.allclose(fig.data[0].y, limits["lower_3s_limit"])
+
+
+def test_funnel_chart_high_and_low_differ_in_shape_not_only_colour():
+    df = pd.DataFrame({"x": [10, 90, 50, 50], "n": [100, 100, 100, 100], "u": list("ABCD")})
+    df["value"] = df["x"] / df["n"] * 100
+    df["significance"] = ["Low (0.001)", "High (0.001)", "Not significant", None]
+    limits = funnel_limits("x", "n", data=df, multiplier=100)
+    fig = funnel_chart(df, limits, x="n", label="u")
+    units = {t.name: t for t in fig.data if t.mode == "markers"}
+    assert units["High (0.001)"].marker.symbol == "triangle-up"
+    assert units["Low (0.001)"].marker.symbol == "triangle-down"
+    assert units["Not significant"].marker.symbol == "circle"
+    assert list(units["No label"].text) == ["D"]  # a unit without a label is still drawn
+
+
+def test_funnel_chart_without_significance_draws_every_unit():
+    df = pd.DataFrame({"x": [10, 20, 30], "n": [100, 110, 120]})
+    df["value"] = df["x"] / df["n"] * 100
+    limits = funnel_limits("x", "n", data=df, multiplier=100)
+    fig = funnel_chart(df, limits, x="n", significance=None)
+    (units,) = [t for t in fig.data if t.mode == "markers"]
+    assert list(units.x) == [100, 110, 120]
 
 
 def test_equity_chart_has_deciles_and_sii_line():
@@ -64,3 +94,29 @@ def test_equity_chart_has_deciles_and_sii_line():
     w = view.breakdowns.query("breakdown == 'imd_decile' and group != 'Total'")["denominator"]
     residual = np.asarray(points.y) - np.asarray(line.y)
     assert abs(np.average(residual, weights=w)) < 1e-9
+
+
+def _view(deciles, numerators):
+    df = pd.DataFrame({"imd_decile": deciles, "numerator": numerators, "denominator": 1000})
+    return equity_view(df, sii_repetitions=1000)
+
+
+def test_equity_chart_reads_deciles_written_as_text():
+    numerators = [400 + 30 * d for d in range(1, 11)]
+    fig = equity_chart(_view([str(d) for d in range(1, 11)], numerators))
+    points = fig.data[0]
+    assert list(points.x) == list(range(1, 11))
+    assert np.allclose(points.y, [n / 10 for n in numerators], atol=0.5)
+
+
+def test_equity_chart_marks_withheld_deciles():
+    view = _view(list(range(1, 11)), [400, 3, *[450 + 30 * d for d in range(3, 11)]])
+    b = view.breakdowns
+    dec = b[(b.breakdown == "imd_decile") & b.group.isin(range(1, 11))]
+    withheld = sorted(dec.loc[dec["value"].isna(), "group"])
+    assert 2 in withheld
+    fig = equity_chart(view)
+    marks = sorted(a.x for a in fig.layout.annotations if a.text == "[c]")
+    assert marks == withheld
+    shown = dict(zip(fig.data[0].x, fig.data[0].y, strict=True))
+    assert all(np.isnan(shown[d]) for d in withheld)  # a gap, not 0
