@@ -266,7 +266,8 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
             compiler.close()
     if not frames:
         return pd.DataFrame(columns=["measure", "interval_start", "interval_end"]), paths
-    return pd.concat(frames, ignore_index=True), paths
+    rows = [f for f in frames if len(f)]  # (an empty frame would only blur the dtypes)
+    return pd.concat(rows or frames, ignore_index=True), paths
 
 
 def shared_values(measures: Measures, index_date: dt.date, population: Series) -> list[Series]:
