@@ -160,26 +160,6 @@ OMOP_RACE: dict[int, str] = {
     38003599: "P",  # African American
 }
 
-#: Text of race/ethnicity source values (OMOP *_source_value, FHIR text) -> category.
-_TEXT_HINTS: tuple[tuple[str, str], ...] = (
-    ("white british", "A"),
-    ("british", "A"),
-    ("irish", "B"),
-    ("white", "C"),
-    ("caribbean", "M"),
-    ("african", "N"),
-    ("black", "P"),
-    ("indian", "H"),
-    ("pakistani", "J"),
-    ("bangladeshi", "K"),
-    ("chinese", "R"),
-    ("asian", "L"),
-    ("mixed", "G"),
-    ("native", "S"),
-    ("hawaiian", "S"),
-    ("other", "S"),
-)
-
 
 def ethnicity_letter(code: str | None) -> str | None:
     """An NHS ETHNIC CATEGORY code (A..Z, case-insensitive) or None when it is not one.
@@ -199,17 +179,70 @@ def ethnicity_letter(code: str | None) -> str | None:
     return None
 
 
+#: Ways of saying "not stated" (category Z).
+_NOT_STATED = ("unknown", "not stated", "not known", "declined", "asked but unknown")
+
+
 def ethnicity_from_text(text: str | None) -> str | None:
+    """The category letter of an ethnicity written in words (an OMOP race_source_value, a
+    FHIR coding's text) when no letter is given; None when the words name no category.
+
+    Reads the NHS labels ("Black or Black British - Caribbean"), the 2021 census wording
+    ("White: English, Welsh, Scottish, Northern Irish or British") and US race names
+    ("Black or African American"): the broad group from the whole text, the group within
+    it from the words after the last ":" or " - " (both census broad groups name Caribbean
+    and African, and every Asian and Black NHS label says "British").
+    """
     if not text:
         return None
-    low = str(text).strip().lower()
-    if low in ("", "unknown", "not stated", "not known", "declined", "asked but unknown"):
-        return "Z" if low else None
-    if "hispanic" in low and "not" in low:
+    low = " ".join(str(text).strip().lower().split())
+    if not low:
         return None
-    for needle, letter in _TEXT_HINTS:
-        if needle in low:
-            return letter
+    if low in _NOT_STATED:
+        return "Z"
+    if "hispanic" in low or "latino" in low:  # a US ethnicity, not a race or category
+        return None
+    sep = ":" if ":" in low else " - " if " - " in low else None
+    part = low.rpartition(sep)[2] if sep else low
+
+    def has(where: str, *words: str) -> bool:
+        return any(w in where for w in words)
+
+    if has(low, "mixed", "multiple", "white and black", "white and asian"):
+        if "caribbean" in part:
+            return "D"
+        if "african" in part:
+            return "E"
+        if "asian" in part:
+            return "F"
+        return "G"
+    if has(low, "american indian", "alaska native", "hawaiian", "pacific islander"):
+        return "S"
+    if "chinese" in part:
+        return "R"
+    if "white" in low:
+        if has(part, "gypsy", "traveller", "roma"):
+            return "C"
+        if has(part, "british", "english", "welsh", "scottish", "northern irish"):
+            return "A"
+        return "B" if "irish" in part else "C"
+    if has(low, "black", "caribbean", "african"):
+        if "caribbean" in part:
+            return "M"
+        if "african" in part and "african american" not in part:
+            return "N"
+        return "P"
+    if has(low, "asian", "indian", "pakistani", "bangladeshi"):
+        for word, letter in (("indian", "H"), ("pakistani", "J"), ("bangladeshi", "K")):
+            if word in part:
+                return letter
+        return "L"
+    if "british" in low:
+        return "A"
+    if "irish" in low:
+        return "B"
+    if has(low, "other", "arab", "native"):
+        return "S"
     return None
 
 
