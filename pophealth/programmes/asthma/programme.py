@@ -431,7 +431,10 @@ def _spc_figures(spc: pd.DataFrame, sign: str = "≥ 6", limit: int = 6):
             pd.to_datetime(g["month"] + "-01"), improvement="down", multiplier=100,
         )  # fmt: skip
         figs.append(
-            (f"SABA {sign}: {label}", charts.spc_chart(res, title=label, y_title="% of register"))
+            (
+                f"SABA {sign}: {label}",
+                charts.spc_chart(res, title=label, y_title="% of register", x_title="Month end"),
+            )
         )
     return figs
 

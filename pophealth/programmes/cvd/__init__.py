@@ -219,7 +219,7 @@ def _spc_section(monthly: pd.DataFrame) -> Section:
         figs.append(
             Figure(
                 f"{pcn}: hypertension treated to target, by month",
-                spc_chart(res, y_title="% at target"),
+                spc_chart(res, y_title="% at target", x_title="Month end"),
                 f"Making Data Count p-chart; variation: {res.variation}.",
             )
         )
