@@ -1235,7 +1235,9 @@ class Run:
                 reason = "no patient reference (subject/patient missing)"
             else:
                 reason = "dangling reference: the patient is not in any input file"
-            self._q_row(name, r, "patient_id", None, reason)
+            # the value: the (pseudonymised) patient reference, else the patient_id named
+            named = r["_pref"] if not _isna(r["_pref"]) else r.get("patient_id")
+            self._q_row(name, r, "patient_id", named, reason)
         outcome[bad_ref & ~dup] = "quarantined"
         if name == "registrations":
             noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()

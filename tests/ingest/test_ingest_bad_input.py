@@ -94,6 +94,7 @@ def test_malformed_line_missing_subject_bad_date_are_quarantined(tmp_path):
     assert by_line["line 5"].field == "date" and "not a date" in by_line["line 5"].reason
     assert by_line["line 5"].value == "2021-02-30"
     assert "dangling reference" in by_line["line 6"].reason
+    assert by_line["line 6"].field == "patient_id" and by_line["line 6"].value  # (hashed)
     assert "Observaton" in by_line["line 7"].reason
     assert "example.org" in by_line["line 8"].value
     assert "Group" in by_line["line 11"].reason

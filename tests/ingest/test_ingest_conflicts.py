@@ -93,6 +93,7 @@ def test_flat_rows_of_a_patient_in_no_patients_row_are_quarantined(tmp_path):
     assert Store.open(out).row_counts()["registrations"] == 1
     q = _q(s).set_index("table")
     assert q.loc["events", "reason"].startswith("dangling reference: patient_id is in no")
+    assert q.loc["events", "value"] == json.loads(q.loc["events", "record"])["patient_id"]
     assert q.loc["registrations", "field"] == "patient_id"
 
     more = tmp_path / "more"
