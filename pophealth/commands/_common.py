@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,9 +23,100 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def parse_index_date(value: str | None) -> dt.date | None:
+    """``--index-date`` as a date; an impossible one (2026-02-30) stops the command."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--index-date {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def nobody_registered(store, date: dt.date) -> str | None:
+    """Why a programme run at ``date`` on ``store`` would count nobody, or ``None``: no GP
+    registration in the store covers the date (an index date before the records, or after
+    everyone left). A store with no registrations at all is :func:`unregistered`'s to
+    say. Reads only the registrations' dates."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(store.table_path("registrations"), columns=["start_date", "end_date"])
+    if table.num_rows == 0:
+        return None
+    start, end = table.column("start_date"), table.column("end_date")
+    still_on = pc.fill_null(pc.greater_equal(end, date), True)  # no end: still registered
+    covers = pc.and_(pc.less_equal(start, date), still_on)
+    if pc.any(covers).as_py():
+        return None
+    first, last = pc.min(start).as_py(), pc.max(end).as_py()
+    if date < first:
+        span = f" (the first registration starts on {first.isoformat()})"
+    elif pc.all(pc.is_valid(end)).as_py() and date > last:
+        span = f" (the last registration ended on {last.isoformat()})"
+    else:
+        span = ""
+    return (
+        f"index date {date.isoformat()}: nobody in {store.path} is registered with a "
+        f"practice on that date{span}, so nobody would be counted"
+    )
+
+
+def unregistered(store) -> str | None:
+    """A note for a store that holds no GP registrations at all (areas only, or records
+    ingested with ``--registrations recorded`` from a source that records none): every
+    programme then finds nobody, as documented, so it is said, not refused."""
+    import pyarrow.parquet as pq
+
+    if pq.ParquetFile(store.table_path("registrations")).metadata.num_rows:
+        return None
+    return (
+        f"{store.path} holds no GP registrations, so the programmes find nobody: ingest "
+        "patient records into it (`pophealth ingest ... --out STORE`; --registrations "
+        "infer-missing infers them where the source records none)"
+    )
+
+
+def check_writable(path: Path, what: str, *, folder: bool) -> None:
+    """Stop before any work when ``path`` — a ``folder`` or file to write, which need not
+    exist yet — cannot be written: it is a file where a folder is wanted (or the reverse),
+    a folder on its way is a file, or the nearest folder that exists refuses a new file.
+    Creates nothing."""
+    if folder and path.exists() and not path.is_dir():
+        raise fail(f"{what} {path} is a file, not a folder")
+    if not folder and path.is_dir():
+        raise fail(f"{what} {path} is a folder; name the file to write")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if existing != path and not existing.is_dir():
+        raise fail(f"{what} {path}: cannot write there, {existing} is a file, not a folder")
+    probe = existing if existing.is_dir() else existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".pophealth-probe-"):
+            pass
+    except OSError as exc:
+        raise fail(f"{what} {path}: cannot write in {probe}: {exc.strerror or exc}") from None
+
+
 def check_engine(value: str) -> str:
+    """``--engine``: a known engine, and for Spark one this install can start (PySpark
+    and Java are an extra, absent from a plain install); checked before any work."""
     if value not in ENGINES:
         raise typer.BadParameter(f"choose one of: {', '.join(ENGINES)}")
+    if value == "spark":
+        import importlib.util
+        import os
+        import shutil
+
+        if importlib.util.find_spec("pyspark") is None:
+            raise typer.BadParameter(
+                "the Spark engine needs the `spark` extra: uv sync --extra spark "
+                "(or pip install 'pophealth[spark]'); or use --engine duckdb"
+            )
+        if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+            raise typer.BadParameter(
+                "the Spark engine needs Java 17 (no `java` on PATH and JAVA_HOME is not "
+                "set); or use --engine duckdb"
+            )
     return value
 
 

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from pophealth.commands._common import EngineOption, console, fail
+from pophealth.commands._common import (
+    EngineOption,
+    check_writable,
+    console,
+    fail,
+    nobody_registered,
+    unregistered,
+)
 
 app = typer.Typer(help="Asthma programme tools (the programme itself: `pophealth run asthma`).")
 
@@ -23,7 +30,14 @@ def pollution_episode(
             "local-authority codes (other columns, e.g. date, are kept).",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="CSV to write (care team only).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="File to write, .csv, .csv.gz or .parquet: patient-level, for the care team "
+            "only (replaced, once complete, if it exists).",
+        ),
+    ],
     index_date: Annotated[
         str | None,
         typer.Option("--index-date", help="YYYY-MM-DD; default: the store's extract date."),
@@ -32,6 +46,7 @@ def pollution_episode(
 ) -> None:
     """High- and moderate-risk asthma patients living where high pollution is forecast,
     per practice, ready for a warning message. Patient-level: for the care team only."""
+    from pophealth.commands.query import output_format, write_table, writing
     from pophealth.commands.run import default_index_date, parse_date
     from pophealth.disclosure import count_text
     from pophealth.programmes.asthma.codes import curated
@@ -40,18 +55,25 @@ def pollution_episode(
     from pophealth.query import connect
     from pophealth.store import Store, StoreError
 
+    suffix = output_format(out, "--out")
+    date = parse_date(index_date)
+    check_writable(out, "--out", folder=False)
     try:
         opened = Store.open(store)
         wanted = read_episode_areas(areas)
     except (StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
-    date = parse_date(index_date) or default_index_date(opened)
+    date = date or default_index_date(opened)
+    why = nobody_registered(opened, date)
+    if why:
+        raise fail(why)
+    note = unregistered(opened)
+    if note:
+        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
     frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
     listing = pollution_episode_list(frame, wanted)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    listing.to_csv(tmp, index=False)
-    tmp.replace(out)
+    with writing(out):
+        write_table(listing, out, suffix)
     practices = listing["practice_id"].nunique()
     # counts of patients leave through the disclosure rule, like every aggregate
     patients, unmatched = len(listing), listing.attrs.get("unknown_area", 0)

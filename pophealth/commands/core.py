@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pophealth.commands._common import console, fail, progress
+from pophealth.commands._common import check_writable, console, fail, progress
 
 #: Above this a synthetic population is almost certainly a typo (England has ~57 M people).
 MAX_SYNTH_PATIENTS = 70_000_000
@@ -21,7 +21,14 @@ def schema_command() -> None:
 
 
 def synth_command(
-    out: Annotated[Path, typer.Option("--out", help="Store directory to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Store directory to write: new, empty, or a store whose tables are all "
+            "replaced (atomically; the old snapshot stays readable until then).",
+        ),
+    ],
     patients: Annotated[int, typer.Option("--patients", help="Number of patients.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 42,
 ) -> None:
@@ -41,6 +48,7 @@ def synth_command(
     from pophealth.store import Store, StoreError
     from pophealth.synth import write_synthetic_store
 
+    check_writable(out, "--out", folder=True)  # before minutes of generating
     try:
         Store.open_or_new(out)  # refuses non-stores and other schema versions up front
         with progress() as bar:

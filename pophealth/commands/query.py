@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from pophealth.commands._common import EngineOption, console, fail
+from pophealth.commands._common import (
+    EngineOption,
+    check_writable,
+    console,
+    fail,
+    nobody_registered,
+)
 
 #: Output formats, by how the output's name ends.
 FORMATS = (".csv", ".csv.gz", ".parquet")
@@ -40,11 +46,12 @@ DefinitionArgument = Annotated[
 StoreOption = Annotated[Path, typer.Option("--store", help="Store directory to read.")]
 
 
-def _format(path: Path) -> str:
+def output_format(path: Path, option: str = "--output") -> str:
+    """The format to write, from how ``path`` ends (one of :data:`FORMATS`)."""
     for suffix in sorted(FORMATS, key=len, reverse=True):
         if path.name.endswith(suffix) and len(path.name) > len(suffix):
             return suffix
-    raise fail(f"--output {path}: name it .csv, .csv.gz or .parquet (the format to write)")
+    raise fail(f"{option} {path}: name it .csv, .csv.gz or .parquet (the format to write)")
 
 
 def _sibling(output: Path, suffix: str, name: str) -> Path:
@@ -64,11 +71,7 @@ def _outputs(output: Path, suffix: str, tables: list[str]) -> dict[str | None, P
             raise fail(f"event table {name!r}: cannot name a file beside {output}") from None
     for name, path in paths.items():
         what = "--output" if name is None else f"event table {name!r}: its file"
-        if path.is_dir():
-            raise fail(f"{what} {path} is a folder; name the file to write")
-        folder = next((p for p in path.parents if p.exists()), None)
-        if folder is not None and not folder.is_dir():
-            raise fail(f"{what} {path} cannot be written: {folder} is a file, not a folder")
+        check_writable(path, what, folder=False)
     return paths
 
 
@@ -134,6 +137,16 @@ def write_table(table: Any, path: Path, suffix: str) -> None:
         pending.commit()
 
 
+@contextlib.contextmanager
+def writing(path: Path):
+    """A failure to write ``path`` (a full disk, a folder that stopped taking files) stops
+    the command with a line naming it; the temporary files are removed by :class:`Pending`."""
+    try:
+        yield
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _count(n: int, noun: str) -> str:
     """``1 column``, ``6 columns``, ``1,200 rows``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -187,7 +200,7 @@ def dataset_command(
     from pophealth.query import Dataset, QueryError, connect, run_dataset, run_events
     from pophealth.query.dataset import resolve_index_date
 
-    suffix = _format(output)
+    suffix = output_format(output)
     date = parse_date(index_date)
     ds = _load(definition, Dataset, "dataset")
     paths = _outputs(output, suffix, list(ds.event_tables))
@@ -200,18 +213,24 @@ def dataset_command(
                 date = default_index_date(opened)
             date = resolve_index_date(ds, date)
             table = run_dataset(con, ds, engine=engine, index_date=date, output="arrow")
-            pending.write(table, output)
+            with writing(output):
+                pending.write(table, output)
             written.append((output, f"{count_text(table.num_rows)} patients", table.num_columns))
             for name in ds.event_tables:
                 rows = run_events(con, ds, name, engine=engine, index_date=date, output="arrow")
-                pending.write(rows, paths[name])
+                with writing(paths[name]):
+                    pending.write(rows, paths[name])
                 written.append((paths[name], f"{count_text(rows.num_rows)} rows", rows.num_columns))
         except QueryError as exc:
             raise fail(f"{definition}: {exc}") from None
-        pending.commit()
+        with writing(output):
+            pending.commit()
     console.print(
         f"index date {date.isoformat()}, engine {engine}", highlight=False, soft_wrap=True
     )
+    why = nobody_registered(opened, date)
+    if why:  # a population need not be the registered, so this is said, not refused
+        console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
     for path, what, columns in written:
         console.print(
             f"{what}, {_count(columns, 'column')}: {path}", highlight=False, soft_wrap=True
@@ -253,7 +272,7 @@ def measures_command(
     """``pophealth measures``: see :data:`MEASURES_HELP`."""
     from pophealth.query import Measures, QueryError, run_measures
 
-    suffix = _format(output)
+    suffix = output_format(output)
     m = _load(definition, Measures, "measures")
     if not len(m):
         raise fail(f"{definition}: the Measures defines no measure (measures.define_measure)")
@@ -264,7 +283,8 @@ def measures_command(
         result = run_measures(opened, m, engine=engine, disclosure=disclosure)
     except QueryError as exc:
         raise fail(f"{definition}: {exc}") from None
-    write_table(result, output, suffix)
+    with writing(output):
+        write_table(result, output, suffix)
     how = sorted(set(result.attrs.get("evaluation", {}).values()))
     console.print(
         f"{_count(len(result), 'row')}: {_count(len(m), 'measure')} over "

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from pophealth import programmes
-from pophealth.commands._common import EngineOption, console, fail, progress
+from pophealth.commands._common import (
+    EngineOption,
+    check_writable,
+    console,
+    fail,
+    nobody_registered,
+    parse_index_date,
+    progress,
+    unregistered,
+)
 
 #: The canonical dataset (STYLE.md): `pophealth synth --seed 42 --patients 10000`.
 DEMO_PATIENTS = 10_000
@@ -19,12 +28,8 @@ PROGRAMME_HELP = "Programme to run: " + ", ".join(programmes.names())
 
 
 def parse_date(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (expected YYYY-MM-DD)") from None
+    """``--index-date`` as a date (see :func:`pophealth.commands._common.parse_index_date`)."""
+    return parse_index_date(value)
 
 
 def default_index_date(store) -> dt.date:
@@ -68,20 +73,40 @@ def run_command(
     ] = None,
     engine: EngineOption = "duckdb",
 ) -> None:
-    """Run one programme on a store: aggregate CSVs, care-team worklists and an HTML report."""
-    from pophealth.report import write_report
+    """Run one programme on a store: aggregate CSVs, care-team worklists and an HTML report.
+
+    Into --out: aggregate/PROGRAMME/*.csv (disclosure-controlled: counts of 1-7 withheld,
+    others rounded to the nearest 5; what report.html shows), patient-level/PROGRAMME/*.csv
+    (pseudonymous worklists for the direct care team only; never publish them) and
+    report.html, which opens offline. Files of the same name from an earlier run are
+    replaced, each only once it is complete; other files in --out are left alone.
+    """
     from pophealth.store import Store, StoreError
 
     if programme not in programmes.names():
-        raise fail(f"no programme {programme!r}; choose one of: {', '.join(programmes.names())}")
+        import difflib
+
+        close = difflib.get_close_matches(programme.lower(), programmes.names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise fail(
+            f"no programme {programme!r}; {hint}choose one of: {', '.join(programmes.names())}"
+        )
+    date = parse_date(index_date)
+    check_writable(out, "--out", folder=True)
     try:
         opened = Store.open(store)
     except StoreError as exc:
         raise fail(str(exc)) from None
-    date = parse_date(index_date) or default_index_date(opened)
+    date = date or default_index_date(opened)
+    why = nobody_registered(opened, date)
+    if why:
+        raise fail(why)
+    note = unregistered(opened)
+    if note:
+        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
     with progress() as bar:
         results = run_programmes(opened, [programme], index_date=date, engine=engine, bar=bar)
-    report, files = write_report(
+    report, files = _write_report(
         results, out, title=f"pophealth — {results[0].title}", subtitle=f"store {store}"
     )
     _print_outputs(report, files)
@@ -99,22 +124,22 @@ def demo_command(
 ) -> None:
     """Make the synthetic population, run every programme, write the report and CSVs.
 
-    Everything lands in --out: the store (store/), aggregate CSVs (aggregate/),
-    care-team worklists (patient-level/) and report.html, which opens offline.
+    Everything lands in --out: the store (store/), aggregate CSVs (aggregate/,
+    disclosure-controlled: counts of 1-7 withheld, others rounded to the nearest 5),
+    care-team worklists (patient-level/) and report.html, which opens offline. Running it
+    again replaces the store and the files of the same name.
     """
     from pophealth.commands.core import synth_command
-    from pophealth.report import write_report
     from pophealth.store import Store
 
-    if out.exists() and not out.is_dir():
-        raise fail(f"--out {out} exists and is not a folder")
+    check_writable(out, "--out", folder=True)
     store_dir = out / "store"
     synth_command(out=store_dir, patients=patients, seed=seed)
     store = Store.open(store_dir)
     date = default_index_date(store)
     with progress() as bar:
         results = run_programmes(store, programmes.names(), index_date=date, engine=engine, bar=bar)
-    report, files = write_report(
+    report, files = _write_report(
         results,
         out,
         title="pophealth demo — fictional region",
@@ -124,6 +149,18 @@ def demo_command(
         ),
     )
     _print_outputs(report, files)
+
+
+def _write_report(results, out: Path, **texts: str) -> tuple[Path, dict[str, list[Path]]]:
+    """:func:`pophealth.report.write_report`, a failure to write (disk full, a file where
+    a folder of outputs goes) stopping the command with a line naming it."""
+    from pophealth.report import write_report
+
+    try:
+        return write_report(results, out, **texts)
+    except OSError as exc:
+        where = exc.filename or out
+        raise fail(f"--out {out}: cannot write {where}: {exc.strerror or exc}") from None
 
 
 def _print_outputs(report: Path, files: dict[str, list[Path]]) -> None:
