@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pophealth.commands._common import console, fail, progress
+from pophealth.commands._common import check_writable, console, fail, progress
 
 app = typer.Typer(
     help=(
@@ -189,9 +189,21 @@ def fhir_command(
 ) -> None:
     """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz."""
     from pophealth.ingest.fhir import ingest_fhir
+    from pophealth.ingest.fhir_read import JSON_SUFFIXES, find_files
 
     key = _key(key_file)
     mode = _mode(registrations)
+    try:
+        found, ignored = find_files(paths)
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from None
+    if not found:
+        others = f" ({len(ignored):,} other files passed over)" if ignored else ""
+        raise fail(
+            f"no FHIR files in {', '.join(map(str, paths))}{others}: a FHIR file's name ends "
+            f"{', '.join(JSON_SUFFIXES)}, optionally followed by .gz"
+        )
+    check_writable(out, "--out", folder=True)
     _run(
         lambda step: ingest_fhir(
             paths,
@@ -220,6 +232,7 @@ def omop_command(
 
     key = _key(key_file)
     mode = _mode(registrations)
+    check_writable(out, "--out", folder=True)
     _run(
         lambda step: ingest_omop(
             directory,
@@ -245,4 +258,5 @@ def csv_command(
     """Flat canonical tables as CSV/TSV/Parquet named after the schema (already pseudonymous)."""
     from pophealth.ingest.flat import ingest_csv
 
+    check_writable(out, "--out", folder=True)
     _run(lambda step: ingest_csv(directory, out, append=append, strict=strict, progress=step))

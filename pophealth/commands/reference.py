@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pophealth.commands._common import console, fail, progress
+from pophealth.commands._common import check_writable, console, fail, progress
 
 app = typer.Typer(
     help=(
@@ -50,8 +50,11 @@ def build_command(
 
     if imd not in RELEASES:
         raise fail(f"--imd must be one of {', '.join(RELEASES)}, not {imd!r}")
-    if not from_.is_dir():
+    if not from_.exists():
         raise fail(f"--from {from_}: no such folder")
+    if not from_.is_dir():
+        raise fail(f"--from {from_} is a file; give the reference folder it came from")
+    check_writable(out, "--out", folder=True)
     steps = 40
     try:
         with warnings.catch_warnings():
@@ -114,6 +117,7 @@ def download_command(
             raise fail(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(BY_KEY)}")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise fail(f"--base-url must be an http(s) URL, not {base_url!r}")
+    check_writable(to, "--to", folder=True)
     with progress() as bar:
         task = bar.add_task("downloading", total=None)
 
@@ -123,18 +127,46 @@ def download_command(
         def on_bytes(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        results = download(
-            to, base_url=base_url, keys=only, timeout=timeout, force=force,
-            on_file=on_file, on_bytes=on_bytes,
-        )  # fmt: skip
+        try:
+            results = download(
+                to, base_url=base_url, keys=only, timeout=timeout, force=force,
+                on_file=on_file, on_bytes=on_bytes,
+            )  # fmt: skip
+        except OSError as exc:  # a folder of the layout that cannot be made under --to
+            where = exc.filename or to
+            raise fail(f"--to {to}: cannot write {where}: {exc.strerror or exc}") from None
     table = Table("source", "status", "file", "detail")
     for r in results:
         colour = {"failed": "red", "skipped": "yellow"}.get(r.status, "green")
         table.add_row(r.key, f"[{colour}]{r.status}[/{colour}]", str(r.path or ""), r.message)
     console.print(table)
     failed = [r for r in results if r.status == "failed"]
+    if failed and all(_offline(r.message) for r in failed):
+        raise fail(
+            f"{len(failed)} file(s) failed to download: the publishers could not be reached "
+            "(no network connection?). Copy the reference folder from a machine that has "
+            "one, or use --base-url with a mirror you can reach.",
+            code=1,
+        )
     if failed:
         raise fail(f"{len(failed)} file(s) failed to download; see the table above", code=1)
+
+
+#: How a failed download reads when the host could not be reached at all.
+_OFFLINE = (
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "nodename nor servname",
+    "getaddrinfo failed",
+    "Network is unreachable",
+    "No route to host",
+    "Connection refused",
+    "timed out",
+)
+
+
+def _offline(message: str) -> bool:
+    return any(text in message for text in _OFFLINE)
 
 
 app.command("build")(build_command)

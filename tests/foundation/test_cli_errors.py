@@ -294,6 +294,7 @@ def test_unwritable_outputs_stop_every_command_before_any_work(
          bad / "p.csv"),
         ("synth", "--patients", "10", "--out", bad),
         ("demo", "--patients", "10", "--out", bad),
+        ("reference", "build", "--from", tmp_path / "ref", "--out", bad),
     ]  # fmt: skip
     for args in commands:
         result, said = invoke(*args)
@@ -332,6 +333,53 @@ def test_pollution_episode_writes_the_format_its_name_says(tmp_path, store, fore
         assert pd.read_csv(fh, dtype=str).equals(plain)
     assert list(pd.read_parquet(tmp_path / "p.parquet").columns) == list(plain.columns)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.csv.gz", "p.parquet"]
+
+
+# -- reference and ingest -----------------------------------------------------------------
+
+
+def test_reference_build_from_a_file_says_it_is_a_file(tmp_path):
+    """It said 'no such folder' of a file that is there."""
+    zipped = tmp_path / "reference.zip"
+    zipped.write_bytes(b"PK")
+    result, said = invoke("reference", "build", "--from", zipped, "--out", tmp_path / "s")
+    refused(result, said, "--from", "reference.zip is a file")
+
+
+def test_reference_download_to_a_file_is_refused_before_any_download(tmp_path, monkeypatch):
+    """A NotADirectoryError traceback from making the layout's folders under it."""
+    _never(monkeypatch, "pophealth.reference.download", "fetch")
+    taken = tmp_path / "data"
+    taken.write_text("")
+    result, said = invoke("reference", "download", "--to", taken, "--only", "imd2019_file2")
+    refused(result, said, "--to", "is a file, not a folder")
+
+
+def test_reference_download_offline_says_so(tmp_path, monkeypatch):
+    """Offline, each file fails on name resolution: the last line says what that means."""
+    from pophealth.reference import download
+
+    def unreachable(url, target, **kwargs):
+        raise download.DownloadError(f"{url}: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(download, "fetch", unreachable)
+    result, said = invoke(
+        "reference", "download", "--to", tmp_path / "d", "--only", "imd2019_file2"
+    )
+    assert result.exit_code == 1, said
+    assert "could not be reached (no network connection?)" in said, said
+
+
+def test_ingest_fhir_of_a_folder_without_fhir_files(tmp_path, monkeypatch):
+    """An empty folder ran an ingest that loaded nothing (exit 1, no line saying why) and
+    left a folder at --out that the next ingest refused as 'not a pophealth store'."""
+    monkeypatch.setenv("POPHEALTH_PSEUDONYM_KEY", "k" * 32)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "notes.txt").write_text("not FHIR")
+    result, said = invoke("ingest", "fhir", exports, "--out", tmp_path / "s")
+    refused(result, said, "no FHIR files in", "1 other files passed over", ".ndjson")
+    assert not (tmp_path / "s").exists()
 
 
 # -- help, and Ctrl-C ---------------------------------------------------------------------
