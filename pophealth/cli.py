@@ -67,10 +67,22 @@ def _register() -> None:
 _register()
 
 
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+INTERRUPTED_MESSAGE = (
+    "interrupted: nothing is left half-written (a store changes only when a write is "
+    "complete, an output file only once it is written in full)"
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``pophealth`` script."""
     try:
         app(args=argv, prog_name="pophealth")
-    except KeyboardInterrupt:
-        typer.secho("interrupted; nothing was committed to the store", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt:  # outside a command (typer turns one inside into exit 130)
+        typer.secho(INTERRUPTED_MESSAGE, err=True)
+        sys.exit(INTERRUPTED)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:
+            typer.secho(INTERRUPTED_MESSAGE, err=True)
+        raise

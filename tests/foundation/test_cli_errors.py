@@ -4,7 +4,10 @@ done before an output that cannot be written is found out."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -391,6 +394,26 @@ def test_run_and_demo_help_say_what_is_disclosure_controlled_and_replaced():
         said = " ".join(result.output.split())
         assert "disclosure-controlled" in said and "counts of 1-7 withheld" in said, said
         assert "replace" in said, said
+
+
+def test_ctrl_c_says_what_was_left(tmp_path):
+    """Typer turns Ctrl-C into exit 130 by itself, so the message the entry point had for
+    it was never printed."""
+    out = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pophealth", "synth", "--patients", "2000000", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: nothing is left half-written" in err
+    assert "Traceback" not in err
+    assert not out.exists() or not any((out / "snapshots").glob("*/metadata.json"))
 
 
 def test_a_full_disk_while_writing_is_one_line_and_leaves_no_temporary_file(
