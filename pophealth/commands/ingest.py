@@ -15,7 +15,8 @@ app = typer.Typer(
     help=(
         "Import real records into a store: FHIR R4 (Bundles, bulk NDJSON, XML, .gz), OMOP CDM "
         "5.3/5.4 CSV, or flat canonical CSV/Parquet. Streams in batches, validates every row, "
-        "quarantines bad records with file, line and field (STORE/quarantine/<run>.csv) and "
+        "quarantines bad records with file, line and field (STORE/quarantine/<run>.csv; "
+        "STORE-quarantine/ beside it while STORE holds no store yet) and "
         "commits atomically at the end. By default the ingest REPLACES the patient-level "
         "tables of the store (areas are kept); --append adds to them (exact duplicates are "
         "dropped, so re-running an ingest is idempotent). Patients whose FHIR/OMOP source "

@@ -396,6 +396,14 @@ def test_run_and_demo_help_say_what_is_disclosure_controlled_and_replaced():
         assert "replace" in said, said
 
 
+def test_ingest_help_says_where_the_quarantine_of_a_new_store_goes():
+    """It named only STORE/quarantine/; a first ingest that commits nothing writes its
+    report to STORE-quarantine/ beside the store it did not make."""
+    result = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "STORE/quarantine/<run>.csv" in said and "STORE-quarantine/" in said, said
+
+
 def test_ctrl_c_says_what_was_left(tmp_path):
     """Typer turns Ctrl-C into exit 130 by itself, so the message the entry point had for
     it was never printed."""
