@@ -231,6 +231,50 @@ def _write_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _lock_held(lock: Path) -> bool:
+    """Whether another process holds the store's write lock now (a writer at work)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    try:
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return True  # cannot tell: leave it
+    return False
+
+
+def _remove_never_committed(path: Path) -> None:
+    """Remove what a first write that committed nothing leaves in ``path`` — an empty
+    ``snapshots/`` and ``readers/`` and the write lock, no CURRENT — so the next write can
+    start there (it would otherwise be refused as "not a pophealth store"). Anything else
+    in the folder leaves it all as it is."""
+    if (path / CURRENT).exists():
+        return
+    entries = {p.name: p for p in path.iterdir()}
+    if not entries or not set(entries) <= {SNAPSHOTS, READERS, WRITE_LOCK}:
+        return
+    for name in (SNAPSHOTS, READERS):
+        folder = entries.get(name)
+        if folder is not None and (not folder.is_dir() or any(folder.iterdir())):
+            return
+    lock = entries.get(WRITE_LOCK)
+    if lock is not None and (not lock.is_file() or _lock_held(lock)):
+        return
+    for name in (SNAPSHOTS, READERS):
+        if name in entries:
+            with contextlib.suppress(OSError):
+                entries[name].rmdir()
+    if lock is not None:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+
+
 def _remove_stale_snapshots(path: Path) -> list[tuple[Path, int]]:
     """Remove half-written snapshots of writers that were killed (see
     :func:`pophealth.scratch.remove_stale`): they hold patient-level rows."""
@@ -385,6 +429,8 @@ class Store:
         if removed:
             with contextlib.suppress(OSError):
                 (path / SNAPSHOTS).rmdir()  # only if nothing else is in it
+        if path.is_dir():
+            _remove_never_committed(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise StoreError(
                 f"{path} exists and is not a pophealth store; choose an empty or new directory"

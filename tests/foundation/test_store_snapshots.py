@@ -98,6 +98,26 @@ def test_non_store_directory_is_refused(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_what_a_first_write_that_committed_nothing_left_is_no_obstacle(tmp_path):
+    """A first ingest that commits nothing (one broken input file) leaves an empty
+    snapshots/ and readers/ and the write lock: the next write there starts afresh rather
+    than refusing the folder as "not a pophealth store"; with anything else in it, it is
+    still refused and left as it was."""
+    store = tmp_path / "store"
+    for folder in ("snapshots", "readers"):
+        (store / folder).mkdir(parents=True)
+    (store / ".write-lock").touch()
+    Store.open_or_new(store).write({"patients": patients_table(2)}, provenance={"source": "t"})
+    assert Store.open(store).row_counts()["patients"] == 2
+    other = tmp_path / "other"
+    (other / "snapshots").mkdir(parents=True)
+    (other / ".write-lock").touch()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="exists and is not a pophealth store"):
+        Store.open_or_new(other)
+    assert sorted(p.name for p in other.iterdir()) == [".write-lock", "notes.txt", "snapshots"]
+
+
 def test_table_that_does_not_fit_is_refused_and_store_unchanged(tmp_path):
     store = Store.open_or_new(tmp_path).write({"patients": patients_table(2)}, provenance={})
     with pytest.raises(StoreError, match="missing column"):
