@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,9 +41,14 @@ def write_outputs(result: ProgrammeResult, out: Path) -> dict[str, list[Path]]:
         folder = folder / result.programme
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{output.name}.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        _whole_as_integers(output.frame).to_csv(tmp, index=False)
-        tmp.replace(path)
+        # a temporary name of this process, removed if the write fails
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            _whole_as_integers(output.frame).to_csv(tmp, index=False)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         written[output.kind].append(path)
     if written["patient"]:
         (out / PATIENT_DIR / "README.txt").write_text(PATIENT_README)

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from pophealth.programmes import Output, ProgrammeResult, Section
 from pophealth.report import render_html
@@ -53,3 +54,23 @@ def test_tables_show_counts_in_full_and_csvs_write_them_as_integers(tmp_path):
     assert "<td>2025</td>" in cells
     lines = write_outputs(result, tmp_path)["aggregate"][0].read_text().splitlines()
     assert lines[1].startswith("1,8875,62.9631,") and lines[2].startswith("2,,,")
+
+
+def test_a_csv_that_fails_to_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from pophealth.report import write_outputs
+
+    out = Output("t", "aggregate", pd.DataFrame({"n": [10.0]}), "counts", disclosure="rule")
+    result = ProgrammeResult("x", "X", dt.date(2026, 3, 31), "duckdb", outputs=[out])
+    write_outputs(result, tmp_path)  # a first, good write
+    real = pd.DataFrame.to_csv
+
+    def half(self, path, **kw):
+        real(self, path, **kw)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half)
+    with pytest.raises(OSError, match="No space"):
+        write_outputs(result, tmp_path)
+    folder = tmp_path / "aggregate" / "x"
+    assert sorted(p.name for p in folder.iterdir()) == ["t.csv"]  # the first write's file
+    assert (folder / "t.csv").read_text() == "n\n10\n"
