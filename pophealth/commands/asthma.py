@@ -12,8 +12,6 @@ from pophealth.commands._common import (
     check_writable,
     console,
     fail,
-    nobody_registered,
-    unregistered,
 )
 
 app = typer.Typer(help="Asthma programme tools (the programme itself: `pophealth run asthma`).")
@@ -47,7 +45,7 @@ def pollution_episode(
     """High- and moderate-risk asthma patients living where high pollution is forecast,
     per practice, ready for a warning message. Patient-level: for the care team only."""
     from pophealth.commands.query import output_format, write_table, writing
-    from pophealth.commands.run import default_index_date, parse_date
+    from pophealth.commands.run import parse_date, programme_index_date
     from pophealth.disclosure import count_text
     from pophealth.programmes.asthma.codes import curated
     from pophealth.programmes.asthma.outputs import pollution_episode_list, read_episode_areas
@@ -63,13 +61,7 @@ def pollution_episode(
         wanted = read_episode_areas(areas)
     except (StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
-    date = date or default_index_date(opened)
-    why = nobody_registered(opened, date)
-    if why:
-        raise fail(why)
-    note = unregistered(opened)
-    if note:
-        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+    date = programme_index_date(opened, date)
     frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
     listing = pollution_episode_list(frame, wanted)
     with writing(out):

@@ -38,6 +38,20 @@ def default_index_date(store) -> dt.date:
     return dt.date.fromisoformat(recorded) if recorded else dt.date.today()
 
 
+def programme_index_date(store, date: dt.date | None) -> dt.date:
+    """The index date a programme runs on (``date``, else the store's extract date): the
+    command stops when nobody is registered on it, and warns when the store holds no
+    registrations at all."""
+    date = date or default_index_date(store)
+    why = nobody_registered(store, date)
+    if why:
+        raise fail(why)
+    note = unregistered(store)
+    if note:
+        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+    return date
+
+
 def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str, bar=None):
     """Run the named programmes on one backend; returns their results in order. A code
     list a programme needs that cannot be read stops the command with its message."""
@@ -97,13 +111,7 @@ def run_command(
         opened = Store.open(store)
     except StoreError as exc:
         raise fail(str(exc)) from None
-    date = date or default_index_date(opened)
-    why = nobody_registered(opened, date)
-    if why:
-        raise fail(why)
-    note = unregistered(opened)
-    if note:
-        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
+    date = programme_index_date(opened, date)
     with progress() as bar:
         results = run_programmes(opened, [programme], index_date=date, engine=engine, bar=bar)
     report, files = _write_report(
