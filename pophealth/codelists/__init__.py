@@ -22,8 +22,13 @@ Two entry points:
 
 Every code is checked against its system's format (:func:`code_problem`): SNOMED CT and
 dm+d identifiers are 6-18 digits with a valid Verhoeff check digit; CTV3 is five
-characters of letters, digits and dots; ICD-10, OPCS-4 and BNF have their own patterns. A
-bad code is an error naming the file, row, field and code.
+characters of letters, digits and dots (case-sensitive); ICD-10 and OPCS-4 have their own
+patterns; BNF codes are whole 15-character presentation codes (a prefix is refused: it
+would match no prescription). In a file, SNOMED CT and dm+d ids must also be concept ids
+(not description or relationship ids), and a dm+d id a core concept or of the dm+d
+namespace. A bad code is an error naming the file, row (its line in the file), field and
+code. ICD-10/OPCS-4 codes may carry the dot (``J45.9`` -> ``J459``), and a 3-character
+ICD-10 code also holds its X-filled form (``I10`` and ``I10X``).
 """
 
 from __future__ import annotations
@@ -102,8 +107,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "icd10": re.compile(r"^[A-Z]\d[0-9A-Z](?:[0-9X][0-9A-Z]?)?$"),
     # OPCS-4 without the dot: chapter letter, two digits, optional 4th digit.
     "opcs4": re.compile(r"^[A-Z]\d{2}\d?$"),
-    # BNF: chapter+section (4 digits) then paragraph/chemical/product/presentation; up to 15.
-    "bnf": re.compile(r"^\d{4}[0-9A-Z]{0,11}$"),
+    # BNF presentation code: chapter+section (4 digits), then paragraph, sub-paragraph,
+    # chemical, product, strength/formulation and equivalent: 15 characters in all.
+    "bnf": re.compile(r"^\d{4}[0-9A-Z]{11}$"),
     "loinc": re.compile(r"^\d{1,7}-\d$"),
     "rxnorm": re.compile(r"^\d{1,9}$"),
     "cvx": re.compile(r"^\d{1,3}$"),
@@ -116,10 +122,21 @@ _DESCRIPTIONS = {
     "readv2": "5 characters of letters, digits and dots (e.g. 'H33..')",
     "icd10": "an ICD-10 code without the dot (e.g. 'J45', 'J459')",
     "opcs4": "an OPCS-4 code without the dot (e.g. 'R17', 'R171')",
-    "bnf": "a BNF code of 4-15 characters starting with 4 digits (e.g. '0212000AAAAAAAA')",
+    "bnf": "a 15-character BNF presentation code starting with 4 digits (e.g. '0212000AAAAAAAA')",
     "loinc": "a LOINC code like '8480-6'",
     "rxnorm": "an RxNorm CUI (digits)",
     "cvx": "a CDC CVX vaccine code (1-3 digits)",
+}
+
+
+_BNF_PREFIX = re.compile(r"^\d{2}[0-9A-Z]{0,12}$")
+_BNF_LEVELS = {
+    2: "chapter",
+    4: "section",
+    6: "paragraph",
+    7: "sub-paragraph",
+    9: "chemical substance",
+    11: "product",
 }
 
 
@@ -127,6 +144,12 @@ def code_problem(system: str, code: str) -> str | None:
     """Why ``code`` is not a valid ``system`` code, or None when it is well formed."""
     if system not in _PATTERNS:
         return f"unknown coding system {system!r} (known: {', '.join(CODE_SYSTEMS)})"
+    if system == "bnf" and _BNF_PREFIX.match(code):
+        return (
+            f"a BNF prefix ({_BNF_LEVELS.get(len(code), f'{len(code)} characters')}), not a "
+            "15-character presentation code: code lists match whole codes, so a prefix would "
+            "match no prescription; list the presentations it covers"
+        )
     if not _PATTERNS[system].match(code):
         return f"not {_DESCRIPTIONS[system]}"
     if system in ("snomedct", "dmd") and not verhoeff_ok(code):
@@ -169,12 +192,16 @@ class Codelist:
 
     @classmethod
     def of(cls, system: str, codes: Iterable[str], name: str = "inline", **kw) -> Codelist:
-        """A code list made in code (tests, one-off rules); codes are format-checked."""
-        codes = [str(c).strip() for c in codes]
+        """A code list made in code (tests, one-off rules); codes are format-checked and,
+        like a file's, ICD-10/OPCS-4 codes lose their dot and ICD-10 ``I10`` also holds
+        ``I10X``."""
+        codes = [_normalise(system, str(c).strip()) for c in codes]
         for c in codes:
             problem = code_problem(system, c)
             if problem:
                 raise CodelistError(f"code list {name!r}: code {c!r} is {problem}")
+        if system == "icd10":
+            codes = [form for c in codes for form in _icd10_forms(c)]
         return cls(name=name, system=system, codes={system: frozenset(codes)}, **kw)
 
     @property
@@ -238,13 +265,20 @@ class Codelist:
 # -- reading OpenCodelists CSVs -------------------------------------------------------------
 
 #: Columns that hold the main code, in order of preference, with the system they imply (None:
-#: decide from the other columns or the code formats).
+#: decide from the other columns or the code formats). Header names match case-insensitively.
 _CODE_COLUMNS: tuple[tuple[str, str | None], ...] = (
     ("dmd_id", "dmd"),
-    ("CTV3ID", "ctv3"),
-    ("CTV3Code", "ctv3"),
+    ("ctv3id", "ctv3"),
+    ("ctv3code", "ctv3"),
+    ("ctv3_id", "ctv3"),
+    ("ctv3_code", "ctv3"),
+    ("snomedcode", "snomedct"),
+    ("snomed_code", "snomedct"),
+    ("snomedct_code", "snomedct"),
+    ("icd10_code", "icd10"),
+    ("icd10code", "icd10"),
+    ("opcs4_code", "opcs4"),
     ("code", None),
-    ("Code", None),
     ("id", None),
 )
 _TERM_COLUMNS = ("term", "name", "dmd_name", "CTV3PreferredTermDesc", "Description", "Ethnicity")
@@ -265,25 +299,94 @@ _NOT_ATTRIBUTES = {
     "vpid",
 }
 
+#: SNOMED CT partition identifiers (the 2 digits before the check digit) of a *concept* id:
+#: 00 core, 10 extension. 01/11 are description ids and 02/12 relationship ids, which a
+#: code list must never hold (a description id pasted from a browser matches no record).
+_CONCEPT_PARTITIONS = ("00", "10")
+#: dm+d products are core SNOMED CT concepts or carry the dm+d namespace 1000001.
+_DMD_NAMESPACE = "1000001"
 
-def _infer_system(codes: list[str], where: str) -> str:
-    """The one system every code fits, or a :class:`CodelistError` asking for ``system=``."""
-    fits = [
-        s for s in ("snomedct", "ctv3", "icd10", "opcs4", "bnf") if all(_fits(s, c) for c in codes)
-    ]
-    if "snomedct" in fits:
-        return "snomedct"
-    if "ctv3" in fits and any(("." in c or any(ch.islower() for ch in c)) for c in codes):
-        return "ctv3"
-    if len(fits) == 1:
-        return fits[0]
-    if not fits:
-        raise CodelistError(
-            f"{where}: the codes fit no single coding system (mixed or malformed codes); "
-            "pass system=... to see which codes are wrong"
+
+def _identifier_problem(system: str, code: str) -> str | None:
+    """Why a well-formed SNOMED CT / dm+d id cannot be in a code list of ``system``."""
+    if system not in ("snomedct", "dmd"):
+        return None
+    partition = code[-3:-1]
+    if partition not in _CONCEPT_PARTITIONS:
+        kind = {"1": "a description", "2": "a relationship"}.get(partition[1], "not a concept")
+        return (
+            f"{kind} id (partition {partition}), not a concept id: a code list holds concept "
+            "ids (partition 00 or 10)"
         )
+    if system == "dmd" and partition == "10" and code[-10:-3] != _DMD_NAMESPACE:
+        return (
+            f"a SNOMED CT extension concept of namespace {code[-10:-3]}, not a dm+d product "
+            f"(dm+d ids are core concepts or carry the dm+d namespace {_DMD_NAMESPACE})"
+        )
+    return None
+
+
+def _normalise(system: str, code: str) -> str:
+    """ICD-10 and OPCS-4 codes written with a dot (``J45.9``, ``R17.1``) without it, as
+    ingest stores them; other codes unchanged (CTV3 and Read codes are case-sensitive)."""
+    if system in ("icd10", "opcs4"):
+        return code.replace(".", "").upper()
+    return code
+
+
+_ICD10_CATEGORY = re.compile(r"^[A-Z]\d\d$")
+_ICD10_FILLED = re.compile(r"^[A-Z]\d\dX$")
+
+
+def _icd10_forms(code: str) -> tuple[str, ...]:
+    """A 3-character ICD-10 code and its X-filled 4-character form (HES writes ``I10`` as
+    ``I10X``): a list with either matches records written either way."""
+    if _ICD10_CATEGORY.match(code):
+        return (code, code + "X")
+    if _ICD10_FILLED.match(code):
+        return (code, code[:3])
+    return (code,)
+
+
+_INFER_ORDER = ("snomedct", "ctv3", "icd10", "opcs4", "bnf")
+
+
+def _infer_system(codes: list[tuple[int, str]], where: str, code_col: str) -> str:
+    """The one system every code fits, or a :class:`CodelistError`: naming the first row
+    whose code does not fit the system most codes fit, or asking for ``system=``."""
+
+    def fits(system: str, code: str) -> bool:
+        # a BNF presentation code has letters (chemical, product...): an all-digit code is a
+        # SNOMED CT / dm+d id, even one whose check digit is wrong
+        if system == "bnf" and code.isdigit():
+            return False
+        return _fits(system, _normalise(system, code))
+
+    fitting = {s: sum(fits(s, c) for _, c in codes) for s in _INFER_ORDER}
+    everywhere = [s for s in _INFER_ORDER if fitting[s] == len(codes)]
+    if "snomedct" in everywhere:
+        return "snomedct"
+    if "ctv3" in everywhere and any(("." in c or any(ch.islower() for ch in c)) for _, c in codes):
+        return "ctv3"
+    if len(everywhere) == 1:
+        return everywhere[0]
+    if everywhere:
+        raise CodelistError(
+            f"{where}: the codes could be {' or '.join(everywhere)}; pass system=... to say which"
+        )
+    best = max(_INFER_ORDER, key=lambda s: fitting[s])  # first in order on a tie
+    if fitting[best] == 0:
+        raise CodelistError(
+            f"{where}: the codes fit no coding system (e.g. row {codes[0][0]}, field "
+            f"{code_col!r}: {codes[0][1]!r}); pass system=... to see which codes are wrong"
+        )
+    row, code = next((i, c) for i, c in codes if not fits(best, c))
+    others = fitting[best]
     raise CodelistError(
-        f"{where}: the codes could be {' or '.join(fits)}; pass system=... to say which"
+        f"{where}: row {row}, field {code_col!r}: code {code!r} is "
+        f"{code_problem(best, _normalise(best, code))}, but {others} other code(s) of the list "
+        f"are {best}: a code of another coding system (or a malformed code)? Remove it, or "
+        "pass system=... if the list is not " + best
     )
 
 
@@ -292,6 +395,58 @@ def _as_float(value: str) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+def _as_number(value: str) -> float | None:
+    """``value`` as a number, or None when it is text — including identifiers that look
+    numeric: a leading zero (BNF ``0301``) or 10 or more digits (a SNOMED CT / dm+d id)."""
+    number = _as_float(value)
+    if number is None:
+        return None
+    digits = value.lstrip("+-")
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        return None
+    if digits.isdigit() and len(digits) >= 10:
+        return None
+    return number
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and the data rows of a code-list CSV, each row with the file line it
+    starts on (the header is row 1 of an ordinary file). Blank lines and rows of empty
+    fields are skipped; a row with more non-empty fields than the header is an error."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header: list[str] | None = None
+            rows: list[tuple[int, dict[str, str]]] = []
+            last = 0
+            for raw in reader:
+                start, last = last + 1, reader.line_num
+                fields = [f.strip() for f in raw]
+                if not any(fields):
+                    continue
+                if header is None:
+                    header = fields
+                    seen = [h for h in header if h]
+                    twice = sorted({h for h in seen if seen.count(h) > 1})
+                    if twice:
+                        raise CodelistError(
+                            f"{path}: row {start}: column(s) {', '.join(twice)} appear twice in "
+                            "the header"
+                        )
+                    continue
+                if len(fields) > len(header) and any(fields[len(header) :]):
+                    raise CodelistError(
+                        f"{path}: row {start}: {len(fields)} fields but the header has "
+                        f"{len(header)} (an unquoted comma in a term?)"
+                    )
+                rows.append((start, {h: v for h, v in zip(header, fields, strict=False) if h}))
+    except OSError as exc:
+        raise CodelistError(f"{path}: cannot read code list: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CodelistError(f"{path}: not a readable CSV: {exc}") from exc
+    return header or [], rows
 
 
 def load_codelist(
@@ -307,20 +462,20 @@ def load_codelist(
     list named ``*icd10*``/``*opcs*`` is taken as such). ``category``: the default category
     column (defaults to ``Category`` or ``Grouping_6`` when present). Raises
     :class:`CodelistError` naming file, row, field and code for a code that is not valid in
-    its system, and for duplicate rows with conflicting categories.
+    its system, and for duplicate rows with conflicting categories or numbers.
+
+    Codes are text (leading zeros kept), stripped of surrounding spaces; CTV3 and Read codes
+    keep their case. ICD-10 and OPCS-4 codes may be written with or without the dot
+    (``J45.9`` is read as ``J459``), and a 3-character ICD-10 code also holds its X-filled
+    form (``I10`` and ``I10X``), so the list matches records written either way.
     """
     path = Path(path)
     name = name or path.stem
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    except OSError as exc:
-        raise CodelistError(f"{path}: cannot read code list: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CodelistError(f"{path}: not a readable CSV: {exc}") from exc
-    code_col, implied = next(((c, s) for c, s in _CODE_COLUMNS if c in header), (None, None))
+    header, rows = _read_csv(path)
+    by_lower = {h.lower(): h for h in reversed(header) if h}
+    code_col, implied = next(
+        ((by_lower[c], s) for c, s in _CODE_COLUMNS if c in by_lower), (None, None)
+    )
     if code_col is None:
         raise CodelistError(
             f"{path}: no code column (expected one of "
@@ -328,7 +483,7 @@ def load_codelist(
         )
     if implied is None and any(c in header for c in _DMD_TYPE_COLUMNS):
         implied = "dmd"
-    codes = [r[code_col] for r in rows if r.get(code_col)]
+    codes = [(i, r[code_col]) for i, r in rows if r.get(code_col)]
     if not codes:
         raise CodelistError(f"{path}: the code list is empty")
     if system is None:
@@ -341,8 +496,8 @@ def load_codelist(
             system = "opcs4"
         else:
             # rows naming their own system (a ``system`` column) do not decide the list's
-            untyped = [r[code_col] for r in rows if r.get(code_col) and not r.get("system")]
-            system = _infer_system(untyped or codes, str(path))
+            untyped = [(i, r[code_col]) for i, r in rows if r.get(code_col) and not r.get("system")]
+            system = _infer_system(untyped or codes, str(path), code_col)
     elif (
         implied is not None
         and implied != system
@@ -370,15 +525,15 @@ def load_codelist(
         *_NOT_ATTRIBUTES,
     }
     attributes: dict[str, dict[str, float]] = {}
-    for c in (c for c in header if c not in known):
+    for c in (c for c in header if c and c not in known):
         # any other column: numeric -> attribute (e.g. strength_mg), text -> category
-        values = [r.get(c, "") for r in rows if r.get(c, "")]
-        if values and all(_as_float(v) is not None for v in values):
+        values = [r.get(c, "") for _, r in rows if r.get(c, "")]
+        if values and all(_as_number(v) is not None for v in values):
             attributes[c] = {}
         elif values:
             cat_cols.append(c)
     categories: dict[str, dict[str, str]] = {c: {} for c in cat_cols}
-    for i, row in enumerate(rows, start=2):  # row 1 is the header
+    for i, row in rows:
         code = row.get(code_col, "")
         if not code:
             raise CodelistError(f"{path}: row {i}, field {code_col!r}: empty code")
@@ -388,15 +543,18 @@ def load_codelist(
                 f"{path}: row {i}, field 'system': {code_system!r} is not one of "
                 f"{', '.join(CODE_SYSTEMS)}"
             )
-        problem = code_problem(code_system, code)
+        code = _normalise(code_system, code)
+        problem = code_problem(code_system, code) or _identifier_problem(code_system, code)
         if problem:
             own = f" ({code_system})" if code_system != system else ""
             raise CodelistError(
-                f"{path}: row {i}, field {code_col!r}: code {code!r}{own} is {problem}"
+                f"{path}: row {i}, field {code_col!r}: code {row[code_col]!r}{own} is {problem}"
             )
-        by_system.setdefault(code_system, set()).add(code)
+        forms = _icd10_forms(code) if code_system == "icd10" else (code,)
+        by_system.setdefault(code_system, set()).update(forms)
         if term_col and row.get(term_col):
-            terms.setdefault(code, row[term_col])
+            for form in forms:
+                terms.setdefault(form, row[term_col])
         for col, alt_system in _ALT_CODE_COLUMNS.items():
             alt = row.get(col, "")
             if not alt:
@@ -416,11 +574,20 @@ def load_codelist(
                     f"here but {seen!r} on an earlier row"
                 )
             if value:
-                categories[col][code] = value
+                for form in forms:
+                    categories[col][form] = value
         for col in attributes:
             value = row.get(col, "")
-            if value:
-                attributes[col][code] = float(value)
+            if not value:
+                continue
+            number, seen_number = float(value), attributes[col].get(code)
+            if seen_number is not None and seen_number != number:
+                raise CodelistError(
+                    f"{path}: row {i}, field {col!r}: code {code!r} has {value} here but "
+                    f"{seen_number:g} on an earlier row"
+                )
+            for form in forms:
+                attributes[col][form] = number
     if category is not None and category not in categories:
         raise CodelistError(
             f"{path}: no category column {category!r} (have: {', '.join(cat_cols)})"
@@ -457,12 +624,22 @@ def curated_manifest() -> dict[str, dict[str, str]]:
             raise CodelistError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}")
         for i, row in enumerate(reader, start=2):
             name, system = (row.get("name") or "").strip(), (row.get("system") or "").strip()
+            if not name:
+                raise CodelistError(f"{manifest}: row {i}, field 'name': empty name")
+            if name in out:
+                raise CodelistError(
+                    f"{manifest}: row {i}, field 'name': {name!r} is listed twice (rows "
+                    f"{out[name]['_row']} and {i}); one of them would be silently ignored"
+                )
             if system not in CODE_SYSTEMS:
                 raise CodelistError(
                     f"{manifest}: row {i}, field 'system': {system!r} is not one of "
                     f"{', '.join(CODE_SYSTEMS)}"
                 )
-            out[name] = {k: (v or "").strip() for k, v in row.items()}
+            out[name] = {k: (v or "").strip() for k, v in row.items() if k}
+            out[name]["_row"] = str(i)
+    for entry in out.values():
+        del entry["_row"]
     return out
 
 
