@@ -50,6 +50,7 @@ __all__ = [
     "codelist",
     "curated_manifest",
     "load_codelist",
+    "medication_codes",
     "verhoeff_ok",
 ]
 
@@ -58,6 +59,25 @@ CURATED_DIR = Path(__file__).resolve().parent / "curated"
 
 class CodelistError(ValueError):
     """A code list cannot be read or holds a code that is not valid in its system."""
+
+
+#: Coding systems that share one space of identifiers: every dm+d id is a SNOMED CT concept
+#: id (dm+d is the UK drug extension of SNOMED CT), and records label the same id either
+#: way (FHIR and OMOP sources send dm+d products under the SNOMED CT system; ingest stores
+#: only ids in the dm+d namespace as ``dmd``).
+SHARED_IDENTIFIERS = frozenset({"dmd", "snomedct"})
+
+
+def medication_codes(by_system: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """A list's codes per system as medication records are to be matched: its dm+d and
+    SNOMED CT ids under both systems, so that a dm+d list does not silently miss a
+    prescription recorded as ``snomedct`` with the same id (other systems unchanged)."""
+    out = {s: frozenset(codes) for s, codes in by_system.items()}
+    shared = frozenset().union(*(out[s] for s in SHARED_IDENTIFIERS if s in out))
+    if shared:
+        for s in SHARED_IDENTIFIERS:
+            out[s] = shared
+    return out
 
 
 # -- code formats ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pophealth.codelists import Codelist
+from pophealth.codelists import SHARED_IDENTIFIERS, Codelist, medication_codes
 
 NUMERIC = ("int", "float")
 DTYPES = ("bool", "int", "float", "date", "string")
@@ -552,6 +552,16 @@ CODE_COLUMNS: dict[str, dict[str, tuple[str | None, tuple[str, ...], bool]]] = {
 }
 
 
+def _one_identifier_space(
+    by_system: tuple[tuple[str, frozenset[str]], ...], allowed: tuple[str, ...]
+) -> tuple[tuple[str, frozenset[str]], ...]:
+    """``by_system`` with a list's dm+d and SNOMED CT ids matched under both systems where
+    the column can hold both (:func:`pophealth.codelists.medication_codes`)."""
+    if not set(allowed) >= SHARED_IDENTIFIERS:
+        return by_system
+    return tuple(sorted(medication_codes(dict(by_system)).items()))
+
+
 class Frame:
     """Rows of one many-rows-per-patient table that pass the filters so far."""
 
@@ -669,7 +679,7 @@ class Frame:
                 column,
                 system_col,
                 is_list,
-                tuple((s, codelist.codes_in(s)) for s in usable),
+                _one_identifier_space(tuple((s, codelist.codes_in(s)) for s in usable), allowed),
             ),
             "bool",
             self._table,

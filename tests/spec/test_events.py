@@ -258,3 +258,38 @@ def test_filter_on_a_value_and_a_per_patient_date(engine, tmp_path):
         {"high_after": bp.where((bp.date > diagnosed) & (bp.value >= 140)).count_for_patient()},
     )
     assert out == {"1": {"high_after": 1}}
+
+
+def test_a_dmd_list_matches_the_same_id_recorded_as_snomed_ct(engine, tmp_path):
+    """Every dm+d id is a SNOMED CT concept id, and records label it either way (FHIR and
+    OMOP send dm+d products under the SNOMED CT system): a dm+d list must find a
+    prescription recorded as snomedct, and a SNOMED CT list one recorded as dmd."""
+    prednisolone_5mg = "325426006"  # dm+d VMP, a core-namespace SNOMED CT id
+    tables = {
+        "medications": [
+            {
+                "patient_id": "1",
+                "date": D(2025, 1, 10),
+                "system": "snomedct",
+                "code": prednisolone_5mg,
+            },
+            {"patient_id": "2", "date": D(2025, 1, 10), "system": "dmd", "code": prednisolone_5mg},
+            {"patient_id": "3", "date": D(2025, 1, 10), "system": "rxnorm", "code": "312617"},
+        ]
+    }
+    as_dmd = Codelist.of("dmd", [prednisolone_5mg], name="prednisolone_dmd")
+    as_snomed = Codelist.of("snomedct", [prednisolone_5mg], name="prednisolone_snomed")
+    out = run(
+        engine,
+        tmp_path,
+        tables,
+        {
+            "dmd": medications.matching(as_dmd).exists_for_patient(),
+            "snomed": medications.matching(as_snomed).exists_for_patient(),
+        },
+    )
+    assert out == {
+        "1": {"dmd": True, "snomed": True},
+        "2": {"dmd": True, "snomed": True},
+        "3": {"dmd": False, "snomed": False},
+    }

@@ -25,6 +25,7 @@ import pandas as pd
 from ibis import _
 
 from pophealth import query as q
+from pophealth.codelists import SHARED_IDENTIFIERS, medication_codes
 from pophealth.programmes.asthma.codes import AsthmaCodes
 from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
 from pophealth.programmes.asthma.rules import window_start
@@ -217,7 +218,7 @@ def pathway_visits(con, codes: AsthmaCodes, index_date: dt.date):
 
 def medication_issues(con, codes: AsthmaCodes, name: str, window: Window):
     meds = con.table("medications").filter(window.contains(_.date))
-    return _in_list(meds, codes.by_system(name))
+    return _in_list(meds, medication_codes(codes.by_system(name)))
 
 
 def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig):
@@ -236,9 +237,14 @@ def oral_steroids(con, codes: AsthmaCodes, window: Window, config: AsthmaConfig)
     cumulative mg ÷ days from the first issue in the window to the index date (the known mg,
     so a lower bound when some doses are unknown)."""
     issues = medication_issues(con, codes, "prednisolone", window)
+    strengths = codes.strengths()
+    for (system, code), mg in list(strengths.items()):  # a dm+d id recorded as SNOMED CT
+        if system in SHARED_IDENTIFIERS:
+            for other in SHARED_IDENTIFIERS:
+                strengths.setdefault((other, code), mg)
     branches = [
         ((issues.system == system) & (issues.code == code), float(mg))
-        for (system, code), mg in sorted(codes.strengths().items())
+        for (system, code), mg in sorted(strengths.items())
     ]
     unknown = ibis.null("float64")
     strength = ibis.cases(*branches, else_=unknown) if branches else unknown
@@ -398,7 +404,7 @@ def saba_monthly(con, codes: AsthmaCodes, index_date: dt.date, config: AsthmaCon
     meds = con.table("medications").filter(
         (_.date >= ibis.date(start)) & (_.date <= ibis.date(end))
     )
-    saba = _in_list(meds, codes.by_system("saba"))
+    saba = _in_list(meds, medication_codes(codes.by_system("saba")))
     saba = saba.mutate(month=saba.date.year() * 12 + saba.date.month() - 1)
     out = saba.group_by([PID, "month"]).aggregate(n=_.count()).order_by([PID, "month"])
     frame = q.to_pandas(out)

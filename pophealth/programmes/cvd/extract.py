@@ -18,7 +18,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from pophealth.codelists import Codelist
+from pophealth.codelists import SHARED_IDENTIFIERS, Codelist
 from pophealth.programmes.cvd.codelists import CvdCodelists
 from pophealth.programmes.cvd.config import (
     CHOLESTEROL_MG_DL_PER_MMOL_L,
@@ -393,6 +393,14 @@ def medication_variables(
     for name, (role, attr) in ISSUE_RULES.items():
         start = months_before(index_date, getattr(config, attr))
         rows += _rows_for(getattr(codelists, role), name, start)
+    # a dm+d id recorded as SNOMED CT (and the reverse) is the same product
+    seen = {(r["system"], r["code"], r["role"]) for r in rows}
+    for r in list(rows):
+        if r["system"] in SHARED_IDENTIFIERS:
+            for other in sorted(SHARED_IDENTIFIERS - {r["system"]}):
+                if (other, r["code"], r["role"]) not in seen:
+                    seen.add((other, r["code"], r["role"]))
+                    rows.append({**r, "system": other})
     meds = backend.table("medications")
     t = _tagged(meds, _registered(backend, _role_table(rows)), index_date).cache()
     if cached is not None:

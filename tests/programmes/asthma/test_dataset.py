@@ -46,8 +46,8 @@ def ev(pid, date, code, system="snomedct"):
     return {"patient_id": pid, "date": d(date), "system": system, "code": code}
 
 
-def med(pid, date, code, quantity=1.0, daily=None):
-    return {"patient_id": pid, "date": d(date), "system": "dmd", "code": code,
+def med(pid, date, code, quantity=1.0, daily=None, system="dmd"):
+    return {"patient_id": pid, "date": d(date), "system": system, "code": code,
             "quantity": quantity, "daily_dose_mg": daily}  # fmt: skip
 
 
@@ -111,6 +111,15 @@ def spec_store(tmp_path_factory):
         med("ocs", "2026-01-13", PRED5, 10),
         med("ocs", "2026-04-01", PRED25, 10),
         med("ocs", "2026-08-01", PRED5, 30),
+    ]
+    # the same issues recorded under the SNOMED CT system (as FHIR and OMOP sources send
+    # dm+d products): the same courses and mg
+    asthmatic("ocs_sct")
+    M += [
+        med("ocs_sct", "2026-01-10", PRED5, 40, system="snomedct"),
+        med("ocs_sct", "2026-01-13", PRED5, 10, system="snomedct"),
+        med("ocs_sct", "2026-04-01", PRED25, 10, system="snomedct"),
+        med("ocs_sct", "2026-08-01", PRED5, 30, system="snomedct"),
     ]
     # maintenance prednisolone 5 mg/day (28 x 5 mg every 4 weeks) is not a course; a
     # 40 mg burst is; an unstructured issue counts as a course
@@ -213,9 +222,9 @@ def markers_for(spec_store, engine, results):
 
 def test_register_membership(spec_store, engine, results):
     m = markers_for(spec_store, engine, results)
-    expected = {"edge", "saba3", "relapsed", "moved", "homeless", "ocs", "ics", "hosp", "care",
-                "smoker", "longflag", "maint", "stepup", "taper", "sameday", "nodose", "somedose",
-                *PATHWAY}  # fmt: skip
+    expected = {"edge", "saba3", "relapsed", "moved", "homeless", "ocs", "ocs_sct", "ics",
+                "hosp", "care", "smoker", "longflag", "maint", "stepup", "taper", "sameday",
+                "nodose", "somedose", *PATHWAY}  # fmt: skip
     assert set(m.index) == expected
 
 
@@ -246,6 +255,8 @@ def test_oral_steroid_courses_and_mg(spec_store, engine, results):
     assert m.loc["ocs", "ocs_courses_12m"] == 3
     assert m.loc["ocs", "prednisolone_mg_12m"] == 40 * 5 + 10 * 5 + 10 * 25 + 30 * 5
     assert m.loc["ocs", "ocs_months_12m"] == 3
+    same = ["ocs_courses_12m", "prednisolone_mg_12m", "prednisolone_unknown_issues_12m"]
+    assert m.loc["ocs_sct", same].tolist() == m.loc["ocs", same].tolist()
     assert m.loc["saba3", "ocs_courses_12m"] == 0
     assert not m.loc["ocs", "on_maintenance_ocs"]
     assert m.loc["maint", "ocs_courses_12m"] == 2

@@ -250,12 +250,19 @@ class World:
         if dbp is not None:
             self.event(pid, "dbp", date, dbp)
 
-    def issue(self, pid: str, role: str, date, daily_dose_mg: float | None = None) -> None:
+    def issue(
+        self,
+        pid: str,
+        role: str,
+        date,
+        daily_dose_mg: float | None = None,
+        system: str = "dmd",
+    ) -> None:
         self.medications.append(
             dict(
                 patient_id=pid,
                 date=pd.Timestamp(date).date(),
-                system="dmd",
+                system=system,
                 code=CODES[role],
                 quantity=28.0,
                 quantity_unit="tablet",

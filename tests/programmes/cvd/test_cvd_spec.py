@@ -131,6 +131,9 @@ def build_world() -> World:
     w.event("q_full_statin", "total_cholesterol", _date(100), 6.0)
     w.event("q_full_statin", "hdl", _date(100), 1.5)
     w.issue("q_full_statin", "atorvastatin_20", _date(20))
+    # the same dm+d id recorded under the SNOMED CT system (as FHIR and OMOP send it)
+    w.patient("statin_as_snomed", age=60)
+    w.issue("statin_as_snomed", "atorvastatin_20", _date(20), system="snomedct")
     # Height (cm) and weight; TC and HDL; latest smoking code wins (ex before, heavy now);
     # ethnicity not stated; one SBP only (SD imputed); an older height in metres.
     w.patient("q_derived", age=64, sex="male", ethnicity_16="Z", practice="XP003")
@@ -473,6 +476,15 @@ def test_treated_hypertension_needs_an_antihypertensive_issue(records, store):
     alt = qrisk(hypertension(alt), INDEX).set_index("patient_id")
     assert alt.loc["treated_htn", "hypertension"] == 1
     assert alt.loc["treated_htn", "treated_hypertension"] == 0
+
+
+def test_a_statin_recorded_under_snomed_ct_is_a_statin(records):
+    """Every dm+d id is a SNOMED CT id and sources label it either way: a statin issue
+    recorded as snomedct counts, with its code, as the dm+d-labelled one does."""
+    r = records.set_index("patient_id")
+    mine, dmd = r.loc["statin_as_snomed"], r.loc["q_full_statin"]
+    assert mine["statin_n"] == dmd["statin_n"] == 1
+    assert mine["statin_code"] == dmd["statin_code"]
 
 
 def test_antipsychotic_and_steroid_issue_thresholds_are_separate(records, store):
