@@ -188,14 +188,18 @@ def resolve_index_date(dataset: Dataset, index_date: dt.date | str | None) -> dt
     return value
 
 
-def _output(expr: Any, output: str, sort: Sequence[str]) -> Any:
+def _output(expr: Any, output: str, sort: Sequence[str], hidden: Sequence[str] = ()) -> Any:
+    """``expr`` sorted by ``sort`` and executed as ``output``; ``hidden`` columns (there only
+    to sort by) are dropped from the result."""
     if output == "ibis":
-        return expr
+        return expr.drop(*hidden) if hidden else expr
     expr = expr.order_by(*sort)
     if output == "arrow":
-        return expr.to_pyarrow()
+        table = expr.to_pyarrow()
+        return table.drop_columns(list(hidden)) if hidden else table
     if output == "pandas":
-        return to_pandas(expr)
+        frame = to_pandas(expr)
+        return frame.drop(columns=list(hidden)) if hidden else frame
     raise ValueError("output must be 'pandas', 'arrow' or 'ibis'")
 
 
@@ -282,7 +286,7 @@ def run_events(
     output: str = "pandas",
 ) -> pd.DataFrame | Any:
     """Run the event table ``name`` of ``dataset``: its rows for patients in the population,
-    sorted by patient and date."""
+    sorted by patient and date, then by the columns written (one order on every engine)."""
     if name not in dataset.event_tables:
         raise QueryError(
             f"no event table {name!r}; the dataset has: {', '.join(dataset.event_tables) or 'none'}"
@@ -294,13 +298,25 @@ def run_events(
     if dataset.population is not None:
         pop = compile_patient_table(compiler, {}, dataset.population).select("patient_id")
         rows = rows.inner_join(pop, "patient_id")
+    out, sort, hidden = _event_order(rows, frame._table, cols)
+    return _output(out, output, sort, hidden)
+
+
+def _event_order(rows: Any, table: str, cols: list[str]) -> tuple[Any, list[str], list[str]]:
+    """The event table's columns, its sort keys and the hidden columns to drop after sorting.
+
+    Rows are in patient and date order (the date sorts even when it is not a column of the
+    extract: it is kept hidden to sort by, then dropped), then by the code and value, then
+    by every other column written, in order: rows that tie on patient and date (several
+    answers of one questionnaire at one time) come out in one order on every engine and
+    every run, never the order a join or a shuffle left them in. Rows equal in every
+    column written cannot be told apart, so their order does not matter."""
     from pophealth.query.model import DATE_COLUMNS
 
-    out = rows.select("patient_id", *cols)
-    date_col = DATE_COLUMNS[frame._table]
-    sort = (
-        ["patient_id"]
-        + ([date_col] if date_col in cols else [])
-        + [c for c in cols if c != date_col and c in ("code", "value")]
-    )
-    return _output(out, output, sort)
+    date_col = DATE_COLUMNS[table]
+    hidden = [] if date_col in cols else ["_order_" + date_col]
+    out = rows.select("patient_id", *cols, **{h: rows[date_col] for h in hidden})
+    first = [c for c in ("code", "value") if c in cols and c != date_col]
+    rest = [c for c in cols if c not in first and c != date_col]
+    sort = ["patient_id", date_col if not hidden else hidden[0], *first, *rest]
+    return out, sort, hidden
