@@ -195,12 +195,34 @@ def _output(expr: Any, output: str, sort: Sequence[str], hidden: Sequence[str] =
         return expr.drop(*hidden) if hidden else expr
     expr = expr.order_by(*sort)
     if output == "arrow":
-        table = expr.to_pyarrow()
+        table = portable_arrow(expr.to_pyarrow())
         return table.drop_columns(list(hidden)) if hidden else table
     if output == "pandas":
         frame = to_pandas(expr)
         return frame.drop(columns=list(hidden)) if hidden else frame
     raise ValueError("output must be 'pandas', 'arrow' or 'ibis'")
+
+
+def portable_arrow(table: Any) -> Any:
+    """An engine's Arrow result in the one form every engine gives, so that both write the
+    same file. Each NaN in a column of numbers is a missing value: Spark's results reach
+    Arrow through pandas, where NaN and missing are one, while DuckDB's keep NaN apart (a
+    mean over a NaN reading, ``inf - inf``) — missing on both, an empty CSV field and a
+    Parquet null. A list column's items are named ``item``, Arrow's default (DuckDB names
+    them ``l``, so a Parquet schema would differ by that name alone)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        col = table.column(i)
+        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(col)).as_py():
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, field.type), col)
+        elif pa.types.is_list(field.type) and field.type.value_field.name != "item":
+            col = col.cast(pa.list_(field.type.value_type))
+        else:
+            continue
+        table = table.set_column(i, field.with_type(col.type), col)
+    return table
 
 
 def to_pandas(expr: Any) -> pd.DataFrame:
