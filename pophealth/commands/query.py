@@ -98,6 +98,7 @@ class Pending:
         """Write an Arrow table (or a pandas frame) as CSV or Parquet to a temporary file
         beside ``path``."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
 
@@ -114,6 +115,12 @@ class Pending:
         if self.suffix == ".parquet":
             pq.write_table(table, tmp)
             return
+        # a list column (admissions.all_diagnoses, procedures) in CSV: its items joined
+        # by "|", as flat ingest reads them back
+        for i, field in enumerate(table.schema):
+            if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+                items = table.column(i).cast(pa.list_(pa.string()))
+                table = table.set_column(i, field.name, pc.binary_join(items, "|"))
         options = pcsv.WriteOptions(quoting_style="needed")
         if self.suffix == ".csv.gz":
             with pa.CompressedOutputStream(str(tmp), "gzip") as stream:

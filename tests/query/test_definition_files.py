@@ -425,3 +425,32 @@ def test_an_earlier_runs_event_table_is_pointed_out(tmp_path, store, definition)
     assert (tmp_path / "a.reviews.csv").exists()
     again = invoke("dataset", definition, "--store", store.path, "--output", out)
     assert "was not written by this run" not in again.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_list_column_is_written_to_csv_joined_by_bars(tmp_path, suffix):
+    """An event table of admissions keeps all_diagnoses, a list: CSV cannot hold a list
+    (it was a traceback), so its items are joined by "|", as flat ingest reads them."""
+    import gzip
+
+    import pyarrow as pa
+
+    from pophealth.commands.query import Pending
+
+    table = pa.table(
+        {
+            "patient_id": ["1", "2", "3"],
+            "all_diagnoses": pa.array([["J45", "I10X"], [], None], pa.list_(pa.string())),
+        }
+    )
+    out = tmp_path / f"admissions{suffix}"
+    with Pending(suffix) as pending:
+        pending.write(table, out)
+        pending.commit()
+    raw = gzip.decompress(out.read_bytes()) if suffix == ".csv.gz" else out.read_bytes()
+    assert raw.decode().splitlines() == [
+        '"patient_id","all_diagnoses"',
+        '"1","J45|I10X"',
+        '"2",""',
+        '"3",',
+    ]
