@@ -392,6 +392,9 @@ class Series:
         return Series._make("as_text", (self,), "string", f"{self.desc}.as_text()", (self,))
 
     def round(self, digits: int = 0) -> Series:
+        """The number rounded to ``digits`` decimal places, halves away from zero, computed
+        the same way on every engine (on the double: round(1.005, 2) is 1.0, as 1.005 is
+        stored just below it)."""
         out = Series._make("round", (self, digits), "float", f"round({self.desc})", (self,))
         if self.dtype not in NUMERIC:
             out._with_error(f"round({self.desc}): needs a number, not {a_dtype(self.dtype)}")
