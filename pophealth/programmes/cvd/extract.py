@@ -18,7 +18,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from pophealth.codelists import SHARED_IDENTIFIERS, Codelist
+from pophealth.codelists import Codelist, medication_codes
 from pophealth.programmes.cvd.codelists import CvdCodelists
 from pophealth.programmes.cvd.config import (
     CHOLESTEROL_MG_DL_PER_MMOL_L,
@@ -195,12 +195,19 @@ def _rows_for(
     high=None,
     levels: dict[str, int] | None = None,
     mg_dl_factor: float | None = None,
+    medicines: bool = False,
 ) -> list[dict]:
+    """One role-table row per (system, code) of ``cl``; ``medicines``: as medication records
+    are matched, dm+d and SNOMED CT ids under both systems
+    (:func:`pophealth.codelists.medication_codes`)."""
     if cl is None:
         return []
+    by_system = {s: cl.codes_in(s) for s in cl.systems}
+    if medicines:
+        by_system = medication_codes(by_system)
     rows = []
-    for system in cl.systems:
-        for code in sorted(cl.codes_in(system)):
+    for system in sorted(by_system):
+        for code in sorted(by_system[system]):
             level = None if levels is None else levels.get(code)
             if levels is not None and level is None:
                 continue
@@ -392,15 +399,7 @@ def medication_variables(
     rows: list[dict] = []
     for name, (role, attr) in ISSUE_RULES.items():
         start = months_before(index_date, getattr(config, attr))
-        rows += _rows_for(getattr(codelists, role), name, start)
-    # a dm+d id recorded as SNOMED CT (and the reverse) is the same product
-    seen = {(r["system"], r["code"], r["role"]) for r in rows}
-    for r in list(rows):
-        if r["system"] in SHARED_IDENTIFIERS:
-            for other in sorted(SHARED_IDENTIFIERS - {r["system"]}):
-                if (other, r["code"], r["role"]) not in seen:
-                    seen.add((other, r["code"], r["role"]))
-                    rows.append({**r, "system": other})
+        rows += _rows_for(getattr(codelists, role), name, start, medicines=True)
     meds = backend.table("medications")
     t = _tagged(meds, _registered(backend, _role_table(rows)), index_date).cache()
     if cached is not None:
