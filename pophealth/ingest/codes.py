@@ -51,7 +51,8 @@ _FHIR_SYSTEM_HINTS: tuple[tuple[str, str], ...] = (
 OMOP_VOCABULARIES: dict[str, str] = {
     "snomed": "snomedct",
     "rxnorm": "rxnorm",
-    "rxnorm extension": "rxnorm",
+    # "RxNorm Extension" is not mapped: its codes are OHDSI's own (OMOP1234567), not RxNorm
+    # codes, and the store has no system for them (see omop.RXNORM_EXTENSION)
     "loinc": "loinc",
     "icd10": "icd10",
     "icd10cm": "icd10",

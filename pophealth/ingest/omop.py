@@ -48,7 +48,7 @@ from pophealth.ingest.pseudonym import Pseudonymiser
 from pophealth.ingest.sink import IngestSummary, Run, files_note
 from pophealth.ingest.tabular import BadRow, read_delimited
 from pophealth.schema import LSOA_PATTERN, table
-from pophealth.validate import validate
+from pophealth.validate import NUMBER_PATTERN, validate
 
 TABLES = (
     "concept",
@@ -113,6 +113,26 @@ EVENT_TABLES = {
 }
 _NHS_RE = re.compile(r"^\d{10}$")
 _LSOA_RE = re.compile(LSOA_PATTERN)
+
+
+#: a number as ``value_source_value`` may hold it, alone or after a comparator
+_SOURCE_NUMBER = re.compile(rf"\s*(?:<=?|>=?)?\s*{NUMBER_PATTERN}\s*")
+
+
+def _value_or_source(value: pd.Series, source: pd.Series) -> pd.Series:
+    """``value_as_number``, else a number written in ``value_source_value`` (ETLs that keep
+    a lab result only as the source text): a plain number (``48.1``, ``1,234``) is the
+    value; one after a comparator (``<5``) is kept with it, which validation quarantines
+    as for ``operator_concept_id``; other text (``Negative (qualifier value)``) is not a
+    value and leaves it missing."""
+    value = value.astype("string")
+    blank = value.isna() | (value.str.strip() == "")
+    text = source.astype("string")
+    number = text.str.fullmatch(_SOURCE_NUMBER).fillna(False).astype(bool)
+    use = blank & number
+    if not use.any():
+        return value
+    return value.mask(use, text.str.replace(r"\s+", "", regex=True))
 
 
 def _valid_nhs(v: str) -> bool:
@@ -216,13 +236,28 @@ def _period_problems(start: pd.Series, end: pd.Series) -> tuple[pd.Series, pd.Se
     return field, reason
 
 
-def _unmapped(concept: pd.Series, source: pd.Series, otherwise: str) -> pd.Series:
+#: Why a row whose only concept is in OHDSI's RxNorm Extension is quarantined.
+RXNORM_EXTENSION = (
+    "concept in the RxNorm Extension vocabulary (codes OHDSI makes, e.g. OMOP1234567, for "
+    "products RxNorm lacks): not RxNorm codes, and the store has no system for them; "
+    "nothing else in the row (e.g. a dm+d source concept) gives a code"
+)
+
+
+def _unmapped(
+    concept: pd.Series, source: pd.Series, otherwise: str, concepts: Concepts | None = None
+) -> pd.Series:
     """Why a row maps to no code: both concept ids 0 or blank (OMOP's "no matching
-    concept": the ETL did not map the source code), else ``otherwise``."""
+    concept": the ETL did not map the source code), a concept only in RxNorm Extension,
+    else ``otherwise``."""
     none = pd.Series(True, index=concept.index)
     for ids in (concept, source):
         none &= (_ints(ids).eq(0) | ids.isna()).fillna(False)
-    return pd.Series(otherwise, index=concept.index, dtype="object").mask(
+    why = pd.Series(otherwise, index=concept.index, dtype="object")
+    if concepts is not None and len(concepts.extension):
+        ext = _ints(concept).isin(concepts.extension) | _ints(source).isin(concepts.extension)
+        why = why.mask(ext.fillna(False).astype(bool), RXNORM_EXTENSION)
+    return why.mask(
         none,
         "concept_id 0 (no matching concept) and no source concept: the ETL mapped the source "
         "code to no concept, so there is no code to load",
@@ -254,16 +289,20 @@ class Concepts:
         self.code = pd.Series(dtype="string")
         #: unit concept_id -> UCUM code (``unit_concept_id``, when no unit source value)
         self.units = pd.Series(dtype="string")
+        #: concept ids in OHDSI's RxNorm Extension vocabulary: not mapped (see
+        #: :data:`RXNORM_EXTENSION`), but named when a row is quarantined for them
+        self.extension = pd.Index([], dtype="Int64")
 
     def load(
         self, run: Run, path: Path, chunk_rows: int, on_bad: Callable[[BadRow], None] | None = None
     ) -> None:
-        systems, codes, units = [], [], []
+        systems, codes, units, extension = [], [], [], []
         for chunk, _ in read_chunks(path, chunk_rows, on_bad):
             keys = run.begin_frame("omop.concept", len(chunk))
             vocab = _col(chunk, "vocabulary_id").astype("string").str.strip().str.lower()
             system = vocab.map(OMOP_VOCABULARIES)
             ids = _ints(_col(chunk, "concept_id"))
+            extension.append(ids[(vocab == "rxnorm extension").fillna(False)].dropna())
             ucum = (vocab == "ucum").fillna(False) & ids.notna()
             units.append(
                 pd.Series(
@@ -280,6 +319,8 @@ class Concepts:
             systems.append(s)
             codes.append(c)
             run.skip_frame("omop.concept", len(keys), "vocabulary (used to map concept ids)")
+        if extension:
+            self.extension = pd.Index(pd.concat(extension).unique())
         if systems:
             self.system = pd.concat(systems)
             self.code = pd.concat(codes)
@@ -905,11 +946,14 @@ class _OmopImport:
             same = (s1 == s2).fillna(False) & (c1 == c2).fillna(False)
             s2, c2 = s2.mask(same), c2.mask(same)
             value = _col(df, value_c) if value_c else None
+            if value is not None:
+                value = _value_or_source(value, _col(df, "value_source_value"))
             if value is not None and "operator_concept_id" in df.columns:
                 # "<5" is not 5: a value with an operator other than "=" is kept as text
                 # with its operator, which validation quarantines (no comparator column)
                 op = _ints(df["operator_concept_id"]).map(OPERATORS).astype("string")
-                has = op.notna() & value.notna()
+                # (a value_source_value read with its own comparator keeps that one)
+                has = op.notna() & value.notna() & ~value.str.match(r"\s*[<>]").fillna(False)
                 value = value.astype("string").mask(has, op + value.astype("string").str.strip())
             base = pd.DataFrame(
                 {
@@ -937,6 +981,7 @@ class _OmopImport:
                     _col(df, source_c),
                     "concept not in the concept table, or in a vocabulary pophealth does not "
                     "use (SNOMED, dm+d, ICD-10, OPCS-4, Read, LOINC, RxNorm, BNF)",
+                    self.concepts,
                 ),
                 ids,
             )
@@ -1021,6 +1066,7 @@ class _OmopImport:
                     _col(df, "drug_concept_id"),
                     _col(df, "drug_source_concept_id"),
                     "drug concept not in the concept table, or not dm+d / SNOMED / RxNorm / BNF",
+                    self.concepts,
                 ),
                 ids,
             )
