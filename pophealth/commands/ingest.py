@@ -255,9 +255,47 @@ def csv_command(
     out: OutOption,
     append: AppendOption = False,
     strict: StrictOption = False,
+    patient_ids: Annotated[
+        str,
+        typer.Option(
+            "--patient-ids",
+            help="check (default): patient_id must already be pseudonymous, and a file whose "
+            "10-digit ids mostly pass the NHS number check (modulus 11) is refused, nothing "
+            "committed. nhs-number: patient_id holds NHS numbers; each is pseudonymised with "
+            "the key as FHIR ingest does (so the two link), and a row whose id is not a valid "
+            "NHS number is quarantined. pseudonymous: take the ids as given (pseudonyms that "
+            "only look like NHS numbers).",
+            case_sensitive=False,
+        ),
+    ] = "check",
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="With --patient-ids nhs-number: file holding the pseudonymisation key "
+            "(default: $POPHEALTH_PSEUDONYM_KEY).",
+        ),
+    ] = None,
 ) -> None:
-    """Flat canonical tables as CSV/TSV/Parquet named after the schema (already pseudonymous)."""
-    from pophealth.ingest.flat import ingest_csv
+    """Flat canonical tables as CSV/TSV/Parquet named after the schema (patient_id already
+    pseudonymous, or NHS numbers with --patient-ids nhs-number)."""
+    from pophealth.ingest.flat import PATIENT_ID_MODES, ingest_csv
 
+    mode = patient_ids.strip().lower()
+    if mode not in PATIENT_ID_MODES:
+        raise fail(
+            f"--patient-ids must be one of {', '.join(PATIENT_ID_MODES)}, not {patient_ids!r}"
+        )
+    key = _key(key_file) if mode == "nhs-number" else None
     check_writable(out, "--out", folder=True)
-    _run(lambda step: ingest_csv(directory, out, append=append, strict=strict, progress=step))
+    _run(
+        lambda step: ingest_csv(
+            directory,
+            out,
+            append=append,
+            strict=strict,
+            progress=step,
+            patient_ids=mode,
+            key=key,
+        )
+    )

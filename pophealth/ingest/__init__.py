@@ -4,7 +4,8 @@ Public API::
 
     ingest_fhir(paths, out, *, key, append=False, progress=None) -> IngestSummary
     ingest_omop(directory, out, *, key, append=False, progress=None) -> IngestSummary
-    ingest_csv(directory, out, *, append=False, progress=None) -> IngestSummary
+    ingest_csv(directory, out, *, append=False, progress=None, patient_ids="check",
+               key=None) -> IngestSummary
     load_key(key_file=None) -> bytes   # --key-file or $POPHEALTH_PSEUDONYM_KEY
 
 Every importer streams its input in batches, validates every row against

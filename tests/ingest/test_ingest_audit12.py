@@ -4,9 +4,21 @@ in ``value_source_value`` and RxNorm Extension concepts."""
 
 from __future__ import annotations
 
-import pandas as pd
+import json
+import re
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pophealth.cli import app
+from pophealth.ingest.fhir import ingest_fhir
+from pophealth.ingest.flat import RawNhsNumbers, ingest_csv
 from pophealth.ingest.omop import RXNORM_EXTENSION, ingest_omop
+from pophealth.ingest.pseudonym import nhs_number_valid
 from pophealth.store import Store
 from tests.ingest.ingest_helpers import omop_weights
 
@@ -87,3 +99,188 @@ def test_omop_rxnorm_extension_is_never_stored_as_rxnorm(tmp_path):
     assert not meds.code.str.startswith("OMOP").any()
     q = _quarantine(s).set_index("location")
     assert q.loc["line 3", "reason"] == RXNORM_EXTENSION
+
+
+# -- NHS numbers: the modulus-11 rule, and raw NHS numbers through flat ingest ------------
+#
+# NHS Data Dictionary, attribute NHS NUMBER: "10 numeric digits in length. The tenth digit
+# is a check digit ... validated using the Modulus 11 algorithm": multiply the first nine
+# digits by 10, 9, ... 2; add; take the remainder on dividing by 11; subtract it from 11.
+# A result of 11 gives check digit 0; a result of 10 means the number is invalid.
+# (archive.datadictionary.nhs.uk, DD Release August 2021, attributes/nhs_number.html)
+
+
+@pytest.mark.parametrize(
+    ("number", "valid"),
+    [
+        # 9x10+4x9+3x8+4x7+7x6+6x5+5x4+9x3+1x2 = 299 = 27x11 + 2; 11 - 2 = 9: valid
+        ("9434765919", True),
+        ("943 476 5919", True),  # the 3-3-4 form written with spaces
+        ("943-476-5919", True),
+        ("9434765918", False),  # the same nine digits with the wrong check digit
+        # 4x10+0+1x8+0+2x6+3x5+2x4+1x3+3x2 = 92 = 8x11 + 4; 11 - 4 = 7: valid
+        ("4010232137", True),
+        # 1x10 + 6x2 = 22 = 2x11 + 0; 11 - 0 = 11, so the check digit is 0
+        ("1000000060", True),
+        ("1000000061", False),
+        # 6x2 = 12 = 11 + 1; 11 - 1 = 10: no check digit makes these nine digits valid
+        *[(f"000000006{d}", False) for d in range(10)],
+        ("943476591", False),  # nine digits
+        ("94347659190", False),  # eleven
+        ("943476591X", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_nhs_number_modulus_11_matches_the_data_dictionary_rule(number, valid):
+    assert nhs_number_valid([number]).tolist() == [valid]
+
+
+def test_published_example_nhs_numbers(samples):
+    # the NHS test-range numbers of the published NHS EPS API examples pass the check
+    numbers: set[str] = set()
+    for f in (samples / "fhir" / "uk_eps_prescription_messages").glob("*.json"):
+        numbers |= set(re.findall(r'nhs-number",\s*"value":\s*"(\d{10})"', f.read_text()))
+    assert numbers >= {"9449304130", "9449304106", "5839945242"}
+    assert nhs_number_valid(sorted(numbers)).all()
+    # ... and the UK Core Richard Smith example's; the UK Core baby example's does not:
+    # 9x10+9x9+1x8+2x7+0+0+3x4+8x3+9x2 = 247 = 22x11 + 5; 11 - 5 = 6, not its last digit 0
+    xml = samples / "fhir" / "uk_core_examples_xml"
+    richard = re.findall(
+        r'nhs-number" />\s*<value value="(\d{10})"',
+        (xml / "UKCore-Patient-RichardSmith-Example.xml").read_text(),
+    )
+    baby = re.findall(
+        r'nhs-number" />\s*<value value="(\d{10})"',
+        (xml / "UKCore-Patient-BabyPatient-Example.xml").read_text(),
+    )
+    assert nhs_number_valid(richard).tolist() == [True]
+    assert baby == ["9912003890"] and nhs_number_valid(baby).tolist() == [False]
+
+
+def test_random_ten_digit_ids_pass_about_one_time_in_eleven():
+    ids = [f"{x:010d}" for x in np.random.default_rng(12).integers(0, 10**10, 110_000)]
+    share = nhs_number_valid(ids).mean()
+    assert abs(share - 1 / 11) < 0.003  # 10/11 of prefixes have a check digit; 1 in 10 hits
+
+
+def _valid_numbers(n: int, seed: int = 1) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    while len(out) < n:
+        ids = [f"{x:010d}" for x in rng.integers(10**9, 10**10, 1000)]
+        out += [i for i, ok in zip(ids, nhs_number_valid(ids), strict=True) if ok]
+    return out[:n]
+
+
+def _flat(folder, ids: list[str], *, parquet: bool = False):
+    folder.mkdir()
+    pats = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "date_of_birth": "1970-01-01",
+            "sex": "female",
+            "ethnicity_5": "white",
+            "ethnicity_16": "A",
+        }
+    )
+    ev = pd.DataFrame(
+        {"patient_id": ids, "date": "2020-01-01", "system": "snomedct", "code": "195967001"}
+    )
+    if parquet:
+        pq.write_table(
+            pa.Table.from_pandas(pats, preserve_index=False), folder / "patients.parquet"
+        )
+    else:
+        pats.to_csv(folder / "patients.csv", index=False)
+    ev.to_csv(folder / "events.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_flat_file_of_nhs_numbers_is_refused(tmp_path, parquet):
+    numbers = _valid_numbers(30)
+    d = _flat(tmp_path / "flat", numbers, parquet=parquet)
+    with pytest.raises(RawNhsNumbers) as err:
+        ingest_csv(d, tmp_path / "st")
+    text = str(err.value)
+    assert "30 of the 30 distinct 10-digit ids" in text and "--patient-ids" in text
+    assert not any(n in text for n in numbers)  # the error does not repeat them
+    assert not Store.is_store(tmp_path / "st")  # nothing committed
+
+
+def test_a_few_nhs_numbers_among_pseudonyms_are_refused(tmp_path):
+    ids = [f"p{i:04d}" for i in range(200)] + _valid_numbers(2)
+    with pytest.raises(RawNhsNumbers):
+        ingest_csv(_flat(tmp_path / "flat", ids), tmp_path / "st")
+
+
+def test_random_ten_digit_pseudonyms_load(tmp_path):
+    ids = [f"{x:010d}" for x in np.random.default_rng(5).integers(0, 10**10, 300)]
+    assert 0.04 < nhs_number_valid(ids).mean() < 0.15  # some pass by chance
+    s = ingest_csv(_flat(tmp_path / "flat", ids), tmp_path / "st")
+    assert s.committed and s.tables["patients"].loaded == 300
+
+
+def test_pseudonymous_override_takes_nhs_like_ids_as_given(tmp_path):
+    ids = _valid_numbers(10)
+    s = ingest_csv(_flat(tmp_path / "flat", ids), tmp_path / "st", patient_ids="pseudonymous")
+    assert s.committed
+    pats = Store.open(tmp_path / "st").read("patients").to_pandas()
+    assert sorted(pats.patient_id) == sorted(ids)
+
+
+def test_nhs_number_mode_pseudonymises_as_fhir_ingest_does(tmp_path):
+    ids = ["943 476 5919", "4010232137", "4010232138"]  # the last fails the check
+    d = _flat(tmp_path / "flat", ids)
+    with pytest.raises(ValueError, match="key"):
+        ingest_csv(d, tmp_path / "st", patient_ids="nhs-number")
+    s = ingest_csv(d, tmp_path / "st", patient_ids="nhs-number", key=KEY)
+    assert s.balanced and s.committed
+    assert s.records["csv.patients"].quarantined == 1
+    q = _quarantine(s)
+    assert set(q.field) == {"patient_id"}
+    assert q.reason.str.startswith("not a valid NHS number").all()
+    store = Store.open(tmp_path / "st")
+    pats = set(store.read("patients").to_pandas().patient_id)
+    assert len(pats) == 2 and not pats & set(ids)
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "st").rglob("*.parquet"))
+    assert b"9434765919" not in raw and b"4010232137" not in raw
+    # the same NHS number through FHIR ingest gives the same patient_id
+    f = tmp_path / "p.ndjson"
+    f.write_text(
+        json.dumps(
+            {
+                "resourceType": "Patient",
+                "id": "x",
+                "identifier": [
+                    {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}
+                ],
+                "birthDate": "1970-01-01",
+            }
+        )
+        + "\n"
+    )
+    ingest_fhir([f], tmp_path / "fhir", key=KEY)
+    fhir_pid = Store.open(tmp_path / "fhir").read("patients").to_pandas().patient_id.iloc[0]
+    assert fhir_pid in pats
+
+
+def test_cli_patient_ids_option(tmp_path, monkeypatch):
+    runner = CliRunner()
+    help_text = " ".join(runner.invoke(app, ["ingest", "csv", "--help"]).output.split())
+    assert "--patient-ids" in help_text and "nhs-number" in help_text
+    d = _flat(tmp_path / "flat", _valid_numbers(12))
+    refused = runner.invoke(app, ["ingest", "csv", str(d), "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2
+    assert "NHS numbers" in " ".join(refused.output.split())
+    monkeypatch.delenv("POPHEALTH_PSEUDONYM_KEY", raising=False)
+    no_key = runner.invoke(
+        app, ["ingest", "csv", str(d), "--out", str(tmp_path / "b"), "--patient-ids", "nhs-number"]
+    )
+    assert no_key.exit_code == 2 and "key" in no_key.output
+    monkeypatch.setenv("POPHEALTH_PSEUDONYM_KEY", KEY.decode())
+    ok = runner.invoke(
+        app, ["ingest", "csv", str(d), "--out", str(tmp_path / "c"), "--patient-ids", "nhs-number"]
+    )
+    assert ok.exit_code == 0, ok.output
