@@ -721,10 +721,10 @@ class FhirMapper:
                 self.run.index(
                     "provider", self.pseudo.key_of(k), practice, name, "1" if is_gp else None
                 )
-        if ods and res.get("id"):
-            keys = {f"Organization/{res['id']}", f"urn:uuid:{str(res['id']).lower()}"}
-            if entry.full_url:
-                keys.add(_ref_key(entry.full_url))
+        if ods:
+            # by id, urn:uuid, fullUrl and identifier (conditional references): what a
+            # Patient.generalPractitioner or an Encounter.serviceProvider in another file
+            # resolves to
             for k in keys:
                 self.run.index("organization", self.pseudo.key_of(k), ods, None)
         if not ods:
@@ -997,15 +997,7 @@ class FhirMapper:
             return
         period = res.get("period") if isinstance(res.get("period"), dict) else {}
         diag_pairs = self._encounter_diagnoses(res, scope)
-        provider = None
-        sp = res.get("serviceProvider")
-        if isinstance(sp, dict):
-            if _system_uri_is(_get(sp, "identifier", "system"), ODS_SYSTEMS):
-                provider = _get(sp, "identifier", "value")
-            elif isinstance(sp.get("reference"), str):
-                org = scope.get(sp["reference"])
-                if org is not None:
-                    provider = _identifier_value(org, ODS_SYSTEMS)
+        provider, oref = self._service_provider(res, scope)
         if kind == "admissions":
             icd = [c for s, c in diag_pairs if s == "icd10"]
             opcs = [c for s, c in self._encounter_procedures(res, scope) if s == "opcs4"]
@@ -1024,6 +1016,7 @@ class FhirMapper:
                 },
                 ctx,
                 pref=pref,
+                mref=oref,
             )
         else:
             first = diag_pairs[0] if diag_pairs else (None, None)
@@ -1041,7 +1034,39 @@ class FhirMapper:
                 },
                 ctx,
                 pref=pref,
+                mref=oref,
             )
+
+    def _service_provider(self, res: dict, scope: _UnitScope) -> tuple[str | None, str | None]:
+        """(ODS code, hashed reference) of an Encounter's serviceProvider: the code from its
+        identifier, or from the Organization it refers to when that is contained or in the
+        same Bundle; else the hashed key of the reference, which the run resolves at the end
+        through the index of every Organization read in any file of the run."""
+        sp = res.get("serviceProvider")
+        if not isinstance(sp, dict):
+            return None, None
+        ident = sp.get("identifier")
+        if isinstance(ident, dict) and _system_uri_is(ident.get("system"), ODS_SYSTEMS):
+            return str(ident.get("value") or "").strip() or None, None
+        r = sp.get("reference")
+        if not isinstance(r, str) or not r.strip():
+            return None, None
+        r = r.strip()
+        org = _resolve(r, res, scope)
+        if org is not None:
+            if org.get("resourceType") != "Organization":
+                return None, None
+            return _identifier_value(org, ODS_SYSTEMS), None
+        if r.startswith("#") or _ref_type(sp) not in ("Organization", None):
+            return None, None
+        m = re.search(r"identifier=([^&]*)", r) if "?" in r else None
+        if m:
+            from urllib.parse import unquote
+
+            system, _, value = unquote(m.group(1)).rpartition("|")
+            if _system_uri_is(system, ODS_SYSTEMS) and value.strip():
+                return value.strip(), None  # Organization?identifier=<ODS system>|<code>
+        return None, self._org_ref_key(r)
 
     def _primary_care_evidence(self, res: dict, scope: _UnitScope) -> None:
         """Spill (patient, serviceProvider, date, general-practice style?) of an ambulatory

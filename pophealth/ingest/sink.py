@@ -331,6 +331,8 @@ class Run:
         self._extra: dict[str, Any] = {}
         self._evidence: list[dict] = []
         self._inferred_rejected = 0
+        #: rows loaded whose serviceProvider Organization resolved nowhere, by table
+        self._no_provider: Counter = Counter()
         #: (rkey, reason) of patients records quarantined as a conflict (see _resolve)
         self._conflicts: list[tuple[int, str]] = []
         self._patients_resolved = False
@@ -727,6 +729,15 @@ class Run:
                     "nothing loaded: the store was left unchanged (see the quarantine report)"
                 )
             self._count_outcomes(con)
+            for name, n in self._no_provider.items():
+                if n:
+                    self.notes.append(
+                        f"{n:,} {name.replace('_', ' ')} loaded without a provider: the "
+                        "Encounter.serviceProvider Organization they refer to is in no input "
+                        "file"
+                        + (" nor in the store's index" if self.append else "")
+                        + ", or has no ODS code"
+                    )
             if self._inferred_rejected:
                 self.notes.append(
                     f"{self._inferred_rejected:,} inferred registration row(s) were quarantined "
@@ -1046,6 +1057,11 @@ class Run:
                 "coalesce(s.practice_id, m.system) AS practice_id",
                 "coalesce(s.source, 'recorded') AS source",
             ]
+        if name in ("admissions", "emergency_attendances"):
+            # an Encounter.serviceProvider Organization read from another file of the run
+            # (or, appending, of an earlier run): its ODS code
+            extra_join = " LEFT JOIN idx_organization m ON s._mref = m.key"
+            replace.append("coalesce(s.provider, m.system) AS provider")
         if name == "medications":
             extra_join = " LEFT JOIN idx_medication m ON s._mref = m.key"
             replace += [
@@ -1314,6 +1330,10 @@ class Run:
                     strict=True,
                 )
             )
+        if name in ("admissions", "emergency_attendances"):
+            # loaded without a provider (it is optional): counted for a note, not quarantined
+            unresolved = df["provider"].isna().to_numpy() & df["_mref"].notna().to_numpy()
+            self._no_provider[name] += int((unresolved & (outcome == "loaded")).sum())
         self._account(name, df, outcome)
 
     def _account(self, name: str, df: pd.DataFrame, outcome: np.ndarray) -> None:

@@ -284,3 +284,108 @@ def test_cli_patient_ids_option(tmp_path, monkeypatch):
         app, ["ingest", "csv", str(d), "--out", str(tmp_path / "c"), "--patient-ids", "nhs-number"]
     )
     assert ok.exit_code == 0, ok.output
+
+
+# -- Encounter.serviceProvider across the files of one run --------------------------------
+
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+def _write(path, resources) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in resources))
+
+
+def _encounter(eid: str, klass: str, provider: dict | None, start: str = "2021-03-01") -> dict:
+    enc = {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"code": klass},
+        "subject": {"reference": "Patient/p1"},
+        "period": {"start": f"{start}T10:00:00Z", "end": f"{start}T18:00:00Z"},
+    }
+    if provider is not None:
+        enc["serviceProvider"] = provider
+    return enc
+
+
+def test_service_provider_resolves_to_an_organization_in_another_file(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(
+        src / "Organization.ndjson",
+        [
+            {
+                "resourceType": "Organization",
+                "id": "h1",
+                "identifier": [{"system": ODS, "value": "RXH01"}],
+                "name": "Royal Hospital",
+            },
+            {
+                "resourceType": "Organization",
+                "id": "h2",
+                "identifier": [{"system": "https://example.org/orgs", "value": "local-7"}],
+                "name": "No ODS code",
+            },
+            {
+                "resourceType": "Organization",
+                "id": "h3",
+                "identifier": [{"system": ODS, "value": "RXH03"}],
+            },
+        ],
+    )
+    _write(src / "Patient.ndjson", [{"resourceType": "Patient", "id": "p1", "birthDate": "1950"}])
+    _write(
+        src / "Encounter.ndjson",
+        [
+            _encounter("a1", "IMP", {"reference": "Organization/h1"}, "2021-03-01"),
+            _encounter("a2", "IMP", {"reference": "Organization/h2"}, "2021-04-01"),
+            _encounter("a3", "IMP", {"reference": "Organization/gone"}, "2021-05-01"),
+            _encounter(
+                "a4", "IMP", {"reference": "https://server/fhir/Organization/h3"}, "2021-06-01"
+            ),
+            _encounter(
+                "a5",
+                "IMP",
+                {"reference": f"Organization?identifier={ODS}|RXH05"},
+                "2021-07-01",
+            ),
+            _encounter("e1", "EMER", {"reference": "Organization/h1"}, "2021-08-01"),
+        ],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    store = Store.open(tmp_path / "st")
+    adm = store.read("admissions").to_pandas().sort_values("admission_date")
+    assert [None if pd.isna(x) else x for x in adm.provider] == [
+        "RXH01",
+        None,  # the Organization has no ODS code
+        None,  # dangling: loaded without a provider, and said so
+        "RXH03",
+        "RXH05",
+    ]
+    ed = store.read("emergency_attendances").to_pandas()
+    assert list(ed.provider) == ["RXH01"]
+    assert any(n.startswith("2 admissions loaded without a provider") for n in s.notes), s.notes
+
+
+def test_service_provider_resolves_across_append_runs(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _write(
+        a / "Organization.ndjson",
+        [
+            {
+                "resourceType": "Organization",
+                "id": "h1",
+                "identifier": [{"system": ODS, "value": "RXH01"}],
+            }
+        ],
+    )
+    _write(a / "Patient.ndjson", [{"resourceType": "Patient", "id": "p1", "birthDate": "1950"}])
+    _write(b / "Encounter.ndjson", [_encounter("a1", "IMP", {"reference": "Organization/h1"})])
+    ingest_fhir([a], tmp_path / "st", key=KEY)
+    s = ingest_fhir([b], tmp_path / "st", key=KEY, append=True)
+    assert s.balanced and s.tables["admissions"].loaded == 1
+    assert list(Store.open(tmp_path / "st").read("admissions").to_pandas().provider) == ["RXH01"]
