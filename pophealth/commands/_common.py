@@ -133,8 +133,10 @@ EngineOption = Annotated[
 @contextmanager
 def progress():
     """A Rich progress display on stderr; yields a ``step(description, fraction)``-style
-    :class:`rich.progress.Progress`."""
-    with Progress(
+    :class:`rich.progress.Progress`. Work that completes leaves its bar on the screen (or
+    in the log); work stopped by an error, Ctrl-C or an exit leaves none, so a failed
+    command says one line: its error, not that and a bar stopped at 0%."""
+    bar = Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -142,5 +144,14 @@ def progress():
         TimeElapsedColumn(),
         console=console,
         transient=False,
-    ) as bar:
+    )
+    bar.start()
+    try:
         yield bar
+    except BaseException:
+        # cleared from a terminal and never written to a log (nor Rich's blank line after
+        # a bar in a log, which Progress.stop adds)
+        bar.live.transient = True
+        bar.live.stop()
+        raise
+    bar.stop()
