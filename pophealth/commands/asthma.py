@@ -14,7 +14,10 @@ from pophealth.commands._common import (
     fail,
 )
 
-app = typer.Typer(help="Asthma programme tools (the programme itself: `pophealth run asthma`).")
+app = typer.Typer(
+    help="Asthma programme tools (the programme itself: `pophealth run asthma`).",
+    no_args_is_help=True,
+)
 
 
 @app.command("pollution-episode")
@@ -38,7 +41,10 @@ def pollution_episode(
     ],
     index_date: Annotated[
         str | None,
-        typer.Option("--index-date", help="YYYY-MM-DD; default: the store's extract date."),
+        typer.Option(
+            "--index-date",
+            help="YYYY-MM-DD; default: the store's extract date (today if it records none).",
+        ),
     ] = None,
     engine: EngineOption = "duckdb",
 ) -> None:
@@ -55,6 +61,10 @@ def pollution_episode(
 
     suffix = output_format(out, "--out")
     date = parse_date(index_date)
+    if not areas.exists():
+        raise fail(f"--areas {areas}: no such file")
+    if areas.is_dir():
+        raise fail(f"--areas {areas} is a folder; name the CSV of forecast areas")
     check_writable(out, "--out", folder=False)
     try:
         opened = Store.open(store)
