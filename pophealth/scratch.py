@@ -8,11 +8,13 @@ by the out-of-memory killer, or a power cut) cannot. So each such folder carries
 ``<host>-<pid>``, after a fixed prefix, and the next ingest, ``pophealth synth`` or store
 open removes the ones whose process is no longer running on this host. A folder of a live
 process, of another host, or named some other way (by an older pophealth) is never
-touched.
+touched here (a store's write, which holds the store's lock, also removes another host's
+half-built snapshot: see :mod:`pophealth.store`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -29,9 +31,24 @@ log = logging.getLogger(__name__)
 SYNTH_PREFIX = "pophealth-synth-"
 
 
+#: the longest host part of an owner tag; a longer host name is cut and a digest of the
+#: whole name added, so that two hosts whose names share their first characters differ
+HOST_CHARS = 48
+
+
 def _host() -> str:
     # no "-" in the host part, so that the name splits unambiguously
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:48] or "host"
+    name = socket.gethostname()
+    host = re.sub(r"[^A-Za-z0-9.]", "_", name) or "host"
+    if len(host) > HOST_CHARS:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        host = f"{host[: HOST_CHARS - 9]}.{digest}"
+    return host
+
+
+def this_host() -> str:
+    """The host part of this process's owner tag."""
+    return _host()
 
 
 def owner_tag(pid: int | None = None) -> str:
@@ -63,6 +80,19 @@ def pid_alive(pid: int) -> bool:
 
 def _owner(name: str, prefix: str) -> tuple[str, int] | None:
     m = re.fullmatch(re.escape(prefix) + r"([A-Za-z0-9._]+)-([0-9]+)-.+", name)
+    return None if m is None else (m.group(1), int(m.group(2)))
+
+
+def folder_owner(name: str, prefix: str) -> tuple[str, int] | None:
+    """``(host, pid)`` of a folder ``<prefix><host>-<pid>-…`` made by :func:`make_dir`;
+    None if it is not named so."""
+    return _owner(name, prefix)
+
+
+def parse_owner(tag: str) -> tuple[str, int] | None:
+    """``(host, pid)`` of an owner tag ``<host>-<pid>`` (see :func:`owner_tag`); None if
+    ``tag`` is not one."""
+    m = re.fullmatch(r"([A-Za-z0-9._]+)-([0-9]+)", tag)
     return None if m is None else (m.group(1), int(m.group(2)))
 
 

@@ -7,6 +7,9 @@ Layout of a store directory::
       snapshots/<id>/<table>.parquet   one file per canonical table (every table present,
                                        possibly empty)
       snapshots/<id>/metadata.json     schema version, provenance, row counts
+      snapshots/<id>/.superseded       made when a write first finds it superseded
+      readers/<id>@<host>-<pid>        a reader's lease on a snapshot (renewed)
+      .write-lock                      held by the writer
 
 A write builds a complete new snapshot beside the live one (unchanged tables are
 hard-linked, not copied), flushes it to disk, and only then swaps ``CURRENT`` with
@@ -20,16 +23,43 @@ its snapshot to removing the old ones, and is refused (nothing written) when the
 was written since it was opened — it would otherwise carry over tables that write
 replaced, and undo it.
 
-A write the disk or the folder refuses (full, over quota, read-only, not permitted) is a
-:class:`StoreError` naming the store and what was being written; nothing is committed.
+Any failure of a write — the disk or the folder refusing it (full, over quota,
+read-only, not permitted), DuckDB's sort of a coded table running out of memory or of
+disk to spill to — is a :class:`StoreError` naming the store, what was being written and
+the cause; nothing is committed and the half-built snapshot is removed. (An exception the
+caller's own chunks raise — an ingest refusing its input — passes through unchanged.)
+A half-built folder of another host is removed by the next write: under the write lock no
+other writer is building.
 
 Readers hold a lease: while a :class:`Store` object (or a backend from its
-:meth:`Store.connect`) lives, a file
-``STORE/readers/<snapshot>@<host>-<pid>`` says that process reads that snapshot, and
-another process's write keeps it (a long ``pophealth run``, or a web app, still finds its
-files after an ingest commits); the first write after the reader is gone removes it. A
-process's own leases do not hold back its own writes; a store that cannot be written (a
-read-only copy) takes no leases.
+:meth:`Store.connect`) lives, a file ``STORE/readers/<snapshot>@<host>-<pid>`` says that
+process reads that snapshot, and another process's write keeps it (a long
+``pophealth run``, or a web app, still finds its files after an ingest commits). A
+process's own leases do not hold back its own writes. A write removes a lease whose
+reader is gone:
+
+* a lease of a process on this host, once that process is no longer running;
+* a lease from another host (a shared file system: NFS, a Spark cluster), whose process
+  cannot be checked, once it has not been renewed for ``POPHEALTH_LEASE_EXPIRY_SECONDS``
+  (default 3600, at least 900). A reading process renews its leases every 5 minutes from
+  a background thread (it touches their files), so a live reader's lease does not expire
+  unless the process stops (``Ctrl-Z``, a suspended machine) or cannot reach the store for
+  longer than that. The age is measured by the clock that stamps the store's files (the
+  writer touches its write lock and compares the times): on a network file system that
+  is the server's, so the hosts' clocks need not agree. Where clients stamp the times
+  themselves, keep the expiry well above the largest difference between their clocks.
+
+A reader that cannot write the store (a web app running as another user, a read-only
+mount) takes no lease. What protects it is a grace period: a snapshot is kept at least
+``POPHEALTH_SNAPSHOT_GRACE_SECONDS`` (default 3600) after a write first finds it
+superseded (the time of a file ``.superseded`` put in its folder), and is removed by the
+first write after that which no lease holds back. So a reader without a lease has at
+least that long after an ingest commits to finish with the snapshot it opened; one that
+runs longer, or keeps one :class:`Store` for good, should open the store again (or be
+given a lease: a ``readers/`` folder it may write, e.g. group-writable). Set to 0, a
+superseded snapshot goes at the first write no lease holds back: for a store every reader
+of which can write. Both settings are read from the environment of the writing process,
+the one that removes snapshots; a value that is not a number of seconds refuses the write.
 
 A coded table (``cluster_by`` in :mod:`pophealth.schema`: events, medications,
 operations, emergency attendances) is written sorted by coding system, code and date in
@@ -47,8 +77,12 @@ import contextlib
 import datetime as dt
 import errno
 import json
+import logging
+import math
 import os
 import shutil
+import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -60,7 +94,17 @@ import pyarrow.parquet as pq
 
 from pophealth import __version__
 from pophealth.schema import SCHEMA_VERSION, TABLES, arrow_schema, table
-from pophealth.scratch import in_use, owner_tag, remove_stale, stale_owner
+from pophealth.scratch import (
+    folder_owner,
+    in_use,
+    owner_tag,
+    parse_owner,
+    pid_alive,
+    remove_stale,
+    this_host,
+)
+
+log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
 #: held by a writer while it writes (see :func:`_write_lock`)
@@ -183,27 +227,72 @@ def _write_clustered(name: str, data, target: Path, keys: tuple[str, ...]) -> in
     return rows
 
 
-#: errors of the disk the store is on (full, over quota, a file too large, read-only)
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+class _Source:
+    """A table's chunks as the caller gives them, remembering an exception they raise
+    (``failures``): that one (an ingest refusing its input, an input file that cannot be
+    read) is the caller's to handle, and passes through a write unchanged; any other
+    failure of a write is a :class:`StoreError`."""
+
+    def __init__(self, data: Iterable, failures: list[BaseException]):
+        self._data = data
+        self._failures = failures
+
+    def __iter__(self) -> Iterator:
+        try:
+            chunks = iter(self._data)
+        except BaseException as exc:
+            self._failures.append(exc)
+            raise
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except BaseException as exc:
+                self._failures.append(exc)
+                raise
+            yield chunk
 
 
-def _cannot_store(exc: OSError, path: Path) -> bool:
-    """Whether ``exc``, raised during a write, says the store's disk or folder refused the
-    data (not, say, an input file an ingest reads while it writes)."""
-    if exc.errno in _DISK_ERRORS:
-        return True
-    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None:
-        with contextlib.suppress(ValueError):
-            Path(os.path.abspath(exc.filename)).relative_to(os.path.abspath(path))
-            return True
-    return False
+#: errno values of a disk that is full or over quota
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+#: the same, as DuckDB words it (the sort of a coded table spills to the store's disk)
+_FULL_WORDS = ("no space left", "quota exceeded")
 
 
-def _why(exc: OSError) -> str:
-    why = os.strerror(exc.errno) if exc.errno else str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+def _why(exc: BaseException) -> str:
+    """What went wrong, in a line, with advice where the disk or memory ran out."""
+    if isinstance(exc, OSError) and exc.errno:
+        why = os.strerror(exc.errno)
+        full = exc.errno in _FULL
+    else:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        if len(why) > 600:
+            why = why[:600] + "..."
+        full = any(word in why.lower() for word in _FULL_WORDS)
+        if "out of memory" in why.lower():
+            why += (
+                f" (sorting a coded table holds up to {SORT_MEMORY} in memory and spills the "
+                "rest to the store's disk: free some memory or space there)"
+            )
+    if full:
         why += " (free some space, or write the store elsewhere)"
     return why
+
+
+def _not_writable(path: Path) -> str:
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    return "permission denied"
+
+
+try:
+    import fcntl  # noqa: F401 - whether writers take turns (not on Windows)
+
+    _LOCKS = True
+except ImportError:  # pragma: no cover - Windows
+    _LOCKS = False
 
 
 @contextlib.contextmanager
@@ -224,7 +313,12 @@ def _write_lock(path: Path) -> Iterator[None]:
             f"cannot write to {path}: cannot open its write lock {WRITE_LOCK}: {_why(exc)}"
         ) from exc
     with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. a network file system without locks (ENOLCK)
+            raise StoreError(
+                f"cannot write to {path}: cannot lock its write lock {WRITE_LOCK}: {_why(exc)}"
+            ) from exc
         try:
             yield
         finally:
@@ -302,58 +396,216 @@ def _regroup(batches: Iterable[pa.RecordBatch], size: int) -> Iterable[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
+#: How often (seconds) a reading process renews its leases: a background thread touches
+#: each lease file, so that its time says the reader is still there.
+LEASE_RENEW_SECONDS = 300.0
+#: Setting (an environment variable of the writing process): seconds after its last renewal
+#: that a lease from another host is stale. Default :data:`LEASE_EXPIRY_SECONDS`; at least
+#: three renewals (:data:`LEASE_EXPIRY_MINIMUM`).
+LEASE_EXPIRY_SETTING = "POPHEALTH_LEASE_EXPIRY_SECONDS"
+LEASE_EXPIRY_SECONDS = 3600.0
+LEASE_EXPIRY_MINIMUM = 3 * LEASE_RENEW_SECONDS
+#: Setting (an environment variable of the writing process): seconds a superseded snapshot
+#: is kept, at least, for readers that hold no lease (they cannot write the store). Default
+#: :data:`GRACE_SECONDS`; 0 removes superseded snapshots at the first write once no lease
+#: holds them.
+GRACE_SETTING = "POPHEALTH_SNAPSHOT_GRACE_SECONDS"
+GRACE_SECONDS = 3600.0
+#: a file a write puts in a snapshot folder when it first finds that snapshot superseded:
+#: the grace period counts from its time
+SUPERSEDED = ".superseded"
+
 #: lease file -> number of Store objects of this process reading its snapshot
 _leases: dict[Path, int] = {}
+_lease_lock = threading.Lock()
+#: the process whose renewal thread runs (a forked child starts its own)
+_renewing_in: int | None = None
+
+
+def _reset_after_fork() -> None:
+    global _lease_lock, _renewing_in
+    _lease_lock = threading.Lock()  # the parent's may have been held by its renewal thread
+    _renewing_in = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _renew_leases(pid: int) -> None:
+    """Touch this process's lease files every :data:`LEASE_RENEW_SECONDS` (for ever: a
+    daemon thread). A lease removed meanwhile (this process was stopped for longer than
+    the expiry) is made again, in case its snapshot is still there."""
+    while True:
+        time.sleep(LEASE_RENEW_SECONDS)
+        tag = f"@{owner_tag(pid)}"
+        with _lease_lock:
+            held = [lease for lease in _leases if lease.name.endswith(tag)]
+        for lease in held:
+            try:
+                os.utime(lease)
+            except FileNotFoundError:
+                with contextlib.suppress(OSError):
+                    lease.touch()
+            except OSError:
+                pass
+
+
+def _start_renewing() -> None:
+    global _renewing_in
+    if _renewing_in == os.getpid():
+        return
+    _renewing_in = os.getpid()
+    threading.Thread(
+        target=_renew_leases, args=(os.getpid(),), name="pophealth-lease-renewal", daemon=True
+    ).start()
+
+
+def _lease_path(path: Path, snapshot: str) -> Path:
+    # the real folder: one store opened by two paths (a symlink, a relative path, a change
+    # of working folder) is one lease file, counted once
+    return Path(os.path.realpath(path / READERS)) / f"{snapshot}@{owner_tag()}"
 
 
 def _take_lease(path: Path, snapshot: str) -> Path | None:
     """Record that this process reads ``snapshot`` (a file ``readers/<snapshot>@<host>-<pid>``)
-    so that another process's write does not remove it; None where the store cannot be
-    written (a read-only copy: no writer there either)."""
-    lease = path / READERS / f"{snapshot}@{owner_tag()}"
-    if lease not in _leases:
-        try:
-            lease.parent.mkdir(exist_ok=True)
-            lease.touch()
-        except OSError:
-            return None
-        _leases[lease] = 0
-    _leases[lease] += 1
+    so that another process's write does not remove it, and keep it renewed; None where
+    the lease cannot be written (a reader without write access: see the grace period)."""
+    lease = _lease_path(path, snapshot)
+    with _lease_lock:
+        if lease not in _leases:
+            try:
+                lease.parent.mkdir(exist_ok=True)
+                lease.touch()
+            except OSError:
+                return None
+            _leases[lease] = 0
+        _leases[lease] += 1
+    _start_renewing()
     return lease
 
 
 def _drop_lease(lease: Path | None) -> None:
-    if lease is None or lease not in _leases:
+    if lease is None:
         return
     if not lease.name.endswith(f"@{owner_tag()}"):
         # a process forked from the reader (an ingest's worker) inherits its Store objects:
         # when its copy goes, the lease file stays, for the reader still holds it
         return
-    _leases[lease] -= 1
-    if _leases[lease] <= 0:
+    with _lease_lock:
+        if lease not in _leases:
+            return
+        _leases[lease] -= 1
+        if _leases[lease] > 0:
+            return
         del _leases[lease]
-        lease.unlink(missing_ok=True)
+    lease.unlink(missing_ok=True)
 
 
-def _leased_by_others(path: Path) -> set[str]:
-    """Snapshots another live process reads (its lease names it); leases of processes that
-    are gone are removed. A lease from another host counts: it cannot be checked."""
+def _seconds(name: str, default: float, minimum: float) -> float:
+    """The setting ``name`` (environment), in seconds; a StoreError if it is not one."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= minimum):
+        raise StoreError(
+            f"{name}={text!r}: expected a number of seconds, at least {minimum:g}; "
+            "nothing was written"
+        )
+    return value
+
+
+def lease_expiry() -> float:
+    """Seconds after its last renewal that a lease from another host is stale
+    (:data:`LEASE_EXPIRY_SETTING`)."""
+    return _seconds(LEASE_EXPIRY_SETTING, LEASE_EXPIRY_SECONDS, LEASE_EXPIRY_MINIMUM)
+
+
+def snapshot_grace() -> float:
+    """Seconds a superseded snapshot is kept at least (:data:`GRACE_SETTING`)."""
+    return _seconds(GRACE_SETTING, GRACE_SECONDS, 0.0)
+
+
+def _store_clock(path: Path) -> float:
+    """Now, by the clock that stamps the store's files: the time of the write lock, touched
+    (on a network file system, the server's clock, which stamps the leases too, so that
+    the clocks of the hosts need not agree). This machine's clock where it cannot be."""
+    lock = path / WRITE_LOCK
+    try:
+        os.utime(lock)
+        return lock.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _leased_by_others(path: Path, now: float, expiry: float) -> set[str]:
+    """Snapshots another process reads (its lease names it). A lease of a process of this
+    host that is gone is removed; a lease from another host, whose process cannot be
+    checked, counts until it has not been renewed for ``expiry`` seconds (by the store's
+    clock, ``now``), then it is removed as stale."""
     leased: set[str] = set()
-    me = owner_tag()
+    me, here = owner_tag(), this_host()
     try:
         entries = list((path / READERS).iterdir())
     except OSError:
         return leased
     for entry in entries:
-        snapshot, _, owner = entry.name.rpartition("@")
-        if not snapshot or owner == me:
+        snapshot, _, tag = entry.name.rpartition("@")
+        if not snapshot or tag == me:
             continue
-        # the owner as a folder name scratch can read: "<prefix><host>-<pid>-<anything>"
-        if stale_owner(f"{READERS}{owner}-lease", READERS) is not None:
-            entry.unlink(missing_ok=True)  # its process is gone
-        else:
+        owner = parse_owner(tag)
+        if owner is None:  # not a lease pophealth wrote: keep what it names
             leased.add(snapshot)
+        elif owner[0] == here:
+            if pid_alive(owner[1]):
+                leased.add(snapshot)
+            else:  # its process is gone
+                entry.unlink(missing_ok=True)
+        else:
+            try:
+                age = now - entry.stat().st_mtime
+            except FileNotFoundError:
+                continue  # dropped meanwhile
+            except OSError:
+                leased.add(snapshot)  # cannot tell: keep it
+                continue
+            if age <= expiry:
+                leased.add(snapshot)
+                continue
+            log.warning(
+                "%s: the lease of process %d on host %s on snapshot %s was last renewed "
+                "%.0f s ago (more than %s=%g): taken as stale",
+                path,
+                owner[1],
+                owner[0],
+                snapshot,
+                age,
+                LEASE_EXPIRY_SETTING,
+                expiry,
+            )
+            with contextlib.suppress(OSError):
+                entry.unlink()
     return leased
+
+
+def _read_current(path: Path) -> str:
+    """The live snapshot's name, from ``CURRENT``; a StoreError if it cannot be read or
+    names no snapshot (a store copied while a write committed, a truncated file)."""
+    try:
+        snapshot = (path / CURRENT).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = _why(exc) if isinstance(exc, OSError) else "not text"
+        raise StoreError(f"cannot read the store {path}: its {CURRENT} file: {why}") from exc
+    if not snapshot or snapshot in (".", "..") or "/" in snapshot or "\\" in snapshot:
+        raise StoreError(
+            f"{path}: its {CURRENT} file names no snapshot ({snapshot[:80]!r}): the store is "
+            "damaged (copied while it was written?); copy it again, or rebuild it"
+        )
+    return snapshot
 
 
 class Store:
@@ -387,7 +639,7 @@ class Store:
             raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file)")
         removed = _remove_stale_snapshots(path)
         for attempt in range(3):
-            snapshot = (path / CURRENT).read_text().strip()
+            snapshot = _read_current(path)
             # the lease first, then CURRENT again: a write committed in between (whose
             # clean-up may not have seen the lease) sends us on to the new snapshot
             lease = _take_lease(path, snapshot)
@@ -396,12 +648,12 @@ class Store:
                 try:
                     metadata = json.loads(meta_path.read_text())
                 except (OSError, json.JSONDecodeError) as exc:
-                    if attempt < 2 and (path / CURRENT).read_text().strip() != snapshot:
+                    if attempt < 2 and _read_current(path) != snapshot:
                         continue
                     raise StoreError(
                         f"{path}: the live snapshot's metadata is unreadable: {exc}"
                     ) from exc
-                if attempt < 2 and (path / CURRENT).read_text().strip() != snapshot:
+                if attempt < 2 and _read_current(path) != snapshot:
                     continue
                 version = metadata.get("schema_version")
                 if version != SCHEMA_VERSION:
@@ -490,16 +742,32 @@ class Store:
         for name in tables:
             if name not in TABLES:
                 raise StoreError(f"no canonical table {name!r}")
+        # read now: a setting that is not a number refuses the write before it starts
+        expiry, grace = lease_expiry(), snapshot_grace()
+        if self.snapshot is not None and not self.is_store(self.path):
+            # moved or removed since it was opened: a write would make an empty folder there
+            raise StoreError(
+                f"{self.path} is no longer a pophealth store (it has no {CURRENT} file: moved "
+                "or removed since it was opened); nothing was written: open the store where "
+                "it is now and repeat"
+            )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / SNAPSHOTS).mkdir(exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot write to {self.path}: {exc.strerror or exc}") from exc
+            raise StoreError(f"cannot write to {self.path}: {_why(exc)}") from exc
         if not os.access(self.path, os.W_OK):
-            raise StoreError(f"cannot write to {self.path}: permission denied")
+            raise StoreError(f"cannot write to {self.path}: {_not_writable(self.path)}")
 
         with _write_lock(self.path):
-            live = (self.path / CURRENT).read_text().strip() if self.is_store(self.path) else None
+            try:
+                live = (
+                    (self.path / CURRENT).read_text().strip() if self.is_store(self.path) else None
+                )
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot write to {self.path}: cannot read its {CURRENT} file: {_why(exc)}"
+                ) from exc
             if live != self.snapshot:
                 raise StoreError(
                     f"{self.path} was written since this Store was opened (by another "
@@ -517,13 +785,22 @@ class Store:
             meta_tables: dict[str, Any] = {}
             final = self.path / SNAPSHOTS / snap_id
             step = "its new snapshot folder"
+            #: exceptions the caller's chunks raised: theirs, passed through unchanged
+            failures: list[BaseException] = []
             try:
                 tmp.mkdir()
                 for name in TABLES:
                     step = f"table {name}"
                     target = tmp / f"{name}.parquet"
                     if name in tables:
-                        rows = _write_parquet(name, tables[name], target)
+                        try:
+                            data = tables[name]
+                        except BaseException as exc:
+                            failures.append(exc)
+                            raise
+                        if not isinstance(data, pa.Table | pa.RecordBatch):
+                            data = _Source(data, failures)
+                        rows = _write_parquet(name, data, target)
                         meta_tables[name] = {"rows": rows}
                     elif name in old_tables:
                         os.link(self.table_path(name), target)
@@ -532,6 +809,7 @@ class Store:
                         pq.write_table(arrow_schema(name).empty_table(), target)
                         _fsync_file(target)
                         meta_tables[name] = {"rows": 0}
+                step = "its metadata"
                 history = [] if replace_all else list(self.metadata.get("provenance", []))
                 history.append(
                     {
@@ -558,7 +836,6 @@ class Store:
                     "provenance": history,
                     **extra,
                 }
-                step = "its metadata"
                 (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
                 _fsync_file(tmp / METADATA)
                 # the folder's entries too: after a power cut the renamed snapshot must hold
@@ -585,27 +862,68 @@ class Store:
                 if live != snap_id:
                     shutil.rmtree(final, ignore_errors=True)
                     (self.path / f".{CURRENT}.{snap_id}").unlink(missing_ok=True)
-                if isinstance(exc, OSError) and _cannot_store(exc, self.path):
-                    kept = f"snapshot {self.snapshot}" if self.snapshot else "no data yet"
-                    raise StoreError(
-                        f"cannot write to {self.path}: {_why(exc)} (writing {step}); nothing "
-                        f"was committed: the store keeps its previous state ({kept})"
-                    ) from exc
-                raise
+                # an interrupt (Ctrl-C), the caller's own error, or one that says what is
+                # wrong (a table that does not fit) goes as it is; any other is the store's
+                if (
+                    not isinstance(exc, Exception)
+                    or isinstance(exc, StoreError)
+                    or any(exc is failure for failure in failures)
+                    or live == snap_id
+                ):
+                    raise
+                kept = f"snapshot {self.snapshot}" if self.snapshot else "no data yet"
+                raise StoreError(
+                    f"cannot write to {self.path}: {_why(exc)} (writing {step}); nothing "
+                    f"was committed: the store keeps its previous state ({kept})"
+                ) from exc
             store = Store(self.path, snap_id, metadata)
-            store._collect_garbage()
+            try:
+                store._collect_garbage(grace=grace, expiry=expiry)
+            except Exception as exc:  # committed all the same: the next write tries again
+                log.warning(
+                    "%s: snapshot %s is committed, but old snapshots could not be removed: %s",
+                    self.path,
+                    snap_id,
+                    _why(exc),
+                )
             return store
 
-    def _collect_garbage(self) -> None:
-        """Remove every snapshot and pointer file but the live one (leftovers of old or
-        interrupted writes). Never touches the live snapshot, nor a snapshot another
-        process is building."""
-        leased = _leased_by_others(self.path)
+    def _collect_garbage(self, *, grace: float, expiry: float) -> None:
+        """Remove the snapshots and pointer files that are not live (leftovers of old or
+        interrupted writes), once no other process's lease holds them and the grace
+        period since they were superseded is over (see :data:`GRACE_SETTING`). Never
+        touches the live snapshot, nor a snapshot another process of this host is
+        building. Runs under the write lock."""
+        now = _store_clock(self.path)
+        leased = _leased_by_others(self.path, now, expiry)
+        here = this_host()
         for entry in (self.path / SNAPSHOTS).iterdir():
-            if entry.name == self.snapshot or entry.name in leased:
-                continue  # live, or still read by another process
-            if not in_use(entry.name, BUILDING):
+            name = entry.name
+            if name == self.snapshot:
+                continue
+            if name.startswith(BUILDING):
+                owner = folder_owner(name, BUILDING)
+                # under the write lock no other writer builds: a folder from another host
+                # (whose process cannot be checked) is a killed writer's
+                if in_use(name, BUILDING) and not (_LOCKS and owner and owner[0] != here):
+                    continue
                 shutil.rmtree(entry, ignore_errors=True)
+                continue
+            if grace > 0:
+                marker = entry / SUPERSEDED
+                try:
+                    age = now - marker.stat().st_mtime
+                except FileNotFoundError:
+                    with contextlib.suppress(OSError):
+                        marker.touch()  # superseded by now: its grace period starts
+                    continue
+                except OSError:
+                    continue
+                if age < grace:
+                    continue  # a reader without a lease may still read it
+            if name in leased:
+                continue  # still read by another process
+            shutil.rmtree(entry, ignore_errors=True)
         for entry in self.path.glob(f".{CURRENT}.*"):
             entry.unlink(missing_ok=True)
 

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pytest
 
 from pophealth.schema import TABLES
-from pophealth.store import Store
+from pophealth.store import GRACE_SETTING, Store
 
 TESTS = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, TESTS)
-from foundation.test_store_snapshots import patients_table  # noqa: E402
+from foundation.test_store_snapshots import no_grace_period, patients_table  # noqa: E402, F401
 
 #: what the old and the new snapshot hold: (patients rows, events rows)
 OLD, NEW = (7, 0), (5, 3)
@@ -139,7 +139,9 @@ STOPPING_WRITERS = """
 
 @pytest.fixture(scope="module")
 def stopping_writers():
-    server = _python(STOPPING_WRITERS.format(tests=TESTS))
+    # started before no_grace_period sets it for each test
+    env = {**os.environ, GRACE_SETTING: "0"}
+    server = _python(STOPPING_WRITERS.format(tests=TESTS), env=env)
     yield server
     server.kill()
     server.wait()

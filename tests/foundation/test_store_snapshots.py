@@ -12,7 +12,14 @@ import pyarrow as pa
 import pytest
 
 from pophealth.schema import SCHEMA_VERSION, TABLES
-from pophealth.store import Store, StoreError
+from pophealth.store import GRACE_SETTING, Store, StoreError
+
+
+@pytest.fixture(autouse=True)
+def no_grace_period(monkeypatch):
+    """These tests are about leases: a superseded snapshot goes as soon as no lease holds
+    it (the grace period for readers without a lease is tested in test_store_audit12.py)."""
+    monkeypatch.setenv(GRACE_SETTING, "0")
 
 
 def patients_table(n: int, prefix: str = "p") -> pa.Table:
