@@ -122,12 +122,14 @@ def _run(call) -> None:
 def _report(summary) -> None:
     t = Table(title=f"ingest {summary.kind} → {summary.store} (run {summary.run_id})")
     inferred = any(c.inferred for c in summary.tables.values())
+    withdrawn = any(c.withdrawn or c.withdrawn_from_store for c in summary.tables.values())
     heads = ["table", "rows in", "loaded", "quarantined", "duplicates", "kept from store"]
     heads += ["inferred"] if inferred else []
+    heads += ["withdrawn", "withdrawn from store"] if withdrawn else []
     for c in [*heads, "ok"]:
         t.add_column(c, justify="left" if c == "table" else "right")
     for name, c in summary.tables.items():
-        if c.rows_in or c.kept_from_store or c.inferred:
+        if c.rows_in or c.kept_from_store or c.inferred or c.withdrawn_from_store:
             cells = [
                 name,
                 f"{c.rows_in:,}",
@@ -137,6 +139,7 @@ def _report(summary) -> None:
                 f"{c.kept_from_store:,}",
             ]
             cells += [f"{c.inferred:,}"] if inferred else []
+            cells += [f"{c.withdrawn:,}", f"{c.withdrawn_from_store:,}"] if withdrawn else []
             t.add_row(*cells, "✓" if c.balanced else "✗")
     console.print(t)
     r = Table(title="source records: in = loaded + quarantined + skipped")

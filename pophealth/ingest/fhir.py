@@ -89,6 +89,15 @@ SKIP_STATUSES = {
     "revoked",
     "not-taken",
 }
+#: Medication record types, and the statuses with which such a record withdraws the order it
+#: names: a cancelled or entered-in-error MedicationRequest (an EPS cancellation names the
+#: order item it cancels), MedicationDispense or MedicationStatement says that order was
+#: never issued, so a record of it read anywhere in the run (or, appending, in an earlier
+#: run) is not counted. ``stopped`` is not one: a stopped prescription was issued.
+MEDICATION_TYPES = {"MedicationRequest", "MedicationDispense", "MedicationStatement"}
+WITHDRAWING_STATUSES = {"cancelled", "entered-in-error"}
+#: EPS order item number (one line of a prescription; ``groupIdentifier`` is the order).
+EPS_ITEM_SYSTEMS = ("https://fhir.nhs.uk/id/prescription-order-item-number",)
 #: Statuses meaning "has not happened yet", by resource type.
 NOT_YET = {"Encounter": {"planned"}, "Procedure": {"preparation"}}
 #: MedicationRequest intents that are not an issued prescription.
@@ -429,6 +438,20 @@ class FhirMapper:
             run.skip(ctx, reason)
             return
         status = res.get("status")
+        if rtype in MEDICATION_TYPES and isinstance(status, str) and status in WITHDRAWING_STATUSES:
+            okey = self._order_key(res, rtype)
+            if okey is not None:
+                pid, pref = self._evidence_patient(res, scope)
+                if pid is not None or pref is not None:
+                    run.withdraw(okey, pid, pref)
+            run.skip(ctx, f"status {status}")
+            return
+        if rtype == "MedicationDispense" and status != "completed":
+            # in progress, on hold, declined …: nothing was handed over (yet)
+            run.skip(
+                ctx, f"dispense status {status or '(none)'}: only a completed dispense is a supply"
+            )
+            return
         if isinstance(status, str) and (
             status in SKIP_STATUSES or status in NOT_YET.get(rtype, ())
         ):
@@ -972,6 +995,34 @@ class FhirMapper:
             pref=pref,
             mref=mref,
         )
+        okey = self._order_key(res, rtype)
+        if okey is not None:
+            self.run.order(ctx, okey)
+
+    def _order_key(self, res: dict, rtype: str) -> str | None:
+        """Hashed identity of the order a medication record is about: its EPS order item
+        number (with the order number, ``groupIdentifier``), else its first identifier (in
+        sorted order), else its id; None when it has none of these. A cancellation or
+        entered-in-error record with the same key and patient withdraws it."""
+        group = _get(res, "groupIdentifier", "value")
+        group = str(group).strip() if isinstance(group, (str, int)) else ""
+        idents = sorted(
+            (str(i.get("system") or "").strip().lower().rstrip("/"), str(i["value"]).strip())
+            for i in _list(res.get("identifier"))
+            if isinstance(i, dict)
+            and isinstance(i.get("value"), (str, int))
+            and str(i["value"]).strip()
+        )
+        eps = [v for sy, v in idents if sy in EPS_ITEM_SYSTEMS]
+        if eps:
+            key = f"eps-item|{group.upper()}|{eps[0].lower()}"
+        elif idents:
+            key = f"identifier|{idents[0][0]}|{idents[0][1]}"
+        elif res.get("id"):
+            key = f"id|{res['id']}"
+        else:
+            return None
+        return self.pseudo.key_of(f"order:{rtype}|{key}")
 
     # -- encounters ------------------------------------------------------------------
     def encounter(self, res, ctx, scope, entry) -> None:

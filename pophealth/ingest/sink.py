@@ -74,11 +74,26 @@ EVIDENCE_COLUMNS = (
     "date",
     "end_date",
 )
+#: Spilled prescriptions' order keys (see :meth:`Run.order`): ``rkey`` of the record and
+#: ``okey``, the hashed identity of the order (an EPS order item, an identifier, an id).
+ORDERS = "_orders"
+#: Spilled withdrawals (see :meth:`Run.withdraw`): a cancelled or entered-in-error
+#: medication record's ``okey`` and its patient (``patient_id`` or hashed ``_pref``).
+WITHDRAWALS = "_withdrawals"
 #: Columns of the spilled reference-index files, by kind (default: key, system, code).
+#: ``withdrawn`` (order key, patient) and ``issued`` (order key, patient, hash of the
+#: medications row loaded for it) let a later ``--append`` run withdraw across runs.
 INDEX_COLUMNS = {
     "patient": ["key", "pid"],
     "provider": ["key", "practice_id", "name", "is_gp"],
+    "withdrawn": ["key", "pid"],
+    "issued": ["key", "pid", "rowhash"],
 }
+#: Why a prescription withdrawn by a later record is not loaded (the record is skipped).
+WITHDRAWN_REASON = (
+    "withdrawn: a cancelled or entered-in-error record of the same order (EPS order item, "
+    "identifier or id) and patient says it was never issued"
+)
 #: Columns the inference rule fills (the others are null).
 INFERRED_COLUMNS = {
     "registrations": {"patient_id", "practice_id", "start_date", "end_date", "source"},
@@ -179,10 +194,16 @@ class TableCounts:
     #: record, and the practices they name), loaded beside the source's rows; like
     #: ``kept_from_store`` they are not source rows, so not part of the balance
     inferred: int = 0
+    #: source rows not loaded because a cancelled or entered-in-error record withdraws them
+    #: (medications: an EPS cancellation of the order item)
+    withdrawn: int = 0
+    #: rows an earlier run loaded that this run's withdrawals removed from the store (not
+    #: source rows of this run, so not part of the balance)
+    withdrawn_from_store: int = 0
 
     @property
     def balanced(self) -> bool:
-        return self.rows_in == self.loaded + self.quarantined + self.duplicates
+        return self.rows_in == self.loaded + self.quarantined + self.duplicates + self.withdrawn
 
 
 @dataclass
@@ -330,6 +351,8 @@ class Run:
         self._worker_dirs: list[str] = []
         self._extra: dict[str, Any] = {}
         self._evidence: list[dict] = []
+        self._orders: list[tuple[int, str]] = []
+        self._withdrawals: list[tuple[str, str | None, str | None]] = []
         self._inferred_rejected = 0
         #: rows loaded whose serviceProvider Organization resolved nowhere, by table
         self._no_provider: Counter = Counter()
@@ -564,6 +587,54 @@ class Run:
         if len(frame):
             self._write_evidence(frame)
 
+    def order(self, ctx: Context, okey: str) -> None:
+        """The hashed identity of the order (EPS order item, identifier or id) a prescription
+        record issues, so that a withdrawal of it (:meth:`withdraw`) in any file of the run,
+        or of a later ``--append`` run, takes it out."""
+        self._orders.append((ctx.rkey, okey))
+        if len(self._orders) >= self.batch_rows:
+            self._flush_orders()
+
+    def withdraw(self, okey: str, patient_id: str | None, pref: str | None) -> None:
+        """A cancelled or entered-in-error medication record: the order ``okey`` of that
+        patient (``patient_id``, or the hashed reference ``pref`` resolved at the end) was
+        not issued. Prescriptions of this run and, with ``--append``, of earlier runs with
+        that order and patient are not counted."""
+        self._withdrawals.append((okey, patient_id, pref))
+        if len(self._withdrawals) >= self.batch_rows:
+            self._flush_orders()
+
+    def _flush_orders(self) -> None:
+        orders, self._orders = self._orders, []
+        if orders:
+            path = self._path("orders")
+            rkeys, okeys = zip(*orders, strict=True)
+            pq.write_table(
+                pa.table(
+                    {
+                        "rkey": pa.array(rkeys, pa.int64()),
+                        "okey": pa.array(okeys, pa.string()),
+                    }
+                ),
+                path,
+            )
+            self._spills[ORDERS].append(path)
+        rows, self._withdrawals = self._withdrawals, []
+        if rows:
+            path = self._path("withdrawals")
+            okeys, pids, prefs = zip(*rows, strict=True)
+            pq.write_table(
+                pa.table(
+                    {
+                        "okey": pa.array(okeys, pa.string()),
+                        "patient_id": pa.array(pids, pa.string()),
+                        "_pref": pa.array(prefs, pa.string()),
+                    }
+                ),
+                path,
+            )
+            self._spills[WITHDRAWALS].append(path)
+
     def _flush_evidence(self) -> None:
         rows, self._evidence = self._evidence, []
         if rows:
@@ -635,6 +706,7 @@ class Run:
         for kind in list(self._index):
             self._flush_index(kind)
         self._flush_evidence()
+        self._flush_orders()
         self.quarantine.close()
         return {
             "spills": {k: [str(p) for p in v] for k, v in self._spills.items()},
@@ -690,6 +762,7 @@ class Run:
         for kind in list(self._index):
             self._flush_index(kind)
         self._flush_evidence()
+        self._flush_orders()
         con = duckdb.connect()
         con.execute(f"SET temp_directory='{self.tmp / 'duckdb'}'")
         con.execute("SET preserve_insertion_order=false")
@@ -697,6 +770,7 @@ class Run:
         # Bounded memory whatever the input size: DuckDB spills to the temp directory.
         con.execute(f"SET memory_limit='{self.memory_limit}'")
         self._register_index(con)
+        self._register_withdrawals(con)
         committed = False
         try:
             from pophealth.ingest.infer import infer_registrations
@@ -729,6 +803,14 @@ class Run:
                     "nothing loaded: the store was left unchanged (see the quarantine report)"
                 )
             self._count_outcomes(con)
+            meds = self.tables["medications"]
+            if meds.withdrawn or meds.withdrawn_from_store:
+                self.notes.append(
+                    f"{meds.withdrawn:,} prescription row(s) of this run not loaded and "
+                    f"{meds.withdrawn_from_store:,} loaded by earlier runs removed: a cancelled "
+                    "or entered-in-error record of the same order (EPS order item, identifier "
+                    "or id) and patient withdraws them"
+                )
             for name, n in self._no_provider.items():
                 if n:
                     self.notes.append(
@@ -865,6 +947,52 @@ class Run:
             con.execute(
                 "INSERT INTO idx_provider SELECT key, min(practice_id), min(name), max(is_gp) "
                 f"FROM read_parquet({files!r}) GROUP BY key"
+            )
+
+    def _register_withdrawals(self, con) -> None:
+        """Tables of what this run (and, appending, earlier runs) withdrew: ``orders`` (the
+        order key of each prescription record), ``withdrawn`` (order key and patient of each
+        cancelled or entered-in-error record, patients resolved) and ``withdrawn_rows``
+        (hashes of medications rows earlier runs loaded for orders now all withdrawn). This
+        run's withdrawals are kept in the reference index for later ``--append`` runs."""
+        con.execute("CREATE TABLE orders (rkey BIGINT, okey VARCHAR)")
+        con.execute("CREATE TABLE withdrawn (okey VARCHAR, patient_id VARCHAR)")
+        con.execute("CREATE TABLE withdrawn_rows (rowhash VARCHAR)")
+        files = [str(p) for p in self._spills.get(ORDERS, [])]
+        if files:
+            con.execute(f"INSERT INTO orders SELECT rkey, okey FROM read_parquet({files!r})")
+        files = [str(p) for p in self._spills.get(WITHDRAWALS, [])]
+        if files:
+            con.execute(
+                "INSERT INTO withdrawn SELECT DISTINCT w.okey, coalesce(w.patient_id, p.pid) "
+                f"FROM read_parquet({files!r}) w "
+                "LEFT JOIN idx_patient p ON w._pref = p.key AND p.n = 1 "
+                "WHERE coalesce(w.patient_id, p.pid) IS NOT NULL"
+            )
+            if con.execute("SELECT count(*) FROM withdrawn").fetchone()[0]:
+                path = self._path("index-withdrawn")
+                con.execute(
+                    f"COPY (SELECT okey AS key, patient_id AS pid FROM withdrawn) TO '{path}' "
+                    "(FORMAT PARQUET)"
+                )
+                self._index_spills["withdrawn"].append(path)
+        previous = self._previous_index("withdrawn")
+        if previous:
+            con.execute(
+                "INSERT INTO withdrawn SELECT DISTINCT key, pid "
+                f"FROM read_parquet({previous!r}) EXCEPT SELECT okey, patient_id FROM withdrawn"
+            )
+        issued = self._previous_index("issued")
+        if issued and con.execute("SELECT count(*) FROM withdrawn").fetchone()[0]:
+            # a stored row is withdrawn only when every order it was loaded for is (two
+            # identical prescriptions of different orders are one row in the store)
+            con.execute(
+                f"""
+                INSERT INTO withdrawn_rows
+                SELECT i.rowhash FROM read_parquet({issued!r}) i
+                LEFT JOIN withdrawn w ON w.okey = i.key AND w.patient_id = i.pid
+                GROUP BY i.rowhash HAVING bool_and(w.okey IS NOT NULL)
+                """
             )
 
     def _screen_patients(self, con) -> None:
@@ -1062,12 +1190,20 @@ class Run:
             # (or, appending, of an earlier run): its ODS code
             extra_join = " LEFT JOIN idx_organization m ON s._mref = m.key"
             replace.append("coalesce(s.provider, m.system) AS provider")
+        withdrawals = ""
         if name == "medications":
             extra_join = " LEFT JOIN idx_medication m ON s._mref = m.key"
             replace += [
                 "coalesce(s.system, m.system) AS system",
                 "coalesce(s.code, m.code) AS code",
             ]
+            # the order each prescription record issues, and whether a cancelled or
+            # entered-in-error record of the same order and patient withdraws it
+            extra_join += (
+                " LEFT JOIN orders o ON s._rkey = o.rkey"
+                f" LEFT JOIN withdrawn w ON w.okey = o.okey AND w.patient_id = {pid}"
+            )
+            withdrawals = ", o.okey AS _okey, (w.okey IS NOT NULL) AS _wd"
         rep = f" REPLACE ({', '.join(replace)})" if replace else ""
         if name == "patients":
             order = (
@@ -1104,16 +1240,28 @@ class Run:
             if pid:
                 extra_join += f" LEFT JOIN lost_patients l ON l.patient_id = {pid}"
             ok_expr += " AND _fate IS NULL"
+        inner = f"SELECT *, {ok_expr} AS patient_ok FROM r"
+        if withdrawals:
+            # A withdrawn row is its own partition (it neither hides nor is hidden by an
+            # identical prescription of another order); a stored row is withdrawn when its
+            # hash is one an earlier run loaded for orders now all withdrawn.
+            inner = f"""
+                SELECT *, CASE WHEN _old = 1 THEN _rowhash IN (SELECT rowhash FROM withdrawn_rows)
+                               ELSE coalesce(_wd, false) END AS _withdrawn
+                FROM (SELECT *, {ok_expr} AS patient_ok,
+                             md5(CAST(list_value({part}) AS VARCHAR)) AS _rowhash FROM r)
+            """
+            part = f"_withdrawn, {part}"
         sql = f"""
             WITH s AS ({union}),
             r AS (
                 SELECT s.*{rep},
-                       {"p.n" if pid else "NULL"} AS _pn, {fate} AS _fate
+                       {"p.n" if pid else "NULL"} AS _pn, {fate} AS _fate{withdrawals}
                 FROM s {"LEFT JOIN idx_patient p ON s._pref = p.key" if pid else ""}{extra_join}
             )
             SELECT *, CASE WHEN patient_ok THEN row_number() OVER (
                         PARTITION BY patient_ok, {part} ORDER BY {order}) ELSE 1 END AS _dup
-            FROM (SELECT *, {ok_expr} AS patient_ok FROM r)
+            FROM ({inner})
         """
         if name == "patients":
             # Two source records of one patient that disagree (a different date of birth,
@@ -1255,6 +1403,11 @@ class Run:
             named = r["_pref"] if not _isna(r["_pref"]) else r.get("patient_id")
             self._q_row(name, r, "patient_id", named, reason)
         outcome[bad_ref & ~dup] = "quarantined"
+        if "_withdrawn" in df.columns:
+            # withdrawn by a cancelled / entered-in-error record: not loaded (a stored row of
+            # an earlier run is removed), whether or not it repeats another row
+            wd = df["_withdrawn"].fillna(False).to_numpy(bool) & ~bad_ref
+            outcome[wd & np.isin(outcome, ["loaded", "duplicate"])] = "withdrawn"
         if name == "registrations":
             noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()
             noprac &= outcome == "loaded"
@@ -1330,6 +1483,22 @@ class Run:
                     strict=True,
                 )
             )
+        if "_okey" in df.columns:
+            # what was issued for each order, kept for a later --append run's withdrawals
+            issued = (outcome == "loaded") & ~old & df["_okey"].notna().to_numpy()
+            if issued.any():
+                path = self._path("index-issued")
+                pq.write_table(
+                    pa.table(
+                        {
+                            "key": pa.array(df["_okey"][issued].tolist(), pa.string()),
+                            "pid": pa.array(df["patient_id"][issued].tolist(), pa.string()),
+                            "rowhash": pa.array(df["_rowhash"][issued].tolist(), pa.string()),
+                        }
+                    ),
+                    path,
+                )
+                self._index_spills["issued"].append(path)
         if name in ("admissions", "emergency_attendances"):
             # loaded without a provider (it is optional): counted for a note, not quarantined
             unresolved = df["provider"].isna().to_numpy() & df["_mref"].notna().to_numpy()
@@ -1348,7 +1517,9 @@ class Run:
         counts.loaded += int(((outcome == "loaded") & new).sum())
         counts.quarantined += int(((outcome == "quarantined") & new).sum())
         counts.duplicates += int(((outcome == "duplicate") & new).sum())
+        counts.withdrawn += int(((outcome == "withdrawn") & new).sum())
         counts.kept_from_store += int(((outcome == "loaded") & old).sum())
+        counts.withdrawn_from_store += int(((outcome == "withdrawn") & old).sum())
         if new.any():
             out = pa.table(
                 {
@@ -1404,23 +1575,28 @@ class Run:
             SELECT rtype,
                    count(*) FILTER (WHERE st = 'loaded') AS loaded,
                    count(*) FILTER (WHERE st = 'quarantined') AS quarantined,
-                   count(*) FILTER (WHERE st = 'duplicate') AS duplicate
+                   count(*) FILTER (WHERE st = 'duplicate') AS duplicate,
+                   count(*) FILTER (WHERE st = 'withdrawn') AS withdrawn
             FROM (
                 SELECT rkey, any_value(rtype) AS rtype,
                        CASE WHEN bool_or(outcome = 'loaded') THEN 'loaded'
                             WHEN bool_or(outcome = 'quarantined') THEN 'quarantined'
+                            WHEN bool_or(outcome = 'withdrawn') THEN 'withdrawn'
                             ELSE 'duplicate' END AS st
                 FROM read_parquet({files!r}) GROUP BY rkey
             ) GROUP BY rtype
             """
         ).fetchall()
-        for rtype, loaded, quarantined, duplicate in rows:
+        for rtype, loaded, quarantined, duplicate, withdrawn in rows:
             rc = self.records[rtype]
             rc.loaded += loaded
             rc.quarantined += quarantined
             if duplicate:
                 rc.skipped += duplicate
                 rc.skip_reasons["duplicate of a record already loaded"] += duplicate
+            if withdrawn:
+                rc.skipped += withdrawn
+                rc.skip_reasons[WITHDRAWN_REASON] += withdrawn
 
 
 #: the patients columns compared between two records of one patient in a run (SQL giving

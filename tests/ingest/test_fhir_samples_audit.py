@@ -198,8 +198,15 @@ class Expected:
         self.rows: dict[str, set] = defaultdict(set)
         self.skipped: Counter = Counter()  # (type, reason word) expected to be skipped
         self.not_loaded: dict[str, list[str]] = defaultdict(list)
+        # prescriptions by (patient, order), and the orders a cancelled or entered-in-error
+        # record withdraws (an EPS cancellation names the order item it cancels)
+        self.issued: list[tuple[tuple, tuple]] = []
+        self.withdrawn: set[tuple] = set()
         for x in resources:
             getattr(self, x.type.lower(), lambda x: None)(x)
+        for order, row in self.issued:
+            if order not in self.withdrawn:
+                self.rows["medications"].add(row)
 
     # patients ---------------------------------------------------------------------------
     def pid_of(self, pat: dict) -> str:
@@ -352,20 +359,35 @@ class Expected:
             self.not_loaded[x.type].append(str(x.file.name))
             return
         texts = [_one(d, "text").strip() for d in dosages if _one(d, "text")]
-        self.rows["medications"].add(
+        self.issued.append(
             (
-                pid,
-                _day(when),
-                *best,
-                _number(_one(qty, "value")),
-                _one(qty, "unit") or _one(qty, "code"),
-                "; ".join(texts) or None,
-                _daily_mg(dosages),
+                (pid, self._order(x)),
+                (
+                    pid,
+                    _day(when),
+                    *best,
+                    _number(_one(qty, "value")),
+                    _one(qty, "unit") or _one(qty, "code"),
+                    "; ".join(texts) or None,
+                    _daily_mg(dosages),
+                ),
             )
         )
 
+    @staticmethod
+    def _order(x: Res) -> tuple:
+        """The order a medication record is about: its EPS order item (with the order
+        number), else its resource id."""
+        for ident in _all(x.r, "identifier"):
+            if _one(ident, "system") == "https://fhir.nhs.uk/Id/prescription-order-item-number":
+                group = _one(x.r, "groupIdentifier", "value")
+                return ("eps", group, _one(ident, "value").lower())
+        return ("id", x.type, _one(x.r, "id"))
+
     def medicationrequest(self, x: Res) -> None:
         status, intent = _one(x.r, "status"), _one(x.r, "intent")
+        if status in ("cancelled", "entered-in-error"):
+            self.withdrawn.add((self.subject(x), self._order(x)))
         if status in ("cancelled", "entered-in-error", "draft"):
             self.skipped[(x.type, f"status {status}")] += 1
             return
@@ -397,6 +419,10 @@ class Expected:
         self._medication_row(x, when, None, _all(x.r, "dosage"))
 
     def medicationdispense(self, x: Res) -> None:
+        status = _one(x.r, "status")
+        if status != "completed":  # only a completed dispense is a supply
+            self.skipped[(x.type, f"dispense status {status}")] += 1
+            return
         when = _one(x.r, "whenHandedOver") or _one(x.r, "whenPrepared")
         self._medication_row(x, when, _one(x.r, "quantity"), _all(x.r, "dosageInstruction"))
 

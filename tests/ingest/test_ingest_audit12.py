@@ -389,3 +389,183 @@ def test_service_provider_resolves_across_append_runs(tmp_path):
     s = ingest_fhir([b], tmp_path / "st", key=KEY, append=True)
     assert s.balanced and s.tables["admissions"].loaded == 1
     assert list(Store.open(tmp_path / "st").read("admissions").to_pandas().provider) == ["RXH01"]
+
+
+# -- EPS cancellations, entered-in-error records, dispense status --------------------------
+
+EPS_ITEM = "https://fhir.nhs.uk/Id/prescription-order-item-number"
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def _pid(nhs: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(KEY, f"nhs:{nhs}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _eps_orders(folder) -> tuple[set, set]:
+    """(issued, cancelled) from the EPS messages read with plain json: issued as (NHS
+    number, order number, item number, medicine code), cancelled as (NHS number, order
+    number, item number)."""
+    issued, cancelled = set(), set()
+    for f in sorted(folder.glob("*.json")):
+        bundle = json.loads(f.read_text())
+        res = [e["resource"] for e in bundle["entry"]]
+        nhs = {
+            i["value"]
+            for r in res
+            if r["resourceType"] == "Patient"
+            for i in r.get("identifier", [])
+            if i.get("system") == NHS
+        }
+        assert len(nhs) == 1
+        (number,) = nhs
+        for r in res:
+            if r["resourceType"] != "MedicationRequest":
+                continue
+            item = next(i["value"] for i in r["identifier"] if i["system"] == EPS_ITEM)
+            key = (number, r["groupIdentifier"]["value"], item)
+            if r["status"] == "cancelled":
+                cancelled.add(key)
+            else:
+                code = r["medicationCodeableConcept"]["coding"][0]["code"]
+                issued.add((*key, code))
+    return issued, cancelled
+
+
+def _med_pairs(store_path) -> set:
+    meds = Store.open(store_path).read("medications").to_pandas()
+    return set(zip(meds.patient_id, meds.code, strict=True))
+
+
+def test_eps_cancellation_withdraws_the_order_item_it_names(samples, tmp_path):
+    eps = samples / "fhir" / "uk_eps_prescription_messages"
+    issued, cancelled = _eps_orders(eps)
+    assert len(cancelled) == 2  # two cancellation messages, one item each
+    expected = {(_pid(n), code) for n, o, i, code in issued if (n, o, i) not in cancelled}
+    withdrawn = {(_pid(n), code) for n, o, i, code in issued if (n, o, i) in cancelled}
+    assert withdrawn and not withdrawn & expected  # the sample can tell the two apart
+    s = ingest_fhir([eps], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    assert _med_pairs(tmp_path / "st") == expected
+    # the withdrawn prescription records are skipped, saying why; none is quarantined
+    rc = s.records["MedicationRequest"]
+    assert rc.quarantined == 0
+    assert any(r.startswith("withdrawn: a cancelled") for r in rc.skip_reasons)
+    assert s.tables["medications"].withdrawn >= len(withdrawn)
+    assert any("withdraws them" in n for n in s.notes)
+
+
+def test_eps_cancellation_in_a_later_append_run_removes_the_stored_order(samples, tmp_path):
+    eps = samples / "fhir" / "uk_eps_prescription_messages"
+    sends, cancels = tmp_path / "sends", tmp_path / "cancels"
+    sends.mkdir()
+    cancels.mkdir()
+    for f in eps.glob("*.json"):
+        target = cancels if "Cancel" in f.name else sends
+        (target / f.name).write_bytes(f.read_bytes())
+    issued, cancelled = _eps_orders(eps)
+    everything = {(_pid(n), code) for n, o, i, code in issued}
+    expected = {(_pid(n), code) for n, o, i, code in issued if (n, o, i) not in cancelled}
+    st = tmp_path / "st"
+    ingest_fhir([sends], st, key=KEY)
+    assert _med_pairs(st) == everything
+    s = ingest_fhir([cancels], st, key=KEY, append=True)
+    assert s.balanced and s.committed
+    assert _med_pairs(st) == expected
+    assert s.tables["medications"].withdrawn_from_store == len(everything - expected)
+    # the prescriptions sent again later stay withdrawn (the index keeps the cancellation)
+    s = ingest_fhir([sends], st, key=KEY, append=True)
+    assert s.balanced and _med_pairs(st) == expected
+    assert s.tables["medications"].loaded == 0 and s.tables["medications"].withdrawn > 0
+
+
+def _med_request(rid: str, status: str, code: str, *, ident: str | None = None) -> dict:
+    r = {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2022-01-10",
+        "medicationCodeableConcept": {"coding": [{"system": "https://dmd.nhs.uk", "code": code}]},
+        "dispenseRequest": {"quantity": {"value": 28, "unit": "tablet"}},
+    }
+    if ident:
+        r["identifier"] = [{"system": "https://example.org/rx", "value": ident}]
+    return r
+
+
+def test_entered_in_error_version_in_another_file_withdraws_the_prescription(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "Patient.ndjson", [{"resourceType": "Patient", "id": "p1", "birthDate": "1950"}])
+    _write(
+        src / "MedicationRequest.ndjson",
+        [
+            _med_request("m1", "active", "39113611000001102"),
+            _med_request("m2", "active", "39113611000001102", ident="rx-2"),
+            # the same medicine, day and quantity, but another order: stays
+            _med_request("m3", "active", "39113611000001102", ident="rx-3"),
+            _med_request("m4", "stopped", "322341003"),  # stopped: it was issued
+        ],
+    )
+    _write(
+        src / "corrections.ndjson",
+        [
+            _med_request("m1", "entered-in-error", "39113611000001102"),
+            _med_request("other-id", "cancelled", "39113611000001102", ident="rx-2"),
+        ],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced
+    meds = Store.open(tmp_path / "st").read("medications").to_pandas()
+    assert sorted(meds.code) == ["322341003", "39113611000001102"]
+    assert s.tables["medications"].withdrawn == 2
+    assert s.records["MedicationRequest"].skip_reasons["status entered-in-error"] == 1
+
+
+def _dispense(did: str, status: str | None, code: str) -> dict:
+    d = {
+        "resourceType": "MedicationDispense",
+        "id": did,
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"coding": [{"system": "https://dmd.nhs.uk", "code": code}]},
+        "whenPrepared": "2022-02-01T10:00:00Z",
+        "quantity": {"value": 1, "unit": "bottle"},
+    }
+    if status is not None:
+        d["status"] = status
+    return d
+
+
+def test_only_a_completed_dispense_is_a_supply(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "Patient.ndjson", [{"resourceType": "Patient", "id": "p1", "birthDate": "1950"}])
+    statuses = ["completed", "in-progress", "preparation", "on-hold", "declined", None]
+    _write(
+        src / "MedicationDispense.ndjson",
+        [_dispense(f"d{i}", st, f"1000{i}") for i, st in enumerate(statuses)],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced
+    meds = Store.open(tmp_path / "st").read("medications").to_pandas()
+    assert list(meds.code) == ["10000"]
+    reasons = s.records["MedicationDispense"].skip_reasons
+    assert reasons["dispense status in-progress: only a completed dispense is a supply"] == 1
+    assert reasons["dispense status (none): only a completed dispense is a supply"] == 1
+
+
+def test_uk_core_in_progress_dispense_is_not_loaded(samples, tmp_path):
+    xml = samples / "fhir" / "uk_core_examples_xml"
+    files = sorted(xml.glob("UKCore-MedicationDispense-*.xml"))
+    files += [xml / "UKCore-Patient-RichardSmith-Example.xml"]
+    in_progress = [f for f in files if '<status value="in-progress"' in f.read_text()]
+    assert [f.name for f in in_progress] == ["UKCore-MedicationDispense-EyeDrops-Example.xml"]
+    s = ingest_fhir(files, tmp_path / "st", key=KEY)
+    assert s.balanced
+    rc = s.records["MedicationDispense"]
+    assert rc.records_in == 5 and rc.loaded == 4
+    assert rc.skip_reasons["dispense status in-progress: only a completed dispense is a supply"]

@@ -33,7 +33,9 @@ def test_every_resource_is_accounted_for(fhir_all, samples):
         assert got.get(rtype) == n, rtype
     assert fhir_all.balanced
     for name, counts in fhir_all.tables.items():
-        assert counts.rows_in == counts.loaded + counts.quarantined + counts.duplicates, name
+        assert counts.rows_in == (
+            counts.loaded + counts.quarantined + counts.duplicates + counts.withdrawn
+        ), name
     for rtype, rc in fhir_all.records.items():
         assert rc.records_in == rc.loaded + rc.quarantined + rc.skipped, rtype
     # types pophealth does not use are reported, not silently ignored
