@@ -7,6 +7,7 @@ registered in :data:`SUBCOMMANDS`; top-level commands are defined here.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from typing import Annotated
 
@@ -57,11 +58,31 @@ def _root(
     """pophealth: population health management for the English NHS."""
 
 
+def _reflow(text: str | None) -> str | None:
+    """Help text with each paragraph on one line, for the terminal to wrap: Typer keeps the
+    line breaks of a docstring's later paragraphs, so on an 80-column terminal each source
+    line wrapped on its own ("withheld,", "are" alone on a line). Paragraphs stay apart;
+    one marked with a leading backslash-b (Click's "keep as written") is left alone."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        command.help = _reflow(command.help or inspect.getdoc(command.callback))
+    for sub in group.registered_groups:
+        sub.typer_instance.info.help = _reflow(sub.typer_instance.info.help)
+        _reflow_help(sub.typer_instance)
+
+
 def _register() -> None:
     for module in COMMANDS:
         importlib.import_module(module).register(app)
     for name, module in SUBCOMMANDS:
         app.add_typer(importlib.import_module(module).app, name=name)
+    _reflow_help(app)
 
 
 _register()
