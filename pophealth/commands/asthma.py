@@ -28,7 +28,8 @@ def pollution_episode(
         typer.Option(
             "--areas",
             help="CSV of areas forecast to have high pollution: a 'code' column of LSOA or "
-            "local-authority codes (other columns, e.g. date, are kept).",
+            "local-authority codes. Other columns (e.g. date) may be there; they are not "
+            "copied into the list.",
         ),
     ],
     out: Annotated[
@@ -49,7 +50,12 @@ def pollution_episode(
     engine: EngineOption = "duckdb",
 ) -> None:
     """High- and moderate-risk asthma patients living where high pollution is forecast,
-    per practice, ready for a warning message. Patient-level: for the care team only."""
+    per practice, ready for a warning message. Patient-level: for the care team only.
+
+    One row per patient, by practice, then tier and priority: practice_id, practice_name,
+    patient_id, age, tier, reasons, lsoa_code, lad_code. The console gives the number of
+    patients through the disclosure-control rule.
+    """
     from pophealth.commands.query import output_format, write_table, writing
     from pophealth.commands.run import parse_date, programme_index_date
     from pophealth.disclosure import count_text

@@ -118,6 +118,23 @@ def test_a_readme_synopsis_with_optional_options_lists_them_all():
     assert checked >= 3  # demo, reference build, run
 
 
+def test_help_reads_as_wrapped_paragraphs_on_an_80_column_terminal():
+    """Typer kept the line breaks of a docstring's later paragraphs, so on the usual 80
+    columns `pophealth run --help` read "counts of 1-7 withheld," / "others rounded ..." with
+    a word or two stranded on lines of their own. Every command's description is now
+    wrapped by the terminal: only a paragraph's last line may be short."""
+    for name in cli_commands():
+        result = runner.invoke(
+            app, [*name.split(), "--help"], env={"COLUMNS": "80"}, terminal_width=80
+        )
+        assert result.exit_code == 0, name
+        text = result.output.split("╭")[0]  # the description, above the option boxes
+        lines = [line.rstrip() for line in text.splitlines()][3:]  # after "Usage: ..."
+        for line, following in zip(lines, lines[1:], strict=False):
+            if line.strip() and following.strip():  # not the last line of its paragraph
+                assert len(line) >= 60, (name, line, following)
+
+
 # -- a failed command says one line ---------------------------------------------------------
 
 
@@ -197,6 +214,28 @@ def test_pollution_episode_names_a_missing_or_folder_areas_file(tmp_path, store)
     assert result.exit_code == 2
     assert f"--areas {tmp_path} is a folder" in said and "Errno" not in said, said
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_pollution_episode_help_names_the_columns_it_writes(tmp_path, store):
+    """The --areas help said a forecast's other columns ("e.g. date") are kept; the list
+    carries none of them. The help now lists the columns written, and they are the file's."""
+    from pophealth.store import Store
+
+    codes = Store.open(store).read("areas").column("lsoa_code").to_pylist()[:40]
+    forecast = tmp_path / "forecast.csv"
+    forecast.write_text("code,date\n" + "".join(f"{c},2026-04-01\n" for c in codes))
+    out = tmp_path / "episode.csv"
+    result, said = invoke(
+        "asthma", "pollution-episode", "--store", store, "--areas", forecast, "--out", out
+    )
+    assert result.exit_code == 0, said
+    written = out.read_text().splitlines()[0].replace('"', "").split(",")
+    help_text = invoke("asthma", "pollution-episode", "--help")[1]
+    listed = re.search(r"One row per patient, [^:]*: ([a-z_, ]+)\.", help_text)
+    assert listed, help_text
+    assert listed.group(1).split(", ") == written
+    if "date" not in written:
+        assert "are kept" not in help_text
 
 
 # -- figures the reference-data guide quotes ---------------------------------------------------
