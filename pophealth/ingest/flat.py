@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pophealth.ingest.pseudonym import (
+    NHS_NUMBER_SHARE,
     Pseudonymiser,
     PseudonymKeyError,
     nhs_number_valid,
@@ -34,11 +35,6 @@ from pophealth.schema import table
 #: ``nhs-number`` pseudonymises each id as an NHS number with the key (as FHIR ingest does);
 #: ``pseudonymous`` takes the ids as given (pseudonyms that happen to look like NHS numbers).
 PATIENT_ID_MODES: tuple[str, ...] = ("check", "nhs-number", "pseudonymous")
-
-#: A file is taken to hold NHS numbers when at least this share of its distinct 10-digit
-#: patient ids pass the modulus-11 check. Random 10-digit pseudonyms pass about 1 time in
-#: 11 (9%): with 10 such ids, half or more pass about once in a thousand files.
-NHS_NUMBER_SHARE = 0.5
 
 
 class RawNhsNumbers(UnreadableFile):

@@ -44,7 +44,12 @@ from pophealth.ingest.codes import (
     ethnicity_letter,
     is_dmd_code,
 )
-from pophealth.ingest.pseudonym import Pseudonymiser
+from pophealth.ingest.pseudonym import (
+    NHS_NUMBER_SHARE,
+    Pseudonymiser,
+    nhs_number_valid,
+    ten_digit,
+)
 from pophealth.ingest.sink import IngestSummary, Run, files_note
 from pophealth.ingest.tabular import BadRow, read_delimited
 from pophealth.schema import LSOA_PATTERN, table
@@ -111,7 +116,6 @@ EVENT_TABLES = {
         "observation_source_value",
     ),
 }
-_NHS_RE = re.compile(r"^\d{10}$")
 _LSOA_RE = re.compile(LSOA_PATTERN)
 
 
@@ -133,15 +137,6 @@ def _value_or_source(value: pd.Series, source: pd.Series) -> pd.Series:
     if not use.any():
         return value
     return value.mask(use, text.str.replace(r"\s+", "", regex=True))
-
-
-def _valid_nhs(v: str) -> bool:
-    if not _NHS_RE.match(v):
-        return False
-    total = sum(int(d) * w for d, w in zip(v[:9], range(10, 1, -1), strict=True))
-    check = 11 - total % 11
-    check = 0 if check == 11 else check
-    return check != 10 and check == int(v[9])
 
 
 def find_tables(directory: Path) -> tuple[dict[str, Path], list[Path]]:
@@ -624,8 +619,37 @@ class _OmopImport:
         mapping = {u: self.pseudo.key_of(f"omop-person:{u}") for u in uniq}
         return ids.map(mapping)
 
+    def _nhs_numbers_in_source_values(self, path: Path) -> tuple[bool, int, int]:
+        """True when ``person_source_value`` holds NHS numbers: half or more of the file's
+        distinct 10-digit values pass the modulus-11 check. One value alone says little
+        (about 1 random 10-digit id in 11 passes), and hashing a local id that passes by
+        chance as an NHS number would link it to whoever has that NHS number in another
+        extract; so the file is judged as a whole (a first pass over that column). Returns
+        (the verdict, distinct 10-digit values, how many of them pass)."""
+        ten = valid = 0
+        seen: set[str] = set()
+        for df, _ in read_chunks(path, self.chunk_rows, on_bad=lambda row: None):
+            if "person_source_value" not in df.columns:
+                return False, 0, 0
+            values = df["person_source_value"].dropna().astype(str).unique()
+            values = np.array([v for v in values if v not in seen], dtype=object)
+            if len(seen) < 1_000_000:
+                seen.update(values.tolist())
+            digits = ten_digit(values)
+            ten += int(digits.sum())
+            valid += int(nhs_number_valid(values[digits]).sum())
+        return valid > 0 and valid >= NHS_NUMBER_SHARE * ten, ten, valid
+
     def _person(self, path: Path) -> None:
         rt = "omop.person"
+        nhs_file, ten, valid = self._nhs_numbers_in_source_values(path)
+        if ten and not nhs_file:
+            self.run.notes.append(
+                f"{path.name}: person_source_value not read as NHS numbers: only {valid:,} of "
+                f"its {ten:,} distinct 10-digit values pass the NHS number check (about 1 in 11 "
+                "would by chance; half or more must): patient_id is the keyed hash of "
+                "omop:<person_id> for every person"
+            )
         for df, lines in self._chunks(path):
             keys = self.run.begin_frame(rt, len(df))
             person_id = _ids(_col(df, "person_id"))
@@ -651,12 +675,11 @@ class _OmopImport:
                     continue
             self.person_ids.update(person_id.tolist())
             src = _col(df, "person_source_value").astype("string").str.strip()
-            pids = []
-            for p, s in zip(person_id, src, strict=True):
-                if isinstance(s, str) and _valid_nhs(s.replace(" ", "")):
-                    pids.append(self.pseudo.nhs(s))
-                else:
-                    pids.append(self.pseudo("omop", str(p)))
+            nhs = nhs_number_valid(src.fillna("").to_numpy(object)) & nhs_file
+            pids = [
+                self.pseudo.nhs(s) if ok else self.pseudo("omop", str(p))
+                for p, s, ok in zip(person_id, src.fillna(""), nhs, strict=True)
+            ]
             pid = pd.Series(pids, dtype="string")
             for p, k in zip(person_id, pid, strict=True):
                 if isinstance(p, str):

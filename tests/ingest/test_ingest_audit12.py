@@ -569,3 +569,44 @@ def test_uk_core_in_progress_dispense_is_not_loaded(samples, tmp_path):
     rc = s.records["MedicationDispense"]
     assert rc.records_in == 5 and rc.loaded == 4
     assert rc.skip_reasons["dispense status in-progress: only a completed dispense is a supply"]
+
+
+# -- OMOP person_source_value: NHS numbers only when the file holds NHS numbers ------------
+
+
+def _hmac(text: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(KEY, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _omop_persons(folder, source_values: list[str]):
+    folder.mkdir(parents=True)
+    rows = "".join(f"{i + 1},8507,1960,5,1,{v}\n" for i, v in enumerate(source_values))
+    (folder / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth,"
+        "person_source_value\n" + rows
+    )
+    return folder
+
+
+def test_omop_local_ten_digit_ids_are_not_taken_for_nhs_numbers(tmp_path):
+    local = [f"{x:010d}" for x in np.random.default_rng(3).integers(10**9, 10**10, 60)]
+    chance = [v for v, ok in zip(local, nhs_number_valid(local), strict=True) if ok]
+    assert 1 <= len(chance) < 30  # a few pass the check by chance
+    d = _omop_persons(tmp_path / "omop", local)
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    pats = set(Store.open(tmp_path / "st").read("patients").to_pandas().patient_id)
+    assert pats == {_hmac(f"omop:{i + 1}") for i in range(len(local))}
+    assert not pats & {_hmac(f"nhs:{v}") for v in chance}
+    assert any("person_source_value not read as NHS numbers" in n for n in s.notes)
+
+
+def test_omop_nhs_numbers_in_person_source_value_are_used(tmp_path):
+    numbers = _valid_numbers(20, seed=4)
+    values = [*numbers, "1234567890", "local-7"]  # one fails the check, one is not digits
+    d = _omop_persons(tmp_path / "omop", values)
+    ingest_omop(d, tmp_path / "st", key=KEY)
+    pats = set(Store.open(tmp_path / "st").read("patients").to_pandas().patient_id)
+    assert pats == {_hmac(f"nhs:{n}") for n in numbers} | {_hmac("omop:21"), _hmac("omop:22")}
