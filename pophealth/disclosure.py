@@ -98,19 +98,33 @@ class DisclosurePolicy:
         if self.suppress_at_or_below < 0:
             raise ValueError("suppress_at_or_below must be zero or more")
 
-    def describe(self) -> str:
-        """A footnote for reports, e.g. 'Counts of 1-7 suppressed; others rounded to the
-        nearest 5; derived values recomputed from rounded counts.'"""
-        rnd = {
+    def _rounding_words(self) -> str:
+        return {
             "nearest5": "rounded to the nearest 5",
             "midpoint6": "rounded with midpoint-6 rounding",
             "none": "not rounded",
         }[self.rounding]
-        zero = "0-" if self.suppress_zeros else "1-"
+
+    def _withheld_words(self) -> str:
+        return f"{0 if self.suppress_zeros else 1}-{self.suppress_at_or_below}"
+
+    def describe(self) -> str:
+        """A footnote for reports: 'Counts of 1-7 suppressed (with further cells where needed
+        so they cannot be recovered from totals); other counts rounded to the nearest 5;
+        percentages and confidence intervals recomputed from released counts.'"""
         return (
-            f"Counts of {zero}{self.suppress_at_or_below} suppressed (with further cells where "
-            f"needed so they cannot be recovered from totals); other counts {rnd}; "
-            "percentages and confidence intervals recomputed from released counts."
+            f"Counts of {self._withheld_words()} suppressed (with further cells where "
+            f"needed so they cannot be recovered from totals); other counts "
+            f"{self._rounding_words()}; percentages and confidence intervals recomputed "
+            "from released counts."
+        )
+
+    def summary(self) -> str:
+        """The rule in a few words for a caption or footer: 'counts of 1-7 suppressed, 0
+        shown as 0, others rounded to the nearest 5'."""
+        zero = "" if self.suppress_zeros else ", 0 shown as 0"
+        return (
+            f"counts of {self._withheld_words()} suppressed{zero}, others {self._rounding_words()}"
         )
 
     def primary_mask(self, counts: np.ndarray) -> np.ndarray:

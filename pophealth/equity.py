@@ -13,7 +13,8 @@ any PLUS-group column) and returns an :class:`EquityView`:
 * ``gap`` — most vs least deprived IMD quintile (1 vs 5): absolute gap (Newcombe interval) and
   relative gap (ratio, Katz log interval: Katz D et al., Biometrics 1978;34:469-74);
 * ``sii`` — slope and relative index of inequality across IMD deciles
-  (:func:`pophealth.stats.sii`, logit-transformed simulation for proportions);
+  (:func:`pophealth.stats.sii`, logit-transformed simulation for proportions); no row, but
+  the same columns (:data:`SII_COLUMNS`), when a decile's counts are withheld;
 * ``policy`` and ``notes`` — the disclosure policy applied and anything the reader should know.
 
 Disclosure control runs on everything returned: counts go through
@@ -38,7 +39,13 @@ from pophealth.disclosure import DEFAULT_POLICY, DisclosurePolicy, release_propo
 from pophealth.stats import sii as sii_stat
 from pophealth.stats._core import wilson, z_value
 
-__all__ = ["EquityView", "equity_view", "DEFAULT_BREAKDOWNS", "newcombe_difference"]
+__all__ = [
+    "EquityView",
+    "equity_view",
+    "DEFAULT_BREAKDOWNS",
+    "SII_COLUMNS",
+    "newcombe_difference",
+]
 
 DEFAULT_BREAKDOWNS: tuple[str, ...] = (
     "imd_quintile",
@@ -51,6 +58,17 @@ TOTAL = "Total"
 UNKNOWN = "Unknown"
 CORE20 = "Core20"
 REST = "Rest"
+#: The columns of :attr:`EquityView.sii` (those of :func:`pophealth.stats.sii` at 95% and
+#: 99.8%): an SII that cannot be computed is a table of these columns with no row, so a CSV
+#: of it keeps its header.
+SII_COLUMNS: tuple[str, ...] = (
+    "value", "lower95_0cl", "upper95_0cl", "sii_lower95_0cl", "sii_upper95_0cl",
+    "rii_lower95_0cl", "rii_upper95_0cl", "lower99_8cl", "upper99_8cl", "sii_lower99_8cl",
+    "sii_upper99_8cl", "rii_lower99_8cl", "rii_upper99_8cl", "sii", "rii", "intercept",
+    "r_squared", "warning", "confidence", "statistic", "method", "indicator_type",
+)  # fmt: skip
+GAP_COMPARISON = "IMD quintile 1 (most deprived) vs 5 (least deprived)"
+GAP_METHOD = "Newcombe hybrid score (difference); Katz log (ratio); from released counts"
 NEWCOMBE_TEST = (
     "95% Newcombe hybrid score interval for the difference from the rest of the population "
     "excludes 0 (Newcombe 1998, method 10)"
@@ -264,13 +282,15 @@ def _gap(released: pd.DataFrame, multiplier: float) -> pd.DataFrame:
         "relative_gap_lower95_0cl", "relative_gap_upper95_0cl",
     ]  # fmt: skip
     if 1 not in q.index or 5 not in q.index:
-        return pd.DataFrame([dict.fromkeys(cols, np.nan)])
+        # the same columns as a gap with values (a quintile with nobody has no row)
+        return pd.DataFrame([{"comparison": GAP_COMPARISON, **dict.fromkeys(cols, np.nan),
+                              "method": GAP_METHOD}])  # fmt: skip
     x1, n1 = q.loc[1, "numerator"], q.loc[1, "denominator"]
     x5, n5 = q.loc[5, "numerator"], q.loc[5, "denominator"]
     d, lo, hi = newcombe_difference(np.array([x1]), np.array([n1]), np.array([x5]), np.array([n5]))
     rr, rlo, rhi = _ratio_ci(x1, n1, x5, n5)
     row = {
-        "comparison": "IMD quintile 1 (most deprived) vs 5 (least deprived)",
+        "comparison": GAP_COMPARISON,
         "most_deprived_value": q.loc[1, "value"],
         "least_deprived_value": q.loc[5, "value"],
         "absolute_gap": d[0] * multiplier,
@@ -279,7 +299,7 @@ def _gap(released: pd.DataFrame, multiplier: float) -> pd.DataFrame:
         "relative_gap": rr,
         "relative_gap_lower95_0cl": rlo,
         "relative_gap_upper95_0cl": rhi,
-        "method": "Newcombe hybrid score (difference); Katz log (ratio); from released counts",
+        "method": GAP_METHOD,
     }
     return pd.DataFrame([row])
 
@@ -292,7 +312,7 @@ def _sii(
     if len(dec) != 10 or dec[["numerator", "denominator", "value"]].isna().any().any():
         if len(dec):
             notes.append("SII not shown: every IMD decile needs released counts")
-        return pd.DataFrame()
+        return pd.DataFrame(columns=list(SII_COLUMNS))
     p = dec["numerator"].to_numpy(dtype=float) / dec["denominator"].to_numpy(dtype=float)
     extreme = np.any((p <= 0) | (p >= 1))
     out = sii_stat(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from pophealth import __version__
+from pophealth.disclosure import DEFAULT_POLICY
 from pophealth.programmes import Output, ProgrammeResult
 
 AGGREGATE_DIR = "aggregate"
@@ -82,8 +83,8 @@ def _table_html(output: Output, max_rows: int = 60) -> str:
         else ""
     )
     note = (
-        f"<p class='disclosure'>Disclosure control: {html.escape(output.disclosure)}. "
-        "<code>[c]</code> = suppressed.</p>"
+        f"<p class='disclosure'>Disclosure control: "
+        f"{html.escape(output.disclosure.rstrip('. '))}. <code>[c]</code> = suppressed.</p>"
         if output.disclosure
         else ""
     )
@@ -219,7 +220,7 @@ def render_html(
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
         f"<main><nav>{''.join(nav)}</nav>{''.join(parts)}{listing}</main>"
         f"<footer>pophealth {__version__} · generated {generated} · every count is "
-        "disclosure-controlled (≤ 7 suppressed, others rounded to 5) unless stated.</footer>"
+        f"disclosure-controlled unless stated ({html.escape(DEFAULT_POLICY.summary())}).</footer>"
         "</body></html>"
     )
 

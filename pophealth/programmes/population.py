@@ -374,7 +374,7 @@ class PopulationProgramme:
                     Figure(
                         "Age and sex",
                         _pyramid_figure(pyramid),
-                        "Counts disclosure-controlled: ≤ 7 suppressed, others rounded; "
+                        f"Disclosure control: {disclosure.DEFAULT_POLICY.summary()}; "
                         f"{SUPPRESSED} marks a suppressed count (no bar is drawn for it)."
                         + _other_sexes(pyramid),
                     ),

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pophealth import disclosure
-from pophealth.equity import EquityView, equity_view
+from pophealth.equity import SII_COLUMNS, EquityView, equity_view
 from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
 
 UNKNOWN = "Unknown"
@@ -121,7 +121,7 @@ def _withhold_leaky(view: EquityView) -> None:
     derived = [c for c in b.columns if c not in ("breakdown", "group", "denominator")]
     derived = [c for c in derived if pd.api.types.is_numeric_dtype(b[c]) or c == "flag"]
     b.loc[leaky.astype(bool), derived] = np.nan
-    view.sii = pd.DataFrame()
+    view.sii = pd.DataFrame(columns=list(SII_COLUMNS))
     view.notes.append(
         "breakdowns with a withheld count are withheld whole: a withheld count could "
         "otherwise be derived from other breakdowns"
@@ -204,7 +204,13 @@ def quintile_sii(view: EquityView, repetitions: int = 20_000) -> pd.DataFrame:
     return out
 
 
+#: The columns of :func:`sii_table` (kept when no indicator has an SII).
+SII_TABLE_COLUMNS = ("indicator", "quantiles", *SII_COLUMNS, "quintile_gap_1_vs_5")
+
+
 def sii_table(views: dict[str, EquityView]) -> pd.DataFrame:
+    """The SII/RII of every indicator that has one (across IMD deciles, else quintiles), with
+    the quintile 1 vs 5 gap; no row, but the same columns, when none has."""
     parts = []
     for name, view in views.items():
         if view.sii is not None and not view.sii.empty:
@@ -218,7 +224,9 @@ def sii_table(views: dict[str, EquityView]) -> pd.DataFrame:
         gap = view.gap.iloc[0].to_dict() if not view.gap.empty else {}
         s["quintile_gap_1_vs_5"] = gap.get("absolute_gap", np.nan)
         parts.append(s)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame(columns=list(SII_TABLE_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
 
 
 def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.DataFrame:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from pophealth.disclosure import DEFAULT_POLICY
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.programmes.asthma import dataset, outputs, rules
 from pophealth.programmes.asthma.codes import AsthmaCodes, curated
@@ -63,29 +62,27 @@ class AsthmaProgramme:
         frame = evaluate(backend, index_date, codes, cfg, engine)
         monthly = dataset.saba_monthly(backend, codes, index_date, cfg)
         result = ProgrammeResult(self.name, self.title, index_date, engine)
-        policy_text = DEFAULT_POLICY.describe()
 
         # -- aggregates ---------------------------------------------------------------------
-        if len(frame):
-            views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions)
-            policy_text = next(iter(views.values())).policy.describe()
-            indicators = outputs.indicator_table(views, cfg)
-            sii = outputs.sii_table(views)
-            attacks = outputs.attacks_rate(frame)
-            detail = outputs.detail_table(frame, self.detail_flags)
-            cross = pd.concat(
-                [
-                    outputs.pollution_by_deprivation(frame, col, pol)
-                    for col in ("is_tier_high", "flag_saba_priority")
-                    for pol in ("no2_quintile", "pm_quintile")
-                ],
-                ignore_index=True,
-            )
-            spc = outputs.monthly_saba_overuse(monthly, frame, cfg)
-            pathway = outputs.pathway_summary(frame, index_date, cfg)
-        else:
-            views = {}
-            indicators = sii = attacks = detail = cross = spc = pathway = pd.DataFrame()
+        # computed with nobody on the register too: each table is then its totals (0) with
+        # every column, as in any other run
+        views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions)
+        policy_text = next(iter(views.values())).policy.describe()
+        indicators = outputs.indicator_table(views, cfg)
+        sii = outputs.sii_table(views)
+        attacks = outputs.attacks_rate(frame)
+        detail = outputs.detail_table(frame, self.detail_flags)
+        cross = pd.concat(
+            [
+                outputs.pollution_by_deprivation(frame, col, pol)
+                for col in ("is_tier_high", "flag_saba_priority")
+                for pol in ("no2_quintile", "pm_quintile")
+            ],
+            ignore_index=True,
+        )
+        spc = outputs.monthly_saba_overuse(monthly, frame, cfg)
+        pathway = outputs.pathway_summary(frame, index_date, cfg)
+        registered = len(frame) > 0
         agg = [
             ("indicators", indicators,
              "Every indicator by practice, PCN, IMD quintile/decile, Core20, ethnicity, sex, age "
@@ -131,9 +128,11 @@ class AsthmaProgramme:
         for name, table, text in patient:
             result.outputs.append(Output(name, "patient", table, cfg.words(text)))
 
-        result.headline = self._headline(views, frame, cfg)
-        result.sections = self._sections(views, by_name, frame, codes, spc, cross)
-        if views:
+        result.headline = self._headline(views if registered else {}, frame, cfg)
+        result.sections = self._sections(
+            views if registered else {}, by_name, frame, codes, spc, cross
+        )
+        if registered:
             result.sections.insert(-1, self._pathway_section(by_name["isac_pathway"], codes))
         return result
 
@@ -148,6 +147,7 @@ class AsthmaProgramme:
             return row
 
         reg = total("tier_high")
+        register = reg["denominator"]
 
         def fmt(name: str) -> str:
             row = total(name)
@@ -159,7 +159,7 @@ class AsthmaProgramme:
             )
 
         return {
-            "On the asthma register": f"{reg['denominator']:,.0f}",
+            "On the asthma register": "[c]" if pd.isna(register) else f"{register:,.0f}",
             "High tier (LADS-style), % (95% CI)": fmt("tier_high"),
             f"SABA {cfg.saba_priority.sign()} a year (IIF), % (95% CI)": fmt("saba_6plus"),
             "Meet a severe-asthma referral criterion, % (95% CI)": fmt("refer"),
@@ -322,8 +322,6 @@ KEY_BREAKDOWNS = ("imd_quintile", "core20", "no2_quintile")
 
 def _key_indicators(indicators: pd.DataFrame) -> pd.DataFrame:
     """A compact slice of the released indicators table for the report."""
-    if indicators.empty:
-        return indicators
     rows = indicators[
         indicators["indicator"].isin(KEY_INDICATORS) & indicators["breakdown"].isin(KEY_BREAKDOWNS)
     ]

@@ -343,21 +343,23 @@ def build_result(
         )
     )
 
-    # one list per PCN as well, for the PCN pharmacist's clinic planning
-    for pcn_id, frame in a.worklist.groupby(
-        a.patients.set_index("patient_id")
-        .loc[a.worklist["patient_id"], "pcn_id"]
-        .fillna("unknown")
-        .to_numpy(),
-        sort=True,
-    ):
-        safe = "".join(ch if ch.isalnum() else "_" for ch in str(pcn_id))
+    # one list per PCN as well, for the PCN pharmacist's clinic planning: every PCN of the
+    # population has its file, with nobody to review too (header only), so no list from
+    # an earlier run of the same --out is left beside this run's
+    pcn = a.patients["pcn_id"].fillna("unknown").astype(str)
+    pcn_names = a.patients["pcn_name"].groupby(pcn.to_numpy()).first()
+    listed = pd.Series(pcn.to_numpy(), index=a.patients["patient_id"])
+    listed = listed.reindex(a.worklist["patient_id"]).fillna("unknown").to_numpy()
+    for pcn_id in sorted(set(pcn) | set(listed)):
+        frame = a.worklist[listed == pcn_id]
+        safe = "".join(ch if ch.isalnum() else "_" for ch in pcn_id)
+        name = pcn_names.get(pcn_id)
         outputs.append(
             Output(
                 f"cvd_pharmacist_worklist_pcn_{safe}",
                 "patient",
                 frame.sort_values("rank_in_pcn").reset_index(drop=True),
-                f"Pharmacist worklist for PCN {frame['pcn_name'].iloc[0]} "
+                f"Pharmacist worklist for PCN {pcn_id if pd.isna(name) else name} "
                 "(ranked; care team only).",
             )
         )
@@ -395,6 +397,10 @@ def build_result(
         if view is None:
             notes.append(f"{ind.title}: no one in the denominator.")
             continue
+        b = view.breakdowns
+        nobody = bool((b.loc[b["group"] == "Total", "denominator"] == 0).all())
+        if nobody:
+            notes.append(f"{ind.title}: no one in the denominator.")
         out = Output(
             f"cvd_{ind.name}_equity",
             "aggregate",
@@ -406,21 +412,24 @@ def build_result(
         )
         outputs.append(out)
         eq_tables.append(out)
+        # written whether or not there is a value (no row, the same columns): a file left
+        # out would leave an earlier run's file of that name beside this run's
         for kind, frame, what in (
             ("gap", view.gap, "gap between the most and least deprived IMD quintiles"),
             ("sii", view.sii, "slope and relative index of inequality across IMD deciles"),
         ):
-            if not frame.empty:
-                outputs.append(
-                    Output(
-                        f"cvd_{ind.name}_{kind}",
-                        "aggregate",
-                        frame.assign(indicator=ind.name),
-                        f"{ind.title}: {what} (from released counts).",
-                        disclosure=disclosure_text,
-                        show_in_report=False,
-                    )
+            outputs.append(
+                Output(
+                    f"cvd_{ind.name}_{kind}",
+                    "aggregate",
+                    frame.assign(indicator=ind.name),
+                    f"{ind.title}: {what} (from released counts).",
+                    disclosure=disclosure_text,
+                    show_in_report=False,
                 )
+            )
+        if nobody:
+            continue
         try:
             eq_figs.append(
                 Figure(
@@ -446,7 +455,7 @@ def build_result(
     )
 
     # practices
-    if a.practices is not None and not a.practices.empty:
+    if a.practices is not None:
         prac = Output(
             "cvd_indicators_by_practice",
             "aggregate",
@@ -455,6 +464,7 @@ def build_result(
             disclosure=disclosure_text,
         )
         outputs.append(prac)
+    if a.practices is not None and not a.practices.empty:
         figs = []
         funnel = _practice_funnel(a.practices, "htn_target_under80")
         if funnel is not None:
@@ -469,7 +479,7 @@ def build_result(
         sections.append(Section("Practices", figures=figs, tables=[prac]))
 
     # monthly BP control per PCN (SPC)
-    if a.monthly is not None and not a.monthly.empty:
+    if a.monthly is not None:
         monthly_out = Output(
             "cvd_bp_control_monthly_by_pcn",
             "aggregate",
@@ -480,7 +490,8 @@ def build_result(
             show_in_report=False,
         )
         outputs.append(monthly_out)
-        sections.append(_spc_section(a.monthly))
+        if not a.monthly.empty:
+            sections.append(_spc_section(a.monthly))
 
     # worklist summary, QRISK3 disclaimer and data quality
     wl = a.worklist

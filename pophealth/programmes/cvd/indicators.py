@@ -142,12 +142,11 @@ def equity_views(
 ) -> dict[str, EquityView]:
     """One :class:`~pophealth.equity.EquityView` per indicator (breakdowns by IMD quintile,
     Core20, ethnicity, sex, age band and PCN; gap and SII across IMD deciles), all from
-    disclosure-controlled counts."""
+    disclosure-controlled counts. An indicator with nobody in its denominator has a view
+    too: its totals, 0, with every column."""
     views = {}
     for ind in INDICATORS:
         sub = counts[counts["indicator"] == ind.name]
-        if sub.empty or sub["denominator"].sum() == 0:
-            continue
         views[ind.name] = equity_view(
             sub.drop(columns="indicator"),
             "numerator",

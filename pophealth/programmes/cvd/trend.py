@@ -143,9 +143,7 @@ def released_monthly(
     counts: pd.DataFrame, policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY
 ) -> pd.DataFrame:
     """The monthly PCN counts released under the disclosure policy (each month's PCNs
-    add up to the month's total)."""
-    if counts.empty:
-        return counts
+    add up to the month's total); with no row, the same columns."""
     return disclosure.release_proportions(
         counts, "numerator", "denominator", policy=policy, by=["month_end", "pcn_name"],
         margins=["pcn_name"],
