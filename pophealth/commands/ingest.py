@@ -191,7 +191,12 @@ def fhir_command(
         ),
     ] = None,
 ) -> None:
-    """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz."""
+    """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz.
+
+    A cancelled or entered-in-error prescription withdraws the order it names (an EPS
+    cancellation: its order item), in any file of the run or, with --append, of an earlier
+    run; only a completed MedicationDispense loads as a supply.
+    """
     from pophealth.ingest.fhir import ingest_fhir
     from pophealth.ingest.fhir_read import JSON_SUFFIXES, find_files
 
