@@ -268,7 +268,8 @@ def csv_command(
         typer.Option(
             "--patient-ids",
             help="check (default): patient_id must already be pseudonymous, and a file whose "
-            "10-digit ids mostly pass the NHS number check (modulus 11) is refused, nothing "
+            "distinct 10-digit ids pass the NHS number check (modulus 11) half the time or "
+            "more is refused, nothing "
             "committed. nhs-number: patient_id holds NHS numbers; each is pseudonymised with "
             "the key as FHIR ingest does (so the two link), and a row whose id is not a valid "
             "NHS number is quarantined. pseudonymous: take the ids as given (pseudonyms that "
