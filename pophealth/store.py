@@ -592,6 +592,19 @@ def _leased_by_others(path: Path, now: float, expiry: float) -> set[str]:
     return leased
 
 
+def _remove_old(folder: Path) -> None:
+    """Remove an old or half-built snapshot; a warning if it stays (its files belong to
+    another user of a shared store, or its folder may not be written): it holds
+    patient-level rows nobody reads."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if os.path.lexists(folder):
+        log.warning(
+            "could not remove %s, a snapshot no longer in use: it holds patient-level rows; "
+            "remove it, or let the user who writes the store remove files there",
+            folder,
+        )
+
+
 def _read_current(path: Path) -> str:
     """The live snapshot's name, from ``CURRENT``; a StoreError if it cannot be read or
     names no snapshot (a store copied while a write committed, a truncated file)."""
@@ -907,7 +920,7 @@ class Store:
                 # (whose process cannot be checked) is a killed writer's
                 if in_use(name, BUILDING) and not (_LOCKS and owner and owner[0] != here):
                     continue
-                shutil.rmtree(entry, ignore_errors=True)
+                _remove_old(entry)
                 continue
             if grace > 0:
                 marker = entry / SUPERSEDED
@@ -923,7 +936,7 @@ class Store:
                     continue  # a reader without a lease may still read it
             if name in leased:
                 continue  # still read by another process
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_old(entry)
         for entry in self.path.glob(f".{CURRENT}.*"):
             entry.unlink(missing_ok=True)
 

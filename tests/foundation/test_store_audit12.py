@@ -438,6 +438,24 @@ def test_a_write_that_commits_but_cannot_list_old_snapshots_still_says_it_commit
     assert Store.open(path).snapshot == new and old.snapshot in _snapshots(path)
 
 
+def test_an_old_snapshot_that_cannot_be_removed_is_a_warning(tmp_path, monkeypatch):
+    """A shared store whose old snapshot the writer may not remove (another user's files,
+    a folder made read-only): the removal failed silently and patient-level rows stayed
+    with nobody told. The write commits, and a warning names the folder."""
+    monkeypatch.setenv(GRACE_SETTING, "0")
+    path = tmp_path / "s"
+    old = _old_store(path).snapshot
+    folder = path / "snapshots" / old
+    folder.chmod(0o555)
+    try:
+        proc = _child(path)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 0 and proc.stdout.startswith("committed "), proc.stderr
+    assert f"could not remove {folder}, a snapshot no longer in use" in proc.stderr
+    assert Store.open(path).snapshot == proc.stdout.split()[1]
+
+
 def test_a_store_whose_current_cannot_be_read_is_a_store_error(tmp_path):
     """CURRENT unreadable (its permissions) was a PermissionError traceback; CURRENT
     naming no snapshot (empty: a store copied while a write committed) made a lease named
