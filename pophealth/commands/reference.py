@@ -3,6 +3,7 @@ and download those files from their publishers."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -117,6 +118,8 @@ def download_command(
             raise fail(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(BY_KEY)}")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise fail(f"--base-url must be an http(s) URL, not {base_url!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise fail(f"--timeout must be a positive number of seconds, not {timeout:g}")
     check_writable(to, "--to", folder=True)
     with progress() as bar:
         task = bar.add_task("downloading", total=None)
@@ -141,6 +144,12 @@ def download_command(
         table.add_row(r.key, f"[{colour}]{r.status}[/{colour}]", str(r.path or ""), r.message)
     console.print(table)
     failed = [r for r in results if r.status == "failed"]
+    if failed and all(_offline(r.message) for r in failed) and base_url is not None:
+        raise fail(
+            f"{len(failed)} file(s) failed to download: the mirror {base_url} could not be "
+            "reached (is it running, and is the address right?)",
+            code=1,
+        )
     if failed and all(_offline(r.message) for r in failed):
         raise fail(
             f"{len(failed)} file(s) failed to download: the publishers could not be reached "

@@ -238,6 +238,42 @@ def test_pollution_episode_help_names_the_columns_it_writes(tmp_path, store):
         assert "are kept" not in help_text
 
 
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan"])
+def test_reference_download_refuses_a_timeout_that_is_not_positive(tmp_path, timeout):
+    """--timeout 0 made every file fail with "[Errno 115] Operation now in progress", a
+    negative one with "Timeout value out of range", after the folders were made."""
+    mirror = f"http://127.0.0.1:{closed_port()}/"
+    result, said = invoke(
+        "reference", "download", "--to", tmp_path / "d", "--only", "imd2019_file1",
+        "--base-url", mirror, "--timeout", timeout,
+    )  # fmt: skip
+    assert result.exit_code == 2, said
+    assert f"--timeout must be a positive number of seconds, not {timeout}" in said, said
+    assert not (tmp_path / "d").exists()
+
+
+def test_reference_download_from_an_unreachable_mirror_names_the_mirror(tmp_path):
+    """With --base-url, a mirror that refuses the connection was reported as "the
+    publishers could not be reached (no network connection?)"."""
+    mirror = f"http://127.0.0.1:{closed_port()}/"
+    result, said = invoke(
+        "reference", "download", "--to", tmp_path / "d", "--only", "imd2019_file1",
+        "--base-url", mirror, "--timeout", "5",
+    )  # fmt: skip
+    assert result.exit_code == 1, said
+    assert f"the mirror {mirror} could not be reached" in said, said
+    assert "publishers" not in said and "Traceback" not in said
+
+
 # -- figures the reference-data guide quotes ---------------------------------------------------
 
 
