@@ -439,14 +439,15 @@ def _med_pairs(store_path) -> set:
     return set(zip(meds.patient_id, meds.code, strict=True))
 
 
-def test_eps_cancellation_withdraws_the_order_item_it_names(samples, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])  # read in this process, or by two workers
+def test_eps_cancellation_withdraws_the_order_item_it_names(samples, tmp_path, workers):
     eps = samples / "fhir" / "uk_eps_prescription_messages"
     issued, cancelled = _eps_orders(eps)
     assert len(cancelled) == 2  # two cancellation messages, one item each
     expected = {(_pid(n), code) for n, o, i, code in issued if (n, o, i) not in cancelled}
     withdrawn = {(_pid(n), code) for n, o, i, code in issued if (n, o, i) in cancelled}
     assert withdrawn and not withdrawn & expected  # the sample can tell the two apart
-    s = ingest_fhir([eps], tmp_path / "st", key=KEY)
+    s = ingest_fhir([eps], tmp_path / "st", key=KEY, workers=workers)
     assert s.balanced and s.committed
     assert _med_pairs(tmp_path / "st") == expected
     # the withdrawn prescription records are skipped, saying why; none is quarantined
