@@ -62,10 +62,11 @@ def _reflow(text: str | None) -> str | None:
     """Help text with each paragraph on one line, for the terminal to wrap: Typer keeps the
     line breaks of a docstring's later paragraphs, so on an 80-column terminal each source
     line wrapped on its own ("withheld,", "are" alone on a line). Paragraphs stay apart;
-    one marked with a leading backslash-b (Click's "keep as written") is left alone."""
+    one marked with a leading backslash-b (Click's "keep as written") is left alone, and
+    what follows a form feed (Click's "not for --help") is dropped, as Typer would."""
     if not text:
         return text
-    paragraphs = inspect.cleandoc(text).split("\n\n")
+    paragraphs = inspect.cleandoc(text).partition("\f")[0].rstrip().split("\n\n")
     return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
 
 

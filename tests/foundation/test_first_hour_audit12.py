@@ -135,6 +135,14 @@ def test_help_reads_as_wrapped_paragraphs_on_an_80_column_terminal():
                 assert len(line) >= 60, (name, line, following)
 
 
+def test_help_reflow_keeps_paragraphs_and_click_markers():
+    from pophealth.cli import _reflow
+
+    text = "First line\n  goes on.\n\nSecond\nparagraph.\n\n\b\nkept\n  as written\n\fnot shown"
+    assert _reflow(text) == "First line goes on.\n\nSecond paragraph.\n\n\b\nkept\n  as written"
+    assert _reflow(None) is None
+
+
 # -- a failed command says one line ---------------------------------------------------------
 
 
