@@ -115,7 +115,7 @@ def _run(call) -> None:
     _report(summary)
     if not summary.committed:
         raise typer.Exit(3 if summary.quarantined else 1)
-    if summary.loaded == 0:
+    if summary.loaded == 0 and not any(c.withdrawn_from_store for c in summary.tables.values()):
         raise typer.Exit(1)
 
 

@@ -802,6 +802,7 @@ class Run:
                 self.notes.append(
                     "nothing loaded: the store was left unchanged (see the quarantine report)"
                 )
+                self._keep_withdrawals()
             self._count_outcomes(con)
             meds = self.tables["medications"]
             if meds.withdrawn or meds.withdrawn_from_store:
@@ -886,6 +887,22 @@ class Run:
         for files in self._index_spills.values():
             for f in files:
                 shutil.copy(f, target / f.name)
+
+    def _keep_withdrawals(self) -> None:
+        """An ``--append`` run that loaded nothing but withdrew orders (a batch of EPS
+        cancellations whose prescriptions are not in the store yet) keeps its withdrawals
+        in the reference index, so that those prescriptions, sent later, are not loaded."""
+        files = self._index_spills.get("withdrawn", [])
+        if not (self.append and files and self.store.snapshot is not None):
+            return
+        target = self._index_dir / self.run_id
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, target / f.name)
+        self.notes.append(
+            "its withdrawals (cancelled or entered-in-error medication records) were kept in "
+            "the reference index: the prescriptions they name are not loaded by later runs"
+        )
 
     def _keep_quarantine(self) -> Path | None:
         if self.quarantine.lines == 0:
@@ -1677,5 +1694,5 @@ class _Checked(dict):
         yield from gen
         if last and run.strict and run.quarantine.lines:
             raise StrictRefusal()
-        if last and not any(t.loaded for t in run.tables.values()):
+        if last and not any(t.loaded or t.withdrawn_from_store for t in run.tables.values()):
             raise NothingLoaded()

@@ -611,3 +611,46 @@ def test_omop_nhs_numbers_in_person_source_value_are_used(tmp_path):
     ingest_omop(d, tmp_path / "st", key=KEY)
     pats = set(Store.open(tmp_path / "st").read("patients").to_pandas().patient_id)
     assert pats == {_hmac(f"nhs:{n}") for n in numbers} | {_hmac("omop:21"), _hmac("omop:22")}
+
+
+def test_a_batch_of_withdrawals_alone_is_committed_or_kept(tmp_path):
+    a, b, c = (tmp_path / x for x in "abc")
+    for x in (a, b, c):
+        x.mkdir()
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1950"}
+    _write(a / "in.ndjson", [patient, _med_request("m1", "active", "322341003", ident="rx-1")])
+    # a later batch with nothing but the cancellation: the stored prescription is removed
+    _write(b / "in.ndjson", [_med_request("m1", "cancelled", "322341003", ident="rx-1")])
+    st = tmp_path / "st"
+    ingest_fhir([a], st, key=KEY)
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    assert s.committed and s.tables["medications"].withdrawn_from_store == 1
+    assert Store.open(st).row_counts()["medications"] == 0
+    # a cancellation that comes before its prescription: kept, though nothing loaded
+    st2 = tmp_path / "st2"
+    _write(c / "in.ndjson", [_med_request("m2", "active", "39113611000001102", ident="rx-2")])
+    _write(b / "in.ndjson", [_med_request("m2", "cancelled", "39113611000001102", ident="rx-2")])
+    ingest_fhir([a], st2, key=KEY)
+    s = ingest_fhir([b], st2, key=KEY, append=True)
+    assert not s.committed and any("withdrawals" in n for n in s.notes)
+    s = ingest_fhir([c], st2, key=KEY, append=True)
+    assert s.tables["medications"].withdrawn == 1
+    meds = Store.open(st2).read("medications").to_pandas()
+    assert list(meds.code) == ["322341003"]  # m1 of the first batch only
+
+
+def test_cli_a_run_that_only_withdraws_stored_rows_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("POPHEALTH_PSEUDONYM_KEY", KEY.decode())
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1950"}
+    _write(a / "in.ndjson", [patient, _med_request("m1", "active", "322341003", ident="rx-1")])
+    _write(b / "in.ndjson", [_med_request("m1", "entered-in-error", "322341003", ident="rx-1")])
+    st = str(tmp_path / "st")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "fhir", str(a), "--out", st]).exit_code == 0
+    res = runner.invoke(app, ["ingest", "fhir", str(b), "--out", st, "--append"])
+    assert res.exit_code == 0, res.output
+    assert "1 loaded by earlier runs removed" in " ".join(res.output.split())
+    assert Store.open(st).row_counts()["medications"] == 0
