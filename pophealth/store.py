@@ -445,8 +445,9 @@ def _renew_leases(pid: int) -> None:
             try:
                 os.utime(lease)
             except FileNotFoundError:
-                with contextlib.suppress(OSError):
-                    lease.touch()
+                with _lease_lock, contextlib.suppress(OSError):
+                    if lease in _leases:  # (not dropped meanwhile)
+                        lease.touch()
             except OSError:
                 pass
 
@@ -481,7 +482,7 @@ def _take_lease(path: Path, snapshot: str) -> Path | None:
                 return None
             _leases[lease] = 0
         _leases[lease] += 1
-    _start_renewing()
+        _start_renewing()
     return lease
 
 
@@ -542,17 +543,25 @@ def _store_clock(path: Path) -> float:
         return time.time()
 
 
-def _leased_by_others(path: Path, now: float, expiry: float) -> set[str]:
+def _leased_by_others(path: Path, now: float, expiry: float) -> set[str] | None:
     """Snapshots another process reads (its lease names it). A lease of a process of this
     host that is gone is removed; a lease from another host, whose process cannot be
     checked, counts until it has not been renewed for ``expiry`` seconds (by the store's
-    clock, ``now``), then it is removed as stale."""
+    clock, ``now``), then it is removed as stale. None if the leases cannot be listed
+    (any snapshot may be read)."""
     leased: set[str] = set()
     me, here = owner_tag(), this_host()
     try:
         entries = list((path / READERS).iterdir())
-    except OSError:
+    except FileNotFoundError:
         return leased
+    except OSError as exc:
+        log.warning(
+            "%s: cannot list its readers' leases (%s): no old snapshot is removed",
+            path,
+            _why(exc),
+        )
+        return None
     for entry in entries:
         snapshot, _, tag = entry.name.rpartition("@")
         if not snapshot or tag == me:
@@ -934,8 +943,8 @@ class Store:
                     continue
                 if age < grace:
                     continue  # a reader without a lease may still read it
-            if name in leased:
-                continue  # still read by another process
+            if leased is None or name in leased:
+                continue  # still read by another process (or cannot tell)
             _remove_old(entry)
         for entry in self.path.glob(f".{CURRENT}.*"):
             entry.unlink(missing_ok=True)

@@ -456,6 +456,42 @@ def test_an_old_snapshot_that_cannot_be_removed_is_a_warning(tmp_path, monkeypat
     assert Store.open(path).snapshot == proc.stdout.split()[1]
 
 
+READER = """
+    import sys
+    from pophealth.store import Store
+
+    store = Store.open({store!r})
+    print(store.snapshot, flush=True)
+    sys.stdin.readline()
+    print(store.read("patients").num_rows, flush=True)
+"""
+
+
+def test_a_write_that_cannot_list_the_leases_removes_no_snapshot(tmp_path, monkeypatch):
+    """readers/ that cannot be listed (mode 333): the write took that as "no leases" and
+    removed the snapshot a reader held. It removes no snapshot, and says why."""
+    monkeypatch.setenv(GRACE_SETTING, "0")
+    path = tmp_path / "s"
+    old = _old_store(path).snapshot
+    reader = _python(READER.format(store=str(path)))
+    try:
+        assert reader.stdout.readline().strip() == old, reader.stderr.read()
+        readers = path / "readers"
+        readers.chmod(0o333)
+        try:
+            proc = _child(path)
+        finally:
+            readers.chmod(0o755)
+        out, err = reader.communicate("\n", timeout=60)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert proc.returncode == 0 and proc.stdout.startswith("committed "), proc.stderr
+    assert out.strip() == str(OLD[0]), err
+    assert old in _snapshots(path)
+    assert "cannot list its readers' leases" in proc.stderr
+
+
 def test_a_store_whose_current_cannot_be_read_is_a_store_error(tmp_path):
     """CURRENT unreadable (its permissions) was a PermissionError traceback; CURRENT
     naming no snapshot (empty: a store copied while a write committed) made a lease named
