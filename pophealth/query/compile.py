@@ -33,6 +33,7 @@ import ibis
 import ibis.expr.types as ir
 
 from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series
+from pophealth.query.text import float_text
 from pophealth.schema import table as schema_table
 
 LEAF_OPS = ("pcol", "agg", "pick", "day", "lookup")
@@ -912,11 +913,9 @@ class Compiler:
         if s.dtype == "bool":
             return ibis.cases((e, "true"), (~e, "false"), else_=ibis.null().cast("string"))
         if s.dtype == "float":
-            # integral floats print without ".0" on every engine
-            return ibis.cases(
-                (e == e.round(0), e.round(0).cast("int64").cast("string")),
-                else_=e.cast("string"),
-            )
+            # not the engine's own text, which differs (DuckDB 1e-07, Spark 1.0E-7): one
+            # layout for every engine, whole numbers without ".0" (pophealth.query.text)
+            return float_text(e.cast("float64"))
         return e.cast("string")
 
     def _match(
