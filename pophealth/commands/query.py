@@ -135,6 +135,24 @@ class Pending:
         self._files.clear()
 
 
+def measures_arrow(result: Any) -> Any:
+    """A :func:`~pophealth.query.run_measures` result as an Arrow table of one schema
+    whether it has rows or not: dates as dates, counts and values as numbers, the rest as
+    text (an empty result's columns would otherwise have no type, and be written as text)."""
+    import pyarrow as pa
+
+    fields = []
+    for name, dtype in result.dtypes.items():
+        if name in ("interval_start", "interval_end"):
+            kind = pa.date32()
+        elif dtype.kind in "if":
+            kind = pa.from_numpy_dtype(dtype)
+        else:
+            kind = pa.string()
+        fields.append(pa.field(name, kind))
+    return pa.Table.from_pandas(result, schema=pa.schema(fields), preserve_index=False)
+
+
 def write_table(table: Any, path: Path, suffix: str) -> None:
     """Write an Arrow table (or a pandas frame) as CSV or Parquet, atomically: to a
     temporary file beside ``path``, renamed over it once complete, so an interrupted run
@@ -291,7 +309,7 @@ def measures_command(
     except QueryError as exc:
         raise fail(f"{definition}: {exc}") from None
     with writing(output):
-        write_table(result, output, suffix)
+        write_table(measures_arrow(result), output, suffix)
     how = sorted(set(result.attrs.get("evaluation", {}).values()))
     console.print(
         f"{_count(len(result), 'row')}: {_count(len(m), 'measure')} over "

@@ -50,7 +50,15 @@ from pophealth.query.masks import MaskPlan, breakdowns
 from pophealth.query.model import QueryError, Series, a_dtype
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 
-__all__ = ["Measure", "Measures", "monthly", "quarterly", "run_measures", "yearly"]
+__all__ = [
+    "Measure",
+    "Measures",
+    "monthly",
+    "quarterly",
+    "result_columns",
+    "run_measures",
+    "yearly",
+]
 
 Interval = tuple[dt.date, dt.date]
 
@@ -60,11 +68,15 @@ def _add_months(d: dt.date, n: int) -> dt.date:
     return dt.date(d.year + y, m + 1, 1)
 
 
+def _count_ok(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise QueryError(f"need a whole number of intervals, at least one, not {count!r}")
+
+
 def _stepped(start: dt.date, count: int, step_months: int) -> list[Interval]:
-    if count < 1:
-        raise ValueError("need at least one interval")
+    _count_ok(count)
     if start.day != 1:  # one interval too: from the 15th to the month end is no month
-        raise ValueError(f"intervals of whole months must start on the 1st of a month, not {start}")
+        raise QueryError(f"intervals of whole months must start on the 1st of a month, not {start}")
     out = []
     for i in range(count):
         s = _add_months(start, i * step_months)
@@ -82,8 +94,7 @@ def weekly(start: dt.date | str, count: int) -> list[Interval]:
     """``count`` weeks of 7 days from ``start`` (any day: a Monday for ISO weeks):
     [(Mon 6 Jan, Sun 12 Jan), ...]."""
     start = _as_date(start)
-    if count < 1:
-        raise ValueError("need at least one interval")
+    _count_ok(count)
     week = dt.timedelta(days=7)
     return [(start + i * week, start + (i + 1) * week - dt.timedelta(days=1)) for i in range(count)]
 
@@ -95,10 +106,9 @@ def quarterly(start: dt.date | str, count: int) -> list[Interval]:
 def yearly(start: dt.date | str, count: int) -> list[Interval]:
     """``count`` years of 12 months from ``start`` (e.g. 1 April for financial years)."""
     start = _as_date(start)
-    if count < 1:
-        raise ValueError("need at least one interval")
+    _count_ok(count)
     if (start.month, start.day) == (2, 29):
-        raise ValueError(
+        raise QueryError(
             f"yearly intervals cannot start on {start}: most years have no 29 February "
             "(start on 1 March or 28 February)"
         )
@@ -111,7 +121,44 @@ def yearly(start: dt.date | str, count: int) -> list[Interval]:
 
 
 def _as_date(value: dt.date | str) -> dt.date:
-    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+    """A date given as a date or as text ``YYYY-MM-DD`` (anything else: a QueryError)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise QueryError(f"{value!r} is not a date (expected a date or text YYYY-MM-DD)")
+
+
+def _intervals(name: str, intervals: Any) -> list[Interval]:
+    """``intervals`` as a list of (start, end) dates, or a QueryError naming the measure:
+    each a pair of dates, the start on or before the end, none listed twice."""
+    out = []
+    for i, item in enumerate(intervals):
+        if isinstance(item, str | dt.date) or not isinstance(item, Sequence) or len(item) != 2:
+            raise QueryError(
+                f"measure {name!r}: interval {i + 1} is {item!r}, not a (start, end) pair of "
+                "dates; monthly(start, n), quarterly(...), yearly(...) and weekly(...) make them"
+            )
+        try:
+            start, end = _as_date(item[0]), _as_date(item[1])
+        except QueryError as exc:
+            raise QueryError(f"measure {name!r}: interval {i + 1}: {exc}") from None
+        if start > end:
+            raise QueryError(
+                f"measure {name!r}: interval {i + 1} starts on {start}, after it ends on {end}"
+            )
+        out.append((start, end))
+    twice = sorted({iv for iv in out if out.count(iv) > 1})
+    if twice:
+        raise QueryError(
+            f"measure {name!r}: the interval {twice[0][0]} to {twice[0][1]} is listed twice"
+        )
+    return out
 
 
 class Measure:
@@ -129,7 +176,7 @@ class Measure:
         self.numerator = numerator
         self.denominator = denominator
         self.group_by = dict(group_by)
-        self.intervals = [(_as_date(s), _as_date(e)) for s, e in intervals]
+        self.intervals = _intervals(name, intervals)
         if numerator.dtype == "bool" and denominator.dtype == "bool":
             self.kind = "proportion"  # of patients
         elif _counts_subset(numerator, denominator):
@@ -177,10 +224,18 @@ class Measures:
         denominator = denominator if denominator is not None else self._defaults.get("denominator")
         group_by = group_by if group_by is not None else self._defaults["group_by"]
         intervals = intervals if intervals is not None else self._defaults["intervals"]
+        if not isinstance(name, str) or not name.strip():
+            raise QueryError(f"measure {name!r}: a measure's name must be text")
         if numerator is None or denominator is None:
             raise QueryError(f"measure {name!r}: needs a numerator and a denominator")
         if not intervals:
             raise QueryError(f"measure {name!r}: needs intervals (e.g. monthly(start, 12))")
+        intervals = _intervals(name, intervals)
+        if not isinstance(group_by, Mapping):
+            raise QueryError(
+                f"measure {name!r}: group_by needs names for its breakdowns, "
+                f'{{"name": value, ...}}, not {type(group_by).__name__}'
+            )
         num = check_variable(f"{name}.numerator", numerator, what="measure")
         den = check_variable(f"{name}.denominator", denominator, what="measure")
         for label, s in (("numerator", num), ("denominator", den)):
@@ -190,9 +245,17 @@ class Measures:
                     f"whole number (sum), not {a_dtype(s.dtype)}"
                 )
         groups = {}
+        taken = {*result_columns(), *PATIENTS_BEHIND.values(), "interval_id"}
         for gname, g in group_by.items():
-            if gname in ("measure", "interval_start", "interval_end", "numerator", "denominator"):
-                raise QueryError(f"measure {name!r}: {gname!r} cannot name a breakdown")
+            if not isinstance(gname, str) or not gname.strip():
+                raise QueryError(
+                    f"measure {name!r}: a breakdown's name must be text, not {gname!r}"
+                )
+            if gname in taken:
+                raise QueryError(
+                    f"measure {name!r}: {gname!r} cannot name a breakdown (the result has a "
+                    "column of that name)"
+                )
             groups[gname] = check_variable(f"{name}.group_by[{gname}]", g, what="measure")
         measure = Measure(name, num, den, groups, intervals)
         self._measures[name] = measure
@@ -545,17 +608,60 @@ def run_measures(
         df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
         df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
         out.append(_release(df, m, groups, disclosure, policy, multiplier))
-    if not out:
-        return pd.DataFrame()
-    result = pd.concat(out, ignore_index=True)
     group_cols = [c for m in measures for c in m.group_by]
     group_cols = list(dict.fromkeys(group_cols))
-    lead = ["measure", "interval_start", "interval_end", *group_cols]
-    rest = [c for c in result.columns if c not in lead]
-    result = result[lead + rest]
-    for g in group_cols:  # breakdown labels: text, None where a measure has no such breakdown
-        result[g] = result[g].astype(object).where(result[g].notna(), None)
+    result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    result = _result_columns(result, group_cols, disclosure)
     result.attrs["evaluation"] = paths
+    return result
+
+
+def result_columns(group_cols: Sequence[str] = ()) -> list[str]:
+    """The columns of every :func:`run_measures` result, in order: the same whether it has
+    rows or not, with or without disclosure control, whatever kinds of measure it holds."""
+    from pophealth.stats._core import DEFAULT_CONFIDENCE, level_label, normalise_confidence
+
+    limits = [
+        f"{side}{level_label(c)}cl"
+        for c in normalise_confidence(DEFAULT_CONFIDENCE)
+        for side in ("lower", "upper")
+    ]
+    return [
+        "measure",
+        "interval_start",
+        "interval_end",
+        *group_cols,
+        "numerator",
+        "denominator",
+        "value",
+        *limits,
+        "confidence",
+        "statistic",
+        "method",
+        "disclosure_note",
+    ]
+
+
+def _result_columns(result: pd.DataFrame, group_cols: list[str], disclosure: bool) -> pd.DataFrame:
+    """``result`` with exactly :func:`result_columns`, each of one type: the counts whole
+    numbers (decimals with disclosure control, where a withheld count is missing), the value
+    and limits decimals, the rest text or dates with None where missing. A result with no
+    rows — nobody in any denominator — or with only ratios (no limits) has the same columns
+    as any other, so a file written from it has the same header and schema."""
+    cols = result_columns(group_cols)
+    extra = [c for c in result.columns if c not in cols]
+    if extra:  # every column a release makes is named above
+        raise AssertionError(f"measures result has unexpected column(s) {extra}")
+    result = result.reindex(columns=cols)
+    numbers = {c: "float64" for c in cols[cols.index("value") : cols.index("confidence")]}
+    numbers.update(
+        dict.fromkeys(("numerator", "denominator"), "float64" if disclosure else "int64")
+    )
+    for c in cols:
+        if c in numbers:
+            result[c] = result[c].astype(numbers[c])
+        else:  # text (labels, notes) and dates: None where missing, never NaN
+            result[c] = result[c].astype(object).where(result[c].notna(), None)
     return result
 
 
