@@ -108,7 +108,13 @@ def download_command(
         bool, typer.Option("--force", help="Fetch again even when the checksum matches.")
     ] = False,
 ) -> None:
-    """Fetch the official reference files (needs a network connection)."""
+    """Fetch the official reference files (needs a network connection).
+
+    Publishers serve 6 of the files directly (IoD2019 Files 1, 2, 3 and 6, Census 2021
+    TS021, ODS epraccur); the others were converted from R data packages or workbooks and
+    have no direct download: they are listed as skipped, with the page where the data is
+    published. --base-url fetches every file from a mirror of the reference folder.
+    """
     from pophealth.reference.download import download
     from pophealth.reference.sources import BY_KEY
 

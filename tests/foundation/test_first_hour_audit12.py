@@ -282,6 +282,20 @@ def test_reference_download_from_an_unreachable_mirror_names_the_mirror(tmp_path
     assert "publishers" not in said and "Traceback" not in said
 
 
+def test_reference_download_says_how_many_files_publishers_serve():
+    """README said `reference download` fetches "the official files from their publishers";
+    publishers serve only some directly, so a user got a partial folder and a build
+    without air quality, fuel poverty, population or geography. The README row and the
+    command's help now give the number, which is the catalogue's."""
+    from pophealth.reference.sources import SOURCES
+
+    direct = sum(1 for source in SOURCES if source.url)
+    help_text = invoke("reference", "download", "--help")[1]
+    assert f"Publishers serve {direct} of the files directly" in help_text, help_text
+    _, row = readme_rows()["reference download"]
+    assert f"the {direct} their publishers serve directly" in row and "--base-url" in row
+
+
 # -- figures the reference-data guide quotes ---------------------------------------------------
 
 
