@@ -66,6 +66,8 @@ class CodelistError(ValueError):
 #: way (FHIR and OMOP sources send dm+d products under the SNOMED CT system; ingest stores
 #: only ids in the dm+d namespace as ``dmd``).
 SHARED_IDENTIFIERS = frozenset({"dmd", "snomedct"})
+#: Coding systems of medicines other than those: US RxNorm, BNF presentation codes.
+_MEDICATION_SYSTEMS = frozenset({"rxnorm", "bnf"})
 
 
 def medication_codes(by_system: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
@@ -202,6 +204,10 @@ class Codelist:
     default_category: str | None = None
     attributes: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: str = ""
+    #: Declared a list of clinical concepts (findings, procedures, observables), not of
+    #: medicinal products: pophealth's curated lists of system ``snomedct`` (its medicine
+    #: lists are ``dmd``). See :meth:`not_products`.
+    clinical: bool = False
 
     def __post_init__(self) -> None:
         if self.system not in self.codes:
@@ -245,6 +251,37 @@ class Codelist:
         more = f" (+{', '.join(extra)})" if extra else ""
         return f"<Codelist {self.name!r}: {len(self)} {self.system} codes{more}>"
 
+    def not_products(self) -> str | None:
+        """Why this list's SNOMED CT codes cannot be medicinal products, or None when they
+        may be. dm+d and SNOMED CT ids are one identifier space (:data:`SHARED_IDENTIFIERS`),
+        so a SNOMED CT list of medicinal products (``325426006`` prednisolone 5mg tablets)
+        matches prescriptions; a clinical list would match none. A list is clinical when:
+
+        * it is declared so (:attr:`clinical`: a curated list of system ``snomedct``);
+        * it holds a SNOMED CT id of an extension other than dm+d's (namespace 1000001),
+          e.g. the UK clinical extension's 1000000: no such concept is a dm+d product;
+        * it also holds codes of a clinical coding system (LOINC, CTV3, Read, ICD-10...).
+
+        A list of core SNOMED CT ids alone (loaded from a file or made in code) cannot be
+        told apart by its ids: core holds findings and (older) dm+d products alike."""
+        snomed = self.codes_in("snomedct")
+        if not snomed or "dmd" in self.codes:
+            return None
+        if self.clinical:
+            return "it is a curated list of system snomedct (pophealth's medicine lists are dm+d)"
+        for code in sorted(snomed):
+            namespace = code[-10:-3]
+            if code[-3:-1] == "10" and namespace != _DMD_NAMESPACE:
+                return (
+                    f"its code {code} is a concept of SNOMED CT extension namespace {namespace}, "
+                    f"which holds no dm+d product (dm+d ids are core concepts or carry the "
+                    f"namespace {_DMD_NAMESPACE})"
+                )
+        clinical = sorted(set(self.codes) - SHARED_IDENTIFIERS - _MEDICATION_SYSTEMS)
+        if clinical:
+            return f"it also holds {'/'.join(clinical)} codes, which are clinical"
+        return None
+
     def in_system(self, system: str) -> Codelist:
         """The same list restricted to one of its systems (e.g. the BNF codes of a dm+d list)."""
         if system not in self.codes:
@@ -260,6 +297,7 @@ class Codelist:
             default_category=self.default_category,
             attributes=self.attributes,
             source=self.source,
+            clinical=self.clinical,
         )
 
     def category_map(self, column: str | None = None) -> Mapping[str, str]:
@@ -685,4 +723,5 @@ def codelist(name: str) -> Codelist:
         default_category=cl.default_category,
         attributes=cl.attributes,
         source=entry.get("source") or cl.source,
+        clinical=entry["system"] == "snomedct",
     )

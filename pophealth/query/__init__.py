@@ -35,6 +35,7 @@ from pophealth.query.measures import (
     yearly,
 )
 from pophealth.query.model import (
+    ColumnError,
     Duration,
     Frame,
     QueryError,
@@ -69,6 +70,7 @@ __all__ = [
     "AREA_ATTRIBUTES",
     "Codelist",
     "CodelistError",
+    "ColumnError",
     "Dataset",
     "Duration",
     "Frame",

@@ -79,9 +79,29 @@ class Dataset:
         self.add(name, value)
 
     def add(self, name: str, value: Any) -> None:
-        """Add a variable (same as ``ds.name = value``)."""
-        if not name.isidentifier() or name.startswith("_") or name in _RESERVED:
-            raise QueryError(f"variable {name!r}: not a usable column name")
+        """Add a variable (same as ``ds.name = value``). A name must be a Python name not
+        starting with ``_``; ``patient_id`` and the interval columns are the output's own,
+        and the dataset's own names (``population``, ``variables``...) are refused rather
+        than taken as a variable: ``ds.population = rule`` would otherwise add a column and
+        leave every patient in the population."""
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise QueryError(
+                f"variable {name!r}: not a usable column name (a name of letters, digits and _, "
+                "not starting with a digit or _)"
+            )
+        if name in _RESERVED:
+            raise QueryError(f"variable {name!r}: the output has a column of that name already")
+        if name == "population":
+            raise QueryError(
+                "variable 'population': the name of the dataset's population rule — set the "
+                "rule with ds.define_population(rule), and give a variable another name "
+                "(e.g. lsoa_population)"
+            )
+        if hasattr(Dataset, name):
+            raise QueryError(
+                f"variable {name!r}: a name of the Dataset's own ({name!r}); call the variable "
+                "something else"
+            )
         self._variables[name] = check_variable(name, value)
 
     def __getattr__(self, name: str) -> Series:
@@ -99,6 +119,11 @@ class Dataset:
     ) -> None:
         """An event-level extract: the rows of ``frame`` (for patients in the population)
         with ``columns`` (default: every column of the table)."""
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise QueryError(
+                f"event table {name!r}: not a usable name (letters, digits and _): it "
+                "cannot name a file beside the dataset's"
+            )
         if not isinstance(frame, Frame):
             raise QueryError(f"event table {name!r}: needs rows of a table, not {frame!r}")
         if frame.error:

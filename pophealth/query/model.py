@@ -32,6 +32,10 @@ class QueryError(ValueError):
     """A definition is wrong (types, tables, code systems); the message names the variable."""
 
 
+class ColumnError(QueryError, AttributeError):
+    """A table has no such column (an ``AttributeError`` too, so ``hasattr`` still works)."""
+
+
 # -- durations -----------------------------------------------------------------------------
 
 
@@ -90,6 +94,11 @@ def _literal_dtype(value: Any) -> str:
         raise QueryError(f"use a date, not a datetime: {value!r}")
     if isinstance(value, dt.date):
         return "date"
+    if callable(value):
+        raise QueryError(
+            f"cannot use {value!r} in a definition: it is a method or function, not a value "
+            "(call it: add the brackets, e.g. .exists_for_patient())"
+        )
     raise QueryError(f"cannot use {value!r} ({type(value).__name__}) in a definition")
 
 
@@ -198,8 +207,16 @@ class Series:
     def __bool__(self) -> bool:
         raise QueryError(
             f"{self.desc} is a query, not a Python True/False: combine conditions with "
-            "& (and), | (or), ~ (not) and use when(...) instead of if"
+            "& (and), | (or), ~ (not) and use when(...) instead of if; maximum_of(...) and "
+            "minimum_of(...) instead of max() and min(); .is_in([...]) instead of in"
         )
+
+    def __round__(self, digits: int = 0) -> Series:  # round(x, 1) as x.round(1)
+        return self.round(digits)
+
+    def __abs__(self) -> Series:
+        out = case((self < 0, -self), otherwise=self)
+        return Series._make(out.op, out.args, out.dtype, f"abs({self.desc})", (out,))
 
     __hash__ = None  # type: ignore[assignment]  # == builds a query
 
@@ -218,8 +235,9 @@ class Series:
             if op == "sub" and a.dtype == "date" and b.dtype == "date":
                 return Series._make("days_between", (b, a), "int", desc, (a, b))
             hint = " (add or subtract days(n), months(n) or years(n) to move a date)"
+            verb = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide"}[op]
             return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
-                f"{desc}: cannot {op} {a_dtype(a.dtype)} and {a_dtype(b.dtype)}{hint}"
+                f"{desc}: cannot {verb} {a_dtype(a.dtype)} and {a_dtype(b.dtype)}{hint}"
             )
         if (
             a.dtype not in NUMERIC
@@ -248,6 +266,16 @@ class Series:
         if len(kinds) > 1:
             a, b = ("a number" if d in NUMERIC else a_dtype(d) for d in (self.dtype, other.dtype))
             out._with_error(f"{desc}: cannot compare {a} with {b}")
+        if "null" in (self.dtype, other.dtype):
+            # in a query, a comparison with a missing value is missing, never True
+            hint = {"eq": ".is_null()", "ne": ".is_not_null()"}.get(op, ".is_null()")
+            out._with_error(
+                f"{desc}: a comparison with None is never true (it is missing for every "
+                f"patient); use {hint}"
+            )
+        if op in ("eq", "ne"):
+            for a, b in ((self, other), (other, self)):
+                out._with_error(_not_allowed(a, b, desc, op))
         return out
 
     # -- operators -----------------------------------------------------------------------
@@ -348,9 +376,25 @@ class Series:
 
     def is_in(self, values: Iterable[Any] | Codelist) -> Series:
         """True where the value is one of ``values`` (a code column with a code list: use
-        ``frame.matching(codelist)``, which also checks the system)."""
+        ``frame.matching(codelist)``, which also checks the system; given a code list, a
+        code column of a table takes its codes of the systems that column can hold, and a
+        list of none of them is an error)."""
+        problem = None
         if isinstance(values, Codelist):
-            values = sorted(values.codes_in(values.system))
+            codelist, allowed = values, _code_systems(self)
+            usable = [sys for sys in codelist.systems if allowed is None or sys in allowed]
+            if not usable:
+                problem = (
+                    f"{self.desc}.is_in({codelist.name}): code list {codelist.name!r} holds "
+                    f"{'/'.join(codelist.systems)} codes but {self.desc} holds "
+                    f"{'/'.join(allowed or ())} codes — it would match nothing"
+                )
+            values = sorted(set().union(*(codelist.codes_in(sys) for sys in usable)))
+        elif isinstance(values, str | Series) or not isinstance(values, Iterable):
+            return _invalid(
+                f"{self.desc}.is_in({_arg_text(values)}): needs a list of values "
+                '(.is_in(["a", "b"])) or a code list'
+            )
         values = tuple(values)
         if self.dtype == "date":  # "2025-03-31" for a date, as everywhere a date goes
             read = [as_date(v) if isinstance(v, str) else None for v in values]
@@ -360,6 +404,11 @@ class Series:
             )
         desc = f"{self.desc}.is_in({len(values)} values)"
         out = Series._make("isin", (self, values), "bool", desc, (self,))
+        if problem:
+            out._with_error(problem)
+        if values and all(isinstance(v, str) for v in values):
+            for v in values:
+                out._with_error(_not_allowed(self, wrap(v), desc))
         for v in values:
             vd = _literal_dtype(v)
             if ("number" if vd in NUMERIC else vd) != (
@@ -384,11 +433,19 @@ class Series:
 
     def fill_unknown(self, label: str = "unknown") -> Series:
         """As text, with missing values as the explicit group ``label`` (for breakdowns)."""
-        return Series._make(
+        out = Series._make(
             "fill_unknown", (self, label), "string", f"{self.desc}.fill_unknown()", (self,)
         )
+        if not isinstance(label, str):
+            out._with_error(f"{self.desc}.fill_unknown({label!r}): the label must be text")
+        return out
 
     def as_text(self) -> Series:
+        """The value as text, the same on every engine: True/False as ``true``/``false``,
+        a date as ``YYYY-MM-DD``, a number with up to 15 significant digits — whole numbers
+        below 10^15 without ``.0`` (``100``), plain decimals from 0.0001 to 10^15
+        (``12345678.5``), scientific notation beyond (``1e+300``, ``2.5e-05``); see
+        :mod:`pophealth.query.text`. Missing stays missing."""
         return Series._make("as_text", (self,), "string", f"{self.desc}.as_text()", (self,))
 
     def round(self, digits: int = 0) -> Series:
@@ -396,6 +453,8 @@ class Series:
         the same way on every engine (on the double: round(1.005, 2) is 1.0, as 1.005 is
         stored just below it)."""
         out = Series._make("round", (self, digits), "float", f"round({self.desc})", (self,))
+        if not isinstance(digits, int) or isinstance(digits, bool):
+            out._with_error(f"round({self.desc}, {digits!r}): digits must be a whole number")
         if self.dtype not in NUMERIC:
             out._with_error(f"round({self.desc}): needs a number, not {a_dtype(self.dtype)}")
         return out
@@ -442,6 +501,52 @@ class Series:
 
 def _kind(dtype: str) -> str:
     return "number" if dtype in NUMERIC else dtype
+
+
+def _schema_column(s: Series) -> Any:
+    """The canonical column ``s`` reads as it is (a table's column, a patient's, the first
+    or last row's, a looked-up area's or practice's), or None."""
+    from pophealth.schema import table as schema_table
+
+    if s.op == "pick":
+        return _schema_column(s.args[2])
+    where = {"col": lambda: s.args, "pcol": lambda: s.args, "lookup": lambda: s.args[1::2]}
+    if s.op not in where:
+        return None
+    table, column = where[s.op]()
+    try:
+        return schema_table(table)[column]
+    except KeyError:
+        return None
+
+
+def _not_allowed(column: Series, value: Series, desc: str, op: str = "eq") -> str | None:
+    """Why comparing ``column`` with the text ``value`` says nothing — the column takes
+    only certain values, and that is not one: ``patients.sex == "Female"`` is never true,
+    ``!=`` always — or None."""
+    if value.op != "lit" or not isinstance(value.args[0], str):
+        return None
+    col = _schema_column(column)
+    allowed = getattr(col, "allowed", None)
+    if not allowed or value.args[0] in allowed:
+        return None
+    return (
+        f"{desc}: {value.args[0]!r} is not a value {column.desc} takes (one of "
+        f"{', '.join(allowed)}), so it would be "
+        + ("true for everybody with a value" if op == "ne" else "true for nobody")
+    )
+
+
+def _code_systems(s: Series) -> tuple[str, ...] | None:
+    """The coding systems a code column can hold (``events.code``, a first or last row's
+    code), or None for any other series."""
+    if s.op == "pick":
+        return _code_systems(s.args[2])
+    if s.op != "col":
+        return None
+    table, column = s.args
+    entry = CODE_COLUMNS.get(table, {}).get(column)
+    return entry[1] if entry else None
 
 
 # -- case / when ------------------------------------------------------------------------
@@ -606,7 +711,7 @@ class Frame:
         try:
             col = t[name]
         except KeyError:
-            raise AttributeError(
+            raise ColumnError(
                 f"{self._table} has no column {name!r}; columns: {', '.join(t.column_names)}"
             ) from None
         dtype = {"timestamp": "date", "list<string>": "list"}.get(col.type, col.type)
@@ -639,6 +744,22 @@ class Frame:
     def matching(self, codelist: Codelist, column: str | None = None) -> Frame:
         """Rows whose code is in ``codelist`` (and in its coding system). A list whose
         systems cannot appear in this table/column is an error, not a silent zero."""
+        if not isinstance(codelist, Codelist):
+            given = _arg_text(codelist)
+            given = given if len(given) <= 60 else given[:57] + "..."
+            return Frame(
+                self._table,
+                self._filters,
+                self._order,
+                self.error
+                or (
+                    f"{self._desc}.matching({given}): needs a code list — codelist(name) for a "
+                    "curated one, load_codelist(path) for a CSV, Codelist.of(system, codes) "
+                    "in code — not a "
+                    f"{type(codelist).__name__} (codes alone do not say their coding system)"
+                ),
+                f"{self._desc}.matching(...)",
+            )
         columns = CODE_COLUMNS.get(self._table)
         if not columns:
             return Frame(
@@ -675,6 +796,21 @@ class Frame:
                 ),
                 desc,
             )
+        if "snomedct" in usable and set(allowed) >= SHARED_IDENTIFIERS:
+            why = codelist.not_products()
+            if why:  # matched as medicines, a clinical list's ids would find no issue
+                return Frame(
+                    self._table,
+                    self._filters,
+                    self._order,
+                    self.error
+                    or (
+                        f"{desc}: code list {codelist.name!r} holds clinical SNOMED CT "
+                        f"concepts, not medicinal products: {why}; it would match no row of "
+                        f"{self._table} — match it against events, or use a dm+d list"
+                    ),
+                    desc,
+                )
         cond = Series(
             "match",
             (
@@ -711,8 +847,39 @@ class Frame:
         return self.where(self._date == date)
 
     def between(self, start: Any, end: Any) -> Frame:
-        """Rows dated from ``start`` to ``end``, both inclusive."""
-        return self.where((self._date >= start) & (self._date <= end))
+        """Rows dated from ``start`` to ``end``, both inclusive (two dates the wrong way
+        round are an error: no row could be between them)."""
+        out = self.where((self._date >= start) & (self._date <= end))
+        a, b = as_date(start), as_date(end)
+        if a.op == "lit" == b.op and a.dtype == "date" == b.dtype and a.args[0] > b.args[0]:
+            return out._failed(
+                f"{self._desc}.between({a.args[0]}, {b.args[0]}): the start is after the "
+                "end, so no row is between them"
+            )
+        return out
+
+    def _failed(self, problem: str) -> Frame:
+        """This frame, invalid with ``problem`` (unless it already is)."""
+        return Frame(self._table, self._filters, self._order, self.error or problem, self._desc)
+
+    def _window(self, what: str, days: int, months: int, years: int) -> str | None:
+        """Why a window of ``days``/``months``/``years`` is not one, or None."""
+        spans = {"days": days, "months": months, "years": years}
+        for unit, n in spans.items():
+            if not isinstance(n, int) or isinstance(n, bool):
+                return f"{self._desc}.{what}({unit}={n!r}): needs a whole number of {unit}"
+        given = ", ".join(f"{u}={n}" for u, n in spans.items() if n)
+        if any(n < 0 for n in spans.values()):
+            return (
+                f"{self._desc}.{what}({given}): a negative length; "
+                f"{'in_next' if what == 'in_last' else 'in_last'} looks the other way"
+            )
+        if not given:
+            return (
+                f"{self._desc}.{what}(): no length given, so the window holds no day "
+                "(e.g. months=12)"
+            )
+        return None
 
     def in_last(self, *, days: int = 0, months: int = 0, years: int = 0, of: Any = None) -> Frame:
         """Rows in the period ending on ``of`` (default: the index date) and starting the day
@@ -721,6 +888,9 @@ class Frame:
         from pophealth.query.model import days as _d
         from pophealth.query.model import months as _m
 
+        problem = self._window("in_last", days, months, years)
+        if problem:
+            return self._failed(problem)
         end = index_date if of is None else as_date(of)
         start = end
         if months or years:
@@ -735,6 +905,9 @@ class Frame:
         from pophealth.query.model import days as _d
         from pophealth.query.model import months as _m
 
+        problem = self._window("in_next", days, months, years)
+        if problem:
+            return self._failed(problem)
         start = index_date if of is None else as_date(of)
         end = start
         if months or years:
@@ -754,7 +927,15 @@ class Frame:
         every engine: ascending for the first row, descending for the last (of two readings
         on one day, first takes the lower, last the higher), a missing value never taken
         over a value."""
-        cols = tuple(wrap(c) for c in columns)
+        named = []  # a column may be given by name: sort_by("date", "value")
+        for c in columns:
+            if isinstance(c, str):
+                try:
+                    c = getattr(self, c)
+                except ColumnError as exc:
+                    c = _invalid(f"sort_by({c!r}): {exc}")
+            named.append(c)
+        cols = tuple(wrap(c) for c in named)
         err = self.error or _first_error(*cols)
         for c in cols:
             if c.domain not in (None, self._table):
@@ -848,7 +1029,25 @@ class Frame:
         )
 
     def _value_arg(self, column: Any) -> Series:
-        return self.value if column is None else wrap(column)
+        """``column``, or the table's ``value`` column; an invalid series naming the
+        problem when the table has none."""
+        if column is not None:
+            return wrap(column)
+        try:
+            return self.value
+        except ColumnError:
+            from pophealth.schema import table as schema_table
+
+            numbers = [
+                c.name
+                for c in schema_table(self._table).columns
+                if c.type in ("int", "float", "date", "timestamp")
+            ]
+            return _invalid(
+                f"{self._table} has no value column: name the column to use "
+                f"(e.g. {self._table}.{numbers[0] if numbers else 'column'}; its columns of "
+                f"numbers and dates: {', '.join(numbers) or 'none'})"
+            )
 
     def minimum_for_patient(self, column: Any = None) -> Series:
         col = self._value_arg(column)

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pophealth.query.model import Frame, Row, Series, as_date, case, index_date
+from pophealth.query.model import (
+    ColumnError,
+    Frame,
+    QueryError,
+    Row,
+    Series,
+    as_date,
+    case,
+    index_date,
+)
 from pophealth.schema import AREAS, PRACTICES
 
 __all__ = [
@@ -47,7 +56,7 @@ class Patients:
         try:
             col = PATIENTS[name]
         except KeyError:
-            raise AttributeError(
+            raise ColumnError(
                 f"patients has no column {name!r}; columns: {', '.join(PATIENTS.column_names)}"
             ) from None
         return Series("pcol", ("patients", name), _dtype(col.type), None, f"patients.{name}")
@@ -73,8 +82,11 @@ class Patients:
     def age_band_on(self, date: Any = index_date, bands: Sequence[int] = AGE_BANDS_10Y) -> Series:
         """Age band label on ``date``: with the default bands "0-9", "10-19", ..., "90+"."""
         bands = tuple(bands)
-        if list(bands) != sorted(set(bands)):
-            raise ValueError("age bands must be strictly increasing lower bounds")
+        if not bands or list(bands) != sorted(set(bands)):
+            raise QueryError(
+                f"age_band_on(bands={bands!r}): the bands must be strictly increasing lower "
+                "bounds, e.g. (0, 18, 65)"
+            )
         age = self.age_on(date)
         branches = []
         for lo, hi in zip(bands, bands[1:], strict=False):
@@ -126,7 +138,9 @@ class Practice:
         try:
             col = PRACTICES[name]
         except KeyError:
-            raise AttributeError(f"practices has no column {name!r}") from None
+            raise ColumnError(
+                f"practices has no column {name!r}; columns: {', '.join(PRACTICES.column_names)}"
+            ) from None
         return _lookup(self.practice_id, "practices", "practice_id", name, _dtype(col.type))
 
 
@@ -186,7 +200,7 @@ class Area:
         try:
             col = AREAS[name]
         except KeyError:
-            raise AttributeError(
+            raise ColumnError(
                 f"areas has no column {name!r}; attributes: {', '.join(AREA_ATTRIBUTES)}"
             ) from None
         return _lookup(self.lsoa_code, "areas", "lsoa_code", name, _dtype(col.type))
