@@ -936,8 +936,16 @@ class Store:
                 try:
                     age = now - marker.stat().st_mtime
                 except FileNotFoundError:
-                    with contextlib.suppress(OSError):
+                    try:
                         marker.touch()  # superseded by now: its grace period starts
+                    except OSError as exc:
+                        log.warning(
+                            "could not mark %s superseded (%s), so it is kept: it holds "
+                            "patient-level rows; remove it once no reader needs it, or let "
+                            "the user who writes the store write there",
+                            entry,
+                            _why(exc),
+                        )
                     continue
                 except OSError:
                     continue

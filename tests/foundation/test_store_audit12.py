@@ -456,6 +456,23 @@ def test_an_old_snapshot_that_cannot_be_removed_is_a_warning(tmp_path, monkeypat
     assert Store.open(path).snapshot == proc.stdout.split()[1]
 
 
+def test_a_superseded_snapshot_that_cannot_be_marked_is_kept_with_a_warning(tmp_path):
+    """With the grace period, a write marks the snapshot it supersedes; where it may not
+    (another user's folder in a shared store) the snapshot is kept, and a warning says so
+    rather than keeping it unseen."""
+    path = tmp_path / "s"
+    old = _old_store(path).snapshot
+    folder = path / "snapshots" / old
+    folder.chmod(0o555)
+    try:
+        proc = _child(path)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 0 and proc.stdout.startswith("committed "), proc.stderr
+    assert f"could not mark {folder} superseded (Permission denied), so it is kept" in (proc.stderr)
+    assert old in _snapshots(path) and not (folder / SUPERSEDED).exists()
+
+
 READER = """
     import sys
     from pophealth.store import Store
