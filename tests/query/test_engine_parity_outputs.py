@@ -95,7 +95,7 @@ from pophealth.query import (Dataset, admissions, codelist, emergency_attendance
 sbp = events.matching(codelist("systolic_bp"))
 wait = ae.minutes_between("arrival_datetime", "first_analgesia_datetime")
 dataset = Dataset()
-dataset.define_population(patients.sex != "nobody")
+dataset.define_population(patients.sex.is_not_null())
 dataset.dob = patients.date_of_birth
 dataset.dod = patients.date_of_death
 dataset.age = patients.age_on(index_date)
