@@ -124,11 +124,11 @@ _SOURCE_NUMBER = re.compile(rf"\s*(?:<=?|>=?)?\s*{NUMBER_PATTERN}\s*")
 
 
 def _value_or_source(value: pd.Series, source: pd.Series) -> pd.Series:
-    """``value_as_number``, else a number written in ``value_source_value`` (ETLs that keep
-    a lab result only as the source text): a plain number (``48.1``, ``1,234``) is the
-    value; one after a comparator (``<5``) is kept with it, which validation quarantines
-    as for ``operator_concept_id``; other text (``Negative (qualifier value)``) is not a
-    value and leaves it missing."""
+    """``value`` (``value_as_number``), else a number written in ``source``
+    (``value_as_string``, then ``value_source_value``: ETLs that keep a result only as
+    text): a plain number (``48.1``, ``1,234``) is the value; one after a comparator
+    (``<5``) is kept with it, which validation quarantines as for ``operator_concept_id``;
+    other text (``Negative (qualifier value)``) is not a value and leaves it missing."""
     value = value.astype("string")
     blank = value.isna() | (value.str.strip() == "")
     text = source.astype("string")
@@ -970,7 +970,10 @@ class _OmopImport:
             s2, c2 = s2.mask(same), c2.mask(same)
             value = _col(df, value_c) if value_c else None
             if value is not None:
-                value = _value_or_source(value, _col(df, "value_source_value"))
+                # value_as_number, else a number written in value_as_string (observation),
+                # else in value_source_value
+                for text in ("value_as_string", "value_source_value"):
+                    value = _value_or_source(value, _col(df, text))
             if value is not None and "operator_concept_id" in df.columns:
                 # "<5" is not 5: a value with an operator other than "=" is kept as text
                 # with its operator, which validation quarantines (no comparator column)

@@ -654,3 +654,26 @@ def test_cli_a_run_that_only_withdraws_stored_rows_succeeds(tmp_path, monkeypatc
     assert res.exit_code == 0, res.output
     assert "1 loaded by earlier runs removed" in " ".join(res.output.split())
     assert Store.open(st).row_counts()["medications"] == 0
+
+
+def test_omop_observation_number_in_value_as_string_is_read(tmp_path):
+    d = tmp_path / "omop"
+    d.mkdir()
+    (d / "concept.csv").write_text(
+        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,"
+        "concept_code\n4275495,Tobacco smoking status,Observation,SNOMED,x,S,229819007\n"
+    )
+    (d / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8507,1960,5,1\n"
+    )
+    (d / "observation.csv").write_text(
+        "observation_id,person_id,observation_concept_id,observation_date,value_as_number,"
+        "value_as_string,value_source_value\n"
+        "1,1,4275495,2019-03-04,,20,\n"  # OMOP 5.3: the number in value_as_string
+        "2,1,4275495,2019-03-05,,ex-smoker,15\n"  # text, then the source value's number
+        "3,1,4275495,2019-03-06,,ex-smoker,\n",  # text only: no value
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced
+    ev = Store.open(tmp_path / "st").read("events").to_pandas().sort_values("date")
+    assert [None if pd.isna(v) else v for v in ev.value] == [20.0, 15.0, None]
