@@ -21,7 +21,9 @@ next open or write of the store (once that process is gone), never while its wri
 Writers take turns: a write holds an exclusive lock on ``STORE/.write-lock`` from building
 its snapshot to removing the old ones, and is refused (nothing written) when the store
 was written since it was opened — it would otherwise carry over tables that write
-replaced, and undo it.
+replaced, and undo it. On a shared file system, writers on different hosts take turns only
+where its locks reach across hosts (NFSv4; NFSv3 with its lock service; not a mount with
+``nolock`` or ``local_lock``): elsewhere write from one host only.
 
 Any failure of a write — the disk or the folder refusing it (full, over quota,
 read-only, not permitted), DuckDB's sort of a coded table running out of memory or of
