@@ -677,3 +677,30 @@ def test_omop_observation_number_in_value_as_string_is_read(tmp_path):
     assert s.balanced
     ev = Store.open(tmp_path / "st").read("events").to_pandas().sort_values("date")
     assert [None if pd.isna(v) else v for v in ev.value] == [20.0, 15.0, None]
+
+
+def test_service_provider_resolves_across_windows_of_a_streamed_bundle(tmp_path, monkeypatch):
+    from pophealth.ingest import fhir_read
+
+    # read as a stream (as a Bundle over 64 MiB is), in windows of 2 entries
+    monkeypatch.setattr(fhir_read, "STREAM_BUNDLE_BYTES", 100)
+    monkeypatch.setattr(fhir_read, "STREAM_WINDOW", 2)
+    org = {
+        "resourceType": "Organization",
+        "id": "h1",
+        "identifier": [{"system": ODS, "value": "RXH01"}],
+    }
+    entries = [
+        {"fullUrl": "urn:uuid:h1", "resource": org},
+        {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1950"}},
+        *[
+            {"resource": _encounter(f"a{i}", "IMP", {"reference": "urn:uuid:h1"}, f"2021-0{i}-01")}
+            for i in range(1, 6)
+        ],
+    ]
+    f = tmp_path / "big.json"
+    f.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced and s.tables["admissions"].loaded == 5
+    adm = Store.open(tmp_path / "st").read("admissions").to_pandas()
+    assert list(adm.provider) == ["RXH01"] * 5
