@@ -99,7 +99,12 @@ WITHDRAWING_STATUSES = {"cancelled", "entered-in-error"}
 #: EPS order item number (one line of a prescription; ``groupIdentifier`` is the order).
 EPS_ITEM_SYSTEMS = ("https://fhir.nhs.uk/id/prescription-order-item-number",)
 #: Statuses meaning "has not happened yet", by resource type.
-NOT_YET = {"Encounter": {"planned"}, "Procedure": {"preparation"}}
+NOT_YET = {
+    "Encounter": {"planned"},
+    "Procedure": {"preparation"},
+    # an Observation "registered" (FHIR R4 status) is known of but has no result yet
+    "Observation": {"registered"},
+}
 #: MedicationRequest intents that are not an issued prescription.
 NOT_ISSUED_INTENTS = {"proposal", "plan", "option", "directive"}
 _LSOA_RE = re.compile(LSOA_PATTERN)

@@ -704,3 +704,30 @@ def test_service_provider_resolves_across_windows_of_a_streamed_bundle(tmp_path,
     assert s.balanced and s.tables["admissions"].loaded == 5
     adm = Store.open(tmp_path / "st").read("admissions").to_pandas()
     assert list(adm.provider) == ["RXH01"] * 5
+
+
+def test_a_registered_observation_without_a_result_is_not_an_event(tmp_path):
+    def obs(oid: str, status: str, when: str) -> dict:
+        return {
+            "resourceType": "Observation",
+            "id": oid,
+            "status": status,
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "effectiveDateTime": when,
+        }
+
+    f = tmp_path / "in.ndjson"
+    _write(
+        f,
+        [
+            {"resourceType": "Patient", "id": "p1", "birthDate": "1950"},
+            obs("o1", "final", "2022-03-01"),
+            obs("o2", "registered", "2022-04-01"),  # ordered, no result yet: nothing taken
+        ],
+    )
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert s.records["Observation"].skip_reasons["status registered"] == 1
+    ev = Store.open(tmp_path / "st").read("events").to_pandas()
+    assert [d.isoformat() for d in ev.date] == ["2022-03-01"]
