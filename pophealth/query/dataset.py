@@ -74,6 +74,11 @@ class Dataset:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "index_date":
+            if value is not None and not isinstance(value, dt.date | str):
+                raise QueryError(
+                    f"index_date: the dataset's index date is a date (or text YYYY-MM-DD), "
+                    f"not {value!r}; a variable needs another name"
+                )
             object.__setattr__(self, name, value)
             return
         self.add(name, value)
@@ -210,6 +215,8 @@ def resolve_index_date(dataset: Dataset, index_date: dt.date | str | None) -> dt
             raise QueryError(f"index date {value!r} is not a date (expected YYYY-MM-DD)") from None
     if isinstance(value, dt.datetime):
         value = value.date()
+    if not isinstance(value, dt.date):
+        raise QueryError(f"index date {value!r} is not a date (expected YYYY-MM-DD)")
     return value
 
 

@@ -244,6 +244,20 @@ def test_a_name_of_the_datasets_own_is_refused(name):
         setattr(Dataset(), name, REGISTERED)
 
 
+def test_a_series_is_not_the_datasets_index_date():
+    """``ds.index_date = ...`` sets the date the dataset runs at, so a per-patient value
+    there was a failure deep in the compiler when the dataset ran."""
+    ds = Dataset()
+    with pytest.raises(QueryError, match="index_date: the dataset's index date is a date"):
+        ds.index_date = patients.date_of_birth
+    ds.index_date = "2025-03-31"
+    from pophealth.query.dataset import resolve_index_date
+
+    assert resolve_index_date(ds, None) == D(2025, 3, 31)
+    with pytest.raises(QueryError, match="index date 3 is not a date"):
+        resolve_index_date(Dataset(index_date=3), None)
+
+
 def test_names_that_are_not_column_names():
     with pytest.raises(QueryError, match="variable 'patient_id': the output has a column"):
         assign("patient_id", REGISTERED)
