@@ -13,6 +13,8 @@ Every table that leaves the engine goes through :func:`apply` (counts) or
    that add up to a total has exactly one withheld cell, the smallest other non-zero cell
    (or, failing that, the total row) is withheld too, repeated until no set has a lone
    withheld cell. With two margins (rows and columns), the same rule runs on both until stable.
+   Where each breakdown of a table carries its own copy of one total (``same_total_across``),
+   the copies are withheld together and the audit knows they are equal.
 3. **Rounding** of everything released: ``"nearest5"`` (OpenSAFELY's redact-then-round,
    https://docs.opensafely.org/sdc/), ``"midpoint6"`` (OpenSAFELY midpoint-6: r = 6⌈x/6⌉ − 3
    for x > 0, 0 stays 0; unbiased, true value within r − 2 … r + 3) or ``"none"``.
@@ -166,6 +168,7 @@ def secondary_suppression(
     total_label: object = None,
     audit: bool = True,
     primary_bounds: tuple[float, float] = (1, 7),
+    same_total_across: str | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -179,7 +182,13 @@ def secondary_suppression(
     (known to lie in ``primary_bounds``); while any cell is pinned to a single value, one more
     cell is withheld (smallest non-zero cell sharing a total, else the smallest non-zero cell,
     else a total row) and the check repeats. Totals need to be rows of the table
-    (``total_label``) for the audit to account for them. Returns the new mask (a copy).
+    (``total_label``) for the audit to account for them.
+
+    ``same_total_across`` names a ``by`` column (e.g. ``"breakdown"``) whose values each hold
+    their own copy of one total: the total rows that differ only in that column are one count
+    (a register's total by sex and its total by age band). They are withheld together or not
+    at all, and the audit knows they are equal — withheld in one breakdown and released in
+    another, a total protects nothing. Returns the new mask (a copy).
     """
     mask = np.asarray(suppressed, dtype=bool).copy()
     values = frame[col].to_numpy(dtype=float)
@@ -206,10 +215,11 @@ def secondary_suppression(
             cells = idx[~is_total[idx]]
             totals = idx[is_total[idx]]
             sets.append((cells, int(totals[0]) if totals.size else None))
+    ties = _tied_totals(frame, by, margins, total_label, same_total_across)
     primary = np.asarray(suppressed, dtype=bool)
     has_totals = any(t is not None for _, t in sets)
     for _ in range(len(frame) + 1):
-        mask = _lone_cell_pass(sets, mask, values)
+        mask = _lone_cell_pass(sets, mask, values, ties)
         if not audit or not has_totals:
             break
         if mask.sum() > MAX_AUDITED_CELLS:
@@ -221,7 +231,7 @@ def secondary_suppression(
                 stacklevel=3,
             )
             break
-        leaks = _pinned_cells(sets, mask, primary, values, primary_bounds)
+        leaks = _pinned_cells(sets, mask, primary, values, primary_bounds, ties)
         if not leaks:
             break
         stuck = True
@@ -229,6 +239,7 @@ def secondary_suppression(
             pick = _cover_for(leak, sets, mask, values)
             if pick is not None:
                 mask[pick] = True
+                mask = _tie(mask, ties)
                 stuck = False
         if stuck:
             warnings.warn(
@@ -241,11 +252,51 @@ def secondary_suppression(
     return mask
 
 
+def _tied_totals(
+    frame: pd.DataFrame,
+    by: list[str],
+    margins: Sequence[str],
+    total_label: object,
+    same_total_across: str | None,
+) -> list[np.ndarray]:
+    """Groups of total rows that are one count (see ``same_total_across``)."""
+    if same_total_across is None or total_label is None:
+        return []
+    if same_total_across not in by:
+        raise ValueError(f"same_total_across '{same_total_across}' must be one of {by}")
+    is_total = np.zeros(len(frame), dtype=bool)
+    for m in margins:
+        is_total |= np.array([v == total_label for v in frame[m].to_numpy()], dtype=bool)
+    keys = [k for k in by if k != same_total_across and k not in margins]
+    rows = np.flatnonzero(is_total)
+    if rows.size < 2:
+        return []
+    totals = frame.iloc[rows]
+    groups = (
+        totals.groupby(keys, sort=False, dropna=False).indices.values()
+        if keys
+        else [np.arange(rows.size)]
+    )
+    return [rows[np.asarray(g)] for g in groups if len(g) > 1]
+
+
+def _tie(mask: np.ndarray, ties: list[np.ndarray]) -> np.ndarray:
+    """Withhold every copy of a total of which one copy is withheld."""
+    for group in ties:
+        if mask[group].any():
+            mask[group] = True
+    return mask
+
+
 def _lone_cell_pass(
-    sets: list[tuple[np.ndarray, int | None]], mask: np.ndarray, values: np.ndarray
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    ties: list[np.ndarray] = (),
 ) -> np.ndarray:
-    """Give every additive set with exactly one withheld cell a second one, until stable."""
-    mask = mask.copy()
+    """Give every additive set with exactly one withheld cell a second one, until stable
+    (copies of one total withheld together)."""
+    mask = _tie(mask.copy(), ties)
     for _ in range(10 * len(mask) + 10):
         changed = False
         for cells, total in sets:
@@ -264,6 +315,7 @@ def _lone_cell_pass(
             else:
                 continue  # a single-cell set with no published total: nothing to recover
             mask[pick] = True
+            mask = _tie(mask, ties)
             changed = True
         if not changed:
             break
@@ -276,8 +328,10 @@ def _pinned_cells(
     primary: np.ndarray,
     values: np.ndarray,
     primary_bounds: tuple[float, float],
+    ties: list[np.ndarray] = (),
 ) -> list[int]:
-    """Primarily withheld cells whose value is fixed by the released cells and totals.
+    """Primarily withheld cells whose value is fixed by the released cells and totals (and by
+    copies of one total being equal).
 
     For each such cell, a linear programme gives the least and greatest value consistent
     with every released cell and total row (Cox LH 1980, *Suppression methodology and
@@ -303,6 +357,13 @@ def _pinned_cells(
         if row.any():
             a_eq.append(row)
             b_eq.append(rhs)
+    for group in ties:
+        hidden_copies = [int(g) for g in group if mask[g]]
+        for other in hidden_copies[1:]:
+            row = np.zeros(len(hidden))
+            row[col[hidden_copies[0]]], row[col[other]] = 1, -1
+            a_eq.append(row)
+            b_eq.append(0.0)
     if not a_eq:
         return []
     a_mat = np.array(a_eq)
@@ -372,13 +433,16 @@ def apply(
     margins: Sequence[str] | None = None,
     total_label: object = None,
     patients: Mapping[str, str] | None = None,
+    same_total_across: str | None = None,
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
     ``count_cols``: the count columns (each treated on its own). ``by``: the key columns that
     identify a cell. ``margins``: the ``by`` columns along which cells add up to a total (see
     :func:`secondary_suppression`); ``total_label`` marks total rows (e.g. "Total") already in
-    the table. Other columns are copied as they are, so ``df`` must not carry values derived
+    the table; ``same_total_across`` (e.g. "breakdown") says that the total rows differing
+    only in that column are one count (see :func:`secondary_suppression`). Other columns are
+    copied as they are, so ``df`` must not carry values derived
     from the true counts (ratios, rates, CIs): compute them afterwards from the released
     counts (see :func:`release_proportions`).
 
@@ -410,6 +474,7 @@ def apply(
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(col)),
+                same_total_across=same_total_across,
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
@@ -480,6 +545,7 @@ def release_proportions(
     multiplier: float = 100,
     confidence: float | Sequence[float] = DEFAULT_CONFIDENCE,
     patients: Mapping[str, str] | None = None,
+    same_total_across: str | None = None,
 ) -> pd.DataFrame:
     """Release a numerator/denominator table with value and Wilson CI from released counts.
 
@@ -491,6 +557,8 @@ def release_proportions(
     ``patients`` (for proportions of rows) maps ``numerator`` and/or ``denominator`` to the
     column of distinct patients behind it: a count whose patients number 1 to the threshold
     is withheld as a primary one, and the patients columns are dropped from the result.
+    ``same_total_across`` (e.g. "breakdown"): the total rows that differ only in that column
+    are one count, withheld in all or in none (see :func:`secondary_suppression`).
 
     Returns the input's ``by`` columns and other columns, with ``numerator``/``denominator``
     replaced by released counts, plus ``value``, the limit columns, ``confidence``,
@@ -526,6 +594,7 @@ def release_proportions(
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=(0, np.inf),
+                same_total_across=same_total_across,
             )
             new_n = secondary_suppression(
                 work,
@@ -535,6 +604,7 @@ def release_proportions(
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(denominator)),
+                same_total_across=same_total_across,
             )
             # a withheld denominator withholds its numerator (it would give it back via p)
             new_x |= new_n

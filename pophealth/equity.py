@@ -229,9 +229,10 @@ def equity_view(
         else pd.DataFrame(columns=["breakdown", "group", "x", "n"])
     )
     table["group"] = table["group"].astype(object)
+    # every breakdown's Total is the same count: withheld in all or in none
     released = release_proportions(
         table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
-        total_label=TOTAL, multiplier=multiplier,
+        total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown",
     )  # fmt: skip
     released = released.rename(columns={"x": "numerator", "n": "denominator"})
 

@@ -266,6 +266,7 @@ def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.Da
     released = disclosure.apply(
         counts, ["attacks", "patients"], policy=policy, by=["breakdown", "group"],
         margins=["group"], total_label="Total", patients={"attacks": "attacking"},
+        same_total_across="breakdown",
     )  # fmt: skip
     ok = released["attacks"].notna() & released["patients"].gt(0)
     stats = rate(
@@ -498,6 +499,7 @@ def pathway_summary(
     parts = []
     for name, x_col, n_col, meaning in PATHWAY_MEASURES:
         x = flags[x_col] & flags[n_col]
+        tables = []
         for breakdown, labels in groups.items():
             t = pd.DataFrame({"group": labels.to_numpy(), "x": x.astype(int).to_numpy(),
                               "n": flags[n_col].astype(int).to_numpy()})  # fmt: skip
@@ -505,13 +507,17 @@ def pathway_summary(
             total = pd.DataFrame({"group": ["Total"], "x": [t.x.sum()], "n": [t.n.sum()]})
             t = pd.concat([t, total], ignore_index=True)
             t.insert(0, "breakdown", breakdown)
-            t.insert(0, "measure", name)
-            released = disclosure.release_proportions(
-                t, "x", "n", policy=policy, by=["measure", "breakdown", "group"],
-                margins=["group"], total_label="Total",
-            )  # fmt: skip
-            released["meaning"] = config.words(meaning)
-            parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
+            tables.append(t)
+        t = pd.concat(tables, ignore_index=True)
+        t.insert(0, "measure", name)
+        # one release for both breakdowns: their Totals are one count, withheld in both or
+        # in neither (released by IMD quintile, a Total withheld by ethnicity gave it back)
+        released = disclosure.release_proportions(
+            t, "x", "n", policy=policy, by=["measure", "breakdown", "group"],
+            margins=["group"], total_label="Total", same_total_across="breakdown",
+        )  # fmt: skip
+        released["meaning"] = config.words(meaning)
+        parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
     return pd.concat(parts, ignore_index=True)
 
 
