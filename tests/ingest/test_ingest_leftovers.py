@@ -69,8 +69,10 @@ def test_the_next_ingest_removes_spill_folders_of_a_killed_ingest(tmp_path, monk
 
 
 def test_opening_a_store_removes_a_half_written_snapshot_of_a_killed_writer(
-    tmp_path, dead_pid, caplog
+    tmp_path, dead_pid, caplog, monkeypatch
 ):
+    # superseded snapshots go at the next write (no grace period for lease-less readers)
+    monkeypatch.setenv("POPHEALTH_SNAPSHOT_GRACE_SECONDS", "0")
     out = tmp_path / "st"
     ingest_csv(_flat(tmp_path), out)
     snapshots = out / SNAPSHOTS
