@@ -104,6 +104,11 @@ NOT_YET = {
     "Procedure": {"preparation"},
     # an Observation "registered" (FHIR R4 status) is known of but has no result yet
     "Observation": {"registered"},
+    # a medicine the patient is to take in future: not (yet) issued or taken
+    "MedicationStatement": {"intended"},
+    # answers still being given: they may change, and a completed version will follow
+    # ("stopped" — abandoned part way — keeps the answers given; "amended" is final)
+    "QuestionnaireResponse": {"in-progress"},
 }
 #: MedicationRequest intents that are not an issued prescription.
 NOT_ISSUED_INTENTS = {"proposal", "plan", "option", "directive"}

@@ -731,3 +731,54 @@ def test_a_registered_observation_without_a_result_is_not_an_event(tmp_path):
     assert s.records["Observation"].skip_reasons["status registered"] == 1
     ev = Store.open(tmp_path / "st").read("events").to_pandas()
     assert [d.isoformat() for d in ev.date] == ["2022-03-01"]
+
+
+def test_intended_statements_and_in_progress_questionnaires_are_not_loaded(tmp_path):
+    """A MedicationStatement "intended" (to be taken in future) is not an issue, and a
+    QuestionnaireResponse "in-progress" (answers still being given) is not a response:
+    both loaded as if done. A "stopped" response keeps the answers it was given."""
+    pat = {"resourceType": "Patient", "id": "p1", "birthDate": "1950"}
+
+    def statement(sid: str, status: str) -> dict:
+        return {
+            "resourceType": "MedicationStatement",
+            "id": sid,
+            "status": status,
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {
+                "coding": [{"system": "http://snomed.info/sct", "code": "39113611000001102"}]
+            },
+            "effectiveDateTime": "2022-03-01",
+        }
+
+    def response(rid: str, status: str) -> dict:
+        return {
+            "resourceType": "QuestionnaireResponse",
+            "id": rid,
+            "status": status,
+            "questionnaire": "https://example.org/Questionnaire/ssi",
+            "subject": {"reference": "Patient/p1"},
+            "authored": "2022-03-02",
+            "item": [{"linkId": "q1", "answer": [{"valueBoolean": True}]}],
+        }
+
+    f = tmp_path / "in.ndjson"
+    _write(
+        f,
+        [
+            pat,
+            statement("m1", "active"),
+            statement("m2", "intended"),
+            response("r1", "completed"),
+            response("r2", "in-progress"),
+            response("r3", "stopped"),
+        ],
+    )
+    s = ingest_fhir([f], tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert s.records["MedicationStatement"].skip_reasons["status intended"] == 1
+    assert s.records["QuestionnaireResponse"].skip_reasons["status in-progress"] == 1
+    store = Store.open(tmp_path / "st")
+    assert store.read("medications").num_rows == 1
+    answers = store.read("questionnaire_responses").to_pandas()
+    assert len(answers) == 2
