@@ -122,10 +122,49 @@ def _withhold_leaky(view: EquityView) -> None:
     derived = [c for c in derived if pd.api.types.is_numeric_dtype(b[c]) or c == "flag"]
     b.loc[leaky.astype(bool), derived] = np.nan
     view.sii = pd.DataFrame(columns=list(SII_COLUMNS))
+    if leaky[b["breakdown"] == "imd_quintile"].any():  # the gap is quintile 1 vs 5
+        numbers = [c for c in view.gap.columns if pd.api.types.is_numeric_dtype(view.gap[c])]
+        view.gap.loc[:, numbers] = np.nan
     view.notes.append(
         "breakdowns with a withheld count are withheld whole: a withheld count could "
         "otherwise be derived from other breakdowns"
     )
+
+
+#: What each group's comparison with the rest of the register is computed from its Total.
+REST_COLUMNS = (
+    "rest_value", "difference", "difference_lower95_0cl", "difference_upper95_0cl", "flag",
+    "test",
+)  # fmt: skip
+
+
+def _one_total(pieces: list[pd.DataFrame]) -> None:
+    """The register's Total is one count in every piece (the standard breakdowns, and PCN,
+    practice and pollution quintile, each released on its own): withheld in one piece (to
+    protect a small group there), it is withheld in all — released elsewhere it would give
+    back what was protected. Withheld with it: its value and limits and, in every piece,
+    each group's comparison with the rest of the register (computed from the Total).
+    Changes the pieces in place."""
+    for col in ("denominator", "numerator"):
+        totals = [p["group"].astype(str) == "Total" for p in pieces]
+        if not any(p.loc[t, col].isna().any() for p, t in zip(pieces, totals, strict=True)):
+            continue
+        withheld = ["numerator", "denominator"] if col == "denominator" else ["numerator"]
+        for p, total in zip(pieces, totals, strict=True):
+            if not total.any() or p.loc[total, col].isna().all():
+                continue
+            values = [c for c in p.columns if c == "value" or c.startswith(("lower", "upper"))]
+            p.loc[total, [*withheld, *values]] = np.nan
+            p.loc[total, "method"] = None
+            p["disclosure_note"] = p["disclosure_note"].astype(object)
+            why = f"{'x' if col == 'numerator' else 'n'} secondary (withheld in another breakdown)"
+            p.loc[total, "disclosure_note"] = [
+                why if pd.isna(n) else f"{n}; {why}" for n in p.loc[total, "disclosure_note"]
+            ]
+            for c in REST_COLUMNS:
+                if c in p.columns:
+                    p[c] = p[c].astype(object) if c in ("flag", "test") else p[c]
+                    p.loc[:, c] = None if c in ("flag", "test") else np.nan
 
 
 def indicator_views(
@@ -160,6 +199,7 @@ def indicator_views(
                 higher_is_better=ind.higher_is_better, sii_repetitions=0,
             )  # fmt: skip
             pieces.append(more.breakdowns)
+        _one_total(pieces)
         view.breakdowns = pd.concat(pieces, ignore_index=True)
         views[ind.name] = view
     return views
