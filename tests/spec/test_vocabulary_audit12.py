@@ -507,6 +507,45 @@ def test_a_float_breakdown_label_is_the_same_on_every_engine(engine, tmp_path):
     assert sorted(out["fuel"]) == ["0.00025", "21", "unknown"]
 
 
+def test_a_float_breakdown_label_over_many_intervals(engine, tmp_path):
+    """Over several months (counted by interval masks), a patient who moves into an area
+    of another fuel poverty percentage changes group from that month on."""
+    tables = {
+        "registrations": [
+            {"patient_id": p, "practice_id": "A1", "start_date": D(2020, 1, 1)} for p in "123"
+        ],
+        "addresses": [
+            {"patient_id": "1", "start_date": D(2015, 1, 1), "lsoa_code": "X01000001"},
+            {"patient_id": "2", "start_date": D(2015, 1, 1), "lsoa_code": "X01000001"},
+            {"patient_id": "2", "start_date": D(2025, 2, 10), "lsoa_code": "X01000002"},
+        ],
+        "areas": [
+            {"lsoa_code": "X01000001", "fuel_poverty_pct": 0.00025},
+            {"lsoa_code": "X01000002", "fuel_poverty_pct": 21.5},
+        ],
+    }
+    m = Measures(intervals=monthly("2025-01-01", 3))
+    m.define_measure(
+        "registered",
+        numerator=registrations.registered_on(index_date),
+        denominator=registrations.registered_on(index_date),
+        group_by={"fuel": addresses.area_on(index_date).group("fuel_poverty_pct")},
+    )
+    out = run_measures(make_store(tmp_path, tables), m, engine=engine, disclosure=False)
+    got = {(r.interval_start.month, r.fuel): r.denominator for r in out.itertuples()}
+    assert got == {
+        (1, "0.00025"): 2,
+        (1, "unknown"): 1,
+        (2, "0.00025"): 1,
+        (2, "21.5"): 1,
+        (2, "unknown"): 1,
+        (3, "0.00025"): 1,
+        (3, "21.5"): 1,
+        (3, "unknown"): 1,
+    }
+    assert out.attrs["evaluation"] == {"registered": "masks"}
+
+
 # -- 7. datasets, event tables and measures -------------------------------------------------
 
 
