@@ -412,6 +412,28 @@ def test_the_register_total_is_one_count_across_the_separately_released_breakdow
         assert groups["rest_value"].isna().all() and groups["difference"].isna().all()
 
 
+def test_the_register_size_is_one_count_in_every_asthma_table():
+    """A register of 26: withheld by the indicators (to protect small groups), it was shown as
+    25 by the attack rates, the same count given back."""
+    from pophealth.programmes.asthma import outputs
+
+    frame = _small_register(88, 26)
+    r = np.random.default_rng(88)
+    for col, mean in (("ocs_courses_12m", 0.3), ("ed_attendances_12m", 0.1),
+                      ("admissions_12m", 0.05)):  # fmt: skip
+        frame[col] = r.poisson(mean, len(frame))
+    tier = [i for i in outputs.INDICATORS if i.name == "tier_high"]
+    views = outputs.indicator_views(frame, tier, sii_repetitions=1000)
+    attacks = outputs.attacks_rate(frame)
+    b = views["tier_high"].breakdowns
+    assert b.loc[b["group"].astype(str) == "Total", "denominator"].isna().all()
+    assert outputs.one_register_total(views, attacks, pd.DataFrame(), pd.DataFrame())
+    total = attacks["group"] == "Total"
+    assert attacks.loc[total, "patients"].isna().all()
+    assert attacks.loc[total, "value"].isna().all()
+    assert attacks.loc[total, "disclosure_note"].str.contains("another table").all()
+
+
 def test_the_same_count_is_never_released_twice_with_different_values(demo):
     t = aggregates(demo)
     registered = t["population/registered_population"]["patients"].iloc[0]

@@ -167,6 +167,48 @@ def _one_total(pieces: list[pd.DataFrame]) -> None:
                     p.loc[:, c] = None if c in ("flag", "test") else np.nan
 
 
+def one_register_total(
+    views: dict[str, EquityView], attacks: pd.DataFrame, spc: pd.DataFrame, cross: pd.DataFrame
+) -> bool:
+    """The number on the register is one count in every table that gives it (each
+    indicator's Total denominator, the attack rates' Total patients, the monthly SABA
+    chart's Total denominator, the pollution × deprivation grand total): withheld in one
+    table (to protect small groups there), it is withheld in all, with what is computed from
+    it. Changes the tables in place; returns whether the register size is withheld."""
+    places = []  # (frame, rows holding the register size, its column, columns derived)
+    for view in views.values():
+        b = view.breakdowns
+        places.append((b, b["group"].astype(str) == "Total", "denominator", ["numerator"]))
+    if len(attacks):
+        places.append((attacks, attacks["group"].astype(str) == "Total", "patients", []))
+    if len(spc):
+        places.append((spc, spc["pcn"].astype(str) == "Total", "denominator", ["numerator"]))
+    if len(cross):
+        grand = (cross["pollution_quintile"] == "Total") & (cross["imd_quintile"] == "Total")
+        places.append((cross, grand, "denominator", ["numerator"]))
+    if not any(frame.loc[rows, col].isna().any() for frame, rows, col, _ in places):
+        return False
+    for frame, rows, col, counts in places:
+        released = rows & frame[col].notna()
+        if not released.any():
+            continue
+        values = [c for c in frame.columns if c == "value" or c.startswith(("lower", "upper"))]
+        frame.loc[released, [col, *counts, *values]] = np.nan
+        if "method" in frame.columns:
+            frame["method"] = frame["method"].astype(object)
+            frame.loc[released, "method"] = None
+        if "disclosure_note" in frame.columns:
+            why = f"{col} secondary (register size withheld in another table)"
+            notes = frame["disclosure_note"].astype(object)
+            frame["disclosure_note"] = notes.where(
+                ~released, [why if pd.isna(n) else f"{n}; {why}" for n in notes]
+            )
+        for c in REST_COLUMNS:  # each group's comparison with the rest gives the Total back
+            if c in frame.columns:
+                frame[c] = None if c in ("flag", "test") else np.nan
+    return True
+
+
 def indicator_views(
     frame: pd.DataFrame,
     indicators: Iterable[Indicator] = INDICATORS,
