@@ -61,6 +61,13 @@ class Dataset:
         object.__setattr__(self, "index_date", index_date)
 
     def define_population(self, condition: Any) -> None:
+        """Set the population rule: the patients the dataset has a row for. Once only: a
+        second call would silently drop the first rule (combine them with ``&``)."""
+        if self._population is not None:
+            raise QueryError(
+                "population rule: define_population was called twice; a dataset has one "
+                "population rule — combine the conditions with & (or |) in one call"
+            )
         series = check_variable("population", condition, what="population rule")
         if series.dtype != "bool":
             raise QueryError(

@@ -238,6 +238,16 @@ def test_population_is_not_a_variable():
     assert ds.population is None and ds.variables == {}
 
 
+def test_a_second_population_rule_is_refused():
+    """A second ``define_population`` replaced the first rule without a word: written as
+    two steps (registered, then adults) the dataset kept only the second."""
+    ds = Dataset()
+    ds.define_population(REGISTERED)
+    with pytest.raises(QueryError, match=r"population rule: define_population was called twice"):
+        ds.define_population(patients.age_on(index_date) >= 18)
+    assert ds.population is REGISTERED
+
+
 @pytest.mark.parametrize("name", ["variables", "event_tables", "add", "define_population"])
 def test_a_name_of_the_datasets_own_is_refused(name):
     with pytest.raises(QueryError, match=f"variable '{name}': a name of the Dataset's own"):
