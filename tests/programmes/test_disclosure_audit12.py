@@ -624,6 +624,21 @@ def test_report_charts_show_released_counts_and_percentages_of_them(demo):
     assert counts >= enough(demo, 50) and percents >= enough(demo, 50)
 
 
+def test_spc_points_sit_on_the_month_ends_the_axis_names(demo):
+    """Each SPC point is a period ending on a month end (the asthma chart drew the 12 months
+    to 30 April at 1 April)."""
+    checked = 0
+    for traces, layout in report_figures(demo):
+        if _title(layout.get("xaxis")) != "Month end":
+            continue
+        for t in traces:
+            if t.get("name") == "Value":
+                days = pd.to_datetime(pd.Series(t["x"]))
+                assert days.dt.is_month_end.all(), f"{_title(layout.get('title'))}: {days}"
+                checked += len(days)
+    assert checked >= enough(demo, 24)
+
+
 def _report_text(out: Path) -> str:
     page = (out / "report.html").read_text(encoding="utf-8")
     body = page[page.index("<body>") :]

@@ -427,7 +427,9 @@ def _spc_figures(spc: pd.DataFrame, sign: str = "≥ 6", limit: int = 6):
             continue
         res = p_chart(
             g["numerator"].to_numpy(), g["denominator"].to_numpy(),
-            pd.to_datetime(g["month"] + "-01"), improvement="down", multiplier=100,
+            # each point is the 12 months to the month's end, and the axis says so
+            pd.to_datetime(g["month"] + "-01") + pd.offsets.MonthEnd(0),
+            improvement="down", multiplier=100,
         )  # fmt: skip
         figs.append(
             (
