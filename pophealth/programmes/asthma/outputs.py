@@ -167,46 +167,84 @@ def _one_total(pieces: list[pd.DataFrame]) -> None:
                     p.loc[:, c] = None if c in ("flag", "test") else np.nan
 
 
+def _cell_keys(breakdown, group) -> list:
+    """The register cell each row counts: ("Total",) or (breakdown, group as text)."""
+    keys = []
+    for b, g in zip(breakdown, group, strict=True):
+        if b is None or g is None:
+            keys.append(None)
+        elif str(g) == "Total":
+            keys.append(("Total",))
+        else:
+            keys.append((str(b), str(int(g)) if isinstance(g, float) else str(g)))
+    return keys
+
+
 def one_register_total(
     views: dict[str, EquityView], attacks: pd.DataFrame, spc: pd.DataFrame, cross: pd.DataFrame
 ) -> bool:
-    """The number on the register is one count in every table that gives it (each
-    indicator's Total denominator, the attack rates' Total patients, the monthly SABA
-    chart's Total denominator, the pollution × deprivation grand total): withheld in one
-    table (to protect small groups there), it is withheld in all, with what is computed from
-    it. Changes the tables in place; returns whether the register size is withheld."""
-    places = []  # (frame, rows holding the register size, its column, columns derived)
+    """The number on the register, in all and in each group (IMD quintile, ethnicity, age
+    band, PCN, pollution quintile), is one count in every table that gives it: each
+    indicator's denominators, the attack rates' patients, the monthly SABA chart's PCN and
+    Total denominators and the pollution × deprivation margins. Each table's disclosure
+    control runs on its own; a count it withholds (to protect small groups there) is
+    withheld in every table, with what is computed from it (values, limits, comparisons
+    with the rest of the register). Changes the tables in place; returns whether any count
+    was withheld this way."""
+    places = []  # (frame, register cell of each row, count column, counts withheld with it)
     for view in views.values():
         b = view.breakdowns
-        places.append((b, b["group"].astype(str) == "Total", "denominator", ["numerator"]))
+        places.append((b, _cell_keys(b["breakdown"], b["group"]), "denominator", ["numerator"]))
     if len(attacks):
-        places.append((attacks, attacks["group"].astype(str) == "Total", "patients", []))
+        places.append((attacks, _cell_keys(attacks["breakdown"], attacks["group"]), "patients", []))
     if len(spc):
-        places.append((spc, spc["pcn"].astype(str) == "Total", "denominator", ["numerator"]))
+        places.append(
+            (spc, _cell_keys(["pcn"] * len(spc), spc["pcn"]), "denominator", ["numerator"])
+        )
     if len(cross):
-        grand = (cross["pollution_quintile"] == "Total") & (cross["imd_quintile"] == "Total")
-        places.append((cross, grand, "denominator", ["numerator"]))
-    if not any(frame.loc[rows, col].isna().any() for frame, rows, col, _ in places):
-        return False
-    for frame, rows, col, counts in places:
-        released = rows & frame[col].notna()
-        if not released.any():
+        p, q = cross["pollution_quintile"].astype(str), cross["imd_quintile"].astype(str)
+        breakdown = np.where(
+            q == "Total",
+            cross["pollutant"] + "_quintile",
+            np.where(p == "Total", "imd_quintile", None),
+        )
+        group = np.where(q == "Total", p, np.where(p == "Total", q, None))
+        places.append((cross, _cell_keys(breakdown, group), "denominator", ["numerator"]))
+    hidden = {
+        key
+        for frame, keys, col, _ in places
+        for key, value in zip(keys, frame[col], strict=True)
+        if key is not None and pd.isna(value)
+    }
+    changed = False
+    for frame, keys, col, counts in places:
+        rows = np.array([k in hidden for k in keys], dtype=bool) & frame[col].notna().to_numpy()
+        if not rows.any():
             continue
+        changed = True
         values = [c for c in frame.columns if c == "value" or c.startswith(("lower", "upper"))]
-        frame.loc[released, [col, *counts, *values]] = np.nan
+        frame.loc[rows, [col, *counts, *values]] = np.nan
         if "method" in frame.columns:
             frame["method"] = frame["method"].astype(object)
-            frame.loc[released, "method"] = None
+            frame.loc[rows, "method"] = None
         if "disclosure_note" in frame.columns:
-            why = f"{col} secondary (register size withheld in another table)"
+            why = f"{col} secondary (withheld in another table)"
             notes = frame["disclosure_note"].astype(object)
             frame["disclosure_note"] = notes.where(
-                ~released, [why if pd.isna(n) else f"{n}; {why}" for n in notes]
+                ~rows, [why if pd.isna(n) else f"{n}; {why}" for n in notes]
             )
-        for c in REST_COLUMNS:  # each group's comparison with the rest gives the Total back
+        # a group's comparison with the rest gives its count back; the Total's, everyone's
+        total = any(keys[i] == ("Total",) for i in np.flatnonzero(rows))
+        for c in REST_COLUMNS:
             if c in frame.columns:
-                frame[c] = None if c in ("flag", "test") else np.nan
-    return True
+                empty = None if c in ("flag", "test") else np.nan
+                if c in ("flag", "test"):
+                    frame[c] = frame[c].astype(object)
+                if total:
+                    frame[c] = empty
+                else:
+                    frame.loc[rows, c] = empty
+    return changed
 
 
 def indicator_views(
