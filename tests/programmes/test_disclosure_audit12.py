@@ -442,6 +442,30 @@ def test_the_register_size_is_one_count_in_every_asthma_table(seed, n, breakdown
     assert attacks.loc[row, "disclosure_note"].str.contains("another table").all()
 
 
+def test_a_gap_goes_when_its_quintile_is_withheld_in_another_table():
+    """IMD quintile 1 released by the indicators but withheld in the pollution × deprivation
+    margins: once withheld in both, the quintile 1 vs 5 gap computed from it goes too."""
+    from pophealth.programmes.asthma import outputs
+
+    frame = _small_register(7, 600)
+    tier = [i for i in outputs.INDICATORS if i.name == "tier_high"]
+    views = outputs.indicator_views(frame, tier, sii_repetitions=1000)
+    gap = views["tier_high"].gap
+    assert gap[["most_deprived_value", "absolute_gap"]].notna().all(axis=None)
+    cross = pd.DataFrame(
+        {"pollutant": ["no2"], "flag": ["is_tier_high"], "pollution_quintile": ["Total"],
+         "imd_quintile": ["1"], "numerator": [np.nan], "denominator": [np.nan],
+         "value": [np.nan], "disclosure_note": ["n secondary"]}
+    )  # fmt: skip
+    assert outputs.one_register_total(views, pd.DataFrame(), pd.DataFrame(), cross)
+    b = views["tier_high"].breakdowns
+    q1 = b[(b["breakdown"] == "imd_quintile") & (b["group"].astype(str) == "1")]
+    assert q1[["numerator", "denominator", "value"]].isna().all(axis=None)
+    gap = views["tier_high"].gap
+    assert gap[["most_deprived_value", "absolute_gap", "relative_gap"]].isna().all(axis=None)
+    assert gap["least_deprived_value"].notna().all()  # quintile 5 is still released
+
+
 def test_the_register_by_group_is_one_count_across_the_asthma_tables(demo):
     t = aggregates(demo)
     ind, attacks = t["asthma/indicators"], t["asthma/attacks_per_1000"]

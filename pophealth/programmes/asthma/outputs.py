@@ -244,7 +244,26 @@ def one_register_total(
                     frame[c] = empty
                 else:
                     frame.loc[rows, c] = empty
+    for view in views.values():
+        _drop_stale_gradients(view)
     return changed
+
+
+def _drop_stale_gradients(view: EquityView) -> None:
+    """The SII and the quintile gap are computed from the deciles' and quintiles' released
+    counts: where one of those has since been withheld, they go too."""
+    b = view.breakdowns
+    dec = b[(b["breakdown"] == "imd_decile") & ~b["group"].astype(str).isin(["Total", UNKNOWN])]
+    if len(view.sii) and dec[["numerator", "denominator", "value"]].isna().any().any():
+        view.sii = pd.DataFrame(columns=list(SII_COLUMNS))
+    q = b[b["breakdown"] == "imd_quintile"]
+    q = pd.Series(q["value"].to_numpy(), index=q["group"].astype(str).to_numpy())
+    gap = view.gap
+    for label, col in (("1", "most_deprived_value"), ("5", "least_deprived_value")):
+        if len(gap) and col in gap.columns and pd.isna(q.get(label, np.nan)):
+            gap[col] = np.nan
+            numbers = [c for c in gap.columns if c.startswith(("absolute_gap", "relative_gap"))]
+            gap.loc[:, numbers] = np.nan
 
 
 def indicator_views(

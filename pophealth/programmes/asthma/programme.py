@@ -68,7 +68,6 @@ class AsthmaProgramme:
         # every column, as in any other run
         views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions)
         policy_text = next(iter(views.values())).policy.describe()
-        sii = outputs.sii_table(views)
         attacks = outputs.attacks_rate(frame)
         detail = outputs.detail_table(frame, self.detail_flags)
         cross = pd.concat(
@@ -83,6 +82,7 @@ class AsthmaProgramme:
         pathway = outputs.pathway_summary(frame, index_date, cfg)
         outputs.one_register_total(views, attacks, spc, cross)
         indicators = outputs.indicator_table(views, cfg)
+        sii = outputs.sii_table(views)  # from the counts left released
         registered = len(frame) > 0
         agg = [
             ("indicators", indicators,
