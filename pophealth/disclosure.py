@@ -338,13 +338,13 @@ def _pinned_cells(
     A cell is disclosed when the least and greatest values consistent with every released
     cell and total row are equal (Cox LH 1980, *Suppression methodology and statistical
     disclosure control*, JASA 75:377-85). Withheld cells linked through shared totals form a
-    block. For a block, one linear programme asks whether some solution lies strictly inside
-    every cell's bounds; if one does, a cell's range is a single value exactly when the
-    equations fix it alone (no direction in their null space moves it), found from one
-    singular value decomposition. Otherwise (a solution on a bound in every case — the
-    bounds themselves can pin a cell) each cell's least and greatest values are found by two
-    linear programmes, as they were for every cell before (six times slower on the asthma
-    programme's tables, with the same answers).
+    block, solved as a whole rather than by two linear programmes per cell: the cells that
+    lie on a bound in every solution are pinned (one programme finds whether some solution
+    is strictly inside every bound; only if none is, a few more find which cells are held);
+    the others can all move off their bounds at once, so one of them is pinned exactly when
+    the equations, with the held cells put in, fix it alone — no direction in their null
+    space moves it (one singular value decomposition). The same cells as the per-cell
+    programmes, six times faster on the asthma programme's tables.
     """
     hidden = np.flatnonzero(mask)
     col = {int(h): i for i, h in enumerate(hidden)}
@@ -412,17 +412,19 @@ def _pinned_cells(
         if status == 2:
             continue  # no values within the bounds fit the released ones: nothing pinned
         if status == 0 and margin > 1e-7:
-            # some solution lies strictly inside every bound, so a cell can move exactly
-            # where the equations leave it a direction to move in
-            fixed = _fixed_by_equations(sub_a)
-            pinned += [k for k in cells if fixed[at[col[k]]]]
-            continue
-        for k in cells:  # a solution on a bound in every case: each cell's own range
-            obj = (block == col[k]).astype(float)
-            lo = linprog(obj, A_eq=sub_a, b_eq=sub_b, bounds=sub_bounds, method="highs")
-            hi = linprog(-obj, A_eq=sub_a, b_eq=sub_b, bounds=sub_bounds, method="highs")
-            if lo.status == 0 and hi.status == 0 and (-hi.fun - lo.fun) < 1e-9:
-                pinned.append(k)
+            on_bound = np.zeros(len(block), dtype=bool)  # some solution is inside them all
+        else:
+            solution, on_bound = _held_at_bounds(sub_a, sub_b, sub_bounds)
+            if solution is None:
+                continue
+        # the cells held at a bound in every solution are pinned; the others can move off
+        # their bounds together, so one of them is pinned exactly when the equations, with
+        # the held cells put in, fix it alone
+        free = ~on_bound
+        fixed = on_bound.copy()
+        if free.any():
+            fixed[free] = _fixed_by_equations(sub_a[:, free])
+        pinned += [k for k in cells if fixed[at[col[k]]]]
     return sorted(pinned)
 
 
@@ -455,6 +457,53 @@ def _widest_margin(
         method="highs",
     )
     return res.status, (-res.fun if res.status == 0 else 0.0)
+
+
+def _held_at_bounds(
+    a_eq: np.ndarray, b_eq: np.ndarray, bounds: list[tuple[float, float | None]]
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """A solution of ``a_eq @ x == b_eq`` within ``bounds``, and which variables lie on a
+    bound in every solution (None: there is no solution).
+
+    Each linear programme maximises the variables' distances from their bounds (each capped
+    at 1), over those not yet seen off a bound; every round sees at least one more off its
+    bound, until the rest stay on theirs in the best solution — so in every solution."""
+    n = a_eq.shape[1]
+    rows, rhs = [], []
+    for i, (low, high) in enumerate(bounds):
+        row = np.zeros(2 * n)
+        row[i], row[n + i] = -1.0, 1.0  # s_i <= x_i - low
+        rows.append(row)
+        rhs.append(-low)
+        if high is not None and np.isfinite(high):
+            row = np.zeros(2 * n)
+            row[i], row[n + i] = 1.0, 1.0  # s_i <= high - x_i
+            rows.append(row)
+            rhs.append(high)
+    a_ub, b_ub = np.array(rows), np.array(rhs)
+    a_eq2 = np.hstack([a_eq, np.zeros_like(a_eq)])
+    var_bounds = [(None, None)] * n + [(0, 1)] * n
+    unseen = np.ones(n, dtype=bool)
+    solution = None
+    while unseen.any():
+        objective = np.concatenate([np.zeros(n), -unseen.astype(float)])
+        res = linprog(
+            objective,
+            A_ub=a_ub,
+            b_ub=b_ub,
+            A_eq=a_eq2,
+            b_eq=b_eq,
+            bounds=var_bounds,
+            method="highs",
+        )
+        if res.status != 0:
+            return None, unseen
+        solution = res.x[:n]
+        off = unseen & (res.x[n:] > 1e-7)
+        if not off.any():
+            break
+        unseen &= ~off
+    return solution, unseen
 
 
 def _fixed_by_equations(a_eq: np.ndarray) -> np.ndarray:
