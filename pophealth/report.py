@@ -35,7 +35,12 @@ practice's clinical system.
 
 
 def write_outputs(result: ProgrammeResult, out: Path) -> dict[str, list[Path]]:
-    """Write a programme's tables as CSV: aggregates and patient lists in separate folders."""
+    """Write a programme's tables as CSV: aggregates and patient lists in separate folders.
+
+    The programme's folders (``aggregate/<programme>/``, ``patient-level/<programme>/``)
+    then hold this run's tables only: a CSV an earlier run wrote there and this one did not
+    (a worklist of a PCN that now has nobody listed, say) is removed once every table is
+    written, so an old list cannot pass for a current one."""
     written: dict[str, list[Path]] = {"aggregate": [], "patient": []}
     for output in result.outputs:
         folder = out / (AGGREGATE_DIR if output.kind == "aggregate" else PATIENT_DIR)
@@ -51,6 +56,12 @@ def write_outputs(result: ProgrammeResult, out: Path) -> dict[str, list[Path]]:
             tmp.unlink(missing_ok=True)
             raise
         written[output.kind].append(path)
+    kept = {p.resolve() for paths in written.values() for p in paths}
+    for folder in (out / AGGREGATE_DIR / result.programme, out / PATIENT_DIR / result.programme):
+        if folder.is_dir():
+            for stale in folder.glob("*.csv"):
+                if stale.resolve() not in kept:
+                    stale.unlink()
     if written["patient"]:
         (out / PATIENT_DIR / "README.txt").write_text(PATIENT_README)
     return written

@@ -74,3 +74,33 @@ def test_a_csv_that_fails_to_write_leaves_no_temporary_file(tmp_path, monkeypatc
     folder = tmp_path / "aggregate" / "x"
     assert sorted(p.name for p in folder.iterdir()) == ["t.csv"]  # the first write's file
     assert (folder / "t.csv").read_text() == "n\n10\n"
+
+
+def test_a_rerun_removes_an_earlier_runs_tables_it_did_not_write(tmp_path):
+    """Run twice into one --out: the first run's worklist for a PCN that has nobody listed
+    now stayed beside the new files, where a pharmacist could take it for current. The
+    programme's folders hold the latest run's tables only; other folders and files in --out
+    are left alone."""
+    from pophealth.report import write_outputs
+
+    def run(*pcns):
+        outputs = [
+            Output(f"worklist_pcn_{p}", "patient", pd.DataFrame({"patient_id": ["a"]}), "w")
+            for p in pcns
+        ]
+        outputs.append(
+            Output("totals", "aggregate", pd.DataFrame({"n": [10.0]}), "t", disclosure="rule")
+        )
+        return ProgrammeResult("cvd", "CVD", dt.date(2026, 3, 31), "duckdb", outputs=outputs)
+
+    write_outputs(run("A", "B"), tmp_path)
+    (tmp_path / "patient-level" / "cvd" / "notes.txt").write_text("mine")
+    (tmp_path / "patient-level" / "asthma").mkdir()
+    (tmp_path / "patient-level" / "asthma" / "worklist.csv").write_text("patient_id\n")
+    (tmp_path / "mine.csv").write_text("x\n")
+    write_outputs(run("A"), tmp_path)
+    cvd = tmp_path / "patient-level" / "cvd"
+    assert sorted(p.name for p in cvd.iterdir()) == ["notes.txt", "worklist_pcn_A.csv"]
+    assert (tmp_path / "patient-level" / "asthma" / "worklist.csv").exists()
+    assert (tmp_path / "mine.csv").exists()
+    assert sorted(p.name for p in (tmp_path / "aggregate" / "cvd").iterdir()) == ["totals.csv"]

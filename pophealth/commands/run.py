@@ -93,7 +93,9 @@ def run_command(
     others rounded to the nearest 5; what report.html shows), patient-level/PROGRAMME/*.csv
     (pseudonymous worklists for the direct care team only; never publish them) and
     report.html, which opens offline. Files of the same name from an earlier run are
-    replaced, each only once it is complete; other files in --out are left alone.
+    replaced, each only once it is complete; a CSV an earlier run left in
+    aggregate/PROGRAMME or patient-level/PROGRAMME that this run did not write (a worklist
+    of a PCN with nobody listed now) is removed; other files in --out are left alone.
     """
     from pophealth.store import Store, StoreError
 
