@@ -39,10 +39,24 @@ def default_index_date(store) -> dt.date:
 
 
 def programme_index_date(store, date: dt.date | None) -> dt.date:
-    """The index date a programme runs on (``date``, else the store's extract date): the
-    command stops when nobody is registered on it, and warns when the store holds no
-    registrations at all."""
+    """The index date a programme runs on (``date``, else the store's extract date, else
+    today): the command stops when it is in the future or nobody is registered on it, and
+    warns when it is after the store's extract date or the store holds no registrations."""
     date = date or default_index_date(store)
+    if date > dt.date.today():
+        raise fail(
+            f"--index-date {date.isoformat()} is in the future: nobody's records reach it "
+            "(the default is the store's extract date)"
+        )
+    recorded = store.metadata.get("extract_date")
+    if recorded and date > dt.date.fromisoformat(recorded):
+        console.print(
+            f"[yellow]warning:[/yellow] --index-date {date.isoformat()} is after the store's "
+            f"extract date {recorded}: records after that are not in the store, so windows "
+            "reaching past it count less than they would",
+            highlight=False,
+            soft_wrap=True,
+        )
     why = nobody_registered(store, date)
     if why:
         raise fail(why)
@@ -83,7 +97,11 @@ def run_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for the report and CSV outputs.")],
     index_date: Annotated[
         str | None,
-        typer.Option("--index-date", help="YYYY-MM-DD; default: the store's extract date."),
+        typer.Option(
+            "--index-date",
+            help="YYYY-MM-DD, not in the future; default: the store's extract date (today "
+            "if it records none).",
+        ),
     ] = None,
     engine: EngineOption = "duckdb",
 ) -> None:

@@ -126,6 +126,39 @@ def test_run_at_an_index_date_before_any_registration_is_refused(tmp_path, store
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.parametrize("programme", ["population", "asthma"])
+def test_run_at_a_future_index_date_is_refused(tmp_path, store, programme):
+    """2030-01-01 ran with exit 0: an empty asthma register, a population of those still
+    registered with no records to count."""
+    import datetime as dt
+
+    future = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    out = tmp_path / "out"
+    result, said = invoke("run", programme, "--store", store, "--out", out, "--index-date", future)
+    refused(result, said, f"--index-date {future} is in the future")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_run_after_the_extract_date_warns(tmp_path, store):
+    """After the store's extract date (2026-03-31 for synthetic stores) records are
+    missing from the windows: a warning says so, and the run goes on."""
+    from pophealth.store import Store
+
+    extract = Store.open(store).metadata["extract_date"]
+    result, said = invoke(
+        "run",
+        "population",
+        "--store",
+        store,
+        "--out",
+        tmp_path / "o",
+        "--index-date",
+        "2026-06-30",
+    )
+    assert result.exit_code == 0, said
+    assert f"is after the store's extract date {extract}" in said
+
+
 @pytest.mark.parametrize(
     ("on", "said"),
     [
