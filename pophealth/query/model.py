@@ -741,18 +741,18 @@ class Frame:
         keep = ~(condition.if_null_then(False)) if condition.dtype == "bool" else condition
         return self._derive(keep, f"{self._desc}.except_where({condition.desc})")
 
+    def _refused(self, message: str, desc: str) -> Frame:
+        """This frame, carrying ``message`` as its error (an earlier error stays first)."""
+        return Frame(self._table, self._filters, self._order, self.error or message, desc)
+
     def matching(self, codelist: Codelist, column: str | None = None) -> Frame:
         """Rows whose code is in ``codelist`` (and in its coding system). A list whose
         systems cannot appear in this table/column is an error, not a silent zero."""
         if not isinstance(codelist, Codelist):
             given = _arg_text(codelist)
             given = given if len(given) <= 60 else given[:57] + "..."
-            return Frame(
-                self._table,
-                self._filters,
-                self._order,
-                self.error
-                or (
+            return self._refused(
+                (
                     f"{self._desc}.matching({given}): needs a code list — codelist(name) for a "
                     "curated one, load_codelist(path) for a CSV, Codelist.of(system, codes) "
                     "in code — not a "
@@ -762,34 +762,23 @@ class Frame:
             )
         columns = CODE_COLUMNS.get(self._table)
         if not columns:
-            return Frame(
-                self._table,
-                self._filters,
-                self._order,
-                self.error or f"{self._table} has no coded column to match a code list to",
+            return self._refused(
+                f"{self._table} has no coded column to match a code list to",
                 f"{self._desc}.matching({codelist.name})",
             )
         column = column or next(iter(columns))
         desc = f"{self._desc}.matching({codelist.name})"
         if column not in columns:
-            return Frame(
-                self._table,
-                self._filters,
-                self._order,
-                self.error
-                or f"{desc}: {self._table}.{column} is not a coded column "
+            return self._refused(
+                f"{desc}: {self._table}.{column} is not a coded column "
                 f"(coded columns: {', '.join(columns)})",
                 desc,
             )
         system_col, allowed, is_list = columns[column]
         usable = [s for s in codelist.systems if s in allowed]
         if not usable:
-            return Frame(
-                self._table,
-                self._filters,
-                self._order,
-                self.error
-                or (
+            return self._refused(
+                (
                     f"{desc}: code list {codelist.name!r} holds {'/'.join(codelist.systems)} "
                     f"codes but {self._table}.{column} holds {'/'.join(allowed)} codes — "
                     "a code list of the wrong system would match nothing"
@@ -799,12 +788,8 @@ class Frame:
         if "snomedct" in usable and set(allowed) >= SHARED_IDENTIFIERS:
             why = codelist.not_products()
             if why:  # matched as medicines, a clinical list's ids would find no issue
-                return Frame(
-                    self._table,
-                    self._filters,
-                    self._order,
-                    self.error
-                    or (
+                return self._refused(
+                    (
                         f"{desc}: code list {codelist.name!r} holds clinical SNOMED CT "
                         f"concepts, not medicinal products: {why}; it would match no row of "
                         f"{self._table} — match it against events, or use a dm+d list"
