@@ -419,14 +419,16 @@ SUPERSEDED = ".superseded"
 
 #: lease file -> number of Store objects of this process reading its snapshot
 _leases: dict[Path, int] = {}
-_lease_lock = threading.Lock()
+#: reentrant: a Store's finalizer (dropping its lease) can run inside the lock, when the
+#: garbage collector happens to run while this thread holds it
+_lease_lock = threading.RLock()
 #: the process whose renewal thread runs (a forked child starts its own)
 _renewing_in: int | None = None
 
 
 def _reset_after_fork() -> None:
     global _lease_lock, _renewing_in
-    _lease_lock = threading.Lock()  # the parent's may have been held by its renewal thread
+    _lease_lock = threading.RLock()  # the parent's may have been held by its renewal thread
     _renewing_in = None
 
 
@@ -482,8 +484,12 @@ def _take_lease(path: Path, snapshot: str) -> Path | None:
                 lease.touch()
             except OSError:
                 return None
-            _leases[lease] = 0
-        _leases[lease] += 1
+        # (a finalizer run by the garbage collector in this block may have dropped this
+        # very lease meanwhile: count from what is there, and make the file again if gone)
+        _leases[lease] = _leases.get(lease, 0) + 1
+        if not lease.exists():
+            with contextlib.suppress(OSError):
+                lease.touch()
         _start_renewing()
     return lease
 
@@ -502,7 +508,10 @@ def _drop_lease(lease: Path | None) -> None:
         if _leases[lease] > 0:
             return
         del _leases[lease]
-    lease.unlink(missing_ok=True)
+        # inside the lock, so another thread taking the same lease now makes it again
+        # after this, not before
+        with contextlib.suppress(OSError):
+            lease.unlink(missing_ok=True)
 
 
 def _seconds(name: str, default: float, minimum: float) -> float:

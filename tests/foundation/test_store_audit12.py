@@ -575,3 +575,29 @@ def test_a_store_on_an_awkward_or_symlinked_path_is_written_read_and_cleaned(
     assert _snapshots(path) == {again.snapshot}  # only this process's leases held the old
     assert again.connect().table("events").count().execute() == 3
     assert again.row_counts()["patients"] == 3
+
+
+def test_a_lease_dropped_by_a_finalizer_inside_the_lease_lock_does_not_hang(tmp_path):
+    """A Store's finalizer drops its lease; the garbage collector can run it while this
+    thread holds the lease lock (taking another lease), and the lock was not reentrant:
+    the process hung for good (seen in CI, in the test above)."""
+    import threading
+
+    from pophealth import store as store_module
+
+    path = tmp_path / "s"
+    _old_store(path)
+    one, two = Store.open(path), Store.open(path)
+    lease = store_module._lease_path(path, one.snapshot)
+
+    def finalizer_inside_the_lock():
+        with store_module._lease_lock:
+            store_module._drop_lease(lease)
+
+    worker = threading.Thread(target=finalizer_inside_the_lock, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "dropping a lease inside the lease lock hangs"
+    assert lease.exists()  # the other Store still holds it
+    del one, two
+    assert not lease.exists()
