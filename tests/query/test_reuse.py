@@ -278,6 +278,8 @@ def test_a_has_a_row_part_of_the_population_is_a_semi_join(engine, tmp_path):
     reg.htn_codes = events.matching(HTN).count_for_patient()
     got = run_dataset(store, reg, engine=engine, index_date=INDEX)
     assert dict(zip(got.patient_id, got.htn_codes, strict=True)) == {"1": 1, "2": 1}
+    reg = Dataset()  # (a dataset has one population rule: a second one is refused)
     reg.define_population(cohort & htn)
+    reg.htn_codes = events.matching(HTN).count_for_patient()
     got = run_dataset(store, reg, engine=engine, index_date=INDEX)
     assert dict(zip(got.patient_id, got.htn_codes, strict=True)) == {"1": 1, "2": 1}
