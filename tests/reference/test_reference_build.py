@@ -247,6 +247,8 @@ def test_build_2025_subset_into_existing_store(shared_data, tmp_path, built):
 
 
 @pytest.mark.shared_data
+# (the partial folder's missing files are warned of too; only the LSOA warning is tested)
+@pytest.mark.filterwarnings("ignore::pophealth.reference.build.ReferenceWarning")
 def test_build_reports_address_lsoas_missing_from_areas(shared_data, tmp_path):
     import datetime as dt
 
