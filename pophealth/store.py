@@ -669,7 +669,11 @@ class Store:
                 f"`pophealth ingest ... --out {path}`"
             )
         if not cls.is_store(path):
-            raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file)")
+            inside = (
+                [p for p in sorted(path.glob("*/")) if cls.is_store(p)] if path.is_dir() else []
+            )
+            hint = f"; did you mean {inside[0]}?" if len(inside) == 1 else ""
+            raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file){hint}")
         removed = _remove_stale_snapshots(path)
         for attempt in range(3):
             snapshot = _read_current(path)

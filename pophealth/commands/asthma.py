@@ -77,6 +77,8 @@ def pollution_episode(
         wanted = read_episode_areas(areas)
     except (StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
+    if not len(wanted):
+        raise fail(f"--areas {areas} lists no areas: nobody could be at risk; nothing written")
     date = programme_index_date(opened, date)
     frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
     listing = pollution_episode_list(frame, wanted)

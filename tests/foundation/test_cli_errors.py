@@ -244,6 +244,30 @@ def test_pollution_episode_before_any_registration_is_refused(tmp_path, store, f
     assert not out.exists()
 
 
+def test_pollution_episode_with_no_forecast_areas_is_refused(tmp_path, store):
+    """A forecast of a header only ran the whole asthma programme and wrote an empty list
+    with exit 0, as if nobody in the region were at risk."""
+    areas = tmp_path / "areas.csv"
+    areas.write_text("code\n")
+    out = tmp_path / "p.csv"
+    result, said = invoke(
+        "asthma", "pollution-episode", "--store", store, "--areas", areas, "--out", out
+    )
+    refused(result, said, "lists no areas")
+    assert not out.exists()
+
+
+def test_a_folder_holding_one_store_is_named_in_the_error(tmp_path, store):
+    """`--store pophealth-demo` (the demo's folder, whose store is pophealth-demo/store)
+    said only 'not a pophealth store'."""
+    import shutil
+
+    outer = tmp_path / "pophealth-demo"
+    shutil.copytree(store, outer / "store", symlinks=True)
+    result, said = invoke("run", "population", "--store", outer, "--out", tmp_path / "o")
+    refused(result, said, "is not a pophealth store", f"did you mean {outer / 'store'}?")
+
+
 def test_dataset_before_any_registration_says_so_but_runs(tmp_path, store, definitions):
     """A dataset's population is the analyst's own, so it is a note, not a refusal."""
     out = tmp_path / "d.csv"
