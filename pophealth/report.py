@@ -148,7 +148,8 @@ table.data{border-collapse:collapse;font-size:.85rem}
 table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e8edee;text-align:right;
 white-space:nowrap}
 table.data th{background:#e8edee}
-.scroll{overflow-x:auto}.more,.disclosure,.caption{color:#4c6272;font-size:.85rem}
+.scroll{overflow-x:auto}
+figure{margin:0 0 1rem}.more,.disclosure,.caption{color:#4c6272;font-size:.85rem}
 .kpis{display:flex;gap:1rem;flex-wrap:wrap}.kpi{background:#e8edee;padding:.6rem 1rem;
 border-radius:4px}.kpi b{display:block;font-size:1.4rem}
 .notes li{color:#4c6272;font-size:.9rem} footer{color:#4c6272;font-size:.8rem;padding:1rem 2rem}
@@ -188,10 +189,17 @@ def render_html(
             if section.text:
                 block.append(f"<p>{html.escape(section.text)}</p>")
             for fig in section.figures:
+                # a chart is a figure whose title and caption are its text alternative (a
+                # screen reader reads them; the drawing itself says nothing to it)
+                alt = html.escape(" ".join(filter(None, [fig.title + ".", fig.caption])))
+                block.append(f"<figure role='group' aria-label='{alt}'>")
                 block.append(f"<h4>{html.escape(fig.title)}</h4>")
                 block.append(fig.figure.to_html(full_html=False, include_plotlyjs=False))
                 if fig.caption:
-                    block.append(f"<p class='caption'>{html.escape(fig.caption)}</p>")
+                    block.append(
+                        f"<figcaption class='caption'>{html.escape(fig.caption)}</figcaption>"
+                    )
+                block.append("</figure>")
             for table in section.tables:
                 if table.kind != "aggregate":
                     raise ValueError(

@@ -104,3 +104,22 @@ def test_a_rerun_removes_an_earlier_runs_tables_it_did_not_write(tmp_path):
     assert (tmp_path / "patient-level" / "asthma" / "worklist.csv").exists()
     assert (tmp_path / "mine.csv").exists()
     assert sorted(p.name for p in (tmp_path / "aggregate" / "cvd").iterdir()) == ["totals.csv"]
+
+
+def test_each_chart_is_a_figure_named_by_its_title_and_caption():
+    """Charts had no text alternative: a screen reader met an unnamed drawing."""
+    import plotly.graph_objects as go
+
+    from pophealth.programmes import Figure
+
+    chart = Figure("Reliever over-use by deprivation", go.Figure(), "Quintile 1 is most deprived")
+    result = ProgrammeResult(
+        "x", "X", dt.date(2026, 3, 31), "duckdb", sections=[Section("s", figures=[chart])]
+    )
+    page = render_html([result], title="t")
+    assert (
+        "<figure role='group' aria-label='Reliever over-use by deprivation. "
+        "Quintile 1 is most deprived'>" in page
+    )
+    assert "<figcaption class='caption'>Quintile 1 is most deprived</figcaption>" in page
+    assert page.count("<figure") == page.count("</figure>") == 1
