@@ -48,7 +48,7 @@ guidance for tables produced from administrative sources* (secondary suppression
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -414,8 +414,8 @@ def _pinned_cells(
         if status == 0 and margin > 1e-7:
             on_bound = np.zeros(len(block), dtype=bool)  # some solution is inside them all
         else:
-            solution, on_bound = _held_at_bounds(sub_a, sub_b, sub_bounds)
-            if solution is None:
+            on_bound = _held_at_bounds(sub_a, sub_b, sub_bounds)
+            if on_bound is None:
                 continue
         # the cells held at a bound in every solution are pinned; the others can move off
         # their bounds together, so one of them is pinned exactly when the equations, with
@@ -434,23 +434,13 @@ def _widest_margin(
     """The largest t (at most 1) such that some x with ``a_eq @ x == b_eq`` lies at least t
     inside every bound, by one linear programme; with its status (2: no such x at all)."""
     n = a_eq.shape[1]
-    rows, rhs = [], []
-    for i, (low, high) in enumerate(bounds):
-        row = np.zeros(n + 1)
-        row[i], row[n] = -1.0, 1.0  # t - x_i <= -low
-        rows.append(row)
-        rhs.append(-low)
-        if high is not None and np.isfinite(high):
-            row = np.zeros(n + 1)
-            row[i], row[n] = 1.0, 1.0  # x_i + t <= high
-            rows.append(row)
-            rhs.append(high)
+    a_ub, b_ub = _distances_from_bounds(bounds, n + 1, lambda i: n)
     objective = np.zeros(n + 1)
     objective[n] = -1.0
     res = linprog(
         objective,
-        A_ub=np.array(rows),
-        b_ub=np.array(rhs),
+        A_ub=a_ub,
+        b_ub=b_ub,
         A_eq=np.hstack([a_eq, np.zeros((a_eq.shape[0], 1))]),
         b_eq=b_eq,
         bounds=[(None, None)] * n + [(0, 1)],
@@ -461,30 +451,18 @@ def _widest_margin(
 
 def _held_at_bounds(
     a_eq: np.ndarray, b_eq: np.ndarray, bounds: list[tuple[float, float | None]]
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """A solution of ``a_eq @ x == b_eq`` within ``bounds``, and which variables lie on a
-    bound in every solution (None: there is no solution).
+) -> np.ndarray | None:
+    """Which variables lie on a bound in every solution of ``a_eq @ x == b_eq`` within
+    ``bounds`` (None: there is no solution).
 
     Each linear programme maximises the variables' distances from their bounds (each capped
     at 1), over those not yet seen off a bound; every round sees at least one more off its
     bound, until the rest stay on theirs in the best solution — so in every solution."""
     n = a_eq.shape[1]
-    rows, rhs = [], []
-    for i, (low, high) in enumerate(bounds):
-        row = np.zeros(2 * n)
-        row[i], row[n + i] = -1.0, 1.0  # s_i <= x_i - low
-        rows.append(row)
-        rhs.append(-low)
-        if high is not None and np.isfinite(high):
-            row = np.zeros(2 * n)
-            row[i], row[n + i] = 1.0, 1.0  # s_i <= high - x_i
-            rows.append(row)
-            rhs.append(high)
-    a_ub, b_ub = np.array(rows), np.array(rhs)
+    a_ub, b_ub = _distances_from_bounds(bounds, 2 * n, lambda i: n + i)
     a_eq2 = np.hstack([a_eq, np.zeros_like(a_eq)])
     var_bounds = [(None, None)] * n + [(0, 1)] * n
     unseen = np.ones(n, dtype=bool)
-    solution = None
     while unseen.any():
         objective = np.concatenate([np.zeros(n), -unseen.astype(float)])
         res = linprog(
@@ -497,13 +475,31 @@ def _held_at_bounds(
             method="highs",
         )
         if res.status != 0:
-            return None, unseen
-        solution = res.x[:n]
+            return None
         off = unseen & (res.x[n:] > 1e-7)
         if not off.any():
             break
         unseen &= ~off
-    return solution, unseen
+    return unseen
+
+
+def _distances_from_bounds(
+    bounds: list[tuple[float, float | None]], width: int, distance: Callable[[int], int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``a_ub @ v <= b_ub`` saying each variable ``v[i]`` is at least
+    ``v[distance(i)]`` from its lower bound and (where it has one) from its upper bound."""
+    rows, rhs = [], []
+    for i, (low, high) in enumerate(bounds):
+        row = np.zeros(width)
+        row[i], row[distance(i)] = -1.0, 1.0  # d - x_i <= -low
+        rows.append(row)
+        rhs.append(-low)
+        if high is not None and np.isfinite(high):
+            row = np.zeros(width)
+            row[i], row[distance(i)] = 1.0, 1.0  # x_i + d <= high
+            rows.append(row)
+            rhs.append(high)
+    return np.array(rows), np.array(rhs)
 
 
 def _fixed_by_equations(a_eq: np.ndarray) -> np.ndarray:
