@@ -12,11 +12,20 @@ decides how to embed them).
 * :func:`equity_chart` — values by IMD decile with 95% intervals and the fitted SII line from an
   :class:`pophealth.equity.EquityView`.
 
+Each builder also attaches the chart's numbers as a table (:func:`chart_data`), which the HTML
+report shows under the chart ("Show the data"): one row per point, a withheld value missing
+(shown "[c]"), never a number the chart was not given. Any other figure can carry one too
+(:func:`attach_data`); the report reads a figure without one from its traces.
+
 Colours follow the Making Data Count guidance ("Making Data Count: strengthening your
 decisions", NHS England 2019) as used by NHSRplotthedots.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +33,15 @@ import plotly.graph_objects as go
 
 from pophealth.spc import SPCResult
 
-__all__ = ["MDC_COLOURS", "funnel_chart", "spc_chart", "equity_chart"]
+__all__ = [
+    "MDC_COLOURS",
+    "ChartData",
+    "attach_data",
+    "chart_data",
+    "funnel_chart",
+    "spc_chart",
+    "equity_chart",
+]
 
 MDC_COLOURS: dict[str, str] = {
     "common_cause": "#7B7D7D",
@@ -53,11 +70,58 @@ _VARIATION_ICON = {
     "special_cause_neutral_high": ("Special cause: neutral (high)", "H"),
     "special_cause_neutral_low": ("Special cause: neutral (low)", "L"),
 }
+_RULE_WORDS = {
+    "outside_limits": "outside the process limits",
+    "trend": "trend (7 rising or falling)",
+    "two_in_three": "two of three near a limit",
+    "shift": "shift (7 on one side of the mean)",
+}
 _ASSURANCE_ICON = {
     "consistent_pass": ("Consistently passing the target", "P", "#289DE0"),
     "consistent_fail": ("Consistently failing the target", "F", "#FAB428"),
     "inconsistent": ("Hit and miss: target within limits", "?", "#7B7D7D"),
 }
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """The numbers a chart draws, for the table beside it.
+
+    ``frame``: one row per point; its first column names the point. In a column of numbers a
+    missing value is a withheld one (the report shows "[c]"); in a column of words it means
+    there is nothing to say. Headers carry their units. ``notes``: sentences shown with the
+    table (what the reference lines are, how runs treat a withheld month)."""
+
+    frame: pd.DataFrame
+    notes: tuple[str, ...] = ()
+
+
+_DATA = "_pophealth_chart_data"  # where a figure keeps its ChartData (not drawn, not serialised)
+
+
+def attach_data(fig: go.Figure, frame: pd.DataFrame, notes: Sequence[str] = ()) -> go.Figure:
+    """Give ``fig`` the table of its numbers (see :class:`ChartData`); returns ``fig``."""
+    setattr(fig, _DATA, ChartData(frame.reset_index(drop=True), tuple(notes)))
+    return fig
+
+
+def chart_data(fig: Any) -> ChartData | None:
+    """The table a chart builder attached to ``fig``, or ``None``."""
+    return getattr(fig, _DATA, None)
+
+
+def _with_unit(name: str, unit: str) -> str:
+    return name if not unit or unit == name else f"{name} ({unit})"
+
+
+def _point_names(x: pd.Series) -> pd.Series:
+    """x values as a reader names them: a date (no time of day) as YYYY-MM-DD."""
+    if pd.api.types.is_datetime64_any_dtype(x):
+        stamps = pd.to_datetime(x)
+        if bool((stamps.dropna() == stamps.dropna().dt.normalize()).all()):
+            return stamps.dt.strftime("%Y-%m-%d").astype(object)
+        return stamps.dt.strftime("%Y-%m-%d %H:%M").astype(object)
+    return x.reset_index(drop=True)
 
 
 def funnel_chart(
@@ -71,12 +135,19 @@ def funnel_chart(
     title: str = "",
     x_title: str = "Denominator",
     y_title: str = "Value",
+    label_title: str | None = None,
 ) -> go.Figure:
     """Funnel plot: one marker per unit, the baseline and the 95% / 99.8% limit curves.
 
     ``points`` holds ``x`` (denominator, expected events or events, on the same scale as the
     first column of ``limits``) and ``y`` (value on the ``limits`` scale), optionally a
-    ``label`` column and the ``significance`` column from ``funnel_significance``.
+    ``label`` column (headed ``label_title`` in the data) and the ``significance`` column from
+    ``funnel_significance``. A unit whose
+    ``y`` is missing (withheld) is not drawn and is listed as withheld in the chart's data.
+
+    The attached data (:func:`chart_data`) lists every unit with its ``x``, ``y`` and where it
+    lies against the limits, and names the average; the limit curves themselves are not
+    tabulated (they are drawn on a grid of ``x``, not at the units).
     """
     fig = go.Figure()
     grid = limits.iloc[:, 0]
@@ -147,14 +218,58 @@ def funnel_chart(
     fig.update_layout(
         title=title, xaxis_title=x_title, yaxis_title=y_title, template="simple_white"
     )
-    return fig
+    names = points[label].astype(object) if label else pd.Series(range(1, len(points) + 1))
+    table = pd.DataFrame(
+        {
+            label_title or (label.replace("_", " ").capitalize() if label else "Unit"): (
+                names.to_numpy()
+            ),
+            x_title: points[x].to_numpy(dtype=float),
+            y_title: points[y].to_numpy(dtype=float),
+        }
+    )
+    if sig is not None:
+        table["Compared with the limits"] = sig.astype(object).where(sig.notna(), None).to_numpy()
+    baseline = limits["baseline"].dropna()
+    notes = []
+    if len(baseline) and bool((baseline == baseline.iloc[0]).all()):
+        notes.append(
+            f"Average (centre line): {float(baseline.iloc[0]):.2f} ({y_title}). The 95% and "
+            "99.8% limits are "
+            f"curves over {x_title.lower()}; the last column says where each unit lies."
+        )
+    return attach_data(fig, table, notes)
 
 
 def spc_chart(
-    result: SPCResult, *, title: str = "", y_title: str = "Value", x_title: str = ""
+    result: SPCResult,
+    *,
+    title: str = "",
+    y_title: str = "Value",
+    x_title: str = "",
+    withheld: Sequence[Any] = (),
 ) -> go.Figure:
-    """Making Data Count SPC chart with variation and assurance icons."""
+    """Making Data Count SPC chart with variation and assurance icons.
+
+    ``withheld`` lists x values (months) left out of ``result`` because their counts were
+    withheld: the value line breaks there, each is marked "[c]" on the axis and listed as
+    withheld in the chart's data. The rules themselves are not changed: they ran on the
+    released points only, so a run (trend, shift, two of three) counts the points either side
+    of a withheld month as neighbours and can span it.
+
+    The attached data (:func:`chart_data`) has one row per point: value, numerator and
+    denominator (p-chart), centre line, process limits, target, and the special cause and
+    rule that flagged the point.
+    """
     d = result.data
+    gaps = pd.Series(list(withheld), dtype=object)
+    if pd.api.types.is_datetime64_any_dtype(d["x"]):
+        gaps = pd.Series(pd.to_datetime(gaps), dtype=d["x"].dtype)
+    gaps = gaps[~gaps.isin(d["x"])].drop_duplicates()
+    # the value line breaks at a withheld point (a missing y), it is not drawn across it
+    line = pd.concat(
+        [d[["x", "y"]], pd.DataFrame({"x": gaps, "y": np.nan})], ignore_index=True
+    ).sort_values("x", kind="stable")
     fig = go.Figure()
     for col, name, dash in (("upl", "Process limits", "dash"), ("lpl", "Process limits", "dash")):
         fig.add_trace(
@@ -166,6 +281,8 @@ def spc_chart(
                 name=name,
                 legendgroup=name,
                 showlegend=col == "upl",
+                hovertemplate=f"%{{x}}: %{{y:.2f}}<extra>{'Upper' if col == 'upl' else 'Lower'}"
+                " process limit</extra>",
             )
         )
     fig.add_trace(
@@ -175,20 +292,38 @@ def spc_chart(
             mode="lines",
             name="Mean",
             line={"color": "#212F3D", "width": 1.5, "shape": "hv"},
+            hovertemplate="%{x}: %{y:.2f}<extra>Mean</extra>",
         )  # fmt: skip
     )
+    if len(gaps):
+        fig.add_trace(
+            go.Scatter(
+                x=line["x"],
+                y=line["y"],
+                mode="lines",
+                showlegend=False,
+                hoverinfo="skip",
+                line={"color": MDC_COLOURS["common_cause"], "width": 1.5},
+                connectgaps=False,
+            )  # fmt: skip
+        )
     fig.add_trace(
         go.Scatter(
             x=d["x"],
             y=d["y"],
-            mode="lines+markers",
+            mode="markers" if len(gaps) else "lines+markers",
             name="Value",
             line={"color": MDC_COLOURS["common_cause"], "width": 1.5},
             marker={"color": [MDC_COLOURS[t] for t in d["point_type"]], "size": 8},
             customdata=np.stack([d["point_type"], d["rule"].fillna("")], axis=-1),
-            hovertemplate="%{x}: %{y}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
+            hovertemplate="%{x}: %{y:.2f}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
         )
     )
+    for x in gaps:
+        fig.add_annotation(
+            x=x, y=0, yref="paper", yanchor="bottom", text="[c]", showarrow=False,
+            hovertext="withheld (small numbers)", font={"color": "#7B7D7D"},
+        )  # fmt: skip
     if result.target is not None:
         fig.add_trace(
             go.Scatter(
@@ -212,7 +347,39 @@ def spc_chart(
         template="simple_white",
         margin={"r": 140},
     )
-    return fig
+    return attach_data(fig, *_spc_table(result, gaps, x_title, y_title))
+
+
+def _spc_table(
+    result: SPCResult, gaps: pd.Series, x_title: str, y_title: str
+) -> tuple[pd.DataFrame, list[str]]:
+    d = result.data
+    rows = pd.concat([d, pd.DataFrame({"x": gaps})], ignore_index=True)
+    rows = rows.sort_values("x", kind="stable").reset_index(drop=True)
+    released = rows["y"].notna().to_numpy()
+    table = pd.DataFrame({x_title or "Point": _point_names(rows["x"])})
+    table[_with_unit("Value", y_title)] = rows["y"].to_numpy(dtype=float)
+    if result.chart == "p" and {"numerator", "denominator"} <= set(rows.columns):
+        table["Numerator"] = rows["numerator"].to_numpy(dtype=float)
+        table["Denominator"] = rows["denominator"].to_numpy(dtype=float)
+    if rows["period"].nunique() > 1:
+        table["Period"] = rows["period"].astype("Int64").astype(object).where(released, None)
+    table[_with_unit("Centre line", y_title)] = rows["mean"].to_numpy(dtype=float)
+    table[_with_unit("Lower process limit", y_title)] = rows["lpl"].to_numpy(dtype=float)
+    table[_with_unit("Upper process limit", y_title)] = rows["upl"].to_numpy(dtype=float)
+    if result.target is not None:
+        table[_with_unit("Target", y_title)] = float(result.target)
+    kind = rows["point_type"].map(lambda t: _VARIATION_ICON.get(t, (None,))[0])
+    table["Variation"] = np.where(released, kind.astype(object), "withheld")
+    table["Rule"] = rows["rule"].map(_RULE_WORDS).astype(object).where(released, None)
+    notes = []
+    if len(gaps):
+        notes.append(
+            "Withheld points ([c]) are left out of the limits and the rules: a run (trend, "
+            "shift, two of three) counts the points either side of a withheld one as "
+            "neighbours, so it can span it."
+        )
+    return table, notes
 
 
 def _badge(fig: go.Figure, x: float, letter: str, colour: str, hover: str) -> None:
@@ -229,6 +396,10 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
     ``view`` is an :class:`pophealth.equity.EquityView`; a decile whose value is withheld
     has no point and is marked "[c]" on the axis (a gap alone could be read as no one). The
     SII line is the population-weighted regression fitted at each decile's relative rank.
+
+    The attached data (:func:`chart_data`) has one row per decile: the released numerator and
+    denominator, the value and its 95% interval ("[c]" where withheld) and, when the line is
+    drawn, its fitted value.
     """
     b = view.breakdowns  # type: ignore[attr-defined]
     b = b[b["breakdown"] == "imd_decile"]
@@ -260,6 +431,7 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
             hovertext=f"IMD decile {decile}: suppressed", font={"color": "#7B7D7D"},
         )  # fmt: skip
     sii = view.sii  # type: ignore[attr-defined]
+    fitted, sii_name = None, ""
     if len(sii) and dec["value"].notna().all() and len(dec) == 10:
         row = sii.iloc[0]
         slope = row["value"]
@@ -267,19 +439,33 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
         pop = dec["denominator"].to_numpy(dtype=float)
         a = pop / pop.sum()
         rank = np.cumsum(a) - a / 2
+        fitted = intercept + slope * rank
+        sii_name = f"SII {slope:.1f} ({row['lower95_0cl']:.1f} to {row['upper95_0cl']:.1f})"
         fig.add_trace(
             go.Scatter(
                 x=dec["group"],
-                y=intercept + slope * rank,
+                y=fitted,
                 mode="lines",
                 line={"color": "#DA291C", "width": 2},
-                name=(f"SII {slope:.1f} ({row['lower95_0cl']:.1f} to {row['upper95_0cl']:.1f})"),
+                name=sii_name,
             )
         )
+    unit = y_title or ("Percentage" if view.multiplier == 100 else "Value")  # type: ignore[attr-defined]
     fig.update_layout(
         title=title,
         xaxis={"title": "IMD decile (1 = most deprived)", "dtick": 1},
-        yaxis_title=y_title or ("Percentage" if view.multiplier == 100 else "Value"),  # type: ignore[attr-defined]
+        yaxis_title=unit,
         template="simple_white",
     )
-    return fig
+    table = pd.DataFrame({"IMD decile (1 = most deprived)": dec["group"].to_numpy()})
+    for col, name in (("numerator", "Numerator"), ("denominator", "Denominator")):
+        if col in dec:
+            table[name] = dec[col].to_numpy(dtype=float)
+    table[_with_unit("Value", unit)] = dec["value"].to_numpy(dtype=float)
+    table[_with_unit("95% CI lower", unit)] = dec["lower95_0cl"].to_numpy(dtype=float)
+    table[_with_unit("95% CI upper", unit)] = dec["upper95_0cl"].to_numpy(dtype=float)
+    notes = []
+    if fitted is not None:
+        table[_with_unit("SII line", unit)] = fitted
+        notes.append(f"{sii_name}: the slope index of inequality (95% CI), fitted at each decile.")
+    return attach_data(fig, table, notes)

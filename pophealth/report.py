@@ -4,22 +4,33 @@ The HTML report carries plotly.js inline, so it opens offline (no network, no
 CDN). It shows aggregate outputs only — every one of which has passed the
 disclosure-control rule; patient-level worklists go to a separate folder for the
 care team and are only counted in the report.
+
+Every chart has its numbers beside it: a "Show the data" table under the chart (an HTML
+``<details>``, open when the page is printed), with the same number formatting and "[c]"
+markers as the other tables. It is the table the chart's builder attached
+(:func:`pophealth.charts.chart_data`) or, for any other figure, one read from its traces:
+the points' categories and values, error bars as an interval, per-point labels, heatmap
+cells, map areas. Numbers a trace carries only for its hover text (``customdata``) are not
+tabulated.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pophealth import __version__
 from pophealth.disclosure import DEFAULT_POLICY
-from pophealth.programmes import Output, ProgrammeResult
+from pophealth.programmes import Figure, Output, ProgrammeResult
 
 AGGREGATE_DIR = "aggregate"
 PATIENT_DIR = "patient-level"
@@ -136,6 +147,237 @@ def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+WITHHELD = "[c]"
+#: rows of a chart's data table shown in the page (a map of every LSOA could be thousands)
+MAX_CHART_ROWS = 1000
+
+
+def _chart_data_html(fig: Figure) -> str:
+    """The "Show the data" table under a chart: its caption, headers with units, a row
+    header per point, numbers formatted as in the report's tables, withheld as [c]."""
+    from pophealth.charts import chart_data  # plotly loads when a chart is drawn
+
+    attached = chart_data(fig.figure)
+    tables = [(attached.frame, list(attached.notes))] if attached else _traces_data(fig.figure)
+    parts = []
+    tables = [(frame, notes) for frame, notes in tables if len(frame.columns)]
+    for i, (frame, notes) in enumerate(tables):
+        caption = f"Data for the chart “{fig.title}”"
+        if len(tables) > 1:
+            caption += f" ({i + 1} of {len(tables)})"
+        parts.append(_data_table(frame, caption, notes))
+    if not parts:
+        parts.append("<p class='caption'>This chart draws no data.</p>")
+    return (
+        "<details class='chart-data'><summary>Show the data</summary>"
+        + "".join(parts)
+        + "</details>"
+    )
+
+
+def _data_table(frame: pd.DataFrame, caption: str, notes: list[str]) -> str:
+    shown = frame.head(MAX_CHART_ROWS)
+    cells = _cells(shown)
+    head = "".join(f"<th scope='col'>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = []
+    for r in range(len(shown)):
+        first, *rest = (cells[c][r] for c in range(len(shown.columns)))
+        rows.append(
+            f"<tr><th scope='row'>{html.escape(first)}</th>"
+            + "".join(f"<td>{html.escape(v)}</td>" for v in rest)
+            + "</tr>"
+        )
+    more = (
+        f"<p class='more'>First {MAX_CHART_ROWS:,} of {len(frame):,} points.</p>"
+        if len(frame) > MAX_CHART_ROWS
+        else ""
+    )
+    withheld = any(WITHHELD in col for col in cells)
+    notes = [*notes, *(["[c] = withheld (small numbers)."] if withheld else [])]
+    text = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in notes)
+    return (
+        f"<div class='scroll'><table class='data chart-table'><caption>{html.escape(caption)}"
+        f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"{more}{text}"
+    )
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+def _missing(v: object) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float | np.floating) and math.isnan(v))
+
+
+def _cells(frame: pd.DataFrame) -> list[list[str]]:
+    """Each column's cells as text. A column of numbers (the marker "[c]" allowed among
+    them) shows a missing value as [c], whole numbers with thousands separators (none in a
+    year), others as in :func:`_format_number`; dates as YYYY-MM-DD; words as they are."""
+    out = []
+    for col in frame.columns:
+        values = list(frame[col])
+        present = [v for v in values if not _missing(v)]
+        if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+            numeric = True  # a column of numbers, even one whose every value is withheld
+        else:
+            numeric = bool(present) and all(_is_number(v) or v == WITHHELD for v in present)
+        if numeric:
+            nums = [float(v) for v in present if _is_number(v)]
+            whole = bool(nums) and all(n == round(n) for n in nums)
+            seps = "year" not in str(col).lower()
+            out.append(
+                [
+                    WITHHELD
+                    if _missing(v) or v == WITHHELD
+                    else _format_number(float(v), whole, seps)
+                    for v in values
+                ]
+            )
+        else:
+            out.append(["" if _missing(v) else _text(v) for v in values])
+    return out
+
+
+def _text(v: object) -> str:
+    if isinstance(v, np.datetime64 | pd.Timestamp | dt.datetime):
+        t = pd.Timestamp(v)
+        return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if _is_number(v):
+        f = float(v)
+        return f"{f:.0f}" if f == round(f) else f"{f:g}"
+    return str(v)
+
+
+def _array(value: Any) -> np.ndarray | None:
+    """A trace attribute as an array (plotly may hold numbers as base64 ``bdata``)."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and "bdata" in value:
+        a = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        if shape:
+            a = a.reshape([int(n) for n in str(shape).split(",")])
+        return a
+    if isinstance(value, str | bytes):
+        return None
+    a = np.asarray(value)
+    if a.dtype.kind == "M":  # dates: as timestamps (as objects numpy gives nanoseconds)
+        return np.array(list(pd.to_datetime(a.ravel())), dtype=object).reshape(a.shape)
+    return a.astype(object)
+
+
+def _axis_title(axis: Any, default: str) -> str:
+    text = axis.title.text if axis is not None and axis.title is not None else None
+    return str(text) if text else default
+
+
+def _reads_negative_as_positive(axis: Any) -> bool:
+    """An axis that labels its negative ticks as positive numbers (a population pyramid's
+    left side): a bar's value there is its length."""
+    vals, texts = axis.tickvals, axis.ticktext
+    if vals is None or texts is None:
+        return False
+    return any(float(v) < 0 for v in vals) and not any(
+        "-" in str(t) or "\u2212" in str(t) for t in texts
+    )
+
+
+def _traces_data(fig: Any) -> list[tuple[pd.DataFrame, list[str]]]:
+    """A chart's numbers read from its traces, for a figure no builder gave a table.
+
+    x/y traces (bars, lines, markers) give one row per point: the series (trace name), the
+    category, the value (the category is y for horizontal bars), an interval from error bars
+    and a label from per-point text; a text-only trace gives its text as the value (a "[c]"
+    marker). Heatmaps give a grid, maps one row per area (an area drawn without a value —
+    hover text not showing it — is withheld). Missing values are withheld ([c])."""
+    layout = fig.layout
+    x_title = _axis_title(layout.xaxis, "Category")
+    y_title = _axis_title(layout.yaxis, "Value")
+    tables: list[tuple[pd.DataFrame, list[str]]] = []
+    points: list[pd.DataFrame] = []
+    maps = [t for t in fig.data if t.type.startswith("choropleth")]
+    map_value = next((c for c in map(_colorbar_title, maps) if c), "Value")
+    # a chart of horizontal bars reads its categories on y, for every trace drawn on it
+    sideways = any(getattr(t, "orientation", None) == "h" for t in fig.data)
+    for t in fig.data:
+        if t.visible is False:
+            continue
+        kind = t.type
+        if kind == "heatmap":
+            z = _array(t.z)
+            if z is None:
+                continue
+            z = np.asarray(z, dtype=float).reshape(len(z), -1)
+            xs = _array(t.x) if t.x is not None else np.arange(z.shape[1])
+            ys = _array(t.y) if t.y is not None else np.arange(z.shape[0])
+            grid = pd.DataFrame(z, columns=[_text(v) for v in xs])
+            grid.insert(0, y_title, [_text(v) for v in ys])
+            tables.append((grid, [f"Rows: {y_title}; columns: {x_title}."]))
+        elif kind.startswith("choropleth"):
+            locations = _array(t.locations)
+            if locations is None:
+                continue
+            z = _array(t.z)
+            shows = t.hovertemplate is None or "%{z" in str(t.hovertemplate)
+            values = (
+                np.asarray(z, dtype=float)
+                if z is not None and shows
+                else np.full(len(locations), np.nan)
+            )
+            points.append(pd.DataFrame({"_area": locations, map_value: values}))
+        elif hasattr(t, "x") and hasattr(t, "y"):
+            points.append(_xy_points(t, layout, x_title, y_title, sideways))
+    if points:
+        frame = pd.concat(points, ignore_index=True)
+        if "_series" in frame and frame["_series"].nunique(dropna=True) <= 1:
+            frame = frame.drop(columns="_series")
+        frame = frame.rename(columns={"_series": "Series", "_area": "Area"})
+        tables.insert(0, (frame, []))
+    return tables
+
+
+def _colorbar_title(t: Any) -> str:
+    try:
+        return str(t.colorbar.title.text or "")
+    except AttributeError:
+        return ""
+
+
+def _xy_points(t: Any, layout: Any, x_title: str, y_title: str, sideways: bool) -> pd.DataFrame:
+    horizontal = sideways or getattr(t, "orientation", None) == "h"
+    xs, ys = _array(t.x), _array(t.y)
+    n = len(xs) if xs is not None else len(ys) if ys is not None else 0
+    xs = xs if xs is not None else np.arange(n)
+    ys = ys if ys is not None else np.arange(n)
+    category, value = (ys, xs) if horizontal else (xs, ys)
+    cat_title, val_title = (y_title, x_title) if horizontal else (x_title, y_title)
+    texts = _array(t.text) if getattr(t, "text", None) is not None else None
+    mode = str(getattr(t, "mode", "") or "")
+    frame = pd.DataFrame({"_series": [t.name] * n, cat_title: list(category)})
+    if mode == "text" and texts is not None:
+        frame[val_title] = [str(v) for v in texts]
+        return frame
+    number = pd.to_numeric(pd.Series(list(value), dtype=object), errors="coerce")
+    axis = layout.xaxis if horizontal else layout.yaxis
+    if _reads_negative_as_positive(axis):
+        number = number.abs()
+    frame[val_title] = number.to_numpy(dtype=float)
+    bars = t.error_x if horizontal else t.error_y
+    if bars is not None and bars.type == "data" and bars.array is not None:
+        up = np.asarray(_array(bars.array), dtype=float)
+        down = up if bars.symmetric is not False else _array(bars.arrayminus)
+        down = np.asarray(down if down is not None else up, dtype=float)
+        centre = frame[val_title].to_numpy(dtype=float)
+        frame["Interval: lower"] = centre - down
+        frame["Interval: upper"] = centre + up
+    if texts is not None and len(texts) == n:
+        frame["Label"] = [None if _missing(v) else str(v) for v in texts]
+    return frame
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Arial,sans-serif;margin:0;color:#212b32;
 background:#f0f4f5}
@@ -154,6 +396,23 @@ figure{margin:0 0 1rem}.more,.disclosure,.caption{color:#4c6272;font-size:.85rem
 border-radius:4px}.kpi b{display:block;font-size:1.4rem}
 .notes li{color:#4c6272;font-size:.9rem} footer{color:#4c6272;font-size:.8rem;padding:1rem 2rem}
 nav a{margin-right:1rem}
+details.chart-data{margin:.5rem 0 0}details.chart-data summary{cursor:pointer;color:#005eb8}
+table.chart-table caption{text-align:left;color:#4c6272;font-size:.85rem;padding:.2rem 0}
+table.chart-table tbody th{background:none;font-weight:normal;text-align:left}
+@media print{body{background:#fff}section{break-inside:auto}
+.scroll{overflow:visible}table.data th,table.data td{white-space:normal}
+details.chart-data::details-content{content-visibility:visible;display:block}
+details.chart-data>summary{list-style:none;color:#212b32;font-weight:bold}
+details.chart-data>summary::-webkit-details-marker{display:none}}
+"""
+
+# the data tables are open on paper: the CSS above does it where ::details-content exists,
+# and this opens them for printing (and closes them again) where it does not
+_PRINT_JS = """
+addEventListener('beforeprint',()=>{for(const d of document.querySelectorAll(
+'details.chart-data:not([open])')){d.open=true;d.dataset.printOpened='1';}});
+addEventListener('afterprint',()=>{for(const d of document.querySelectorAll(
+'details.chart-data[data-print-opened]')){d.open=false;delete d.dataset.printOpened;}});
 """
 
 
@@ -199,6 +458,7 @@ def render_html(
                     block.append(
                         f"<figcaption class='caption'>{html.escape(fig.caption)}</figcaption>"
                     )
+                block.append(_chart_data_html(fig))
                 block.append("</figure>")
             for table in section.tables:
                 if table.kind != "aggregate":
@@ -235,7 +495,7 @@ def render_html(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<script>{get_plotlyjs()}</script><script>{_PRINT_JS}</script></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
         f"<main><nav>{''.join(nav)}</nav>{''.join(parts)}{listing}</main>"
         f"<footer>pophealth {__version__} · generated {generated} · every count is "
