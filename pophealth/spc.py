@@ -24,6 +24,13 @@ with the last period's limits: consistently passing (target outside the limits o
 side), consistently failing, or "inconsistent" (hit and miss). Limits can be frozen after
 ``fix_after_n_points`` and recalculated from each declared ``rebase`` point; periods of fewer
 than 12 points carry a trial-limits warning.
+
+**Withheld points.** Values must all be present; a caller whose count for a period is
+withheld (disclosure control) leaves that period out. The points either side of it are then
+neighbours: a trend, shift or two-of-three run can span the withheld period, whatever its
+value was; the p-chart centre line is Σx/Σn of the released periods only, and an XmR moving
+range is taken across the gap. :func:`pophealth.charts.spc_chart` can mark such periods
+(``withheld=``) so the chart and its data table show them as [c].
 """
 
 from __future__ import annotations

@@ -155,3 +155,25 @@ def test_settings_that_would_silently_change_the_chart_are_refused():
 def test_infinite_values_rejected():
     with pytest.raises(ValueError, match="position 2"):
         xmr([1.0, 2.0, np.inf, 3.0])
+
+
+def test_a_run_counts_the_released_months_either_side_of_a_withheld_one_as_neighbours():
+    """What the charts do where a month's counts are withheld (programmes leave the month
+    out before the p-chart): the rules run on the released months alone, so the months either
+    side of the gap are neighbours. Here 3 released months above the centre line, a withheld
+    month, then 4 more make a shift of 7 over 8 calendar months — whatever the withheld month
+    was. The centre line is Σx/Σn of the released months only. (Described, not a rule
+    change: whether a run may span a withheld month is a product decision.)"""
+    import pandas as pd
+
+    months = pd.date_range("2024-04-30", periods=20, freq="ME")
+    num = np.array([60, 40, 60, 40, 60, 40, 60, 40, 60, 40, 60, 40, 57, 57, 57, 0, 57, 57, 57, 57])
+    keep = np.ones(20, dtype=bool)
+    keep[15] = False  # withheld
+    r = p_chart(num[keep], np.full(keep.sum(), 100), months[keep], multiplier=100)
+    shift = r.data["rule_shift"].to_numpy()
+    assert list(r.data["x"][shift]) == list(months[12:15]) + list(months[16:20])
+    assert r.data["mean"].iloc[0] == pytest.approx(100 * num[keep].sum() / (100 * keep.sum()))
+    # with the month there the run breaks (its value is below the centre line)
+    whole = p_chart(num[:15].tolist() + [50] + num[16:].tolist(), np.full(20, 100), months)
+    assert not whole.data["rule_shift"].any()
