@@ -6,7 +6,8 @@ batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
 
 * Patient -> ``patients`` (+ ``addresses``, ``registrations``); ``patient_id`` is an
   HMAC-SHA256 of the NHS number (or, failing that, of the source's patient id) under
-  the controller's key — the raw identifier is never written;
+  the controller's key — the raw identifier is never written; an NHS number that fails
+  the modulus-11 check quarantines the record that holds or refers to it;
 * Condition, Observation (with components and coded values), Procedure,
   Immunization -> ``events``;
 * MedicationRequest / MedicationStatement / MedicationDispense (coded, contained or
@@ -52,7 +53,7 @@ from pophealth.ingest.fhir_read import (
     split_ranges,
 )
 from pophealth.ingest.fhir_types import R4_RESOURCE_TYPES
-from pophealth.ingest.pseudonym import Pseudonymiser
+from pophealth.ingest.pseudonym import Pseudonymiser, nhs_number_problem
 from pophealth.ingest.sink import IngestSummary, Run, files_note, instant_column
 from pophealth.schema import CODE_SYSTEMS, LSOA_PATTERN
 from pophealth.validate import WITH_OFFSET_PATTERN
@@ -337,6 +338,15 @@ def _ref_type(ref: dict) -> str | None:
     return str(t) if t else None
 
 
+class _BadNhsNumber(ValueError):
+    """An identifier in an NHS number system that is not a valid NHS number: the record is
+    quarantined (field, value, reason), never hashed into whichever patient shares it."""
+
+    def __init__(self, field_: str, value: Any, reason: str):
+        super().__init__(reason)
+        self.field, self.value, self.reason = field_, value, reason
+
+
 # -- the mapper --------------------------------------------------------------------------
 
 
@@ -477,6 +487,10 @@ class FhirMapper:
             return
         try:
             handler(res, ctx, scope, entry)
+        except _BadNhsNumber as exc:
+            self._contained_patients.pop(ctx.rkey, None)
+            run.reject(ctx, exc.field, exc.value, exc.reason)
+            return
         except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
             self._contained_patients.pop(ctx.rkey, None)
             run.reject(ctx, "", None, f"malformed {rtype}: {type(exc).__name__}: {exc}")
@@ -491,8 +505,15 @@ class FhirMapper:
 
     # -- patients --------------------------------------------------------------------
     def pid_of(self, patient: dict, *, contained_in: str | None = None) -> str:
+        """``patient_id`` of a Patient: the keyed hash of its NHS number, else of its id (or,
+        contained, its first identifier). Raises :class:`_BadNhsNumber` when its NHS number
+        identifier is not a valid NHS number (see :func:`nhs_number_problem`)."""
         nhs = _identifier_value(patient, NHS_NUMBER_SYSTEMS)
         if nhs:
+            problem = nhs_number_problem(nhs)
+            if problem:
+                where = "a contained Patient's" if contained_in else "Patient"
+                raise _BadNhsNumber(f"{where}.identifier (NHS number)", nhs, problem)
             return self.pseudo.nhs(nhs)
         if patient.get("id") and contained_in is None:
             return self.pseudo("fhir", f"Patient/{patient['id']}")
@@ -542,7 +563,7 @@ class FhirMapper:
                             )
                             return None, None, False
                         container = f"{ctx.record_type}/{ctx.record_id or ctx.rkey}"
-                        pid = self.pid_of(c, contained_in=container)
+                        pid = self._referred_pid(c, field_name, contained_in=container)
                         # emitted once the record itself is known to load (see resource())
                         self._contained_patients[ctx.rkey] = (c, pid, scope)
                         return pid, None, True
@@ -562,7 +583,7 @@ class FhirMapper:
                     return None, None, False
                 key = id(local)
                 if key not in scope.pids:
-                    scope.pids[key] = self.pid_of(local)
+                    scope.pids[key] = self._referred_pid(local, field_name)
                 return scope.pids[key], None, True
             if "?" in r:
                 m = re.search(r"identifier=([^&]*)", r)
@@ -570,17 +591,34 @@ class FhirMapper:
                     from urllib.parse import unquote
 
                     system, _, value = unquote(m.group(1)).rpartition("|")
-                    return self._by_identifier(system, value)
+                    return self._by_identifier(system, value, f"{field_name}.reference")
             return None, self.pseudo.key_of(_ref_key(r)), True
         ident = ref.get("identifier")
         if isinstance(ident, dict) and ident.get("value"):
-            return self._by_identifier(ident.get("system") or "", str(ident["value"]))
+            return self._by_identifier(
+                ident.get("system") or "", str(ident["value"]), f"{field_name}.identifier"
+            )
         if required:
             self.run.reject(ctx, field_name, None, f"{used} has neither reference nor identifier")
         return None, None, False
 
-    def _by_identifier(self, system: str, value: str) -> tuple[str | None, str | None, bool]:
+    def _referred_pid(self, patient: dict, field_: str, *, contained_in: str | None = None) -> str:
+        """:meth:`pid_of` a Patient a record refers to; an invalid NHS number in it
+        quarantines the record, naming the reference."""
+        try:
+            return self.pid_of(patient, contained_in=contained_in)
+        except _BadNhsNumber as exc:
+            raise _BadNhsNumber(
+                f"{field_} -> {exc.field}", exc.value, f"the Patient it refers to: {exc.reason}"
+            ) from None
+
+    def _by_identifier(
+        self, system: str, value: str, field_: str = "patient reference"
+    ) -> tuple[str | None, str | None, bool]:
         if _system_uri_is(system, NHS_NUMBER_SYSTEMS):
+            problem = nhs_number_problem(value)
+            if problem:
+                raise _BadNhsNumber(field_, value, problem)
             return self.pseudo.nhs(value), None, True
         return (
             None,
@@ -590,7 +628,19 @@ class FhirMapper:
 
     def patient(self, res: dict, ctx, scope: _UnitScope, entry: Entry) -> None:
         key = id(res)
-        pid = scope.pids.get(key) or self.pid_of(res)
+        try:
+            pid = scope.pids.get(key) or self.pid_of(res)
+        except _BadNhsNumber as exc:
+            # Quarantined (by resource()), not loaded under its id either: the same person
+            # may be loaded elsewhere under the right number. Records in other files that
+            # refer to this Patient (by id, fullUrl or another identifier) find it, and
+            # are quarantined saying why, not as references to nobody.
+            stand_in = self.pseudo("invalid-nhs", f"{ctx.source}|{ctx.location}")
+            for k in _resource_keys("Patient", res, entry.full_url):
+                self.run.index("patient", self.pseudo.key_of(k), stand_in)
+            where = f"{ctx.source}, {ctx.location}"
+            self.run.refuse_patient(ctx, stand_in, f"{where}: {exc.field} {exc.reason}")
+            raise
         scope.pids[key] = pid
         self._emit_patient(res, pid, ctx, scope)
         for k in _resource_keys("Patient", res, entry.full_url):
@@ -1176,7 +1226,13 @@ class FhirMapper:
 
     def _evidence_patient(self, res: dict, scope: _UnitScope) -> tuple[str | None, str | None]:
         """(patient_id, hashed reference) of ``subject`` — like :meth:`_patient_ref` but
-        quiet: an unusable reference just means no evidence."""
+        quiet: an unusable reference (an invalid NHS number too) just means no evidence."""
+        try:
+            return self._quiet_patient(res, scope)
+        except _BadNhsNumber:
+            return None, None
+
+    def _quiet_patient(self, res: dict, scope: _UnitScope) -> tuple[str | None, str | None]:
         ref = res.get("subject") if isinstance(res.get("subject"), dict) else res.get("patient")
         if not isinstance(ref, dict) or _ref_type(ref) not in (None, "Patient"):
             return None, None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -131,6 +132,36 @@ def nhs_number_valid(values: Iterable[object]) -> np.ndarray:
     check[check == 11] = 0
     out[ten] = (check != 10) & (check == digits[:, 9])
     return out
+
+
+_SEPARATED_TEN = re.compile(r"[0-9 \-]+")
+
+
+def nhs_number_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid NHS number (None when it is one), for one identifier.
+
+    The rule of :func:`nhs_number_valid` (ten digits, spaces or hyphens between them
+    allowed, a modulus-11 check digit), with the reason in words for the quarantine report.
+    """
+    text = str(value).strip() if value is not None else ""
+    digits = text.replace(" ", "").replace("-", "")
+    if not (_SEPARATED_TEN.fullmatch(text) and len(digits) == 10 and digits.isascii()):
+        return (
+            "not a valid NHS number: 10 digits expected (spaces or hyphens between them "
+            f"allowed), got {text!r}"
+        )
+    check = 11 - sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True)) % 11
+    if check == 10:
+        return (
+            f"not a valid NHS number: no valid NHS number starts {digits[:9]} (its modulus-11 "
+            "check digit would be 10)"
+        )
+    if check % 11 != int(digits[9]):
+        return (
+            f"not a valid NHS number: the modulus-11 check digit of {digits[:9]} is "
+            f"{check % 11}, not {digits[9]}"
+        )
+    return None
 
 
 def ten_digit(values: Iterable[object]) -> np.ndarray:

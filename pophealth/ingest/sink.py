@@ -80,6 +80,8 @@ ORDERS = "_orders"
 #: Spilled withdrawals (see :meth:`Run.withdraw`): a cancelled or entered-in-error
 #: medication record's ``okey`` and its patient (``patient_id`` or hashed ``_pref``).
 WITHDRAWALS = "_withdrawals"
+#: Spilled patients records refused while mapping (see :meth:`Run.refuse_patient`).
+REFUSED_PATIENTS = "_refused_patients"
 #: Columns of the spilled reference-index files, by kind (default: key, system, code).
 #: ``withdrawn`` (order key, patient) and ``issued`` (order key, patient, hash of the
 #: medications row loaded for it) let a later ``--append`` run withdraw across runs.
@@ -353,6 +355,7 @@ class Run:
         self._evidence: list[dict] = []
         self._orders: list[tuple[int, str]] = []
         self._withdrawals: list[tuple[str, str | None, str | None]] = []
+        self._refused: list[tuple[int, str, str]] = []
         self._inferred_rejected = 0
         #: rows loaded whose serviceProvider Organization resolved nowhere, by table
         self._no_provider: Counter = Counter()
@@ -604,7 +607,31 @@ class Run:
         if len(self._withdrawals) >= self.batch_rows:
             self._flush_orders()
 
+    def refuse_patient(self, ctx: Context, patient_id: str, why: str) -> None:
+        """A patients record quarantined while mapping (``ctx`` is rejected by the caller),
+        under the stand-in ``patient_id`` that records referring to it resolve to: those
+        rows are quarantined at the end saying ``why`` (where, field, reason), as for a
+        patients record that fails validation."""
+        self._refused.append((ctx.rkey, patient_id, why))
+        if len(self._refused) >= self.batch_rows:
+            self._flush_orders()
+
     def _flush_orders(self) -> None:
+        refused, self._refused = self._refused, []
+        if refused:
+            path = self._path("refused")
+            rkeys, pids, whys = zip(*refused, strict=True)
+            pq.write_table(
+                pa.table(
+                    {
+                        "rkey": pa.array(rkeys, pa.int64()),
+                        "patient_id": pa.array(pids, pa.string()),
+                        "why": pa.array(whys, pa.string()),
+                    }
+                ),
+                path,
+            )
+            self._spills[REFUSED_PATIENTS].append(path)
         orders, self._orders = self._orders, []
         if orders:
             path = self._path("orders")
@@ -1027,14 +1054,25 @@ class Run:
         # are quarantined with them
         con.execute("CREATE TABLE refused_records (rkey BIGINT, why VARCHAR)")
         con.execute("CREATE TABLE lost_patients (patient_id VARCHAR, why VARCHAR)")
+        refused_early = [str(p) for p in self._spills.get(REFUSED_PATIENTS, [])]
+        if refused_early:
+            # quarantined while mapping (a FHIR Patient with an invalid NHS number)
+            con.execute(
+                "INSERT INTO refused_patients SELECT rkey, patient_id, why "
+                f"FROM read_parquet({refused_early!r})"
+            )
         files = [str(p) for p in self._spills.get("patients", [])]
-        if not files:
+        if not files and not refused_early:
             return
         cols = table("patients").column_names
         hidden = [instant_column(c) for c in _instant_columns("patients")]
         sel = ", ".join(f'"{c}"' for c in (*cols, *hidden, *META))
-        reader = con.execute(f"SELECT {sel} FROM read_parquet({files!r})").to_arrow_reader(
-            self.batch_rows
+        reader = (
+            con.execute(f"SELECT {sel} FROM read_parquet({files!r})").to_arrow_reader(
+                self.batch_rows
+            )
+            if files
+            else ()
         )
         counts = self.tables["patients"]
         for batch in reader:
@@ -1091,6 +1129,14 @@ class Run:
                 "AND patient_id NOT IN (SELECT CAST(patient_id AS VARCHAR) "
                 f"FROM read_parquet('{path}'))"
             )
+        loaded = (
+            f"""AND patient_id NOT IN (
+                  SELECT patient_id FROM read_parquet({files!r})
+                  WHERE patient_id IS NOT NULL
+                    AND _rkey NOT IN (SELECT rkey FROM refused_patients))"""
+            if files
+            else ""
+        )
         con.execute(
             f"""
             INSERT INTO lost_patients
@@ -1099,12 +1145,7 @@ class Run:
                         ELSE 'its ' || count(*) || ' patients records were quarantined (first: '
                    END || arg_min(why, rkey) || ')'
             FROM refused_patients
-            WHERE patient_id IS NOT NULL
-              AND patient_id NOT IN (
-                  SELECT patient_id FROM read_parquet({files!r})
-                  WHERE patient_id IS NOT NULL
-                    AND _rkey NOT IN (SELECT rkey FROM refused_patients))
-              {stored}
+            WHERE patient_id IS NOT NULL {loaded} {stored}
             GROUP BY patient_id
             """
         )

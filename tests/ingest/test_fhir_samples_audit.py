@@ -184,6 +184,17 @@ def _daily_mg(dosages: list) -> float | None:
     return total or None
 
 
+def _nhs_number_ok(number: str) -> bool:
+    """The NHS Data Dictionary's NHS NUMBER rule, written out here: ten digits, the first
+    nine weighted 10 … 2, 11 minus the sum's remainder on dividing by 11 (11 -> 0, 10 never
+    valid) is the tenth."""
+    digits = str(number).strip().replace(" ", "").replace("-", "")
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    check = (11 - sum(int(d) * (10 - i) for i, d in enumerate(digits[:9])) % 11) % 11
+    return check != 10 and check == int(digits[9])
+
+
 class Expected:
     """What docs/ingest.md says the samples become."""
 
@@ -209,10 +220,13 @@ class Expected:
                 self.rows["medications"].add(row)
 
     # patients ---------------------------------------------------------------------------
-    def pid_of(self, pat: dict) -> str:
+    def pid_of(self, pat: dict) -> str | None:
+        """None for a Patient whose NHS number fails the check: it is quarantined, and so
+        are the records that refer to it."""
         for ident in _all(pat, "identifier"):
             if _one(ident, "system") == NHS:
-                return _pid(self.key, "nhs", _one(ident, "value"))
+                number = _one(ident, "value")
+                return _pid(self.key, "nhs", number) if _nhs_number_ok(number) else None
         return _pid(self.key, "fhir", f"Patient/{_one(pat, 'id')}")
 
     def subject(self, x: Res, *fields: str) -> str | None:
@@ -241,7 +255,8 @@ class Expected:
 
     def patient(self, x: Res, pid: str | None = None) -> None:
         birth = _one(x.r, "birthDate")
-        if birth is None:
+        pid = pid or self.pid_of(x.r)
+        if birth is None or pid is None:
             self.not_loaded["Patient"].append(_one(x.r, "id"))
             return
         sex = _one(x.r, "gender")
@@ -262,7 +277,7 @@ class Expected:
         death = _one(x.r, "deceasedDateTime")
         self.rows["patients"].add(
             (
-                pid or self.pid_of(x.r),
+                pid,
                 _day(birth),
                 sex if sex in ("male", "female") else "unknown",
                 eth,
