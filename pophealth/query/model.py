@@ -19,6 +19,7 @@ that receives it raises :class:`QueryError` naming the variable.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -389,6 +390,14 @@ class Series:
                     f"{'/'.join(codelist.systems)} codes but {self.desc} holds "
                     f"{'/'.join(allowed or ())} codes — it would match nothing"
                 )
+            elif "snomedct" in usable and set(allowed or ()) >= SHARED_IDENTIFIERS:
+                why = not_products(codelist)
+                if why:  # as in Frame.matching: a clinical list would match no issue
+                    problem = (
+                        f"{self.desc}.is_in({codelist.name}): code list {codelist.name!r} "
+                        f"holds clinical SNOMED CT concepts, not medicinal products: {why}; "
+                        f"it would match no row — match it against events, or use a dm+d list"
+                    )
             values = sorted(set().union(*(codelist.codes_in(sys) for sys in usable)))
         elif isinstance(values, str | Series) or not isinstance(values, Iterable):
             return _invalid(
@@ -660,6 +669,85 @@ CODE_COLUMNS: dict[str, dict[str, tuple[str | None, tuple[str, ...], bool]]] = {
 }
 
 
+#: SNOMED CT semantic tags (the bracketed end of a fully specified name, as an OpenCodelists
+#: ``id,name`` download gives it) of concepts that are no medicinal product: a list named
+#: only by these would match no prescription.
+_NOT_PRODUCT_TAGS = frozenset(
+    {
+        "administrative concept",
+        "assessment scale",
+        "attribute",
+        "body structure",
+        "context-dependent category",
+        "disorder",
+        "disposition",
+        "environment",
+        "ethnic group",
+        "event",
+        "finding",
+        "morphologic abnormality",
+        "observable entity",
+        "occupation",
+        "organism",
+        "person",
+        "procedure",
+        "qualifier value",
+        "racial group",
+        "record artifact",
+        "regime/therapy",
+        "situation",
+        "social concept",
+        "specimen",
+        "staging scale",
+        "substance",
+    }
+)
+#: Semantic tags of medicinal products and devices (dm+d's and SNOMED CT's drug hierarchy).
+_PRODUCT_TAGS = frozenset(
+    {
+        "clinical drug",
+        "medicinal product",
+        "medicinal product form",
+        "packaged clinical drug",
+        "physical object",
+        "product",
+        "real clinical drug",
+        "real medicinal product",
+        "real packaged clinical drug",
+        "trade product",
+    }
+)
+_SEMANTIC_TAG = re.compile(r"\(([a-z][a-z /-]*)\)\s*$")
+
+
+def not_products(codelist: Codelist) -> str | None:
+    """Why ``codelist``'s SNOMED CT codes cannot be medicinal products, or None when they
+    may be: :meth:`Codelist.not_products` (its declaration, extension ids and other
+    systems), and then its terms. Core ids alone cannot tell a finding from an older dm+d
+    product, but a fully specified name can: when some term's semantic tag is a clinical
+    one ("(disorder)", "(procedure)"...) and none is a product's, the list is clinical."""
+    why = codelist.not_products()
+    snomed = codelist.codes_in("snomedct")
+    if why or not snomed or "dmd" in codelist.codes:
+        return why
+    tags = {}
+    for code in sorted(snomed):
+        found = _SEMANTIC_TAG.search(codelist.terms.get(code) or "")
+        if found:
+            tags[code] = found.group(1)
+    if any(tag in _PRODUCT_TAGS for tag in tags.values()):
+        return None
+    clinical = [code for code, tag in tags.items() if tag in _NOT_PRODUCT_TAGS]
+    if not clinical:
+        return None
+    code = clinical[0]
+    return (
+        f"its terms name concepts that are no medicinal product by their SNOMED CT semantic "
+        f"tag ({codelist.terms[code]!r}, code {code}; {len(clinical)} of its {len(snomed)} "
+        "codes are named so, none as a product)"
+    )
+
+
 def _one_identifier_space(
     by_system: tuple[tuple[str, frozenset[str]], ...], allowed: tuple[str, ...]
 ) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -786,7 +874,7 @@ class Frame:
                 desc,
             )
         if "snomedct" in usable and set(allowed) >= SHARED_IDENTIFIERS:
-            why = codelist.not_products()
+            why = not_products(codelist)
             if why:  # matched as medicines, a clinical list's ids would find no issue
                 return self._refused(
                     (
