@@ -17,6 +17,11 @@ batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
   ``practices`` and ``registrations``;
 * QuestionnaireResponse -> ``questionnaire_responses`` (one row per answer).
 
+A version of a record saying it was entered in error (refuted, cancelled, not done)
+withdraws the rows of that record (same identifier or id, and patient) in any file of the
+run and, with ``--append``, of earlier runs; with ``--append`` a newer version replaces the
+rows an earlier run loaded for it (see docs/ingest.md, "Withdrawn and corrected records").
+
 References resolve inside a Bundle (``urn:uuid:`` fullUrls, relative ``Type/id``),
 to contained resources (``#id``), across files (``Type/id`` index) and by
 identifier (conditional ``Patient?identifier=system|value`` or logical references).
@@ -97,6 +102,23 @@ SKIP_STATUSES = {
 #: run) is not counted. ``stopped`` is not one: a stopped prescription was issued.
 MEDICATION_TYPES = {"MedicationRequest", "MedicationDispense", "MedicationStatement"}
 WITHDRAWING_STATUSES = {"cancelled", "entered-in-error"}
+#: The same for every other record type ingest loads: a version of the record whose status
+#: says it was entered in error or did not happen withdraws the rows loaded for the record
+#: (same identifier, else id, and patient) — in any file of the run, and rows an earlier
+#: ``--append`` run loaded. Condition and AllergyIntolerance say so in verificationStatus
+#: (:data:`WITHDRAWING_VERIFICATION`).
+WITHDRAWING_RECORD_STATUSES = {
+    "Observation": {"entered-in-error", "cancelled"},
+    "Procedure": {"entered-in-error", "not-done"},
+    "Immunization": {"entered-in-error", "not-done"},
+    "Encounter": {"entered-in-error", "cancelled"},
+    "QuestionnaireResponse": {"entered-in-error"},
+    **{t: WITHDRAWING_STATUSES for t in MEDICATION_TYPES},
+}
+WITHDRAWING_VERIFICATION = {"refuted", "entered-in-error"}
+VERIFIED_TYPES = {"Condition", "AllergyIntolerance"}
+#: Record types whose rows carry the record's identity (see :meth:`FhirMapper._order_key`).
+RECORD_TYPES = {*WITHDRAWING_RECORD_STATUSES, *VERIFIED_TYPES}
 #: EPS order item number (one line of a prescription; ``groupIdentifier`` is the order).
 EPS_ITEM_SYSTEMS = ("https://fhir.nhs.uk/id/prescription-order-item-number",)
 #: Statuses meaning "has not happened yet", by resource type.
@@ -458,13 +480,20 @@ class FhirMapper:
             run.skip(ctx, reason)
             return
         status = res.get("status")
-        if rtype in MEDICATION_TYPES and isinstance(status, str) and status in WITHDRAWING_STATUSES:
+        withdrawing = self._withdrawing(res, rtype)
+        if withdrawing is not None:
             okey = self._order_key(res, rtype)
-            if okey is not None:
-                pid, pref = self._evidence_patient(res, scope)
-                if pid is not None or pref is not None:
-                    run.withdraw(okey, pid, pref)
-            run.skip(ctx, f"status {status}")
+            pid, pref = self._evidence_patient(res, scope)
+            if okey is not None and (pid is not None or pref is not None):
+                run.withdraw(okey, pid, pref)
+                run.skip(ctx, withdrawing)
+            else:
+                run.skip(
+                    ctx,
+                    f"{withdrawing}: withdraws nothing (it names no "
+                    + ("identifier or id" if okey is None else "patient")
+                    + " to match an earlier version by)",
+                )
             return
         if rtype == "MedicationDispense" and status != "completed":
             # in progress, on hold, declined …: nothing was handed over (yet)
@@ -501,7 +530,27 @@ class FhirMapper:
         pending = self._contained_patients.pop(ctx.rkey, None)
         if pending is not None and ctx.outcome is None:
             self._emit_patient(pending[0], pending[1], ctx, pending[2])
+        if ctx.emitted and ctx.outcome is None and rtype in RECORD_TYPES:
+            # the record's identity: a later entered-in-error version withdraws its rows, and
+            # a version in a later --append run replaces them
+            okey = self._order_key(res, rtype)
+            if okey is not None:
+                run.order(ctx, okey)
         run.end(ctx)
+
+    @staticmethod
+    def _withdrawing(res: dict, rtype: str) -> str | None:
+        """The skip reason when ``res`` is a version of a record that says it was entered in
+        error, refuted, cancelled or not done (it withdraws the record; see
+        :data:`WITHDRAWING_RECORD_STATUSES`), else None."""
+        if rtype in VERIFIED_TYPES:
+            ver = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
+            if ver & WITHDRAWING_VERIFICATION:
+                return "verificationStatus " + "/".join(sorted(ver))
+        status = res.get("status")
+        if isinstance(status, str) and status in WITHDRAWING_RECORD_STATUSES.get(rtype, ()):
+            return f"status {status}"
+        return None
 
     # -- patients --------------------------------------------------------------------
     def pid_of(self, patient: dict, *, contained_in: str | None = None) -> str:
@@ -895,18 +944,8 @@ class FhirMapper:
                 pref=pref,
             )
 
-    def _refuted(self, res, ctx) -> bool:
-        """True (and the record counted as skipped) when its verificationStatus is refuted
-        or entered-in-error."""
-        ver = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
-        if ver & {"refuted", "entered-in-error"}:
-            self.run.skip(ctx, "verificationStatus " + "/".join(sorted(ver)))
-            return True
-        return False
-
     def condition(self, res, ctx, scope, entry) -> None:
-        if self._refuted(res, ctx):
-            return
+        # refuted / entered-in-error: withdraws the record (see resource())
         self._events(
             res,
             ctx,
@@ -934,8 +973,6 @@ class FhirMapper:
         )
 
     def allergy(self, res, ctx, scope, entry) -> None:
-        if self._refuted(res, ctx):
-            return
         self._events(
             res,
             ctx,
@@ -1055,15 +1092,14 @@ class FhirMapper:
             pref=pref,
             mref=mref,
         )
-        okey = self._order_key(res, rtype)
-        if okey is not None:
-            self.run.order(ctx, okey)
 
     def _order_key(self, res: dict, rtype: str) -> str | None:
-        """Hashed identity of the order a medication record is about: its EPS order item
-        number (with the order number, ``groupIdentifier``), else its first identifier (in
-        sorted order), else its id; None when it has none of these. A cancellation or
-        entered-in-error record with the same key and patient withdraws it."""
+        """Hashed identity of the record (for a medication record, of the order it is about):
+        its EPS order item number (with the order number, ``groupIdentifier``), else its first
+        identifier (in sorted order), else its id; None when it has none of these. A
+        cancelled or entered-in-error version with the same key and patient withdraws it; a
+        version in a later ``--append`` run replaces it. The resource type is part of the
+        key (Condition/1 and Observation/1 are different records)."""
         group = _get(res, "groupIdentifier", "value")
         group = str(group).strip() if isinstance(group, (str, int)) else ""
         idents = sorted(

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -77,24 +78,40 @@ EVIDENCE_COLUMNS = (
 #: Spilled prescriptions' order keys (see :meth:`Run.order`): ``rkey`` of the record and
 #: ``okey``, the hashed identity of the order (an EPS order item, an identifier, an id).
 ORDERS = "_orders"
-#: Spilled withdrawals (see :meth:`Run.withdraw`): a cancelled or entered-in-error
-#: medication record's ``okey`` and its patient (``patient_id`` or hashed ``_pref``).
+#: Spilled withdrawals (see :meth:`Run.withdraw`): a cancelled or entered-in-error record's
+#: ``okey`` and its patient (``patient_id`` or hashed ``_pref``).
 WITHDRAWALS = "_withdrawals"
+#: Tables whose rows are each loaded for one source record with an identity (``okey``: a FHIR
+#: resource's order item, identifier or id), so that a later entered-in-error version
+#: withdraws them and, with ``--append``, a later version replaces them.
+RECORD_TABLES = (
+    "events",
+    "medications",
+    "admissions",
+    "emergency_attendances",
+    "questionnaire_responses",
+)
 #: Spilled patients records refused while mapping (see :meth:`Run.refuse_patient`).
 REFUSED_PATIENTS = "_refused_patients"
 #: Columns of the spilled reference-index files, by kind (default: key, system, code).
-#: ``withdrawn`` (order key, patient) and ``issued`` (order key, patient, hash of the
-#: medications row loaded for it) let a later ``--append`` run withdraw across runs.
+#: ``withdrawn`` (record key, patient) and ``issued`` (record key, patient, hash of a row
+#: loaded for it, and ``run_seq``, when the run started) let a later ``--append`` run withdraw
+#: or replace across runs.
 INDEX_COLUMNS = {
     "patient": ["key", "pid"],
     "provider": ["key", "practice_id", "name", "is_gp"],
     "withdrawn": ["key", "pid"],
-    "issued": ["key", "pid", "rowhash"],
+    "issued": ["key", "pid", "rowhash", "run_seq"],
 }
 #: Why a prescription withdrawn by a later record is not loaded (the record is skipped).
 WITHDRAWN_REASON = (
     "withdrawn: a cancelled or entered-in-error record of the same order (EPS order item, "
     "identifier or id) and patient says it was never issued"
+)
+#: Why another record withdrawn by a later version of it is not loaded (it is skipped).
+WITHDRAWN_RECORD_REASON = (
+    "withdrawn: a version of the same record (identifier or id) and patient says it was "
+    "entered in error, refuted or did not happen"
 )
 #: Columns the inference rule fills (the others are null).
 INFERRED_COLUMNS = {
@@ -199,9 +216,12 @@ class TableCounts:
     #: source rows not loaded because a cancelled or entered-in-error record withdraws them
     #: (medications: an EPS cancellation of the order item)
     withdrawn: int = 0
-    #: rows an earlier run loaded that this run's withdrawals removed from the store (not
-    #: source rows of this run, so not part of the balance)
+    #: rows an earlier run loaded that this run removed from the store (not source rows of
+    #: this run, so not part of the balance): withdrawn by an entered-in-error version, or
+    #: replaced by a newer version of their record
     withdrawn_from_store: int = 0
+    #: of ``withdrawn_from_store``, the rows replaced by a newer version of their record
+    replaced_in_store: int = 0
 
     @property
     def balanced(self) -> bool:
@@ -364,6 +384,11 @@ class Run:
         self._patients_resolved = False
         self._rkey = rkey_start
         self._nspill = 0
+        #: orders this run's issued rows after every earlier run's (runs commit in the order
+        #: they start: a run is refused if another committed after it opened the store)
+        self._seq = time.time_ns()
+        #: whether any row of a record table may be withdrawn or replaced (set at finish)
+        self._withdrawing = False
 
     def _remove_leftovers(self, tmp_dir: str | Path | None) -> None:
         """Remove what ingests, ``pophealth synth`` runs and store writes killed earlier
@@ -591,18 +616,19 @@ class Run:
             self._write_evidence(frame)
 
     def order(self, ctx: Context, okey: str) -> None:
-        """The hashed identity of the order (EPS order item, identifier or id) a prescription
-        record issues, so that a withdrawal of it (:meth:`withdraw`) in any file of the run,
-        or of a later ``--append`` run, takes it out."""
+        """The hashed identity of the record ``ctx`` (a prescription's order: EPS order item,
+        identifier or id; another record's identifier or id), so that a withdrawal of it
+        (:meth:`withdraw`) in any file of the run, or of a later ``--append`` run, takes its
+        rows out, and a later ``--append`` run's version of it replaces them."""
         self._orders.append((ctx.rkey, okey))
         if len(self._orders) >= self.batch_rows:
             self._flush_orders()
 
     def withdraw(self, okey: str, patient_id: str | None, pref: str | None) -> None:
-        """A cancelled or entered-in-error medication record: the order ``okey`` of that
-        patient (``patient_id``, or the hashed reference ``pref`` resolved at the end) was
-        not issued. Prescriptions of this run and, with ``--append``, of earlier runs with
-        that order and patient are not counted."""
+        """A cancelled, entered-in-error (refuted, not done …) record: the order or record
+        ``okey`` of that patient (``patient_id``, or the hashed reference ``pref`` resolved at
+        the end) was not issued, or is wrong. Rows of this run and, with ``--append``, of
+        earlier runs with that key and patient are not counted."""
         self._withdrawals.append((okey, patient_id, pref))
         if len(self._withdrawals) >= self.batch_rows:
             self._flush_orders()
@@ -832,13 +858,29 @@ class Run:
                 self._keep_withdrawals()
             self._count_outcomes(con)
             meds = self.tables["medications"]
-            if meds.withdrawn or meds.withdrawn_from_store:
+            if meds.withdrawn or meds.withdrawn_from_store - meds.replaced_in_store:
                 self.notes.append(
                     f"{meds.withdrawn:,} prescription row(s) of this run not loaded and "
-                    f"{meds.withdrawn_from_store:,} loaded by earlier runs removed: a cancelled "
-                    "or entered-in-error record of the same order (EPS order item, identifier "
-                    "or id) and patient withdraws them"
+                    f"{meds.withdrawn_from_store - meds.replaced_in_store:,} loaded by earlier "
+                    "runs removed: a cancelled or entered-in-error record of the same order "
+                    "(EPS order item, identifier or id) and patient withdraws them"
                 )
+            for name in RECORD_TABLES:
+                c = self.tables[name]
+                gone = c.withdrawn_from_store - c.replaced_in_store
+                if name != "medications" and (c.withdrawn or gone):
+                    self.notes.append(
+                        f"{c.withdrawn:,} {name.replace('_', ' ')} row(s) of this run not "
+                        f"loaded and {gone:,} loaded by earlier runs removed: a version of the "
+                        "same record (identifier or id) and patient says it was entered in "
+                        "error, refuted or did not happen"
+                    )
+                if c.replaced_in_store:
+                    self.notes.append(
+                        f"{c.replaced_in_store:,} {name.replace('_', ' ')} row(s) loaded by "
+                        "earlier runs removed: this run brings a newer version of their record "
+                        "(same identifier or id and patient), whose rows replace them"
+                    )
             for name, n in self._no_provider.items():
                 if n:
                     self.notes.append(
@@ -994,14 +1036,17 @@ class Run:
             )
 
     def _register_withdrawals(self, con) -> None:
-        """Tables of what this run (and, appending, earlier runs) withdrew: ``orders`` (the
-        order key of each prescription record), ``withdrawn`` (order key and patient of each
-        cancelled or entered-in-error record, patients resolved) and ``withdrawn_rows``
-        (hashes of medications rows earlier runs loaded for orders now all withdrawn). This
-        run's withdrawals are kept in the reference index for later ``--append`` runs."""
+        """Tables of what this run (and, appending, earlier runs) withdrew or replaced:
+        ``orders`` (the key of each source record with an identity), ``withdrawn`` (key and
+        patient of each cancelled or entered-in-error record, patients resolved), ``resent``
+        (key and patient of this run's records) and ``withdrawn_rows`` (hashes of rows earlier
+        runs loaded whose records are all withdrawn, or sent again in this run: ``replaced``
+        when any was sent again rather than withdrawn). This run's withdrawals are kept in
+        the reference index for later ``--append`` runs."""
         con.execute("CREATE TABLE orders (rkey BIGINT, okey VARCHAR)")
         con.execute("CREATE TABLE withdrawn (okey VARCHAR, patient_id VARCHAR)")
-        con.execute("CREATE TABLE withdrawn_rows (rowhash VARCHAR)")
+        con.execute("CREATE TABLE resent (okey VARCHAR, patient_id VARCHAR)")
+        con.execute("CREATE TABLE withdrawn_rows (rowhash VARCHAR, replaced BOOLEAN)")
         files = [str(p) for p in self._spills.get(ORDERS, [])]
         if files:
             con.execute(f"INSERT INTO orders SELECT rkey, okey FROM read_parquet({files!r})")
@@ -1027,17 +1072,61 @@ class Run:
                 f"FROM read_parquet({previous!r}) EXCEPT SELECT okey, patient_id FROM withdrawn"
             )
         issued = self._previous_index("issued")
-        if issued and con.execute("SELECT count(*) FROM withdrawn").fetchone()[0]:
-            # a stored row is withdrawn only when every order it was loaded for is (two
-            # identical prescriptions of different orders are one row in the store)
+        if issued and con.execute("SELECT count(*) FROM orders").fetchone()[0]:
+            # the records of this run that earlier runs may have loaded a version of
+            for name in RECORD_TABLES:
+                files = [str(p) for p in self._spills.get(name, [])]
+                if files:
+                    con.execute(
+                        f"""
+                        INSERT INTO resent
+                        SELECT DISTINCT o.okey, coalesce(s.patient_id, p.pid)
+                        FROM read_parquet({files!r}) s JOIN orders o ON s._rkey = o.rkey
+                        LEFT JOIN idx_patient p ON s._pref = p.key AND p.n = 1
+                        WHERE coalesce(s.patient_id, p.pid) IS NOT NULL
+                        """
+                    )
+        if (
+            issued
+            and con.execute(
+                "SELECT (SELECT count(*) FROM withdrawn) + (SELECT count(*) FROM resent)"
+            ).fetchone()[0]
+        ):
+            # What each record loaded is what the latest run that sent it loaded for it
+            # (issued files before run_seq was kept count as the oldest). A stored row is
+            # removed only when every record it was loaded for is withdrawn or sent again
+            # (two identical rows of different records are one row in the store); a row the
+            # new version loads again stays (see _resolve_rows).
+            seq = (
+                "coalesce(TRY_CAST(run_seq AS BIGINT), 0)"
+                if any("run_seq" in pq.read_schema(f).names for f in issued)
+                else "0"
+            )
             con.execute(
                 f"""
                 INSERT INTO withdrawn_rows
-                SELECT i.rowhash FROM read_parquet({issued!r}) i
-                LEFT JOIN withdrawn w ON w.okey = i.key AND w.patient_id = i.pid
-                GROUP BY i.rowhash HAVING bool_and(w.okey IS NOT NULL)
+                WITH i AS (
+                    SELECT key, pid, rowhash, {seq} AS seq
+                    FROM read_parquet({issued!r}, union_by_name = true)
+                ),
+                live AS (
+                    SELECT key, pid, rowhash FROM i
+                    QUALIFY seq = max(seq) OVER (PARTITION BY key, pid)
+                )
+                SELECT l.rowhash, bool_or(w.okey IS NULL) AS replaced FROM live l
+                LEFT JOIN (SELECT DISTINCT * FROM withdrawn) w
+                       ON w.okey = l.key AND w.patient_id = l.pid
+                LEFT JOIN (SELECT DISTINCT * FROM resent) r
+                       ON r.okey = l.key AND r.patient_id = l.pid
+                GROUP BY l.rowhash
+                HAVING bool_and(w.okey IS NOT NULL OR r.okey IS NOT NULL)
                 """
             )
+        self._withdrawing = bool(
+            con.execute(
+                "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM withdrawn_rows)"
+            ).fetchone()[0]
+        )
 
     def _screen_patients(self, con) -> None:
         """Validate every patients record of the run before one is chosen per patient.
@@ -1255,8 +1344,9 @@ class Run:
                 "coalesce(s.system, m.system) AS system",
                 "coalesce(s.code, m.code) AS code",
             ]
-            # the order each prescription record issues, and whether a cancelled or
-            # entered-in-error record of the same order and patient withdraws it
+        if name in RECORD_TABLES and self._withdrawing:
+            # the order or record each row was loaded for, and whether a cancelled or
+            # entered-in-error record of the same key and patient withdraws it
             extra_join += (
                 " LEFT JOIN orders o ON s._rkey = o.rkey"
                 f" LEFT JOIN withdrawn w ON w.okey = o.okey AND w.patient_id = {pid}"
@@ -1279,6 +1369,13 @@ class Run:
         else:
             order = "_old DESC, _rkey ASC"
             part = ", ".join(_norm_expr(c.name, c.type) for c in spec.columns)
+        # the same values as one text for a row's hash (list columns as their text)
+        hashed = ", ".join(
+            f'CAST("{c.name}" AS VARCHAR)'
+            if c.type == "list<string>"
+            else _norm_expr(c.name, c.type)
+            for c in spec.columns
+        )
         ok_expr = "(_pn IS NULL OR _pn = 1) AND patient_id IS NOT NULL" if pid else "true"
         if pid and name != "patients":
             # a row of a patient no patients row names would be invisible to every query:
@@ -1300,14 +1397,29 @@ class Run:
             ok_expr += " AND _fate IS NULL"
         inner = f"SELECT *, {ok_expr} AS patient_ok FROM r"
         if withdrawals:
+            # (whether this run loads a stored row again matters only when stored rows may
+            # be removed: the window sorts every row)
+            removing = con.execute("SELECT count(*) FROM withdrawn_rows").fetchone()[0]
+            again = (
+                "coalesce(bool_or(_old = 0 AND patient_ok AND NOT coalesce(_wd, false)) "
+                "OVER (PARTITION BY _rowhash), false)"
+                if removing
+                else "false"
+            )
             # A withdrawn row is its own partition (it neither hides nor is hidden by an
-            # identical prescription of another order); a stored row is withdrawn when its
-            # hash is one an earlier run loaded for orders now all withdrawn.
+            # identical row of another record); a stored row is withdrawn when its hash is
+            # one an earlier run loaded for records now all withdrawn or sent again, unless
+            # this run loads the same row again (a new version that did not change it).
             inner = f"""
-                SELECT *, CASE WHEN _old = 1 THEN _rowhash IN (SELECT rowhash FROM withdrawn_rows)
-                               ELSE coalesce(_wd, false) END AS _withdrawn
-                FROM (SELECT *, {ok_expr} AS patient_ok,
-                             md5(CAST(list_value({part}) AS VARCHAR)) AS _rowhash FROM r)
+                SELECT x.*, CASE WHEN x._old = 1 THEN wr.rowhash IS NOT NULL AND NOT x._again
+                                 ELSE coalesce(x._wd, false) END AS _withdrawn,
+                       coalesce(wr.replaced, false) AS _replaced
+                FROM (
+                    SELECT *, {again} AS _again
+                    FROM (SELECT *, {ok_expr} AS patient_ok,
+                                 md5(CAST(list_value({hashed}) AS VARCHAR)) AS _rowhash FROM r)
+                ) x
+                LEFT JOIN withdrawn_rows wr ON x._old = 1 AND wr.rowhash = x._rowhash
             """
             part = f"_withdrawn, {part}"
         sql = f"""
@@ -1542,8 +1654,10 @@ class Run:
                 )
             )
         if "_okey" in df.columns:
-            # what was issued for each order, kept for a later --append run's withdrawals
-            issued = (outcome == "loaded") & ~old & df["_okey"].notna().to_numpy()
+            # what was loaded for each order or record (a duplicate too: the row it repeats
+            # stands for it), kept for a later --append run's withdrawals and new versions
+            issued = np.isin(outcome, ["loaded", "duplicate"]) & ~old
+            issued &= df["_okey"].notna().to_numpy()
             if issued.any():
                 path = self._path("index-issued")
                 pq.write_table(
@@ -1552,6 +1666,7 @@ class Run:
                             "key": pa.array(df["_okey"][issued].tolist(), pa.string()),
                             "pid": pa.array(df["patient_id"][issued].tolist(), pa.string()),
                             "rowhash": pa.array(df["_rowhash"][issued].tolist(), pa.string()),
+                            "run_seq": pa.array(np.full(int(issued.sum()), self._seq), pa.int64()),
                         }
                     ),
                     path,
@@ -1578,6 +1693,9 @@ class Run:
         counts.withdrawn += int(((outcome == "withdrawn") & new).sum())
         counts.kept_from_store += int(((outcome == "loaded") & old).sum())
         counts.withdrawn_from_store += int(((outcome == "withdrawn") & old).sum())
+        if "_replaced" in df.columns:
+            replaced = df["_replaced"].fillna(False).to_numpy(bool)
+            counts.replaced_in_store += int(((outcome == "withdrawn") & old & replaced).sum())
         if new.any():
             out = pa.table(
                 {
@@ -1654,7 +1772,10 @@ class Run:
                 rc.skip_reasons["duplicate of a record already loaded"] += duplicate
             if withdrawn:
                 rc.skipped += withdrawn
-                rc.skip_reasons[WITHDRAWN_REASON] += withdrawn
+                reason = (
+                    WITHDRAWN_REASON if rtype.startswith("Medication") else WITHDRAWN_RECORD_REASON
+                )
+                rc.skip_reasons[reason] += withdrawn
 
 
 #: the patients columns compared between two records of one patient in a run (SQL giving

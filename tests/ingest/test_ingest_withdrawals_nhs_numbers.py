@@ -176,3 +176,295 @@ def test_uk_core_baby_example_with_a_failing_nhs_number_is_quarantined(samples, 
     q = _quarantine(s)
     assert q.value.tolist() == ["9912003890"]
     assert "check digit of 991200389 is 6, not 0" in q.reason.iloc[0]
+
+
+# -- entered-in-error and newer versions of a record -------------------------------------
+
+LOINC = "http://loinc.org"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+P1 = {"reference": "Patient/p1"}
+
+
+def _obs(oid, value, status="final", *, code="29463-7", subject=P1, ident=None, day="2021-03-01"):
+    o = {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": status,
+        "subject": subject,
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "effectiveDateTime": day,
+        "valueQuantity": {
+            "value": value,
+            "unit": "kg",
+            "system": "http://unitsofmeasure.org",
+            "code": "kg",
+        },
+    }
+    if oid is None:
+        del o["id"]
+    if ident:
+        o["identifier"] = [{"system": "https://example.org/obs", "value": ident}]
+    return o
+
+
+def _records(status: dict[str, str] | None = None) -> list[dict]:
+    """One record of every type ingest loads as events, admissions, attendances or answers,
+    each in its first version, or (``status``) a version saying it is wrong or did not
+    happen."""
+    st = status or {}
+    out = [
+        _condition(
+            "c1",
+            P1,
+            verificationStatus={"coding": [{"code": st.get("Condition", "confirmed")}]},
+        ),
+        _obs("o1", 71.5, st.get("Observation", "final")),
+        {
+            "resourceType": "Procedure",
+            "id": "pr1",
+            "status": st.get("Procedure", "completed"),
+            "subject": P1,
+            "code": {"coding": [{"system": SCT, "code": "80146002"}]},
+            "performedDateTime": "2021-04-01",
+        },
+        {
+            "resourceType": "Immunization",
+            "id": "i1",
+            "status": st.get("Immunization", "completed"),
+            "patient": P1,
+            "vaccineCode": {"coding": [{"system": SCT, "code": "39114911000001105"}]},
+            "occurrenceDateTime": "2021-10-01",
+        },
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a1",
+            "patient": P1,
+            "verificationStatus": {"coding": [{"code": st.get("AllergyIntolerance", "confirmed")}]},
+            "code": {"coding": [{"system": SCT, "code": "91936005"}]},
+            "recordedDate": "2019-02-02",
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": st.get("Encounter", "finished"),
+            "class": {"code": "IMP"},
+            "subject": P1,
+            "serviceProvider": {"identifier": {"system": ODS, "value": "RXH01"}},
+            "period": {"start": "2021-05-01T10:00:00Z", "end": "2021-05-03T10:00:00Z"},
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "e2",
+            "status": st.get("Encounter", "finished"),
+            "class": {"code": "EMER"},
+            "subject": P1,
+            "period": {"start": "2021-06-01T10:00:00Z", "end": "2021-06-01T14:00:00Z"},
+        },
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": "q1",
+            "status": st.get("QuestionnaireResponse", "completed"),
+            "questionnaire": "https://example.org/Questionnaire/act",
+            "subject": P1,
+            "authored": "2021-07-01",
+            "item": [{"linkId": "1", "answer": [{"valueInteger": 4}]}],
+        },
+    ]
+    return out
+
+
+WRONG = {
+    "Condition": "entered-in-error",
+    "Observation": "entered-in-error",
+    "Procedure": "not-done",
+    "Immunization": "entered-in-error",
+    "AllergyIntolerance": "refuted",
+    "Encounter": "entered-in-error",
+    "QuestionnaireResponse": "entered-in-error",
+}
+RECORD_TABLES = ["events", "admissions", "emergency_attendances", "questionnaire_responses"]
+
+
+def _counts(store) -> dict[str, int]:
+    rc = Store.open(store).row_counts()
+    return {t: rc.get(t, 0) for t in RECORD_TABLES}
+
+
+def _batches(tmp_path):
+    first, wrong = tmp_path / "first", tmp_path / "wrong"
+    _write(first / "Patient.ndjson", [_patient("p1")])
+    _write(first / "records.ndjson", _records())
+    _write(wrong / "records.ndjson", _records(WRONG))
+    return first, wrong
+
+
+def test_first_versions_load_one_row_per_table(tmp_path):
+    first, _ = _batches(tmp_path)
+    s = ingest_fhir([first], tmp_path / "st", key=KEY)
+    assert s.balanced
+    # Condition, Observation, Procedure, Immunization, AllergyIntolerance: five events
+    assert _counts(tmp_path / "st") == {
+        "events": 5,
+        "admissions": 1,
+        "emergency_attendances": 1,
+        "questionnaire_responses": 1,
+    }
+
+
+def test_entered_in_error_version_in_another_file_of_the_run_withdraws_the_record(tmp_path):
+    first, wrong = _batches(tmp_path)
+    s = ingest_fhir([first, wrong], tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert s.tables["patients"].loaded == 1
+    assert {t: s.tables[t].withdrawn for t in RECORD_TABLES} == {
+        "events": 5,
+        "admissions": 1,
+        "emergency_attendances": 1,
+        "questionnaire_responses": 1,
+    }
+    assert s.tables["events"].loaded == 0
+    rc = s.records
+    assert rc["Condition"].skip_reasons["verificationStatus entered-in-error"] == 1
+    assert rc["Procedure"].skip_reasons["status not-done"] == 1
+    assert rc["AllergyIntolerance"].skip_reasons["verificationStatus refuted"] == 1
+    for rtype in WRONG:
+        assert any(
+            r.startswith("withdrawn: a version of the same record") for r in rc[rtype].skip_reasons
+        ), rtype
+    assert any("events row(s) of this run not loaded" in n for n in s.notes)
+
+
+def test_entered_in_error_version_in_a_later_append_run_removes_the_stored_rows(tmp_path):
+    first, wrong = _batches(tmp_path)
+    st = tmp_path / "st"
+    ingest_fhir([first], st, key=KEY)
+    s = ingest_fhir([wrong], st, key=KEY, append=True)
+    assert s.balanced and s.committed
+    assert _counts(st) == dict.fromkeys(RECORD_TABLES, 0)
+    assert {t: s.tables[t].withdrawn_from_store for t in RECORD_TABLES} == {
+        "events": 5,
+        "admissions": 1,
+        "emergency_attendances": 1,
+        "questionnaire_responses": 1,
+    }
+    assert all(s.tables[t].replaced_in_store == 0 for t in RECORD_TABLES)
+    assert any("5 loaded by earlier runs removed" in n for n in s.notes)
+    # the first versions sent again later stay withdrawn (the index keeps the withdrawal)
+    s = ingest_fhir([first], st, key=KEY, append=True)
+    assert s.balanced and _counts(st) == dict.fromkeys(RECORD_TABLES, 0)
+    assert s.tables["events"].withdrawn == 5
+
+
+def _weights(st) -> list[tuple[str, float]]:
+    ev = Store.open(st).read("events").to_pandas().sort_values(["code", "value"])
+    return list(zip(ev.code, ev.value, strict=True))
+
+
+def test_a_newer_version_in_a_later_append_run_replaces_the_stored_row(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a / "in.ndjson", [_patient("p1"), _obs("o1", 71.5), _obs("o2", 80.0, day="2021-09-01")])
+    # o1 corrected (amended, new value); o2 sent again unchanged
+    _write(b / "in.ndjson", [_obs("o1", 75.1, "amended"), _obs("o2", 80.0, day="2021-09-01")])
+    st = tmp_path / "st"
+    ingest_fhir([a], st, key=KEY)
+    assert _weights(st) == [("29463-7", 71.5), ("29463-7", 80.0)]
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    assert s.balanced and s.committed
+    assert _weights(st) == [("29463-7", 75.1), ("29463-7", 80.0)]  # not both 71.5 and 75.1
+    ev = s.tables["events"]
+    assert (ev.loaded, ev.duplicates, ev.withdrawn_from_store, ev.replaced_in_store) == (1, 1, 1, 1)
+    assert any("newer version of their record" in n for n in s.notes)
+    # the same batch again changes nothing
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    ev = s.tables["events"]
+    assert (ev.loaded, ev.duplicates, ev.withdrawn_from_store) == (0, 2, 0)
+    assert _weights(st) == [("29463-7", 75.1), ("29463-7", 80.0)]
+    # a third version replaces the second
+    _write(b / "in.ndjson", [_obs("o1", 74.0, "corrected")])
+    ingest_fhir([b], st, key=KEY, append=True)
+    assert _weights(st) == [("29463-7", 74.0), ("29463-7", 80.0)]
+
+
+def test_a_new_version_of_a_panel_replaces_only_the_rows_that_changed(tmp_path):
+    def bp(dia):
+        o = _obs("bp1", None, code="85354-9")
+        del o["valueQuantity"]
+        o["component"] = [
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                "valueQuantity": {"value": 142, "unit": "mmHg"},
+            },
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                "valueQuantity": {"value": dia, "unit": "mmHg"},
+            },
+        ]
+        return o
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a / "in.ndjson", [_patient("p1"), bp(98)])
+    _write(b / "in.ndjson", [bp(88)])
+    st = tmp_path / "st"
+    ingest_fhir([a], st, key=KEY)
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    ev = s.tables["events"]
+    assert (ev.loaded, ev.duplicates, ev.replaced_in_store) == (1, 2, 1)
+    got = [(c, None if pd.isna(v) else v) for c, v in _weights(st)]
+    assert got == [("8462-4", 88.0), ("8480-6", 142.0), ("85354-9", None)]
+
+
+def test_the_same_record_is_its_identifier_else_its_id_and_its_patient(tmp_path):
+    a0, a, b = tmp_path / "a0", tmp_path / "a", tmp_path / "b"
+    # another patient's record with the id o2 (in its own run: one id read twice with
+    # different content in one run is quarantined as a duplicate id)
+    p2 = {"reference": "Patient/p2"}
+    _write(a0 / "in.ndjson", [_patient("p2", birth="1960-02-02"), _obs("o2", 62.0, subject=p2)])
+    _write(
+        a / "in.ndjson",
+        [
+            _patient("p1"),
+            _obs("x-1", 60.0, ident="w-1"),  # named by its identifier
+            _obs("o2", 61.0),  # by its id
+            _obs(None, 63.0),  # neither: cannot be named
+        ],
+    )
+    _write(
+        b / "in.ndjson",
+        [
+            _obs("x-2", 60.0, "entered-in-error", ident="w-1"),  # another id, same identifier
+            _obs("o2", 61.0, "entered-in-error"),
+            _obs(None, 63.0, "entered-in-error"),
+        ],
+    )
+    st = tmp_path / "st"
+    ingest_fhir([a0], st, key=KEY)
+    ingest_fhir([a], st, key=KEY, append=True)
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    assert s.balanced and s.tables["events"].withdrawn_from_store == 2
+    ev = Store.open(st).read("events").to_pandas().sort_values("value")
+    assert list(ev.value) == [62.0, 63.0]
+    assert list(ev.patient_id) == [_pid("fhir:Patient/p2"), _pid("fhir:Patient/p1")]
+    reasons = s.records["Observation"].skip_reasons
+    assert (
+        reasons[
+            "status entered-in-error: withdraws nothing (it names no identifier or id to match "
+            "an earlier version by)"
+        ]
+        == 1
+    )
+
+
+def test_a_row_two_records_loaded_stays_until_both_are_withdrawn(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    # two records of one weight on one day: one row in the store
+    _write(a / "in.ndjson", [_patient("p1"), _obs("o1", 70.0), _obs("o2", 70.0)])
+    _write(b / "in.ndjson", [_obs("o1", 70.0, "entered-in-error")])
+    _write(c / "in.ndjson", [_obs("o2", 70.0, "entered-in-error")])
+    st = tmp_path / "st"
+    s = ingest_fhir([a], st, key=KEY)
+    assert s.tables["events"].loaded == 1 and s.tables["events"].duplicates == 1
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    assert Store.open(st).row_counts()["events"] == 1
+    s = ingest_fhir([c], st, key=KEY, append=True)
+    assert s.tables["events"].withdrawn_from_store == 1
+    assert Store.open(st).row_counts()["events"] == 0
