@@ -650,6 +650,7 @@ class _OmopImport:
                 "would by chance; half or more must): patient_id is the keyed hash of "
                 "omop:<person_id> for every person"
             )
+        not_nhs = 0  # persons of a file of NHS numbers whose value is not a valid one
         for df, lines in self._chunks(path):
             keys = self.run.begin_frame(rt, len(df))
             person_id = _ids(_col(df, "person_id"))
@@ -676,6 +677,8 @@ class _OmopImport:
             self.person_ids.update(person_id.tolist())
             src = _col(df, "person_source_value").astype("string").str.strip()
             nhs = nhs_number_valid(src.fillna("").to_numpy(object)) & nhs_file
+            if nhs_file:
+                not_nhs += int((~nhs & src.fillna("").ne("").to_numpy(bool)).sum())
             pids = [
                 self.pseudo.nhs(s) if ok else self.pseudo("omop", str(p))
                 for p, s, ok in zip(person_id, src.fillna(""), nhs, strict=True)
@@ -760,6 +763,13 @@ class _OmopImport:
                     self.person_site[p] = s
                 if isinstance(p, str) and isinstance(b, str):
                     self.person_birth[p] = b
+        if not_nhs:
+            self.run.notes.append(
+                f"{path.name}: {not_nhs:,} person row(s) whose person_source_value is not a "
+                "valid NHS number (10 digits, modulus-11 check digit) in a file of NHS numbers "
+                "are keyed by omop:<person_id>: they do not link to the same person's "
+                "records in other extracts (check the source values)"
+            )
 
     def _observation_period(self, path: Path) -> None:
         rt = "omop.observation_period"

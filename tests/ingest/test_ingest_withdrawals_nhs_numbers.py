@@ -468,3 +468,29 @@ def test_a_row_two_records_loaded_stays_until_both_are_withdrawn(tmp_path):
     s = ingest_fhir([c], st, key=KEY, append=True)
     assert s.tables["events"].withdrawn_from_store == 1
     assert Store.open(st).row_counts()["events"] == 0
+
+
+# -- OMOP: person_source_value that is not an NHS number, in a file of NHS numbers --------
+
+
+def test_omop_persons_whose_source_value_fails_the_check_are_counted(tmp_path):
+    from pophealth.ingest.omop import ingest_omop
+
+    numbers = ["9434765919", "9000000009", "9449304130", "9449304106", "5839945242"]
+    assert nhs_number_valid(numbers).all()  # published examples (NHS Data Dictionary, EPS)
+    values = [*numbers, BAD_CHECK, "local-7", ""]
+    d = tmp_path / "omop"
+    d.mkdir()
+    rows = "".join(f"{i + 1},8507,1960,5,1,{v}\n" for i, v in enumerate(values))
+    (d / "person.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth,"
+        "person_source_value\n" + rows
+    )
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced
+    pats = set(Store.open(tmp_path / "st").read("patients").to_pandas().patient_id)
+    # loaded under their person_id, never under the failing number
+    assert pats == {_pid(f"nhs:{n}") for n in numbers} | {_pid(f"omop:{i}") for i in (6, 7, 8)}
+    assert _pid(f"nhs:{BAD_CHECK}") not in pats
+    note = [n for n in s.notes if "not a valid NHS number" in n]
+    assert len(note) == 1 and note[0].startswith("person.csv: 2 person row(s)")
