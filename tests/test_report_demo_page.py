@@ -1,5 +1,7 @@
-"""The report's "Show the data" tables in a real browser: present under every chart of a demo
-run, folded on screen and open on paper (print media), with nothing read from the network.
+"""The demo's report page: every number in its charts and their "Show the data" tables is a
+released count or derived from released counts, and in a real browser each table sits under
+its chart, folded on screen and open on paper (print media), with nothing read from the
+network.
 
 Headless Debian Chromium is driven over its DevTools pipe (``--remote-debugging-pipe``: JSON
 messages ending in a NUL byte on file descriptors 3 and 4), so no driver package or browser
@@ -7,21 +9,24 @@ download is needed."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from pophealth.cli import app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)"
 )
 
@@ -126,6 +131,7 @@ SEEN = """(() => {
 })()"""
 
 
+@needs_chromium
 def test_every_chart_has_its_table_folded_on_screen_and_open_on_paper(report, browser):
     browser.open(report.resolve().as_uri())
     browser.send("Emulation.setEmulatedMedia", media="screen")
@@ -157,3 +163,55 @@ def test_every_chart_has_its_table_folded_on_screen_and_open_on_paper(report, br
         or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
     ]  # fmt: skip
     assert errors == []
+
+
+# -- every number shown is a released one ---------------------------------------------------------
+
+
+def _numbers(value) -> np.ndarray:
+    """The numbers of a plotly attribute as the page holds it (a list, or base64 ``bdata``)."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).astype(float)
+    flat = np.asarray(value, dtype=object).ravel()
+    return np.array([float(v) for v in flat if isinstance(v, int | float)], dtype=float)
+
+
+def _released(counts: np.ndarray) -> bool:
+    """Counts as the demo's policy releases them: 0, or rounded to 5 (so never 1-7)."""
+    counts = counts[np.isfinite(counts)]
+    return bool(((counts == 0) | ((counts % 5 == 0) & (counts >= 10))).all())
+
+
+#: the headers of count columns in the demo's chart tables (SPC, equity, funnel, BP groups,
+#: age-sex pyramid)
+COUNT_HEADER = re.compile(r"^(numerator|denominator|patients|registered patients)\b", re.I)
+
+
+def test_every_count_in_the_charts_and_their_tables_is_a_released_one(report):
+    """The numbers a chart carries for its hover text (customdata) and the counts in every
+    "Show the data" table are released counts (the disclosure rule: 1-7 withheld, others
+    rounded to 5); values derived from them are checked where they are made (test_charts)."""
+    page = report.read_text()
+    decoder = json.JSONDecoder()
+    figures = 0
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', page):
+        traces, _ = decoder.raw_decode(page, match.end())
+        figures += 1
+        for trace in traces:
+            if "customdata" in trace:
+                numbers = _numbers(trace["customdata"])
+                assert _released(numbers), (trace.get("name"), numbers)
+    assert figures >= 10
+    tables = re.findall(r"<details class='chart-data'>(.*?)</details>", page, re.S)
+    assert len(tables) == figures
+    checked = 0
+    for table in tables:
+        heads = [html.unescape(h) for h in re.findall(r"<th scope='col'>(.*?)</th>", table)]
+        for row in re.findall(r"<tr><th scope='row'>.*?</th>(.*?)</tr>", table):
+            cells = re.findall(r"<td>(.*?)</td>", row)
+            for head, cell in zip(heads[1:], cells, strict=True):
+                assert "nan" not in cell.lower(), (head, cell)
+                if COUNT_HEADER.search(head) and cell != "[c]":
+                    assert _released(np.array([float(cell.replace(",", ""))])), (head, cell)
+                    checked += 1
+    assert checked > 100  # the SPC, equity and funnel tables carry counts
