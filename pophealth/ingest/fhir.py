@@ -561,7 +561,7 @@ class FhirMapper:
         if nhs:
             problem = nhs_number_problem(nhs)
             if problem:
-                where = "a contained Patient's" if contained_in else "Patient"
+                where = "Patient (contained)" if contained_in else "Patient"
                 raise _BadNhsNumber(f"{where}.identifier (NHS number)", nhs, problem)
             return self.pseudo.nhs(nhs)
         if patient.get("id") and contained_in is None:

@@ -494,3 +494,33 @@ def test_omop_persons_whose_source_value_fails_the_check_are_counted(tmp_path):
     assert _pid(f"nhs:{BAD_CHECK}") not in pats
     note = [n for n in s.notes if "not a valid NHS number" in n]
     assert len(note) == 1 and note[0].startswith("person.csv: 2 person row(s)")
+
+
+def test_a_contained_patient_with_an_invalid_nhs_number_quarantines_its_record(tmp_path):
+    contained = {
+        "resourceType": "Patient",
+        "id": "pt",
+        "identifier": [{"system": NHS, "value": BAD_CHECK}],
+    }
+    good = {
+        "resourceType": "Patient",
+        "id": "pt",
+        "identifier": [{"system": NHS, "value": VALID}],
+        "birthDate": "1950-01-01",
+    }
+    src = tmp_path / "src"
+    _write(
+        src / "in.ndjson",
+        [
+            _condition("c1", {"reference": "#pt"}, contained=[contained]),
+            _condition("c2", {"reference": "#pt"}, contained=[good]),
+        ],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced
+    assert Store.open(tmp_path / "st").read("patients").to_pandas().patient_id.tolist() == [
+        _pid(f"nhs:{VALID}")
+    ]
+    q = _quarantine(s)
+    assert q.record_id.tolist() == ["c1"] and q.value.tolist() == [BAD_CHECK]
+    assert q.field.tolist() == ["Condition.subject -> Patient (contained).identifier (NHS number)"]
