@@ -70,11 +70,12 @@ _VARIATION_ICON = {
     "special_cause_neutral_high": ("Special cause: neutral (high)", "H"),
     "special_cause_neutral_low": ("Special cause: neutral (low)", "L"),
 }
+# the rule's name only: the run lengths are settings of the chart (trend_length, shift_length)
 _RULE_WORDS = {
-    "outside_limits": "outside the process limits",
-    "trend": "trend (7 rising or falling)",
+    "outside_limits": "outside the limits",
+    "trend": "trend",
     "two_in_three": "two of three near a limit",
-    "shift": "shift (7 on one side of the mean)",
+    "shift": "shift",
 }
 _ASSURANCE_ICON = {
     "consistent_pass": ("Consistently passing the target", "P", "#289DE0"),

@@ -285,14 +285,34 @@ def _reads_negative_as_positive(axis: Any) -> bool:
     )
 
 
+#: trace types plotly bins or summarises in the browser: the page would carry every value
+#: they are given (one per patient, say), not released counts
+BROWSER_AGGREGATED = frozenset(
+    {"histogram", "histogram2d", "histogram2dcontour", "box", "violin", "densitymap",
+     "densitymapbox"}
+)  # fmt: skip
+
+
+def _refuse_unaggregated(programme: str, fig: Figure) -> None:
+    for t in fig.figure.data:
+        if t.type in BROWSER_AGGREGATED:
+            raise ValueError(
+                f"{programme}: chart {fig.title!r} draws a {t.type} trace, which plotly bins "
+                "or summarises in the browser, so the report would carry the values it was "
+                "given unreleased; count them into bins, release the counts "
+                "(pophealth.disclosure) and draw bars"
+            )
+
+
 def _traces_data(fig: Any) -> list[tuple[pd.DataFrame, list[str]]]:
     """A chart's numbers read from its traces, for a figure no builder gave a table.
 
     x/y traces (bars, lines, markers) give one row per point: the series (trace name), the
     category, the value (the category is y for horizontal bars), an interval from error bars
     and a label from per-point text; a text-only trace gives its text as the value (a "[c]"
-    marker). Heatmaps give a grid, maps one row per area (an area drawn without a value —
-    hover text not showing it — is withheld). Missing values are withheld ([c])."""
+    marker). Heatmaps give a grid, pies a row per slice, maps one row per area (an area drawn
+    without a value — hover text not showing it — is withheld). Missing values are withheld
+    ([c])."""
     layout = fig.layout
     x_title = _axis_title(layout.xaxis, "Category")
     y_title = _axis_title(layout.yaxis, "Value")
@@ -316,6 +336,14 @@ def _traces_data(fig: Any) -> list[tuple[pd.DataFrame, list[str]]]:
             grid = pd.DataFrame(z, columns=[_text(v) for v in xs])
             grid.insert(0, y_title, [_text(v) for v in ys])
             tables.append((grid, [f"Rows: {y_title}; columns: {x_title}."]))
+        elif kind == "pie":
+            labels, values = _array(t.labels), _array(t.values)
+            if labels is None or values is None:
+                continue
+            number = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
+            points.append(
+                pd.DataFrame({"_series": t.name, "Category": list(labels), "Value": number})
+            )
         elif kind.startswith("choropleth"):
             locations = _array(t.locations)
             if locations is None:
@@ -448,6 +476,7 @@ def render_html(
             if section.text:
                 block.append(f"<p>{html.escape(section.text)}</p>")
             for fig in section.figures:
+                _refuse_unaggregated(result.programme, fig)
                 # a chart is a figure whose title and caption are its text alternative (a
                 # screen reader reads them; the drawing itself says nothing to it)
                 alt = html.escape(" ".join(filter(None, [fig.title + ".", fig.caption])))

@@ -149,7 +149,7 @@ def test_spc_chart_data_lists_every_point_with_its_limits_and_flag():
     upper = 100 * (pbar + 3 * np.sqrt(pbar * (1 - pbar) / den))
     np.testing.assert_allclose(t["Upper process limit (% of register)"], upper)
     assert t["Variation"].iloc[-1] == "Special cause: concern"  # 50% against 22%, falling is good
-    assert t["Rule"].iloc[-1] == "outside the process limits"
+    assert t["Rule"].iloc[-1] == "outside the limits"
     words = {
         "common_cause": "Common cause",
         "special_cause_improvement": "Special cause: improvement",

@@ -253,3 +253,17 @@ def test_the_data_tables_are_open_when_the_page_is_printed():
     assert "@media print" in page
     assert "details.chart-data::details-content{content-visibility:visible" in page
     assert "addEventListener('beforeprint'" in page
+
+
+def test_a_chart_that_bins_its_values_in_the_browser_is_refused():
+    """A histogram (or box, violin) is given every value and bins it in the reader's browser:
+    the page would carry one number per patient, unreleased. The report refuses it, naming
+    the programme and chart; bars of released counts are the way."""
+    import plotly.graph_objects as go
+
+    ages = go.Figure(go.Histogram(x=[34, 35, 35, 36, 71, 88]))
+    with pytest.raises(ValueError, match=r"x: chart 'Ages' draws a histogram trace"):
+        _page_with(("Ages", ages))
+    pie = go.Figure(go.Pie(labels=["red", "amber"], values=[105.0, None], name="RAG"))
+    ((_, heads, rows, _),) = _data_tables(_page_with(("RAG", pie)))
+    assert heads == ["Category", "Value"] and rows == [("red", ["105"]), ("amber", ["[c]"])]
