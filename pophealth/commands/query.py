@@ -36,8 +36,9 @@ MEASURES_HELP = (
     "numerator, denominator, value, confidence limits and the disclosure note.\n\n"
     "The file is Python that builds a pophealth.query.Measures, called `measures` (or the "
     "only one it makes). Its intervals are part of the definition; inside a measure, "
-    "`index_date` is the end of each interval. Counts pass through the disclosure-control "
-    "rule unless --no-disclosure is given."
+    "`index_date` is the end of each interval. The numerator is counted only among the "
+    "denominator: a patient in the numerator but not in the denominator counts in neither. "
+    "Counts pass through the disclosure-control rule unless --no-disclosure is given."
 )
 
 DefinitionArgument = Annotated[

@@ -1145,17 +1145,23 @@ class Frame:
         return Row(self, "first")
 
     def last_for_patient(self) -> Row:
-        """The latest row (by :meth:`sort_by`, default the date)."""
+        """The latest row (by :meth:`sort_by`, default the date). Its ``.value`` is that
+        row's: missing when the latest row has none, even if an earlier row had one — filter
+        first (``frame.where(frame.value.is_not_null())``) for the latest row with a value."""
         return Row(self, "last")
 
     def first_day_for_patient(self, column: Any = None, rule: str = "min") -> DayRow:
         """The earliest day with a row, and ``column`` on that day combined by ``rule``
-        (``min``, ``max`` or ``mean``) when there are several rows that day."""
+        (``min``, ``max`` or ``mean``) when there are several rows that day. As for
+        :meth:`last_day_for_patient`, a day whose rows have no value still counts."""
         return DayRow(self, "first", self._value_arg(column), rule)
 
     def last_day_for_patient(self, column: Any = None, rule: str = "min") -> DayRow:
         """The latest day with a row, and ``column`` on that day combined by ``rule``: e.g.
-        the lowest systolic of the most recent day (CVDPREVENT)."""
+        the lowest systolic of the most recent day (CVDPREVENT). The rule combines that
+        day's rows that have a value. The day is chosen first: when the latest day's rows
+        have no value, ``.value`` is missing even if an earlier day had one — filter first
+        (``frame.where(frame.value.is_not_null())``) for the latest reading with a value."""
         return DayRow(self, "last", self._value_arg(column), rule)
 
 
