@@ -164,7 +164,7 @@ def _chart_data_html(fig: Figure) -> str:
     for i, (frame, notes) in enumerate(tables):
         caption = f"Data for the chart “{fig.title}”"
         if len(tables) > 1:
-            caption += f" ({i + 1} of {len(tables)})"
+            caption += f", part {i + 1}"
         parts.append(_data_table(frame, caption, notes))
     if not parts:
         parts.append("<p class='caption'>This chart draws no data.</p>")
@@ -188,7 +188,8 @@ def _data_table(frame: pd.DataFrame, caption: str, notes: list[str]) -> str:
             + "</tr>"
         )
     more = (
-        f"<p class='more'>First {MAX_CHART_ROWS:,} of {len(frame):,} points.</p>"
+        f"<p class='more'>The first {MAX_CHART_ROWS:,} points are listed; the chart has "
+        f"{len(frame):,}.</p>"
         if len(frame) > MAX_CHART_ROWS
         else ""
     )
