@@ -218,6 +218,11 @@ class Measures:
         group_by: Mapping[str, Any] | None = None,
         intervals: Sequence[Interval] | None = None,
     ) -> Measure:
+        """Define measure ``name``: ``numerator`` among ``denominator`` (each True/False,
+        to count patients, or a whole number, to sum), broken down by ``group_by`` (names
+        to one value per patient) over ``intervals``; what is not given comes from
+        :meth:`define_defaults`. The numerator is counted only among the denominator: a
+        patient in the numerator but not the denominator counts in neither."""
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
         numerator = numerator if numerator is not None else self._defaults.get("numerator")
@@ -714,6 +719,9 @@ def _release(
         for c in stats.columns:
             if c not in ("numerator", "denominator", "value"):
                 df[c] = stats[c].to_numpy()
+        if disclosure:  # as a proportion's "Wilson (from released counts)"
+            method = df["method"]
+            df["method"] = method.where(method.isna(), method + " (from released counts)")
         df["statistic"] = f"rate per {multiplier_text(multiplier)} patients"
         return df
     df["statistic"] = f"ratio × {multiplier:g}"

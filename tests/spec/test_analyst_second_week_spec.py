@@ -1,0 +1,46 @@
+"""Spec: what a new analyst met in a second week of writing definitions, on DuckDB and Spark.
+
+Small tables in the test, the rule, the expected result written out by hand. Each test that
+fixes something failed before its fix (the test's docstring says what was seen).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pophealth.codelists import Codelist
+from pophealth.query import Measures, events, index_date, monthly, registrations, run_measures
+from tests.spec.conftest import make_store
+
+D = dt.date
+SBP = Codelist.of("snomedct", ["271649006"], name="sbp")
+
+
+def _registered(ids, start=D(2020, 1, 1)):
+    return [{"patient_id": p, "practice_id": "A1", "start_date": start} for p in ids]
+
+
+def test_a_rates_method_says_it_is_from_released_counts(engine, tmp_path):
+    """Released through disclosure control, a rate's value and Poisson limits are computed
+    from the released (rounded) counts, as a proportion's are; the proportion's method said
+    "Wilson (from released counts)" but the rate's said only "Byars", as if from the exact
+    counts. Exact counts (no disclosure control) keep the plain method."""
+    ids = [f"p{i:02d}" for i in range(42)]
+    readings = [
+        {"patient_id": p, "date": D(2025, 1, day), "code": "271649006", "value": 120.0}
+        for p in ids[:11]
+        for day in (3, 17)
+    ]  # 22 readings from 11 patients: released as 20; 42 registered: released as 40
+    store = make_store(tmp_path, {"events": readings, "registrations": _registered(ids)})
+    m = Measures(intervals=monthly("2025-01-01", 1))
+    m.define_measure(
+        "readings",
+        numerator=events.matching(SBP).in_interval().count_for_patient(),
+        denominator=registrations.registered_on(index_date),
+    )
+    released = run_measures(store, m, engine=engine).iloc[0]
+    assert (released.numerator, released.denominator, released.value) == (20, 40, 50.0)
+    assert released.statistic == "rate per 100 patients"
+    assert released.method == "Byars (from released counts)"
+    exact = run_measures(store, m, engine=engine, disclosure=False).iloc[0]
+    assert (exact.numerator, exact.denominator, exact.method) == (22, 42, "Byars")
