@@ -143,8 +143,8 @@ def funnel_chart(
     ``points`` holds ``x`` (denominator, expected events or events, on the same scale as the
     first column of ``limits``) and ``y`` (value on the ``limits`` scale), optionally a
     ``label`` column (headed ``label_title`` in the data) and the ``significance`` column from
-    ``funnel_significance``. A unit whose
-    ``y`` is missing (withheld) is not drawn and is listed as withheld in the chart's data.
+    ``funnel_significance``. A unit whose ``y`` is missing (withheld) is not drawn and is
+    listed as withheld in the chart's data.
 
     The attached data (:func:`chart_data`) lists every unit with its ``x``, ``y`` and where it
     lies against the limits, and names the average; the limit curves themselves are not
@@ -234,11 +234,17 @@ def funnel_chart(
     baseline = limits["baseline"].dropna()
     notes = []
     if len(baseline) and bool((baseline == baseline.iloc[0]).all()):
-        notes.append(
-            f"Average (centre line): {float(baseline.iloc[0]):.2f} ({y_title}). The 95% and "
-            "99.8% limits are "
-            f"curves over {x_title.lower()}; the last column says where each unit lies."
+        notes.append(f"Average (centre line): {float(baseline.iloc[0]):.2f} ({y_title}).")
+    notes.append(
+        f"The 95% and 99.8% limits are curves over {x_title[:1].lower() + x_title[1:]}, drawn "
+        "in the chart"
+        + (
+            "; 'Compared with the limits': High or Low (0.025) lies beyond a 95% limit, "
+            "(0.001) beyond a 99.8% limit."
+            if sig is not None
+            else "."
         )
+    )
     return attach_data(fig, table, notes)
 
 
