@@ -524,3 +524,19 @@ def test_a_contained_patient_with_an_invalid_nhs_number_quarantines_its_record(t
     q = _quarantine(s)
     assert q.record_id.tolist() == ["c1"] and q.value.tolist() == [BAD_CHECK]
     assert q.field.tolist() == ["Condition.subject -> Patient (contained).identifier (NHS number)"]
+
+
+def test_a_newer_version_that_is_quarantined_still_removes_the_earlier_rows(tmp_path):
+    # documented choice: the earlier value is no longer the record's; the new version is in
+    # the quarantine report, to be fixed and sent again
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a / "in.ndjson", [_patient("p1"), _obs("o1", 71.5)])
+    _write(b / "in.ndjson", [_obs("o1", "75,1", "amended")])  # a decimal comma: not a number
+    st = tmp_path / "st"
+    ingest_fhir([a], st, key=KEY)
+    s = ingest_fhir([b], st, key=KEY, append=True)
+    assert s.balanced and s.committed
+    ev = s.tables["events"]
+    assert (ev.loaded, ev.quarantined, ev.replaced_in_store) == (0, 1, 1)
+    assert Store.open(st).row_counts()["events"] == 0
+    assert _quarantine(s).field.tolist() == ["value"]
