@@ -35,7 +35,8 @@ AppendOption = Annotated[
     typer.Option(
         "--append",
         help="Add to the store's tables instead of replacing them (duplicates dropped; a "
-        "patient seen again takes the newer record).",
+        "patient seen again takes the newer record; a FHIR record sent again in a new "
+        "version replaces the rows its earlier version loaded).",
     ),
 ]
 StrictOption = Annotated[
@@ -125,7 +126,7 @@ def _report(summary) -> None:
     withdrawn = any(c.withdrawn or c.withdrawn_from_store for c in summary.tables.values())
     heads = ["table", "rows in", "loaded", "quarantined", "duplicates", "kept from store"]
     heads += ["inferred"] if inferred else []
-    heads += ["withdrawn", "withdrawn from store"] if withdrawn else []
+    heads += ["withdrawn", "withdrawn from store", "replaced in store"] if withdrawn else []
     for c in [*heads, "ok"]:
         t.add_column(c, justify="left" if c == "table" else "right")
     for name, c in summary.tables.items():
@@ -139,7 +140,9 @@ def _report(summary) -> None:
                 f"{c.kept_from_store:,}",
             ]
             cells += [f"{c.inferred:,}"] if inferred else []
-            cells += [f"{c.withdrawn:,}", f"{c.withdrawn_from_store:,}"] if withdrawn else []
+            if withdrawn:
+                gone = c.withdrawn_from_store - c.replaced_in_store
+                cells += [f"{c.withdrawn:,}", f"{gone:,}", f"{c.replaced_in_store:,}"]
             t.add_row(*cells, "✓" if c.balanced else "✗")
     console.print(t)
     r = Table(title="source records: in = loaded + quarantined + skipped")
@@ -194,8 +197,12 @@ def fhir_command(
     """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz.
 
     A cancelled or entered-in-error prescription withdraws the order it names (an EPS
-    cancellation: its order item), in any file of the run or, with --append, of an earlier
-    run; only a completed MedicationDispense loads as a supply.
+    cancellation: its order item), and a version of any other record saying it was entered
+    in error, refuted, cancelled or not done withdraws that record (same identifier, else
+    id, and patient), in any file of the run or, with --append, of an earlier run; with
+    --append a newer version of a record replaces the rows its earlier version loaded. A
+    Patient or reference whose NHS number fails the modulus-11 check is quarantined. Only
+    a completed MedicationDispense loads as a supply.
     """
     from pophealth.ingest.fhir import ingest_fhir
     from pophealth.ingest.fhir_read import JSON_SUFFIXES, find_files

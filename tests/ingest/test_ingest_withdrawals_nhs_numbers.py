@@ -540,3 +540,30 @@ def test_a_newer_version_that_is_quarantined_still_removes_the_earlier_rows(tmp_
     assert (ev.loaded, ev.quarantined, ev.replaced_in_store) == (0, 1, 1)
     assert Store.open(st).row_counts()["events"] == 0
     assert _quarantine(s).field.tolist() == ["value"]
+
+
+def test_cli_summary_tells_replaced_rows_from_withdrawn_ones(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pophealth.cli import app
+
+    monkeypatch.setenv("POPHEALTH_PSEUDONYM_KEY", KEY.decode())
+    monkeypatch.setenv("COLUMNS", "200")
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a / "in.ndjson", [_patient("p1"), _obs("o1", 71.5), _obs("o2", 80.0, day="2021-09-01")])
+    # o1 corrected (a newer version replaces it); o2 entered in error (withdrawn)
+    _write(b / "in.ndjson", [_obs("o1", 75.1, "amended"), _obs("o2", 80.0, "entered-in-error")])
+    st = str(tmp_path / "st")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "fhir", str(a), "--out", st]).exit_code == 0
+    res = runner.invoke(app, ["ingest", "fhir", str(b), "--out", st, "--append"])
+    assert res.exit_code == 0, res.output
+    head = next(line for line in res.output.splitlines() if "withdrawn from store" in line)
+    row = next(line for line in res.output.splitlines() if line.strip("│┃ ").startswith("events"))
+    names = [c.strip() for c in head.strip("│┃ ").split("┃") if c.strip()]
+    cells = [c.strip() for c in row.strip("│┃ ").split("│") if c.strip()]
+    shown = dict(zip(names, cells, strict=False))
+    # one stored row withdrawn (o2), one replaced by its newer version (o1)
+    assert (shown["withdrawn from store"], shown["replaced in store"]) == ("1", "1"), res.output
+    assert _weights(st) == [("29463-7", 75.1)]
+    assert "--append" in runner.invoke(app, ["ingest", "fhir", "--help"]).output
