@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -173,6 +174,31 @@ def writing(path: Path):
         raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+@contextlib.contextmanager
+def stopped_cleanly():
+    """While the command runs, SIGTERM (a scheduler stopping the job) and SIGHUP (the
+    terminal closed) end it as Ctrl-C does: the stack unwinds, so :class:`Pending` removes
+    its temporary files — by default those signals end Python at once, and the temporary
+    file of a complete dataset stayed hidden in the output folder. The exit code is
+    128 + the signal's number (143 for SIGTERM); the previous handlers are put back after."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:  # not on this platform
+            continue
+        with contextlib.suppress(ValueError):  # not the main thread: the caller's to handle
+            previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _count(n: int, noun: str) -> str:
     """``1 column``, ``6 columns``, ``1,200 rows``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -233,7 +259,7 @@ def dataset_command(
     opened = _open(store)
     con = connect(opened, engine)
     written = []
-    with Pending(suffix) as pending:
+    with stopped_cleanly(), Pending(suffix) as pending:
         try:
             if date is None and ds.index_date is None:
                 date = default_index_date(opened)
@@ -305,12 +331,13 @@ def measures_command(
     _outputs(output, suffix, [])
     intervals = {interval for measure in m for interval in measure.intervals}
     opened = _open(store)
-    try:
-        result = run_measures(opened, m, engine=engine, disclosure=disclosure)
-    except QueryError as exc:
-        raise fail(f"{definition}: {exc}") from None
-    with writing(output):
-        write_table(measures_arrow(result), output, suffix)
+    with stopped_cleanly():
+        try:
+            result = run_measures(opened, m, engine=engine, disclosure=disclosure)
+        except QueryError as exc:
+            raise fail(f"{definition}: {exc}") from None
+        with writing(output):
+            write_table(measures_arrow(result), output, suffix)
     how = sorted(set(result.attrs.get("evaluation", {}).values()))
     console.print(
         f"{_count(len(result), 'row')}: {_count(len(m), 'measure')} over "
