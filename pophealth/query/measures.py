@@ -696,6 +696,9 @@ def _release(
         kw["patients"] = behind
     if m.kind in ("proportion", "row proportion"):
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
+        if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
+            exact = _quotient(out["numerator"], out["denominator"], multiplier)
+            out["value"] = np.where(out["value"].isna(), np.nan, exact)
         if m.kind == "row proportion" and len(out):
             # a patient may have several rows: the limits treat the rows as independent
             # (a row without a value, withheld or 0 of 0, has no method, as for patients)
@@ -710,8 +713,7 @@ def _release(
         df["disclosure_note"] = "not disclosure-controlled"
     num = df["numerator"].to_numpy(dtype=float)
     den = df["denominator"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        df["value"] = np.where(den > 0, num / den, np.nan) * multiplier
+    df["value"] = _quotient(num, den, multiplier)
     if _counts_events(m.numerator) and m.denominator.dtype == "bool":
         # events per patient: a crude rate with Poisson limits on the released count (exact
         # below 10, Byar's from 10), the patients as the population; none without patients
@@ -730,6 +732,16 @@ def _release(
         "denominator not a number of patients)"
     )
     return df
+
+
+def _quotient(numerator: Any, denominator: Any, multiplier: float) -> np.ndarray:
+    """numerator × multiplier / denominator as one division — the double nearest the exact
+    quotient: 35 of 125 is 28.0, where 35 / 125 × 100 gives 28.000000000000004 — and
+    missing where the denominator is 0 or either count is missing (withheld)."""
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num * multiplier / den, np.nan)
 
 
 def _release_proportions(

@@ -44,3 +44,26 @@ def test_a_rates_method_says_it_is_from_released_counts(engine, tmp_path):
     assert released.method == "Byars (from released counts)"
     exact = run_measures(store, m, engine=engine, disclosure=False).iloc[0]
     assert (exact.numerator, exact.denominator, exact.method) == (22, 42, "Byars")
+
+
+def test_a_percentage_is_the_exact_quotient_without_float_noise(engine, tmp_path):
+    """35 of 125 is 28%: the value was computed as 35 / 125 × 100, two roundings, and came
+    out as 28.000000000000004 (in the file and in a spreadsheet), as 7 of 25, 11 of 20 and
+    many other counts did; a rate of 35 readings among 125 patients too. Now the value is
+    numerator × 100 / denominator, one rounding: the double nearest the exact quotient."""
+    ids = [f"p{i:03d}" for i in range(125)]
+    readings = [
+        {"patient_id": p, "date": D(2025, 1, 9), "code": "271649006", "value": 120.0}
+        for p in ids[:35]
+    ]
+    store = make_store(tmp_path, {"events": readings, "registrations": _registered(ids)})
+    m = Measures(intervals=monthly("2025-01-01", 1))
+    bp = events.matching(SBP).in_interval()
+    m.define_defaults(denominator=registrations.registered_on(index_date))
+    m.define_measure("any", numerator=bp.exists_for_patient())
+    m.define_measure("readings", numerator=bp.count_for_patient())
+    for disclosure in (True, False):  # 35 and 125 are released as they are
+        out = run_measures(store, m, engine=engine, disclosure=disclosure)
+        got = {r.measure: (r.numerator, r.denominator, r.value) for r in out.itertuples()}
+        assert got == {"any": (35, 125, 28.0), "readings": (35, 125, 28.0)}
+        assert [repr(v) for v in out["value"]] == ["28.0", "28.0"]
