@@ -27,6 +27,14 @@ Every table that leaves the engine goes through :func:`apply` (counts) or
    (:func:`release_proportions` does this for a proportion with a Wilson CI), never carried
    over from the true ones: a rate of 23 per 1,000 beside a released 25 gives back 23.
 
+6. **One count, one decision across the tables of a run**: the same count (a PCN's
+   denominator, an IMD quintile's register, the registered population) often sits in
+   several tables, each suppressed on its own margins; withheld in one and released in
+   another, it protects nothing. :class:`SharedCounts` is the run's register of counts by
+   identity (:func:`count_keys`): each table withholds, and its audit protects, every count
+   another table withholds (``withhold=``), and the programme builds its tables again until
+   no table withholds a count another releases (:meth:`SharedCounts.settle`).
+
 A single count shown on its own (a headline, a line the CLI prints) goes through
 :func:`release_count`: the same suppression and rounding, as a number or ``None``.
 
@@ -61,7 +69,9 @@ from pophealth.stats._core import DEFAULT_CONFIDENCE, add_limits, normalise_conf
 __all__ = [
     "DEFAULT_POLICY",
     "DisclosurePolicy",
+    "SharedCounts",
     "apply",
+    "count_keys",
     "count_text",
     "release_count",
     "release_proportions",
@@ -76,6 +86,8 @@ MAX_AUDITED_CELLS = 2000
 PRIMARY = "primary"
 SECONDARY = "secondary"
 COMPLEMENT = "complement"
+#: why a count is withheld that the run withholds wherever it appears (SharedCounts)
+ELSEWHERE = "secondary (withheld in every table that gives it)"
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,8 @@ def secondary_suppression(
     audit: bool = True,
     primary_bounds: tuple[float, float] = (1, 7),
     same_total_across: str | None = None,
+    protect: np.ndarray | None = None,
+    avoid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -190,9 +204,21 @@ def secondary_suppression(
     their own copy of one total: the total rows that differ only in that column are one count
     (a register's total by sex and its total by age band). They are withheld together or not
     at all, and the audit knows they are equal — withheld in one breakdown and released in
-    another, a total protects nothing. Returns the new mask (a copy).
+    another, a total protects nothing.
+
+    ``protect`` marks cells withheld in another table of the run (see :class:`SharedCounts`):
+    they are withheld here too and audited like primary cells, with no bounds on their
+    value beyond being zero or more, so this table's totals cannot give them back. ``avoid``
+    marks cells that other tables give too: withholding one withholds it everywhere, so
+    among the cells that would do as a second withheld cell, they are taken last. Returns
+    the new mask (a copy).
     """
     mask = np.asarray(suppressed, dtype=bool).copy()
+    protect = (
+        np.zeros(len(mask), dtype=bool) if protect is None else np.asarray(protect, dtype=bool)
+    )
+    mask |= protect
+    avoid = np.zeros(len(mask), dtype=bool) if avoid is None else np.asarray(avoid, dtype=bool)
     values = frame[col].to_numpy(dtype=float)
     by = list(by)
     for m in margins:
@@ -219,9 +245,10 @@ def secondary_suppression(
             sets.append((cells, int(totals[0]) if totals.size else None))
     ties = _tied_totals(frame, by, margins, total_label, same_total_across)
     primary = np.asarray(suppressed, dtype=bool)
+    guarded = primary | protect
     has_totals = any(t is not None for _, t in sets)
     for _ in range(len(frame) + 1):
-        mask = _lone_cell_pass(sets, mask, values, ties)
+        mask = _lone_cell_pass(sets, mask, values, ties, avoid)
         if not audit or not has_totals:
             break
         if mask.sum() > MAX_AUDITED_CELLS:
@@ -233,12 +260,12 @@ def secondary_suppression(
                 stacklevel=3,
             )
             break
-        leaks = _pinned_cells(sets, mask, primary, values, primary_bounds, ties)
+        leaks = _pinned_cells(sets, mask, guarded, values, primary_bounds, ties, primary)
         if not leaks:
             break
         stuck = True
         for leak in leaks:
-            pick = _cover_for(leak, sets, mask, values)
+            pick = _cover_for(leak, sets, mask, values, avoid)
             if pick is not None:
                 mask[pick] = True
                 mask = _tie(mask, ties)
@@ -295,9 +322,12 @@ def _lone_cell_pass(
     mask: np.ndarray,
     values: np.ndarray,
     ties: list[np.ndarray] = (),
+    avoid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Give every additive set with exactly one withheld cell a second one, until stable
-    (copies of one total withheld together)."""
+    (copies of one total withheld together): the smallest non-zero released cell, one not
+    in ``avoid`` if there is one."""
+    avoid = np.zeros(len(mask), dtype=bool) if avoid is None else avoid
     mask = _tie(mask.copy(), ties)
     for _ in range(10 * len(mask) + 10):
         changed = False
@@ -311,6 +341,8 @@ def _lone_cell_pass(
             if candidates.size:
                 nonzero = candidates[values[candidates] > 0]
                 pool = nonzero if nonzero.size else candidates
+                free = pool[~avoid[pool]]
+                pool = free if free.size else pool
                 pick = pool[np.argmin(values[pool])]
             elif total is not None:
                 pick = total
@@ -331,9 +363,14 @@ def _pinned_cells(
     values: np.ndarray,
     primary_bounds: tuple[float, float],
     ties: list[np.ndarray] = (),
+    bounded: np.ndarray | None = None,
 ) -> list[int]:
     """Primarily withheld cells whose value is fixed by the released cells and totals (and by
     copies of one total being equal).
+
+    ``primary`` marks the cells to check; ``bounded`` (default: the same) those known to lie
+    in ``primary_bounds`` — a cell withheld in another table is checked, with bounds 0 and
+    none.
 
     A cell is disclosed when the least and greatest values consistent with every released
     cell and total row are equal (Cox LH 1980, *Suppression methodology and statistical
@@ -394,7 +431,8 @@ def _pinned_cells(
             if ri != rj:
                 parent[rj] = ri
     roots = np.array([find(i) for i in range(len(hidden))])
-    bounds = [primary_bounds if primary[h] else (0, None) for h in hidden]
+    bounded = primary if bounded is None else bounded
+    bounds = [primary_bounds if bounded[h] else (0, None) for h in hidden]
     pinned = []
     targets: dict[int, list[int]] = {}
     for k in np.flatnonzero(primary & mask):
@@ -514,9 +552,14 @@ def _fixed_by_equations(a_eq: np.ndarray) -> np.ndarray:
 
 
 def _cover_for(
-    k: int, sets: list[tuple[np.ndarray, int | None]], mask: np.ndarray, values: np.ndarray
+    k: int,
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    avoid: np.ndarray | None = None,
 ) -> int | None:
-    """Another cell to withhold so cell k can no longer be pinned down."""
+    """Another cell to withhold so cell k can no longer be pinned down (in each pool, one
+    not in ``avoid`` if there is one)."""
     near: list[int] = []
     for cells, total in sets:
         members = list(cells) + ([total] if total is not None else [])
@@ -528,8 +571,9 @@ def _cover_for(
         [int(m) for m in np.flatnonzero(~mask) if values[m] > 0 and m not in totals],
         [int(m) for m in np.flatnonzero(~mask) if m in totals],
     ):
-        if pool:
-            return min(pool, key=lambda m: values[m])
+        free = [m for m in pool if avoid is None or not avoid[m]]
+        if free or pool:
+            return min(free or pool, key=lambda m: values[m])
     return None
 
 
@@ -543,6 +587,8 @@ def apply(
     total_label: object = None,
     patients: Mapping[str, str] | None = None,
     same_total_across: str | None = None,
+    withhold: Mapping[str, object] | None = None,
+    avoid: Mapping[str, object] | None = None,
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
@@ -559,6 +605,12 @@ def apply(
     count is withheld too when those patients number 1 to the threshold, and the patients
     column is dropped from the result.
 
+    ``withhold`` maps a count column to a mask of its cells withheld in another table of the
+    run (:meth:`SharedCounts.withheld`): they are withheld here too, and protected by this
+    table's secondary suppression like primary cells. ``avoid`` maps a count column to a
+    mask of its cells that other tables give too, taken last as secondary cells (see
+    :meth:`SharedCounts.masks`, which gives both).
+
     Returns a copy with released counts (float, NA when withheld) and a ``disclosure_note``
     column naming withheld counts and why (primary ≤ threshold, or secondary).
     """
@@ -571,7 +623,8 @@ def apply(
             raise ValueError(f"count column '{col}' not found (columns: {list(out.columns)})")
         values = _as_counts(out[col], col)
         primary = policy.primary_mask(values) | few.get(col, False)
-        mask = primary.copy()
+        elsewhere = _elsewhere(withhold, col, len(out)) & ~primary
+        mask = primary | elsewhere
         if policy.secondary and margins:
             work = out[by].copy()
             work[col] = values
@@ -584,15 +637,35 @@ def apply(
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(col)),
                 same_total_across=same_total_across,
+                protect=elsewhere,
+                avoid=_elsewhere(avoid, col, len(out)),
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
         out[col] = released
         for i in np.flatnonzero(mask):
-            notes[i].append(f"{col} {_why_primary(col, i, few) if primary[i] else SECONDARY}")
+            why = (
+                _why_primary(col, i, few)
+                if primary[i]
+                else ELSEWHERE
+                if elsewhere[i]
+                else SECONDARY
+            )
+            notes[i].append(f"{col} {why}")
     out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
     out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
     return out
+
+
+def _elsewhere(withhold: Mapping[str, object] | None, col: str, rows: int) -> np.ndarray:
+    """The mask of ``col``'s cells withheld in another table (all False when none given)."""
+    given = (withhold or {}).get(col)
+    if given is None:
+        return np.zeros(rows, dtype=bool)
+    mask = np.asarray(given, dtype=bool)
+    if mask.shape != (rows,):
+        raise ValueError(f"withhold['{col}']: {mask.shape[0]} values for a table of {rows} rows")
+    return mask
 
 
 def _few_patients(
@@ -655,6 +728,8 @@ def release_proportions(
     confidence: float | Sequence[float] = DEFAULT_CONFIDENCE,
     patients: Mapping[str, str] | None = None,
     same_total_across: str | None = None,
+    withhold: Mapping[str, object] | None = None,
+    avoid: Mapping[str, object] | None = None,
 ) -> pd.DataFrame:
     """Release a numerator/denominator table with value and Wilson CI from released counts.
 
@@ -668,6 +743,9 @@ def release_proportions(
     is withheld as a primary one, and the patients columns are dropped from the result.
     ``same_total_across`` (e.g. "breakdown"): the total rows that differ only in that column
     are one count, withheld in all or in none (see :func:`secondary_suppression`).
+    ``withhold`` maps ``numerator`` and/or ``denominator`` to a mask of cells withheld in
+    another table of the run, ``avoid`` to a mask of cells other tables give too (see
+    :func:`apply`).
 
     Returns the input's ``by`` columns and other columns, with ``numerator``/``denominator``
     replaced by released counts, plus ``value``, the limit columns, ``confidence``,
@@ -684,11 +762,13 @@ def release_proportions(
     few = _few_patients(out, patients or {}, policy)
     out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
     n_primary = policy.primary_mask(n) | few.get(denominator, False)
-    n_mask = n_primary.copy()
+    n_elsewhere = _elsewhere(withhold, denominator, len(out)) & ~n_primary
+    n_mask = n_primary | n_elsewhere
     x_primary = policy.primary_mask(x) | few.get(numerator, False)
     comp = n - x
     x_comp = (comp >= 1) & (comp <= t) & policy.suppress_complements & ~x_primary
-    x_mask = x_primary | x_comp | n_mask
+    x_elsewhere = _elsewhere(withhold, numerator, len(out)) & ~x_primary & ~x_comp
+    x_mask = x_primary | x_comp | n_mask | x_elsewhere
     if policy.secondary and margins:
         work = out[by].copy()
         work["__x"], work["__n"] = x, n
@@ -704,16 +784,20 @@ def release_proportions(
                 total_label=total_label,
                 primary_bounds=(0, np.inf),
                 same_total_across=same_total_across,
+                protect=x_elsewhere,
+                avoid=_elsewhere(avoid, numerator, len(out)),
             )
             new_n = secondary_suppression(
                 work,
                 "__n",
-                n_mask,
+                n_mask & ~n_elsewhere,
                 by=by,
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(denominator)),
                 same_total_across=same_total_across,
+                protect=n_elsewhere,
+                avoid=_elsewhere(avoid, denominator, len(out)),
             )
             # a withheld denominator withholds its numerator (it would give it back via p)
             new_x |= new_n
@@ -747,14 +831,124 @@ def release_proportions(
                 if x_comp[i]
                 else "with denominator"
                 if n_mask[i]
+                else ELSEWHERE
+                if x_elsewhere[i]
                 else SECONDARY
             )
             if x_primary[i]:
                 why = _why_primary(numerator, i, few)
             parts.append(f"{numerator} {why}")
         if n_mask[i]:
-            why = _why_primary(denominator, i, few) if n_primary[i] else SECONDARY
+            why = (
+                _why_primary(denominator, i, few)
+                if n_primary[i]
+                else ELSEWHERE
+                if n_elsewhere[i]
+                else SECONDARY
+            )
             parts.append(f"{denominator} {why}")
         notes.append("; ".join(parts) or None)
     out["disclosure_note"] = notes
     return out
+
+
+#: A count's identity across the tables of a run: its population (scope) and group, e.g.
+#: ``("cvd.htn_target_under80.denominator", "pcn_name", "North PCN")`` or, for the whole
+#: population, ``("asthma.register", "Total")``. ``None``: a cell no other table gives.
+CountKey = tuple
+
+
+def count_keys(scope: str, breakdowns: Sequence[object], groups: Sequence[object]) -> list:
+    """The identity of each cell of a breakdown table: ``(scope, "Total")`` for a Total row,
+    else ``(scope, breakdown, group)`` with the group as text (``1.0``, ``1`` and ``"1"``
+    are one IMD quintile; a missing group is "Unknown", as in :mod:`pophealth.equity`)."""
+    keys = []
+    for b, g in zip(breakdowns, groups, strict=True):
+        label = _group_text(g)
+        keys.append((scope, "Total") if label == "Total" else (scope, str(b), label))
+    return keys
+
+
+def _group_text(g: object) -> str:
+    if g is None or (isinstance(g, float) and np.isnan(g)):
+        return "Unknown"
+    if isinstance(g, float | np.floating) and float(g).is_integer():
+        return str(int(g))
+    return str(g)
+
+
+class SharedCounts:
+    """One decision per count across every table of one run.
+
+    Each table's secondary suppression is decided on that table's totals and margins. The
+    same count — a PCN's number of patients in an indicator's denominator, the people in IMD
+    quintile 1, the registered population — often sits in several tables of one run, and
+    withheld in one (to protect a small cell there) and released in another, it protects
+    nothing. A ``SharedCounts`` is the run's register of those counts, by identity
+    (:data:`CountKey`, built with :func:`count_keys`): a table consults it before its
+    disclosure control (:meth:`withheld`, passed to :func:`apply` or
+    :func:`release_proportions` as ``withhold=``, where the cells are withheld and protected
+    by that table's audit like primary cells) and feeds it afterwards (:meth:`record`).
+
+    A table released early in a run cannot know what a later table will withhold, so the
+    programme builds its tables inside :meth:`settle`, which builds them again, with every
+    count withheld so far, until a pass withholds nothing new (the set of withheld counts
+    only grows, so this ends; in practice after two or three passes). Then every copy of a
+    count is withheld, or released with one value — :meth:`record` refuses a count released
+    with two different values (two copies that are not one count: a wrong key).
+
+    A new programme takes part by keying its counts with :func:`count_keys` under scopes
+    that name the population and filter (``"<programme>.<flag>"``) and building its tables
+    in :meth:`settle`; nothing else in the core changes.
+    """
+
+    def __init__(self) -> None:
+        self._withheld: set[CountKey] = set()
+        self._released: dict[CountKey, tuple[float, str]] = {}
+        self.passes = 0
+
+    def withheld(self, keys: Sequence[CountKey | None]) -> np.ndarray:
+        """Per key, whether another table of the run withholds that count."""
+        return np.array([k is not None and k in self._withheld for k in keys], dtype=bool)
+
+    def masks(self, keys: Mapping[str, Sequence[CountKey | None]]) -> dict[str, dict]:
+        """``withhold=`` and ``avoid=`` for :func:`apply` or :func:`release_proportions`,
+        from each count column's keys: the cells the run withholds, and the cells with a
+        key (given by other tables too, so taken last as secondary cells: withholding one
+        withholds it everywhere)."""
+        return {
+            "withhold": {col: self.withheld(k) for col, k in keys.items()},
+            "avoid": {
+                col: np.array([key is not None for key in k], dtype=bool) for col, k in keys.items()
+            },
+        }
+
+    def record(self, keys: Sequence[CountKey | None], released: object, where: str = "") -> None:
+        """Note what one table released (a number) or withheld (NA) for each key."""
+        values = pd.to_numeric(pd.Series(released), errors="coerce").to_numpy(dtype=float)
+        if len(values) != len(keys):
+            raise ValueError(f"record: {len(keys)} keys for {len(values)} counts")
+        for key, value in zip(keys, values, strict=True):
+            if key is None:
+                continue
+            if np.isnan(value):
+                self._withheld.add(key)
+                continue
+            seen = self._released.setdefault(key, (float(value), where))
+            if seen[0] != value:
+                raise ValueError(
+                    f"disclosure: count {key} released as {seen[0]:g} ({seen[1]}) and as "
+                    f"{value:g} ({where}): two tables key different counts alike"
+                )
+
+    def settle(self, build: Callable[[SharedCounts], object], max_passes: int = 20):
+        """``build(self)`` again and again until a pass withholds no count that the run did
+        not withhold already; returns the last pass's result."""
+        for _ in range(max_passes):
+            before = len(self._withheld)
+            self._released.clear()
+            self.passes += 1
+            result = build(self)
+            if len(self._withheld) == before:
+                return result
+        raise RuntimeError(f"disclosure: shared counts still changing after {max_passes} passes")

@@ -18,10 +18,12 @@ any PLUS-group column) and returns an :class:`EquityView`:
 * ``policy`` and ``notes`` — the disclosure policy applied and anything the reader should know.
 
 Disclosure control runs on everything returned: counts go through
-:func:`pophealth.disclosure.release_proportions` (suppression with secondary suppression inside
-each breakdown, rounding), and every value, interval, comparison, gap and SII is computed from
-the *released* counts, so a reader can reproduce each figure from the table and nothing
-withheld can be recovered. Rows whose counts are withheld have NA values and no flag.
+:func:`pophealth.disclosure.release_proportions` (suppression with secondary suppression
+inside each breakdown, rounding; with ``shared``, one decision per count with the run's
+other tables, see :class:`pophealth.disclosure.SharedCounts`), and every value, interval,
+comparison, gap and SII is computed from the *released* counts, so a reader can reproduce
+each figure from the table and nothing withheld can be recovered. Rows whose counts are
+withheld have NA values and no flag.
 
 Core20 = IMD deciles 1-2 (most deprived 20%, NHS England Core20PLUS5); IMD quintile 1 = deciles
 1-2. Decile 1 is the most deprived (national IMD convention).
@@ -35,7 +37,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pophealth.disclosure import DEFAULT_POLICY, DisclosurePolicy, release_proportions
+from pophealth.disclosure import (
+    DEFAULT_POLICY,
+    DisclosurePolicy,
+    SharedCounts,
+    count_keys,
+    release_proportions,
+)
 from pophealth.stats import sii as sii_stat
 from pophealth.stats._core import wilson, z_value
 
@@ -188,6 +196,8 @@ def equity_view(
     policy: DisclosurePolicy = DEFAULT_POLICY,
     sii_repetitions: int = 100_000,
     seed: int = 2024,
+    shared: SharedCounts | None = None,
+    scope: tuple[str, str] | None = None,
 ) -> EquityView:
     """Build the whole equity view of one indicator (see the module docstring).
 
@@ -196,6 +206,12 @@ def equity_view(
     present is summed over the others. Missing group values become "Unknown" so every
     breakdown adds up to the same total. ``extra`` adds PLUS-group columns.
     ``higher_is_better`` sets the indicator's polarity for the worse/better flag.
+
+    ``shared`` and ``scope`` (the numerator's and the denominator's population, e.g.
+    ``("cvd.statin.numerator", "cvd.statin.denominator")``) make each group's counts one
+    decision with the same counts in the run's other tables (see
+    :class:`pophealth.disclosure.SharedCounts`): a count withheld there is withheld here,
+    and what this view withholds is recorded for them.
     """
     df, notes = _prepare(data, numerator, denominator, breakdowns)
     cols = [c for c in list(breakdowns) + list(extra) if c in df.columns]
@@ -229,11 +245,20 @@ def equity_view(
         else pd.DataFrame(columns=["breakdown", "group", "x", "n"])
     )
     table["group"] = table["group"].astype(object)
+    keys = {}
+    if shared is not None and scope is not None:
+        keys = {
+            col: count_keys(name, table["breakdown"], table["group"])
+            for col, name in zip(("x", "n"), scope, strict=True)
+        }
     # every breakdown's Total is the same count: withheld in all or in none
     released = release_proportions(
         table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
         total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown",
+        **(shared.masks(keys) if keys else {}),
     )  # fmt: skip
+    for col, k in keys.items():
+        shared.record(k, released[col], f"equity view {scope[0]}")
     released = released.rename(columns={"x": "numerator", "n": "denominator"})
 
     # comparison with the rest of the population, from released counts
