@@ -35,8 +35,7 @@ from pophealth.programmes.cvd.extract import cvd_records
 from pophealth.programmes.cvd.indicators import (
     INDICATORS,
     counts_by_group,
-    equity_views,
-    practice_table,
+    released_indicators,
 )
 from pophealth.programmes.cvd.rules import apply_all
 from pophealth.programmes.cvd.trend import bp_control_by_month, released_monthly
@@ -89,14 +88,16 @@ def analyse(
     records = cvd_records(backend, index_date, codelists, config)
     patients = apply_all(records, index_date, config=config)
     counts = counts_by_group(patients)
+    # one decision per count across the equity tables and the practice table
+    views, practices = released_indicators(patients, counts, policy=policy)
     return CvdAnalysis(
         index_date=index_date,
         config=config,
         patients=patients,
         worklist=worklist(patients, config=config),
         counts=counts,
-        views=equity_views(counts, policy=policy),
-        practices=practice_table(patients, policy=policy),
+        views=views,
+        practices=practices,
         monthly=(
             released_monthly(
                 bp_control_by_month(
@@ -169,7 +170,9 @@ def _breakdown_table(view, ind) -> pd.DataFrame:
     ]
     out = b[[c for c in cols if c in b.columns]].copy()
     out.insert(0, "indicator", ind.name)
-    return out[out["breakdown"] != "imd_decile"].reset_index(drop=True)
+    # the IMD deciles stay: the report's decile chart draws them and the SII is fitted to
+    # them, so a reader finds every drawn number here
+    return out.reset_index(drop=True)
 
 
 def _practice_funnel(practices: pd.DataFrame, name: str):

@@ -103,6 +103,9 @@ def indicator_flags(p: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
     return {k: ((num & den).astype(int), den.astype(int)) for k, (num, den) in flags.items()}
 
 
+#: The practice label of a PCN's total row in :func:`practice_table` (not published there).
+PCN_TOTAL = "PCN total"
+
 GROUP_COLUMNS = ("imd_decile", "core20", "ethnicity", "sex", "age_band", "pcn_name")
 
 
@@ -137,13 +140,23 @@ def counts_by_group(p: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def scopes(name: str) -> tuple[str, str]:
+    """The identities of an indicator's numerator and denominator among the run's counts
+    (:class:`pophealth.disclosure.SharedCounts`)."""
+    return f"cvd.{name}.numerator", f"cvd.{name}.denominator"
+
+
 def equity_views(
-    counts: pd.DataFrame, *, policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY
+    counts: pd.DataFrame,
+    *,
+    policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY,
+    shared: disclosure.SharedCounts | None = None,
 ) -> dict[str, EquityView]:
     """One :class:`~pophealth.equity.EquityView` per indicator (breakdowns by IMD quintile,
     Core20, ethnicity, sex, age band and PCN; gap and SII across IMD deciles), all from
     disclosure-controlled counts. An indicator with nobody in its denominator has a view
-    too: its totals, 0, with every column."""
+    too: its totals, 0, with every column. With ``shared``, each count is one decision with
+    its copies in the run's other tables (a PCN's counts in :func:`practice_table`)."""
     views = {}
     for ind in INDICATORS:
         sub = counts[counts["indicator"] == ind.name]
@@ -154,14 +167,25 @@ def equity_views(
             extra=("pcn_name",),
             policy=policy,
             sii_repetitions=20_000,
+            shared=shared,
+            scope=scopes(ind.name),
         )
     return views
 
 
 def practice_table(
-    p: pd.DataFrame, *, policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY
+    p: pd.DataFrame,
+    *,
+    policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY,
+    shared: disclosure.SharedCounts | None = None,
 ) -> pd.DataFrame:
-    """Each indicator by practice (with PCN), released through disclosure control."""
+    """Each indicator by practice (with PCN), released through disclosure control.
+
+    A PCN's practices add up to the PCN's counts, which the indicators' equity tables give
+    (breakdown ``pcn_name``): the PCN totals are released with the practices (so the audit
+    knows them) and left out of the table. With ``shared``, a PCN total is one decision with
+    its copy in the equity table: withheld there, it is withheld here, and its practices are
+    withheld so that they cannot add up to it."""
     rows = []
     for name, (num, den) in indicator_flags(p).items():
         f = pd.DataFrame(
@@ -180,6 +204,18 @@ def practice_table(
         )
     table = pd.concat(rows, ignore_index=True)
     table = table[table["denominator"] > 0]
+    pcns = table.groupby(["indicator", "pcn_name"], sort=False)[["numerator", "denominator"]]
+    pcns = pcns.sum().reset_index().assign(practice_id=PCN_TOTAL)
+    table = pd.concat([table, pcns], ignore_index=True)
+    keys = {}
+    if shared is not None:
+        total = (table["practice_id"] == PCN_TOTAL).to_numpy()
+        for col, at in (("numerator", 0), ("denominator", 1)):
+            pcn_keys = [
+                disclosure.count_keys(scopes(ind)[at], ["pcn_name"], [pcn])[0]
+                for ind, pcn in zip(table["indicator"], table["pcn_name"], strict=True)
+            ]
+            keys[col] = [k if t else None for k, t in zip(pcn_keys, total, strict=True)]
     released = disclosure.release_proportions(
         table,
         "numerator",
@@ -187,7 +223,12 @@ def practice_table(
         policy=policy,
         by=["indicator", "pcn_name", "practice_id"],
         margins=["practice_id"],  # practices add up to the published PCN totals
+        total_label=PCN_TOTAL,
+        **(shared.masks(keys) if keys else {}),
     )
+    for col, k in keys.items():
+        shared.record(k, released[col], "cvd_indicators_by_practice")
+    released = released[released["practice_id"] != PCN_TOTAL]
     keep = [
         "indicator",
         "pcn_name",
@@ -202,3 +243,22 @@ def practice_table(
         "disclosure_note",
     ]
     return released[keep].reset_index(drop=True)
+
+
+def released_indicators(
+    p: pd.DataFrame,
+    counts: pd.DataFrame | None = None,
+    *,
+    policy: disclosure.DisclosurePolicy = disclosure.DEFAULT_POLICY,
+) -> tuple[dict[str, EquityView], pd.DataFrame]:
+    """The indicators' equity views and the practice table of one run, with one decision
+    per count across them (:class:`pophealth.disclosure.SharedCounts`): a PCN's counts are
+    in its equity tables and, as the sum of its practices, in the practice table — withheld
+    in one and given back by the other, they would protect nothing."""
+    counts = counts_by_group(p) if counts is None else counts
+    return disclosure.SharedCounts().settle(
+        lambda shared: (
+            equity_views(counts, policy=policy, shared=shared),
+            practice_table(p, policy=policy, shared=shared),
+        )
+    )
