@@ -22,6 +22,17 @@ from pophealth.equity import SII_COLUMNS, EquityView, equity_view
 from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
 
 UNKNOWN = "Unknown"
+#: The asthma register's identity among the run's counts
+#: (:class:`pophealth.disclosure.SharedCounts`): by group, it is every indicator's
+#: denominator, the attack rates' patients, the SABA chart's PCN denominators and the
+#: pollution × deprivation margins.
+REGISTER = "asthma.register"
+
+
+def numerator_scope(column: str) -> str:
+    """The identity of the people on the register with ``column`` (a flag) among the run's
+    counts: an indicator's numerator, a cross-tab's margins, a pathway denominator."""
+    return f"asthma.{column}"
 
 
 # -- indicators -----------------------------------------------------------------------------
@@ -271,12 +282,15 @@ def indicator_views(
     indicators: Iterable[Indicator] = INDICATORS,
     *,
     sii_repetitions: int = 20_000,
+    shared: disclosure.SharedCounts | None = None,
 ) -> dict[str, EquityView]:
     """One disclosure-controlled equity view per indicator (with SII across IMD deciles).
 
     The standard breakdowns (IMD decile/quintile, Core20, ethnicity, sex, age band) come
     from one equity view; PCN, practice and the pollution quintiles are each released on
-    their own (one table per breakdown, so each adds up to the register) and appended."""
+    their own (one table per breakdown, so each adds up to the register) and appended.
+    With ``shared``, each count is one decision with its copies in the run's other tables
+    (:func:`numerator_scope`, :data:`REGISTER`)."""
     indicators = list(indicators)
     main = count_table(frame, ["imd_decile", "ethnicity", "sex", "age_band"], indicators)
     extra = {col: count_table(frame, [col], indicators) for col in EXTRA}
@@ -288,6 +302,7 @@ def indicator_views(
             view = equity_view(
                 main, x, "denominator", breakdowns=BREAKDOWNS,
                 higher_is_better=ind.higher_is_better, sii_repetitions=sii_repetitions,
+                shared=shared, scope=(numerator_scope(ind.column), REGISTER),
             )  # fmt: skip
         if any("could still be derived" in str(w.message) for w in caught):
             _withhold_leaky(view)
@@ -296,6 +311,7 @@ def indicator_views(
             more = equity_view(
                 table, x, "denominator", breakdowns=(), extra=(col,),
                 higher_is_better=ind.higher_is_better, sii_repetitions=0,
+                shared=shared, scope=(numerator_scope(ind.column), REGISTER),
             )  # fmt: skip
             pieces.append(more.breakdowns)
         _one_total(pieces)
@@ -368,7 +384,9 @@ def sii_table(views: dict[str, EquityView]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.DataFrame:
+def attacks_rate(
+    frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY, shared=None
+) -> pd.DataFrame:
     """Asthma attacks per 1,000 patients on the register by breakdown.
 
     Attacks = oral steroid courses + A&E attendances + emergency admissions for asthma in 12
@@ -402,10 +420,14 @@ def attacks_rate(frame: pd.DataFrame, policy=disclosure.DEFAULT_POLICY) -> pd.Da
         t["group"] = t["group"].astype(str)
         parts.append(t)
     counts = pd.concat(parts, ignore_index=True)
+    shared_kw = {}
+    if shared is not None:
+        keys = disclosure.count_keys(REGISTER, counts["breakdown"], counts["group"])
+        shared_kw = shared.masks({"patients": keys})
     released = disclosure.apply(
         counts, ["attacks", "patients"], policy=policy, by=["breakdown", "group"],
         margins=["group"], total_label="Total", patients={"attacks": "attacking"},
-        same_total_across="breakdown",
+        same_total_across="breakdown", **shared_kw,
     )  # fmt: skip
     ok = released["attacks"].notna() & released["patients"].gt(0)
     stats = rate(
@@ -447,9 +469,11 @@ def _q_label(v) -> str:
 
 def pollution_by_deprivation(
     frame: pd.DataFrame, column: str, pollutant: str = "no2_quintile",
-    policy=disclosure.DEFAULT_POLICY,
+    policy=disclosure.DEFAULT_POLICY, shared=None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Cross-tab of ``column`` (a flag) by pollution quintile × IMD quintile, with margins."""
+    """Cross-tab of ``column`` (a flag) by pollution quintile × IMD quintile, with margins
+    (with ``shared``, a margin another table withholds is withheld here too, see
+    :func:`_withhold_shared_margins`)."""
     g = group_columns(frame)
     imd = np.ceil(g["imd_decile"] / 2)
     t = pd.DataFrame(
@@ -483,14 +507,63 @@ def pollution_by_deprivation(
         # the inner cells only
         totals = (released["pollution_quintile"] == "Total") | (released["imd_quintile"] == "Total")
         released = released[~totals].reset_index(drop=True)
+    if shared is not None:
+        _withhold_shared_margins(released, column, pollutant, shared)
     released.insert(0, "pollutant", pollutant.replace("_quintile", ""))
     released.insert(1, "flag", column)
     return released.rename(columns={"x": "numerator", "n": "denominator"})
 
 
+def _withhold_shared_margins(
+    released: pd.DataFrame, column: str, pollutant: str, shared: disclosure.SharedCounts
+) -> None:
+    """Withhold the margins of a released cross-tab that the run withholds elsewhere (the
+    register, or the people with ``column``, in an IMD or pollution quintile), with the
+    values computed from them. The cross-tab is not released again around them: in a
+    table of 6 × 6 small cells, protecting a margin withheld elsewhere withheld further
+    margins, which the other tables then withheld, pass after pass, until the register's
+    Total went (10,000 synthetic patients, seed 42). Its margins are released under its
+    own audit and withheld wherever another table withholds them; what it withholds, the
+    others withhold and protect (see docs/statistics.md)."""
+    n_keys = cross_keys(released["pollution_quintile"], released["imd_quintile"], pollutant)
+    x_keys = [k and (numerator_scope(column), *k[1:]) for k in n_keys]
+    n_rows = shared.withheld(n_keys) & released["n"].notna().to_numpy()
+    x_rows = (shared.withheld(x_keys) | n_rows) & released["x"].notna().to_numpy()
+    if not x_rows.any():
+        return
+    derived = [c for c in released.columns if c == "value" or c.startswith(("lower", "upper"))]
+    released.loc[n_rows, "n"] = np.nan
+    released.loc[x_rows, ["x", *derived]] = np.nan
+    released["method"] = released["method"].astype(object).where(~x_rows, None)
+    why = disclosure.ELSEWHERE
+    notes = released["disclosure_note"].astype(object)
+    released["disclosure_note"] = notes.where(
+        ~x_rows, [why if pd.isna(n) else f"{n}; {why}" for n in notes]
+    )
+
+
+def cross_keys(pollution_quintile, imd_quintile, pollutant: str) -> list:
+    """The register count each row of a pollution × deprivation table gives: a margin is the
+    register in one IMD or pollution quintile (the grand total, all of it); an inner cell,
+    no other table's (``None``). For a flag's counts, swap :data:`REGISTER` for its
+    :func:`numerator_scope`."""
+    keys = []
+    for p, q in zip(pollution_quintile, imd_quintile, strict=True):
+        p, q = str(p), str(q)
+        if p == "Total" and q == "Total":
+            keys.append((REGISTER, "Total"))
+        elif p == "Total":
+            keys.append((REGISTER, "imd_quintile", q))
+        elif q == "Total":
+            keys.append((REGISTER, pollutant, p))
+        else:
+            keys.append(None)
+    return keys
+
+
 def monthly_saba_overuse(
     monthly: pd.DataFrame, frame: pd.DataFrame, config: AsthmaConfig = DEFAULT,
-    policy=disclosure.DEFAULT_POLICY,
+    policy=disclosure.DEFAULT_POLICY, shared=None,
 ) -> pd.DataFrame:  # fmt: skip
     """% of the register with ≥ 6 SABA (``saba_priority``) in the 12 months
     (``lookback_months``) to each month end, per PCN.
@@ -531,9 +604,14 @@ def monthly_saba_overuse(
         t["month"] = f"{mo // 12:04d}-{mo % 12 + 1:02d}"
         out.append(t)
     counts = pd.concat(out, ignore_index=True)
+    shared_kw = {}
+    if shared is not None:  # the register by PCN, the same in every month
+        keys = disclosure.count_keys(REGISTER, ["pcn"] * len(counts), counts["pcn"])
+        shared_kw = shared.masks({"n": keys})
     released = disclosure.release_proportions(
-        counts, "x", "n", policy=policy, by=["month", "pcn"], margins=["pcn"], total_label="Total"
-    )
+        counts, "x", "n", policy=policy, by=["month", "pcn"], margins=["pcn"],
+        total_label="Total", **shared_kw,
+    )  # fmt: skip
     return released.rename(columns={"x": "numerator", "n": "denominator"})
 
 
@@ -625,10 +703,12 @@ def pathway_flags(frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAUL
 
 def pathway_summary(
     frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAULT,
-    policy=disclosure.DEFAULT_POLICY,
+    policy=disclosure.DEFAULT_POLICY, shared=None,
 ) -> pd.DataFrame:  # fmt: skip
     """The ISAC pathway (timers) for the whole register and by IMD quintile and ethnicity
-    (PROGRAMMES.md §2.4), each measure a proportion with Wilson CIs from released counts."""
+    (PROGRAMMES.md §2.4), each measure a proportion with Wilson CIs from released counts.
+    With ``shared``, its counts are one decision with their copies in other tables and
+    measures (:func:`pathway_keys`)."""
     flags = pathway_flags(frame, index_date, config)
     g = group_columns(frame)
     groups = {
@@ -649,15 +729,67 @@ def pathway_summary(
             tables.append(t)
         t = pd.concat(tables, ignore_index=True)
         t.insert(0, "measure", name)
+        shared_kw = shared.masks(pathway_keys(t, x_col, n_col)) if shared is not None else {}
         # one release for both breakdowns: their Totals are one count, withheld in both or
         # in neither (released by IMD quintile, a Total withheld by ethnicity gave it back)
         released = disclosure.release_proportions(
             t, "x", "n", policy=policy, by=["measure", "breakdown", "group"],
             margins=["group"], total_label="Total", same_total_across="breakdown",
+            **shared_kw,
         )  # fmt: skip
         released["meaning"] = config.words(meaning)
         parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
     return pd.concat(parts, ignore_index=True)
+
+
+def pathway_keys(table: pd.DataFrame, x_col: str, n_col: str) -> dict[str, list]:
+    """The identity of a pathway measure's counts (``x``: ``x_col`` among ``n_col``, ``n``:
+    ``n_col``) by group. Flagged without referral are all uncontrolled, so that numerator is
+    the indicator's; the people with uncontrolled asthma are the indicator's numerator and
+    the denominator of two measures, the people referred in the last 12 months the
+    denominator of both timers. The other numerators are in no other table (``None``)."""
+    groups = table["breakdown"], table["group"]
+    x_keys = [None] * len(table)
+    if (x_col, n_col) == ("flagged_no_referral", "uncontrolled"):
+        x_keys = disclosure.count_keys(numerator_scope(x_col), *groups)
+    return {"x": x_keys, "n": disclosure.count_keys(numerator_scope(n_col), *groups)}
+
+
+def record_tables(
+    shared: disclosure.SharedCounts,
+    views: dict[str, EquityView],
+    attacks: pd.DataFrame,
+    spc: pd.DataFrame,
+    cross: pd.DataFrame,
+    pathway: pd.DataFrame,
+) -> None:
+    """Tell the run's register of counts what the asthma tables, as published (after
+    :func:`one_register_total` and the other steps that withhold more), withhold and
+    release."""
+    by_column = {ind.name: ind.column for ind in INDICATORS}
+    for name, view in views.items():
+        b = view.breakdowns
+        scope = numerator_scope(by_column.get(name, name))
+        shared.record(disclosure.count_keys(scope, b["breakdown"], b["group"]), b["numerator"],
+                      f"indicators[{name}]")  # fmt: skip
+        shared.record(disclosure.count_keys(REGISTER, b["breakdown"], b["group"]),
+                      b["denominator"], f"indicators[{name}]")  # fmt: skip
+    if len(attacks):
+        keys = disclosure.count_keys(REGISTER, attacks["breakdown"], attacks["group"])
+        shared.record(keys, attacks["patients"], "attacks_per_1000")
+    if len(spc):
+        keys = disclosure.count_keys(REGISTER, ["pcn"] * len(spc), spc["pcn"])
+        shared.record(keys, spc["denominator"], "saba_overuse_monthly")
+    for (pollutant, flag), c in cross.groupby(["pollutant", "flag"], sort=False):
+        keys = cross_keys(c["pollution_quintile"], c["imd_quintile"], f"{pollutant}_quintile")
+        shared.record(keys, c["denominator"], "pollution_by_deprivation")
+        flag_keys = [k and (numerator_scope(flag), *k[1:]) for k in keys]
+        shared.record(flag_keys, c["numerator"], "pollution_by_deprivation")
+    for name, x_col, n_col, _ in PATHWAY_MEASURES:
+        rows = pathway[pathway["measure"] == name]
+        for col, keys in pathway_keys(rows, x_col, n_col).items():
+            shared.record(keys, rows["numerator" if col == "x" else "denominator"],
+                          "isac_pathway")  # fmt: skip
 
 
 def isac_worklist(frame: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from pophealth import disclosure
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.programmes.asthma import dataset, outputs, rules
 from pophealth.programmes.asthma.codes import AsthmaCodes, curated
@@ -66,21 +67,11 @@ class AsthmaProgramme:
         # -- aggregates ---------------------------------------------------------------------
         # computed with nobody on the register too: each table is then its totals (0) with
         # every column, as in any other run
-        views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions)
-        policy_text = next(iter(views.values())).policy.describe()
-        attacks = outputs.attacks_rate(frame)
-        detail = outputs.detail_table(frame, self.detail_flags)
-        cross = pd.concat(
-            [
-                outputs.pollution_by_deprivation(frame, col, pol)
-                for col in ("is_tier_high", "flag_saba_priority")
-                for pol in ("no2_quintile", "pm_quintile")
-            ],
-            ignore_index=True,
+        views, attacks, cross, spc, pathway = disclosure.SharedCounts().settle(
+            lambda shared: self._shared_tables(frame, monthly, index_date, shared)
         )
-        spc = outputs.monthly_saba_overuse(monthly, frame, cfg)
-        pathway = outputs.pathway_summary(frame, index_date, cfg)
-        outputs.one_register_total(views, attacks, spc, cross)
+        policy_text = next(iter(views.values())).policy.describe()
+        detail = outputs.detail_table(frame, self.detail_flags)
         indicators = outputs.indicator_table(views, cfg)
         sii = outputs.sii_table(views)  # from the counts left released
         registered = len(frame) > 0
@@ -136,6 +127,28 @@ class AsthmaProgramme:
         if registered:
             result.sections.insert(-1, self._pathway_section(by_name["isac_pathway"], codes))
         return result
+
+    def _shared_tables(self, frame, monthly, index_date, shared: disclosure.SharedCounts):
+        """The tables that give the same counts (the register and the people with a flag, by
+        group), released with one decision per count: built in
+        :meth:`pophealth.disclosure.SharedCounts.settle`, which builds them again until no
+        table withholds a count that another releases."""
+        cfg = self.config
+        views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions, shared=shared)
+        attacks = outputs.attacks_rate(frame, shared=shared)
+        cross = pd.concat(
+            [
+                outputs.pollution_by_deprivation(frame, col, pol, shared=shared)
+                for col in ("is_tier_high", "flag_saba_priority")
+                for pol in ("no2_quintile", "pm_quintile")
+            ],
+            ignore_index=True,
+        )
+        spc = outputs.monthly_saba_overuse(monthly, frame, cfg, shared=shared)
+        pathway = outputs.pathway_summary(frame, index_date, cfg, shared=shared)
+        outputs.one_register_total(views, attacks, spc, cross)
+        outputs.record_tables(shared, views, attacks, spc, cross, pathway)
+        return views, attacks, cross, spc, pathway
 
     # -- report -------------------------------------------------------------------------------
     def _headline(self, views, frame, cfg: AsthmaConfig = DEFAULT) -> dict[str, str]:
