@@ -278,9 +278,11 @@ def _withheld_points(released: pd.DataFrame) -> str:
     return "Not drawn, counts suppressed: " + "; ".join(parts) + "."
 
 
-def area_map(backend, people: pd.DataFrame) -> Figure | None:
+def area_map(backend, people: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
     """A choropleth of registered patients per LSOA (disclosure-controlled) when the store
-    has area boundaries (a real reference build); ``None`` for the fictional region."""
+    has area boundaries (a real reference build), with the released counts it draws (an
+    output of their own, so every number the map shows is in a CSV); ``None`` for the
+    fictional region."""
     from pophealth.reference.linkage import area_boundaries
     from pophealth.reference.maps import choropleth
 
@@ -296,13 +298,14 @@ def area_map(backend, people: pd.DataFrame) -> Figure | None:
     if not geojson or not geojson.get("features"):
         return None
     fig = choropleth(released, geojson, value="patients", colorbar_title="patients")
-    return Figure(
+    figure = Figure(
         "Registered patients by home LSOA",
         fig,
         f"{len(geojson['features']):,} LSOAs with registered patients. Counts "
         "disclosure-controlled; blank areas have suppressed counts. Boundaries: ONS LSOA "
         "2011 (super-generalised), contains OS data © Crown copyright and database right.",
     )
+    return figure, released
 
 
 class PopulationProgramme:
@@ -317,10 +320,16 @@ class PopulationProgramme:
         )
         pyramid = _pyramid(people)
         mapped = area_map(backend, people)
-        prevalence = run_measures(backend, registers, engine=engine)
-        prevalence = prevalence.drop(columns=["interval_start", "interval_end"])
-        totals = disclosure.apply(
-            pd.DataFrame({"population": ["registered"], "patients": [len(people)]}), ["patients"]
+        # exact counts here; released below, one decision per count across the tables
+        by_quintile = run_measures(backend, registers, engine=engine, disclosure=False)
+        by_quintile = by_quintile.drop(columns=["interval_start", "interval_end"])
+        overall_counts = _overall_counts(backend, engine, index_date)
+        prevalence, overall, totals = disclosure.SharedCounts().settle(
+            lambda shared: (
+                _released_by_quintile(by_quintile, overall_counts, shared),
+                _released_overall(overall_counts, shared),
+                _released_total(len(people), shared),
+            )
         )
         reference = pd.DataFrame(
             {
@@ -328,7 +337,6 @@ class PopulationProgramme:
                 "england_qof_2023_24_pct": [r.england_pct for r in REGISTERS],
             }
         )
-        overall = _overall_prevalence(backend, engine, index_date)
         overall = overall.merge(reference, on="measure", how="left")
         policy = disclosure.DEFAULT_POLICY.describe()
         outputs = [
@@ -363,6 +371,18 @@ class PopulationProgramme:
                 policy,
             ),
         ]
+        if mapped:
+            outputs.append(
+                Output(
+                    "registered_by_lsoa",
+                    "aggregate",
+                    mapped[1],
+                    "Registered patients by home LSOA on the index date (the map's values; "
+                    "patients with no known LSOA are not in it).",
+                    policy,
+                    show_in_report=False,
+                )
+            )
         released_total = totals["patients"].iloc[0]
         total_text = "1-7 (suppressed)" if pd.isna(released_total) else f"{released_total:,.0f}"
         sections = [
@@ -378,7 +398,7 @@ class PopulationProgramme:
                         f"{SUPPRESSED} marks a suppressed count (no bar is drawn for it)."
                         + _other_sexes(pyramid),
                     ),
-                    *([mapped] if mapped else []),
+                    *([mapped[0]] if mapped else []),
                 ],
                 tables=[outputs[0], outputs[1], outputs[2]],
             ),
@@ -431,7 +451,9 @@ def _other_sexes(pyramid: pd.DataFrame) -> str:
     )
 
 
-def _overall_prevalence(backend, engine, date) -> pd.DataFrame:
+def _overall_counts(backend, engine, date) -> pd.DataFrame:
+    """Per register, the patients on it (``numerator``) and in its age range
+    (``denominator``), all areas together: exact counts, not yet disclosure-controlled."""
     ds = Dataset()
     ds.define_population(registered_population())
     for name, flag in register_flags().items():
@@ -439,14 +461,89 @@ def _overall_prevalence(backend, engine, date) -> pd.DataFrame:
     ds.age = patients.age_on(index_date)
     flags = run_dataset(backend, ds, engine=engine, index_date=date)
     in_range = {r.name: flags["age"] >= r.min_age for r in REGISTERS}
-    counts = pd.DataFrame(
+    return pd.DataFrame(
         {
             "measure": [r.name for r in REGISTERS],
             "numerator": [int((flags[r.name] & in_range[r.name]).sum()) for r in REGISTERS],
             "denominator": [int(in_range[r.name].sum()) for r in REGISTERS],
         }
     )
-    return disclosure.release_proportions(counts, "numerator", "denominator", by=["measure"])
+
+
+#: The identity of the registered population among the run's counts
+#: (:class:`pophealth.disclosure.SharedCounts`).
+REGISTERED = "population.registered"
+
+
+def _scopes(measure: str) -> tuple[str, str]:
+    """The identities of a register's count and of its denominator (the registered
+    population, or the part of it in the register's age range)."""
+    register = next(r for r in REGISTERS if r.name == measure)
+    return (
+        f"population.{measure}",
+        f"{REGISTERED}.{register.min_age}plus" if register.min_age else REGISTERED,
+    )
+
+
+def _keys(measures, groups) -> dict[str, list]:
+    """Each row's numerator and denominator identity, by IMD quintile (or the Total)."""
+    keys: dict[str, list] = {"numerator": [], "denominator": []}
+    for measure, group in zip(measures, groups, strict=True):
+        for col, scope in zip(keys, _scopes(measure), strict=True):
+            keys[col] += disclosure.count_keys(scope, ["imd_quintile"], [group])
+    return keys
+
+
+def _release(table: pd.DataFrame, shared, **kwargs) -> pd.DataFrame:
+    """``release_proportions`` on a table of registers with ``measure`` and (optionally)
+    ``imd_quintile`` columns, consulting and feeding the run's shared counts."""
+    groups = table["imd_quintile"] if "imd_quintile" in table else ["Total"] * len(table)
+    keys = _keys(table["measure"], groups)
+    released = disclosure.release_proportions(
+        table,
+        "numerator",
+        "denominator",
+        **shared.masks(keys),
+        **kwargs,
+    )
+    for col, k in keys.items():
+        shared.record(k, released[col], "population")
+    return released
+
+
+def _released_by_quintile(
+    counts: pd.DataFrame, overall: pd.DataFrame, shared: disclosure.SharedCounts
+) -> pd.DataFrame:
+    """Register prevalence by IMD quintile. Each register's quintiles add up to its count in
+    ``prevalence_overall``, so that count is a Total row here for the audit (one count with
+    the overall table's: withheld in both or in neither), and left out of this table."""
+    columns = list(counts.columns)
+    table = counts[["measure", "imd_quintile", "numerator", "denominator"]].copy()
+    table["imd_quintile"] = table["imd_quintile"].astype(object)
+    totals = overall.assign(imd_quintile="Total")[list(table.columns)]
+    table = pd.concat([table, totals], ignore_index=True)
+    released = _release(
+        table, shared, by=["measure", "imd_quintile"], margins=["imd_quintile"],
+        total_label="Total",
+    )  # fmt: skip
+    released = released[released["imd_quintile"].astype(str) != "Total"]
+    return released.reset_index(drop=True)[columns]
+
+
+def _released_overall(counts: pd.DataFrame, shared: disclosure.SharedCounts) -> pd.DataFrame:
+    return _release(counts, shared, by=["measure"])
+
+
+def _released_total(n: int, shared: disclosure.SharedCounts) -> pd.DataFrame:
+    """The registered population: the denominator of every all-ages register."""
+    keys = [(REGISTERED, "Total")]
+    released = disclosure.apply(
+        pd.DataFrame({"population": ["registered"], "patients": [n]}),
+        ["patients"],
+        **shared.masks({"patients": keys}),
+    )
+    shared.record(keys, released["patients"], "registered_population")
+    return released
 
 
 PROGRAMME = PopulationProgramme()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 
 from pophealth.programmes.population import PROGRAMME
@@ -95,3 +96,31 @@ def test_choropleth_when_boundaries_are_available(tmp_path, shared_data):
 def test_no_map_for_the_fictional_region(tmp_path):
     store = _store(tmp_path, None)
     assert not [f for f in _figures(store) if "LSOA" in f.title]
+
+
+def test_the_maps_values_are_an_aggregate_output(tmp_path, shared_data):
+    """Every number the map draws is in a disclosure-controlled output written as a CSV
+    (registered_by_lsoa); without a map there is no such output."""
+    result = PROGRAMME.run(
+        connect(_store(tmp_path, shared_data / BOUNDARIES)),
+        index_date=dt.date(2025, 1, 1),
+        engine="duckdb",
+    )
+    (out,) = [o for o in result.outputs if o.name == "registered_by_lsoa"]
+    assert out.kind == "aggregate" and out.disclosure
+    released = dict(zip(out.frame["lsoa_code"], out.frame["patients"], strict=True))
+    (fig,) = [f for s in result.sections for f in s.figures if "LSOA" in f.title]
+    drawn, blank = {}, []
+    for t in fig.figure.data:
+        if t.name == "no value":  # grey areas, "no value" on hover: the withheld LSOAs
+            blank += list(t.locations)
+        elif t.locations is not None and t.z is not None:
+            drawn.update(zip(list(t.locations), list(t.z), strict=True))
+    assert drawn and blank
+    assert all(drawn[code] == released[code] for code in drawn)
+    assert all(np.isnan(released[code]) for code in blank)
+    assert released["E01000001"] == 150 and np.isnan(released["E01000006"])
+    plain = PROGRAMME.run(
+        connect(_store(tmp_path / "plain", None)), index_date=dt.date(2025, 1, 1), engine="duckdb"
+    )
+    assert "registered_by_lsoa" not in {o.name for o in plain.outputs}
