@@ -33,6 +33,11 @@ def check_variable(name: str, value: Any, *, what: str = "variable") -> Series:
         raise QueryError(f"{what} {name!r}: {exc}") from None
     if series.error:
         raise QueryError(f"{what} {name!r}: {series.error}")
+    if series.dtype == "null":  # None, or a case whose every value is None
+        raise QueryError(
+            f"{what} {name!r}: {series.desc}: missing for every patient — a helper function "
+            "that does not return its value?"
+        )
     if series.domain is not None:
         raise QueryError(
             f"{what} {name!r}: {series.desc} has one value per row of {series.domain}, not one "

@@ -607,6 +607,11 @@ def case(*branches: tuple[Any, Any], otherwise: Any = None) -> Series:
     )
     operands = [s for pair in pairs for s in pair] + [default]
     out = Series._make("case", (pairs, default), dtype, desc, operands)
+    if not pairs:
+        out._with_error(
+            "case() needs at least one (condition, value) branch: case((age < 18, 'child'), "
+            "otherwise='adult')"
+        )
     for c, _ in pairs:
         if c.dtype != "bool":
             out._with_error(f"{desc}: the condition {c.desc} is {a_dtype(c.dtype)}, not True/False")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pophealth.codelists import Codelist, codelist, load_codelist
-from pophealth.query import Dataset, QueryError, events, medications
+from pophealth.query import Dataset, QueryError, case, events, medications, patients
 
 HYPERTENSION = codelist("hypertension_diagnosis")  # curated: a clinical SNOMED CT list
 
@@ -114,3 +114,29 @@ def test_lists_that_may_hold_products_still_match_medications(tmp_path, rows):
     cl = _write(tmp_path, "pred.csv", "code,term\n" + rows)
     assign("x", medications.matching(cl).exists_for_patient())
     assign("y", medications.where(medications.code.is_in(cl)).exists_for_patient())
+
+
+# -- a variable missing for everybody -------------------------------------------------------
+
+
+def test_a_variable_that_is_none_is_refused():
+    """A helper that forgets to ``return`` gives None; ``ds.bp = latest_bp()`` then ran and
+    wrote a column empty for every patient, silently."""
+
+    def latest_bp():
+        latest = events.matching(codelist("systolic_bp")).last_for_patient().value
+        assert latest is not None  # ...and no return
+
+    ds = Dataset()
+    with pytest.raises(QueryError, match=r"variable 'bp': None: missing for every patient"):
+        ds.bp = latest_bp()
+    with pytest.raises(QueryError, match=r"variable 'nothing': .*missing for every patient"):
+        ds.nothing = case((patients.sex == "female", None), otherwise=None)
+    ds.source = "GP record"  # a constant is a value, and is fine
+
+
+def test_case_with_no_branch_is_refused_when_built():
+    """``case()`` with no (condition, value) pair ran into an Ibis TypeError ("cases()
+    missing 1 required positional argument") when the dataset ran."""
+    with pytest.raises(QueryError, match=r"variable 'band': case\(\) needs at least one"):
+        Dataset().add("band", case(otherwise="all"))
