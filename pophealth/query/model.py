@@ -431,7 +431,7 @@ class Series:
 
     def if_null_then(self, other: Any) -> Series:
         """The value, or ``other`` where it is missing."""
-        other = wrap(other)
+        other = as_date(other) if self.dtype == "date" else wrap(other)
         desc = f"{self.desc}.if_null_then({other.desc})"
         out = Series._make("coalesce", (self, other), self.dtype, desc, (self, other))
         if other.dtype != "null" and _kind(other.dtype) != _kind(self.dtype):
@@ -596,8 +596,8 @@ def when(condition: Any) -> _When:
 def case(*branches: tuple[Any, Any], otherwise: Any = None) -> Series:
     """``case((cond1, value1), (cond2, value2), otherwise=default)``: the first true wins;
     no true branch and no ``otherwise`` gives missing."""
-    pairs = tuple((wrap(c), wrap(v)) for c, v in branches)
-    default = wrap(otherwise)
+    *read, default = _dates_as_text([v for _, v in branches] + [otherwise])
+    pairs = tuple((wrap(c), v) for (c, _), v in zip(branches, read, strict=True))
     values = [v for _, v in pairs] + [default]
     kinds = {_kind(v.dtype) for v in values if v.dtype != "null"}
     dtypes = [v.dtype for v in values if v.dtype != "null"]
@@ -621,10 +621,13 @@ def case(*branches: tuple[Any, Any], otherwise: Any = None) -> Series:
 
 
 def maximum_of(*values: Any) -> Series:
+    """The largest of ``values`` that are not missing (missing when all are); dates may be
+    written as text: ``maximum_of(diagnosed, "2024-04-01")``."""
     return _greatest_least("greatest", values)
 
 
 def minimum_of(*values: Any) -> Series:
+    """The smallest of ``values`` that are not missing (missing when all are)."""
     return _greatest_least("least", values)
 
 
@@ -633,8 +636,19 @@ def _arg_text(value: Any) -> str:
     return value.desc if isinstance(value, Series) else repr(value)
 
 
-def _greatest_least(op: str, values: Sequence[Any]) -> Series:
+def _dates_as_text(values: Sequence[Any]) -> tuple[Series, ...]:
+    """``values`` as series, text read as a date (``"2024-04-01"``) when another of them
+    is a date, as a date may be written wherever one goes."""
     items = tuple(wrap(v) for v in values)
+    if any(v.dtype == "date" for v in items):
+        items = tuple(
+            as_date(v.args[0]) if v.op == "lit" and isinstance(v.args[0], str) else v for v in items
+        )
+    return items
+
+
+def _greatest_least(op: str, values: Sequence[Any]) -> Series:
+    items = _dates_as_text(values)
     dtypes = {v.dtype for v in items if v.dtype != "null"}
     dtype = "float" if "float" in dtypes else (next(iter(dtypes)) if dtypes else "null")
     desc = f"{op}({', '.join(v.desc for v in items)})"

@@ -9,8 +9,19 @@ from __future__ import annotations
 import datetime as dt
 
 from pophealth.codelists import Codelist
-from pophealth.query import Measures, events, index_date, monthly, registrations, run_measures
-from tests.spec.conftest import make_store
+from pophealth.query import (
+    Measures,
+    case,
+    events,
+    index_date,
+    maximum_of,
+    minimum_of,
+    monthly,
+    registrations,
+    run_measures,
+    when,
+)
+from tests.spec.conftest import make_store, run
 
 D = dt.date
 SBP = Codelist.of("snomedct", ["271649006"], name="sbp")
@@ -67,3 +78,55 @@ def test_a_percentage_is_the_exact_quotient_without_float_noise(engine, tmp_path
         got = {r.measure: (r.numerator, r.denominator, r.value) for r in out.itertuples()}
         assert got == {"any": (35, 125, 28.0), "readings": (35, 125, 28.0)}
         assert [repr(v) for v in out["value"]] == ["28.0", "28.0"]
+
+
+def test_a_date_written_as_text_wherever_a_date_goes(engine, tmp_path):
+    """docs/query.md: "A date may be given as a datetime.date or as text". Windows and
+    comparisons took text, but the later of a diagnosis and the start of follow-up,
+    ``maximum_of(first.date, "2024-04-01")``, was refused ("mixes types date, string"), as
+    were ``if_null_then("...")`` on a date and a date in a ``case`` branch written as text."""
+    tables = {
+        "events": [
+            {"patient_id": "1", "date": D(2023, 6, 1), "code": "271649006", "value": 150.0},
+            {"patient_id": "2", "date": D(2024, 9, 1), "code": "271649006", "value": 120.0},
+        ],
+        "patients": [{"patient_id": p} for p in "123"],
+    }
+    first = events.matching(SBP).first_for_patient().date
+    out = run(
+        engine,
+        tmp_path,
+        tables,
+        {
+            "start": maximum_of(first, "2024-04-01"),
+            "end": minimum_of(first, "2024-04-01"),
+            "known": first.if_null_then("1900-01-01"),
+            "follow_up": case((first < "2024-04-01", "2024-04-01"), otherwise=first),
+            "by_when": when(first < "2024-04-01").then("2024-04-01").otherwise(first),
+        },
+    )
+    april = D(2024, 4, 1)
+    assert out == {
+        "1": {
+            "start": april,
+            "end": D(2023, 6, 1),
+            "known": D(2023, 6, 1),
+            "follow_up": april,
+            "by_when": april,
+        },
+        "2": {
+            "start": D(2024, 9, 1),
+            "end": april,
+            "known": D(2024, 9, 1),
+            "follow_up": D(2024, 9, 1),
+            "by_when": D(2024, 9, 1),
+        },
+        # no reading: the text date alone (greatest and least ignore a missing value)
+        "3": {
+            "start": april,
+            "end": april,
+            "known": D(1900, 1, 1),
+            "follow_up": None,
+            "by_when": None,
+        },
+    }
