@@ -199,6 +199,33 @@ def stopped_cleanly():
             signal.signal(sig, handler)
 
 
+def _past_extract(store: Any, ends: list[Any]) -> str | None:
+    """What to say when dates the run counts up to (an index date, interval ends) are after
+    the store's extract date: its records stop there, so windows reaching past it count
+    less than they would (as `pophealth run` warns); None when none is, or no date is
+    recorded."""
+    import datetime as dt
+
+    recorded = store.metadata.get("extract_date")
+    if not recorded:
+        return None
+    extract = dt.date.fromisoformat(recorded)
+    late = sorted(d for d in ends if d > extract)
+    if not late:
+        return None
+    tail = "records after that are not in the store, so"
+    if len(ends) == 1:
+        return (
+            f"index date {late[0].isoformat()} is after the store's extract date {recorded}: "
+            f"{tail} windows reaching past it count less than they would"
+        )
+    return (
+        f"{len(late)} of the {len(ends)} intervals end after the store's extract date "
+        f"{recorded} (the last on {late[-1].isoformat()}): {tail} those intervals count less "
+        "than they would"
+    )
+
+
 def _count(n: int, noun: str) -> str:
     """``1 column``, ``6 columns``, ``1,200 rows``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -280,6 +307,9 @@ def dataset_command(
     console.print(
         f"index date {date.isoformat()}, engine {engine}", highlight=False, soft_wrap=True
     )
+    late = _past_extract(opened, [date])
+    if late:
+        console.print(f"[yellow]warning:[/yellow] {late}", highlight=False, soft_wrap=True)
     why = nobody_registered(opened, date)
     if why:  # a population need not be the registered, so this is said, not refused
         console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
@@ -346,6 +376,9 @@ def measures_command(
         highlight=False,
         soft_wrap=True,
     )
+    late = _past_extract(opened, sorted({end for _, end in intervals}))
+    if late:
+        console.print(f"[yellow]warning:[/yellow] {late}", highlight=False, soft_wrap=True)
     if not disclosure:
         console.print(
             "[yellow]exact counts, not disclosure-controlled:[/yellow] for analysis inside "

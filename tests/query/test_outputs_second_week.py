@@ -124,3 +124,37 @@ def test_the_files_read_back_as_written(tmp_path, store, definition):
     measures = pd.read_csv(m)
     assert list(measures.columns)[-1] == "disclosure_note"
     assert measures["interval_end"].tolist()[0] == "2025-10-31"
+
+
+def test_intervals_or_an_index_date_past_the_extract_date_are_pointed_out(tmp_path, store):
+    """The store's records end on its extract date (31 March 2026 for the synthetic one).
+    Months after it still have their registered patients but none of their records, so a
+    rate fell to 0 with nothing said (statins in 6 months among CVD: 65% through July,
+    31% in August, 0 in September); a dataset at a later index date likewise.
+    `pophealth run` warns of this; the dataset and measures commands now say so too."""
+    path = tmp_path / "late.py"
+    path.write_text(DEFINITION.replace('monthly("2025-10-01", 3)', 'monthly("2026-02-01", 4)'))
+    result = invoke("measures", path, "--store", store.path, "--output", tmp_path / "m.csv")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        "warning: 2 of the 4 intervals end after the store's extract date 2026-03-31 (the "
+        "last on 2026-05-31): records after that are not in the store, so those intervals "
+        "count less than they would" in said
+    ), said
+    out = tmp_path / "d.csv"
+    result = invoke(
+        "dataset", path, "--store", store.path, "--output", out, "--index-date", "2026-04-30"
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        "warning: index date 2026-04-30 is after the store's extract date 2026-03-31: "
+        "records after that are not in the store" in said
+    ), said
+    # within the records: nothing to say
+    for command, extra in (("measures", ()), ("dataset", ("--index-date", "2026-03-31"))):
+        args = (command, tmp_path / "hba1c.py", "--store", store.path)
+        (tmp_path / "hba1c.py").write_text(DEFINITION)
+        result = invoke(*args, "--output", tmp_path / f"{command}.csv", *extra)
+        assert result.exit_code == 0 and "extract date" not in result.output, result.output
