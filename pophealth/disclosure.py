@@ -631,7 +631,7 @@ def apply(
             mask = secondary_suppression(
                 work,
                 col,
-                mask,
+                primary,
                 by=by,
                 margins=margins,
                 total_label=total_label,
@@ -773,30 +773,32 @@ def release_proportions(
         work = out[by].copy()
         work["__x"], work["__n"] = x, n
         for _ in range(5):
-            # withheld numerators include complements (not 1-7 themselves): audit with
-            # no value bounds, which is conservative for the attacker's knowledge
+            # the attacker knows a primary count lies in 1-7 (the rule is published); every
+            # other withheld count (a complement, with its denominator, secondary, withheld
+            # elsewhere) only that it is 0 or more: each audited with what is known of it
+            # (two numerators of 7 beside a released total of 14 are 7 each)
             new_x = secondary_suppression(
                 work,
                 "__x",
-                x_mask,
+                x_primary,
                 by=by,
                 margins=margins,
                 total_label=total_label,
-                primary_bounds=(0, np.inf),
+                primary_bounds=_bounds(policy, few.get(numerator)),
                 same_total_across=same_total_across,
-                protect=x_elsewhere,
+                protect=x_mask & ~x_primary,
                 avoid=_elsewhere(avoid, numerator, len(out)),
             )
             new_n = secondary_suppression(
                 work,
                 "__n",
-                n_mask & ~n_elsewhere,
+                n_primary,
                 by=by,
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(denominator)),
                 same_total_across=same_total_across,
-                protect=n_elsewhere,
+                protect=n_mask & ~n_primary,
                 avoid=_elsewhere(avoid, denominator, len(out)),
             )
             # a withheld denominator withholds its numerator (it would give it back via p)

@@ -90,3 +90,24 @@ def test_a_count_released_with_two_values_is_refused():
     shared.record([("s", "Total")], [10.0], "one")
     with pytest.raises(ValueError, match="released as 10 \\(one\\) and as 15 \\(two\\)"):
         shared.record([("s", "Total")], [15.0], "two")
+
+
+def test_a_zero_withheld_elsewhere_is_not_audited_as_a_count_of_1_to_7():
+    """Seven CVDPREVENT risk groups of 0, 0, 1, 0, 0, 1, 1 and their total 3, all withheld
+    (the zeros for a complement in another release): the zeros are 0 or more to the
+    attacker, not 1-7 (audited as 1-7, seven groups add up to at least 7 and pinned a total
+    of at most 7 — the 50-patient demo warned that nothing was left to withhold)."""
+    import warnings
+
+    table = pd.DataFrame(
+        {"group": ["1d", "1c", "1a", "1b", "1e", "0.1", "0.2", "Total"],
+         "n": [0, 0, 1, 0, 0, 1, 1, 3]}
+    )  # fmt: skip
+    zeros = (table["n"] == 0).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = apply(
+            table, ["n"], by=["group"], margins=["group"], total_label="Total",
+            withhold={"n": zeros},
+        )  # fmt: skip
+    assert out["n"].isna().all()
