@@ -47,6 +47,7 @@ import pandas as pd
 import pytest
 
 from pophealth import programmes
+from pophealth.disclosure import DEFAULT_POLICY
 from pophealth.programmes import ProgrammeResult
 from pophealth.store import Store
 from pophealth.synth import write_synthetic_store
@@ -435,3 +436,20 @@ def test_no_withheld_count_is_alone_beside_a_released_total(run):
         found += _lone_withheld(spc, ["month"], col, "saba_overuse_monthly")
     assert checked >= 10
     assert not found, "\n".join(found[:10])
+
+
+def test_two_small_risk_groups_are_not_pinned_by_the_register_beside_them():
+    """Risk groups of 7 (1d) and 7 (1c) withheld, the other five released and the register
+    (every row's denominator) released: exactly, 134 - 120 = 14 = 7 + 7, each pinned to 7
+    (as rounded, 135 - 120 = 15, 7 and 8 or 8 and 7: nearly so). The register is the groups'
+    total for the audit, which withholds a third group."""
+    from pophealth.programmes.cvd import _released_group_counts
+
+    sizes = {"1d": 7, "1c": 7, "1a": 20, "1b": 20, "1e": 20, "0.1": 30, "0.2": 30}
+    groups = [g for g, n in sizes.items() for _ in range(n)]
+    p = pd.DataFrame({"hypertension": 1, "htn_group": groups})
+    out = _released_group_counts(p, DEFAULT_POLICY).set_index("group")
+    assert out.loc["1d", "patients"] != out.loc["1d", "patients"]  # withheld (NaN)
+    assert out["patients"].isna().sum() >= 3
+    assert (out["on_register"] == 135).all() and "Total" not in out.index
+    assert list(out.index) == ["1d", "1c", "1a", "1b", "1e", "0.1", "0.2"]

@@ -24,6 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -129,9 +130,31 @@ def _released_group_counts(
     counts["description"] = counts["group"].map(dict(HTN_RISK_GROUPS))
     # each group as a share of the register, with its denominator and Wilson limits
     counts["on_register"] = len(on_register)
-    return disclosure.release_proportions(
-        counts, "patients", "on_register", policy=policy, by=["group"], margins=["group"]
+    kwargs = dict(policy=policy, by=["group"], margins=["group"])
+    first = disclosure.release_proportions(counts, "patients", "on_register", **kwargs)
+    # the groups add up to the register, which every row gives: audited again with it as
+    # their total (two groups of 7 withheld beside it were 14 - 7 = 7 each); the register
+    # itself, the same in every row, is no sum of the rows' denominators
+    total = pd.DataFrame({"group": ["Total"], "patients": [len(on_register)]})
+    audited = disclosure.apply(
+        pd.concat([counts[["group", "patients"]], total], ignore_index=True),
+        ["patients"],
+        policy=policy,
+        by=["group"],
+        margins=["group"],
+        total_label="Total",
+        withhold={"patients": np.append(first["patients"].isna().to_numpy(), False)},
     )
+    withheld = audited["patients"].isna().to_numpy()[:-1]
+    released = disclosure.release_proportions(
+        counts, "patients", "on_register", withhold={"patients": withheld}, **kwargs
+    )
+    # withheld by this table's own audit, with the register as the groups' total
+    notes = released["disclosure_note"].astype(object)
+    released["disclosure_note"] = notes.where(
+        notes.isna(), notes.astype(str).str.replace(disclosure.ELSEWHERE, disclosure.SECONDARY)
+    )
+    return released
 
 
 def _bp_chart(released: pd.DataFrame) -> go.Figure:
