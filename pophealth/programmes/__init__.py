@@ -8,6 +8,13 @@ its module name to :data:`REGISTRY` — nothing in the core changes.
 Outputs are split by audience: ``aggregate`` tables have passed the
 disclosure-control rule and can be shared; ``patient`` tables (worklists) are for
 the care team only and are written to a separate folder, never into the report.
+
+Where two of a programme's tables give the same count (a PCN's denominator in an
+indicator's breakdown and, as the sum of its practices, in a practice table), the
+programme keys its counts (:func:`pophealth.disclosure.count_keys`) and builds those
+tables in :meth:`pophealth.disclosure.SharedCounts.settle`, so each count is withheld in
+every table or released with one value. Every number a chart draws is a value of an
+aggregate output, so a reader finds it in a CSV.
 """
 
 from __future__ import annotations
