@@ -311,6 +311,34 @@ class Series:
     def __neg__(self) -> Series:
         return self._binary_numeric(0, "sub", "-", reverse=True)
 
+    def _unsupported(self, other: Any, sym: str, reverse: bool = False) -> Series:
+        """``//``, ``%`` and ``**`` are not in the language: an invalid series naming what
+        to use (in a dataset, a QueryError naming the variable), not Python's TypeError."""
+        a, b = (_arg_text(other), self.desc) if reverse else (self.desc, _arg_text(other))
+        return _invalid(
+            f"({a} {sym} {b}): {sym} is not supported — for bands of age use "
+            "patients.age_band_on(date, bands=(0, 5, 10, ...)), for a rounded number "
+            "round(x) or x.round(digits), and * and / for other arithmetic"
+        )
+
+    def __floordiv__(self, other: Any) -> Series:
+        return self._unsupported(other, "//")
+
+    def __rfloordiv__(self, other: Any) -> Series:
+        return self._unsupported(other, "//", reverse=True)
+
+    def __mod__(self, other: Any) -> Series:
+        return self._unsupported(other, "%")
+
+    def __rmod__(self, other: Any) -> Series:
+        return self._unsupported(other, "%", reverse=True)
+
+    def __pow__(self, other: Any) -> Series:
+        return self._unsupported(other, "**")
+
+    def __rpow__(self, other: Any) -> Series:
+        return self._unsupported(other, "**", reverse=True)
+
     def _shift(self, d: Duration) -> Series:
         desc = f"({self.desc} + {d!r})"
         out = Series._make("shift", (self, d), "date", desc, (self,))

@@ -140,3 +140,18 @@ def test_case_with_no_branch_is_refused_when_built():
     missing 1 required positional argument") when the dataset ran."""
     with pytest.raises(QueryError, match=r"variable 'band': case\(\) needs at least one"):
         Dataset().add("band", case(otherwise="all"))
+
+
+@pytest.mark.parametrize(
+    "build", [lambda a: a // 5, lambda a: a % 5, lambda a: a**2, lambda a: 100 // a]
+)
+def test_floor_division_modulo_and_powers_name_what_to_use(build):
+    """``(age // 5) * 5`` for 5-year bands was Python's TypeError ("unsupported operand
+    type(s) for //: 'Series' and 'int"), with no variable named and no way round."""
+    age = patients.age_on("2025-03-31")
+    with pytest.raises(
+        QueryError,
+        match=r"variable 'band': .* is not supported — for bands of age use "
+        r"patients.age_band_on",
+    ):
+        Dataset().add("band", build(age) * 5)
