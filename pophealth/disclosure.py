@@ -64,7 +64,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linprog
 
-from pophealth.stats._core import DEFAULT_CONFIDENCE, add_limits, normalise_confidence, wilson
+from pophealth.stats._core import (
+    DEFAULT_CONFIDENCE,
+    add_limits,
+    normalise_confidence,
+    scaled_quotient,
+    wilson,
+)
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -813,7 +819,7 @@ def release_proportions(
     out[numerator] = xr
     out[denominator] = nr
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["value"] = np.where(nr > 0, xr / nr, np.nan) * multiplier
+        out["value"] = scaled_quotient(xr, nr, multiplier)
         limits = []
         for c in levels:
             lo, hi = wilson(xr, nr, c)

@@ -45,7 +45,7 @@ from pophealth.disclosure import (
     release_proportions,
 )
 from pophealth.stats import sii as sii_stat
-from pophealth.stats._core import wilson, z_value
+from pophealth.stats._core import scaled_quotient, wilson, z_value
 
 __all__ = [
     "EquityView",
@@ -271,7 +271,7 @@ def equity_view(
     valid = (released["group"] != TOTAL).to_numpy() & (rn > 0) & (rx >= 0) & (rx <= rn)
     d, lo, hi = newcombe_difference(xs, ns, rx, rn)
     with np.errstate(invalid="ignore", divide="ignore"):
-        released["rest_value"] = np.where(valid, rx / rn * multiplier, np.nan)
+        released["rest_value"] = np.where(valid, scaled_quotient(rx, rn, multiplier), np.nan)
     released["difference"] = np.where(valid, d * multiplier, np.nan)
     released["difference_lower95_0cl"] = np.where(valid, lo * multiplier, np.nan)
     released["difference_upper95_0cl"] = np.where(valid, hi * multiplier, np.nan)

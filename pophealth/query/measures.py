@@ -49,6 +49,7 @@ from pophealth.query.dataset import check_variable, connect
 from pophealth.query.masks import MaskPlan, breakdowns
 from pophealth.query.model import QueryError, Series, a_dtype
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
+from pophealth.stats._core import scaled_quotient
 
 __all__ = [
     "Measure",
@@ -697,7 +698,7 @@ def _release(
     if m.kind in ("proportion", "row proportion"):
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
-            exact = _quotient(out["numerator"], out["denominator"], multiplier)
+            exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
             out["value"] = np.where(out["value"].isna(), np.nan, exact)
         if m.kind == "row proportion" and len(out):
             # a patient may have several rows: the limits treat the rows as independent
@@ -713,7 +714,7 @@ def _release(
         df["disclosure_note"] = "not disclosure-controlled"
     num = df["numerator"].to_numpy(dtype=float)
     den = df["denominator"].to_numpy(dtype=float)
-    df["value"] = _quotient(num, den, multiplier)
+    df["value"] = scaled_quotient(num, den, multiplier)
     if _counts_events(m.numerator) and m.denominator.dtype == "bool":
         # events per patient: a crude rate with Poisson limits on the released count (exact
         # below 10, Byar's from 10), the patients as the population; none without patients
@@ -732,16 +733,6 @@ def _release(
         "denominator not a number of patients)"
     )
     return df
-
-
-def _quotient(numerator: Any, denominator: Any, multiplier: float) -> np.ndarray:
-    """numerator × multiplier / denominator as one division — the double nearest the exact
-    quotient: 35 of 125 is 28.0, where 35 / 125 × 100 gives 28.000000000000004 — and
-    missing where the denominator is 0 or either count is missing (withheld)."""
-    num = np.asarray(numerator, dtype=float)
-    den = np.asarray(denominator, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num * multiplier / den, np.nan)
 
 
 def _release_proportions(

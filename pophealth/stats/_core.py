@@ -77,6 +77,16 @@ def z_value(c: float) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def scaled_quotient(x: Any, n: Any, multiplier: float = 1.0) -> np.ndarray:
+    """x × multiplier / n as one division: the double nearest the exact quotient for whole
+    counts (35 of 125 as a percentage is 28.0, where 35 / 125 × 100 gives
+    28.000000000000004). Missing where n is not above 0 or either is missing."""
+    x = np.asarray(x, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, x * multiplier / n, np.nan)
+
+
 def wilson(x: np.ndarray, n: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a proportion x/n.
 

@@ -26,6 +26,7 @@ from pophealth.stats._core import (
     multiplier_text,
     normalise_confidence,
     poisson_limits,
+    scaled_quotient,
     t_value,
     wilson,
 )
@@ -66,8 +67,7 @@ def proportion(
             "numerator must be less than or equal to denominator for a proportion "
             f"(row {int(bad[0])}: {xs[bad[0]]:g} > {ns[bad[0]]:g})"
         )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["value"] = xs / ns * multiplier
+    out["value"] = scaled_quotient(xs, ns, multiplier)
     add_limits(
         out,
         levels,
@@ -107,8 +107,7 @@ def rate(
     ns = out["denominator"].to_numpy(dtype=float)
     check_non_negative(xs, "numerators")
     check_positive(ns, "denominators")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["value"] = xs / ns * multiplier
+    out["value"] = scaled_quotient(xs, ns, multiplier)
     method = None
     limits = []
     for c in levels:
