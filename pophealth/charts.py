@@ -41,6 +41,7 @@ __all__ = [
     "funnel_chart",
     "spc_chart",
     "equity_chart",
+    "variation_words",
 ]
 
 MDC_COLOURS: dict[str, str] = {
@@ -70,6 +71,14 @@ _VARIATION_ICON = {
     "special_cause_neutral_high": ("Special cause: neutral (high)", "H"),
     "special_cause_neutral_low": ("Special cause: neutral (low)", "L"),
 }
+
+
+def variation_words(point_type: str) -> str:
+    """A Making Data Count point type in words ("special_cause_improvement" → "Special
+    cause: improvement"), as the chart's variation icon names it."""
+    return _VARIATION_ICON.get(point_type, (point_type.replace("_", " "), ""))[0]
+
+
 # the rule's name only: the run lengths are settings of the chart (trend_length, shift_length)
 _RULE_WORDS = {
     "outside_limits": "outside the limits",

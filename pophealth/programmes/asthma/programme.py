@@ -257,8 +257,10 @@ class AsthmaProgramme:
                 "are drawn; every PCN is in saba_overuse_monthly.csv."
             ),
         )
-        for fig_title, fig in _spc_figures(spc, cfg.saba_priority.sign()):
+        spc_figures, spc_notes = _spc_figures(spc, cfg.saba_priority.sign())
+        for fig_title, fig in spc_figures:
             spc_section.figures.append(Figure(fig_title, fig))
+        spc_section.notes.extend(spc_notes)
         sections.append(spc_section)
 
         rules_section = Section(
@@ -396,7 +398,10 @@ def _tier_chart(views) -> go.Figure:
     ):
         b = views[name].breakdowns
         b = b[(b["breakdown"] == "pcn")]
-        fig.add_trace(go.Bar(x=b["group"].astype(str), y=b["value"], name=label,
+        # the register as a whole is its own bar, named so and put first, not a PCN "Total"
+        b = pd.concat([b[b["group"] == "Total"], b[b["group"] != "Total"]])
+        groups = b["group"].astype(str).replace({"Total": "Whole region"})
+        fig.add_trace(go.Bar(x=groups, y=b["value"], name=label,
                              marker_color=colour))  # fmt: skip
     fig.update_layout(barmode="stack", yaxis_title="% of register", height=380)
     return fig
@@ -424,33 +429,38 @@ def _cross_chart(cross: pd.DataFrame, flag: str, pollutant: str) -> go.Figure:
 
 
 def _spc_figures(spc: pd.DataFrame, sign: str = "≥ 6", limit: int = 6):
+    """The SPC charts (title, figure) of the whole region and the first ``limit`` PCNs, and
+    notes naming any of them not drawn. A month whose counts are withheld is marked on its
+    chart ([c], the line broken there)."""
     from pophealth import charts
     from pophealth.spc import p_chart
 
-    figs = []
+    figs, notes = [], []
     if spc.empty:
-        return figs
+        return figs, notes
     series = [("Whole region", spc[spc["pcn"] == "Total"])]
     for pcn, g in list(spc[spc["pcn"] != "Total"].groupby("pcn"))[:limit]:
         series.append((str(pcn), g))
     for label, g in series:
-        g = g.dropna(subset=["numerator", "denominator"])
-        g = g[g["denominator"] > 0]
-        if len(g) < 2:
+        # each point is the 12 months to the month's end, and the axis says so
+        ends = pd.to_datetime(g["month"] + "-01") + pd.offsets.MonthEnd(0)
+        released = g["numerator"].notna() & g["denominator"].notna() & (g["denominator"] > 0)
+        if released.sum() < 2:
+            notes.append(f"{label}: fewer than 2 released months; no SPC chart.")
             continue
         res = p_chart(
-            g["numerator"].to_numpy(), g["denominator"].to_numpy(),
-            # each point is the 12 months to the month's end, and the axis says so
-            pd.to_datetime(g["month"] + "-01") + pd.offsets.MonthEnd(0),
-            improvement="down", multiplier=100,
+            g.loc[released, "numerator"].to_numpy(), g.loc[released, "denominator"].to_numpy(),
+            ends[released], improvement="down", multiplier=100,
         )  # fmt: skip
-        figs.append(
-            (
-                f"SABA {sign}: {label}",
-                charts.spc_chart(res, title=label, y_title="% of register", x_title="Month end"),
-            )
+        chart = charts.spc_chart(
+            res,
+            title=label,
+            y_title="% of register",
+            x_title="Month end",
+            withheld=ends[~released].tolist(),
         )
-    return figs
+        figs.append((f"SABA {sign}: {label}", chart))
+    return figs, notes
 
 
 PROGRAMME = AsthmaProgramme()

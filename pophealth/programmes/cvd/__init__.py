@@ -202,17 +202,18 @@ def _practice_funnel(practices: pd.DataFrame, name: str):
     from pophealth.charts import funnel_chart
     from pophealth.stats import funnel_limits, funnel_significance
 
-    pts = practices[
-        (practices["indicator"] == name)
-        & practices["numerator"].notna()
-        & (practices["denominator"] > 0)
-    ].copy()
+    rows = practices[(practices["indicator"] == name) & (practices["denominator"] > 0)]
+    pts = rows[rows["numerator"].notna()].copy()
     if len(pts) < 3:
         return None
     limits = funnel_limits("numerator", "denominator", data=pts, statistic="proportion")
     pts["significance"] = funnel_significance(
         "numerator", "denominator", data=pts, statistic="proportion"
     ).to_numpy()
+    # a practice whose numerator is withheld is not drawn, and is listed as withheld in the
+    # chart's data rather than left out of it
+    withheld = rows[rows["numerator"].isna()].assign(value=np.nan, significance=None)
+    pts = pd.concat([pts, withheld], ignore_index=True) if len(withheld) else pts
     return funnel_chart(
         pts,
         limits,
@@ -226,12 +227,15 @@ def _practice_funnel(practices: pd.DataFrame, name: str):
 
 
 def _spc_section(monthly: pd.DataFrame) -> Section:
-    from pophealth.charts import spc_chart
+    from pophealth.charts import spc_chart, variation_words
     from pophealth.spc import p_chart
 
     figs, notes = [], []
     for pcn, g in monthly.groupby("pcn_name", sort=True):
-        g = g[g["numerator"].notna() & g["denominator"].notna() & (g["denominator"] > 0)]
+        released = g["numerator"].notna() & g["denominator"].notna() & (g["denominator"] > 0)
+        # a month whose counts are withheld is marked on the chart, the line broken there
+        withheld = pd.to_datetime(g.loc[~released, "month_end"]).tolist()
+        g = g[released]
         if len(g) < 12:
             notes.append(f"{pcn}: fewer than 12 released months; no SPC chart.")
             continue
@@ -245,8 +249,10 @@ def _spc_section(monthly: pd.DataFrame) -> Section:
         figs.append(
             Figure(
                 f"{pcn}: hypertension treated to target, by month",
-                spc_chart(res, y_title="% at target", x_title="Month end"),
-                f"Making Data Count p-chart; variation: {res.variation}.",
+                spc_chart(res, y_title="% at target", x_title="Month end", withheld=withheld),
+                f"Making Data Count p-chart; variation at the last month: "
+                f"{variation_words(res.variation).lower()}"
+                + (f"; {len(withheld)} month(s) withheld, marked [c]." if withheld else "."),
             )
         )
     return Section(
