@@ -650,14 +650,7 @@ def apply(
         released[mask] = np.nan
         out[col] = released
         for i in np.flatnonzero(mask):
-            why = (
-                _why_primary(col, i, few)
-                if primary[i]
-                else ELSEWHERE
-                if elsewhere[i]
-                else SECONDARY
-            )
-            notes[i].append(f"{col} {why}")
+            notes[i].append(f"{col} {_why_withheld(col, i, few, primary, elsewhere)}")
     out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
     out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
     return out
@@ -698,6 +691,16 @@ def _bounds(policy: DisclosurePolicy, few: np.ndarray | None) -> tuple[float, fl
 
 def _why_primary(col: str, i: int, few: dict[str, np.ndarray]) -> str:
     return f"{PRIMARY} (few patients)" if col in few and few[col][i] else PRIMARY
+
+
+def _why_withheld(
+    col: str, i: int, few: dict[str, np.ndarray], primary: np.ndarray, elsewhere: np.ndarray
+) -> str:
+    """The note for withheld cell ``i`` of ``col``: primary, withheld elsewhere in the run,
+    or secondary."""
+    if primary[i]:
+        return _why_primary(col, i, few)
+    return ELSEWHERE if elsewhere[i] else SECONDARY
 
 
 def release_count(n: int, policy: DisclosurePolicy = DEFAULT_POLICY) -> int | None:
@@ -847,13 +850,7 @@ def release_proportions(
                 why = _why_primary(numerator, i, few)
             parts.append(f"{numerator} {why}")
         if n_mask[i]:
-            why = (
-                _why_primary(denominator, i, few)
-                if n_primary[i]
-                else ELSEWHERE
-                if n_elsewhere[i]
-                else SECONDARY
-            )
+            why = _why_withheld(denominator, i, few, n_primary, n_elsewhere)
             parts.append(f"{denominator} {why}")
         notes.append("; ".join(parts) or None)
     out["disclosure_note"] = notes
