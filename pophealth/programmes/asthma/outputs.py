@@ -535,11 +535,20 @@ def _withhold_shared_margins(
     released.loc[n_rows, "n"] = np.nan
     released.loc[x_rows, ["x", *derived]] = np.nan
     released["method"] = released["method"].astype(object).where(~x_rows, None)
+    # each note names its count, as release_proportions' do: a numerator withheld with its
+    # denominator says so first
     why = disclosure.ELSEWHERE
-    notes = released["disclosure_note"].astype(object)
-    released["disclosure_note"] = notes.where(
-        ~x_rows, [why if pd.isna(n) else f"{n}; {why}" for n in notes]
-    )
+    notes = []
+    for i, note in enumerate(released["disclosure_note"].astype(object)):
+        if not x_rows[i]:
+            notes.append(note)
+            continue
+        parts = [] if pd.isna(note) else [str(note)]
+        parts.append("x with denominator" if n_rows[i] else f"x {why}")
+        if n_rows[i]:
+            parts.append(f"n {why}")
+        notes.append("; ".join(parts))
+    released["disclosure_note"] = notes
 
 
 def cross_keys(pollution_quintile, imd_quintile, pollutant: str) -> list:

@@ -105,3 +105,45 @@ def test_attacks_by_few_patients_are_withheld():
     few = outputs.attacks_rate(frame([4] * 3 + [0] * 37))
     assert few["attacks"].isna().all() and few["value"].isna().all()
     assert set(few["disclosure_note"]) == {"attacks primary (few patients)"}
+
+
+def test_a_crosstab_margin_withheld_in_another_table_says_which_count_is_withheld():
+    """The register in IMD quintile 2 withheld by another table: withheld in the pollution ×
+    deprivation margins too, with its numerator (the percentage would give it back). The
+    note said 'secondary (withheld in every table that gives it)', naming no count, where
+    every other note names it ('n secondary ...'); beside a released denominator a reader
+    could not tell which count the note was about."""
+    import numpy as np
+
+    from pophealth import disclosure
+
+    r = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "imd_decile": r.integers(1, 11, n).astype(float),
+            "ethnicity_5": "white",
+            "sex": "female",
+            "age_band": "17-39",
+            "pcn_name": "A",
+            "pcn_id": "x",
+            "practice_id": "P1",
+            "no2_quintile": r.integers(1, 6, n).astype(float),
+            "pm_quintile": r.integers(1, 6, n).astype(float),
+            "is_tier_high": r.random(n) < 0.4,
+        }
+    )
+    shared = disclosure.SharedCounts()
+    plain = outputs.pollution_by_deprivation(frame, "is_tier_high", shared=shared)
+    q2 = (plain["pollution_quintile"] == "Total") & (plain["imd_quintile"] == "2")
+    assert plain.loc[q2, ["numerator", "denominator"]].notna().all(axis=None)
+    shared.record([(outputs.REGISTER, "imd_quintile", "2")], [np.nan], "another table")
+    shared.record([(outputs.numerator_scope("is_tier_high"), "no2_quintile", "3")], [np.nan])
+    cross = outputs.pollution_by_deprivation(frame, "is_tier_high", shared=shared)
+    row = cross[(cross["pollution_quintile"] == "Total") & (cross["imd_quintile"] == "2")]
+    assert row[["numerator", "denominator", "value"]].isna().all(axis=None)
+    why = disclosure.ELSEWHERE
+    assert row["disclosure_note"].iloc[0] == f"x with denominator; n {why}"
+    row = cross[(cross["pollution_quintile"] == "3") & (cross["imd_quintile"] == "Total")]
+    assert row["numerator"].isna().all() and row["denominator"].notna().all()
+    assert row["disclosure_note"].iloc[0] == f"x {why}"
