@@ -524,12 +524,16 @@ def _withhold_shared_margins(
     margins, which the other tables then withheld, pass after pass, until the register's
     Total went (10,000 synthetic patients, seed 42). Its margins are released under its
     own audit and withheld wherever another table withholds them; what it withholds, the
-    others withhold and protect (see docs/statistics.md)."""
+    others withhold and protect (see docs/statistics.md). An attacker who reads the
+    cross-tab and the indicators side by side and solves for each withheld count by linear
+    and integer programmes pins none but zeros on 300 to 50,000 synthetic patients
+    (tests/programmes/test_crosstab_margins_lp.py)."""
     n_keys = cross_keys(released["pollution_quintile"], released["imd_quintile"], pollutant)
     x_keys = [k and (numerator_scope(column), *k[1:]) for k in n_keys]
     n_rows = shared.withheld(n_keys) & released["n"].notna().to_numpy()
     x_rows = (shared.withheld(x_keys) | n_rows) & released["x"].notna().to_numpy()
-    if not x_rows.any():
+    # a denominator to withhold counts too where its numerator is withheld already
+    if not (x_rows.any() or n_rows.any()):
         return
     derived = [c for c in released.columns if c == "value" or c.startswith(("lower", "upper"))]
     released.loc[n_rows, "n"] = np.nan
@@ -540,14 +544,12 @@ def _withhold_shared_margins(
     why = disclosure.ELSEWHERE
     notes = []
     for i, note in enumerate(released["disclosure_note"].astype(object)):
-        if not x_rows[i]:
-            notes.append(note)
-            continue
         parts = [] if pd.isna(note) else [str(note)]
-        parts.append("x with denominator" if n_rows[i] else f"x {why}")
+        if x_rows[i]:
+            parts.append("x with denominator" if n_rows[i] else f"x {why}")
         if n_rows[i]:
             parts.append(f"n {why}")
-        notes.append("; ".join(parts))
+        notes.append("; ".join(parts) or None)
     released["disclosure_note"] = notes
 
 

@@ -147,3 +147,41 @@ def test_a_crosstab_margin_withheld_in_another_table_says_which_count_is_withhel
     row = cross[(cross["pollution_quintile"] == "3") & (cross["imd_quintile"] == "Total")]
     assert row["numerator"].isna().all() and row["denominator"].notna().all()
     assert row["disclosure_note"].iloc[0] == f"x {why}"
+
+
+def _cross_frame(n: int, flagged: int, seed: int = 3) -> pd.DataFrame:
+    import numpy as np
+
+    r = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "imd_decile": r.integers(1, 11, n).astype(float),
+            "ethnicity_5": "white",
+            "sex": "female",
+            "age_band": "17-39",
+            "pcn_name": "A",
+            "pcn_id": "x",
+            "practice_id": "P1",
+            "no2_quintile": r.integers(1, 6, n).astype(float),
+            "pm_quintile": r.integers(1, 6, n).astype(float),
+            "is_tier_high": np.arange(n) < flagged,
+        }
+    )
+
+
+def test_a_crosstab_register_withheld_elsewhere_is_withheld_where_its_numerator_already_is():
+    """The register's Total withheld by the indicators; in the pollution × deprivation
+    cross-tab of a register of 60 with 5 in the high tier, the Total's numerator was already
+    withheld (primary) and its denominator was released as 60 — the register the indicators
+    withhold — because only numerators newly withheld were looked for."""
+    import numpy as np
+
+    from pophealth import disclosure
+
+    shared = disclosure.SharedCounts()
+    shared.record([(outputs.REGISTER, "Total")], [np.nan], "indicators")
+    cross = outputs.pollution_by_deprivation(_cross_frame(60, 5), "is_tier_high", shared=shared)
+    grand = cross[(cross["pollution_quintile"] == "Total") & (cross["imd_quintile"] == "Total")]
+    assert grand["numerator"].isna().all()
+    assert grand["denominator"].isna().all(), grand.to_dict("records")
+    assert grand["disclosure_note"].iloc[0] == f"x primary; n {disclosure.ELSEWHERE}"
