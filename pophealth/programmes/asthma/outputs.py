@@ -245,8 +245,10 @@ def one_register_total(
                 ~rows, [why if pd.isna(n) else f"{n}; {why}" for n in notes]
             )
         # a group's comparison with the rest gives its count back; the Total's, everyone's
+        # (in the indicators, the only table with comparisons: the cross-tab's "flag" is
+        # the name of the flag it counts)
         total = any(keys[i] == ("Total",) for i in np.flatnonzero(rows))
-        for c in REST_COLUMNS:
+        for c in REST_COLUMNS if "rest_value" in frame.columns else ():
             if c in frame.columns:
                 empty = None if c in ("flag", "test") else np.nan
                 if c in ("flag", "test"):

@@ -185,3 +185,27 @@ def test_a_crosstab_register_withheld_elsewhere_is_withheld_where_its_numerator_
     assert grand["numerator"].isna().all()
     assert grand["denominator"].isna().all(), grand.to_dict("records")
     assert grand["disclosure_note"].iloc[0] == f"x primary; n {disclosure.ELSEWHERE}"
+
+
+def test_the_crosstab_keeps_its_flag_names_when_the_register_total_is_withheld_elsewhere():
+    """The register's Total withheld by the attack rates and released in the pollution ×
+    deprivation cross-tab: withheld there too, and with it every group's comparison with
+    the rest of the register — which emptied the cross-tab's own ``flag`` column (the name
+    of the flag each row counts), taken for the comparisons' flag: a small run's
+    pollution_by_deprivation.csv did not say which rows were the high tier and which SABA
+    over-use."""
+    import numpy as np
+
+    attacks = pd.DataFrame(
+        {"breakdown": ["imd_quintile"], "group": ["Total"], "patients": [np.nan],
+         "disclosure_note": ["patients secondary"]}
+    )  # fmt: skip
+    cross = pd.DataFrame(
+        {"pollutant": ["no2", "no2"], "flag": ["is_tier_high", "flag_saba_priority"],
+         "pollution_quintile": ["Total", "Total"], "imd_quintile": ["Total", "Total"],
+         "numerator": [np.nan, np.nan], "denominator": [15.0, 15.0],
+         "value": [np.nan, np.nan], "disclosure_note": ["x primary", "x primary"]}
+    )  # fmt: skip
+    assert outputs.one_register_total({}, attacks, pd.DataFrame(), cross)
+    assert cross["denominator"].isna().all()
+    assert cross["flag"].tolist() == ["is_tier_high", "flag_saba_priority"]
