@@ -132,7 +132,9 @@ class AsthmaProgramme:
         """The tables that give the same counts (the register and the people with a flag, by
         group), released with one decision per count: built in
         :meth:`pophealth.disclosure.SharedCounts.settle`, which builds them again until no
-        table withholds a count that another releases."""
+        table withholds a count that another releases (so no table is made consistent with
+        the others afterwards: :func:`.outputs.one_register_total` is for tables built
+        without a SharedCounts)."""
         cfg = self.config
         views = outputs.indicator_views(frame, sii_repetitions=self.sii_repetitions, shared=shared)
         attacks = outputs.attacks_rate(frame, shared=shared)
@@ -146,7 +148,6 @@ class AsthmaProgramme:
         )
         spc = outputs.monthly_saba_overuse(monthly, frame, cfg, shared=shared)
         pathway = outputs.pathway_summary(frame, index_date, cfg, shared=shared)
-        outputs.one_register_total(views, attacks, spc, cross)
         outputs.record_tables(shared, views, attacks, spc, cross, pathway)
         return views, attacks, cross, spc, pathway
 
