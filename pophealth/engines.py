@@ -64,10 +64,32 @@ def backend(engine: str = "duckdb", **options: Any):
         con = ibis.duckdb.connect(**options)
     elif engine == "spark":
         con = ibis.pyspark.connect(spark_session())
+        _broadcast_in_memory_tables(con)
     else:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     _fill_missing_columns(con)
     return con
+
+
+def _broadcast_in_memory_tables(con) -> None:
+    """Spark: every in-memory table (``ibis.memtable``: a code list's role table, the month
+    ends of a trend) is registered with a broadcast hint, so joins with it leave the big
+    table where it is.
+
+    Spark cannot size a table made from a pandas frame, so without the hint it treated
+    one as large: an equi-join with ``events`` shuffled every event row by code (most
+    rows on the partition of the few commonest codes), and a cross join became a
+    cartesian product of P x P tasks for P shuffle partitions — 4,096 tasks per stage at
+    ``POPHEALTH_SPARK_SHUFFLE_PARTITIONS=64``. In-memory tables are built in Python and
+    small by construction."""
+    register = con._register_in_memory_table
+
+    def register_broadcast(op) -> None:
+        register(op)
+        session = con._session
+        session.table(op.name).hint("broadcast").createOrReplaceTempView(op.name)
+
+    con._register_in_memory_table = register_broadcast
 
 
 def _fill_missing_columns(con) -> None:
