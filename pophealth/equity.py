@@ -160,6 +160,20 @@ def _prepare(
     return df, notes
 
 
+def _core20_is_quintile_1(table: pd.DataFrame, keys: dict[str, list]) -> None:
+    """Key the Core20 group as IMD quintile 1 where it holds the same count: both are IMD
+    deciles 1-2, so withheld as one and released as the other it would protect nothing
+    (the table's own audit does not know two breakdowns' groups are one count)."""
+    group = table["group"].map(lambda g: "1" if g in (1, 1.0, "1") else g)
+    core20 = np.flatnonzero((table["breakdown"] == "core20") & (group == CORE20))
+    q1 = np.flatnonzero((table["breakdown"] == "imd_quintile") & (group == "1"))
+    if len(core20) != 1 or len(q1) != 1:
+        return
+    for col, k in keys.items():
+        if table[col].iloc[core20[0]] == table[col].iloc[q1[0]]:
+            k[core20[0]] = k[q1[0]]
+
+
 def _counts(df: pd.DataFrame, col: str) -> pd.Series:
     """A count column as numbers; a missing, non-numeric or negative count is an error (summed,
     it would silently count as 0 while the other column kept its value)."""
@@ -251,6 +265,7 @@ def equity_view(
             col: count_keys(name, table["breakdown"], table["group"])
             for col, name in zip(("x", "n"), scope, strict=True)
         }
+        _core20_is_quintile_1(table, keys)
     # every breakdown's Total is the same count: withheld in all or in none
     released = release_proportions(
         table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
