@@ -644,49 +644,30 @@ class Run:
 
     def _flush_orders(self) -> None:
         refused, self._refused = self._refused, []
-        if refused:
-            path = self._path("refused")
-            rkeys, pids, whys = zip(*refused, strict=True)
-            pq.write_table(
-                pa.table(
-                    {
-                        "rkey": pa.array(rkeys, pa.int64()),
-                        "patient_id": pa.array(pids, pa.string()),
-                        "why": pa.array(whys, pa.string()),
-                    }
-                ),
-                path,
-            )
-            self._spills[REFUSED_PATIENTS].append(path)
+        self._spill_rows(
+            REFUSED_PATIENTS, "refused", refused,
+            {"rkey": pa.int64(), "patient_id": pa.string(), "why": pa.string()},
+        )  # fmt: skip
         orders, self._orders = self._orders, []
-        if orders:
-            path = self._path("orders")
-            rkeys, okeys = zip(*orders, strict=True)
-            pq.write_table(
-                pa.table(
-                    {
-                        "rkey": pa.array(rkeys, pa.int64()),
-                        "okey": pa.array(okeys, pa.string()),
-                    }
-                ),
-                path,
-            )
-            self._spills[ORDERS].append(path)
+        self._spill_rows(ORDERS, "orders", orders, {"rkey": pa.int64(), "okey": pa.string()})
         rows, self._withdrawals = self._withdrawals, []
-        if rows:
-            path = self._path("withdrawals")
-            okeys, pids, prefs = zip(*rows, strict=True)
-            pq.write_table(
-                pa.table(
-                    {
-                        "okey": pa.array(okeys, pa.string()),
-                        "patient_id": pa.array(pids, pa.string()),
-                        "_pref": pa.array(prefs, pa.string()),
-                    }
-                ),
-                path,
-            )
-            self._spills[WITHDRAWALS].append(path)
+        self._spill_rows(
+            WITHDRAWALS, "withdrawals", rows,
+            {"okey": pa.string(), "patient_id": pa.string(), "_pref": pa.string()},
+        )  # fmt: skip
+
+    def _spill_rows(
+        self, spill: str, name: str, rows: list[tuple], columns: dict[str, pa.DataType]
+    ) -> None:
+        """Write ``rows`` (tuples in the order of ``columns``, name to type) to a spill file
+        of kind ``spill``; nothing when there are none."""
+        if not rows:
+            return
+        path = self._path(name)
+        values = zip(*rows, strict=True)
+        arrays = {c: pa.array(v, t) for (c, t), v in zip(columns.items(), values, strict=True)}
+        pq.write_table(pa.table(arrays), path)
+        self._spills[spill].append(path)
 
     def _flush_evidence(self) -> None:
         rows, self._evidence = self._evidence, []
