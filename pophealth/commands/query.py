@@ -30,7 +30,8 @@ DATASET_HELP = (
     "The file is Python that builds a pophealth.query.Dataset, called `dataset` (or the only "
     "one it makes); docs/query.md shows how to write one. The output is patient-level "
     "(pseudonymous) data: keep it inside the secure environment. Aggregates for release come "
-    "from `pophealth measures`."
+    "from `pophealth measures`. A note names each code list that matches no row of its table "
+    "in the store, at any date."
 )
 MEASURES_HELP = (
     "Run a measures definition file on a store: one row per measure, interval and group, with "
@@ -39,7 +40,8 @@ MEASURES_HELP = (
     "only one it makes). Its intervals are part of the definition; inside a measure, "
     "`index_date` is the end of each interval. The numerator is counted only among the "
     "denominator: a patient in the numerator but not in the denominator counts in neither. "
-    "Counts pass through the disclosure-control rule unless --no-disclosure is given."
+    "Counts pass through the disclosure-control rule unless --no-disclosure is given. A note "
+    "names each code list that matches no row of its table in the store, at any date."
 )
 
 DefinitionArgument = Annotated[
@@ -226,6 +228,16 @@ def _past_extract(store: Any, ends: list[Any]) -> str | None:
     )
 
 
+def _say_unmatched(con: Any, definition: Any) -> None:
+    """A note for each code list of ``definition`` that matches no row of its table in the
+    store (:func:`pophealth.query.unmatched.unmatched_code_lists`): a column of zeros
+    that is a wrong list, not a result."""
+    from pophealth.query.unmatched import unmatched_code_lists
+
+    for why in unmatched_code_lists(con, definition):
+        console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
+
+
 def _count(n: int, noun: str) -> str:
     """``1 column``, ``6 columns``, ``1,200 rows``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -313,6 +325,7 @@ def dataset_command(
     why = nobody_registered(opened, date)
     if why:  # a population need not be the registered, so this is said, not refused
         console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
+    _say_unmatched(con, ds)
     for path, what, columns in written:
         console.print(
             f"{what}, {_count(columns, 'column')}: {path}", highlight=False, soft_wrap=True
@@ -352,7 +365,7 @@ def measures_command(
     engine: EngineOption = "duckdb",
 ) -> None:
     """``pophealth measures``: see :data:`MEASURES_HELP`."""
-    from pophealth.query import Measures, QueryError, run_measures
+    from pophealth.query import Measures, QueryError, connect, run_measures
 
     suffix = output_format(output)
     m = _load(definition, Measures, "measures")
@@ -379,6 +392,7 @@ def measures_command(
     late = _past_extract(opened, sorted({end for _, end in intervals}))
     if late:
         console.print(f"[yellow]warning:[/yellow] {late}", highlight=False, soft_wrap=True)
+    _say_unmatched(connect(opened, engine), m)
     if not disclosure:
         console.print(
             "[yellow]exact counts, not disclosure-controlled:[/yellow] for analysis inside "

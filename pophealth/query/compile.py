@@ -927,26 +927,31 @@ class Compiler:
         is_list: bool,
         by_system: tuple,
     ) -> ir.Value:
-        conds = []
-        for system, codes in by_system:
-            codes = sorted(codes)
-            if is_list:
-                cond = (
-                    t[column]
-                    .intersect(ibis.literal(codes, type="array<string>"))
-                    .length()
-                    .fill_null(0)
-                    > 0
-                )
-            else:
-                cond = t[column].isin(codes)
-            if system_col is not None:
-                cond = (t[system_col] == system) & cond
-            conds.append(cond)
-        out = conds[0]
-        for c in conds[1:]:
-            out = out | c
-        return out
+        return match_condition(t, column, system_col, is_list, by_system)
+
+
+def match_condition(
+    t: ir.Table, column: str, system_col: str | None, is_list: bool, by_system: tuple
+) -> ir.Value:
+    """True on the rows of ``t`` whose ``column`` (a code, or a list of codes) holds one of
+    the codes of ``by_system`` (``((system, codes), ...)``) in that system."""
+    conds = []
+    for system, codes in by_system:
+        codes = sorted(codes)
+        if is_list:
+            cond = (
+                t[column].intersect(ibis.literal(codes, type="array<string>")).length().fill_null(0)
+                > 0
+            )
+        else:
+            cond = t[column].isin(codes)
+        if system_col is not None:
+            cond = (t[system_col] == system) & cond
+        conds.append(cond)
+    out = conds[0]
+    for c in conds[1:]:
+        out = out | c
+    return out
 
 
 def _semi_joined(population: Series, leaves: Sequence[Series]) -> dict[tuple, Series]:
