@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pophealth.codelists import Codelist
 from pophealth.query.compile import _children, _flatten, match_condition
 from pophealth.query.dataset import Dataset, to_pandas
 from pophealth.query.measures import Measures
@@ -92,40 +93,7 @@ def unmatched_code_lists(con: Any, definition: Dataset | Measures) -> list[str]:
     result, not a wrong list."""
     named = _named_nodes(definition)
     by_name = {name: _uses(nodes) for name, nodes in named.items()}
-    tests: dict[str, dict[tuple, tuple[str, tuple]]] = {}
-    for uses in by_name.values():
-        for key, (table, label, args) in uses.items():
-            tests.setdefault(table, {})[key] = (label, args)
-    matched: dict[tuple, bool] = {}
-    empty: set[str] = set()
-    for table, found in tests.items():
-        t = con.table(table)
-        if not int(to_pandas(t.count().as_table()).iloc[0, 0]):
-            empty.add(table)
-            continue
-        plain = {k: v for k, v in found.items() if not v[1][2]}
-        for column in sorted({args[0] for _, args in plain.values()}):
-            # the distinct codes present among the lists' codes (few rows), then each
-            # list's test here: cheaper than a test per row per list
-            mine = {k: v for k, v in plain.items() if v[1][0] == column}
-            codes = sorted({c for _, a in mine.values() for _, cs in a[3] for c in cs})
-            system_col = CODE_COLUMNS[table][column][0]
-            keep = [column] + ([system_col] if system_col else [])
-            present = to_pandas(t.filter(t[column].isin(codes)).select(*keep).distinct())
-            pairs = set(zip(*(present[c] for c in keep), strict=True))
-            for key, (_, (_, sys_col, _, by_system)) in mine.items():
-                matched[key] = any(
-                    ((code, system) if sys_col else (code,)) in pairs
-                    for system, cs in by_system
-                    for code in cs
-                )
-        lists = [k for k, v in found.items() if v[1][2]]
-        if lists:  # a column of code lists (all diagnoses, procedures): one test per list
-            aggs = {f"_m{i}": match_condition(t, *found[k][1]).any() for i, k in enumerate(lists)}
-            row = to_pandas(t.aggregate(**aggs)).iloc[0]
-            for i, key in enumerate(lists):
-                value = row[f"_m{i}"]
-                matched[key] = bool(value) if value is not None and value == value else False
+    matched, empty = _matched(con, by_name)
     out = []
     for table in sorted(empty):
         readers = [name for name, uses in by_name.items() if _reads(uses, table)]
@@ -147,6 +115,68 @@ def unmatched_code_lists(con: Any, definition: Dataset | Measures) -> list[str]:
     return out
 
 
+def unmatched_lists(con: Any, uses: Mapping[str, tuple[str, str | None, Codelist]]) -> list[str]:
+    """The names in ``uses`` (name -> the table, its code column or None for the first,
+    and the code list matched against it) whose list matches no row of that table in the
+    store ``con`` reads, at any date — or whose table has no rows. For a programme's
+    data-quality notes: a variable from such a list reads "not recorded" for everyone.
+    A list the table cannot hold (refused when matched) is left to that refusal."""
+    by_name = {}
+    for name, (table, column, codes) in uses.items():
+        frame = Frame(table).matching(codes, column)
+        if not frame.error:
+            by_name[name] = _uses([frame])
+    matched, empty = _matched(con, by_name)
+    return [
+        name
+        for name, found in by_name.items()
+        if any(t in empty or not matched.get(k, True) for k, (t, _, _) in found.items())
+    ]
+
+
+def _matched(
+    con: Any, by_name: Mapping[str, Mapping[tuple, tuple[str, str, tuple]]]
+) -> tuple[dict[tuple, bool], set[str]]:
+    """Whether each code-list test of ``by_name`` (:func:`_uses`) matches a row of its
+    table in the store, and the tables read that hold no rows."""
+    tests: dict[str, dict[tuple, tuple[str, tuple]]] = {}
+    for uses in by_name.values():
+        for key, (table, label, args) in uses.items():
+            tests.setdefault(table, {})[key] = (label, args)
+    matched: dict[tuple, bool] = {}
+    empty: set[str] = set()
+    for table, found in tests.items():
+        t = con.table(table)
+        if not int(to_pandas(t.count().as_table()).iloc[0, 0]):
+            empty.add(table)
+            continue
+        plain = {k: v for k, v in found.items() if not v[1][2]}
+        for column in sorted({args[0] for _, args in plain.values()}):
+            # the distinct codes present among the lists' codes (few rows), then each
+            # list's test here: cheaper than a test per row per list
+            mine = {k: v for k, v in plain.items() if v[1][0] == column}
+            codes = sorted({c for _, a in mine.values() for _, cs in a[3] for c in cs})
+            system_col = CODE_COLUMNS[table][column][0]
+            keep = [column] + ([system_col] if system_col else [])
+            present = to_pandas(t.filter(t[column].isin(codes)).select(*keep).distinct())
+            pairs = set(zip(*(present[c] for c in keep), strict=True))  # (code[, system])
+            found_codes = {pair[0] for pair in pairs}
+            for key, (_, (_, sys_col, _, by_system)) in mine.items():
+                matched[key] = any(
+                    (code, system) in pairs if sys_col else code in found_codes
+                    for system, cs in by_system
+                    for code in cs
+                )
+        lists = [k for k, v in found.items() if v[1][2]]
+        if lists:  # a column of code lists (all diagnoses, procedures): one test per list
+            aggs = {f"_m{i}": match_condition(t, *found[k][1]).any() for i, k in enumerate(lists)}
+            row = to_pandas(t.aggregate(**aggs)).iloc[0]
+            for i, key in enumerate(lists):
+                value = row[f"_m{i}"]
+                matched[key] = bool(value) if value is not None and value == value else False
+    return matched, empty
+
+
 def _reads(uses: Mapping[tuple, tuple[str, str, Any]], table: str) -> bool:
     return any(t == table for t, _, _ in uses.values())
 
@@ -160,4 +190,4 @@ def _hint(table: str) -> str:
     return ""
 
 
-__all__ = ["unmatched_code_lists"]
+__all__ = ["unmatched_code_lists", "unmatched_lists"]

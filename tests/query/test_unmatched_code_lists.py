@@ -49,6 +49,7 @@ def _dataset() -> Dataset:
     ds.on_htn_drugs = medications.matching(HTN_CORE_IDS).exists_for_patient()
     ds.asthma = events.matching(ASTHMA).exists_for_patient()
     ds.odd_code = events.where(events.code.is_in(["999999999"])).exists_for_patient()
+    ds.bp_code = events.where(events.code.is_in(["271649006", "1"])).exists_for_patient()
     ds.stroke = admissions.matching(STROKE_ICD, "all_diagnoses").exists_for_patient()
     return ds
 
@@ -63,7 +64,9 @@ def test_lists_matching_no_row_are_named_and_the_rest_are_not(engine, tmp_path):
     assert "of medications" in htn and "belongs on events" in htn
     assert odd.startswith("variable 'odd_code': code list events.code.is_in(1 code) matches")
     # the asthma code is matched though it is years old: any date counts
-    assert not any("salbutamol" in s or "'asthma'" in s or "stroke" in s for s in said)
+    assert not any(
+        "salbutamol" in s or "'asthma'" in s or "stroke" in s or "bp_code" in s for s in said
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
