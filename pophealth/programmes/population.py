@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from pophealth.query import (
     run_dataset,
     run_measures,
 )
+from pophealth.query.unmatched import unmatched_lists
 
 #: 5-year bands for the population pyramid (ONS convention, 90+ open).
 PYRAMID_BANDS = tuple(range(0, 95, 5))
@@ -427,6 +429,7 @@ class PopulationProgramme:
                     "Registers: diagnosis on or before the index date, not resolved since; "
                     "QOF-specific criteria are applied within each programme.",
                     "England comparison: QOF 2023/24 register prevalence (all ages; diabetes 17+).",
+                    *_unmatched_note(backend),
                 ],
             ),
         ]
@@ -439,6 +442,22 @@ class PopulationProgramme:
             sections,
             headline={"registered patients (rounded)": total_text},
         )
+
+
+def _unmatched_note(backend: Any) -> list[str]:
+    """A note naming the registers' lists that match no record in the store at any date
+    (a register of nobody, or never resolved, is then a data problem, not a finding)."""
+    names = {n for r in REGISTERS for n in (*r.diagnosis, r.resolved) if n is not None}
+    uses = {name: ("events", None, codelist(name)) for name in sorted(names)}
+    unmatched = unmatched_lists(backend, uses)
+    if not unmatched:
+        return []
+    return [
+        "Code lists that match no record in this store, at any date (the registers they feed "
+        "count nobody, or nobody as resolved; check the lists fit how the practices code): "
+        + ", ".join(unmatched)
+        + "."
+    ]
 
 
 def _other_sexes(pyramid: pd.DataFrame) -> str:

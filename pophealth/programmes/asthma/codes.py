@@ -106,6 +106,17 @@ REQUIRED: tuple[str, ...] = (
 OPTIONAL: tuple[str, ...] = ("referral_secondary", "seen_secondary", "referral_sac", "seen_sac")
 
 
+#: attribute → (table, code column) its list is matched against; events' code otherwise.
+MATCHED_IN: dict[str, tuple[str, str | None]] = {
+    "saba": ("medications", None),
+    "ics": ("medications", None),
+    "ics_high_dose": ("medications", None),
+    "prednisolone": ("medications", None),
+    "ed_asthma": ("emergency_attendances", "diagnosis"),
+    "attack_icd10": ("admissions", "primary_diagnosis"),
+}
+
+
 def _curated_hint(problem: str) -> str:
     name = problem.split(" ", 1)[0]
     if name == "ics_high_dose":

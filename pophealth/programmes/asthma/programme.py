@@ -9,7 +9,7 @@ report sections with charts.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -17,10 +17,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from pophealth import disclosure
+from pophealth.codelists import Codelist
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.programmes.asthma import dataset, outputs, rules
-from pophealth.programmes.asthma.codes import AsthmaCodes, curated
+from pophealth.programmes.asthma.codes import MATCHED_IN, AsthmaCodes, curated
 from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
+from pophealth.query.unmatched import unmatched_lists
 
 TITLE = "Asthma: LADS-style decision support and severe-asthma case finding (ISAC)"
 SCHEME_NOTE = (
@@ -44,6 +46,18 @@ def evaluate(
     out["is_tier_moderate"] = out["tier"].eq("moderate")
     out["hospital_attack"] = out["flag_ed"] | out["flag_admitted"]
     return out
+
+
+def unmatched_codes(con: Any, codes: AsthmaCodes) -> list[str]:
+    """The programme's lists that match no row of their table in the store at any date,
+    as "attribute (list name)" (:func:`pophealth.query.unmatched.unmatched_lists`)."""
+    uses = {}
+    for f in fields(codes):
+        cl = getattr(codes, f.name)
+        if isinstance(cl, Codelist):
+            table, column = MATCHED_IN.get(f.name, ("events", None))
+            uses[f.name] = (table, column, cl)
+    return [f"{name} ({uses[name][2].name})" for name in unmatched_lists(con, uses)]
 
 
 @dataclass
@@ -124,6 +138,14 @@ class AsthmaProgramme:
         result.sections = self._sections(
             views if registered else {}, by_name, frame, codes, spc, cross
         )
+        unmatched = unmatched_codes(backend, codes)
+        if unmatched:
+            result.sections[0].notes.insert(
+                1 + len(codes.missing),
+                "Code lists that match no record in this store, at any date (what they feed "
+                "reads 'none' for everyone; check the lists fit how the practices and "
+                "hospitals code): " + ", ".join(unmatched) + ".",
+            )
         if registered:
             result.sections.insert(-1, self._pathway_section(by_name["isac_pathway"], codes))
         return result

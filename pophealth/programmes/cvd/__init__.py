@@ -32,7 +32,7 @@ from pophealth import disclosure
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.programmes.cvd.codelists import CvdCodelists, curated_codelists
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
-from pophealth.programmes.cvd.extract import cvd_records
+from pophealth.programmes.cvd.extract import cvd_records, roles_read
 from pophealth.programmes.cvd.indicators import (
     INDICATORS,
     counts_by_group,
@@ -41,6 +41,7 @@ from pophealth.programmes.cvd.indicators import (
 from pophealth.programmes.cvd.rules import apply_all
 from pophealth.programmes.cvd.trend import bp_control_by_month, released_monthly
 from pophealth.programmes.cvd.worklist import worklist
+from pophealth.query.unmatched import unmatched_lists
 from pophealth.scores.bp import HTN_RISK_GROUPS
 from pophealth.scores.qrisk3 import QRISK3_DISCLAIMER
 
@@ -71,6 +72,8 @@ class CvdAnalysis:
     practices: pd.DataFrame | None = None  # disclosure-controlled
     monthly: pd.DataFrame | None = None  # BP control per PCN and month; disclosure-controlled
     missing_codelists: list[str] = field(default_factory=list)
+    #: roles whose list matches no row of its table in the store (role (list name))
+    unmatched_codelists: list[str] = field(default_factory=list)
 
 
 def analyse(
@@ -110,7 +113,18 @@ def analyse(
             else None
         ),
         missing_codelists=codelists.missing(),
+        unmatched_codelists=_unmatched(backend, codelists, config),
     )
+
+
+def _unmatched(backend: Any, codelists: CvdCodelists, config: CvdConfig) -> list[str]:
+    """The roles whose list finds no record in the store at any date, as "role (list)"."""
+    uses = {
+        role: (table, None, getattr(codelists, role))
+        for role, table in roles_read(config).items()
+        if getattr(codelists, role) is not None
+    }
+    return [f"{role} ({uses[role][2].name})" for role in unmatched_lists(backend, uses)]
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -542,6 +556,13 @@ def build_result(
         dq_notes.append(
             "Code lists not available (these variables count as not recorded): "
             + ", ".join(a.missing_codelists)
+            + "."
+        )
+    if a.unmatched_codelists:
+        dq_notes.append(
+            "Code lists that match no record in this store, at any date (these variables "
+            "count as not recorded for everyone; check the lists fit how the practices code): "
+            + ", ".join(a.unmatched_codelists)
             + "."
         )
     dq = _qrisk_data_quality(a.patients, policy)

@@ -132,6 +132,21 @@ ISSUE_RULES: dict[str, tuple[str, str]] = {
 _NO_LOW, _NO_HIGH = -1e300, 1e300
 
 
+def roles_read(config: CvdConfig) -> dict[str, str]:
+    """Every role the programme reads → the table its list is matched against."""
+    events = [
+        *CONDITION_ROLES,
+        *(r for pair in REGISTERS.values() for r in pair),
+        *(rule.role for rule in value_rules(config).values()),
+        "sbp",
+        "dbp",
+        "smoking",
+    ]
+    out = dict.fromkeys(events, "events")
+    out.update({role: "medications" for role, _ in ISSUE_RULES.values()})
+    return out
+
+
 def smoking_levels(cl: Codelist | None) -> dict[str, int]:
     """{code: rank} of a smoking code list; rank = 2 x QRISK level, +1 unless the code is
     a plain "current smoker" (amount unknown), so a same-day specific code wins."""
