@@ -24,6 +24,13 @@ def spark_session(*, shuffle_partitions: int | None = None):
     ``POPHEALTH_SPARK_MASTER`` overrides the master (default ``local[2]``); shuffle
     partitions default to 4 (tests and laptops), ``POPHEALTH_SPARK_SHUFFLE_PARTITIONS``
     or the argument to raise it for region-scale data.
+
+    Results come back to pandas through Arrow (Ibis's ``execute``, ``to_pandas`` and
+    ``to_pyarrow`` all go through ``toPandas``), and pandas frames reach Spark through it
+    (in-memory tables), column by column instead of one Python object per value. There is
+    no silent fallback to the row-by-row path: a result Arrow cannot carry raises. Arrow
+    casts pandas values to a table's declared types safely: a value that would be
+    truncated or overflow raises instead of changing.
     """
     global _spark_session
     if _spark_session is not None:
@@ -45,6 +52,9 @@ def spark_session(*, shuffle_partitions: int | None = None):
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", os.environ.get("POPHEALTH_SPARK_DRIVER_MEMORY", "4g"))
         .config("spark.sql.ansi.enabled", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
+        .config("spark.sql.execution.pandas.convertToArrowArraySafely", "true")
     )
     _spark_session = builder.getOrCreate()
     _spark_session.sparkContext.setLogLevel("ERROR")
