@@ -77,17 +77,19 @@ class Run:
 
 
 @pytest.fixture(scope="module", params=RUNS, ids=[f"{n}-patients" for n, _ in RUNS])
-def asthma_run(tmp_path_factory, request) -> Run:
+def asthma_run(synthetic_runs, request) -> Run:
+    """The run and register of tests/programmes/conftest.py's ``synthetic_runs``: the same
+    stores and asthma runs as test_disclosure_across_tables (300, 1,500 and 5,000 patients)
+    and the asthma end-to-end tests (the canonical 10,000), made once."""
     patients, seed = request.param
-    path: Path = tmp_path_factory.mktemp("crosstab-lp") / "store"
-    return run_asthma(path, patients, seed)
+    return crosstab_truth(
+        synthetic_runs.result(patients, seed, "asthma"), synthetic_runs.asthma_frame(patients, seed)
+    )
 
 
 def run_asthma(path: Path, patients: int, seed: int) -> Run:
     """The asthma programme on a synthetic store, as ``pophealth demo`` runs it, and the
     cross-tab's true counts (to check that the attacker's ranges hold them)."""
-    from pophealth.disclosure import DisclosurePolicy
-    from pophealth.programmes.asthma import outputs
     from pophealth.programmes.asthma.codes import curated
     from pophealth.programmes.asthma.programme import evaluate
 
@@ -96,7 +98,14 @@ def run_asthma(path: Path, patients: int, seed: int) -> Run:
     date = dt.date.fromisoformat(store.metadata["extract_date"])
     backend = store.connect("duckdb")
     result = programmes.get("asthma").run(backend, index_date=date, engine="duckdb")
-    frame = evaluate(backend, date, curated())
+    return crosstab_truth(result, evaluate(backend, date, curated()))
+
+
+def crosstab_truth(result: ProgrammeResult, frame: pd.DataFrame) -> Run:
+    """The run with the cross-tab's true counts, from the register ``frame`` the run had."""
+    from pophealth.disclosure import DisclosurePolicy
+    from pophealth.programmes.asthma import outputs
+
     exact = DisclosurePolicy(suppress_at_or_below=0, rounding="none", secondary=False)
     truth = {}
     for flag in FLAGS:

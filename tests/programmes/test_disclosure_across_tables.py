@@ -42,7 +42,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,18 +57,11 @@ RUNS = ((300, 3), (1500, 12), (5000, 7))
 
 
 @pytest.fixture(scope="module", params=RUNS, ids=[f"{n}-patients" for n, _ in RUNS])
-def run(tmp_path_factory, request) -> dict[str, ProgrammeResult]:
-    """Every programme on one synthetic store, as ``pophealth demo`` runs them."""
+def run(synthetic_runs, request) -> dict[str, ProgrammeResult]:
+    """Every programme on one synthetic store, as ``pophealth demo`` runs them (the runs of
+    tests/programmes/conftest.py, which test_crosstab_margins_lp reads too)."""
     patients, seed = request.param
-    path: Path = tmp_path_factory.mktemp("across-tables") / "store"
-    write_synthetic_store(path, patients=patients, seed=seed)
-    store = Store.open(path)
-    date = dt.date.fromisoformat(store.metadata["extract_date"])
-    backend = store.connect("duckdb")
-    return {
-        name: programmes.get(name).run(backend, index_date=date, engine="duckdb")
-        for name in programmes.names()
-    }
+    return synthetic_runs.results(patients, seed)
 
 
 def aggregate(result: ProgrammeResult, name: str) -> pd.DataFrame:

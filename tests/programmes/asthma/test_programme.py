@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pophealth.programmes import get
-from pophealth.programmes.asthma import AsthmaProgramme, evaluate, outputs
+from pophealth.programmes.asthma import AsthmaProgramme, outputs
 from pophealth.programmes.asthma.codes import curated
 from pophealth.report import write_report
 from pophealth.synth import write_synthetic_store
@@ -19,18 +19,12 @@ INDEX = dt.date(2026, 3, 31)  # the synthetic extract date
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    path = tmp_path_factory.mktemp("asthma_e2e") / "store"
-    return write_synthetic_store(path, patients=10_000, seed=42)
-
-
-@pytest.fixture(scope="module")
-def run(synthetic):
-    programme = AsthmaProgramme(sii_repetitions=2_000)
-    con = synthetic.connect("duckdb")
-    result = programme.run(con, index_date=INDEX, engine="duckdb")
-    frame = evaluate(con, INDEX, curated())
-    return result, frame
+def run(synthetic_runs):
+    """The asthma programme as ``pophealth demo`` runs it on the canonical store (10,000
+    patients, seed 42), and its register: the run test_crosstab_margins_lp audits too
+    (tests/programmes/conftest.py makes it once)."""
+    assert synthetic_runs.index_date(10_000, 42) == INDEX
+    return synthetic_runs.result(10_000, 42, "asthma"), synthetic_runs.asthma_frame(10_000, 42)
 
 
 def test_registered():
