@@ -3,11 +3,18 @@
 Real official files live in ``../shared/data`` beside the repository (CI has it;
 a fresh user clone does not). Tests that need them take the ``shared_data``
 fixture, which skips with a reason when the folder is absent.
+
+``pophealth demo`` runs every programme and writes the report; the tests that read what it
+writes (the command as a user runs it, the disclosure audit of its files, the report page)
+share one run, ``demo_run``.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,3 +29,29 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real reference files not found at {SHARED_DATA} (set POPHEALTH_SHARED_DATA)")
     return SHARED_DATA
+
+
+#: The population of the shared ``pophealth demo`` run: small, so that many counts are
+#: withheld (tests/programmes/test_disclosure_audit12.py audits it).
+DEMO_PATIENTS, DEMO_SEED = 1500, 12
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One ``pophealth demo`` run: its --out folder and the finished process."""
+
+    out: Path
+    process: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """``pophealth demo --patients 1500 --seed 12`` as a user runs it: a subprocess, as
+    installed. Tests read its files and never write beside them."""
+    out = tmp_path_factory.mktemp("demo-run") / f"demo-{DEMO_PATIENTS}"
+    args = ["demo", "--out", str(out), "--patients", str(DEMO_PATIENTS), "--seed", str(DEMO_SEED)]
+    process = subprocess.run(
+        [sys.executable, "-m", "pophealth", *args], capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    return DemoRun(out, process)

@@ -21,9 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from pophealth.cli import app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -102,11 +99,9 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("chart-tables") / "demo"
-    result = CliRunner().invoke(app, ["demo", "--patients", "2000", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out / "report.html"
+def report(demo_run) -> Path:
+    """The report of tests/conftest.py's ``demo_run`` (1,500 patients)."""
+    return demo_run.out / "report.html"
 
 
 @pytest.fixture
