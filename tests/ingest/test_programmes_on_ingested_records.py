@@ -251,14 +251,14 @@ def omop_expected(samples: Path, key: bytes) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def omop_vars(samples: Path, key: bytes, tmp_path_factory):
-    from pophealth.ingest import ingest_omop
+def omop_vars(omop54):
+    """The variables on the OMOP sample as ingested once per session (ingest/conftest.py)."""
     from pophealth.programmes.asthma.codes import curated
     from pophealth.programmes.cvd.codelists import curated_codelists
     from pophealth.query import Dataset, events, index_date, medications, patients, run_dataset
 
-    out = tmp_path_factory.mktemp("omop_programmes") / "store"
-    assert ingest_omop(samples / "omop" / "synthea27nj_eunomia", out, key=key).balanced
+    assert omop54.balanced
+    out = omop54.store
     codes = curated()
     ds = Dataset()
     ds.define_population(patients.date_of_birth.is_not_null())
@@ -309,12 +309,10 @@ def _condition_persons(samples: Path, key: bytes, words: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def omop_store(samples: Path, key: bytes, tmp_path_factory) -> Path:
-    from pophealth.ingest import ingest_omop
-
-    out = tmp_path_factory.mktemp("omop_cli") / "store"
-    assert ingest_omop(samples / "omop" / "synthea27nj_eunomia", out, key=key).balanced
-    return out
+def omop_store(omop54) -> Path:
+    """The OMOP sample as ingested once per session (ingest/conftest.py); runs only read it."""
+    assert omop54.balanced
+    return Path(omop54.store)
 
 
 def _last_inhaler_day(samples: Path, key: bytes, persons: set[str]) -> dt.date:
