@@ -546,9 +546,11 @@ def test_cli_summary_tells_replaced_rows_from_withdrawn_ones(tmp_path, monkeypat
     from typer.testing import CliRunner
 
     from pophealth.cli import app
+    from pophealth.commands._common import console
 
     monkeypatch.setenv("POPHEALTH_PSEUDONYM_KEY", KEY.decode())
-    monkeypatch.setenv("COLUMNS", "200")
+    # a wide console, whatever COLUMNS said when it was made: no header is wrapped
+    monkeypatch.setattr(console, "_width", 1000)
     a, b = tmp_path / "a", tmp_path / "b"
     _write(a / "in.ndjson", [_patient("p1"), _obs("o1", 71.5), _obs("o2", 80.0, day="2021-09-01")])
     # o1 corrected (a newer version replaces it); o2 entered in error (withdrawn)
