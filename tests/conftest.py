@@ -55,3 +55,17 @@ def demo_run(tmp_path_factory) -> DemoRun:
     )
     assert process.returncode == 0, process.stderr[-3000:]
     return DemoRun(out, process)
+
+
+@pytest.fixture(autouse=True)
+def _spark_partitions_restored():
+    """Each test starts from the Spark session's own shuffle partitions: a test that sets
+    its own (1 for tiny tables, 2 for ties across partitions) does not hand its choice to
+    whichever tests its worker process runs next."""
+    yield
+    from pophealth import engines
+
+    session = engines._spark_session  # (not made here: only a session a test started)
+    if session is not None:
+        built = session.sparkContext.getConf().get("spark.sql.shuffle.partitions")
+        session.conf.set("spark.sql.shuffle.partitions", built)
