@@ -810,7 +810,7 @@ class Compiler:
             col = t[a[1]]
             return col.date() if _is_timestamp(s) else col
         if op == "match":
-            return self._match(t, *a)
+            return match_condition(t, *a[1:])  # (a[0], the table, is t's)
         if op in ("and", "or") and self.known:
             # a condition known to hold on every row: `known & b` is b, `known | b` is true
             rest = [arg for arg in a if arg.key not in self.known]
@@ -917,17 +917,6 @@ class Compiler:
             # layout for every engine, whole numbers without ".0" (pophealth.query.text)
             return float_text(e.cast("float64"))
         return e.cast("string")
-
-    def _match(
-        self,
-        t: ir.Table,
-        table: str,
-        column: str,
-        system_col: str | None,
-        is_list: bool,
-        by_system: tuple,
-    ) -> ir.Value:
-        return match_condition(t, column, system_col, is_list, by_system)
 
 
 def match_condition(

@@ -5,10 +5,10 @@ list of the wrong coding system is an error). What it cannot see is the data: a 
 SNOMED CT concepts without semantic tags that are findings, not medicinal products, used on
 ``medications``; dm+d codes the feed never carries; a list exported with the wrong column.
 Each would give a column of zeros that looks like a result. :func:`unmatched_code_lists`
-asks the store, once per table for every list read from it, whether any row at any date
-matches each list, and says which match none (or which tables are empty). It reads only
-the code columns, with the lists' codes pushed to the scan: on the code-clustered store a
-few row groups.
+asks the store, in a few small queries per table read (its row count, the distinct codes
+of the lists present), whether any row at any date matches each list, and says which match
+none (or which tables are empty). It reads only the code columns, with the lists' codes
+pushed to the scan: on the code-clustered store a few row groups.
 """
 
 from __future__ import annotations
