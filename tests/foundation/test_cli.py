@@ -88,6 +88,22 @@ def test_demo_writes_an_offline_report_and_csvs(demo_run):
     assert list((out / "aggregate").rglob("*.csv"))
 
 
+def test_demo_csvs_are_plain_ascii(demo_run):
+    """The CSVs carry no byte-order mark (it breaks the first header in R's ``read.csv``
+    and pandas' default reader), so Excel opens them as Windows text, where any character
+    beyond ASCII (an en dash in "1–20 mmol/L") shows as two or three wrong ones. The
+    labels pophealth writes itself are ASCII; only names from the data could be other."""
+    csvs = sorted((demo_run.out / "aggregate").rglob("*.csv"))
+    csvs += sorted((demo_run.out / "patient-level").rglob("*.csv"))
+    assert csvs
+    for path in csvs:
+        data = path.read_bytes()
+        assert not data.startswith(b"\xef\xbb\xbf"), path
+        if not data.isascii():
+            at = next(i for i, b in enumerate(data) if b > 127)
+            raise AssertionError(f"{path}: not ASCII near {data[max(0, at - 40) : at + 10]!r}")
+
+
 def test_help_and_version_load_no_query_engine():
     """`pophealth --help` / `--version` answer at once: the command line loads Ibis, pandas
     and the engines only for a command that runs something (they took ~1.8 s to import)."""

@@ -325,7 +325,8 @@ def _lipid_data_quality(
         rows.append(
             {
                 "lipid": words,
-                "plausible_range": f"{low:g}–{high:g}{unit}",
+                # (ASCII: a CSV without a byte-order mark opens in Excel as Windows text)
+                "plausible_range": f"{low:g} to {high:g}{unit}",
                 "patients_with_results_set_aside": int((patients[f"{name}_outside_n"] > 0).sum()),
                 "patients_with_results_converted_from_mg_dl": int(
                     (patients[f"{name}_mg_dl_n"] > 0).sum()

@@ -175,8 +175,8 @@ def test_lipid_result_quality_counts_people_and_is_released():
     frame.loc[:2, "ldl_mg_dl_n"] = 1  # 3 people: withheld
     frame.loc[:20, "hdl_mg_dl_n"] = 2  # 21 people
     got = _lipid_data_quality(frame, DEFAULT_CONFIG, disclosure.DEFAULT_POLICY).set_index("lipid")
-    assert got.loc["total cholesterol", "plausible_range"] == "1–20 mmol/L"
-    assert got.loc["cholesterol/HDL ratio (recorded)", "plausible_range"] == "1–20"
+    assert got.loc["total cholesterol", "plausible_range"] == "1 to 20 mmol/L"
+    assert got.loc["cholesterol/HDL ratio (recorded)", "plausible_range"] == "1 to 20"
     assert got.loc["total cholesterol", "patients_with_results_set_aside"] == 10
     assert got.loc["HDL cholesterol", "patients_with_results_converted_from_mg_dl"] == 20
     assert pd.isna(got.loc["LDL cholesterol", "patients_with_results_converted_from_mg_dl"])
