@@ -201,7 +201,8 @@ def fhir_command(
     in error, refuted, cancelled or not done withdraws that record (same identifier, else
     id, and patient), in any file of the run or, with --append, of an earlier run; with
     --append a newer version of a record replaces the rows its earlier version loaded. A
-    Patient or reference whose NHS number fails the modulus-11 check is quarantined. Only
+    Patient or reference whose NHS number fails the modulus-11 check, or is one digit ten
+    times (0000000000: a placeholder), is quarantined. Only
     a completed MedicationDispense loads as a supply.
     """
     from pophealth.ingest.fhir import ingest_fhir

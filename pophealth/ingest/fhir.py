@@ -7,7 +7,8 @@ batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
 * Patient -> ``patients`` (+ ``addresses``, ``registrations``); ``patient_id`` is an
   HMAC-SHA256 of the NHS number (or, failing that, of the source's patient id) under
   the controller's key — the raw identifier is never written; an NHS number that fails
-  the modulus-11 check quarantines the record that holds or refers to it;
+  the modulus-11 check, or is one digit ten times (a placeholder), quarantines the record
+  that holds or refers to it;
 * Condition, Observation (with components and coded values), Procedure,
   Immunization -> ``events``;
 * MedicationRequest / MedicationStatement / MedicationDispense (coded, contained or

@@ -119,6 +119,11 @@ def nhs_number_valid(values: Iterable[object]) -> np.ndarray:
     11; 11 gives check digit 0 and 10 means no valid number has those nine digits. About
     one random 10-digit string in 11 passes (10/11 × 1/10), so one id alone says little;
     a file most of whose 10-digit ids pass is a file of NHS numbers.
+
+    One digit ten times (``0000000000``, ``9999999999``) is refused too: every such string
+    passes the check (the nine weights add up to 54, and 11 − (54 × d mod 11) is d again),
+    but it is what a system writes for an unknown number, not anyone's — taken as a
+    number, it would merge the records of everyone it was written for into one patient.
     """
     text = pd.Series(values, dtype="object").astype("string").str.strip()
     text = text.str.replace(r"[ \-]", "", regex=True)
@@ -130,7 +135,8 @@ def nhs_number_valid(values: Iterable[object]) -> np.ndarray:
     digits = (np.frombuffer(joined, dtype=np.uint8).reshape(-1, 10) - 48).astype(np.int64)
     check = 11 - (digits[:, :9] @ _NHS_WEIGHTS) % 11
     check[check == 11] = 0
-    out[ten] = (check != 10) & (check == digits[:, 9])
+    repeated = (digits == digits[:, :1]).all(axis=1)
+    out[ten] = (check != 10) & (check == digits[:, 9]) & ~repeated
     return out
 
 
@@ -141,7 +147,8 @@ def nhs_number_problem(value: object) -> str | None:
     """Why ``value`` is not a valid NHS number (None when it is one), for one identifier.
 
     The rule of :func:`nhs_number_valid` (ten digits, spaces or hyphens between them
-    allowed, a modulus-11 check digit), with the reason in words for the quarantine report.
+    allowed, not one digit ten times, a modulus-11 check digit), with the reason in words
+    for the quarantine report.
     """
     text = str(value).strip() if value is not None else ""
     digits = text.replace(" ", "").replace("-", "")
@@ -149,6 +156,11 @@ def nhs_number_problem(value: object) -> str | None:
         return (
             "not a valid NHS number: 10 digits expected (spaces or hyphens between them "
             f"allowed), got {text!r}"
+        )
+    if len(set(digits)) == 1:
+        return (
+            f"not a valid NHS number: {digits} is one digit ten times, a placeholder for an "
+            "unknown number (it passes the modulus-11 check, as every such number does)"
         )
     check = 11 - sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True)) % 11
     if check == 10:

@@ -70,6 +70,23 @@ def test_the_data_dictionary_example_and_its_formatting():
     assert "would be 10" in nhs_number_problem("0000000061")
 
 
+def test_one_digit_ten_times_is_a_placeholder_not_a_number():
+    """0000000000 … 9999999999 all pass the modulus-11 check (weights 10 … 2 add up to 54,
+    and 11 − (54 × d mod 11) = d for every digit d), but they are what a system writes for
+    an unknown number: refused, by both checks, with the reason."""
+    import numpy as np
+
+    placeholders = [str(d) * 10 for d in range(10)]
+    weights = np.arange(10, 1, -1)
+    for p in placeholders:  # the check alone would take them
+        digits = np.array([int(c) for c in p])
+        assert (11 - digits[:9] @ weights % 11) % 11 == digits[9]
+    assert not nhs_number_valid([*placeholders, "000 000 0000", "111-111-1111"]).any()
+    for p in (*placeholders, "999 999 9999"):
+        assert "one digit ten times" in nhs_number_problem(p)
+    assert nhs_number_valid([VALID]).all()
+
+
 def test_scalar_check_agrees_with_the_vectorised_one():
     import numpy as np
 
@@ -117,6 +134,38 @@ def test_patients_with_an_invalid_nhs_number_are_quarantined_not_merged(tmp_path
     assert "its patients record was quarantined" in cond.reason.iloc[0]
     assert "not a valid NHS number" in cond.reason.iloc[0]
     assert s.records["Patient"].quarantined == 3 and s.records["Condition"].loaded == 1
+
+
+def test_patients_with_a_placeholder_nhs_number_are_not_merged_into_one(tmp_path):
+    """Two people both sent with 0000000000 (an unknown number) are two quarantined
+    records, not one patient holding both their conditions."""
+    src = tmp_path / "src"
+    _write(
+        src / "Patient.ndjson",
+        [
+            _patient("a", "0000000000", "1950-01-01"),
+            _patient("b", "000 000 0000", "1990-07-07"),
+            _patient("c", VALID),
+        ],
+    )
+    _write(
+        src / "Condition.ndjson",
+        [
+            _condition("c1", {"reference": "Patient/a"}),
+            _condition("c2", {"reference": "Patient/b"}),
+            _condition("c3", {"reference": "Patient/c"}),
+        ],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    assert s.records["Patient"].quarantined == 2 and s.records["Condition"].loaded == 1
+    pats = Store.open(tmp_path / "st").read("patients").to_pandas()
+    assert list(pats.patient_id) == [_pid(f"nhs:{VALID}")]
+    q = _quarantine(s)
+    bad = q[q.record_type == "Patient"]
+    assert set(bad.field) == {"Patient.identifier (NHS number)"}
+    assert bad.reason.str.contains("one digit ten times").all()
+    assert (q[q.record_type == "Condition"].field == "patient_id").all()
 
 
 def test_a_reference_by_an_invalid_nhs_number_quarantines_the_record(tmp_path):
