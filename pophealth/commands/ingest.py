@@ -127,6 +127,8 @@ def _report(summary) -> None:
     heads = ["table", "rows in", "loaded", "quarantined", "duplicates", "kept from store"]
     heads += ["inferred"] if inferred else []
     heads += ["withdrawn", "withdrawn from store", "replaced in store"] if withdrawn else []
+    dispensed = any(c.same_supply for c in summary.tables.values())
+    heads += ["same supply"] if dispensed else []
     for c in [*heads, "ok"]:
         t.add_column(c, justify="left" if c == "table" else "right")
     for name, c in summary.tables.items():
@@ -143,6 +145,7 @@ def _report(summary) -> None:
             if withdrawn:
                 gone = c.withdrawn_from_store - c.replaced_in_store
                 cells += [f"{c.withdrawn:,}", f"{gone:,}", f"{c.replaced_in_store:,}"]
+            cells += [f"{c.same_supply:,}"] if dispensed else []
             t.add_row(*cells, "✓" if c.balanced else "✗")
     console.print(t)
     r = Table(title="source records: in = loaded + quarantined + skipped")
@@ -202,8 +205,9 @@ def fhir_command(
     id, and patient), in any file of the run or, with --append, of an earlier run; with
     --append a newer version of a record replaces the rows its earlier version loaded. A
     Patient or reference whose NHS number fails the modulus-11 check, or is one digit ten
-    times (0000000000: a placeholder), is quarantined. Only
-    a completed MedicationDispense loads as a supply.
+    times (0000000000: a placeholder), is quarantined. Only a completed MedicationDispense
+    loads as a supply, and a dispense of a prescription that loads (this run or an earlier
+    --append run) is the same supply, counted once.
     """
     from pophealth.ingest.fhir import ingest_fhir
     from pophealth.ingest.fhir_read import JSON_SUFFIXES, find_files

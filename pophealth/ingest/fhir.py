@@ -12,7 +12,8 @@ batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
 * Condition, Observation (with components and coded values), Procedure,
   Immunization -> ``events``;
 * MedicationRequest / MedicationStatement / MedicationDispense (coded, contained or
-  referenced Medication) -> ``medications``;
+  referenced Medication) -> ``medications``; a dispense of a prescription that loads is
+  the same supply, counted once (``same_supply``);
 * Encounter -> ``admissions`` (inpatient classes) and ``emergency_attendances``;
 * Organization (GP practices with an ODS code) and ``Patient.generalPractitioner`` ->
   ``practices`` and ``registrations``;
@@ -537,7 +538,50 @@ class FhirMapper:
             okey = self._order_key(res, rtype)
             if okey is not None:
                 run.order(ctx, okey)
+            if rtype == "MedicationRequest":
+                self._prescribed(res, ctx, scope, entry)
+            elif rtype == "MedicationDispense":
+                pid, pref = self._evidence_patient(res, scope)
+                for key in self._authorising_keys(res, scope):
+                    run.link(ctx, key, pid, pref)
         run.end(ctx)
+
+    def _prescribed(self, res: dict, ctx: Any, scope: _UnitScope, entry: Entry) -> None:
+        """A prescription loaded, under every form a reference to it may take: a dispense of
+        it (its ``authorizingPrescription``: the same key and patient, see
+        :meth:`_authorising_keys`) is the same supply, counted once (:meth:`Run.prescribed`)."""
+        pid, pref = self._evidence_patient(res, scope)
+        if pid is None and pref is None:
+            return
+        for handle in sorted(_resource_keys("MedicationRequest", res, entry.full_url)):
+            self.run.prescribed(ctx, self.pseudo.key_of(f"dispensed-as:{handle}"), pid, pref)
+
+    def _authorising_keys(self, res: dict, scope: _UnitScope) -> list[str]:
+        """The links of a dispense to the prescriptions it supplies (see :meth:`_prescribed`):
+        each ``authorizingPrescription`` as ``MedicationRequest/id`` (a bare id is one),
+        ``urn:uuid``/fullUrl or ``identifier:system|value``; every form of one resolved in
+        the Bundle. A contained prescription is no loaded record: no link."""
+        handles: set[str] = set()
+        for ref in _list(res.get("authorizingPrescription")):
+            if not isinstance(ref, dict) or _ref_type(ref) not in (None, "MedicationRequest"):
+                continue
+            r = ref.get("reference")
+            if isinstance(r, str) and r.strip() and not r.strip().startswith("#"):
+                r = r.strip()
+                target = scope.get(r)
+                if isinstance(target, dict) and target.get("resourceType") == "MedicationRequest":
+                    handles |= _resource_keys("MedicationRequest", target, None)
+                if "/" in r or r.startswith(("urn:uuid:", "urn:oid:")):
+                    handles.add(_ref_key(r))
+                else:  # a bare id: the type is the element's
+                    handles.add(f"MedicationRequest/{r}")
+            ident = ref.get("identifier")
+            if isinstance(ident, dict) and isinstance(ident.get("value"), (str, int)):
+                handles.add(
+                    f"identifier:{str(ident.get('system') or '').strip().lower()}|"
+                    f"{str(ident['value']).strip()}"
+                )
+        return [self.pseudo.key_of(f"dispensed-as:{h}") for h in sorted(handles)]
 
     @staticmethod
     def _withdrawing(res: dict, rtype: str) -> str | None:

@@ -78,6 +78,12 @@ EVIDENCE_COLUMNS = (
 #: Spilled prescriptions' order keys (see :meth:`Run.order`): ``rkey`` of the record and
 #: ``okey``, the hashed identity of the order (an EPS order item, an identifier, an id).
 ORDERS = "_orders"
+#: Spilled links of dispenses to the prescriptions they supply (see :meth:`Run.link`) and
+#: the prescriptions' own (see :meth:`Run.prescribed`): ``rkey`` of the record, ``okey`` (a
+#: hashed form of a reference to the prescription) and the patient (``patient_id`` or hashed
+#: ``_pref``).
+LINKS = "_links"
+PRESCRIBED = "_prescribed"
 #: Spilled withdrawals (see :meth:`Run.withdraw`): a cancelled or entered-in-error record's
 #: ``okey`` and its patient (``patient_id`` or hashed ``_pref``).
 WITHDRAWALS = "_withdrawals"
@@ -101,12 +107,20 @@ INDEX_COLUMNS = {
     "patient": ["key", "pid"],
     "provider": ["key", "practice_id", "name", "is_gp"],
     "withdrawn": ["key", "pid"],
+    "prescribed": ["key", "pid"],
+    "supplied": ["key", "pid"],
     "issued": ["key", "pid", "rowhash", "run_seq"],
 }
 #: Why a prescription withdrawn by a later record is not loaded (the record is skipped).
 WITHDRAWN_REASON = (
     "withdrawn: a cancelled or entered-in-error record of the same order (EPS order item, "
     "identifier or id) and patient says it was never issued"
+)
+#: Why a dispense of a prescription that is loaded is not (the record is skipped), nor a
+#: prescription whose dispense an earlier run loaded.
+DISPENSED_REASON = (
+    "one supply: a prescription and its dispense (the same patient) are counted once, as "
+    "the prescription, or as the dispense when an earlier run loaded it"
 )
 #: Why another record withdrawn by a later version of it is not loaded (it is skipped).
 WITHDRAWN_RECORD_REASON = (
@@ -216,6 +230,10 @@ class TableCounts:
     #: source rows not loaded because a cancelled or entered-in-error record withdraws them
     #: (medications: an EPS cancellation of the order item)
     withdrawn: int = 0
+    #: medications: rows not loaded because a prescription and its dispense are one supply,
+    #: counted once: a dispense whose prescription is loaded (this run or, appending, an
+    #: earlier one), a prescription whose dispense an earlier run loaded
+    same_supply: int = 0
     #: rows an earlier run loaded that this run removed from the store (not source rows of
     #: this run, so not part of the balance): withdrawn by an entered-in-error version, or
     #: replaced by a newer version of their record
@@ -225,7 +243,10 @@ class TableCounts:
 
     @property
     def balanced(self) -> bool:
-        return self.rows_in == self.loaded + self.quarantined + self.duplicates + self.withdrawn
+        return self.rows_in == (
+            self.loaded + self.quarantined + self.duplicates + self.withdrawn
+            + self.same_supply
+        )  # fmt: skip
 
 
 @dataclass
@@ -374,6 +395,8 @@ class Run:
         self._extra: dict[str, Any] = {}
         self._evidence: list[dict] = []
         self._orders: list[tuple[int, str]] = []
+        self._links: list[tuple[int, str, str | None, str | None]] = []
+        self._prescriptions: list[tuple[int, str, str | None, str | None]] = []
         self._withdrawals: list[tuple[str, str | None, str | None]] = []
         self._refused: list[tuple[int, str, str]] = []
         self._inferred_rejected = 0
@@ -624,6 +647,26 @@ class Run:
         if len(self._orders) >= self.batch_rows:
             self._flush_orders()
 
+    def link(self, ctx: Context, okey: str, patient_id: str | None, pref: str | None) -> None:
+        """A link of the dispense ``ctx`` of a patient (``patient_id``, or the hashed
+        reference ``pref`` resolved at the end) to a prescription it supplies (``okey``: a
+        hashed form of the reference to it). A prescription and its dispense are one
+        supply, counted once: when the prescription loads (:meth:`prescribed`) in any file
+        of the run or of an earlier ``--append`` run, the dispense's rows are not loaded;
+        when an earlier run loaded the dispense, the prescription's are not (both counted
+        as ``same_supply``)."""
+        self._links.append((ctx.rkey, okey, patient_id, pref))
+        if len(self._links) >= self.batch_rows:
+            self._flush_orders()
+
+    def prescribed(self, ctx: Context, okey: str, patient_id: str | None, pref: str | None) -> None:
+        """The prescription ``ctx`` of a patient, under ``okey`` (one call per form a
+        reference to it may take; see :meth:`link`). Kept in the reference index for later
+        ``--append`` runs."""
+        self._prescriptions.append((ctx.rkey, okey, patient_id, pref))
+        if len(self._prescriptions) >= self.batch_rows:
+            self._flush_orders()
+
     def withdraw(self, okey: str, patient_id: str | None, pref: str | None) -> None:
         """A cancelled, entered-in-error (refuted, not done …) record: the order or record
         ``okey`` of that patient (``patient_id``, or the hashed reference ``pref`` resolved at
@@ -650,6 +693,14 @@ class Run:
         )  # fmt: skip
         orders, self._orders = self._orders, []
         self._spill_rows(ORDERS, "orders", orders, {"rkey": pa.int64(), "okey": pa.string()})
+        keyed = {
+            "rkey": pa.int64(), "okey": pa.string(), "patient_id": pa.string(),
+            "_pref": pa.string(),
+        }  # fmt: skip
+        links, self._links = self._links, []
+        self._spill_rows(LINKS, "links", links, keyed)
+        rows, self._prescriptions = self._prescriptions, []
+        self._spill_rows(PRESCRIBED, "prescribed", rows, keyed)
         rows, self._withdrawals = self._withdrawals, []
         self._spill_rows(
             WITHDRAWALS, "withdrawals", rows,
@@ -826,6 +877,7 @@ class Run:
                     extra_metadata=self._extra,
                 )
                 committed = True
+                self._keep_supplied(con)
                 self._keep_index()
             except StrictRefusal:
                 self.notes.append(
@@ -845,6 +897,12 @@ class Run:
                     f"{meds.withdrawn_from_store - meds.replaced_in_store:,} loaded by earlier "
                     "runs removed: a cancelled or entered-in-error record of the same order "
                     "(EPS order item, identifier or id) and patient withdraws them"
+                )
+            if meds.same_supply:
+                self.notes.append(
+                    f"{meds.same_supply:,} medication row(s) not loaded: a prescription and "
+                    "its dispense (the same patient) are one supply, counted once — as the "
+                    "prescription, or as the dispense when an earlier run loaded it"
                 )
             for name in RECORD_TABLES:
                 c = self.tables[name]
@@ -1052,6 +1110,7 @@ class Run:
                 "INSERT INTO withdrawn SELECT DISTINCT key, pid "
                 f"FROM read_parquet({previous!r}) EXCEPT SELECT okey, patient_id FROM withdrawn"
             )
+        self._register_prescribed(con)
         issued = self._previous_index("issued")
         if issued and con.execute("SELECT count(*) FROM orders").fetchone()[0]:
             # the records of this run that earlier runs may have loaded a version of
@@ -1106,8 +1165,68 @@ class Run:
         self._withdrawing = bool(
             con.execute(
                 "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM withdrawn_rows)"
+                " + (SELECT count(*) FROM dispensed)"
             ).fetchone()[0]
         )
+
+    def _register_prescribed(self, con) -> None:
+        """``dispensed``: the records (``rkey``, ``patient_id``) not loaded because a
+        prescription and its dispense are one supply, counted once (see :meth:`Run.link`): a
+        dispense linked to a prescription of the same patient that this run or, appending,
+        an earlier run loaded; a prescription whose dispense an earlier run loaded. This
+        run's prescriptions are kept in the reference index for later ``--append`` runs
+        (its dispenses, once loaded: :meth:`_keep_supplied`)."""
+        resolved = (
+            "SELECT rkey, okey, coalesce(w.patient_id, p.pid) AS patient_id "
+            "FROM read_parquet({files!r}) w "
+            "LEFT JOIN idx_patient p ON w._pref = p.key AND p.n = 1 "
+            "WHERE coalesce(w.patient_id, p.pid) IS NOT NULL"
+        )
+        for name, spill in (("links", LINKS), ("prescribed", PRESCRIBED)):
+            con.execute(f"CREATE TABLE {name} (rkey BIGINT, okey VARCHAR, patient_id VARCHAR)")
+            files = [str(p) for p in self._spills.get(spill, [])]
+            if files:
+                con.execute(f"INSERT INTO {name} " + resolved.format(files=files))
+        con.execute("CREATE TABLE dispensed (rkey BIGINT, patient_id VARCHAR)")
+        if con.execute("SELECT count(*) FROM prescribed").fetchone()[0]:
+            path = self._path("index-prescribed")
+            con.execute(
+                "COPY (SELECT DISTINCT okey AS key, patient_id AS pid FROM prescribed) "
+                f"TO '{path}' (FORMAT PARQUET)"
+            )
+            self._index_spills["prescribed"].append(path)
+        earlier = self._previous_index("prescribed")
+        earlier = f" UNION ALL SELECT key, pid FROM read_parquet({earlier!r})" if earlier else ""
+        con.execute(
+            "INSERT INTO dispensed SELECT DISTINCT l.rkey, l.patient_id FROM links l "
+            "JOIN (SELECT okey, patient_id FROM prescribed" + earlier + ") p "
+            "ON p.okey = l.okey AND p.patient_id = l.patient_id"
+        )
+        supplied = self._previous_index("supplied")
+        if supplied:
+            con.execute(
+                "INSERT INTO dispensed SELECT DISTINCT p.rkey, p.patient_id FROM prescribed p "
+                f"JOIN read_parquet({supplied!r}) s ON s.key = p.okey AND s.pid = p.patient_id"
+            )
+
+    def _keep_supplied(self, con) -> None:
+        """The links of this run's dispenses that loaded (:meth:`Run.link`), kept in the
+        reference index: a later ``--append`` run does not load their prescriptions."""
+        files = [str(p) for p in self._outcome_spills]
+        if not files or not con.execute("SELECT count(*) FROM links").fetchone()[0]:
+            return
+        path = self._path("index-supplied")
+        con.execute(
+            f"""
+            COPY (
+                SELECT DISTINCT l.okey AS key, l.patient_id AS pid FROM links l
+                WHERE l.rkey IN (
+                    SELECT rkey FROM read_parquet({files!r}) WHERE outcome = 'loaded'
+                )
+            ) TO '{path}' (FORMAT PARQUET)
+            """
+        )
+        self._index_spills["supplied"].append(path)
 
     def _screen_patients(self, con) -> None:
         """Validate every patients record of the run before one is chosen per patient.
@@ -1333,6 +1452,13 @@ class Run:
                 f" LEFT JOIN withdrawn w ON w.okey = o.okey AND w.patient_id = {pid}"
             )
             withdrawals = ", o.okey AS _okey, (w.okey IS NOT NULL) AS _wd"
+            if name == "medications":
+                # a prescription and its dispense: one supply, counted once
+                extra_join += f" LEFT JOIN dispensed d ON d.rkey = s._rkey AND d.patient_id = {pid}"
+                withdrawals = (
+                    ", o.okey AS _okey, (w.okey IS NOT NULL OR d.rkey IS NOT NULL) AS _wd"
+                    ", (d.rkey IS NOT NULL) AS _disp"
+                )
         rep = f" REPLACE ({', '.join(replace)})" if replace else ""
         if name == "patients":
             order = (
@@ -1559,6 +1685,9 @@ class Run:
             # an earlier run is removed), whether or not it repeats another row
             wd = df["_withdrawn"].fillna(False).to_numpy(bool) & ~bad_ref
             outcome[wd & np.isin(outcome, ["loaded", "duplicate"])] = "withdrawn"
+            if "_disp" in df.columns:  # a dispense of a loaded prescription: counted apart
+                disp = df["_disp"].fillna(False).to_numpy(bool) & ~old
+                outcome[disp & (outcome == "withdrawn")] = "dispensed"
         if name == "registrations":
             noprac = df["practice_id"].isna().to_numpy() & df["_mref"].notna().to_numpy()
             noprac &= outcome == "loaded"
@@ -1672,6 +1801,7 @@ class Run:
         counts.quarantined += int(((outcome == "quarantined") & new).sum())
         counts.duplicates += int(((outcome == "duplicate") & new).sum())
         counts.withdrawn += int(((outcome == "withdrawn") & new).sum())
+        counts.same_supply += int(((outcome == "dispensed") & new).sum())
         counts.kept_from_store += int(((outcome == "loaded") & old).sum())
         counts.withdrawn_from_store += int(((outcome == "withdrawn") & old).sum())
         if "_replaced" in df.columns:
@@ -1733,18 +1863,20 @@ class Run:
                    count(*) FILTER (WHERE st = 'loaded') AS loaded,
                    count(*) FILTER (WHERE st = 'quarantined') AS quarantined,
                    count(*) FILTER (WHERE st = 'duplicate') AS duplicate,
-                   count(*) FILTER (WHERE st = 'withdrawn') AS withdrawn
+                   count(*) FILTER (WHERE st = 'withdrawn') AS withdrawn,
+                   count(*) FILTER (WHERE st = 'dispensed') AS dispensed
             FROM (
                 SELECT rkey, any_value(rtype) AS rtype,
                        CASE WHEN bool_or(outcome = 'loaded') THEN 'loaded'
                             WHEN bool_or(outcome = 'quarantined') THEN 'quarantined'
                             WHEN bool_or(outcome = 'withdrawn') THEN 'withdrawn'
+                            WHEN bool_or(outcome = 'dispensed') THEN 'dispensed'
                             ELSE 'duplicate' END AS st
                 FROM read_parquet({files!r}) GROUP BY rkey
             ) GROUP BY rtype
             """
         ).fetchall()
-        for rtype, loaded, quarantined, duplicate, withdrawn in rows:
+        for rtype, loaded, quarantined, duplicate, withdrawn, dispensed in rows:
             rc = self.records[rtype]
             rc.loaded += loaded
             rc.quarantined += quarantined
@@ -1757,6 +1889,9 @@ class Run:
                     WITHDRAWN_REASON if rtype.startswith("Medication") else WITHDRAWN_RECORD_REASON
                 )
                 rc.skip_reasons[reason] += withdrawn
+            if dispensed:
+                rc.skipped += dispensed
+                rc.skip_reasons[DISPENSED_REASON] += dispensed
 
 
 #: the patients columns compared between two records of one patient in a run (SQL giving
