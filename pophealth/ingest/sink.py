@@ -1188,21 +1188,25 @@ class Run:
             if files:
                 con.execute(f"INSERT INTO {name} " + resolved.format(files=files))
         con.execute("CREATE TABLE dispensed (rkey BIGINT, patient_id VARCHAR)")
-        if con.execute("SELECT count(*) FROM prescribed").fetchone()[0]:
+        prescribed = con.execute("SELECT count(*) FROM prescribed").fetchone()[0]
+        if prescribed:
             path = self._path("index-prescribed")
             con.execute(
                 "COPY (SELECT DISTINCT okey AS key, patient_id AS pid FROM prescribed) "
                 f"TO '{path}' (FORMAT PARQUET)"
             )
             self._index_spills["prescribed"].append(path)
-        earlier = self._previous_index("prescribed")
-        earlier = f" UNION ALL SELECT key, pid FROM read_parquet({earlier!r})" if earlier else ""
-        con.execute(
-            "INSERT INTO dispensed SELECT DISTINCT l.rkey, l.patient_id FROM links l "
-            "JOIN (SELECT okey, patient_id FROM prescribed" + earlier + ") p "
-            "ON p.okey = l.okey AND p.patient_id = l.patient_id"
-        )
-        supplied = self._previous_index("supplied")
+        if con.execute("SELECT count(*) FROM links").fetchone()[0]:
+            earlier = self._previous_index("prescribed")
+            earlier = (
+                f" UNION ALL SELECT key, pid FROM read_parquet({earlier!r})" if earlier else ""
+            )
+            con.execute(
+                "INSERT INTO dispensed SELECT DISTINCT l.rkey, l.patient_id FROM links l "
+                "JOIN (SELECT okey, patient_id FROM prescribed" + earlier + ") p "
+                "ON p.okey = l.okey AND p.patient_id = l.patient_id"
+            )
+        supplied = self._previous_index("supplied") if prescribed else []
         if supplied:
             con.execute(
                 "INSERT INTO dispensed SELECT DISTINCT p.rkey, p.patient_id FROM prescribed p "
@@ -1221,7 +1225,8 @@ class Run:
             COPY (
                 SELECT DISTINCT l.okey AS key, l.patient_id AS pid FROM links l
                 WHERE l.rkey IN (
-                    SELECT rkey FROM read_parquet({files!r}) WHERE outcome = 'loaded'
+                    SELECT rkey FROM read_parquet({files!r})
+                    WHERE rtype = 'MedicationDispense' AND outcome = 'loaded'
                 )
             ) TO '{path}' (FORMAT PARQUET)
             """
