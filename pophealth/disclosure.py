@@ -56,6 +56,7 @@ guidance for tables produced from administrative sources* (secondary suppression
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -89,6 +90,10 @@ Rounding = Literal["nearest5", "midpoint6", "none"]
 #: withheld cells in one table beyond which the linear-programming audit is not run (one
 #: table of about 2,000 withheld cells takes under a second; 11,000, over a minute)
 MAX_AUDITED_CELLS = 2000
+#: how many answers of :func:`secondary_suppression` are remembered, by the content of its
+#: inputs (0: none)
+SECONDARY_CACHE_SIZE = 1024
+_SECONDARY_CACHE: OrderedDict = OrderedDict()
 PRIMARY = "primary"
 SECONDARY = "secondary"
 COMPLEMENT = "complement"
@@ -218,7 +223,100 @@ def secondary_suppression(
     marks cells that other tables give too: withholding one withholds it everywhere, so
     among the cells that would do as a second withheld cell, they are taken last. Returns
     the new mask (a copy).
+
+    The answer depends on nothing but these arguments, so it is remembered by their content
+    (:data:`SECONDARY_CACHE_SIZE` answers; a run asks the same question many times: every
+    indicator's denominators are the register's, and each :meth:`SharedCounts.settle` pass
+    asks again what the one before asked). An answer remembered is the same mask, and the
+    same warnings, as one worked out again.
     """
+    by = list(by)
+    for m in margins:
+        if m not in by:
+            raise ValueError(f"margin '{m}' must be one of the by columns {by}")
+    args = (
+        col,
+        tuple(by),
+        tuple(margins),
+        total_label,
+        audit,
+        tuple(primary_bounds),
+        same_total_across,
+    )
+    try:
+        key = _content_key(frame, by, col, suppressed, protect, avoid, args)
+    except Exception:  # an input the key cannot hold: worked out as it is, not remembered
+        key = None
+    found = _SECONDARY_CACHE.get(key) if key is not None else None
+    if found is None:
+        found = _secondary_suppression(
+            frame, col, suppressed, by=by, margins=margins, total_label=total_label,
+            audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
+            protect=protect, avoid=avoid,
+        )  # fmt: skip
+        if key is not None:
+            _SECONDARY_CACHE[key] = found
+            while len(_SECONDARY_CACHE) > SECONDARY_CACHE_SIZE:
+                _SECONDARY_CACHE.popitem(last=False)
+    else:
+        _SECONDARY_CACHE.move_to_end(key)
+    mask, messages = found
+    for message in messages:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return mask.copy()
+
+
+def _content_key(frame: pd.DataFrame, by: list[str], col: str, *rest: object) -> tuple | None:
+    """A key that is equal only for inputs of equal content: each ``by`` column's dtype and
+    values (objects with their types: 1, 1.0 and "1" are three keys), ``col`` as numbers,
+    masks as bytes, other arguments as they are; None when nothing is remembered."""
+    if SECONDARY_CACHE_SIZE <= 0:
+        return None
+    parts: list[object] = [len(frame), MAX_AUDITED_CELLS, frame_key(frame, by)]
+    parts.append(frame[col].to_numpy(dtype=float).tobytes())
+    for item in rest:
+        parts.append(item if item is None or isinstance(item, tuple) else mask_key(item))
+    key = tuple(parts)
+    hash(key)
+    return key
+
+
+def frame_key(frame: pd.DataFrame, columns: Sequence[str]) -> tuple:
+    """The content of ``columns`` of ``frame`` as a hashable key, equal only for equal
+    content: each column's dtype and values (objects with their types: 1, 1.0 and "1" are
+    three keys; a NaN object equal only to itself, so at worst a key is not found)."""
+    parts: list[object] = [len(frame)]
+    for c in columns:
+        values = frame[c].to_numpy()
+        if values.dtype == object:
+            parts.append((c, repr(frame[c].dtype), tuple((type(v), v) for v in values)))
+        else:
+            parts.append((c, repr(frame[c].dtype), values.dtype.str, values.tobytes()))
+    return tuple(parts)
+
+
+def mask_key(mask: object) -> bytes:
+    """A mask of cells as a hashable key (its length and bits)."""
+    arr = np.asarray(mask, dtype=bool)
+    return np.packbits(arr).tobytes() + b"|%d" % len(arr)
+
+
+def _secondary_suppression(
+    frame: pd.DataFrame,
+    col: str,
+    suppressed: np.ndarray,
+    *,
+    by: list[str],
+    margins: Sequence[str],
+    total_label: object,
+    audit: bool,
+    primary_bounds: tuple[float, float],
+    same_total_across: str | None,
+    protect: np.ndarray | None,
+    avoid: np.ndarray | None,
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
+    messages: list[str] = []
     mask = np.asarray(suppressed, dtype=bool).copy()
     protect = (
         np.zeros(len(mask), dtype=bool) if protect is None else np.asarray(protect, dtype=bool)
@@ -226,10 +324,6 @@ def secondary_suppression(
     mask |= protect
     avoid = np.zeros(len(mask), dtype=bool) if avoid is None else np.asarray(avoid, dtype=bool)
     values = frame[col].to_numpy(dtype=float)
-    by = list(by)
-    for m in margins:
-        if m not in by:
-            raise ValueError(f"margin '{m}' must be one of the by columns {by}")
     # precompute the additive sets: (cell positions, total position or None)
     sets: list[tuple[np.ndarray, int | None]] = []
     for m in margins:
@@ -258,12 +352,10 @@ def secondary_suppression(
         if not audit or not has_totals:
             break
         if mask.sum() > MAX_AUDITED_CELLS:
-            warnings.warn(
+            messages.append(
                 f"disclosure: {int(mask.sum())} withheld cells is more than the "
                 f"{MAX_AUDITED_CELLS} the linear-programming audit checks; only the "
-                "one-withheld-cell-per-total rule was applied",
-                UserWarning,
-                stacklevel=3,
+                "one-withheld-cell-per-total rule was applied"
             )
             break
         leaks = _pinned_cells(sets, mask, guarded, values, primary_bounds, ties, primary)
@@ -277,14 +369,12 @@ def secondary_suppression(
                 mask = _tie(mask, ties)
                 stuck = False
         if stuck:
-            warnings.warn(
+            messages.append(
                 f"disclosure: withheld cell(s) at rows {leaks} could still be derived from "
-                "totals and no cell is left to withhold; do not publish the totals around them",
-                UserWarning,
-                stacklevel=3,
+                "totals and no cell is left to withhold; do not publish the totals around them"
             )
             break
-    return mask
+    return mask, messages
 
 
 def _tied_totals(
@@ -767,16 +857,12 @@ def release_proportions(
     n = _as_counts(out[denominator], denominator)
     if np.any(x > n):
         raise ValueError("numerator must be less than or equal to denominator for a proportion")
-    t = policy.suppress_at_or_below
     few = _few_patients(out, patients or {}, policy)
     out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
-    n_primary = policy.primary_mask(n) | few.get(denominator, False)
-    n_elsewhere = _elsewhere(withhold, denominator, len(out)) & ~n_primary
+    n_primary, n_elsewhere, x_primary, x_comp, x_elsewhere = _first_masks(
+        x, n, policy, few, withhold, numerator, denominator
+    )
     n_mask = n_primary | n_elsewhere
-    x_primary = policy.primary_mask(x) | few.get(numerator, False)
-    comp = n - x
-    x_comp = (comp >= 1) & (comp <= t) & policy.suppress_complements & ~x_primary
-    x_elsewhere = _elsewhere(withhold, numerator, len(out)) & ~x_primary & ~x_comp
     x_mask = x_primary | x_comp | n_mask | x_elsewhere
     if policy.secondary and margins:
         work = out[by].copy()
@@ -857,6 +943,59 @@ def release_proportions(
     return out
 
 
+def _first_masks(
+    x: np.ndarray,
+    n: np.ndarray,
+    policy: DisclosurePolicy,
+    few: dict[str, np.ndarray],
+    withhold: Mapping[str, object] | None,
+    numerator: str,
+    denominator: str,
+) -> tuple[np.ndarray, ...]:
+    """What :func:`release_proportions` withholds before secondary suppression: the
+    denominators withheld on their own value and those withheld elsewhere in the run, the
+    numerators withheld on their own value, for their complement and elsewhere."""
+    n_primary = policy.primary_mask(n) | few.get(denominator, False)
+    n_elsewhere = _elsewhere(withhold, denominator, len(n)) & ~n_primary
+    x_primary = policy.primary_mask(x) | few.get(numerator, False)
+    comp = n - x
+    t = policy.suppress_at_or_below
+    x_comp = (comp >= 1) & (comp <= t) & policy.suppress_complements & ~x_primary
+    x_elsewhere = _elsewhere(withhold, numerator, len(x)) & ~x_primary & ~x_comp
+    return n_primary, n_elsewhere, x_primary, x_comp, x_elsewhere
+
+
+def withheld_elsewhere_key(
+    df: pd.DataFrame,
+    numerator: str,
+    denominator: str,
+    *,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
+    withhold: Mapping[str, object] | None = None,
+    avoid: Mapping[str, object] | None = None,
+) -> tuple:
+    """What of ``withhold`` and ``avoid`` :func:`release_proportions` (with no
+    ``patients``) decides by, as a hashable key: of the cells withheld elsewhere, those not
+    withheld here already (a count withheld on its own value is withheld whether or not
+    another table withholds it; a numerator is withheld with its denominator). With the
+    table's counts and the other arguments the same, an equal key is the same release —
+    so one table built again in each :meth:`SharedCounts.settle` pass, the counts around
+    it withheld alike, is released alike."""
+    x = _as_counts(df[numerator], numerator)
+    n = _as_counts(df[denominator], denominator)
+    n_primary, n_elsewhere, x_primary, x_comp, x_elsewhere = _first_masks(
+        x, n, policy, {}, withhold, numerator, denominator
+    )
+    x_elsewhere &= ~(n_primary | n_elsewhere)
+    rows = len(df)
+    return (
+        mask_key(n_elsewhere),
+        mask_key(x_elsewhere),
+        mask_key(_elsewhere(avoid, numerator, rows)),
+        mask_key(_elsewhere(avoid, denominator, rows)),
+    )
+
+
 #: A count's identity across the tables of a run: its population (scope) and group, e.g.
 #: ``("cvd.htn_target_under80.denominator", "pcn_name", "North PCN")`` or, for the whole
 #: population, ``("asthma.register", "Total")``. ``None``: a cell no other table gives.
@@ -902,15 +1041,40 @@ class SharedCounts:
     count is withheld, or released with one value — :meth:`record` refuses a count released
     with two different values (two copies that are not one count: a wrong key).
 
+    A pass asks much of what the pass before asked: a table whose counts, and whose cells
+    withheld elsewhere, are the same as in an earlier pass is the same table. So an equity
+    view is worked out once per run for each such input and remembered (:meth:`remember`,
+    used by :func:`pophealth.equity.equity_view`), and :func:`secondary_suppression`
+    remembers its answers by the content of its inputs; the last pass, which withholds
+    nothing new, is then mostly remembered tables. Every pass is still built whole and
+    recorded, so the passes, and what each withholds, are those of building every table
+    afresh (``remembering = False``; tests/programmes/test_settle_remembered.py compares the two).
+
     A new programme takes part by keying its counts with :func:`count_keys` under scopes
     that name the population and filter (``"<programme>.<flag>"``) and building its tables
     in :meth:`settle`; nothing else in the core changes.
     """
 
+    #: False: :meth:`remember` works every table out again (the plain passes, to compare)
+    remembering: bool = True
+
     def __init__(self) -> None:
         self._withheld: set[CountKey] = set()
         self._released: dict[CountKey, tuple[float, str]] = {}
+        self._remembered: dict[object, object] = {}
         self.passes = 0
+
+    def remember(self, key: object, make: Callable[[], object]) -> object:
+        """``make()``, worked out once per ``key`` in this run and remembered: a table that
+        :meth:`settle` builds again from the same inputs — the same counts, and the same
+        cells withheld elsewhere (:meth:`masks`, part of the key) — is the same table. The
+        caller keys everything its result depends on, copies what it hands out (callers
+        change their tables) and still :meth:`record` s it in every pass."""
+        if not self.remembering:
+            return make()
+        if key not in self._remembered:
+            self._remembered[key] = make()
+        return self._remembered[key]
 
     def withheld(self, keys: Sequence[CountKey | None]) -> np.ndarray:
         """Per key, whether another table of the run withholds that count."""

@@ -31,12 +31,14 @@ Core20 = IMD deciles 1-2 (most deprived 20%, NHS England Core20PLUS5); IMD quint
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from pophealth import disclosure
 from pophealth.disclosure import (
     DEFAULT_POLICY,
     DisclosurePolicy,
@@ -242,6 +244,58 @@ def equity_view(
             "numerator must be less than or equal to denominator in every row "
             f"(row {row}: {x.iloc[row]:g} > {n.iloc[row]:g})"
         )
+    if shared is not None:
+        # the same counts in every pass of the run's settle: one table (shared.remember)
+        key = (
+            "equity_table", disclosure.frame_key(df, [*cols_all, numerator, denominator]),
+            tuple(cols_all), scope,
+        )  # fmt: skip
+        table, keys = shared.remember(key, lambda: _table(df, x, n, cols_all, scope))
+        table, keys = table.copy(), {col: list(k) for col, k in keys.items()}
+    else:
+        table, keys = _table(df, x, n, cols_all, None)
+    masks = shared.masks(keys) if keys else {}
+    args = (table, notes, higher_is_better, multiplier, policy, sii_repetitions, seed, masks)
+    if keys:
+        # built again in every pass of the run's settle: the same counts, with the same
+        # cells withheld elsewhere, give the same view (shared.remember)
+        key = (
+            "equity_view", disclosure.frame_key(table, ["breakdown", "group", "x", "n"]),
+            tuple(notes), higher_is_better, multiplier, policy, sii_repetitions, seed,
+            disclosure.withheld_elsewhere_key(table, "x", "n", policy=policy, **masks),
+        )  # fmt: skip
+        made = shared.remember(key, lambda: _released_view(*args))
+    else:
+        made = _released_view(*args)
+    breakdowns, gap, sii_table, view_notes, caught = made
+    for w in caught:  # the warnings of the disclosure control, each time it is given
+        warnings.warn_explicit(
+            w.message, w.category, w.filename, w.lineno,
+            registry=globals().setdefault("__warningregistry__", {}),
+        )  # fmt: skip
+    for col, k in keys.items():
+        name = {"x": "numerator", "n": "denominator"}[col]
+        shared.record(k, breakdowns[name], f"equity view {scope[0]}")
+    return EquityView(
+        breakdowns=breakdowns.copy(),
+        gap=gap.copy(),
+        sii=sii_table.copy(),
+        policy=policy,
+        multiplier=multiplier,
+        higher_is_better=higher_is_better,
+        notes=list(view_notes),
+    )
+
+
+def _table(
+    df: pd.DataFrame,
+    x: pd.Series,
+    n: pd.Series,
+    cols_all: list[str],
+    scope: tuple[str, str] | None,
+) -> tuple[pd.DataFrame, dict[str, list]]:
+    """The counts by breakdown and group, with a Total row per breakdown, and (with
+    ``scope``) each count's identity among the run's counts."""
     pieces = []
     for col in cols_all:
         g = (
@@ -260,20 +314,36 @@ def equity_view(
     )
     table["group"] = table["group"].astype(object)
     keys = {}
-    if shared is not None and scope is not None:
+    if scope is not None:
         keys = {
             col: count_keys(name, table["breakdown"], table["group"])
             for col, name in zip(("x", "n"), scope, strict=True)
         }
         _core20_is_quintile_1(table, keys)
+    return table, keys
+
+
+def _released_view(
+    table: pd.DataFrame,
+    notes: list[str],
+    higher_is_better: bool,
+    multiplier: float,
+    policy: DisclosurePolicy,
+    sii_repetitions: int,
+    seed: int,
+    masks: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], list]:
+    """The released breakdowns (with each group's comparison with the rest), gap, SII and
+    notes of an equity view from its table of counts, and the warnings its disclosure
+    control gave (for :func:`equity_view` to give each time; the result is not changed)."""
+    notes = list(notes)
     # every breakdown's Total is the same count: withheld in all or in none
-    released = release_proportions(
-        table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
-        total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown",
-        **(shared.masks(keys) if keys else {}),
-    )  # fmt: skip
-    for col, k in keys.items():
-        shared.record(k, released[col], f"equity view {scope[0]}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        released = release_proportions(
+            table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
+            total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown", **masks,
+        )  # fmt: skip
     released = released.rename(columns={"x": "numerator", "n": "denominator"})
 
     # comparison with the rest of the population, from released counts
@@ -304,15 +374,7 @@ def equity_view(
     if not higher_is_better:
         notes.append("lower values are better for this indicator")
     notes.append(policy.describe())
-    return EquityView(
-        breakdowns=released.reset_index(drop=True),
-        gap=gap,
-        sii=sii_table,
-        policy=policy,
-        multiplier=multiplier,
-        higher_is_better=higher_is_better,
-        notes=notes,
-    )
+    return released.reset_index(drop=True), gap, sii_table, notes, list(caught)
 
 
 def _gap(released: pd.DataFrame, multiplier: float) -> pd.DataFrame:
