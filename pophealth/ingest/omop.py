@@ -13,7 +13,9 @@ condition_occurrence,  ``events`` — one row per mapped code: the standard conc
 measurement,           when different, the source concept (e.g. ICD-10), through the
 observation,           ``concept`` table; value and unit kept
 procedure_occurrence
-drug_exposure          ``medications`` (dm+d preferred, else SNOMED, RxNorm)
+drug_exposure          ``medications`` (dm+d preferred, else SNOMED, RxNorm); a
+                       dose given by staff (drug_type_concept_id of an
+                       administration) is skipped
 care_site              ``practices`` (the care sites persons are registered with)
 provider, concept      reference data
 =====================  ==========================================================
@@ -74,6 +76,14 @@ INPATIENT_VISITS = {9201, 262, 8717, 32037}
 EMERGENCY_VISITS = {9203}
 ER_AND_INPATIENT = 262
 MALE, FEMALE = 8507, 8532
+#: drug_type_concept_id of a drug given by staff rather than issued (Type Concept
+#: vocabulary): 32818 EHR administration record, 38000180 Inpatient administration,
+#: 43542356 Physician administered drug. ``medications`` is the medicines issued
+#: (prescribed or dispensed); these are skipped (:data:`ADMINISTRATION_REASON`).
+ADMINISTRATION_TYPES = (32818, 38000180, 43542356)
+ADMINISTRATION_REASON = (
+    "a drug given by staff (drug_type_concept_id: an administration record), not a medicine issued"
+)
 #: OMOP operator concepts (Meas Value Operator) other than "=" (4172703)
 OPERATORS = {4171756: "<", 4171754: "<=", 4172704: ">", 4171755: ">="}
 
@@ -1071,6 +1081,19 @@ class _OmopImport:
         rt = "omop.drug_exposure"
         for df, lines in self._chunks(path):
             keys = self.run.begin_frame(rt, len(df))
+            # a dose given by staff (in hospital, in clinic) is no medicine issued: skipped,
+            # or every nebule given on a ward would count as an inhaler prescribed
+            given = (
+                pd.to_numeric(_col(df, "drug_type_concept_id"), errors="coerce")
+                .isin(ADMINISTRATION_TYPES)
+                .to_numpy()
+            )
+            if given.any():
+                self.run.skip_frame(rt, int(given.sum()), ADMINISTRATION_REASON)
+                df, lines, keys = df[~given], lines[~given], keys[~given]
+                df, lines = df.reset_index(drop=True), lines.reset_index(drop=True)
+                if df.empty:
+                    continue
             person_id = _col(df, "person_id").astype("string").str.strip()
             s1, c1 = self.concepts.lookup(_col(df, "drug_concept_id"))
             s2, c2 = self.concepts.lookup(_col(df, "drug_source_concept_id"))

@@ -252,3 +252,32 @@ def test_omop_non_integer_numbers_are_quarantined_not_a_crash(tmp_path):
     pat = Store.open(tmp_path / "st").read("patients").to_pandas()
     assert len(pat) == 2
     assert sorted(pat.sex) == ["male", "unknown"]
+
+
+@pytest.mark.shared_data
+def test_drugs_given_by_staff_are_not_medicines_issued(omop54, samples, tmp_path):
+    """drug_exposure rows typed as administrations (32818 EHR administration record,
+    38000180 inpatient administration, 43542356 physician administered drug) are doses
+    given on a ward or in clinic, not issues: skipped with the reason, the others loaded
+    (the sample's rows are all 32869, pharmacy claims)."""
+    src = samples / "omop" / "synthea27nj_eunomia"
+    d = tmp_path / "cdm"
+    d.mkdir()
+    for name in ("PERSON", "CONCEPT"):
+        (d / f"{name}.csv").write_bytes((src / f"{name}.csv").read_bytes())
+    drugs = _rows(src / "DRUG_EXPOSURE.csv")
+    given = {0: "32818", 1: "38000180", 2: "43542356"}
+    for i, kind in given.items():
+        drugs[i]["drug_type_concept_id"] = kind
+    with open(d / "DRUG_EXPOSURE.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(drugs[0]))
+        w.writeheader()
+        w.writerows(drugs)
+    s = ingest_omop(d, tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    rc = s.records["omop.drug_exposure"]
+    assert rc.records_in == len(drugs)
+    reason = next(r for r in rc.skip_reasons if "given by staff" in r)
+    assert rc.skip_reasons[reason] == 3
+    # the whole sample, its rows not retyped, loads those three too
+    assert omop54.records["omop.drug_exposure"].loaded == rc.loaded + 3
