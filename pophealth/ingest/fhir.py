@@ -12,7 +12,8 @@ batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
 * Condition, Observation (with components and coded values), Procedure,
   Immunization -> ``events``;
 * MedicationRequest / MedicationStatement / MedicationDispense (coded, contained or
-  referenced Medication) -> ``medications``; a dispense of a prescription that loads is
+  referenced Medication) -> ``medications``, the medicines issued: one of category
+  inpatient (given on a ward) is skipped, and a dispense of a prescription that loads is
   the same supply, counted once (``same_supply``);
 * Encounter -> ``admissions`` (inpatient classes) and ``emergency_attendances``;
 * Organization (GP practices with an ODS code) and ``Patient.generalPractitioner`` ->
@@ -135,6 +136,11 @@ NOT_YET = {
     # ("stopped" — abandoned part way — keeps the answers given; "amended" is final)
     "QuestionnaireResponse": {"in-progress"},
 }
+#: Why a medication record of category ``inpatient`` (medicationrequest-category,
+#: medicationdispense-category, medication-statement-category) is not loaded: medicines
+#: ordered, supplied or taken on a ward are not issued to the patient (discharge,
+#: outpatient and community ones are).
+INPATIENT_REASON = "inpatient medication (category inpatient): given on the ward, not issued"
 #: MedicationRequest intents that are not an issued prescription.
 NOT_ISSUED_INTENTS = {"proposal", "plan", "option", "directive"}
 _LSOA_RE = re.compile(LSOA_PATTERN)
@@ -515,6 +521,11 @@ class FhirMapper:
             and intent in NOT_ISSUED_INTENTS
         ):
             run.skip(ctx, f"intent {intent} (not an issued prescription)")
+            return
+        if rtype in MEDICATION_TYPES and any(
+            c.get("code") == "inpatient" for c in _codings(res.get("category"))
+        ):
+            run.skip(ctx, INPATIENT_REASON)
             return
         try:
             handler(res, ctx, scope, entry)

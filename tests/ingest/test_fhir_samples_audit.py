@@ -409,6 +409,8 @@ class Expected:
         if intent in ("proposal", "plan", "option"):
             self.skipped[(x.type, f"intent {intent}")] += 1
             return
+        if self._inpatient(x):
+            return
         when = (
             _one(x.r, "authoredOn")
             or _one(x.r, "dispenseRequest", "validityPeriod", "start")
@@ -429,7 +431,17 @@ class Expected:
         ]
         return _one(x.bundle, "timestamp") or min(filter(None, recorded), default=None)
 
+    def _inpatient(self, x: Res) -> bool:
+        """A medication record of category inpatient (given on a ward): skipped."""
+        for category in _all(x.r, "category"):
+            if any(_one(c, "code") == "inpatient" for c in _all(category, "coding")):
+                self.skipped[(x.type, "category inpatient")] += 1
+                return True
+        return False
+
     def medicationstatement(self, x: Res) -> None:
+        if self._inpatient(x):
+            return
         when = self._when(x, "effective") or _one(x.r, "dateAsserted")
         self._medication_row(x, when, None, _all(x.r, "dosage"))
 
@@ -437,6 +449,8 @@ class Expected:
         status = _one(x.r, "status")
         if status != "completed":  # only a completed dispense is a supply
             self.skipped[(x.type, f"dispense status {status}")] += 1
+            return
+        if self._inpatient(x):
             return
         when = _one(x.r, "whenHandedOver") or _one(x.r, "whenPrepared")
         self._medication_row(x, when, _one(x.r, "quantity"), _all(x.r, "dosageInstruction"))

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pophealth.cli import app
-from pophealth.ingest.fhir import ingest_fhir
+from pophealth.ingest.fhir import INPATIENT_REASON, ingest_fhir
 from pophealth.ingest.flat import RawNhsNumbers, ingest_csv
 from pophealth.ingest.omop import RXNORM_EXTENSION, ingest_omop
 from pophealth.ingest.pseudonym import nhs_number_valid
@@ -568,8 +568,10 @@ def test_uk_core_in_progress_dispense_is_not_loaded(samples, tmp_path):
     s = ingest_fhir(files, tmp_path / "st", key=KEY)
     assert s.balanced
     rc = s.records["MedicationDispense"]
-    assert rc.records_in == 5 and rc.loaded == 4
+    # (the four completed ones are of category inpatient: given on the ward, not issued)
+    assert rc.records_in == 5 and rc.loaded == 0
     assert rc.skip_reasons["dispense status in-progress: only a completed dispense is a supply"]
+    assert rc.skip_reasons[INPATIENT_REASON] == 4
 
 
 # -- OMOP person_source_value: NHS numbers only when the file holds NHS numbers ------------

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from pophealth.ingest.fhir import ingest_fhir
+from pophealth.ingest.fhir import INPATIENT_REASON, ingest_fhir
 from pophealth.ingest.sink import DISPENSED_REASON
 from pophealth.store import Store
 
@@ -200,6 +200,40 @@ def test_a_dispense_of_an_earlier_append_run_stands_for_its_later_prescription(t
     # a third run sending the prescription again still counts it once
     assert ingest_fhir([later], store, key=KEY, append=True).tables["medications"].loaded == 0
     assert _medications(store) == [("2024-03-04", SALBUTAMOL)]
+
+
+def test_inpatient_medication_is_not_a_medicine_issued(tmp_path):
+    """A request, dispense or statement of category inpatient (medicines given on the
+    ward) is skipped with its reason; discharge, outpatient and community ones load."""
+    cat = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
+
+    def category(code: str) -> list[dict]:
+        return [{"coding": [{"system": cat, "code": code}]}]
+
+    src = tmp_path / "src"
+    _write(src / "Patient.ndjson", [_patient("p1")])
+    _write(
+        src / "MedicationRequest.ndjson",
+        [
+            _request("ward", day="2024-03-01", category=category("inpatient")),
+            _request("tto", day="2024-03-02", category=category("discharge")),
+            _request("opd", day="2024-03-03", category=category("outpatient")),
+            _request("gp", day="2024-03-05", category=category("community")),
+        ],
+    )
+    _write(
+        src / "MedicationDispense.ndjson",
+        [_dispense("ward-supply", None, category=category("inpatient"))],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    assert [d for d, _ in _medications(tmp_path / "st")] == [
+        "2024-03-02",
+        "2024-03-03",
+        "2024-03-05",
+    ]
+    assert s.records["MedicationRequest"].skip_reasons[INPATIENT_REASON] == 1
+    assert s.records["MedicationDispense"].skip_reasons[INPATIENT_REASON] == 1
 
 
 def test_the_cli_summary_counts_them(tmp_path, monkeypatch):
