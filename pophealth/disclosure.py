@@ -90,10 +90,36 @@ Rounding = Literal["nearest5", "midpoint6", "none"]
 #: withheld cells in one table beyond which the linear-programming audit is not run (one
 #: table of about 2,000 withheld cells takes under a second; 11,000, over a minute)
 MAX_AUDITED_CELLS = 2000
-#: how many answers of :func:`secondary_suppression` are remembered, by the content of its
-#: inputs (0: none)
-SECONDARY_CACHE_SIZE = 1024
-_SECONDARY_CACHE: OrderedDict = OrderedDict()
+#: how many rows of tables :func:`secondary_suppression` remembers its answers for, by the
+#: content of its inputs, the least recently asked forgotten first (0: none; the asthma
+#: programme at 10,000 patients asks about some 12,000 rows, a key holding each row's labels)
+SECONDARY_CACHE_ROWS = 100_000
+
+
+class _Answers(OrderedDict):
+    """Remembered answers of :func:`secondary_suppression` by the content of its inputs
+    (each key starts with its table's rows), the least recently asked forgotten first while
+    more than :data:`SECONDARY_CACHE_ROWS` rows are kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = 0
+
+    def keep(self, key: tuple, answer: object) -> None:
+        if key in self:
+            return
+        self[key] = answer
+        self.rows += key[0]
+        while self.rows > SECONDARY_CACHE_ROWS and self:
+            old, _ = self.popitem(last=False)
+            self.rows -= old[0]
+
+    def clear(self) -> None:
+        super().clear()
+        self.rows = 0
+
+
+_SECONDARY_CACHE = _Answers()
 PRIMARY = "primary"
 SECONDARY = "secondary"
 COMPLEMENT = "complement"
@@ -225,10 +251,10 @@ def secondary_suppression(
     the new mask (a copy).
 
     The answer depends on nothing but these arguments, so it is remembered by their content
-    (:data:`SECONDARY_CACHE_SIZE` answers; a run asks the same question many times: every
-    indicator's denominators are the register's, and each :meth:`SharedCounts.settle` pass
-    asks again what the one before asked). An answer remembered is the same mask, and the
-    same warnings, as one worked out again.
+    (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
+    many times: every indicator's denominators are the register's, and each
+    :meth:`SharedCounts.settle` pass asks again what the one before asked). An answer
+    remembered is the same mask, and the same warnings, as one worked out again.
     """
     by = list(by)
     for m in margins:
@@ -255,9 +281,7 @@ def secondary_suppression(
             protect=protect, avoid=avoid,
         )  # fmt: skip
         if key is not None:
-            _SECONDARY_CACHE[key] = found
-            while len(_SECONDARY_CACHE) > SECONDARY_CACHE_SIZE:
-                _SECONDARY_CACHE.popitem(last=False)
+            _SECONDARY_CACHE.keep(key, found)
     else:
         _SECONDARY_CACHE.move_to_end(key)
     mask, messages = found
@@ -270,7 +294,7 @@ def _content_key(frame: pd.DataFrame, by: list[str], col: str, *rest: object) ->
     """A key that is equal only for inputs of equal content: each ``by`` column's dtype and
     values (objects with their types: 1, 1.0 and "1" are three keys), ``col`` as numbers,
     masks as bytes, other arguments as they are; None when nothing is remembered."""
-    if SECONDARY_CACHE_SIZE <= 0:
+    if len(frame) > SECONDARY_CACHE_ROWS:
         return None
     parts: list[object] = [len(frame), MAX_AUDITED_CELLS, frame_key(frame, by)]
     parts.append(frame[col].to_numpy(dtype=float).tobytes())

@@ -57,7 +57,7 @@ def test_remembered_passes_decide_as_plain_passes(synthetic_runs, monkeypatch, n
     remembered, remembered_passes = _run(synthetic_runs, name, monkeypatch)
     with monkeypatch.context() as m:
         m.setattr(SharedCounts, "remembering", False)
-        m.setattr(disclosure, "SECONDARY_CACHE_SIZE", 0)
+        m.setattr(disclosure, "SECONDARY_CACHE_ROWS", 0)
         plain, plain_passes = _run(synthetic_runs, name, monkeypatch)
     assert remembered_passes == plain_passes
     assert all(p >= 2 for p in plain_passes)  # a settle of one pass would compare nothing
@@ -100,6 +100,27 @@ def test_secondary_suppression_remembers_by_content():
     # labels "1", "2", "3" are other cells than 1, 2, 3: a new key
     secondary_suppression(_three_groups(["1", "2", "3"]), "n", primary, **kwargs)
     assert len(disclosure._SECONDARY_CACHE) == 3
+
+
+def test_secondary_suppression_remembers_rows_up_to_its_budget(monkeypatch):
+    """Answers are kept for so many rows of tables, the least recently asked forgotten
+    first; a table larger than that is not remembered."""
+    disclosure._SECONDARY_CACHE.clear()
+    monkeypatch.setattr(disclosure, "SECONDARY_CACHE_ROWS", 8)
+    primary = np.array([True, False, False, False])
+    kwargs = {"by": ["area", "group"], "margins": ["group"], "total_label": "Total"}
+    tables = [_three_groups(labels) for labels in ([1, 2, 3], [4, 5, 6], [7, 8, 9])]
+    for table in tables:
+        secondary_suppression(table, "n", primary, **kwargs)
+    assert len(disclosure._SECONDARY_CACHE) == 2
+    assert disclosure._SECONDARY_CACHE.rows == 8
+    kept = [key[2] for key in disclosure._SECONDARY_CACHE]  # the tables' labels
+    labels = [disclosure.frame_key(t, ["area", "group"]) for t in tables]
+    assert kept == labels[1:]  # the least recently asked went
+    big = pd.concat([tables[0]] * 3, ignore_index=True)
+    big["area"] = np.repeat(["a", "b", "c"], 4)
+    secondary_suppression(big, "n", np.tile(primary, 3), **kwargs)
+    assert len(disclosure._SECONDARY_CACHE) == 2
 
 
 def test_secondary_suppression_warns_again_when_remembered(monkeypatch):
