@@ -92,7 +92,7 @@ Rounding = Literal["nearest5", "midpoint6", "none"]
 MAX_AUDITED_CELLS = 2000
 #: how many rows of tables :func:`secondary_suppression` remembers its answers for, by the
 #: content of its inputs, the least recently asked forgotten first (0: none; the asthma
-#: programme at 10,000 patients asks about some 12,000 rows, a key holding each row's labels)
+#: programme at 10,000 patients keeps some 5,500 rows, a key holding each row's labels)
 SECONDARY_CACHE_ROWS = 100_000
 
 
