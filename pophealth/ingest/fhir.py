@@ -141,8 +141,18 @@ NOT_YET = {
 #: ordered, supplied or taken on a ward are not issued to the patient (discharge,
 #: outpatient and community ones are).
 INPATIENT_REASON = "inpatient medication (category inpatient): given on the ward, not issued"
-#: MedicationRequest intents that are not an issued prescription.
-NOT_ISSUED_INTENTS = {"proposal", "plan", "option", "directive"}
+#: MedicationRequest intents that are not an issued prescription, and why (skip reasons).
+NOT_ISSUED_INTENTS = {
+    "proposal": "not an issued prescription",
+    "plan": "not an issued prescription",
+    "option": "not an issued prescription",
+    "directive": "not an issued prescription",
+    # FHIR request-intent: the fulfilling system's view of an order placed elsewhere (the
+    # pharmacy's copy: the order itself is the issue), and one occurrence of an order (a
+    # single dose given)
+    "filler-order": "the supplier's copy of an order placed elsewhere, not another issue",
+    "instance-order": "one dose of an order given, not an issued prescription",
+}
 _LSOA_RE = re.compile(LSOA_PATTERN)
 _GP_TYPE_RE = re.compile(
     r"gp practice|general practi|surgery|medical cent|health cent|practice", re.I
@@ -520,7 +530,7 @@ class FhirMapper:
             and isinstance(intent, str)
             and intent in NOT_ISSUED_INTENTS
         ):
-            run.skip(ctx, f"intent {intent} (not an issued prescription)")
+            run.skip(ctx, f"intent {intent} ({NOT_ISSUED_INTENTS[intent]})")
             return
         if rtype in MEDICATION_TYPES and any(
             c.get("code") == "inpatient" for c in _codings(res.get("category"))

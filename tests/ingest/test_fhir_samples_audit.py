@@ -406,7 +406,7 @@ class Expected:
         if status in ("cancelled", "entered-in-error", "draft"):
             self.skipped[(x.type, f"status {status}")] += 1
             return
-        if intent in ("proposal", "plan", "option"):
+        if intent in ("proposal", "plan", "option", "directive", "filler-order", "instance-order"):
             self.skipped[(x.type, f"intent {intent}")] += 1
             return
         if self._inpatient(x):

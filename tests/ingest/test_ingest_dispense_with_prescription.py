@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from pophealth.ingest.fhir import INPATIENT_REASON, ingest_fhir
+from pophealth.ingest.fhir import INPATIENT_REASON, NOT_ISSUED_INTENTS, ingest_fhir
 from pophealth.ingest.sink import DISPENSED_REASON
 from pophealth.store import Store
 
@@ -234,6 +234,30 @@ def test_inpatient_medication_is_not_a_medicine_issued(tmp_path):
     ]
     assert s.records["MedicationRequest"].skip_reasons[INPATIENT_REASON] == 1
     assert s.records["MedicationDispense"].skip_reasons[INPATIENT_REASON] == 1
+
+
+def test_a_suppliers_copy_and_a_single_dose_are_not_issues(tmp_path):
+    """FHIR request intents: a filler-order is the fulfilling system's view of an order
+    placed elsewhere (the order is the issue), an instance-order one occurrence of an
+    order (a dose given); an order and an original-order are issues."""
+    src = tmp_path / "src"
+    _write(src / "Patient.ndjson", [_patient("p1")])
+    _write(
+        src / "MedicationRequest.ndjson",
+        [
+            _request("rx1", day="2024-03-01"),
+            _request("rx1-pharmacy", day="2024-03-02", intent="filler-order"),
+            _request("dose-1", day="2024-03-03", intent="instance-order"),
+            _request("rx2", day="2024-03-04", intent="original-order"),
+        ],
+    )
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    assert s.balanced and s.committed
+    assert [d for d, _ in _medications(tmp_path / "st")] == ["2024-03-01", "2024-03-04"]
+    reasons = s.records["MedicationRequest"].skip_reasons
+    assert reasons[f"intent filler-order ({NOT_ISSUED_INTENTS['filler-order']})"] == 1
+    assert reasons[f"intent instance-order ({NOT_ISSUED_INTENTS['instance-order']})"] == 1
+    assert "supplier's copy" in NOT_ISSUED_INTENTS["filler-order"]
 
 
 def test_the_cli_summary_counts_them(tmp_path, monkeypatch):
