@@ -374,9 +374,10 @@ def measures_command(
     _outputs(output, suffix, [])
     intervals = {interval for measure in m for interval in measure.intervals}
     opened = _open(store)
+    con = connect(opened, engine)  # (the code-list check below reads the same tables)
     with stopped_cleanly():
         try:
-            result = run_measures(opened, m, engine=engine, disclosure=disclosure)
+            result = run_measures(con, m, engine=engine, disclosure=disclosure)
         except QueryError as exc:
             raise fail(f"{definition}: {exc}") from None
         with writing(output):
@@ -392,7 +393,7 @@ def measures_command(
     late = _past_extract(opened, sorted({end for _, end in intervals}))
     if late:
         console.print(f"[yellow]warning:[/yellow] {late}", highlight=False, soft_wrap=True)
-    _say_unmatched(connect(opened, engine), m)
+    _say_unmatched(con, m)
     if not disclosure:
         console.print(
             "[yellow]exact counts, not disclosure-controlled:[/yellow] for analysis inside "
