@@ -350,6 +350,12 @@ def _ref_key(ref: str) -> str:
     return f"{m.group(1)}/{m.group(2)}" if m else ref
 
 
+def _identifier_key(system: object, value: object) -> str:
+    """The form of a logical reference by identifier that the reference keys share
+    (``identifier:system|value``, the system in lower case)."""
+    return f"identifier:{str(system or '').strip().lower()}|{str(value).strip()}"
+
+
 def _resource_keys(rtype: str, res: dict, full_url: str | None) -> set[str]:
     """Every form in which another resource may refer to ``res``: ``Type/id``, its
     ``urn:uuid``, the entry's fullUrl, and each ``identifier:system|value``."""
@@ -360,10 +366,7 @@ def _resource_keys(rtype: str, res: dict, full_url: str | None) -> set[str]:
         keys.add(_ref_key(full_url))
     for ident in _list(res.get("identifier")):
         if isinstance(ident, dict) and ident.get("value"):
-            keys.add(
-                f"identifier:{str(ident.get('system') or '').strip().lower()}|"
-                f"{str(ident['value']).strip()}"
-            )
+            keys.add(_identifier_key(ident.get("system"), ident["value"]))
     return keys
 
 
@@ -598,10 +601,7 @@ class FhirMapper:
                     handles.add(f"MedicationRequest/{r}")
             ident = ref.get("identifier")
             if isinstance(ident, dict) and isinstance(ident.get("value"), (str, int)):
-                handles.add(
-                    f"identifier:{str(ident.get('system') or '').strip().lower()}|"
-                    f"{str(ident['value']).strip()}"
-                )
+                handles.add(_identifier_key(ident.get("system"), ident["value"]))
         return [self.pseudo.key_of(f"dispensed-as:{h}") for h in sorted(handles)]
 
     @staticmethod
@@ -737,7 +737,7 @@ class FhirMapper:
             return self.pseudo.nhs(value), None, True
         return (
             None,
-            self.pseudo.key_of(f"identifier:{system.strip().lower()}|{value.strip()}"),
+            self.pseudo.key_of(_identifier_key(system, value)),
             True,
         )
 
@@ -1372,7 +1372,7 @@ class FhirMapper:
             from urllib.parse import unquote
 
             system, _, value = unquote(m.group(1)).rpartition("|")
-            return self.pseudo.key_of(f"identifier:{system.strip().lower()}|{value.strip()}")
+            return self.pseudo.key_of(_identifier_key(system, value))
         return self.pseudo.key_of(_ref_key(ref))
 
     def _org_id(self, system: str, value: str) -> str:
