@@ -5,7 +5,8 @@ or the index date itself), among people on the hypertension register on that dat
 share whose CVDPREVENT group is 0.1/0.2 (treated to target), using the latest valid BP
 day in the 12 months before that date and the age on the day of that reading. One query
 for all month ends (the tagged BP readings are paired with every month end and filtered
-to its window).
+to its window), counted in the engine: only counts of people alike, per PCN and month,
+reach pandas, where :func:`~pophealth.scores.bp.htn_risk_group` decides their group.
 
 Population: the programme's population on the index date (currently registered adults),
 followed back in time — a "current caseload" view, as practices see their list. People
@@ -16,8 +17,10 @@ Counts go through :func:`pophealth.disclosure.release_proportions` before the p-
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
@@ -28,12 +31,11 @@ from pophealth.programmes.cvd.extract import (
     _registered,
     _role_table,
     _rows_for,
-    age_at,
     months_before,
     population,
 )
 from pophealth.query import to_pandas
-from pophealth.scores.bp import htn_risk_group
+from pophealth.scores.bp import BPTargets, htn_risk_group
 
 
 def month_ends(index_date: dt.date, months: int) -> list[dt.date]:
@@ -106,9 +108,21 @@ def bp_control_by_month(
 
     pop = population(backend, index_date).select("patient_id", "date_of_birth", "pcn_name")
     j = reg.select("patient_id", "month_end").join(pop, "patient_id")
-    j = j.left_join(day, ["patient_id", "month_end"]).select(
-        "patient_id", "month_end", "date_of_birth", "pcn_name", "sbp", "dbp", "bp_date"
+    j = j.left_join(day, ["patient_id", "month_end"])
+    # The risk group depends on the age and the reading only through comparisons with the
+    # targets' thresholds, so each value is replaced in the engine by one that compares
+    # the same way with every threshold, and people alike are counted together: a few
+    # hundred rows per month reach pandas instead of one per person and month.
+    targets = config.bp
+    age = _age_years(j.date_of_birth, j.bp_date)
+    j = j.select(
+        "pcn_name",
+        "month_end",
+        age=_same_comparisons(age, [targets.older_age]),
+        sbp=_same_comparisons(j.sbp, _sbp_thresholds(targets)),
+        dbp=_same_comparisons(j.dbp, _dbp_thresholds(targets)),
     )
+    j = j.group_by(["pcn_name", "month_end", "age", "sbp", "dbp"]).aggregate(people=j.count())
     try:
         frame = to_pandas(j)
     finally:
@@ -117,18 +131,18 @@ def bp_control_by_month(
         return pd.DataFrame(columns=["pcn_name", "month_end", "numerator", "denominator"])
     frame["month_end"] = pd.to_datetime(frame["month_end"])
     # age on the day of the reading used, as CVDPREVENT (and cvd.rules.hypertension)
-    age = age_at(frame["date_of_birth"], frame["bp_date"]).astype(float)
     group = htn_risk_group(
-        age,
+        frame["age"],
         frame["sbp"],
         frame["dbp"],
         frame["sbp"].notna() & frame["dbp"].notna(),
         np.ones(len(frame), dtype=bool),
         nice_strict=config.nice_strict,
-        targets=config.bp,
+        targets=targets,
     )
-    frame["numerator"] = pd.Series(group, index=frame.index).isin(["0.1", "0.2"]).astype(int)
-    frame["denominator"] = 1
+    people = frame["people"].astype("int64")
+    frame["numerator"] = people * pd.Series(group, index=frame.index).isin(["0.1", "0.2"])
+    frame["denominator"] = people
     frame["pcn_name"] = frame["pcn_name"].fillna("Unknown")
     return (
         frame.groupby(["pcn_name", "month_end"])[["numerator", "denominator"]]
@@ -137,6 +151,50 @@ def bp_control_by_month(
         .sort_values(["pcn_name", "month_end"])
         .reset_index(drop=True)
     )
+
+
+def _sbp_thresholds(targets: BPTargets) -> list[float]:
+    """Every systolic value :func:`htn_risk_group` compares a reading with."""
+    return [
+        targets.min_valid_sbp,
+        targets.target_sbp_under_older_age,
+        targets.target_sbp_older_age,
+        targets.high_risk_sbp,
+        targets.very_high_risk_sbp,
+    ]
+
+
+def _dbp_thresholds(targets: BPTargets) -> list[float]:
+    """Every diastolic value :func:`htn_risk_group` compares a reading with."""
+    return [
+        targets.min_valid_dbp,
+        targets.target_dbp,
+        targets.high_risk_dbp,
+        targets.very_high_risk_dbp,
+    ]
+
+
+def _age_years(date_of_birth: ir.Value, on: ir.Value) -> ir.Value:
+    """Age in completed years on ``on`` (a birthday on the date counts; 29 February
+    birthdays fall on 1 March in other years), as :func:`~.extract.age_at`."""
+    years = on.year() - date_of_birth.year()
+    before = (on.month() * 100 + on.day()) < (date_of_birth.month() * 100 + date_of_birth.day())
+    return (years - before.cast("int64")).cast("int64")
+
+
+def _same_comparisons(value: ir.Value, thresholds: list[float]) -> ir.Value:
+    """``value`` replaced by one that compares the same way (``<``, ``<=``, ``==``, ``>=``,
+    ``>``) with each of ``thresholds``: the threshold itself where equal to one, the
+    midpoint between the two thresholds it lies between, or one beyond the lowest or
+    highest. Null stays null."""
+    ts = sorted(set(float(x) for x in thresholds))
+    v = value.cast("float64")
+    branches = [(v.isnull(), ibis.null().cast("float64")), (v < ts[0], ibis.literal(ts[0] - 1.0))]
+    for lo, hi in itertools.pairwise(ts):
+        branches.append((v == lo, ibis.literal(lo)))
+        branches.append((v < hi, ibis.literal((lo + hi) / 2.0)))
+    branches.append((v == ts[-1], ibis.literal(ts[-1])))
+    return ibis.cases(*branches, else_=ibis.literal(ts[-1] + 1.0)).cast("float64")
 
 
 def released_monthly(

@@ -324,7 +324,10 @@ _RECORDS: dict[str, pd.DataFrame] = {}
 @pytest.fixture(scope="module", params=ENGINES)
 def records(request, store):
     """The world's records on one engine (extracted once per engine per module)."""
-    engine = request.param
+    return _records_on(request.param, store)
+
+
+def _records_on(engine: str, store) -> pd.DataFrame:
     if engine not in _RECORDS:
         _RECORDS[engine] = cvd_records(store.connect(engine), INDEX, make_codelists())
     return _RECORDS[engine]
@@ -810,13 +813,21 @@ def test_month_ends():
     assert [str(e) for e in ends] == ["2025-01-31", "2025-02-28", "2025-03-31"]
 
 
-def test_monthly_bp_control_matches_the_index_date_rule(store, ruled):
-    """At the index date the monthly series gives exactly the main pipeline's numbers;
-    a month earlier, 'latest_day_wins' still had 200/130 as its latest reading."""
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("nice_strict", [False, True], ids=["cvdprevent", "nice_strict"])
+def test_monthly_bp_control_matches_the_index_date_rule(store, engine, nice_strict):
+    """At the index date the monthly series gives exactly the main pipeline's numbers, on
+    each engine and with either target convention (the world's readings sit on, just
+    above and just below every threshold, and on the 80th birthday); a month earlier,
+    'latest_day_wins' still had 200/130 as its latest reading."""
     from pophealth.programmes.cvd.trend import bp_control_by_month
 
-    monthly = bp_control_by_month(store.connect("duckdb"), INDEX, make_codelists(), months=2)
+    config = dataclasses.replace(DEFAULT_CONFIG, nice_strict=nice_strict)
+    monthly = bp_control_by_month(
+        store.connect(engine), INDEX, make_codelists(), months=2, config=config
+    )
     last = monthly[monthly["month_end"] == pd.Timestamp(INDEX)].set_index("pcn_name")
+    ruled = apply_all(_records_on(engine, store), INDEX, config=config).set_index("patient_id")
     htn = ruled[ruled["hypertension"] == 1]
     expected = htn.groupby("pcn_name").agg(
         numerator=("htn_group", lambda g: int(g.isin(["0.1", "0.2"]).sum())),
@@ -825,6 +836,56 @@ def test_monthly_bp_control_matches_the_index_date_rule(store, ruled):
     pd.testing.assert_frame_equal(
         last[["numerator", "denominator"]].sort_index(), expected.sort_index(), check_dtype=False
     )
+    assert 0 < expected["numerator"].sum() < expected["denominator"].sum()
     feb = monthly[monthly["month_end"] == pd.Timestamp("2025-02-28")].set_index("pcn_name")
     # North PCN (XP001/XP002): latest_day_wins was not at target in February
     assert feb.loc["North PCN", "numerator"] < last.loc["North PCN", "numerator"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_trend_values_stand_in_for_readings_and_ages_exactly(store, engine):
+    """The monthly series counts people alike together in the engine: each reading and
+    age is replaced by a value that compares the same way with every threshold of the
+    risk groups (null stays null), and the age is the completed years of
+    ``extract.age_at``, 29 February birthdays included."""
+    import ibis
+
+    from pophealth.programmes.cvd.extract import _registered, age_at
+    from pophealth.programmes.cvd.trend import _age_years, _same_comparisons
+    from pophealth.query import to_pandas
+
+    backend = store.connect(engine)
+    thresholds = [20.0, 50.0, 90.0, 140.0, 150.0]
+    values = [None, -5.0, 19.5, 20.0, 20.000001, 49.99, 50.0, 89.0, 90.0, 90.5, 139.9]
+    values += [140.0, 140.1, 149.99, 150.0, 150.01, 400.0]
+    t = _registered(backend, ibis.memtable(pd.DataFrame({"v": values}), schema={"v": "float64"}))
+    got = to_pandas(t.select("v", s=_same_comparisons(t.v, thresholds))).sort_values("v")
+    got = got.reset_index(drop=True)
+    assert got["s"].isna().tolist() == got["v"].isna().tolist()
+    v, s = got["v"].to_numpy(dtype=float), got["s"].to_numpy(dtype=float)
+    for th in thresholds:
+        for op in (np.less, np.less_equal, np.equal, np.greater_equal, np.greater):
+            assert (op(v, th) == op(s, th)).all(), (op.__name__, th)
+    assert got["s"].nunique() < got["v"].nunique()  # (values were merged)
+
+    dates = pd.DataFrame(
+        {
+            "dob": ["1944-02-29", "1944-02-29", "1944-02-29", "1945-03-10", "1945-03-10", None],
+            "on": [
+                "2025-02-28",
+                "2025-03-01",
+                "2024-02-29",
+                "2025-03-09",
+                "2025-03-10",
+                "2025-01-01",
+            ],
+        }
+    ).apply(lambda c: pd.to_datetime(c).dt.date)
+    d = _registered(backend, ibis.memtable(dates, schema={"dob": "date", "on": "date"}))
+    got = to_pandas(d.select("dob", "on", age=_age_years(d.dob, d.on)))
+    got = got.sort_values(["on", "dob"], na_position="first").reset_index(drop=True)
+    expected = age_at(got["dob"], got["on"])
+    pd.testing.assert_series_equal(
+        got["age"].astype("Int64"), expected, check_names=False, check_index=False
+    )
+    assert {79, 80} <= set(expected.dropna())
