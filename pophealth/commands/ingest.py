@@ -129,6 +129,8 @@ def _report(summary) -> None:
     heads += ["withdrawn", "withdrawn from store", "replaced in store"] if withdrawn else []
     dispensed = any(c.same_supply for c in summary.tables.values())
     heads += ["same supply"] if dispensed else []
+    merged = any(c.merged for c in summary.tables.values())
+    heads += ["merged"] if merged else []
     for c in [*heads, "ok"]:
         t.add_column(c, justify="left" if c == "table" else "right")
     for name, c in summary.tables.items():
@@ -146,6 +148,7 @@ def _report(summary) -> None:
                 gone = c.withdrawn_from_store - c.replaced_in_store
                 cells += [f"{c.withdrawn:,}", f"{gone:,}", f"{c.replaced_in_store:,}"]
             cells += [f"{c.same_supply:,}"] if dispensed else []
+            cells += [f"{c.merged:,}"] if merged else []
             t.add_row(*cells, "✓" if c.balanced else "✗")
     console.print(t)
     r = Table(title="source records: in = loaded + quarantined + skipped")
@@ -207,7 +210,9 @@ def fhir_command(
     Patient or reference whose NHS number fails the modulus-11 check, or is one digit ten
     times (0000000000: a placeholder), is quarantined. Only a completed MedicationDispense
     loads as a supply, and a dispense of a prescription that loads (this run or an earlier
-    --append run) is the same supply, counted once.
+    --append run) is the same supply, counted once. A Patient merged into another record
+    (Patient.link replaced-by, or replaces on the other) is not loaded when that record is:
+    the records naming it load under that one.
     """
     from pophealth.ingest.fhir import ingest_fhir
     from pophealth.ingest.fhir_read import JSON_SUFFIXES, find_files

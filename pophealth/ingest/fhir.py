@@ -20,6 +20,10 @@ batch, document), bulk-export NDJSON, single resources and FHIR XML, plain or
   ``practices`` and ``registrations``;
 * QuestionnaireResponse -> ``questionnaire_responses`` (one row per answer).
 
+A Patient merged into another (``Patient.link`` replaced-by, or replaces on the other) is
+not loaded when the record that replaces it is: records naming it load under that one
+(``merged``; see docs/ingest.md, "Merged patient records").
+
 A version of a record saying it was entered in error (refuted, cancelled, not done)
 withdraws the rows of that record (same identifier or id, and patient) in any file of the
 run and, with ``--append``, of earlier runs; with ``--append`` a newer version replaces the
@@ -760,6 +764,57 @@ class FhirMapper:
         self._emit_patient(res, pid, ctx, scope)
         for k in _resource_keys("Patient", res, entry.full_url):
             self.run.index("patient", self.pseudo.key_of(k), pid)
+        self._merge_links(res, pid, ctx, scope)
+
+    def _merge_links(self, res: dict, pid: str, ctx, scope: _UnitScope) -> None:
+        """The Patient's links to a record it was merged with (``Patient.link``):
+        ``replaced-by`` says this record must no longer be used, the other one in its place;
+        ``replaces`` says the other must no longer be used. Each is a merge, applied at the
+        end when the record used in its place is loaded (:meth:`Run.merge`). ``refer`` and
+        ``seealso`` (another record of the same person, both still in use) change nothing."""
+        for link in _list(res.get("link")):
+            if not isinstance(link, dict) or link.get("type") not in ("replaced-by", "replaces"):
+                continue
+            other = link.get("other")
+            if not isinstance(other, dict) or _ref_type(other) not in (None, "Patient"):
+                continue  # a RelatedPerson is not a patient record
+            target = self._link_target(other, scope)
+            if target is None:
+                continue
+            t_pid, t_key = target
+            if link["type"] == "replaced-by":
+                self.run.merge(ctx.rkey, old_pid=pid, new_pid=t_pid, new_key=t_key)
+            else:
+                self.run.merge(None, old_pid=t_pid, old_key=t_key, new_pid=pid)
+
+    def _link_target(self, other: dict, scope: _UnitScope) -> tuple[str | None, str | None] | None:
+        """(patient_id, hashed reference) of the Patient a link names: its patient_id when it
+        is in the same Bundle or named by NHS number, else its reference, resolved at the
+        end; None when it names none (a contained resource, or an invalid NHS number)."""
+        r = other.get("reference")
+        if isinstance(r, str) and r.strip():
+            r = r.strip()
+            if r.startswith("#"):
+                return None
+            local = scope.get(r)
+            if local is not None:
+                if local.get("resourceType") != "Patient":
+                    return None
+                try:
+                    return self.pid_of(local), None
+                except _BadNhsNumber:
+                    return None
+            return None, self.pseudo.key_of(_ref_key(r))
+        ident = other.get("identifier")
+        if isinstance(ident, dict) and ident.get("value"):
+            try:
+                t_pid, t_key, _ = self._by_identifier(
+                    ident.get("system") or "", str(ident["value"])
+                )
+            except _BadNhsNumber:
+                return None
+            return t_pid, t_key
+        return None
 
     def _emit_patient(self, res: dict, pid: str, ctx, scope: _UnitScope) -> None:
         birth = _date(res.get("birthDate"))

@@ -81,10 +81,11 @@ def infer_registrations(con, run: Run) -> dict[str, Any] | None:
         con.execute(
             f"""
             CREATE TABLE reg_recorded_new AS
-            SELECT DISTINCT coalesce(s.patient_id, p.pid) AS patient_id
+            SELECT DISTINCT {run._pid("coalesce(s.patient_id, p.pid)")} AS patient_id
             FROM {q(regs)} s LEFT JOIN idx_patient p ON s._pref = p.key AND p.n = 1
             WHERE coalesce(s.patient_id, p.pid) IS NOT NULL
               AND coalesce(s.source, 'recorded') <> 'inferred'
+              AND s._rkey NOT IN (SELECT rkey FROM merged_records)
             """
         )
     else:
@@ -109,7 +110,7 @@ def infer_registrations(con, run: Run) -> dict[str, Any] | None:
         f"""
         CREATE TABLE ev AS
         SELECT {cols},
-               coalesce(e.patient_id, p.pid) AS pid,
+               {run._pid("coalesce(e.patient_id, p.pid)")} AS pid,
                coalesce(e.practice_id, o.practice_id) AS practice,
                coalesce(e.name, o.name) AS practice_name,
                CASE WHEN e.is_gp = '1' OR o.is_gp = '1' THEN 2 ELSE 1 END AS tier,

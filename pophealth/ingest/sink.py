@@ -84,6 +84,10 @@ ORDERS = "_orders"
 #: ``_pref``).
 LINKS = "_links"
 PRESCRIBED = "_prescribed"
+#: Spilled merges of patient records (see :meth:`Run.merge`): ``rkey`` of the record that
+#: must no longer be used (when it is that record's link), the old patient and the new one
+#: (each a ``patient_id`` or a hashed reference, ``*_key``).
+MERGES = "_merges"
 #: Spilled withdrawals (see :meth:`Run.withdraw`): a cancelled or entered-in-error record's
 #: ``okey`` and its patient (``patient_id`` or hashed ``_pref``).
 WITHDRAWALS = "_withdrawals"
@@ -110,6 +114,7 @@ INDEX_COLUMNS = {
     "prescribed": ["key", "pid"],
     "supplied": ["key", "pid"],
     "issued": ["key", "pid", "rowhash", "run_seq"],
+    "merged": ["key", "pid"],
 }
 #: Why a prescription withdrawn by a later record is not loaded (the record is skipped).
 WITHDRAWN_REASON = (
@@ -121,6 +126,11 @@ WITHDRAWN_REASON = (
 DISPENSED_REASON = (
     "one supply: a prescription and its dispense (the same patient) are counted once, as "
     "the prescription, or as the dispense when an earlier run loaded it"
+)
+#: Why a Patient record merged into another is not loaded (it is skipped).
+MERGED_REASON = (
+    "merged: the Patient record says it was replaced by another (Patient.link replaced-by, "
+    "or replaces on the other), which is loaded; records naming it load under that one"
 )
 #: Why another record withdrawn by a later version of it is not loaded (it is skipped).
 WITHDRAWN_RECORD_REASON = (
@@ -234,6 +244,9 @@ class TableCounts:
     #: counted once: a dispense whose prescription is loaded (this run or, appending, an
     #: earlier one), a prescription whose dispense an earlier run loaded
     same_supply: int = 0
+    #: patients, addresses, registrations, practices: rows of a Patient record merged into
+    #: another (FHIR ``Patient.link``), not loaded; the records naming it load under the other
+    merged: int = 0
     #: rows an earlier run loaded that this run removed from the store (not source rows of
     #: this run, so not part of the balance): withdrawn by an entered-in-error version, or
     #: replaced by a newer version of their record
@@ -245,7 +258,7 @@ class TableCounts:
     def balanced(self) -> bool:
         return self.rows_in == (
             self.loaded + self.quarantined + self.duplicates + self.withdrawn
-            + self.same_supply
+            + self.same_supply + self.merged
         )  # fmt: skip
 
 
@@ -399,6 +412,9 @@ class Run:
         self._prescriptions: list[tuple[int, str, str | None, str | None]] = []
         self._withdrawals: list[tuple[str, str | None, str | None]] = []
         self._refused: list[tuple[int, str, str]] = []
+        self._merges: list[tuple[int | None, str | None, str | None, str | None, str | None]] = []
+        #: whether this run merges patient records (see :meth:`_register_merges`)
+        self._merging = False
         self._inferred_rejected = 0
         #: rows loaded whose serviceProvider Organization resolved nowhere, by table
         self._no_provider: Counter = Counter()
@@ -676,6 +692,25 @@ class Run:
         if len(self._withdrawals) >= self.batch_rows:
             self._flush_orders()
 
+    def merge(
+        self,
+        rkey: int | None,
+        *,
+        old_pid: str | None = None,
+        old_key: str | None = None,
+        new_pid: str | None = None,
+        new_key: str | None = None,
+    ) -> None:
+        """One patient record merged into another (FHIR ``Patient.link``): the old patient
+        (``old_pid``, or the hashed reference ``old_key`` resolved at the end) must no longer
+        be used, the new one in its place. ``rkey`` is the old record's, when the link is its
+        own (``replaced-by``). Applied at the end when the new patient is one of the run's or
+        the store's: rows naming the old patient load under the new one, and the old
+        record's own rows (patients, addresses, registrations) are not loaded."""
+        self._merges.append((rkey, old_pid, old_key, new_pid, new_key))
+        if len(self._merges) >= self.batch_rows:
+            self._flush_orders()
+
     def refuse_patient(self, ctx: Context, patient_id: str, why: str) -> None:
         """A patients record quarantined while mapping (``ctx`` is rejected by the caller),
         under the stand-in ``patient_id`` that records referring to it resolve to: those
@@ -690,6 +725,12 @@ class Run:
         self._spill_rows(
             REFUSED_PATIENTS, "refused", refused,
             {"rkey": pa.int64(), "patient_id": pa.string(), "why": pa.string()},
+        )  # fmt: skip
+        merges, self._merges = self._merges, []
+        self._spill_rows(
+            MERGES, "merges", merges,
+            {"rkey": pa.int64(), "old_pid": pa.string(), "old_key": pa.string(),
+             "new_pid": pa.string(), "new_key": pa.string()},
         )  # fmt: skip
         orders, self._orders = self._orders, []
         self._spill_rows(ORDERS, "orders", orders, {"rkey": pa.int64(), "okey": pa.string()})
@@ -855,6 +896,7 @@ class Run:
         # Bounded memory whatever the input size: DuckDB spills to the temp directory.
         con.execute(f"SET memory_limit='{self.memory_limit}'")
         self._register_index(con)
+        self._register_merges(con)
         self._register_withdrawals(con)
         committed = False
         try:
@@ -897,6 +939,13 @@ class Run:
                     f"{meds.withdrawn_from_store - meds.replaced_in_store:,} loaded by earlier "
                     "runs removed: a cancelled or entered-in-error record of the same order "
                     "(EPS order item, identifier or id) and patient withdraws them"
+                )
+            merged = sum(c.merged for c in self.tables.values())
+            if merged:
+                self.notes.append(
+                    f"{sum(r.skip_reasons[MERGED_REASON] for r in self.records.values()):,} "
+                    f"Patient record(s) merged into another ({merged:,} row(s) not loaded): "
+                    "the records naming them load under the record that replaces them"
                 )
             if meds.same_supply:
                 self.notes.append(
@@ -1074,6 +1123,163 @@ class Run:
                 f"FROM read_parquet({files!r}) GROUP BY key"
             )
 
+    def _register_merges(self, con) -> None:
+        """``merged`` (``old_pid`` → ``new_pid``): the patients whose records were merged into
+        another's (FHIR ``Patient.link``, :meth:`merge`) in this run or, appending, an earlier
+        one, each followed to the last record of its chain, kept only when that patient is
+        one of the run's or the store's; ``merged_records``: this run's Patient records of
+        such patients, whose own rows are not loaded (counted as ``merged``). A reference to
+        an old record that is not in the load resolves to the new one. Rows naming an old
+        patient load under the new one (:meth:`_pid`)."""
+        con.execute("CREATE TABLE merged (old_pid VARCHAR, new_pid VARCHAR)")
+        con.execute("CREATE TABLE merged_records (rkey BIGINT)")
+        files = [str(p) for p in self._spills.get(MERGES, [])]
+        previous = self._previous_index("merged")
+        if not files and not previous:
+            return
+        con.execute(
+            "CREATE TABLE merge_links (rkey BIGINT, old_pid VARCHAR, old_key VARCHAR, "
+            "new_pid VARCHAR)"
+        )
+        if files:
+            con.execute(
+                f"""
+                INSERT INTO merge_links
+                SELECT m.rkey, coalesce(m.old_pid, o.pid), m.old_key, coalesce(m.new_pid, n.pid)
+                FROM read_parquet({files!r}) m
+                LEFT JOIN idx_patient o ON m.old_key = o.key AND o.n = 1
+                LEFT JOIN idx_patient n ON m.new_key = n.key AND n.n = 1
+                """
+            )
+        if previous:
+            con.execute(
+                "INSERT INTO merge_links SELECT NULL, key, NULL, pid "
+                f"FROM read_parquet({previous!r})"
+            )
+        # one new patient per old one: an old patient said to be replaced by two different
+        # ones is merged into neither
+        con.execute(
+            """
+            INSERT INTO merged
+            SELECT old_pid, min(new_pid) FROM merge_links
+            WHERE old_pid IS NOT NULL AND new_pid IS NOT NULL AND old_pid <> new_pid
+            GROUP BY old_pid HAVING count(DISTINCT new_pid) = 1
+            """
+        )
+        ambiguous = con.execute(
+            "SELECT count(DISTINCT old_pid) FROM merge_links WHERE old_pid IS NOT NULL "
+            "AND new_pid IS NOT NULL AND old_pid <> new_pid AND old_pid NOT IN "
+            "(SELECT old_pid FROM merged)"
+        ).fetchone()[0]
+        # a chain (A replaced by B, B by C) ends at its last record; a loop is merged nowhere
+        for _ in range(32):
+            changed = con.execute(
+                "UPDATE merged SET new_pid = m.new_pid FROM merged m "
+                "WHERE merged.new_pid = m.old_pid AND merged.old_pid <> m.old_pid "
+                "AND m.new_pid <> merged.old_pid"
+            ).fetchone()[0]
+            if not changed:
+                break
+        loops = con.execute(
+            "DELETE FROM merged WHERE new_pid IN (SELECT old_pid FROM merged)"
+        ).fetchone()[0]
+        con.execute(
+            "DELETE FROM merged WHERE new_pid NOT IN (SELECT patient_id FROM known_patients)"
+        )
+        absent = (
+            con.execute(
+                "SELECT count(DISTINCT old_pid) FROM merge_links WHERE old_pid IS NOT NULL "
+                "AND (new_pid IS NULL OR new_pid <> old_pid) "
+                "AND old_pid NOT IN (SELECT old_pid FROM merged)"
+            ).fetchone()[0]
+            - ambiguous
+            - loops
+        )
+        if ambiguous or loops:
+            self.notes.append(
+                f"{ambiguous + loops:,} patient record(s) said to be merged into two different "
+                "records, or into one another, were not merged: each loads as its own patient"
+            )
+        if absent:
+            self.notes.append(
+                f"{absent:,} patient record(s) said to be replaced by another record "
+                "(Patient.link) were loaded as they are: the record that replaces them is in "
+                "no input file" + (" nor in the store" if self.append else "")
+            )
+        # a reference to an old record that is not in the load names the new patient (the
+        # last of its chain)
+        con.execute(
+            """
+            INSERT INTO idx_patient
+            SELECT l.old_key, min(coalesce(m.new_pid, l.new_pid)), 1 FROM merge_links l
+            LEFT JOIN merged m ON m.old_pid = l.new_pid
+            WHERE l.old_pid IS NULL AND l.old_key IS NOT NULL AND l.new_pid IS NOT NULL
+              AND l.old_key NOT IN (SELECT key FROM idx_patient)
+              AND coalesce(m.new_pid, l.new_pid) IN (SELECT patient_id FROM known_patients)
+            GROUP BY l.old_key HAVING count(DISTINCT coalesce(m.new_pid, l.new_pid)) = 1
+            """
+        )
+        self._merging = bool(con.execute("SELECT count(*) FROM merged").fetchone()[0])
+        if not self._merging:
+            return
+        # The old patient's own Patient records: their rows (patients, addresses,
+        # registrations, practices) are not loaded
+        parts = []
+        for name in ("patients", "addresses", "registrations"):
+            spilled = [str(p) for p in self._spills.get(name, [])]
+            # (a patients row of the old patient, whatever record it came with: a
+            # contained copy would otherwise clash with the new patient's own)
+            of_patient = "" if name == "patients" else "s._rtype = 'Patient' AND "
+            if spilled:
+                parts.append(
+                    f"SELECT s._rkey FROM read_parquet({spilled!r}) s "
+                    "LEFT JOIN idx_patient p ON s._pref = p.key AND p.n = 1 "
+                    f"WHERE {of_patient}coalesce(s.patient_id, p.pid) IN "
+                    "(SELECT old_pid FROM merged)"
+                )
+        parts.append(
+            "SELECT rkey FROM merge_links WHERE rkey IS NOT NULL "
+            "AND old_pid IN (SELECT old_pid FROM merged)"
+        )
+        con.execute(
+            "INSERT INTO merged_records SELECT DISTINCT * FROM (" + " UNION ALL ".join(parts) + ")"
+        )
+        for name in ("patients", "addresses", "registrations", "practices"):
+            spilled = [str(p) for p in self._spills.get(name, [])]
+            if not spilled:
+                continue
+            gone = con.execute(
+                f"SELECT _rkey, _rtype FROM read_parquet({spilled!r}) "
+                "WHERE _rkey IN (SELECT rkey FROM merged_records)"
+            ).to_arrow_table()
+            if gone.num_rows:
+                self.tables[name].merged += gone.num_rows
+                path = self._path("outcome")
+                pq.write_table(
+                    pa.table(
+                        {
+                            "rkey": gone["_rkey"].cast(pa.int64()),
+                            "rtype": gone["_rtype"].cast(pa.string()),
+                            "outcome": pa.array(["merged"] * gone.num_rows, pa.string()),
+                        }
+                    ),
+                    path,
+                )
+                self._outcome_spills.append(path)
+        path = self._path("index-merged")
+        con.execute(
+            f"COPY (SELECT old_pid AS key, new_pid AS pid FROM merged) TO '{path}' (FORMAT PARQUET)"
+        )
+        self._index_spills["merged"].append(path)
+        con.execute(
+            "CREATE MACRO merged_pid(x) AS "
+            "coalesce((SELECT m.new_pid FROM merged m WHERE m.old_pid = x), x)"
+        )
+
+    def _pid(self, expr: str) -> str:
+        """SQL for the patient ``expr`` names, after merges (see :meth:`_register_merges`)."""
+        return f"merged_pid({expr})" if self._merging else expr
+
     def _register_withdrawals(self, con) -> None:
         """Tables of what this run (and, appending, earlier runs) withdrew or replaced:
         ``orders`` (the key of each source record with an identity), ``withdrawn`` (key and
@@ -1092,7 +1298,8 @@ class Run:
         files = [str(p) for p in self._spills.get(WITHDRAWALS, [])]
         if files:
             con.execute(
-                "INSERT INTO withdrawn SELECT DISTINCT w.okey, coalesce(w.patient_id, p.pid) "
+                "INSERT INTO withdrawn SELECT DISTINCT w.okey, "
+                f"{self._pid('coalesce(w.patient_id, p.pid)')} "
                 f"FROM read_parquet({files!r}) w "
                 "LEFT JOIN idx_patient p ON w._pref = p.key AND p.n = 1 "
                 "WHERE coalesce(w.patient_id, p.pid) IS NOT NULL"
@@ -1120,7 +1327,7 @@ class Run:
                     con.execute(
                         f"""
                         INSERT INTO resent
-                        SELECT DISTINCT o.okey, coalesce(s.patient_id, p.pid)
+                        SELECT DISTINCT o.okey, {self._pid("coalesce(s.patient_id, p.pid)")}
                         FROM read_parquet({files!r}) s JOIN orders o ON s._rkey = o.rkey
                         LEFT JOIN idx_patient p ON s._pref = p.key AND p.n = 1
                         WHERE coalesce(s.patient_id, p.pid) IS NOT NULL
@@ -1177,7 +1384,7 @@ class Run:
         run's prescriptions are kept in the reference index for later ``--append`` runs
         (its dispenses, once loaded: :meth:`_keep_supplied`)."""
         resolved = (
-            "SELECT rkey, okey, coalesce(w.patient_id, p.pid) AS patient_id "
+            f"SELECT rkey, okey, {self._pid('coalesce(w.patient_id, p.pid)')} AS patient_id "
             "FROM read_parquet({files!r}) w "
             "LEFT JOIN idx_patient p ON w._pref = p.key AND p.n = 1 "
             "WHERE coalesce(w.patient_id, p.pid) IS NOT NULL"
@@ -1261,8 +1468,10 @@ class Run:
         cols = table("patients").column_names
         hidden = [instant_column(c) for c in _instant_columns("patients")]
         sel = ", ".join(f'"{c}"' for c in (*cols, *hidden, *META))
+        # (rows of a Patient record merged into another are not loaded, so not screened)
+        merged = " WHERE _rkey NOT IN (SELECT rkey FROM merged_records)" if self._merging else ""
         reader = (
-            con.execute(f"SELECT {sel} FROM read_parquet({files!r})").to_arrow_reader(
+            con.execute(f"SELECT {sel} FROM read_parquet({files!r}){merged}").to_arrow_reader(
                 self.batch_rows
             )
             if files
@@ -1379,6 +1588,11 @@ class Run:
                 if name == "patients"
                 else ""
             )
+            if self._merging and name in ("patients", "addresses", "registrations", "practices"):
+                # the rows of a Patient record merged into another (counted as merged)
+                refused += (" AND" if refused else " WHERE") + (
+                    " _rkey NOT IN (SELECT rkey FROM merged_records)"
+                )
             parts.append(
                 f"SELECT {sel}, _pref, _mref, _src, _loc, _rid, _rtype, _rkey, 0 AS _old "
                 f"FROM read_parquet({[str(p) for p in files]!r}){refused}"
@@ -1427,6 +1641,10 @@ class Run:
             return
         union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
         pid = "coalesce(s.patient_id, p.pid)" if "patient_id" in cols else None
+        if pid and name != "patients" and self._merging:
+            # rows naming a patient merged into another load under that one (the store's
+            # rows stay as they were)
+            pid = f"CASE WHEN s._old = 1 THEN {pid} ELSE {self._pid(pid)} END"
         extra_join = ""
         replace = []
         if pid:
@@ -1869,19 +2087,21 @@ class Run:
                    count(*) FILTER (WHERE st = 'quarantined') AS quarantined,
                    count(*) FILTER (WHERE st = 'duplicate') AS duplicate,
                    count(*) FILTER (WHERE st = 'withdrawn') AS withdrawn,
-                   count(*) FILTER (WHERE st = 'dispensed') AS dispensed
+                   count(*) FILTER (WHERE st = 'dispensed') AS dispensed,
+                   count(*) FILTER (WHERE st = 'merged') AS merged
             FROM (
                 SELECT rkey, any_value(rtype) AS rtype,
                        CASE WHEN bool_or(outcome = 'loaded') THEN 'loaded'
                             WHEN bool_or(outcome = 'quarantined') THEN 'quarantined'
                             WHEN bool_or(outcome = 'withdrawn') THEN 'withdrawn'
                             WHEN bool_or(outcome = 'dispensed') THEN 'dispensed'
+                            WHEN bool_or(outcome = 'merged') THEN 'merged'
                             ELSE 'duplicate' END AS st
                 FROM read_parquet({files!r}) GROUP BY rkey
             ) GROUP BY rtype
             """
         ).fetchall()
-        for rtype, loaded, quarantined, duplicate, withdrawn, dispensed in rows:
+        for rtype, loaded, quarantined, duplicate, withdrawn, dispensed, merged in rows:
             rc = self.records[rtype]
             rc.loaded += loaded
             rc.quarantined += quarantined
@@ -1897,6 +2117,9 @@ class Run:
             if dispensed:
                 rc.skipped += dispensed
                 rc.skip_reasons[DISPENSED_REASON] += dispensed
+            if merged:
+                rc.skipped += merged
+                rc.skip_reasons[MERGED_REASON] += merged
 
 
 #: the patients columns compared between two records of one patient in a run (SQL giving
