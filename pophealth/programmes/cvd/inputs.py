@@ -319,8 +319,18 @@ def imputed_summary(inputs: pd.DataFrame) -> pd.Series:
         "smoking": "smoking status",
         "ethnicity": "ethnicity",
     }
-    text = np.full(len(inputs), "", dtype=object)
-    for key, word in words.items():
+    # each patient's combination of hits as bits, then the text of each combination (64 of
+    # them), not a string built per patient
+    code = np.zeros(len(inputs), dtype=np.int64)
+    for bit, key in enumerate(words):
         hit = inputs[f"{key}_dq"].isin([IMPUTED, MISSING]).to_numpy()
-        text = np.where(hit, np.where(text == "", word, text + ", " + word), text)
-    return pd.Series(text, index=inputs.index, dtype=object)
+        code |= hit.astype(np.int64) << bit
+    names = list(words.values())
+    texts = np.array(
+        [
+            ", ".join(w for bit, w in enumerate(names) if c >> bit & 1)
+            for c in range(1 << len(names))
+        ],
+        dtype=object,
+    )
+    return pd.Series(texts[code], index=inputs.index, dtype=object)

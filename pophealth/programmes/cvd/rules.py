@@ -50,6 +50,12 @@ def hypertension(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -
     ``classify_htn_risk_group`` splits under-80 / 80-and-over on it. So someone who
     turned 80 after their latest reading is still judged against the under-80 target."""
     out = records.copy()
+    _hypertension(out, config=config)
+    return out
+
+
+def _hypertension(out: pd.DataFrame, config: CvdConfig) -> None:
+    """Adds the columns of :func:`hypertension` to ``out`` (in place)."""
     has = out["bp_sbp"].notna() & out["bp_dbp"].notna()
     out["bp_age"] = age_at(out["date_of_birth"], out["bp_date"])
     out["htn_group"] = htn_risk_group(
@@ -67,7 +73,6 @@ def hypertension(records: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -
     # (1d starts above 180/120, so 180/120 itself is 1c and still flagged here).
     severe = needs_same_day_review(out["bp_sbp"], out["bp_dbp"])
     out["bp_same_day_review"] = ((out["hypertension"] == 1) & has & severe).astype(int)
-    return out
 
 
 def qrisk(records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataFrame:
@@ -76,6 +81,12 @@ def qrisk(records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONF
     CKD 3-5). Adds the QRISK3 inputs, ``<input>_dq`` flags, ``qrisk3``,
     ``qrisk3_reason``, ``qrisk_imputed`` (plain words) and ``treated_hypertension``."""
     out = records.copy()
+    _qrisk(out, index_date, config=config)
+    return out
+
+
+def _qrisk(out: pd.DataFrame, index_date, config: CvdConfig) -> None:
+    """Adds the columns of :func:`qrisk` to ``out`` (in place)."""
     # QRISK3 "treated hypertension": on the register and an antihypertensive issued in the
     # medication look-back. Without an antihypertensive code list no issue is found, so
     # nobody counts as treated (QRISK3 then understates risk for treated people); the
@@ -118,7 +129,6 @@ def qrisk(records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONF
     )
     out["qrisk_applies"] = (excluded == "").astype(int)
     out["qrisk_not_applied_because"] = excluded.where(excluded != "", None)
-    return out
 
 
 def statin_intensity(
@@ -164,6 +174,12 @@ def lipids(
     are not read (see docs/programmes/cvd.md, "Lipid results: plausible ranges and units").
     """
     out = records.copy()
+    _lipids(out, index_date, config=config)
+    return out
+
+
+def _lipids(out: pd.DataFrame, index_date, config: CvdConfig) -> None:
+    """Adds the columns of :func:`lipids` to ``out`` (in place)."""
     months = config.lipid_lookback_months
     recent_tc = _recent(out["total_cholesterol_date"], index_date, months)
     recent_nonhdl = _recent(out["non_hdl_recorded_date"], index_date, months)
@@ -215,7 +231,6 @@ def lipids(
     out["lipid_d_assess"] = (
         not_fh & (tc > config.tc_fh_assess.value) & (out["lipid_d_refer"] == 0)
     ).astype(int)
-    return out
 
 
 def _haemoglobin_g_per_l(hb: pd.Series) -> pd.Series:
@@ -243,6 +258,12 @@ def atrial_fibrillation(
     1 and, without an anticoagulant, the person is on the gap list to have their sex
     checked and recorded and the decision made (never silently left off)."""
     out = records.copy()
+    _atrial_fibrillation(out, config=config)
+    return out
+
+
+def _atrial_fibrillation(out: pd.DataFrame, config: CvdConfig) -> None:
+    """Adds the columns of :func:`atrial_fibrillation` to ``out`` (in place)."""
     af = out["atrial_fibrillation"] == 1
     diabetes = ((out["type1_diabetes"] == 1) | (out["type2_diabetes"] == 1)).astype(int)
     stroke = ((out["stroke"] == 1) | (out["tia"] == 1) | (out["thromboembolism"] == 1)).astype(int)
@@ -304,14 +325,16 @@ def atrial_fibrillation(
     no_anticoag = out["anticoagulated"] == 0
     out["af_gap"] = (af & indicated & no_anticoag).astype(int)
     out["af_aspirin_only"] = (af & no_anticoag & (out["on_aspirin"] == 1)).astype(int)
-    return out
 
 
 def apply_all(
     records: pd.DataFrame, index_date, *, config: CvdConfig = DEFAULT_CONFIG
 ) -> pd.DataFrame:
-    """Every rule, in order: hypertension, QRISK3, lipids, AF."""
-    out = hypertension(records, config=config)
-    out = qrisk(out, index_date, config=config)
-    out = lipids(out, index_date, config=config)
-    return atrial_fibrillation(out, config=config)
+    """Every rule, in order: hypertension, QRISK3, lipids, AF (on one copy of
+    ``records``: the frame is wide, and a copy per rule cost more than the rules)."""
+    out = records.copy()
+    _hypertension(out, config=config)
+    _qrisk(out, index_date, config=config)
+    _lipids(out, index_date, config=config)
+    _atrial_fibrillation(out, config=config)
+    return out

@@ -38,7 +38,9 @@ the QRISK3 calculator shows (which rounds).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,8 +87,16 @@ def qrisk_display(
     return shown.where(~lifted, (np.ceil(threshold * 10) - 1) / 10)
 
 
+def _text_of(x: pd.Series, fmt: Callable[[Any], str], missing: str = "") -> pd.Series:
+    """``fmt`` of each value of ``x`` (``missing`` where there is none): each distinct
+    value is formatted once, not each patient's."""
+    codes, uniques = pd.factorize(x, use_na_sentinel=True)
+    texts = np.array([fmt(u) for u in uniques] + [missing], dtype=object)
+    return pd.Series(texts[codes], index=x.index)  # (code -1, a missing value: the last)
+
+
 def _fmt(x: pd.Series, digits: int = 1) -> pd.Series:
-    return x.map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+    return _text_of(pd.to_numeric(x).astype(float), lambda v: f"{v:.{digits}f}")
 
 
 def _date(x: pd.Series) -> pd.Series:
@@ -121,7 +131,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
     statin = (
         p["statin_ingredient"].fillna("statin").astype(str)
         + " "
-        + p["statin_daily_mg"].map(lambda v: "" if pd.isna(v) else f"{v:g} mg")
+        + _text_of(p["statin_daily_mg"], lambda v: f"{v:g} mg")
     ).str.strip()
     cvd_names = (
         np.where(p["ihd"] == 1, "coronary heart disease, ", "")
@@ -131,14 +141,14 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
     )
     cvd_names = pd.Series(cvd_names, index=p.index).str.rstrip(", ")
     lowest = p["chadsvasc_at_least"].astype("Float64")
-    chads = p["chadsvasc"].astype("Float64").map(lambda v: "" if pd.isna(v) else f"{int(v)}")
+    chads = _text_of(p["chadsvasc"].astype("Float64"), lambda v: f"{int(v)}")
     chads = chads.where(
         p["chadsvasc"].notna() | lowest.isna(),
-        lowest.map(lambda v: "" if pd.isna(v) else f"{int(v)} or more (sex not recorded)"),
+        _text_of(lowest, lambda v: f"{int(v)} or more (sex not recorded)"),
     )
     orbit_txt = (
         " Bleeding risk (ORBIT) "
-        + p["orbit"].astype("Float64").map(lambda v: "?" if pd.isna(v) else f"{int(v)}")
+        + _text_of(p["orbit"].astype("Float64"), lambda v: f"{int(v)}", missing="?")
         + " ("
         + p["orbit_band"].fillna("unknown").astype(str)
         + ")."
