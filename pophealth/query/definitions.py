@@ -55,6 +55,30 @@ def _user_traceback(path: Path, exc: BaseException) -> str:
     )
 
 
+def _where_looked(path: Path, exc: BaseException) -> str:
+    """For a code-list file that is not there (``load_codelist("lists/x.csv")``), where it
+    was looked for — a relative path is read from the folder the command is run from, not
+    the definition's — and, when the file is beside the definition, how to read it there."""
+    missing = exc.__cause__
+    if not isinstance(missing, FileNotFoundError) or missing.filename is None:
+        return ""
+    wanted = Path(missing.filename)
+    if wanted.is_absolute():
+        return ""
+    said = (
+        f" (looked for {Path.cwd() / wanted}: a relative path is read from the folder the "
+        "command is run from"
+    )
+    beside = path.parent / wanted
+    if beside.is_file():
+        said += (
+            f"; the file is at {beside}, beside the definition: run the command from "
+            f"{path.parent}, or read it from the definition's folder, "
+            f'load_codelist(Path(__file__).parent / "{wanted.as_posix()}")'
+        )
+    return said + ")"
+
+
 def load_definitions(path: str | Path) -> dict[str, Any]:
     """Run the definition file at ``path`` and return its module namespace.
 
@@ -79,7 +103,7 @@ def load_definitions(path: str | Path) -> dict[str, Any]:
     except (QueryError, CodelistError) as exc:
         line = _user_line(path, exc.__traceback__)
         where = f", line {line}" if line else ""
-        raise DefinitionError(f"{path}{where}: {exc}") from None
+        raise DefinitionError(f"{path}{where}: {exc}{_where_looked(path, exc)}") from None
     except SystemExit as exc:  # sys.exit() would end the command as if it had succeeded
         line = _user_line(path, exc.__traceback__)
         where = f", line {line}" if line else ""
