@@ -238,6 +238,21 @@ def _say_unmatched(con: Any, definition: Any) -> None:
         console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
 
 
+def _say_empty(m: Any, result: Any) -> None:
+    """A note for each measure with no row at all: nobody was in its denominator in any
+    interval, which is a rule that picks nobody far more often than a result."""
+    shown = set(result["measure"])
+    for measure in m:
+        if measure.name not in shown:
+            console.print(
+                f"[yellow]note:[/yellow] measure {measure.name!r} has no row: its denominator "
+                f"holds nobody in any of its {_count(len(measure.intervals), 'interval')} — "
+                "check the rule (a condition nobody meets, a code list that matches nothing)",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 def _count(n: int, noun: str) -> str:
     """``1 column``, ``6 columns``, ``1,200 rows``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -325,6 +340,14 @@ def dataset_command(
     why = nobody_registered(opened, date)
     if why:  # a population need not be the registered, so this is said, not refused
         console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
+    if ds.population is None:  # allowed, but more often forgotten than meant
+        console.print(
+            "[yellow]note:[/yellow] the dataset has no population rule, so it has a row for "
+            "every patient in the store (the dead and those not registered too): set one with "
+            "dataset.define_population(...)",
+            highlight=False,
+            soft_wrap=True,
+        )
     _say_unmatched(con, ds)
     for path, what, columns in written:
         console.print(
@@ -393,6 +416,7 @@ def measures_command(
     late = _past_extract(opened, sorted({end for _, end in intervals}))
     if late:
         console.print(f"[yellow]warning:[/yellow] {late}", highlight=False, soft_wrap=True)
+    _say_empty(m, result)
     _say_unmatched(con, m)
     if not disclosure:
         console.print(

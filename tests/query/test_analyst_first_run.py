@@ -1,0 +1,80 @@
+"""A new analyst's first definition files: the mistakes that give an empty result, or
+every patient in the store, are pointed out on the console, not left to be guessed."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pophealth.cli import app
+from pophealth.synth import write_synthetic_store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_synthetic_store(
+        tmp_path_factory.mktemp("first") / "store", patients=300, seed=7, progress=None
+    )
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+NOBODY = """\
+from pophealth.query import Measures, index_date, monthly, patients, registrations
+pop = registrations.registered_on(index_date) & (patients.age_on(index_date) > 130)
+everybody = registrations.registered_on(index_date)
+measures = Measures(intervals=monthly("2025-01-01", 3))
+measures.define_measure("ancient", numerator=patients.sex == "female", denominator=pop)
+measures.define_measure("women", numerator=patients.sex == "female", denominator=everybody)
+"""
+
+
+@pytest.mark.parametrize("disclosure", ["--disclosure", "--no-disclosure"])
+def test_a_measure_whose_denominator_holds_nobody_is_named(tmp_path, store, disclosure):
+    path = tmp_path / "nobody.py"
+    path.write_text(NOBODY)
+    out = tmp_path / "m.csv"
+    result = invoke("measures", path, "--store", store.path, "--output", out, disclosure)
+    assert result.exit_code == 0, result.output
+    said = one_line(result.output)
+    assert "measure 'ancient' has no row: its denominator holds nobody" in said
+    assert "measure 'women'" not in said  # it has rows
+    assert out.read_text().count("\n") == 1 + 3  # the header, and 'women' in 3 months
+
+
+NO_POPULATION = """\
+from pophealth.query import Dataset, index_date, patients
+dataset = Dataset()
+dataset.age = patients.age_on(index_date)
+"""
+
+
+def test_a_dataset_without_a_population_rule_says_it_holds_every_patient(tmp_path, store):
+    path = tmp_path / "everyone.py"
+    path.write_text(NO_POPULATION)
+    out = tmp_path / "d.csv"
+    result = invoke("dataset", path, "--store", store.path, "--output", out)
+    assert result.exit_code == 0, result.output
+    said = one_line(result.output)
+    assert "no population rule" in said
+    assert "define_population" in said
+    assert out.read_text().count("\n") == 1 + 300  # every patient, as before
+
+
+def test_a_dataset_with_a_population_rule_says_nothing_of_it(tmp_path, store):
+    path = tmp_path / "registered.py"
+    path.write_text(
+        NO_POPULATION + "from pophealth.query import registrations\n"
+        "dataset.define_population(registrations.registered_on(index_date))\n"
+    )
+    result = invoke("dataset", path, "--store", store.path, "--output", tmp_path / "d.csv")
+    assert result.exit_code == 0, result.output
+    assert "population rule" not in one_line(result.output)
