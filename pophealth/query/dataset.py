@@ -46,6 +46,19 @@ def check_variable(name: str, value: Any, *, what: str = "variable") -> Series:
     return series
 
 
+def _check_date_text(value: Any) -> None:
+    """A dataset's index date given as text must be a date, YYYY-MM-DD: refused where it is
+    set (a definition file's line), not when the dataset runs."""
+    if not isinstance(value, str):
+        return
+    try:
+        if len(value) != 10:
+            raise ValueError
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise QueryError(f"index_date: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
 class Dataset:
     """A population and named per-patient variables.
 
@@ -63,6 +76,7 @@ class Dataset:
         object.__setattr__(self, "_variables", {})
         object.__setattr__(self, "_population", None)
         object.__setattr__(self, "_event_tables", {})
+        _check_date_text(index_date)  # here, on the definition's line, not at run time
         object.__setattr__(self, "index_date", index_date)
 
     def define_population(self, condition: Any) -> None:
@@ -91,6 +105,7 @@ class Dataset:
                     f"index_date: the dataset's index date is a date (or text YYYY-MM-DD), "
                     f"not {value!r}; a variable needs another name"
                 )
+            _check_date_text(value)
             object.__setattr__(self, name, value)
             return
         self.add(name, value)

@@ -3,6 +3,7 @@ every patient in the store, are pointed out on the console, not left to be guess
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -78,3 +79,35 @@ def test_a_dataset_with_a_population_rule_says_nothing_of_it(tmp_path, store):
     result = invoke("dataset", path, "--store", store.path, "--output", tmp_path / "d.csv")
     assert result.exit_code == 0, result.output
     assert "population rule" not in one_line(result.output)
+
+
+@pytest.mark.parametrize("text", ["2026-02-30", "31/03/2026", "20260331"])
+def test_a_datasets_own_index_date_that_is_not_a_date_is_named_with_its_line(tmp_path, text):
+    from pophealth.query.definitions import DefinitionError, load_definitions
+
+    path = tmp_path / "dated.py"
+    path.write_text(
+        "from pophealth.query import Dataset, index_date, registrations\n"
+        f'dataset = Dataset(index_date="{text}")\n'
+        "dataset.define_population(registrations.registered_on(index_date))\n"
+    )
+    with pytest.raises(DefinitionError) as err:
+        load_definitions(path)
+    said = one_line(str(err.value))
+    assert (
+        f"{path.resolve()}, line 2: index_date: {text!r} is not a date (expected YYYY-MM-DD)"
+        in said
+    )
+
+
+def test_a_datasets_own_index_date_as_text_or_date_still_runs(tmp_path, store):
+    import datetime as dt
+
+    from pophealth.query import Dataset, index_date, registrations, run_dataset
+
+    for value in ("2025-06-30", dt.date(2025, 6, 30)):
+        ds = Dataset(index_date=value)
+        ds.define_population(registrations.registered_on(index_date))
+        ds.on = index_date
+        table = run_dataset(store, ds)
+        assert set(table["on"]) == {pd.Timestamp("2025-06-30")}
