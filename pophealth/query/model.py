@@ -133,6 +133,12 @@ def wrap(value: Any) -> Series:
         )
     if value is None:
         return Series("null", (), "null", None, "None")
+    if isinstance(value, Codelist):
+        return _invalid(
+            f"code list {value.name!r} is not a value to compare with: keep the rows with its "
+            f"codes with frame.matching(codelist), or test a code column with "
+            f"column.is_in(codelist)"
+        )
     return Series("lit", (value,), _literal_dtype(value), None, repr(value))
 
 
@@ -277,6 +283,7 @@ class Series:
         if op in ("eq", "ne"):
             for a, b in ((self, other), (other, self)):
                 out._with_error(_not_allowed(a, b, desc, op))
+                out._with_error(_dotted_code(a, b, desc))
         return out
 
     # -- operators -----------------------------------------------------------------------
@@ -446,6 +453,7 @@ class Series:
         if values and all(isinstance(v, str) for v in values):
             for v in values:
                 out._with_error(_not_allowed(self, wrap(v), desc))
+                out._with_error(_dotted_code(self, wrap(v), desc))
         for v in values:
             vd = _literal_dtype(v)
             if ("number" if vd in NUMERIC else vd) != (
@@ -571,6 +579,27 @@ def _not_allowed(column: Series, value: Series, desc: str, op: str = "eq") -> st
         f"{desc}: {value.args[0]!r} is not a value {column.desc} takes (one of "
         f"{', '.join(allowed)}), so it would be "
         + ("true for everybody with a value" if op == "ne" else "true for nobody")
+    )
+
+
+#: Coding systems whose codes may hold a dot as stored (Read v2 and CTV3: ``H33..``).
+_DOTTED_SYSTEMS = frozenset({"readv2", "ctv3"})
+
+
+def _dotted_code(column: Series, value: Series, desc: str) -> str | None:
+    """Why comparing a code column with the text ``value`` says nothing — the code is
+    written with a dot (``J45.9``) and the column's systems are stored without one
+    (ICD-10 and OPCS-4 as ``J459``, ``R171``) — or None."""
+    if value.op != "lit" or not isinstance(value.args[0], str) or "." not in value.args[0]:
+        return None
+    systems = _code_systems(column)
+    if not systems or _DOTTED_SYSTEMS & set(systems):
+        return None
+    code = value.args[0]
+    return (
+        f"{desc}: {code!r} has a dot, but {column.desc} holds {'/'.join(systems)} codes "
+        f"without the dot, as ingest stores them ({code.replace('.', '')!r}), so it would "
+        "match no row"
     )
 
 

@@ -111,3 +111,50 @@ def test_a_datasets_own_index_date_as_text_or_date_still_runs(tmp_path, store):
         ds.on = index_date
         table = run_dataset(store, ds)
         assert set(table["on"]) == {pd.Timestamp("2025-06-30")}
+
+
+def _refused(series) -> str:
+    from pophealth.query import Dataset, QueryError
+
+    with pytest.raises(QueryError) as err:
+        Dataset().add("x", series)
+    return one_line(str(err.value))
+
+
+def test_a_dotted_icd10_or_opcs4_code_is_refused_where_codes_are_stored_without_it():
+    """Ingest stores ICD-10 and OPCS-4 without the dot (J459, R171): a code written with it
+    would match no row, silently."""
+    from pophealth.query import admissions, operations
+
+    said = _refused(admissions.where(admissions.primary_diagnosis == "J45.9").exists_for_patient())
+    assert "variable 'x'" in said
+    assert "'J45.9'" in said and "'J459'" in said and "without the dot" in said
+    said = _refused(
+        admissions.where(admissions.primary_diagnosis.is_in(["J45.9", "J46X"])).exists_for_patient()
+    )
+    assert "'J45.9'" in said and "'J459'" in said
+    said = _refused(operations.where(operations.code != "R17.1").exists_for_patient())
+    assert "'R171'" in said
+    said = _refused(admissions.last_for_patient().primary_diagnosis == "I10.X")
+    assert "'I10X'" in said
+
+
+def test_codes_as_stored_and_dotted_read_codes_are_still_taken():
+    from pophealth.query import Dataset, admissions, events
+
+    ds = Dataset()
+    ds.a = admissions.where(admissions.primary_diagnosis == "J459").exists_for_patient()
+    ds.b = admissions.where(
+        admissions.primary_diagnosis.is_in(["J459", "J46X"])
+    ).count_for_patient()
+    ds.c = events.where(events.code == "H33..").exists_for_patient()  # Read v2 has dots
+    ds.d = events.where(events.code.is_in(["H33..", "XaIKE"])).exists_for_patient()
+    assert list(ds.variables) == ["a", "b", "c", "d"]
+
+
+def test_a_code_list_compared_with_a_column_points_to_matching_and_is_in():
+    from pophealth.query import codelist, events
+
+    said = _refused(events.where(events.code == codelist("asthma_diagnosis")).exists_for_patient())
+    assert "asthma_diagnosis" in said
+    assert ".matching(" in said and ".is_in(" in said
