@@ -37,6 +37,18 @@ class ColumnError(QueryError, AttributeError):
     """A table has no such column (an ``AttributeError`` too, so ``hasattr`` still works)."""
 
 
+def did_you_mean(name: str, columns: Iterable[str], owner: object = None) -> str:
+    """`` (did you mean 'value'?)`` for a misspelt ``name``: the closest of ``columns`` and
+    of ``owner``'s public methods and properties, or "" when none is close."""
+    import difflib
+
+    options = list(columns)
+    if owner is not None:
+        options += [a for a in dir(type(owner)) if not a.startswith("_")]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 # -- durations -----------------------------------------------------------------------------
 
 
@@ -876,7 +888,8 @@ class Frame:
             col = t[name]
         except KeyError:
             raise ColumnError(
-                f"{self._table} has no column {name!r}; columns: {', '.join(t.column_names)}"
+                f"{self._table} has no column {name!r}{did_you_mean(name, t.column_names, self)}"
+                f"; columns: {', '.join(t.column_names)}"
             ) from None
         dtype = {"timestamp": "date", "list<string>": "list"}.get(col.type, col.type)
         return Series("col", (self._table, name), dtype, self._table, f"{self._table}.{name}")

@@ -17,6 +17,7 @@ from pophealth.query.model import (
     Series,
     as_date,
     case,
+    did_you_mean,
     index_date,
 )
 from pophealth.schema import AREAS, PRACTICES
@@ -57,7 +58,9 @@ class Patients:
             col = PATIENTS[name]
         except KeyError:
             raise ColumnError(
-                f"patients has no column {name!r}; columns: {', '.join(PATIENTS.column_names)}"
+                f"patients has no column {name!r}"
+                f"{did_you_mean(name, PATIENTS.column_names, self)}; "
+                f"columns: {', '.join(PATIENTS.column_names)}"
             ) from None
         return Series("pcol", ("patients", name), _dtype(col.type), None, f"patients.{name}")
 
@@ -139,7 +142,9 @@ class Practice:
             col = PRACTICES[name]
         except KeyError:
             raise ColumnError(
-                f"practices has no column {name!r}; columns: {', '.join(PRACTICES.column_names)}"
+                f"practices has no column {name!r}"
+                f"{did_you_mean(name, PRACTICES.column_names, self)}; "
+                f"columns: {', '.join(PRACTICES.column_names)}"
             ) from None
         return _lookup(self.practice_id, "practices", "practice_id", name, _dtype(col.type))
 
@@ -201,7 +206,8 @@ class Area:
             col = AREAS[name]
         except KeyError:
             raise ColumnError(
-                f"areas has no column {name!r}; attributes: {', '.join(AREA_ATTRIBUTES)}"
+                f"areas has no column {name!r}{did_you_mean(name, AREA_ATTRIBUTES, self)}; "
+                f"attributes: {', '.join(AREA_ATTRIBUTES)}"
             ) from None
         return _lookup(self.lsoa_code, "areas", "lsoa_code", name, _dtype(col.type))
 

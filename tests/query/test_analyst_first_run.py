@@ -158,3 +158,32 @@ def test_a_code_list_compared_with_a_column_points_to_matching_and_is_in():
     said = _refused(events.where(events.code == codelist("asthma_diagnosis")).exists_for_patient())
     assert "asthma_diagnosis" in said
     assert ".matching(" in said and ".is_in(" in said
+
+
+@pytest.mark.parametrize(
+    ("build", "suggested"),
+    [
+        (lambda q: q.events.matching(q.codelist("hba1c")).last_for_patient().valeu, "'value'"),
+        (lambda q: q.events.valeu, "'value'"),
+        (lambda q: q.events.exist_for_patient(), "'exists_for_patient'"),
+        (lambda q: q.patients.ethnicity, "'ethnicity_5'"),
+        (lambda q: q.patients.age_at(q.index_date), "'age_on'"),
+        (lambda q: q.addresses.area_on(q.index_date).imd_quntile, "'imd_quintile'"),
+        (lambda q: q.registrations.practice_on(q.index_date).pcn, "'pcn_id'"),
+    ],
+)
+def test_a_misspelt_column_or_method_gets_a_suggestion(build, suggested):
+    import pophealth.query as q
+
+    with pytest.raises(q.ColumnError) as err:
+        build(q)
+    assert f"did you mean {suggested}?" in one_line(str(err.value))
+
+
+def test_a_name_like_nothing_gets_no_suggestion():
+    from pophealth.query import ColumnError, events
+
+    with pytest.raises(ColumnError) as err:
+        events.zzz  # noqa: B018
+    assert "did you mean" not in str(err.value)
+    assert not hasattr(events, "zzz")  # still an AttributeError
