@@ -350,9 +350,14 @@ def event_variables(
         _mean=vt._v.mean(), _min=vt._v.min(), _max=vt._v.max()
     )
     out.append(_latest_tc_hdl_day(daily, rules))
-    w = ibis.window(group_by=[daily.patient_id, daily.role], order_by=ibis.desc(daily.date))
-    daily = daily.mutate(_rn=ibis.row_number().over(w))
-    latest = daily.filter(daily._rn == 0)
+    # the latest day per role: one value per day, so the day's values at the latest date
+    # (an aggregate: cheaper than numbering every day of every role in a window)
+    latest = daily.group_by(["patient_id", "role"]).aggregate(
+        date=daily.date.max(),
+        _mean=daily._mean.argmax(daily.date),
+        _min=daily._min.argmax(daily.date),
+        _max=daily._max.argmax(daily.date),
+    )
     cols: dict[str, ir.Value] = {}
     for name, rule in rules.items():
         col = {"mean": latest._mean, "min": latest._min, "max": latest._max}[rule.same_day]
