@@ -100,10 +100,9 @@ def bp_control_by_month(
         _s=bp.value.min(where=bp.role == "bp:sbp"), _d=bp.value.min(where=bp.role == "bp:dbp")
     )
     day = day.filter(day._s.notnull() & day._d.notnull())
-    w = ibis.window(group_by=[day.patient_id, day.month_end], order_by=ibis.desc(day.date))
-    day = day.mutate(_rn=ibis.row_number().over(w))
-    day = day.filter(day._rn == 0).select(
-        "patient_id", "month_end", sbp=day._s, dbp=day._d, bp_date=day.date
+    # the latest such day per person and month end (one row per day: its values there)
+    day = day.group_by(["patient_id", "month_end"]).aggregate(
+        sbp=day._s.argmax(day.date), dbp=day._d.argmax(day.date), bp_date=day.date.max()
     )
 
     pop = population(backend, index_date).select("patient_id", "date_of_birth", "pcn_name")
