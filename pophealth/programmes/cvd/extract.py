@@ -350,8 +350,10 @@ def event_variables(
         _mean=vt._v.mean(), _min=vt._v.min(), _max=vt._v.max()
     )
     out.append(_latest_tc_hdl_day(daily, rules))
-    # the latest day per role: one value per day, so the day's values at the latest date
-    # (an aggregate: cheaper than numbering every day of every role in a window)
+    # the latest day per role: one row per day, so the day's values at the latest date
+    # (an aggregate: cheaper than numbering every day of every role in a window). Here and
+    # below, arg_max only ever reads values that are not null: DuckDB's skips a null value,
+    # Spark's max_by returns it, so on a null the engines would differ.
     latest = daily.group_by(["patient_id", "role"]).aggregate(
         date=daily.date.max(),
         _mean=daily._mean.argmax(daily.date),
@@ -372,10 +374,11 @@ def event_variables(
         _s=bt.value.min(where=bt.role == "bp:sbp"), _d=bt.value.min(where=bt.role == "bp:dbp")
     )
     day = day.filter(day._s.notnull() & day._d.notnull())
-    wb = ibis.window(group_by=day.patient_id, order_by=ibis.desc(day.date))
-    day = day.mutate(_rn=ibis.row_number().over(wb))
-    day = day.filter(day._rn == 0)
-    out.append(day.select("patient_id", bp_sbp=day._s, bp_dbp=day._d, bp_date=day.date))
+    out.append(
+        day.group_by("patient_id").aggregate(
+            bp_sbp=day._s.argmax(day.date), bp_dbp=day._d.argmax(day.date), bp_date=day.date.max()
+        )
+    )
 
     # SBP variability (QRISK3): sample SD and number of readings in 5 years
     st = t.filter((t.role == "sd:sbp") & t.value.notnull())
@@ -399,11 +402,10 @@ def _latest_tc_hdl_day(daily: ir.Table, rules: dict[str, ValueRule]) -> ir.Table
         _hdl=pick[hdl.same_day].max(where=both.role == "v:hdl"),
     )
     day = day.filter(day._tc.notnull() & day._hdl.notnull())
-    w = ibis.window(group_by=day.patient_id, order_by=ibis.desc(day.date))
-    day = day.mutate(_rn=ibis.row_number().over(w))
-    day = day.filter(day._rn == 0)
-    return day.select(
-        "patient_id", paired_tc=day._tc, paired_hdl=day._hdl, paired_lipid_date=day.date
+    return day.group_by("patient_id").aggregate(
+        paired_tc=day._tc.argmax(day.date),
+        paired_hdl=day._hdl.argmax(day.date),
+        paired_lipid_date=day.date.max(),
     )
 
 

@@ -100,7 +100,8 @@ def bp_control_by_month(
         _s=bp.value.min(where=bp.role == "bp:sbp"), _d=bp.value.min(where=bp.role == "bp:dbp")
     )
     day = day.filter(day._s.notnull() & day._d.notnull())
-    # the latest such day per person and month end (one row per day: its values there)
+    # the latest such day per person and month end (one row per day: its values there;
+    # never null, where DuckDB's arg_max and Spark's max_by would differ)
     day = day.group_by(["patient_id", "month_end"]).aggregate(
         sbp=day._s.argmax(day.date), dbp=day._d.argmax(day.date), bp_date=day.date.max()
     )
