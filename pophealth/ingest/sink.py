@@ -896,16 +896,17 @@ class Run:
         # Bounded memory whatever the input size: DuckDB spills to the temp directory.
         con.execute(f"SET memory_limit='{self.memory_limit}'")
         self._register_index(con)
-        self._register_merges(con)
-        self._register_withdrawals(con)
         committed = False
         try:
             from pophealth.ingest.infer import infer_registrations
 
+            # (screened first: a record merges only into a patient with a valid record)
+            self._screen_patients(con)
+            self._register_merges(con)
+            self._register_withdrawals(con)
             inference = infer_registrations(con, self)
             if inference is not None:
                 provenance = {**provenance, "registrations": inference}
-            self._screen_patients(con)
             tables = {name: self._resolve(con, name, progress) for name in INGEST_TABLES}
             tables = {k: v for k, v in tables.items()}
             try:
@@ -1156,6 +1157,22 @@ class Run:
                 "INSERT INTO merge_links SELECT NULL, key, NULL, pid "
                 f"FROM read_parquet({previous!r})"
             )
+        # the patient used in the old one's place: one with a valid patients record, of this
+        # run or (appending) the store
+        con.execute("CREATE TABLE merge_targets (patient_id VARCHAR)")
+        spilled = [str(p) for p in self._spills.get("patients", [])]
+        if spilled:
+            con.execute(
+                "INSERT INTO merge_targets SELECT DISTINCT patient_id "
+                f"FROM read_parquet({spilled!r}) WHERE patient_id IS NOT NULL "
+                "AND _rkey NOT IN (SELECT rkey FROM refused_patients)"
+            )
+        if self.append and self.store.snapshot and self.store.row_counts().get("patients"):
+            path = str(self.store.table_path("patients")).replace("'", "''")
+            con.execute(
+                "INSERT INTO merge_targets SELECT CAST(patient_id AS VARCHAR) "
+                f"FROM read_parquet('{path}')"
+            )
         # one new patient per old one: an old patient said to be replaced by two different
         # ones is merged into neither
         con.execute(
@@ -1184,7 +1201,7 @@ class Run:
             "DELETE FROM merged WHERE new_pid IN (SELECT old_pid FROM merged)"
         ).fetchone()[0]
         con.execute(
-            "DELETE FROM merged WHERE new_pid NOT IN (SELECT patient_id FROM known_patients)"
+            "DELETE FROM merged WHERE new_pid NOT IN (SELECT patient_id FROM merge_targets)"
         )
         absent = (
             con.execute(
@@ -1204,7 +1221,9 @@ class Run:
             self.notes.append(
                 f"{absent:,} patient record(s) said to be replaced by another record "
                 "(Patient.link) were loaded as they are: the record that replaces them is in "
-                "no input file" + (" nor in the store" if self.append else "")
+                "no input file"
+                + (" nor in the store" if self.append else "")
+                + " with a valid patient record"
             )
         # a reference to an old record that is not in the load names the new patient (the
         # last of its chain)
@@ -1215,7 +1234,7 @@ class Run:
             LEFT JOIN merged m ON m.old_pid = l.new_pid
             WHERE l.old_pid IS NULL AND l.old_key IS NOT NULL AND l.new_pid IS NOT NULL
               AND l.old_key NOT IN (SELECT key FROM idx_patient)
-              AND coalesce(m.new_pid, l.new_pid) IN (SELECT patient_id FROM known_patients)
+              AND coalesce(m.new_pid, l.new_pid) IN (SELECT patient_id FROM merge_targets)
             GROUP BY l.old_key HAVING count(DISTINCT coalesce(m.new_pid, l.new_pid)) = 1
             """
         )
@@ -1238,11 +1257,15 @@ class Run:
                     "(SELECT old_pid FROM merged)"
                 )
         parts.append(
-            "SELECT rkey FROM merge_links WHERE rkey IS NOT NULL "
+            "SELECT rkey AS _rkey FROM merge_links WHERE rkey IS NOT NULL "
             "AND old_pid IN (SELECT old_pid FROM merged)"
         )
         con.execute(
-            "INSERT INTO merged_records SELECT DISTINCT * FROM (" + " UNION ALL ".join(parts) + ")"
+            "INSERT INTO merged_records SELECT DISTINCT * FROM ("
+            + " UNION ALL ".join(parts)
+            # (a record quarantined at screening stays quarantined: it is not merged)
+            + ") WHERE _rkey NOT IN (SELECT rkey FROM refused_records) "
+            "AND _rkey NOT IN (SELECT rkey FROM refused_patients)"
         )
         for name in ("patients", "addresses", "registrations", "practices"):
             spilled = [str(p) for p in self._spills.get(name, [])]
@@ -1468,10 +1491,8 @@ class Run:
         cols = table("patients").column_names
         hidden = [instant_column(c) for c in _instant_columns("patients")]
         sel = ", ".join(f'"{c}"' for c in (*cols, *hidden, *META))
-        # (rows of a Patient record merged into another are not loaded, so not screened)
-        merged = " WHERE _rkey NOT IN (SELECT rkey FROM merged_records)" if self._merging else ""
         reader = (
-            con.execute(f"SELECT {sel} FROM read_parquet({files!r}){merged}").to_arrow_reader(
+            con.execute(f"SELECT {sel} FROM read_parquet({files!r})").to_arrow_reader(
                 self.batch_rows
             )
             if files

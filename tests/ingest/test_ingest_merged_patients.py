@@ -274,3 +274,17 @@ def test_a_withdrawal_naming_the_new_record_withdraws_a_record_of_the_old_one(tm
     s = ingest_fhir([src], tmp_path / "st", key=KEY)
     assert s.balanced and s.tables["events"].withdrawn == 1
     assert len(_tables(tmp_path / "st")["events"]) == 0
+
+
+def test_a_quarantined_replacement_does_not_take_the_old_record_with_it(tmp_path):
+    """The record said to replace the old one fails validation (born in the future): the
+    old record, which is valid, loads with its records; the replacement is quarantined."""
+    old = _patient("old", link=[{"type": "replaced-by", "other": {"reference": "Patient/new"}}])
+    new = _patient("new", practice="B82002", born="2999-01-01")
+    src = tmp_path / "src"
+    _write(src / "Patient.ndjson", [old, new])
+    _write(src / "Condition.ndjson", [_condition("c1", {"reference": "Patient/old"})])
+    s = ingest_fhir([src], tmp_path / "st", key=KEY)
+    _one_person(s, tmp_path / "st", events=1, practice="A81001")
+    assert s.records["Patient"].quarantined == 1 and s.tables["patients"].merged == 0
+    assert any("with a valid patient record" in n for n in s.notes)
