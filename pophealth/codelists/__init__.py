@@ -34,6 +34,7 @@ ICD-10 code also holds its X-filled form (``I10`` and ``I10X``).
 from __future__ import annotations
 
 import csv
+import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -440,11 +441,18 @@ def _infer_system(codes: list[tuple[int, str]], where: str, code_col: str) -> st
         )
     row, code = next((i, c) for i, c in codes if not fits(best, c))
     others = fitting[best]
+    problem = f"{where}: row {row}, field {code_col!r}: code {code!r} is " + str(
+        code_problem(best, _normalise(best, code))
+    )
+    elsewhere = [s for s in _INFER_ORDER if s != best and fits(s, code)]
+    if elsewhere:
+        raise CodelistError(
+            f"{problem}; the other {others} code(s) of the list are {best}, and this one fits "
+            f"{' or '.join(elsewhere)}: a code of another coding system? Remove it, or pass "
+            f"system=... if the list is not {best}"
+        )
     raise CodelistError(
-        f"{where}: row {row}, field {code_col!r}: code {code!r} is "
-        f"{code_problem(best, _normalise(best, code))}, but {others} other code(s) of the list "
-        f"are {best}: a code of another coding system (or a malformed code)? Remove it, or "
-        "pass system=... if the list is not " + best
+        f"{problem} (the other {others} code(s) of the list are {best}): correct or remove it"
     )
 
 
@@ -706,9 +714,13 @@ def codelist(name: str) -> Codelist:
     """A curated code list by name, e.g. ``codelist("saba_inhalers")``."""
     manifest = curated_manifest()
     if name not in manifest:
-        raise CodelistError(
-            f"no curated code list {name!r}; the curated lists are: {', '.join(sorted(manifest))}"
+        close = difflib.get_close_matches(name, list(manifest), n=3, cutoff=0.6)
+        hint = (
+            f"did you mean {' or '.join(repr(c) for c in close)}?"
+            if close
+            else f"the curated lists are: {', '.join(sorted(manifest))}"
         )
+        raise CodelistError(f"no curated code list {name!r}; {hint}")
     entry = manifest[name]
     path = CURATED_DIR / f"{name}.csv"
     if not path.is_file():

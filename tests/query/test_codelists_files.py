@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from pophealth.codelists import Codelist, CodelistError, load_codelist, verhoeff_ok
+from pophealth.codelists import Codelist, CodelistError, codelist, load_codelist, verhoeff_ok
 
 
 def sct(stem: str) -> str:
@@ -130,7 +130,7 @@ def test_an_icd10_code_in_a_snomed_list_names_its_row(tmp_path):
     path = write(tmp_path, text)
     with pytest.raises(
         CodelistError,
-        match=r"list.csv: row 4, field 'code': code 'J45' is not 6-18 digits.*3 other.*snomedct",
+        match=r"list.csv: row 4, field 'code': code 'J45' is not 6-18 digits.*the other 3 code\(s\) of the list are snomedct",
     ):
         load_codelist(path)
     with pytest.raises(CodelistError, match=r"row 4, field 'code': code 'J45' is not 6-18"):
@@ -236,3 +236,27 @@ def test_a_mistyped_snomed_id_is_not_taken_for_a_bnf_code(tmp_path):
     path = write(tmp_path, f"code,term\n{CORE[0]},A\n{bad},B\n")
     with pytest.raises(CodelistError, match=rf"row 3, field 'code': code '{bad}'.*Verhoeff"):
         load_codelist(path)
+
+
+def test_a_code_that_fits_no_system_is_not_called_another_systems():
+    """A BNF chemical prefix among BNF presentations is a malformed BNF code, fitting no
+    other system: the message says so and what to do, not "a code of another coding
+    system?" (which it said before); a SNOMED CT list holding an ICD-10 code names the
+    systems that code fits."""
+    import pophealth.codelists as cl
+
+    bnf = [(2, "0301011R0AAAPAP"), (3, "0301011R0")]
+    with pytest.raises(CodelistError) as err:
+        cl._infer_system(bnf, "x.csv", "code")
+    assert "BNF prefix (chemical" in str(err.value)
+    assert "correct or remove it" in str(err.value)
+    assert "another coding system" not in str(err.value)
+
+    mixed = [(2, "195967001"), (3, "389145006"), (4, "J45")]
+    with pytest.raises(CodelistError, match="this one fits icd10.*another coding system"):
+        cl._infer_system(mixed, "x.csv", "code")
+
+
+def test_a_misspelt_curated_list_name_gets_the_closest_names():
+    with pytest.raises(CodelistError, match="did you mean 'saba_inhalers'"):
+        codelist("saba_inhaler")
