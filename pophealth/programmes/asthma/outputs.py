@@ -668,6 +668,7 @@ def worklist(frame: pd.DataFrame, by: str = "practice_id", tiers=("high", "moder
         kind="stable",
     )
     wl["rank"] = wl.groupby(by, sort=False).cumcount() + 1
+    wl["amr"] = wl["amr"].round(2)  # as the reasons say it ("medication ratio 0.43")
     cols = [by, "rank"] + [c for c in WORKLIST_COLUMNS if c != by]
     if by != "pcn_name":
         cols = [c for c in cols if c in wl.columns]
@@ -680,7 +681,7 @@ ISAC_COLUMNS = (
     "flagged_no_referral", "referral_date", "secondary_care_wait_days",
     "secondary_care_breach", "sac_referral_date", "sac_wait_days", "sac_breach",
     "ocs_courses_12m", "prednisolone_mg_12m", "prednisolone_unknown_issues_12m",
-    "prednisolone_dose", "ocs_months_12m", "ocs_daily_mg",
+    "prednisolone_dose", "ocs_months_12m", "maintenance_ocs", "ocs_daily_mg",
     "high_dose_ics", "saba_count_12m", "ics_count_12m", "ed_attendances_12m",
     "admissions_12m", "critical_care_attacks_12m", "imd_decile", "ethnicity_5",
 )  # fmt: skip
@@ -816,8 +817,14 @@ def record_tables(
 
 def isac_worklist(frame: pd.DataFrame) -> pd.DataFrame:
     """Uncontrolled asthma for the ISAC pharmacist: hard triggers first, then possible severe,
-    then flagged > 6 months without referral, then other uncontrolled patients."""
+    then flagged > 6 months without referral, then other uncontrolled patients.
+
+    ``ocs_daily_mg`` is the maintenance dose, given only beside ``maintenance_ocs`` = True:
+    for anyone else the dataset's estimate (mg ÷ days since the first issue) is a burst
+    spread over the year, not a dose the patient is on, and it is left empty."""
     wl = frame[frame["uncontrolled"] | frame["hard_trigger"]].copy()
+    maintenance = wl["maintenance_ocs"].astype(bool)
+    wl["ocs_daily_mg"] = pd.to_numeric(wl["ocs_daily_mg"]).astype(float).where(maintenance).round(2)
     wl["_order"] = np.select(
         [wl["hard_trigger"], wl["possible_severe"], wl["flagged_no_referral"]], [0, 1, 2], 3
     )
