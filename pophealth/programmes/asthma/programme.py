@@ -298,8 +298,9 @@ class AsthmaProgramme:
                 f"{r['threshold']}: {r['rule']} — {r['meaning']} [{r['status']}; {r['source']}]"
                 for r in cfg.table()
             ]
+            + ["Reasons as the worklists word them (N stands for the patient's own number):"]
             + [
-                f"reason '{r.code}' ({r.level}): {rules.reason_words(r, cfg)}"
+                f"reason '{r.code}' ({r.level}): {rules.reason_template(r, cfg)}"
                 for r in rules.REASONS
             ],
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,6 +216,18 @@ def reason_words(reason: Reason, config: AsthmaConfig = DEFAULT) -> str:
     """The words of ``reason`` with the config's cut-offs filled in (``{marker}`` left for
     the patient's own value)."""
     return config.words(reason.words)
+
+
+#: How :func:`reason_template` writes a patient's own value; a count is ``N``.
+_STAND_INS = {"amr": "N.NN", "prednisolone_dose": "N mg"}
+
+
+def reason_template(reason: Reason, config: AsthmaConfig = DEFAULT) -> str:
+    """The words of ``reason`` as a list of the rules shows them: the config's cut-offs
+    filled in and each patient's own value written ``N`` (``N.NN`` for the medication
+    ratio, ``N mg`` for the prednisolone dose), never the marker's column name."""
+    words = reason_words(reason, config)
+    return re.sub(r"\{([a-z0-9_]+)\}", lambda m: _STAND_INS.get(m.group(1), "N"), words)
 
 
 def prednisolone_dose(mg: pd.Series, unknown: pd.Series) -> pd.Series:
