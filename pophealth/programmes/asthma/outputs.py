@@ -10,6 +10,7 @@ cross-tab and the monthly SABA-overuse SPC per PCN (through :mod:`pophealth.disc
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -583,9 +584,26 @@ def cross_keys(pollution_quintile, imd_quintile, pollutant: str) -> list:
     return keys
 
 
+def saba_chart_keys(counts: pd.DataFrame, index_date: dt.date | None) -> dict[str, list]:
+    """The identity of the monthly SABA chart's counts (columns ``month``, ``pcn``): ``n`` is
+    the register by PCN in every month; ``x``, in the month that ends on the index date, is
+    the people with SABA over-use by PCN — the indicator ``saba_6plus``'s numerator, as the
+    12 months to that month's end are the look-back — and in other months no other table's
+    count (``None``). With an index date that is not a month end no month is the look-back."""
+    n = len(counts)
+    n_keys = disclosure.count_keys(REGISTER, ["pcn"] * n, counts["pcn"])
+    x_keys: list = [None] * n
+    if index_date is not None and (index_date + dt.timedelta(days=1)).day == 1:
+        scope = numerator_scope("flag_saba_priority")
+        same = (counts["month"] == f"{index_date.year:04d}-{index_date.month:02d}").to_numpy()
+        keys = disclosure.count_keys(scope, ["pcn"] * n, counts["pcn"])
+        x_keys = [k if s else None for k, s in zip(keys, same, strict=True)]
+    return {"x": x_keys, "n": n_keys}
+
+
 def monthly_saba_overuse(
     monthly: pd.DataFrame, frame: pd.DataFrame, config: AsthmaConfig = DEFAULT,
-    policy=disclosure.DEFAULT_POLICY, shared=None,
+    policy=disclosure.DEFAULT_POLICY, shared=None, index_date: dt.date | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """% of the register with ≥ 6 SABA (``saba_priority``) in the 12 months
     (``lookback_months``) to each month end, per PCN.
@@ -593,7 +611,10 @@ def monthly_saba_overuse(
     ``monthly`` holds SABA issues per patient per month (``patient_id``, ``month`` as
     year·12 + month − 1, ``n``) and the attribute ``attrs["months"]`` lists the month ends to
     evaluate. The denominator is the register at the index date (a fixed cohort looking back).
-    Counts are released under the disclosure policy per PCN and month.
+    Counts are released under the disclosure policy per PCN and month. With ``shared``,
+    the register by PCN and, in the month ending on ``index_date``, the people with SABA
+    over-use by PCN are one decision with their copies in the indicators
+    (:func:`saba_chart_keys`).
     """
     months: list[int] = monthly.attrs["months"]
     pcn = frame.set_index("patient_id")["pcn_name"].fillna(frame.set_index("patient_id")["pcn_id"])
@@ -627,9 +648,8 @@ def monthly_saba_overuse(
         out.append(t)
     counts = pd.concat(out, ignore_index=True)
     shared_kw = {}
-    if shared is not None:  # the register by PCN, the same in every month
-        keys = disclosure.count_keys(REGISTER, ["pcn"] * len(counts), counts["pcn"])
-        shared_kw = shared.masks({"n": keys})
+    if shared is not None:  # the register by PCN (every month), SABA over-use at the index
+        shared_kw = shared.masks(saba_chart_keys(counts, index_date))
     released = disclosure.release_proportions(
         counts, "x", "n", policy=policy, by=["month", "pcn"], margins=["pcn"],
         total_label="Total", **shared_kw,
@@ -785,10 +805,11 @@ def record_tables(
     spc: pd.DataFrame,
     cross: pd.DataFrame,
     pathway: pd.DataFrame,
+    index_date: dt.date | None = None,
 ) -> None:
     """Tell the run's register of counts what the asthma tables, as published (after
     the steps that withhold more, such as :func:`_withhold_shared_margins`), withhold and
-    release."""
+    release (``index_date``: the run's, for the SABA chart's month that is the look-back)."""
     by_column = {ind.name: ind.column for ind in INDICATORS}
     for name, view in views.items():
         b = view.breakdowns
@@ -801,8 +822,9 @@ def record_tables(
         keys = disclosure.count_keys(REGISTER, attacks["breakdown"], attacks["group"])
         shared.record(keys, attacks["patients"], "attacks_per_1000")
     if len(spc):
-        keys = disclosure.count_keys(REGISTER, ["pcn"] * len(spc), spc["pcn"])
-        shared.record(keys, spc["denominator"], "saba_overuse_monthly")
+        keys = saba_chart_keys(spc, index_date)
+        shared.record(keys["n"], spc["denominator"], "saba_overuse_monthly")
+        shared.record(keys["x"], spc["numerator"], "saba_overuse_monthly")
     for (pollutant, flag), c in cross.groupby(["pollutant", "flag"], sort=False):
         keys = cross_keys(c["pollution_quintile"], c["imd_quintile"], f"{pollutant}_quintile")
         shared.record(keys, c["denominator"], "pollution_by_deprivation")

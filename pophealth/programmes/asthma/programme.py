@@ -168,9 +168,11 @@ class AsthmaProgramme:
             ],
             ignore_index=True,
         )
-        spc = outputs.monthly_saba_overuse(monthly, frame, cfg, shared=shared)
+        spc = outputs.monthly_saba_overuse(
+            monthly, frame, cfg, shared=shared, index_date=index_date
+        )
         pathway = outputs.pathway_summary(frame, index_date, cfg, shared=shared)
-        outputs.record_tables(shared, views, attacks, spc, cross, pathway)
+        outputs.record_tables(shared, views, attacks, spc, cross, pathway, index_date)
         return views, attacks, cross, spc, pathway
 
     # -- report -------------------------------------------------------------------------------
