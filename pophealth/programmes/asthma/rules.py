@@ -387,12 +387,22 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
             "maintenance oral steroids, [hard_trigger_maintenance_ocs] mg a day"
         ),
         "trigger_critical_care": "ITU/HDU care for an asthma attack",
-        "possible_severe": "uncontrolled on high-dose ICS or maintenance oral steroids",
     }
+    # possible severe asthma names the treatment(s) the patient is on
+    severe = out["possible_severe"]
+    on_ics, on_ocs = severe & out["high_dose_ics"], severe & out["maintenance_ocs"]
+    severe_words = (
+        (on_ics & ~on_ocs, "uncontrolled on high-dose ICS"),
+        (on_ocs & ~on_ics, "uncontrolled on maintenance oral steroids"),
+        (on_ics & on_ocs, "uncontrolled on high-dose ICS and maintenance oral steroids"),
+    )
     refer_why = np.full(len(m), "", dtype=object)
     for col, text in trig_words.items():
         rows = np.flatnonzero(out[col].to_numpy(dtype=bool))
         text = config.words(text)
+        refer_why[rows] = _append(refer_why[rows], np.full(len(rows), text, object), "; ")
+    for mask, text in severe_words:
+        rows = np.flatnonzero(mask.to_numpy(dtype=bool))
         refer_why[rows] = _append(refer_why[rows], np.full(len(rows), text, object), "; ")
     out["refer_because"] = pd.Series(refer_why, m.index)
     return out

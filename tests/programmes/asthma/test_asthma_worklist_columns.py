@@ -57,3 +57,26 @@ def test_worklists_show_the_medication_ratio_as_the_reasons_do():
     for wl in (outputs.worklist(frame, "practice_id"), outputs.worklist(frame, "pcn_name")):
         assert "medication ratio 0.43" in wl.loc[0, "reasons"]
         assert wl.loc[0, "amr"] == 0.43
+
+
+def test_the_referral_reason_says_which_treatment_makes_it_possible_severe_asthma():
+    # "uncontrolled on high-dose ICS or maintenance oral steroids" left the pharmacist to
+    # find out which: the reason names the one(s) the patient is on.
+    i = rules.isac(
+        markers(
+            {"saba_count_12m": 8, "high_dose_ics": True},
+            {"saba_count_12m": 8, "on_maintenance_ocs": True, "ocs_daily_mg": 2.5},
+            {
+                "saba_count_12m": 8,
+                "high_dose_ics": True,
+                "on_maintenance_ocs": True,
+                "ocs_daily_mg": 2.5,
+            },
+        )  # fmt: skip
+    )
+    assert list(i["possible_severe"]) == [True, True, True]
+    assert list(i["refer_because"]) == [
+        "uncontrolled on high-dose ICS",
+        "uncontrolled on maintenance oral steroids",
+        "uncontrolled on high-dose ICS and maintenance oral steroids",
+    ]
