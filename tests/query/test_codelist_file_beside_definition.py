@@ -4,8 +4,6 @@ beside the definition, how to read it from there."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pophealth.query.definitions import DefinitionError, load_definitions
@@ -21,7 +19,7 @@ asthma = load_codelist("lists/asthma.csv")
 """
 
 
-def test_a_code_list_file_beside_the_definition_but_not_the_working_folder(tmp_path):
+def test_a_code_list_file_beside_the_definition_but_not_the_working_folder(tmp_path, monkeypatch):
     folder = tmp_path / "defs"
     (folder / "lists").mkdir(parents=True)
     (folder / "lists" / "asthma.csv").write_text("code,term\n195967001,Asthma\n")
@@ -29,13 +27,9 @@ def test_a_code_list_file_beside_the_definition_but_not_the_working_folder(tmp_p
     path.write_text(LOADS)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    cwd = os.getcwd()
-    os.chdir(elsewhere)
-    try:
-        with pytest.raises(DefinitionError) as err:
-            load_definitions(path)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(DefinitionError) as err:
+        load_definitions(path)
     said = one_line(str(err.value))
     assert f"{path.resolve()}, line 2:" in said
     assert str(elsewhere.resolve() / "lists" / "asthma.csv") in said  # where it looked
@@ -43,25 +37,23 @@ def test_a_code_list_file_beside_the_definition_but_not_the_working_folder(tmp_p
     assert "Path(__file__).parent" in said
 
 
-def test_a_code_list_file_found_nowhere_says_where_it_looked(tmp_path):
+def test_a_code_list_file_found_nowhere_says_where_it_looked(tmp_path, monkeypatch):
     folder = tmp_path / "defs"
     folder.mkdir()
     path = folder / "asthma.py"
     path.write_text(LOADS)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        with pytest.raises(DefinitionError) as err:
-            load_definitions(path)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DefinitionError) as err:
+        load_definitions(path)
     said = one_line(str(err.value))
     assert str(tmp_path.resolve() / "lists" / "asthma.csv") in said
     assert "folder the command is run from" in said
     assert "Path(__file__).parent" not in said  # not beside the definition either
 
 
-def test_the_code_list_file_runs_from_the_definitions_folder_as_the_hint_says(tmp_path):
+def test_the_code_list_file_runs_from_the_definitions_folder_as_the_hint_says(
+    tmp_path, monkeypatch
+):
     folder = tmp_path / "defs"
     (folder / "lists").mkdir(parents=True)
     (folder / "lists" / "asthma.csv").write_text("code,term\n195967001,Asthma\n")
@@ -70,10 +62,6 @@ def test_the_code_list_file_runs_from_the_definitions_folder_as_the_hint_says(tm
         "from pathlib import Path\nfrom pophealth.query import load_codelist\n"
         'asthma = load_codelist(Path(__file__).parent / "lists/asthma.csv")\n'
     )
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        namespace = load_definitions(path)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    namespace = load_definitions(path)
     assert "195967001" in namespace["asthma"].codes["snomedct"]

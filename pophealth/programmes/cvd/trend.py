@@ -16,6 +16,7 @@ Counts go through :func:`pophealth.disclosure.release_proportions` before the p-
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -118,9 +119,9 @@ def bp_control_by_month(
     j = j.select(
         "pcn_name",
         "month_end",
-        age=_same_comparisons(age, [targets.older_age]),
-        sbp=_same_comparisons(j.sbp, _sbp_thresholds(targets)),
-        dbp=_same_comparisons(j.dbp, _dbp_thresholds(targets)),
+        age=_same_comparisons(age, _thresholds(targets, "age")),
+        sbp=_same_comparisons(j.sbp, _thresholds(targets, "sbp")),
+        dbp=_same_comparisons(j.dbp, _thresholds(targets, "dbp")),
     )
     j = j.group_by(["pcn_name", "month_end", "age", "sbp", "dbp"]).aggregate(people=j.count())
     try:
@@ -153,24 +154,18 @@ def bp_control_by_month(
     )
 
 
-def _sbp_thresholds(targets: BPTargets) -> list[float]:
-    """Every systolic value :func:`htn_risk_group` compares a reading with."""
+def _thresholds(targets: BPTargets, kind: str) -> list[float]:
+    """Every value of ``targets`` that :func:`htn_risk_group` may compare a reading's
+    ``kind`` (``sbp``, ``dbp``, ``age``) with: each field whose name has that word (for
+    ``age``, one naming neither ``sbp`` nor ``dbp``: ``target_sbp_older_age`` is a systolic
+    value). Taking in a value it does not compare with is harmless; leaving one out would
+    not be."""
+    kinds = {"sbp", "dbp", "age"}
     return [
-        targets.min_valid_sbp,
-        targets.target_sbp_under_older_age,
-        targets.target_sbp_older_age,
-        targets.high_risk_sbp,
-        targets.very_high_risk_sbp,
-    ]
-
-
-def _dbp_thresholds(targets: BPTargets) -> list[float]:
-    """Every diastolic value :func:`htn_risk_group` compares a reading with."""
-    return [
-        targets.min_valid_dbp,
-        targets.target_dbp,
-        targets.high_risk_dbp,
-        targets.very_high_risk_dbp,
+        float(getattr(targets, f.name))
+        for f in dataclasses.fields(targets)
+        if kind in (words := set(f.name.split("_")))
+        and (kind != "age" or not words & (kinds - {"age"}))
     ]
 
 
