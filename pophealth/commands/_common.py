@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,44 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error to stderr and return the ``typer.Exit`` to raise."""
     console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+#: Words in an error that mean Spark ran out of memory (the JVM's own, or Spark's).
+SPARK_MEMORY_SIGNS = (
+    "OutOfMemory",
+    "UNABLE_TO_ACQUIRE_MEMORY",
+    "Java heap space",
+    "GC overhead limit exceeded",
+)
+
+
+def spark_out_of_memory(exc: BaseException) -> str | None:
+    """What to tell the user when ``exc`` is Spark running out of memory (else None): the
+    settings it ran with and the ones to change."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not any(sign in text for sign in SPARK_MEMORY_SIGNS):
+        return None
+    memory = os.environ.get("POPHEALTH_SPARK_DRIVER_MEMORY", "4g")
+    partitions = os.environ.get("POPHEALTH_SPARK_SHUFFLE_PARTITIONS", "4")
+    return (
+        f"Spark ran out of memory (driver memory {memory}, {partitions} shuffle partitions): "
+        "give it more with POPHEALTH_SPARK_DRIVER_MEMORY (e.g. 8g, up to about half the "
+        "machine's memory), spread the work with POPHEALTH_SPARK_SHUFFLE_PARTITIONS (e.g. 16), "
+        "or run with --engine duckdb"
+    )
+
+
+@contextmanager
+def engine_errors(engine: str):
+    """Spark running out of memory stops the command with one line saying what to change,
+    not a Java stack trace; other errors pass through."""
+    try:
+        yield
+    except Exception as exc:
+        message = spark_out_of_memory(exc) if engine == "spark" else None
+        if message is None:
+            raise
+        raise fail(message) from None
 
 
 def parse_index_date(value: str | None) -> dt.date | None:

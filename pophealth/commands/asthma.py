@@ -11,6 +11,7 @@ from pophealth.commands._common import (
     EngineOption,
     check_writable,
     console,
+    engine_errors,
     fail,
 )
 
@@ -80,7 +81,8 @@ def pollution_episode(
     if not len(wanted):
         raise fail(f"--areas {areas} lists no areas: nobody could be at risk; nothing written")
     date = programme_index_date(opened, date)
-    frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
+    with engine_errors(engine):
+        frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
     listing = pollution_episode_list(frame, wanted)
     with writing(out):
         write_table(listing, out, suffix)

@@ -17,6 +17,7 @@ from pophealth.commands._common import (
     EngineOption,
     check_writable,
     console,
+    engine_errors,
     fail,
     nobody_registered,
 )
@@ -313,7 +314,7 @@ def dataset_command(
     opened = _open(store)
     con = connect(opened, engine)
     written = []
-    with stopped_cleanly(), Pending(suffix) as pending:
+    with stopped_cleanly(), Pending(suffix) as pending, engine_errors(engine):
         try:
             if date is None and ds.index_date is None:
                 date = default_index_date(opened)
@@ -398,7 +399,7 @@ def measures_command(
     intervals = {interval for measure in m for interval in measure.intervals}
     opened = _open(store)
     con = connect(opened, engine)  # (the code-list check below reads the same tables)
-    with stopped_cleanly():
+    with stopped_cleanly(), engine_errors(engine):
         try:
             result = run_measures(con, m, engine=engine, disclosure=disclosure)
         except QueryError as exc:

@@ -13,6 +13,7 @@ from pophealth.commands._common import (
     EngineOption,
     check_writable,
     console,
+    engine_errors,
     fail,
     nobody_registered,
     parse_index_date,
@@ -79,7 +80,8 @@ def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str,
         if bar:
             bar.update(task, description=f"programme: {name}")
         try:
-            result = programmes.get(name).run(backend, index_date=index_date, engine=engine)
+            with engine_errors(engine):
+                result = programmes.get(name).run(backend, index_date=index_date, engine=engine)
         except CodelistError as exc:
             message = str(exc) if name in str(exc) else f"programme {name!r}: {exc}"
             raise fail(message) from None
