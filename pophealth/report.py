@@ -42,6 +42,22 @@ These files list pseudonymous patients for proactive review. They are not
 disclosure-controlled and must not be shared outside the care team, published,
 or attached to the aggregate report. Re-identification is done only inside the
 practice's clinical system.
+
+READING THE COLUMNS
+
+- rank, rank_in_practice, rank_in_pcn: 1 is the first to review.
+- imd_decile: deprivation of the patient's area (English Indices of Deprivation);
+  1 is the MOST deprived tenth of areas in England, 10 the least.
+- core20: the area is in England's most deprived 20%.
+- no2_quintile, pm_quintile: air pollution of the area (nitrogen dioxide,
+  particulates); 5 is the MOST polluted fifth of areas in England, 1 the least.
+- Columns ending _12m are about the 12 months up to the index date. Counts of
+  medicines are issues (prescriptions): one issue of two inhalers counts once.
+- amr: asthma medication ratio, preventer issues / (preventer + reliever issues);
+  below 0.5 is low.
+- Dates are YYYY-MM-DD. An empty cell has no value (not recorded, or does not
+  apply: no AMR without an inhaler issued); a zero is written 0.
+- Every column of each list is described in docs/programmes/<programme>.md.
 """
 
 
