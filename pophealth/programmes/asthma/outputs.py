@@ -726,6 +726,14 @@ PATHWAY_MEASURES: tuple[tuple[str, str, str, str], ...] = (
 )  # fmt: skip
 
 
+#: The pathway step whose referral and clinic-visit code lists each timer needs.
+PATHWAY_TIMER_STEPS = {
+    "secondary_care_breach": "secondary",
+    "secondary_care_waiting": "secondary",
+    "sac_breach": "sac",
+}
+
+
 def pathway_flags(frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     """The bool columns the pathway summary counts: referrals in the look-back window and
     their waits (an older referral still open is in the worklist, not in these rates)."""
@@ -746,12 +754,15 @@ def pathway_flags(frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAUL
 
 def pathway_summary(
     frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAULT,
-    policy=disclosure.DEFAULT_POLICY, shared=None,
+    policy=disclosure.DEFAULT_POLICY, shared=None, timed: Iterable[str] = ("secondary", "sac"),
 ) -> pd.DataFrame:  # fmt: skip
     """The ISAC pathway (timers) for the whole register and by IMD quintile and ethnicity
     (PROGRAMMES.md §2.4), each measure a proportion with Wilson CIs from released counts.
     With ``shared``, its counts are one decision with their copies in other tables and
-    measures (:func:`pathway_keys`)."""
+    measures (:func:`pathway_keys`). ``timed``: the steps whose waits the records can time
+    (:meth:`AsthmaCodes.seen_recorded`); a timer of another step is left out, not shown as
+    0 of 0 or as no breach (its code lists are missing, as the report's notes say)."""
+    timed = set(timed)
     flags = pathway_flags(frame, index_date, config)
     g = group_columns(frame)
     groups = {
@@ -760,6 +771,9 @@ def pathway_summary(
     }
     parts = []
     for name, x_col, n_col, meaning in PATHWAY_MEASURES:
+        step = PATHWAY_TIMER_STEPS.get(name)
+        if step is not None and step not in timed:
+            continue
         x = flags[x_col] & flags[n_col]
         tables = []
         for breakdown, labels in groups.items():

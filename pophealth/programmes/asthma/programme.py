@@ -82,7 +82,9 @@ class AsthmaProgramme:
         # computed with nobody on the register too: each table is then its totals (0) with
         # every column, as in any other run
         views, attacks, cross, spc, pathway = disclosure.SharedCounts().settle(
-            lambda shared: self._shared_tables(frame, monthly, index_date, shared)
+            lambda shared: self._shared_tables(
+                frame, monthly, index_date, shared, timed=codes.seen_recorded()
+            )
         )
         policy_text = next(iter(views.values())).policy.describe()
         detail = outputs.detail_table(frame, self.detail_flags)
@@ -150,7 +152,14 @@ class AsthmaProgramme:
             result.sections.insert(-1, self._pathway_section(by_name["isac_pathway"], codes))
         return result
 
-    def _shared_tables(self, frame, monthly, index_date, shared: disclosure.SharedCounts):
+    def _shared_tables(
+        self,
+        frame,
+        monthly,
+        index_date,
+        shared: disclosure.SharedCounts,
+        timed=("secondary", "sac"),
+    ):
         """The tables that give the same counts (the register and the people with a flag, by
         group), released with one decision per count: built in
         :meth:`pophealth.disclosure.SharedCounts.settle`, which builds them again until no
@@ -171,7 +180,7 @@ class AsthmaProgramme:
         spc = outputs.monthly_saba_overuse(
             monthly, frame, cfg, shared=shared, index_date=index_date
         )
-        pathway = outputs.pathway_summary(frame, index_date, cfg, shared=shared)
+        pathway = outputs.pathway_summary(frame, index_date, cfg, shared=shared, timed=timed)
         outputs.record_tables(shared, views, attacks, spc, cross, pathway, index_date)
         return views, attacks, cross, spc, pathway
 

@@ -115,6 +115,13 @@ def test_synthetic_referrals_fill_the_pathway_timers_and_worklist(run):
     total = pathway.frame[pathway.frame["group"].eq("Total")].set_index(["measure", "breakdown"])
     assert total.loc[("referred_12m", "imd_quintile"), "numerator"] > 0
     assert total.loc[("secondary_care_breach", "imd_quintile"), "denominator"] > 0
+    # the severe-asthma-centre timer cannot be computed without its lists (the section's
+    # note says so): left out, not shown as 0 of 0
+    assert "sac_breach" not in set(pathway.frame["measure"])
+    from pophealth.programmes.asthma import outputs
+
+    timed = outputs.pathway_summary(frame, result.index_date, timed=("secondary", "sac"))
+    assert "sac_breach" in set(timed["measure"])  # with its lists, it is there
     section = next(s for s in result.sections if s.title.startswith("Severe asthma pathway"))
     assert section.tables and any("severe-asthma-centre" in n for n in section.notes)
     assert not any("No referral code list" in n for n in section.notes)
