@@ -147,9 +147,20 @@ def roles_read(config: CvdConfig) -> dict[str, str]:
     return out
 
 
+def smoking_rank(label: str) -> int | None:
+    """The same-day order of a smoking status (the day's highest rank is its status):
+    never 1 < ex 3 < current, amount unknown 4 < light 5 < moderate 7 < heavy 9. A specific
+    current code (light, moderate, heavy) = 2 x its QRISK level + 1; a plain "current
+    smoker" ranks just below the lightest of them, so that a same-day code with an amount
+    always wins, and above "ex" (current and ex on one day is read as current)."""
+    if label == "current":
+        return 2 * min(SMOKING_CATEGORY_TO_QRISK[k] for k in ("light", "moderate", "heavy"))
+    level = SMOKING_CATEGORY_TO_QRISK.get(label)
+    return None if level is None else 2 * level + 1
+
+
 def smoking_levels(cl: Codelist | None) -> dict[str, int]:
-    """{code: rank} of a smoking code list; rank = 2 x QRISK level, +1 unless the code is
-    a plain "current smoker" (amount unknown), so a same-day specific code wins."""
+    """{code: rank} of a smoking code list (:func:`smoking_rank` of each code's status)."""
     if cl is None or not cl.categories:
         return {}
     column = next((c for c in ("category", "Category") if c in cl.categories), None)
@@ -162,9 +173,9 @@ def smoking_levels(cl: Codelist | None) -> dict[str, int]:
     out = {}
     for code, cat in cats.items():
         label = amount.get(code, cat) if cat == "current" else cat
-        level = SMOKING_CATEGORY_TO_QRISK.get(label)
-        if level is not None:
-            out[code] = 2 * level + (0 if label == "current" else 1)
+        rank = smoking_rank(label)
+        if rank is not None:
+            out[code] = rank
     return out
 
 
@@ -431,16 +442,21 @@ def medication_variables(
         cols[f"{name}_n"] = t.count(where=t.role == name)
         cols[f"{name}_last"] = t.date.max(where=t.role == name)
     out = [_pivot(t, ["patient_id"], cols)]
+    # The latest statin issue, one row: its code and its own structured dose. With several
+    # issues that day, the highest code (reproducible, not a clinical choice) and, of that
+    # code's issues, the highest recorded dose. Code and dose are never taken from two
+    # different issues (simvastatin 40 mg and atorvastatin 80 mg on one day are not
+    # "simvastatin 80 mg").
     s = t.filter(t.role == "statin")
-    daily = s.group_by(["patient_id", "date"]).aggregate(
-        _mg=s.daily_dose_mg.max(), _code=s.code.max()
+    w = ibis.window(
+        group_by=s.patient_id,
+        order_by=[ibis.desc(s.date), ibis.desc(s.code), ibis.desc(s.daily_dose_mg.fill_null(-1.0))],
     )
-    w = ibis.window(group_by=daily.patient_id, order_by=ibis.desc(daily.date))
-    daily = daily.mutate(_rn=ibis.row_number().over(w))
-    daily = daily.filter(daily._rn == 0)
+    s = s.mutate(_rn=ibis.row_number().over(w))
+    s = s.filter(s._rn == 0)
     out.append(
-        daily.select(
-            "patient_id", statin_code=daily._code, statin_date=daily.date, statin_daily_mg=daily._mg
+        s.select(
+            "patient_id", statin_code=s.code, statin_date=s.date, statin_daily_mg=s.daily_dose_mg
         )
     )
     return out
@@ -553,9 +569,7 @@ def tidy_records(
     adult = age_at(out["date_of_birth"], out.pop("height_raw_date")) >= config.adult_height_min_age
     out["height_m"] = h.where(h <= 3, h / 100).where(adult.fillna(False).to_numpy(dtype=bool))
     # Smoking: back from the rank to the category.
-    rank_to_cat = {
-        2 * v + (0 if k == "current" else 1): k for k, v in SMOKING_CATEGORY_TO_QRISK.items()
-    }
+    rank_to_cat = {smoking_rank(k): k for k in SMOKING_CATEGORY_TO_QRISK}
     out["smoking_category"] = pd.to_numeric(out.pop("smoking_rank")).map(rank_to_cat)
     # Statin: ingredient and tablet strength from the code list; daily dose from the
     # structured dose when recorded, else the strength (statins are taken once daily).
