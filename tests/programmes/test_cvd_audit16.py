@@ -7,6 +7,8 @@ docs/programmes/cvd.md, each pinned by a tiny store on DuckDB.
   "simvastatin 80 mg, high intensity").
 * Smoking: a plain "current smoker" code beat a same-day "light smoker" code, so a light
   smoker was scored as a moderate one (QRISK3 imputed, overstated).
+* Worklist reasons: a lipid result not measured in 24 months was printed as a blank
+  ("LDL  (target 2)"); the thresholds named in the reasons were literals, not the config's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import pandas as pd
 import pytest
 
 from pophealth.codelists import Codelist
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, Threshold, with_nice_non_hdl
 from pophealth.programmes.cvd.extract import cvd_records
 from pophealth.programmes.cvd.rules import apply_all
+from pophealth.programmes.cvd.worklist import worklist
+from pophealth.scores.bp import BPTargets
 
 
 def _cvd_world():
@@ -210,6 +215,34 @@ def test_a_specific_smoking_code_wins_over_plain_current_on_the_same_day(ruled, 
     assert (ruled.loc[pid, "q_smoking"], ruled.loc[pid, "smoking_dq"]) == (code, quality)
 
 
+def test_lipid_b_edges_and_a_result_not_measured_is_named_not_blank(ruled):
+    listed = ruled["lipid_b"]
+    assert listed[["b_ldl_only", "b_non_hdl_only", "b_both"]].tolist() == [1, 1, 1]
+    assert listed[["b_non_hdl_2_5", "b_ldl_2_0"]].tolist() == [0, 0]
+    by = worklist(ruled.reset_index()).set_index("patient_id")
+    for pid in ("b_ldl_only", "b_non_hdl_only", "b_both"):
+        reasons = by.loc[pid, "reasons"]
+        assert "  " not in reasons and "( target" not in reasons, reasons
+    assert "LDL 3.0 (target 2) mmol/L" in by.loc["b_ldl_only", "reasons"]
+    assert "no non-HDL result in 24 months" in by.loc["b_ldl_only", "reasons"]
+    assert "non-HDL 3.1 (target 2.5) mmol/L" in by.loc["b_non_hdl_only", "reasons"]
+    assert "no LDL result in 24 months" in by.loc["b_non_hdl_only", "reasons"]
+    assert "non-HDL 3.1 (target 2.5) / LDL 3.0 (target 2) mmol/L." in by.loc["b_both", "reasons"]
+
+
+def test_a_derived_non_hdl_at_its_target_is_not_above_it(records, ruled):
+    assert ruled.loc["b_derived_2_5", "non_hdl"] == pytest.approx(2.5, abs=1e-12)
+    assert ruled.loc["b_derived_2_5", "lipid_b"] == 0
+    nice = apply_all(records, INDEX, config=with_nice_non_hdl()).set_index("patient_id")
+    assert nice.loc["b_derived_2_6", "lipid_b"] == 0
+    assert ruled.loc["b_derived_2_6", "lipid_b"] == 1  # 2.6 is above Barts' 2.5
+    # shown to as many decimals as say it is above the target (not "2.5 (target 2.5)")
+    by = worklist(ruled.reset_index()).set_index("patient_id")
+    assert "non-HDL 2.54 (target 2.5) mmol/L" in by.loc["b_derived_2_54", "reasons"]
+    assert "non-HDL 2.6 (target 2.5) mmol/L" in by.loc["b_derived_2_6", "reasons"]
+    assert by.loc["b_derived_2_54", "non_hdl"] == 2.54
+
+
 def test_total_cholesterol_edges(ruled):
     lists = ruled[["lipid_d_assess", "lipid_d_refer"]]
     assert lists.loc["tc_7_5"].tolist() == [0, 0]  # > 7.5, not >=
@@ -225,3 +258,30 @@ def test_chadsvasc_one_and_two_by_sex_on_the_65th_birthday(ruled):
     assert ruled.loc["af_f_64", "anticoag_indication"] == "not indicated"
     assert ruled.loc["af_m_65", "anticoag_indication"] == "consider"
     assert got["af_gap"].tolist() == [1, 0, 1, 0]
+
+
+def test_reasons_name_the_configured_thresholds(store, records):
+    config = dataclasses.replace(
+        DEFAULT_CONFIG,
+        tc_fh_assess=Threshold(7.0, "mmol/L", "test"),
+        tc_fh_refer=Threshold(8.5, "mmol/L", "test"),
+        bp=BPTargets(target_sbp_under_older_age=135.0, target_dbp=85.0, lookback_months=6),
+        bp_lookback_months=6,
+        anticoagulant_lookback_months=6,
+    )
+    codelists = dataclasses.replace(cw.make_codelists(), smoking=_smoking_list())
+    extracted = cvd_records(store.connect("duckdb"), INDEX, codelists, config)
+    by = worklist(apply_all(extracted, INDEX, config=config), config=config)
+    by = by.set_index("patient_id")
+    assert by.loc["tc_8_7", "reasons"] == "Total cholesterol 8.7 mmol/L is above 8.5."
+    assert by.loc["tc_7_51", "reasons"] == "Total cholesterol 7.5 mmol/L is above 7."
+    assert "is above target (135/85)" in by.loc["bp_145_85", "reasons"]
+    assert "no BP reading in the last 6 months" in by.loc["bp_none", "reasons"]
+    assert "no anticoagulant in 6 months" in by.loc["af_f_65", "reasons"]
+    # and the defaults still read as before
+    by = worklist(apply_all(records, INDEX)).set_index("patient_id")
+    assert by.loc["tc_9_01", "reasons"] == "Total cholesterol 9.01 mmol/L is above 9."
+    assert by.loc["tc_7_51", "reasons"] == "Total cholesterol 7.51 mmol/L is above 7.5."
+    assert "is above target (140/90)" in by.loc["bp_145_85", "reasons"]
+    assert "no BP reading in the last 12 months" in by.loc["bp_none", "reasons"]
+    assert "no anticoagulant in 12 months" in by.loc["af_f_65", "reasons"]

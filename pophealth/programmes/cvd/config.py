@@ -32,6 +32,13 @@ CONFIG_VERSION = "cvd-config 2026-11.2"  # .2: plausible ranges for every lipid 
 #: table at fatfreekitchen.com/cholesterol/cholesterol_units.html; the arithmetic checks]
 CHOLESTEROL_MG_DL_PER_MMOL_L = 38.67
 
+#: Lipid results are compared with a target or threshold (non-HDL 2.5, LDL 2.0, total
+#: cholesterol 7.5 and 9) after rounding to this many decimals: no laboratory reports more
+#: than two, and the arithmetic of a derived non-HDL (4.4 - 1.9 = 2.5000000000000004) or of a
+#: mg/dL conversion must not lift a result at a target above it. Not a clinical threshold:
+#: it only removes floating-point noise.
+LIPID_DECIMALS = 6
+
 #: Unit strings read as mg/dL (after lower-casing and removing spaces): UCUM "mg/dL" and
 #: its spelled-out forms. Any other unit, or none, is read as mmol/L (the UK unit).
 MG_DL_UNITS: tuple[str, ...] = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, LIPID_DECIMALS, CvdConfig
 from pophealth.programmes.cvd.extract import age_at, months_before
 from pophealth.programmes.cvd.inputs import DQ_INPUTS, imputed_summary, qrisk3_inputs
 from pophealth.scores.af import anticoagulation_indication, cha2ds2_vasc, orbit, orbit_risk_group
@@ -218,7 +218,11 @@ def _lipids(out: pd.DataFrame, index_date, config: CvdConfig) -> None:
 
     cvd = out["cvd"] == 1
     statin = out["on_statin"] == 1
-    above = (out["non_hdl"] > config.non_hdl_target.value) | (ldl > config.ldl_target.value)
+    # compared with the targets without floating-point noise (LIPID_DECIMALS): a non-HDL of
+    # 4.4 - 1.9 = 2.5000000000000004 is at the 2.5 target, not above it
+    non_hdl = out["non_hdl"].astype(float).round(LIPID_DECIMALS)
+    ldl, tc = ldl.round(LIPID_DECIMALS), tc.round(LIPID_DECIMALS)
+    above = (non_hdl > config.non_hdl_target.value) | (ldl > config.ldl_target.value)
     out["lipid_a"] = (cvd & ~statin).astype(int)
     out["lipid_b"] = (cvd & statin & above.fillna(False)).astype(int)
     out["lipid_c"] = (

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
+from pophealth.programmes.cvd.config import DEFAULT_CONFIG, LIPID_DECIMALS, CvdConfig
 from pophealth.scores.qrisk3 import QRISK3_DISCLAIMER
 
 
@@ -99,6 +99,23 @@ def _fmt(x: pd.Series, digits: int = 1) -> pd.Series:
     return _text_of(pd.to_numeric(x).astype(float), lambda v: f"{v:.{digits}f}")
 
 
+def _lipid_text(x: pd.Series, threshold: float) -> pd.Series:
+    """Each lipid result (mmol/L) as shown: to one decimal, or, when it is above
+    ``threshold`` but one decimal would show it at or below (9.01 as "9.0" beside "above
+    9"; a derived non-HDL of 2.54 as "2.5" beside "target 2.5"), to as few more decimals as
+    show it above. '' where there is none."""
+
+    def text(v: float) -> str:
+        v = round(v, LIPID_DECIMALS)  # (2.5000000000000004 is 2.5: at the target)
+        for digits in range(1, LIPID_DECIMALS + 1):
+            shown = f"{v:.{digits}f}"
+            if v <= threshold or float(shown) > threshold:
+                return shown
+        return f"{v:g}"
+
+    return _text_of(pd.to_numeric(x).astype(float), text)
+
+
 def _date(x: pd.Series) -> pd.Series:
     return pd.to_datetime(x).dt.strftime("%d %b %Y").fillna("")
 
@@ -126,8 +143,9 @@ def item_flags(p: pd.DataFrame) -> dict[str, pd.Series]:
 def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series, pd.Series]]:
     """(reason, next action) in plain words for each item, vectorised over patients."""
     bp = _fmt(p["bp_sbp"], 0) + "/" + _fmt(p["bp_dbp"], 0) + " on " + _date(p["bp_date"])
-    nonhdl = _fmt(p["non_hdl"])
-    ldl = _fmt(p["ldl_recent"])
+    t = config.bp
+    lipid_months = config.lipid_lookback_months
+    anticoag_months = config.anticoagulant_lookback_months
     statin = (
         p["statin_ingredient"].fillna("statin").astype(str)
         + " "
@@ -175,9 +193,34 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         ),
         index=p.index,
     )
-    tc = _fmt(p["tc_recent"])
+    tc_refer = _lipid_text(p["tc_recent"], config.tc_fh_refer.value)
+    tc_assess = _lipid_text(p["tc_recent"], config.tc_fh_assess.value)
     target_nonhdl = f"{config.non_hdl_target.value:g}"
     target_ldl = f"{config.ldl_target.value:g}"
+    # list (b): each result with its target, or that there is none in the look-back (one
+    # of the two may be missing: the list needs only one above its target)
+    nonhdl = _lipid_text(p["non_hdl"], config.non_hdl_target.value)
+    nonhdl = ("non-HDL " + nonhdl + f" (target {target_nonhdl})").where(nonhdl != "", "")
+    ldl = _lipid_text(p["ldl_recent"], config.ldl_target.value)
+    ldl = ("LDL " + ldl + f" (target {target_ldl})").where(ldl != "", "")
+    both = (nonhdl != "") & (ldl != "")
+    lipid_values = (
+        pd.Series(np.where(both, nonhdl + " / " + ldl, nonhdl + ldl), index=p.index) + " mmol/L"
+    )
+    lipid_values += np.where(
+        (nonhdl == "") & (ldl != ""), f" (no non-HDL result in {lipid_months} months)", ""
+    )
+    lipid_values += np.where(
+        (ldl == "") & (nonhdl != ""), f" (no LDL result in {lipid_months} months)", ""
+    )
+    bp_target_text = pd.Series(
+        np.where(
+            p["bp_age"].astype(float) >= t.older_age,
+            f"{t.target_sbp_older_age:g}/{t.target_dbp:g} at {t.older_age}+",
+            f"{t.target_sbp_under_older_age:g}/{t.target_dbp:g}",
+        ),
+        index=p.index,
+    )
     s = lambda text: pd.Series(text, index=p.index)  # noqa: E731
     return {
         "bp_severe": (
@@ -187,7 +230,10 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
             s("Same-day clinical review."),
         ),
         "bp_1c": (
-            "BP " + bp + " is high (systolic above 160 or diastolic above 100).",
+            "BP "
+            + bp
+            + f" is high (systolic above {t.high_risk_sbp:g} or diastolic above "
+            + f"{t.high_risk_dbp:g}).",
             s("Review and step up BP treatment; recheck within 4 weeks."),
         ),
         "bp_above_target": (
@@ -195,24 +241,26 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
             + bp
             # NICE-strict: at target only below it (140/90 itself is not, but is not above)
             + (" is not below target (" if config.nice_strict else " is above target (")
-            + np.where(p["bp_age"].astype(float) >= config.bp.older_age, "150/90 at 80+", "140/90")
+            + bp_target_text
             + ").",
             s("Review BP treatment and adherence; recheck BP."),
         ),
         "bp_1e": (
-            s("Hypertension with no BP reading in the last 12 months."),
+            s(f"Hypertension with no BP reading in the last {config.bp_lookback_months} months."),
             s("Invite for a BP check (or ask for a home reading)."),
         ),
         "af_offer": (
             "AF with stroke risk CHA2DS2-VASc "
             + chads
-            + ", no anticoagulant in 12 months."
+            + f", no anticoagulant in {anticoag_months} months."
             + orbit_txt
             + aspirin,
             s("Offer anticoagulation (a DOAC) after bleeding-risk review."),
         ),
         "af_consider": (
-            "AF, man with CHA2DS2-VASc 1, no anticoagulant in 12 months." + orbit_txt + aspirin,
+            f"AF, man with CHA2DS2-VASc 1, no anticoagulant in {anticoag_months} months."
+            + orbit_txt
+            + aspirin,
             s("Consider anticoagulation; discuss risks and benefits."),
         ),
         "af_record_sex": (
@@ -222,7 +270,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
             + _fmt(p["chadsvasc_at_most"].astype("Float64"), 0)
             + " for a woman (anticoagulation: "
             + p["anticoag_indication"].fillna("").astype(str)
-            + "), no anticoagulant in 12 months."
+            + f"), no anticoagulant in {anticoag_months} months."
             + orbit_txt
             + aspirin,
             "Check and record the patient's sex, then decide on anticoagulation ("
@@ -241,19 +289,7 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
             s("Offer a high-intensity statin (atorvastatin 80 mg) unless contraindicated."),
         ),
         "lipid_b": (
-            "Has "
-            + cvd_names
-            + ", on "
-            + statin
-            + ", non-HDL "
-            + nonhdl
-            + " (target "
-            + target_nonhdl
-            + ") / LDL "
-            + ldl
-            + " (target "
-            + target_ldl
-            + ") mmol/L.",
+            "Has " + cvd_names + ", on " + statin + ", " + lipid_values + ".",
             pd.Series(
                 np.where(
                     maximal,
@@ -268,11 +304,11 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
             q_action,
         ),
         "lipid_d_refer": (
-            "Total cholesterol " + tc + " mmol/L is above 9.",
+            "Total cholesterol " + tc_refer + f" mmol/L is above {config.tc_fh_refer.value:g}.",
             s("Refer to lipid clinic (possible familial hypercholesterolaemia)."),
         ),
         "lipid_d_assess": (
-            "Total cholesterol " + tc + " mmol/L is above 7.5.",
+            "Total cholesterol " + tc_assess + f" mmol/L is above {config.tc_fh_assess.value:g}.",
             s("Assess for familial hypercholesterolaemia (Simon Broome / DLCN)."),
         ),
     }
@@ -363,5 +399,8 @@ def worklist(p: pd.DataFrame, *, config: CvdConfig = DEFAULT_CONFIG) -> pd.DataF
     out["qrisk3"] = shown.where(out["qrisk_applies"] == 1)
     out["qrisk_imputed"] = out["qrisk_imputed"].where(out["qrisk3"].notna(), None)
     out["qrisk3_disclaimer"] = np.where(out["qrisk3"].notna(), QRISK3_DISCLAIMER, None)
+    # lipid values without floating-point noise (a derived non-HDL of 2.8000000000000003)
+    for col in ("non_hdl", "ldl_recent", "tc_recent"):
+        out[col] = pd.to_numeric(out[col]).astype(float).round(LIPID_DECIMALS)
     out = out.sort_values(["pcn_name", "practice_id", "rank_in_practice"], kind="stable")
     return out[list(WORKLIST_COLUMNS)].reset_index(drop=True)
