@@ -19,6 +19,15 @@ report shows under the chart ("Show the data"): one row per point, a withheld va
 
 Colours follow the Making Data Count guidance ("Making Data Count: strengthening your
 decisions", NHS England 2019) as used by NHSRplotthedots.
+
+Accessibility (WCAG 2.2 AA): every marker has an outline of at least 3:1 contrast against the
+white plot (1.4.11; the MDC orange and blue fills are lighter than that), what a colour
+means is also in its shape and legend (1.4.1: special-cause points and funnel outliers have
+their own symbols; a unit beyond the 95% limit only is hollow, beyond the 99.8% limit
+filled), and text drawn on the chart has 4.5:1 contrast (3:1 for the large bold icon
+letters). Each builder's :class:`ChartData` carries a ``summary``: a sentence saying what
+the chart shows, read as its text alternative and shown with it (the icons' meanings are
+otherwise only in hover text).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from pophealth.spc import SPCResult
 
 __all__ = [
     "MDC_COLOURS",
+    "MDC_SYMBOLS",
+    "contrast_ratio",
     "ChartData",
     "attach_data",
     "chart_data",
@@ -54,15 +65,51 @@ MDC_COLOURS: dict[str, str] = {
     "limit": "#7B7D7D",
 }
 
+#: each at least 3:1 against white: the 0.025 classes are drawn hollow, so their colour is
+#: the only ink (#E67E22 and #5DADE2, the lighter tints used before, were 2.9:1 and 2.5:1)
 SIGNIFICANCE_COLOURS: dict[str, str] = {
     "High (0.001)": "#C0392B",
-    "High (0.025)": "#E67E22",
+    "High (0.025)": "#CA6F1E",
     "Not significant": "#7B7D7D",
-    "Low (0.025)": "#5DADE2",
+    "Low (0.025)": "#2E86C1",
     "Low (0.001)": "#1F618D",
 }
 
 _SIGNIFICANCE_SYMBOLS = {"High": "triangle-up", "Low": "triangle-down"}
+
+#: the outline of every marker: 14:1 against white, whatever the fill (WCAG 1.4.11)
+OUTLINE = "#212B32"
+#: text drawn on a chart in grey ("[c]" marks): 6.4:1 against white (#7B7D7D was 4.1:1)
+MUTED_TEXT = "#4C6272"
+
+#: the shape of each MDC point type, so a special-cause point differs from a common-cause
+#: one in shape, not in colour alone (WCAG 1.4.1)
+MDC_SYMBOLS: dict[str, str] = {
+    "common_cause": "circle",
+    "special_cause_improvement": "diamond",
+    "special_cause_concern": "square",
+    "special_cause_neutral_high": "star",
+    "special_cause_neutral_low": "star",
+}
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """The WCAG 2 contrast ratio of two ``#RRGGBB`` colours (1 to 21)."""
+
+    def luminance(colour: str) -> float:
+        h = colour.lstrip("#")
+        channels = [int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def text_colour_on(background: str) -> str:
+    """White or the report's near-black, whichever contrasts more with ``background``."""
+    return max(("#FFFFFF", OUTLINE), key=lambda c: contrast_ratio(c, background))
+
 
 _VARIATION_ICON = {
     "common_cause": ("Common cause", "~"),
@@ -100,18 +147,23 @@ class ChartData:
     ``frame``: one row per point; its first column names the point. In a column of numbers a
     missing value is a withheld one (the report shows "[c]"); in a column of words it means
     there is nothing to say. Headers carry their units. ``notes``: sentences shown with the
-    table (what the reference lines are, how runs treat a withheld month)."""
+    table (what the reference lines are, how runs treat a withheld month). ``summary``: what
+    the chart shows, in a sentence or two (the chart's text alternative)."""
 
     frame: pd.DataFrame
     notes: tuple[str, ...] = ()
+    summary: str = ""
 
 
 _DATA = "_pophealth_chart_data"  # where a figure keeps its ChartData (not drawn, not serialised)
 
 
-def attach_data(fig: go.Figure, frame: pd.DataFrame, notes: Sequence[str] = ()) -> go.Figure:
-    """Give ``fig`` the table of its numbers (see :class:`ChartData`); returns ``fig``."""
-    setattr(fig, _DATA, ChartData(frame.reset_index(drop=True), tuple(notes)))
+def attach_data(
+    fig: go.Figure, frame: pd.DataFrame, notes: Sequence[str] = (), summary: str = ""
+) -> go.Figure:
+    """Give ``fig`` the table of its numbers and a summary (see :class:`ChartData`); returns
+    ``fig``."""
+    setattr(fig, _DATA, ChartData(frame.reset_index(drop=True), tuple(notes), summary))
     return fig
 
 
@@ -190,7 +242,8 @@ def funnel_chart(
         groups = [("Units", np.ones(len(points), dtype=bool), "#212F3D", "circle")]
     else:
         # one trace per significance label, so the legend says what each colour means; the
-        # direction is also in the marker shape (▲ high, ▼ low), not in colour alone
+        # direction is also in the marker shape (▲ high, ▼ low), not in colour alone, and so
+        # is how far: hollow beyond the 95% limit only, filled beyond the 99.8% limit
         labels = sig.astype(object).where(sig.notna(), "No label").astype(str)
         present = list(dict.fromkeys(labels))
         order = [k for k in SIGNIFICANCE_COLOURS if k in present]
@@ -200,7 +253,8 @@ def funnel_chart(
                 k,
                 (labels == k).to_numpy(),
                 SIGNIFICANCE_COLOURS.get(k, "#7B7D7D"),
-                _SIGNIFICANCE_SYMBOLS.get(k.split(" ")[0], "circle"),
+                _SIGNIFICANCE_SYMBOLS.get(k.split(" ")[0], "circle")
+                + ("-open" if k.endswith("(0.025)") else ""),
             )
             for k in order
         ]
@@ -215,7 +269,10 @@ def funnel_chart(
                     "color": colour,
                     "symbol": symbol,
                     "size": 9,
-                    "line": {"color": "white", "width": 1},
+                    # a hollow marker is drawn by its line alone, in its colour
+                    "line": {"color": colour, "width": 2}
+                    if symbol.endswith("-open")
+                    else {"color": OUTLINE, "width": 1},
                 },
                 text=part[label] if label else None,
                 hovertemplate=(
@@ -254,7 +311,21 @@ def funnel_chart(
             else "."
         )
     )
-    return attach_data(fig, table, notes)
+    drawn = int(points[y].notna().sum())
+    summary = (
+        f"Funnel plot of {y_title} against {x_title} for {drawn} units, with the average and "
+        "its 95% and 99.8% limits."
+    )
+    if sig is not None:
+        shown = sig[points[y].notna().to_numpy()]
+        counts = shown.astype(object).where(shown.notna(), "No label").value_counts()
+        order = dict.fromkeys([*(k for k in SIGNIFICANCE_COLOURS if k in counts), *counts.index])
+        summary += (
+            " Units by where they lie: " + "; ".join(f"{k} {int(counts[k])}" for k in order) + "."
+        )
+    if drawn < len(points):
+        summary += f" {len(points) - drawn} withheld, not drawn."
+    return attach_data(fig, table, notes, summary)
 
 
 def spc_chart(
@@ -330,15 +401,30 @@ def spc_chart(
             mode="markers" if len(gaps) else "lines+markers",
             name="Value",
             line={"color": MDC_COLOURS["common_cause"], "width": 1.5},
-            marker={"color": [MDC_COLOURS[t] for t in d["point_type"]], "size": 8},
+            marker={
+                "color": [MDC_COLOURS[t] for t in d["point_type"]],
+                "symbol": [MDC_SYMBOLS.get(t, "circle") for t in d["point_type"]],
+                "size": 8,
+                "line": {"color": OUTLINE, "width": 1},
+            },
             customdata=np.stack([d["point_type"], d["rule"].fillna("")], axis=-1),
             hovertemplate="%{x}: %{y:.2f}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
         )
     )
+    # a legend entry for each kind of special-cause point drawn: its colour and shape in words
+    for kind in dict.fromkeys(t for t in d["point_type"] if t != "common_cause"):
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", name=variation_words(kind),
+                marker={"color": MDC_COLOURS[kind], "symbol": MDC_SYMBOLS.get(kind, "circle"),
+                        "size": 8, "line": {"color": OUTLINE, "width": 1}},
+                hoverinfo="skip",
+            )
+        )  # fmt: skip
     for x in gaps:
         fig.add_annotation(
             x=x, y=0, yref="paper", yanchor="bottom", text="[c]", showarrow=False,
-            hovertext="withheld (small numbers)", font={"color": "#7B7D7D"},
+            hovertext="withheld (small numbers)", font={"color": MUTED_TEXT},
         )  # fmt: skip
     if result.target is not None:
         fig.add_trace(
@@ -352,9 +438,11 @@ def spc_chart(
         )
     name, letter = _VARIATION_ICON[result.variation]
     _badge(fig, 0.90, letter, MDC_COLOURS[result.variation], f"Variation: {name}")
+    icons = [f"variation icon “{letter}”: {name.lower()}"]
     if result.assurance is not None:
         aname, aletter, acol = _ASSURANCE_ICON[result.assurance]
         _badge(fig, 0.98, aletter, acol, f"Assurance: {aname}")
+        icons.append(f"assurance icon “{aletter}”: {aname[:1].lower() + aname[1:]}")
     subtitle = " · ".join(result.warnings)
     fig.update_layout(
         title={"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
@@ -363,7 +451,36 @@ def spc_chart(
         template="simple_white",
         margin={"r": 140},
     )
-    return attach_data(fig, *_spc_table(result, gaps, x_title, y_title))
+    return attach_data(
+        fig, *_spc_table(result, gaps, x_title, y_title), _spc_summary(result, gaps, y_title, icons)
+    )
+
+
+def _spc_summary(result: SPCResult, gaps: pd.Series, y_title: str, icons: list[str]) -> str:
+    """What an SPC chart shows, in words: its span, last value, centre line, special-cause
+    points and the meaning of its icons (drawn as letters whose meaning is otherwise in hover
+    text only)."""
+    d = result.data
+    names = _point_names(d["x"])
+    unit = f" ({y_title})" if y_title else ""
+    special = d["point_type"] != "common_cause"
+    text = (
+        f"Statistical process control (SPC) chart{unit}, Making Data Count style: "
+        f"{len(d)} points from {names.iloc[0]} to {names.iloc[-1]}; the last "
+        f"{float(d['y'].iloc[-1]):.2f}, the centre line {float(d['mean'].iloc[-1]):.2f}"
+    )
+    if result.target is not None:
+        text += f", the target {float(result.target):.2f}"
+    text += f". Special-cause points: {int(special.sum())}"
+    kinds = d.loc[special, "point_type"].map(variation_words).value_counts()
+    if len(kinds):
+        text += " (" + ", ".join(f"{k.split(': ')[-1]} {n}" for k, n in kinds.items()) + ")"
+    text += ". " + "; ".join(icons)[:1].upper() + "; ".join(icons)[1:] + "."
+    if len(gaps):
+        text += f" Withheld points, marked [c]: {len(gaps)}."
+    if result.warnings:  # shown in the chart's title too
+        text += " " + " ".join(w[:1].upper() + w[1:].rstrip(".") + "." for w in result.warnings)
+    return text
 
 
 def _spc_table(
@@ -399,10 +516,12 @@ def _spc_table(
 
 
 def _badge(fig: go.Figure, x: float, letter: str, colour: str, hover: str) -> None:
+    # large bold text (19 px) in white or near-black, whichever contrasts more with the MDC
+    # colour: at least 3:1 (white on the MDC orange was 1.8:1)
     fig.add_annotation(
         x=x, y=1.08, xref="paper", yref="paper", text=f"<b>{letter}</b>", showarrow=False,
-        font={"color": "white", "size": 16}, bgcolor=colour, bordercolor=colour,
-        borderpad=6, hovertext=hover, name=hover,
+        font={"color": text_colour_on(colour), "size": 19}, bgcolor=colour,
+        bordercolor=OUTLINE, borderpad=5, hovertext=hover, name=hover,
     )  # fmt: skip
 
 
@@ -430,7 +549,7 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
             x=dec["group"],
             y=dec["value"],
             mode="markers",
-            marker={"color": "#005EB8", "size": 10},
+            marker={"color": "#005EB8", "size": 10, "line": {"color": OUTLINE, "width": 1}},
             error_y={
                 "type": "data",
                 "symmetric": False,
@@ -444,7 +563,7 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
     for decile in dec.loc[dec["value"].isna(), "group"]:
         fig.add_annotation(
             x=decile, y=0, yref="paper", yanchor="bottom", text="[c]", showarrow=False,
-            hovertext=f"IMD decile {decile}: suppressed", font={"color": "#7B7D7D"},
+            hovertext=f"IMD decile {decile}: suppressed", font={"color": MUTED_TEXT},
         )  # fmt: skip
     sii = view.sii  # type: ignore[attr-defined]
     fitted, sii_name = None, ""
@@ -481,7 +600,21 @@ def equity_chart(view: object, *, title: str = "", y_title: str | None = None) -
     table[_with_unit("95% CI lower", unit)] = dec["lower95_0cl"].to_numpy(dtype=float)
     table[_with_unit("95% CI upper", unit)] = dec["upper95_0cl"].to_numpy(dtype=float)
     notes = []
+    released = dec.loc[dec["value"].notna()]
+    summary = (
+        f"{unit} in each IMD decile (1 = most deprived, 10 = least), with 95% intervals: "
+        f"{len(released)} deciles drawn, {len(dec) - len(released)} withheld ([c])"
+    )
+    if len(released):
+        low = released.loc[released["value"].idxmin()]
+        high = released.loc[released["value"].idxmax()]
+        summary += (
+            f", lowest {float(low['value']):.1f} (decile {int(low['group'])}), highest "
+            f"{float(high['value']):.1f} (decile {int(high['group'])})"
+        )
+    summary += "."
     if fitted is not None:
         table[_with_unit("SII line", unit)] = fitted
         notes.append(f"{sii_name}: the slope index of inequality (95% CI), fitted at each decile.")
-    return attach_data(fig, table, notes)
+        summary += f" Line: the fitted slope index of inequality, {sii_name}."
+    return attach_data(fig, table, notes, summary)

@@ -293,7 +293,15 @@ class AsthmaProgramme:
         )
         spc_figures, spc_notes = _spc_figures(spc, cfg.saba_priority.sign())
         for fig_title, fig in spc_figures:
-            spc_section.figures.append(Figure(fig_title, fig))
+            spc_section.figures.append(
+                Figure(
+                    fig_title,
+                    fig,
+                    f"% of the register with {cfg.saba_priority.phrase()} SABA inhalers in the "
+                    f"{cfg.lookback_months} months to each month end; Making Data Count p-chart "
+                    "(falling is improvement).",
+                )
+            )
         spc_section.notes.extend(spc_notes)
         sections.append(spc_section)
 
@@ -421,25 +429,42 @@ def _breakdown_chart(view, breakdown: str, label: str) -> go.Figure:
             marker_color="#005eb8",
         )
     )
-    fig.update_layout(height=320, xaxis_title=label, yaxis_title="% of register")
+    fig.update_layout(
+        height=320, xaxis_title=label, yaxis_title="% of register", template="simple_white"
+    )
     return fig
 
 
 def _tier_chart(views) -> go.Figure:
+    """Stacked bars of the high and moderate tiers by PCN. The tiers differ in pattern as well
+    as colour (moderate is hatched), and each bar has a dark outline: the NHS warm yellow of
+    the moderate tier is 1.7:1 against white (WCAG 1.4.1, 1.4.11)."""
     fig = go.Figure()
-    for name, label, colour in (
-        ("tier_high", "high", "#d5281b"),
-        ("tier_moderate", "moderate", "#ffb81c"),
+    for name, label, colour, pattern in (
+        ("tier_high", "high", "#d5281b", ""),
+        ("tier_moderate", "moderate", "#ffb81c", "/"),
     ):
         b = views[name].breakdowns
         b = b[(b["breakdown"] == "pcn")]
         # the register as a whole is its own bar, named so and put first, not a PCN "Total"
         b = pd.concat([b[b["group"] == "Total"], b[b["group"] != "Total"]])
         groups = b["group"].astype(str).replace({"Total": "Whole region"})
-        fig.add_trace(go.Bar(x=groups, y=b["value"], name=label,
-                             marker_color=colour))  # fmt: skip
-    fig.update_layout(barmode="stack", yaxis_title="% of register", height=380)
+        fig.add_trace(
+            go.Bar(
+                x=groups, y=b["value"], name=label,
+                marker={"color": colour, "line": {"color": "#212b32", "width": 1},
+                        "pattern": {"shape": pattern, "fgcolor": "#212b32", "solidity": 0.15}},
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        barmode="stack", xaxis_title="PCN", yaxis_title="% of register", height=380,
+        template="simple_white",
+    )  # fmt: skip
     return fig
+
+
+#: ColorBrewer OrRd, its five lightest colours
+_ORRD_LIGHT = ("#fff7ec", "#fee8c8", "#fdd49e", "#fdbb84", "#fc8d59")
 
 
 def _cross_chart(cross: pd.DataFrame, flag: str, pollutant: str) -> go.Figure:
@@ -454,12 +479,17 @@ def _cross_chart(cross: pd.DataFrame, flag: str, pollutant: str) -> go.Figure:
             y=[f"{pollutant.upper()} Q{q}" for q in pivot.index],
             text=text.to_numpy(),
             texttemplate="%{text}",
-            colorscale="OrRd",
+            # the light half of ColorBrewer OrRd, so the near-black tile text is at least
+            # 6:1 on every tile (on the full scale plotly's automatic text colour was 3.2:1
+            # on the middle reds; WCAG 1.4.3)
+            colorscale=[[i / 4, c] for i, c in enumerate(_ORRD_LIGHT)],
+            textfont={"color": "#212b32"},
             colorbar={"title": "%"},
         )
     )
     fig.update_layout(height=380, xaxis_title="IMD quintile (1 = most deprived)",
-                      yaxis_title="pollution quintile (5 = most polluted)")  # fmt: skip
+                      yaxis_title="pollution quintile (5 = most polluted)",
+                      template="simple_white")  # fmt: skip
     return fig
 
 
