@@ -12,6 +12,17 @@ markers as the other tables. It is the table the chart's builder attached
 the points' categories and values, error bars as an interval, per-point labels, heatmap
 cells, map areas. Numbers a trace carries only for its hover text (``customdata``) are not
 tabulated.
+
+Accessibility (WCAG 2.2 AA, as the Public Sector Bodies Accessibility Regulations 2018 ask
+of an NHS body): a skip link and labelled landmarks (header, a "Contents" nav, main,
+footer); one h1 and no skipped heading level; each chart an image (``role="img"``) whose
+text alternative names its kind, title, caption and what it shows, with the numbers in
+the table under it; every table with a caption and ``th`` cells with ``scope``, in a
+scrolling region a keyboard can reach; a visible focus indicator on every link, summary and
+scrolling region; text at 4.5:1 contrast or more; a page that reflows at 320 CSS px (only
+tables and charts scroll sideways); plotly's hover labels dismissed with Escape and never
+the only place a number is; no plotly toolbar (its buttons were hundreds of tab stops
+hidden until hover); and a list of the abbreviations the page uses.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import datetime as dt
 import html
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,10 +123,32 @@ def _whole_as_integers(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _scrolling(table: str, label: str) -> str:
+    """A table in a region that scrolls sideways when it is wider than the page: the region
+    is named as the table's caption and takes keyboard focus, so a keyboard can scroll it
+    (WCAG 2.1.1)."""
+    return (
+        f"<div class='scroll' role='region' tabindex='0' aria-label='{html.escape(label)}'>"
+        f"{table}</div>"
+    )
+
+
 def _table_html(output: Output, max_rows: int = 60) -> str:
     frame = output.frame
     shown = _formatted(frame.head(max_rows))
-    body = shown.to_html(index=False, border=0, classes="data")
+    caption = f"{output.name}: {output.description}"
+    head = "".join(f"<th scope='col'>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell_text(v))}</td>" for v in row) + "</tr>"
+        for row in shown.itertuples(index=False, name=None)
+    )
+    # the name and description are shown above the table; the caption gives them to a
+    # screen reader that meets the table on its own (a list of tables, say)
+    body = _scrolling(
+        f"<table class='data'><caption class='visually-hidden'>{html.escape(caption)}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>",
+        caption,
+    )
     more = (
         f"<p class='more'>First {max_rows} of {len(frame):,} rows; all rows in the CSV.</p>"
         if len(frame) > max_rows
@@ -128,8 +162,17 @@ def _table_html(output: Output, max_rows: int = 60) -> str:
     )
     return (
         f"<h4>{html.escape(output.name)}</h4><p>{html.escape(output.description)}</p>"
-        f"{note}<div class='scroll'>{body}</div>{more}"
+        f"{note}{body}{more}"
     )
+
+
+def _cell_text(value: object) -> str:
+    """A cell of a formatted table as text: missing as empty, dates as YYYY-MM-DD."""
+    if isinstance(value, str):
+        return value
+    if _missing(value):
+        return ""
+    return _text(value)
 
 
 def _format_number(value: float, whole: bool, separators: bool = True) -> str:
@@ -191,6 +234,13 @@ def _chart_data_html(fig: Figure) -> str:
     )
 
 
+def _attached_summary(fig: Figure) -> str:
+    from pophealth.charts import chart_data
+
+    attached = chart_data(fig.figure)
+    return attached.summary if attached else ""
+
+
 def _data_table(frame: pd.DataFrame, caption: str, notes: list[str]) -> str:
     shown = frame.head(MAX_CHART_ROWS)
     cells = _cells(shown)
@@ -212,11 +262,11 @@ def _data_table(frame: pd.DataFrame, caption: str, notes: list[str]) -> str:
     withheld = any(WITHHELD in col for col in cells)
     notes = [*notes, *(["[c] = withheld (small numbers)."] if withheld else [])]
     text = "".join(f"<p class='caption'>{html.escape(n)}</p>" for n in notes)
-    return (
-        f"<div class='scroll'><table class='data chart-table'><caption>{html.escape(caption)}"
-        f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        f"{more}{text}"
+    table = (
+        f"<table class='data chart-table'><caption>{html.escape(caption)}"
+        f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+    return f"{_scrolling(table, caption)}{more}{text}"
 
 
 def _is_number(v: object) -> bool:
@@ -423,9 +473,170 @@ def _xy_points(t: Any, layout: Any, x_title: str, y_title: str, sideways: bool) 
     return frame
 
 
+#: plotly's options for every chart: no toolbar (its buttons took keyboard focus while
+#: invisible, 10 to a chart, and were shown on hover only), redrawn when the page's width
+#: changes (so it reflows at 320 px and at 400% zoom)
+PLOTLY_CONFIG = {"displayModeBar": False, "displaylogo": False, "responsive": True}
+
+#: abbreviations the report's text may use, with what they stand for; the page lists those
+#: it uses (WCAG 3.1.4, a glossary)
+ABBREVIATIONS: dict[str, str] = {
+    "A&E": "accident and emergency (department)",
+    "AAC": "Accelerated Access Collaborative (NHS England), whose severe asthma pathway "
+    "sets the referral waits",
+    "AF": "atrial fibrillation",
+    "AMR": "asthma medication ratio: preventer issues ÷ (preventer + reliever issues)",
+    "BP": "blood pressure",
+    "BTS/SIGN": "British Thoracic Society / Scottish Intercollegiate Guidelines Network "
+    "(the British asthma guideline)",
+    "CHA2DS2-VASc": "a score of stroke risk in atrial fibrillation",
+    "CKD": "chronic kidney disease",
+    "CI": "confidence interval (95% unless stated)",
+    "COPD": "chronic obstructive pulmonary disease",
+    "CSV": "comma-separated values (a spreadsheet file)",
+    "CVD": "cardiovascular disease",
+    "CVDPREVENT": "the national audit of cardiovascular disease prevention in general practice",
+    "DBP": "diastolic blood pressure",
+    "DOAC": "direct oral anticoagulant",
+    "ED": "emergency department",
+    "ERS/ATS": "European Respiratory Society / American Thoracic Society",
+    "FH": "familial hypercholesterolaemia",
+    "GP": "general practice",
+    "HDL": 'high-density lipoprotein ("good") cholesterol',
+    "ICS": "inhaled corticosteroid (a preventer inhaler)",
+    "IIF": "Investment and Impact Fund (NHS England's incentive scheme for primary care networks)",
+    "IMD": "Index of Multiple Deprivation (English Indices of Deprivation); decile or "
+    "quintile 1 is the most deprived",
+    "ISAC": "Integrated Severe Asthma Care (a programme finding people with severe asthma in "
+    "primary care)",
+    "LADS": "London Asthma Decision Support",
+    "LDL": "low-density lipoprotein cholesterol",
+    "LSOA": "lower layer super output area: a small area of about 1,500 people",
+    "MHCLG": "Ministry of Housing, Communities and Local Government",
+    "NEL": "North East London",
+    "NHS": "National Health Service",
+    "NHSBSA": "NHS Business Services Authority",
+    "NICE": "National Institute for Health and Care Excellence",
+    "NO2": "nitrogen dioxide (air pollution); quintile 5 is the most polluted",
+    "NRAD": "National Review of Asthma Deaths",
+    "OCS": "oral corticosteroid (such as prednisolone)",
+    "ONS": "Office for National Statistics",
+    "OS": "Ordnance Survey",
+    "PAD": "peripheral arterial disease",
+    "PCN": "primary care network: general practices working together",
+    "QOF": "Quality and Outcomes Framework",
+    "QRISK3": "a score of the 10-year risk of a heart attack or stroke",
+    "RAG": "red, amber, green (a rating)",
+    "RCP": "Royal College of Physicians",
+    "RII": "relative index of inequality",
+    "SABA": "short-acting beta-2 agonist (a reliever inhaler)",
+    "SAC": "severe asthma centre",
+    "SBP": "systolic blood pressure",
+    "SII": "slope index of inequality: the gap between the most and least deprived, fitted "
+    "across all deciles",
+    "SNOMED CT": "the clinical terminology of NHS records",
+    "SPC": "statistical process control",
+    "T1DM": "type 1 diabetes",
+    "TIA": "transient ischaemic attack",
+    "UK": "United Kingdom",
+    "UTC": "Coordinated Universal Time",
+}
+
+
+def _abbreviations_used(text: str) -> list[str]:
+    """The abbreviations of :data:`ABBREVIATIONS` that appear in ``text`` as words (a plural
+    "CIs" or a compound "LADS-style" counts)."""
+    return [
+        a for a in sorted(ABBREVIATIONS, key=str.lower)
+        if re.search(rf"(?<!\w){re.escape(a)}s?(?!\w)", text)
+    ]  # fmt: skip
+
+
+def _visible_text(markup: str) -> str:
+    """The words of an HTML fragment, scripts and tags removed."""
+    text = re.sub(r"<script\b.*?</script>", " ", markup, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", text))
+
+
+def _glossary(text: str) -> str:
+    used = _abbreviations_used(text)
+    if not used:
+        return ""
+    items = "".join(
+        f"<dt>{html.escape(a)}</dt><dd>{html.escape(ABBREVIATIONS[a])}</dd>" for a in used
+    )
+    return (
+        "<section aria-labelledby='abbreviations'><h2 id='abbreviations'>Abbreviations</h2>"
+        f"<dl class='glossary'>{items}</dl></section>"
+    )
+
+
+_CHART_KINDS = {"heatmap": "tile chart (heatmap)", "pie": "pie chart"}
+
+
+def _chart_description(fig: Figure) -> str:
+    """What a chart is, in words, for its text alternative: the summary its builder gave
+    (:class:`pophealth.charts.ChartData`) or its kind, axes and series read from its traces;
+    and where its numbers are."""
+    from pophealth.charts import chart_data
+
+    figure = fig.figure
+    attached = chart_data(figure)
+    drawn = [t for t in figure.data if t.visible is not False]
+    if attached and attached.summary:
+        text = attached.summary
+    elif not drawn:
+        return "This chart draws no data."
+    else:
+        kinds = []
+        for t in drawn:
+            mode = str(getattr(t, "mode", "") or "")
+            if t.type == "bar":
+                kinds.append("horizontal bar chart" if t.orientation == "h" else "bar chart")
+            elif t.type.startswith("scatter") and mode != "text":
+                kinds.append("line chart" if "lines" in mode or not mode else "dot chart")
+            elif t.type.startswith("choropleth"):
+                kinds.append("map")
+            elif t.type in _CHART_KINDS:
+                kinds.append(_CHART_KINDS[t.type])
+        kinds = list(dict.fromkeys(kinds)) or ["chart"]
+        text = " and ".join(kinds)
+        text = text[:1].upper() + text[1:]
+        layout = figure.layout
+        x_title = _axis_title(layout.xaxis, "")
+        y_title = _axis_title(layout.yaxis, "")
+        if any(getattr(t, "orientation", None) == "h" for t in drawn):
+            x_title, y_title = y_title, x_title
+        if x_title and y_title:
+            text += f" of {y_title} by {x_title}"
+        if any(t.type == "heatmap" and t.texttemplate for t in drawn):
+            text += ", each tile's value written on it"
+        series = [
+            str(t.name) for t in drawn if t.name and t.showlegend is not False and _draws_marks(t)
+        ]
+        series = list(dict.fromkeys(series))
+        if len(series) > 1:
+            text += f"; series: {', '.join(series)}"
+        text += "."
+    return text + " Its numbers are in the table under “Show the data”."
+
+
+def _draws_marks(trace: Any) -> bool:
+    """A trace that draws marks (not a text-only one such as "[c]" markers)."""
+    return str(getattr(trace, "mode", "") or "") != "text"
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Arial,sans-serif;margin:0;color:#212b32;
-background:#f0f4f5}
+background:#f0f4f5;overflow-wrap:break-word}
+a{color:#005eb8}code{overflow-wrap:anywhere}
+a:focus-visible,summary:focus-visible{outline:3px solid #212b32;outline-offset:1px;
+background-color:#ffeb3b;color:#212b32}
+.scroll:focus-visible,main:focus-visible{outline:3px solid #212b32;outline-offset:2px}
+.skip{position:absolute;left:.5rem;top:-4rem;padding:.5rem 1rem;background:#fff}
+.skip:focus{top:.5rem}
+.visually-hidden{position:absolute!important;width:1px;height:1px;margin:-1px;padding:0;
+overflow:hidden;clip-path:inset(50%);white-space:nowrap;border:0}
 header{background:#005eb8;color:#fff;padding:1.2rem 2rem}
 header h1{margin:0;font-size:1.6rem} header p{margin:.3rem 0 0}
 main{max-width:1200px;margin:0 auto;padding:1rem 2rem}
@@ -435,13 +646,20 @@ table.data{border-collapse:collapse;font-size:.85rem}
 table.data th,table.data td{padding:.25rem .6rem;border-bottom:1px solid #e8edee;text-align:right;
 white-space:nowrap}
 table.data th{background:#e8edee}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;position:relative}
 figure{margin:0 0 1rem}.more,.disclosure,.caption{color:#4c6272;font-size:.85rem}
 .kpis{display:flex;gap:1rem;flex-wrap:wrap}.kpi{background:#e8edee;padding:.6rem 1rem;
 border-radius:4px}.kpi b{display:block;font-size:1.4rem}
 .notes li{color:#4c6272;font-size:.9rem} footer{color:#4c6272;font-size:.8rem;padding:1rem 2rem}
-nav a{margin-right:1rem}
-details.chart-data{margin:.5rem 0 0}details.chart-data summary{cursor:pointer;color:#005eb8}
+nav ul{list-style:none;padding:0;margin:.5rem 0;display:flex;flex-wrap:wrap;gap:.25rem 1.5rem}
+nav a{display:inline-block;padding:.25rem 0;min-height:24px}
+dl.glossary{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
+dl.glossary dt{font-weight:bold}dl.glossary dd{margin:0}
+details.chart-data{margin:.5rem 0 0}details.chart-data summary{cursor:pointer;color:#005eb8;
+text-decoration:underline;padding:.25rem 0;min-height:24px}
+@media (max-width:40em){header,footer{padding:1rem}main{padding:.5rem}
+section{padding:.75rem;margin:.5rem 0}dl.glossary{grid-template-columns:1fr}
+dl.glossary dd{margin:0 0 .5rem}}
 table.chart-table caption{text-align:left;color:#4c6272;font-size:.85rem;padding:.2rem 0}
 table.chart-table tbody th{background:none;font-weight:normal;text-align:left}
 @media print{body{background:#fff}section{break-inside:auto}
@@ -458,7 +676,10 @@ addEventListener('beforeprint',()=>{for(const d of document.querySelectorAll(
 'details.chart-data:not([open])')){d.open=true;d.dataset.printOpened='1';}});
 addEventListener('afterprint',()=>{for(const d of document.querySelectorAll(
 'details.chart-data[data-print-opened]')){d.open=false;delete d.dataset.printOpened;}});
+addEventListener('keydown',e=>{if(e.key==='Escape'&&window.Plotly){for(const g of
+document.querySelectorAll('.js-plotly-plot'))Plotly.Fx.unhover(g);}});
 """
+# (the last line: Escape dismisses a chart's hover label, WCAG 1.4.13)
 
 
 def render_html(
@@ -476,7 +697,7 @@ def render_html(
     nav = []
     for result in results:
         anchor = f"prog-{result.programme}"
-        nav.append(f"<a href='#{anchor}'>{html.escape(result.title)}</a>")
+        nav.append(f"<li><a href='#{anchor}'>{html.escape(result.title)}</a></li>")
         block = [f"<h2 id='{anchor}'>{html.escape(result.title)}</h2>"]
         block.append(
             f"<p class='caption'>Index date {result.index_date.isoformat()} · engine "
@@ -499,11 +720,22 @@ def render_html(
                 alt = html.escape(" ".join(filter(None, [fig.title + ".", fig.caption])))
                 block.append(f"<figure role='group' aria-label='{alt}'>")
                 block.append(f"<h4>{html.escape(fig.title)}</h4>")
-                block.append(fig.figure.to_html(full_html=False, include_plotlyjs=False))
+                # the drawing is one image to a screen reader (its tick labels and legend
+                # read one by one said little), named by what it shows
+                description = html.escape(_chart_description(fig))
+                drawing = fig.figure.to_html(
+                    full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG
+                )
+                block.append(
+                    f"<div class='chart' role='img' aria-label='{description}'>{drawing}</div>"
+                )
                 if fig.caption:
                     block.append(
                         f"<figcaption class='caption'>{html.escape(fig.caption)}</figcaption>"
                     )
+                summary = _attached_summary(fig)
+                if summary:  # shown too: it says what the chart's icons mean
+                    block.append(f"<p class='caption'>{html.escape(summary)}</p>")
                 block.append(_chart_data_html(fig))
                 block.append("</figure>")
             for table in section.tables:
@@ -529,6 +761,14 @@ def render_html(
                 f"shown here.</p><ul>{items}</ul>"
             )
         parts.append("<section>" + "\n".join(block) + "</section>")
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    footer = (
+        f"pophealth {__version__} · generated {generated} · every count is "
+        f"disclosure-controlled unless stated ({html.escape(DEFAULT_POLICY.summary())})."
+    )
+    glossary = _glossary(_visible_text(" ".join([title, subtitle, *parts, footer])))
+    if glossary:
+        nav.append("<li><a href='#abbreviations'>Abbreviations</a></li>")
     listing = ""
     if files and out is not None:
         rel = sorted(str(p.relative_to(out)) for paths in files.values() for p in paths)
@@ -537,15 +777,16 @@ def render_html(
             + "".join(f"<li><code>{html.escape(r)}</code></li>" for r in rel)
             + "</ul></section>"
         )
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<!DOCTYPE html><html lang='en-GB'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
         f"<script>{get_plotlyjs()}</script><script>{_PRINT_JS}</script></head><body>"
+        "<a class='skip' href='#main'>Skip to main content</a>"
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
-        f"<main><nav>{''.join(nav)}</nav>{''.join(parts)}{listing}</main>"
-        f"<footer>pophealth {__version__} · generated {generated} · every count is "
-        f"disclosure-controlled unless stated ({html.escape(DEFAULT_POLICY.summary())}).</footer>"
+        f"<main id='main' tabindex='-1'><nav aria-label='Contents'><ul>{''.join(nav)}</ul>"
+        f"</nav>{''.join(parts)}{glossary}{listing}</main>"
+        f"<footer>{footer}</footer>"
         "</body></html>"
     )
 
