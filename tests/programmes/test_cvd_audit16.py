@@ -285,3 +285,38 @@ def test_reasons_name_the_configured_thresholds(store, records):
     assert "is above target (140/90)" in by.loc["bp_145_85", "reasons"]
     assert "no BP reading in the last 12 months" in by.loc["bp_none", "reasons"]
     assert "no anticoagulant in 12 months" in by.loc["af_f_65", "reasons"]
+
+
+def test_docs_give_the_curated_lists_sizes():
+    """docs/programmes/cvd.md warns that the curated lists are illustrative subsets, with
+    their sizes: the numbers stay true (a fuller list must update the warning)."""
+    from pophealth.programmes.cvd.codelists import curated_codelists
+
+    lists = curated_codelists()
+
+    def uk(role: str) -> int:
+        cl = getattr(lists, role)
+        return sum(len(cl.codes_in(s)) for s in cl.systems if s in ("snomedct", "dmd"))
+
+    docs = (Path(__file__).parents[2] / "docs" / "programmes" / "cvd.md").read_text()
+    rows = {
+        "hypertension": f"| `hypertension` | {uk('hypertension')} |",
+        "resolved": f"`hypertension_resolved`, {uk('hypertension_resolved')} here",
+        "vascular": f"| `stroke`, `tia`, `pad` | {uk('stroke')}, {uk('tia')}, {uk('pad')} |",
+        "diabetes": f"| `type2_diabetes`, `type1_diabetes` | {uk('type2_diabetes')}, "
+        f"{uk('type1_diabetes')} |",
+        "antihypertensives": f"| `antihypertensives` | {uk('antihypertensives')} (",
+        "statins": f"| `statins` | {uk('statins')} (",
+        "doacs": f"| `doacs` | {uk('doacs')} (",
+    }
+    for name, row in rows.items():
+        assert row in docs, (name, row)
+
+    # the medicines the docs name as missing have no UK code (the RxNorm rows are US data's)
+    def uk_drugs(role: str) -> set[str]:
+        cl = getattr(lists, role)
+        codes = set().union(*(cl.codes_in(s) for s in cl.systems if s in ("snomedct", "dmd")))
+        return {v.lower() for c, v in cl.categories["drug"].items() if c in codes}
+
+    assert "edoxaban" not in uk_drugs("doacs")
+    assert not {"pravastatin", "fluvastatin"} & uk_drugs("statins")
