@@ -254,7 +254,9 @@ def funnel_chart(
                 (labels == k).to_numpy(),
                 SIGNIFICANCE_COLOURS.get(k, "#7B7D7D"),
                 _SIGNIFICANCE_SYMBOLS.get(k.split(" ")[0], "circle")
-                + ("-open" if k.endswith("(0.025)") else ""),
+                # hollow: beyond a 95% limit only, or a label the chart does not know (a
+                # unit without one drew as a "Not significant" circle)
+                + ("-open" if k.endswith("(0.025)") or k not in SIGNIFICANCE_COLOURS else ""),
             )
             for k in order
         ]
@@ -280,6 +282,8 @@ def funnel_chart(
                     + f"{x_title}: %{{x:,}}<br>{y_title}: %{{y:.2f}}<extra>{name}</extra>"
                 ),
                 name=name,
+                # a legend entry for a group whose every unit is withheld would name nothing
+                showlegend=bool(part[y].notna().any()),
             )
         )
     fig.update_layout(
@@ -400,6 +404,9 @@ def spc_chart(
             y=d["y"],
             mode="markers" if len(gaps) else "lines+markers",
             name="Value",
+            # the legend names each kind of point below (this trace's own entry would show
+            # its first point's colour and shape as if every value had them)
+            showlegend=False,
             line={"color": MDC_COLOURS["common_cause"], "width": 1.5},
             marker={
                 "color": [MDC_COLOURS[t] for t in d["point_type"]],
@@ -411,8 +418,8 @@ def spc_chart(
             hovertemplate="%{x}: %{y:.2f}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
         )
     )
-    # a legend entry for each kind of special-cause point drawn: its colour and shape in words
-    for kind in dict.fromkeys(t for t in d["point_type"] if t != "common_cause"):
+    # a legend entry for each kind of point drawn: its colour and shape in words
+    for kind in (k for k in MDC_SYMBOLS if k in set(d["point_type"])):
         fig.add_trace(
             go.Scatter(
                 x=[None], y=[None], mode="markers", name=variation_words(kind),
@@ -449,7 +456,18 @@ def spc_chart(
         xaxis_title=x_title,
         yaxis_title=y_title,
         template="simple_white",
-        margin={"r": 140},
+        # the legend at the foot of the chart, so a narrow screen (320 px) keeps the plot's
+        # width; the bottom margin leaves it room under the axis title, in rows if need be
+        legend={
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": 0,
+            "yanchor": "bottom",
+            "yref": "container",
+        },
+        margin={"r": 20, "b": 150},
+        height=520,
     )
     return attach_data(
         fig, *_spc_table(result, gaps, x_title, y_title), _spc_summary(result, gaps, y_title, icons)

@@ -25,7 +25,7 @@ from pophealth.charts import MDC_COLOURS, SIGNIFICANCE_COLOURS, chart_data, funn
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.report import render_html
 from pophealth.spc import p_chart, xmr
-from pophealth.stats import funnel_limits, funnel_significance
+from pophealth.stats import funnel_limits
 
 
 def contrast_ratio(a: str, b: str) -> float:
@@ -228,18 +228,20 @@ def test_spc_points_and_icons_have_enough_contrast_and_differ_in_shape():
 def test_funnel_outliers_differ_in_shape_and_have_enough_contrast():
     """The 95%-only classes were light tints (2.9:1 and 2.5:1) differing from the 99.8% ones
     in colour alone: they are now hollow, in darker tints."""
-    df = pd.DataFrame({"x": [10, 90, 50, 38, 62], "n": [100] * 5, "u": list("ABCDE")})
+    df = pd.DataFrame({"x": [10, 90, 50, 38, 62, 45], "n": [100] * 6, "u": list("ABCDEF")})
     df["value"] = df["x"]
     df["significance"] = ["Low (0.001)", "High (0.001)", "Not significant", "Low (0.025)",
-                          "High (0.025)"]  # fmt: skip
+                          "High (0.025)", None]  # fmt: skip
     limits = funnel_limits("x", "n", data=df, multiplier=100)
     fig = funnel_chart(df, limits, x="n", label="u")
     _distinguishable(fig)
     symbols = {t.name: t.marker.symbol for t in fig.data if t.mode == "markers"}
-    assert set(symbols) == set(SIGNIFICANCE_COLOURS)
-    assert len(set(symbols.values())) == 5
-    assert "Units by where they lie: High (0.001) 1" in chart_data(fig).summary
-    assert funnel_significance("x", "n", data=df).notna().all()
+    assert set(symbols) == {*SIGNIFICANCE_COLOURS, "No label"}
+    assert len(set(symbols.values())) == 6  # a unit without a label drew as "Not significant"
+    assert chart_data(fig).summary.endswith(
+        "Units by where they lie: High (0.001) 1; High (0.025) 1; Not significant 1; "
+        "Low (0.025) 1; Low (0.001) 1; No label 1."
+    )
 
 
 def test_the_programmes_charts_have_enough_contrast_on_a_white_plot():

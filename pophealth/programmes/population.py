@@ -256,7 +256,9 @@ def _prevalence_figure(released: pd.DataFrame) -> go.Figure:
                 "%{customdata[1]:,.0f})<extra>" + labels.get(name, name) + "</extra>",
             )
     fig.update_layout(
-        height=420,
+        height=480,
+        # the legend under the chart, so a narrow screen (320 px) keeps the plot's width
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
         xaxis=dict(
             title="IMD quintile of home area (1 = most deprived; unknown = no known area)",
             categoryorder="array",
@@ -265,7 +267,7 @@ def _prevalence_figure(released: pd.DataFrame) -> go.Figure:
         yaxis=dict(
             title="register prevalence, % of registered patients (95% CI)", rangemode="tozero"
         ),
-        margin=dict(l=60, r=20, t=20, b=50),
+        margin=dict(l=60, r=20, t=20, b=150),
         template="simple_white",
     )
     return fig
