@@ -37,6 +37,8 @@ import csv
 import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -50,8 +52,12 @@ __all__ = [
     "code_problem",
     "codelist",
     "curated_manifest",
+    "available_codelists",
     "load_codelist",
     "medication_codes",
+    "own_codelists",
+    "own_first",
+    "read_own_codelists",
     "verhoeff_ok",
 ]
 
@@ -709,9 +715,37 @@ def curated_manifest() -> dict[str, dict[str, str]]:
     return out
 
 
-@cache
 def codelist(name: str) -> Codelist:
-    """A curated code list by name, e.g. ``codelist("saba_inhalers")``."""
+    """A code list by name, e.g. ``codelist("saba_inhalers")``: ``<name>.csv`` of the folder
+    of one's own lists when :func:`own_codelists` has named one and it holds that file,
+    otherwise pophealth's curated list."""
+    own = _OWN.get()
+    if own is not None and name in own.lists:
+        own.used.add(name)
+        return own.lists[name]
+    return _curated(name)
+
+
+def available_codelists() -> frozenset[str]:
+    """The names :func:`codelist` can read now: the curated lists and, within
+    :func:`own_codelists`, the folder's."""
+    own = _OWN.get()
+    return frozenset(curated_manifest()) | (frozenset(own.lists) if own is not None else set())
+
+
+def own_first(names: Iterable[str]) -> list[str]:
+    """``names``, a programme's choices for one list in its order of preference, with those
+    the folder of :func:`own_codelists` holds first: one's own list is read even where the
+    programme would try a curated name before it."""
+    names = list(names)
+    own = _OWN.get()
+    if own is None:
+        return names
+    return [n for n in names if n in own.lists] + [n for n in names if n not in own.lists]
+
+
+@cache
+def _curated(name: str) -> Codelist:
     manifest = curated_manifest()
     if name not in manifest:
         close = difflib.get_close_matches(name, list(manifest), n=3, cutoff=0.6)
@@ -737,3 +771,190 @@ def codelist(name: str) -> Codelist:
         source=entry.get("source") or cl.source,
         clinical=entry["system"] == "snomedct",
     )
+
+
+# -- one's own lists in place of the curated ones ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadColumn:
+    """A column a programme reads from a list besides its codes: under one of ``names``,
+    filled in on every row, with numbers (``numeric``) or one of ``values`` (any case)."""
+
+    names: tuple[str, ...]
+    reads: str
+    numeric: bool = False
+    values: tuple[str, ...] = ()
+
+
+#: The columns the programmes read from a list besides its codes, by list name. A list of
+#: that name in a folder of one's own (:func:`own_codelists`) must carry them: without them
+#: the programme would read every code as, say, a statin of unknown intensity, silently. The
+#: curated lists show the layout (a test keeps them to this table).
+READ_COLUMNS: dict[str, tuple[ReadColumn, ...]] = {
+    "statins": (
+        ReadColumn(("drug", "ingredient", "chemical"), "the CVD programme's statin intensity"),
+        ReadColumn(("strength_mg",), "the CVD programme's statin intensity and dose", numeric=True),
+    ),
+    "smoking_status": (
+        ReadColumn(
+            ("category",),
+            "smoking status (CVD's QRISK3, asthma)",
+            values=("never", "ex", "current"),
+        ),
+    ),
+    "ocs_prednisolone": (
+        ReadColumn(("strength_mg",), "the asthma programme's steroid mg", numeric=True),
+    ),
+    "ics_inhalers": (
+        ReadColumn(
+            ("dose_category",),
+            "the asthma programme's high-dose ICS",
+            values=("low", "medium", "high"),
+        ),
+    ),
+}
+
+
+@dataclass
+class OwnCodelists:
+    """A folder of one's own code lists (:func:`own_codelists`): every list read, and the
+    names :func:`codelist` has served from it since."""
+
+    folder: Path
+    lists: dict[str, Codelist]
+    used: set[str] = field(default_factory=set)
+
+
+_OWN: ContextVar[OwnCodelists | None] = ContextVar("pophealth_own_codelists", default=None)
+
+
+def read_own_codelists(folder: str | Path, known: Iterable[str] | None = None) -> OwnCodelists:
+    """Every ``<name>.csv`` of ``folder``, read and checked, each to stand in for the list of
+    that name.
+
+    A list's coding system is the one an optional ``MANIFEST.csv`` in the folder gives it
+    (columns ``name,system``), or else the one its layout or codes make certain
+    (:func:`load_codelist`). A list named in :data:`READ_COLUMNS` must carry the columns
+    named there. ``known``: the names the caller reads; a file of any other name is an error
+    (a misspelt ``hypertension.csv`` would otherwise be ignored and the curated list read in
+    its place). Raises :class:`CodelistError` naming the file, row and field."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodelistError(f"{folder}: no such folder of code lists")
+    files = {p.stem: p for p in sorted(folder.glob("*.csv")) if p.name != "MANIFEST.csv"}
+    if not files:
+        raise CodelistError(f"{folder}: no code lists (<name>.csv files) in the folder")
+    systems = _own_manifest(folder / "MANIFEST.csv", files)
+    if known is not None:
+        known = set(known)
+        for name, path in files.items():
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+                hint = (
+                    f"did you mean {' or '.join(repr(c) for c in close)}?"
+                    if close
+                    else f"the names are: {', '.join(sorted(known))}"
+                )
+                raise CodelistError(
+                    f"{path}: no list called {name!r} is read, so this file would be ignored; "
+                    f"name it as the list it replaces ({hint})"
+                )
+    lists = {}
+    for name, path in files.items():
+        cl = load_codelist(path, system=systems.get(name), name=name)
+        _check_read_columns(cl, path)
+        curated = curated_manifest().get(name, {}).get("system")
+        lists[name] = Codelist(
+            name=cl.name,
+            system=cl.system,
+            codes=cl.codes,
+            terms=cl.terms,
+            categories=cl.categories,
+            default_category=cl.default_category,
+            attributes=cl.attributes,
+            source=str(path),
+            clinical=cl.system == "snomedct" and curated == "snomedct",
+        )
+    return OwnCodelists(folder=folder, lists=lists)
+
+
+@contextmanager
+def own_codelists(
+    folder: str | Path | OwnCodelists | None, known: Iterable[str] | None = None
+) -> Iterator[OwnCodelists | None]:
+    """Within the block, :func:`codelist` reads ``<name>.csv`` of ``folder`` (read by
+    :func:`read_own_codelists`) in place of the curated list of that name. ``None``: the
+    curated lists only. Yields the folder's lists, whose ``used`` names the lists served."""
+    if folder is None:
+        yield None
+        return
+    own = folder if isinstance(folder, OwnCodelists) else read_own_codelists(folder, known)
+    token = _OWN.set(own)
+    try:
+        yield own
+    finally:
+        _OWN.reset(token)
+
+
+def _own_manifest(path: Path, files: Mapping[str, Path]) -> dict[str, str]:
+    """{name: system} from a folder's optional MANIFEST.csv (``name,system``)."""
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"name", "system"} - set(reader.fieldnames or [])
+        if missing:
+            raise CodelistError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for i, row in enumerate(reader, start=2):
+            name, system = (row.get("name") or "").strip(), (row.get("system") or "").strip()
+            if name not in files:
+                raise CodelistError(
+                    f"{path}: row {i}, field 'name': no file {name}.csv beside it"
+                    if name
+                    else f"{path}: row {i}, field 'name': empty name"
+                )
+            if system not in CODE_SYSTEMS:
+                raise CodelistError(
+                    f"{path}: row {i}, field 'system': {system!r} is not one of "
+                    f"{', '.join(CODE_SYSTEMS)}"
+                )
+            if name in out:
+                raise CodelistError(f"{path}: row {i}, field 'name': {name!r} is listed twice")
+            out[name] = system
+    return out
+
+
+def _check_read_columns(cl: Codelist, path: Path) -> None:
+    """A list named in :data:`READ_COLUMNS` carries each column named there, filled in on
+    every code, with numbers or the values allowed."""
+    alternate = set(_ALT_CODE_COLUMNS.values()) - {cl.system}
+    codes = sorted({c for s, cs in cl.codes.items() if s not in alternate for c in cs})
+    for need in READ_COLUMNS.get(cl.name, ()):
+        column = next((n for n in need.names if n in cl.categories or n in cl.attributes), None)
+        wanted = " or ".join(repr(n) for n in need.names)
+        if column is None:
+            raise CodelistError(
+                f"{path}: no column {wanted}; {need.reads} is read from it (see "
+                f"{CURATED_DIR / cl.name}.csv for the layout)"
+            )
+        if need.numeric and column not in cl.attributes:
+            raise CodelistError(f"{path}: field {column!r} must be a number on every row")
+        values = cl.attributes.get(column) or cl.categories.get(column, {})
+        empty = [c for c in codes if c not in values]
+        if empty:
+            more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+            raise CodelistError(
+                f"{path}: field {column!r} is empty for code {empty[0]}{more}; "
+                f"{need.reads} needs it for every code"
+            )
+        if need.values:
+            bad = sorted(
+                {v for v in cl.categories[column].values() if v.strip().lower() not in need.values}
+            )
+            if bad:
+                raise CodelistError(
+                    f"{path}: field {column!r} has {', '.join(repr(b) for b in bad)}; "
+                    f"{need.reads} takes only {', '.join(need.values)}"
+                )

@@ -194,3 +194,28 @@ def progress():
         bar.live.stop()
         raise
     bar.stop()
+
+
+CodelistsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--codelists",
+        help="Folder of your own code lists (OpenCodelists CSVs), each named as the list it "
+        "replaces, e.g. hypertension_diagnosis.csv; the other lists stay pophealth's curated "
+        "ones, which are small illustrative subsets. See docs/codelists.md.",
+    ),
+]
+
+
+def read_codelists_option(folder: Path | None):
+    """``--codelists``, read and checked before any work
+    (:func:`pophealth.codelists.read_own_codelists`); None: the curated lists only."""
+    from pophealth import programmes
+    from pophealth.codelists import CodelistError, read_own_codelists
+
+    if folder is None:
+        return None
+    try:
+        return read_own_codelists(folder, known=programmes.codelist_names())
+    except CodelistError as exc:
+        raise fail(f"--codelists: {exc}") from None

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from pophealth.commands._common import (
+    CodelistsOption,
     EngineOption,
     check_writable,
     console,
     engine_errors,
     fail,
+    read_codelists_option,
 )
 
 app = typer.Typer(
@@ -49,6 +51,7 @@ def pollution_episode(
         ),
     ] = None,
     engine: EngineOption = "duckdb",
+    codelists: CodelistsOption = None,
 ) -> None:
     """High- and moderate-risk asthma patients living where high pollution is forecast,
     per practice, ready for a warning message. Patient-level: for the care team only.
@@ -57,6 +60,7 @@ def pollution_episode(
     patient_id, age, tier, reasons, lsoa_code, lad_code. The console gives the number of
     patients through the disclosure-control rule.
     """
+    from pophealth.codelists import own_codelists
     from pophealth.commands.query import output_format, write_table, writing
     from pophealth.commands.run import parse_date, programme_index_date
     from pophealth.disclosure import count_text
@@ -73,6 +77,7 @@ def pollution_episode(
     if areas.is_dir():
         raise fail(f"--areas {areas} is a folder; name the CSV of forecast areas")
     check_writable(out, "--out", folder=False)
+    own = read_codelists_option(codelists)
     try:
         opened = Store.open(store)
         wanted = read_episode_areas(areas)
@@ -81,7 +86,7 @@ def pollution_episode(
     if not len(wanted):
         raise fail(f"--areas {areas} lists no areas: nobody could be at risk; nothing written")
     date = programme_index_date(opened, date)
-    with engine_errors(engine):
+    with engine_errors(engine), own_codelists(own):
         frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
     listing = pollution_episode_list(frame, wanted)
     with writing(out):

@@ -10,6 +10,7 @@ import typer
 
 from pophealth import programmes
 from pophealth.commands._common import (
+    CodelistsOption,
     EngineOption,
     check_writable,
     console,
@@ -18,6 +19,7 @@ from pophealth.commands._common import (
     nobody_registered,
     parse_index_date,
     progress,
+    read_codelists_option,
     unregistered,
 )
 
@@ -67,10 +69,14 @@ def programme_index_date(store, date: dt.date | None) -> dt.date:
     return date
 
 
-def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str, bar=None):
-    """Run the named programmes on one backend; returns their results in order. A code
-    list a programme needs that cannot be read stops the command with its message."""
-    from pophealth.codelists import CodelistError
+def run_programmes(
+    store, names: list[str], *, index_date: dt.date, engine: str, bar=None, own=None
+):
+    """Run the named programmes on one backend; returns their results in order. ``own``:
+    a folder's code lists read by :func:`pophealth.codelists.read_own_codelists`, each in
+    place of the curated list of its name. A code list a programme needs that cannot be
+    read stops the command with its message."""
+    from pophealth.codelists import CodelistError, own_codelists
     from pophealth.query import connect
 
     backend = connect(store, engine)  # tables registered on first use
@@ -80,7 +86,7 @@ def run_programmes(store, names: list[str], *, index_date: dt.date, engine: str,
         if bar:
             bar.update(task, description=f"programme: {name}")
         try:
-            with engine_errors(engine):
+            with engine_errors(engine), own_codelists(own):
                 result = programmes.get(name).run(backend, index_date=index_date, engine=engine)
         except CodelistError as exc:
             message = str(exc) if name in str(exc) else f"programme {name!r}: {exc}"
@@ -106,6 +112,7 @@ def run_command(
         ),
     ] = None,
     engine: EngineOption = "duckdb",
+    codelists: CodelistsOption = None,
 ) -> None:
     """Run one programme on a store: aggregate CSVs, care-team worklists and an HTML report.
 
@@ -129,17 +136,50 @@ def run_command(
         )
     date = parse_date(index_date)
     check_writable(out, "--out", folder=True)
+    own = read_codelists_option(codelists)
     try:
         opened = Store.open(store)
     except StoreError as exc:
         raise fail(str(exc)) from None
     date = programme_index_date(opened, date)
+    if own is None and not opened.metadata.get("synthetic"):
+        console.print(
+            "[yellow]warning:[/yellow] no --codelists: the programme reads pophealth's curated "
+            "code lists, small illustrative subsets that the synthetic data is made from; on "
+            "real records most patients' codes are not in them (see docs/codelists.md)",
+            highlight=False,
+            soft_wrap=True,
+        )
     with progress() as bar:
-        results = run_programmes(opened, [programme], index_date=date, engine=engine, bar=bar)
+        results = run_programmes(
+            opened, [programme], index_date=date, engine=engine, bar=bar, own=own
+        )
     report, files = _write_report(
-        results, out, title=f"pophealth — {results[0].title}", subtitle=f"store {store}"
+        results,
+        out,
+        title=f"pophealth — {results[0].title}",
+        subtitle=f"store {store}; {_codelists_text(own)}",
     )
+    if own is not None:
+        unused = sorted(set(own.lists) - own.used)
+        console.print(
+            f"code lists from {own.folder}: {', '.join(sorted(own.used)) or 'none'} read"
+            + (f"; not read by {programme}: {', '.join(unused)}" if unused else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     _print_outputs(report, files)
+
+
+def _codelists_text(own) -> str:
+    """The report's line on where the run's code lists came from."""
+    if own is None:
+        return "code lists: pophealth's curated lists (illustrative subsets)"
+    used = sorted(own.used)
+    return (
+        f"code lists: {', '.join(used) or 'none'} from {own.folder}, "
+        "the others pophealth's curated lists (illustrative subsets)"
+    )
 
 
 def demo_command(

@@ -109,3 +109,15 @@ def get(name: str) -> Programme:
 
 def names() -> list[str]:
     return list(REGISTRY)
+
+
+def codelist_names() -> frozenset[str]:
+    """Every code-list name :func:`pophealth.codelists.codelist` may be asked for by a
+    registered programme: the curated lists, and the names a programme module declares in
+    ``CODELIST_NAMES`` that no curated list has yet (e.g. a severe-asthma-centre referral)."""
+    from pophealth.codelists import curated_manifest
+
+    out = set(curated_manifest())
+    for module in REGISTRY.values():
+        out.update(getattr(importlib.import_module(module), "CODELIST_NAMES", ()))
+    return frozenset(out)

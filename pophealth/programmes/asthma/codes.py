@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from pophealth.codelists import Codelist, CodelistError, codelist, curated_manifest
+from pophealth.codelists import (
+    Codelist,
+    CodelistError,
+    available_codelists,
+    codelist,
+    own_first,
+)
 
 
 @dataclass(frozen=True)
@@ -165,15 +171,16 @@ def high_dose_subset(ics: Codelist, column: str = "dose_category", value: str = 
 
 
 def curated() -> AsthmaCodes:
-    """The programme's code lists from pophealth's curated set.
+    """The programme's code lists: pophealth's curated set, each replaced by the list of the
+    same name in a folder of one's own within :func:`pophealth.codelists.own_codelists`.
 
     A required list (:data:`REQUIRED`) the curated set lacks is an error naming it; a missing
     optional list (:data:`OPTIONAL`) is ``None`` and named in :attr:`AsthmaCodes.missing`."""
-    available = curated_manifest()
+    available = available_codelists()
     found: dict[str, Codelist] = {}
     missing: list[str] = []
     for attr, names in CURATED_NAMES.items():
-        name = next((n for n in names if n in available), None)
+        name = next((n for n in own_first(names) if n in available), None)
         if name is None:
             missing.append(f"{attr} (tried: {', '.join(names)})")
             continue
@@ -187,7 +194,7 @@ def curated() -> AsthmaCodes:
     required = [m for m in missing if m.split(" ", 1)[0] not in OPTIONAL]
     if required:
         raise MissingCodelistError(
-            "asthma programme: the curated code lists lack required list(s) "
+            "asthma programme: no code list for required list(s) "
             + "; ".join(required)
             + " — without them the markers would read 'no' for everyone"
         )

@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 
 from pophealth import disclosure
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
-from pophealth.programmes.cvd.codelists import CvdCodelists, curated_codelists
+from pophealth.programmes.cvd.codelists import CURATED_NAMES, CvdCodelists, curated_codelists
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
 from pophealth.programmes.cvd.extract import cvd_records, roles_read
 from pophealth.programmes.cvd.indicators import (
@@ -636,3 +636,5 @@ class CvdProgramme:
 
 
 PROGRAMME = CvdProgramme()
+#: The code-list names the programme reads (:func:`pophealth.programmes.codelist_names`).
+CODELIST_NAMES = frozenset(n for names in CURATED_NAMES.values() for n in names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from pophealth.codelists import Codelist, CodelistError, codelist
+from pophealth.codelists import Codelist, CodelistError, codelist, own_first
 
 #: role → curated list name(s) tried in order. Roles are grouped by what they feed.
 CURATED_NAMES: dict[str, tuple[str, ...]] = {
@@ -133,11 +133,12 @@ def roles() -> list[str]:
 
 
 def curated_codelists() -> CvdCodelists:
-    """The default set: the first curated list found for each role (None if none)."""
+    """The default set: the first list found for each role (None if none), a list of
+    one's own (:func:`pophealth.codelists.own_codelists`) before a curated one."""
     found: dict[str, Codelist | None] = {}
     for role in roles():
         found[role] = None
-        for name in CURATED_NAMES[role]:
+        for name in own_first(CURATED_NAMES[role]):
             try:
                 found[role] = codelist(name)
                 break

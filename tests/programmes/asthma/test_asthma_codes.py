@@ -34,9 +34,8 @@ def test_the_pathway_lists_stay_optional():
 
 
 def test_curated_names_a_list_the_curated_set_lacks(monkeypatch):
-    real = asthma_codes.curated_manifest()
-    without = {k: v for k, v in real.items() if k != "asthma_review"}
-    monkeypatch.setattr(asthma_codes, "curated_manifest", lambda: without)
+    without = asthma_codes.available_codelists() - {"asthma_review"}
+    monkeypatch.setattr(asthma_codes, "available_codelists", lambda: without)
     with pytest.raises(MissingCodelistError, match=r"review \(tried: asthma_review\)"):
         curated()
 
