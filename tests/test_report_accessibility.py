@@ -397,3 +397,17 @@ def test_in_a_browser_text_contrast_reflow_at_320px_focus_and_hover(demo_run):
         assert clipped == 0
     finally:
         browser.close()
+
+
+def test_the_cvd_risk_group_bars_have_an_outline_and_no_text_squeezed_into_them():
+    """The amber, yellow and light green bars were 2.5:1, 1.7:1 and 2.3:1 against white with
+    no outline, and each group's description was drawn inside its bar at a few pixels."""
+    from pophealth.programmes.cvd import GROUP_ORDER, _bp_chart
+
+    groups = pd.DataFrame(
+        {"group": GROUP_ORDER, "patients": 10.0, "description": [f"group {g}" for g in GROUP_ORDER]}
+    )
+    fig = _bp_chart(groups)
+    assert _plot_background(fig) == "#FFFFFF"
+    _distinguishable(fig)
+    assert all(t.textposition == "none" for t in fig.data)

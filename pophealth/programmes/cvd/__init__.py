@@ -176,8 +176,14 @@ def _bp_chart(released: pd.DataFrame) -> go.Figure:
         go.Bar(
             x=released["group"],
             y=released["patients"],
-            marker_color=[GROUP_COLOURS[g] for g in released["group"]],
+            # an outline: the amber, yellow and light green are under 3:1 against white
+            marker={
+                "color": [GROUP_COLOURS[g] for g in released["group"]],
+                "line": {"color": "#212B32", "width": 1},
+            },
             text=released["description"],
+            # the descriptions are in the hover and the table, not squeezed into the bars
+            textposition="none",
             hovertemplate="%{x}: %{y} patients<br>%{text}<extra></extra>",
         )
     )
@@ -430,7 +436,15 @@ def build_result(
             "review), amber = 1a/1b "
             "(above target), grey = 1e (no BP in 12 months), green = 0.1/0.2 (at target). "
             "The RAG colouring is derived by pophealth and needs clinical sign-off.",
-            figures=[Figure("Hypertension register by risk group", _bp_chart(groups))],
+            figures=[
+                Figure(
+                    "Hypertension register by risk group",
+                    _bp_chart(groups),
+                    "Patients on the hypertension register in each CVDPREVENT risk group "
+                    "(rounded): 1c/1d above 160/100, 1a/1b above target, 1e no BP in 12 "
+                    "months, 0.1/0.2 at target. A withheld group has no bar.",
+                )
+            ],
             tables=[bp_out],
         )
     )
@@ -605,9 +619,10 @@ def build_result(
         Section(
             "Pharmacist worklists",
             f"{'Listed patients are' if len(wl) else 'No patient is'} ranked per practice and "
-            "PCN: red first (BP 180/120 or above, AF without anticoagulation, CVD without a "
-            "statin, cholesterol above 9, BP above 160/100), then amber, then grey (no recent "
-            "BP). The lists are patient-level and go to the care team only.",
+            "PCN: red first (BP 180/120 or above, AF without anticoagulation, AF with sex not "
+            "recorded where sex decides anticoagulation, CVD without a statin, cholesterol "
+            "above 9, BP above 160/100), then amber, then grey (no recent BP). The lists are "
+            "patient-level and go to the care team only.",
             tables=[dq_out, lipid_out],
             notes=[f"QRISK3: {QRISK3_DISCLAIMER}", *dq_notes],
         )
