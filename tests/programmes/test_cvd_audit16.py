@@ -137,6 +137,15 @@ def _build(w) -> None:
             w.event(pid, "non_hdl", "2025-01-01", non_hdl)
         if ldl is not None:
             w.event(pid, "ldl", "2025-01-01", ldl)
+    # list (b) on a high-intensity statin short of its maximal dose, and on a medium one
+    for pid, statin in (
+        ("b_atorvastatin_20", "atorvastatin_20"),
+        ("b_simvastatin_40", "simvastatin_40"),
+    ):
+        w.patient(pid, age=60)
+        w.event(pid, "ihd", "2015-01-01")
+        w.issue(pid, statin, "2025-03-01")
+        w.event(pid, "ldl", "2025-01-01", 3.0)
     # non-HDL derived from one day's TC and HDL, exactly at a target: 4.4 - 1.9 is
     # 2.5000000000000004 in floating point, and 4.4 - 1.8 is 2.6000000000000005
     for pid, tc, hdl in (
@@ -320,3 +329,18 @@ def test_docs_give_the_curated_lists_sizes():
 
     assert "edoxaban" not in uk_drugs("doacs")
     assert not {"pravastatin", "fluvastatin"} & uk_drugs("statins")
+
+
+def test_list_b_on_a_high_intensity_statin_is_told_to_raise_its_dose(ruled):
+    """Atorvastatin 20 mg is already high intensity (NICE): 'Increase to a high-intensity
+    statin' beside statin_intensity 'high' contradicted itself; the dose is what to raise."""
+    wl = worklist(ruled.reset_index()).set_index("patient_id")
+    assert ruled.loc["b_atorvastatin_20", "statin_intensity"] == "high"
+    assert wl.loc["b_atorvastatin_20", "next_action"] == (
+        "Increase atorvastatin to 80 mg (its maximal dose) and recheck lipids."
+    )
+    assert ruled.loc["b_simvastatin_40", "statin_intensity"] == "medium"
+    assert wl.loc["b_simvastatin_40", "next_action"].startswith(
+        "Increase to a high-intensity statin (atorvastatin 80 mg)"
+    )
+    assert wl.loc["b_ldl_only", "next_action"].startswith("On maximal statin")

@@ -180,6 +180,10 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         index=p.index,
     )
     maximal = p["on_maximal_statin"] == 1
+    # already on a high-intensity statin (atorvastatin 20/40 mg, rosuvastatin 10 mg) but not
+    # its maximal dose: told to raise that statin's dose, not to start a high-intensity one
+    max_mg = p["statin_ingredient"].map(dict(config.maximal_statin_mg)).astype(float)
+    raise_dose = ~maximal & (p["statin_intensity"] == "high") & max_mg.notna()
     q = _fmt(qrisk_display(p["qrisk3"], config.qrisk_statin.value))
     imputed = p["qrisk_imputed"].fillna("")
     q_note = pd.Series(
@@ -291,9 +295,17 @@ def item_texts(p: pd.DataFrame, config: CvdConfig) -> dict[str, tuple[pd.Series,
         "lipid_b": (
             "Has " + cvd_names + ", on " + statin + ", " + lipid_values + ".",
             pd.Series(
-                np.where(
-                    maximal,
-                    "On maximal statin: consider adding ezetimibe (then inclisiran per pathway).",
+                np.select(
+                    [maximal, raise_dose],
+                    [
+                        "On maximal statin: consider adding ezetimibe (then inclisiran per "
+                        "pathway).",
+                        "Increase "
+                        + p["statin_ingredient"].fillna("").astype(str)
+                        + " to "
+                        + _fmt(max_mg, 0)
+                        + " mg (its maximal dose) and recheck lipids.",
+                    ],
                     "Increase to a high-intensity statin (atorvastatin 80 mg) and recheck lipids.",
                 ),
                 index=p.index,

@@ -716,7 +716,8 @@ def test_worklist_ranks_and_explains(ruled):
     assert by.loc["cvd_ldl_2_1_max", "next_action"].startswith("On maximal statin")
     assert "stroke or TIA" in by.loc["cvd_ldl_2_1_max", "reasons"]
     assert "TIA, TIA" not in by.loc["cvd_ldl_2_1_max", "reasons"]  # named once
-    assert by.loc["cvd_nonhdl_2_6", "next_action"].startswith("Increase to a high-intensity")
+    # on atorvastatin 20 mg, already high intensity: its dose is what to raise
+    assert by.loc["cvd_nonhdl_2_6", "next_action"].startswith("Increase atorvastatin to 80 mg")
     assert by.loc["q_full", "qrisk3_disclaimer"] == QRISK3_DISCLAIMER
     shown = wl["qrisk3"].notna()
     assert (wl.loc[shown, "qrisk3_disclaimer"] == QRISK3_DISCLAIMER).all()
