@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -760,16 +760,8 @@ def _curated(name: str) -> Codelist:
     if not path.is_file():
         raise CodelistError(f"curated code list {name!r} is in the MANIFEST but {path} is missing")
     cl = load_codelist(path, system=entry["system"], name=name)
-    return Codelist(
-        name=cl.name,
-        system=cl.system,
-        codes=cl.codes,
-        terms=cl.terms,
-        categories=cl.categories,
-        default_category=cl.default_category,
-        attributes=cl.attributes,
-        source=entry.get("source") or cl.source,
-        clinical=entry["system"] == "snomedct",
+    return replace(
+        cl, source=entry.get("source") or cl.source, clinical=entry["system"] == "snomedct"
     )
 
 
@@ -865,17 +857,8 @@ def read_own_codelists(folder: str | Path, known: Iterable[str] | None = None) -
         cl = load_codelist(path, system=systems.get(name), name=name)
         _check_read_columns(cl, path)
         curated = curated_manifest().get(name, {}).get("system")
-        lists[name] = Codelist(
-            name=cl.name,
-            system=cl.system,
-            codes=cl.codes,
-            terms=cl.terms,
-            categories=cl.categories,
-            default_category=cl.default_category,
-            attributes=cl.attributes,
-            source=str(path),
-            clinical=cl.system == "snomedct" and curated == "snomedct",
-        )
+        # clinical as the curated list of that name is (a folder's statins may be SNOMED CT)
+        lists[name] = replace(cl, clinical=cl.system == "snomedct" and curated == "snomedct")
     return OwnCodelists(folder=folder, lists=lists)
 
 
