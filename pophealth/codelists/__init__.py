@@ -720,9 +720,11 @@ def codelist(name: str) -> Codelist:
     of one's own lists when :func:`own_codelists` has named one and it holds that file,
     otherwise pophealth's curated list."""
     own = _OWN.get()
-    if own is not None and name in own.lists:
-        own.used.add(name)
-        return own.lists[name]
+    if own is not None:
+        if name in own.lists:
+            own.used.add(name)
+            return own.lists[name]
+        own.curated.add(name)
     return _curated(name)
 
 
@@ -810,12 +812,14 @@ READ_COLUMNS: dict[str, tuple[ReadColumn, ...]] = {
 
 @dataclass
 class OwnCodelists:
-    """A folder of one's own code lists (:func:`own_codelists`): every list read, and the
-    names :func:`codelist` has served from it since."""
+    """A folder of one's own code lists (:func:`own_codelists`; ``folder`` None: none, the
+    curated lists only): every list read, and the names :func:`codelist` has served since,
+    from the folder (``used``) and from the curated lists (``curated``)."""
 
-    folder: Path
+    folder: Path | None
     lists: dict[str, Codelist]
     used: set[str] = field(default_factory=set)
+    curated: set[str] = field(default_factory=set)
 
 
 _OWN: ContextVar[OwnCodelists | None] = ContextVar("pophealth_own_codelists", default=None)
@@ -865,14 +869,17 @@ def read_own_codelists(folder: str | Path, known: Iterable[str] | None = None) -
 @contextmanager
 def own_codelists(
     folder: str | Path | OwnCodelists | None, known: Iterable[str] | None = None
-) -> Iterator[OwnCodelists | None]:
+) -> Iterator[OwnCodelists]:
     """Within the block, :func:`codelist` reads ``<name>.csv`` of ``folder`` (read by
-    :func:`read_own_codelists`) in place of the curated list of that name. ``None``: the
-    curated lists only. Yields the folder's lists, whose ``used`` names the lists served."""
+    :func:`read_own_codelists`) in place of the curated list of that name; ``None``: the
+    curated lists only. Yields the folder's lists, which name the lists served from each
+    source (``used``, ``curated``)."""
     if folder is None:
-        yield None
-        return
-    own = folder if isinstance(folder, OwnCodelists) else read_own_codelists(folder, known)
+        own = OwnCodelists(folder=None, lists={})
+    elif isinstance(folder, OwnCodelists):
+        own = folder
+    else:
+        own = read_own_codelists(folder, known)
     token = _OWN.set(own)
     try:
         yield own

@@ -207,15 +207,40 @@ CodelistsOption = Annotated[
 ]
 
 
-def read_codelists_option(folder: Path | None):
+def read_codelists_option(folder: Path | None, *, programmes_only: bool = True):
     """``--codelists``, read and checked before any work
-    (:func:`pophealth.codelists.read_own_codelists`); None: the curated lists only."""
+    (:func:`pophealth.codelists.read_own_codelists`); None: the curated lists only.
+    ``programmes_only``: a file must be named as a list a programme reads (a definition
+    file names its own lists, so ``dataset`` and ``measures`` take any name)."""
     from pophealth import programmes
     from pophealth.codelists import CodelistError, read_own_codelists
 
     if folder is None:
         return None
     try:
-        return read_own_codelists(folder, known=programmes.codelist_names())
+        known = programmes.codelist_names() if programmes_only else None
+        return read_own_codelists(folder, known=known)
     except CodelistError as exc:
         raise fail(f"--codelists: {exc}") from None
+
+
+def warn_curated(store, own, who: str) -> None:
+    """Warn when a run on a store that ``pophealth synth`` did not make read curated code
+    lists (``own.curated``): small illustrative subsets, which on real records leave most
+    patients out."""
+    if store.metadata.get("synthetic") or not own.curated:
+        return
+    names = sorted(own.curated)
+    if own.folder is None:
+        what = "no --codelists: " + who + " read pophealth's curated code lists"
+    else:
+        what = f"{who} read {len(names)} curated code list(s) not in {own.folder}: " + ", ".join(
+            names
+        )
+    console.print(
+        f"[yellow]warning:[/yellow] {what}; the curated lists are small illustrative subsets "
+        "that the synthetic data is made from, and on real records most patients' codes are "
+        "not in them (see docs/codelists.md)",
+        highlight=False,
+        soft_wrap=True,
+    )

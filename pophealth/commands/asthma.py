@@ -15,6 +15,7 @@ from pophealth.commands._common import (
     engine_errors,
     fail,
     read_codelists_option,
+    warn_curated,
 )
 
 app = typer.Typer(
@@ -60,7 +61,7 @@ def pollution_episode(
     patient_id, age, tier, reasons, lsoa_code, lad_code. The console gives the number of
     patients through the disclosure-control rule.
     """
-    from pophealth.codelists import own_codelists
+    from pophealth.codelists import OwnCodelists, own_codelists
     from pophealth.commands.query import output_format, write_table, writing
     from pophealth.commands.run import parse_date, programme_index_date
     from pophealth.disclosure import count_text
@@ -77,7 +78,7 @@ def pollution_episode(
     if areas.is_dir():
         raise fail(f"--areas {areas} is a folder; name the CSV of forecast areas")
     check_writable(out, "--out", folder=False)
-    own = read_codelists_option(codelists)
+    own = read_codelists_option(codelists) or OwnCodelists(folder=None, lists={})
     try:
         opened = Store.open(store)
         wanted = read_episode_areas(areas)
@@ -88,6 +89,7 @@ def pollution_episode(
     date = programme_index_date(opened, date)
     with engine_errors(engine), own_codelists(own):
         frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
+    warn_curated(opened, own, "the asthma programme")
     listing = pollution_episode_list(frame, wanted)
     with writing(out):
         write_table(listing, out, suffix)

@@ -20,6 +20,8 @@ from pophealth.commands._common import (
     engine_errors,
     fail,
     nobody_registered,
+    read_codelists_option,
+    warn_curated,
 )
 
 #: Output formats, by how the output's name ends.
@@ -268,16 +270,38 @@ def _open(store: Path):
         raise fail(str(exc)) from None
 
 
-def _load(definition: Path, kind: type, name: str) -> Any:
+def _load(definition: Path, kind: type, name: str, own: Any) -> Any:
+    """The definition file's ``kind`` object; its ``codelist(name)`` calls read ``own``'s
+    folder first (:func:`pophealth.codelists.own_codelists`), which records what they read."""
+    from pophealth.codelists import own_codelists
     from pophealth.query.definitions import DefinitionError, find_definition, load_definitions
 
     try:
         # what the definition prints goes to stderr: stdout carries only the outputs' paths
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), own_codelists(own):
             namespace = load_definitions(definition)
         return find_definition(namespace, kind, name, definition)
     except DefinitionError as exc:
         raise fail(str(exc)) from None
+
+
+DefinitionCodelistsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--codelists",
+        help="Folder of your own code lists (OpenCodelists CSVs): the definition's "
+        "codelist(NAME) reads NAME.csv there before pophealth's curated list of that name "
+        "(a small illustrative subset). See docs/codelists.md.",
+    ),
+]
+
+
+def _own(folder: Path | None) -> Any:
+    """``--codelists`` read and checked (any file name: the definition names its lists)."""
+    from pophealth.codelists import OwnCodelists
+
+    own = read_codelists_option(folder, programmes_only=False)
+    return own if own is not None else OwnCodelists(folder=None, lists={})
 
 
 def dataset_command(
@@ -300,6 +324,7 @@ def dataset_command(
         ),
     ] = None,
     engine: EngineOption = "duckdb",
+    codelists: DefinitionCodelistsOption = None,
 ) -> None:
     """``pophealth dataset``: see :data:`DATASET_HELP`."""
     from pophealth.commands.run import default_index_date, parse_date
@@ -309,9 +334,11 @@ def dataset_command(
 
     suffix = output_format(output)
     date = parse_date(index_date)
-    ds = _load(definition, Dataset, "dataset")
+    own = _own(codelists)
+    ds = _load(definition, Dataset, "dataset", own)
     paths = _outputs(output, suffix, list(ds.event_tables))
     opened = _open(store)
+    warn_curated(opened, own, "the definition")
     con = connect(opened, engine)
     written = []
     with stopped_cleanly(), Pending(suffix) as pending, engine_errors(engine):
@@ -387,17 +414,20 @@ def measures_command(
         ),
     ] = True,
     engine: EngineOption = "duckdb",
+    codelists: DefinitionCodelistsOption = None,
 ) -> None:
     """``pophealth measures``: see :data:`MEASURES_HELP`."""
     from pophealth.query import Measures, QueryError, connect, run_measures
 
     suffix = output_format(output)
-    m = _load(definition, Measures, "measures")
+    own = _own(codelists)
+    m = _load(definition, Measures, "measures", own)
     if not len(m):
         raise fail(f"{definition}: the Measures defines no measure (measures.define_measure)")
     _outputs(output, suffix, [])
     intervals = {interval for measure in m for interval in measure.intervals}
     opened = _open(store)
+    warn_curated(opened, own, "the definition")
     con = connect(opened, engine)  # (the code-list check below reads the same tables)
     with stopped_cleanly(), engine_errors(engine):
         try:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pophealth import programmes
+from pophealth.codelists import OwnCodelists
 from pophealth.commands._common import (
     CodelistsOption,
     EngineOption,
@@ -21,6 +22,7 @@ from pophealth.commands._common import (
     progress,
     read_codelists_option,
     unregistered,
+    warn_curated,
 )
 
 #: The canonical dataset (STYLE.md): `pophealth synth --seed 42 --patients 10000`.
@@ -73,9 +75,9 @@ def run_programmes(
     store, names: list[str], *, index_date: dt.date, engine: str, bar=None, own=None
 ):
     """Run the named programmes on one backend; returns their results in order. ``own``:
-    a folder's code lists read by :func:`pophealth.codelists.read_own_codelists`, each in
-    place of the curated list of its name. A code list a programme needs that cannot be
-    read stops the command with its message."""
+    a folder's code lists (:func:`pophealth.codelists.read_own_codelists`), each in place of
+    the curated list of its name; it records the lists served from each source. A code list
+    a programme needs that cannot be read stops the command with its message."""
     from pophealth.codelists import CodelistError, own_codelists
     from pophealth.query import connect
 
@@ -136,20 +138,12 @@ def run_command(
         )
     date = parse_date(index_date)
     check_writable(out, "--out", folder=True)
-    own = read_codelists_option(codelists)
+    own = read_codelists_option(codelists) or OwnCodelists(folder=None, lists={})
     try:
         opened = Store.open(store)
     except StoreError as exc:
         raise fail(str(exc)) from None
     date = programme_index_date(opened, date)
-    if own is None and not opened.metadata.get("synthetic"):
-        console.print(
-            "[yellow]warning:[/yellow] no --codelists: the programme reads pophealth's curated "
-            "code lists, small illustrative subsets that the synthetic data is made from; on "
-            "real records most patients' codes are not in them (see docs/codelists.md)",
-            highlight=False,
-            soft_wrap=True,
-        )
     with progress() as bar:
         results = run_programmes(
             opened, [programme], index_date=date, engine=engine, bar=bar, own=own
@@ -160,7 +154,7 @@ def run_command(
         title=f"pophealth — {results[0].title}",
         subtitle=f"store {store}; {_codelists_text(own)}",
     )
-    if own is not None:
+    if own.folder is not None:
         unused = sorted(set(own.lists) - own.used)
         console.print(
             f"code lists from {own.folder}: {', '.join(sorted(own.used)) or 'none'} read"
@@ -168,12 +162,13 @@ def run_command(
             highlight=False,
             soft_wrap=True,
         )
+    warn_curated(opened, own, "the programme")
     _print_outputs(report, files)
 
 
 def _codelists_text(own) -> str:
     """The report's line on where the run's code lists came from."""
-    if own is None:
+    if own.folder is None:
         return "code lists: pophealth's curated lists (illustrative subsets)"
     used = sorted(own.used)
     return (

@@ -203,25 +203,91 @@ def test_run_refuses_a_bad_folder_before_any_work(tmp_path, store):
     assert not (out / "report.html").exists()
 
 
-def test_a_real_store_without_codelists_is_warned_about(tmp_path, store):
-    """A store made by ingest (not by synth) run on the curated lists gets a warning; a
-    synthetic store, whose data the curated lists made, does not."""
+@pytest.fixture(scope="module")
+def real(tmp_path_factory, store) -> Path:
+    """The synthetic store's tables through ``pophealth ingest csv``: a store synth did not
+    make, as a real one."""
     from pophealth.store import Store
 
-    snapshot = Store.open(store).path / "snapshots" / Store.open(store).metadata["snapshot"]
-    real = tmp_path / "real"
-    result, said = invoke("ingest", "csv", snapshot, "--out", real)
+    opened = Store.open(store)
+    snapshot = opened.path / "snapshots" / opened.metadata["snapshot"]
+    path = tmp_path_factory.mktemp("real") / "store"
+    result, said = invoke("ingest", "csv", snapshot, "--out", path)
     assert result.exit_code == 0, said
-    warning = "warning: no --codelists: the programme reads pophealth's curated code lists"
+    return path
+
+
+CURATED_WARNING = "the curated lists are small illustrative subsets"
+
+
+def test_a_real_store_read_with_curated_lists_is_warned_about(tmp_path, store, real):
+    """A store made by ingest (not by synth) run on the curated lists gets a warning naming
+    what was read from them; a synthetic store, whose data the curated lists made, does not;
+    nor does a real one whose every list the folder gives."""
     result, said = invoke("run", "population", "--store", real, "--out", tmp_path / "a")
-    assert result.exit_code == 0 and warning in said, said
+    assert result.exit_code == 0, said
+    assert "warning: no --codelists: the programme read pophealth's curated code lists" in said
+    assert CURATED_WARNING in said
     result, said = invoke("run", "population", "--store", store, "--out", tmp_path / "b")
-    assert result.exit_code == 0 and warning not in said, said
-    folder = write(tmp_path / "lists", "asthma_diagnosis.csv", "code,term\n195967001,Asthma\n")
+    assert result.exit_code == 0 and CURATED_WARNING not in said, said
+    folder = tmp_path / "lists"
+    write(folder, "asthma_diagnosis.csv", "code,term\n195967001,Asthma\n")
     result, said = invoke(
-        "run", "population", "--store", real, "--out", tmp_path / "c", "--codelists", folder.parent
+        "run", "population", "--store", real, "--out", tmp_path / "c", "--codelists", folder
     )
-    assert result.exit_code == 0 and warning not in said, said
+    assert result.exit_code == 0, said
+    assert f"the programme read 8 curated code list(s) not in {folder}: af_diagnosis," in said
+    assert "asthma_diagnosis," not in said.split("not in")[1]
+    for name in ("af_diagnosis", "af_resolved", "asthma_resolved", "copd_diagnosis",
+                 "diabetes_type1", "diabetes_type2", "hypertension_diagnosis",
+                 "hypertension_resolved"):  # fmt: skip
+        write(folder, f"{name}.csv", _curated_text(name))
+    result, said = invoke(
+        "run", "population", "--store", real, "--out", tmp_path / "d", "--codelists", folder
+    )
+    assert result.exit_code == 0 and CURATED_WARNING not in said, said
+
+
+def _curated_text(name: str) -> str:
+    from pophealth.codelists import CURATED_DIR
+
+    return (CURATED_DIR / f"{name}.csv").read_text()
+
+
+DEFINITION = """
+from pophealth.query import Dataset, codelist, events, index_date, registrations
+
+dataset = Dataset()
+dataset.define_population(registrations.registered_on(index_date))
+dataset.htn = events.matching(codelist("hypertension_diagnosis")).exists_for_patient()
+dataset.af = events.matching(codelist("af_diagnosis")).exists_for_patient()
+"""
+
+
+def test_a_definition_reads_the_folder_and_is_warned_about_curated_lists(tmp_path, real):
+    import csv
+
+    definition = write(tmp_path, "ds.py", DEFINITION)
+    folder = tmp_path / "lists"
+    write(folder, "hypertension_diagnosis.csv", "code,term\n" + UNRECORDED)
+    # any name will do in a definition's folder: the definition names its own lists
+    write(folder, "my_own_list.csv", "code,term\n" + UNRECORDED)
+    out = tmp_path / "out.csv"
+    args = ("dataset", definition, "--store", real, "--output", out)
+    result, said = invoke(*args)
+    assert result.exit_code == 0, said
+    with out.open() as fh:
+        curated = list(csv.DictReader(fh))
+    assert any(r["htn"] == "true" for r in curated)  # the curated list finds some
+    assert "no --codelists: the definition read pophealth's curated code lists" in said
+    result, said = invoke(*args, "--codelists", folder)
+    assert result.exit_code == 0, said
+    with out.open() as fh:
+        own = list(csv.DictReader(fh))
+    # the folder's list (a code nobody has) was read; the curated AF list too, and said so
+    assert len(own) == len(curated) and not any(r["htn"] == "true" for r in own)
+    assert [r["af"] for r in own] == [r["af"] for r in curated]
+    assert f"the definition read 1 curated code list(s) not in {folder}: af_diagnosis" in said
 
 
 def test_the_guide_names_every_list_each_programme_reads():
