@@ -383,9 +383,16 @@ def test_in_a_browser_text_contrast_reflow_at_320px_focus_and_hover(demo_run):
         for width in (320, 640):
             browser.send("Emulation.setDeviceMetricsOverride", width=width, height=640,
                          deviceScaleFactor=1, mobile=False)  # fmt: skip
-            time.sleep(0.5)  # plotly redraws on resize
-            wide = browser.value(WIDE)
-            assert wide["scroll"] <= wide["W"] and wide["wide"] == [], (width, wide)
+            # plotly redraws on resize, later on a loaded machine: wait for it (up to 20 s;
+            # a page that does not reflow fails after that)
+            deadline = time.monotonic() + 20
+            while True:
+                wide = browser.value(WIDE)
+                fits = wide["scroll"] <= wide["W"] and wide["wide"] == []
+                if fits or time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
+            assert fits, (width, wide)
         clipped = browser.value(
             "(() => {const s = document.createElement('style'); s.textContent = '*{line-height:"
             "1.5!important;letter-spacing:.12em!important;word-spacing:.16em!important}"
