@@ -308,3 +308,21 @@ def test_the_guide_names_every_list_each_programme_reads():
         assert not missing, (programme, missing)
     for name in READ_COLUMNS:
         assert f"| `{name}` |" in guide
+
+
+def test_pollution_episode_reads_the_folder(tmp_path, store):
+    """With an asthma list of a code nobody has, nobody is on the register to warn."""
+    import pandas as pd
+
+    from pophealth.store import Store
+
+    codes = Store.open(store).read("areas").column("lsoa_code").to_pylist()
+    areas = write(tmp_path, "areas.csv", "code\n" + "\n".join(codes) + "\n")
+    args = ("asthma", "pollution-episode", "--store", store, "--areas", areas)
+    result, said = invoke(*args, "--out", tmp_path / "a.csv")
+    assert result.exit_code == 0, said
+    assert len(pd.read_csv(tmp_path / "a.csv")) > 0
+    folder = write(tmp_path / "lists", "asthma_diagnosis.csv", "code,term\n" + UNRECORDED).parent
+    result, said = invoke(*args, "--out", tmp_path / "b.csv", "--codelists", folder)
+    assert result.exit_code == 0, said
+    assert len(pd.read_csv(tmp_path / "b.csv")) == 0
