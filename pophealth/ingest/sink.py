@@ -2153,10 +2153,23 @@ PATIENT_CONFLICT_COLUMNS = {
 }
 
 
+#: The characters Python's ``str.strip()`` removes (``pophealth.validate`` trims every value
+#: with it before storing), as a DuckDB expression for ``trim(text, characters)``.
+_WHITE_SPACE_SQL = " || ".join(f"chr({ord(ch)})" for ch in map(chr, range(0x3001)) if ch.isspace())
+
+
 def _norm_expr(name: str, kind: str) -> str:
     """SQL for a comparable form of a text column (so that '2020-01-01T10:00:00+00:00'
-    from a file and '2020-01-01 10:00:00' from the store count as the same value)."""
-    c = f'"{name}"'
+    from a file and '2020-01-01 10:00:00' from the store count as the same value).
+
+    The value is trimmed as validation trims it before storing (a blank is missing), so a
+    row of this run whose text has white space around it (Synthea's dosage text ends in a
+    line break) is the same row as the trimmed one the store holds: a duplicate when
+    appended again, and the row an entered-in-error version withdraws. A list column is
+    compared as it is."""
+    if kind == "list<string>":
+        return f'"{name}"'
+    c = f"nullif(trim(\"{name}\", {_WHITE_SPACE_SQL}), '')"
     if kind == "date":
         return f"coalesce(CAST(TRY_CAST(left({c}, 10) AS DATE) AS VARCHAR), {c})"
     if kind == "timestamp":
