@@ -6,7 +6,11 @@ Found:
 * a text value with white space around it (Synthea's dosage text ends in a line break) is
   stored trimmed, but ``--append`` compared the new row, untrimmed, with the stored row,
   trimmed. So re-running the same ingest added the row again, and a later entered-in-error
-  version could not withdraw the stored row.
+  version could not withdraw the stored row;
+* ``pophealth reference build`` into a store already ingested (a refresh of the reference
+  files, or another IMD release) replaced ``practices`` with epraccur's, dropping the
+  practices the ingest had added (Synthea organisations, OMOP's 'UNKNOWN' placeholder):
+  the store's registrations then named practices the store did not have.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from pophealth.ingest.fhir import ingest_fhir
+from pophealth.reference.build import build_reference_store
 from pophealth.store import Store
 
 KEY = b"audit16-key-0123456789abcdef"
@@ -102,3 +107,24 @@ def test_reappending_a_pathling_sample_bundle_changes_no_table(tmp_path):
     assert after == before
     for table in ("events", "medications", "admissions", "emergency_attendances"):
         assert again.tables[table].loaded == 0, table
+
+
+def test_a_reference_rebuild_keeps_the_practices_an_ingest_added(tmp_path):
+    data = SHARED_SAMPLES.parent
+    folder = SHARED_SAMPLES / "fhir" / "synthea_bundles_pathling_10pt"
+    if not (data / "geography" / "gp").is_dir() or not folder.is_dir():
+        pytest.skip(f"real reference files or sample bundles not found under {data}")
+    (src,) = folder.glob("Dung738_*.json")
+    store = tmp_path / "store"
+    ingest_fhir([src], store, key=KEY)  # one inferred registration, at a Synthea practice
+    before = Store.open(store).read("practices").to_pandas().set_index("practice_id")
+    assert len(before) == 1 and before.index[0].startswith("org-")
+
+    _, report = build_reference_store(data, store, "2025")
+    s = Store.open(store)
+    practices = s.read("practices").to_pandas().set_index("practice_id")
+    registered_at = set(s.read("registrations").to_pandas()["practice_id"])
+    assert registered_at <= set(practices.index)
+    assert practices.loc[before.index[0], "name"] == before.iloc[0]["name"]
+    assert len(practices) == report.practices["gp_practices"] + 1
+    assert any("1 of the store's practices are not GP practices" in n for n in report.notes)

@@ -541,6 +541,29 @@ def practices_arrow(practices: pd.DataFrame) -> pa.Table:
     return result.valid
 
 
+def store_only_practices(store, built: pa.Table) -> pa.Table | None:
+    """The rows of the store's ``practices`` whose ``practice_id`` is not in ``built``
+    (an ingest adds practices epraccur does not list: the store's registrations name
+    them, so a rebuild keeps them); ``None`` when the store has no practices."""
+    import pyarrow.compute as pc
+
+    if store.snapshot is None or not store.row_counts().get("practices"):
+        return None
+    stored = store.read("practices")
+    # (a store written before a nullable column was added has no such column)
+    stored = pa.table(
+        [
+            stored[f.name].cast(f.type)
+            if f.name in stored.column_names
+            else pa.nulls(stored.num_rows, f.type)
+            for f in built.schema
+        ],
+        schema=built.schema,
+    )
+    mask = pc.invert(pc.is_in(stored["practice_id"], value_set=built["practice_id"]))
+    return stored.filter(mask)
+
+
 def address_coverage(store, areas: pa.Table) -> dict[str, int] | None:
     """How many distinct LSOA codes of the store's ``addresses`` are in ``areas`` and how
     many are not (they would link to the "unknown" area group); ``None`` when the store
@@ -571,9 +594,10 @@ def build_reference_store(
 ):
     """Build ``areas`` and ``practices`` from ``root`` and write them into the store at
     ``out``; other tables are carried over, and so is ``practices`` when the folder has
-    no epraccur. The IMD release, LSOA vintage, files used (with SHA-256), warnings,
-    derivation notes and the coverage of the store's address LSOAs are recorded in the
-    store metadata. Returns (store, report)."""
+    no epraccur (with one, the store's practices that epraccur does not list are kept
+    beside the built ones: an ingest's, which its registrations name). The IMD release,
+    LSOA vintage, files used (with SHA-256), warnings, derivation notes and the coverage of
+    the store's address LSOAs are recorded in the store metadata. Returns (store, report)."""
     from pophealth.store import Store
 
     store = Store.open_or_new(out)  # refuses a non-store before any work
@@ -584,7 +608,17 @@ def build_reference_store(
         step("validating against the canonical schema")
     tables = {"areas": areas_arrow(areas)}
     if "epraccur" in report.files:
-        tables["practices"] = practices_arrow(practices)
+        built = practices_arrow(practices)
+        kept = store_only_practices(store, built)
+        if kept is not None and kept.num_rows:
+            # an ingest's practices (an ODS code epraccur does not list, a Synthea
+            # organisation, the 'UNKNOWN' placeholder) stay: registrations name them
+            built = pa.concat_tables([built, kept])
+            report.notes.append(
+                f"practices: {kept.num_rows:,} of the store's practices are not GP practices "
+                "in epraccur (added by an ingest, e.g. for inferred registrations) and are kept"
+            )
+        tables["practices"] = built
     else:
         report.notes.append("practices: no epraccur in the folder; the store's table is kept")
     coverage = address_coverage(store, tables["areas"])
