@@ -128,3 +128,21 @@ def test_a_reference_rebuild_keeps_the_practices_an_ingest_added(tmp_path):
     assert practices.loc[before.index[0], "name"] == before.iloc[0]["name"]
     assert len(practices) == report.practices["gp_practices"] + 1
     assert any("1 of the store's practices are not GP practices" in n for n in report.notes)
+
+
+def test_the_append_comparison_trims_as_validation_does():
+    import duckdb
+
+    from pophealth.ingest.sink import _norm_expr
+
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    values = ["x", "", "a b", "\u200bq", "é", None]  # (U+200B is not white space)
+    values += [f"{s}x" for s in spaces] + [f"x{s}" for s in spaces] + ["".join(spaces)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(values)))
+    got = [
+        r[0]
+        for r in con.execute(f"SELECT {_norm_expr('s', 'string')} FROM t ORDER BY i").fetchall()
+    ]
+    assert got == [None if v is None or not v.strip() else v.strip() for v in values]
