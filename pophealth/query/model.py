@@ -143,6 +143,9 @@ def wrap(value: Any) -> Series:
             "a table of events is not a value: aggregate it first "
             "(.exists_for_patient(), .count_for_patient(), .last_for_patient()...)"
         )
+    hint = getattr(type(value), "_not_a_value", None)
+    if hint is not None:  # a first/last row, a day, an area, a practice: take a column
+        return _invalid(hint(value))
     if value is None:
         return Series("null", (), "null", None, "None")
     if isinstance(value, Codelist):
@@ -282,6 +285,9 @@ class Series:
         kinds = {
             ("number" if d in NUMERIC else d) for d in (self.dtype, other.dtype) if d != "null"
         }
+        for s in (self, other):
+            if s.dtype == "list":
+                out._with_error(_list_column(s, desc))
         if len(kinds) > 1:
             a, b = ("a number" if d in NUMERIC else a_dtype(d) for d in (self.dtype, other.dtype))
             out._with_error(f"{desc}: cannot compare {a} with {b}")
@@ -427,6 +433,8 @@ class Series:
         ``frame.matching(codelist)``, which also checks the system; given a code list, a
         code column of a table takes its codes of the systems that column can hold, and a
         list of none of them is an error)."""
+        if self.dtype == "list":
+            return _invalid(_list_column(self, f"{self.desc}.is_in(...)"))
         problem = None
         if isinstance(values, Codelist):
             codelist, allowed = values, _code_systems(self)
@@ -558,6 +566,19 @@ class Series:
 
 def _kind(dtype: str) -> str:
     return "number" if dtype in NUMERIC else dtype
+
+
+def _list_column(column: Series, desc: str) -> str:
+    """Why ``column``, a list of codes on each row (``admissions.procedures``), cannot be
+    compared or tested with ``is_in``, and what keeps the rows holding a code instead."""
+    where = ""
+    if column.op == "col":
+        table, name = column.args
+        where = f" with {table}.matching(codelist, column={name!r})"
+    return (
+        f"{desc}: {column.desc} is a list of codes on each row, not one code: keep the rows "
+        f"holding any code of a list{where} (a list in code: Codelist.of(system, codes))"
+    )
 
 
 def _schema_column(s: Series) -> Any:
@@ -954,11 +975,22 @@ class Frame:
         system_col, allowed, is_list = columns[column]
         usable = [s for s in codelist.systems if s in allowed]
         if not usable:
+            other = [
+                name
+                for name, (_, holds, _) in columns.items()
+                if name != column and set(holds) & set(codelist.systems)
+            ]
+            hint = (
+                f"; {self._table}.{other[0]} holds {'/'.join(columns[other[0]][1])} codes: "
+                f"matching({codelist.name}, column={other[0]!r})"
+                if other
+                else ""
+            )
             return self._refused(
                 (
                     f"{desc}: code list {codelist.name!r} holds {'/'.join(codelist.systems)} "
                     f"codes but {self._table}.{column} holds {'/'.join(allowed)} codes — "
-                    "a code list of the wrong system would match nothing"
+                    f"a code list of the wrong system would match nothing{hint}"
                 ),
                 desc,
             )
@@ -1122,6 +1154,13 @@ class Frame:
         have = f"its date-and-time columns: {', '.join(stamps)}" if stamps else "it has none"
         if not isinstance(name, str):
             given = name.desc if isinstance(name, Series) else repr(name)
+            if isinstance(name, Series) and name.domain is None and name.dtype == "date":
+                return _invalid(
+                    f"{what}: {given} is one value per patient, and a per-patient value is a "
+                    "date without its clock time: the minutes and hours between two times "
+                    f"are read on one row, from two of its date-and-time columns ({have}). "
+                    "Across rows, compare days: frame.on(day), date - date in days"
+                )
             return _invalid(f"{what}: {given} is not a column of {self._table}; {have}")
         if name not in t.column_names or t[name].type != "timestamp":
             return _invalid(f"{what}: {self._table}.{name} is not a date-and-time column; {have}")
@@ -1278,6 +1317,16 @@ class Row:
     def exists(self) -> Series:
         return self._frame.exists_for_patient()
 
+    def _not_a_value(self) -> str:
+        from pophealth.schema import table as schema_table
+
+        names = schema_table(self._frame._table).column_names
+        columns = ", ".join(f".{c}" for c in names if c != "patient_id")
+        return (
+            f"{self._frame._desc}.{self._direction}_for_patient() is a row, not a value: take "
+            f"one of its columns ({columns}) or .exists"
+        )
+
 
 class DayRow:
     """The first or last day with rows per patient: ``.date`` and ``.value`` (combined)."""
@@ -1311,6 +1360,12 @@ class DayRow:
     @property
     def value(self) -> Series:
         return self._series("value", "float" if self._rule == "mean" else self._column.dtype)
+
+    def _not_a_value(self) -> str:
+        return (
+            f"{self._frame._desc}.{self._direction}_day_for_patient() is a day, not a value: "
+            "take its .date or .value"
+        )
 
 
 # -- placeholders -------------------------------------------------------------------------------

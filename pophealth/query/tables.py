@@ -135,6 +135,12 @@ class Practice:
     def __init__(self, practice_id: Series):
         self.practice_id = practice_id
 
+    def _not_a_value(self) -> str:
+        return (
+            "a practice (registrations.practice_on(date)) is not a value: take one of its "
+            f"columns ({', '.join('.' + c for c in PRACTICES.column_names)})"
+        )
+
     def __getattr__(self, name: str) -> Series:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -198,6 +204,13 @@ class Area:
         self.lsoa_code = address.lsoa_code
         self.care_home = address.care_home
         self.has_address = address.exists
+
+    def _not_a_value(self) -> str:
+        return (
+            "an area (addresses.area_on(date)) is not a value: take one of its attributes "
+            "(.imd_quintile, .core20, .fuel_poverty_pct...; all: "
+            f"{', '.join(AREA_ATTRIBUTES)}) or .group(name) for a breakdown label"
+        )
 
     def __getattr__(self, name: str) -> Series:
         if name.startswith("_"):
