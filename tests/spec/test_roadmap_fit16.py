@@ -145,7 +145,9 @@ def _news2() -> dict:
         (total >= 1, "low"),
         otherwise="zero",
     )
-    return {"day": day, "rr": rr, "total": total, "band": band}
+    # the last band as a branch of its own: no reading, no score (not `otherwise`'s 3)
+    rr_strict = case((rr <= 8, 3), (rr <= 11, 1), (rr <= 20, 0), (rr <= 24, 2), (rr >= 25, 3))
+    return {"day": day, "rr": rr, "rr_score": rr_strict, "total": total, "band": band}
 
 
 def test_news2_from_the_latest_same_day_observations_of_care_home_residents(engine, tmp_path):
@@ -162,13 +164,37 @@ def test_news2_from_the_latest_same_day_observations_of_care_home_residents(engi
     )
     assert set(out) == {"1", "2", "3", "5", "6"}
     # RR 26 (3) + SpO2 93 (2) + pulse 112 (2), the 20:00 set; SBP and temperature from 08:00
-    assert out["1"] == {"day": D(2025, 3, 30), "rr": 26.0, "total": 7, "band": "high"}
-    assert out["2"] == {"day": D(2025, 3, 31), "rr": 20.0, "total": 6, "band": "medium"}
+    assert out["1"] == {
+        "day": D(2025, 3, 30),
+        "rr": 26.0,
+        "rr_score": 3,
+        "total": 7,
+        "band": "high",
+    }
+    assert out["2"] == {
+        "day": D(2025, 3, 31),
+        "rr": 20.0,
+        "rr_score": 0,
+        "total": 6,
+        "band": "medium",
+    }
     # a case whose condition is missing takes `otherwise`: a resident with a blood pressure
     # alone totals 3 + 0 + 0 + 0 + 3 + 0 + 2 = 8 — hence the band's completeness test first
-    assert out["3"] == {"day": D(2025, 3, 20), "rr": None, "total": 8, "band": "incomplete"}
-    assert out["5"] == {"day": D(2025, 3, 29), "rr": 12.0, "total": 3, "band": "low"}
-    assert out["6"] == {"day": D(2025, 3, 28), "rr": 8.0, "total": 3, "band": "low-medium"}
+    assert out["3"] == {
+        "day": D(2025, 3, 20),
+        "rr": None,
+        "rr_score": None,
+        "total": 8,
+        "band": "incomplete",
+    }
+    assert out["5"] == {"day": D(2025, 3, 29), "rr": 12.0, "rr_score": 0, "total": 3, "band": "low"}
+    assert out["6"] == {
+        "day": D(2025, 3, 28),
+        "rr": 8.0,
+        "rr_score": 3,
+        "total": 3,
+        "band": "low-medium",
+    }
 
 
 def test_observations_within_hours_of_another_row_are_refused_with_the_way_round(engine, tmp_path):
