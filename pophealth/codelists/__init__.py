@@ -720,12 +720,13 @@ def codelist(name: str) -> Codelist:
     of one's own lists when :func:`own_codelists` has named one and it holds that file,
     otherwise pophealth's curated list."""
     own = _OWN.get()
+    if own is not None and name in own.lists:
+        own.used.add(name)
+        return own.lists[name]
+    found = _curated(name)
     if own is not None:
-        if name in own.lists:
-            own.used.add(name)
-            return own.lists[name]
-        own.curated.add(name)
-    return _curated(name)
+        own.curated.add(name)  # (a name with no curated list raises above: none read)
+    return found
 
 
 def available_codelists() -> frozenset[str]:

@@ -244,3 +244,24 @@ def warn_curated(store, own, who: str) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+@contextmanager
+def warning_lines():
+    """pophealth's own warnings raised in the block (a disclosure audit's "could still be
+    derived", an SII not computed) printed as ``warning:`` lines, each once, not as Python's
+    warning with its source file and line; other libraries' warnings pass through."""
+    import warnings
+
+    package = str(Path(__file__).resolve().parents[1])
+    with warnings.catch_warnings(record=True) as caught:  # (the filters stay as they are)
+        yield
+    said = set()
+    for w in caught:
+        text = str(w.message)
+        if str(Path(w.filename).resolve()).startswith(package):
+            if text not in said:
+                said.add(text)
+                console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
+        else:  # raised again, outside the block, as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

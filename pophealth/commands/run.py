@@ -23,6 +23,7 @@ from pophealth.commands._common import (
     read_codelists_option,
     unregistered,
     warn_curated,
+    warning_lines,
 )
 
 #: The canonical dataset (STYLE.md): `pophealth synth --seed 42 --patients 10000`.
@@ -88,7 +89,7 @@ def run_programmes(
         if bar:
             bar.update(task, description=f"programme: {name}")
         try:
-            with engine_errors(engine), own_codelists(own):
+            with engine_errors(engine), own_codelists(own), warning_lines():
                 result = programmes.get(name).run(backend, index_date=index_date, engine=engine)
         except CodelistError as exc:
             message = str(exc) if name in str(exc) else f"programme {name!r}: {exc}"

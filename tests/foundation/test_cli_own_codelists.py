@@ -326,3 +326,11 @@ def test_pollution_episode_reads_the_folder(tmp_path, store):
     result, said = invoke(*args, "--out", tmp_path / "b.csv", "--codelists", folder)
     assert result.exit_code == 0, said
     assert len(pd.read_csv(tmp_path / "b.csv")) == 0
+
+
+def test_the_curated_lists_read_are_recorded_and_a_name_without_one_is_not():
+    with own_codelists(None) as own:
+        codelist("statins")
+        with pytest.raises(CodelistError):
+            codelist("ezetimibe")  # the CVD programme tries it; no curated list has it
+    assert own.folder is None and own.curated == {"statins"} and own.used == set()
