@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pophealth.query.compile import Compiler, PatientTables, compile_patient_table
-from pophealth.query.model import Frame, QueryError, Series, a_dtype, wrap
+from pophealth.query.model import Frame, QueryError, Series, _invalid, a_dtype, wrap
 
 __all__ = ["Dataset", "connect", "run_dataset", "run_events"]
 
@@ -76,6 +76,7 @@ class Dataset:
         object.__setattr__(self, "_variables", {})
         object.__setattr__(self, "_population", None)
         object.__setattr__(self, "_event_tables", {})
+        object.__setattr__(self, "_event_values", {})
         _check_date_text(index_date)  # here, on the definition's line, not at run time
         object.__setattr__(self, "index_date", index_date)
 
@@ -147,10 +148,17 @@ class Dataset:
         return dict(self._variables)
 
     def add_event_table(
-        self, name: str, frame: Frame, columns: Sequence[str] | None = None
+        self,
+        name: str,
+        frame: Frame,
+        columns: Sequence[str] | None = None,
+        values: Mapping[str, Any] | None = None,
     ) -> None:
         """An event-level extract: the rows of ``frame`` (for patients in the population)
-        with ``columns`` (default: every column of the table)."""
+        with ``columns`` (default: every column of the table), then ``values``: named
+        values worked out on each row — of the row's columns
+        (``operations.minutes_between("antibiotic_datetime", "start_datetime")``) and/or
+        of the patient (``cs.first_for_patient().start_datetime``)."""
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
             raise QueryError(
                 f"event table {name!r}: not a usable name (letters, digits and _): it "
@@ -169,11 +177,39 @@ class Dataset:
             raise QueryError(
                 f"event table {name!r}: {frame._table} has no column(s) {', '.join(bad)}"
             )
+        derived = {}
+        for key, value in (values or {}).items():
+            if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+                raise QueryError(f"event table {name!r}: value name {key!r} is not a usable name")
+            if key in known:
+                raise QueryError(
+                    f"event table {name!r}: value {key!r} is named like a column of "
+                    f"{frame._table}; name it otherwise"
+                )
+            try:
+                series = wrap(value)
+            except QueryError as exc:
+                raise QueryError(f"event table {name!r}, value {key!r}: {exc}") from None
+            if series.error is None and series.domain not in (None, frame._table):
+                series._with_error(
+                    f"{series.desc} is a value of the rows of {series.domain}, not of "
+                    f"{frame._table}"
+                )
+            if series.error is None and series.dtype in ("null", "list"):
+                series = _invalid(f"{series.desc} is not a value to write on each row")
+            if series.error:
+                raise QueryError(f"event table {name!r}, value {key!r}: {series.error}")
+            derived[key] = series
         self._event_tables[name] = (frame, [c for c in cols if c != "patient_id"])
+        self._event_values[name] = derived
 
     @property
     def event_tables(self) -> dict[str, tuple[Frame, list[str]]]:
         return dict(self._event_tables)
+
+    def event_values(self, name: str) -> dict[str, Series]:
+        """The values event table ``name`` works out on each row (``values=``), by name."""
+        return dict(self._event_values.get(name, {}))
 
 
 class StoreBackend:
@@ -373,13 +409,20 @@ def run_events(
             f"no event table {name!r}; the dataset has: {', '.join(dataset.event_tables) or 'none'}"
         )
     frame, cols = dataset.event_tables[name]
+    values = dataset.event_values(name)
     con = connect(source, engine)
     compiler = Compiler(con, index_date=resolve_index_date(dataset, index_date))
-    rows, _ = compiler.rows(frame)
+    if values:  # the rows with the per-patient values the derived ones read joined on
+        static, dynamic = compiler._split(frame._filters)
+        extra = (*frame._order, *values.values())
+        rows = compiler._staged(frame._table, static, dynamic, extra=extra)
+        rows = rows.mutate(**{k: compiler.expr(v, rows) for k, v in values.items()})
+    else:
+        rows, _ = compiler.rows(frame)
     if dataset.population is not None:
         pop = compile_patient_table(compiler, {}, dataset.population).select("patient_id")
         rows = rows.inner_join(pop, "patient_id")
-    out, sort, hidden = _event_order(rows, frame._table, cols)
+    out, sort, hidden = _event_order(rows, frame._table, [*cols, *values])
     return _output(out, output, sort, hidden)
 
 

@@ -32,7 +32,7 @@ def _named_nodes(definition: Dataset | Measures) -> dict[str, list[Any]]:
         for name, value in definition.variables.items():
             named[f"variable {name!r}"] = [value]
         for name, (frame, _) in definition.event_tables.items():
-            named[f"event table {name!r}"] = [frame]
+            named[f"event table {name!r}"] = [frame, *definition.event_values(name).values()]
         return named
     named = {}
     for m in definition:

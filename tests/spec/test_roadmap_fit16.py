@@ -23,6 +23,7 @@ from pophealth.query import (
     admissions,
     case,
     days,
+    emergency_attendances,
     events,
     index_date,
     maximum_of,
@@ -36,6 +37,7 @@ from pophealth.query import questionnaire_responses as qr
 from tests.spec.conftest import make_store, run
 
 D, T = dt.date, dt.datetime
+INDEX_FIT = D(2025, 3, 31)
 
 
 def _sct(name: str, *codes: str) -> Codelist:
@@ -403,3 +405,81 @@ def test_a_row_a_day_or_an_area_is_not_a_value(make, words):
         Dataset().x = make()
     assert words in str(err.value)
     assert "<pophealth" not in str(err.value)  # not the object's Python repr
+
+
+# -- an event table's values worked out on each row ------------------------------------------
+
+
+def test_an_event_table_writes_values_worked_out_on_each_row(engine, tmp_path):
+    """Per operation, not per patient: PreCiSSIon's bundle is checked operation by
+    operation, and a woman may have two caesareans — the minutes from antibiotic to
+    incision, the all-or-none check, and the days since her first."""
+    from pophealth.query import run_events
+
+    def op(oid, pid, start, antibiotic, prep="chlorhexidine_alcohol"):
+        row = _op(pid, start) | {"operation_id": oid, "antibiotic_datetime": antibiotic}
+        return row | {"skin_prep": prep, "normothermia": True}
+
+    store = make_store(
+        tmp_path,
+        {
+            "operations": [
+                op("a", "1", T(2024, 5, 1, 10), T(2024, 5, 1, 9, 15)),  # 45 minutes before
+                op("b", "1", T(2025, 2, 3, 14), T(2025, 2, 3, 12, 30), "povidone_iodine"),
+                op("c", "2", T(2025, 1, 20, 2, 10), None),  # no antibiotic recorded
+                op("d", "3", T(2025, 1, 5, 8), T(2025, 1, 5, 8, 5)),  # after the incision
+            ],
+            "patients": [
+                {"patient_id": p, "date_of_birth": D(1990, 6, 1)} for p in ("1", "2", "3")
+            ],
+        },
+    )
+    cs = operations.matching(CAESAREAN)
+    before = operations.minutes_between("antibiotic_datetime", "start_datetime")
+    bundle = (before >= 0) & (before <= 60) & (operations.skin_prep == "chlorhexidine_alcohol")
+    ds = Dataset()
+    ds.define_population(cs.exists_for_patient() & (patients.age_on(index_date) >= 18))
+    ds.add_event_table(
+        "operations",
+        cs,
+        columns=["operation_id"],
+        values={
+            "minutes_before": before,
+            "bundle": bundle & operations.normothermia,
+            "days_since_first": operations.start_datetime - cs.first_for_patient().start_datetime,
+            "age": patients.age_on(operations.start_datetime),
+        },
+    )
+    rows = run_events(store, ds, "operations", engine=engine, index_date=INDEX_FIT)
+    assert list(rows.columns) == [
+        "patient_id",
+        "operation_id",
+        "minutes_before",
+        "bundle",
+        "days_since_first",
+        "age",
+    ]
+    got = [
+        (r.operation_id, None if r.minutes_before != r.minutes_before else r.minutes_before)
+        + (None if r.bundle is None or r.bundle != r.bundle else bool(r.bundle),)
+        + (int(r.days_since_first), int(r.age))
+        for r in rows.itertuples()
+    ]
+    assert got == [
+        ("a", 45.0, True, 0, 33),
+        ("b", 90.0, False, 278, 34),
+        ("c", None, None, 0, 34),
+        ("d", -5.0, False, 0, 34),
+    ]
+
+
+def test_an_event_tables_values_are_checked_when_defined():
+    cs = operations.matching(CAESAREAN)
+    with pytest.raises(QueryError, match=r"value 'wait': .* rows of emergency_attendances"):
+        Dataset().add_event_table(
+            "x", cs, values={"wait": emergency_attendances.arrival_datetime.year}
+        )
+    with pytest.raises(QueryError, match="named like a column of operations"):
+        Dataset().add_event_table("x", cs, values={"code": operations.code})
+    with pytest.raises(QueryError, match="value 'first': .* is a row, not a value"):
+        Dataset().add_event_table("x", cs, values={"first": cs.first_for_patient()})
