@@ -1056,9 +1056,22 @@ class Frame:
         """This frame, invalid with ``problem`` (unless it already is)."""
         return Frame(self._table, self._filters, self._order, self.error or problem, self._desc)
 
-    def _window(self, what: str, days: int, months: int, years: int) -> str | None:
-        """Why a window of ``days``/``months``/``years`` is not one, or None."""
-        spans = {"days": days, "months": months, "years": years}
+    def _window(
+        self, what: str, days: int, weeks: int, months: int, years: int, clock: dict[str, Any]
+    ) -> str | None:
+        """Why a window of ``days``/``weeks``/``months``/``years`` is not one, or None;
+        ``clock`` holds ``hours``/``minutes`` as given (refused: a window steps in days)."""
+        given_clock = {u: n for u, n in clock.items() if n is not None}
+        if given_clock:
+            unit, n = next(iter(given_clock.items()))
+            return (
+                f"{self._desc}.{what}({unit}={n!r}): a window steps in whole days (days, "
+                "weeks, months, years), as rows are windowed by their date; for 48 hours "
+                "write days=2 (the dates up to 2 days on), and for the minutes or hours "
+                "between two clock times of one row use frame.minutes_between or "
+                "hours_between"
+            )
+        spans = {"days": days, "weeks": weeks, "months": months, "years": years}
         for unit, n in spans.items():
             if not isinstance(n, int) or isinstance(n, bool):
                 return f"{self._desc}.{what}({unit}={n!r}): needs a whole number of {unit}"
@@ -1075,39 +1088,64 @@ class Frame:
             )
         return None
 
-    def in_last(self, *, days: int = 0, months: int = 0, years: int = 0, of: Any = None) -> Frame:
+    def in_last(
+        self,
+        *,
+        days: int = 0,
+        weeks: int = 0,
+        months: int = 0,
+        years: int = 0,
+        of: Any = None,
+        hours: Any = None,
+        minutes: Any = None,
+    ) -> Frame:
         """Rows in the period ending on ``of`` (default: the index date) and starting the day
         after ``of`` minus the duration: "in the 12 months before the index date" is
-        ``in_last(months=12)`` = (index − 12 months, index], so exactly one year of days."""
+        ``in_last(months=12)`` = (index − 12 months, index], so exactly one year of days.
+        A week is 7 days; ``hours`` and ``minutes`` are refused (rows are windowed by
+        their date)."""
         from pophealth.query.model import days as _d
         from pophealth.query.model import months as _m
 
-        problem = self._window("in_last", days, months, years)
+        clock = {"hours": hours, "minutes": minutes}
+        problem = self._window("in_last", days, weeks, months, years, clock)
         if problem:
             return self._failed(problem)
         end = index_date if of is None else as_date(of)
         start = end
         if months or years:
             start = start - _m(months + 12 * years)
-        if days:
-            start = start - _d(days)
+        if days or weeks:
+            start = start - _d(days + 7 * weeks)
         return self.where((self._date > start) & (self._date <= end))
 
-    def in_next(self, *, days: int = 0, months: int = 0, years: int = 0, of: Any = None) -> Frame:
+    def in_next(
+        self,
+        *,
+        days: int = 0,
+        weeks: int = 0,
+        months: int = 0,
+        years: int = 0,
+        of: Any = None,
+        hours: Any = None,
+        minutes: Any = None,
+    ) -> Frame:
         """Rows from ``of`` (default the index date, exclusive) up to ``of`` + the duration
-        (inclusive)."""
+        (inclusive). A week is 7 days; ``hours`` and ``minutes`` are refused, as in
+        :meth:`in_last`."""
         from pophealth.query.model import days as _d
         from pophealth.query.model import months as _m
 
-        problem = self._window("in_next", days, months, years)
+        clock = {"hours": hours, "minutes": minutes}
+        problem = self._window("in_next", days, weeks, months, years, clock)
         if problem:
             return self._failed(problem)
         start = index_date if of is None else as_date(of)
         end = start
         if months or years:
             end = end + _m(months + 12 * years)
-        if days:
-            end = end + _d(days)
+        if days or weeks:
+            end = end + _d(days + 7 * weeks)
         return self.where((self._date > start) & (self._date <= end))
 
     def in_interval(self) -> Frame:

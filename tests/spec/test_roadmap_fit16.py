@@ -483,3 +483,56 @@ def test_an_event_tables_values_are_checked_when_defined():
         Dataset().add_event_table("x", cs, values={"code": operations.code})
     with pytest.raises(QueryError, match="value 'first': .* is a row, not a value"):
         Dataset().add_event_table("x", cs, values={"first": cs.first_for_patient()})
+
+
+# -- FREED's clocks: weeks, and hours refused --------------------------------------------------
+
+REFERRAL, ASSESSED = _sct("ed_referral", "183524004"), _sct("ed_assessment", "710915002")
+
+
+def test_weeks_windows_and_the_freed_two_week_assessment(engine, tmp_path):
+    """Assessment within 2 weeks of referral (FREED, PROGRAMMES.md section 8):
+    ``in_next(weeks=2, of=referral)`` is the 14 days after it, the 14th in; ``in_last(weeks=2)``
+    the 14 days ending on the index date, the day 14 days before out."""
+
+    def ev(pid, date, code):
+        return {"patient_id": pid, "date": date, "code": code}
+
+    referral = events.matching(REFERRAL).first_for_patient().date
+    out = run(
+        engine,
+        tmp_path,
+        {
+            "events": [
+                ev("1", D(2025, 1, 6), "183524004"),
+                ev("1", D(2025, 1, 20), "710915002"),  # day 14: in time
+                ev("2", D(2025, 1, 6), "183524004"),
+                ev("2", D(2025, 1, 21), "710915002"),  # day 15: late
+                ev("3", D(2025, 3, 17), "710915002"),  # 14 days before the index date: out
+                ev("4", D(2025, 3, 18), "710915002"),  # 13 days before: in
+            ]
+        },
+        {
+            "assessed_in_2_weeks": events.matching(ASSESSED)
+            .in_next(weeks=2, of=referral)
+            .exists_for_patient(),
+            "assessed_last_2_weeks": events.matching(ASSESSED)
+            .in_last(weeks=2)
+            .exists_for_patient(),
+        },
+        index_date=INDEX_FIT,
+    )
+    assert out["1"] == {"assessed_in_2_weeks": True, "assessed_last_2_weeks": False}
+    assert out["2"] == {"assessed_in_2_weeks": False, "assessed_last_2_weeks": False}
+    assert out["3"] == {"assessed_in_2_weeks": False, "assessed_last_2_weeks": False}
+    assert out["4"] == {"assessed_in_2_weeks": False, "assessed_last_2_weeks": True}
+
+
+@pytest.mark.parametrize("window", ["in_next", "in_last"])
+def test_a_window_in_hours_is_refused_with_what_to_write(window):
+    referral = events.matching(REFERRAL).first_for_patient().date
+    frame = getattr(events.matching(ASSESSED), window)(hours=48, of=referral)
+    with pytest.raises(QueryError, match=rf"{window}\(hours=48\): a window steps in whole days"):
+        Dataset().x = frame.exists_for_patient()
+    with pytest.raises(QueryError, match="write days=2"):
+        Dataset().x = frame.exists_for_patient()
