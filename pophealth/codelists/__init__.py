@@ -182,7 +182,10 @@ def code_problem(system: str, code: str) -> str | None:
     if not _PATTERNS[system].match(code):
         return f"not {_DESCRIPTIONS[system]}"
     if system in ("snomedct", "dmd") and not verhoeff_ok(code):
-        return "fails the SNOMED CT Verhoeff check digit (a mistyped or spreadsheet-mangled code?)"
+        return (
+            "a number whose SNOMED CT Verhoeff check digit is wrong (a mistyped or "
+            "spreadsheet-mangled code?)"
+        )
     return None
 
 

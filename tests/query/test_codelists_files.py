@@ -57,8 +57,10 @@ def test_row_numbers_are_file_lines_after_blank_lines_and_multiline_terms(tmp_pa
     bad = CORE[2][:-1] + str((int(CORE[2][-1]) + 1) % 10)  # wrong check digit
     text = f'code,term\n\n{CORE[0]},First\n{CORE[1]},"A term\nover two lines"\n{bad},Typo\n'
     path = write(tmp_path, text)
-    with pytest.raises(CodelistError, match=rf"row 6, field 'code': code '{bad}'.*Verhoeff"):
+    with pytest.raises(CodelistError, match=rf"row 6, field 'code': code '{bad}'.*Verhoeff") as e:
         load_codelist(path)
+    # (it read "code '...' is fails the SNOMED CT Verhoeff check digit")
+    assert f"code '{bad}' is a number whose SNOMED CT Verhoeff check digit is wrong" in str(e.value)
 
 
 def test_an_unquoted_comma_that_shifts_the_code_column_is_an_error(tmp_path):
