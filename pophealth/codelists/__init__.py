@@ -777,7 +777,8 @@ def _curated(name: str) -> Codelist:
 @dataclass(frozen=True)
 class ReadColumn:
     """A column a programme reads from a list besides its codes: under one of ``names``,
-    filled in on every row, with numbers (``numeric``) or one of ``values`` (any case)."""
+    filled in on every row, with numbers (``numeric``) or one of ``values`` as written
+    (lower case: the programmes compare them exactly)."""
 
     names: tuple[str, ...]
     reads: str
@@ -944,9 +945,7 @@ def _check_read_columns(cl: Codelist, path: Path) -> None:
                 f"{need.reads} needs it for every code"
             )
         if need.values:
-            bad = sorted(
-                {v for v in cl.categories[column].values() if v.strip().lower() not in need.values}
-            )
+            bad = sorted({v for v in cl.categories[column].values() if v not in need.values})
             if bad:
                 raise CodelistError(
                     f"{path}: field {column!r} has {', '.join(repr(b) for b in bad)}; "

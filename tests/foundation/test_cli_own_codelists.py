@@ -120,6 +120,12 @@ def test_the_programmes_read_the_folder_list(tmp_path):
             "statin intensity and dose needs it for every code",
         ),
         (
+            # the asthma programme compares 'current' exactly: 'Current' would read as no smoker
+            {"smoking_status.csv": "code,term,category\n77176002,Smoker,Current\n"},
+            "smoking_status.csv: field 'category' has 'Current'; smoking status (CVD's QRISK3, "
+            "asthma) takes only never, ex, current",
+        ),
+        (
             {"smoking_status.csv": "code,term,category\n77176002,Smoker,S\n8517006,Ex-smoker,E\n"},
             "smoking_status.csv: field 'category' has 'E', 'S'; smoking status (CVD's QRISK3, "
             "asthma) takes only never, ex, current",
