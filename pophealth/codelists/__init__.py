@@ -843,6 +843,9 @@ def read_own_codelists(folder: str | Path, known: Iterable[str] | None = None) -
     folder = Path(folder)
     if not folder.is_dir():
         raise CodelistError(f"{folder}: no such folder of code lists")
+    odd = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".csv" != p.suffix)
+    if odd:  # not read as a list, and the curated one read in its place, unsaid
+        raise CodelistError(f"{folder / odd[0]}: a code list's file name ends in .csv, lower case")
     files = {p.stem: p for p in sorted(folder.glob("*.csv")) if p.name != "MANIFEST.csv"}
     if not files:
         raise CodelistError(f"{folder}: no code lists (<name>.csv files) in the folder")

@@ -93,6 +93,10 @@ def test_the_programmes_read_the_folder_list(tmp_path):
     [
         ({}, "no code lists (<name>.csv files)"),
         (
+            {"statins.CSV": "code,term\n320030001,Atorvastatin 20mg tablets\n"},
+            "statins.CSV: a code list's file name ends in .csv, lower case",
+        ),
+        (
             {"hypertension.csv": "code,term\n" + UNRECORDED},
             "no list called 'hypertension' is read, so this file would be ignored; name it "
             "as the list it replaces (did you mean 'hypertension_resolved' or "
