@@ -152,7 +152,8 @@ def flags(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame
 class Reason:
     """One reason a patient is listed: the flag it reads, its tier level and its words.
 
-    ``words`` may name a marker in braces (``{saba_count_12m}``), filled per patient.
+    ``words`` may name a marker in braces (``{saba_count_12m}``), filled per patient; a
+    count with its noun (``{ics_count_12m|inhaler}``) reads "1 inhaler", "3 inhalers".
     """
 
     code: str
@@ -170,29 +171,29 @@ REASONS: tuple[Reason, ...] = (
     Reason("admitted", "flag_admitted", "high",
            "admitted to hospital for asthma in the last [lookback_months] ({admissions_12m}x)"),
     Reason("ed_2plus", "flag_ed_2plus", "high",
-           "{ed_attendances_12m} A&E attendances for asthma in the last [lookback_months] "
+           "{ed_attendances_12m|A&E attendance} for asthma in the last [lookback_months] "
            "([ed_secondary_followup]: secondary-care follow-up)"),
     Reason("ed", "flag_ed_only", "high",
            "A&E attendance for asthma in the last [lookback_months] ({ed_attendances_12m}x)"),
     Reason("ocs_2plus", "flag_ocs_2plus", "high",
-           "{ocs_courses_12m} oral steroid courses in the last [lookback_months] "
+           "{ocs_courses_12m|oral steroid course} in the last [lookback_months] "
            "([ocs_courses_flag])"),
     Reason("prednisolone_high", "flag_prednisolone_high", "high",
            "[prednisolone_high_mg] prednisolone in [lookback_months]: {prednisolone_dose}"),
     Reason("saba_urgent", "flag_saba_urgent", "high",
-           "{saba_count_12m} reliever inhalers in [lookback_months] "
+           "{saba_count_12m|reliever inhaler} in [lookback_months] "
            "([saba_urgent]: urgent review)"),
     Reason("saba_priority", "flag_saba_priority_only", "moderate",
-           "{saba_count_12m} reliever inhalers in [lookback_months] ([saba_priority])"),
+           "{saba_count_12m|reliever inhaler} in [lookback_months] ([saba_priority])"),
     Reason("ocs_course", "flag_ocs_course", "moderate",
            "oral steroid course in the last [lookback_months] ({ocs_courses_12m}x)"),
     Reason("amr_low", "flag_amr_low", "moderate",
            "low share of preventer (medication ratio {amr}, [amr_low])"),
     Reason("ics_under_collected", "flag_ics_under_collected", "moderate",
-           "preventer under-collected ({ics_count_12m} inhalers in [lookback_months], "
+           "preventer under-collected ({ics_count_12m|inhaler} in [lookback_months], "
            "[ics_under_collected])"),
     Reason("saba_review", "flag_saba_review_only", "low",
-           "{saba_count_12m} reliever inhalers in [lookback_months] ([saba_review]: review)"),
+           "{saba_count_12m|reliever inhaler} in [lookback_months] ([saba_review]: review)"),
     Reason("ics_none", "flag_ics_none", "low",
            "[ics_none] preventer inhaler issued in [lookback_months]"),
     Reason("no_review", "flag_no_review", "low", "no asthma review in [lookback_months]"),
@@ -225,9 +226,15 @@ _STAND_INS = {"amr": "N.NN", "prednisolone_dose": "N mg"}
 def reason_template(reason: Reason, config: AsthmaConfig = DEFAULT) -> str:
     """The words of ``reason`` as a list of the rules shows them: the config's cut-offs
     filled in and each patient's own value written ``N`` (``N.NN`` for the medication
-    ratio, ``N mg`` for the prednisolone dose), never the marker's column name."""
+    ratio, ``N mg`` for the prednisolone dose; a count with its noun ``N inhalers``), never
+    the marker's column name."""
     words = reason_words(reason, config)
-    return re.sub(r"\{([a-z0-9_]+)\}", lambda m: _STAND_INS.get(m.group(1), "N"), words)
+
+    def stand_in(m: re.Match) -> str:
+        shown = _STAND_INS.get(m.group(1), "N")
+        return f"{shown} {m.group(2)}s" if m.group(2) else shown
+
+    return re.sub(r"\{([a-z0-9_]+)(?:\|([^}]+))?\}", stand_in, words)
 
 
 def prednisolone_dose(mg: pd.Series, unknown: pd.Series) -> pd.Series:
@@ -254,7 +261,9 @@ _LEVEL_POINTS = {"high": 100, "moderate": 10, "low": 1, "context": 1}
 
 
 def _fill(words: str, frame: pd.DataFrame) -> pd.Series:
-    """Vectorised fill of ``{column}`` placeholders in ``words`` from ``frame``."""
+    """Vectorised fill of ``{column}`` placeholders in ``words`` from ``frame``; ``{column|noun}``
+    is the count and its noun, singular for 1 ("1 inhaler") and plural otherwise ("0 inhalers",
+    "3 inhalers")."""
     out = pd.Series(words, index=frame.index, dtype=object)
     start = words.find("{")
     if start < 0:
@@ -265,6 +274,7 @@ def _fill(words: str, frame: pd.DataFrame) -> pd.Series:
         if i % 2 == 0:
             out = out + part
         else:
+            part, _, noun = part.partition("|")
             col = frame[part]
             if part == "amr":
                 shown = col.round(2).map("{:.2f}".format)
@@ -272,6 +282,9 @@ def _fill(words: str, frame: pd.DataFrame) -> pd.Series:
                 shown = col.astype(str)
             else:
                 shown = pd.to_numeric(col).round(0).astype("Int64").astype(str)
+            if noun:
+                plural = np.where(shown.to_numpy(dtype=object) == "1", "", "s")
+                shown = shown.astype(object) + f" {noun}" + plural
             out = out + shown.astype(object)
     return out
 
@@ -368,9 +381,9 @@ def isac(markers: pd.DataFrame, config: AsthmaConfig = DEFAULT) -> pd.DataFrame:
     out["hard_trigger"] = out[triggers].any(axis=1)
     out["refer"] = out["hard_trigger"] | out["possible_severe"]
     words = {
-        "uc_ocs": "{ocs_courses_12m} oral steroid courses",
+        "uc_ocs": "{ocs_courses_12m|oral steroid course}",
         "uc_attack": "A&E/admission for asthma",
-        "uc_saba": "{saba_count_12m} reliever inhalers",
+        "uc_saba": "{saba_count_12m|reliever inhaler}",
         "uc_questionnaire": "poor control on ACT/ACQ (ACT [uncontrolled_act] or ACQ "
         "[uncontrolled_acq])",
     }
