@@ -475,7 +475,10 @@ def codes():
     return curated()
 
 
-@pytest.mark.parametrize("index", INDEX_DATES, ids=str)
+SLOW_DATES = [INDEX_DATES[0], *(pytest.param(d, marks=pytest.mark.slow) for d in INDEX_DATES[1:])]
+
+
+@pytest.mark.parametrize("index", SLOW_DATES, ids=str)
 def test_synthetic_store_recomputed_field_by_field(synth_store, synth_tables, codes, index):
     ours = recompute(synth_tables, codes, index)
     theirs = programme.evaluate(synth_store.connect("duckdb"), index, codes)
@@ -618,6 +621,8 @@ def build_awkward(w: Awkward) -> dict[str, dict]:
     ):  # fmt: skip
         w.patient(pid, dob=dob)
         on(pid, age=age, age_band=band)
+    for day in ("2023-06-01", "2024-06-01"):  # on the register at the leap-day index dates too
+        w.med("age_leap", SABA, day)
 
     # -- SABA counts on both sides of 3, 6 and 12; same-day rows; window edges
     for n in (2, 3, 5, 6, 12, 13):
@@ -784,6 +789,40 @@ def build_awkward(w: Awkward) -> dict[str, dict]:
     pathway("path_seen_after_index", "2026-01-01", ("2026-04-10",), secondary_care_waiting=True,
             secondary_care_wait_days=89)  # fmt: skip
 
+    # the window 6 months earlier is (2024-09-30, 2025-09-30]: A&E now (December 2025) and
+    # on either side of its edges
+    for pid, earlier, flagged in (
+        ("path_earlier_first_day", "2024-10-01T09:00", True),
+        ("path_earlier_day_before", "2024-09-30T23:00", False),
+        ("path_earlier_last_day", "2025-09-30T23:00", True),
+        ("path_earlier_day_after", "2025-10-01T00:00", False),
+    ):
+        w.patient(pid)
+        w.ed(pid, earlier)
+        w.ed(pid, "2025-12-01T10:00")
+        on(pid, uncontrolled=True, uncontrolled_earlier=flagged, flagged_no_referral=flagged)
+    w.patient("adm_critical_on_index")
+    w.admission("adm_critical_on_index", "2026-03-31", critical=True)
+    on("adm_critical_on_index", admissions_12m=1, trigger_critical_care=True, refer=True)
+    w.patient("pred_as_snomed")
+    w.med("pred_as_snomed", PRED25, "2025-06-01", quantity=8, system="snomedct")
+    on("pred_as_snomed", prednisolone_mg_12m=200.0, prednisolone_unknown_issues_12m=0)
+    # two registrations (and two addresses) starting on one day
+    w.patient("reg_same_start")
+    w.register("reg_same_start", PRACTICE_B, "2000-01-01")
+    on("reg_same_start", practice_id=PRACTICE_B)  # the alphabetically last practice
+    w.patient("area_same_start_one_ungeocoded")
+    w.rows["addresses"].append(dict(
+        patient_id="area_same_start_one_ungeocoded", start_date=dt.date(2000, 1, 1),
+        end_date=None, lsoa_code=None, care_home=False))  # fmt: skip
+    on("area_same_start_one_ungeocoded", lsoa_code=LSOA)
+    # leap days: the look-back to 29 February 2024 starts on 1 March 2023, and the one to
+    # 28 February 2025 on 29 February 2024 (see test_leap_day_edges)
+    w.patient("leap_edges")
+    for day in ("2023-02-28", "2023-03-01", "2024-02-28", "2024-02-29"):
+        w.med("leap_edges", SABA, day)
+    on("leap_edges")
+
     # -- where they live
     w.patient("area_ungeocoded", lsoa=None)
     on("area_ungeocoded", imd_decile=None)
@@ -903,3 +942,17 @@ def test_a_count_of_one_reads_in_the_singular(awkward, awkward_at_edge, codes):
 
     saba = next(r for r in rules.REASONS if r.code == "saba_priority")
     assert rules.reason_template(saba) == "N reliever inhalers in 12 months (6 or more)"
+
+
+def test_leap_day_edges(awkward, codes):
+    """The look-back to 28 February 2025 starts on 29 February 2024 (the day exactly 12
+    months before, 28 February 2024, is outside); a 29 February birthday turns over on 1
+    March in a non-leap year."""
+    store, _ = awkward
+    con = store.connect("duckdb")
+    got = programme.evaluate(con, dt.date(2025, 2, 28), codes).set_index("patient_id")
+    assert got.loc["leap_edges", "saba_count_12m"] == 1
+    assert got.loc["age_leap", ["age", "age_band"]].tolist() == [4, "0-4"]
+    got = programme.evaluate(con, dt.date(2024, 2, 29), codes).set_index("patient_id")
+    assert got.loc["leap_edges", "saba_count_12m"] == 3  # 1 March 2023 to 29 February 2024
+    assert got.loc["age_leap", "age"] == 4
