@@ -702,6 +702,10 @@ def build_awkward(w: Awkward) -> dict[str, dict]:
     w.med("maint_taper", PRED1, "2026-01-01", quantity=112, daily=4)
     on("maint_taper", on_maintenance_ocs=True, ocs_daily_mg=4.0,
        trigger_maintenance_ocs_5mg=False)  # fmt: skip
+    w.patient("maint_two_doses_one_day")  # the dose now: the highest issued that day
+    w.med("maint_two_doses_one_day", PRED1, "2026-01-01", quantity=112, daily=4)
+    w.med("maint_two_doses_one_day", PRED5, "2026-01-01", quantity=56, daily=10)
+    on("maint_two_doses_one_day", ocs_daily_mg=10.0, trigger_maintenance_ocs_5mg=True)
     w.patient("ocs_six_months")
     for day in ("2025-04-10", "2025-05-10", "2025-06-10", "2025-07-10", "2025-08-10",
                 "2025-09-10"):  # fmt: skip
