@@ -706,6 +706,16 @@ def build_awkward(w: Awkward) -> dict[str, dict]:
     w.med("maint_two_doses_one_day", PRED1, "2026-01-01", quantity=112, daily=4)
     w.med("maint_two_doses_one_day", PRED5, "2026-01-01", quantity=56, daily=10)
     on("maint_two_doses_one_day", ocs_daily_mg=10.0, trigger_maintenance_ocs_5mg=True)
+    # monthly maintenance with no structured dose: as written, 12 "courses" too (docs: open
+    # question 4)
+    w.patient("maint_monthly_no_dose")
+    for month in range(4, 16):
+        y, m = 2025 + (month - 1) // 12, (month - 1) % 12 + 1
+        w.med("maint_monthly_no_dose", PRED5, f"{y}-{m:02d}-05", quantity=28)
+    on("maint_monthly_no_dose", ocs_months_12m=12, maintenance_ocs=True, ocs_courses_12m=12,
+       uncontrolled=True, tier="high",
+       # 5 mg a day estimated as 1,680 mg over 361 days: under the 5 mg hard trigger
+       ocs_daily_mg=1680 / 361, trigger_maintenance_ocs_5mg=False)  # fmt: skip
     w.patient("ocs_six_months")
     for day in ("2025-04-10", "2025-05-10", "2025-06-10", "2025-07-10", "2025-08-10",
                 "2025-09-10"):  # fmt: skip
