@@ -794,8 +794,9 @@ def build_awkward(w: Awkward) -> dict[str, dict]:
     pathway("path_no_referral", flagged_no_referral=True)
     pathway("path_ref_6m_exact", "2025-09-30", flagged_no_referral=True)
     pathway("path_ref_6m_after", "2025-10-01", flagged_no_referral=False)
+    # referred 10 months ago and seen: as written, still "without referral" (open question 2)
     pathway("path_wait_126", "2025-06-01", ("2025-10-05",), secondary_care_wait_days=126,
-            secondary_care_breach=False)  # fmt: skip
+            secondary_care_breach=False, flagged_no_referral=True)  # fmt: skip
     pathway("path_wait_127", "2025-06-01", ("2025-10-06",), secondary_care_wait_days=127,
             secondary_care_breach=True)  # fmt: skip
     pathway("path_seen_before_referral", "2025-06-01", ("2025-05-01",),
@@ -836,6 +837,17 @@ def build_awkward(w: Awkward) -> dict[str, dict]:
     for day in ("2023-02-28", "2023-03-01", "2024-02-28", "2024-02-29"):
         w.med("leap_edges", SABA, day)
     on("leap_edges")
+
+    # -- practices with no PCN name, no PCN, or not in the practices table
+    w.rows["practices"] += [
+        dict(practice_id="X19998", name="No PCN name", pcn_id="XU0098", pcn_name=None),
+        dict(practice_id="X19999", name="No PCN", pcn_id=None, pcn_name=None),
+    ]
+    for pid, practice in (("prac_pcn_without_name", "X19998"), ("prac_without_pcn", "X19999"),
+                          ("prac_unknown", "X19990")):  # fmt: skip
+        w.patient(pid, practice=practice)
+        w.ed(pid, "2025-06-01T10:00")  # on the worklists
+        on(pid, practice_id=practice, tier="high")
 
     # -- where they live
     w.patient("area_ungeocoded", lsoa=None)
@@ -983,3 +995,16 @@ def test_awkward_store_on_spark_as_on_the_written_rules(awkward, codes):
     ours, theirs = ours.drop(conflict), theirs[~theirs.patient_id.isin(conflict)]
     assert compare(ours, theirs) == {}
     assert compare_outputs(ours, theirs) == {}
+
+
+def test_worklists_group_practices_without_a_pcn(awkward_at_edge):
+    """A PCN with no name is listed under its code; a practice with no PCN, or not in the
+    practices table, under "Unknown" — every patient has a group and a rank."""
+    frame = awkward_at_edge.reset_index()
+    by_pcn = outputs.worklist(frame, "pcn_name").set_index("patient_id")
+    assert by_pcn.loc["prac_pcn_without_name", "pcn_name"] == "XU0098"
+    assert by_pcn.loc["prac_without_pcn", "pcn_name"] == "Unknown"
+    assert by_pcn.loc["prac_unknown", "pcn_name"] == "Unknown"
+    assert by_pcn["rank"].notna().all()
+    counts = outputs.count_table(frame, ["pcn"], outputs.INDICATORS).set_index("pcn")
+    assert counts.loc["XU0098", "denominator"] == 1
