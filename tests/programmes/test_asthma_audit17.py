@@ -9,7 +9,18 @@ as the docs state it. It runs on a synthetic store (5,000 patients, seed 17) at 
 dates, and on an "awkward records" copy of it with patients built on every edge (window
 ends, thresholds both sides, same-day duplicates, resolved-then-re-diagnosed asthma, deaths
 and deregistrations around the index date, birthdays on the index date, leap days, missing
-quantities and doses).
+quantities and doses, practices without a PCN).
+
+Compared per patient: the register, demographics, practice/PCN and area, every count in its
+look-back (SABA, ICS, high-dose ICS, OCS courses, months, cumulative and unknown-dose mg,
+maintenance and its dose, A&E, admissions, ITU/HDU), the London basics, smoking, the
+referral and clinic dates, "uncontrolled 6 months ago", AMR, every flag, the tier, its
+reasons' codes and priority, ISAC and the timers; then the worklists' ranks and the
+aggregates' counts before disclosure control. The programme agreed on every field (the
+one disagreement, two statuses coded on one day, is an open question in the docs).
+
+Defect found and fixed: a count of one read in the plural in the worklist reasons
+("preventer under-collected (1 inhalers in 12 months, below 4)").
 """
 
 from __future__ import annotations
