@@ -32,7 +32,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series
+from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series, neighbours
 from pophealth.query.text import float_text
 from pophealth.schema import table as schema_table
 
@@ -42,6 +42,7 @@ _IBIS_TYPES = {
     "int": "int64",
     "float": "float64",
     "date": "date",
+    "datetime": "timestamp",
     "string": "string",
 }
 _FILL = {"exists": False, "count": 0, "count_days": 0, "count_distinct": 0}
@@ -108,8 +109,10 @@ def _codes_of(s: Any) -> tuple[str, frozenset[str]] | None:
     return None
 
 
-def _is_timestamp(col: Series) -> bool:
-    return schema_table(col.args[0])[col.args[1]].type == "timestamp"
+def _reads_neighbours(frame: Frame, value: Series | None = None) -> bool:
+    """True when ``frame``'s filters or order, or ``value`` on its rows, read a previous or
+    next row (so its rows are windowed, not scanned with other frames')."""
+    return any(neighbours(x) for x in (*frame._filters, *frame._order, value) if x is not None)
 
 
 class Compiler:
@@ -265,14 +268,38 @@ class Compiler:
     ) -> ir.Table:
         """Rows of ``table``: filters that do not depend on the interval are applied first
         (so code-list filters reach the scan), then the rows are paired with the intervals
-        (only if something depends on them) and the interval-dependent filters applied."""
-        t = self.scan(table, [static])
+        (only if something depends on them) and the interval-dependent filters applied.
+
+        A filter (or an ``extra`` value) reading the previous or next row
+        (``rows.where(rows.days_since_previous() <= 30)``) has that row's value put on each
+        row by a window over the rows that passed the filters before it — the rows it was
+        taken over — and only then is applied."""
+        # (a code-list filter after a previous/next row must not narrow the rows it is of)
+        before = next((i for i, f in enumerate(static) if neighbours(f)), len(static))
+        t = self.scan(table, [static[:before]])
         static_leaves = self._leaves(static)
         if static_leaves:
             pt, _ = self.leaf_table(static_leaves, with_interval=False)
             t = t.inner_join(pt, "patient_id")
-        if static:
-            t = t.filter([self.expr(f, t) for f in static])
+        for x in (*dynamic, *extra):
+            if neighbours(x) and self.depends_on_interval(x):
+                raise QueryError(
+                    f"{neighbours(x)[0].desc}: the previous and next rows are taken over rows "
+                    "that do not depend on the measure's interval: take them first and window "
+                    "after (rows.where(rows.days_since_previous() <= 30).in_interval())"
+                )
+        todo: list[Series] = []
+        for f in static:
+            found = neighbours(f)
+            if found:  # the rows so far are the ones the previous/next row is taken over
+                if todo:
+                    t = t.filter([self.expr(g, t) for g in todo])
+                    todo = []
+                t = self._with_neighbours(t, found)
+            todo.append(f)
+        if todo:
+            t = t.filter([self.expr(f, t) for f in todo])
+        t = self._with_neighbours(t, [n for x in extra for n in neighbours(x)])
         dep = bool(dynamic) or any(self.depends_on_interval(x) for x in extra)
         t = self._pair(t, dep)
         dynamic_leaves = self._leaves([*dynamic, *extra])
@@ -282,6 +309,23 @@ class Compiler:
         if dynamic:
             t = t.filter([self.expr(f, t) for f in dynamic])
         return t
+
+    def _with_neighbours(self, t: ir.Table, found: Sequence[Series]) -> ir.Table:
+        """``t`` with a column per previous/next-row value in ``found`` (not yet on it): a
+        window per patient in the frame's order, ascending, ties broken by every other
+        column (:meth:`_order_by`, as for the first row), so the same on every engine."""
+        cols = {}
+        for n in found:
+            name = self._name(n)
+            if name in t.columns or name in cols:
+                continue
+            frame, value, direction = n.args
+            window = ibis.window(
+                group_by=[t.patient_id], order_by=self._order_by(frame, t, "first")
+            )
+            x = self.expr(value, t)
+            cols[name] = (x.lag() if direction == "previous" else x.lead()).over(window)
+        return t.mutate(**cols) if cols else t
 
     def _pair(self, t: ir.Table, dep: bool) -> ir.Table:
         """Rows paired with the intervals (when ``dep``), keeping only rows of the patients
@@ -301,13 +345,14 @@ class Compiler:
         dynamic = [f for f in filters if self.depends_on_interval(f)]
         return static, dynamic
 
-    def rows(self, frame: Frame) -> tuple[ir.Table, list[str]]:
-        """The rows of ``frame`` (with interval columns when it depends on the interval)."""
+    def rows(self, frame: Frame, extra: Sequence[Series] = ()) -> tuple[ir.Table, list[str]]:
+        """The rows of ``frame`` (with interval columns when it depends on the interval),
+        and the previous/next-row values ``extra`` reads on them."""
         if frame.error:
             raise QueryError(frame.error)
         dep = self.depends_on_interval(frame)
         static, dynamic = self._split(frame._filters)
-        t = self._staged(frame._table, static, dynamic, extra=frame._order)
+        t = self._staged(frame._table, static, dynamic, extra=(*frame._order, *extra))
         return t, self.keys(dep)
 
     def necessary(self, s: Series) -> Series | None:
@@ -350,14 +395,17 @@ class Compiler:
             return None
         f = dynamic[0]
         date_col = DATE_COLUMNS[frame._table]
+        row = f.args[0] if f.op in ("le", "lt") else None
+        if row is not None and row.op == "to_date":  # the day of a date-and-time column
+            row = row.args[0]
         if (
-            f.op in ("le", "lt")
-            and f.args[0].op == "col"
-            and f.args[0].args[1] == date_col
+            row is not None
+            and row.op == "col"
+            and row.args[1] == date_col
             and f.args[1].op == "index_date"
         ):
             base = Frame(frame._table, tuple(static))
-            first = base.minimum_for_patient(getattr(base, date_col))
+            first = base.minimum_for_patient(base._date)
             return first <= f.args[1] if f.op == "le" else first < f.args[1]
         return None
 
@@ -392,8 +440,11 @@ class Compiler:
         if op == "pcol":
             return ("patients",)
         if op == "agg":
-            # every aggregate over one table (and interval dependence) shares one pass
+            # every aggregate over one table (and interval dependence) shares one pass,
+            # but rows read with their previous or next row are windowed on their own
             frame = args[0]
+            if _reads_neighbours(frame, args[2]):
+                return ("agg", frame._table, self.depends_on_interval(frame), frame.key)
             return ("agg", frame._table, self.depends_on_interval(frame))
         if op == "pick":
             frame = args[0]
@@ -481,7 +532,8 @@ class Compiler:
         dep = self.depends_on_interval(first)
         keys = self.keys(dep)
         if len(frames) == 1:
-            t, _ = self.rows(first)
+            reads = [n for leaf in leaves for n in neighbours(leaf.args[2])]
+            t, _ = self.rows(first, extra=reads)
             conds: dict[tuple, ir.Value | None] = {first.key: None}
         else:
             splits = {k: self._split(f._filters) for k, f in frames.items()}
@@ -553,9 +605,7 @@ class Compiler:
         keys = frame._order or (getattr(frame, DATE_COLUMNS[frame._table]),)
         # a date-and-time column orders by its clock time, not only its date (two
         # operations on one day: the earlier start first, whatever their ids)
-        order = [
-            t[o.args[1]] if o.op == "col" and _is_timestamp(o) else self.expr(o, t) for o in keys
-        ]
+        order = [self.expr(o, t) for o in keys]
         ties = [
             t[c.name]
             for c in schema_table(frame._table).columns
@@ -589,7 +639,7 @@ class Compiler:
         if frame.error:
             raise QueryError(frame.error)
         date_col = DATE_COLUMNS[frame._table]
-        date = getattr(frame, date_col)
+        date = frame._date
         combine = {
             "min": lambda r: r._val.min(),
             "max": lambda r: r._val.max(),
@@ -603,7 +653,7 @@ class Compiler:
             and all(self._only_column(f, frame._table, date_col) for f in dynamic)
         )
         if by_day_first:
-            t = self._staged(frame._table, static, [])
+            t = self._staged(frame._table, static, [], extra=neighbours(column))
             per_day = (
                 t.select("patient_id", _day=self.expr(date, t), _val=self.expr(column, t))
                 .group_by(["patient_id", "_day"])
@@ -614,7 +664,7 @@ class Compiler:
             keys = self.keys(True)
             per_day = per_day.select(*keys, "_day", "_val")
         else:
-            t, keys = self.rows(frame)
+            t, keys = self.rows(frame, extra=neighbours(column))
             per_day = (
                 t.select(*keys, _day=self.expr(date, t), _val=self.expr(column, t))
                 .group_by([*keys, "_day"])
@@ -672,7 +722,7 @@ class Compiler:
     def _row_only(self, frame: Frame, column: Series) -> bool:
         """True when ``frame``'s filters and ``column`` read only the frame's own rows (no
         per-patient value), so frames of one table can be filtered in one scan."""
-        return not self._leaves([*frame._filters, column])
+        return not self._leaves([*frame._filters, column]) and not _reads_neighbours(frame, column)
 
     def _days_source(self, leaves: list[Series]) -> tuple[ir.Table, list[str]]:
         """First/last days of several frames of one table, with one index date, in one
@@ -717,7 +767,7 @@ class Compiler:
                 values[vkey] = f"_x{len(values)}"
                 x = self.expr(column, t)
                 aggs[values[vkey]] = getattr(x, rule)(where=where[frame.key])
-        date = self.expr(getattr(leaves[0].args[0], DATE_COLUMNS[table]), t)
+        date = self.expr(leaves[0].args[0]._date, t)
         per_day = t.group_by(["patient_id", date.name("_day")]).aggregate(**aggs)
         picks: dict[tuple, str] = {}  # (frame, direction) -> the chosen day
         pick_aggs = {}
@@ -802,13 +852,16 @@ class Compiler:
             value = self.index_date if op == "index_date" else self.interval_start
             return ibis.literal(value, type="date")
         if op == "elapsed":  # clock times as recorded, each cut to whole seconds
-            start, end = (t[x.args[1]].truncate("s").epoch_seconds() for x in a[:2])
+            start, end = (self.expr(x, t).truncate("s").epoch_seconds() for x in a[:2])
             return (end - start).cast("float64") / a[2]
         if op == "clock_hour":
-            return t[a[0].args[1]].hour().cast("int64")
+            return self.expr(a[0], t).hour().cast("int64")
         if op == "col":
-            col = t[a[1]]
-            return col.date() if _is_timestamp(s) else col
+            return t[a[1]]
+        if op == "neighbour":  # put on the rows by _staged, over the rows it is of
+            return t[self._name(s)]
+        if op == "to_date":
+            return self.expr(a[0], t).date()
         if op == "match":
             return match_condition(t, *a[1:])  # (a[0], the table, is t's)
         if op in ("and", "or") and self.known:
@@ -838,11 +891,16 @@ class Compiler:
             # subexpressions, so `d + 1 month` and `d + 30 days` in one query would return
             # the same value. Distinct shapes keep them apart.
             # Both return a DATE, so comparisons with date columns need no cast.
+            # A date-and-time keeps its clock time (the cast is then a no-op).
             if d.unit == "months":
-                return (x[0].cast("timestamp") - ibis.interval(months=-d.n)).date()
-            return (x[0].cast("timestamp") + ibis.interval(days=d.n)).date()
+                moved = x[0].cast("timestamp") - ibis.interval(months=-d.n)
+            else:
+                moved = x[0].cast("timestamp") + ibis.interval(days=d.n)
+            return moved if s.dtype == "datetime" else moved.date()
         if op in ("eq", "ne", "lt", "le", "gt", "ge"):
             lhs, rhs = x
+            if a[0].dtype == "datetime" == a[1].dtype:  # to the second, as minutes_between
+                lhs, rhs = lhs.truncate("s"), rhs.truncate("s")
             return {
                 "eq": lambda: lhs == rhs,
                 "ne": lambda: lhs != rhs,
@@ -912,6 +970,8 @@ class Compiler:
             return e
         if s.dtype == "bool":
             return ibis.cases((e, "true"), (~e, "false"), else_=ibis.null().cast("string"))
+        if s.dtype == "datetime":  # YYYY-MM-DD HH:MM:SS, to the second, on every engine
+            return e.truncate("s").cast("string")
         if s.dtype == "float":
             # not the engine's own text, which differs (DuckDB 1e-07, Spark 1.0E-7): one
             # layout for every engine, whole numbers without ".0" (pophealth.query.text)

@@ -13,7 +13,15 @@ from typing import Any
 import pandas as pd
 
 from pophealth.query.compile import Compiler, PatientTables, compile_patient_table
-from pophealth.query.model import Frame, QueryError, Series, _invalid, a_dtype, wrap
+from pophealth.query.model import (
+    Frame,
+    QueryError,
+    Series,
+    _invalid,
+    a_dtype,
+    foreign_neighbour,
+    wrap,
+)
 
 __all__ = ["Dataset", "connect", "run_dataset", "run_events"]
 
@@ -195,6 +203,8 @@ class Dataset:
                     f"{series.desc} is a value of the rows of {series.domain}, not of "
                     f"{frame._table}"
                 )
+            if series.error is None:  # a previous/next row of other rows than these
+                series._with_error(foreign_neighbour(series, frame, series.desc))
             if series.error is None and series.dtype in ("null", "list"):
                 series = _invalid(f"{series.desc} is not a value to write on each row")
             if series.error:

@@ -10,8 +10,11 @@ Two kinds of value:
   (``events.matching(asthma).in_last(months=12)``), which aggregates to patient-level series
   (``.exists_for_patient()``, ``.count_for_patient()``, ...).
 
-Each series knows its type (``bool``, ``int``, ``float``, ``date``, ``string``). A mistake —
-comparing a date with a number, mixing rows of two tables, a code list of the wrong system —
+Each series knows its type (``bool``, ``int``, ``float``, ``date``, ``datetime``, ``string``):
+a ``datetime`` is a date with its clock time (a column stored as a timestamp:
+``events.datetime``, ``emergency_attendances.arrival_datetime``), kept as one when taken
+per patient (``first_for_patient().arrival_datetime``). A mistake — comparing a date with a
+number or with a datetime, mixing rows of two tables, a code list of the wrong system —
 does not fail at once: it yields a series carrying the problem, and the dataset or measure
 that receives it raises :class:`QueryError` naming the variable.
 """
@@ -26,7 +29,7 @@ from typing import Any
 from pophealth.codelists import SHARED_IDENTIFIERS, Codelist, medication_codes
 
 NUMERIC = ("int", "float")
-DTYPES = ("bool", "int", "float", "date", "string")
+DTYPES = ("bool", "int", "float", "date", "datetime", "string")
 
 
 class QueryError(ValueError):
@@ -104,7 +107,7 @@ def _literal_dtype(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     if isinstance(value, dt.datetime):
-        raise QueryError(f"use a date, not a datetime: {value!r}")
+        return "datetime"
     if isinstance(value, dt.date):
         return "date"
     if callable(value):
@@ -168,6 +171,14 @@ def as_date(value: Any) -> Series:
         except ValueError:
             return _invalid(f"{value!r} is not a date (expected YYYY-MM-DD)")
     return wrap(value)
+
+
+def as_day(value: Any) -> Series:
+    """``value`` for a place that steps in whole days (a window's bound, ``age_on``): as
+    :func:`as_date`, and a date-and-time taken as its day (a window by ``of=`` an
+    operation's ``start_datetime`` holds the days from that operation's day)."""
+    out = as_date(value)
+    return out.date if out.dtype == "datetime" else out
 
 
 def _invalid(problem: str) -> Series:
@@ -253,9 +264,16 @@ class Series:
         other = wrap(other)
         a, b = (other, self) if reverse else (self, other)
         desc = f"({a.desc} {sym} {b.desc})"
-        if a.dtype == "date" or b.dtype == "date":
+        if op == "sub" and a.dtype == "datetime" == b.dtype:
+            # the days between their dates, as for two dates (minutes_between for minutes)
+            return Series._make("days_between", (b.date, a.date), "int", desc, (a, b))
+        if a.dtype in ("date", "datetime") or b.dtype in ("date", "datetime"):
             if op == "sub" and a.dtype == "date" and b.dtype == "date":
                 return Series._make("days_between", (b, a), "int", desc, (a, b))
+            if op == "sub" and {a.dtype, b.dtype} == {"date", "datetime"}:
+                return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
+                    _date_and_datetime(a, b, desc, "subtract")
+                )
             hint = " (add or subtract days(n), months(n) or years(n) to move a date)"
             verb = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide"}[op]
             return Series._make(op, (a, b), "int", desc, (a, b))._with_error(
@@ -279,9 +297,11 @@ class Series:
         return self
 
     def _compare(self, other: Any, op: str, sym: str) -> Series:
-        other = as_date(other) if self.dtype == "date" else wrap(other)
+        other = as_date(other) if self.dtype in ("date", "datetime") else wrap(other)
         desc = f"({self.desc} {sym} {other.desc})"
         out = Series._make(op, (self, other), "bool", desc, (self, other))
+        if {self.dtype, other.dtype} == {"date", "datetime"}:
+            out._with_error(_date_and_datetime(self, other, desc, "compare"))
         kinds = {
             ("number" if d in NUMERIC else d) for d in (self.dtype, other.dtype) if d != "null"
         }
@@ -366,8 +386,9 @@ class Series:
 
     def _shift(self, d: Duration) -> Series:
         desc = f"({self.desc} + {d!r})"
-        out = Series._make("shift", (self, d), "date", desc, (self,))
-        if self.dtype != "date":
+        dtype = "datetime" if self.dtype == "datetime" else "date"  # a time keeps its clock
+        out = Series._make("shift", (self, d), dtype, desc, (self,))
+        if self.dtype not in ("date", "datetime"):
             out._with_error(f"{desc}: {d!r} can only be added to a date, not {a_dtype(self.dtype)}")
         return out
 
@@ -507,7 +528,8 @@ class Series:
 
     def as_text(self) -> Series:
         """The value as text, the same on every engine: True/False as ``true``/``false``,
-        a date as ``YYYY-MM-DD``, a number with up to 15 significant digits — whole numbers
+        a date as ``YYYY-MM-DD``, a date-and-time as ``YYYY-MM-DD HH:MM:SS`` (to the
+        second), a number with up to 15 significant digits — whole numbers
         below 10^15 without ``.0`` (``100``), plain decimals from 0.0001 to 10^15
         (``12345678.5``), scientific notation beyond (``1e+300``, ``2.5e-05``); see
         :mod:`pophealth.query.text`. Missing stays missing."""
@@ -526,7 +548,7 @@ class Series:
 
     def _date_part(self, part: str) -> Series:
         out = Series._make("date_part", (self, part), "int", f"{self.desc}.{part}", (self,))
-        if self.dtype != "date":
+        if self.dtype not in ("date", "datetime"):
             out._with_error(
                 f"{self.desc}.{part}: only a date has a {part}, not {a_dtype(self.dtype)}"
             )
@@ -539,6 +561,19 @@ class Series:
     @property
     def month(self) -> Series:
         return self._date_part("month")
+
+    @property
+    def date(self) -> Series:
+        """The day of a date-and-time (``rr.datetime.date``: the day the respiratory rate
+        was taken), to compare it with a date; a date is its own day."""
+        if self.dtype == "date":
+            return self
+        out = Series._make("to_date", (self,), "date", f"{self.desc}.date", (self,))
+        if self.dtype != "datetime":
+            out._with_error(
+                f"{self.desc}.date: only a date-and-time has a day, not {a_dtype(self.dtype)}"
+            )
+        return out
 
     def days_until(self, other: Any) -> Series:
         """Whole days from this date to ``other`` (negative when ``other`` is earlier)."""
@@ -566,6 +601,22 @@ class Series:
 
 def _kind(dtype: str) -> str:
     return "number" if dtype in NUMERIC else dtype
+
+
+def _date_and_datetime(a: Series, b: Series, desc: str, verb: str) -> str:
+    """Why a date-and-time and a date cannot be compared (or subtracted) as they are, and
+    the two ways to say what is meant."""
+    stamp, day = (a, b) if a.dtype == "datetime" else (b, a)
+    if stamp.op == "lit":
+        return (
+            f"{desc}: use a date, not a datetime: {stamp.args[0]!r} beside {day.desc}, which "
+            f"has no clock time (for its day: {stamp.args[0].date()!r})"
+        )
+    return (
+        f"{desc}: cannot {verb} a date-and-time ({stamp.desc}) and a date ({day.desc}), "
+        f"which has no clock time: for its day write {stamp.desc}.date; to the second, "
+        "use two date-and-times"
+    )
 
 
 def _list_column(column: Series, desc: str) -> str:
@@ -748,6 +799,38 @@ def _greatest_least(op: str, values: Sequence[Any]) -> Series:
     return out
 
 
+def _elapsed_between(start: Any, end: Any, seconds: int, unit: str) -> Series:
+    a, b = wrap(start), wrap(end)
+    desc = f"{unit}_between({a.desc}, {b.desc})"
+    out = Series._make("elapsed", (a, b, seconds), "float", desc, (a, b))
+    for s in (a, b):
+        if s.dtype == "date":
+            out._with_error(
+                f"{desc}: {s.desc} is a date, without its clock time: take a date-and-time "
+                "(first_for_patient().datetime, not .date; a table's *_datetime column), or "
+                "for whole days subtract two dates"
+            )
+        elif s.dtype != "datetime":
+            what = "None" if s.dtype == "null" else a_dtype(s.dtype)
+            out._with_error(f"{desc}: {s.desc} is {what}, not a date-and-time")
+    return out
+
+
+def minutes_between(start: Any, end: Any) -> Series:
+    """The minutes from date-and-time ``start`` to date-and-time ``end``, each a patient's
+    (``rr.datetime`` of ``events.matching(rr).last_for_patient()``) or a row's
+    (``spo2.datetime``) — "SpO2 within an hour after the respiratory rate" is
+    ``spo2.where((m >= 0) & (m <= 60))`` with ``m = minutes_between(rr.datetime,
+    spo2.datetime)``. As :meth:`Frame.minutes_between`: to the second, each time cut to
+    whole seconds; negative when ``end`` is earlier; missing when either is."""
+    return _elapsed_between(start, end, 60, "minutes")
+
+
+def hours_between(start: Any, end: Any) -> Series:
+    """As :func:`minutes_between`, in hours (1.5 is an hour and a half)."""
+    return _elapsed_between(start, end, 3600, "hours")
+
+
 # -- frames -----------------------------------------------------------------------------------
 
 #: The date each many-rows table is windowed by.
@@ -867,6 +950,43 @@ def _one_identifier_space(
     return tuple(sorted(medication_codes(dict(by_system)).items()))
 
 
+#: Series ops holding a frame of their own (a per-patient value): a row's previous or next
+#: row inside them is of that frame, not of the rows they are used on.
+_OWN_FRAME_OPS = ("agg", "pick", "day", "lookup", "pcol")
+
+
+def neighbours(s: Any) -> list[Series]:
+    """The previous/next-row values (``frame.previous(...)``) ``s`` reads on its rows (not
+    those inside a per-patient value, which are of that value's own frame)."""
+    found: dict[tuple, Series] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, list | tuple):
+            for y in x:
+                walk(y)
+        elif isinstance(x, Series) and x.op not in _OWN_FRAME_OPS:
+            if x.op == "neighbour":
+                found.setdefault(x.key, x)
+            walk(x.args)
+
+    walk(s)
+    return list(found.values())
+
+
+def foreign_neighbour(s: Series, frame: Frame, desc: str) -> str | None:
+    """Why ``s``, read on the rows of ``frame``, may not read a previous or next row —
+    one taken over other rows than ``frame``'s — or None."""
+    for n in neighbours(s):
+        if n.args[0].key != frame.key:
+            return (
+                f"{desc}: {n.desc} is taken over the rows of {n.args[0]._desc}, and these "
+                f"are the rows of {frame._desc}: a previous or next row is of the rows it is "
+                "taken over; take it on the rows it is used on (rows = ...; "
+                "rows.where(rows.days_since_previous() <= 30))"
+            )
+    return None
+
+
 class Frame:
     """Rows of one many-rows-per-patient table that pass the filters so far."""
 
@@ -912,7 +1032,7 @@ class Frame:
                 f"{self._table} has no column {name!r}{did_you_mean(name, t.column_names, self)}"
                 f"; columns: {', '.join(t.column_names)}"
             ) from None
-        dtype = {"timestamp": "date", "list<string>": "list"}.get(col.type, col.type)
+        dtype = {"timestamp": "datetime", "list<string>": "list"}.get(col.type, col.type)
         return Series("col", (self._table, name), dtype, self._table, f"{self._table}.{name}")
 
     # -- filtering -------------------------------------------------------------------------
@@ -926,6 +1046,7 @@ class Frame:
                 f"{condition.domain}; many-rows-per-patient series from different tables "
                 "cannot be combined row by row"
             )
+        err = err or foreign_neighbour(condition, self, desc)
         return Frame(self._table, (*self._filters, condition), self._order, err, desc)
 
     def where(self, condition: Any) -> Frame:
@@ -1023,28 +1144,31 @@ class Frame:
     # -- windows ------------------------------------------------------------------------------
     @property
     def _date(self) -> Series:
-        return getattr(self, DATE_COLUMNS[self._table])
+        """The day each row is windowed by: the table's date column, or the day of its
+        date-and-time column (``emergency_attendances``: the day of arrival)."""
+        return getattr(self, DATE_COLUMNS[self._table]).date
 
+    # Windows step in whole days: a date-and-time given as a bound is taken as its day.
     def on_or_before(self, date: Any) -> Frame:
-        return self.where(self._date <= date)
+        return self.where(self._date <= as_day(date))
 
     def before(self, date: Any) -> Frame:
-        return self.where(self._date < date)
+        return self.where(self._date < as_day(date))
 
     def on_or_after(self, date: Any) -> Frame:
-        return self.where(self._date >= date)
+        return self.where(self._date >= as_day(date))
 
     def after(self, date: Any) -> Frame:
-        return self.where(self._date > date)
+        return self.where(self._date > as_day(date))
 
     def on(self, date: Any) -> Frame:
-        return self.where(self._date == date)
+        return self.where(self._date == as_day(date))
 
     def between(self, start: Any, end: Any) -> Frame:
         """Rows dated from ``start`` to ``end``, both inclusive (two dates the wrong way
         round are an error: no row could be between them)."""
-        out = self.where((self._date >= start) & (self._date <= end))
-        a, b = as_date(start), as_date(end)
+        a, b = as_day(start), as_day(end)
+        out = self.where((self._date >= a) & (self._date <= b))
         if a.op == "lit" == b.op and a.dtype == "date" == b.dtype and a.args[0] > b.args[0]:
             return out._failed(
                 f"{self._desc}.between({a.args[0]}, {b.args[0]}): the start is after the "
@@ -1111,7 +1235,7 @@ class Frame:
         problem = self._window("in_last", days, weeks, months, years, clock)
         if problem:
             return self._failed(problem)
-        end = index_date if of is None else as_date(of)
+        end = index_date if of is None else as_day(of)
         start = end
         if months or years:
             start = start - _m(months + 12 * years)
@@ -1140,7 +1264,7 @@ class Frame:
         problem = self._window("in_next", days, weeks, months, years, clock)
         if problem:
             return self._failed(problem)
-        start = index_date if of is None else as_date(of)
+        start = index_date if of is None else as_day(of)
         end = start
         if months or years:
             end = end + _m(months + 12 * years)
@@ -1172,7 +1296,102 @@ class Frame:
         for c in cols:
             if c.domain not in (None, self._table):
                 err = err or f"sort_by: {c.desc} is not a column of {self._table}"
+            if neighbours(c):
+                err = err or (
+                    f"sort_by({c.desc}): the previous or next row is found by the sort, so "
+                    "it cannot be sorted by"
+                )
         return Frame(self._table, self._filters, cols, err, self._desc)
+
+    # -- the previous and next row ------------------------------------------------------
+    def _neighbour(self, column: Any, direction: str, desc: str | None = None) -> Series:
+        if isinstance(column, str):
+            try:
+                column = getattr(self, column)
+            except ColumnError as exc:
+                column = _invalid(f"{self._desc}.{direction}({column!r}): {exc}")
+        value = wrap(column)
+        desc = desc or f"{self._desc}.{direction}({value.desc})"
+        out = Series("neighbour", (self, value, direction), value.dtype, self._table, desc)
+        out.error = self.error or value.error
+        if value.domain not in (None, self._table):
+            out._with_error(f"{desc}: {value.desc} is not a value of the rows of {self._table}")
+        if neighbours(value):
+            out._with_error(f"{desc}: the {direction} row's own previous or next row")
+        if value.dtype in ("list", "null"):
+            out._with_error(f"{desc}: {value.desc} is not a value of one row")
+        return out
+
+    def previous(self, column: Any) -> Series:
+        """On each row, ``column`` on the patient's previous row of this frame: rows in the
+        frame's order (:meth:`sort_by`; default the date, a date-and-time by its clock
+        time), ties broken by every other column (ascending, missing last; as
+        :meth:`first_for_patient`), the same on every engine. Missing on the patient's
+        first row. Given by name or as a column: ``attendances.previous("diagnosis")``.
+        The rows are this frame's: use it in this frame's ``where(...)``
+        (``rows.where(rows.days_since_previous() <= 30)``), its aggregates, or an event
+        table of it."""
+        return self._neighbour(column, "previous")
+
+    def next(self, column: Any) -> Series:
+        """On each row, ``column`` on the patient's next row of this frame (as
+        :meth:`previous`; missing on the last row)."""
+        return self._neighbour(column, "next")
+
+    def days_since_previous(self) -> Series:
+        """On each row, whole days from the previous row's date (a date-and-time: its day)
+        to this row's; missing on the first row. "A re-attendance within 30 days" is
+        ``rows.where(rows.days_since_previous() <= 30)``."""
+        desc = f"{self._desc}.days_since_previous()"
+        out = self._neighbour(self._date, "previous", f"{self._desc}'s previous day")
+        out = out.days_until(self._date)
+        out.desc = desc
+        return out
+
+    def days_until_next(self) -> Series:
+        """On each row, whole days from this row's date to the next row's; missing on the
+        last row."""
+        out = self._neighbour(self._date, "next", f"{self._desc}'s next day")
+        out = self._date.days_until(out)
+        out.desc = f"{self._desc}.days_until_next()"
+        return out
+
+    def _clock_gap(self, column: Any, direction: str, seconds: int, unit: str) -> Series:
+        what = "since_previous" if direction == "previous" else "until_next"
+        name = self._column_name(column) if column is not None else None
+        if name is None:
+            name = DATE_COLUMNS[self._table]
+            if getattr(self, name).dtype != "datetime":
+                return _invalid(
+                    f"{self._desc}.{unit}_{what}(): {self._table} is dated by day "
+                    f"({self._table}.{name}); name one of its date-and-time columns"
+                    + (' (e.g. "datetime")' if self._table == "events" else "")
+                )
+        desc = f"{self._desc}.{unit}_{what}({'' if column is None else repr(name)})"
+        now = self._clock(name, desc)
+        other = self._neighbour(now, direction) if not now.error else now
+        a, b = (other, now) if direction == "previous" else (now, other)
+        out = Series._make("elapsed", (a, b, seconds), "float", desc, (a, b))
+        return out._with_error(self.error) if self.error else out
+
+    def minutes_since_previous(self, column: str | Series | None = None) -> Series:
+        """On each row, the minutes from the previous row's clock time to this row's, in
+        date-and-time ``column`` (default: the table's, e.g. an attendance's arrival), to
+        the second as :meth:`minutes_between`; missing on the first row."""
+        return self._clock_gap(column, "previous", 60, "minutes")
+
+    def minutes_until_next(self, column: str | Series | None = None) -> Series:
+        """On each row, the minutes from this row's clock time to the next row's (as
+        :meth:`minutes_since_previous`); missing on the last row."""
+        return self._clock_gap(column, "next", 60, "minutes")
+
+    def hours_since_previous(self, column: str | Series | None = None) -> Series:
+        """As :meth:`minutes_since_previous`, in hours."""
+        return self._clock_gap(column, "previous", 3600, "hours")
+
+    def hours_until_next(self, column: str | Series | None = None) -> Series:
+        """As :meth:`minutes_until_next`, in hours."""
+        return self._clock_gap(column, "next", 3600, "hours")
 
     # -- clock times ------------------------------------------------------------------------
     def _column_name(self, column: Any) -> Any:
@@ -1192,17 +1411,30 @@ class Frame:
         have = f"its date-and-time columns: {', '.join(stamps)}" if stamps else "it has none"
         if not isinstance(name, str):
             given = name.desc if isinstance(name, Series) else repr(name)
+            pick = isinstance(name, Series) and name.domain is None
+            if pick and name.dtype == "datetime" and "_between(" in what:
+                found = re.search(r"\.(minutes_between|hours_between|hour_of_day)\(", what)
+                unit = found.group(1) if found else "minutes_between"
+                return _invalid(
+                    f"{what}: {given} is one value per patient, and frame.{unit} reads two "
+                    f"date-and-time columns of one row ({have}). From a patient's time to "
+                    f"each row's, use the function: {unit}({given}, {self._table}.column) "
+                    "(from pophealth.query). A per-patient date, without its clock time, "
+                    "compares by days: frame.on(day), date - date in days"
+                )
             if isinstance(name, Series) and name.domain is None and name.dtype == "date":
                 return _invalid(
-                    f"{what}: {given} is one value per patient, and a per-patient value is a "
-                    "date without its clock time: the minutes and hours between two times "
-                    f"are read on one row, from two of its date-and-time columns ({have}). "
-                    "Across rows, compare days: frame.on(day), date - date in days"
+                    f"{what}: {given} is one value per patient, and a date, without its "
+                    "clock time: the minutes and hours between two times are read on one "
+                    f"row, from two of its date-and-time columns ({have}), or by the "
+                    "functions minutes_between / hours_between from a per-patient "
+                    "date-and-time (first_for_patient().datetime, not .date). Across rows "
+                    "by day, compare days: frame.on(day), date - date in days"
                 )
             return _invalid(f"{what}: {given} is not a column of {self._table}; {have}")
         if name not in t.column_names or t[name].type != "timestamp":
             return _invalid(f"{what}: {self._table}.{name} is not a date-and-time column; {have}")
-        return Series("col", (self._table, name), "date", self._table, f"{self._table}.{name}")
+        return Series("col", (self._table, name), "datetime", self._table, f"{self._table}.{name}")
 
     def _elapsed(self, start: Any, end: Any, seconds: int, unit: str) -> Series:
         start, end = self._column_name(start), self._column_name(end)
@@ -1242,10 +1474,16 @@ class Frame:
         if arg is not None and err is None:
             if arg.domain not in (None, self._table):
                 err = f"{desc}: {arg.desc} is not a column of {self._table}"
-            elif fn in ("min", "max", "mean", "sum") and arg.dtype not in (*NUMERIC, "date"):
+            elif fn in ("min", "max", "mean", "sum") and arg.dtype not in (
+                *NUMERIC,
+                "date",
+                "datetime",
+            ):
                 err = f"{desc}: needs numbers, not {arg.desc} ({arg.dtype})"
-            elif fn in ("mean", "sum") and arg.dtype == "date":
+            elif fn in ("mean", "sum") and arg.dtype in ("date", "datetime"):
                 err = f"{desc}: cannot {fn} dates"
+            else:
+                err = foreign_neighbour(arg, self, desc)
         return Series("agg", (self, fn, arg), dtype, None, desc, error=err)
 
     def exists_for_patient(self) -> Series:

@@ -15,7 +15,7 @@ from pophealth.query.model import (
     QueryError,
     Row,
     Series,
-    as_date,
+    as_day,
     case,
     did_you_mean,
     index_date,
@@ -43,7 +43,7 @@ AREA_ATTRIBUTES: tuple[str, ...] = tuple(c.name for c in AREAS.columns if c.name
 
 
 def _dtype(col_type: str) -> str:
-    return {"timestamp": "date"}.get(col_type, col_type)
+    return {"timestamp": "datetime"}.get(col_type, col_type)
 
 
 class Patients:
@@ -74,7 +74,7 @@ class Patients:
         turn over on 1 Mar in non-leap years). Before the date of birth it is negative (-1
         in the year before): combine with ``is_alive_on`` or registration, which a patient
         not yet born does not pass, rather than rely on ``age < n`` alone."""
-        date = as_date(date)
+        date = as_day(date)
         dob = self.date_of_birth
         desc = f"patients.age_on({date.desc})"
         out = Series._make("age", (dob, date), "int", desc, (dob, date))
@@ -99,7 +99,7 @@ class Patients:
 
     def is_alive_on(self, date: Any = index_date) -> Series:
         """Born on or before ``date`` and not recorded as dead on or before it."""
-        date = as_date(date)
+        date = as_day(date)
         return (self.date_of_birth <= date) & (
             self.date_of_death.is_null() | (self.date_of_death > date)
         )
@@ -113,7 +113,7 @@ class Registrations(Frame):
         super().__init__("registrations")
 
     def active_on(self, date: Any = index_date) -> Frame:
-        date = as_date(date)
+        date = as_day(date)
         return self.where(
             (self.start_date <= date) & (self.end_date.is_null() | (self.end_date >= date))
         )
@@ -179,7 +179,7 @@ class Addresses(Frame):
         super().__init__("addresses")
 
     def active_on(self, date: Any = index_date) -> Frame:
-        date = as_date(date)
+        date = as_day(date)
         return self.where(
             (self.start_date <= date) & (self.end_date.is_null() | (self.end_date >= date))
         )

@@ -66,7 +66,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
-from pophealth.query.compile import LEAF_OPS, Compiler
+from pophealth.query.compile import LEAF_OPS, Compiler, _reads_neighbours
 from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series, wrap
 from pophealth.schema import table as schema_table
 
@@ -436,6 +436,9 @@ class Timeline:
                 raise QueryError(frame.error)
             if any(self.dep(o) for o in frame._order):
                 raise Unsupported(f"{leaf.desc}: sorted by an interval-dependent value")
+            value = leaf.args[2] if op in ("agg", "day") else None
+            if _reads_neighbours(frame, value):
+                raise Unsupported(f"{leaf.desc}: reads a previous or next row")
             if op == "agg" and leaf.args[2] is not None and self.dep(leaf.args[2]):
                 raise Unsupported(f"{leaf.desc}: aggregates an interval-dependent value")
             if op == "pick" and self.dep(leaf.args[2]):
@@ -927,7 +930,7 @@ class Timeline:
         (``days_only``: every day, ``patient_id, _tag, _day, _lo, _hi, _val``)."""
         frame, direction, column, rule, _ = leaf.args
         n = self.n
-        date = getattr(frame, DATE_COLUMNS[frame._table])
+        date = frame._date
         per_row = rows.select(
             "patient_id",
             "_tag",
@@ -1335,7 +1338,7 @@ def _cmp_values(r: _Range) -> list[Series]:
 def _monotone_in_date(x: Series, frame: Frame) -> bool:
     """True when ``x`` is the frame's date column, possibly shifted (so it never decreases
     as the date increases)."""
-    while x.op == "shift":
+    while x.op in ("shift", "to_date"):
         x = x.args[0]
     date_col = DATE_COLUMNS[frame._table]
     return (

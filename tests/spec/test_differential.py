@@ -27,6 +27,7 @@ from pophealth.query import (
     events,
     index_date,
     medications,
+    minutes_between,
     months,
     patients,
     registrations,
@@ -160,7 +161,19 @@ def _frames(draw):
 @st.composite
 def variable(draw):
     frame = _frames(draw)
-    kind = draw(st.integers(0, 14))
+    kind = draw(st.integers(0, 15))
+    if kind == 15:  # date-and-times across rows, and each row's previous row
+        ea = emergency_attendances
+        first = ea.first_for_patient().arrival_datetime
+        pick = draw(st.integers(0, 3))
+        if pick == 0:  # compared to the second
+            return ea.where(ea.first_analgesia_datetime > first).count_for_patient()
+        if pick == 1:
+            return minutes_between(first, ea.last_for_patient().first_analgesia_datetime)
+        if pick == 2:
+            within = draw(st.integers(0, 60))
+            return ea.where(ea.days_since_previous() <= within).count_for_patient()
+        return ea.maximum_for_patient(ea.minutes_since_previous())
     if kind == 14:  # clock times, to the second (DuckDB keeps microseconds, Spark does not)
         wait = emergency_attendances.minutes_between("arrival_datetime", "first_analgesia_datetime")
         if draw(st.booleans()):
