@@ -48,7 +48,8 @@ def pollution_episode(
         str | None,
         typer.Option(
             "--index-date",
-            help="YYYY-MM-DD; default: the store's extract date (today if it records none).",
+            help="YYYY-MM-DD, not in the future; default: the store's extract date (today "
+            "if it records none).",
         ),
     ] = None,
     engine: EngineOption = "duckdb",

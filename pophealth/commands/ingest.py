@@ -14,7 +14,7 @@ from pophealth.commands._common import check_writable, console, fail, progress
 app = typer.Typer(
     help=(
         "Import real records into a store: FHIR R4 (Bundles, bulk NDJSON, XML, .gz), OMOP CDM "
-        "5.3/5.4 CSV, or flat canonical CSV/Parquet. Streams in batches, validates every row, "
+        "5.3/5.4 CSV/TSV, or flat canonical CSV/Parquet. Streams in batches, validates every row, "
         "quarantines bad records with file, line and field (STORE/quarantine/<run>.csv; "
         "STORE-quarantine/ beside it while STORE holds no store yet) and "
         "commits atomically at the end. By default the ingest REPLACES the patient-level "
@@ -37,6 +37,17 @@ AppendOption = Annotated[
         help="Add to the store's tables instead of replacing them (duplicates dropped; a "
         "patient seen again takes the newer record; a FHIR record sent again in a new "
         "version replaces the rows its earlier version loaded).",
+    ),
+]
+#: OMOP and flat rows carry no record identity, so nothing replaces an earlier run's rows.
+TabularAppendOption = Annotated[
+    bool,
+    typer.Option(
+        "--append",
+        help="Add to the store's tables instead of replacing them (exact duplicate rows "
+        "dropped; a patient seen again takes the newer record). Other rows an earlier run "
+        "loaded are never replaced or withdrawn (they carry no record identity): send a "
+        "corrected extract without --append.",
     ),
 ]
 StrictOption = Annotated[
@@ -200,7 +211,7 @@ def fhir_command(
         ),
     ] = None,
 ) -> None:
-    """FHIR R4: Bundles (collection/transaction/message/searchset), bulk NDJSON, XML, .gz.
+    """FHIR R4: Bundles of any type (collection, transaction, message...), NDJSON, XML, .gz.
 
     A cancelled or entered-in-error prescription withdraws the order it names (an EPS
     cancellation: its order item), and a version of any other record saying it was entered
@@ -249,7 +260,7 @@ def omop_command(
     directory: Annotated[Path, typer.Argument(help="Directory of OMOP CDM CSV/TSV files.")],
     out: OutOption,
     key_file: KeyFileOption = None,
-    append: AppendOption = False,
+    append: TabularAppendOption = False,
     strict: StrictOption = False,
     registrations: RegistrationsOption = "infer-missing",
 ) -> None:
@@ -278,7 +289,7 @@ def csv_command(
         Path, typer.Argument(help="Directory of canonical tables (patients.csv, events.parquet…).")
     ],
     out: OutOption,
-    append: AppendOption = False,
+    append: TabularAppendOption = False,
     strict: StrictOption = False,
     patient_ids: Annotated[
         str,
