@@ -143,6 +143,30 @@ def test_the_disclosure_rule_reads_as_the_statistics_guide_quotes_it():
     )
 
 
+def _slug(heading: str) -> str:
+    """A Markdown heading's anchor as GitHub makes it."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_in_the_guides_reaches_a_file_and_heading():
+    checked, broken = 0, []
+    for path in GUIDES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            checked += 1
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists():
+                broken.append(f"{path.name}: {target}")
+            elif anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", linked.read_text(), re.M)
+                if anchor not in {_slug(h) for h in headings}:
+                    broken.append(f"{path.name}: {target}")
+    assert not broken, broken
+    assert checked >= 15
+
+
 # -- code lists: the names docs/codelists.md gives are the names each programme reads ------
 
 
@@ -325,3 +349,9 @@ def test_ingest_exit_codes_are_the_guides(tmp_path):
     assert code == 2 and "--patient-ids nhs-number" in said, said
     code, said = invoke("ingest", "csv", tmp_path / "no-such", "--out", tmp_path / "x")
     assert code == 2, said
+    short = tmp_path / "no-ethnicity"
+    short.mkdir()
+    (short / "patients.csv").write_text("patient_id,date_of_birth,sex\np1,1980-01-01,female\n")
+    code, said = invoke("ingest", "csv", short, "--out", tmp_path / "y")
+    assert code == 2 and "patients.csv" in said and "ethnicity_5" in said, said
+    assert not (tmp_path / "y" / "CURRENT").exists()
