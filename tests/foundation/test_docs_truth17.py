@@ -305,6 +305,41 @@ def test_cvd_worklist_columns_start_as_documented_and_carry_the_disclaimer(cvd_r
     assert "qrisk3_disclaimer" in header and "qrisk3" in header
 
 
+def _documented_signature(text: str, name: str) -> dict[str, str | None]:
+    """``name(a, *, b=1, ...)`` as a guide writes it: parameter -> default text (or None)."""
+    body = re.search(rf"^{name}\((.*?)\)(?: ->|\n)", text, re.S | re.M).group(1)
+    params = {}
+    for part in (p.strip() for p in " ".join(body.split()).split(",")):
+        if part and part != "*":
+            key, _, value = part.partition("=")
+            params[key.strip()] = value.strip() or None
+    return params
+
+
+@pytest.mark.parametrize(
+    ("guide", "module", "name"),
+    [
+        ("docs/ingest.md", "pophealth.ingest", "ingest_fhir"),
+        ("docs/ingest.md", "pophealth.ingest", "ingest_omop"),
+        ("docs/ingest.md", "pophealth.ingest", "ingest_csv"),
+        ("docs/synth.md", "pophealth.synth", "generate"),
+        ("docs/synth.md", "pophealth.synth", "write_synthetic_store"),
+    ],
+)
+def test_the_python_signatures_the_guides_give_are_the_functions(guide, module, name):
+    import ast
+    import importlib
+    import inspect
+
+    text = doc(guide).replace("`", "\n")  # synth.md writes them inline, in backticks
+    documented = _documented_signature(text, name)
+    actual = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    assert list(documented) == list(actual), name
+    for param, value in documented.items():
+        if value is not None:
+            assert ast.literal_eval(value) == actual[param].default, (name, param)
+
+
 # -- ingest: exit codes and where the quarantine report goes --------------------------------
 
 PATIENTS_HEADER = "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\n"
