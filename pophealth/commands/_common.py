@@ -221,7 +221,13 @@ def read_codelists_option(folder: Path | None, *, programmes_only: bool = True):
         known = programmes.codelist_names() if programmes_only else None
         return read_own_codelists(folder, known=known)
     except CodelistError as exc:
-        raise fail(f"--codelists: {exc}") from None
+        # the loader's hint is the Python keyword; on the command line a folder's lists
+        # take their system from its MANIFEST.csv (docs/codelists.md)
+        message = str(exc).replace(
+            "pass system=...",
+            f"name the list's system in {Path(folder) / 'MANIFEST.csv'} (columns name,system)",
+        )
+        raise fail(f"--codelists: {message}") from None
 
 
 def warn_curated(store, own, who: str) -> None:

@@ -203,6 +203,27 @@ def test_a_file_named_as_no_list_is_refused_with_the_closest_names(tmp_path, sto
     assert not (tmp_path / "o").exists()
 
 
+def test_an_ambiguous_list_is_told_to_use_the_folders_manifest(tmp_path, store):
+    """Three-character codes are ICD-10 and OPCS-4 alike: docs/codelists.md says to add a
+    MANIFEST.csv (name,system) to the folder. The command said "pass system=...", a Python
+    keyword a command-line user cannot pass; with the manifest the run goes through."""
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    (folder / "asthma_diagnosis.csv").write_text("code,term\nJ45,Asthma\n")
+    code, said = invoke(
+        "run", "population", "--store", store, "--out", tmp_path / "o", "--codelists", folder
+    )
+    assert code == 2
+    assert "system=" not in said
+    assert f"{folder / 'MANIFEST.csv'} (columns name,system)" in said
+    (folder / "MANIFEST.csv").write_text("name,system\nasthma_diagnosis,icd10\n")
+    code, said = invoke(
+        "run", "population", "--store", store, "--out", tmp_path / "o", "--codelists", folder
+    )
+    assert code == 0, said
+    assert "asthma_diagnosis read" in said
+
+
 # -- programme outputs: the files and columns the guides list -------------------------------
 
 
@@ -242,6 +263,10 @@ def test_population_writes_the_tables_its_guide_lists(population_run):
     # registered_by_lsoa only when the map is drawn: real boundaries, not the synthetic region
     assert written == sorted(set(listed) - {"registered_by_lsoa"})
     assert not (population_run / "patient-level").exists()  # "no patient-level file"
+    pyramid = pd.read_csv(population_run / "aggregate" / "population" / "age_sex_pyramid.csv")
+    bands = [f"{a}-{a + 4}" for a in range(0, 90, 5)] + ["90+"]  # "0-4 … 85-89 and 90+"
+    for _, rows in pyramid.groupby("sex"):  # every band of every recorded sex is a row
+        assert list(rows["age_band"]) == bands
 
 
 def test_population_prevalence_has_the_documented_columns_and_registers(population_run):
