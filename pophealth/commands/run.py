@@ -121,11 +121,12 @@ def run_command(
 
     Into --out: aggregate/PROGRAMME/*.csv (disclosure-controlled: counts of 1-7 withheld,
     others rounded to the nearest 5; what report.html shows), patient-level/PROGRAMME/*.csv
-    (pseudonymous worklists for the direct care team only; never publish them) and
-    report.html, which opens offline. Files of the same name from an earlier run are
-    replaced, each only once it is complete; a CSV an earlier run left in
-    aggregate/PROGRAMME or patient-level/PROGRAMME that this run did not write (a worklist
-    of a PCN with nobody listed now) is removed; other files in --out are left alone.
+    (pseudonymous worklists for the direct care team only; never publish them; how to read
+    them: patient-level/README.txt) and report.html, which opens offline. Files of the same
+    name from an earlier run are replaced, each only once it is complete; a CSV an earlier
+    run left in aggregate/PROGRAMME or patient-level/PROGRAMME that this run did not write
+    (a worklist of a PCN with nobody listed now) is removed; other files in --out are left
+    alone.
     """
     from pophealth.store import Store, StoreError
 
@@ -192,8 +193,8 @@ def demo_command(
 
     Everything lands in --out: the store (store/), aggregate CSVs (aggregate/,
     disclosure-controlled: counts of 1-7 withheld, others rounded to the nearest 5),
-    care-team worklists (patient-level/) and report.html, which opens offline. Running it
-    again replaces the store and the files of the same name.
+    care-team worklists (patient-level/, with a README.txt on reading them) and report.html,
+    which opens offline. Running it again replaces the store and the files of the same name.
     """
     from pophealth.commands.core import synth_command
     from pophealth.store import Store
