@@ -31,7 +31,7 @@ def build_command(
         typer.Option(
             "--from",
             help="Reference folder, laid out like ../shared/data (imd2019/, imd2025/, "
-            "air_quality/, fuel_poverty/, population/, geography/, geography/gp/).",
+            "air_quality/, fuel_poverty/, population/, esp2013/, geography/, geography/gp/).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Store directory to write (new or existing).")],

@@ -133,6 +133,20 @@ def test_the_publishers_serve_six_files_as_readme_and_download_help_say():
     assert markdown_table() in doc("docs/reference-data.md")
 
 
+def test_the_reference_folder_layout_is_the_same_in_help_guide_and_catalogue():
+    """`reference build --from` help left out esp2013/, which the guide and the catalogue
+    have."""
+    from pophealth.reference.sources import SOURCES
+
+    catalogue = {str(Path(s.path).parent) + "/" for s in SOURCES}
+    guide = " ".join(doc("docs/reference-data.md").split())
+    layout = guide.split("`DIR` has the layout of `../shared/data`", 1)[1].split(". ", 1)[0]
+    assert set(re.findall(r"`([a-z0-9_/]+/)`", layout)) == catalogue
+    command = commands()["reference build"]
+    text = next(p.help for p in command.params if "--from" in p.opts)
+    assert set(re.findall(r"([a-z0-9_/]+/)", text.split("(", 1)[1])) == catalogue
+
+
 def test_the_disclosure_rule_reads_as_the_statistics_guide_quotes_it():
     from pophealth.disclosure import DEFAULT_POLICY, MAX_AUDITED_CELLS
 
