@@ -181,6 +181,49 @@ def test_every_relative_link_in_the_guides_reaches_a_file_and_heading():
     assert checked >= 15
 
 
+def _resolves(dotted: str) -> bool:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+def test_every_python_name_the_guides_give_exists():
+    """`pophealth.query.unmatched.unmatched_lists`, `cvd.extract.roles_read` (cvd.md's short
+    form), and each function the statistics guide lists under its module heading."""
+    checked, missing = 0, []
+    for path in GUIDES:
+        text = path.read_text()
+        names = set(re.findall(r"`(pophealth(?:\.[A-Za-z_]\w*)+)", text))
+        if path.name == "cvd.md":
+            names |= {
+                "pophealth.programmes." + n for n in re.findall(r"`(cvd(?:\.[A-Za-z_]\w*)+)", text)
+            }
+        for name in names:
+            checked += 1
+            if not _resolves(name):
+                missing.append(f"{path.name}: {name}")
+    statistics = doc("docs/statistics.md")
+    for module in ("stats", "spc", "disclosure", "equity", "charts"):
+        section = statistics.split(f"## `pophealth.{module}`", 1)[1].split("\n## ", 1)[0]
+        for function in set(re.findall(r"`([a-z_]\w*)\(", section)):
+            checked += 1
+            if not _resolves(f"pophealth.{module}.{function}"):
+                missing.append(f"statistics.md: pophealth.{module}.{function}")
+    assert not missing, missing
+    assert checked >= 70
+
+
 # -- code lists: the names docs/codelists.md gives are the names each programme reads ------
 
 
