@@ -241,7 +241,8 @@ def recompute(t: dict[str, pd.DataFrame], codes, index: dt.date) -> pd.DataFrame
     last_day = smk.groupby("patient_id").date.transform("max")
     latest = smk[smk.date == last_day].groupby("patient_id").current.agg(["min", "max"])
     out["smoker"] = latest["max"].reindex(pop).astype("boolean").fillna(False).astype(bool)
-    out["smoking_same_day_conflict"] = (latest["min"] != latest["max"]).reindex(pop).fillna(False)
+    conflict = (latest["min"] != latest["max"]).reindex(pop)
+    out["smoking_same_day_conflict"] = conflict.astype("boolean").fillna(False).astype(bool)
 
     # ISAC pathway dates
     ref = _match(ev_to, _pairs(codes, "referral_secondary"), "system", "code")
