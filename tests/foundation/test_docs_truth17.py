@@ -181,6 +181,22 @@ def test_every_relative_link_in_the_guides_reaches_a_file_and_heading():
     assert checked >= 15
 
 
+def test_every_repository_file_the_guides_name_exists():
+    checked, missing = 0, []
+    for path in GUIDES:
+        text = path.read_text()
+        for name in set(re.findall(r"`((?:tests|pophealth|benchmarks|docs)/[\w./-]*)`", text)):
+            checked += 1
+            if not (REPO / name).exists():
+                missing.append(f"{path.name}: {name}")
+        for name in set(re.findall(r"`(test_\w+\.py)`", text)):  # a test named alone
+            checked += 1
+            if not list((REPO / "tests").rglob(name)):
+                missing.append(f"{path.name}: {name}")
+    assert not missing, missing
+    assert checked >= 50
+
+
 def _resolves(dotted: str) -> bool:
     import importlib
 
