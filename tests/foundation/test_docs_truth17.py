@@ -240,6 +240,15 @@ def test_every_python_name_the_guides_give_exists():
     assert checked >= 70
 
 
+def test_the_qrisk3_inputs_the_scores_guide_lists_are_the_columns_it_needs():
+    from pophealth.scores.qrisk3 import QRISK3_COLUMNS
+
+    text = doc("docs/scores.md")
+    paragraph = text.split("\nInput: ", 1)[1].split("\n\n", 1)[0]
+    named = re.findall(r"`([a-z0-9_]+)`", paragraph)
+    assert set(named) == set(QRISK3_COLUMNS)
+
+
 # -- code lists: the names docs/codelists.md gives are the names each programme reads ------
 
 
