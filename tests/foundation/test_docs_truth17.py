@@ -401,6 +401,35 @@ def test_cvd_writes_every_file_its_outputs_table_lists(cvd_run):
     assert (cvd_run / "patient-level" / "README.txt").is_file()
 
 
+def test_cvd_configuration_table_is_the_default_config():
+    from pophealth.programmes.cvd.config import DEFAULT_CONFIG as c
+
+    text = " ".join(doc("docs/programmes/cvd.md").split())
+    assert f"version `{c.version}`" in text
+
+    def num(x: float) -> str:
+        return f"{x:g}"
+
+    assert f"| `non_hdl_target` | {num(c.non_hdl_target.value)} mmol/L" in text
+    assert f"| `ldl_target` | {c.ldl_target.value:.1f} mmol/L" in text
+    assert f"| `qrisk_statin` | {num(c.qrisk_statin.value)} %" in text
+    assert f">{num(c.tc_fh_assess.value)}, >{num(c.tc_fh_refer.value)} mmol/L" in text
+    lipids = (
+        f"total cholesterol {num(c.cholesterol_range[0])}–{num(c.cholesterol_range[1])}, "
+        f"HDL {num(c.hdl_range[0])}–{num(c.hdl_range[1])}, "
+        f"LDL {num(c.ldl_range[0])}–{num(c.ldl_range[1])}, "
+        f"non-HDL {num(c.non_hdl_range[0])}–{num(c.non_hdl_range[1])} mmol/L; "
+        f"ratio {num(c.chol_hdl_ratio_range[0])}–{num(c.chol_hdl_ratio_range[1])}"
+    )
+    assert lipids in text
+    body = (
+        f"{num(c.bmi_range[0])}–{num(c.bmi_range[1])} kg/m², "
+        f"{num(c.height_m_range[0])}–{num(c.height_m_range[1])} m, "
+        f"{num(c.weight_kg_range[0])}–{num(c.weight_kg_range[1])} kg"
+    )
+    assert body in text
+
+
 def test_cvd_worklist_columns_start_as_documented_and_carry_the_disclaimer(cvd_run):
     text = " ".join(doc("docs/programmes/cvd.md").split())
     documented = re.search(r"One row per patient on any list, columns `([^`]+)`", text).group(1)
