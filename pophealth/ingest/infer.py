@@ -252,7 +252,8 @@ def infer_registrations(con, run: Run) -> dict[str, Any] | None:
     where = " and ".join(basis) or "encounters or observation periods"
     line = (
         f"{rows:,} registrations inferred from {where} for {patients:,} patients "
-        f"without a recorded registration ({practices:,} practices)"
+        f"without a recorded registration ({practices:,} "
+        f"{'practice' if practices == 1 else 'practices'})"
     )
     if unknown:
         line += f"; {unknown:,} of them at the placeholder practice {UNKNOWN_PRACTICE!r}"

@@ -387,9 +387,9 @@ def ingest_omop(
     )
     try:
         _OmopImport(run, Pseudonymiser(key), files, chunk_rows, progress).run_all()
-        version = _cdm_version(directory, files)
+        version, read_from = _cdm_version(directory, files)
         run.notes.append(f"OMOP CDM version: {version}")
-        note = files_note("files not used", other)
+        note = files_note("files not used", [f for f in other if f != read_from])
         if note:
             run.notes.append(note)
         summary = run.finish(
@@ -408,23 +408,25 @@ def ingest_omop(
     return summary
 
 
-def _cdm_version(directory: Path, files: dict[str, Path]) -> str:
-    for f in directory.rglob("*"):
+def _cdm_version(directory: Path, files: dict[str, Path]) -> tuple[str, Path | None]:
+    """The export's CDM version, and the cdm_source file it was read from (None: worked
+    out from the tables' columns), which is then a file used, not one left unread."""
+    for f in sorted(directory.rglob("*")):
         if f.name.lower().startswith("cdm_source."):
             try:
                 df = next(read_chunks(f, 10))[0]
                 v = _col(df, "cdm_version").dropna()
                 if len(v):
-                    return str(v.iloc[0])
+                    return str(v.iloc[0]), f
             except (StopIteration, ValueError, OSError):
                 pass
     if "visit_occurrence" in files:
         head = next(read_chunks(files["visit_occurrence"], 1), (pd.DataFrame(), None))[0]
         if "admitted_from_concept_id" in head.columns:
-            return "5.4 (from column names)"
+            return "5.4 (from column names)", None
         if "admitting_source_concept_id" in head.columns:
-            return "5.3 (from column names)"
-    return "unknown"
+            return "5.3 (from column names)", None
+    return "unknown", None
 
 
 class _OmopImport:
