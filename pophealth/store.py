@@ -345,30 +345,34 @@ def _lock_held(lock: Path) -> bool:
     return False
 
 
-def _remove_never_committed(path: Path) -> None:
-    """Remove what a first write that committed nothing leaves in ``path`` — an empty
-    ``snapshots/`` and ``readers/`` and the write lock, no CURRENT — so the next write can
-    start there (it would otherwise be refused as "not a pophealth store"). Anything else
-    in the folder leaves it all as it is."""
-    if (path / CURRENT).exists():
-        return
+def _never_committed(path: Path) -> bool:
+    """Whether ``path`` holds only what a first write that committed nothing leaves — an
+    empty ``snapshots/`` and ``readers/`` and the write lock (not held), no CURRENT."""
+    if (path / CURRENT).exists() or not path.is_dir():
+        return False
     entries = {p.name: p for p in path.iterdir()}
     if not entries or not set(entries) <= {SNAPSHOTS, READERS, WRITE_LOCK}:
-        return
+        return False
     for name in (SNAPSHOTS, READERS):
         folder = entries.get(name)
         if folder is not None and (not folder.is_dir() or any(folder.iterdir())):
-            return
+            return False
     lock = entries.get(WRITE_LOCK)
-    if lock is not None and (not lock.is_file() or _lock_held(lock)):
+    return lock is None or (lock.is_file() and not _lock_held(lock))
+
+
+def _remove_never_committed(path: Path) -> None:
+    """Remove what a first write that committed nothing leaves in ``path``
+    (:func:`_never_committed`), so the next write can start there (it would otherwise be
+    refused as "not a pophealth store"). Anything else in the folder leaves it all as it
+    is."""
+    if not _never_committed(path):
         return
     for name in (SNAPSHOTS, READERS):
-        if name in entries:
-            with contextlib.suppress(OSError):
-                entries[name].rmdir()
-    if lock is not None:
         with contextlib.suppress(OSError):
-            lock.unlink()
+            (path / name).rmdir()
+    with contextlib.suppress(OSError):
+        (path / WRITE_LOCK).unlink()
 
 
 def _remove_stale_snapshots(path: Path) -> list[tuple[Path, int]]:
@@ -673,6 +677,11 @@ class Store:
                 [p for p in sorted(path.glob("*/")) if cls.is_store(p)] if path.is_dir() else []
             )
             hint = f"; did you mean {inside[0]}?" if len(inside) == 1 else ""
+            if _never_committed(path):
+                hint = (
+                    ": a write into it committed nothing (an ingest that loaded no row leaves "
+                    "it so; its quarantine report says why); write into it again"
+                )
             raise StoreError(f"{path} is not a pophealth store (it has no {CURRENT} file){hint}")
         removed = _remove_stale_snapshots(path)
         for attempt in range(3):

@@ -1,8 +1,10 @@
-"""The notes an ingest prints say what happened: the OMOP cdm_source file the CDM version is
+"""What an ingest says is what happened: the OMOP cdm_source file the CDM version is
 read from is a file used (it was listed among the files not used), and a count of one
 practice reads in the singular ("(1 practice)", not "(1 practices)")."""
 
 from __future__ import annotations
+
+import pytest
 
 from pophealth.ingest.omop import ingest_omop
 from tests.ingest.conftest import KEY
@@ -42,3 +44,22 @@ def test_registrations_inferred_at_one_practice_say_one_practice(tmp_path):
     s = ingest_omop(_omop(tmp_path / "omop", cdm_source=True), tmp_path / "st", key=KEY)
     inferred = [n for n in s.notes if "registrations inferred" in n]
     assert len(inferred) == 1 and "(1 practice);" in inferred[0], inferred
+
+
+def test_opening_a_store_an_ingest_committed_nothing_to_says_so(tmp_path):
+    """A first ingest that loads no row leaves the new folder with an empty snapshots/ and
+    its write lock; opening it said only "not a pophealth store"."""
+    from pophealth.ingest.flat import ingest_csv
+    from pophealth.store import Store, StoreError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "patients.csv").write_text("patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\n")
+    ingest_csv(src, tmp_path / "st", key=KEY)
+    with pytest.raises(StoreError, match="committed nothing.*write into it again"):
+        Store.open(tmp_path / "st")
+    (src / "patients.csv").write_text(
+        "patient_id,date_of_birth,sex,ethnicity_5,ethnicity_16\n1,1980-01-01,female,unknown,Z\n"
+    )
+    ingest_csv(src, tmp_path / "st", key=KEY)
+    assert Store.open(tmp_path / "st").read("patients").num_rows == 1
