@@ -270,13 +270,18 @@ class Compiler:
         (so code-list filters reach the scan), then the rows are paired with the intervals
         (only if something depends on them) and the interval-dependent filters applied.
 
-        A filter (or an ``extra`` value) reading the previous or next row
-        (``rows.where(rows.days_since_previous() <= 30)``) has that row's value put on each
-        row by a window over the rows that passed the filters before it — the rows it was
-        taken over — and only then is applied."""
-        # (a code-list filter after a previous/next row must not narrow the rows it is of)
-        before = next((i for i, f in enumerate(static) if neighbours(f)), len(static))
-        t = self.scan(table, [static[:before]])
+        A previous or next row read by a filter or an ``extra`` value
+        (``rows.where(rows.days_since_previous() <= 30)``) is put on each row by a window
+        over the rows that passed its own frame's filters — the rows it is taken over —
+        before any later filter narrows them."""
+        # each previous/next row is taken after the filters of the rows it is of: the
+        # first k filters (k = its frame's; in _derive, a frame's rows or rows they narrow)
+        stages: dict[int, list[Series]] = {}
+        found = {n.key: n for x in (*static, *extra) for n in neighbours(x)}
+        for n in found.values():
+            stages.setdefault(min(len(n.args[0]._filters), len(static)), []).append(n)
+        # (and no code-list filter after one narrows the rows it is of, at the scan)
+        t = self.scan(table, [static[: min(stages, default=len(static))]])
         static_leaves = self._leaves(static)
         if static_leaves:
             pt, _ = self.leaf_table(static_leaves, with_interval=False)
@@ -289,17 +294,16 @@ class Compiler:
                     "after (rows.where(rows.days_since_previous() <= 30).in_interval())"
                 )
         todo: list[Series] = []
-        for f in static:
-            found = neighbours(f)
-            if found:  # the rows so far are the ones the previous/next row is taken over
+        for i, f in enumerate(static):
+            if i in stages:  # the rows so far are the ones these are taken over
                 if todo:
                     t = t.filter([self.expr(g, t) for g in todo])
                     todo = []
-                t = self._with_neighbours(t, found)
+                t = self._with_neighbours(t, stages[i])
             todo.append(f)
         if todo:
             t = t.filter([self.expr(f, t) for f in todo])
-        t = self._with_neighbours(t, [n for x in extra for n in neighbours(x)])
+        t = self._with_neighbours(t, stages.get(len(static), []))
         dep = bool(dynamic) or any(self.depends_on_interval(x) for x in extra)
         t = self._pair(t, dep)
         dynamic_leaves = self._leaves([*dynamic, *extra])

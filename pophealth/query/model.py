@@ -977,14 +977,26 @@ def foreign_neighbour(s: Series, frame: Frame, desc: str) -> str | None:
     """Why ``s``, read on the rows of ``frame``, may not read a previous or next row —
     one taken over other rows than ``frame``'s — or None."""
     for n in neighbours(s):
-        if n.args[0].key != frame.key:
+        if not _narrows(frame, n.args[0]):
             return (
                 f"{desc}: {n.desc} is taken over the rows of {n.args[0]._desc}, and these "
-                f"are the rows of {frame._desc}: a previous or next row is of the rows it is "
-                "taken over; take it on the rows it is used on (rows = ...; "
-                "rows.where(rows.days_since_previous() <= 30))"
+                f"are the rows of {frame._desc}, not those rows narrowed further: a previous "
+                "or next row is of the rows it is taken over; take it on the rows it is used "
+                "on, or on rows they narrow (rows = ...; rows.where(rows.days_since_previous() "
+                "<= 30))"
             )
     return None
+
+
+def _narrows(frame: Frame, of: Frame) -> bool:
+    """True when ``frame`` is ``of``'s rows, or them narrowed by more filters after (so each
+    of its rows has the previous and next row it had among ``of``'s)."""
+    k = len(of._filters)
+    return (
+        frame._table == of._table
+        and len(frame._filters) >= k
+        and all(a.key == b.key for a, b in zip(frame._filters[:k], of._filters, strict=True))
+    )
 
 
 class Frame:
@@ -1329,8 +1341,9 @@ class Frame:
         :meth:`first_for_patient`), the same on every engine. Missing on the patient's
         first row. Given by name or as a column: ``attendances.previous("diagnosis")``.
         The rows are this frame's: use it in this frame's ``where(...)``
-        (``rows.where(rows.days_since_previous() <= 30)``), its aggregates, or an event
-        table of it."""
+        (``rows.where(rows.days_since_previous() <= 30)``), its aggregates, an event table
+        of it, or on rows it narrows further (each keeps the value it had among these:
+        ``re_attended.maximum_for_patient(crises.days_since_previous())``)."""
         return self._neighbour(column, "previous")
 
     def next(self, column: Any) -> Series:
@@ -1616,6 +1629,7 @@ class DayRow:
             err = err or f"rule must be one of {', '.join(self.RULES)}, not {rule!r}"
         if column.dtype not in NUMERIC:
             err = err or f"{column.desc}: the value of a day must be a number, not a {column.dtype}"
+        err = err or foreign_neighbour(column, frame, f"{frame._desc}.{direction}_day_for_patient")
         self._error = err
 
     def _series(self, what: str, dtype: str) -> Series:
