@@ -27,6 +27,7 @@ from pophealth.query import (
     events,
     index_date,
     maximum_of,
+    minutes_between,
     operations,
     patients,
     registrations,
@@ -199,9 +200,11 @@ def test_news2_from_the_latest_same_day_observations_of_care_home_residents(engi
     }
 
 
-def test_observations_within_hours_of_another_row_are_refused_with_the_way_round(engine, tmp_path):
-    """The minutes or hours between two rows' clock times cannot be written: a per-patient
-    value is a date. The message says so, and names what can be written — the same day."""
+def test_observations_within_an_hour_after_another_row(engine, tmp_path):
+    """NEWS2: an SpO2 taken within an hour after the latest respiratory rate. A row's
+    datetime taken per patient keeps its clock time, so ``minutes_between`` (the function)
+    spans a patient's time and each row's. A frame's own ``hours_between`` reads two columns
+    of one row: given a patient's time it is refused, naming the function."""
     rr_row = events.matching(RR).sort_by("datetime").last_for_patient()
     spo2 = events.matching(SPO2)
     with pytest.raises(QueryError) as err:
@@ -209,16 +212,22 @@ def test_observations_within_hours_of_another_row_are_refused_with_the_way_round
             spo2.hours_between(rr_row.datetime, "datetime") <= 1
         ).exists_for_patient()
     message = str(err.value)
-    assert "is one value per patient" in message and "without its clock time" in message
-    assert "frame.on(day)" in message and "date-and-time columns: datetime" in message
+    assert "is one value per patient" in message and "use the function" in message
+    assert "date-and-time columns: datetime" in message
+    after_rr = minutes_between(rr_row.datetime, spo2.datetime)
+    later_rr = [_obs("1", T(2025, 3, 30, 21, 30), "rr", 22)]  # no SpO2 after it
     out = run(
         engine,
         tmp_path,
-        {"events": NEWS2_EVENTS},
-        {"spo2_same_day": spo2.on(rr_row.date).sort_by("datetime").last_for_patient().value},
+        {"events": NEWS2_EVENTS + later_rr},
+        {
+            "spo2_within_hour": spo2.where((after_rr >= 0) & (after_rr <= 60)).exists_for_patient(),
+            "spo2_same_day": spo2.on(rr_row.date).sort_by("datetime").last_for_patient().value,
+        },
     )
-    assert out["1"] == {"spo2_same_day": 93.0}
-    assert out["3"] == {"spo2_same_day": None}
+    assert out["1"] == {"spo2_within_hour": False, "spo2_same_day": 93.0}  # 20:00 is before 21:30
+    assert out["2"] == {"spo2_within_hour": True, "spo2_same_day": 96.0}  # the same minute
+    assert out["3"] == {"spo2_within_hour": False, "spo2_same_day": None}  # no RR
 
 
 # -- PreCiSSIon: caesareans and the 30-day wound questionnaire ------------------------------
