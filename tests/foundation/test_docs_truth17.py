@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import typer.main
 from typer.testing import CliRunner
 
 from pophealth.cli import app
+from tests.foundation.test_first_hour_audit12 import cli_commands
+from tests.foundation.test_first_hour_audit12 import options as audit12_options
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDES = [
@@ -34,25 +35,8 @@ def invoke(*args) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.replace("│", " ").split())
 
 
-def commands() -> dict[str, object]:
-    """Every command by its full name ("run", "ingest csv", ...)."""
-    found: dict[str, object] = {}
-
-    def walk(group, prefix: str) -> None:
-        for name, command in group.commands.items():
-            if hasattr(command, "commands"):
-                walk(command, f"{prefix}{name} ")
-            else:
-                found[f"{prefix}{name}"] = command
-
-    walk(typer.main.get_command(app), "")
-    return found
-
-
 def options(command) -> set[str]:
-    return {
-        o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")
-    } - {"--help"}
+    return audit12_options(command) - {"--help"}
 
 
 def default(command, option: str):
@@ -69,7 +53,7 @@ def doc(relative: str) -> str:
 def test_every_option_a_guide_names_after_a_command_exists():
     """`pophealth run cvd ... --codelists DIR` in any guide: --codelists is an option of
     `run`. Checked on every line of README.md and docs/ that names a command."""
-    cmds = commands()
+    cmds = cli_commands()
     names = sorted(cmds, key=len, reverse=True)
     checked, wrong = 0, []
     for path in GUIDES:
@@ -92,13 +76,13 @@ def test_every_option_of_every_command_is_in_a_guide():
     text = "".join(path.read_text() for path in GUIDES)
     missing = {
         name: sorted(o for o in options(cmd) if not re.search(re.escape(o) + r"(?![\w-])", text))
-        for name, cmd in commands().items()
+        for name, cmd in cli_commands().items()
     }
     assert not {k: v for k, v in missing.items() if v}, missing
 
 
 def test_the_readme_quotes_the_defaults_of_synth_and_demo():
-    cmds = commands()
+    cmds = cli_commands()
     readme = doc("README.md")
     assert default(cmds["synth"], "--patients") == default(cmds["demo"], "--patients") == 10_000
     assert default(cmds["synth"], "--seed") == default(cmds["demo"], "--seed") == 42
@@ -110,7 +94,7 @@ def test_the_readme_quotes_the_defaults_of_synth_and_demo():
 def test_every_command_that_refuses_a_future_index_date_says_so_in_its_help(tmp_path):
     """`run` and `asthma pollution-episode` share the rule; the episode's help did not say it."""
     for name in ("run", "asthma pollution-episode"):
-        command = commands()[name]
+        command = cli_commands()[name]
         text = next(p.help for p in command.params if "--index-date" in p.opts)
         assert "not in the future" in text, name
 
@@ -129,7 +113,7 @@ def test_the_publishers_serve_six_files_as_readme_and_download_help_say():
     direct = sum(1 for s in SOURCES if s.url)
     assert direct == 6
     assert f"the {direct} their publishers serve directly" in doc("README.md")
-    assert f"Publishers serve {direct} of the files" in commands()["reference download"].help
+    assert f"Publishers serve {direct} of the files" in cli_commands()["reference download"].help
     assert markdown_table() in doc("docs/reference-data.md")
 
 
@@ -142,7 +126,7 @@ def test_the_reference_folder_layout_is_the_same_in_help_guide_and_catalogue():
     guide = " ".join(doc("docs/reference-data.md").split())
     layout = guide.split("`DIR` has the layout of `../shared/data`", 1)[1].split(". ", 1)[0]
     assert set(re.findall(r"`([a-z0-9_/]+/)`", layout)) == catalogue
-    command = commands()["reference build"]
+    command = cli_commands()["reference build"]
     text = next(p.help for p in command.params if "--from" in p.opts)
     assert set(re.findall(r"([a-z0-9_/]+/)", text.split("(", 1)[1])) == catalogue
 
