@@ -336,7 +336,9 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     if not frames:
         return pd.DataFrame(columns=["measure", "interval_start", "interval_end"]), paths
     rows = [f for f in frames if len(f)]  # (an empty frame would only blur the dtypes)
-    return pd.concat(rows or frames, ignore_index=True), paths
+    # but its columns stay: a measure with no rows keeps a breakdown the others lack
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    return pd.concat(rows or frames, ignore_index=True).reindex(columns=columns), paths
 
 
 def shared_values(measures: Measures, index_date: dt.date, population: Series) -> list[Series]:

@@ -297,3 +297,39 @@ def test_a_proportion_of_rows_from_few_patients_is_withheld(engine, tmp_path):
     many = world(tmp_path / "b", [str(p) for p in range(1, 21)])
     row = run_measures(many, m, engine=engine).iloc[0]
     assert (row.numerator, row.denominator, row.value) == (10, 20, 50)
+
+
+@pytest.mark.parametrize("n_intervals", [1, 4])
+def test_a_measure_with_no_rows_keeps_its_own_breakdown_beside_one_with_rows(
+    engine, tmp_path, n_intervals
+):
+    """Two measures, the second broken down by one more column than the first and counting
+    nobody: its breakdown column was lost with its empty counts (only frames with rows were
+    put together), and the run failed with pandas' "['sex'] not in index"."""
+    store = make_store(
+        tmp_path,
+        {
+            "patients": [
+                {"patient_id": "1", "date_of_birth": D(1950, 1, 1), "sex": "female"},
+                {"patient_id": "2", "date_of_birth": D(1980, 1, 1), "sex": "male"},
+            ],
+            "registrations": [],
+        },
+    )
+    band = patients.age_band_on(index_date)
+    registered = registrations.registered_on(index_date)
+    m = Measures(intervals=quarterly("2024-01-01", n_intervals))
+    alive = patients.is_alive_on(index_date)
+    m.define_measure("alive", numerator=alive, denominator=alive, group_by={"band": band})
+    m.define_measure(
+        "registered",
+        numerator=registered,
+        denominator=registered,
+        group_by={"sex": patients.sex, "band": band},
+    )
+    out = run_measures(store, m, engine=engine, disclosure=False)
+    assert list(out.columns[3:5]) == ["band", "sex"]
+    assert set(out.measure) == {"alive"}  # nobody is registered: no row for that measure
+    alive_rows = out[out.measure == "alive"]
+    assert len(alive_rows) == 2 * n_intervals and alive_rows.sex.isna().all()
+    assert alive_rows.denominator.sum() == 2 * n_intervals
