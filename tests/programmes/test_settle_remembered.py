@@ -49,6 +49,7 @@ def _run(synthetic_runs, name: str, monkeypatch) -> tuple[programmes.ProgrammeRe
     return result, passes
 
 
+@pytest.mark.slow  # three programmes run twice each: in CI's slow run
 @pytest.mark.parametrize("name", ["population", "asthma", "cvd"])
 def test_remembered_passes_decide_as_plain_passes(synthetic_runs, monkeypatch, name):
     """The run with everything remembered and the run that works every table out again in

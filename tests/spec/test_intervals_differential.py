@@ -3,8 +3,9 @@ or the paired fallback when neither applies) gives exactly the counts of n separ
 single-interval runs — for random small stores and random compositions of the vocabulary.
 Where masks apply, change points are checked too.
 
-DuckDB runs a deterministic sample by default (``POPHEALTH_INTERVAL_EXAMPLES`` for a longer
-hunt); a smaller sample runs on Spark too.
+DuckDB runs a deterministic sample of 4 cases by default (``POPHEALTH_INTERVAL_EXAMPLES``
+for a longer hunt) and 40 among the slow tests, which CI runs after the default run; a
+smaller sample runs on Spark too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from pophealth.query.timeline import Timeline
 from tests.spec.conftest import HAVE_SPARK, make_store
 from tests.spec.test_differential import OTHER, SABA, SBP, _frames, tables
 
-EXAMPLES = int(os.environ.get("POPHEALTH_INTERVAL_EXAMPLES", "12"))
+#: examples drawn by the default run, and by the slow run CI makes after it
+EXAMPLES = int(os.environ.get("POPHEALTH_INTERVAL_EXAMPLES", "4"))
+SLOW_EXAMPLES = 40
 D = dt.date
 
 
@@ -191,17 +194,28 @@ measure_spec = st.lists(
 )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+def _on_duckdb(examples: int):
+    """The differential check on DuckDB over ``examples`` drawn cases."""
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(data=tables(), ivs=intervals(), spec=measure_spec)
+    def test(data, ivs, spec):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = make_store(Path(tmp), data)
+            check(store, ivs, spec, "duckdb")
+
+    return test
+
+
+test_many_intervals_equal_one_at_a_time_duckdb = _on_duckdb(EXAMPLES)
+test_many_intervals_equal_one_at_a_time_duckdb_more_cases = pytest.mark.slow(
+    _on_duckdb(SLOW_EXAMPLES)
 )
-@given(data=tables(), ivs=intervals(), spec=measure_spec)
-def test_many_intervals_equal_one_at_a_time_duckdb(data, ivs, spec):
-    with tempfile.TemporaryDirectory() as tmp:
-        store = make_store(Path(tmp), data)
-        check(store, ivs, spec, "duckdb")
 
 
 @pytest.mark.spark
