@@ -83,6 +83,12 @@ class AsthmaCodes:
                  ("sac", self.referral_sac, self.seen_sac))  # fmt: skip
         return tuple(name for name, ref, seen in steps if ref is not None and seen is not None)
 
+    def referrals_recorded(self) -> tuple[str, ...]:
+        """The ISAC pathway steps (``secondary``, ``sac``) whose referral list exists, so that
+        a referral can be found in the records (a step without one is not measured)."""
+        steps = (("secondary", self.referral_secondary), ("sac", self.referral_sac))
+        return tuple(name for name, ref in steps if ref is not None)
+
     def strengths(self) -> dict[tuple[str, str], float]:
         """(system, code) → mg per unit for the prednisolone list."""
         if self.prednisolone is None:

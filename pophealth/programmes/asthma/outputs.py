@@ -726,6 +726,9 @@ PATHWAY_MEASURES: tuple[tuple[str, str, str, str], ...] = (
 )  # fmt: skip
 
 
+#: The pathway step whose referral code list each referral count needs.
+PATHWAY_REFERRAL_STEPS = {"referred_12m": "secondary"}
+
 #: The pathway step whose referral and clinic-visit code lists each timer needs.
 PATHWAY_TIMER_STEPS = {
     "secondary_care_breach": "secondary",
@@ -755,14 +758,17 @@ def pathway_flags(frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAUL
 def pathway_summary(
     frame: pd.DataFrame, index_date, config: AsthmaConfig = DEFAULT,
     policy=disclosure.DEFAULT_POLICY, shared=None, timed: Iterable[str] = ("secondary", "sac"),
+    referred: Iterable[str] = ("secondary", "sac"),
 ) -> pd.DataFrame:  # fmt: skip
     """The ISAC pathway (timers) for the whole register and by IMD quintile and ethnicity
     (PROGRAMMES.md §2.4), each measure a proportion with Wilson CIs from released counts.
     With ``shared``, its counts are one decision with their copies in other tables and
     measures (:func:`pathway_keys`). ``timed``: the steps whose waits the records can time
     (:meth:`AsthmaCodes.seen_recorded`); a timer of another step is left out, not shown as
-    0 of 0 or as no breach (its code lists are missing, as the report's notes say)."""
-    timed = set(timed)
+    0 of 0 or as no breach (its code lists are missing, as the report's notes say).
+    ``referred``: the steps whose referral list exists; without the secondary-care list the
+    share referred is left out, not shown as 0% referred."""
+    timed, referred = set(timed), set(referred)
     flags = pathway_flags(frame, index_date, config)
     g = group_columns(frame)
     groups = {
@@ -773,6 +779,9 @@ def pathway_summary(
     for name, x_col, n_col, meaning in PATHWAY_MEASURES:
         step = PATHWAY_TIMER_STEPS.get(name)
         if step is not None and step not in timed:
+            continue
+        needs = PATHWAY_REFERRAL_STEPS.get(name)
+        if needs is not None and needs not in referred:
             continue
         x = flags[x_col] & flags[n_col]
         tables = []

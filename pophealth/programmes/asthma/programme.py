@@ -83,7 +83,12 @@ class AsthmaProgramme:
         # every column, as in any other run
         views, attacks, cross, spc, pathway = disclosure.SharedCounts().settle(
             lambda shared: self._shared_tables(
-                frame, monthly, index_date, shared, timed=codes.seen_recorded()
+                frame,
+                monthly,
+                index_date,
+                shared,
+                timed=codes.seen_recorded(),
+                referred=codes.referrals_recorded(),
             )
         )
         policy_text = next(iter(views.values())).policy.describe()
@@ -159,6 +164,7 @@ class AsthmaProgramme:
         index_date,
         shared: disclosure.SharedCounts,
         timed=("secondary", "sac"),
+        referred=("secondary", "sac"),
     ):
         """The tables that give the same counts (the register and the people with a flag, by
         group), released with one decision per count: built in
@@ -180,7 +186,9 @@ class AsthmaProgramme:
         spc = outputs.monthly_saba_overuse(
             monthly, frame, cfg, shared=shared, index_date=index_date
         )
-        pathway = outputs.pathway_summary(frame, index_date, cfg, shared=shared, timed=timed)
+        pathway = outputs.pathway_summary(
+            frame, index_date, cfg, shared=shared, timed=timed, referred=referred
+        )
         outputs.record_tables(shared, views, attacks, spc, cross, pathway, index_date)
         return views, attacks, cross, spc, pathway
 
@@ -358,8 +366,9 @@ class AsthmaProgramme:
         if codes.referral_secondary is None:
             section.notes.append(
                 "No referral code list: every uncontrolled patient flagged "
-                f"{cfg.optimisation_months} months ago counts as not referred, and no "
-                "secondary-care wait is timed."
+                f"{cfg.optimisation_months} months ago counts as not referred, the share "
+                "referred is not measured (left out of the pathway table, not shown as 0%), "
+                "and no secondary-care wait is timed."
             )
         elif "secondary" not in recorded:
             section.notes.append(

@@ -122,6 +122,10 @@ def test_synthetic_referrals_fill_the_pathway_timers_and_worklist(run):
 
     timed = outputs.pathway_summary(frame, result.index_date, timed=("secondary", "sac"))
     assert "sac_breach" in set(timed["measure"])  # with its lists, it is there
+    # without a referral list nobody can be found referred: the share referred is left out
+    # (it read "0% referred"); the flag of those uncontrolled twice stays, as the note says
+    unmeasured = outputs.pathway_summary(frame, result.index_date, timed=(), referred=())
+    assert set(unmeasured["measure"]) == {"flagged_no_referral"}
     section = next(s for s in result.sections if s.title.startswith("Severe asthma pathway"))
     assert section.tables and any("severe-asthma-centre" in n for n in section.notes)
     assert not any("No referral code list" in n for n in section.notes)
