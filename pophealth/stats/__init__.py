@@ -8,6 +8,7 @@ See docs/statistics.md for worked examples and sources.
 
 from pophealth.stats._core import DEFAULT_CONFIDENCE, StatsInputError
 from pophealth.stats.basic import mean, proportion, rate
+from pophealth.stats.centiles import centiles
 from pophealth.stats.funnels import funnel_limits, funnel_significance, proportion_funnel_limits
 from pophealth.stats.inequality import quantiles, sii
 from pophealth.stats.life_expectancy import LE_AGE_BANDS, life_expectancy
@@ -19,6 +20,7 @@ __all__ = [
     "ESP2013_BANDS",
     "LE_AGE_BANDS",
     "StatsInputError",
+    "centiles",
     "dsr",
     "funnel_limits",
     "funnel_significance",
