@@ -31,7 +31,9 @@ DATASET_HELP = (
     "Run a dataset definition file on a store: one row per patient in its population, "
     "patient_id then each variable, and each event-level table it adds.\n\n"
     "The file is Python that builds a pophealth.query.Dataset, called `dataset` (or the only "
-    "one it makes); docs/query.md shows how to write one. The output is patient-level "
+    "one it makes); docs/query.md shows how to write one. A pophealth.query.RowDataset "
+    "(one row per operation, referral or attendance) is run the same way: its rows go to "
+    "--output. The output is patient-level "
     "(pseudonymous) data: keep it inside the secure environment. Aggregates for release come "
     "from `pophealth measures`. A note names each code list that matches no row of its table "
     "in the store, at any date."
@@ -329,7 +331,7 @@ def dataset_command(
     """``pophealth dataset``: see :data:`DATASET_HELP`."""
     from pophealth.commands.run import default_index_date, parse_date
     from pophealth.disclosure import count_text
-    from pophealth.query import Dataset, QueryError, connect, run_dataset, run_events
+    from pophealth.query import Dataset, QueryError, RowDataset, connect, run_dataset, run_events
     from pophealth.query.dataset import resolve_index_date
 
     suffix = output_format(output)
@@ -349,7 +351,8 @@ def dataset_command(
             table = run_dataset(con, ds, engine=engine, index_date=date, output="arrow")
             with writing(output):
                 pending.write(table, output)
-            written.append((output, f"{count_text(table.num_rows)} patients", table.num_columns))
+            unit = "rows" if isinstance(ds, RowDataset) else "patients"
+            written.append((output, f"{count_text(table.num_rows)} {unit}", table.num_columns))
             for name in ds.event_tables:
                 rows = run_events(con, ds, name, engine=engine, index_date=date, output="arrow")
                 with writing(paths[name]):
@@ -368,7 +371,7 @@ def dataset_command(
     why = nobody_registered(opened, date)
     if why:  # a population need not be the registered, so this is said, not refused
         console.print(f"[yellow]note:[/yellow] {why}", highlight=False, soft_wrap=True)
-    if ds.population is None:  # allowed, but more often forgotten than meant
+    if ds.population is None and not isinstance(ds, RowDataset):  # more often forgotten
         console.print(
             "[yellow]note:[/yellow] the dataset has no population rule, so it has a row for "
             "every patient in the store (the dead and those not registered too): set one with "

@@ -24,7 +24,14 @@ See docs/query.md for the guide.
 """
 
 from pophealth.codelists import Codelist, CodelistError, codelist, load_codelist
-from pophealth.query.dataset import Dataset, connect, run_dataset, run_events, to_pandas
+from pophealth.query.dataset import (
+    Dataset,
+    RowDataset,
+    connect,
+    run_dataset,
+    run_events,
+    to_pandas,
+)
 from pophealth.query.measures import (
     Measure,
     Measures,
@@ -79,6 +86,7 @@ __all__ = [
     "Measure",
     "Measures",
     "QueryError",
+    "RowDataset",
     "Series",
     "addresses",
     "admissions",

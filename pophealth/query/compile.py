@@ -46,6 +46,10 @@ _IBIS_TYPES = {
     "string": "string",
 }
 _FILL = {"exists": False, "count": 0, "count_days": 0, "count_distinct": 0}
+#: Row mode: the output row's number among its patient's rows, and the prefix of the current
+#: row's columns on every (patient, row) table.
+ROW_KEY = "row_number"
+ROW_PREFIX = "_row_"
 #: Tables with rows for (nearly) every patient: a population that needs only them is broad.
 BROAD_TABLES = frozenset({"patients", "registrations", "addresses"})
 
@@ -125,12 +129,18 @@ class Compiler:
         index_date: dt.date | None = None,
         intervals: Sequence[tuple[dt.date, dt.date]] | None = None,
         interval_start: dt.date | None = None,
+        rows: tuple[int, Frame] | None = None,
     ):
         if (index_date is None) == (intervals is None):
             raise ValueError("give an index date or intervals")
+        if rows is not None and intervals is not None:
+            raise ValueError("a row dataset runs on one index date, not over intervals")
         self.con = con
         self.index_date = index_date
         self.intervals = list(intervals) if intervals is not None else None
+        #: Row mode: (the row dataset's number, its frame) — one output row per row.
+        self.row_unit = rows
+        self._unit_table: ir.Table | None = None
         #: With an index date: the start of the one interval it ends (default: itself).
         self.interval_start = interval_start if interval_start is not None else index_date
         self._tables: dict[str, ir.Table] = {}
@@ -157,6 +167,50 @@ class Compiler:
     @property
     def interval_mode(self) -> bool:
         return self.intervals is not None
+
+    @property
+    def row_mode(self) -> bool:
+        """One output row per row of a frame (a row dataset): values that read the current
+        row are computed per (patient, row), as a measure's are per (patient, interval)."""
+        return self.row_unit is not None
+
+    @property
+    def unit_mode(self) -> bool:
+        """True when the output's unit is finer than the patient: (patient, interval) or
+        (patient, row). "Depends on the interval" then means "depends on the unit"."""
+        return self.intervals is not None or self.row_unit is not None
+
+    @property
+    def unit_key(self) -> str:
+        return ROW_KEY if self.row_mode else "interval_id"
+
+    @property
+    def unit_columns(self) -> list[str]:
+        """The unit's own columns carried beside the keys (an interval's start and end, the
+        current row's columns)."""
+        if self.row_mode:
+            assert self.row_unit is not None
+            names = schema_table(self.row_unit[1]._table).column_names
+            return [ROW_PREFIX + c for c in names if c != "patient_id"]
+        return ["interval_start", "interval_end"] if self.interval_mode else []
+
+    def unit_table(self) -> ir.Table:
+        """Row mode: the rows of the row dataset's frame, one per output row — the patient,
+        the row's number among the patient's rows (from 1, in the frame's order: by its
+        date, ties broken by every other column, as :meth:`_order_by` orders the first
+        row, so the same on every engine) and each column as ``_row_<name>``."""
+        if self._unit_table is None:
+            assert self.row_unit is not None
+            frame = self.row_unit[1]
+            t, _ = self.rows(frame)  # the frame cannot read its own row: not paired
+            order = self._order_by(frame, t, "first")
+            number = ibis.row_number().over(group_by=[t.patient_id], order_by=order) + 1
+            cols = {ROW_PREFIX + c: t[c] for c in self.unit_columns_raw()}
+            self._unit_table = t.select("patient_id", **{ROW_KEY: number.cast("int64")}, **cols)
+        return self._unit_table
+
+    def unit_columns_raw(self) -> list[str]:
+        return [c[len(ROW_PREFIX) :] for c in self.unit_columns]
 
     def table(self, name: str) -> ir.Table:
         if name not in self._tables:
@@ -215,12 +269,14 @@ class Compiler:
                     con.drop_table(name, force=True)
 
     def depends_on_interval(self, node: Any) -> bool:
-        """True when ``node`` refers to the index date / interval (only in interval mode)."""
-        if not self.interval_mode:
+        """True when ``node`` refers to the index date / interval (only in interval mode),
+        or to the current row (only in row mode)."""
+        if not self.unit_mode:
             return False
         key = node.key
         if key not in self._deps:
-            if isinstance(node, Series) and node.op in ("index_date", "interval_start"):
+            ops = ("index_date", "interval_start") if self.interval_mode else ("rowref",)
+            if isinstance(node, Series) and node.op in ops:
                 self._deps[key] = True
             else:
                 self._deps[key] = any(
@@ -229,17 +285,19 @@ class Compiler:
         return self._deps[key]
 
     def keys(self, with_interval: bool) -> list[str]:
-        return ["patient_id", "interval_id"] if with_interval else ["patient_id"]
+        return ["patient_id", self.unit_key] if with_interval else ["patient_id"]
 
     def base(self, with_interval: bool | None = None) -> ir.Table:
         if with_interval is None:
-            with_interval = self.interval_mode
+            with_interval = self.unit_mode
         if self.restrict is not None:
-            if with_interval == self.interval_mode:
+            if with_interval == self.unit_mode:
                 return self.restrict
             if self.restrict_patients is not None:
                 return self.restrict_patients
             return self.restrict.select("patient_id").distinct()
+        if with_interval and self.row_mode:  # every row, whether or not anything matches
+            return self.unit_table()
         t = self.table("patients").select("patient_id")
         if with_interval:
             t = t.cross_join(self.interval_table())
@@ -288,6 +346,13 @@ class Compiler:
             t = t.inner_join(pt, "patient_id")
         for x in (*dynamic, *extra):
             if neighbours(x) and self.depends_on_interval(x):
+                if self.row_mode:
+                    raise QueryError(
+                        f"{neighbours(x)[0].desc}: the previous and next rows are taken over "
+                        "rows that do not depend on the row dataset's current row: take them "
+                        "first and compare with the row after (rows.where(rows.days_since_"
+                        "previous() <= 30).on_or_after(op.start_datetime))"
+                    )
                 raise QueryError(
                     f"{neighbours(x)[0].desc}: the previous and next rows are taken over rows "
                     "that do not depend on the measure's interval: take them first and window "
@@ -340,7 +405,10 @@ class Compiler:
         saves): every source is left-joined to the restricted base, which drops them."""
         if self.restrict is not None:
             t = t.semi_join(self.base(False), "patient_id")
-        if dep:
+        if dep and self.row_mode:  # each row beside each of its patient's output rows
+            unit = self.restrict if self.restrict is not None else self.unit_table()
+            t = t.inner_join(unit.select(*self.keys(True), *self.unit_columns), "patient_id")
+        elif dep:
             t = t.cross_join(self.interval_table())
         return t
 
@@ -455,7 +523,13 @@ class Compiler:
             return ("pick", frame.key, args[1], tuple(o.key for o in frame._order))
         if op == "day":
             frame, direction, column, rule, _ = args
-            if not self.interval_mode and not frame.error and self._row_only(frame, column):
+            if (
+                not self.interval_mode
+                and not frame.error
+                and not self.depends_on_interval(frame)
+                and not self.depends_on_interval(column)
+                and self._row_only(frame, column)
+            ):
                 # one index date: every first/last day of one table shares one pass
                 return ("days", frame._table)
             return ("day", frame.key, direction, column.key, rule)
@@ -864,6 +938,13 @@ class Compiler:
             return t[a[1]]
         if op == "neighbour":  # put on the rows by _staged, over the rows it is of
             return t[self._name(s)]
+        if op == "rowref":  # the current row's column, on every (patient, row) table
+            if self.row_unit is None or a[0] != self.row_unit[0]:
+                raise QueryError(
+                    f"{s.desc}: the current row of a row dataset is read only in that row "
+                    "dataset's own definitions"
+                )
+            return t[ROW_PREFIX + a[1]]
         if op == "to_date":
             return self.expr(a[0], t).date()
         if op == "match":
@@ -1112,7 +1193,7 @@ class PatientTables:
         return len(self._entries)
 
     def find(self, compiler: Compiler, population: Series) -> PatientTable | None:
-        if compiler.interval_mode:
+        if compiler.unit_mode:
             return None
         for entry in reversed(self._entries):
             if entry.index_date != compiler.index_date:
@@ -1194,9 +1275,9 @@ def compile_patient_table(
     (values a later run on the connection will read: computed in the same passes, not
     output; those reading ``interval_start`` are left to that run, whose start differs)."""
     nodes = list(variables.values())
-    with_interval = compiler.interval_mode
+    with_interval = compiler.unit_mode
     keys = compiler.keys(with_interval)
-    extra = ["interval_start", "interval_end"] if with_interval else []
+    extra = compiler.unit_columns
     hit = None
     if population is None:
         t, _ = compiler.leaf_table(compiler._leaves(nodes), with_interval=with_interval)

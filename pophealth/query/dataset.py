@@ -5,6 +5,7 @@ and event-level extracts (worklists) — and the one entry point that runs them 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,24 +13,64 @@ from typing import Any
 
 import pandas as pd
 
-from pophealth.query.compile import Compiler, PatientTables, compile_patient_table
+from pophealth.query.compile import (
+    ROW_KEY,
+    ROW_PREFIX,
+    Compiler,
+    PatientTables,
+    compile_patient_table,
+)
 from pophealth.query.model import (
+    DATE_COLUMNS,
     Frame,
     QueryError,
+    RowRef,
     Series,
     _invalid,
     a_dtype,
     foreign_neighbour,
+    row_neighbour,
+    row_units,
     wrap,
 )
 
-__all__ = ["Dataset", "connect", "run_dataset", "run_events"]
+__all__ = ["Dataset", "RowDataset", "connect", "run_dataset", "run_events"]
 
 _RESERVED = {"patient_id", "interval_id", "interval_start", "interval_end"}
 
 
-def check_variable(name: str, value: Any, *, what: str = "variable") -> Series:
-    """``value`` as a valid per-patient series, or a :class:`QueryError` naming ``name``."""
+def _row_reference(name: str, value: Any, what: str, own: int | None = None) -> None:
+    """A :class:`QueryError` naming ``name`` when ``value`` reads the current row of a row
+    dataset other than ``own``: one row per patient (a dataset, a measure) has no current
+    row, and a row dataset has only its own."""
+    units = row_units(value)
+    if own is not None:
+        if units - {own}:
+            raise QueryError(
+                f"{what} {name!r}: {_desc(value)} reads the current row of another row "
+                "dataset: a row dataset's .row is read only in that row dataset's own "
+                "variables (a value of each caesarean in the caesareans' row dataset)"
+            )
+        return
+    if not units:
+        return
+    raise QueryError(
+        f"{what} {name!r}: {_desc(value)} reads the current row of a row dataset "
+        "(RowDataset(frame).row): only that row dataset has one; here each patient has one "
+        "row — add the variable to the row dataset, or take the patient's first or last row "
+        "(frame.first_for_patient().start_datetime)"
+    )
+
+
+def _desc(value: Any) -> str:
+    return value.desc if isinstance(value, Series) else repr(value)
+
+
+def check_variable(
+    name: str, value: Any, *, what: str = "variable", row_unit: int | None = None
+) -> Series:
+    """``value`` as a valid per-patient series, or a :class:`QueryError` naming ``name``;
+    with ``row_unit``, one that may read that row dataset's current row (and no other)."""
     if isinstance(value, Frame):
         raise QueryError(
             f"{what} {name!r}: {value!r} is many rows per patient; aggregate it to one value "
@@ -51,6 +92,7 @@ def check_variable(name: str, value: Any, *, what: str = "variable") -> Series:
             f"{what} {name!r}: {series.desc} has one value per row of {series.domain}, not one "
             "per patient; aggregate it first (e.g. .maximum_for_patient(), .last_for_patient())"
         )
+    _row_reference(name, series, what, row_unit)
     return series
 
 
@@ -96,7 +138,7 @@ class Dataset:
                 "population rule: define_population was called twice; a dataset has one "
                 "population rule — combine the conditions with & (or |) in one call"
             )
-        series = check_variable("population", condition, what="population rule")
+        series = self._check("population", condition, what="population rule")
         if series.dtype != "bool":
             raise QueryError(
                 f"population rule: {series.desc} is {a_dtype(series.dtype)}, not True/False"
@@ -138,12 +180,15 @@ class Dataset:
                 "rule with ds.define_population(rule), and give a variable another name "
                 "(e.g. lsoa_population)"
             )
-        if hasattr(Dataset, name):
+        if hasattr(type(self), name):
             raise QueryError(
-                f"variable {name!r}: a name of the Dataset's own ({name!r}); call the variable "
-                "something else"
+                f"variable {name!r}: a name of the {type(self).__name__}'s own ({name!r}); call "
+                "the variable something else"
             )
-        self._variables[name] = check_variable(name, value)
+        self._variables[name] = self._check(name, value)
+
+    def _check(self, name: str, value: Any, what: str = "variable") -> Series:
+        return check_variable(name, value, what=what)
 
     def __getattr__(self, name: str) -> Series:
         variables = self.__dict__.get("_variables", {})
@@ -176,6 +221,7 @@ class Dataset:
             raise QueryError(f"event table {name!r}: needs rows of a table, not {frame!r}")
         if frame.error:
             raise QueryError(f"event table {name!r}: {frame.error}")
+        _row_reference(name, frame, "event table")
         from pophealth.schema import table as schema_table
 
         known = schema_table(frame._table).column_names
@@ -209,6 +255,7 @@ class Dataset:
                 series = _invalid(f"{series.desc} is not a value to write on each row")
             if series.error:
                 raise QueryError(f"event table {name!r}, value {key!r}: {series.error}")
+            _row_reference(key, series, f"event table {name!r}, value")
             derived[key] = series
         self._event_tables[name] = (frame, [c for c in cols if c != "patient_id"])
         self._event_values[name] = derived
@@ -220,6 +267,139 @@ class Dataset:
     def event_values(self, name: str) -> dict[str, Series]:
         """The values event table ``name`` works out on each row (``values=``), by name."""
         return dict(self._event_values.get(name, {}))
+
+
+#: A table's own identifier of each row, written beside the row's number by default.
+ROW_IDENTIFIERS = {"operations": "operation_id", "admissions": "spell_id"}
+
+
+class RowDataset(Dataset):
+    """One output row per row of ``frame`` — per operation, referral or attendance — with
+    values worked out for each row: its own columns (``.row.start_datetime``), per-patient
+    aggregates of other rows whose conditions read the current row (computed for that
+    row), and patient values (the same on each of the patient's rows).
+
+    ::
+
+        cs = operations.matching(caesarean).in_last(months=12)
+        per_op = RowDataset(cs)
+        op = per_op.row                     # the current operation
+        later = qr.where(qr.questionnaire == "wound").on_or_after(op.start_datetime)
+        later = later.on_or_before(op.start_datetime + days(30))
+        per_op.responded = later.exists_for_patient()   # for this operation
+        per_op.age = patients.age_on(op.start_datetime)  # on this operation's day
+
+    Every row of ``frame`` is kept, whatever else matches (no response: ``False``, a count
+    of 0, a first row's columns missing). The output is ``patient_id``, ``row_number``
+    (the row's place among the patient's rows of ``frame``, from 1, in the frame's order —
+    its date, or :meth:`Frame.sort_by` — ties broken by every other column, the same on
+    every engine), ``columns`` of the row (default: the table's own identifier of the
+    row, where it has one — ``operation_id``, ``spell_id`` — and its date), then the
+    variables in definition order; sorted by ``patient_id`` and ``row_number``.
+    ``define_population(rule)`` keeps the rows of patients for whom ``rule`` is true (it
+    may read the current row: registered on the operation's day)."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(
+        self,
+        frame: Frame,
+        columns: Sequence[str] | None = None,
+        index_date: dt.date | str | None = None,
+    ):
+        if not isinstance(frame, Frame):
+            raise QueryError(
+                f"RowDataset({_desc(frame)}): needs rows of a table to make one output row "
+                "each (e.g. operations.matching(caesarean)), not a value"
+            )
+        if frame.error:
+            raise QueryError(f"RowDataset({frame._desc}): {frame.error}")
+        if row_units(frame):
+            raise QueryError(
+                f"RowDataset({frame._desc}): its rows are chosen by the current row of another "
+                "row dataset; the rows of a row dataset are chosen by the index date and "
+                "per-patient values only"
+            )
+        from pophealth.schema import table as schema_table
+
+        known = schema_table(frame._table).column_names
+        table = frame._table
+        default = [c for c in (ROW_IDENTIFIERS.get(table), DATE_COLUMNS[table]) if c]
+        if isinstance(columns, str):
+            columns = [columns]
+        cols = [c for c in (columns if columns is not None else default) if c != "patient_id"]
+        bad = [c for c in cols if c not in known]
+        if bad:
+            raise QueryError(
+                f"RowDataset({frame._desc}): {table} has no column(s) {', '.join(map(repr, bad))}"
+                f"; columns: {', '.join(known)}"
+            )
+        super().__init__(index_date)
+        object.__setattr__(self, "_frame", frame)
+        object.__setattr__(self, "_unit", next(RowDataset._numbers))
+        object.__setattr__(self, "_columns", list(dict.fromkeys(cols)))
+
+    @property
+    def row(self) -> RowRef:
+        """The current row: ``.row.start_datetime`` is each output row's own operation's."""
+        return RowRef(self._frame, self._unit)
+
+    @property
+    def frame(self) -> Frame:
+        """The rows, one output row each."""
+        return self._frame
+
+    @property
+    def columns(self) -> list[str]:
+        """The row's own columns written after ``row_number``."""
+        return list(self._columns)
+
+    def add(self, name: str, value: Any) -> None:
+        """Add a variable (same as ``rows.name = value``), worked out for each row. Names
+        of the output's own columns (``row_number`` and ``columns``) are refused."""
+        if name == ROW_KEY or name in self._columns:
+            raise QueryError(f"variable {name!r}: the output has a column of that name already")
+        super().add(name, value)
+
+    def _check(self, name: str, value: Any, what: str = "variable") -> Series:
+        table = self._frame._table
+        if isinstance(value, Frame):
+            raise QueryError(
+                f"{what} {name!r}: {value!r} is many rows per patient; aggregate it to one "
+                "value per row (.exists_for_patient(), .count_for_patient(), "
+                ".first_for_patient().date...): an aggregate whose conditions read the "
+                f"current row ({table}.row...) is worked out for each row"
+            )
+        if isinstance(value, Series) and value.error is None and value.domain is not None:
+            if value.domain == table:
+                raise QueryError(
+                    f"{what} {name!r}: {value.desc} is a value of each row of {table}, any of "
+                    f"the patient's, not of the current one: the current row's columns are "
+                    f"read through the row dataset's .row ({table}.row.<column>, e.g. "
+                    "per_op.row.urgency)"
+                )
+            raise QueryError(
+                f"{what} {name!r}: {value.desc} has one value per row of {value.domain}, not "
+                f"one per row of {table}: to be compared with the current row, the rows "
+                f"of {value.domain} need a per-patient aggregate, worked out for each row — "
+                f"{value.domain}.where(...).exists_for_patient(), .first_for_patient()..."
+            )
+        series = check_variable(name, value, what=what, row_unit=self._unit)
+        found = row_neighbour(series)
+        if found is not None:
+            raise QueryError(
+                f"{what} {name!r}: {found.desc} is taken over rows chosen by the current row "
+                f"({table}.row...), which differ from row to row: take the previous or next "
+                "row over rows that do not read it, and compare with the row after "
+                "(rows.where(rows.days_since_previous() <= 30).on_or_after(op.start_datetime))"
+            )
+        return series
+
+    def add_event_table(self, name: str, *args: Any, **kwargs: Any) -> None:
+        raise QueryError(
+            f"event table {name!r}: a row dataset writes one table, its rows; add event "
+            "tables to a Dataset (one row per patient)"
+        )
 
 
 class StoreBackend:
@@ -381,6 +561,13 @@ def run_dataset(
     passes and remembered too, so ``run_measures(con, measures)`` only counts — for the
     measures over one interval ending on the index date whose denominators lie within the
     population; the answer is the same either way."""
+    if isinstance(dataset, RowDataset):
+        if measures is not None:
+            raise QueryError(
+                "measures=...: values are shared with measures only from a Dataset (one "
+                "row per patient), not a row dataset"
+            )
+        return _run_rows(source, dataset, engine, index_date, output)
     con = connect(source, engine)
     compiler = Compiler(con, index_date=resolve_index_date(dataset, index_date))
     remember = con is source and output != "ibis"
@@ -401,6 +588,32 @@ def run_dataset(
         compiler, dataset.variables, dataset.population, remember=remember, later=later
     )
     return _output(expr, output, ["patient_id"])
+
+
+def _run_rows(
+    source: Any,
+    dataset: RowDataset,
+    engine: str,
+    index_date: dt.date | str | None,
+    output: str,
+) -> pd.DataFrame | Any:
+    """A row dataset on ``source``: the frame's rows numbered per patient, each paired with
+    the rows of other frames whose conditions read it (a join on the patient, filtered by
+    those conditions, grouped by patient and row number), patient values joined on."""
+    con = connect(source, engine)
+    compiler = Compiler(
+        con,
+        index_date=resolve_index_date(dataset, index_date),
+        rows=(dataset._unit, dataset.frame),
+    )
+    expr = compile_patient_table(compiler, dataset.variables, dataset.population)
+    out = expr.select(
+        "patient_id",
+        ROW_KEY,
+        *(expr[ROW_PREFIX + c].name(c) for c in dataset.columns),
+        *dataset.variables,
+    )
+    return _output(out, output, ["patient_id", ROW_KEY])
 
 
 def run_events(

@@ -1664,3 +1664,87 @@ class DayRow:
 index_date = Series("index_date", (), "date", None, "index_date")
 #: The start of each measure interval; in a dataset, the index date.
 interval_start = Series("interval_start", (), "date", None, "interval_start")
+
+
+# -- the current row of a row dataset -----------------------------------------------------------
+
+
+class RowRef:
+    """The current row of a row dataset (:class:`~pophealth.query.RowDataset`): each of
+    its columns (``per_op.row.start_datetime``) is one value per output row, usable
+    wherever a per-patient value is — in another frame's filters ("a response within 30
+    days after this operation"), in arithmetic, as a date to take an age on. Made by the
+    row dataset, which numbers itself (``unit``) so a row of one cannot reach another."""
+
+    def __init__(self, frame: Frame, unit: int):
+        self._frame, self._unit = frame, unit
+
+    def __getattr__(self, name: str) -> Series:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        col = getattr(self._frame, name)  # a ColumnError naming the table's columns
+        desc = f"{self._frame._table}.row.{name}"
+        return Series("rowref", (self._unit, name), col.dtype, None, desc, self._frame.error)
+
+    def __repr__(self) -> str:
+        return f"<the current row of {self._frame._desc}>"
+
+    def _not_a_value(self) -> str:
+        from pophealth.schema import table as schema_table
+
+        names = schema_table(self._frame._table).column_names
+        columns = ", ".join(f".{c}" for c in names if c != "patient_id")
+        return (
+            f"the current row of {self._frame._desc} is a row, not a value: take one of its "
+            f"columns ({columns})"
+        )
+
+
+def row_units(node: Any) -> set[int]:
+    """The row datasets (their numbers) whose current row ``node`` reads anywhere — in its
+    own arithmetic or in the filters and order of the frames it aggregates."""
+    found: set[int] = set()
+    seen: set[int] = set()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, list | tuple):
+            for y in x:
+                walk(y)
+        elif isinstance(x, Series | Frame):
+            if id(x) in seen:
+                return
+            seen.add(id(x))
+            if isinstance(x, Frame):
+                walk(x._filters)
+                walk(x._order)
+            elif x.op == "rowref":
+                found.add(x.args[0])
+            else:
+                walk(x.args)
+
+    walk(node)
+    return found
+
+
+def row_neighbour(node: Any) -> Series | None:
+    """A previous/next-row value anywhere in ``node`` taken over rows chosen by the current
+    row of a row dataset (the rows differ from output row to output row, so there is no
+    one previous row to put on each), or None."""
+    seen: set[int] = set()
+
+    def walk(x: Any) -> Series | None:
+        if isinstance(x, list | tuple):
+            for y in x:
+                found = walk(y)
+                if found is not None:
+                    return found
+        elif isinstance(x, Series | Frame) and id(x) not in seen:
+            seen.add(id(x))
+            if isinstance(x, Frame):
+                return walk((x._filters, x._order))
+            if x.op == "neighbour" and row_units(x.args[0]):
+                return x
+            return walk(x.args)
+        return None
+
+    return walk(node)
