@@ -47,9 +47,9 @@ import pyarrow as pa
 from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
 from pophealth.query.masks import MaskPlan, breakdowns
-from pophealth.query.model import QueryError, Series, a_dtype
+from pophealth.query.model import NUMERIC, QueryError, Series, a_dtype
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
-from pophealth.stats._core import scaled_quotient
+from pophealth.stats._core import DEFAULT_CONFIDENCE, scaled_quotient
 
 __all__ = [
     "Measure",
@@ -177,6 +177,8 @@ class Measure:
         self.numerator = numerator
         self.denominator = denominator
         self.group_by = dict(group_by)
+        #: the breakdown columns of the result (a quantile measure's value is no breakdown)
+        self.breakdown = [g for g in self.group_by if g != VALUE]
         self.intervals = _intervals(name, intervals)
         if numerator.dtype == "bool" and denominator.dtype == "bool":
             self.kind = "proportion"  # of patients
@@ -184,6 +186,38 @@ class Measure:
             self.kind = "row proportion"  # of rows: episodes, attendances, operations
         else:
             self.kind = "ratio"
+
+
+#: the name of a quantile measure's value among its breakdowns while it is counted (each
+#: distinct value a group, its patients the count); not a breakdown of the result
+VALUE = "_quantile_value"
+
+#: A released quantile, or confidence limit, must have at least this many patients ranked
+#: beyond the values it is read from on each side (so it is never one of the 3 highest or
+#: lowest values of its group, nor worked out from them); see :func:`_release_quantiles`.
+QUANTILE_TAIL = 3
+
+
+class QuantileMeasure(Measure):
+    """A quantile measure: the ``quantiles`` of ``value`` among the patients ``among``, per
+    group and interval. Counted as the patients ``among`` by breakdown and value (the value
+    as one more breakdown, :data:`VALUE`); the quantiles are worked out from those counts
+    (:func:`pophealth.stats.centiles.centiles_of_counts`)."""
+
+    def __init__(
+        self,
+        name: str,
+        value: Series,
+        among: Series,
+        quantiles: tuple[float, ...],
+        group_by: Mapping[str, Series],
+        intervals: Sequence[Interval],
+    ):
+        super().__init__(name, among, among, {**group_by, VALUE: value}, intervals)
+        self.kind = "quantile"
+        self.value = value
+        self.among = among
+        self.quantiles = quantiles
 
 
 class Measures:
@@ -228,20 +262,10 @@ class Measures:
             raise QueryError(f"measure {name!r} is defined twice")
         numerator = numerator if numerator is not None else self._defaults.get("numerator")
         denominator = denominator if denominator is not None else self._defaults.get("denominator")
-        group_by = group_by if group_by is not None else self._defaults["group_by"]
-        intervals = intervals if intervals is not None else self._defaults["intervals"]
-        if not isinstance(name, str) or not name.strip():
-            raise QueryError(f"measure {name!r}: a measure's name must be text")
+        _check_name(name)
         if numerator is None or denominator is None:
             raise QueryError(f"measure {name!r}: needs a numerator and a denominator")
-        if not intervals:
-            raise QueryError(f"measure {name!r}: needs intervals (e.g. monthly(start, 12))")
-        intervals = _intervals(name, intervals)
-        if not isinstance(group_by, Mapping):
-            raise QueryError(
-                f"measure {name!r}: group_by needs names for its breakdowns, "
-                f'{{"name": value, ...}}, not {type(group_by).__name__}'
-            )
+        intervals, groups = self._intervals_and_groups(name, group_by, intervals)
         num = check_variable(f"{name}.numerator", numerator, what="measure")
         den = check_variable(f"{name}.denominator", denominator, what="measure")
         for label, s in (("numerator", num), ("denominator", den)):
@@ -250,8 +274,80 @@ class Measures:
                     f"measure {name!r}: the {label} must be True/False (count patients) or a "
                     f"whole number (sum), not {a_dtype(s.dtype)}"
                 )
+        measure = Measure(name, num, den, groups, intervals)
+        self._measures[name] = measure
+        return measure
+
+    def define_quantile(
+        self,
+        name: str,
+        *,
+        value: Any,
+        among: Any = None,
+        quantiles: float | Sequence[float] = (0.5,),
+        group_by: Mapping[str, Any] | None = None,
+        intervals: Sequence[Interval] | None = None,
+    ) -> QuantileMeasure:
+        """Define measure ``name``: the ``quantiles`` (fractions: 0.5 the median, 0.9 the 90th
+        centile) of ``value`` (a number per patient: minutes, days, a count) among the
+        patients for whom ``among`` (True/False) holds, broken down by ``group_by`` over
+        ``intervals``; ``among``, ``group_by`` and ``intervals`` default as for
+        :meth:`define_measure` (``among`` from the default denominator).
+
+        A patient among them whose value is missing is left out of the quantiles, and
+        counted: each row's ``numerator`` is the patients with a value (the quantile's n),
+        its ``denominator`` all the patients ``among``. Quantiles are Hyndman & Fan's
+        definition 7 with distribution-free (binomial) confidence limits, computed exactly
+        from the counts of each distinct value; see :func:`run_measures` for disclosure."""
+        if name in self._measures:
+            raise QueryError(f"measure {name!r} is defined twice")
+        _check_name(name)
+        among = among if among is not None else self._defaults.get("denominator")
+        if among is None:
+            raise QueryError(
+                f"measure {name!r}: needs among=, the patients whose values the quantiles "
+                "are of (True/False)"
+            )
+        qs = _quantiles(name, quantiles)
+        intervals, groups = self._intervals_and_groups(name, group_by, intervals)
+        v = check_variable(f"{name}.value", value, what="measure")
+        if v.dtype not in NUMERIC:
+            raise QueryError(
+                f"measure {name!r}: the value must be a number per patient (minutes, days, a "
+                f"count), not {_kind(v.dtype)}"
+                + (
+                    "; the time from one date to another is a number: later - earlier or "
+                    "earlier.days_until(later) in days, minutes_between(start, end) in minutes"
+                    if v.dtype in ("date", "datetime")
+                    else ""
+                )
+            )
+        a = check_variable(f"{name}.among", among, what="measure")
+        if a.dtype != "bool":
+            raise QueryError(
+                f"measure {name!r}: among must be True/False (the patients whose values the "
+                f"quantiles are of), not {_kind(a.dtype)}"
+            )
+        measure = QuantileMeasure(name, v, a, qs, groups, intervals)
+        self._measures[name] = measure
+        return measure
+
+    def _intervals_and_groups(
+        self, name: str, group_by: Any, intervals: Any
+    ) -> tuple[list[Interval], dict[str, Series]]:
+        """A measure's intervals and breakdowns, checked (the defaults where not given)."""
+        group_by = group_by if group_by is not None else self._defaults["group_by"]
+        intervals = intervals if intervals is not None else self._defaults["intervals"]
+        if not intervals:
+            raise QueryError(f"measure {name!r}: needs intervals (e.g. monthly(start, 12))")
+        intervals = _intervals(name, intervals)
+        if not isinstance(group_by, Mapping):
+            raise QueryError(
+                f"measure {name!r}: group_by needs names for its breakdowns, "
+                f'{{"name": value, ...}}, not {type(group_by).__name__}'
+            )
         groups = {}
-        taken = {*result_columns(), *PATIENTS_BEHIND.values(), "interval_id"}
+        taken = {*result_columns(), *PATIENTS_BEHIND.values(), "interval_id", VALUE}
         for gname, g in group_by.items():
             if not isinstance(gname, str) or not gname.strip():
                 raise QueryError(
@@ -263,9 +359,7 @@ class Measures:
                     "column of that name)"
                 )
             groups[gname] = check_variable(f"{name}.group_by[{gname}]", g, what="measure")
-        measure = Measure(name, num, den, groups, intervals)
-        self._measures[name] = measure
-        return measure
+        return intervals, groups
 
     @property
     def measures(self) -> dict[str, Measure]:
@@ -278,6 +372,44 @@ class Measures:
         return len(self._measures)
 
 
+def _quantiles(name: str, quantiles: Any) -> tuple[float, ...]:
+    """``quantiles`` as a tuple of fractions strictly between 0 and 1, or a QueryError."""
+    items = [quantiles] if isinstance(quantiles, int | float | str) else quantiles
+    try:
+        items = list(items)
+    except TypeError:
+        items = [quantiles]
+    if not items:
+        raise QueryError(f"measure {name!r}: needs at least one quantile (0.5 is the median)")
+    out: list[float] = []
+    for q in items:
+        if isinstance(q, bool) or not isinstance(q, int | float):
+            raise QueryError(
+                f"measure {name!r}: quantile {q!r} is not a number between 0 and 1 "
+                "(0.5 is the median, 0.9 the 90th centile)"
+            )
+        if not 0 < q < 1:
+            hint = f"; the {q:g}th centile is {q / 100:g}" if 1 < q < 100 else ""
+            raise QueryError(
+                f"measure {name!r}: quantile {q!r} is not strictly between 0 and 1 (0.5 is "
+                f"the median, 0.9 the 90th centile{hint})"
+            )
+        if float(q) in out:
+            raise QueryError(f"measure {name!r}: quantile {q!r} is listed twice")
+        out.append(float(q))
+    return tuple(out)
+
+
+def _kind(dtype: str) -> str:
+    """A type in an analyst's words, for messages: "True/False", "a date", "a string"."""
+    return "True/False" if dtype == "bool" else a_dtype(dtype)
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise QueryError(f"measure {name!r}: a measure's name must be text")
+
+
 def _group_label(s: Series) -> Series:
     return s if s.dtype == "string" and s.op == "fill_unknown" else s.fill_unknown()
 
@@ -285,14 +417,17 @@ def _group_label(s: Series) -> Series:
 def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Raw numerator/denominator per measure × interval × group, and how each measure was
     evaluated (``"single"``, ``"change_points"`` or ``"paired"``): per set of intervals
-    (usually one), one compiled query with every measure's counts (see :func:`_aggregate`)."""
+    (usually one), one compiled query with every measure's counts (see :func:`_aggregate`).
+    Quantile measures are counted in a query of their own per set of intervals, by their
+    breakdown and value: a breakdown by a value that masks cannot follow would otherwise
+    take the ordinary measures beside them off masks too."""
     con = connect(source, engine)
     by_intervals: dict[tuple, list[Measure]] = {}
     for m in measures:
-        by_intervals.setdefault(tuple(m.intervals), []).append(m)
+        by_intervals.setdefault((tuple(m.intervals), m.kind == "quantile"), []).append(m)
     frames = []
     paths: dict[str, str] = {}
-    for intervals, group in by_intervals.items():
+    for (intervals, _), group in by_intervals.items():
         variables: dict[str, Series] = {}
         names: dict[str, dict[str, str]] = {}
         for i, m in enumerate(group):
@@ -301,7 +436,8 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
             variables[cols["den"]] = m.denominator
             for j, (gname, g) in enumerate(m.group_by.items()):
                 cols[gname] = f"m{i}_g{j}"
-                variables[cols[gname]] = _group_label(g)
+                # (a quantile measure's value is counted as it is, not as a text label)
+                variables[cols[gname]] = g if gname == VALUE else _group_label(g)
             names[m.name] = cols
         # rows that are in at least one denominator
         keep = _any_of(
@@ -606,7 +742,10 @@ def run_measures(
     out = []
     for m in measures:
         df = raw[raw["measure"] == m.name].copy()
-        groups = list(m.group_by)
+        groups = m.breakdown
+        if isinstance(m, QuantileMeasure):
+            out.append(_release_quantiles(df, m, disclosure, policy))
+            continue
         behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
         df = df[
             ["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]
@@ -616,7 +755,7 @@ def run_measures(
         df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
         df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
         out.append(_release(df, m, groups, disclosure, policy, multiplier))
-    group_cols = [c for m in measures for c in m.group_by]
+    group_cols = [c for m in measures for c in m.breakdown]
     group_cols = list(dict.fromkeys(group_cols))
     result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     result = _result_columns(result, group_cols, disclosure)
@@ -735,6 +874,86 @@ def _release(
         "denominator not a number of patients)"
     )
     return df
+
+
+def _release_quantiles(
+    df: pd.DataFrame, m: QuantileMeasure, disclosure: bool, policy: Any
+) -> pd.DataFrame:
+    """The rows of quantile measure ``m`` from its counts of patients by interval, group and
+    value (``df``): one row per interval, group and quantile, in the order asked for.
+
+    ``numerator`` is the patients with a value (the quantiles' n), ``denominator`` all the
+    patients ``among``. With ``disclosure``, both go through :func:`pophealth.disclosure.apply`
+    (the breakdowns as margins, as for a ratio), and the value and limits are withheld
+    wherever the numerator is (1-7, or withheld to protect another cell), and wherever they
+    would be read from a value with fewer than :data:`QUANTILE_TAIL` patients ranked beyond
+    it — the 90th centile of 20 patients lies between the 2nd and 3rd highest values —
+    each said in ``disclosure_note``."""
+    from pophealth import disclosure as sdc
+    from pophealth.stats._core import level_label, normalise_confidence
+    from pophealth.stats.centiles import centile_position, centile_ranks, centiles_of_counts
+
+    groups = m.breakdown
+    keys = ["interval_start", "interval_end", *groups]
+    levels = normalise_confidence(DEFAULT_CONFIDENCE)
+    table = pd.DataFrame(
+        {
+            **{k: df[k].to_numpy() for k in keys},
+            # (a whole-number value with gaps may reach pandas as floats, or as objects)
+            "values": pd.to_numeric(df[VALUE].astype(object), errors="raise").astype(float),
+            "counts": df["denominator"].to_numpy(dtype=float),
+        }
+    )
+    for k in ("interval_start", "interval_end"):
+        table[k] = pd.to_datetime(table[k]).dt.date
+    out = centiles_of_counts(table, keys, m.quantiles, levels)
+    n = out["n"].to_numpy(dtype=float)
+    out["numerator"] = out["n"]
+    out["denominator"] = out["n"] + out["missing"]
+    out.insert(0, "measure", m.name)
+    if not disclosure:
+        out["disclosure_note"] = "not disclosure-controlled"
+        return out.drop(columns=["quantile", "n", "missing"])
+    kw = {} if policy is None else {"policy": policy}
+    per_group = out.drop_duplicates(keys)  # each group's counts once, not once per quantile
+    released = sdc.apply(
+        per_group[keys + ["numerator", "denominator"]].reset_index(drop=True),
+        ["numerator", "denominator"],
+        by=["interval_start", *groups],
+        margins=groups,
+        **kw,
+    )
+    rows = np.repeat(np.arange(len(released)), len(m.quantiles))
+    for c in ("numerator", "denominator", "disclosure_note"):
+        out[c] = released[c].to_numpy()[rows] if len(released) else out[c]
+    notes: list[list[str]] = [[x] if isinstance(x, str) else [] for x in out["disclosure_note"]]
+    withheld = out["numerator"].isna().to_numpy()
+    q = out["quantile"].to_numpy(dtype=float)
+    lo, hi, _ = centile_position(n, q)
+    few = ~withheld & (n > 0) & ((lo - 1 < QUANTILE_TAIL) | (n - hi < QUANTILE_TAIL))
+    for i in np.flatnonzero(withheld & (n > 0)):
+        notes[i].append("value and limits withheld with the numerator")
+    for i in np.flatnonzero(few):
+        notes[i].append(
+            f"value withheld: fewer than {QUANTILE_TAIL} patients rank beyond the values "
+            "it is read from"
+        )
+    out.loc[withheld | few, "value"] = np.nan
+    for c in levels:
+        r, s, _ = centile_ranks(n, q, c)
+        short = (
+            ~withheld & ~few & ~np.isnan(r) & ((r - 1 < QUANTILE_TAIL) | (n - s < QUANTILE_TAIL))
+        )
+        cols = [f"{side}{level_label(c)}cl" for side in ("lower", "upper")]
+        out.loc[withheld | few | short, cols] = np.nan
+        for i in np.flatnonzero(short):
+            notes[i].append(
+                f"{c * 100:g}% limits withheld: fewer than {QUANTILE_TAIL} patients rank "
+                "beyond them"
+            )
+    out["disclosure_note"] = ["; ".join(x) if x else None for x in notes]
+    out["method"] = out["method"].where(out["value"].notna(), None)
+    return out.drop(columns=["quantile", "n", "missing"])
 
 
 def _release_proportions(
