@@ -31,6 +31,15 @@ True/False denominator; none for other ratios, whose ``method`` says why) and go
 suppression, the rest rounded to 5, values and limits recomputed from the released
 counts); ``disclosure=False`` switches it off, for
 analysis that never leaves the secure environment.
+
+A quantile measure (:meth:`Measures.define_quantile`) gives the median and other centiles of
+a number per patient among a True/False denominator: the engine counts the patients with
+each distinct value per interval and group (the value as one more breakdown, in the same
+one pass over all intervals), and the centiles and their distribution-free limits are
+worked out exactly from those counts (:mod:`pophealth.stats.centiles`), so every engine
+gives the same answer. Its rows carry the patients with a value as the numerator and all
+those among as the denominator; disclosure control withholds the value and limits with the
+numerator, and near a group's extremes (:func:`_release_quantiles`).
 """
 
 from __future__ import annotations
@@ -726,15 +735,23 @@ def run_measures(
     (``lower95_0cl`` ...: Wilson for proportions of patients, and of rows when the
     numerator counts some of the rows the denominator counts; Poisson for events per
     patient, a count of rows over a True/False denominator; missing for other ratios),
-    ``statistic``, ``method`` and ``disclosure_note``. ``result.attrs["evaluation"]`` maps
+    ``statistic``, ``method`` and ``disclosure_note``. A quantile measure has a row per
+    interval, group and quantile, in the order asked for, its ``statistic`` naming the
+    quantile (``"median"``, ``"90th centile"``): ``numerator`` the patients with a value,
+    ``denominator`` all the patients among, ``value`` the centile (Hyndman & Fan 7) and the
+    limits from binomial ranks (Campbell & Gardner; missing where too few values for them).
+    ``result.attrs["evaluation"]`` maps
     each measure to how it was computed: ``"masks"``, ``"change_points"``, ``"paired"``
     (fallback) or ``"single"`` (one interval).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
     for ratios) with ``policy`` (default :data:`pophealth.disclosure.DEFAULT_POLICY`), the
-    breakdown columns as margins for secondary suppression. ``disclosure=False`` gives the
-    exact counts — for analysis inside the secure environment only.
+    breakdown columns as margins for secondary suppression; a quantile measure's counts go
+    through :func:`~pophealth.disclosure.apply`, and its value and limits are withheld
+    wherever its numerator is and wherever fewer than :data:`QUANTILE_TAIL` patients rank
+    beyond the values they are read from. ``disclosure=False`` gives the exact counts and
+    every value — for analysis inside the secure environment only.
     """
     if not isinstance(measures, Measures):
         raise TypeError("run_measures needs a Measures object")
