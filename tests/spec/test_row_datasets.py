@@ -11,9 +11,14 @@ every other column), the row's own columns, then the variables.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pophealth.codelists import Codelist
 from pophealth.query import (
@@ -21,13 +26,16 @@ from pophealth.query import (
     Measures,
     QueryError,
     RowDataset,
+    addresses,
     admissions,
     days,
     emergency_attendances,
     events,
     index_date,
+    medications,
     minutes_between,
     monthly,
+    months,
     operations,
     patients,
     registrations,
@@ -35,7 +43,9 @@ from pophealth.query import (
     weeks,
 )
 from pophealth.query import questionnaire_responses as qr
-from tests.spec.conftest import INDEX, _clean, make_store
+from tests.spec.conftest import HAVE_SPARK, INDEX, _clean, make_store
+from tests.spec.test_differential import IN_LIST, SABA, SBP, _same
+from tests.spec.test_differential import tables as random_tables
 
 D, T = dt.date, dt.datetime
 CAESAREAN = Codelist.of("opcs4", ["R171", "R172", "R181", "R182"], name="caesarean")
@@ -485,3 +495,102 @@ def test_a_definition_file_makes_a_row_dataset(tmp_path):
         '"1",1,"a",2024-06-01 09:00:00.000000,false,34',
         '"1",2,"b",2025-02-10 09:00:00.000000,true,35',
     ]  # as the dataset writer writes a dataset's
+
+
+# -- differential: each row's values as a dataset on that row's date gives them -------------
+
+ROW_EXAMPLES = int(os.environ.get("POPHEALTH_DIFFERENTIAL_EXAMPLES", "4"))
+
+
+def _on(d: Any, kind: int, k: int, rule: str) -> Any:
+    """A variable of the date ``d``: the current row's date in a row dataset, the index date
+    in a dataset run on that date — the same value for that row."""
+    bp = events.matching(SBP)
+    if kind == 0:
+        return bp.on_or_before(d).exists_for_patient()
+    if kind == 1:
+        return bp.in_last(months=k, of=d).count_for_patient()
+    if kind == 2:
+        return bp.in_next(days=30 * k, of=d).count_for_patient()  # a look-ahead
+    if kind == 3:
+        return bp.on_or_after(d).first_for_patient().value
+    if kind == 4:
+        return bp.on_or_before(d).last_for_patient().date.days_until(d)
+    if kind == 5:
+        return bp.on_or_before(d).last_day_for_patient(rule=rule).value
+    if kind == 6:
+        return bp.on_or_before(d).maximum_for_patient() - bp.minimum_for_patient()
+    if kind == 7:
+        return patients.age_on(d)
+    if kind == 8:
+        return patients.is_alive_on(d)
+    if kind == 9:
+        return registrations.practice_on(d).practice_id.fill_unknown()
+    if kind == 10:
+        return addresses.area_on(d).group("imd_quintile")
+    if kind == 11:
+        saba = medications.matching(SABA).in_last(months=k, of=d)
+        return saba.sum_for_patient(saba.quantity)
+    if kind == 12:
+        old = bp.where(events.date > patients.date_of_birth + months(600))
+        return old.on_or_before(d).count_days_for_patient()
+    close = bp.where(bp.days_since_previous() <= 30 * k)  # a previous row, then the window
+    return close.on_or_before(d).count_for_patient()
+
+
+@settings(
+    max_examples=ROW_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    data=random_tables(),
+    picks=st.lists(
+        st.tuples(st.integers(0, 13), st.integers(1, 24), st.sampled_from(["min", "max", "mean"])),
+        min_size=3,
+        max_size=6,
+    ),
+)
+def test_each_row_as_a_dataset_on_its_date(data, picks):
+    """Random small tables and variables of a date: a row dataset over blood-pressure rows,
+    the date being each row's, gives on each row what a plain dataset run on that row's date
+    gives its patient (on DuckDB; the row dataset on Spark too, when installed)."""
+    per_row = RowDataset(events.matching(SBP), columns=["date"])
+    for i, (kind, k, rule) in enumerate(picks):
+        per_row.add(f"v{i}", _on(per_row.row.date, kind, k, rule))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = make_store(Path(tmp), data)
+        got = run_dataset(store, per_row, engine="duckdb", index_date=INDEX, output="arrow")
+        rows = [{k: _clean(v) for k, v in r.items()} for r in got.to_pylist()]
+        if HAVE_SPARK:
+            from pophealth.engines import spark_session
+
+            spark_session().conf.set("spark.sql.shuffle.partitions", "1")
+            spark = run_dataset(store, per_row, engine="spark", index_date=INDEX, output="arrow")
+            spark_rows = [{k: _clean(v) for k, v in r.items()} for r in spark.to_pylist()]
+            assert len(spark_rows) == len(rows)
+            for a, b in zip(rows, spark_rows, strict=True):
+                assert a.keys() == b.keys()
+                assert all(_same(a[n], b[n]) for n in a), (a, b)
+        by_date = {}
+        for day in sorted({r["date"] for r in rows}):
+            plain = Dataset()
+            for i, (kind, k, rule) in enumerate(picks):
+                plain.add(f"v{i}", _on(index_date, kind, k, rule))
+            table = run_dataset(store, plain, engine="duckdb", index_date=day, output="arrow")
+            by_date[day] = {r.pop("patient_id"): r for r in table.to_pylist()}
+    expected_rows = sorted(
+        (r["patient_id"], r["date"])
+        for r in data["events"]
+        if r["code"] in IN_LIST
+        if r["system"] == "snomedct"
+    )
+    assert [(r["patient_id"], r["date"]) for r in rows] == expected_rows
+    numbers: dict[str, int] = {}
+    for r in rows:
+        numbers[r["patient_id"]] = numbers.get(r["patient_id"], 0) + 1
+        assert r["row_number"] == numbers[r["patient_id"]]
+        want = by_date[r["date"]][r["patient_id"]]
+        for name, value in want.items():
+            assert _same(r[name], _clean(value)), (r, name, value, per_row.variables[name].desc)
