@@ -373,6 +373,11 @@ def test_refusals_name_the_measure_and_say_what_was_expected():
         "measure 'wait': needs at least one quantile (0.5 is the median)"
     )
     assert "cannot name a breakdown" in _refusal(group_by={"value": patients.sex})
+    assert "group_by needs names for its breakdowns" in _refusal(group_by=[patients.sex])
+    with pytest.raises(QueryError, match=r"measure 7: a measure's name must be text"):
+        Measures(intervals=monthly("2025-01-01", 1)).define_quantile(
+            7, value=_latest_sbp(), among=patients.sex.is_not_null()
+        )
     m = Measures()
     with pytest.raises(QueryError, match=r"measure 'wait': needs intervals"):
         m.define_quantile("wait", value=_latest_sbp(), among=patients.sex.is_not_null())
