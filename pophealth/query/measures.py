@@ -913,6 +913,7 @@ def _release_quantiles(
     groups = m.breakdown
     keys = ["interval_start", "interval_end", *groups]
     levels = normalise_confidence(DEFAULT_CONFIDENCE)
+    df = df.reindex(columns=[*keys, VALUE, "denominator"])  # (nobody among: no row at all)
     table = pd.DataFrame(
         {
             **{k: df[k].to_numpy() for k in keys},
@@ -928,8 +929,8 @@ def _release_quantiles(
     out["numerator"] = out["n"]
     out["denominator"] = out["n"] + out["missing"]
     out.insert(0, "measure", m.name)
-    if not disclosure:
-        out["disclosure_note"] = "not disclosure-controlled"
+    if not disclosure or len(out) == 0:
+        out["disclosure_note"] = "not disclosure-controlled" if not disclosure else None
         return out.drop(columns=["quantile", "n", "missing"])
     kw = {} if policy is None else {"policy": policy}
     per_group = out.drop_duplicates(keys)  # each group's counts once, not once per quantile
@@ -942,7 +943,7 @@ def _release_quantiles(
     )
     rows = np.repeat(np.arange(len(released)), len(m.quantiles))
     for c in ("numerator", "denominator", "disclosure_note"):
-        out[c] = released[c].to_numpy()[rows] if len(released) else out[c]
+        out[c] = released[c].to_numpy()[rows]
     notes: list[list[str]] = [[x] if isinstance(x, str) else [] for x in out["disclosure_note"]]
     withheld = out["numerator"].isna().to_numpy()
     q = out["quantile"].to_numpy(dtype=float)

@@ -396,3 +396,18 @@ def test_among_defaults_to_the_default_denominator():
     q = m.define_quantile("sbp", value=_latest_sbp(), quantiles=0.5)
     assert q.among.key == registered.key and q.quantiles == (0.5,)
     assert q.breakdown == ["sex"] and q.kind == "quantile"
+
+
+def test_nobody_among_gives_no_row_and_nobody_with_a_value_no_value(tmp_path):
+    tables = _values_tables({"p1": None})  # registered, with a reading that has no value
+    store = make_store(tmp_path, tables)
+    for among, rows in ((patients.date_of_birth > D(2100, 1, 1), 0), (None, 1)):
+        m = Measures(intervals=monthly("2025-01-01", 1))
+        m.define_defaults(denominator=registrations.registered_on(index_date))
+        m.define_quantile("sbp", value=_latest_sbp(), among=among, group_by={"sex": patients.sex})
+        for disclosure in (True, False):
+            out = run_measures(store, m, disclosure=disclosure)
+            assert len(out) == rows and "sex" in out.columns, (among, disclosure)
+    exact = run_measures(store, m, disclosure=False).iloc[0]
+    assert (exact.numerator, exact.denominator, exact.statistic) == (0, 1, "median")
+    assert pd.isna(exact.value) and exact.method is None
