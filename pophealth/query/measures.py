@@ -953,8 +953,8 @@ def _release_quantiles(
         notes[i].append("value and limits withheld with the numerator")
     for i in np.flatnonzero(few):
         notes[i].append(
-            f"value withheld: fewer than {QUANTILE_TAIL} patients rank beyond the values "
-            "it is read from"
+            f"value and limits withheld: fewer than {QUANTILE_TAIL} patients rank beyond the "
+            "values it is read from"
         )
     out.loc[withheld | few, "value"] = np.nan
     for c in levels:

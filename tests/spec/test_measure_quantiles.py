@@ -216,7 +216,7 @@ def test_disclosure_withholds_a_group_of_7_and_centiles_near_its_extremes(engine
     assert median.disclosure_note == "95% limits withheld: fewer than 3 patients rank beyond them"
     assert pd.isna(p90.value) and pd.isna(p90.method)
     assert p90.disclosure_note == (
-        "value withheld: fewer than 3 patients rank beyond the values it is read from"
+        "value and limits withheld: fewer than 3 patients rank beyond the values it is read from"
     )
     assert out.attrs["evaluation"]["sbp"] in ("masks", "change_points")
     # without disclosure control (inside the secure environment only): exact, in full
