@@ -156,7 +156,8 @@ def centiles(
     definition 7), the limits for each confidence level (binomial ranks, Campbell & Gardner
     1988: ``method="exact"`` or their large-sample ``"normal"`` formula; missing where the
     group has too few values for that level), ``confidence``, ``statistic`` (``"median"``,
-    ``"90th centile"``) and ``method``.
+    ``"90th centile"``) and ``method`` (which also says, on such a row, "too few values for
+    a 95% interval").
 
     Raises :class:`StatsInputError` for a centile outside (0, 1), a negative or fractional
     count, or a value that is not a number.
@@ -267,14 +268,27 @@ def centiles_of_counts(
     with np.errstate(invalid="ignore"):
         out["value"] = np.where(a == b, a, a + frac * (b - a))
     limits = []
+    short = []  # per row, the levels with too few values for an interval
     for c in levels:
         r, s, _ = centile_ranks(nn, qq, c, method)
         limits.append((at(gi, r), at(gi, s)))
+        short.append(np.isnan(r) & (nn > 0))
     add_limits(out, levels, limits)
     out["confidence"] = confidence_text(levels)
     out["statistic"] = [centile_label(x) for x in qq]
     words = METHOD_TEXT[method]
-    out["method"] = np.where(nn > 0, words, None).astype(object)
+    method_text = []
+    for i in range(len(out)):
+        if nn[i] <= 0:
+            method_text.append(None)
+            continue
+        missing_levels = [c for c, m in zip(levels, short, strict=True) if m[i]]
+        if missing_levels:
+            which = " or ".join(confidence_text([c]) for c in missing_levels)
+            method_text.append(f"{words}; too few values for a {which} interval")
+        else:
+            method_text.append(words)
+    out["method"] = pd.Series(method_text, dtype=object)
     return out
 
 

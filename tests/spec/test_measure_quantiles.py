@@ -87,7 +87,10 @@ def test_median_and_90th_centile_by_group(engine, tmp_path):
     assert list(out["statistic"]) == ["median", "90th centile"] * 2
     # 4 or 5 values are too few for a 95% interval (the widest covers 1 − 2/2^5 < 95%)
     assert out["lower95_0cl"].isna().all() and out["upper99_8cl"].isna().all()
-    assert set(out["method"]) == {"Hyndman & Fan 7; binomial ranks (Campbell & Gardner, exact)"}
+    assert set(out["method"]) == {
+        "Hyndman & Fan 7; binomial ranks (Campbell & Gardner, exact); too few values for a "
+        "95% or 99.8% interval"
+    }
     assert out.attrs["evaluation"] == {"sbp": "single"}
     assert list(out.columns[:4]) == ["measure", "interval_start", "interval_end", "sex"]
 

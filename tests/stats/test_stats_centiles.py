@@ -76,6 +76,11 @@ def test_too_few_values_for_an_interval():
     assert not math.isnan(centile_ranks(36, 0.9, 0.95)[1])
     row = centiles([3, 1, 2, 5, 4], 0.5).iloc[0]
     assert row.value == 3 and pd.isna(row.lower95_0cl) and pd.isna(row.upper99_8cl)
+    assert row.method.endswith("; too few values for a 95% or 99.8% interval")
+    # 9 values: 95% (the 2nd and 8th) but not 99.8% (which needs 10)
+    row = centiles(range(1, 10), 0.5).iloc[0]
+    assert (row.lower95_0cl, row.upper95_0cl) == (2, 8) and pd.isna(row.lower99_8cl)
+    assert row.method.endswith("(Campbell & Gardner, exact); too few values for a 99.8% interval")
 
 
 def test_definition_7_odd_even_ties_and_missing():
