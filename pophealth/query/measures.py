@@ -63,6 +63,7 @@ from pophealth.stats._core import DEFAULT_CONFIDENCE, scaled_quotient
 __all__ = [
     "Measure",
     "Measures",
+    "QuantileMeasure",
     "monthly",
     "quarterly",
     "result_columns",
