@@ -3,7 +3,10 @@
 One compiler serves one run. It knows the index date (a dataset) or the intervals (a
 measure: every interval in one query — each row of a frame whose filters depend on the
 index date is paired with every interval, and frames that do not depend on it are read once
-and keyed by patient only).
+and keyed by patient only). A row dataset's run is the same with the unit (patient, row) in
+place of (patient, interval): the frame's rows numbered per patient
+(:meth:`Compiler.unit_table`), and each row of a frame whose filters read the current row
+joined on the patient to that patient's output rows, not crossed with the intervals.
 
 Per-patient values are computed as *sources*, each one pass over a table:
 
@@ -205,12 +208,9 @@ class Compiler:
             t, _ = self.rows(frame)  # the frame cannot read its own row: not paired
             order = self._order_by(frame, t, "first")
             number = ibis.row_number().over(group_by=[t.patient_id], order_by=order) + 1
-            cols = {ROW_PREFIX + c: t[c] for c in self.unit_columns_raw()}
+            cols = {c: t[c[len(ROW_PREFIX) :]] for c in self.unit_columns}
             self._unit_table = t.select("patient_id", **{ROW_KEY: number.cast("int64")}, **cols)
         return self._unit_table
-
-    def unit_columns_raw(self) -> list[str]:
-        return [c[len(ROW_PREFIX) :] for c in self.unit_columns]
 
     def table(self, name: str) -> ir.Table:
         if name not in self._tables:
