@@ -18,7 +18,7 @@ from typing import Any
 
 from pophealth.codelists import Codelist
 from pophealth.query.compile import _children, _flatten, match_condition
-from pophealth.query.dataset import Dataset, to_pandas
+from pophealth.query.dataset import Dataset, RowDataset, to_pandas
 from pophealth.query.measures import Measures
 from pophealth.query.model import CODE_COLUMNS, Frame, Series
 
@@ -27,6 +27,8 @@ def _named_nodes(definition: Dataset | Measures) -> dict[str, list[Any]]:
     """What the definition computes, by the name a user knows it by."""
     if isinstance(definition, Dataset):
         named: dict[str, list[Any]] = {}
+        if isinstance(definition, RowDataset):  # the rows it gives one output row each
+            named["rows"] = [definition.frame]
         if definition.population is not None:
             named["population"] = [definition.population]
         for name, value in definition.variables.items():

@@ -147,3 +147,20 @@ def test_a_list_read_in_several_places_is_named_once_with_its_readers(tmp_path):
     assert said[0].startswith(
         "measure 'treated', measure 'treated_again': code list htn_core_ids matches no row"
     )
+
+
+def test_a_row_datasets_own_rows_are_checked_too(tmp_path):
+    """The rows a RowDataset gives one output row each come from a code list too: one that
+    matches nothing makes an empty output that looks like a result, so it is named."""
+    from pophealth.query import RowDataset
+
+    con = connect(make_store(tmp_path, TABLES), "duckdb")
+    per_spell = RowDataset(admissions.matching(STROKE_ICD, "all_diagnoses"))
+    per_spell.asthma = events.matching(ASTHMA).exists_for_patient()
+    assert unmatched_code_lists(con, per_spell) == []
+    per_drug = RowDataset(medications.matching(HTN_CORE_IDS))  # a finding on prescriptions
+    per_drug.asthma = events.matching(ASTHMA).exists_for_patient()
+    said = unmatched_code_lists(con, per_drug)
+    assert len(said) == 1 and said[0].startswith(
+        "rows: code list htn_core_ids matches no row of medications"
+    ), said
