@@ -45,7 +45,10 @@ MEASURES_HELP = (
     "only one it makes). Its intervals are part of the definition; inside a measure, "
     "`index_date` is the end of each interval. The numerator is counted only among the "
     "denominator: a patient in the numerator but not in the denominator counts in neither. "
-    "Counts pass through the disclosure-control rule unless --no-disclosure is given. A note "
+    "A quantile measure (Measures.define_quantile) gives a row per quantile instead: the "
+    "median or another centile of a number per patient, with its limits. Counts pass through "
+    "the disclosure-control rule unless --no-disclosure is given (a quantile is withheld with "
+    "its count, and near its group's extremes). A note "
     "names each code list that matches no row of its table in the store, at any date."
 )
 

@@ -35,6 +35,7 @@ from pophealth.query.dataset import (
 from pophealth.query.measures import (
     Measure,
     Measures,
+    QuantileMeasure,
     monthly,
     quarterly,
     run_measures,
@@ -85,6 +86,7 @@ __all__ = [
     "Frame",
     "Measure",
     "Measures",
+    "QuantileMeasure",
     "QueryError",
     "RowDataset",
     "Series",
