@@ -39,7 +39,7 @@ from pophealth.query.model import DATE_COLUMNS, Frame, QueryError, Series, neigh
 from pophealth.query.text import float_text
 from pophealth.schema import table as schema_table
 
-LEAF_OPS = ("pcol", "agg", "pick", "day", "lookup")
+LEAF_OPS = ("pcol", "agg", "pick", "day", "lookup", "person_days")
 _IBIS_TYPES = {
     "bool": "boolean",
     "int": "int64",
@@ -450,6 +450,12 @@ class Compiler:
                 return None
             static, _ = self._split(frame._filters)
             return Frame(frame._table, tuple(static)).exists_for_patient()
+        if s.op == "gt" and s.args[0].op == "person_days" and s.args[1].op == "lit":
+            # some person-time in an interval needs a period (its rows never read the interval)
+            frame = s.args[0].args[0]
+            if frame.error or s.args[1].args[0] != 0:
+                return None
+            return Frame(frame._table, frame._filters).exists_for_patient()
         return None
 
     # -- leaves and sources -------------------------------------------------------------------
@@ -536,6 +542,8 @@ class Compiler:
         if op == "lookup":
             key, table, key_col, _ = args
             return ("lookup", key.key, table, key_col)
+        if op == "person_days":
+            return ("person_days", leaf.key)
         raise AssertionError(op)
 
     def leaf_table(
@@ -590,6 +598,8 @@ class Compiler:
             result = self._day_source(leaves)
         elif kind == "days":
             result = self._days_source(leaves)
+        elif kind == "person_days":
+            result = self._person_days_source(leaves[0])
         else:
             result = self._lookup_source(leaves)
         self._sources[skey] = result
@@ -678,6 +688,60 @@ class Compiler:
                     "sum": lambda x, w: x.sum(where=w),
                 }[fn](x, where)
         return t.group_by(keys).aggregate(**aggs), keys
+
+    def _person_days_source(self, leaf: Series) -> tuple[ir.Table, list[str]]:
+        """Person-time (:meth:`~pophealth.query.model.Frame.days_in_interval_for_patient`):
+        the days of a patient's periods inside each interval, each day once.
+
+        Days are counted as whole numbers from 1970-01-01. The periods are first made
+        disjoint, once for every interval: in order of start, each keeps only its days after
+        the latest end among the periods before it (those days up to that end are held by
+        that period, which starts no later), so the pieces left add up to the union of the
+        periods. An open end runs on; ``until`` cuts every period after its day. Only then
+        are the pieces paired with the intervals and cut to each: the days of a piece
+        inside one are ``min(end, interval end) - max(start, interval start) + 1`` where
+        positive."""
+        frame, start, end, until, _, _ = leaf.args
+        t, _ = self.rows(frame)
+        if until is not None:
+            ut, _ = self.leaf_table(self._leaves([until]), with_interval=False)
+            t = t.left_join(ut, "patient_id")
+            t = t.select(*[c for c in t.columns if not c.endswith("_right")])
+        epoch = ibis.literal(dt.date(1970, 1, 1), type="date")
+        open_end = 10**7  # a day number after every date (27 349 AD)
+
+        def day(x: ir.Value) -> ir.Value:
+            return x.delta(epoch, unit="day").cast("int64")
+
+        s = day(self.expr(start, t))
+        e = ibis.coalesce(day(self.expr(end, t)), ibis.literal(open_end, type="int64"))
+        if until is not None:
+            u = self.expr(until, t)
+            e = ibis.least(e, ibis.coalesce(day(u), ibis.literal(open_end, type="int64")))
+        p = t.select("patient_id", _s=s, _e=e)
+        before = ibis.window(
+            group_by=[p.patient_id], order_by=[p._s, p._e], preceding=None, following=0
+        )
+        p = p.mutate(_m=p._e.max().over(before))  # the latest end so far, this row's too
+        after = ibis.window(group_by=[p.patient_id], order_by=[p._s, p._e])
+        p = p.mutate(_m=p._m.lag().over(after))  # the latest end before this row
+        p = p.mutate(_s=ibis.cases((p._m.isnull(), p._s), else_=ibis.greatest(p._s, p._m + 1)))
+        p = p.filter(p._s <= p._e).select("patient_id", "_s", "_e")
+        if self.interval_mode:
+            assert self.intervals is not None
+            first = (min(a for a, _ in self.intervals) - dt.date(1970, 1, 1)).days
+            last = (max(b for _, b in self.intervals) - dt.date(1970, 1, 1)).days
+            p = p.filter((p._e >= first) & (p._s <= last))
+            p = self._pair(p, True)
+            a, b = day(p.interval_start), day(p.interval_end)
+        else:
+            p = self._pair(p, False)
+            a = ibis.literal((self.interval_start - dt.date(1970, 1, 1)).days, type="int64")
+            b = ibis.literal((self.index_date - dt.date(1970, 1, 1)).days, type="int64")
+        n = ibis.least(p._e, b) - ibis.greatest(p._s, a) + 1
+        p = p.mutate(_n=n).filter(lambda x: x._n > 0)
+        keys = self.keys(self.interval_mode)
+        return p.group_by(keys).aggregate(**{self._name(leaf): p._n.sum().cast("int64")}), keys
 
     def _order_by(self, frame: Frame, t: ir.Table, direction: str) -> list:
         keys = frame._order or (getattr(frame, DATE_COLUMNS[frame._table]),)
@@ -919,6 +983,8 @@ class Compiler:
             col = t[self._name(s)]
             if op == "agg" and a[1] in _FILL:
                 col = col.fill_null(_FILL[a[1]])
+            elif op == "person_days":  # no day inside the interval
+                col = col.fill_null(0)
             return col
         if op == "lit":
             return ibis.literal(a[0], type=_IBIS_TYPES[s.dtype])

@@ -64,6 +64,7 @@ __all__ = [
     "Measure",
     "Measures",
     "QuantileMeasure",
+    "RateMeasure",
     "monthly",
     "quarterly",
     "result_columns",
@@ -230,6 +231,49 @@ class QuantileMeasure(Measure):
         self.quantiles = quantiles
 
 
+#: Days in a year, for person-years: the mean length of a Julian year (3 common years and
+#: a leap year), the usual convention for person-years from person-days.
+DAYS_PER_YEAR = 365.25
+
+
+class RateMeasure(Measure):
+    """A rate per person-time: ``events`` (a whole number per patient) over ``person_time``
+    (days per patient, e.g. :meth:`~pophealth.query.model.Frame.days_in_interval_for_patient`)
+    × ``per``, among the patients ``among`` with some person-time in the interval. Counted
+    as a ratio of sums (events over days, each patient's events counted only where the
+    patient is at risk); released by :func:`_release_rate`."""
+
+    def __init__(
+        self,
+        name: str,
+        events: Series,
+        person_time: Series,
+        among: Series | None,
+        per: float,
+        unit: str,
+        group_by: Mapping[str, Series],
+        intervals: Sequence[Interval],
+    ):
+        from pophealth.query.model import when
+
+        at_risk = person_time > 0
+        if among is not None:
+            at_risk = among.if_null_then(False) & at_risk
+        #: the patients the rate is of in an interval: among, with some person-time in it
+        self.at_risk = at_risk
+        # the person-time where the patient is at risk, missing (outside the rate) elsewhere
+        days = when(at_risk).then(person_time).otherwise(None)
+        super().__init__(name, events, days, group_by, intervals)
+        self.kind = "rate"
+        self.events, self.person_time, self.among = events, person_time, among
+        self.per, self.unit = per, unit
+
+    @property
+    def statistic(self) -> str:
+        per = f"{int(self.per):,}" if float(self.per).is_integer() else f"{self.per:g}"
+        return f"rate per {per} person-{self.unit}"
+
+
 class Measures:
     """A set of measures sharing defaults (denominator, breakdown, intervals)."""
 
@@ -342,6 +386,73 @@ class Measures:
         self._measures[name] = measure
         return measure
 
+    def define_rate(
+        self,
+        name: str,
+        *,
+        events: Any,
+        person_time: Any,
+        among: Any = None,
+        per: float = 1000,
+        unit: str = "years",
+        group_by: Mapping[str, Any] | None = None,
+        intervals: Sequence[Interval] | None = None,
+    ) -> RateMeasure:
+        """Define measure ``name``: a rate per person-time — ``events`` (a whole number per
+        patient: admissions, escalations in the interval) per ``per`` person-``unit``
+        (``"years"``, a year being 365.25 days, or ``"days"``) of ``person_time`` (days per
+        patient inside the interval: ``registrations.days_in_interval_for_patient()``),
+        among the patients for whom ``among`` (True/False; default everyone) holds and who
+        have some person-time in the interval, broken down by ``group_by`` over
+        ``intervals`` (defaults as for :meth:`define_measure`; ``among`` is not taken from
+        the default denominator). A patient's events are counted only in the intervals
+        where the patient has person-time: count only the events in the time at risk
+        (``admissions.in_interval()``, and within the periods counted).
+
+        Each row's ``numerator`` is the events, its ``denominator`` the person-time in
+        **days** (a whole number), ``value`` events / (days / 365.25, for years) × ``per``,
+        with Poisson limits (exact below 10 events, Byar's from 10); see
+        :func:`run_measures` for disclosure control."""
+        if name in self._measures:
+            raise QueryError(f"measure {name!r} is defined twice")
+        _check_name(name)
+        if unit not in ("days", "years"):
+            raise QueryError(
+                f'measure {name!r}: unit must be "days" (per person-days) or "years" '
+                f"(per person-years, a year being {DAYS_PER_YEAR} days), not {unit!r}"
+            )
+        if isinstance(per, bool) or not isinstance(per, int | float) or not per > 0:
+            raise QueryError(
+                f"measure {name!r}: per must be a positive number (1000 for a rate per 1,000 "
+                f"person-{unit}), not {per!r}"
+            )
+        intervals, groups = self._intervals_and_groups(name, group_by, intervals)
+        ev = check_variable(f"{name}.events", events, what="measure")
+        if ev.dtype != "int":
+            raise QueryError(
+                f"measure {name!r}: events must be a whole number per patient (e.g. "
+                f"admissions.in_interval().count_for_patient()), not {_kind(ev.dtype)}"
+                + (": True/False counts patients, not events" if ev.dtype == "bool" else "")
+            )
+        pt = check_variable(f"{name}.person_time", person_time, what="measure")
+        if pt.dtype != "int":
+            raise QueryError(
+                f"measure {name!r}: person_time must be a whole number of days per patient "
+                "(e.g. registrations.days_in_interval_for_patient()), not "
+                f"{_kind(pt.dtype)}"
+            )
+        a = None
+        if among is not None:
+            a = check_variable(f"{name}.among", among, what="measure")
+            if a.dtype != "bool":
+                raise QueryError(
+                    f"measure {name!r}: among must be True/False (the patients whose events "
+                    f"and person-time the rate is of), not {_kind(a.dtype)}"
+                )
+        measure = RateMeasure(name, ev, pt, a, float(per), unit, groups, intervals)
+        self._measures[name] = measure
+        return measure
+
     def _intervals_and_groups(
         self, name: str, group_by: Any, intervals: Any
     ) -> tuple[list[Interval], dict[str, Series]]:
@@ -434,7 +545,10 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     con = connect(source, engine)
     by_intervals: dict[tuple, list[Measure]] = {}
     for m in measures:
-        by_intervals.setdefault((tuple(m.intervals), m.kind == "quantile"), []).append(m)
+        # quantile and rate measures apart: see above; a rate's person-time is computed
+        # per patient and interval, which would take the others off masks and change points
+        own = m.kind if m.kind in ("quantile", "rate") else None
+        by_intervals.setdefault((tuple(m.intervals), own), []).append(m)
     frames = []
     paths: dict[str, str] = {}
     for (intervals, _), group in by_intervals.items():
@@ -452,7 +566,11 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
         # rows that are in at least one denominator
         keep = _any_of(
             [
-                m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
+                m.at_risk
+                if isinstance(m, RateMeasure)
+                else m.denominator
+                if m.denominator.dtype == "bool"
+                else m.denominator.is_not_null()
                 for m in group
             ]
         )
@@ -854,6 +972,8 @@ def _release(
         df = df.drop(columns=list(behind.values()))
     elif behind:
         kw["patients"] = behind
+    if isinstance(m, RateMeasure):
+        return _release_rate(df, m, groups, by, disclosure, kw)
     if m.kind in ("proportion", "row proportion"):
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
@@ -891,6 +1011,50 @@ def _release(
         "ratio of sums (no interval: the numerator is not a count of events, or the "
         "denominator not a number of patients)"
     )
+    return df
+
+
+def _release_rate(
+    df: pd.DataFrame,
+    m: RateMeasure,
+    groups: list[str],
+    by: list[str],
+    disclosure: bool,
+    kw: dict[str, Any],
+) -> pd.DataFrame:
+    """The rows of rate measure ``m``: events (``numerator``) per person-time
+    (``denominator``, in days) × ``m.per``, in person-``m.unit``.
+
+    With ``disclosure``, the events and the person-days both go through
+    :func:`pophealth.disclosure.apply` as counts (the breakdowns as margins, as for a ratio):
+    each withheld when it is 1-7, or when the patients behind it (those with an event; those
+    with person-time) number 1-7, or to protect another cell, and otherwise rounded (to 5:
+    person-days to 5 days). The value and limits are worked out from the released figures
+    and are missing wherever either is withheld."""
+    from pophealth import disclosure as sdc
+    from pophealth.stats import rate
+
+    if disclosure:
+        df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
+    else:
+        df = df.copy()
+        df["disclosure_note"] = "not disclosure-controlled"
+    events = df["numerator"].to_numpy(dtype=float)
+    days = df["denominator"].to_numpy(dtype=float)
+    time = days / DAYS_PER_YEAR if m.unit == "years" else days
+    stats = rate(events, np.where(time > 0, time, np.nan), multiplier=m.per)
+    for c in stats.columns:
+        if c not in ("numerator", "denominator"):
+            df[c] = stats[c].to_numpy()
+    # (as a ratio's value: from the released figures, one quotient)
+    df["value"] = scaled_quotient(events, np.where(time > 0, time, np.nan), m.per)
+    year = f"; a year is {DAYS_PER_YEAR:g} days" if m.unit == "years" else ""
+    released = " (from released figures)" if disclosure else ""
+    method = df["method"]
+    df["method"] = method.where(
+        method.isna(), method + f"{released}; the denominator is person-time in days{year}"
+    )
+    df["statistic"] = m.statistic
     return df
 
 

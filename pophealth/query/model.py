@@ -952,7 +952,7 @@ def _one_identifier_space(
 
 #: Series ops holding a frame of their own (a per-patient value): a row's previous or next
 #: row inside them is of that frame, not of the rows they are used on.
-_OWN_FRAME_OPS = ("agg", "pick", "day", "lookup", "pcol")
+_OWN_FRAME_OPS = ("agg", "pick", "day", "lookup", "pcol", "person_days")
 
 
 def neighbours(s: Any) -> list[Series]:
@@ -1556,6 +1556,70 @@ class Frame:
         col = self._value_arg(column)
         return self._agg("sum", col, col.dtype, f"{self._desc}.sum_for_patient({col.desc})")
 
+    def days_in_interval_for_patient(self, until: Any = None) -> Series:
+        """Person-time: the days of the patient's periods (each row's start to its end, both
+        inclusive, an open end running on) that fall inside the measure interval, both of
+        its ends inclusive — nothing before the interval's start or after its end. A day
+        held by several periods counts once (overlapping periods are merged: their union).
+        ``until`` (a date per patient, e.g. ``patients.date_of_death``) ends the
+        person-time: no day after it counts (its own day does; missing: no end). 0 when no
+        day falls inside. In a dataset the interval is the index date alone (1 or 0).
+
+        For ``registrations``, ``addresses`` (``.where(addresses.care_home)``: care-home
+        residence), ``admissions`` and ``emergency_attendances`` (the days of arrival and
+        departure); the rows may be filtered first, but not by the interval itself."""
+        from pophealth.schema import table as schema_table
+
+        until_s = None if until is None else as_day(until)
+        desc = f"{self._desc}.days_in_interval_for_patient(" + (
+            f"until={until_s.desc})" if until_s is not None else ")"
+        )
+        periods = schema_table(self._table).periods
+        err = self.error
+        if err is None and (not periods or not self._table_has_rows_per_patient()):
+            with_periods = ", ".join(PERIOD_TABLES)
+            err = (
+                f"{desc}: rows of {self._table} have no period (a start and an end date) to "
+                f"count days of; tables with one: {with_periods}"
+            )
+        if err is None and _reads_interval(self):
+            err = (
+                f"{desc}: the rows whose days are counted are filtered by the interval "
+                "(in_interval(), index_date...); days_in_interval_for_patient() already "
+                "keeps only the days inside it: filter the rows without it"
+            )
+        if err is None and until_s is not None:
+            if until_s.error:
+                err = f"{desc}: {until_s.error}"
+            elif until_s.dtype not in ("date", "null"):
+                err = (
+                    f"{desc}: until must be a date per patient (e.g. patients.date_of_death), "
+                    f"not {a_dtype(until_s.dtype)}"
+                )
+            elif until_s.domain is not None:
+                err = (
+                    f"{desc}: until must be one date per patient, not one per row of "
+                    f"{until_s.domain} (e.g. patients.date_of_death)"
+                )
+            elif _reads_interval(until_s):
+                err = f"{desc}: until cannot depend on the interval (index_date, in_interval())"
+        start = end = None
+        if periods:
+            start, end = (as_day(getattr(self, c)) for c in periods[0])
+        return Series(
+            "person_days",
+            (self, start, end, until_s, interval_start, index_date),
+            "int",
+            None,
+            desc,
+            error=err,
+        )
+
+    def _table_has_rows_per_patient(self) -> bool:
+        from pophealth.schema import table as schema_table
+
+        return schema_table(self._table).many_rows_per_patient
+
     def first_for_patient(self) -> Row:
         """The earliest row (by :meth:`sort_by`, default the date): ``.date``, ``.value``,
         ``.code``... each missing when the patient has no row."""
@@ -1656,6 +1720,24 @@ class DayRow:
             f"{self._frame._desc}.{self._direction}_day_for_patient() is a day, not a value: "
             "take its .date or .value"
         )
+
+
+#: Tables whose rows are periods with a start and an end date (schema ``periods=``), whose
+#: days inside an interval :meth:`Frame.days_in_interval_for_patient` counts.
+PERIOD_TABLES = ("registrations", "addresses", "admissions", "emergency_attendances")
+
+
+def _reads_interval(node: Any) -> bool:
+    """Whether ``node`` (a series or frame) reads the index date or the interval start."""
+    if isinstance(node, Series):
+        if node.op in ("index_date", "interval_start"):
+            return True
+        return any(_reads_interval(a) for a in node.args)
+    if isinstance(node, Frame):
+        return any(_reads_interval(f) for f in (*node._filters, *node._order))
+    if isinstance(node, list | tuple):
+        return any(_reads_interval(a) for a in node)
+    return False
 
 
 # -- placeholders -------------------------------------------------------------------------------
