@@ -46,9 +46,12 @@ MEASURES_HELP = (
     "`index_date` is the end of each interval. The numerator is counted only among the "
     "denominator: a patient in the numerator but not in the denominator counts in neither. "
     "A quantile measure (Measures.define_quantile) gives a row per quantile instead: the "
-    "median or another centile of a number per patient, with its limits. Counts pass through "
+    "median or another centile of a number per patient, with its limits. A rate measure "
+    "(Measures.define_rate) gives events per person-time (per 1,000 person-years or "
+    "person-days: each patient's days registered, resident or in hospital inside the "
+    "interval), its denominator the person-days. Counts pass through "
     "the disclosure-control rule unless --no-disclosure is given (a quantile is withheld with "
-    "its count, and near its group's extremes). A note "
+    "its count, and near its group's extremes; person-days are released as a count). A note "
     "names each code list that matches no row of its table in the store, at any date."
 )
 

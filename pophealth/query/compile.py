@@ -521,8 +521,11 @@ class Compiler:
             # every aggregate over one table (and interval dependence) shares one pass,
             # but rows read with their previous or next row are windowed on their own
             frame = args[0]
-            if _reads_neighbours(frame, args[2]):
-                return ("agg", frame._table, self.depends_on_interval(frame), frame.key)
+            if _reads_neighbours(frame, args[2]) or self._value_reads_interval(leaf):
+                # (a value that reads the interval, on rows that do not: the rows are
+                # paired with the intervals for it alone)
+                dep = self.depends_on_interval(frame) or self._value_reads_interval(leaf)
+                return ("agg", frame._table, dep, frame.key)
             return ("agg", frame._table, self.depends_on_interval(frame))
         if op == "pick":
             frame = args[0]
@@ -545,6 +548,17 @@ class Compiler:
         if op == "person_days":
             return ("person_days", leaf.key)
         raise AssertionError(op)
+
+    def _value_reads_interval(self, leaf: Series) -> bool:
+        """Whether aggregate ``leaf`` takes a value that depends on the interval (or the
+        current row) over rows that do not (``rows.maximum_for_patient(rows.date.days_until(
+        index_date))``)."""
+        arg = leaf.args[2]
+        return (
+            arg is not None
+            and self.depends_on_interval(arg)
+            and not self.depends_on_interval(leaf.args[0])
+        )
 
     def leaf_table(
         self,
@@ -617,11 +631,13 @@ class Compiler:
                 raise QueryError(frame.error)
             frames.setdefault(frame.key, frame)
         first = next(iter(frames.values()))
-        dep = self.depends_on_interval(first)
+        moving = [leaf.args[2] for leaf in leaves if self._value_reads_interval(leaf)]
+        dep = self.depends_on_interval(first) or bool(moving)
         keys = self.keys(dep)
         if len(frames) == 1:
             reads = [n for leaf in leaves for n in neighbours(leaf.args[2])]
-            t, _ = self.rows(first, extra=reads)
+            # values that read the interval: the rows paired with it, their leaves joined
+            t, _ = self.rows(first, extra=[*reads, *moving])
             conds: dict[tuple, ir.Value | None] = {first.key: None}
         else:
             splits = {k: self._split(f._filters) for k, f in frames.items()}

@@ -40,6 +40,15 @@ worked out exactly from those counts (:mod:`pophealth.stats.centiles`), so every
 gives the same answer. Its rows carry the patients with a value as the numerator and all
 those among as the denominator; disclosure control withholds the value and limits with the
 numerator, and near a group's extremes (:func:`_release_quantiles`).
+
+A rate measure (:meth:`Measures.define_rate`) gives events per person-time: a whole number
+of events per patient over the days each patient was at risk inside the interval
+(:meth:`~pophealth.query.model.Frame.days_in_interval_for_patient`), per 1,000
+person-years (a year of 365.25 days) or person-days, with Poisson limits on the events
+(exact below 10, Byar's from 10). Its rows carry the events as the numerator and the
+person-days as the denominator, both released through the one rule like counts
+(:func:`_release_rate`). Person-time is worked out per patient and interval, so rate
+measures run paired, in a query of their own.
 """
 
 from __future__ import annotations
@@ -859,6 +868,10 @@ def run_measures(
     quantile (``"median"``, ``"90th centile"``): ``numerator`` the patients with a value,
     ``denominator`` all the patients among, ``value`` the centile (Hyndman & Fan 7) and the
     limits from binomial ranks (Campbell & Gardner; missing where too few values for them).
+    A rate measure has a row per interval and group with someone at risk: ``numerator`` the
+    events, ``denominator`` the person-time in days, ``value`` the rate per ``per``
+    person-years or person-days (its own ``per``; ``multiplier`` is not used) with Poisson
+    limits, ``statistic`` naming it (``"rate per 1,000 person-years"``).
     ``result.attrs["evaluation"]`` maps
     each measure to how it was computed: ``"masks"``, ``"change_points"``, ``"paired"``
     (fallback) or ``"single"`` (one interval).
@@ -869,7 +882,10 @@ def run_measures(
     breakdown columns as margins for secondary suppression; a quantile measure's counts go
     through :func:`~pophealth.disclosure.apply`, and its value and limits are withheld
     wherever its numerator is and wherever fewer than :data:`QUANTILE_TAIL` patients rank
-    beyond the values they are read from. ``disclosure=False`` gives the exact counts and
+    beyond the values they are read from. A rate measure's events and person-days both go
+    through :func:`~pophealth.disclosure.apply` (the patients with an event, and those with
+    person-time, checked behind them), its value and limits worked out from the released
+    figures. ``disclosure=False`` gives the exact counts and
     every value — for analysis inside the secure environment only.
     """
     if not isinstance(measures, Measures):

@@ -1556,6 +1556,31 @@ class Frame:
         col = self._value_arg(column)
         return self._agg("sum", col, col.dtype, f"{self._desc}.sum_for_patient({col.desc})")
 
+    def days_in_interval(self) -> Series:
+        """Per row: the days of the row's period (its start to its end, both inclusive, an
+        open end running on) inside the measure interval, both of its ends inclusive; 0 when
+        none. In a dataset the interval is the index date alone (1 or 0). Summed over a
+        patient's rows, a day two overlapping periods hold counts twice:
+        :meth:`days_in_interval_for_patient` counts each day once."""
+        from pophealth.schema import table as schema_table
+
+        desc = f"{self._desc}.days_in_interval()"
+        periods = schema_table(self._table).periods
+        if not periods or not self._table_has_rows_per_patient():
+            return _invalid(
+                self.error
+                or (
+                    f"{desc}: rows of {self._table} have no period (a start and an end date) "
+                    f"to count days of; tables with one: {', '.join(PERIOD_TABLES)}"
+                )
+            )
+        start, end = (as_day(getattr(self, c)) for c in periods[0])
+        last = minimum_of(end.if_null_then(index_date), index_date)
+        first = maximum_of(start, interval_start)
+        out = case((last >= first, first.days_until(last) + 1), otherwise=0)
+        out = Series._make(out.op, out.args, out.dtype, desc, (out,))
+        return out._with_error(self.error) if self.error else out
+
     def days_in_interval_for_patient(self, until: Any = None) -> Series:
         """Person-time: the days of the patient's periods (each row's start to its end, both
         inclusive, an open end running on) that fall inside the measure interval, both of

@@ -140,6 +140,40 @@ def test_without_until_a_death_does_not_end_the_person_time(tmp_path):
     assert got == {**DAYS, ("dies", FEB): 28, ("dies", MAR): 31}
 
 
+def test_per_row_days_and_their_sum_which_counts_an_overlap_twice(engine, tmp_path):
+    store = make_store(tmp_path, _tables())
+    m = Measures(intervals=monthly(JAN, 3))
+    m.define_measure(
+        "summed",
+        numerator=registrations.sum_for_patient(registrations.days_in_interval()),
+        denominator=registrations.exists_for_patient(),
+        group_by={"patient": patients.patient_id},
+    )
+    longest = admissions.maximum_for_patient(admissions.days_in_interval())
+    m.define_measure(
+        "longest_stay",
+        numerator=longest.if_null_then(0),
+        denominator=registrations.exists_for_patient(),
+        group_by={"patient": patients.patient_id},
+    )
+    out = run_measures(store, m, engine=engine, disclosure=False)
+    summed = out[out.measure == "summed"]
+    got = {(r.patient, r.interval_start): r.numerator for r in summed.itertuples()}
+    # each row's days, added up: moves' two registrations both hold 15-20 January (20 + 17
+    # days), gap's C lies inside B (5 + 6 + 3); no until, so dies keeps February and March
+    assert got == {
+        **DAYS,
+        ("moves", JAN): 37,
+        ("gap", JAN): 14,
+        ("leaves", MAR): 0,
+        ("dies", FEB): 28,
+        ("dies", MAR): 31,
+    }
+    stays = out[out.measure == "longest_stay"]
+    stays = {(r.patient, r.interval_start): r.numerator for r in stays.itertuples()}
+    assert stays[("full", JAN)] == 1 and stays[("full", FEB)] == 0  # same-day stays
+
+
 def test_rate_per_1000_person_years_and_person_days(engine, tmp_path):
     store = make_store(tmp_path, _tables())
     m = Measures(intervals=monthly(JAN, 3))
@@ -394,6 +428,17 @@ def test_refusals_name_the_measure_and_say_what_was_expected():
         m.define_rate("adm", events=_admissions(), person_time=_person_time())
 
 
+def test_per_row_days_need_a_table_with_periods():
+    ds = Dataset()
+    with pytest.raises(QueryError) as exc:
+        ds.days = events.sum_for_patient(events.days_in_interval())
+    assert str(exc.value).endswith(
+        "events.days_in_interval(): rows of events have no period (a start and an end date) "
+        "to count days of; tables with one: registrations, addresses, admissions, "
+        "emergency_attendances"
+    )
+
+
 def _days_refusal(value) -> str:
     with pytest.raises(QueryError) as exc:
         Measures(intervals=monthly(JAN, 1)).define_rate(
@@ -433,3 +478,48 @@ def test_person_time_refusals():
     assert "is not a date (expected YYYY-MM-DD)" in _days_refusal(
         registrations.days_in_interval_for_patient(until="31/01/2025")
     )
+
+
+def test_person_days_equal_a_day_by_day_count_on_the_synthetic_store(tmp_path):
+    """On 400 synthetic patients (registrations that start and end inside the months, patients
+    with two; deaths), each patient's person-days in each month equal a plain count of the
+    distinct days on which some registration of theirs holds and they are alive."""
+    from pophealth.query import connect
+    from pophealth.synth import write_synthetic_store
+
+    store = write_synthetic_store(tmp_path / "store", patients=400, seed=7)
+    months = monthly("2024-01-01", 14)  # a leap February and a common one
+    m = Measures(intervals=months)
+    m.define_rate(
+        "registered",
+        events=admissions.in_interval().count_for_patient(),
+        person_time=_person_time(),
+        group_by={"patient": patients.patient_id},
+    )
+    out = run_measures(store, m, disclosure=False)
+    got = {(r.patient, r.interval_start): r.denominator for r in out.itertuples()}
+    con = connect(store, reuse=False)
+    regs = con.table("registrations").to_pandas()
+    deaths = con.table("patients").to_pandas().set_index("patient_id")["date_of_death"]
+    expected: dict = {}
+    for start, end in months:
+        for pid, rows in regs.groupby("patient_id"):
+            last = end
+            died = deaths.get(pid)
+            if died is not None and not pd.isna(died):
+                last = min(last, pd.Timestamp(died).date())
+            days: set = set()
+            for r in rows.itertuples():
+                a = max(pd.Timestamp(r.start_date).date(), start)
+                b = last if pd.isna(r.end_date) else min(pd.Timestamp(r.end_date).date(), last)
+                days.update(a + dt.timedelta(i) for i in range((b - a).days + 1))
+            if days:
+                expected[(pid, start)] = len(days)
+    assert got == expected
+    # the check covers registrations starting and ending inside the months, patients with
+    # two registrations, and deaths inside the months
+    inside = (regs.start_date >= "2024-01-01") & (regs.start_date <= "2025-02-28")
+    assert inside.any()
+    assert ((regs.end_date >= "2024-01-01") & (regs.end_date <= "2025-02-28")).any()
+    assert regs.patient_id.duplicated().any()
+    assert ((deaths >= "2024-01-01") & (deaths <= "2025-02-28")).any()
