@@ -219,7 +219,11 @@ def frame_of(
                 "inputs have different lengths: "
                 + ", ".join(f"{k}={len(a)}" for k, a in arrays.items())
             )
-    frame = pd.DataFrame(arrays)
+    return add_group_columns(pd.DataFrame(arrays), data, keys), keys
+
+
+def add_group_columns(frame: pd.DataFrame, data: pd.DataFrame | None, keys: list[str]):
+    """``frame`` with the grouping columns ``keys`` (``by=``) taken from ``data``."""
     if keys:
         if data is None:
             raise StatsInputError("by= names grouping columns, so data= must be a DataFrame")
@@ -228,7 +232,7 @@ def frame_of(
             raise StatsInputError(f"by: column(s) {missing} not found in data")
         for k in keys:
             frame[k] = data[k].to_numpy()
-    return frame, keys
+    return frame
 
 
 def group_sum(frame: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:

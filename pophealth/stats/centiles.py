@@ -42,6 +42,7 @@ from scipy import stats
 from pophealth.stats._core import (
     DEFAULT_CONFIDENCE,
     StatsInputError,
+    add_group_columns,
     add_limits,
     confidence_text,
     normalise_confidence,
@@ -196,15 +197,7 @@ def _frame(values: Any, counts: Any, data: pd.DataFrame | None, keys: list[str])
     if np.any(~np.isfinite(w)) or np.any(w < 0) or np.any(w != np.floor(w)):
         raise StatsInputError("counts must be whole numbers of people, zero or more")
     frame["counts"] = w.to_numpy()
-    if keys:
-        if data is None:
-            raise StatsInputError("by= names grouping columns, so data= must be a DataFrame")
-        missing = [k for k in keys if k not in data.columns]
-        if missing:
-            raise StatsInputError(f"by: column(s) {missing} not found in data")
-        for k in keys:
-            frame[k] = data[k].to_numpy()
-    return frame
+    return add_group_columns(frame, data, keys)
 
 
 def _distribution(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
