@@ -1696,14 +1696,18 @@ class Row:
         return self._frame.exists_for_patient()
 
     def _not_a_value(self) -> str:
-        from pophealth.schema import table as schema_table
-
-        names = schema_table(self._frame._table).column_names
-        columns = ", ".join(f".{c}" for c in names if c != "patient_id")
         return (
             f"{self._frame._desc}.{self._direction}_for_patient() is a row, not a value: take "
-            f"one of its columns ({columns}) or .exists"
+            f"one of its columns ({_columns_of(self._frame)}) or .exists"
         )
+
+
+def _columns_of(frame: Frame) -> str:
+    """The columns of ``frame``'s table a value can be taken from, as ``.name`` s."""
+    from pophealth.schema import table as schema_table
+
+    names = schema_table(frame._table).column_names
+    return ", ".join(f".{c}" for c in names if c != "patient_id")
 
 
 class DayRow:
@@ -1797,13 +1801,9 @@ class RowRef:
         return f"<the current row of {self._frame._desc}>"
 
     def _not_a_value(self) -> str:
-        from pophealth.schema import table as schema_table
-
-        names = schema_table(self._frame._table).column_names
-        columns = ", ".join(f".{c}" for c in names if c != "patient_id")
         return (
             f"the current row of {self._frame._desc} is a row, not a value: take one of its "
-            f"columns ({columns})"
+            f"columns ({_columns_of(self._frame)})"
         )
 
 
