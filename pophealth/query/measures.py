@@ -65,7 +65,7 @@ import pyarrow as pa
 from pophealth.query.compile import Compiler, compile_patient_table, implies
 from pophealth.query.dataset import check_variable, connect
 from pophealth.query.masks import MaskPlan, breakdowns
-from pophealth.query.model import NUMERIC, QueryError, Series, a_dtype
+from pophealth.query.model import NUMERIC, Frame, QueryError, Series, a_dtype, wrap
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 from pophealth.stats._core import DEFAULT_CONFIDENCE, scaled_quotient
 
@@ -222,7 +222,12 @@ class QuantileMeasure(Measure):
     """A quantile measure: the ``quantiles`` of ``value`` among the patients ``among``, per
     group and interval. Counted as the patients ``among`` by breakdown and value (the value
     as one more breakdown, :data:`VALUE`); the quantiles are worked out from those counts
-    (:func:`pophealth.stats.centiles.centiles_of_counts`)."""
+    (:func:`pophealth.stats.centiles.centiles_of_counts`).
+
+    With ``rows`` (a frame), ``value`` is a value per row of that frame and the quantiles
+    are over its rows (each attendance one value) of the patients ``among``: counted as the
+    rows by interval, group, patient and value in a query of their own
+    (:func:`_row_quantile_counts`)."""
 
     def __init__(
         self,
@@ -232,12 +237,18 @@ class QuantileMeasure(Measure):
         quantiles: tuple[float, ...],
         group_by: Mapping[str, Series],
         intervals: Sequence[Interval],
+        rows: Frame | None = None,
     ):
-        super().__init__(name, among, among, {**group_by, VALUE: value}, intervals)
-        self.kind = "quantile"
+        if rows is None:
+            super().__init__(name, among, among, {**group_by, VALUE: value}, intervals)
+        else:  # (the value is no breakdown here: it is one per row, not per patient)
+            super().__init__(name, among, among, group_by, intervals)
+        self.kind = "quantile" if rows is None else "row quantile"
         self.value = value
         self.among = among
         self.quantiles = quantiles
+        #: the frame whose rows the quantiles are over (None: one value per patient)
+        self.rows = rows
 
 
 #: Days in a year, for person-years: the mean length of a Julian year (3 common years and
@@ -350,6 +361,7 @@ class Measures:
         quantiles: float | Sequence[float] = (0.5,),
         group_by: Mapping[str, Any] | None = None,
         intervals: Sequence[Interval] | None = None,
+        rows: Frame | None = None,
     ) -> QuantileMeasure:
         """Define measure ``name``: the ``quantiles`` (fractions: 0.5 the median, 0.9 the 90th
         centile) of ``value`` (a number per patient: minutes, days, a count) among the
@@ -361,7 +373,17 @@ class Measures:
         counted: each row's ``numerator`` is the patients with a value (the quantile's n),
         its ``denominator`` all the patients ``among``. Quantiles are Hyndman & Fan's
         definition 7 with distribution-free (binomial) confidence limits, computed exactly
-        from the counts of each distinct value; see :func:`run_measures` for disclosure."""
+        from the counts of each distinct value; see :func:`run_measures` for disclosure.
+
+        Over rows: with ``rows=`` a frame (``att = emergency_attendances.where(...)
+        .in_interval()``) and ``value`` a value per row of it (``minutes_between(
+        att.arrival_datetime, att.first_analgesia_datetime)``), the quantiles are of one
+        value per row — each attendance counted, a patient's several attendances as
+        independent values — among the rows of the patients ``among``, each in the group
+        of its patient. ``numerator`` is then the rows with a value, ``denominator`` all
+        the rows; a row whose value is missing is counted as missing. A value per row
+        needs ``rows=`` (a row's columns do not say which of its table's rows are meant),
+        and reads only that frame's table (and per-patient values)."""
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
         _check_name(name)
@@ -373,7 +395,7 @@ class Measures:
             )
         qs = _quantiles(name, quantiles)
         intervals, groups = self._intervals_and_groups(name, group_by, intervals)
-        v = check_variable(f"{name}.value", value, what="measure")
+        v = _quantile_value(name, value, rows)
         if v.dtype not in NUMERIC:
             raise QueryError(
                 f"measure {name!r}: the value must be a number per patient (minutes, days, a "
@@ -391,7 +413,7 @@ class Measures:
                 f"measure {name!r}: among must be True/False (the patients whose values the "
                 f"quantiles are of), not {_kind(a.dtype)}"
             )
-        measure = QuantileMeasure(name, v, a, qs, groups, intervals)
+        measure = QuantileMeasure(name, v, a, qs, groups, intervals, rows=rows)
         self._measures[name] = measure
         return measure
 
@@ -530,6 +552,54 @@ def _quantiles(name: str, quantiles: Any) -> tuple[float, ...]:
     return tuple(out)
 
 
+def _quantile_value(name: str, value: Any, rows: Any) -> Series:
+    """A quantile measure's value, checked: one per patient (``rows`` None) or one per row
+    of the frame ``rows`` (a value of that frame's table, perhaps with per-patient values);
+    anything ambiguous a QueryError naming the measure."""
+    if rows is None:
+        s = wrap(value) if not isinstance(value, Frame) else None
+        if s is not None and s.domain is not None and not s.error:
+            raise QueryError(
+                f"measure {name!r}: the value {s.desc} is one per row of {s.domain}, not one per "
+                "patient; for quantiles over rows (each attendance a value) say which rows: "
+                f"rows=<the frame of {s.domain} whose rows are counted>, e.g. "
+                f"att = {s.domain}.where(...).in_interval(), value=att.<column>, rows=att; or "
+                "aggregate it to one value per patient (.maximum_for_patient(...))"
+            )
+        return check_variable(f"{name}.value", value, what="measure")
+    if not isinstance(rows, Frame):
+        raise QueryError(
+            f"measure {name!r}: rows must be the frame whose rows the quantiles are over "
+            f"(e.g. emergency_attendances.where(...).in_interval()), not {rows!r}"
+        )
+    if rows.error:
+        raise QueryError(f"measure {name!r}: rows: {rows.error}")
+    if isinstance(value, Frame):
+        raise QueryError(
+            f"measure {name!r}: the value is {value!r}, rows themselves: give a number per row "
+            "(a column of the rows, or minutes_between(rows.start, rows.end))"
+        )
+    try:
+        s = wrap(value)
+    except QueryError as exc:
+        raise QueryError(f"measure {name!r}: value: {exc}") from None
+    if s.error:
+        raise QueryError(f"measure {name!r}: value: {s.error}")
+    if s.domain is None:
+        raise QueryError(
+            f"measure {name!r}: with rows= the value must be one per row of {rows._table} "
+            f"(a column of the rows), not {s.desc}, one per patient (for a value per patient, "
+            "leave out rows=)"
+        )
+    if s.domain != rows._table:
+        raise QueryError(
+            f"measure {name!r}: the value {s.desc} is of rows of {s.domain}, but rows= is a "
+            f"frame of {rows._table}; many-rows-per-patient series from different tables "
+            "cannot be combined row by row"
+        )
+    return s
+
+
 def _kind(dtype: str) -> str:
     """A type in an analyst's words, for messages: "True/False", "a date", "a string"."""
     return "True/False" if dtype == "bool" else a_dtype(dtype)
@@ -553,13 +623,17 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     take the ordinary measures beside them off masks too."""
     con = connect(source, engine)
     by_intervals: dict[tuple, list[Measure]] = {}
+    frames = []
+    paths: dict[str, str] = {}
     for m in measures:
+        if m.kind == "row quantile":  # over rows: a query of its own (all its intervals)
+            frames.append(_row_quantile_counts(con, m))
+            paths[m.name] = "paired"
+            continue
         # quantile and rate measures apart: see above; a rate's person-time is computed
         # per patient and interval, which would take the others off masks and change points
         own = m.kind if m.kind in ("quantile", "rate") else None
         by_intervals.setdefault((tuple(m.intervals), own), []).append(m)
-    frames = []
-    paths: dict[str, str] = {}
     for (intervals, _), group in by_intervals.items():
         variables: dict[str, Series] = {}
         names: dict[str, dict[str, str]] = {}
@@ -614,6 +688,49 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     return pd.concat(rows or frames, ignore_index=True).reindex(columns=columns), paths
 
 
+#: the column of distinct patients in a row quantile measure's counts (by interval, group,
+#: patient and value: the rows, ``denominator``, of that patient with that value)
+PATIENT = "_quantile_patient"
+
+
+def _row_quantile_counts(con: Any, m: QuantileMeasure) -> pd.DataFrame:
+    """The rows of ``m.rows`` of the patients ``m.among``, counted by interval, breakdown
+    (the patient's), patient and value (``denominator``; a missing value is a row without a
+    value), every interval in one query: the patients ``among`` per interval with their
+    breakdowns (:func:`compile_patient_table`), joined to the frame's rows — per interval
+    when the frame or the value reads it (``in_interval()``, a window ending on
+    ``index_date``), else each row in every interval of its patient."""
+    compiler = Compiler(con, intervals=list(m.intervals))
+    try:
+        names = {g: f"g{j}" for j, g in enumerate(m.breakdown)}
+        variables = {names[g]: _group_label(m.group_by[g]) for g in m.breakdown}
+        variables["_among"] = m.among
+        wide = compile_patient_table(compiler, variables, m.among, cache_population=True)
+        assert m.rows is not None
+        rows, _ = compiler.rows(m.rows, extra=(m.value,))
+        per_interval = compiler.depends_on_interval(m.rows) or compiler.depends_on_interval(m.value)
+        rows = rows.select(
+            "patient_id",
+            *(["interval_id"] if per_interval else []),
+            _v=compiler.expr(m.value, rows).cast("float64"),
+        )
+        on = ["patient_id", "interval_id"] if per_interval else ["patient_id"]
+        wide = wide.filter(wide["_among"].fill_null(False))
+        joined = rows.inner_join(wide, on)
+        keys = {
+            "interval_start": joined.interval_start,
+            "interval_end": joined.interval_end,
+            **{g: joined[names[g]] for g in m.breakdown},
+            PATIENT: joined.patient_id,
+            VALUE: joined._v,
+        }
+        df = joined.group_by(**keys).aggregate(denominator=joined.count()).to_pandas()
+    finally:
+        compiler.close()
+    df.insert(0, "measure", m.name)
+    return df
+
+
 def shared_values(measures: Measures, index_date: dt.date, population: Series) -> list[Series]:
     """What the measures of ``measures`` that a dataset run with ``population`` on
     ``index_date`` can serve need per patient (numerators, denominators, breakdowns), for
@@ -623,6 +740,8 @@ def shared_values(measures: Measures, index_date: dt.date, population: Series) -
     out: list[Series] = []
     for m in measures:
         if len(m.intervals) != 1 or m.intervals[0][1] != index_date:
+            continue
+        if m.kind == "row quantile":  # its value is one per row, not per patient
             continue
         den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
         if not implies(den, population):
@@ -1094,6 +1213,17 @@ def _release_quantiles(
     groups = m.breakdown
     keys = ["interval_start", "interval_end", *groups]
     levels = normalise_confidence(DEFAULT_CONFIDENCE)
+    detail = None
+    if m.rows is not None:  # counts of rows by patient too: summed over the patients
+        detail = df.reindex(columns=[*keys, PATIENT, VALUE, "denominator"])
+        for k in ("interval_start", "interval_end"):
+            detail[k] = pd.to_datetime(detail[k]).dt.date
+        detail[VALUE] = pd.to_numeric(detail[VALUE].astype(object), errors="raise").astype(float)
+        df = (
+            detail.groupby([*keys, VALUE], dropna=False, sort=False)["denominator"]
+            .sum()
+            .reset_index()
+        )
     df = df.reindex(columns=[*keys, VALUE, "denominator"])  # (nobody among: no row at all)
     table = pd.DataFrame(
         {
@@ -1110,13 +1240,22 @@ def _release_quantiles(
     out["numerator"] = out["n"]
     out["denominator"] = out["n"] + out["missing"]
     out.insert(0, "measure", m.name)
+    if detail is not None and len(out):
+        method = out["method"]
+        out["method"] = method.where(method.isna(), method + ROWS_INDEPENDENT)
     if not disclosure or len(out) == 0:
         out["disclosure_note"] = "not disclosure-controlled" if not disclosure else None
         return out.drop(columns=["quantile", "n", "missing"])
-    kw = {} if policy is None else {"policy": policy}
+    kw: dict[str, Any] = {} if policy is None else {"policy": policy}
     per_group = out.drop_duplicates(keys)  # each group's counts once, not once per quantile
+    per_group = per_group[keys + ["numerator", "denominator"]].reset_index(drop=True)
+    tails = None
+    if detail is not None:  # rows: withheld too when few patients are behind them
+        per_group = per_group.merge(_row_patients(detail, keys), on=keys, how="left")
+        kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
+        tails = _RowTails(detail, keys, out[keys])
     released = sdc.apply(
-        per_group[keys + ["numerator", "denominator"]].reset_index(drop=True),
+        per_group,
         ["numerator", "denominator"],
         by=["interval_start", *groups],
         margins=groups,
@@ -1130,11 +1269,14 @@ def _release_quantiles(
     q = out["quantile"].to_numpy(dtype=float)
     lo, hi, _ = centile_position(n, q)
     few = ~withheld & (n > 0) & ((lo - 1 < QUANTILE_TAIL) | (n - hi < QUANTILE_TAIL))
+    if tails is not None:  # and patients, not only rows, beyond them
+        few |= ~withheld & (n > 0) & ~tails.enough(lo, hi)
+    who = "patients rank" if tails is None else "rows, or patients with rows, rank"
     for i in np.flatnonzero(withheld & (n > 0)):
         notes[i].append("value and limits withheld with the numerator")
     for i in np.flatnonzero(few):
         notes[i].append(
-            f"value and limits withheld: fewer than {QUANTILE_TAIL} patients rank beyond the "
+            f"value and limits withheld: fewer than {QUANTILE_TAIL} {who} beyond the "
             "values it is read from"
         )
     out.loc[withheld | few, "value"] = np.nan
@@ -1143,16 +1285,75 @@ def _release_quantiles(
         short = (
             ~withheld & ~few & ~np.isnan(r) & ((r - 1 < QUANTILE_TAIL) | (n - s < QUANTILE_TAIL))
         )
+        if tails is not None:
+            short |= ~withheld & ~few & ~np.isnan(r) & ~tails.enough(r, s)
         cols = [f"{side}{level_label(c)}cl" for side in ("lower", "upper")]
         out.loc[withheld | few | short, cols] = np.nan
         for i in np.flatnonzero(short):
             notes[i].append(
-                f"{c * 100:g}% limits withheld: fewer than {QUANTILE_TAIL} patients rank "
-                "beyond them"
+                f"{c * 100:g}% limits withheld: fewer than {QUANTILE_TAIL} {who} beyond them"
             )
     out["disclosure_note"] = ["; ".join(x) if x else None for x in notes]
     out["method"] = out["method"].where(out["value"].notna(), None)
     return out.drop(columns=["quantile", "n", "missing"])
+
+
+#: the ``method`` of a quantile over rows: a patient's rows are counted as separate values
+ROWS_INDEPENDENT = "; over rows (a patient's rows counted as independent)"
+
+
+def _row_patients(detail: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group of a row quantile's counts (``detail``: rows by group, patient and value),
+    the distinct patients with a row with a value, and with any row (the columns of
+    :data:`PATIENTS_BEHIND`)."""
+    g = detail.groupby(keys, dropna=False, sort=False)
+    with_value = detail[detail[VALUE].notna()].groupby(keys, dropna=False, sort=False)
+    out = g[PATIENT].nunique().rename(PATIENTS_BEHIND["pd"]).reset_index()
+    pn = with_value[PATIENT].nunique().rename(PATIENTS_BEHIND["pn"]).reset_index()
+    out = out.merge(pn, on=keys, how="left")
+    out[PATIENTS_BEHIND["pn"]] = out[PATIENTS_BEHIND["pn"]].fillna(0).astype("int64")
+    return out
+
+
+class _RowTails:
+    """For a row quantile: per output row (``rows``, its group's keys), whether at least
+    :data:`QUANTILE_TAIL` distinct **patients** have a value below the value of a low rank
+    and above the value of a high rank (three rows beyond a value may be one patient's).
+    Values tied with the one read from do not count as beyond it: the safe side."""
+
+    def __init__(self, detail: pd.DataFrame, keys: list[str], rows: pd.DataFrame):
+        valued = detail[detail[VALUE].notna()]
+        self.groups: dict[tuple, tuple[np.ndarray, ...]] = {}
+        for key, part in valued.groupby(keys, dropna=False, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            by_value = part.groupby(VALUE)["denominator"].sum().sort_index()
+            per_patient = part.groupby(PATIENT)[VALUE]
+            self.groups[key] = (
+                by_value.index.to_numpy(dtype=float),
+                np.cumsum(by_value.to_numpy(dtype=float)),
+                np.sort(per_patient.min().to_numpy(dtype=float)),
+                np.sort(per_patient.max().to_numpy(dtype=float)),
+            )
+        self.rows = [tuple(r) for r in rows.itertuples(index=False, name=None)]
+
+    def enough(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """True where ranks ``low`` and ``high`` (1 = smallest) of the row's group each have
+        at least QUANTILE_TAIL patients beyond them (False where a rank is undefined)."""
+        out = np.zeros(len(self.rows), dtype=bool)
+        for i, key in enumerate(self.rows):
+            found = self.groups.get(key)
+            lo, hi = low[i], high[i]
+            if found is None or not (np.isfinite(lo) and np.isfinite(hi)):
+                continue
+            values, cum, mins, maxs = found
+            if lo < 1 or hi > cum[-1]:
+                continue
+            below = values[np.searchsorted(cum, lo, side="left")]
+            above = values[np.searchsorted(cum, hi, side="left")]
+            n_below = np.searchsorted(mins, below, side="left")
+            n_above = len(maxs) - np.searchsorted(maxs, above, side="right")
+            out[i] = n_below >= QUANTILE_TAIL and n_above >= QUANTILE_TAIL
+        return out
 
 
 def _release_proportions(
