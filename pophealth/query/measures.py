@@ -39,7 +39,12 @@ one pass over all intervals), and the centiles and their distribution-free limit
 worked out exactly from those counts (:mod:`pophealth.stats.centiles`), so every engine
 gives the same answer. Its rows carry the patients with a value as the numerator and all
 those among as the denominator; disclosure control withholds the value and limits with the
-numerator, and near a group's extremes (:func:`_release_quantiles`).
+numerator, and near a group's extremes (:func:`_release_quantiles`). Given ``rows=`` (a
+frame) and a value per row of it, the centiles are over the rows (each attendance a value)
+of the patients among, counted by interval, group, patient and value in a query of their
+own (:func:`_row_quantile_counts`), the rows with a value as the numerator, all the rows
+as the denominator; disclosure control also checks the patients behind those counts and
+beyond each centile.
 
 A rate measure (:meth:`Measures.define_rate`) gives events per person-time: a whole number
 of events per patient over the days each patient was at risk inside the interval
@@ -985,7 +990,8 @@ def run_measures(
     ``statistic``, ``method`` and ``disclosure_note``. A quantile measure has a row per
     interval, group and quantile, in the order asked for, its ``statistic`` naming the
     quantile (``"median"``, ``"90th centile"``): ``numerator`` the patients with a value,
-    ``denominator`` all the patients among, ``value`` the centile (Hyndman & Fan 7) and the
+    ``denominator`` all the patients among (over rows: the rows with a value, and all the
+    rows of those patients), ``value`` the centile (Hyndman & Fan 7) and the
     limits from binomial ranks (Campbell & Gardner; missing where too few values for them).
     A rate measure has a row per interval and group with someone at risk: ``numerator`` the
     events, ``denominator`` the person-time in days, ``value`` the rate per ``per``
@@ -1001,7 +1007,9 @@ def run_measures(
     breakdown columns as margins for secondary suppression; a quantile measure's counts go
     through :func:`~pophealth.disclosure.apply`, and its value and limits are withheld
     wherever its numerator is and wherever fewer than :data:`QUANTILE_TAIL` patients rank
-    beyond the values they are read from. A rate measure's events and person-days both go
+    beyond the values they are read from (over rows: the counts withheld also when 1-7
+    patients are behind them, and the value or limits unless 3 rows and 3 patients rank
+    beyond them). A rate measure's events and person-days both go
     through :func:`~pophealth.disclosure.apply` (the patients with an event, and those with
     person-time, checked behind them), its value and limits worked out from the released
     figures. ``disclosure=False`` gives the exact counts and
