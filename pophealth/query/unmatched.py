@@ -38,7 +38,10 @@ def _named_nodes(definition: Dataset | Measures) -> dict[str, list[Any]]:
         return named
     named = {}
     for m in definition:
-        named[f"measure {m.name!r}"] = [m.numerator, m.denominator, *m.group_by.values()]
+        nodes = [m.numerator, m.denominator, *m.group_by.values()]
+        # a quantile over rows: its rows and their value are not among its breakdowns
+        nodes += [x for x in (getattr(m, "rows", None), getattr(m, "value", None)) if x is not None]
+        named[f"measure {m.name!r}"] = nodes
     return named
 
 

@@ -164,3 +164,22 @@ def test_a_row_datasets_own_rows_are_checked_too(tmp_path):
     assert len(said) == 1 and said[0].startswith(
         "rows: code list htn_core_ids matches no row of medications"
     ), said
+
+
+def test_a_quantile_over_rows_has_its_rows_checked(tmp_path):
+    """A centile over the rows of a frame reads the frame's code list through ``rows=``, not
+    through a breakdown: a list there that matches nothing is named too."""
+    con = connect(make_store(tmp_path, TABLES), "duckdb")
+    for codes, said in ((STROKE_ICD, 0), (Codelist.of("icd10", ["S72"], name="hip"), 1)):
+        spells = admissions.matching(codes, "all_diagnoses")
+        m = Measures(intervals=[(dt.date(2024, 1, 1), dt.date(2024, 12, 31))])
+        m.define_quantile(
+            "stay",
+            value=spells.admission_date.days_until(dt.date(2025, 1, 1)),
+            rows=spells,
+            among=events.exists_for_patient(),
+        )
+        out = unmatched_code_lists(con, m)
+        assert len(out) == said, out
+        if said:
+            assert out[0].startswith("measure 'stay': code list hip matches no row of admissions")
