@@ -201,7 +201,8 @@ class Compiler:
         """Row mode: the rows of the row dataset's frame, one per output row — the patient,
         the row's number among the patient's rows (from 1, in the frame's order: by its
         date, ties broken by every other column, as :meth:`_order_by` orders the first
-        row, so the same on every engine) and each column as ``_row_<name>``."""
+        row, so the same on every engine) and each column as ``_row_<name>``. Rows of a
+        patient missing from ``patients`` are left out, as a Dataset leaves them out."""
         if self._unit_table is None:
             assert self.row_unit is not None
             frame = self.row_unit[1]
@@ -209,7 +210,9 @@ class Compiler:
             order = self._order_by(frame, t, "first")
             number = ibis.row_number().over(group_by=[t.patient_id], order_by=order) + 1
             cols = {c: t[c[len(ROW_PREFIX) :]] for c in self.unit_columns}
-            self._unit_table = t.select("patient_id", **{ROW_KEY: number.cast("int64")}, **cols)
+            rows = t.select("patient_id", **{ROW_KEY: number.cast("int64")}, **cols)
+            # rows of a patient missing from `patients` are no one's, as in a Dataset
+            self._unit_table = rows.semi_join(self.table("patients"), "patient_id")
         return self._unit_table
 
     def table(self, name: str) -> ir.Table:

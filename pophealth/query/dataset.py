@@ -290,14 +290,15 @@ class RowDataset(Dataset):
         per_op.age = patients.age_on(op.start_datetime)  # on this operation's day
 
     Every row of ``frame`` is kept, whatever else matches (no response: ``False``, a count
-    of 0, a first row's columns missing). The output is ``patient_id``, ``row_number``
-    (the row's place among the patient's rows of ``frame``, from 1, in the frame's order —
-    its date, or :meth:`Frame.sort_by` — ties broken by every other column, the same on
-    every engine), ``columns`` of the row (default: the table's own identifier of the
-    row, where it has one — ``operation_id``, ``spell_id`` — and its date), then the
-    variables in definition order; sorted by ``patient_id`` and ``row_number``.
-    ``define_population(rule)`` keeps the rows of patients for whom ``rule`` is true (it
-    may read the current row: registered on the operation's day)."""
+    of 0, a first row's columns missing), but for rows of a patient missing from
+    ``patients``, left out as a Dataset leaves such a patient out. The output is
+    ``patient_id``, ``row_number`` (the row's place among the patient's rows of ``frame``,
+    from 1, in the frame's order — its date, or :meth:`Frame.sort_by` — ties broken by every
+    other column, the same on every engine), ``columns`` of the row (default: the table's
+    own identifier of the row, where it has one — ``operation_id``, ``spell_id`` — and its
+    date), then the variables in definition order; sorted by ``patient_id`` and
+    ``row_number``. ``define_population(rule)`` keeps the rows of patients for whom ``rule``
+    is true (it may read the current row: registered on the operation's day)."""
 
     _numbers = itertools.count(1)
 
