@@ -213,6 +213,7 @@ def _row_oracle(tables: dict) -> list[dict]:
                     "same_day": int(((ev.patient_id == pid) & (ev.date == d)).sum()),
                     "age": d.year - born.year - ((d.month, d.day) < (born.month, born.day)),
                     "rows": len(mine),
+                    "earlier": int((mine.date < d).sum()),  # same-day rows: not before
                 }
             )
     return out
@@ -223,8 +224,9 @@ def test_row_dataset_matches_a_pandas_oracle(engine, tmp_path, seed):
     """Seeded stores with same-day ties, registrations that start and end around the rows,
     and readings of patients not in ``patients``: every row's number, columns, windowed
     count, first later issue, maximum earlier quantity, same-day count, age on the row's
-    day and the patient's own count, and the population read on the row, as worked out
-    by hand in pandas (rows at the same time numbered by value)."""
+    day, the patient's own count and her rows dated before this one, and the population
+    read on the row, as worked out by hand in pandas (rows at the same time numbered by
+    value)."""
     frame = events.matching(SBP).in_last(months=3)
     ds = RowDataset(frame, columns=["date", "value"])
     r = ds.row
@@ -234,6 +236,7 @@ def test_row_dataset_matches_a_pandas_oracle(engine, tmp_path, seed):
     ds.same_day = events.where(events.date == r.date).count_for_patient()
     ds.age = patients.age_on(r.date)
     ds.rows = frame.count_for_patient()
+    ds.earlier = frame.before(r.date).count_for_patient()  # the frame itself, by the row
     ds.define_population(registrations.registered_on(r.date))
     tables = _random_row_tables(seed)
     got = _rows(engine, tmp_path, tables, ds)
@@ -464,3 +467,83 @@ def test_rate_edges_by_hand(engine, tmp_path):
     assert (row["numerator"], row["denominator"], row["value"]) == (0, 31, 0.0)
     assert row["lower95_0cl"] == 0.0
     assert row["upper95_0cl"] == pytest.approx(-np.log(0.025) / 31 * 1000)
+
+
+def test_row_quantile_tail_needs_three_patients_not_three_rows(engine, tmp_path):
+    """40 readings over rows, with disclosure control: values 1-37 of 37 patients and the
+    3 highest (100-102). The 90th centile sits at rank 36.1 (36.1 by numpy), with 3 rows
+    above rank 37: released when they are 3 patients' rows, withheld when they are all
+    one patient's."""
+
+    def tables(top: list[str]) -> dict:
+        people = [f"p{i:02d}" for i in range(37)] + ["x", "y"]
+        readings = [_reading(f"p{i:02d}", D(2024, 1, 10), float(i + 1)) for i in range(37)]
+        readings += [_reading(p, D(2024, 1, 11), 100.0 + k) for k, p in enumerate(top)]
+        return {
+            "patients": [{"patient_id": p} for p in people],
+            "registrations": [_reg(p, D(2020, 1, 1)) for p in people],
+            "events": readings,
+        }
+
+    def centile(tables: dict, path) -> pd.Series:
+        m = Measures(intervals=Q1[:1])
+        f = events.matching(SBP).in_interval()
+        m.define_quantile(
+            "q",
+            value=f.value,
+            rows=f,
+            among=registrations.registered_on(index_date),
+            quantiles=(0.9,),
+        )
+        return run_measures(make_store(path, tables), m, engine=engine).iloc[0]
+
+    spread = tables(["p00", "x", "y"])
+    assert _centile_oracle([r["value"] for r in spread["events"]], 0.9)[0] == pytest.approx(36.1)
+    row = centile(spread, tmp_path / "a")
+    assert (row["numerator"], row["value"]) == (40, pytest.approx(36.1))
+    row = centile(tables(["x", "x", "x"]), tmp_path / "b")
+    assert np.isnan(row["value"])
+    assert "patients with rows" in row["disclosure_note"]
+
+
+@pytest.mark.parametrize(
+    ("with_events", "each", "expected"),
+    [(3, 3, (None, 370.0)), (8, 1, (10.0, 370.0))],
+    ids=["3_patients_9_events", "8_patients_8_events"],
+)
+def test_rate_disclosure_by_hand(engine, tmp_path, with_events, each, expected):
+    """12 patients registered all January 2024 (372 person-days; one's extra one-day
+    registration inside it counts nothing): the person-days are released rounded to 370;
+    9 events of 3 patients are withheld (few patients), 8 events of 8 released as 10, and
+    the rate then worked out from the released figures: 10 / 370 per 1,000 person-days."""
+    people = [f"p{i:02d}" for i in range(12)]
+    tables = {
+        "patients": [{"patient_id": p} for p in people],
+        "registrations": [_reg(p, D(2020, 1, 1)) for p in people]
+        + [_reg("p00", D(2024, 1, 1), D(2024, 1, 3), "B2")],
+        "admissions": [
+            {"patient_id": p, "admission_date": D(2024, 1, 5 + k), "discharge_date": None}
+            for p in people[:with_events]
+            for k in range(each)
+        ],
+    }
+    m = Measures(intervals=Q1[:1])
+    m.define_rate(
+        "r",
+        events=admissions.in_interval().count_for_patient(),
+        person_time=registrations.days_in_interval_for_patient(),
+        unit="days",
+    )
+    row = run_measures(make_store(tmp_path, tables), m, engine=engine).iloc[0]
+    events_, person_days = expected
+    assert row["denominator"] == person_days
+    if events_ is None:
+        assert np.isnan(row["numerator"]) and np.isnan(row["value"])
+    else:
+        lo, hi = _poisson_limits(10)
+        assert row["numerator"] == events_
+        assert row["value"] == pytest.approx(10 / 370 * 1000)
+        assert (row["lower95_0cl"], row["upper95_0cl"]) == (
+            pytest.approx(lo / 370 * 1000),
+            pytest.approx(hi / 370 * 1000),
+        )
