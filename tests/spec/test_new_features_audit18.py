@@ -200,6 +200,7 @@ def _row_oracle(tables: dict) -> list[dict]:
             if not regd:
                 continue
             after = m[m.date >= d]
+            later = mine[mine.date > d]
             before = m[m.date <= d]
             out.append(
                 {
@@ -214,6 +215,10 @@ def _row_oracle(tables: dict) -> list[dict]:
                     "age": d.year - born.year - ((d.month, d.day) < (born.month, born.day)),
                     "rows": len(mine),
                     "earlier": int((mine.date < d).sum()),  # same-day rows: not before
+                    "next_date": later.date.min() if len(later) else None,
+                    "next_value": later[later.date == later.date.min()].value.min()
+                    if len(later)
+                    else None,
                 }
             )
     return out
@@ -224,9 +229,9 @@ def test_row_dataset_matches_a_pandas_oracle(engine, tmp_path, seed):
     """Seeded stores with same-day ties, registrations that start and end around the rows,
     and readings of patients not in ``patients``: every row's number, columns, windowed
     count, first later issue, maximum earlier quantity, same-day count, age on the row's
-    day, the patient's own count and her rows dated before this one, and the population
-    read on the row, as worked out by hand in pandas (rows at the same time numbered by
-    value)."""
+    day, the patient's own count, her rows dated before this one and the next one (of a
+    later day; of two that day, the lower value), and the population read on the row, as
+    worked out by hand in pandas (rows at the same time numbered by value)."""
     frame = events.matching(SBP).in_last(months=3)
     ds = RowDataset(frame, columns=["date", "value"])
     r = ds.row
@@ -237,6 +242,8 @@ def test_row_dataset_matches_a_pandas_oracle(engine, tmp_path, seed):
     ds.age = patients.age_on(r.date)
     ds.rows = frame.count_for_patient()
     ds.earlier = frame.before(r.date).count_for_patient()  # the frame itself, by the row
+    ds.next_date = frame.after(r.date).first_for_patient().date
+    ds.next_value = frame.after(r.date).first_for_patient().value  # ties: the lowest
     ds.define_population(registrations.registered_on(r.date))
     tables = _random_row_tables(seed)
     got = _rows(engine, tmp_path, tables, ds)
