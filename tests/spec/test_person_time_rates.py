@@ -206,7 +206,7 @@ def test_rate_per_1000_person_years_and_person_days(engine, tmp_path):
 
 
 def test_limits_match_the_published_poisson_examples(engine, tmp_path):
-    """PHEindicatormethods' tests of phe_rate (OHID/UKHSA; the Fingertips rule, /work/shared/
+    """PHEindicatormethods' tests of phe_rate (OHID/UKHSA; the Fingertips rule, ../shared/
     PROGRAMMES.md 12.2): 20 events in 100 person-years, per 100 → 12.2114-30.8899 (Byar's,
     from 10 events); 5 per 100 → 1.6235-11.6683 (exact, below 10). Here 25 patients each
     registered for the 1,461 days of 2021-2024 give 36,525 person-days: 100 person-years
