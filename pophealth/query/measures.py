@@ -79,6 +79,7 @@ __all__ = [
     "Measures",
     "QuantileMeasure",
     "RateMeasure",
+    "StandardisedRateMeasure",
     "monthly",
     "quarterly",
     "result_columns",
@@ -203,7 +204,7 @@ class Measure:
         self.denominator = denominator
         self.group_by = dict(group_by)
         #: the breakdown columns of the result (a quantile measure's value is no breakdown)
-        self.breakdown = [g for g in self.group_by if g != VALUE]
+        self.breakdown = [g for g in self.group_by if g not in (VALUE, AGE_BAND)]
         self.intervals = _intervals(name, intervals)
         if numerator.dtype == "bool" and denominator.dtype == "bool":
             self.kind = "proportion"  # of patients
@@ -216,6 +217,10 @@ class Measure:
 #: the name of a quantile measure's value among its breakdowns while it is counted (each
 #: distinct value a group, its patients the count); not a breakdown of the result
 VALUE = "_quantile_value"
+
+#: the name of a standardised rate's age band among its breakdowns while it is counted (the
+#: events and population of each band); not a breakdown of the result
+AGE_BAND = "_age_band"
 
 #: A released quantile, or confidence limit, must have at least this many patients ranked
 #: beyond the values it is read from on each side (so it is never one of the 3 highest or
@@ -259,6 +264,7 @@ class QuantileMeasure(Measure):
 #: Days in a year, for person-years: the mean length of a Julian year (3 common years and
 #: a leap year), the usual convention for person-years from person-days.
 DAYS_PER_YEAR = 365.25
+_YEAR = f"; a year is {DAYS_PER_YEAR:g} days"
 
 
 class RateMeasure(Measure):
@@ -297,6 +303,58 @@ class RateMeasure(Measure):
     def statistic(self) -> str:
         per = f"{int(self.per):,}" if float(self.per).is_integer() else f"{self.per:g}"
         return f"rate per {per} person-{self.unit}"
+
+
+class StandardisedRateMeasure(Measure):
+    """A directly age-standardised rate (European Standard Population 2013, 5-year bands
+    from ``min_age`` to 90+): ``events`` (a whole number per patient) among the patients
+    ``among`` (a population count per band), or over ``person_time`` (days per patient),
+    per ``per``. Counted as the events and the population (or person-days) of each age band
+    — the age on the interval's last day, the band as one more breakdown (:data:`AGE_BAND`)
+    — and standardised from those counts (:func:`pophealth.stats.dsr`, Dobson limits);
+    released by :func:`_release_standardised`."""
+
+    def __init__(
+        self,
+        name: str,
+        events: Series,
+        among: Series | None,
+        person_time: Series | None,
+        per: float,
+        unit: str,
+        min_age: int,
+        group_by: Mapping[str, Series],
+        intervals: Sequence[Interval],
+    ):
+        from pophealth.query.model import when
+        from pophealth.query.tables import patients
+        from pophealth.stats.standardised import ESP2013_BANDS
+
+        band = patients.age_band_on(bands=range(min_age, 95, 5))
+        if person_time is None:
+            assert among is not None
+            #: the patients counted in an interval: among, with an age band of the standard
+            self.at_risk = among.if_null_then(False) & band.is_not_null()
+            super().__init__(name, events, self.at_risk, {**group_by, AGE_BAND: band}, intervals)
+        else:
+            at_risk = (person_time > 0) & band.is_not_null()
+            if among is not None:
+                at_risk = among.if_null_then(False) & at_risk
+            self.at_risk = at_risk
+            days = when(at_risk).then(person_time).otherwise(None)
+            super().__init__(name, events, days, {**group_by, AGE_BAND: band}, intervals)
+        self.kind = "standardised rate"
+        self.events, self.among, self.person_time = events, among, person_time
+        self.per, self.unit, self.min_age = per, unit, min_age
+        #: the standard's bands (labels as ``age_band_on`` writes them) and their weights
+        self.bands = ESP2013_BANDS[min_age // 5 :]
+
+    @property
+    def statistic(self) -> str:
+        per = f"{int(self.per):,}" if float(self.per).is_integer() else f"{self.per:g}"
+        of = f" person-{self.unit}" if self.person_time is not None else ""
+        ages = f", ages {self.min_age}+" if self.min_age else ""
+        return f"age-standardised rate per {per}{of} (ESP 2013{ages})"
 
 
 class Measures:
@@ -489,6 +547,101 @@ class Measures:
         self._measures[name] = measure
         return measure
 
+    def define_standardised_rate(
+        self,
+        name: str,
+        *,
+        events: Any,
+        among: Any = None,
+        person_time: Any = None,
+        per: float = 100_000,
+        unit: str = "years",
+        min_age: int = 0,
+        group_by: Mapping[str, Any] | None = None,
+        intervals: Sequence[Interval] | None = None,
+    ) -> StandardisedRateMeasure:
+        """Define measure ``name``: a directly age-standardised rate — ``events`` (a whole
+        number per patient: emergency admissions in the interval) per ``per`` of the
+        patients ``among`` (True/False: the population, counted in each age band), standardised
+        to the European Standard Population 2013 (PROGRAMMES.md section 12.3), broken down by
+        ``group_by`` over ``intervals`` (``among``, ``group_by`` and ``intervals`` default as
+        for :meth:`define_measure`).
+
+        Given ``person_time`` (days per patient inside the interval:
+        ``registrations.days_in_interval_for_patient(until=patients.date_of_death)``), the
+        rate is per ``per`` person-``unit`` (``"years"``, of 365.25 days, or ``"days"``) of
+        the patients with some person-time (and ``among``, when given) instead.
+
+        The age is the patient's on the interval's last day, in the standard's 5-year bands
+        from ``min_age`` (0, or a multiple of 5 up to 90: 65 for a rate of people aged 65
+        and over, standardised to the standard's bands from 65-69) to 90+; a patient younger
+        than ``min_age`` then (or not yet born) is not in the rate. Each row's ``numerator``
+        is the events, its ``denominator`` the patients (or person-days); ``value`` is
+        Σ(events/population × weight) / Σweights × ``per`` from the exact counts of each band,
+        with Dobson limits; missing, ``method`` saying why, when the events number fewer
+        than 10 or a band of the standard has nobody in it. See :func:`run_measures` for
+        disclosure control."""
+        if name in self._measures:
+            raise QueryError(f"measure {name!r} is defined twice")
+        _check_name(name)
+        if unit not in ("days", "years"):
+            raise QueryError(
+                f'measure {name!r}: unit must be "days" (per person-days) or "years" '
+                f"(per person-years, a year being {DAYS_PER_YEAR} days), not {unit!r}"
+            )
+        if isinstance(per, bool) or not isinstance(per, int | float) or not per > 0:
+            raise QueryError(
+                f"measure {name!r}: per must be a positive number (100000 for a rate per "
+                f"100,000), not {per!r}"
+            )
+        if (
+            isinstance(min_age, bool)
+            or not isinstance(min_age, int)
+            or not 0 <= min_age <= 90
+            or min_age % 5
+        ):
+            raise QueryError(
+                f"measure {name!r}: min_age must be where a band of the European Standard "
+                f"Population starts (0, 5, ... 90; 65 for ages 65 and over), not {min_age!r}"
+            )
+        if person_time is None:
+            among = among if among is not None else self._defaults.get("denominator")
+            if among is None:
+                raise QueryError(
+                    f"measure {name!r}: needs among=, the patients the rate is of (True/False), "
+                    "or person_time= for a rate per person-time"
+                )
+        intervals, groups = self._intervals_and_groups(name, group_by, intervals)
+        ev = check_variable(f"{name}.events", events, what="measure")
+        if ev.dtype != "int":
+            raise QueryError(
+                f"measure {name!r}: events must be a whole number per patient (e.g. "
+                f"admissions.in_interval().count_for_patient()), not {_kind(ev.dtype)}"
+                + (": True/False counts patients, not events" if ev.dtype == "bool" else "")
+            )
+        pt = None
+        if person_time is not None:
+            pt = check_variable(f"{name}.person_time", person_time, what="measure")
+            if pt.dtype != "int":
+                raise QueryError(
+                    f"measure {name!r}: person_time must be a whole number of days per "
+                    "patient (e.g. registrations.days_in_interval_for_patient()), not "
+                    f"{_kind(pt.dtype)}"
+                )
+        a = None
+        if among is not None:
+            a = check_variable(f"{name}.among", among, what="measure")
+            if a.dtype != "bool":
+                raise QueryError(
+                    f"measure {name!r}: among must be True/False (the patients the rate is "
+                    f"of), not {_kind(a.dtype)}"
+                )
+        measure = StandardisedRateMeasure(
+            name, ev, a, pt, float(per), unit, min_age, groups, intervals
+        )
+        self._measures[name] = measure
+        return measure
+
     def _intervals_and_groups(
         self, name: str, group_by: Any, intervals: Any
     ) -> tuple[list[Interval], dict[str, Series]]:
@@ -504,7 +657,7 @@ class Measures:
                 f'{{"name": value, ...}}, not {type(group_by).__name__}'
             )
         groups = {}
-        taken = {*result_columns(), *PATIENTS_BEHIND.values(), "interval_id", VALUE}
+        taken = {*result_columns(), *PATIENTS_BEHIND.values(), "interval_id", VALUE, AGE_BAND}
         for gname, g in group_by.items():
             if not isinstance(gname, str) or not gname.strip():
                 raise QueryError(
@@ -637,7 +790,7 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
             continue
         # quantile and rate measures apart: see above; a rate's person-time is computed
         # per patient and interval, which would take the others off masks and change points
-        own = m.kind if m.kind in ("quantile", "rate") else None
+        own = m.kind if m.kind in ("quantile", "rate", "standardised rate") else None
         by_intervals.setdefault((tuple(m.intervals), own), []).append(m)
     for (intervals, _), group in by_intervals.items():
         variables: dict[str, Series] = {}
@@ -655,7 +808,7 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
         keep = _any_of(
             [
                 m.at_risk
-                if isinstance(m, RateMeasure)
+                if isinstance(m, RateMeasure | StandardisedRateMeasure)
                 else m.denominator
                 if m.denominator.dtype == "bool"
                 else m.denominator.is_not_null()
@@ -1025,6 +1178,9 @@ def run_measures(
         if isinstance(m, QuantileMeasure):
             out.append(_release_quantiles(df, m, disclosure, policy))
             continue
+        if isinstance(m, StandardisedRateMeasure):
+            out.append(_release_standardised(df, m, disclosure, policy))
+            continue
         behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
         df = df[
             ["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]
@@ -1191,7 +1347,7 @@ def _release_rate(
             df[c] = stats[c].to_numpy()
     # (as a ratio's value: from the released figures, one quotient)
     df["value"] = scaled_quotient(events, np.where(time > 0, time, np.nan), m.per)
-    year = f"; a year is {DAYS_PER_YEAR:g} days" if m.unit == "years" else ""
+    year = _YEAR if m.unit == "years" else ""
     released = " (from released figures)" if disclosure else ""
     method = df["method"]
     df["method"] = method.where(
@@ -1199,6 +1355,96 @@ def _release_rate(
     )
     df["statistic"] = m.statistic
     return df
+
+
+def _release_standardised(
+    df: pd.DataFrame, m: StandardisedRateMeasure, disclosure: bool, policy: Any
+) -> pd.DataFrame:
+    """The rows of standardised rate ``m`` from its counts by interval, group and age band
+    (``df``): one row per interval and group with someone counted.
+
+    ``numerator`` is the events and ``denominator`` the patients (or person-days) of the
+    group, all bands together. The rate and its Dobson limits
+    (:func:`pophealth.stats.dsr`) are worked out from the exact counts of each band: a band
+    of the standard with nobody in it (0 of 0) leaves the rate missing, as fewer than 10
+    events do, with ``method`` saying why. With ``disclosure``, the events and the
+    population go through :func:`pophealth.disclosure.apply` (the breakdowns as margins, the
+    patients behind the events checked too), and the rate and limits are withheld wherever
+    either is. The bands' own counts are never released."""
+    from pophealth import disclosure as sdc
+    from pophealth.stats import ESP2013, dsr
+    from pophealth.stats._core import level_label, normalise_confidence
+
+    groups = m.breakdown
+    keys = ["interval_start", "interval_end", *groups]
+    behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
+    df = df.reindex(columns=[*keys, AGE_BAND, "numerator", "denominator", *behind])
+    for k in ("interval_start", "interval_end"):
+        df[k] = pd.to_datetime(df[k]).dt.date
+    # each patient is in one band of an interval, so the patients behind add up too
+    sums = df.groupby(keys, dropna=False, sort=True)[["numerator", "denominator", *behind]]
+    cells = sums.sum().reset_index()
+    # every band of the standard in every cell: a band nobody is in is 0 of 0
+    bands = pd.DataFrame({AGE_BAND: list(m.bands), "w": ESP2013[m.min_age // 5 :]})
+    full = cells[keys].merge(bands, how="cross")
+    counted = df[[*keys, AGE_BAND, "numerator", "denominator"]]
+    full = full.merge(counted, on=[*keys, AGE_BAND], how="left", validate="one_to_one")
+    x = full["numerator"].fillna(0).to_numpy(dtype=float)
+    n = full["denominator"].fillna(0).to_numpy(dtype=float)
+    if m.person_time is not None and m.unit == "years":
+        n = n / DAYS_PER_YEAR
+    empty = n == 0  # (nobody: no events either, as events count only among them)
+    full["x"], full["n"] = x, np.where(empty, 1.0, n)  # (checked below, not standardised)
+    full["_cell"] = np.repeat(np.arange(len(cells)), len(bands))
+    levels = normalise_confidence(DEFAULT_CONFIDENCE)
+    rates = dsr("x", "n", "w", data=full, by="_cell", multiplier=m.per, confidence=levels)
+    rates = rates.set_index("_cell").reindex(np.arange(len(cells)))
+    limits = [f"{side}{level_label(c)}cl" for c in levels for side in ("lower", "upper")]
+    out = cells.copy()
+    for c in ("value", *limits, "confidence"):
+        out[c] = rates[c].to_numpy()
+    how = "Dobson; from the exact counts of each age band; age on the interval's last day"
+    if m.person_time is not None:
+        how += f"; the denominator is person-time in days{_YEAR if m.unit == 'years' else ''}"
+    method = np.array(
+        [
+            how if isinstance(r, str) else f"not calculated: {why}"
+            for r, why in zip(rates["method"], rates["reason"], strict=True)
+        ],
+        dtype=object,
+    )
+    nobody = np.flatnonzero(empty.reshape(len(cells), len(bands)).any(axis=1))
+    for i in nobody:
+        first = empty.reshape(len(cells), len(bands))[i].argmax()
+        method[i] = (
+            f"not calculated: nobody in the {m.bands[first]} band of the standard "
+            "(min_age= standardises over the bands from an age)"
+        )
+        out.loc[i, ["value", *limits]] = np.nan
+    out["method"] = method
+    out["statistic"] = m.statistic
+    out.insert(0, "measure", m.name)
+    if not disclosure:
+        out["disclosure_note"] = "not disclosure-controlled"
+        return out.drop(columns=behind)
+    kw: dict[str, Any] = {} if policy is None else {"policy": policy}
+    side = {PATIENTS_BEHIND["pn"]: "numerator", PATIENTS_BEHIND["pd"]: "denominator"}
+    if behind:
+        kw["patients"] = {side[c]: c for c in behind}
+    released = sdc.apply(
+        out, ["numerator", "denominator"], by=["interval_start", *groups], margins=groups, **kw
+    )
+    withheld = released["numerator"].isna() | released["denominator"].isna()
+    released.loc[withheld, ["value", *limits]] = np.nan
+    released.loc[withheld, "method"] = None  # (as a withheld proportion: nothing said of it)
+    if withheld.any():
+        note = released.loc[withheld, "disclosure_note"]
+        released.loc[withheld, "disclosure_note"] = (
+            note.fillna("")
+            .str.cat(["; rate and limits withheld with it"] * len(note))
+            .str.lstrip("; ")
+        )
+    return released
 
 
 def _release_quantiles(

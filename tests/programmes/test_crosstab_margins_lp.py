@@ -41,8 +41,9 @@ quintile) and Core20 (IMD quintile 1): :func:`attack` takes ``nesting=True`` for
 used by the script below, not by the tests.
 
 Runs: synthetic stores of 300, 1,500 and 5,000 patients; with the slow tests also 10,000
-(seed 42, the canonical store) and 20,000. ``python tests/programmes/test_crosstab_margins_lp.py 50000 3`` runs the
-attack on a larger store and prints what it finds.
+(seed 42, the canonical store) and 20,000.
+``python tests/programmes/test_crosstab_margins_lp.py 50000 3`` runs the attack on a larger
+store and prints what it finds.
 """
 
 from __future__ import annotations
