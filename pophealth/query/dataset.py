@@ -369,14 +369,14 @@ class RowDataset(Dataset):
                 f"{what} {name!r}: {value!r} is many rows per patient; aggregate it to one "
                 "value per row (.exists_for_patient(), .count_for_patient(), "
                 ".first_for_patient().date...): an aggregate whose conditions read the "
-                f"current row ({table}.row...) is worked out for each row"
+                "current row (the row dataset's .row) is worked out for each row"
             )
         if isinstance(value, Series) and value.error is None and value.domain is not None:
             if value.domain == table:
                 raise QueryError(
                     f"{what} {name!r}: {value.desc} is a value of each row of {table}, any of "
                     f"the patient's, not of the current one: the current row's columns are "
-                    f"read through the row dataset's .row ({table}.row.<column>, e.g. "
+                    "read through the row dataset's .row (per_op = RowDataset(frame); "
                     "per_op.row.urgency)"
                 )
             raise QueryError(

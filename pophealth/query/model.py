@@ -211,7 +211,7 @@ def _domain(items: Iterable[Series]) -> tuple[str | None, str | None]:
 class Series:
     """A typed value per patient (``domain is None``) or per row of table ``domain``."""
 
-    __slots__ = ("op", "args", "dtype", "domain", "desc", "error", "_key")
+    __slots__ = ("op", "args", "dtype", "domain", "desc", "error", "_key", "origin")
 
     def __init__(
         self,
@@ -225,6 +225,10 @@ class Series:
         self.op, self.args, self.dtype, self.domain, self.desc = op, args, dtype, domain, desc
         self.error = error
         self._key = None
+        #: a column's frame, when taken from filtered rows (``refs.date``): a column reads
+        #: the row it is on, so read on rows not drawn from that frame it is a mistake
+        #: (:func:`foreign_column`); not part of the key
+        self.origin: Frame | None = None
 
     @property
     def key(self) -> tuple:
@@ -988,6 +992,39 @@ def foreign_neighbour(s: Series, frame: Frame, desc: str) -> str | None:
     return None
 
 
+def foreign_column(s: Series, frame: Frame, desc: str) -> str | None:
+    """Why ``s``, read on the rows of ``frame``, may not use a column taken from other rows
+    of its table (``assessments.on_or_after(referrals.date)``, both rows of ``events``): a
+    column reads the row it is on, so that would be each assessment's own date — or None.
+    A column of the whole table (``events.date``), or of rows that ``frame`` narrows
+    (``hba1c.where(hba1c.value > 0)``), is the row's own, as it reads."""
+    found: dict[int, Series] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, list | tuple):
+            for y in x:
+                walk(y)
+        elif isinstance(x, Series) and x.op not in _OWN_FRAME_OPS:
+            if x.op == "col" and x.origin is not None:
+                found.setdefault(id(x.origin), x)
+            walk(x.args)
+
+    walk(s)
+    for col in found.values():
+        origin, name = col.origin, col.args[1]
+        if origin is not None and origin._table == frame._table and not _narrows(frame, origin):
+            return (
+                f"{desc}: {name!r} is taken from the rows of {origin._desc}, but read on the "
+                f"rows of {frame._desc}, which are not drawn from them: a column reads the "
+                f"row it is on, so this would be each row's own {name}, not one of "
+                f"{origin._desc}'s. For another row's value, take one per patient "
+                f"({origin._desc}.first_for_patient().{name}), or one output row per row "
+                f"with RowDataset({origin._desc}) and its .row; for the row's own, write "
+                f"{frame._table}.{name}"
+            )
+    return None
+
+
 def _narrows(frame: Frame, of: Frame) -> bool:
     """True when ``frame`` is ``of``'s rows, or them narrowed by more filters after (so each
     of its rows has the previous and next row it had among ``of``'s)."""
@@ -1045,7 +1082,9 @@ class Frame:
                 f"; columns: {', '.join(t.column_names)}"
             ) from None
         dtype = {"timestamp": "datetime", "list<string>": "list"}.get(col.type, col.type)
-        return Series("col", (self._table, name), dtype, self._table, f"{self._table}.{name}")
+        out = Series("col", (self._table, name), dtype, self._table, f"{self._table}.{name}")
+        out.origin = self if self._filters else None
+        return out
 
     # -- filtering -------------------------------------------------------------------------
     def _derive(self, condition: Series, desc: str, error: str | None = None) -> Frame:
@@ -1059,6 +1098,7 @@ class Frame:
                 "cannot be combined row by row"
             )
         err = err or foreign_neighbour(condition, self, desc)
+        err = err or foreign_column(condition, self, desc)
         return Frame(self._table, (*self._filters, condition), self._order, err, desc)
 
     def where(self, condition: Any) -> Frame:
@@ -1313,6 +1353,7 @@ class Frame:
                     f"sort_by({c.desc}): the previous or next row is found by the sort, so "
                     "it cannot be sorted by"
                 )
+            err = err or foreign_column(c, self, f"{self._desc}.sort_by({c.desc})")
         return Frame(self._table, self._filters, cols, err, self._desc)
 
     # -- the previous and next row ------------------------------------------------------
@@ -1496,7 +1537,7 @@ class Frame:
             elif fn in ("mean", "sum") and arg.dtype in ("date", "datetime"):
                 err = f"{desc}: cannot {fn} dates"
             else:
-                err = foreign_neighbour(arg, self, desc)
+                err = foreign_neighbour(arg, self, desc) or foreign_column(arg, self, desc)
         return Series("agg", (self, fn, arg), dtype, None, desc, error=err)
 
     def exists_for_patient(self) -> Series:
