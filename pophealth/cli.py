@@ -39,6 +39,7 @@ COMMANDS: list[str] = [
     "pophealth.commands.core",
     "pophealth.commands.run",
     "pophealth.commands.query",
+    "pophealth.commands.codelists",
 ]
 
 
