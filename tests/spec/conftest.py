@@ -126,3 +126,29 @@ def _small_spark(request):
 
         spark_session().conf.set("spark.sql.shuffle.partitions", "1")
     yield
+
+
+#: Audits across many features (each feature also has its own spec tests on both engines):
+#: their Spark half runs with the slow tests, which CI runs after the default run, so every
+#: test still runs on both engines in CI while the default run stays short.
+SPARK_HALF_SLOW = frozenset(
+    {
+        "test_analyst_second_week_spec.py",
+        "test_new_features_audit18.py",
+        "test_roadmap_fit16.py",
+        "test_roadmap_fit19.py",
+        "test_vocabulary_audit12.py",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (
+            item.path.name in SPARK_HALF_SLOW
+            and callspec is not None
+            and callspec.params.get("engine") == "spark"
+        ):
+            item.add_marker(pytest.mark.slow)
