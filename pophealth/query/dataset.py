@@ -34,7 +34,7 @@ from pophealth.query.model import (
     wrap,
 )
 
-__all__ = ["Dataset", "RowDataset", "connect", "run_dataset", "run_events"]
+__all__ = ["Dataset", "RowDataset", "connect", "row_table", "run_dataset", "run_events"]
 
 _RESERVED = {"patient_id", "interval_id", "interval_start", "interval_end"}
 
@@ -602,12 +602,7 @@ def _run_rows(
     the rows of other frames whose conditions read it (a join on the patient, filtered by
     those conditions, grouped by patient and row number), patient values joined on."""
     con = connect(source, engine)
-    compiler = Compiler(
-        con,
-        index_date=resolve_index_date(dataset, index_date),
-        rows=(dataset._unit, dataset.frame),
-    )
-    expr = compile_patient_table(compiler, dataset.variables, dataset.population)
+    expr, _ = row_table(con, dataset, dataset.variables, resolve_index_date(dataset, index_date))
     out = expr.select(
         "patient_id",
         ROW_KEY,
@@ -615,6 +610,18 @@ def _run_rows(
         *dataset.variables,
     )
     return _output(out, output, ["patient_id", ROW_KEY])
+
+
+def row_table(
+    con: Any, dataset: RowDataset, variables: Mapping[str, Series], index_date: dt.date
+) -> tuple[Any, Compiler]:
+    """The rows of ``dataset`` (its frame's rows of the patients in its population) as an
+    unexecuted Ibis table on ``con``, with ``variables`` (values per row, as the dataset's
+    own are: checked by it) worked out for each row: ``patient_id``, ``row_number``, every
+    column of the row as :data:`ROW_PREFIX` + its name, then the variables; and the compiler
+    it was built with, to :meth:`~Compiler.close` once the result is read."""
+    compiler = Compiler(con, index_date=index_date, rows=(dataset._unit, dataset.frame))
+    return compile_patient_table(compiler, dict(variables), dataset.population), compiler
 
 
 def run_events(

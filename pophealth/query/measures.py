@@ -22,7 +22,8 @@ what that analysis cannot prove correct — the index date used as a value
 filter, intervals inside one another — pairs every candidate patient with every interval
 instead. Either way, everything that does not depend on the interval is read once.
 ``result.attrs["evaluation"]`` says which way each measure ran (``"masks"``,
-``"change_points"``, ``"paired"`` or ``"single"``).
+``"change_points"``, ``"paired"``, ``"single"``, or ``"rows"`` for a measure over the rows
+of a row dataset).
 
 Every output row carries ``numerator``, ``denominator``, ``value`` and confidence limits
 (Wilson score for proportions; Poisson for events per patient, a count of rows over a
@@ -54,6 +55,15 @@ person-years (a year of 365.25 days) or person-days, with Poisson limits on the 
 person-days as the denominator, both released through the one rule like counts
 (:func:`_release_rate`). Person-time is worked out per patient and interval, so rate
 measures run paired, in a query of their own.
+
+A measure over the rows of a row dataset (:meth:`Measures.define_row_measure`: per
+operation, referral or attendance) counts rows, not patients: the row dataset's table with
+the numerator, denominator and breakdowns as values per row
+(:func:`~pophealth.query.dataset.row_table`), each row joined to the intervals its own date
+falls in and counted per interval and group on the engine, with the distinct patients
+behind each count (:func:`_row_measure_counts`); released as a proportion of rows (Wilson
+limits, the rows counted as independent; counts withheld also when 1-7 patients are
+behind them). Nothing in it may read the index date: a row's values are relative to the row.
 """
 
 from __future__ import annotations
@@ -67,10 +77,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pophealth.query.compile import Compiler, compile_patient_table, implies
-from pophealth.query.dataset import check_variable, connect
+from pophealth.query.compile import ROW_PREFIX, Compiler, compile_patient_table, implies
+from pophealth.query.dataset import RowDataset, check_variable, connect, row_table
 from pophealth.query.masks import MaskPlan, breakdowns
-from pophealth.query.model import NUMERIC, Frame, QueryError, Series, a_dtype, wrap
+from pophealth.query.model import (
+    DATE_COLUMNS,
+    NUMERIC,
+    Frame,
+    QueryError,
+    Series,
+    _reads_interval,
+    a_dtype,
+    wrap,
+)
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
 from pophealth.stats._core import DEFAULT_CONFIDENCE, scaled_quotient
 
@@ -79,6 +98,7 @@ __all__ = [
     "Measures",
     "QuantileMeasure",
     "RateMeasure",
+    "RowMeasure",
     "StandardisedRateMeasure",
     "monthly",
     "quarterly",
@@ -261,6 +281,39 @@ class QuantileMeasure(Measure):
         self.rows = rows
 
 
+class RowMeasure(Measure):
+    """A proportion of the rows of a row dataset (:class:`~pophealth.query.RowDataset`: one
+    per operation, referral or attendance): the rows where ``numerator`` holds among those
+    where ``denominator`` does (every row when it is None), each row counted in the
+    intervals its own date falls in, per group of ``group_by`` (values per row, or per
+    patient on the row's date). The values are the row dataset's kind — of the current row
+    (``rows.row.start_datetime``) and of aggregates whose conditions read it — and never
+    read the index date. Counted on the engine in a query of its own
+    (:func:`_row_measure_counts`); released as a proportion of rows."""
+
+    def __init__(
+        self,
+        name: str,
+        rows: RowDataset,
+        numerator: Series,
+        denominator: Series | None,
+        group_by: Mapping[str, Series],
+        intervals: Sequence[Interval],
+    ):
+        super().__init__(
+            name,
+            numerator,
+            denominator if denominator is not None else wrap(True),
+            group_by,
+            intervals,
+        )
+        self.kind = "rows"
+        #: the row dataset whose rows are counted
+        self.row_dataset = rows
+        #: True when every row of the row dataset is in the denominator
+        self.every_row = denominator is None
+
+
 #: Days in a year, for person-years: the mean length of a Julian year (3 common years and
 #: a leap year), the usual convention for person-years from person-days.
 DAYS_PER_YEAR = 365.25
@@ -415,6 +468,74 @@ class Measures:
         self._measures[name] = measure
         return measure
 
+    def define_row_measure(
+        self,
+        name: str,
+        *,
+        rows: RowDataset,
+        numerator: Any,
+        denominator: Any = None,
+        group_by: Mapping[str, Any] | None = None,
+        intervals: Sequence[Interval] | None = None,
+    ) -> RowMeasure:
+        """Define measure ``name``: the share of the rows of ``rows`` (a
+        :class:`~pophealth.query.RowDataset`: one per operation, referral or attendance) for
+        which ``numerator`` holds, among those for which ``denominator`` holds (default:
+        every row), broken down by ``group_by`` over ``intervals`` (``group_by`` and
+        ``intervals`` default as for :meth:`define_measure`; the default denominator is
+        not used).
+
+        ``numerator`` and ``denominator`` are True/False per row, written as a variable of
+        ``rows`` is: of the current row (``rows.row.urgency == "emergency"``) and of
+        aggregates whose conditions read it (a wound questionnaire within 30 days after
+        THIS operation); a ``group_by`` value is one per row or one per patient (the IMD
+        quintile on the operation's day: ``addresses.area_on(op.start_datetime)
+        .group("imd_quintile")``). Each row counts in every interval its own date (its
+        table's date column, ``start_datetime`` for operations) falls in, so none of these
+        values, nor the rows' frame or population, may read ``index_date`` or
+        ``interval_start``: a row's values are relative to the row.
+
+        Each result row's ``numerator`` and ``denominator`` are counts of rows; ``value``
+        the percentage with Wilson limits, a patient's rows counted as independent (its
+        ``method`` says so). With disclosure control the counts are also withheld when the
+        patients behind them number 1-7; see :func:`run_measures`."""
+        if name in self._measures:
+            raise QueryError(f"measure {name!r} is defined twice")
+        _check_name(name)
+        if not isinstance(rows, RowDataset):
+            raise QueryError(
+                f"measure {name!r}: rows must be a row dataset whose rows are counted "
+                f"(per_op = RowDataset(operations.matching(caesarean))), not {rows!r}"
+            )
+        if numerator is None:
+            raise QueryError(f"measure {name!r}: needs a numerator (True/False per row)")
+        _row_measure_reads_no_interval(name, "rows", rows.frame, rows)
+        if rows.population is not None:
+            _row_measure_reads_no_interval(
+                name, "the row dataset's population rule", rows.population, rows
+            )
+        intervals, groups = self._intervals_and_groups(
+            name, group_by, intervals, check=lambda n, v: rows._check(n, v, what="measure")
+        )
+        values = {}
+        for label, value in (("numerator", numerator), ("denominator", denominator)):
+            if value is None:
+                continue
+            s = rows._check(f"{name}.{label}", value, what="measure")
+            if s.dtype != "bool":
+                raise QueryError(
+                    f"measure {name!r}: the {label} must be True/False per row (the rows "
+                    f"counted), not {_kind(s.dtype)}"
+                )
+            values[label] = s
+        for label, s in [*values.items(), *((f"group_by[{g}]", v) for g, v in groups.items())]:
+            _row_measure_reads_no_interval(name, f"the {label}", s, rows)
+        measure = RowMeasure(
+            name, rows, values["numerator"], values.get("denominator"), groups, intervals
+        )
+        self._measures[name] = measure
+        return measure
+
     def define_quantile(
         self,
         name: str,
@@ -430,7 +551,8 @@ class Measures:
         centile) of ``value`` (a number per patient: minutes, days, a count) among the
         patients for whom ``among`` (True/False) holds, broken down by ``group_by`` over
         ``intervals``; ``among``, ``group_by`` and ``intervals`` default as for
-        :meth:`define_measure` (``among`` from the default denominator).
+        :meth:`define_measure` (``among`` from the default denominator; without one,
+        ``among`` must be given — ``among=True`` for everyone — except over rows).
 
         A patient among them whose value is missing is left out of the quantiles, and
         counted: each row's ``numerator`` is the patients with a value (the quantile's n),
@@ -446,15 +568,18 @@ class Measures:
         of its patient. ``numerator`` is then the rows with a value, ``denominator`` all
         the rows; a row whose value is missing is counted as missing. A value per row
         needs ``rows=`` (a row's columns do not say which of its table's rows are meant),
-        and reads only that frame's table (and per-patient values)."""
+        and reads only that frame's table (and per-patient values). Over rows, with no
+        ``among`` and no default denominator, ``among`` is everyone (True): all the rows."""
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
         _check_name(name)
         among = among if among is not None else self._defaults.get("denominator")
+        if among is None and rows is not None:
+            among = True  # over rows: all the rows
         if among is None:
             raise QueryError(
                 f"measure {name!r}: needs among=, the patients whose values the quantiles "
-                "are of (True/False)"
+                "are of (True/False; among=True for everyone)"
             )
         qs = _quantiles(name, quantiles)
         intervals, groups = self._intervals_and_groups(name, group_by, intervals)
@@ -643,9 +768,10 @@ class Measures:
         return measure
 
     def _intervals_and_groups(
-        self, name: str, group_by: Any, intervals: Any
+        self, name: str, group_by: Any, intervals: Any, check: Any = None
     ) -> tuple[list[Interval], dict[str, Series]]:
-        """A measure's intervals and breakdowns, checked (the defaults where not given)."""
+        """A measure's intervals and breakdowns, checked (the defaults where not given):
+        each breakdown one value per patient, or as ``check(label, value)`` checks it."""
         group_by = group_by if group_by is not None else self._defaults["group_by"]
         intervals = intervals if intervals is not None else self._defaults["intervals"]
         if not intervals:
@@ -668,7 +794,8 @@ class Measures:
                     f"measure {name!r}: {gname!r} cannot name a breakdown (the result has a "
                     "column of that name)"
                 )
-            groups[gname] = check_variable(f"{name}.group_by[{gname}]", g, what="measure")
+            label = f"{name}.group_by[{gname}]"
+            groups[gname] = check(label, g) if check else check_variable(label, g, what="measure")
         return intervals, groups
 
     @property
@@ -758,6 +885,24 @@ def _quantile_value(name: str, value: Any, rows: Any) -> Series:
     return s
 
 
+def _row_measure_reads_no_interval(name: str, label: str, node: Any, rows: RowDataset) -> None:
+    """A :class:`QueryError` naming row measure ``name`` when ``node`` (its ``label``) reads
+    the index date or the interval start: a row counts in the intervals its own date falls
+    in, and its values are relative to the row, not to an interval."""
+    if not _reads_interval(node):
+        return
+    table = rows.frame._table
+    date = DATE_COLUMNS[table]
+    desc = node._desc if isinstance(node, Frame) else getattr(node, "desc", repr(node))
+    raise QueryError(
+        f"measure {name!r}: {label} ({desc}) reads index_date or interval_start; in a measure "
+        f"over the rows of a row dataset each row counts in the interval its own date "
+        f"({table}.{date}) falls in, and a row's values are relative to the row: write "
+        f"windows from the row's date (rows.row.{date} + days(30), area_on(rows.row.{date})), "
+        "and choose the rows without in_interval(), in_last() or index_date"
+    )
+
+
 def _kind(dtype: str) -> str:
     """A type in an analyst's words, for messages: "True/False", "a date", "a string"."""
     return "True/False" if dtype == "bool" else a_dtype(dtype)
@@ -784,6 +929,10 @@ def _counts(source: Any, measures: Measures, engine: str) -> tuple[pd.DataFrame,
     frames = []
     paths: dict[str, str] = {}
     for m in measures:
+        if isinstance(m, RowMeasure):  # the rows of a row dataset: a query of their own
+            frames.append(_row_measure_counts(con, m))
+            paths[m.name] = "rows"
+            continue
         if m.kind == "row quantile":  # over rows: a query of its own (all its intervals)
             frames.append(_row_quantile_counts(con, m))
             paths[m.name] = "paired"
@@ -889,6 +1038,53 @@ def _row_quantile_counts(con: Any, m: QuantileMeasure) -> pd.DataFrame:
     return df
 
 
+def _row_measure_counts(con: Any, m: RowMeasure) -> pd.DataFrame:
+    """The rows of ``m``'s row dataset counted by interval and breakdown, every interval in
+    one query on the engine: the row dataset's table (:func:`~pophealth.query.dataset.row_table`,
+    its numerator, denominator and breakdowns as variables per row) joined to the intervals
+    its rows' dates fall in (a row in two intervals counts in both), then per interval and
+    group the rows in the denominator, those also in the numerator, and the distinct
+    patients behind each (:data:`PATIENTS_BEHIND`)."""
+    rows = m.row_dataset
+    names = {g: f"_g{j}" for j, g in enumerate(m.breakdown)}
+    variables = {"_num": m.numerator, **{names[g]: _group_label(m.group_by[g]) for g in names}}
+    if not m.every_row:
+        variables["_den"] = m.denominator
+    # (nothing a row measure reads depends on the index date: the last interval's end)
+    t, compiler = row_table(con, rows, variables, max(end for _, end in m.intervals))
+    try:
+        date = ROW_PREFIX + DATE_COLUMNS[rows.frame._table]
+        t = t.mutate(_day=t[date].date())
+        if not m.every_row:
+            t = t.filter(t._den.fill_null(False))
+        iv = compiler.literal_table(
+            {
+                "interval_start": pa.array([s for s, _ in m.intervals], pa.date32()),
+                "interval_end": pa.array([e for _, e in m.intervals], pa.date32()),
+            }
+        )
+        joined = t.inner_join(iv, [t._day >= iv.interval_start, t._day <= iv.interval_end])
+        hit = joined._num.fill_null(False)
+        keys = {
+            "interval_start": joined.interval_start,
+            "interval_end": joined.interval_end,
+            **{g: joined[names[g]] for g in m.breakdown},
+        }
+        agg = joined.group_by(**keys).aggregate(
+            numerator=hit.cast("int64").sum().cast("int64"),
+            denominator=joined.count().cast("int64"),
+            **{
+                PATIENTS_BEHIND["pn"]: joined.patient_id.nunique(where=hit).cast("int64"),
+                PATIENTS_BEHIND["pd"]: joined.patient_id.nunique().cast("int64"),
+            },
+        )
+        df = agg.to_pandas()
+    finally:
+        compiler.close()
+    df.insert(0, "measure", m.name)
+    return df
+
+
 def shared_values(measures: Measures, index_date: dt.date, population: Series) -> list[Series]:
     """What the measures of ``measures`` that a dataset run with ``population`` on
     ``index_date`` can serve need per patient (numerators, denominators, breakdowns), for
@@ -899,7 +1095,7 @@ def shared_values(measures: Measures, index_date: dt.date, population: Series) -
     for m in measures:
         if len(m.intervals) != 1 or m.intervals[0][1] != index_date:
             continue
-        if m.kind == "row quantile":  # its value is one per row, not per patient
+        if m.kind in ("row quantile", "rows"):  # its values are one per row, not per patient
             continue
         den = m.denominator if m.denominator.dtype == "bool" else m.denominator.is_not_null()
         if not implies(den, population):
@@ -1146,13 +1342,16 @@ def run_measures(
     ``denominator`` all the patients among (over rows: the rows with a value, and all the
     rows of those patients), ``value`` the centile (Hyndman & Fan 7) and the
     limits from binomial ranks (Campbell & Gardner; missing where too few values for them).
+    A row measure (:meth:`Measures.define_row_measure`) has a row per interval and group
+    with rows in its denominator: ``numerator`` and ``denominator`` counts of rows, ``value``
+    the percentage with Wilson limits, ``method`` saying the rows are counted as independent.
     A rate measure has a row per interval and group with someone at risk: ``numerator`` the
     events, ``denominator`` the person-time in days, ``value`` the rate per ``per``
     person-years or person-days (its own ``per``; ``multiplier`` is not used) with Poisson
     limits, ``statistic`` naming it (``"rate per 1,000 person-years"``).
     ``result.attrs["evaluation"]`` maps
     each measure to how it was computed: ``"masks"``, ``"change_points"``, ``"paired"``
-    (fallback) or ``"single"`` (one interval).
+    (fallback), ``"single"`` (one interval) or ``"rows"`` (over a row dataset's rows).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
@@ -1165,8 +1364,9 @@ def run_measures(
     beyond them). A rate measure's events and person-days both go
     through :func:`~pophealth.disclosure.apply` (the patients with an event, and those with
     person-time, checked behind them), its value and limits worked out from the released
-    figures. ``disclosure=False`` gives the exact counts and
-    every value — for analysis inside the secure environment only.
+    figures. A row measure's counts of rows are released as a row proportion's: withheld
+    also when the distinct patients behind them number 1-7. ``disclosure=False`` gives the
+    exact counts and every value — for analysis inside the secure environment only.
     """
     if not isinstance(measures, Measures):
         raise TypeError("run_measures needs a Measures object")
@@ -1273,12 +1473,12 @@ def _release(
         kw["patients"] = behind
     if isinstance(m, RateMeasure):
         return _release_rate(df, m, groups, by, disclosure, kw)
-    if m.kind in ("proportion", "row proportion"):
+    if m.kind in ("proportion", "row proportion", "rows"):
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
             exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
             out["value"] = np.where(out["value"].isna(), np.nan, exact)
-        if m.kind == "row proportion" and len(out):
+        if m.kind in ("row proportion", "rows") and len(out):
             # a patient may have several rows: the limits treat the rows as independent
             # (a row without a value, withheld or 0 of 0, has no method, as for patients)
             method = out["method"]

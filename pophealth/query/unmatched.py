@@ -19,7 +19,7 @@ from typing import Any
 from pophealth.codelists import Codelist
 from pophealth.query.compile import _children, _flatten, match_condition
 from pophealth.query.dataset import Dataset, RowDataset, to_pandas
-from pophealth.query.measures import Measures
+from pophealth.query.measures import Measures, RowMeasure
 from pophealth.query.model import CODE_COLUMNS, Frame, Series
 
 
@@ -41,6 +41,9 @@ def _named_nodes(definition: Dataset | Measures) -> dict[str, list[Any]]:
         nodes = [m.numerator, m.denominator, *m.group_by.values()]
         # a quantile over rows: its rows and their value are not among its breakdowns
         nodes += [x for x in (getattr(m, "rows", None), getattr(m, "value", None)) if x is not None]
+        if isinstance(m, RowMeasure):  # over a row dataset: its rows and population too
+            rows = m.row_dataset
+            nodes += [rows.frame, *([rows.population] if rows.population is not None else [])]
         named[f"measure {m.name!r}"] = nodes
     return named
 
