@@ -86,4 +86,3 @@ def _number(value: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("codelists", help=CODELISTS_HELP)(codelists_command)
-

@@ -49,9 +49,14 @@ MEASURES_HELP = (
     "median or another centile of a number per patient, with its limits. A rate measure "
     "(Measures.define_rate) gives events per person-time (per 1,000 person-years or "
     "person-days: each patient's days registered, resident or in hospital inside the "
-    "interval), its denominator the person-days. Counts pass through "
+    "interval), its denominator the person-days. An age-standardised rate "
+    "(Measures.define_standardised_rate) weights each 5-year age band's rate by the European "
+    "Standard Population 2013, with Dobson limits. A row measure (Measures.define_row_measure) "
+    "counts the rows of a RowDataset (operations, referrals, attendances), each in the "
+    "interval of its own date. Counts pass through "
     "the disclosure-control rule unless --no-disclosure is given (a quantile is withheld with "
-    "its count, and near its group's extremes; person-days are released as a count). A note "
+    "its count, and near its group's extremes; person-days are released as a count; a "
+    "standardised rate is withheld with its counts). A note "
     "names each code list that matches no row of its table in the store, at any date."
 )
 
