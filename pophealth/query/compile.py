@@ -708,35 +708,71 @@ class Compiler:
                 }[fn](x, where)
         return t.group_by(keys).aggregate(**aggs), keys
 
+    #: A day number after every date (27 349 AD): an open end.
+    _OPEN_END = 10**7
+
+    @staticmethod
+    def _day_number(x: ir.Value) -> ir.Value:
+        """Date ``x`` as whole days from 1970-01-01."""
+        epoch = ibis.literal(dt.date(1970, 1, 1), type="date")
+        return x.delta(epoch, unit="day").cast("int64")
+
     def _person_days_source(self, leaf: Series) -> tuple[ir.Table, list[str]]:
         """Person-time (:meth:`~pophealth.query.model.Frame.days_in_interval_for_patient`):
         the days of a patient's periods inside each interval, each day once.
 
-        Days are counted as whole numbers from 1970-01-01. The periods are first made
-        disjoint, once for every interval: in order of start, each keeps only its days after
-        the latest end among the periods before it (those days up to that end are held by
-        that period, which starts no later), so the pieces left add up to the union of the
-        periods. An open end runs on; ``until`` cuts every period after its day. Only then
-        are the pieces paired with the intervals and cut to each: the days of a piece
-        inside one are ``min(end, interval end) - max(start, interval start) + 1`` where
-        positive."""
+        Days are counted as whole numbers from 1970-01-01. The periods are first made into
+        disjoint pieces, once for every interval: the union of the frame's periods
+        (:meth:`_union_pieces`) or, for a filtered frame of ``addresses``, the days on which
+        the patient's address by the table's overlap rule is one of the frame's rows
+        (:meth:`_address_pieces`). An open end runs on; ``until`` cuts every piece after
+        its day. Only then are the pieces paired with the intervals and cut to each: the
+        days of a piece inside one are ``min(end, interval end) - max(start, interval
+        start) + 1`` where positive."""
         frame, start, end, until, _, _ = leaf.args
-        t, _ = self.rows(frame)
+        if self.interval_mode:
+            assert self.intervals is not None
+            first = (min(a for a, _ in self.intervals) - dt.date(1970, 1, 1)).days
+            last = (max(b for _, b in self.intervals) - dt.date(1970, 1, 1)).days
+        else:
+            first = (self.interval_start - dt.date(1970, 1, 1)).days
+            last = (self.index_date - dt.date(1970, 1, 1)).days
+        if frame._table == "addresses" and frame._filters:
+            p = self._address_pieces(frame, start, end, first, last)
+        else:
+            p = self._union_pieces(frame, start, end)
         if until is not None:
             ut, _ = self.leaf_table(self._leaves([until]), with_interval=False)
-            t = t.left_join(ut, "patient_id")
-            t = t.select(*[c for c in t.columns if not c.endswith("_right")])
-        epoch = ibis.literal(dt.date(1970, 1, 1), type="date")
-        open_end = 10**7  # a day number after every date (27 349 AD)
+            p = p.left_join(ut, "patient_id")
+            p = p.select(*[c for c in p.columns if not c.endswith("_right")])
+            u = ibis.coalesce(
+                self._day_number(self.expr(until, p)), ibis.literal(self._OPEN_END, type="int64")
+            )
+            p = p.mutate(_e=ibis.least(p._e, u)).filter(lambda x: x._s <= x._e)
+            p = p.select("patient_id", "_s", "_e")
+        p = p.filter((p._e >= first) & (p._s <= last))
+        p = self._pair(p, self.interval_mode)
+        if self.interval_mode:
+            a, b = self._day_number(p.interval_start), self._day_number(p.interval_end)
+        else:
+            a = ibis.literal(first, type="int64")
+            b = ibis.literal(last, type="int64")
+        n = ibis.least(p._e, b) - ibis.greatest(p._s, a) + 1
+        p = p.mutate(_n=n).filter(lambda x: x._n > 0)
+        keys = self.keys(self.interval_mode)
+        return p.group_by(keys).aggregate(**{self._name(leaf): p._n.sum().cast("int64")}), keys
 
-        def day(x: ir.Value) -> ir.Value:
-            return x.delta(epoch, unit="day").cast("int64")
-
-        s = day(self.expr(start, t))
-        e = ibis.coalesce(day(self.expr(end, t)), ibis.literal(open_end, type="int64"))
-        if until is not None:
-            u = self.expr(until, t)
-            e = ibis.least(e, ibis.coalesce(day(u), ibis.literal(open_end, type="int64")))
+    def _union_pieces(self, frame: Frame, start: Series, end: Series) -> ir.Table:
+        """The union of the frame's periods as disjoint pieces (``patient_id``, ``_s``,
+        ``_e``: first and last day numbers): in order of start, each period keeps only its
+        days after the latest end among the periods before it (those days up to that end
+        are held by that period, which starts no later), so the pieces left add up to the
+        union of the periods."""
+        t, _ = self.rows(frame)
+        s = self._day_number(self.expr(start, t))
+        e = ibis.coalesce(
+            self._day_number(self.expr(end, t)), ibis.literal(self._OPEN_END, type="int64")
+        )
         p = t.select("patient_id", _s=s, _e=e)
         before = ibis.window(
             group_by=[p.patient_id], order_by=[p._s, p._e], preceding=None, following=0
@@ -745,22 +781,92 @@ class Compiler:
         after = ibis.window(group_by=[p.patient_id], order_by=[p._s, p._e])
         p = p.mutate(_m=p._m.lag().over(after))  # the latest end before this row
         p = p.mutate(_s=ibis.cases((p._m.isnull(), p._s), else_=ibis.greatest(p._s, p._m + 1)))
-        p = p.filter(p._s <= p._e).select("patient_id", "_s", "_e")
-        if self.interval_mode:
-            assert self.intervals is not None
-            first = (min(a for a, _ in self.intervals) - dt.date(1970, 1, 1)).days
-            last = (max(b for _, b in self.intervals) - dt.date(1970, 1, 1)).days
-            p = p.filter((p._e >= first) & (p._s <= last))
-            p = self._pair(p, True)
-            a, b = day(p.interval_start), day(p.interval_end)
+        return p.filter(p._s <= p._e).select("patient_id", "_s", "_e")
+
+    def _address_pieces(
+        self, frame: Frame, start: Series, end: Series, first: int, last: int
+    ) -> ir.Table:
+        """The days from ``first`` to ``last`` (day numbers) on which the patient's address
+        by the overlap rule of ``addresses`` is one of ``frame``'s rows, as disjoint pieces
+        (``patient_id``, ``_s``, ``_e``).
+
+        The rule is :meth:`~pophealth.query.tables.Addresses.address_on`'s, over all the
+        patient's addresses, not only the frame's: on a day, of the addresses holding it,
+        the one with the latest start wins, ties broken by the LSOA code and then every
+        other column (:meth:`_order_by`, as for the last row). A care-home address left
+        open after a move to a later-starting flat is no longer the address from the
+        flat's start, so its days stop there.
+
+        Each patient's time is cut at every start and every end + 1 of the addresses
+        overlapping ``first`` to ``last`` (no other address holds a day there) into
+        segments on which the same addresses hold every day; each segment takes its
+        winner (the least place in the rule among those holding it: one ``GROUP BY``, not a
+        window per segment), and is kept when that is one of the frame's rows. Filters on the
+        row's own columns alone (``addresses.care_home``) are read on every row; otherwise
+        a row is one of the frame's when a row of the frame has all its columns (identical
+        rows are alike in every way the rule looks at, so which of them wins does not
+        matter)."""
+        from pophealth.query.tables import Addresses
+
+        chosen = Addresses().address_on()  # the rule, read from its one definition
+        cols = [c.name for c in schema_table("addresses").columns if c.name != "patient_id"]
+
+        def keyed(t: ir.Table) -> ir.Table:
+            # every column as a join key never missing: a missing value becomes one no
+            # present value takes (an end before every date, an empty LSOA code)
+            keys = {}
+            for c in cols:
+                x = t[c]
+                if x.type().is_date():
+                    x = self._day_number(x).fill_null(-ibis.literal(self._OPEN_END, type="int64"))
+                elif x.type().is_string():
+                    x = x.fill_null("")
+                keys[f"_k_{c}"] = x
+            return t.mutate(**keys)
+
+        every, _ = self.rows(Frame("addresses"))
+        every = every.select("patient_id", *cols)
+        s = self._day_number(self.expr(start, every))
+        e = ibis.coalesce(
+            self._day_number(self.expr(end, every)), ibis.literal(self._OPEN_END, type="int64")
+        )
+        every = every.mutate(_s=s, _e=e)
+        every = every.filter((every._e >= first) & (every._s <= last))
+        filters = frame._filters
+        if not self._leaves(filters) and not any(neighbours(f) for f in filters):
+            # filters on the row's own columns: read on every row
+            kept = ibis.literal(True)
+            for f in filters:
+                kept = kept & self.expr(f, every).fill_null(False)
+            every = every.mutate(_in=kept)
         else:
-            p = self._pair(p, False)
-            a = ibis.literal((self.interval_start - dt.date(1970, 1, 1)).days, type="int64")
-            b = ibis.literal((self.index_date - dt.date(1970, 1, 1)).days, type="int64")
-        n = ibis.least(p._e, b) - ibis.greatest(p._s, a) + 1
-        p = p.mutate(_n=n).filter(lambda x: x._n > 0)
-        keys = self.keys(self.interval_mode)
-        return p.group_by(keys).aggregate(**{self._name(leaf): p._n.sum().cast("int64")}), keys
+            mine, _ = self.rows(frame)
+            knames = ["patient_id", *(f"_k_{c}" for c in cols)]
+            mine = keyed(mine.select("patient_id", *cols)).select(*knames).distinct()
+            every = keyed(every).left_join(mine.mutate(_in=ibis.literal(True)), knames)
+            every = every.select(*[c for c in every.columns if not c.endswith("_right")])
+            every = every.mutate(_in=every._in.fill_null(False))
+        # each address's place in the rule among the patient's (0: wins over all), doubled,
+        # plus 1 when it is not one of the frame's rows: the least of these over the
+        # addresses holding a day names the winner and says whether it is the frame's
+        place = ibis.row_number().over(
+            group_by=[every.patient_id],
+            order_by=self._order_by(chosen._frame, every, chosen._direction),
+        )
+        every = every.mutate(_w=place * 2 + ibis.cases((every._in, 0), else_=1))
+        # the segments: from each cut to the day before the next (a cut made twice gives
+        # an empty segment, dropped)
+        cuts = every.select("patient_id", _a=every._s).union(
+            every.select("patient_id", _a=every._e + 1)
+        )
+        nxt = ibis.window(group_by=[cuts.patient_id], order_by=[cuts._a])
+        seg = cuts.mutate(_b=cuts._a.lead().over(nxt) - 1)
+        seg = seg.filter(seg._b >= seg._a)
+        # each segment beside the addresses holding its days
+        held = seg.inner_join(every, ["patient_id", every._s <= seg._a, every._e >= seg._b])
+        won = held.group_by(["patient_id", "_a", "_b"]).aggregate(_w=held._w.min())
+        won = won.filter(won._w % 2 == 0)
+        return won.select("patient_id", _s=won._a, _e=won._b)
 
     def _order_by(self, frame: Frame, t: ir.Table, direction: str) -> list:
         keys = frame._order or (getattr(frame, DATE_COLUMNS[frame._table]),)
