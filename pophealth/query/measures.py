@@ -88,6 +88,7 @@ from pophealth.query.model import (
     Series,
     _reads_interval,
     a_dtype,
+    foreign_column,
     wrap,
 )
 from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
@@ -279,6 +280,8 @@ class QuantileMeasure(Measure):
         self.quantiles = quantiles
         #: the frame whose rows the quantiles are over (None: one value per patient)
         self.rows = rows
+        #: over rows, the breakdowns that are a value of each row (the rest: per patient)
+        self.row_breakdown: list[str] = []
 
 
 class RowMeasure(Measure):
@@ -568,7 +571,9 @@ class Measures:
         of its patient. ``numerator`` is then the rows with a value, ``denominator`` all
         the rows; a row whose value is missing is counted as missing. A value per row
         needs ``rows=`` (a row's columns do not say which of its table's rows are meant),
-        and reads only that frame's table (and per-patient values). Over rows, with no
+        and reads only that frame's table (and per-patient values). Over rows a breakdown
+        may also be a value of each row of the frame (``{"site": att.provider}``): each row
+        in its own group. Over rows, with no
         ``among`` and no default denominator, ``among`` is everyone (True): all the rows."""
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
@@ -582,8 +587,14 @@ class Measures:
                 "are of (True/False; among=True for everyone)"
             )
         qs = _quantiles(name, quantiles)
-        intervals, groups = self._intervals_and_groups(name, group_by, intervals)
         v = _quantile_value(name, value, rows)
+        # over rows, a breakdown may be a value of each row (the site of each attendance)
+        per_row = {}
+        if rows is not None and isinstance(group_by, Mapping):
+            per_row = _row_breakdowns(name, group_by, rows)
+            group_by = {g: (True if g in per_row else x) for g, x in group_by.items()}
+        intervals, groups = self._intervals_and_groups(name, group_by, intervals)
+        groups.update(per_row)
         if v.dtype not in NUMERIC:
             raise QueryError(
                 f"measure {name!r}: the value must be a number per patient (minutes, days, a "
@@ -602,6 +613,7 @@ class Measures:
                 f"quantiles are of), not {_kind(a.dtype)}"
             )
         measure = QuantileMeasure(name, v, a, qs, groups, intervals, rows=rows)
+        measure.row_breakdown = list(per_row)
         self._measures[name] = measure
         return measure
 
@@ -882,7 +894,32 @@ def _quantile_value(name: str, value: Any, rows: Any) -> Series:
             f"frame of {rows._table}; many-rows-per-patient series from different tables "
             "cannot be combined row by row"
         )
+    problem = foreign_column(s, rows, "value")
+    if problem:
+        raise QueryError(f"measure {name!r}: {problem}")
     return s
+
+
+def _row_breakdowns(name: str, group_by: Mapping[str, Any], rows: Frame) -> dict[str, Series]:
+    """The breakdowns of a quantile over ``rows`` that are a value of each row (of the rows'
+    table: ``att.provider``), checked; a QueryError naming the measure for a breakdown of
+    the rows of another table."""
+    out = {}
+    for gname, g in group_by.items():
+        s = wrap(g) if not isinstance(g, Frame) else None
+        if s is None or s.error or s.domain is None:
+            continue  # (checked as a per-patient breakdown)
+        if s.domain != rows._table:
+            raise QueryError(
+                f"measure {name!r}: group_by[{gname}] ({s.desc}) is one value per row of "
+                f"{s.domain}, but the quantiles are over rows of {rows._table}; a breakdown is "
+                f"one per patient, or one per row of {rows._table}"
+            )
+        problem = foreign_column(s, rows, f"group_by[{gname}]")
+        if problem:
+            raise QueryError(f"measure {name!r}: {problem}")
+        out[gname] = s
+    return out
 
 
 def _row_measure_reads_no_interval(name: str, label: str, node: Any, rows: RowDataset) -> None:
@@ -1010,16 +1047,19 @@ def _row_quantile_counts(con: Any, m: QuantileMeasure) -> pd.DataFrame:
     compiler = Compiler(con, intervals=list(m.intervals))
     try:
         names = {g: f"g{j}" for j, g in enumerate(m.breakdown)}
-        variables = {names[g]: _group_label(m.group_by[g]) for g in m.breakdown}
+        per_row = set(m.row_breakdown)
+        variables = {names[g]: _group_label(m.group_by[g]) for g in m.breakdown if g not in per_row}
         variables["_among"] = m.among
         wide = compile_patient_table(compiler, variables, m.among, cache_population=True)
         assert m.rows is not None
-        rows, _ = compiler.rows(m.rows, extra=(m.value,))
-        per_interval = compiler.depends_on_interval(m.rows) or compiler.depends_on_interval(m.value)
+        own = [m.group_by[g] for g in m.row_breakdown]
+        rows, _ = compiler.rows(m.rows, extra=(m.value, *own))
+        per_interval = any(compiler.depends_on_interval(x) for x in (m.rows, m.value, *own))
         rows = rows.select(
             "patient_id",
             *(["interval_id"] if per_interval else []),
             _v=compiler.expr(m.value, rows).cast("float64"),
+            **{names[g]: compiler.expr(_group_label(m.group_by[g]), rows) for g in per_row},
         )
         on = ["patient_id", "interval_id"] if per_interval else ["patient_id"]
         wide = wide.filter(wide["_among"].fill_null(False))

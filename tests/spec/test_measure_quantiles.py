@@ -361,7 +361,8 @@ def test_refusals_name_the_measure_and_say_what_was_expected():
         "are of), not an int"
     )
     assert _refusal(among=None) == (
-        "measure 'wait': needs among=, the patients whose values the quantiles are of (True/False)"
+        "measure 'wait': needs among=, the patients whose values the quantiles are of "
+        "(True/False; among=True for everyone)"
     )
     assert _refusal(quantiles=90) == (
         "measure 'wait': quantile 90 is not strictly between 0 and 1 (0.5 is the median, 0.9 "
