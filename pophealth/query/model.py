@@ -1602,7 +1602,8 @@ class Frame:
         open end running on) inside the measure interval, both of its ends inclusive; 0 when
         none. In a dataset the interval is the index date alone (1 or 0). Summed over a
         patient's rows, a day two overlapping periods hold counts twice:
-        :meth:`days_in_interval_for_patient` counts each day once."""
+        :meth:`days_in_interval_for_patient` counts each day once. A row's days are its own,
+        whether or not it is the patient's address on them by the addresses overlap rule."""
         from pophealth.schema import table as schema_table
 
         desc = f"{self._desc}.days_in_interval()"
@@ -1627,6 +1628,12 @@ class Frame:
         inclusive, an open end running on) that fall inside the measure interval, both of
         its ends inclusive — nothing before the interval's start or after its end. A day
         held by several periods counts once (overlapping periods are merged: their union).
+        For a filtered ``addresses`` frame (``addresses.where(addresses.care_home)``) a day
+        counts when the patient's address that day by the table's overlap rule —
+        :meth:`~pophealth.query.tables.Addresses.address_on`'s, over all their addresses: the
+        latest start wins, ties broken by the LSOA code — is one of the frame's rows: a care
+        home left open after a move to a flat that started later stops counting at the
+        flat's start. Other tables, and ``addresses`` unfiltered, count the union.
         ``until`` (a date per patient, e.g. ``patients.date_of_death``) ends the
         person-time: no day after it counts (its own day does; missing: no end). 0 when no
         day falls inside. In a dataset the interval is the index date alone (1 or 0).
