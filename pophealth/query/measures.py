@@ -647,39 +647,16 @@ class Measures:
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
         _check_name(name)
-        if unit not in ("days", "years"):
-            raise QueryError(
-                f'measure {name!r}: unit must be "days" (per person-days) or "years" '
-                f"(per person-years, a year being {DAYS_PER_YEAR} days), not {unit!r}"
-            )
-        if isinstance(per, bool) or not isinstance(per, int | float) or not per > 0:
-            raise QueryError(
-                f"measure {name!r}: per must be a positive number (1000 for a rate per 1,000 "
-                f"person-{unit}), not {per!r}"
-            )
+        _check_per(name, per, unit, "1000 for a rate per 1,000 person-" + unit)
         intervals, groups = self._intervals_and_groups(name, group_by, intervals)
-        ev = check_variable(f"{name}.events", events, what="measure")
-        if ev.dtype != "int":
+        ev, pt, a = _rate_inputs(
+            name, events, person_time, among, "the patients whose events and person-time"
+        )
+        if pt is None:
             raise QueryError(
-                f"measure {name!r}: events must be a whole number per patient (e.g. "
-                f"admissions.in_interval().count_for_patient()), not {_kind(ev.dtype)}"
-                + (": True/False counts patients, not events" if ev.dtype == "bool" else "")
+                f"measure {name!r}: needs person_time=, days per patient inside the interval "
+                "(e.g. registrations.days_in_interval_for_patient())"
             )
-        pt = check_variable(f"{name}.person_time", person_time, what="measure")
-        if pt.dtype != "int":
-            raise QueryError(
-                f"measure {name!r}: person_time must be a whole number of days per patient "
-                "(e.g. registrations.days_in_interval_for_patient()), not "
-                f"{_kind(pt.dtype)}"
-            )
-        a = None
-        if among is not None:
-            a = check_variable(f"{name}.among", among, what="measure")
-            if a.dtype != "bool":
-                raise QueryError(
-                    f"measure {name!r}: among must be True/False (the patients whose events "
-                    f"and person-time the rate is of), not {_kind(a.dtype)}"
-                )
         measure = RateMeasure(name, ev, pt, a, float(per), unit, groups, intervals)
         self._measures[name] = measure
         return measure
@@ -721,16 +698,7 @@ class Measures:
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
         _check_name(name)
-        if unit not in ("days", "years"):
-            raise QueryError(
-                f'measure {name!r}: unit must be "days" (per person-days) or "years" '
-                f"(per person-years, a year being {DAYS_PER_YEAR} days), not {unit!r}"
-            )
-        if isinstance(per, bool) or not isinstance(per, int | float) or not per > 0:
-            raise QueryError(
-                f"measure {name!r}: per must be a positive number (100000 for a rate per "
-                f"100,000), not {per!r}"
-            )
+        _check_per(name, per, unit, "100000 for a rate per 100,000")
         if (
             isinstance(min_age, bool)
             or not isinstance(min_age, int)
@@ -749,30 +717,7 @@ class Measures:
                     "or person_time= for a rate per person-time"
                 )
         intervals, groups = self._intervals_and_groups(name, group_by, intervals)
-        ev = check_variable(f"{name}.events", events, what="measure")
-        if ev.dtype != "int":
-            raise QueryError(
-                f"measure {name!r}: events must be a whole number per patient (e.g. "
-                f"admissions.in_interval().count_for_patient()), not {_kind(ev.dtype)}"
-                + (": True/False counts patients, not events" if ev.dtype == "bool" else "")
-            )
-        pt = None
-        if person_time is not None:
-            pt = check_variable(f"{name}.person_time", person_time, what="measure")
-            if pt.dtype != "int":
-                raise QueryError(
-                    f"measure {name!r}: person_time must be a whole number of days per "
-                    "patient (e.g. registrations.days_in_interval_for_patient()), not "
-                    f"{_kind(pt.dtype)}"
-                )
-        a = None
-        if among is not None:
-            a = check_variable(f"{name}.among", among, what="measure")
-            if a.dtype != "bool":
-                raise QueryError(
-                    f"measure {name!r}: among must be True/False (the patients the rate is "
-                    f"of), not {_kind(a.dtype)}"
-                )
+        ev, pt, a = _rate_inputs(name, events, person_time, among, "the patients")
         measure = StandardisedRateMeasure(
             name, ev, a, pt, float(per), unit, min_age, groups, intervals
         )
@@ -819,6 +764,52 @@ class Measures:
 
     def __len__(self) -> int:
         return len(self._measures)
+
+
+def _check_per(name: str, per: Any, unit: str, example: str) -> None:
+    """A rate's ``unit`` and ``per`` checked: a QueryError naming the measure."""
+    if unit not in ("days", "years"):
+        raise QueryError(
+            f'measure {name!r}: unit must be "days" (per person-days) or "years" '
+            f"(per person-years, a year being {DAYS_PER_YEAR} days), not {unit!r}"
+        )
+    if isinstance(per, bool) or not isinstance(per, int | float) or not per > 0:
+        raise QueryError(
+            f"measure {name!r}: per must be a positive number ({example}), not {per!r}"
+        )
+
+
+def _rate_inputs(
+    name: str, events: Any, person_time: Any, among: Any, of: str
+) -> tuple[Series, Series | None, Series | None]:
+    """A rate's events (a whole number per patient), person-time (whole days per patient)
+    and ``among`` (True/False), each checked when given: a QueryError naming the measure.
+    ``of`` names whom ``among`` picks, for its message ("the patients whose events...")."""
+    ev = check_variable(f"{name}.events", events, what="measure")
+    if ev.dtype != "int":
+        raise QueryError(
+            f"measure {name!r}: events must be a whole number per patient (e.g. "
+            f"admissions.in_interval().count_for_patient()), not {_kind(ev.dtype)}"
+            + (": True/False counts patients, not events" if ev.dtype == "bool" else "")
+        )
+    pt = None
+    if person_time is not None:
+        pt = check_variable(f"{name}.person_time", person_time, what="measure")
+        if pt.dtype != "int":
+            raise QueryError(
+                f"measure {name!r}: person_time must be a whole number of days per patient "
+                "(e.g. registrations.days_in_interval_for_patient()), not "
+                f"{_kind(pt.dtype)}"
+            )
+    a = None
+    if among is not None:
+        a = check_variable(f"{name}.among", among, what="measure")
+        if a.dtype != "bool":
+            raise QueryError(
+                f"measure {name!r}: among must be True/False ({of} the rate is of), not "
+                f"{_kind(a.dtype)}"
+            )
+    return ev, pt, a
 
 
 def _quantiles(name: str, quantiles: Any) -> tuple[float, ...]:
