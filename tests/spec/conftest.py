@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import math
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -142,13 +143,22 @@ SPARK_HALF_SLOW = frozenset(
 )
 
 
+#: Differential checks whose Spark half also runs with the slow tests: many intervals in one
+#: run against each interval alone (each feature keeps its other tests on both engines in
+#: the default run), and the longest Spark runs of the intervals' own tests.
+SPARK_HALF_SLOW_TESTS = re.compile(
+    r"equals?_each(_interval)?_alone"
+    r"|^test_runs_merge_where_predicates_do_not_change"
+    r"|^test_values_flip_on_and_off_and_counts_cross_a_threshold"
+)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if (
-            item.path.name in SPARK_HALF_SLOW
-            and callspec is not None
-            and callspec.params.get("engine") == "spark"
-        ):
+        if callspec is None or callspec.params.get("engine") != "spark":
+            continue
+        name = getattr(item, "originalname", item.name)
+        if item.path.name in SPARK_HALF_SLOW or SPARK_HALF_SLOW_TESTS.search(name):
             item.add_marker(pytest.mark.slow)
