@@ -1615,6 +1615,10 @@ def _release_standardised(
     # each patient is in one band of an interval, so the patients behind add up too
     sums = df.groupby(keys, dropna=False, sort=True)[["numerator", "denominator", *behind]]
     cells = sums.sum().reset_index()
+    if cells.empty:  # nobody counted in any interval: no rows (as for any measure)
+        out = cells.drop(columns=behind)
+        out.insert(0, "measure", m.name)
+        return out
     # every band of the standard in every cell: a band nobody is in is 0 of 0
     bands = pd.DataFrame({AGE_BAND: list(m.bands), "w": ESP2013[m.min_age // 5 :]})
     full = cells[keys].merge(bands, how="cross")

@@ -347,3 +347,28 @@ def test_pophealth_measures_runs_a_definition_file_with_a_standardised_rate(tmp_
     assert result.exit_code == 0, result.output
     got = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert got["value"][0] == "" and got["denominator"][0] == ""
+
+
+def test_nobody_counted_gives_no_rows_not_a_crash(engine, tmp_path):
+    """Nobody in the population in any interval (c1, the one patient aged 90+, left out;
+    nobody over 120): no rows, the usual columns, with or without disclosure control — as
+    for any measure."""
+    store = make_store(tmp_path, _older_tables())
+    m = Measures(intervals=YEAR_2025)
+    m.define_standardised_rate(
+        "adm",
+        events=_admissions(),
+        among=_registered() & (patients.patient_id != "c1"),
+        min_age=90,
+        group_by={"sex": patients.sex},
+    )
+    m.define_standardised_rate(
+        "adm_pt",
+        events=_admissions(),
+        person_time=registrations.days_in_interval_for_patient(),
+        among=patients.age_on(index_date) > 120,
+    )
+    for disclosure in (True, False):
+        out = run_measures(store, m, engine=engine, disclosure=disclosure)
+        assert len(out) == 0
+        assert list(out.columns) == result_columns(["sex"])
