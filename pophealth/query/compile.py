@@ -165,6 +165,8 @@ class Compiler:
         #: Nodes computed another way on the rows being evaluated (node key -> a function
         #: of the table): the change-point evaluation's flipping comparisons.
         self.substitutes: dict[tuple, Any] = {}
+        #: The days each ``during`` filter's periods hold (node key -> pieces), built once.
+        self._during: dict[tuple, ir.Table] = {}
 
     # -- basics ---------------------------------------------------------------------------
     @property
@@ -315,14 +317,17 @@ class Compiler:
         system), but engines push a plain ``IN`` down to the Parquet scan, which then skips
         every row group whose code range holds none of the codes. The store clusters coded
         tables by code (``cluster_by`` in :mod:`pophealth.schema`), so a code list's rows
-        lie in few row groups."""
+        lie in few row groups.
+
+        Each ``during`` filter of the frames is put on the rows as a column to read
+        (:meth:`_with_during`)."""
         t = self.table(table)
         kept = [_codes_kept(filters) for filters in filter_sets]
-        if not kept or any(k is None for k in kept) or len({k[0] for k in kept}) != 1:
-            return t
-        column = kept[0][0]
-        codes = sorted(frozenset().union(*(k[1] for k in kept)))
-        return t.filter(t[column].isin(codes))
+        if kept and all(k is not None for k in kept) and len({k[0] for k in kept}) == 1:
+            column = kept[0][0]
+            codes = sorted(frozenset().union(*(k[1] for k in kept)))
+            t = t.filter(t[column].isin(codes))
+        return self._with_during(t, [f for filters in filter_sets for f in filters])
 
     def _staged(
         self, table: str, static: list[Series], dynamic: list[Series], extra: Sequence[Series] = ()
@@ -343,6 +348,7 @@ class Compiler:
             stages.setdefault(min(len(n.args[0]._filters), len(static)), []).append(n)
         # (and no code-list filter after one narrows the rows it is of, at the scan)
         t = self.scan(table, [static[: min(stages, default=len(static))]])
+        t = self._with_during(t, [*static, *dynamic])
         static_leaves = self._leaves(static)
         if static_leaves:
             pt, _ = self.leaf_table(static_leaves, with_interval=False)
@@ -737,10 +743,7 @@ class Compiler:
         else:
             first = (self.interval_start - dt.date(1970, 1, 1)).days
             last = (self.index_date - dt.date(1970, 1, 1)).days
-        if frame._table == "addresses" and frame._filters:
-            p = self._address_pieces(frame, start, end, first, last)
-        else:
-            p = self._union_pieces(frame, start, end)
+        p = self._pieces(frame, start, end, first, last)
         if until is not None:
             ut, _ = self.leaf_table(self._leaves([until]), with_interval=False)
             p = p.left_join(ut, "patient_id")
@@ -761,6 +764,42 @@ class Compiler:
         p = p.mutate(_n=n).filter(lambda x: x._n > 0)
         keys = self.keys(self.interval_mode)
         return p.group_by(keys).aggregate(**{self._name(leaf): p._n.sum().cast("int64")}), keys
+
+    def _pieces(self, frame: Frame, start: Series, end: Series, first: int, last: int) -> ir.Table:
+        """The days the rows of ``frame`` hold, from day number ``first`` to ``last`` (at
+        least), as disjoint pieces (``patient_id``, ``_s``, ``_e``): for a filtered frame
+        of ``addresses``, the days on which the patient's address by the table's overlap
+        rule is one of the frame's rows (:meth:`_address_pieces`); otherwise the union of
+        the rows' periods (:meth:`_union_pieces`). Person-time counts these days and
+        ``during`` keeps the rows dated on one of them: one rule for both."""
+        if frame._table == "addresses" and frame._filters:
+            return self._address_pieces(frame, start, end, first, last)
+        return self._union_pieces(frame, start, end)
+
+    def _with_during(self, t: ir.Table, filters: Sequence[Series]) -> ir.Table:
+        """``t`` (rows of a table, before their filters) with a True/False column for each
+        ``frame.during(periods)`` among ``filters`` not yet on it: whether the row's day is
+        one of the days the periods hold (:meth:`_pieces`, over every day). The pieces are
+        disjoint per patient, so a left join on the patient and the day inside a piece
+        meets at most one piece per row and keeps every row; a row without a date meets
+        none. Definitions without ``during`` are not touched."""
+        for f in filters:
+            if f.op != "during" or self._name(f) in t.columns:
+                continue
+            if self.depends_on_interval(f):  # refused by Frame.during; never paired
+                raise QueryError(
+                    f"{f.desc}: the periods must not depend on the interval or the current row"
+                )
+            name = self._name(f)
+            if f.key not in self._during:
+                _, _, periods, start, end = f.args
+                p = self._pieces(periods, start, end, -self._OPEN_END, self._OPEN_END)
+                self._during[f.key] = p.select(_dp_id=p.patient_id, _dp_s=p._s, _dp_e=p._e)
+            p = self._during[f.key]
+            day = self._day_number(self.expr(f.args[1], t))
+            j = t.left_join(p, [t.patient_id == p._dp_id, day >= p._dp_s, day <= p._dp_e])
+            t = j.mutate(**{name: j._dp_s.notnull()}).drop("_dp_id", "_dp_s", "_dp_e")
+        return t
 
     def _union_pieces(self, frame: Frame, start: Series, end: Series) -> ir.Table:
         """The union of the frame's periods as disjoint pieces (``patient_id``, ``_s``,
@@ -833,7 +872,11 @@ class Compiler:
         every = every.mutate(_s=s, _e=e)
         every = every.filter((every._e >= first) & (every._s <= last))
         filters = frame._filters
-        if not self._leaves(filters) and not any(neighbours(f) for f in filters):
+        if (
+            not self._leaves(filters)
+            and not any(neighbours(f) for f in filters)
+            and not any(f.op == "during" for f in filters)
+        ):
             # filters on the row's own columns: read on every row
             kept = ibis.literal(True)
             for f in filters:
@@ -1128,6 +1171,8 @@ class Compiler:
         if op == "col":
             return t[a[1]]
         if op == "neighbour":  # put on the rows by _staged, over the rows it is of
+            return t[self._name(s)]
+        if op == "during":  # put on the rows by scan / _staged (_with_during)
             return t[self._name(s)]
         if op == "rowref":  # the current row's column, on every (patient, row) table
             if self.row_unit is None or a[0] != self.row_unit[0]:

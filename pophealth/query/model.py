@@ -956,7 +956,8 @@ def _one_identifier_space(
 
 #: Series ops holding a frame of their own (a per-patient value): a row's previous or next
 #: row inside them is of that frame, not of the rows they are used on.
-_OWN_FRAME_OPS = ("agg", "pick", "day", "lookup", "pcol", "person_days")
+#: (``during``: its periods are rows of their own frame, and the day it reads is the row's)
+_OWN_FRAME_OPS = ("agg", "pick", "day", "lookup", "pcol", "person_days", "during")
 
 
 def neighbours(s: Any) -> list[Series]:
@@ -1328,6 +1329,77 @@ class Frame:
         """Rows dated within the measure interval (start and end inclusive); in a dataset the
         interval is the single day of the index date."""
         return self.between(interval_start, index_date)
+
+    def during(self, periods: Any) -> Frame:
+        """The rows whose own date (the table's date, the one :meth:`in_interval` and
+        :meth:`on_or_before` use; a date-and-time by its day) is a day held by one of the
+        same patient's rows of ``periods``: "the emergency admissions that start on a day
+        the patient lived in a care home" is
+        ``admissions.where(...).during(addresses.where(addresses.care_home))``.
+
+        A row of ``periods`` holds the days of its period, its start to its end, both
+        inclusive, an open end running on — exactly the days
+        :meth:`days_in_interval_for_patient` counts for that frame, by the same rule. So for
+        a filtered ``addresses`` frame a day is held when the patient's address that day by
+        the addresses overlap rule (:meth:`~pophealth.query.tables.Addresses.address_on`'s,
+        over all their addresses: the latest start wins, ties broken by the LSOA code) is
+        one of the frame's rows — a care home left open after a move to a flat that started
+        later holds no day from the flat's start; for other tables, and ``addresses``
+        unfiltered, every day of any of the rows' periods (their union). A row without a
+        date is not kept.
+
+        ``periods`` is a frame of a table with periods (``registrations``, ``addresses``,
+        ``admissions``, ``emergency_attendances``), filtered or not, but not by the interval
+        or a row dataset's current row: which days it holds is fixed, so ``during`` is a
+        filter like any other — it combines with ``where``, ``in_interval()``, counts, the
+        first row, and with another ``during``."""
+        from pophealth.schema import table as schema_table
+
+        given, what = _arg_text(periods), f"a {type(periods).__name__}"
+        if isinstance(periods, Frame):
+            given = periods._desc
+        elif isinstance(periods, Series):
+            what = f"a value ({a_dtype(periods.dtype)} per patient or row)"
+        elif isinstance(periods, Row | DayRow):
+            day = "_day" if isinstance(periods, DayRow) else ""
+            given = f"{periods._frame._desc}.{periods._direction}{day}_for_patient()"
+            what = "one row per patient (its frame is the rows: leave out the first/last)"
+        elif type(periods).__name__ == "Patients":
+            given, what = "patients", "patients (one row per patient, with no periods)"
+        given = given if len(given) <= 80 else given[:77] + "..."
+        desc = f"{self._desc}.during({given})"
+        allowed = ", ".join(PERIOD_TABLES)
+        problem = None
+        if not isinstance(periods, Frame):
+            problem = (
+                f"{desc}: needs the rows of a table with periods (a start and an end date: "
+                f"{allowed}), e.g. addresses.where(addresses.care_home), not {what}"
+            )
+        elif periods.error:
+            problem = f"{desc}: {periods.error}"
+        elif periods._table not in PERIOD_TABLES or not schema_table(periods._table).periods:
+            problem = (
+                f"{desc}: rows of {periods._table} have no period (a start and an end date) "
+                f"to hold days; tables with one: {allowed}"
+            )
+        elif _reads_interval(periods):
+            problem = (
+                f"{desc}: the periods are filtered by the interval (in_interval(), "
+                "index_date...): the days they hold must not move with it; filter the "
+                "periods without it, and the rows kept by the interval after "
+                f"({self._table}.during(...).in_interval())"
+            )
+        elif row_units(periods):
+            problem = (
+                f"{desc}: the periods are filtered by a row dataset's current row: the days "
+                "they hold must be the same for every row; filter the periods without it"
+            )
+        if problem:
+            return self._refused(problem, desc)
+        start, end = (as_day(getattr(periods, c)) for c in schema_table(periods._table).periods[0])
+        day = Frame(self._table)._date  # the row's own date, read on the row it is on
+        cond = Series("during", (self._table, day, periods, start, end), "bool", self._table, desc)
+        return self._derive(cond, desc)
 
     def sort_by(self, *columns: Any) -> Frame:
         """Order rows for :meth:`first_for_patient`/:meth:`last_for_patient` (default: by

@@ -105,6 +105,31 @@ class Patients:
         )
 
 
+def _row_date(frame: Frame, date: Series, what: str) -> str | None:
+    """Why ``frame.what(date)`` cannot take ``date``, a date on each row of another table
+    (``addresses.address_on(admissions.admission_date)``): one value per patient comes out,
+    and a row's date would give one per row — or None. Names what does that instead:
+    ``during`` to keep the rows by the state on their own date, a row dataset for a value
+    of each row."""
+    if date.domain is None or date.domain == frame._table or date.error:
+        return None
+    rows = date.domain
+    periods, kind = {
+        "addresses": ("addresses.where(addresses.care_home)", "a care-home address"),
+        "registrations": ("registrations", "a registration"),
+    }[frame._table]
+    col = date.args[0] if date.op == "to_date" else date  # a date-and-time by its day
+    column = col.args[1] if col.op == "col" else "<its date>"
+    return (
+        f"{frame._table}.{what}({date.desc}): {date.desc} is a date on each row of {rows}, "
+        f"not one per patient, and {frame._table}.{what}(...) gives one value per patient. "
+        f"To keep the rows of {rows} dated on a day of {kind}, filter them: "
+        f"{rows}.during({periods}); for a value of each row of {rows} on its own date, make "
+        f"one output row per row with RowDataset({rows}) and read the date as its "
+        f".row.{column}"
+    )
+
+
 class Registrations(Frame):
     """Periods of registration with a practice. On a date, the registration with the
     latest start wins when periods overlap (ties: the alphabetically last practice code)."""
@@ -114,16 +139,23 @@ class Registrations(Frame):
 
     def active_on(self, date: Any = index_date) -> Frame:
         date = as_day(date)
+        return self._active(date, "active_on")
+
+    def _active(self, date: Series, what: str) -> Frame:
+        problem = _row_date(self, date, what)
+        if problem:
+            return self._refused(problem, f"registrations.{what}({date.desc})")
         return self.where(
             (self.start_date <= date) & (self.end_date.is_null() | (self.end_date >= date))
         )
 
     def registered_on(self, date: Any = index_date) -> Series:
         """True when registered with any practice on ``date``."""
-        return self.active_on(date).exists_for_patient()
+        return self._active(as_day(date), "registered_on").exists_for_patient()
 
     def for_patient_on(self, date: Any = index_date) -> Row:
-        return self.active_on(date).sort_by(self.start_date, self.practice_id).last_for_patient()
+        rows = self._active(as_day(date), "for_patient_on")
+        return rows.sort_by(self.start_date, self.practice_id).last_for_patient()
 
     def practice_on(self, date: Any = index_date) -> Practice:
         """The practice registered with on ``date``: ``.practice_id`` and every practice
@@ -180,13 +212,20 @@ class Addresses(Frame):
 
     def active_on(self, date: Any = index_date) -> Frame:
         date = as_day(date)
+        return self._active(date, "active_on")
+
+    def _active(self, date: Series, what: str) -> Frame:
+        problem = _row_date(self, date, what)
+        if problem:
+            return self._refused(problem, f"addresses.{what}({date.desc})")
         return self.where(
             (self.start_date <= date) & (self.end_date.is_null() | (self.end_date >= date))
         )
 
     def address_on(self, date: Any = index_date) -> Row:
         """The address on ``date`` by the overlap rule: ``.lsoa_code``, ``.care_home``..."""
-        return self.active_on(date).sort_by(self.start_date, self.lsoa_code).last_for_patient()
+        rows = self._active(as_day(date), "address_on")
+        return rows.sort_by(self.start_date, self.lsoa_code).last_for_patient()
 
     def area_on(self, date: Any = index_date) -> Area:
         """The small area of the address on ``date``: every area attribute (``.imd_decile``,
