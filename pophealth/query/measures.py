@@ -239,6 +239,13 @@ class Measure:
 #: distinct value a group, its patients the count); not a breakdown of the result
 VALUE = "_quantile_value"
 
+#: the columns that name an interval: with disclosure control, each interval's cells are a
+#: table of their own — a month and the quarter that starts with it are two tables, each
+#: protected by secondary suppression on its own (one table of both would let a cell withheld
+#: in the month be "protected" by its twin in the quarter, and be worked out from the month's
+#: total and the rest)
+INTERVAL_KEYS = ("interval_start", "interval_end")
+
 #: the name of a standardised rate's age band among its breakdowns while it is counted (the
 #: events and population of each band); not a breakdown of the result
 AGE_BAND = "_age_band"
@@ -1419,7 +1426,10 @@ def run_measures(
         ]
         df["interval_start"] = pd.to_datetime(df["interval_start"]).dt.date
         df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
-        df = df.sort_values(["interval_start", *groups], kind="stable").reset_index(drop=True)
+        # (intervals that start on the same day — a month and its quarter — in the order of
+        # their ends: one order on every engine and every run)
+        df = df.sort_values(["interval_start", "interval_end", *groups], kind="stable")
+        df = df.reset_index(drop=True)
         out.append(_release(df, m, groups, disclosure, policy, multiplier))
     group_cols = [c for m in measures for c in m.breakdown]
     group_cols = list(dict.fromkeys(group_cols))
@@ -1490,7 +1500,7 @@ def _release(
     from pophealth.stats import rate
     from pophealth.stats._core import multiplier_text
 
-    by = ["interval_start", *groups]
+    by = [*INTERVAL_KEYS, *groups]  # each interval its own table, whatever else starts with it
     kw = {} if policy is None else {"policy": policy}
     # counts of rows are also withheld when few patients are behind them
     behind = {
@@ -1601,7 +1611,9 @@ def _release_standardised(
     events do, with ``method`` saying why. With ``disclosure``, the events and the
     population go through :func:`pophealth.disclosure.apply` (the breakdowns as margins, the
     patients behind the events checked too), and the rate and limits are withheld wherever
-    either is. The bands' own counts are never released."""
+    either is; a released rate's limits are worked from the released count of events, not
+    the exact one, which they would give back (:func:`_limits_of_released_events`). The
+    bands' own counts are never released."""
     from pophealth import disclosure as sdc
     from pophealth.stats import ESP2013, dsr
     from pophealth.stats._core import level_label, normalise_confidence
@@ -1653,7 +1665,7 @@ def _release_standardised(
         first = empty.reshape(len(cells), len(bands))[i].argmax()
         method[i] = (
             f"not calculated: nobody in the {m.bands[first]} band of the standard "
-            "(min_age= standardises over the bands from an age)"
+            "(every band from min_age to 90+ needs someone: break down more coarsely)"
         )
         out.loc[i, ["value", *limits]] = np.nan
     out["method"] = method
@@ -1667,11 +1679,12 @@ def _release_standardised(
     if behind:
         kw["patients"] = {side[c]: c for c in behind}
     released = sdc.apply(
-        out, ["numerator", "denominator"], by=["interval_start", *groups], margins=groups, **kw
+        out, ["numerator", "denominator"], by=[*INTERVAL_KEYS, *groups], margins=groups, **kw
     )
     withheld = released["numerator"].isna() | released["denominator"].isna()
     released.loc[withheld, ["value", *limits]] = np.nan
     released.loc[withheld, "method"] = None  # (as a withheld proportion: nothing said of it)
+    _limits_of_released_events(released, out["numerator"].to_numpy(dtype=float), levels)
     if withheld.any():
         note = released.loc[withheld, "disclosure_note"]
         released.loc[withheld, "disclosure_note"] = (
@@ -1680,6 +1693,36 @@ def _release_standardised(
             .str.lstrip("; ")
         )
     return released
+
+
+def _limits_of_released_events(released: pd.DataFrame, exact: np.ndarray, levels: Any) -> None:
+    """Work a released standardised rate's Dobson limits from its released count of events.
+
+    Dobson's limits are DSR + √(V/O)·(Byar(O) − O), for O events: (upper − DSR) / (DSR −
+    lower) is a function of O alone, so limits worked from the exact count give that count
+    back from a released row, whatever the rounding of its numerator. Here the released
+    count O' stands in for O (√V, from the exact limits, is kept): the limits fit O', which
+    is published anyway. Rows with no rate are left as they are."""
+    from pophealth.stats._core import byars_lower, byars_upper, level_label
+
+    value = released["value"].to_numpy(dtype=float)
+    shown = released["numerator"].to_numpy(dtype=float)  # O': NaN where withheld
+    keep = ~np.isnan(value) & ~np.isnan(shown)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for c in levels:
+            lo, hi = f"lower{level_label(c)}cl", f"upper{level_label(c)}cl"
+            upper = released[hi].to_numpy(dtype=float)
+            # √V (× the multiplier) from the exact limits: (upper − DSR)·√O / (Byar(O) − O)
+            root_v = (upper - value) * np.sqrt(exact) / (byars_upper(exact, c) - exact)
+            scale = root_v / np.sqrt(shown)
+            new_lo = value + scale * (byars_lower(shown, c) - shown)
+            new_hi = value + scale * (byars_upper(shown, c) - shown)
+            released[lo] = np.where(keep, new_lo, released[lo].to_numpy(dtype=float))
+            released[hi] = np.where(keep, new_hi, upper)
+    method = released["method"]
+    released["method"] = method.where(
+        ~keep | method.isna(), method + "; the limits from the released count of events"
+    )
 
 
 def _release_quantiles(
@@ -1746,7 +1789,7 @@ def _release_quantiles(
     released = sdc.apply(
         per_group,
         ["numerator", "denominator"],
-        by=["interval_start", *groups],
+        by=[*INTERVAL_KEYS, *groups],
         margins=groups,
         **kw,
     )

@@ -26,11 +26,12 @@ Reference formulas:
 * Disclosure: counts 1-7 withheld, others rounded to the nearest 5 (PROGRAMMES.md 12.7;
   README "Outputs"; docs/query.md section 4).
 
-What the audit found is kept as strict xfails, each with its reason: a released standardised
-rate's limits give back its exact event count; secondary suppression treats intervals that
-start on the same day as one table, leaving a withheld cell alone in its own interval; the
-order of a result's rows between such intervals changes from run to run; and the current
-row's ``hour_of_day`` of a row dataset fails with an internal AttributeError.
+What the audit found, each now fixed and its test passing: a released standardised rate's
+limits gave back its exact event count; secondary suppression treated intervals that start
+on the same day as one table, leaving a withheld cell alone in its own interval; the order
+of a result's rows between such intervals changed from run to run. Still a strict xfail,
+with its reason: the current row's ``hour_of_day`` of a row dataset fails with an internal
+AttributeError.
 """
 
 from __future__ import annotations
@@ -105,12 +106,15 @@ def byar(o: float, z: float) -> tuple[float, float]:
     return lower, o1 * (1 - 1 / (9 * o1) + z / (3 * math.sqrt(o1))) ** 3
 
 
-def dobson_dsr(x: list, n: list, w: list, per: float) -> tuple:
-    """(rate, lower95, upper95, lower99.8, upper99.8); all None when O < 10 or a band is empty."""
+def dobson_dsr(x: list, n: list, w: list, per: float, released: float | None = None) -> tuple:
+    """(rate, lower95, upper95, lower99.8, upper99.8); all None when O < 10 or a band is empty.
+    ``released``: the count the limits are worked from in place of O (a released, rounded
+    count: the limits must not give the exact one back)."""
     x, n, w = (np.asarray(a, float) for a in (x, n, w))
     o = x.sum()
     if o < 10 or (n == 0).any():
         return (None,) * 5
+    o = o if released is None else released
     dsr = (x * w / n).sum() / w.sum()
     var = (x * (w / n) ** 2).sum() / w.sum() ** 2
     out = [dsr * per]
@@ -415,7 +419,8 @@ def test_standardised_rate_disclosure_control(engine, tmp_path):
     withheld (5 people; 4 with events), and at least one more quintile beside it, so the
     regional total (released: 50 of 45 rounded) cannot give it back; the released counts are
     rounded to 5, and a released rate is the exact rate from the bands (docs/query.md,
-    "Age-standardised rates"), withheld wherever a count is."""
+    "Age-standardised rates") with its limits from the released count of events, withheld
+    wherever a count is."""
     store = make_store(tmp_path, _dsr_disclosure_tables())
     m = _dsr_disclosure_measures(with_total=True)
     exact = run_measures(store, m, engine=engine, disclosure=False)
@@ -433,8 +438,17 @@ def test_standardised_rate_disclosure_control(engine, tmp_path):
             assert got is None or (got == round5(true) and not 1 <= true <= 7)
         if num is None or den is None:
             assert rest == [None] * 5, key
-        else:
-            assert same(tuple(rest), tuple(exact_rest)), key
+        else:  # the exact rate; its limits worked from the released count of events
+            assert same((rest[0],), (exact_rest[0],)), key
+            ratio = (rest[2] - rest[0]) / (rest[0] - rest[1])
+            lo, hi = byar(num, _z(0.95))
+            assert math.isclose(ratio, (hi - num) / (num - lo), rel_tol=1e-9), key
+    bands = {"1": ([13, 9], [12, 9]), "3": ([10, 8], [10, 8])}
+    for q, (xs, ns) in bands.items():
+        num = r[("dsr_85", q)][0]
+        if num is not None:
+            want = dobson_dsr(xs, ns, [1500, 1000], 1e5, released=num)
+            assert same(tuple(r[("dsr_85", q)][2:]), want), q
     assert r[("dsr_85", "2")][:3] == (None, None, None)
     withheld = [k for k, v in r.items() if k[0] == "dsr_85" and v[0] is None]
     assert len(withheld) >= 2  # not quintile 2 alone, beside a released total
@@ -443,18 +457,11 @@ def test_standardised_rate_disclosure_control(engine, tmp_path):
     assert "withheld" in note[("dsr_85", "2")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "disclosure: a released age-standardised rate carries Dobson limits from the exact "
-        "events, and (upper - rate)/(rate - lower) = (Byar_hi(O) - O)/(O - Byar_lo(O)) "
-        "depends on the total events O alone, so the exact O comes back from the released "
-        "row whatever the rounding of its numerator (measures._release_standardised)"
-    ),
-)
 def test_a_released_standardised_rate_does_not_give_back_its_exact_events(tmp_path):
-    """Quintile 1 has 22 events, released as 20. The rule rounds a count so that 18-22 all
-    fit it; the released rate and limits should fit more than one of them."""
+    """Quintile 1 has 22 events, released as 20. Dobson's limits are DSR + √(V/O)·(Byar(O) −
+    O), so (upper − rate)/(rate − lower) is a function of O alone: worked from the exact 22
+    they gave 22 back (found by this audit). Worked from the released count, they fit 20 —
+    published anyway — and not the true 22."""
     store = make_store(tmp_path, _dsr_disclosure_tables())
     released = run_measures(store, _dsr_disclosure_measures())
     row = released.set_index("imd_quintile").loc["1"]
@@ -467,30 +474,21 @@ def test_a_released_standardised_rate_does_not_give_back_its_exact_events(tmp_pa
         return math.isclose((hi - o) / (o - lo), ratio, rel_tol=1e-9)
 
     candidates = [o for o in range(18, 23) if fits(o)]
-    assert candidates != [22]  # today: exactly the true count, 22
-    assert len(candidates) > 1
+    assert candidates == [20]  # the released count; before the fix, [22]: the exact one
+    # and the rate itself is the exact one, from the exact counts of each band
+    exact = run_measures(store, _dsr_disclosure_measures(), disclosure=False)
+    assert row["value"] == exact.set_index("imd_quintile").loc["1", "value"]
 
 
-SHARED_START_REASON = (
-    "disclosure: secondary suppression takes the cells of every interval with the same "
-    "interval_start as one table (by=['interval_start', *groups] in measures._release, "
-    "_release_standardised and the quantile release), so beside a longer interval starting "
-    "the same day (a month and its quarter or year) a primary cell is 'protected' by its "
-    "twin in the other interval and left alone in its own interval's breakdown, to be "
-    "worked out from the total"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SHARED_START_REASON)
 def test_standardised_rate_secondary_suppression_with_a_longer_interval_from_the_same_day(
     tmp_path,
 ):
     """March 2026 alone: quintile 2 (5 people, 4 with events) is withheld and so is a second
     quintile, as docs/query.md promises ("secondary suppression across the breakdown").
-    Add March-June, which starts the same day, and today March's quintiles 1 and 3 are both
-    released (20 of 20 each) beside the released total (50 of 45): quintile 2 is the total
-    less the others, and the released limits give each exact event count back (51 - 22 -
-    18 = 11 for quintile 2; see the test above)."""
+    Add March-June, which starts the same day: before the fix (found by this audit) the
+    two intervals were one table for secondary suppression, so March's quintiles 1 and 3
+    were both released (20 of 20 each) beside the released total (50 of 45), and quintile 2
+    was the total less the others. Each interval is now a table of its own."""
     store = make_store(tmp_path, _dsr_disclosure_tables())
     emergency = admissions.where(admissions.admission_method == "emergency")
     among = registrations.registered_on(index_date) & patients.is_alive_on(index_date)
@@ -507,11 +505,11 @@ def test_standardised_rate_secondary_suppression_with_a_longer_interval_from_the
     assert march.numerator.isna().sum() >= 2
 
 
-@pytest.mark.xfail(strict=True, reason=SHARED_START_REASON)
 def test_row_measure_secondary_suppression_with_a_longer_interval_from_the_same_day(tmp_path):
     """March 2025 alone: site 1's 10 attendances (2 patients) are withheld and site 2's
-    denominator beside them. Add March-May, and today March's site 2 denominator (15) and
-    site 3's (20) are released beside the released total (45): site 1's is 45 - 15 - 20."""
+    denominator beside them. Add March-May: before the fix, March's site 2 denominator (15)
+    and site 3's (20) were released beside the released total (45), and site 1's was
+    45 - 15 - 20. Each interval is now a table of its own."""
     store = make_store(tmp_path, _many_attendances())
     per_attendance = RowDataset(ea)
     att = per_attendance.row
@@ -904,15 +902,6 @@ def test_the_current_rows_hour_of_day(tmp_path):
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "run_measures sorts each measure's rows by interval_start and the breakdowns only "
-        "(measures.run_measures, sort_values(['interval_start', *groups])), so intervals "
-        "sharing a start (a month, its quarter, its year) come out in the engine's order: "
-        "differently from run to run on DuckDB, and between DuckDB and Spark"
-    ),
-)
 def test_result_rows_are_in_interval_order_run_after_run(tmp_path):
     rows = [
         {"patient_id": f"p{k}", "arrival_datetime": T(2025, 1 + k % 12, 10, 9)} for k in range(24)

@@ -139,8 +139,8 @@ def test_fewer_than_10_events_or_an_empty_band_give_no_rate_and_say_why(engine, 
     assert out.loc["nine", "method"] == "not calculated: total count is less than 10"
     assert np.isnan(out.loc["no_90s", ["value", "lower95_0cl", "upper95_0cl"]].astype(float)).all()
     assert out.loc["no_90s", "method"] == (
-        "not calculated: nobody in the 90+ band of the standard (min_age= standardises over "
-        "the bands from an age)"
+        "not calculated: nobody in the 90+ band of the standard (every band from min_age to "
+        "90+ needs someone: break down more coarsely)"
     )
 
 
