@@ -165,7 +165,7 @@ class Compiler:
         #: Nodes computed another way on the rows being evaluated (node key -> a function
         #: of the table): the change-point evaluation's flipping comparisons.
         self.substitutes: dict[tuple, Any] = {}
-        #: The days each ``during`` filter's periods hold (node key -> pieces), built once.
+        #: The days each ``during`` filter's periods hold (periods' keys -> pieces), built once.
         self._during: dict[tuple, ir.Table] = {}
 
     # -- basics ---------------------------------------------------------------------------
@@ -791,11 +791,12 @@ class Compiler:
                     f"{f.desc}: the periods must not depend on the interval or the current row"
                 )
             name = self._name(f)
-            if f.key not in self._during:
-                _, _, periods, start, end = f.args
+            _, _, periods, start, end = f.args
+            pkey = (periods.key, start.key, end.key)  # shared by every table kept by them
+            if pkey not in self._during:
                 p = self._pieces(periods, start, end, -self._OPEN_END, self._OPEN_END)
-                self._during[f.key] = p.select(_dp_id=p.patient_id, _dp_s=p._s, _dp_e=p._e)
-            p = self._during[f.key]
+                self._during[pkey] = p.select(_dp_id=p.patient_id, _dp_s=p._s, _dp_e=p._e)
+            p = self._during[pkey]
             day = self._day_number(self.expr(f.args[1], t))
             j = t.left_join(p, [t.patient_id == p._dp_id, day >= p._dp_s, day <= p._dp_e])
             t = j.mutate(**{name: j._dp_s.notnull()}).drop("_dp_id", "_dp_s", "_dp_e")

@@ -1712,7 +1712,9 @@ class Frame:
 
         For ``registrations``, ``addresses`` (``.where(addresses.care_home)``: care-home
         residence), ``admissions`` and ``emergency_attendances`` (the days of arrival and
-        departure); the rows may be filtered first, but not by the interval itself."""
+        departure); the rows may be filtered first, but not by the interval itself. The
+        events of a rate are kept to these same days with :meth:`during`
+        (``admissions.during(addresses.where(addresses.care_home))``)."""
         from pophealth.schema import table as schema_table
 
         until_s = None if until is None else as_day(until)

@@ -28,7 +28,9 @@ from pophealth.query import (
     emergency_attendances,
     events,
     index_date,
+    medications,
     monthly,
+    operations,
     patients,
     questionnaire_responses,
     registrations,
@@ -177,6 +179,14 @@ def _tables() -> dict:
             {"patient_id": "stay", "date": d, "code": "1234"}
             for d in (D(2025, 1, 9), D(2025, 1, 15), D(2025, 2, 28), D(2025, 3, 2), D(2025, 3, 3))
         ],
+        "medications": [
+            {"patient_id": "moves_in", "date": d, "code": "321"}
+            for d in (D(2025, 2, 9), D(2025, 2, 10))
+        ],
+        "operations": [
+            {"patient_id": "tie_home", "operation_id": o, "start_datetime": when, "code": "W401"}
+            for o, when in (("o1", T(2025, 1, 9, 23)), ("o2", T(2025, 1, 10, 8)))
+        ],
         "questionnaire_responses": [
             {
                 "patient_id": "left_open",
@@ -316,6 +326,10 @@ def test_during_composes_with_other_filters_aggregates_and_itself(engine, store)
             "addr": addresses.during(IN_CARE).count_for_patient(),
             # the index date in the rows' own filters (not the periods'): fine
             "by_index": from_care.on_or_before(index_date).count_for_patient(),
+            # every table with a date
+            "regs": registrations.during(IN_CARE).count_for_patient(),
+            "meds": medications.during(IN_CARE).count_for_patient(),
+            "ops": operations.during(IN_CARE).first_for_patient().operation_id,
         },
         index=D(2025, 2, 10),
     )
@@ -347,6 +361,11 @@ def test_during_composes_with_other_filters_aggregates_and_itself(engine, store)
         "two_homes": 2,
     }
     assert got["moves_in"]["by_index"] == 1 and got["two_homes"]["by_index"] == 1
+    # respite's registration starts on a day of her stay; moves_in's second issue is on the
+    # day she moves in; tie_home's operation at 08:00 on her first care-home day
+    assert {p: v["regs"] for p, v in got.items() if v["regs"]} == {"respite": 1}
+    assert {p: v["meds"] for p, v in got.items() if v["meds"]} == {"moves_in": 1}
+    assert {p: v["ops"] for p, v in got.items() if v["ops"]} == {"tie_home": "o2"}
 
 
 def test_a_row_dataset_of_rows_during_periods_and_during_in_its_variables(engine, store):
