@@ -388,12 +388,17 @@ class StandardisedRateMeasure(Measure):
         min_age: int,
         group_by: Mapping[str, Series],
         intervals: Sequence[Interval],
+        max_age: int | None = None,
     ):
-        from pophealth.query.model import when
+        from pophealth.query.model import index_date, when
         from pophealth.query.tables import patients
         from pophealth.stats.standardised import ESP2013_BANDS
 
-        band = patients.age_band_on(bands=range(min_age, 95, 5))
+        if max_age is None:  # to 90+
+            band = patients.age_band_on(bands=range(min_age, 95, 5))
+        else:  # to the band ending at max_age; older patients have no band (not in the rate)
+            band = patients.age_band_on(bands=range(min_age, max_age + 2, 5))
+            band = when(patients.age_on(index_date) <= max_age).then(band).otherwise(None)
         if person_time is None:
             assert among is not None
             #: the patients counted in an interval: among, with an age band of the standard
@@ -408,15 +413,26 @@ class StandardisedRateMeasure(Measure):
             super().__init__(name, events, days, {**group_by, AGE_BAND: band}, intervals)
         self.kind = "standardised rate"
         self.events, self.among, self.person_time = events, among, person_time
-        self.per, self.unit, self.min_age = per, unit, min_age
-        #: the standard's bands (labels as ``age_band_on`` writes them) and their weights
-        self.bands = ESP2013_BANDS[min_age // 5 :]
+        self.per, self.unit, self.min_age, self.max_age = per, unit, min_age, max_age
+        #: the standard's bands in the rate (labels as ``age_band_on`` writes them), from
+        #: :attr:`min_age`'s to :attr:`max_age`'s (or 90+); their weights: :attr:`weights`
+        self.band_slice = slice(min_age // 5, None if max_age is None else (max_age + 1) // 5)
+        self.bands = ESP2013_BANDS[self.band_slice]
+
+    @property
+    def weights(self) -> Sequence[float]:
+        from pophealth.stats.standardised import ESP2013
+
+        return ESP2013[self.band_slice]
 
     @property
     def statistic(self) -> str:
         per = f"{int(self.per):,}" if float(self.per).is_integer() else f"{self.per:g}"
         of = f" person-{self.unit}" if self.person_time is not None else ""
-        ages = f", ages {self.min_age}+" if self.min_age else ""
+        if self.max_age is not None:
+            ages = f", ages {self.min_age}-{self.max_age}"
+        else:
+            ages = f", ages {self.min_age}+" if self.min_age else ""
         return f"age-standardised rate per {per}{of} (ESP 2013{ages})"
 
 
@@ -678,6 +694,7 @@ class Measures:
         per: float = 100_000,
         unit: str = "years",
         min_age: int = 0,
+        max_age: int | None = None,
         group_by: Mapping[str, Any] | None = None,
         intervals: Sequence[Interval] | None = None,
     ) -> StandardisedRateMeasure:
@@ -695,8 +712,10 @@ class Measures:
 
         The age is the patient's on the interval's last day, in the standard's 5-year bands
         from ``min_age`` (0, or a multiple of 5 up to 90: 65 for a rate of people aged 65
-        and over, standardised to the standard's bands from 65-69) to 90+; a patient younger
-        than ``min_age`` then (or not yet born) is not in the rate. Each row's ``numerator``
+        and over, standardised to the standard's bands from 65-69) to 90+, or to ``max_age``
+        (the last age in the rate, where a band ends: 74 for the under-75s, standardised to
+        the bands 0-4 ... 70-74); a patient younger than ``min_age`` then (or not yet born),
+        or older than ``max_age``, is not in the rate. Each row's ``numerator``
         is the events, its ``denominator`` the patients (or person-days); ``value`` is
         Σ(events/population × weight) / Σweights × ``per`` from the exact counts of each band,
         with Dobson limits; missing, ``method`` saying why, when the events number fewer
@@ -716,6 +735,17 @@ class Measures:
                 f"measure {name!r}: min_age must be where a band of the European Standard "
                 f"Population starts (0, 5, ... 90; 65 for ages 65 and over), not {min_age!r}"
             )
+        if max_age is not None and (
+            isinstance(max_age, bool)
+            or not isinstance(max_age, int)
+            or not min_age + 4 <= max_age <= 89
+            or (max_age + 1) % 5
+        ):
+            raise QueryError(
+                f"measure {name!r}: max_age must be the last age of a band of the European "
+                f"Standard Population from min_age's on ({min_age + 4}, {min_age + 9}, ... 89; "
+                f"74 for the under-75s; leave it out for all ages to 90+), not {max_age!r}"
+            )
         if person_time is None:
             among = among if among is not None else self._defaults.get("denominator")
             if among is None:
@@ -726,7 +756,7 @@ class Measures:
         intervals, groups = self._intervals_and_groups(name, group_by, intervals)
         ev, pt, a = _rate_inputs(name, events, person_time, among, "the patients")
         measure = StandardisedRateMeasure(
-            name, ev, a, pt, float(per), unit, min_age, groups, intervals
+            name, ev, a, pt, float(per), unit, min_age, groups, intervals, max_age
         )
         self._measures[name] = measure
         return measure
@@ -1615,7 +1645,7 @@ def _release_standardised(
     the exact one, which they would give back (:func:`_limits_of_released_events`). The
     bands' own counts are never released."""
     from pophealth import disclosure as sdc
-    from pophealth.stats import ESP2013, dsr
+    from pophealth.stats import dsr
     from pophealth.stats._core import level_label, normalise_confidence
 
     groups = m.breakdown
@@ -1632,7 +1662,7 @@ def _release_standardised(
         out.insert(0, "measure", m.name)
         return out
     # every band of the standard in every cell: a band nobody is in is 0 of 0
-    bands = pd.DataFrame({AGE_BAND: list(m.bands), "w": ESP2013[m.min_age // 5 :]})
+    bands = pd.DataFrame({AGE_BAND: list(m.bands), "w": list(m.weights)})
     full = cells[keys].merge(bands, how="cross")
     counted = df[[*keys, AGE_BAND, "numerator", "denominator"]]
     full = full.merge(counted, on=[*keys, AGE_BAND], how="left", validate="one_to_one")
@@ -1665,7 +1695,7 @@ def _release_standardised(
         first = empty.reshape(len(cells), len(bands))[i].argmax()
         method[i] = (
             f"not calculated: nobody in the {m.bands[first]} band of the standard "
-            "(every band from min_age to 90+ needs someone: break down more coarsely)"
+            "(every band of the rate needs someone: break down more coarsely)"
         )
         out.loc[i, ["value", *limits]] = np.nan
     out["method"] = method

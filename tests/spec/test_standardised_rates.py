@@ -139,8 +139,8 @@ def test_fewer_than_10_events_or_an_empty_band_give_no_rate_and_say_why(engine, 
     assert out.loc["nine", "method"] == "not calculated: total count is less than 10"
     assert np.isnan(out.loc["no_90s", ["value", "lower95_0cl", "upper95_0cl"]].astype(float)).all()
     assert out.loc["no_90s", "method"] == (
-        "not calculated: nobody in the 90+ band of the standard (every band from min_age to "
-        "90+ needs someone: break down more coarsely)"
+        "not calculated: nobody in the 90+ band of the standard (every band of the rate "
+        "needs someone: break down more coarsely)"
     )
 
 
@@ -314,6 +314,37 @@ def test_refusals_name_the_measure_and_say_what_was_expected():
     assert "cannot name a breakdown" in _refusal(
         among=_registered(), group_by={"_age_band": patients.sex}
     )
+    for wrong in (75, 60, 90, 74.0, True):  # not a band's last age from min_age's on
+        assert "max_age must be the last age of a band" in (
+            _refusal(among=_registered(), min_age=65, max_age=wrong)
+        ), wrong
+
+
+def test_an_upper_age_limit_standardises_over_the_bands_up_to_it(engine, tmp_path):
+    """Under-75s, from 65: ages on 31 December 2025 — 65-69: e1-e3 (67) with 4, 3 and 0
+    admissions; 70-74: f1, f2 (74) with 2 and 2; not in the rate: g1 (75 that day) with 5
+    and h1 (62) with 3. So x = 7, 4 over n = 3, 2, weights 5,500 and 5,000."""
+    people = {"e1": 4, "e2": 3, "e3": 0, "f1": 2, "f2": 2, "g1": 5, "h1": 3}
+    born = {"e": D(1958, 6, 1), "f": D(1951, 6, 1), "g": D(1950, 12, 31), "h": D(1963, 6, 1)}
+    tables = {
+        "patients": [_patient(p, born[p[0]]) for p in people],
+        "registrations": [_reg(p) for p in people],
+        "admissions": [
+            _adm(p, D(2025, 1 + k, 10)) for p, count in people.items() for k in range(count)
+        ],
+    }
+    store = make_store(tmp_path, tables)
+    m = Measures(intervals=YEAR_2025)
+    m.define_standardised_rate(
+        "under_75", events=_admissions(), among=_registered(), min_age=65, max_age=74
+    )
+    (row,) = run_measures(store, m, engine=engine, disclosure=False).itertuples()
+    assert (row.numerator, row.denominator) == (11, 5)
+    value, lower, upper = _dobson([7, 4], [3, 2], [5500, 5000], per=100_000)
+    # (7/3·5500 + 4/2·5000) / 10500 = 2.1746... per person
+    assert value == pytest.approx((7 / 3 * 5500 + 2 * 5000) / 10500 * 100_000)
+    assert (row.value, row.lower95_0cl, row.upper95_0cl) == pytest.approx((value, lower, upper))
+    assert row.statistic == "age-standardised rate per 100,000 (ESP 2013, ages 65-74)"
 
 
 DEFINITION = """
