@@ -745,6 +745,9 @@ class Store:
         return self.path / SNAPSHOTS / self.snapshot
 
     def table_path(self, name: str) -> Path:
+        """The Parquet file of canonical table ``name`` in the snapshot this store was opened
+        on (``snapshots/<name>/<table>.parquet``): read it there, with any tool, rather than
+        looking in the folder, which may hold older snapshots still being read."""
         if name not in TABLES:
             raise StoreError(f"no canonical table {name!r}")
         return self.snapshot_dir / f"{name}.parquet"
