@@ -746,7 +746,7 @@ class Store:
 
     def table_path(self, name: str) -> Path:
         """The Parquet file of canonical table ``name`` in the snapshot this store was opened
-        on (``snapshots/<name>/<table>.parquet``): read it there, with any tool, rather than
+        on (``snapshots/<snapshot>/<name>.parquet``): read it there, with any tool, rather than
         looking in the folder, which may hold older snapshots still being read."""
         if name not in TABLES:
             raise StoreError(f"no canonical table {name!r}")
