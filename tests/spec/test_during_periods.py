@@ -326,6 +326,14 @@ def test_during_composes_with_other_filters_aggregates_and_itself(engine, store)
             "addr": addresses.during(IN_CARE).count_for_patient(),
             # the index date in the rows' own filters (not the periods'): fine
             "by_index": from_care.on_or_before(index_date).count_for_patient(),
+            # periods filtered by a per-patient value (every patient here is alive)
+            "alive": admissions.during(
+                addresses.where(addresses.care_home & patients.date_of_death.is_null())
+            ).count_for_patient(),
+            "registered_alive": admissions.during(
+                registrations.where(patients.date_of_death.is_null())
+            ).count_for_patient(),
+            "registered": admissions.during(registrations).count_for_patient(),
             # every table with a date
             "regs": registrations.during(IN_CARE).count_for_patient(),
             "meds": medications.during(IN_CARE).count_for_patient(),
@@ -361,6 +369,9 @@ def test_during_composes_with_other_filters_aggregates_and_itself(engine, store)
         "two_homes": 2,
     }
     assert got["moves_in"]["by_index"] == 1 and got["two_homes"]["by_index"] == 1
+    assert all(v["alive"] == len(CARE_KEPT[p]) for p, v in got.items())
+    assert all(v["registered_alive"] == v["registered"] for v in got.values())
+    assert got["gap"]["registered"] == 2
     # respite's registration starts on a day of her stay; moves_in's second issue is on the
     # day she moves in; tie_home's operation at 08:00 on her first care-home day
     assert {p: v["regs"] for p, v in got.items() if v["regs"]} == {"respite": 1}
