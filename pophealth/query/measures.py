@@ -1122,7 +1122,9 @@ def _row_measure_counts(con: Any, m: RowMeasure) -> pd.DataFrame:
     t, compiler = row_table(con, rows, variables, max(end for _, end in m.intervals))
     try:
         date = ROW_PREFIX + DATE_COLUMNS[rows.frame._table]
-        t = t.mutate(_day=t[date].date())
+        # (a date-and-time by its day; a table dated by a plain date as it is)
+        day = t[date].date() if t[date].type().is_timestamp() else t[date]
+        t = t.mutate(_day=day)
         if not m.every_row:
             t = t.filter(t._den.fill_null(False))
         iv = compiler.literal_table(

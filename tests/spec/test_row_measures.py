@@ -21,6 +21,7 @@ from pophealth.query import (
     QueryError,
     RowDataset,
     addresses,
+    admissions,
     days,
     index_date,
     monthly,
@@ -250,6 +251,37 @@ def test_disclosure_withholds_rows_from_few_patients_and_protects_them(engine, t
     assert "denominator secondary" in notes["elective"]
     assert _counts(feb, "urgency") == [(D(2025, 2, 1), "elective", 10.0, 20.0)]
     assert feb["value"].tolist() == [50.0]  # from the released counts
+
+
+def test_rows_of_a_table_dated_by_a_plain_date(engine, tmp_path):
+    """Per emergency admission (dated by a date, not a date-and-time): another admission in
+    the 30 days after it. Patient 1: 5 Jan (readmitted 20 Jan), 20 Jan (no: the next is 1
+    Mar, 40 days on), 1 Mar (no). Patient 2: 31 Jan (readmitted 2 Feb, in February), 2 Feb
+    (no). So January 2 of 3, February 0 of 1, March 0 of 1. Crashed before ("'DateColumn'
+    object has no attribute 'date'")."""
+
+    def adm(pid: str, day: dt.date) -> dict:
+        return {"patient_id": pid, "admission_date": day, "discharge_date": day}
+
+    days_ = {
+        "1": [D(2025, 1, 5), D(2025, 1, 20), D(2025, 3, 1)],
+        "2": [D(2025, 1, 31), D(2025, 2, 2)],
+    }
+    store = make_store(
+        tmp_path,
+        {
+            "patients": [{"patient_id": p} for p in days_],
+            "admissions": [adm(p, d) for p, ds in days_.items() for d in ds],
+        },
+    )
+    per_admission = RowDataset(admissions)
+    this = per_admission.row
+    later = admissions.where(admissions.admission_date > this.admission_date)
+    readmitted = later.on_or_before(this.admission_date + days(30)).exists_for_patient()
+    m = Measures(intervals=[JAN, FEB, MAR])
+    m.define_row_measure("readmitted_30d", rows=per_admission, numerator=readmitted)
+    result = run_measures(store, m, engine=engine, disclosure=False)
+    assert _counts(result) == [(D(2025, 1, 1), 2, 3), (D(2025, 2, 1), 0, 1), (D(2025, 3, 1), 0, 1)]
 
 
 def test_a_row_value_may_not_read_the_index_date(tmp_path):
