@@ -835,6 +835,27 @@ def hours_between(start: Any, end: Any) -> Series:
     return _elapsed_between(start, end, 3600, "hours")
 
 
+def hour_of_day(time: Any) -> Series:
+    """The hour (0-23) of the clock time of date-and-time ``time``, a patient's
+    (``last.datetime`` of a ``last_for_patient()``) or a row's — the current row of a row
+    dataset (``hour_of_day(att.arrival_datetime)`` with ``att = RowDataset(...).row``), to
+    break a row measure down by time of day or to pick out night-time rows. The hour is as
+    recorded (clock time); missing when ``time`` is. On a frame's own rows,
+    :meth:`Frame.hour_of_day` takes the column by name."""
+    t = wrap(time)
+    desc = f"hour_of_day({t.desc})"
+    out = Series._make("clock_hour", (t,), "int", desc, (t,))
+    if t.dtype == "date":
+        out._with_error(
+            f"{desc}: {t.desc} is a date, without its clock time: take a date-and-time "
+            "(first_for_patient().datetime, not .date; a table's *_datetime column)"
+        )
+    elif t.dtype != "datetime":
+        what = "None" if t.dtype == "null" else a_dtype(t.dtype)
+        out._with_error(f"{desc}: {t.desc} is {what}, not a date-and-time")
+    return out
+
+
 # -- frames -----------------------------------------------------------------------------------
 
 #: The date each many-rows table is windowed by.
@@ -1342,11 +1363,11 @@ class Frame:
         :meth:`days_in_interval_for_patient` counts for that frame, by the same rule. So for
         a filtered ``addresses`` frame a day is held when the patient's address that day by
         the addresses overlap rule (:meth:`~pophealth.query.tables.Addresses.address_on`'s,
-        over all their addresses: the latest start wins, ties broken by the LSOA code) is
-        one of the frame's rows — a care home left open after a move to a flat that started
-        later holds no day from the flat's start; for other tables, and ``addresses``
-        unfiltered, every day of any of the rows' periods (their union). A row without a
-        date is not kept.
+        over all their addresses: the latest start wins, ties broken by the alphabetically
+        last LSOA code) is one of the frame's rows — a care home left open after a move to a
+        flat that started later holds no day from the flat's start; for other tables, and
+        ``addresses`` unfiltered, every day of any of the rows' periods (their union). A row
+        without a date is not kept.
 
         ``periods`` is a frame of a table with periods (``registrations``, ``addresses``,
         ``admissions``, ``emergency_attendances``), filtered or not, but not by the interval
@@ -1586,8 +1607,9 @@ class Frame:
     def hour_of_day(self, column: str | Series) -> Series:
         """On each row, the hour (0-23) of the clock time in date-and-time ``column``: for
         picking out the rows at a time of day (``where(frame.hour_of_day(c) < 8)``). A
-        value of each row, like the time: a measure's breakdown takes one value per patient,
-        so a measure by time of day is one measure per band of hours."""
+        value of each row, like the time: a measure by time of day is a row measure (one row
+        per attendance, :class:`~pophealth.query.RowDataset`) broken down by the function
+        :func:`hour_of_day` of the current row's time."""
         column = self._column_name(column)
         what = f"{self._desc}.hour_of_day({_arg_text(column)})"
         c = self._clock(column, what)
@@ -1703,9 +1725,10 @@ class Frame:
         For a filtered ``addresses`` frame (``addresses.where(addresses.care_home)``) a day
         counts when the patient's address that day by the table's overlap rule —
         :meth:`~pophealth.query.tables.Addresses.address_on`'s, over all their addresses: the
-        latest start wins, ties broken by the LSOA code — is one of the frame's rows: a care
-        home left open after a move to a flat that started later stops counting at the
-        flat's start. Other tables, and ``addresses`` unfiltered, count the union.
+        latest start wins, ties broken by the alphabetically last LSOA code — is one of the
+        frame's rows: a care home left open after a move to a flat that started later stops
+        counting at the flat's start. Other tables, and ``addresses`` unfiltered, count the
+        union.
         ``until`` (a date per patient, e.g. ``patients.date_of_death``) ends the
         person-time: no day after it counts (its own day does; missing: no end). 0 when no
         day falls inside. In a dataset the interval is the index date alone (1 or 0).
@@ -1917,6 +1940,21 @@ class RowRef:
             raise AttributeError(name)
         col = getattr(self._frame, name)  # a ColumnError naming the table's columns
         desc = f"{self._frame._table}.row.{name}"
+        if not isinstance(col, Series):  # a frame's method, not a column
+            functions = {
+                "hour_of_day": "hour_of_day(row.<a date-and-time column>)",
+                "minutes_between": "minutes_between(row.<start>, row.<end>)",
+                "hours_between": "hours_between(row.<start>, row.<end>)",
+            }
+            instead = (
+                f"; for this, use the function {functions[name]} (from pophealth.query)"
+                if name in functions
+                else ""
+            )
+            raise QueryError(
+                f"{desc}: the current row of a row dataset has the columns of its table "
+                f"({_columns_of(self._frame)}), not a frame's methods{instead}"
+            )
         return Series("rowref", (self._unit, name), col.dtype, None, desc, self._frame.error)
 
     def __repr__(self) -> str:

@@ -29,9 +29,8 @@ Reference formulas:
 What the audit found, each now fixed and its test passing: a released standardised rate's
 limits gave back its exact event count; secondary suppression treated intervals that start
 on the same day as one table, leaving a withheld cell alone in its own interval; the order
-of a result's rows between such intervals changed from run to run. Still a strict xfail,
-with its reason: the current row's ``hour_of_day`` of a row dataset fails with an internal
-AttributeError.
+of a result's rows between such intervals changed from run to run; and the current row's
+``hour_of_day`` of a row dataset failed with an internal AttributeError.
 """
 
 from __future__ import annotations
@@ -54,6 +53,7 @@ from pophealth.query import (
     RowDataset,
     addresses,
     admissions,
+    hour_of_day,
     index_date,
     minutes_between,
     monthly,
@@ -61,6 +61,7 @@ from pophealth.query import (
     quarterly,
     registrations,
     run_measures,
+    when,
     yearly,
 )
 from pophealth.query import emergency_attendances as ea
@@ -877,28 +878,32 @@ def test_care_home_rate_released_from_rounded_figures(engine, tmp_path):
 # -- findings: a row's hour of day, and the order of a result's rows -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RowDataset.row.hour_of_day('arrival_datetime') raises a bare AttributeError "
-        "(\"'function' object has no attribute 'dtype'\", model.py RowRef.__getattr__ treats "
-        "the frame's method as a column) instead of the current row's hour or a QueryError "
-        "saying what to write; PROGRAMMES.md 9 stratifies door-to-analgesia by time of day"
-    ),
-)
-def test_the_current_rows_hour_of_day(tmp_path):
+def test_the_current_rows_hour_of_day(engine, tmp_path):
+    """PROGRAMMES.md 9 stratifies door-to-analgesia by time of day: per attendance, by the
+    hour of its arrival. The current row's frame method crashed with an internal
+    AttributeError (found by this audit); it is refused now, naming the function that does
+    it, hour_of_day(att.arrival_datetime)."""
     per_attendance = RowDataset(ea)
     att = per_attendance.row
-    try:
-        hour = att.hour_of_day("arrival_datetime")
-    except QueryError:
-        return  # refused in pophealth's own words: acceptable
+    with pytest.raises(QueryError, match=r"use the function hour_of_day\(row\."):
+        att.hour_of_day("arrival_datetime")
+    hour = hour_of_day(att.arrival_datetime)
     store = make_store(tmp_path, ATTENDANCES)
     m = Measures(intervals=monthly("2025-01-01", 1))
     m.define_row_measure("overnight", rows=per_attendance, numerator=hour < 8)
-    result = run_measures(store, m, disclosure=False)
-    assert by_key(result, "interval_start", cols=["numerator", "denominator"]) == {
+    night = when(hour < 8).then("00-07").otherwise("08-23")
+    m.define_row_measure(
+        "by_time", rows=per_attendance, numerator=hour >= 0, group_by={"time": night}
+    )
+    result = run_measures(store, m, engine=engine, disclosure=False)
+    overnight = result[result.measure == "overnight"]
+    assert by_key(overnight, "interval_start", cols=["numerator", "denominator"]) == {
         (D(2025, 1, 1),): (1, 3)
+    }
+    by_time = result[result.measure == "by_time"]
+    assert by_key(by_time, "time", cols=["numerator", "denominator"]) == {
+        ("00-07",): (1, 1),
+        ("08-23",): (2, 2),
     }
 
 
