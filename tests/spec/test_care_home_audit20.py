@@ -455,7 +455,12 @@ def _dsr_tables() -> dict:
     add("mdead_", 1, D(1963, 6, 1), "male", lambda i: 1, dead=D(2025, 6, 30))
     add("w72_", 100, D(1953, 6, 1), "female", lambda i: int(i < 23))
     adms.append(_adm("m62_010", D(2024, 12, 31)))
-    return {"patients": pats, "admissions": adms}
+    regs = [
+        {"patient_id": r["patient_id"], "practice_id": "A1", "start_date": D(2025, 3, 1)}
+        for r in pats
+        if r["sex"] == "male"
+    ]
+    return {"patients": pats, "admissions": adms, "registrations": regs}
 
 
 @pytest.fixture(scope="module")
@@ -470,6 +475,13 @@ def _dsr_measures() -> Measures:
         "men_60_74",
         events=EMERGENCY.in_interval().count_for_patient(),
         among=alive & (patients.sex == "male"),
+        min_age=60,
+        max_age=74,
+    )
+    m.define_standardised_rate(
+        "men_60_74_person_time",
+        events=EMERGENCY.during(registrations).in_interval().count_for_patient(),
+        person_time=registrations.days_in_interval_for_patient(until=patients.date_of_death),
         min_age=60,
         max_age=74,
     )
@@ -497,6 +509,16 @@ def test_under_75_standardised_rate_by_hand_with_and_without_disclosure(engine, 
         assert men["lower95_0cl"] == pytest.approx(lo, rel=1e-9)
         assert men["upper95_0cl"] == pytest.approx(hi, rel=1e-9)
         assert men["statistic"] == "age-standardised rate per 100,000 (ESP 2013, ages 60-74)"
+    # per person-time: the men registered from 1 Mar 2025 (306 days in 2025), the man dead
+    # on 30 Jun with 122 days and his 10 Mar admission, in 60-64 by his age on 31 Dec
+    x, days = [7, 9, 5], [20 * 306 + 122, 30 * 306, 10 * 306]
+    value, lo, hi = dsr_by_hand(x, [d / 365.25 for d in days], MEN_W)
+    pt = exact[exact["measure"] == "men_60_74_person_time"].iloc[0]
+    assert (pt["numerator"], pt["denominator"]) == (21, sum(days))
+    assert (pt["value"], pt["lower95_0cl"], pt["upper95_0cl"]) == pytest.approx((value, lo, hi))
+    assert pt["statistic"] == (
+        "age-standardised rate per 100,000 person-years (ESP 2013, ages 60-74)"
+    )
     women = exact[exact["measure"] == "women_70_74"].iloc[0]
     assert (women["numerator"], women["denominator"]) == (23, 100)
     assert women["value"] == pytest.approx(23_000)
