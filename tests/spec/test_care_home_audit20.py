@@ -1066,3 +1066,34 @@ def test_cli_runs_the_care_home_rate_as_run_measures_does(synth, tmp_path):
             assert got.loc[got["interval_end"] == FY[1], "denominator"].iloc[0] == 5 * round(
                 bed_days[FY] / 5
             )
+
+
+def test_standardised_rate_by_sex_released_with_secondary_suppression(engine, dsr_store):
+    """Ages 70-74 by sex, over the year and its first half (starting the same day). Men:
+    on 31 Dec 10 (5 admitted, 5 events); on 30 Jun 11, the man born 31 Dec 1950 still 74
+    (his 3 admissions in March-May counted: 8 events of 6 men). Women 100, 23 events. The
+    men's events are withheld (1-7 patients behind them), so in each interval the women's
+    are withheld too — else the total would give the men's — with the rates and limits."""
+    half = (D(2025, 1, 1), D(2025, 6, 30))
+    m = Measures(intervals=[YEAR, half])
+    m.define_standardised_rate(
+        "ages_70_74",
+        events=EMERGENCY.in_interval().count_for_patient(),
+        among=patients.is_alive_on(index_date),
+        min_age=70,
+        max_age=74,
+        group_by={"sex": patients.sex},
+    )
+    exact = run_measures(dsr_store, m, engine=engine, disclosure=False)
+    got = {(r.interval_end, r.sex): (r.numerator, r.denominator) for r in exact.itertuples()}
+    assert got == {
+        (half[1], "female"): (23, 100),
+        (half[1], "male"): (8, 11),
+        (YEAR[1], "female"): (23, 100),
+        (YEAR[1], "male"): (5, 10),
+    }
+    released = run_measures(dsr_store, m, engine=engine)
+    assert check_released(exact, released, ["sex"]) == 4
+    assert released["numerator"].isna().all() and released["value"].isna().all()
+    assert list(released["denominator"]) == [100, 10, 100, 10]  # 11 rounded to 10
+    assert list(released["interval_end"]) == [half[1], half[1], YEAR[1], YEAR[1]]
