@@ -1097,3 +1097,29 @@ def test_standardised_rate_by_sex_released_with_secondary_suppression(engine, ds
     assert released["numerator"].isna().all() and released["value"].isna().all()
     assert list(released["denominator"]) == [100, 10, 100, 10]  # 11 rounded to 10
     assert list(released["interval_end"]) == [half[1], half[1], YEAR[1], YEAR[1]]
+
+
+@pytest.mark.parametrize(
+    ("min_age", "max_age", "bands", "ages"),
+    [
+        (0, 74, 15, "ages 0-74"),
+        (0, 89, 18, "ages 0-89"),
+        (65, 69, 1, "ages 65-69"),
+        (85, 89, 1, "ages 85-89"),
+    ],
+)
+def test_max_age_the_last_age_of_a_band_is_taken(min_age, max_age, bands, ages):
+    """The bands of the standard the rate is over, their weights ESP 2013's (Eurostat 2013,
+    table 2) from min_age's band to max_age's, and the statistic naming the ages."""
+    m = Measures(intervals=[YEAR])
+    r = m.define_standardised_rate(
+        "r",
+        events=EMERGENCY.count_for_patient(),
+        among=patients.sex == "male",
+        min_age=min_age,
+        max_age=max_age,
+    )
+    assert len(r.bands) == bands
+    assert r.bands[0] == f"{min_age}-{min_age + 4}" and r.bands[-1] == f"{max_age - 4}-{max_age}"
+    assert list(r.weights) == ESP2013[min_age // 5 : (max_age + 1) // 5]
+    assert r.statistic == f"age-standardised rate per 100,000 (ESP 2013, {ages})"
