@@ -717,10 +717,11 @@ class Measures:
         the bands 0-4 ... 70-74); a patient younger than ``min_age`` then (or not yet born),
         or older than ``max_age``, is not in the rate. Each row's ``numerator``
         is the events, its ``denominator`` the patients (or person-days); ``value`` is
-        Σ(events/population × weight) / Σweights × ``per`` from the exact counts of each band,
-        with Dobson limits; missing, ``method`` saying why, when the events number fewer
-        than 10 or a band of the standard has nobody in it. See :func:`run_measures` for
-        disclosure control."""
+        Σ(events/population × weight) / Σweights × ``per`` from the counts of each band —
+        exact without disclosure control, rounded as released counts are with it — with
+        Dobson limits; missing, ``method`` saying why, when the events number fewer than 10
+        or a band of the standard has nobody in it. See :func:`run_measures` for disclosure
+        control."""
         if name in self._measures:
             raise QueryError(f"measure {name!r} is defined twice")
         _check_name(name)
@@ -1638,14 +1639,18 @@ def _release_standardised(
 
     ``numerator`` is the events and ``denominator`` the patients (or person-days) of the
     group, all bands together. The rate and its Dobson limits
-    (:func:`pophealth.stats.dsr`) are worked out from the exact counts of each band: a band
+    (:func:`pophealth.stats.dsr`) are worked out from the counts of each band: a band
     of the standard with nobody in it (0 of 0) leaves the rate missing, as fewer than 10
-    events do, with ``method`` saying why. With ``disclosure``, the events and the
-    population go through :func:`pophealth.disclosure.apply` (the breakdowns as margins, the
-    patients behind the events checked too), and the rate and limits are withheld wherever
-    either is; a released rate's limits are worked from the released count of events, not
-    the exact one, which they would give back (:func:`_limits_of_released_events`). The
-    bands' own counts are never released."""
+    events do (of the exact counts), with ``method`` saying why. Without ``disclosure``,
+    from the exact counts. With it, the events and the population go through
+    :func:`pophealth.disclosure.apply` (the breakdowns as margins, the patients behind the
+    events checked too), and the rate and limits are withheld wherever either is; a
+    released rate is worked from the bands' counts rounded by the policy's rule
+    (:func:`_rounded_bands`; of one band it is then the released events over the released
+    population), and its limits from the released count of events
+    (:func:`_limits_of_released_events`): from exact counts, the rate and limits beside
+    the rounded ones would give the exact ones back. The bands' own counts, rounded or
+    not, are never released."""
     from pophealth import disclosure as sdc
     from pophealth.stats import dsr
     from pophealth.stats._core import level_label, normalise_confidence
@@ -1670,19 +1675,41 @@ def _release_standardised(
     full = full.merge(counted, on=[*keys, AGE_BAND], how="left", validate="one_to_one")
     x = full["numerator"].fillna(0).to_numpy(dtype=float)
     n = full["denominator"].fillna(0).to_numpy(dtype=float)
-    if m.person_time is not None and m.unit == "years":
-        n = n / DAYS_PER_YEAR
     empty = n == 0  # (nobody: no events either, as events count only among them)
-    full["x"], full["n"] = x, np.where(empty, 1.0, n)  # (checked below, not standardised)
     full["_cell"] = np.repeat(np.arange(len(cells)), len(bands))
     levels = normalise_confidence(DEFAULT_CONFIDENCE)
-    rates = dsr("x", "n", "w", data=full, by="_cell", multiplier=m.per, confidence=levels)
-    rates = rates.set_index("_cell").reindex(np.arange(len(cells)))
+
+    def standardised(x: np.ndarray, n: np.ndarray) -> pd.DataFrame:
+        if m.person_time is not None and m.unit == "years":
+            n = n / DAYS_PER_YEAR
+        full["x"], full["n"] = x, np.where(n == 0, 1.0, n)  # (0 of 0: checked below)
+        rates = dsr("x", "n", "w", data=full, by="_cell", multiplier=m.per, confidence=levels)
+        return rates.set_index("_cell").reindex(np.arange(len(cells)))
+
+    rates = standardised(x, n)  # the exact rate: and why there is none, where there is none
+    if disclosure:  # the rate released is worked from the bands' counts rounded as the
+        # released counts are: an exact rate beside its rounded counts would give them back
+        # (of one band it is events/population; two rates a band apart give that band's)
+        rounded = _rounded_bands(x, n, policy)
+        shown = standardised(*rounded)
+        shown_events = shown["total_count"].to_numpy(dtype=float)
+        for c in ("value", *(c for c in shown if c.startswith(("lower", "upper")))):
+            shown[c] = np.where(rates["value"].isna(), np.nan, shown[c])
+        lost = (rates["value"].notna() & shown["value"].isna()).to_numpy()  # (to < 10)
+        rates = shown.assign(
+            method=np.where(lost, None, rates["method"]),
+            reason=np.where(lost, shown["reason"], rates["reason"]),
+        )
     limits = [f"{side}{level_label(c)}cl" for c in levels for side in ("lower", "upper")]
     out = cells.copy()
     for c in ("value", *limits, "confidence"):
         out[c] = rates[c].to_numpy()
-    how = "Dobson; from the exact counts of each age band; age on the interval's last day"
+    how = (
+        "Dobson; from the counts of each age band rounded as the released counts are"
+        if disclosure
+        else "Dobson; from the exact counts of each age band"
+    )
+    how += "; age on the interval's last day"
     if m.person_time is not None:
         how += f"; the denominator is person-time in days{_YEAR if m.unit == 'years' else ''}"
     method = np.array(
@@ -1716,7 +1743,7 @@ def _release_standardised(
     withheld = released["numerator"].isna() | released["denominator"].isna()
     released.loc[withheld, ["value", *limits]] = np.nan
     released.loc[withheld, "method"] = None  # (as a withheld proportion: nothing said of it)
-    _limits_of_released_events(released, out["numerator"].to_numpy(dtype=float), levels)
+    _limits_of_released_events(released, shown_events, levels)
     if withheld.any():
         note = released.loc[withheld, "disclosure_note"]
         released.loc[withheld, "disclosure_note"] = (
@@ -1727,14 +1754,27 @@ def _release_standardised(
     return released
 
 
+def _rounded_bands(x: np.ndarray, n: np.ndarray, policy: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A standardised rate's events and population (or person-days) per age band, rounded
+    by the disclosure policy's rule, as its released counts are (not suppressed: they are
+    never released, only worked into the rate). A band with someone in it keeps someone:
+    a population that would round to 0 counts as 5."""
+    from pophealth import disclosure as sdc
+
+    policy = sdc.DEFAULT_POLICY if policy is None else policy
+    x_r, n_r = sdc.round_counts(x, policy), sdc.round_counts(n, policy)
+    return x_r, np.where((n > 0) & (n_r == 0), 5.0, n_r)
+
+
 def _limits_of_released_events(released: pd.DataFrame, exact: np.ndarray, levels: Any) -> None:
     """Work a released standardised rate's Dobson limits from its released count of events.
 
     Dobson's limits are DSR + √(V/O)·(Byar(O) − O), for O events: (upper − DSR) / (DSR −
-    lower) is a function of O alone, so limits worked from the exact count give that count
-    back from a released row, whatever the rounding of its numerator. Here the released
-    count O' stands in for O (√V, from the exact limits, is kept): the limits fit O', which
-    is published anyway. Rows with no rate are left as they are."""
+    lower) is a function of O alone, so limits worked from another count than the released
+    one give that count away. ``exact`` is the O the limits were worked from (the sum of
+    the rounded bands' events); here the released count O' stands in for it (√V, from the
+    limits, is kept): the limits fit O', which is published anyway. Rows with no rate are
+    left as they are."""
     from pophealth.stats._core import byars_lower, byars_upper, level_label
 
     value = released["value"].to_numpy(dtype=float)

@@ -497,12 +497,13 @@ def _dsr_measures() -> Measures:
 
 def test_under_75_standardised_rate_by_hand_with_and_without_disclosure(engine, dsr_store):
     """The rate over the bands 60-64 ... 70-74 (max_age=74) from the counts above, with
-    Dobson's limits (Dobson et al. 1991, Byar's limits on O = 20); released, 20 and 60 are
-    already multiples of 5, so the value and limits are the exact ones."""
-    value, lo, hi = dsr_by_hand(MEN_X, MEN_N, MEN_W)
+    Dobson's limits (Dobson et al. 1991, Byar's limits on O = 20). Released, the rate is
+    worked from the bands' counts rounded as released counts are (events 6, 9, 5 → 5, 10,
+    5; the populations already multiples of 5), the limits from the released 20 events."""
     exact = run_measures(dsr_store, _dsr_measures(), engine=engine, disclosure=False)
     released = run_measures(dsr_store, _dsr_measures(), engine=engine)
-    for got in (exact, released):
+    for got, x in ((exact, MEN_X), (released, [5, 10, 5])):
+        value, lo, hi = dsr_by_hand(x, MEN_N, MEN_W)
         men = got[got["measure"] == "men_60_74"].iloc[0]
         assert (men["numerator"], men["denominator"]) == (20, 60)
         assert men["value"] == pytest.approx(value, rel=1e-9)
@@ -548,39 +549,30 @@ def test_released_standardised_rate_limits_are_worked_from_the_released_count(en
         assert bool(ratio == pytest.approx((b_hi - o) / (o - b_lo), rel=1e-9)) is matches
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a released one-band standardised rate (min_age=70, max_age=74) gives back its "
-    "exact count of events: √V is read from the limits and O = (DSR/√V)² when there is "
-    "one band (measures._limits_of_released_events keeps the exact √V)",
-)
 @pytest.mark.parametrize("eng", RELEASED_ENGINES)
 def test_released_one_band_rate_does_not_give_back_the_exact_count_from_its_limits(eng, dsr_store):
+    """Of one band, √V = √O/n: read back from limits worked with the exact √V, (DSR/√V)²
+    was the exact 23 (found by this audit). Worked from the bands' rounded counts, it is
+    the released 25."""
     women = _released_women(eng, dsr_store)
     o_shown, v = women["numerator"], women["value"]
     b_hi = byar(o_shown)[1]
     root_v = (women["upper95_0cl"] - v) * math.sqrt(o_shown) / (b_hi - o_shown)
     recovered = (v / root_v) ** 2
-    assert abs(recovered - 23) > 0.5  # got: 23.000000 — the exact count
+    assert recovered == pytest.approx(25) and abs(recovered - 23) > 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a released one-band standardised rate's value is worked from the exact counts "
-    "(x/n × per), so with the rounded numerator and denominator beside it only the exact "
-    "pair fits: 23/100 among 21-27 / 98-102",
-)
 @pytest.mark.parametrize("eng", RELEASED_ENGINES)
 def test_released_one_band_rate_value_does_not_give_back_the_exact_count(eng, dsr_store):
+    """Of one band the rate is events/population × per: worked from the exact counts, only
+    23/100 fitted it among the pairs the released 25 and 100 round from (found by this
+    audit). Worked from the bands' counts rounded as the released ones are, it is 25/100:
+    the released counts, and nothing more."""
     women = _released_women(eng, dsr_store)
     x0, n0, v = int(women["numerator"]), int(women["denominator"]), women["value"]
-    fits = [
-        (x, n)
-        for x in range(x0 - 2, x0 + 3)
-        for n in range(n0 - 2, n0 + 3)
-        if math.isclose(x / n * 100_000, v, rel_tol=1e-12)
-    ]
-    assert len(fits) != 1  # got: [(23, 100)] — the exact counts
+    assert (x0, n0) == (25, 100)
+    assert v == pytest.approx(x0 / n0 * 100_000, rel=1e-12)
+    assert not math.isclose(v, 23 / 100 * 100_000, rel_tol=1e-6)
 
 
 @pytest.mark.parametrize(
