@@ -46,6 +46,10 @@ def did_you_mean(name: str, columns: Iterable[str], owner: object = None) -> str
     import difflib
 
     options = list(columns)
+    if name in ("date", "datetime"):  # a table dated by another name: its dates
+        dates = [c for c in options if c.endswith(("_date", "_datetime")) or c == "authored"]
+        if dates:
+            return f" (did you mean {' or '.join(repr(c) for c in dates)}?)"
     if owner is not None:
         options += [a for a in dir(type(owner)) if not a.startswith("_")]
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)

@@ -170,6 +170,15 @@ def test_a_code_list_compared_with_a_column_points_to_matching_and_is_in():
         (lambda q: q.patients.age_at(q.index_date), "'age_on'"),
         (lambda q: q.addresses.area_on(q.index_date).imd_quntile, "'imd_quintile'"),
         (lambda q: q.registrations.practice_on(q.index_date).pcn, "'pcn_id'"),
+        # a table dated by another name: its dates, not a close spelling ('after')
+        (
+            lambda q: q.admissions.first_for_patient().date,
+            "'admission_date' or 'discharge_date'",
+        ),
+        (
+            lambda q: q.emergency_attendances.date,
+            "'arrival_datetime' or 'departure_datetime' or 'first_analgesia_datetime'",
+        ),
     ],
 )
 def test_a_misspelt_column_or_method_gets_a_suggestion(build, suggested):
