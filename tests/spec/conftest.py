@@ -79,6 +79,36 @@ def make_store(tmp_path, tables: dict[str, list[dict[str, Any]]]) -> Store:
     return Store.open_or_new(tmp_path / "store").write(arrow, provenance={"source": "spec test"})
 
 
+#: LSOAs of the small address tables: two ordinary homes' and two care homes' areas
+FLAT, FLAT2, HOME, HOME2 = "E01000001", "E01000002", "E01000005", "E01000009"
+
+
+def address_row(pid: str, start, end=None, lsoa: str = FLAT, care_home: bool = False) -> dict:
+    """A row of ``addresses``: a home from ``start`` to ``end`` (open when None)."""
+    return {
+        "patient_id": pid,
+        "start_date": start,
+        "end_date": end,
+        "lsoa_code": lsoa,
+        "care_home": care_home,
+    }
+
+
+def care_home_row(pid: str, start, end=None, lsoa: str = HOME) -> dict:
+    """A row of ``addresses`` that is a care home."""
+    return address_row(pid, start, end, lsoa, care_home=True)
+
+
+def admission_row(pid: str, day, method: str = "emergency", discharge=None) -> dict:
+    """A row of ``admissions`` on ``day`` (``discharge`` None: not discharged yet)."""
+    return {
+        "patient_id": pid,
+        "admission_date": day,
+        "discharge_date": discharge,
+        "admission_method": method,
+    }
+
+
 def _clean(value: Any) -> Any:
     if value is None:
         return None

@@ -48,13 +48,15 @@ from pophealth.query import (
     run_dataset,
     run_measures,
 )
-from tests.spec.conftest import make_store
+from tests.spec.conftest import FLAT2, HOME, HOME2, make_store
+from tests.spec.conftest import address_row as _addr
+from tests.spec.conftest import admission_row as _adm
+from tests.spec.conftest import care_home_row as _home
 
 D = dt.date
 T = dt.datetime
 Z95 = 1.959963984540054
 
-FLAT, FLAT2, HOME, HOME2 = "E01000001", "E01000002", "E01000005", "E01000009"
 IN_CARE = addresses.where(addresses.care_home)
 EMERGENCY = admissions.where(admissions.admission_method == "emergency")
 BED_DAYS = IN_CARE.days_in_interval_for_patient(until=patients.date_of_death)
@@ -97,29 +99,6 @@ def dsr_by_hand(x, n, w, per=100_000, z=Z95) -> tuple[float, float, float]:
     lo, hi = byar(o, z)
     root = math.sqrt(var / o)
     return rate * per, (rate + root * (lo - o)) * per, (rate + root * (hi - o)) * per
-
-
-def _addr(pid, start, end=None, lsoa=FLAT, care_home=False) -> dict:
-    return {
-        "patient_id": pid,
-        "start_date": start,
-        "end_date": end,
-        "lsoa_code": lsoa,
-        "care_home": care_home,
-    }
-
-
-def _home(pid, start, end=None, lsoa=HOME) -> dict:
-    return _addr(pid, start, end, lsoa, care_home=True)
-
-
-def _adm(pid, day, method="emergency", discharge=None) -> dict:
-    return {
-        "patient_id": pid,
-        "admission_date": day,
-        "discharge_date": discharge,
-        "admission_method": method,
-    }
 
 
 # -- care-home bed-days and the admissions kept, by hand ----------------------------------------

@@ -39,41 +39,20 @@ from pophealth.query import (
     run_measures,
 )
 from pophealth.store import Store
-from tests.spec.conftest import make_store
+from tests.spec.conftest import FLAT, FLAT2, HOME, HOME2, make_store
+from tests.spec.conftest import address_row as _addr
+from tests.spec.conftest import admission_row as _adm
+from tests.spec.conftest import care_home_row as _home
 
 D = dt.date
 T = dt.datetime
 JAN, FEB, MAR = D(2025, 1, 1), D(2025, 2, 1), D(2025, 3, 1)
 OLD = D(2020, 1, 1)
-FLAT, FLAT2, HOME, HOME2 = "E01000001", "E01000002", "E01000005", "E01000009"
 JAN10 = D(2025, 1, 10)
 
 IN_CARE = addresses.where(addresses.care_home)
 EMERGENCY_METHOD = admissions.admission_method == "emergency"
 EMERGENCY = admissions.where(EMERGENCY_METHOD)
-
-
-def _addr(pid, start, end=None, lsoa=FLAT, care_home=False) -> dict:
-    return {
-        "patient_id": pid,
-        "start_date": start,
-        "end_date": end,
-        "lsoa_code": lsoa,
-        "care_home": care_home,
-    }
-
-
-def _home(pid, start, end=None, lsoa=HOME) -> dict:
-    return _addr(pid, start, end, lsoa, care_home=True)
-
-
-def _adm(pid, day, method="emergency", discharge=None) -> dict:
-    return {
-        "patient_id": pid,
-        "admission_date": day,
-        "discharge_date": discharge,
-        "admission_method": method,
-    }
 
 
 def _reg(pid, practice, start, end=None) -> dict:

@@ -23,26 +23,13 @@ from pophealth.query import (
     run_measures,
 )
 from pophealth.store import Store
-from tests.spec.conftest import make_store
+from tests.spec.conftest import FLAT, FLAT2, HOME, HOME2, make_store
+from tests.spec.conftest import address_row as _addr
+from tests.spec.conftest import care_home_row as _home
 
 D = dt.date
 JAN, FEB, MAR = D(2025, 1, 1), D(2025, 2, 1), D(2025, 3, 1)
 OLD = D(2020, 1, 1)
-FLAT, FLAT2, HOME, HOME2 = "E01000001", "E01000002", "E01000005", "E01000009"
-
-
-def _addr(pid, start, end=None, lsoa=FLAT, care_home=False) -> dict:
-    return {
-        "patient_id": pid,
-        "start_date": start,
-        "end_date": end,
-        "lsoa_code": lsoa,
-        "care_home": care_home,
-    }
-
-
-def _home(pid, start, end=None, lsoa=HOME) -> dict:
-    return _addr(pid, start, end, lsoa, care_home=True)
 
 
 def _tables() -> dict:
