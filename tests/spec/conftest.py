@@ -165,6 +165,7 @@ def _small_spark(request):
 SPARK_HALF_SLOW = frozenset(
     {
         "test_analyst_second_week_spec.py",
+        "test_care_home_audit20.py",
         "test_new_features_audit18.py",
         "test_roadmap_fit16.py",
         "test_roadmap_fit19.py",
