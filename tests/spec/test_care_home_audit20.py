@@ -61,6 +61,18 @@ IN_CARE = addresses.where(addresses.care_home)
 EMERGENCY = admissions.where(admissions.admission_method == "emergency")
 BED_DAYS = IN_CARE.days_in_interval_for_patient(until=patients.date_of_death)
 
+
+def _define_care_home_rate(m: Measures) -> None:
+    """Emergency admissions that start on a care-home day per 1,000 care-home bed-days."""
+    m.define_rate(
+        "care_home_admissions",
+        events=EMERGENCY.during(IN_CARE).in_interval().count_for_patient(),
+        person_time=BED_DAYS,
+        per=1000,
+        unit="days",
+    )
+
+
 #: for checks of disclosure control alone (pure Python over counts the engine tests check
 #: on both engines): Spark's half adds only time, so it is ``slow``
 RELEASED_ENGINES = [
@@ -203,13 +215,7 @@ def test_care_home_admissions_per_bed_day_by_hand_month_beside_its_quarter(engin
     dies 14, tie_home and two_homes 28), 3 admitted (left_open, respite, dies); in the
     quarter all 5 admitted (tie_flat never a resident)."""
     m = Measures(intervals=[JAN, FEB, MAR, Q1])
-    m.define_rate(
-        "care_home_admissions",
-        events=EMERGENCY.during(IN_CARE).in_interval().count_for_patient(),
-        person_time=BED_DAYS,
-        per=1000,
-        unit="days",
-    )
+    _define_care_home_rate(m)
     m.define_measure(
         "admitted_while_resident",
         numerator=EMERGENCY.during(IN_CARE).in_interval().exists_for_patient(),
@@ -236,13 +242,7 @@ def test_care_home_rate_released_withholds_few_patients_bed_days(eng, care_store
     the bed-days are withheld as "few patients" (docs/query.md section 4, rates per
     person-time), though the quarter's 275 bed-days and January's 131 are far above 7."""
     m = Measures(intervals=[JAN, FEB, MAR, Q1])
-    m.define_rate(
-        "care_home_admissions",
-        events=EMERGENCY.during(IN_CARE).in_interval().count_for_patient(),
-        person_time=BED_DAYS,
-        per=1000,
-        unit="days",
-    )
+    _define_care_home_rate(m)
     released = run_measures(care_store, m, engine=eng)
     rate = released[released["measure"] == "care_home_admissions"]
     assert rate["numerator"].isna().all() and rate["denominator"].isna().all()
@@ -901,13 +901,7 @@ def _dsr_reference(tables) -> pd.DataFrame:
 def _synth_measures() -> Measures:
     m = Measures(intervals=SYNTH_INTERVALS)
     from_home = EMERGENCY.during(IN_CARE)
-    m.define_rate(
-        "care_home_admissions",
-        events=from_home.in_interval().count_for_patient(),
-        person_time=BED_DAYS,
-        per=1000,
-        unit="days",
-    )
+    _define_care_home_rate(m)
     m.define_measure(
         "admitted_while_resident",
         numerator=from_home.in_interval().exists_for_patient(),
