@@ -432,16 +432,21 @@ def validate(
     bad_rows = pd.concat(problems)["row"].unique() if problems else np.array([], dtype="int64")
     good = ~rows.isin(bad_rows)
     if primary_key and spec.primary_key and n:
-        key = pd.DataFrame({k: coerced[k] for k in spec.primary_key})
-        dup = key.duplicated(keep="first") & good
+        # among the rows kept so far: a row quarantined for another problem keeps nothing,
+        # so the first valid row of a key is the one kept (and the message names it)
+        key = pd.DataFrame({k: coerced[k] for k in spec.primary_key})[good]
+        dup = key.duplicated(keep="first").reindex(rows.index, fill_value=False)
         if dup.any():
             first_key = spec.primary_key[0]
+            by = [key[k] for k in spec.primary_key]
+            kept = rows[good].groupby(by, dropna=False).transform("first").reindex(rows.index)
             flag(
                 dup,
                 first_key,
                 coerced[first_key],
-                "duplicate key (" + ", ".join(spec.primary_key) + "); first row kept",
-            )
+                "duplicate key (" + ", ".join(spec.primary_key) + "); row "
+                + kept.astype("Int64").astype("string") + ", the first with it, kept",
+            )  # fmt: skip
             good &= ~dup
 
     quarantine = (

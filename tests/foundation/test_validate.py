@@ -1,5 +1,7 @@
 """Schema-driven validation: bad rows quarantined with file, row, field, reason."""
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 
@@ -50,6 +52,22 @@ def test_duplicate_key_keeps_first_and_quarantines_the_rest():
     r = validate("patients", patients(patient_id=["p1", "p1", "p2"]))
     assert r.rows_loaded == 2 and r.rows_quarantined == 1
     assert "duplicate key" in r.quarantine.reason.iloc[0]
+    assert "row 1, the first with it, kept" in r.quarantine.reason.iloc[0]
+
+
+def test_a_key_whose_first_row_is_bad_keeps_its_first_valid_row():
+    """Row 1 of p1 is quarantined for its date, so row 2 is p1's first valid row: it is
+    kept, and only row 3 is a duplicate — naming row 2 as the row kept. (Before, row 2 was
+    quarantined as a duplicate "first row kept" while row 1 was not kept: p1 was lost.)"""
+    df = patients(patient_id=["p1", "p1", "p1"])
+    df.loc[0, "date_of_birth"] = "31/01/1950"
+    r = validate("patients", df, source="patients.csv", row_numbers=[1, 2, 3])
+    assert r.valid.column("patient_id").to_pylist() == ["p1"]
+    assert r.valid.column("date_of_birth").to_pylist() == [dt.date(1980, 6, 15)]
+    q = r.quarantine.set_index("row")
+    assert "not a date" in q.loc[1, "reason"]
+    assert q.loc[3, "reason"] == "duplicate key (patient_id); row 2, the first with it, kept"
+    assert r.rows_loaded == 1 and r.rows_quarantined == 2
 
 
 def test_ranges_patterns_and_numbers():
