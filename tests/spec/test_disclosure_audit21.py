@@ -390,7 +390,7 @@ def four_store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("audit21_four"), _practice_tables(plan))
 
 
-def _four_measures() -> Measures:
+def _by_practice_and_overall() -> Measures:
     m = Measures(intervals=[YEAR])
     for name, by in (("by_practice", PRACTICE), ("overall", {})):
         m.define_measure(
@@ -412,7 +412,7 @@ def test_four_groups_beside_their_overall_do_not_give_back_exact_counts(engine, 
     adding to at least 48 are 12 each — every exact count, though each was rounded. (Any
     k groups whose total rounds 2k + 2 above the sum of their released values pin all of
     them: k = 4 is the fewest under rounding to 5.) Safe: no practice pinned."""
-    released = _run(_CACHE, ("four", engine), four_store, _four_measures, engine)
+    released = _run(_CACHE, ("four", engine), four_store, _by_practice_and_overall, engine)
     it = Intruder()
     for practice in "ABCD":
         r = _row(released, "by_practice", practice=practice)
@@ -423,6 +423,84 @@ def test_four_groups_beside_their_overall_do_not_give_back_exact_counts(engine, 
     it.sees(list("ABCD"), total["numerator"], total["disclosure_note"], "numerator")
     lo, hi = it.range_of("A")
     assert lo < hi, f"practice A's count is exactly {lo}"
+
+
+# -- 3b. a second withheld cell is 8 or more ------------------------------------------------------
+#
+# A count withheld as a second cell is never 1-7 (that would be primary) and, while a
+# released cell beside it is not 0, not 0 either (the smallest non-zero cell is taken):
+# the intruder knows it is 8 or more. The audit of a table with its total bounds it by 0.
+SECOND_CELL_FLOOR = 8
+SECOND_CELL = {"A": (20, 1), "B": (30, 8), "C": (40, 8)}
+
+
+def _total_table() -> pd.DataFrame:
+    return pd.DataFrame({"group": ["A", "B", "C", "Total"], "n": [1, 8, 8, 17]})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the audit bounds a secondary cell by 0, but the intruder knows it is 8 or more "
+    "(1-7 would be primary, 0 is not chosen beside a non-zero cell)",
+)
+def test_a_table_with_its_total_does_not_give_back_a_withheld_count():
+    """:func:`pophealth.disclosure.apply` on a table with its Total row (as the programmes
+    release them): A 1, B 8, C 8, Total 17. A is withheld (primary) and B (the smallest
+    non-zero other cell: the first of two 8s); C is released as 10 (8-12), the total as 15
+    (13-17). B is 8 or more (not 1-7: it is not primary; not 0: C is not), so A = Total −
+    B − C ≤ 17 − 8 − 8 = 1: exactly 1. (Unrounded, 17 − 8 = A + B = 9 gives the same.)
+    Safe: A not pinned."""
+    from pophealth import disclosure
+
+    released = disclosure.apply(
+        _total_table(), ["n"], by=["group"], margins=["group"], total_label="Total"
+    ).set_index("group")
+    assert released["disclosure_note"].to_dict() == {
+        "A": "n primary",
+        "B": "n secondary",
+        "C": None,
+        "Total": None,
+    }
+    it = Intruder()
+    for g in "ABC":
+        it.sees([g], released.loc[g, "n"], released.loc[g, "disclosure_note"], "n")
+    it.knows(["B"], SECOND_CELL_FLOOR, np.inf)
+    it.sees(list("ABC"), released.loc["Total", "n"], None, "n")
+    lo, hi = it.range_of("A")
+    assert lo < hi, f"A is exactly {lo}"
+
+
+@pytest.fixture(scope="module")
+def second_cell_store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("audit21_second"), _practice_tables(SECOND_CELL))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a measure's second withheld cell is 8 or more: beside the same measure overall, "
+    "the withheld count comes back",
+)
+def test_a_measure_beside_its_overall_does_not_give_back_a_withheld_count(
+    engine, second_cell_store
+):
+    """Patients with an HbA1c by practice (A 1 of 20, B 8 of 30, C 8 of 40) and overall
+    (17 of 90) in one run. By practice, A (1) and B (8: the smallest non-zero other) are
+    withheld and C released as 10; overall 17 → 15. B is 8 or more, so A ≤ 17 − 8 − 8 =
+    1: exactly 1. Safe: A not pinned."""
+    released = _run(_CACHE, ("second", engine), second_cell_store, _by_practice_and_overall, engine)
+    it = Intruder()
+    for practice in SECOND_CELL:
+        r = _row(released, "by_practice", practice=practice)
+        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
+        if r["disclosure_note"] == "numerator secondary":
+            it.knows([practice], SECOND_CELL_FLOOR, np.inf)
+    total = _row(released, "overall")
+    it.sees(list(SECOND_CELL), total["numerator"], total["disclosure_note"], "numerator")
+    lo, hi = it.range_of("A")
+    assert lo < hi, f"practice A's withheld count is exactly {lo}"
 
 
 # -- 4. a centile between two whole values --------------------------------------------------------
