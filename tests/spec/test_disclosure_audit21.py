@@ -37,7 +37,12 @@ What the audit found (each a ``strict`` xfail that asserts the safe behaviour):
    sex and overall, with the released totals, a band's exact 7 events come back.
 6. Whether a standardised rate is released depends on the exact count of events (fewer
    than 10), not on the released one: 9 and 11 events are both released as 10, and the
-   rate shows which.
+   rate shows which. Likewise whether a centile is shown (3 patients ranked beyond it) is
+   decided on its exact n: the 90th centile of 30 and of 31, both released as 30.
+7. A count withheld as a second cell is 8 or more (1-7 would be primary; 0 is not taken
+   beside a non-zero cell), but the audit of a table with its total bounds it by 0: A 1,
+   B 8, C 8 and their total 17 (``disclosure.apply`` with a Total row, as the programmes
+   release tables; or a measure by practice beside the same measure overall) give A = 1.
 
 What holds (ordinary tests that fail if the protection goes): the complement rule against a
 "not recorded" measure beside its "recorded" one; one denominator withheld alike in a
@@ -576,6 +581,48 @@ def test_a_centile_does_not_give_back_its_exact_n(engine, falls_store):
         if np.isnan(ninetieth["value"]) or centile_fraction_fits(n, 0.9, ninetieth["value"])
     ]
     assert len(fits) > 1, f"n is exactly {fits}"
+
+
+# practice P 30 patients, Q 31, each with one HbA1c (40, 41, ...): both released as 30.
+CENTILE_SHOWN = {"P": (30, 30), "Q": (31, 31)}
+
+
+@pytest.fixture(scope="module")
+def centile_shown_store(tmp_path_factory):
+    tables = _practice_tables(CENTILE_SHOWN)
+    return make_store(tmp_path_factory.mktemp("audit21_shown"), tables)
+
+
+def _ninetieth_measures() -> Measures:
+    m = Measures(intervals=[YEAR])
+    m.define_quantile(
+        "hba1c_90th",
+        value=HBA1C.maximum_for_patient(events.value),
+        among=REGISTERED,
+        quantiles=(0.9,),
+        group_by=PRACTICE,
+    )
+    return m
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="whether a centile is shown is decided on its exact n (3 patients ranked beyond "
+    "it), not the released one: beside a released 30, its presence tells 28-30 from 31-32",
+)
+def test_whether_a_centile_is_shown_depends_only_on_released_counts(engine, centile_shown_store):
+    """The 90th centile of 30 and of 31 patients, both released as 30 (28-32). Of 30 it
+    sits at rank 29 × 0.9 + 1 = 27.1, read from the 28th value with 2 ranked beyond: held
+    back; of 31 at rank 28 exactly, 3 beyond: shown. (Of 28-30, 2 beyond; of 31 and 32, 3.)
+    So the shown one is of 31 or 32 patients, the other of 28-30. Safe: rows with the same
+    released counts are shown alike (both, or neither)."""
+    released = _run(_CACHE, ("shown", engine), centile_shown_store, _ninetieth_measures, engine)
+    p = _row(released, "hba1c_90th", practice="P")
+    q = _row(released, "hba1c_90th", practice="Q")
+    assert (p["numerator"], p["denominator"]) == (q["numerator"], q["denominator"]) == (30, 30)
+    assert np.isnan(p["value"]) == np.isnan(q["value"])
 
 
 # -- 5. a standardised rate's bands ---------------------------------------------------------------
