@@ -805,35 +805,46 @@ def test_whether_a_rate_is_shown_depends_only_on_released_counts(engine, nine_st
 # -- protections that hold ------------------------------------------------------------------------
 
 
+COMPLEMENT = {"A": (20, 1), "B": (30, 15), "C": (50, 20)}
+
+
+@pytest.fixture(scope="module")
+def complement_store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("audit21_complement"), _practice_tables(COMPLEMENT))
+
+
 def _complement_measures() -> Measures:
-    m = _recorded_measures()
-    m.define_measure(
-        "not_recorded",
-        numerator=~HBA1C.exists_for_patient(),
-        denominator=REGISTERED,
-        group_by=PRACTICE,
-    )
+    m = Measures(intervals=[YEAR])
+    for name, numerator in (
+        ("recorded", HBA1C.exists_for_patient()),
+        ("not_recorded", ~HBA1C.exists_for_patient()),
+    ):
+        m.define_measure(name, numerator=numerator, denominator=REGISTERED, group_by=PRACTICE)
     return m
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_not_recorded_beside_recorded_keeps_the_small_count(engine, recorded_store):
-    """ "Not recorded" beside "recorded" by practice: in A, 19 of 20 not recorded would be
-    released as 20 beside A's 20 registered — 20 ± 2 − (20 ± 2) leaves 1 recorded in 1-4,
-    narrower than 1-7. The complement rule withholds A's 19 (its complement, the 1, is 1-7)
-    with a second cell, so from "not recorded" and the registered alone the intruder has A
-    anywhere in 1-7. (Fault 1's centile measure still gives A away; this test leaves it out.)
-    Would fail if the complement rule were dropped."""
-    released = run_measures(recorded_store, _complement_measures(), engine=engine)
+def test_not_recorded_beside_recorded_keeps_the_small_count(engine, complement_store):
+    """ "Not recorded" beside "recorded" by practice (A 1 recorded of 20, B 15 of 30, C 20
+    of 50). Not recorded in A, 19 of 20, would be released as 20 beside A's 20 registered:
+    20 ± 2 − (20 ± 2) leaves A's 1 recorded in 1-4, narrower than 1-7. The complement rule
+    withholds A's 19 (its complement, the 1, is 1-7), and B's 15 as the second cell, so
+    from "not recorded" and the registered the intruder has A's recorded anywhere in 1-7
+    (A's 19 being 8 or more changes nothing: 22 − 8 = 14). Would fail if the complement
+    rule were dropped (A's 19 is then released: nothing else in that table is 1-7)."""
+    released = run_measures(complement_store, _complement_measures(), engine=engine)
     rows = released[released["measure"] == "not_recorded"].set_index("practice")
     assert np.isnan(rows.loc["A", "numerator"])
-    assert "numerator complement" in rows.loc["A", "disclosure_note"]
+    assert rows.loc["A", "disclosure_note"] == "numerator complement"
     it = Intruder()
-    for practice in RECORDED:
+    for practice in COMPLEMENT:
         d = rows.loc[practice, "denominator"]
         it.sees([f"{practice}_yes", f"{practice}_no"], d, None, "denominator")
-        it.sees([f"{practice}_no"], rows.loc[practice, "numerator"], None, "numerator")
-    it.sees(["A_yes"], np.nan, "numerator primary", "numerator")
+        note = rows.loc[practice, "disclosure_note"]
+        it.sees([f"{practice}_no"], rows.loc[practice, "numerator"], note, "numerator")
+    it.knows(["A_no"], SECOND_CELL_FLOOR, np.inf)
+    recorded = _row(released, "recorded", practice="A")
+    it.sees(["A_yes"], recorded["numerator"], recorded["disclosure_note"], "numerator")
     assert it.range_of("A_yes") == (1, 7)
 
 
@@ -934,10 +945,12 @@ def _nested_measures() -> Measures:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_rates_a_band_apart_give_that_band_only_from_rounded_counts(engine, nested_store):
-    """Ages 65-74 and 70-74 (``min_age`` 65 and 70), 65-69 alone, and a crude rate of the
-    70-74s' events. The band 65-69 rate from the two nested rates is ((5,500 + 5,000) ×
-    R₆₅ − 5,000 × R₇₀) / 5,500 = 25/100 × 100,000 = 25,000 — the released counts' 25 of
-    100, as the 65-69 rate itself releases — never the exact 23/100 (23,000). The crude
+    """Ages 65-74 and 70-74 (``min_age`` 65 and 70), 65-69 alone (``max_age`` 69 beside
+    74), and a crude rate of the 70-74s' events. The band 65-69 rate from the two nested
+    rates is ((5,500 + 5,000) × R₆₅ − 5,000 × R₇₀) / 5,500 = 25/100 × 100,000 = 25,000 —
+    the released counts' 25 of 100, as the 65-69 rate itself releases — never the exact
+    23/100 (23,000); the band 70-74 from R₆₅ and R₆₅₋₆₉, (10,500 × R₆₅ − 5,500 × R₆₅₋₆₉) /
+    5,000 = 30/120 × 100,000, never the exact 31/120. The crude
     rate's 31 of 120 are released as 30 of 120, as the standardised 70-74 rate's, and its
     value is that of the released counts. Would fail if a rate were worked from exact
     counts (two rates a band apart would then give that band's exact rate)."""
@@ -950,6 +963,10 @@ def test_rates_a_band_apart_give_that_band_only_from_rounded_counts(engine, nest
     to_69 = _row(released, "to_69")
     assert (to_69["numerator"], to_69["denominator"]) == (25, 100)
     assert to_69["value"] == pytest.approx(band, rel=1e-9)
+    # max_age 69 and 74 from 65: the band 70-74 is the released 30 of 120, not 31 of 120
+    older = ((5500 + 5000) * r65 - 5500 * to_69["value"]) / 5000
+    assert older == pytest.approx(30 / 120 * 100_000, rel=1e-9)
+    assert not math.isclose(older, 31 / 120 * 100_000, rel_tol=1e-6)
     crude = _row(released, "crude_70_74")
     assert (crude["numerator"], crude["denominator"]) == (r70["numerator"], r70["denominator"])
     assert (crude["numerator"], crude["denominator"]) == (30, 120)
