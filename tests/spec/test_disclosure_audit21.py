@@ -44,11 +44,13 @@ What the audit found (each a ``strict`` xfail that asserts the safe behaviour):
    B 8, C 8 and their total 17 (``disclosure.apply`` with a Total row, as the programmes
    release tables; or a measure by practice beside the same measure overall) give A = 1.
 
-What holds (ordinary tests that fail if the protection goes): the complement rule against a
+What holds (ordinary tests that fail if the protection goes): each measure, and each
+interval, on its own never leaves a withheld cell alone; the complement rule against a
 "not recorded" measure beside its "recorded" one; one denominator withheld alike in a
 proportion, an events-per-patient rate, a centile measure and a standardised rate of one
-run; two standardised rates a band apart (``min_age`` 65 and 70) give that band's rate only
-from rounded counts, and a crude rate of the same events releases the same two counts.
+run; two standardised rates a band apart (``min_age`` 65 and 70, ``max_age`` 69 and 74)
+give that band's rate only from rounded counts, and a crude rate of the same events
+releases the same two counts.
 """
 
 from __future__ import annotations
