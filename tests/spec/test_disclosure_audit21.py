@@ -43,6 +43,9 @@ What the audit found (each a ``strict`` xfail that asserts the safe behaviour):
    beside a non-zero cell), but the audit of a table with its total bounds it by 0: A 1,
    B 8, C 8 and their total 17 (``disclosure.apply`` with a Total row, as the programmes
    release tables; or a measure by practice beside the same measure overall) give A = 1.
+8. A centile of patients counts values tied with it as ranked beyond it: on a bounded
+   scale (MRC grades 1-5, twelve of twenty at 5) the median shown is 5, the value of the
+   3 highest patients (centiles over rows do not count ties).
 
 What holds (ordinary tests that fail if the protection goes): each measure, and each
 interval, on its own never leaves a withheld cell alone; the complement rule against a
@@ -625,6 +628,54 @@ def test_whether_a_centile_is_shown_depends_only_on_released_counts(engine, cent
     q = _row(released, "hba1c_90th", practice="Q")
     assert (p["numerator"], p["denominator"]) == (q["numerator"], q["denominator"]) == (30, 30)
     assert np.isnan(p["value"]) == np.isnan(q["value"])
+
+
+# 20 patients' MRC dyspnoea grades (a scale of 1-5): 1, 2, 2, 3, 3, 4, 4, 4 and twelve 5s.
+MRC_GRADES = [1, 2, 2, 3, 3, 4, 4, 4] + [5] * 12
+
+
+@pytest.fixture(scope="module")
+def grades_store(tmp_path_factory):
+    regs, evs = [], []
+    for i, grade in enumerate(MRC_GRADES):
+        pid = f"p{i:02d}"
+        regs.append({"patient_id": pid, "practice_id": "A1", "start_date": D(2020, 1, 1)})
+        evs.append({"patient_id": pid, "date": D(2025, 5, 1), "code": "mrc", "value": grade})
+    tables = {"registrations": regs, "events": evs}
+    return make_store(tmp_path_factory.mktemp("audit21_grades"), tables)
+
+
+def _grades_measures() -> Measures:
+    m = Measures(intervals=[YEAR])
+    m.define_quantile(
+        "mrc_grade",
+        value=events.where(events.code == "mrc").in_interval().maximum_for_patient(events.value),
+        among=REGISTERED,
+        quantiles=(0.5, 0.75),
+    )
+    return m
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a centile of patients counts values tied with it as beyond it (a centile over "
+    "rows does not): on a bounded scale it is then the value of the highest patients",
+)
+def test_a_centile_is_not_the_value_of_the_highest_patients(engine, grades_store):
+    """The median of the 20 grades sits at rank 10.5, between two 5s: 5, with 9 patients
+    ranked above it, so shown; the 75th centile (rank 15.25) too. But 5 is the top of the
+    scale, so every patient ranked above the median — the 3 highest among them — has
+    grade 5: the released value is theirs, which the rule of 3 patients beyond
+    (docs/query.md; ``QUANTILE_TAIL``) is there to stop. Centiles over rows do not count
+    ties as beyond. Safe: a released centile lies strictly inside the 3 highest and 3
+    lowest values (here: withheld)."""
+    released = _run(_CACHE, ("grades", engine), grades_store, _grades_measures, engine)
+    ordered = sorted(MRC_GRADES)
+    for statistic in ("median", "75th centile"):
+        value = _row(released, "mrc_grade", statistic=statistic)["value"]
+        assert np.isnan(value) or ordered[2] < value < ordered[-3], (statistic, value)
 
 
 # -- 5. a standardised rate's bands ---------------------------------------------------------------
