@@ -426,10 +426,8 @@ def test_four_groups_beside_their_overall_do_not_give_back_exact_counts(engine, 
     it = Intruder()
     for practice in "ABCD":
         r = _row(released, "by_practice", practice=practice)
-        assert r["numerator"] == 10
         it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
     total = _row(released, "overall")
-    assert total["numerator"] == 50
     it.sees(list("ABCD"), total["numerator"], total["disclosure_note"], "numerator")
     lo, hi = it.range_of("A")
     assert lo < hi, f"practice A's count is exactly {lo}"
@@ -442,6 +440,18 @@ def test_four_groups_beside_their_overall_do_not_give_back_exact_counts(engine, 
 # the intruder knows it is 8 or more. The audit of a table with its total bounds it by 0.
 SECOND_CELL_FLOOR = 8
 SECOND_CELL = {"A": (20, 1), "B": (30, 8), "C": (40, 8)}
+
+
+def second_cells_floor(it: Intruder, rows: pd.DataFrame, col: str) -> None:
+    """Tell the intruder that each of ``rows``' cells withheld as a second cell is 8 or
+    more — what it can work out when some cell of the table is released and not 0: the
+    second cell was the smallest non-zero one then (a released cell was a candidate), and
+    not 1-7 (it would be primary)."""
+    if not (rows[col].fillna(0) > 0).any():
+        return
+    for name, note in rows["disclosure_note"].items():
+        if f"{col} secondary" in str(note or "").split("; "):
+            it.knows([name], SECOND_CELL_FLOOR, np.inf)
 
 
 def _total_table() -> pd.DataFrame:
@@ -466,17 +476,11 @@ def test_a_table_with_its_total_does_not_give_back_a_withheld_count():
     released = disclosure.apply(
         _total_table(), ["n"], by=["group"], margins=["group"], total_label="Total"
     ).set_index("group")
-    assert released["disclosure_note"].to_dict() == {
-        "A": "n primary",
-        "B": "n secondary",
-        "C": None,
-        "Total": None,
-    }
     it = Intruder()
     for g in "ABC":
         it.sees([g], released.loc[g, "n"], released.loc[g, "disclosure_note"], "n")
-    it.knows(["B"], SECOND_CELL_FLOOR, np.inf)
-    it.sees(list("ABC"), released.loc["Total", "n"], None, "n")
+    it.sees(list("ABC"), released.loc["Total", "n"], released.loc["Total", "disclosure_note"], "n")
+    second_cells_floor(it, released.loc[list("ABC")], "n")
     lo, hi = it.range_of("A")
     assert lo < hi, f"A is exactly {lo}"
 
@@ -502,11 +506,11 @@ def test_a_measure_beside_its_overall_does_not_give_back_a_withheld_count(
     1: exactly 1. Safe: A not pinned."""
     released = _run(_CACHE, ("second", engine), second_cell_store, _by_practice_and_overall, engine)
     it = Intruder()
+    rows = released[released["measure"] == "by_practice"].set_index("practice")
     for practice in SECOND_CELL:
-        r = _row(released, "by_practice", practice=practice)
+        r = rows.loc[practice]
         it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
-        if r["disclosure_note"] == "numerator secondary":
-            it.knows([practice], SECOND_CELL_FLOOR, np.inf)
+    second_cells_floor(it, rows, "numerator")
     total = _row(released, "overall")
     it.sees(list(SECOND_CELL), total["numerator"], total["disclosure_note"], "numerator")
     lo, hi = it.range_of("A")
@@ -578,7 +582,6 @@ def test_a_centile_does_not_give_back_its_exact_n(engine, falls_store):
     ranked beyond) does not stop it: ranks count ties. Safe: more than one n fits."""
     released = _run(_CACHE, ("falls", engine), falls_store, _falls_measures, engine)
     ninetieth = _row(released, "falls", statistic="90th centile")
-    assert ninetieth["numerator"] == 45
     lo, hi = window(ninetieth["numerator"], None, "numerator")
     fits = [
         n
