@@ -369,7 +369,9 @@ def _secondary_suppression(
             sets.append((cells, int(totals[0]) if totals.size else None))
     ties = _tied_totals(frame, by, margins, total_label, same_total_across)
     primary = np.asarray(suppressed, dtype=bool)
-    guarded = primary | protect
+    # a count withheld in another table is checked here too — unless it is 0 where 0 is
+    # released anyway (policy): that it is 0 can show, as any released 0 does
+    guarded = primary | (protect & ~((values == 0) & (primary_bounds[0] >= 1)))
     has_totals = any(t is not None for _, t in sets)
     for _ in range(len(frame) + 1):
         mask = _lone_cell_pass(sets, mask, values, ties, avoid)
@@ -382,7 +384,10 @@ def _secondary_suppression(
                 "one-withheld-cell-per-total rule was applied"
             )
             break
-        leaks = _pinned_cells(sets, mask, guarded, values, primary_bounds, ties, primary)
+        leaks = _pinned_cells(
+            sets, mask, guarded, values, primary_bounds, ties, primary,
+            seconds=_second_cell_bounds(values, primary_bounds, protect),
+        )  # fmt: skip
         if not leaks:
             break
         stuck = True
@@ -476,6 +481,31 @@ def _lone_cell_pass(
     return mask
 
 
+def _second_cell_bounds(
+    values: np.ndarray, primary_bounds: tuple[float, float], protect: np.ndarray
+) -> list[tuple[float, float | None]]:
+    """What an attacker knows of each cell were it withheld as a second cell: it would
+    have been released, so it is 0 or above the threshold (1-7 are withheld at first) —
+    taken on the side of that gap the cell is on, which can only pin more than the gap
+    itself. (A 1 beside two second cells and their total of 17 is pinned: each of them is
+    8 or more.) No bounds when the threshold is not one (counts withheld for their few
+    patients), nor for a cell withheld in another table (``protect``), which may be 1-7."""
+    low, high = primary_bounds
+    if not np.isfinite(high):
+        return [(0, None)] * len(values)
+    out: list[tuple[float, float | None]] = []
+    for v, elsewhere in zip(values, protect, strict=True):
+        if elsewhere or np.isnan(v):
+            out.append((0, None))
+        elif v > high:
+            out.append((high + 1, None))
+        elif v == 0 and low >= 1:
+            out.append((0, 0))
+        else:
+            out.append((0, None))
+    return out
+
+
 def _pinned_cells(
     sets: list[tuple[np.ndarray, int | None]],
     mask: np.ndarray,
@@ -484,13 +514,15 @@ def _pinned_cells(
     primary_bounds: tuple[float, float],
     ties: list[np.ndarray] = (),
     bounded: np.ndarray | None = None,
+    seconds: list[tuple[float, float | None]] | None = None,
 ) -> list[int]:
     """Primarily withheld cells whose value is fixed by the released cells and totals (and by
     copies of one total being equal).
 
     ``primary`` marks the cells to check; ``bounded`` (default: the same) those known to lie
     in ``primary_bounds`` — a cell withheld in another table is checked, with bounds 0 and
-    none.
+    none. The other withheld cells lie within ``seconds`` (one pair per cell of the table;
+    default 0 and none: see :func:`_second_cell_bounds`).
 
     A cell is disclosed when the least and greatest values consistent with every released
     cell and total row are equal (Cox LH 1980, *Suppression methodology and statistical
@@ -552,7 +584,10 @@ def _pinned_cells(
                 parent[rj] = ri
     roots = np.array([find(i) for i in range(len(hidden))])
     bounded = primary if bounded is None else bounded
-    bounds = [primary_bounds if bounded[h] else (0, None) for h in hidden]
+    bounds = [
+        primary_bounds if bounded[h] else (0, None) if seconds is None else seconds[h]
+        for h in hidden
+    ]
     pinned = []
     targets: dict[int, list[int]] = {}
     for k in np.flatnonzero(primary & mask):

@@ -6,6 +6,8 @@ linear programming: the smallest and largest value a withheld cell could take, g
 published total, differ).
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -150,7 +152,9 @@ def test_property_no_released_count_in_1_to_7(values, policy):
 
 def _published_range(cells, hidden, primary, k, t):
     """Smallest and largest value withheld cell k can take given every released cell and
-    total in the table (an attacker's linear programme; bounds 1..t for primary cells)."""
+    total in the table (an attacker's linear programme; bounds 1..t for primary cells, and
+    for the others what the attacker knows of a cell that would have been released: 0, or
+    more than t — on the side the cell is on, as if the attacker could tell which)."""
     idx = {key: i for i, key in enumerate(np.flatnonzero(hidden))}
     a_eq, b_eq = [], []
     for members, total in cells:
@@ -168,7 +172,7 @@ def _published_range(cells, hidden, primary, k, t):
         if row.any():
             a_eq.append(row)
             b_eq.append(rhs)
-    bounds = [(1, t) if primary[h] else (0, None) for h in idx]
+    bounds = [(1, t) if primary[h] else (t + 1, None) if VALUES[h] > t else (0, 0) for h in idx]
     obj = np.zeros(len(idx))
     obj[idx[k]] = 1
     lo = linprog(obj, A_eq=a_eq, b_eq=b_eq, bounds=bounds).fun
@@ -260,3 +264,21 @@ def test_count_text_for_a_console_line():
                                                                    "about 1,235"]  # fmt: skip
     exact = disclosure.DisclosurePolicy(rounding="none", suppress_zeros=True)
     assert disclosure.count_text(0, exact) == "0-7" and disclosure.count_text(9, exact) == "9"
+
+
+def test_a_zero_withheld_in_another_table_is_not_protected_here():
+    """Counts withheld in another table are protected here like primary cells — but a 0
+    shows nothing a released 0 would not (zeros are released by the default policy), so
+    that it can be worked out here withholds nothing more and warns of nothing. (With two
+    zeros withheld elsewhere beside a released 0 and their total of 0, the audit found
+    them "derivable" and, with no cell left to withhold, warned.)"""
+    df = pd.DataFrame({"group": ["A", "B", "C", "Total"], "n": [0, 0, 0, 0]})
+    elsewhere = np.array([True, True, False, False])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mask = disclosure.secondary_suppression(
+            df, "n", np.zeros(4, bool), by=["group"], margins=["group"], total_label="Total",
+            protect=elsewhere,
+        )  # fmt: skip
+    assert mask.tolist() == [True, True, False, False]
+

@@ -458,19 +458,14 @@ def _total_table() -> pd.DataFrame:
     return pd.DataFrame({"group": ["A", "B", "C", "Total"], "n": [1, 8, 8, 17]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the audit bounds a secondary cell by 0, but the intruder knows it is 8 or more "
-    "(1-7 would be primary, 0 is not chosen beside a non-zero cell)",
-)
 def test_a_table_with_its_total_does_not_give_back_a_withheld_count():
     """:func:`pophealth.disclosure.apply` on a table with its Total row (as the programmes
     release them): A 1, B 8, C 8, Total 17. A is withheld (primary) and B (the smallest
     non-zero other cell: the first of two 8s); C is released as 10 (8-12), the total as 15
     (13-17). B is 8 or more (not 1-7: it is not primary; not 0: C is not), so A = Total −
     B − C ≤ 17 − 8 − 8 = 1: exactly 1. (Unrounded, 17 − 8 = A + B = 9 gives the same.)
-    Safe: A not pinned."""
+    Safe: A not pinned — since the audit bounds a second cell as the intruder does (8 or
+    more), C and the total are withheld too."""
     from pophealth import disclosure
 
     released = disclosure.apply(

@@ -14,14 +14,16 @@ def _numerators(frame: pd.DataFrame, group: str) -> pd.Series:
 def test_the_saba_chart_withholds_the_index_month_counts_the_indicator_withholds(
     synthetic_runs,
 ):
-    # 5,000 synthetic patients, seed 11, index date 2026-03-31 (a month end): the indicator
-    # "saba_6plus" withheld the register's Total (55 people, secondary) and Kettlewold PCN
-    # 1's number (8) "in every table that gives it", while saba_overuse_monthly.csv gave
-    # the same counts for 2026-03 (the 12 months to 31 March are the look-back): Total 55,
-    # Kettlewold PCN 1 10. A count that several tables give is withheld in all of them or
-    # released with one value (README, disclosure).
-    result = synthetic_runs.result(5_000, 11, "asthma")
-    index = synthetic_runs.index_date(5_000, 11)
+    # 10,000 synthetic patients, seed 42 (the asthma programme tests' store), index date
+    # 2026-03-31 (a month end): the indicator "saba_6plus" by PCN withholds Ashvale PCN 2's
+    # number (primary) and Kettlewold PCN 1's (secondary, "in every table that gives it"),
+    # and saba_overuse_monthly.csv gives the same counts for 2026-03 (the 12 months to 31
+    # March are the look-back). A count that several tables give is withheld in all of them
+    # or released with one value (README, disclosure). (On 5,000 patients, seed 11, the
+    # case this was written for, nothing in that table is withheld since the audit stopped
+    # protecting zeros withheld elsewhere, which are released anyway.)
+    result = synthetic_runs.result(10_000, 42, "asthma")
+    index = synthetic_runs.index_date(10_000, 42)
     assert index == dt.date(2026, 3, 31)
     out = {o.name: o.frame for o in result.outputs}
     ind = out["indicators"]
@@ -31,6 +33,8 @@ def test_the_saba_chart_withholds_the_index_month_counts_the_indicator_withholds
     a, b = _numerators(ind, "group"), _numerators(spc, "pcn")
     assert sorted(a.index) == sorted(b.index) and "Total" in a.index
     assert a.isna().any()  # the case in point: some are withheld
+    secondary = ind.set_index(ind["group"].astype(str))["disclosure_note"]
+    assert secondary.str.contains("secondary", na=False).any()
     for group in a.index:
         x, y = a[group], b[group]
         assert (pd.isna(x) and pd.isna(y)) or x == y, (group, x, y)
