@@ -7,15 +7,24 @@ fixture, which skips with a reason when the folder is absent.
 ``pophealth demo`` runs every programme and writes the report; the tests that read what it
 writes (the command as a user runs it, the disclosure audit of its files, the report page)
 share one run, ``demo_run``.
+
+``made_once`` makes a value once in a test run, whichever pytest-xdist worker asks for it
+first (the others wait and read what it pickled): the demo run, and the programme runs on
+synthetic stores that tests in several files read (tests/programmes/conftest.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -31,6 +40,45 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+T = TypeVar("T")
+
+
+class MadeOnce:
+    """Values made once in a test run by whichever worker process asks first: the others
+    wait on its lock, then read the value it pickled. For values tests only read."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def get(self, name: str, make: Callable[[Path], T]) -> T:
+        """The value called ``name``: ``make(folder)`` (a folder of its own to write in)
+        the first time in the run, what that call returned afterwards."""
+        folder = self.folder / name
+        saved = self.folder / f"{name}.pickle"
+        with open(self.folder / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if saved.exists():
+                return pickle.loads(saved.read_bytes())
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed first try left
+            folder.mkdir()
+            value = make(folder)
+            partial = saved.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(value))
+            partial.replace(saved)
+            return value
+
+
+@pytest.fixture(scope="session")
+def made_once(tmp_path_factory) -> MadeOnce:
+    """Shared by the run's pytest-xdist workers: each one's temporary folder is in the
+    run's own, where this one is (without xdist, the run's own folder is the process's)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "made-once"
+    folder.mkdir(exist_ok=True)
+    return MadeOnce(folder)
+
+
 #: The population of the shared ``pophealth demo`` run: small, so that many counts are
 #: withheld (tests/programmes/test_disclosure_audit12.py audits it).
 DEMO_PATIENTS, DEMO_SEED = 1500, 12
@@ -44,17 +92,23 @@ class DemoRun:
     process: subprocess.CompletedProcess
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> DemoRun:
-    """``pophealth demo --patients 1500 --seed 12`` as a user runs it: a subprocess, as
-    installed. Tests read its files and never write beside them."""
-    out = tmp_path_factory.mktemp("demo-run") / f"demo-{DEMO_PATIENTS}"
+def _run_demo(folder: Path) -> DemoRun:
+    out = folder / f"demo-{DEMO_PATIENTS}"
     args = ["demo", "--out", str(out), "--patients", str(DEMO_PATIENTS), "--seed", str(DEMO_SEED)]
     process = subprocess.run(
         [sys.executable, "-m", "pophealth", *args], capture_output=True, text=True, timeout=600
     )
-    assert process.returncode == 0, process.stderr[-3000:]
     return DemoRun(out, process)
+
+
+@pytest.fixture(scope="session")
+def demo_run(made_once) -> DemoRun:
+    """``pophealth demo --patients 1500 --seed 12`` as a user runs it: a subprocess, as
+    installed, once in the test run (``made_once``). Tests read its files and never write
+    beside them."""
+    run = made_once.get("demo-run", _run_demo)
+    assert run.process.returncode == 0, run.process.stderr[-3000:]
+    return run
 
 
 @pytest.fixture(autouse=True)
