@@ -1641,13 +1641,14 @@ def _release_standardised(
     group, all bands together. The rate and its Dobson limits
     (:func:`pophealth.stats.dsr`) are worked out from the counts of each band: a band
     of the standard with nobody in it (0 of 0) leaves the rate missing, as fewer than 10
-    events do (of the exact counts), with ``method`` saying why. Without ``disclosure``,
+    events do, with ``method`` saying why. Without ``disclosure``,
     from the exact counts. With it, the events and the population go through
     :func:`pophealth.disclosure.apply` (the breakdowns as margins, the patients behind the
     events checked too), and the rate and limits are withheld wherever either is; a
     released rate is worked from the bands' counts rounded by the policy's rule
     (:func:`_rounded_bands`; of one band it is then the released events over the released
-    population), and its limits from the released count of events
+    population) — and left out for fewer than 10 of those events, not of the exact ones —
+    and its limits from the released count of events
     (:func:`_limits_of_released_events`): from exact counts, the rate and limits beside
     the rounded ones would give the exact ones back. The bands' own counts, rounded or
     not, are never released."""
@@ -1693,13 +1694,9 @@ def _release_standardised(
         rounded = _rounded_bands(x, n, policy)
         shown = standardised(*rounded)
         shown_events = shown["total_count"].to_numpy(dtype=float)
-        for c in ("value", *(c for c in shown if c.startswith(("lower", "upper")))):
-            shown[c] = np.where(rates["value"].isna(), np.nan, shown[c])
-        lost = (rates["value"].notna() & shown["value"].isna()).to_numpy()  # (to < 10)
-        rates = shown.assign(
-            method=np.where(lost, None, rates["method"]),
-            reason=np.where(lost, shown["reason"], rates["reason"]),
-        )
+        # and whether there is one (fewer than 10 events) is decided on those counts too:
+        # decided on the exact ones, a rate shown beside 10 events would say 10-12, not 8-9
+        rates = shown
     limits = [f"{side}{level_label(c)}cl" for c in levels for side in ("lower", "upper")]
     out = cells.copy()
     for c in ("value", *limits, "confidence"):

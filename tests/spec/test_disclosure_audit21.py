@@ -830,12 +830,6 @@ def _nine_measures() -> Measures:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a standardised rate is withheld for fewer than 10 exact events, not released "
-    "ones: beside a released 10, its presence tells 8-9 from 10-12",
-)
 def test_whether_a_rate_is_shown_depends_only_on_released_counts(engine, nine_store):
     """Aged 70-74 (one band): men 9 admitted of 20, women 11 of 20; both released as 10 of
     20. The women's rate is shown (10/20 × 100,000 = 50,000) and the men's is "not
