@@ -9,6 +9,7 @@ import pytest
 
 from pophealth.reference import loaders
 from pophealth.reference.sources import source
+from pophealth.store import Store
 
 
 def real(shared_data: Path, key: str) -> Path:
@@ -43,16 +44,26 @@ def fuel(shared_data):
     return loaders.load_fuel_poverty(real(shared_data, "fuel_poverty"))
 
 
-@pytest.fixture(scope="session")
-def built(shared_data, tmp_path_factory):
-    """Both releases built over the real folder into one store each (built once)."""
+def _build_both(shared_data: Path, folder: Path) -> dict[str, tuple[Path, object]]:
     from pophealth.reference.build import build_reference_store
 
     out = {}
     for imd in ("2019", "2025"):
-        store_dir = tmp_path_factory.mktemp(f"ref{imd}") / "store"
+        store_dir = folder / f"ref{imd}" / "store"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             store, report = build_reference_store(shared_data, store_dir, imd)
+        out[imd] = (store.path, report)
+    return out
+
+
+@pytest.fixture(scope="session")
+def built(shared_data, made_once):
+    """Both releases built over the real folder into one store each (built once in the test
+    run: tests/conftest.py's ``made_once``; tests only read them)."""
+    stores = made_once.get("reference-stores", lambda folder: _build_both(shared_data, folder))
+    out = {}
+    for imd, (path, report) in stores.items():
+        store = Store.open(path)
         out[imd] = (store, report, store.read("areas").to_pandas())
     return out
