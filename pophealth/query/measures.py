@@ -250,9 +250,10 @@ INTERVAL_KEYS = ("interval_start", "interval_end")
 #: events and population of each band); not a breakdown of the result
 AGE_BAND = "_age_band"
 
-#: A released quantile, or confidence limit, must have at least this many patients ranked
-#: beyond the values it is read from on each side (so it is never one of the 3 highest or
-#: lowest values of its group, nor worked out from them); see :func:`_release_quantiles`.
+#: A released quantile, or confidence limit, must have at least this many patients with
+#: values beyond the values it is read from on each side, ties not counted (so it is never
+#: one of the 3 highest or lowest values of its group, nor worked out from them); see
+#: :func:`_release_quantiles`.
 QUANTILE_TAIL = 3
 
 
@@ -1868,11 +1869,12 @@ def _release_quantiles(
     notes: list[list[str]] = [[x] if isinstance(x, str) else [] for x in out["disclosure_note"]]
     withheld = out["numerator"].isna().to_numpy()
     q = out["quantile"].to_numpy(dtype=float)
+    if tails is None:  # patients: those tied with the value read from are not beyond it
+        tails = _PatientTails(table, keys, out[keys])
     lo, hi, _ = centile_position(n, q)
     few = ~withheld & (n > 0) & ((lo - 1 < QUANTILE_TAIL) | (n - hi < QUANTILE_TAIL))
-    if tails is not None:  # and patients, not only rows, beyond them
-        few |= ~withheld & (n > 0) & ~tails.enough(lo, hi)
-    who = "patients rank" if tails is None else "rows, or patients with rows, rank"
+    few |= ~withheld & (n > 0) & ~tails.enough(lo, hi)  # (patients, not only rows, beyond)
+    who = "patients rank" if detail is None else "rows, or patients with rows, rank"
     for i in np.flatnonzero(withheld & (n > 0)):
         notes[i].append("value and limits withheld with the numerator")
     for i in np.flatnonzero(few):
@@ -1886,8 +1888,7 @@ def _release_quantiles(
         short = (
             ~withheld & ~few & ~np.isnan(r) & ((r - 1 < QUANTILE_TAIL) | (n - s < QUANTILE_TAIL))
         )
-        if tails is not None:
-            short |= ~withheld & ~few & ~np.isnan(r) & ~tails.enough(r, s)
+        short |= ~withheld & ~few & ~np.isnan(r) & ~tails.enough(r, s)
         cols = [f"{side}{level_label(c)}cl" for side in ("lower", "upper")]
         out.loc[withheld | few | short, cols] = np.nan
         for i in np.flatnonzero(short):
@@ -1914,6 +1915,45 @@ def _row_patients(detail: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out = out.merge(pn, on=keys, how="left")
     out[PATIENTS_BEHIND["pn"]] = out[PATIENTS_BEHIND["pn"]].fillna(0).astype("int64")
     return out
+
+
+class _PatientTails:
+    """For a quantile of patients: per output row (``rows``, its group's keys), whether at
+    least :data:`QUANTILE_TAIL` patients have a value below the value of a low rank and
+    above the value of a high rank (``table``: the patients by group and value). Patients
+    tied with the value read from are not beyond it: the median of 20 patients, 12 of them
+    at the top of a scale, is their value, and shown it would say what the highest have."""
+
+    def __init__(self, table: pd.DataFrame, keys: list[str], rows: pd.DataFrame):
+        valued = table[table["values"].notna()]
+        self.groups: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        for key, part in valued.groupby(keys, dropna=False, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            by_value = part.groupby("values")["counts"].sum().sort_index()
+            self.groups[key] = (
+                by_value.index.to_numpy(dtype=float),
+                np.cumsum(by_value.to_numpy(dtype=float)),
+            )
+        self.rows = [tuple(r) for r in rows.itertuples(index=False, name=None)]
+
+    def enough(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """True where ranks ``low`` and ``high`` (1 = smallest) of the row's group each have
+        at least QUANTILE_TAIL patients beyond them (False where a rank is undefined)."""
+        out = np.zeros(len(self.rows), dtype=bool)
+        for i, key in enumerate(self.rows):  # (a row per group and quantile, not per patient)
+            found = self.groups.get(key)
+            lo, hi = low[i], high[i]
+            if found is None or not (np.isfinite(lo) and np.isfinite(hi)):
+                continue
+            _, cum = found
+            if lo < 1 or hi > cum[-1]:
+                continue
+            at_low = np.searchsorted(cum, lo, side="left")  # the value of rank lo
+            at_high = np.searchsorted(cum, hi, side="left")
+            n_below = cum[at_low - 1] if at_low > 0 else 0.0
+            n_above = cum[-1] - cum[at_high]
+            out[i] = n_below >= QUANTILE_TAIL and n_above >= QUANTILE_TAIL
+        return out
 
 
 class _RowTails:
