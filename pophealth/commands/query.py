@@ -57,7 +57,8 @@ MEASURES_HELP = (
     "the disclosure-control rule unless --no-disclosure is given (a quantile is withheld with "
     "its count, and near its group's extremes; person-days are released as a count; a "
     "standardised rate is withheld with its counts, and worked from its age bands' counts "
-    "rounded as released counts are). Each interval's cells are protected on their own. A note "
+    "rounded as released counts are). Each interval's cells are protected on their own; a "
+    "proportion overall is released as the total of the same proportion by one column. A note "
     "names each code list that matches no row of its table in the store, at any date."
 )
 

@@ -1428,8 +1428,11 @@ def run_measures(
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
     for ratios) with ``policy`` (default :data:`pophealth.disclosure.DEFAULT_POLICY`), the
-    breakdown columns as margins for secondary suppression; a quantile measure's counts go
-    through :func:`~pophealth.disclosure.apply`, and its value and limits are withheld
+    breakdown columns as margins for secondary suppression, each interval a table of its
+    own (a proportion overall and the same proportion by one column each are one table,
+    the overall count the total of each breakdown: :func:`_linked_groups`); a quantile
+    measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
+    limits are withheld
     wherever its numerator is and wherever fewer than :data:`QUANTILE_TAIL` patients rank
     beyond the values they are read from (over rows: the counts withheld also when 1-7
     patients are behind them, and the value or limits unless 3 rows and 3 patients rank
@@ -1443,8 +1446,12 @@ def run_measures(
     if not isinstance(measures, Measures):
         raise TypeError("run_measures needs a Measures object")
     raw, paths = _counts(source, measures, engine)
+    linked = _release_linked(raw, measures, policy, multiplier) if disclosure else {}
     out = []
     for m in measures:
+        if m.name in linked:
+            out.append(linked[m.name])
+            continue
         df = raw[raw["measure"] == m.name].copy()
         groups = m.breakdown
         if isinstance(m, QuantileMeasure):
@@ -1471,6 +1478,90 @@ def run_measures(
     result = _result_columns(result, group_cols, disclosure)
     result.attrs["evaluation"] = paths
     return result
+
+
+#: the label of the total rows while linked measures are released as one table (never a
+#: group's own label: a breakdown's labels are text, numbers or missing)
+_LINKED_TOTAL = "\x00total"
+
+
+def _linked_groups(measures: Measures) -> list[list[Measure]]:
+    """The proportions of patients of one run that count one numerator of one denominator
+    over the same intervals, one of them overall and the others each broken down by one
+    column (each by another): the overall measure is the total of each of the others'
+    tables. Released one by one, a cell withheld in a breakdown could be worked out from
+    the overall count and the breakdown's other cells (A 1, B 8 withheld as a second cell,
+    C 8 released as 10, overall 17 released as 15: B is 8 or more, so A is 1)."""
+    by_counts: dict[tuple, list[Measure]] = {}
+    for m in measures:
+        if type(m) is not Measure or m.kind != "proportion" or len(m.breakdown) > 1:
+            continue
+        key = (m.numerator.key, m.denominator.key, tuple(m.intervals))
+        by_counts.setdefault(key, []).append(m)
+    out = []
+    for group in by_counts.values():
+        overall = [m for m in group if not m.breakdown]
+        split: dict[str, Measure] = {}
+        for m in group:
+            if m.breakdown:
+                split.setdefault(m.breakdown[0], m)  # (a second by one column: on its own)
+        if overall and split:
+            out.append([overall[0], *split.values()])
+    return out
+
+
+def _release_linked(
+    raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float
+) -> dict[str, pd.DataFrame]:
+    """Each group of :func:`_linked_groups` released as one table — each breakdown's cells
+    with the overall count as their total row, the copies of that total one count — as the
+    programmes release a register by each of its breakdowns; by measure name, each measure's
+    rows as :func:`_release` would give them."""
+    from pophealth import disclosure as sdc
+
+    released: dict[str, pd.DataFrame] = {}
+    kw = {} if policy is None else {"policy": policy}
+    keys = [*INTERVAL_KEYS, "_breakdown", "_group"]
+    for overall, *split in _linked_groups(measures):
+        total = _sorted_counts(raw, overall, [])
+        parts = []
+        for m in split:
+            (g,) = m.breakdown
+            cells = _sorted_counts(raw, m, [g]).rename(columns={g: "_group"})
+            parts.append(cells.assign(_breakdown=g))
+            parts.append(total.assign(_breakdown=g, _group=_LINKED_TOTAL))
+        table = pd.concat(parts, ignore_index=True)[[*keys, "numerator", "denominator"]]
+        table["_group"] = table["_group"].astype(object)
+        out = sdc.release_proportions(
+            table, "numerator", "denominator", by=keys, margins=["_group"],
+            total_label=_LINKED_TOTAL, same_total_across="_breakdown",
+            multiplier=multiplier, **kw,
+        )  # fmt: skip
+        if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
+            exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
+            out["value"] = np.where(out["value"].isna(), np.nan, exact)
+        is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
+        first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
+        mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
+        released[overall.name] = mine.reset_index(drop=True)
+        for m in split:
+            (g,) = m.breakdown
+            rows = out[~is_total & (out["_breakdown"] == g).to_numpy()]
+            rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
+            released[m.name] = rows.reset_index(drop=True)
+        for m in (overall, *split):
+            released[m.name].insert(0, "measure", m.name)
+    return released
+
+
+def _sorted_counts(raw: pd.DataFrame, m: Measure, groups: list[str]) -> pd.DataFrame:
+    """``m``'s counts by interval and ``groups``, in the order of its released rows."""
+    df = raw[raw["measure"] == m.name]
+    df = df[["measure", *INTERVAL_KEYS, *groups, "numerator", "denominator"]].copy()
+    for k in INTERVAL_KEYS:
+        df[k] = pd.to_datetime(df[k]).dt.date
+    df = df.sort_values([*INTERVAL_KEYS, *groups], kind="stable")
+    return df.reset_index(drop=True)
 
 
 def result_columns(group_cols: Sequence[str] = ()) -> list[str]:
