@@ -1432,9 +1432,9 @@ def run_measures(
     own (a proportion overall and the same proportion by one column each are one table,
     the overall count the total of each breakdown: :func:`_linked_groups`); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
-    limits are withheld
-    wherever its numerator is and wherever fewer than :data:`QUANTILE_TAIL` patients rank
-    beyond the values they are read from (over rows: the counts withheld also when 1-7
+    limits are withheld wherever its numerator is and wherever fewer than
+    :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
+    counted; over rows: the counts withheld also when 1-7
     patients are behind them, and the value or limits unless 3 rows and 3 patients rank
     beyond them). A rate measure's events and person-days both go
     through :func:`~pophealth.disclosure.apply` (the patients with an event, and those with
