@@ -1987,8 +1987,33 @@ def _release_quantiles(
                 f"{c * 100:g}% limits withheld: fewer than {QUANTILE_TAIL} {who} beyond them"
             )
     out["disclosure_note"] = ["; ".join(x) if x else None for x in notes]
+    # read between two values, a centile's fraction is that of its rank, (n − 1)q + 1: of
+    # whole numbers, 78.7 as the 90th centile says n is 44 where the released 45 says
+    # 43-47. Released to the values' own precision it says no more than which is nearer.
+    places = _decimal_places(table["values"])
+    if places is not None:
+        x = out["value"].to_numpy(dtype=float) * 10.0**places  # (halves away from 0)
+        out["value"] = np.sign(x) * np.floor(np.abs(x) + 0.5) / 10.0**places
+        out["method"] = out["method"] + f"; the value rounded to {_PRECISION[places]}"
     out["method"] = out["method"].where(out["value"].notna(), None)
     return out.drop(columns=["quantile", "n", "missing"])
+
+
+_PRECISION = {0: "whole numbers", 1: "1 decimal place"} | {
+    d: f"{d} decimal places" for d in range(2, 7)
+}
+
+
+def _decimal_places(values: pd.Series) -> int | None:
+    """The fewest decimal places (0-6) every value has; None where some has more (a value
+    measured finely enough that its neighbours cannot be guessed)."""
+    v = values.to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    for d in _PRECISION:
+        scaled = v * 10.0**d
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return d
+    return None
 
 
 #: the ``method`` of a quantile over rows: a patient's rows are counted as separate values
