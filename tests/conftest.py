@@ -45,7 +45,9 @@ T = TypeVar("T")
 
 class MadeOnce:
     """Values made once in a test run by whichever worker process asks first: the others
-    wait on its lock, then read the value it pickled. For values tests only read."""
+    wait on its lock, then read the value it pickled. For values tests only read, of types
+    pickle finds again: not classes of a conftest.py (every conftest.py is the module
+    ``conftest`` to Python, so pickle may look in another one)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -92,13 +94,13 @@ class DemoRun:
     process: subprocess.CompletedProcess
 
 
-def _run_demo(folder: Path) -> DemoRun:
+def _run_demo(folder: Path) -> tuple[Path, subprocess.CompletedProcess]:
     out = folder / f"demo-{DEMO_PATIENTS}"
     args = ["demo", "--out", str(out), "--patients", str(DEMO_PATIENTS), "--seed", str(DEMO_SEED)]
     process = subprocess.run(
         [sys.executable, "-m", "pophealth", *args], capture_output=True, text=True, timeout=600
     )
-    return DemoRun(out, process)
+    return out, process
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +108,7 @@ def demo_run(made_once) -> DemoRun:
     """``pophealth demo --patients 1500 --seed 12`` as a user runs it: a subprocess, as
     installed, once in the test run (``made_once``). Tests read its files and never write
     beside them."""
-    run = made_once.get("demo-run", _run_demo)
+    run = DemoRun(*made_once.get("demo-run", _run_demo))
     assert run.process.returncode == 0, run.process.stderr[-3000:]
     return run
 
