@@ -232,7 +232,9 @@ def secondary_suppression(
 
     With ``audit`` (default) it then proves the result: for each primarily withheld cell, a
     linear programme finds the range of values consistent with every released cell and total
-    (known to lie in ``primary_bounds``); while any cell is pinned to a single value, one more
+    (known to lie in ``primary_bounds``; the cells withheld to protect it known, as an
+    attacker knows them, to be 0 or above the threshold); while any cell is pinned to a
+    single value, one more
     cell is withheld (smallest non-zero cell sharing a total, else the smallest non-zero cell,
     else a total row) and the check repeats. Totals need to be rows of the table
     (``total_label``) for the audit to account for them.
