@@ -247,7 +247,8 @@ def secondary_suppression(
 
     ``protect`` marks cells withheld in another table of the run (see :class:`SharedCounts`):
     they are withheld here too and audited like primary cells, with no bounds on their
-    value beyond being zero or more, so this table's totals cannot give them back. ``avoid``
+    value beyond being zero or more, so this table's totals cannot give them back (a 0 is
+    not audited where the policy releases zeros: that it is 0 shows nothing). ``avoid``
     marks cells that other tables give too: withholding one withholds it everywhere, so
     among the cells that would do as a second withheld cell, they are taken last. Returns
     the new mask (a copy).
