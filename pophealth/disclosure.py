@@ -376,6 +376,9 @@ def _secondary_suppression(
     # released anyway (policy): that it is 0 can show, as any released 0 does
     guarded = primary | (protect & ~((values == 0) & (primary_bounds[0] >= 1)))
     has_totals = any(t is not None for _, t in sets)
+    seconds = _second_cell_bounds(values, primary_bounds, protect)
+    # a second cell known to be 0 is, to the audit, a released 0
+    known_zero = np.array([b == (0, 0) for b in seconds], dtype=bool)
     for _ in range(len(frame) + 1):
         mask = _lone_cell_pass(sets, mask, values, ties, avoid)
         if not audit or not has_totals:
@@ -388,8 +391,8 @@ def _secondary_suppression(
             )
             break
         leaks = _pinned_cells(
-            sets, mask, guarded, values, primary_bounds, ties, primary,
-            seconds=_second_cell_bounds(values, primary_bounds, protect),
+            sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
+            seconds=seconds,
         )  # fmt: skip
         if not leaks:
             break
@@ -494,18 +497,15 @@ def _second_cell_bounds(
     8 or more.) No bounds when the threshold is not one (counts withheld for their few
     patients), nor for a cell withheld in another table (``protect``), which may be 1-7."""
     low, high = primary_bounds
+    out: list[tuple[float, float | None]] = [(0, None)] * len(values)
     if not np.isfinite(high):
-        return [(0, None)] * len(values)
-    out: list[tuple[float, float | None]] = []
-    for v, elsewhere in zip(values, protect, strict=True):
-        if elsewhere or np.isnan(v):
-            out.append((0, None))
-        elif v > high:
-            out.append((high + 1, None))
-        elif v == 0 and low >= 1:
-            out.append((0, 0))
-        else:
-            out.append((0, None))
+        return out
+    free = ~np.asarray(protect, dtype=bool) & ~np.isnan(values)
+    for i in np.flatnonzero(free & (values > high)):
+        out[i] = (high + 1, None)
+    if low >= 1:
+        for i in np.flatnonzero(free & (values == 0)):
+            out[i] = (0, 0)
     return out
 
 
