@@ -176,11 +176,17 @@ SPARK_HALF_SLOW = frozenset(
 
 #: Differential checks whose Spark half also runs with the slow tests: many intervals in one
 #: run against each interval alone (each feature keeps its other tests on both engines in
-#: the default run), and the longest Spark runs of the intervals' own tests.
+#: the default run), and the longest Spark runs of the intervals' own tests and of the
+#: periods' (`during`, person-time by address: their day-by-day checks and compositions).
 SPARK_HALF_SLOW_TESTS = re.compile(
     r"equals?_each(_interval)?_alone"
     r"|^test_runs_merge_where_predicates_do_not_change"
     r"|^test_values_flip_on_and_off_and_counts_cross_a_threshold"
+    r"|^test_during_composes_with_other_filters_aggregates_and_itself"
+    r"|^test_rows_kept_on_care_home_days_follow_the_address_on_each_day"
+    r"|^test_a_datetime_counts_by_its_day_and_a_missing_date_is_not_kept"
+    r"|^test_each_day_agrees_with_address_on_that_day"
+    r"|^test_care_home_days_follow_the_address_on_each_day"
 )
 
 
