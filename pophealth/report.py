@@ -274,7 +274,12 @@ def _is_number(v: object) -> bool:
 
 
 def _missing(v: object) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float | np.floating) and math.isnan(v))
+    """None, pandas' NA, a NaN, or a missing date or time (NaT, numpy's or pandas')."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, float | np.floating):
+        return math.isnan(v)
+    return isinstance(v, np.datetime64 | np.timedelta64) and bool(np.isnat(v))
 
 
 def _cells(frame: pd.DataFrame) -> list[list[str]]:

@@ -233,6 +233,18 @@ def test_a_figure_without_attached_data_is_read_from_its_traces():
     assert h[2] == [("NO2 Q1", ["1.50", "[c]"]), ("NO2 Q2", ["0.00", "2.25"])]
 
 
+def test_a_missing_date_among_a_charts_points_is_a_blank_category_not_an_error():
+    """A line whose x holds a missing date (NaT) beside real months: its point is tabulated
+    with a blank category, as a missing word is, and the report does not fail."""
+    import plotly.graph_objects as go
+
+    months = pd.to_datetime(["2026-01-31", None, "2026-03-31"]).to_numpy()
+    line = go.Figure(go.Scatter(x=months, y=[5.0, 7.5, 1234.0], mode="lines"))
+    ((_, heads, rows, _),) = _data_tables(_page_with(("Line", line)))
+    assert heads == ["Category", "Value"]
+    assert rows == [("2026-01-31", ["5.00"]), ("", ["7.50"]), ("2026-03-31", ["1,234.00"])]
+
+
 def test_a_map_area_drawn_without_a_value_is_withheld_in_its_table():
     """The choropleth draws an LSOA whose count is withheld with z = 0 in grey: its row says
     [c], not 0."""
