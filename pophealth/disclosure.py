@@ -80,6 +80,7 @@ __all__ = [
     "apply",
     "count_keys",
     "count_text",
+    "count_window",
     "release_count",
     "release_proportions",
     "round_counts",
@@ -207,6 +208,27 @@ def round_counts(values: object, policy: DisclosurePolicy = DEFAULT_POLICY) -> n
     if policy.rounding == "midpoint6":
         return np.where(x == 0, 0.0, np.ceil(x / 6) * 6 - 3)
     return x.copy()
+
+
+def count_window(
+    released: object, policy: DisclosurePolicy = DEFAULT_POLICY
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fewest and most a count released as ``released`` can be under the policy
+    (missing stays missing): to the nearest 5, a 10 is 8-12; of midpoint-6 rounding, a 9 is
+    8-12 (7 would have been withheld); a 0 is 0. A choice made on a count released rounded
+    says nothing more than the release when it is made alike for every count of its window."""
+    r = np.asarray(released, dtype=float)
+    if policy.rounding == "nearest5":
+        lo, hi = r - 2, r + 2
+    elif policy.rounding == "midpoint6":
+        lo, hi = r - 2, r + 3
+    else:
+        lo, hi = r.copy(), r.copy()
+    gap = policy.suppress_at_or_below  # counts 1..gap are never released
+    lo = np.maximum(lo, 0)
+    lo = np.where((lo >= 1) & (lo <= gap), gap + 1, lo)
+    hi = np.where((hi >= 1) & (hi <= gap), 0, hi)
+    return lo, hi
 
 
 def secondary_suppression(

@@ -259,6 +259,27 @@ def test_release_count_one_number():
         disclosure.release_count(2.5)
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [DEFAULT_POLICY, DisclosurePolicy(rounding="midpoint6"), DisclosurePolicy(rounding="none"),
+     DisclosurePolicy(suppress_at_or_below=2), DisclosurePolicy(suppress_at_or_below=0)],
+)  # fmt: skip
+def test_the_window_of_a_released_count_is_every_count_released_so(policy):
+    """``count_window``: for each released value, the fewest and the most of the exact
+    counts 0-300 that the policy releases as it (worked out here by releasing each one)."""
+    released: dict[int, list[int]] = {}
+    for n in range(301):
+        r = disclosure.release_count(n, policy)
+        if r is not None:
+            released.setdefault(r, []).append(n)
+    shown = sorted(r for r in released if r <= 295)  # (windows cut short by 300 left out)
+    lo, hi = disclosure.count_window(np.array(shown, dtype=float), policy)
+    assert [(a, b) for a, b in zip(lo, hi, strict=True)] == [
+        (min(released[r]), max(released[r])) for r in shown
+    ]
+    assert all(np.isnan(disclosure.count_window(np.array([np.nan]), policy)))
+
+
 def test_count_text_for_a_console_line():
     assert [disclosure.count_text(n) for n in (0, 5, 8, 1234)] == ["0", "1-7", "about 10",
                                                                    "about 1,235"]  # fmt: skip
@@ -281,4 +302,3 @@ def test_a_zero_withheld_in_another_table_is_not_protected_here():
             protect=elsewhere,
         )  # fmt: skip
     assert mask.tolist() == [True, True, False, False]
-

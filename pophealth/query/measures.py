@@ -1963,7 +1963,10 @@ def _release_quantiles(
     if tails is None:  # patients: those tied with the value read from are not beyond it
         tails = _PatientTails(table, keys, out[keys])
     lo, hi, _ = centile_position(n, q)
-    few = ~withheld & (n > 0) & ((lo - 1 < QUANTILE_TAIL) | (n - hi < QUANTILE_TAIL))
+    # whether the ranks leave enough beyond is decided alike for every n the released
+    # numerator can be (a 90th centile of 31 has 3 beyond, of 30 only 2: both released as 30)
+    window = sdc.count_window(out["numerator"].to_numpy(dtype=float), policy or sdc.DEFAULT_POLICY)
+    few = ~withheld & (n > 0) & _short_anywhere(window, q, None)
     few |= ~withheld & (n > 0) & ~tails.enough(lo, hi)  # (patients, not only rows, beyond)
     who = "patients rank" if detail is None else "rows, or patients with rows, rank"
     for i in np.flatnonzero(withheld & (n > 0)):
@@ -1976,9 +1979,7 @@ def _release_quantiles(
     out.loc[withheld | few, "value"] = np.nan
     for c in levels:
         r, s, _ = centile_ranks(n, q, c)
-        short = (
-            ~withheld & ~few & ~np.isnan(r) & ((r - 1 < QUANTILE_TAIL) | (n - s < QUANTILE_TAIL))
-        )
+        short = ~withheld & ~few & ~np.isnan(r) & _short_anywhere(window, q, c)
         short |= ~withheld & ~few & ~np.isnan(r) & ~tails.enough(r, s)
         cols = [f"{side}{level_label(c)}cl" for side in ("lower", "upper")]
         out.loc[withheld | few | short, cols] = np.nan
@@ -1997,6 +1998,30 @@ def _release_quantiles(
         out["method"] = out["method"] + f"; the value rounded to {_PRECISION[places]}"
     out["method"] = out["method"].where(out["value"].notna(), None)
     return out.drop(columns=["quantile", "n", "missing"])
+
+
+def _short_anywhere(
+    window: tuple[np.ndarray, np.ndarray], q: np.ndarray, confidence: float | None
+) -> np.ndarray:
+    """True where, for some n of the ``window`` (fewest, most), the ``q`` centile of n
+    values (``confidence`` None), or its limits at ``confidence``, would be read from a rank
+    with fewer than :data:`QUANTILE_TAIL` ranks beyond it, or the limits are not defined:
+    the rule of ranks then holds or fails alike for every n behind a released count."""
+    from pophealth.stats.centiles import centile_position, centile_ranks
+
+    fewest, most = window
+    short = np.zeros(len(q), dtype=bool)
+    for extra in range(int(np.nanmax(most - fewest, initial=0)) + 1):
+        n = fewest + extra
+        inside = np.isfinite(n) & (n <= most) & (n > 0)
+        if confidence is None:
+            low, high, _ = centile_position(n, q)
+        else:
+            low, high, _ = centile_ranks(np.where(inside, n, 0), q, confidence)
+        with np.errstate(invalid="ignore"):
+            bad = np.isnan(low) | (low - 1 < QUANTILE_TAIL) | (n - high < QUANTILE_TAIL)
+        short |= inside & bad
+    return short
 
 
 _PRECISION = {0: "whole numbers", 1: "1 decimal place"} | {

@@ -343,15 +343,19 @@ def _one_month(engine, tmp_path, tables, quantiles, disclosure=True) -> pd.DataF
     return run_measures(store, m, engine=engine, disclosure=disclosure)
 
 
-def test_quantile_tail_rule_at_8_and_31_patients(engine, tmp_path):
+def test_quantile_tail_rule_at_8_and_33_patients(engine, tmp_path):
     """With disclosure control, the median of 8 patients (read from ranks 4 and 5, three
-    beyond each) is released and its 95% limits (ranks 1 and 8) are not; the 90th centile
-    of 31 (rank 28, three above) is released, of 30 (ranks 27-28, two above) not."""
+    beyond each) is released and its 95% limits (ranks 1 and 8) are not. The ranks are
+    checked for every n the released count allows: the 90th centile of 33 (released as 35:
+    33-37, each with 3 or more ranked above) is released; of 31 (rank 28, three above, but
+    released as 30: 28-32, and of 28 rank 25.3 leaves two above) not, nor of 30."""
     out = _one_month(engine, tmp_path / "a", _equal_tables(8), (0.5,))
     assert out["value"].tolist() == [4.0]  # 3.5, released to the values' precision
     assert out["lower95_0cl"].isna().all() and out["upper95_0cl"].isna().all()
-    out = _one_month(engine, tmp_path / "b", _equal_tables(31), (0.9,))
-    assert out["value"].tolist() == [27.0]  # rank 28 of 0..30
+    out = _one_month(engine, tmp_path / "b", _equal_tables(33), (0.9,))
+    assert out["value"].tolist() == [29.0]  # rank 29.8 of 0..32: 28.8
+    out = _one_month(engine, tmp_path / "b31", _equal_tables(31), (0.9,))
+    assert out["value"].isna().all()
     out = _one_month(engine, tmp_path / "c", _equal_tables(30), (0.9,))
     assert out["value"].isna().all()
     assert "fewer than 3 patients" in out["disclosure_note"].iloc[0]
