@@ -1430,7 +1430,9 @@ def run_measures(
     for ratios) with ``policy`` (default :data:`pophealth.disclosure.DEFAULT_POLICY`), the
     breakdown columns as margins for secondary suppression, each interval a table of its
     own (a proportion overall and the same proportion by one column each are one table,
-    the overall count the total of each breakdown: :func:`_linked_groups`); a quantile
+    the overall count the total of each breakdown: :func:`_linked_groups`; a count that
+    adds up across intervals, withheld in a month, is withheld in the quarter and the year
+    the month helps make up: :func:`_release_within`); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
     limits are withheld wherever its numerator is and wherever fewer than
     :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
@@ -1471,7 +1473,10 @@ def run_measures(
         # their ends: one order on every engine and every run)
         df = df.sort_values(["interval_start", "interval_end", *groups], kind="stable")
         df = df.reset_index(drop=True)
-        out.append(_release(df, m, groups, disclosure, policy, multiplier))
+        if disclosure and _adding_up(m):
+            out.append(_release_within(df, m, groups, policy, multiplier))
+        else:
+            out.append(_release(df, m, groups, disclosure, policy, multiplier))
     group_cols = [c for m in measures for c in m.breakdown]
     group_cols = list(dict.fromkeys(group_cols))
     result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
@@ -1620,13 +1625,18 @@ def _release(
     disclosure: bool,
     policy: Any,
     multiplier: float,
+    **linked: Any,
 ) -> pd.DataFrame:
+    """Measure ``m``'s rows from its counts ``df`` (one row per interval and group).
+    ``linked``: ``withhold`` and ``avoid`` for :func:`pophealth.disclosure.apply`, from
+    :func:`_release_within`."""
     from pophealth import disclosure as sdc
     from pophealth.stats import rate
     from pophealth.stats._core import multiplier_text
 
     by = [*INTERVAL_KEYS, *groups]  # each interval its own table, whatever else starts with it
     kw = {} if policy is None else {"policy": policy}
+    kw.update(linked)
     # counts of rows are also withheld when few patients are behind them
     behind = {
         side: f"{side}_patients"
@@ -1677,6 +1687,115 @@ def _release(
         "denominator not a number of patients)"
     )
     return df
+
+
+#: why a count is withheld that an interval inside its own withholds (counts of events, of
+#: rows, of person-days add up across intervals)
+WITHIN = "secondary (withheld in an interval within this one: such counts add up)"
+
+
+def _adding_up(m: Measure) -> tuple[str, ...]:
+    """The counts of ``m`` that may add up across intervals, as events do from months to
+    their quarter: a rate's events and person-days, a row measure's rows, a ratio's
+    numerator (a count or sum of values) and its denominator unless it counts patients (a
+    standardised rate's events and person-days likewise, in :func:`_release_standardised`).
+    Counts of patients do not (one patient may be in every month). Whether a count really
+    adds up depends on its windows (``in_interval()`` does, ``in_last(months=12)`` does
+    not); every such count is treated as if it may, the safe side."""
+    if isinstance(m, RateMeasure) or m.kind in ("row proportion", "rows"):
+        return ("numerator", "denominator")
+    if type(m) is Measure and m.kind != "proportion":
+        return ("numerator",) if m.denominator.dtype == "bool" else ("numerator", "denominator")
+    return ()
+
+
+def inner_intervals(intervals: Sequence[Interval]) -> dict[Interval, list[Interval]]:
+    """Each interval of a run that others of the run make up, one after another (a quarter
+    its three months; a year its quarters, or its months): the intervals that do so in one
+    such way or another. A count of events in the quarter is then the sum of its months'."""
+    ivs = sorted(set(intervals))
+    day = dt.timedelta(days=1)
+    out: dict[Interval, list[Interval]] = {}
+    for outer in ivs:
+        inside = [iv for iv in ivs if iv != outer and outer[0] <= iv[0] and iv[1] <= outer[1]]
+        starts = {outer[0]}  # the days a run of intervals from the outer's start reaches
+        for iv in sorted(inside):
+            if iv[0] in starts:
+                starts.add(iv[1] + day)
+        ends = {outer[1]}  # the days a run of intervals to the outer's end starts after
+        for iv in sorted(inside, key=lambda iv: iv[1], reverse=True):
+            if iv[1] in ends:
+                ends.add(iv[0] - day)
+        made_of = [iv for iv in inside if iv[0] in starts and iv[1] in ends]
+        if made_of:
+            out[outer] = made_of
+    return out
+
+
+def _release_within(
+    df: pd.DataFrame, m: Measure, groups: list[str], policy: Any, multiplier: float
+) -> pd.DataFrame:
+    """:func:`_release` with disclosure control, for counts that add up across intervals
+    (:func:`_adding_up`): see :func:`_released_within`."""
+
+    def release(**linked: Any) -> pd.DataFrame:
+        return _release(df, m, groups, True, policy, multiplier, **linked)
+
+    return _released_within(df, groups, _adding_up(m), release)
+
+
+def _released_within(
+    cells: pd.DataFrame, groups: list[str], cols: Sequence[str], release: Any
+) -> pd.DataFrame:
+    """``release(withhold=..., avoid=...)`` (a measure's rows, in the order of ``cells``: its
+    intervals and groups) for counts ``cols`` that add up across intervals, over intervals
+    some of which make up others (:func:`inner_intervals`). Each interval is still a table
+    of its own, but a count withheld in an inner interval is withheld in each interval it
+    helps make up, in the same group, and protected there as a primary one: released, the
+    quarter less the other two months would give a withheld month back (January's
+    1 = 17 − 8 − 8). An outer count whose inner ones are all released is taken last as a
+    second withheld cell (the sum of its inner counts shows it to within their rounding).
+    Repeated until nothing changes (a month withheld in a quarter withholds it in the
+    year)."""
+    from pophealth.disclosure import ELSEWHERE
+
+    starts, ends = cells["interval_start"], cells["interval_end"]
+    inner = inner_intervals(list(zip(starts, ends, strict=True)))
+    if not inner or not cols:
+        return release()
+    pairs = pd.DataFrame(
+        [(*outer, *iv) for outer, made_of in inner.items() for iv in made_of],
+        columns=["_os", "_oe", "interval_start", "interval_end"],
+    )
+    rows = cells[[*INTERVAL_KEYS, *groups]].reset_index(drop=True)
+    rows["_row"] = np.arange(len(rows))
+    # each outer row beside each of its inner rows in the same group (positions in cells)
+    links = pairs.merge(rows, on=list(INTERVAL_KEYS)).rename(columns={"_row": "_inner"})
+    outer_rows = rows.rename(columns={"interval_start": "_os", "interval_end": "_oe"})
+    links = links.drop(columns=list(INTERVAL_KEYS)).merge(outer_rows, on=["_os", "_oe", *groups])
+    outer, of = links["_row"].to_numpy(), links["_inner"].to_numpy()
+    is_outer = np.zeros(len(rows), dtype=bool)
+    is_outer[outer] = True
+    forced = {c: np.zeros(len(rows), dtype=bool) for c in cols}
+    avoid = {c: np.zeros(len(rows), dtype=bool) for c in cols}
+    for _ in range(len(rows) + 1):  # (each pass withholds more, or stops)
+        out = release(withhold=forced, avoid=avoid)
+        more, avoid = {}, {}
+        for c in cols:
+            withheld = out[c].isna().to_numpy()
+            hit = np.zeros(len(rows), dtype=bool)
+            np.logical_or.at(hit, outer, withheld[of])
+            more[c] = hit & ~withheld
+            avoid[c] = is_outer & ~hit
+        if not any(more[c].any() for c in cols):
+            break
+        forced = {c: more[c] | forced[c] for c in cols}
+    notes = out["disclosure_note"].to_numpy(dtype=object)
+    for i in np.flatnonzero(np.logical_or.reduce([forced[c] for c in cols])):
+        if isinstance(notes[i], str):
+            notes[i] = notes[i].replace(ELSEWHERE, WITHIN)
+    out["disclosure_note"] = notes
+    return out
 
 
 def _release_rate(
@@ -1826,9 +1945,20 @@ def _release_standardised(
     side = {PATIENTS_BEHIND["pn"]: "numerator", PATIENTS_BEHIND["pd"]: "denominator"}
     if behind:
         kw["patients"] = {side[c]: c for c in behind}
-    released = sdc.apply(
-        out, ["numerator", "denominator"], by=[*INTERVAL_KEYS, *groups], margins=groups, **kw
-    )
+
+    def release(**linked: Any) -> pd.DataFrame:
+        return sdc.apply(
+            out,
+            ["numerator", "denominator"],
+            by=[*INTERVAL_KEYS, *groups],
+            margins=groups,
+            **kw,
+            **linked,
+        )
+
+    # events add up across intervals (a month's to its quarter's), and so do person-days
+    adding_up = ("numerator",) if m.person_time is None else ("numerator", "denominator")
+    released = _released_within(out, groups, adding_up, release)
     withheld = released["numerator"].isna() | released["denominator"].isna()
     released.loc[withheld, ["value", *limits]] = np.nan
     released.loc[withheld, "method"] = None  # (as a withheld proportion: nothing said of it)

@@ -1,0 +1,205 @@
+"""Disclosure control over intervals that make up other intervals of one run (months and
+their quarter, quarters and their year): counts that add up across intervals — events,
+rows, person-days — withheld in an inner interval are withheld in each interval they help
+make up, so the outer count less the released inner ones cannot give a withheld one back
+(tests/spec/test_disclosure_audit21.py, the month and its quarter). Counts of patients do
+not add up (one patient may be in every month) and are released interval by interval as
+before. The release works on the engines' counts in pandas, the same for every engine
+(the counts themselves are checked on both engines in the other spec tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from pophealth.query import (
+    Measures,
+    admissions,
+    index_date,
+    monthly,
+    patients,
+    quarterly,
+    registrations,
+    run_measures,
+    yearly,
+)
+from pophealth.query.measures import inner_intervals
+from tests.spec.conftest import admission_row, make_store
+
+D = dt.date
+MONTHS = monthly(D(2025, 1, 1), 12)
+QUARTERS = quarterly(D(2025, 1, 1), 4)
+YEAR = yearly(D(2025, 1, 1), 1)
+Q1 = QUARTERS[0]
+REGISTERED = registrations.registered_on(index_date)
+
+
+def test_the_intervals_others_make_up_one_after_another():
+    """A quarter is made of its three months, the year of its months and its quarters; a
+    month of nothing. Rolling windows, a quarter with a month missing, and an interval
+    across two months make up nothing, and are part of nothing."""
+    inner = inner_intervals(MONTHS + QUARTERS + YEAR)
+    assert inner[Q1] == MONTHS[:3]
+    assert inner[QUARTERS[3]] == MONTHS[9:]
+    assert sorted(inner[YEAR[0]]) == sorted(MONTHS + QUARTERS)
+    assert set(inner) == {*QUARTERS, *YEAR}
+    rolling = [(D(2024, 2, 1), D(2025, 1, 31)), (D(2024, 3, 1), D(2025, 2, 28))]
+    assert inner_intervals(rolling) == {}
+    assert inner_intervals([MONTHS[0], MONTHS[2], Q1]) == {}
+    across = (D(2025, 1, 15), D(2025, 2, 14))
+    assert inner_intervals([*MONTHS[:3], across, Q1]) == {Q1: MONTHS[:3]}
+
+
+def _events_tables(first_month: int) -> dict:
+    """Registered patients with one emergency admission each: ``first_month`` of them in
+    January, 10 in every other month of 2025."""
+    regs, adms = [], []
+    for month in range(1, 13):
+        for i in range(first_month if month == 1 else 10):
+            pid = f"m{month:02d}_{i}"
+            regs.append({"patient_id": pid, "practice_id": "A1", "start_date": D(2020, 1, 1)})
+            adms.append(admission_row(pid, D(2025, month, 10)))
+    return {"registrations": regs, "admissions": adms}
+
+
+@pytest.fixture(scope="module")
+def one_in_january(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("nested_one"), _events_tables(1))
+
+
+def _released(store, measures: Measures, disclosure: bool = True):
+    out = run_measures(store, measures, disclosure=disclosure)
+    return out.set_index(["interval_start", "interval_end"])
+
+
+def test_a_month_withheld_is_withheld_in_its_quarter_and_its_year(one_in_january):
+    """Admissions per patient by month, quarter and year: January's 1 is withheld; released,
+    Q1 (21 → 20) less February and March (10 → 10 each) would put it at 0-4, the year
+    (111 → 110) less the other 11 months near it too. Q1 and the year are withheld (the
+    year both for January and for Q1), said in the note; Q2-Q4 and the other months are
+    released as they were."""
+    m = Measures(intervals=MONTHS + QUARTERS + YEAR)
+    m.define_measure(
+        "admissions", numerator=admissions.in_interval().count_for_patient(), denominator=REGISTERED
+    )
+    exact = _released(one_in_january, m, disclosure=False)
+    assert exact.loc[Q1, "numerator"] == 21 and exact.loc[YEAR[0], "numerator"] == 111
+    out = _released(one_in_january, m)
+    withheld = out[out["numerator"].isna()].index.tolist()
+    assert withheld == [MONTHS[0], Q1, YEAR[0]]
+    assert "numerator primary" in out.loc[MONTHS[0], "disclosure_note"]
+    for outer in (Q1, YEAR[0]):
+        assert out.loc[outer, "disclosure_note"] == (
+            "numerator secondary (withheld in an interval within this one: such counts add up)"
+        )
+        assert np.isnan(out.loc[outer, "value"])
+        assert out.loc[outer, "denominator"] == 110.0  # (111 patients: released as ever)
+    assert out.loc[QUARTERS[1], "numerator"] == 30.0 and out.loc[MONTHS[1], "numerator"] == 10.0
+
+
+def test_without_a_month_withheld_the_quarter_is_released(tmp_path):
+    """Every month released (January's 8 → 10): the quarter (28 → 30) and the year are too."""
+    store = make_store(tmp_path, _events_tables(8))
+    m = Measures(intervals=MONTHS[:3] + [Q1])
+    m.define_measure(
+        "admissions", numerator=admissions.in_interval().count_for_patient(), denominator=REGISTERED
+    )
+    out = _released(store, m)
+    assert out["numerator"].tolist() == [10.0, 30.0, 10.0, 10.0]  # Jan, Q1, Feb, Mar
+    assert out["disclosure_note"].isna().all()
+
+
+def test_a_group_withheld_in_a_month_is_withheld_in_the_quarter_in_that_group(tmp_path):
+    """By sex, one admission each: January 2 men and 20 women, February and March 10 of
+    each. January's men are withheld, and January's women as their second cell; so both
+    are withheld in Q1. February and March are released."""
+    plan = {1: (2, 20), 2: (10, 10), 3: (10, 10)}
+    pats, regs, adms = [], [], []
+    for month, (men, women) in plan.items():
+        for sex, n in (("male", men), ("female", women)):
+            for i in range(n):
+                pid = f"{sex}{month}_{i}"
+                pats.append({"patient_id": pid, "sex": sex})
+                regs.append({"patient_id": pid, "practice_id": "A1", "start_date": D(2020, 1, 1)})
+                adms.append(admission_row(pid, D(2025, month, 10)))
+    store = make_store(tmp_path, {"patients": pats, "registrations": regs, "admissions": adms})
+    m = Measures(intervals=MONTHS[:3] + [Q1])
+    m.define_measure(
+        "admissions",
+        numerator=admissions.in_interval().count_for_patient(),
+        denominator=REGISTERED,
+        group_by={"sex": patients.sex},
+    )
+    out = run_measures(store, m)
+    jan = out[out["interval_end"] == MONTHS[0][1]].set_index("sex")
+    assert jan["numerator"].isna().all()
+    assert jan.loc["female", "disclosure_note"] == "numerator secondary"
+    quarter = out[(out["interval_start"] == Q1[0]) & (out["interval_end"] == Q1[1])]
+    quarter = quarter.set_index("sex")
+    assert len(quarter) == 2 and quarter["numerator"].isna().all()
+    assert quarter["disclosure_note"].str.contains("within this one").all()
+    later = out[out["interval_start"] > Q1[0]]
+    assert len(later) == 4 and later["numerator"].tolist() == [10.0] * 4
+
+
+def test_person_days_and_events_of_a_rate_each_follow_their_months(one_in_january):
+    """A rate per person-time: January's 1 event is withheld and so Q1's events; the
+    person-days of every month are released, so Q1's are too (and its rate is missing,
+    with its events)."""
+    m = Measures(intervals=MONTHS[:3] + [Q1])
+    m.define_rate(
+        "admissions",
+        events=admissions.in_interval().count_for_patient(),
+        person_time=registrations.days_in_interval_for_patient(),
+        per=1000,
+    )
+    out = _released(one_in_january, m)
+    assert out["numerator"].isna().tolist() == [True, True, False, False]  # Jan, Q1, Feb, Mar
+    assert out["denominator"].notna().all()
+    assert np.isnan(out.loc[Q1, "value"])
+    assert "within this one" in out.loc[Q1, "disclosure_note"]
+
+
+def test_patients_do_not_add_up_so_a_proportions_quarter_is_released(one_in_january):
+    """The proportion of patients admitted: January's 1 is withheld, but the quarter's 21
+    patients (→ 20) are not January's 1 plus February's 10 plus March's 10 by arithmetic
+    that holds in general (one patient may be admitted every month), so the quarter is
+    released as before."""
+    m = Measures(intervals=MONTHS[:3] + [Q1])
+    m.define_measure(
+        "admitted", numerator=admissions.in_interval().exists_for_patient(), denominator=REGISTERED
+    )
+    out = _released(one_in_january, m)
+    assert np.isnan(out.loc[MONTHS[0], "numerator"])
+    assert out.loc[Q1, "numerator"] == 20.0
+
+
+def test_a_standardised_rates_events_follow_their_months(one_in_january_aged):
+    """A rate standardised over one band (90+, all born in 1930): January's 1 event is
+    withheld, and so Q1's 21 events, and the rate with them; the population (patients) is
+    released in every interval."""
+    m = Measures(intervals=MONTHS[:3] + [Q1])
+    m.define_standardised_rate(
+        "admissions",
+        events=admissions.in_interval().count_for_patient(),
+        among=REGISTERED,
+        per=1000,
+        min_age=90,
+    )
+    out = _released(one_in_january_aged, m)
+    assert out["numerator"].isna().tolist() == [True, True, False, False]  # Jan, Q1, Feb, Mar
+    assert out["denominator"].notna().all()
+    assert np.isnan(out.loc[Q1, "value"])
+    assert "within this one" in out.loc[Q1, "disclosure_note"]
+
+
+@pytest.fixture(scope="module")
+def one_in_january_aged(tmp_path_factory):
+    tables = _events_tables(1)
+    tables["patients"] = [
+        {"patient_id": r["patient_id"], "date_of_birth": D(1930, 6, 1)}
+        for r in tables["registrations"]
+    ]
+    return make_store(tmp_path_factory.mktemp("nested_aged"), tables)
