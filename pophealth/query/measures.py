@@ -1698,7 +1698,8 @@ def _adding_up(m: Measure) -> tuple[str, ...]:
     """The counts of ``m`` that may add up across intervals, as events do from months to
     their quarter: a rate's events and person-days, a row measure's rows, a ratio's
     numerator (a count or sum of values) and its denominator unless it counts patients (a
-    standardised rate's events and person-days likewise, in :func:`_release_standardised`).
+    standardised rate's events and person-days likewise, in :func:`_release_standardised`;
+    a centile over rows its rows, in :func:`_release_quantiles`).
     Counts of patients do not (one patient may be in every month). Whether a count really
     adds up depends on its windows (``in_interval()`` does, ``in_last(months=12)`` does
     not); every such count is treated as if it may, the safe side."""
@@ -2077,13 +2078,20 @@ def _release_quantiles(
         per_group = per_group.merge(_row_patients(detail, keys), on=keys, how="left")
         kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
         tails = _RowTails(detail, keys, out[keys])
-    released = sdc.apply(
-        per_group,
-        ["numerator", "denominator"],
-        by=[*INTERVAL_KEYS, *groups],
-        margins=groups,
-        **kw,
-    )
+
+    def release(**linked: Any) -> pd.DataFrame:
+        return sdc.apply(
+            per_group,
+            ["numerator", "denominator"],
+            by=[*INTERVAL_KEYS, *groups],
+            margins=groups,
+            **kw,
+            **linked,
+        )
+
+    # rows add up across intervals (a month's attendances to its quarter's); patients do not
+    adding_up = ("numerator", "denominator") if detail is not None else ()
+    released = _released_within(per_group, groups, adding_up, release)
     rows = np.repeat(np.arange(len(released)), len(m.quantiles))
     for c in ("numerator", "denominator", "disclosure_note"):
         out[c] = released[c].to_numpy()[rows]

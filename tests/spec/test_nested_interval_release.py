@@ -1,6 +1,7 @@
 """Disclosure control over intervals that make up other intervals of one run (months and
 their quarter, quarters and their year): counts that add up across intervals — events,
-rows, person-days — withheld in an inner interval are withheld in each interval they help
+rows, person-days; a standardised rate's events, a centile's rows — withheld in an inner
+interval are withheld in each interval they help
 make up, so the outer count less the released inner ones cannot give a withheld one back
 (tests/spec/test_disclosure_audit21.py, the month and its quarter). Counts of patients do
 not add up (one patient may be in every month) and are released interval by interval as
@@ -17,7 +18,9 @@ import pytest
 from pophealth.query import (
     Measures,
     admissions,
+    emergency_attendances,
     index_date,
+    minutes_between,
     monthly,
     patients,
     quarterly,
@@ -203,3 +206,34 @@ def one_in_january_aged(tmp_path_factory):
         for r in tables["registrations"]
     ]
     return make_store(tmp_path_factory.mktemp("nested_aged"), tables)
+
+
+def test_a_centile_over_rows_follows_its_months(tmp_path):
+    """Door-to-analgesia minutes per attendance: January's 2 attendances (2 patients) are
+    withheld; February's and March's 40 each are released. Q1's 82 attendances would give
+    January's back, so Q1's counts are withheld, and its centiles with them."""
+    regs, atts = [], []
+    for month, n in ((1, 2), (2, 40), (3, 40)):
+        for i in range(n):
+            pid = f"p{month}_{i}"
+            regs.append({"patient_id": pid, "practice_id": "A1", "start_date": D(2020, 1, 1)})
+            arrival = dt.datetime(2025, month, 10, 9, 0)
+            given = arrival + dt.timedelta(minutes=10 + i)
+            atts.append(
+                {"patient_id": pid, "arrival_datetime": arrival, "first_analgesia_datetime": given}
+            )
+    store = make_store(tmp_path, {"registrations": regs, "emergency_attendances": atts})
+    att = emergency_attendances.in_interval()
+    m = Measures(intervals=MONTHS[:3] + [Q1])
+    m.define_quantile(
+        "door_to_analgesia",
+        value=minutes_between(att.arrival_datetime, att.first_analgesia_datetime),
+        rows=att,
+        among=REGISTERED,
+        quantiles=(0.5,),
+    )
+    out = _released(store, m)
+    assert out["numerator"].isna().tolist() == [True, True, False, False]  # Jan, Q1, Feb, Mar
+    assert np.isnan(out.loc[Q1, "value"])
+    assert "within this one" in out.loc[Q1, "disclosure_note"]
+    assert out.loc[MONTHS[1], "value"] == 30.0  # (10..49 minutes: the median 29.5 → 30)
