@@ -1745,6 +1745,27 @@ def _release_within(
     return _released_within(df, groups, _adding_up(m), release)
 
 
+def _apply_within(
+    frame: pd.DataFrame, groups: list[str], adding_up: Sequence[str], kw: dict[str, Any]
+) -> pd.DataFrame:
+    """``frame``'s numerator and denominator through :func:`pophealth.disclosure.apply`
+    (with ``kw``), each interval a table of its own by ``groups``, the counts ``adding_up``
+    across intervals as :func:`_released_within` says."""
+    from pophealth import disclosure as sdc
+
+    def release(**linked: Any) -> pd.DataFrame:
+        return sdc.apply(
+            frame,
+            ["numerator", "denominator"],
+            by=[*INTERVAL_KEYS, *groups],
+            margins=groups,
+            **kw,
+            **linked,
+        )
+
+    return _released_within(frame, groups, adding_up, release)
+
+
 def _released_within(
     cells: pd.DataFrame, groups: list[str], cols: Sequence[str], release: Any
 ) -> pd.DataFrame:
@@ -1864,7 +1885,6 @@ def _release_standardised(
     (:func:`_limits_of_released_events`): from exact counts, the rate and limits beside
     the rounded ones would give the exact ones back. The bands' own counts, rounded or
     not, are never released."""
-    from pophealth import disclosure as sdc
     from pophealth.stats import dsr
     from pophealth.stats._core import level_label, normalise_confidence
 
@@ -1946,20 +1966,9 @@ def _release_standardised(
     side = {PATIENTS_BEHIND["pn"]: "numerator", PATIENTS_BEHIND["pd"]: "denominator"}
     if behind:
         kw["patients"] = {side[c]: c for c in behind}
-
-    def release(**linked: Any) -> pd.DataFrame:
-        return sdc.apply(
-            out,
-            ["numerator", "denominator"],
-            by=[*INTERVAL_KEYS, *groups],
-            margins=groups,
-            **kw,
-            **linked,
-        )
-
     # events add up across intervals (a month's to its quarter's), and so do person-days
     adding_up = ("numerator",) if m.person_time is None else ("numerator", "denominator")
-    released = _released_within(out, groups, adding_up, release)
+    released = _apply_within(out, groups, adding_up, kw)
     withheld = released["numerator"].isna() | released["denominator"].isna()
     released.loc[withheld, ["value", *limits]] = np.nan
     released.loc[withheld, "method"] = None  # (as a withheld proportion: nothing said of it)
@@ -2078,20 +2087,9 @@ def _release_quantiles(
         per_group = per_group.merge(_row_patients(detail, keys), on=keys, how="left")
         kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
         tails = _RowTails(detail, keys, out[keys])
-
-    def release(**linked: Any) -> pd.DataFrame:
-        return sdc.apply(
-            per_group,
-            ["numerator", "denominator"],
-            by=[*INTERVAL_KEYS, *groups],
-            margins=groups,
-            **kw,
-            **linked,
-        )
-
     # rows add up across intervals (a month's attendances to its quarter's); patients do not
     adding_up = ("numerator", "denominator") if detail is not None else ()
-    released = _released_within(per_group, groups, adding_up, release)
+    released = _apply_within(per_group, groups, adding_up, kw)
     rows = np.repeat(np.arange(len(released)), len(m.quantiles))
     for c in ("numerator", "denominator", "disclosure_note"):
         out[c] = released[c].to_numpy()[rows]

@@ -77,6 +77,14 @@ def _released(store, measures: Measures, disclosure: bool = True):
     return out.set_index(["interval_start", "interval_end"])
 
 
+def _january_and_its_quarter_withheld(out) -> None:
+    """Of January, Q1, February and March (in that order), the counts of January and of Q1
+    withheld, Q1 saying why, and its value with them."""
+    assert out["numerator"].isna().tolist() == [True, True, False, False]
+    assert np.isnan(out.loc[Q1, "value"])
+    assert "within this one" in out.loc[Q1, "disclosure_note"]
+
+
 def test_a_month_withheld_is_withheld_in_its_quarter_and_its_year(one_in_january):
     """Admissions per patient by month, quarter and year: January's 1 is withheld; released,
     Q1 (21 → 20) less February and March (10 → 10 each) would put it at 0-4, the year
@@ -159,10 +167,8 @@ def test_person_days_and_events_of_a_rate_each_follow_their_months(one_in_januar
         per=1000,
     )
     out = _released(one_in_january, m)
-    assert out["numerator"].isna().tolist() == [True, True, False, False]  # Jan, Q1, Feb, Mar
+    _january_and_its_quarter_withheld(out)
     assert out["denominator"].notna().all()
-    assert np.isnan(out.loc[Q1, "value"])
-    assert "within this one" in out.loc[Q1, "disclosure_note"]
 
 
 def test_patients_do_not_add_up_so_a_proportions_quarter_is_released(one_in_january):
@@ -192,10 +198,8 @@ def test_a_standardised_rates_events_follow_their_months(one_in_january_aged):
         min_age=90,
     )
     out = _released(one_in_january_aged, m)
-    assert out["numerator"].isna().tolist() == [True, True, False, False]  # Jan, Q1, Feb, Mar
+    _january_and_its_quarter_withheld(out)
     assert out["denominator"].notna().all()
-    assert np.isnan(out.loc[Q1, "value"])
-    assert "within this one" in out.loc[Q1, "disclosure_note"]
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +237,5 @@ def test_a_centile_over_rows_follows_its_months(tmp_path):
         quantiles=(0.5,),
     )
     out = _released(store, m)
-    assert out["numerator"].isna().tolist() == [True, True, False, False]  # Jan, Q1, Feb, Mar
-    assert np.isnan(out.loc[Q1, "value"])
-    assert "within this one" in out.loc[Q1, "disclosure_note"]
+    _january_and_its_quarter_withheld(out)
     assert out.loc[MONTHS[1], "value"] == 30.0  # (10..49 minutes: the median 29.5 → 30)
