@@ -69,6 +69,7 @@ behind them). Nothing in it may read the index date: a row's values are relative
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -1431,8 +1432,9 @@ def run_measures(
     breakdown columns as margins for secondary suppression, each interval a table of its
     own (a proportion overall and the same proportion by one column each are one table,
     the overall count the total of each breakdown: :func:`_linked_groups`; a count that
-    adds up across intervals, withheld in a month, is withheld in the quarter and the year
-    the month helps make up: :func:`_release_within`); a quantile
+    adds up across intervals, withheld in a month, is withheld in every interval that
+    shares days with the month without lying inside it — its quarter, its year — in this
+    measure and in any other of the same counts: :func:`_released_within`); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
     limits are withheld wherever its numerator is and wherever fewer than
     :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
@@ -1449,34 +1451,23 @@ def run_measures(
         raise TypeError("run_measures needs a Measures object")
     raw, paths = _counts(source, measures, engine)
     linked = _release_linked(raw, measures, policy, multiplier) if disclosure else {}
+    if disclosure:
+        linked.update(_release_adding_up(raw, measures, policy, multiplier, set(linked)))
     out = []
     for m in measures:
         if m.name in linked:
             out.append(linked[m.name])
             continue
-        df = raw[raw["measure"] == m.name].copy()
-        groups = m.breakdown
         if isinstance(m, QuantileMeasure):
+            df = raw[raw["measure"] == m.name].copy()
             out.append(_release_quantiles(df, m, disclosure, policy))
             continue
         if isinstance(m, StandardisedRateMeasure):
+            df = raw[raw["measure"] == m.name].copy()
             out.append(_release_standardised(df, m, disclosure, policy))
             continue
-        behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
-        df = df[
-            ["measure", "interval_start", "interval_end", *groups, "numerator", "denominator"]
-            + behind
-        ]
-        df["interval_start"] = pd.to_datetime(df["interval_start"]).dt.date
-        df["interval_end"] = pd.to_datetime(df["interval_end"]).dt.date
-        # (intervals that start on the same day — a month and its quarter — in the order of
-        # their ends: one order on every engine and every run)
-        df = df.sort_values(["interval_start", "interval_end", *groups], kind="stable")
-        df = df.reset_index(drop=True)
-        if disclosure and _adding_up(m):
-            out.append(_release_within(df, m, groups, policy, multiplier))
-        else:
-            out.append(_release(df, m, groups, disclosure, policy, multiplier))
+        df = _measure_counts(raw, m)
+        out.append(_release(df, m, m.breakdown, disclosure, policy, multiplier))
     group_cols = [c for m in measures for c in m.breakdown]
     group_cols = list(dict.fromkeys(group_cols))
     result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
@@ -1629,7 +1620,7 @@ def _release(
 ) -> pd.DataFrame:
     """Measure ``m``'s rows from its counts ``df`` (one row per interval and group).
     ``linked``: ``withhold`` and ``avoid`` for :func:`pophealth.disclosure.apply`, from
-    :func:`_release_within`."""
+    :func:`_released_within`."""
     from pophealth import disclosure as sdc
     from pophealth.stats import rate
     from pophealth.stats._core import multiplier_text
@@ -1689,9 +1680,24 @@ def _release(
     return df
 
 
-#: why a count is withheld that an interval inside its own withholds (counts of events, of
-#: rows, of person-days add up across intervals)
-WITHIN = "secondary (withheld in an interval within this one: such counts add up)"
+#: why a count is withheld that an interval sharing days with its own withholds (counts of
+#: events, of rows, of person-days add up across intervals)
+WITHIN = "secondary (withheld in an interval that shares days with this one: such counts add up)"
+
+
+def _measure_counts(raw: pd.DataFrame, m: Measure) -> pd.DataFrame:
+    """The counts of measure ``m`` (not a quantile or standardised rate) by interval and
+    group, as :func:`_release` takes them: in the order of the intervals' starts, then their
+    ends (a month before the quarter that starts with it), then the groups."""
+    groups = m.breakdown
+    df = raw[raw["measure"] == m.name]
+    behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
+    df = df[[*("measure", *INTERVAL_KEYS), *groups, "numerator", "denominator", *behind]].copy()
+    for k in INTERVAL_KEYS:
+        df[k] = pd.to_datetime(df[k]).dt.date
+    # (one order on every engine and every run)
+    df = df.sort_values([*INTERVAL_KEYS, *groups], kind="stable")
+    return df.reset_index(drop=True)
 
 
 def _adding_up(m: Measure) -> tuple[str, ...]:
@@ -1699,10 +1705,10 @@ def _adding_up(m: Measure) -> tuple[str, ...]:
     their quarter: a rate's events and person-days, a row measure's rows, a ratio's
     numerator (a count or sum of values) and its denominator unless it counts patients (a
     standardised rate's events and person-days likewise, in :func:`_release_standardised`;
-    a centile over rows its rows, in :func:`_release_quantiles`).
-    Counts of patients do not (one patient may be in every month). Whether a count really
-    adds up depends on its windows (``in_interval()`` does, ``in_last(months=12)`` does
-    not); every such count is treated as if it may, the safe side."""
+    a centile over rows its rows, in :func:`_release_quantiles`). Counts of patients do not
+    (one patient may be in every month). Whether a count really adds up depends on its
+    windows (``in_interval()`` does, ``in_last(months=12)`` does not); every such count is
+    treated as if it may, the safe side."""
     if isinstance(m, RateMeasure) or m.kind in ("row proportion", "rows"):
         return ("numerator", "denominator")
     if type(m) is Measure and m.kind != "proportion":
@@ -1710,39 +1716,61 @@ def _adding_up(m: Measure) -> tuple[str, ...]:
     return ()
 
 
-def inner_intervals(intervals: Sequence[Interval]) -> dict[Interval, list[Interval]]:
-    """Each interval of a run that others of the run make up, one after another (a quarter
-    its three months; a year its quarters, or its months): the intervals that do so in one
-    such way or another. A count of events in the quarter is then the sum of its months'."""
-    ivs = sorted(set(intervals))
-    day = dt.timedelta(days=1)
-    out: dict[Interval, list[Interval]] = {}
-    for outer in ivs:
-        inside = [iv for iv in ivs if iv != outer and outer[0] <= iv[0] and iv[1] <= outer[1]]
-        starts = {outer[0]}  # the days a run of intervals from the outer's start reaches
-        for iv in sorted(inside):
-            if iv[0] in starts:
-                starts.add(iv[1] + day)
-        ends = {outer[1]}  # the days a run of intervals to the outer's end starts after
-        for iv in sorted(inside, key=lambda iv: iv[1], reverse=True):
-            if iv[1] in ends:
-                ends.add(iv[0] - day)
-        made_of = [iv for iv in inside if iv[0] in starts and iv[1] in ends]
-        if made_of:
-            out[outer] = made_of
+def _family(m: Measure) -> tuple | None:
+    """What measures of one run count the same thing that adds up (:func:`_adding_up`) by
+    the same groups, whatever their intervals: one monthly and one quarterly measure of the
+    same events. None for a measure whose counts do not add up."""
+    if not _adding_up(m):
+        return None
+    groups = tuple((g, m.group_by[g].key) for g in m.breakdown)
+    rows = (id(m.row_dataset),) if isinstance(m, RowMeasure) else ()
+    return (type(m).__name__, m.kind, m.numerator.key, m.denominator.key, groups, rows)
+
+
+def _release_adding_up(
+    raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float, done: set[str]
+) -> dict[str, pd.DataFrame]:
+    """The measures of a run whose counts add up across intervals, released with
+    disclosure control, each family (:func:`_family`: the same counts over other intervals)
+    together through :func:`_released_within`; by measure name (none of ``done``)."""
+    families: dict[tuple, list[Measure]] = {}
+    for m in measures:
+        key = _family(m) if m.name not in done else None
+        if key is not None:
+            families.setdefault(key, []).append(m)
+    out: dict[str, pd.DataFrame] = {}
+    for members in families.values():
+        parts = []
+        for m in members:
+            df = _measure_counts(raw, m)
+            parts.append(
+                (df, functools.partial(_release, df, m, m.breakdown, True, policy, multiplier))
+            )
+        released = _released_within(parts, members[0].breakdown, _adding_up(members[0]))
+        out.update({m.name: r for m, r in zip(members, released, strict=True)})
     return out
 
 
-def _release_within(
-    df: pd.DataFrame, m: Measure, groups: list[str], policy: Any, multiplier: float
-) -> pd.DataFrame:
-    """:func:`_release` with disclosure control, for counts that add up across intervals
-    (:func:`_adding_up`): see :func:`_released_within`."""
-
-    def release(**linked: Any) -> pd.DataFrame:
-        return _release(df, m, groups, True, policy, multiplier, **linked)
-
-    return _released_within(df, groups, _adding_up(m), release)
+def outward_intervals(intervals: Sequence[Interval]) -> dict[Interval, list[Interval]]:
+    """For each interval of a run, the others that share days with it without lying inside
+    it: a month's quarter and year, the weeks across its first and last days, a window that
+    overlaps it. A count that adds up across intervals, withheld in the interval, could be
+    worked out from any of those less counts released around it (the quarter less the other
+    two months; two overlapping windows less their union), unless withheld there too."""
+    ivs = sorted(set(intervals))
+    out: dict[Interval, list[Interval]] = {}
+    for iv in ivs:
+        wider = [
+            other
+            for other in ivs
+            if other != iv
+            and other[0] <= iv[1]
+            and iv[0] <= other[1]
+            and not (iv[0] <= other[0] and other[1] <= iv[1])
+        ]
+        if wider:
+            out[iv] = wider
+    return out
 
 
 def _apply_within(
@@ -1763,61 +1791,84 @@ def _apply_within(
             **linked,
         )
 
-    return _released_within(frame, groups, adding_up, release)
+    return _released_within([(frame, release)], groups, adding_up)[0]
 
 
 def _released_within(
-    cells: pd.DataFrame, groups: list[str], cols: Sequence[str], release: Any
-) -> pd.DataFrame:
-    """``release(withhold=..., avoid=...)`` (a measure's rows, in the order of ``cells``: its
-    intervals and groups) for counts ``cols`` that add up across intervals, over intervals
-    some of which make up others (:func:`inner_intervals`). Each interval is still a table
-    of its own, but a count withheld in an inner interval is withheld in each interval it
-    helps make up, in the same group, and protected there as a primary one: released, the
-    quarter less the other two months would give a withheld month back (January's
-    1 = 17 − 8 − 8). An outer count whose inner ones are all released is taken last as a
-    second withheld cell (the sum of its inner counts shows it to within their rounding).
-    Repeated until nothing changes (a month withheld in a quarter withholds it in the
-    year)."""
+    parts: Sequence[tuple[pd.DataFrame, Any]], groups: list[str], cols: Sequence[str]
+) -> list[pd.DataFrame]:
+    """Each part's ``release(withhold=..., avoid=...)`` (a measure's rows, in the order of
+    the part's cells: its intervals and groups), for counts ``cols`` that add up across
+    intervals, the parts being measures of the same counts (one, or a monthly and a
+    quarterly one). Each interval is still a table of its own, but a count withheld in an
+    interval, for its own sake (small, or a second cell of its interval's table), is
+    withheld in each interval that shares days with it without lying inside it
+    (:func:`outward_intervals`), and in the same interval of another part, in the same
+    group — and protected there as a primary one: released, the quarter less the other two
+    months would give a withheld month back (January's 1 = 17 − 8 − 8), and two windows
+    less their union the day they share. A count with such intervals inside it, all
+    released, is taken last as a second withheld cell (they show it to within their
+    rounding). Repeated until nothing changes."""
     from pophealth.disclosure import ELSEWHERE
 
-    starts, ends = cells["interval_start"], cells["interval_end"]
-    inner = inner_intervals(list(zip(starts, ends, strict=True)))
-    if not inner or not cols:
-        return release()
-    pairs = pd.DataFrame(
-        [(*outer, *iv) for outer, made_of in inner.items() for iv in made_of],
-        columns=["_os", "_oe", "interval_start", "interval_end"],
+    if not cols:
+        return [release() for _, release in parts]
+    rows = pd.concat(
+        [cells[[*INTERVAL_KEYS, *groups]].assign(_part=i) for i, (cells, _) in enumerate(parts)],
+        ignore_index=True,
     )
-    rows = cells[[*INTERVAL_KEYS, *groups]].reset_index(drop=True)
     rows["_row"] = np.arange(len(rows))
-    # each outer row beside each of its inner rows in the same group (positions in cells)
-    links = pairs.merge(rows, on=list(INTERVAL_KEYS)).rename(columns={"_row": "_inner"})
-    outer_rows = rows.rename(columns={"interval_start": "_os", "interval_end": "_oe"})
-    links = links.drop(columns=list(INTERVAL_KEYS)).merge(outer_rows, on=["_os", "_oe", *groups])
-    outer, of = links["_row"].to_numpy(), links["_inner"].to_numpy()
-    is_outer = np.zeros(len(rows), dtype=bool)
-    is_outer[outer] = True
-    forced = {c: np.zeros(len(rows), dtype=bool) for c in cols}
-    avoid = {c: np.zeros(len(rows), dtype=bool) for c in cols}
-    for _ in range(len(rows) + 1):  # (each pass withholds more, or stops)
-        out = release(withhold=forced, avoid=avoid)
-        more, avoid = {}, {}
+    intervals = set(zip(rows["interval_start"], rows["interval_end"], strict=True))
+    wider = outward_intervals(list(intervals))
+    pairs = [(*iv, *other) for iv, others in wider.items() for other in others]
+    if len(parts) > 1:  # (the same interval in two measures of one count: one count)
+        pairs += [(*iv, *iv) for iv in intervals]
+    if not pairs:
+        return [release() for _, release in parts]
+    pairs_df = pd.DataFrame(pairs, columns=["interval_start", "interval_end", "_ts", "_te"])
+    # each row beside each row of the same group in an interval it must be withheld in too
+    links = pairs_df.merge(rows, on=list(INTERVAL_KEYS)).drop(columns=list(INTERVAL_KEYS))
+    targets = rows.rename(
+        columns={"interval_start": "_ts", "interval_end": "_te", "_row": "_to", "_part": "_tp"}
+    )
+    links = links.merge(targets, on=["_ts", "_te", *groups])
+    links = links[links["_row"] != links["_to"]]
+    source, target = links["_row"].to_numpy(), links["_to"].to_numpy()
+    if not len(source):
+        return [release() for _, release in parts]
+    n = len(rows)
+    is_target = np.zeros(n, dtype=bool)
+    is_target[target] = True
+    bounds = np.cumsum([0, *(len(cells) for cells, _ in parts)])
+    forced = {c: np.zeros(n, dtype=bool) for c in cols}
+    avoid = {c: np.zeros(n, dtype=bool) for c in cols}
+    for _ in range(n + 1):  # (each pass withholds more, or stops)
+        outs = [
+            release(
+                withhold={c: forced[c][a:b] for c in cols},
+                avoid={c: avoid[c][a:b] for c in cols},
+            )
+            for (_, release), a, b in zip(parts, bounds[:-1], bounds[1:], strict=True)
+        ]
+        more = {}
         for c in cols:
-            withheld = out[c].isna().to_numpy()
-            hit = np.zeros(len(rows), dtype=bool)
-            np.logical_or.at(hit, outer, withheld[of])
+            withheld = np.concatenate([o[c].isna().to_numpy() for o in outs])
+            own = withheld & ~forced[c]  # (withheld here only for another's sake: not again)
+            hit = np.zeros(n, dtype=bool)
+            np.logical_or.at(hit, target, own[source])
             more[c] = hit & ~withheld
-            avoid[c] = is_outer & ~hit
+            avoid[c] = is_target & ~hit
         if not any(more[c].any() for c in cols):
             break
-        forced = {c: more[c] | forced[c] for c in cols}
-    notes = out["disclosure_note"].to_numpy(dtype=object)
-    for i in np.flatnonzero(np.logical_or.reduce([forced[c] for c in cols])):
-        if isinstance(notes[i], str):
-            notes[i] = notes[i].replace(ELSEWHERE, WITHIN)
-    out["disclosure_note"] = notes
-    return out
+        forced = {c: forced[c] | more[c] for c in cols}
+    everywhere = np.logical_or.reduce([forced[c] for c in cols])
+    for o, a in zip(outs, bounds[:-1], strict=True):
+        notes = o["disclosure_note"].to_numpy(dtype=object)
+        for i in np.flatnonzero(everywhere[a : a + len(o)]):
+            if isinstance(notes[i], str):
+                notes[i] = notes[i].replace(ELSEWHERE, WITHIN)
+        o["disclosure_note"] = notes
+    return outs
 
 
 def _release_rate(
@@ -2115,23 +2166,39 @@ def _release_quantiles(
     out.loc[withheld | few, "value"] = np.nan
     for c in levels:
         r, s, _ = centile_ranks(n, q, c)
-        short = ~withheld & ~few & ~np.isnan(r) & _short_anywhere(window, q, c)
+        # limits that some n of the window would not have (too few values), or would read
+        # too near the ends, are withheld alike, with one note: which of the two it was for
+        # the exact n would say whether n is below the count at which they exist
+        short = ~withheld & ~few & (n > 0) & _short_anywhere(window, q, c)
         short |= ~withheld & ~few & ~np.isnan(r) & ~tails.enough(r, s)
         cols = [f"{side}{level_label(c)}cl" for side in ("lower", "upper")]
         out.loc[withheld | few | short, cols] = np.nan
         for i in np.flatnonzero(short):
             notes[i].append(
-                f"{c * 100:g}% limits withheld: fewer than {QUANTILE_TAIL} {who} beyond them"
+                f"{c * 100:g}% limits withheld: fewer than {QUANTILE_TAIL} {who} beyond them, "
+                "or too few values for them"
             )
     out["disclosure_note"] = ["; ".join(x) if x else None for x in notes]
+    # (and the method no longer says, from the exact n, where there are too few values)
+    out["method"] = out["method"].str.replace(
+        r"; too few values for an? [^;]* interval", "", regex=True
+    )
     # read between two values, a centile's fraction is that of its rank, (n − 1)q + 1: of
     # whole numbers, 78.7 as the 90th centile says n is 44 where the released 45 says
-    # 43-47. Released to the values' own precision it says no more than which is nearer.
-    places = _decimal_places(table["values"])
-    if places is not None:
-        x = out["value"].to_numpy(dtype=float) * 10.0**places  # (halves away from 0)
-        out["value"] = np.sign(x) * np.floor(np.abs(x) + 0.5) / 10.0**places
-        out["method"] = out["method"] + f"; the value rounded to {_PRECISION[places]}"
+    # 43-47. Released to the values' own precision — each interval's and group's own, so
+    # that one finer value elsewhere does not keep the fraction — it says no more than
+    # which is nearer.
+    places = _places_by_group(table, keys, out[keys])
+    x = out["value"].to_numpy(dtype=float) * 10.0**places  # (halves away from 0)
+    rounded = np.sign(x) * np.floor(np.abs(x) + 0.5) / 10.0**places
+    fine = np.isnan(places)  # (values finer than 6 places: not rounded)
+    out["value"] = np.where(fine, out["value"].to_numpy(dtype=float), rounded)
+    words = [
+        None if np.isnan(d) else f"; the value rounded to {_PRECISION[int(d)]}" for d in places
+    ]
+    out["method"] = [
+        m if m is None or w is None else m + w for m, w in zip(out["method"], words, strict=True)
+    ]
     out["method"] = out["method"].where(out["value"].notna(), None)
     return out.drop(columns=["quantile", "n", "missing"])
 
@@ -2163,6 +2230,17 @@ def _short_anywhere(
 _PRECISION = {0: "whole numbers", 1: "1 decimal place"} | {
     d: f"{d} decimal places" for d in range(2, 7)
 }
+
+
+def _places_by_group(table: pd.DataFrame, keys: list[str], rows: pd.DataFrame) -> np.ndarray:
+    """For each of ``rows`` (an interval and group, by ``keys``), the decimal places of the
+    values of its own interval and group in ``table`` (:func:`_decimal_places`; NaN where
+    finer than 6 places, or no value)."""
+    valued = table[table["values"].notna()]
+    by_group = valued.groupby(keys, dropna=False, sort=False)["values"].agg(_decimal_places)
+    found = by_group.astype(float).rename("_places").reset_index()
+    merged = rows.reset_index(drop=True).merge(found, on=keys, how="left")
+    return merged["_places"].to_numpy(dtype=float)
 
 
 def _decimal_places(values: pd.Series) -> int | None:

@@ -368,7 +368,7 @@ def test_a_month_withheld_does_not_come_back_from_its_quarter(engine, quarter_st
     quarter = released[released["interval_end"] == D(2025, 3, 31)]
     quarter = quarter[quarter["interval_start"] == D(2025, 1, 1)]
     assert quarter["numerator"].isna().all() and len(quarter) == 2
-    assert quarter["disclosure_note"].str.contains("within this one").all()
+    assert quarter["disclosure_note"].str.contains("shares days with this one").all()
     it = Intruder()
     months = [f"m{i}" for i in range(3)]
     sums = [*([m] for m in months), months]  # each month, and the quarter: their sum

@@ -212,11 +212,19 @@ def test_disclosure_withholds_a_group_of_7_and_centiles_near_its_extremes(engine
     # February: 8, released as 10. The median lies between the 4th and 5th values, 3
     # patients beyond each: released, 45. Its 95% interval (exact binomial ranks for 8
     # values: the 1st and 8th) is the smallest and largest value: withheld, and said so.
-    # The 90th centile, at rank 7.3, is read from the highest value: withheld.
+    # Its 99.8% interval needs 10 values: withheld with the same note, which does not say
+    # which (that there are too few values would say n is 8 or 9 of the released 10's
+    # 8-12), nor does the method. The 90th centile, at rank 7.3, is read from the highest
+    # value: withheld.
     median, p90 = feb.iloc[0], feb.iloc[1]
     assert (median.numerator, median.denominator, median.value) == (10, 10, 45)
     assert pd.isna(median.lower95_0cl) and pd.isna(median.upper95_0cl)
-    assert median.disclosure_note == "95% limits withheld: fewer than 3 patients rank beyond them"
+    assert median.disclosure_note == (
+        "95% limits withheld: fewer than 3 patients rank beyond them, or too few values for "
+        "them; 99.8% limits withheld: fewer than 3 patients rank beyond them, or too few "
+        "values for them"
+    )
+    assert "too few values" not in median.method
     assert pd.isna(p90.value) and pd.isna(p90.method)
     assert p90.disclosure_note == (
         "value and limits withheld: fewer than 3 patients rank beyond the values it is read from"

@@ -200,7 +200,8 @@ def test_the_median_is_withheld_when_the_rows_beyond_it_are_fewer_than_3_patient
     # (the median 10.5 released to the values' precision: 11)
     assert _rows(out, cols)[0] == (D(2025, 1, 1), "median", 20.0, 20.0, 11.0, 6.0, 103.0)
     assert out["disclosure_note"][0] == (
-        "99.8% limits withheld: fewer than 3 rows, or patients with rows, rank beyond them"
+        "99.8% limits withheld: fewer than 3 rows, or patients with rows, rank beyond them, "
+        "or too few values for them"
     )
     assert pd.isna(out["value"][1])  # the 90th: 1 row above rank 19
     # the same values, h1's the lowest three, h3's the highest: above 103 only h2 and h3

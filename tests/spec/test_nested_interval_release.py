@@ -28,7 +28,7 @@ from pophealth.query import (
     run_measures,
     yearly,
 )
-from pophealth.query.measures import inner_intervals
+from pophealth.query.measures import outward_intervals
 from tests.spec.conftest import admission_row, make_store
 
 D = dt.date
@@ -39,20 +39,24 @@ Q1 = QUARTERS[0]
 REGISTERED = registrations.registered_on(index_date)
 
 
-def test_the_intervals_others_make_up_one_after_another():
-    """A quarter is made of its three months, the year of its months and its quarters; a
-    month of nothing. Rolling windows, a quarter with a month missing, and an interval
-    across two months make up nothing, and are part of nothing."""
-    inner = inner_intervals(MONTHS + QUARTERS + YEAR)
-    assert inner[Q1] == MONTHS[:3]
-    assert inner[QUARTERS[3]] == MONTHS[9:]
-    assert sorted(inner[YEAR[0]]) == sorted(MONTHS + QUARTERS)
-    assert set(inner) == {*QUARTERS, *YEAR}
+def test_the_intervals_sharing_days_with_an_interval_without_lying_inside_it():
+    """A month's are its quarter and the year; a quarter's the year; the year's none (every
+    other lies inside it). Two overlapping windows are each other's; a week across the end
+    of January is January's and February's, and they are its. Disjoint intervals none."""
+    wider = outward_intervals(MONTHS + QUARTERS + YEAR)
+    assert wider[MONTHS[0]] == [Q1, YEAR[0]]
+    assert wider[MONTHS[11]] == [YEAR[0], QUARTERS[3]]
+    assert wider[Q1] == [YEAR[0]]
+    assert YEAR[0] not in wider and len(wider) == 16
     rolling = [(D(2024, 2, 1), D(2025, 1, 31)), (D(2024, 3, 1), D(2025, 2, 28))]
-    assert inner_intervals(rolling) == {}
-    assert inner_intervals([MONTHS[0], MONTHS[2], Q1]) == {}
-    across = (D(2025, 1, 15), D(2025, 2, 14))
-    assert inner_intervals([*MONTHS[:3], across, Q1]) == {Q1: MONTHS[:3]}
+    assert outward_intervals(rolling) == {rolling[0]: [rolling[1]], rolling[1]: [rolling[0]]}
+    week = (D(2025, 1, 27), D(2025, 2, 2))
+    assert outward_intervals([*MONTHS[:2], week]) == {
+        MONTHS[0]: [week],
+        week: [MONTHS[0], MONTHS[1]],
+        MONTHS[1]: [week],
+    }
+    assert outward_intervals(MONTHS) == {}
 
 
 def _events_tables(first_month: int) -> dict:
@@ -82,7 +86,7 @@ def _january_and_its_quarter_withheld(out) -> None:
     withheld, Q1 saying why, and its value with them."""
     assert out["numerator"].isna().tolist() == [True, True, False, False]
     assert np.isnan(out.loc[Q1, "value"])
-    assert "within this one" in out.loc[Q1, "disclosure_note"]
+    assert "shares days with this one" in out.loc[Q1, "disclosure_note"]
 
 
 def test_a_month_withheld_is_withheld_in_its_quarter_and_its_year(one_in_january):
@@ -103,7 +107,8 @@ def test_a_month_withheld_is_withheld_in_its_quarter_and_its_year(one_in_january
     assert "numerator primary" in out.loc[MONTHS[0], "disclosure_note"]
     for outer in (Q1, YEAR[0]):
         assert out.loc[outer, "disclosure_note"] == (
-            "numerator secondary (withheld in an interval within this one: such counts add up)"
+            "numerator secondary (withheld in an interval that shares days with this one: such "
+            "counts add up)"
         )
         assert np.isnan(out.loc[outer, "value"])
         assert out.loc[outer, "denominator"] == 110.0  # (111 patients: released as ever)
@@ -150,7 +155,7 @@ def test_a_group_withheld_in_a_month_is_withheld_in_the_quarter_in_that_group(tm
     quarter = out[(out["interval_start"] == Q1[0]) & (out["interval_end"] == Q1[1])]
     quarter = quarter.set_index("sex")
     assert len(quarter) == 2 and quarter["numerator"].isna().all()
-    assert quarter["disclosure_note"].str.contains("within this one").all()
+    assert quarter["disclosure_note"].str.contains("shares days with this one").all()
     later = out[out["interval_start"] > Q1[0]]
     assert len(later) == 4 and later["numerator"].tolist() == [10.0] * 4
 
