@@ -244,6 +244,7 @@ def secondary_suppression(
     same_total_across: str | None = None,
     protect: np.ndarray | None = None,
     avoid: np.ndarray | None = None,
+    primary_rule: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -275,6 +276,12 @@ def secondary_suppression(
     among the cells that would do as a second withheld cell, they are taken last. Returns
     the new mask (a copy).
 
+    ``primary_rule`` (default ``primary_bounds``): the counts the rule withholds at first
+    for their value (1-7). A count withheld as a second cell is known to lie outside it —
+    0, or 8 or more — even where the primary cells' own bounds are wider (counts of rows
+    withheld for their few patients may be of any size, but a second cell was not withheld
+    at first, so it is not 1-7).
+
     The answer depends on nothing but these arguments, so it is remembered by their content
     (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
     many times: every indicator's denominators are the register's, and each
@@ -293,6 +300,7 @@ def secondary_suppression(
         audit,
         tuple(primary_bounds),
         same_total_across,
+        None if primary_rule is None else tuple(primary_rule),
     )
     try:
         key = _content_key(frame, by, col, suppressed, protect, avoid, args)
@@ -303,7 +311,7 @@ def secondary_suppression(
         found = _secondary_suppression(
             frame, col, suppressed, by=by, margins=margins, total_label=total_label,
             audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
-            protect=protect, avoid=avoid,
+            protect=protect, avoid=avoid, primary_rule=primary_rule or primary_bounds,
         )  # fmt: skip
         if key is not None:
             _SECONDARY_CACHE.keep(key, found)
@@ -363,6 +371,7 @@ def _secondary_suppression(
     same_total_across: str | None,
     protect: np.ndarray | None,
     avoid: np.ndarray | None,
+    primary_rule: tuple[float, float],
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
     messages: list[str] = []
@@ -398,7 +407,7 @@ def _secondary_suppression(
     # released anyway (policy): that it is 0 can show, as any released 0 does
     guarded = primary | (protect & ~((values == 0) & (primary_bounds[0] >= 1)))
     has_totals = any(t is not None for _, t in sets)
-    seconds = _second_cell_bounds(values, primary_bounds, protect)
+    seconds = _second_cell_bounds(values, primary_rule, protect)
     # a second cell known to be 0 is, to the audit, a released 0
     known_zero = np.array([b == (0, 0) for b in seconds], dtype=bool)
     for _ in range(len(frame) + 1):
@@ -510,15 +519,15 @@ def _lone_cell_pass(
 
 
 def _second_cell_bounds(
-    values: np.ndarray, primary_bounds: tuple[float, float], protect: np.ndarray
+    values: np.ndarray, primary_rule: tuple[float, float], protect: np.ndarray
 ) -> list[tuple[float, float | None]]:
     """What an attacker knows of each cell were it withheld as a second cell: it would
-    have been released, so it is 0 or above the threshold (1-7 are withheld at first) —
-    taken on the side of that gap the cell is on, which can only pin more than the gap
-    itself. (A 1 beside two second cells and their total of 17 is pinned: each of them is
-    8 or more.) No bounds when the threshold is not one (counts withheld for their few
-    patients), nor for a cell withheld in another table (``protect``), which may be 1-7."""
-    low, high = primary_bounds
+    have been released, so it is 0 or above the threshold (1-7 are withheld at first:
+    ``primary_rule``) — taken on the side of that gap the cell is on, which can only pin
+    more than the gap itself. (A 1 beside two second cells and their total of 17 is pinned:
+    each of them is 8 or more.) No bounds when the rule has no upper end, nor for a cell
+    withheld in another table (``protect``), which may be 1-7."""
+    low, high = primary_rule
     out: list[tuple[float, float | None]] = [(0, None)] * len(values)
     if not np.isfinite(high):
         return out
@@ -816,6 +825,7 @@ def apply(
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(col)),
+                primary_rule=_bounds(policy, None),
                 same_total_across=same_total_across,
                 protect=elsewhere,
                 avoid=_elsewhere(avoid, col, len(out)),
@@ -857,10 +867,12 @@ def _few_patients(
 
 def _bounds(policy: DisclosurePolicy, few: np.ndarray | None) -> tuple[float, float]:
     """What an attacker knows of a primarily withheld count: 1 to the threshold — unless
-    some were withheld for their few patients, whose counts of rows can be any size."""
+    some were withheld for their few patients, whose counts of rows can be any size from 1
+    (a patient behind a count has a row in it). From 0 where zeros are withheld too."""
+    low = 0 if policy.suppress_zeros else 1
     if few is not None and few.any():
-        return (0, np.inf)
-    return (0 if policy.suppress_zeros else 1, policy.suppress_at_or_below)
+        return (low, np.inf)
+    return (low, policy.suppress_at_or_below)
 
 
 def _why_primary(col: str, i: int, few: dict[str, np.ndarray]) -> str:
@@ -964,6 +976,7 @@ def release_proportions(
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(numerator)),
+                primary_rule=_bounds(policy, None),
                 same_total_across=same_total_across,
                 protect=x_mask & ~x_primary,
                 avoid=_elsewhere(avoid, numerator, len(out)),
@@ -976,6 +989,7 @@ def release_proportions(
                 margins=margins,
                 total_label=total_label,
                 primary_bounds=_bounds(policy, few.get(denominator)),
+                primary_rule=_bounds(policy, None),
                 same_total_across=same_total_across,
                 protect=n_mask & ~n_primary,
                 avoid=_elsewhere(avoid, denominator, len(out)),

@@ -302,3 +302,24 @@ def test_a_zero_withheld_in_another_table_is_not_protected_here():
             protect=elsewhere,
         )  # fmt: skip
     assert mask.tolist() == [True, True, False, False]
+
+
+def test_counts_of_rows_withheld_for_few_patients_are_audited_as_1_or_more():
+    """Admissions by practice with their total: A 1 row (1 patient, withheld for its few
+    patients), B 8 rows of 8 patients (its second cell), C 8 (→ 10), total 17 (→ 15). A
+    count withheld for its few patients may be any size from 1, and a second cell is not
+    1-7 (it would have been withheld at first): A ≤ 17 − 8 − 8 = 1, exactly 1, unless more
+    is withheld. (Audit 22: the audit took A as 0 or more and B as 0 or more.)"""
+    table = pd.DataFrame(
+        {
+            "practice": ["A", "B", "C", "Total"],
+            "events": [1, 8, 8, 17],
+            "events_patients": [1, 8, 8, 17],
+        }
+    )
+    out = disclosure.apply(
+        table, ["events"], by=["practice"], margins=["practice"], total_label="Total",
+        patients={"events": "events_patients"},
+    )  # fmt: skip
+    assert out["events"].isna().all()
+    assert out["disclosure_note"].tolist()[0] == "events primary (few patients)"

@@ -1482,17 +1482,19 @@ _LINKED_TOTAL = "\x00total"
 
 
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
-    """The proportions of patients of one run that count one numerator of one denominator
-    over the same intervals, one of them overall and the others each broken down by one
-    column (each by another): the overall measure is the total of each of the others'
-    tables. Released one by one, a cell withheld in a breakdown could be worked out from
-    the overall count and the breakdown's other cells (A 1, B 8 withheld as a second cell,
-    C 8 released as 10, overall 17 released as 15: B is 8 or more, so A is 1)."""
+    """The measures of one run — proportions of patients, ratios (events per patient),
+    rates per person-time — that count one numerator of one denominator over the same
+    intervals, one of them overall and the others each broken down by one column (each by
+    another): the overall measure is the total of each of the others' tables. Released one
+    by one, a cell withheld in a breakdown could be worked out from the overall count and
+    the breakdown's other cells (A 1, B 8 withheld as a second cell, C 8 released as 10,
+    overall 17 released as 15: B is 8 or more, so A is 1)."""
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
-        if type(m) is not Measure or m.kind != "proportion" or len(m.breakdown) > 1:
+        linkable = type(m) is Measure and m.kind in ("proportion", "ratio")
+        if not (linkable or type(m) is RateMeasure) or len(m.breakdown) > 1:
             continue
-        key = (m.numerator.key, m.denominator.key, tuple(m.intervals))
+        key = (m.kind, m.numerator.key, m.denominator.key, tuple(m.intervals))
         by_counts.setdefault(key, []).append(m)
     out = []
     for group in by_counts.values():
@@ -1511,31 +1513,48 @@ def _release_linked(
 ) -> dict[str, pd.DataFrame]:
     """Each group of :func:`_linked_groups` released as one table — each breakdown's cells
     with the overall count as their total row, the copies of that total one count — as the
-    programmes release a register by each of its breakdowns; by measure name, each measure's
-    rows as :func:`_release` would give them."""
+    programmes release a register by each of its breakdowns (counts that add up across
+    intervals as :func:`_released_within` says); by measure name, each measure's rows as
+    :func:`_release` would give them."""
     from pophealth import disclosure as sdc
 
     released: dict[str, pd.DataFrame] = {}
-    kw = {} if policy is None else {"policy": policy}
+    kw: dict[str, Any] = {} if policy is None else {"policy": policy}
     keys = [*INTERVAL_KEYS, "_breakdown", "_group"]
     for overall, *split in _linked_groups(measures):
-        total = _sorted_counts(raw, overall, [])
+        total = _measure_counts(raw, overall)
         parts = []
         for m in split:
             (g,) = m.breakdown
-            cells = _sorted_counts(raw, m, [g]).rename(columns={g: "_group"})
+            cells = _measure_counts(raw, m).rename(columns={g: "_group"})
             parts.append(cells.assign(_breakdown=g))
             parts.append(total.assign(_breakdown=g, _group=_LINKED_TOTAL))
-        table = pd.concat(parts, ignore_index=True)[[*keys, "numerator", "denominator"]]
+        table = pd.concat(parts, ignore_index=True)
+        behind = {
+            side: f"{side}_patients" for side in ("numerator", "denominator")
+            if f"{side}_patients" in table and table[f"{side}_patients"].notna().all()
+        }  # fmt: skip
+        table = table[[*keys, "numerator", "denominator", *behind.values()]]
         table["_group"] = table["_group"].astype(object)
-        out = sdc.release_proportions(
-            table, "numerator", "denominator", by=keys, margins=["_group"],
-            total_label=_LINKED_TOTAL, same_total_across="_breakdown",
-            multiplier=multiplier, **kw,
-        )  # fmt: skip
-        if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
-            exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
-            out["value"] = np.where(out["value"].isna(), np.nan, exact)
+        linking = {
+            "by": keys, "margins": ["_group"], "total_label": _LINKED_TOTAL,
+            "same_total_across": "_breakdown", **kw,
+        }  # fmt: skip
+        if overall.kind == "proportion":
+            out = sdc.release_proportions(
+                table.drop(columns=list(behind.values())), "numerator", "denominator",
+                multiplier=multiplier, **linking,
+            )  # fmt: skip
+            if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
+                exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
+                out["value"] = np.where(out["value"].isna(), np.nan, exact)
+        else:  # a ratio or a rate: its counts as one table, then each measure's values
+            release = functools.partial(
+                sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
+                **linking,
+            )  # fmt: skip
+            adding_up = _adding_up(overall)
+            out = _released_within([(table, release)], ["_breakdown", "_group"], adding_up)[0]
         is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
         first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
         mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
@@ -1546,18 +1565,14 @@ def _release_linked(
             rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
             released[m.name] = rows.reset_index(drop=True)
         for m in (overall, *split):
-            released[m.name].insert(0, "measure", m.name)
+            if overall.kind != "proportion":
+                counts = released[m.name]
+                released[m.name] = _release(
+                    counts, m, m.breakdown, True, policy, multiplier, done=True
+                )
+            if "measure" not in released[m.name]:
+                released[m.name].insert(0, "measure", m.name)
     return released
-
-
-def _sorted_counts(raw: pd.DataFrame, m: Measure, groups: list[str]) -> pd.DataFrame:
-    """``m``'s counts by interval and ``groups``, in the order of its released rows."""
-    df = raw[raw["measure"] == m.name]
-    df = df[["measure", *INTERVAL_KEYS, *groups, "numerator", "denominator"]].copy()
-    for k in INTERVAL_KEYS:
-        df[k] = pd.to_datetime(df[k]).dt.date
-    df = df.sort_values([*INTERVAL_KEYS, *groups], kind="stable")
-    return df.reset_index(drop=True)
 
 
 def result_columns(group_cols: Sequence[str] = ()) -> list[str]:
@@ -1616,11 +1631,15 @@ def _release(
     disclosure: bool,
     policy: Any,
     multiplier: float,
+    *,
+    done: bool = False,
     **linked: Any,
 ) -> pd.DataFrame:
     """Measure ``m``'s rows from its counts ``df`` (one row per interval and group).
     ``linked``: ``withhold`` and ``avoid`` for :func:`pophealth.disclosure.apply`, from
-    :func:`_released_within`."""
+    :func:`_released_within`. ``done``: a ratio's or a rate's counts in ``df`` are already
+    released, with their ``disclosure_note`` (:func:`_release_linked`): only its values
+    are worked out from them."""
     from pophealth import disclosure as sdc
     from pophealth.stats import rate
     from pophealth.stats._core import multiplier_text
@@ -1639,7 +1658,7 @@ def _release(
     elif behind:
         kw["patients"] = behind
     if isinstance(m, RateMeasure):
-        return _release_rate(df, m, groups, by, disclosure, kw)
+        return _release_rate(df, m, groups, by, disclosure, kw, done)
     if m.kind in ("proportion", "row proportion", "rows"):
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
@@ -1652,8 +1671,10 @@ def _release(
             out["method"] = method.where(method.isna(), method + "; rows counted as independent")
         return out
     # ratio of sums: counts released by the same rule, value recomputed from them
-    if disclosure:
+    if disclosure and not done:
         df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
+    elif done:
+        df = df.copy()
     else:
         df = df.copy()
         df["disclosure_note"] = "not disclosure-controlled"
@@ -1878,6 +1899,7 @@ def _release_rate(
     by: list[str],
     disclosure: bool,
     kw: dict[str, Any],
+    done: bool = False,
 ) -> pd.DataFrame:
     """The rows of rate measure ``m``: events (``numerator``) per person-time
     (``denominator``, in days) × ``m.per``, in person-``m.unit``.
@@ -1887,11 +1909,14 @@ def _release_rate(
     each withheld when it is 1-7, or when the patients behind it (those with an event; those
     with person-time) number 1-7, or to protect another cell, and otherwise rounded (to 5:
     person-days to 5 days). The value and limits are worked out from the released figures
-    and are missing wherever either is withheld."""
+    and are missing wherever either is withheld (``done``: the counts in ``df`` are
+    already released)."""
     from pophealth import disclosure as sdc
     from pophealth.stats import rate
 
-    if disclosure:
+    if done:
+        df = df.copy()
+    elif disclosure:
         df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
     else:
         df = df.copy()
