@@ -1483,18 +1483,21 @@ _LINKED_TOTAL = "\x00total"
 
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
     """The measures of one run — proportions of patients, ratios (events per patient),
-    rates per person-time — that count one numerator of one denominator over the same
-    intervals, one of them overall and the others each broken down by one column (each by
-    another): the overall measure is the total of each of the others' tables. Released one
-    by one, a cell withheld in a breakdown could be worked out from the overall count and
-    the breakdown's other cells (A 1, B 8 withheld as a second cell, C 8 released as 10,
-    overall 17 released as 15: B is 8 or more, so A is 1)."""
+    rates per person-time, centiles of a value per patient — that count one numerator of
+    one denominator over the same intervals, one of them overall and the others each broken
+    down by one column (each by another): the overall measure is the total of each of the
+    others' tables. Released one by one, a cell withheld in a breakdown could be worked out
+    from the overall count and the breakdown's other cells (A 1, B 8 withheld as a second
+    cell, C 8 released as 10, overall 17 released as 15: B is 8 or more, so A is 1)."""
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
         linkable = type(m) is Measure and m.kind in ("proportion", "ratio")
-        if not (linkable or type(m) is RateMeasure) or len(m.breakdown) > 1:
+        linkable |= type(m) is RateMeasure or m.kind == "quantile"
+        if not linkable or len(m.breakdown) > 1:
             continue
-        key = (m.kind, m.numerator.key, m.denominator.key, tuple(m.intervals))
+        # (quantiles of one value among the same patients count the same patients with it)
+        what = m.value.key if isinstance(m, QuantileMeasure) else None
+        key = (m.kind, m.numerator.key, m.denominator.key, what, tuple(m.intervals))
         by_counts.setdefault(key, []).append(m)
     out = []
     for group in by_counts.values():
@@ -1521,12 +1524,18 @@ def _release_linked(
     released: dict[str, pd.DataFrame] = {}
     kw: dict[str, Any] = {} if policy is None else {"policy": policy}
     keys = [*INTERVAL_KEYS, "_breakdown", "_group"]
+
+    def counts_of(m: Measure) -> pd.DataFrame:
+        if isinstance(m, QuantileMeasure):
+            return _quantile_counts(raw[raw["measure"] == m.name].copy(), m)
+        return _measure_counts(raw, m)
+
     for overall, *split in _linked_groups(measures):
-        total = _measure_counts(raw, overall)
+        total = counts_of(overall)
         parts = []
         for m in split:
             (g,) = m.breakdown
-            cells = _measure_counts(raw, m).rename(columns={g: "_group"})
+            cells = counts_of(m).rename(columns={g: "_group"})
             parts.append(cells.assign(_breakdown=g))
             parts.append(total.assign(_breakdown=g, _group=_LINKED_TOTAL))
         table = pd.concat(parts, ignore_index=True)
@@ -1565,7 +1574,11 @@ def _release_linked(
             rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
             released[m.name] = rows.reset_index(drop=True)
         for m in (overall, *split):
-            if overall.kind != "proportion":
+            if isinstance(m, QuantileMeasure):
+                counts = released.pop(m.name)
+                own = raw[raw["measure"] == m.name].copy()
+                released[m.name] = _release_quantiles(own, m, True, policy, counts=counts)
+            elif overall.kind != "proportion":
                 counts = released[m.name]
                 released[m.name] = _release(
                     counts, m, m.breakdown, True, policy, multiplier, done=True
@@ -2103,7 +2116,12 @@ def _limits_of_released_events(released: pd.DataFrame, exact: np.ndarray, levels
 
 
 def _release_quantiles(
-    df: pd.DataFrame, m: QuantileMeasure, disclosure: bool, policy: Any
+    df: pd.DataFrame,
+    m: QuantileMeasure,
+    disclosure: bool,
+    policy: Any,
+    *,
+    counts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The rows of quantile measure ``m`` from its counts of patients by interval, group and
     value (``df``): one row per interval, group and quantile, in the order asked for.
@@ -2114,7 +2132,9 @@ def _release_quantiles(
     wherever the numerator is (1-7, or withheld to protect another cell), and wherever they
     would be read from a value with fewer than :data:`QUANTILE_TAIL` patients ranked beyond
     it — the 90th centile of 20 patients lies between the 2nd and 3rd highest values —
-    each said in ``disclosure_note``."""
+    each said in ``disclosure_note``. ``counts``: the numerator and denominator per
+    interval and group already released (:func:`_release_linked`), in the order of
+    :func:`_quantile_counts`."""
     from pophealth import disclosure as sdc
     from pophealth.stats._core import level_label, normalise_confidence
     from pophealth.stats.centiles import centile_position, centile_ranks, centiles_of_counts
@@ -2165,7 +2185,11 @@ def _release_quantiles(
         tails = _RowTails(detail, keys, out[keys])
     # rows add up across intervals (a month's attendances to its quarter's); patients do not
     adding_up = ("numerator", "denominator") if detail is not None else ()
-    released = _apply_within(per_group, groups, adding_up, kw)
+    if counts is None:
+        released = _apply_within(per_group, groups, adding_up, kw)
+    else:  # (the same groups in the same order: worked out from the same counts)
+        assert len(counts) == len(per_group)
+        released = counts
     rows = np.repeat(np.arange(len(released)), len(m.quantiles))
     for c in ("numerator", "denominator", "disclosure_note"):
         out[c] = released[c].to_numpy()[rows]
@@ -2226,6 +2250,16 @@ def _release_quantiles(
     ]
     out["method"] = out["method"].where(out["value"].notna(), None)
     return out.drop(columns=["quantile", "n", "missing"])
+
+
+def _quantile_counts(df: pd.DataFrame, m: QuantileMeasure) -> pd.DataFrame:
+    """The exact numerator (patients with a value) and denominator of quantile measure
+    ``m`` (a quantile of patients) per interval and group, in the order
+    :func:`_release_quantiles` releases them, from its counts ``df``."""
+    exact = _release_quantiles(df, m, False, None)
+    keys = [*INTERVAL_KEYS, *m.breakdown]
+    per_group = exact.drop_duplicates(keys)[[*keys, "numerator", "denominator"]]
+    return per_group.reset_index(drop=True)
 
 
 def _short_anywhere(

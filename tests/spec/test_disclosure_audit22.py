@@ -418,6 +418,34 @@ def test_events_per_patient_by_practice_beside_their_overall(events_by_practice_
     assert lo < hi, f"practice A's withheld admissions are exactly {lo}"
 
 
+def test_centiles_by_practice_beside_their_overall(tmp_path):
+    """Fault 5 for a centile measure: the median HbA1c by practice (A 1 patient with a
+    value, B 8, C 8, each with 12 registered) and overall. Released one by one, A's 1 is
+    withheld, B's 8 as its second cell (8 or more), C's 8 → 10 and the overall 17 → 15:
+    A ≤ 17 − 8 − 8 = 1. The patients with a value by practice and overall are now one
+    table, so more is withheld. Safe: A not pinned."""
+    plan = {"A": [50.0], "B": [40.0 + i for i in range(8)], "C": [60.0 + i for i in range(8)]}
+    tables = _hba1c_tables(plan)
+    for practice in plan:  # (and 4 more registered without a value in each practice)
+        tables["registrations"] += [
+            {"patient_id": f"{practice}x{i}", "practice_id": practice, "start_date": D(2020, 1, 1)}
+            for i in range(4 + 7 * (practice == "A"))
+        ]
+    store = make_store(tmp_path, tables)
+    released = _released(store, _medians())
+    it = Intruder()
+    for practice in plan:
+        r = _at(released, "median", YEAR[0], practice=practice)
+        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
+        if r["disclosure_note"] and r["disclosure_note"].startswith("numerator secondary"):
+            it.knows([practice], SECOND_CELL_FLOOR, np.inf)
+    assert np.isnan(_at(released, "median", YEAR[0], practice="A")["numerator"])
+    total = _at(released, "overall", YEAR[0])
+    it.sees(list(plan), total["numerator"], total["disclosure_note"], "numerator")
+    lo, hi = it.range_of("A")
+    assert lo < hi, f"practice A's patients with a value are exactly {lo}"
+
+
 # -- 6. what a median's method says of its n -----------------------------------------------------
 #
 # two practices of 9 patients, each with one HbA1c in 2025 (40, 41, ... 48); overall 18
