@@ -1483,7 +1483,8 @@ _LINKED_TOTAL = "\x00total"
 
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
     """The measures of one run — proportions of patients, ratios (events per patient),
-    rates per person-time, centiles of a value per patient — that count one numerator of
+    rates per person-time, standardised rates, centiles of a value per patient — that count
+    one numerator of
     one denominator over the same intervals, one of them overall and the others each broken
     down by one column (each by another): the overall measure is the total of each of the
     others' tables. Released one by one, a cell withheld in a breakdown could be worked out
@@ -1492,7 +1493,7 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
         linkable = type(m) is Measure and m.kind in ("proportion", "ratio")
-        linkable |= type(m) is RateMeasure or m.kind == "quantile"
+        linkable |= type(m) in (RateMeasure, StandardisedRateMeasure) or m.kind == "quantile"
         if not linkable or len(m.breakdown) > 1:
             continue
         # (quantiles of one value among the same patients count the same patients with it)
@@ -1528,6 +1529,8 @@ def _release_linked(
     def counts_of(m: Measure) -> pd.DataFrame:
         if isinstance(m, QuantileMeasure):
             return _quantile_counts(raw[raw["measure"] == m.name].copy(), m)
+        if isinstance(m, StandardisedRateMeasure):
+            return _standardised_cells(raw[raw["measure"] == m.name].copy(), m)[1]
         return _measure_counts(raw, m)
 
     for overall, *split in _linked_groups(measures):
@@ -1562,7 +1565,11 @@ def _release_linked(
                 sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
                 **linking,
             )  # fmt: skip
-            adding_up = _adding_up(overall)
+            adding_up = (
+                _standardised_adding_up(overall)
+                if isinstance(overall, StandardisedRateMeasure)
+                else _adding_up(overall)
+            )
             out = _released_within([(table, release)], ["_breakdown", "_group"], adding_up)[0]
         is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
         first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
@@ -1574,10 +1581,13 @@ def _release_linked(
             rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
             released[m.name] = rows.reset_index(drop=True)
         for m in (overall, *split):
-            if isinstance(m, QuantileMeasure):
+            if isinstance(m, QuantileMeasure | StandardisedRateMeasure):
                 counts = released.pop(m.name)
                 own = raw[raw["measure"] == m.name].copy()
-                released[m.name] = _release_quantiles(own, m, True, policy, counts=counts)
+                finish = (
+                    _release_quantiles if isinstance(m, QuantileMeasure) else _release_standardised
+                )
+                released[m.name] = finish(own, m, True, policy, counts=counts)
             elif overall.kind != "proportion":
                 counts = released[m.name]
                 released[m.name] = _release(
@@ -1953,8 +1963,34 @@ def _release_rate(
     return df
 
 
+def _standardised_cells(
+    df: pd.DataFrame, m: StandardisedRateMeasure
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Standardised rate ``m``'s counts by interval, group and age band (``df``, tidied),
+    its counts by interval and group, all bands together (the rows it releases, in order),
+    and the columns of patients behind them."""
+    keys = [*INTERVAL_KEYS, *m.breakdown]
+    behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
+    df = df.reindex(columns=[*keys, AGE_BAND, "numerator", "denominator", *behind])
+    for k in INTERVAL_KEYS:
+        df[k] = pd.to_datetime(df[k]).dt.date
+    # each patient is in one band of an interval, so the patients behind add up too
+    sums = df.groupby(keys, dropna=False, sort=True)[["numerator", "denominator", *behind]]
+    return df, sums.sum().reset_index(), behind
+
+
+def _standardised_adding_up(m: StandardisedRateMeasure) -> tuple[str, ...]:
+    """A standardised rate's counts that add up across intervals: events, and person-days."""
+    return ("numerator",) if m.person_time is None else ("numerator", "denominator")
+
+
 def _release_standardised(
-    df: pd.DataFrame, m: StandardisedRateMeasure, disclosure: bool, policy: Any
+    df: pd.DataFrame,
+    m: StandardisedRateMeasure,
+    disclosure: bool,
+    policy: Any,
+    *,
+    counts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The rows of standardised rate ``m`` from its counts by interval, group and age band
     (``df``): one row per interval and group with someone counted.
@@ -1973,19 +2009,15 @@ def _release_standardised(
     and its limits from the released count of events
     (:func:`_limits_of_released_events`): from exact counts, the rate and limits beside
     the rounded ones would give the exact ones back. The bands' own counts, rounded or
-    not, are never released."""
+    not, are never released. ``counts``: the events and population per interval and group
+    already released (:func:`_release_linked`), in the order of
+    :func:`_standardised_cells`."""
     from pophealth.stats import dsr
     from pophealth.stats._core import level_label, normalise_confidence
 
     groups = m.breakdown
     keys = ["interval_start", "interval_end", *groups]
-    behind = [c for c in PATIENTS_BEHIND.values() if c in df and df[c].notna().any()]
-    df = df.reindex(columns=[*keys, AGE_BAND, "numerator", "denominator", *behind])
-    for k in ("interval_start", "interval_end"):
-        df[k] = pd.to_datetime(df[k]).dt.date
-    # each patient is in one band of an interval, so the patients behind add up too
-    sums = df.groupby(keys, dropna=False, sort=True)[["numerator", "denominator", *behind]]
-    cells = sums.sum().reset_index()
+    df, cells, behind = _standardised_cells(df, m)
     if cells.empty:  # nobody counted in any interval: no rows (as for any measure)
         out = cells.drop(columns=behind)
         out.insert(0, "measure", m.name)
@@ -2055,9 +2087,13 @@ def _release_standardised(
     side = {PATIENTS_BEHIND["pn"]: "numerator", PATIENTS_BEHIND["pd"]: "denominator"}
     if behind:
         kw["patients"] = {side[c]: c for c in behind}
-    # events add up across intervals (a month's to its quarter's), and so do person-days
-    adding_up = ("numerator",) if m.person_time is None else ("numerator", "denominator")
-    released = _apply_within(out, groups, adding_up, kw)
+    if counts is None:  # events add up across intervals (a month's to its quarter's)
+        released = _apply_within(out, groups, _standardised_adding_up(m), kw)
+    else:  # (the same groups in the same order: worked out from the same counts)
+        assert len(counts) == len(out)
+        released = out.drop(columns=behind)
+        for c in ("numerator", "denominator", "disclosure_note"):
+            released[c] = counts[c].to_numpy()
     withheld = released["numerator"].isna() | released["denominator"].isna()
     released.loc[withheld, ["value", *limits]] = np.nan
     released.loc[withheld, "method"] = None  # (as a withheld proportion: nothing said of it)

@@ -418,6 +418,47 @@ def test_events_per_patient_by_practice_beside_their_overall(events_by_practice_
     assert lo < hi, f"practice A's withheld admissions are exactly {lo}"
 
 
+@pytest.fixture(scope="module")
+def aged_events_by_practice_store(tmp_path_factory):
+    """As ``events_by_practice_store``, everyone born on 1 June 1930."""
+    regs, adms = [], []
+    for practice, (registered, admitted) in EVENTS_BY_PRACTICE.items():
+        plan = {
+            f"{practice}{i:02d}": [D(2025, 5, 1)] if i < admitted else [] for i in range(registered)
+        }
+        r, a = _admitted(plan, practice)
+        regs += r
+        adms += a
+    pats = [{"patient_id": r["patient_id"], "date_of_birth": D(1930, 6, 1)} for r in regs]
+    tables = {"patients": pats, "registrations": regs, "admissions": adms}
+    return make_store(tmp_path_factory.mktemp("a22_aged"), tables)
+
+
+def test_standardised_rates_by_practice_beside_their_overall(aged_events_by_practice_store):
+    """Fault 5 for a standardised rate (one band, 90+: everyone born in 1930): admissions by
+    practice (A 1, B 8, C 8) and overall (17), as events per patient above. Released one by
+    one, A's 1 is withheld, B's 8 as its second cell, C's 8 → 10, the overall 17 → 15: A =
+    1. Now one table. Safe: A not pinned."""
+    m = Measures(intervals=YEAR)
+    for name, by in (("by_practice", PRACTICE), ("overall", {})):
+        m.define_standardised_rate(
+            name, events=ADMISSIONS, among=REGISTERED, min_age=90, per=1000, group_by=by
+        )
+    released = _released(aged_events_by_practice_store, m)
+    rows = released[released["measure"] == "by_practice"].set_index("practice")
+    assert rows["numerator"].isna().tolist()[:2] == [True, True]
+    it = Intruder()
+    for practice in EVENTS_BY_PRACTICE:
+        r = rows.loc[practice]
+        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
+        if str(r["disclosure_note"]).startswith("numerator secondary"):
+            it.knows([practice], SECOND_CELL_FLOOR, np.inf)
+    total = _at(released, "overall", YEAR[0])
+    it.sees(list(EVENTS_BY_PRACTICE), total["numerator"], total["disclosure_note"], "numerator")
+    lo, hi = it.range_of("A")
+    assert lo < hi, f"practice A's withheld admissions are exactly {lo}"
+
+
 def test_centiles_by_practice_beside_their_overall(tmp_path):
     """Fault 5 for a centile measure: the median HbA1c by practice (A 1 patient with a
     value, B 8, C 8, each with 12 registered) and overall. Released one by one, A's 1 is
