@@ -1476,15 +1476,21 @@ def run_measures(
     return result
 
 
+#: the measures released as proportions: of patients, of rows of a table, of a row dataset
+_PROPORTIONS = ("proportion", "row proportion", "rows")
+
+#: the ``method`` of a proportion of rows: a patient's rows counted as separate
+ROWS_COUNTED = "; rows counted as independent"
+
 #: the label of the total rows while linked measures are released as one table (never a
 #: group's own label: a breakdown's labels are text, numbers or missing)
 _LINKED_TOTAL = "\x00total"
 
 
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
-    """The measures of one run — proportions of patients, ratios (events per patient),
-    rates per person-time, standardised rates, centiles of a value per patient — that count
-    one numerator of
+    """The measures of one run — proportions of patients or of rows, row measures, ratios
+    (events per patient), rates per person-time, standardised rates, centiles of a value
+    per patient — that count one numerator of
     one denominator over the same intervals, one of them overall and the others each broken
     down by one column (each by another): the overall measure is the total of each of the
     others' tables. Released one by one, a cell withheld in a breakdown could be worked out
@@ -1492,12 +1498,14 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     cell, C 8 released as 10, overall 17 released as 15: B is 8 or more, so A is 1)."""
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
-        linkable = type(m) is Measure and m.kind in ("proportion", "ratio")
-        linkable |= type(m) in (RateMeasure, StandardisedRateMeasure) or m.kind == "quantile"
+        linkable = type(m) is Measure or m.kind == "quantile"
+        linkable |= type(m) in (RateMeasure, StandardisedRateMeasure, RowMeasure)
         if not linkable or len(m.breakdown) > 1:
             continue
-        # (quantiles of one value among the same patients count the same patients with it)
+        # (quantiles of one value among the same patients count the same patients with it;
+        # a row measure counts the rows of its own row dataset)
         what = m.value.key if isinstance(m, QuantileMeasure) else None
+        what = id(m.row_dataset) if isinstance(m, RowMeasure) else what
         key = (m.kind, m.numerator.key, m.denominator.key, what, tuple(m.intervals))
         by_counts.setdefault(key, []).append(m)
     out = []
@@ -1552,25 +1560,29 @@ def _release_linked(
             "by": keys, "margins": ["_group"], "total_label": _LINKED_TOTAL,
             "same_total_across": "_breakdown", **kw,
         }  # fmt: skip
-        if overall.kind == "proportion":
-            out = sdc.release_proportions(
-                table.drop(columns=list(behind.values())), "numerator", "denominator",
-                multiplier=multiplier, **linking,
+        adding_up = (
+            _standardised_adding_up(overall)
+            if isinstance(overall, StandardisedRateMeasure)
+            else _adding_up(overall)
+        )
+        proportion = overall.kind in _PROPORTIONS
+        if proportion:  # of patients, or of rows (the patients behind them checked too)
+            release = functools.partial(
+                sdc.release_proportions, table, "numerator", "denominator",
+                multiplier=multiplier, patients=behind or None, **linking,
             )  # fmt: skip
-            if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
-                exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
-                out["value"] = np.where(out["value"].isna(), np.nan, exact)
         else:  # a ratio or a rate: its counts as one table, then each measure's values
             release = functools.partial(
                 sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
                 **linking,
             )  # fmt: skip
-            adding_up = (
-                _standardised_adding_up(overall)
-                if isinstance(overall, StandardisedRateMeasure)
-                else _adding_up(overall)
-            )
-            out = _released_within([(table, release)], ["_breakdown", "_group"], adding_up)[0]
+        out = _released_within([(table, release)], ["_breakdown", "_group"], adding_up)[0]
+        if proportion and len(out):  # the value as one quotient; missing where it was
+            exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
+            out["value"] = np.where(out["value"].isna(), np.nan, exact)
+            if overall.kind != "proportion":  # (as _release says of rows)
+                method = out["method"]
+                out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
         is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
         first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
         mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
@@ -1588,7 +1600,7 @@ def _release_linked(
                     _release_quantiles if isinstance(m, QuantileMeasure) else _release_standardised
                 )
                 released[m.name] = finish(own, m, True, policy, counts=counts)
-            elif overall.kind != "proportion":
+            elif not proportion:
                 counts = released[m.name]
                 released[m.name] = _release(
                     counts, m, m.breakdown, True, policy, multiplier, done=True
@@ -1682,7 +1694,7 @@ def _release(
         kw["patients"] = behind
     if isinstance(m, RateMeasure):
         return _release_rate(df, m, groups, by, disclosure, kw, done)
-    if m.kind in ("proportion", "row proportion", "rows"):
+    if m.kind in _PROPORTIONS:
         out = _release_proportions(df, groups, by, disclosure, kw, multiplier)
         if len(out):  # the value as one quotient; missing where it was (withheld, 0 of 0)
             exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
@@ -1691,7 +1703,7 @@ def _release(
             # a patient may have several rows: the limits treat the rows as independent
             # (a row without a value, withheld or 0 of 0, has no method, as for patients)
             method = out["method"]
-            out["method"] = method.where(method.isna(), method + "; rows counted as independent")
+            out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
         return out
     # ratio of sums: counts released by the same rule, value recomputed from them
     if disclosure and not done:

@@ -447,6 +447,35 @@ def test_standardised_rates_by_practice_beside_their_overall(aged_events_by_prac
     _practice_a_not_pinned(_released(aged_events_by_practice_store, m), EVENTS_BY_PRACTICE)
 
 
+def test_a_proportion_of_rows_by_practice_beside_its_overall(tmp_path):
+    """Fault 5 for a proportion of rows: emergency admissions among all admissions, by
+    practice (A 1 of 20, B 8 of 30, C 8 of 40, one admission per patient) and overall (17
+    of 90). Released one by one, A's 1 is withheld, B's 8 as its second cell, C's 8 → 10,
+    the overall 17 → 15: A = 1. Now one table. Safe: A not pinned."""
+    regs, adms = [], []
+    for practice, (registered, emergency) in EVENTS_BY_PRACTICE.items():
+        for i in range(registered):
+            pid = f"{practice}{i:02d}"
+            regs.append({"patient_id": pid, "practice_id": practice, "start_date": D(2020, 1, 1)})
+            method = "emergency" if i < emergency else "elective"
+            adms.append(admission_row(pid, D(2025, 5, 1), method=method))
+    store = make_store(tmp_path, {"registrations": regs, "admissions": adms})
+    every = admissions.in_interval()
+    m = Measures(intervals=YEAR)
+    for name, by in (("by_practice", PRACTICE), ("overall", {})):
+        m.define_measure(
+            name,
+            numerator=every.where(every.admission_method == "emergency").count_for_patient(),
+            denominator=every.count_for_patient(),
+            group_by=by,
+        )
+    released = _released(store, m)
+    assert set(released["method"].dropna()) <= {
+        "Wilson (from released counts); rows counted as independent"
+    }
+    _practice_a_not_pinned(released, EVENTS_BY_PRACTICE)
+
+
 def test_centiles_by_practice_beside_their_overall(tmp_path):
     """Fault 5 for a centile measure: the median HbA1c by practice (A 1 patient with a
     value, B 8, C 8, each with 12 registered) and overall. Released one by one, A's 1 is
