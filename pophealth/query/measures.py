@@ -1488,9 +1488,9 @@ _LINKED_TOTAL = "\x00total"
 
 
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
-    """The measures of one run — proportions of patients or of rows, row measures, ratios
-    (events per patient), rates per person-time, standardised rates, centiles of a value
-    per patient — that count one numerator of
+    """The measures of one run — of any kind: proportions of patients or of rows, row
+    measures, ratios (events per patient), rates per person-time, standardised rates,
+    centiles per patient or per row — that count one numerator of
     one denominator over the same intervals, one of them overall and the others each broken
     down by one column (each by another): the overall measure is the total of each of the
     others' tables. Released one by one, a cell withheld in a breakdown could be worked out
@@ -1498,13 +1498,13 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     cell, C 8 released as 10, overall 17 released as 15: B is 8 or more, so A is 1)."""
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
-        linkable = type(m) is Measure or m.kind == "quantile"
+        linkable = type(m) is Measure or isinstance(m, QuantileMeasure)
         linkable |= type(m) in (RateMeasure, StandardisedRateMeasure, RowMeasure)
         if not linkable or len(m.breakdown) > 1:
             continue
-        # (quantiles of one value among the same patients count the same patients with it;
-        # a row measure counts the rows of its own row dataset)
-        what = m.value.key if isinstance(m, QuantileMeasure) else None
+        # (quantiles of one value among the same patients count the same patients with it,
+        # or over the same rows the same rows; a row measure the rows of its row dataset)
+        what = (m.value.key, _key(m.rows)) if isinstance(m, QuantileMeasure) else None
         what = id(m.row_dataset) if isinstance(m, RowMeasure) else what
         key = (m.kind, m.numerator.key, m.denominator.key, what, tuple(m.intervals))
         by_counts.setdefault(key, []).append(m)
@@ -1563,6 +1563,8 @@ def _release_linked(
         adding_up = (
             _standardised_adding_up(overall)
             if isinstance(overall, StandardisedRateMeasure)
+            else ("numerator", "denominator")
+            if overall.kind == "row quantile"
             else _adding_up(overall)
         )
         proportion = overall.kind in _PROPORTIONS
@@ -2192,10 +2194,7 @@ def _release_quantiles(
     levels = normalise_confidence(DEFAULT_CONFIDENCE)
     detail = None
     if m.rows is not None:  # counts of rows by patient too: summed over the patients
-        detail = df.reindex(columns=[*keys, PATIENT, VALUE, "denominator"])
-        for k in ("interval_start", "interval_end"):
-            detail[k] = pd.to_datetime(detail[k]).dt.date
-        detail[VALUE] = pd.to_numeric(detail[VALUE].astype(object), errors="raise").astype(float)
+        detail = _row_detail(df, keys)
         df = (
             detail.groupby([*keys, VALUE], dropna=False, sort=False)["denominator"]
             .sum()
@@ -2300,14 +2299,26 @@ def _release_quantiles(
     return out.drop(columns=["quantile", "n", "missing"])
 
 
+def _row_detail(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """A centile over rows' counts of rows by interval, group, patient and value."""
+    detail = df.reindex(columns=[*keys, PATIENT, VALUE, "denominator"])
+    for k in INTERVAL_KEYS:
+        detail[k] = pd.to_datetime(detail[k]).dt.date
+    detail[VALUE] = pd.to_numeric(detail[VALUE].astype(object), errors="raise").astype(float)
+    return detail
+
+
 def _quantile_counts(df: pd.DataFrame, m: QuantileMeasure) -> pd.DataFrame:
-    """The exact numerator (patients with a value) and denominator of quantile measure
-    ``m`` (a quantile of patients) per interval and group, in the order
-    :func:`_release_quantiles` releases them, from its counts ``df``."""
+    """The exact numerator (patients, or rows, with a value) and denominator of quantile
+    measure ``m`` per interval and group, in the order :func:`_release_quantiles` releases
+    them, from its counts ``df`` (over rows, with the patients behind them)."""
     exact = _release_quantiles(df, m, False, None)
     keys = [*INTERVAL_KEYS, *m.breakdown]
     per_group = exact.drop_duplicates(keys)[[*keys, "numerator", "denominator"]]
-    return per_group.reset_index(drop=True)
+    per_group = per_group.reset_index(drop=True)
+    if m.rows is not None:
+        per_group = per_group.merge(_row_patients(_row_detail(df, keys), keys), on=keys, how="left")
+    return per_group
 
 
 def _short_anywhere(

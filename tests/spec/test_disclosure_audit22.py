@@ -476,6 +476,33 @@ def test_a_proportion_of_rows_by_practice_beside_its_overall(tmp_path):
     _practice_a_not_pinned(released, EVENTS_BY_PRACTICE)
 
 
+def test_a_centile_over_rows_by_practice_beside_its_overall(tmp_path):
+    """Fault 5 for a centile over rows: door-to-analgesia minutes per attendance by practice
+    (A 1 attendance, B 8, C 8, one per patient, and 12 more registered in each) and
+    overall (17). Released one by one, A's 1 row is withheld (few patients), B's 8 as its
+    second cell, C's 8 → 10, the overall 17 → 15: A = 1. Now one table. Safe: A not
+    pinned."""
+    regs, atts = [], []
+    for practice, (_, attended) in EVENTS_BY_PRACTICE.items():
+        for i in range(attended + 12):
+            pid = f"{practice}{i:02d}"
+            regs.append({"patient_id": pid, "practice_id": practice, "start_date": D(2020, 1, 1)})
+            if i < attended:
+                arrival = dt.datetime(2025, 5, 1, 9, 0)
+                given = arrival + dt.timedelta(minutes=20 + i)
+                atts.append(
+                    {"patient_id": pid, "arrival_datetime": arrival,
+                     "first_analgesia_datetime": given}
+                )  # fmt: skip
+    store = make_store(tmp_path, {"registrations": regs, "emergency_attendances": atts})
+    att = emergency_attendances.in_interval()
+    wait = minutes_between(att.arrival_datetime, att.first_analgesia_datetime)
+    m = Measures(intervals=YEAR)
+    for name, by in (("by_practice", PRACTICE), ("overall", {})):
+        m.define_quantile(name, value=wait, rows=att, among=REGISTERED, group_by=by)
+    _practice_a_not_pinned(_released(store, m), EVENTS_BY_PRACTICE)
+
+
 def test_centiles_by_practice_beside_their_overall(tmp_path):
     """Fault 5 for a centile measure: the median HbA1c by practice (A 1 patient with a
     value, B 8, C 8, each with 12 registered) and overall. Released one by one, A's 1 is
