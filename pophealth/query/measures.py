@@ -1490,12 +1490,12 @@ _LINKED_TOTAL = "\x00total"
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
     """The measures of one run — of any kind: proportions of patients or of rows, row
     measures, ratios (events per patient), rates per person-time, standardised rates,
-    centiles per patient or per row — that count one numerator of
-    one denominator over the same intervals, one of them overall and the others each broken
-    down by one column (each by another): the overall measure is the total of each of the
-    others' tables. Released one by one, a cell withheld in a breakdown could be worked out
-    from the overall count and the breakdown's other cells (A 1, B 8 withheld as a second
-    cell, C 8 released as 10, overall 17 released as 15: B is 8 or more, so A is 1)."""
+    centiles per patient or per row — that count one numerator of one denominator over the
+    same intervals, one of them overall and the others each broken down by one column (each
+    by another): the overall measure is the total of each of the others' tables. Released
+    one by one, a cell withheld in a breakdown could be worked out from the overall count
+    and the breakdown's other cells (A 1, B 8 withheld as a second cell, C 8 released as
+    10, overall 17 released as 15: B is 8 or more, so A is 1)."""
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
         linkable = type(m) is Measure or isinstance(m, QuantileMeasure)
@@ -1708,10 +1708,10 @@ def _release(
             out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
         return out
     # ratio of sums: counts released by the same rule, value recomputed from them
-    if disclosure and not done:
-        df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
-    elif done:
+    if done:
         df = df.copy()
+    elif disclosure:
+        df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
     else:
         df = df.copy()
         df["disclosure_note"] = "not disclosure-controlled"
