@@ -1431,10 +1431,10 @@ def run_measures(
     for ratios) with ``policy`` (default :data:`pophealth.disclosure.DEFAULT_POLICY`), the
     breakdown columns as margins for secondary suppression, each interval a table of its
     own (a proportion overall and the same proportion by one column each are one table,
-    the overall count the total of each breakdown: :func:`_linked_groups`; a count that
-    adds up across intervals, withheld in a month, is withheld in every interval that
-    shares days with the month without lying inside it — its quarter, its year — in this
-    measure and in any other of the same counts: :func:`_released_within`); a quantile
+    the overall count the total of each breakdown: :func:`_linked_groups`; a count withheld
+    in a month is withheld in every interval that shares days with the month without
+    lying inside it — its quarter, its year — in this measure and in any other of the same
+    counts, as counts may add up across intervals: :func:`_released_within`); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
     limits are withheld wherever its numerator is and wherever fewer than
     :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
@@ -1452,7 +1452,7 @@ def run_measures(
     raw, paths = _counts(source, measures, engine)
     linked = _release_linked(raw, measures, policy, multiplier) if disclosure else {}
     if disclosure:
-        linked.update(_release_adding_up(raw, measures, policy, multiplier, set(linked)))
+        linked.update(_release_families(raw, measures, policy, multiplier, set(linked)))
     out = []
     for m in measures:
         if m.name in linked:
@@ -1525,8 +1525,8 @@ def _release_linked(
 ) -> dict[str, pd.DataFrame]:
     """Each group of :func:`_linked_groups` released as one table — each breakdown's cells
     with the overall count as their total row, the copies of that total one count — as the
-    programmes release a register by each of its breakdowns (counts that add up across
-    intervals as :func:`_released_within` says); by measure name, each measure's rows as
+    programmes release a register by each of its breakdowns (counts across intervals as
+    :func:`_released_within` says); by measure name, each measure's rows as
     :func:`_release` would give them."""
     from pophealth import disclosure as sdc
 
@@ -1560,13 +1560,6 @@ def _release_linked(
             "by": keys, "margins": ["_group"], "total_label": _LINKED_TOTAL,
             "same_total_across": "_breakdown", **kw,
         }  # fmt: skip
-        adding_up = (
-            _standardised_adding_up(overall)
-            if isinstance(overall, StandardisedRateMeasure)
-            else ("numerator", "denominator")
-            if overall.kind == "row quantile"
-            else _adding_up(overall)
-        )
         proportion = overall.kind in _PROPORTIONS
         if proportion:  # of patients, or of rows (the patients behind them checked too)
             release = functools.partial(
@@ -1578,7 +1571,7 @@ def _release_linked(
                 sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
                 **linking,
             )  # fmt: skip
-        out = _released_within([(table, release)], ["_breakdown", "_group"], adding_up)[0]
+        out = _released_within([(table, release)], ["_breakdown", "_group"], ADDING_UP)[0]
         if proportion and len(out):  # the value as one quotient; missing where it was
             exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
             out["value"] = np.where(out["value"].isna(), np.nan, exact)
@@ -1738,9 +1731,12 @@ def _release(
     return df
 
 
-#: why a count is withheld that an interval sharing days with its own withholds (counts of
-#: events, of rows, of person-days add up across intervals)
-WITHIN = "secondary (withheld in an interval that shares days with this one: such counts add up)"
+#: why a count is withheld that an interval sharing days with its own withholds (counts may
+#: add up across intervals: :data:`ADDING_UP`)
+WITHIN = (
+    "secondary (withheld in an interval that shares days with this one: counts may add up "
+    "across intervals)"
+)
 
 
 def _measure_counts(raw: pd.DataFrame, m: Measure) -> pd.DataFrame:
@@ -1758,37 +1754,31 @@ def _measure_counts(raw: pd.DataFrame, m: Measure) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _adding_up(m: Measure) -> tuple[str, ...]:
-    """The counts of ``m`` that may add up across intervals, as events do from months to
-    their quarter: a rate's events and person-days, a row measure's rows, a ratio's
-    numerator (a count or sum of values) and its denominator unless it counts patients (a
-    standardised rate's events and person-days likewise, in :func:`_release_standardised`;
-    a centile over rows its rows, in :func:`_release_quantiles`). Counts of patients do not
-    (one patient may be in every month). Whether a count really adds up depends on its
-    windows (``in_interval()`` does, ``in_last(months=12)`` does not); every such count is
-    treated as if it may, the safe side."""
-    if isinstance(m, RateMeasure) or m.kind in ("row proportion", "rows"):
-        return ("numerator", "denominator")
-    if type(m) is Measure and m.kind != "proportion":
-        return ("numerator",) if m.denominator.dtype == "bool" else ("numerator", "denominator")
-    return ()
+#: the counts of every measure taken as adding up across intervals, the safe side. Events,
+#: rows and person-days do (a month's admissions to its quarter's); counts of patients may
+#: (a patient's first diagnosis falls in one month only, so the quarter's new patients are
+#: its months'), or may not (one patient in every month): which, depends on the definition,
+#: not on anything the release can check. A count withheld in an interval is therefore
+#: withheld in every interval sharing days with it without lying inside it
+#: (:func:`_released_within`); runs whose intervals neither overlap nor nest are not changed.
+ADDING_UP = ("numerator", "denominator")
 
 
 def _family(m: Measure) -> tuple | None:
-    """What measures of one run count the same thing that adds up (:func:`_adding_up`) by
-    the same groups, whatever their intervals: one monthly and one quarterly measure of the
-    same events. None for a measure whose counts do not add up."""
-    if not _adding_up(m):
+    """What measures of one run count the same thing (:data:`ADDING_UP`) by the same groups,
+    whatever their intervals: one monthly and one quarterly measure of the same events.
+    None for a quantile or a standardised rate (each linked across its own intervals)."""
+    if isinstance(m, QuantileMeasure | StandardisedRateMeasure):
         return None
     groups = tuple((g, m.group_by[g].key) for g in m.breakdown)
     rows = (id(m.row_dataset),) if isinstance(m, RowMeasure) else ()
     return (type(m).__name__, m.kind, m.numerator.key, m.denominator.key, groups, rows)
 
 
-def _release_adding_up(
+def _release_families(
     raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float, done: set[str]
 ) -> dict[str, pd.DataFrame]:
-    """The measures of a run whose counts add up across intervals, released with
+    """The measures of a run (not quantiles or standardised rates), released with
     disclosure control, each family (:func:`_family`: the same counts over other intervals)
     together through :func:`_released_within`; by measure name (none of ``done``)."""
     families: dict[tuple, list[Measure]] = {}
@@ -1804,7 +1794,7 @@ def _release_adding_up(
             parts.append(
                 (df, functools.partial(_release, df, m, m.breakdown, True, policy, multiplier))
             )
-        released = _released_within(parts, members[0].breakdown, _adding_up(members[0]))
+        released = _released_within(parts, members[0].breakdown, ADDING_UP)
         out.update({m.name: r for m, r in zip(members, released, strict=True)})
     return out
 
@@ -1993,11 +1983,6 @@ def _standardised_cells(
     return df, sums.sum().reset_index(), behind
 
 
-def _standardised_adding_up(m: StandardisedRateMeasure) -> tuple[str, ...]:
-    """A standardised rate's counts that add up across intervals: events, and person-days."""
-    return ("numerator",) if m.person_time is None else ("numerator", "denominator")
-
-
 def _release_standardised(
     df: pd.DataFrame,
     m: StandardisedRateMeasure,
@@ -2101,8 +2086,8 @@ def _release_standardised(
     side = {PATIENTS_BEHIND["pn"]: "numerator", PATIENTS_BEHIND["pd"]: "denominator"}
     if behind:
         kw["patients"] = {side[c]: c for c in behind}
-    if counts is None:  # events add up across intervals (a month's to its quarter's)
-        released = _apply_within(out, groups, _standardised_adding_up(m), kw)
+    if counts is None:  # (counts across intervals: ADDING_UP)
+        released = _apply_within(out, groups, ADDING_UP, kw)
     else:  # (the same groups in the same order: worked out from the same counts)
         assert len(counts) == len(out)
         released = out.drop(columns=behind)
@@ -2230,10 +2215,8 @@ def _release_quantiles(
         per_group = per_group.merge(_row_patients(detail, keys), on=keys, how="left")
         kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
         tails = _RowTails(detail, keys, out[keys])
-    # rows add up across intervals (a month's attendances to its quarter's); patients do not
-    adding_up = ("numerator", "denominator") if detail is not None else ()
     if counts is None:
-        released = _apply_within(per_group, groups, adding_up, kw)
+        released = _apply_within(per_group, groups, ADDING_UP, kw)
     else:  # (the same groups in the same order: worked out from the same counts)
         assert len(counts) == len(per_group)
         released = counts
