@@ -917,11 +917,20 @@ class Compiler:
         # a date-and-time column orders by its clock time, not only its date (two
         # operations on one day: the earlier start first, whatever their ids)
         order = [self.expr(o, t) for o in keys]
-        ties = [
-            t[c.name]
+        # the rest in the table's order, but a value straight after the dates and times (of
+        # two readings on one day under two codes of a list, first the lower)
+        rest = [
+            c
             for c in schema_table(frame._table).columns
             if c.type != "list<string>" and c.name != "patient_id"
         ]
+        value = [c for c in rest if c.name == "value"]
+        if value:
+            rest.remove(value[0])
+            dated = [c.type in ("date", "timestamp") for c in rest] + [False]
+            lead = dated.index(False)
+            rest.insert(lead, value[0])
+        ties = [t[c.name] for c in rest]
         wrap = (
             (lambda x: ibis.desc(x, nulls_first=False))
             if direction == "last"

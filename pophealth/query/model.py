@@ -1428,10 +1428,11 @@ class Frame:
 
     def sort_by(self, *columns: Any) -> Frame:
         """Order rows for :meth:`first_for_patient`/:meth:`last_for_patient` (default: by
-        date). Remaining ties are broken by every other column, so results are the same on
-        every engine: ascending for the first row, descending for the last (of two readings
-        on one day, first takes the lower, last the higher), a missing value never taken
-        over a value."""
+        date). Remaining ties are broken by every other column in the table's order, but
+        the value straight after the dates and times, so results are the same on every
+        engine: ascending for the first row, descending for the last (of two
+        readings on one day, under one code or two codes of a list, first takes the
+        lower, last the higher), a missing value never taken over a value."""
         named = []  # a column may be given by name: sort_by("date", "value")
         for c in columns:
             if isinstance(c, str):

@@ -425,18 +425,21 @@ def test_a_re_attendance_measure_by_month(engine, tmp_path):
 
 
 def test_ties_on_the_sort_key_are_broken_by_the_other_columns(engine, tmp_path):
-    """Two readings on one day, without times: the order is the day, then every other
-    column ascending (datetime, system, code, value...), missing last — the same on every
-    engine, as for first_for_patient. Sorted by the time, a reading without one is last."""
+    """Two readings on one day, without times: the order is the day, then the other
+    columns ascending in the table's order, but the value straight after the dates and
+    times (datetime, value, system, code...), missing last, the same on every engine, as
+    for first_for_patient: of two readings on one day under two codes, the lower first.
+    Sorted by the time, a reading without one is last."""
 
     def ev(day, code, value, when=None):
         return {"patient_id": "1", "date": day, "datetime": when, "code": code, "value": value}
 
     rows = [
         ev(D(2025, 3, 1), "431314004", 95.0),
-        ev(D(2025, 3, 1), "86290005", 20.0),  # code 431... < 862...: after it
+        ev(D(2025, 3, 1), "86290005", 20.0),  # a lower value than 95 under another code: first
         ev(D(2025, 3, 1), "86290005", 18.0),  # the same code: the lower value first
         ev(D(2025, 2, 1), "86290005", 12.0, T(2025, 2, 1, 23, 0)),
+        ev(D(2025, 3, 2), "86290005", 5.0),  # a later day: after 1 March's, whatever its value
     ]
     store = make_store(tmp_path, {"events": rows})
     ds = Dataset()
@@ -447,12 +450,11 @@ def test_ties_on_the_sort_key_are_broken_by_the_other_columns(engine, tmp_path):
     ds.add_event_table("by_time", timed, columns=["value"], values={"next": timed.next("value")})
     by_day = run_events(store, ds, "by_day", engine=engine, index_date=INDEX, output="arrow")
     pairs = {(r["value"], r["previous"]) for r in by_day.to_pylist()}
-    assert pairs == {(12.0, None), (95.0, 12.0), (18.0, 95.0), (20.0, 18.0)}
+    assert pairs == {(12.0, None), (18.0, 12.0), (20.0, 18.0), (95.0, 20.0), (5.0, 95.0)}
     by_time = run_events(store, ds, "by_time", engine=engine, index_date=INDEX, output="arrow")
     nexts = {(r["value"], r["next"]) for r in by_time.to_pylist()}
-    # the timed reading first; the three without a time after it, by the other columns
-    # (date, system, code, value)
-    assert nexts == {(12.0, 95.0), (95.0, 18.0), (18.0, 20.0), (20.0, None)}
+    # the timed reading first; the four without a time after it, by their dates, then values
+    assert nexts == {(12.0, 18.0), (18.0, 20.0), (20.0, 95.0), (95.0, 5.0), (5.0, None)}
 
 
 def test_previous_and_next_rows_are_refused_where_they_say_nothing():
