@@ -544,9 +544,11 @@ class Series:
         return Series._make("as_text", (self,), "string", f"{self.desc}.as_text()", (self,))
 
     def round(self, digits: int = 0) -> Series:
-        """The number rounded to ``digits`` decimal places, halves away from zero, computed
-        the same way on every engine (on the double: round(1.005, 2) is 1.0, as 1.005 is
-        stored just below it)."""
+        """The number rounded to ``digits`` decimal places, halves away from zero, by the
+        same floating-point steps on every engine: its size times 10^digits, plus a half,
+        rounded down. A decimal that a double holds just below or above a half may go either
+        way: round(1.005, 2) is 1.0 (1.005 × 100 is 100.49999...), round(2.675, 2) is 2.68
+        (2.675 × 100 comes to 267.5), though both are held just below the half."""
         out = Series._make("round", (self, digits), "float", f"round({self.desc})", (self,))
         if not isinstance(digits, int) or isinstance(digits, bool):
             out._with_error(f"round({self.desc}, {digits!r}): digits must be a whole number")
