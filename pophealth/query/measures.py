@@ -149,6 +149,8 @@ def weekly(start: dt.date | str, count: int) -> list[Interval]:
 
 
 def quarterly(start: dt.date | str, count: int) -> list[Interval]:
+    """``count`` quarters of 3 calendar months from ``start`` (the 1st of a month: 1 April
+    for the financial year's quarters): [(1 Apr, 30 Jun), (1 Jul, 30 Sep), ...]."""
     return _stepped(_as_date(start), count, 3)
 
 
