@@ -620,7 +620,10 @@ def run_case(tables, ivs, define) -> tuple[int, pd.DataFrame]:
     return compare(result, Oracle(tables), specs, ivs, group_cols), result
 
 
-def _random_test(define, examples: int):
+def _random_test(check, examples: int):
+    """A Hypothesis test of ``examples`` drawn stores, each given to ``check(name,
+    tables)`` (``name``: the stores' intervals, a key of INTERVALS)."""
+
     @settings(
         max_examples=examples,
         derandomize=True,
@@ -629,10 +632,18 @@ def _random_test(define, examples: int):
     )
     @given(case=scenarios())
     def test(case):
-        name, tables = case
-        run_case(tables, INTERVALS[name], define)
+        check(*case)
 
     return test
+
+
+def _against_the_oracle(define):
+    """A check that the measures ``define`` makes agree with the oracle."""
+
+    def check(name, tables):
+        run_case(tables, INTERVALS[name], define)
+
+    return check
 
 
 FAMILIES = {
@@ -642,9 +653,10 @@ FAMILIES = {
     "standardised_rates": standardised_measures,
 }
 for _family, _define in FAMILIES.items():
-    globals()[f"test_{_family}_agree_with_the_oracle"] = _random_test(_define, EXAMPLES)
+    _check = _against_the_oracle(_define)
+    globals()[f"test_{_family}_agree_with_the_oracle"] = _random_test(_check, EXAMPLES)
     globals()[f"test_{_family}_agree_with_the_oracle_more_cases"] = pytest.mark.slow(
-        _random_test(_define, SLOW_EXAMPLES)
+        _random_test(_check, SLOW_EXAMPLES)
     )
 
 
@@ -732,43 +744,32 @@ def row_cells(tables, ivs, specs) -> dict[tuple, Cell]:
     return out
 
 
-def _row_measure_test(examples: int):
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(case=scenarios())
-    def test(case):
-        name, tables = case
-        ivs = INTERVALS[name]
-        m = Measures(intervals=ivs)
-        specs = row_measures(m)
-        group_cols = {n: list(x.breakdown) for n, x in m.measures.items()}
-        result = _run(tables, m)
-        assert set(result.attrs["evaluation"].values()) <= {"rows"}
-        expected = row_cells(tables, ivs, specs)
-        got = engine_cells(result, [], group_cols)
-        assert set(got) == set(expected), (set(expected) - set(got), set(got) - set(expected))
-        for key, cell in expected.items():
-            row = got[key]
-            assert (row["numerator"], row["denominator"]) == (cell.numerator, cell.denominator), (
-                key,
-                row["numerator"],
-                row["denominator"],
-                cell,
-            )
-            assert _close(row["value"], cell.value), (key, row["value"], cell)
-            for col in LIMITS:
-                assert _close(row[col], cell.limits[col]), (key, col, row[col], cell)
-
-    return test
+def _row_measures_check(name, tables):
+    ivs = INTERVALS[name]
+    m = Measures(intervals=ivs)
+    specs = row_measures(m)
+    group_cols = {n: list(x.breakdown) for n, x in m.measures.items()}
+    result = _run(tables, m)
+    assert set(result.attrs["evaluation"].values()) <= {"rows"}
+    expected = row_cells(tables, ivs, specs)
+    got = engine_cells(result, [], group_cols)
+    assert set(got) == set(expected), (set(expected) - set(got), set(got) - set(expected))
+    for key, cell in expected.items():
+        row = got[key]
+        assert (row["numerator"], row["denominator"]) == (cell.numerator, cell.denominator), (
+            key,
+            row["numerator"],
+            row["denominator"],
+            cell,
+        )
+        assert _close(row["value"], cell.value), (key, row["value"], cell)
+        for col in LIMITS:
+            assert _close(row[col], cell.limits[col]), (key, col, row[col], cell)
 
 
-test_row_measures_agree_with_the_oracle = _row_measure_test(EXAMPLES)
+test_row_measures_agree_with_the_oracle = _random_test(_row_measures_check, EXAMPLES)
 test_row_measures_agree_with_the_oracle_more_cases = pytest.mark.slow(
-    _row_measure_test(SLOW_EXAMPLES)
+    _random_test(_row_measures_check, SLOW_EXAMPLES)
 )
 
 
@@ -853,27 +854,18 @@ def compare_centiles(result: pd.DataFrame, tables, ivs, specs, group_cols) -> No
             assert _close(row[col], cell.limits[col]), (key, col, row[col], cell)
 
 
-def _centile_test(examples: int):
-    @settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(case=scenarios())
-    def test(case):
-        name, tables = case
-        ivs = INTERVALS[name]
-        m = Measures(intervals=ivs)
-        specs = centile_measures(m)
-        group_cols = {n: list(x.breakdown) for n, x in m.measures.items()}
-        compare_centiles(_run(tables, m), tables, ivs, specs, group_cols)
-
-    return test
+def _centiles_check(name, tables):
+    ivs = INTERVALS[name]
+    m = Measures(intervals=ivs)
+    specs = centile_measures(m)
+    group_cols = {n: list(x.breakdown) for n, x in m.measures.items()}
+    compare_centiles(_run(tables, m), tables, ivs, specs, group_cols)
 
 
-test_centiles_agree_with_the_oracle = _centile_test(EXAMPLES)
-test_centiles_agree_with_the_oracle_more_cases = pytest.mark.slow(_centile_test(SLOW_EXAMPLES))
+test_centiles_agree_with_the_oracle = _random_test(_centiles_check, EXAMPLES)
+test_centiles_agree_with_the_oracle_more_cases = pytest.mark.slow(
+    _random_test(_centiles_check, SLOW_EXAMPLES)
+)
 
 
 # -- hand-made edge cases: expected values worked out from the docs --------------------------
