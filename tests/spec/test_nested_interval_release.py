@@ -107,8 +107,8 @@ def test_a_month_withheld_is_withheld_in_its_quarter_and_its_year(one_in_january
     assert "numerator primary" in out.loc[MONTHS[0], "disclosure_note"]
     for outer in (Q1, YEAR[0]):
         assert out.loc[outer, "disclosure_note"] == (
-            "numerator secondary (withheld in an interval that shares days with this one: such "
-            "counts add up)"
+            "numerator secondary (withheld in an interval that shares days with this one: "
+            "counts may add up across intervals)"
         )
         assert np.isnan(out.loc[outer, "value"])
         assert out.loc[outer, "denominator"] == 110.0  # (111 patients: released as ever)
