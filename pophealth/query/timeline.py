@@ -552,7 +552,59 @@ class Timeline:
             raise Unsupported(f"{frame!r}: no window on the index date")
         lo, hi = self.bounds(_Range("and", tuple(ranges)), t)
         t = t.mutate(_lo=lo.cast("int64"), _hi=hi.cast("int64"))
-        return t.filter(t._lo < t._hi), ranges
+        return self._inside_somewhere(t, ranges), ranges
+
+    def _inside_somewhere(self, t: ir.Table, ranges: Sequence[_Range]) -> ir.Table:
+        """The rows of ``t`` (read within :meth:`_envelope` of ``ranges``) inside the
+        window in some interval: all of them when the envelope is exact."""
+        if self._envelope_is_exact(ranges):
+            return t
+        return t.filter(t._lo < t._hi)
+
+    def _envelope_is_exact(self, ranges: Sequence[_Range]) -> bool:
+        """Whether a row within :meth:`_envelope` of ``ranges`` is inside the window in
+        some interval: comparisons of one date column of the row with dates, each interval's
+        window holding a day, and each window reaching the day after the one before's ends
+        (twelve months back from each month end), so the windows' days are the envelope's."""
+        parts: list[_Range] = []
+
+        def flat(r: _Range) -> None:
+            if r.kind == "and":
+                for p in r.parts:
+                    flat(p)
+            else:
+                parts.append(r)
+
+        for r in ranges:
+            flat(r)
+        if not parts or any(r.kind != "cmp" for r in parts):
+            return False
+        xs = {r.parts[0].key for r in parts}
+        x = parts[0].parts[0]
+        if len(xs) != 1 or x.dtype != "date" or self.c._leaves([x]):
+            return False
+        day = dt.timedelta(days=1)
+        first = [dt.date.min] * self.n  # each interval's window as days first..last
+        last = [dt.date.max] * self.n
+        for r in parts:
+            _, op, g = r.parts
+            if len(g) != self.n or not all(type(v) is dt.date for v in g):
+                return False
+            for k, v in enumerate(g):
+                if op in ("ge", "eq"):
+                    first[k] = max(first[k], v)
+                elif op == "gt":
+                    first[k] = max(first[k], v + day)
+                if op in ("le", "eq"):
+                    last[k] = min(last[k], v)
+                elif op == "lt":
+                    last[k] = min(last[k], v - day)
+        if any(a > b for a, b in zip(first, last, strict=True)):
+            return False
+        return all(
+            first[k - 1] <= first[k] and last[k - 1] <= last[k] and first[k] - last[k - 1] <= day
+            for k in range(1, self.n)
+        )
 
     def _points(self, rows: ir.Table) -> ir.Table:
         """Each patient's change points of ``rows`` (``_k``) and the next one (``_kt``)."""
@@ -705,9 +757,10 @@ class Timeline:
         by_codes = self._tagged_by_codes(t, statics)
         if by_codes is not None:
             _, dynamic = self.c._split(frames[0]._filters)
-            lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), by_codes)
+            ranges = tuple(self._range(f) for f in dynamic)
+            lo, hi = self.bounds(_Range("and", ranges), by_codes)
             tagged = by_codes.mutate(_lo=lo.cast("int64"), _hi=hi.cast("int64"))
-            return tagged.filter(tagged._lo < tagged._hi)
+            return self._inside_somewhere(tagged, ranges)
 
         def holds(filters: list[Series], t: ir.Table) -> ir.Value:
             out = ibis.literal(True)
@@ -727,9 +780,10 @@ class Timeline:
             distinct=False,
         )
         _, dynamic = self.c._split(frames[0]._filters)
-        lo, hi = self.bounds(_Range("and", tuple(self._range(f) for f in dynamic)), tagged)
+        ranges = tuple(self._range(f) for f in dynamic)
+        lo, hi = self.bounds(_Range("and", ranges), tagged)
         tagged = tagged.mutate(_lo=lo.cast("int64"), _hi=hi.cast("int64"))
-        return tagged.filter(tagged._lo < tagged._hi)
+        return self._inside_somewhere(tagged, ranges)
 
     def _tagged_by_codes(self, t: ir.Table, statics: list[list[Series]]) -> ir.Table | None:
         """When every frame is only "code in a list" (SBP and DBP; SABA and statins): the
