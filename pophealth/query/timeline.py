@@ -264,6 +264,12 @@ class _Range:
             return [s for p in self.parts for s in p.series()]
         return [self.parts[0], *self.parts[1].series()]
 
+    def conjuncts(self) -> list[_Range]:
+        """The ranges this one is the conjunction of (itself when not an "and")."""
+        if self.kind == "and":
+            return [c for p in self.parts for c in p.conjuncts()]
+        return [self]
+
 
 class Timeline:
     """Change-point evaluation of one set of measures over sorted intervals."""
@@ -566,17 +572,7 @@ class Timeline:
         some interval: comparisons of one date column of the row with dates, each interval's
         window holding a day, and each window reaching the day after the one before's ends
         (twelve months back from each month end), so the windows' days are the envelope's."""
-        parts: list[_Range] = []
-
-        def flat(r: _Range) -> None:
-            if r.kind == "and":
-                for p in r.parts:
-                    flat(p)
-            else:
-                parts.append(r)
-
-        for r in ranges:
-            flat(r)
+        parts = [c for r in ranges for c in r.conjuncts()]
         if not parts or any(r.kind != "cmp" for r in parts):
             return False
         xs = {r.parts[0].key for r in parts}
@@ -716,15 +712,17 @@ class Timeline:
         Plain comparisons of a row's own column with a date, so the engine skips the rows
         (and Parquet row groups) no interval's window reaches."""
         out: list[Series] = []
-
-        def walk(r: _Range) -> None:
-            if r.kind == "and":
-                for part in r.parts:
-                    walk(part)
-            elif r.kind == "cmp":
+        for f in dynamic:
+            try:
+                parts = self._range(f).conjuncts()
+            except Unsupported:
+                return []
+            for r in parts:
+                if r.kind != "cmp":
+                    continue
                 x, op, g = r.parts
                 if self.c._leaves([x]) or not g:
-                    return  # a per-patient value: not a plain filter on the rows
+                    continue  # a per-patient value: not a plain filter on the rows
                 if op in ("le", "eq"):
                     out.append(x <= g[-1])
                 elif op == "lt":
@@ -733,12 +731,6 @@ class Timeline:
                     out.append(x >= g[0])
                 elif op == "gt":
                     out.append(x > g[0])
-
-        for f in dynamic:
-            try:
-                walk(self._range(f))
-            except Unsupported:
-                return []
         return out
 
     def _scan(self, table: str, statics: list[list[Series]], envelope: list[Series]) -> ir.Table:

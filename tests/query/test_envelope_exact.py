@@ -9,6 +9,7 @@ touch or overlap (12 months back, the interval itself) may skip it."""
 from __future__ import annotations
 
 import datetime as dt
+import operator
 
 import pytest
 
@@ -18,13 +19,7 @@ from pophealth.query.timeline import Timeline
 
 D = dt.date
 DAY = dt.timedelta(days=1)
-_OPS = {
-    "lt": lambda a, b: a < b,
-    "le": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b,
-    "eq": lambda a, b: a == b,
-}
+_OPS = {op: getattr(operator, op) for op in ("lt", "le", "gt", "ge", "eq")}
 
 _LOW, _HIGH = {"eq": "ge"}, {"eq": "le"}
 
@@ -59,14 +54,10 @@ WINDOWS = {
 }
 
 
-def _parts(r) -> list:
-    return [p for x in r.parts for p in _parts(x)] if r.kind == "and" else [r]
-
-
 def _covered(tl: Timeline, ranges) -> tuple[bool, int]:
     """Whether every day of the envelope is inside some interval's window, by the windows'
     comparisons day by day; and how many days the envelope holds."""
-    parts = [p for r in ranges for p in _parts(r)]
+    parts = [p for r in ranges for p in r.conjuncts()]
     assert all(p.kind == "cmp" for p in parts)
     lows = [(op, g) for _, op, g in (p.parts for p in parts) if op in ("gt", "ge", "eq")]
     highs = [(op, g) for _, op, g in (p.parts for p in parts) if op in ("lt", "le", "eq")]
