@@ -57,6 +57,7 @@ from pophealth.query.timeline import (
     _MIRROR,
     Timeline,
     Unsupported,
+    _predicate_leaf,
     _series_in,
     _zero,
     interval_bits,
@@ -200,12 +201,56 @@ class MaskPlan:
             for skey in self.requests
             if skey[0] == "day" and skey[2] == "last" and skey not in grouped | keys
         }
+        #: conditions true on a day when true on every row of it with a value
+        self.forall: set[tuple] = set()
+        self.tl.row_day_keys = {skey for skey in self.tl.day_keys if self._rows_decide(skey)}
         self.tl.bit_runs = True
         if self.age_groups:  # the age bands' thresholds need no flips of their own
             nodes = [variables[c[k]] for c in names.values() for k in ("num", "den")]
             nodes += [cond for labels, _ in self.case_groups.values() for cond, _ in labels]
             needed = {i for _, i, _ in self.age_groups.values()}
             self.tl.needed_flips = needed | self._flips_read(nodes)
+
+    def _rows_decide(self, skey: tuple) -> bool:
+        """True when every condition on the "last day" leaves of ``skey`` is decided by the
+        day's rows without combining them first: a condition on the date alone (shared by
+        the day's rows), or the day's lowest (highest) value compared with a literal,
+        missing or not. "The lowest is below 140" holds when some reading is below 140
+        (``exists``); "the lowest is 140 or more" when every reading with a value is
+        (``forall``, recorded in :attr:`forall`). The days are then the rows themselves
+        (:attr:`pophealth.query.timeline.Timeline.row_day_keys`): no grouping by day."""
+        rule = skey[4]
+        forall = set()
+        for key, cond in self.requests[skey].items():
+            kind = self._row_kind(cond, rule)
+            if kind is None:
+                return False
+            if kind == "forall":
+                forall.add(key)
+        self.forall |= forall
+        return True
+
+    def _row_kind(self, s: Series, rule: str) -> str | None:
+        """``exists``, ``forall`` or None (see :meth:`_rows_decide`)."""
+        while (rewritten := self.c._rewrite(s)) is not None:
+            s = rewritten
+        leaves = self.c._leaves([s])
+        if all(x.op == "day" and x.args[4] == "date" for x in leaves):
+            return "exists"
+        leaf = _predicate_leaf(s)
+        if leaf is None or leaf.op != "day" or rule not in ("min", "max"):
+            return None
+        op = s.op
+        if op in ("lt", "le", "gt", "ge") and s.args[0].op == "lit":
+            op = _MIRROR[op]  # 140 > x: x < 140
+        below = {"lt", "le"}
+        if op == "notnull":
+            return "exists"
+        if op == "isnull":
+            return "forall"
+        if op in below | {"gt", "ge"}:
+            return "exists" if (op in below) == (rule == "min") else "forall"
+        return None  # equal to, one of: neither
 
     def _flips_read(self, nodes: list[Series]) -> set[int]:
         """The flips the masks of ``nodes`` read."""
@@ -453,7 +498,7 @@ class MaskPlan:
         missing = self._on_missing(r, {f"_o{j}": s for j, s in enumerate(conds.values())})
         full = ibis.literal(self.all, type="int64")
         if "_lo" in r.columns:  # the days of a "last day" leaf
-            masks = self._latest_day_masks(i, r, list(conds.values()))
+            masks = self._latest_day_masks(i, r, conds)
             outcome = {
                 f"_m{c}{i}_{j}": _latest(c, i, j, full) for j in range(len(conds)) for c in "tf"
             }
@@ -484,7 +529,7 @@ class MaskPlan:
             fills[f"_mf{i}_{j}"] = fill(f"_mf{i}_{j}", True if o is False else None)
         return masks, fills
 
-    def _latest_day_masks(self, i: int, r: ir.Table, conds: list[Series]) -> ir.Table:
+    def _latest_day_masks(self, i: int, r: ir.Table, conds: dict[tuple, Series]) -> ir.Table:
         """Per patient, for the days of a "last day" leaf (``_lo``, ``_hi``, ``_day``): the
         intervals some day is inside the window (``_mc``); the intervals where a group of
         days starts (``_ms``: the days grouped by their ``_lo``, the first interval whose
@@ -496,25 +541,30 @@ class MaskPlan:
         as the day increases), so a condition holds at ``k`` when the latest start at or
         before ``k`` is one where it held and ``k`` is covered: :func:`_latest`."""
         # the outcome on the group's last day: the greatest of the day as yyyymmdd * 4 +
-        # the outcome (2 true, 1 false, 0 missing)
+        # the outcome (2 true, 1 false, 0 missing). When a day's rows are not combined
+        # first (:meth:`_rows_decide`) the greatest is the day's outcome too: 2 when some
+        # row is true; for a condition on every row, 2 when some row is false, 1 true
         day = r._day
         stamp = (
             day.year().cast("int64") * 10000 + day.month().cast("int64") * 100 + day.day()
         ).cast("int64") * 4
-        last = {}
-        for j, s in enumerate(conds):
+        last, codes = {}, []
+        for j, (key, s) in enumerate(conds.items()):
             v = self.c.expr(s, r)
-            last[f"_q{j}"] = (stamp + ibis.cases((v, 2), (~v, 1), else_=0).cast("int64")).max()
+            true, false = (1, 2) if key in self.forall else (2, 1)
+            codes.append((true, false))
+            code = ibis.cases((v, true), (~v, false), else_=0).cast("int64")
+            last[f"_q{j}"] = (stamp + code).max()
         groups = r.group_by(["patient_id", "_lo"]).aggregate(_hi=r._hi.max(), **last)
         start = _one_at(groups._lo)
         aggs = {
             f"_mc{i}": _bit_or(interval_bits(groups._lo, groups._hi)),
             f"_ms{i}": _bit_or(start),
         }
-        for j in range(len(conds)):
+        for j, (true, false) in enumerate(codes):
             outcome = groups[f"_q{j}"] % 4
-            aggs[f"_mt{i}_{j}"] = _bit_or(ibis.cases((outcome == 2, start), else_=_zero()))
-            aggs[f"_mf{i}_{j}"] = _bit_or(ibis.cases((outcome == 1, start), else_=_zero()))
+            aggs[f"_mt{i}_{j}"] = _bit_or(ibis.cases((outcome == true, start), else_=_zero()))
+            aggs[f"_mf{i}_{j}"] = _bit_or(ibis.cases((outcome == false, start), else_=_zero()))
         return groups.group_by("patient_id").aggregate(**aggs)
 
     # -- evaluating --------------------------------------------------------------------

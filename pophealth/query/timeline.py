@@ -305,6 +305,10 @@ class Timeline:
         #: runs are left as the days, ``_lo``/``_hi``/``_day`` (no window), and the masks
         #: carry each day's outcome forward (:meth:`pophealth.query.masks.MaskPlan._runs_masks`)
         self.day_keys: set[tuple] = set()
+        #: those of :attr:`day_keys` whose days are their rows, not combined by day: the
+        #: masks decide a day's conditions from its rows
+        #: (:meth:`pophealth.query.masks.MaskPlan._rows_decide`)
+        self.row_day_keys: set[tuple] = set()
         self._cached: list[Any] = []
 
     # -- analysis (no query is built) ---------------------------------------------------
@@ -882,7 +886,8 @@ class Timeline:
         spans = ["_kf", "_kt"]
         if leaf.op == "day":
             days = all(self._run_key(x) in self.day_keys for x in members)
-            d = self._days(tagged, leaf, days_only=days)
+            as_rows = all(self._run_key(x) in self.row_day_keys for x in members)
+            d = self._days(tagged, leaf, days_only=days, as_rows=as_rows)
             dates = days or any(x.args[4] == "date" for x in members)
             spans = ["_lo", "_hi"] if days else spans
             d = d.select("patient_id", "_tag", *spans, "_val", *(["_day"] if dates else []))
@@ -962,8 +967,9 @@ class Timeline:
         k is the latest day with ``lo <= k`` (while ``k < hi``), the first the earliest
         with ``hi > k`` (from ``lo``)."""
         rows, _ = self.frame_rows([leaves[0].args[0]])
-        days = self._run_key(leaves[0]) in self.day_keys
-        d = self._days(rows, leaves[0], days_only=days)
+        key = self._run_key(leaves[0])
+        days = key in self.day_keys
+        d = self._days(rows, leaves[0], days_only=days, as_rows=key in self.row_day_keys)
         cols = {}
         for leaf in leaves:
             cols[self.c._name(leaf)] = d._day if leaf.args[4] == "date" else d._val
@@ -971,9 +977,12 @@ class Timeline:
             return d.select("patient_id", "_lo", "_hi", "_day", **cols)
         return d.select("patient_id", "_kf", "_kt", **cols)
 
-    def _days(self, rows: ir.Table, leaf: Series, *, days_only: bool = False) -> ir.Table:
+    def _days(
+        self, rows: ir.Table, leaf: Series, *, days_only: bool = False, as_rows: bool = False
+    ) -> ir.Table:
         """``patient_id, _tag, _kf, _kt, _day, _val``: the chosen day's runs per tag
-        (``days_only``: every day, ``patient_id, _tag, _day, _lo, _hi, _val``)."""
+        (``days_only``: every day, ``patient_id, _tag, _day, _lo, _hi, _val``; with
+        ``as_rows`` too, every row as a day of its own)."""
         frame, direction, column, rule, _ = leaf.args
         n = self.n
         date = frame._date
@@ -985,6 +994,8 @@ class Timeline:
             _day=self.c.expr(date, rows),
             _val=self.c.expr(column, rows),
         )
+        if days_only and as_rows:
+            return per_row
         combine = {"min": lambda x: x.min(), "max": lambda x: x.max(), "mean": lambda x: x.mean()}
         days = per_row.group_by(["patient_id", "_tag", "_day"]).aggregate(
             _lo=per_row._lo.min(), _hi=per_row._hi.min(), _val=combine[rule](per_row._val)
