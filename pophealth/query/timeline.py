@@ -643,7 +643,8 @@ class Timeline:
                 t = self._day_runs(group)
             else:
                 t = self._lookup_runs(group)
-            self._runs[skey] = self._cache(t)
+            kept = skey in self.row_day_keys and self._pooled([leaf.args[0]])
+            self._runs[skey] = t if kept else self._cache(t)  # (rows kept: read them)
         return skey, self._runs[skey]
 
     def _run_key(self, leaf: Series) -> tuple:
@@ -853,12 +854,17 @@ class Timeline:
                 self._pools[pkey] = (rows, tags)
         return self._pools[pkey]
 
+    def _pooled(self, frames: list[Frame]) -> bool:
+        """True when ``frames`` are read from their pool, kept already (:meth:`_pool`)."""
+        pool = self._pool(frames[0])
+        return pool is not None and all(f.key in pool[1] for f in frames)
+
     def frame_rows(self, frames: list[Frame]) -> tuple[ir.Table, list[int]]:
         """Rows of ``frames`` (one table, one window) with ``_tag`` (a row in several
         frames once per frame), ``_lo``, ``_hi``, and each frame's tag: from their pool when
         they have one, else from one scan."""
         pool = self._pool(frames[0])
-        if pool is not None and all(f.key in pool[1] for f in frames):
+        if pool is not None and self._pooled(frames):
             rows, tags = pool
             mine = [tags[f.key] for f in frames]
             return rows.filter(rows._tag.isin(mine)), mine
@@ -883,7 +889,7 @@ class Timeline:
             return
         keys = list(frames)
         tagged, tags = self.frame_rows(list(frames.values()))
-        spans = ["_kf", "_kt"]
+        spans, as_rows = ["_kf", "_kt"], False
         if leaf.op == "day":
             days = all(self._run_key(x) in self.day_keys for x in members)
             as_rows = all(self._run_key(x) in self.row_day_keys for x in members)
@@ -897,7 +903,8 @@ class Timeline:
                 {tags[keys.index(x.args[0].key)] for x in members if x.args[1] == "count"}
             )
             d = self._sweep(tagged, counted).select("patient_id", "_tag", "_kf", "_kt", "_c")
-        d = self._cache(d)  # only the columns the runs read
+        if not (as_rows and self._pooled(list(frames.values()))):
+            d = self._cache(d)  # only the columns the runs read (rows kept: read them)
         for i, fkey in enumerate(keys):
             mine = [x for x in members if x.args[0].key == fkey]
             part = d.filter(d._tag == tags[i])
