@@ -19,6 +19,7 @@ from pophealth.query.compile import (
     Compiler,
     PatientTables,
     compile_patient_table,
+    gc_paused,
 )
 from pophealth.query.model import (
     DATE_COLUMNS,
@@ -541,6 +542,7 @@ def to_pandas(expr: Any) -> pd.DataFrame:
     return expr.__pandas_result__(df)
 
 
+@gc_paused
 def run_dataset(
     source: Any,
     dataset: Dataset,

@@ -78,7 +78,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pophealth.query.compile import ROW_PREFIX, Compiler, compile_patient_table, implies
+from pophealth.query.compile import (
+    ROW_PREFIX,
+    Compiler,
+    compile_patient_table,
+    gc_paused,
+    implies,
+)
 from pophealth.query.dataset import RowDataset, check_variable, connect, row_table
 from pophealth.query.masks import MaskPlan, breakdowns
 from pophealth.query.model import (
@@ -1391,6 +1397,7 @@ def ibis_where(cond: Any, value: Any) -> Any:
     return ibis.cases((cond, value), else_=0)
 
 
+@gc_paused
 def run_measures(
     source: Any,
     measures: Measures,
