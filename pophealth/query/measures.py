@@ -98,7 +98,14 @@ from pophealth.query.model import (
     foreign_column,
     wrap,
 )
-from pophealth.query.timeline import Timeline, Unsupported, sorted_intervals
+from pophealth.query.timeline import (
+    _CMP,
+    _MIRROR,
+    Timeline,
+    Unsupported,
+    _shift,
+    sorted_intervals,
+)
 from pophealth.stats._core import DEFAULT_CONFIDENCE, scaled_quotient
 
 __all__ = [
@@ -1443,7 +1450,10 @@ def run_measures(
     the overall count the total of each breakdown: :func:`_linked_groups`; a count withheld
     in a month is withheld in every interval that shares days with the month without
     lying inside it — its quarter, its year — in this measure and in any other of the same
-    counts, as counts may add up across intervals: :func:`_released_within`); a quantile
+    counts, as counts may add up across intervals, and a numerator withheld so in any
+    window of another measure counting the same rows that shares days with its window
+    without lying inside it — the rolling 3 months holding a withheld month:
+    :func:`_released_within`, :func:`numerator_windows`); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
     limits are withheld wherever its numerator is and wherever fewer than
     :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
@@ -1789,23 +1799,122 @@ def _release_families(
 ) -> dict[str, pd.DataFrame]:
     """The measures of a run (not quantiles or standardised rates), released with
     disclosure control, each family (:func:`_family`: the same counts over other intervals)
-    together through :func:`_released_within`; by measure name (none of ``done``)."""
+    together through :func:`_released_within` — and families whose numerators count the
+    same rows of one table in other windows (:func:`numerator_windows`: admissions in the
+    month beside admissions in the last 3 months) together too, their numerators linked
+    by the windows' days; by measure name (none of ``done``)."""
     families: dict[tuple, list[Measure]] = {}
     for m in measures:
         key = _family(m) if m.name not in done else None
         if key is not None:
             families.setdefault(key, []).append(m)
+    # families counting the same rows (in other windows) are released as one
+    keys = list(families)
+    windows = {m.name: numerator_windows(m) for key in keys for m in families[key]}
+    joined = list(range(len(keys)))  # each family's first of those it is released with
+
+    def first(i: int) -> int:
+        while joined[i] != i:
+            i = joined[i]
+        return i
+
+    by_rows: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        for m in families[key]:
+            if windows[m.name] is not None:
+                j = first(by_rows.setdefault(windows[m.name][0], i))
+                joined[max(first(i), j)] = min(first(i), j)
+    together: dict[int, list[tuple]] = {}
+    for i, key in enumerate(keys):
+        together.setdefault(first(i), []).append(key)
     out: dict[str, pd.DataFrame] = {}
-    for members in families.values():
+    for chosen in together.values():
+        members = [m for key in chosen for m in families[key]]
+        family_of = [f for f, key in enumerate(chosen) for _ in families[key]]
         parts = []
         for m in members:
             df = _measure_counts(raw, m)
             parts.append(
                 (df, functools.partial(_release, df, m, m.breakdown, True, policy, multiplier))
             )
-        released = _released_within(parts, members[0].breakdown, ADDING_UP)
+        released = _released_within(
+            parts,
+            members[0].breakdown,
+            ADDING_UP,
+            windows=[None if windows[m.name] is None else windows[m.name][1] for m in members],
+            families=family_of,
+        )
         out.update({m.name: r for m, r in zip(members, released, strict=True)})
     return out
+
+
+def _window_dates(s: Series, intervals: Sequence[Interval]) -> list[dt.date] | None:
+    """The value of ``s`` in each interval when it is built from the index date, the
+    interval's start, a date and shifts of them alone (None otherwise)."""
+    if s.op == "index_date":
+        return [e for _, e in intervals]
+    if s.op == "interval_start":
+        return [b for b, _ in intervals]
+    if s.op == "lit" and isinstance(s.args[0], dt.date) and not isinstance(s.args[0], dt.datetime):
+        return [s.args[0]] * len(intervals)
+    if s.op == "shift":
+        base = _window_dates(s.args[0], intervals)
+        if base is None:
+            return None
+        return [_shift(v, s.args[1].n, s.args[1].unit) for v in base]
+    return None
+
+
+def numerator_windows(m: Measure) -> tuple[tuple, dict[Interval, tuple[dt.date, dt.date]]] | None:
+    """``(what, windows)`` when measure ``m``'s numerator counts rows of a table in a window
+    of days that moves with the interval — the rows, the patients with one, or their days,
+    of a frame whose interval-dependent filters compare the row's day with the index date,
+    the interval's start, a fixed date or shifts of them (``in_interval()``, ``in_last(
+    months=3)``, ``on_or_before(index_date)``): ``what`` names the rows counted, the count
+    and the breakdown (two measures with the same ``what`` count the same rows), and
+    ``windows`` holds each interval's first and last day of the window (open ends as the
+    earliest and latest date). None otherwise: a quantile, a standardised rate, a row
+    measure, any other numerator."""
+    s = m.numerator
+    if isinstance(m, QuantileMeasure | StandardisedRateMeasure | RowMeasure) or s.op != "agg":
+        return None
+    frame, fn, _ = s.args
+    if fn not in ("count", "exists", "count_days") or frame.error or s.error:
+        return None
+    if any(_reads_interval(x) for x in frame._order):
+        return None
+    day = frame._date.key
+    n = len(m.intervals)
+    first, last = [dt.date.min] * n, [dt.date.max] * n
+
+    def bound(f: Series) -> bool:
+        if f.op == "and":
+            return all(bound(x) for x in f.args)
+        if f.op not in _CMP:
+            return False
+        a, b, op = *f.args, f.op
+        if b.key == day:
+            a, b, op = b, a, _MIRROR[op]
+        if a.key != day or _reads_interval(a):
+            return False
+        values = _window_dates(b, m.intervals)
+        if values is None:
+            return False
+        one = dt.timedelta(days=1)
+        for k, v in enumerate(values):
+            if op in ("ge", "gt", "eq"):
+                first[k] = max(first[k], v + one if op == "gt" else v)
+            if op in ("le", "lt", "eq"):
+                last[k] = min(last[k], v - one if op == "lt" else v)
+        return True
+
+    static = tuple(sorted(f.key for f in frame._filters if not _reads_interval(f)))
+    dynamic = [f for f in frame._filters if _reads_interval(f)]
+    if not dynamic or not all(bound(f) for f in dynamic):
+        return None
+    groups = tuple((g, m.group_by[g].key) for g in m.breakdown)
+    what = ("rows", frame._table, static, fn, groups)
+    return what, {iv: (a, b) for iv, a, b in zip(m.intervals, first, last, strict=True)}
 
 
 def outward_intervals(intervals: Sequence[Interval]) -> dict[Interval, list[Interval]]:
@@ -1852,7 +1961,12 @@ def _apply_within(
 
 
 def _released_within(
-    parts: Sequence[tuple[pd.DataFrame, Any]], groups: list[str], cols: Sequence[str]
+    parts: Sequence[tuple[pd.DataFrame, Any]],
+    groups: list[str],
+    cols: Sequence[str],
+    *,
+    windows: Sequence[Mapping[Interval, tuple[dt.date, dt.date]] | None] | None = None,
+    families: Sequence[int] | None = None,
 ) -> list[pd.DataFrame]:
     """Each part's ``release(withhold=..., avoid=...)`` (a measure's rows, in the order of
     the part's cells: its intervals and groups), for counts ``cols`` that add up across
@@ -1865,7 +1979,14 @@ def _released_within(
     months would give a withheld month back (January's 1 = 17 − 8 − 8), and two windows
     less their union the day they share. A count with such intervals inside it, all
     released, is taken last as a second withheld cell (they show it to within their
-    rounding). Repeated until nothing changes."""
+    rounding). Repeated until nothing changes.
+
+    ``families``: the parts' families (default: one), when measures of other counts whose
+    numerators count the same rows in other windows are released with them — the
+    denominators are linked only within a family, the numerators across families too, by
+    the days of each part's numerator window in each interval (``windows``,
+    :func:`numerator_windows`): a month's admissions withheld are withheld in the rolling
+    3 months that hold the month (which less the other two months would give it back)."""
     from pophealth.disclosure import ELSEWHERE
 
     if not cols:
@@ -1875,27 +1996,36 @@ def _released_within(
         ignore_index=True,
     )
     rows["_row"] = np.arange(len(rows))
-    intervals = set(zip(rows["interval_start"], rows["interval_end"], strict=True))
-    wider = outward_intervals(list(intervals))
-    pairs = [(*iv, *other) for iv, others in wider.items() for other in others]
-    if len(parts) > 1:  # (the same interval in two measures of one count: one count)
-        pairs += [(*iv, *iv) for iv in intervals]
-    if not pairs:
-        return [release() for _, release in parts]
-    pairs_df = pd.DataFrame(pairs, columns=["interval_start", "interval_end", "_ts", "_te"])
-    # each row beside each row of the same group in an interval it must be withheld in too
-    links = pairs_df.merge(rows, on=list(INTERVAL_KEYS)).drop(columns=list(INTERVAL_KEYS))
-    targets = rows.rename(
-        columns={"interval_start": "_ts", "interval_end": "_te", "_row": "_to", "_part": "_tp"}
-    )
-    links = links.merge(targets, on=["_ts", "_te", *groups])
-    links = links[links["_row"] != links["_to"]]
-    source, target = links["_row"].to_numpy(), links["_to"].to_numpy()
-    if not len(source):
+    family = np.asarray(families if families is not None else [0] * len(parts))
+    same_family = family[:, None] == family[None, :]
+    links = {
+        c: _links(rows, groups, rows["interval_start"], rows["interval_end"], same_family)
+        for c in cols
+    }
+    if windows is not None and "numerator" in links and not same_family.all():
+        known = np.array([w is not None for w in windows])
+        spans = [
+            w[(a, b)] if w is not None else (a, b)
+            for w, a, b in zip(
+                (windows[p] for p in rows["_part"]),
+                rows["interval_start"],
+                rows["interval_end"],
+                strict=True,
+            )
+        ]
+        across = ~same_family & known[:, None] & known[None, :]
+        first, last = (pd.Series([x[i] for x in spans]) for i in (0, 1))
+        more = _links(rows, groups, first, last, across)
+        links["numerator"] = tuple(
+            np.concatenate([a, b]) for a, b in zip(links["numerator"], more, strict=True)
+        )
+    if not any(len(source) for source, _ in links.values()):
         return [release() for _, release in parts]
     n = len(rows)
-    is_target = np.zeros(n, dtype=bool)
-    is_target[target] = True
+    is_target = {}
+    for c, (_, target) in links.items():
+        is_target[c] = np.zeros(n, dtype=bool)
+        is_target[c][target] = True
     bounds = np.cumsum([0, *(len(cells) for cells, _ in parts)])
     forced = {c: np.zeros(n, dtype=bool) for c in cols}
     avoid = {c: np.zeros(n, dtype=bool) for c in cols}
@@ -1909,12 +2039,13 @@ def _released_within(
         ]
         more = {}
         for c in cols:
+            source, target = links[c]
             withheld = np.concatenate([o[c].isna().to_numpy() for o in outs])
             own = withheld & ~forced[c]  # (withheld here only for another's sake: not again)
             hit = np.zeros(n, dtype=bool)
             np.logical_or.at(hit, target, own[source])
             more[c] = hit & ~withheld
-            avoid[c] = is_target & ~hit
+            avoid[c] = is_target[c] & ~hit
         if not any(more[c].any() for c in cols):
             break
         forced = {c: forced[c] | more[c] for c in cols}
@@ -1926,6 +2057,40 @@ def _released_within(
                 notes[i] = notes[i].replace(ELSEWHERE, WITHIN)
         o["disclosure_note"] = notes
     return outs
+
+
+def _links(
+    rows: pd.DataFrame,
+    groups: list[str],
+    first: pd.Series,
+    last: pd.Series,
+    allowed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(source, target)``: the pairs of ``rows`` (``_part``, ``_row``, ``groups``) of one
+    group where a count withheld at the source is withheld at the target too — the target's
+    days (``first`` to ``last``, by row) shared with the source's without lying inside
+    them, or the very same days in another part — between parts ``allowed[p, q]``."""
+    cells = pd.DataFrame({"_part": rows["_part"].to_numpy(), "_s": list(first), "_e": list(last)})
+    keys = cells.drop_duplicates().reset_index(drop=True)
+    p = keys["_part"].to_numpy()
+    s = keys["_s"].to_numpy(dtype="datetime64[D]")
+    e = keys["_e"].to_numpy(dtype="datetime64[D]")
+    share = (s[None, :] <= e[:, None]) & (s[:, None] <= e[None, :])
+    inside = (s[:, None] <= s[None, :]) & (e[None, :] <= e[:, None])  # target in source
+    same = (s[:, None] == s[None, :]) & (e[:, None] == e[None, :]) & (p[:, None] != p[None, :])
+    i, j = np.nonzero(share & (~inside | same) & allowed[p[:, None], p[None, :]])
+    if not len(i):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pairs = pd.DataFrame({"_k": i, "_tk": j})
+    key = cells.merge(
+        keys.reset_index().rename(columns={"index": "_k"}), on=["_part", "_s", "_e"], how="left"
+    )
+    at = pd.concat([rows[[*groups, "_row"]].reset_index(drop=True), key[["_k"]]], axis=1)
+    out = pairs.merge(at, on="_k").merge(
+        at.rename(columns={"_k": "_tk", "_row": "_to"}), on=["_tk", *groups]
+    )
+    out = out[out["_row"] != out["_to"]]
+    return out["_row"].to_numpy(), out["_to"].to_numpy()
 
 
 def _release_rate(

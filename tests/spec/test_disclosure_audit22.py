@@ -18,14 +18,15 @@ value of a count consistent with all of it come from an integer programme. Every
 tiny and every run is on DuckDB (the release works on the engines' counts in pandas, alike
 for every engine).
 
-What the audit found (each a ``strict`` xfail asserting the safe outcome while open). Fixed
-since, and now ordinary tests: 1's first case (measures of the same counts are released
-together), 2 and 3 (a count withheld in an interval is withheld in every interval that
-shares days with it without lying inside it), 5 (a ratio's or a rate's counts by one
-column are released with the same measure overall as one table), 6 (a centile's method
-says nothing of its exact n), 7 (each centile is rounded to its own group's precision) and
-4 (counts of patients are taken as adding up across intervals too, the safe side). Open:
-1's second case.
+What the audit found (each a ``strict`` xfail asserting the safe outcome while it was
+open). All fixed since, and now ordinary tests: 1 (measures of the same counts are released
+together; measures counting the same rows in other windows too, their numerators linked by
+the windows' days, since the twenty-sixth session), 2 and 3 (a count withheld in an
+interval is withheld in every interval that shares days with it without lying inside it),
+4 (counts of patients are taken as adding up across intervals too, the safe side), 5 (a
+ratio's or a rate's counts by one column are released with the same measure overall as one
+table), 6 (a centile's method says nothing of its exact n) and 7 (each centile is rounded
+to its own group's precision).
 
 1. Two measures of the same events in one run, one monthly and one quarterly (each with its
    own ``intervals=``): each is released on its own, so the quarter (17 → 15) less February
@@ -170,21 +171,17 @@ def test_a_monthly_and_a_quarterly_measure_of_the_same_events(two_measures_store
     assert lo < hi, f"January's withheld admissions are exactly {lo}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a rolling count (in_last) beside the monthly count of the same events, over the "
-    "same intervals: the rolling 3 months at March less February and March give January back",
-)
 def test_a_rolling_count_beside_the_monthly_count_of_the_same_events(two_measures_store):
     """Admissions per patient in the month (``in_interval()``) and in the last 3 months
     (``in_last(months=3)``), two measures over the same months — so linking intervals of
     one measure, or of measures with the same numerator, would not catch it. Monthly:
     January's 1 withheld, February's and March's 8 released as 10 (8-12). Rolling at 31
     March (1 January - 31 March): 17 → 15 (13-17). January ≤ 17 − 8 − 8 = 1: exactly 1.
-    Safe: January not pinned (the fix has to follow the events and their windows, not the
-    interval lists: withhold, in every measure of the run counting the same rows of one
-    table, each count whose window holds a window withheld in another, same group)."""
+    Safe: January not pinned. (Fixed: measures whose numerators count the same rows of one
+    table are released together, their numerators linked by the days of their windows,
+    ``numerator_windows``: a count withheld in one window is withheld in every window of
+    the others that shares days with it without lying inside it — the rolling 3 months at
+    January, February and March, each holding January.)"""
     m = Measures(intervals=MONTHS)
     m.define_measure("monthly", numerator=ADMISSIONS, denominator=REGISTERED)
     rolling = admissions.in_last(months=3).count_for_patient()
