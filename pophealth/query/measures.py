@@ -1560,6 +1560,7 @@ def _release_linked(
             return _standardised_cells(raw[raw["measure"] == m.name].copy(), m)[1]
         return _measure_counts(raw, m)
 
+    prepared = []
     for overall, *split in _linked_groups(measures):
         total = counts_of(overall)
         parts = []
@@ -1590,38 +1591,92 @@ def _release_linked(
                 sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
                 **linking,
             )  # fmt: skip
-        out = _released_within([(table, release)], ["_breakdown", "_group"], ADDING_UP)[0]
-        if proportion and len(out):  # the value as one quotient; missing where it was
-            exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
-            out["value"] = np.where(out["value"].isna(), np.nan, exact)
-            if overall.kind != "proportion":  # (as _release says of rows)
-                method = out["method"]
-                out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
-        is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
-        first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
-        mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
-        released[overall.name] = mine.reset_index(drop=True)
-        for m in split:
-            (g,) = m.breakdown
-            rows = out[~is_total & (out["_breakdown"] == g).to_numpy()]
-            rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
-            released[m.name] = rows.reset_index(drop=True)
-        for m in (overall, *split):
-            if isinstance(m, QuantileMeasure | StandardisedRateMeasure):
-                counts = released.pop(m.name)
-                own = raw[raw["measure"] == m.name].copy()
-                finish = (
-                    _release_quantiles if isinstance(m, QuantileMeasure) else _release_standardised
-                )
-                released[m.name] = finish(own, m, True, policy, counts=counts)
-            elif not proportion:
-                counts = released[m.name]
-                released[m.name] = _release(
-                    counts, m, m.breakdown, True, policy, multiplier, done=True
-                )
-            if "measure" not in released[m.name]:
-                released[m.name].insert(0, "measure", m.name)
+        prepared.append((overall, split, table, release, proportion))
+    for chosen in _linked_together([(o, s) for o, s, *_ in prepared]):
+        windows = [numerator_windows(prepared[i][0]) for i in chosen]
+        families = [_family(prepared[i][0]) for i in chosen]
+        outs = _released_within(
+            [prepared[i][2:4] for i in chosen],
+            ["_breakdown", "_group"],
+            ADDING_UP,
+            windows=[None if w is None else w[1] for w in windows],
+            families=[families.index(f) for f in families],
+        )
+        for i, out in zip(chosen, outs, strict=True):
+            overall, split, _, _, proportion = prepared[i]
+            released.update(
+                _finish_linked(raw, out, overall, split, proportion, policy, multiplier)
+            )
     return released
+
+
+def _finish_linked(
+    raw: pd.DataFrame,
+    out: pd.DataFrame,
+    overall: Measure,
+    split: list[Measure],
+    proportion: bool,
+    policy: Any,
+    multiplier: float,
+) -> dict[str, pd.DataFrame]:
+    """The released table of one group of :func:`_linked_groups` as each measure's rows."""
+    released: dict[str, pd.DataFrame] = {}
+    if proportion and len(out):  # the value as one quotient; missing where it was
+        exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
+        out["value"] = np.where(out["value"].isna(), np.nan, exact)
+        if overall.kind != "proportion":  # (as _release says of rows)
+            method = out["method"]
+            out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
+    is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
+    first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
+    mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
+    released[overall.name] = mine.reset_index(drop=True)
+    for m in split:
+        (g,) = m.breakdown
+        rows = out[~is_total & (out["_breakdown"] == g).to_numpy()]
+        rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
+        released[m.name] = rows.reset_index(drop=True)
+    for m in (overall, *split):
+        if isinstance(m, QuantileMeasure | StandardisedRateMeasure):
+            counts = released.pop(m.name)
+            own = raw[raw["measure"] == m.name].copy()
+            finish = _release_quantiles if isinstance(m, QuantileMeasure) else _release_standardised
+            released[m.name] = finish(own, m, True, policy, counts=counts)
+        elif not proportion:
+            counts = released[m.name]
+            released[m.name] = _release(counts, m, m.breakdown, True, policy, multiplier, done=True)
+        if "measure" not in released[m.name]:
+            released[m.name].insert(0, "measure", m.name)
+    return released
+
+
+def _linked_together(groups: list[tuple[Measure, list[Measure]]]) -> list[list[int]]:
+    """The groups of :func:`_linked_groups` (by index) to release through one
+    :func:`_released_within`: those of one family over other intervals (:func:`_family` of
+    the overall measure, and the same breakdowns), and those whose numerators count the
+    same rows in other windows (:func:`numerator_windows`); each other group alone."""
+    by: dict[Any, int] = {}
+    joined = list(range(len(groups)))
+
+    def first(i: int) -> int:
+        while joined[i] != i:
+            i = joined[i]
+        return i
+
+    for i, (overall, split) in enumerate(groups):
+        family = _family(overall)
+        if family is None:
+            continue
+        cols = tuple(sorted((m.breakdown[0], m.group_by[m.breakdown[0]].key) for m in split))
+        windows = numerator_windows(overall)
+        for key in (family, None if windows is None else windows[0]):
+            if key is not None:
+                j = first(by.setdefault((key, cols), i))
+                joined[max(first(i), j)] = min(first(i), j)
+    out: dict[int, list[int]] = {}
+    for i in range(len(groups)):
+        out.setdefault(first(i), []).append(i)
+    return list(out.values())
 
 
 def result_columns(group_cols: Sequence[str] = ()) -> list[str]:

@@ -198,6 +198,38 @@ def test_a_rolling_count_beside_the_monthly_count_of_the_same_events(two_measure
     assert lo < hi, f"January's withheld admissions are exactly {lo}"
 
 
+@pytest.mark.parametrize("other", ["quarterly", "rolling_3m"])
+def test_each_beside_its_breakdown_by_practice(two_measures_store, other):
+    """The same two pairs of measures, each measure also by practice (one practice), so
+    each is released with its breakdown as one table (``_linked_groups``): the tables are
+    still linked across intervals and windows (found in the twenty-sixth session: they
+    were not, and the quarter's 15 gave January's 1 back as above)."""
+    m = Measures(intervals=MONTHS)
+    if other == "quarterly":
+        numerator, at = ADMISSIONS, Q1
+        kw: dict = {"intervals": [Q1]}
+    else:
+        numerator, at = admissions.in_last(months=3).count_for_patient(), MONTHS[2]
+        kw = {}
+    m.define_measure("monthly", numerator=ADMISSIONS, denominator=REGISTERED)
+    m.define_measure("monthly_by", numerator=ADMISSIONS, denominator=REGISTERED, group_by=PRACTICE)
+    m.define_measure(other, numerator=numerator, denominator=REGISTERED, **kw)
+    m.define_measure(
+        f"{other}_by", numerator=numerator, denominator=REGISTERED, group_by=PRACTICE, **kw
+    )
+    released = _released(two_measures_store, m)
+    for name in ("monthly", "monthly_by"):
+        it = Intruder()
+        names = ["jan", "feb", "mar"]
+        for part, month in zip(names, MONTHS, strict=True):
+            r = _at(released, name, month)
+            it.sees([part], r["numerator"], r["disclosure_note"], "numerator")
+        r = _at(released, name.replace("monthly", other), at)
+        it.sees(names, r["numerator"], r["disclosure_note"], "numerator")
+        lo, hi = it.range_of("jan")
+        assert lo < hi, f"{name}: January's withheld admissions are exactly {lo}"
+
+
 # -- 2. overlapping windows in one measure ----------------------------------------------------
 #
 # admissions (one each): January 11, February 1, March 11

@@ -150,18 +150,21 @@ MONTHLY = admissions.in_interval().count_for_patient()
 ROLLING = admissions.in_last(months=3).count_for_patient()
 
 
-@pytest.fixture(scope="module")
-def months_store(tmp_path_factory):
-    plan = {"jan": [D(2025, 1, 10)]}
+def _admissions_store(tmp_path, before: dict[str, list[dt.date]]):
+    """``before``, then 8 admissions (one each) on the 10th of February to May 2025."""
+    plan = dict(before)
     for month in range(2, 6):
         plan |= {f"m{month}_{i}": [D(2025, month, 10)] for i in range(8)}
     regs, adms = [], []
     for pid, days_ in plan.items():
         regs.append({"patient_id": pid, "practice_id": "A1", "start_date": D(2020, 1, 1)})
         adms.extend(admission_row(pid, day) for day in days_)
-    return make_store(
-        tmp_path_factory.mktemp("months"), {"registrations": regs, "admissions": adms}
-    )
+    return make_store(tmp_path, {"registrations": regs, "admissions": adms})
+
+
+@pytest.fixture(scope="module")
+def months_store(tmp_path_factory):
+    return _admissions_store(tmp_path_factory.mktemp("months"), {"jan": [D(2025, 1, 10)]})
 
 
 def _released(store, **numerators) -> pd.DataFrame:
@@ -232,16 +235,8 @@ def test_other_filters_are_other_rows(months_store):
 @pytest.fixture(scope="module")
 def november_store(tmp_path_factory):
     """Admissions (one each): November 2024 3; February to May 2025 8 each."""
-    plan = {f"nov{i}": [D(2024, 11, 10)] for i in range(3)}
-    for month in range(2, 6):
-        plan |= {f"m{month}_{i}": [D(2025, month, 10)] for i in range(8)}
-    regs, adms = [], []
-    for pid, days_ in plan.items():
-        regs.append({"patient_id": pid, "practice_id": "A1", "start_date": D(2020, 1, 1)})
-        adms.extend(admission_row(pid, day) for day in days_)
-    return make_store(
-        tmp_path_factory.mktemp("november"), {"registrations": regs, "admissions": adms}
-    )
+    november = {f"nov{i}": [D(2024, 11, 10)] for i in range(3)}
+    return _admissions_store(tmp_path_factory.mktemp("november"), november)
 
 
 def test_a_withheld_rolling_window_withholds_no_month_inside_it(november_store):
