@@ -1655,27 +1655,39 @@ def _linked_together(groups: list[tuple[Measure, list[Measure]]]) -> list[list[i
     :func:`_released_within`: those of one family over other intervals (:func:`_family` of
     the overall measure, and the same breakdowns), and those whose numerators count the
     same rows in other windows (:func:`numerator_windows`); each other group alone."""
-    by: dict[Any, int] = {}
-    joined = list(range(len(groups)))
+    keys = []
+    for overall, split in groups:
+        family = _family(overall)
+        windows = numerator_windows(overall) if family is not None else None
+        cols = tuple(sorted((m.breakdown[0], m.group_by[m.breakdown[0]].key) for m in split))
+        keys.append(
+            [
+                None if family is None else (family, cols),
+                None if windows is None else (windows[0], cols),
+            ]
+        )
+    return _joined(keys)
 
-    def first(i: int) -> int:
-        while joined[i] != i:
-            i = joined[i]
+
+def _joined(keys: Sequence[Sequence[Any]]) -> list[list[int]]:
+    """The items (by index) joined when they share a key (``keys[i]``: item i's keys, None
+    for none), directly or through others; each list in the order of its items."""
+    first: dict[Any, int] = {}
+    parent = list(range(len(keys)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
         return i
 
-    for i, (overall, split) in enumerate(groups):
-        family = _family(overall)
-        if family is None:
-            continue
-        cols = tuple(sorted((m.breakdown[0], m.group_by[m.breakdown[0]].key) for m in split))
-        windows = numerator_windows(overall)
-        for key in (family, None if windows is None else windows[0]):
+    for i, mine in enumerate(keys):
+        for key in mine:
             if key is not None:
-                j = first(by.setdefault((key, cols), i))
-                joined[max(first(i), j)] = min(first(i), j)
+                a, b = root(i), root(first.setdefault(key, i))
+                parent[max(a, b)] = min(a, b)
     out: dict[int, list[int]] = {}
-    for i in range(len(groups)):
-        out.setdefault(first(i), []).append(i)
+    for i in range(len(keys)):
+        out.setdefault(root(i), []).append(i)
     return list(out.values())
 
 
@@ -1866,24 +1878,13 @@ def _release_families(
     # families counting the same rows (in other windows) are released as one
     keys = list(families)
     windows = {m.name: numerator_windows(m) for key in keys for m in families[key]}
-    joined = list(range(len(keys)))  # each family's first of those it is released with
-
-    def first(i: int) -> int:
-        while joined[i] != i:
-            i = joined[i]
-        return i
-
-    by_rows: dict[tuple, int] = {}
-    for i, key in enumerate(keys):
-        for m in families[key]:
-            if windows[m.name] is not None:
-                j = first(by_rows.setdefault(windows[m.name][0], i))
-                joined[max(first(i), j)] = min(first(i), j)
-    together: dict[int, list[tuple]] = {}
-    for i, key in enumerate(keys):
-        together.setdefault(first(i), []).append(key)
+    rows = [
+        [None if windows[m.name] is None else windows[m.name][0] for m in families[key]]
+        for key in keys
+    ]
+    together = [[keys[i] for i in chosen] for chosen in _joined(rows)]
     out: dict[str, pd.DataFrame] = {}
-    for chosen in together.values():
+    for chosen in together:
         members = [m for key in chosen for m in families[key]]
         family_of = [f for f, key in enumerate(chosen) for _ in families[key]]
         parts = []
