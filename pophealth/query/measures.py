@@ -1469,9 +1469,7 @@ def run_measures(
     if not isinstance(measures, Measures):
         raise TypeError("run_measures needs a Measures object")
     raw, paths = _counts(source, measures, engine)
-    linked = _release_linked(raw, measures, policy, multiplier) if disclosure else {}
-    if disclosure:
-        linked.update(_release_families(raw, measures, policy, multiplier, set(linked)))
+    linked = _release_counted(raw, measures, policy, multiplier) if disclosure else {}
     out = []
     for m in measures:
         if m.name in linked:
@@ -1539,17 +1537,17 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     return out
 
 
-def _release_linked(
+def _linked_tables(
     raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float
-) -> dict[str, pd.DataFrame]:
-    """Each group of :func:`_linked_groups` released as one table — each breakdown's cells
-    with the overall count as their total row, the copies of that total one count — as the
-    programmes release a register by each of its breakdowns (counts across intervals as
-    :func:`_released_within` says); by measure name, each measure's rows as
-    :func:`_release` would give them."""
+) -> list[tuple[Measure, list[Measure], pd.DataFrame, Any, bool]]:
+    """Each group of :func:`_linked_groups` as one table to release — each breakdown's
+    cells with the overall count as their total row, the copies of that total one count —
+    as the programmes release a register by each of its breakdowns: ``(overall, split,
+    table, release, proportion)``, ``release(withhold=..., avoid=...)`` releasing the
+    table (:func:`_released_within`), :func:`_finish_linked` making each measure's rows of
+    it."""
     from pophealth import disclosure as sdc
 
-    released: dict[str, pd.DataFrame] = {}
     kw: dict[str, Any] = {} if policy is None else {"policy": policy}
     keys = [*INTERVAL_KEYS, "_breakdown", "_group"]
 
@@ -1592,22 +1590,7 @@ def _release_linked(
                 **linking,
             )  # fmt: skip
         prepared.append((overall, split, table, release, proportion))
-    for chosen in _linked_together([(o, s) for o, s, *_ in prepared]):
-        windows = [numerator_windows(prepared[i][0]) for i in chosen]
-        families = [_family(prepared[i][0]) for i in chosen]
-        outs = _released_within(
-            [prepared[i][2:4] for i in chosen],
-            ["_breakdown", "_group"],
-            ADDING_UP,
-            windows=[None if w is None else w[1] for w in windows],
-            families=[families.index(f) for f in families],
-        )
-        for i, out in zip(chosen, outs, strict=True):
-            overall, split, _, _, proportion = prepared[i]
-            released.update(
-                _finish_linked(raw, out, overall, split, proportion, policy, multiplier)
-            )
-    return released
+    return prepared
 
 
 def _finish_linked(
@@ -1648,25 +1631,6 @@ def _finish_linked(
         if "measure" not in released[m.name]:
             released[m.name].insert(0, "measure", m.name)
     return released
-
-
-def _linked_together(groups: list[tuple[Measure, list[Measure]]]) -> list[list[int]]:
-    """The groups of :func:`_linked_groups` (by index) to release through one
-    :func:`_released_within`: those of one family over other intervals (:func:`_family` of
-    the overall measure, and the same breakdowns), and those whose numerators count the
-    same rows in other windows (:func:`numerator_windows`); each other group alone."""
-    keys = []
-    for overall, split in groups:
-        family = _family(overall)
-        windows = numerator_windows(overall) if family is not None else None
-        cols = tuple(sorted((m.breakdown[0], m.group_by[m.breakdown[0]].key) for m in split))
-        keys.append(
-            [
-                None if family is None else (family, cols),
-                None if windows is None else (windows[0], cols),
-            ]
-        )
-    return _joined(keys)
 
 
 def _joined(keys: Sequence[Sequence[Any]]) -> list[list[int]]:
@@ -1754,7 +1718,7 @@ def _release(
     """Measure ``m``'s rows from its counts ``df`` (one row per interval and group).
     ``linked``: ``withhold`` and ``avoid`` for :func:`pophealth.disclosure.apply`, from
     :func:`_released_within`. ``done``: a ratio's or a rate's counts in ``df`` are already
-    released, with their ``disclosure_note`` (:func:`_release_linked`): only its values
+    released, with their ``disclosure_note`` (:func:`_linked_tables`): only its values
     are worked out from them."""
     from pophealth import disclosure as sdc
     from pophealth.stats import rate
@@ -1861,47 +1825,86 @@ def _family(m: Measure) -> tuple | None:
     return (type(m).__name__, m.kind, m.numerator.key, m.denominator.key, groups, rows)
 
 
-def _release_families(
-    raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float, done: set[str]
+def _release_counted(
+    raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float
 ) -> dict[str, pd.DataFrame]:
-    """The measures of a run (not quantiles or standardised rates), released with
-    disclosure control, each family (:func:`_family`: the same counts over other intervals)
-    together through :func:`_released_within` — and families whose numerators count the
-    same rows of one table in other windows (:func:`numerator_windows`: admissions in the
-    month beside admissions in the last 3 months) together too, their numerators linked
-    by the windows' days; by measure name (none of ``done``)."""
-    families: dict[tuple, list[Measure]] = {}
+    """With disclosure control, the measures released together: each group of
+    :func:`_linked_groups` as one table (:func:`_linked_tables`), each other measure
+    (not a quantile or standardised rate) on its own — and, through one
+    :func:`_released_within`, every such table or measure of the same counts over other
+    intervals (:func:`_counts_key`: a monthly count, overall and by practice, beside the
+    quarterly one, overall or by practice) and every one whose numerator counts the same
+    rows of one table in other windows (:func:`numerator_windows`: admissions in the month
+    beside admissions in the last 3 months), their cells matched by breakdown and group.
+    By measure name, each measure's rows as :func:`_release` would give them."""
+    tables = _linked_tables(raw, measures, policy, multiplier)
+    done = {m.name for overall, split, *_ in tables for m in (overall, *split)}
+    breakdowns: dict[tuple, int] = {}  # each breakdown (names and definitions) a number
+    width = max([1, *(len(m.breakdown) for m in measures)])  # labels per cell, at most
+
+    def cells(frame: pd.DataFrame, by: list[tuple[str, Measure]]) -> pd.DataFrame:
+        """``frame``'s intervals, and per row its breakdown's number and group labels."""
+        out = frame[list(INTERVAL_KEYS)].reset_index(drop=True)
+        number = np.zeros(len(frame), dtype=np.int64)
+        labels = [np.full(len(frame), "", dtype=object) for _ in range(width)]
+        for mask, cols, m in by:
+            sig = tuple((g, m.group_by[g].key) for g in cols)
+            number[mask] = breakdowns.setdefault(sig, len(breakdowns))
+            for i, g in enumerate(cols):
+                labels[i][mask] = frame[g].to_numpy(dtype=object)[mask]
+        out["_bd"] = number
+        for i, values in enumerate(labels):
+            out[f"_g{i}"] = values
+        return out
+
+    units = []  # (measures, cells, release, counts key, window key, windows, finish)
+    for overall, split, table, release, proportion in tables:
+        is_total = (table["_group"] == _LINKED_TOTAL).to_numpy()
+        by = [(is_total, [], overall)]
+        for m in split:
+            (g,) = m.breakdown
+            mine = ~is_total & (table["_breakdown"] == g).to_numpy()
+            by.append((mine, [g], m))
+        frame = table.assign(**{m.breakdown[0]: table["_group"] for m in split})
+        finish = functools.partial(
+            _finish_linked, raw, overall=overall, split=split, proportion=proportion,
+            policy=policy, multiplier=multiplier,
+        )  # fmt: skip
+        units.append(([overall, *split], cells(frame, by), release, overall, finish))
     for m in measures:
-        key = _family(m) if m.name not in done else None
-        if key is not None:
-            families.setdefault(key, []).append(m)
-    # families counting the same rows (in other windows) are released as one
-    keys = list(families)
-    windows = {m.name: numerator_windows(m) for key in keys for m in families[key]}
-    rows = [
-        [None if windows[m.name] is None else windows[m.name][0] for m in families[key]]
-        for key in keys
-    ]
-    together = [[keys[i] for i in chosen] for chosen in _joined(rows)]
-    out: dict[str, pd.DataFrame] = {}
-    for chosen in together:
-        members = [m for key in chosen for m in families[key]]
-        family_of = [f for f, key in enumerate(chosen) for _ in families[key]]
-        parts = []
-        for m in members:
-            df = _measure_counts(raw, m)
-            parts.append(
-                (df, functools.partial(_release, df, m, m.breakdown, True, policy, multiplier))
-            )
-        released = _released_within(
-            parts,
-            members[0].breakdown,
+        if m.name in done or _family(m) is None:
+            continue
+        df = _measure_counts(raw, m)
+        release = functools.partial(_release, df, m, m.breakdown, True, policy, multiplier)
+        whole = np.ones(len(df), dtype=bool)
+        units.append(([m], cells(df, [(whole, m.breakdown, m)]), release, m, None))
+    keys = []
+    for *_, m, _ in units:
+        windows = numerator_windows(m)
+        keys.append([_counts_key(m), None if windows is None else windows[0]])
+    released: dict[str, pd.DataFrame] = {}
+    for chosen in _joined(keys):
+        counts = [keys[i][0] for i in chosen]
+        windows = [numerator_windows(units[i][3]) for i in chosen]
+        outs = _released_within(
+            [(units[i][1], units[i][2]) for i in chosen],
+            ["_bd", *(f"_g{i}" for i in range(width))],
             ADDING_UP,
-            windows=[None if windows[m.name] is None else windows[m.name][1] for m in members],
-            families=family_of,
+            windows=[None if w is None else w[1] for w in windows],
+            families=[counts.index(c) for c in counts],
         )
-        out.update({m.name: r for m, r in zip(members, released, strict=True)})
-    return out
+        for i, out in zip(chosen, outs, strict=True):
+            members, _, _, _, finish = units[i]
+            released.update(finish(out) if finish is not None else {members[0].name: out})
+    return released
+
+
+def _counts_key(m: Measure) -> tuple | None:
+    """What measures count the same thing (:data:`ADDING_UP`) whatever their intervals and
+    breakdown: one monthly and one quarterly measure of the same events, overall or by
+    practice (:func:`_family` without the breakdown)."""
+    family = _family(m)
+    return None if family is None else family[:4] + family[5:]
 
 
 def _window_dates(s: Series, intervals: Sequence[Interval]) -> list[dt.date] | None:
@@ -1926,8 +1929,8 @@ def numerator_windows(m: Measure) -> tuple[tuple, dict[Interval, tuple[dt.date, 
     of days that moves with the interval — the rows, the patients with one, or their days,
     of a frame whose interval-dependent filters compare the row's day with the index date,
     the interval's start, a fixed date or shifts of them (``in_interval()``, ``in_last(
-    months=3)``, ``on_or_before(index_date)``): ``what`` names the rows counted, the count
-    and the breakdown (two measures with the same ``what`` count the same rows), and
+    months=3)``, ``on_or_before(index_date)``): ``what`` names the rows counted and the
+    count (two measures with the same ``what`` count the same rows, by any breakdown), and
     ``windows`` holds each interval's first and last day of the window (open ends as the
     earliest and latest date). None otherwise: a quantile, a standardised rate, a row
     measure, any other numerator."""
@@ -1968,9 +1971,9 @@ def numerator_windows(m: Measure) -> tuple[tuple, dict[Interval, tuple[dt.date, 
     dynamic = [f for f in frame._filters if _reads_interval(f)]
     if not dynamic or not all(bound(f) for f in dynamic):
         return None
-    groups = tuple((g, m.group_by[g].key) for g in m.breakdown)
-    what = ("rows", frame._table, static, fn, groups)
-    return what, {iv: (a, b) for iv, a, b in zip(m.intervals, first, last, strict=True)}
+    return ("rows", frame._table, static, fn), {
+        iv: (a, b) for iv, a, b in zip(m.intervals, first, last, strict=True)
+    }
 
 
 def outward_intervals(intervals: Sequence[Interval]) -> dict[Interval, list[Interval]]:
@@ -2239,7 +2242,7 @@ def _release_standardised(
     (:func:`_limits_of_released_events`): from exact counts, the rate and limits beside
     the rounded ones would give the exact ones back. The bands' own counts, rounded or
     not, are never released. ``counts``: the events and population per interval and group
-    already released (:func:`_release_linked`), in the order of
+    already released (:func:`_linked_tables`), in the order of
     :func:`_standardised_cells`."""
     from pophealth.stats import dsr
     from pophealth.stats._core import level_label, normalise_confidence
@@ -2398,7 +2401,7 @@ def _release_quantiles(
     would be read from a value with fewer than :data:`QUANTILE_TAIL` patients ranked beyond
     it — the 90th centile of 20 patients lies between the 2nd and 3rd highest values —
     each said in ``disclosure_note``. ``counts``: the numerator and denominator per
-    interval and group already released (:func:`_release_linked`), in the order of
+    interval and group already released (:func:`_linked_tables`), in the order of
     :func:`_quantile_counts`."""
     from pophealth import disclosure as sdc
     from pophealth.stats._core import level_label, normalise_confidence

@@ -199,11 +199,20 @@ def test_a_rolling_count_beside_the_monthly_count_of_the_same_events(two_measure
 
 
 @pytest.mark.parametrize("other", ["quarterly", "rolling_3m"])
-def test_each_beside_its_breakdown_by_practice(two_measures_store, other):
-    """The same two pairs of measures, each measure also by practice (one practice), so
-    each is released with its breakdown as one table (``_linked_groups``): the tables are
-    still linked across intervals and windows (found in the twenty-sixth session: they
-    were not, and the quarter's 15 gave January's 1 back as above)."""
+@pytest.mark.parametrize(
+    "shape",
+    ["both with a breakdown", "the months with one", "the other with one", "months by practice"],
+)
+def test_beside_a_breakdown_by_practice(two_measures_store, other, shape):
+    """The same two pairs of measures, with measures by practice (one practice, so by
+    practice and overall count alike): both counts overall and by practice; only the
+    monthly one, or only the other, so; or the monthly count by practice alone beside the
+    other overall and by practice. A measure overall beside the same by practice is
+    released with it as one table (``_linked_groups``); those tables are still linked
+    across intervals and windows, with each other and with measures released on their own
+    (found in the twenty-sixth session: they were not, and the quarter's 15 gave January's
+    1 back as above). The intruder takes every monthly series with every count of the
+    other at March's end."""
     m = Measures(intervals=MONTHS)
     if other == "quarterly":
         numerator, at = ADMISSIONS, Q1
@@ -211,23 +220,32 @@ def test_each_beside_its_breakdown_by_practice(two_measures_store, other):
     else:
         numerator, at = admissions.in_last(months=3).count_for_patient(), MONTHS[2]
         kw = {}
-    m.define_measure("monthly", numerator=ADMISSIONS, denominator=REGISTERED)
-    m.define_measure("monthly_by", numerator=ADMISSIONS, denominator=REGISTERED, group_by=PRACTICE)
-    m.define_measure(other, numerator=numerator, denominator=REGISTERED, **kw)
-    m.define_measure(
-        f"{other}_by", numerator=numerator, denominator=REGISTERED, group_by=PRACTICE, **kw
-    )
+    months = {
+        "monthly": shape != "months by practice",
+        "monthly_by": shape
+        in ("both with a breakdown", "the months with one", "months by practice"),
+    }
+    others = {other: True, f"{other}_by": shape != "the months with one"}
+    for name, on in months.items():
+        if on:
+            by = PRACTICE if name.endswith("_by") else {}
+            m.define_measure(name, numerator=ADMISSIONS, denominator=REGISTERED, group_by=by)
+    for name, on in others.items():
+        if on:
+            by = PRACTICE if name.endswith("_by") else {}
+            m.define_measure(name, numerator=numerator, denominator=REGISTERED, group_by=by, **kw)
     released = _released(two_measures_store, m)
-    for name in ("monthly", "monthly_by"):
-        it = Intruder()
-        names = ["jan", "feb", "mar"]
-        for part, month in zip(names, MONTHS, strict=True):
-            r = _at(released, name, month)
-            it.sees([part], r["numerator"], r["disclosure_note"], "numerator")
-        r = _at(released, name.replace("monthly", other), at)
-        it.sees(names, r["numerator"], r["disclosure_note"], "numerator")
-        lo, hi = it.range_of("jan")
-        assert lo < hi, f"{name}: January's withheld admissions are exactly {lo}"
+    for name in (n for n, on in months.items() if on):
+        for beside in (n for n, on in others.items() if on):
+            it = Intruder()
+            names = ["jan", "feb", "mar"]
+            for part, month in zip(names, MONTHS, strict=True):
+                r = _at(released, name, month)
+                it.sees([part], r["numerator"], r["disclosure_note"], "numerator")
+            r = _at(released, beside, at)
+            it.sees(names, r["numerator"], r["disclosure_note"], "numerator")
+            lo, hi = it.range_of("jan")
+            assert lo < hi, f"{name} beside {beside}: January's admissions are exactly {lo}"
 
 
 # -- 2. overlapping windows in one measure ----------------------------------------------------
