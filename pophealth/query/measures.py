@@ -1842,8 +1842,9 @@ def _release_counted(
     breakdowns: dict[tuple, int] = {}  # each breakdown (names and definitions) a number
     width = max([1, *(len(m.breakdown) for m in measures)])  # labels per cell, at most
 
-    def cells(frame: pd.DataFrame, by: list[tuple[str, Measure]]) -> pd.DataFrame:
-        """``frame``'s intervals, and per row its breakdown's number and group labels."""
+    def cells(frame: pd.DataFrame, by: list[tuple[np.ndarray, list[str], Measure]]) -> pd.DataFrame:
+        """``frame``'s intervals, and per row its breakdown's number and group labels (``by``:
+        which rows, by which columns of ``frame``, of which measure's breakdown)."""
         out = frame[list(INTERVAL_KEYS)].reset_index(drop=True)
         number = np.zeros(len(frame), dtype=np.int64)
         labels = [np.full(len(frame), "", dtype=object) for _ in range(width)]
@@ -1857,7 +1858,7 @@ def _release_counted(
             out[f"_g{i}"] = values
         return out
 
-    units = []  # (measures, cells, release, counts key, window key, windows, finish)
+    units = []  # (measures, cells, release, the measure they count by, finish)
     for overall, split, table, release, proportion in tables:
         is_total = (table["_group"] == _LINKED_TOTAL).to_numpy()
         by = [(is_total, [], overall)]
@@ -1878,19 +1879,19 @@ def _release_counted(
         release = functools.partial(_release, df, m, m.breakdown, True, policy, multiplier)
         whole = np.ones(len(df), dtype=bool)
         units.append(([m], cells(df, [(whole, m.breakdown, m)]), release, m, None))
-    keys = []
-    for *_, m, _ in units:
-        windows = numerator_windows(m)
-        keys.append([_counts_key(m), None if windows is None else windows[0]])
+    windows = [numerator_windows(m) for *_, m, _ in units]
+    keys = [
+        [_counts_key(m), None if w is None else w[0]]
+        for (*_, m, _), w in zip(units, windows, strict=True)
+    ]
     released: dict[str, pd.DataFrame] = {}
     for chosen in _joined(keys):
         counts = [keys[i][0] for i in chosen]
-        windows = [numerator_windows(units[i][3]) for i in chosen]
         outs = _released_within(
             [(units[i][1], units[i][2]) for i in chosen],
             ["_bd", *(f"_g{i}" for i in range(width))],
             ADDING_UP,
-            windows=[None if w is None else w[1] for w in windows],
+            windows=[None if windows[i] is None else windows[i][1] for i in chosen],
             families=[counts.index(c) for c in counts],
         )
         for i, out in zip(chosen, outs, strict=True):
