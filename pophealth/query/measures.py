@@ -1789,6 +1789,11 @@ WITHIN = (
 )
 
 
+#: why a count is withheld that another measure of the run gives and withholds (two
+#: measures giving one count, each by its own rule, would give it back)
+SAME_COUNT = "secondary (the same count is withheld in another measure of this run)"
+
+
 def _measure_counts(raw: pd.DataFrame, m: Measure) -> pd.DataFrame:
     """The counts of measure ``m`` (not a quantile or standardised rate) by interval and
     group, as :func:`_release` takes them: in the order of the intervals' starts, then their
@@ -1844,8 +1849,11 @@ def _release_counted(
 
     def cells(frame: pd.DataFrame, by: list[tuple[np.ndarray, list[str], Measure]]) -> pd.DataFrame:
         """``frame``'s intervals, and per row its breakdown's number and group labels (``by``:
-        which rows, by which columns of ``frame``, of which measure's breakdown)."""
+        which rows, by which columns of ``frame``, of which measure's breakdown), and its
+        exact counts (:data:`_EXACT`)."""
         out = frame[list(INTERVAL_KEYS)].reset_index(drop=True)
+        for c, exact in _EXACT.items():
+            out[exact] = frame[c].to_numpy(dtype=float)
         number = np.zeros(len(frame), dtype=np.int64)
         labels = [np.full(len(frame), "", dtype=object) for _ in range(width)]
         for mask, cols, m in by:
@@ -1873,31 +1881,74 @@ def _release_counted(
         )  # fmt: skip
         units.append(([overall, *split], cells(frame, by), release, overall, finish))
     for m in measures:
-        if m.name in done or _family(m) is None:
+        if m.name in done:
             continue
-        df = _measure_counts(raw, m)
-        release = functools.partial(_release, df, m, m.breakdown, True, policy, multiplier)
+        finish = None
+        if isinstance(m, QuantileMeasure):
+            own = raw[raw["measure"] == m.name]
+            df = _quantile_counts(own.copy(), m)
+            if not len(df):  # (nobody among: no row to release)
+                continue
+            release = _quantile_release(df, m, policy)
+            finish = functools.partial(_finish_quantiles, own, m, policy)
+        elif _family(m) is not None:
+            df = _measure_counts(raw, m)
+            release = functools.partial(_release, df, m, m.breakdown, True, policy, multiplier)
+        else:
+            continue
         whole = np.ones(len(df), dtype=bool)
-        units.append(([m], cells(df, [(whole, m.breakdown, m)]), release, m, None))
+        units.append(([m], cells(df, [(whole, m.breakdown, m)]), release, m, finish))
     windows = [numerator_windows(m) for *_, m, _ in units]
+    group_cols = ["_bd", *(f"_g{i}" for i in range(width))]
     keys = [
-        [_counts_key(m), None if w is None else w[0]]
-        for (*_, m, _), w in zip(units, windows, strict=True)
+        [_counts_key(m), None if w is None else w[0], *_equal_keys(cells_, group_cols)]
+        for (_, cells_, _, m, _), w in zip(units, windows, strict=True)
     ]
     released: dict[str, pd.DataFrame] = {}
     for chosen in _joined(keys):
         counts = [keys[i][0] for i in chosen]
         outs = _released_within(
             [(units[i][1], units[i][2]) for i in chosen],
-            ["_bd", *(f"_g{i}" for i in range(width))],
+            group_cols,
             ADDING_UP,
-            windows=[None if windows[i] is None else windows[i][1] for i in chosen],
-            families=[counts.index(c) for c in counts],
+            windows=[windows[i] for i in chosen],
+            # (a measure that is in no family, a quantile, is a family of its own)
+            families=[k if c is None else counts.index(c) for k, c in enumerate(counts)],
+            exact=_EXACT,
         )
         for i, out in zip(chosen, outs, strict=True):
             members, _, _, _, finish = units[i]
             released.update(finish(out) if finish is not None else {members[0].name: out})
     return released
+
+
+#: the columns of :func:`_release_counted`'s cells holding each count's exact value
+_EXACT = {"numerator": "_xn", "denominator": "_xd"}
+
+#: a missing group label in :func:`_equal_keys` (never a label: labels are text or numbers)
+_MISSING = "\x00missing"
+
+
+def _equal_keys(cells: pd.DataFrame, groups: list[str]) -> list[tuple]:
+    """A key for each count of ``cells`` that is not 0: its column, interval, breakdown,
+    group and exact value. Parts sharing one hold the same count in the same cell, whatever
+    their definitions (:func:`_released_within`'s ``exact``)."""
+    at = cells[[*INTERVAL_KEYS, *groups]].astype(object)
+    at = at.where(at.notna(), _MISSING)  # (a missing label matches a missing label)
+    out = []
+    for c, exact in _EXACT.items():
+        x = cells[exact].to_numpy(dtype=float)
+        on = at[x > 0].itertuples(index=False, name=None)
+        out += [(c, *row, v) for row, v in zip(on, x[x > 0], strict=True)]
+    return out
+
+
+def _finish_quantiles(
+    own: pd.DataFrame, m: QuantileMeasure, policy: Any, out: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Quantile measure ``m``'s rows from its counts ``own`` and its released numerator
+    and denominator ``out`` (:func:`_quantile_release`)."""
+    return {m.name: _release_quantiles(own.copy(), m, True, policy, counts=out)}
 
 
 def _counts_key(m: Measure) -> tuple | None:
@@ -2025,8 +2076,10 @@ def _released_within(
     groups: list[str],
     cols: Sequence[str],
     *,
-    windows: Sequence[Mapping[Interval, tuple[dt.date, dt.date]] | None] | None = None,
+    windows: Sequence[tuple[tuple, Mapping[Interval, tuple[dt.date, dt.date]]] | None]
+    | None = None,
     families: Sequence[int] | None = None,
+    exact: Mapping[str, str] | None = None,
 ) -> list[pd.DataFrame]:
     """Each part's ``release(withhold=..., avoid=...)`` (a measure's rows, in the order of
     the part's cells: its intervals and groups), for counts ``cols`` that add up across
@@ -2044,9 +2097,17 @@ def _released_within(
     ``families``: the parts' families (default: one), when measures of other counts whose
     numerators count the same rows in other windows are released with them — the
     denominators are linked only within a family, the numerators across families too, by
-    the days of each part's numerator window in each interval (``windows``,
-    :func:`numerator_windows`): a month's admissions withheld are withheld in the rolling
-    3 months that hold the month (which less the other two months would give it back)."""
+    the days of each part's numerator window in each interval (``windows``: what each
+    part's numerator counts and its windows, :func:`numerator_windows`; parts counting
+    other rows are not linked so): a month's admissions withheld are withheld in the rolling
+    3 months that hold the month (which less the other two months would give it back).
+
+    ``exact``: per count of ``cols``, the column of the parts' cells holding its exact
+    value. A count withheld in one part is then withheld in every other part holding the
+    same count, not 0, in the same interval and group, whatever the two count by
+    definition: two measures giving one count, each withholding it or not by its own rule,
+    would give it back (the patients with an HbA1c, in a proportion withholding them for
+    their complement, and as the n of the HbA1c's centiles, released there)."""
     from pophealth.disclosure import ELSEWHERE
 
     if not cols:
@@ -2063,9 +2124,10 @@ def _released_within(
         for c in cols
     }
     if windows is not None and "numerator" in links and not same_family.all():
-        known = np.array([w is not None for w in windows])
+        what = [None if w is None else w[0] for w in windows]
+        same_rows = np.array([[a is not None and a == b for b in what] for a in what])
         spans = [
-            w[(a, b)] if w is not None else (a, b)
+            w[1][(a, b)] if w is not None else (a, b)
             for w, a, b in zip(
                 (windows[p] for p in rows["_part"]),
                 rows["interval_start"],
@@ -2073,50 +2135,86 @@ def _released_within(
                 strict=True,
             )
         ]
-        across = ~same_family & known[:, None] & known[None, :]
+        across = ~same_family & same_rows
         first, last = (pd.Series([x[i] for x in spans]) for i in (0, 1))
         more = _links(rows, groups, first, last, across)
         links["numerator"] = tuple(
             np.concatenate([a, b]) for a, b in zip(links["numerator"], more, strict=True)
         )
-    if not any(len(source) for source, _ in links.values()):
+    same = {c: (np.zeros(0, dtype=np.int64),) * 2 for c in cols}  # (one count: see above)
+    for c, col in (exact or {}).items():
+        if c in links:
+            values = np.concatenate([cells[col].to_numpy(dtype=float) for cells, _ in parts])
+            same[c] = _same_count(rows, groups, values)
+    if not any(len(links[c][0]) or len(same[c][0]) for c in cols):
         return [release() for _, release in parts]
     n = len(rows)
     is_target = {}
-    for c, (_, target) in links.items():
+    for c in cols:
         is_target[c] = np.zeros(n, dtype=bool)
-        is_target[c][target] = True
+        is_target[c][links[c][1]] = True
+        is_target[c][same[c][1]] = True
     bounds = np.cumsum([0, *(len(cells) for cells, _ in parts)])
     forced = {c: np.zeros(n, dtype=bool) for c in cols}
+    only_same = {c: np.zeros(n, dtype=bool) for c in cols}  # forced as one count alone
     avoid = {c: np.zeros(n, dtype=bool) for c in cols}
+
+    def hits(pairs: tuple[np.ndarray, np.ndarray], own: np.ndarray) -> np.ndarray:
+        hit = np.zeros(n, dtype=bool)
+        np.logical_or.at(hit, pairs[1], own[pairs[0]])
+        return hit
+
+    # each part released with what the parts before it withheld in this pass (so a part
+    # does not take a second cell of its own where another's withholding already protects)
+    withheld = {c: np.zeros(n, dtype=bool) for c in cols}
+    own = {c: np.zeros(n, dtype=bool) for c in cols}
+    outs: list[pd.DataFrame] = [pd.DataFrame()] * len(parts)
     for _ in range(n + 1):  # (each pass withholds more, or stops)
-        outs = [
-            release(
+        changed = False
+        for k, ((_, release), a, b) in enumerate(zip(parts, bounds[:-1], bounds[1:], strict=True)):
+            outs[k] = release(
                 withhold={c: forced[c][a:b] for c in cols},
                 avoid={c: avoid[c][a:b] for c in cols},
             )
-            for (_, release), a, b in zip(parts, bounds[:-1], bounds[1:], strict=True)
-        ]
-        more = {}
-        for c in cols:
-            source, target = links[c]
-            withheld = np.concatenate([o[c].isna().to_numpy() for o in outs])
-            own = withheld & ~forced[c]  # (withheld here only for another's sake: not again)
-            hit = np.zeros(n, dtype=bool)
-            np.logical_or.at(hit, target, own[source])
-            more[c] = hit & ~withheld
-            avoid[c] = is_target[c] & ~hit
-        if not any(more[c].any() for c in cols):
+            notes = outs[k]["disclosure_note"].to_numpy(dtype=object)
+            for c in cols:
+                withheld[c][a:b] = outs[k][c].isna().to_numpy()
+                # withheld for its own sake (small, or a second cell of its own table), even
+                # where another's withholding forced it too; not when only for another's
+                own[c][a:b] = withheld[c][a:b] & ~np.array(
+                    [isinstance(x, str) and f"{c} {ELSEWHERE}" in x for x in notes], dtype=bool
+                )
+                within, one = hits(links[c], own[c]), hits(same[c], own[c])
+                more = (within | one) & ~withheld[c]
+                avoid[c] = is_target[c] & ~(within | one)
+                if more.any():
+                    only_same[c] |= more & ~within
+                    forced[c] = forced[c] | more
+                    changed = True
+        if not changed:
             break
-        forced = {c: forced[c] | more[c] for c in cols}
-    everywhere = np.logical_or.reduce([forced[c] for c in cols])
     for o, a in zip(outs, bounds[:-1], strict=True):
         notes = o["disclosure_note"].to_numpy(dtype=object)
-        for i in np.flatnonzero(everywhere[a : a + len(o)]):
-            if isinstance(notes[i], str):
-                notes[i] = notes[i].replace(ELSEWHERE, WITHIN)
+        for c in cols:
+            mine = forced[c][a : a + len(o)]
+            for i in np.flatnonzero(mine):
+                if isinstance(notes[i], str):
+                    why = SAME_COUNT if only_same[c][a + i] else WITHIN
+                    notes[i] = notes[i].replace(f"{c} {ELSEWHERE}", f"{c} {why}")
         o["disclosure_note"] = notes
     return outs
+
+
+def _same_count(
+    rows: pd.DataFrame, groups: list[str], values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(source, target)``: the pairs of ``rows`` (``_part``, ``_row``, ``groups``) in two
+    parts, in the same interval and group, whose exact ``values`` are one count, not 0."""
+    at = rows[[*INTERVAL_KEYS, *groups, "_part", "_row"]].assign(_x=values)
+    at = at[at["_x"] > 0]
+    pairs = at.merge(at, on=[*INTERVAL_KEYS, *groups, "_x"], suffixes=("", "_to"))
+    pairs = pairs[pairs["_part"] != pairs["_part_to"]]
+    return pairs["_row"].to_numpy(), pairs["_row_to"].to_numpy()
 
 
 def _links(
@@ -2441,16 +2539,16 @@ def _release_quantiles(
     if not disclosure or len(out) == 0:
         out["disclosure_note"] = "not disclosure-controlled" if not disclosure else None
         return out.drop(columns=["quantile", "n", "missing"])
-    kw: dict[str, Any] = {} if policy is None else {"policy": policy}
     per_group = out.drop_duplicates(keys)  # each group's counts once, not once per quantile
     per_group = per_group[keys + ["numerator", "denominator"]].reset_index(drop=True)
     tails = None
     if detail is not None:  # rows: withheld too when few patients are behind them
         per_group = per_group.merge(_row_patients(detail, keys), on=keys, how="left")
-        kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
         tails = _RowTails(detail, keys, out[keys])
     if counts is None:
-        released = _apply_within(per_group, groups, ADDING_UP, kw)
+        released = _released_within(
+            [(per_group, _quantile_release(per_group, m, policy))], groups, ADDING_UP
+        )[0]
     else:  # (the same groups in the same order: worked out from the same counts)
         assert len(counts) == len(per_group)
         released = counts
@@ -2514,6 +2612,22 @@ def _release_quantiles(
     ]
     out["method"] = out["method"].where(out["value"].notna(), None)
     return out.drop(columns=["quantile", "n", "missing"])
+
+
+def _quantile_release(per_group: pd.DataFrame, m: QuantileMeasure, policy: Any) -> Any:
+    """``release(withhold=..., avoid=...)`` of quantile measure ``m``'s numerator and
+    denominator per interval and group (``per_group``, as :func:`_quantile_counts` gives
+    them) through :func:`pophealth.disclosure.apply`, the breakdowns as margins; over rows,
+    the counts withheld also when 1-7 patients are behind them."""
+    from pophealth import disclosure as sdc
+
+    kw: dict[str, Any] = {} if policy is None else {"policy": policy}
+    if m.rows is not None:
+        kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
+    return functools.partial(
+        sdc.apply, per_group, ["numerator", "denominator"], by=[*INTERVAL_KEYS, *m.breakdown],
+        margins=m.breakdown, **kw,
+    )  # fmt: skip
 
 
 def _row_detail(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

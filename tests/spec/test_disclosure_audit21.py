@@ -18,14 +18,16 @@ test's docstring so it can be checked by hand. (Cox LH 1980, "Suppression method
 statistical disclosure control", JASA 75:377-85; the rounding intervals as in ONS,
 "Disclosure control guidance for tables produced from administrative sources", 2014.)
 
-What the audit found (1, 3 and 5 are still open, each a ``strict`` xfail that asserts the
-safe behaviour; 2, 4, 6, 7 and 8 are fixed and are ordinary tests):
+What the audit found (3 and 5 are still open, each a ``strict`` xfail that asserts the
+safe behaviour; 1, 2, 4, 6, 7 and 8 are fixed and are ordinary tests):
 
 1. Within one run, a proportion ("value recorded") and the centiles of that value over the
    same patients release the same count (patients with a value) by different rules: the
    proportion withholds a near-complete group for its complement, the centile measure a
    different group as its second cell. Together with the overall proportion, the withheld
-   count of 1 comes back exactly (and the other two groups' exact 13 and 8).
+   count of 1 comes back exactly (and the other two groups' exact 13 and 8). (Now a count
+   withheld in one measure is withheld in every measure of the run giving the same count
+   in the same interval and group.)
 2. A count withheld in a month comes back from the quarter that starts with it and the
    other two months (events add up across intervals): January's 1 from 17, 8 and 8. (Now
    a count withheld in an interval is withheld in each interval it helps make up.)
@@ -258,12 +260,6 @@ _CACHE: dict[tuple, pd.DataFrame] = {}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="one count released by two measures of a run under different secondary choices: "
-    "a proportion's complement-withheld group released by a centile measure of the same value",
-)
 def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_count(
     engine, recorded_store
 ):
@@ -273,7 +269,10 @@ def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_
     centile measure has no complement rule: it withholds A and, as A's second cell, the
     smallest other, C, so B's 13 is released as 15. Overall 22 → 20. The intruder:
     A = total − B − C ≤ 22 − 13 − 8 = 1, so A = 1 (and B = 13, C = 8 exactly: 13 = 22 − 1
-    − 8). Safe: A not pinned to one value by everything the run releases."""
+    − 8). Safe: A not pinned to one value by everything the run releases. (Fixed in the
+    twenty-seventh session: a count withheld in one measure is withheld in every other
+    measure of the run giving the same count, not 0, in the same interval and group —
+    the centile measure withholds B with the proportion, and so needs no C.)"""
     released = _run(_CACHE, ("recorded", engine), recorded_store, _recorded_measures, engine)
     it = Intruder()
     for practice in RECORDED:
@@ -284,6 +283,13 @@ def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_
     it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
     lo, hi = it.range_of("A")
     assert lo < hi, f"the withheld count of practice A is exactly {lo}"
+    for name in ("recorded", "hba1c_median"):  # one count, one decision; no more withheld
+        rows = released[released["measure"] == name].drop_duplicates("practice")
+        assert rows.set_index("practice")["numerator"].isna().to_dict() == {
+            "A": True, "B": True, "C": False
+        }, name  # fmt: skip
+    note = _row(released, "hba1c_median", practice="B")["disclosure_note"]
+    assert note.startswith("numerator secondary (the same count is withheld in another measure")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -224,8 +224,10 @@ def test_patients_with_a_row_are_linked_alike(months_store):
 
 def test_other_filters_are_other_rows(months_store):
     """A rolling count of emergency admissions beside the monthly count of every admission
-    is not linked: the rule follows the definitions (the same table, the same other
-    filters), not the data (here every admission is an emergency)."""
+    is not linked by its windows: that rule follows the definitions (the same table, the
+    same other filters), not the data (here every admission is an emergency). Only the
+    very same count in the same interval (January's 1, withheld in both anyway) is linked
+    by the data."""
     emergency = admissions.where(admissions.admission_method == "emergency")
     released = _released(
         months_store, monthly=MONTHLY, rolling=emergency.in_last(months=3).count_for_patient()
