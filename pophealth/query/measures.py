@@ -1453,7 +1453,9 @@ def run_measures(
     counts, as counts may add up across intervals, and a numerator withheld so in any
     window of another measure counting the same rows that shares days with its window
     without lying inside it — the rolling 3 months holding a withheld month:
-    :func:`_released_within`, :func:`numerator_windows`); a quantile
+    :func:`_released_within`, :func:`numerator_windows`; and a count withheld in one
+    measure is withheld in every other measure of the run giving the same count, not 0, in
+    the same interval and group, whatever their definitions); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
     limits are withheld wherever its numerator is and wherever fewer than
     :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
