@@ -1454,8 +1454,9 @@ def run_measures(
     window of another measure counting the same rows that shares days with its window
     without lying inside it — the rolling 3 months holding a withheld month:
     :func:`_released_within`, :func:`numerator_windows`; and a count withheld in one
-    measure is withheld in every other measure of the run giving the same count, not 0, in
-    the same interval and group, whatever their definitions); a quantile
+    measure is withheld in the same interval and group of every other measure of the run
+    whose counts are equal to its own in every interval and group, not all 0, whatever
+    their definitions: :func:`_same_parts`); a quantile
     measure's counts go through :func:`~pophealth.disclosure.apply`, and its value and
     limits are withheld wherever its numerator is and wherever fewer than
     :data:`QUANTILE_TAIL` patients rank beyond the values they are read from (ties not
@@ -1842,8 +1843,11 @@ def _release_counted(
     intervals (:func:`_counts_key`: a monthly count, overall and by practice, beside the
     quarterly one, overall or by practice) and every one whose numerator counts the same
     rows of one table in other windows (:func:`numerator_windows`: admissions in the month
-    beside admissions in the last 3 months), their cells matched by breakdown and group.
-    By measure name, each measure's rows as :func:`_release` would give them."""
+    beside admissions in the last 3 months), or one count by another definition
+    (:func:`_same_parts`: the patients with an HbA1c, as a proportion and as the n of a
+    centile measure — quantile measures released on their own take part too), their cells
+    matched by breakdown and group. By measure name, each measure's rows as
+    :func:`_release` would give them."""
     tables = _linked_tables(raw, measures, policy, multiplier)
     done = {m.name for overall, split, *_ in tables for m in (overall, *split)}
     breakdowns: dict[tuple, int] = {}  # each breakdown (names and definitions) a number
@@ -1903,9 +1907,14 @@ def _release_counted(
     windows = [numerator_windows(m) for *_, m, _ in units]
     group_cols = ["_bd", *(f"_g{i}" for i in range(width))]
     keys = [
-        [_counts_key(m), None if w is None else w[0], *_equal_keys(cells_, group_cols)]
-        for (_, cells_, _, m, _), w in zip(units, windows, strict=True)
+        [_counts_key(m), None if w is None else w[0]]
+        for (*_, m, _), w in zip(units, windows, strict=True)
     ]
+    # parts of one count by two definitions (_same_parts)
+    same = {c: _same_parts([u[1] for u in units], group_cols, x) for c, x in _EXACT.items()}
+    for pairs in same.values():
+        for i, j in np.argwhere(pairs):
+            keys[i].append(("same", min(i, j), max(i, j)))
     released: dict[str, pd.DataFrame] = {}
     for chosen in _joined(keys):
         counts = [keys[i][0] for i in chosen]
@@ -1916,7 +1925,7 @@ def _release_counted(
             windows=[windows[i] for i in chosen],
             # (a measure that is in no family, a quantile, is a family of its own)
             families=[k if c is None else counts.index(c) for k, c in enumerate(counts)],
-            exact=_EXACT,
+            same={c: pairs[np.ix_(chosen, chosen)] for c, pairs in same.items()},
         )
         for i, out in zip(chosen, outs, strict=True):
             members, _, _, _, finish = units[i]
@@ -1927,21 +1936,28 @@ def _release_counted(
 #: the columns of :func:`_release_counted`'s cells holding each count's exact value
 _EXACT = {"numerator": "_xn", "denominator": "_xd"}
 
-#: a missing group label in :func:`_equal_keys` (never a label: labels are text or numbers)
-_MISSING = "\x00missing"
 
-
-def _equal_keys(cells: pd.DataFrame, groups: list[str]) -> list[tuple]:
-    """A key for each count of ``cells`` that is not 0: its column, interval, breakdown,
-    group and exact value. Parts sharing one hold the same count in the same cell, whatever
-    their definitions (:func:`_released_within`'s ``exact``)."""
-    at = cells[[*INTERVAL_KEYS, *groups]].astype(object)
-    at = at.where(at.notna(), _MISSING)  # (a missing label matches a missing label)
-    out = []
-    for c, exact in _EXACT.items():
-        x = cells[exact].to_numpy(dtype=float)
-        on = at[x > 0].itertuples(index=False, name=None)
-        out += [(c, *row, v) for row, v in zip(on, x[x > 0], strict=True)]
+def _same_parts(cells: Sequence[pd.DataFrame], groups: list[str], col: str) -> np.ndarray:
+    """Parts × parts: True where two parts give the same count ``col`` (a column of each
+    part's cells, with the intervals and ``groups``) in every interval and group they both
+    have, and some of it is not 0 — one count by two definitions (the patients with an HbA1c,
+    and the patients with an HbA1c value where every HbA1c has one), not two counts that
+    happen to agree in a cell."""
+    out = np.zeros((len(cells), len(cells)), dtype=bool)
+    if len(cells) < 2:
+        return out
+    keys = [*INTERVAL_KEYS, *groups]
+    every = pd.concat(
+        [c[[*keys, col]].assign(_part=i) for i, c in enumerate(cells)], ignore_index=True
+    ).drop_duplicates([*keys, "_part"])  # (a total given once per breakdown: one cell)
+    cell = every.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    x = np.full((cell.max() + 1 if len(cell) else 0, len(cells)), np.nan)
+    x[cell, every["_part"].to_numpy()] = every[col].to_numpy(dtype=float)
+    for i in range(len(cells)):  # (parts, not patients: a handful)
+        both = ~np.isnan(x[:, [i]]) & ~np.isnan(x)
+        equal = np.where(both, x[:, [i]] == x, True).all(axis=0)
+        out[i] = equal & (both & (x > 0)).any(axis=0)
+    np.fill_diagonal(out, False)
     return out
 
 
@@ -2081,7 +2097,7 @@ def _released_within(
     windows: Sequence[tuple[tuple, Mapping[Interval, tuple[dt.date, dt.date]]] | None]
     | None = None,
     families: Sequence[int] | None = None,
-    exact: Mapping[str, str] | None = None,
+    same: Mapping[str, np.ndarray] | None = None,
 ) -> list[pd.DataFrame]:
     """Each part's ``release(withhold=..., avoid=...)`` (a measure's rows, in the order of
     the part's cells: its intervals and groups), for counts ``cols`` that add up across
@@ -2104,12 +2120,13 @@ def _released_within(
     other rows are not linked so): a month's admissions withheld are withheld in the rolling
     3 months that hold the month (which less the other two months would give it back).
 
-    ``exact``: per count of ``cols``, the column of the parts' cells holding its exact
-    value. A count withheld in one part is then withheld in every other part holding the
-    same count, not 0, in the same interval and group, whatever the two count by
-    definition: two measures giving one count, each withholding it or not by its own rule,
-    would give it back (the patients with an HbA1c, in a proportion withholding them for
-    their complement, and as the n of the HbA1c's centiles, released there)."""
+    ``same``: per count of ``cols``, parts × parts, True where two parts give one count by
+    two definitions — equal in every interval and group they share, and not all 0
+    (:func:`_same_parts`). A count withheld in one is withheld in the other in the same
+    interval and group: each
+    withholding it or not by its own rule, they would give it back (the patients with an
+    HbA1c, in a proportion withholding them for their complement, and as the n of the
+    HbA1c's centiles, released there)."""
     from pophealth.disclosure import ELSEWHERE
 
     if not cols:
@@ -2121,10 +2138,9 @@ def _released_within(
     rows["_row"] = np.arange(len(rows))
     family = np.asarray(families if families is not None else [0] * len(parts))
     same_family = family[:, None] == family[None, :]
-    links = {
-        c: _links(rows, groups, rows["interval_start"], rows["interval_end"], same_family)
-        for c in cols
-    }
+    # (the intervals link every count alike: worked out once)
+    by_interval = _links(rows, groups, rows["interval_start"], rows["interval_end"], same_family)
+    links = dict.fromkeys(cols, by_interval)
     if windows is not None and "numerator" in links and not same_family.all():
         what = [None if w is None else w[0] for w in windows]
         same_rows = np.array([[a is not None and a == b for b in what] for a in what])
@@ -2143,19 +2159,18 @@ def _released_within(
         links["numerator"] = tuple(
             np.concatenate([a, b]) for a, b in zip(links["numerator"], more, strict=True)
         )
-    same = {c: (np.zeros(0, dtype=np.int64),) * 2 for c in cols}  # (one count: see above)
-    for c, col in (exact or {}).items():
-        if c in links:
-            values = np.concatenate([cells[col].to_numpy(dtype=float) for cells, _ in parts])
-            same[c] = _same_count(rows, groups, values)
-    if not any(len(links[c][0]) or len(same[c][0]) for c in cols):
+    one = {c: (np.zeros(0, dtype=np.int64),) * 2 for c in cols}  # (one count: see above)
+    for c, pairs in (same or {}).items():
+        if c in links and pairs.any():
+            one[c] = _same_count(rows, groups, pairs)
+    if not any(len(links[c][0]) or len(one[c][0]) for c in cols):
         return [release() for _, release in parts]
     n = len(rows)
     is_target = {}
     for c in cols:
         is_target[c] = np.zeros(n, dtype=bool)
         is_target[c][links[c][1]] = True
-        is_target[c][same[c][1]] = True
+        is_target[c][one[c][1]] = True
     bounds = np.cumsum([0, *(len(cells) for cells, _ in parts)])
     forced = {c: np.zeros(n, dtype=bool) for c in cols}
     only_same = {c: np.zeros(n, dtype=bool) for c in cols}  # forced as one count alone
@@ -2166,8 +2181,10 @@ def _released_within(
         np.logical_or.at(hit, pairs[1], own[pairs[0]])
         return hit
 
-    # each part released with what the parts before it withheld in this pass (so a part
-    # does not take a second cell of its own where another's withholding already protects)
+    # the parts released one after another: each with the cells that those before it
+    # withhold given to it as cells to take last, so it does not take a second cell of its
+    # own where theirs already protect (the cells it must withhold for theirs' sake are
+    # withheld after it, and then it is released again, as are the parts before it)
     withheld = {c: np.zeros(n, dtype=bool) for c in cols}
     own = {c: np.zeros(n, dtype=bool) for c in cols}
     outs: list[pd.DataFrame] = [pd.DataFrame()] * len(parts)
@@ -2186,9 +2203,14 @@ def _released_within(
                 own[c][a:b] = withheld[c][a:b] & ~np.array(
                     [isinstance(x, str) and f"{c} {ELSEWHERE}" in x for x in notes], dtype=bool
                 )
-                within, one = hits(links[c], own[c]), hits(same[c], own[c])
-                more = (within | one) & ~withheld[c]
-                avoid[c] = is_target[c] & ~(within | one)
+                # the same count as one withheld for its own sake is that count: the
+                # intervals and windows around it protect it too; every withheld count is
+                # withheld wherever it is given
+                mine = own[c] | hits(one[c], own[c])
+                within, given = hits(links[c], mine), hits(one[c], withheld[c])
+                avoid[c] = is_target[c] & ~(within | given)
+                more = (within | given) & ~withheld[c]
+                more[b:] = False  # (the parts after this one: when they are released)
                 if more.any():
                     only_same[c] |= more & ~within
                     forced[c] = forced[c] | more
@@ -2208,14 +2230,14 @@ def _released_within(
 
 
 def _same_count(
-    rows: pd.DataFrame, groups: list[str], values: np.ndarray
+    rows: pd.DataFrame, groups: list[str], same: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(source, target)``: the pairs of ``rows`` (``_part``, ``_row``, ``groups``) in two
-    parts, in the same interval and group, whose exact ``values`` are one count, not 0."""
-    at = rows[[*INTERVAL_KEYS, *groups, "_part", "_row"]].assign(_x=values)
-    at = at[at["_x"] > 0]
-    pairs = at.merge(at, on=[*INTERVAL_KEYS, *groups, "_x"], suffixes=("", "_to"))
-    pairs = pairs[pairs["_part"] != pairs["_part_to"]]
+    """``(source, target)``: the pairs of ``rows`` (``_part``, ``_row``, ``groups``) in the
+    same interval and group of two parts that give one count by two definitions
+    (``same[p, q]``: :func:`_same_parts`)."""
+    at = rows[[*INTERVAL_KEYS, *groups, "_part", "_row"]]
+    pairs = at.merge(at, on=[*INTERVAL_KEYS, *groups], suffixes=("", "_to"))
+    pairs = pairs[same[pairs["_part"].to_numpy(), pairs["_part_to"].to_numpy()]]
     return pairs["_row"].to_numpy(), pairs["_row_to"].to_numpy()
 
 

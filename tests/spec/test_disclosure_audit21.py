@@ -271,8 +271,9 @@ def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_
     A = total − B − C ≤ 22 − 13 − 8 = 1, so A = 1 (and B = 13, C = 8 exactly: 13 = 22 − 1
     − 8). Safe: A not pinned to one value by everything the run releases. (Fixed in the
     twenty-seventh session: a count withheld in one measure is withheld in every other
-    measure of the run giving the same count, not 0, in the same interval and group —
-    the centile measure withholds B with the proportion, and so needs no C.)"""
+    measure of the run giving the same count, not 0, in the same interval and group, and
+    the measures are released one after another, a count another releases taken last as a
+    second cell — the centile measure takes B as its second cell, not C.)"""
     released = _run(_CACHE, ("recorded", engine), recorded_store, _recorded_measures, engine)
     it = Intruder()
     for practice in RECORDED:
@@ -289,7 +290,7 @@ def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_
             "A": True, "B": True, "C": False
         }, name  # fmt: skip
     note = _row(released, "hba1c_median", practice="B")["disclosure_note"]
-    assert note.startswith("numerator secondary (the same count is withheld in another measure")
+    assert note.startswith("numerator secondary;")  # (its own second cell: C is taken last)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

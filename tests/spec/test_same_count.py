@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pophealth.query import Measures, events, run_measures
+from pophealth.query import Measures, admissions, events, monthly, quarterly, run_measures
 from pophealth.query.measures import SAME_COUNT
-from tests.spec.conftest import make_store
+from tests.spec.conftest import admission_row, make_store
 from tests.spec.test_disclosure_audit21 import (
     ENGINES,
     HBA1C,
@@ -106,11 +106,35 @@ def test_one_count_in_a_proportion_and_a_ratio_is_withheld_alike(engine, recorde
     total = released[released["measure"] == "recorded_overall"].iloc[0]
     it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
     assert it.range_of("A") == (1, 7)
-    note = _by_practice(released, "tests_per_patient").loc["B", "disclosure_note"]
-    assert note == f"numerator {SAME_COUNT}"
+    # (released after the proportion, the ratio takes B as its own second cell, not C)
+    assert _by_practice(released, "tests_per_patient").loc["B", "disclosure_note"] == (
+        "numerator secondary"
+    )
     # the denominators are one count too, none withheld: the same in both, and overall
     for name in ("recorded", "tests_per_patient"):
         assert list(_by_practice(released, name)["denominator"]) == [20, 15, 50], name
+
+
+def test_one_count_one_decision_whichever_measure_is_released_first(recorded_store):
+    """The ratio defined (and released) first, the proportion after it, no overall: the
+    ratio first withholds A and C; the proportion A and B (its complement). B is then
+    withheld in the ratio too, and the ratio released again, its note saying why — each
+    count is withheld in both measures or released in both with one value. (C stays
+    withheld in both: a count withheld for another measure's sake is not released again
+    when that measure no longer needs it — the safe side.)"""
+    m = Measures(intervals=[YEAR])
+    for name, numerator in (
+        ("tests_per_patient", HBA1C.count_for_patient()),
+        ("recorded", HBA1C.exists_for_patient()),
+    ):
+        m.define_measure(name, numerator=numerator, denominator=REGISTERED, group_by=PRACTICE)
+    released = run_measures(recorded_store, m, engine="duckdb")
+    ratio = _by_practice(released, "tests_per_patient")
+    share = _by_practice(released, "recorded")
+    pd.testing.assert_series_equal(ratio["numerator"], share["numerator"])
+    assert ratio["numerator"].isna()[["A", "B"]].all()
+    assert ratio.loc["B", "disclosure_note"] == f"numerator {SAME_COUNT}"
+    assert share.loc["B", "disclosure_note"] == "numerator complement"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -134,23 +158,23 @@ def test_the_ratio_alone_withholds_its_own_second_cell(engine, recorded_store):
     assert it.range_of("A") == (1, 1)  # (two runs: one decision per run, not across runs)
 
 
-def test_a_count_another_measure_gives_is_taken_last_as_a_second_cell(twice_store):
-    """B's 14 tests are not its 13 patients with a test, but A's 1 and C's 8 are one count
-    in both measures. On its own the ratio withholds A and C (8, the smallest other) and
-    releases B's 14 as 15. Beside the proportion, A is withheld in both, and the ratio
-    takes B as A's second cell rather than C, which the proportion releases (withholding C
-    would withhold it there too). Nothing pins A."""
-    alone = run_measures(twice_store, _measures(proportion=False), engine="duckdb")
-    mine = _by_practice(alone, "tests_per_patient")["numerator"]
-    assert mine.isna().to_dict() == {"A": True, "B": False, "C": True}
+def test_counts_equal_in_some_cells_only_are_two_counts(twice_store):
+    """B's 14 tests are not its 13 patients with a test; A's 1 and C's 8 are equal in both.
+    Counts equal in some cells and not in others are two counts (ones that happen to agree
+    in a cell, as small counts often do), not one by two definitions: the ratio is released
+    exactly as on its own — A and C withheld, B's 14 as 15 — and nothing pins A."""
     both = run_measures(twice_store, _measures(), engine="duckdb")
-    it = Intruder()
-    for name in ("recorded", "tests_per_patient"):
-        rows = _by_practice(both, name)
-        assert rows["numerator"].isna().to_dict() == {"A": True, "B": True, "C": False}, name
-        it.sees(["C"], rows.loc["C", "numerator"], None, "numerator")
-        it.sees(["A"], np.nan, rows.loc["A", "disclosure_note"], "numerator")
-    it.sees(["B"], np.nan, "numerator complement", "numerator")
+    alone = run_measures(twice_store, _measures(proportion=False), engine="duckdb")
+    cols = ["numerator", "denominator", "value", "disclosure_note"]
+    mine = _by_practice(both, "tests_per_patient")[cols]
+    pd.testing.assert_frame_equal(mine, _by_practice(alone, "tests_per_patient")[cols])
+    assert mine["numerator"].isna().to_dict() == {"A": True, "B": False, "C": True}
+    share = _by_practice(both, "recorded")
+    assert share["numerator"].isna().to_dict() == {"A": True, "B": True, "C": False}
+    it = Intruder()  # (the patients: the proportion's, and the overall)
+    for practice in RECORDED:
+        r = share.loc[practice]
+        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
     total = both[both["measure"] == "recorded_overall"].iloc[0]
     it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
     assert it.range_of("A") == (1, 7)
@@ -197,3 +221,51 @@ def test_a_quantile_beside_a_ratio_of_the_same_patients(recorded_store):
     assert ratio.isna().sum() == 2 and np.isnan(ratio["A"])
     values = _by_practice(released, "hba1c_median")["value"]
     assert (values.isna() | median.notna()).all()
+
+
+@pytest.fixture(scope="module")
+def complement_store(tmp_path_factory):
+    """30 registered since 2020; admissions (one each): January 25 patients, February and
+    March 8 each."""
+    regs, adms = [], []
+    for i in range(30):
+        pid = f"P{i:02d}"
+        regs.append({"patient_id": pid, "practice_id": "A", "start_date": D(2020, 1, 1)})
+        for month, many in ((1, 25), (2, 8), (3, 8)):
+            if i < many:
+                adms.append(admission_row(pid, D(2025, month, 10)))
+    return make_store(tmp_path_factory.mktemp("same_count_complement"), {
+        "registrations": regs, "admissions": adms,
+    })  # fmt: skip
+
+
+def test_the_same_count_is_protected_by_the_intervals_around_it(complement_store):
+    """Patients admitted in the month (a proportion) withhold January's 25 of 30 for its
+    complement (5). The admissions in the month (a ratio, each patient admitted once) give
+    the same 25, withheld there too — and so the ratio's quarter (25 + 8 + 8 = 41), which
+    less February and March would give the 25 back, is withheld with it, as for a January
+    the ratio withheld for its own sake."""
+    months = monthly(D(2025, 1, 1), 3)
+    m = Measures(intervals=months)
+    admitted = admissions.in_interval()
+    m.define_measure("admitted", numerator=admitted.exists_for_patient(), denominator=REGISTERED)
+    m.define_measure("admissions", numerator=admitted.count_for_patient(), denominator=REGISTERED)
+    m.define_measure(
+        "admissions_q",
+        numerator=admitted.count_for_patient(),
+        denominator=REGISTERED,
+        intervals=quarterly(D(2025, 1, 1), 1),
+    )
+    released = run_measures(complement_store, m, engine="duckdb")
+
+    def numerators(name: str) -> list[float]:
+        return list(released[released["measure"] == name]["numerator"])
+
+    assert numerators("admitted")[1:] == [10, 10] and np.isnan(numerators("admitted")[0])
+    assert numerators("admissions")[1:] == [10, 10] and np.isnan(numerators("admissions")[0])
+    assert np.isnan(numerators("admissions_q")[0])
+    notes = list(released["disclosure_note"])
+    assert notes[:4] == [
+        "numerator complement", None, None, f"numerator {SAME_COUNT}"
+    ]  # fmt: skip
+    assert notes[6].startswith("numerator secondary (withheld in an interval that shares days")
