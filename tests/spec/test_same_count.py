@@ -87,6 +87,20 @@ def _by_practice(released: pd.DataFrame, name: str) -> pd.DataFrame:
     return released[released["measure"] == name].set_index("practice")
 
 
+def _range_of_a(by_practice: list[pd.DataFrame], overall: pd.DataFrame) -> tuple[int, int]:
+    """What the intruder makes of practice A's patients with an HbA1c from the numerators
+    of ``by_practice`` (each a measure's rows by practice, of those patients) and the
+    overall count (``recorded_overall`` in ``overall``)."""
+    it = Intruder()
+    for rows in by_practice:
+        for practice in RECORDED:
+            r = rows.loc[practice]
+            it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
+    total = overall[overall["measure"] == "recorded_overall"].iloc[0]
+    it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
+    return it.range_of("A")
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_one_count_in_a_proportion_and_a_ratio_is_withheld_alike(engine, recorded_store):
     """The proportion withholds A (1: primary) and B (13 of 14: complement). Released on
@@ -95,17 +109,11 @@ def test_one_count_in_a_proportion_and_a_ratio_is_withheld_alike(engine, recorde
     (11-15 from 15, 13 or more as 14 − 1) and C's 8 (8-12 from the proportion's 10).
     Withheld alike, the ratio takes B from the proportion and needs no C: A stays 1-7."""
     released = run_measures(recorded_store, _measures(), engine=engine)
-    it = Intruder()
-    for name in ("recorded", "tests_per_patient"):
-        rows = _by_practice(released, name)
-        assert rows["numerator"].isna().to_dict() == {"A": True, "B": True, "C": False}, name
-        assert rows.loc["C", "numerator"] == 10, name
-        for practice in RECORDED:
-            r = rows.loc[practice]
-            it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
-    total = released[released["measure"] == "recorded_overall"].iloc[0]
-    it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
-    assert it.range_of("A") == (1, 7)
+    both = [_by_practice(released, name) for name in ("recorded", "tests_per_patient")]
+    for rows in both:
+        assert rows["numerator"].isna().to_dict() == {"A": True, "B": True, "C": False}
+        assert rows.loc["C", "numerator"] == 10
+    assert _range_of_a(both, released) == (1, 7)
     # (released after the proportion, the ratio takes B as its own second cell, not C)
     assert _by_practice(released, "tests_per_patient").loc["B", "disclosure_note"] == (
         "numerator secondary"
@@ -145,39 +153,9 @@ def test_the_ratio_alone_withholds_its_own_second_cell(engine, recorded_store):
     rows = _by_practice(released, "tests_per_patient")
     assert rows["numerator"].isna().to_dict() == {"A": True, "B": False, "C": True}
     assert rows.loc["B", "numerator"] == 15
-    it = Intruder()
-    for practice in RECORDED:
-        r = rows.loc[practice]
-        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
     recorded = run_measures(recorded_store, _measures(ratio=False), engine=engine)
-    for practice in RECORDED:
-        r = _by_practice(recorded, "recorded").loc[practice]
-        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
-    total = recorded[recorded["measure"] == "recorded_overall"].iloc[0]
-    it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
-    assert it.range_of("A") == (1, 1)  # (two runs: one decision per run, not across runs)
-
-
-def test_counts_equal_in_some_cells_only_are_two_counts(twice_store):
-    """B's 14 tests are not its 13 patients with a test; A's 1 and C's 8 are equal in both.
-    Counts equal in some cells and not in others are two counts (ones that happen to agree
-    in a cell, as small counts often do), not one by two definitions: the ratio is released
-    exactly as on its own — A and C withheld, B's 14 as 15 — and nothing pins A."""
-    both = run_measures(twice_store, _measures(), engine="duckdb")
-    alone = run_measures(twice_store, _measures(proportion=False), engine="duckdb")
-    cols = ["numerator", "denominator", "value", "disclosure_note"]
-    mine = _by_practice(both, "tests_per_patient")[cols]
-    pd.testing.assert_frame_equal(mine, _by_practice(alone, "tests_per_patient")[cols])
-    assert mine["numerator"].isna().to_dict() == {"A": True, "B": False, "C": True}
-    share = _by_practice(both, "recorded")
-    assert share["numerator"].isna().to_dict() == {"A": True, "B": True, "C": False}
-    it = Intruder()  # (the patients: the proportion's, and the overall)
-    for practice in RECORDED:
-        r = share.loc[practice]
-        it.sees([practice], r["numerator"], r["disclosure_note"], "numerator")
-    total = both[both["measure"] == "recorded_overall"].iloc[0]
-    it.sees(list(RECORDED), total["numerator"], total["disclosure_note"], "numerator")
-    assert it.range_of("A") == (1, 7)
+    # (two runs: one decision per run, not across runs)
+    assert _range_of_a([rows, _by_practice(recorded, "recorded")], recorded) == (1, 1)
 
 
 @pytest.fixture(scope="module")
@@ -189,16 +167,23 @@ def two_each_store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("same_count_two_each"), tables)
 
 
-def test_counts_that_differ_are_not_linked(two_each_store):
-    """Every count of the ratio (2, 26, 16 tests) differs from the proportion's (1, 13, 8
-    patients): the ratio is released exactly as on its own, whatever the proportion
-    withholds — the link follows the counts, cell by cell, not the definitions."""
-    both = run_measures(two_each_store, _measures(), engine="duckdb")
-    alone = run_measures(two_each_store, _measures(proportion=False), engine="duckdb")
+@pytest.mark.parametrize("store", ["twice_store", "two_each_store"])
+def test_counts_that_differ_are_two_counts(store, request):
+    """The ratio's counts differ from the proportion's in B alone (14 tests of 13 patients
+    with one; A's 1 and C's 8 equal in both), or everywhere (2, 26, 16 of 1, 13, 8). Counts
+    equal in some cells and not in others are two counts (small counts often agree by
+    chance), not one by two definitions: the ratio is released exactly as on its own — A
+    and C withheld, B's as 15 — whatever the proportion withholds; nothing pins A."""
+    store = request.getfixturevalue(store)
+    both = run_measures(store, _measures(), engine="duckdb")
+    alone = run_measures(store, _measures(proportion=False), engine="duckdb")
     cols = ["numerator", "denominator", "value", "disclosure_note"]
     mine = _by_practice(both, "tests_per_patient")[cols]
     pd.testing.assert_frame_equal(mine, _by_practice(alone, "tests_per_patient")[cols])
     assert mine["numerator"].isna().to_dict() == {"A": True, "B": False, "C": True}
+    share = _by_practice(both, "recorded")
+    assert share["numerator"].isna().to_dict() == {"A": True, "B": True, "C": False}
+    assert _range_of_a([share], both) == (1, 7)  # (the patients: the proportion's, overall)
 
 
 def test_a_quantile_beside_a_ratio_of_the_same_patients(recorded_store):
