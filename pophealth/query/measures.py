@@ -2195,14 +2195,12 @@ def _released_within(
                 withhold={c: forced[c][a:b] for c in cols},
                 avoid={c: avoid[c][a:b] for c in cols},
             )
-            notes = outs[k]["disclosure_note"].to_numpy(dtype=object)
             for c in cols:
                 withheld[c][a:b] = outs[k][c].isna().to_numpy()
-                # withheld for its own sake (small, or a second cell of its own table), even
-                # where another's withholding forced it too; not when only for another's
-                own[c][a:b] = withheld[c][a:b] & ~np.array(
-                    [isinstance(x, str) and f"{c} {ELSEWHERE}" in x for x in notes], dtype=bool
-                )
+                # withheld for its own sake (small, or a second cell of its own table), not
+                # only for another's: a cell is forced only after a release that did not
+                # withhold it, so a small one is never forced
+                own[c][a:b] = withheld[c][a:b] & ~forced[c][a:b]
                 # the same count as one withheld for its own sake is that count: the
                 # intervals and windows around it protect it too; every withheld count is
                 # withheld wherever it is given
