@@ -2521,8 +2521,9 @@ def _release_quantiles(
     wherever the numerator is (1-7, or withheld to protect another cell), and wherever they
     would be read from a value with fewer than :data:`QUANTILE_TAIL` patients ranked beyond
     it — the 90th centile of 20 patients lies between the 2nd and 3rd highest values —
-    each said in ``disclosure_note``. ``counts``: the numerator and denominator per
-    interval and group already released (:func:`_linked_tables`), in the order of
+    each said in ``disclosure_note``. ``counts`` (with ``disclosure``): the numerator and
+    denominator per interval and group already released with the run's other counts
+    (:func:`_quantile_release` through :func:`_release_counted`), in the order of
     :func:`_quantile_counts`."""
     from pophealth import disclosure as sdc
     from pophealth.stats._core import level_label, normalise_confidence
@@ -2567,13 +2568,10 @@ def _release_quantiles(
     if detail is not None:  # rows: withheld too when few patients are behind them
         per_group = per_group.merge(_row_patients(detail, keys), on=keys, how="left")
         tails = _RowTails(detail, keys, out[keys])
-    if counts is None:
-        released = _released_within(
-            [(per_group, _quantile_release(per_group, m, policy))], groups, ADDING_UP
-        )[0]
-    else:  # (the same groups in the same order: worked out from the same counts)
-        assert len(counts) == len(per_group)
-        released = counts
+    # (the same groups in the same order: worked out from the same counts)
+    if counts is None or len(counts) != len(per_group):
+        raise ValueError(f"{m.name}: its released counts, one per interval and group, needed")
+    released = counts
     rows = np.repeat(np.arange(len(released)), len(m.quantiles))
     for c in ("numerator", "denominator", "disclosure_note"):
         out[c] = released[c].to_numpy()[rows]
