@@ -124,6 +124,8 @@ def definitions(months: int = 12):
             "statin": (statin_12m, cohort & hypertensive & (age >= 40)),
             "asthma_review": (reviewed, cohort & asthma),
         }
+        if only is not None and only not in wanted:
+            raise ValueError(f"no measure {only!r}: one of {sorted(wanted)}")
         for name, (numerator, denominator) in wanted.items():
             if only is None or name == only:
                 m.define_measure(name, numerator=numerator, denominator=denominator)
