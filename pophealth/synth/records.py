@@ -243,10 +243,17 @@ def resolved(rng, c, out, dx_picker, resolved_picker, eligible, share, age_lo, a
     childhood asthma, or hypertension diagnosed in pregnancy or on one high reading."""
     who = np.flatnonzero(eligible & (rng.random(c.n) < share))
     age_end = c.age[who] - (E - c.end[who]) / YEAR
-    onset_age = np.minimum(age_lo + rng.random(len(who)) * (age_hi - age_lo), age_end - 1.2)
+    # uniform over the ages available (at least 1.2 years before the end, so a resolution
+    # can follow): capping a draw instead would put many onsets on one date
+    hi = np.minimum(age_hi, age_end - 1.2)
+    lo = np.minimum(age_lo, hi)
+    onset_age = lo + rng.random(len(who)) * (hi - lo)
     onset = c.dob[who] + np.floor(onset_age * YEAR).astype(np.int64)
-    resolved = np.minimum(onset + 365 + np.floor(rng.exponential(5, len(who)) * YEAR).astype(int),
-                          c.end[who])  # fmt: skip
+    # resolved a year or more later, the further time Exponential(mean 5 years) truncated to
+    # the end of observation (a cap would put many resolutions on the extract date)
+    span = np.maximum(c.end[who] - onset - 365, 0) / (5 * YEAR)
+    gap = -5 * YEAR * np.log1p(rng.random(len(who)) * np.expm1(-span))
+    resolved = np.minimum(onset + 365 + np.floor(gap).astype(np.int64), c.end[who])
     ok = (onset >= c.dob[who]) & (resolved > onset)
     out.event(who[ok], onset[ok], dx_picker.ids[np.zeros(int(ok.sum()), int)])
     out.event(who[ok], resolved[ok], resolved_picker.ids[0])
@@ -446,8 +453,14 @@ def asthma(rng, c, codes, out, asthma_in, smoker, bmi, wy):
     yrs = wy[who]
     w0, w1 = c.w0[who], c.end[who]
     # Diagnosis, mostly in childhood or early adult life.
-    age_end = c.age[who] - (E - w1) / YEAR
-    onset_age = np.minimum(1.5 + rng.exponential(16, k), np.maximum(age_end, 0))
+    # Onset 1.5 years + Exponential(mean 16), truncated to the years lived by the end of
+    # observation (drawn by its inverse distribution function): capping a draw at the last
+    # day instead would pile every late onset on the extract date, a false step in trends.
+    age_end = np.maximum(c.age[who] - (E - w1) / YEAR, 0)
+    span = np.maximum(age_end - 1.5, 0)
+    u = rng.random(k)
+    late = 1.5 - 16 * np.log1p(u * np.expm1(-span / 16))
+    onset_age = np.where(age_end > 1.5, late, u * age_end)
     dx_day = np.clip(c.dob[who] + np.floor(onset_age * YEAR).astype(np.int64), c.dob[who], w1)
     child = c.age[who] < 12
     dx_code = np.where(
