@@ -57,12 +57,12 @@ MEASURES_HELP = (
     "the disclosure-control rule unless --no-disclosure is given (a quantile is withheld with "
     "its count, and near its group's extremes; person-days are released as a count; a "
     "standardised rate is withheld with its counts, and worked from its age bands' counts "
-    "rounded as released counts are). Each interval's breakdown is protected as a table; a "
-    "measure overall is released as the total of the same measure by one column; a count "
-    "withheld in one interval is withheld in every interval or window sharing days with it "
-    "without lying inside it, and one count given by two measures of the file is withheld in "
-    "both (docs/query.md, section 4). A note names each code list that matches no row of its "
-    "table in the store, at any date."
+    "rounded cumulatively as released counts are). Each interval's breakdown is protected "
+    "as a table; a measure overall is released as the total of the same measure by one "
+    "column; a count withheld in one interval is withheld in every interval or window "
+    "sharing days with it without lying inside it, and one count given by two measures of "
+    "the file is withheld in both (docs/query.md, section 4). A note names each code list "
+    "that matches no row of its table in the store, at any date."
 )
 
 DefinitionArgument = Annotated[

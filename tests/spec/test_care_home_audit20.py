@@ -477,8 +477,9 @@ def _dsr_measures() -> Measures:
 def test_under_75_standardised_rate_by_hand_with_and_without_disclosure(engine, dsr_store):
     """The rate over the bands 60-64 ... 70-74 (max_age=74) from the counts above, with
     Dobson's limits (Dobson et al. 1991, Byar's limits on O = 20). Released, the rate is
-    worked from the bands' counts rounded as released counts are (events 6, 9, 5 → 5, 10,
-    5; the populations already multiples of 5), the limits from the released 20 events."""
+    worked from the bands' counts rounded cumulatively as released counts are (events 6, 9,
+    5: the sums 6, 15, 20 → 5, 15, 20, so 5, 10, 5; the populations already multiples of
+    5), the limits from the released 20 events."""
     exact = run_measures(dsr_store, _dsr_measures(), engine=engine, disclosure=False)
     released = run_measures(dsr_store, _dsr_measures(), engine=engine)
     for got, x in ((exact, MEN_X), (released, [5, 10, 5])):

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import itertools
 import math
 from typing import Any
 
@@ -427,8 +428,8 @@ def test_standardised_rate_disclosure_control(engine, tmp_path):
     """Exact: quintile 1 22 events of 21 people, 2 11 of 5, 3 18 of 18. Released: 2 is
     withheld (5 people; 4 with events), and at least one more quintile beside it, so the
     regional total (released: 50 of 45 rounded) cannot give it back; the released counts are
-    rounded to 5, and a released rate is worked from the bands' counts rounded as released
-    counts are, with its limits from the released count of events (docs/query.md,
+    rounded to 5, and a released rate is worked from the bands' counts rounded cumulatively as
+    released counts are, with its limits from the released count of events (docs/query.md,
     "Age-standardised rates"), withheld wherever a count is."""
     store = make_store(tmp_path, _dsr_disclosure_tables())
     m = _dsr_disclosure_measures(with_total=True)
@@ -451,9 +452,10 @@ def test_standardised_rate_disclosure_control(engine, tmp_path):
             ratio = (rest[2] - rest[0]) / (rest[0] - rest[1])
             lo, hi = byar(num, _z(0.95))
             assert math.isclose(ratio, (hi - num) / (num - lo), rel_tol=1e-9), key
-    # the bands' counts rounded to 5: 13, 9 of 12, 9 -> 15, 10 of 10, 10; 10, 8 of 10, 8 ->
-    # 10, 10 of 10, 10
-    bands = {"1": ([15, 10], [10, 10]), "3": ([10, 10], [10, 10])}
+    # the bands' counts rounded to 5 cumulatively (youngest band first: the band, less the
+    # younger bands, each sum rounded): events 13, 13 + 9 = 22 -> 15, 20, so 15 and 5; people
+    # 12, 21 -> 10, 20, so 10 and 10. Quintile 3: 10, 18 -> 10, 20 and 10, 18 -> 10, 20.
+    bands = {"1": ([15, 5], [10, 10]), "3": ([10, 10], [10, 10])}
     for q, (xs, ns) in bands.items():
         num = r[("dsr_85", q)][0]
         if num is not None:
@@ -486,9 +488,10 @@ def test_a_released_standardised_rate_does_not_give_back_its_exact_events(tmp_pa
 
     candidates = [o for o in range(18, 23) if fits(o)]
     assert candidates == [20]  # the released count; before the fix, [22]: the exact one
-    # and the rate is worked from the bands' counts rounded to 5 (13, 9 of 12, 9 -> 15, 10
-    # of 10, 10), not from the exact ones, which it would narrow down
-    assert row["value"] == pytest.approx(dobson_dsr([15, 10], [10, 10], [1500, 1000], 1e5)[0])
+    # and the rate is worked from the bands' counts rounded to 5 cumulatively (13, 9 of 12,
+    # 9: sums 13, 22 of 12, 21 -> 15, 20 of 10, 20, so 15, 5 of 10, 10), not from the exact
+    # ones, which it would narrow down
+    assert row["value"] == pytest.approx(dobson_dsr([15, 5], [10, 10], [1500, 1000], 1e5)[0])
 
 
 def test_standardised_rate_secondary_suppression_with_a_longer_interval_from_the_same_day(
@@ -1114,8 +1117,8 @@ def _union_days(periods: pd.DataFrame, start, end, death: pd.Series) -> pd.Serie
     return merged.groupby(level="patient_id").days.sum()
 
 
-#: each standardised rate's bands' counts rounded as released counts are, and its bands, by
-#: result key (filled by :func:`_expected`): what a released rate is worked from
+#: each standardised rate's bands' counts rounded cumulatively as released counts are, and
+#: its bands, by result key (filled by :func:`_expected`): what a released rate is worked from
 DSR_BANDS_ROUNDED: dict[tuple, tuple] = {}
 
 
@@ -1159,10 +1162,17 @@ def _expected(tables: dict) -> dict[tuple, tuple]:
                 rate = dobson_dsr(list(x), list(n / scale), [ESP2013[b] for b in bands], 100_000)
                 key = (name, start, end, group, None, None, None, None)
                 want[key] = (int(x.sum()), int(n.sum()), *rate)
-                # released: from the bands' counts rounded to 5 (a band with someone keeps
-                # 5), the limits from the released count of events (docs/query.md)
-                x_r = [math.floor(v / 5 + 0.5) * 5 for v in x]
-                n_r = [max(math.floor(v / 5 + 0.5) * 5, 5) if v else 0 for v in n]
+
+                # released: from the bands' counts rounded to 5 cumulatively, youngest first
+                # (each band the rounded sum up to it less the rounded sum before it; a band
+                # with someone keeps 5), the limits from the released count of events
+                # (docs/query.md)
+                def cumulative(counts: list) -> list:
+                    sums = [math.floor(v / 5 + 0.5) * 5 for v in itertools.accumulate(counts)]
+                    return [b - a for a, b in zip([0, *sums], sums, strict=False)]
+
+                x_r = cumulative(list(x))
+                n_r = [max(r, 5) if v else 0 for r, v in zip(cumulative(list(n)), n, strict=True)]
                 DSR_BANDS_ROUNDED[key] = (x_r, [v / scale for v in n_r], bands)
     # the caesareans: answered within 30 days of each (by day), per month of the operation
     ops = tables["operations"]

@@ -271,7 +271,9 @@ def test_disclosure_withholds_the_rate_with_its_counts(engine, tmp_path):
     out = run_measures(store, m, engine=engine).set_index("sex")
     women, men, unknown = out.loc["female"], out.loc["male"], out.loc["unknown"]
     assert (women.numerator, women.denominator) == (30, 40)  # 42 rounded to 5
-    # the rate is worked from the exact counts of each band, not from the rounded totals
+    # the rate is worked from the bands' counts rounded cumulatively (events 30, 30, 30 ->
+    # 30, 0, 0; people 40, 41, 42 -> 40, 40, 40, so 40, 0, 0, and a band with someone keeps
+    # someone: 40, 5, 5), which here gives the exact rate: the older bands have no events
     value, lower, upper = _dobson([30, 0, 0], [40, 1, 1], [2500, 1500, 1000], per=100_000)
     assert women.value == pytest.approx(value)
     assert (women.lower95_0cl, women.upper95_0cl) == pytest.approx((lower, upper))
@@ -281,6 +283,45 @@ def test_disclosure_withholds_the_rate_with_its_counts(engine, tmp_path):
         assert np.isnan(row[["value", "lower95_0cl", "upper95_0cl"]].astype(float)).all()
         assert row.method is None
         assert row.disclosure_note == f"numerator {why}; rate and limits withheld with it"
+
+
+def test_a_released_rate_of_few_events_a_band_is_not_biased_low(engine, tmp_path):
+    """Every band of the standard (0-4 ... 90+) holds 20 people, 2 of them admitted once:
+    38 admissions, an exact rate of 2/20 in every band, 10,000 per 100,000. Rounded each on
+    its own, every band's 2 events would be 0: no rate at all (fewer than 10 events), and
+    with a few more events a rate far too low. Rounded cumulatively (the sums 2, 4, ...,
+    38 → 0, 5, 5, 10, 10, 10, 15, 15, 20, 20, 20, 25, 25, 30, 30, 30, 35, 35, 40), the
+    bands' events are 5 in the 5-9, 15-19, 30-34, 40-44, 55-59, 65-69, 80-84 and 90+ bands
+    (ESP 2013 weights 5,500 + 5,500 + 6,500 + 7,000 + 6,500 + 5,500 + 2,500 + 1,000 =
+    40,000) and 0 in the rest, so the released rate is 40,000 × 5/20 ÷ 100,000 × 100,000 =
+    10,000: the exact one, with the released 40 events (38 rounded) behind its limits."""
+    people, regs, adms = [], [], []
+    for band in range(19):
+        for i in range(20):
+            pid = f"p{band:02d}_{i:02d}"
+            people.append(_patient(pid, D(2025 - 5 * band - 2, 6, 1)))
+            regs.append(_reg(pid))
+            if i < 2:
+                adms.append(_adm(pid, D(2025, 3, 5)))
+    store = make_store(tmp_path, {"patients": people, "registrations": regs, "admissions": adms})
+    m = Measures(intervals=YEAR_2025)
+    m.define_standardised_rate("adm", events=_admissions(), among=_registered())
+    exact = run_measures(store, m, engine=engine, disclosure=False).iloc[0]
+    released = run_measures(store, m, engine=engine).iloc[0]
+    assert (exact.numerator, exact.denominator) == (38, 380)
+    assert exact.value == pytest.approx(10_000)
+    assert (released.numerator, released.denominator) == (40, 380)
+    assert released.value == pytest.approx(10_000)
+    x = [5.0 if band in (1, 3, 6, 8, 11, 13, 16, 18) else 0.0 for band in range(19)]
+    weights = [5000, 5500, 5500, 5500, 6000, 6000, 6500, 7000, 7000, 7000, 7000, 6500, 6000]
+    weights += [5500, 5000, 4000, 2500, 1500, 1000]
+    value, lower, upper = _dobson(x, [20] * 19, weights, per=100_000)
+    # the limits fit the released 40 events (docs/query.md): √V from the bands, Byar's at 40
+    scale = (upper - value) / (_byar_upper(40) - 40)
+    assert released.upper95_0cl == pytest.approx(value + scale * (_byar_upper(40) - 40))
+    assert released.lower95_0cl == pytest.approx(value + scale * (_byar_lower(40) - 40))
+    assert released.lower95_0cl < exact.value < released.upper95_0cl
+    assert "rounded cumulatively" in released.method
 
 
 def _refusal(**kw) -> str:
