@@ -24,6 +24,25 @@ app = typer.Typer(
 )
 
 
+def _warn_unknown_areas(store, wanted, path: Path) -> None:
+    """Warn of forecast codes that are no LSOA or local authority of the store's areas: a
+    typo or another region's code matches nobody, and the list would be silently short."""
+    known = store.read("areas").select(["lsoa_code", "lad_code"]).to_pandas()
+    codes = wanted["code"].drop_duplicates()
+    unknown = codes[~codes.isin(known["lsoa_code"]) & ~codes.isin(known["lad_code"])].tolist()
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
+        console.print(
+            f"[yellow]warning:[/yellow] --areas {path}: {len(unknown):,} of {len(codes):,} "
+            f"codes are no LSOA or local authority of the store's areas, so match nobody: "
+            f"{shown}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command("pollution-episode")
 def pollution_episode(
     store: Annotated[Path, typer.Option("--store", help="Store directory to read.")],
@@ -88,6 +107,7 @@ def pollution_episode(
     if not len(wanted):
         raise fail(f"--areas {areas} lists no areas: nobody could be at risk; nothing written")
     date = programme_index_date(opened, date)
+    _warn_unknown_areas(opened, wanted, areas)
     with engine_errors(engine), own_codelists(own):
         frame = evaluate(connect(opened, engine), date, curated(), engine=engine)
     warn_curated(opened, own, "the asthma programme")

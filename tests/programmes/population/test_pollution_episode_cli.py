@@ -60,3 +60,23 @@ def test_bad_area_code_names_file_row_and_field(tmp_path):
     )
     assert result.exit_code != 0
     assert "row 3, field 'code'" in result.output
+
+
+def test_codes_that_are_no_area_of_the_store_are_named(tmp_path):
+    """A well-formed code of another region (or a typo) matches nobody: the list would be
+    silently short, so the console names it (and only it: the store's own LSOA and local
+    authority codes are not named)."""
+    store = write_synthetic_store(tmp_path / "s", patients=200, seed=2, progress=None)
+    areas = store.read("areas").to_pandas()
+    mine = [areas["lsoa_code"].iloc[0], areas["lad_code"].dropna().iloc[0]]
+    forecast = tmp_path / "forecast.csv"
+    forecast.write_text("code\n" + "\n".join([*mine, "E01000001"]) + "\n")
+    result = CliRunner().invoke(
+        app,
+        ["asthma", "pollution-episode", "--store", str(tmp_path / "s"), "--areas",
+         str(forecast), "--out", str(tmp_path / "o.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "1 of 3 codes are no LSOA or local authority of the store's areas" in said, said
+    assert said.count("E01000001") == 1 and mine[0] not in said.split("match nobody:")[1]
