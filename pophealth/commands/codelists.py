@@ -39,8 +39,11 @@ def codelists_command(
             rows = []
             for list_name in sorted({*manifest, *own.lists}):
                 cl = codelist(list_name)
-                where = "your folder" if list_name in own.lists else "curated"
                 about = manifest.get(list_name, {}).get("description", "")
+                where = "curated"
+                if list_name in own.lists:  # the curated description is not of this list
+                    where = "your folder"
+                    about = f"{list_name}.csv" + (f", in place of: {about}" if about else "")
                 rows.append((list_name, cl.system, _count(cl), where, about))
     except CodelistError as exc:
         raise fail(str(exc)) from None

@@ -1105,9 +1105,12 @@ class Frame:
         try:
             col = t[name]
         except KeyError:
+            hint = did_you_mean(name, t.column_names, self)
+            # (a misspelt method, exist_for_patient, is not a missing column)
+            meant = hint.split("'")[1] if hint.count("'") == 2 else None
+            what = "column or method" if meant and meant not in t.column_names else "column"
             raise ColumnError(
-                f"{self._table} has no column {name!r}{did_you_mean(name, t.column_names, self)}"
-                f"; columns: {', '.join(t.column_names)}"
+                f"{self._table} has no {what} {name!r}{hint}; columns: {', '.join(t.column_names)}"
             ) from None
         dtype = {"timestamp": "datetime", "list<string>": "list"}.get(col.type, col.type)
         out = Series("col", (self._table, name), dtype, self._table, f"{self._table}.{name}")

@@ -48,6 +48,9 @@ def test_a_folders_list_stands_in_for_the_curated_one(tmp_path):
     rows = {line.split()[0]: line.split()[1:4] for line in result.output.splitlines()[1:] if line}
     assert rows["asthma_diagnosis"] == ["snomedct", "1", "your"]  # "your folder"
     assert rows["freed_referral"] == ["snomedct", "1", "your"]
+    # the description is of the folder's file, not the curated list's own
+    line = next(x for x in result.output.splitlines() if x.startswith("asthma_diagnosis "))
+    assert line.split("your folder", 1)[1].strip().startswith("asthma_diagnosis.csv, in place of:")
     result = _invoke("asthma_diagnosis", "--codelists", str(tmp_path))
     assert result.output.splitlines() == ["system,code,term", "snomedct,195967001,Asthma"]
 

@@ -106,6 +106,13 @@ def test_population_must_be_a_condition():
 def test_unknown_columns_and_attributes():
     with pytest.raises(AttributeError, match="events has no column 'valu'"):
         events.valu  # noqa: B018
+    # a misspelt method is not called a missing column
+    with pytest.raises(
+        AttributeError,
+        match=r"events has no column or method 'exist_for_patient' \(did you mean "
+        r"'exists_for_patient'\?\)",
+    ):
+        events.exist_for_patient  # noqa: B018
     with pytest.raises(AttributeError, match="areas has no column 'imd_decil'"):
         addresses.area_on(index_date).imd_decil  # noqa: B018
     with pytest.raises(QueryError, match="use a date, not a datetime"):
