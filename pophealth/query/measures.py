@@ -1587,6 +1587,9 @@ def _linked_tables(
                 sdc.release_proportions, table, "numerator", "denominator",
                 multiplier=multiplier, patients=behind or None, **linking,
             )  # fmt: skip
+        elif isinstance(overall, QuantileMeasure) and overall.rows is None:
+            # centiles of patients: the patients without a value kept as a complement is
+            release = functools.partial(_patient_counts_released, table, **linking)
         else:  # a ratio or a rate: its counts as one table, then each measure's values
             release = functools.partial(
                 sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
@@ -2658,10 +2661,28 @@ def _quantile_release(per_group: pd.DataFrame, m: QuantileMeasure, policy: Any) 
     kw: dict[str, Any] = {} if policy is None else {"policy": policy}
     if m.rows is not None:
         kw["patients"] = {"numerator": PATIENTS_BEHIND["pn"], "denominator": PATIENTS_BEHIND["pd"]}
+        return functools.partial(
+            sdc.apply, per_group, ["numerator", "denominator"],
+            by=[*INTERVAL_KEYS, *m.breakdown], margins=m.breakdown, **kw,
+        )  # fmt: skip
+    # of patients: those with a value are among the population, so the patients without
+    # one (denominator − numerator) are a count too, withheld when 1-7 as a proportion's
+    # complement is — released beside the numerator they would give it back
     return functools.partial(
-        sdc.apply, per_group, ["numerator", "denominator"], by=[*INTERVAL_KEYS, *m.breakdown],
+        _patient_counts_released, per_group, by=[*INTERVAL_KEYS, *m.breakdown],
         margins=m.breakdown, **kw,
     )  # fmt: skip
+
+
+def _patient_counts_released(table: pd.DataFrame, **kw: Any) -> pd.DataFrame:
+    """A quantile measure's patients with a value (numerator) among its population
+    (denominator) released as a proportion's counts are (:func:`pophealth.disclosure.
+    release_proportions`: the complement rule too), without a proportion's value: the
+    table's own columns and ``disclosure_note``."""
+    from pophealth import disclosure as sdc
+
+    out = sdc.release_proportions(table, "numerator", "denominator", **kw)
+    return out[[c for c in (*table.columns, "disclosure_note") if c in out.columns]]
 
 
 def _row_detail(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -277,7 +277,9 @@ def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_
     twenty-seventh session: a count withheld in one measure is withheld in every other
     measure of the run giving the same count, not 0, in the same interval and group, and
     the measures are released one after another, a count another releases taken last as a
-    second cell — the centile measure takes B as its second cell, not C.)"""
+    second cell — the centile measure takes B as its second cell, not C. Since the
+    twenty-ninth session the centile measure has the complement rule too, its patients
+    without a value being a count as a proportion's are: it withholds B for it.)"""
     released = _run(_CACHE, ("recorded", engine), recorded_store, _recorded_measures, engine)
     it = Intruder()
     for practice in RECORDED:
@@ -294,7 +296,7 @@ def test_a_proportion_and_the_centiles_of_its_value_do_not_give_back_a_withheld_
             "A": True, "B": True, "C": False
         }, name  # fmt: skip
     note = _row(released, "hba1c_median", practice="B")["disclosure_note"]
-    assert note.startswith("numerator secondary;")  # (its own second cell: C is taken last)
+    assert note.startswith("numerator complement;")  # (1 of its 14 has no value)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -960,6 +962,44 @@ def _complement_measures() -> Measures:
     ):
         m.define_measure(name, numerator=numerator, denominator=REGISTERED, group_by=PRACTICE)
     return m
+
+
+WITHOUT_VALUE = {"A": (13, 8), "B": (8, 8)}
+
+
+@pytest.fixture(scope="module")
+def without_value_store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("audit21_without"), _practice_tables(WITHOUT_VALUE))
+
+
+def _median_by_practice_and_overall() -> Measures:
+    m = Measures(intervals=[YEAR])
+    for name, by in (("by_practice", PRACTICE), ("overall", {})):
+        m.define_quantile(
+            name, value=HBA1C.maximum_for_patient(events.value), among=REGISTERED, group_by=by
+        )
+    return m
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_centile_measure_keeps_the_patients_without_a_value(engine, without_value_store):
+    """Found by the twenty-ninth session's randomised hunt: the median HbA1c by practice
+    (A: 8 of 13 registered with a value, B: 8 of 8) and overall (16 of 21). Released each
+    as a count of its own, A 10 of 15, B 10 of 10, overall 15 of 20: A's numerator is at
+    most 17 − 8 = 9 (B's 8 or more), so 8-9, and its denominator at least 13, at most 22 −
+    8 = 14, so 13-14: A's 5 without a value came back as 4-6. The patients without a value
+    are a count as a proportion's complement is, withheld when 1-7: A's numerator is
+    withheld for it, and the overall's (5 without a value), each with its centiles."""
+    released = _run(
+        _CACHE, ("without", engine), without_value_store, _median_by_practice_and_overall, engine
+    )
+    rows = released.drop_duplicates(["measure", "practice"]).set_index(["measure", "practice"])
+    for key in (("by_practice", "A"), ("overall", None)):
+        row = rows.loc[key]
+        assert np.isnan(row["numerator"]) and np.isnan(row["value"]), key
+        assert row["disclosure_note"].startswith("numerator complement"), key
+    b = rows.loc[("by_practice", "B")]  # all 8 with a value: nothing to keep
+    assert (b["numerator"], b["denominator"]) == (10, 10)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
