@@ -319,11 +319,19 @@ def indicator_views(
             _withhold_leaky(view)
         pieces = [view.breakdowns]
         for col, table in extra.items():
-            more = equity_view(
-                table, x, "denominator", breakdowns=(), extra=(col,),
-                higher_is_better=ind.higher_is_better, sii_repetitions=0,
-                shared=shared, scope=(numerator_scope(ind.column), REGISTER),
-            )  # fmt: skip
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                more = equity_view(
+                    table, x, "denominator", breakdowns=(), extra=(col,),
+                    higher_is_better=ind.higher_is_better, sii_repetitions=0,
+                    shared=shared, scope=(numerator_scope(ind.column), REGISTER),
+                )  # fmt: skip
+            if any("could still be derived" in str(w.message) for w in caught):
+                _withhold_leaky(more)  # as the standard breakdowns are, above
+                view.notes.append(
+                    f"by {col}: the numerators are withheld whole, as a withheld count "
+                    "could otherwise be derived from the totals"
+                )
             pieces.append(more.breakdowns)
         if shared is None:  # else the run's SharedCounts makes the Total one decision
             _one_total(pieces)

@@ -288,6 +288,7 @@ class AsthmaProgramme:
         )
         equity.tables.append(by_name["key_indicators"])
         equity.tables.append(by_name["sii"])
+        equity.notes.extend(_view_notes(views))
         sections.append(equity)
 
         spc_section = Section(
@@ -500,6 +501,17 @@ def _cross_chart(cross: pd.DataFrame, flag: str, pollutant: str) -> go.Figure:
                       yaxis_title="pollution quintile (5 = most polluted)",
                       template="simple_white")  # fmt: skip
     return fig
+
+
+def _view_notes(views: dict) -> list[str]:
+    """What the indicators' equity views say beyond the disclosure policy (an SII not
+    shown, breakdowns withheld whole), each note once with the indicators it concerns."""
+    said: dict[str, list[str]] = {}
+    for name, view in views.items():
+        for note in view.notes:
+            if note != view.policy.describe() and not note.startswith("lower values are"):
+                said.setdefault(note, []).append(name)
+    return [f"{note} ({', '.join(names)})." for note, names in said.items()]
 
 
 def _spc_figures(spc: pd.DataFrame, sign: str = "≥ 6", limit: int = 6):
