@@ -8,6 +8,7 @@ they run.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,9 +44,15 @@ def spark_session(*, shuffle_partitions: int | None = None):
             "(or pip install 'pophealth[spark]')"
         ) from exc
     partitions = shuffle_partitions or int(os.environ.get("POPHEALTH_SPARK_SHUFFLE_PARTITIONS", 4))
+    master = os.environ.get("POPHEALTH_SPARK_MASTER", "local[2]")
+    if master.startswith("local"):  # (else Spark warns that the host name is a loopback one)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    log_config = Path(__file__).with_name("spark-log4j2.properties")
     builder = (
-        SparkSession.builder.master(os.environ.get("POPHEALTH_SPARK_MASTER", "local[2]"))
+        SparkSession.builder.master(master)
         .appName("pophealth")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log_config}")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(partitions))
         .config("spark.default.parallelism", str(partitions))
         .config("spark.ui.enabled", "false")
