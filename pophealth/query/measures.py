@@ -735,7 +735,8 @@ class Measures:
         or older than ``max_age``, is not in the rate. Each row's ``numerator``
         is the events, its ``denominator`` the patients (or person-days); ``value`` is
         Σ(events/population × weight) / Σweights × ``per`` from the counts of each band —
-        exact without disclosure control, rounded as released counts are with it — with
+        exact without disclosure control, rounded cumulatively (youngest band first) as
+        released counts are with it — with
         Dobson limits; missing, ``method`` saying why, when the events number fewer than 10
         or a band of the standard has nobody in it. See :func:`run_measures` for disclosure
         control."""
@@ -2359,7 +2360,7 @@ def _release_standardised(
     from the exact counts. With it, the events and the population go through
     :func:`pophealth.disclosure.apply` (the breakdowns as margins, the patients behind the
     events checked too), and the rate and limits are withheld wherever either is; a
-    released rate is worked from the bands' counts rounded by the policy's rule
+    released rate is worked from the bands' counts rounded cumulatively by the policy's rule
     (:func:`_rounded_bands`; of one band it is then the released events over the released
     population) — and left out for fewer than 10 of those events, not of the exact ones —
     and its limits from the released count of events
