@@ -424,12 +424,18 @@ def four_store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("audit21_four"), _practice_tables(plan))
 
 
-def _by_practice_and_overall() -> Measures:
+def _by_practice_and_overall(define=None) -> Measures:
+    """One measure by practice ("by_practice") and overall ("overall"), over the year:
+    ``define(m, name, group_by)`` defines it (default: patients with an HbA1c among the
+    registered)."""
     m = Measures(intervals=[YEAR])
     for name, by in (("by_practice", PRACTICE), ("overall", {})):
-        m.define_measure(
-            name, numerator=HBA1C.exists_for_patient(), denominator=REGISTERED, group_by=by
-        )
+        if define is None:
+            m.define_measure(
+                name, numerator=HBA1C.exists_for_patient(), denominator=REGISTERED, group_by=by
+            )
+        else:
+            define(m, name, by)
     return m
 
 
@@ -862,10 +868,11 @@ def four_band_store(tmp_path_factory):
 
 
 def _four_band_measures() -> Measures:
-    m = Measures(intervals=[YEAR])
-    for name, by in (("by_practice", PRACTICE), ("overall", {})):
-        m.define_standardised_rate(name, min_age=65, max_age=74, group_by=by, **RATE)
-    return m
+    return _by_practice_and_overall(
+        lambda m, name, by: m.define_standardised_rate(
+            name, min_age=65, max_age=74, group_by=by, **RATE
+        )
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -973,12 +980,11 @@ def without_value_store(tmp_path_factory):
 
 
 def _median_by_practice_and_overall() -> Measures:
-    m = Measures(intervals=[YEAR])
-    for name, by in (("by_practice", PRACTICE), ("overall", {})):
-        m.define_quantile(
+    return _by_practice_and_overall(
+        lambda m, name, by: m.define_quantile(
             name, value=HBA1C.maximum_for_patient(events.value), among=REGISTERED, group_by=by
         )
-    return m
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
