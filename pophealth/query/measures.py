@@ -2476,9 +2476,10 @@ def _rounded_bands(
     every younger one, less the rounded count of the younger ones. The bands then add up to
     the group's count rounded as it is released, and no band's error builds on another's:
     each band rounded on its own would round every band of 1-2 events to 0 (most bands of a
-    small group), and the rate would be far too low (by a quarter at about 50 events spread
-    over the standard's 19 bands; tests/spec/test_standardised_rates.py). A band with
-    someone in it keeps someone: a population that would round to 0 counts as 5."""
+    small group), and the rate would be far too low (15% at about 55 events spread over the
+    standard's 19 bands, in a simulation of a typical age structure; docs/query.md), or not
+    there at all (2 events in every band: tests/spec/test_standardised_rates.py). A band
+    with someone in it keeps someone: a population that would round to 0 counts as 5."""
     from pophealth import disclosure as sdc
 
     policy = sdc.DEFAULT_POLICY if policy is None else policy
