@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import itertools
 import math
 import re
 from typing import Any
@@ -55,6 +56,14 @@ ENGINES = [
 @pytest.fixture(params=ENGINES)
 def engine(request) -> str:
     return request.param
+
+
+def cumulative_round5(counts: list) -> list:
+    """A standardised rate's band counts rounded to 5 as a released rate is worked from
+    them (docs/query.md, "Age-standardised rates"): cumulatively, youngest band first, each
+    band the rounded sum up to it less the rounded sum before it (by hand, for the tests)."""
+    sums = [math.floor(v / 5 + 0.5) * 5 for v in itertools.accumulate(counts)]
+    return [b - a for a, b in zip([0, *sums], sums, strict=False)]
 
 
 def arrow_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:

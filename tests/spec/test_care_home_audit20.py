@@ -48,7 +48,7 @@ from pophealth.query import (
     run_dataset,
     run_measures,
 )
-from tests.spec.conftest import FLAT2, HOME, HOME2, make_store
+from tests.spec.conftest import FLAT2, HOME, HOME2, cumulative_round5, make_store
 from tests.spec.conftest import address_row as _addr
 from tests.spec.conftest import admission_row as _adm
 from tests.spec.conftest import care_home_row as _home
@@ -893,9 +893,12 @@ def _dsr_reference(tables) -> pd.DataFrame:
         value = lo = hi = released = math.nan
         if (n > 0).all() and x.sum() >= 10:
             value, lo, hi = dsr_by_hand(list(x), list(n), ESP2013[:15])
-            # released: from the bands' counts rounded to 5 (a band with someone keeps 5)
-            x_r = [math.floor(v / 5 + 0.5) * 5 for v in x]
-            n_r = [max(math.floor(v / 5 + 0.5) * 5, 5) for v in n]
+
+            # released: from the bands' counts rounded to 5 cumulatively, youngest first
+            # (each band the rounded sum up to it less the rounded sum before it; a band
+            # with someone keeps 5)
+            x_r = cumulative_round5(list(x))
+            n_r = [max(r, 5) for r in cumulative_round5(list(n))]
             released = dsr_by_hand(x_r, n_r, ESP2013[:15])[0]
         rows.append((g, int(x.sum()), len(sub), value, lo, hi, released))
     columns = ["imd_quintile", "x", "n", "value", "lo", "hi", "released"]

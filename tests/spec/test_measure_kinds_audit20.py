@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import itertools
 import math
 from typing import Any
 
@@ -66,7 +65,7 @@ from pophealth.query import (
     yearly,
 )
 from pophealth.query import emergency_attendances as ea
-from tests.spec.conftest import make_store
+from tests.spec.conftest import cumulative_round5, make_store
 
 D, T = dt.date, dt.datetime
 HAVE_SPARK = importlib.util.find_spec("pyspark") is not None
@@ -1167,12 +1166,11 @@ def _expected(tables: dict) -> dict[tuple, tuple]:
                 # (each band the rounded sum up to it less the rounded sum before it; a band
                 # with someone keeps 5), the limits from the released count of events
                 # (docs/query.md)
-                def cumulative(counts: list) -> list:
-                    sums = [math.floor(v / 5 + 0.5) * 5 for v in itertools.accumulate(counts)]
-                    return [b - a for a, b in zip([0, *sums], sums, strict=False)]
-
-                x_r = cumulative(list(x))
-                n_r = [max(r, 5) if v else 0 for r, v in zip(cumulative(list(n)), n, strict=True)]
+                x_r = cumulative_round5(list(x))
+                n_r = [
+                    max(r, 5) if v else 0
+                    for r, v in zip(cumulative_round5(list(n)), n, strict=True)
+                ]
                 DSR_BANDS_ROUNDED[key] = (x_r, [v / scale for v in n_r], bands)
     # the caesareans: answered within 30 days of each (by day), per month of the operation
     ops = tables["operations"]
