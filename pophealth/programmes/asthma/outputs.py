@@ -124,6 +124,25 @@ def count_table(
     return out
 
 
+#: What a view's notes say when :func:`_withhold_leaky` withheld breakdowns whole.
+LEAKY_NOTE = (
+    "breakdowns with a withheld count are withheld whole: a withheld count could otherwise "
+    "be derived from other breakdowns"
+)
+
+
+def _guarded_view(*args, **kwargs) -> EquityView:
+    """:func:`equity_view`, with every numerator-derived value of a breakdown withheld
+    (:func:`_withhold_leaky`) where the disclosure audit says a withheld cell could still be
+    derived; its notes then end with :data:`LEAKY_NOTE`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        view = equity_view(*args, **kwargs)
+    if any("could still be derived" in str(w.message) for w in caught):
+        _withhold_leaky(view)
+    return view
+
+
 def _withhold_leaky(view: EquityView) -> None:
     """The disclosure audit found a withheld numerator recoverable across breakdowns (e.g.
     deciles vs quintiles): withhold every numerator-derived value of each breakdown that
@@ -137,10 +156,7 @@ def _withhold_leaky(view: EquityView) -> None:
     if leaky[b["breakdown"] == "imd_quintile"].any():  # the gap is quintile 1 vs 5
         numbers = [c for c in view.gap.columns if pd.api.types.is_numeric_dtype(view.gap[c])]
         view.gap.loc[:, numbers] = np.nan
-    view.notes.append(
-        "breakdowns with a withheld count are withheld whole: a withheld count could "
-        "otherwise be derived from other breakdowns"
-    )
+    view.notes.append(LEAKY_NOTE)
 
 
 #: What each group's comparison with the rest of the register is computed from its Total.
@@ -308,30 +324,20 @@ def indicator_views(
     views = {}
     for ind in indicators:
         x = f"x_{ind.name}"
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            view = equity_view(
-                main, x, "denominator", breakdowns=BREAKDOWNS,
-                higher_is_better=ind.higher_is_better, sii_repetitions=sii_repetitions,
-                shared=shared, scope=(numerator_scope(ind.column), REGISTER),
-            )  # fmt: skip
-        if any("could still be derived" in str(w.message) for w in caught):
-            _withhold_leaky(view)
+        scope = (numerator_scope(ind.column), REGISTER)
+        view = _guarded_view(
+            main, x, "denominator", breakdowns=BREAKDOWNS, higher_is_better=ind.higher_is_better,
+            sii_repetitions=sii_repetitions, shared=shared, scope=scope,
+        )  # fmt: skip
         pieces = [view.breakdowns]
         for col, table in extra.items():
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                more = equity_view(
-                    table, x, "denominator", breakdowns=(), extra=(col,),
-                    higher_is_better=ind.higher_is_better, sii_repetitions=0,
-                    shared=shared, scope=(numerator_scope(ind.column), REGISTER),
-                )  # fmt: skip
-            if any("could still be derived" in str(w.message) for w in caught):
-                _withhold_leaky(more)  # as the standard breakdowns are, above
-                view.notes.append(
-                    f"by {col}: the numerators are withheld whole, as a withheld count "
-                    "could otherwise be derived from the totals"
-                )
+            more = _guarded_view(
+                table, x, "denominator", breakdowns=(), extra=(col,),
+                higher_is_better=ind.higher_is_better, sii_repetitions=0, shared=shared,
+                scope=scope,
+            )  # fmt: skip
+            if more.notes[-1] == LEAKY_NOTE:  # (the report reads the standard view's notes)
+                view.notes.append(f"by {col}: {LEAKY_NOTE}")
             pieces.append(more.breakdowns)
         if shared is None:  # else the run's SharedCounts makes the Total one decision
             _one_total(pieces)
