@@ -245,6 +245,7 @@ def secondary_suppression(
     protect: np.ndarray | None = None,
     avoid: np.ndarray | None = None,
     primary_rule: tuple[float, float] | None = None,
+    patients_most: np.ndarray | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -282,6 +283,16 @@ def secondary_suppression(
     withheld for their few patients may be of any size, but a second cell was not withheld
     at first, so it is not 1-7).
 
+    ``patients_most`` (one number per cell; missing where it does not apply): for a primary
+    cell withheld for its few patients, the most one patient adds to it — a day of
+    person-time a day of the interval, so the interval's length in days. Such a cell is
+    known to be at most the threshold times that (7 patients of a quarter: 630 days),
+    and its patients to number at least its value over that: the audit also withholds
+    more where the released cells show it to be more than (threshold − 1) times that, for
+    then it holds exactly the threshold's number of patients (two practices' withheld
+    person-days beside their released total of 1,260 in a quarter of 90 days: 7 patients
+    each).
+
     The answer depends on nothing but these arguments, so it is remembered by their content
     (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
     many times: every indicator's denominators are the register's, and each
@@ -302,8 +313,14 @@ def secondary_suppression(
         same_total_across,
         None if primary_rule is None else tuple(primary_rule),
     )
+    most = None if patients_most is None else np.asarray(patients_most, dtype=float)
+    if most is not None and most.shape != (len(frame),):
+        raise ValueError(f"patients_most: {most.shape[0]} values for a table of {len(frame)} rows")
     try:
-        key = _content_key(frame, by, col, suppressed, protect, avoid, args)
+        key = _content_key(
+            frame, by, col, suppressed, protect, avoid, args,
+            None if most is None else most.tobytes(),
+        )  # fmt: skip
     except Exception:  # an input the key cannot hold: worked out as it is, not remembered
         key = None
     found = _SECONDARY_CACHE.get(key) if key is not None else None
@@ -312,6 +329,7 @@ def secondary_suppression(
             frame, col, suppressed, by=by, margins=margins, total_label=total_label,
             audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
             protect=protect, avoid=avoid, primary_rule=primary_rule or primary_bounds,
+            patients_most=most,
         )  # fmt: skip
         if key is not None:
             _SECONDARY_CACHE.keep(key, found)
@@ -332,7 +350,7 @@ def _content_key(frame: pd.DataFrame, by: list[str], col: str, *rest: object) ->
     parts: list[object] = [len(frame), MAX_AUDITED_CELLS, frame_key(frame, by)]
     parts.append(frame[col].to_numpy(dtype=float).tobytes())
     for item in rest:
-        parts.append(item if item is None or isinstance(item, tuple) else mask_key(item))
+        parts.append(item if item is None or isinstance(item, tuple | bytes) else mask_key(item))
     key = tuple(parts)
     hash(key)
     return key
@@ -372,6 +390,7 @@ def _secondary_suppression(
     protect: np.ndarray | None,
     avoid: np.ndarray | None,
     primary_rule: tuple[float, float],
+    patients_most: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
     messages: list[str] = []
@@ -410,6 +429,9 @@ def _secondary_suppression(
     seconds = _second_cell_bounds(values, primary_rule, protect)
     # a second cell known to be 0 is, to the audit, a released 0
     known_zero = np.array([b == (0, 0) for b in seconds], dtype=bool)
+    # cells withheld for few patients, each of whom adds at most so much to it
+    most = _few_patients_most(primary, values, patients_most, primary_rule)
+    own = {int(i): (primary_bounds[0], primary_rule[1] * most[i]) for i in np.flatnonzero(most)}
     for _ in range(len(frame) + 1):
         mask = _lone_cell_pass(sets, mask, values, ties, avoid)
         if not audit or not has_totals:
@@ -423,8 +445,13 @@ def _secondary_suppression(
             break
         leaks = _pinned_cells(
             sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
-            seconds=seconds,
+            seconds=seconds, own=own,
         )  # fmt: skip
+        if own and not leaks:  # (one at a time: one more cell may protect them all)
+            leaks = _patients_given_back(
+                sets, mask & ~known_zero, values, ties, guarded, primary_bounds, seconds,
+                own, most, primary_rule[1],
+            )[:1]  # fmt: skip
         if not leaks:
             break
         stuck = True
@@ -549,6 +576,7 @@ def _pinned_cells(
     ties: list[np.ndarray] = (),
     bounded: np.ndarray | None = None,
     seconds: list[tuple[float, float | None]] | None = None,
+    own: Mapping[int, tuple[float, float]] | None = None,
 ) -> list[int]:
     """Primarily withheld cells whose value is fixed by the released cells and totals (and by
     copies of one total being equal).
@@ -556,7 +584,8 @@ def _pinned_cells(
     ``primary`` marks the cells to check; ``bounded`` (default: the same) those known to lie
     in ``primary_bounds`` — a cell withheld in another table is checked, with bounds 0 and
     none. The other withheld cells lie within ``seconds`` (one pair per cell of the table;
-    default 0 and none: see :func:`_second_cell_bounds`).
+    default 0 and none: see :func:`_second_cell_bounds`). ``own``: bounds of some primary
+    cells in place of ``primary_bounds`` (cell: bounds).
 
     A cell is disclosed when the least and greatest values consistent with every released
     cell and total row are equal (Cox LH 1980, *Suppression methodology and statistical
@@ -569,37 +598,9 @@ def _pinned_cells(
     space moves it (one singular value decomposition). The same cells as the per-cell
     programmes, six times faster on the asthma programme's tables.
     """
-    hidden = np.flatnonzero(mask)
-    col = {int(h): i for i, h in enumerate(hidden)}
-    a_eq, b_eq = [], []
-    for cells, total in sets:
-        if total is None:
-            continue
-        row = np.zeros(len(hidden))
-        rhs = 0.0
-        for c in cells:
-            if mask[c]:
-                row[col[int(c)]] += 1
-            else:
-                rhs -= values[c]
-        if mask[total]:
-            row[col[int(total)]] -= 1
-        else:
-            rhs += values[total]
-        if row.any():
-            a_eq.append(row)
-            b_eq.append(rhs)
-    for group in ties:
-        hidden_copies = [int(g) for g in group if mask[g]]
-        for other in hidden_copies[1:]:
-            row = np.zeros(len(hidden))
-            row[col[hidden_copies[0]]], row[col[other]] = 1, -1
-            a_eq.append(row)
-            b_eq.append(0.0)
-    if not a_eq:
+    hidden, col, a_mat, b_vec = _equations(sets, mask, values, ties)
+    if a_mat is None:
         return []
-    a_mat = np.array(a_eq)
-    b_vec = np.array(b_eq)
     # split into independent blocks (variables linked through shared totals) so each
     # linear programme stays small
     parent = list(range(len(hidden)))
@@ -617,11 +618,9 @@ def _pinned_cells(
             if ri != rj:
                 parent[rj] = ri
     roots = np.array([find(i) for i in range(len(hidden))])
-    bounded = primary if bounded is None else bounded
-    bounds = [
-        primary_bounds if bounded[h] else (0, None) if seconds is None else seconds[h]
-        for h in hidden
-    ]
+    bounds = _hidden_bounds(
+        hidden, primary if bounded is None else bounded, primary_bounds, seconds, own
+    )
     pinned = []
     targets: dict[int, list[int]] = {}
     for k in np.flatnonzero(primary & mask):
@@ -653,6 +652,119 @@ def _pinned_cells(
             fixed[free] = _fixed_by_equations(sub_a[:, free])
         pinned += [k for k in cells if fixed[at[col[k]]]]
     return sorted(pinned)
+
+
+def _equations(
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    ties: Sequence[np.ndarray] = (),
+) -> tuple[np.ndarray, dict[int, int], np.ndarray | None, np.ndarray | None]:
+    """What the released cells and totals say of the withheld ones (``mask``): the withheld
+    cells, each one's column, and the equations ``a @ x == b`` they satisfy (None, None when
+    none: no total holds a withheld cell)."""
+    hidden = np.flatnonzero(mask)
+    col = {int(h): i for i, h in enumerate(hidden)}
+    a_eq, b_eq = [], []
+    for cells, total in sets:
+        if total is None:
+            continue
+        row = np.zeros(len(hidden))
+        rhs = 0.0
+        for c in cells:
+            if mask[c]:
+                row[col[int(c)]] += 1
+            else:
+                rhs -= values[c]
+        if mask[total]:
+            row[col[int(total)]] -= 1
+        else:
+            rhs += values[total]
+        if row.any():
+            a_eq.append(row)
+            b_eq.append(rhs)
+    for group in ties:
+        hidden_copies = [int(g) for g in group if mask[g]]
+        for other in hidden_copies[1:]:
+            row = np.zeros(len(hidden))
+            row[col[hidden_copies[0]]], row[col[other]] = 1, -1
+            a_eq.append(row)
+            b_eq.append(0.0)
+    if not a_eq:
+        return hidden, col, None, None
+    a_mat = np.array(a_eq)
+    b_vec = np.array(b_eq)
+    return hidden, col, a_mat, b_vec
+
+
+def _hidden_bounds(
+    hidden: np.ndarray,
+    bounded: np.ndarray,
+    primary_bounds: tuple[float, float],
+    seconds: list[tuple[float, float | None]] | None,
+    own: Mapping[int, tuple[float, float]] | None,
+) -> list[tuple[float, float | None]]:
+    """What an attacker knows of each withheld cell (see :func:`_pinned_cells`)."""
+    own = own or {}
+    return [
+        own.get(int(h))
+        or (primary_bounds if bounded[h] else (0, None) if seconds is None else seconds[h])
+        for h in hidden
+    ]
+
+
+def _few_patients_most(
+    primary: np.ndarray,
+    values: np.ndarray,
+    patients_most: np.ndarray | None,
+    primary_rule: tuple[float, float],
+) -> np.ndarray:
+    """Per cell, the most one patient adds to it where it is withheld for its few patients
+    and that is known (``patients_most``: see :func:`secondary_suppression`), else 0 — and
+    0 where the cell is more than the threshold times that (a person-time that can exceed
+    the interval's days: nothing is known of it)."""
+    out = np.zeros(len(primary))
+    if patients_most is None or not np.isfinite(primary_rule[1]):
+        return out
+    most = np.nan_to_num(patients_most, nan=0.0, posinf=0.0)
+    known = np.asarray(primary, dtype=bool) & (most > 0) & (values <= primary_rule[1] * most)
+    out[known] = most[known]
+    return out
+
+
+def _patients_given_back(
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    ties: Sequence[np.ndarray],
+    primary: np.ndarray,
+    primary_bounds: tuple[float, float],
+    seconds: list[tuple[float, float | None]],
+    own: Mapping[int, tuple[float, float]],
+    most: np.ndarray,
+    threshold: float,
+) -> list[int]:
+    """The cells withheld for their few patients (1 to ``threshold``), each of whom adds at
+    most ``most`` to it, that the released cells and totals show to be more than
+    (``threshold`` − 1) × ``most``: each holds exactly ``threshold`` patients. One linear
+    programme a cell: the least value consistent with every released cell and total."""
+    hidden, col, a_mat, b_vec = _equations(sets, mask, values, ties)
+    if a_mat is None:
+        return []
+    bounds = [
+        (low, None if high is None or not np.isfinite(high) else high)
+        for low, high in _hidden_bounds(hidden, primary, primary_bounds, seconds, own)
+    ]
+    given = []
+    for k in own:
+        if not mask[k] or k not in col:
+            continue
+        objective = np.zeros(len(hidden))
+        objective[col[k]] = 1.0
+        res = linprog(objective, A_eq=a_mat, b_eq=b_vec, bounds=bounds, method="highs")
+        if res.status == 0 and res.fun > (threshold - 1) * most[k] + 1e-7:
+            given.append(k)
+    return given
 
 
 def _widest_margin(
@@ -778,6 +890,7 @@ def apply(
     same_total_across: str | None = None,
     withhold: Mapping[str, object] | None = None,
     avoid: Mapping[str, object] | None = None,
+    most_per_patient: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
@@ -792,7 +905,12 @@ def apply(
 
     ``patients`` maps a count of rows to the column of distinct patients behind it: the
     count is withheld too when those patients number 1 to the threshold, and the patients
-    column is dropped from the result.
+    column is dropped from the result. ``most_per_patient`` maps such a count to the column
+    of the most one patient can add to each of its cells (for person-days, the interval's
+    length in days): a cell withheld for its few patients is then known to be at most the
+    threshold times that, and is protected so that the released cells cannot show it to
+    hold exactly the threshold's number of patients (see :func:`secondary_suppression`);
+    that column is dropped from the result too.
 
     ``withhold`` maps a count column to a mask of its cells withheld in another table of the
     run (:meth:`SharedCounts.withheld`): they are withheld here too, and protected by this
@@ -806,6 +924,7 @@ def apply(
     out = df.copy()
     by = list(by or [])
     few = _few_patients(out, patients or {}, policy)
+    most = _most_per_patient(out, most_per_patient or {}, few)
     notes = [[] for _ in range(len(out))]
     for col in count_cols:
         if col not in out.columns:
@@ -829,13 +948,15 @@ def apply(
                 same_total_across=same_total_across,
                 protect=elsewhere,
                 avoid=_elsewhere(avoid, col, len(out)),
+                patients_most=most.get(col),
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
         out[col] = released
         for i in np.flatnonzero(mask):
             notes[i].append(f"{col} {_why_withheld(col, i, few, primary, elsewhere)}")
-    out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
+    dropped = [*(patients or {}).values(), *(most_per_patient or {}).values()]
+    out = out.drop(columns=list(dict.fromkeys(dropped)))
     out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
     return out
 
@@ -863,6 +984,22 @@ def _few_patients(
         n = _as_counts(df[pcol], pcol)
         few[col] = (n >= 1) & (n <= policy.suppress_at_or_below)
     return few
+
+
+def _most_per_patient(
+    df: pd.DataFrame, most: Mapping[str, str], few: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per count column of :func:`apply`'s ``most_per_patient``: the most one patient adds
+    to each cell withheld for its few patients (NaN elsewhere)."""
+    out = {}
+    for col, mcol in most.items():
+        if mcol not in df.columns:
+            raise ValueError(f"most_per_patient column '{mcol}' for '{col}' not found")
+        if col not in few:
+            raise ValueError(f"most_per_patient for '{col}': give the patients behind it too")
+        values = pd.to_numeric(df[mcol], errors="coerce").to_numpy(dtype=float)
+        out[col] = np.where(few[col], values, np.nan)
+    return out
 
 
 def _bounds(policy: DisclosurePolicy, few: np.ndarray | None) -> tuple[float, float]:

@@ -1592,10 +1592,11 @@ def _linked_tables(
             # centiles of patients: the patients without a value kept as a complement is
             release = functools.partial(_patient_counts_released, table, **linking)
         else:  # a ratio or a rate: its counts as one table, then each measure's values
+            counted = {"patients": behind or None}
+            days = _with_most_days(table, counted) if _over_person_days(overall) else table
             release = functools.partial(
-                sdc.apply, table, ["numerator", "denominator"], patients=behind or None,
-                **linking,
-            )  # fmt: skip
+                sdc.apply, days, ["numerator", "denominator"], **counted, **linking
+            )
         prepared.append((overall, split, table, release, proportion))
     return prepared
 
@@ -2277,6 +2278,33 @@ def _links(
     return out["_row"].to_numpy(), out["_to"].to_numpy()
 
 
+#: the column of the most one patient adds to a row's person-days (its interval's days), for
+#: :func:`pophealth.disclosure.apply`'s ``most_per_patient``: dropped by it
+MOST_DAYS = "_most_days"
+
+
+def _over_person_days(m: Measure) -> bool:
+    """Whether measure ``m``'s denominator is person-days."""
+    return isinstance(m, RateMeasure | StandardisedRateMeasure) and m.person_time is not None
+
+
+def _with_most_days(df: pd.DataFrame, kw: dict[str, Any]) -> pd.DataFrame:
+    """A rate's counts over person-days (``df``, by interval) with the most one patient adds
+    to each row's person-days — its interval's length in days — and ``kw`` for
+    :func:`pophealth.disclosure.apply` told so, when the patients behind the person-days are
+    checked: a cell withheld for its few patients is then protected so that the released
+    cells cannot show it to hold exactly 7 (two practices' withheld days beside their
+    released total of 1,260 in a quarter of 90: 7 patients each)."""
+    if "denominator" not in (kw.get("patients") or {}):
+        return df
+    df = df.copy()
+    start = pd.to_datetime(pd.Series(df["interval_start"]))
+    end = pd.to_datetime(pd.Series(df["interval_end"]))
+    df[MOST_DAYS] = ((end - start).dt.days + 1).to_numpy()
+    kw["most_per_patient"] = {"denominator": MOST_DAYS}
+    return df
+
+
 def _release_rate(
     df: pd.DataFrame,
     m: RateMeasure,
@@ -2292,16 +2320,19 @@ def _release_rate(
     With ``disclosure``, the events and the person-days both go through
     :func:`pophealth.disclosure.apply` as counts (the breakdowns as margins, as for a ratio):
     each withheld when it is 1-7, or when the patients behind it (those with an event; those
-    with person-time) number 1-7, or to protect another cell, and otherwise rounded (to 5:
-    person-days to 5 days). The value and limits are worked out from the released figures
-    and are missing wherever either is withheld (``done``: the counts in ``df`` are
-    already released)."""
+    with person-time) number 1-7, or to protect another cell — or the patients behind a
+    withheld person-days cell, each of whom adds at most the interval's days to it
+    (:func:`_with_most_days`) — and otherwise rounded (to 5: person-days to 5 days). The
+    value and limits are worked out from the released figures and are missing wherever
+    either is withheld (``done``: the counts in ``df`` are already released)."""
     from pophealth import disclosure as sdc
     from pophealth.stats import rate
 
     if done:
         df = df.copy()
     elif disclosure:
+        kw = dict(kw)
+        df = _with_most_days(df, kw) if m.person_time is not None else df
         df = sdc.apply(df, ["numerator", "denominator"], by=by, margins=groups, **kw)
     else:
         df = df.copy()
@@ -2445,7 +2476,8 @@ def _release_standardised(
     if behind:
         kw["patients"] = {side[c]: c for c in behind}
     if counts is None:  # (counts across intervals: ADDING_UP)
-        released = _apply_within(out, groups, ADDING_UP, kw)
+        days = _with_most_days(out, kw) if m.person_time is not None else out
+        released = _apply_within(days, groups, ADDING_UP, kw)
     else:  # (the same groups in the same order: worked out from the same counts)
         assert len(counts) == len(out)
         released = out.drop(columns=behind)
