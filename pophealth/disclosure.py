@@ -246,6 +246,7 @@ def secondary_suppression(
     avoid: np.ndarray | None = None,
     primary_rule: tuple[float, float] | None = None,
     patients_most: np.ndarray | None = None,
+    nested: Sequence[tuple[Sequence[int], int]] = (),
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -293,6 +294,10 @@ def secondary_suppression(
     person-days beside their released total of 1,260 in a quarter of 90 days: 7 patients
     each).
 
+    ``nested``: more additive sets, each some cells (row positions) and the row of their
+    total, where one breakdown's groups add up to another's (IMD deciles 1 and 2 to
+    quintile 1): protected, and audited, as the margins' sets are.
+
     The answer depends on nothing but these arguments, so it is remembered by their content
     (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
     many times: every indicator's denominators are the register's, and each
@@ -312,6 +317,7 @@ def secondary_suppression(
         tuple(primary_bounds),
         same_total_across,
         None if primary_rule is None else tuple(primary_rule),
+        tuple((tuple(int(c) for c in cells), int(total)) for cells, total in nested),
     )
     most = None if patients_most is None else np.asarray(patients_most, dtype=float)
     if most is not None and most.shape != (len(frame),):
@@ -329,7 +335,7 @@ def secondary_suppression(
             frame, col, suppressed, by=by, margins=margins, total_label=total_label,
             audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
             protect=protect, avoid=avoid, primary_rule=primary_rule or primary_bounds,
-            patients_most=most,
+            patients_most=most, nested=nested,
         )  # fmt: skip
         if key is not None:
             _SECONDARY_CACHE.keep(key, found)
@@ -391,6 +397,7 @@ def _secondary_suppression(
     avoid: np.ndarray | None,
     primary_rule: tuple[float, float],
     patients_most: np.ndarray | None = None,
+    nested: Sequence[tuple[Sequence[int], int]] = (),
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
     messages: list[str] = []
@@ -420,6 +427,8 @@ def _secondary_suppression(
             cells = idx[~is_total[idx]]
             totals = idx[is_total[idx]]
             sets.append((cells, int(totals[0]) if totals.size else None))
+    for cells, total in nested:  # (one breakdown's groups adding up to another's)
+        sets.append((np.asarray(cells, dtype=int), int(total)))
     ties = _tied_totals(frame, by, margins, total_label, same_total_across)
     primary = np.asarray(suppressed, dtype=bool)
     # a count withheld in another table is checked here too — unless it is 0 where 0 is
@@ -433,7 +442,7 @@ def _secondary_suppression(
     most = _few_patients_most(primary, values, patients_most, primary_rule)
     own = {int(i): (primary_bounds[0], primary_rule[1] * most[i]) for i in np.flatnonzero(most)}
     for _ in range(len(frame) + 1):
-        mask = _lone_cell_pass(sets, mask, values, ties, avoid)
+        mask = _lone_cell_pass(sets, mask, values, ties, avoid, nested=len(nested))
         if not audit or not has_totals:
             break
         if mask.sum() > MAX_AUDITED_CELLS:
@@ -512,26 +521,50 @@ def _lone_cell_pass(
     values: np.ndarray,
     ties: list[np.ndarray] = (),
     avoid: np.ndarray | None = None,
+    nested: int = 0,
 ) -> np.ndarray:
     """Give every additive set with exactly one withheld cell a second one, until stable
     (copies of one total withheld together): the smallest non-zero released cell, one not
-    in ``avoid`` if there is one."""
+    in ``avoid`` if there is one.
+
+    The last ``nested`` sets are one breakdown's groups adding up to a group of another
+    (see :func:`secondary_suppression`: IMD deciles 5 and 6 to quintile 3). They go between
+    the sets of the finer breakdown, first, and the others, last; one takes its other part
+    (decile 5 beside a withheld 6, so that quintile 3 stays released), or its total where
+    that part is 0 (a released 0 protects nothing). A coarser set takes, where it can, a
+    group whose parts are withheld already (quintile 3 rather than 4, whose deciles are
+    released and would give it back)."""
     avoid = np.zeros(len(mask), dtype=bool) if avoid is None else avoid
     mask = _tie(mask.copy(), ties)
+    inner = sets[len(sets) - nested :] if nested else []
+    parts = {int(total): cells for cells, total in inner}
+    finer = np.zeros(len(mask), dtype=bool)
+    for cells, _ in inner:
+        finer[cells] = True
+    outer = sets[: len(sets) - nested]
+    order = (
+        [(c, t, False) for c, t in outer if finer[c].any()]
+        + [(c, t, True) for c, t in inner]
+        + [(c, t, False) for c, t in outer if not finer[c].any()]
+    )
     for _ in range(10 * len(mask) + 10):
         changed = False
-        for cells, total in sets:
+        for cells, total, is_nested in order:
             hidden = cells[mask[cells]]
             if hidden.size != 1:
                 continue
             if total is not None and mask[total]:
                 continue  # total withheld too: nothing to subtract from
             candidates = cells[~mask[cells] & ~np.isnan(values[cells])]
+            if is_nested and not (values[candidates] > 0).any():
+                candidates = candidates[:0]  # (its total, below)
             if candidates.size:
                 nonzero = candidates[values[candidates] > 0]
                 pool = nonzero if nonzero.size else candidates
                 free = pool[~avoid[pool]]
                 pool = free if free.size else pool
+                broken = [c for c in pool if int(c) in parts and mask[parts[int(c)]].any()]
+                pool = np.asarray(broken) if broken else pool
                 pick = pool[np.argmin(values[pool])]
             elif total is not None:
                 pick = total
@@ -1062,6 +1095,7 @@ def release_proportions(
     same_total_across: str | None = None,
     withhold: Mapping[str, object] | None = None,
     avoid: Mapping[str, object] | None = None,
+    nested: Sequence[tuple[Sequence[int], int]] = (),
 ) -> pd.DataFrame:
     """Release a numerator/denominator table with value and Wilson CI from released counts.
 
@@ -1077,7 +1111,8 @@ def release_proportions(
     are one count, withheld in all or in none (see :func:`secondary_suppression`).
     ``withhold`` maps ``numerator`` and/or ``denominator`` to a mask of cells withheld in
     another table of the run, ``avoid`` to a mask of cells other tables give too (see
-    :func:`apply`).
+    :func:`apply`). ``nested``: more additive sets of the table's rows, where one
+    breakdown's groups add up to another's (see :func:`secondary_suppression`).
 
     Returns the input's ``by`` columns and other columns, with ``numerator``/``denominator``
     replaced by released counts, plus ``value``, the limit columns, ``confidence``,
@@ -1117,6 +1152,7 @@ def release_proportions(
                 same_total_across=same_total_across,
                 protect=x_mask & ~x_primary,
                 avoid=_elsewhere(avoid, numerator, len(out)),
+                nested=nested,
             )
             new_n = secondary_suppression(
                 work,
@@ -1130,6 +1166,7 @@ def release_proportions(
                 same_total_across=same_total_across,
                 protect=n_mask & ~n_primary,
                 avoid=_elsewhere(avoid, denominator, len(out)),
+                nested=nested,
             )
             # a withheld denominator withholds its numerator (it would give it back via p)
             new_x |= new_n

@@ -165,7 +165,8 @@ def _prepare(
 def _core20_is_quintile_1(table: pd.DataFrame, keys: dict[str, list]) -> None:
     """Key the Core20 group as IMD quintile 1 where it holds the same count: both are IMD
     deciles 1-2, so withheld as one and released as the other it would protect nothing
-    (the table's own audit does not know two breakdowns' groups are one count)."""
+    (the view's own audit knows it, :func:`_nested_sets`; the run's other tables that give
+    either know it by this key)."""
     group = table["group"].map(lambda g: "1" if g in (1, 1.0, "1") else g)
     core20 = np.flatnonzero((table["breakdown"] == "core20") & (group == CORE20))
     q1 = np.flatnonzero((table["breakdown"] == "imd_quintile") & (group == "1"))
@@ -234,7 +235,9 @@ def equity_view(
     missing = [c for c in list(breakdowns) + list(extra) if c not in df.columns]
     if missing:
         notes.append(f"breakdowns not available (no column): {', '.join(missing)}")
-    cols_all = cols + (["imd_decile"] if "imd_decile" in df.columns else [])
+    cols_all = cols + (
+        ["imd_decile"] if "imd_decile" in df.columns and "imd_decile" not in cols else []
+    )
 
     x = _counts(df, numerator)
     n = _counts(df, denominator)
@@ -323,6 +326,38 @@ def _table(
     return table, keys
 
 
+def _nested_sets(table: pd.DataFrame) -> list[tuple[list[int], int]]:
+    """The groups of the IMD decile breakdown that add up to a group of another breakdown
+    of ``table`` (rows by breakdown and group), as (the deciles' rows, the other group's
+    row): deciles 1-2 to quintile 1 and to Core20, 3-10 to the rest, Unknown to Unknown.
+    Each breakdown is a table of its own to the margins; these sets tell the audit that a
+    withheld decile is not given back by its quintile less its released neighbour (decile
+    6's 5 from quintile 3's 35 less decile 5's 30). Only the sets whose counts do add up:
+    a quintile column of the caller's own, from another IMD, is a breakdown like any other."""
+    breakdown = table["breakdown"].to_numpy()
+    group = table["group"].map(
+        lambda g: str(int(g)) if isinstance(g, float) and g.is_integer() else str(g)
+    )
+    row = {(b, g): i for i, (b, g) in enumerate(zip(breakdown, group, strict=True))}
+    deciles = {g: i for (b, g), i in row.items() if b == "imd_decile" and g != TOTAL}
+    if not deciles:
+        return []
+    parts = {("imd_quintile", str(q)): [str(2 * q - 1), str(2 * q)] for q in range(1, 6)}
+    parts |= {("imd_quintile", UNKNOWN): [UNKNOWN], ("core20", UNKNOWN): [UNKNOWN]}
+    parts |= {("core20", CORE20): ["1", "2"], ("core20", REST): [str(d) for d in range(3, 11)]}
+    counts = table[["x", "n"]].to_numpy(dtype=float)
+    sets = [
+        ([deciles[d] for d in of if d in deciles], row[key])
+        for key, of in parts.items()
+        if key in row
+    ]
+    return [
+        (cells, total)
+        for cells, total in sets
+        if (counts[cells].sum(axis=0) == counts[total]).all()
+    ]
+
+
 def _released_view(
     table: pd.DataFrame,
     notes: list[str],
@@ -342,7 +377,8 @@ def _released_view(
         warnings.simplefilter("always")
         released = release_proportions(
             table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
-            total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown", **masks,
+            total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown",
+            nested=_nested_sets(table), **masks,
         )  # fmt: skip
     released = released.rename(columns={"x": "numerator", "n": "denominator"})
 
