@@ -456,16 +456,20 @@ def _secondary_suppression(
             sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
             seconds=seconds, own=own,
         )  # fmt: skip
-        if own and not leaks:  # (one at a time: one more cell may protect them all)
+        if own and not leaks:
             leaks = _patients_given_back(
                 sets, mask & ~known_zero, values, ties, guarded, primary_bounds, seconds,
                 own, most, primary_rule[1],
-            )[:1]  # fmt: skip
+            )  # fmt: skip
+        if own and any(k in own for k in leaks):
+            # one at a time: two cells at their most (7 patients' days each) pin each other,
+            # and one more cell withheld may free both
+            leaks = [next(k for k in leaks if k in own)]
         if not leaks:
             break
         stuck = True
         for leak in leaks:
-            pick = _cover_for(leak, sets, mask, values, avoid)
+            pick = _cover_for(leak, sets, mask, values, avoid, ties)
             if pick is not None:
                 mask[pick] = True
                 mask = _tie(mask, ties)
@@ -891,24 +895,48 @@ def _cover_for(
     mask: np.ndarray,
     values: np.ndarray,
     avoid: np.ndarray | None = None,
+    ties: Sequence[np.ndarray] = (),
 ) -> int | None:
     """Another cell to withhold so cell k can no longer be pinned down (in each pool, one
-    not in ``avoid`` if there is one)."""
+    not in ``avoid`` if there is one): one sharing a total with it, else one linked to it
+    through totals (and copies of one total: ``ties``) — a cell of another interval's
+    table adds nothing to what k's totals say of it."""
     near: list[int] = []
     for cells, total in sets:
         members = list(cells) + ([total] if total is not None else [])
         if k in members:
             near += [int(m) for m in members if not mask[m]]
     totals = {t for _, t in sets if t is not None}
+    linked = _linked_cells(k, sets, ties, len(mask))
     for pool in (
         [m for m in near if values[m] > 0],
-        [int(m) for m in np.flatnonzero(~mask) if values[m] > 0 and m not in totals],
-        [int(m) for m in np.flatnonzero(~mask) if m in totals],
+        [int(m) for m in np.flatnonzero(~mask & linked) if values[m] > 0 and m not in totals],
+        [int(m) for m in np.flatnonzero(~mask & linked) if m in totals],
     ):
         free = [m for m in pool if avoid is None or not avoid[m]]
         if free or pool:
             return min(free or pool, key=lambda m: values[m])
     return None
+
+
+def _linked_cells(
+    k: int, sets: list[tuple[np.ndarray, int | None]], ties: Sequence[np.ndarray], size: int
+) -> np.ndarray:
+    """The cells linked to cell k through the additive sets and copies of one total."""
+    groups = [
+        np.asarray([*cells, *([total] if total is not None else [])], dtype=int)
+        for cells, total in sets
+    ] + [np.asarray(t, dtype=int) for t in ties]
+    linked = np.zeros(size, dtype=bool)
+    linked[k] = True
+    grown = True
+    while grown:
+        grown = False
+        for g in groups:
+            if g.size and linked[g].any() and not linked[g].all():
+                linked[g] = True
+                grown = True
+    return linked
 
 
 def apply(

@@ -224,3 +224,37 @@ def test_apply_says_what_is_missing_for_most_per_patient():
             table, ["days"], by=["practice"], margins=["practice"], total_label="Total",
             most_per_patient={"days": "most"},
         )  # fmt: skip
+
+
+def test_one_more_cell_where_one_protects_both():
+    """630 + 630 days (7 patients each, all quarter) beside a practice of 2,700 and their
+    total of 3,960: withholding the 2,700 frees both, so the total stays released (the
+    audit covers one such cell at a time, then looks again)."""
+    table = _table([630, 630, 2700, 3960], [7, 7, 30, 44])
+    out = _apply(table, most_per_patient={"days": "most"})
+    assert out["days"].isna().tolist() == [True, True, True, False]
+
+
+def test_a_months_cover_stays_in_its_own_month():
+    """January's practices (196, 217, 195 days of 7 patients; D 736; total 1,344) need no
+    more withheld; February's (196 each: 7 patients × 28 days, at their most) need one more,
+    D. In one table of both months, the cover is February's D — not January's, which adds
+    nothing to what February's totals say."""
+    rows = []
+    for month, days, most in (
+        ("2025-01", [196, 217, 195, 736, 1344], 31),
+        ("2025-02", [196, 196, 196, 700, 1288], 28),
+    ):
+        for practice, d in zip([*"ABCD", "Total"], days, strict=True):
+            patients = {"D": 25, "Total": 46}.get(practice, 7)
+            row = {"month": month, "practice": practice, "days": d, "patients": patients}
+            rows.append(row | {"most": most})
+    out = sdc.apply(
+        pd.DataFrame(rows), ["days"], by=["month", "practice"], margins=["practice"],
+        total_label="Total", patients={"days": "patients"}, most_per_patient={"days": "most"},
+    )  # fmt: skip
+    withheld = out[out["days"].isna()]
+    assert set(zip(withheld["month"], withheld["practice"], strict=True)) == {
+        ("2025-01", "A"), ("2025-01", "B"), ("2025-01", "C"),
+        ("2025-02", "A"), ("2025-02", "B"), ("2025-02", "C"), ("2025-02", "D"),
+    }  # fmt: skip
