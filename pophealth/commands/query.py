@@ -469,6 +469,8 @@ def measures_command(
         console.print(f"[yellow]warning:[/yellow] {late}", highlight=False, soft_wrap=True)
     _say_empty(m, result)
     _say_unmatched(con, m)
+    for why in result.attrs.get("unlinked", []):
+        console.print(f"[yellow]warning:[/yellow] {why}", highlight=False, soft_wrap=True)
     if not disclosure:
         console.print(
             "[yellow]exact counts, not disclosure-controlled:[/yellow] for analysis inside "

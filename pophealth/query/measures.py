@@ -1442,6 +1442,9 @@ def run_measures(
     ``result.attrs["evaluation"]`` maps
     each measure to how it was computed: ``"masks"``, ``"change_points"``, ``"paired"``
     (fallback), ``"single"`` (one interval) or ``"rows"`` (over a row dataset's rows).
+    ``result.attrs["unlinked"]`` names, with disclosure control, each measure by two or
+    more columns beside one of the same counts by fewer of them, which the release does
+    not protect together (:func:`unlinked_breakdowns`).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
@@ -1494,6 +1497,7 @@ def run_measures(
     result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     result = _result_columns(result, group_cols, disclosure)
     result.attrs["evaluation"] = paths
+    result.attrs["unlinked"] = unlinked_breakdowns(measures) if disclosure else []
     return result
 
 
@@ -1538,6 +1542,41 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
                 split.setdefault(m.breakdown[0], m)  # (a second by one column: on its own)
         if overall and split:
             out.append([overall[0], *split.values()])
+    return out
+
+
+def unlinked_breakdowns(measures: Measures) -> list[str]:
+    """A sentence for each measure broken down by two or more columns beside another
+    measure of the same counts by some of those columns (or overall): its cells add up to
+    the other's, yet it is released as a table of its own (only measures by one column are
+    linked with their overall, :func:`_linked_groups`), so a cell it withholds could be
+    worked out from the other's released count (women 7 and men 7 of a practice beside
+    the practice's 14). docs/query.md, section 4, "What the rule does not yet cover"."""
+
+    def counts(m: Measure) -> tuple:
+        what = (m.value.key, _key(m.rows)) if isinstance(m, QuantileMeasure) else None
+        what = id(m.row_dataset) if isinstance(m, RowMeasure) else what
+        return (type(m).__name__, m.kind, m.numerator.key, m.denominator.key, what)
+
+    def groups(m: Measure) -> frozenset:
+        return frozenset((g, m.group_by[g].key) for g in m.breakdown)
+
+    out = []
+    for m in measures:
+        if len(m.breakdown) < 2:
+            continue
+        beside = [
+            o.name for o in measures
+            if o is not m and counts(o) == counts(m) and groups(o) < groups(m)
+        ]  # fmt: skip
+        if beside:
+            named = ", ".join(repr(b) for b in beside)
+            out.append(
+                f"measure {m.name!r} (by {', '.join(m.breakdown)}) adds up to {named}, but "
+                "is released as a table of its own: a cell it withholds may be worked out "
+                "from there — publish one of them, or check the combination "
+                "(docs/query.md, section 4)"
+            )
     return out
 
 

@@ -454,3 +454,25 @@ def test_a_list_column_is_written_to_csv_joined_by_bars(tmp_path, suffix):
         '"2",""',
         '"3",',
     ]
+
+
+def test_measures_warns_of_a_cross_tab_beside_its_margin(tmp_path, store):
+    """A measure by practice and sex beside the same measure by practice is released as
+    two tables, which the release does not protect together: the command says so, and
+    names both (docs/query.md, section 4)."""
+    path = tmp_path / "cross.py"
+    path.write_text(
+        "from pophealth.query import Measures, index_date, patients, registrations, yearly\n"
+        "measures = Measures(intervals=yearly('2025-04-01', 1))\n"
+        "alive = patients.is_alive_on(index_date)\n"
+        "registered = registrations.registered_on(index_date)\n"
+        "practice = registrations.practice_on(index_date).practice_id\n"
+        "for name, by in (('by_practice', {'practice': practice}),\n"
+        "                 ('by_practice_sex', {'practice': practice, 'sex': patients.sex})):\n"
+        "    measures.define_measure(name, numerator=alive, denominator=registered,\n"
+        "                            group_by=by)\n"
+    )
+    result = invoke("measures", path, "--store", store.path, "--output", tmp_path / "m.csv")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "warning: measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice'" in said
