@@ -898,9 +898,10 @@ def _cover_for(
     ties: Sequence[np.ndarray] = (),
 ) -> int | None:
     """Another cell to withhold so cell k can no longer be pinned down (in each pool, one
-    not in ``avoid`` if there is one): one sharing a total with it, else one linked to it
-    through totals (and copies of one total: ``ties``) — a cell of another interval's
-    table adds nothing to what k's totals say of it."""
+    not in ``avoid`` if there is one): a cell sharing a total with it, else one linked to
+    it through totals (and copies of one total: ``ties``) — a cell of another interval's
+    table adds nothing to what k's totals say of it — and a total only where no cell will
+    do (Core20's total, where a decile of the rest would free it, is the register's)."""
     near: list[int] = []
     for cells, total in sets:
         members = list(cells) + ([total] if total is not None else [])
@@ -909,8 +910,9 @@ def _cover_for(
     totals = {t for _, t in sets if t is not None}
     linked = _linked_cells(k, sets, ties, len(mask))
     for pool in (
-        [m for m in near if values[m] > 0],
+        [m for m in near if values[m] > 0 and m not in totals],
         [int(m) for m in np.flatnonzero(~mask & linked) if values[m] > 0 and m not in totals],
+        [m for m in near if values[m] > 0],
         [int(m) for m in np.flatnonzero(~mask & linked) if m in totals],
     ):
         free = [m for m in pool if avoid is None or not avoid[m]]
@@ -952,6 +954,7 @@ def apply(
     withhold: Mapping[str, object] | None = None,
     avoid: Mapping[str, object] | None = None,
     most_per_patient: Mapping[str, str] | None = None,
+    nested: Sequence[tuple[Sequence[int], int]] = (),
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
@@ -971,7 +974,8 @@ def apply(
     length in days): a cell withheld for its few patients is then known to be at most the
     threshold times that, and is protected so that the released cells cannot show it to
     hold exactly the threshold's number of patients (see :func:`secondary_suppression`);
-    that column is dropped from the result too.
+    that column is dropped from the result too. ``nested``: more additive sets of the
+    table's rows (see :func:`secondary_suppression`).
 
     ``withhold`` maps a count column to a mask of its cells withheld in another table of the
     run (:meth:`SharedCounts.withheld`): they are withheld here too, and protected by this
@@ -1010,6 +1014,7 @@ def apply(
                 protect=elsewhere,
                 avoid=_elsewhere(avoid, col, len(out)),
                 patients_most=most.get(col),
+                nested=nested,
             )
         released = round_counts(values, policy)
         released[mask] = np.nan

@@ -163,18 +163,33 @@ def _prepare(
 
 
 def _core20_is_quintile_1(table: pd.DataFrame, keys: dict[str, list]) -> None:
-    """Key the Core20 group as IMD quintile 1 where it holds the same count: both are IMD
-    deciles 1-2, so withheld as one and released as the other it would protect nothing
-    (the view's own audit knows it, :func:`_nested_sets`; the run's other tables that give
-    either know it by this key)."""
-    group = table["group"].map(lambda g: "1" if g in (1, 1.0, "1") else g)
-    core20 = np.flatnonzero((table["breakdown"] == "core20") & (group == CORE20))
-    q1 = np.flatnonzero((table["breakdown"] == "imd_quintile") & (group == "1"))
-    if len(core20) != 1 or len(q1) != 1:
-        return
+    """Key the Core20 group as IMD quintile 1, and the Unknown group of the IMD deciles and
+    of Core20 as the quintiles' Unknown, where they hold the same count as the deciles they
+    are (1 and 2; none): withheld as one and released as the other — in this view, or in
+    another table of the run that gives only one of them — it would protect nothing. (This
+    view's own audit knows it too: :func:`_nested_sets`.)"""
+    group = table["group"].map(
+        lambda g: str(int(g)) if isinstance(g, float) and g.is_integer() else str(g)
+    )
+    breakdown = table["breakdown"]
+
+    def row(b: str, g: str) -> int | None:
+        at = np.flatnonzero((breakdown == b).to_numpy() & (group == g).to_numpy())
+        return int(at[0]) if len(at) == 1 else None
+
+    deciles = [d for d in (row("imd_decile", "1"), row("imd_decile", "2")) if d is not None]
+    unknown = row("imd_decile", UNKNOWN)
+    core20, core20_unknown = row("core20", CORE20), row("core20", UNKNOWN)
     for col, k in keys.items():
-        if table[col].iloc[core20[0]] == table[col].iloc[q1[0]]:
-            k[core20[0]] = k[q1[0]]
+        if not k:
+            continue
+        scope = k[0][0]
+        values = table[col].to_numpy(dtype=float)
+        if core20 is not None and values[core20] == sum(values[d] for d in deciles):
+            k[core20] = (scope, "imd_quintile", "1")
+        for same in (unknown, core20_unknown):
+            if same is not None and unknown is not None and values[same] == values[unknown]:
+                k[same] = (scope, "imd_quintile", UNKNOWN)
 
 
 def _counts(df: pd.DataFrame, col: str) -> pd.Series:

@@ -326,11 +326,12 @@ def test_asthma_counts_are_one_decision_across_its_tables(run):
 
 
 def test_asthma_counts_are_one_decision_when_the_register_total_is_withheld(tmp_path):
-    """A register of about 15 (200 synthetic patients, seed 9), its Total withheld by the
+    """A register of about 15 (200 synthetic patients), its Total withheld by the
     indicators: the pollution × deprivation cross-tab, whose Total's numerator was withheld
     already, released its denominator (15) once nothing but SharedCounts made the tables
-    agree — only numerators newly withheld were looked for."""
-    write_synthetic_store(tmp_path / "store", patients=200, seed=9)
+    agree — only numerators newly withheld were looked for. (Seed 9 was the case until the
+    audit withheld a group rather than the Total where a group will do; seed 3 is.)"""
+    write_synthetic_store(tmp_path / "store", patients=200, seed=3)
     store = Store.open(tmp_path / "store")
     date = dt.date.fromisoformat(store.metadata["extract_date"])
     result = programmes.get("asthma").run(store.connect("duckdb"), index_date=date,
