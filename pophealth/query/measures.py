@@ -1451,7 +1451,8 @@ def run_measures(
     for ratios) with ``policy`` (default :data:`pophealth.disclosure.DEFAULT_POLICY`), the
     breakdown columns as margins for secondary suppression, each interval a table of its
     own (a proportion overall and the same proportion by one column each are one table,
-    the overall count the total of each breakdown: :func:`_linked_groups`; a count withheld
+    the overall count the total of each breakdown, and by several columns too, each
+    column's cells adding up to the measure by that column: :func:`_linked_groups`; a count withheld
     in a month is withheld in every interval that shares days with the month without
     lying inside it — its quarter, its year — in this measure and in any other of the same
     counts, as counts may add up across intervals, and a numerator withheld so in any
@@ -1516,8 +1517,10 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     """The measures of one run — of any kind: proportions of patients or of rows, row
     measures, ratios (events per patient), rates per person-time, standardised rates,
     centiles per patient or per row — that count one numerator of one denominator over the
-    same intervals, one of them overall and the others each broken down by one column (each
-    by another): the overall measure is the total of each of the others' tables. Released
+    same intervals, one of them overall and the others each broken down by other columns:
+    the overall measure is the total of each of the others' tables, and a measure by
+    several columns adds up to each of the measures by one of them (practice and sex to
+    practice: :func:`_cross_sets`). Released
     one by one, a cell withheld in a breakdown could be worked out from the overall count
     and the breakdown's other cells (A 1, B 8 withheld as a second cell, C 8 released as
     10, overall 17 released as 15: B is 8 or more, so A is 1)."""
@@ -1525,7 +1528,7 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     for m in measures:
         linkable = type(m) is Measure or isinstance(m, QuantileMeasure)
         linkable |= type(m) in (RateMeasure, StandardisedRateMeasure, RowMeasure)
-        if not linkable or len(m.breakdown) > 1:
+        if not linkable:
             continue
         # (quantiles of one value among the same patients count the same patients with it,
         # or over the same rows the same rows; a row measure the rows of its row dataset)
@@ -1536,10 +1539,10 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
     out = []
     for group in by_counts.values():
         overall = [m for m in group if not m.breakdown]
-        split: dict[str, Measure] = {}
+        split: dict[tuple, Measure] = {}
         for m in group:
-            if m.breakdown:
-                split.setdefault(m.breakdown[0], m)  # (a second by one column: on its own)
+            if m.breakdown:  # (a second by the same columns: on its own)
+                split.setdefault(tuple(m.breakdown), m)
         if overall and split:
             out.append([overall[0], *split.values()])
     return out
@@ -1547,11 +1550,14 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
 
 def unlinked_breakdowns(measures: Measures) -> list[str]:
     """A sentence for each measure broken down by two or more columns beside another
-    measure of the same counts by some of those columns (or overall): its cells add up to
-    the other's, yet it is released as a table of its own (only measures by one column are
-    linked with their overall, :func:`_linked_groups`), so a cell it withholds could be
+    measure of the same counts by some of those columns (or overall) that the release does
+    not link it with: its cells add up to the other's, so a cell it withholds could be
     worked out from the other's released count (women 7 and men 7 of a practice beside
-    the practice's 14). docs/query.md, section 4, "What the rule does not yet cover"."""
+    the practice's 14). Linked (:func:`_linked_groups`) are the measures over the same
+    intervals, one of them overall: a measure by several columns with the overall and with
+    each measure by one of its columns (by the same definition). Not linked: one by
+    columns that are some but not one of its own (practice and sex beside practice, sex and
+    age band), other intervals, or no overall. docs/query.md, section 4."""
 
     def counts(m: Measure) -> tuple:
         what = (m.value.key, _key(m.rows)) if isinstance(m, QuantileMeasure) else None
@@ -1561,6 +1567,9 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
     def groups(m: Measure) -> frozenset:
         return frozenset((g, m.group_by[g].key) for g in m.breakdown)
 
+    together = {
+        m.name: {o.name for o in group} for group in _linked_groups(measures) for m in group
+    }
     out = []
     for m in measures:
         if len(m.breakdown) < 2:
@@ -1568,14 +1577,15 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
         beside = [
             o.name for o in measures
             if o is not m and counts(o) == counts(m) and groups(o) < groups(m)
+            and not (o.name in together.get(m.name, ()) and len(o.breakdown) <= 1)
         ]  # fmt: skip
         if beside:
             named = ", ".join(repr(b) for b in beside)
             out.append(
                 f"measure {m.name!r} (by {', '.join(m.breakdown)}) adds up to {named}, but "
-                "is released as a table of its own: a cell it withholds may be worked out "
-                "from there — publish one of them, or check the combination "
-                "(docs/query.md, section 4)"
+                "is not released with it: a cell it withholds may be worked out from there — "
+                "publish one of them, or give the run the same measure overall and by each "
+                "column alone, over the same intervals (docs/query.md, section 4)"
             )
     return out
 
@@ -1606,10 +1616,16 @@ def _linked_tables(
         total = counts_of(overall)
         parts = []
         for m in split:
-            (g,) = m.breakdown
-            cells = counts_of(m).rename(columns={g: "_group"})
-            parts.append(cells.assign(_breakdown=g))
-            parts.append(total.assign(_breakdown=g, _group=_LINKED_TOTAL))
+            cells = counts_of(m)
+            cols = list(m.breakdown)
+            group = (
+                cells[cols[0]].astype(object)
+                if len(cols) == 1
+                else pd.Series(list(zip(*(cells[c] for c in cols), strict=True)), index=cells.index)
+            )
+            cells = cells.drop(columns=cols).assign(_group=group.astype(object))
+            parts.append(cells.assign(_breakdown=_breakdown_label(m)))
+            parts.append(total.assign(_breakdown=_breakdown_label(m), _group=_LINKED_TOTAL))
         table = pd.concat(parts, ignore_index=True)
         behind = {
             side: f"{side}_patients" for side in ("numerator", "denominator")
@@ -1621,6 +1637,9 @@ def _linked_tables(
             "by": keys, "margins": ["_group"], "total_label": _LINKED_TOTAL,
             "same_total_across": "_breakdown", **kw,
         }  # fmt: skip
+        crossed = _cross_sets(table, split)
+        if crossed:
+            linking["nested"] = crossed
         proportion = overall.kind in _PROPORTIONS
         if proportion:  # of patients, or of rows (the patients behind them checked too)
             release = functools.partial(
@@ -1638,6 +1657,52 @@ def _linked_tables(
             )
         prepared.append((overall, split, table, release, proportion))
     return prepared
+
+
+def _breakdown_label(m: Measure) -> str:
+    """Measure ``m``'s breakdown in a linked table: its column, or its columns joined."""
+    return " × ".join(m.breakdown)  # (not NUL: pandas groups strings only up to one)
+
+
+def _cross_sets(table: pd.DataFrame, split: list[Measure]) -> list[tuple[list[int], int]]:
+    """The additive sets of a linked table (:func:`_linked_tables`) beyond each breakdown
+    and its total: the cells of a measure by several columns that share one column's
+    value, in one interval, add up to that value's cell of the measure by that column
+    alone, where the run has it (by the same definition) — (the cells' rows, the row of
+    their total), for :func:`pophealth.disclosure.secondary_suppression`. Only where the
+    counts do add up."""
+    label = table["_breakdown"].to_numpy()
+    group = table["_group"].to_numpy(dtype=object)
+    counts = table[["numerator", "denominator"]].to_numpy(dtype=float)
+    when = list(zip(table["interval_start"], table["interval_end"], strict=True))
+
+    def same(v: object) -> object:
+        return "\x1fmissing" if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+    one = {tuple(m.breakdown): m for m in split if len(m.breakdown) == 1}
+    sets = []
+    for m in split:
+        if len(m.breakdown) < 2:
+            continue
+        rows = np.flatnonzero(label == _breakdown_label(m))
+        rows = rows[[group[r] != _LINKED_TOTAL for r in rows]]
+        for i, col in enumerate(m.breakdown):
+            alone = one.get((col,))
+            if alone is None or alone.group_by[col].key != m.group_by[col].key:
+                continue
+            totals = {
+                (when[r], same(group[r])): r
+                for r in np.flatnonzero(label == _breakdown_label(alone))
+                if group[r] != _LINKED_TOTAL
+            }
+            parts: dict[tuple, list[int]] = {}
+            for r in rows:
+                parts.setdefault((when[r], same(group[r][i])), []).append(int(r))
+            for key, cells in parts.items():
+                total = totals.get(key)
+                if total is not None and (counts[cells].sum(axis=0) == counts[total]).all():
+                    sets.append((cells, int(total)))
+    return sets
 
 
 def _finish_linked(
@@ -1658,13 +1723,19 @@ def _finish_linked(
             method = out["method"]
             out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
     is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
-    first = (out["_breakdown"] == split[0].breakdown[0]).to_numpy()
+    first = (out["_breakdown"] == _breakdown_label(split[0])).to_numpy()
     mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
     released[overall.name] = mine.reset_index(drop=True)
     for m in split:
-        (g,) = m.breakdown
-        rows = out[~is_total & (out["_breakdown"] == g).to_numpy()]
-        rows = rows.drop(columns=["_breakdown"]).rename(columns={"_group": g})
+        rows = out[~is_total & (out["_breakdown"] == _breakdown_label(m)).to_numpy()]
+        rows = rows.drop(columns=["_breakdown"])
+        if len(m.breakdown) == 1:
+            rows = rows.rename(columns={"_group": m.breakdown[0]})
+        else:
+            at = rows.columns.get_loc("_group")
+            values = rows.pop("_group").to_numpy(dtype=object)
+            for i, c in enumerate(m.breakdown):
+                rows.insert(at + i, c, [v[i] for v in values])
         released[m.name] = rows.reset_index(drop=True)
     for m in (overall, *split):
         if isinstance(m, QuantileMeasure | StandardisedRateMeasure):
@@ -1920,11 +1991,19 @@ def _release_counted(
     for overall, split, table, release, proportion in tables:
         is_total = (table["_group"] == _LINKED_TOTAL).to_numpy()
         by = [(is_total, [], overall)]
+        frame = table.copy()
+        groups = table["_group"].to_numpy(dtype=object)
         for m in split:
-            (g,) = m.breakdown
-            mine = ~is_total & (table["_breakdown"] == g).to_numpy()
-            by.append((mine, [g], m))
-        frame = table.assign(**{m.breakdown[0]: table["_group"] for m in split})
+            mine = ~is_total & (table["_breakdown"] == _breakdown_label(m)).to_numpy()
+            by.append((mine, list(m.breakdown), m))
+            for i, c in enumerate(m.breakdown):
+                col = (
+                    frame[c].to_numpy(dtype=object).copy()
+                    if c in frame
+                    else np.full(len(frame), None, dtype=object)
+                )
+                col[mine] = [v if len(m.breakdown) == 1 else v[i] for v in groups[mine]]
+                frame[c] = col
         finish = functools.partial(
             _finish_linked, raw, overall=overall, split=split, proportion=proportion,
             policy=policy, multiplier=multiplier,

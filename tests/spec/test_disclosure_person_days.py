@@ -26,13 +26,14 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from pophealth import disclosure as sdc
 from pophealth.query import (
     Measures,
     admissions,
     index_date,
+    monthly,
     patients,
     quarterly,
     registrations,
@@ -261,34 +262,186 @@ def test_a_months_cover_stays_in_its_own_month():
     }  # fmt: skip
 
 
-def test_a_cross_tab_beside_its_margin_is_named_as_not_protected_together(tmp_path):
-    """The helper's cross-measure case, still open: a rate by practice and sex beside the
-    same rate by practice. C's women and men (7 each, all quarter) are withheld for few
-    patients in the first, and C's 1,260 days released in the second: 7 patients each. The
-    release does not link the two, and says so in ``attrs["unlinked"]`` (printed by
-    ``pophealth measures``); a measure by one column beside the overall is linked, and not
-    named."""
+def _cross_store(tmp_path, sizes: dict[str, int]):
+    """Per practice, this many women and as many men, registered all quarter."""
     regs, people = [], []
-    for practice, n in (("C", 7), ("E", 15)):
+    for practice, n in sizes.items():
         for sex in ("female", "male"):
             for i in range(n):
                 pid = f"{practice}{sex[0]}{i:02d}"
                 regs.append({"patient_id": pid, "practice_id": practice, "start_date": LONG_AGO})
                 people.append({"patient_id": pid, "sex": sex})
-    store = make_store(tmp_path, {"registrations": regs, "patients": people})
+    return make_store(tmp_path, {"registrations": regs, "patients": people})
+
+
+def _cross_rates(names: tuple[str, ...], intervals=None) -> Measures:
     m = Measures(intervals=Q1)
     days = registrations.days_in_interval_for_patient()
     events = admissions.in_interval().count_for_patient()
-    by_sex = PRACTICE | {"sex": patients.sex}
-    for name, by in (("by_practice", PRACTICE), ("by_practice_sex", by_sex), ("overall", {})):
-        m.define_rate(name, events=events, person_time=days, per=1000, unit="days", group_by=by)
-    released = run_measures(store, m, engine="duckdb")
-    (why,) = released.attrs["unlinked"]
-    assert why.startswith(
-        "measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice', 'overall'"
-    )
+    by = {
+        "by_practice": PRACTICE,
+        "by_practice_sex": PRACTICE | {"sex": patients.sex},
+        "overall": {},
+    }
+    for name in names:
+        m.define_rate(
+            name, events=events, person_time=days, per=1000, unit="days", group_by=by[name],
+            intervals=intervals if name == "by_practice" else None,
+        )  # fmt: skip
+    return m
+
+
+def _cross_patients_range(released: pd.DataFrame, practices: list[str], of: tuple) -> tuple:
+    """The fewest and most patients the cell ``of`` (practice, sex) of the measure by
+    practice and sex can have, to an intruder holding every released person-days count:
+    each practice's two cells add up to its count by practice, all to the overall."""
+    cells = [(p, s) for p in practices for s in ("female", "male")]
+    n = len(cells)  # variables: each cell's days, then its patients
+    a, lo, hi = [], [], []
+
+    def knows(row, low, high):
+        a.append(row)
+        lo.append(low)
+        hi.append(high)
+
+    def window(value, note):
+        if not np.isnan(value):
+            return value - 2, value + 2
+        return 0, np.inf
+
+    cross = released[released["measure"] == "by_practice_sex"].set_index(["practice", "sex"])
+    for i, cell in enumerate(cells):
+        one = np.zeros(2 * n)
+        one[i] = 1
+        r = cross.loc[cell]
+        knows(one, *window(r["denominator"], r["disclosure_note"]))
+        if "denominator primary (few patients)" in str(r["disclosure_note"]):
+            patients_ = np.zeros(2 * n)
+            patients_[n + i] = 1
+            knows(patients_, 1, 7)
+            most = one.copy()
+            most[n + i] = -DAYS
+            knows(most, -np.inf, 0)
+            least = one.copy()
+            least[n + i] = -1
+            knows(least, 0, np.inf)
+    by_practice = released[released["measure"] == "by_practice"].set_index("practice")
+    for practice in practices:
+        both = np.zeros(2 * n)
+        both[[cells.index((practice, "female")), cells.index((practice, "male"))]] = 1
+        r = by_practice.loc[practice]
+        knows(both, *window(r["denominator"], r["disclosure_note"]))
+    overall = released[released["measure"] == "overall"].iloc[0]
+    knows(np.r_[np.ones(n), np.zeros(n)], *window(overall["denominator"], None))
+    out = []
+    for sign in (1, -1):
+        c = np.zeros(2 * n)
+        c[n + cells.index(of)] = sign
+        res = milp(
+            c, constraints=LinearConstraint(np.array(a), lo, hi),
+            integrality=np.ones(2 * n), bounds=Bounds(0, 10_000_000),
+        )  # fmt: skip
+        assert res.status == 0, res.message
+        out.append(round(sign * res.fun))
+    return out[0], out[1]
+
+
+def test_a_cross_tab_beside_its_margins_is_released_with_them(tmp_path):
+    """The helper's cross-measure case: a rate by practice and sex beside the same rate by
+    practice and overall. C's women and men (7 each, all quarter) are withheld for few
+    patients; released on its own, the cross-tab left C's 1,260 days by practice to give
+    7 patients each. Now one table, each practice's two cells adding up to its count by
+    practice: neither pinned, and nothing named in ``attrs["unlinked"]``."""
+    store = _cross_store(tmp_path, {"C": 7, "E": 15})
+    released = run_measures(store, _cross_rates(("by_practice", "by_practice_sex", "overall")))
+    assert released.attrs["unlinked"] == []
     cells = released[released["measure"] == "by_practice_sex"].set_index(["practice", "sex"])
     assert np.isnan(cells.loc[("C", "female"), "denominator"])
-    practice = released[released["measure"] == "by_practice"].set_index("practice")
-    assert practice.loc["C", "denominator"] == 1260  # (the case in point: still given)
-    assert run_measures(store, m, engine="duckdb", disclosure=False).attrs["unlinked"] == []
+    for cell in (("C", "female"), ("C", "male")):
+        lo, hi = _cross_patients_range(released, ["C", "E"], cell)
+        assert lo < hi, f"{cell}'s patients are exactly {lo}"
+
+
+def test_a_cross_tab_not_linked_with_its_margin_is_named(tmp_path):
+    """Without the overall, or by practice over other intervals, the release does not link
+    the cross-tab with the measure by practice: ``attrs["unlinked"]`` names it (and
+    ``pophealth measures`` prints it); with disclosure off, nothing is named."""
+    store = _cross_store(tmp_path, {"C": 7, "E": 15})
+    for m in (
+        _cross_rates(("by_practice", "by_practice_sex")),
+        _cross_rates(("by_practice", "by_practice_sex", "overall"), monthly(D(2025, 1, 1), 3)),
+    ):
+        released = run_measures(store, m, engine="duckdb")
+        (why,) = released.attrs["unlinked"]
+        assert why.startswith(
+            "measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice'"
+        )
+        assert run_measures(store, m, engine="duckdb", disclosure=False).attrs["unlinked"] == []
+
+
+def test_a_proportions_cross_tab_is_released_with_its_margins(tmp_path):
+    """Counts too: the proportion admitted, by practice and sex, beside it by practice, by
+    sex and overall. C's 7 women and 7 men admitted (of 20 each) are withheld; C's 14 (of
+    40) by practice, were it released beside them, would give 7 each to the exact counts.
+    Now one table: C's four cells (and whatever else is withheld) are not pinned by any
+    released count, the practice's, the sex's or the overall."""
+    regs, people, adms = [], [], []
+    for practice, n, admitted in (("C", 20, 7), ("E", 30, 12)):
+        for sex in ("female", "male"):
+            for i in range(n):
+                pid = f"{practice}{sex[0]}{i:02d}"
+                regs.append({"patient_id": pid, "practice_id": practice, "start_date": LONG_AGO})
+                people.append({"patient_id": pid, "sex": sex})
+                if i < admitted:
+                    adms.append(admission_row(pid, D(2025, 2, 10)))
+    store = make_store(tmp_path, {"registrations": regs, "patients": people, "admissions": adms})
+    m = Measures(intervals=Q1)
+    registered = registrations.registered_on(index_date)
+    admitted = admissions.in_interval().exists_for_patient()
+    sex = {"sex": patients.sex}
+    for name, by in (
+        ("overall", {}), ("by_practice", PRACTICE), ("by_sex", sex),
+        ("by_practice_sex", PRACTICE | sex),
+    ):  # fmt: skip
+        m.define_measure(name, numerator=admitted, denominator=registered, group_by=by)
+    released = run_measures(store, m, engine="duckdb")
+    assert released.attrs["unlinked"] == []
+    cross = released[released["measure"] == "by_practice_sex"].set_index(["practice", "sex"])
+    assert cross.loc[[("C", "female"), ("C", "male")], "numerator"].isna().all()
+    # the exact-count model: every released numerator as it is, the sums known
+    cells = [(p, s) for p in ("C", "E") for s in ("female", "male")]
+    value = {c: cross.loc[c, "numerator"] for c in cells}
+    exact = run_measures(store, m, engine="duckdb", disclosure=False)
+    true = exact[exact["measure"] == "by_practice_sex"].set_index(["practice", "sex"])
+
+    def one(frame: pd.DataFrame, measure: str, column: str | None, group: str | None):
+        rows = frame[frame["measure"] == measure]
+        return rows.iloc[0] if column is None else rows.set_index(column).loc[group]
+
+    a, b = [], []
+    for group, measure, column, at in (
+        *((p, "by_practice", "practice", 0) for p in ("C", "E")),
+        *((s, "by_sex", "sex", 1) for s in ("female", "male")),
+        (None, "overall", None, None),
+    ):
+        if np.isnan(one(released, measure, column, group)["numerator"]):
+            continue
+        a.append([1.0 if at is None or c[at] == group else 0.0 for c in cells])
+        b.append(float(one(exact, measure, column, group)["numerator"]))
+    bounds = [
+        (true.loc[c, "numerator"],) * 2
+        if not np.isnan(value[c])
+        else (1, 7)
+        if "numerator primary" in str(cross.loc[c, "disclosure_note"])
+        else (0, None)
+        for c in cells
+    ]
+    for target in (("C", "female"), ("C", "male")):
+        ends = []
+        for sign in (1, -1):
+            c = np.zeros(len(cells))
+            c[cells.index(target)] = sign
+            res = linprog(c, A_eq=np.array(a) if a else None, b_eq=b or None, bounds=bounds)
+            assert res.status == 0
+            ends.append(sign * res.fun)
+        assert ends[0] < ends[1], f"{target} is exactly {ends[0]}"
