@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from pophealth import __version__
+from pophealth.interrupted import INTERRUPTED, INTERRUPTED_MESSAGE
 
 app = typer.Typer(
     name="pophealth",
@@ -88,14 +89,6 @@ def _register() -> None:
 
 
 _register()
-
-
-#: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED = 130
-INTERRUPTED_MESSAGE = (
-    "interrupted: nothing is left half-written (a store changes only when a write is "
-    "complete, an output file only once it is written in full)"
-)
 
 
 def main(argv: list[str] | None = None) -> None:
