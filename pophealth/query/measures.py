@@ -1513,6 +1513,16 @@ ROWS_COUNTED = "; rows counted as independent"
 _LINKED_TOTAL = "\x00total"
 
 
+def _what_counts(m: Measure) -> tuple:
+    """What measure ``m`` counts, whatever its breakdown and intervals: its kind, numerator
+    and denominator — and, of quantiles, the value and the rows (one value among the same
+    patients counts the same patients with it, or over the same rows the same rows); of a
+    row measure, its row dataset's rows."""
+    what = (m.value.key, _key(m.rows)) if isinstance(m, QuantileMeasure) else None
+    what = id(m.row_dataset) if isinstance(m, RowMeasure) else what
+    return (m.kind, m.numerator.key, m.denominator.key, what)
+
+
 def _linked_groups(measures: Measures) -> list[list[Measure]]:
     """The measures of one run — of any kind: proportions of patients or of rows, row
     measures, ratios (events per patient), rates per person-time, standardised rates,
@@ -1530,11 +1540,7 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
         linkable |= type(m) in (RateMeasure, StandardisedRateMeasure, RowMeasure)
         if not linkable:
             continue
-        # (quantiles of one value among the same patients count the same patients with it,
-        # or over the same rows the same rows; a row measure the rows of its row dataset)
-        what = (m.value.key, _key(m.rows)) if isinstance(m, QuantileMeasure) else None
-        what = id(m.row_dataset) if isinstance(m, RowMeasure) else what
-        key = (m.kind, m.numerator.key, m.denominator.key, what, tuple(m.intervals))
+        key = (*_what_counts(m), tuple(m.intervals))
         by_counts.setdefault(key, []).append(m)
     out = []
     for group in by_counts.values():
@@ -1560,9 +1566,7 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
     age band), other intervals, or no overall. docs/query.md, section 4."""
 
     def counts(m: Measure) -> tuple:
-        what = (m.value.key, _key(m.rows)) if isinstance(m, QuantileMeasure) else None
-        what = id(m.row_dataset) if isinstance(m, RowMeasure) else what
-        return (type(m).__name__, m.kind, m.numerator.key, m.denominator.key, what)
+        return (type(m).__name__, *_what_counts(m))
 
     def groups(m: Measure) -> frozenset:
         return frozenset((g, m.group_by[g].key) for g in m.breakdown)
