@@ -126,6 +126,8 @@ SECONDARY = "secondary"
 COMPLEMENT = "complement"
 #: why a count is withheld that the run withholds wherever it appears (SharedCounts)
 ELSEWHERE = "secondary (withheld in every table that gives it)"
+#: the note of a row never shown (``hidden``: a total kept only for the audit)
+NOT_SHOWN = "not shown (a total kept for the audit only)"
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ def secondary_suppression(
     primary_rule: tuple[float, float] | None = None,
     patients_most: np.ndarray | None = None,
     nested: Sequence[tuple[Sequence[int], int]] = (),
+    hidden: np.ndarray | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -298,6 +301,13 @@ def secondary_suppression(
     total, where one breakdown's groups add up to another's (IMD deciles 1 and 2 to
     quintile 1): protected, and audited, as the margins' sets are.
 
+    ``hidden`` marks rows the release never shows: a total the cells add up to that is not
+    published (measures by practice and by sex with no overall beside them, linked through
+    their overall). Such a row is withheld from the start, known to the audit only as 0
+    or more, never protected for its own sake nor taken as a second cell: a lone withheld
+    cell beside it cannot be worked out from its set, and one its other sets give back is
+    found by the audit.
+
     The answer depends on nothing but these arguments, so it is remembered by their content
     (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
     many times: every indicator's denominators are the register's, and each
@@ -325,7 +335,7 @@ def secondary_suppression(
     try:
         key = _content_key(
             frame, by, col, suppressed, protect, avoid, args,
-            None if most is None else most.tobytes(),
+            None if most is None else most.tobytes(), hidden,
         )  # fmt: skip
     except Exception:  # an input the key cannot hold: worked out as it is, not remembered
         key = None
@@ -335,7 +345,7 @@ def secondary_suppression(
             frame, col, suppressed, by=by, margins=margins, total_label=total_label,
             audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
             protect=protect, avoid=avoid, primary_rule=primary_rule or primary_bounds,
-            patients_most=most, nested=nested,
+            patients_most=most, nested=nested, hidden=hidden,
         )  # fmt: skip
         if key is not None:
             _SECONDARY_CACHE.keep(key, found)
@@ -398,14 +408,14 @@ def _secondary_suppression(
     primary_rule: tuple[float, float],
     patients_most: np.ndarray | None = None,
     nested: Sequence[tuple[Sequence[int], int]] = (),
+    hidden: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
     messages: list[str] = []
-    mask = np.asarray(suppressed, dtype=bool).copy()
-    protect = (
-        np.zeros(len(mask), dtype=bool) if protect is None else np.asarray(protect, dtype=bool)
-    )
-    mask |= protect
+    hidden = _none_or(hidden, len(frame))
+    suppressed = np.asarray(suppressed, dtype=bool) & ~hidden
+    protect = _none_or(protect, len(frame)) & ~hidden
+    mask = suppressed | protect | hidden
     avoid = np.zeros(len(mask), dtype=bool) if avoid is None else np.asarray(avoid, dtype=bool)
     values = frame[col].to_numpy(dtype=float)
     # precompute the additive sets: (cell positions, total position or None)
@@ -430,12 +440,12 @@ def _secondary_suppression(
     for cells, total in nested:  # (one breakdown's groups adding up to another's)
         sets.append((np.asarray(cells, dtype=int), int(total)))
     ties = _tied_totals(frame, by, margins, total_label, same_total_across)
-    primary = np.asarray(suppressed, dtype=bool)
+    primary = suppressed
     # a count withheld in another table is checked here too — unless it is 0 where 0 is
     # released anyway (policy): that it is 0 can show, as any released 0 does
     guarded = primary | (protect & ~((values == 0) & (primary_bounds[0] >= 1)))
     has_totals = any(t is not None for _, t in sets)
-    seconds = _second_cell_bounds(values, primary_rule, protect)
+    seconds = _second_cell_bounds(values, primary_rule, protect | hidden)
     # a second cell known to be 0 is, to the audit, a released 0
     known_zero = np.array([b == (0, 0) for b in seconds], dtype=bool)
     # cells withheld for few patients, each of whom adds at most so much to it
@@ -481,6 +491,11 @@ def _secondary_suppression(
             )
             break
     return mask, messages
+
+
+def _none_or(mask: object, rows: int) -> np.ndarray:
+    """``mask`` as a True/False array, all False where None."""
+    return np.zeros(rows, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
 
 
 def _tied_totals(
@@ -955,6 +970,7 @@ def apply(
     avoid: Mapping[str, object] | None = None,
     most_per_patient: Mapping[str, str] | None = None,
     nested: Sequence[tuple[Sequence[int], int]] = (),
+    hidden: object = None,
 ) -> pd.DataFrame:
     """Release a table of counts under ``policy``: suppress, secondary-suppress, round.
 
@@ -975,7 +991,10 @@ def apply(
     threshold times that, and is protected so that the released cells cannot show it to
     hold exactly the threshold's number of patients (see :func:`secondary_suppression`);
     that column is dropped from the result too. ``nested``: more additive sets of the
-    table's rows (see :func:`secondary_suppression`).
+    table's rows (see :func:`secondary_suppression`). ``hidden``: a mask of rows never
+    to be shown — totals the cells add up to that are not published (see
+    :func:`secondary_suppression`): withheld, noted as such, never a reason to withhold
+    more.
 
     ``withhold`` maps a count column to a mask of its cells withheld in another table of the
     run (:meth:`SharedCounts.withheld`): they are withheld here too, and protected by this
@@ -991,13 +1010,14 @@ def apply(
     few = _few_patients(out, patients or {}, policy)
     most = _most_per_patient(out, most_per_patient or {}, few)
     notes = [[] for _ in range(len(out))]
+    unseen = _none_or(hidden, len(out))
     for col in count_cols:
         if col not in out.columns:
             raise ValueError(f"count column '{col}' not found (columns: {list(out.columns)})")
         values = _as_counts(out[col], col)
-        primary = policy.primary_mask(values) | few.get(col, False)
-        elsewhere = _elsewhere(withhold, col, len(out)) & ~primary
-        mask = primary | elsewhere
+        primary = (policy.primary_mask(values) | few.get(col, False)) & ~unseen
+        elsewhere = _elsewhere(withhold, col, len(out)) & ~primary & ~unseen
+        mask = primary | elsewhere | unseen
         if policy.secondary and margins:
             work = out[by].copy()
             work[col] = values
@@ -1015,12 +1035,14 @@ def apply(
                 avoid=_elsewhere(avoid, col, len(out)),
                 patients_most=most.get(col),
                 nested=nested,
+                hidden=unseen,
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
         out[col] = released
         for i in np.flatnonzero(mask):
-            notes[i].append(f"{col} {_why_withheld(col, i, few, primary, elsewhere)}")
+            why = NOT_SHOWN if unseen[i] else _why_withheld(col, i, few, primary, elsewhere)
+            notes[i].append(f"{col} {why}")
     dropped = [*(patients or {}).values(), *(most_per_patient or {}).values()]
     out = out.drop(columns=list(dict.fromkeys(dropped)))
     out["disclosure_note"] = ["; ".join(n) if n else None for n in notes]
@@ -1129,6 +1151,7 @@ def release_proportions(
     withhold: Mapping[str, object] | None = None,
     avoid: Mapping[str, object] | None = None,
     nested: Sequence[tuple[Sequence[int], int]] = (),
+    hidden: object = None,
 ) -> pd.DataFrame:
     """Release a numerator/denominator table with value and Wilson CI from released counts.
 
@@ -1146,6 +1169,7 @@ def release_proportions(
     another table of the run, ``avoid`` to a mask of cells other tables give too (see
     :func:`apply`). ``nested``: more additive sets of the table's rows, where one
     breakdown's groups add up to another's (see :func:`secondary_suppression`).
+    ``hidden``: rows never to be shown, both counts withheld (see :func:`apply`).
 
     Returns the input's ``by`` columns and other columns, with ``numerator``/``denominator``
     replaced by released counts, plus ``value``, the limit columns, ``confidence``,
@@ -1160,10 +1184,11 @@ def release_proportions(
         raise ValueError("numerator must be less than or equal to denominator for a proportion")
     few = _few_patients(out, patients or {}, policy)
     out = out.drop(columns=list(dict.fromkeys((patients or {}).values())))
-    n_primary, n_elsewhere, x_primary, x_comp, x_elsewhere = _first_masks(
-        x, n, policy, few, withhold, numerator, denominator
+    unseen = _none_or(hidden, len(out))
+    n_primary, n_elsewhere, x_primary, x_comp, x_elsewhere = (
+        m & ~unseen for m in _first_masks(x, n, policy, few, withhold, numerator, denominator)
     )
-    n_mask = n_primary | n_elsewhere
+    n_mask = n_primary | n_elsewhere | unseen
     x_mask = x_primary | x_comp | n_mask | x_elsewhere
     if policy.secondary and margins:
         work = out[by].copy()
@@ -1186,6 +1211,7 @@ def release_proportions(
                 protect=x_mask & ~x_primary,
                 avoid=_elsewhere(avoid, numerator, len(out)),
                 nested=nested,
+                hidden=unseen,
             )
             new_n = secondary_suppression(
                 work,
@@ -1200,6 +1226,7 @@ def release_proportions(
                 protect=n_mask & ~n_primary,
                 avoid=_elsewhere(avoid, denominator, len(out)),
                 nested=nested,
+                hidden=unseen,
             )
             # a withheld denominator withholds its numerator (it would give it back via p)
             new_x |= new_n
@@ -1225,6 +1252,9 @@ def release_proportions(
     notes = []
     for i in range(len(out)):
         parts = []
+        if unseen[i]:
+            notes.append(f"{numerator} {NOT_SHOWN}; {denominator} {NOT_SHOWN}")
+            continue
         if x_mask[i]:
             why = (
                 PRIMARY

@@ -1444,7 +1444,8 @@ def run_measures(
     (fallback), ``"single"`` (one interval) or ``"rows"`` (over a row dataset's rows).
     ``result.attrs["unlinked"]`` names, with disclosure control, each measure by two or
     more columns beside one of the same counts by fewer of them, which the release does
-    not protect together (:func:`unlinked_breakdowns`).
+    not protect together (:func:`unlinked_breakdowns`), and measures of the same counts
+    whose breakdowns do not add up to the same total (:func:`_linked_tables`).
 
     ``disclosure=True`` (the default) releases the counts through
     :func:`pophealth.disclosure.release_proportions` (or :func:`~pophealth.disclosure.apply`
@@ -1452,7 +1453,9 @@ def run_measures(
     breakdown columns as margins for secondary suppression, each interval a table of its
     own (a proportion overall and the same proportion by one column each are one table,
     the overall count the total of each breakdown, and by several columns too, each
-    column's cells adding up to the measure by that column: :func:`_linked_groups`; a count withheld
+    column's cells adding up to the measure by that column; with no overall measure, the
+    breakdowns are one table all the same, their total kept for the audit and not shown:
+    :func:`_linked_groups`; a count withheld
     in a month is withheld in every interval that shares days with the month without
     lying inside it — its quarter, its year — in this measure and in any other of the same
     counts, as counts may add up across intervals, and a numerator withheld so in any
@@ -1477,7 +1480,8 @@ def run_measures(
     if not isinstance(measures, Measures):
         raise TypeError("run_measures needs a Measures object")
     raw, paths = _counts(source, measures, engine)
-    linked = _release_counted(raw, measures, policy, multiplier) if disclosure else {}
+    apart: list[str] = []  # linked measures whose breakdowns do not add up alike
+    linked = _release_counted(raw, measures, policy, multiplier, apart) if disclosure else {}
     out = []
     for m in measures:
         if m.name in linked:
@@ -1498,7 +1502,7 @@ def run_measures(
     result = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     result = _result_columns(result, group_cols, disclosure)
     result.attrs["evaluation"] = paths
-    result.attrs["unlinked"] = unlinked_breakdowns(measures) if disclosure else []
+    result.attrs["unlinked"] = [*unlinked_breakdowns(measures), *apart] if disclosure else []
     return result
 
 
@@ -1523,17 +1527,19 @@ def _what_counts(m: Measure) -> tuple:
     return (m.kind, m.numerator.key, m.denominator.key, what)
 
 
-def _linked_groups(measures: Measures) -> list[list[Measure]]:
+def _linked_groups(measures: Measures) -> list[list[Measure | None]]:
     """The measures of one run — of any kind: proportions of patients or of rows, row
     measures, ratios (events per patient), rates per person-time, standardised rates,
     centiles per patient or per row — that count one numerator of one denominator over the
-    same intervals, one of them overall and the others each broken down by other columns:
-    the overall measure is the total of each of the others' tables, and a measure by
-    several columns adds up to each of the measures by one of them (practice and sex to
-    practice: :func:`_cross_sets`). Released
-    one by one, a cell withheld in a breakdown could be worked out from the overall count
-    and the breakdown's other cells (A 1, B 8 withheld as a second cell, C 8 released as
-    10, overall 17 released as 15: B is 8 or more, so A is 1)."""
+    same intervals, each broken down by other columns, and the same overall where the run
+    has it (else None: two or more breakdowns): the overall measure is the total of each of
+    the others' tables, and a measure by several columns adds up to each of the measures
+    by one of them (practice and sex to practice: :func:`_cross_sets`). Released one by
+    one, a cell withheld in a breakdown could be worked out from the overall count and the
+    breakdown's other cells (A 1, B 8 withheld as a second cell, C 8 released as 10,
+    overall 17 released as 15: B is 8 or more, so A is 1) — or, with no overall, from
+    another breakdown's cells, which add up to the same total (by sex 10 and 10: A and B
+    are 12)."""
     by_counts: dict[tuple, list[Measure]] = {}
     for m in measures:
         linkable = type(m) is Measure or isinstance(m, QuantileMeasure)
@@ -1549,8 +1555,8 @@ def _linked_groups(measures: Measures) -> list[list[Measure]]:
         for m in group:
             if m.breakdown:  # (a second by the same columns: on its own)
                 split.setdefault(tuple(m.breakdown), m)
-        if overall and split:
-            out.append([overall[0], *split.values()])
+        if split and (overall or len(split) > 1):
+            out.append([overall[0] if overall else None, *split.values()])
     return out
 
 
@@ -1560,10 +1566,10 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
     not link it with: its cells add up to the other's, so a cell it withholds could be
     worked out from the other's released count (women 7 and men 7 of a practice beside
     the practice's 14). Linked (:func:`_linked_groups`) are the measures over the same
-    intervals, one of them overall: a measure by several columns with the overall and with
-    each measure by one of its columns (by the same definition). Not linked: one by
-    columns that are some but not one of its own (practice and sex beside practice, sex and
-    age band), other intervals, or no overall. docs/query.md, section 4."""
+    intervals: a measure by several columns with each measure by one of its columns (by
+    the same definition), and with the overall, shown or not. Not linked: one by columns
+    that are some but not one of its own (practice and sex beside practice, sex and age
+    band), or over other intervals. docs/query.md, section 4."""
 
     def counts(m: Measure) -> tuple:
         return (type(m).__name__, *_what_counts(m))
@@ -1572,7 +1578,10 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
         return frozenset((g, m.group_by[g].key) for g in m.breakdown)
 
     together = {
-        m.name: {o.name for o in group} for group in _linked_groups(measures) for m in group
+        m.name: {o.name for o in group if o is not None}
+        for group in _linked_groups(measures)
+        for m in group
+        if m is not None
     }
     out = []
     for m in measures:
@@ -1588,21 +1597,28 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
             out.append(
                 f"measure {m.name!r} (by {', '.join(m.breakdown)}) adds up to {named}, but "
                 "is not released with it: a cell it withholds may be worked out from there — "
-                "publish one of them, or give the run the same measure overall and by each "
-                "column alone, over the same intervals (docs/query.md, section 4)"
+                "publish one of them, or give the run the same measure by each column alone, "
+                "over the same intervals (docs/query.md, section 4)"
             )
     return out
 
 
 def _linked_tables(
-    raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float
-) -> list[tuple[Measure, list[Measure], pd.DataFrame, Any, bool]]:
+    raw: pd.DataFrame,
+    measures: Measures,
+    policy: Any,
+    multiplier: float,
+    apart: list[str] | None = None,
+) -> list[tuple[Measure | None, list[Measure], pd.DataFrame, Any, bool]]:
     """Each group of :func:`_linked_groups` as one table to release — each breakdown's
     cells with the overall count as their total row, the copies of that total one count —
     as the programmes release a register by each of its breakdowns: ``(overall, split,
     table, release, proportion)``, ``release(withhold=..., avoid=...)`` releasing the
     table (:func:`_released_within`), :func:`_finish_linked` making each measure's rows of
-    it."""
+    it. With no overall measure (None) the total rows are the first breakdown's cells
+    added up, never shown (``hidden``): where another breakdown's cells do not add up to
+    the same, in some interval, the group is not linked (:func:`_hidden_total`) and
+    ``apart`` gets a sentence naming it."""
     from pophealth import disclosure as sdc
 
     kw: dict[str, Any] = {} if policy is None else {"policy": policy}
@@ -1617,10 +1633,20 @@ def _linked_tables(
 
     prepared = []
     for overall, *split in _linked_groups(measures):
-        total = counts_of(overall)
+        own = [counts_of(m) for m in split]
+        total = counts_of(overall) if overall is not None else _hidden_total(own)
+        if total is None:
+            if apart is not None:
+                names = ", ".join(repr(m.name) for m in split)
+                apart.append(
+                    f"measures {names} count the same but their breakdowns do not add up to "
+                    "the same total in every interval: each is released on its own, and a "
+                    "cell one withholds may be worked out from another (docs/query.md, "
+                    "section 4)"
+                )
+            continue
         parts = []
-        for m in split:
-            cells = counts_of(m)
+        for m, cells in zip(split, own, strict=True):
             cols = list(m.breakdown)
             group = (
                 cells[cols[0]].astype(object)
@@ -1644,23 +1670,43 @@ def _linked_tables(
         crossed = _cross_sets(table, split)
         if crossed:
             linking["nested"] = crossed
-        proportion = overall.kind in _PROPORTIONS
+        if overall is None:
+            linking["hidden"] = (table["_group"] == _LINKED_TOTAL).to_numpy()
+        kind = split[0] if overall is None else overall
+        proportion = kind.kind in _PROPORTIONS
         if proportion:  # of patients, or of rows (the patients behind them checked too)
             release = functools.partial(
                 sdc.release_proportions, table, "numerator", "denominator",
                 multiplier=multiplier, patients=behind or None, **linking,
             )  # fmt: skip
-        elif isinstance(overall, QuantileMeasure) and overall.rows is None:
+        elif isinstance(kind, QuantileMeasure) and kind.rows is None:
             # centiles of patients: the patients without a value kept as a complement is
             release = functools.partial(_patient_counts_released, table, **linking)
         else:  # a ratio or a rate: its counts as one table, then each measure's values
             counted = {"patients": behind or None}
-            days = _with_most_days(table, counted) if _over_person_days(overall) else table
+            days = _with_most_days(table, counted) if _over_person_days(kind) else table
             release = functools.partial(
                 sdc.apply, days, ["numerator", "denominator"], **counted, **linking
             )
         prepared.append((overall, split, table, release, proportion))
     return prepared
+
+
+def _hidden_total(cells: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The total of linked measures with no overall (``cells``: each one's counts by
+    interval and group): the first one's counts added up in each interval (and the patients
+    behind them, unused: the total is never shown nor checked for few patients) — None
+    where another's numerator or denominator add up to something else in some interval, or
+    cover other intervals: then the measures are released each on its own."""
+    counts = ["numerator", "denominator"]
+    sums = [c.groupby(list(INTERVAL_KEYS), sort=True)[counts].sum().astype(float) for c in cells]
+    first = sums[0]
+    for other in sums[1:]:
+        if not (other.index.equals(first.index) and (other.to_numpy() == first.to_numpy()).all()):
+            return None
+    behind = [c for c in cells[0].columns if c.endswith("_patients")]
+    total = cells[0].groupby(list(INTERVAL_KEYS), sort=True)[[*counts, *behind]].sum()
+    return total.reset_index()
 
 
 def _breakdown_label(m: Measure) -> str:
@@ -1712,24 +1758,26 @@ def _cross_sets(table: pd.DataFrame, split: list[Measure]) -> list[tuple[list[in
 def _finish_linked(
     raw: pd.DataFrame,
     out: pd.DataFrame,
-    overall: Measure,
+    overall: Measure | None,
     split: list[Measure],
     proportion: bool,
     policy: Any,
     multiplier: float,
 ) -> dict[str, pd.DataFrame]:
-    """The released table of one group of :func:`_linked_groups` as each measure's rows."""
+    """The released table of one group of :func:`_linked_groups` as each measure's rows
+    (no overall's where it has none: its total rows are not shown)."""
     released: dict[str, pd.DataFrame] = {}
     if proportion and len(out):  # the value as one quotient; missing where it was
         exact = scaled_quotient(out["numerator"], out["denominator"], multiplier)
         out["value"] = np.where(out["value"].isna(), np.nan, exact)
-        if overall.kind != "proportion":  # (as _release says of rows)
+        if (overall or split[0]).kind != "proportion":  # (as _release says of rows)
             method = out["method"]
             out["method"] = method.where(method.isna(), method + ROWS_COUNTED)
     is_total = (out["_group"] == _LINKED_TOTAL).to_numpy()
     first = (out["_breakdown"] == _breakdown_label(split[0])).to_numpy()
-    mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
-    released[overall.name] = mine.reset_index(drop=True)
+    if overall is not None:
+        mine = out[is_total & first].drop(columns=["_breakdown", "_group"])
+        released[overall.name] = mine.reset_index(drop=True)
     for m in split:
         rows = out[~is_total & (out["_breakdown"] == _breakdown_label(m)).to_numpy()]
         rows = rows.drop(columns=["_breakdown"])
@@ -1741,7 +1789,7 @@ def _finish_linked(
             for i, c in enumerate(m.breakdown):
                 rows.insert(at + i, c, [v[i] for v in values])
         released[m.name] = rows.reset_index(drop=True)
-    for m in (overall, *split):
+    for m in split if overall is None else (overall, *split):
         if isinstance(m, QuantileMeasure | StandardisedRateMeasure):
             counts = released.pop(m.name)
             own = raw[raw["measure"] == m.name].copy()
@@ -1953,7 +2001,11 @@ def _family(m: Measure) -> tuple | None:
 
 
 def _release_counted(
-    raw: pd.DataFrame, measures: Measures, policy: Any, multiplier: float
+    raw: pd.DataFrame,
+    measures: Measures,
+    policy: Any,
+    multiplier: float,
+    apart: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """With disclosure control, the measures released together: each group of
     :func:`_linked_groups` as one table (:func:`_linked_tables`), each other measure
@@ -1966,13 +2018,15 @@ def _release_counted(
     (:func:`_same_parts`: the patients with an HbA1c, as a proportion and as the n of a
     centile measure — quantile measures released on their own take part too), their cells
     matched by breakdown and group. By measure name, each measure's rows as
-    :func:`_release` would give them."""
-    tables = _linked_tables(raw, measures, policy, multiplier)
-    done = {m.name for overall, split, *_ in tables for m in (overall, *split)}
+    :func:`_release` would give them (``apart``: see :func:`_linked_tables`)."""
+    tables = _linked_tables(raw, measures, policy, multiplier, apart)
+    done = {m.name for overall, split, *_ in tables for m in (overall, *split) if m is not None}
     breakdowns: dict[tuple, int] = {}  # each breakdown (names and definitions) a number
     width = max([1, *(len(m.breakdown) for m in measures)])  # labels per cell, at most
 
-    def cells(frame: pd.DataFrame, by: list[tuple[np.ndarray, list[str], Measure]]) -> pd.DataFrame:
+    def cells(
+        frame: pd.DataFrame, by: list[tuple[np.ndarray, list[str], Measure | None]]
+    ) -> pd.DataFrame:
         """``frame``'s intervals, and per row its breakdown's number and group labels (``by``:
         which rows, by which columns of ``frame``, of which measure's breakdown), and its
         exact counts (:data:`_EXACT`)."""
@@ -1982,7 +2036,11 @@ def _release_counted(
         number = np.zeros(len(frame), dtype=np.int64)
         labels = [np.full(len(frame), "", dtype=object) for _ in range(width)]
         for mask, cols, m in by:
-            sig = tuple((g, m.group_by[g].key) for g in cols)
+            sig = (
+                tuple((g, m.group_by[g].key) for g in cols)
+                if m is not None
+                else ("\x00not shown", len(breakdowns))  # (a total matched with no other)
+            )
             number[mask] = breakdowns.setdefault(sig, len(breakdowns))
             for i, g in enumerate(cols):
                 labels[i][mask] = frame[g].to_numpy(dtype=object)[mask]
@@ -2012,7 +2070,8 @@ def _release_counted(
             _finish_linked, raw, overall=overall, split=split, proportion=proportion,
             policy=policy, multiplier=multiplier,
         )  # fmt: skip
-        units.append(([overall, *split], cells(frame, by), release, overall, finish))
+        members = [m for m in (overall, *split) if m is not None]
+        units.append((members, cells(frame, by), release, members[0], finish))
     for m in measures:
         if m.name in done:
             continue

@@ -457,9 +457,10 @@ def test_a_list_column_is_written_to_csv_joined_by_bars(tmp_path, suffix):
 
 
 def test_measures_warns_of_a_cross_tab_beside_its_margin(tmp_path, store):
-    """A measure by practice and sex beside the same measure by practice is released as
-    two tables, which the release does not protect together: the command says so, and
-    names both (docs/query.md, section 4)."""
+    """A measure by practice and sex beside the same measure by practice over other
+    intervals is released as two tables, which the release does not protect together: the
+    command says so, and names both (docs/query.md, section 4). Over the same intervals
+    they are one table, overall or not: no warning."""
     path = tmp_path / "cross.py"
     path.write_text(
         "from pophealth.query import Measures, index_date, patients, registrations, yearly\n"
@@ -470,9 +471,15 @@ def test_measures_warns_of_a_cross_tab_beside_its_margin(tmp_path, store):
         "for name, by in (('by_practice', {'practice': practice}),\n"
         "                 ('by_practice_sex', {'practice': practice, 'sex': patients.sex})):\n"
         "    measures.define_measure(name, numerator=alive, denominator=registered,\n"
-        "                            group_by=by)\n"
+        "                            group_by=by, intervals=INTERVALS[name])\n"
     )
-    result = invoke("measures", path, "--store", store.path, "--output", tmp_path / "m.csv")
-    assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())
-    assert "warning: measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice'" in said
+    text = path.read_text()
+    for by_practice, warned in (("yearly('2024-04-01', 2)", True), ("None", False)):
+        intervals = f"INTERVALS = {{'by_practice': {by_practice}, 'by_practice_sex': None}}\n"
+        path.write_text(text.replace("alive =", intervals + "alive ="))
+        out = tmp_path / f"m{warned}.csv"
+        result = invoke("measures", path, "--store", store.path, "--output", out)
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        warning = "warning: measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice'"
+        assert (warning in said) is warned, said

@@ -331,8 +331,9 @@ def _cross_patients_range(released: pd.DataFrame, practices: list[str], of: tupl
         both[[cells.index((practice, "female")), cells.index((practice, "male"))]] = 1
         r = by_practice.loc[practice]
         knows(both, *window(r["denominator"], r["disclosure_note"]))
-    overall = released[released["measure"] == "overall"].iloc[0]
-    knows(np.r_[np.ones(n), np.zeros(n)], *window(overall["denominator"], None))
+    overall = released[released["measure"] == "overall"]
+    if len(overall):  # (a run without the overall shows none)
+        knows(np.r_[np.ones(n), np.zeros(n)], *window(overall.iloc[0]["denominator"], None))
     out = []
     for sign in (1, -1):
         c = np.zeros(2 * n)
@@ -362,21 +363,35 @@ def test_a_cross_tab_beside_its_margins_is_released_with_them(tmp_path):
         assert lo < hi, f"{cell}'s patients are exactly {lo}"
 
 
-def test_a_cross_tab_not_linked_with_its_margin_is_named(tmp_path):
-    """Without the overall, or by practice over other intervals, the release does not link
-    the cross-tab with the measure by practice: ``attrs["unlinked"]`` names it (and
-    ``pophealth measures`` prints it); with disclosure off, nothing is named."""
+def test_a_cross_tab_beside_its_margin_without_an_overall_is_released_with_it(tmp_path):
+    """The helper's minimal repro of the thirtieth session: the cross-tab beside the rate by
+    practice, with no overall in the run. The two are linked through their overall, which
+    the release keeps for its audit and does not show: C's women and men are not pinned,
+    no overall row appears, and nothing is named in ``attrs["unlinked"]``."""
     store = _cross_store(tmp_path, {"C": 7, "E": 15})
-    for m in (
-        _cross_rates(("by_practice", "by_practice_sex")),
-        _cross_rates(("by_practice", "by_practice_sex", "overall"), monthly(D(2025, 1, 1), 3)),
-    ):
-        released = run_measures(store, m, engine="duckdb")
-        (why,) = released.attrs["unlinked"]
-        assert why.startswith(
-            "measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice'"
-        )
-        assert run_measures(store, m, engine="duckdb", disclosure=False).attrs["unlinked"] == []
+    released = run_measures(store, _cross_rates(("by_practice", "by_practice_sex")))
+    assert released.attrs["unlinked"] == []
+    assert set(released["measure"]) == {"by_practice", "by_practice_sex"}
+    assert not released["disclosure_note"].astype(str).str.contains("not shown").any()
+    exact = run_measures(store, _cross_rates(("by_practice", "by_practice_sex")), disclosure=False)
+    assert len(released) == len(exact)
+    cells = released[released["measure"] == "by_practice_sex"].set_index(["practice", "sex"])
+    assert np.isnan(cells.loc[("C", "female"), "denominator"])
+    for cell in (("C", "female"), ("C", "male")):
+        lo, hi = _cross_patients_range(released, ["C", "E"], cell)
+        assert lo < hi, f"{cell}'s patients are exactly {lo}"
+
+
+def test_a_cross_tab_not_linked_with_its_margin_is_named(tmp_path):
+    """With the measure by practice over other intervals, the release does not link the
+    cross-tab with it: ``attrs["unlinked"]`` names it (and ``pophealth measures`` prints
+    it); with disclosure off, nothing is named."""
+    store = _cross_store(tmp_path, {"C": 7, "E": 15})
+    m = _cross_rates(("by_practice", "by_practice_sex", "overall"), monthly(D(2025, 1, 1), 3))
+    released = run_measures(store, m, engine="duckdb")
+    (why,) = released.attrs["unlinked"]
+    assert why.startswith("measure 'by_practice_sex' (by practice, sex) adds up to 'by_practice'")
+    assert run_measures(store, m, engine="duckdb", disclosure=False).attrs["unlinked"] == []
 
 
 def test_a_proportions_cross_tab_is_released_with_its_margins(tmp_path):
