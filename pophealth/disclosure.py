@@ -250,6 +250,7 @@ def secondary_suppression(
     patients_most: np.ndarray | None = None,
     nested: Sequence[tuple[Sequence[int], int]] = (),
     hidden: np.ndarray | None = None,
+    known: Mapping[int, tuple[float, float]] | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -308,6 +309,13 @@ def secondary_suppression(
     cell beside it cannot be worked out from its set, and one its other sets give back is
     found by the audit.
 
+    ``known``: what the release tells of some cells withheld in ``protect`` (row: least and
+    greatest value) — a numerator withheld for its complement, noted so, lies within
+    n − 7 .. n − 1 of its released denominator. The audit takes those bounds in place of
+    "0 or more", and withholds more where the released cells then fix such a cell (58 of
+    59 withheld for its complement beside a primary 7 and a total that leaves the two 65:
+    58 and 7 exactly).
+
     The answer depends on nothing but these arguments, so it is remembered by their content
     (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
     many times: every indicator's denominators are the register's, and each
@@ -336,6 +344,7 @@ def secondary_suppression(
         key = _content_key(
             frame, by, col, suppressed, protect, avoid, args,
             None if most is None else most.tobytes(), hidden,
+            None if not known else tuple(sorted((int(k), tuple(v)) for k, v in known.items())),
         )  # fmt: skip
     except Exception:  # an input the key cannot hold: worked out as it is, not remembered
         key = None
@@ -345,7 +354,7 @@ def secondary_suppression(
             frame, col, suppressed, by=by, margins=margins, total_label=total_label,
             audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
             protect=protect, avoid=avoid, primary_rule=primary_rule or primary_bounds,
-            patients_most=most, nested=nested, hidden=hidden,
+            patients_most=most, nested=nested, hidden=hidden, known=known,
         )  # fmt: skip
         if key is not None:
             _SECONDARY_CACHE.keep(key, found)
@@ -409,6 +418,7 @@ def _secondary_suppression(
     patients_most: np.ndarray | None = None,
     nested: Sequence[tuple[Sequence[int], int]] = (),
     hidden: np.ndarray | None = None,
+    known: Mapping[int, tuple[float, float]] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
     messages: list[str] = []
@@ -418,7 +428,74 @@ def _secondary_suppression(
     mask = suppressed | protect | hidden
     avoid = np.zeros(len(mask), dtype=bool) if avoid is None else np.asarray(avoid, dtype=bool)
     values = frame[col].to_numpy(dtype=float)
-    # precompute the additive sets: (cell positions, total position or None)
+    sets = _additive_sets(frame, by, margins, total_label, nested)
+    ties = _tied_totals(frame, by, margins, total_label, same_total_across)
+    primary = suppressed
+    # a count withheld in another table is checked here too — unless it is 0 where 0 is
+    # released anyway (policy): that it is 0 can show, as any released 0 does
+    guarded = primary | (protect & ~((values == 0) & (primary_bounds[0] >= 1)))
+    has_totals = any(t is not None for _, t in sets)
+    seconds = _second_cell_bounds(values, primary_rule, protect | hidden)
+    # a second cell known to be 0 is, to the audit, a released 0
+    known_zero = np.array([b == (0, 0) for b in seconds], dtype=bool)
+    # cells withheld for few patients, each of whom adds at most so much to it
+    most = _few_patients_most(primary, values, patients_most, primary_rule)
+    own = {int(i): (primary_bounds[0], primary_rule[1] * most[i]) for i in np.flatnonzero(most)}
+    # what the audit knows of each cell it checks: its own bounds where the release says more
+    told = {int(i): b for i, b in (known or {}).items() if protect[int(i)]}
+    told.update(own)
+    for _ in range(len(frame) + 1):
+        mask = _lone_cell_pass(sets, mask, values, ties, avoid, nested=len(nested))
+        if not audit or not has_totals:
+            break
+        if mask.sum() > MAX_AUDITED_CELLS:
+            messages.append(
+                f"disclosure: {int(mask.sum())} withheld cells is more than the "
+                f"{MAX_AUDITED_CELLS} the linear-programming audit checks; only the "
+                "one-withheld-cell-per-total rule was applied"
+            )
+            break
+        leaks = _pinned_cells(
+            sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
+            seconds=seconds, own=told,
+        )  # fmt: skip
+        if own and not leaks:
+            leaks = _patients_given_back(
+                sets, mask & ~known_zero, values, ties, guarded, primary_bounds, seconds,
+                own, most, primary_rule[1], told=told,
+            )  # fmt: skip
+        if any(k in told for k in leaks):
+            # one at a time: two cells at their most (7 patients' days each; a complement's
+            # 58 of 59 beside a primary 7) pin each other, and one more cell withheld may
+            # free both
+            leaks = [next(k for k in leaks if k in told)]
+        if not leaks:
+            break
+        stuck = True
+        for leak in leaks:
+            pick = _cover_for(leak, sets, mask, values, avoid, ties)
+            if pick is not None:
+                mask[pick] = True
+                mask = _tie(mask, ties)
+                stuck = False
+        if stuck:
+            messages.append(
+                f"disclosure: withheld cell(s) at rows {leaks} could still be derived from "
+                "totals and no cell is left to withhold; do not publish the totals around them"
+            )
+            break
+    return mask, messages
+
+
+def _additive_sets(
+    frame: pd.DataFrame,
+    by: list[str],
+    margins: Sequence[str],
+    total_label: object,
+    nested: Sequence[tuple[Sequence[int], int]] = (),
+) -> list[tuple[np.ndarray, int | None]]:
+    """The additive sets of a table (see :func:`secondary_suppression`): each the cells'
+    row positions and its total's (None where the table has no total row for it)."""
     sets: list[tuple[np.ndarray, int | None]] = []
     for m in margins:
         others = [k for k in by if k != m]
@@ -439,58 +516,7 @@ def _secondary_suppression(
             sets.append((cells, int(totals[0]) if totals.size else None))
     for cells, total in nested:  # (one breakdown's groups adding up to another's)
         sets.append((np.asarray(cells, dtype=int), int(total)))
-    ties = _tied_totals(frame, by, margins, total_label, same_total_across)
-    primary = suppressed
-    # a count withheld in another table is checked here too — unless it is 0 where 0 is
-    # released anyway (policy): that it is 0 can show, as any released 0 does
-    guarded = primary | (protect & ~((values == 0) & (primary_bounds[0] >= 1)))
-    has_totals = any(t is not None for _, t in sets)
-    seconds = _second_cell_bounds(values, primary_rule, protect | hidden)
-    # a second cell known to be 0 is, to the audit, a released 0
-    known_zero = np.array([b == (0, 0) for b in seconds], dtype=bool)
-    # cells withheld for few patients, each of whom adds at most so much to it
-    most = _few_patients_most(primary, values, patients_most, primary_rule)
-    own = {int(i): (primary_bounds[0], primary_rule[1] * most[i]) for i in np.flatnonzero(most)}
-    for _ in range(len(frame) + 1):
-        mask = _lone_cell_pass(sets, mask, values, ties, avoid, nested=len(nested))
-        if not audit or not has_totals:
-            break
-        if mask.sum() > MAX_AUDITED_CELLS:
-            messages.append(
-                f"disclosure: {int(mask.sum())} withheld cells is more than the "
-                f"{MAX_AUDITED_CELLS} the linear-programming audit checks; only the "
-                "one-withheld-cell-per-total rule was applied"
-            )
-            break
-        leaks = _pinned_cells(
-            sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
-            seconds=seconds, own=own,
-        )  # fmt: skip
-        if own and not leaks:
-            leaks = _patients_given_back(
-                sets, mask & ~known_zero, values, ties, guarded, primary_bounds, seconds,
-                own, most, primary_rule[1],
-            )  # fmt: skip
-        if own and any(k in own for k in leaks):
-            # one at a time: two cells at their most (7 patients' days each) pin each other,
-            # and one more cell withheld may free both
-            leaks = [next(k for k in leaks if k in own)]
-        if not leaks:
-            break
-        stuck = True
-        for leak in leaks:
-            pick = _cover_for(leak, sets, mask, values, avoid, ties)
-            if pick is not None:
-                mask[pick] = True
-                mask = _tie(mask, ties)
-                stuck = False
-        if stuck:
-            messages.append(
-                f"disclosure: withheld cell(s) at rows {leaks} could still be derived from "
-                "totals and no cell is left to withhold; do not publish the totals around them"
-            )
-            break
-    return mask, messages
+    return sets
 
 
 def _none_or(mask: object, rows: int) -> np.ndarray:
@@ -653,9 +679,104 @@ def _pinned_cells(
     hidden, col, a_mat, b_vec = _equations(sets, mask, values, ties)
     if a_mat is None:
         return []
-    # split into independent blocks (variables linked through shared totals) so each
+    bounds = _hidden_bounds(
+        hidden, primary if bounded is None else bounded, primary_bounds, seconds, own
+    )
+    cells = [int(k) for k in np.flatnonzero(primary & mask)]
+    fixed = _fixed_variables(a_mat, b_vec, bounds, [col[k] for k in cells])
+    return sorted(k for k in cells if col[k] in fixed)
+
+
+def _jointly_pinned(
+    sets: list[tuple[np.ndarray, int | None]],
+    ties: Sequence[np.ndarray],
+    x: np.ndarray,
+    n: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray],
+    guarded: tuple[np.ndarray, np.ndarray],
+    bounds: tuple[Sequence[tuple[float, float | None]], Sequence[tuple[float, float | None]]],
+    complement: np.ndarray,
+    threshold: float,
+) -> list[tuple[int, int]]:
+    """The withheld numerators and denominators (``guarded``: those to check) that one
+    value fits once the two columns are read together: each numerator at most its
+    denominator, and n − x 1 to ``threshold`` where the numerator is withheld for its
+    complement (``complement``: the note says so) — as ``(0, row)`` for a numerator,
+    ``(1, row)`` for a denominator.
+
+    Each column's own audit reads its cells and totals alone; together they can say more
+    (deciles 4 and 10's denominators released as 15 together, their numerators and decile
+    3's adding up to 22: x₃ is 7 or more, so, withheld as 1-7, exactly 7). ``bounds``:
+    what the audit knows of each row's count were it withheld, per column; a released
+    count is taken as it is."""
+    x_mask, n_mask = masks
+    x_hidden, x_col, x_a, x_b = _equations(sets, x_mask, x, ties)
+    n_hidden, n_col, n_a, n_b = _equations(sets, n_mask, n, ties)
+    both = np.flatnonzero(x_mask & n_mask)
+    width = len(x_hidden) + len(n_hidden) + len(both)
+    if width == 0 or (x_a is None and n_a is None and not len(both)):
+        return []
+    rows, rhs = [], []
+    for a_mat, b_vec, offset, size in (
+        (x_a, x_b, 0, len(x_hidden)),
+        (n_a, n_b, len(x_hidden), len(n_hidden)),
+    ):
+        if a_mat is not None:
+            wide = np.zeros((a_mat.shape[0], width))
+            wide[:, offset : offset + size] = a_mat
+            rows += list(wide)
+            rhs += list(b_vec)
+    var_bounds: list[tuple[float, float | None]] = [tuple(bounds[0][int(h)]) for h in x_hidden] + [
+        tuple(bounds[1][int(h)]) for h in n_hidden
+    ]
+    low_gap, high_gap = (1, threshold)
+    for j, i in enumerate(both):  # n - x, a slack of its own: 0 or more (1-7: complement)
+        row = np.zeros(width)
+        row[x_col[int(i)]] = -1.0
+        row[len(x_hidden) + n_col[int(i)]] = 1.0
+        row[len(x_hidden) + len(n_hidden) + j] = -1.0
+        rows.append(row)
+        rhs.append(0.0)
+        var_bounds.append((low_gap, high_gap) if complement[i] else (0, None))
+    for h in x_hidden:  # beside a released denominator: at most it (less 1 .. 7)
+        i = int(h)
+        if not n_mask[i]:
+            low, high = var_bounds[x_col[i]]
+            high = n[i] if high is None else min(high, n[i])
+            if complement[i]:
+                low, high = max(low, n[i] - threshold), min(high, n[i] - 1)
+            var_bounds[x_col[i]] = (low, high)
+    for h in n_hidden:  # beside a released numerator: at least it (plus 1 .. 7)
+        i = int(h)
+        if not x_mask[i]:
+            at = len(x_hidden) + n_col[i]
+            low, high = var_bounds[at]
+            low = max(low, x[i])
+            if complement[i]:
+                low = max(low, x[i] + 1)
+                high = x[i] + threshold if high is None else min(high, x[i] + threshold)
+            var_bounds[at] = (low, high)
+    if not rows:
+        return []
+    targets = {x_col[int(k)]: (0, int(k)) for k in np.flatnonzero(guarded[0] & x_mask)}
+    targets |= {
+        len(x_hidden) + n_col[int(k)]: (1, int(k)) for k in np.flatnonzero(guarded[1] & n_mask)
+    }
+    fixed = _fixed_variables(np.array(rows), np.array(rhs), var_bounds, list(targets))
+    return sorted(targets[v] for v in fixed)
+
+
+def _fixed_variables(
+    a_mat: np.ndarray,
+    b_vec: np.ndarray,
+    bounds: list[tuple[float, float | None]],
+    targets: Sequence[int],
+) -> set[int]:
+    """Which of the variables ``targets`` one value fits, of every solution of ``a_mat @ v
+    == b_vec`` within ``bounds`` (see :func:`_pinned_cells`: block by block)."""
+    # split into independent blocks (variables linked through shared equations) so each
     # linear programme stays small
-    parent = list(range(len(hidden)))
+    parent = list(range(a_mat.shape[1]))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -669,15 +790,12 @@ def _pinned_cells(
             ri, rj = find(int(nz[0])), find(int(j))
             if ri != rj:
                 parent[rj] = ri
-    roots = np.array([find(i) for i in range(len(hidden))])
-    bounds = _hidden_bounds(
-        hidden, primary if bounded is None else bounded, primary_bounds, seconds, own
-    )
-    pinned = []
-    targets: dict[int, list[int]] = {}
-    for k in np.flatnonzero(primary & mask):
-        targets.setdefault(int(roots[col[int(k)]]), []).append(int(k))
-    for root, cells in targets.items():
+    roots = np.array([find(i) for i in range(a_mat.shape[1])])
+    fixed_vars: set[int] = set()
+    by_root: dict[int, list[int]] = {}
+    for v in targets:
+        by_root.setdefault(int(roots[v]), []).append(int(v))
+    for root, mine in by_root.items():
         block = np.flatnonzero(roots == root)
         rows = np.flatnonzero(a_mat[:, block].any(axis=1))
         if rows.size == 0:
@@ -695,15 +813,15 @@ def _pinned_cells(
             on_bound = _held_at_bounds(sub_a, sub_b, sub_bounds)
             if on_bound is None:
                 continue
-        # the cells held at a bound in every solution are pinned; the others can move off
-        # their bounds together, so one of them is pinned exactly when the equations, with
-        # the held cells put in, fix it alone
+        # the variables held at a bound in every solution are fixed; the others can move
+        # off their bounds together, so one of them is fixed exactly when the equations,
+        # with the held ones put in, fix it alone
         free = ~on_bound
         fixed = on_bound.copy()
         if free.any():
             fixed[free] = _fixed_by_equations(sub_a[:, free])
-        pinned += [k for k in cells if fixed[at[col[k]]]]
-    return sorted(pinned)
+        fixed_vars |= {v for v in mine if fixed[at[v]]}
+    return fixed_vars
 
 
 def _equations(
@@ -795,17 +913,19 @@ def _patients_given_back(
     own: Mapping[int, tuple[float, float]],
     most: np.ndarray,
     threshold: float,
+    told: Mapping[int, tuple[float, float]] | None = None,
 ) -> list[int]:
     """The cells withheld for their few patients (1 to ``threshold``), each of whom adds at
     most ``most`` to it, that the released cells and totals show to be more than
     (``threshold`` − 1) × ``most``: each holds exactly ``threshold`` patients. One linear
-    programme a cell: the least value consistent with every released cell and total."""
+    programme a cell: the least value consistent with every released cell and total
+    (``told``: bounds of other cells, as :func:`_pinned_cells` takes them)."""
     hidden, col, a_mat, b_vec = _equations(sets, mask, values, ties)
     if a_mat is None:
         return []
     bounds = [
         (low, None if high is None or not np.isfinite(high) else high)
-        for low, high in _hidden_bounds(hidden, primary, primary_bounds, seconds, own)
+        for low, high in _hidden_bounds(hidden, primary, primary_bounds, seconds, told or own)
     ]
     given = []
     for k in own:
@@ -1193,46 +1313,101 @@ def release_proportions(
     if policy.secondary and margins:
         work = out[by].copy()
         work["__x"], work["__n"] = x, n
-        for _ in range(5):
-            # the attacker knows a primary count lies in 1-7 (the rule is published); every
-            # other withheld count (a complement, with its denominator, secondary, withheld
-            # elsewhere) only that it is 0 or more: each audited with what is known of it
-            # (two numerators of 7 beside a released total of 14 are 7 each)
-            new_x = secondary_suppression(
-                work,
-                "__x",
-                x_primary,
-                by=by,
-                margins=margins,
-                total_label=total_label,
-                primary_bounds=_bounds(policy, few.get(numerator)),
-                primary_rule=_bounds(policy, None),
-                same_total_across=same_total_across,
-                protect=x_mask & ~x_primary,
-                avoid=_elsewhere(avoid, numerator, len(out)),
-                nested=nested,
-                hidden=unseen,
-            )
-            new_n = secondary_suppression(
-                work,
-                "__n",
-                n_primary,
-                by=by,
-                margins=margins,
-                total_label=total_label,
-                primary_bounds=_bounds(policy, few.get(denominator)),
-                primary_rule=_bounds(policy, None),
-                same_total_across=same_total_across,
-                protect=n_mask & ~n_primary,
-                avoid=_elsewhere(avoid, denominator, len(out)),
-                nested=nested,
-                hidden=unseen,
-            )
-            # a withheld denominator withholds its numerator (it would give it back via p)
-            new_x |= new_n
-            if (new_x == x_mask).all() and (new_n == n_mask).all():
+        sets = _additive_sets(work, by, margins, total_label, nested)
+        ties = _tied_totals(work, by, margins, total_label, same_total_across)
+        x_bounds, n_bounds = (
+            _bounds(policy, few.get(numerator)),
+            _bounds(policy, few.get(denominator)),
+        )
+        for _joint in range(len(out) + 1):
+            for _ in range(5):
+                # the attacker knows a primary count lies in 1-7 (the rule is published); every
+                # other withheld count (a complement, with its denominator, secondary, withheld
+                # elsewhere) only that it is 0 or more: each audited with what is known of it
+                # (two numerators of 7 beside a released total of 14 are 7 each)
+                # a numerator withheld for its complement, beside its released denominator, is
+                # n - 7 .. n - 1 to anyone reading the note
+                told = {
+                    int(i): (n[i] - policy.suppress_at_or_below, n[i] - 1)
+                    for i in np.flatnonzero(x_comp & ~n_mask)
+                }
+                new_x = secondary_suppression(
+                    work,
+                    "__x",
+                    x_primary,
+                    by=by,
+                    margins=margins,
+                    total_label=total_label,
+                    primary_bounds=_bounds(policy, few.get(numerator)),
+                    primary_rule=_bounds(policy, None),
+                    same_total_across=same_total_across,
+                    protect=x_mask & ~x_primary,
+                    avoid=_elsewhere(avoid, numerator, len(out)),
+                    nested=nested,
+                    hidden=unseen,
+                    known=told,
+                )
+                new_n = secondary_suppression(
+                    work,
+                    "__n",
+                    n_primary,
+                    by=by,
+                    margins=margins,
+                    total_label=total_label,
+                    primary_bounds=_bounds(policy, few.get(denominator)),
+                    primary_rule=_bounds(policy, None),
+                    same_total_across=same_total_across,
+                    protect=n_mask & ~n_primary,
+                    avoid=_elsewhere(avoid, denominator, len(out)),
+                    nested=nested,
+                    hidden=unseen,
+                )
+                # a withheld denominator withholds its numerator (it would give it back via p)
+                new_x |= new_n
+                if (new_x == x_mask).all() and (new_n == n_mask).all():
+                    break
+                x_mask, n_mask = new_x, new_n
+            # then the two columns read together: a numerator is at most its denominator
+            # (and n - 7 .. n - 1 where withheld for its complement)
+            audited = (x_mask | n_mask).sum() <= MAX_AUDITED_CELLS
+            if not audited or not any(total is not None for _, total in sets):
                 break
-            x_mask, n_mask = new_x, new_n
+            guard = [
+                (primary | (mask & ~primary & ~((values == 0) & (low >= 1)))) & ~unseen
+                for primary, mask, values, (low, _) in (
+                    (x_primary, x_mask, x, x_bounds), (n_primary, n_mask, n, n_bounds),
+                )
+            ]  # fmt: skip
+            known = [
+                [bounds if first[i] else (0, None) for i in range(len(out))]
+                for first, bounds in ((x_primary, x_bounds), (n_primary, n_bounds))
+            ]
+            leaks = _jointly_pinned(
+                sets, ties, x, n, (x_mask, n_mask), (guard[0], guard[1]), (known[0], known[1]),
+                x_comp, policy.suppress_at_or_below,
+            )  # fmt: skip
+            if not leaks:
+                break
+            side, k = leaks[0]
+            mask, values, name = (x_mask, x, numerator) if side == 0 else (n_mask, n, denominator)
+            pick = _cover_for(k, sets, mask, values, _elsewhere(avoid, name, len(out)), ties)
+            if pick is None:
+                warnings.warn(
+                    f"disclosure: withheld {name} at row {k} could still be derived from the "
+                    "numerators and denominators together and no cell is left to withhold; "
+                    "do not publish the totals around it",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                break
+            mask = mask.copy()
+            mask[pick] = True
+            mask = _tie(mask, ties)
+            if side == 0:
+                x_mask = mask
+            else:
+                n_mask = mask
+                x_mask = x_mask | n_mask
     xr = round_counts(x, policy)
     nr = round_counts(n, policy)
     xr[x_mask] = np.nan
