@@ -1565,11 +1565,10 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
     measure of the same counts by some of those columns (or overall) that the release does
     not link it with: its cells add up to the other's, so a cell it withholds could be
     worked out from the other's released count (women 7 and men 7 of a practice beside
-    the practice's 14). Linked (:func:`_linked_groups`) are the measures over the same
-    intervals: a measure by several columns with each measure by one of its columns (by
-    the same definition), and with the overall, shown or not. Not linked: one by columns
-    that are some but not one of its own (practice and sex beside practice, sex and age
-    band), or over other intervals. docs/query.md, section 4."""
+    the practice's 14). Linked (:func:`_linked_groups`, :func:`_cross_sets`) are the
+    measures over the same intervals: a measure by several columns with each measure by
+    some of them (by the same definitions) and with the overall, shown or not. Not linked:
+    one over other intervals. docs/query.md, section 4."""
 
     def counts(m: Measure) -> tuple:
         return (type(m).__name__, *_what_counts(m))
@@ -1590,15 +1589,15 @@ def unlinked_breakdowns(measures: Measures) -> list[str]:
         beside = [
             o.name for o in measures
             if o is not m and counts(o) == counts(m) and groups(o) < groups(m)
-            and not (o.name in together.get(m.name, ()) and len(o.breakdown) <= 1)
+            and o.name not in together.get(m.name, ())
         ]  # fmt: skip
         if beside:
             named = ", ".join(repr(b) for b in beside)
             out.append(
                 f"measure {m.name!r} (by {', '.join(m.breakdown)}) adds up to {named}, but "
                 "is not released with it: a cell it withholds may be worked out from there — "
-                "publish one of them, or give the run the same measure by each column alone, "
-                "over the same intervals (docs/query.md, section 4)"
+                "publish one of them, or give the run both over the same intervals "
+                "(docs/query.md, section 4)"
             )
     return out
 
@@ -1716,11 +1715,11 @@ def _breakdown_label(m: Measure) -> str:
 
 def _cross_sets(table: pd.DataFrame, split: list[Measure]) -> list[tuple[list[int], int]]:
     """The additive sets of a linked table (:func:`_linked_tables`) beyond each breakdown
-    and its total: the cells of a measure by several columns that share one column's
-    value, in one interval, add up to that value's cell of the measure by that column
-    alone, where the run has it (by the same definition) — (the cells' rows, the row of
-    their total), for :func:`pophealth.disclosure.secondary_suppression`. Only where the
-    counts do add up."""
+    and its total: the cells of a measure by several columns that share the values of some
+    of them, in one interval, add up to the cell of the measure by those columns (by the
+    same definitions) where the run has it — practice and sex to practice; practice, sex
+    and age band to practice and sex — (the cells' rows, the row of their total), for
+    :func:`pophealth.disclosure.secondary_suppression`. Only where the counts do add up."""
     label = table["_breakdown"].to_numpy()
     group = table["_group"].to_numpy(dtype=object)
     counts = table[["numerator", "denominator"]].to_numpy(dtype=float)
@@ -1729,25 +1728,30 @@ def _cross_sets(table: pd.DataFrame, split: list[Measure]) -> list[tuple[list[in
     def same(v: object) -> object:
         return "\x1fmissing" if v is None or (isinstance(v, float) and np.isnan(v)) else v
 
-    one = {tuple(m.breakdown): m for m in split if len(m.breakdown) == 1}
+    def values(o: Measure, g: object) -> tuple:
+        return tuple(same(v) for v in (g if len(o.breakdown) > 1 else (g,)))
+
     sets = []
     for m in split:
         if len(m.breakdown) < 2:
             continue
         rows = np.flatnonzero(label == _breakdown_label(m))
         rows = rows[[group[r] != _LINKED_TOTAL for r in rows]]
-        for i, col in enumerate(m.breakdown):
-            alone = one.get((col,))
-            if alone is None or alone.group_by[col].key != m.group_by[col].key:
+        for o in split:
+            cols = list(o.breakdown)
+            if not set(cols) < set(m.breakdown):
                 continue
+            if any(o.group_by[c].key != m.group_by[c].key for c in cols):
+                continue
+            at = [list(m.breakdown).index(c) for c in cols]
             totals = {
-                (when[r], same(group[r])): r
-                for r in np.flatnonzero(label == _breakdown_label(alone))
+                (when[r], values(o, group[r])): r
+                for r in np.flatnonzero(label == _breakdown_label(o))
                 if group[r] != _LINKED_TOTAL
             }
             parts: dict[tuple, list[int]] = {}
             for r in rows:
-                parts.setdefault((when[r], same(group[r][i])), []).append(int(r))
+                parts.setdefault((when[r], tuple(same(group[r][i]) for i in at)), []).append(int(r))
             for key, cells in parts.items():
                 total = totals.get(key)
                 if total is not None and (counts[cells].sum(axis=0) == counts[total]).all():

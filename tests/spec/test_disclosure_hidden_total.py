@@ -208,3 +208,63 @@ def test_a_cross_tab_its_margins_and_no_overall(tmp_path):
     assert not shown["numerator"].between(1, 7).any()
     cross = released[released["measure"] == "by_practice_sex"].set_index(["practice", "sex"])
     assert np.isnan(cross.loc[("A", "female"), "numerator"])
+
+
+def test_a_measure_by_three_columns_beside_one_by_two_of_them(tmp_path):
+    """By practice, sex and ethnicity beside by practice and sex, nothing else: A's women,
+    3 white and 10 asian admitted, beside A's women's 13. Each (practice, sex)'s cells add
+    up to its cell of the measure by two columns, as a cross-tab's add up to its margin:
+    linked, none of them pinned, and nothing named unlinked."""
+    admitted = {("A", "female"): (3, 10), ("A", "male"): (9, 12), ("B", "female"): (11, 14)}
+    admitted |= {("B", "male"): (8, 20)}
+    regs, people, adms = [], [], []
+    for (practice, sex), counts in admitted.items():
+        for eth, k in zip(("white", "asian"), counts, strict=True):
+            for i in range(30):
+                pid = f"{practice}{sex[0]}{eth[0]}{i:02d}"
+                regs.append({"patient_id": pid, "practice_id": practice, "start_date": LONG_AGO})
+                people.append({"patient_id": pid, "sex": sex, "ethnicity_5": eth})
+                if i < k:
+                    adms.append(admission_row(pid, D(2025, 2, 10)))
+    store = make_store(tmp_path, {"registrations": regs, "patients": people, "admissions": adms})
+    eth = {"ethnicity": patients.ethnicity_group}
+    m = Measures(intervals=Q1)
+    registered = registrations.registered_on(index_date)
+    admitted_ = admissions.in_interval().exists_for_patient()
+    for name, by in (("two", PRACTICE | SEX), ("three", PRACTICE | SEX | eth)):
+        m.define_measure(name, numerator=admitted_, denominator=registered, group_by=by)
+    released = run_measures(store, m)
+    assert released.attrs["unlinked"] == []
+    exact = run_measures(store, m, disclosure=False)
+    key = ["practice", "sex", "ethnicity"]
+    three = released[released["measure"] == "three"].set_index(key)
+    true3 = exact[exact["measure"] == "three"].set_index(key)
+    two = released[released["measure"] == "two"].set_index(["practice", "sex"])
+    true2 = exact[exact["measure"] == "two"].set_index(["practice", "sex"])
+    assert np.isnan(three.loc[("A", "female", "white"), "numerator"])
+    cells = list(three.index)
+    bounds = []
+    for c in cells:
+        note = str(three.loc[c, "disclosure_note"])
+        if not np.isnan(three.loc[c, "numerator"]):
+            bounds.append((true3.loc[c, "numerator"],) * 2)
+        elif "numerator primary" in note:
+            bounds.append((1, 7))
+        else:
+            bounds.append((0, None))
+    a, b = [], []
+    for ps in two.index:
+        if not np.isnan(two.loc[ps, "numerator"]):
+            a.append([1.0 if c[:2] == ps else 0.0 for c in cells])
+            b.append(float(true2.loc[ps, "numerator"]))
+    for i, c in enumerate(cells):
+        if bounds[i][0] == bounds[i][1]:
+            continue
+        ends = []
+        for sign in (1, -1):
+            obj = np.zeros(len(cells))
+            obj[i] = sign
+            res = linprog(obj, A_eq=np.array(a) if a else None, b_eq=b or None, bounds=bounds)
+            assert res.status in (0, 3), res.message
+            ends.append(np.inf * sign if res.status == 3 else sign * res.fun)
+        assert ends[0] < ends[1], f"{c} is exactly {ends[0]:g}"
