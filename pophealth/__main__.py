@@ -1,13 +1,5 @@
-"""``python -m pophealth`` runs the CLI."""
+"""``python -m pophealth`` runs the CLI (as the ``pophealth`` command does)."""
 
-import sys
-
-from pophealth.interrupted import INTERRUPTED, INTERRUPTED_MESSAGE
-
-try:
-    from pophealth.cli import main
-except KeyboardInterrupt:  # Ctrl-C while the CLI loads (a second or more on a busy machine)
-    print(INTERRUPTED_MESSAGE, file=sys.stderr)
-    sys.exit(INTERRUPTED)
+from pophealth.entry import main
 
 main()

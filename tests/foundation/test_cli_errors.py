@@ -527,3 +527,30 @@ def test_ctrl_c_while_the_cli_loads_says_what_was_left():
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted: nothing is left half-written" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_pophealth_command_loads_the_cli_inside_the_same_guard():
+    """The installed ``pophealth`` command runs the guarded entry point, not the CLI module
+    itself (whose import a Ctrl-C would interrupt with a traceback): the function the
+    project's scripts table names says so when the CLI's import is interrupted."""
+    import tomllib
+    from importlib import import_module
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    module, function = project["project"]["scripts"]["pophealth"].split(":")
+    code = (
+        "import importlib.abc, sys\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'pophealth.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        f"from {module} import {function}\n"
+        f"{function}()\n"
+    )
+    assert callable(getattr(import_module(module), function))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted: nothing is left half-written" in proc.stderr
+    assert "Traceback" not in proc.stderr
