@@ -71,6 +71,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
@@ -1645,7 +1646,17 @@ def _linked_tables(
                 )
             continue
         parts = []
-        for m, cells in zip(split, own, strict=True):
+        margins = _shared_margins(split)
+        for margin in margins:  # (a breakdown two of them share, not in the run)
+            src = own[split.index(margin.source)]
+            sums = [
+                c
+                for c in src.columns
+                if c in ("numerator", "denominator") or c.endswith("_patients")
+            ]
+            keys_ = [*INTERVAL_KEYS, *margin.breakdown]
+            own.append(src.groupby(keys_, dropna=False, sort=True)[sums].sum().reset_index())
+        for m, cells in zip([*split, *margins], own, strict=True):
             cols = list(m.breakdown)
             group = (
                 cells[cols[0]].astype(object)
@@ -1666,11 +1677,12 @@ def _linked_tables(
             "by": keys, "margins": ["_group"], "total_label": _LINKED_TOTAL,
             "same_total_across": "_breakdown", **kw,
         }  # fmt: skip
-        crossed = _cross_sets(table, split)
+        crossed = _cross_sets(table, [*split, *margins])
         if crossed:
             linking["nested"] = crossed
-        if overall is None:
-            linking["hidden"] = (table["_group"] == _LINKED_TOTAL).to_numpy()
+        unseen = _not_shown(table, overall)
+        if unseen.any():
+            linking["hidden"] = unseen
         kind = split[0] if overall is None else overall
         proportion = kind.kind in _PROPORTIONS
         if proportion:  # of patients, or of rows (the patients behind them checked too)
@@ -1691,6 +1703,53 @@ def _linked_tables(
     return prepared
 
 
+@dataclass(frozen=True)
+class _Margin:
+    """A breakdown that two measures of a linked table share and the run does not have
+    (practice × sex and sex × ethnicity share sex): each one's cells add up to it, so it is
+    in the table for the audit, its cells never shown (:func:`_shared_margins`)."""
+
+    breakdown: tuple[str, ...]
+    group_by: Mapping[str, Any]
+    source: Any  # the measure whose cells are added up to make it
+
+
+def _shared_margins(split: list[Measure]) -> list[_Margin]:
+    """The breakdowns two measures of ``split`` share (their columns in common, by the same
+    definitions) where neither's columns are all the other's (that is :func:`_cross_sets`)
+    and the run has no measure by them: practice × sex beside sex × ethnicity, with no
+    measure by sex. Without it the audit would not know that the two add up alike, sex by
+    sex (C's men 4, withheld, beside A's 20 and the men's 24 by ethnicity)."""
+    have = {frozenset((c, m.group_by[c].key) for c in m.breakdown) for m in split}
+    out: dict[frozenset, _Margin] = {}
+    for i, a in enumerate(split):
+        for b in split[i + 1 :]:
+            common = [
+                c
+                for c in a.breakdown
+                if c in b.breakdown and a.group_by[c].key == b.group_by[c].key
+            ]
+            key = frozenset((c, a.group_by[c].key) for c in common)
+            if not common or key in have or len(common) in (len(a.breakdown), len(b.breakdown)):
+                continue
+            out.setdefault(key, _Margin(tuple(common), {c: a.group_by[c] for c in common}, a))
+    return list(out.values())
+
+
+def _not_shown(table: pd.DataFrame, overall: Measure | None) -> np.ndarray:
+    """The rows of a linked table that are never shown: a shared margin's cells
+    (:class:`_Margin`) and, with no overall measure, the total rows."""
+    label = table["_breakdown"].astype(str)
+    total = (table["_group"] == _LINKED_TOTAL).to_numpy()
+    unseen = label.str.startswith(_MARGIN_LABEL).to_numpy() & ~total
+    return unseen | total if overall is None else unseen
+
+
+#: the start of a shared margin's breakdown label in a linked table (no NUL: pandas groups
+#: strings only up to one)
+_MARGIN_LABEL = "(not shown) "
+
+
 def _hidden_total(cells: list[pd.DataFrame]) -> pd.DataFrame | None:
     """The total of linked measures with no overall (``cells``: each one's counts by
     interval and group): the first one's counts added up in each interval (and the patients
@@ -1708,9 +1767,11 @@ def _hidden_total(cells: list[pd.DataFrame]) -> pd.DataFrame | None:
     return total.reset_index()
 
 
-def _breakdown_label(m: Measure) -> str:
-    """Measure ``m``'s breakdown in a linked table: its column, or its columns joined."""
-    return " × ".join(m.breakdown)  # (not NUL: pandas groups strings only up to one)
+def _breakdown_label(m: Measure | _Margin) -> str:
+    """Measure ``m``'s breakdown in a linked table: its column, or its columns joined (a
+    shared margin's marked as not shown)."""
+    label = " × ".join(m.breakdown)  # (not NUL: pandas groups strings only up to one)
+    return _MARGIN_LABEL + label if isinstance(m, _Margin) else label
 
 
 def _cross_sets(table: pd.DataFrame, split: list[Measure]) -> list[tuple[list[int], int]]:
@@ -2056,7 +2117,8 @@ def _release_counted(
     units = []  # (measures, cells, release, the measure they count by, finish)
     for overall, split, table, release, proportion in tables:
         is_total = (table["_group"] == _LINKED_TOTAL).to_numpy()
-        by = [(is_total, [], overall)]
+        margin = _not_shown(table, overall) & ~is_total  # (matched with no other table's)
+        by = [(is_total, [], overall), (margin, [], None)]
         frame = table.copy()
         groups = table["_group"].to_numpy(dtype=object)
         for m in split:
