@@ -1319,6 +1319,18 @@ def release_proportions(
             _bounds(policy, few.get(numerator)),
             _bounds(policy, few.get(denominator)),
         )
+
+        def column(col, primary, mask, bounds, name, known=None) -> np.ndarray:
+            """One column's secondary suppression (its cells withheld but not primary
+            audited as 0 or more, or as ``known``)."""
+            return secondary_suppression(
+                work, col, primary, by=by, margins=margins, total_label=total_label,
+                primary_bounds=bounds, primary_rule=_bounds(policy, None),
+                same_total_across=same_total_across, protect=mask & ~primary,
+                avoid=_elsewhere(avoid, name, len(out)), nested=nested, hidden=unseen,
+                known=known,
+            )  # fmt: skip
+
         for _joint in range(len(out) + 1):
             for _ in range(5):
                 # the attacker knows a primary count lies in 1-7 (the rule is published); every
@@ -1331,37 +1343,8 @@ def release_proportions(
                     int(i): (n[i] - policy.suppress_at_or_below, n[i] - 1)
                     for i in np.flatnonzero(x_comp & ~n_mask)
                 }
-                new_x = secondary_suppression(
-                    work,
-                    "__x",
-                    x_primary,
-                    by=by,
-                    margins=margins,
-                    total_label=total_label,
-                    primary_bounds=_bounds(policy, few.get(numerator)),
-                    primary_rule=_bounds(policy, None),
-                    same_total_across=same_total_across,
-                    protect=x_mask & ~x_primary,
-                    avoid=_elsewhere(avoid, numerator, len(out)),
-                    nested=nested,
-                    hidden=unseen,
-                    known=told,
-                )
-                new_n = secondary_suppression(
-                    work,
-                    "__n",
-                    n_primary,
-                    by=by,
-                    margins=margins,
-                    total_label=total_label,
-                    primary_bounds=_bounds(policy, few.get(denominator)),
-                    primary_rule=_bounds(policy, None),
-                    same_total_across=same_total_across,
-                    protect=n_mask & ~n_primary,
-                    avoid=_elsewhere(avoid, denominator, len(out)),
-                    nested=nested,
-                    hidden=unseen,
-                )
+                new_x = column("__x", x_primary, x_mask, x_bounds, numerator, told)
+                new_n = column("__n", n_primary, n_mask, n_bounds, denominator)
                 # a withheld denominator withholds its numerator (it would give it back via p)
                 new_x |= new_n
                 if (new_x == x_mask).all() and (new_n == n_mask).all():
