@@ -18,6 +18,11 @@ Every table that leaves the engine goes through :func:`apply` (counts) or
 3. **Rounding** of everything released: ``"nearest5"`` (OpenSAFELY's redact-then-round,
    https://docs.opensafely.org/sdc/), ``"midpoint6"`` (OpenSAFELY midpoint-6: r = 6⌈x/6⌉ − 3
    for x > 0, 0 stays 0; unbiased, true value within r − 2 … r + 3) or ``"none"``.
+   Rounded counts can still add up to give one back (four groups of 12, each released as
+   10, beside their total of 48, released as 50, are 12 each), so the audit of step 2 also
+   reads every released count as its rounding window and withholds one more count where
+   that fixes one (``secondary_suppression(..., rounded=policy)``, as :func:`apply` and
+   :func:`release_proportions` call it).
 4. **Counts of rows** (attendances, episodes, issues) can all come from a few patients:
    ten attendances may be one person's. Where a table counts rows, pass the number of
    distinct patients behind each count (``patients={"attendances": "patients_attending"}``)
@@ -63,7 +68,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.optimize import linprog
+from scipy.sparse.csgraph import connected_components
 
 from pophealth.stats._core import (
     DEFAULT_CONFIDENCE,
@@ -251,6 +258,7 @@ def secondary_suppression(
     nested: Sequence[tuple[Sequence[int], int]] = (),
     hidden: np.ndarray | None = None,
     known: Mapping[int, tuple[float, float]] | None = None,
+    rounded: DisclosurePolicy | None = None,
 ) -> np.ndarray:
     """Extend a suppression mask so no withheld cell can be recovered from a total.
 
@@ -316,6 +324,15 @@ def secondary_suppression(
     59 withheld for its complement beside a primary 7 and a total that leaves the two 65:
     58 and 7 exactly).
 
+    ``rounded``: the policy the released cells will be rounded by (None: no rounding is
+    audited). The audit above takes each released cell as its exact count; a reader has
+    only its rounded value, a window of counts (:func:`count_window`). Rounded cells can
+    still add up to give one back exactly: four groups of 12, each released as 10 (8-12),
+    beside their total of 48, released as 50 (48-52), are 12 each. With ``rounded`` the
+    audit then reads every released cell as its window — one more linear programme — and
+    withholds, one at a time, a released cell whose exact count that fixes (the smallest
+    such, as a second cell: here one group, then its partner by the rule above).
+
     The answer depends on nothing but these arguments, so it is remembered by their content
     (for up to :data:`SECONDARY_CACHE_ROWS` rows of tables; a run asks the same question
     many times: every indicator's denominators are the register's, and each
@@ -336,6 +353,7 @@ def secondary_suppression(
         same_total_across,
         None if primary_rule is None else tuple(primary_rule),
         tuple((tuple(int(c) for c in cells), int(total)) for cells, total in nested),
+        None if rounded is None else (rounded.rounding, rounded.suppress_at_or_below),
     )
     most = None if patients_most is None else np.asarray(patients_most, dtype=float)
     if most is not None and most.shape != (len(frame),):
@@ -355,6 +373,7 @@ def secondary_suppression(
             audit=audit, primary_bounds=primary_bounds, same_total_across=same_total_across,
             protect=protect, avoid=avoid, primary_rule=primary_rule or primary_bounds,
             patients_most=most, nested=nested, hidden=hidden, known=known,
+            rounded=None if rounded is None or rounded.rounding == "none" else rounded,
         )  # fmt: skip
         if key is not None:
             _SECONDARY_CACHE.keep(key, found)
@@ -419,6 +438,7 @@ def _secondary_suppression(
     nested: Sequence[tuple[Sequence[int], int]] = (),
     hidden: np.ndarray | None = None,
     known: Mapping[int, tuple[float, float]] | None = None,
+    rounded: DisclosurePolicy | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`secondary_suppression` worked out: the mask and the warnings to give."""
     messages: list[str] = []
@@ -469,6 +489,22 @@ def _secondary_suppression(
             # 58 of 59 beside a primary 7) pin each other, and one more cell withheld may
             # free both
             leaks = [next(k for k in leaks if k in told)]
+        if not leaks and rounded is not None:
+            # the released cells read as their rounding windows: one fixed by the rest
+            bounds = _hidden_bounds(np.arange(len(frame)), primary, primary_bounds, seconds, told)
+            pinned = _rounding_pins(sets, mask & ~known_zero, values, ties, bounds, rounded)
+            if pinned:
+                pick = _rounded_cover(pinned, sets, mask, values, avoid, ties)
+                if pick is None:
+                    messages.append(
+                        f"disclosure: released cell(s) at rows {pinned} could be worked out "
+                        "exactly from the rounded cells and totals and no cell is left to "
+                        "withhold; do not publish the totals around them"
+                    )
+                    break
+                mask[pick] = True
+                mask = _tie(mask, ties)
+                continue
         if not leaks:
             break
         stuck = True
@@ -771,9 +807,12 @@ def _fixed_variables(
     b_vec: np.ndarray,
     bounds: list[tuple[float, float | None]],
     targets: Sequence[int],
+    *,
+    inside: bool = False,
 ) -> set[int]:
     """Which of the variables ``targets`` one value fits, of every solution of ``a_mat @ v
-    == b_vec`` within ``bounds`` (see :func:`_pinned_cells`: block by block)."""
+    == b_vec`` within ``bounds`` (see :func:`_pinned_cells`: block by block). ``inside``:
+    some solution is known to lie strictly inside every bound, so none is held at one."""
     # split into independent blocks (variables linked through shared equations) so each
     # linear programme stays small
     parent = list(range(a_mat.shape[1]))
@@ -804,7 +843,7 @@ def _fixed_variables(
         sub_b = b_vec[rows]
         sub_bounds = [bounds[i] for i in block]
         at = {int(b): i for i, b in enumerate(block)}
-        status, margin = _widest_margin(sub_a, sub_b, sub_bounds)
+        status, margin = (0, 1.0) if inside else _widest_margin(sub_a, sub_b, sub_bounds)
         if status == 2:
             continue  # no values within the bounds fit the released ones: nothing pinned
         if status == 0 and margin > 1e-7:
@@ -1024,6 +1063,126 @@ def _fixed_by_equations(a_eq: np.ndarray) -> np.ndarray:
     return np.abs(null).max(axis=0) < 1e-9
 
 
+def _rounding_pins(
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    ties: Sequence[np.ndarray],
+    bounds: Sequence[tuple[float, float | None]],
+    policy: DisclosurePolicy,
+) -> list[int]:
+    """The released cells whose exact count one value fits, each released cell read as its
+    rounding window (:func:`count_window`) and each withheld one (``mask``) within
+    ``bounds`` (one pair per row of the table), beside the equations of ``sets`` and
+    ``ties`` (Cox 1980, as :func:`_pinned_cells`). A released cell whose window is one
+    value (a 0) is a known number.
+
+    One linear programme over the whole table first: where some solution lies inside every
+    bound and window, only the equations alone could fix a cell (one singular value
+    decomposition a block); the block-by-block programmes of :func:`_fixed_variables` run
+    only where none does."""
+    lo, hi = count_window(round_counts(values, policy), policy)
+    open_ = ~mask & (lo < hi)
+    if not open_.any():
+        return []
+    variable = mask | open_
+    # the counts that are numbers to the reader: their windows' one value (a released 0)
+    known = np.where(variable, np.nan, lo)
+    hidden, col, a_mat, b_vec = _equations(sets, variable, known, ties)
+    if a_mat is None:
+        return []
+    usable = ~np.isnan(b_vec)  # (a set holding a missing count says nothing)
+    a_mat, b_vec = a_mat[usable], b_vec[usable]
+    if not len(b_vec):
+        return []
+    var_bounds = [(float(lo[h]), float(hi[h])) if open_[h] else tuple(bounds[h]) for h in hidden]
+    targets = [col[int(k)] for k in np.flatnonzero(open_) if int(k) in col]
+    if not targets:
+        return []
+    status, margin = _widest_margin_sparse(a_mat, b_vec, var_bounds)
+    if status == 2:
+        return []  # no counts within the windows fit: nothing to pin
+    if status == 0 and margin > 1e-7:
+        fixed = _fixed_variables(a_mat, b_vec, var_bounds, targets, inside=True)
+        return sorted(int(hidden[v]) for v in fixed)
+    # some block holds a count on a bound of every solution: block by block, the blocks
+    # with a solution inside every bound checked by their equations alone
+    linked = sparse.csr_matrix(a_mat != 0)
+    _, block_of = connected_components(linked.T @ linked, directed=False)
+    wanted = set(targets)
+    fixed: set[int] = set()
+    for block in np.unique(block_of[targets]):
+        cols = np.flatnonzero(block_of == block)
+        rows = np.flatnonzero(a_mat[:, cols].any(axis=1))
+        sub_a, sub_b = a_mat[np.ix_(rows, cols)], b_vec[rows]
+        sub_bounds = [var_bounds[c] for c in cols]
+        mine = [i for i, c in enumerate(cols) if c in wanted]
+        status, margin = _widest_margin_sparse(sub_a, sub_b, sub_bounds)
+        inside = status == 0 and margin > 1e-7
+        if not inside and len(cols) > MAX_AUDITED_CELLS:
+            continue  # (too many to check on their bounds one programme each: left)
+        found = _fixed_variables(sub_a, sub_b, sub_bounds, mine, inside=inside)
+        fixed |= {int(cols[i]) for i in found}
+    return sorted(int(hidden[v]) for v in fixed)
+
+
+def _widest_margin_sparse(
+    a_eq: np.ndarray, b_eq: np.ndarray, bounds: Sequence[tuple[float, float | None]]
+) -> tuple[int, float]:
+    """:func:`_widest_margin` with sparse constraints: for a whole table at once."""
+    n = a_eq.shape[1]
+    low = np.array([b[0] for b in bounds], dtype=float)
+    high = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+    finite = np.flatnonzero(np.isfinite(high))
+    rows = np.arange(n + len(finite))
+    at = np.concatenate([np.arange(n), finite])
+    sign = np.concatenate([-np.ones(n), np.ones(len(finite))])
+    # -x_i + t <= -low_i ; x_i + t <= high_i
+    a_ub = sparse.csr_matrix(
+        (
+            np.concatenate([sign, np.ones(len(rows))]),
+            (np.concatenate([rows, rows]), np.concatenate([at, np.full(len(rows), n)])),
+        ),
+        shape=(len(rows), n + 1),
+    )
+    b_ub = np.concatenate([-low, high[finite]])
+    objective = np.zeros(n + 1)
+    objective[n] = -1.0
+    res = linprog(
+        objective,
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=sparse.hstack([sparse.csr_matrix(a_eq), sparse.csr_matrix((len(b_eq), 1))]),
+        b_eq=b_eq,
+        bounds=[(None, None)] * n + [(0, 1)],
+        method="highs",
+    )
+    return res.status, (-res.fun if res.status == 0 else 0.0)
+
+
+def _rounded_cover(
+    pinned: Sequence[int],
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    avoid: np.ndarray | None,
+    ties: Sequence[np.ndarray],
+) -> int | None:
+    """The cell to withhold for released cells the rounded release gives back exactly
+    (``pinned``): the smallest of them that is not a total (one other tables do not give
+    too, where there is one), else a cover for the first (:func:`_cover_for`)."""
+    totals = {t for _, t in sets if t is not None}
+    cells = [k for k in pinned if k not in totals and not mask[k]]
+    free = [k for k in cells if avoid is None or not avoid[k]]
+    if free or cells:
+        return min(free or cells, key=lambda k: (values[k], k))
+    for k in pinned:
+        pick = _cover_for(k, sets, mask, values, avoid, ties)
+        if pick is not None:
+            return pick
+    return None
+
+
 def _cover_for(
     k: int,
     sets: list[tuple[np.ndarray, int | None]],
@@ -1156,6 +1315,7 @@ def apply(
                 patients_most=most.get(col),
                 nested=nested,
                 hidden=unseen,
+                rounded=policy,
             )
         released = round_counts(values, policy)
         released[mask] = np.nan
@@ -1328,7 +1488,7 @@ def release_proportions(
                 primary_bounds=bounds, primary_rule=_bounds(policy, None),
                 same_total_across=same_total_across, protect=mask & ~primary,
                 avoid=_elsewhere(avoid, name, len(out)), nested=nested, hidden=unseen,
-                known=known,
+                known=known, rounded=policy,
             )  # fmt: skip
 
         for _joint in range(len(out) + 1):

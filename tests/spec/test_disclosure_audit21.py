@@ -18,8 +18,8 @@ test's docstring so it can be checked by hand. (Cox LH 1980, "Suppression method
 statistical disclosure control", JASA 75:377-85; the rounding intervals as in ONS,
 "Disclosure control guidance for tables produced from administrative sources", 2014.)
 
-What the audit found (3 and 5 are still open, each a ``strict`` xfail that asserts the
-safe behaviour, 5 in a narrower form; 1, 2, 4, 6, 7 and 8 are fixed and are ordinary tests):
+What the audit found (5 is still open in a narrower form, a ``strict`` xfail that asserts
+the safe behaviour; 1, 2, 3, 4, 6, 7 and 8 are fixed and are ordinary tests):
 
 1. Within one run, a proportion ("value recorded") and the centiles of that value over the
    same patients release the same count (patients with a value) by different rules: the
@@ -32,7 +32,9 @@ safe behaviour, 5 in a narrower form; 1, 2, 4, 6, 7 and 8 are fixed and are ordi
    other two months (events add up across intervals): January's 1 from 17, 8 and 8. (Now
    a count withheld in an interval is withheld in each interval it helps make up.)
 3. Four groups released rounded beside the same measure overall: 12, 12, 12 and 12 are
-   released as 10 each and their total 48 as 50, so each is exactly 12.
+   released as 10 each and their total 48 as 50, so each is exactly 12. (Now the audit
+   reads each released count as its rounding window too, and withholds one more where the
+   windows fix a count: two of the four practices are withheld.)
 4. A centile read between two whole values gives back its exact n through the fraction it
    interpolates by (Hyndman & Fan 7: rank (n − 1)q + 1): a 90th centile of 0.7 beside 45
    released patients is n = 44, so exactly 5 have a value of 1 or more.
@@ -40,9 +42,11 @@ safe behaviour, 5 in a narrower form; 1, 2, 4, 6, 7 and 8 are fixed and are ordi
    population from its value and limits (docs/query.md says they are never released); by
    sex and overall, with the released totals, a band's exact 7 events came back. (Now the
    bands are rounded cumulatively, so they add up to the released total: that example
-   gives nothing back. Still open: the younger band's rounded events are one more rounded
-   count per group, and four practices at the top of their rounding intervals, by practice
-   and overall, give back a band's 5 as attack 3 gives back a 12.)
+   gives nothing back. Four practices at the top of their rounding intervals, by practice
+   and overall, gave back a band's 5 as attack 3 gives back a 12: now the audit of the
+   rounded totals withholds two of them. Still open: the younger band's rounded events are
+   one more rounded count per group, which the audit does not read; where the bands are at
+   the top of their windows and the totals are not, a band's 12 comes back exactly.)
 6. Whether a standardised rate is released depends on the exact count of events (fewer
    than 10), not on the released one: 9 and 11 events are both released as 10, and the
    rate shows which. Likewise whether a centile is shown (3 patients ranked beyond it) is
@@ -440,18 +444,13 @@ def _by_practice_and_overall(define=None) -> Measures:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="groups and their overall rounded each on its own: four groups at the top of "
-    "their rounding interval give their exact counts back beside the overall",
-)
 def test_four_groups_beside_their_overall_do_not_give_back_exact_counts(engine, four_store):
     """Patients with an HbA1c in each of four practices (12 of 40 each) and overall. Each
     12 is released as 10 (8-12), the overall 48 as 50 (48-52): four counts of at most 12
     adding to at least 48 are 12 each — every exact count, though each was rounded. (Any
     k groups whose total rounds 2k + 2 above the sum of their released values pin all of
-    them: k = 4 is the fewest under rounding to 5.) Safe: no practice pinned."""
+    them: k = 4 is the fewest under rounding to 5.) Safe: no practice pinned — the audit,
+    reading the released counts as their windows, withholds A and then B (its partner)."""
     released = _run(_CACHE, ("four", engine), four_store, _by_practice_and_overall, engine)
     it = Intruder()
     for practice in "ABCD":
@@ -852,8 +851,13 @@ FOUR_BANDS = {practice: {67: (12, 20), 72: (5, 30)} for practice in "ABCD"}
 
 @pytest.fixture(scope="module")
 def four_band_store(tmp_path_factory):
+    return _four_band_store(tmp_path_factory.mktemp("audit21_four_bands"), FOUR_BANDS)
+
+
+def _four_band_store(path, plan: dict):
+    """A store of ``plan``: practice → age → (admitted, people)."""
     pats, regs, adms = [], [], []
-    for practice, bands in FOUR_BANDS.items():
+    for practice, bands in plan.items():
         for age, (admitted, people) in bands.items():
             for i in range(people):
                 pid = f"{practice}{age}_{i:03d}"
@@ -864,7 +868,7 @@ def four_band_store(tmp_path_factory):
                 if i < admitted:
                     adms.append(admission_row(pid, D(2025, 3, 10)))
     tables = {"patients": pats, "registrations": regs, "admissions": adms}
-    return make_store(tmp_path_factory.mktemp("audit21_four_bands"), tables)
+    return make_store(path, tables)
 
 
 def _four_band_measures() -> Measures:
@@ -876,20 +880,15 @@ def _four_band_measures() -> Measures:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a two-band standardised rate gives back its younger band's events rounded: "
-    "beside the overall, four groups at the top of their rounding intervals are pinned "
-    "(attack 3, through the bands), and a band's small count with them",
-)
 def test_four_groups_standardised_rates_do_not_give_back_a_bands_events(engine, four_band_store):
     """Ages 65-74 by practice and overall; each of four practices had 12 admissions aged
     65-69 and 5 aged 70-74. Each practice's 17 is released as 15 (13-17) and the overall 68
     as 70 (68-72): four counts of at most 17 adding to at least 68 are 17 each (attack 3).
     Each rate gives back its bands rounded cumulatively (:func:`bands_behind`): the 65-69
     events 10 (8-12) in each practice and 50 (48-52) overall, so 12 in each; then the 70-74
-    events are 17 − 12 = 5 in each practice, exactly. Safe: a practice's 70-74 not pinned."""
+    events are 17 − 12 = 5 in each practice, exactly. Safe: a practice's 70-74 not pinned —
+    the totals' audit withholds A and B (their rates with them), and C's and D's bands
+    beside the overall's leave A's open."""
     released = _run(_CACHE, ("four_bands", engine), four_band_store, _four_band_measures, engine)
     it = Intruder()
     young = {p: f"{p}67" for p in FOUR_BANDS}
@@ -913,6 +912,56 @@ def test_four_groups_standardised_rates_do_not_give_back_a_bands_events(engine, 
         it.knows(everyone, *_rounded_window(x1 + x2))
     lo, hi = it.range_of(old["A"])
     assert lo < hi, f"practice A's 70-74 had exactly {lo} admissions"
+
+
+#: Four practices whose younger band is at the top of its rounding interval (12 admitted of
+#: 20 aged 65-69 in each) while their totals are not (12 + 3 or 12 + 4 of 30 aged 70-74).
+YOUNG_AT_TOP = {p: {67: (12, 20), 72: (3 if p in "AC" else 4, 30)} for p in "ABCD"}
+
+
+@pytest.fixture(scope="module")
+def young_at_top_store(tmp_path_factory):
+    return _four_band_store(tmp_path_factory.mktemp("audit21_young_at_top"), YOUNG_AT_TOP)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a standardised rate's younger band is a rounded count the audit does not see: "
+    "four practices' 12s at the top of their rounding intervals come back beside the "
+    "overall's band (a count of 8 or more, exactly; no small count with it)",
+)
+def test_a_younger_band_at_the_top_of_its_rounding_does_not_come_back(engine, young_at_top_store):
+    """Ages 65-74 by practice and overall: 12 admitted aged 65-69 in each of four practices
+    and 3 or 4 aged 70-74. The released totals (15 or 16, each released as 15; 62 as 60)
+    are not at the top of their windows, so the rounded totals give nothing back, and
+    nothing more is withheld. But each rate gives back its younger band rounded
+    (:func:`bands_behind`): 10 (8-12) in each practice and 50 (48-52) overall, so 12 in
+    each — a count of 8 or more, exactly. (The 70-74 bands stay 1-5: no small count comes
+    back.) Safe: practice A's 65-69 not pinned."""
+    released = run_measures(young_at_top_store, _four_band_measures(), engine=engine)
+    it = Intruder()
+    young = {p: f"{p}67" for p in YOUNG_AT_TOP}
+    old = {p: f"{p}72" for p in YOUNG_AT_TOP}
+    for practice in YOUNG_AT_TOP:
+        row = _row(released, "by_practice", practice=practice)
+        both = [young[practice], old[practice]]
+        it.sees(both, row["numerator"], row["disclosure_note"], "numerator")
+        found = bands_behind(row)
+        assert len(found) == 1
+        it.knows([young[practice]], *_rounded_window(found[0][0]))
+    total = _row(released, "overall")
+    it.sees(
+        [*young.values(), *old.values()], total["numerator"], total["disclosure_note"], "numerator"
+    )
+    found = bands_behind(total)
+    assert len(found) == 1
+    it.knows(list(young.values()), *_rounded_window(found[0][0]))
+    lo, hi = it.range_of(old["A"])
+    assert lo < hi  # the small count does not come back
+    lo, hi = it.range_of(young["A"])
+    assert lo < hi, f"practice A's 65-69 had exactly {lo} admissions"
 
 
 # -- 6. a standardised rate of 9 events beside one of 11 ----------------------------------------

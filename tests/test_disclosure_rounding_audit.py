@@ -1,0 +1,212 @@
+"""The audit of rounded counts: released counts read as their rounding windows.
+
+The linear-programming audit of :func:`pophealth.disclosure.secondary_suppression` takes
+each released count as its exact value, which protects the withheld counts on the safe
+side. A reader has only the rounded value, a window of counts (to the nearest 5, a 10 is
+8-12: :func:`pophealth.disclosure.count_window`) — and rounded counts can add up to give
+one back: four practices of 12, each released as 10, beside their total of 48, released
+as 50, are 12 each (any k counts at the top of their windows beside a total at the bottom
+of its: 4k + ... = the total, k = 4 the fewest under rounding to 5). With ``rounded=`` the
+audit also reads every released count as its window and withholds, one at a time, a count
+that reading fixes. (Cox LH 1980, "Suppression methodology and statistical disclosure
+control", JASA 75:377-85; the rounding windows as in ONS, "Disclosure control guidance for
+tables produced from administrative sources", 2014.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import linprog
+
+from pophealth import disclosure
+from pophealth.disclosure import DEFAULT_POLICY, DisclosurePolicy, count_window
+
+TOTAL = "Total"
+
+
+def _groups(values: list[int]) -> pd.DataFrame:
+    """A breakdown of ``values`` (groups A, B, ...) with its Total row."""
+    names = [chr(ord("A") + i) for i in range(len(values))]
+    return pd.DataFrame({"group": [*names, TOTAL], "n": [*values, sum(values)]})
+
+
+def _suppress(table: pd.DataFrame, rounded: DisclosurePolicy | None) -> np.ndarray:
+    values = table["n"].to_numpy()
+    primary = DEFAULT_POLICY.primary_mask(values)
+    return disclosure.secondary_suppression(
+        table, "n", primary, by=["group"], margins=["group"], total_label=TOTAL, rounded=rounded
+    )
+
+
+def test_four_groups_at_the_top_of_their_windows_are_protected():
+    """12, 12, 12, 12 and their total 48: released 10, 10, 10, 10 and 50 (8-12 each, 48-52).
+    Four counts of at most 12 that add up to at least 48 are 12 each. Read as windows, the
+    audit withholds A (the first of the smallest), then B as A's partner (a lone withheld
+    cell beside its total). Without ``rounded`` nothing is withheld (no count is 1-7)."""
+    table = _groups([12, 12, 12, 12])
+    assert not _suppress(table, None).any()
+    mask = _suppress(table, DEFAULT_POLICY)
+    assert mask.tolist() == [True, True, False, False, False]
+
+
+def test_groups_inside_their_windows_are_left_alone():
+    """13, 12, 12, 11 and their total 48: 13 is released as 15 (13-17), so the four add up
+    to at most 17 + 36 = 53 and at least 13 + 8 × 3 = 37, beside a total of 48-52: no count
+    is fixed, nothing is withheld."""
+    table = _groups([13, 12, 12, 11])
+    assert not _suppress(table, DEFAULT_POLICY).any()
+
+
+def test_the_rounding_none_policy_audits_nothing_more():
+    """Unrounded counts are exact already: nothing to read as a window."""
+    table = _groups([12, 12, 12, 12])
+    policy = DisclosurePolicy(rounding="none")
+    assert not _suppress(table, policy).any()
+
+
+def test_apply_and_release_proportions_read_the_windows():
+    """Both release functions pass their policy: the four practices of 12 lose two counts
+    (noted secondary), in ``apply`` and in ``release_proportions`` (numerators 12 of 40)."""
+    table = _groups([12, 12, 12, 12])
+    out = disclosure.apply(table, ["n"], by=["group"], margins=["group"], total_label=TOTAL)
+    assert out["n"].isna().tolist() == [True, True, False, False, False]
+    assert out["disclosure_note"].tolist()[:2] == ["n secondary", "n secondary"]
+    props = table.rename(columns={"n": "x"}).assign(n=[40, 40, 40, 40, 160])
+    out = disclosure.release_proportions(
+        props, "x", "n", by=["group"], margins=["group"], total_label=TOTAL
+    )
+    assert out["x"].isna().tolist() == [True, True, False, False, False]
+    assert out["n"].notna().all()
+
+
+# -- random tables, against an intruder ---------------------------------------------------------
+
+
+def _intruder_ranges(table: pd.DataFrame, released: pd.DataFrame, sets) -> list[tuple]:
+    """Per cell, the least and greatest count consistent with the release: a released count
+    within its window; a count withheld as primary 1-7; one withheld as a second cell 0, or
+    8 or more (on the side it is on, as the audit takes it); the sets adding up. (A table
+    with its margins is a network: its equations' matrix is totally unimodular, so with
+    whole-number bounds each end is a whole number — the integer programme's answer, by
+    one linear programme.)"""
+    size = len(table)
+    values = table["n"].to_numpy()
+    shown = released["n"].to_numpy(dtype=float)
+    notes = released["disclosure_note"].fillna("").to_numpy()
+    lo, hi = np.zeros(size), np.full(size, np.inf)
+    win_lo, win_hi = count_window(shown)
+    for i in range(size):
+        if not np.isnan(shown[i]):
+            lo[i], hi[i] = win_lo[i], win_hi[i]
+        elif "primary" in notes[i]:
+            lo[i], hi[i] = 1, 7
+        elif values[i] == 0:
+            lo[i], hi[i] = 0, 0
+        else:
+            lo[i] = 8
+    rows = []
+    for cells, total in sets:
+        row = np.zeros(size)
+        row[cells] = 1
+        row[total] = -1
+        rows.append(row)
+    a_eq, b_eq = np.array(rows), np.zeros(len(rows))
+    bounds = list(zip(lo, [None if np.isinf(h) else h for h in hi], strict=True))
+    out = []
+    for i in range(size):
+        ends = []
+        for sign in (1, -1):
+            c = np.zeros(size)
+            c[i] = sign
+            res = linprog(c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+            assert res.status == 0, res.message
+            ends.append(round(sign * res.fun, 6))
+        out.append(tuple(ends))
+    return out
+
+
+def _cross_tab(rng: np.random.Generator) -> tuple[pd.DataFrame, list]:
+    """A 4-practice × sex table with its margins and grand total; in half of them one sex's
+    four counts at the top of their rounding windows (2 more than a multiple of 5: their
+    total, 3 more, is at the bottom of its window, so they are fixed unless the rest of
+    the table frees them)."""
+    practices, sexes = 4, 2  # (four cells beside a total: the fewest that rounding pins)
+    cells = rng.choice(np.array([0, 3, 8, 12, 13, 17, 18, 22, 10, 15, 31]), (practices, sexes))
+    if rng.random() < 0.5:  # one sex's four practices at the top of their windows
+        cells[:, int(rng.integers(sexes))] = rng.choice(np.array([12, 17, 22, 27]), practices)
+    rows, sets = [], []
+    index = {}
+    for p in range(practices + 1):
+        for s in range(sexes + 1):
+            name_p = f"P{p}" if p < practices else TOTAL
+            name_s = f"S{s}" if s < sexes else TOTAL
+            if p < practices and s < sexes:
+                n = cells[p, s]
+            elif p < practices:
+                n = cells[p].sum()
+            elif s < sexes:
+                n = cells[:, s].sum()
+            else:
+                n = cells.sum()
+            index[p, s] = len(rows)
+            rows.append({"practice": name_p, "sex": name_s, "n": int(n)})
+    for p in range(practices + 1):
+        sets.append(([index[p, s] for s in range(sexes)], index[p, sexes]))
+    for s in range(sexes + 1):
+        sets.append(([index[p, s] for p in range(practices)], index[practices, s]))
+    return pd.DataFrame(rows), sets
+
+
+def test_random_cross_tabs_give_no_count_back():
+    """40 practice × sex tables with margins (seeded): after ``apply``, an intruder's
+    integer programme fixes no count, released or withheld, to one value. The tables are
+    drawn so rounding often pins: reading the windows withholds more in some of them (so
+    the check can fail), and without that reading the intruder fixes released counts."""
+    rng = np.random.default_rng(20261207)
+    audited, pinned_before = 0, 0
+    for case in range(40):
+        table, sets = _cross_tab(rng)
+        kw = dict(by=["practice", "sex"], margins=["practice", "sex"], total_label=TOTAL)
+        released = disclosure.apply(table, ["n"], **kw)
+        ranges = _intruder_ranges(table, released, sets)
+        fixed = [i for i, (a, b) in enumerate(ranges) if a == b and table["n"][i] > 0]
+        assert not fixed, f"case {case}: cells {fixed} pinned\n{table}\n{released}"
+        primary = DEFAULT_POLICY.primary_mask(table["n"].to_numpy())
+        exact_only = disclosure.secondary_suppression(table, "n", primary, **kw)
+        if (exact_only != released["n"].isna().to_numpy()).any():
+            audited += 1
+            before = released.copy()
+            before["n"] = np.where(exact_only, np.nan, disclosure.round_counts(table["n"]))
+            before["disclosure_note"] = np.where(
+                exact_only & ~primary, "n secondary", np.where(primary, "n primary", None)
+            )
+            old = _intruder_ranges(table, before, sets)
+            pinned_before += any(a == b and table["n"][i] > 0 for i, (a, b) in enumerate(old))
+    assert audited >= 5, audited
+    assert pinned_before == audited
+
+
+@pytest.mark.parametrize("values", [[12, 12, 12, 12], [17, 17, 17, 17]])
+def test_the_released_counts_of_a_protected_table_are_not_fixed(values):
+    """The four-practice tables at the top of their windows, released: the intruder's
+    integer programme leaves every count a range."""
+    table = _groups(values)
+    released = disclosure.apply(table, ["n"], by=["group"], margins=["group"], total_label=TOTAL)
+    sets = [(list(range(len(values))), len(values))]
+    for a, b in _intruder_ranges(table, released, sets):
+        assert a < b
+
+
+def test_only_the_interval_whose_counts_are_fixed_loses_more():
+    """Two intervals' tables in one frame (one additive set each): January's four 12s beside
+    48 are fixed by their windows, February's 13, 12, 12, 11 beside 48 are not. January
+    loses two counts, February none (the blocks are read one by one once one is fixed)."""
+    jan, feb = _groups([12, 12, 12, 12]), _groups([13, 12, 12, 11])
+    table = pd.concat([jan.assign(month="Jan"), feb.assign(month="Feb")], ignore_index=True)
+    out = disclosure.apply(
+        table, ["n"], by=["month", "group"], margins=["group"], total_label=TOTAL
+    )
+    withheld = out.loc[out["n"].isna(), ["month", "group"]].to_numpy().tolist()
+    assert withheld == [["Jan", "A"], ["Jan", "B"]]
