@@ -273,7 +273,12 @@ def secondary_suppression(
     attacker knows them, to be 0 or above the threshold); while any cell is pinned to a
     single value, one more
     cell is withheld (smallest non-zero cell sharing a total, else the smallest non-zero cell,
-    else a total row) and the check repeats. Totals need to be rows of the table
+    else a total row) and the check repeats. That cell must free the pinned one — with the
+    partners the one-cell rule then takes, the audit no longer fixes it — or the first cell
+    linked to it that does is taken in its place (groups before totals, the smallest
+    first): an IMD quintile 1 withheld beside Core20, the same deciles' count, is freed by
+    Core20, not by the other quintiles nor, in the end, the register's total. A pinned cell
+    the cells withheld for the ones before it have freed takes nothing more. Totals need to be rows of the table
     (``total_label``) for the audit to account for them.
 
     ``same_total_across`` names a ``by`` column (e.g. ``"breakdown"``) whose values each hold
@@ -464,6 +469,22 @@ def _secondary_suppression(
     # what the audit knows of each cell it checks: its own bounds where the release says more
     told = {int(i): b for i, b in (known or {}).items() if protect[int(i)]}
     told.update(own)
+
+    def pinned(mask: np.ndarray) -> list[int]:
+        return _pinned_cells(
+            sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
+            seconds=seconds, own=told,
+        )  # fmt: skip
+
+    def pinned_after(mask: np.ndarray, cell: int | None) -> list[int]:
+        """The cells still pinned once ``cell`` is withheld too, with the partners the
+        lone-cell rule then takes."""
+        trial = mask.copy()
+        if cell is not None:
+            trial[cell] = True
+        trial = _lone_cell_pass(sets, _tie(trial, ties), values, ties, avoid, nested=len(nested))
+        return pinned(trial)
+
     for _ in range(len(frame) + 1):
         mask = _lone_cell_pass(sets, mask, values, ties, avoid, nested=len(nested))
         if not audit or not has_totals:
@@ -475,10 +496,9 @@ def _secondary_suppression(
                 "one-withheld-cell-per-total rule was applied"
             )
             break
-        leaks = _pinned_cells(
-            sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
-            seconds=seconds, own=told,
-        )  # fmt: skip
+
+        leaks = pinned(mask)
+        by_totals = bool(leaks)  # (pinned through the totals, not by its patients' days)
         if own and not leaks:
             leaks = _patients_given_back(
                 sets, mask & ~known_zero, values, ties, guarded, primary_bounds, seconds,
@@ -492,12 +512,12 @@ def _secondary_suppression(
         if not leaks and rounded is not None:
             # the released cells read as their rounding windows: one fixed by the rest
             bounds = _hidden_bounds(np.arange(len(frame)), primary, primary_bounds, seconds, told)
-            pinned = _rounding_pins(sets, mask & ~known_zero, values, ties, bounds, rounded)
-            if pinned:
-                pick = _rounded_cover(pinned, sets, mask, values, avoid, ties)
+            given = _rounding_pins(sets, mask & ~known_zero, values, ties, bounds, rounded)
+            if given:
+                pick = _rounded_cover(given, sets, mask, values, avoid, ties)
                 if pick is None:
                     messages.append(
-                        f"disclosure: released cell(s) at rows {pinned} could be worked out "
+                        f"disclosure: released cell(s) at rows {given} could be worked out "
                         "exactly from the rounded cells and totals and no cell is left to "
                         "withhold; do not publish the totals around them"
                     )
@@ -508,8 +528,16 @@ def _secondary_suppression(
         if not leaks:
             break
         stuck = True
-        for leak in leaks:
+        for i, leak in enumerate(leaks):
+            if by_totals and i and leak not in pinned_after(mask, None):
+                stuck = False  # (freed by the cells withheld for the leaks before it)
+                continue
             pick = _cover_for(leak, sets, mask, values, avoid, ties)
+            if pick is not None and by_totals:
+                pick = _freeing_cover(
+                    leak, pick, sets, mask, values, avoid, ties,
+                    lambda cell, leak=leak, now=mask.copy(): leak not in pinned_after(now, cell),
+                )  # fmt: skip
             if pick is not None:
                 mask[pick] = True
                 mask = _tie(mask, ties)
@@ -1169,10 +1197,13 @@ def _rounded_cover(
     ties: Sequence[np.ndarray],
 ) -> int | None:
     """The cell to withhold for released cells the rounded release gives back exactly
-    (``pinned``): the smallest of them that is not a total (one other tables do not give
-    too, where there is one), else a cover for the first (:func:`_cover_for`)."""
-    totals = {t for _, t in sets if t is not None}
-    cells = [k for k in pinned if k not in totals and not mask[k]]
+    (``pinned``): the smallest of them that is a cell of some set — a group, or a
+    subtotal such as a PCN's count, which adds up to a total with others — (one other
+    tables do not give too, where there is one), else a cover for the first
+    (:func:`_cover_for`). A practice beneath a pinned PCN count frees nothing: the PCNs'
+    windows fix it, whatever is withheld below it."""
+    members = {int(c) for cells, _ in sets for c in cells}
+    cells = [k for k in pinned if k in members and not mask[k]]
     free = [k for k in cells if avoid is None or not avoid[k]]
     if free or cells:
         return min(free or cells, key=lambda k: (values[k], k))
@@ -1213,6 +1244,46 @@ def _cover_for(
         if free or pool:
             return min(free or pool, key=lambda m: values[m])
     return None
+
+
+def _freeing_cover(
+    k: int,
+    pick: int,
+    sets: list[tuple[np.ndarray, int | None]],
+    mask: np.ndarray,
+    values: np.ndarray,
+    avoid: np.ndarray | None,
+    ties: Sequence[np.ndarray],
+    frees: Callable[[int], bool],
+    tries: int = 40,
+) -> int:
+    """``pick`` (:func:`_cover_for`'s cell for pinned cell k) where withholding it — with
+    the partners the lone-cell rule then takes — frees k (``frees``), else the first cell
+    linked to k that does: groups before cells that are only totals, cells other tables
+    do not give before those they do, the smallest first (at most ``tries`` of them); else
+    ``pick``. A cell near k may not be what pins it: an IMD quintile 1 withheld beside
+    Core20, the same deciles' count, is pinned by Core20 alone, and the smallest cells
+    sharing a total with the quintile — other quintiles, then PCNs and ethnic groups
+    linked through the register's total — free nothing, one after another, until the
+    register's total goes too."""
+    if frees(pick):
+        return pick
+    members = {int(c) for cells, _ in sets for c in cells}
+    linked = _linked_cells(k, sets, ties, len(mask))
+    candidates = [int(m) for m in np.flatnonzero(linked & ~mask) if int(m) != pick]
+    candidates.sort(
+        key=lambda m: (
+            m not in members,
+            avoid is not None and bool(avoid[m]),
+            values[m] <= 0,
+            values[m],
+            m,
+        )
+    )
+    for m in candidates[:tries]:
+        if frees(m):
+            return m
+    return pick
 
 
 def _linked_cells(

@@ -418,14 +418,15 @@ def test_the_register_total_is_one_count_across_the_separately_released_breakdow
 
 @pytest.mark.parametrize(
     ("seed", "n", "breakdown", "group"),
-    [(163, 42, "imd_quintile", "Total"), (112, 35, "imd_quintile", "4")],
+    [(176, 42, "imd_quintile", "Total"), (112, 35, "imd_quintile", "4")],
 )
 def test_the_register_size_is_one_count_in_every_asthma_table(seed, n, breakdown, group):
     """Each table's disclosure control runs on its own. A register of 42, withheld by the
     indicators to protect small groups, was shown as 40 by the attack rates; in a register
     of 35, the patients of IMD quintile 4 likewise. (Registers found by a search of seeds;
-    the numerator audit's bounds, and the audit's knowing that IMD deciles add up to
-    quintiles, each changed which cells the ones found before withheld.)"""
+    the numerator audit's bounds, the audit's knowing that IMD deciles add up to
+    quintiles, and its taking a cell that frees a pinned one, each changed which cells the
+    ones found before withheld.)"""
     from pophealth.programmes.asthma import outputs
 
     frame = _small_register(seed, n)
