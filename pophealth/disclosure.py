@@ -278,8 +278,8 @@ def secondary_suppression(
     linked to it that does is taken in its place (groups before totals, the smallest
     first): an IMD quintile 1 withheld beside Core20, the same deciles' count, is freed by
     Core20, not by the other quintiles nor, in the end, the register's total. A pinned cell
-    the cells withheld for the ones before it have freed takes nothing more. Totals need to be rows of the table
-    (``total_label``) for the audit to account for them.
+    the cells withheld for the ones before it have freed takes nothing more. Totals need
+    to be rows of the table (``total_label``) for the audit to account for them.
 
     ``same_total_across`` names a ``by`` column (e.g. ``"breakdown"``) whose values each hold
     their own copy of one total: the total rows that differ only in that column are one count
