@@ -1007,19 +1007,33 @@ def _patients_given_back(
 
 
 def _widest_margin(
-    a_eq: np.ndarray, b_eq: np.ndarray, bounds: list[tuple[float, float | None]]
+    a_eq: np.ndarray, b_eq: np.ndarray, bounds: Sequence[tuple[float, float | None]]
 ) -> tuple[int, float]:
     """The largest t (at most 1) such that some x with ``a_eq @ x == b_eq`` lies at least t
-    inside every bound, by one linear programme; with its status (2: no such x at all)."""
+    inside every bound, by one linear programme (sparse: a whole table's at once, in the
+    audit of rounded counts); with its status (2: no such x at all)."""
     n = a_eq.shape[1]
-    a_ub, b_ub = _distances_from_bounds(bounds, n + 1, lambda i: n)
+    low = np.array([b[0] for b in bounds], dtype=float)
+    high = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
+    finite = np.flatnonzero(np.isfinite(high))
+    rows = np.arange(n + len(finite))
+    at = np.concatenate([np.arange(n), finite])
+    sign = np.concatenate([-np.ones(n), np.ones(len(finite))])
+    # -x_i + t <= -low_i ; x_i + t <= high_i
+    a_ub = sparse.csr_matrix(
+        (
+            np.concatenate([sign, np.ones(len(rows))]),
+            (np.concatenate([rows, rows]), np.concatenate([at, np.full(len(rows), n)])),
+        ),
+        shape=(len(rows), n + 1),
+    )
     objective = np.zeros(n + 1)
     objective[n] = -1.0
     res = linprog(
         objective,
         A_ub=a_ub,
-        b_ub=b_ub,
-        A_eq=np.hstack([a_eq, np.zeros((a_eq.shape[0], 1))]),
+        b_ub=np.concatenate([-low, high[finite]]),
+        A_eq=sparse.hstack([sparse.csr_matrix(a_eq), sparse.csr_matrix((len(b_eq), 1))]),
         b_eq=b_eq,
         bounds=[(None, None)] * n + [(0, 1)],
         method="highs",
@@ -1127,7 +1141,7 @@ def _rounding_pins(
     targets = [col[int(k)] for k in np.flatnonzero(open_) if int(k) in col]
     if not targets:
         return []
-    status, margin = _widest_margin_sparse(a_mat, b_vec, var_bounds)
+    status, margin = _widest_margin(a_mat, b_vec, var_bounds)
     if status == 2:
         return []  # no counts within the windows fit: nothing to pin
     if status == 0 and margin > 1e-7:
@@ -1145,47 +1159,13 @@ def _rounding_pins(
         sub_a, sub_b = a_mat[np.ix_(rows, cols)], b_vec[rows]
         sub_bounds = [var_bounds[c] for c in cols]
         mine = [i for i, c in enumerate(cols) if c in wanted]
-        status, margin = _widest_margin_sparse(sub_a, sub_b, sub_bounds)
+        status, margin = _widest_margin(sub_a, sub_b, sub_bounds)
         inside = status == 0 and margin > 1e-7
         if not inside and len(cols) > MAX_AUDITED_CELLS:
             continue  # (too many to check on their bounds one programme each: left)
         found = _fixed_variables(sub_a, sub_b, sub_bounds, mine, inside=inside)
         fixed |= {int(cols[i]) for i in found}
     return sorted(int(hidden[v]) for v in fixed)
-
-
-def _widest_margin_sparse(
-    a_eq: np.ndarray, b_eq: np.ndarray, bounds: Sequence[tuple[float, float | None]]
-) -> tuple[int, float]:
-    """:func:`_widest_margin` with sparse constraints: for a whole table at once."""
-    n = a_eq.shape[1]
-    low = np.array([b[0] for b in bounds], dtype=float)
-    high = np.array([np.inf if b[1] is None else b[1] for b in bounds], dtype=float)
-    finite = np.flatnonzero(np.isfinite(high))
-    rows = np.arange(n + len(finite))
-    at = np.concatenate([np.arange(n), finite])
-    sign = np.concatenate([-np.ones(n), np.ones(len(finite))])
-    # -x_i + t <= -low_i ; x_i + t <= high_i
-    a_ub = sparse.csr_matrix(
-        (
-            np.concatenate([sign, np.ones(len(rows))]),
-            (np.concatenate([rows, rows]), np.concatenate([at, np.full(len(rows), n)])),
-        ),
-        shape=(len(rows), n + 1),
-    )
-    b_ub = np.concatenate([-low, high[finite]])
-    objective = np.zeros(n + 1)
-    objective[n] = -1.0
-    res = linprog(
-        objective,
-        A_ub=a_ub,
-        b_ub=b_ub,
-        A_eq=sparse.hstack([sparse.csr_matrix(a_eq), sparse.csr_matrix((len(b_eq), 1))]),
-        b_eq=b_eq,
-        bounds=[(None, None)] * n + [(0, 1)],
-        method="highs",
-    )
-    return res.status, (-res.fun if res.status == 0 else 0.0)
 
 
 def _rounded_cover(

@@ -879,6 +879,28 @@ def _four_band_measures() -> Measures:
     )
 
 
+def _four_bands_seen(released: pd.DataFrame, plan: dict) -> tuple[Intruder, dict, dict]:
+    """What the intruder reads of a two-band rate by practice and overall: each row's
+    released events over both bands, and the bands behind its value (:func:`bands_behind`,
+    where one pair fits): the younger band's rounded count, and both bands' together. With
+    the cells' names, younger and older band, per practice."""
+    it = Intruder()
+    young = {p: f"{p}67" for p in plan}
+    old = {p: f"{p}72" for p in plan}
+    rows = [
+        (_row(released, "by_practice", practice=p), [young[p]], [young[p], old[p]]) for p in plan
+    ]
+    rows.append((_row(released, "overall"), list(young.values()), [*young.values(), *old.values()]))
+    for row, younger, both in rows:
+        it.sees(both, row["numerator"], row["disclosure_note"], "numerator")
+        found = bands_behind(row)
+        if len(found) == 1:
+            x1, _, x2, _ = found[0]
+            it.knows(younger, *_rounded_window(x1))
+            it.knows(both, *_rounded_window(x1 + x2))
+    return it, young, old
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_four_groups_standardised_rates_do_not_give_back_a_bands_events(engine, four_band_store):
     """Ages 65-74 by practice and overall; each of four practices had 12 admissions aged
@@ -890,26 +912,7 @@ def test_four_groups_standardised_rates_do_not_give_back_a_bands_events(engine, 
     the totals' audit withholds A and B (their rates with them), and C's and D's bands
     beside the overall's leave A's open."""
     released = _run(_CACHE, ("four_bands", engine), four_band_store, _four_band_measures, engine)
-    it = Intruder()
-    young = {p: f"{p}67" for p in FOUR_BANDS}
-    old = {p: f"{p}72" for p in FOUR_BANDS}
-    for practice in FOUR_BANDS:
-        row = _row(released, "by_practice", practice=practice)
-        both = [young[practice], old[practice]]
-        it.sees(both, row["numerator"], row["disclosure_note"], "numerator")
-        found = bands_behind(row)
-        if len(found) == 1:
-            x1, _, x2, _ = found[0]
-            it.knows([young[practice]], *_rounded_window(x1))
-            it.knows(both, *_rounded_window(x1 + x2))
-    total = _row(released, "overall")
-    everyone = [*young.values(), *old.values()]
-    it.sees(everyone, total["numerator"], total["disclosure_note"], "numerator")
-    found = bands_behind(total)
-    if len(found) == 1:
-        x1, _, x2, _ = found[0]
-        it.knows(list(young.values()), *_rounded_window(x1))
-        it.knows(everyone, *_rounded_window(x1 + x2))
+    it, young, old = _four_bands_seen(released, FOUR_BANDS)
     lo, hi = it.range_of(old["A"])
     assert lo < hi, f"practice A's 70-74 had exactly {lo} admissions"
 
@@ -941,23 +944,8 @@ def test_a_younger_band_at_the_top_of_its_rounding_does_not_come_back(engine, yo
     each — a count of 8 or more, exactly. (The 70-74 bands stay 1-5: no small count comes
     back.) Safe: practice A's 65-69 not pinned."""
     released = run_measures(young_at_top_store, _four_band_measures(), engine=engine)
-    it = Intruder()
-    young = {p: f"{p}67" for p in YOUNG_AT_TOP}
-    old = {p: f"{p}72" for p in YOUNG_AT_TOP}
-    for practice in YOUNG_AT_TOP:
-        row = _row(released, "by_practice", practice=practice)
-        both = [young[practice], old[practice]]
-        it.sees(both, row["numerator"], row["disclosure_note"], "numerator")
-        found = bands_behind(row)
-        assert len(found) == 1
-        it.knows([young[practice]], *_rounded_window(found[0][0]))
-    total = _row(released, "overall")
-    it.sees(
-        [*young.values(), *old.values()], total["numerator"], total["disclosure_note"], "numerator"
-    )
-    found = bands_behind(total)
-    assert len(found) == 1
-    it.knows(list(young.values()), *_rounded_window(found[0][0]))
+    it, young, old = _four_bands_seen(released, YOUNG_AT_TOP)
+    assert all(len(bands_behind(row)) == 1 for _, row in released.iterrows())
     lo, hi = it.range_of(old["A"])
     assert lo < hi  # the small count does not come back
     lo, hi = it.range_of(young["A"])
