@@ -512,7 +512,15 @@ def _secondary_suppression(
         if not leaks and rounded is not None:
             # the released cells read as their rounding windows: one fixed by the rest
             bounds = _hidden_bounds(np.arange(len(frame)), primary, primary_bounds, seconds, told)
-            given = _rounding_pins(sets, mask & ~known_zero, values, ties, bounds, rounded)
+            given, unchecked = _rounding_pins(
+                sets, mask & ~known_zero, values, ties, bounds, rounded
+            )
+            if unchecked and not given:
+                messages.append(
+                    f"disclosure: {unchecked} released cells in blocks of more than "
+                    f"{MAX_AUDITED_CELLS} were not checked against their rounding windows "
+                    "(too many for the linear-programming audit)"
+                )
             if given:
                 pick = _rounded_cover(given, sets, mask, values, avoid, ties)
                 if pick is None:
@@ -1112,7 +1120,7 @@ def _rounding_pins(
     ties: Sequence[np.ndarray],
     bounds: Sequence[tuple[float, float | None]],
     policy: DisclosurePolicy,
-) -> list[int]:
+) -> tuple[list[int], int]:
     """The released cells whose exact count one value fits, each released cell read as its
     rounding window (:func:`count_window`) and each withheld one (``mask``) within
     ``bounds`` (one pair per row of the table), beside the equations of ``sets`` and
@@ -1122,37 +1130,39 @@ def _rounding_pins(
     One linear programme over the whole table first: where some solution lies inside every
     bound and window, only the equations alone could fix a cell (one singular value
     decomposition a block); the block-by-block programmes of :func:`_fixed_variables` run
-    only where none does."""
+    only where none does. With the cells: how many released cells were left unchecked, in
+    blocks of more than :data:`MAX_AUDITED_CELLS` where none does."""
     lo, hi = count_window(round_counts(values, policy), policy)
     open_ = ~mask & (lo < hi)
     if not open_.any():
-        return []
+        return [], 0
     variable = mask | open_
     # the counts that are numbers to the reader: their windows' one value (a released 0)
     known = np.where(variable, np.nan, lo)
     hidden, col, a_mat, b_vec = _equations(sets, variable, known, ties)
     if a_mat is None:
-        return []
+        return [], 0
     usable = ~np.isnan(b_vec)  # (a set holding a missing count says nothing)
     a_mat, b_vec = a_mat[usable], b_vec[usable]
     if not len(b_vec):
-        return []
+        return [], 0
     var_bounds = [(float(lo[h]), float(hi[h])) if open_[h] else tuple(bounds[h]) for h in hidden]
     targets = [col[int(k)] for k in np.flatnonzero(open_) if int(k) in col]
     if not targets:
-        return []
+        return [], 0
     status, margin = _widest_margin(a_mat, b_vec, var_bounds)
     if status == 2:
-        return []  # no counts within the windows fit: nothing to pin
+        return [], 0  # no counts within the windows fit: nothing to pin
     if status == 0 and margin > 1e-7:
         fixed = _fixed_variables(a_mat, b_vec, var_bounds, targets, inside=True)
-        return sorted(int(hidden[v]) for v in fixed)
+        return sorted(int(hidden[v]) for v in fixed), 0
     # some block holds a count on a bound of every solution: block by block, the blocks
     # with a solution inside every bound checked by their equations alone
     linked = sparse.csr_matrix(a_mat != 0)
     _, block_of = connected_components(linked.T @ linked, directed=False)
     wanted = set(targets)
     fixed: set[int] = set()
+    unchecked = 0
     for block in np.unique(block_of[targets]):
         cols = np.flatnonzero(block_of == block)
         rows = np.flatnonzero(a_mat[:, cols].any(axis=1))
@@ -1162,10 +1172,11 @@ def _rounding_pins(
         status, margin = _widest_margin(sub_a, sub_b, sub_bounds)
         inside = status == 0 and margin > 1e-7
         if not inside and len(cols) > MAX_AUDITED_CELLS:
-            continue  # (too many to check on their bounds one programme each: left)
+            unchecked += len(mine)  # (too many to check on their bounds one by one)
+            continue
         found = _fixed_variables(sub_a, sub_b, sub_bounds, mine, inside=inside)
         fixed |= {int(cols[i]) for i in found}
-    return sorted(int(hidden[v]) for v in fixed)
+    return sorted(int(hidden[v]) for v in fixed), unchecked
 
 
 def _rounded_cover(

@@ -210,3 +210,18 @@ def test_only_the_interval_whose_counts_are_fixed_loses_more():
     )
     withheld = out.loc[out["n"].isna(), ["month", "group"]].to_numpy().tolist()
     assert withheld == [["Jan", "A"], ["Jan", "B"]]
+
+
+def test_a_block_too_big_to_check_is_said(monkeypatch):
+    """A block of cells beyond the audit's limit, where some count sits on a bound of every
+    solution, is not checked one count at a time: a warning says so, and nothing more is
+    withheld (the limit set to 3 here: the four practices of 12 and their total are 5)."""
+    monkeypatch.setattr(disclosure, "MAX_AUDITED_CELLS", 3)
+    disclosure._SECONDARY_CACHE.clear()  # (answers are remembered by the inputs alone)
+    try:
+        table = _groups([12, 12, 12, 12])
+        with pytest.warns(UserWarning, match="not checked against their rounding windows"):
+            mask = _suppress(table, DEFAULT_POLICY)
+        assert not mask.any()
+    finally:
+        disclosure._SECONDARY_CACHE.clear()
