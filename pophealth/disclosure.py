@@ -60,6 +60,7 @@ guidance for tables produced from administrative sources* (secondary suppression
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +92,7 @@ __all__ = [
     "release_count",
     "release_proportions",
     "round_counts",
+    "rounded_parts_given_back",
     "secondary_suppression",
 ]
 
@@ -1120,9 +1122,11 @@ def _rounding_pins(
     ties: Sequence[np.ndarray],
     bounds: Sequence[tuple[float, float | None]],
     policy: DisclosurePolicy,
+    windows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[int], int]:
     """The released cells whose exact count one value fits, each released cell read as its
-    rounding window (:func:`count_window`) and each withheld one (``mask``) within
+    rounding window (:func:`count_window`, or ``windows``: each row's least and most) and
+    each withheld one (``mask``) within
     ``bounds`` (one pair per row of the table), beside the equations of ``sets`` and
     ``ties`` (Cox 1980, as :func:`_pinned_cells`). A released cell whose window is one
     value (a 0) is a known number.
@@ -1132,7 +1136,7 @@ def _rounding_pins(
     decomposition a block); the block-by-block programmes of :func:`_fixed_variables` run
     only where none does. With the cells: how many released cells were left unchecked, in
     blocks of more than :data:`MAX_AUDITED_CELLS` where none does."""
-    lo, hi = count_window(round_counts(values, policy), policy)
+    lo, hi = count_window(round_counts(values, policy), policy) if windows is None else windows
     open_ = ~mask & (lo < hi)
     if not open_.any():
         return [], 0
@@ -1177,6 +1181,83 @@ def _rounding_pins(
         found = _fixed_variables(sub_a, sub_b, sub_bounds, mine, inside=inside)
         fixed |= {int(cols[i]) for i in found}
     return sorted(int(hidden[v]) for v in fixed), unchecked
+
+
+def rounded_parts_given_back(
+    frame: pd.DataFrame,
+    cols: Sequence[str],
+    shown: np.ndarray,
+    *,
+    by: Sequence[str],
+    margins: Sequence[str],
+    total_label: object = None,
+    same_total_across: str | None = None,
+    nested: Sequence[tuple[Sequence[int], int]] = (),
+    avoid: np.ndarray | None = None,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
+) -> int | None:
+    """A row to withhold so that counts the release gives only rounded — never as cells of
+    their own — cannot be worked out exactly from one another; None where none can.
+
+    Each of ``cols`` is such a count, one per row of ``frame`` (the same table, sets and
+    copies of one total as :func:`secondary_suppression`'s), and ``shown`` the rows where
+    a reader has them, rounded by ``policy``: a standardised rate gives its younger bands'
+    events rounded (:func:`pophealth.query.measures._rounded_bands`), in each row whose
+    rate it shows. Rows not shown are, to the audit, 0 or more; each column is audited on
+    its own. Four practices' 12 events aged 65-69, each given
+    as 10 (8-12), beside the overall's 48, given as 50 (48-52), are 12 each: one row is
+    returned (the smallest such count that is a cell of some set, as
+    :func:`secondary_suppression` does for rounded cells), for the caller to withhold — and
+    with it what the rule then withholds — before asking again. A 0 found exactly is not a
+    reason (the policy shows a 0 as 0), unless it withholds zeros. Where no row is left to
+    withhold, or the table is too big to check, a warning says so."""
+    if policy.rounding == "none":
+        return None  # (unrounded, each is known exactly anyway: nothing more to find)
+    by = list(by)
+    sets = _additive_sets(frame, by, margins, total_label, nested)
+    if not any(t is not None for _, t in sets):
+        return None
+    ties = _tied_totals(frame, by, margins, total_label, same_total_across)
+    mask = ~np.asarray(shown, dtype=bool)
+    bounds = [(0, None)] * len(frame)
+    seen: set[bytes] = set()
+    for col in cols:
+        values = frame[col].to_numpy(dtype=float)
+        if values.tobytes() in seen:
+            continue  # (the same counts as a column before: a band nobody is in)
+        seen.add(values.tobytes())
+        # rounded, never withheld: a 0 to the nearest 5 is 0-2 and a 5 is 3-7 (a 0 of
+        # midpoint-6 rounding is 0 only)
+        rounded = round_counts(values, policy)
+        lo, hi = count_window(rounded, dataclasses.replace(policy, suppress_at_or_below=0))
+        if policy.rounding == "midpoint6":
+            hi = np.where(rounded == 0, 0.0, hi)
+        given, unchecked = _rounding_pins(
+            sets, mask, values, ties, bounds, policy, windows=(lo, hi)
+        )
+        # a 0 found exactly is one the policy would show as 0 anyway
+        given = [k for k in given if values[k] > 0 or policy.suppress_zeros]
+        if unchecked and not given:
+            warnings.warn(
+                f"disclosure: {unchecked} rounded counts ({col}) in blocks of more than "
+                f"{MAX_AUDITED_CELLS} were not checked against their rounding windows (too "
+                "many for the linear-programming audit)",
+                UserWarning,
+                stacklevel=2,
+            )
+        if not given:
+            continue
+        pick = _rounded_cover(given, sets, mask, values, avoid, ties)
+        if pick is not None:
+            return pick
+        warnings.warn(
+            f"disclosure: rounded counts ({col}) at rows {given} could be worked out exactly "
+            "from the others and no row is left to withhold; do not publish the totals "
+            "around them",
+            UserWarning,
+            stacklevel=2,
+        )
+    return None
 
 
 def _rounded_cover(

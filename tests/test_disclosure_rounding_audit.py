@@ -225,3 +225,67 @@ def test_a_block_too_big_to_check_is_said(monkeypatch):
         assert not mask.any()
     finally:
         disclosure._SECONDARY_CACHE.clear()
+
+
+# -- counts given only rounded, never withheld (a standardised rate's bands) ---------------
+
+
+def _parts_given_back(values: list[int], shown: list[bool] | None = None, **policy) -> int | None:
+    table = _groups(values)
+    seen = np.ones(len(table), dtype=bool) if shown is None else np.asarray(shown)
+    return disclosure.rounded_parts_given_back(
+        table, ["n"], seen, by=["group"], margins=["group"], total_label=TOTAL,
+        policy=DisclosurePolicy(**policy),
+    )  # fmt: skip
+
+
+def test_counts_given_rounded_at_the_top_of_their_windows_give_a_row_to_withhold():
+    """A standardised rate gives its younger bands' events rounded, never withheld (its
+    rows' rates shown): four practices' 12s, each given as 10 (8-12), beside their total's
+    48, as 50 (48-52), are 12 each. The smallest such count that is a cell of its set is
+    the row to withhold (A); with A not shown, and B (its partner, by the rule), nothing
+    more is fixed."""
+    assert _parts_given_back([12, 12, 12, 12]) == 0
+    assert _parts_given_back([12, 12, 12, 12], [False, False, True, True, True]) is None
+
+
+def test_a_small_count_given_rounded_is_read_as_3_to_7():
+    """Such a count is never withheld: to the nearest 5, a 5 is 3-7 and a 0 is 0-2 (a
+    released count's window, where 1-7 are withheld, would make a 5 no count at all and a
+    0 exactly 0). Four practices' 3s, each given as 5 (3-7), beside their total's 12, as
+    10 (8-12), are 3 each: a small count exactly. 3, 3, 4, 3 (total 13, as 15: 13-17) fix
+    nothing."""
+    assert _parts_given_back([3, 3, 3, 3]) == 0
+    assert _parts_given_back([3, 3, 4, 3]) is None
+
+
+def test_a_zero_found_exactly_is_no_reason_to_withhold():
+    """By practice (12 each, given as 10: 8-12) and by sex (women 48, as 50: 48-52; men 0,
+    as 0: 0-2), one total (48, as 50) in both: the practices add to at most 48, so the
+    total is 48, the women 48 and the men 0 — every count fixed. The men's 0 is no reason
+    (the policy shows a 0 as 0): the row returned is a practice's. With zeros withheld by
+    the policy, the men's 0 is the smallest reason."""
+    table = pd.DataFrame(
+        {
+            "breakdown": ["practice"] * 5 + ["sex"] * 3,
+            "group": ["A", "B", "C", "D", TOTAL, "women", "men", TOTAL],
+            "n": [12, 12, 12, 12, 48, 48, 0, 48],
+        }
+    )
+
+    def given(**policy) -> int | None:
+        return disclosure.rounded_parts_given_back(
+            table, ["n"], np.ones(len(table), dtype=bool), by=["breakdown", "group"],
+            margins=["group"], total_label=TOTAL, same_total_across="breakdown",
+            policy=DisclosurePolicy(**policy),
+        )  # fmt: skip
+
+    assert given() == 0
+    assert given(suppress_zeros=True) == 6
+
+
+def test_counts_given_rounded_inside_their_windows_or_unrounded_give_nothing():
+    """13, 12, 12, 11 beside 48: 53 at most against 48-52, nothing fixed. Unrounded
+    (``rounding="none"``) each is known exactly anyway: nothing more to find."""
+    assert _parts_given_back([13, 12, 12, 11]) is None
+    assert _parts_given_back([12, 12, 12, 12], rounding="none") is None

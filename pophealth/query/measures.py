@@ -1628,7 +1628,8 @@ def _linked_tables(
         if isinstance(m, QuantileMeasure):
             return _quantile_counts(raw[raw["measure"] == m.name].copy(), m)
         if isinstance(m, StandardisedRateMeasure):
-            return _standardised_cells(raw[raw["measure"] == m.name].copy(), m)[1]
+            bands, cells, _ = _standardised_cells(raw[raw["measure"] == m.name].copy(), m)
+            return _with_partial_bands(bands, cells, m)
         return _measure_counts(raw, m)
 
     prepared = []
@@ -1652,7 +1653,9 @@ def _linked_tables(
             sums = [
                 c
                 for c in src.columns
-                if c in ("numerator", "denominator") or c.endswith("_patients")
+                if c in ("numerator", "denominator")
+                or c.endswith("_patients")
+                or c.startswith(_UPTO)
             ]
             keys_ = [*INTERVAL_KEYS, *margin.breakdown]
             own.append(src.groupby(keys_, dropna=False, sort=True)[sums].sum().reset_index())
@@ -1671,7 +1674,11 @@ def _linked_tables(
             side: f"{side}_patients" for side in ("numerator", "denominator")
             if f"{side}_patients" in table and table[f"{side}_patients"].notna().all()
         }  # fmt: skip
-        table = table[[*keys, "numerator", "denominator", *behind.values()]]
+        bands = [c for c in table.columns if c.startswith(_UPTO)]
+        if bands:  # (a margin's or a hidden total's rate is never shown)
+            table[_EVERY_BAND] = table[_EVERY_BAND].eq(True)
+            bands.append(_EVERY_BAND)
+        table = table[[*keys, "numerator", "denominator", *behind.values(), *bands]]
         table["_group"] = table["_group"].astype(object)
         linking = {
             "by": keys, "margins": ["_group"], "total_label": _LINKED_TOTAL,
@@ -1699,6 +1706,8 @@ def _linked_tables(
             release = functools.partial(
                 sdc.apply, days, ["numerator", "denominator"], **counted, **linking
             )
+            if bands:  # a standardised rate's bands, rounded, add up as its counts do
+                release = functools.partial(_released_with_bands, table, release, linking, policy)
         prepared.append((overall, split, table, release, proportion))
     return prepared
 
@@ -1762,7 +1771,7 @@ def _hidden_total(cells: list[pd.DataFrame]) -> pd.DataFrame | None:
     for other in sums[1:]:
         if not (other.index.equals(first.index) and (other.to_numpy() == first.to_numpy()).all()):
             return None
-    behind = [c for c in cells[0].columns if c.endswith("_patients")]
+    behind = [c for c in cells[0].columns if c.endswith("_patients") or c.startswith(_UPTO)]
     total = cells[0].groupby(list(INTERVAL_KEYS), sort=True)[[*counts, *behind]].sum()
     return total.reset_index()
 
@@ -2619,6 +2628,99 @@ def _standardised_cells(
     return df, sums.sum().reset_index(), behind
 
 
+def _band_counts(
+    df: pd.DataFrame, cells: pd.DataFrame, m: StandardisedRateMeasure
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised rate ``m``'s events and population in every band of the standard, for
+    each row of ``cells`` (both from :func:`_standardised_cells`): two arrays of rows ×
+    bands, youngest first — a band nobody is in is 0 of 0."""
+    keys = [*INTERVAL_KEYS, *m.breakdown]
+    full = cells[keys].merge(pd.DataFrame({AGE_BAND: list(m.bands)}), how="cross")
+    counted = df[[*keys, AGE_BAND, "numerator", "denominator"]]
+    full = full.merge(counted, on=[*keys, AGE_BAND], how="left", validate="one_to_one")
+    shape = (len(cells), len(m.bands))
+    return tuple(  # type: ignore[return-value]
+        full[c].fillna(0).to_numpy(dtype=float).reshape(shape) for c in ("numerator", "denominator")
+    )
+
+
+#: the start of the columns of a linked table holding a standardised rate's bands' counts
+#: added up to each band but the last (:func:`_with_partial_bands`)
+_UPTO = "_upto "
+#: the column of a linked table saying whether every band of a standardised rate's row has
+#: someone in it (else the rate is not worked out)
+_EVERY_BAND = "_every band"
+
+
+def _with_partial_bands(
+    df: pd.DataFrame, cells: pd.DataFrame, m: StandardisedRateMeasure
+) -> pd.DataFrame:
+    """``cells`` (:func:`_standardised_cells`) with, per band of the standard but the
+    last, the events and the population of that band and every younger one — what a
+    released rate gives, rounded (:func:`_rounded_bands`), beside its released counts —
+    and :data:`_EVERY_BAND`."""
+    x, n = _band_counts(df, cells, m)
+    out = cells.copy()
+    upto_x, upto_n = np.cumsum(x, axis=1), np.cumsum(n, axis=1)
+    for j in range(x.shape[1] - 1):  # (all bands together: the numerator and denominator)
+        out[f"{_UPTO}events {m.bands[j]}"] = upto_x[:, j]
+        out[f"{_UPTO}population {m.bands[j]}"] = upto_n[:, j]
+    out[_EVERY_BAND] = (n > 0).all(axis=1)
+    return out
+
+
+def _released_with_bands(
+    table: pd.DataFrame, release: Any, linking: dict[str, Any], policy: Any, **linked: Any
+) -> pd.DataFrame:
+    """A linked table of standardised rates released (``release``, as
+    :func:`_linked_tables` makes it), and then the rates' partial counts audited too.
+
+    Each row whose rate is shown gives its bands' events and population added up to each
+    band but the last, rounded (:func:`_rounded_bands`; the columns of
+    :func:`_with_partial_bands`): rounded counts that add up across the table as the
+    released ones do. Twelve events aged 65-69 in each of four practices, each given as 10
+    (8-12), beside the overall's 48, given as 50 (48-52), are 12 each, though the released
+    totals give nothing back. While some such count can be worked out exactly
+    (:func:`pophealth.disclosure.rounded_parts_given_back`), the row it picks has its events
+    withheld (as a count withheld in another table: protected, a partner withheld beside
+    it by the rule), its rate with them, and the table is released again."""
+    from pophealth import disclosure as sdc
+    from pophealth.stats.standardised import MIN_DSR_EVENTS
+
+    parts = [c for c in table.columns if c.startswith(_UPTO)]
+    given = dict(linked.pop("withhold", None) or {})
+    before = np.asarray(given.get("numerator", np.zeros(len(table), dtype=bool)), dtype=bool)
+    avoid = (linked.get("avoid") or {}).get("numerator")
+    unseen = np.asarray(linking.get("hidden", np.zeros(len(table), dtype=bool)), dtype=bool)
+    every = table[_EVERY_BAND].to_numpy(dtype=bool)
+    audit = {k: linking[k] for k in ("by", "margins", "total_label", "same_total_across")}
+    extra = np.zeros(len(table), dtype=bool)
+    for _ in range(len(table) + 1):
+        out = release(withhold={**given, "numerator": before | extra}, **linked)
+        events = out["numerator"].to_numpy(dtype=float)
+        shown = ~unseen & every & (events >= MIN_DSR_EVENTS) & out["denominator"].notna().to_numpy()
+        pick = sdc.rounded_parts_given_back(
+            table, parts, shown, **audit, nested=linking.get("nested", ()), avoid=avoid,
+            policy=sdc.DEFAULT_POLICY if policy is None else policy,
+        )  # fmt: skip
+        if pick is None or extra[pick]:
+            break
+        extra[pick] = True
+    notes = out["disclosure_note"].to_numpy(dtype=object)
+    for i in np.flatnonzero(extra & ~before):
+        if isinstance(notes[i], str):
+            notes[i] = notes[i].replace(f"numerator {sdc.ELSEWHERE}", f"numerator {BANDS_GIVEN}")
+    out["disclosure_note"] = notes
+    return out
+
+
+#: why a standardised rate's events are withheld that its bands, rounded, would give back
+BANDS_GIVEN = (
+    "secondary (the rate's age bands, rounded as it is worked from them, could be worked "
+    "out exactly from the other rows)"
+)
+
+
 def _release_standardised(
     df: pd.DataFrame,
     m: StandardisedRateMeasure,
@@ -2651,20 +2753,17 @@ def _release_standardised(
     from pophealth.stats._core import level_label, normalise_confidence
 
     groups = m.breakdown
-    keys = ["interval_start", "interval_end", *groups]
     df, cells, behind = _standardised_cells(df, m)
     if cells.empty:  # nobody counted in any interval: no rows (as for any measure)
         out = cells.drop(columns=behind)
         out.insert(0, "measure", m.name)
         return out
-    # every band of the standard in every cell: a band nobody is in is 0 of 0
-    bands = pd.DataFrame({AGE_BAND: list(m.bands), "w": list(m.weights)})
-    full = cells[keys].merge(bands, how="cross")
-    counted = df[[*keys, AGE_BAND, "numerator", "denominator"]]
-    full = full.merge(counted, on=[*keys, AGE_BAND], how="left", validate="one_to_one")
-    x = full["numerator"].fillna(0).to_numpy(dtype=float)
-    n = full["denominator"].fillna(0).to_numpy(dtype=float)
+    x, n = (a.reshape(-1) for a in _band_counts(df, cells, m))
     empty = n == 0  # (nobody: no events either, as events count only among them)
+    bands = m.bands
+    full = pd.DataFrame(
+        {"w": np.tile(np.asarray(m.weights, dtype=float), len(cells))},
+    )
     full["_cell"] = np.repeat(np.arange(len(cells)), len(bands))
     levels = normalise_confidence(DEFAULT_CONFIDENCE)
 

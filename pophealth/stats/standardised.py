@@ -52,7 +52,8 @@ ESP2013.setflags(write=False)
 #: Labels of the ESP2013 bands, in the order of :data:`ESP2013`.
 ESP2013_BANDS: tuple[str, ...] = tuple(f"{a}-{a + 4}" for a in range(0, 90, 5)) + ("90+",)
 
-_MIN_DSR_COUNT = 10
+#: fewer events than this and a directly standardised rate is not worked out (PHE rule)
+MIN_DSR_EVENTS = 10
 _LEADING_NUMBER = re.compile(r"\d+")
 
 
@@ -214,7 +215,7 @@ def dsr(
         raw = num / sum_w
     total_x[missing] = np.nan
     total_n[missing] = np.nan
-    suppressed = ~missing & (total_x < _MIN_DSR_COUNT)
+    suppressed = ~missing & (total_x < MIN_DSR_EVENTS)
     raw[missing | suppressed] = np.nan
 
     out["total_count"] = total_x
