@@ -472,11 +472,16 @@ def _secondary_suppression(
     told = {int(i): b for i, b in (known or {}).items() if protect[int(i)]}
     told.update(own)
 
+    found: dict[bytes, list[int]] = {}  # (a mask the freeing check tried comes back next)
+
     def pinned(mask: np.ndarray) -> list[int]:
-        return _pinned_cells(
-            sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
-            seconds=seconds, own=told,
-        )  # fmt: skip
+        key = mask.tobytes()
+        if key not in found:
+            found[key] = _pinned_cells(
+                sets, mask & ~known_zero, guarded, values, primary_bounds, ties, primary,
+                seconds=seconds, own=told,
+            )  # fmt: skip
+        return list(found[key])
 
     def pinned_after(mask: np.ndarray, cell: int | None) -> list[int]:
         """The cells still pinned once ``cell`` is withheld too, with the partners the
@@ -1274,7 +1279,7 @@ def _rounded_cover(
     tables do not give too, where there is one), else a cover for the first
     (:func:`_cover_for`). A practice beneath a pinned PCN count frees nothing: the PCNs'
     windows fix it, whatever is withheld below it."""
-    members = {int(c) for cells, _ in sets for c in cells}
+    members = _set_cells(sets)
     cells = [k for k in pinned if k in members and not mask[k]]
     free = [k for k in cells if avoid is None or not avoid[k]]
     if free or cells:
@@ -1284,6 +1289,12 @@ def _rounded_cover(
         if pick is not None:
             return pick
     return None
+
+
+def _set_cells(sets: list[tuple[np.ndarray, int | None]]) -> set[int]:
+    """The rows that are a cell of some additive set (a group, or a subtotal adding up to
+    a total with others), not only a total."""
+    return {int(c) for cells, _ in sets for c in cells}
 
 
 def _cover_for(
@@ -1340,7 +1351,7 @@ def _freeing_cover(
     register's total goes too."""
     if frees(pick):
         return pick
-    members = {int(c) for cells, _ in sets for c in cells}
+    members = _set_cells(sets)
     linked = _linked_cells(k, sets, ties, len(mask))
     candidates = [int(m) for m in np.flatnonzero(linked & ~mask) if int(m) != pick]
     candidates.sort(
