@@ -458,6 +458,48 @@ def _gap(released: pd.DataFrame, multiplier: float) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
+def why_no_sii(breakdowns: pd.DataFrame, breakdown: str = "imd_decile") -> str:
+    """Why there is no SII across the groups of ``breakdown`` (``imd_decile``, 1-10, or
+    ``imd_quintile``, 1-5) of an equity view's released ``breakdowns``: the groups whose
+    counts are withheld (disclosure control) and those with no one in them — "not
+    calculated: every IMD decile needs released counts (deciles 1 and 2 withheld by
+    disclosure control)"."""
+    size, label = (10, "decile") if breakdown == "imd_decile" else (5, "quintile")
+    rows = breakdowns[breakdowns["breakdown"] == breakdown]
+    number = pd.to_numeric(rows["group"], errors="coerce")
+    withheld, nobody = [], []
+    for g in range(1, size + 1):
+        mine = rows[(number == g).to_numpy()]
+        if mine.empty or (mine["denominator"] == 0).all():
+            nobody.append(g)
+        elif mine[["numerator", "denominator"]].isna().any(axis=None):
+            withheld.append(g)
+    reasons = [
+        f"{_listed(label, groups)} {why}"
+        for groups, why in ((withheld, "withheld by disclosure control"), (nobody, "with no one"))
+        if groups
+    ]
+    return f"not calculated: every IMD {label} needs released counts" + (
+        f" ({'; '.join(reasons)})" if reasons else ""
+    )
+
+
+def _listed(label: str, groups: list[int]) -> str:
+    """ "decile 3", "deciles 1 and 2", "quintiles 1, 2 and 5"."""
+    if len(groups) == 1:
+        return f"{label} {groups[0]}"
+    return f"{label}s {', '.join(map(str, groups[:-1]))} and {groups[-1]}"
+
+
+def sii_not_calculated(reason: str, multiplier: float) -> pd.DataFrame:
+    """An SII table of one row of :data:`SII_COLUMNS` with every figure missing and
+    ``method`` saying why (:func:`why_no_sii`): what a programme writes for an indicator
+    with no SII, so that its file says why rather than being empty."""
+    row = dict.fromkeys(SII_COLUMNS, np.nan)
+    row.update(method=reason, statistic=f"sii x {multiplier:g}" if multiplier != 1 else "sii")
+    return pd.DataFrame([row], columns=list(SII_COLUMNS))
+
+
 def _sii(
     released: pd.DataFrame, multiplier: float, reps: int, seed: int, notes: list[str]
 ) -> pd.DataFrame:

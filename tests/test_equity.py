@@ -128,3 +128,47 @@ def test_missing_non_numeric_or_negative_counts_are_errors_not_zeros():
     over.loc[2, "numerator"] = over.loc[2, "denominator"] + 1
     with pytest.raises(ValueError, match=r"row 2"):
         equity_view(over, sii_repetitions=2000)
+
+
+def test_why_there_is_no_sii_names_the_deciles_withheld_and_empty():
+    """An SII needs released counts in every IMD decile. A view whose decile 3 holds 3
+    patients (withheld, with a partner decile by secondary suppression) and with no one in
+    decile 10: the reason names the withheld deciles and the empty one, and the table
+    written in place of the SII is one row of missing figures whose ``method`` says so."""
+    from pophealth.equity import SII_COLUMNS, sii_not_calculated, why_no_sii
+
+    df = _data(seed=3)
+    df = df[df["imd_decile"] != 10]
+    small = (df["imd_decile"] == 3) & ~((df["ethnicity"] == "White") & (df["sex"] == "F"))
+    df = df[~small].copy()
+    df.loc[df["imd_decile"] == 3, ["numerator", "denominator"]] = [2, 3]
+    view = equity_view(df, sii_repetitions=500)
+    assert view.sii.empty
+    dec = view.breakdowns[view.breakdowns["breakdown"] == "imd_decile"]
+    withheld = sorted(int(g) for g in dec.loc[dec["numerator"].isna(), "group"])
+    assert 3 in withheld and len(withheld) >= 2
+    why = why_no_sii(view.breakdowns)
+    listed = ", ".join(map(str, withheld[:-1])) + f" and {withheld[-1]}"
+    assert why == (
+        "not calculated: every IMD decile needs released counts "
+        f"(deciles {listed} withheld by disclosure control; decile 10 with no one)"
+    )
+    table = sii_not_calculated(why, view.multiplier)
+    assert list(table.columns) == list(SII_COLUMNS) and len(table) == 1
+    assert table.loc[0, "method"] == why and table.loc[0, "statistic"] == "sii x 100"
+    assert table.drop(columns=["method", "statistic"]).isna().all(axis=None)
+
+
+def test_why_there_is_no_sii_across_quintiles():
+    """The same reason across IMD quintiles (1-5): with no deprivation at all, every
+    quintile has no one."""
+    from pophealth.equity import why_no_sii
+
+    view = equity_view(_data(), sii_repetitions=1000)
+    assert why_no_sii(view.breakdowns.iloc[0:0], "imd_quintile") == (
+        "not calculated: every IMD quintile needs released counts "
+        "(quintiles 1, 2, 3, 4 and 5 with no one)"
+    )
+    assert why_no_sii(view.breakdowns, "imd_quintile") == (
+        "not calculated: every IMD quintile needs released counts"
+    )

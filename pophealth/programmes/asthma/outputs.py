@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from pophealth import disclosure
-from pophealth.equity import SII_COLUMNS, EquityView, equity_view
+from pophealth.equity import (
+    SII_COLUMNS,
+    EquityView,
+    equity_view,
+    sii_not_calculated,
+    why_no_sii,
+)
 from pophealth.programmes.asthma.config import DEFAULT, AsthmaConfig
 
 UNKNOWN = "Unknown"
@@ -390,8 +396,10 @@ SII_TABLE_COLUMNS = ("indicator", "quantiles", *SII_COLUMNS, "quintile_gap_1_vs_
 
 
 def sii_table(views: dict[str, EquityView]) -> pd.DataFrame:
-    """The SII/RII of every indicator that has one (across IMD deciles, else quintiles), with
-    the quintile 1 vs 5 gap; no row, but the same columns, when none has."""
+    """The SII/RII of every indicator (across IMD deciles, else quintiles), with the
+    quintile 1 vs 5 gap — an indicator with neither a row of missing figures whose
+    ``method`` says why (:func:`pophealth.equity.why_no_sii`); no row, but the same
+    columns, when there is no indicator."""
     parts = []
     for name, view in views.items():
         if view.sii is not None and not view.sii.empty:
@@ -400,7 +408,11 @@ def sii_table(views: dict[str, EquityView]) -> pd.DataFrame:
         else:
             s = quintile_sii(view)
             if s.empty:
-                continue
+                b = view.breakdowns
+                why = why_no_sii(b, "imd_decile")
+                why += "; " + why_no_sii(b, "imd_quintile").removeprefix("not calculated: ")
+                s = sii_not_calculated(why, view.multiplier)
+                s.insert(0, "quantiles", None)
         s.insert(0, "indicator", name)
         gap = view.gap.iloc[0].to_dict() if not view.gap.empty else {}
         s["quintile_gap_1_vs_5"] = gap.get("absolute_gap", np.nan)

@@ -411,7 +411,7 @@ _BARS = "Bars: % of the register with 95% Wilson intervals; withheld groups are 
 
 def _sii_caption(sii: pd.DataFrame, indicator: str) -> str:
     rows = sii[sii["indicator"] == indicator] if len(sii) else sii
-    if rows.empty or "sii" not in rows.columns:
+    if rows.empty or "sii" not in rows.columns or pd.isna(rows.iloc[0]["sii"]):
         return _BARS + " SII not shown: not every IMD group has released counts."
     row = rows.iloc[0]
     lo = row.get("sii_lower95_0cl", np.nan)

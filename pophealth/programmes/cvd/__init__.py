@@ -29,6 +29,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from pophealth import disclosure
+from pophealth.equity import sii_not_calculated, why_no_sii
 from pophealth.programmes import Figure, Output, ProgrammeResult, Section
 from pophealth.programmes.cvd.codelists import CURATED_NAMES, CvdCodelists, curated_codelists
 from pophealth.programmes.cvd.config import DEFAULT_CONFIG, CvdConfig
@@ -473,11 +474,15 @@ def build_result(
         )
         outputs.append(out)
         eq_tables.append(out)
-        # written whether or not there is a value (no row, the same columns): a file left
-        # out would leave an earlier run's file of that name beside this run's
+        # written whether or not there is a value (the gap: no row, the same columns; the
+        # SII: a row saying why there is none): a file left out would leave an earlier
+        # run's file of that name beside this run's
+        sii = view.sii
+        if sii.empty:
+            sii = sii_not_calculated(why_no_sii(view.breakdowns), view.multiplier)
         for kind, frame, what in (
             ("gap", view.gap, "gap between the most and least deprived IMD quintiles"),
-            ("sii", view.sii, "slope and relative index of inequality across IMD deciles"),
+            ("sii", sii, "slope and relative index of inequality across IMD deciles"),
         ):
             outputs.append(
                 Output(

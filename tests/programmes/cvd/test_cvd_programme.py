@@ -189,3 +189,27 @@ def test_report_has_the_lipid_result_quality_table(result):
     section = next(s for s in result.sections if s.title == "Pharmacist worklists")
     assert out in section.tables
     assert any("set aside before the latest result is chosen" in n for n in section.notes)
+
+
+def test_each_indicator_sii_file_says_why_it_has_no_sii(result):
+    """At 4,000 patients some IMD deciles of every indicator are withheld: each
+    indicator's SII output is one row of missing figures whose ``method`` names them
+    (:func:`pophealth.equity.why_no_sii`), never an empty file; an indicator with an SII
+    has its figures and no such reason."""
+    sii = {o.name: o.frame for o in result.outputs if o.name.endswith("_sii")}
+    assert sii
+    empty = 0
+    for name, frame in sii.items():
+        assert len(frame) == 1, name
+        row = frame.iloc[0]
+        if pd.isna(row["sii"]):
+            empty += 1
+            assert row["method"].startswith(
+                "not calculated: every IMD decile needs released counts ("
+            ), name
+            assert (
+                "withheld by disclosure control" in row["method"] or "with no one" in row["method"]
+            )
+        else:
+            assert not str(row["method"]).startswith("not calculated"), name
+    assert empty  # (at this size: the test can fail)
