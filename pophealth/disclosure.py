@@ -22,7 +22,9 @@ Every table that leaves the engine goes through :func:`apply` (counts) or
    10, beside their total of 48, released as 50, are 12 each), so the audit of step 2 also
    reads every released count as its rounding window and withholds one more count where
    that fixes one (``secondary_suppression(..., rounded=policy)``, as :func:`apply` and
-   :func:`release_proportions` call it).
+   :func:`release_proportions` call it). Across the intervals of a measure run, the same
+   count over months beside their quarter is read so too
+   (:func:`pophealth.query.measures._rounded_across`, with :func:`fixed_within_windows`).
 4. **Counts of rows** (attendances, episodes, issues) can all come from a few patients:
    ten attendances may be one person's. Where a table counts rows, pass the number of
    distinct patients behind each count (``patients={"attendances": "patients_attending"}``)
@@ -1263,6 +1265,36 @@ def rounded_parts_given_back(
             stacklevel=2,
         )
     return None
+
+
+def fixed_within_windows(
+    sets: list[tuple[np.ndarray, int | None]],
+    low: np.ndarray,
+    high: np.ndarray,
+    hidden: np.ndarray,
+    policy: DisclosurePolicy = DEFAULT_POLICY,
+) -> list[int]:
+    """The rows a reader can work out exactly though each is given only as a window of
+    counts: row ``i`` lies in ``low[i]``-``high[i]`` unless ``hidden`` (then 0 or more),
+    and each set's cells add up to its total (a row, or None for no row). Rows whose
+    window is one value, and hidden ones, are not returned. The caller writes the facts as
+    sets (an inequality, a total at most its cells' sum, as a set with a hidden row for the
+    difference). A warning names the rows left unchecked in blocks too big to audit."""
+    hidden = np.asarray(hidden, dtype=bool)
+    values = np.where(hidden, 0.0, np.asarray(low, dtype=float))
+    bounds = [(0, None)] * len(values)
+    given, unchecked = _rounding_pins(
+        sets, hidden, values, [], bounds, policy, windows=(np.asarray(low), np.asarray(high))
+    )
+    if unchecked and not given:
+        warnings.warn(
+            f"disclosure: {unchecked} rounded counts in blocks of more than "
+            f"{MAX_AUDITED_CELLS} were not checked against their rounding windows (too many "
+            "for the linear-programming audit)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return given
 
 
 def _rounded_cover(

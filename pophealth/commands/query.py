@@ -66,9 +66,11 @@ MEASURES_HELP = (
     "overall in the file, the breakdowns are linked through it all the same, the overall "
     "kept for the audit and not shown; a count "
     "withheld in one interval is withheld in every interval or window "
-    "sharing days with it without lying inside it, and one count given by two measures of "
-    "the file is withheld in both (docs/query.md, section 4). A note names each code list "
-    "that matches no row of its table in the store, at any date."
+    "sharing days with it without lying inside it, one count given by two measures of "
+    "the file is withheld in both, and a released count is withheld where its rounding beside "
+    "the same count over intervals that make up its own, or that its own helps make up "
+    "(months and their quarter), would give it back (docs/query.md, section 4). A note names "
+    "each code list that matches no row of its table in the store, at any date."
 )
 
 DefinitionArgument = Annotated[

@@ -2187,6 +2187,8 @@ def _release_counted(
             # (a measure that is in no family, a quantile, is a family of its own)
             families=[k if c is None else counts.index(c) for k, c in enumerate(counts)],
             same={c: pairs[np.ix_(chosen, chosen)] for c, pairs in same.items()},
+            exact=_EXACT,
+            policy=policy,
         )
         for i, out in zip(chosen, outs, strict=True):
             members, _, _, _, finish = units[i]
@@ -2359,6 +2361,8 @@ def _released_within(
     | None = None,
     families: Sequence[int] | None = None,
     same: Mapping[str, np.ndarray] | None = None,
+    exact: Mapping[str, str] | None = None,
+    policy: Any = None,
 ) -> list[pd.DataFrame]:
     """Each part's ``release(withhold=..., avoid=...)`` (a measure's rows, in the order of
     the part's cells: its intervals and groups), for counts ``cols`` that add up across
@@ -2387,8 +2391,14 @@ def _released_within(
     interval and group: each
     withholding it or not by its own rule, they would give it back (the patients with an
     HbA1c, in a proportion withholding them for their complement, and as the n of the
-    HbA1c's centiles, released there)."""
-    from pophealth.disclosure import ELSEWHERE
+    HbA1c's centiles, released there).
+
+    ``exact``: per count of ``cols``, the column of each part's cells holding its exact
+    value; given, the released counts are then read as their rounding windows (``policy``,
+    default :data:`pophealth.disclosure.DEFAULT_POLICY`) across the intervals that tile
+    one another, and a released count they give back exactly is withheld as one withheld
+    elsewhere (:func:`_rounded_across`), until none is."""
+    from pophealth.disclosure import DEFAULT_POLICY, ELSEWHERE
 
     if not cols:
         return [release() for _, release in parts]
@@ -2449,6 +2459,10 @@ def _released_within(
     withheld = {c: np.zeros(n, dtype=bool) for c in cols}
     own = {c: np.zeros(n, dtype=bool) for c in cols}
     outs: list[pd.DataFrame] = [pd.DataFrame()] * len(parts)
+    rounded = {c: np.zeros(n, dtype=bool) for c in cols}  # forced by _rounded_across
+    across = (
+        _across_intervals(rows, parts, cols, exact, windows, family) if exact is not None else {}
+    )
     for _ in range(n + 1):  # (each pass withholds more, or stops)
         changed = False
         for k, ((_, release), a, b) in enumerate(zip(parts, bounds[:-1], bounds[1:], strict=True)):
@@ -2474,6 +2488,15 @@ def _released_within(
                     only_same[c] |= more & ~within
                     forced[c] = forced[c] | more
                     changed = True
+        for c, (keys, spans, values) in across.items() if not changed else ():
+            shown = np.concatenate([o[c].to_numpy(dtype=float) for o in outs])
+            pick = _rounded_across(
+                rows, groups, c, keys, spans, values, shown, avoid[c], policy or DEFAULT_POLICY
+            )
+            if pick.any():
+                rounded[c] |= pick
+                forced[c] = forced[c] | pick
+                changed = True
         if not changed:
             break
     for o, a in zip(outs, bounds[:-1], strict=True):
@@ -2483,6 +2506,7 @@ def _released_within(
             for i in np.flatnonzero(mine):
                 if isinstance(notes[i], str):
                     why = SAME_COUNT if only_same[c][a + i] else WITHIN
+                    why = ROUNDED_ACROSS if rounded[c][a + i] else why
                     notes[i] = notes[i].replace(f"{c} {ELSEWHERE}", f"{c} {why}")
         o["disclosure_note"] = notes
     return outs
@@ -2498,6 +2522,35 @@ def _same_count(
     pairs = at.merge(at, on=[*INTERVAL_KEYS, *groups], suffixes=("", "_to"))
     pairs = pairs[same[pairs["_part"].to_numpy(), pairs["_part_to"].to_numpy()]]
     return pairs["_row"].to_numpy(), pairs["_row_to"].to_numpy()
+
+
+def _across_intervals(
+    rows: pd.DataFrame,
+    parts: Sequence[tuple[pd.DataFrame, Any]],
+    cols: Sequence[str],
+    exact: Mapping[str, str],
+    windows: Sequence[tuple[tuple, Mapping[Interval, tuple[dt.date, dt.date]]] | None] | None,
+    family: np.ndarray,
+) -> dict[str, tuple[list[object], list[tuple[dt.date, dt.date]], np.ndarray]]:
+    """Per count of ``cols``, for :func:`_rounded_across`: what each of ``rows`` counts
+    (one key, one count over any window: a numerator over windows of one table's rows,
+    :func:`numerator_windows`, by what it counts; any other count by its part's family),
+    the days it counts over (its numerator's window, else its interval), and its exact
+    value (``exact``: the column of each part's cells holding it)."""
+    part = rows["_part"].to_numpy()
+    interval = list(zip(rows["interval_start"], rows["interval_end"], strict=True))
+    out = {}
+    for c in cols:
+        keys: list[object] = [("family", int(family[p])) for p in part]
+        spans = list(interval)
+        if c == "numerator" and windows is not None:
+            for i, p in enumerate(part):
+                if windows[p] is not None:
+                    keys[i] = ("rows", windows[p][0])
+                    spans[i] = windows[p][1][interval[i]]
+        values = np.concatenate([cells[exact[c]].to_numpy(dtype=float) for cells, _ in parts])
+        out[c] = (keys, spans, values)
+    return out
 
 
 def _links(
@@ -2532,6 +2585,180 @@ def _links(
     )
     out = out[out["_row"] != out["_to"]]
     return out["_row"].to_numpy(), out["_to"].to_numpy()
+
+
+#: the note of a count withheld because released, its rounding beside the same count over
+#: intervals inside or around its own would give it back exactly (:func:`_rounded_across`)
+ROUNDED_ACROSS = (
+    "secondary (rounded, it could be worked out exactly from the same count over the "
+    "intervals that make up its own, or that its own helps make up)"
+)
+
+
+#: about how many counts (and the unknowns between them) :func:`_rounded_across` reads in
+#: one call of its linear programmes (whole groups, each on its own: they share no fact)
+_ACROSS_CHUNK = 2000
+
+
+def _tilings(spans: pd.DataFrame) -> pd.DataFrame:
+    """Where days add up: ``spans`` holds each part's windows (``_key``, ``_part``, ``_s``,
+    ``_e``: first and last day); the result a row per window that other windows of one
+    part, of the same key, tile end to end (a year by its four quarters, a quarter by its
+    months, 6 months by two rolling 3-month windows), one per tile: ``_t`` (a number per
+    tiling), ``_key``, ``_s``, ``_e`` (the window tiled), ``_ms``, ``_me`` (a tile)."""
+    found: dict[tuple, int] = {}
+    out = []
+    for key, per_key in spans.groupby("_key", sort=False):
+        every = set(zip(per_key["_s"], per_key["_e"], strict=True))
+        for _, own in per_key.groupby("_part", sort=False):
+            ends: dict[dt.date, list[dt.date]] = {}
+            for s, e in zip(own["_s"], own["_e"], strict=True):
+                ends.setdefault(s, []).append(e)
+            for s, e in every:
+                if s == dt.date.min or e == dt.date.max:
+                    continue  # (an open window is tiled by nothing)
+                chain, at = [], s
+                while at <= e:
+                    fits = [x for x in ends.get(at, ()) if x <= e and (at, x) != (s, e)]
+                    if not fits:
+                        break
+                    chain.append((at, max(fits)))
+                    at = max(fits) + dt.timedelta(days=1)
+                if at != e + dt.timedelta(days=1) or len(chain) < 2:
+                    continue
+                sig = (key, s, e, tuple(chain))
+                if sig in found:
+                    continue
+                found[sig] = len(found)
+                out.extend((found[sig], key, s, e, a, b) for a, b in chain)
+    return pd.DataFrame(out, columns=["_t", "_key", "_s", "_e", "_ms", "_me"])
+
+
+def _rounded_across(
+    rows: pd.DataFrame,
+    groups: list[str],
+    col: str,
+    keys: Sequence[object],
+    spans: Sequence[tuple[dt.date, dt.date]],
+    exact: np.ndarray,
+    released: np.ndarray,
+    avoid: np.ndarray,
+    policy: Any,
+) -> np.ndarray:
+    """The rows of released count ``col`` to withhold — at most one count per group and
+    key — because the run's rounded counts give it back exactly across intervals: four
+    quarters of 12 patients each released as 10 (8-12) beside the year's 48 released as 50
+    (48-52) are 12 each, for the year is at most their sum.
+
+    ``rows`` as in :func:`_released_within` (with ``groups``), and per row what it counts
+    (``keys``: one key, one count, over any window) and the days it counts over
+    (``spans``), its exact count and the released one (NaN: withheld). Where windows of a
+    part tile another window of the same key, the counts are read, per group, as adding
+    up exactly when their exact values do (events: the year's admissions are the quarters'),
+    else as the whole being at least each tile and at most their sum when the exact values
+    are so (patients: one admitted in two quarters is one patient in the year), else not
+    at all — the strongest fact the counts can hold, the safe side. Each released count is
+    its rounding window (:func:`pophealth.disclosure.count_window`), each withheld one 0
+    or more; the counts fixed are found by linear programming
+    (:func:`pophealth.disclosure.fixed_within_windows`), and of each group's the smallest
+    (one ``avoid`` does not mark, where there is one) is returned to be withheld."""
+    from pophealth import disclosure as sdc
+
+    pick = np.zeros(len(rows), dtype=bool)
+    if policy.rounding == "none":
+        return pick  # (unrounded, each count is exact already)
+    frame = rows[groups].reset_index(drop=True).copy()
+    codes: dict[object, int] = {}
+    frame["_key"] = [codes.setdefault(k, len(codes)) for k in keys]
+    frame["_part"] = rows["_part"].to_numpy()
+    frame["_s"] = [s for s, _ in spans]
+    frame["_e"] = [e for _, e in spans]
+    tiles = _tilings(frame[["_key", "_part", "_s", "_e"]].drop_duplicates())
+    if not len(tiles):
+        return pick
+    cell = frame.groupby(["_key", *groups, "_s", "_e"], sort=False, dropna=False).ngroup()
+    cell = cell.to_numpy()
+    n_cells = int(cell.max()) + 1
+    shown = ~np.isnan(released)
+    value = np.zeros(n_cells)
+    value[cell] = exact
+    lo, hi = np.zeros(n_cells), np.zeros(n_cells)
+    hidden = np.ones(n_cells, dtype=bool)
+    r_lo, r_hi = sdc.count_window(np.where(shown, released, 0.0), policy)
+    lo[cell[shown]], hi[cell[shown]] = r_lo[shown], r_hi[shown]
+    hidden[cell[shown]] = False
+    taken_last = np.zeros(n_cells, dtype=bool)
+    taken_last[cell[avoid]] = True
+    cells = frame[["_key", *groups, "_s", "_e"]].assign(_cell=cell).drop_duplicates("_cell")
+    on = ["_key", "_s", "_e"]
+    whole = tiles.drop_duplicates("_t")[["_t", *on]].merge(cells, on=on)
+    parts = tiles.drop(columns=["_s", "_e"]).rename(columns={"_ms": "_s", "_me": "_e"})
+    parts = parts.merge(cells, on=on)[["_t", *groups, "_cell"]]
+    sets_of = whole[["_t", *groups, "_cell"]].merge(
+        parts, on=["_t", *groups], suffixes=("", "_in"), how="left"
+    )
+    block_of = np.zeros(n_cells, dtype=np.int64)  # one count in one group: a block
+    block_of[cells["_cell"].to_numpy()] = cells.groupby(
+        ["_key", *groups], sort=False, dropna=False
+    ).ngroup()
+    sets: list[tuple[np.ndarray, int | None]] = []
+    set_block: list[int] = []
+    extra: list[int] = []  # the block of each hidden row the inequalities need, after the cells
+
+    def hidden_row(b: int) -> int:
+        extra.append(b)
+        return n_cells + len(extra) - 1
+
+    for (_, total), members in sets_of.groupby(["_t", "_cell"], sort=False):
+        inside = members["_cell_in"].dropna().to_numpy(dtype=np.int64)
+        if not len(inside):
+            continue
+        x, total, b = value[inside], int(total), int(block_of[int(total)])
+        if value[total] == x.sum():
+            new = [(inside, total)]
+        elif x.max() <= value[total] <= x.sum():
+            at_most = hidden_row(b)  # the tiles' sum
+            new = [(inside, at_most), (np.array([total, hidden_row(b)]), at_most)]
+            new += [(np.array([int(k), hidden_row(b)]), total) for k in inside]
+        else:
+            continue
+        sets.extend(new)
+        set_block.extend([b] * len(new))
+    if not sets:
+        return pick
+    more = len(extra)
+    low = np.concatenate([lo, np.zeros(more)])
+    high = np.concatenate([hi, np.zeros(more)])
+    hidden = np.concatenate([hidden, np.ones(more, dtype=bool)])
+    row_block = np.concatenate([block_of, np.asarray(extra, dtype=np.int64)])
+    fixed: list[int] = []
+    # blocks together up to a size, each call's linear programmes (dense) kept small
+    size = np.bincount(row_block)
+    chunk_of = np.zeros(len(size), dtype=np.int64)
+    chunk_of[1:] = np.cumsum(size)[:-1] // _ACROSS_CHUNK
+    for chunk in np.unique(chunk_of[np.asarray(set_block)]):
+        rows_in = np.flatnonzero(chunk_of[row_block] == chunk)
+        local = np.full(len(row_block), -1, dtype=np.int64)
+        local[rows_in] = np.arange(len(rows_in))
+        mine = [
+            (local[np.asarray(c)], int(local[t]))
+            for (c, t), b in zip(sets, set_block, strict=True)
+            if chunk_of[b] == chunk
+        ]
+        found = sdc.fixed_within_windows(mine, low[rows_in], high[rows_in], hidden[rows_in], policy)
+        fixed.extend(int(rows_in[k]) for k in found)
+    fixed = [k for k in fixed if k < n_cells and (value[k] > 0 or policy.suppress_zeros)]
+    if not fixed:
+        return pick
+    block = cells.set_index("_cell").loc[fixed, ["_key", *groups]]
+    chosen = (
+        block.assign(_last=taken_last[fixed], _v=value[fixed], _k=fixed)
+        .sort_values(["_last", "_v", "_k"])
+        .drop_duplicates(["_key", *groups])["_k"]
+        .to_numpy()
+    )
+    pick[np.isin(cell, chosen) & shown] = True
+    return pick
 
 
 #: the column of the most one patient adds to a row's person-days (its interval's days), for
