@@ -525,11 +525,7 @@ def _secondary_suppression(
                 sets, mask & ~known_zero, values, ties, bounds, rounded
             )
             if unchecked and not given:
-                messages.append(
-                    f"disclosure: {unchecked} released cells in blocks of more than "
-                    f"{MAX_AUDITED_CELLS} were not checked against their rounding windows "
-                    "(too many for the linear-programming audit)"
-                )
+                messages.append(_unchecked(unchecked, "released cells"))
             if given:
                 pick = _rounded_cover(given, sets, mask, values, avoid, ties)
                 if pick is None:
@@ -1246,11 +1242,7 @@ def rounded_parts_given_back(
         given = [k for k in given if values[k] > 0 or policy.suppress_zeros]
         if unchecked and not given:
             warnings.warn(
-                f"disclosure: {unchecked} rounded counts ({col}) in blocks of more than "
-                f"{MAX_AUDITED_CELLS} were not checked against their rounding windows (too "
-                "many for the linear-programming audit)",
-                UserWarning,
-                stacklevel=2,
+                _unchecked(unchecked, f"rounded counts ({col})"), UserWarning, stacklevel=2
             )
         if not given:
             continue
@@ -1287,14 +1279,16 @@ def fixed_within_windows(
         sets, hidden, values, [], bounds, policy, windows=(np.asarray(low), np.asarray(high))
     )
     if unchecked and not given:
-        warnings.warn(
-            f"disclosure: {unchecked} rounded counts in blocks of more than "
-            f"{MAX_AUDITED_CELLS} were not checked against their rounding windows (too many "
-            "for the linear-programming audit)",
-            UserWarning,
-            stacklevel=2,
-        )
+        warnings.warn(_unchecked(unchecked, "rounded counts"), UserWarning, stacklevel=2)
     return given
+
+
+def _unchecked(count: int, what: str) -> str:
+    """The warning for ``count`` counts the audit of rounding windows left unchecked."""
+    return (
+        f"disclosure: {count} {what} in blocks of more than {MAX_AUDITED_CELLS} were not "
+        "checked against their rounding windows (too many for the linear-programming audit)"
+    )
 
 
 def _rounded_cover(

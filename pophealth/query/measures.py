@@ -2533,23 +2533,22 @@ def _across_intervals(
     family: np.ndarray,
 ) -> dict[str, tuple[list[object], list[tuple[dt.date, dt.date]], np.ndarray]]:
     """Per count of ``cols``, for :func:`_rounded_across`: what each of ``rows`` counts
-    (one key, one count over any window: a numerator over windows of one table's rows,
-    :func:`numerator_windows`, by what it counts; any other count by its part's family),
-    the days it counts over (its numerator's window, else its interval), and its exact
-    value (``exact``: the column of each part's cells holding it)."""
+    (its part's family: one definition, so one count in one interval and group), the days
+    it counts over (its interval), and its exact value (``exact``: the column of each
+    part's cells holding it). A numerator counting rows in a window other than its interval
+    (the last 12 months at each month's end: :func:`numerator_windows`) is a count of its
+    own in each row — its windows overlap and do not add up."""
     part = rows["_part"].to_numpy()
     interval = list(zip(rows["interval_start"], rows["interval_end"], strict=True))
     out = {}
     for c in cols:
         keys: list[object] = [("family", int(family[p])) for p in part]
-        spans = list(interval)
         if c == "numerator" and windows is not None:
             for i, p in enumerate(part):
-                if windows[p] is not None:
-                    keys[i] = ("rows", windows[p][0])
-                    spans[i] = windows[p][1][interval[i]]
+                if windows[p] is not None and windows[p][1][interval[i]] != interval[i]:
+                    keys[i] = ("alone", i)
         values = np.concatenate([cells[exact[c]].to_numpy(dtype=float) for cells, _ in parts])
-        out[c] = (keys, spans, values)
+        out[c] = (keys, interval, values)
     return out
 
 
@@ -2604,8 +2603,8 @@ def _tilings(spans: pd.DataFrame) -> pd.DataFrame:
     """Where days add up: ``spans`` holds each part's windows (``_key``, ``_part``, ``_s``,
     ``_e``: first and last day); the result a row per window that other windows of one
     part, of the same key, tile end to end (a year by its four quarters, a quarter by its
-    months, 6 months by two rolling 3-month windows), one per tile: ``_t`` (a number per
-    tiling), ``_key``, ``_s``, ``_e`` (the window tiled), ``_ms``, ``_me`` (a tile)."""
+    months), one per tile: ``_t`` (a number per tiling), ``_key``, ``_s``, ``_e`` (the
+    window tiled), ``_ms``, ``_me`` (a tile)."""
     found: dict[tuple, int] = {}
     out = []
     for key, per_key in spans.groupby("_key", sort=False):
@@ -2988,9 +2987,7 @@ def _release_standardised(
     x, n = (a.reshape(-1) for a in _band_counts(df, cells, m))
     empty = n == 0  # (nobody: no events either, as events count only among them)
     bands = m.bands
-    full = pd.DataFrame(
-        {"w": np.tile(np.asarray(m.weights, dtype=float), len(cells))},
-    )
+    full = pd.DataFrame({"w": np.tile(np.asarray(m.weights, dtype=float), len(cells))})
     full["_cell"] = np.repeat(np.arange(len(cells)), len(bands))
     levels = normalise_confidence(DEFAULT_CONFIDENCE)
 
