@@ -2336,7 +2336,8 @@ def _apply_within(
 ) -> pd.DataFrame:
     """``frame``'s numerator and denominator through :func:`pophealth.disclosure.apply`
     (with ``kw``), each interval a table of its own by ``groups``, the counts ``adding_up``
-    across intervals as :func:`_released_within` says."""
+    across intervals as :func:`_released_within` says (their rounding read across the
+    intervals too)."""
     from pophealth import disclosure as sdc
 
     def release(**linked: Any) -> pd.DataFrame:
@@ -2349,7 +2350,10 @@ def _apply_within(
             **linked,
         )
 
-    return _released_within([(frame, release)], groups, adding_up)[0]
+    exact = {c: c for c in adding_up}  # (frame's counts are the exact ones)
+    return _released_within(
+        [(frame, release)], groups, adding_up, exact=exact, policy=kw.get("policy")
+    )[0]
 
 
 def _released_within(

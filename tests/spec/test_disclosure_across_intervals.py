@@ -33,6 +33,7 @@ from pophealth.query import (
     Measures,
     admissions,
     index_date,
+    patients,
     quarterly,
     registrations,
     run_measures,
@@ -249,3 +250,41 @@ def test_unrounded_counts_are_not_read_across_intervals(twelves):
     policy = DisclosurePolicy(rounding="none")
     released = run_measures(twelves, _measures(ADMITTED), policy=policy)
     assert sorted(released["numerator"]) == [12, 12, 12, 12, 48]
+
+
+@pytest.fixture(scope="module")
+def aged_70(tmp_path_factory):
+    """60 people aged 70 all 2025 (born 1 January 1955), 12 others admitted once in each
+    quarter."""
+    pats, adms = [], []
+    for i in range(60):
+        pid = f"p{i:03d}"
+        pats.append({"patient_id": pid, "date_of_birth": D(1955, 1, 1), "sex": "female"})
+        if i < 48:
+            adms.append(admission_row(pid, D(2025, 3 * (i // 12) + 2, 15)))
+    tables = {"patients": pats, "admissions": adms}
+    return make_store(tmp_path_factory.mktemp("across_aged_70"), tables)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_standardised_rate_over_quarters_beside_the_year(engine, aged_70):
+    """An age-standardised admission rate (one band, 70-74) over the quarters and the year:
+    12 admissions a quarter, each released as 10, beside the year's 48, released as 50 —
+    events add up, so each quarter is 12. Now one quarter's events are withheld (its rate
+    with them), and no count of events is fixed."""
+    m = Measures(intervals=[*QUARTERS, YEAR])
+    m.define_standardised_rate(
+        "admission_rate",
+        events=ADMISSIONS,
+        among=patients.is_alive_on(index_date),
+        min_age=70,
+        max_age=74,
+        group_by={},
+    )
+    released = run_measures(aged_70, m, engine=engine)
+    assert released["numerator"].isna().sum() == 1
+    assert released.loc[released["numerator"].isna(), "value"].isna().all()
+    it = intruder_of(released, "numerator", events=True)
+    for name in ("q1", "q2", "q3", "q4", "year"):
+        lo, hi = it.range_of(name)
+        assert lo < hi, f"{name} is exactly {lo}"
