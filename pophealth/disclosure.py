@@ -590,6 +590,8 @@ def _additive_sets(
             idx = np.asarray(idx)
             cells = idx[~is_total[idx]]
             totals = idx[is_total[idx]]
+            if not cells.size:
+                continue  # (a total of another margin alone: it adds up from nothing here)
             sets.append((cells, int(totals[0]) if totals.size else None))
     for cells, total in nested:  # (one breakdown's groups adding up to another's)
         sets.append((np.asarray(cells, dtype=int), int(total)))

@@ -478,12 +478,24 @@ def attacks_rate(
 
 
 def detail_table(
-    frame: pd.DataFrame, flags: Iterable[str], policy=disclosure.DEFAULT_POLICY
+    frame: pd.DataFrame,
+    flags: Iterable[str],
+    policy=disclosure.DEFAULT_POLICY,
+    shared: disclosure.SharedCounts | None = None,
 ) -> pd.DataFrame:
-    """Flags by PCN × IMD quintile × ethnicity × age band, Wilson CIs from released counts."""
+    """Flags by PCN × IMD quintile × ethnicity × age band, Wilson CIs from released counts.
+
+    Its cells add up to counts the indicators table releases: the register and the people
+    with each flag by PCN, by IMD quintile, by ethnicity, by age band and overall. So each
+    flag's table is released with those totals as rows of its own (each a set of the cells
+    it adds up from: :func:`detail_totals`), which the audit reads as a reader of both
+    tables would — twelve cells of 1-7 (each withheld) beside their ethnic group's register
+    of 12 (released as 10) are 1 each — and which are then left out (the indicators table
+    gives them). With ``shared`` they are keyed as the indicators' counts, so one decision
+    with them: a total this table must withhold to protect its cells is withheld there too."""
     g = group_columns(frame)
     g["imd_quintile"] = np.ceil(g["imd_decile"] / 2)
-    keys = ["pcn", "imd_quintile", "ethnicity", "age_band"]
+    keys = list(DETAIL_KEYS)
     groups = g[keys].astype(object)
     groups = groups.where(groups.notna(), UNKNOWN)
     groups["imd_quintile"] = groups["imd_quintile"].map(
@@ -492,13 +504,71 @@ def detail_table(
     parts = []
     for col in flags:
         data = groups.assign(x=frame[col].astype(bool).astype(int).to_numpy(), n=1)
-        t = data.groupby(keys, sort=True)[["x", "n"]].sum().reset_index()
+        cells = data.groupby(keys, sort=True)[["x", "n"]].sum().reset_index()
+        t, nested, breakdown, group = detail_totals(cells)
         t.insert(0, "flag", col)
+        is_cell = np.arange(len(t)) < len(cells)
+        count_keys = {
+            "x": disclosure.count_keys(numerator_scope(col), breakdown, group),
+            "n": disclosure.count_keys(REGISTER, breakdown, group),
+        }
+        count_keys = {c: [k if not cell else None for k, cell in zip(v, is_cell, strict=True)]
+                      for c, v in count_keys.items()}  # fmt: skip
+        # a cell of 1-7 people is not listed at all (nor is an empty one): listed as
+        # withheld, it would say it holds 1 or more, and twelve such cells beside their
+        # ethnic group's register of 12 (released as 10: 8-12) are 1 each
+        small = is_cell & policy.primary_mask(t["n"].to_numpy())
         released = disclosure.release_proportions(
-            t, "x", "n", policy=policy, by=["flag", *keys], margins=["age_band"]
-        )
+            t, "x", "n", policy=policy, by=["flag", *keys], margins=["age_band"],
+            total_label=TOTAL, nested=nested, hidden=small,
+            **(shared.masks(count_keys) if shared is not None else {}),
+        )  # fmt: skip
+        if shared is not None:
+            for c, k in count_keys.items():
+                shared.record(k, released[c], f"detail_pcn_imd_ethnicity_age[{col}]")
+        # and a cell whose people are withheld is not listed either (so a reader cannot
+        # tell it from one with nobody, or with 1-7)
+        released = released[is_cell & released["n"].notna().to_numpy()].reset_index(drop=True)
         parts.append(released.rename(columns={"x": "numerator", "n": "denominator"}))
     return pd.concat(parts, ignore_index=True)
+
+
+#: the columns of the detail table, each a breakdown of the indicators table
+DETAIL_KEYS = ("pcn", "imd_quintile", "ethnicity", "age_band")
+TOTAL = "Total"
+
+
+def detail_totals(
+    cells: pd.DataFrame,
+) -> tuple[pd.DataFrame, list[tuple[list[int], int]], list[str], list[object]]:
+    """``cells`` (one row per group of :data:`DETAIL_KEYS`, counts ``x`` and ``n``) with a
+    row per group of each column — its other columns ``"Total"`` — and the overall row
+    after them; the sets of cells each of those rows adds up from; and each row's
+    breakdown and group as the indicators table names them (a cell's: ``"cell"``)."""
+    keys = list(DETAIL_KEYS)
+    rows = [cells]
+    nested: list[tuple[list[int], int]] = []
+    breakdown: list[str] = ["cell"] * len(cells)
+    group: list[object] = [None] * len(cells)
+    at = len(cells)
+    for k in keys:
+        margin = cells.groupby(k, sort=True)[["x", "n"]].sum().reset_index()
+        for o in keys:
+            if o != k:
+                margin[o] = TOTAL
+        for v in margin[k]:
+            nested.append((np.flatnonzero((cells[k] == v).to_numpy()).tolist(), at))
+            breakdown.append(k)
+            group.append(v)
+            at += 1
+        rows.append(margin[[*keys, "x", "n"]])
+    overall = pd.DataFrame({**{k: [TOTAL] for k in keys}, "x": [cells["x"].sum()],
+                            "n": [cells["n"].sum()]})  # fmt: skip
+    nested.append((list(range(len(cells))), at))
+    breakdown.append(TOTAL)
+    group.append(TOTAL)
+    rows.append(overall)
+    return pd.concat(rows, ignore_index=True), nested, breakdown, group
 
 
 def _q_label(v) -> str:

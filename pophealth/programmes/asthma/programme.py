@@ -81,7 +81,7 @@ class AsthmaProgramme:
         # -- aggregates ---------------------------------------------------------------------
         # computed with nobody on the register too: each table is then its totals (0) with
         # every column, as in any other run
-        views, attacks, cross, spc, pathway = disclosure.SharedCounts().settle(
+        views, attacks, cross, spc, pathway, detail = disclosure.SharedCounts().settle(
             lambda shared: self._shared_tables(
                 frame,
                 monthly,
@@ -92,7 +92,6 @@ class AsthmaProgramme:
             )
         )
         policy_text = next(iter(views.values())).policy.describe()
-        detail = outputs.detail_table(frame, self.detail_flags)
         indicators = outputs.indicator_table(views, cfg)
         sii = outputs.sii_table(views)  # from the counts left released
         registered = len(frame) > 0
@@ -108,7 +107,8 @@ class AsthmaProgramme:
             ("attacks_per_1000", attacks,
              "Asthma attacks (OCS courses + A&E + emergency admissions) per 1,000 on the register"),
             ("detail_pcn_imd_ethnicity_age", detail,
-             "Flags by PCN × IMD quintile × ethnicity × age band (many cells withheld by design)"),
+             "Flags by PCN × IMD quintile × ethnicity × age band (the cells whose people are "
+             "released)"),
             ("pollution_by_deprivation", cross,
              "High tier and SABA [saba_priority:sign] by pollution quintile × IMD quintile"),
             ("saba_overuse_monthly", spc,
@@ -190,7 +190,9 @@ class AsthmaProgramme:
             frame, index_date, cfg, shared=shared, timed=timed, referred=referred
         )
         outputs.record_tables(shared, views, attacks, spc, cross, pathway, index_date)
-        return views, attacks, cross, spc, pathway
+        # (its cells add up to the indicators' counts: released with them as totals)
+        detail = outputs.detail_table(frame, self.detail_flags, shared=shared)
+        return views, attacks, cross, spc, pathway, detail
 
     # -- report -------------------------------------------------------------------------------
     def _headline(self, views, frame, cfg: AsthmaConfig = DEFAULT) -> dict[str, str]:
