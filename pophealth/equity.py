@@ -32,7 +32,7 @@ Core20 = IMD deciles 1-2 (most deprived 20%, NHS England Core20PLUS5); IMD quint
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,6 +230,7 @@ def equity_view(
     seed: int = 2024,
     shared: SharedCounts | None = None,
     scope: tuple[str, str] | None = None,
+    nests: Mapping[str, str] | None = None,
 ) -> EquityView:
     """Build the whole equity view of one indicator (see the module docstring).
 
@@ -244,6 +245,11 @@ def equity_view(
     decision with the same counts in the run's other tables (see
     :class:`pophealth.disclosure.SharedCounts`): a count withheld there is withheld here,
     and what this view withholds is recorded for them.
+
+    ``nests`` maps a breakdown to one whose groups each hold several of its groups whole
+    (``{"practice": "pcn"}``: each practice in one PCN, read from ``data``): the audit then
+    knows that a PCN's practices add up to the PCN — four practices of 12, each released
+    as 10, beside their PCN's 48, released as 50, are 12 each (:func:`_nests_sets`).
     """
     df, notes = _prepare(data, numerator, denominator, breakdowns)
     cols = [c for c in list(breakdowns) + list(extra) if c in df.columns]
@@ -273,7 +279,10 @@ def equity_view(
     else:
         table, keys = _table(df, x, n, cols_all, None)
     masks = shared.masks(keys) if keys else {}
-    args = (table, notes, higher_is_better, multiplier, policy, sii_repetitions, seed, masks)
+    inside = _nests_sets(df, table, nests or {})
+    args = (
+        table, notes, higher_is_better, multiplier, policy, sii_repetitions, seed, masks, inside,
+    )  # fmt: skip
     if keys:
         # built again in every pass of the run's settle: the same counts, with the same
         # cells withheld elsewhere, give the same view (shared.remember)
@@ -281,6 +290,7 @@ def equity_view(
             "equity_view", disclosure.frame_key(table, ["breakdown", "group", "x", "n"]),
             tuple(notes), higher_is_better, multiplier, policy, sii_repetitions, seed,
             disclosure.withheld_elsewhere_key(table, "x", "n", policy=policy, **masks),
+            tuple((tuple(cells), total) for cells, total in inside),
         )  # fmt: skip
         made = shared.remember(key, lambda: _released_view(*args))
     else:
@@ -373,6 +383,33 @@ def _nested_sets(table: pd.DataFrame) -> list[tuple[list[int], int]]:
     ]
 
 
+def _nests_sets(
+    df: pd.DataFrame, table: pd.DataFrame, nests: Mapping[str, str]
+) -> list[tuple[list[int], int]]:
+    """For each breakdown ``a`` nested in ``b`` (``nests``), the rows of ``table`` of the
+    groups of ``a`` inside each group of ``b`` (read from ``df``, a row per group of both
+    or finer) with the row of that group of ``b``: sets that add up. A group of ``a``
+    found in two groups of ``b`` is a mistake in the data (a practice in two PCNs): no set
+    is made then, and the breakdowns are audited as any two are."""
+    if not nests:
+        return []
+    label = table["group"].map(_label)
+    row = {(b, g): i for i, (b, g) in enumerate(zip(table["breakdown"], label, strict=True))}
+    counts = table[["x", "n"]].to_numpy(dtype=float)
+    sets = []
+    for a, b in nests.items():
+        if a not in df.columns or b not in df.columns:
+            continue
+        pairs = pd.DataFrame({"a": df[a].map(_label), "b": df[b].map(_label)}).drop_duplicates()
+        if pairs["a"].duplicated().any():
+            continue
+        for g, members in pairs.groupby("b", sort=False)["a"]:
+            cells = [row[(a, m)] for m in members if (a, m) in row]
+            if (b, g) in row and cells and (counts[cells].sum(axis=0) == counts[row[(b, g)]]).all():
+                sets.append((cells, row[(b, g)]))
+    return sets
+
+
 def _released_view(
     table: pd.DataFrame,
     notes: list[str],
@@ -382,6 +419,7 @@ def _released_view(
     sii_repetitions: int,
     seed: int,
     masks: dict,
+    inside: list[tuple[list[int], int]] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], list]:
     """The released breakdowns (with each group's comparison with the rest), gap, SII and
     notes of an equity view from its table of counts, and the warnings its disclosure
@@ -393,7 +431,7 @@ def _released_view(
         released = release_proportions(
             table, "x", "n", policy=policy, by=["breakdown", "group"], margins=["group"],
             total_label=TOTAL, multiplier=multiplier, same_total_across="breakdown",
-            nested=_nested_sets(table), **masks,
+            nested=[*_nested_sets(table), *inside], **masks,
         )  # fmt: skip
     released = released.rename(columns={"x": "numerator", "n": "denominator"})
 

@@ -172,3 +172,72 @@ def test_why_there_is_no_sii_across_quintiles():
     assert why_no_sii(view.breakdowns, "imd_quintile") == (
         "not calculated: every IMD quintile needs released counts"
     )
+
+
+def _practices_in_pcns() -> pd.DataFrame:
+    """PCN P's four practices with 12 of 40 each, PCN Q's two with 20 of 50 each."""
+    return pd.DataFrame(
+        {
+            "pcn": ["P"] * 4 + ["Q"] * 2,
+            "practice": list("ABCDEF"),
+            "numerator": [12, 12, 12, 12, 20, 20],
+            "denominator": [40, 40, 40, 40, 50, 50],
+        }
+    )
+
+
+def _pinned_practices(b: pd.DataFrame) -> list[str]:
+    """The practices' numerators a reader fixes from the view's practice and PCN rows,
+    knowing each practice's PCN: released r is r − 2 … r + 2, withheld 0 or more; the
+    practices of a PCN add up to it (linear programmes, scipy's HiGHS)."""
+    from scipy.optimize import linprog
+
+    rows = b[b["group"] != TOTAL].set_index(["breakdown", "group"])["numerator"]
+    names = list(rows.index)
+    bounds = [(0, None) if np.isnan(v) else (v - 2, v + 2) for v in rows.to_numpy(float)]
+    a_eq = []
+    for pcn, members in (("P", "ABCD"), ("Q", "EF")):
+        row = np.zeros(len(names))
+        row[names.index(("pcn", pcn))] = -1
+        for p in members:
+            row[names.index(("practice", p))] = 1
+        a_eq.append(row)
+    fixed = []
+    for i, (breakdown, group) in enumerate(names):
+        if breakdown != "practice":
+            continue
+        c = np.zeros(len(names))
+        c[i] = 1
+        ends = [
+            s * linprog(s * c, A_eq=np.array(a_eq), b_eq=np.zeros(2), bounds=bounds).fun
+            for s in (1, -1)
+        ]
+        if ends[1] - ends[0] < 1e-6:
+            fixed.append(group)
+    return fixed
+
+
+def test_practices_nested_in_their_pcn_are_audited_with_it():
+    """Four practices of 12 (each released as 10: 8-12) beside their PCN's 48 (50: 48-52):
+    released in one view by PCN and by practice, each breakdown adds up to the Total, but
+    only ``nests`` tells the audit that the four practices add up to their PCN — without
+    it every one of them is exactly 12; with it, the rounded counts are read with that
+    set too, and a practice is withheld (with its partner), so none is fixed."""
+    kw = {"breakdowns": (), "extra": ("pcn", "practice"), "sii_repetitions": 0}
+    without = equity_view(_practices_in_pcns(), **kw).breakdowns
+    assert without["numerator"].notna().all()
+    assert _pinned_practices(without) == list("ABCD")
+    nested = equity_view(_practices_in_pcns(), nests={"practice": "pcn"}, **kw).breakdowns
+    assert nested["numerator"].isna().any()
+    assert _pinned_practices(nested) == []
+
+
+def test_a_practice_in_two_pcns_makes_no_set():
+    """A practice found in two PCNs (a mistake in the data) is not taken as nested: the view
+    is released as without ``nests``."""
+    data = _practices_in_pcns()
+    data.loc[len(data)] = ["Q", "A", 0, 5]
+    kw = {"breakdowns": (), "extra": ("pcn", "practice"), "sii_repetitions": 0}
+    a = equity_view(data, nests={"practice": "pcn"}, **kw).breakdowns
+    b = equity_view(data, **kw).breakdowns
+    pd.testing.assert_frame_equal(a, b)

@@ -94,6 +94,10 @@ INDICATORS: tuple[Indicator, ...] = (
 #: Breakdowns of every indicator (equity_view adds IMD decile, quintile and Core20).
 BREAKDOWNS = ("imd_quintile", "core20", "ethnicity", "sex", "age_band")
 EXTRA = ("pcn", "practice", "no2_quintile", "pm_quintile")
+#: the extra breakdowns released together: PCN and practice in one table, each practice's
+#: counts adding up to its PCN's (so the audit knows it: ``nests``), each other on its own
+EXTRA_TABLES = (("pcn", "practice"), ("no2_quintile",), ("pm_quintile",))
+NESTS = {"practice": "pcn"}
 
 
 def group_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -320,13 +324,14 @@ def indicator_views(
     """One disclosure-controlled equity view per indicator (with SII across IMD deciles).
 
     The standard breakdowns (IMD decile/quintile, Core20, ethnicity, sex, age band) come
-    from one equity view; PCN, practice and the pollution quintiles are each released on
-    their own (one table per breakdown, so each adds up to the register) and appended.
+    from one equity view; PCN and practice from another (each practice's counts adding up
+    to its PCN's, which its audit knows), and the pollution quintiles each on their own
+    (each adds up to the register), appended.
     With ``shared``, each count is one decision with its copies in the run's other tables
     (:func:`numerator_scope`, :data:`REGISTER`)."""
     indicators = list(indicators)
     main = count_table(frame, ["imd_decile", "ethnicity", "sex", "age_band"], indicators)
-    extra = {col: count_table(frame, [col], indicators) for col in EXTRA}
+    extra = {cols: count_table(frame, list(cols), indicators) for cols in EXTRA_TABLES}
     views = {}
     for ind in indicators:
         x = f"x_{ind.name}"
@@ -336,14 +341,14 @@ def indicator_views(
             sii_repetitions=sii_repetitions, shared=shared, scope=scope,
         )  # fmt: skip
         pieces = [view.breakdowns]
-        for col, table in extra.items():
+        for cols, table in extra.items():
             more = _guarded_view(
-                table, x, "denominator", breakdowns=(), extra=(col,),
+                table, x, "denominator", breakdowns=(), extra=cols,
                 higher_is_better=ind.higher_is_better, sii_repetitions=0, shared=shared,
-                scope=scope,
+                scope=scope, nests=NESTS,
             )  # fmt: skip
             if more.notes[-1] == LEAKY_NOTE:  # (the report reads the standard view's notes)
-                view.notes.append(f"by {col}: {LEAKY_NOTE}")
+                view.notes.append(f"by {' and '.join(cols)}: {LEAKY_NOTE}")
             pieces.append(more.breakdowns)
         if shared is None:  # else the run's SharedCounts makes the Total one decision
             _one_total(pieces)

@@ -146,3 +146,77 @@ def test_the_detail_table_lists_only_cells_whose_people_are_released(synthetic_r
         lambda g: sorted(map(tuple, g.astype(str).to_numpy()))
     )
     assert all(c == cells.iloc[0] for c in cells)
+
+
+def pinned_practice_counts(result, frame: pd.DataFrame) -> list[str]:
+    """The practice and PCN counts of ``indicators`` a reader fixes, knowing which PCN each
+    practice is in (``frame``: the register, with ``practice_id`` and its PCN): per
+    indicator, each practice's and PCN's people and people with the flag are unknowns with
+    their windows, a PCN's practices add up to it and every PCN to the Total, and x ≤ n."""
+    from pophealth.programmes.asthma.outputs import group_columns
+
+    g = group_columns(frame)
+    pcn_of = dict(zip(g["practice"].map(_label), g["pcn"].map(_label), strict=True))
+    indicators = _aggregate(result, "indicators")
+    fixed = []
+    for name, ind in indicators.groupby("indicator", sort=False):
+        rows = ind[ind["breakdown"].isin(["practice", "pcn"])]
+        total = ind[(ind["breakdown"] == "pcn") & (ind["group"].map(_label) == "Total")]
+        cells = [(r["breakdown"], _label(r["group"])) for _, r in rows.iterrows()]
+        cells = [c for c in cells if c[1] != "Total"] + [("Total", "Total")]
+        at = {c: i for i, c in enumerate(cells)}
+        m = len(cells)
+        facts: list[tuple[dict[int, float], float, float]] = []
+        for _, r in pd.concat([rows[rows["group"].map(_label) != "Total"], total]).iterrows():
+            c = (r["breakdown"], _label(r["group"]))
+            c = ("Total", "Total") if c[1] == "Total" else c
+            nw = _window(r["denominator"], r["disclosure_note"], "n")
+            facts.append(({at[c]: 1.0}, *nw))
+            facts.append(
+                ({m + at[c]: 1.0}, *_window(r["numerator"], r["disclosure_note"], "x", nw))
+            )
+        for side in (0, m):
+            for pcn in {c[1] for c in cells if c[0] == "pcn"}:
+                inside = [at[c] for c in cells if c[0] == "practice" and pcn_of.get(c[1]) == pcn]
+                facts.append(
+                    ({side + at[("pcn", pcn)]: -1.0, **{side + i: 1.0 for i in inside}}, 0, 0)
+                )
+            for level in ("pcn", "practice"):
+                parts = {side + at[c]: 1.0 for c in cells if c[0] == level}
+                facts.append(({side + at[("Total", "Total")]: -1.0, **parts}, 0, 0))
+        for i in range(m):
+            facts.append(({m + i: 1.0, i: -1.0}, -np.inf, 0))
+        a = sparse.lil_matrix((len(facts), 2 * m))
+        for k, (terms, _, _) in enumerate(facts):
+            for v, coefficient in terms.items():
+                a[k, v] = coefficient
+        a = a.tocsr()
+        lo = np.array([f[1] for f in facts])
+        hi = np.array([f[2] for f in facts])
+        a_ub = sparse.vstack([a, -a]).tocsr()
+        b_ub = np.concatenate([hi, -lo])
+        keep = np.isfinite(b_ub)
+        a_ub, b_ub = a_ub[keep], b_ub[keep]
+        for v in range(2 * m):
+            ends = []
+            for sign in (1.0, -1.0):
+                c = np.zeros(2 * m)
+                c[v] = sign
+                res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
+                assert res.status == 0, (name, res.message)
+                ends.append(sign * res.fun)
+            if math.ceil(ends[0] - 1e-6) >= math.floor(ends[1] + 1e-6) and ends[1] > 0:
+                what = "with the flag" if v >= m else "people"
+                fixed.append(f"{name} {cells[v % m]} {what}: {ends[0]:.2f}-{ends[1]:.2f}")
+    return fixed
+
+
+@pytest.mark.parametrize("run", RUNS, ids=lambda run: f"{run[0]}-patients")
+def test_no_practice_or_pcn_count_comes_back_from_the_others(synthetic_runs, run):
+    """Every practice's and PCN's count of every indicator, read with the PCN each
+    practice is in: not fixed (a released 0 aside) by the practices adding up to their PCN
+    and the PCNs to the register."""
+    patients, seed = run
+    result = synthetic_runs.result(patients, seed, "asthma")
+    frame = synthetic_runs.asthma_frame(patients, seed)
+    assert pinned_practice_counts(result, frame) == []
