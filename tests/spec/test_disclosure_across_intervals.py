@@ -10,23 +10,21 @@ the year's 48, released as 50 — four counts of at most 12 that add up to at le
 12 each. ``run_measures`` reads the released counts as their windows across the intervals
 that tile one another and withholds a count they fix.
 
-The intruder (:class:`Intruder`) knows the definitions: a count released as r is r − 2 …
-r + 2 (the windows of ONS, "Disclosure control guidance for tables produced from
-administrative sources", 2014), a withheld one is 0 or more, and the facts above as linear
-constraints; the least and greatest value of a count are found by integer programming
-(scipy's ``milp``; Cox LH 1980, JASA 75:377-85). The arithmetic is in each docstring.
+The intruder (audit 21's :class:`Intruder`) knows the definitions: a count released as r
+is r − 2 … r + 2 (the windows of ONS, "Disclosure control guidance for tables produced from
+administrative sources", 2014), a withheld one is 0 or more (1-7 where its note says
+primary), and the facts above as linear constraints; the least and greatest value of a
+count are found by integer programming (scipy's ``milp``; Cox LH 1980, JASA 75:377-85).
+The arithmetic is in each docstring. Spark's half runs with the slow tests.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from pophealth.disclosure import DisclosurePolicy
 from pophealth.query import (
@@ -40,72 +38,15 @@ from pophealth.query import (
     yearly,
 )
 from tests.spec.conftest import admission_row, make_store
+from tests.spec.test_disclosure_audit21 import AT_MOST, ENGINES, Intruder
 
 D = dt.date
-HAVE_SPARK = importlib.util.find_spec("pyspark") is not None
-ENGINES = [
-    "duckdb",
-    pytest.param(
-        "spark",
-        marks=[
-            pytest.mark.slow,
-            pytest.mark.spark,
-            pytest.mark.skipif(not HAVE_SPARK, reason="pyspark not installed"),
-        ],
-    ),
-]
 QUARTERS = quarterly(D(2025, 1, 1), 4)
 YEAR = yearly(D(2025, 1, 1), 1)[0]
 REGISTERED = registrations.registered_on(index_date)
 PRACTICE = {"practice": registrations.practice_on(index_date).practice_id}
 ADMITTED = admissions.in_interval().exists_for_patient()
 ADMISSIONS = admissions.in_interval().count_for_patient()
-#: the most the intruder takes any count to be (far above every count here)
-AT_MOST = 100_000
-
-
-class Intruder:
-    """Exact counts as unknown whole numbers of 0 to :data:`AT_MOST`, and linear facts
-    about them; :meth:`range_of` the least and greatest value of one."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.facts: list[tuple[dict[str, float], float, float]] = []
-
-    def knows(self, terms: dict[str, float], lo: float, hi: float) -> None:
-        """lo ≤ Σ coefficient × count ≤ hi."""
-        for name in terms:
-            if name not in self.names:
-                self.names.append(name)
-        self.facts.append((terms, lo, hi))
-
-    def sees(self, name: str, released: float) -> None:
-        """A count released as ``released`` (NaN: withheld, 0 or more)."""
-        if isinstance(released, float) and math.isnan(released):
-            self.knows({name: 1}, 0, AT_MOST)
-        else:
-            self.knows({name: 1}, max(released - 2, 0), released + 2)
-
-    def range_of(self, name: str) -> tuple[int, int]:
-        a = np.zeros((len(self.facts), len(self.names)))
-        for i, (terms, _, _) in enumerate(self.facts):
-            for n, coefficient in terms.items():
-                a[i, self.names.index(n)] += coefficient
-        lo = np.array([f[1] for f in self.facts])
-        hi = np.array([f[2] for f in self.facts])
-        out = []
-        for sign in (1, -1):
-            c = np.zeros(len(self.names))
-            c[self.names.index(name)] = sign
-            res = milp(
-                c,
-                constraints=LinearConstraint(a, lo, hi),
-                integrality=np.ones(len(self.names)),
-                bounds=Bounds(0, AT_MOST),
-            )
-            assert res.status == 0, res.message  # (the exact counts are always a solution)
-            out.append(round(sign * res.fun))
-        return out[0], out[1]
 
 
 def intruder_of(released: pd.DataFrame, col: str, events: bool, **where) -> Intruder:
@@ -121,7 +62,7 @@ def intruder_of(released: pd.DataFrame, col: str, events: bool, **where) -> Intr
         row = rows[(rows["interval_start"] == start) & (rows["interval_end"] == end)]
         assert len(row) == 1, (start, end, where)
         name = "year" if (start, end) == YEAR else f"q{len(quarters) + 1}"
-        it.sees(name, float(row[col].iloc[0]))
+        it.sees([name], float(row[col].iloc[0]), row["disclosure_note"].iloc[0], col)
         if name != "year":
             quarters.append(name)
     if events:

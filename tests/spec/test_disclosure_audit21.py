@@ -148,14 +148,16 @@ class Intruder:
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self.facts: list[tuple[list[str], float, float]] = []
+        self.facts: list[tuple[dict[str, float], float, float]] = []
 
-    def knows(self, names: list[str], lo: float, hi: float) -> None:
-        """lo ≤ Σ names ≤ hi."""
-        for n in names:
+    def knows(self, names: list[str] | dict[str, float], lo: float, hi: float) -> None:
+        """lo ≤ Σ names ≤ hi (or, given coefficients by name, lo ≤ Σ coefficient × name ≤
+        hi: the year less its quarters)."""
+        terms = dict(names) if isinstance(names, dict) else dict.fromkeys(names, 1.0)
+        for n in terms:
             if n not in self.names:
                 self.names.append(n)
-        self.facts.append((list(names), lo, hi))
+        self.facts.append((terms, lo, hi))
 
     def sees(self, names: list[str], released: float, note: object, col: str) -> None:
         """A released (or withheld) count of the sum of ``names``."""
@@ -163,9 +165,9 @@ class Intruder:
 
     def range_of(self, name: str) -> tuple[int, int]:
         a = np.zeros((len(self.facts), len(self.names)))
-        for i, (names, _, _) in enumerate(self.facts):
-            for n in names:
-                a[i, self.names.index(n)] += 1
+        for i, (terms, _, _) in enumerate(self.facts):
+            for n, coefficient in terms.items():
+                a[i, self.names.index(n)] += coefficient
         lo = np.array([f[1] for f in self.facts])
         hi = np.array([f[2] for f in self.facts])
         out = []
